@@ -1,0 +1,102 @@
+"""The one error shape of the product (CONTRACT.md §6).
+
+Every refusal, whether it comes from the API, a message check, the ledger or the CLI,
+is a list of `Problem`s. A problem names the rule that was broken with a stable
+snake_case code (listed in docs/errors.md), the path of the offending field, the value
+seen and what was expected. All problems of one input are reported together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    path: str = ""
+    value: Any = None
+    expected: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not out["message"]:
+            out["message"] = self.describe()
+        return out
+
+    def describe(self) -> str:
+        text = self.code.replace("_", " ")
+        if self.path:
+            text += f" at {self.path}"
+        if self.value is not None:
+            text += f": got {self.value!r}"
+        if self.expected:
+            text += f", expected {self.expected}"
+        return text
+
+
+class PaygateError(Exception):
+    """A refusal carrying one or more problems; `status` is the HTTP status to answer."""
+
+    status = 422
+
+    def __init__(self, problems: list[Problem] | Problem, status: int | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        assert self.problems, "an error carries at least one problem"
+        if status is not None:
+            self.status = status
+        super().__init__("; ".join(p.describe() for p in self.problems))
+
+    @property
+    def code(self) -> str:
+        return self.problems[0].code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"errors": [p.to_dict() for p in self.problems]}
+
+
+class ValidationFailed(PaygateError):
+    status = 422
+
+
+class Conflict(PaygateError):
+    status = 409
+
+
+class NotFound(PaygateError):
+    status = 404
+
+
+class Unauthorized(PaygateError):
+    status = 401
+
+
+class Forbidden(PaygateError):
+    status = 403
+
+
+class Busy(PaygateError):
+    status = 429
+
+
+@dataclass
+class ProblemList:
+    """Collects problems while checking, so that all of them are reported."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, code: str, path: str = "", value: Any = None, expected: str = "",
+            message: str = "") -> None:
+        self.items.append(Problem(code, path, value, expected, message))
+
+    def extend(self, problems: list[Problem]) -> None:
+        self.items.extend(problems)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, kind: type[PaygateError] = ValidationFailed) -> None:
+        if self.items:
+            raise kind(list(self.items))

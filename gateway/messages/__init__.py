@@ -1,0 +1,1 @@
+"""The CNAPS2 message layer: envelope, signatures, parsing, building and checking."""

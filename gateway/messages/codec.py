@@ -1,0 +1,116 @@
+"""Decode and encode whole messages: envelope, signature, schema, domain object, rules.
+
+`decode` runs the checks in a fixed order and collects every problem of a stage before
+it stops: envelope → signature → XML → type agreement → schema → business rules. A
+message that fails the envelope, signature or XML stage has no body worth checking
+further; schema and rule problems are reported together.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+from lxml import etree
+
+from gateway.errors import PaygateError, Problem
+from gateway.messages import envelope as env_mod
+from gateway.messages import xml
+from gateway.messages.envelope import Envelope, Header
+from gateway.messages.signing import KeyRing
+from message_schemas import catalogue
+from message_schemas.catalogue import MessageType
+
+# Types whose module holds two message types: the response's verbs have other names.
+_RESPONSE_VERBS = {
+    "hvps.711.001.01": ("build_summary", "parse_summary"),
+}
+
+
+@dataclass
+class Decoded:
+    envelope: Envelope | None
+    mtype: MessageType
+    root: etree._Element
+    obj: Any = None
+    problems: list[Problem] = field(default_factory=list)
+    signature: str = "absent"  # verified | unverified | unsigned_allowed | absent
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def header(self) -> Header:
+        assert self.envelope is not None, "a bare XML document has no header"
+        return self.envelope.header
+
+
+def module_for(code: str) -> ModuleType:
+    row = catalogue.get(code)
+    return importlib.import_module(f"gateway.messages.{row.module}")
+
+
+def _verbs(code: str) -> tuple[Callable[..., bytes], Callable[..., Any]]:
+    mod = module_for(code)
+    build_name, parse_name = _RESPONSE_VERBS.get(code, ("build", "parse"))
+    return getattr(mod, build_name), getattr(mod, parse_name)
+
+
+def schema_problems(code: str, root: etree._Element) -> list[Problem]:
+    schema = catalogue.schema(code)
+    if schema.validate(root):
+        return []
+    return [Problem("schema_violation", err.path or "/", None, err.message[:300],
+                    f"line {err.line}: {err.message}"[:400])
+            for err in schema.error_log]
+
+
+def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str] | None = None,
+           bare_ok: bool = False) -> Decoded:
+    """Decode a message; raises PaygateError for anything before the body can be checked."""
+    stripped = raw.lstrip(b"\xef\xbb\xbf \r\n\t")
+    envelope: Envelope | None = None
+    signature = "absent"
+    if stripped.startswith(b"<") and bare_ok:
+        body = stripped
+    else:
+        envelope = env_mod.decode(raw)
+        if keyring is not None:
+            signature = keyring.verify(envelope, own_codes)
+        body = envelope.body
+    root = xml.parse(body)
+    if etree.QName(root).localname != "Document":
+        raise PaygateError(Problem("root_must_be_document", "/", etree.QName(root).localname,
+                                   "Document"), status=400)
+    mtype = catalogue.by_namespace(xml.namespace_of(root))
+    problems: list[Problem] = []
+    if envelope is not None and envelope.header.mesg_type != mtype.code:
+        problems.append(Problem("header_type_disagrees_with_body", "{H:/mesg_type",
+                                envelope.header.mesg_type, f"{mtype.code}, as the body's "
+                                "namespace says"))
+    problems.extend(schema_problems(mtype.code, root))
+    decoded = Decoded(envelope, mtype, root, problems=problems, signature=signature)
+    if problems:
+        return decoded
+    _, parse = _verbs(mtype.code)
+    obj, parse_problems = parse(root)
+    decoded.obj = obj
+    decoded.problems.extend(parse_problems)
+    check = getattr(module_for(mtype.code), "check", None)
+    if check is not None and not parse_problems:
+        decoded.problems.extend(check(obj))
+    return decoded
+
+
+def build_body(code: str, obj: Any) -> bytes:
+    build, _ = _verbs(code)
+    return build(obj)
+
+
+def encode(header: Header, body: bytes, keyring: KeyRing | None, sign: bool = True) -> bytes:
+    """Wrap a body in its envelope, signed by the header's sender when `sign`."""
+    signature = keyring.sign(header, body) if (sign and keyring is not None) else None
+    return Envelope(header, signature, body).encode()

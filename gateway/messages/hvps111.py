@@ -1,0 +1,186 @@
+"""hvps.111.001.01: customer credit transfer (客户发起汇兑业务报文).
+
+The body is an ISO 20022 pacs.008.001.02 document restricted as CNAPS2 uses it
+(SPEC.md c, hvps.111): one transaction, settlement method CLRG, the business type in
+PmtTpInf/CtgyPurp/Prtry (e.g. A100), the business kind in Purp/Prtry (e.g. 02102), the
+settlement priority NORM/HIGH/URGT, the clearing banks in InstgAgt/InstdAgt with the
+branch in BrnchId, and remarks and tag lines (/H01/...) in RmtInf/Ustrd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.errors import Problem
+from gateway.messages.common import amount_from_xml, amount_to_xml, check_bank_code
+from gateway.messages.xml import Builder, text, texts
+
+MESSAGE_TYPE = "hvps.111.001.01"
+NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
+_TX = "FIToFICstmrCdtTrf/CdtTrfTxInf"
+PRIORITIES = ("NORM", "HIGH", "URGT")
+
+
+@dataclass(frozen=True)
+class CreditTransfer:
+    msg_id: str
+    created_at: str
+    end_to_end_id: str
+    tx_id: str
+    business_type: str      # A100 ...
+    business_kind: str      # 02102 ...
+    amount_fen: int
+    priority: str           # NORM | HIGH | URGT
+    instg_direct: str       # payer's clearing bank (付款清算行)
+    instg_branch: str       # payer's bank (付款行)
+    instd_direct: str       # payee's clearing bank (收款清算行)
+    instd_branch: str       # payee's bank (收款行)
+    debtor_name: str
+    debtor_account: str
+    debtor_agent: str       # 付款人开户行
+    creditor_agent: str     # 收款人开户行
+    creditor_name: str
+    creditor_account: str
+    remittance: tuple[str, ...] = ()
+    debtor_agent_name: str | None = None
+    creditor_agent_name: str | None = None
+    debtor_address: str | None = None
+    creditor_address: str | None = None
+    currency: str = "CNY"
+    charge_bearer: str = "DEBT"
+
+    def tag(self, code: str) -> str | None:
+        """The value of a /XXX/ tag line in RmtInf (SPEC.md d.6), if present."""
+        prefix = f"/{code}/"
+        for line in self.remittance:
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        return None
+
+
+def _agent(b: Builder, parent: etree._Element, tag: str, member: str, branch: str) -> None:
+    node = b.el(parent, tag)
+    b.path(node, "FinInstnId/ClrSysMmbId/MmbId", member)
+    b.path(node, "BrnchId/Id", branch)
+
+
+def _account_agent(b: Builder, parent: etree._Element, tag: str, member: str,
+                   name: str | None) -> None:
+    fin = b.el(b.el(parent, tag), "FinInstnId")
+    b.path(fin, "ClrSysMmbId/MmbId", member)
+    if name is not None:
+        b.el(fin, "Nm", name)
+
+
+def _party(b: Builder, parent: etree._Element, tag: str, name: str,
+           address: str | None) -> None:
+    node = b.el(parent, tag)
+    b.el(node, "Nm", name)
+    if address is not None:
+        b.path(node, "PstlAdr/AdrLine", address)
+
+
+def build(ct: CreditTransfer) -> bytes:
+    b = Builder(NAMESPACE)
+    doc = b.el(None, "FIToFICstmrCdtTrf")
+    hdr = b.el(doc, "GrpHdr")
+    b.el(hdr, "MsgId", ct.msg_id)
+    b.el(hdr, "CreDtTm", ct.created_at)
+    b.el(hdr, "NbOfTxs", "1")
+    b.path(hdr, "SttlmInf/SttlmMtd", "CLRG")
+    tx = b.el(doc, "CdtTrfTxInf")
+    pmt = b.el(tx, "PmtId")
+    b.el(pmt, "EndToEndId", ct.end_to_end_id)
+    b.el(pmt, "TxId", ct.tx_id)
+    b.path(tx, "PmtTpInf/CtgyPurp/Prtry", ct.business_type)
+    b.el(tx, "IntrBkSttlmAmt", amount_to_xml(ct.amount_fen), Ccy=ct.currency)
+    b.el(tx, "SttlmPrty", ct.priority)
+    b.el(tx, "ChrgBr", ct.charge_bearer)
+    _agent(b, tx, "InstgAgt", ct.instg_direct, ct.instg_branch)
+    _agent(b, tx, "InstdAgt", ct.instd_direct, ct.instd_branch)
+    _party(b, tx, "Dbtr", ct.debtor_name, ct.debtor_address)
+    b.path(tx, "DbtrAcct/Id/Othr/Id", ct.debtor_account)
+    _account_agent(b, tx, "DbtrAgt", ct.debtor_agent, ct.debtor_agent_name)
+    _account_agent(b, tx, "CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)
+    _party(b, tx, "Cdtr", ct.creditor_name, ct.creditor_address)
+    b.path(tx, "CdtrAcct/Id/Othr/Id", ct.creditor_account)
+    b.path(tx, "Purp/Prtry", ct.business_kind)
+    if ct.remittance:
+        rmt = b.el(tx, "RmtInf")
+        for line in ct.remittance:
+            b.el(rmt, "Ustrd", line)
+    return b.tobytes()
+
+
+def parse(root: etree._Element) -> tuple[CreditTransfer, list[Problem]]:
+    ns = NAMESPACE
+    problems: list[Problem] = []
+    amount_el = root.find(f"{{{ns}}}FIToFICstmrCdtTrf/{{{ns}}}CdtTrfTxInf/{{{ns}}}IntrBkSttlmAmt")
+    amount_text = amount_el.text.strip() if amount_el is not None and amount_el.text else None
+    amount_fen = amount_from_xml(amount_text, f"/Document/{_TX}/IntrBkSttlmAmt", problems)
+
+    def t(path: str) -> str:
+        return text(root, ns, f"{_TX}/{path}") or ""
+
+    ct = CreditTransfer(
+        msg_id=text(root, ns, "FIToFICstmrCdtTrf/GrpHdr/MsgId") or "",
+        created_at=text(root, ns, "FIToFICstmrCdtTrf/GrpHdr/CreDtTm") or "",
+        end_to_end_id=t("PmtId/EndToEndId"),
+        tx_id=t("PmtId/TxId"),
+        business_type=t("PmtTpInf/CtgyPurp/Prtry"),
+        business_kind=t("Purp/Prtry"),
+        amount_fen=amount_fen,
+        currency=amount_el.get("Ccy", "") if amount_el is not None else "",
+        priority=t("SttlmPrty"),
+        charge_bearer=t("ChrgBr"),
+        instg_direct=t("InstgAgt/FinInstnId/ClrSysMmbId/MmbId"),
+        instg_branch=t("InstgAgt/BrnchId/Id"),
+        instd_direct=t("InstdAgt/FinInstnId/ClrSysMmbId/MmbId"),
+        instd_branch=t("InstdAgt/BrnchId/Id"),
+        debtor_name=t("Dbtr/Nm"),
+        debtor_address=text(root, ns, f"{_TX}/Dbtr/PstlAdr/AdrLine"),
+        debtor_account=t("DbtrAcct/Id/Othr/Id"),
+        debtor_agent=t("DbtrAgt/FinInstnId/ClrSysMmbId/MmbId"),
+        debtor_agent_name=text(root, ns, f"{_TX}/DbtrAgt/FinInstnId/Nm"),
+        creditor_agent=t("CdtrAgt/FinInstnId/ClrSysMmbId/MmbId"),
+        creditor_agent_name=text(root, ns, f"{_TX}/CdtrAgt/FinInstnId/Nm"),
+        creditor_name=t("Cdtr/Nm"),
+        creditor_address=text(root, ns, f"{_TX}/Cdtr/PstlAdr/AdrLine"),
+        creditor_account=t("CdtrAcct/Id/Othr/Id"),
+        remittance=tuple(texts(root, ns, f"{_TX}/RmtInf/Ustrd")),
+    )
+    return ct, problems
+
+
+def check(ct: CreditTransfer) -> list[Problem]:
+    """Business rules of an hvps.111 that need no outside context."""
+    p: list[Problem] = []
+    base = f"/Document/{_TX}"
+    if ct.currency != "CNY":
+        p.append(Problem("currency_must_be_cny", f"{base}/IntrBkSttlmAmt/@Ccy", ct.currency,
+                         "CNY"))
+    if ct.priority not in PRIORITIES:
+        p.append(Problem("priority_unknown", f"{base}/SttlmPrty", ct.priority,
+                         "NORM, HIGH or URGT"))
+    for path, value in (("InstgAgt/FinInstnId/ClrSysMmbId/MmbId", ct.instg_direct),
+                        ("InstgAgt/BrnchId/Id", ct.instg_branch),
+                        ("InstdAgt/FinInstnId/ClrSysMmbId/MmbId", ct.instd_direct),
+                        ("InstdAgt/BrnchId/Id", ct.instd_branch),
+                        ("DbtrAgt/FinInstnId/ClrSysMmbId/MmbId", ct.debtor_agent),
+                        ("CdtrAgt/FinInstnId/ClrSysMmbId/MmbId", ct.creditor_agent)):
+        check_bank_code(value, f"{base}/{path}", p)
+    if ct.instg_direct and ct.instg_direct == ct.instd_direct:
+        p.append(Problem("payer_and_payee_clearing_banks_must_differ",
+                         f"{base}/InstdAgt/FinInstnId/ClrSysMmbId/MmbId", ct.instd_direct,
+                         "a clearing bank other than the payer's"))
+    if ct.business_type == "A105" and ct.tag("F40") is None and ct.tag("E50") is None:
+        p.append(Problem("return_must_name_original", f"{base}/RmtInf/Ustrd", None,
+                         "/F40/ original message type and /E50/ original message id"))
+    for name, value in (("Dbtr/Nm", ct.debtor_name), ("Cdtr/Nm", ct.creditor_name),
+                        ("DbtrAcct/Id/Othr/Id", ct.debtor_account),
+                        ("CdtrAcct/Id/Othr/Id", ct.creditor_account)):
+        if not value:
+            p.append(Problem("party_field_required", f"{base}/{name}", value, "a value"))
+    return p

@@ -1,0 +1,53 @@
+"""Money is integer fen everywhere inside the product (CONTRACT.md §2).
+
+Amounts given to us are decimal strings in yuan, above 0, with at most two decimals;
+anything else is refused, never rounded. Rounding half up applies only to amounts we
+compute ourselves (fees, interest).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+
+from gateway.errors import Problem
+
+# An amount in yuan: ASCII digits, no sign, no exponent, at most two decimals.
+# 18 integer digits is the ISO ActiveCurrencyAndAmount total-digits bound.
+_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$")
+AMOUNT_EXPECTED = "an amount above 0 with at most two decimals"
+
+
+def parse_yuan(text: object, path: str = "amount") -> int | Problem:
+    """Turn a decimal string in yuan into fen, or say which rule it breaks."""
+    if not isinstance(text, str):
+        return Problem("amount_must_be_a_decimal_string", path, text, AMOUNT_EXPECTED)
+    match = _AMOUNT.match(text)
+    if match is None:
+        if re.match(r"^[0-9]+\.[0-9]{3,}$", text):
+            return Problem("amount_must_have_at_most_two_decimals", path, text, AMOUNT_EXPECTED)
+        return Problem("amount_must_be_a_decimal_number", path, text, AMOUNT_EXPECTED)
+    whole, frac = match.group(1), (match.group(2) or ".")[1:]
+    fen = int(whole) * 100 + int(frac.ljust(2, "0"))
+    if fen <= 0:
+        return Problem("amount_must_be_positive", path, text, AMOUNT_EXPECTED)
+    return fen
+
+
+def format_yuan(fen: int) -> str:
+    """Fen as a plain decimal string with two decimals, as CNAPS2 writes amounts."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+def format_yuan_grouped(fen: int) -> str:
+    """Fen with thousands separators, for people: 1,234,567.89."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100:,}.{fen % 100:02d}"
+
+
+def round_half_up_fen(amount_yuan: Decimal) -> int:
+    """Only for amounts we compute (fees, interest)."""
+    return int((amount_yuan * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
