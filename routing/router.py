@@ -1,0 +1,240 @@
+"""The router: which channel, message type and priority an outgoing payment takes.
+
+It combines the participant directory (who settles through whom on the day), our
+institutions (which bank codes share a clearing account), the BEPS caps and the rule
+table, then applies the HVPS window: when the chosen channel is HVPS and HVPS is closed,
+the request's `when_closed` (else the configured default) queues, refuses, or falls
+back to BEPS. Every decision can explain itself as a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
+from routing.directory import Directory
+from routing.fields import type_matches
+from routing.institutions import Institutions
+from routing.limits import BepsLimits
+from routing.participants import Participant
+from routing.request import (
+    PRIORITY, SETTLEMENT_PRIORITY, WHEN_CLOSED, RouteRequest, request_problems,
+)
+from routing.rules import DEFAULT_RULES, HVPS_ONLY_TYPES, Rule, parse_rules
+
+log = logging.getLogger("paygate.routing.router")
+
+# Types carried by the FI credit transfers (hvps.112, beps.122) even when a customer
+# initiates them: treasury, issuance fund, bond settlement and interbank transfers.
+INSTITUTION_TYPES = ["A103", "A104", "A106", "A107", "A200"]
+# The router places credit transfers (A…): debits and real-time business have their own
+# message families and are not routed between HVPS and BEPS.
+ROUTABLE_TYPES = ["A*"]
+
+MESSAGE_TYPES = {
+    ("hvps", True): "hvps.111.001.01",
+    ("hvps", False): "hvps.112.001.01",
+    ("beps", True): "beps.121.001.01",
+    ("beps", False): "beps.122.001.01",
+}
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    channel: str
+    action: str
+    message_type: str | None
+    priority: int
+    settlement_priority: str
+    sender_direct: str
+    receiver_direct: str
+    rule: str
+    fallback: str | None = None
+    explanation: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def explain(self) -> dict[str, Any]:
+        """The rule, the inputs, the facts and the directory rows used, as JSON-able data."""
+        out = {
+            "rule": self.rule, "channel": self.channel, "action": self.action,
+            "message_type": self.message_type, "priority": self.priority,
+            "settlement_priority": self.settlement_priority, "fallback": self.fallback,
+            "sender_direct": self.sender_direct, "receiver_direct": self.receiver_direct,
+        }
+        return out | _copy(self.explanation)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
+class Router:
+    """Decides the route of outgoing credit transfers."""
+
+    def __init__(self, directory: Directory, institutions: Institutions,
+                 rules: Sequence[Mapping[str, Any]] | None = None,
+                 limits: Sequence[Mapping[str, Any]] | BepsLimits | None = None,
+                 when_closed_default: str = "queue",
+                 hvps_only_types: Sequence[str] | None = None,
+                 institution_types: Sequence[str] | None = None,
+                 routable_types: Sequence[str] | None = None) -> None:
+        if when_closed_default not in WHEN_CLOSED:
+            raise ValidationFailed(Problem(
+                "routing_when_closed_default_unknown", "routing.when_closed_default",
+                when_closed_default, ", ".join(WHEN_CLOSED)))
+        self.directory = directory
+        self.institutions = institutions
+        self.hvps_only_types = list(HVPS_ONLY_TYPES if hvps_only_types is None
+                                    else hvps_only_types)
+        self.rules: list[Rule] = parse_rules(rules or _default_rules(self.hvps_only_types))
+        self.limits = limits if isinstance(limits, BepsLimits) else BepsLimits(limits)
+        self.when_closed_default = when_closed_default
+        self.institution_types = list(institution_types or INSTITUTION_TYPES)
+        self.routable_types = list(routable_types or ROUTABLE_TYPES)
+
+    def decide(self, req: RouteRequest, on_date: date, hvps_open: bool = True,
+               next_hvps_opening: datetime | None = None) -> RouteDecision:
+        """Route one payment on the business date `on_date`; refusals raise PaygateError."""
+        entries = self._entries(req, on_date)
+        facts = self._facts(req, on_date)
+        rule, tried = self._match(facts)
+
+        channel, action, fallback = rule.channel, "send", None
+        when_closed = None
+        if channel == "hvps" and not hvps_open:
+            when_closed = req.when_closed or self.when_closed_default
+            channel, action, fallback = self._closed(req, facts, when_closed, next_hvps_opening)
+
+        decision = RouteDecision(
+            channel=channel, action=action,
+            message_type=self._message_type(channel, req),
+            priority=PRIORITY[req.urgency],
+            settlement_priority=SETTLEMENT_PRIORITY[req.urgency],
+            sender_direct=entries["sender_direct"].bank_code,
+            receiver_direct=entries["receiver_direct"].bank_code,
+            rule=rule.name, fallback=fallback,
+            explanation=_explanation(req, on_date, hvps_open, next_hvps_opening, facts,
+                                     when_closed, tried, entries),
+        )
+        log.debug("event=route_decided payer_bank=%s payee_bank=%s rule=%s channel=%s "
+                  "action=%s", req.payer_bank, req.payee_bank, rule.name, channel, action)
+        return decision
+
+    def _entries(self, req: RouteRequest, on_date: date) -> dict[str, Participant]:
+        """The directory rows of both banks and their direct participants, or all problems."""
+        problems = request_problems(req)
+        if not problems and not any(type_matches(p, req.business_type)
+                                    for p in self.routable_types):
+            problems.add("business_type_not_routable", "business_type", req.business_type,
+                         "a credit transfer type carried by hvps.111/112 or beps.121/122 "
+                         f"({', '.join(self.routable_types)})")
+        entries: dict[str, Participant] = {}
+        for role, direct_role in (("payer_bank", "sender_direct"),
+                                  ("payee_bank", "receiver_direct")):
+            row = self._lookup(getattr(req, role), on_date, role, problems)
+            if row is None:
+                continue
+            entries[role] = row
+            direct = self._lookup(row.direct_participant, on_date,
+                                  f"{role}/direct_participant", problems)
+            if direct is not None and direct.kind != "direct":
+                problems.add("direct_participant_not_direct", f"{role}/direct_participant",
+                             direct.bank_code, f"a direct participant on {on_date.isoformat()}")
+            if direct is not None:
+                entries[direct_role] = direct
+        if "payer_bank" in entries and self.institutions.by_bank_code(req.payer_bank) is None:
+            problems.add("payer_bank_not_ours", "payer_bank", req.payer_bank,
+                         "the bank code of one of our institutions")
+        problems.raise_if_any()
+        return entries
+
+    def _lookup(self, bank_code: str, on_date: date, path: str,
+                problems: ProblemList) -> Participant | None:
+        try:
+            return self.directory.lookup(bank_code, on_date, path)
+        except PaygateError as error:
+            # Collected so that both banks' problems are reported together, then raised.
+            problems.extend(error.problems)
+            return None
+
+    def _facts(self, req: RouteRequest, on_date: date) -> dict[str, Any]:
+        limit = self.limits.limit_for(req.business_type, on_date)
+        shared = self.institutions.shared_clearing_account(req.payer_bank, req.payee_bank)
+        return {
+            "amount_fen": req.amount_fen, "business_type": req.business_type,
+            "urgency": req.urgency, "customer": req.customer,
+            "payer_bank": req.payer_bank, "payee_bank": req.payee_bank,
+            "payer_ours": self.institutions.by_bank_code(req.payer_bank) is not None,
+            "payee_ours": self.institutions.by_bank_code(req.payee_bank) is not None,
+            "same_clearing_account": shared is not None, "clearing_account": shared,
+            "beps_limit": limit.to_dict(),
+            "over_beps_limit": limit.cap_fen is not None and req.amount_fen > limit.cap_fen,
+        }
+
+    def _match(self, facts: Mapping[str, Any]) -> tuple[Rule, list[str]]:
+        tried: list[str] = []
+        for rule in self.rules:
+            tried.append(rule.name)
+            if rule.matches(facts):
+                return rule, tried
+        raise AssertionError("the rule table ends with a catch-all rule")
+
+    def _closed(self, req: RouteRequest, facts: Mapping[str, Any], when_closed: str,
+                next_opening: datetime | None) -> tuple[str, str, str | None]:
+        """Channel, action and fallback for a payment that needs HVPS while it is closed."""
+        opening = next_opening.isoformat() if next_opening else "the next HVPS opening"
+        if when_closed == "queue":
+            return "hvps", "queue", None
+        if when_closed == "refuse":
+            raise Conflict(Problem("hvps_closed", "when_closed", when_closed,
+                                   opening, f"HVPS is closed; it opens next at {opening}"))
+        if any(type_matches(p, req.business_type) for p in self.hvps_only_types):
+            raise Conflict(Problem(
+                "business_type_hvps_only_and_hvps_closed", "business_type",
+                req.business_type, opening,
+                f"{req.business_type} exists only on HVPS, which opens next at {opening}"))
+        if facts["over_beps_limit"]:
+            raise Conflict(Problem(
+                "amount_over_beps_limit_and_hvps_closed", "amount_fen", req.amount_fen,
+                opening, f"the amount is above the BEPS cap of "
+                f"{facts['beps_limit']['cap_fen']} fen and HVPS opens next at {opening}"))
+        return "beps", "send", "beps"
+
+    def _message_type(self, channel: str, req: RouteRequest) -> str | None:
+        if channel == "internal":
+            return None
+        institutional = any(type_matches(p, req.business_type) for p in self.institution_types)
+        return MESSAGE_TYPES[(channel, req.customer and not institutional)]
+
+
+def _default_rules(hvps_only_types: list[str]) -> list[dict[str, Any]]:
+    rules = _copy(DEFAULT_RULES)
+    for rule in rules:
+        if rule["name"] == "hvps_only_kind":
+            rule["when"]["business_type_in"] = list(hvps_only_types)
+    return rules
+
+
+def _explanation(req: RouteRequest, on_date: date, hvps_open: bool,
+                 next_opening: datetime | None, facts: Mapping[str, Any],
+                 when_closed: str | None, tried: list[str],
+                 entries: Mapping[str, Participant]) -> dict[str, Any]:
+    inputs = req.to_dict() | {
+        "on_date": on_date.isoformat(), "hvps_open": hvps_open,
+        "next_hvps_opening": next_opening.isoformat() if next_opening else None,
+    }
+    return {
+        "inputs": inputs,
+        "facts": {key: facts[key] for key in (
+            "payer_ours", "payee_ours", "same_clearing_account", "clearing_account",
+            "beps_limit", "over_beps_limit")} | {"when_closed_applied": when_closed},
+        "rules_tried": tried,
+        "directory": [{"role": role} | row.to_dict() for role, row in entries.items()],
+    }
