@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.money import format_yuan
 from routing.directory import Directory
 from routing.fields import type_matches
 from routing.institutions import Institutions
@@ -127,6 +128,14 @@ class Router:
                   "action=%s", req.payer_bank, req.payee_bank, rule.name, channel, action)
         return decision
 
+    def problems(self, req: RouteRequest, on_date: date) -> list[Problem]:
+        """Every problem `decide` would refuse the request for before looking at windows."""
+        try:
+            self._entries(req, on_date)
+        except PaygateError as error:
+            return list(error.problems)
+        return []
+
     def _entries(self, req: RouteRequest, on_date: date) -> dict[str, Participant]:
         """The directory rows of both banks and their direct participants, or all problems."""
         problems = request_problems(req)
@@ -190,21 +199,23 @@ class Router:
                 next_opening: datetime | None) -> tuple[str, str, str | None]:
         """Channel, action and fallback for a payment that needs HVPS while it is closed."""
         opening = next_opening.isoformat() if next_opening else "the next HVPS opening"
+        when = f"HVPS opens next at {opening}" if next_opening else "HVPS is closed"
         if when_closed == "queue":
             return "hvps", "queue", None
         if when_closed == "refuse":
-            raise Conflict(Problem("hvps_closed", "when_closed", when_closed,
-                                   opening, f"HVPS is closed; it opens next at {opening}"))
+            raise Conflict(Problem("hvps_closed", "when_closed", when_closed, opening,
+                                   f"the payment needs HVPS and {when}"))
         if any(type_matches(p, req.business_type) for p in self.hvps_only_types):
             raise Conflict(Problem(
                 "business_type_hvps_only_and_hvps_closed", "business_type",
                 req.business_type, opening,
-                f"{req.business_type} exists only on HVPS, which opens next at {opening}"))
+                f"{req.business_type} exists only on HVPS and {when}"))
         if facts["over_beps_limit"]:
+            cap_yuan = format_yuan(facts["beps_limit"]["cap_fen"])
             raise Conflict(Problem(
                 "amount_over_beps_limit_and_hvps_closed", "amount_fen", req.amount_fen,
-                opening, f"the amount is above the BEPS cap of "
-                f"{facts['beps_limit']['cap_fen']} fen and HVPS opens next at {opening}"))
+                opening, f"{format_yuan(req.amount_fen)} yuan is above the BEPS cap of "
+                f"{cap_yuan} yuan and {when}"))
         return "beps", "send", "beps"
 
     def _message_type(self, channel: str, req: RouteRequest) -> str | None:
