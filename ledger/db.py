@@ -1,0 +1,161 @@
+"""The database the ledger and the gateway share, and its transactions.
+
+The ledger never commits on its own: every operation takes an open `Transaction` from
+the caller, so that a hold on the payer's account commits together with the gateway's
+payment and outbox rows, or not at all.
+
+`connect(url)` opens either SQLite (`sqlite:////abs/path.db`, `sqlite:///:memory:`) or
+PostgreSQL (`postgresql://...`, psycopg 3). SQL is written once with `?` placeholders;
+the PostgreSQL adapter rewrites them.
+
+SQLite runs in WAL mode with `synchronous=FULL` (a commit survives power loss) and
+foreign keys on. A transaction starts with `BEGIN IMMEDIATE`, which takes the write lock
+at once, so two writers never both read a balance and then both spend it. One `Database`
+is used from one thread at a time; it may be handed from the thread that opened it to a
+writer thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# How long a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS = 10_000
+# Prepared statements kept per connection; the posting path uses about twenty.
+STATEMENT_CACHE_SIZE = 512
+
+Params = Sequence[Any]
+
+
+class Transaction:
+    """An open transaction: run SQL, nest savepoints; commit is the caller's `with`."""
+
+    dialect = "sqlite"
+
+    def __init__(self, cursor: Any) -> None:
+        self._cur = cursor
+        self._savepoint_depth = 0
+        self.open = True
+        # Facts read inside this transaction that cannot change until it ends (the
+        # write lock is held), such as the last closed work date. Cleared whenever a
+        # savepoint rolls back, because the facts may have come from undone writes.
+        self.cache: dict[str, Any] = {}
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        assert self.open, "the transaction has already ended"
+        self._cur.execute(sql, params)
+        return self._cur.rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        assert self.open, "the transaction has already ended"
+        self._cur.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        assert self.open, "the transaction has already ended"
+        self._cur.execute(sql, params)
+        return self._cur.fetchall()
+
+    def query_one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        assert self.open, "the transaction has already ended"
+        self._cur.execute(sql, params)
+        return self._cur.fetchone()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Transaction]:
+        """A nested scope: an exception inside undoes only this scope, then propagates."""
+        self._savepoint_depth += 1
+        name = f"sp{self._savepoint_depth}"
+        self._cur.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+            self.cache.clear()
+            raise
+        else:
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoint_depth -= 1
+
+
+class Database:
+    """One SQLite connection in autocommit mode; transactions are explicit."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=STATEMENT_CACHE_SIZE,
+        )
+        self._apply_pragmas()
+        self._in_transaction = False
+
+    def _apply_pragmas(self) -> None:
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK if the block raises."""
+        assert not self._in_transaction, "transactions on one Database do not nest"
+        cursor = self._conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        tx = Transaction(cursor)
+        try:
+            yield tx
+        except BaseException:
+            tx.open = False
+            self._conn.rollback()
+            raise
+        else:
+            tx.open = False
+            cursor.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+            cursor.close()
+
+    def backup(self, dest_path: str | Path) -> None:
+        """Copy the live database to `dest_path` with SQLite's online backup API."""
+        assert not self._in_transaction, "back up between transactions"
+        target = sqlite3.connect(str(dest_path))
+        try:
+            self._conn.backup(target)
+        finally:
+            target.close()
+
+    def close(self) -> None:
+        assert not self._in_transaction, "close the transaction before the database"
+        self._conn.close()
+
+
+def connect(url: str) -> Any:
+    """Open the database named by `url`: sqlite:///... or postgresql://..."""
+    if url.startswith("sqlite:///"):
+        return Database(_sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        from ledger.db_postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    raise ValueError(f"unsupported database url {url!r}: use sqlite:///... or postgresql://")
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:////abs/path.db names /abs/path.db; sqlite:///rel.db a relative path.
+    rest = url[len("sqlite:///"):]
+    if rest == ":memory:":
+        return rest
+    assert rest, "a sqlite url names a file"
+    return rest

@@ -1,0 +1,207 @@
+"""Incoming credits and the suspense (待销账) they fall into when they cannot be credited.
+
+Money from another bank is credited only once received (他行票据,收妥进账): an HVPS
+credit arrives after settlement, a BEPS credit once netted (final). When the named
+account is unknown or closed, or the name does not match its holder, the money is
+parked in suspense under a 9-digit pending write-off number (kind 1, MMDD, daily
+sequence from 0001), then cleared to the right account or returned to the sender.
+
+| event | entry |
+|---|---|
+| credit_incoming (HVPS) | Dr clearing account at the central bank, Cr payee or suspense |
+| credit_incoming_netted (BEPS) | Dr BEPS netted receivables (4003), Cr payee or suspense |
+| clear_suspense | Dr suspense, Cr the account found for the money |
+| return_suspense | Dr suspense, Cr clearing account (the gateway sends the return) |
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import replace
+from datetime import date
+
+from ledger import chart, numbers
+from ledger.db import Transaction
+from ledger.errors import LedgerError
+from ledger.postings import (
+    VOUCHER_INCOMING, VOUCHER_SPECIAL_TRANSFER, Posting, check_amount, fingerprint, post,
+    replay, transfer, work_date_text,
+)
+from ledger.settings import Context
+from ledger.types import CreditResult, SuspenseItem
+
+_INSERT_SUSPENSE = (
+    "INSERT INTO ledger_suspense (pending_no, entry_id, amount_fen, account_no, payee_name,"
+    " reason, ref, work_date, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open')"
+)
+_NEXT_PENDING = (
+    "INSERT INTO ledger_counter (name, value) VALUES (?, 1) ON CONFLICT (name)"
+    " DO UPDATE SET value = ledger_counter.value + 1 WHERE ledger_counter.value < ?"
+    " RETURNING value"
+)
+_SUSPENSE_COLUMNS = (
+    "pending_no, amount_fen, account_no, payee_name, reason, ref, work_date, state, entry_id"
+)
+
+
+def credit_incoming(ctx: Context, tx: Transaction, event_id: str, account_no: str,
+                    payee_name: str, amount_fen: int, work_date: date | str,
+                    ref: str, netted: bool = False) -> CreditResult:
+    """Credit the payee, or park the money in suspense and say why."""
+    check_amount(amount_fen)
+    day = work_date_text(work_date)
+    op = "credit_netted" if netted else "credit"
+    content = fingerprint(op, account_no, payee_name, amount_fen, day, ref)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return replace(CreditResult.from_json(found[1]), entry_id=found[0])
+
+    source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
+    reason = _why_not_creditable(ctx, tx, account_no, payee_name)
+    if reason is None:
+        return _credit_payee(tx, event_id, op, content, source, account_no, amount_fen,
+                             day, ref)
+    return _credit_suspense(ctx, tx, event_id, op, content, source, account_no,
+                            payee_name, amount_fen, day, ref, reason)
+
+
+def _credit_payee(tx: Transaction, event_id: str, op: str, content: str, source: str,
+                  account_no: str, amount_fen: int, day: str, ref: str) -> CreditResult:
+    # The result names the entry, which exists only after the insert; the stored result
+    # carries entry_id 0 and a replay fills it in from the row it finds.
+    stored = CreditResult("credited", account_no=account_no)
+    lines = transfer(source, account_no, amount_fen)
+    posting = Posting(event_id, op, content, VOUCHER_INCOMING, day, lines, ref=ref)
+    entry_id = post(tx, posting, result=stored.to_json())
+    return CreditResult("credited", account_no=account_no, entry_id=entry_id)
+
+
+def _credit_suspense(ctx: Context, tx: Transaction, event_id: str, op: str, content: str,
+                     source: str, account_no: str, payee_name: str, amount_fen: int,
+                     day: str, ref: str, reason: str) -> CreditResult:
+    pending_no = _next_pending_no(tx, day)
+    stored = CreditResult("suspense", pending_no=pending_no, reason=reason)
+    lines = transfer(source, ctx.accounts.suspense, amount_fen)
+    posting = Posting(event_id, op, content, VOUCHER_INCOMING, day, lines, ref=ref)
+    entry_id = post(tx, posting, result=stored.to_json())
+    tx.execute(_INSERT_SUSPENSE, (pending_no, entry_id, amount_fen, account_no, payee_name,
+                                  reason, ref, day))
+    return CreditResult("suspense", pending_no=pending_no, reason=reason, entry_id=entry_id)
+
+
+def _why_not_creditable(ctx: Context, tx: Transaction, account_no: str,
+                        payee_name: str) -> str | None:
+    """None when the payee's account takes the credit, else the suspense reason."""
+    if account_no in ctx.accounts.numbers:
+        return "account_not_found"
+    row = tx.query_one("SELECT name, status FROM ledger_account WHERE account_no = ?"
+                       " AND role = 'customer'", (account_no,))
+    if row is None:
+        return "account_not_found"
+    if row[1] == "closed":
+        return "account_closed"
+    if not names_match(row[0], payee_name):
+        return "name_mismatch"
+    return None
+
+
+def names_match(holder: str, given: object) -> bool:
+    """Whether the payee name in a message names the holder of the account.
+
+    Full-width and half-width forms compare equal (NFKC), as do letters of either case;
+    spaces are ignored, since Chinese names are written with or without them.
+    """
+    if not isinstance(given, str):
+        return False
+    return _name_key(holder) == _name_key(given) and bool(_name_key(given))
+
+
+def _name_key(name: str) -> str:
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if not ch.isspace())
+
+
+def _next_pending_no(tx: Transaction, day: str) -> str:
+    counter = f"pending:{numbers.PENDING_KIND_INCOMING}:{day}"
+    row = tx.query_one(_NEXT_PENDING, (counter, numbers.PENDING_SEQUENCE_MAX))
+    if row is None:
+        raise LedgerError("pending_sequence_exhausted", day,
+                          f"at most {numbers.PENDING_SEQUENCE_MAX} suspense items a day",
+                          "work_date")
+    return numbers.make_pending_no(date.fromisoformat(day), int(row[0]))
+
+
+def clear_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str,
+                   account_no: str, work_date: date | str) -> int:
+    """Post a suspense item to the account it belongs to."""
+    day = work_date_text(work_date)
+    content = fingerprint("clear_suspense", pending_no, account_no, day)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return found[0]
+    if account_no in ctx.accounts.numbers:
+        raise LedgerError("account_not_found", account_no, "a customer account", "account_no")
+    item = _open_item(tx, pending_no)
+    lines = transfer(ctx.accounts.suspense, account_no, item.amount_fen)
+    return _end_item(tx, event_id, "clear_suspense", content, day, lines, item, "cleared")
+
+
+def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str,
+                    work_date: date | str) -> SuspenseItem:
+    """Send a suspense item back out through the clearing account; the item returned.
+
+    The gateway sends the return message (business type A105) for it.
+    """
+    day = work_date_text(work_date)
+    content = fingerprint("return_suspense", pending_no, day)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return find_item(tx, pending_no)
+    item = _open_item(tx, pending_no)
+    lines = transfer(ctx.accounts.suspense, ctx.accounts.clearing, item.amount_fen)
+    _end_item(tx, event_id, "return_suspense", content, day, lines, item, "returned")
+    return find_item(tx, pending_no)
+
+
+def _end_item(tx: Transaction, event_id: str, op: str, content: str, day: str,
+              lines: tuple, item: SuspenseItem, state: str) -> int:
+    posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines,
+                      ref=item.pending_no, depends_on=item.entry_id)
+    entry_id = post(tx, posting)
+    tx.execute("UPDATE ledger_suspense SET state = ? WHERE pending_no = ? AND work_date = ?",
+               (state, item.pending_no, item.work_date))
+    return entry_id
+
+
+def find_item(tx: Transaction, pending_no: str) -> SuspenseItem:
+    """The newest suspense item under `pending_no` (numbers repeat only a year apart)."""
+    row = tx.query_one(f"SELECT {_SUSPENSE_COLUMNS} FROM ledger_suspense"
+                       " WHERE pending_no = ? ORDER BY work_date DESC", (pending_no,))
+    if row is None:
+        raise LedgerError("suspense_item_not_found", pending_no,
+                          "a pending write-off number we issued", "pending_no")
+    return _item(row)
+
+
+def _open_item(tx: Transaction, pending_no: str) -> SuspenseItem:
+    item = find_item(tx, pending_no)
+    if item.state != "open":
+        raise LedgerError("suspense_item_not_open", item.state, "an open item", "pending_no")
+    return item
+
+
+def open_suspense(tx: Transaction, as_of: date | str) -> list[SuspenseItem]:
+    """Every open suspense item with its age in days on `as_of`, oldest first."""
+    day = date.fromisoformat(work_date_text(as_of))
+    rows = tx.query(f"SELECT {_SUSPENSE_COLUMNS} FROM ledger_suspense WHERE state = 'open'"
+                    " ORDER BY work_date, pending_no")
+    return [_item(row, day) for row in rows]
+
+
+def _item(row: tuple, as_of: date | None = None) -> SuspenseItem:
+    age_days = 0 if as_of is None else (as_of - date.fromisoformat(row[6])).days
+    return SuspenseItem(
+        pending_no=row[0], amount_fen=int(row[1]), account_no=row[2], payee_name=row[3],
+        reason=row[4], ref=row[5], work_date=row[6], state=row[7], entry_id=int(row[8]),
+        age_days=age_days,
+    )

@@ -1,0 +1,175 @@
+"""Outgoing payments: hold the payer's money, then release it, settle it or net it.
+
+Postings (Dr = debit, Cr = credit):
+
+| event | entry |
+|---|---|
+| deposit | Dr cash in vault, Cr customer account |
+| fund_clearing | Dr clearing account at the central bank, Cr paid-in capital |
+| hold | Dr payer account, Cr holds in transit (4001) |
+| release | Dr holds in transit, Cr payer account |
+| settle (HVPS) | Dr holds in transit, Cr clearing account at the central bank |
+| net (BEPS) | Dr holds in transit, Cr BEPS netted obligations (4002) |
+| settle_net | Dr 4002, Cr clearing (what we owe); Dr clearing, Cr 4003 (what we get) |
+| charge_fee | Dr customer account, Cr fee income |
+
+The bank never advances money: a hold needs the payer's balance to cover it now.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ledger import chart
+from ledger.db import Transaction
+from ledger.errors import LedgerError
+from ledger.postings import (
+    VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Line, Posting,
+    check_amount, fingerprint, post, replay, transfer, work_date_text,
+)
+from ledger.settings import Context
+
+_INSERT_HOLD = (
+    "INSERT INTO ledger_hold (hold_id, account_no, amount_fen, state, work_date, ref)"
+    " VALUES (?, ?, ?, 'held', ?, ?)"
+)
+
+
+def deposit(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
+            work_date: date | str) -> int:
+    """Cash paid in at the counter: opening money for tests and the demo."""
+    lines = transfer(ctx.accounts[chart.CASH], _customer(ctx, account_no),
+                     check_amount(amount_fen))
+    return _simple(tx, event_id, "deposit", VOUCHER_CASH, lines, work_date, account_no)
+
+
+def fund_clearing(ctx: Context, tx: Transaction, event_id: str, amount_fen: int,
+                  work_date: date | str) -> int:
+    """The opening balance of our clearing account at the central bank, against equity."""
+    lines = transfer(ctx.accounts.clearing, ctx.accounts[chart.CAPITAL],
+                     check_amount(amount_fen))
+    return _simple(tx, event_id, "fund_clearing", VOUCHER_SPECIAL_TRANSFER, lines, work_date)
+
+
+def charge_fee(ctx: Context, tx: Transaction, event_id: str, account_no: str,
+               business: str, amount_fen: int, work_date: date | str, ref: str = "") -> int:
+    """Charge the tariff's fee for a payment of `amount_fen`; 0 when the fee is zero."""
+    fee_fen = ctx.settings.tariff.fee_fen(business, check_amount(amount_fen))
+    if fee_fen == 0:
+        return 0
+    lines = transfer(_customer(ctx, account_no), ctx.accounts[chart.FEE_INCOME], fee_fen)
+    return _simple(tx, event_id, "fee", VOUCHER_FEE, lines, work_date, business, amount_fen,
+                   ref=ref,
+                   insufficient_code="payer_funds_insufficient")
+
+
+def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
+         work_date: date | str, ref: str) -> int:
+    """Take the payment's amount off the payer's account into transit; the hold id."""
+    check_amount(amount_fen)
+    day = work_date_text(work_date)
+    content = fingerprint("hold", account_no, amount_fen, day, ref)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return found[0]
+
+    lines = transfer(_customer(ctx, account_no), ctx.accounts.holds, amount_fen)
+    posting = Posting(event_id, "hold", content, VOUCHER_REMITTANCE, day, lines, ref=ref)
+    hold_id = post(tx, posting, insufficient_code="payer_funds_insufficient")
+    tx.execute(_INSERT_HOLD, (hold_id, account_no, amount_fen, day, ref))
+    return hold_id
+
+
+def release(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
+            work_date: date | str) -> int:
+    """Give held money back to the payer (payment rejected or cancelled)."""
+    return _close_hold(ctx, tx, event_id, hold_id, work_date, "release")
+
+
+def settle(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
+           work_date: date | str) -> int:
+    """The central bank settled the payment gross (HVPS): transit to the clearing account."""
+    return _close_hold(ctx, tx, event_id, hold_id, work_date, "settle")
+
+
+def net(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
+        work_date: date | str) -> int:
+    """The central bank netted the payment (BEPS, final): transit to netted obligations."""
+    return _close_hold(ctx, tx, event_id, hold_id, work_date, "net")
+
+
+# Where held money goes for each way a hold ends, and the hold's state afterwards.
+_HOLD_ENDINGS = {
+    "release": ("payer", "released"),
+    "settle": (chart.CENTRAL_BANK, "settled"),
+    "net": (chart.BEPS_NETTED_OUT, "netted"),
+}
+
+
+def _close_hold(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
+                work_date: date | str, op: str) -> int:
+    day = work_date_text(work_date)
+    content = fingerprint(op, hold_id, day)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return found[0]
+
+    row = tx.query_one("SELECT account_no, amount_fen, state, ref FROM ledger_hold"
+                       " WHERE hold_id = ?", (hold_id,))
+    if row is None:
+        raise LedgerError("hold_not_found", hold_id, "the id hold() returned", "hold_id")
+    account_no, amount_fen, state, ref = row
+    if state != "held":
+        raise LedgerError("hold_already_ended", state, "a hold still held", "hold_id")
+
+    target, new_state = _HOLD_ENDINGS[op]
+    credit_account = account_no if target == "payer" else ctx.accounts[target]
+    lines = transfer(ctx.accounts.holds, credit_account, int(amount_fen))
+    posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines, ref=ref,
+                      depends_on=hold_id)
+    entry_id = post(tx, posting)
+    tx.execute("UPDATE ledger_hold SET state = ? WHERE hold_id = ?", (new_state, hold_id))
+    return entry_id
+
+
+def settle_net(ctx: Context, tx: Transaction, event_id: str, round_key: str, debit_fen: int,
+               credit_fen: int, work_date: date | str) -> int:
+    """Settle one BEPS netting round on the clearing account; 0 when both sides are 0.
+
+    `debit_fen` is what we owe for the round (our netted outgoing payments),
+    `credit_fen` what we receive (netted incoming ones).
+    """
+    for path, value in (("debit_fen", debit_fen), ("credit_fen", credit_fen)):
+        if type(value) is not int or value < 0:
+            raise LedgerError("amount_must_be_zero_or_positive_fen", value,
+                              "a non-negative integer number of fen", path)
+    lines: list[Line] = []
+    if debit_fen:
+        lines += transfer(ctx.accounts[chart.BEPS_NETTED_OUT], ctx.accounts.clearing, debit_fen)
+    if credit_fen:
+        lines += transfer(ctx.accounts.clearing, ctx.accounts[chart.BEPS_NETTED_IN], credit_fen)
+    if not lines:
+        return 0
+    return _simple(tx, event_id, "settle_net", VOUCHER_SPECIAL_TRANSFER, tuple(lines),
+                   work_date, round_key, debit_fen, credit_fen, ref=round_key)
+
+
+def _simple(tx: Transaction, event_id: str, op: str, voucher_kind: str,
+            lines: tuple[Line, ...], work_date: date | str, *content_parts: object,
+            ref: str = "", insufficient_code: str = "account_balance_insufficient") -> int:
+    """Post an entry that needs nothing beyond its lines; its entry id."""
+    day = work_date_text(work_date)
+    content = fingerprint(op, day, ref, *content_parts,
+                          *(f"{x.account_no}{x.side}{x.amount_fen}" for x in lines))
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return found[0]
+    posting = Posting(event_id, op, content, voucher_kind, day, lines, ref=ref)
+    return post(tx, posting, insufficient_code=insufficient_code)
+
+
+def _customer(ctx: Context, account_no: str) -> str:
+    """A customer account number; our own internal accounts cannot be named by callers."""
+    if account_no in ctx.accounts.numbers:
+        raise LedgerError("account_not_found", account_no, "a customer account", "account_no")
+    return account_no

@@ -1,0 +1,150 @@
+"""Reading the books: balances, the trial balance, the digest, account statements."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from ledger.db import Transaction
+from ledger.errors import LedgerError
+from ledger.numbers import make_voucher_no
+from ledger.postings import work_date_text
+from ledger.types import Statement, StatementLine, SubjectRow, TrialBalance
+
+# Rows fetched per round trip while hashing every line of the books.
+DIGEST_CHUNK_ROWS = 5_000
+
+
+def balance(tx: Transaction, account_no: str) -> int:
+    """The account's balance in fen, on its normal side (a deposit's credit balance)."""
+    row = tx.query_one("SELECT balance_fen FROM ledger_account WHERE account_no = ?",
+                       (account_no,))
+    if row is None:
+        raise LedgerError("account_not_found", account_no, "an account of ours", "account_no")
+    return int(row[0])
+
+
+def entry_count(tx: Transaction) -> int:
+    row = tx.query_one("SELECT COUNT(*) FROM ledger_entry")
+    return int(row[0]) if row else 0
+
+
+def digest(tx: Transaction) -> str:
+    """sha256 over every line of every entry in posting order, as `sha256:<hex>`.
+
+    Each line contributes `entry_id|event_id|work_date|account_no|side|amount_fen\\n`,
+    so two runs that posted the same events in the same order have the same digest.
+    """
+    hasher = hashlib.sha256()
+    last_line_id = 0
+    while True:
+        rows = tx.query(
+            "SELECT l.line_id, e.entry_id, e.event_id, e.work_date, l.account_no, l.side,"
+            " l.amount_fen FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
+            " WHERE l.line_id > ? ORDER BY l.line_id LIMIT ?",
+            (last_line_id, DIGEST_CHUNK_ROWS),
+        )
+        for row in rows:
+            hasher.update("|".join(str(part) for part in row[1:]).encode() + b"\n")
+        if len(rows) < DIGEST_CHUNK_ROWS:
+            return "sha256:" + hasher.hexdigest()
+        last_line_id = rows[-1][0]
+
+
+def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBalance:
+    """Turnover and balance per subject over every entry up to `through` (default: all)."""
+    last_day = work_date_text(through) if through is not None else "9999-12-31"
+    rows = tx.query(
+        "SELECT s.code, s.name_zh, s.class, s.normal_side,"
+        " COALESCE(SUM(CASE WHEN l.side = 'D' THEN l.amount_fen ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN l.side = 'C' THEN l.amount_fen ELSE 0 END), 0)"
+        " FROM ledger_subject s"
+        " LEFT JOIN ledger_account a ON a.subject = s.code"
+        " LEFT JOIN ledger_line l ON l.account_no = a.account_no"
+        " AND l.entry_id IN (SELECT entry_id FROM ledger_entry WHERE work_date <= ?)"
+        " WHERE s.on_balance = 1 GROUP BY s.code, s.name_zh, s.class, s.normal_side"
+        " ORDER BY s.code",
+        (last_day,),
+    )
+    subjects = tuple(SubjectRow(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5]))
+                     for r in rows)
+    agree = accounts_agree(tx) if through is None else True
+    return _summarise(subjects, agree)
+
+
+def _summarise(rows: tuple[SubjectRow, ...], accounts_agree_flag: bool) -> TrialBalance:
+    totals = {"assets": 0, "liabilities": 0, "equity": 0, "income": 0, "expenses": 0}
+    for row in rows:
+        net_fen = row.debit_fen - row.credit_fen  # positive: a debit balance
+        if row.klass == 1:
+            totals["assets"] += net_fen
+        elif row.klass == 2:
+            totals["liabilities"] -= net_fen
+        elif row.klass == 3:
+            totals["equity"] -= net_fen
+        elif row.klass == 4:
+            # A common subject is an asset while its balance is on the debit side and a
+            # liability while it is on the credit side.
+            totals["assets" if net_fen > 0 else "liabilities"] += abs(net_fen)
+        elif row.klass == 5 and row.normal_side == "C":
+            totals["income"] -= net_fen
+        elif row.klass == 5:
+            totals["expenses"] += net_fen
+    return TrialBalance(
+        rows=rows,
+        debit_total_fen=sum(row.debit_fen for row in rows),
+        credit_total_fen=sum(row.credit_fen for row in rows),
+        assets_fen=totals["assets"], liabilities_fen=totals["liabilities"],
+        equity_fen=totals["equity"], income_fen=totals["income"],
+        expenses_fen=totals["expenses"], accounts_agree=accounts_agree_flag,
+    )
+
+
+def accounts_agree(tx: Transaction) -> bool:
+    """Whether every account's running balance equals the sum of its lines (总分核对)."""
+    return not disagreeing_accounts(tx)
+
+
+def disagreeing_accounts(tx: Transaction) -> list[tuple[str, int, int]]:
+    """(account, running balance, balance from its lines) for each account that differs."""
+    rows = tx.query(
+        "SELECT a.account_no, a.balance_fen, COALESCE(SUM(CASE WHEN l.side = a.normal_side"
+        " THEN l.amount_fen ELSE -l.amount_fen END), 0)"
+        " FROM ledger_account a LEFT JOIN ledger_line l ON l.account_no = a.account_no"
+        " GROUP BY a.account_no, a.balance_fen"
+        " HAVING a.balance_fen <> COALESCE(SUM(CASE WHEN l.side = a.normal_side"
+        " THEN l.amount_fen ELSE -l.amount_fen END), 0)"
+    )
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def statement(tx: Transaction, account_no: str, date_from: date | str,
+              date_to: date | str) -> Statement:
+    """Every line on the account between two work dates, with the running balance."""
+    first_day, last_day = work_date_text(date_from), work_date_text(date_to)
+    account = tx.query_one("SELECT name, normal_side FROM ledger_account"
+                           " WHERE account_no = ?", (account_no,))
+    if account is None:
+        raise LedgerError("account_not_found", account_no, "an account of ours", "account_no")
+    name, normal_side = account
+    signed = f"CASE WHEN l.side = '{normal_side}' THEN l.amount_fen ELSE -l.amount_fen END"
+    opening = tx.query_one(
+        f"SELECT COALESCE(SUM({signed}), 0) FROM ledger_line l JOIN ledger_entry e"
+        " ON e.entry_id = l.entry_id WHERE l.account_no = ? AND e.work_date < ?",
+        (account_no, first_day),
+    )
+    rows = tx.query(
+        "SELECT e.entry_id, e.voucher_kind, e.work_date, e.op, e.ref, l.side, l.amount_fen"
+        " FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
+        " WHERE l.account_no = ? AND e.work_date >= ? AND e.work_date <= ?"
+        " ORDER BY l.line_id",
+        (account_no, first_day, last_day),
+    )
+    running_fen = int(opening[0]) if opening else 0
+    opening_fen, lines = running_fen, []
+    for entry_id, kind, day, op, ref, side, amount_fen in rows:
+        running_fen += amount_fen if side == normal_side else -amount_fen
+        lines.append(StatementLine(entry_id, make_voucher_no(kind, entry_id), day, op, ref,
+                                   side, int(amount_fen), running_fen))
+    return Statement(account_no, name, first_day, last_day, opening_fen, running_fen,
+                     tuple(lines))

@@ -1,0 +1,151 @@
+"""`Ledger`: the narrow interface the gateway posts through.
+
+The ledger is a stateless service over the caller's transaction: it never opens,
+commits or rolls back one itself, so its postings commit together with the caller's
+own rows. Every posting operation is idempotent by `event_id`: posting the same event
+again has no second effect and returns the first result; reusing an event id for a
+different posting is refused (`event_id_reused_for_other_posting`).
+
+A refusal raises `LedgerError` and leaves the transaction as it was, so the caller may
+record the refusal in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ledger import accounts, incoming, payments, reports
+from ledger.db import Transaction
+from ledger.settings import Context, LedgerSettings
+from ledger.types import Account, CreditResult, Statement, SuspenseItem, TrialBalance
+
+WorkDate = date | str
+
+
+class Ledger:
+    """Double-entry books in integer fen, posted inside the caller's transactions."""
+
+    def __init__(self, settings: LedgerSettings | None = None, *,
+                 db_tx_factory_free: bool = True) -> None:
+        # The ledger never opens transactions itself; the flag only says so, and is
+        # accepted for callers written against the first description of this class.
+        assert db_tx_factory_free, "the ledger always runs inside the caller's transaction"
+        self.settings = settings or LedgerSettings()
+        self._ctx = Context.from_settings(self.settings)
+
+    @property
+    def clearing_account(self) -> str:
+        """Our clearing account at the central bank (25-digit internal number)."""
+        return self._ctx.accounts.clearing
+
+    @property
+    def internal_accounts(self) -> dict[str, str]:
+        """Our internal account numbers by subject code."""
+        return dict(self._ctx.accounts.by_subject)
+
+    # Set-up and accounts.
+
+    def install(self, tx: Transaction) -> None:
+        accounts.install(self._ctx, tx)
+
+    def open_customer_account(self, tx: Transaction, account_no: str, name: str,
+                              kind: str = "personal", work_date: WorkDate | None = None) -> None:
+        accounts.open_customer_account(self._ctx, tx, account_no, name, kind, work_date)
+
+    def account(self, tx: Transaction, account_no: str, as_of: WorkDate | None = None) -> Account:
+        return accounts.get_account(tx, account_no, as_of)
+
+    def freeze(self, tx: Transaction, account_no: str, work_date: WorkDate,
+               until: WorkDate | None = None) -> str:
+        return accounts.freeze(tx, account_no, work_date, until)
+
+    def unfreeze(self, tx: Transaction, account_no: str, work_date: WorkDate) -> None:
+        accounts.unfreeze(tx, account_no, work_date)
+
+    def close_account(self, tx: Transaction, account_no: str, work_date: WorkDate) -> None:
+        accounts.close_account(tx, account_no, work_date)
+
+    # Money in for tests and the demo.
+
+    def deposit(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
+                work_date: WorkDate) -> int:
+        return payments.deposit(self._ctx, tx, event_id, account_no, amount_fen, work_date)
+
+    def fund_clearing(self, tx: Transaction, event_id: str, amount_fen: int,
+                      work_date: WorkDate) -> int:
+        return payments.fund_clearing(self._ctx, tx, event_id, amount_fen, work_date)
+
+    # Outgoing payments.
+
+    def hold(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
+             work_date: WorkDate, ref: str) -> int:
+        return payments.hold(self._ctx, tx, event_id, account_no, amount_fen, work_date, ref)
+
+    def release(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
+        return payments.release(self._ctx, tx, event_id, hold_id, work_date)
+
+    def settle(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
+        return payments.settle(self._ctx, tx, event_id, hold_id, work_date)
+
+    def net(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
+        return payments.net(self._ctx, tx, event_id, hold_id, work_date)
+
+    def settle_net(self, tx: Transaction, event_id: str, round_key: str, debit_fen: int,
+                   credit_fen: int, work_date: WorkDate) -> int:
+        return payments.settle_net(self._ctx, tx, event_id, round_key, debit_fen, credit_fen,
+                                   work_date)
+
+    def fee_for(self, business: str, amount_fen: int) -> int:
+        return self.settings.tariff.fee_fen(business, amount_fen)
+
+    def charge_fee(self, tx: Transaction, event_id: str, account_no: str, business: str,
+                   amount_fen: int, work_date: WorkDate, ref: str = "") -> int:
+        return payments.charge_fee(self._ctx, tx, event_id, account_no, business, amount_fen,
+                                   work_date, ref)
+
+    # Incoming payments and suspense.
+
+    def credit_incoming(self, tx: Transaction, event_id: str, account_no: str,
+                        payee_name: str, amount_fen: int, work_date: WorkDate,
+                        ref: str) -> CreditResult:
+        return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
+                                        amount_fen, work_date, ref)
+
+    def credit_incoming_netted(self, tx: Transaction, event_id: str, account_no: str,
+                               payee_name: str, amount_fen: int, work_date: WorkDate,
+                               ref: str) -> CreditResult:
+        return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
+                                        amount_fen, work_date, ref, netted=True)
+
+    def clear_suspense(self, tx: Transaction, event_id: str, pending_no: str,
+                       account_no: str, work_date: WorkDate) -> int:
+        return incoming.clear_suspense(self._ctx, tx, event_id, pending_no, account_no,
+                                       work_date)
+
+    def return_suspense(self, tx: Transaction, event_id: str, pending_no: str,
+                        work_date: WorkDate) -> SuspenseItem:
+        return incoming.return_suspense(self._ctx, tx, event_id, pending_no, work_date)
+
+    def open_suspense(self, tx: Transaction, as_of: WorkDate) -> list[SuspenseItem]:
+        return incoming.open_suspense(tx, as_of)
+
+    # Reading the books.
+
+    def balance(self, tx: Transaction, account_no: str) -> int:
+        return reports.balance(tx, account_no)
+
+    def clearing_balance(self, tx: Transaction) -> int:
+        return reports.balance(tx, self._ctx.accounts.clearing)
+
+    def trial_balance(self, tx: Transaction, through: WorkDate | None = None) -> TrialBalance:
+        return reports.trial_balance(tx, through)
+
+    def entry_count(self, tx: Transaction) -> int:
+        return reports.entry_count(tx)
+
+    def digest(self, tx: Transaction) -> str:
+        return reports.digest(tx)
+
+    def statement(self, tx: Transaction, account_no: str, date_from: WorkDate,
+                  date_to: WorkDate) -> Statement:
+        return reports.statement(tx, account_no, date_from, date_to)

@@ -1,0 +1,42 @@
+"""Helpers for tests and the demo: valid account numbers and ready-made books."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ledger.db import Database, connect
+from ledger.numbers import make_customer, make_customer_account
+from ledger.service import Ledger
+
+# The work date tests use: a Monday that is a statutory working day.
+WORK_DATE = date(2026, 12, 7)
+_CURRENT_ACCOUNT_TYPE = {"personal": "101", "corporate": "103"}
+
+
+def customer_account(sequence: int, kind: str = "personal") -> str:
+    """The current account number of customer `sequence`, with valid check digits."""
+    customer_no = make_customer(kind, sequence)
+    return make_customer_account(customer_no, _CURRENT_ACCOUNT_TYPE[kind], 1)
+
+
+def fresh_books(url: str = "sqlite:///:memory:", ledger: Ledger | None = None,
+                clearing_fen: int = 0) -> tuple[Database, Ledger]:
+    """An installed ledger on a new database, optionally with a funded clearing account."""
+    db = connect(url)
+    led = ledger or Ledger()
+    with db.transaction() as tx:
+        led.install(tx)
+        if clearing_fen:
+            led.fund_clearing(tx, "opening:clearing", clearing_fen, WORK_DATE)
+    return db, led
+
+
+def open_funded(db: Database, led: Ledger, sequence: int, name: str, amount_fen: int,
+                kind: str = "personal", work_date: date = WORK_DATE) -> str:
+    """Open a customer account and pay `amount_fen` into it; its number."""
+    account_no = customer_account(sequence, kind)
+    with db.transaction() as tx:
+        led.open_customer_account(tx, account_no, name, kind, work_date)
+        if amount_fen:
+            led.deposit(tx, f"opening:{account_no}", account_no, amount_fen, work_date)
+    return account_no
