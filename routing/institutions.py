@@ -39,7 +39,7 @@ class Institution:
     @property
     def accounting(self) -> bool:
         """Accounting institutions end in an odd digit, management-only ones in an even one."""
-        return int(self.institution_no[-1]) % 2 == 1
+        return is_ascii_digits(self.institution_no, 10) and self.institution_no[-1] in "13579"
 
 
 class Institutions:
