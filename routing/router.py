@@ -97,8 +97,10 @@ class Router:
         self.rules: list[Rule] = parse_rules(rules or _default_rules(self.hvps_only_types))
         self.limits = limits if isinstance(limits, BepsLimits) else BepsLimits(limits)
         self.when_closed_default = when_closed_default
-        self.institution_types = list(institution_types or INSTITUTION_TYPES)
-        self.routable_types = list(routable_types or ROUTABLE_TYPES)
+        self.institution_types = list(INSTITUTION_TYPES if institution_types is None
+                                      else institution_types)
+        self.routable_types = list(ROUTABLE_TYPES if routable_types is None
+                                   else routable_types)
 
     def decide(self, req: RouteRequest, on_date: date, hvps_open: bool = True,
                next_hvps_opening: datetime | None = None) -> RouteDecision:
