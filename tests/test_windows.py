@@ -1,0 +1,435 @@
+"""HVPS phases from the timetable, ccms.801 handling, BEPS settlement and netting rounds."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gateway.calendar import BusinessCalendar
+from gateway.clock import SHANGHAI
+from gateway.errors import PaygateError, ValidationFailed
+from gateway.windows import (
+    HVPS_TRANSITIONS,
+    Timetable,
+    WindowState,
+    beps_settlement_allowed,
+    beps_work_date,
+    hvps_phase,
+    netting_round_for,
+    netting_round_label,
+    netting_round_times,
+    next_hvps_opening,
+    next_transition,
+    status_changes_between,
+    timetable_from_settings,
+    transitions_between,
+)
+
+LATE_WINDOW = Timetable(clearing_window_start_at=Timetable().cutoff_at.replace(minute=15))
+EVENING = Timetable(evening_open=True)
+
+
+def sh(text: str) -> datetime:
+    """A Shanghai business instant from "YYYY-MM-DD HH:MM[:SS]"."""
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+@pytest.fixture(scope="module")
+def calendar() -> BusinessCalendar:
+    return BusinessCalendar()
+
+
+@pytest.mark.parametrize("at, key, code, work_date, accepts, settles", [
+    # Monday 7 December 2026, an ordinary working day.
+    ("2026-12-07 08:29", "preparation", "00", "2026-12-07", False, False),
+    ("2026-12-07 08:30", "daytime", "10", "2026-12-07", True, True),
+    ("2026-12-07 16:59", "daytime", "10", "2026-12-07", True, True),
+    ("2026-12-07 17:00", "clearing_window", "30", "2026-12-07", False, True),
+    ("2026-12-07 17:31", "end_of_day", "40", "2026-12-07", False, False),
+    ("2026-12-07 17:45", "cutover", "15", "2026-12-08", False, False),
+    ("2026-12-07 18:00", "preparation", "00", "2026-12-08", False, False),
+    # Friday evening to Monday: closed over the weekend, cut-over on Sunday evening.
+    ("2026-12-11 17:50", "closed", "40", "2026-12-11", False, False),
+    ("2026-12-12 10:00", "closed", "40", "2026-12-11", False, False),
+    ("2026-12-13 17:44", "closed", "40", "2026-12-11", False, False),
+    ("2026-12-13 17:50", "cutover", "15", "2026-12-14", False, False),
+    ("2026-12-13 19:00", "preparation", "00", "2026-12-14", False, False),
+    # National Day holiday: closed since Wednesday 30 September.
+    ("2026-10-01 10:00", "closed", "40", "2026-09-30", False, False),
+    ("2026-10-07 18:30", "preparation", "00", "2026-10-08", False, False),
+    # Make-up working Saturday 14 February and Sunday 20 September (调休).
+    ("2026-02-14 10:00", "daytime", "10", "2026-02-14", True, True),
+    ("2026-02-15 10:00", "closed", "40", "2026-02-14", False, False),
+    ("2026-09-19 20:00", "preparation", "00", "2026-09-20", False, False),
+    ("2026-09-20 09:00", "daytime", "10", "2026-09-20", True, True),
+])
+def test_phase_at_instant(calendar: BusinessCalendar, at: str, key: str, code: str,
+                          work_date: str, accepts: bool, settles: bool) -> None:
+    """The default timetable gives each instant its phase, code, work date and rights."""
+    phase = hvps_phase(sh(at), calendar)
+
+    assert (phase.key, phase.code, phase.work_date.isoformat()) == (key, code, work_date)
+    assert (phase.accepts_customer_payments, phase.settles) == (accepts, settles)
+
+
+@pytest.mark.parametrize("timetable, at, code, work_date", [
+    (LATE_WINDOW, "2026-12-07 17:00", "20", "2026-12-07"),
+    (LATE_WINDOW, "2026-12-07 17:14", "20", "2026-12-07"),
+    (LATE_WINDOW, "2026-12-07 17:15", "30", "2026-12-07"),
+    (EVENING, "2026-12-07 08:00", "10", "2026-12-07"),
+    (EVENING, "2026-12-07 20:29", "00", "2026-12-08"),
+    (EVENING, "2026-12-07 20:30", "10", "2026-12-08"),
+    (EVENING, "2026-12-11 20:30", "40", "2026-12-11"),
+    (EVENING, "2026-12-13 20:30", "10", "2026-12-14"),
+])
+def test_phase_with_configured_timetable(calendar: BusinessCalendar, timetable: Timetable,
+                                         at: str, code: str, work_date: str) -> None:
+    """A later clearing window shows the cut-off; evening opening starts the day at 20:30."""
+    phase = hvps_phase(sh(at), calendar, timetable)
+
+    assert (phase.code, phase.work_date.isoformat()) == (code, work_date)
+
+
+def test_phase_of_utc_instant(calendar: BusinessCalendar) -> None:
+    """An instant in UTC is read in Shanghai time: 00:30Z is 08:30, the opening."""
+    assert hvps_phase(datetime.fromisoformat("2026-12-07T00:30:00+00:00"), calendar).code == "10"
+
+
+@pytest.mark.parametrize("timetable, expected", [
+    (None, [("08:30", "10", "12-07"), ("17:00", "30", "12-07"), ("17:30", "40", "12-07"),
+            ("17:45", "15", "12-08"), ("18:00", "00", "12-08")]),
+    (LATE_WINDOW, [("08:30", "10", "12-07"), ("17:00", "20", "12-07"),
+                   ("17:15", "30", "12-07"), ("17:30", "40", "12-07"),
+                   ("17:45", "15", "12-08"), ("18:00", "00", "12-08")]),
+    (EVENING, [("17:00", "30", "12-07"), ("17:30", "40", "12-07"), ("17:45", "15", "12-08"),
+               ("18:00", "00", "12-08"), ("20:30", "10", "12-08")]),
+])
+def test_transitions_over_a_working_day(calendar: BusinessCalendar,
+                                        timetable: Timetable | None,
+                                        expected: list[tuple[str, str, str]]) -> None:
+    """A Monday runs through every phase and cuts over to Tuesday in the evening."""
+    found = transitions_between(sh("2026-12-07 00:00"), sh("2026-12-08 00:00"), calendar,
+                                timetable)
+
+    assert [(t.strftime("%H:%M"), p.code, p.work_date.strftime("%m-%d"))
+            for t, p in found] == expected
+
+
+def test_transitions_over_a_weekend(calendar: BusinessCalendar) -> None:
+    """From Friday to Monday HVPS closes, then cuts over on Sunday evening."""
+    found = transitions_between(sh("2026-12-11 12:00"), sh("2026-12-14 09:00"), calendar)
+
+    assert [(t.strftime("%a %H:%M"), p.key) for t, p in found] == [
+        ("Fri 17:00", "clearing_window"), ("Fri 17:30", "end_of_day"), ("Fri 17:45", "closed"),
+        ("Sun 17:45", "cutover"), ("Sun 18:00", "preparation"), ("Mon 08:30", "daytime"),
+    ]
+
+
+def test_status_changes_skip_local_closed(calendar: BusinessCalendar) -> None:
+    """The changes a ccms.801 would announce leave out closed, which keeps code 40."""
+    changes = status_changes_between(sh("2026-12-11 17:10"), sh("2026-12-14 09:00"), calendar)
+
+    assert [(c.orig_code, c.orig_date.day, c.cur_code, c.cur_date.day) for c in changes] == [
+        ("30", 11, "40", 11), ("40", 11, "15", 14), ("15", 14, "00", 14), ("00", 14, "10", 14),
+    ]
+
+
+@pytest.mark.parametrize("timetable", [None, LATE_WINDOW, EVENING])
+def test_whole_year_follows_transition_table(calendar: BusinessCalendar,
+                                             timetable: Timetable | None) -> None:
+    """Every status change the 2026 schedule makes is allowed by HVPS_TRANSITIONS."""
+    changes = status_changes_between(sh("2026-01-01 00:00"), sh("2027-01-01 00:00"), calendar,
+                                     timetable)
+
+    assert len(changes) > 5 * 240
+    assert [c for c in changes if c.cur_code not in HVPS_TRANSITIONS[c.orig_code]] == []
+    assert all(c.cur_date >= c.orig_date for c in changes)
+
+
+def test_phase_agrees_with_transitions(calendar: BusinessCalendar) -> None:
+    """At each transition instant the phase is the new one, an instant before the old one."""
+    found = transitions_between(sh("2026-09-17 00:00"), sh("2026-10-12 00:00"), calendar)
+    before = hvps_phase(sh("2026-09-17 00:00"), calendar)
+
+    for t, phase in found:
+        assert hvps_phase(t - timedelta(microseconds=1), calendar) == before
+        assert hvps_phase(t, calendar) == phase
+        assert next_transition(t - timedelta(seconds=1), calendar) == (t, phase)
+        before = phase
+
+
+@pytest.mark.parametrize("at, timetable, expected", [
+    # Friday evening before the Tomb-sweeping holiday (4-6 April): Tuesday morning.
+    ("2026-04-03 19:00", None, "2026-04-07 08:30"),
+    ("2026-04-03 19:00", EVENING, "2026-04-06 20:30"),
+    # Friday evening before the make-up working Sunday 20 September.
+    ("2026-09-18 19:00", None, "2026-09-20 08:30"),
+    # Friday before Spring Festival: the make-up Saturday 14 February opens.
+    ("2026-02-13 19:00", None, "2026-02-14 08:30"),
+    ("2026-02-14 17:00", None, "2026-02-24 08:30"),
+    ("2026-09-30 18:00", None, "2026-10-08 08:30"),
+    # Open now: the instant itself.
+    ("2026-12-07 10:00", None, "2026-12-07 10:00"),
+    # New Year's Eve 2026: 2027-01-01 is assumed a working Friday without a calendar file.
+    ("2026-12-31 18:00", None, "2027-01-01 08:30"),
+])
+def test_next_opening(calendar: BusinessCalendar, at: str, timetable: Timetable | None,
+                      expected: str) -> None:
+    """The next opening skips weekends and holidays and honours make-up working days."""
+    assert next_hvps_opening(sh(at), calendar, timetable) == sh(expected)
+
+
+def test_next_opening_after_new_year_override(tmp_path: Path) -> None:
+    """With 2027-01-01 a holiday in the operator file, New Year's Eve waits for Monday."""
+    path = tmp_path / "calendar.toml"
+    path.write_text('[[day]]\ndate = 2027-01-01\nworking = false\nname = "元旦"\n', "utf-8")
+
+    assert next_hvps_opening(sh("2026-12-31 18:00"), BusinessCalendar(path)) == \
+        sh("2027-01-04 08:30")
+
+
+@pytest.mark.parametrize("at, allowed", [
+    ("2026-12-07 02:00", False),
+    ("2026-12-07 10:00", True),
+    ("2026-12-07 17:10", True),
+    ("2026-12-07 17:40", False),
+    ("2026-12-12 10:00", False),
+    ("2026-02-14 10:00", True),
+])
+def test_beps_settles_only_while_hvps_settles(calendar: BusinessCalendar, at: str,
+                                              allowed: bool) -> None:
+    """BEPS net positions settle only in HVPS phases 10 and 30."""
+    assert beps_settlement_allowed(sh(at), calendar) is allowed
+
+
+@pytest.mark.parametrize("at, work_date", [
+    ("2026-12-12T23:00:00+08:00", "2026-12-12"),
+    ("2026-12-12T16:30:00+00:00", "2026-12-13"),
+    ("2026-10-01T00:00:00+08:00", "2026-10-01"),
+])
+def test_beps_work_date_is_natural_day(at: str, work_date: str) -> None:
+    """The BEPS work date is the Shanghai calendar day, holidays included."""
+    assert beps_work_date(datetime.fromisoformat(at)).isoformat() == work_date
+
+
+@pytest.mark.parametrize("interval_min, count, first, last", [
+    (30, 48, "2026-12-07 00:30", "2026-12-08 00:00"),
+    (60, 24, "2026-12-07 01:00", "2026-12-08 00:00"),
+    (25, 58, "2026-12-07 00:25", "2026-12-08 00:00"),
+    (15, 96, "2026-12-07 00:15", "2026-12-08 00:00"),
+])
+def test_netting_round_times(interval_min: int, count: int, first: str, last: str) -> None:
+    """Rounds close every interval through the day, the last one at midnight."""
+    times = netting_round_times(date(2026, 12, 7), interval_min)
+
+    assert (len(times), times[0], times[-1]) == (count, sh(first), sh(last))
+
+
+@pytest.mark.parametrize("at, interval_min, netting_date, label", [
+    ("2026-12-07 00:00:00", 30, "2026-12-07", "01"),
+    ("2026-12-07 00:29:59", 30, "2026-12-07", "01"),
+    ("2026-12-07 00:30:00", 30, "2026-12-07", "02"),
+    ("2026-12-07 23:59:59", 30, "2026-12-07", "48"),
+    ("2026-12-08 00:00:00", 30, "2026-12-08", "01"),
+    ("2026-12-07 09:10:00", 60, "2026-12-07", "10"),
+])
+def test_netting_round_for(at: str, interval_min: int, netting_date: str, label: str) -> None:
+    """An item joins the first round closing after it, numbered from 01 each date."""
+    found = netting_round_for(sh(at), interval_min)
+
+    assert (found[0].isoformat(), found[1]) == (netting_date, label)
+
+
+@pytest.mark.parametrize("number, label", [(1, "01"), (9, "09"), (48, "48"), (99, "99")])
+def test_netting_round_label(number: int, label: str) -> None:
+    """NetgRnd is two digits with a leading zero."""
+    assert netting_round_label(number) == label
+
+
+@pytest.mark.parametrize("interval_min", [0, 10, 14, -30, True])
+def test_netting_interval_too_short_is_refused(interval_min: int) -> None:
+    """More than 99 rounds a day would not fit NetgRnd, so such an interval is refused."""
+    with pytest.raises(ValidationFailed) as caught:
+        netting_round_times(date(2026, 12, 7), interval_min)
+
+    assert caught.value.code == "netting_interval_must_give_at_most_99_rounds"
+
+
+def test_timetable_from_mapping_and_settings() -> None:
+    """Times come as "HH:MM" strings or TOML times; settings use hvps_/beps_ names."""
+    from_map = Timetable.from_mapping({"clearing_window_start_at": "17:15",
+                                       "evening_open": True, "netting_interval_min": 20})
+    from_settings = timetable_from_settings(SimpleNamespace(
+        hvps_clearing_window_start_at="17:15", hvps_evening_open=True,
+        beps_netting_interval_min=20, bank_code="999100000019"))
+
+    assert from_map == from_settings
+    assert from_map.clearing_window_start_at.isoformat() == "17:15:00"
+    assert from_map.open_at.isoformat() == "08:30:00"
+
+
+@pytest.mark.parametrize("mapping, codes", [
+    ({"open_at": "8:30"}, ["timetable_time_must_be_hh_mm"]),
+    ({"open_at": "24:00"}, ["timetable_time_must_be_hh_mm"]),
+    ({"opening_at": "08:30"}, ["timetable_key_must_be_known"]),
+    ({"evening_open": "yes"}, ["timetable_flag_must_be_true_or_false"]),
+    ({"cutoff_at": "08:00"}, ["timetable_times_must_be_in_order"]),
+    ({"clearing_window_end_at": "17:00"}, ["timetable_times_must_be_in_order"]),
+    ({"evening_open": True, "evening_open_at": "17:50"}, ["timetable_times_must_be_in_order"]),
+    ({"netting_interval_min": 5}, ["netting_interval_must_give_at_most_99_rounds"]),
+    ({"open_at": "x", "close_at": "17:00"},
+     ["timetable_key_must_be_known", "timetable_time_must_be_hh_mm"]),
+])
+def test_bad_timetable_is_refused(mapping: dict[str, object], codes: list[str]) -> None:
+    """A broken timetable is refused with a named problem for each broken rule."""
+    with pytest.raises(ValidationFailed) as caught:
+        Timetable.from_mapping(mapping)
+
+    assert sorted(p.code for p in caught.value.problems) == sorted(codes)
+
+
+def test_zero_length_cutover_is_skipped(calendar: BusinessCalendar) -> None:
+    """With preparation at day end the cut-over is not announced: 40 goes to 00."""
+    timetable = Timetable.from_mapping({"prepare_at": "17:45"})
+    changes = status_changes_between(sh("2026-12-07 17:20"), sh("2026-12-07 18:00"), calendar,
+                                     timetable)
+
+    assert [(c.orig_code, c.cur_code) for c in changes] == [("30", "40"), ("40", "00")]
+
+
+# One HVPS day announced by ccms.801, each notice legal: (orig, cur, date, at) -> outcome.
+LEGAL_DAY = [
+    ("00", "10", "2026-12-07", "08:30", "applied", "10"),
+    ("10", "20", "2026-12-07", "17:00", "applied", "20"),
+    ("20", "30", "2026-12-07", "17:15", "applied", "30"),
+    ("30", "40", "2026-12-07", "17:30", "applied", "40"),
+    ("40", "15", "2026-12-08", "17:45", "applied", "15"),
+    ("15", "00", "2026-12-08", "18:00", "applied", "00"),
+    ("15", "00", "2026-12-08", "18:01", "repeat", "00"),
+]
+
+
+def test_window_state_follows_legal_notices(calendar: BusinessCalendar) -> None:
+    """A legal sequence of ccms.801 notices moves the state through the day."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
+                for orig, cur, cur_date, at, _outcome, _code in LEGAL_DAY]
+
+    assert outcomes == [(outcome, code) for *_rest, outcome, code in LEGAL_DAY]
+    assert state.work_date == date(2026, 12, 8) and state.source == "ccms.801"
+    assert [(e.from_code, e.to_code, e.source, e.outcome) for e in state.history][:3] == [
+        (None, "00", "schedule", "initial"), ("00", "10", "ccms.801", "applied"),
+        ("10", "20", "ccms.801", "applied"),
+    ]
+    assert len(state.history) == 7
+    assert state.alerts() == []
+
+
+def test_window_state_takes_captured_sample_notice(calendar: BusinessCalendar) -> None:
+    """The captured notice, 40 on 2024-05-20 to 00 on 2024-05-21, is a legal cut-over."""
+    state = WindowState(calendar, sh("2024-05-20 17:31"))
+    state.apply_notice("30", "40", "2024-05-20", sh("2024-05-20 17:31"))
+
+    assert state.apply_notice("40", "00", "2024-05-21", sh("2024-05-20 17:33:43")) == "applied"
+    assert (state.code, state.work_date) == ("00", date(2024, 5, 21))
+
+
+# Fed in order after 00 -> 10 at 08:30: (orig, cur, date, at) -> outcome, state after.
+ILLEGAL_SEQUENCE = [
+    ("10", "00", "2026-12-07", "09:00", "illegal", "10"),
+    ("00", "30", "2026-12-07", "09:01", "illegal", "10"),
+    ("10", "20", "2026-12-06", "09:02", "illegal", "10"),
+    ("10", "20", "2026-12-08", "09:03", "illegal", "10"),
+    ("10", "99", "2026-12-07", "09:04", "unknown_status", "10"),
+    ("00", "10", "2026-12-07", "08:00", "stale", "10"),
+    ("30", "40", "2026-12-07", "17:31", "gap", "40"),
+    ("00", "10", "2026-12-07", "17:40", "illegal", "40"),
+    ("15", "00", "2026-12-08", "18:00", "gap", "00"),
+]
+
+
+def test_window_state_records_illegal_notices(calendar: BusinessCalendar) -> None:
+    """Illegal, stale and unknown notices are recorded and refused; missed ones are gaps."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 08:30"))
+    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
+                for orig, cur, cur_date, at, _outcome, _code in ILLEGAL_SEQUENCE]
+
+    assert outcomes == [(outcome, code) for *_rest, outcome, code in ILLEGAL_SEQUENCE]
+    assert [e.outcome for e in state.history[2:]] == [row[4] for row in ILLEGAL_SEQUENCE]
+    assert [a["code"] for a in state.alerts()] == [
+        "hvps_status_notice_illegal", "hvps_status_notice_illegal",
+        "hvps_status_notice_illegal", "hvps_status_notice_illegal",
+        "hvps_status_notice_unknown", "hvps_status_notice_stale",
+        "hvps_status_notices_missed", "hvps_status_notice_illegal",
+        "hvps_status_notices_missed",
+    ]
+    assert len(state.alerts(since=sh("2026-12-07 17:00"))) == 3
+
+
+def test_illegal_notice_is_logged(calendar: BusinessCalendar,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A refused notice leaves one warning line naming the outcome and both codes."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    with caplog.at_level(logging.INFO, logger="paygate.windows"):
+        state.apply_notice("10", "00", "2026-12-07", sh("2026-12-07 09:00"))
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [(
+        "WARNING",
+        "hvps window: ccms.801: illegal (orig=10 from=00 to=00 work_date=2026-12-07 "
+        "at=2026-12-07T09:00:00+08:00)",
+    )]
+
+
+def test_schedule_drives_until_first_notice(calendar: BusinessCalendar) -> None:
+    """Before any notice the schedule moves the state; a late NPC's notice corrects it."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    made = state.apply_schedule(sh("2026-12-07 17:10"))
+
+    assert [(e.to_code, e.source) for e in made] == [("10", "schedule"), ("30", "schedule")]
+    assert state.code == "30" and state.settles and not state.accepts_customer_payments
+    assert state.apply_notice("10", "20", "2026-12-07", sh("2026-12-07 17:20")) == "corrected"
+    assert state.code == "20"
+
+
+def test_notices_rule_once_they_arrive(calendar: BusinessCalendar) -> None:
+    """After a notice the schedule no longer moves the state but flags an overdue notice."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 08:31"))
+    made = state.apply_schedule(sh("2026-12-07 17:05"))
+    quiet = state.alerts()
+    state.apply_schedule(sh("2026-12-07 17:20"))
+    overdue = state.alerts()
+    state.apply_notice("10", "30", "2026-12-07", sh("2026-12-07 17:21"))
+
+    assert made == [] and state.code == "30"
+    assert quiet == []
+    assert [(a["code"], a["expected"]) for a in overdue] == [("hvps_status_notice_overdue", "30")]
+    assert state.alerts() == []
+
+
+def test_first_notice_confirms_schedule(calendar: BusinessCalendar) -> None:
+    """A first notice matching the forecast confirms it; the same notice again is a repeat."""
+    state = WindowState(calendar, sh("2026-12-07 09:00"))
+
+    assert state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 09:01")) == "confirmed"
+    assert state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 09:02")) == "repeat"
+    assert [e.outcome for e in state.history] == ["initial", "confirmed"]
+
+
+def test_calendar_without_working_day_fails_loudly(tmp_path: Path) -> None:
+    """A calendar file closing all of 2028 stops the search for an opening by name."""
+    path = tmp_path / "calendar.toml"
+    path.write_text("complete_years = [2028]\n" + "".join(
+        f"[[day]]\ndate = {date.fromordinal(n).isoformat()}\nworking = false\n"
+        for n in range(date(2028, 1, 1).toordinal(), date(2029, 1, 1).toordinal())
+    ), "utf-8")
+
+    with pytest.raises(PaygateError) as caught:
+        next_hvps_opening(sh("2027-12-31 18:00"), BusinessCalendar(path))
+
+    assert caught.value.code == "calendar_must_have_a_working_day_within_a_year"
