@@ -1,0 +1,167 @@
+"""The HTTP face of the gateway: the core system's API, the link inbound, health.
+
+Every error answer has the shape of CONTRACT.md §6. The core system's endpoints need a
+client's credentials when `api_keys` is configured: headers `X-Client-Id`,
+`X-Timestamp` (Unix seconds, within 300 s of now) and `X-Signature: sha256=<hex>`, the
+HMAC-SHA256 under the client's secret of "<timestamp>\\n<method>\\n<path>\\n<body>".
+The link inbound is authenticated by the messages' own signatures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from importlib import resources
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import PaygateError, Problem, Unauthorized
+from gateway.messages import codec, hvps111
+
+log = logging.getLogger("paygate.api")
+
+BODY_LEN_MAX = 8 * 1024 * 1024
+TIMESTAMP_SKEW_S = 300
+OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+                        content_type="application/json")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                            ) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PaygateError as exc:
+        response = _json(exc.to_dict(), exc.status)
+        if exc.status == 429:
+            response.headers["Retry-After"] = "1"
+        return response
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("event=request_failed path=%s error=%r", request.path, exc)
+        return _json({"errors": [Problem("internal_error", request.path, None,
+                                         "a request the gateway can process",
+                                         "the gateway failed; the error is logged").to_dict()]},
+                     500)
+
+
+def authenticate(request: web.Request, body: bytes) -> str:
+    gw = request.app["gateway"]
+    keys = gw.settings.api_keys
+    if not keys:
+        return "default"
+    client = request.headers.get("X-Client-Id", "")
+    secret = keys.get(client)
+    if secret is None:
+        raise Unauthorized(Problem("client_unknown", "X-Client-Id", client or None,
+                                   "a configured client id"))
+    stamp = request.headers.get("X-Timestamp", "")
+    if not stamp.isascii() or not stamp.isdigit() or \
+            abs(time.time() - int(stamp)) > TIMESTAMP_SKEW_S:
+        raise Unauthorized(Problem("request_timestamp_invalid", "X-Timestamp", stamp or None,
+                                   f"Unix seconds within {TIMESTAMP_SKEW_S} s of now"))
+    expected = sign_request(secret, stamp, request.method, request.path_qs, body)
+    given = request.headers.get("X-Signature", "")
+    if not hmac.compare_digest(expected, given):
+        raise Unauthorized(Problem("request_signature_invalid", "X-Signature", None,
+                                   "sha256=<HMAC of timestamp, method, path and body>"))
+    return client
+
+
+def sign_request(secret: str, stamp: str, method: str, path: str, body: bytes) -> str:
+    message = f"{stamp}\n{method}\n{path}\n".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+async def _read(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
+        raise PaygateError(Problem("body_too_large", "/", request.content_length,
+                                   f"at most {BODY_LEN_MAX} bytes"), 413)
+    return await request.read()
+
+
+async def health(request: web.Request) -> web.Response:
+    gw = request.app["gateway"]
+    return _json({"ok": True, "bank": gw.settings.bank_code, "hvps_status": gw.hvps_status,
+                  "work_date": gw.work_date.isoformat()})
+
+
+async def post_transfer(request: web.Request) -> web.Response:
+    body = await _read(request)
+    client = authenticate(request, body)
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise PaygateError(Problem("body_must_be_json", "/", body[:80].decode("latin-1"),
+                                   "a JSON object"), 400)
+    gw = request.app["gateway"]
+    status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
+                                                data)
+    return _json(response, status)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """A ready CNAPS2 message from the core system (hvps.111, envelope or bare XML)."""
+    body = await _read(request)
+    client = authenticate(request, body)
+    gw = request.app["gateway"]
+    decoded = codec.decode(body, bare_ok=True)
+    if decoded.problems:
+        raise PaygateError(decoded.problems)
+    if decoded.mtype.code != hvps111.MESSAGE_TYPE:
+        raise PaygateError(Problem("message_type_not_accepted_from_core", "/Document",
+                                   decoded.mtype.code, "hvps.111.001.01"))
+    ct: hvps111.CreditTransfer = decoded.obj
+    urgency = {"URGT": "extra_urgent", "HIGH": "urgent"}.get(ct.priority, "normal")
+    transfer = {
+        "payer_account": ct.debtor_account, "payer_name": ct.debtor_name,
+        "payer_bank": ct.debtor_agent, "payee_account": ct.creditor_account,
+        "payee_name": ct.creditor_name, "payee_bank": ct.creditor_agent,
+        "amount": f"{ct.amount_fen // 100}.{ct.amount_fen % 100:02d}",
+        "currency": ct.currency, "business_type": ct.business_type,
+        "business_kind": ct.business_kind, "urgency": urgency,
+    }
+    if ct.remittance:
+        transfer["remittance_info"] = list(ct.remittance)
+    key = request.headers.get("Idempotency-Key") or f"msg:{ct.debtor_agent}:{ct.msg_id}"
+    status, response = await gw.submit_transfer(client, key, transfer)
+    return _json(response, status)
+
+
+async def get_transfer(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    gw = request.app["gateway"]
+    return _json(await gw.get_transfer(request.match_info["id"]))
+
+
+async def link_inbound(request: web.Request) -> web.Response:
+    raw = await _read(request)
+    gw = request.app["gateway"]
+    return _json(await gw.receive_link(raw))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = (resources.files("gateway") / "openapi.yaml").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/yaml")
+
+
+def make_app(gw: Any) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LEN_MAX)
+    app["gateway"] = gw
+    app.router.add_get("/health", health)
+    app.router.add_get("/openapi.yaml", openapi)
+    app.router.add_post("/v1/transfers", post_transfer)
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_get("/v1/transfers/{id}", get_transfer)
+    app.router.add_post("/link/inbound", link_inbound)
+    return app

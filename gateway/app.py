@@ -1,0 +1,352 @@
+"""The gateway process: wiring of store, ledger, router, streams, link and API.
+
+Start-up order: database (and ledger tables) → Redis (embedded unless configured) →
+recovery (every unfinished outbox and inbox row back on its stream) → workers → HTTP.
+Shutdown runs the other way round and lets in-flight work finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from datetime import date, datetime
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+import ledger
+from gateway import intake, keys, outbound, payments
+from gateway.calendar import BusinessCalendar
+from gateway.clock import Clock, SystemClock
+from gateway.config import Settings
+from gateway.errors import Conflict, PaygateError, Problem
+from gateway.handlers import Handlers
+from gateway.inbound import process_tx, receive_tx
+from gateway.messages import envelope as env_mod
+from gateway.messages import hvps710
+from gateway.messages.common import GroupHeader
+from gateway.messages.signing import KeyRing, write_keypair
+from gateway.redisproc import EmbeddedRedis
+from gateway.store import Store
+from gateway.windows import hvps_phase, next_hvps_opening
+from gateway.worker import StreamWorker
+from routing import RouteRequest, Router, load_default
+
+log = logging.getLogger("paygate.gateway")
+
+LINK_TIMEOUT_S = 10.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings, clock: Clock | None = None,
+                 router: Router | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.calendar = BusinessCalendar(settings.calendar_file or None)
+        self.ledger = ledger.Ledger()
+        self.store = Store(settings.db_url, self.ledger)
+        self.router = router or load_default()
+        self.notifier = payments.Notifier(webhook=bool(settings.webhook_url))
+        self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])
+        self.keyring: KeyRing | None = None
+        self.redis: aioredis.Redis | None = None
+        self.embedded_redis: EmbeddedRedis | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.workers: list[StreamWorker] = []
+        self._tasks: list[asyncio.Task] = []
+        self.handlers = Handlers(self)
+        now = self.clock.now()
+        phase = hvps_phase(now, self.calendar)
+        self.hvps_status = phase.code
+        self.work_date: date = phase.work_date
+        self.recon_results: dict[str, dict[str, Any]] = {}
+        self._recon_waiters: dict[str, asyncio.Future] = {}
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    # Life cycle
+
+    async def start(self, serve_http: bool = True) -> None:
+        self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        write_keypair(self.settings.keys_path, self.settings.bank_code)
+        self.keyring = KeyRing.load(self.settings.keys_path, [self.settings.bank_code],
+                                    self.settings.signature_algorithm,
+                                    frozenset(self.settings.unverified_senders))
+        await self.store.open()
+        redis_url = self.settings.redis_url
+        if not redis_url:
+            self.embedded_redis = EmbeddedRedis(self.settings.data_path / "redis")
+            await asyncio.get_running_loop().run_in_executor(None, self.embedded_redis.start)
+            redis_url = self.embedded_redis.url
+        self.redis = aioredis.from_url(redis_url, decode_responses=True)
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(limit=64))
+        await self.recover()
+        self._start_workers()
+        if serve_http:
+            from gateway.api import make_app
+            self.runner = web.AppRunner(make_app(self), access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
+            await site.start()
+            port = self.runner.addresses[0][1]
+            self.url = f"http://{self.settings.host}:{port}"
+        log.info("event=gateway_started url=%s bank=%s hvps_status=%s work_date=%s",
+                 self.url, self.settings.bank_code, self.hvps_status, self.work_date)
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.http is not None:
+            await self.http.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.store.close()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+        log.info("event=gateway_stopped")
+
+    def _start_workers(self) -> None:
+        s = self.settings
+        specs = [
+            ("hvps_sender", keys.HVPS_LANES, self._send_outbox),
+            ("link_sender", (keys.OUT_LINK,), self._send_outbox),
+            ("inbound", (keys.INBOUND,), self._process_inbound),
+            ("webhook", (keys.WEBHOOK,), self._send_webhook),
+        ]
+        for name, streams, handler in specs:
+            worker = StreamWorker(self.redis, name, streams, handler,
+                                  batch_max=s.worker_batch_max, retries_max=s.send_retries_max)
+            self.workers.append(worker)
+            self._tasks.append(asyncio.create_task(worker.run(), name=name))
+
+    async def recover(self) -> None:
+        """Put every unfinished outbox and inbox row back on its stream."""
+        def work(tx: Any) -> tuple[list, list]:
+            out = outbound.unfinished(tx)
+            inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' ORDER BY id", ())
+            return out, inbox
+        out, inbox = await self.store.run(work)
+        pipe = self.redis.pipeline(transaction=False)
+        for outbox_id, stream in out:
+            pipe.xadd(stream, {"outbox": str(outbox_id)})
+        for (inbox_id,) in inbox:
+            pipe.xadd(keys.INBOUND, {"inbox": str(inbox_id)})
+        await pipe.execute()
+        log.info("event=recovered outbox=%s inbox=%s", len(out), len(inbox))
+
+    # State that handlers update
+
+    def alert(self, tx: Any, code: str, **detail: Any) -> None:
+        tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?)",
+                   (self.clock.now().isoformat(), code,
+                    json.dumps(detail, ensure_ascii=False, default=str)))
+        log.warning("event=alert code=%s %s", code,
+                    " ".join(f"{k}={v}" for k, v in detail.items()))
+
+    def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
+                       now: datetime) -> None:
+        tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, 'window_changed', ?)",
+                   (now.isoformat(), json.dumps({"system": system, "from": old, "to": new,
+                                                 "work_date": on})))
+        log.info("event=window_changed system=%s from=%s to=%s work_date=%s", system, old,
+                 new, on)
+
+    def apply_hvps_status(self, status: str, work_date: date) -> None:
+        self.hvps_status = status
+        self.work_date = work_date
+        if status == "10":
+            self._tasks.append(asyncio.create_task(self.release_waiting()))
+
+    @property
+    def hvps_open(self) -> bool:
+        return self.hvps_status == "10"
+
+    async def release_waiting(self) -> None:
+        """HVPS opened: payments that waited for the window go onto their lanes."""
+        def work(tx: Any) -> list:
+            return tx.query("UPDATE outbox SET state = 'pending' WHERE state = 'waiting' "
+                            "RETURNING id, stream", ())
+        rows = await self.store.run(work)
+        for outbox_id, stream in rows:
+            await self.redis.xadd(stream, {"outbox": str(outbox_id)})
+        if rows:
+            log.info("event=released_waiting count=%s", len(rows))
+
+    def recon_done(self, result: dict[str, Any]) -> None:
+        self.recon_results[result["work_date"]] = result
+        waiter = self._recon_waiters.pop(result["work_date"], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    # Core-system requests
+
+    async def submit_transfer(self, client: str, idem_key: str | None,
+                              body: Any) -> tuple[int, dict[str, Any]]:
+        if not idem_key:
+            raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
+                                       "a header Idempotency-Key of 1 to 64 characters"), 400)
+        body_hash = intake.body_sha256(body)
+        transfer = intake.parse_transfer(body, self.own_banks)
+        await self._check_depth()
+        now = self.clock.now()
+        decision = self.router.decide(
+            RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,
+                         amount_fen=transfer.amount_fen, business_type=transfer.business_type,
+                         business_kind=transfer.business_kind, urgency=transfer.urgency,
+                         when_closed=transfer.when_closed),
+            on_date=self.work_date, hvps_open=self.hvps_open,
+            next_hvps_opening=next_hvps_opening(now, self.calendar))
+        if decision.channel != "hvps":
+            raise PaygateError(Problem(
+                "channel_not_enabled", "/", decision.channel,
+                "a transfer that routes to HVPS (urgent, above the BEPS limit, or an "
+                "HVPS-only business type)", f"routed by rule {decision.rule}"))
+        work_date = self.work_date
+
+        def work(tx: Any) -> tuple[int, dict[str, Any], int | None, str]:
+            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                                  "WHERE client = ? AND key = ?", (client, idem_key))
+            if stored is not None:
+                if stored[0] != body_hash:
+                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
+                                           "Idempotency-Key", idem_key,
+                                           "the same body as the first request with this key"))
+                return stored[1], json.loads(stored[2]), None, ""
+            payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
+            hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
+                                       transfer.amount_fen, work_date, payment_id)
+            waiting = decision.action == "queue"
+            state = "held" if waiting else "accepted"
+            row = intake.record_outgoing(tx, transfer, decision, work_date=work_date, now=now,
+                                         hold_id=str(hold_id), state=state,
+                                         payment_id=payment_id, msg_id=msg_id,
+                                         end_to_end_id=e2e)
+            if waiting:
+                tx.execute("UPDATE payments SET reason = 'waiting_for_hvps_window' "
+                           "WHERE id = ?", (payment_id,))
+                row["reason"] = "waiting_for_hvps_window"
+            outbox_id = intake.add_outbox(tx, payment_id, decision.priority,
+                                          "waiting" if waiting else "pending", now)
+            response = payments.public_view(row)
+            tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+                       "created_at) VALUES (?, ?, ?, 201, ?, ?)",
+                       (client, idem_key, body_hash,
+                        json.dumps(response, ensure_ascii=False), now.isoformat()))
+            return 201, response, (None if waiting else outbox_id), \
+                keys.lane_for_priority(decision.priority)
+
+        status, response, outbox_id, lane = await self.store.run(work)
+        if outbox_id is not None:
+            await self.redis.xadd(lane, {"outbox": str(outbox_id)})
+        return status, response
+
+    async def _check_depth(self) -> None:
+        depth = 0
+        for stream in keys.HVPS_LANES:
+            depth += await self.redis.xlen(stream)
+        if depth > self.settings.queue_depth_max:
+            raise PaygateError(Problem("queues_full", "/", depth,
+                                       f"at most {self.settings.queue_depth_max} waiting"),
+                               status=429)
+
+    async def get_transfer(self, payment_id: str) -> dict[str, Any]:
+        def work(tx: Any) -> dict[str, Any]:
+            return payments.public_view(payments.get(tx, payment_id),
+                                        payments.history(tx, payment_id))
+        return await self.store.run(work)
+
+    # The link
+
+    async def receive_link(self, raw: bytes) -> dict[str, Any]:
+        """A message arrived from the NPC: check, store, acknowledge, queue."""
+        now = self.clock.now()
+        try:
+            env = env_mod.decode(raw)
+            self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
+        except PaygateError as exc:
+            await self.store.run(lambda tx: self.alert(
+                tx, "inbound_message_rejected_at_link", errors=exc.to_dict()["errors"][:3]))
+            raise
+        received = await self.store.run(lambda tx: receive_tx(
+            tx, env, raw, now, self.settings.bank_code, self.keyring))
+        if received.inbox_id is not None:
+            await self.redis.xadd(keys.INBOUND, {"inbox": str(received.inbox_id)})
+        if received.ack_outbox_id is not None:
+            await self.redis.xadd(keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)})
+        return {"taken": True, "duplicate": received.duplicate}
+
+    async def _send_outbox(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        outbox_id = int(fields["outbox"])
+        now = self.clock.now()
+        envelope = await self.store.run(lambda tx: outbound.claim(
+            tx, outbox_id, self.keyring, now, self.notifier))
+        if envelope is None:
+            return
+        async with self.http.post(self.settings.npc_url, data=bytes(envelope),
+                                  headers={"Content-Type": "application/octet-stream"}) as r:
+            if r.status >= 300:
+                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+        await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
+
+    async def _process_inbound(self, stream: str, entry_id: str,
+                               fields: dict[str, str]) -> None:
+        inbox_id = int(fields["inbox"])
+        table = self.handlers.table()
+        result = await self.store.run(lambda tx: process_tx(
+            tx, inbox_id, self.clock.now(), table, self.alert))
+        for action in result.after_commit:
+            action()
+
+    async def _send_webhook(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        outbox_id = int(fields["outbox"])
+
+        def claim(tx: Any) -> bytes | None:
+            row = tx.query_one("SELECT state, envelope FROM outbox WHERE id = ?", (outbox_id,))
+            return bytes(row[1]) if row and row[0] in ("pending", "sending") else None
+        body = await self.store.run(claim)
+        if body is None or not self.settings.webhook_url:
+            return
+        signature = hmac.new(self.settings.webhook_secret.encode(), body,
+                             hashlib.sha256).hexdigest()
+        async with self.http.post(self.settings.webhook_url, data=body, headers={
+                "Content-Type": "application/json",
+                "X-Paygate-Signature": f"sha256={signature}"}) as r:
+            if r.status >= 300:
+                raise RuntimeError(f"webhook answered {r.status}")
+        await self.store.run(lambda tx: tx.execute(
+            "UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
+            (self.clock.now().isoformat(), outbox_id)))
+
+    # Reconciliation
+
+    async def reconcile_hvps(self, check_date: date, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Send hvps.710 for a date and wait for the NPC's 711 to be compared."""
+        key = check_date.isoformat()
+        waiter = asyncio.get_running_loop().create_future()
+        self._recon_waiters[key] = waiter
+        now = self.clock.now()
+
+        def work(tx: Any) -> int:
+            header = outbound.new_header(tx, now, self.settings.bank_code, outbound.NPC,
+                                         hvps710.MESSAGE_TYPE, "HVPS")
+            day = now.strftime("%Y%m%d")
+            msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
+            body = hvps710.build(hvps710.ReconRequest(GroupHeader(
+                msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"), self.settings.bank_code,
+                self.settings.bank_code, outbound.NPC, outbound.NPC, "HVPS"), key))
+            return outbound.queue_message(tx, header, body, self.keyring, now)
+        outbox_id = await self.store.run(work)
+        await self.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        return await asyncio.wait_for(waiter, timeout_s)

@@ -1,0 +1,70 @@
+"""`paygate`: the one command line of the product (CONTRACT.md §7).
+
+    paygate serve [--simulate]        the gateway (and the simulator, embedded Redis)
+    paygate demo                      the main job on embedded defaults
+    paygate simulate npc              the simulated central-bank node, its own process
+    paygate validate FILE...          check messages
+    paygate route ...                 show how a transfer would be routed, and why
+    paygate bench {messages,ledger}   benchmarks with baselines
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from gateway import logs
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "validate":
+        from gateway.messages.validate_cli import validate_command
+        return validate_command(rest)
+    if command == "route":
+        from routing.cli import route_command
+        return route_command(rest)
+    if command == "simulate":
+        if not rest or rest[0] != "npc":
+            print(json.dumps({"errors": [{"code": "simulator_unknown", "value": rest[:1],
+                                          "expected": "npc"}]}))
+            return 2
+        from simulators.npc import main as npc_main
+        return npc_main(rest[1:])
+    if command == "demo":
+        from gateway.demo import demo_command
+        return demo_command(rest)
+    if command == "serve":
+        return serve_command(rest)
+    if command == "bench":
+        from gateway.bench import bench_command
+        return bench_command(rest)
+    print(json.dumps({"errors": [{"code": "command_unknown", "path": "argv[0]",
+                                  "value": command, "expected": "serve, demo, simulate, "
+                                  "validate, route or bench"}]}))
+    return 2
+
+
+def serve_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="paygate serve")
+    parser.add_argument("--config", help="TOML settings file")
+    parser.add_argument("--simulate", action="store_true",
+                        help="also start the simulated NPC and an embedded Redis")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    from gateway import config
+    overrides = {"port": args.port} if args.port else {}
+    settings = config.load(args.config, overrides)
+    logs.configure(settings.log_level)
+    from gateway.serve import serve
+    return asyncio.run(serve(settings, simulate=args.simulate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""One settings object, loaded and checked once at start.
+
+Values come from the defaults below, then a TOML file (`--config` or PAYGATE_CONFIG),
+then environment variables `PAYGATE_<NAME>` (upper case), which win. Every setting is
+listed with its meaning in README.md's configuration table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import PaygateError, Problem
+
+
+@dataclass
+class Settings:
+    data_dir: str = ".paygate"
+    bank_code: str = "999100000019"          # our direct participant
+    branch_codes: list[str] = field(default_factory=lambda: ["999100000027", "999100000035"])
+    host: str = "127.0.0.1"
+    port: int = 8080                          # core-system API, operators and link inbound
+    npc_url: str = "http://127.0.0.1:8090/link/inbound"
+    redis_url: str = ""                       # empty: start an embedded Redis in data_dir
+    database_url: str = ""                    # empty: sqlite file data_dir/gateway.db
+    keys_dir: str = ""                        # empty: data_dir/keys
+    signature_algorithm: str = "ecdsa-p256-sha256"
+    unverified_senders: list[str] = field(default_factory=list)
+    clock: str = ""                           # empty: real time (see gateway.clock)
+    webhook_url: str = ""
+    webhook_secret: str = "change-me"
+    webhook_retries_max: int = 8
+    api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
+    operators_file: str = ""
+    when_closed_default: str = "queue"        # queue | refuse | beps
+    review_threshold_fen: int = 0             # 0: no second review; else held above it
+    queue_depth_max: int = 50_000             # above it the API answers 429
+    send_retries_max: int = 6
+    send_backoff_s: float = 0.2
+    result_timeout_s: float = 120.0           # no ccms.900 by then: ask (ccms.316)
+    worker_batch_max: int = 200
+    calendar_file: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'gateway.db'}"
+
+    @property
+    def keys_path(self) -> Path:
+        return Path(self.keys_dir).resolve() if self.keys_dir else self.data_path / "keys"
+
+    def sha256(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(canonical).hexdigest()
+
+
+def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    values: dict[str, Any] = {}
+    path = path or os.environ.get("PAYGATE_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            values.update(tomllib.load(fh))
+    known = {f.name: f for f in fields(Settings)}
+    for name in known:
+        env = os.environ.get(f"PAYGATE_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    if name_redis := os.environ.get("REDIS_URL"):
+        values.setdefault("redis_url", name_redis)
+    values.update(overrides or {})
+    problems = [Problem("setting_unknown", name, None, "a setting listed in README.md")
+                for name in values if name not in known]
+    if problems:
+        raise PaygateError(problems)
+    settings = Settings()
+    for name, value in values.items():
+        setattr(settings, name, _coerce(name, value, getattr(settings, name)))
+    _check(settings)
+    return settings
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, (list, dict)):
+            return json.loads(value)
+    except ValueError:
+        raise PaygateError(Problem("setting_malformed", name, value,
+                                   f"a value of type {type(default).__name__}"))
+    return value
+
+
+def _check(s: Settings) -> None:
+    problems = []
+    if s.when_closed_default not in ("queue", "refuse", "beps"):
+        problems.append(Problem("setting_malformed", "when_closed_default",
+                                s.when_closed_default, "queue, refuse or beps"))
+    if len(s.bank_code) != 12 or not all(c in "0123456789" for c in s.bank_code):
+        problems.append(Problem("setting_malformed", "bank_code", s.bank_code,
+                                "12 ASCII digits"))
+    if problems:
+        raise PaygateError(problems)

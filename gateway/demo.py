@@ -1,0 +1,266 @@
+"""`paygate demo`: the main job, end to end, on embedded defaults.
+
+On a virtual working day (the next one the business calendar knows, from 09:00) it
+starts the simulated NPC as its own process, the gateway and an embedded Redis, opens
+HVPS, and then does what a bank's day looks like: the project's example messages and a
+few hundred JSON transfers from the core system (some short of funds, some queued at the
+NPC until the clearing account is funded, one still queued at day end and cancelled),
+payments from a peer bank (some to unknown accounts, one delivered twice), the close of
+the day, and reconciliation over the link (hvps.710/711). It ends with the summary of
+CONTRACT.md §8 on the last line and exits 0 only if the books balance and reconcile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+import zlib
+from datetime import date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gateway import logs, summary
+from gateway.calendar import BusinessCalendar
+from gateway.clock import SHANGHAI, ScaledClock
+from gateway.harness import Harness
+from ledger.testing import customer_account
+
+BANK, BRANCH = "999100000019", "999100000027"
+PEER, PEER_BRANCH = "888200000015", "888200000023"
+YUAN = 100
+OPENING_CLEARING_FEN = 30_000_000 * YUAN
+TOP_UP_FEN = 45_000_000 * YUAN
+WAIT_S = 60.0
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", file=sys.stderr, flush=True)
+
+
+def demo_day(today: date, calendar: BusinessCalendar) -> date:
+    """The next working day the calendar knows (CONTRACT.md §3)."""
+    return calendar.next_working_day(today)
+
+
+async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict[str, Any]]:
+    rng = random.Random(seed)
+    calendar = BusinessCalendar()
+    day = demo_day(datetime.now(SHANGHAI).date(), calendar)
+    start = datetime(day.year, day.month, day.day, 8, 40, tzinfo=SHANGHAI)
+    clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=1.0)
+    harness = Harness(data_dir, clock_spec=clock.to_spec(),
+                      balances_fen={BANK: OPENING_CLEARING_FEN, PEER: 10**14,
+                                    "777300000011": 10**14},
+                      settings_overrides={"webhook_url": ""})
+    say(f"data in {data_dir}; virtual work date {day}")
+    await harness.start()
+    try:
+        gw = harness.gateway
+        customers = await open_customers(gw, day)
+        await phase(harness, "00", day)
+        await phase(harness, "10", day)
+        await wait_for(lambda: gw.hvps_open, "HVPS to open")
+        say(f"HVPS open; gateway at {gw.url}, NPC at {harness.sim_url}")
+
+        outcomes = await push_core_traffic(gw, customers, transfers, rng)
+        say(f"core system: {outcomes}")
+        await push_peer_traffic(harness, customers, rng)
+        await settle_quietly(gw)
+
+        say(f"funding the clearing account with {TOP_UP_FEN // YUAN:,} yuan")
+        await fund(harness, TOP_UP_FEN, day)
+        await wait_state_count(gw, "queued", 0)
+
+        big = await submit(gw, customers["whale"], 90_000_000 * YUAN, "extra_urgent",
+                           "demo-whale")
+        say(f"a payment of 90,000,000.00 yuan beyond the clearing balance: {big[1]['id']}")
+        await wait_state_count(gw, "queued", 1)
+
+        for status in ("20", "30", "40"):
+            await phase(harness, status, day)
+        await wait_state_count(gw, "queued", 0)
+        await settle_quietly(gw)
+
+        result = await gw.reconcile_hvps(day)
+        say(f"reconciliation over the link: reconciled={result['reconciled']} "
+            f"differences={len(result['differences'])}")
+        stats = await harness.sim("GET", "/sim/stats")
+        return await close_books(gw, day, result, stats)
+    finally:
+        await harness.stop()
+
+
+async def open_customers(gw: Any, day: date) -> dict[str, str]:
+    """Our customers' accounts in the ledger, and the opening of our clearing account."""
+    customers = {f"c{i}": customer_account(i, "corporate") for i in range(1, 21)}
+    customers["poor"] = customer_account(90, "corporate")
+    customers["whale"] = customer_account(91, "corporate")
+    balances = {name: 5_000_000 * YUAN for name in customers}
+    balances["poor"] = 1_000 * YUAN
+    balances["whale"] = 200_000_000 * YUAN
+
+    def work(tx: Any) -> None:
+        gw.ledger.fund_clearing(tx, "demo:opening:clearing", OPENING_CLEARING_FEN, day)
+        for name, account in customers.items():
+            gw.ledger.open_customer_account(tx, account, f"示例客户{name}", "corporate", day)
+            gw.ledger.deposit(tx, f"demo:opening:{name}", account, balances[name], day)
+    await gw.store.run(work)
+    return customers
+
+
+async def phase(harness: Harness, status: str, day: date) -> None:
+    await harness.sim("POST", "/sim/phase", {"status": status, "date": day.isoformat()})
+    await asyncio.sleep(0.3)
+
+
+async def fund(harness: Harness, amount_fen: int, day: date) -> None:
+    gw = harness.gateway
+    await harness.sim("POST", "/sim/fund", {"participant": BANK, "amount_fen": amount_fen})
+    await gw.store.run(lambda tx: gw.ledger.fund_clearing(
+        tx, f"demo:topup:{amount_fen}", amount_fen, day))
+
+
+async def submit(gw: Any, account: str, amount_fen: int, urgency: str,
+                 key: str) -> tuple[int, dict[str, Any]]:
+    body = {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+            "payee_account": f"62{zlib.crc32(key.encode()):015d}", "payee_name": "对手客户",
+            "payee_bank": PEER_BRANCH, "amount": f"{amount_fen // 100}.{amount_fen % 100:02d}",
+            "business_type": "A100", "business_kind": "02102", "urgency": urgency,
+            "remittance_info": "货款"}
+    try:
+        return await gw.submit_transfer("demo", key, body)
+    except Exception as exc:  # a refusal is an outcome the demo counts, not a failure
+        return getattr(exc, "status", 500), {"errors": [str(exc)]}
+
+
+async def push_core_traffic(gw: Any, customers: dict[str, str], count: int,
+                            rng: random.Random) -> dict[str, int]:
+    outcomes: dict[str, int] = {}
+    names = [n for n in customers if n.startswith("c")]
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        if i % 25 == 0:
+            account, amount = customers["poor"], 60_000 * YUAN
+        else:
+            account, amount = customers[rng.choice(names)], rng.randint(60_000, 400_000) * YUAN
+        urgency = rng.choice(["urgent", "urgent", "extra_urgent", "normal"])
+        async with semaphore:
+            status, _ = await submit(gw, account, amount, urgency, f"demo-{i}")
+        key = "accepted" if status == 201 else f"refused_{status}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    for path in sorted(resources.files("gateway").joinpath("examples").iterdir(),
+                       key=lambda p: p.name):
+        if path.name.endswith(".xml"):
+            status = await submit_example(gw, path.read_bytes())
+            outcomes[f"example_{status}"] = outcomes.get(f"example_{status}", 0) + 1
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return outcomes
+
+
+async def submit_example(gw: Any, raw: bytes) -> int:
+    from aiohttp import ClientSession
+    async with ClientSession() as http:
+        async with http.post(f"{gw.url}/v1/messages", data=raw) as r:
+            return r.status
+
+
+async def push_peer_traffic(harness: Harness, customers: dict[str, str],
+                            rng: random.Random) -> None:
+    names = [n for n in customers if n.startswith("c")]
+    for i in range(30):
+        await harness.sim("POST", "/sim/peer/send", {
+            "sender": PEER, "receiver": BANK, "payee_account": customers[rng.choice(names)],
+            "payee_name": "ignored", "amount_fen": rng.randint(1_000, 900_000) * YUAN,
+            "count": 1, "business_type": "A100", "business_kind": "02102",
+            "priority": "HIGH", "payee_bank": BRANCH})
+    for i in range(4):
+        await harness.sim("POST", "/sim/peer/send", {
+            "sender": PEER, "receiver": BANK, "payee_account": f"6299{i:019d}",
+            "payee_name": "不存在的户名", "amount_fen": 5_000 * YUAN, "count": 1,
+            "business_type": "A100", "business_kind": "02102", "priority": "NORM",
+            "payee_bank": BRANCH})
+    await harness.sim("POST", "/sim/faults", {"duplicate": 1.0})
+    await harness.sim("POST", "/sim/peer/send", {
+        "sender": PEER, "receiver": BANK, "payee_account": customers["c1"],
+        "payee_name": "ignored", "amount_fen": 77_777 * YUAN, "count": 1,
+        "business_type": "A100", "business_kind": "02102", "priority": "NORM",
+        "payee_bank": BRANCH})
+    await asyncio.sleep(0.5)
+    await harness.sim("POST", "/sim/faults", {"duplicate": 0.0})
+    say("peer bank: 35 payments sent to us (4 to unknown accounts, 1 delivered twice)")
+
+
+async def wait_for(predicate: Any, what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"waited {timeout_s} s for {what}")
+
+
+async def count_state(gw: Any, state: str) -> int:
+    return await gw.store.run(lambda tx: tx.query_one(
+        "SELECT COUNT(*) FROM payments WHERE direction = 'out' AND state = ?", (state,))[0])
+
+
+async def wait_state_count(gw: Any, state: str, count: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if await count_state(gw, state) == count:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"waited {WAIT_S} s for {count} payments in state {state}")
+
+
+async def settle_quietly(gw: Any) -> None:
+    """Wait until nothing is in flight: no payment accepted or sent, no inbox backlog."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        busy = await gw.store.run(lambda tx: tx.query_one(
+            "SELECT (SELECT COUNT(*) FROM payments WHERE direction = 'out' AND state IN "
+            "('accepted', 'sent')) + (SELECT COUNT(*) FROM inbox WHERE state = 'received') "
+            "+ (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending'))", ())[0])
+        if busy == 0:
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"waited {WAIT_S} s for the gateway to go quiet")
+
+
+async def close_books(gw: Any, day: date, recon: dict[str, Any],
+                      stats: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    npc_balance = stats["balances"][BANK]
+
+    def work(tx: Any) -> dict[str, Any]:
+        ours = gw.ledger.clearing_balance(tx)
+        agreed = ours == npc_balance
+        if not agreed:
+            gw.alert(tx, "clearing_balance_differs", ledger_fen=ours, npc_fen=npc_balance)
+        return summary.build(tx, gw.ledger, day.isoformat(), recon["reconciled"] and agreed)
+    result = await gw.store.run(work)
+    ok = result["ledger"]["balanced"] and result["ledger"]["reconciled"]
+    return (0 if ok else 1), result
+
+
+def demo_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="paygate demo")
+    parser.add_argument("--data", help="data directory (default: a new temporary one)")
+    parser.add_argument("--transfers", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data or tempfile.mkdtemp(prefix="paygate-demo-")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "gateway.log", "a", encoding="utf-8") as log_file:
+        logs.configure("INFO", log_file)
+        code, result = asyncio.run(run_demo(data_dir, args.transfers, args.seed))
+    say(f"logs: {data_dir / 'gateway.log'} and {data_dir / 'npc.log'}")
+    print(json.dumps(result, ensure_ascii=False))
+    return code

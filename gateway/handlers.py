@@ -1,0 +1,155 @@
+"""What the gateway does with each inbound message type.
+
+Each handler runs inside the store transaction that marks the inbox row processed, and
+returns what happened plus any work to do after the commit (such as releasing payments
+that waited for the HVPS window). Handlers are idempotent: a result for a payment that
+is already final is logged and changes nothing, and every ledger posting carries an
+event id derived from the message, so it can never be posted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import payments, recon
+from gateway.inbound import Processed
+from gateway.messages import ccms900, codec
+from gateway.states import FINAL
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.handlers")
+
+
+class Handlers:
+    def __init__(self, gw: "Gateway") -> None:
+        self.gw = gw
+
+    def table(self) -> dict[str, Any]:
+        return {
+            "ccms.990.001.02": self.on_comm_ack,
+            "ccms.900.001.02": self.on_result,
+            "ccms.801.001.02": self.on_system_status,
+            "ccms.911.001.02": self.on_discarded,
+            "hvps.111.001.01": self.on_credit_in,
+            "hvps.711.001.01": self.on_recon_summary,
+        }
+
+    # Link-level
+
+    def on_comm_ack(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        conf = d.obj
+        updated = tx.execute("UPDATE outbox SET state = 'acked', updated_at = ? "
+                             "WHERE mesg_id = ? AND state IN ('sending', 'sent')",
+                             (now.isoformat(), conf.msg_id))
+        if not conf.accepted:
+            self.gw.alert(tx, "link_ack_refused", mesg_id=conf.msg_id, mt=conf.mt,
+                          code=conf.code)
+        return Processed({"acked": conf.msg_id, "rows": updated, "code": conf.code})
+
+    def on_discarded(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        notice = d.obj
+        self.gw.alert(tx, "message_discarded_by_npc", mesg_id=getattr(notice, "msg_id", ""),
+                      mt=getattr(notice, "mt", ""), code=getattr(notice, "code", ""),
+                      reason=getattr(notice, "reject_info", ""))
+        return Processed({"discarded": getattr(notice, "msg_id", "")})
+
+    # HVPS results
+
+    def on_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        conf: ccms900.CommonConf = d.obj
+        payment = payments.find_out_by_msg_id(tx, conf.original.msg_id)
+        if payment is None:
+            self.gw.alert(tx, "result_for_unknown_payment", msg_id=conf.original.msg_id,
+                          mt=conf.original.mt, status=conf.status)
+            return Processed({"unknown_payment": conf.original.msg_id})
+        if payment["state"] in FINAL:
+            log.info("event=late_result payment=%s state=%s status=%s", payment["id"],
+                     payment["state"], conf.status)
+            return Processed({"payment": payment["id"], "ignored": conf.status})
+        tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE payment_id = ? "
+                   "AND kind = 'hvps_credit'", (now.isoformat(), payment["id"]))
+        work_date = conf.processed_on or payment["work_date"]
+        event = f"{payment['id']}:{conf.status}"
+        note = self.gw.notifier
+        if conf.status == ccms900.SETTLED:
+            self.gw.ledger.settle(tx, f"{event}:settle", int(payment["hold_id"]), work_date)
+            payments.transition(tx, payment, "settled", "hvps_settled", now, note,
+                                settled_on=work_date)
+        elif conf.status == ccms900.QUEUED:
+            if payment["state"] != "queued":
+                payments.transition(tx, payment, "queued", "hvps_queued_at_npc", now, note)
+        elif conf.status in (ccms900.REJECTED, ccms900.CANCELLED):
+            self.gw.ledger.release(tx, f"{event}:release", int(payment["hold_id"]), work_date)
+            new_state = "rejected" if conf.status == ccms900.REJECTED else "cancelled"
+            payments.transition(tx, payment, new_state, f"hvps_{new_state}", now, note,
+                                reason=conf.reject_info or conf.code or conf.status)
+        else:
+            self.gw.alert(tx, "result_status_not_handled", payment=payment["id"],
+                          status=conf.status)
+        return Processed({"payment": payment["id"], "status": conf.status})
+
+    # HVPS inbound credit
+
+    def on_credit_in(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        ct = d.obj
+        h = d.header
+        work_date = self.gw.work_date.isoformat()
+        pid = f"I{h.orig_sender}{h.mesg_id}"
+        row = {
+            "id": pid, "direction": "in", "channel": "hvps", "state": "received",
+            "msg_type": d.mtype.code, "msg_id": ct.msg_id, "tx_id": ct.tx_id,
+            "end_to_end_id": ct.end_to_end_id, "sender_direct": ct.instg_direct,
+            "receiver_direct": ct.instd_direct, "amount_fen": ct.amount_fen,
+            "currency": ct.currency, "payer_account": ct.debtor_account,
+            "payer_name": ct.debtor_name, "payer_bank": ct.debtor_agent,
+            "payee_account": ct.creditor_account, "payee_name": ct.creditor_name,
+            "payee_bank": ct.creditor_agent, "business_type": ct.business_type,
+            "business_kind": ct.business_kind, "urgency": _urgency(ct.priority),
+            "priority": {"URGT": 1, "HIGH": 2}.get(ct.priority, 3),
+            "remittance": list(ct.remittance), "route": {}, "work_date": work_date,
+            "created_at": now.isoformat(), "updated_at": now.isoformat(),
+        }
+        if payments.find_by_message(tx, "in", ct.instg_direct, d.mtype.code, ct.msg_id):
+            # The same payment under another header message id: credited once only.
+            self.gw.alert(tx, "duplicate_incoming_payment", sender=ct.instg_direct,
+                          msg_id=ct.msg_id)
+            return Processed({"duplicate_of": ct.msg_id})
+        payments.insert(tx, row)
+        result = self.gw.ledger.credit_incoming(tx, f"{pid}:credit", ct.creditor_account,
+                                                ct.creditor_name, ct.amount_fen, work_date,
+                                                pid)
+        if result.kind == "credited":
+            payments.transition(tx, row, "credited", "hvps_credited", now, self.gw.notifier,
+                                account=result.account_no)
+        else:
+            payments.transition(tx, row, "suspense", "hvps_to_suspense", now,
+                                self.gw.notifier, pending_no=result.pending_no,
+                                reason=result.reason)
+        return Processed({"payment": pid, "credit": result.kind})
+
+    # System status and reconciliation
+
+    def on_system_status(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        s = d.obj
+        system = d.obj.header.system or "HVPS"
+        self.gw.windows_record(tx, system, s.orig_status, s.cur_status, s.cur_date, now)
+        after = []
+        if system == "HVPS":
+            after.append(lambda: self.gw.apply_hvps_status(s.cur_status,
+                                                          date.fromisoformat(s.cur_date)))
+        return Processed({"system": system, "status": s.cur_status, "date": s.cur_date},
+                         after)
+
+    def on_recon_summary(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        result = recon.compare_hvps(tx, d.obj, now)
+        after = [lambda: self.gw.recon_done(result)]
+        return Processed({"reconciled": result["reconciled"],
+                          "differences": len(result["differences"])}, after)
+
+
+def _urgency(priority: str) -> str:
+    return {"URGT": "extra_urgent", "HIGH": "urgent"}.get(priority, "normal")

@@ -1,0 +1,119 @@
+"""Runs the gateway beside a simulated NPC on loopback: for the demo, `serve
+--simulate` and the end-to-end tests.
+
+The simulator is its own process (`paygate simulate npc`), reached over real HTTP; the
+gateway runs in this process; Redis is the gateway's embedded one. Both processes read
+the same virtual clock (a start instant and a shared real-time anchor) and share one
+keys directory, in which each side writes its own key pair and reads the others'
+public keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.app import Gateway
+from gateway.clock import Clock, clock_from_spec
+from gateway.config import Settings
+from gateway.messages.signing import write_keypair
+from gateway.redisproc import free_port
+
+SIM_START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Harness:
+    data_dir: Path
+    clock_spec: str = ""
+    balances_fen: dict[str, int] = field(default_factory=dict)
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    sim_args: list[str] = field(default_factory=list)
+    gateway_port: int = 0
+    sim_port: int = 0
+    gateway: Gateway | None = None
+    sim_process: subprocess.Popen | None = None
+    sim_url: str = ""
+    _http: aiohttp.ClientSession | None = None
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def settings(self) -> Settings:
+        values = dict(data_dir=str(self.data_dir / "gateway"), port=self.gateway_port,
+                      npc_url=f"{self.sim_url}/link/inbound", keys_dir=str(self.keys_dir),
+                      clock=self.clock_spec)
+        values.update(self.settings_overrides)
+        return Settings(**values)
+
+    async def start(self) -> "Harness":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.gateway_port = self.gateway_port or free_port()
+        bank = self.settings_overrides.get("bank_code", Settings().bank_code)
+        write_keypair(self.keys_dir, bank)
+        await self.start_simulator()
+        self.gateway = Gateway(self.settings(), clock=self.clock())
+        await self.gateway.start()
+        return self
+
+    def clock(self) -> Clock:
+        return clock_from_spec(self.clock_spec)
+
+    async def start_simulator(self) -> None:
+        self.sim_port = self.sim_port or free_port()
+        bank = self.settings_overrides.get("bank_code", Settings().bank_code)
+        args = [sys.executable, "-m", "gateway.cli", "simulate", "npc",
+                "--host", "127.0.0.1", "--port", str(self.sim_port),
+                "--data", str(self.data_dir / "npc"), "--keys", str(self.keys_dir),
+                "--bank", f"{bank}=http://127.0.0.1:{self.gateway_port}/link/inbound"]
+        if self.clock_spec:
+            args += ["--clock", self.clock_spec]
+        for code, fen in self.balances_fen.items():
+            args += ["--balance", f"{code}={fen}"]
+        args += self.sim_args
+        log_file = open(self.data_dir / "npc.log", "ab")
+        self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
+                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log_file.close()
+        line = await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),
+            SIM_START_TIMEOUT_S)
+        if not line:
+            raise RuntimeError(f"the simulator exited; see {self.data_dir / 'npc.log'}")
+        self.sim_url = json.loads(line)["npc"]
+
+    async def stop_simulator(self, kill: bool = False) -> None:
+        if self.sim_process is None:
+            return
+        if kill:
+            self.sim_process.kill()
+        else:
+            self.sim_process.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, self.sim_process.wait)
+        self.sim_process.stdout.close()
+        self.sim_process = None
+
+    async def sim(self, method: str, path: str, body: Any = None) -> Any:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        async with self._http.request(method, f"{self.sim_url}{path}", json=body) as r:
+            data = await r.json(content_type=None)
+            if r.status >= 300:
+                raise RuntimeError(f"simulator {method} {path} answered {r.status}: {data}")
+            return data
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        await self.stop_simulator()
+        if self._http is not None:
+            await self._http.close()

@@ -1,0 +1,173 @@
+"""From a core-system request to an accepted payment.
+
+`parse_transfer` checks the JSON transfer's own fields and reports every problem at
+once. `accept` runs inside one store transaction: route, hold the payer's funds in the
+ledger, record the payment and its outbox row; commit makes all of it true together,
+and only then does the core system hear "accepted" (ARCHITECTURE.md, decision 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from gateway import keys, payments
+from gateway.errors import ProblemList, ValidationFailed
+from gateway.money import parse_yuan
+
+# Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
+# hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
+NAME_LEN_MAX = 140
+ACCOUNT_LEN_MAX = 32
+REMITTANCE_LINES_MAX = 5
+REMITTANCE_LINE_LEN_MAX = 135
+
+FIELDS = {
+    "payer_account": True, "payer_name": True, "payer_bank": True,
+    "payee_account": True, "payee_name": True, "payee_bank": True,
+    "amount": True, "currency": False, "business_type": False, "business_kind": False,
+    "remittance_info": False, "urgency": False, "when_closed": False,
+}
+_ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+_BANK = re.compile(r"[0-9]{12}")
+_TYPE = re.compile(r"[A-Z][0-9]{3}")
+_KIND = re.compile(r"[0-9]{5}")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    payer_account: str
+    payer_name: str
+    payer_bank: str
+    payee_account: str
+    payee_name: str
+    payee_bank: str
+    amount_fen: int
+    currency: str
+    business_type: str
+    business_kind: str
+    remittance: tuple[str, ...]
+    urgency: str
+    when_closed: str | None
+
+
+def body_sha256(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
+    p = ProblemList()
+    if not isinstance(body, dict):
+        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
+        p.raise_if_any()
+    for name in body:
+        if name not in FIELDS:
+            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(FIELDS))
+    for name, required in FIELDS.items():
+        if required and (name not in body or body[name] in ("", None)):
+            p.add("field_required", f"/{name}", body.get(name), "a value")
+    for name in ("payer_name", "payee_name"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > NAME_LEN_MAX):
+            p.add("name_too_long_or_not_text", f"/{name}", value,
+                  f"text of at most {NAME_LEN_MAX} characters")
+    for name in ("payer_account", "payee_account"):
+        value = body.get(name)
+        if value not in (None, "") and (not isinstance(value, str)
+                                         or not _ACCOUNT.fullmatch(value)):
+            p.add("account_malformed", f"/{name}", value,
+                  f"1 to {ACCOUNT_LEN_MAX} ASCII letters, digits or hyphens")
+    for name in ("payer_bank", "payee_bank"):
+        value = body.get(name)
+        if value not in (None, "") and (not isinstance(value, str) or not _BANK.fullmatch(value)):
+            p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
+    payer_bank = body.get("payer_bank")
+    if isinstance(payer_bank, str) and _BANK.fullmatch(payer_bank) and payer_bank not in own_banks:
+        p.add("payer_bank_not_ours", "/payer_bank", payer_bank,
+              "one of our bank codes: " + ", ".join(sorted(own_banks)))
+    amount = parse_yuan(body.get("amount"), "/amount") if "amount" in body else 0
+    if not isinstance(amount, int):
+        p.items.append(amount)
+        amount = 0
+    currency = body.get("currency", "CNY")
+    if currency != "CNY":
+        p.add("currency_must_be_cny", "/currency", currency, "CNY")
+    business_type = body.get("business_type", "A100")
+    if not isinstance(business_type, str) or not _TYPE.fullmatch(business_type):
+        p.add("business_type_malformed", "/business_type", business_type,
+              "a CNAPS2 business type such as A100")
+    business_kind = body.get("business_kind", "02102")
+    if not isinstance(business_kind, str) or not _KIND.fullmatch(business_kind):
+        p.add("business_kind_malformed", "/business_kind", business_kind,
+              "a CNAPS2 business kind of 5 digits such as 02102")
+    remittance = _remittance(body.get("remittance_info"), p)
+    urgency = body.get("urgency", "normal")
+    if urgency not in ("normal", "urgent", "extra_urgent"):
+        p.add("urgency_unknown", "/urgency", urgency, "normal, urgent or extra_urgent")
+    when_closed = body.get("when_closed")
+    if when_closed is not None and when_closed not in ("queue", "refuse", "beps"):
+        p.add("when_closed_unknown", "/when_closed", when_closed, "queue, refuse or beps")
+    p.raise_if_any(ValidationFailed)
+    return Transfer(body["payer_account"], body["payer_name"], body["payer_bank"],
+                    body["payee_account"], body["payee_name"], body["payee_bank"], amount,
+                    currency, business_type, business_kind, remittance, urgency, when_closed)
+
+
+def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    lines = [value] if isinstance(value, str) else value
+    if (not isinstance(lines, list) or len(lines) > REMITTANCE_LINES_MAX
+            or not all(isinstance(x, str) and 0 < len(x) <= REMITTANCE_LINE_LEN_MAX
+                       for x in lines)):
+        p.add("remittance_info_malformed", "/remittance_info", value,
+              f"text, or a list of at most {REMITTANCE_LINES_MAX} lines of at most "
+              f"{REMITTANCE_LINE_LEN_MAX} characters")
+        return ()
+    # Free text goes out as a /H01/ remark line (SPEC.md d.6) unless already tagged.
+    return tuple(x if re.match(r"^/[A-Z0-9]{3}/", x) else f"/H01/{x}" for x in lines)
+
+
+def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
+    """Payment id, XML MsgId (= TxId) and end-to-end id for a new outgoing payment.
+
+    MsgId and TxId are yyyyMMdd plus an 8-digit daily sequence, as in the samples; the
+    end-to-end id is the payer's bank code, the date and a 12-digit sequence.
+    """
+    day = work_date.strftime("%Y%m%d")
+    seq = payments.next_seq(tx, f"msg:{day}")
+    msg_id = f"{day}{seq:08d}"
+    return f"P{msg_id}", msg_id, f"{branch}{day}{seq:012d}"
+
+
+def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now: datetime,
+                    hold_id: str, state: str, payment_id: str, msg_id: str,
+                    end_to_end_id: str) -> dict[str, Any]:
+    row = {
+        "id": payment_id, "direction": "out", "channel": decision.channel, "state": state,
+        "msg_type": decision.message_type or "internal", "msg_id": msg_id, "tx_id": msg_id,
+        "end_to_end_id": end_to_end_id, "sender_direct": decision.sender_direct,
+        "receiver_direct": decision.receiver_direct, "amount_fen": t.amount_fen,
+        "currency": t.currency, "payer_account": t.payer_account, "payer_name": t.payer_name,
+        "payer_bank": t.payer_bank, "payee_account": t.payee_account,
+        "payee_name": t.payee_name, "payee_bank": t.payee_bank,
+        "business_type": t.business_type, "business_kind": t.business_kind,
+        "urgency": t.urgency, "priority": decision.priority, "remittance": list(t.remittance),
+        "hold_id": hold_id, "route": decision.explain(), "work_date": work_date.isoformat(),
+        "created_at": now.isoformat(), "updated_at": now.isoformat(),
+    }
+    payments.insert(tx, row)
+    return row
+
+
+def add_outbox(tx: Any, payment_id: str, priority: int, state: str, now: datetime) -> int:
+    stream = keys.lane_for_priority(priority)
+    row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, created_at, "
+                       "updated_at) VALUES (?, 'hvps_credit', ?, ?, ?, ?) RETURNING id",
+                       (payment_id, stream, state, now.isoformat(), now.isoformat()))
+    return row[0]

@@ -1,0 +1,25 @@
+"""Every Redis key and stream the gateway writes, in one place.
+
+Streams carry work between stages; the database is the truth. An entry holds only ids
+(outbox row, inbox row, payment), never the payment itself, so a lost stream loses
+nothing: on start-up, every outbox and inbox row not yet done is put back.
+"""
+
+PREFIX = "paygate"
+GROUP = "paygate"
+
+# HVPS lanes by header priority: 1 extra urgent, 2 urgent, 3 normal; read in that order.
+HVPS_LANES = tuple(f"{PREFIX}:out:hvps:{p}" for p in (1, 2, 3))
+OUT_LINK = f"{PREFIX}:out:link"        # other outbound messages (990 acks, 710, queries)
+BEPS_TX = f"{PREFIX}:out:beps"         # BEPS transactions waiting to be packed
+INBOUND = f"{PREFIX}:in"               # inbound messages to process
+WEBHOOK = f"{PREFIX}:webhook"          # status changes to push to the core system
+DEAD = f"{PREFIX}:dead"                # dead letters, with the reason
+EVENTS = f"{PREFIX}:events"            # pub/sub channel for the operators' page
+
+ALL_STREAMS = (*HVPS_LANES, OUT_LINK, BEPS_TX, INBOUND, WEBHOOK)
+
+
+def lane_for_priority(priority: int) -> str:
+    assert priority in (1, 2, 3), f"header priority is 1, 2 or 3, not {priority}"
+    return HVPS_LANES[priority - 1]

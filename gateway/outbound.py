@@ -1,0 +1,122 @@
+"""Messages we put on the link: headers, message ids, building and claiming.
+
+A message is built once, signed once and its exact bytes stored in the outbox before it
+is sent. Every later attempt (a retry after a timeout, a restart after a crash) sends
+those same bytes under the same message id, which the NPC recognises as a duplicate: a
+payment is never sent again under a new message id (CONTRACT.md §4).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway import keys, payments
+from gateway.messages import codec, hvps111
+from gateway.messages.envelope import Header
+from gateway.messages.signing import KeyRing
+
+NPC = "0000"
+
+
+def new_header(tx: Any, now: datetime, sender: str, receiver: str, mesg_type: str,
+               system: str, priority: int = 3) -> Header:
+    """A bank-sent header with a fresh 20-digit MesgID (date + 12-digit daily sequence)."""
+    day = now.strftime("%Y%m%d")
+    seq = payments.next_seq(tx, f"mesg:{day}")
+    mesg_id = f"{day}{seq:012d}"
+    return Header(orig_sender=sender, orig_sender_sid=system, orig_receiver=receiver,
+                  orig_receiver_sid=system, send_date=day, send_time=now.strftime("%H%M%S"),
+                  mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id,
+                  priority=str(priority), direction="U")
+
+
+def credit_transfer_of(p: dict[str, Any], created_at: str) -> hvps111.CreditTransfer:
+    return hvps111.CreditTransfer(
+        msg_id=p["msg_id"], created_at=created_at, end_to_end_id=p["end_to_end_id"],
+        tx_id=p["tx_id"], business_type=p["business_type"], business_kind=p["business_kind"],
+        amount_fen=p["amount_fen"], currency=p["currency"],
+        priority={1: "URGT", 2: "HIGH", 3: "NORM"}[p["priority"]],
+        instg_direct=p["sender_direct"], instg_branch=p["payer_bank"],
+        instd_direct=p["receiver_direct"], instd_branch=p["payee_bank"],
+        debtor_name=p["payer_name"], debtor_account=p["payer_account"],
+        debtor_agent=p["payer_bank"], creditor_agent=p["payee_bank"],
+        creditor_name=p["payee_name"], creditor_account=p["payee_account"],
+        remittance=tuple(p["remittance"]),
+    )
+
+
+def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: datetime,
+            payment_id: str | None = None) -> None:
+    tx.execute("INSERT INTO archive (direction, mesg_type, mesg_id, sender, receiver, at, "
+               "payment_id, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (direction, header.mesg_type, header.mesg_id, header.orig_sender,
+                header.orig_receiver, at.isoformat(), payment_id, envelope))
+
+
+def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: datetime,
+                  payment_id: str | None = None, sign: bool = True) -> int:
+    """Build, sign, archive and put one message in the outbox for the link sender."""
+    envelope = codec.encode(header, body, keyring, sign=sign)
+    archive(tx, "out", header, envelope, now, payment_id)
+    row = tx.query_one(
+        "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, receiver, "
+        "envelope, created_at, updated_at) VALUES (?, 'message', ?, 'pending', ?, ?, ?, ?, "
+        "?, ?) RETURNING id",
+        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id, header.orig_receiver,
+         envelope, now.isoformat(), now.isoformat()))
+    return row[0]
+
+
+def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
+          notifier: payments.Notifier) -> bytes | None:
+    """Take one outbox row for sending; build the HVPS credit on first claim.
+
+    Returns the bytes to send, or None when there is nothing to send (already sent and
+    acknowledged, cancelled meanwhile, or waiting for the window).
+    """
+    row = tx.query_one("SELECT kind, state, envelope, payment_id FROM outbox WHERE id = ?",
+                       (outbox_id,))
+    if row is None:
+        return None
+    kind, state, envelope, payment_id = row
+    if state not in ("pending", "sending"):
+        return None
+    if kind == "hvps_credit":
+        payment = payments.get(tx, payment_id)
+        if payment["state"] not in ("accepted", "held", "sent", "unknown"):
+            tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
+                       (now.isoformat(), outbox_id))
+            return None
+        if envelope is None:
+            envelope = _build_credit(tx, outbox_id, payment, keyring, now)
+        if payment["state"] in ("accepted", "held"):
+            payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
+                                 outbox=outbox_id)
+    tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
+               "WHERE id = ?", (now.isoformat(), outbox_id))
+    return envelope
+
+
+def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: KeyRing,
+                  now: datetime) -> bytes:
+    header = new_header(tx, now, payment["sender_direct"], payment["receiver_direct"],
+                        payment["msg_type"], "HVPS", payment["priority"])
+    body = hvps111.build(credit_transfer_of(payment, now.strftime("%Y-%m-%dT%H:%M:%S")))
+    envelope = codec.encode(header, body, keyring)
+    tx.execute("UPDATE outbox SET envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ? "
+               "WHERE id = ?", (envelope, header.mesg_type, header.mesg_id,
+                                header.orig_receiver, outbox_id))
+    archive(tx, "out", header, envelope, now, payment["id"])
+    return envelope
+
+
+def mark_sent(tx: Any, outbox_id: int, now: datetime) -> None:
+    tx.execute("UPDATE outbox SET state = 'sent', updated_at = ? "
+               "WHERE id = ? AND state = 'sending'", (now.isoformat(), outbox_id))
+
+
+def unfinished(tx: Any) -> list[tuple[int, str]]:
+    """Outbox rows to put back on the streams at start-up."""
+    return tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', 'sending') "
+                    "ORDER BY id", ())

@@ -1,0 +1,161 @@
+"""Reading and writing payments and their history, inside a store transaction.
+
+Every state change goes through `transition`, which checks it against gateway.states,
+records it in the payment's history, logs one structured line, and, when a webhook is
+configured, adds the status change to the outbox in the same transaction (so a change
+the core system must hear about cannot be lost between commit and push).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway import keys
+from gateway.errors import NotFound, Problem
+from gateway.states import check_transition
+
+log = logging.getLogger("paygate.payments")
+
+COLUMNS = ("id", "direction", "channel", "state", "msg_type", "msg_id", "tx_id",
+           "end_to_end_id", "sender_direct", "receiver_direct", "amount_fen", "currency",
+           "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
+           "payee_bank", "business_type", "business_kind", "urgency", "priority",
+           "remittance", "hold_id", "pending_no", "reason", "settled_on", "route", "work_date",
+           "created_at", "updated_at")
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM payments"
+_INSERT = (f"INSERT INTO payments ({', '.join(COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+def next_seq(tx: Any, name: str) -> int:
+    row = tx.query_one("SELECT value FROM sequences WHERE name = ?", (name,))
+    value = (row[0] if row else 0) + 1
+    if row:
+        tx.execute("UPDATE sequences SET value = ? WHERE name = ?", (value, name))
+    else:
+        tx.execute("INSERT INTO sequences (name, value) VALUES (?, ?)", (name, value))
+    return value
+
+
+def _row(values: tuple) -> dict[str, Any]:
+    row = dict(zip(COLUMNS, values))
+    row["remittance"] = json.loads(row["remittance"])
+    row["route"] = json.loads(row["route"])
+    return row
+
+
+def insert(tx: Any, row: dict[str, Any]) -> None:
+    data = dict(row)
+    data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
+    data["route"] = json.dumps(data.get("route", {}), ensure_ascii=False, sort_keys=True)
+    for optional in ("hold_id", "pending_no", "reason", "settled_on"):
+        data.setdefault(optional, None)
+    tx.execute(_INSERT, tuple(data[c] for c in COLUMNS))
+    tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+               "VALUES (?, ?, ?, ?, ?)", (data["id"], data["created_at"], data["state"],
+                                          "created", "{}"))
+    log.info("event=payment_created payment=%s direction=%s channel=%s state=%s "
+             "amount_fen=%s msg_id=%s", data["id"], data["direction"], data["channel"],
+             data["state"], data["amount_fen"], data["msg_id"])
+
+
+def get(tx: Any, payment_id: str) -> dict[str, Any]:
+    values = tx.query_one(f"{_SELECT} WHERE id = ?", (payment_id,))
+    if values is None:
+        raise NotFound(Problem("payment_not_found", "/id", payment_id, "an existing payment"))
+    return _row(values)
+
+
+def find_by_message(tx: Any, direction: str, sender: str, msg_type: str,
+                    msg_id: str) -> dict[str, Any] | None:
+    values = tx.query_one(f"{_SELECT} WHERE direction = ? AND sender_direct = ? "
+                          "AND msg_type = ? AND msg_id = ?",
+                          (direction, sender, msg_type, msg_id))
+    return _row(values) if values else None
+
+
+def find_out_by_msg_id(tx: Any, msg_id: str) -> dict[str, Any] | None:
+    values = tx.query_one(f"{_SELECT} WHERE direction = 'out' AND msg_id = ?", (msg_id,))
+    return _row(values) if values else None
+
+
+def search(tx: Any, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    if state:
+        rows = tx.query(f"{_SELECT} WHERE state = ? ORDER BY created_at DESC LIMIT ?",
+                        (state, limit))
+    else:
+        rows = tx.query(f"{_SELECT} ORDER BY created_at DESC LIMIT ?", (limit,))
+    return [_row(r) for r in rows]
+
+
+def history(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    rows = tx.query("SELECT at, state, event, detail FROM payment_events "
+                    "WHERE payment_id = ? ORDER BY id", (payment_id,))
+    return [{"at": at, "state": state, "event": event, "detail": json.loads(detail)}
+            for at, state, event, detail in rows]
+
+
+@dataclass
+class Notifier:
+    """Decides whether a state change is also queued for the core system's webhook."""
+
+    webhook: bool = False
+
+
+def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now: datetime,
+               notifier: Notifier | None = None, **detail: Any) -> dict[str, Any]:
+    old = payment["state"]
+    check_transition(payment["id"], old, new_state)
+    at = now.isoformat()
+    sets = ["state = ?", "updated_at = ?"]
+    params: list[Any] = [new_state, at]
+    for column in ("reason", "pending_no", "hold_id", "settled_on"):
+        if column in detail and detail[column] is not None:
+            sets.append(f"{column} = ?")
+            params.append(detail[column])
+    tx.execute(f"UPDATE payments SET {', '.join(sets)} WHERE id = ?", (*params, payment["id"]))
+    tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+               "VALUES (?, ?, ?, ?, ?)", (payment["id"], at, new_state, event,
+                                          json.dumps(detail, ensure_ascii=False, default=str)))
+    log.info("event=%s payment=%s from=%s to=%s %s", event, payment["id"], old, new_state,
+             " ".join(f"{k}={v}" for k, v in detail.items()))
+    if notifier is not None and notifier.webhook and new_state != old:
+        body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
+                           "event": event, "at": at}, ensure_ascii=False)
+        tx.execute("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
+                   "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, ?)",
+                   (payment["id"], keys.WEBHOOK, body.encode(), at, at))
+    payment = dict(payment, state=new_state, updated_at=at)
+    for column in ("reason", "pending_no", "hold_id", "settled_on"):
+        if detail.get(column) is not None:
+            payment[column] = detail[column]
+    return payment
+
+
+def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+    """What the core system sees of a payment (GET /v1/transfers/{id})."""
+    view = {
+        "id": payment["id"], "direction": payment["direction"],
+        "channel": payment["channel"], "state": payment["state"],
+        "amount": f"{payment['amount_fen'] // 100}.{payment['amount_fen'] % 100:02d}",
+        "amount_fen": payment["amount_fen"], "currency": payment["currency"],
+        "payer": {"account": payment["payer_account"], "name": payment["payer_name"],
+                  "bank": payment["payer_bank"]},
+        "payee": {"account": payment["payee_account"], "name": payment["payee_name"],
+                  "bank": payment["payee_bank"]},
+        "business_type": payment["business_type"], "business_kind": payment["business_kind"],
+        "urgency": payment["urgency"], "message": {"type": payment["msg_type"],
+                                                  "msg_id": payment["msg_id"],
+                                                  "end_to_end_id": payment["end_to_end_id"]},
+        "reason": payment.get("reason"), "pending_write_off_no": payment.get("pending_no"),
+        "route": payment["route"], "work_date": payment["work_date"],
+        "created_at": payment["created_at"], "updated_at": payment["updated_at"],
+    }
+    if events is not None:
+        view["history"] = events
+    return view

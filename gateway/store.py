@@ -1,0 +1,186 @@
+"""The gateway's database: payments, outbox, inbox, archive, idempotency keys.
+
+The ledger's tables live in the same database, so the hold on the payer's account
+commits in the same transaction as the payment and its outbox row (ARCHITECTURE.md,
+decision 1). All database work runs on one thread. Work submitted while a transaction is
+being committed waits and goes into the next one together (group commit): one fsync
+covers many payments, and each piece of work runs in its own savepoint so that one
+refusal does not undo the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import ledger
+from gateway.errors import PaygateError
+
+log = logging.getLogger("paygate.store")
+
+BATCH_MAX = 512  # pieces of work in one transaction; bounds a commit's latency
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS payments (
+        id TEXT PRIMARY KEY,
+        direction TEXT NOT NULL,          -- out | in
+        channel TEXT NOT NULL,            -- hvps | beps | internal
+        state TEXT NOT NULL,
+        msg_type TEXT NOT NULL,
+        msg_id TEXT NOT NULL,             -- XML MsgId of the message carrying it
+        tx_id TEXT NOT NULL,
+        end_to_end_id TEXT NOT NULL,
+        sender_direct TEXT NOT NULL,
+        receiver_direct TEXT NOT NULL,
+        amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+        currency TEXT NOT NULL,
+        payer_account TEXT NOT NULL, payer_name TEXT NOT NULL, payer_bank TEXT NOT NULL,
+        payee_account TEXT NOT NULL, payee_name TEXT NOT NULL, payee_bank TEXT NOT NULL,
+        business_type TEXT NOT NULL, business_kind TEXT NOT NULL,
+        urgency TEXT NOT NULL, priority INTEGER NOT NULL,
+        remittance TEXT NOT NULL DEFAULT '[]',
+        hold_id TEXT, pending_no TEXT, reason TEXT, settled_on TEXT,
+        route TEXT NOT NULL DEFAULT '{}',
+        work_date TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        UNIQUE (direction, sender_direct, msg_type, msg_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS payments_state ON payments (state)",
+    "CREATE INDEX IF NOT EXISTS payments_work_date ON payments (work_date)",
+    """CREATE TABLE IF NOT EXISTS payment_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        payment_id TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL,
+        event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS payment_events_payment ON payment_events (payment_id)",
+    """CREATE TABLE IF NOT EXISTS idempotency (
+        client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
+        status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
+        PRIMARY KEY (client, key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        payment_id TEXT,                  -- null for messages about no one payment
+        kind TEXT NOT NULL,               -- hvps_credit | message
+        stream TEXT NOT NULL,
+        state TEXT NOT NULL,              -- waiting | pending | sending | sent | acked | done
+        mesg_type TEXT, mesg_id TEXT, receiver TEXT,
+        envelope BLOB,                    -- the exact bytes, once built; resent as they are
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state)",
+    "CREATE INDEX IF NOT EXISTS outbox_mesg ON outbox (mesg_id)",
+    """CREATE TABLE IF NOT EXISTS inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,
+        state TEXT NOT NULL,              -- received | processed | refused
+        envelope BLOB NOT NULL, received_at TEXT NOT NULL, outcome TEXT,
+        UNIQUE (sender, mesg_type, mesg_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS inbox_state ON inbox (state)",
+    """CREATE TABLE IF NOT EXISTS archive (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        direction TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,
+        sender TEXT NOT NULL, receiver TEXT NOT NULL, at TEXT NOT NULL,
+        payment_id TEXT, envelope BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS archive_mesg ON archive (mesg_id)",
+    """CREATE TABLE IF NOT EXISTS sequences (
+        name TEXT PRIMARY KEY, value INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL, code TEXT NOT NULL, detail TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS recon (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        work_date TEXT NOT NULL, system TEXT NOT NULL, at TEXT NOT NULL,
+        reconciled INTEGER NOT NULL, differences TEXT NOT NULL
+    )""",
+]
+
+
+class Store:
+    """Runs database work on one thread, committing concurrent work together."""
+
+    def __init__(self, url: str, ledger_service: "ledger.Ledger") -> None:
+        self.url = url
+        self.ledger = ledger_service
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
+        self._pending: list[tuple[Callable[[Any], Any], asyncio.Future]] = []
+        self._flushing = False
+        self._db: Any = None
+        self.commits = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open)
+
+    def _open(self) -> None:
+        self._db = ledger.connect(self.url)
+        with self._db.transaction() as tx:
+            for statement in SCHEMA:
+                tx.execute(statement, ())
+            self.ledger.install(tx)
+
+    async def close(self) -> None:
+        while self._pending or self._flushing:
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def run(self, work: Callable[[Any], Any]) -> Any:
+        """Run `work(tx)` in a transaction (shared with other concurrent work)."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if not self._pending:
+            self._flushing = False
+            return
+        batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(self._executor, self._run_batch, [w for w, _ in batch])
+        task.add_done_callback(lambda done: self._settle(batch, done))
+
+    def _settle(self, batch: list, done: asyncio.Future) -> None:
+        error = done.exception()
+        results = None if error else done.result()
+        for i, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            elif isinstance(results[i], BaseException):
+                future.set_exception(results[i])
+            else:
+                future.set_result(results[i])
+        self._flush()
+
+    def _run_batch(self, works: list[Callable[[Any], Any]]) -> list[Any]:
+        results: list[Any] = []
+        with self._db.transaction() as tx:
+            for work in works:
+                try:
+                    with tx.savepoint():
+                        results.append(work(tx))
+                except PaygateError as exc:
+                    results.append(exc)
+                except Exception as exc:  # a bug in one piece of work fails only that one
+                    log.exception("event=db_work_failed error=%s", exc)
+                    results.append(exc)
+        self.commits += 1
+        return results

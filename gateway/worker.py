@@ -1,0 +1,148 @@
+"""Consumers of the Redis streams: priority lanes, retries, dead letters, reclaiming.
+
+Every stage reads its streams through a consumer group, so several gateway processes
+can share the work and each entry goes to one of them. An entry is acknowledged after
+its handler has committed what it did. A handler that fails leaves the entry pending; it
+is picked up again after `retry_idle_ms` (by this consumer or another one, which is also
+how entries of a crashed process are reclaimed), and after `retries_max` deliveries it
+moves to the dead-letter stream with the reason, for an operator to retry.
+
+Handlers must be idempotent: the database, not the stream, says whether work is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gateway import keys
+
+log = logging.getLogger("paygate.worker")
+
+Handler = Callable[[str, str, dict[str, str]], Awaitable[None]]
+
+BLOCK_MS = 500
+RECLAIM_EVERY_S = 2.0
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def ensure_groups(r: aioredis.Redis, streams: tuple[str, ...]) -> None:
+    for stream in streams:
+        try:
+            await r.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+class StreamWorker:
+    def __init__(self, r: aioredis.Redis, name: str, streams: tuple[str, ...],
+                 handler: Handler, *, batch_max: int = 100, retries_max: int = 6,
+                 retry_idle_ms: int = 1000, concurrent: bool = True) -> None:
+        self.r = r
+        self.name = name
+        self.streams = streams
+        self.handler = handler
+        self.batch_max = batch_max
+        self.retries_max = retries_max
+        self.retry_idle_ms = retry_idle_ms
+        self.concurrent = concurrent
+        self.consumer = consumer_name()
+        self.processed = 0
+        self.failed = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        await ensure_groups(self.r, self.streams)
+        last_reclaim = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if loop.time() - last_reclaim >= RECLAIM_EVERY_S:
+                await self._reclaim()
+                last_reclaim = loop.time()
+            batch = await self._read()
+            if batch:
+                await self._handle_batch(batch)
+
+    async def _read(self) -> list[tuple[str, str, dict[str, str]]]:
+        # Lanes are read in order: a later lane is read only when the earlier ones are empty.
+        for stream in self.streams:
+            got = await self.r.xreadgroup(keys.GROUP, self.consumer, {stream: ">"},
+                                          count=self.batch_max)
+            if got:
+                return _flatten(got)
+        got = await self.r.xreadgroup(keys.GROUP, self.consumer,
+                                      {s: ">" for s in self.streams},
+                                      count=self.batch_max, block=BLOCK_MS)
+        return _flatten(got)
+
+    async def _handle_batch(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:
+        if self.concurrent:
+            await asyncio.gather(*(self._handle(*item) for item in batch))
+        else:
+            for item in batch:
+                await self._handle(*item)
+
+    async def _handle(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            await self.handler(stream, entry_id, fields)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed += 1
+            log.warning("event=stage_failed stage=%s stream=%s entry=%s fields=%s error=%r",
+                        self.name, stream, entry_id, fields, exc)
+            await self._maybe_dead(stream, entry_id, fields, repr(exc))
+            return
+        await self.r.xack(stream, keys.GROUP, entry_id)
+        self.processed += 1
+
+    async def _maybe_dead(self, stream: str, entry_id: str, fields: dict[str, str],
+                          reason: str) -> None:
+        info = await self.r.xpending_range(stream, keys.GROUP, min=entry_id, max=entry_id,
+                                           count=1)
+        deliveries = info[0]["times_delivered"] if info else 1
+        if deliveries < self.retries_max:
+            return
+        dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
+                    deliveries=str(deliveries))
+        await self.r.xadd(keys.DEAD, dead)
+        await self.r.xack(stream, keys.GROUP, entry_id)
+        log.error("event=dead_lettered stage=%s stream=%s entry=%s reason=%s", self.name,
+                  stream, entry_id, reason[:200])
+
+    async def _reclaim(self) -> None:
+        for stream in self.streams:
+            start = "0-0"
+            for _ in range(10):  # bounded: at most 10 pages of pending entries per pass
+                result = await self.r.xautoclaim(stream, keys.GROUP, self.consumer,
+                                                 min_idle_time=self.retry_idle_ms,
+                                                 start_id=start, count=self.batch_max)
+                start, claimed = result[0], result[1]
+                items = [(stream, eid, f) for eid, f in claimed if f is not None]
+                if items:
+                    log.info("event=reclaimed stage=%s stream=%s count=%s", self.name, stream,
+                             len(items))
+                    await self._handle_batch(items)
+                if start in ("0-0", b"0-0"):
+                    break
+
+
+def _flatten(got: list) -> list[tuple[str, str, dict[str, str]]]:
+    out = []
+    for stream, entries in got or []:
+        for entry_id, fields in entries:
+            out.append((stream, entry_id, fields))
+    return out
