@@ -45,24 +45,28 @@ class Transaction:
         # savepoint rolls back, because the facts may have come from undone writes.
         self.cache: dict[str, Any] = {}
 
+    def _sql(self, sql: str) -> str:
+        """The statement in this database's placeholder style (SQLite: as written)."""
+        return sql
+
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; the number of rows it changed."""
         assert self.open, "the transaction has already ended"
-        self._cur.execute(sql, params)
+        self._cur.execute(self._sql(sql), params)
         return self._cur.rowcount
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         assert self.open, "the transaction has already ended"
-        self._cur.executemany(sql, rows)
+        self._cur.executemany(self._sql(sql), rows)
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         assert self.open, "the transaction has already ended"
-        self._cur.execute(sql, params)
+        self._cur.execute(self._sql(sql), params)
         return self._cur.fetchall()
 
     def query_one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         assert self.open, "the transaction has already ended"
-        self._cur.execute(sql, params)
+        self._cur.execute(self._sql(sql), params)
         return self._cur.fetchone()
 
     @contextmanager

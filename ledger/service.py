@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from ledger import accounts, incoming, payments, reports
+from pathlib import Path
+
+from ledger import accounts, dayend, incoming, payments, reports, reversal, vouchers
 from ledger.db import Transaction
 from ledger.settings import Context, LedgerSettings
 from ledger.types import Account, CreditResult, Statement, SuspenseItem, TrialBalance
+from ledger.vouchers import Voucher
 
 WorkDate = date | str
 
@@ -149,3 +152,23 @@ class Ledger:
     def statement(self, tx: Transaction, account_no: str, date_from: WorkDate,
                   date_to: WorkDate) -> Statement:
         return reports.statement(tx, account_no, date_from, date_to)
+
+    # Corrections, day end and vouchers.
+
+    def reverse(self, tx: Transaction, event_id: str, entry_id: int, work_date: WorkDate,
+                by: str) -> int:
+        return reversal.reverse(tx, event_id, entry_id, work_date, by)
+
+    def close_day(self, tx: Transaction, work_date: WorkDate) -> dayend.DayClose:
+        return dayend.close_day(tx, work_date)
+
+    def day_rows(self, tx: Transaction, work_date: WorkDate) -> list[dayend.DayRow]:
+        return dayend.day_rows(tx, work_date)
+
+    def write_day_reports(self, tx: Transaction, work_date: WorkDate,
+                          directory: str | Path) -> list[Path]:
+        return dayend.write_day_reports(tx, work_date, directory)
+
+    def voucher(self, tx: Transaction, number: int | str) -> Voucher:
+        """The voucher of an entry, by entry id or 12-digit voucher number."""
+        return vouchers.load_voucher(tx, number)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 
 from ledger import CreditResult, Ledger, LedgerError, connect
-from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
+from ledger.testing import (  # noqa: F401 (database_url is a fixture)
+    WORK_DATE, customer_account, database_url, fresh_books, open_funded,
+)
 
 PAYER_FEN = 100_000
 
 
 @pytest.fixture
-def books():
-    db, led = fresh_books(clearing_fen=10_000_000)
+def books(database_url):
+    db, led = fresh_books(database_url, clearing_fen=10_000_000)
     payer = open_funded(db, led, 1, "张三", PAYER_FEN)
     payee = open_funded(db, led, 2, "某某贸易有限公司", 0, kind="corporate")
     yield db, led, payer, payee
@@ -217,11 +219,11 @@ def test_pending_numbers_run_per_day(books):
     assert numbers == ["112070001", "112070002", "112080001"]
 
 
-def test_digest_is_the_same_for_the_same_events():
+def test_digest_is_the_same_for_the_same_events(tmp_path):
     """Two books that posted the same events in the same order have the same digest."""
     digests = []
-    for _ in range(2):
-        db, led = fresh_books(clearing_fen=1_000_000)
+    for run in range(2):
+        db, led = fresh_books(f"sqlite:///{tmp_path / f'run{run}.db'}", clearing_fen=1_000_000)
         payer = open_funded(db, led, 1, "张三", 50_000)
         with db.transaction() as tx:
             hold_id = led.hold(tx, "h1", payer, 700, WORK_DATE, "p1")
