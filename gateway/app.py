@@ -33,7 +33,7 @@ from gateway.messages.common import GroupHeader
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
 from gateway.store import Store
-from gateway.windows import hvps_phase, next_hvps_opening
+from gateway.windows import hvps_phase, next_hvps_opening, timetable_from_settings
 from gateway.worker import StreamWorker
 from routing import RouteRequest, Router, load_default
 
@@ -47,7 +47,9 @@ class Gateway:
                  router: Router | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.calendar = BusinessCalendar(settings.calendar_file or None)
+        self.calendar = BusinessCalendar(settings.calendar_file or None,
+                                         settings.calendar_alert_days)
+        self.timetable = timetable_from_settings(settings)
         self.ledger = ledger.Ledger()
         self.store = Store(settings.db_url, self.ledger)
         self.router = router or load_default()
@@ -61,7 +63,7 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         self.handlers = Handlers(self)
         now = self.clock.now()
-        phase = hvps_phase(now, self.calendar)
+        phase = hvps_phase(now, self.calendar, self.timetable)
         self.hvps_status = phase.code
         self.work_date: date = phase.work_date
         self.recon_results: dict[str, dict[str, Any]] = {}
@@ -207,7 +209,7 @@ class Gateway:
                          business_kind=transfer.business_kind, urgency=transfer.urgency,
                          when_closed=transfer.when_closed),
             on_date=self.work_date, hvps_open=self.hvps_open,
-            next_hvps_opening=next_hvps_opening(now, self.calendar))
+            next_hvps_opening=next_hvps_opening(now, self.calendar, self.timetable))
         if decision.channel != "hvps":
             raise PaygateError(Problem(
                 "channel_not_enabled", "/", decision.channel,

@@ -45,6 +45,16 @@ class Settings:
     result_timeout_s: float = 120.0           # no ccms.900 by then: ask (ccms.316)
     worker_batch_max: int = 200
     calendar_file: str = ""
+    calendar_alert_days: int = 30
+    hvps_open_at: str = "08:30"
+    hvps_cutoff_at: str = "17:00"
+    hvps_clearing_window_start_at: str = "17:00"
+    hvps_clearing_window_end_at: str = "17:30"
+    hvps_day_end_at: str = "17:45"
+    hvps_prepare_at: str = "18:00"
+    hvps_evening_open: bool = False
+    hvps_evening_open_at: str = "20:30"
+    beps_netting_interval_min: int = 30
     log_level: str = "INFO"
 
     @property

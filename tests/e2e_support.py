@@ -1,0 +1,93 @@
+"""Helpers for end-to-end tests: a gateway, the simulated NPC (its own process) and an
+embedded Redis on loopback, on a virtual clock set inside the HVPS day."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from gateway.clock import SHANGHAI, ScaledClock
+from gateway.harness import Harness
+from ledger.testing import customer_account
+
+BANK, BRANCH = "999100000019", "999100000027"
+PEER, PEER_BRANCH = "888200000015", "888200000023"
+WORK_DATE = date(2026, 12, 7)  # a Monday, a statutory working day
+YUAN = 100
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, clearing_fen: int = 10_000_000 * YUAN,
+                  start: datetime | None = None, **settings: Any) -> AsyncIterator[Harness]:
+    at = start or datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+    clock = ScaledClock(start=at, anchor_epoch_s=time.time(), rate=1.0)
+    h = Harness(tmp_path, clock_spec=clock.to_spec(),
+                balances_fen={BANK: clearing_fen, PEER: 10**14}, settings_overrides=settings)
+    await h.start()
+    try:
+        gw = h.gateway
+        await gw.store.run(lambda tx: gw.ledger.fund_clearing(tx, "test:opening", clearing_fen,
+                                                             WORK_DATE))
+        await phase(h, "00")
+        await phase(h, "10")
+        await until(lambda: gw.hvps_open, "HVPS open")
+        yield h
+    finally:
+        await h.stop()
+
+
+async def phase(h: Harness, status: str, day: date = WORK_DATE) -> None:
+    await h.sim("POST", "/sim/phase", {"status": status, "date": day.isoformat()})
+
+
+async def until(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def open_account(h: Harness, sequence: int, balance_fen: int, name: str = "示例客户"
+                       ) -> str:
+    gw = h.gateway
+    account = customer_account(sequence, "corporate")
+
+    def work(tx: Any) -> None:
+        gw.ledger.open_customer_account(tx, account, name, "corporate", WORK_DATE)
+        if balance_fen:
+            gw.ledger.deposit(tx, f"test:deposit:{account}", account, balance_fen, WORK_DATE)
+    await gw.store.run(work)
+    return account
+
+
+def transfer(account: str, amount: str, **extra: Any) -> dict[str, Any]:
+    body = {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+            "payee_account": "6222000000000001", "payee_name": "对手客户",
+            "payee_bank": PEER_BRANCH, "amount": amount, "urgency": "urgent"}
+    body.update(extra)
+    return body
+
+
+async def state_of(h: Harness, payment_id: str) -> str:
+    return (await h.gateway.get_transfer(payment_id))["state"]
+
+
+async def wait_state(h: Harness, payment_id: str, state: str, timeout_s: float = 20.0) -> None:
+    async def check() -> bool:
+        return await state_of(h, payment_id) == state
+    await until(check, f"{payment_id} in state {state}", timeout_s)
+
+
+async def balance(h: Harness, account: str) -> int:
+    gw = h.gateway
+    return await gw.store.run(lambda tx: gw.ledger.balance(tx, account))
