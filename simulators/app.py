@@ -1,0 +1,145 @@
+"""The simulator assembled: store, keys, link, NPC, peers, phases and the HTTP server.
+
+`Simulator.start()` binds the server (port 0 picks a free one), starts delivery and,
+with `follow_clock`, the phase ticker; `stop()` undoes all of it. Tests run it in-process;
+`paygate simulate npc` runs it as its own process (npc.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import windows
+from gateway.calendar import BusinessCalendar
+from gateway.clock import Clock
+from simulators import control
+from simulators.faults import FaultState
+from simulators.ids import Ids
+from simulators.keys import Keys
+from simulators.link import Link
+from simulators.logfmt import event
+from simulators.node import Node
+from simulators.notices import Notices
+from simulators.peers import PeerBank, parse_request
+from simulators.phases import ClockFollower, Phases, current_phase
+from simulators.rtgs import Rtgs
+from simulators.settings import NPC_CODE, OUR_BANK, Settings
+from simulators.store import CANCELLED, QUEUED, SETTLED, Store
+
+log = logging.getLogger("npc.app")
+
+OUR_BRANCH = "999100000027"  # CONTRACT.md §1: the branch named as payee's bank for us
+
+
+class Simulator:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = Store(settings.database_path())
+        self.keys = Keys(settings.keys_dir, [NPC_CODE, *(p.code for p in settings.peers)])
+        self.faults = FaultState(settings.seed)
+        self.link = Link(self.store, clock, settings.banks, settings.delivery, self.faults)
+        self.ids = Ids(self.store, clock)
+        self.notices = Notices(self.store, self.ids, clock, self.keys.ring, self.link.wake)
+        self.calendar = BusinessCalendar(settings.calendar_file)
+        participants = settings.participants
+        self.rtgs = Rtgs(self.store, self.notices, clock, participants,
+                         lambda: current_phase(self.store))
+        self.phases = Phases(self.store, self.notices, self.rtgs, self.calendar,
+                             sorted(settings.banks))
+        self.node = Node(self.store, self.keys, self.notices, self.rtgs, clock, participants)
+        branches = {OUR_BANK: OUR_BRANCH, **{p.code: p.branch for p in settings.peers}}
+        self.peers = {p.code: PeerBank(p, self.keys, self.ids, clock, branches)
+                      for p in settings.peers}
+        for code, peer in self.peers.items():
+            self.link.add_local(code, self._peer_handler(peer))
+        self.follower: ClockFollower | None = None
+        if settings.follow_clock:
+            timetable = windows.Timetable.from_mapping(settings.timetable)
+            self.follower = ClockFollower(self.phases, clock, self.calendar, timetable,
+                                          settings.tick_s)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task | None = None
+
+    def _peer_handler(self, peer: PeerBank) -> Callable[[bytes], Awaitable[None]]:
+        async def handle(raw: bytes) -> None:
+            for answer in peer.receive(raw):
+                self.node.take(answer)
+        return handle
+
+    def _initialise(self) -> None:
+        with self.store.transaction():
+            for code in sorted(self.settings.participants):
+                self.store.seed_balance(code, self.settings.balances_fen.get(code, 0))
+            work_date = self.settings.initial_date or self.clock.today().isoformat()
+            self.phases.initialise(self.settings.initial_phase, work_date)
+
+    async def start(self) -> None:
+        self._initialise()
+        if self.follower is not None:
+            self.follower.catch_up()
+        await self.link.start()
+        self._runner = web.AppRunner(control.make_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self.settings.host}:{port}"
+        if self.follower is not None:
+            self._ticker = asyncio.create_task(self.follower.run(), name="follow-clock")
+        status, work_date = current_phase(self.store)
+        event(log, "started", url=self.url, participants=len(self.settings.participants),
+              hvps_status=status, work_date=work_date)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.link.stop()
+        self.store.close()
+        event(log, "stopped", url=self.url)
+
+    async def drain(self) -> None:
+        """Wait until everything that can be delivered now has been delivered."""
+        await self.link.drain()
+
+    def send_from_peer(self, body: Any) -> list[dict[str, str]]:
+        """Build the requested peer credits and put them through the NPC's inbound path."""
+        req = parse_request(body, frozenset(self.peers), self.settings.participants)
+        peer = self.peers[req.sender]
+        created = []
+        for _ in range(req.count):
+            raw, ids = peer.credit_transfer(req)
+            ids["outcome"] = self.node.take(raw)
+            created.append(ids)
+        event(log, "peer_sent", peer=peer.code, receiver=req.receiver, count=req.count,
+              amount_fen=req.amount_fen)
+        return created
+
+    def stats(self) -> dict[str, Any]:
+        status, work_date = current_phase(self.store)
+        counter = self.store.counter
+        return {
+            "balances": self.store.balances(),
+            "settled": self.store.count_status(SETTLED),
+            "settled_twice": self.store.settled_twice(),
+            "queued": self.store.count_status(QUEUED),
+            "cancelled": self.store.count_status(CANCELLED),
+            "rejected": counter("rejected"),
+            "messages_in": counter("messages_in"),
+            "messages_out": counter("messages_out"),
+            "discarded": counter("discarded"),
+            "duplicates": counter("duplicates"),
+            "phase": status,
+            "work_date": work_date,
+            "outbox": self.store.outbox_counts(),
+            "faults": self.faults.faults.to_dict(),
+            "peers": {code: dict(peer.received) for code, peer in self.peers.items()},
+        }

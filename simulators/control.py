@@ -1,0 +1,182 @@
+"""The simulator's HTTP surface: the link's inbound URL and the control API.
+
+    POST /link/inbound      an envelope from a bank; 200 means taken (CONTRACT.md §4)
+    GET  /sim/stats         balances, counters, phase, outbox states, faults
+    GET  /sim/queue         the central queue in release order
+    POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
+    POST /sim/phase         {"status", "date"?}: change and announce the HVPS status
+    POST /sim/peer/send     make a simulated peer send hvps.111 credits
+    GET|POST /sim/faults    read or change the link faults
+    POST /sim/redeliver     {"include_faulted"?}: retry undelivered messages
+    POST /sim/recon-skew    {"participant", "count", "amount_fen"}: skew the next 711s
+
+Errors use the product's one shape, {"errors": [...]} (CONTRACT.md §6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.messages.envelope import ENVELOPE_LEN_MAX
+from simulators import faults as faults_mod
+from simulators.logfmt import event
+
+if TYPE_CHECKING:
+    from simulators.app import Simulator
+
+log = logging.getLogger("npc.control")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SIM_KEY = web.AppKey("simulator", object)
+
+
+def _sim(request: web.Request) -> "Simulator":
+    return request.app[SIM_KEY]  # type: ignore[return-value]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PaygateError as exc:
+        event(log, "control_refused", logging.WARNING, path=request.path, code=exc.code)
+        return web.json_response(exc.to_dict(), status=exc.status)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read() or b"{}")
+    except ValueError as exc:
+        raise PaygateError(Problem("body_must_be_json", "/", str(exc)[:100],
+                                   "a JSON document"), status=400) from None
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
+                                       type(body).__name__, "an object"))
+    return body
+
+
+def _whole(body: dict[str, Any], key: str, problems: ProblemList, low: int | None = None,
+           high: int | None = None) -> None:
+    value = body.get(key)
+    bad = isinstance(value, bool) or not isinstance(value, int)
+    if not bad and ((low is not None and value < low) or (high is not None and value > high)):
+        bad = True
+    if bad:
+        problems.add("field_must_be_a_whole_number", f"/{key}", value,
+                     f"a whole number{'' if low is None else f' from {low}'}")
+
+
+async def inbound(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    faults = sim.faults.faults
+    if faults.offline or faults.error_status is not None:
+        status = 503 if faults.offline else faults.error_status
+        event(log, "fault_inbound_refused", logging.WARNING, status=status)
+        return web.Response(status=status, text="not taken")
+    outcome = sim.node.take(await request.read())
+    return web.Response(text=outcome)
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    return web.json_response(_sim(request).stats())
+
+
+async def queue(request: web.Request) -> web.StreamResponse:
+    rows = _sim(request).store.queued()
+    return web.json_response({"queued": [
+        {"sender": r.sender, "receiver": r.receiver, "tx_id": r.tx_id,
+         "end_to_end_id": r.end_to_end_id, "amount_fen": r.amount_fen,
+         "priority_rank": r.priority_rank} for r in rows]})
+
+
+async def fund(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    body = _object(await _json(request))
+    problems = ProblemList()
+    _whole(body, "amount_fen", problems)
+    if body.get("amount_fen") == 0:
+        problems.add("amount_must_not_be_zero", "/amount_fen", 0, "a non-zero whole number")
+    problems.raise_if_any(ValidationFailed)
+    with sim.store.transaction():
+        balance_fen = sim.rtgs.fund(body.get("participant"), body["amount_fen"])
+    return web.json_response({"participant": body["participant"], "balance_fen": balance_fen})
+
+
+async def phase(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    body = _object(await _json(request))
+    with sim.store.transaction():
+        result = sim.phases.change(body.get("status"), body.get("date"))
+    return web.json_response(result)
+
+
+async def peer_send(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    created = sim.send_from_peer(await _json(request))
+    return web.json_response({"created": created})
+
+
+async def get_faults(request: web.Request) -> web.StreamResponse:
+    return web.json_response(_sim(request).faults.faults.to_dict())
+
+
+async def set_faults(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    sim.faults.faults = faults_mod.updated(sim.faults.faults, await _json(request))
+    event(log, "faults_changed", logging.WARNING, **sim.faults.faults.to_dict())
+    sim.link.wake_all()
+    return web.json_response(sim.faults.faults.to_dict())
+
+
+async def redeliver(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    body = _object(await _json(request))
+    include = body.get("include_faulted", False)
+    if not isinstance(include, bool):
+        raise ValidationFailed(Problem("field_must_be_true_or_false", "/include_faulted",
+                                       include, "true or false"))
+    dests = sim.link.redeliver(include)
+    event(log, "redelivery_requested", destinations=",".join(dests), include_faulted=include)
+    return web.json_response({"destinations": dests})
+
+
+async def recon_skew(request: web.Request) -> web.StreamResponse:
+    sim = _sim(request)
+    body = _object(await _json(request))
+    problems = ProblemList()
+    if body.get("participant") not in sim.settings.participants:
+        problems.add("participant_unknown", "/participant", body.get("participant"),
+                     "a configured participant")
+    _whole(body, "count", problems, 0, 10**6)
+    _whole(body, "amount_fen", problems, 0)
+    problems.raise_if_any(ValidationFailed)
+    with sim.store.transaction():
+        sim.store.set_skew(body["participant"], body["count"], body["amount_fen"])
+    event(log, "recon_skew_set", participant=body["participant"], count=body["count"],
+          amount_fen=body["amount_fen"])
+    return web.json_response({k: body[k] for k in ("participant", "count", "amount_fen")})
+
+
+def make_app(sim: "Simulator") -> web.Application:
+    # An envelope may be as large as the envelope module allows, plus some slack.
+    app = web.Application(middlewares=[_errors], client_max_size=ENVELOPE_LEN_MAX + 4096)
+    app[SIM_KEY] = sim
+    app.router.add_post("/link/inbound", inbound)
+    app.router.add_get("/sim/stats", stats)
+    app.router.add_get("/sim/queue", queue)
+    app.router.add_post("/sim/fund", fund)
+    app.router.add_post("/sim/phase", phase)
+    app.router.add_post("/sim/peer/send", peer_send)
+    app.router.add_get("/sim/faults", get_faults)
+    app.router.add_post("/sim/faults", set_faults)
+    app.router.add_post("/sim/redeliver", redeliver)
+    app.router.add_post("/sim/recon-skew", recon_skew)
+    return app

@@ -1,0 +1,185 @@
+"""Delivery of the NPC's outbox: one worker per destination, in outbox order.
+
+External banks are reached by HTTP POST of the envelope to their inbound URL; a 2xx
+means the bank took it. Connection errors, timeouts and 5xx answers are retried with a
+doubling backoff up to `attempts_max` tries; then the message is marked undelivered,
+logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not retried.
+Simulated peer banks are handed their messages in-process. Faults (faults.py) apply only
+to external banks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import aiohttp
+
+from gateway.clock import Clock
+from gateway.messages import ccms900
+from simulators.faults import FaultState
+from simulators.logfmt import event
+from simulators.settings import Delivery
+from simulators.store import (DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow,
+                              Store)
+
+log = logging.getLogger("npc.link")
+
+LocalHandler = Callable[[bytes], Awaitable[None]]
+_OK, _RETRY, _REFUSED = "ok", "retry", "refused"
+
+
+@dataclass
+class _Worker:
+    dest: str
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: bool = False
+    task: asyncio.Task | None = None
+
+
+class Link:
+    def __init__(self, store: Store, clock: Clock, banks: dict[str, str], delivery: Delivery,
+                 faults: FaultState) -> None:
+        self.store = store
+        self.clock = clock
+        self.banks = dict(banks)
+        self.delivery = delivery
+        self.faults = faults
+        self.local: dict[str, LocalHandler] = {}
+        self._workers: dict[str, _Worker] = {}
+        self._changed = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+
+    def add_local(self, code: str, handler: LocalHandler) -> None:
+        self.local[code] = handler
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.delivery.timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        for dest in [*self.banks, *self.local]:
+            worker = _Worker(dest)
+            self._workers[dest] = worker
+            worker.task = asyncio.create_task(self._run(worker), name=f"deliver-{dest}")
+
+    async def stop(self) -> None:
+        for worker in self._workers.values():
+            if worker.task is not None:
+                worker.task.cancel()
+        await asyncio.gather(*(w.task for w in self._workers.values() if w.task),
+                             return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def wake(self, dest: str) -> None:
+        worker = self._workers.get(dest)
+        if worker is not None:
+            worker.idle = False
+            worker.wakeup.set()
+
+    def wake_all(self) -> None:
+        for dest in self._workers:
+            self.wake(dest)
+
+    async def drain(self) -> None:
+        """Wait until every worker has nothing it can deliver now (offline banks wait)."""
+        while not all(w.idle for w in self._workers.values()):
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _now(self) -> str:
+        return self.clock.now().isoformat()
+
+    def _next_rows(self, dest: str) -> list[OutboxRow]:
+        if dest in self.banks and self.faults.faults.offline:
+            return []
+        if dest in self.banks and self.faults.faults.reorder:
+            rows = self.store.pending(dest, self.delivery.reorder_window)
+            self.faults.rng.shuffle(rows)
+            return rows
+        return self.store.pending(dest, 1)
+
+    async def _run(self, worker: _Worker) -> None:
+        while True:
+            rows = self._next_rows(worker.dest)
+            if not rows:
+                worker.idle = True
+                self._changed.set()
+                await worker.wakeup.wait()
+                worker.wakeup.clear()
+                continue
+            worker.idle = False
+            for row in rows:
+                await self._deliver(worker.dest, row)
+
+    async def _deliver(self, dest: str, row: OutboxRow) -> None:
+        handler = self.local.get(dest)
+        if handler is not None:
+            self.store.mark(row.seq, SENT, row.attempts + 1, self._now())
+            await handler(row.raw)
+            return
+        state = self._fault_instead_of_sending(row)
+        if state is not None:
+            self.store.mark(row.seq, state, row.attempts, self._now())
+            return
+        if self.faults.faults.delay_ms:
+            await asyncio.sleep(self.faults.faults.delay_ms / 1000)
+        state, attempts = await self._post(self.banks[dest], row)
+        self.store.mark(row.seq, state, row.attempts + attempts, self._now())
+        event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
+              dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts)
+        if state == SENT and self.faults.draw(self.faults.faults.duplicate):
+            outcome = await self._post_once(self.banks[dest], row)
+            event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
+                  mesg_id=row.mesg_id, outcome=outcome)
+
+    def _fault_instead_of_sending(self, row: OutboxRow) -> str | None:
+        if row.mesg_type == ccms900.MESSAGE_TYPE and self.faults.take_lost_result():
+            event(log, "fault_result_lost", logging.WARNING, dest=row.dest,
+                  mesg_id=row.mesg_id, left=self.faults.faults.lose_result)
+            return LOST
+        if self.faults.draw(self.faults.faults.drop):
+            event(log, "fault_dropped", logging.WARNING, dest=row.dest,
+                  mesg_type=row.mesg_type, mesg_id=row.mesg_id)
+            return DROPPED
+        return None
+
+    async def _post(self, url: str, row: OutboxRow) -> tuple[str, int]:
+        """POST with bounded retries; (final state, attempts made)."""
+        for attempt in range(1, self.delivery.attempts_max + 1):
+            outcome = await self._post_once(url, row)
+            if outcome == _OK:
+                return SENT, attempt
+            if outcome == _REFUSED:
+                return REFUSED, attempt
+            if attempt < self.delivery.attempts_max:
+                backoff_s = self.delivery.backoff_s * 2 ** (attempt - 1)
+                await asyncio.sleep(min(backoff_s, self.delivery.backoff_max_s))
+        return UNDELIVERED, self.delivery.attempts_max
+
+    async def _post_once(self, url: str, row: OutboxRow) -> str:
+        assert self._session is not None, "the link is started before it delivers"
+        try:
+            async with self._session.post(url, data=row.raw, headers={
+                    "Content-Type": "application/octet-stream"}) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
+                  mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
+            return _RETRY
+        if 200 <= status < 300:
+            return _OK
+        event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
+              mesg_id=row.mesg_id, status=status)
+        return _RETRY if status >= 500 else _REFUSED
+
+    def redeliver(self, include_faulted: bool) -> list[str]:
+        """Put undelivered (and, when asked, dropped and lost) messages back in line."""
+        states = (UNDELIVERED, REFUSED) + ((DROPPED, LOST) if include_faulted else ())
+        with self.store.transaction():
+            dests = self.store.reset(states, self._now())
+        for dest in dests:
+            self.wake(dest)
+        return dests

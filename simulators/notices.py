@@ -1,0 +1,118 @@
+"""Every message the simulated NPC originates or forwards, built with the shared codec,
+signed as "0000" and put in the outbox in the caller's transaction.
+
+Header conventions of NPC traffic (SPEC.md a.1): OrigSender "0000", the system of the
+business concerned as both SIDs, MesgID "HVPD"/"BEPA" and 16 digits repeated as
+MesgRefID, priority 3, direction "D". Forwarded bank messages keep their sender, body and
+signature; only the direction turns to "D", which the signature does not cover.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Callable
+
+from gateway.clock import Clock
+from gateway.messages import ccms801, ccms900, ccms990, codec, hvps710
+from gateway.messages import envelope as envelope_mod
+from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
+from gateway.messages.envelope import Envelope, Header
+from gateway.messages.signing import KeyRing
+from simulators import codes, discard
+from simulators.ids import Ids
+from simulators.logfmt import event
+from simulators.settings import NPC_CODE
+from simulators.store import Store
+
+log = logging.getLogger("npc.notices")
+
+# The captured ccms.801 is addressed to everyone: twelve zeros as the instructed party.
+BROADCAST = "000000000000"
+
+
+class Notices:
+    def __init__(self, store: Store, ids: Ids, clock: Clock, keyring: KeyRing,
+                 wake: Callable[[str], None]) -> None:
+        self.store = store
+        self.ids = ids
+        self.clock = clock
+        self.keyring = keyring
+        self.wake = wake
+
+    def _header(self, dest: str, mesg_type: str, system: str) -> Header:
+        now = self.clock.now()
+        mesg_id = self.ids.npc_mesg_id(system)
+        return Header(orig_sender=NPC_CODE, orig_sender_sid=system, orig_receiver=dest,
+                      orig_receiver_sid=system, send_date=now.strftime("%Y%m%d"),
+                      send_time=now.strftime("%H%M%S"), mesg_type=mesg_type,
+                      mesg_id=mesg_id, mesg_ref_id=mesg_id, priority="3", direction="D")
+
+    def _group_header(self, dest: str, system: str, remark: str | None = None) -> GroupHeader:
+        return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_datetime(
+            self.clock.now()), instg_direct=NPC_CODE, instg_party=NPC_CODE,
+            instd_direct=dest, instd_party=dest, system=system, remark=remark)
+
+    def _put(self, dest: str, header: Header, raw: bytes) -> str:
+        self.store.enqueue(dest, header.mesg_type, header.mesg_id, raw,
+                           self.clock.now().isoformat())
+        self.store.add("messages_out")
+        self.wake(dest)
+        event(log, "queued_for_delivery", dest=dest, mesg_type=header.mesg_type,
+              mesg_id=header.mesg_id)
+        return header.mesg_id
+
+    def _send(self, dest: str, mesg_type: str, system: str, body: bytes) -> str:
+        header = self._header(dest, mesg_type, system)
+        return self._put(dest, header, codec.encode(header, body, self.keyring))
+
+    def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
+        """ccms.990 to the sender of `original`, echoing its header ids."""
+        body = ccms990.build(ccms990.CommConf(
+            orig_sender=original.orig_sender, orig_send_date=original.send_date,
+            mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id,
+            code=code))
+        return self._send(original.orig_sender, ccms990.MESSAGE_TYPE,
+                          original.orig_sender_sid, body)
+
+    def result(self, dest: str, original: OriginalRef, status: str, reason: codes.Reason,
+               processed_on: str, detail: str = "", system: str = "HVPS") -> str:
+        """ccms.900 with the business outcome of a request."""
+        reject = None if reason == codes.SETTLED else codes.reject_text(reason, detail)
+        body = ccms900.build(ccms900.CommonConf(
+            header=self._group_header(dest, system), original=original, status=status,
+            code=reason.code, reject_info=reject, processed_on=processed_on))
+        self.store.add("results_out")
+        return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
+
+    def forward(self, dest: str, raw: bytes) -> str:
+        """The sender's own envelope, body and signature unchanged, direction "D"."""
+        env = envelope_mod.decode(raw)
+        down = Envelope(replace(env.header, direction="D"), env.signature, env.body,
+                        after_header=env.after_header, signature_raw=env.signature_raw,
+                        after_signature=env.after_signature)
+        return self._put(dest, down.header, down.encode())
+
+    def discard(self, original: Header, reason: codes.Reason, detail: str) -> str:
+        """ccms.911: the message was thrown away unprocessed."""
+        body = discard.build(original, reason.code, codes.reject_text(reason, detail))
+        self.store.add("discarded_out")
+        return self._send(original.orig_sender, discard.MESSAGE_TYPE,
+                          original.orig_sender_sid, body)
+
+    def system_status(self, dest: str, orig: tuple[str, str], cur: tuple[str, str],
+                      next_date: str | None, remark: str) -> str:
+        """ccms.801: (date, status) before and after a phase change."""
+        body = ccms801.build(ccms801.SystemStatus(
+            header=self._group_header(BROADCAST, "HVPS", remark), orig_date=orig[0],
+            orig_status=orig[1], cur_date=cur[0], cur_status=cur[1], next_date=next_date))
+        return self._send(dest, ccms801.MESSAGE_TYPE, "HVPS", body)
+
+    def summary(self, dest: str, original: OriginalRef, check_date: str,
+                payments: tuple[hvps710.PaymentTotals, ...],
+                messages: tuple[hvps710.MessageTotals, ...]) -> str:
+        """hvps.711: the NPC's totals of a checking date for one participant."""
+        body = hvps710.build_summary(hvps710.ReconSummary(
+            header=self._group_header(dest, "HVPS"), original=original,
+            check_date=check_date, payments=payments, messages=messages))
+        return self._send(dest, hvps710.RESPONSE_TYPE, "HVPS", body)

@@ -1,0 +1,56 @@
+"""`paygate simulate npc`: the simulated central-bank node as its own process.
+
+It prints one JSON line, {"npc": "http://127.0.0.1:P"}, on standard output once it is
+listening, logs key=value lines on standard error, and stops cleanly on SIGTERM or
+SIGINT: the server closes, deliveries in flight end, the database is closed. Whatever
+was taken but not yet delivered is delivered at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from gateway.clock import clock_from_spec
+from gateway.errors import PaygateError
+from simulators import logfmt, settings as settings_mod
+from simulators.app import Simulator
+from simulators.logfmt import event
+
+log = logging.getLogger("npc.main")
+
+
+async def _serve(settings: settings_mod.Settings) -> int:
+    sim = Simulator(settings, clock_from_spec(settings.clock_spec))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await sim.start()
+    print(json.dumps({"npc": sim.url}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        event(log, "stopping")
+        await sim.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Run the simulator until SIGTERM or SIGINT; returns the process exit status."""
+    logfmt.configure()
+    try:
+        settings = settings_mod.load(argv)
+    except SystemExit as exc:  # argparse's usage errors and --help
+        return int(exc.code or 0)
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,136 @@
+"""The HVPS system status the simulated NPC announces (DOMAIN.md §7, SPEC.md d.9).
+
+Each change is applied and announced to every external participant with a ccms.801
+carrying the previous and the new (date, status). Entering 40 (end of day) from 10, 20
+or 30 cancels what is still queued. Leaving 40 for 15 or 00 moves the work date to the
+date given, or else to the calendar's next working day. Any status may follow any other:
+the simulator is also used to send the gateway changes the timetable would never make.
+
+With `--follow-clock` a ticker asks gateway.windows which changes the clock has passed
+since the last tick and applies them in order, so a scaled or manual clock drives the
+day exactly as the gateway forecasts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from gateway import windows
+from gateway.calendar import BusinessCalendar
+from gateway.clock import Clock
+from gateway.errors import PaygateError, Problem
+from simulators.logfmt import event
+from simulators.notices import Notices
+from simulators.rtgs import Rtgs
+from simulators.settings import PHASES
+from simulators.store import Store
+
+log = logging.getLogger("npc.phases")
+
+_STATUS_KEY, _DATE_KEY = "hvps_status", "hvps_work_date"
+_CANCELLING_FROM = frozenset({"10", "20", "30"})
+_CUTOVER_TO = frozenset({"15", "00"})
+
+
+def current_phase(store: Store) -> tuple[str, str]:
+    """(status, work date) as last applied."""
+    status, work_date = store.meta(_STATUS_KEY), store.meta(_DATE_KEY)
+    assert status is not None and work_date is not None, "the phase is set at start"
+    return status, work_date
+
+
+def _parse_date(value: Any) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError):
+        raise PaygateError(Problem("date_must_be_iso", "/date", value, "yyyy-MM-dd"),
+                           status=422) from None
+
+
+class Phases:
+    def __init__(self, store: Store, notices: Notices, rtgs: Rtgs, calendar: BusinessCalendar,
+                 externals: list[str]) -> None:
+        self.store = store
+        self.notices = notices
+        self.rtgs = rtgs
+        self.calendar = calendar
+        self.externals = externals
+
+    def initialise(self, status: str, work_date: str) -> None:
+        """Set the phase at the first start only; afterwards the database keeps it."""
+        if self.store.meta(_STATUS_KEY) is None:
+            self.store.set_meta(_STATUS_KEY, status)
+            self.store.set_meta(_DATE_KEY, work_date)
+
+    def change(self, status: Any, new_date: Any = None) -> dict[str, Any]:
+        """Apply and announce one status change; returns what happened."""
+        if status not in PHASES:
+            raise PaygateError(Problem("hvps_status_unknown", "/status", status,
+                                       "one of " + ", ".join(PHASES)), status=422)
+        old_status, old_date = current_phase(self.store)
+        if new_date is not None:
+            target_date = _parse_date(new_date)
+        elif old_status == "40" and status in _CUTOVER_TO:
+            target_date = self.calendar.next_working_day(date.fromisoformat(old_date)).isoformat()
+        else:
+            target_date = old_date
+        cancelled = 0
+        if status == "40" and old_status in _CANCELLING_FROM:
+            cancelled = self.rtgs.cancel_queue()
+        self.store.set_meta(_STATUS_KEY, status)
+        self.store.set_meta(_DATE_KEY, target_date)
+        self._announce((old_date, old_status), (target_date, status))
+        event(log, "hvps_status_changed", orig_status=old_status, orig_date=old_date,
+              status=status, work_date=target_date, cancelled=cancelled)
+        return {"status": status, "work_date": target_date, "previous_status": old_status,
+                "previous_work_date": old_date, "cancelled": cancelled,
+                "notified": list(self.externals)}
+
+    def _announce(self, orig: tuple[str, str], cur: tuple[str, str]) -> None:
+        cur_day = date.fromisoformat(cur[0])
+        next_date = self.calendar.next_working_day(cur_day).isoformat()
+        name = windows.Phase.from_code(cur[1], cur_day).name_zh
+        for dest in self.externals:
+            self.notices.system_status(dest, orig, cur, next_date, f"HVPS进入{name}")
+
+
+class ClockFollower:
+    """Applies the timetable's status changes as the clock passes them."""
+
+    def __init__(self, phases: Phases, clock: Clock, calendar: BusinessCalendar,
+                 timetable: windows.Timetable, tick_s: float) -> None:
+        self.phases = phases
+        self.clock = clock
+        self.calendar = calendar
+        self.timetable = timetable
+        self.tick_s = tick_s
+        self._last: datetime | None = None
+
+    def catch_up(self) -> None:
+        """At start: move to the phase the timetable forecasts for now, if different."""
+        now = self.clock.now()
+        target = windows.hvps_phase(now, self.calendar, self.timetable)
+        if (target.code, target.work_date.isoformat()) != current_phase(self.phases.store):
+            with self.phases.store.transaction():
+                self.phases.change(target.code, target.work_date.isoformat())
+        self._last = now
+
+    def step(self) -> int:
+        """Apply every change between the last step and now; returns how many."""
+        assert self._last is not None, "catch_up runs before the first step"
+        now = self.clock.now()
+        changes = windows.status_changes_between(self._last, now, self.calendar,
+                                                 self.timetable)
+        for change in changes:
+            with self.phases.store.transaction():
+                self.phases.change(change.cur_code, change.cur_date.isoformat())
+        self._last = now
+        return len(changes)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            self.step()

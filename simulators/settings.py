@@ -1,0 +1,211 @@
+"""The simulator's settings: defaults, then the `[simulator]` table of the TOML file, then
+the command line, checked once at start-up.
+
+Balances given here seed a participant's clearing account only when the simulator's
+database has no balance for it yet: after the first start the database is the truth, so a
+restart neither loses nor resets money.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ProblemList, ValidationFailed
+
+NPC_CODE = "0000"
+OUR_BANK = "999100000019"
+_BANK_CODE = re.compile(r"[0-9]{12}")
+_ASCII_INT = re.compile(r"-?[0-9]+")
+PHASES = ("00", "10", "15", "20", "30", "40")
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """A peer bank simulated inside the process: its clearing bank code and one branch."""
+
+    code: str
+    branch: str
+    name: str
+
+
+DEFAULT_PEERS = (
+    PeerSpec("888200000015", "888200000023", "对手银行测试支行"),
+    PeerSpec("777300000011", "777300000029", "第三银行测试支行"),
+)
+
+# Opening clearing-account balances in fen: ours 500 million yuan, the first peer one
+# billion, the second 200 million, so that ordinary traffic settles at once and a test
+# that wants a queue sets a small balance of its own.
+DEFAULT_BALANCES_FEN = {
+    OUR_BANK: 50_000_000_000,
+    "888200000015": 100_000_000_000,
+    "777300000011": 20_000_000_000,
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the NPC delivers to an external bank: bounded retries with doubling backoff."""
+
+    attempts_max: int = 6
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+    timeout_s: float = 10.0
+    # With the reorder fault on, up to this many waiting messages are shuffled together.
+    reorder_window: int = 8
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: Path = Path("var/npc")
+    keys_dir: Path = Path("var/keys")
+    banks: dict[str, str] = field(default_factory=dict)  # external participant -> inbound URL
+    clock_spec: str | None = None
+    seed: int = 0
+    balances_fen: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_BALANCES_FEN))
+    peers: tuple[PeerSpec, ...] = DEFAULT_PEERS
+    initial_phase: str = "10"
+    initial_date: str | None = None  # ISO date; default: the clock's date
+    follow_clock: bool = False
+    tick_s: float = 1.0
+    calendar_file: str | None = None
+    timetable: dict[str, Any] = field(default_factory=dict)
+    delivery: Delivery = Delivery()
+
+    @property
+    def participants(self) -> frozenset[str]:
+        return frozenset(self.banks) | {p.code for p in self.peers}
+
+    def database_path(self) -> Path:
+        return self.data_dir / "npc.sqlite3"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paygate simulate npc",
+                                description="The simulated CNAPS2 national node and peers.")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--data", default=None, help="directory for the simulator's database")
+    p.add_argument("--keys", default=None, help="directory of PEM keys shared with the gateway")
+    p.add_argument("--bank", action="append", default=[], metavar="CODE=URL",
+                   help="an external participant and its inbound URL (repeatable)")
+    p.add_argument("--balance", action="append", default=[], metavar="CODE=FEN",
+                   help="opening clearing-account balance in fen (repeatable)")
+    p.add_argument("--clock", default=None, help="clock spec, see gateway.clock")
+    p.add_argument("--config", default=None, help="TOML file with a [simulator] table")
+    p.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
+    p.add_argument("--phase", default=None, choices=PHASES, help="HVPS status at first start")
+    p.add_argument("--date", default=None, help="work date at first start (ISO date)")
+    p.add_argument("--follow-clock", action="store_true", default=None,
+                   help="announce HVPS phase changes as the clock passes them")
+    return p
+
+
+def _pairs(items: list[str], option: str, problems: ProblemList) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        code, sep, value = item.partition("=")
+        if not sep or not value:
+            problems.add("option_must_be_code_equals_value", option, item, "CODE=VALUE")
+            continue
+        out[code] = value
+    return out
+
+
+def _check_codes(codes: dict[str, Any], path: str, problems: ProblemList) -> None:
+    for code in codes:
+        if not _BANK_CODE.fullmatch(code):
+            problems.add("bank_code_must_be_12_ascii_digits", path, code, "12 ASCII digits")
+
+
+def _balances(raw: dict[str, Any], path: str, problems: ProblemList) -> dict[str, int]:
+    out: dict[str, int] = {}
+    _check_codes(raw, path, problems)
+    for code, value in raw.items():
+        text = str(value)
+        if isinstance(value, bool) or not _ASCII_INT.fullmatch(text) or int(text) < 0:
+            problems.add("balance_must_be_whole_fen", f"{path}/{code}", value,
+                         "a whole number of fen, 0 or more")
+            continue
+        out[code] = int(text)
+    return out
+
+
+def _from_table(base: Settings, table: dict[str, Any], problems: ProblemList) -> Settings:
+    """Apply the `[simulator]` table of the configuration file."""
+    known = {f.name for f in fields(Settings)} | {"data", "keys"}
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            problems.add("config_key_must_be_known", f"simulator/{key}", key,
+                         ", ".join(sorted(known)))
+        elif key in ("data", "data_dir"):
+            changes["data_dir"] = Path(value)
+        elif key in ("keys", "keys_dir"):
+            changes["keys_dir"] = Path(value)
+        elif key == "banks":
+            _check_codes(value, "simulator/banks", problems)
+            changes["banks"] = dict(value)
+        elif key == "balances_fen":
+            changes["balances_fen"] = {**base.balances_fen,
+                                       **_balances(value, "simulator/balances_fen", problems)}
+        elif key == "peers":
+            changes["peers"] = tuple(PeerSpec(**peer) for peer in value)
+        elif key == "delivery":
+            changes["delivery"] = replace(base.delivery, **value)
+        else:
+            changes[key] = value
+    return replace(base, **changes)
+
+
+def load(argv: list[str]) -> Settings:
+    """Settings from defaults, the configuration file and the command line, checked."""
+    args = _parser().parse_args(argv)
+    problems = ProblemList()
+    settings = Settings()
+    if args.config:
+        with open(args.config, "rb") as handle:
+            document = tomllib.load(handle)
+        settings = _from_table(settings, document.get("simulator", {}), problems)
+    banks = _pairs(args.bank, "--bank", problems)
+    _check_codes(banks, "--bank", problems)
+    balances = _balances(_pairs(args.balance, "--balance", problems), "--balance", problems)
+    cli = {
+        "host": args.host, "port": args.port, "clock_spec": args.clock, "seed": args.seed,
+        "initial_phase": args.phase, "initial_date": args.date,
+        "follow_clock": args.follow_clock,
+        "data_dir": Path(args.data) if args.data else None,
+        "keys_dir": Path(args.keys) if args.keys else None,
+    }
+    settings = replace(settings, **{k: v for k, v in cli.items() if v is not None})
+    settings = replace(settings, banks={**settings.banks, **banks},
+                       balances_fen={**settings.balances_fen, **balances})
+    check(settings, problems)
+    problems.raise_if_any(ValidationFailed)
+    return settings
+
+
+def check(settings: Settings, problems: ProblemList) -> None:
+    """Rules that span several settings."""
+    if settings.initial_phase not in PHASES:
+        problems.add("hvps_status_unknown", "initial_phase", settings.initial_phase,
+                     "one of " + ", ".join(PHASES))
+    peer_codes = {p.code for p in settings.peers}
+    for peer in settings.peers:
+        for name in ("code", "branch"):
+            if not _BANK_CODE.fullmatch(getattr(peer, name)):
+                problems.add("bank_code_must_be_12_ascii_digits", f"peers/{peer.code}/{name}",
+                             getattr(peer, name), "12 ASCII digits")
+    for code in sorted(peer_codes & set(settings.banks)):
+        problems.add("participant_must_be_either_external_or_simulated", "--bank", code,
+                     "a code not also configured as a simulated peer")
+    if settings.delivery.attempts_max < 1:
+        problems.add("delivery_attempts_must_be_positive", "delivery/attempts_max",
+                     settings.delivery.attempts_max, "1 or more")

@@ -1,0 +1,294 @@
+"""The simulator's durable state in one SQLite file: balances, payments (the central queue
+is the payments in status PR12), the duplicate set, the outbox and counters.
+
+Each inbound message is processed in one transaction that records it as seen, moves the
+money and puts every answer in the outbox; the outbox is delivered afterwards. So a
+restart loses nothing and settles nothing twice: a message taken before the restart is a
+duplicate after it, and answers not yet delivered are delivered then.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS balances (
+    participant TEXT PRIMARY KEY, balance_fen INTEGER NOT NULL CHECK (balance_fen >= 0));
+CREATE TABLE IF NOT EXISTS seen (
+    sender TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,
+    received_at TEXT NOT NULL, PRIMARY KEY (sender, mesg_type, mesg_id));
+CREATE TABLE IF NOT EXISTS payments (
+    id INTEGER PRIMARY KEY,
+    sender TEXT NOT NULL, receiver TEXT NOT NULL,
+    mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL, msg_id TEXT NOT NULL,
+    end_to_end_id TEXT NOT NULL, tx_id TEXT NOT NULL,
+    business_type TEXT NOT NULL, priority_rank INTEGER NOT NULL,
+    amount_fen INTEGER NOT NULL, status TEXT NOT NULL,
+    received_on TEXT NOT NULL, settled_on TEXT, received_at TEXT NOT NULL,
+    settled_at TEXT, raw BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS payments_queue ON payments (status, sender, priority_rank, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY, dest TEXT NOT NULL, mesg_type TEXT NOT NULL,
+    mesg_id TEXT NOT NULL, raw BLOB NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (dest, state, seq);
+CREATE TABLE IF NOT EXISTS skews (
+    participant TEXT PRIMARY KEY, count INTEGER NOT NULL, amount_fen INTEGER NOT NULL);
+"""
+
+# Payment statuses the simulator uses (SPEC.md d.2).
+SETTLED, CANCELLED, REJECTED, QUEUED = "PR04", "PR08", "PR09", "PR12"
+
+# Outbox states: waiting, handed over (2xx or in-process), given up after the bounded
+# retries, refused with a 4xx, or thrown away on purpose by a fault.
+PENDING, SENT, UNDELIVERED, REFUSED, DROPPED, LOST = (
+    "pending", "sent", "undelivered", "refused", "dropped", "lost")
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: int
+    sender: str
+    receiver: str
+    mesg_type: str
+    mesg_id: str
+    msg_id: str
+    end_to_end_id: str
+    tx_id: str
+    business_type: str
+    priority_rank: int
+    amount_fen: int
+    status: str
+    received_on: str
+    settled_on: str | None
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    dest: str
+    mesg_type: str
+    mesg_id: str
+    raw: bytes
+    attempts: int
+
+
+_PAYMENT_COLUMNS = ("id, sender, receiver, mesg_type, mesg_id, msg_id, end_to_end_id, tx_id, "
+                    "business_type, priority_rank, amount_fen, status, received_on, "
+                    "settled_on, raw")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(path), isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # meta and counters
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                          "DO UPDATE SET value = excluded.value", (key, value))
+
+    def add(self, name: str, delta: int = 1) -> int:
+        row = self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
+            "DO UPDATE SET value = value + excluded.value RETURNING value",
+            (name, delta)).fetchone()
+        return int(row[0])
+
+    def counter(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # balances
+
+    def seed_balance(self, participant: str, balance_fen: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO balances (participant, balance_fen) "
+                          "VALUES (?, ?)", (participant, balance_fen))
+
+    def balance(self, participant: str) -> int:
+        row = self.conn.execute("SELECT balance_fen FROM balances WHERE participant = ?",
+                                (participant,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def move(self, participant: str, delta_fen: int) -> int:
+        """Add to (or take from) a clearing account; the CHECK refuses a negative balance."""
+        self.seed_balance(participant, 0)
+        row = self.conn.execute(
+            "UPDATE balances SET balance_fen = balance_fen + ? WHERE participant = ? "
+            "RETURNING balance_fen", (delta_fen, participant)).fetchone()
+        return int(row[0])
+
+    def balances(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT participant, balance_fen FROM balances "
+                                 "ORDER BY participant")
+        return {code: int(fen) for code, fen in rows}
+
+    # the duplicate set
+
+    def remember(self, sender: str, mesg_type: str, mesg_id: str, at: str) -> bool:
+        """Record a message as seen; False when it had been seen before."""
+        cur = self.conn.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
+                                (sender, mesg_type, mesg_id, at))
+        return cur.rowcount == 1
+
+    def was_seen(self, sender: str, mesg_type: str, mesg_id: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM seen WHERE sender = ? AND mesg_type = ? AND "
+                                "mesg_id = ?", (sender, mesg_type, mesg_id)).fetchone()
+        return row is not None
+
+    # payments and the central queue
+
+    def insert_payment(self, values: dict[str, object]) -> int:
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = self.conn.execute(f"INSERT INTO payments ({names}) VALUES ({marks})",
+                                tuple(values.values()))
+        return int(cur.lastrowid)
+
+    def set_status(self, payment_id: int, status: str, settled_on: str | None = None,
+                   settled_at: str | None = None) -> None:
+        self.conn.execute("UPDATE payments SET status = ?, settled_on = ?, settled_at = ? "
+                          "WHERE id = ?", (status, settled_on, settled_at, payment_id))
+
+    def payment(self, payment_id: int) -> PaymentRow:
+        row = self.conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ?",
+                                (payment_id,)).fetchone()
+        assert row is not None, f"payment {payment_id} exists"
+        return PaymentRow(*row)
+
+    def queued(self, sender: str | None = None) -> list[PaymentRow]:
+        """Queued payments in release order: URGT, HIGH, NORM, then first come first."""
+        where, args = ("status = ?", [QUEUED])
+        if sender is not None:
+            where, args = (where + " AND sender = ?", args + [sender])
+        rows = self.conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} "
+                                 "ORDER BY priority_rank, id", args)
+        return [PaymentRow(*row) for row in rows]
+
+    def count_status(self, status: str) -> int:
+        row = self.conn.execute("SELECT count(*) FROM payments WHERE status = ?",
+                                (status,)).fetchone()
+        return int(row[0])
+
+    def settled_twice(self) -> list[str]:
+        """End-to-end and transaction ids settled more than once by the same payer."""
+        rows = self.conn.execute(
+            "SELECT id_value FROM ("
+            " SELECT sender, end_to_end_id AS id_value FROM payments WHERE status = ?"
+            " UNION ALL"
+            " SELECT sender, tx_id FROM payments WHERE status = ? AND tx_id != end_to_end_id"
+            ") GROUP BY sender, id_value HAVING count(*) > 1 ORDER BY id_value",
+            (SETTLED, SETTLED))
+        return [row[0] for row in rows]
+
+    def payment_totals(self, participant: str, day: str) -> list[tuple]:
+        """(mt, business type, sent count, sent fen, received count, received fen) of the
+        payments settled on `day` where the participant paid or was paid."""
+        return self.conn.execute(
+            "SELECT mesg_type, business_type,"
+            " sum(sender = :p), sum(CASE WHEN sender = :p THEN amount_fen ELSE 0 END),"
+            " sum(receiver = :p), sum(CASE WHEN receiver = :p THEN amount_fen ELSE 0 END)"
+            " FROM payments WHERE status = :s AND settled_on = :d"
+            " AND (sender = :p OR receiver = :p)"
+            " GROUP BY mesg_type, business_type ORDER BY mesg_type, business_type",
+            {"p": participant, "s": SETTLED, "d": day}).fetchall()
+
+    def message_totals(self, participant: str, day: str) -> list[tuple]:
+        """(mt, business type, status, sent count, received count) of the payment messages
+        taken on `day`; a receiver counts only what was forwarded to it (settled)."""
+        return self.conn.execute(
+            "SELECT mesg_type, business_type, status, sum(sender = :p),"
+            " sum(receiver = :p AND status = :s)"
+            " FROM payments WHERE received_on = :d AND (sender = :p OR receiver = :p)"
+            " GROUP BY mesg_type, business_type, status"
+            " HAVING sum(sender = :p) + sum(receiver = :p AND status = :s) > 0"
+            " ORDER BY mesg_type, business_type, status",
+            {"p": participant, "s": SETTLED, "d": day}).fetchall()
+
+    # the outbox
+
+    def enqueue(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes, at: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO outbox (dest, mesg_type, mesg_id, raw, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", (dest, mesg_type, mesg_id, raw, PENDING, at, at))
+        return int(cur.lastrowid)
+
+    def pending(self, dest: str, limit: int) -> list[OutboxRow]:
+        rows = self.conn.execute(
+            "SELECT seq, dest, mesg_type, mesg_id, raw, attempts FROM outbox"
+            " WHERE dest = ? AND state = ? ORDER BY seq LIMIT ?", (dest, PENDING, limit))
+        return [OutboxRow(*row) for row in rows]
+
+    def mark(self, seq: int, state: str, attempts: int, at: str) -> None:
+        self.conn.execute("UPDATE outbox SET state = ?, attempts = ?, updated_at = ? "
+                          "WHERE seq = ?", (state, attempts, at, seq))
+
+    def reset(self, states: tuple[str, ...], at: str) -> list[str]:
+        """Put messages in the given states back to pending; returns their destinations."""
+        marks = ", ".join("?" for _ in states)
+        rows = self.conn.execute(
+            f"UPDATE outbox SET state = ?, updated_at = ? WHERE state IN ({marks})"
+            " RETURNING dest", (PENDING, at, *states)).fetchall()
+        return sorted({row[0] for row in rows})
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state")
+        return {state: int(n) for state, n in rows}
+
+    def destinations_pending(self) -> list[str]:
+        rows = self.conn.execute("SELECT DISTINCT dest FROM outbox WHERE state = ?",
+                                 (PENDING,))
+        return [row[0] for row in rows]
+
+    # reconciliation skew
+
+    def set_skew(self, participant: str, count: int, amount_fen: int) -> None:
+        self.conn.execute("INSERT INTO skews VALUES (?, ?, ?) ON CONFLICT (participant) "
+                          "DO UPDATE SET count = excluded.count, "
+                          "amount_fen = excluded.amount_fen", (participant, count, amount_fen))
+
+    def skew(self, participant: str) -> tuple[int, int]:
+        row = self.conn.execute("SELECT count, amount_fen FROM skews WHERE participant = ?",
+                                (participant,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
