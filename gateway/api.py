@@ -24,6 +24,7 @@ from gateway.messages import codec, hvps111
 
 log = logging.getLogger("paygate.api")
 
+GATEWAY_KEY: web.AppKey = web.AppKey("gateway", object)
 BODY_LEN_MAX = 8 * 1024 * 1024
 TIMESTAMP_SKEW_S = 300
 OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
@@ -56,7 +57,7 @@ async def errors_middleware(request: web.Request,
 
 
 def authenticate(request: web.Request, body: bytes) -> str:
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     keys = gw.settings.api_keys
     if not keys:
         return "default"
@@ -91,7 +92,7 @@ async def _read(request: web.Request) -> bytes:
 
 
 async def health(request: web.Request) -> web.Response:
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     return _json({"ok": True, "bank": gw.settings.bank_code, "hvps_status": gw.hvps_status,
                   "work_date": gw.work_date.isoformat()})
 
@@ -104,7 +105,7 @@ async def post_transfer(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         raise PaygateError(Problem("body_must_be_json", "/", body[:80].decode("latin-1"),
                                    "a JSON object"), 400)
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
                                                 data)
     return _json(response, status)
@@ -114,7 +115,7 @@ async def post_message(request: web.Request) -> web.Response:
     """A ready CNAPS2 message from the core system (hvps.111, envelope or bare XML)."""
     body = await _read(request)
     client = authenticate(request, body)
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     decoded = codec.decode(body, bare_ok=True)
     if decoded.problems:
         raise PaygateError(decoded.problems)
@@ -140,13 +141,13 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def get_transfer(request: web.Request) -> web.Response:
     authenticate(request, b"")
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     return _json(await gw.get_transfer(request.match_info["id"]))
 
 
 async def link_inbound(request: web.Request) -> web.Response:
     raw = await _read(request)
-    gw = request.app["gateway"]
+    gw = request.app[GATEWAY_KEY]
     return _json(await gw.receive_link(raw))
 
 
@@ -157,7 +158,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 def make_app(gw: Any) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LEN_MAX)
-    app["gateway"] = gw
+    app[GATEWAY_KEY] = gw
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.yaml", openapi)
     app.router.add_post("/v1/transfers", post_transfer)

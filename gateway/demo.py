@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import logs, summary
+from gateway.errors import PaygateError
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.harness import Harness
@@ -135,8 +136,8 @@ async def submit(gw: Any, account: str, amount_fen: int, urgency: str,
             "remittance_info": "货款"}
     try:
         return await gw.submit_transfer("demo", key, body)
-    except Exception as exc:  # a refusal is an outcome the demo counts, not a failure
-        return getattr(exc, "status", 500), {"errors": [str(exc)]}
+    except PaygateError as exc:  # a refusal is an outcome the demo counts, not a failure
+        return exc.status, {"errors": [exc.code]}
 
 
 async def push_core_traffic(gw: Any, customers: dict[str, str], count: int,
@@ -152,8 +153,8 @@ async def push_core_traffic(gw: Any, customers: dict[str, str], count: int,
             account, amount = customers[rng.choice(names)], rng.randint(60_000, 400_000) * YUAN
         urgency = rng.choice(["urgent", "urgent", "extra_urgent", "normal"])
         async with semaphore:
-            status, _ = await submit(gw, account, amount, urgency, f"demo-{i}")
-        key = "accepted" if status == 201 else f"refused_{status}"
+            status, answer = await submit(gw, account, amount, urgency, f"demo-{i}")
+        key = "accepted" if status == 201 else f"refused_{answer['errors'][0]}"
         outcomes[key] = outcomes.get(key, 0) + 1
     for path in sorted(resources.files("gateway").joinpath("examples").iterdir(),
                        key=lambda p: p.name):
@@ -175,9 +176,10 @@ async def push_peer_traffic(harness: Harness, customers: dict[str, str],
                             rng: random.Random) -> None:
     names = [n for n in customers if n.startswith("c")]
     for i in range(30):
+        name = rng.choice(names)
         await harness.sim("POST", "/sim/peer/send", {
-            "sender": PEER, "receiver": BANK, "payee_account": customers[rng.choice(names)],
-            "payee_name": "ignored", "amount_fen": rng.randint(1_000, 900_000) * YUAN,
+            "sender": PEER, "receiver": BANK, "payee_account": customers[name],
+            "payee_name": f"示例客户{name}", "amount_fen": rng.randint(1_000, 900_000) * YUAN,
             "count": 1, "business_type": "A100", "business_kind": "02102",
             "priority": "HIGH", "payee_bank": BRANCH})
     for i in range(4):
@@ -189,7 +191,7 @@ async def push_peer_traffic(harness: Harness, customers: dict[str, str],
     await harness.sim("POST", "/sim/faults", {"duplicate": 1.0})
     await harness.sim("POST", "/sim/peer/send", {
         "sender": PEER, "receiver": BANK, "payee_account": customers["c1"],
-        "payee_name": "ignored", "amount_fen": 77_777 * YUAN, "count": 1,
+        "payee_name": "示例客户c1", "amount_fen": 77_777 * YUAN, "count": 1,
         "business_type": "A100", "business_kind": "02102", "priority": "NORM",
         "payee_bank": BRANCH})
     await asyncio.sleep(0.5)

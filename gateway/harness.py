@@ -61,8 +61,12 @@ class Harness:
         bank = self.settings_overrides.get("bank_code", Settings().bank_code)
         write_keypair(self.keys_dir, bank)
         await self.start_simulator()
-        self.gateway = Gateway(self.settings(), clock=self.clock())
-        await self.gateway.start()
+        try:
+            self.gateway = Gateway(self.settings(), clock=self.clock())
+            await self.gateway.start()
+        except BaseException:
+            await self.stop_simulator()
+            raise
         return self
 
     def clock(self) -> Clock:
