@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -35,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SIM_KEY = web.AppKey("simulator", object)
 
 
-def _sim(request: web.Request) -> "Simulator":
+def _sim(request: web.Request) -> Simulator:
     return request.app[SIM_KEY]  # type: ignore[return-value]
 
 
@@ -165,7 +166,7 @@ async def recon_skew(request: web.Request) -> web.StreamResponse:
     return web.json_response({k: body[k] for k in ("participant", "count", "amount_fen")})
 
 
-def make_app(sim: "Simulator") -> web.Application:
+def make_app(sim: Simulator) -> web.Application:
     # An envelope may be as large as the envelope module allows, plus some slack.
     app = web.Application(middlewares=[_errors], client_max_size=ENVELOPE_LEN_MAX + 4096)
     app[SIM_KEY] = sim

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -22,8 +22,7 @@ from gateway.messages import ccms900
 from simulators.faults import FaultState
 from simulators.logfmt import event
 from simulators.settings import Delivery
-from simulators.store import (DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow,
-                              Store)
+from simulators.store import DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow, Store
 
 log = logging.getLogger("npc.link")
 
@@ -165,7 +164,7 @@ class Link:
                     "Content-Type": "application/octet-stream"}) as response:
                 await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
                   mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
             return _RETRY

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from typing import Any, TextIO
 
 _FIELDS_ATTR = "kv_fields"
@@ -29,8 +29,9 @@ class KeyValueFormatter(logging.Formatter):
     """Formats a record as ts, level, logger, event, then the record's own fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        at = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
-        parts = [f"ts={at}", f"level={record.levelname.lower()}", f"logger={record.name}",
+        at = datetime.fromtimestamp(record.created, UTC)
+        at_text = at.isoformat(timespec="milliseconds")
+        parts = [f"ts={at_text}", f"level={record.levelname.lower()}", f"logger={record.name}",
                  f"event={_quote(record.getMessage())}"]
         for key, value in getattr(record, _FIELDS_ATTR, {}).items():
             parts.append(f"{key}={_quote(value)}")
@@ -40,10 +41,13 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def configure(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Send the simulator's loggers to `stream` (standard error by default)."""
+    """Send the simulator's loggers to `stream` (standard error by default), once."""
+    root = logging.getLogger("npc")
+    for existing in root.handlers:
+        if isinstance(existing.formatter, KeyValueFormatter):
+            return existing
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(KeyValueFormatter())
-    root = logging.getLogger("npc")
     root.addHandler(handler)
     root.setLevel(level)
     return handler

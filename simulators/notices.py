@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Callable
+from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.messages import ccms801, ccms900, ccms990, codec, hvps710

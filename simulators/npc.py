@@ -16,7 +16,8 @@ import sys
 
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError
-from simulators import logfmt, settings as settings_mod
+from simulators import logfmt
+from simulators import settings as settings_mod
 from simulators.app import Simulator
 from simulators.logfmt import event
 

@@ -12,24 +12,31 @@ signed messages, so that tests drive the simulator over its real HTTP link.
 from __future__ import annotations
 
 import itertools
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, web
 from lxml import etree
 
-from gateway.clock import Clock
+from gateway.clock import SHANGHAI, Clock, ManualClock
 from gateway.messages import codec, hvps111, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, iso_datetime
 from gateway.messages.envelope import Envelope, Header
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.messages.xml import parse
-from simulators.settings import NPC_CODE, OUR_BANK
+from simulators.app import Simulator
+from simulators.settings import NPC_CODE, OUR_BANK, Delivery, Settings
 
 OUR_BRANCH = "999100000027"
 PEER = "888200000015"
 PEER_BRANCH = "888200000023"
+MONDAY_0900 = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+WORK_DATE = "2026-12-07"
 
 
 class BankSender:
@@ -98,7 +105,7 @@ class FakeBank:
             self.received.append(raw)
         return web.Response(status=status)
 
-    async def __aenter__(self) -> "FakeBank":
+    async def __aenter__(self) -> FakeBank:
         app = web.Application(client_max_size=envelope_mod.ENVELOPE_LEN_MAX + 4096)
         app.router.add_post("/link/inbound", self._inbound)
         self._runner = web.AppRunner(app, access_log=None)
@@ -138,3 +145,62 @@ async def call(url: str, method: str, path: str, body: Any = None) -> tuple[int,
     async with ClientSession() as session:
         async with session.request(method, f"{url}{path}", json=body) as response:
             return response.status, await response.json()
+
+
+@dataclass
+class World:
+    """One running simulator, the fake bank it delivers to, our bank's signer, the clock."""
+
+    sim: Simulator
+    bank: FakeBank
+    sender: BankSender
+    clock: ManualClock
+
+    async def send(self, raw: bytes) -> None:
+        assert await post_envelope(self.sim.url, raw) == 200
+        await self.sim.drain()
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        status, answer = await call(self.sim.url, method, path, body)
+        assert status == 200, answer
+        await self.sim.drain()
+        return answer
+
+    async def restart(self) -> None:
+        """Stop the simulator and start a new one on the same database and keys."""
+        await self.sim.stop()
+        self.sim = Simulator(self.sim.settings, self.clock)
+        await self.sim.start()
+
+    def results(self) -> list[tuple[str | None, ...]]:
+        """(OrgnlMsgId, PrcSts, PrcCd) of every ccms.900 the bank got, in order."""
+        return [(field(r, "CmonConf/OrgnlGrpHdr/OrgnlMsgId"),
+                 field(r, "CmonConf/CmonConfInf/PrcSts"),
+                 field(r, "CmonConf/CmonConfInf/PrcCd"))
+                for r in self.bank.bodies("ccms.900.001.02")]
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> Settings:
+    """Settings for one in-process simulator with fast, bounded retries."""
+    base = Settings(data_dir=tmp_path / "npc", keys_dir=tmp_path / "keys",
+                    delivery=Delivery(attempts_max=3, backoff_s=0.0))
+    return replace(base, **changes)
+
+
+@asynccontextmanager
+async def simulated(tmp_path: Path, start: datetime = MONDAY_0900,
+                    **changes: Any) -> AsyncIterator[World]:
+    """A simulator on 127.0.0.1 delivering to a fake bank for OUR_BANK, on a manual clock
+    at `start` (09:00 of a Monday), with the settings `changes` applied."""
+    clock = ManualClock(start)
+    async with FakeBank() as bank:
+        settings = make_settings(tmp_path, banks={OUR_BANK: bank.url}, **changes)
+        sim = Simulator(settings, clock)
+        await sim.start()
+        # The gateway's key is created after the simulator started, as in the demo.
+        sender = BankSender(settings.keys_dir, clock)
+        world = World(sim, bank, sender, clock)
+        try:
+            yield world
+        finally:
+            await world.sim.stop()

@@ -4,76 +4,20 @@ reconciliation, driven over its real HTTP link by a fake bank on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime
-from functools import lru_cache
+from dataclasses import replace
+from functools import lru_cache, cache
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from lxml import etree
 
-from gateway.clock import SHANGHAI, ManualClock
-from gateway.messages import codec, hvps111
+from gateway.messages import codec
 from gateway.messages.envelope import decode as decode_envelope
-from simulators.app import Simulator
-from simulators.settings import DEFAULT_BALANCES_FEN, OUR_BANK, Delivery, Settings
-from simulators.testing import PEER, BankSender, FakeBank, call, field, post_envelope
+from simulators.settings import DEFAULT_BALANCES_FEN, OUR_BANK
+from simulators.testing import PEER, WORK_DATE, BankSender, World, field, simulated
 
-MONDAY_0900 = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
-WORK_DATE = "2026-12-07"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class World:
-    sim: Simulator
-    bank: FakeBank
-    sender: BankSender
-    clock: ManualClock
-
-    async def send(self, raw: bytes) -> None:
-        assert await post_envelope(self.sim.url, raw) == 200
-        await self.sim.drain()
-
-    async def control(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await call(self.sim.url, method, path, body)
-        assert status == 200, answer
-        await self.sim.drain()
-        return answer
-
-    def results(self) -> list[tuple[str | None, ...]]:
-        """(OrgnlMsgId, PrcSts, PrcCd) of every ccms.900 the bank got, in order."""
-        return [(field(r, "CmonConf/OrgnlGrpHdr/OrgnlMsgId"),
-                 field(r, "CmonConf/CmonConfInf/PrcSts"),
-                 field(r, "CmonConf/CmonConfInf/PrcCd"))
-                for r in self.bank.bodies("ccms.900.001.02")]
-
-
-def test_settings(tmp_path: Path, **changes: Any) -> Settings:
-    """Not a test: settings for one in-process simulator (pytest skips non-functions)."""
-    base = Settings(data_dir=tmp_path / "npc", keys_dir=tmp_path / "keys",
-                    delivery=Delivery(attempts_max=3, backoff_s=0.0))
-    return replace(base, **changes)
-
-
-test_settings.__test__ = False  # type: ignore[attr-defined]
-
-
-@asynccontextmanager
-async def simulated(tmp_path: Path, **changes: Any) -> AsyncIterator[World]:
-    clock = ManualClock(MONDAY_0900)
-    async with FakeBank() as bank:
-        settings = test_settings(tmp_path, banks={OUR_BANK: bank.url}, **changes)
-        sim = Simulator(settings, clock)
-        await sim.start()
-        # The gateway's key is created after the simulator started, as in the demo.
-        sender = BankSender(settings.keys_dir, clock)
-        try:
-            yield World(sim, bank, sender, clock)
-        finally:
-            await sim.stop()
 
 
 def run(coro: Any) -> Any:
@@ -387,7 +331,7 @@ REFERENCE_FILES = {"hvps.111.001.01": "pacs.008.001.02.xsd",
                    "hvps.112.001.01": "pacs.009.001.02.xsd"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference_schema(mesg_type: str) -> etree.XMLSchema:
     path = _reference_dir() / REFERENCE_FILES.get(mesg_type, f"{mesg_type}.xsd")
     return etree.XMLSchema(etree.parse(str(path)))
