@@ -165,4 +165,7 @@ def make_app(gw: Any) -> web.Application:
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/transfers/{id}", get_transfer)
     app.router.add_post("/link/inbound", link_inbound)
+    for ext in gw.extensions:
+        if hasattr(ext, "add_routes"):
+            ext.add_routes(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import hmac
 import json
 import logging
@@ -41,6 +42,11 @@ log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
 
+# Feature modules; each has `install(gw) -> extension`. An extension may offer
+# `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
+# handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections).
+EXTENSIONS: tuple[str, ...] = ()
+
 
 class Gateway:
     def __init__(self, settings: Settings, clock: Clock | None = None,
@@ -70,6 +76,12 @@ class Gateway:
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
         self.url = ""
+        # Intake per channel; extensions add theirs (BEPS, internal transfers).
+        self.channels: dict[str, Any] = {"hvps": self._accept_hvps}
+        # A review hook: (transfer, settings) -> reason to hold for review, or None.
+        self.review: Any = None
+        self.extensions = [importlib.import_module(name).install(self)
+                           for name in EXTENSIONS]
 
     # Life cycle
 
@@ -91,6 +103,9 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=64))
         await self.recover()
         self._start_workers()
+        for ext in self.extensions:
+            if hasattr(ext, "start"):
+                await ext.start()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
@@ -103,6 +118,9 @@ class Gateway:
                  self.url, self.settings.bank_code, self.hvps_status, self.work_date)
 
     async def stop(self) -> None:
+        for ext in reversed(self.extensions):
+            if hasattr(ext, "stop"):
+                await ext.stop()
         for worker in self.workers:
             worker.stop()
         for task in self._tasks:
@@ -127,6 +145,8 @@ class Gateway:
             ("inbound", (keys.INBOUND,), self._process_inbound),
             ("webhook", (keys.WEBHOOK,), self._send_webhook),
         ]
+        for ext in self.extensions:
+            specs.extend(getattr(ext, "workers", lambda: [])())
         for name, streams, handler in specs:
             worker = StreamWorker(self.redis, name, streams, handler,
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max)
@@ -210,14 +230,15 @@ class Gateway:
                          when_closed=transfer.when_closed),
             on_date=self.work_date, hvps_open=self.hvps_open,
             next_hvps_opening=next_hvps_opening(now, self.calendar, self.timetable))
-        if decision.channel != "hvps":
+        accept = self.channels.get(decision.channel)
+        if accept is None:
             raise PaygateError(Problem(
                 "channel_not_enabled", "/", decision.channel,
-                "a transfer that routes to HVPS (urgent, above the BEPS limit, or an "
-                "HVPS-only business type)", f"routed by rule {decision.rule}"))
+                "a channel this gateway runs: " + ", ".join(sorted(self.channels)),
+                f"routed by rule {decision.rule}"))
         work_date = self.work_date
 
-        def work(tx: Any) -> tuple[int, dict[str, Any], int | None, str]:
+        def work(tx: Any) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]]]:
             stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                                   "WHERE client = ? AND key = ?", (client, idem_key))
             if stored is not None:
@@ -225,34 +246,46 @@ class Gateway:
                     raise Conflict(Problem("idempotency_key_reused_with_other_body",
                                            "Idempotency-Key", idem_key,
                                            "the same body as the first request with this key"))
-                return stored[1], json.loads(stored[2]), None, ""
+                return stored[1], json.loads(stored[2]), []
             payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
                                        transfer.amount_fen, work_date, payment_id)
-            waiting = decision.action == "queue"
-            state = "held" if waiting else "accepted"
             row = intake.record_outgoing(tx, transfer, decision, work_date=work_date, now=now,
-                                         hold_id=str(hold_id), state=state,
+                                         hold_id=str(hold_id), state="accepted",
                                          payment_id=payment_id, msg_id=msg_id,
                                          end_to_end_id=e2e)
-            if waiting:
-                tx.execute("UPDATE payments SET reason = 'waiting_for_hvps_window' "
-                           "WHERE id = ?", (payment_id,))
-                row["reason"] = "waiting_for_hvps_window"
-            outbox_id = intake.add_outbox(tx, payment_id, decision.priority,
-                                          "waiting" if waiting else "pending", now)
+            row, entries = accept(tx, row, transfer, decision, now)
             response = payments.public_view(row)
             tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                        "created_at) VALUES (?, ?, ?, 201, ?, ?)",
                        (client, idem_key, body_hash,
                         json.dumps(response, ensure_ascii=False), now.isoformat()))
-            return 201, response, (None if waiting else outbox_id), \
-                keys.lane_for_priority(decision.priority)
+            return 201, response, entries
 
-        status, response, outbox_id, lane = await self.store.run(work)
-        if outbox_id is not None:
-            await self.redis.xadd(lane, {"outbox": str(outbox_id)})
+        status, response, entries = await self.store.run(work)
+        for stream, fields in entries:
+            await self.redis.xadd(stream, fields)
         return status, response
+
+    def _accept_hvps(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
+                     decision: Any, now: datetime
+                     ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+        """An accepted HVPS payment goes on its priority lane, or waits for the window
+        (when_closed=queue) or for a second person's review."""
+        hold = None
+        if decision.action == "queue":
+            hold = "waiting_for_hvps_window"
+        elif self.review is not None:
+            hold = self.review(transfer, self.settings)
+        lane = keys.lane_for_priority(decision.priority)
+        outbox_id = intake.add_outbox(tx, row["id"], decision.priority,
+                                      "pending" if hold is None else
+                                      ("waiting" if decision.action == "queue" else "review"),
+                                      now)
+        if hold is not None:
+            row = payments.transition(tx, row, "held", "held", now, self.notifier, reason=hold)
+            return row, []
+        return row, [(lane, {"outbox": str(outbox_id)})]
 
     async def _check_depth(self) -> None:
         depth = 0

@@ -246,7 +246,8 @@ async def close_books(gw: Any, day: date, recon: dict[str, Any],
         agreed = ours == npc_balance
         if not agreed:
             gw.alert(tx, "clearing_balance_differs", ledger_fen=ours, npc_fen=npc_balance)
-        return summary.build(tx, gw.ledger, day.isoformat(), recon["reconciled"] and agreed)
+        return summary.build(tx, gw.ledger, day.isoformat(), recon["reconciled"] and agreed,
+                             extensions=gw.extensions)
     result = await gw.store.run(work)
     ok = result["ledger"]["balanced"] and result["ledger"]["reconciled"]
     return (0 if ok else 1), result

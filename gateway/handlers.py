@@ -29,6 +29,12 @@ class Handlers:
         self.gw = gw
 
     def table(self) -> dict[str, Any]:
+        table = self._base()
+        for ext in self.gw.extensions:
+            table.update(getattr(ext, "handlers", dict)())
+        return table
+
+    def _base(self) -> dict[str, Any]:
         return {
             "ccms.990.001.02": self.on_comm_ack,
             "ccms.900.001.02": self.on_result,

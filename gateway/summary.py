@@ -36,13 +36,14 @@ def wire_digest(tx: Any) -> tuple[int, str]:
 
 
 def build(tx: Any, ledger: Any, work_date: str, reconciled: bool,
-          alerts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          alerts: list[dict[str, Any]] | None = None,
+          extensions: list[Any] = ()) -> dict[str, Any]:
     trial = ledger.trial_balance(tx)
     messages, digest = wire_digest(tx)
     if alerts is None:
         alerts = [{"code": code, "detail": detail} for code, detail in tx.query(
             "SELECT code, detail FROM alerts WHERE code != 'window_changed' ORDER BY id", ())]
-    return {
+    out = {
         "work_date": work_date,
         "hvps": {
             "sent": _ever(tx, "hvps", "out", "sent"),
@@ -69,3 +70,7 @@ def build(tx: Any, ledger: Any, work_date: str, reconciled: bool,
         "wire": {"messages": messages, "digest": digest},
         "alerts": alerts,
     }
+    for ext in extensions:
+        if hasattr(ext, "summary"):
+            out.update(ext.summary(tx))
+    return out
