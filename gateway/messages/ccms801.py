@@ -30,6 +30,16 @@ class SystemStatus:
     cur_status: str
     holiday_flag: str = "HF01"
     next_date: str | None = None
+    # Change counters of the reference data (Exact8NumericText): a new value tells the
+    # bank to download the bank directory, base data, CIS agencies or parameters.
+    bank_change: str | None = None
+    base_data_change: str | None = None
+    cis_change: str | None = None
+    param_change: str | None = None
+
+
+_COUNTERS = (("BkChngNb", "bank_change"), ("BaseDataChngNb", "base_data_change"),
+             ("CISChngNb", "cis_change"), ("ParamChngNb", "param_change"))
 
 
 def build(s: SystemStatus) -> bytes:
@@ -44,6 +54,10 @@ def build(s: SystemStatus) -> bytes:
     b.el(inf, "HldayFlg", s.holiday_flag)
     if s.next_date is not None:
         b.el(inf, "NxtSysDt", s.next_date)
+    for tag, name in _COUNTERS:
+        value = getattr(s, name)
+        if value is not None:
+            b.el(inf, tag, value)
     return b.tobytes()
 
 
@@ -56,7 +70,8 @@ def parse(root: etree._Element) -> tuple[SystemStatus, list[Problem]]:
 
     return SystemStatus(parse_group_header(doc, ns), t("OrgnlSysDt") or "",
                         t("OrgnlSysSts") or "", t("CurSysDt") or "", t("CurSysSts") or "",
-                        t("HldayFlg") or "", t("NxtSysDt")), []
+                        t("HldayFlg") or "", t("NxtSysDt"),
+                        **{name: t(tag) for tag, name in _COUNTERS}), []
 
 
 def check(s: SystemStatus) -> list[Problem]:

@@ -26,6 +26,17 @@ from message_schemas.catalogue import MessageType
 # Types whose module holds two message types: the response's verbs have other names.
 _RESPONSE_VERBS = {
     "hvps.711.001.01": ("build_summary", "parse_summary"),
+    "hvps.713.001.01": ("build_response", "parse_response"),
+    "beps.124.001.01": ("build_receipt", "parse_receipt"),
+    "beps.721.001.01": ("build_result", "parse_result"),
+    "beps.723.001.01": ("build_response", "parse_response"),
+    "ccms.308.001.02": ("build_response", "parse_response"),
+    "ccms.315.001.01": ("build_reply", "parse_reply"),
+    "ccms.317.001.01": ("build_response", "parse_response"),
+    "ccms.806.001.02": ("build_response", "parse_response"),
+    "ccms.807.001.02": ("build_logout", "parse_logout"),
+    "ccms.992.001.01": ("build_response", "parse_response"),
+    "nets.618.001.01": ("build_response", "parse_response"),
 }
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import Builder, text
+from gateway.messages.xml import Builder, qpath, text
 
 BANK_CODE = re.compile(r"[0-9]{12}")
 NPC_CODE = "0000"
@@ -97,8 +97,12 @@ def amount_to_xml(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-def amount_from_xml(value: str | None, path: str, problems: list[Problem]) -> int:
-    """An XML amount in yuan to fen; more than two decimals, zero or junk is a problem."""
+def amount_from_xml(value: str | None, path: str, problems: list[Problem],
+                    allow_zero: bool = False) -> int:
+    """An XML amount in yuan to fen; more than two decimals, zero or junk is a problem.
+
+    Totals that may legitimately be nothing (a receipt's paid sum) pass `allow_zero`.
+    """
     if value is None or not _XML_AMOUNT.match(value):
         problems.append(Problem("amount_must_be_a_decimal_number", path, value,
                                 "an amount above 0 with at most two decimals"))
@@ -109,7 +113,7 @@ def amount_from_xml(value: str | None, path: str, problems: list[Problem]) -> in
                                 "an amount above 0 with at most two decimals"))
         return 0
     fen = int(whole) * 100 + int((frac + "00")[:2])
-    if fen <= 0:
+    if fen <= 0 and not allow_zero:
         problems.append(Problem("amount_must_be_positive", path, value,
                                 "an amount above 0 with at most two decimals"))
     return fen
@@ -123,3 +127,180 @@ def check_bank_code(value: str | None, path: str, problems: list[Problem]) -> No
     if value is None or not BANK_CODE.fullmatch(value):
         problems.append(Problem("bank_code_must_be_12_ascii_digits", path, value,
                                 "12 ASCII digits"))
+
+
+def opt_el(b: Builder, parent: etree._Element, tag: str, value: str | None) -> None:
+    """Add `<tag>value</tag>` under parent unless the value is None."""
+    if value is not None:
+        b.el(parent, tag, value)
+
+
+@dataclass(frozen=True)
+class NpcProcessing:
+    """NPCPrcInf: what the NPC did with a message it forwards or reports on (SPEC.md c).
+
+    `status` is a PRnn code (PR03 netted, PR04 settled, PR09 rejected, ...), `code` the
+    eight-character processing code (NEZI0000 when all went well).
+    """
+
+    status: str
+    code: str
+    reject_info: str | None = None
+    netting_date: str | None = None     # ISODate
+    netting_round: str | None = None    # two digits, 01, 02, ...
+    settlement_date: str | None = None  # ISODate
+    received_at: str | None = None      # ISODateTime
+    forwarded_at: str | None = None     # ISODateTime
+
+
+_NPC_FIELDS = (("PrcSts", "status"), ("PrcCd", "code"), ("RjctInf", "reject_info"),
+               ("NetgDt", "netting_date"), ("NetgRnd", "netting_round"),
+               ("SttlmDt", "settlement_date"), ("RcvTm", "received_at"),
+               ("TrnsmtTm", "forwarded_at"))
+
+
+def build_npc(b: Builder, parent: etree._Element, npc: NpcProcessing,
+              tag: str = "NPCPrcInf") -> None:
+    node = b.el(parent, tag)
+    for xml_tag, name in _NPC_FIELDS:
+        opt_el(b, node, xml_tag, getattr(npc, name))
+
+
+def parse_npc(el: etree._Element | None, ns: str) -> NpcProcessing | None:
+    """The NPCPrcInf element `el` (or None when the message has none)."""
+    if el is None:
+        return None
+    values = {name: text(el, ns, xml_tag) for xml_tag, name in _NPC_FIELDS}
+    values["status"] = values["status"] or ""
+    values["code"] = values["code"] or ""
+    return NpcProcessing(**values)
+
+
+@dataclass(frozen=True)
+class OriginalTx:
+    """OrgnlTx: one transaction of an original message, with its indirect parties."""
+
+    instg_indirect: str   # the original payer's bank
+    instd_indirect: str   # the original payee's bank
+    tx_id: str            # up to 16 digits
+    business_type: str    # the original business type, e.g. A100
+
+
+def build_original_tx(b: Builder, parent: etree._Element, o: OriginalTx) -> None:
+    node = b.el(parent, "OrgnlTx")
+    b.el(node, "InstgIndrctPty", o.instg_indirect)
+    b.el(node, "InstdIndrctPty", o.instd_indirect)
+    b.el(node, "OrgnlTxId", o.tx_id)
+    b.el(node, "OrgnlTxTpCd", o.business_type)
+
+
+def parse_original_tx(el: etree._Element, ns: str,
+                      prefix: str = "OrgnlTx") -> OriginalTx | None:
+    if el.find(qpath(ns, prefix)) is None:
+        return None
+    return OriginalTx(text(el, ns, f"{prefix}/InstgIndrctPty") or "",
+                      text(el, ns, f"{prefix}/InstdIndrctPty") or "",
+                      text(el, ns, f"{prefix}/OrgnlTxId") or "",
+                      text(el, ns, f"{prefix}/OrgnlTxTpCd") or "")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Prttn: this message's place (StartNb..EndNb of TtlNb) in a split response."""
+
+    total: int
+    start: int
+    end: int
+
+
+def build_partition(b: Builder, parent: etree._Element, p: Partition) -> None:
+    node = b.el(parent, "Prttn")
+    b.el(node, "TtlNb", str(p.total))
+    b.el(node, "StartNb", str(p.start))
+    b.el(node, "EndNb", str(p.end))
+
+
+def parse_partition(el: etree._Element, ns: str) -> Partition:
+    return Partition(int(text(el, ns, "Prttn/TtlNb") or 0),
+                     int(text(el, ns, "Prttn/StartNb") or 0),
+                     int(text(el, ns, "Prttn/EndNb") or 0))
+
+
+def check_partition(p: Partition, path: str, problems: list[Problem]) -> None:
+    if not 1 <= p.start <= p.end <= p.total:
+        problems.append(Problem("partition_out_of_range", path,
+                                f"{p.start}..{p.end} of {p.total}",
+                                "1 <= StartNb <= EndNb <= TtlNb"))
+
+
+def check_currency(currency: str, path: str, problems: list[Problem]) -> None:
+    """CNAPS2 clears renminbi only; a foreign currency code is refused, never converted."""
+    if currency != "CNY":
+        problems.append(Problem("currency_must_be_cny", path, currency, "CNY"))
+
+
+def amount_el(b: Builder, parent: etree._Element, tag: str, fen: int,
+              currency: str = "CNY") -> None:
+    b.el(parent, tag, amount_to_xml(fen), Ccy=currency)
+
+
+def parse_amount_el(el: etree._Element | None, path: str, problems: list[Problem],
+                    allow_zero: bool = False) -> tuple[int, str]:
+    """(fen, currency) of an ActiveCurrencyAndAmount element, with its problems."""
+    if el is None:
+        problems.append(Problem("amount_missing", path, None, "an amount"))
+        return 0, ""
+    value = (el.text or "").strip()
+    return amount_from_xml(value, path, problems, allow_zero), el.get("Ccy", "")
+
+
+@dataclass(frozen=True)
+class Node:
+    """An element kept as it came: for additional-information blocks (cheque, draft,
+    treasury details...) that the product carries through but does not interpret.
+
+    `ccy` is the currency attribute of an amount element; no other attribute occurs in
+    CNAPS2 bodies.
+    """
+
+    tag: str
+    text: str | None = None
+    ccy: str | None = None
+    children: tuple["Node", ...] = ()
+
+    def find(self, tag: str) -> "Node | None":
+        return next((child for child in self.children if child.tag == tag), None)
+
+
+def build_node(b: Builder, parent: etree._Element, node: Node) -> None:
+    attrs = {"Ccy": node.ccy} if node.ccy is not None else {}
+    el = b.el(parent, node.tag, node.text, **attrs)
+    for child in node.children:
+        build_node(b, el, child)
+
+
+def parse_node(el: etree._Element) -> Node:
+    children = tuple(parse_node(child) for child in el if isinstance(child.tag, str))
+    value = None if children else (el.text or "").strip()
+    return Node(etree.QName(el).localname, value, el.get("Ccy"), children)
+
+
+def check_party_code(value: str, path: str, problems: list[Problem]) -> None:
+    """A party of a group header: a 12-digit bank code, or the NPC's 0000."""
+    if value != NPC_CODE:
+        check_bank_code(value, path, problems)
+
+
+def check_group_parties(g: GroupHeader, path: str) -> list[Problem]:
+    """The four parties of a GrpHdr are bank codes or the NPC (SPEC.md c, GroupHeader1).
+
+    ccms.801 broadcasts to every participant with twelve zeros as receiver, which the
+    bank-code rule accepts as twelve digits.
+    """
+    problems: list[Problem] = []
+    for field, value in (("InstgPty/InstgDrctPty", g.instg_direct),
+                         ("InstgPty/InstgPty", g.instg_party),
+                         ("InstdPty/InstdDrctPty", g.instd_direct),
+                         ("InstdPty/InstdPty", g.instd_party)):
+        check_party_code(value, f"{path}/{field}", problems)
+    return problems

@@ -31,9 +31,24 @@ from gateway.messages.envelope import Envelope, Header
 
 log = logging.getLogger("paygate.signing")
 
-# Messages a receiver accepts without a {S: block: the NPC's own notices and acks
-# (the captured ccms.801 and ccms.990 carry none).
-UNSIGNED_ALLOWED = frozenset({"ccms.990.001.02", "ccms.801.001.02", "ccms.911.001.02"})
+# Messages a receiver accepts without a {S: block. A ccms.990 is a link-level ack and
+# travels unsigned from anyone (both captured 990s carry none). The NPC's own notices
+# and reports travel unsigned too (the captured ccms.801, ccms.900, beps.721 and
+# saps.606 carry none), so those types are accepted unsigned from the NPC only.
+UNSIGNED_ALLOWED = frozenset({"ccms.990.001.02"})
+UNSIGNED_FROM_NPC = frozenset({
+    "ccms.801.001.02", "ccms.806.001.02", "ccms.807.001.02", "ccms.900.001.02",
+    "ccms.911.001.02", "ccms.992.001.01", "hvps.711.001.01", "hvps.713.001.01",
+    "beps.721.001.01", "beps.723.001.01", "nets.618.001.01", "saps.606.001.01",
+})
+NPC_SENDER = "0000"
+
+
+def unsigned_allowed(header: Header) -> bool:
+    """True when a message of this type from this sender may come without a signature."""
+    if header.mesg_type in UNSIGNED_ALLOWED:
+        return True
+    return header.orig_sender == NPC_SENDER and header.mesg_type in UNSIGNED_FROM_NPC
 
 
 def signed_bytes(header: Header, body: bytes) -> bytes:
@@ -110,7 +125,7 @@ class KeyRing:
                 "message_wrongly_addressed", "{H:/orig_receiver", header.orig_receiver,
                 "one of " + ", ".join(sorted(own_codes))), status=401)
         if env.signature is None:
-            if header.mesg_type in UNSIGNED_ALLOWED:
+            if unsigned_allowed(header):
                 return "unsigned_allowed"
             raise PaygateError(Problem("signature_required", "{S:", None,
                                        f"a signature on {header.mesg_type}"), status=401)
