@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem
-from gateway.messages import ccms990, codec, hvps710
+from gateway.messages import ccms911, ccms990, codec, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import OriginalRef
 from gateway.messages.envelope import Header
@@ -41,7 +41,7 @@ FORMAT_PROBLEMS = frozenset({"schema_violation", "header_type_disagrees_with_bod
 PAYMENT_TYPES = frozenset({"hvps.111.001.01", "hvps.112.001.01"})
 FORWARDED_TYPES = frozenset({"ccms.303.001.02", "ccms.314.001.01", "ccms.315.001.01"})
 # Acknowledgements and discard notices are never acknowledged themselves.
-UNACKNOWLEDGED_TYPES = frozenset({ccms990.MESSAGE_TYPE, "ccms.911.001.02"})
+UNACKNOWLEDGED_TYPES = frozenset({ccms990.MESSAGE_TYPE, ccms911.MESSAGE_TYPE})
 _PAYMENT_ATTRS = ("msg_id", "end_to_end_id", "tx_id", "business_type", "priority",
                   "amount_fen", "instg_direct", "instd_direct")
 

@@ -14,12 +14,12 @@ from dataclasses import replace
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.messages import ccms801, ccms900, ccms990, codec, hvps710
+from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
 from gateway.messages.envelope import Envelope, Header
 from gateway.messages.signing import KeyRing
-from simulators import codes, discard
+from simulators import codes
 from simulators.ids import Ids
 from simulators.logfmt import event
 from simulators.settings import NPC_CODE
@@ -82,7 +82,6 @@ class Notices:
         body = ccms900.build(ccms900.CommonConf(
             header=self._group_header(dest, system), original=original, status=status,
             code=reason.code, reject_info=reject, processed_on=processed_on))
-        self.store.add("results_out")
         return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
 
     def forward(self, dest: str, raw: bytes) -> str:
@@ -95,9 +94,9 @@ class Notices:
 
     def discard(self, original: Header, reason: codes.Reason, detail: str) -> str:
         """ccms.911: the message was thrown away unprocessed."""
-        body = discard.build(original, reason.code, codes.reject_text(reason, detail))
-        self.store.add("discarded_out")
-        return self._send(original.orig_sender, discard.MESSAGE_TYPE,
+        body = ccms911.build(ccms911.Discarded.of(original, reason.code,
+                                                  codes.reject_text(reason, detail)))
+        return self._send(original.orig_sender, ccms911.MESSAGE_TYPE,
                           original.orig_sender_sid, body)
 
     def system_status(self, dest: str, orig: tuple[str, str], cur: tuple[str, str],

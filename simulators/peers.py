@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, ProblemList, ValidationFailed
-from gateway.messages import ccms990, codec, hvps111
+from gateway.messages import ccms911, ccms990, codec, hvps111
 from gateway.messages.common import iso_datetime
 from gateway.messages.envelope import Header
 from simulators.ids import Ids
@@ -26,7 +26,7 @@ from simulators.settings import NPC_CODE, PeerSpec
 
 log = logging.getLogger("npc.peers")
 
-_UNANSWERED = frozenset({ccms990.MESSAGE_TYPE, "ccms.911.001.02"})
+_UNANSWERED = frozenset({ccms990.MESSAGE_TYPE, ccms911.MESSAGE_TYPE})
 _HEADER_PRIORITY = {"URGT": "1", "HIGH": "2", "NORM": "3"}
 _BANK_CODE = re.compile(r"[0-9]{12}")
 # One request builds at most this many credits; a larger burst is several requests.

@@ -23,7 +23,7 @@ from aiohttp import ClientSession, web
 from lxml import etree
 
 from gateway.clock import SHANGHAI, Clock, ManualClock
-from gateway.messages import codec, hvps111, hvps710
+from gateway.messages import codec, hvps111, hvps112, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, iso_datetime
 from gateway.messages.envelope import Envelope, Header
@@ -76,6 +76,19 @@ class BankSender:
         fields.update(changes)
         body = hvps111.build(hvps111.CreditTransfer(**fields))
         return codec.encode(header, body, self.ring)
+
+    def institution_credit(self, amount_fen: int, receiver: str = PEER,
+                           tx_id: str | None = None) -> bytes:
+        """A signed hvps.112 (interbank transfer, A200) from this bank."""
+        header = self.header(hvps112.MESSAGE_TYPE, receiver)
+        tx_id = tx_id or f"{self.clock.now():%Y%m%d}{next(self._seq):08d}"
+        transfer = hvps112.InstitutionTransfer(
+            msg_id=tx_id, created_at=iso_datetime(self.clock.now()), end_to_end_id=tx_id,
+            tx_id=tx_id, business_type="A200", amount_fen=amount_fen, priority="NORM",
+            instg_direct=self.code, instg_branch=OUR_BRANCH, instd_direct=receiver,
+            instd_branch=PEER_BRANCH, debtor=hvps112.Institution(member=self.code),
+            creditor=hvps112.Institution(member=receiver), remittance=("/F25/02105",))
+        return codec.encode(header, hvps112.build(transfer), self.ring)
 
     def recon_request(self, check_date: str) -> bytes:
         """A signed hvps.710 asking for the totals of `check_date`."""

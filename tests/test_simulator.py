@@ -339,10 +339,11 @@ def _reference_schema(mesg_type: str) -> etree.XMLSchema:
 
 def test_every_message_on_the_wire_validates_against_reference_xsd(tmp_path: Path) -> None:
     """Everything the simulator sends, to us or to its peers, is valid under the
-    published schemas."""
-    async def scenario() -> list[bytes]:
+    published schemas and decodes cleanly with our own codec and keys."""
+    async def scenario() -> tuple[list[bytes], BankSender]:
         async with simulated(tmp_path, balances_fen={OUR_BANK: 1_000}) as w:
             await w.send(w.sender.credit(500))
+            await w.send(w.sender.institution_credit(20))
             await w.send(w.sender.credit(5_000))
             await w.send(w.sender.credit(10, receiver="555500000019"))
             await w.send(_tampered(w.sender))
@@ -353,9 +354,9 @@ def test_every_message_on_the_wire_validates_against_reference_xsd(tmp_path: Pat
             for status in ("30", "40", "00"):
                 await w.control("POST", "/sim/phase", {"status": status})
             rows = w.sim.store.conn.execute("SELECT raw FROM outbox").fetchall()
-            return [row[0] for row in rows]
+            return [row[0] for row in rows], w.sender
 
-    wire = run(scenario())
+    wire, sender = run(scenario())
     types = set()
     failures = []
     for raw in wire:
@@ -364,7 +365,11 @@ def test_every_message_on_the_wire_validates_against_reference_xsd(tmp_path: Pat
         schema = _reference_schema(env.header.mesg_type)
         if not schema.validate(etree.fromstring(env.body)):
             failures.append((env.header.mesg_type, str(schema.error_log)))
+        ours = codec.decode(raw, sender.ring)
+        if not ours.ok or ours.signature != "verified":
+            failures.append((env.header.mesg_type, ours.signature, ours.problems))
 
     assert failures == []
     assert types == {"ccms.990.001.02", "ccms.900.001.02", "ccms.911.001.02",
-                     "ccms.801.001.02", "hvps.711.001.01", "hvps.111.001.01"}
+                     "ccms.801.001.02", "hvps.711.001.01", "hvps.111.001.01",
+                     "hvps.112.001.01"}
