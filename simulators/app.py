@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone, UTC
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _FIELDS_ATTR = "kv_fields"

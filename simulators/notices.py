@@ -10,8 +10,8 @@ signature; only the direction turns to "D", which the signature does not cover.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 from gateway.clock import Clock
 from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710

@@ -17,8 +17,8 @@ payments are taken only in phase 10.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem

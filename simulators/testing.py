@@ -12,12 +12,12 @@ signed messages, so that tests drive the simulator over its real HTTP link.
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, web
 from lxml import etree

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from functools import lru_cache, cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
