@@ -61,6 +61,7 @@ class Link:
             worker = _Worker(dest)
             self._workers[dest] = worker
             worker.task = asyncio.create_task(self._run(worker), name=f"deliver-{dest}")
+            worker.task.add_done_callback(self._worker_ended)
 
     async def stop(self) -> None:
         for worker in self._workers.values():
@@ -70,6 +71,12 @@ class Link:
                              return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+    def _worker_ended(self, task: asyncio.Task) -> None:
+        # A worker only ends when stopped; anything else is a bug that would silently halt
+        # a destination's deliveries, so it is logged loudly with its traceback.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery worker %s failed", task.get_name(), exc_info=task.exception())
 
     def wake(self, dest: str) -> None:
         worker = self._workers.get(dest)

@@ -50,7 +50,11 @@ def main(argv: list[str]) -> int:
     except PaygateError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings))
+    try:
+        return asyncio.run(_serve(settings))
+    except PaygateError as exc:  # a calendar file or key directory refused at start
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 Each change is applied and announced to every external participant with a ccms.801
 carrying the previous and the new (date, status). Entering 40 (end of day) from 10, 20
-or 30 cancels what is still queued. Leaving 40 for 15 or 00 moves the work date to the
-date given, or else to the calendar's next working day. Any status may follow any other:
-the simulator is also used to send the gateway changes the timetable would never make.
+or 30 cancels what is still queued; entering 10 or 30 from a status that does not settle
+releases what funding made coverable meanwhile. Leaving 40 for 15 or 00 moves the work
+date to the date given, or else to the calendar's next working day. Any status may
+follow any other: the simulator also sends the gateway changes the timetable would never
+make.
 
 With `--follow-clock` a ticker asks gateway.windows which changes the clock has passed
 since the last tick and applies them in order, so a scaled or manual clock drives the
@@ -24,7 +26,7 @@ from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem
 from simulators.logfmt import event
 from simulators.notices import Notices
-from simulators.rtgs import Rtgs
+from simulators.rtgs import SETTLING_PHASES, Rtgs
 from simulators.settings import PHASES
 from simulators.store import Store
 
@@ -83,6 +85,9 @@ class Phases:
         self.store.set_meta(_STATUS_KEY, status)
         self.store.set_meta(_DATE_KEY, target_date)
         self._announce((old_date, old_status), (target_date, status))
+        if status in SETTLING_PHASES and old_status not in SETTLING_PHASES:
+            # Funding that arrived while settlement was closed takes effect now.
+            self.rtgs.release_all()
         event(log, "hvps_status_changed", orig_status=old_status, orig_date=old_date,
               status=status, work_date=target_date, cancelled=cancelled)
         return {"status": status, "work_date": target_date, "previous_status": old_status,

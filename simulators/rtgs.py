@@ -108,6 +108,11 @@ class Rtgs:
             self._release([participant], work_date)
         return self.store.balance(participant)
 
+    def release_all(self) -> None:
+        """Try every payer with queued credits, as when settlement opens again."""
+        _, work_date = self.phase()
+        self._release(sorted({row.sender for row in self.store.queued()}), work_date)
+
     def cancel_queue(self) -> int:
         """End of the clearing window: every queued credit is cancelled with PR08."""
         _, work_date = self.phase()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from gateway import windows
 from gateway.errors import ProblemList, ValidationFailed
 
 NPC_CODE = "0000"
@@ -138,28 +139,64 @@ def _balances(raw: dict[str, Any], path: str, problems: ProblemList) -> dict[str
     return out
 
 
+# The type each key of the [simulator] table must have.
+_TABLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "host": str, "port": int, "data": str, "data_dir": str, "keys": str, "keys_dir": str,
+    "banks": dict, "clock_spec": str, "seed": int, "balances_fen": dict, "peers": list,
+    "initial_phase": str, "initial_date": str, "follow_clock": bool, "tick_s": (int, float),
+    "calendar_file": str, "timetable": dict, "delivery": dict,
+}
+_PATH_KEYS = {"data": "data_dir", "data_dir": "data_dir", "keys": "keys_dir",
+              "keys_dir": "keys_dir"}
+
+
+def _peers(value: list[Any], problems: ProblemList) -> tuple[PeerSpec, ...]:
+    names = {f.name for f in fields(PeerSpec)}
+    out = []
+    for n, peer in enumerate(value):
+        if not isinstance(peer, dict) or set(peer) != names:
+            problems.add("peer_must_name_code_branch_and_name", f"simulator/peers/{n}", peer,
+                         "a table with code, branch and name")
+            continue
+        out.append(PeerSpec(**{k: str(v) for k, v in peer.items()}))
+    return tuple(out)
+
+
+def _delivery(base: Delivery, value: dict[str, Any], problems: ProblemList) -> Delivery:
+    names = {f.name for f in fields(Delivery)}
+    changes = {}
+    for key, item in value.items():
+        if key not in names or isinstance(item, bool) or not isinstance(item, (int, float)):
+            problems.add("delivery_setting_malformed", f"simulator/delivery/{key}", item,
+                         "a number under one of " + ", ".join(sorted(names)))
+        else:
+            changes[key] = item
+    return replace(base, **changes)
+
+
 def _from_table(base: Settings, table: dict[str, Any], problems: ProblemList) -> Settings:
     """Apply the `[simulator]` table of the configuration file."""
-    known = {f.name for f in fields(Settings)} | {"data", "keys"}
     changes: dict[str, Any] = {}
     for key, value in table.items():
-        if key not in known:
+        expected = _TABLE_TYPES.get(key)
+        if expected is None:
             problems.add("config_key_must_be_known", f"simulator/{key}", key,
-                         ", ".join(sorted(known)))
-        elif key in ("data", "data_dir"):
-            changes["data_dir"] = Path(value)
-        elif key in ("keys", "keys_dir"):
-            changes["keys_dir"] = Path(value)
+                         ", ".join(sorted(_TABLE_TYPES)))
+        elif isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+            problems.add("config_value_has_wrong_type", f"simulator/{key}", value,
+                         f"a value of type {getattr(expected, '__name__', 'number')}")
+        elif key in _PATH_KEYS:
+            changes[_PATH_KEYS[key]] = Path(value)
         elif key == "banks":
             _check_codes(value, "simulator/banks", problems)
-            changes["banks"] = dict(value)
+            changes["banks"] = {code: str(url) for code, url in value.items()}
         elif key == "balances_fen":
             changes["balances_fen"] = {**base.balances_fen,
                                        **_balances(value, "simulator/balances_fen", problems)}
         elif key == "peers":
-            changes["peers"] = tuple(PeerSpec(**peer) for peer in value)
+            changes["peers"] = _peers(value, problems)
         elif key == "delivery":
-            changes["delivery"] = replace(base.delivery, **value)
+            changes["delivery"] = _delivery(base.delivery, value, problems)
         else:
             changes[key] = value
     return replace(base, **changes)
@@ -206,6 +243,10 @@ def check(settings: Settings, problems: ProblemList) -> None:
     for code in sorted(peer_codes & set(settings.banks)):
         problems.add("participant_must_be_either_external_or_simulated", "--bank", code,
                      "a code not also configured as a simulated peer")
+    try:
+        windows.Timetable.from_mapping(settings.timetable)
+    except ValidationFailed as exc:
+        problems.extend(exc.problems)
     if settings.delivery.attempts_max < 1:
         problems.add("delivery_attempts_must_be_positive", "delivery/attempts_max",
                      settings.delivery.attempts_max, "1 or more")

@@ -127,6 +127,24 @@ def test_queue_cancelled_at_end_of_clearing_window(tmp_path: Path) -> None:
     assert stats["balances"][OUR_BANK] == 0
 
 
+def test_funding_in_cut_off_releases_when_the_clearing_window_opens(tmp_path: Path) -> None:
+    """Funding during cut-off (20) settles nothing until the clearing window (30) opens."""
+    async def scenario() -> tuple[World, dict, dict]:
+        async with simulated(tmp_path, balances_fen={OUR_BANK: 0}) as w:
+            await w.send(w.sender.credit(500, tx_id="2026120700000001"))
+            await w.control("POST", "/sim/phase", {"status": "20"})
+            await w.control("POST", "/sim/fund", {"participant": OUR_BANK, "amount_fen": 500})
+            in_cut_off = w.sim.stats()
+            await w.control("POST", "/sim/phase", {"status": "30"})
+            return w, in_cut_off, w.sim.stats()
+
+    w, in_cut_off, in_window = run(scenario())
+
+    assert (in_cut_off["queued"], in_cut_off["balances"][OUR_BANK]) == (1, 500)
+    assert (in_window["queued"], in_window["balances"][OUR_BANK]) == (0, 0)
+    assert [s for _, s, _ in w.results()] == ["PR12", "PR04"]
+
+
 # (case, status before, date before, body, status and date after)
 PHASE_CASES = [
     ("daytime to clearing window", "10", WORK_DATE, {"status": "30"}, ("30", WORK_DATE)),

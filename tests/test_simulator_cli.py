@@ -63,15 +63,29 @@ delivery = {{ attempts_max = 2 }}
     assert s.participants == {OUR_BANK, "888200000015", "777300000011"}
 
 
-def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
-    """A misspelt key in the [simulator] table is an error, not silently ignored."""
+# (case, [simulator] table lines, problem codes)
+BAD_TABLES = [
+    ("misspelt key", 'seeds = 1', ["config_key_must_be_known"]),
+    ("port as text", 'port = "80"', ["config_value_has_wrong_type"]),
+    ("peer without branch", 'peers = [{ code = "888200000015", name = "x" }]',
+     ["peer_must_name_code_branch_and_name"]),
+    ("unknown delivery setting", 'delivery = { attempts = 2 }', ["delivery_setting_malformed"]),
+    ("timetable time out of range", 'timetable = { open_at = "25:00" }',
+     ["timetable_time_must_be_hh_mm"]),
+]
+
+
+@pytest.mark.parametrize("case, line, codes", BAD_TABLES, ids=[c[0] for c in BAD_TABLES])
+def test_bad_config_table_is_refused_by_rule(tmp_path: Path, case: str, line: str,
+                                             codes: list[str]) -> None:
+    """A wrong key, type or value in the [simulator] table is an error, never ignored."""
     config = tmp_path / "paygate.toml"
-    config.write_text("[simulator]\nseeds = 1\n", encoding="utf-8")
+    config.write_text(f"[simulator]\n{line}\n", encoding="utf-8")
 
     with pytest.raises(ValidationFailed) as caught:
         settings_mod.load(["--config", str(config)])
 
-    assert caught.value.code == "config_key_must_be_known"
+    assert [p.code for p in caught.value.problems] == codes
 
 
 def test_main_reports_bad_options_without_starting() -> None:
