@@ -15,6 +15,7 @@ from ledger import numbers
 from ledger.chart import CUSTOMER_SUBJECTS, SUBJECTS, SUBJECTS_BY_CODE
 from ledger.db import Transaction
 from ledger.errors import LedgerError
+from ledger.holds import open_hold_count
 from ledger.postings import work_date_text
 from ledger.schema import SCHEMA_VERSION, statements
 from ledger.settings import Context
@@ -93,6 +94,7 @@ def _check_new_account(ctx: Context, account_no: object, name: object, kind: str
 
 def get_account(tx: Transaction, account_no: str, as_of: date | str | None = None) -> Account:
     """An account and its effective status on `as_of` (a lapsed freeze shows as open)."""
+    tx.flush()
     row = tx.query_one(
         "SELECT account_no, subject, name, role, status, frozen_until, balance_fen, opened_on"
         " FROM ledger_account WHERE account_no = ?",
@@ -139,10 +141,9 @@ def close_account(tx: Transaction, account_no: str, work_date: date | str) -> No
         raise LedgerError("account_frozen", account_no, "an account not frozen", "account_no")
     if account.balance_fen != 0:
         raise LedgerError("account_balance_not_zero", account.balance_fen, "0", "balance_fen")
-    held = tx.query_one("SELECT COUNT(*) FROM ledger_hold WHERE account_no = ?"
-                        " AND state = 'held'", (account_no,))
-    if held and held[0]:
-        raise LedgerError("account_has_open_holds", held[0], "no funds on hold", "account_no")
+    held = open_hold_count(tx, account_no)
+    if held:
+        raise LedgerError("account_has_open_holds", held, "no funds on hold", "account_no")
     tx.execute("UPDATE ledger_account SET status = 'closed', closed_on = ?"
                " WHERE account_no = ?", (work_date_text(work_date), account_no))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from ledger.balances import AccountRule
 from ledger.numbers import make_internal_account
 
 CLASS_NAMES = {
@@ -101,6 +102,15 @@ class InternalAccounts:
             code: make_internal_account(institution, code, 1) for code in INTERNAL_SUBJECTS
         }
         return cls(institution, numbers)
+
+    @cached_property
+    def rules(self) -> dict[str, AccountRule]:
+        """How each internal account's balance behaves, for the posting engine."""
+        return {
+            number: AccountRule(SUBJECTS_BY_CODE[code].normal_side,
+                                SUBJECTS_BY_CODE[code].negative_ok)
+            for code, number in self.by_subject.items()
+        }
 
     @cached_property
     def numbers(self) -> frozenset[str]:

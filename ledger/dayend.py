@@ -127,7 +127,7 @@ def _subject_day_sheets(tx: Transaction, day: str) -> str:
         " l.amount_fen FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
         " JOIN ledger_account a ON a.account_no = l.account_no"
         " JOIN ledger_subject s ON s.code = a.subject WHERE e.work_date = ?"
-        " ORDER BY a.subject, l.line_id",
+        " ORDER BY a.subject, l.entry_id, l.line_no",
         (day,),
     )
     sections: dict[tuple[str, str], list[tuple]] = {}

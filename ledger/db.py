@@ -18,7 +18,7 @@ writer thread.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,17 @@ class Transaction:
         # write lock is held), such as the last closed work date. Cleared whenever a
         # savepoint rolls back, because the facts may have come from undone writes.
         self.cache: dict[str, Any] = {}
+        self._flushers: list[Callable[[Transaction], None]] = []
+
+    def on_flush(self, flusher: Callable[[Transaction], None]) -> None:
+        """Have `flusher` write deferred changes before a commit or a savepoint."""
+        if flusher not in self._flushers:
+            self._flushers.append(flusher)
+
+    def flush(self) -> None:
+        """Write every deferred change now (before reading what it changes)."""
+        for flusher in self._flushers:
+            flusher(self)
 
     def _sql(self, sql: str) -> str:
         """The statement in this database's placeholder style (SQLite: as written)."""
@@ -72,6 +83,8 @@ class Transaction:
     @contextmanager
     def savepoint(self) -> Iterator[Transaction]:
         """A nested scope: an exception inside undoes only this scope, then propagates."""
+        # Deferred changes made before the savepoint belong outside it.
+        self.flush()
         self._savepoint_depth += 1
         name = f"sp{self._savepoint_depth}"
         self._cur.execute(f"SAVEPOINT {name}")
@@ -125,11 +138,20 @@ class Database:
             self._conn.rollback()
             raise
         else:
-            tx.open = False
-            cursor.execute("COMMIT")
+            self._commit(tx, cursor)
         finally:
             self._in_transaction = False
             cursor.close()
+
+    def _commit(self, tx: Transaction, cursor: Any) -> None:
+        try:
+            tx.flush()
+        except BaseException:
+            tx.open = False
+            self._conn.rollback()
+            raise
+        tx.open = False
+        cursor.execute("COMMIT")
 
     def backup(self, dest_path: str | Path) -> None:
         """Copy the live database to `dest_path` with SQLite's online backup API."""

@@ -37,6 +37,17 @@ class PostgresTransaction(Transaction):
         return text
 
 
+def _commit(tx: PostgresTransaction, cursor: Any) -> None:
+    try:
+        tx.flush()
+    except BaseException:
+        tx.open = False
+        cursor.execute("ROLLBACK")
+        raise
+    tx.open = False
+    cursor.execute("COMMIT")
+
+
 class PostgresDatabase:
     """One psycopg connection in autocommit mode; transactions are explicit."""
 
@@ -64,8 +75,7 @@ class PostgresDatabase:
             cursor.execute("ROLLBACK")
             raise
         else:
-            tx.open = False
-            cursor.execute("COMMIT")
+            _commit(tx, cursor)
         finally:
             self._in_transaction = False
             cursor.close()

@@ -59,20 +59,20 @@ def credit_incoming(ctx: Context, tx: Transaction, event_id: str, account_no: st
     source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
     reason = _why_not_creditable(ctx, tx, account_no, payee_name)
     if reason is None:
-        return _credit_payee(tx, event_id, op, content, source, account_no, amount_fen,
-                             day, ref)
+        return _credit_payee(ctx, tx, event_id, op, content, source, account_no,
+                             amount_fen, day, ref)
     return _credit_suspense(ctx, tx, event_id, op, content, source, account_no,
                             payee_name, amount_fen, day, ref, reason)
 
 
-def _credit_payee(tx: Transaction, event_id: str, op: str, content: str, source: str,
+def _credit_payee(ctx: Context, tx: Transaction, event_id: str, op: str, content: str, source: str,
                   account_no: str, amount_fen: int, day: str, ref: str) -> CreditResult:
     # The result names the entry, which exists only after the insert; the stored result
     # carries entry_id 0 and a replay fills it in from the row it finds.
     stored = CreditResult("credited", account_no=account_no)
     lines = transfer(source, account_no, amount_fen)
     posting = Posting(event_id, op, content, VOUCHER_INCOMING, day, lines, ref=ref)
-    entry_id = post(tx, posting, result=stored.to_json())
+    entry_id = post(tx, posting, ctx.accounts.rules, result=stored.to_json()).entry_id
     return CreditResult("credited", account_no=account_no, entry_id=entry_id)
 
 
@@ -83,7 +83,7 @@ def _credit_suspense(ctx: Context, tx: Transaction, event_id: str, op: str, cont
     stored = CreditResult("suspense", pending_no=pending_no, reason=reason)
     lines = transfer(source, ctx.accounts.suspense, amount_fen)
     posting = Posting(event_id, op, content, VOUCHER_INCOMING, day, lines, ref=ref)
-    entry_id = post(tx, posting, result=stored.to_json())
+    entry_id = post(tx, posting, ctx.accounts.rules, result=stored.to_json()).entry_id
     tx.execute(_INSERT_SUSPENSE, (pending_no, entry_id, amount_fen, account_no, payee_name,
                                   reason, ref, day))
     return CreditResult("suspense", pending_no=pending_no, reason=reason, entry_id=entry_id)
@@ -143,7 +143,7 @@ def clear_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str
         raise LedgerError("account_not_found", account_no, "a customer account", "account_no")
     item = _open_item(tx, pending_no)
     lines = transfer(ctx.accounts.suspense, account_no, item.amount_fen)
-    return _end_item(tx, event_id, "clear_suspense", content, day, lines, item, "cleared")
+    return _end_item(ctx, tx, event_id, "clear_suspense", content, day, lines, item, "cleared")
 
 
 def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str,
@@ -159,15 +159,15 @@ def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: st
         return find_item(tx, pending_no)
     item = _open_item(tx, pending_no)
     lines = transfer(ctx.accounts.suspense, ctx.accounts.clearing, item.amount_fen)
-    _end_item(tx, event_id, "return_suspense", content, day, lines, item, "returned")
+    _end_item(ctx, tx, event_id, "return_suspense", content, day, lines, item, "returned")
     return find_item(tx, pending_no)
 
 
-def _end_item(tx: Transaction, event_id: str, op: str, content: str, day: str,
+def _end_item(ctx: Context, tx: Transaction, event_id: str, op: str, content: str, day: str,
               lines: tuple, item: SuspenseItem, state: str) -> int:
     posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines,
                       ref=item.pending_no, depends_on=item.entry_id)
-    entry_id = post(tx, posting)
+    entry_id = post(tx, posting, ctx.accounts.rules).entry_id
     tx.execute("UPDATE ledger_suspense SET state = ? WHERE pending_no = ? AND work_date = ?",
                (state, item.pending_no, item.work_date))
     return entry_id

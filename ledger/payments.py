@@ -21,26 +21,22 @@ from __future__ import annotations
 from datetime import date
 
 from ledger import chart
+from ledger.balances import Line
 from ledger.db import Transaction
 from ledger.errors import LedgerError
+from ledger.holds import HELD, end_hold, find_hold
 from ledger.postings import (
-    VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Line, Posting,
+    VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Posting,
     check_amount, fingerprint, post, replay, transfer, work_date_text,
 )
 from ledger.settings import Context
-
-_INSERT_HOLD = (
-    "INSERT INTO ledger_hold (hold_id, account_no, amount_fen, state, work_date, ref)"
-    " VALUES (?, ?, ?, 'held', ?, ?)"
-)
-
 
 def deposit(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
             work_date: date | str) -> int:
     """Cash paid in at the counter: opening money for tests and the demo."""
     lines = transfer(ctx.accounts[chart.CASH], _customer(ctx, account_no),
                      check_amount(amount_fen))
-    return _simple(tx, event_id, "deposit", VOUCHER_CASH, lines, work_date, account_no)
+    return _simple(ctx, tx, event_id, "deposit", VOUCHER_CASH, lines, work_date, account_no)
 
 
 def fund_clearing(ctx: Context, tx: Transaction, event_id: str, amount_fen: int,
@@ -48,7 +44,7 @@ def fund_clearing(ctx: Context, tx: Transaction, event_id: str, amount_fen: int,
     """The opening balance of our clearing account at the central bank, against equity."""
     lines = transfer(ctx.accounts.clearing, ctx.accounts[chart.CAPITAL],
                      check_amount(amount_fen))
-    return _simple(tx, event_id, "fund_clearing", VOUCHER_SPECIAL_TRANSFER, lines, work_date)
+    return _simple(ctx, tx, event_id, "fund_clearing", VOUCHER_SPECIAL_TRANSFER, lines, work_date)
 
 
 def charge_fee(ctx: Context, tx: Transaction, event_id: str, account_no: str,
@@ -58,9 +54,8 @@ def charge_fee(ctx: Context, tx: Transaction, event_id: str, account_no: str,
     if fee_fen == 0:
         return 0
     lines = transfer(_customer(ctx, account_no), ctx.accounts[chart.FEE_INCOME], fee_fen)
-    return _simple(tx, event_id, "fee", VOUCHER_FEE, lines, work_date, business, amount_fen,
-                   ref=ref,
-                   insufficient_code="payer_funds_insufficient")
+    return _simple(ctx, tx, event_id, "fee", VOUCHER_FEE, lines, work_date, business,
+                   amount_fen, ref=ref, insufficient_code="payer_funds_insufficient")
 
 
 def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
@@ -68,16 +63,12 @@ def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_f
     """Take the payment's amount off the payer's account into transit; the hold id."""
     check_amount(amount_fen)
     day = work_date_text(work_date)
-    content = fingerprint("hold", account_no, amount_fen, day, ref)
-    found = replay(tx, event_id, content)
-    if found is not None:
-        return found[0]
-
+    content = f"hold|{account_no}|{amount_fen}|{day}|{ref}"
     lines = transfer(_customer(ctx, account_no), ctx.accounts.holds, amount_fen)
     posting = Posting(event_id, "hold", content, VOUCHER_REMITTANCE, day, lines, ref=ref)
-    hold_id = post(tx, posting, insufficient_code="payer_funds_insufficient")
-    tx.execute(_INSERT_HOLD, (hold_id, account_no, amount_fen, day, ref))
-    return hold_id
+
+    return post(tx, posting, ctx.accounts.rules,
+                insufficient_code="payer_funds_insufficient").entry_id
 
 
 def release(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
@@ -114,21 +105,17 @@ def _close_hold(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
     if found is not None:
         return found[0]
 
-    row = tx.query_one("SELECT account_no, amount_fen, state, ref FROM ledger_hold"
-                       " WHERE hold_id = ?", (hold_id,))
-    if row is None:
-        raise LedgerError("hold_not_found", hold_id, "the id hold() returned", "hold_id")
-    account_no, amount_fen, state, ref = row
-    if state != "held":
-        raise LedgerError("hold_already_ended", state, "a hold still held", "hold_id")
+    held = find_hold(tx, hold_id)
+    if held.state != HELD:
+        raise LedgerError("hold_already_ended", held.state, "a hold still held", "hold_id")
 
     target, new_state = _HOLD_ENDINGS[op]
-    credit_account = account_no if target == "payer" else ctx.accounts[target]
-    lines = transfer(ctx.accounts.holds, credit_account, int(amount_fen))
-    posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines, ref=ref,
-                      depends_on=hold_id)
-    entry_id = post(tx, posting)
-    tx.execute("UPDATE ledger_hold SET state = ? WHERE hold_id = ?", (new_state, hold_id))
+    credit_account = held.account_no if target == "payer" else ctx.accounts[target]
+    lines = transfer(ctx.accounts.holds, credit_account, held.amount_fen)
+    posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines,
+                      ref=held.ref, depends_on=hold_id)
+    entry_id = post(tx, posting, ctx.accounts.rules).entry_id
+    end_hold(tx, hold_id, entry_id, new_state)
     return entry_id
 
 
@@ -150,22 +137,19 @@ def settle_net(ctx: Context, tx: Transaction, event_id: str, round_key: str, deb
         lines += transfer(ctx.accounts.clearing, ctx.accounts[chart.BEPS_NETTED_IN], credit_fen)
     if not lines:
         return 0
-    return _simple(tx, event_id, "settle_net", VOUCHER_SPECIAL_TRANSFER, tuple(lines),
+    return _simple(ctx, tx, event_id, "settle_net", VOUCHER_SPECIAL_TRANSFER, tuple(lines),
                    work_date, round_key, debit_fen, credit_fen, ref=round_key)
 
 
-def _simple(tx: Transaction, event_id: str, op: str, voucher_kind: str,
+def _simple(ctx: Context, tx: Transaction, event_id: str, op: str, voucher_kind: str,
             lines: tuple[Line, ...], work_date: date | str, *content_parts: object,
             ref: str = "", insufficient_code: str = "account_balance_insufficient") -> int:
     """Post an entry that needs nothing beyond its lines; its entry id."""
     day = work_date_text(work_date)
     content = fingerprint(op, day, ref, *content_parts,
                           *(f"{x.account_no}{x.side}{x.amount_fen}" for x in lines))
-    found = replay(tx, event_id, content)
-    if found is not None:
-        return found[0]
     posting = Posting(event_id, op, content, voucher_kind, day, lines, ref=ref)
-    return post(tx, posting, insufficient_code=insufficient_code)
+    return post(tx, posting, ctx.accounts.rules, insufficient_code=insufficient_code).entry_id
 
 
 def _customer(ctx: Context, account_no: str) -> str:

@@ -11,12 +11,13 @@ from ledger.numbers import make_voucher_no
 from ledger.postings import work_date_text
 from ledger.types import Statement, StatementLine, SubjectRow, TrialBalance
 
-# Rows fetched per round trip while hashing every line of the books.
-DIGEST_CHUNK_ROWS = 5_000
+# Entries whose lines are fetched per round trip while hashing the whole book.
+DIGEST_CHUNK_ENTRIES = 5_000
 
 
 def balance(tx: Transaction, account_no: str) -> int:
     """The account's balance in fen, on its normal side (a deposit's credit balance)."""
+    tx.flush()
     row = tx.query_one("SELECT balance_fen FROM ledger_account WHERE account_no = ?",
                        (account_no,))
     if row is None:
@@ -36,19 +37,18 @@ def digest(tx: Transaction) -> str:
     so two runs that posted the same events in the same order have the same digest.
     """
     hasher = hashlib.sha256()
-    last_line_id = 0
-    while True:
+    row = tx.query_one("SELECT MAX(entry_id) FROM ledger_entry")
+    last_entry_id = int(row[0]) if row and row[0] is not None else 0
+    for first_id in range(1, last_entry_id + 1, DIGEST_CHUNK_ENTRIES):
         rows = tx.query(
-            "SELECT l.line_id, e.entry_id, e.event_id, e.work_date, l.account_no, l.side,"
-            " l.amount_fen FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
-            " WHERE l.line_id > ? ORDER BY l.line_id LIMIT ?",
-            (last_line_id, DIGEST_CHUNK_ROWS),
+            "SELECT e.entry_id, e.event_id, e.work_date, l.account_no, l.side, l.amount_fen"
+            " FROM ledger_entry e JOIN ledger_line l ON l.entry_id = e.entry_id"
+            " WHERE e.entry_id >= ? AND e.entry_id < ? ORDER BY e.entry_id, l.line_no",
+            (first_id, first_id + DIGEST_CHUNK_ENTRIES),
         )
-        for row in rows:
-            hasher.update("|".join(str(part) for part in row[1:]).encode() + b"\n")
-        if len(rows) < DIGEST_CHUNK_ROWS:
-            return "sha256:" + hasher.hexdigest()
-        last_line_id = rows[-1][0]
+        for line in rows:
+            hasher.update("|".join(str(part) for part in line).encode() + b"\n")
+    return "sha256:" + hasher.hexdigest()
 
 
 def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBalance:
@@ -107,6 +107,7 @@ def accounts_agree(tx: Transaction) -> bool:
 
 def disagreeing_accounts(tx: Transaction) -> list[tuple[str, int, int]]:
     """(account, running balance, balance from its lines) for each account that differs."""
+    tx.flush()
     rows = tx.query(
         "SELECT a.account_no, a.balance_fen, COALESCE(SUM(CASE WHEN l.side = a.normal_side"
         " THEN l.amount_fen ELSE -l.amount_fen END), 0)"
@@ -137,7 +138,7 @@ def statement(tx: Transaction, account_no: str, date_from: date | str,
         "SELECT e.entry_id, e.voucher_kind, e.work_date, e.op, e.ref, l.side, l.amount_fen"
         " FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
         " WHERE l.account_no = ? AND e.work_date >= ? AND e.work_date <= ?"
-        " ORDER BY l.line_id",
+        " ORDER BY l.entry_id, l.line_no",
         (account_no, first_day, last_day),
     )
     running_fen = int(opening[0]) if opening else 0

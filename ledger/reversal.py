@@ -18,16 +18,19 @@ from datetime import date
 
 from ledger.db import Transaction
 from ledger.errors import LedgerError
+from ledger.holds import reopen_hold
+from ledger.balances import Line
 from ledger.postings import (
-    CREDIT, DEBIT, VOUCHER_CORRECTION, Line, Posting, fingerprint, post, replay,
+    CREDIT, DEBIT, VOUCHER_CORRECTION, Posting, fingerprint, post, replay,
     work_date_text,
 )
+from ledger.settings import Context
 
 _ENDS_HOLD = ("release", "settle", "net")
 _ENDS_ITEM = ("clear_suspense", "return_suspense")
 
 
-def reverse(tx: Transaction, event_id: str, entry_id: int, work_date: date | str,
+def reverse(ctx: Context, tx: Transaction, event_id: str, entry_id: int, work_date: date | str,
             by: str) -> int:
     """Reverse entry `entry_id` on its own work date; the reversal's entry id."""
     day = work_date_text(work_date)
@@ -40,13 +43,13 @@ def reverse(tx: Transaction, event_id: str, entry_id: int, work_date: date | str
 
     op, entry_day, ref, depends_on = _reversible(tx, entry_id, day)
     lines = tx.query("SELECT account_no, side, amount_fen FROM ledger_line"
-                     " WHERE entry_id = ? ORDER BY line_id", (entry_id,))
+                     " WHERE entry_id = ? ORDER BY line_no", (entry_id,))
     swapped = [Line(account, CREDIT if side == DEBIT else DEBIT, int(amount_fen))
                for account, side, amount_fen in lines]
     swapped.sort(key=lambda line: line.side != DEBIT)  # debits post before credits
     posting = Posting(event_id, "reverse", content, VOUCHER_CORRECTION, entry_day,
                       tuple(swapped), ref=ref, reverses=entry_id, teller=by)
-    reversal_id = post(tx, posting)
+    reversal_id = post(tx, posting, ctx.accounts.rules).entry_id
     _undo_state(tx, op, entry_id, depends_on)
     return reversal_id
 
@@ -78,10 +81,10 @@ def _reversible(tx: Transaction, entry_id: int, day: str) -> tuple[str, str, str
 
 
 def _undo_state(tx: Transaction, op: str, entry_id: int, depends_on: int | None) -> None:
-    if op == "hold":
-        tx.execute("UPDATE ledger_hold SET state = 'void' WHERE hold_id = ?", (entry_id,))
-    elif op in _ENDS_HOLD:
-        tx.execute("UPDATE ledger_hold SET state = 'held' WHERE hold_id = ?", (depends_on,))
+    # A reversed hold is void by the reversal entry itself; nothing else to record.
+    if op in _ENDS_HOLD:
+        assert depends_on is not None, "an entry that ends a hold names it"
+        reopen_hold(tx, depends_on)
     elif op in ("credit", "credit_netted"):
         tx.execute("UPDATE ledger_suspense SET state = 'void' WHERE entry_id = ?", (entry_id,))
     elif op in _ENDS_ITEM:

@@ -2,7 +2,8 @@
 
 Postings (`ledger_entry` and its `ledger_line`s) are only ever inserted. A reversal is
 a new entry pointing at the one it compensates (`reverses`, unique, so an entry is
-reversed at most once). `depends_on` links a posting to the earlier one it builds on
+reversed at most once). Indexes on optional links are partial, so the common posting
+pays nothing for them. `depends_on` links a posting to the earlier one it builds on
 (a settlement on its hold, a suspense clearing on its suspense credit), which is what
 orders corrections newest first.
 
@@ -15,6 +16,10 @@ The SQL is portable between SQLite and PostgreSQL; only the identity column diff
 from __future__ import annotations
 
 SCHEMA_VERSION = "1"
+
+# SQLite stores the lines clustered by (entry_id, line_no), so an entry's lines need no
+# second index; PostgreSQL has no such table option.
+_CLUSTERED = {"sqlite": " WITHOUT ROWID", "postgresql": ""}
 
 _PRIMARY_KEY = {
     "sqlite": "INTEGER PRIMARY KEY",
@@ -57,28 +62,27 @@ CREATE TABLE IF NOT EXISTS ledger_entry (
     work_date TEXT NOT NULL,
     ref TEXT NOT NULL,
     depends_on BIGINT,
-    reverses BIGINT UNIQUE,
+    reverses BIGINT,
     teller TEXT NOT NULL,
     result TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS ledger_entry_depends_on ON ledger_entry (depends_on);
-CREATE INDEX IF NOT EXISTS ledger_entry_work_date ON ledger_entry (work_date);
+CREATE INDEX IF NOT EXISTS ledger_entry_depends_on ON ledger_entry (depends_on)
+    WHERE depends_on IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_entry_reverses ON ledger_entry (reverses)
+    WHERE reverses IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ledger_line (
-    line_id {pk},
     entry_id BIGINT NOT NULL REFERENCES ledger_entry (entry_id),
+    line_no INTEGER NOT NULL,
     account_no TEXT NOT NULL REFERENCES ledger_account (account_no),
     side TEXT NOT NULL CHECK (side IN ('D', 'C')),
-    amount_fen BIGINT NOT NULL CHECK (amount_fen > 0)
-);
-CREATE INDEX IF NOT EXISTS ledger_line_entry ON ledger_line (entry_id);
+    amount_fen BIGINT NOT NULL CHECK (amount_fen > 0),
+    PRIMARY KEY (entry_id, line_no)
+){clustered};
 CREATE INDEX IF NOT EXISTS ledger_line_account ON ledger_line (account_no);
-CREATE TABLE IF NOT EXISTS ledger_hold (
-    hold_id BIGINT PRIMARY KEY,
-    account_no TEXT NOT NULL REFERENCES ledger_account (account_no),
-    amount_fen BIGINT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('held', 'released', 'settled', 'netted', 'void')),
-    work_date TEXT NOT NULL,
-    ref TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS ledger_hold_end (
+    hold_id BIGINT PRIMARY KEY REFERENCES ledger_entry (entry_id),
+    entry_id BIGINT NOT NULL REFERENCES ledger_entry (entry_id),
+    state TEXT NOT NULL CHECK (state IN ('released', 'settled', 'netted'))
 );
 CREATE TABLE IF NOT EXISTS ledger_suspense (
     pending_no TEXT NOT NULL,
@@ -107,4 +111,5 @@ CREATE TABLE IF NOT EXISTS ledger_day (
 def statements(dialect: str) -> list[str]:
     """The CREATE statements for `dialect`, one per list item."""
     text = _TABLES.replace("{pk}", _PRIMARY_KEY[dialect])
+    text = text.replace("{clustered}", _CLUSTERED[dialect])
     return [part.strip() for part in text.split(";") if part.strip()]

@@ -157,7 +157,7 @@ class Ledger:
 
     def reverse(self, tx: Transaction, event_id: str, entry_id: int, work_date: WorkDate,
                 by: str) -> int:
-        return reversal.reverse(tx, event_id, entry_id, work_date, by)
+        return reversal.reverse(self._ctx, tx, event_id, entry_id, work_date, by)
 
     def close_day(self, tx: Transaction, work_date: WorkDate) -> dayend.DayClose:
         return dayend.close_day(tx, work_date)

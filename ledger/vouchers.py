@@ -66,7 +66,7 @@ def load_voucher(tx: Transaction, number: int | str) -> Voucher:
     lines = tx.query(
         "SELECT l.account_no, a.name, a.subject, l.side, l.amount_fen FROM ledger_line l"
         " JOIN ledger_account a ON a.account_no = l.account_no WHERE l.entry_id = ?"
-        " ORDER BY l.line_id", (entry_id,))
+        " ORDER BY l.line_no", (entry_id,))
     return Voucher(
         voucher_no=make_voucher_no(row[3], row[0]), kind_name=VOUCHER_KINDS[row[3]],
         entry_id=int(row[0]), event_id=row[1], op=row[2], work_date=row[4], ref=row[5],

@@ -1,0 +1,68 @@
+"""The state of a hold, read from the books rather than stored beside them.
+
+A hold is its posting: the hold id is the entry id of the hold entry (Dr payer, Cr
+holds in transit), whose first line names the payer and the amount. While nothing else
+happened to it, it is "held". It ends once, recorded in `ledger_hold_end` (primary key
+on the hold id, so no hold ends twice even under concurrent writers): "released",
+"settled" or "netted". A reversed hold is "void"; reversing the entry that ended a
+hold removes the end record, and the hold is held again.
+
+Keeping no row per live hold spares the hot path of every payment one write.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ledger.db import Transaction
+from ledger.errors import LedgerError
+
+HELD = "held"
+VOID = "void"
+
+_HOLD = (
+    "SELECT e.op, l.account_no, l.amount_fen, e.ref,"
+    " (SELECT h.state FROM ledger_hold_end h WHERE h.hold_id = e.entry_id),"
+    " (SELECT r.entry_id FROM ledger_entry r WHERE r.reverses = e.entry_id)"
+    " FROM ledger_entry e JOIN ledger_line l ON l.entry_id = e.entry_id AND l.line_no = 1"
+    " WHERE e.entry_id = ?"
+)
+_OPEN_HOLDS = (
+    "SELECT COUNT(*) FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
+    " WHERE l.account_no = ? AND l.line_no = 1 AND e.op = 'hold'"
+    " AND NOT EXISTS (SELECT 1 FROM ledger_hold_end h WHERE h.hold_id = e.entry_id)"
+    " AND NOT EXISTS (SELECT 1 FROM ledger_entry r WHERE r.reverses = e.entry_id)"
+)
+
+
+class Hold(NamedTuple):
+    hold_id: int
+    account_no: str
+    amount_fen: int
+    ref: str
+    state: str
+
+
+def find_hold(tx: Transaction, hold_id: int) -> Hold:
+    """The hold `hold_id` and its state; refused if no hold has that id."""
+    row = tx.query_one(_HOLD, (hold_id,)) if type(hold_id) is int else None
+    if row is None or row[0] != "hold":
+        raise LedgerError("hold_not_found", hold_id, "the id hold() returned", "hold_id")
+    _, account_no, amount_fen, ref, ended, reversal = row
+    state = VOID if reversal is not None else (ended or HELD)
+    return Hold(hold_id, account_no, int(amount_fen), ref, state)
+
+
+def end_hold(tx: Transaction, hold_id: int, entry_id: int, state: str) -> None:
+    tx.execute("INSERT INTO ledger_hold_end (hold_id, entry_id, state) VALUES (?, ?, ?)",
+               (hold_id, entry_id, state))
+
+
+def reopen_hold(tx: Transaction, hold_id: int) -> None:
+    """The entry that ended the hold was reversed: the hold is held again."""
+    tx.execute("DELETE FROM ledger_hold_end WHERE hold_id = ?", (hold_id,))
+
+
+def open_hold_count(tx: Transaction, account_no: str) -> int:
+    row = tx.query_one(_OPEN_HOLDS, (account_no,))
+    return int(row[0]) if row else 0
