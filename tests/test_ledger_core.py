@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ledger import CreditResult, Ledger, LedgerError, connect
-from ledger.testing import (  # noqa: F401 (database_url is a fixture)
-    WORK_DATE, customer_account, database_url, fresh_books, open_funded,
-)
+from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
+from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
 
 PAYER_FEN = 100_000
 

@@ -8,9 +8,8 @@ import pytest
 
 from ledger import LedgerError, backup
 from ledger.fees import Band, Tariff, default_tariff
-from ledger.testing import (  # noqa: F401 (database_url is a fixture)
-    WORK_DATE, database_url, fresh_books, open_funded,
-)
+from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
+from ledger.testing import WORK_DATE, fresh_books, open_funded
 
 NEXT_DAY = "2026-12-08"
 

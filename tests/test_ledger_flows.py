@@ -6,9 +6,8 @@ import pytest
 
 from ledger import LedgerError
 from ledger.chart import BEPS_NETTED_IN, BEPS_NETTED_OUT
-from ledger.testing import (  # noqa: F401 (database_url is a fixture)
-    WORK_DATE, customer_account, database_url, fresh_books, open_funded,
-)
+from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
+from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
 
 CLEARING_FEN = 10_000_000
 NEXT_DAY = "2026-12-08"
