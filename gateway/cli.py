@@ -3,6 +3,7 @@
     paygate serve [--simulate]        the gateway (and the simulator, embedded Redis)
     paygate demo                      the main job on embedded defaults
     paygate simulate npc              the simulated central-bank node, its own process
+    paygate simulate-day [--date D] [--seed N]   a whole business day on a virtual clock
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
     paygate bench {messages,ledger}   benchmarks with baselines
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from gateway.demo import demo_command
         return demo_command(rest)
+    if command == "simulate-day":
+        from gateway.simday import simulate_day_command
+        return simulate_day_command(rest)
     if command == "serve":
         return serve_command(rest)
     if command == "bench":
