@@ -13,7 +13,7 @@ import importlib
 import hmac
 import json
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -41,6 +41,9 @@ from routing import RouteRequest, Router, load_default
 log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
+SWEEP_EVERY_S = 2.0
+# Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
+SWEEP_AGE_S = 5.0
 
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
@@ -152,6 +155,41 @@ class Gateway:
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max)
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=name))
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.sweep()
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("event=sweep_postponed error=%r", exc)
+
+    async def sweep(self) -> int:
+        """Put back on the streams what the database says is unfinished and stale."""
+        now = self.clock.now()
+        stale = (now - timedelta(seconds=SWEEP_AGE_S)).isoformat()
+
+        def work(tx: Any) -> tuple[list, list]:
+            out = tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', "
+                           "'sending') AND updated_at < ? ORDER BY id LIMIT 1000", (stale,))
+            inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
+                             "received_at < ? ORDER BY id LIMIT 1000", (stale,))
+            if out:
+                tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
+                    str(int(i)) for i, _ in out), (now.isoformat(),))
+            return out, inbox
+        out, inbox = await self.store.run(work)
+        if not out and not inbox:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for outbox_id, stream in out:
+            pipe.xadd(stream, {"outbox": str(outbox_id)})
+        for (inbox_id,) in inbox:
+            pipe.xadd(keys.INBOUND, {"inbox": str(inbox_id)})
+        await pipe.execute()
+        log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
+        return len(out) + len(inbox)
 
     async def recover(self) -> None:
         """Put every unfinished outbox and inbox row back on its stream."""

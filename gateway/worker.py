@@ -19,7 +19,9 @@ import socket
 from typing import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import keys
 
@@ -29,6 +31,7 @@ Handler = Callable[[str, str, dict[str, str]], Awaitable[None]]
 
 BLOCK_MS = 500
 RECLAIM_EVERY_S = 2.0
+REDIS_RETRY_S = 0.5  # pause before trying Redis again after it failed
 
 
 def consumer_name() -> str:
@@ -65,16 +68,32 @@ class StreamWorker:
         self._stopping = True
 
     async def run(self) -> None:
-        await ensure_groups(self.r, self.streams)
+        """Consume until stopped. Redis going away (a restart, a crash, a flush that took
+        the consumer groups with it) pauses the stage; it never ends it: the groups are
+        made again and the gateway's sweeper puts lost work back from the database."""
+        groups_ready = False
         last_reclaim = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            if loop.time() - last_reclaim >= RECLAIM_EVERY_S:
-                await self._reclaim()
-                last_reclaim = loop.time()
-            batch = await self._read()
-            if batch:
-                await self._handle_batch(batch)
+            try:
+                if not groups_ready:
+                    await ensure_groups(self.r, self.streams)
+                    groups_ready = True
+                if loop.time() - last_reclaim >= RECLAIM_EVERY_S:
+                    await self._reclaim()
+                    last_reclaim = loop.time()
+                batch = await self._read()
+                if batch:
+                    await self._handle_batch(batch)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("event=redis_unavailable stage=%s error=%r", self.name, exc)
+                groups_ready = False
+                await asyncio.sleep(REDIS_RETRY_S)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("event=consumer_group_missing stage=%s", self.name)
+                groups_ready = False
 
     async def _read(self) -> list[tuple[str, str, dict[str, str]]]:
         # Lanes are read in order: a later lane is read only when the earlier ones are empty.
@@ -98,7 +117,7 @@ class StreamWorker:
     async def _handle(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         try:
             await self.handler(stream, entry_id, fields)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, RedisConnectionError, RedisTimeoutError):
             raise
         except Exception as exc:
             self.failed += 1
