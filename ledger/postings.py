@@ -110,7 +110,8 @@ def replay(tx: Transaction, event_id: str, fingerprint: str) -> tuple[int, str] 
         return None
     if row[1] != fingerprint:
         raise LedgerError("event_id_reused_for_other_posting", event_id,
-                          f"the posting first made under it: {row[1]}", "event_id")
+                          f"the posting first made under it: {row[1]}", "event_id",
+                          status=409)
     return int(row[0]), str(row[2])
 
 
@@ -145,6 +146,7 @@ def post(tx: Transaction, posting: Posting, rules: Rules, result: str = "",
     raises LedgerError with every applied line undone.
     """
     _assert_balanced(posting.lines)
+    check_event_id(posting.event_id)
     try:
         check_work_date_open(tx, posting.work_date)
         apply_lines(tx, posting.lines, posting.work_date, insufficient_code, rules)

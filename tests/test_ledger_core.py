@@ -150,6 +150,7 @@ def test_hold_refusals(books):
         (closed, 100, "account_closed"),
         (payer, 0, "amount_must_be_positive_fen"),
         (payer, 1.5, "amount_must_be_positive_fen"),
+        (payer, True, "amount_must_be_positive_fen"),
     ]
     before = snapshot(db, led)
     codes = []
@@ -162,6 +163,16 @@ def test_hold_refusals(books):
 
     assert codes == [code for _, _, code in cases]
     assert snapshot(db, led) == before
+
+
+@pytest.mark.parametrize("event_id", ["", None, 7, "x" * 201])
+def test_event_ids_are_short_non_empty_strings(books, event_id):
+    """An event id that is not a non-empty string of at most 200 characters is refused."""
+    db, led, payer, _ = books
+    with db.transaction() as tx, pytest.raises(LedgerError) as refused:
+        led.hold(tx, event_id, payer, 100, WORK_DATE, "p1")
+
+    assert refused.value.code == "event_id_invalid"
 
 
 def test_a_refused_hold_can_be_retried_under_the_same_event_id(books):
