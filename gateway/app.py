@@ -35,7 +35,7 @@ from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
 from gateway.store import Store
 from gateway.windows import hvps_phase, next_hvps_opening, timetable_from_settings
-from gateway.worker import StreamWorker
+from gateway.worker import RetryLater, StreamWorker
 from routing import RouteRequest, Router, load_default
 
 log = logging.getLogger("paygate.gateway")
@@ -76,6 +76,7 @@ class Gateway:
         self.hvps_status = phase.code
         self.work_date: date = phase.work_date
         self.recon_results: dict[str, dict[str, Any]] = {}
+        self.link_failures = 0  # consecutive failed sends; shown to operators
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -367,10 +368,17 @@ class Gateway:
             tx, outbox_id, self.keyring, now, self.notifier))
         if envelope is None:
             return
-        async with self.http.post(self.settings.npc_url, data=bytes(envelope),
-                                  headers={"Content-Type": "application/octet-stream"}) as r:
-            if r.status >= 300:
-                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+        try:
+            async with self.http.post(self.settings.npc_url, data=bytes(envelope),
+                                      headers={"Content-Type": "application/octet-stream"}) as r:
+                if r.status >= 500:
+                    raise RetryLater(f"link answered {r.status}")
+                if r.status >= 300:
+                    raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            self.link_failures += 1
+            raise RetryLater(f"link unreachable: {exc!r}") from exc
+        self.link_failures = 0
         await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
 
     async def _process_inbound(self, stream: str, entry_id: str,

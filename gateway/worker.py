@@ -29,6 +29,12 @@ log = logging.getLogger("paygate.worker")
 
 Handler = Callable[[str, str, dict[str, str]], Awaitable[None]]
 
+
+class RetryLater(Exception):
+    """The work cannot be done now for a reason outside it (the link is down, the NPC
+    answers 503). The entry is acknowledged without counting a failure; the database
+    still says the work is unfinished, so the gateway's sweeper puts it back later."""
+
 BLOCK_MS = 500
 RECLAIM_EVERY_S = 2.0
 REDIS_RETRY_S = 0.5  # pause before trying Redis again after it failed
@@ -119,6 +125,11 @@ class StreamWorker:
             await self.handler(stream, entry_id, fields)
         except (asyncio.CancelledError, RedisConnectionError, RedisTimeoutError):
             raise
+        except RetryLater as exc:
+            log.info("event=retry_later stage=%s entry=%s fields=%s reason=%s", self.name,
+                     entry_id, fields, exc)
+            await self.r.xack(stream, keys.GROUP, entry_id)
+            return
         except Exception as exc:
             self.failed += 1
             log.warning("event=stage_failed stage=%s stream=%s entry=%s fields=%s error=%r",

@@ -1,0 +1,114 @@
+"""Processes for the crash test: Redis, the simulated NPC and the gateway, each its own
+process on loopback, each killable with SIGKILL and restartable on the same data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.redisproc import free_port, redis_binary
+
+START_TIMEOUT_S = 20.0
+
+
+def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {port} within {timeout_s} s")
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+    starts: int = 0
+    kills: int = 0
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log.close()
+        wait_port(self.port)
+        self.starts += 1
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.kills += 1
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class System:
+    root: Path
+    bank: str = "999100000019"
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def build(self, clearing_fen: int, peer_fen: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        redis_port, sim_port, gw_port = free_port(), free_port(), free_port()
+        (self.root / "redis").mkdir(exist_ok=True)
+        self.procs["redis"] = Proc("redis", [
+            redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
+            str(self.root / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", ""], redis_port, self.root / "redis.log")
+        self.procs["npc"] = Proc("npc", [
+            sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
+            "--data", str(self.root / "npc"), "--keys", str(self.root / "keys"),
+            "--bank", f"{self.bank}=http://127.0.0.1:{gw_port}/link/inbound",
+            "--balance", f"{self.bank}={clearing_fen}",
+            "--balance", f"888200000015={peer_fen}", "--phase", "10"],
+            sim_port, self.root / "npc.log")
+        config = self.root / "gateway.toml"
+        config.write_text(json_toml({
+            "data_dir": str(self.root / "gateway"), "port": gw_port,
+            "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
+            "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+            "keys_dir": str(self.root / "keys"), "clock": "2026-12-07T09:00:00"}))
+        self.procs["gateway"] = Proc("gateway", [
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            gw_port, self.root / "gateway.log")
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.procs[name].port}"
+
+    def stop_all(self) -> None:
+        for name in ("gateway", "npc", "redis"):
+            if name in self.procs:
+                self.procs[name].stop()
+
+
+def json_toml(values: dict) -> str:
+    """Flat TOML from a dict of strings and numbers (JSON strings are valid TOML ones)."""
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
