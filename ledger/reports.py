@@ -68,6 +68,8 @@ def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBa
     )
     subjects = tuple(SubjectRow(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5]))
                      for r in rows)
+    # Running balances are today's, so detail agreement is checked only for the whole
+    # book; a past date's totals are checked by the debit-credit equality alone.
     agree = accounts_agree(tx) if through is None else True
     return _summarise(subjects, agree)
 
