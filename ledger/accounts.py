@@ -36,6 +36,10 @@ def install(ctx: Context, tx: Transaction) -> None:
         tx.execute(statement)
     tx.execute("INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?)"
                " ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
+    row = tx.query_one("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
+    if row is None or row[0] != SCHEMA_VERSION:
+        raise LedgerError("ledger_schema_version_differs", row[0] if row else None,
+                          f"schema version {SCHEMA_VERSION}; restore or rebuild the database")
     for subject in SUBJECTS:
         tx.execute(
             "INSERT INTO ledger_subject (code, name_zh, name_en, class, normal_side,"

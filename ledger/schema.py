@@ -15,7 +15,9 @@ The SQL is portable between SQLite and PostgreSQL; only the identity column diff
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+# Raised whenever a table changes shape; `install` refuses a database of another version
+# rather than posting into tables it does not know. Version 1 kept a row per hold.
+SCHEMA_VERSION = "2"
 
 # SQLite stores the lines clustered by (entry_id, line_no), so an entry's lines need no
 # second index; PostgreSQL has no such table option.

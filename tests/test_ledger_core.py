@@ -70,6 +70,17 @@ def test_install_is_idempotent(books):
     assert snapshot(db, led) == before
 
 
+def test_install_refuses_a_database_of_another_schema_version(books):
+    """Books written by another schema version are refused rather than posted into."""
+    db, led, _, _ = books
+    with db.transaction() as tx:
+        tx.execute("UPDATE ledger_meta SET value = '1' WHERE key = 'schema_version'")
+    with db.transaction() as tx, pytest.raises(LedgerError) as refused:
+        led.install(tx)
+
+    assert refused.value.code == "ledger_schema_version_differs"
+
+
 def test_hold_then_settle_moves_money_to_the_clearing_account(books):
     """A settled hold leaves the payer debited and the clearing account lower."""
     db, led, payer, _ = books
