@@ -42,7 +42,9 @@ class Settings:
     queue_depth_max: int = 50_000             # above it the API answers 429
     send_retries_max: int = 6
     send_backoff_s: float = 0.2
-    result_timeout_s: float = 120.0           # no ccms.900 by then: ask (ccms.316)
+    result_timeout_s: float = 120.0
+    probe_interval_s: float = 30.0            # ccms.991 link probes
+    key_expiry_alert_days: int = 30           # alert before our signing key expires           # no ccms.900 by then: ask (ccms.316)
     worker_batch_max: int = 200
     calendar_file: str = ""
     calendar_alert_days: int = 30

@@ -6,9 +6,12 @@
     POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
     POST /sim/phase         {"status", "date"?}: change and announce the HVPS status
     POST /sim/peer/send     make a simulated peer send hvps.111 credits
+    POST /sim/peer/return   {"sender", "msg_id", "reason"?}: a peer returns a payment
     GET|POST /sim/faults    read or change the link faults
     POST /sim/redeliver     {"include_faulted"?}: retry undelivered messages
     POST /sim/recon-skew    {"participant", "count", "amount_fen"}: skew the next 711s
+    POST /sim/peer/query, POST /sim/peer/free-format, GET|POST /sim/queries
+                            peers' queries, free text and answers (simulators/queries.py)
 
 Errors use the product's one shape, {"errors": [...]} (CONTRACT.md §6).
 """
@@ -24,6 +27,8 @@ from aiohttp import web
 
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.envelope import ENVELOPE_LEN_MAX
+from simulators import session
+from simulators import exceptions
 from simulators import faults as faults_mod
 from simulators.logfmt import event
 
@@ -119,9 +124,24 @@ async def phase(request: web.Request) -> web.StreamResponse:
     return web.json_response(result)
 
 
+async def force_logout(request: web.Request) -> web.StreamResponse:
+    """Take a participant off line: ccms.807 with the remark given."""
+    sim = _sim(request)
+    body = _object(await _json(request))
+    with sim.store.transaction():
+        mesg_id = session.force_logout(sim.node, body.get("participant", ""),
+                                       body.get("remark", "forced logout by the operator"))
+    return web.json_response({"mesg_id": mesg_id})
+
+
 async def peer_send(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
     created = sim.send_from_peer(await _json(request))
+    return web.json_response({"created": created})
+
+
+async def peer_return(request: web.Request) -> web.StreamResponse:
+    created = exceptions.peer_return(_sim(request), await _json(request))
     return web.json_response({"created": created})
 
 
@@ -176,8 +196,11 @@ def make_app(sim: Simulator) -> web.Application:
     app.router.add_post("/sim/fund", fund)
     app.router.add_post("/sim/phase", phase)
     app.router.add_post("/sim/peer/send", peer_send)
+    app.router.add_post("/sim/peer/return", peer_return)
     app.router.add_get("/sim/faults", get_faults)
     app.router.add_post("/sim/faults", set_faults)
     app.router.add_post("/sim/redeliver", redeliver)
     app.router.add_post("/sim/recon-skew", recon_skew)
+    sim.queries.add_routes(app)
+    app.router.add_post("/sim/force-logout", force_logout)
     return app

@@ -26,6 +26,7 @@ class Keys:
     def reload_public(self) -> None:
         fresh = KeyRing.load(self.directory, [])
         self.ring.public.update(fresh.public)
+        self.ring.public_all.update(fresh.public_all)
 
     def decode(self, raw: bytes, own_codes: frozenset[str] | None = None) -> codec.Decoded:
         """codec.decode with this ring, re-reading public keys once for a new sender."""

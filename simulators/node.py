@@ -25,7 +25,8 @@ from gateway.messages import ccms911, ccms990, codec, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import OriginalRef
 from gateway.messages.envelope import Header
-from simulators import codes, recon
+from simulators import codes, exceptions, recon
+from simulators import session
 from simulators.keys import Keys
 from simulators.logfmt import event
 from simulators.notices import Notices
@@ -140,6 +141,10 @@ class Node:
             return "acknowledgement"
         if mesg_type in FORWARDED_TYPES:
             return self._forward(decoded, raw)
+        if mesg_type in exceptions.REQUEST_TYPES:
+            return exceptions.answer(self, decoded)
+        if mesg_type in session.REQUEST_TYPES:
+            return session.answer(self, decoded)
         return self._refuse(decoded, codes.TYPE_NOT_SUPPORTED, mesg_type)
 
     def _payment(self, decoded: codec.Decoded, raw: bytes) -> str:

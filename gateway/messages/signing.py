@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,6 +82,42 @@ class EcdsaP256:
 ALGORITHMS = {EcdsaP256.name: EcdsaP256}
 
 
+@dataclass(frozen=True)
+class KeyPeriod:
+    """When a key may be used; from the optional `keys.toml` in the keys directory:
+
+        [[key]]
+        file = "888200000015.2027.pub.pem"
+        not_before = 2026-12-20
+        not_after = 2027-12-31
+
+    A key file without an entry is valid indefinitely. During a rotation the old and the
+    new key of a participant are both valid for an overlap period; a signature verifies if
+    any key of the sender valid at that moment accepts it, and we sign with the newest of
+    our valid keys.
+    """
+
+    file: str
+    not_before: date | None = None
+    not_after: date | None = None
+
+    def valid_on(self, day: date | None) -> bool:
+        if day is None:
+            return True
+        return ((self.not_before is None or self.not_before <= day)
+                and (self.not_after is None or day <= self.not_after))
+
+
+def _periods(directory: Path) -> dict[str, KeyPeriod]:
+    path = Path(directory) / "keys.toml"
+    if not path.exists():
+        return {}
+    with open(path, "rb") as fh:
+        entries = tomllib.load(fh).get("key", [])
+    return {e["file"]: KeyPeriod(e["file"], e.get("not_before"), e.get("not_after"))
+            for e in entries}
+
+
 @dataclass
 class KeyRing:
     """Private keys of the participants we speak for, public keys of everyone."""
@@ -86,6 +125,10 @@ class KeyRing:
     algorithm: str = EcdsaP256.name
     private: dict[str, object] = field(default_factory=dict)
     public: dict[str, object] = field(default_factory=dict)
+    # Every key with its period, by participant: (period, key); used for rotation.
+    public_all: dict[str, list[tuple[KeyPeriod, object]]] = field(default_factory=dict)
+    private_all: dict[str, list[tuple[KeyPeriod, object]]] = field(default_factory=dict)
+    today: Callable[[], date] | None = None
     # Senders whose signatures are not checked (only for replaying the shared samples,
     # which carry placeholder signatures; production configuration leaves this empty).
     unverified_senders: frozenset[str] = frozenset()
@@ -98,16 +141,44 @@ class KeyRing:
     def load(cls, directory: Path, own: list[str], algorithm: str = EcdsaP256.name,
              unverified_senders: frozenset[str] = frozenset()) -> "KeyRing":
         ring = cls(algorithm=algorithm, unverified_senders=unverified_senders)
+        periods = _periods(directory)
         for pub in sorted(Path(directory).glob("*.pub.pem")):
             code = pub.name.split(".")[0]
-            ring.public[code] = serialization.load_pem_public_key(pub.read_bytes())
+            key = serialization.load_pem_public_key(pub.read_bytes())
+            if pub.name == f"{code}.pub.pem":
+                ring.public[code] = key
+            ring.public_all.setdefault(code, []).append(
+                (periods.get(pub.name, KeyPeriod(pub.name)), key))
         for code in own:
-            path = Path(directory) / f"{code}.key.pem"
-            ring.private[code] = serialization.load_pem_private_key(path.read_bytes(), None)
+            for path in sorted(Path(directory).glob(f"{code}.*key.pem")):
+                key = serialization.load_pem_private_key(path.read_bytes(), None)
+                if path.name == f"{code}.key.pem":
+                    ring.private[code] = key
+                ring.private_all.setdefault(code, []).append(
+                    (periods.get(path.name, KeyPeriod(path.name)), key))
         return ring
 
+    def _day(self) -> date | None:
+        return self.today() if self.today is not None else None
+
+    def signing_key(self, code: str) -> object | None:
+        """Our newest key valid today (the one whose period starts last)."""
+        valid = [(p.not_before or date.min, p.file, k)
+                 for p, k in self.private_all.get(code, []) if p.valid_on(self._day())]
+        if valid:
+            return max(valid, key=lambda item: (item[0], item[1]))[2]
+        return self.private.get(code)
+
+    def expiring(self, code: str, within_days: int) -> list[KeyPeriod]:
+        """Our keys whose validity ends within `within_days` of today."""
+        day = self._day()
+        if day is None:
+            return []
+        return [p for p, _ in self.private_all.get(code, [])
+                if p.not_after is not None and 0 <= (p.not_after - day).days <= within_days]
+
     def sign(self, header: Header, body: bytes) -> str:
-        key = self.private.get(header.orig_sender)
+        key = self.signing_key(header.orig_sender)
         assert key is not None, f"no private key for {header.orig_sender}"
         raw = self.algo.sign(key, signed_bytes(header, body))
         return base64.b64encode(raw).decode("ascii")
@@ -131,8 +202,11 @@ class KeyRing:
                                        f"a signature on {header.mesg_type}"), status=401)
         if header.orig_sender in self.unverified_senders:
             return "unverified"
-        key = self.public.get(header.orig_sender)
-        if key is None:
+        keys = [k for p, k in self.public_all.get(header.orig_sender, [])
+                if p.valid_on(self._day())]
+        if not keys and header.orig_sender in self.public:
+            keys = [self.public[header.orig_sender]]
+        if not keys:
             raise PaygateError(Problem("signature_key_unknown", "{H:/orig_sender",
                                        header.orig_sender, "a sender whose key we hold"),
                                status=401)
@@ -140,7 +214,8 @@ class KeyRing:
             raw = base64.b64decode(env.signature, validate=True)
         except ValueError:
             raw = b""
-        if not raw or not self.algo.verify(key, raw, signed_bytes(header, env.body)):
+        data = signed_bytes(header, env.body)
+        if not raw or not any(self.algo.verify(key, raw, data) for key in keys):
             raise PaygateError(Problem("signature_invalid", "{S:", env.signature[:24] + "...",
                                        f"a {self.algorithm} signature by {header.orig_sender}"),
                                status=401)

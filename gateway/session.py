@@ -1,0 +1,166 @@
+"""The link session with the NPC: login at start, logout at stop, probes, forced logout,
+and our signing keys' expiry.
+
+At start the gateway sends a ccms.805 login (OT00) and at a clean stop a logout (OT01);
+the NPC answers each with a ccms.806. A ccms.991 probe goes out every
+`probe_interval_s`; a probe unanswered for two intervals, a refused login and a forced
+logout (ccms.807) are raised to operators, and so is any of our keys that expires within
+`key_expiry_alert_days`. The link's state is shown to operators as `gw.link_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from gateway import keys, outbound, payments
+from gateway.inbound import Processed
+from gateway.messages import ccms805, ccms991, codec
+from gateway.messages.common import GroupHeader
+
+log = logging.getLogger("paygate.session")
+
+PROBE_INTERVAL_S = 30.0
+KEY_EXPIRY_ALERT_DAYS = 30
+LOGOUT_WAIT_S = 2.0
+
+
+class LinkSession:
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.last_probe_sent: float | None = None
+        self.last_probe_answered: float | None = None
+        self._task: asyncio.Task | None = None
+        gw.link_state = "logged_out"
+        gw.keyring_today = None
+
+    # Extension interface
+
+    def handlers(self) -> dict[str, Any]:
+        return {ccms805.RESPONSE_TYPE: self.on_login_response,
+                ccms805.LOGOUT_TYPE: self.on_forced_logout,
+                ccms991.RESPONSE_TYPE: self.on_probe_response}
+
+    async def start(self) -> None:
+        self.gw.keyring.today = lambda: self.gw.clock.now().date()
+        await self._check_keys()
+        await self._send_login(ccms805.LOGIN)
+        self.gw.link_state = "logging_in"
+        self._task = asyncio.create_task(self._probe_forever(), name="link-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.gw.link_state in ("logged_in", "logging_in"):
+            await self._send_login(ccms805.LOGOUT)
+            self.gw.link_state = "logging_out"
+            await self._wait_sent(ccms805.MESSAGE_TYPE)
+
+    # Outbound
+
+    def _group_header(self, tx: Any, now: datetime, system: str) -> GroupHeader:
+        day = now.strftime("%Y%m%d")
+        msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
+        bank = self.gw.settings.bank_code
+        return GroupHeader(msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"), bank, bank,
+                           outbound.NPC, outbound.NPC, system)
+
+    async def _send_login(self, operation: str) -> None:
+        gw = self.gw
+        now = gw.clock.now()
+
+        def work(tx: Any) -> int:
+            header = outbound.new_header(tx, now, gw.settings.bank_code, outbound.NPC,
+                                         ccms805.MESSAGE_TYPE, "CCMS", 1)
+            body = ccms805.build(ccms805.LoginRequest(self._group_header(tx, now, "HVPS"),
+                                                      operation))
+            return outbound.queue_message(tx, header, body, gw.keyring, now)
+        outbox_id = await gw.store.run(work)
+        await gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        log.info("event=%s bank=%s", "login_sent" if operation == ccms805.LOGIN
+                 else "logout_sent", gw.settings.bank_code)
+
+    async def _wait_sent(self, mesg_type: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOGOUT_WAIT_S
+        while loop.time() < deadline:
+            left = await self.gw.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM outbox WHERE mesg_type = ? AND state IN ('pending', "
+                "'sending')", (mesg_type,))[0])
+            if left == 0:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("event=logout_not_sent_in_time wait_s=%s", LOGOUT_WAIT_S)
+
+    async def probe(self) -> None:
+        gw = self.gw
+        now = gw.clock.now()
+        node = gw.settings.bank_code
+
+        def work(tx: Any) -> int:
+            header = outbound.new_header(tx, now, node, outbound.NPC, ccms991.MESSAGE_TYPE,
+                                         "CCMS", 1)
+            body = ccms991.build(ccms991.Probe(
+                sender_node=node, sender_server="paygate", sender_line_manager="paygate",
+                sender_route="link", sent_at=now.strftime("%Y-%m-%dT%H:%M:%S"),
+                receiver_node=outbound.NPC, receiver_server="npc",
+                receiver_line_manager="npc", response_line="link"))
+            return outbound.queue_message(tx, header, body, gw.keyring, now)
+        outbox_id = await gw.store.run(work)
+        await gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        self.last_probe_sent = asyncio.get_running_loop().time()
+
+    async def _probe_forever(self) -> None:
+        interval_s = float(getattr(self.gw.settings, "probe_interval_s", PROBE_INTERVAL_S))
+        while True:
+            await asyncio.sleep(interval_s)
+            loop = asyncio.get_running_loop()
+            answered = self.last_probe_answered or 0.0
+            if self.last_probe_sent is not None and \
+                    loop.time() - answered > 2 * interval_s and answered < self.last_probe_sent:
+                await self.gw.store.run(lambda tx: self.gw.alert(
+                    tx, "link_probe_unanswered", interval_s=interval_s))
+            await self._check_keys()
+            await self.probe()
+
+    async def _check_keys(self) -> None:
+        gw = self.gw
+        days = int(getattr(gw.settings, "key_expiry_alert_days", KEY_EXPIRY_ALERT_DAYS))
+        for period in gw.keyring.expiring(gw.settings.bank_code, days):
+            await gw.store.run(lambda tx, p=period: gw.alert(
+                tx, "signing_key_expires_soon", file=p.file, not_after=p.not_after))
+
+    # Inbound
+
+    def on_login_response(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        r: ccms805.LoginResponse = d.obj
+        accepted = r.status not in ("PR09", "PR24")
+        if r.operation == ccms805.LOGIN:
+            state = "logged_in" if accepted else "login_refused"
+        else:
+            state = "logged_out"
+        if not accepted:
+            self.gw.alert(tx, "link_login_refused", operation=r.operation, code=r.code,
+                          reason=r.reject_info)
+        log.info("event=login_response operation=%s status=%s link=%s", r.operation,
+                 r.status, state)
+        return Processed({"operation": r.operation, "status": r.status},
+                         [lambda: setattr(self.gw, "link_state", state)])
+
+    def on_forced_logout(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        self.gw.alert(tx, "link_forced_logout", remark=d.obj.header.remark)
+        return Processed({"forced_logout": True},
+                         [lambda: setattr(self.gw, "link_state", "forced_out")])
+
+    def on_probe_response(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        return Processed({"probe": "answered"}, [self._probe_answered])
+
+    def _probe_answered(self) -> None:
+        self.last_probe_answered = asyncio.get_running_loop().time()
+
+
+def install(gw: Any) -> LinkSession:
+    return LinkSession(gw)

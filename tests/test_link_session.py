@@ -1,0 +1,89 @@
+"""The link session: login at start, probes answered, forced logout raised to
+operators, logout at stop; and signing-key rotation with an overlap period."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import pytest
+
+from gateway.errors import PaygateError
+from gateway.messages import codec
+from gateway.messages.envelope import Envelope, Header
+from gateway.messages.signing import EcdsaP256, KeyRing, write_keypair
+from tests.e2e_support import BANK, started, until
+
+pytestmark = pytest.mark.e2e
+
+
+def session_of(gw):
+    return next(e for e in gw.extensions if type(e).__name__ == "LinkSession")
+
+
+def test_login_probe_forced_logout(tmp_path):
+    """The gateway logs in at start, its probe is answered, a forced logout is seen."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            await until(lambda: gw.link_state == "logged_in", "login answered")
+            session = session_of(gw)
+            await session.probe()
+            await until(lambda: session.last_probe_answered is not None, "probe answered")
+
+            await h.sim("POST", "/sim/force-logout", {"participant": BANK,
+                                                      "remark": "维护"})
+            await until(lambda: gw.link_state == "forced_out", "forced logout seen")
+            alerts = await gw.store.run(lambda tx: [c for (c,) in tx.query(
+                "SELECT code FROM alerts", ())])
+            assert "link_forced_logout" in alerts
+    asyncio.run(scenario())
+
+
+def _header(sender: str) -> Header:
+    return Header(orig_sender=sender, orig_sender_sid="HVPS", orig_receiver="0000",
+                  orig_receiver_sid="HVPS", send_date="20261207", send_time="090000",
+                  mesg_type="hvps.710.001.01", mesg_id="20261207000000000001",
+                  mesg_ref_id="20261207000000000001")
+
+
+def test_rotation_overlap_and_expiry(tmp_path):
+    """During the overlap both keys verify; outside its period a key does not; our key
+    nearing its end is reported."""
+    write_keypair(tmp_path, "888200000015")
+    old_private = (tmp_path / "888200000015.key.pem").read_bytes()
+    new_dir = tmp_path / "new"
+    write_keypair(new_dir, "888200000015")
+    (tmp_path / "888200000015.2027.key.pem").write_bytes(
+        (new_dir / "888200000015.key.pem").read_bytes())
+    (tmp_path / "888200000015.2027.pub.pem").write_bytes(
+        (new_dir / "888200000015.pub.pem").read_bytes())
+    (tmp_path / "keys.toml").write_text(
+        '[[key]]\nfile = "888200000015.pub.pem"\nnot_after = 2026-12-31\n'
+        '[[key]]\nfile = "888200000015.key.pem"\nnot_after = 2026-12-31\n'
+        '[[key]]\nfile = "888200000015.2027.pub.pem"\nnot_before = 2026-12-20\n'
+        '[[key]]\nfile = "888200000015.2027.key.pem"\nnot_before = 2026-12-20\n')
+    body = b"<Document/>"
+    day = {"today": date(2026, 12, 10)}
+    signer = KeyRing.load(tmp_path, ["888200000015"])
+    verifier = KeyRing.load(tmp_path, [])
+    for ring in (signer, verifier):
+        ring.today = lambda: day["today"]
+
+    def signed_on(d: date) -> Envelope:
+        day["today"] = d
+        return Envelope(_header("888200000015"), signer.sign(_header("888200000015"), body),
+                        body)
+
+    before, overlap = signed_on(date(2026, 12, 10)), signed_on(date(2026, 12, 25))
+    expiring = [p.file for p in signer.expiring("888200000015", 30)]
+    day["today"] = date(2026, 12, 25)
+    assert verifier.verify(before) == "verified"      # old key, still in its period
+    assert verifier.verify(overlap) == "verified"     # new key, newest valid one signs
+    day["today"] = date(2027, 1, 5)
+    assert verifier.verify(overlap) == "verified"
+    with pytest.raises(PaygateError) as expired:
+        verifier.verify(before)
+    assert expired.value.code == "signature_invalid"
+    assert "888200000015.key.pem" in expiring
+    assert old_private != (tmp_path / "888200000015.2027.key.pem").read_bytes()
