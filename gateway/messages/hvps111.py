@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.common import amount_from_xml, amount_to_xml, check_bank_code
-from gateway.messages.xml import Builder, text, texts
+from gateway.messages.common import (amount_from_xml, amount_to_xml, check_bank_code,
+                                     construct)
+from gateway.messages.xml import Builder
 
 MESSAGE_TYPE = "hvps.111.001.01"
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
 _TX = "FIToFICstmrCdtTrf/CdtTrfTxInf"
 PRIORITIES = ("NORM", "HIGH", "URGT")
+_NS_CUT = len(NAMESPACE) + 2  # "{" + namespace + "}" before a local name
 
 
 @dataclass(frozen=True)
@@ -114,43 +116,72 @@ def build(ct: CreditTransfer) -> bytes:
     return b.tobytes()
 
 
+def _t(el: etree._Element) -> str:
+    return (el.text or "").strip()
+
+
+def _member_and_name(agent: etree._Element | None) -> tuple[str, str | None]:
+    """MmbId and Nm of an <Agent><FinInstnId>, each optional and in that order."""
+    if agent is None or len(agent[0]) == 0:
+        return "", None
+    fin = agent[0]
+    first = fin[0]
+    if first.tag[_NS_CUT:] != "ClrSysMmbId":
+        return "", _t(first)
+    return _t(first[0]), (_t(fin[1]) if len(fin) > 1 else None)
+
+
+def _address(party: etree._Element) -> str | None:
+    if len(party) < 2 or len(party[1]) == 0:
+        return None
+    return _t(party[1][0])
+
+
 def parse(root: etree._Element) -> tuple[CreditTransfer, list[Problem]]:
-    ns = NAMESPACE
+    """Map a document valid against our schema (codec.decode validates first).
+
+    The schema fixes the order inside each element, so nested fields are read by
+    position: one lookup by name per transaction child, then indexes.
+    """
     problems: list[Problem] = []
-    amount_el = root.find(f"{{{ns}}}FIToFICstmrCdtTrf/{{{ns}}}CdtTrfTxInf/{{{ns}}}IntrBkSttlmAmt")
-    amount_text = amount_el.text.strip() if amount_el is not None and amount_el.text else None
-    amount_fen = amount_from_xml(amount_text, f"/Document/{_TX}/IntrBkSttlmAmt", problems)
-
-    def t(path: str) -> str:
-        return text(root, ns, f"{_TX}/{path}") or ""
-
-    ct = CreditTransfer(
-        msg_id=text(root, ns, "FIToFICstmrCdtTrf/GrpHdr/MsgId") or "",
-        created_at=text(root, ns, "FIToFICstmrCdtTrf/GrpHdr/CreDtTm") or "",
-        end_to_end_id=t("PmtId/EndToEndId"),
-        tx_id=t("PmtId/TxId"),
-        business_type=t("PmtTpInf/CtgyPurp/Prtry"),
-        business_kind=t("Purp/Prtry"),
+    doc = root[0]
+    grp, kids = doc[0], list(doc[1])
+    # The first seven children are fixed; the rest are found by tag.
+    pmt, tp, amount_el, prty, chrg, instg, instd = kids[:7]
+    tx = {kid.tag[_NS_CUT:]: kid for kid in kids[7:]}
+    amount_fen = amount_from_xml(_t(amount_el), f"/Document/{_TX}/IntrBkSttlmAmt", problems)
+    dbtr, cdtr = tx["Dbtr"], tx["Cdtr"]
+    debtor_agent, debtor_agent_name = _member_and_name(tx["DbtrAgt"])
+    creditor_agent, creditor_agent_name = _member_and_name(tx["CdtrAgt"])
+    dacct, cacct, purp, rmt = (tx.get("DbtrAcct"), tx.get("CdtrAcct"), tx.get("Purp"),
+                               tx.get("RmtInf"))
+    ct = construct(CreditTransfer, dict(
+        msg_id=_t(grp[0]),
+        created_at=_t(grp[1]),
+        end_to_end_id=_t(pmt[0]),
+        tx_id=_t(pmt[1]),
+        business_type=_t(tp[0][0]),
+        business_kind=_t(purp[0]) if purp is not None else "",
         amount_fen=amount_fen,
-        currency=amount_el.get("Ccy", "") if amount_el is not None else "",
-        priority=t("SttlmPrty"),
-        charge_bearer=t("ChrgBr"),
-        instg_direct=t("InstgAgt/FinInstnId/ClrSysMmbId/MmbId"),
-        instg_branch=t("InstgAgt/BrnchId/Id"),
-        instd_direct=t("InstdAgt/FinInstnId/ClrSysMmbId/MmbId"),
-        instd_branch=t("InstdAgt/BrnchId/Id"),
-        debtor_name=t("Dbtr/Nm"),
-        debtor_address=text(root, ns, f"{_TX}/Dbtr/PstlAdr/AdrLine"),
-        debtor_account=t("DbtrAcct/Id/Othr/Id"),
-        debtor_agent=t("DbtrAgt/FinInstnId/ClrSysMmbId/MmbId"),
-        debtor_agent_name=text(root, ns, f"{_TX}/DbtrAgt/FinInstnId/Nm"),
-        creditor_agent=t("CdtrAgt/FinInstnId/ClrSysMmbId/MmbId"),
-        creditor_agent_name=text(root, ns, f"{_TX}/CdtrAgt/FinInstnId/Nm"),
-        creditor_name=t("Cdtr/Nm"),
-        creditor_address=text(root, ns, f"{_TX}/Cdtr/PstlAdr/AdrLine"),
-        creditor_account=t("CdtrAcct/Id/Othr/Id"),
-        remittance=tuple(texts(root, ns, f"{_TX}/RmtInf/Ustrd")),
-    )
+        currency=amount_el.get("Ccy", ""),
+        priority=_t(prty),
+        charge_bearer=_t(chrg),
+        instg_direct=_t(instg[0][0][0]),
+        instg_branch=_t(instg[1][0]),
+        instd_direct=_t(instd[0][0][0]),
+        instd_branch=_t(instd[1][0]),
+        debtor_name=_t(dbtr[0]),
+        debtor_address=_address(dbtr),
+        debtor_account=_t(dacct[0][0][0]) if dacct is not None else "",
+        debtor_agent=debtor_agent,
+        debtor_agent_name=debtor_agent_name,
+        creditor_agent=creditor_agent,
+        creditor_agent_name=creditor_agent_name,
+        creditor_name=_t(cdtr[0]),
+        creditor_address=_address(cdtr),
+        creditor_account=_t(cacct[0][0][0]) if cacct is not None else "",
+        remittance=tuple(_t(line) for line in rmt) if rmt is not None else (),
+    ))
     return ct, problems
 
 
