@@ -49,6 +49,7 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS payments_state ON payments (state)",
     "CREATE INDEX IF NOT EXISTS payments_work_date ON payments (work_date)",
+    "CREATE INDEX IF NOT EXISTS payments_msg_id ON payments (msg_id)",
     """CREATE TABLE IF NOT EXISTS payment_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         payment_id TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL,
@@ -73,6 +74,7 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state)",
     "CREATE INDEX IF NOT EXISTS outbox_mesg ON outbox (mesg_id)",
+    "CREATE INDEX IF NOT EXISTS outbox_payment ON outbox (payment_id)",
     """CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         sender TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,

@@ -1,0 +1,105 @@
+"""`paygate bench {messages,beps,ledger,e2e} [--quick]`: benchmarks with baselines.
+
+Each benchmark returns the object of CONTRACT.md §8 (every figure beside a baseline
+measured in the same run, as a ratio). This command prints it as the last line, stores
+it in `benchmarks/results.json` (by benchmark name) and rewrites the performance table
+of README.md between its markers from that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+RUNNERS = {
+    "messages": "gateway.messages.bench",
+    "ledger": "ledger.bench",
+    "beps": "gateway.beps.bench",
+    "e2e": "gateway.bench_e2e",
+}
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results.json"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def machine() -> str:
+    memory = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(fh.readline().split()[1])
+            memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}{memory}, Python {platform.python_version()}"
+
+
+def bench_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="paygate bench")
+    parser.add_argument("name", choices=sorted(RUNNERS))
+    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; leave benchmarks/results.json and README alone")
+    args = parser.parse_args(argv)
+    runner = importlib.import_module(RUNNERS[args.name])
+    result = runner.run(quick=args.quick)
+    result.setdefault("quick", args.quick)
+    if not args.no_write:
+        store(result)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def store(result: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[result["bench"]] = result
+    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    if README.exists():
+        text = README.read_text(encoding="utf-8")
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            _, tail = rest.split(END, 1)
+            README.write_text(head + START + "\n" + table(results) + END + tail,
+                              encoding="utf-8")
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| bench | figure | per s | p50 ms | p99 ms | baseline | baseline per s | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    machines = set()
+    for name in sorted(results):
+        r = results[name]
+        machines.add(r.get("machine", "?"))
+        for row in r["results"]:
+            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                name + (" (quick)" if r.get("quick") else ""), row["name"],
+                _n(row.get("per_s")), _n(row.get("p50_ms")), _n(row.get("p99_ms")),
+                row.get("baseline", ""), _n(row.get("baseline_per_s")), _n(row.get("ratio"))))
+    lines.append("")
+    lines.append("Measured on: " + "; ".join(sorted(machines)) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
