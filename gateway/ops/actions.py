@@ -1,0 +1,226 @@
+"""What each operator action does to a payment or a dead letter, once it may be done.
+
+Every executor runs inside one store transaction and returns what it did plus the
+Redis work to do after the commit (the database is the truth, Redis the conveyor: a
+crash between the two leaves an outbox row `pending`, which start-up puts back on its
+stream). An executor re-checks its preconditions when it runs, because a payment may
+have been sent between the request and its approval; a refusal raises a
+`PaygateError` whose codes become the request's outcome.
+
+"Not yet sent" means: an HVPS payment is `accepted` or `held` and its outbox row is
+`waiting` (for the HVPS window), `pending` (on its lane), `held` (by an operator) or
+`review` (for review or screening). Once the sender has claimed the row (`sending`),
+the payment is on the wire and only a cancellation request to the NPC (ccms.307) could
+stop it. BEPS items travel in packages, not one outbox row each, so these actions apply
+to HVPS payments only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+from gateway import keys, payments
+from gateway.errors import Conflict, NotFound, Problem
+from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
+
+UNSENT_STATES = ("accepted", "held")
+UNSENT_OUTBOX = ("waiting", "pending", OUTBOX_HELD, OUTBOX_REVIEW)
+HELD_OUTBOX = (OUTBOX_HELD, OUTBOX_REVIEW)
+URGENCY_BY_PRIORITY = {1: "extra_urgent", 2: "urgent", 3: "normal"}
+# Undelivered entries looked through when a payment leaves a lane; a lane deeper than
+# this has a bigger problem than one payment's priority, and the stale entry is harmless
+# anyway (the sender claims by outbox row, so the first entry read wins).
+LANE_SCAN_MAX = 10_000
+LANE_SCAN_PAGE = 500
+
+AfterCommit = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Outcome:
+    detail: dict[str, Any]
+    after: list[AfterCommit] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    gw: Any
+    now: datetime
+    request_id: int
+    actor: str
+
+
+def _unsent(tx: Any, payment_id: str) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    payment = payments.get(tx, payment_id)
+    if payment["channel"] != "hvps":
+        raise Conflict(Problem("payment_channel_not_supported", "/target", payment["channel"],
+                               "an HVPS payment (BEPS items travel in packages)"))
+    if payment["direction"] != "out" or payment["state"] not in UNSENT_STATES:
+        raise Conflict(Problem("payment_not_unsent", "/target", payment["state"],
+                               "an outgoing payment in state accepted or held",
+                               f"payment {payment_id} is {payment['state']}"))
+    outbox = tx.query_one("SELECT id, state, stream FROM outbox WHERE payment_id = ? "
+                          "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
+    if outbox is None or outbox[1] not in UNSENT_OUTBOX:
+        raise Conflict(Problem("payment_already_on_the_wire", "/target",
+                               outbox[1] if outbox else None,
+                               "an outbox row waiting, pending, held or in review",
+                               f"payment {payment_id} has been handed to the sender"))
+    return payment, outbox
+
+
+def _set_outbox(tx: Any, outbox_id: int, state: str, now: datetime) -> None:
+    tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ?",
+               (state, now.isoformat(), outbox_id))
+
+
+def _xadd(gw: Any, stream: str, outbox_id: int) -> AfterCommit:
+    return lambda: gw.redis.xadd(stream, {"outbox": str(outbox_id)})
+
+
+def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, (outbox_id, outbox_state, _) = _unsent(tx, target)
+    if outbox_state in HELD_OUTBOX:
+        raise Conflict(Problem("payment_already_held", "/target", payment["reason"],
+                               "a payment not held by an operator or for review"))
+    payments.transition(tx, payment, "held", "ops_held", c.now, c.gw.notifier,
+                        reason="held_by_operator", request=c.request_id, by=c.actor)
+    _set_outbox(tx, outbox_id, OUTBOX_HELD, c.now)
+    return Outcome({"payment": target, "state": "held", "was": payment["state"]})
+
+
+def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, outbox = _unsent(tx, target)
+    if outbox[1] not in HELD_OUTBOX:
+        raise Conflict(Problem("payment_not_held", "/target", payment["reason"],
+                               "a payment held by an operator or for review"))
+    return _release(c, tx, payment, outbox, "ops_released")
+
+
+def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str, str],
+             event: str) -> Outcome:
+    """Back on its lane when HVPS is open, else waiting for the window like at intake."""
+    outbox_id, _, stream = outbox
+    if c.gw.hvps_open:
+        payments.transition(tx, payment, "accepted", event, c.now, c.gw.notifier,
+                            request=c.request_id, by=c.actor)
+        tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (payment["id"],))
+        _set_outbox(tx, outbox_id, "pending", c.now)
+        return Outcome({"payment": payment["id"], "state": "accepted", "lane": stream},
+                       [_xadd(c.gw, stream, outbox_id)])
+    payments.transition(tx, payment, "held", event, c.now, c.gw.notifier,
+                        reason="waiting_for_hvps_window", request=c.request_id, by=c.actor)
+    _set_outbox(tx, outbox_id, "waiting", c.now)
+    return Outcome({"payment": payment["id"], "state": "held",
+                    "reason": "waiting_for_hvps_window"})
+
+
+def cancel(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, outbox = _unsent(tx, target)
+    return _cancel(c, tx, payment, outbox, "ops_cancelled", "cancelled_by_operator")
+
+
+def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str, str],
+            event: str, reason: str) -> Outcome:
+    released = None
+    if payment["hold_id"]:
+        released = c.gw.ledger.release(tx, f"{payment['id']}:{event}",
+                                       int(payment["hold_id"]), c.gw.work_date)
+    payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
+                        reason=reason, request=c.request_id, by=c.actor)
+    _set_outbox(tx, outbox[0], "done", c.now)
+    return Outcome({"payment": payment["id"], "state": "cancelled", "reason": reason,
+                    "ledger_entry": released})
+
+
+def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    new = int(params["priority"])
+    payment, (outbox_id, outbox_state, old_lane) = _unsent(tx, target)
+    if payment["priority"] == new:
+        raise Conflict(Problem("priority_unchanged", "/params/priority", new,
+                               "a priority other than the payment's own"))
+    new_lane = keys.lane_for_priority(new)
+    tx.execute("UPDATE payments SET priority = ?, urgency = ? WHERE id = ?",
+               (new, URGENCY_BY_PRIORITY[new], target))
+    tx.execute("UPDATE outbox SET stream = ?, updated_at = ? WHERE id = ?",
+               (new_lane, c.now.isoformat(), outbox_id))
+    payments.transition(tx, payment, payment["state"], "ops_priority_changed", c.now,
+                        c.gw.notifier, request=c.request_id, by=c.actor,
+                        priority_from=payment["priority"], priority_to=new)
+    after: list[AfterCommit] = []
+    if outbox_state == "pending":
+        after = [lambda: drop_from_lane(c.gw.redis, old_lane, outbox_id),
+                 _xadd(c.gw, new_lane, outbox_id)]
+    return Outcome({"payment": target, "priority_from": payment["priority"],
+                    "priority_to": new, "lane": new_lane}, after)
+
+
+async def drop_from_lane(r: Any, stream: str, outbox_id: int) -> int:
+    """Delete the not yet delivered entries of one outbox row from a lane."""
+    groups = await r.xinfo_groups(stream)
+    start = next((g["last-delivered-id"] for g in groups if g["name"] == keys.GROUP), "0-0")
+    dropped, seen = 0, 0
+    while seen < LANE_SCAN_MAX:
+        entries = await r.xrange(stream, min=f"({start}", count=LANE_SCAN_PAGE)
+        if not entries:
+            break
+        seen += len(entries)
+        stale = [eid for eid, f in entries if f.get("outbox") == str(outbox_id)]
+        if stale:
+            dropped += await r.xdel(stream, *stale)
+        start = entries[-1][0]
+    return dropped
+
+
+def review_approve(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, outbox = _review_hold(tx, target)
+    return _release(c, tx, payment, outbox, "review_approved")
+
+
+def review_reject(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, outbox = _review_hold(tx, target)
+    return _cancel(c, tx, payment, outbox, "review_rejected", "review_rejected")
+
+
+def _review_hold(tx: Any, target: str) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    payment, outbox = _unsent(tx, target)
+    if outbox[1] not in HELD_OUTBOX or not is_review_hold(payment["reason"]):
+        raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
+                               "a payment held by the amount review or the screening"))
+    return payment, outbox
+
+
+def retry(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """Put a dead letter's fields back on its stream (read from Redis before the call)."""
+    stream, fields = params["stream"], params["fields"]
+
+    async def put_back() -> None:
+        await c.gw.redis.xadd(stream, fields)
+        await c.gw.redis.xdel(keys.DEAD, target)
+    return Outcome({"dead_letter": target, "stream": stream, "fields": fields}, [put_back])
+
+
+DEAD_META = ("stream", "entry", "reason", "deliveries")
+
+
+async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
+    """The stream and original fields of one dead letter, for `retry`."""
+    entries = await r.xrange(keys.DEAD, min=entry_id, max=entry_id)
+    if not entries:
+        raise NotFound(Problem("dead_letter_not_found", "/target", entry_id,
+                               "the id of an entry in the dead-letter stream"))
+    fields = entries[0][1]
+    stream = fields.get("stream", "")
+    if stream not in keys.ALL_STREAMS:
+        raise Conflict(Problem("dead_letter_stream_unknown", "/target", stream,
+                               "one of the gateway's work streams"))
+    original = {k: v for k, v in fields.items() if k not in DEAD_META}
+    return {"stream": stream, "fields": original, "reason": fields.get("reason", "")}
+
+
+EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
+    "retry": retry, "hold": hold, "release": release, "cancel": cancel,
+    "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
+}

@@ -1,0 +1,211 @@
+"""`paygate ops`: the operators' commands against a running gateway, over HTTP.
+
+    paygate ops [--url URL] [--user U] [--password P] [--json] COMMAND
+
+    status                         HVPS window, clearing balance, counts
+    queues                         streams, stages, dead letters
+    payments [--state S] [--account A] [--amount YUAN] [--date D] [--id ID]
+    payment ID                     one payment with its history and requests
+    stuck [--minutes N]            accepted / sent / unknown for too long
+    dead                           dead letters
+    alerts                         latest alerts
+    audit                          latest operators' acts
+    requests [--state S]           operators' requests
+    messages [--id ID] [--party BANK] [--type T] [--date D]
+    message ID                     one archived message, raw and parsed
+    request hold|release|cancel|review-approve|review-reject PAYMENT [--note N]
+    request priority PAYMENT 1|2|3 [--note N]
+    request retry DEAD_LETTER_ID [--note N]
+    approve REQUEST [--note N]     approve (and so execute) another person's request
+    reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
+    hash-password                  a password hash for the operators file (local)
+
+Credentials come from the options or PAYGATE_OPS_URL, PAYGATE_OPS_USER and
+PAYGATE_OPS_PASSWORD; without a password the command asks for one. Output is a table
+for people; `--json` prints the gateway's JSON answer instead. Errors are printed in
+the product's one error shape (CONTRACT.md §6); the exit status is 0 on success, 1 when
+the gateway refused, 2 when it could not be reached or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from gateway.ops import cli_render
+from gateway.ops.operators import hash_password
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TIMEOUT_S = 30.0
+REQUEST_ACTIONS = ("hold", "release", "cancel", "priority", "retry", "review-approve",
+                   "review-reject")
+
+
+class CommandFailed(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--url", default=default, help="the gateway, " + DEFAULT_URL)
+    parser.add_argument("--user", default=default)
+    parser.add_argument("--password", default=default)
+    parser.add_argument("--json", action="store_true",
+                        default=argparse.SUPPRESS if suppress else False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paygate ops", description=__doc__.split("\n")[0])
+    _common(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("status", "queues", "dead", "alerts", "audit", "hash-password"):
+        sub.add_parser(name, parents=[common])
+    p = sub.add_parser("payments", parents=[common])
+    for option in ("--state", "--account", "--amount", "--date", "--id", "--limit"):
+        p.add_argument(option)
+    sub.add_parser("payment", parents=[common]).add_argument("id")
+    sub.add_parser("stuck", parents=[common]).add_argument("--minutes")
+    sub.add_parser("requests", parents=[common]).add_argument("--state")
+    p = sub.add_parser("messages", parents=[common])
+    for option in ("--id", "--party", "--type", "--date", "--direction"):
+        p.add_argument(option)
+    sub.add_parser("message", parents=[common]).add_argument("id")
+    p = sub.add_parser("request", parents=[common])
+    p.add_argument("action", choices=REQUEST_ACTIONS)
+    p.add_argument("target", help="payment id, or dead-letter id for retry")
+    p.add_argument("priority", nargs="?", choices=("1", "2", "3"))
+    p.add_argument("--note", default="")
+    for name in ("approve", "reject"):
+        p = sub.add_parser(name, parents=[common])
+        p.add_argument("request_id")
+        p.add_argument("--note", default="")
+    return parser
+
+
+class Client:
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.url = url.rstrip("/")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = dict(self.headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, headers=headers,
+                                         method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            raise CommandFailed(exc.code, _error_body(exc)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise CommandFailed(0, {"errors": [{
+                "code": "gateway_unreachable", "path": "--url", "value": self.url,
+                "expected": "a running gateway", "message": str(exc)}]}) from None
+
+
+def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
+    raw = exc.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "errors" in body:
+        return body
+    return {"errors": [{"code": "gateway_answered_error", "path": "", "value": exc.code,
+                        "expected": "a JSON answer", "message": raw[:200].decode("latin-1")}]}
+
+
+def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
+    values = {n: getattr(args, n) for n in names if getattr(args, n, None)}
+    return "?" + urlencode(values) if values else ""
+
+
+def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    """Call the gateway for one command; its JSON answer and how to render it."""
+    c = args.command
+    if c in ("status", "queues", "dead", "alerts", "audit"):
+        return client.call("GET", f"/ops/api/{c}"), c
+    if c == "payments":
+        names = ("state", "account", "amount", "date", "id", "limit")
+        return client.call("GET", "/ops/api/payments" + _query(args, names)), c
+    if c == "payment":
+        return client.call("GET", f"/ops/api/payments/{quote(args.id, safe='')}"), c
+    if c == "stuck":
+        return client.call("GET", "/ops/api/stuck" + _query(args, ("minutes",))), c
+    if c == "requests":
+        return client.call("GET", "/ops/api/requests" + _query(args, ("state",))), c
+    if c == "messages":
+        names = ("id", "party", "type", "date", "direction")
+        return client.call("GET", "/ops/api/messages" + _query(args, names)), c
+    if c == "message":
+        return client.call("GET", f"/ops/api/messages/{quote(args.id, safe='')}"), c
+    if c == "request":
+        return client.call("POST", "/ops/api/requests", _request_body(args)), "one_request"
+    path = f"/ops/api/requests/{quote(args.request_id, safe='')}/{c}"
+    return client.call("POST", path, {"note": args.note}), "one_request"
+
+
+def _request_body(args: argparse.Namespace) -> dict[str, Any]:
+    action = args.action.replace("-", "_")
+    if action == "priority" and args.priority is None:
+        raise CommandFailed(-1, {"errors": [{
+            "code": "priority_required", "path": "priority", "value": None,
+            "expected": "1 (extra urgent), 2 (urgent) or 3 (normal)", "message": ""}]})
+    params = {"priority": int(args.priority)} if action == "priority" else {}
+    return {"action": action, "target": args.target, "params": params, "note": args.note}
+
+
+def ops_command(argv: list[str]) -> int:
+    """`paygate ops ...`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password()
+    url = args.url or os.environ.get("PAYGATE_OPS_URL", DEFAULT_URL)
+    user = args.user or os.environ.get("PAYGATE_OPS_USER") or getpass.getuser()
+    password = args.password or os.environ.get("PAYGATE_OPS_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password for {user}: ")
+    try:
+        answer, view = run(Client(url, user, password), args)
+    except CommandFailed as failed:
+        print(json.dumps(failed.body, ensure_ascii=False, indent=2))
+        return 1 if failed.status > 0 else 2
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+    else:
+        print(cli_render.RENDERERS[view](answer))
+    return 0
+
+
+def _hash_password() -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("new password: ")
+        if getpass.getpass("again: ") != password:
+            print(json.dumps({"errors": [{"code": "passwords_differ", "path": "", "value": None,
+                                          "expected": "the same password twice",
+                                          "message": ""}]}))
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    print(hash_password(password))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(ops_command(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""How `paygate ops` shows each answer of the gateway as text tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from gateway.ops.tables import pairs, table
+
+PAYMENT_COLUMNS = (("id", "payment"), ("state", "state"), ("channel", "ch"),
+                   ("amount", "amount"), ("priority", "pri"), ("payer_account", "payer"),
+                   ("payee_name", "payee"), ("reason", "reason"), ("updated_at", "updated"))
+REQUEST_COLUMNS = (("id", "req"), ("action", "action"), ("target", "target"),
+                   ("state", "state"), ("requested_by", "by"), ("decided_by", "decided by"),
+                   ("requested_at", "at"), ("note", "note"))
+
+
+def status(a: dict[str, Any]) -> str:
+    w = a["window"]
+    nxt = w.get("next", {})
+    beps = a.get("beps")
+    head = pairs([
+        ("bank", a["bank"]),
+        ("HVPS status", f"{w['status']} {w.get('name_en', '')} {w.get('name_zh', '')}".strip()),
+        ("HVPS open", "yes" if w["open"] else "no"),
+        ("work date", w["work_date"]),
+        ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
+                        f"{nxt.get('name_en', '')}".strip()),
+        ("clearing balance", a["clearing_balance"]),
+        ("queued at NPC", f"{a['queued_at_npc']['count']} payments, "
+                          f"{a['queued_at_npc']['amount']}"),
+        ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
+        ("pending requests", a.get("pending_requests", "-")),
+    ])
+    counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
+                                         ("state", "state"), ("count", "count")))
+    return f"{head}\n\n{counts}"
+
+
+def queues(a: dict[str, Any]) -> str:
+    streams = table(a["streams"], (("stream", "stream"), ("length", "length"),
+                                   ("pending", "pending"), ("lag", "lag"),
+                                   ("oldest_age_s", "oldest s")))
+    stages = table(a["stages"], (("stage", "stage"), ("processed", "processed"),
+                                 ("failed", "failed"), ("per_s", "per s")))
+    return f"{streams}\n\n{stages}\n\ndead letters: {a['dead_total']}"
+
+
+def payments(a: dict[str, Any]) -> str:
+    return table(a["payments"], PAYMENT_COLUMNS, "(no payment matches)")
+
+
+def payment(a: dict[str, Any]) -> str:
+    head = pairs([(k, a.get(k)) for k in (
+        "id", "direction", "channel", "state", "reason", "amount", "urgency", "priority",
+        "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
+        "payee_bank", "msg_type", "msg_id", "work_date", "created_at", "updated_at")])
+    history = table(a["history"], (("at", "at"), ("state", "state"), ("event", "event"),
+                                   ("detail", "detail")))
+    reqs = table(a["requests"], REQUEST_COLUMNS)
+    return f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}"
+
+
+def stuck(a: dict[str, Any]) -> str:
+    return f"older than {a['minutes']} min\n" + table(a["payments"], PAYMENT_COLUMNS)
+
+
+def dead(a: dict[str, Any]) -> str:
+    rows = table(a["entries"], (("id", "id"), ("stream", "stream"), ("fields", "fields"),
+                                ("deliveries", "tries"), ("age_s", "age s"),
+                                ("reason", "reason")))
+    return f"{rows}\n\ntotal: {a['total']}"
+
+
+def alerts(a: dict[str, Any]) -> str:
+    return table(a["alerts"], (("id", "id"), ("at", "at"), ("code", "code"),
+                               ("detail", "detail")))
+
+
+def audit(a: dict[str, Any]) -> str:
+    return table(a["audit"], (("id", "id"), ("at", "at"), ("actor", "who"),
+                              ("level", "lvl"), ("what", "what"), ("request_id", "req"),
+                              ("target", "target"), ("detail", "detail")))
+
+
+def requests(a: dict[str, Any]) -> str:
+    return table(a["requests"], REQUEST_COLUMNS)
+
+
+def one_request(a: dict[str, Any]) -> str:
+    return pairs([(k, a.get(k)) for k in (
+        "id", "action", "target", "params", "state", "requested_by", "requested_at",
+        "note", "decided_by", "decided_at", "decision_note", "executed_at", "outcome",
+        "expires_at")])
+
+
+def messages(a: dict[str, Any]) -> str:
+    return table(a["messages"], (("id", "id"), ("direction", "dir"), ("mesg_type", "type"),
+                                 ("mesg_id", "message id"), ("sender", "sender"),
+                                 ("receiver", "receiver"), ("at", "at"),
+                                 ("payment_id", "payment")))
+
+
+def message(a: dict[str, Any]) -> str:
+    head = pairs([(k, a.get(k)) for k in ("id", "direction", "mesg_type", "mesg_id", "sender",
+                                          "receiver", "at", "payment_id")])
+    parsed = json.dumps(a["parsed"], ensure_ascii=False, indent=2)
+    return f"{head}\n\nraw\n{a['raw']}\n\nparsed\n{parsed}"
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "status": status, "queues": queues, "payments": payments, "payment": payment,
+    "stuck": stuck, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
+    "one_request": one_request, "messages": messages, "message": message,
+}

@@ -1,0 +1,199 @@
+"""Dual control (双人控制): who may request an action, who must approve it, and its record.
+
+| action | target | who may request | second person |
+|---|---|---|---|
+| retry | dead letter | any level but 10 | none (an operator may retry) |
+| hold | payment | any level but 10 | none (holding stops money, it never moves it) |
+| release | payment | any level but 10 | a supervisor or director (20, 30) |
+| cancel | payment | any level but 10 | a supervisor or director (20, 30) |
+| priority | payment | any level but 10 | a supervisor or director (20, 30) |
+| review_approve | payment | a supervisor or director | none: the reviewer is the second person |
+| review_reject | payment | a supervisor or director | none: the reviewer is the second person |
+
+Nobody approves or rejects their own request; the requester may withdraw it. A
+request not decided within `REQUEST_LIFE_S` expires. Every step (request, approve,
+reject, withdraw, expire, execute, execute_failed) is written to `ops_audit` in the
+same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway import payments
+from gateway.errors import Conflict, Forbidden, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.ops import actions
+from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
+from gateway.ops.schema import audit
+
+REQUEST_LIFE_S = 4 * 60 * 60  # half a working day: an older request no longer fits the facts
+NOTE_LEN_MAX = 500
+TARGET_LEN_MAX = 64
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: str                # payment | dead_letter
+    needs_approval: bool
+    request_level_min: int = 0
+
+
+RULES: dict[str, Rule] = {
+    "retry": Rule("dead_letter", needs_approval=False),
+    "hold": Rule("payment", needs_approval=False),
+    "release": Rule("payment", needs_approval=True),
+    "cancel": Rule("payment", needs_approval=True),
+    "priority": Rule("payment", needs_approval=True),
+    "review_approve": Rule("payment", needs_approval=False,
+                           request_level_min=APPROVER_LEVEL_MIN),
+    "review_reject": Rule("payment", needs_approval=False,
+                          request_level_min=APPROVER_LEVEL_MIN),
+}
+
+_COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
+            "requested_at", "expires_at", "decided_by", "decided_at", "decision_note",
+            "executed_at", "outcome")
+SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM ops_requests"
+
+
+def view(values: tuple) -> dict[str, Any]:
+    row = dict(zip(_COLUMNS, values))
+    row["params"] = json.loads(row["params"])
+    row["outcome"] = json.loads(row["outcome"]) if row["outcome"] else None
+    row["needs_approval"] = RULES[row["action"]].needs_approval if row["action"] in RULES \
+        else None
+    return row
+
+
+def check_request(operator: Operator, action: str, target: Any, params: Any,
+                  note: Any) -> dict[str, Any]:
+    """The request's own fields; every problem at once. Returns the clean params."""
+    problems: list[Problem] = []
+    rule = RULES.get(action)
+    if rule is None:
+        problems.append(Problem("action_unknown", "/action", action,
+                                "one of " + ", ".join(RULES)))
+    if not isinstance(target, str) or not 0 < len(target) <= TARGET_LEN_MAX:
+        problems.append(Problem("target_malformed", "/target", target,
+                                f"a payment id or dead-letter id of 1 to {TARGET_LEN_MAX} "
+                                "characters"))
+    problems.extend(note_problems(note))
+    clean: dict[str, Any] = {}
+    if action == "priority":
+        value = params.get("priority") if isinstance(params, dict) else None
+        if value not in (1, 2, 3, "1", "2", "3"):
+            problems.append(Problem("priority_unknown", "/params/priority", value,
+                                    "1 (extra urgent), 2 (urgent) or 3 (normal)"))
+        else:
+            clean["priority"] = int(value)
+    if problems:
+        raise ValidationFailed(problems)
+    if not operator.may_act or int(operator.level) < rule.request_level_min:
+        raise Forbidden(Problem("operator_level_too_low", "/action", action,
+                                f"an operator of level {rule.request_level_min:02d} or "
+                                "above, not a vault teller (10)", f"{operator.user} is "
+                                f"level {operator.level}"))
+    return clean
+
+
+def note_problems(note: Any) -> list[Problem]:
+    if isinstance(note, str) and len(note) <= NOTE_LEN_MAX:
+        return []
+    return [Problem("note_malformed", "/note", note,
+                    f"text of at most {NOTE_LEN_MAX} characters")]
+
+
+def create(tx: Any, operator: Operator, action: str, target: str, params: dict[str, Any],
+           note: str, now: datetime) -> int:
+    if RULES[action].target == "payment":
+        payments.get(tx, target)  # an unknown payment is refused at once, not at approval
+    clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
+                         "AND target = ?", (action, target))
+    if clash is not None:
+        raise Conflict(Problem("request_already_pending", "/target", target,
+                               "no other pending request of the same action",
+                               f"request {clash[0]} waits for approval"))
+    expires = now + timedelta(seconds=REQUEST_LIFE_S)
+    row = tx.query_one(
+        "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
+        "requested_at, expires_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id",
+        (action, target, json.dumps(params, ensure_ascii=False, sort_keys=True), note,
+         operator.user, now.isoformat(), expires.isoformat()))
+    audit(tx, now, operator.user, operator.level, "request", request_id=row[0],
+          target=target, action=action, params=params, note=note)
+    return row[0]
+
+
+def load(tx: Any, request_id: int) -> dict[str, Any]:
+    values = tx.query_one(f"{SELECT} WHERE id = ?", (request_id,))
+    if values is None:
+        raise NotFound(Problem("request_not_found", "/id", request_id,
+                               "the id of an operator's request"))
+    return view(values)
+
+
+def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: str,
+           now: datetime) -> tuple[dict[str, Any], str]:
+    """Record an approval, rejection or withdrawal; returns the request and what it was."""
+    req = load(tx, request_id)
+    if req["state"] != "pending":
+        raise Conflict(Problem("request_not_pending", "/id", req["state"],
+                               "a request waiting for a decision"))
+    own = req["requested_by"] == operator.user
+    if own and approve:
+        raise Forbidden(Problem("approver_is_requester", "/id", request_id,
+                                "a second person: nobody approves their own request"))
+    if not own and not operator.may_approve:
+        raise Forbidden(Problem("approver_level_too_low", "/id", request_id,
+                                f"a supervisor or director (level {APPROVER_LEVEL_MIN} or "
+                                f"above)", f"{operator.user} is level {operator.level}"))
+    if now.isoformat() > req["expires_at"]:
+        expire_due(tx, now)
+        return load(tx, request_id), "expired"
+    what = "approve" if approve else ("withdraw" if own else "reject")
+    state = "pending" if approve else ("withdrawn" if own else "rejected")
+    tx.execute("UPDATE ops_requests SET state = ?, decided_by = ?, decided_at = ?, "
+               "decision_note = ? WHERE id = ?",
+               (state, operator.user, now.isoformat(), note, request_id))
+    audit(tx, now, operator.user, operator.level, what, request_id=request_id,
+          target=req["target"], action=req["action"], note=note)
+    return load(tx, request_id), what
+
+
+def execute(tx: Any, gw: Any, operator: Operator, req: dict[str, Any],
+            now: datetime) -> list[actions.AfterCommit]:
+    """Run an allowed request's action; a refusal is recorded as the request's outcome."""
+    context = actions.Context(gw, now, req["id"], operator.user)
+    try:
+        with tx.savepoint():
+            outcome = actions.EXECUTORS[req["action"]](context, tx, req["target"],
+                                                         req["params"])
+    except PaygateError as exc:
+        tx.execute("UPDATE ops_requests SET state = 'failed', executed_at = ?, outcome = ? "
+                   "WHERE id = ?", (now.isoformat(), json.dumps(exc.to_dict(),
+                                    ensure_ascii=False, default=str), req["id"]))
+        audit(tx, now, operator.user, operator.level, "execute_failed", request_id=req["id"],
+              target=req["target"], action=req["action"], codes=[p.code for p in exc.problems])
+        return []
+    tx.execute("UPDATE ops_requests SET state = 'executed', executed_at = ?, outcome = ? "
+               "WHERE id = ?", (now.isoformat(), json.dumps(outcome.detail, ensure_ascii=False,
+                                default=str), req["id"]))
+    audit(tx, now, operator.user, operator.level, "execute", request_id=req["id"],
+          target=req["target"], action=req["action"], requested_by=req["requested_by"],
+          **{f"outcome_{k}": v for k, v in outcome.detail.items() if k != "fields"})
+    return outcome.after
+
+
+def expire_due(tx: Any, now: datetime) -> int:
+    """Mark pending requests past their time as expired; how many."""
+    rows = tx.query("SELECT id, target, action FROM ops_requests WHERE state = 'pending' "
+                    "AND expires_at < ?", (now.isoformat(),))
+    for request_id, target, action in rows:
+        tx.execute("UPDATE ops_requests SET state = 'expired', decided_at = ? WHERE id = ?",
+                   (now.isoformat(), request_id))
+        audit(tx, now, "system", "", "expire", request_id=request_id, target=target,
+              action=action)
+    return len(rows)

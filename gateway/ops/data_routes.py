@@ -1,0 +1,187 @@
+"""The console's JSON routes under `/ops/api/`: what the page and `paygate ops` read,
+and the requests, approvals and rejections they send.
+
+| method and path | answer |
+|---|---|
+| GET /ops/api/snapshot | everything the page shows, as pushed by /ops/events |
+| GET /ops/api/status | window, clearing balance, payments queued at the NPC, counts |
+| GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
+| GET /ops/api/payments?id=&account=&amount=&state=&date=&limit= | matching payments |
+| GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests |
+| GET /ops/api/stuck?minutes=N | accepted / sent / unknown for longer than N minutes |
+| GET /ops/api/review | payments held for review or by the screening |
+| GET /ops/api/dead | dead letters |
+| GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
+| GET /ops/api/requests?state= | operators' requests |
+| GET /ops/api/queries | overdue queries (404 when there is no query table) |
+| GET /ops/api/messages?id=&party=&type=&date=&direction= | archived messages |
+| GET /ops/api/messages/{id} | one message: raw envelope and parsed view |
+| POST /ops/api/requests | {action, target, params, note}: request an action |
+| POST /ops/api/requests/{id}/approve, /reject | {note}: decide on a request |
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import NotFound, Problem, ProblemList
+from gateway.ops import archive, queues, snapshot, views
+from gateway.ops.console import Console
+from gateway.ops.operators import Operator
+from gateway.ops.replies import json_response, read_json
+from gateway.ops.snapshot import Snapshots
+
+STUCK_MINUTES_MAX = 7 * 24 * 60
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        p = ProblemList()
+        p.add("query_parameter_out_of_range", f"/{name}", text, f"{low} to {high}")
+        p.raise_if_any()
+    return int(text)
+
+
+def _request_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit():
+        raise NotFound(Problem("request_not_found", "/id", text,
+                               "the id of an operator's request"))
+    return int(text)
+
+
+class DataRoutes:
+    def __init__(self, console: Console, snapshots: Snapshots) -> None:
+        self.console = console
+        self.snapshots = snapshots
+        self.gw = console.gw
+
+    def routes(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("GET", "/ops/api/snapshot", self.snapshot),
+            ("GET", "/ops/api/status", self.status),
+            ("GET", "/ops/api/queues", self.queues),
+            ("GET", "/ops/api/payments", self.payments),
+            ("GET", "/ops/api/payments/{id}", self.payment),
+            ("GET", "/ops/api/stuck", self.stuck),
+            ("GET", "/ops/api/review", self.review),
+            ("GET", "/ops/api/dead", self.dead),
+            ("GET", "/ops/api/alerts", self.alerts),
+            ("GET", "/ops/api/audit", self.audit),
+            ("GET", "/ops/api/requests", self.requests),
+            ("GET", "/ops/api/queries", self.queries),
+            ("GET", "/ops/api/messages", self.messages),
+            ("GET", "/ops/api/messages/{id}", self.message),
+            ("POST", "/ops/api/requests", self.create_request),
+            ("POST", "/ops/api/requests/{id}/approve", self.approve),
+            ("POST", "/ops/api/requests/{id}/reject", self.reject),
+        ]
+
+    async def _read(self, work: Any) -> Any:
+        await self.console.ready()
+        return await self.gw.store.run(work)
+
+    async def snapshot(self, request: web.Request, operator: Operator) -> web.Response:
+        return _json(await self.snapshots.get())
+
+    async def status(self, request: web.Request, operator: Operator) -> web.Response:
+        out = await snapshot.status(self.gw)
+        out["counts"] = await self._read(views.counts)
+        out["pending_requests"] = len(await self._read(
+            lambda tx: views.requests(tx, state="pending", limit=views.LIST_MAX)))
+        return _json(out)
+
+    async def queues(self, request: web.Request, operator: Operator) -> web.Response:
+        r = self.gw.redis
+        return _json({"streams": await queues.stream_stats(r),
+                      "stages": self.snapshots.rates.stages(
+                          self.gw.workers, _loop_time()),
+                      "dead_total": (await queues.dead_letters(r, 1))["total"]})
+
+    async def payments(self, request: web.Request, operator: Operator) -> web.Response:
+        search = views.parse_search(dict(request.query))
+        return _json({"payments": await self._read(
+            lambda tx: views.search_payments(tx, search))})
+
+    async def payment(self, request: web.Request, operator: Operator) -> web.Response:
+        payment_id = request.match_info["id"]
+        return _json(await self._read(lambda tx: views.payment_detail(tx, payment_id)))
+
+    async def stuck(self, request: web.Request, operator: Operator) -> web.Response:
+        minutes = _int_param(request, "minutes", views.STUCK_AFTER_MIN, 0, STUCK_MINUTES_MAX)
+        now = self.gw.clock.now()
+        return _json({"minutes": minutes, "payments": await self._read(
+            lambda tx: views.stuck(tx, now, minutes))})
+
+    async def review(self, request: web.Request, operator: Operator) -> web.Response:
+        return _json({"payments": await self._read(views.held_for_review)})
+
+    async def dead(self, request: web.Request, operator: Operator) -> web.Response:
+        limit = _int_param(request, "limit", 50, 1, queues.DEAD_LIST_MAX)
+        return _json(await queues.dead_letters(self.gw.redis, limit))
+
+    async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
+        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        return _json({"alerts": await self._read(lambda tx: views.alerts(tx, limit))})
+
+    async def audit(self, request: web.Request, operator: Operator) -> web.Response:
+        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        return _json({"audit": await self._read(lambda tx: views.audit_rows(tx, limit))})
+
+    async def requests(self, request: web.Request, operator: Operator) -> web.Response:
+        state = request.query.get("state") or None
+        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        return _json({"requests": await self._read(
+            lambda tx: views.requests(tx, state=state, limit=limit))})
+
+    async def queries(self, request: web.Request, operator: Operator) -> web.Response:
+        now = self.gw.clock.now()
+        found = await self._read(lambda tx: views.overdue_queries(tx, now))
+        if found is None:
+            raise NotFound(Problem("query_table_absent", "/ops/api/queries", None,
+                                   "a gateway that keeps queries (table queries)"))
+        return _json(found)
+
+    async def messages(self, request: web.Request, operator: Operator) -> web.Response:
+        search = archive.parse_search(dict(request.query))
+        return _json({"messages": await self._read(lambda tx: archive.search(tx, search))})
+
+    async def message(self, request: web.Request, operator: Operator) -> web.Response:
+        text = request.match_info["id"]
+        if not text.isascii() or not text.isdigit():
+            raise NotFound(Problem("message_not_found", "/id", text,
+                                   "the id of an archived message"))
+        row, raw = await self._read(lambda tx: archive.load(tx, int(text)))
+        return _json(archive.detail(row, raw))
+
+    async def create_request(self, request: web.Request, operator: Operator) -> web.Response:
+        body = await read_json(request)
+        req = await self.console.request(operator, body.get("action"), body.get("target"),
+                                         body.get("params"), body.get("note", ""))
+        return _json(req, 201)
+
+    async def approve(self, request: web.Request, operator: Operator) -> web.Response:
+        return await self._decide(request, operator, True)
+
+    async def reject(self, request: web.Request, operator: Operator) -> web.Response:
+        return await self._decide(request, operator, False)
+
+    async def _decide(self, request: web.Request, operator: Operator,
+                      approve: bool) -> web.Response:
+        body = await read_json(request)
+        return _json(await self.console.decide(operator, _request_id(request), approve,
+                                               body.get("note", "")))
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return json_response(data, status)
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

@@ -1,0 +1,125 @@
+"""One picture of the gateway for the operators' page, rebuilt at most once per push.
+
+Open pages share the snapshot: it is built again only when it is older than
+`FRESH_S` or when an action changed something since, so ten open pages cost the
+database what one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.errors import PaygateError
+from gateway.money import format_yuan_grouped
+from gateway.ops import control, queues, views
+from gateway.ops.console import Console
+from gateway.ops.schema import table_exists
+from gateway.windows import HVPS_TRANSITIONS, Phase, next_transition
+
+FRESH_S = 0.9            # a little under the page's push interval of one second
+SNAPSHOT_LIST_MAX = 50   # rows per list on the page; the JSON routes page further
+
+
+def window(gw: Any) -> dict[str, Any]:
+    """HVPS window state now and the next change the timetable forecasts."""
+    now = gw.clock.now()
+    out: dict[str, Any] = {"now": now.isoformat(), "status": gw.hvps_status,
+                           "open": gw.hvps_open, "work_date": gw.work_date.isoformat()}
+    if gw.hvps_status in HVPS_TRANSITIONS:
+        phase = Phase.from_code(gw.hvps_status, gw.work_date)
+        out.update(name_en=phase.name_en, name_zh=phase.name_zh)
+    try:
+        at, nxt = next_transition(now, gw.calendar, getattr(gw, "timetable", None))
+    except PaygateError as exc:
+        out["next"] = {"error": exc.code}
+        return out
+    out["next"] = {"at": at.isoformat(), "status": nxt.code, "name_en": nxt.name_en,
+                   "name_zh": nxt.name_zh, "work_date": nxt.work_date.isoformat()}
+    return out
+
+
+def beps_position(gw: Any, tx: Any) -> dict[str, Any] | None:
+    """Our BEPS net position in rounds netted but not yet settled; None without BEPS.
+
+    Positive: we receive; negative: we pay. The NPC's net debit cap is not known to the
+    gateway unless the setting `beps_net_debit_cap_fen` gives it; the page shows n/a.
+    """
+    if not table_exists(tx, "beps_items"):
+        return None
+    pay_fen, receive_fen = tx.query_one(
+        "SELECT COALESCE(SUM(CASE WHEN side = 'D' THEN amount_fen END), 0), "
+        "COALESCE(SUM(CASE WHEN side = 'C' THEN amount_fen END), 0) FROM beps_items "
+        "WHERE netting_round IS NOT NULL AND settled_on IS NULL", ())
+    cap_fen = getattr(gw.settings, "beps_net_debit_cap_fen", None)
+    return {"net_fen": receive_fen - pay_fen, "net": format_yuan_grouped(receive_fen - pay_fen),
+            "pay_fen": pay_fen, "receive_fen": receive_fen, "cap_fen": cap_fen,
+            "cap": format_yuan_grouped(cap_fen) if cap_fen else None}
+
+
+def books(gw: Any, tx: Any) -> dict[str, Any]:
+    balance_fen = gw.ledger.clearing_balance(tx)
+    count, sum_fen = tx.query_one(
+        "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments "
+        "WHERE direction = 'out' AND channel = 'hvps' AND state = 'queued'", ())
+    return {"clearing_balance_fen": balance_fen,
+            "clearing_balance": format_yuan_grouped(balance_fen),
+            "queued_at_npc": {"count": count, "amount_fen": sum_fen,
+                              "amount": format_yuan_grouped(sum_fen)},
+            "beps": beps_position(gw, tx)}
+
+
+async def status(gw: Any) -> dict[str, Any]:
+    out = {"bank": gw.settings.bank_code, "window": window(gw)}
+    out.update(await gw.store.run(lambda tx: books(gw, tx)))
+    return out
+
+
+class Snapshots:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.gw = console.gw
+        self.rates = queues.Rates()
+        self._cached: dict[str, Any] | None = None
+        self._cached_version = -1
+        self._cached_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            fresh = loop.time() - self._cached_at < FRESH_S
+            if self._cached is None or not fresh or \
+                    self._cached_version != self.console.hub.version:
+                self._cached_version = self.console.hub.version
+                self._cached = await self.build()
+                self._cached_at = loop.time()
+            return self._cached
+
+    async def build(self) -> dict[str, Any]:
+        await self.console.ready()
+        gw, r = self.gw, self.gw.redis
+        now = gw.clock.now()
+        snap = await status(gw)
+        snap["queues"] = await queues.stream_stats(r)
+        snap["stages"] = self.rates.stages(gw.workers, asyncio.get_running_loop().time())
+        snap["dead"] = await queues.dead_letters(r, SNAPSHOT_LIST_MAX)
+
+        def work(tx: Any) -> dict[str, Any]:
+            control.expire_due(tx, now)
+            return {
+                "counts": views.counts(tx),
+                "recent": views.recent_payments(tx, 20),
+                "stuck": views.stuck(tx, now)[:SNAPSHOT_LIST_MAX],
+                "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX],
+                "alerts": views.alerts(tx, SNAPSHOT_LIST_MAX),
+                "alert_count": views.alert_count(tx),
+                "audit": views.audit_rows(tx, SNAPSHOT_LIST_MAX),
+                "pending": views.requests(tx, state="pending", limit=SNAPSHOT_LIST_MAX),
+                "requests": views.requests(tx, limit=SNAPSHOT_LIST_MAX),
+                "queries": views.overdue_queries(tx, now),
+                "data_version": views.data_version(tx),
+            }
+        snap.update(await gw.store.run(work))
+        snap["version"] = self.console.hub.version
+        return snap

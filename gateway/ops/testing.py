@@ -1,0 +1,116 @@
+"""A gateway with the console on loopback, for the console's tests and for trying the
+page by hand.
+
+`OpsRig` starts a bare gateway (embedded Redis, no simulator, the NPC URL pointing at
+a closed loopback port) on a manual clock at 07:00 of a working day, so HVPS is not
+open yet and new payments wait in `held` for the window: nothing leaves by itself,
+and every change a test sees is one the test made. The gateway runs on its own event
+loop in a background thread (`LoopThread`), so that synchronous code (pytest, the
+command line, a browser driver) can use it between calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Coroutine
+
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.ops.web import OPS_KEY, Ops, add_routes
+from gateway.redisproc import free_port
+from ledger.testing import customer_account
+
+START = datetime(2026, 12, 7, 7, 0, tzinfo=SHANGHAI)  # a Monday, before HVPS opens
+PAYER_NAME = "示例客户甲"
+PAYER_BRANCH = "999100000027"
+PAYEE_BANK = "888200000023"
+OPENING_FEN = 100_000_000_00
+CALL_TIMEOUT_S = 30.0
+
+
+class LoopThread:
+    """An event loop running in a daemon thread; `run` waits for one coroutine."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="ops-loop",
+                                       daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(CALL_TIMEOUT_S)
+        self.loop.close()
+
+
+@dataclass
+class OpsRig:
+    data_dir: Path
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    clock: ManualClock = field(default_factory=lambda: ManualClock(START))
+    gw: Gateway | None = None
+    ops: Ops | None = None
+    runner: web.AppRunner | None = None
+    url: str = ""
+    payer_account: str = field(default_factory=lambda: customer_account(1, "corporate"))
+
+    async def start(self) -> "OpsRig":
+        values = dict(data_dir=str(self.data_dir), port=0,
+                      npc_url=f"http://127.0.0.1:{free_port()}/link/inbound")
+        values.update(self.settings_overrides)
+        self.gw = Gateway(Settings(**values), clock=self.clock)
+        await self.gw.start(serve_http=False)
+        await self._stop_workers()
+        await self.gw.store.run(self._open_payer)
+        app = web.Application()
+        add_routes(app, self.gw)
+        self.ops = app[OPS_KEY]
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        return self
+
+    async def _stop_workers(self) -> None:
+        # Stream consumers would pick up released payments and try to send them; the
+        # console's tests look at the streams themselves, so nothing consumes them.
+        names = {w.name for w in self.gw.workers}
+        for worker in self.gw.workers:
+            worker.stop()
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() in names]
+        await asyncio.gather(*tasks)
+
+    def _open_payer(self, tx: Any) -> None:
+        day = self.gw.work_date
+        self.gw.ledger.open_customer_account(tx, self.payer_account, PAYER_NAME,
+                                             "corporate", day)
+        self.gw.ledger.deposit(tx, "ops-rig:opening", self.payer_account, OPENING_FEN, day)
+
+    async def submit(self, key: str, amount: str = "1234.56", urgency: str = "urgent",
+                     **fields: Any) -> dict[str, Any]:
+        """A new outgoing HVPS payment from the rig's payer; the API's answer."""
+        body = {"payer_account": self.payer_account, "payer_name": PAYER_NAME,
+                "payer_bank": PAYER_BRANCH, "payee_account": "6222000011112222",
+                "payee_name": "收款单位乙", "payee_bank": PAYEE_BANK, "amount": amount,
+                "urgency": urgency}
+        body.update(fields)
+        status, answer = await self.gw.submit_transfer("ops-tests", key, body)
+        assert status == 201, answer
+        return answer
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.gw is not None:
+            await self.gw.stop()

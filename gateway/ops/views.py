@@ -1,0 +1,214 @@
+"""What the console reads from the database: payments, stuck work, alerts, requests,
+audit, overdue queries. Every function runs inside a store transaction and returns
+plain JSON-ready data; every list is bounded by `LIST_MAX`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway import payments
+from gateway.errors import Problem, ProblemList
+from gateway.money import format_yuan_grouped, parse_yuan
+from gateway.ops import control
+from gateway.ops.archive import ARCHIVE_COLUMNS
+from gateway.ops.schema import table_columns, table_exists
+
+LIST_MAX = 200
+STUCK_STATES = ("accepted", "sent", "unknown")
+STUCK_AFTER_MIN = 10  # default: a payment this long in one of STUCK_STATES needs a look
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SEARCHABLE = ("id", "account", "amount", "state", "date", "direction", "channel")
+
+# The query table belongs to the query/reply component; these are the column names it
+# may use for the reply deadline and for its state, and the states that need no reply.
+QUERY_DEADLINE_COLUMNS = ("reply_due_at", "due_at", "deadline_at", "deadline", "reply_by")
+QUERY_STATE_COLUMNS = ("state", "status")
+QUERY_DONE_STATES = ("replied", "answered", "closed", "done", "cancelled")
+# Columns the page shows when the table has them (all columns otherwise).
+QUERY_SHOWN_COLUMNS = ("id", "direction", "state", "system", "counterparty", "query_type",
+                       "payment_id", "orig_msg_id", "amount_fen", "asked_at",
+                       "reply_due_at", "overdue_at", "content")
+
+
+def payment_view(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": p["id"], "direction": p["direction"], "channel": p["channel"],
+        "state": p["state"], "reason": p.get("reason"), "amount_fen": p["amount_fen"],
+        "amount": format_yuan_grouped(p["amount_fen"]), "urgency": p["urgency"],
+        "priority": p["priority"], "payer_account": p["payer_account"],
+        "payer_name": p["payer_name"], "payer_bank": p["payer_bank"],
+        "payee_account": p["payee_account"], "payee_name": p["payee_name"],
+        "payee_bank": p["payee_bank"], "msg_type": p["msg_type"], "msg_id": p["msg_id"],
+        "work_date": p["work_date"], "created_at": p["created_at"],
+        "updated_at": p["updated_at"],
+    }
+
+
+def parse_search(query: dict[str, str]) -> dict[str, Any]:
+    """Search fields from a query string; all problems at once."""
+    p = ProblemList()
+    out: dict[str, Any] = {}
+    for name in query:
+        if name not in _SEARCHABLE and name not in ("limit",):
+            p.add("search_field_unknown", f"/{name}", query[name],
+                  "only: " + ", ".join(_SEARCHABLE))
+    for name in ("id", "account", "state", "direction", "channel"):
+        if query.get(name):
+            out[name] = query[name].strip()[:64]
+    if query.get("amount"):
+        fen = parse_yuan(query["amount"].replace(",", ""), "/amount")
+        if isinstance(fen, Problem):
+            p.items.append(fen)
+        else:
+            out["amount_fen"] = fen
+    if query.get("date"):
+        if not _DATE.fullmatch(query["date"]):
+            p.add("search_date_malformed", "/date", query["date"], "YYYY-MM-DD")
+        out["date"] = query["date"]
+    out["limit"] = _limit(query.get("limit"), p)
+    p.raise_if_any()
+    return out
+
+
+def _limit(text: str | None, p: ProblemList) -> int:
+    if not text:
+        return 50
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= LIST_MAX:
+        p.add("limit_out_of_range", "/limit", text, f"1 to {LIST_MAX}")
+        return 50
+    return int(text)
+
+
+def search_payments(tx: Any, f: dict[str, Any]) -> list[dict[str, Any]]:
+    where, params = [], []
+    if "id" in f:
+        where.append("(id = ? OR msg_id = ? OR end_to_end_id = ?)")
+        params += [f["id"]] * 3
+    if "account" in f:
+        where.append("(payer_account = ? OR payee_account = ?)")
+        params += [f["account"]] * 2
+    for name, column in (("amount_fen", "amount_fen"), ("state", "state"),
+                         ("date", "work_date"), ("direction", "direction"),
+                         ("channel", "channel")):
+        if name in f:
+            where.append(f"{column} = ?")
+            params.append(f[name])
+    sql = "SELECT " + ", ".join(payments.COLUMNS) + " FROM payments"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = tx.query(sql + " ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (*params, f.get("limit", 50)))
+    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+
+
+def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
+    view = payment_view(payments.get(tx, payment_id))
+    view["history"] = payments.history(tx, payment_id)
+    view["outbox"] = [dict(zip(("id", "kind", "stream", "state", "mesg_id", "attempts",
+                                "updated_at"), r))
+                      for r in tx.query("SELECT id, kind, stream, state, mesg_id, attempts, "
+                                        "updated_at FROM outbox WHERE payment_id = ? "
+                                        "ORDER BY id", (payment_id,))]
+    view["messages"] = [dict(zip(ARCHIVE_COLUMNS, r)) for r in tx.query(
+        f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM archive WHERE payment_id = ? ORDER BY id",
+        (payment_id,))]
+    view["requests"] = requests(tx, target=payment_id)
+    return view
+
+
+def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
+    return search_payments(tx, {"limit": limit})
+
+
+def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN) -> list[dict[str, Any]]:
+    before = (now - timedelta(minutes=after_min)).isoformat()
+    rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
+                    f"WHERE state IN ({', '.join('?' for _ in STUCK_STATES)}) "
+                    "AND updated_at < ? ORDER BY updated_at LIMIT ?",
+                    (*STUCK_STATES, before, LIST_MAX))
+    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+
+
+def held_for_review(tx: Any) -> list[dict[str, Any]]:
+    rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
+                    "WHERE state = 'held' AND (reason LIKE 'review_%' OR reason LIKE "
+                    "'screening_%') ORDER BY created_at LIMIT ?", (LIST_MAX,))
+    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+
+
+def counts(tx: Any) -> list[dict[str, Any]]:
+    rows = tx.query("SELECT direction, channel, state, COUNT(*), SUM(amount_fen) "
+                    "FROM payments GROUP BY direction, channel, state "
+                    "ORDER BY direction, channel, state", ())
+    return [{"direction": d, "channel": c, "state": s, "count": n, "amount_fen": a}
+            for d, c, s, n, a in rows]
+
+
+def alerts(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
+    rows = tx.query("SELECT id, at, code, detail FROM alerts ORDER BY id DESC LIMIT ?",
+                    (limit,))
+    return [{"id": i, "at": at, "code": code, "detail": json.loads(detail)}
+            for i, at, code, detail in rows]
+
+
+def alert_count(tx: Any) -> int:
+    return tx.query_one("SELECT COUNT(*) FROM alerts", ())[0]
+
+
+def audit_rows(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
+    rows = tx.query("SELECT id, at, actor, level, what, request_id, target, detail "
+                    "FROM ops_audit ORDER BY id DESC LIMIT ?", (limit,))
+    names = ("id", "at", "actor", "level", "what", "request_id", "target", "detail")
+    return [dict(zip(names, r), detail=json.loads(r[7])) for r in rows]
+
+
+def requests(tx: Any, state: str | None = None, target: str | None = None,
+             limit: int = 50) -> list[dict[str, Any]]:
+    where, params = [], []
+    if state:
+        where.append("state = ?")
+        params.append(state)
+    if target:
+        where.append("target = ?")
+        params.append(target)
+    sql = control.SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    rows = tx.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [control.view(r) for r in rows]
+
+
+def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:
+    """Queries past their reply deadline; None when there is no query table."""
+    if not table_exists(tx, "queries"):
+        return None
+    columns = table_columns(tx, "queries")
+    deadline = next((c for c in QUERY_DEADLINE_COLUMNS if c in columns), None)
+    state = next((c for c in QUERY_STATE_COLUMNS if c in columns), None)
+    if deadline is None:
+        return {"columns": columns, "deadline": None, "rows": []}
+    sql = f"SELECT {', '.join(columns)} FROM queries WHERE {deadline} < ?"
+    params: list[Any] = [now.isoformat()]
+    if state is not None:
+        sql += f" AND {state} NOT IN ({', '.join('?' for _ in QUERY_DONE_STATES)})"
+        params += QUERY_DONE_STATES
+    rows = tx.query(sql + f" ORDER BY {deadline} LIMIT ?", (*params, LIST_MAX))
+    shown = [c for c in QUERY_SHOWN_COLUMNS if c in columns] or columns
+    return {"columns": shown, "deadline": deadline,
+            "rows": [dict(zip(columns, _plain(r))) for r in rows]}
+
+
+def _plain(values: tuple) -> list[Any]:
+    return [bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, memoryview)) else v
+            for v in values]
+
+
+def data_version(tx: Any) -> list[int]:
+    """Grows whenever a payment, request or audit row changes: pages refresh searches."""
+    out = []
+    for table in ("payment_events", "ops_audit", "alerts"):
+        out.append(tx.query_one(f"SELECT COALESCE(MAX(id), 0) FROM {table}", ())[0])
+    return out
+

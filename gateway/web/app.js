@@ -1,0 +1,420 @@
+// The operators' console page: signs in, listens to /ops/events (a snapshot every
+// second and after every action) and sends actions to /ops/api/requests. Every value
+// from the server is written with textContent, never as HTML.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const UNSENT = ["accepted", "held"];
+  const OPERATOR_HOLDS = ["held_by_operator"];
+  const REVIEW_PREFIXES = ["review_", "screening_"];
+  const PAYMENT_STATES = ["accepted", "held", "sent", "queued", "netted", "settled", "rejected",
+    "cancelled", "returned", "unknown", "received", "credited", "suspense"];
+
+  let lang = localStorage.getItem("paygate.lang") ||
+    (navigator.language.startsWith("zh") ? "zh" : "en");
+  let me = null;
+  let snap = null;
+  let source = null;
+  let search = null;           // the active payment search, or null for the latest payments
+  let detailId = null;         // the payment whose history is open
+  let seenVersion = "";        // data_version of the snapshot the searches were run for
+  let pending = null;          // the action waiting in the action bar
+  const lastStates = new Map(); // row key -> state, to flash rows that changed
+
+  function t(key) {
+    if (I18N[lang] && key in I18N[lang]) return I18N[lang][key];
+    return key in I18N.en ? I18N.en[key] : key;
+  }
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key === "on") Object.entries(value).forEach(([n, f]) => node.addEventListener(n, f));
+      else node[key] = value;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const answer = await fetch(path, init);
+    const data = await answer.json().catch(() => ({}));
+    if (answer.status === 401 && path !== "/ops/login") showLogin();
+    if (!answer.ok) throw data;
+    return data;
+  }
+
+  function errorText(err) {
+    if (err && err.errors) return err.errors.map((p) => p.code + (p.message ? ": " + p.message : "")).join("; ");
+    return String(err);
+  }
+
+  // Language
+
+  function applyLang() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = "paygate · " + t("title");
+    document.querySelectorAll("[data-i18n]").forEach((n) => { n.textContent = t(n.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((n) => {
+      n.placeholder = t(n.dataset.i18nPlaceholder);
+    });
+    $("lang").textContent = lang === "zh" ? "English" : "中文";
+    const select = $("search-state");
+    const chosen = select.value;
+    select.replaceChildren(el("option", { value: "" }, t("any_state")),
+      ...PAYMENT_STATES.map((s) => el("option", { value: s }, t("st_" + s))));
+    select.value = chosen;
+    if (me) showWho();
+    if (snap) render(snap);
+  }
+
+  $("lang").addEventListener("click", () => {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem("paygate.lang", lang);
+    applyLang();
+  });
+
+  // Signing in and out
+
+  function showLogin() {
+    me = null;
+    if (source) { source.close(); source = null; }
+    setLive(false);
+    $("main").classList.add("hidden");
+    $("who").classList.add("hidden");
+    $("signout").classList.add("hidden");
+    $("login").classList.remove("hidden");
+  }
+
+  function showWho() {
+    $("who").textContent = `${me.name} (${me.user} · ${me.level})`;
+  }
+
+  function showMain() {
+    $("login").classList.add("hidden");
+    $("main").classList.remove("hidden");
+    $("who").classList.remove("hidden");
+    $("signout").classList.remove("hidden");
+    showWho();
+    connect();
+  }
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      me = await api("POST", "/ops/login", { user: $("login-user").value, password: $("login-password").value });
+      $("login-password").value = "";
+      showMain();
+    } catch (err) {
+      $("login-error").textContent = errorText(err);
+    }
+  });
+
+  $("signout").addEventListener("click", async () => {
+    await api("POST", "/ops/logout", {}).catch(() => null);
+    showLogin();
+  });
+
+  // Live snapshots
+
+  function setLive(on) {
+    $("live").className = "live " + (on ? "on" : "off");
+    $("live").textContent = t(on ? "live_on" : "live_off");
+  }
+
+  function connect() {
+    if (source) source.close();
+    source = new EventSource("/ops/events");
+    source.addEventListener("snapshot", (event) => {
+      setLive(true);
+      snap = JSON.parse(event.data);
+      render(snap);
+    });
+    source.addEventListener("signed_out", () => showLogin());
+    source.onerror = () => {
+      setLive(false);
+      api("GET", "/ops/api/me").catch(() => null);
+    };
+  }
+
+  function render(s) {
+    renderCards(s);
+    renderPending(s.pending);
+    fill("t-review", s.review, paymentColumns(true), "review");
+    fill("t-stuck", s.stuck, paymentColumns(true), "stuck");
+    renderPayments(s);
+    fill("t-queues", s.queues, [
+      { h: "c_stream", f: (q) => q.stream }, { h: "c_length", f: (q) => q.length, cls: "num" },
+      { h: "c_pending", f: (q) => q.pending, cls: "num" }, { h: "c_lag", f: (q) => q.lag, cls: "num" },
+      { h: "c_age", f: (q) => q.oldest_age_s ?? "-", cls: "num" }]);
+    fill("t-stages", s.stages, [
+      { h: "c_stage", f: (g) => g.stage }, { h: "c_processed", f: (g) => g.processed, cls: "num" },
+      { h: "c_failed", f: (g) => g.failed, cls: "num" }, { h: "c_rate", f: (g) => g.per_s ?? "-", cls: "num" }]);
+    fill("t-dead", s.dead.entries, [
+      { h: "c_id", f: (d) => d.id }, { h: "c_stream", f: (d) => d.stream },
+      { h: "c_fields", f: (d) => JSON.stringify(d.fields), cls: "wrap" }, { h: "c_tries", f: (d) => d.deliveries },
+      { h: "c_age", f: (d) => d.age_s, cls: "num" }, { h: "c_reason", f: (d) => d.reason, cls: "wrap" },
+      { h: "c_actions", f: (d) => (me && me.may_act ? actionButton("retry", d.id) : null) }]);
+    fill("t-alerts", s.alerts, [
+      { h: "c_at", f: (a) => a.at, cls: "nowrap" }, { h: "c_code", f: (a) => a.code },
+      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
+    renderQueries(s.queries);
+    fill("t-requests", s.requests, requestColumns(false), "req");
+    fill("t-audit", s.audit, [
+      { h: "c_at", f: (a) => a.at, cls: "nowrap" }, { h: "c_who", f: (a) => a.actor }, { h: "c_level", f: (a) => a.level },
+      { h: "c_what", f: (a) => a.what }, { h: "c_request", f: (a) => a.request_id ?? "-" },
+      { h: "c_target", f: (a) => a.target ?? "-", cls: "nowrap" },
+      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
+    $("updated").textContent = `${t("updated")} ${s.window.now.slice(11, 19)}`;
+  }
+
+  function renderCards(s) {
+    const w = s.window;
+    $("c-window").textContent = `${w.status} ${lang === "zh" ? (w.name_zh || "") : (w.name_en || "")} · ${t(w.open ? "open" : "closed")}`;
+    $("c-workdate").textContent = `${t("work_date")} ${w.work_date}`;
+    const n = w.next || {};
+    $("c-next").textContent = n.status ? `${n.status} ${lang === "zh" ? n.name_zh : n.name_en}` : (n.error || "-");
+    $("c-next-at").textContent = n.at ? n.at.replace("T", " ").slice(0, 16) : "";
+    $("c-balance").textContent = s.clearing_balance;
+    $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
+    $("c-queued-amount").textContent = s.queued_at_npc.amount;
+    $("c-beps").textContent = s.beps ? `${s.beps.net} / ${s.beps.cap || t("na")}` : t("na");
+    $("c-pending").textContent = s.pending.length;
+    $("c-alerts").textContent = s.alert_count;
+    $("c-dead").textContent = s.dead.total;
+  }
+
+  function fill(tableId, rows, columns, flashKey) {
+    const table = $(tableId);
+    const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, t(c.h)))));
+    const body = el("tbody");
+    if (!rows || rows.length === 0) {
+      body.append(el("tr", {}, el("td", { colSpan: columns.length, className: "empty" }, t("none"))));
+    }
+    for (const row of rows || []) {
+      const tr = el("tr", { dataset: { id: String(row.id ?? "") } });
+      if (row.state) tr.dataset.state = row.state;
+      columns.forEach((c) => tr.append(el("td", { className: c.cls || "" }, c.f(row))));
+      if (flashKey && row.state) {
+        const key = `${flashKey}:${row.id}`;
+        if (lastStates.has(key) && lastStates.get(key) !== row.state) tr.classList.add("flash");
+        lastStates.set(key, row.state);
+      }
+      body.append(tr);
+    }
+    table.replaceChildren(head, body);
+  }
+
+  function badge(state) {
+    return el("span", { className: "state " + state, dataset: { state } }, t("st_" + state));
+  }
+
+  // Payments
+
+  function paymentColumns(withActions) {
+    const columns = [
+      { h: "c_id", f: (p) => el("a", { className: "link", on: { click: () => openDetail(p.id) } }, p.id), cls: "nowrap" },
+      { h: "c_state", f: (p) => badge(p.state) }, { h: "c_channel", f: (p) => p.channel },
+      { h: "c_amount", f: (p) => p.amount, cls: "num" }, { h: "c_priority", f: (p) => p.priority },
+      { h: "c_payer", f: (p) => p.payer_account }, { h: "c_payee", f: (p) => p.payee_name },
+      { h: "c_reason", f: (p) => p.reason || "" }, { h: "c_updated", f: (p) => p.updated_at.slice(11, 19) }];
+    columns.forEach((c) => { c.cls = c.cls || "nowrap"; });
+    if (withActions) columns.push({ h: "c_actions", f: paymentActions, cls: "nowrap" });
+    return columns;
+  }
+
+  function isReview(reason) {
+    return !!reason && REVIEW_PREFIXES.some((prefix) => reason.startsWith(prefix));
+  }
+
+  function paymentActions(p) {
+    const box = el("span");
+    if (!me || !me.may_act || p.direction !== "out" || !UNSENT.includes(p.state)) return box;
+    const held = OPERATOR_HOLDS.includes(p.reason) || isReview(p.reason);
+    if (!held) box.append(actionButton("hold", p.id));
+    if (held) box.append(actionButton("release", p.id));
+    box.append(actionButton("cancel", p.id), actionButton("priority", p.id));
+    if (me.may_approve && isReview(p.reason)) {
+      box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
+    }
+    return box;
+  }
+
+  function renderPayments(s) {
+    const version = JSON.stringify(s.data_version);
+    const changed = version !== seenVersion;
+    seenVersion = version;
+    if (search === null) {
+      $("search-note").textContent = t("recent");
+      fill("t-payments", s.recent, paymentColumns(true), "pay");
+    } else if (changed) {
+      runSearch();
+    }
+    if (detailId && changed) openDetail(detailId);
+  }
+
+  async function runSearch() {
+    const query = new URLSearchParams(Object.entries(search).filter(([, v]) => v));
+    try {
+      const answer = await api("GET", "/ops/api/payments?" + query);
+      $("search-note").textContent = `${t("results")}: ${answer.payments.length}`;
+      fill("t-payments", answer.payments, paymentColumns(true), "pay");
+    } catch (err) {
+      $("search-note").textContent = errorText(err);
+    }
+  }
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    search = Object.fromEntries(new FormData(event.target).entries());
+    runSearch();
+  });
+
+  $("search-clear").addEventListener("click", () => {
+    $("search-form").reset();
+    search = null;
+    if (snap) renderPayments(snap);
+  });
+
+  async function openDetail(id) {
+    detailId = id;
+    try {
+      const p = await api("GET", "/ops/api/payments/" + encodeURIComponent(id));
+      $("detail-title").replaceChildren(`${p.id} · `, badge(p.state), ` · ${p.amount} · ${p.payee_name}`);
+      fill("t-history", p.history, [
+        { h: "c_at", f: (e) => e.at }, { h: "c_state", f: (e) => badge(e.state) },
+        { h: "c_event", f: (e) => e.event }, { h: "c_detail", f: (e) => JSON.stringify(e.detail), cls: "wrap" }]);
+      $("detail").classList.remove("hidden");
+    } catch (err) {
+      $("detail-title").textContent = errorText(err);
+    }
+  }
+
+  $("detail-close").addEventListener("click", () => { detailId = null; $("detail").classList.add("hidden"); });
+
+  // Requests and actions
+
+  function requestColumns(withDecision) {
+    const columns = [
+      { h: "c_id", f: (r) => r.id }, { h: "c_action", f: (r) => t("a_" + r.action) },
+      { h: "c_target", f: (r) => r.target, cls: "nowrap" }, { h: "c_state", f: (r) => badge(r.state), cls: "nowrap" },
+      { h: "c_by", f: (r) => r.requested_by }, { h: "c_at", f: (r) => r.requested_at.slice(11, 19) },
+      { h: "c_note", f: (r) => r.note, cls: "wrap" }, { h: "c_decided", f: (r) => r.decided_by || "" },
+      { h: "c_outcome", f: (r) => (r.outcome ? JSON.stringify(r.outcome) : ""), cls: "wrap" }];
+    if (withDecision) columns.push({ h: "c_actions", f: decisionButtons });
+    return columns;
+  }
+
+  function renderPending(rows) {
+    fill("t-pending", rows, requestColumns(true), "pend");
+  }
+
+  function decisionButtons(r) {
+    const box = el("span");
+    if (!me) return box;
+    if (r.requested_by === me.user) {
+      box.append(el("button", { type: "button", className: "small ghost", dataset: { decide: "reject", request: String(r.id) },
+        on: { click: () => decide(r.id, false) } }, t("withdraw")));
+    } else if (me.may_approve) {
+      box.append(el("button", { type: "button", className: "small", dataset: { decide: "approve", request: String(r.id) },
+        on: { click: () => decide(r.id, true) } }, t("approve")));
+      box.append(el("button", { type: "button", className: "small danger", dataset: { decide: "reject", request: String(r.id) },
+        on: { click: () => decide(r.id, false) } }, t("reject")));
+    }
+    return box;
+  }
+
+  async function decide(id, approve) {
+    try {
+      await api("POST", `/ops/api/requests/${id}/${approve ? "approve" : "reject"}`, { note: "" });
+      $("action-error").textContent = "";
+    } catch (err) {
+      showBarError(err);
+    }
+  }
+
+  function actionButton(action, target) {
+    return el("button", { type: "button", className: "small" + (action === "cancel" ? " danger" : ""),
+      dataset: { action, target }, on: { click: () => openAction(action, target) } }, t("a_" + action));
+  }
+
+  function openAction(action, target) {
+    pending = { action, target };
+    $("action-text").textContent = `${t("requested")}: ${t("a_" + action)} · ${target}`;
+    $("action-priority").classList.toggle("hidden", action !== "priority");
+    $("action-note").value = "";
+    $("action-error").textContent = "";
+    $("action-bar").classList.remove("hidden");
+    $("action-note").focus();
+  }
+
+  function showBarError(err) {
+    $("action-bar").classList.remove("hidden");
+    $("action-error").textContent = errorText(err);
+  }
+
+  $("action-send").addEventListener("click", async () => {
+    if (!pending) return;
+    const body = { action: pending.action, target: pending.target, note: $("action-note").value, params: {} };
+    if (pending.action === "priority") body.params.priority = Number($("action-priority").value);
+    try {
+      const req = await api("POST", "/ops/api/requests", body);
+      pending = null;
+      $("action-text").textContent = `${t("request_sent")}: #${req.id} · ${t("st_" + req.state)}`;
+      $("action-error").textContent = "";
+    } catch (err) {
+      showBarError(err);
+    }
+  });
+
+  $("action-close").addEventListener("click", () => { pending = null; $("action-bar").classList.add("hidden"); });
+
+  // Overdue queries and the message archive
+
+  function renderQueries(q) {
+    $("queries-panel").classList.toggle("hidden", !q);
+    if (!q) return;
+    fill("t-queries", q.rows, q.columns.map((c) => ({ h: c, f: (r) => r[c], cls: c === "content" ? "wrap" : "nowrap" })));
+  }
+
+  $("archive-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams([...new FormData(event.target).entries()].filter(([, v]) => v));
+    try {
+      const answer = await api("GET", "/ops/api/messages?" + query);
+      fill("t-archive", answer.messages, [
+        { h: "c_id", f: (m) => el("a", { className: "link", on: { click: () => openMessage(m.id) } }, m.id) },
+        { h: "c_direction", f: (m) => m.direction }, { h: "c_type", f: (m) => m.mesg_type },
+        { h: "c_mesg_id", f: (m) => m.mesg_id }, { h: "c_sender", f: (m) => m.sender },
+        { h: "c_receiver", f: (m) => m.receiver }, { h: "c_at", f: (m) => m.at },
+        { h: "c_payment", f: (m) => m.payment_id || "" }]);
+    } catch (err) {
+      $("t-archive").replaceChildren(el("caption", { className: "error" }, errorText(err)));
+    }
+  });
+
+  async function openMessage(id) {
+    const m = await api("GET", "/ops/api/messages/" + id);
+    $("message-title").textContent = `${m.mesg_type} · ${m.mesg_id} · ${m.sender} → ${m.receiver}`;
+    $("message-raw").textContent = m.raw;
+    $("message-parsed").textContent = JSON.stringify(m.parsed, null, 2);
+    $("message").classList.remove("hidden");
+  }
+
+  $("message-close").addEventListener("click", () => $("message").classList.add("hidden"));
+
+  // Start
+
+  applyLang();
+  api("GET", "/ops/api/me").then((who) => { me = who; showMain(); }).catch(() => showLogin());
+})();

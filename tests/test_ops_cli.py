@@ -1,0 +1,158 @@
+"""`paygate ops` against a running gateway: readable tables, JSON, errors, exit codes."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from gateway.ops import cli, tables
+from gateway.ops.operators import verify_password
+from gateway.ops.testing import LoopThread, OpsRig
+from gateway.redisproc import free_port
+
+_keys = itertools.count(1)
+
+
+class Cli:
+    def __init__(self, loop: LoopThread, rig: OpsRig, capsys: Any = None) -> None:
+        self.loop, self.rig = loop, rig
+        self.capsys = capsys
+
+    def __call__(self, user: str, *argv: str) -> tuple[int, str]:
+        """Run one command as `user` (demo password); exit status and standard output."""
+        self.capsys.readouterr()
+        status = cli.ops_command(["--url", self.rig.url, "--user", user,
+                                  "--password", f"{user}-demo", *argv])
+        return status, self.capsys.readouterr().out
+
+    def payment(self) -> str:
+        return self.loop.run(self.rig.submit(f"cli-{next(_keys)}"))["id"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    loop = LoopThread()
+    rig = loop.run(OpsRig(tmp_path_factory.mktemp("ops-cli")).start())
+    yield loop, rig
+    loop.run(rig.stop())
+    loop.close()
+
+
+@pytest.fixture
+def ops(served: Any, capsys: pytest.CaptureFixture) -> Cli:
+    return Cli(*served, capsys)
+
+
+def test_status_is_a_readable_summary(ops: Cli) -> None:
+    """Status names the HVPS phase in both languages, the work date and the balance."""
+    status, out = ops("op1", "status")
+
+    assert status == 0
+    assert "00 business preparation 营业准备" in out
+    assert "2026-12-07" in out and "clearing balance" in out and "n/a" in out
+
+
+COMMANDS = [
+    (("queues",), "paygate:out:hvps:1"),
+    (("payments", "--state", "held"), "held"),
+    (("requests",), "req"),
+    (("audit",), "execute"),
+    (("alerts",), ""),
+    (("dead",), "total:"),
+    (("stuck", "--minutes", "5"), "older than 5 min"),
+    (("messages", "--type", "hvps.111"), "(none)"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", COMMANDS)
+def test_read_commands_print_tables(ops: Cli, argv: tuple[str, ...], expected: str) -> None:
+    """Each read command answers with exit status 0 and a table."""
+    ops.payment()
+    ops("op1", "request", "hold", ops.payment())
+    status, out = ops("op1", *argv)
+
+    assert status == 0 and expected in out
+
+
+def test_json_output_is_the_gateways_answer(ops: Cli) -> None:
+    """--json prints the JSON the gateway sent, for scripts."""
+    pid = ops.payment()
+    status, out = ops("op1", "--json", "payment", pid)
+    data = json.loads(out)
+
+    assert status == 0 and data["id"] == pid and data["history"][0]["event"] == "created"
+
+
+def test_cancel_by_request_and_approval(ops: Cli) -> None:
+    """An operator requests, the same operator cannot approve, a supervisor can."""
+    pid = ops.payment()
+    requested, out = ops("op1", "request", "cancel", pid, "--note", "客户撤回")
+    request_id = next(line.split()[-1] for line in out.splitlines() if line.startswith("id "))
+    own, refusal = ops("op1", "approve", request_id)
+    approved, done = ops("sup1", "approve", request_id)
+    _, shown = ops("op1", "payment", pid)
+
+    assert requested == 0 and "pending" in out
+    assert own == 1 and json.loads(refusal)["errors"][0]["code"] == "approver_is_requester"
+    assert approved == 0 and "executed" in done
+    assert "cancelled_by_operator" in shown
+
+
+FAILURES = [
+    # argv after the credentials, exit status, error code
+    (("request", "priority", "P1"), 2, "priority_required"),
+    (("payment", "P-NOT-THERE"), 1, "payment_not_found"),
+    (("reject", "999999"), 1, "request_not_found"),
+]
+
+
+@pytest.mark.parametrize("argv, status, code", FAILURES)
+def test_errors_have_the_one_shape(ops: Cli, argv: tuple[str, ...], status: int,
+                                   code: str) -> None:
+    """Refusals print the product's error shape and exit non-zero."""
+    got, out = ops("op1", *argv)
+
+    assert got == status and json.loads(out)["errors"][0]["code"] == code
+
+
+def test_wrong_password_and_unreachable_gateway(served: Any,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """A refused sign-in exits 1; a gateway that does not answer exits 2."""
+    _, rig = served
+    refused = cli.ops_command(["--url", rig.url, "--user", "op2", "--password", "nope",
+                               "status"])
+    refusal = json.loads(capsys.readouterr().out)
+    nowhere = cli.ops_command(["--url", f"http://127.0.0.1:{free_port()}", "--user", "op2",
+                               "--password", "op2-demo", "status"])
+    unreachable = json.loads(capsys.readouterr().out)
+
+    assert refused == 1 and refusal["errors"][0]["code"] == "sign_in_refused"
+    assert nowhere == 2 and unreachable["errors"][0]["code"] == "gateway_unreachable"
+
+
+def test_hash_password_makes_a_hash_the_file_accepts(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """The hash printed for a password piped in verifies against that password."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-Pass\n"))
+    status = cli.ops_command(["hash-password"])
+    stored = capsys.readouterr().out.strip()
+
+    assert status == 0 and stored.startswith("scrypt$")
+    assert verify_password("s3cret-Pass", stored) and not verify_password("other", stored)
+
+
+def test_tables_align_chinese_text_by_display_width() -> None:
+    """A Chinese character takes two terminal columns, so columns still line up."""
+    text = tables.table([{"a": "收款单位", "b": 1}, {"a": "abc", "b": 22}],
+                        (("a", "name"), ("b", "n")))
+    head, _, first, second = text.splitlines()
+
+    def column(line: str, index: int) -> int:
+        return tables.width(line[:index])
+
+    assert column(head, head.rindex("n")) == column(first, first.index("1")) \
+        == column(second, second.index("22")) == 10

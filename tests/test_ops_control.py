@@ -1,0 +1,359 @@
+"""Dual control of the operators' actions, on a real gateway (embedded Redis, SQLite)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from gateway import keys
+from gateway.errors import PaygateError
+from gateway.ops import review
+from gateway.ops.operators import Operator
+from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW
+from gateway.ops.testing import OPENING_FEN, LoopThread, OpsRig
+
+_keys = itertools.count(1)
+
+
+class Rig:
+    """The shared gateway and shortcuts that run one coroutine on its loop each."""
+
+    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
+        self.loop, self.rig, self.gw = loop, rig, rig.gw
+        self.console = rig.ops.console
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run(coro)
+
+    def db(self, work: Any) -> Any:
+        return self.run(self.gw.store.run(work))
+
+    def op(self, user: str) -> Operator:
+        return self.rig.ops.directory.get(user)
+
+    def payment(self, **fields: Any) -> str:
+        return self.run(self.rig.submit(f"control-{next(_keys)}", **fields))["id"]
+
+    def request(self, user: str, action: str, target: str, **params: Any) -> dict[str, Any]:
+        return self.run(self.console.request(self.op(user), action, target, params))
+
+    def decide(self, user: str, request_id: int, approve: bool) -> dict[str, Any]:
+        return self.run(self.console.decide(self.op(user), request_id, approve))
+
+    def state(self, payment_id: str) -> tuple[str, str | None, str, int, str]:
+        """Payment state and reason, outbox state, priority and lane."""
+        return self.db(lambda tx: tx.query_one(
+            "SELECT p.state, p.reason, o.state, p.priority, o.stream FROM payments p "
+            "JOIN outbox o ON o.payment_id = p.id WHERE p.id = ?", (payment_id,)))
+
+    def balance(self) -> int:
+        return self.db(lambda tx: self.gw.ledger.balance(tx, self.rig.payer_account))
+
+    def lane_outboxes(self, lane: str) -> list[str]:
+        return [f["outbox"] for _, f in self.run(self.gw.redis.xrange(lane))]
+
+    def outbox_id(self, payment_id: str) -> str:
+        return str(self.db(lambda tx: tx.query_one(
+            "SELECT id FROM outbox WHERE payment_id = ?", (payment_id,)))[0])
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    loop = LoopThread()
+    ops_rig = loop.run(OpsRig(tmp_path_factory.mktemp("ops-control")).start())
+    yield Rig(loop, ops_rig)
+    loop.run(ops_rig.stop())
+    loop.close()
+
+
+@pytest.fixture
+def hvps_open(rig: Rig) -> Any:
+    """HVPS open for one test (the window status as a ccms.801 would set it)."""
+    rig.gw.hvps_status = "10"
+    yield
+    rig.gw.hvps_status = "00"
+
+
+def codes(exc: pytest.ExceptionInfo) -> list[str]:
+    return [p.code for p in exc.value.problems]
+
+
+def test_cancel_waits_for_a_supervisor_then_releases_the_funds(rig: Rig) -> None:
+    """A cancel stays pending until a supervisor approves; then the hold is released."""
+    before = rig.balance()
+    pid = rig.payment(amount="500.00")
+    req = rig.request("op1", "cancel", pid)
+    waiting, held = rig.state(pid), rig.balance()
+    done = rig.decide("sup1", req["id"], approve=True)
+
+    assert req["state"] == "pending" and waiting[0] == "held"
+    assert held == before - 50000
+    assert done["state"] == "executed" and done["decided_by"] == "sup1"
+    assert rig.state(pid)[:3] == ("cancelled", "cancelled_by_operator", "done")
+    assert rig.balance() == before
+
+
+DECISIONS = [
+    # requester, decider, approve, resulting request state or refusal code
+    ("op1", "op1", True, "approver_is_requester"),
+    ("op1", "op2", True, "approver_level_too_low"),
+    ("op1", "op2", False, "approver_level_too_low"),
+    ("op1", "sup1", True, "executed"),
+    ("op1", "dir1", False, "rejected"),
+    ("op1", "op1", False, "withdrawn"),
+    ("sup1", "sup1", True, "approver_is_requester"),
+    ("sup1", "dir1", True, "executed"),
+]
+
+
+@pytest.mark.parametrize("requester, decider, approve, expected", DECISIONS)
+def test_who_may_decide_on_a_cancel(rig: Rig, requester: str, decider: str, approve: bool,
+                                    expected: str) -> None:
+    """Only a supervisor or director other than the requester approves or rejects."""
+    pid = rig.payment()
+    req = rig.request(requester, "cancel", pid)
+    try:
+        outcome = rig.decide(decider, req["id"], approve)["state"]
+    except PaygateError as exc:
+        outcome = exc.code
+
+    assert outcome == expected
+    assert rig.state(pid)[0] == ("cancelled" if expected == "executed" else "held")
+
+
+REQUESTS = [
+    # operator (level), action, refusal code or the request's state after it
+    (("op1", "00"), "hold", "executed"),
+    (("op1", "00"), "cancel", "pending"),
+    (("op1", "00"), "review_approve", "operator_level_too_low"),
+    (("vault1", "10"), "hold", "operator_level_too_low"),
+    (("sup1", "20"), "release", "pending"),
+    (("op1", "00"), "delete", "action_unknown"),
+]
+
+
+@pytest.mark.parametrize("who, action, expected", REQUESTS)
+def test_who_may_request_what(rig: Rig, who: tuple[str, str], action: str,
+                              expected: str) -> None:
+    """Vault tellers only look; reviews are for supervisors; unknown actions are refused."""
+    operator = Operator(who[0], who[0], who[1], "")
+    pid = rig.payment()
+    try:
+        outcome = rig.run(rig.console.request(operator, action, pid))["state"]
+    except PaygateError as exc:
+        outcome = exc.code
+
+    assert outcome == expected
+
+
+def test_hold_is_immediate_and_survives_the_opening_of_hvps(rig: Rig) -> None:
+    """An operator's hold needs nobody else, and the window opening does not release it."""
+    pid = rig.payment()
+    req = rig.request("op1", "hold", pid)
+    rig.run(rig.gw.release_waiting())
+
+    assert req["state"] == "executed"
+    assert rig.state(pid)[:3] == ("held", "held_by_operator", OUTBOX_HELD)
+
+
+def test_release_while_hvps_is_closed_waits_for_the_window(rig: Rig) -> None:
+    """Released before the opening, a payment waits like any payment taken then."""
+    pid = rig.payment()
+    rig.request("op1", "hold", pid)
+    req = rig.request("op1", "release", pid)
+    rig.decide("dir1", req["id"], approve=True)
+
+    assert rig.state(pid)[:3] == ("held", "waiting_for_hvps_window", "waiting")
+
+
+def test_release_while_hvps_is_open_puts_the_payment_on_its_lane(rig: Rig, hvps_open: Any
+                                                                 ) -> None:
+    """Released in the window, the payment is accepted and its outbox row queued."""
+    pid = rig.payment()
+    rig.request("op1", "hold", pid)
+    req = rig.request("op1", "release", pid)
+    rig.decide("sup1", req["id"], approve=True)
+    state, reason, outbox, _, lane = rig.state(pid)
+
+    assert (state, reason, outbox) == ("accepted", None, "pending")
+    assert rig.outbox_id(pid) in rig.lane_outboxes(lane)
+
+
+def test_priority_change_moves_a_queued_payment_to_the_new_lane(rig: Rig, hvps_open: Any
+                                                                ) -> None:
+    """A payment waiting on lane 2 moves to lane 3 and leaves nothing behind on lane 2."""
+    pid = rig.payment()
+    rig.request("op1", "hold", pid)
+    rig.decide("sup1", rig.request("op1", "release", pid)["id"], approve=True)
+    req = rig.request("op1", "priority", pid, priority=3)
+    rig.decide("sup1", req["id"], approve=True)
+    outbox = rig.outbox_id(pid)
+
+    assert rig.state(pid)[3:] == (3, keys.lane_for_priority(3))
+    assert outbox not in rig.lane_outboxes(keys.lane_for_priority(2))
+    assert outbox in rig.lane_outboxes(keys.lane_for_priority(3))
+
+
+def test_priority_change_of_a_waiting_payment_changes_its_urgency(rig: Rig) -> None:
+    """Before it is on a lane, only the payment and its outbox row change."""
+    pid = rig.payment(urgency="urgent")
+    rig.decide("sup1", rig.request("op1", "priority", pid, priority="1")["id"], approve=True)
+    urgency = rig.db(lambda tx: tx.query_one("SELECT urgency FROM payments WHERE id = ?",
+                                             (pid,))[0])
+
+    assert rig.state(pid)[3:] == (1, keys.lane_for_priority(1))
+    assert urgency == "extra_urgent"
+
+
+def test_a_payment_on_the_wire_cannot_be_cancelled(rig: Rig) -> None:
+    """Sent between request and approval: the approval records a failure, nothing moves."""
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    rig.db(lambda tx: tx.execute("UPDATE outbox SET state = 'sending' WHERE payment_id = ?",
+                                 (pid,)))
+    done = rig.decide("sup1", req["id"], approve=True)
+
+    assert done["state"] == "failed"
+    assert [e["code"] for e in done["outcome"]["errors"]] == ["payment_already_on_the_wire"]
+    assert rig.state(pid)[0] == "held"
+
+
+REFUSED = [
+    # action, target, params, code
+    ("cancel", "P-NO-SUCH-PAYMENT", {}, "payment_not_found"),
+    ("priority", None, {"priority": 4}, "priority_unknown"),
+    ("priority", None, {"priority": 2}, "priority_unchanged"),
+    ("release", None, {}, "payment_not_held"),
+    ("review_approve", None, {}, "payment_not_held_for_review"),
+    ("retry", "0-1", {}, "dead_letter_not_found"),
+]
+
+
+@pytest.mark.parametrize("action, target, params, code", REFUSED)
+def test_refused_requests_name_the_rule(rig: Rig, action: str, target: str | None,
+                                        params: dict[str, Any], code: str) -> None:
+    """Each refusal carries the code of the rule broken, at request or at execution."""
+    target = target or rig.payment(urgency="urgent")
+    user = "sup1" if action.startswith("review") else "op1"
+    try:
+        req = rig.run(rig.console.request(rig.op(user), action, target, params))
+        if req["state"] == "pending":
+            req = rig.decide("dir1", req["id"], approve=True)
+        found = [e["code"] for e in req["outcome"]["errors"]]
+    except PaygateError as exc:
+        found = [p.code for p in exc.problems]
+
+    assert found == [code]
+
+
+def test_a_second_pending_request_for_the_same_thing_is_refused(rig: Rig) -> None:
+    """Two pending cancels of one payment would be approved twice."""
+    pid = rig.payment()
+    rig.request("op1", "cancel", pid)
+    with pytest.raises(PaygateError) as exc:
+        rig.request("op2", "cancel", pid)
+
+    assert codes(exc) == ["request_already_pending"]
+
+
+def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
+    """A request older than its life expires instead of being executed."""
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    rig.db(lambda tx: tx.execute("UPDATE ops_requests SET expires_at = "
+                                 "'2000-01-01T00:00:00+08:00' WHERE id = ?", (req["id"],)))
+    with pytest.raises(PaygateError) as exc:
+        rig.decide("sup1", req["id"], approve=True)
+    state = rig.db(lambda tx: tx.query_one("SELECT state FROM ops_requests WHERE id = ?",
+                                           (req["id"],))[0])
+
+    assert codes(exc) == ["request_expired"]
+    assert state == "expired" and rig.state(pid)[0] == "held"
+
+
+def test_retry_puts_a_dead_letter_back_on_its_stream(rig: Rig) -> None:
+    """Retry re-adds the original fields to the original stream and drops the dead letter."""
+    lane = keys.lane_for_priority(3)
+    dead_id = rig.run(rig.gw.redis.xadd(keys.DEAD, {
+        "outbox": "4242", "stream": lane, "entry": "1-1", "reason": "RuntimeError('link')",
+        "deliveries": "6"}))
+    req = rig.request("op1", "retry", dead_id)
+    left = rig.run(rig.gw.redis.xrange(keys.DEAD, min=dead_id, max=dead_id))
+
+    assert req["state"] == "executed"
+    assert req["params"] == {"stream": lane, "fields": {"outbox": "4242"},
+                             "reason": "RuntimeError('link')"}
+    assert "4242" in rig.lane_outboxes(lane) and left == []
+
+
+def _review_hold(rig: Rig, pid: str) -> None:
+    """What intake does for a payment that needs review (see gateway.ops.review)."""
+    rig.db(lambda tx: (
+        tx.execute("UPDATE payments SET state = 'held', reason = "
+                   "'review_amount_above_threshold' WHERE id = ?", (pid,)),
+        tx.execute("UPDATE outbox SET state = ? WHERE payment_id = ?", (OUTBOX_REVIEW, pid))))
+
+
+def test_review_pass_releases_and_review_fail_cancels(rig: Rig) -> None:
+    """A supervisor's review decides alone: pass sends the payment on, fail cancels it."""
+    before = rig.balance()
+    passed, failed = rig.payment(), rig.payment(amount="77.00")
+    _review_hold(rig, passed)
+    _review_hold(rig, failed)
+    rig.request("sup1", "review_approve", passed)
+    rig.request("dir1", "review_reject", failed)
+
+    assert rig.state(passed)[:3] == ("held", "waiting_for_hvps_window", "waiting")
+    assert rig.state(failed)[:3] == ("cancelled", "review_rejected", "done")
+    assert rig.balance() == before - 123456
+
+
+def test_the_intake_review_hook_holds_large_payments_for_review(rig: Rig, hvps_open: Any
+                                                               ) -> None:
+    """Through the gateway's review hook, a large payment waits until a supervisor passes it."""
+    if not hasattr(rig.gw, "review"):
+        pytest.skip("this gateway has no review hook at intake")
+    rig.gw.review, threshold = review.hold_reason, rig.gw.settings.review_threshold_fen
+    rig.gw.settings.review_threshold_fen = 1_000_00
+    try:
+        small, large = rig.payment(amount="999.99"), rig.payment(amount="1000.01")
+    finally:
+        rig.gw.review, rig.gw.settings.review_threshold_fen = None, threshold
+    held = rig.state(large)
+    rig.request("sup1", "review_approve", large)
+
+    assert rig.state(small)[:3] == ("accepted", None, "pending")
+    assert held[:3] == ("held", "review_amount_above_threshold", OUTBOX_REVIEW)
+    assert rig.state(large)[:3] == ("accepted", None, "pending")
+
+
+def test_only_hvps_payments_are_held_or_cancelled_one_by_one(rig: Rig) -> None:
+    """A BEPS item travels in a package, so the console refuses to act on it alone."""
+    pid = rig.payment()
+    rig.db(lambda tx: tx.execute("UPDATE payments SET channel = 'beps' WHERE id = ?", (pid,)))
+    req = rig.request("op1", "hold", pid)
+
+    assert [e["code"] for e in req["outcome"]["errors"]] == ["payment_channel_not_supported"]
+
+
+def test_every_step_is_audited_with_who_and_what(rig: Rig) -> None:
+    """Request, approval and execution each leave an audit row naming the person."""
+    pid = rig.payment()
+    req = rig.request("op2", "cancel", pid)
+    rig.decide("dir1", req["id"], approve=True)
+    rows = rig.db(lambda tx: tx.query("SELECT actor, level, what, target FROM ops_audit "
+                                      "WHERE request_id = ? ORDER BY id", (req["id"],)))
+
+    assert rows == [("op2", "00", "request", pid), ("dir1", "30", "approve", pid),
+                    ("dir1", "30", "execute", pid)]
+
+
+def test_opening_balance_is_what_the_rig_paid_in(rig: Rig) -> None:
+    """The payer's money is only ever held and released by these tests, never lost."""
+    held = rig.db(lambda tx: tx.query_one(
+        "SELECT COALESCE(SUM(amount_fen), 0) FROM payments WHERE state NOT IN "
+        "('cancelled', 'rejected')", ())[0])
+
+    assert rig.balance() == OPENING_FEN - held

@@ -1,0 +1,101 @@
+"""Which new payments wait for a second person: the amount review and the screening."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import PaygateError
+from gateway.ops import review
+
+
+@dataclass(frozen=True)
+class Transfer:
+    amount_fen: int = 100_00
+    payer_name: str = "示例客户甲"
+    payer_account: str = "20000000001410300000013"
+    payee_name: str = "收款单位乙"
+    payee_account: str = "6222000011112222"
+
+
+@dataclass
+class Settings:
+    review_threshold_fen: int = 0
+    screening_file: str = ""
+
+
+THRESHOLDS = [
+    # threshold in fen, amount in fen, reason
+    (0, 10**12, None),
+    (1_000_000_00, 1_000_000_00, None),
+    (1_000_000_00, 1_000_000_01, "review_amount_above_threshold"),
+    (1, 2, "review_amount_above_threshold"),
+]
+
+
+@pytest.mark.parametrize("threshold_fen, amount_fen, reason", THRESHOLDS)
+def test_review_above_the_threshold_only(threshold_fen: int, amount_fen: int,
+                                         reason: str | None) -> None:
+    """Amounts above a non-zero threshold need review; at the threshold they do not."""
+    got = review.review_reason(Transfer(amount_fen=amount_fen), Settings(threshold_fen))
+
+    assert got == reason
+
+
+SCREENED = [
+    # field changed, value, reason
+    ("payee_name", "Blocked Demo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "  blocked demo TRADING co. ", "screening_match_payee_name"),
+    ("payee_name", "ＢＬＯＣＫＥＤ　ＤＥＭＯ　ＴＲＡＤＩＮＧ　ＣＯ", "screening_match_payee_name"),
+    ("payee_name", "示例受限贸易有限公司北京分公司", "screening_match_payee_name"),
+    ("payer_name", "示例受限贸易有限公司", "screening_match_payer_name"),
+    ("payee_account", "BLOCKED-DEMO-0001", "screening_match_payee_account"),
+    ("payee_account", "BLOCKED-DEMO-00011", None),
+    ("payee_name", "Blocked Demo", None),
+    ("payee_name", "收款单位乙", None),
+]
+
+
+@pytest.mark.parametrize("field, value, reason", SCREENED)
+def test_screening_against_the_demo_list(field: str, value: str, reason: str | None) -> None:
+    """Names match after folding width, case, spaces and punctuation; accounts exactly."""
+    got = review.screen(replace(Transfer(), **{field: value}), Settings())
+
+    assert got == reason
+
+
+def test_a_configured_list_replaces_the_demo_list(tmp_path: Path) -> None:
+    """The file named in screening_file is the list, and edits to it take effect."""
+    path = tmp_path / "blocked.toml"
+    path.write_text('names = ["收款单位乙"]\naccounts = []\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    first = review.screen(Transfer(), settings)
+    path.write_text('names = ["someone else"]\naccounts = []\n', encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    second = review.screen(Transfer(), settings)
+
+    assert first == "screening_match_payee_name" and second is None
+
+
+def test_a_malformed_list_is_refused(tmp_path: Path) -> None:
+    """A list that is not lists of text is an error, never an empty list."""
+    path = tmp_path / "blocked.toml"
+    path.write_text('names = "just one"\naccounts = [1]\n', encoding="utf-8")
+
+    with pytest.raises(PaygateError) as exc:
+        review.screen(Transfer(), Settings(screening_file=str(path)))
+
+    assert [p.code for p in exc.value.problems] == ["screening_list_malformed"] * 2
+
+
+def test_hold_reason_puts_screening_first() -> None:
+    """A blocked payee is reported as such even when the amount also needs review."""
+    transfer = Transfer(amount_fen=10**10, payee_account="BLOCKED-DEMO-0001")
+
+    assert review.hold_reason(transfer, Settings(1)) == "screening_match_payee_account"
+    assert review.hold_reason(Transfer(amount_fen=10**10), Settings(1)) == \
+        "review_amount_above_threshold"
+    assert review.hold_reason(Transfer(), Settings()) is None

@@ -1,0 +1,365 @@
+"""The console over HTTP: sign-in, sessions, the JSON routes, live events and /metrics."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway import keys, outbound
+from gateway.clock import SHANGHAI
+from gateway.ops import sessions, views
+from gateway.ops.operators import hash_password
+from gateway.ops.testing import LoopThread, OpsRig
+from ledger.db import connect
+
+_keys = itertools.count(1)
+PASSWORDS = {"op1": "op1-pass", "sup1": "sup1-pass", "lock1": "lock1-pass"}
+LEVELS = {"op1": "00", "sup1": "20", "lock1": "00"}
+
+
+def operators_file(directory: Path) -> Path:
+    path = directory / "operators.toml"
+    path.write_text("".join(
+        f'[[operator]]\nuser = "{u}"\nlevel = "{LEVELS[u]}"\npassword = "{hash_password(p)}"\n'
+        for u, p in PASSWORDS.items()), encoding="utf-8")
+    return path
+
+
+class Web:
+    """The shared gateway; `call` sends one HTTP request from a fresh or given session."""
+
+    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
+        self.loop, self.rig, self.gw, self.url = loop, rig, rig.gw, rig.url
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run(coro)
+
+    def session(self, user: str | None = None) -> aiohttp.ClientSession:
+        async def make() -> aiohttp.ClientSession:
+            s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            if user:
+                async with s.post(self.url + "/ops/login",
+                                  json={"user": user, "password": PASSWORDS[user]}) as r:
+                    assert r.status == 200, await r.text()
+            return s
+        return self.run(make())
+
+    def call(self, method: str, path: str, session: aiohttp.ClientSession | None = None,
+             basic: tuple[str, str] | None = None, **kwargs: Any) -> tuple[int, Any, Any]:
+        async def go() -> tuple[int, Any, Any]:
+            s = session or aiohttp.ClientSession()
+            headers = kwargs.pop("headers", {})
+            if basic:
+                token = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            try:
+                async with s.request(method, self.url + path, headers=headers, **kwargs) as r:
+                    text = await r.text()
+                    body = json.loads(text) if r.content_type == "application/json" else text
+                    return r.status, body, r.headers
+            finally:
+                if session is None:
+                    await s.close()
+        return self.run(go())
+
+    def close(self, session: aiohttp.ClientSession) -> None:
+        self.run(session.close())
+
+    def payment(self, **fields: Any) -> str:
+        return self.run(self.rig.submit(f"web-{next(_keys)}", **fields))["id"]
+
+    def db(self, work: Any) -> Any:
+        return self.run(self.gw.store.run(work))
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    directory = tmp_path_factory.mktemp("ops-web")
+    loop = LoopThread()
+    rig = loop.run(OpsRig(directory, {"operators_file": str(operators_file(directory))}
+                          ).start())
+    yield Web(loop, rig)
+    loop.run(rig.stop())
+    loop.close()
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(web: Web) -> None:
+    """The session cookie is invisible to scripts and never sent by other sites."""
+    status, body, headers = web.call("POST", "/ops/login",
+                                     json={"user": "op1", "password": "op1-pass"})
+    cookie = headers["Set-Cookie"]
+
+    assert status == 200 and body["user"] == "op1" and body["may_approve"] is False
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert f"Max-Age={sessions.SESSION_LIFE_MAX_S}" in cookie
+
+
+GUARDED = [
+    ("GET", "/ops/api/snapshot"), ("GET", "/ops/api/status"), ("GET", "/ops/api/payments"),
+    ("GET", "/ops/api/audit"), ("GET", "/ops/events"), ("GET", "/metrics"),
+    ("GET", "/ops/api/messages/1"), ("POST", "/ops/api/requests"),
+    ("POST", "/ops/api/requests/1/approve"), ("POST", "/ops/logout"),
+]
+
+
+@pytest.mark.parametrize("method, path", GUARDED)
+def test_every_data_route_needs_an_operator(web: Web, method: str, path: str) -> None:
+    """Without a session or Basic credentials, nothing but the sign-in form is served."""
+    status, body, _ = web.call(method, path, json={})
+
+    assert status == 401
+    assert body["errors"][0]["code"] == "operator_not_signed_in"
+
+
+PAGE_FILES = [
+    ("/ops/", 200, "text/html"), ("/ops/static/app.js", 200, "text/javascript"),
+    ("/ops/static/app.css", 200, "text/css"), ("/ops/static/i18n.js", 200, "text/javascript"),
+    ("/ops/static/index.html", 404, None), ("/ops/static/operators.toml", 404, None),
+]
+
+
+@pytest.mark.parametrize("path, status, content_type", PAGE_FILES)
+def test_the_page_files_are_served_from_the_package(web: Web, path: str, status: int,
+                                                    content_type: str | None) -> None:
+    """Only the page's own files are served; nothing else of the package."""
+    got, _, headers = web.call("GET", path)
+
+    assert got == status
+    if content_type:
+        assert headers["Content-Type"].startswith(content_type)
+        assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_every_page_file_is_shipped() -> None:
+    """The files the page names exist in the package (package data, no build step)."""
+    html = (resources.files("gateway") / "web" / "index.html").read_text(encoding="utf-8")
+    named = set(re.findall(r'/ops/static/([a-z0-9.]+)', html))
+
+    assert named == {"app.js", "app.css", "i18n.js"}
+
+
+def test_basic_credentials_work_for_the_command_line(web: Web) -> None:
+    """HTTP Basic with the right password answers; with a wrong one it is refused."""
+    ok, body, _ = web.call("GET", "/ops/api/status", basic=("sup1", "sup1-pass"))
+    refused, error, _ = web.call("GET", "/ops/api/status", basic=("sup1", "wrong"))
+
+    assert ok == 200 and body["window"]["work_date"] == "2026-12-07"
+    assert refused == 401 and error["errors"][0]["code"] == "sign_in_refused"
+
+
+def test_repeated_wrong_passwords_lock_the_user(web: Web) -> None:
+    """After the allowed failures even the right password is refused for a while."""
+    for _ in range(sessions.SIGN_IN_FAILURES_MAX):
+        web.call("POST", "/ops/login", json={"user": "lock1", "password": "guess"})
+    status, body, _ = web.call("POST", "/ops/login",
+                               json={"user": "lock1", "password": "lock1-pass"})
+    refusals = web.db(lambda tx: tx.query_one(
+        "SELECT COUNT(*) FROM ops_audit WHERE actor = 'lock1' AND what = 'sign_in_refused'",
+        ())[0])
+
+    assert status == 401 and body["errors"][0]["code"] == "sign_in_locked_after_failures"
+    assert refusals == sessions.SIGN_IN_FAILURES_MAX + 1
+
+
+def test_sign_out_ends_the_session(web: Web) -> None:
+    """A cookie kept after sign-out no longer opens anything."""
+    s = web.session("op1")
+    before, _, _ = web.call("GET", "/ops/api/me", s)
+    out, _, _ = web.call("POST", "/ops/logout", s, json={})
+    token = s.cookie_jar.filter_cookies(web.url).get(sessions.COOKIE)
+    after, _, _ = web.call("GET", "/ops/api/me", s)
+    web.close(s)
+
+    assert (before, out, after) == (200, 200, 401)
+    assert token is None or token.value == ""
+
+
+CHANGES_REFUSED = [
+    ({"Origin": "http://elsewhere.example"}, {"json": {"action": "hold"}},
+     403, "cross_site_request_refused"),
+    ({}, {"data": "action=hold"}, 422, "body_must_be_json"),
+    ({}, {"json": ["hold"]}, 422, "body_must_be_a_json_object"),
+    ({}, {"json": {"action": "hold", "target": "P1", "note": 5}}, 422, "note_malformed"),
+]
+
+
+@pytest.mark.parametrize("headers, body, status, code", CHANGES_REFUSED)
+def test_changing_requests_must_be_json_from_this_site(web: Web, headers: dict[str, str],
+                                                       body: dict[str, Any], status: int,
+                                                       code: str) -> None:
+    """Forms and other sites' pages cannot send actions with an operator's cookie."""
+    s = web.session("op1")
+    got, answer, _ = web.call("POST", "/ops/api/requests", s, headers=headers, **body)
+    web.close(s)
+
+    assert got == status and answer["errors"][0]["code"] == code
+
+
+def test_an_action_is_pushed_to_open_pages_at_once(web: Web) -> None:
+    """The events stream sends a snapshot, then a newer one showing the request."""
+    pid = web.payment()
+    page = web.session("op1")
+
+    async def watch() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with page.get(web.url + "/ops/events") as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            first = await _next_snapshot(r)
+            await web.rig.ops.console.request(web.rig.ops.directory.get("op1"), "cancel", pid)
+            second = await _next_snapshot(r)
+            return first, second
+    first, second = web.run(watch())
+    web.close(page)
+
+    assert pid not in [q["target"] for q in first["pending"]]
+    assert second["version"] > first["version"]
+    assert pid in [q["target"] for q in second["pending"]]
+
+
+async def _next_snapshot(r: aiohttp.ClientResponse) -> dict[str, Any]:
+    event = ""
+    async for raw in r.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "snapshot":
+            return json.loads(line[6:])
+    raise AssertionError("the event stream ended")
+
+
+def test_metrics_are_prometheus_text(web: Web) -> None:
+    """Every sample line parses; payments, queues and window state are there."""
+    web.payment()
+    status, text, headers = web.call("GET", "/metrics", basic=("op1", "op1-pass"))
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    names = {re.match(r"[a-z_]+", line).group(0) for line in samples}
+
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert all(re.fullmatch(r'[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? -?[0-9.]+', s) for s in samples)
+    assert {"paygate_payments", "paygate_queue_length", "paygate_hvps_open",
+            "paygate_clearing_balance_fen", "paygate_alerts"} <= names
+    assert 'paygate_payments{direction="out",channel="hvps",state="held"}' in text
+
+
+SEARCHES = [
+    # query, whether the payment of 1,234.57 is found, or the refusal code
+    ("amount=1,234.57", True),
+    ("amount=1234.57&state=held", True),
+    ("amount=1234.57&state=settled", False),
+    ("amount=1234.57&date=2026-12-07", True),
+    ("amount=1234.57&date=2026-12-08", False),
+    ("amount=1234.571", "amount_must_have_at_most_two_decimals"),
+    ("date=07/12/2026", "search_date_malformed"),
+    ("colour=red", "search_field_unknown"),
+    ("limit=0", "limit_out_of_range"),
+]
+
+
+@pytest.mark.parametrize("query, expected", SEARCHES)
+def test_payment_search(web: Web, query: str, expected: bool | str) -> None:
+    """Payments are found by amount, state and date; malformed searches are refused."""
+    pid = web.payment(amount="1234.57")
+    status, body, _ = web.call("GET", "/ops/api/payments?" + query, basic=("op1", "op1-pass"))
+
+    if isinstance(expected, str):
+        assert status == 422 and body["errors"][0]["code"] == expected
+    else:
+        assert status == 200
+        assert (pid in [p["id"] for p in body["payments"]]) is expected
+
+
+def test_payment_search_by_id_and_account(web: Web) -> None:
+    """An id finds exactly its payment; the payer's account finds all of theirs."""
+    pid = web.payment()
+    _, by_id, _ = web.call("GET", f"/ops/api/payments?id={pid}", basic=("op1", "op1-pass"))
+    _, by_account, _ = web.call("GET", f"/ops/api/payments?account={web.rig.payer_account}"
+                                       "&limit=200", basic=("op1", "op1-pass"))
+
+    assert [p["id"] for p in by_id["payments"]] == [pid]
+    assert pid in [p["id"] for p in by_account["payments"]]
+
+
+def test_stuck_payments_are_those_too_long_in_flight(web: Web) -> None:
+    """A payment sent long ago without a result is listed; a fresh one is not."""
+    old, fresh = web.payment(), web.payment()
+    web.db(lambda tx: tx.execute("UPDATE payments SET state = 'sent', updated_at = "
+                                 "'2026-12-07T06:00:00+08:00' WHERE id = ?", (old,)))
+    web.db(lambda tx: tx.execute("UPDATE payments SET state = 'sent' WHERE id = ?", (fresh,)))
+    _, body, _ = web.call("GET", "/ops/api/stuck?minutes=30", basic=("op1", "op1-pass"))
+    ids = [p["id"] for p in body["payments"]]
+
+    assert old in ids and fresh not in ids
+
+
+def test_archived_message_shows_raw_and_parsed(web: Web) -> None:
+    """The archive finds a message by type and shows its envelope and the codec's view."""
+    example = resources.files("gateway") / "examples" / "hvps.111_urgent-goods-payment.xml"
+    body = example.read_bytes()
+    now = web.gw.clock.now()
+
+    def work(tx: Any) -> str:
+        header = outbound.new_header(tx, now, web.gw.settings.bank_code, outbound.NPC,
+                                     "hvps.111.001.01", "HVPS")
+        outbound.queue_message(tx, header, body, web.gw.keyring, now)
+        return header.mesg_id
+    mesg_id = web.db(work)
+    _, found, _ = web.call("GET", "/ops/api/messages?type=hvps.111&id=" + mesg_id,
+                           basic=("op1", "op1-pass"))
+    _, one, _ = web.call("GET", f"/ops/api/messages/{found['messages'][0]['id']}",
+                         basic=("op1", "op1-pass"))
+
+    assert [m["mesg_id"] for m in found["messages"]] == [mesg_id]
+    assert one["raw"].startswith("{H:") and "<Document" in one["raw"]
+    assert one["parsed"]["type"] == "hvps.111.001.01"
+    assert one["parsed"]["header"]["mesg_id"] == mesg_id
+    assert one["parsed"]["fields"]["amount_fen"] > 0
+
+
+def test_overdue_queries_come_from_the_query_table_when_there_is_one() -> None:
+    """Without a query table there is no panel; with one, open overdue queries show."""
+    db = connect("sqlite:///:memory:")
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+    with db.transaction() as tx:
+        absent = views.overdue_queries(tx, now)
+        tx.execute("CREATE TABLE queries (id TEXT PRIMARY KEY, state TEXT, "
+                   "reply_due_at TEXT, secret BLOB)")
+        tx.execute("INSERT INTO queries VALUES ('Q1', 'open', '2026-12-06T12:00:00+08:00', "
+                   "x'00'), ('Q2', 'answered', '2026-12-06T12:00:00+08:00', x'00'), "
+                   "('Q3', 'open', '2026-12-09T12:00:00+08:00', x'00')")
+        found = views.overdue_queries(tx, now)
+    db.close()
+
+    assert absent is None
+    assert [r["id"] for r in found["rows"]] == ["Q1"] and found["deadline"] == "reply_due_at"
+    assert found["columns"] == ["id", "state", "reply_due_at"]
+
+
+def test_the_queries_route_agrees_with_the_snapshot(web: Web) -> None:
+    """The route answers 404 exactly when the page hides the overdue-queries panel."""
+    status, body, _ = web.call("GET", "/ops/api/queries", basic=("op1", "op1-pass"))
+    _, snap, _ = web.call("GET", "/ops/api/snapshot", basic=("op1", "op1-pass"))
+
+    if snap["queries"] is None:
+        assert status == 404 and body["errors"][0]["code"] == "query_table_absent"
+    else:
+        assert status == 200 and body["columns"] == snap["queries"]["columns"]
+
+
+def test_dead_letters_are_listed_with_their_reason(web: Web) -> None:
+    """The dead-letter list shows the stream, the original fields and why it died."""
+    entry = web.run(web.gw.redis.xadd(keys.DEAD, {
+        "inbox": "7", "stream": keys.INBOUND, "entry": "1-0", "reason": "ValueError('x')",
+        "deliveries": "6"}))
+    _, body, _ = web.call("GET", "/ops/api/dead", basic=("op1", "op1-pass"))
+    row = next(e for e in body["entries"] if e["id"] == entry)
+
+    assert row["stream"] == keys.INBOUND and row["fields"] == {"inbox": "7"}
+    assert row["reason"] == "ValueError('x')" and body["total"] >= 1
