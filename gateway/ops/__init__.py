@@ -3,12 +3,38 @@ command line, and dual control over the actions that change a payment.
 
 Entry points for the gateway:
 
+- `install(gw)`: the console as a gateway extension (`"gateway.ops"` in
+  `gateway.app.EXTENSIONS`): its routes are added with the others, and the intake's
+  review hook (`gw.review`) is set to the amount review and the screening when no other
+  hook is set.
 - `gateway.ops.web.add_routes(app, gw)`: every `/ops/...` route, `/metrics` and the page.
 - `gateway.ops.cli.ops_command(argv)`: `paygate ops ...` against a running gateway.
-- `gateway.ops.review.review_reason(transfer, settings)` and
-  `gateway.ops.review.screen(transfer, settings)`: why a new payment must wait in `held`.
+- `gateway.ops.review.review_reason(transfer, settings)`,
+  `gateway.ops.review.screen(transfer, settings)` and `hold_reason` (both): why a new
+  payment must wait in `held` for a second person.
 - `gateway.ops.schema.install(gw)`: the console's own tables (also run on first use).
 
 Operators and their levels follow DOMAIN.md §5; docs/operations.md describes the
 page, the actions, who may approve them, the command line and the metric names.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpsExtension:
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+
+    def add_routes(self, app: Any) -> None:
+        from gateway.ops.web import add_routes
+        add_routes(app, self.gw)
+
+
+def install(gw: Any) -> OpsExtension:
+    """The console as an extension of `gw` (see gateway.app.EXTENSIONS)."""
+    from gateway.ops.review import hold_reason
+    if getattr(gw, "review", None) is None:
+        gw.review = hold_reason
+    return OpsExtension(gw)
