@@ -93,8 +93,7 @@ class DataRoutes:
     async def status(self, request: web.Request, operator: Operator) -> web.Response:
         out = await snapshot.status(self.gw)
         out["counts"] = await self._read(views.counts)
-        out["pending_requests"] = len(await self._read(
-            lambda tx: views.requests(tx, state="pending", limit=views.LIST_MAX)))
+        out["pending_requests"] = await self._read(views.pending_count)
         return _json(out)
 
     async def queues(self, request: web.Request, operator: Operator) -> web.Response:

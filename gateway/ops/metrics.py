@@ -60,8 +60,7 @@ async def render(gw: Any, console: Any) -> str:
     def work(tx: Any) -> dict[str, Any]:
         return {"counts": views.counts(tx), "books": snapshot.books(gw, tx),
                 "alerts": views.alert_count(tx),
-                "pending": tx.query_one("SELECT COUNT(*) FROM ops_requests "
-                                        "WHERE state = 'pending'", ())[0]}
+                "pending": views.pending_count(tx)}
     db = await gw.store.run(work)
     _payments(w, db["counts"])
     _queues(w, await queues.stream_stats(gw.redis), await gw.redis.xlen(keys.DEAD))

@@ -180,6 +180,10 @@ def requests(tx: Any, state: str | None = None, target: str | None = None,
     return [control.view(r) for r in rows]
 
 
+def pending_count(tx: Any) -> int:
+    return tx.query_one("SELECT COUNT(*) FROM ops_requests WHERE state = 'pending'", ())[0]
+
+
 def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:
     """Queries past their reply deadline; None when there is no query table."""
     if not table_exists(tx, "queries"):
