@@ -19,7 +19,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "accepted": frozenset({"held", "sent", "rejected", "cancelled"}),
     "held": frozenset({"accepted", "sent", "rejected", "cancelled"}),
     "sent": frozenset({"queued", "netted", "settled", "rejected", "cancelled", "unknown"}),
-    "queued": frozenset({"settled", "rejected", "cancelled", "unknown"}),
+    # BEPS: a package waiting for netting (PR11, net debit cap) is netted later.
+    "queued": frozenset({"netted", "settled", "rejected", "cancelled", "unknown"}),
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
     "netted": frozenset({"settled"}),
     "settled": frozenset({"returned"}),
@@ -27,7 +28,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
     # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
     # or an incoming one we sent back)
-    "received": frozenset({"credited", "suspense"}),
+    # An inbound BEPS debit (beps.127) is received, then paid by our receipt and netted,
+    # or refused in the receipt (rejected).
+    "received": frozenset({"credited", "suspense", "netted", "rejected"}),
     "suspense": frozenset({"credited", "returned"}),
     "credited": frozenset({"returned"}),
     "returned": frozenset(),

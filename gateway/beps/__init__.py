@@ -1,0 +1,234 @@
+"""BEPS (小额批量支付系统) for the gateway: intake 7x24, packing, results, netting,
+settlement, incoming credits, debits both ways, reconciliation (docs/beps.md).
+
+`install(gw)` registers the BEPS channel and returns the extension, which offers the
+gateway its message handlers, API routes, stream workers, start and stop, and the
+"beps" section of the summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import intake, keys, payments
+from gateway.beps import (api, build, debits_in, debits_out, incoming, items, recon,
+                          results, schema)
+from gateway.beps.packer import Packer
+from gateway.beps.settings import BepsSettings
+from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.inbound import Processed
+from gateway.messages import codec
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps")
+
+# Sealed packages waiting to be sent; the items waiting to be packed use keys.BEPS_TX.
+PACKAGES_STREAM = f"{keys.PREFIX}:out:beps:packages"
+RESULT_TYPE = "ccms.900.001.02"
+
+
+def install(gw: "Gateway") -> "BepsExtension":
+    ext = BepsExtension(gw)
+    gw.channels["beps"] = ext.accept
+    return ext
+
+
+def extension_of(gw: "Gateway") -> "BepsExtension":
+    for ext in gw.extensions:
+        if isinstance(ext, BepsExtension):
+            return ext
+    raise PaygateError(Problem("channel_not_enabled", "/", "beps", "gateway.beps installed"))
+
+
+class BepsExtension:
+    def __init__(self, gw: "Gateway") -> None:
+        self.gw = gw
+        self.settings = BepsSettings.from_settings(gw.settings)
+        self.packer = Packer(gw, self.settings, PACKAGES_STREAM)
+        self._tasks: list[asyncio.Task] = []
+        self._recon_waiters: dict[str, asyncio.Future] = {}
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings while running (tests and the demo shorten the package age)."""
+        self.settings = replace(self.settings, **changes)
+        self.packer.settings = self.settings
+
+    # Intake
+
+    def accept(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer, decision: Any,
+               now: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+        """An accepted, held BEPS credit waits to be packed (the channel intake)."""
+        p = ProblemList()
+        for name in ("payer_name", "payee_name"):
+            if len(row[name]) > build.NAME_LEN_MAX:
+                p.add("name_too_long_for_beps", f"/{name}", row[name],
+                      f"at most {build.NAME_LEN_MAX} characters in a BEPS package")
+        p.raise_if_any(ValidationFailed)
+        items.add(tx, row["id"], items.CREDIT_OUT, decision.receiver_direct, row["msg_type"],
+                  row["amount_fen"], now)
+        return row, [(keys.BEPS_TX, {"item": row["id"]})]
+
+    async def submit_debit(self, client: str, idem_key: str | None,
+                           body: Any) -> tuple[int, dict[str, Any]]:
+        """POST /v1/debits: record a collection (beps.127), idempotent by key."""
+        gw = self.gw
+        if not idem_key:
+            raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
+                                       "a header Idempotency-Key of 1 to 64 characters"), 400)
+        body_hash = intake.body_sha256(body)
+        debit = debits_out.parse_debit(body, gw.own_banks)
+        receiver = self._payer_direct(debit)
+        now = gw.clock.now()
+
+        def work(tx: Any) -> tuple[int, dict[str, Any], bool]:
+            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                                  "WHERE client = ? AND key = ?", (client, idem_key))
+            if stored is not None:
+                if stored[0] != body_hash:
+                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
+                                           "Idempotency-Key", idem_key,
+                                           "the same body as the first request with this key"))
+                return stored[1], json.loads(stored[2]), False
+            view = payments.public_view(debits_out.record(tx, gw, debit, receiver, now))
+            tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+                       "created_at) VALUES (?, ?, ?, 201, ?, ?)",
+                       (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
+                        now.isoformat()))
+            return 201, view, True
+
+        status, view, created = await gw.store.run(work)
+        if created:
+            await gw.redis.xadd(keys.BEPS_TX, {"item": view["id"]})
+        return status, view
+
+    def _payer_direct(self, debit: debits_out.Debit) -> str:
+        """The payer bank's direct participant, which receives the beps.127."""
+        gw = self.gw
+        row = gw.router.directory.lookup(debit.debtor_bank, gw.work_date, "/debtor_bank")
+        if row.direct_participant == gw.settings.bank_code:
+            raise ValidationFailed(Problem(
+                "debtor_bank_shares_our_clearing_account", "/debtor_bank", debit.debtor_bank,
+                "a bank of another direct participant (ours are book transfers)"))
+        if gw.router.limits.over(debit.amount_fen, debits_out.DEBIT_BUSINESS_TYPE,
+                                 gw.work_date):
+            raise ValidationFailed(Problem("amount_over_beps_limit", "/amount",
+                                           debit.amount_fen, "within the BEPS cap for B100"))
+        return row.direct_participant
+
+    async def add_mandate(self, body: Any) -> dict[str, Any]:
+        """POST /v1/debit-mandates: {"account", "agreement"}."""
+        p = ProblemList()
+        if not isinstance(body, dict):
+            raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
+                                           type(body).__name__, "a JSON object"))
+        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)):
+            value = body.get(name)
+            if not isinstance(value, str) or not 1 <= len(value) <= bound:
+                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        p.raise_if_any(ValidationFailed)
+        now = self.gw.clock.now()
+        created = await self.gw.store.run(lambda tx: debits_in.add_mandate(
+            tx, body["account"], body["agreement"], now))
+        return {"account": body["account"], "agreement": body["agreement"], "new": created}
+
+    # What the gateway asks of an extension
+
+    def handlers(self) -> dict[str, Any]:
+        gw = self.gw
+
+        def bind(fn: Any) -> Any:
+            return lambda tx, d, now: fn(tx, gw, d, now)
+        table = {t: bind(incoming.on_credit_package) for t in build.CREDIT_TYPES}
+        table.update({
+            RESULT_TYPE: self._on_result,
+            build.DEBIT_TYPE: bind(debits_in.on_debit_package),
+            "beps.128.001.01": bind(debits_out.on_receipt),
+            "saps.606.001.01": bind(incoming.on_booking),
+            "beps.721.001.01": self._on_recon_result,
+        })
+        return table
+
+    def _on_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        if d.obj.original.mt in results.ANSWERED_TYPES:
+            return results.on_result(tx, self.gw, d, now)
+        return self._previous(RESULT_TYPE)(tx, d, now)
+
+    def _previous(self, mesg_type: str) -> Any:
+        """The handler of `mesg_type` registered before this extension's."""
+        table = {RESULT_TYPE: self.gw.handlers.on_result}
+        for ext in self.gw.extensions:
+            if ext is self:
+                break
+            table.update(getattr(ext, "handlers", dict)())
+        return table[mesg_type]
+
+    def add_routes(self, app: Any) -> None:
+        api.add_routes(app)
+
+    def workers(self) -> list[tuple[str, tuple[str, ...], Any]]:
+        return [("beps_packer", (keys.BEPS_TX,), self.packer.nudge),
+                ("beps_sender", (PACKAGES_STREAM,), self.packer.send)]
+
+    async def start(self) -> None:
+        await self.gw.store.run(schema.install)
+        self._tasks = [asyncio.create_task(self.packer.run(), name="beps-packer"),
+                       asyncio.create_task(self._deadlines(), name="beps-deadlines")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.deadline_check_s)
+            await self.gw.store.run(lambda tx: debits_out.expire_overdue(
+                tx, self.gw, self.gw.clock.now()))
+
+    def summary(self, tx: Any) -> dict[str, Any]:
+        def count(sql: str, *params: Any) -> int:
+            return int(tx.query_one(sql, params)[0])
+        ever = ("SELECT COUNT(DISTINCT e.payment_id) FROM payment_events e JOIN payments p "
+                "ON p.id = e.payment_id WHERE p.channel = 'beps' AND p.direction = ? "
+                "AND e.state = ?")
+        now = ("SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND direction = ? "
+               "AND state = ?")
+        return {"beps": {
+            "packages": count("SELECT COUNT(*) FROM beps_packages WHERE direction = 'out' "
+                              "AND msg_type <> 'beps.128.001.01'"),
+            "sent": count(ever, "out", "sent"), "netted": count(ever, "out", "netted"),
+            "settled": count(now, "out", "settled"), "rejected": count(now, "out", "rejected"),
+            "received": count("SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND "
+                              "direction = 'in'"),
+            "to_suspense": count(ever, "in", "suspense"),
+        }}
+
+    # Reconciliation
+
+    async def reconcile(self, check_date: date, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Send beps.720 for a netting date and wait for the NPC's 721 to be compared."""
+        key = check_date.isoformat()
+        waiter = asyncio.get_running_loop().create_future()
+        self._recon_waiters[key] = waiter
+        now = self.gw.clock.now()
+        outbox_id = await self.gw.store.run(lambda tx: recon.request(tx, self.gw, key, now))
+        await self.gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        return await asyncio.wait_for(waiter, timeout_s)
+
+    def _on_recon_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        outcome = recon.compare(tx, d.obj, now)
+        return Processed({"reconciled": outcome["reconciled"],
+                          "differences": len(outcome["differences"])},
+                         [lambda: self._recon_done(outcome)])
+
+    def _recon_done(self, outcome: dict[str, Any]) -> None:
+        waiter = self._recon_waiters.pop(outcome["work_date"], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)

@@ -1,0 +1,151 @@
+"""The BEPS endpoints of the core system's API (docs/beps.md has the details).
+
+    POST /v1/transfers/batch     many transfers in one request, each routed on its own
+    GET  /v1/packages/{id}       a package we sent or received, with its transactions
+    POST /v1/debits              collect from a payer at another bank (beps.127)
+    POST /v1/debit-mandates      a customer authorises debits under an agreement
+
+Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate
+from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
+
+IDEMPOTENCY_KEY_LEN_MAX = 64
+PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+                        content_type="application/json")
+
+
+async def _body(request: web.Request) -> tuple[str, Any]:
+    """(client, parsed JSON body) of an authenticated request."""
+    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
+        raise PaygateError(Problem("body_too_large", "/", request.content_length,
+                                   f"at most {BODY_LEN_MAX} bytes"), 413)
+    raw = await request.read()
+    client = authenticate(request, raw)
+    try:
+        return client, json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
+                                   "a JSON document"), 400) from None
+
+
+def _ext(request: web.Request) -> Any:
+    from gateway.beps import extension_of
+    return extension_of(request.app[GATEWAY_KEY])
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    client, body = await _body(request)
+    ext = _ext(request)
+    return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
+                                    request.headers.get("Idempotency-Key"), body))
+
+
+async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | None,
+                       body: Any) -> dict[str, Any]:
+    """Submit every transfer of a batch; one result per item, in the batch's order.
+
+    Item i's idempotency key is its own `idempotency_key` field, else the batch's key
+    followed by ":i". Items are independent: one refusal leaves the others accepted.
+    """
+    if not isinstance(body, list) or not 1 <= len(body) <= items_max:
+        raise ValidationFailed(Problem("batch_must_be_a_list_of_transfers", "/",
+                                       type(body).__name__ if not isinstance(body, list)
+                                       else len(body), f"a JSON list of 1 to {items_max} "
+                                       "transfer objects"))
+    if batch_key is not None and len(batch_key) > IDEMPOTENCY_KEY_LEN_MAX - 6:
+        raise ValidationFailed(Problem("idempotency_key_too_long", "Idempotency-Key",
+                                       batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
+                                       "characters for a batch"))
+
+    async def one(index: int, item: Any) -> dict[str, Any]:
+        try:
+            key, transfer = _item_key(index, item, batch_key)
+            status, view = await gw.submit_transfer(client, key, transfer)
+        except PaygateError as exc:
+            return {"index": index, "status": exc.status, **exc.to_dict()}
+        return {"index": index, "status": status, "transfer": view}
+
+    results = await asyncio.gather(*(one(i, item) for i, item in enumerate(body)))
+    accepted = sum(1 for r in results if r["status"] in (200, 201))
+    return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+
+
+def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None, Any]:
+    if not isinstance(item, dict):
+        raise ValidationFailed(Problem("body_must_be_a_json_object", f"/{index}",
+                                       type(item).__name__, "a transfer object"))
+    transfer = dict(item)
+    key = transfer.pop("idempotency_key", None)
+    if key is None and batch_key:
+        key = f"{batch_key}:{index}"
+    if key is not None and (not isinstance(key, str)
+                            or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX):
+        raise ValidationFailed(Problem("idempotency_key_malformed",
+                                       f"/{index}/idempotency_key", key,
+                                       f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"))
+    return key, transfer
+
+
+async def get_package(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    ext = _ext(request)
+    package_id = request.match_info["id"]
+    view = await ext.gw.store.run(lambda tx: package_view(tx, package_id))
+    return _json(view)
+
+
+_PACKAGE_COLUMNS = ("id", "direction", "msg_type", "msg_id", "sender", "receiver", "count",
+                    "total_fen", "state", "mesg_id", "netting_date", "netting_round",
+                    "reason", "deadline_at", "answers", "created_at", "updated_at")
+
+
+def package_view(tx: Any, package_id: str) -> dict[str, Any]:
+    row = tx.query_one(f"SELECT {', '.join(_PACKAGE_COLUMNS)} FROM beps_packages "
+                       "WHERE id = ?", (package_id,))
+    if row is None:
+        raise NotFound(Problem("package_not_found", "/id", package_id, "an existing package"))
+    view = dict(zip(_PACKAGE_COLUMNS, row))
+    view["message_type"] = view.pop("msg_type")
+    view["header_mesg_id"] = view.pop("mesg_id")
+    view["amount"] = f"{view['total_fen'] // 100}.{view['total_fen'] % 100:02d}"
+    view["transactions"] = [
+        {"id": pid, "state": state, "amount_fen": amount_fen}
+        for pid, state, amount_fen in tx.query(
+            "SELECT p.id, p.state, p.amount_fen FROM beps_items i JOIN payments p "
+            "ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, p.id "
+            "LIMIT ?", (package_id, PACKAGE_ITEMS_SHOWN_MAX))]
+    return view
+
+
+async def post_debit(request: web.Request) -> web.Response:
+    client, body = await _body(request)
+    status, view = await _ext(request).submit_debit(
+        client, request.headers.get("Idempotency-Key"), body)
+    return _json(view, status)
+
+
+async def post_mandate(request: web.Request) -> web.Response:
+    _, body = await _body(request)
+    created = await _ext(request).add_mandate(body)
+    return _json(created, 201)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/transfers/batch", post_batch)
+    app.router.add_get("/v1/packages/{id}", get_package)
+    app.router.add_post("/v1/debits", post_debit)
+    app.router.add_post("/v1/debit-mandates", post_mandate)

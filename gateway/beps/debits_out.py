@@ -1,0 +1,232 @@
+"""Our debits (beps.127): collecting for our customers from payers at other banks.
+
+The core system asks with POST /v1/debits: the creditor is our customer, the debtor an
+account at another bank, under an agreement (AgrmtNb) the payer signed with its bank.
+The debit is recorded as an outgoing BEPS payment (no hold: no money leaves us), packed
+into beps.127 packages per payer bank, and sent. The payer bank answers with a beps.128
+receipt, which the NPC forwards to us once the paid items are netted (NPCPrcInf PR03):
+a paid debit is then final and our customer is credited (state `netted`, `settled`
+when its round settles); a refused one is `rejected` with the payer bank's reason. A
+package whose receipt has not come by its return deadline (PKGRtrLtd days after
+sealing) has its debits rejected as `debit_receipt_overdue` and raised to operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import intake, payments
+from gateway.beps import build, items
+from gateway.errors import ProblemList, ValidationFailed
+from gateway.inbound import Processed
+from gateway.messages import beps128, codec
+from gateway.money import parse_yuan
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps.debits")
+
+DEBIT_BUSINESS_TYPE = "B100"          # 普通借记 ordinary debit
+DEFAULT_DEBIT_KIND = "01400"          # 缴费 bill payment
+PAID = "PR02"
+FIELDS = {"creditor_account": True, "creditor_name": True, "creditor_bank": True,
+          "debtor_account": True, "debtor_name": True, "debtor_bank": True, "amount": True,
+          "agreement": True, "business_kind": False, "remittance_info": False}
+_ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+_BANK = re.compile(r"[0-9]{12}")
+_KIND = re.compile(r"[0-9]{5}")
+AGREEMENT_LEN_MAX = 60  # AgrmtNb is Max60Text
+
+
+@dataclass(frozen=True)
+class Debit:
+    creditor_account: str
+    creditor_name: str
+    creditor_bank: str
+    debtor_account: str
+    debtor_name: str
+    debtor_bank: str
+    amount_fen: int
+    agreement: str
+    business_kind: str
+    remark: str | None
+
+
+def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
+    """A collection request's own fields, with every problem reported at once."""
+    p = ProblemList()
+    if not isinstance(body, dict):
+        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
+        p.raise_if_any()
+    for name in body:
+        if name not in FIELDS:
+            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(FIELDS))
+    for name, required in FIELDS.items():
+        if required and body.get(name) in ("", None):
+            p.add("field_required", f"/{name}", body.get(name), "a value")
+    _texts(body, p)
+    amount = parse_yuan(body.get("amount"), "/amount") if "amount" in body else 0
+    if not isinstance(amount, int):
+        p.items.append(amount)
+    kind = body.get("business_kind", DEFAULT_DEBIT_KIND)
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        p.add("business_kind_malformed", "/business_kind", kind, "five digits, e.g. 01400")
+    if body.get("creditor_bank") not in own_banks:
+        p.add("creditor_bank_not_ours", "/creditor_bank", body.get("creditor_bank"),
+              "one of our bank codes: " + ", ".join(sorted(own_banks)))
+    remark = body.get("remittance_info")
+    if remark is not None and (not isinstance(remark, str)
+                               or len(remark) > build.REMARK_LEN_MAX):
+        p.add("remittance_info_malformed", "/remittance_info", remark,
+              f"text of at most {build.REMARK_LEN_MAX} characters")
+    p.raise_if_any(ValidationFailed)
+    return Debit(body["creditor_account"], body["creditor_name"], body["creditor_bank"],
+                 body["debtor_account"], body["debtor_name"], body["debtor_bank"], amount,
+                 body["agreement"], kind, remark)
+
+
+def _texts(body: dict[str, Any], p: ProblemList) -> None:
+    for name in ("creditor_name", "debtor_name"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str)
+                                  or len(value) > build.NAME_LEN_MAX):
+            p.add("name_too_long_or_not_text", f"/{name}", value,
+                  f"text of at most {build.NAME_LEN_MAX} characters")
+    for name in ("creditor_account", "debtor_account"):
+        value = body.get(name)
+        if value not in (None, "") and (not isinstance(value, str)
+                                         or not _ACCOUNT.fullmatch(value)):
+            p.add("account_malformed", f"/{name}", value, "1 to 32 ASCII letters, digits or -")
+    for name in ("creditor_bank", "debtor_bank"):
+        value = body.get(name)
+        if value not in (None, "") and (not isinstance(value, str) or not _BANK.fullmatch(value)):
+            p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
+    agreement = body.get("agreement")
+    if agreement not in (None, "") and (not isinstance(agreement, str)
+                                        or len(agreement) > AGREEMENT_LEN_MAX):
+        p.add("agreement_malformed", "/agreement", agreement,
+              f"text of at most {AGREEMENT_LEN_MAX} characters")
+
+
+def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime
+           ) -> dict[str, Any]:
+    """The outgoing debit as a payment and a BEPS item waiting to be packed."""
+    work_date = gw.work_date
+    payment_id, msg_id, e2e = intake.new_ids(tx, work_date, debit.creditor_bank)
+    row = {
+        "id": payment_id, "direction": "out", "channel": "beps", "state": "accepted",
+        "msg_type": build.DEBIT_TYPE, "msg_id": msg_id, "tx_id": msg_id,
+        "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
+        "receiver_direct": receiver, "amount_fen": debit.amount_fen, "currency": "CNY",
+        "payer_account": debit.debtor_account, "payer_name": debit.debtor_name,
+        "payer_bank": debit.debtor_bank, "payee_account": debit.creditor_account,
+        "payee_name": debit.creditor_name, "payee_bank": debit.creditor_bank,
+        "business_type": DEBIT_BUSINESS_TYPE, "business_kind": debit.business_kind,
+        "urgency": "normal", "priority": 3,
+        "remittance": [debit.remark] if debit.remark else [],
+        "route": {"rule": "beps_debit", "channel": "beps", "message_type": build.DEBIT_TYPE,
+                  "receiver_direct": receiver, "agreement": debit.agreement},
+        "work_date": work_date.isoformat(), "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+    }
+    payments.insert(tx, row)
+    items.add(tx, payment_id, items.DEBIT_OUT, receiver, build.DEBIT_TYPE, debit.amount_fen,
+              now, agreement=debit.agreement)
+    return row
+
+
+def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
+    """A payer bank's beps.128 for one of our beps.127, forwarded once netted."""
+    r: beps128.DebitReceipt = d.obj
+    original = f"{r.original.instg_party}{r.original.msg_id}"
+    receipt_id = f"{r.header.instg_direct}{r.header.msg_id}"
+    pkg = tx.query_one("SELECT state FROM beps_packages WHERE id = ? AND direction = 'out' "
+                       "AND msg_type = ?", (original, build.DEBIT_TYPE))
+    npc = r.npc
+    if pkg is None or npc is None or npc.status != "PR03" or not npc.netting_round:
+        gw.alert(tx, "debit_receipt_not_usable", receipt=receipt_id, original=original,
+                 status=npc.status if npc else None)
+        return Processed({"refused": True, "receipt": receipt_id})
+    if tx.query_one("SELECT 1 FROM beps_packages WHERE id = ?", (receipt_id,)):
+        return Processed({"duplicate_of": receipt_id})
+    netting = (npc.netting_date or now.date().isoformat(), npc.netting_round)
+    _record_receipt(tx, r, receipt_id, original, netting, now)
+    by_tx = {p["tx_id"]: p for p in items.package_payments(tx, original)}
+    paid = []
+    for line in r.lines:
+        p = by_tx.get(line.tx_id)
+        if p is None:
+            gw.alert(tx, "debit_receipt_line_unknown", receipt=receipt_id, tx_id=line.tx_id)
+        elif line.status == PAID:
+            paid.append(_paid(tx, gw, p, receipt_id, netting, now))
+        else:
+            _refused(tx, gw, p, line, receipt_id, now)
+    items.set_round(tx, paid, *netting)
+    items.settle_if_round_settled(tx, gw, *netting, now)
+    tx.execute("UPDATE beps_packages SET state = 'answered', updated_at = ? WHERE id = ?",
+               (now.isoformat(), original))
+    return Processed({"receipt": receipt_id, "paid": len(paid),
+                      "refused": len(r.lines) - len(paid)})
+
+
+def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original: str,
+                    netting: tuple[str, str], now: datetime) -> None:
+    h = r.header
+    tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
+               "count, total_fen, state, netting_date, netting_round, answers, created_at, "
+               "updated_at) VALUES (?, 'in', ?, ?, ?, ?, ?, ?, 'netted', ?, ?, ?, ?, ?)",
+               (receipt_id, beps128.MESSAGE_TYPE, h.msg_id, h.instg_direct, h.instd_direct,
+                h.count, r.paid_fen, *netting, original, now.isoformat(), now.isoformat()))
+
+
+def _paid(tx: Any, gw: "Gateway", p: dict[str, Any], receipt_id: str,
+          netting: tuple[str, str], now: datetime) -> str:
+    result = gw.ledger.credit_incoming_netted(tx, f"{p['id']}:credit", p["payee_account"],
+                                              p["payee_name"], p["amount_fen"],
+                                              gw.work_date.isoformat(), p["id"])
+    detail = {"receipt": receipt_id, "netting_date": netting[0], "netting_round": netting[1],
+              "credit": result.kind, "pending_no": result.pending_no}
+    if p["state"] in ("sent", "queued"):
+        payments.transition(tx, p, "netted", "beps_debit_paid", now, gw.notifier, **detail)
+    else:
+        # Paid after we gave up waiting: the money is final and has been booked; the
+        # debit keeps its state and operators are told.
+        payments.transition(tx, p, p["state"], "beps_debit_paid_late", now, gw.notifier,
+                            **detail)
+        gw.alert(tx, "debit_receipt_after_deadline", payment=p["id"], receipt=receipt_id)
+    if result.kind != "credited":
+        gw.alert(tx, "debit_credit_to_suspense", payment=p["id"], reason=result.reason)
+    return p["id"]
+
+
+def _refused(tx: Any, gw: "Gateway", p: dict[str, Any], line: beps128.ReceiptLine,
+             receipt_id: str, now: datetime) -> None:
+    if p["state"] not in ("sent", "queued"):
+        return
+    reason = f"{line.reject_code}: {line.reject_info}" if line.reject_info else line.reject_code
+    payments.transition(tx, p, "rejected", "beps_debit_refused", now, gw.notifier,
+                        reason=reason, receipt=receipt_id)
+
+
+def expire_overdue(tx: Any, gw: "Gateway", now: datetime) -> int:
+    """Debits whose package's return deadline passed without a receipt; how many."""
+    rows = tx.query("SELECT id FROM beps_packages WHERE direction = 'out' AND msg_type = ? "
+                    "AND state IN ('sealed', 'sent', 'waiting') AND deadline_at < ?",
+                    (build.DEBIT_TYPE, now.isoformat()))
+    count = 0
+    for (package_id,) in rows:
+        for p in items.package_payments(tx, package_id):
+            if p["state"] in ("accepted", "sent", "queued"):
+                payments.transition(tx, p, "rejected", "beps_debit_overdue", now,
+                                    gw.notifier, reason="debit_receipt_overdue",
+                                    package=package_id)
+                count += 1
+        tx.execute("UPDATE beps_packages SET state = 'expired', updated_at = ? WHERE id = ?",
+                   (now.isoformat(), package_id))
+        gw.alert(tx, "debit_receipt_overdue", package=package_id)
+    return count

@@ -1,0 +1,131 @@
+"""BEPS credits from other banks, and the settlement of netting rounds.
+
+A credit package arrives from the NPC once netted (NPCPrcInf PR03 with the netting date
+and round): netting is final for BEPS (DOMAIN.md §1), so each payee is credited then
+(ledger.credit_incoming_netted), or the money goes to suspense under a pending
+write-off number when the account cannot take it. A package that is not netted is
+refused and raised to operators: money that is not final is never credited.
+
+The saps.606 booking notice says the NPC settled a round on our clearing account; the
+round's items settle in the ledger (items.settle).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import payments
+from gateway.beps import items
+from gateway.inbound import Processed
+from gateway.messages import codec, saps606
+from gateway.messages.package import Package, Transfer
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps.incoming")
+
+NETTED = "PR03"
+
+
+def on_credit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
+    pkg: Package = d.obj
+    h = pkg.header
+    package_id = f"{h.instg_direct}{h.msg_id}"
+    npc = pkg.npc
+    if npc is None or npc.status != NETTED or not npc.netting_date or not npc.netting_round:
+        gw.alert(tx, "beps_package_not_netted", package=package_id,
+                 status=npc.status if npc else None)
+        return Processed({"refused": True, "package": package_id})
+    if tx.query_one("SELECT 1 FROM beps_packages WHERE id = ?", (package_id,)):
+        gw.alert(tx, "duplicate_incoming_package", package=package_id)
+        return Processed({"duplicate_of": package_id})
+    netting = (npc.netting_date, npc.netting_round)
+    tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
+               "count, total_fen, state, mesg_id, netting_date, netting_round, created_at, "
+               "updated_at) VALUES (?, 'in', ?, ?, ?, ?, ?, ?, 'netted', ?, ?, ?, ?, ?)",
+               (package_id, d.mtype.code, h.msg_id, h.instg_direct, h.instd_direct, h.count,
+                h.total_fen, d.header.mesg_id, *netting, now.isoformat(), now.isoformat()))
+    outcomes = {"credited": 0, "suspense": 0, "duplicate": 0}
+    for t in pkg.transfers:
+        outcomes[_credit(tx, gw, d.mtype.code, h.instg_direct, package_id, netting, t,
+                         now)] += 1
+    items.settle_if_round_settled(tx, gw, *netting, now)
+    log.info("event=beps_package_received package=%s netting_date=%s netting_round=%s %s",
+             package_id, *netting, " ".join(f"{k}={v}" for k, v in outcomes.items()))
+    return Processed({"package": package_id, **outcomes})
+
+
+def _credit(tx: Any, gw: "Gateway", msg_type: str, sender: str, package_id: str,
+            netting: tuple[str, str], t: Transfer, now: datetime) -> str:
+    pid = f"I{sender}{t.tx_id}"
+    if payments.find_by_message(tx, "in", sender, msg_type, t.tx_id) is not None:
+        gw.alert(tx, "duplicate_incoming_payment", sender=sender, tx_id=t.tx_id)
+        return "duplicate"
+    row = incoming_row(gw, pid, msg_type, sender, t, now)
+    payments.insert(tx, row)
+    items.add(tx, pid, items.CREDIT_IN, sender, msg_type, t.amount_fen, now,
+              package_id=package_id, netting=netting)
+    result = gw.ledger.credit_incoming_netted(tx, f"{pid}:credit", t.creditor_account,
+                                              t.creditor_name, t.amount_fen,
+                                              gw.work_date.isoformat(), pid)
+    detail = {"package": package_id, "netting_date": netting[0], "netting_round": netting[1]}
+    if result.kind == "credited":
+        payments.transition(tx, row, "credited", "beps_credited", now, gw.notifier,
+                            account=result.account_no, **detail)
+    else:
+        payments.transition(tx, row, "suspense", "beps_to_suspense", now, gw.notifier,
+                            pending_no=result.pending_no, reason=result.reason, **detail)
+    return result.kind
+
+
+def incoming_row(gw: "Gateway", pid: str, msg_type: str, sender: str, t: Transfer,
+                 now: datetime) -> dict[str, Any]:
+    """The payment record of one transaction another bank sent us (credit or debit)."""
+    return {
+        "id": pid, "direction": "in", "channel": "beps", "state": "received",
+        "msg_type": msg_type, "msg_id": t.tx_id, "tx_id": t.tx_id, "end_to_end_id": t.tx_id,
+        "sender_direct": sender, "receiver_direct": gw.settings.bank_code,
+        "amount_fen": t.amount_fen, "currency": t.currency,
+        "payer_account": t.debtor_account, "payer_name": t.debtor_name,
+        "payer_bank": t.debtor_bank, "payee_account": t.creditor_account,
+        "payee_name": t.creditor_name, "payee_bank": t.creditor_bank,
+        "business_type": t.business_type, "business_kind": t.business_kind,
+        "urgency": "normal", "priority": 3, "remittance": [t.remark] if t.remark else [],
+        "route": {}, "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+    }
+
+
+def on_booking(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
+    """saps.606: the NPC settled a netting round on our clearing account."""
+    n: saps606.Booking = d.obj
+    netting_date = n.npc.netting_date
+    netting_round = n.netting_round or n.npc.netting_round
+    if not netting_date or not netting_round:
+        gw.alert(tx, "booking_notice_without_round", mesg_id=d.header.mesg_id)
+        return Processed({"refused": True})
+    if items.round_settled_on(tx, netting_date, netting_round) is not None:
+        log.info("event=beps_booking_repeated netting_date=%s netting_round=%s",
+                 netting_date, netting_round)
+        return Processed({"repeat": f"{netting_date}/{netting_round}"})
+    settled_on = n.npc.settlement_date or gw.work_date.isoformat()
+    npc_net_fen = abs(n.amount_fen) * (1 if n.direction == "CRDT" else -1)
+    tx.execute("INSERT INTO beps_rounds (netting_date, netting_round, settled_on, "
+               "npc_net_fen, at) VALUES (?, ?, ?, ?, ?)",
+               (netting_date, netting_round, settled_on, npc_net_fen, now.isoformat()))
+    debit_fen, credit_fen = items.settle(tx, gw, netting_date, netting_round, settled_on,
+                                         now)
+    tx.execute("UPDATE beps_packages SET state = 'settled', updated_at = ? WHERE "
+               "netting_date = ? AND netting_round = ? AND state = 'netted'",
+               (now.isoformat(), netting_date, netting_round))
+    if credit_fen - debit_fen != npc_net_fen:
+        # Items of the round whose messages are still on their way settle when they
+        # arrive; reconciliation (beps.720/721) shows whether anything stays apart.
+        log.info("event=beps_round_net_pending netting_date=%s netting_round=%s ours_fen=%s "
+                 "npc_fen=%s", netting_date, netting_round, credit_fen - debit_fen,
+                 npc_net_fen)
+    return Processed({"round": f"{netting_date}/{netting_round}", "debit_fen": debit_fen,
+                      "credit_fen": credit_fen, "npc_net_fen": npc_net_fen})

@@ -1,0 +1,107 @@
+"""BEPS transactions in the gateway's books: recording them, finding a package's
+payments, and settling a netting round.
+
+Every item has a side in netting: D when we pay (our credits out, the inbound debits we
+pay), C when we receive (credits in, our debits the payer bank paid). Settling a round
+moves the sum of its D items from netted obligations (4002) to the clearing account and
+the sum of its C items from the clearing account to netted receivables (4003), in one
+ledger entry per round (ledger.settle_net); items that the NPC netted into a round we
+had already settled (their message arrived after the booking notice) settle on arrival.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from gateway import payments
+
+log = logging.getLogger("paygate.beps")
+
+CREDIT_OUT, CREDIT_IN, DEBIT_OUT, DEBIT_IN = "credit_out", "credit_in", "debit_out", "debit_in"
+SIDE = {CREDIT_OUT: "D", DEBIT_IN: "D", CREDIT_IN: "C", DEBIT_OUT: "C"}
+
+_COLUMNS = ", ".join(f"p.{c}" for c in payments.COLUMNS)
+
+
+def add(tx: Any, payment_id: str, kind: str, counterparty: str, msg_type: str,
+        amount_fen: int, now: datetime, *, agreement: str | None = None,
+        package_id: str | None = None, netting: tuple[str, str] | None = None) -> None:
+    date_, round_ = netting or (None, None)
+    tx.execute("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
+               "amount_fen, agreement, package_id, netting_date, netting_round, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (payment_id, kind, SIDE[kind], counterparty, msg_type, amount_fen, agreement,
+                package_id, date_, round_, now.isoformat()))
+
+
+def _row(values: tuple) -> dict[str, Any]:
+    row = dict(zip(payments.COLUMNS, values[:len(payments.COLUMNS)]))
+    row["remittance"] = json.loads(row["remittance"])
+    row["route"] = json.loads(row["route"])
+    row["kind"], row["agreement"] = values[len(payments.COLUMNS):]
+    return row
+
+
+def package_payments(tx: Any, package_id: str) -> list[dict[str, Any]]:
+    """The payments a package carries, in packing order, with the item's kind."""
+    rows = tx.query(f"SELECT {_COLUMNS}, i.kind, i.agreement FROM beps_items i "
+                    "JOIN payments p ON p.id = i.payment_id WHERE i.package_id = ? "
+                    "ORDER BY i.created_at, i.payment_id", (package_id,))
+    return [_row(r) for r in rows]
+
+
+def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round: str) -> None:
+    for pid in payment_ids:
+        tx.execute("UPDATE beps_items SET netting_date = ?, netting_round = ? "
+                   "WHERE payment_id = ?", (netting_date, netting_round, pid))
+
+
+def round_settled_on(tx: Any, netting_date: str, netting_round: str) -> str | None:
+    row = tx.query_one("SELECT settled_on FROM beps_rounds WHERE netting_date = ? AND "
+                       "netting_round = ?", (netting_date, netting_round))
+    return row[0] if row else None
+
+
+_UNSETTLED = "netting_date = ? AND netting_round = ? AND settled_on IS NULL"
+
+
+def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: str,
+           now: datetime) -> tuple[int, int]:
+    """Settle every netted, unsettled item of a round; (debit fen, credit fen) posted."""
+    key = (netting_date, netting_round)
+    sums = dict(tx.query(f"SELECT side, SUM(amount_fen) FROM beps_items WHERE {_UNSETTLED} "
+                         "GROUP BY side", key))
+    ids = [r[0] for r in tx.query(f"SELECT payment_id FROM beps_items WHERE {_UNSETTLED} "
+                                  "ORDER BY payment_id", key)]
+    if not ids:
+        return 0, 0
+    debit_fen, credit_fen = int(sums.get("D") or 0), int(sums.get("C") or 0)
+    # One entry per round; items settling late get an entry named after the first of them.
+    event = f"beps:settle:{netting_date}:{netting_round}"
+    if tx.query_one("SELECT 1 FROM beps_items WHERE netting_date = ? AND netting_round = ? "
+                    "AND settled_on IS NOT NULL", key):
+        event += f":late:{ids[0]}"
+    gw.ledger.settle_net(tx, event, f"{netting_date}/{netting_round}", debit_fen, credit_fen,
+                         gw.work_date.isoformat())
+    tx.execute(f"UPDATE beps_items SET settled_on = ? WHERE {_UNSETTLED}", (settled_on, *key))
+    for pid in ids:
+        payment = payments.get(tx, pid)
+        if payment["state"] == "netted":
+            payments.transition(tx, payment, "settled", "beps_settled", now, gw.notifier,
+                                settled_on=settled_on, netting_date=netting_date,
+                                netting_round=netting_round)
+    log.info("event=beps_round_settled netting_date=%s netting_round=%s items=%s "
+             "debit_fen=%s credit_fen=%s", netting_date, netting_round, len(ids), debit_fen,
+             credit_fen)
+    return debit_fen, credit_fen
+
+
+def settle_if_round_settled(tx: Any, gw: Any, netting_date: str, netting_round: str,
+                            now: datetime) -> None:
+    """Items netted into a round whose settlement we already booked settle now."""
+    settled_on = round_settled_on(tx, netting_date, netting_round)
+    if settled_on is not None:
+        settle(tx, gw, netting_date, netting_round, settled_on, now)

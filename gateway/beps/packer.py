@@ -1,0 +1,173 @@
+"""Packing accepted BEPS transactions into packages, and sending the packages.
+
+Items wait in `beps_items` with no package. A package is sealed per receiving direct
+participant and message type (the business kind: customer credits beps.121, institution
+credits beps.122, periodic credits beps.125, debits beps.127) when the waiting items
+reach `package_size_max` or the oldest has waited `package_age_max_s`, whichever comes
+first. Sealing assigns the items to the package with one conditional UPDATE (only items
+still without a package), builds and signs the package, archives it and puts it in the
+outbox, all in one transaction: no item joins two packages, and none is left behind
+after a restart, since the next check finds whatever is still unpacked.
+
+The stream entries the intake adds are only a nudge to look now rather than at the next
+timed check. Sending is like the HVPS sender's: the exact bytes stored at sealing are
+posted to the NPC, retried, and never rebuilt; claiming the package for its first send
+moves its transactions from accepted to sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from gateway import outbound, payments
+from gateway.beps import build, items
+from gateway.beps.settings import BepsSettings
+from gateway.messages import codec
+from gateway.worker import RetryLater
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps.packer")
+
+OUT_KINDS = (items.CREDIT_OUT, items.DEBIT_OUT)
+PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
+
+
+def _void_cancelled(tx: Any) -> None:
+    """Items whose payment left `accepted` before packing (cancelled) are never packed."""
+    tx.execute("UPDATE beps_items SET package_id = '-' WHERE package_id IS NULL AND "
+               "payment_id IN (SELECT id FROM payments WHERE channel = 'beps' AND "
+               "direction = 'out' AND state <> 'accepted')", ())
+
+
+def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
+             force: bool = False) -> list[int]:
+    """Seal every package that is due (all waiting items when `force`); outbox ids."""
+    _void_cancelled(tx)
+    aged = (now - timedelta(seconds=s.package_age_max_s)).isoformat()
+    groups = tx.query("SELECT counterparty, msg_type, COUNT(*), MIN(created_at) FROM "
+                      "beps_items WHERE package_id IS NULL GROUP BY counterparty, msg_type "
+                      "ORDER BY counterparty, msg_type", ())
+    sealed = []
+    for receiver, msg_type, count, oldest in groups:
+        while count >= s.package_size_max or (count and (force or oldest <= aged)):
+            take = min(count, s.package_size_max)
+            sealed.append(_seal(tx, gw, s, stream, receiver, msg_type, take, now))
+            count -= take
+            oldest = tx.query_one("SELECT MIN(created_at) FROM beps_items WHERE package_id "
+                                  "IS NULL AND counterparty = ? AND msg_type = ?",
+                                  (receiver, msg_type))[0]
+    return sealed
+
+
+def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
+          msg_type: str, take: int, now: datetime) -> int:
+    sender = gw.settings.bank_code
+    day = now.strftime("%Y%m%d")
+    msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
+    package_id = f"{sender}{msg_id}"
+    tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id IN (SELECT payment_id "
+               "FROM beps_items WHERE package_id IS NULL AND counterparty = ? AND "
+               "msg_type = ? ORDER BY created_at, payment_id LIMIT ?)",
+               (package_id, receiver, msg_type, take))
+    rows = items.package_payments(tx, package_id)
+    assert len(rows) == take, f"package {package_id} took {len(rows)} of {take} items"
+    days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
+    body = build.package_body(msg_type, msg_id, sender, receiver, rows, now, days)
+    header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
+    envelope = codec.encode(header, body, gw.keyring)
+    outbound.archive(tx, "out", header, envelope, now)
+    outbox_id = tx.query_one(
+        "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, receiver, "
+        "envelope, created_at, updated_at) VALUES (NULL, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
+        "RETURNING id", (PACKAGE_KIND, stream, msg_type, header.mesg_id, receiver, envelope,
+                         now.isoformat(), now.isoformat()))[0]
+    deadline = (now + timedelta(days=days)).isoformat() if days else None
+    total_fen = sum(r["amount_fen"] for r in rows)
+    tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
+               "count, total_fen, state, outbox_id, mesg_id, deadline_at, created_at, "
+               "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?, ?, ?)",
+               (package_id, msg_type, msg_id, sender, receiver, len(rows), total_fen,
+                outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
+    for row in rows:
+        payments.transition(tx, row, row["state"], "beps_packed", now, gw.notifier,
+                            package=package_id)
+    log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
+             "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(rows), total_fen,
+             header.mesg_id)
+    return outbox_id
+
+
+def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
+    """Take a sealed package for sending; its transactions become `sent` the first time."""
+    row = tx.query_one("SELECT state, envelope FROM outbox WHERE id = ? AND kind = ?",
+                       (outbox_id, PACKAGE_KIND))
+    if row is None or row[0] not in ("pending", "sending"):
+        return None
+    pkg = tx.query_one("SELECT id, state FROM beps_packages WHERE outbox_id = ?",
+                       (outbox_id,))
+    if pkg is not None and pkg[1] == "sealed":
+        tx.execute("UPDATE beps_packages SET state = 'sent', updated_at = ? WHERE id = ?",
+                   (now.isoformat(), pkg[0]))
+        for p in items.package_payments(tx, pkg[0]):
+            if p["state"] == "accepted":
+                payments.transition(tx, p, "sent", "beps_sent", now, gw.notifier,
+                                    package=pkg[0])
+    tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
+               "WHERE id = ?", (now.isoformat(), outbox_id))
+    return bytes(row[1])
+
+
+class Packer:
+    """Seals due packages when nudged and on a timer; sends sealed packages."""
+
+    def __init__(self, gw: "Gateway", settings: BepsSettings, stream: str) -> None:
+        self.gw = gw
+        self.settings = settings
+        self.stream = stream
+        self.nudged = asyncio.Event()
+
+    async def nudge(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        self.nudged.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.nudged.wait(), self.settings.seal_check_s)
+            except asyncio.TimeoutError:
+                pass
+            self.nudged.clear()
+            await self.seal()
+
+    async def seal(self, force: bool = False) -> int:
+        """Seal what is due now and put the packages on the send stream; how many."""
+        now = self.gw.clock.now()
+        ids = await self.gw.store.run(lambda tx: seal_due(
+            tx, self.gw, self.settings, self.stream, now, force))
+        for outbox_id in ids:
+            await self.gw.redis.xadd(self.stream, {"outbox": str(outbox_id)})
+        return len(ids)
+
+    async def send(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        gw = self.gw
+        outbox_id = int(fields["outbox"])
+        now = gw.clock.now()
+        envelope = await gw.store.run(lambda tx: claim(tx, gw, outbox_id, now))
+        if envelope is None:
+            return
+        try:
+            async with gw.http.post(gw.settings.npc_url, data=envelope,
+                                    headers={"Content-Type": "application/octet-stream"}) as r:
+                if r.status >= 500:
+                    raise RetryLater(f"link answered {r.status}")
+                if r.status >= 300:
+                    raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise RetryLater(f"link unreachable: {exc!r}") from exc
+        await gw.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, gw.clock.now()))

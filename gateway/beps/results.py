@@ -1,0 +1,110 @@
+"""The NPC's answer to our BEPS packages and receipts (ccms.900, CONTRACT.md §4).
+
+- PR03 netted (with the round in NetgRnd and the netting date in PrcDt): final. Each
+  credit's hold becomes a netted obligation (ledger.net), and so does the hold of each
+  inbound debit our beps.128 paid; the transaction's state is `netted`, its history
+  names the package and the round.
+- PR11 waiting for netting: the sender's net debit cap would be breached; the package
+  waits at the NPC for a later round (state `queued`).
+- PR09 rejected: holds are released and the transactions are `rejected` with the reason.
+
+Answers about other messages go to the handler registered before this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import payments
+from gateway.beps import items
+from gateway.inbound import Processed
+from gateway.messages import beps128, ccms900, codec
+from gateway.states import FINAL
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps.results")
+
+ANSWERED_TYPES = frozenset({"beps.121.001.01", "beps.122.001.01", "beps.125.001.01",
+                            "beps.127.001.01", beps128.MESSAGE_TYPE})
+
+
+def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
+    conf: ccms900.CommonConf = d.obj
+    package_id = f"{conf.original.instg_party}{conf.original.msg_id}"
+    pkg = tx.query_one("SELECT state FROM beps_packages WHERE id = ? AND direction = 'out'",
+                       (package_id,))
+    if pkg is None:
+        gw.alert(tx, "result_for_unknown_package", package=package_id, mt=conf.original.mt,
+                 status=conf.status)
+        return Processed({"unknown_package": package_id})
+    rows = items.package_payments(tx, package_id)
+    if conf.status == ccms900.NETTED:
+        _netted(tx, gw, package_id, rows, conf, now)
+    elif conf.status == ccms900.WAITING_NETTING:
+        _waiting(tx, gw, package_id, rows, conf, now)
+    elif conf.status == ccms900.REJECTED:
+        _rejected(tx, gw, package_id, rows, conf, now)
+    else:
+        gw.alert(tx, "result_status_not_handled", package=package_id, status=conf.status)
+    return Processed({"package": package_id, "status": conf.status, "count": len(rows)})
+
+
+def _set_package(tx: Any, package_id: str, state: str, now: datetime, **values: Any) -> None:
+    sets = ", ".join(f"{k} = ?" for k in values)
+    tx.execute(f"UPDATE beps_packages SET state = ?, updated_at = ?{', ' if sets else ''}"
+               f"{sets} WHERE id = ?", (state, now.isoformat(), *values.values(), package_id))
+
+
+def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
+            conf: ccms900.CommonConf, now: datetime) -> None:
+    netting_date = conf.processed_on or gw.clock.now().date().isoformat()
+    netting_round = conf.netting_round or ""
+    if not netting_round:
+        gw.alert(tx, "netting_round_missing", package=package_id)
+    _set_package(tx, package_id, "netted", now, netting_date=netting_date,
+                 netting_round=netting_round)
+    work_date = gw.work_date.isoformat()
+    netted = []
+    for p in rows:
+        if p["state"] in FINAL or p["state"] == "netted" or p["kind"] == items.DEBIT_OUT:
+            continue
+        if p["hold_id"]:
+            gw.ledger.net(tx, f"{p['id']}:net", int(p["hold_id"]), work_date)
+        payments.transition(tx, p, "netted", "beps_netted", now, gw.notifier,
+                            package=package_id, netting_date=netting_date,
+                            netting_round=netting_round)
+        netted.append(p["id"])
+    items.set_round(tx, netted, netting_date, netting_round)
+    items.settle_if_round_settled(tx, gw, netting_date, netting_round, now)
+    log.info("event=beps_package_netted package=%s netting_date=%s netting_round=%s "
+             "count=%s", package_id, netting_date, netting_round, len(netted))
+
+
+def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
+             conf: ccms900.CommonConf, now: datetime) -> None:
+    _set_package(tx, package_id, "waiting", now, reason=conf.reject_info or conf.code)
+    for p in rows:
+        new_state = "queued" if p["state"] in ("sent", "queued") else p["state"]
+        payments.transition(tx, p, new_state, "beps_waiting_for_netting", now, gw.notifier,
+                            package=package_id, code=conf.code)
+    gw.alert(tx, "beps_package_waiting_for_netting", package=package_id, npc_code=conf.code,
+             reason=conf.reject_info)
+
+
+def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
+              conf: ccms900.CommonConf, now: datetime) -> None:
+    reason = conf.reject_info or conf.code or conf.status
+    _set_package(tx, package_id, "rejected", now, reason=reason)
+    work_date = gw.work_date.isoformat()
+    for p in rows:
+        if p["state"] in FINAL or p["state"] == "netted":
+            continue
+        if p["hold_id"]:
+            gw.ledger.release(tx, f"{p['id']}:release", int(p["hold_id"]), work_date)
+        payments.transition(tx, p, "rejected", "beps_rejected", now, gw.notifier,
+                            reason=reason, package=package_id)
+    gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=conf.code, reason=reason)

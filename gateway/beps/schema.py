@@ -1,0 +1,63 @@
+"""The BEPS tables in the gateway's database (portable SQL: SQLite and PostgreSQL).
+
+- `beps_items`: one row per BEPS transaction in either direction, with the package that
+  carries it, the netting round the NPC put it in and the day its round settled. Packing
+  state lives here, not in Redis: an item with no package is waiting to be packed, so a
+  restart leaves nothing behind and an item can never join two packages.
+- `beps_packages`: every package we sealed or received, with its state and round.
+- `beps_rounds`: netting rounds whose settlement the NPC announced (saps.606).
+- `beps_mandates`: debit authorisations our customers gave (account, agreement).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TABLES = [
+    """CREATE TABLE IF NOT EXISTS beps_items (
+        payment_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,               -- credit_out | credit_in | debit_out | debit_in
+        side TEXT NOT NULL,               -- D: we pay in netting | C: we receive
+        counterparty TEXT NOT NULL,       -- the other direct participant
+        msg_type TEXT NOT NULL,           -- the package type that carries the item
+        amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
+        agreement TEXT,                   -- AgrmtNb of a debit
+        package_id TEXT,                  -- null: waiting to be packed
+        netting_date TEXT, netting_round TEXT, settled_on TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS beps_items_unpacked ON beps_items "
+    "(counterparty, msg_type, created_at) WHERE package_id IS NULL",
+    "CREATE INDEX IF NOT EXISTS beps_items_package ON beps_items (package_id)",
+    "CREATE INDEX IF NOT EXISTS beps_items_round ON beps_items (netting_date, netting_round)",
+    """CREATE TABLE IF NOT EXISTS beps_packages (
+        id TEXT PRIMARY KEY,              -- sending direct participant + XML MsgId
+        direction TEXT NOT NULL,          -- out | in
+        msg_type TEXT NOT NULL, msg_id TEXT NOT NULL,
+        sender TEXT NOT NULL, receiver TEXT NOT NULL,
+        count INTEGER NOT NULL, total_fen INTEGER NOT NULL,
+        state TEXT NOT NULL,              -- see docs/beps.md, package states
+        outbox_id INTEGER, mesg_id TEXT,
+        netting_date TEXT, netting_round TEXT, reason TEXT,
+        deadline_at TEXT,                 -- our beps.127: the receipt is due by then
+        answers TEXT,                     -- a beps.128: the beps.127 package it answers
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS beps_packages_state ON beps_packages (state)",
+    """CREATE TABLE IF NOT EXISTS beps_rounds (
+        netting_date TEXT NOT NULL, netting_round TEXT NOT NULL,
+        settled_on TEXT NOT NULL,
+        npc_net_fen INTEGER NOT NULL,     -- the NPC's net for us: + we receive, - we pay
+        at TEXT NOT NULL,
+        PRIMARY KEY (netting_date, netting_round)
+    )""",
+    """CREATE TABLE IF NOT EXISTS beps_mandates (
+        account_no TEXT NOT NULL, agreement_no TEXT NOT NULL, created_at TEXT NOT NULL,
+        PRIMARY KEY (account_no, agreement_no)
+    )""",
+]
+
+
+def install(tx: Any) -> None:
+    for statement in TABLES:
+        tx.execute(statement, ())

@@ -1,0 +1,134 @@
+"""BEPS traffic of the simulated peer banks: credit packages and debit packages to
+other participants, and the beps.128 receipt a peer sends for debits it receives.
+
+A peer pays every debit addressed to it except those on a payer account ending in
+`REFUSED_ACCOUNT_SUFFIX`, which it refuses as unfunded (RJ02); tests and the demo use
+such accounts to show a refusal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import PaygateError, ProblemList, ValidationFailed
+from gateway.messages import beps121, beps127, beps128, codec
+from gateway.messages.common import OriginalRef, iso_datetime
+from gateway.messages.envelope import Header
+from gateway.messages.package import Package, PackageHeader, ReturnLimit, Transfer
+from simulators.peers import PeerBank
+
+REFUSED_ACCOUNT_SUFFIX = "9999"
+TRANSFERS_PER_PACKAGE_MAX = 1000
+_BANK = re.compile(r"[0-9]{12}")
+_ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    sender: str
+    receiver: str
+    account: str          # the payee's (credits) or the payer's (debits) account with us
+    name: str
+    amount_fen: int
+    count: int = 1
+    bank: str | None = None       # our branch holding that account
+    agreement: str = "XY-SIM-0001"
+    business_kind: str | None = None
+
+
+def parse_request(body: Any, peers: frozenset[str],
+                  participants: frozenset[str]) -> PackageRequest:
+    """A /sim/beps/peer/send or /sim/beps/peer/debit body, all problems at once."""
+    p = ProblemList()
+    if not isinstance(body, dict):
+        p.add("body_must_be_a_json_object", "/", type(body).__name__, "an object")
+        p.raise_if_any(ValidationFailed)
+    known = set(PackageRequest.__dataclass_fields__)
+    for key in sorted(set(body) - known):
+        p.add("field_unknown", f"/{key}", key, ", ".join(sorted(known)))
+    if body.get("sender") not in peers:
+        p.add("sender_must_be_a_simulated_peer", "/sender", body.get("sender"),
+              ", ".join(sorted(peers)))
+    if body.get("receiver") not in participants or body.get("receiver") == body.get("sender"):
+        p.add("receiver_must_be_another_participant", "/receiver", body.get("receiver"),
+              "a participant other than the sender")
+    if not isinstance(body.get("account"), str) or not _ACCOUNT.fullmatch(body["account"]):
+        p.add("account_malformed", "/account", body.get("account"), "1 to 32 letters or digits")
+    if not isinstance(body.get("name"), str) or not 0 < len(body["name"]) <= 60:
+        p.add("name_malformed", "/name", body.get("name"), "1 to 60 characters")
+    if body.get("bank") is not None and not _BANK.fullmatch(str(body["bank"])):
+        p.add("bank_code_must_be_12_ascii_digits", "/bank", body.get("bank"), "12 digits")
+    for key, high in (("amount_fen", 10**15), ("count", TRANSFERS_PER_PACKAGE_MAX)):
+        value = body.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            p.add("field_must_be_a_whole_number", f"/{key}", value, f"1 to {high}")
+    p.raise_if_any(ValidationFailed)
+    return PackageRequest(**body)
+
+
+def _header(peer: PeerBank, receiver: str, mesg_type: str) -> Header:
+    now = peer.clock.now()
+    mesg_id = peer.ids.bank_mesg_id(peer.code)
+    return Header(orig_sender=peer.code, orig_sender_sid="BEPS", orig_receiver=receiver,
+                  orig_receiver_sid="BEPS", send_date=now.strftime("%Y%m%d"),
+                  send_time=now.strftime("%H%M%S"), mesg_type=mesg_type, mesg_id=mesg_id,
+                  mesg_ref_id=mesg_id, priority="3", direction="U")
+
+
+def package(peer: PeerBank, req: PackageRequest, debit: bool) -> tuple[bytes, str]:
+    """One signed beps.121 (or beps.127) envelope from the peer; (raw, XML MsgId)."""
+    msg_id = peer.ids.xml_msg_id(peer.code)
+    our_bank = req.bank or peer.branches.get(req.receiver, req.receiver)
+    transfers = []
+    for _ in range(req.count):
+        tx_id = peer.ids.xml_msg_id(peer.code)
+        ours = (req.account, req.name, our_bank)
+        theirs = ("62" + tx_id, "示例对手客户", peer.spec.branch)
+        debtor, creditor = (ours, theirs) if debit else (theirs, ours)
+        transfers.append(Transfer(
+            tx_id=tx_id, debtor_name=debtor[1], debtor_account=debtor[0],
+            debtor_account_bank=debtor[2], debtor_bank=debtor[2], creditor_bank=creditor[2],
+            creditor_name=creditor[1], creditor_account=creditor[0],
+            creditor_account_bank=creditor[2], amount_fen=req.amount_fen,
+            business_type="B100" if debit else "A100",
+            business_kind=req.business_kind or ("00300" if debit else "02102"),
+            remark="模拟小额业务", agreement=req.agreement if debit else None))
+    header = PackageHeader(msg_id, iso_datetime(peer.clock.now()), peer.code, req.receiver,
+                           len(transfers), req.amount_fen * len(transfers))
+    family = beps127 if debit else beps121
+    pkg = Package(header, tuple(transfers),
+                  return_limit=ReturnLimit("03") if debit else None)
+    env_header = _header(peer, req.receiver, family.MESSAGE_TYPE)
+    return codec.encode(env_header, family.build(pkg), peer.keys.ring), msg_id
+
+
+def receipt_for(peer: PeerBank, raw: bytes) -> bytes | None:
+    """The beps.128 a peer answers a beps.127 delivered to it with; None for others."""
+    try:
+        decoded = peer.keys.decode(raw, frozenset({peer.code}))
+    except PaygateError:
+        return None
+    if decoded.mtype.code != beps127.MESSAGE_TYPE or decoded.problems:
+        return None
+    pkg: Package = decoded.obj
+    lines = tuple(_line(t) for t in pkg.transfers)
+    paid = [line for line in lines if line.status == beps128.PAID]
+    msg_id = peer.ids.xml_msg_id(peer.code)
+    collector = pkg.header.instg_direct
+    receipt = beps128.DebitReceipt(
+        header=PackageHeader(msg_id, iso_datetime(peer.clock.now()), peer.code, collector,
+                             len(lines), sum(line.amount_fen for line in lines)),
+        original=OriginalRef(pkg.header.msg_id, collector, beps127.MESSAGE_TYPE),
+        paid_count=len(paid), paid_fen=sum(line.amount_fen for line in paid), lines=lines)
+    header = _header(peer, collector, beps128.MESSAGE_TYPE)
+    return codec.encode(header, beps128.build(receipt), peer.keys.ring)
+
+
+def _line(t: Transfer) -> beps128.ReceiptLine:
+    if t.debtor_account.endswith(REFUSED_ACCOUNT_SUFFIX):
+        return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+                                   "PR09", "RJ02", "the payer's balance does not cover it")
+    return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+                               beps128.PAID)

@@ -1,0 +1,370 @@
+"""BEPS end to end: core system → gateway → simulated NPC (its own process) → peer bank
+and back, across a night, a weekend and a morning, on real CNAPS2 packages over
+loopback HTTP; the ledger is checked at every step and every BEPS message on the wire
+against the published schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from gateway.beps import extension_of
+from gateway.clock import SHANGHAI, ScaledClock
+from gateway.harness import Harness
+from gateway.messages import envelope as env_mod
+from message_schemas import catalogue
+from tests.e2e_support import (BANK, BRANCH, PEER, PEER_BRANCH, SHARED, YUAN, open_account,
+                               until)
+
+pytestmark = pytest.mark.e2e
+
+SATURDAY_NIGHT = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
+FRIDAY, SATURDAY, MONDAY = date(2026, 12, 11), date(2026, 12, 12), date(2026, 12, 14)
+MONDAY_MORNING = datetime(2026, 12, 14, 9, 0, tzinfo=SHANGHAI)
+CLEARING_FEN = 10_000_000 * YUAN
+ROUND_S = 1.0  # business seconds between the simulator's netting rounds in these tests
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def beps_started(tmp_path: Path, start: datetime, phase: str,
+                       work_date: date) -> AsyncIterator[Harness]:
+    """Gateway and NPC on a clock from `start`, HVPS in `phase` for `work_date`."""
+    clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=1.0)
+    h = Harness(tmp_path, clock_spec=clock.to_spec(),
+                balances_fen={BANK: CLEARING_FEN, PEER: 10**14},
+                sim_args=["--beps-netting-interval", str(ROUND_S), "--phase", phase,
+                          "--date", work_date.isoformat()])
+    await h.start()
+    try:
+        gw = h.gateway
+        extension_of(gw).configure(package_age_max_s=0.2)
+        await gw.store.run(lambda tx: gw.ledger.fund_clearing(tx, "test:opening",
+                                                             CLEARING_FEN, work_date))
+        await h.sim("POST", "/sim/phase", {"status": phase, "date": work_date.isoformat()})
+        await until(lambda: gw.hvps_status == phase, f"HVPS status {phase}")
+        yield h
+    finally:
+        await h.stop()
+
+
+def credit(account: str, amount: str, payee: str = "6222000000000001") -> dict[str, Any]:
+    return {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+            "payee_account": payee, "payee_name": "对手客户", "payee_bank": PEER_BRANCH,
+            "amount": amount, "business_type": "A100", "business_kind": "02102"}
+
+
+async def books(h: Harness, *accounts: str) -> dict[str, Any]:
+    """Balances that show a BEPS payment's steps, and whether the books balance."""
+    gw = h.gateway
+    internal = gw.ledger.internal_accounts
+
+    def work(tx: Any) -> dict[str, Any]:
+        out = {name: gw.ledger.balance(tx, internal[code]) for name, code in
+               (("holds", "4001"), ("netted_out", "4002"), ("netted_in", "4003"))}
+        out["clearing"] = gw.ledger.clearing_balance(tx)
+        out["balanced"] = gw.ledger.trial_balance(tx).balanced
+        for account in accounts:
+            out[account] = gw.ledger.balance(tx, account)
+        return out
+    return await gw.store.run(work)
+
+
+async def wait_state(h: Harness, payment_id: str, state: str, timeout_s: float = 20) -> dict:
+    async def reached() -> bool:
+        return (await h.gateway.get_transfer(payment_id))["state"] == state
+    await until(reached, f"{payment_id} {state}", timeout_s)
+    return await h.gateway.get_transfer(payment_id)
+
+
+async def npc_balance(h: Harness) -> int:
+    return (await h.sim("GET", "/sim/stats"))["balances"][BANK]
+
+
+def events(view: dict[str, Any]) -> list[str]:
+    return [e["event"] for e in view["history"]]
+
+
+def test_saturday_night_is_netted_at_once_and_settled_when_hvps_opens(tmp_path):
+    """At 23:00 on a Saturday a BEPS credit is accepted and netted in the next round;
+    its round settles only when HVPS opens on Monday, and the ledger shows each step."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, SATURDAY_NIGHT, "40", FRIDAY) as h:
+            gw = h.gateway
+            payer = await open_account(h, 1, 100_000 * YUAN)
+            payee = await open_account(h, 2, 0, name="收款客户")
+            start = await books(h)
+            status, answer = await gw.submit_transfer("core", "sat-1", credit(payer,
+                                                                             "20000.00"))
+            accepted = await books(h, payer)
+
+            assert (status, answer["state"], answer["channel"]) == (201, "accepted", "beps")
+            assert answer["message"]["type"] == "beps.121.001.01"
+            assert accepted[payer] == 80_000 * YUAN and accepted["holds"] == 20_000 * YUAN
+            assert accepted["balanced"]
+
+            view = await wait_state(h, answer["id"], "netted")
+            netted = await books(h, payer)
+            netting = view["history"][-1]["detail"]
+
+            assert events(view)[:4] == ["created", "beps_packed", "beps_sent", "beps_netted"]
+            assert netting["netting_date"] == SATURDAY.isoformat()
+            assert netting["netting_round"] == "01" and netting["package"].startswith(BANK)
+            assert netted["holds"] == 0 and netted["netted_out"] == 20_000 * YUAN
+            assert netted["clearing"] == start["clearing"] and netted["balanced"]
+
+            await h.sim("POST", "/sim/beps/peer/send", {
+                "sender": PEER, "receiver": BANK, "account": payee, "name": "收款客户",
+                "bank": BRANCH, "amount_fen": 300 * YUAN, "count": 2})
+            await until(lambda: _balance_is(h, payee, 600 * YUAN), "incoming credits")
+            await asyncio.sleep(3 * ROUND_S)
+            night = await books(h, payee)
+
+            assert (await gw.get_transfer(answer["id"]))["state"] == "netted"
+            assert night["netted_in"] == 600 * YUAN and night["balanced"]
+            assert night["clearing"] == start["clearing"] == await npc_balance(h)
+
+            for status_code in ("15", "00", "10"):
+                await h.sim("POST", "/sim/phase", {"status": status_code,
+                                                   "date": MONDAY.isoformat()})
+            view = await wait_state(h, answer["id"], "settled")
+            await until(lambda: _settled_in(h), "the incoming round settled")
+            morning = await books(h, payer, payee)
+
+            assert view["history"][-1]["detail"]["settled_on"] == MONDAY.isoformat()
+            assert morning["netted_out"] == 0 and morning["netted_in"] == 0
+            assert morning["clearing"] == start["clearing"] - 20_000 * YUAN + 600 * YUAN
+            assert morning["clearing"] == await npc_balance(h)
+            assert morning[payer] == 80_000 * YUAN and morning[payee] == 600 * YUAN
+            assert morning["balanced"]
+            await assert_wire_valid(h, 5)
+    run(scenario())
+
+
+async def _balance_is(h: Harness, account: str, fen: int) -> bool:
+    return (await books(h, account))[account] == fen
+
+
+async def _settled_in(h: Harness) -> bool:
+    return (await books(h))["netted_in"] == 0
+
+
+def test_net_debit_cap_makes_packages_wait_until_more_collateral(tmp_path):
+    """Over its net debit cap our package waits (PR11, queued) round after round; more
+    collateral lets the next round net it, once: nothing lost, nothing netted twice."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            payer = await open_account(h, 3, 100_000 * YUAN)
+            await h.sim("POST", "/sim/beps/cap", {"participant": BANK, "cap_fen": 50 * YUAN})
+            ids = []
+            for n, amount in enumerate(("100.00", "80.00")):
+                _, answer = await gw.submit_transfer("core", f"cap-{n}", credit(payer, amount))
+                ids.append(answer["id"])
+            for pid in ids:
+                await wait_state(h, pid, "queued")
+            await asyncio.sleep(3 * ROUND_S)
+            waiting = await h.sim("GET", "/sim/beps/stats")
+
+            assert all([(await gw.get_transfer(pid))["state"] == "queued" for pid in ids])
+            assert waiting["rounds"] == [] and waiting["packages"].get("waiting", 0) >= 1
+
+            await h.sim("POST", "/sim/beps/cap", {"participant": BANK,
+                                                  "add_fen": 1_000 * YUAN})
+            views = [await wait_state(h, pid, "settled") for pid in ids]
+            after = await books(h, payer)
+            stats = await h.sim("GET", "/sim/beps/stats")
+
+            for view in views:
+                assert events(view).count("beps_netted") == 1
+                assert "beps_waiting_for_netting" in events(view)
+            assert stats["packages"] == {"PR03": len(set(_packages(views)))}
+            assert after["holds"] == 0 and after["netted_out"] == 0 and after["balanced"]
+            assert after["clearing"] == CLEARING_FEN - 180 * YUAN == await npc_balance(h)
+            await assert_wire_valid(h, 4)
+    run(scenario())
+
+
+def _packages(views: list[dict[str, Any]]) -> list[str]:
+    return [e["detail"]["package"] for v in views for e in v["history"]
+            if e["event"] == "beps_packed"]
+
+
+def test_debits_both_ways_with_receipts(tmp_path):
+    """Our debit collects once the payer bank's receipt is netted (a refused line is
+    rejected); a peer's debit is paid only with a mandate and the funds."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            ext = extension_of(gw)
+            creditor = await open_account(h, 4, 0, name="示例燃气公司")
+            payer = await open_account(h, 5, 10_000 * YUAN)
+            poor = await open_account(h, 6, 10 * YUAN)
+            stranger = await open_account(h, 7, 10_000 * YUAN)
+            collected = []
+            for n, debtor in enumerate(("6222000000001234", "6222000000009999")):
+                _, view = await ext.submit_debit("core", f"debit-{n}", {
+                    "creditor_account": creditor, "creditor_name": "示例燃气公司",
+                    "creditor_bank": BRANCH, "debtor_account": debtor,
+                    "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH,
+                    "amount": "120.00", "agreement": f"XY-{n}"})
+                collected.append(view["id"])
+            for account in (payer, poor):
+                await ext.add_mandate({"account": account, "agreement": "XY-SIM-0001"})
+            for account, count in ((payer, 2), (poor, 1), (stranger, 1)):
+                await h.sim("POST", "/sim/beps/peer/debit", {
+                    "sender": PEER, "receiver": BANK, "account": account, "name": "示例客户",
+                    "bank": BRANCH, "amount_fen": 95 * YUAN, "count": count})
+
+            paid = await wait_state(h, collected[0], "settled")
+            refused = await wait_state(h, collected[1], "rejected")
+
+            assert "beps_debit_paid" in events(paid)
+            assert refused["reason"].startswith("RJ02")
+            assert (await books(h, creditor))[creditor] == 120 * YUAN
+
+            inbound = await _inbound_debits(h)
+            for pid, state in inbound.items():
+                if state not in ("rejected",):
+                    await wait_state(h, pid, "settled")
+            reasons = await gw.store.run(lambda tx: dict(tx.query(
+                "SELECT payer_account, reason FROM payments WHERE msg_type = "
+                "'beps.127.001.01' AND direction = 'in' AND state = 'rejected'", ())))
+            end = await books(h, payer, poor, stranger)
+
+            assert sorted(inbound.values()).count("rejected") == 2
+            assert reasons[poor].startswith("RJ02") and reasons[stranger].startswith("RJ01")
+            assert end[payer] == 10_000 * YUAN - 190 * YUAN
+            assert end[poor] == 10 * YUAN and end[stranger] == 10_000 * YUAN
+            assert end["holds"] == 0 and end["netted_out"] == 0 and end["netted_in"] == 0
+            assert end["clearing"] == CLEARING_FEN + 120 * YUAN - 190 * YUAN
+            assert end["clearing"] == await npc_balance(h) and end["balanced"]
+
+            recon = await ext.reconcile(MONDAY)
+
+            assert recon["reconciled"], recon
+            await assert_wire_valid(h, 10)
+    run(scenario())
+
+
+async def _inbound_debits(h: Harness) -> dict[str, str]:
+    async def all_answered() -> bool:
+        return await h.gateway.store.run(lambda tx: tx.query_one(
+            "SELECT COUNT(*) FROM payments WHERE msg_type = 'beps.127.001.01' AND "
+            "direction = 'in'", ())[0]) == 4
+    await until(all_answered, "four inbound debits")
+    rows = await h.gateway.store.run(lambda tx: tx.query(
+        "SELECT id, state FROM payments WHERE msg_type = 'beps.127.001.01' AND "
+        "direction = 'in'", ()))
+    return dict(rows)
+
+
+def test_batch_endpoint_packages_and_restart(tmp_path):
+    """A batch is accepted item by item over HTTP and replays by key; packages are
+    sealed at the size limit; items left unpacked by a stopped gateway are packed
+    after its restart, each in exactly one package."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            ext = extension_of(h.gateway)
+            ext.configure(package_size_max=3, package_age_max_s=3600)
+            payer = await open_account(h, 8, 100_000 * YUAN)
+            batch = [credit(payer, f"{10 + n}.00") for n in range(7)]
+            batch.insert(2, credit(payer, "10.001"))
+            async with aiohttp.ClientSession() as http:
+                first = await _post(http, h, batch)
+                again = await _post(http, h, batch)
+                statuses = [r["status"] for r in first["results"]]
+                await until(lambda: _sealed(h, 2), "two full packages")
+                pkg_id = await h.gateway.store.run(lambda tx: tx.query_one(
+                    "SELECT id FROM beps_packages ORDER BY id", ())[0])
+                package = await _get(http, h, f"/v1/packages/{pkg_id}")
+                missing = await _get(http, h, "/v1/packages/nothing", 404)
+
+            assert statuses == [201, 201, 422, 201, 201, 201, 201, 201]
+            assert first["results"][2]["errors"][0]["code"] == \
+                "amount_must_have_at_most_two_decimals"
+            assert [r.get("transfer", {}).get("id") for r in again["results"]] == \
+                [r.get("transfer", {}).get("id") for r in first["results"]]
+            assert package["count"] == 3 and len(package["transactions"]) == 3
+            assert missing["errors"][0]["code"] == "package_not_found"
+
+            await h.gateway.stop()
+            h.gateway = None
+            h.gateway = await _restarted(h)
+            ids = [r["transfer"]["id"] for r in first["results"] if r["status"] == 201]
+            for pid in ids:
+                await wait_state(h, pid, "settled")
+            packed = await h.gateway.store.run(lambda tx: tx.query(
+                "SELECT package_id, COUNT(*) FROM beps_items GROUP BY package_id", ()))
+
+            assert sorted(n for _, n in packed) == [1, 3, 3]
+            assert (await books(h))["clearing"] == await npc_balance(h)
+    run(scenario())
+
+
+async def _post(http: aiohttp.ClientSession, h: Harness, batch: list) -> dict[str, Any]:
+    async with http.post(f"{h.gateway.url}/v1/transfers/batch", json=batch,
+                         headers={"Idempotency-Key": "batch-1"}) as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def _get(http: aiohttp.ClientSession, h: Harness, path: str,
+               status: int = 200) -> dict[str, Any]:
+    async with http.get(f"{h.gateway.url}{path}") as r:
+        assert r.status == status
+        return await r.json()
+
+
+async def _sealed(h: Harness, count: int) -> bool:
+    return await h.gateway.store.run(lambda tx: tx.query_one(
+        "SELECT COUNT(*) FROM beps_packages", ())[0]) == count
+
+
+async def _restarted(h: Harness) -> Any:
+    from gateway.app import Gateway
+    gw = Gateway(h.settings(), clock=h.clock())
+    await gw.start()
+    extension_of(gw).configure(package_size_max=3, package_age_max_s=0.2)
+    return gw
+
+
+REFERENCE_NAMES = {"beps.128.001.01": None, "beps.125.001.01": None}
+
+
+async def assert_wire_valid(h: Harness, at_least: int) -> None:
+    """Every message on the wire (the gateway's archive, both ways) passes our XSD and,
+    where one is published, the reference XSD; `at_least` of them are BEPS traffic."""
+    rows = await h.gateway.store.run(lambda tx: tx.query(
+        "SELECT mesg_type, envelope FROM archive", ()))
+    reference = SHARED / "cnaps" / "reference-xsd"
+    checked = 0
+    for mesg_type, raw in rows:
+        body = etree.fromstring(env_mod.decode(bytes(raw)).body)
+        assert catalogue.schema(mesg_type).validate(body), mesg_type
+        path = reference / f"{mesg_type}.xsd"
+        if reference.exists() and path.exists():
+            schema = _reference(path)
+            assert schema.validate(body), (mesg_type, schema.error_log)
+            checked += mesg_type.startswith(("beps.", "saps.", "ccms.900"))
+    assert checked >= at_least, checked
+
+
+_SCHEMAS: dict[Path, etree.XMLSchema] = {}
+
+
+def _reference(path: Path) -> etree.XMLSchema:
+    if path not in _SCHEMAS:
+        _SCHEMAS[path] = etree.XMLSchema(etree.parse(str(path)))
+    return _SCHEMAS[path]
