@@ -48,7 +48,7 @@ SWEEP_AGE_S = 5.0
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
 # handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections).
-EXTENSIONS: tuple[str, ...] = ("gateway.session",)
+EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.beps")
 
 
 class Gateway:

@@ -18,6 +18,8 @@ from gateway import windows
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock
 from simulators import control
+from simulators.beps import Beps
+from simulators.beps_notices import BepsNotices
 from simulators.faults import FaultState
 from simulators.ids import Ids
 from simulators.keys import Keys
@@ -53,6 +55,10 @@ class Simulator:
         self.phases = Phases(self.store, self.notices, self.rtgs, self.calendar,
                              sorted(settings.banks))
         self.node = Node(self.store, self.keys, self.notices, self.rtgs, clock, participants)
+        self.beps = Beps(self.store, BepsNotices(self.store, self.ids, clock, self.keys.ring,
+                                                 self.link.wake),
+                         clock, participants, settings.beps_netting_interval_s)
+        self.node.beps = self.beps
         branches = {OUR_BANK: OUR_BRANCH, **{p.code: p.branch for p in settings.peers}}
         self.peers = {p.code: PeerBank(p, self.keys, self.ids, clock, branches)
                       for p in settings.peers}
@@ -71,6 +77,8 @@ class Simulator:
         async def handle(raw: bytes) -> None:
             for answer in peer.receive(raw):
                 self.node.take(answer)
+            for answer in self.beps.peer_answers(peer, raw):
+                self.node.take(answer)
         return handle
 
     def _initialise(self) -> None:
@@ -85,6 +93,7 @@ class Simulator:
         if self.follower is not None:
             self.follower.catch_up()
         await self.link.start()
+        self.beps.start()
         self._runner = web.AppRunner(control.make_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -103,6 +112,7 @@ class Simulator:
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.beps.stop()
         await self.link.stop()
         self.store.close()
         event(log, "stopped", url=self.url)

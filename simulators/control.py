@@ -29,6 +29,7 @@ from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.envelope import ENVELOPE_LEN_MAX
 from simulators import session
 from simulators import exceptions
+from simulators import beps_control
 from simulators import faults as faults_mod
 from simulators.logfmt import event
 
@@ -201,6 +202,7 @@ def make_app(sim: Simulator) -> web.Application:
     app.router.add_post("/sim/faults", set_faults)
     app.router.add_post("/sim/redeliver", redeliver)
     app.router.add_post("/sim/recon-skew", recon_skew)
+    beps_control.add_routes(app)
     sim.queries.add_routes(app)
     app.router.add_post("/sim/force-logout", force_logout)
     return app

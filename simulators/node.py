@@ -32,6 +32,7 @@ from simulators.logfmt import event
 from simulators.notices import Notices
 from simulators.phases import current_phase
 from simulators.rtgs import Payment, Rtgs
+from simulators.beps import TYPES as BEPS_TYPES
 from simulators.settings import NPC_CODE
 from simulators.store import REJECTED, Store
 
@@ -76,6 +77,8 @@ def payment_of(decoded: codec.Decoded) -> Payment | None:
 
 
 class Node:
+    beps: Any = None  # the BEPS side (simulators.beps.Beps), set by the app
+
     def __init__(self, store: Store, keys: Keys, notices: Notices, rtgs: Rtgs, clock: Clock,
                  participants: frozenset[str]) -> None:
         self.store = store
@@ -141,6 +144,8 @@ class Node:
             return "acknowledgement"
         if mesg_type in FORWARDED_TYPES:
             return self._forward(decoded, raw)
+        if mesg_type in BEPS_TYPES:
+            return self.beps.take(decoded, raw)
         if mesg_type in exceptions.REQUEST_TYPES:
             return exceptions.answer(self, decoded)
         if mesg_type in session.REQUEST_TYPES:

@@ -79,6 +79,9 @@ class Settings:
     calendar_file: str | None = None
     timetable: dict[str, Any] = field(default_factory=dict)
     delivery: Delivery = Delivery()
+    # Business seconds between BEPS netting rounds; no public schedule exists (SPEC.md
+    # d.9), DOMAIN.md §7 suggests every 30 minutes.
+    beps_netting_interval_s: float = 1800.0
 
     @property
     def participants(self) -> frozenset[str]:
@@ -106,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--date", default=None, help="work date at first start (ISO date)")
     p.add_argument("--follow-clock", action="store_true", default=None,
                    help="announce HVPS phase changes as the clock passes them")
+    p.add_argument("--beps-netting-interval", type=float, default=None, metavar="SECONDS",
+                   help="business seconds between BEPS netting rounds")
     return p
 
 
@@ -145,6 +150,7 @@ _TABLE_TYPES: dict[str, type | tuple[type, ...]] = {
     "banks": dict, "clock_spec": str, "seed": int, "balances_fen": dict, "peers": list,
     "initial_phase": str, "initial_date": str, "follow_clock": bool, "tick_s": (int, float),
     "calendar_file": str, "timetable": dict, "delivery": dict,
+    "beps_netting_interval_s": (int, float),
 }
 _PATH_KEYS = {"data": "data_dir", "data_dir": "data_dir", "keys": "keys_dir",
               "keys_dir": "keys_dir"}
@@ -218,6 +224,7 @@ def load(argv: list[str]) -> Settings:
         "host": args.host, "port": args.port, "clock_spec": args.clock, "seed": args.seed,
         "initial_phase": args.phase, "initial_date": args.date,
         "follow_clock": args.follow_clock,
+        "beps_netting_interval_s": args.beps_netting_interval,
         "data_dir": Path(args.data) if args.data else None,
         "keys_dir": Path(args.keys) if args.keys else None,
     }

@@ -74,9 +74,30 @@ def schema_problems(code: str, root: etree._Element) -> list[Problem]:
     schema = catalogue.schema(code)
     if schema.validate(root):
         return []
-    return [Problem("schema_violation", err.path or "/", None, err.message[:300],
-                    f"line {err.line}: {err.message}"[:400])
+    return [Problem("schema_violation", _readable(root, err.path), _offending(root, err.path),
+                    err.message[:300], f"line {err.line}: {err.message}"[:400])
             for err in schema.error_log]
+
+
+def _nodes(root: etree._Element, path: str | None) -> list[Any]:
+    """The elements libxml2's error path (/*/*[2]/...) points at."""
+    if not path:
+        return []
+    found = root.getroottree().xpath(path)
+    return found if isinstance(found, list) else []
+
+
+def _readable(root: etree._Element, path: str | None) -> str:
+    """libxml2 names elements by position; the error names them by local name."""
+    nodes = [n for n in _nodes(root, path) if isinstance(n, etree._Element)]
+    return xml.element_path(nodes[0]) if nodes else (path or "/")
+
+
+def _offending(root: etree._Element, path: str | None) -> str | None:
+    nodes = [n for n in _nodes(root, path) if isinstance(n, etree._Element)]
+    if not nodes or len(nodes[0]):
+        return None
+    return (nodes[0].text or "")[:200]
 
 
 def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str] | None = None,

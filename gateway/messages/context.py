@@ -28,6 +28,7 @@ from lxml import etree
 from gateway.errors import PaygateError, Problem
 from gateway.messages import hvps111, package
 from gateway.messages.codec import Decoded, module_for
+from gateway.messages.xml import element_path
 from routing.directory import Directory
 
 Seen = Callable[[str, str, str], bool]
@@ -59,22 +60,6 @@ def check_context(decoded: Decoded, *, directory: Directory | None = None,
     if seen is not None:
         problems += _duplicate_problems(decoded, seen)
     return problems
-
-
-def element_path(el: etree._Element) -> str:
-    """/Document/A/B[2]/C: local names, with an index where a name repeats."""
-    steps = []
-    node: etree._Element | None = el
-    while node is not None:
-        name = etree.QName(node).localname
-        parent = node.getparent()
-        if parent is not None:
-            same = [s for s in parent if isinstance(s.tag, str) and s.tag == node.tag]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
 
 
 def _leaves(root: etree._Element):

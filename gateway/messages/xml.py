@@ -27,6 +27,7 @@ DEPTH_MAX = 256  # libxml2's bound without huge_tree; CNAPS2 trees are about 10 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                           huge_tree=False, remove_blank_text=True, remove_comments=True,
                           remove_pis=True)
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _DECL = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 
 
@@ -110,8 +111,8 @@ class Builder:
         node.text = value
 
     def tobytes(self) -> bytes:
-        return etree.tostring(self.root, xml_declaration=True, encoding="UTF-8",
-                              pretty_print=True)
+        # lxml would write the declaration with single quotes; CNAPS2 writes this one.
+        return DECLARATION + etree.tostring(self.root, encoding="UTF-8", pretty_print=True)
 
 
 def children(el: etree._Element | None) -> dict[str, etree._Element]:
@@ -139,3 +140,19 @@ def leaf(el: etree._Element | None, *steps: str) -> str | None:
     if el is None:
         return None
     return (el.text or "").strip()
+
+
+def element_path(el: etree._Element) -> str:
+    """/Document/A/B[2]/C: local names, with a 1-based index where a name repeats."""
+    steps = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [s for s in parent if s.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
