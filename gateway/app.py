@@ -42,13 +42,15 @@ log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
 SWEEP_EVERY_S = 2.0
+DEPTH_CHECK_S = 0.1
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
 
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
 # handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections).
-EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.beps")
+EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
+                               "gateway.exceptions", "gateway.beps")
 
 
 class Gateway:
@@ -77,6 +79,7 @@ class Gateway:
         self.work_date: date = phase.work_date
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.link_failures = 0  # consecutive failed sends; shown to operators
+        self._depth, self._depth_at = 0, -1.0
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -130,6 +133,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(worker.drain() for worker in self.workers))
         if self.runner is not None:
             await self.runner.cleanup()
         if self.http is not None:
@@ -311,25 +315,30 @@ class Gateway:
                      ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """An accepted HVPS payment goes on its priority lane, or waits for the window
         (when_closed=queue) or for a second person's review."""
-        hold = None
-        if decision.action == "queue":
-            hold = "waiting_for_hvps_window"
-        elif self.review is not None:
-            hold = self.review(transfer, self.settings)
+        # A second person's review comes first: a reviewed payment taken while HVPS is
+        # closed then waits for the window (the approval sends it to `waiting`).
+        hold = self.review(transfer, self.settings) if self.review is not None else None
+        outbox_state = "review" if hold is not None else "pending"
+        if hold is None and decision.action == "queue":
+            hold, outbox_state = "waiting_for_hvps_window", "waiting"
         lane = keys.lane_for_priority(decision.priority)
-        outbox_id = intake.add_outbox(tx, row["id"], decision.priority,
-                                      "pending" if hold is None else
-                                      ("waiting" if decision.action == "queue" else "review"),
-                                      now)
+        outbox_id = intake.add_outbox(tx, row["id"], decision.priority, outbox_state, now)
         if hold is not None:
             row = payments.transition(tx, row, "held", "held", now, self.notifier, reason=hold)
             return row, []
         return row, [(lane, {"outbox": str(outbox_id)})]
 
     async def _check_depth(self) -> None:
-        depth = 0
-        for stream in keys.HVPS_LANES:
-            depth += await self.redis.xlen(stream)
+        """429 when the HVPS lanes hold more than queue_depth_max entries; the depth is
+        read from Redis at most every DEPTH_CHECK_S, not on every request."""
+        now = asyncio.get_running_loop().time()
+        if now - self._depth_at >= DEPTH_CHECK_S:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in keys.HVPS_LANES:
+                pipe.xlen(stream)
+            self._depth = sum(await pipe.execute())
+            self._depth_at = now
+        depth = self._depth
         if depth > self.settings.queue_depth_max:
             raise PaygateError(Problem("queues_full", "/", depth,
                                        f"at most {self.settings.queue_depth_max} waiting"),

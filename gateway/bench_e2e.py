@@ -327,7 +327,8 @@ async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, An
 
 async def _run(quick: bool) -> dict[str, Any]:
     duration_s, paced_s = (8.0, 4.0) if quick else (60.0, 20.0)
-    with tempfile.TemporaryDirectory(prefix="paygate-bench-e2e-") as folder:
+    with tempfile.TemporaryDirectory(prefix="paygate-bench-e2e-",
+                                     dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
         root = Path(folder)
         redis_port = free_port()
         (root / "bare-redis").mkdir()

@@ -6,6 +6,7 @@
     paygate simulate-day [--date D] [--seed N]   a whole business day on a virtual clock
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
+    paygate ops ...                   the operators' commands (status, queues, actions)
     paygate bench {messages,ledger}   benchmarks with baselines
 """
 
@@ -46,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         return simulate_day_command(rest)
     if command == "serve":
         return serve_command(rest)
+    if command == "ops":
+        from gateway.ops.cli import ops_command
+        return ops_command(rest)
     if command == "bench":
         from gateway.bench import bench_command
         return bench_command(rest)
     print(json.dumps({"errors": [{"code": "command_unknown", "path": "argv[0]",
                                   "value": command, "expected": "serve, demo, simulate, "
-                                  "validate, route or bench"}]}))
+                                  "validate, route, ops or bench"}]}))
     return 2
 
 

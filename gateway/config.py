@@ -36,7 +36,9 @@ class Settings:
     webhook_secret: str = "change-me"
     webhook_retries_max: int = 8
     api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
-    operators_file: str = ""
+    operators_file: str = ""                  # empty: the demo operators (warned in logs)
+    screening_file: str = ""                  # sanctions/AML list; empty: the shipped example
+    beps_net_debit_cap_fen: int = 0           # shown against the BEPS net position; 0: n/a
     when_closed_default: str = "queue"        # queue | refuse | beps
     review_threshold_fen: int = 0             # 0: no second review; else held above it
     queue_depth_max: int = 50_000             # above it the API answers 429

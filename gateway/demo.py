@@ -30,6 +30,7 @@ from gateway.errors import PaygateError
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.harness import Harness
+from gateway.queries import demo as queries_demo
 from ledger.testing import customer_account
 
 BANK, BRANCH = "999100000019", "999100000027"
@@ -73,6 +74,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         say(f"core system: {outcomes}")
         await push_peer_traffic(harness, customers, rng)
         await settle_quietly(gw)
+        await queries_demo.exchange(harness, say)
 
         say(f"funding the clearing account with {TOP_UP_FEN // YUAN:,} yuan")
         await fund(harness, TOP_UP_FEN, day)

@@ -88,7 +88,8 @@ class DayRun:
             banks={BANK: f"http://127.0.0.1:{gw_port}/link/inbound"}, seed=self.seed,
             balances_fen={BANK: self.opening_clearing_fen, PEER: 10**14,
                           "777300000011": 10**14},
-            initial_phase=phase.code, initial_date=phase.work_date.isoformat()), self.clock)
+            initial_phase=phase.code, initial_date=phase.work_date.isoformat(),
+            delivery=sim_settings.Delivery(parallel_max=1)), self.clock)
         await self.sim.start()
         self.gw = Gateway(Settings(data_dir=str(self.data_dir / "gateway"), port=gw_port,
                                    npc_url=f"{self.sim.url}/link/inbound",

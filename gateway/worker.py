@@ -69,6 +69,7 @@ class StreamWorker:
         self.processed = 0
         self.failed = 0
         self._stopping = False
+        self._inflight: set[asyncio.Task] = set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -88,9 +89,12 @@ class StreamWorker:
                 if loop.time() - last_reclaim >= RECLAIM_EVERY_S:
                     await self._reclaim()
                     last_reclaim = loop.time()
-                batch = await self._read()
-                if batch:
-                    await self._handle_batch(batch)
+                free = self.batch_max - len(self._inflight)
+                if free <= 0:
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                for item in await self._read(free):
+                    self._spawn(item)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("event=redis_unavailable stage=%s error=%r", self.name, exc)
                 groups_ready = False
@@ -101,16 +105,31 @@ class StreamWorker:
                 log.warning("event=consumer_group_missing stage=%s", self.name)
                 groups_ready = False
 
-    async def _read(self) -> list[tuple[str, str, dict[str, str]]]:
+    def _spawn(self, item: tuple[str, str, dict[str, str]]) -> None:
+        """Entries are handled as a pipeline: up to batch_max at once, and a new one is
+        read as soon as any finishes, so one slow entry never holds up the others."""
+        if not self.concurrent:
+            raise AssertionError("_spawn is only for concurrent workers")
+        task = asyncio.create_task(self._handle(*item))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def drain(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _read(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
         # Lanes are read in order: a later lane is read only when the earlier ones are empty.
+        # With work in flight the read does not block long, so finished work is replaced
+        # quickly; with nothing in flight it waits up to BLOCK_MS for new entries.
         for stream in self.streams:
             got = await self.r.xreadgroup(keys.GROUP, self.consumer, {stream: ">"},
-                                          count=self.batch_max)
+                                          count=count)
             if got:
                 return _flatten(got)
+        block = 5 if self._inflight else BLOCK_MS
         got = await self.r.xreadgroup(keys.GROUP, self.consumer,
-                                      {s: ">" for s in self.streams},
-                                      count=self.batch_max, block=BLOCK_MS)
+                                      {s: ">" for s in self.streams}, count=count, block=block)
         return _flatten(got)
 
     async def _handle_batch(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:

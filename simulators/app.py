@@ -29,6 +29,7 @@ from simulators.node import Node
 from simulators.notices import Notices
 from simulators.peers import PeerBank, parse_request
 from simulators.phases import ClockFollower, Phases, current_phase
+from simulators.queries import PeerQueries
 from simulators.rtgs import Rtgs
 from simulators.settings import NPC_CODE, OUR_BANK, Settings
 from simulators.store import CANCELLED, QUEUED, SETTLED, Store
@@ -62,6 +63,8 @@ class Simulator:
         branches = {OUR_BANK: OUR_BRANCH, **{p.code: p.branch for p in settings.peers}}
         self.peers = {p.code: PeerBank(p, self.keys, self.ids, clock, branches)
                       for p in settings.peers}
+        self.queries = PeerQueries(self.store, self.peers, clock, self.node.take,
+                                   settings.seed)
         for code, peer in self.peers.items():
             self.link.add_local(code, self._peer_handler(peer))
         self.follower: ClockFollower | None = None
@@ -79,6 +82,8 @@ class Simulator:
                 self.node.take(answer)
             for answer in self.beps.peer_answers(peer, raw):
                 self.node.take(answer)
+            for answer in self.queries.receive(peer, raw):
+                self.node.take(answer)
         return handle
 
     def _initialise(self) -> None:
@@ -94,6 +99,7 @@ class Simulator:
             self.follower.catch_up()
         await self.link.start()
         self.beps.start()
+        await self.queries.start()
         self._runner = web.AppRunner(control.make_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -112,6 +118,7 @@ class Simulator:
             await asyncio.gather(self._ticker, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.queries.stop()
         await self.beps.stop()
         await self.link.stop()
         self.store.close()
@@ -153,4 +160,5 @@ class Simulator:
             "outbox": self.store.outbox_counts(),
             "faults": self.faults.faults.to_dict(),
             "peers": {code: dict(peer.received) for code, peer in self.peers.items()},
+            "queries": self.queries.stats(),
         }

@@ -104,6 +104,8 @@ class Link:
             rows = self.store.pending(dest, self.delivery.reorder_window)
             self.faults.rng.shuffle(rows)
             return rows
+        if dest in self.banks:
+            return self.store.pending(dest, max(1, self.delivery.parallel_max))
         return self.store.pending(dest, 1)
 
     async def _run(self, worker: _Worker) -> None:
@@ -116,6 +118,9 @@ class Link:
                 worker.wakeup.clear()
                 continue
             worker.idle = False
+            if worker.dest in self.banks and not self.faults.faults.reorder:
+                await asyncio.gather(*(self._deliver(worker.dest, row) for row in rows))
+                continue
             for row in rows:
                 await self._deliver(worker.dest, row)
 

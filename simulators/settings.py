@@ -59,6 +59,11 @@ class Delivery:
     timeout_s: float = 10.0
     # With the reorder fault on, up to this many waiting messages are shuffled together.
     reorder_window: int = 8
+    # Messages to one bank in flight at once. A bank's inbound takes one message per
+    # POST and commits it before answering, so one at a time caps the link at the bank's
+    # commit latency; several in flight is what an MQ channel with many putters does.
+    # 1 keeps the order strict (the discrete-event day uses it).
+    parallel_max: int = 32
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,236 @@
+"""Query and reply (查询查复) and free-format messages: ccms.314, ccms.315, ccms.303.
+
+"Every doubt gets a query, every query a reply, every reply in full" (DOMAIN.md §2). The
+query desk plugs into the gateway as an extension (`install(gw)`):
+
+- outgoing: the core system or an operator opens a query about a payment; the desk sends
+  ccms.314 to the counterparty, keeps it linked to the payment and waits for the reply
+  (outgoing.py);
+- incoming: a bank's query is linked to our payment, answered at once from our records
+  when the policy allows, or put before an operator with its due time; a bank's reply is
+  matched to our query and pushed to the core system (incoming.py, answers.py,
+  notify.py);
+- deadlines on the business calendar, watched by a timer that raises what nears or
+  passes its due time (deadlines.py);
+- free text both ways (ccms.303);
+- the HTTP routes (api.py) and the "queries" section of the closing summary.
+
+docs/queries.md describes the behaviour, the settings and the endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any, Callable
+
+from gateway import intake
+from gateway.inbound import Processed
+from gateway.messages import ccms303, ccms314, codec
+from gateway.queries import (api, deadlines, idempotency, incoming, outgoing, records,
+                             requests, schema, wire)
+from gateway.queries import policy as policy_mod
+from gateway.queries.policy import QueryPolicy
+
+log = logging.getLogger("paygate.queries")
+
+
+def install(gw: Any) -> "QueryDesk":
+    return QueryDesk(gw)
+
+
+def desk_of(gw: Any) -> "QueryDesk":
+    """The query desk installed in a gateway."""
+    return next(ext for ext in gw.extensions if isinstance(ext, QueryDesk))
+
+
+class QueryDesk:
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.policy = policy_mod.from_settings(gw.settings)
+        self._timer: asyncio.Task | None = None
+        self._pushes: set[asyncio.Task] = set()
+        self._show_queries_on_transfers()
+
+    # The extension interface (gateway/app.py)
+
+    def handlers(self) -> dict[str, Callable[[Any, codec.Decoded, Any], Processed]]:
+        return {ccms314.MESSAGE_TYPE: self._handler(incoming.on_query),
+                ccms314.RESPONSE_TYPE: self._handler(incoming.on_reply),
+                ccms303.MESSAGE_TYPE: self._handler(incoming.on_free_format)}
+
+    def add_routes(self, app: Any) -> None:
+        api.add_routes(app, self)
+
+    async def start(self) -> None:
+        await self.gw.store.run(schema.install)
+        self._timer = asyncio.create_task(self._watch(), name="query_deadlines")
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        await asyncio.gather(*self._pushes, return_exceptions=True)
+
+    def summary(self, tx: Any) -> dict[str, Any]:
+        sent, received, replied, overdue = tx.query_one(
+            "SELECT COALESCE(SUM(CASE WHEN direction = 'out' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN replied_at IS NOT NULL THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN overdue_at IS NOT NULL THEN 1 ELSE 0 END), 0) "
+            "FROM queries", ())
+        return {"queries": {"sent": sent, "received": received, "replied": replied,
+                            "overdue": overdue}}
+
+    def simulate_day_events(self, run: Any) -> list[tuple[Any, str, Any]]:
+        """Queries both ways for `paygate simulate-day` (demo.py)."""
+        # Imported here because the demo module finds the desk through this package.
+        from gateway.queries import demo
+        return demo.day_events(run)
+
+    def set_policy(self, policy: QueryPolicy) -> None:
+        """Change the policy while running; the deadline timer restarts with it."""
+        policy_mod.check(policy)
+        self.policy = policy
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = asyncio.create_task(self._watch(), name="query_deadlines")
+
+    def tune(self, **changes: Any) -> None:
+        self.set_policy(replace(self.policy, **changes))
+
+    # Requests from the core system and operators
+
+    async def open_query(self, client: str, key: str | None,
+                         body: Any) -> tuple[int, dict[str, Any]]:
+        key = idempotency.check_key(key)
+        body_hash = intake.body_sha256(body)
+        now = self.gw.clock.now()
+        req = requests.parse_query(body, now)
+
+        def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
+            stored = idempotency.replay(tx, client, "queries", key, body_hash)
+            if stored is not None:
+                return stored, []
+            view, pushes = outgoing.open_query(tx, self, req, client, now)
+            idempotency.remember(tx, client, "queries", key, body_hash, 201, view, now)
+            return (201, view), pushes
+        return await self._run(work)
+
+    async def reply(self, query_id: str, body: Any) -> dict[str, Any]:
+        content, operator = requests.parse_reply(body)
+        now = self.gw.clock.now()
+        return await self._run(lambda tx: outgoing.operator_reply(
+            tx, self, query_id, content, operator, now))
+
+    async def chase(self, query_id: str, body: Any) -> dict[str, Any]:
+        content, operator = requests.parse_chase(body)
+        now = self.gw.clock.now()
+        return await self._run(lambda tx: outgoing.chase(tx, self, query_id, content,
+                                                         operator, now))
+
+    async def send_free_format(self, client: str, key: str | None,
+                               body: Any) -> tuple[int, dict[str, Any]]:
+        key = idempotency.check_key(key)
+        body_hash = intake.body_sha256(body)
+        req = requests.parse_free_format(body)
+        now = self.gw.clock.now()
+
+        def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
+            stored = idempotency.replay(tx, client, "free_format", key, body_hash)
+            if stored is not None:
+                return stored, []
+            item, pushes = outgoing.send_free_format(tx, self, req, client, now)
+            idempotency.remember(tx, client, "free_format", key, body_hash, 201, item, now)
+            return (201, item), pushes
+        return await self._run(work)
+
+    async def get(self, query_id: str) -> dict[str, Any]:
+        now = self.gw.clock.now()
+        return await self.gw.store.run(lambda tx: records.view(
+            records.get(tx, query_id), now, records.replies_of(tx, query_id)))
+
+    async def search(self, state: str | None = None, direction: str | None = None,
+                     payment_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        now = self.gw.clock.now()
+        return await self.gw.store.run(lambda tx: [
+            records.view(q, now) for q in records.search(tx, state, direction, payment_id,
+                                                         limit)])
+
+    async def reply_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await self.gw.store.run(lambda tx: records.reply_feed(tx, after, limit))
+
+    async def free_format_feed(self, direction: str | None, after: int,
+                               limit: int) -> list[dict[str, Any]]:
+        return await self.gw.store.run(lambda tx: records.free_format_list(
+            tx, direction, after, limit))
+
+    async def check_deadlines(self) -> dict[str, int]:
+        """One pass of the deadline timer (also run by the timer every interval)."""
+        now = self.gw.clock.now()
+        return await self.gw.store.run(lambda tx: deadlines.scan(tx, now, self.policy,
+                                                                 self.gw.alert))
+
+    # Plumbing
+
+    async def _run(self, work: Callable[[Any], tuple[Any, wire.Pushes]]) -> Any:
+        result, pushes = await self.gw.store.run(work)
+        await self._push(pushes)
+        return result
+
+    async def _push(self, pushes: wire.Pushes) -> None:
+        for stream, outbox_id in pushes:
+            await self.gw.redis.xadd(stream, {"outbox": str(outbox_id)})
+
+    def _handler(self, fn: Callable[..., tuple[Processed, wire.Pushes]]
+                 ) -> Callable[[Any, codec.Decoded, Any], Processed]:
+        def handle(tx: Any, decoded: codec.Decoded, now: Any) -> Processed:
+            processed, pushes = fn(tx, self, decoded, now)
+            if pushes:
+                processed.after_commit.append(lambda: self._push_soon(pushes))
+            return processed
+        return handle
+
+    def _push_soon(self, pushes: wire.Pushes) -> None:
+        """Put committed outbox rows on their streams from a handler's after-commit step.
+
+        A push that fails leaves the rows pending in the outbox, where start-up recovery
+        finds them; the failure is logged for operators."""
+        task = asyncio.get_running_loop().create_task(self._push(pushes))
+        self._pushes.add(task)
+        task.add_done_callback(self._pushed)
+
+    def _pushed(self, task: asyncio.Task) -> None:
+        self._pushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=query_push_failed error=%r", task.exception())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.check_interval_s)
+            try:
+                raised = await self.check_deadlines()
+            except Exception as exc:  # the timer outlives one failed pass; logged in full
+                log.exception("event=query_deadline_check_failed error=%r", exc)
+                continue
+            if raised["due_soon"] or raised["overdue"]:
+                log.info("event=query_deadlines_checked due_soon=%s overdue=%s",
+                         raised["due_soon"], raised["overdue"])
+
+    def _show_queries_on_transfers(self) -> None:
+        """Add each payment's queries to GET /v1/transfers/{id} under "queries".
+
+        The gateway's core offers no hook for extending a transfer's view, so the desk
+        wraps the gateway's `get_transfer` for this instance; a view hook in the core
+        would replace this wrapper."""
+        core_view = self.gw.get_transfer
+
+        async def get_transfer(payment_id: str) -> dict[str, Any]:
+            view = await core_view(payment_id)
+            now = self.gw.clock.now()
+            view["queries"] = await self.gw.store.run(lambda tx: [
+                records.view(q, now, records.replies_of(tx, q["id"]))
+                for q in records.search(tx, payment_id=payment_id)])
+            return view
+        self.gw.get_transfer = get_transfer

@@ -1,0 +1,107 @@
+"""Finding the payment a query is about, and answering it from our own records.
+
+A query names its payment by the original message (OrgnlGrpHdr: MsgId, the sending
+bank, the message type) and, for a payment inside a BEPS package, the transaction
+(OrgnlTx/OrgnlTxId). The sending bank may be named by its direct participant or by the
+branch, so both are tried.
+
+The gateway answers by itself only what its records settle beyond doubt: the payment is
+ours, its amount agrees, it has reached a state that will not change by itself, and the
+question is of a kind the policy lets it answer. Everything else goes to an operator,
+with the reason (`handling`) kept on the query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import payments
+from gateway.money import format_yuan_grouped
+from gateway.queries.policy import QUERY_TYPE_DEFAULT, QueryPolicy
+
+CONTENT_LEN_MAX = 256  # Cntt is Max256Text in both ccms.314 and ccms.315
+
+AUTO = "auto"
+# States from which the records answer a query for good (CONTRACT.md §5).
+SETTLED_STATES = frozenset({"settled", "netted", "rejected", "cancelled", "returned",
+                            "credited", "suspense"})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The payment a query is about, as the query names it."""
+
+    msg_id: str
+    sending_bank: str
+    message_type: str
+    tx_id: str | None = None
+    business_type: str = "A100"  # OrgnlTxTpCd when the caller does not say
+
+
+def find_payment(tx: Any, s: Subject) -> dict[str, Any] | None:
+    """Our payment named by `s`; None when there is none, or more than one."""
+    sql = ("SELECT id FROM payments WHERE msg_id = ? AND msg_type = ? "
+           "AND (sender_direct = ? OR payer_bank = ?)")
+    params: list[Any] = [s.msg_id, s.message_type, s.sending_bank, s.sending_bank]
+    if s.tx_id:
+        sql += " AND tx_id = ?"
+        params.append(s.tx_id)
+    rows = tx.query(sql + " ORDER BY id LIMIT 2", tuple(params))
+    if len(rows) != 1:
+        return None
+    return payments.get(tx, rows[0][0])
+
+
+def decide(policy: QueryPolicy, query_type: str | None, content: str, amount_fen: int,
+           payment: dict[str, Any] | None) -> str:
+    """`auto` when the gateway may answer at once, else why an operator must."""
+    if not policy.auto_answer:
+        return "auto_answer_off"
+    if payment is None:
+        return "payment_not_found"
+    if (query_type or QUERY_TYPE_DEFAULT) not in policy.auto_answer_types:
+        return "query_type_not_auto_answered"
+    if any(word in content for word in policy.operator_keywords):
+        return "question_needs_judgement"
+    if not any(word in content for word in policy.auto_answer_keywords):
+        return "question_not_recognised"
+    if amount_fen != payment["amount_fen"]:
+        return "amount_differs"
+    if payment["state"] not in SETTLED_STATES:
+        return "payment_not_final"
+    return AUTO
+
+
+def answer_text(tx: Any, payment: dict[str, Any]) -> str:
+    """The reply our records give about `payment`, in the words a teller would use."""
+    amount = format_yuan_grouped(payment["amount_fen"])
+    at = _state_time(tx, payment)
+    state = payment["state"]
+    reason = (payment.get("reason") or "")[:60]
+    if payment["direction"] == "in":
+        texts = {
+            "credited": f"该笔款项人民币{amount}元已于{at}入收款人账户。",
+            "suspense": (f"该笔款项人民币{amount}元因收款人账户信息不符（{reason}）于{at}暂挂"
+                         f"我行待处理，待销账序号{payment.get('pending_no') or ''}，"
+                         "请核实收款人账号户名后回复。"),
+            "returned": f"该笔款项人民币{amount}元已于{at}退回贵行。",
+        }
+    else:
+        texts = {
+            "settled": f"我行该笔付款人民币{amount}元已于{at}清算成功。",
+            "netted": f"我行该笔付款人民币{amount}元已于{at}轧差，具有最终性。",
+            "rejected": f"我行该笔付款人民币{amount}元未成功（被拒绝：{reason}），款项未划出。",
+            "cancelled": f"我行该笔付款人民币{amount}元已于{at}撤销，款项未划出。",
+            "returned": f"我行该笔付款人民币{amount}元已于{at}被退回。",
+        }
+    text = texts.get(state, f"该笔款项人民币{amount}元当前状态：{state}。")
+    return text[:CONTENT_LEN_MAX]
+
+
+def _state_time(tx: Any, payment: dict[str, Any]) -> str:
+    """When the payment reached its current state, as YYYY-MM-DD HH:MM."""
+    row = tx.query_one("SELECT at FROM payment_events WHERE payment_id = ? AND state = ? "
+                       "ORDER BY id DESC LIMIT 1", (payment["id"], payment["state"]))
+    at = row[0] if row else payment["updated_at"]
+    return at[:16].replace("T", " ")

@@ -1,0 +1,148 @@
+"""HTTP routes of the query desk, for the core system and operators.
+
+    POST /v1/queries                 open a query (Idempotency-Key required)
+    GET  /v1/queries                 ?state=open|answered &direction=in|out
+                                     &payment_id= &limit=  (soonest due first)
+    GET  /v1/queries/{id}            one query with its replies
+    POST /v1/queries/{id}/reply      an operator's answer to a query a bank sent us
+    POST /v1/queries/{id}/chase      a follow-up query (催查) about the same payment
+    GET  /v1/query-replies           ?after=<seq> &limit=  replies received, in order
+    POST /v1/free-format             send free text (ccms.303; Idempotency-Key required)
+    GET  /v1/free-format             ?direction=in|out &after=<seq> &limit=
+
+Credentials are checked as for every core-system endpoint (gateway.api.authenticate);
+errors have the one shape of CONTRACT.md §6.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api import GATEWAY_KEY, authenticate
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+
+QUERIES_KEY: web.AppKey = web.AppKey("queries", object)
+BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad client
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+                        content_type="application/json")
+
+
+async def _body(request: web.Request) -> tuple[str, Any]:
+    """(client, decoded JSON body) of an authenticated request."""
+    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
+        raise PaygateError(Problem("body_too_large", "/", request.content_length,
+                                   f"at most {BODY_LEN_MAX} bytes"), 413)
+    raw = await request.read()
+    client = authenticate(request, raw)
+    if not raw.strip():
+        return client, None
+    try:
+        return client, json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
+                                   "a JSON object"), 400) from None
+
+
+def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
+            numbers: dict[str, tuple[int, int, int]],
+            texts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Query-string parameters: names with allowed values, bounded whole numbers
+    (default, low, high) and free texts."""
+    p = ProblemList()
+    out: dict[str, Any] = {name: request.query.get(name) for name in texts}
+    for name in request.query:
+        if name not in choices and name not in numbers and name not in texts:
+            p.add("query_parameter_unknown", name, request.query[name],
+                  "only: " + ", ".join([*choices, *numbers, *texts]))
+    for name, allowed in choices.items():
+        value = request.query.get(name)
+        if value is not None and value not in allowed:
+            p.add("query_parameter_malformed", name, value, " or ".join(allowed))
+        out[name] = value
+    for name, (default, low, high) in numbers.items():
+        value = request.query.get(name, str(default))
+        if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+            p.add("query_parameter_malformed", name, value, f"a whole number {low}..{high}")
+            continue
+        out[name] = int(value)
+    p.raise_if_any(ValidationFailed)
+    return out
+
+
+def _desk(request: web.Request) -> Any:
+    return request.app[QUERIES_KEY]
+
+
+async def post_query(request: web.Request) -> web.Response:
+    client, body = await _body(request)
+    status, view = await _desk(request).open_query(
+        client, request.headers.get("Idempotency-Key"), body)
+    return _json(view, status)
+
+
+async def list_queries(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    params = _params(request, {"state": ("open", "answered"), "direction": ("in", "out")},
+                     {"limit": (100, 1, 500)}, ("payment_id",))
+    found = await _desk(request).search(params["state"], params["direction"],
+                                        params["payment_id"], params["limit"])
+    return _json({"queries": found})
+
+
+async def get_query(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    return _json(await _desk(request).get(request.match_info["id"]))
+
+
+async def post_reply(request: web.Request) -> web.Response:
+    _, body = await _body(request)
+    return _json(await _desk(request).reply(request.match_info["id"], body))
+
+
+async def post_chase(request: web.Request) -> web.Response:
+    _, body = await _body(request)
+    return _json(await _desk(request).chase(request.match_info["id"], body), 201)
+
+
+async def reply_feed(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    params = _params(request, {}, {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
+    replies = await _desk(request).reply_feed(params["after"], params["limit"])
+    return _json({"replies": replies,
+                  "next_after": replies[-1]["seq"] if replies else params["after"]})
+
+
+async def post_free_format(request: web.Request) -> web.Response:
+    client, body = await _body(request)
+    status, item = await _desk(request).send_free_format(
+        client, request.headers.get("Idempotency-Key"), body)
+    return _json(item, status)
+
+
+async def list_free_format(request: web.Request) -> web.Response:
+    authenticate(request, b"")
+    params = _params(request, {"direction": ("in", "out")},
+                     {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
+    items = await _desk(request).free_format_feed(params["direction"], params["after"],
+                                                  params["limit"])
+    return _json({"messages": items,
+                  "next_after": items[-1]["seq"] if items else params["after"]})
+
+
+def add_routes(app: web.Application, desk: Any) -> None:
+    assert app[GATEWAY_KEY] is desk.gw, "the desk serves the gateway it was installed in"
+    app[QUERIES_KEY] = desk
+    app.router.add_post("/v1/queries", post_query)
+    app.router.add_get("/v1/queries", list_queries)
+    app.router.add_get("/v1/queries/{id}", get_query)
+    app.router.add_post("/v1/queries/{id}/reply", post_reply)
+    app.router.add_post("/v1/queries/{id}/chase", post_chase)
+    app.router.add_get("/v1/query-replies", reply_feed)
+    app.router.add_post("/v1/free-format", post_free_format)
+    app.router.add_get("/v1/free-format", list_free_format)

@@ -1,0 +1,44 @@
+"""Idempotency of the core system's query and free-format requests (ARCHITECTURE.md §2).
+
+The same client, key and body replays the stored answer; the same key with another body
+is refused with 409. Keys are kept per kind of request, so a key the client used for a
+transfer or a query never collides with one used for free text.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gateway.errors import Conflict, PaygateError, Problem
+
+KEY_LEN_MAX = 64
+
+
+def check_key(key: str | None) -> str:
+    if not key or len(key) > KEY_LEN_MAX:
+        raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", key,
+                                   f"a header Idempotency-Key of 1 to {KEY_LEN_MAX} "
+                                   "characters"), 400)
+    return key
+
+
+def replay(tx: Any, client: str, kind: str, key: str,
+           body_sha256: str) -> tuple[int, dict[str, Any]] | None:
+    stored = tx.query_one("SELECT body_sha256, status, response FROM query_requests "
+                          "WHERE client = ? AND key = ?", (client, f"{kind}:{key}"))
+    if stored is None:
+        return None
+    if stored[0] != body_sha256:
+        raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
+                               key, "the same body as the first request with this key"))
+    return stored[1], json.loads(stored[2])
+
+
+def remember(tx: Any, client: str, kind: str, key: str, body_sha256: str, status: int,
+             response: dict[str, Any], now: datetime) -> None:
+    tx.execute("INSERT INTO query_requests (client, key, body_sha256, status, response, "
+               "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+               (client, f"{kind}:{key}", body_sha256, status,
+                json.dumps(response, ensure_ascii=False), now.isoformat()))

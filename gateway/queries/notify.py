@@ -1,0 +1,39 @@
+"""Telling the core system about queries: webhook rows in the outbox, and the feeds.
+
+When a webhook is configured, every event below is added to the outbox in the same
+transaction as the change it reports, and the gateway's webhook worker POSTs it (signed,
+retried) like a payment's status change. Its body:
+
+    {"kind": "query", "event": "query_replied", "at": "...", "query": {...},
+     "reply": {...}}
+
+Events: `query_received` (a bank asks us), `query_replied` (a bank answered ours),
+`free_format_received`. Without a webhook the core system polls
+`GET /v1/query-replies?after=<seq>` and `GET /v1/free-format?after=<seq>`
+(docs/queries.md).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gateway import keys
+
+EVENTS = ("query_received", "query_replied", "free_format_received")
+
+
+def queue_webhook(tx: Any, gw: Any, event: str, now: datetime, payment_id: str | None,
+                  **payload: Any) -> tuple[str, int] | None:
+    """Add one webhook event to the outbox; None when no webhook is configured."""
+    assert event in EVENTS, event
+    if not gw.notifier.webhook:
+        return None
+    at = now.isoformat()
+    body = json.dumps({"kind": "query", "event": event, "at": at, **payload},
+                      ensure_ascii=False, default=str)
+    row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
+                       "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, ?) "
+                       "RETURNING id", (payment_id, keys.WEBHOOK, body.encode(), at, at))
+    return (keys.WEBHOOK, row[0])

@@ -1,0 +1,201 @@
+"""Reading and writing queries, replies and free-format messages inside a transaction.
+
+A query has two states: `open` (waiting for its reply: the counterparty's when we asked,
+ours when we were asked) and `answered`. Whether it is late is not a state but a fact
+kept beside it: when it was due (`reply_due_at`), when operators were warned
+(`warned_at`) and told it was overdue (`overdue_at`), and when it was done
+(`replied_at`). A second reply to an answered query is stored and shown, and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from gateway.errors import Conflict, NotFound, Problem
+from gateway.money import format_yuan
+
+log = logging.getLogger("paygate.queries")
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"answered"}),
+    "answered": frozenset(),
+}
+
+COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "their_party",
+           "msg_id", "mesg_id",
+           "query_type", "content", "amount_fen", "currency", "orig_msg_id",
+           "orig_instg_party", "orig_mt", "orig_tx_id", "orig_instg_indirect",
+           "orig_instd_indirect", "orig_tx_type", "payment_id", "chase_of", "source",
+           "requested_by", "doubt_at", "ask_due_at", "asked_at", "reply_due_at",
+           "replied_at", "reply_msg_id", "reply_content", "replied_by", "handling",
+           "warned_at", "overdue_at", "created_at", "updated_at")
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM queries"
+REPLY_COLUMNS = ("id", "feed_seq", "query_id", "direction", "sender", "msg_id", "mesg_id",
+                 "answered_msg_id", "content", "replied_by", "at", "late")
+FREE_COLUMNS = ("id", "feed_seq", "direction", "sender", "receiver", "system", "msg_id",
+                "mesg_id", "content", "requested_by", "at")
+LIST_LIMIT_MAX = 500  # one page of a listing; the caller pages with `after`
+
+
+def insert(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
+    data = {c: row.get(c) for c in COLUMNS}
+    tx.execute(f"INSERT INTO queries ({', '.join(COLUMNS)}) "
+               f"VALUES ({', '.join('?' for _ in COLUMNS)})", tuple(data.values()))
+    log.info("event=query_recorded query=%s direction=%s counterparty=%s msg_id=%s "
+             "payment=%s due=%s", data["id"], data["direction"], data["counterparty"],
+             data["msg_id"], data["payment_id"], data["reply_due_at"])
+    return data
+
+
+def get(tx: Any, query_id: str) -> dict[str, Any]:
+    values = tx.query_one(f"{_SELECT} WHERE id = ?", (query_id,))
+    if values is None:
+        raise NotFound(Problem("query_not_found", "/id", query_id, "an existing query"))
+    return dict(zip(COLUMNS, values))
+
+
+def find_by_message(tx: Any, direction: str, counterparty: str,
+                    msg_id: str) -> dict[str, Any] | None:
+    values = tx.query_one(f"{_SELECT} WHERE direction = ? AND counterparty = ? "
+                          "AND msg_id = ?", (direction, counterparty, msg_id))
+    return dict(zip(COLUMNS, values)) if values else None
+
+
+def find_ours(tx: Any, msg_id: str) -> dict[str, Any] | None:
+    """Our query with XML MsgId `msg_id` (ours are unique: one sequence per day)."""
+    values = tx.query_one(f"{_SELECT} WHERE direction = 'out' AND msg_id = ?", (msg_id,))
+    return dict(zip(COLUMNS, values)) if values else None
+
+
+def chase_family(tx: Any, root_id: str) -> list[dict[str, Any]]:
+    """Our open queries about one matter: the first and the chases that followed it."""
+    rows = tx.query(f"{_SELECT} WHERE direction = 'out' AND state = 'open' "
+                    "AND (id = ? OR chase_of = ?) ORDER BY id", (root_id, root_id))
+    return [dict(zip(COLUMNS, r)) for r in rows]
+
+
+def search(tx: Any, state: str | None = None, direction: str | None = None,
+           payment_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Queries, the soonest due first; open ones are the operators' work list."""
+    where, params = [], []
+    for column, value in (("state", state), ("direction", direction),
+                          ("payment_id", payment_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY reply_due_at, id LIMIT ?"
+    rows = tx.query(sql, (*params, min(limit, LIST_LIMIT_MAX)))
+    return [dict(zip(COLUMNS, r)) for r in rows]
+
+
+def answer(tx: Any, query: dict[str, Any], now: datetime, reply_msg_id: str, content: str,
+           replied_by: str) -> dict[str, Any]:
+    """Mark an open query answered; the caller has stored the reply itself."""
+    if "answered" not in TRANSITIONS[query["state"]]:
+        raise Conflict(Problem("query_not_open", "/state", query["state"], "open",
+                               f"query {query['id']} is already {query['state']}"))
+    at = now.isoformat()
+    late = is_late(query, now)
+    # A reply that comes after its due time counts as overdue even when the timer did
+    # not pass in between, so the record and the summary never miss a late one.
+    overdue_at = query["overdue_at"] or (at if late else None)
+    tx.execute("UPDATE queries SET state = 'answered', replied_at = ?, reply_msg_id = ?, "
+               "reply_content = ?, replied_by = ?, overdue_at = ?, updated_at = ? "
+               "WHERE id = ?",
+               (at, reply_msg_id, content, replied_by, overdue_at, at, query["id"]))
+    log.info("event=query_answered query=%s by=%s late=%s", query["id"], replied_by, late)
+    return dict(query, state="answered", replied_at=at, reply_msg_id=reply_msg_id,
+                reply_content=content, replied_by=replied_by, overdue_at=overdue_at,
+                updated_at=at)
+
+
+def is_late(query: dict[str, Any], at: datetime) -> bool:
+    return at > datetime.fromisoformat(query["reply_due_at"])
+
+
+def add_reply(tx: Any, reply: dict[str, Any]) -> dict[str, Any]:
+    data = {c: reply.get(c) for c in REPLY_COLUMNS}
+    tx.execute(f"INSERT INTO query_replies ({', '.join(REPLY_COLUMNS)}) "
+               f"VALUES ({', '.join('?' for _ in REPLY_COLUMNS)})", tuple(data.values()))
+    return data
+
+
+def reply_exists(tx: Any, reply_id: str) -> bool:
+    return tx.query_one("SELECT 1 FROM query_replies WHERE id = ?", (reply_id,)) is not None
+
+
+def replies_of(tx: Any, query_id: str) -> list[dict[str, Any]]:
+    rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
+                    "WHERE query_id = ? ORDER BY feed_seq", (query_id,))
+    return [reply_view(dict(zip(REPLY_COLUMNS, r))) for r in rows]
+
+
+def reply_feed(tx: Any, after: int, limit: int) -> list[dict[str, Any]]:
+    """Replies received from counterparties, in arrival order after position `after`."""
+    rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
+                    "WHERE direction = 'in' AND feed_seq > ? ORDER BY feed_seq LIMIT ?",
+                    (after, min(limit, LIST_LIMIT_MAX)))
+    return [reply_view(dict(zip(REPLY_COLUMNS, r))) for r in rows]
+
+
+def reply_view(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "seq": r["feed_seq"], "query_id": r["query_id"],
+            "direction": r["direction"], "sender": r["sender"], "msg_id": r["msg_id"],
+            "answers_msg_id": r["answered_msg_id"], "content": r["content"],
+            "replied_by": r["replied_by"], "at": r["at"], "late": bool(r["late"])}
+
+
+def add_free_format(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
+    data = {c: row.get(c) for c in FREE_COLUMNS}
+    tx.execute(f"INSERT INTO free_format ({', '.join(FREE_COLUMNS)}) "
+               f"VALUES ({', '.join('?' for _ in FREE_COLUMNS)})", tuple(data.values()))
+    log.info("event=free_format_recorded id=%s direction=%s sender=%s receiver=%s",
+             data["id"], data["direction"], data["sender"], data["receiver"])
+    return data
+
+
+def free_format_exists(tx: Any, item_id: str) -> bool:
+    return tx.query_one("SELECT 1 FROM free_format WHERE id = ?", (item_id,)) is not None
+
+
+def free_format_list(tx: Any, direction: str | None, after: int,
+                     limit: int) -> list[dict[str, Any]]:
+    sql = f"SELECT {', '.join(FREE_COLUMNS)} FROM free_format WHERE feed_seq > ?"
+    params: list[Any] = [after]
+    if direction is not None:
+        sql += " AND direction = ?"
+        params.append(direction)
+    rows = tx.query(sql + " ORDER BY feed_seq LIMIT ?", (*params, min(limit, LIST_LIMIT_MAX)))
+    return [dict(zip(FREE_COLUMNS, r), seq=r[1]) for r in rows]
+
+
+def view(q: dict[str, Any], now: datetime | None = None,
+         replies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the core system and operators see of a query."""
+    out = {
+        "id": q["id"], "direction": q["direction"], "state": q["state"],
+        "system": q["system"], "counterparty": q["counterparty"],
+        "message": {"type": "ccms.314.001.01", "msg_id": q["msg_id"],
+                    "mesg_id": q["mesg_id"]},
+        "query_type": q["query_type"], "content": q["content"],
+        "amount": format_yuan(q["amount_fen"]), "amount_fen": q["amount_fen"],
+        "original": {"msg_id": q["orig_msg_id"], "sending_bank": q["orig_instg_party"],
+                     "message_type": q["orig_mt"], "tx_id": q["orig_tx_id"]},
+        "payment_id": q["payment_id"], "chase_of": q["chase_of"], "source": q["source"],
+        "requested_by": q["requested_by"], "handling": q["handling"],
+        "doubt_at": q["doubt_at"], "ask_due_at": q["ask_due_at"], "asked_at": q["asked_at"],
+        "reply_due_at": q["reply_due_at"], "replied_at": q["replied_at"],
+        "reply": None if q["replied_at"] is None else {
+            "msg_id": q["reply_msg_id"], "content": q["reply_content"],
+            "replied_by": q["replied_by"]},
+        "warned_at": q["warned_at"], "overdue_at": q["overdue_at"],
+    }
+    if now is not None:
+        out["overdue"] = q["state"] == "open" and is_late(q, now)
+    if replies is not None:
+        out["replies"] = replies
+    return out

@@ -1,0 +1,177 @@
+"""Requests from the core system and operators: checked fields, every problem at once.
+
+    POST /v1/queries                {"payment_id"} or {"original": {"msg_id",
+                                     "sending_bank", "message_type"?, "tx_id"?,
+                                     "business_type"?},
+                                     "amount"}; "content", "query_type"?, "doubt_at"?,
+                                     "operator"?
+    POST /v1/queries/{id}/reply     {"content", "operator"}
+    POST /v1/queries/{id}/chase     {"content"?, "operator"?}
+    POST /v1/free-format            {"receiver", "content", "system"?, "operator"?}
+
+Texts travel in CNAPS2 elements of bounded length (Cntt Max256Text, MsgCntt
+Max500Text) and must be printable: a control character cannot be carried in XML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.clock import parse_business_datetime
+from gateway.errors import ProblemList, ValidationFailed
+from gateway.messages import ccms303
+from gateway.money import parse_yuan
+from gateway.queries.answers import CONTENT_LEN_MAX, Subject
+
+OPERATOR_LEN_MAX = 40
+_BANK = re.compile(r"[0-9]{12}")
+_MSG_ID = re.compile(r"[0-9A-Za-z]{1,35}")
+_TX_ID = re.compile(r"[0-9]{1,16}")
+_BUSINESS_TYPE = re.compile(r"[A-Z][0-9]{3}")
+_MESSAGE_TYPE = re.compile(r"(hvps|beps)\.[0-9]{3}\.[0-9]{3}\.[0-9]{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SYSTEMS = ("HVPS", "BEPS")
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    payment_id: str | None
+    subject: Subject | None
+    amount_fen: int | None
+    content: str
+    query_type: str
+    doubt_at: datetime | None
+    operator: str | None
+
+
+@dataclass(frozen=True)
+class FreeFormatRequest:
+    receiver: str
+    content: str
+    system: str
+    operator: str | None
+
+
+def _object(body: Any, allowed: tuple[str, ...], p: ProblemList) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
+        p.raise_if_any()
+    for name in body:
+        if name not in allowed:
+            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(allowed))
+    return body
+
+
+def _text(body: dict[str, Any], name: str, len_max: int, p: ProblemList,
+          required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        p.add("field_required", f"/{name}", value, "some text")
+        return None
+    if len(value) > len_max or _CONTROL.search(value):
+        p.add("text_too_long_or_not_printable", f"/{name}", value,
+              f"at most {len_max} printable characters")
+        return None
+    return value
+
+
+def parse_query(body: Any, now: datetime) -> QueryRequest:
+    p = ProblemList()
+    body = _object(body, ("payment_id", "original", "amount", "content", "query_type",
+                          "doubt_at", "operator"), p)
+    payment_id = body.get("payment_id")
+    subject = _subject(body.get("original"), p) if "original" in body else None
+    if (payment_id is None) == ("original" not in body):
+        p.add("payment_or_original_required", "/", None,
+              "either payment_id or original, not both")
+    if payment_id is not None and (not isinstance(payment_id, str) or not payment_id):
+        p.add("field_malformed", "/payment_id", payment_id, "a payment id")
+    amount = None
+    if body.get("amount") is not None:
+        parsed = parse_yuan(body["amount"], "/amount")
+        if isinstance(parsed, int):
+            amount = parsed
+        else:
+            p.items.append(parsed)
+    content = _text(body, "content", CONTENT_LEN_MAX, p)
+    query_type = body.get("query_type", "QT00")
+    if query_type not in ("QT00", "QT01"):
+        p.add("query_type_unknown", "/query_type", query_type, "QT00 or QT01")
+    doubt_at = _doubt_at(body.get("doubt_at"), now, p)
+    operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
+    p.raise_if_any(ValidationFailed)
+    return QueryRequest(payment_id, subject, amount, content or "", query_type, doubt_at,
+                        operator)
+
+
+def _subject(value: Any, p: ProblemList) -> Subject | None:
+    if not isinstance(value, dict):
+        p.add("field_malformed", "/original", value,
+              "an object with msg_id, sending_bank and optionally message_type, tx_id")
+        return None
+    checks = (("msg_id", _MSG_ID, True), ("sending_bank", _BANK, True),
+              ("message_type", _MESSAGE_TYPE, False), ("tx_id", _TX_ID, False),
+              ("business_type", _BUSINESS_TYPE, False))
+    for name, pattern, required in checks:
+        given = value.get(name)
+        if (given is None and required) or (given is not None and (
+                not isinstance(given, str) or not pattern.fullmatch(given))):
+            p.add("field_malformed", f"/original/{name}", given, pattern.pattern)
+    for name in value:
+        if name not in {c[0] for c in checks}:
+            p.add("field_unknown", f"/original/{name}", value[name],
+                  "only: " + ", ".join(c[0] for c in checks))
+    return Subject(str(value.get("msg_id")), str(value.get("sending_bank")),
+                   value.get("message_type") or "hvps.111.001.01", value.get("tx_id"),
+                   value.get("business_type") or "A100")
+
+
+def _doubt_at(value: Any, now: datetime, p: ProblemList) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = parse_business_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None or at > now:
+        p.add("doubt_at_malformed", "/doubt_at", value,
+              "an ISO date and time, not in the future (Asia/Shanghai when no offset)")
+    return at
+
+
+def parse_reply(body: Any) -> tuple[str, str]:
+    p = ProblemList()
+    body = _object(body, ("content", "operator"), p)
+    content = _text(body, "content", CONTENT_LEN_MAX, p)
+    operator = _text(body, "operator", OPERATOR_LEN_MAX, p)
+    p.raise_if_any(ValidationFailed)
+    return content or "", operator or ""
+
+
+def parse_chase(body: Any) -> tuple[str | None, str | None]:
+    p = ProblemList()
+    body = _object(body if body is not None else {}, ("content", "operator"), p)
+    content = _text(body, "content", CONTENT_LEN_MAX, p, required=False)
+    operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
+    p.raise_if_any(ValidationFailed)
+    return content, operator
+
+
+def parse_free_format(body: Any) -> FreeFormatRequest:
+    p = ProblemList()
+    body = _object(body, ("receiver", "content", "system", "operator"), p)
+    receiver = body.get("receiver")
+    if not isinstance(receiver, str) or not _BANK.fullmatch(receiver):
+        p.add("bank_code_must_be_12_ascii_digits", "/receiver", receiver, "12 ASCII digits")
+    content = _text(body, "content", ccms303.CONTENT_LEN_MAX, p)
+    system = body.get("system", "HVPS")
+    if system not in SYSTEMS:
+        p.add("system_unknown", "/system", system, " or ".join(SYSTEMS))
+    operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
+    p.raise_if_any(ValidationFailed)
+    return FreeFormatRequest(receiver, content or "", system, operator)
