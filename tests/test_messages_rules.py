@@ -56,7 +56,8 @@ CASES: list[tuple[str, Callable[[], Any], Callable[[Any], list], str, str]] = [
      "business_kind_malformed", "/Document/FinInstnCdtTrf/CdtTrfTxInf/RmtInf/Ustrd"),
     ("hvps112 nameless debtor", lambda: replace(examples.institution_transfer(),
                                                 debtor=hvps112.Institution()),
-     hvps112.check, "party_field_required", "/Document/FinInstnCdtTrf/CdtTrfTxInf/Dbtr/FinInstnId"),
+     hvps112.check, "party_field_required",
+     "/Document/FinInstnCdtTrf/CdtTrfTxInf/Dbtr/FinInstnId"),
     # beps.121 packages
     ("beps121 count", lambda: replace(examples.credit_package(), header=replace(
         examples.credit_package().header, count=9)), beps121.check, "package_count_mismatch",
@@ -77,7 +78,8 @@ CASES: list[tuple[str, Callable[[], Any], Callable[[Any], list], str, str]] = [
      beps121.check, "currency_must_be_cny", f"{PKG}/CstmrCdtTrfInf[2]/Amt/@Ccy"),
     ("beps121 full-width bank", lambda: _tx(examples.credit_package(), 2,
                                             creditor_bank="８８８２０００００２３"),
-     beps121.check, "bank_code_must_be_12_ascii_digits", f"{PKG}/CstmrCdtTrfInf[2]/CdtrAgt/BrnchId/Id"),
+     beps121.check, "bank_code_must_be_12_ascii_digits",
+     f"{PKG}/CstmrCdtTrfInf[2]/CdtrAgt/BrnchId/Id"),
     ("beps121 missing issuer", lambda: _tx(examples.credit_package(), 1,
                                            debtor_account_bank=None),
      beps121.check, "bank_code_must_be_12_ascii_digits",

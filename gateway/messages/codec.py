@@ -83,7 +83,12 @@ def _nodes(root: etree._Element, path: str | None) -> list[Any]:
     """The elements libxml2's error path (/*/*[2]/...) points at."""
     if not path:
         return []
-    found = root.getroottree().xpath(path)
+    try:
+        found = root.getroottree().xpath(path)
+    except etree.XPathError:
+        # The path names a foreign element by its prefix (/*/xi:include); the error then
+        # keeps libxml2's own path, which is still exact, only less readable.
+        return []
     return found if isinstance(found, list) else []
 
 
@@ -106,8 +111,9 @@ def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str]
     stripped = raw.lstrip(b"\xef\xbb\xbf \r\n\t")
     envelope: Envelope | None = None
     signature = "absent"
-    if stripped.startswith(b"<") and bare_ok:
-        body = stripped
+    if bare_ok and not stripped.startswith(b"{H:"):
+        # Anything that is not an envelope is judged as XML, which names its fault.
+        body = stripped if stripped.startswith(b"<") else raw
     else:
         envelope = env_mod.decode(raw)
         if keyring is not None:
