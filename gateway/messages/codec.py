@@ -111,8 +111,9 @@ def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str]
     stripped = raw.lstrip(b"\xef\xbb\xbf \r\n\t")
     envelope: Envelope | None = None
     signature = "absent"
-    if bare_ok and not stripped.startswith(b"{H:"):
-        # Anything that is not an envelope is judged as XML, which names its fault.
+    if bare_ok and not stripped.startswith(b"{"):
+        # Anything that does not look like an envelope is judged as XML, which names
+        # its fault more precisely than "not an envelope" would.
         body = stripped if stripped.startswith(b"<") else raw
     else:
         envelope = env_mod.decode(raw)
