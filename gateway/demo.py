@@ -29,6 +29,7 @@ from gateway import logs, summary
 from gateway.errors import PaygateError
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.beps import demo as beps_demo
 from gateway.harness import Harness
 from gateway.queries import demo as queries_demo
 from ledger.testing import customer_account
@@ -79,6 +80,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         say(f"funding the clearing account with {TOP_UP_FEN // YUAN:,} yuan")
         await fund(harness, TOP_UP_FEN, day)
         await wait_state_count(gw, "queued", 0)
+        await beps_demo.exchange(harness, customers, rng, say)
 
         big = await submit(gw, customers["whale"], 90_000_000 * YUAN, "extra_urgent",
                            "demo-whale")
@@ -93,6 +95,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         result = await gw.reconcile_hvps(day)
         say(f"reconciliation over the link: reconciled={result['reconciled']} "
             f"differences={len(result['differences'])}")
+        result = await beps_demo.reconcile(gw, day, result, say)
         stats = await harness.sim("GET", "/sim/stats")
         return await close_books(gw, day, result, stats)
     finally:

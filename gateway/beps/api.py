@@ -20,6 +20,9 @@ from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
+# Items of one batch in flight at once: enough for the store to commit them in large
+# groups, few enough that their Redis calls stay within the client's connection pool.
+BATCH_CONCURRENCY = 32
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
 
 
@@ -71,10 +74,13 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                                        batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
                                        "characters for a batch"))
 
+    slots = asyncio.Semaphore(BATCH_CONCURRENCY)
+
     async def one(index: int, item: Any) -> dict[str, Any]:
         try:
             key, transfer = _item_key(index, item, batch_key)
-            status, view = await gw.submit_transfer(client, key, transfer)
+            async with slots:
+                status, view = await gw.submit_transfer(client, key, transfer)
         except PaygateError as exc:
             return {"index": index, "status": exc.status, **exc.to_dict()}
         return {"index": index, "status": status, "transfer": view}

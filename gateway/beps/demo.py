@@ -1,0 +1,99 @@
+"""The BEPS part of `paygate demo`: traffic both ways, netting, settlement, reconciliation.
+
+Our customers send a batch of small credits (routed to BEPS, packed by the gateway) and
+collect two debits (one refused by the payer bank); the peer bank sends credit packages
+(one credit to an unknown account goes to suspense) and debits our customers authorised
+(one it was not authorised for is refused). The simulated NPC nets a round when asked
+(its own schedule is every 30 minutes), and since HVPS is open each round settles at
+once. Everything runs in order, so two runs with the same seed put the same messages on
+the wire. Reconciliation over the link (beps.720/721) joins the day's `reconciled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import date
+from typing import Any, Callable
+
+from gateway.beps import extension_of
+from gateway.beps.api import submit_batch
+
+BRANCH, PEER, PEER_BRANCH, BANK = "999100000027", "888200000015", "888200000023", \
+    "999100000019"
+YUAN = 100
+CREDITS = 120          # small credits our customers send, in one batch
+AGREEMENT = "XY-DEMO-0001"
+WAIT_S = 60.0
+ROUND_EVERY_S = 1.0    # how often the demo asks the NPC for a round while it waits
+UNFINISHED = ("accepted", "sent", "queued", "netted", "received")
+
+
+async def exchange(harness: Any, customers: dict[str, str], rng: random.Random,
+                   say: Callable[[str], None]) -> None:
+    gw = harness.gateway
+    ext = extension_of(gw)
+    names = sorted(n for n in customers if n.startswith("c"))
+    batch = [_credit(customers[rng.choice(names)], rng.randint(100, 49_999) * YUAN, n)
+             for n in range(CREDITS)]
+    answer = await submit_batch(gw, ext.settings.batch_items_max, "demo", "demo-beps", batch)
+    say(f"BEPS: {answer['accepted']} small credits accepted in one batch")
+    await _debits(harness, ext, customers)
+    for n in range(2):
+        await harness.sim("POST", "/sim/beps/peer/send", {
+            "sender": PEER, "receiver": BANK, "account": customers[names[n]],
+            "name": f"示例客户{names[n]}", "bank": BRANCH, "amount_fen": 2_000 * YUAN,
+            "count": 20})
+    await harness.sim("POST", "/sim/beps/peer/send", {
+        "sender": PEER, "receiver": BANK, "account": "62990000000000000077",
+        "name": "不存在的户名", "bank": BRANCH, "amount_fen": 150 * YUAN})
+    await _until_settled(harness)
+    say(f"BEPS: {await gw.store.run(lambda tx: ext.summary(tx)['beps'])}")
+
+
+def _credit(account: str, amount_fen: int, n: int) -> dict[str, Any]:
+    return {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+            "payee_account": f"6228{n:015d}", "payee_name": "对手客户",
+            "payee_bank": PEER_BRANCH,
+            "amount": f"{amount_fen // 100}.{amount_fen % 100:02d}",
+            "business_type": "A100", "business_kind": "02102", "remittance_info": "小额货款"}
+
+
+async def _debits(harness: Any, ext: Any, customers: dict[str, str]) -> None:
+    for n, debtor in enumerate(("6222000000004321", "6222000000009999")):
+        await ext.submit_debit("demo", f"demo-debit-{n}", {
+            "creditor_account": customers["c3"], "creditor_name": "示例客户c3",
+            "creditor_bank": BRANCH, "debtor_account": debtor, "debtor_name": "对手客户",
+            "debtor_bank": PEER_BRANCH, "amount": "260.00", "agreement": AGREEMENT})
+    await ext.add_mandate({"account": customers["c4"], "agreement": AGREEMENT})
+    for name in ("c4", "c5"):
+        await harness.sim("POST", "/sim/beps/peer/debit", {
+            "sender": PEER, "receiver": BANK, "account": customers[name],
+            "name": f"示例客户{name}", "bank": BRANCH, "amount_fen": 88 * YUAN,
+            "agreement": AGREEMENT})
+
+
+async def _until_settled(harness: Any) -> None:
+    """Ask for rounds until every BEPS payment has reached a final state."""
+    gw = harness.gateway
+    marks = ", ".join(f"'{s}'" for s in UNFINISHED)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        open_count = await gw.store.run(lambda tx: tx.query_one(
+            f"SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND state IN ({marks})",
+            ())[0])
+        if open_count == 0:
+            return
+        await asyncio.sleep(ROUND_EVERY_S)
+        await harness.sim("POST", "/sim/beps/net", {})
+    raise TimeoutError(f"waited {WAIT_S} s for BEPS payments to settle")
+
+
+async def reconcile(gw: Any, day: date, hvps: dict[str, Any],
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """BEPS reconciliation over the link; the day reconciles only if both systems do."""
+    beps = await extension_of(gw).reconcile(day)
+    say(f"BEPS reconciliation over the link: reconciled={beps['reconciled']} "
+        f"differences={len(beps['differences'])}")
+    return dict(hvps, reconciled=hvps["reconciled"] and beps["reconciled"], beps=beps)
