@@ -272,7 +272,8 @@ class Gateway:
                          business_kind=transfer.business_kind, urgency=transfer.urgency,
                          when_closed=transfer.when_closed),
             on_date=self.work_date, hvps_open=self.hvps_open,
-            next_hvps_opening=next_hvps_opening(now, self.calendar, self.timetable))
+            next_hvps_opening=(None if self.hvps_open else
+                               next_hvps_opening(now, self.calendar, self.timetable)))
         accept = self.channels.get(decision.channel)
         if accept is None:
             raise PaygateError(Problem(
