@@ -28,7 +28,7 @@ from typing import Any, Callable
 import xmlschema
 from lxml import etree
 
-from gateway.messages import beps121, hvps111, xml
+from gateway.messages import beps121, examples, hvps111, xml
 from gateway.messages.package import Package, PackageHeader, Transfer
 from message_schemas import catalogue
 
@@ -64,17 +64,7 @@ def _workloads() -> list[Workload]:
 
 
 def sample_credit() -> hvps111.CreditTransfer:
-    return hvps111.CreditTransfer(
-        msg_id="2024052000000101", created_at="2024-05-20T10:15:30",
-        end_to_end_id="99910000002720240520000000000101", tx_id="2024052000000101",
-        business_type="A100", business_kind="02102", amount_fen=15_000_000,
-        priority="URGT", instg_direct="999100000019", instg_branch="999100000027",
-        instd_direct="888200000015", instd_branch="888200000023",
-        debtor_name="示例进出口贸易有限公司", debtor_account="11000000000000000101",
-        debtor_agent="999100000027", creditor_agent="888200000023",
-        creditor_name="测试乙", creditor_account="6200000000000000201",
-        remittance=("/H01/货款", "/H02/合同号TEST-0001"),
-        debtor_agent_name="示例银行测试分行营业部", creditor_agent_name="对手银行测试支行")
+    return examples.credit_transfer()
 
 
 def sample_package(count: int) -> Package:
