@@ -4,6 +4,11 @@ A row maps the type code (as in the `{H:` header) to its XML namespace, root ele
 our XSD file under `xsd/`, whether a published schema exists for it (our XSDs for those
 are at least as strict; a test checks it against the published ones), and the module
 that parses and builds it. Adding a type is one row here and one XSD file.
+
+The type schemas include `xsd/cnaps-common.xsd` (group headers, NPC block, references,
+amounts, text types) and, for BEPS transactions, `xsd/beps-common.xsd`; both have no
+target namespace and take on the including schema's. Includes are resolved from the
+file's own directory, so the XSDs are read from where the package is installed.
 """
 
 from __future__ import annotations

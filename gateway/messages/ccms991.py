@@ -108,14 +108,18 @@ def build_response(r: ProbeResponse) -> bytes:
 
 def parse_response(root: etree._Element) -> tuple[ProbeResponse, list[Problem]]:
     ns = RESPONSE_NAMESPACE
-    values: dict[str, str | None] = {
-        name: text(root, ns, f"ChckRspn/ChckRspnInf/{tag}") for tag, name in _ANSWER_FIELDS}
-    for name in values:
-        if name != "line":
-            values[name] = values[name] or ""
+
+    def t(tag: str) -> str:
+        return text(root, ns, f"ChckRspn/ChckRspnInf/{tag}") or ""
+
     loads = tuple(LineLoad(text(row, ns, "RspnLclLineNm") or "", text(row, ns, "LdFctr") or "")
                   for row in root.iterfind(f"{{{ns}}}ChckRspn/{{{ns}}}LdFctrInf"))
-    return ProbeResponse(loads=loads, **values), []  # type: ignore[arg-type]
+    return ProbeResponse(
+        prober_node=t("OrigSndNd"), prober_server=t("OrigSndSvsrNm"),
+        prober_line_manager=t("OrigSndLineMgrNm"), route=t("RcvRoadNm"),
+        probed_at=t("OrigSndDt"), responder_node=t("RspnNd"), responder_server=t("RspnSvcrNm"),
+        responder_line_manager=t("RspnLineMgr"), loads=loads,
+        line=text(root, ns, "ChckRspn/ChckRspnInf/RcvLineNm")), []
 
 
 def check(m: Probe | ProbeResponse) -> list[Problem]:

@@ -21,7 +21,7 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages import package_fast
 from gateway.messages.common import (
-    BANK_CODE, Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
+    Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
     build_node, build_npc, build_original, build_original_tx, check_bank_code,
     check_currency, opt_el, parse_node, parse_npc, parse_original, parse_original_tx,
     usual_amount)
@@ -482,16 +482,6 @@ def _date_of(created_at: str) -> date | None:
 
 def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
-
-
-def bank_codes(layout: Layout, pkg: Package) -> list[tuple[str, str]]:
-    """(path, code) of every bank a package names, for directory checks."""
-    out = [(layout.path("PKGGrpHdr/InstgPty/InstgDrctPty"), pkg.header.instg_direct),
-           (layout.path("PKGGrpHdr/InstdPty/InstdDrctPty"), pkg.header.instd_direct)]
-    for index, t in enumerate(pkg.transfers, start=1):
-        out += [(layout.tx_path(index, "DbtrAgt/BrnchId/Id"), t.debtor_bank),
-                (layout.tx_path(index, "CdtrAgt/BrnchId/Id"), t.creditor_bank)]
-    return [(path, code) for path, code in out if BANK_CODE.fullmatch(code)]
 
 
 assert package_fast._FIELDS == tuple(Transfer.__dataclass_fields__), \
