@@ -102,7 +102,7 @@ async def post_transfer(request: web.Request) -> web.Response:
     client = authenticate(request, body)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise PaygateError(Problem("body_must_be_json", "/", body[:80].decode("latin-1"),
                                    "a JSON object"), 400)
     gw = request.app[GATEWAY_KEY]
@@ -140,9 +140,9 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def get_transfer(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    client = authenticate(request, b"")
     gw = request.app[GATEWAY_KEY]
-    return _json(await gw.get_transfer(request.match_info["id"]))
+    return _json(await gw.get_transfer(request.match_info["id"], client))
 
 
 async def link_inbound(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from gateway import intake, keys, outbound, payments
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
-from gateway.errors import Conflict, PaygateError, Problem
+from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_tx
 from gateway.messages import envelope as env_mod
@@ -297,7 +297,7 @@ class Gateway:
             row = intake.record_outgoing(tx, transfer, decision, work_date=work_date, now=now,
                                          hold_id=str(hold_id), state="accepted",
                                          payment_id=payment_id, msg_id=msg_id,
-                                         end_to_end_id=e2e)
+                                         end_to_end_id=e2e, client=client)
             row, entries = accept(tx, row, transfer, decision, now)
             response = payments.public_view(row)
             tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
@@ -345,10 +345,17 @@ class Gateway:
                                        f"at most {self.settings.queue_depth_max} waiting"),
                                status=429)
 
-    async def get_transfer(self, payment_id: str) -> dict[str, Any]:
+    async def get_transfer(self, payment_id: str, client: str | None = None
+                           ) -> dict[str, Any]:
+        """A payment as the core system sees it. With client credentials configured, a
+        payment one client submitted is not shown to another (404, as if absent)."""
         def work(tx: Any) -> dict[str, Any]:
-            return payments.public_view(payments.get(tx, payment_id),
-                                        payments.history(tx, payment_id))
+            payment = payments.get(tx, payment_id)
+            if client is not None and self.settings.api_keys and \
+                    payment.get("client") not in (None, client):
+                raise NotFound(Problem("payment_not_found", "/id", payment_id,
+                                       "an existing payment of this client"))
+            return payments.public_view(payment, payments.history(tx, payment_id))
         return await self.store.run(work)
 
     # The link

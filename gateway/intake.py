@@ -147,7 +147,7 @@ def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
 
 def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now: datetime,
                     hold_id: str, state: str, payment_id: str, msg_id: str,
-                    end_to_end_id: str) -> dict[str, Any]:
+                    end_to_end_id: str, client: str | None = None) -> dict[str, Any]:
     row = {
         "id": payment_id, "direction": "out", "channel": decision.channel, "state": state,
         "msg_type": decision.message_type or "internal", "msg_id": msg_id, "tx_id": msg_id,
@@ -159,7 +159,7 @@ def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now
         "business_type": t.business_type, "business_kind": t.business_kind,
         "urgency": t.urgency, "priority": decision.priority, "remittance": list(t.remittance),
         "hold_id": hold_id, "route": decision.explain(), "work_date": work_date.isoformat(),
-        "created_at": now.isoformat(), "updated_at": now.isoformat(),
+        "created_at": now.isoformat(), "updated_at": now.isoformat(), "client": client,
     }
     payments.insert(tx, row)
     return row

@@ -25,7 +25,7 @@ COLUMNS = ("id", "direction", "channel", "state", "msg_type", "msg_id", "tx_id",
            "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
            "payee_bank", "business_type", "business_kind", "urgency", "priority",
            "remittance", "hold_id", "pending_no", "reason", "settled_on", "route", "work_date",
-           "created_at", "updated_at")
+           "created_at", "updated_at", "client")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM payments"
 _INSERT = (f"INSERT INTO payments ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
@@ -52,7 +52,7 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
     data = dict(row)
     data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
     data["route"] = json.dumps(data.get("route", {}), ensure_ascii=False, sort_keys=True)
-    for optional in ("hold_id", "pending_no", "reason", "settled_on"):
+    for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
         data.setdefault(optional, None)
     tx.execute(_INSERT, tuple(data[c] for c in COLUMNS))
     tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "

@@ -54,7 +54,7 @@ class LinkSession:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.gw.link_state in ("logged_in", "logging_in"):
+        if self.gw.link_state == "logged_in":
             await self._send_login(ccms805.LOGOUT)
             self.gw.link_state = "logging_out"
             await self._wait_sent(ccms805.MESSAGE_TYPE)

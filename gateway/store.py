@@ -42,6 +42,7 @@ SCHEMA = [
         urgency TEXT NOT NULL, priority INTEGER NOT NULL,
         remittance TEXT NOT NULL DEFAULT '[]',
         hold_id TEXT, pending_no TEXT, reason TEXT, settled_on TEXT,
+        client TEXT,                      -- the core-system client that submitted it
         route TEXT NOT NULL DEFAULT '{}',
         work_date TEXT NOT NULL,
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,

@@ -1,0 +1,151 @@
+"""Hostile input and intruders at the API: every bad request gets a clear, specific
+error, the process stays up, nothing is posted, and the refusal is recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from gateway.messages import envelope as env_mod
+from tests.api_support import (CLIENT, OTHER, OTHER_SECRET, SECRET, LiveGateway,
+                               post_signed, signed_headers)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    g = LiveGateway(tmp_path_factory.mktemp("hostile"),
+                    api_keys={CLIENT: SECRET, OTHER: OTHER_SECRET}).start()
+    yield g
+    g.stop()
+
+
+def transfer(live, amount) -> dict:
+    return {"payer_account": live.payer, "payer_name": "示例客户", "payer_bank": "999100000027",
+            "payee_account": "6222000000000001", "payee_name": "对手",
+            "payee_bank": "888200000023", "amount": amount, "urgency": "urgent"}
+
+
+@pytest.mark.parametrize("amount, code", [
+    ("-1", "amount_must_be_a_decimal_number"),
+    ("0", "amount_must_be_positive"),
+    ("0.00", "amount_must_be_positive"),
+    ("1e5", "amount_must_be_a_decimal_number"),
+    ("1.001", "amount_must_have_at_most_two_decimals"),
+    ("NaN", "amount_must_be_a_decimal_number"),
+    ("Infinity", "amount_must_be_a_decimal_number"),
+    ("99999999999999999999.00", "amount_must_be_a_decimal_number"),
+    ("１００.00", "amount_must_be_a_decimal_number"),   # full-width digits
+    (" 100.00", "amount_must_be_a_decimal_number"),
+    (100, "amount_must_be_a_decimal_string"),
+    (None, "field_required"),
+])
+def test_bad_amounts_are_refused_by_name(live, amount, code):
+    """Each malformed amount is refused with the rule it breaks; nothing is posted."""
+    before = live.entries()
+    body = json.dumps(transfer(live, amount)).encode()
+    r = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": f"amt-{abs(hash(repr(amount)))}"})
+
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert errors[0]["code"] == code
+    assert errors[0]["path"] == "/amount" and errors[0]["expected"]
+    assert live.entries() == before
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"{not json", 400, "body_must_be_json"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "body_must_be_json"),
+    (b"\xff\xfe\x00garbage", 400, "body_must_be_json"),
+    (b"[]", 422, "body_must_be_a_json_object"),
+    (b'{"amount": "1.00", "surprise": 1}', 422, "field_unknown"),
+])
+def test_malformed_bodies_are_refused(live, body, status, code):
+    """Broken, nested, binary and unexpected JSON bodies are refused, never a 500."""
+    r = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": "body"})
+
+    assert r.status_code == status, r.text
+    assert code in [e["code"] for e in r.json()["errors"]]
+    assert requests.get(live.url + "/health", timeout=5).status_code == 200
+
+
+def test_all_problems_of_a_request_are_reported(live):
+    """A request breaking several rules hears about all of them at once."""
+    body = json.dumps({"payer_account": "x y", "payer_bank": "12345", "amount": "1.001",
+                       "currency": "USD", "urgency": "now"}).encode()
+    r = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": "many"})
+
+    codes = {e["code"] for e in r.json()["errors"]}
+    assert {"account_malformed", "bank_code_must_be_12_ascii_digits", "field_required",
+            "amount_must_have_at_most_two_decimals", "currency_must_be_cny",
+            "urgency_unknown"} <= codes
+
+
+@pytest.mark.parametrize("mutate, code", [
+    (lambda h: {k: v for k, v in h.items() if k != "X-Signature"}, "request_signature_invalid"),
+    (lambda h: {}, "client_unknown"),
+    (lambda h: dict(h, **{"X-Client-Id": "nobody"}), "client_unknown"),
+    (lambda h: dict(h, **{"X-Timestamp": "1000000000"}), "request_timestamp_invalid"),
+    (lambda h: dict(h, **{"X-Signature": "sha256=" + "0" * 64}), "request_signature_invalid"),
+    (lambda h: dict(h, **{"X-Client-Id": OTHER}), "request_signature_invalid"),
+])
+def test_every_endpoint_refuses_bad_credentials(live, mutate, code):
+    """Missing, wrong, stale or another client's credentials get 401 on every endpoint."""
+    body = json.dumps(transfer(live, "1.00")).encode()
+    for method, path, data in (("POST", "/v1/transfers", body),
+                               ("POST", "/v1/messages", b"<Document/>"),
+                               ("GET", "/v1/transfers/P1", b"")):
+        headers = mutate(signed_headers(CLIENT, SECRET, method, path, data))
+        r = requests.request(method, live.url + path, data=data, headers=headers, timeout=10)
+
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["errors"][0]["code"] == code
+    assert requests.get(live.url + "/health", timeout=5).status_code == 200
+
+
+def test_other_client_cannot_read_a_payment(live):
+    """A payment is visible to the client that made it, not to another client."""
+    body = json.dumps(transfer(live, "60000.00")).encode()
+    made = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": "own"})
+    pid = made.json()["id"]
+    path = f"/v1/transfers/{pid}"
+    mine = requests.get(live.url + path, headers=signed_headers(CLIENT, SECRET, "GET", path,
+                                                                b""), timeout=10)
+    theirs = requests.get(live.url + path, headers=signed_headers(OTHER, OTHER_SECRET, "GET",
+                                                                  path, b""), timeout=10)
+
+    assert made.status_code == 201 and mine.status_code == 200
+    assert theirs.status_code == 404
+    assert theirs.json()["errors"][0]["code"] == "payment_not_found"
+
+
+@pytest.mark.parametrize("raw, status, code", [
+    (b"{H:02" + b"9" * 40 + b"}", 400, "header_must_be_130_characters"),
+    (b"<?xml version='1.0'?><Document/>", 400, "envelope_must_start_with_header"),
+    (b"", 400, "envelope_must_start_with_header"),
+])
+def test_link_refuses_malformed_envelopes_and_records_them(live, raw, status, code):
+    """Truncated or bare messages on the link are refused and recorded for operators."""
+    before = len(live.query("SELECT id FROM alerts", ()))
+    r = requests.post(live.url + "/link/inbound", data=raw, timeout=10)
+
+    assert r.status_code == status
+    assert r.json()["errors"][0]["code"] == code
+    assert len(live.query("SELECT id FROM alerts", ())) == before + 1
+
+
+def test_link_refuses_forged_and_unsigned_payments(live):
+    """A payment signed with the wrong key, or not signed, is refused and never processed."""
+    header = env_mod.Header(orig_sender="888200000015", orig_sender_sid="HVPS",
+                            orig_receiver="999100000019", orig_receiver_sid="HVPS",
+                            send_date="20261207", send_time="090000",
+                            mesg_type="hvps.111.001.01", mesg_id="20261207000000000077",
+                            mesg_ref_id="20261207000000000077", direction="D")
+    forged = env_mod.Envelope(header, "MEQCIDeadBeef" + "A" * 80, b"<Document/>").encode()
+    unsigned = env_mod.Envelope(header, None, b"<Document/>").encode()
+    for raw, code in ((forged, "signature_invalid"), (unsigned, "signature_required")):
+        r = requests.post(live.url + "/link/inbound", data=raw, timeout=10)
+        assert r.status_code == 401 and r.json()["errors"][0]["code"] in (code,
+                                                                        "signature_key_unknown")
+    assert live.query("SELECT COUNT(*) FROM inbox", ())[0][0] == 0
