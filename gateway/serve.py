@@ -9,15 +9,39 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
 from gateway.harness import Harness
+from ledger.testing import customer_account
+
+
+SIM_CLEARING_FEN = 50_000_000 * 100
+DEMO_BALANCE_FEN = 5_000_000 * 100
+
+
+async def open_demo_accounts(gw: Gateway) -> dict[str, str]:
+    """With --simulate: three customer accounts with money, and our clearing account at
+    the simulated NPC mirrored in the ledger, so a transfer can be tried at once. Done
+    once per data directory (the postings are idempotent)."""
+    accounts = {name: customer_account(i, "corporate")
+                for i, name in enumerate(("示例一号公司", "示例二号公司", "示例三号公司"), 1)}
+    day = gw.work_date
+
+    def work(tx: Any) -> None:
+        gw.ledger.fund_clearing(tx, "simulate:opening:clearing", SIM_CLEARING_FEN, day)
+        for name, account in accounts.items():
+            if tx.query_one("SELECT 1 FROM ledger_account WHERE account_no = ?",
+                            (account,)) is None:
+                gw.ledger.open_customer_account(tx, account, name, "corporate", day)
+            gw.ledger.deposit(tx, f"simulate:opening:{account}", account, DEMO_BALANCE_FEN,
+                              day)
+    await gw.store.run(work)
+    return {account: name for name, account in accounts.items()}
 
 
 async def serve(settings: Settings, simulate: bool = False) -> int:
@@ -30,10 +54,14 @@ async def serve(settings: Settings, simulate: bool = False) -> int:
         harness = Harness(data, clock_spec=settings.clock, gateway_port=settings.port,
                           settings_overrides={k: v for k, v in asdict(settings).items()
                                               if k not in ("data_dir", "port", "npc_url",
-                                                           "keys_dir", "clock")})
+                                                           "keys_dir", "clock")},
+                          balances_fen={settings.bank_code: SIM_CLEARING_FEN},
+                          sim_args=["--follow-clock"])
         await harness.start()
         gw = harness.gateway
-        print(json.dumps({"api": gw.url, "npc": harness.sim_url, "data": str(data)}),
+        accounts = await open_demo_accounts(gw)
+        print(json.dumps({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
+                          "data": str(data), "accounts": accounts}, ensure_ascii=False),
               flush=True)
         await stop.wait()
         await harness.stop()
