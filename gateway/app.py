@@ -99,6 +99,7 @@ class Gateway:
                                     self.settings.signature_algorithm,
                                     frozenset(self.settings.unverified_senders))
         await self.store.open()
+        self.store.on_commit = self._add_entries
         redis_url = self.settings.redis_url
         if not redis_url:
             self.embedded_redis = EmbeddedRedis(self.settings.data_path / "redis")
@@ -195,6 +196,12 @@ class Gateway:
         await pipe.execute()
         log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
         return len(out) + len(inbox)
+
+    async def _add_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, fields in entries:
+            pipe.xadd(stream, fields)
+        await pipe.execute()
 
     async def recover(self) -> None:
         """Put every unfinished outbox and inbox row back on its stream."""

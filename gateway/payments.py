@@ -17,6 +17,7 @@ from typing import Any
 from gateway import keys
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
+from gateway.store import after_commit
 
 log = logging.getLogger("paygate.payments")
 
@@ -126,9 +127,11 @@ def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now
     if notifier is not None and notifier.webhook and new_state != old:
         body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
                            "event": event, "at": at}, ensure_ascii=False)
-        tx.execute("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
-                   "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, ?)",
-                   (payment["id"], keys.WEBHOOK, body.encode(), at, at))
+        row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
+                           "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, "
+                           "?) RETURNING id", (payment["id"], keys.WEBHOOK, body.encode(), at,
+                                               at))
+        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
     payment = dict(payment, state=new_state, updated_at=at)
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if detail.get(column) is not None:

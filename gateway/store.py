@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import ledger
 from gateway.errors import PaygateError
@@ -21,6 +22,18 @@ from gateway.errors import PaygateError
 log = logging.getLogger("paygate.store")
 
 BATCH_MAX = 512  # pieces of work in one transaction; bounds a commit's latency
+
+# Stream entries that work inside a transaction wants added once it has committed
+# (`after_commit`). All database work runs on the one DB thread, so the list lives in
+# that thread's local storage, one list per piece of work.
+_local = threading.local()
+
+
+def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
+    """Add a stream entry after the current transaction commits (and only if it does)."""
+    entries = getattr(_local, "entries", None)
+    assert entries is not None, "after_commit is only for work run by Store.run"
+    entries.append((stream, fields))
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS payments (
@@ -117,6 +130,11 @@ class Store:
         self._flushing = False
         self._db: Any = None
         self.commits = 0
+        # Called with the entries of every committed batch (the gateway adds them to
+        # Redis); entries of work that failed are dropped with its savepoint.
+        self.on_commit: Callable[[list[tuple[str, dict[str, str]]]], Awaitable[None]] | None \
+            = None
+        self._commit_tasks: set[asyncio.Task] = set()
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -161,7 +179,11 @@ class Store:
 
     def _settle(self, batch: list, done: asyncio.Future) -> None:
         error = done.exception()
-        results = None if error else done.result()
+        results, entries = (None, []) if error else done.result()
+        if entries and self.on_commit is not None:
+            task = asyncio.get_running_loop().create_task(self.on_commit(entries))
+            self._commit_tasks.add(task)
+            task.add_done_callback(self._commit_done)
         for i, (_, future) in enumerate(batch):
             if future.done():
                 continue
@@ -173,17 +195,29 @@ class Store:
                 future.set_result(results[i])
         self._flush()
 
-    def _run_batch(self, works: list[Callable[[Any], Any]]) -> list[Any]:
+    def _commit_done(self, task: asyncio.Task) -> None:
+        self._commit_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Not fatal: the rows are committed and the sweeper puts them on the streams.
+            log.warning("event=after_commit_failed error=%r", task.exception())
+
+    def _run_batch(self, works: list[Callable[[Any], Any]]
+                   ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
         results: list[Any] = []
+        entries: list[tuple[str, dict[str, str]]] = []
         with self._db.transaction() as tx:
             for work in works:
+                _local.entries = []
                 try:
                     with tx.savepoint():
                         results.append(work(tx))
+                    entries.extend(_local.entries)
                 except PaygateError as exc:
                     results.append(exc)
                 except Exception as exc:  # a bug in one piece of work fails only that one
                     log.exception("event=db_work_failed error=%s", exc)
                     results.append(exc)
+                finally:
+                    _local.entries = None
         self.commits += 1
-        return results
+        return results, entries
