@@ -54,11 +54,18 @@ class BepsExtension:
         self.packer = Packer(gw, self.settings, PACKAGES_STREAM)
         self._tasks: list[asyncio.Task] = []
         self._recon_waiters: dict[str, asyncio.Future] = {}
+        self._batch_slots: asyncio.Semaphore | None = None
 
     def configure(self, **changes: Any) -> None:
         """Change settings while running (tests and the demo shorten the package age)."""
         self.settings = replace(self.settings, **changes)
         self.packer.settings = self.settings
+
+    def batch_slots(self) -> asyncio.Semaphore:
+        """The bound on batch items in flight, shared by all batch requests."""
+        if self._batch_slots is None:
+            self._batch_slots = asyncio.Semaphore(api.BATCH_CONCURRENCY)
+        return self._batch_slots
 
     # Intake
 

@@ -20,8 +20,9 @@ from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
-# Items of one batch in flight at once: enough for the store to commit them in large
-# groups, few enough that their Redis calls stay within the client's connection pool.
+# Batch items in flight at once, over all batch requests together: enough for the store
+# to commit them in large groups, few enough that their Redis calls stay well within
+# the Redis client's connection pool (100 connections, some held by the stream workers).
 BATCH_CONCURRENCY = 32
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
 
@@ -54,11 +55,12 @@ async def post_batch(request: web.Request) -> web.Response:
     client, body = await _body(request)
     ext = _ext(request)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
-                                    request.headers.get("Idempotency-Key"), body))
+                                    request.headers.get("Idempotency-Key"), body,
+                                    ext.batch_slots()))
 
 
 async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | None,
-                       body: Any) -> dict[str, Any]:
+                       body: Any, slots: asyncio.Semaphore | None = None) -> dict[str, Any]:
     """Submit every transfer of a batch; one result per item, in the batch's order.
 
     Item i's idempotency key is its own `idempotency_key` field, else the batch's key
@@ -74,7 +76,7 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                                        batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
                                        "characters for a batch"))
 
-    slots = asyncio.Semaphore(BATCH_CONCURRENCY)
+    slots = slots or asyncio.Semaphore(BATCH_CONCURRENCY)
 
     async def one(index: int, item: Any) -> dict[str, Any]:
         try:

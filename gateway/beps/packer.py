@@ -37,19 +37,12 @@ log = logging.getLogger("paygate.beps.packer")
 
 OUT_KINDS = (items.CREDIT_OUT, items.DEBIT_OUT)
 PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
-
-
-def _void_cancelled(tx: Any) -> None:
-    """Items whose payment left `accepted` before packing (cancelled) are never packed."""
-    tx.execute("UPDATE beps_items SET package_id = '-' WHERE package_id IS NULL AND "
-               "payment_id IN (SELECT id FROM payments WHERE channel = 'beps' AND "
-               "direction = 'out' AND state <> 'accepted')", ())
+VOID = "-"                     # package_id of an item that will never be packed
 
 
 def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
              force: bool = False) -> list[int]:
     """Seal every package that is due (all waiting items when `force`); outbox ids."""
-    _void_cancelled(tx)
     aged = (now - timedelta(seconds=s.package_age_max_s)).isoformat()
     groups = tx.query("SELECT counterparty, msg_type, COUNT(*), MIN(created_at) FROM "
                       "beps_items WHERE package_id IS NULL GROUP BY counterparty, msg_type "
@@ -58,7 +51,9 @@ def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime
     for receiver, msg_type, count, oldest in groups:
         while count >= s.package_size_max or (count and (force or oldest <= aged)):
             take = min(count, s.package_size_max)
-            sealed.append(_seal(tx, gw, s, stream, receiver, msg_type, take, now))
+            outbox_id = _seal(tx, gw, s, stream, receiver, msg_type, take, now)
+            if outbox_id is not None:
+                sealed.append(outbox_id)
             count -= take
             oldest = tx.query_one("SELECT MIN(created_at) FROM beps_items WHERE package_id "
                                   "IS NULL AND counterparty = ? AND msg_type = ?",
@@ -67,17 +62,25 @@ def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime
 
 
 def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
-          msg_type: str, take: int, now: datetime) -> int:
+          msg_type: str, take: int, now: datetime) -> int | None:
+    """Seal one package of up to `take` waiting items; its outbox id (None: all void)."""
     sender = gw.settings.bank_code
     day = now.strftime("%Y%m%d")
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     package_id = f"{sender}{msg_id}"
-    tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id IN (SELECT payment_id "
-               "FROM beps_items WHERE package_id IS NULL AND counterparty = ? AND "
-               "msg_type = ? ORDER BY created_at, payment_id LIMIT ?)",
-               (package_id, receiver, msg_type, take))
+    candidates = tx.query("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p "
+                          "ON p.id = i.payment_id WHERE i.package_id IS NULL AND "
+                          "i.counterparty = ? AND i.msg_type = ? ORDER BY i.created_at, "
+                          "i.payment_id LIMIT ?", (receiver, msg_type, take))
+    # A payment that left `accepted` before packing (cancelled by an operator) is never
+    # packed; its item is marked so that it is not looked at again.
+    tx.executemany("UPDATE beps_items SET package_id = ? WHERE payment_id = ? AND "
+                   "package_id IS NULL",
+                   [(package_id if state == "accepted" else VOID, pid)
+                    for pid, state in candidates])
     rows = items.package_payments(tx, package_id)
-    assert len(rows) == take, f"package {package_id} took {len(rows)} of {take} items"
+    if not rows:
+        return None
     days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
     body = build.package_body(msg_type, msg_id, sender, receiver, rows, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
