@@ -83,6 +83,7 @@ def net_round(store: Store, now: datetime, default_cap_fen: int = DEFAULT_CAP_FE
     parties = {p for pkg in pending for p in (pkg[1], pkg[2])}
     limit = {p: min(bs.cap(conn, p, default_cap_fen), store.balance(p)) for p in parties}
     admitted, rest = _admit(pending, position, limit)
+    admitted.sort()  # arrival order, whichever pass admitted them
     result.newly_waiting = [pkg[0] for pkg in rest if not pkg[4]]
     result.still_waiting = len(rest)
     conn.executemany("UPDATE beps_packages SET told_waiting = 1 WHERE id = ?",

@@ -1,0 +1,182 @@
+"""The simulated NPC's netting rounds and settlement, on its own database (no processes):
+caps, positions carried between rounds, round numbers, settlement order."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.clock import SHANGHAI
+from simulators import beps_store as bs
+from simulators import netting
+from simulators.store import Store
+
+A, B, C = "999100000019", "888200000015", "777300000011"
+NOW = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
+BIG_FEN = 10**12
+
+
+class Recorder:
+    """Stands in for BepsNotices: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ...]] = []
+
+    def result(self, dest: str, original: Any, status: str, *rest: Any, **kw: Any) -> None:
+        self.sent.append(("900", dest, status, original.msg_id))
+
+    def forward_netted(self, dest: str, raw: bytes, npc: Any) -> None:
+        self.sent.append(("forward", dest, npc.netting_round))
+
+    def booking(self, dest: str, original: Any, npc: Any, net_fen: int, balance_fen: int,
+                netting_round: str) -> None:
+        self.sent.append(("606", dest, str(net_fen), netting_round))
+
+
+def make_store(tmp_path: Path, balances: dict[str, int] | None = None,
+               caps: dict[str, int] | None = None) -> Store:
+    store = Store(tmp_path / "npc.sqlite3")
+    bs.install(store.conn)
+    with store.transaction():
+        for code in (A, B, C):
+            store.seed_balance(code, (balances or {}).get(code, BIG_FEN))
+        for code, cap_fen in (caps or {}).items():
+            bs.set_cap(store.conn, code, cap_fen)
+    return store
+
+
+def add(store: Store, payer: str, payee: str, amount_fen: int) -> int:
+    n = store.add("test:package")
+    with store.transaction():
+        return bs.add_package(store.conn, {
+            "sender": payer, "receiver": payee, "payer": payer, "payee": payee,
+            "mesg_type": "beps.121.001.01", "mesg_id": f"{n:020d}", "msg_id": f"{n:016d}",
+            "count": 1, "amount_fen": amount_fen, "status": bs.WAITING,
+            "received_on": NOW.date().isoformat(), "received_at": NOW.isoformat(),
+            "raw": b""}, [(f"{n:016d}", amount_fen)])
+
+
+def net(store: Store, at: datetime = NOW) -> netting.RoundResult:
+    with store.transaction():
+        return netting.net_round(store, at)
+
+
+# (name, caps, balances, packages as (payer, payee, fen), indexes netted in round 1)
+ADMISSION = [
+    ("no cap: everything nets", {}, {}, [(A, B, 500), (B, C, 700)], [0, 1]),
+    ("over the cap: the package waits", {A: 400}, {}, [(A, B, 500), (B, C, 700)], [1]),
+    ("a credit in the same round makes room", {A: 400},
+     {}, [(A, B, 500), (B, A, 300)], [0, 1]),
+    ("the clearing balance bounds the position", {}, {A: 450},
+     [(A, B, 500), (A, C, 400)], [1]),
+    ("a zero receipt nets whatever the cap", {A: 0}, {}, [(A, B, 0)], [0]),
+    ("exactly at the cap is allowed", {A: 500}, {}, [(A, B, 300), (A, C, 200)], [0, 1]),
+]
+
+
+@pytest.mark.parametrize("name, caps, balances, packages, expected", ADMISSION,
+                         ids=[row[0] for row in ADMISSION])
+def test_admission_respects_caps_and_balances(tmp_path, name, caps, balances, packages,
+                                              expected):
+    """Packages are netted while their payers' limits allow, the rest wait."""
+    store = make_store(tmp_path, balances, caps)
+    ids = [add(store, *pkg) for pkg in packages]
+
+    result = net(store)
+
+    assert result.netted == [ids[i] for i in expected]
+    assert result.newly_waiting == [pid for i, pid in enumerate(ids) if i not in expected]
+
+
+def test_unsettled_rounds_count_against_the_cap_until_settled(tmp_path):
+    """A position netted but not settled uses the cap; settling frees it."""
+    store = make_store(tmp_path, caps={A: 1_000})
+    add(store, A, B, 800)
+    first = net(store)
+    waiting = add(store, A, B, 300)
+    second = net(store, NOW + timedelta(minutes=1))
+    with store.transaction():
+        netting.settle_pending(store, Recorder(), "2026-12-14", NOW)
+    third = net(store, NOW + timedelta(minutes=2))
+
+    assert first.netting_round == "01" and second.netting_round is None
+    assert second.newly_waiting == [waiting]
+    assert third.netted == [waiting] and third.netting_round == "02"
+
+
+def test_waiting_packages_are_told_once(tmp_path):
+    """PR11 goes to the sender the first time a package has to wait, not every round."""
+    store = make_store(tmp_path, caps={A: 10})
+    add(store, A, B, 500)
+    first, second = net(store), net(store, NOW + timedelta(minutes=1))
+
+    assert len(first.newly_waiting) == 1 and second.newly_waiting == []
+    assert second.still_waiting == 1
+
+
+def test_round_numbers_restart_each_netting_date_and_skip_empty_rounds(tmp_path):
+    """Rounds are 01, 02... per natural day; an interval with nothing to net uses none."""
+    store = make_store(tmp_path)
+    add(store, A, B, 100)
+    rounds = [net(store).netting_round, net(store).netting_round]
+    add(store, B, A, 100)
+    rounds.append(net(store).netting_round)
+    add(store, B, C, 100)
+    rounds.append(net(store, NOW + timedelta(hours=2)).netting_round)
+
+    assert rounds == ["01", None, "02", "01"]
+
+
+def test_settlement_moves_balances_and_tells_every_participant(tmp_path):
+    """Each participant's net moves its clearing balance and is announced by saps.606."""
+    store = make_store(tmp_path, balances={A: 10_000, B: 10_000, C: 10_000})
+    add(store, A, B, 800)
+    add(store, B, C, 300)
+    net(store)
+    notices = Recorder()
+    with store.transaction():
+        settled = netting.settle_pending(store, notices, "2026-12-14", NOW)
+
+    assert settled == 1
+    assert store.balances() == {A: 9_200, B: 10_500, C: 10_300}
+    assert sorted(notices.sent) == sorted([("606", A, "-800", "01"), ("606", B, "500", "01"),
+                                           ("606", C, "300", "01")])
+    assert bs.unsettled_rounds(store.conn) == []
+
+
+def test_a_round_a_debtor_cannot_cover_waits_with_the_rounds_after_it(tmp_path):
+    """Rounds settle in order; one a debtor cannot cover stops the rest until funded."""
+    store = make_store(tmp_path, balances={A: 1_000})
+    add(store, A, B, 900)
+    net(store)
+    store.move(A, -500)  # HVPS took money in between
+    add(store, B, A, 100)
+    net(store, NOW + timedelta(minutes=1))
+    with store.transaction():
+        short = netting.settle_pending(store, Recorder(), "2026-12-14", NOW)
+    store.move(A, 1_000)
+    with store.transaction():
+        later = netting.settle_pending(store, Recorder(), "2026-12-14", NOW)
+
+    assert short == 0 and later == 2
+    assert store.balance(A) == 1_500 - 900 + 100
+
+
+def test_notify_round_answers_senders_and_forwards_to_receivers(tmp_path):
+    """Netted packages get PR03 to the sender and a forward to the receiver; a package
+    that waits gets PR11 only."""
+    store = make_store(tmp_path, caps={C: 0})
+    netted = add(store, A, B, 100)
+    add(store, C, B, 100)
+    result = net(store)
+    notices = Recorder()
+    netting.notify_round(store, notices, result, NOW)
+    row = bs.package(store.conn, netted)
+
+    assert ("900", A, "PR03", row.msg_id) in notices.sent
+    assert ("forward", B, "01") in notices.sent
+    assert [s for s in notices.sent if s[0] == "900" and s[2] == "PR11"] == \
+        [("900", C, "PR11", bs.package(store.conn, netted + 1).msg_id)]

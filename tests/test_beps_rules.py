@@ -1,0 +1,248 @@
+"""BEPS rules in the gateway without processes: packing by size and age, package
+bodies against the schemas, debit and batch requests refused by named rules."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from gateway import payments, store
+from gateway.beps import build, debits_out, items, packer, schema
+from gateway.beps.api import submit_batch
+from gateway.beps.settings import BepsSettings
+from gateway.clock import SHANGHAI
+from gateway.errors import PaygateError, Problem
+from gateway.messages import codec
+from gateway.messages.signing import KeyRing, write_keypair
+from ledger.testing import fresh_books
+from message_schemas import catalogue
+from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH, SHARED
+
+NOW = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
+OWN = frozenset({BANK, BRANCH})
+
+
+@dataclass
+class StubSettings:
+    bank_code: str = BANK
+
+
+@dataclass
+class StubGateway:
+    keyring: KeyRing
+    settings: StubSettings = field(default_factory=StubSettings)
+    notifier: payments.Notifier = field(default_factory=payments.Notifier)
+
+
+@pytest.fixture()
+def books(tmp_path: Path) -> tuple[Any, StubGateway]:
+    db, _ = fresh_books()
+    with db.transaction() as tx:
+        for statement in store.SCHEMA:
+            tx.execute(statement, ())
+        schema.install(tx)
+    write_keypair(tmp_path, BANK)
+    yield db, StubGateway(KeyRing.load(tmp_path, [BANK]))
+    db.close()
+
+
+def credit_row(n: int, at: datetime, msg_type: str = "beps.121.001.01",
+               state: str = "accepted") -> dict[str, Any]:
+    tx_id = f"20261212{n:08d}"
+    return {
+        "id": f"P{tx_id}", "direction": "out", "channel": "beps", "state": state,
+        "msg_type": msg_type, "msg_id": tx_id, "tx_id": tx_id, "end_to_end_id": tx_id,
+        "sender_direct": BANK, "receiver_direct": PEER, "amount_fen": 100 + n,
+        "currency": "CNY", "payer_account": "11000000000000000801", "payer_name": "示例客户",
+        "payer_bank": BRANCH, "payee_account": f"6222{n:012d}", "payee_name": "对手客户",
+        "payee_bank": PEER_BRANCH, "business_type": "A100", "business_kind": "02102",
+        "urgency": "normal", "priority": 3, "remittance": ["/H01/货款"], "route": {},
+        "work_date": "2026-12-11", "created_at": at.isoformat(), "updated_at": at.isoformat()}
+
+
+def accept(db: Any, rows: list[dict[str, Any]]) -> None:
+    with db.transaction() as tx:
+        for row in rows:
+            payments.insert(tx, row)
+            items.add(tx, row["id"], items.CREDIT_OUT, PEER, row["msg_type"],
+                      row["amount_fen"], datetime.fromisoformat(row["created_at"]))
+
+
+def seal(db: Any, gw: StubGateway, now: datetime, force: bool = False,
+         **settings: Any) -> list[int]:
+    with db.transaction() as tx:
+        return packer.seal_due(tx, gw, BepsSettings(**settings), "stream", now, force)
+
+
+def package_sizes(db: Any) -> list[int]:
+    with db.transaction() as tx:
+        return [n for (n,) in tx.query("SELECT count FROM beps_packages ORDER BY id", ())]
+
+
+def test_packages_seal_at_the_size_limit_and_the_rest_at_its_age(books):
+    """Seven waiting items with room for three: two full packages at once, the last one
+    when its oldest item has waited the age limit, and no item in two packages."""
+    db, gw = books
+    accept(db, [credit_row(n, NOW) for n in range(7)])
+
+    at_once = seal(db, gw, NOW, package_size_max=3, package_age_max_s=5)
+    too_young = seal(db, gw, NOW + timedelta(seconds=4), package_size_max=3,
+                     package_age_max_s=5)
+    aged = seal(db, gw, NOW + timedelta(seconds=5), package_size_max=3, package_age_max_s=5)
+
+    assert (len(at_once), len(too_young), len(aged)) == (2, 0, 1)
+    assert package_sizes(db) == [3, 3, 1]
+    with db.transaction() as tx:
+        assert tx.query_one("SELECT COUNT(*), COUNT(DISTINCT payment_id) FROM beps_items "
+                            "WHERE package_id IS NOT NULL", ()) == (7, 7)
+
+
+def test_packages_are_per_receiver_and_message_type(books):
+    """Customer and institution credits travel in different packages."""
+    db, gw = books
+    accept(db, [credit_row(1, NOW), credit_row(2, NOW, "beps.122.001.01"), credit_row(3, NOW)])
+
+    seal(db, gw, NOW, force=True)
+
+    with db.transaction() as tx:
+        rows = tx.query("SELECT msg_type, count FROM beps_packages ORDER BY msg_type", ())
+    assert rows == [("beps.121.001.01", 2), ("beps.122.001.01", 1)]
+
+
+def test_a_cancelled_payment_is_never_packed(books):
+    """An item whose payment left `accepted` before packing stays out of every package."""
+    db, gw = books
+    accept(db, [credit_row(1, NOW), credit_row(2, NOW, state="cancelled")])
+
+    seal(db, gw, NOW, force=True)
+
+    assert package_sizes(db) == [1]
+    with db.transaction() as tx:
+        assert tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
+                            ("P2026121200000002",))[0] == packer.VOID
+
+
+@pytest.mark.parametrize("msg_type", ["beps.121.001.01", "beps.122.001.01",
+                                      "beps.125.001.01", "beps.127.001.01"])
+def test_package_bodies_pass_our_schema_and_the_published_one(msg_type):
+    """A package built from payments validates, and reads back with the same amounts."""
+    rows = [credit_row(n, NOW, msg_type) for n in range(3)]
+    for row in rows:
+        row["agreement"] = "XY-0001"
+        row["business_type"] = {"beps.127.001.01": "B100",
+                                "beps.125.001.01": "E100"}.get(msg_type, "A100")
+    body = build.package_body(msg_type, "2026121200000099", BANK, PEER, rows, NOW,
+                              3 if msg_type == build.DEBIT_TYPE else None)
+    root = etree.fromstring(body)
+    reference = SHARED / "cnaps" / "reference-xsd" / f"{msg_type}.xsd"
+    decoded = codec.decode(body, bare_ok=True)
+
+    assert catalogue.schema(msg_type).validate(root)
+    if reference.exists():
+        assert etree.XMLSchema(etree.parse(str(reference))).validate(root)
+    assert decoded.problems == []
+    assert [t.amount_fen for t in decoded.obj.transfers] == [100, 101, 102]
+    assert decoded.obj.transfers[0].remark == "货款"
+
+
+REMARKS = [
+    (["/H01/货款"], "货款"),
+    (["/H01/货款", "/H02/第二行"], "货款; 第二行"),
+    ([], None),
+    (["x" * 300], "x" * 256),
+]
+
+
+@pytest.mark.parametrize("lines, remark", REMARKS)
+def test_remittance_lines_become_one_remark(lines, remark):
+    """Tagged remittance lines travel untagged in AddtlInf, within its 256 characters."""
+    assert build.remark_of(lines) == remark
+
+
+GOOD_DEBIT = {"creditor_account": "11000000000000000801", "creditor_name": "示例燃气公司",
+              "creditor_bank": BRANCH, "debtor_account": "6222000000001234",
+              "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH, "amount": "120.00",
+              "agreement": "XY-0001"}
+BROKEN_DEBITS = [
+    ("creditor_bank_not_ours", {"creditor_bank": PEER_BRANCH}),
+    ("field_required", {"agreement": ""}),
+    ("amount_must_have_at_most_two_decimals", {"amount": "1.001"}),
+    ("name_too_long_or_not_text", {"debtor_name": "名" * 61}),
+    ("account_malformed", {"debtor_account": "６２２２"}),
+    ("bank_code_must_be_12_ascii_digits", {"debtor_bank": "8882000000"}),
+    ("business_kind_malformed", {"business_kind": "3"}),
+    ("field_unknown", {"urgency": "urgent"}),
+    ("agreement_malformed", {"agreement": "A" * 61}),
+]
+
+
+@pytest.mark.parametrize("code, change", BROKEN_DEBITS, ids=[c for c, _ in BROKEN_DEBITS])
+def test_debit_requests_are_refused_by_named_rules(code, change):
+    """Each broken collection request is refused with the code of the rule it breaks."""
+    with pytest.raises(PaygateError) as refused:
+        debits_out.parse_debit({**GOOD_DEBIT, **change}, OWN)
+
+    assert code in [p.code for p in refused.value.problems]
+
+
+def test_a_good_debit_request_parses():
+    """A complete request gives the debit with the default business kind."""
+    debit = debits_out.parse_debit(GOOD_DEBIT, OWN)
+
+    assert (debit.amount_fen, debit.business_kind, debit.agreement) == (12_000, "01400",
+                                                                        "XY-0001")
+
+
+class Recording:
+    """A gateway whose submit_transfer records the key of every item it is given."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+
+    async def submit_transfer(self, client: str, key: str | None,
+                              body: Any) -> tuple[int, dict[str, Any]]:
+        self.keys.append(key)
+        if key is None:
+            raise PaygateError(Problem("idempotency_key_required"), 400)
+        return 201, {"id": key}
+
+
+BATCHES = [
+    ("not a list", {"a": 1}, "batch_must_be_a_list_of_transfers"),
+    ("empty", [], "batch_must_be_a_list_of_transfers"),
+    ("too long", [{}] * 4, "batch_must_be_a_list_of_transfers"),
+]
+
+
+@pytest.mark.parametrize("name, body, code", BATCHES, ids=[b[0] for b in BATCHES])
+def test_a_batch_must_be_a_bounded_list(name, body, code):
+    """A batch is a JSON list of 1 to batch_items_max transfers."""
+    with pytest.raises(PaygateError) as refused:
+        asyncio.run(submit_batch(Recording(), 3, "core", "b", body))
+
+    assert refused.value.code == code
+
+
+def test_batch_items_get_their_own_key_or_the_batchs():
+    """Item i uses its idempotency_key, else '<batch key>:i'; a bad item is refused alone."""
+    gw = Recording()
+    answer = asyncio.run(submit_batch(gw, 10, "core", "B7", [
+        {"idempotency_key": "own"}, {}, "not an object", {"idempotency_key": 5}]))
+
+    assert gw.keys == ["own", "B7:1"]
+    assert [r["status"] for r in answer["results"]] == [201, 201, 422, 422]
+    assert answer["results"][3]["errors"][0]["code"] == "idempotency_key_malformed"
+    assert (answer["accepted"], answer["refused"]) == (2, 2)
+
+
+def test_without_any_key_each_item_is_refused():
+    """With no batch key and no item key, every item needs its own key."""
+    answer = asyncio.run(submit_batch(Recording(), 10, "core", None, [{}]))
+
+    assert answer["results"][0]["errors"][0]["code"] == "idempotency_key_required"
