@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from lxml import etree
 
@@ -334,3 +334,17 @@ def construct(cls: type[T], values: dict[str, Any]) -> T:
     obj = object.__new__(cls)
     obj.__dict__.update(values)
     return obj
+
+
+def record_maker(cls: type[T], fields: tuple[str, ...]) -> Callable[[Iterable[Any]], T]:
+    """A function building `cls` instances from values in `fields` order, as `construct`
+    does, with the field check made once here instead of once per record."""
+    assert fields == tuple(cls.__dataclass_fields__), f"{fields} are {cls.__name__}'s fields"
+    new = object.__new__
+
+    def make(values: Iterable[Any]) -> T:
+        obj = new(cls)
+        obj.__dict__.update(zip(fields, values))
+        return obj
+
+    return make

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.common import amount_from_xml, construct, usual_amount
+from gateway.messages.common import amount_from_xml, record_maker, usual_amount
 
 _ALL_TEXT = etree.XPath("//text()", smart_strings=False)
 _ALL_CCY = etree.XPath("//@Ccy", smart_strings=False)
@@ -112,6 +112,7 @@ def read_uniform(layout: Any, root: etree._Element, problems: list[Problem],
     slots.update(_none=width, currency=width + 1, amount_fen=width + 2)
     pick = itemgetter(*(slots.get(field, width) for field in _FIELDS))
     amount_at = slots["amount"]
+    build = record_maker(make, _FIELDS)
     transfers = []
     for i in range(n):
         start = head + i * width
@@ -121,5 +122,5 @@ def read_uniform(layout: Any, root: etree._Element, problems: list[Problem],
             amount_fen = amount_from_xml(row[amount_at], layout.tx_path(i + 1, "Amt"),
                                          problems)
         row += (None, currencies[i + 1], amount_fen)
-        transfers.append(construct(make, dict(zip(_FIELDS, pick(row)))))
+        transfers.append(build(pick(row)))
     return transfers
