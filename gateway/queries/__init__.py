@@ -226,8 +226,8 @@ class QueryDesk:
         would replace this wrapper."""
         core_view = self.gw.get_transfer
 
-        async def get_transfer(payment_id: str) -> dict[str, Any]:
-            view = await core_view(payment_id)
+        async def get_transfer(payment_id: str, *args: Any) -> dict[str, Any]:
+            view = await core_view(payment_id, *args)
             now = self.gw.clock.now()
             view["queries"] = await self.gw.store.run(lambda tx: [
                 records.view(q, now, records.replies_of(tx, q["id"]))

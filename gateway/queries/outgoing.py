@@ -40,6 +40,7 @@ class Resolved:
 def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
                now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
     resolved = _resolve(tx, desk, req)
+    _check_client(desk, resolved.payment, client)
     ask_due = (deadlines.ask_due(desk.gw.calendar, req.doubt_at, desk.policy)
                if req.doubt_at is not None else None)
     source, by = ("operator", req.operator) if req.operator else ("core", client)
@@ -99,6 +100,16 @@ def _send(tx: Any, desk: Any, r: Resolved, content: str, query_type: str | None,
         payments.transition(tx, r.payment, r.payment["state"], "query_sent", now, None,
                             query=row["id"])
     return row, [wire.link_push(sent)]
+
+
+def _check_client(desk: Any, payment: dict[str, Any] | None, client: str) -> None:
+    """With client credentials configured, a client queries only its own payments and
+    incoming ones, as it sees only those (GET /v1/transfers/{id})."""
+    if payment is None or not desk.gw.settings.api_keys:
+        return
+    if payment.get("client") not in (None, client):
+        raise NotFound(Problem("payment_not_found", "/payment_id", payment["id"],
+                               "an existing payment of this client"))
 
 
 def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
