@@ -84,6 +84,11 @@ class Notices:
             code=reason.code, reject_info=reject, processed_on=processed_on))
         return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
 
+    def originate(self, dest: str, mesg_type: str, system: str,
+                  build: Callable[[GroupHeader], bytes]) -> str:
+        """A message whose body another module builds, given the NPC's group header."""
+        return self._send(dest, mesg_type, system, build(self._group_header(dest, system)))
+
     def forward(self, dest: str, raw: bytes) -> str:
         """The sender's own envelope, body and signature unchanged, direction "D"."""
         env = envelope_mod.decode(raw)

@@ -113,6 +113,12 @@ class Rtgs:
         _, work_date = self.phase()
         self._release(sorted({row.sender for row in self.store.queued()}), work_date)
 
+    def release_payer(self, payer: str) -> None:
+        """Settle what the payer's balance now covers (after a cancellation, say)."""
+        status, work_date = self.phase()
+        if status in SETTLING_PHASES:
+            self._release([payer], work_date)
+
     def cancel_queue(self) -> int:
         """End of the clearing window: every queued credit is cancelled with PR08."""
         _, work_date = self.phase()

@@ -1,0 +1,91 @@
+"""The exception flows as operators' actions in the console (gateway.ops), under its dual
+control (DOMAIN.md §5: cancelling or moving money needs a supervisor's approval).
+
+| action | target | second person | what it does |
+|---|---|---|---|
+| return | incoming payment | a supervisor or director | return it (A105), the note as reason |
+| npc_cancel | queued payment | a supervisor or director | ask the NPC to cancel it (ccms.307) |
+| status_query | outgoing payment | none: it only asks | ask the NPC its status (ccms.316) |
+| suspense_keep | suspense item | none: it stops money moving | keep it from the auto-return |
+| suspense_release | suspense item | a supervisor or director | let the auto-return take it |
+
+The console keeps its actions in two tables (control.RULES, actions.EXECUTORS); these
+are added to them when the console is part of the product. An executor runs inside the
+console's transaction (with the console's context: gateway, time, request id, operator)
+and hands back the Redis work to do after the commit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Callable
+
+from gateway.exceptions import cancels, returns, status, suspense
+from gateway.exceptions.wire import Entry
+
+OPERATOR_RETURN_REASON = "returned_by_operator"
+# Each action and whether it needs a second person's approval.
+ACTIONS = {
+    "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
+    "suspense_release": True,
+}
+
+
+def console_present() -> bool:
+    return importlib.util.find_spec("gateway.ops.control") is not None
+
+
+def register() -> bool:
+    """Add the actions to the console's tables; False when the product has no console."""
+    if not console_present():
+        return False
+    from gateway.ops import actions, control
+
+    for name, needs_approval in ACTIONS.items():
+        control.RULES.setdefault(name, control.Rule("payment", needs_approval=needs_approval))
+        actions.EXECUTORS.setdefault(name, _executor(EXECUTORS[name], actions.Outcome))
+    return True
+
+
+def _executor(run: Callable[..., tuple[dict[str, Any], list[Entry]]],
+              outcome: Any) -> Callable[..., Any]:
+    def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
+        detail, entries = run(c, tx, target)
+
+        async def push() -> None:
+            for stream, fields in entries:
+                await c.gw.redis.xadd(stream, fields)
+        return outcome(detail, [push] if entries else [])
+    return execute
+
+
+def _by(c: Any) -> str:
+    return f"operator:{c.actor}"
+
+
+def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
+    note = (row[0] if row else "").strip()[:returns.REASON_LEN_MAX]
+    ret, entries = returns.request_tx(c.gw, tx, target, note or OPERATOR_RETURN_REASON,
+                                      _by(c), c.now)
+    return {"payment": target, "return_id": ret["id"]}, entries
+
+
+def _npc_cancel(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    return cancels.request_tx(c.gw, tx, target, "cancelled_by_operator", _by(c), c.now)
+
+
+def _status_query(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    return status.request_tx(c.gw, tx, target, _by(c), c.now)
+
+
+def _suspense_keep(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    return suspense.keep_tx(c.gw, tx, target, _by(c), "kept by an operator", c.now), []
+
+
+def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    return suspense.unkeep_tx(c.gw, tx, target, _by(c), c.now), []
+
+
+EXECUTORS = {"return": _return, "npc_cancel": _npc_cancel, "status_query": _status_query,
+             "suspense_keep": _suspense_keep, "suspense_release": _suspense_release}

@@ -1,0 +1,125 @@
+"""Acting on what the NPC says became of one of our HVPS payments.
+
+The word comes from a ccms.900 (for our returns, whose settlement posts differently
+from an ordinary credit's), a ccms.317 answering a status query, or a ccms.308 granting
+a cancellation. Each status is acted on exactly as the NPC states it, never guessed:
+
+| NPC status | the payment | ledger |
+|---|---|---|
+| PR04 settled | settled | hold → clearing account; a return from suspense: suspense → clearing |
+| PR12 queued | queued | nothing yet |
+| PR09 rejected, PR24 never accepted | rejected | hold released to the payer |
+| PR08 cancelled | cancelled | hold released to the payer |
+
+Only PR08, PR09 and PR24 say the payment never settled, so only they release money.
+A payment already final is left alone. The ledger's event ids are the ones the core
+result handler uses (payment id, status, operation), so a result that arrives by two
+roads is posted once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from gateway import payments
+from gateway.exceptions import schema
+from gateway.messages import ccms316
+from gateway.messages.ccms900 import CANCELLED, QUEUED, REJECTED, SETTLED
+from gateway.states import FINAL
+
+log = logging.getLogger("paygate.exceptions")
+
+NOT_ACCEPTED = ccms316.NOT_ACCEPTED
+RETURN_TYPE = "A105"
+# The NPC statuses that say a payment never settled, and the state each leads to.
+NEVER_SETTLED = {REJECTED: "rejected", NOT_ACCEPTED: "rejected", CANCELLED: "cancelled"}
+
+
+def outgoing_return(tx: Any, payment: dict[str, Any]) -> dict[str, Any] | None:
+    """The return row when `payment` is a return (A105) we sent, else None."""
+    if payment["direction"] != "out" or payment["business_type"] != RETURN_TYPE:
+        return None
+    row = schema.return_by_id(tx, payment["id"])
+    return row if row is not None and row["direction"] == "out" else None
+
+
+def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,
+          now: datetime, source: str, reason: str | None = None) -> str:
+    """Act on one NPC status; what was done (settled, queued, rejected, cancelled,
+    already_final or not_understood)."""
+    if payment["state"] in FINAL:
+        log.info("event=late_npc_word payment=%s state=%s status=%s source=%s",
+                 payment["id"], payment["state"], status, source)
+        return "already_final"
+    if status == SETTLED:
+        _settle(gw, tx, payment, work_date, now, source)
+        done = "settled"
+    elif status == QUEUED:
+        if payment["state"] != "queued":
+            payments.transition(tx, payment, "queued", f"{source}_queued", now, gw.notifier)
+        done = "queued"
+    elif status in NEVER_SETTLED:
+        done = _end(gw, tx, payment, status, work_date, now, source, reason)
+    else:
+        return "not_understood"
+    tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE payment_id = ? "
+               "AND kind = 'hvps_credit'", (now.isoformat(), payment["id"]))
+    return done
+
+
+def _settle(gw: Any, tx: Any, payment: dict[str, Any], work_date: str, now: datetime,
+            source: str) -> None:
+    event = f"{payment['id']}:{SETTLED}"
+    ret = outgoing_return(tx, payment)
+    if payment["hold_id"]:
+        gw.ledger.settle(tx, f"{event}:settle", int(payment["hold_id"]), work_date)
+    else:
+        # A return of money in suspense holds nothing: the money leaves suspense for the
+        # clearing account only now that the NPC has settled the return.
+        assert ret is not None and ret["via"] == "suspense", \
+            f"outgoing payment {payment['id']} has neither a hold nor a suspense item"
+        original = payments.get(tx, ret["original_id"])
+        gw.ledger.return_suspense(tx, f"{event}:return_suspense", original["pending_no"],
+                                  work_date)
+    payments.transition(tx, payment, "settled", f"{source}_settled", now, gw.notifier,
+                        settled_on=work_date)
+    if ret is not None:
+        _original_returned(gw, tx, ret, now)
+
+
+def _original_returned(gw: Any, tx: Any, ret: dict[str, Any], now: datetime) -> None:
+    schema.set_return_state(tx, ret["return_id"], "settled", now)
+    original = payments.get(tx, ret["original_id"])
+    payments.transition(tx, original, "returned", "returned_to_sender", now, gw.notifier,
+                        reason=f"returned by {ret['return_id']}: {ret['reason']}",
+                        return_id=ret["return_id"])
+
+
+def _end(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,
+         now: datetime, source: str, reason: str | None) -> str:
+    new_state = NEVER_SETTLED[status]
+    released = None
+    if payment["hold_id"]:
+        released = gw.ledger.release(tx, f"{payment['id']}:{status}:release",
+                                     int(payment["hold_id"]), work_date)
+    payments.transition(tx, payment, new_state, f"{source}_{new_state}", now, gw.notifier,
+                        reason=reason or status, released_entry=released)
+    return_ended(gw, tx, payment, status, reason, now)
+    return new_state
+
+
+def return_ended(gw: Any, tx: Any, payment: dict[str, Any], status: str,
+                 reason: str | None, now: datetime) -> None:
+    """When `payment` is one of our returns that ended unsettled: record it on the
+    original, which stays where it was, and tell the operators."""
+    ret = outgoing_return(tx, payment)
+    if ret is None:
+        return
+    schema.set_return_state(tx, ret["return_id"], "failed", now)
+    original = payments.get(tx, ret["original_id"])
+    payments.transition(tx, original, original["state"], "return_failed", now, gw.notifier,
+                        return_id=ret["return_id"], status=status)
+    gw.alert(tx, "return_not_settled", payment=ret["original_id"], return_id=ret["return_id"],
+             status=status, reason=reason)

@@ -1,0 +1,173 @@
+"""Returns (退汇): sending back an incoming payment, and receiving back one of ours.
+
+Sending. An incoming HVPS credit in suspense (it could not be credited) or already
+credited (the customer asks for it to go back) is returned as a new hvps.111 of business
+type A105 (kind 02108), from us to the original sender, for the same amount, carrying
+the original's identifiers as tag lines (SPEC.md d.6): /F40/ its message type, /E50/ its
+message id, /A70/ its instructing participant, and /H20/ the reason. The return is an
+ordinary outgoing payment from then on (lanes, window, results, status queries), with
+one difference in the ledger:
+
+- from suspense nothing is held: when the NPC settles the return, the suspense item is
+  posted out to the clearing account (`return_suspense`); until then it stays open;
+- from a credited account the payee's money is held at once, like any payer's, and
+  settles to the clearing account when the NPC settles the return.
+
+Only when the return settles does the original move to `returned`; a refused return
+leaves it where it was, with the refusal in its history and an alert. A payment that is
+itself a return (A105) is never returned, and a payment is returned at most once.
+
+Receiving. An incoming A105 naming (by /A70/, /F40/, /E50/) a payment of ours that
+settled, for the same amount, is credited to the account it names like any incoming
+credit (normally our payer's), and our payment moves to `returned`. One that names
+nothing of ours, or a payment not settled, or a return of ours, is credited like any
+other payment and raised to the operators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+from gateway import intake, keys, payments
+from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.exceptions import schema
+from gateway.exceptions.outcomes import RETURN_TYPE
+from gateway.exceptions.wire import Entry
+from gateway.inbound import Processed
+from gateway.messages import codec, hvps111
+
+RETURN_KIND = "02108"
+RETURN_PRIORITY = 3  # NORM: a return has no urgency of its own
+REASON_LEN_MAX = 100  # "/H20/" and the reason stay within a Max140Text Ustrd line
+RETURNABLE_STATES = ("suspense", "credited")
+
+
+def check_reason(reason: Any) -> str:
+    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= REASON_LEN_MAX:
+        raise ValidationFailed(Problem("return_reason_malformed", "/reason", reason,
+                                       f"text of 1 to {REASON_LEN_MAX} characters"))
+    return reason.strip()
+
+
+def _check_returnable(tx: Any, original: dict[str, Any]) -> None:
+    pid = original["id"]
+    if original["direction"] != "in":
+        raise Conflict(Problem("return_only_for_incoming_payments", "/id", pid,
+                               "an incoming payment", "a payment we sent can be cancelled "
+                               "while queued; once settled only the payee's bank returns it"))
+    if original["business_type"] == RETURN_TYPE:
+        raise ValidationFailed(Problem("return_of_a_return_not_allowed", "/id", pid,
+                                       "a payment that is not itself a return (A105)"))
+    if original["msg_type"] != hvps111.MESSAGE_TYPE:
+        raise ValidationFailed(Problem("return_message_type_not_supported", "/id",
+                                       original["msg_type"], hvps111.MESSAGE_TYPE))
+    if original["state"] not in RETURNABLE_STATES:
+        raise Conflict(Problem("payment_not_returnable", "/state", original["state"],
+                               "an incoming payment in suspense or credited"))
+    open_return = schema.open_return_of(tx, pid)
+    if open_return is not None:
+        raise Conflict(Problem("return_already_requested", "/id", pid,
+                               "a payment whose return is not under way",
+                               f"return {open_return['return_id']} is {open_return['state']}"))
+
+
+def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: datetime,
+               client: str | None = None) -> tuple[dict[str, Any], list[Entry]]:
+    """Record and queue the return of an incoming payment; (return row, stream entries).
+
+    `client` is the core-system client that asked, who alone may then see the return
+    when client credentials are configured; None for the gateway and its operators."""
+    original = payments.get(tx, payment_id)
+    _check_returnable(tx, original)
+    work_date = gw.work_date
+    our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \
+        else gw.settings.bank_code
+    rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
+    via = "suspense" if original["state"] == "suspense" else "account"
+    hold_id = None
+    if via == "account":
+        hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", original["payee_account"],
+                                     original["amount_fen"], work_date, rid))
+    row = _return_row(gw, original, rid, msg_id, e2e, our_branch, reason, hold_id, now)
+    row["client"] = client
+    payments.insert(tx, row)
+    schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)
+    payments.transition(tx, original, original["state"], "return_requested", now,
+                        gw.notifier, return_id=rid, by=by, reason_given=reason)
+    return row, _queue(gw, tx, row, now)
+
+
+def _return_row(gw: Any, original: dict[str, Any], rid: str, msg_id: str, e2e: str,
+                our_branch: str, reason: str, hold_id: str | None,
+                now: datetime) -> dict[str, Any]:
+    tags = [f"/F40/{original['msg_type']}", f"/E50/{original['msg_id']}",
+            f"/A70/{original['sender_direct']}", f"/H20/{reason}"]
+    return {
+        "id": rid, "direction": "out", "channel": "hvps", "state": "accepted",
+        "msg_type": hvps111.MESSAGE_TYPE, "msg_id": msg_id, "tx_id": msg_id,
+        "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
+        "receiver_direct": original["sender_direct"], "amount_fen": original["amount_fen"],
+        "currency": original["currency"], "payer_account": original["payee_account"],
+        "payer_name": original["payee_name"], "payer_bank": our_branch,
+        "payee_account": original["payer_account"], "payee_name": original["payer_name"],
+        "payee_bank": original["payer_bank"], "business_type": RETURN_TYPE,
+        "business_kind": RETURN_KIND, "urgency": "normal", "priority": RETURN_PRIORITY,
+        "remittance": tags, "hold_id": hold_id,
+        "route": {"channel": "hvps", "rule": "return_to_sender", "returns": original["id"]},
+        "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+    }
+
+
+def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime) -> list[Entry]:
+    """On its lane when HVPS is open; otherwise waiting for the window, as at intake."""
+    state = "pending" if gw.hvps_open else "waiting"
+    outbox_id = intake.add_outbox(tx, row["id"], row["priority"], state, now)
+    if state == "waiting":
+        payments.transition(tx, row, "held", "held", now, gw.notifier,
+                            reason="waiting_for_hvps_window")
+        return []
+    return [(keys.lane_for_priority(row["priority"]), {"outbox": str(outbox_id)})]
+
+
+Handler = Callable[[Any, codec.Decoded, Any], Processed]
+
+
+def receive(gw: Any, tx: Any, d: codec.Decoded, now: datetime, credit: Handler) -> Processed:
+    """An incoming A105: credit it with `credit` (the plain credit handler), then mark
+    the payment of ours it returns."""
+    ct: hvps111.CreditTransfer = d.obj
+    original = payments.find_by_message(tx, "out", ct.tag("A70") or "",
+                                         ct.tag("F40") or "", ct.tag("E50") or "")
+    unmatched = _why_unmatched(original, ct)
+    processed = credit(tx, d, now)
+    rid = processed.outcome.get("payment")
+    if rid is None:
+        return processed
+    if unmatched is not None:
+        gw.alert(tx, "incoming_return_not_matched", payment=rid, rule=unmatched,
+                 original_msg_id=ct.tag("E50"), original_sender=ct.tag("A70"))
+        return Processed(dict(processed.outcome, return_unmatched=unmatched),
+                         processed.after_commit)
+    reason = ct.tag("H20") or "returned"
+    credited = payments.get(tx, rid)
+    schema.add_return(tx, rid, original["id"], "in", credited["state"], "settled", reason,
+                      ct.instg_direct, now)
+    payments.transition(tx, original, "returned", "returned_by_payee_bank", now, gw.notifier,
+                        reason=f"returned by {rid}: {reason}", return_id=rid)
+    return Processed(dict(processed.outcome, returned=original["id"]),
+                     processed.after_commit)
+
+
+def _why_unmatched(original: dict[str, Any] | None, ct: hvps111.CreditTransfer) -> str | None:
+    """None when the return names a settled payment of ours for the same amount."""
+    if original is None:
+        return "original_not_found"
+    if original["business_type"] == RETURN_TYPE:
+        return "return_of_a_return"
+    if original["state"] != "settled":
+        return "original_not_settled"
+    if original["amount_fen"] != ct.amount_fen:
+        return "amount_differs_from_original"
+    return None

@@ -1,0 +1,165 @@
+"""The exception flows' own tables, and reading and writing their rows.
+
+- `exc_requests`: every cancellation request (ccms.307) and status query (ccms.316) we
+  sent, the payment it is about, and the NPC's answer once it came.
+- `exc_returns`: every return (退汇) linking the A105 payment to the payment it returns:
+  `out` when we return an incoming payment, `in` when a peer bank returned ours.
+- `exc_suspense_keep`: suspense items an operator (or a failed automatic return) took
+  out of the automatic return.
+
+The SQL is portable between SQLite and PostgreSQL, like the core schema's.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS exc_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,               -- cancel | status
+        payment_id TEXT NOT NULL,
+        msg_id TEXT NOT NULL,             -- XML MsgId of our ccms.307 or ccms.316
+        mesg_id TEXT NOT NULL,            -- its header MesgID
+        state TEXT NOT NULL,              -- sent | granted | refused | answered | failed
+        requested_by TEXT NOT NULL,
+        reason TEXT,
+        answer TEXT,                      -- JSON: status, code, info of the answer
+        created_at TEXT NOT NULL, answered_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS exc_requests_payment ON exc_requests (payment_id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS exc_requests_msg ON exc_requests (msg_id)",
+    """CREATE TABLE IF NOT EXISTS exc_returns (
+        return_id TEXT PRIMARY KEY,       -- the A105 payment
+        original_id TEXT NOT NULL,        -- the payment it returns
+        direction TEXT NOT NULL,          -- out: we return | in: a peer returned ours
+        via TEXT NOT NULL,                -- out: suspense | account; in: how it was credited
+        state TEXT NOT NULL,              -- pending | settled | failed
+        reason TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS exc_returns_original ON exc_returns (original_id)",
+    """CREATE TABLE IF NOT EXISTS exc_suspense_keep (
+        payment_id TEXT PRIMARY KEY, kept_by TEXT NOT NULL, note TEXT NOT NULL,
+        at TEXT NOT NULL
+    )""",
+]
+
+REQUEST_COLUMNS = ("id", "kind", "payment_id", "msg_id", "mesg_id", "state", "requested_by",
+                   "reason", "answer", "created_at", "answered_at")
+RETURN_COLUMNS = ("return_id", "original_id", "direction", "via", "state", "reason",
+                  "requested_by", "created_at", "updated_at")
+OPEN_RETURN_STATES = ("pending", "settled")
+
+
+def create_tables(tx: Any) -> None:
+    for statement in SCHEMA:
+        tx.execute(statement, ())
+
+
+# Requests (ccms.307, ccms.316)
+
+def add_request(tx: Any, kind: str, payment_id: str, msg_id: str, mesg_id: str, by: str,
+                reason: str | None, now: datetime) -> int:
+    row = tx.query_one("INSERT INTO exc_requests (kind, payment_id, msg_id, mesg_id, state, "
+                       "requested_by, reason, created_at) VALUES (?, ?, ?, ?, 'sent', ?, ?, ?)"
+                       " RETURNING id", (kind, payment_id, msg_id, mesg_id, by, reason,
+                                         now.isoformat()))
+    return row[0]
+
+
+def _request(values: tuple | None) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    row = dict(zip(REQUEST_COLUMNS, values))
+    row["answer"] = json.loads(row["answer"]) if row["answer"] else None
+    return row
+
+
+_SELECT_REQUEST = "SELECT " + ", ".join(REQUEST_COLUMNS) + " FROM exc_requests"
+
+
+def request_by_msg_id(tx: Any, msg_id: str) -> dict[str, Any] | None:
+    return _request(tx.query_one(f"{_SELECT_REQUEST} WHERE msg_id = ?", (msg_id,)))
+
+
+def requests_of(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    rows = tx.query(f"{_SELECT_REQUEST} WHERE payment_id = ? ORDER BY id", (payment_id,))
+    return [_request(r) for r in rows]
+
+
+def open_request(tx: Any, kind: str, payment_id: str) -> dict[str, Any] | None:
+    return _request(tx.query_one(f"{_SELECT_REQUEST} WHERE kind = ? AND payment_id = ? "
+                                 "AND state = 'sent' ORDER BY id DESC", (kind, payment_id)))
+
+
+def answer_request(tx: Any, request_id: int, state: str, answer: dict[str, Any],
+                   now: datetime) -> None:
+    tx.execute("UPDATE exc_requests SET state = ?, answer = ?, answered_at = ? WHERE id = ?",
+               (state, json.dumps(answer, ensure_ascii=False), now.isoformat(), request_id))
+
+
+# Returns
+
+_SELECT_RETURN = "SELECT " + ", ".join(RETURN_COLUMNS) + " FROM exc_returns"
+
+
+def add_return(tx: Any, return_id: str, original_id: str, direction: str, via: str,
+               state: str, reason: str, by: str, now: datetime) -> None:
+    tx.execute("INSERT INTO exc_returns (return_id, original_id, direction, via, state, "
+               "reason, requested_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+               "?, ?)", (return_id, original_id, direction, via, state, reason, by,
+                         now.isoformat(), now.isoformat()))
+
+
+def return_by_id(tx: Any, return_id: str) -> dict[str, Any] | None:
+    values = tx.query_one(f"{_SELECT_RETURN} WHERE return_id = ?", (return_id,))
+    return dict(zip(RETURN_COLUMNS, values)) if values else None
+
+
+def open_return_of(tx: Any, original_id: str) -> dict[str, Any] | None:
+    """The return of a payment that is under way or done. A failed one does not count,
+    nor one whose A105 payment was cancelled or rejected by any road (an operator's
+    cancellation of an unsent payment, say)."""
+    columns = ", ".join(f"r.{c}" for c in RETURN_COLUMNS)
+    values = tx.query_one(
+        f"SELECT {columns} FROM exc_returns r JOIN payments p ON p.id = r.return_id "
+        "WHERE r.original_id = ? AND r.state IN (?, ?) "
+        "AND p.state NOT IN ('rejected', 'cancelled') ORDER BY r.created_at DESC",
+        (original_id, *OPEN_RETURN_STATES))
+    return dict(zip(RETURN_COLUMNS, values)) if values else None
+
+
+def returns_of(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    rows = tx.query(f"{_SELECT_RETURN} WHERE original_id = ? OR return_id = ? "
+                    "ORDER BY created_at", (payment_id, payment_id))
+    return [dict(zip(RETURN_COLUMNS, r)) for r in rows]
+
+
+def set_return_state(tx: Any, return_id: str, state: str, now: datetime) -> None:
+    tx.execute("UPDATE exc_returns SET state = ?, updated_at = ? WHERE return_id = ?",
+               (state, now.isoformat(), return_id))
+
+
+# Suspense items kept from the automatic return
+
+def keep(tx: Any, payment_id: str, by: str, note: str, now: datetime) -> bool:
+    """Keep an item from the automatic return; False when it was kept already."""
+    if tx.query_one("SELECT 1 FROM exc_suspense_keep WHERE payment_id = ?", (payment_id,)):
+        return False
+    tx.execute("INSERT INTO exc_suspense_keep (payment_id, kept_by, note, at) "
+               "VALUES (?, ?, ?, ?)", (payment_id, by, note, now.isoformat()))
+    return True
+
+
+def unkeep(tx: Any, payment_id: str) -> bool:
+    return tx.execute("DELETE FROM exc_suspense_keep WHERE payment_id = ?", (payment_id,)) > 0
+
+
+def kept(tx: Any, payment_id: str) -> dict[str, Any] | None:
+    row = tx.query_one("SELECT kept_by, note, at FROM exc_suspense_keep WHERE payment_id = ?",
+                       (payment_id,))
+    return {"kept_by": row[0], "note": row[1], "at": row[2]} if row else None

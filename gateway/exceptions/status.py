@@ -1,0 +1,127 @@
+"""Unknown outcomes: a payment with no result in time is asked about, never resent.
+
+A payment the NPC took (its outbox row `sent` or `acked`: the link answered 2xx) that
+has no ccms.900 within `settings.result_timeout_s` moves to `unknown`, and a ccms.316
+asks the NPC what became of it. The ccms.317 is acted on as outcomes.py describes; the
+payment is never sent again under a new message id and nothing is reversed on a guess.
+A query without an answer within the same timeout is asked again, at most
+`QUERIES_MAX` times in all; then the operators are alerted and the payment stays
+`unknown` until someone (or a late result) settles the question.
+
+A payment whose outbox row is still `sending` is not asked about: the link has not
+delivered it yet, and the sender's retries (or an operator's, from the dead letters)
+will; asking then would invite a "never heard of it" while the message is in flight.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway import payments
+from gateway.errors import Conflict, Problem
+from gateway.exceptions import outcomes, schema, wire
+from gateway.exceptions.wire import Entry
+from gateway.inbound import Processed
+from gateway.messages import ccms316, codec
+
+QUERIES_MAX = 5        # per payment; five unanswered queries mean the link itself is sick
+SWEEP_BATCH_MAX = 100  # payments moved to unknown (and queries repeated) per sweep
+QUERYABLE_STATES = ("sent", "queued", "unknown")
+
+_OVERDUE = (
+    "SELECT p.id FROM payments p JOIN outbox o ON o.payment_id = p.id "
+    "AND o.kind = 'hvps_credit' WHERE p.direction = 'out' AND p.state = 'sent' "
+    "AND o.state IN ('sent', 'acked') AND o.updated_at <= ? ORDER BY o.updated_at LIMIT ?")
+_UNANSWERED = ("SELECT id, payment_id FROM exc_requests WHERE kind = 'status' "
+               "AND state = 'sent' AND created_at <= ? ORDER BY id LIMIT ?")
+
+
+def ask_tx(gw: Any, tx: Any, payment: dict[str, Any], why: str, now: datetime,
+           enter_unknown: bool, by: str = "gateway") -> list[Entry]:
+    """Queue a ccms.316 about `payment` (first moving it to `unknown` when asked to)."""
+    if enter_unknown and payment["state"] != "unknown":
+        payment = payments.transition(tx, payment, "unknown", "outcome_unknown", now,
+                                      gw.notifier, why=why)
+
+    def build(group: Any) -> bytes:
+        return ccms316.build(ccms316.StatusQuery(group, wire.original_of(payment),
+                                                 wire.original_tx_of(payment)))
+    msg_id, mesg_id, entry = wire.queue_request(gw, tx, now, ccms316.MESSAGE_TYPE, payment,
+                                                build)
+    request_id = schema.add_request(tx, "status", payment["id"], msg_id, mesg_id, by, why,
+                                    now)
+    payments.transition(tx, payment, payment["state"], "status_query_sent", now, gw.notifier,
+                        request=request_id, msg_id=msg_id, why=why)
+    return [entry]
+
+
+def request_tx(gw: Any, tx: Any, payment_id: str, by: str,
+               now: datetime) -> tuple[dict[str, Any], list[Entry]]:
+    """Ask about a payment on request (core system, operator); it need not be overdue."""
+    payment = payments.get(tx, payment_id)
+    if payment["direction"] != "out" or payment["state"] not in QUERYABLE_STATES:
+        raise Conflict(Problem("payment_not_queryable", "/state", payment["state"],
+                               "an outgoing payment sent, queued or unknown"))
+    entries = ask_tx(gw, tx, payment, "requested", now,
+                     enter_unknown=payment["state"] == "sent", by=by)
+    return {"payment": payment_id, "state": payments.get(tx, payment_id)["state"],
+            "status_query": "sent"}, entries
+
+
+def sweep_tx(gw: Any, tx: Any, now: datetime, timeout_s: float) -> list[Entry]:
+    """Move overdue payments to `unknown` and ask; ask again where no answer came."""
+    cutoff = (now - timedelta(seconds=timeout_s)).isoformat()
+    entries: list[Entry] = []
+    for (payment_id,) in tx.query(_OVERDUE, (cutoff, SWEEP_BATCH_MAX)):
+        payment = payments.get(tx, payment_id)
+        entries += ask_tx(gw, tx, payment, "result_overdue", now, enter_unknown=True)
+    for request_id, payment_id in tx.query(_UNANSWERED, (cutoff, SWEEP_BATCH_MAX)):
+        schema.answer_request(tx, request_id, "unanswered", {}, now)
+        payment = payments.get(tx, payment_id)
+        if payment["state"] != "unknown":
+            continue
+        asked = tx.query_one("SELECT COUNT(*) FROM exc_requests WHERE kind = 'status' "
+                             "AND payment_id = ?", (payment_id,))[0]
+        if asked >= QUERIES_MAX:
+            gw.alert(tx, "status_queries_unanswered", payment=payment_id, asked=asked)
+            continue
+        entries += ask_tx(gw, tx, payment, "query_unanswered", now, enter_unknown=False)
+    return entries
+
+
+def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+    """A ccms.317: act on the NPC's status of the payment asked about."""
+    resp: ccms316.StatusResponse = d.obj
+    req = schema.request_by_msg_id(tx, resp.query.msg_id)
+    if req is None or req["kind"] != "status":
+        gw.alert(tx, "status_answer_for_unknown_query", msg_id=resp.query.msg_id,
+                 status=resp.npc.status)
+        return Processed({"unknown_query": resp.query.msg_id})
+    npc = resp.npc
+    schema.answer_request(tx, req["id"], "answered",
+                          {"status": npc.status, "code": npc.code, "info": npc.reject_info,
+                           "settlement_date": npc.settlement_date}, now)
+    payment = payments.get(tx, req["payment_id"])
+    work_date = npc.settlement_date or gw.work_date.isoformat()
+    done = outcomes.apply(gw, tx, payment, npc.status, work_date, now, "npc_status",
+                          npc.reject_info or npc.code)
+    if done == "not_understood":
+        gw.alert(tx, "status_answer_not_understood", payment=payment["id"],
+                 status=npc.status, npc_code=npc.code)
+    return Processed({"payment": payment["id"], "npc_status": npc.status, "done": done})
+
+
+def unknown_since(tx: Any, payment_id: str) -> str | None:
+    """When the payment last entered `unknown` (its history's first unknown entry after
+    its last entry in another state)."""
+    row = tx.query_one(
+        "SELECT MIN(at) FROM payment_events WHERE payment_id = ? AND state = 'unknown' "
+        "AND id > COALESCE((SELECT MAX(id) FROM payment_events WHERE payment_id = ? "
+        "AND state != 'unknown'), 0)", (payment_id, payment_id))
+    return row[0] if row else None
+
+
+def queries_asked(tx: Any, payment_id: str) -> int:
+    return tx.query_one("SELECT COUNT(*) FROM exc_requests WHERE kind = 'status' "
+                        "AND payment_id = ?", (payment_id,))[0]

@@ -1,0 +1,100 @@
+"""Automatic return of money left in suspense (待销账).
+
+Money that could not be credited waits in suspense for someone to find its owner. After
+`days` HVPS working days (default 3, counted from the day after it arrived, by the
+business calendar, on the gateway's work date) it is returned to the sender
+(returns.py) with the reason `AUTO_REASON`. Only items never returned before are taken:
+once a return of an item failed, people decide what happens to it next. Returns go by
+HVPS (hvps.111), so only HVPS customer credits are taken; BEPS suspense stays with people.
+
+An operator may keep an item from this (`keep`), for instance while the customer is
+being traced, and let it go again (`unkeep`). An automatic return the gateway cannot
+make (a refusal by the ledger, say) keeps the item, with the refusal as its
+note, and alerts the operators, so the same failure is not repeated at every sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from gateway import payments
+from gateway.errors import PaygateError, Problem, ValidationFailed
+from gateway.exceptions import returns, schema
+from gateway.exceptions.wire import Entry
+
+log = logging.getLogger("paygate.exceptions")
+
+DEFAULT_DAYS = 3
+DAYS_MAX = 30          # a month in suspense is a case for people, not for a timer
+AUTO_REASON = "suspense_not_claimed"
+AUTO_BY = "auto_return"
+SWEEP_BATCH_MAX = 50   # returns started per sweep; the rest wait for the next sweep
+
+_CANDIDATES = (
+    "SELECT p.id, p.work_date FROM payments p WHERE p.direction = 'in' "
+    "AND p.state = 'suspense' AND p.msg_type = 'hvps.111.001.01' AND p.work_date < ? "
+    "AND NOT EXISTS (SELECT 1 FROM exc_suspense_keep k WHERE k.payment_id = p.id) "
+    "AND NOT EXISTS (SELECT 1 FROM exc_returns r WHERE r.original_id = p.id) "
+    "ORDER BY p.work_date, p.id LIMIT ?")
+
+
+def check_days(days: Any) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= DAYS_MAX:
+        raise ValidationFailed(Problem("suspense_return_days_out_of_range",
+                                       "suspense_return_working_days", days,
+                                       f"a whole number of working days from 1 to {DAYS_MAX}"))
+    return days
+
+
+def due(calendar: Any, received_on: date, today: date, days: int) -> bool:
+    """Whether `days` working days have passed after `received_on`, up to `today`."""
+    counted, day = 0, received_on
+    while counted < days and day < today:
+        day += timedelta(days=1)
+        if calendar.is_working_day(day):
+            counted += 1
+    return counted >= days
+
+
+def sweep_tx(gw: Any, tx: Any, now: datetime, days: int) -> list[Entry]:
+    """Start the returns of the suspense items that are due."""
+    today = gw.work_date
+    entries: list[Entry] = []
+    for payment_id, work_date in tx.query(_CANDIDATES, (today.isoformat(), SWEEP_BATCH_MAX)):
+        if not due(gw.calendar, date.fromisoformat(work_date), today, days):
+            continue
+        try:
+            with tx.savepoint():
+                _, queued = returns.request_tx(gw, tx, payment_id, AUTO_REASON, AUTO_BY, now)
+        except PaygateError as exc:
+            schema.keep(tx, payment_id, AUTO_BY, f"automatic return refused: {exc.code}", now)
+            gw.alert(tx, "automatic_return_refused", payment=payment_id, refusal=exc.code)
+            continue
+        log.info("event=automatic_return payment=%s received_on=%s days=%s", payment_id,
+                 work_date, days)
+        entries += queued
+    return entries
+
+
+def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
+            now: datetime) -> dict[str, Any]:
+    payment = payments.get(tx, payment_id)
+    if payment["direction"] != "in" or payment["state"] != "suspense":
+        raise ValidationFailed(Problem("payment_not_in_suspense", "/id", payment["state"],
+                                       "an incoming payment in suspense"))
+    added = schema.keep(tx, payment_id, by, note, now)
+    if added:
+        payments.transition(tx, payment, "suspense", "automatic_return_kept", now,
+                            gw.notifier, by=by, note=note)
+    return {"payment": payment_id, "kept": True, "already": not added}
+
+
+def unkeep_tx(gw: Any, tx: Any, payment_id: str, by: str, now: datetime) -> dict[str, Any]:
+    payment = payments.get(tx, payment_id)
+    removed = schema.unkeep(tx, payment_id)
+    if removed:
+        payments.transition(tx, payment, payment["state"], "automatic_return_allowed", now,
+                            gw.notifier, by=by)
+    return {"payment": payment_id, "kept": False, "changed": removed}

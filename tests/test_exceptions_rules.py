@@ -1,0 +1,136 @@
+"""The exception flows' own rules, without processes: when a suspense item is due for
+its automatic return, what a request may carry, and the operators' actions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from gateway.errors import PaygateError
+from gateway.exceptions import cancels, ops, returns, suspense, wire
+from simulators.exceptions import parse_return
+
+PEERS = frozenset({"888200000015"})
+
+
+class WeekdayCalendar:
+    """Monday to Friday are working days, with one declared holiday (a Wednesday)."""
+
+    holiday = date(2026, 12, 16)
+
+    def is_working_day(self, d: date) -> bool:
+        return d.weekday() < 5 and d != self.holiday
+
+
+# (arrived, today, working days, due): counted from the day after arrival, weekends and
+# the holiday left out.
+DUE = [
+    (date(2026, 12, 7), date(2026, 12, 7), 1, False),    # same day
+    (date(2026, 12, 7), date(2026, 12, 8), 1, True),     # Monday → Tuesday
+    (date(2026, 12, 7), date(2026, 12, 9), 3, False),    # two working days so far
+    (date(2026, 12, 7), date(2026, 12, 10), 3, True),    # Tue, Wed, Thu
+    (date(2026, 12, 11), date(2026, 12, 14), 2, False),  # Friday → Monday is one
+    (date(2026, 12, 11), date(2026, 12, 15), 2, True),   # Mon, Tue
+    (date(2026, 12, 12), date(2026, 12, 14), 1, True),   # arrived on a Saturday
+    (date(2026, 12, 15), date(2026, 12, 17), 2, False),  # the Wednesday is a holiday
+    (date(2026, 12, 15), date(2026, 12, 18), 2, True),   # Thu, Fri
+    (date(2026, 1, 5), date(2026, 12, 18), 30, True),    # long overdue
+]
+
+
+@pytest.mark.parametrize("arrived, today, days, expected", DUE)
+def test_suspense_is_due_after_working_days(arrived, today, days, expected):
+    """An item is due once the given number of working days has passed since arrival."""
+    assert suspense.due(WeekdayCalendar(), arrived, today, days) is expected
+
+
+DAYS = [(1, None), (3, None), (30, None), (0, "suspense_return_days_out_of_range"),
+        (31, "suspense_return_days_out_of_range"), (True, "suspense_return_days_out_of_range"),
+        ("3", "suspense_return_days_out_of_range")]
+
+
+@pytest.mark.parametrize("days, code", DAYS)
+def test_automatic_return_days_are_bounded(days, code):
+    """The configured number of working days is a whole number from 1 to 30."""
+    try:
+        got = suspense.check_days(days)
+    except PaygateError as exc:
+        got = exc.code
+
+    assert got == (days if code is None else code)
+
+
+REASONS = [
+    (returns.check_reason, "收款人账号不存在", "收款人账号不存在"),
+    (returns.check_reason, "  padded  ", "padded"),
+    (returns.check_reason, "", "return_reason_malformed"),
+    (returns.check_reason, "   ", "return_reason_malformed"),
+    (returns.check_reason, None, "return_reason_malformed"),
+    (returns.check_reason, "x" * 101, "return_reason_malformed"),
+    (cancels.check_reason, None, None),
+    (cancels.check_reason, "客户撤销", "客户撤销"),
+    (cancels.check_reason, 7, "cancel_reason_malformed"),
+    (cancels.check_reason, "x" * 257, "cancel_reason_malformed"),
+]
+
+
+@pytest.mark.parametrize("check, given, expected", REASONS)
+def test_reasons_are_checked(check, given, expected):
+    """A return needs a reason that fits its /H20/ line; a cancel's is optional text."""
+    try:
+        got = check(given)
+    except PaygateError as exc:
+        got = exc.code
+
+    assert got == expected
+
+
+PEER_RETURNS = [
+    ({"sender": "888200000015", "msg_id": "2026120700000001"}, None),
+    ([], "body_must_be_a_json_object"),
+    ({"sender": "999100000019", "msg_id": "1"}, "sender_must_be_a_simulated_peer"),
+    ({"sender": "888200000015"}, "field_required"),
+    ({"sender": "888200000015", "msg_id": "1", "reason": ""}, "return_reason_malformed"),
+    ({"sender": "888200000015", "msg_id": "1", "amount": 3}, "field_unknown"),
+]
+
+
+@pytest.mark.parametrize("body, code", PEER_RETURNS)
+def test_peer_return_requests_are_checked(body, code):
+    """/sim/peer/return names a simulated peer and the payment's MsgId."""
+    try:
+        parse_return(body, PEERS)
+        got = None
+    except PaygateError as exc:
+        got = exc.code
+
+    assert got == code
+
+
+TX_IDS = [("2026120700000001", True), ("1", True), ("20261207000000011", False),
+          ("ABC", False)]
+
+
+@pytest.mark.parametrize("tx_id, named", TX_IDS)
+def test_requests_name_the_transaction_only_when_its_id_fits(tx_id, named):
+    """OrgnlTx carries the transaction id only when it is at most 16 digits."""
+    payment = {"tx_id": tx_id, "payer_bank": "999100000027", "payee_bank": "888200000023",
+               "business_type": "A100"}
+
+    assert (wire.original_tx_of(payment) is not None) is named
+
+
+def test_operators_actions_join_the_console_with_their_approval_rules():
+    """The console offers the exception actions, the money-moving ones under dual control."""
+    if not ops.console_present():
+        pytest.skip("the operators' console is not part of this checkout")
+    from gateway.ops import actions, control
+
+    registered = ops.register()
+
+    assert registered
+    assert {name: control.RULES[name].needs_approval for name in ops.ACTIONS} == {
+        "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
+        "suspense_release": True}
+    assert all(callable(actions.EXECUTORS[name]) for name in ops.ACTIONS)
