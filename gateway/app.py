@@ -48,7 +48,9 @@ SWEEP_AGE_S = 5.0
 
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
-# handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections).
+# handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections),
+# `claim_result(tx, decoded, now)` (a ccms.900 about something that is not a payment),
+# `simulate_day_events(run)` (events for `paygate simulate-day`).
 EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
                                "gateway.exceptions", "gateway.beps")
 
@@ -87,6 +89,8 @@ class Gateway:
         self.channels: dict[str, Any] = {"hvps": self._accept_hvps}
         # A review hook: (transfer, settings) -> reason to hold for review, or None.
         self.review: Any = None
+        # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view).
+        self.view_hooks: list[Any] = []
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
 
@@ -362,7 +366,10 @@ class Gateway:
                     payment.get("client") not in (None, client):
                 raise NotFound(Problem("payment_not_found", "/id", payment_id,
                                        "an existing payment of this client"))
-            return payments.public_view(payment, payments.history(tx, payment_id))
+            view = payments.public_view(payment, payments.history(tx, payment_id))
+            for hook in self.view_hooks:
+                hook(tx, view)
+            return view
         return await self.store.run(work)
 
     # The link

@@ -48,6 +48,17 @@ class Settings:
     probe_interval_s: float = 30.0            # ccms.991 link probes
     key_expiry_alert_days: int = 30           # alert before our signing key expires           # no ccms.900 by then: ask (ccms.316)
     worker_batch_max: int = 200
+    queries_morning_cutoff_at: str = "12:00"   # "the morning of the next working day"
+    queries_warn_before_min: int = 120
+    queries_check_interval_s: float = 30.0
+    queries_auto_answer: bool = True
+    queries_auto_answer_types: list[str] = field(default_factory=lambda: ["QT00"])
+    queries_auto_answer_keywords: list[str] = field(default_factory=lambda: [
+        "入账", "到账", "未收到", "收到", "入户", "状态", "清算", "挂账", "查询款项"])
+    queries_operator_keywords: list[str] = field(default_factory=lambda: [
+        "退汇", "退回", "止付", "冻结", "错账", "更正", "修改", "撤销", "投诉"])
+    suspense_return_working_days: int = 3     # suspense items returned automatically after
+    exceptions_sweep_interval_s: float = 30.0
     calendar_file: str = ""
     calendar_alert_days: int = 30
     hvps_open_at: str = "08:30"

@@ -69,6 +69,12 @@ class Handlers:
         conf: ccms900.CommonConf = d.obj
         payment = payments.find_out_by_msg_id(tx, conf.original.msg_id)
         if payment is None:
+            # A result about something other than a payment (a query, a free-format
+            # message, a BEPS package): the extension that sent it may claim it.
+            for ext in self.gw.extensions:
+                claimed = getattr(ext, "claim_result", lambda *a: None)(tx, d, now)
+                if claimed is not None:
+                    return claimed
             self.gw.alert(tx, "result_for_unknown_payment", msg_id=conf.original.msg_id,
                           mt=conf.original.mt, status=conf.status)
             return Processed({"unknown_payment": conf.original.msg_id})

@@ -219,18 +219,9 @@ class QueryDesk:
                          raised["due_soon"], raised["overdue"])
 
     def _show_queries_on_transfers(self) -> None:
-        """Add each payment's queries to GET /v1/transfers/{id} under "queries".
-
-        The gateway's core offers no hook for extending a transfer's view, so the desk
-        wraps the gateway's `get_transfer` for this instance; a view hook in the core
-        would replace this wrapper."""
-        core_view = self.gw.get_transfer
-
-        async def get_transfer(payment_id: str, *args: Any) -> dict[str, Any]:
-            view = await core_view(payment_id, *args)
+        """Add each payment's queries to GET /v1/transfers/{id} under "queries"."""
+        def add_queries(tx: Any, view: dict[str, Any]) -> None:
             now = self.gw.clock.now()
-            view["queries"] = await self.gw.store.run(lambda tx: [
-                records.view(q, now, records.replies_of(tx, q["id"]))
-                for q in records.search(tx, payment_id=payment_id)])
-            return view
-        self.gw.get_transfer = get_transfer
+            view["queries"] = [records.view(q, now, records.replies_of(tx, q["id"]))
+                               for q in records.search(tx, payment_id=view["id"])]
+        self.gw.view_hooks.append(add_queries)
