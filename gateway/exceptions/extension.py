@@ -10,15 +10,17 @@ Message handlers:
   extension and then matched to our payment (returns.py); other credits go straight on.
 - ccms.308 (cancel answers, cancels.py) and ccms.317 (status answers, status.py).
 
-The sweep runs every `sweep_interval_s` of real time and reads the gateway's clock, so
-a test with a fast clock or a short `result_timeout_s` sees it act at once. Each pass
-moves overdue payments to `unknown` and asks about them, repeats unanswered queries,
-and starts the automatic returns that are due.
+The sweep runs every `sweep_interval_s` of real time (or at once when nudged) and reads
+the gateway's clock, so a test with a fast clock or a short `result_timeout_s` and a
+short interval sees it act at once. Each pass moves overdue payments to `unknown` and
+asks about them, repeats unanswered queries, and starts the automatic returns that are
+due.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Callable
 
@@ -33,7 +35,9 @@ from gateway.messages import ccms307, ccms316, ccms900, codec, hvps111
 
 log = logging.getLogger("paygate.exceptions")
 
-SWEEP_INTERVAL_S = 1.0
+# Between two passes of the sweep; against a result timeout of minutes and returns after
+# days, half a minute costs nothing in promptness and keeps the database quiet.
+SWEEP_INTERVAL_S = 30.0
 OUR_REQUEST_TYPES = (ccms307.MESSAGE_TYPE, ccms316.MESSAGE_TYPE)
 Handler = Callable[[Any, codec.Decoded, Any], Processed]
 
@@ -47,6 +51,7 @@ class Exceptions:
                                               SWEEP_INTERVAL_S))
         self.console_actions = ops.register()
         self._sweeper: asyncio.Task | None = None
+        self._wake = asyncio.Event()
         self._pushes: set[asyncio.Task] = set()
 
     # Extension hooks
@@ -216,9 +221,19 @@ class Exceptions:
         await self.xadd(entries)
         return len(entries)
 
+    def nudge(self) -> None:
+        """Run the next pass now rather than at the end of the interval."""
+        self._wake.set()
+
+    async def _pause(self) -> None:
+        # The interval's end is the normal way out of the wait, not an error.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.sweep_interval_s)
+        self._wake.clear()
+
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.sweep_interval_s)
+            await self._pause()
             try:
                 await self.sweep_once()
             except Exception as exc:  # a failed pass is logged; the next one tries again
