@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.common import GroupHeader, build_group_header, parse_group_header
+from gateway.messages.common import (GroupHeader, build_group_header, check_group_parties,
+                                     parse_group_header)
 from gateway.messages.xml import Builder, text
 
 MESSAGE_TYPE = "ccms.801.001.02"
@@ -75,7 +76,7 @@ def parse(root: etree._Element) -> tuple[SystemStatus, list[Problem]]:
 
 
 def check(s: SystemStatus) -> list[Problem]:
-    p: list[Problem] = []
+    p = check_group_parties(s.header, "/Document/SysStsNtfctn/GrpHdr")
     for name, value in (("OrgnlSysSts", s.orig_status), ("CurSysSts", s.cur_status)):
         if value not in STATUSES:
             p.append(Problem("system_status_unknown", f"/Document/SysStsNtfctn/SysStsInf/{name}",

@@ -14,7 +14,8 @@ from lxml import etree
 
 from gateway.errors import Problem
 from gateway.messages.common import (GroupHeader, OriginalRef, build_group_header,
-                                     build_original, parse_group_header, parse_original)
+                                     build_original, check_group_parties, parse_group_header,
+                                     parse_original)
 from gateway.messages.xml import Builder, text
 
 MESSAGE_TYPE = "ccms.900.001.02"
@@ -67,4 +68,4 @@ def parse(root: etree._Element) -> tuple[CommonConf, list[Problem]]:
 
 
 def check(c: CommonConf) -> list[Problem]:
-    return []
+    return check_group_parties(c.header, "/Document/CmonConf/GrpHdr")

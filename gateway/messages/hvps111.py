@@ -9,6 +9,7 @@ branch in BrnchId, and remarks and tag lines (/H01/...) in RmtInf/Ustrd.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lxml import etree
@@ -22,6 +23,8 @@ MESSAGE_TYPE = "hvps.111.001.01"
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
 _TX = "FIToFICstmrCdtTrf/CdtTrfTxInf"
 PRIORITIES = ("NORM", "HIGH", "URGT")
+_TYPE = re.compile(r"[A-Z][0-9]{3}")   # business type (业务类型), SPEC.md d.4
+_KIND = re.compile(r"[0-9]{5}")        # business kind (业务种类), SPEC.md d.5
 _NS_CUT = len(NAMESPACE) + 2  # "{" + namespace + "}" before a local name
 
 
@@ -206,6 +209,12 @@ def check(ct: CreditTransfer) -> list[Problem]:
         p.append(Problem("payer_and_payee_clearing_banks_must_differ",
                          f"{base}/InstdAgt/FinInstnId/ClrSysMmbId/MmbId", ct.instd_direct,
                          "a clearing bank other than the payer's"))
+    if not _TYPE.fullmatch(ct.business_type):
+        p.append(Problem("business_type_malformed", f"{base}/PmtTpInf/CtgyPurp/Prtry",
+                         ct.business_type, "a letter and three digits, e.g. A100"))
+    if not _KIND.fullmatch(ct.business_kind):
+        p.append(Problem("business_kind_malformed", f"{base}/Purp/Prtry", ct.business_kind,
+                         "five digits, e.g. 02102"))
     if ct.business_type == "A105" and ct.tag("F40") is None and ct.tag("E50") is None:
         p.append(Problem("return_must_name_original", f"{base}/RmtInf/Ustrd", None,
                          "/F40/ original message type and /E50/ original message id"))
