@@ -47,7 +47,8 @@ GOOD = sorted(p.name for p in DATA.glob("good_*"))
 
 def test_every_file_is_in_a_table() -> None:
     """The corpus and the tables agree, so a new file cannot go unchecked."""
-    assert sorted(p.name for p in DATA.iterdir()) == sorted(GOOD + list(BROKEN))
+    assert sorted(p.name for p in DATA.iterdir() if p.suffix != ".md") == \
+        sorted(GOOD + list(BROKEN))
 
 
 @pytest.mark.parametrize("name", GOOD)

@@ -10,6 +10,7 @@ import pytest
 import xmlschema
 from lxml import etree
 
+from gateway.errors import PaygateError
 from gateway.messages import codec, envelope, xml
 from gateway.messages.examples import EXAMPLES
 from message_schemas import catalogue
@@ -58,7 +59,7 @@ def test_namespaces_are_unique_and_lookups_agree() -> None:
     for code in CODES:
         assert catalogue.by_namespace(catalogue.get(code).namespace).code == code
 
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(PaygateError) as refused:
         catalogue.by_namespace("urn:example:not-cnaps")
 
     assert refused.value.code == "message_namespace_unknown"
