@@ -8,9 +8,7 @@ Shutdown runs the other way round and lets in-flight work finish.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
-import hmac
 import json
 import logging
 from datetime import date, datetime, timedelta
@@ -21,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 import ledger
-from gateway import intake, keys, outbound, payments
+from gateway import intake, keys, outbound, payments, webhook
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -422,24 +420,7 @@ class Gateway:
             action()
 
     async def _send_webhook(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
-        outbox_id = int(fields["outbox"])
-
-        def claim(tx: Any) -> bytes | None:
-            row = tx.query_one("SELECT state, envelope FROM outbox WHERE id = ?", (outbox_id,))
-            return bytes(row[1]) if row and row[0] in ("pending", "sending") else None
-        body = await self.store.run(claim)
-        if body is None or not self.settings.webhook_url:
-            return
-        signature = hmac.new(self.settings.webhook_secret.encode(), body,
-                             hashlib.sha256).hexdigest()
-        async with self.http.post(self.settings.webhook_url, data=body, headers={
-                "Content-Type": "application/json",
-                "X-Paygate-Signature": f"sha256={signature}"}) as r:
-            if r.status >= 300:
-                raise RuntimeError(f"webhook answered {r.status}")
-        await self.store.run(lambda tx: tx.execute(
-            "UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
-            (self.clock.now().isoformat(), outbox_id)))
+        await webhook.push(self, int(fields["outbox"]))
 
     # Reconciliation
 
