@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import json
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 import ledger
-from gateway import intake, keys, outbound, payments, webhook
+from gateway import intake, keys, outbound, payments, recovery, webhook
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -39,10 +39,7 @@ from routing import RouteRequest, Router, load_default
 log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
-SWEEP_EVERY_S = 2.0
 DEPTH_CHECK_S = 0.1
-# Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
-SWEEP_AGE_S = 5.0
 
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
@@ -166,59 +163,16 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
-            try:
-                await self.sweep()
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("event=sweep_postponed error=%r", exc)
+        await recovery.sweep_forever(self)
 
     async def sweep(self) -> int:
-        """Put back on the streams what the database says is unfinished and stale."""
-        now = self.clock.now()
-        stale = (now - timedelta(seconds=SWEEP_AGE_S)).isoformat()
-
-        def work(tx: Any) -> tuple[list, list]:
-            out = tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', "
-                           "'sending') AND updated_at < ? ORDER BY id LIMIT 1000", (stale,))
-            inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
-                             "received_at < ? ORDER BY id LIMIT 1000", (stale,))
-            if out:
-                tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
-                    str(int(i)) for i, _ in out), (now.isoformat(),))
-            return out, inbox
-        out, inbox = await self.store.run(work)
-        if not out and not inbox:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for outbox_id, stream in out:
-            pipe.xadd(stream, {"outbox": str(outbox_id)})
-        for (inbox_id,) in inbox:
-            pipe.xadd(keys.INBOUND, {"inbox": str(inbox_id)})
-        await pipe.execute()
-        log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
-        return len(out) + len(inbox)
+        return await recovery.sweep(self)
 
     async def _add_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for stream, fields in entries:
-            pipe.xadd(stream, fields)
-        await pipe.execute()
+        await recovery.add_entries(self, entries)
 
     async def recover(self) -> None:
-        """Put every unfinished outbox and inbox row back on its stream."""
-        def work(tx: Any) -> tuple[list, list]:
-            out = outbound.unfinished(tx)
-            inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' ORDER BY id", ())
-            return out, inbox
-        out, inbox = await self.store.run(work)
-        pipe = self.redis.pipeline(transaction=False)
-        for outbox_id, stream in out:
-            pipe.xadd(stream, {"outbox": str(outbox_id)})
-        for (inbox_id,) in inbox:
-            pipe.xadd(keys.INBOUND, {"inbox": str(inbox_id)})
-        await pipe.execute()
-        log.info("event=recovered outbox=%s inbox=%s", len(out), len(inbox))
+        await recovery.recover(self)
 
     # State that handlers update
 

@@ -1,0 +1,81 @@
+"""Putting unfinished work back on the Redis streams from the database.
+
+At start-up every outbox row not yet sent and every inbox row not yet processed is
+added to its stream again (`recover`); while running, a sweeper does the same every few
+seconds for rows left untouched (a stream entry lost with a Redis restart, a crash
+between commit and XADD, a send postponed while the link was down). Consumers check the
+database before acting, so an entry added twice does its work once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway import keys, outbound
+
+log = logging.getLogger("paygate.recovery")
+
+SWEEP_EVERY_S = 2.0
+# Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
+SWEEP_AGE_S = 5.0
+
+
+async def sweep_forever(gw: Any) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            await sweep(gw)
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            log.warning("event=sweep_postponed error=%r", exc)
+
+
+async def sweep(gw: Any) -> int:
+    """Put back on the streams what the database says is unfinished and stale."""
+    now = gw.clock.now()
+    stale = (now - timedelta(seconds=SWEEP_AGE_S)).isoformat()
+
+    def work(tx: Any) -> tuple[list, list]:
+        out = tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', "
+                       "'sending') AND updated_at < ? ORDER BY id LIMIT 1000", (stale,))
+        inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
+                         "received_at < ? ORDER BY id LIMIT 1000", (stale,))
+        if out:
+            tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
+                str(int(i)) for i, _ in out), (now.isoformat(),))
+        return out, inbox
+    out, inbox = await gw.store.run(work)
+    if out or inbox:
+        await _requeue(gw, out, inbox)
+        log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
+    return len(out) + len(inbox)
+
+
+async def recover(gw: Any) -> None:
+    """Put every unfinished outbox and inbox row back on its stream."""
+    def work(tx: Any) -> tuple[list, list]:
+        out = outbound.unfinished(tx)
+        inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' ORDER BY id", ())
+        return out, inbox
+    out, inbox = await gw.store.run(work)
+    await _requeue(gw, out, inbox)
+    log.info("event=recovered outbox=%s inbox=%s", len(out), len(inbox))
+
+
+async def _requeue(gw: Any, out: list, inbox: list) -> None:
+    entries = [(stream, {"outbox": str(outbox_id)}) for outbox_id, stream in out]
+    entries += [(keys.INBOUND, {"inbox": str(inbox_id)}) for (inbox_id,) in inbox]
+    await add_entries(gw, entries)
+
+
+async def add_entries(gw: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
+    if not entries:
+        return
+    pipe = gw.redis.pipeline(transaction=False)
+    for stream, fields in entries:
+        pipe.xadd(stream, fields)
+    await pipe.execute()
