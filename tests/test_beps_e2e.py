@@ -201,9 +201,10 @@ def _packages(views: list[dict[str, Any]]) -> list[str]:
             if e["event"] == "beps_packed"]
 
 
-def test_debits_both_ways_with_receipts(tmp_path):
+def test_debits_both_ways_and_a_periodic_credit(tmp_path):
     """Our debit collects once the payer bank's receipt is netted (a refused line is
-    rejected); a peer's debit is paid only with a mandate and the funds."""
+    rejected); a peer's debit is paid only with a mandate and the funds; a periodic
+    credit travels as beps.125; the day reconciles over the link."""
     async def scenario() -> None:
         async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
             gw = h.gateway
@@ -251,8 +252,16 @@ def test_debits_both_ways_with_receipts(tmp_path):
             assert end["clearing"] == CLEARING_FEN + 120 * YUAN - 190 * YUAN
             assert end["clearing"] == await npc_balance(h) and end["balanced"]
 
+            _, salary = await ext.submit_periodic("core", "periodic-1", {
+                **credit(payer, "1000.00"), "business_type": "E100", "business_kind": "01200",
+                "agreement": "PAYROLL-2026"})
+            salary = await wait_state(h, salary["id"], "settled")
+            peers = (await h.sim("GET", "/sim/stats"))["peers"][PEER]
             recon = await ext.reconcile(MONDAY)
 
+            assert salary["message"]["type"] == "beps.125.001.01"
+            assert peers.get("beps.125.001.01") == 1
+            assert (await books(h, payer))[payer] == 10_000 * YUAN - 190 * YUAN - 1000 * YUAN
             assert recon["reconciled"], recon
             await assert_wire_valid(h, 10)
     run(scenario())

@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from gateway import payments, store
-from gateway.beps import build, debits_out, items, packer, schema
+from gateway.beps import build, debits_out, items, packer, periodic, schema
 from gateway.beps.api import submit_batch
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
@@ -246,3 +246,119 @@ def test_without_any_key_each_item_is_refused():
     answer = asyncio.run(submit_batch(Recording(), 10, "core", None, [{}]))
 
     assert answer["results"][0]["errors"][0]["code"] == "idempotency_key_required"
+
+
+class ResultGateway(StubGateway):
+    """A stub with what the result handler needs: books, a clock, alerts."""
+
+    def __init__(self, keyring: KeyRing, led: Any) -> None:
+        super().__init__(keyring)
+        self.ledger, self.work_date, self.alerts = led, NOW.date(), []
+        self.clock = type("Fixed", (), {"now": staticmethod(lambda: NOW)})()
+
+    def alert(self, tx: Any, code: str, **detail: Any) -> None:
+        self.alerts.append(code)
+
+
+def held_package(tmp_path: Path, amounts: list[int]) -> tuple[Any, ResultGateway, str]:
+    """A sealed and sent package of credits whose payer's funds are held."""
+    from ledger.testing import customer_account
+    db, led = fresh_books(clearing_fen=10**9)
+    write_keypair(tmp_path, BANK)
+    gw = ResultGateway(KeyRing.load(tmp_path, [BANK]), led)
+    payer = customer_account(1)
+    with db.transaction() as tx:
+        for statement in store.SCHEMA:
+            tx.execute(statement, ())
+        schema.install(tx)
+        led.open_customer_account(tx, payer, "示例客户", "personal", NOW.date())
+        led.deposit(tx, "open", payer, 10**6, NOW.date())
+        for n, amount in enumerate(amounts):
+            row = dict(credit_row(n, NOW), payer_account=payer, amount_fen=amount)
+            row["hold_id"] = str(led.hold(tx, f"{row['id']}:hold", payer, amount,
+                                          NOW.date(), row["id"]))
+            payments.insert(tx, row)
+            items.add(tx, row["id"], items.CREDIT_OUT, PEER, row["msg_type"], amount, NOW)
+        outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
+        packer.claim(tx, gw, outbox[0], NOW)
+        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
+    return db, gw, package_id
+
+
+def answer(db: Any, gw: ResultGateway, package_id: str, status: str) -> None:
+    from gateway.beps import results
+    from gateway.messages.ccms900 import CommonConf
+    from gateway.messages.common import GroupHeader, OriginalRef
+    conf = CommonConf(GroupHeader("1", "", "0000", "0000", BANK, BANK, "BEPS"),
+                      OriginalRef(package_id[12:], BANK, "beps.121.001.01"), status,
+                      code="NEZI0000", processed_on="2026-12-12", netting_round="03",
+                      reject_info=None if status == "PR03" else "why")
+    decoded = type("Decoded", (), {"obj": conf})()
+    with db.transaction() as tx:
+        results.on_result(tx, gw, decoded, NOW)
+
+
+def states_and_books(db: Any, gw: ResultGateway) -> tuple[list[str], int, int, str]:
+    internal = gw.ledger.internal_accounts
+    with db.transaction() as tx:
+        states = [s for (s,) in tx.query("SELECT state FROM payments ORDER BY id", ())]
+        pkg = tx.query_one("SELECT state FROM beps_packages", ())[0]
+        return (states, gw.ledger.balance(tx, internal["4001"]),
+                gw.ledger.balance(tx, internal["4002"]), pkg)
+
+
+ANSWERS = [
+    ("netted", ["PR03"], (["netted", "netted"], 0, 300, "netted"), []),
+    ("waits, then netted", ["PR11", "PR03"], (["netted", "netted"], 0, 300, "netted"),
+     ["beps_package_waiting_for_netting"]),
+    ("waits, then rejected", ["PR11", "PR09"], (["rejected", "rejected"], 0, 0, "rejected"),
+     ["beps_package_waiting_for_netting", "beps_package_rejected"]),
+    ("a late answer after netting changes nothing", ["PR03", "PR09"],
+     (["netted", "netted"], 0, 300, "netted"), ["beps_result_after_netting"]),
+    ("netted twice posts once", ["PR03", "PR03"], (["netted", "netted"], 0, 300, "netted"),
+     []),
+]
+
+
+@pytest.mark.parametrize("name, statuses, expected, alerts", ANSWERS,
+                         ids=[a[0] for a in ANSWERS])
+def test_npc_answers_move_holds_and_states(tmp_path, name, statuses, expected, alerts):
+    """PR03 turns holds into netted obligations, PR11 waits, PR09 releases the holds;
+    netted payments are final whatever comes after."""
+    db, gw, package_id = held_package(tmp_path, [100, 200])
+    for status in statuses:
+        answer(db, gw, package_id, status)
+
+    assert states_and_books(db, gw) == expected
+    assert gw.alerts == alerts
+
+
+GOOD_PERIODIC = {"payer_account": "11000000000000000801", "payer_name": "示例单位",
+                 "payer_bank": BRANCH, "payee_account": "6222000000001234",
+                 "payee_name": "员工甲", "payee_bank": PEER_BRANCH, "amount": "8000.00",
+                 "agreement": "PAYROLL-2026"}
+BROKEN_PERIODIC = [
+    ("agreement_malformed", {"agreement": ""}),
+    ("business_type_not_allowed_for_message", {"business_type": "A100"}),
+    ("field_unknown", {"urgency": "urgent"}),
+    ("name_too_long_for_beps", {"payee_name": "名" * 61}),
+    ("payer_bank_not_ours", {"payer_bank": PEER_BRANCH}),
+    ("amount_must_be_a_decimal_number", {"amount": "abc"}),
+]
+
+
+@pytest.mark.parametrize("code, change", BROKEN_PERIODIC, ids=[c for c, _ in BROKEN_PERIODIC])
+def test_periodic_credit_requests_are_refused_by_named_rules(code, change):
+    """Each broken periodic credit request is refused with the rule it breaks."""
+    with pytest.raises(PaygateError) as refused:
+        periodic.parse({**GOOD_PERIODIC, **change}, OWN)
+
+    assert code in [p.code for p in refused.value.problems]
+
+
+def test_a_good_periodic_credit_parses_as_e100():
+    """A periodic credit is an E100 transfer with its agreement; salaries by default."""
+    transfer, agreement = periodic.parse(GOOD_PERIODIC, OWN)
+
+    assert (transfer.business_type, transfer.business_kind, transfer.amount_fen,
+            agreement) == ("E100", "01200", 800_000, "PAYROLL-2026")

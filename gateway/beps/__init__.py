@@ -9,18 +9,17 @@ gateway its message handlers, API routes, stream workers, start and stop, and th
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, keys, payments
-from gateway.beps import (api, build, debits_in, debits_out, incoming, items, recon,
-                          results, schema)
+from gateway.beps import (api, build, debits_in, debits_out, incoming, items, periodic,
+                          recon, requests, results, schema)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
-from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
 from gateway.messages import codec
 
@@ -86,48 +85,34 @@ class BepsExtension:
                            body: Any) -> tuple[int, dict[str, Any]]:
         """POST /v1/debits: record a collection (beps.127), idempotent by key."""
         gw = self.gw
-        if not idem_key:
-            raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
-                                       "a header Idempotency-Key of 1 to 64 characters"), 400)
-        body_hash = intake.body_sha256(body)
+        key = requests.require_key(idem_key)
         debit = debits_out.parse_debit(body, gw.own_banks)
-        receiver = self._payer_direct(debit)
+        receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
+                                             debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen)
         now = gw.clock.now()
+        return await self._once(client, key, body, now, lambda tx: payments.public_view(
+            debits_out.record(tx, gw, debit, receiver, now)))
 
-        def work(tx: Any) -> tuple[int, dict[str, Any], bool]:
-            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
-                                  "WHERE client = ? AND key = ?", (client, idem_key))
-            if stored is not None:
-                if stored[0] != body_hash:
-                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
-                                           "Idempotency-Key", idem_key,
-                                           "the same body as the first request with this key"))
-                return stored[1], json.loads(stored[2]), False
-            view = payments.public_view(debits_out.record(tx, gw, debit, receiver, now))
-            tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-                       "created_at) VALUES (?, ?, ?, 201, ?, ?)",
-                       (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
-                        now.isoformat()))
-            return 201, view, True
-
-        status, view, created = await gw.store.run(work)
-        if created:
-            await gw.redis.xadd(keys.BEPS_TX, {"item": view["id"]})
-        return status, view
-
-    def _payer_direct(self, debit: debits_out.Debit) -> str:
-        """The payer bank's direct participant, which receives the beps.127."""
+    async def submit_periodic(self, client: str, idem_key: str | None,
+                              body: Any) -> tuple[int, dict[str, Any]]:
+        """POST /v1/periodic-credits: a periodic credit (beps.125), idempotent by key."""
         gw = self.gw
-        row = gw.router.directory.lookup(debit.debtor_bank, gw.work_date, "/debtor_bank")
-        if row.direct_participant == gw.settings.bank_code:
-            raise ValidationFailed(Problem(
-                "debtor_bank_shares_our_clearing_account", "/debtor_bank", debit.debtor_bank,
-                "a bank of another direct participant (ours are book transfers)"))
-        if gw.router.limits.over(debit.amount_fen, debits_out.DEBIT_BUSINESS_TYPE,
-                                 gw.work_date):
-            raise ValidationFailed(Problem("amount_over_beps_limit", "/amount",
-                                           debit.amount_fen, "within the BEPS cap for B100"))
-        return row.direct_participant
+        key = requests.require_key(idem_key)
+        transfer, agreement = periodic.parse(body, gw.own_banks)
+        receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
+                                             periodic.PERIODIC_TYPE, transfer.amount_fen)
+        now = gw.clock.now()
+        return await self._once(client, key, body, now, lambda tx: periodic.record(
+            tx, gw, transfer, agreement, receiver, now))
+
+    async def _once(self, client: str, key: str, body: Any, now: datetime,
+                    make: Any) -> tuple[int, dict[str, Any]]:
+        body_hash = intake.body_sha256(body)
+        status, view, created = await self.gw.store.run(lambda tx: requests.submit_once(
+            tx, client, key, body_hash, now, make))
+        if created:
+            await self.gw.redis.xadd(keys.BEPS_TX, {"item": view["id"]})
+        return status, view
 
     async def add_mandate(self, body: Any) -> dict[str, Any]:
         """POST /v1/debit-mandates: {"account", "agreement"}."""

@@ -4,6 +4,7 @@
     GET  /v1/packages/{id}       a package we sent or received, with its transactions
     POST /v1/debits              collect from a payer at another bank (beps.127)
     POST /v1/debit-mandates      a customer authorises debits under an agreement
+    POST /v1/periodic-credits    a periodic credit under an agreement (beps.125)
 
 Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 """
@@ -146,6 +147,13 @@ async def post_debit(request: web.Request) -> web.Response:
     return _json(view, status)
 
 
+async def post_periodic(request: web.Request) -> web.Response:
+    client, body = await _body(request)
+    status, view = await _ext(request).submit_periodic(
+        client, request.headers.get("Idempotency-Key"), body)
+    return _json(view, status)
+
+
 async def post_mandate(request: web.Request) -> web.Response:
     _, body = await _body(request)
     created = await _ext(request).add_mandate(body)
@@ -157,3 +165,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/debits", post_debit)
     app.router.add_post("/v1/debit-mandates", post_mandate)
+    app.router.add_post("/v1/periodic-credits", post_periodic)

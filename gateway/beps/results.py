@@ -41,6 +41,10 @@ def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proces
         gw.alert(tx, "result_for_unknown_package", package=package_id, mt=conf.original.mt,
                  status=conf.status)
         return Processed({"unknown_package": package_id})
+    if pkg[0] in ("netted", "settled") and conf.status != ccms900.NETTED:
+        # Netting is final: nothing said about the package afterwards undoes it.
+        gw.alert(tx, "beps_result_after_netting", package=package_id, status=conf.status)
+        return Processed({"package": package_id, "ignored": conf.status})
     rows = items.package_payments(tx, package_id)
     if conf.status == ccms900.NETTED:
         _netted(tx, gw, package_id, rows, conf, now)
@@ -107,4 +111,5 @@ def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]
             gw.ledger.release(tx, f"{p['id']}:release", int(p["hold_id"]), work_date)
         payments.transition(tx, p, "rejected", "beps_rejected", now, gw.notifier,
                             reason=reason, package=package_id)
-    gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=conf.code, reason=reason)
+    gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=conf.code,
+             reason=reason)

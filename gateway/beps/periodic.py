@@ -1,0 +1,77 @@
+"""Periodic credits (beps.125, 定期贷记, business type E100): salaries, pensions.
+
+The core system asks with POST /v1/periodic-credits: a transfer as POST /v1/transfers
+takes it (without urgency), plus the `agreement` the payer signed for the schedule.
+The router places ordinary credits only, so this endpoint routes a periodic credit
+itself: always BEPS, as beps.125, to the payee bank's direct participant, within the
+BEPS cap for E100. From there it is a credit like any other: held, packed (beps.125
+packages of their own), netted, settled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway import intake, payments
+from gateway.beps import items
+from gateway.beps.build import NAME_LEN_MAX
+from gateway.beps.debits_out import AGREEMENT_LEN_MAX
+from gateway.errors import Problem, ProblemList, ValidationFailed
+from gateway.messages import beps125
+from routing import RouteDecision
+
+PERIODIC_TYPE = "E100"
+DEFAULT_KIND = "01200"  # 薪金报酬 salaries
+
+
+def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
+    """The transfer and its agreement, with every problem reported at once."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
+                                       type(body).__name__, "a JSON object"))
+    fields = dict(body)
+    agreement = fields.pop("agreement", None)
+    fields.setdefault("business_type", PERIODIC_TYPE)
+    fields.setdefault("business_kind", DEFAULT_KIND)
+    p = ProblemList()
+    if not isinstance(agreement, str) or not 1 <= len(agreement) <= AGREEMENT_LEN_MAX:
+        p.add("agreement_malformed", "/agreement", agreement,
+              f"text of 1 to {AGREEMENT_LEN_MAX} characters")
+    if "urgency" in fields or "when_closed" in fields:
+        p.add("field_unknown", "/urgency", fields.get("urgency"),
+              "no urgency: periodic credits go by BEPS")
+    if fields["business_type"] != PERIODIC_TYPE:
+        p.add("business_type_not_allowed_for_message", "/business_type",
+              fields["business_type"], f"{PERIODIC_TYPE} in beps.125")
+    try:
+        transfer = intake.parse_transfer(fields, own_banks)
+    except ValidationFailed as exc:
+        p.extend(exc.problems)
+        transfer = None
+    for name in ("payer_name", "payee_name"):
+        if isinstance(fields.get(name), str) and len(fields[name]) > NAME_LEN_MAX:
+            p.add("name_too_long_for_beps", f"/{name}", fields[name],
+                  f"at most {NAME_LEN_MAX} characters in a BEPS package")
+    p.raise_if_any(ValidationFailed)
+    assert transfer is not None and isinstance(agreement, str)
+    return transfer, agreement
+
+
+def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
+           now: datetime) -> dict[str, Any]:
+    """Hold the payer's funds and record the periodic credit waiting to be packed."""
+    work_date = gw.work_date
+    decision = RouteDecision(channel="beps", action="send",
+                             message_type=beps125.MESSAGE_TYPE, priority=3,
+                             settlement_priority="NORM", sender_direct=gw.settings.bank_code,
+                             receiver_direct=receiver, rule="beps_periodic")
+    payment_id, msg_id, e2e = intake.new_ids(tx, work_date, t.payer_bank)
+    hold_id = gw.ledger.hold(tx, f"{payment_id}:hold", t.payer_account, t.amount_fen,
+                             work_date, payment_id)
+    row = intake.record_outgoing(tx, t, decision, work_date=work_date, now=now,
+                                 hold_id=str(hold_id), state="accepted",
+                                 payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e)
+    items.add(tx, payment_id, items.CREDIT_OUT, receiver, beps125.MESSAGE_TYPE, t.amount_fen,
+              now, agreement=agreement)
+    return payments.public_view(row)

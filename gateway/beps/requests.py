@@ -1,0 +1,58 @@
+"""What the BEPS endpoints of their own share: idempotency by key and finding the direct
+participant that receives a package for a bank of another participant.
+
+Idempotency works as for POST /v1/transfers (ARCHITECTURE.md, decision 2): the same key
+and body answers the stored result, the same key with another body is a 409.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Callable
+
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
+
+
+def submit_once(tx: Any, client: str, idem_key: str, body_hash: str, now: datetime,
+                make: Callable[[Any], dict[str, Any]]) -> tuple[int, dict[str, Any], bool]:
+    """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored."""
+    stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                          "WHERE client = ? AND key = ?", (client, idem_key))
+    if stored is not None:
+        if stored[0] != body_hash:
+            raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
+                                   idem_key, "the same body as the first request with this key"))
+        return stored[1], json.loads(stored[2]), False
+    view = make(tx)
+    tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+               "created_at) VALUES (?, ?, ?, 201, ?, ?)",
+               (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
+                now.isoformat()))
+    return 201, view, True
+
+
+def require_key(idem_key: str | None) -> str:
+    if not idem_key:
+        raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
+                                   "a header Idempotency-Key of 1 to 64 characters"), 400)
+    return idem_key
+
+
+# The refusal when the other bank settles through our own clearing account, by role.
+SHARED_ACCOUNT_CODES = {"/debtor_bank": "debtor_bank_shares_our_clearing_account",
+                        "/payee_bank": "payee_bank_shares_our_clearing_account"}
+
+
+def receiving_direct(gw: Any, bank: str, path: str, business_type: str,
+                     amount_fen: int) -> str:
+    """The direct participant of another bank, within the BEPS cap for the type."""
+    row = gw.router.directory.lookup(bank, gw.work_date, path)
+    if row.direct_participant == gw.settings.bank_code:
+        raise ValidationFailed(Problem(
+            SHARED_ACCOUNT_CODES[path], path, bank,
+            "a bank of another direct participant (ours are book transfers)"))
+    if gw.router.limits.over(amount_fen, business_type, gw.work_date):
+        raise ValidationFailed(Problem("amount_over_beps_limit", "/amount", amount_fen,
+                                       f"within the BEPS cap for {business_type}"))
+    return row.direct_participant
