@@ -24,6 +24,7 @@ from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
+from gateway.dayend import DayEnd
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_tx
 from gateway.messages import envelope as env_mod
@@ -70,6 +71,7 @@ class Gateway:
         self.workers: list[StreamWorker] = []
         self._tasks: list[asyncio.Task] = []
         self.handlers = Handlers(self)
+        self.day_end = DayEnd(self)
         now = self.clock.now()
         phase = hvps_phase(now, self.calendar, self.timetable)
         self.hvps_status = phase.code
@@ -192,8 +194,10 @@ class Gateway:
                  new, on)
 
     def apply_hvps_status(self, status: str, work_date: date) -> None:
+        old_date = self.work_date
         self.hvps_status = status
-        self.work_date = work_date
+        self.work_date = max(work_date, old_date)
+        self.day_end.on_hvps_status(status, old_date, self.work_date)
         if status == "10":
             self._tasks.append(asyncio.create_task(self.release_waiting()))
 
@@ -381,6 +385,10 @@ class Gateway:
     async def reconcile_hvps(self, check_date: date, timeout_s: float = 30.0) -> dict[str, Any]:
         """Send hvps.710 for a date and wait for the NPC's 711 to be compared."""
         key = check_date.isoformat()
+        pending = self._recon_waiters.get(key)
+        if pending is not None and not pending.done():
+            # A 710 for this date is already out: share its answer, send no second one.
+            return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         waiter = asyncio.get_running_loop().create_future()
         self._recon_waiters[key] = waiter
         now = self.clock.now()

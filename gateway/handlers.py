@@ -84,13 +84,16 @@ class Handlers:
             return Processed({"payment": payment["id"], "ignored": conf.status})
         tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE payment_id = ? "
                    "AND kind = 'hvps_credit'", (now.isoformat(), payment["id"]))
-        work_date = conf.processed_on or payment["work_date"]
+        # Postings go on the bank's current accounting date; the NPC's processing date is
+        # what reconciliation compares (settled_on).
+        work_date = self.gw.work_date.isoformat()
+        npc_date = conf.processed_on or work_date
         event = f"{payment['id']}:{conf.status}"
         note = self.gw.notifier
         if conf.status == ccms900.SETTLED:
             self.gw.ledger.settle(tx, f"{event}:settle", int(payment["hold_id"]), work_date)
             payments.transition(tx, payment, "settled", "hvps_settled", now, note,
-                                settled_on=work_date)
+                                settled_on=npc_date)
         elif conf.status == ccms900.QUEUED:
             if payment["state"] != "queued":
                 payments.transition(tx, payment, "queued", "hvps_queued_at_npc", now, note)
