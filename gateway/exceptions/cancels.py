@@ -109,8 +109,8 @@ def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime,
     payment = payments.get(tx, req["payment_id"])
     if resp.cancelled:
         schema.answer_request(tx, req["id"], "granted", answer, now)
-        done = outcomes.apply(gw, tx, payment, CANCELLED, gw.work_date.isoformat(), now,
-                              "npc_cancel", req["reason"] or "cancelled_at_request")
+        done = outcomes.apply(gw, tx, payment, CANCELLED, None, now, "npc_cancel",
+                              req["reason"] or "cancelled_at_request")
         if done == "already_final" and payment["state"] != "cancelled":
             gw.alert(tx, "cancel_granted_for_final_payment", payment=payment["id"],
                      state=payment["state"])

@@ -113,9 +113,8 @@ class Exceptions:
         payment = payments.find_out_by_msg_id(tx, conf.original.msg_id)
         if payment is None or outcomes.outgoing_return(tx, payment) is None:
             return self._previous(ccms900.MESSAGE_TYPE)(tx, d, now)
-        work_date = conf.processed_on or payment["work_date"]
-        done = outcomes.apply(self.gw, tx, payment, conf.status, work_date, now, "hvps",
-                              conf.reject_info or conf.code)
+        done = outcomes.apply(self.gw, tx, payment, conf.status, conf.processed_on, now,
+                              "hvps", conf.reject_info or conf.code)
         if done == "not_understood":
             self.gw.alert(tx, "result_status_not_handled", payment=payment["id"],
                           status=conf.status)

@@ -12,9 +12,11 @@ a cancellation. Each status is acted on exactly as the NPC states it, never gues
 | PR08 cancelled | cancelled | hold released to the payer |
 
 Only PR08, PR09 and PR24 say the payment never settled, so only they release money.
-A payment already final is left alone. The ledger's event ids are the ones the core
-result handler uses (payment id, status, operation), so a result that arrives by two
-roads is posted once.
+A payment already final is left alone. As in the core result handler, postings go on
+the bank's current accounting date (the gateway's work date) and the NPC's date is
+kept as the payment's settlement date, which reconciliation compares; the ledger's
+event ids are the core handler's too (payment id, status, operation), so a result that
+arrives by two roads is posted once.
 """
 
 from __future__ import annotations
@@ -45,16 +47,18 @@ def outgoing_return(tx: Any, payment: dict[str, Any]) -> dict[str, Any] | None:
     return row if row is not None and row["direction"] == "out" else None
 
 
-def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,
+def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, npc_date: str | None,
           now: datetime, source: str, reason: str | None = None) -> str:
-    """Act on one NPC status; what was done (settled, queued, rejected, cancelled,
-    already_final or not_understood)."""
+    """Act on one NPC status (`npc_date`: the NPC's processing or settlement date, when
+    it gave one); what was done (settled, queued, rejected, cancelled, already_final or
+    not_understood)."""
     if payment["state"] in FINAL:
         log.info("event=late_npc_word payment=%s state=%s status=%s source=%s",
                  payment["id"], payment["state"], status, source)
         return "already_final"
+    work_date = gw.work_date.isoformat()
     if status == SETTLED:
-        _settle(gw, tx, payment, work_date, now, source)
+        _settle(gw, tx, payment, work_date, npc_date or work_date, now, source)
         done = "settled"
     elif status == QUEUED:
         if payment["state"] != "queued":
@@ -69,8 +73,8 @@ def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str
     return done
 
 
-def _settle(gw: Any, tx: Any, payment: dict[str, Any], work_date: str, now: datetime,
-            source: str) -> None:
+def _settle(gw: Any, tx: Any, payment: dict[str, Any], work_date: str, settled_on: str,
+            now: datetime, source: str) -> None:
     event = f"{payment['id']}:{SETTLED}"
     ret = outgoing_return(tx, payment)
     if payment["hold_id"]:
@@ -84,7 +88,7 @@ def _settle(gw: Any, tx: Any, payment: dict[str, Any], work_date: str, now: date
         gw.ledger.return_suspense(tx, f"{event}:return_suspense", original["pending_no"],
                                   work_date)
     payments.transition(tx, payment, "settled", f"{source}_settled", now, gw.notifier,
-                        settled_on=work_date)
+                        settled_on=settled_on)
     if ret is not None:
         _original_returned(gw, tx, ret, now)
 

@@ -103,8 +103,7 @@ def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
                           {"status": npc.status, "code": npc.code, "info": npc.reject_info,
                            "settlement_date": npc.settlement_date}, now)
     payment = payments.get(tx, req["payment_id"])
-    work_date = npc.settlement_date or gw.work_date.isoformat()
-    done = outcomes.apply(gw, tx, payment, npc.status, work_date, now, "npc_status",
+    done = outcomes.apply(gw, tx, payment, npc.status, npc.settlement_date, now, "npc_status",
                           npc.reject_info or npc.code)
     if done == "not_understood":
         gw.alert(tx, "status_answer_not_understood", payment=payment["id"],
