@@ -143,6 +143,10 @@ def test_saturday_night_is_netted_at_once_and_settled_when_hvps_opens(tmp_path):
             morning = await books(h, payer, payee)
 
             assert view["history"][-1]["detail"]["settled_on"] == MONDAY.isoformat()
+            assert view["beps"] == {"kind": "credit_out", "package_type": "beps.121.001.01",
+                                    "package": netting["package"],
+                                    "netting_date": SATURDAY.isoformat(),
+                                    "netting_round": "01", "settled_on": MONDAY.isoformat()}
             assert morning["netted_out"] == 0 and morning["netted_in"] == 0
             assert morning["clearing"] == start["clearing"] - 20_000 * YUAN + 600 * YUAN
             assert morning["clearing"] == await npc_balance(h)

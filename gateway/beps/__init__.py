@@ -36,6 +36,7 @@ RESULT_TYPE = "ccms.900.001.02"
 def install(gw: "Gateway") -> "BepsExtension":
     ext = BepsExtension(gw)
     gw.channels["beps"] = ext.accept
+    gw.view_hooks.append(ext.show_on_transfer)
     return ext
 
 
@@ -66,6 +67,11 @@ class BepsExtension:
             self._batch_slots = asyncio.Semaphore(api.BATCH_CONCURRENCY)
         return self._batch_slots
 
+    def show_on_transfer(self, tx: Any, view: dict[str, Any]) -> None:
+        """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
+        if view["channel"] == "beps":
+            view["beps"] = items.view_of(tx, view["id"])
+
     # Intake
 
     def accept(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer, decision: Any,
@@ -91,7 +97,7 @@ class BepsExtension:
                                              debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen)
         now = gw.clock.now()
         return await self._once(client, key, body, now, lambda tx: payments.public_view(
-            debits_out.record(tx, gw, debit, receiver, now)))
+            debits_out.record(tx, gw, debit, receiver, now, client)))
 
     async def submit_periodic(self, client: str, idem_key: str | None,
                               body: Any) -> tuple[int, dict[str, Any]]:
@@ -103,7 +109,7 @@ class BepsExtension:
                                              periodic.PERIODIC_TYPE, transfer.amount_fen)
         now = gw.clock.now()
         return await self._once(client, key, body, now, lambda tx: periodic.record(
-            tx, gw, transfer, agreement, receiver, now))
+            tx, gw, transfer, agreement, receiver, now, client))
 
     async def _once(self, client: str, key: str, body: Any, now: datetime,
                     make: Any) -> tuple[int, dict[str, Any]]:

@@ -113,8 +113,8 @@ def _texts(body: dict[str, Any], p: ProblemList) -> None:
               f"text of at most {AGREEMENT_LEN_MAX} characters")
 
 
-def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime
-           ) -> dict[str, Any]:
+def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime,
+           client: str | None = None) -> dict[str, Any]:
     """The outgoing debit as a payment and a BEPS item waiting to be packed."""
     work_date = gw.work_date
     payment_id, msg_id, e2e = intake.new_ids(tx, work_date, debit.creditor_bank)
@@ -132,7 +132,7 @@ def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime
         "route": {"rule": "beps_debit", "channel": "beps", "message_type": build.DEBIT_TYPE,
                   "receiver_direct": receiver, "agreement": debit.agreement},
         "work_date": work_date.isoformat(), "created_at": now.isoformat(),
-        "updated_at": now.isoformat(),
+        "updated_at": now.isoformat(), "client": client,
     }
     payments.insert(tx, row)
     items.add(tx, payment_id, items.DEBIT_OUT, receiver, build.DEBIT_TYPE, debit.amount_fen,

@@ -59,6 +59,19 @@ def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round:
                    "WHERE payment_id = ?", (netting_date, netting_round, pid))
 
 
+def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:
+    """What GET /v1/transfers/{id} shows of a BEPS transaction under "beps"."""
+    row = tx.query_one("SELECT kind, msg_type, package_id, netting_date, netting_round, "
+                       "settled_on FROM beps_items WHERE payment_id = ?", (payment_id,))
+    if row is None:
+        return None
+    kind, msg_type, package_id, netting_date, netting_round, settled_on = row
+    return {"kind": kind, "package_type": msg_type,
+            "package": package_id if package_id not in (None, "-") else None,
+            "netting_date": netting_date, "netting_round": netting_round,
+            "settled_on": settled_on}
+
+
 def round_settled_on(tx: Any, netting_date: str, netting_round: str) -> str | None:
     row = tx.query_one("SELECT settled_on FROM beps_rounds WHERE netting_date = ? AND "
                        "netting_round = ?", (netting_date, netting_round))

@@ -59,7 +59,7 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
 
 
 def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
-           now: datetime) -> dict[str, Any]:
+           now: datetime, client: str | None = None) -> dict[str, Any]:
     """Hold the payer's funds and record the periodic credit waiting to be packed."""
     work_date = gw.work_date
     decision = RouteDecision(channel="beps", action="send",
@@ -71,7 +71,8 @@ def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
                              work_date, payment_id)
     row = intake.record_outgoing(tx, t, decision, work_date=work_date, now=now,
                                  hold_id=str(hold_id), state="accepted",
-                                 payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e)
+                                 payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e,
+                                 client=client)
     items.add(tx, payment_id, items.CREDIT_OUT, receiver, beps125.MESSAGE_TYPE, t.amount_fen,
               now, agreement=agreement)
     return payments.public_view(row)
