@@ -213,6 +213,10 @@ class BepsExtension:
     async def reconcile(self, check_date: date, timeout_s: float = 30.0) -> dict[str, Any]:
         """Send beps.720 for a netting date and wait for the NPC's 721 to be compared."""
         key = check_date.isoformat()
+        pending = self._recon_waiters.get(key)
+        if pending is not None and not pending.done():
+            # Someone asked for this date already (the day end, say): share the answer.
+            return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         waiter = asyncio.get_running_loop().create_future()
         self._recon_waiters[key] = waiter
         now = self.gw.clock.now()
