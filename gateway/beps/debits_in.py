@@ -13,6 +13,7 @@ the amount is held at once (the bank never advances funds). Otherwise it is refu
 | RJ02 | the payer's balance does not cover the debit |
 | RJ03 | the account cannot be debited (unknown, closed, frozen) |
 | RJ04 | the payer's bank is not one of ours |
+| RJ05 | the same debit (collector and TxId) was answered before |
 
 A paid debit is `received` until the NPC nets our receipt (then `netted`, the hold
 becomes a netted obligation, `settled` with its round); a refused one is `rejected`.
@@ -43,6 +44,7 @@ NO_MANDATE = ("RJ01", "no mandate for this account and agreement")
 NO_FUNDS = ("RJ02", "the payer's balance does not cover the debit")
 NOT_DEBITABLE = ("RJ03", "the account cannot be debited")
 NOT_OURS = ("RJ04", "the payer's bank is not one of ours")
+DUPLICATE = ("RJ05", "the same debit was answered before")
 
 
 def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
@@ -78,6 +80,9 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str, t: Transfer
             now: datetime) -> tuple[beps128.ReceiptLine, dict[str, Any] | None]:
     """Pay (hold) or refuse one debit; its receipt line and, when paid, its payment."""
     pid = f"D{collector}{t.tx_id}"
+    if payments.find_by_message(tx, "in", collector, beps127.MESSAGE_TYPE, t.tx_id):
+        gw.alert(tx, "duplicate_incoming_payment", sender=collector, tx_id=t.tx_id)
+        return _line(t, DUPLICATE), None
     row = incoming_row(gw, pid, beps127.MESSAGE_TYPE, collector, t, now)
     payments.insert(tx, row)
     refusal, hold_id = _refusal(tx, gw, t), None
@@ -88,10 +93,7 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str, t: Transfer
                                          gw.work_date.isoformat(), pid)
         except LedgerError as exc:
             refusal = NO_FUNDS if exc.code == "payer_funds_insufficient" else NOT_DEBITABLE
-    line = beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
-                               beps128.PAID if refusal is None else "PR09",
-                               None if refusal is None else refusal[0],
-                               None if refusal is None else refusal[1])
+    line = _line(t, refusal)
     if refusal is not None:
         payments.transition(tx, row, "rejected", "beps_debit_refused", now, gw.notifier,
                             reason=f"{refusal[0]}: {refusal[1]}", package=package_id)
@@ -99,6 +101,14 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str, t: Transfer
     row = payments.transition(tx, row, "received", "beps_debit_paid", now, gw.notifier,
                               hold_id=str(hold_id), package=package_id)
     return line, row
+
+
+def _line(t: Transfer, refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
+    if refusal is None:
+        return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+                                   beps128.PAID)
+    return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+                               "PR09", *refusal)
 
 
 def _refusal(tx: Any, gw: "Gateway", t: Transfer) -> tuple[str, str] | None:
