@@ -39,6 +39,12 @@ class Settings:
     operators_file: str = ""                  # empty: the demo operators (warned in logs)
     screening_file: str = ""                  # sanctions/AML list; empty: the shipped example
     beps_net_debit_cap_fen: int = 0           # shown against the BEPS net position; 0: n/a
+    beps_package_size_max: int = 1000         # transactions that seal a package
+    beps_package_age_max_s: float = 5.0       # ... or the age of its oldest transaction
+    beps_seal_check_s: float = 0.5
+    beps_debit_return_days: int = 3           # PKGRtrLtd of our beps.127
+    beps_deadline_check_s: float = 30.0
+    beps_batch_items_max: int = 1000          # transfers in one batch request
     when_closed_default: str = "queue"        # queue | refuse | beps
     review_threshold_fen: int = 0             # 0: no second review; else held above it
     queue_depth_max: int = 50_000             # above it the API answers 429
