@@ -1,8 +1,8 @@
 """BEPS settings: package limits, the debit receipt deadline, batch bounds.
 
-Each value is read from the gateway's settings object as `beps_<name>` when it has one
-(so the TOML file and `PAYGATE_BEPS_<NAME>` variables set it once the settings table
-lists it), else the default here applies. docs/beps.md lists them.
+Each value is read from the gateway's settings object as `beps_<name>` (the TOML file
+or a `PAYGATE_BEPS_<NAME>` variable sets it); a settings object without one gets the
+default here. docs/beps.md lists them.
 """
 
 from __future__ import annotations
