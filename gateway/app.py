@@ -17,11 +17,12 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway import intake, keys, outbound, payments, recovery, webhook
 from gateway.calendar import BusinessCalendar
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.dayend import DayEnd
@@ -33,7 +34,7 @@ from gateway.messages.common import GroupHeader
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
 from gateway.store import Store
-from gateway.windows import hvps_phase, next_hvps_opening, timetable_from_settings
+from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
 from gateway.worker import RetryLater, StreamWorker
 from routing import RouteRequest, Router, load_default
 
@@ -41,6 +42,9 @@ log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
 DEPTH_CHECK_S = 0.1
+WINDOW_TICK_S = 5.0
+REDIS_CONNECTIONS_MAX = 256
+REDIS_POOL_WAIT_S = 10.0
 
 # Feature modules; each has `install(gw) -> extension`. An extension may offer
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
@@ -73,11 +77,15 @@ class Gateway:
         self.handlers = Handlers(self)
         self.day_end = DayEnd(self)
         now = self.clock.now()
-        phase = hvps_phase(now, self.calendar, self.timetable)
-        self.hvps_status = phase.code
-        self.work_date: date = phase.work_date
+        # The HVPS state: forecast by the local timetable until the NPC's ccms.801 notices
+        # arrive, which are the authority from then on (gateway.windows.WindowState).
+        self.window = WindowState(self.calendar, now, self.timetable)
+        self.hvps_status = self.window.code
+        self.work_date: date = self.window.work_date
+        self.scheduler: Any = None
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.link_failures = 0  # consecutive failed sends; shown to operators
+        self._window_alerts_since: datetime | None = None
         self._depth, self._depth_at = 0, -1.0
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
@@ -106,7 +114,11 @@ class Gateway:
             self.embedded_redis = EmbeddedRedis(self.settings.data_path / "redis")
             await asyncio.get_running_loop().run_in_executor(None, self.embedded_redis.start)
             redis_url = self.embedded_redis.url
-        self.redis = aioredis.from_url(redis_url, decode_responses=True)
+        # A blocking pool: a burst of requests waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, decode_responses=True, max_connections=REDIS_CONNECTIONS_MAX,
+            timeout=REDIS_POOL_WAIT_S)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=64))
@@ -115,6 +127,7 @@ class Gateway:
         for ext in self.extensions:
             if hasattr(ext, "start"):
                 await ext.start()
+        self._start_scheduler()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
@@ -127,6 +140,8 @@ class Gateway:
                  self.url, self.settings.bank_code, self.hvps_status, self.work_date)
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         for ext in reversed(self.extensions):
             if hasattr(ext, "stop"):
                 await ext.stop()
@@ -142,10 +157,41 @@ class Gateway:
             await self.http.close()
         if self.redis is not None:
             await self.redis.aclose()
+            await self.redis.connection_pool.disconnect()
         await self.store.close()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
         log.info("event=gateway_stopped")
+
+    def _start_scheduler(self) -> None:
+        """APScheduler drives the local timetable in real (or scaled) time: every few
+        seconds the window state catches up with the clock, so HVPS opens and closes on
+        schedule even before or without the NPC's notices, and a notice that is overdue
+        is raised to operators. A manual clock (the discrete-event day) is driven by its
+        own events instead."""
+        if isinstance(self.clock, ManualClock):
+            return
+        self.scheduler = AsyncIOScheduler()
+        self.scheduler.add_job(self.window_tick, "interval", seconds=WINDOW_TICK_S,
+                               id="window_tick", max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    async def window_tick(self) -> None:
+        now = self.clock.now()
+        changes = self.window.apply_schedule(now)
+        alerts = self.window.alerts(since=self._window_alerts_since)
+        self._window_alerts_since = now
+        if changes or alerts:
+            def work(tx: Any) -> None:
+                for entry in changes:
+                    self.windows_record(tx, "HVPS", entry.from_code or "", entry.to_code,
+                                        entry.work_date.isoformat(), now)
+                for alert in alerts:
+                    self.alert(tx, alert["code"], **{k: v for k, v in alert.items()
+                                                     if k != "code"})
+            await self.store.run(work)
+        if changes:
+            self.apply_hvps_status(self.window.code, self.window.work_date)
 
     def _start_workers(self) -> None:
         s = self.settings

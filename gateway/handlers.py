@@ -10,7 +10,7 @@ event id derived from the message, so it can never be posted twice.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway import payments, recon
@@ -152,12 +152,20 @@ class Handlers:
         s = d.obj
         system = d.obj.header.system or "HVPS"
         self.gw.windows_record(tx, system, s.orig_status, s.cur_status, s.cur_date, now)
-        after = []
-        if system == "HVPS":
-            after.append(lambda: self.gw.apply_hvps_status(s.cur_status,
-                                                          date.fromisoformat(s.cur_date)))
-        return Processed({"system": system, "status": s.cur_status, "date": s.cur_date},
-                         after)
+        if system != "HVPS":
+            return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
+        window = self.gw.window
+        outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now)
+        if outcome not in ("applied", "corrected", "confirmed", "gap", "repeat"):
+            self.gw.alert(tx, "hvps_status_notice_refused", orig=s.orig_status,
+                          cur=s.cur_status, date=s.cur_date, outcome=outcome)
+        elif outcome == "gap":
+            self.gw.alert(tx, "hvps_status_notice_missed", orig=s.orig_status,
+                          cur=s.cur_status, date=s.cur_date)
+        code, day = window.code, window.work_date
+        return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
+                          "outcome": outcome},
+                         [lambda: self.gw.apply_hvps_status(code, day)])
 
     def on_recon_summary(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         result = recon.compare_hvps(tx, d.obj, now)
