@@ -12,12 +12,17 @@ GROUP = "paygate"
 HVPS_LANES = tuple(f"{PREFIX}:out:hvps:{p}" for p in (1, 2, 3))
 OUT_LINK = f"{PREFIX}:out:link"        # other outbound messages (990 acks, 710, queries)
 BEPS_TX = f"{PREFIX}:out:beps"         # BEPS transactions waiting to be packed
+BEPS_PACKAGES = f"{PREFIX}:out:beps:packages"  # sealed BEPS packages to send
 INBOUND = f"{PREFIX}:in"               # inbound messages to process
 WEBHOOK = f"{PREFIX}:webhook"          # status changes to push to the core system
 DEAD = f"{PREFIX}:dead"                # dead letters, with the reason
 EVENTS = f"{PREFIX}:events"            # pub/sub channel for the operators' page
 
-ALL_STREAMS = (*HVPS_LANES, OUT_LINK, BEPS_TX, INBOUND, WEBHOOK)
+# Operators' sessions and sign-in failure counters (keys with a TTL, not streams).
+OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"
+OPS_SIGN_IN_FAILURES_PREFIX = f"{PREFIX}:ops:sign_in_failures:"
+
+ALL_STREAMS = (*HVPS_LANES, OUT_LINK, BEPS_TX, BEPS_PACKAGES, INBOUND, WEBHOOK)
 
 
 def lane_for_priority(priority: int) -> str:

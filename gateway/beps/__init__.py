@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("paygate.beps")
 
 # Sealed packages waiting to be sent; the items waiting to be packed use keys.BEPS_TX.
-PACKAGES_STREAM = f"{keys.PREFIX}:out:beps:packages"
+PACKAGES_STREAM = keys.BEPS_PACKAGES
 RESULT_TYPE = "ccms.900.001.02"
 
 

@@ -36,8 +36,8 @@ SIGN_IN_FAILURES_MAX = 5            # wrong passwords in a row before the user i
 LOCKOUT_S = 15 * 60
 TOKEN_BYTES = 32
 
-SESSION_PREFIX = f"{keys.PREFIX}:ops:session:"
-FAILURES_PREFIX = f"{keys.PREFIX}:ops:sign_in_failures:"
+SESSION_PREFIX = keys.OPS_SESSION_PREFIX
+FAILURES_PREFIX = keys.OPS_SIGN_IN_FAILURES_PREFIX
 
 
 def _token_key(token: str) -> str:
