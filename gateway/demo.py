@@ -60,13 +60,13 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
     harness = Harness(data_dir, clock_spec=clock.to_spec(),
                       balances_fen={BANK: OPENING_CLEARING_FEN, PEER: 10**14,
                                     "777300000011": 10**14},
-                      settings_overrides={"webhook_url": ""})
+                      settings_overrides={"webhook_url": ""},
+                      sim_args=["--phase", "00", "--date", day.isoformat()])
     say(f"data in {data_dir}; virtual work date {day}")
     await harness.start()
     try:
         gw = harness.gateway
         customers = await open_customers(gw, day)
-        await phase(harness, "00", day)
         await phase(harness, "10", day)
         await wait_for(lambda: gw.hvps_open, "HVPS to open")
         say(f"HVPS open; gateway at {gw.url}, NPC at {harness.sim_url}")
@@ -75,6 +75,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         say(f"core system: {outcomes}")
         await push_peer_traffic(harness, customers, rng)
         await settle_quietly(gw)
+        await return_one_from_suspense(gw, say)
         await queries_demo.exchange(harness, say)
 
         say(f"funding the clearing account with {TOP_UP_FEN // YUAN:,} yuan")
@@ -92,14 +93,28 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         await wait_state_count(gw, "queued", 0)
         await settle_quietly(gw)
 
-        result = await gw.reconcile_hvps(day)
-        say(f"reconciliation over the link: reconciled={result['reconciled']} "
-            f"differences={len(result['differences'])}")
-        result = await beps_demo.reconcile(gw, day, result, say)
+        result = await gw.day_end.wait_reconciled(day)
+        for name, part in result["parts"].items():
+            say(f"day end, reconciliation over the link ({name}): "
+                f"reconciled={part['reconciled']} differences={len(part['differences'])}")
+        await settle_quietly(gw)
         stats = await harness.sim("GET", "/sim/stats")
         return await close_books(gw, day, result, stats)
     finally:
         await harness.stop()
+
+
+async def return_one_from_suspense(gw: Any, say: Any) -> None:
+    """An incoming payment to an unknown account goes back to its sender (退汇, A105)."""
+    parked = await gw.store.run(lambda tx: tx.query_one(
+        "SELECT id FROM payments WHERE direction = 'in' AND state = 'suspense' ORDER BY id",
+        ()))
+    if parked is None:
+        return
+    returns = next(e for e in gw.extensions if hasattr(e, "request_return"))
+    await returns.request_return(parked[0], "收款人账号不存在", "demo")
+    await settle_quietly(gw)
+    say(f"returned {parked[0]} from suspense to its sender (A105)")
 
 
 async def open_customers(gw: Any, day: date) -> dict[str, str]:

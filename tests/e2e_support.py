@@ -27,13 +27,13 @@ async def started(tmp_path: Path, clearing_fen: int = 10_000_000 * YUAN,
     at = start or datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
     clock = ScaledClock(start=at, anchor_epoch_s=time.time(), rate=1.0)
     h = Harness(tmp_path, clock_spec=clock.to_spec(),
-                balances_fen={BANK: clearing_fen, PEER: 10**14}, settings_overrides=settings)
+                balances_fen={BANK: clearing_fen, PEER: 10**14}, settings_overrides=settings,
+                sim_args=["--phase", "00", "--date", WORK_DATE.isoformat()])
     await h.start()
     try:
         gw = h.gateway
         await gw.store.run(lambda tx: gw.ledger.fund_clearing(tx, "test:opening", clearing_fen,
                                                              WORK_DATE))
-        await phase(h, "00")
         await phase(h, "10")
         await until(lambda: gw.hvps_open, "HVPS open")
         yield h
