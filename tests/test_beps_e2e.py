@@ -381,3 +381,34 @@ def _reference(path: Path) -> etree.XMLSchema:
     if path not in _SCHEMAS:
         _SCHEMAS[path] = etree.XMLSchema(etree.parse(str(path)))
     return _SCHEMAS[path]
+
+
+def test_stop_payment_refuses_the_debit_with_the_payers_reason(tmp_path):
+    """A payer's stop-payment (止付) makes the receipt refuse the debit (RJ06) with the
+    payer's reason; the money stays; a debit under another agreement is still paid."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            ext = extension_of(gw)
+            payer = await open_account(h, 8, 10_000 * YUAN)
+            await ext.add_mandate({"account": payer, "agreement": "XY-SIM-0001"})
+            stop = await ext.stop_debit({"account": payer, "agreement": "XY-SIM-0001",
+                                         "reason": "客户申请止付"})
+            await h.sim("POST", "/sim/beps/peer/debit", {
+                "sender": PEER, "receiver": BANK, "account": payer, "name": "示例客户",
+                "bank": BRANCH, "amount_fen": 95 * YUAN, "count": 1})
+
+            async def answered() -> bool:
+                return await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT COUNT(*) FROM payments WHERE msg_type = 'beps.127.001.01' AND "
+                    "direction = 'in' AND state = 'rejected'", ())[0]) == 1
+            await until(answered, "the stopped debit refused")
+            reason = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT reason FROM payments WHERE msg_type = 'beps.127.001.01' AND "
+                "direction = 'in'", ())[0])
+
+            assert stop["new"] is True
+            assert reason.startswith("RJ06") and "客户申请止付" in reason
+            assert (await books(h, payer))[payer] == 10_000 * YUAN
+            await assert_wire_valid(h, 1)
+    run(scenario())

@@ -136,6 +136,28 @@ class BepsExtension:
             tx, body["account"], body["agreement"], now))
         return {"account": body["account"], "agreement": body["agreement"], "new": created}
 
+    async def stop_debit(self, body: Any) -> dict[str, Any]:
+        """POST /v1/debit-stops: {"account", "agreement", "tx_id"?, "reason"}."""
+        p = ProblemList()
+        if not isinstance(body, dict):
+            raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
+                                           type(body).__name__, "a JSON object"))
+        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
+                            ("reason", 60)):
+            value = body.get(name)
+            if not isinstance(value, str) or not 1 <= len(value) <= bound:
+                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        tx_id = body.get("tx_id", "")
+        if not isinstance(tx_id, str) or (tx_id and not (tx_id.isascii() and tx_id.isdigit()
+                                                         and len(tx_id) <= 16)):
+            p.add("field_malformed", "/tx_id", tx_id, "a TxId of up to 16 digits, or none")
+        p.raise_if_any(ValidationFailed)
+        now = self.gw.clock.now()
+        created = await self.gw.store.run(lambda tx: debits_in.add_stop(
+            tx, body["account"], body["agreement"], tx_id, body["reason"], now))
+        return {"account": body["account"], "agreement": body["agreement"], "tx_id": tx_id,
+                "new": created}
+
     # What the gateway asks of an extension
 
     def handlers(self) -> dict[str, Any]:

@@ -160,9 +160,15 @@ async def post_mandate(request: web.Request) -> web.Response:
     return _json(created, 201)
 
 
+async def post_stop(request: web.Request) -> web.Response:
+    _, body = await _body(request)
+    return _json(await _ext(request).stop_debit(body), 201)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/transfers/batch", post_batch)
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/debits", post_debit)
     app.router.add_post("/v1/debit-mandates", post_mandate)
+    app.router.add_post("/v1/debit-stops", post_stop)
     app.router.add_post("/v1/periodic-credits", post_periodic)

@@ -14,6 +14,12 @@ the amount is held at once (the bank never advances funds). Otherwise it is refu
 | RJ03 | the account cannot be debited (unknown, closed, frozen) |
 | RJ04 | the payer's bank is not one of ours |
 | RJ05 | the same debit (collector and TxId) was answered before |
+| RJ06 | the payer stopped payment (止付) of this debit or of every debit under the agreement |
+
+Stop-payment: beps.411/412 have no schema in the public material, so a payer's stop
+(POST /v1/debit-stops) is kept by the gateway and applied when the debit arrives: its
+receipt refuses it with RJ06 and the payer's reason. Receipts are sent at once, so a
+debit already answered (paid) is no longer stoppable here; it can be returned.
 
 A paid debit is `received` until the NPC nets our receipt (then `netted`, the hold
 becomes a netted obligation, `settled` with its round); a refused one is `rejected`.
@@ -114,6 +120,11 @@ def _line(t: Transfer, refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
 def _refusal(tx: Any, gw: "Gateway", t: Transfer) -> tuple[str, str] | None:
     if t.debtor_bank not in gw.own_banks:
         return NOT_OURS
+    stop = tx.query_one("SELECT reason FROM beps_debit_stops WHERE account_no = ? AND "
+                        "agreement_no = ? AND tx_id IN ('', ?)",
+                        (t.debtor_account, t.agreement or "", t.tx_id))
+    if stop is not None:
+        return ("RJ06", f"payer stopped payment: {stop[0]}"[:105])
     mandate = tx.query_one("SELECT 1 FROM beps_mandates WHERE account_no = ? AND "
                            "agreement_no = ?", (t.debtor_account, t.agreement or ""))
     return None if mandate else NO_MANDATE
@@ -144,6 +155,18 @@ def _send_receipt(tx: Any, gw: "Gateway", pkg: Package, package_id: str,
         items.add(tx, p["id"], items.DEBIT_IN, collector, beps128.MESSAGE_TYPE,
                   p["amount_fen"], now, agreement=None, package_id=receipt_id)
     return outbox_id
+
+
+def add_stop(tx: Any, account_no: str, agreement_no: str, tx_id: str, reason: str,
+             now: datetime) -> bool:
+    """Record a payer's stop-payment; False when the same stop exists already."""
+    if tx.query_one("SELECT 1 FROM beps_debit_stops WHERE account_no = ? AND agreement_no = ? "
+                    "AND tx_id = ?", (account_no, agreement_no, tx_id)):
+        return False
+    tx.execute("INSERT INTO beps_debit_stops (account_no, agreement_no, tx_id, reason, "
+               "created_at) VALUES (?, ?, ?, ?, ?)",
+               (account_no, agreement_no, tx_id, reason, now.isoformat()))
+    return True
 
 
 def add_mandate(tx: Any, account_no: str, agreement_no: str, now: datetime) -> bool:

@@ -55,6 +55,13 @@ TABLES = [
         account_no TEXT NOT NULL, agreement_no TEXT NOT NULL, created_at TEXT NOT NULL,
         PRIMARY KEY (account_no, agreement_no)
     )""",
+    # Stop-payments (止付) a payer asked for: every debit under an agreement, or one debit
+    # (its TxId); the receipt of a stopped debit refuses it with the payer's reason.
+    """CREATE TABLE IF NOT EXISTS beps_debit_stops (
+        account_no TEXT NOT NULL, agreement_no TEXT NOT NULL, tx_id TEXT NOT NULL,
+        reason TEXT NOT NULL, created_at TEXT NOT NULL,
+        PRIMARY KEY (account_no, agreement_no, tx_id)
+    )""",
 ]
 
 
