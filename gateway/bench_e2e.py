@@ -356,7 +356,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         _row(f"hvps_accepted_at_{PACED_RATE}_per_s", p["paced_accepted_per_s"],
              p["paced_accept_ms"], "bare lxml parse + schema validation of hvps.111",
              base_lxml),
-        {"name": "gateway_cpu_us_per_hvps_payment",
+        {"name": "hvps_payments_per_gateway_cpu_second",
          "per_s": round(1e6 / max(p["gateway_cpu_us_per_payment"], 1e-9), 1),
          "value": round(p["gateway_cpu_us_per_payment"]),
          "baseline": "bare SQLite group commits (64 rows, WAL, synchronous=FULL)",
@@ -367,6 +367,8 @@ async def _run(quick: bool) -> dict[str, Any]:
             "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
             .hexdigest(), "config": config,
             "detail": {"accepted": p["accepted"], "completed": p["completed"],
+                       "gateway_cpu_us_per_hvps_payment":
+                           round(p["gateway_cpu_us_per_payment"]),
                        "refused": p["refused"], "cpu_s": p["cpu_s"],
                        "peak_mib": p["peak_mib"],
                        "queue_depth_max": _max_depths(p["queue_samples"]),
