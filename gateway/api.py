@@ -30,9 +30,31 @@ TIMESTAMP_SKEW_S = 300
 OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
                         content_type="application/json")
+
+
+_json = json_response
+
+
+async def read_json(request: web.Request, body_len_max: int = 0,
+                    empty_ok: bool = False) -> tuple[str, Any]:
+    """(client, parsed JSON body) of an authenticated request; every endpoint that takes
+    JSON reads it here, so size bounds, credentials and parse errors answer alike."""
+    bound = body_len_max or BODY_LEN_MAX
+    if request.content_length is not None and request.content_length > bound:
+        raise PaygateError(Problem("body_too_large", "/", request.content_length,
+                                   f"at most {bound} bytes"), 413)
+    raw = await request.read()
+    client = authenticate(request, raw)
+    if empty_ok and not raw.strip():
+        return client, None
+    try:
+        return client, json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
+                                   "a JSON document"), 400) from None
 
 
 @web.middleware
@@ -98,13 +120,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_transfer(request: web.Request) -> web.Response:
-    body = await _read(request)
-    client = authenticate(request, body)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise PaygateError(Problem("body_must_be_json", "/", body[:80].decode("latin-1"),
-                                   "a JSON object"), 400)
+    client, data = await read_json(request)
     gw = request.app[GATEWAY_KEY]
     status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
                                                 data)

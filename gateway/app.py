@@ -383,8 +383,9 @@ class Gateway:
             env = env_mod.decode(raw)
             self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
         except PaygateError as exc:
+            errors = exc.to_dict()["errors"][:3]
             await self.store.run(lambda tx: self.alert(
-                tx, "inbound_message_rejected_at_link", errors=exc.to_dict()["errors"][:3]))
+                tx, "inbound_message_rejected_at_link", errors=errors))
             raise
         received = await self.store.run(lambda tx: receive_tx(
             tx, env, raw, now, self.settings.bank_code, self.keyring))

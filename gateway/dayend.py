@@ -83,8 +83,9 @@ class DayEnd:
         try:
             closed = await self.gw.store.run(work)
         except PaygateError as exc:
+            reason = exc.code
             await self.gw.store.run(lambda tx: self.gw.alert(
-                tx, "ledger_day_not_closed", work_date=day.isoformat(), reason=exc.code))
+                tx, "ledger_day_not_closed", work_date=day.isoformat(), reason=reason))
             return
         if closed is not None:
             log.info("event=ledger_day_closed work_date=%s entries=%s", day, closed.entries)

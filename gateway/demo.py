@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import zlib
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any

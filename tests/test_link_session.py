@@ -9,9 +9,8 @@ from datetime import date
 import pytest
 
 from gateway.errors import PaygateError
-from gateway.messages import codec
 from gateway.messages.envelope import Envelope, Header
-from gateway.messages.signing import EcdsaP256, KeyRing, write_keypair
+from gateway.messages.signing import KeyRing, write_keypair
 from tests.e2e_support import BANK, started, until
 
 pytestmark = pytest.mark.e2e

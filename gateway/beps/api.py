@@ -12,12 +12,11 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate
+from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
@@ -28,23 +27,11 @@ BATCH_CONCURRENCY = 32
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
-                        content_type="application/json")
+_json = json_response
 
 
 async def _body(request: web.Request) -> tuple[str, Any]:
-    """(client, parsed JSON body) of an authenticated request."""
-    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
-        raise PaygateError(Problem("body_too_large", "/", request.content_length,
-                                   f"at most {BODY_LEN_MAX} bytes"), 413)
-    raw = await request.read()
-    client = authenticate(request, raw)
-    try:
-        return client, json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
-                                   "a JSON document"), 400) from None
+    return await read_json(request)
 
 
 def _ext(request: web.Request) -> Any:

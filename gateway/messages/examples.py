@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gateway.messages import (beps123, beps127, beps128, beps720, beps722, ccms303, ccms307,
+from gateway.messages import (beps123, beps128, beps720, beps722, ccms303, ccms307,
                               ccms314, ccms316, ccms801, ccms805, ccms900, ccms911, ccms990,
                               ccms991, hvps111, hvps112, hvps710, hvps712, nets617, saps606)
 from gateway.messages.common import (GroupHeader, Node, NpcProcessing, OriginalRef,

@@ -16,37 +16,22 @@ errors have the one shape of CONTRACT.md §6.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api import GATEWAY_KEY, authenticate
-from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
+from gateway.errors import ProblemList, ValidationFailed
 
 QUERIES_KEY: web.AppKey = web.AppKey("queries", object)
 BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad client
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
-                        content_type="application/json")
+_json = json_response
 
 
 async def _body(request: web.Request) -> tuple[str, Any]:
-    """(client, decoded JSON body) of an authenticated request."""
-    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
-        raise PaygateError(Problem("body_too_large", "/", request.content_length,
-                                   f"at most {BODY_LEN_MAX} bytes"), 413)
-    raw = await request.read()
-    client = authenticate(request, raw)
-    if not raw.strip():
-        return client, None
-    try:
-        return client, json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
-                                   "a JSON object"), 400) from None
+    return await read_json(request, BODY_LEN_MAX, empty_ok=True)
 
 
 def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
