@@ -26,12 +26,13 @@ log = logging.getLogger("paygate.api")
 
 GATEWAY_KEY: web.AppKey = web.AppKey("gateway", object)
 BODY_LEN_MAX = 8 * 1024 * 1024
+TRANSFER_BODY_LEN_MAX = 64 * 1024  # one transfer is under 3 KB; more is not a transfer
 TIMESTAMP_SKEW_S = 300
 OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
+    return web.Response(text=json.dumps(data, ensure_ascii=False, default=repr), status=status,
                         content_type="application/json")
 
 
@@ -50,11 +51,48 @@ async def read_json(request: web.Request, body_len_max: int = 0,
     client = authenticate(request, raw)
     if empty_ok and not raw.strip():
         return client, None
+    return client, parse_json(raw)
+
+
+class JsonNumber:
+    """A JSON number kept as its text: amounts must come as strings, and a number such as
+    1e400 must not turn into an infinity that no JSON answer can carry."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise PaygateError(Problem("json_key_duplicate", f"/{key}", key,
+                                       "each member name once in an object"), 400)
+        out[key] = value
+    return out
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN or Infinity, no repeated keys, numbers kept as text."""
     try:
-        return client, json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
+                          object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
-                                   "a JSON document"), 400) from None
+                                   "a JSON document in UTF-8"), 400) from None
 
 
 @web.middleware
@@ -68,8 +106,15 @@ async def errors_middleware(request: web.Request,
         if exc.status == 429:
             response.headers["Retry-After"] = "1"
         return response
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # Unknown paths, wrong methods, oversized bodies: the same error shape as the rest.
+        code = {404: "path_unknown", 405: "method_not_allowed",
+                413: "body_too_large"}.get(exc.status, "request_refused")
+        return _json({"errors": [Problem(code, request.path, request.method,
+                                         "a path and method in /openapi.yaml",
+                                         exc.reason or "").to_dict()]}, exc.status)
     except Exception as exc:
         log.exception("event=request_failed path=%s error=%r", request.path, exc)
         return _json({"errors": [Problem("internal_error", request.path, None,
@@ -120,7 +165,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_transfer(request: web.Request) -> web.Response:
-    client, data = await read_json(request)
+    client, data = await read_json(request, TRANSFER_BODY_LEN_MAX)
     gw = request.app[GATEWAY_KEY]
     status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
                                                 data)
@@ -150,8 +195,12 @@ async def post_message(request: web.Request) -> web.Response:
     }
     if ct.remittance:
         transfer["remittance_info"] = list(ct.remittance)
-    key = request.headers.get("Idempotency-Key") or f"msg:{ct.debtor_agent}:{ct.msg_id}"
-    status, response = await gw.submit_transfer(client, key, transfer)
+    # A ready message is its own idempotency key: the same message (sending bank and
+    # MsgId) sent again returns the first answer, whatever Idempotency-Key comes with it,
+    # and the same MsgId with other content is refused. The core's end-to-end id travels on.
+    key = f"msg:{ct.debtor_agent}:{ct.msg_id}"
+    status, response = await gw.submit_transfer(client, key, transfer,
+                                                end_to_end_id=ct.end_to_end_id)
     return _json(response, status)
 
 

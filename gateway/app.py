@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import json
 import logging
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -53,6 +54,23 @@ REDIS_POOL_WAIT_S = 10.0
 # `simulate_day_events(run)` (events for `paygate simulate-day`).
 EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
                                "gateway.exceptions", "gateway.beps")
+
+
+# Request fields as the core system names them, for errors raised deeper down (the router
+# and the ledger name their own inputs).
+_REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
+                   "amount_fen": "/amount", "business_type": "/business_type",
+                   "business_kind": "/business_kind", "urgency": "/urgency",
+                   "when_closed": "/when_closed", "account_no": "/payer_account",
+                   "bank_code": "/payee_bank"}
+
+
+def _as_request_fields(exc: PaygateError) -> PaygateError:
+    """The same refusal, its paths named as the request's JSON pointers."""
+    problems = [replace(p, path=_REQUEST_FIELDS.get(p.path.lstrip("/"), p.path))
+                if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
+                else p for p in exc.problems]
+    return PaygateError(problems, exc.status)
 
 
 class Gateway:
@@ -270,23 +288,33 @@ class Gateway:
 
     # Core-system requests
 
-    async def submit_transfer(self, client: str, idem_key: str | None,
-                              body: Any) -> tuple[int, dict[str, Any]]:
-        if not idem_key:
-            raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
-                                       "a header Idempotency-Key of 1 to 64 characters"), 400)
+    async def submit_transfer(self, client: str, idem_key: str | None, body: Any,
+                              end_to_end_id: str | None = None
+                              ) -> tuple[int, dict[str, Any]]:
+        """Accept one transfer. `end_to_end_id` keeps the core system's own id when it sent
+        a ready message (POST /v1/messages); JSON transfers get one from the gateway."""
+        if not idem_key or len(idem_key) > 64 or not idem_key.isascii() \
+                or not idem_key.isprintable():
+            raise PaygateError(Problem(
+                "idempotency_key_required" if not idem_key else "idempotency_key_malformed",
+                "Idempotency-Key", idem_key,
+                "a header Idempotency-Key of 1 to 64 printable ASCII characters"), 400)
         body_hash = intake.body_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
         await self._check_depth()
         now = self.clock.now()
-        decision = self.router.decide(
-            RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,
-                         amount_fen=transfer.amount_fen, business_type=transfer.business_type,
-                         business_kind=transfer.business_kind, urgency=transfer.urgency,
-                         when_closed=transfer.when_closed),
-            on_date=self.work_date, hvps_open=self.hvps_open,
-            next_hvps_opening=(None if self.hvps_open else
-                               next_hvps_opening(now, self.calendar, self.timetable)))
+        try:
+            decision = self.router.decide(
+                RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,
+                             amount_fen=transfer.amount_fen,
+                             business_type=transfer.business_type,
+                             business_kind=transfer.business_kind, urgency=transfer.urgency,
+                             when_closed=transfer.when_closed),
+                on_date=self.work_date, hvps_open=self.hvps_open,
+                next_hvps_opening=(None if self.hvps_open else
+                                   next_hvps_opening(now, self.calendar, self.timetable)))
+        except PaygateError as exc:
+            raise _as_request_fields(exc) from None
         accept = self.channels.get(decision.channel)
         if accept is None:
             raise PaygateError(Problem(
@@ -305,8 +333,12 @@ class Gateway:
                                            "the same body as the first request with this key"))
                 return stored[1], json.loads(stored[2]), []
             payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
-            hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
-                                       transfer.amount_fen, work_date, payment_id)
+            e2e = end_to_end_id or e2e
+            try:
+                hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
+                                           transfer.amount_fen, work_date, payment_id)
+            except PaygateError as exc:
+                raise _as_request_fields(exc) from None
             row = intake.record_outgoing(tx, transfer, decision, work_date=work_date, now=now,
                                          hold_id=str(hold_id), state="accepted",
                                          payment_id=payment_id, msg_id=msg_id,
@@ -398,8 +430,14 @@ class Gateway:
     async def _send_outbox(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         outbox_id = int(fields["outbox"])
         now = self.clock.now()
-        envelope = await self.store.run(lambda tx: outbound.claim(
-            tx, outbox_id, self.keyring, now, self.notifier))
+        try:
+            envelope = await self.store.run(lambda tx: outbound.claim(
+                tx, outbox_id, self.keyring, now, self.notifier))
+        except ValueError as exc:
+            # The message cannot be built (text lxml refuses, say): retrying cannot help,
+            # so the payment is refused and its hold released instead of being stuck.
+            await self.store.run(lambda tx: self._refuse_unbuildable(tx, outbox_id, exc))
+            return
         if envelope is None:
             return
         try:
@@ -414,6 +452,20 @@ class Gateway:
             raise RetryLater(f"link unreachable: {exc!r}") from exc
         self.link_failures = 0
         await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
+
+    def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
+        row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))
+        tx.execute("UPDATE outbox SET state = 'failed', updated_at = ? WHERE id = ?",
+                   (self.clock.now().isoformat(), outbox_id))
+        if row is None or row[0] is None:
+            return
+        payment = payments.get(tx, row[0])
+        if payment["state"] in ("accepted", "held"):
+            self.ledger.release(tx, f"{payment['id']}:unbuildable:release",
+                                int(payment["hold_id"]), self.work_date.isoformat())
+            payments.transition(tx, payment, "rejected", "message_build_failed",
+                                self.clock.now(), self.notifier, reason=str(exc)[:200])
+        self.alert(tx, "message_build_failed", payment=payment["id"], error=str(exc)[:200])
 
     async def _process_inbound(self, stream: str, entry_id: str,
                                fields: dict[str, str]) -> None:

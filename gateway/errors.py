@@ -12,6 +12,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+# An answer never grows far beyond its request: a hostile body with thousands of faults
+# gets the first hundred, each echoing at most a short prefix of the value it saw.
+PROBLEMS_SHOWN_MAX = 100
+VALUE_LEN_MAX = 200
+MESSAGE_LEN_MAX = 500
+
+
+def _bounded(value: Any) -> Any:
+    """A JSON-safe value of bounded size for an answer (never NaN or a huge text)."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"
+
+
 @dataclass(frozen=True)
 class Problem:
     code: str
@@ -22,8 +39,10 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["value"] = _bounded(out["value"])
         if not out["message"]:
             out["message"] = self.describe()
+        out["message"] = out["message"][:MESSAGE_LEN_MAX]
         return out
 
     def describe(self) -> str:
@@ -31,7 +50,7 @@ class Problem:
         if self.path:
             text += f" at {self.path}"
         if self.value is not None:
-            text += f": got {self.value!r}"
+            text += f": got {_bounded(self.value)!r}"
         if self.expected:
             text += f", expected {self.expected}"
         return text
@@ -54,7 +73,13 @@ class PaygateError(Exception):
         return self.problems[0].code
 
     def to_dict(self) -> dict[str, Any]:
-        return {"errors": [p.to_dict() for p in self.problems]}
+        shown = [p.to_dict() for p in self.problems[:PROBLEMS_SHOWN_MAX]]
+        if len(self.problems) > PROBLEMS_SHOWN_MAX:
+            shown.append(Problem("more_problems_not_shown", "/",
+                                 len(self.problems) - PROBLEMS_SHOWN_MAX,
+                                 f"at most {PROBLEMS_SHOWN_MAX} problems in one answer"
+                                 ).to_dict())
+        return {"errors": shown}
 
 
 class ValidationFailed(PaygateError):

@@ -33,6 +33,21 @@ FIELDS = {
     "remittance_info": False, "urgency": False, "when_closed": False,
 }
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+# Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
+# characters (C0, C1, DEL), no noncharacters, no surrogates, no bidirectional overrides
+# (which make a name read differently on screen than it is stored).
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+                          "\u202a-\u202e\u2066-\u2069]")
+
+
+def text_problem(p: ProblemList, path: str, value: Any) -> bool:
+    """Add a problem when `value` is text that cannot safely travel; True if it was."""
+    if isinstance(value, str) and _UNSAFE_TEXT.search(value):
+        p.add("text_has_control_or_invisible_characters", path, value,
+              "printable text without control, noncharacter or direction-override "
+              "characters")
+        return True
+    return False
 _BANK = re.compile(r"[0-9]{12}")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")
 _KIND = re.compile(r"[0-9]{5}")
@@ -56,7 +71,8 @@ class Transfer:
 
 
 def body_sha256(body: Any) -> str:
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                           default=repr)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -76,6 +92,7 @@ def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         if value is not None and (not isinstance(value, str) or len(value) > NAME_LEN_MAX):
             p.add("name_too_long_or_not_text", f"/{name}", value,
                   f"text of at most {NAME_LEN_MAX} characters")
+        text_problem(p, f"/{name}", value)
     for name in ("payer_account", "payee_account"):
         value = body.get(name)
         if value not in (None, "") and (not isinstance(value, str)
@@ -122,6 +139,8 @@ def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     lines = [value] if isinstance(value, str) else value
+    if isinstance(lines, list) and any(text_problem(p, "/remittance_info", x) for x in lines):
+        return ()
     if (not isinstance(lines, list) or len(lines) > REMITTANCE_LINES_MAX
             or not all(isinstance(x, str) and 0 < len(x) <= REMITTANCE_LINE_LEN_MAX
                        for x in lines)):

@@ -23,6 +23,11 @@ def parse_yuan(text: object, path: str = "amount") -> int | Problem:
     if not isinstance(text, str):
         return Problem("amount_must_be_a_decimal_string", path, text, AMOUNT_EXPECTED)
     match = _AMOUNT.match(text)
+    if match is None and re.fullmatch(r"-[0-9]+(\.[0-9]+)?", text):
+        return Problem("amount_must_be_positive", path, text, AMOUNT_EXPECTED)
+    if match is None and re.fullmatch(r"[0-9]{17,}(\.[0-9]{1,2})?", text):
+        return Problem("amount_too_large", path, text,
+                       "at most 16 digits before the decimal point")
     if match is None:
         if re.match(r"^[0-9]+\.[0-9]{3,}$", text):
             return Problem("amount_must_have_at_most_two_decimals", path, text, AMOUNT_EXPECTED)

@@ -28,14 +28,15 @@ def transfer(live, amount) -> dict:
 
 
 @pytest.mark.parametrize("amount, code", [
-    ("-1", "amount_must_be_a_decimal_number"),
+    ("-1", "amount_must_be_positive"),
     ("0", "amount_must_be_positive"),
     ("0.00", "amount_must_be_positive"),
     ("1e5", "amount_must_be_a_decimal_number"),
     ("1.001", "amount_must_have_at_most_two_decimals"),
     ("NaN", "amount_must_be_a_decimal_number"),
     ("Infinity", "amount_must_be_a_decimal_number"),
-    ("99999999999999999999.00", "amount_must_be_a_decimal_number"),
+    ("99999999999999999999.00", "amount_too_large"),
+    ("x\u0000", "amount_must_be_a_decimal_number"),
     ("１００.00", "amount_must_be_a_decimal_number"),   # full-width digits
     (" 100.00", "amount_must_be_a_decimal_number"),
     (100, "amount_must_be_a_decimal_string"),
@@ -56,7 +57,10 @@ def test_bad_amounts_are_refused_by_name(live, amount, code):
 
 @pytest.mark.parametrize("body, status, code", [
     (b"{not json", 400, "body_must_be_json"),
-    (b"[" * 100_000 + b"]" * 100_000, 400, "body_must_be_json"),
+    (b'{"amount": NaN}', 400, "body_must_be_json"),
+    (b'{"amount": "1.00", "amount": "2.00"}', 400, "json_key_duplicate"),
+    (b'{"payee_name": "x\u0001y"}', 422, "text_has_control_or_invisible_characters"),
+    (b"[" * 20_000 + b"]" * 20_000, 400, "body_must_be_json"),
     (b"\xff\xfe\x00garbage", 400, "body_must_be_json"),
     (b"[]", 422, "body_must_be_a_json_object"),
     (b'{"amount": "1.00", "surprise": 1}', 422, "field_unknown"),
@@ -68,6 +72,32 @@ def test_malformed_bodies_are_refused(live, body, status, code):
     assert r.status_code == status, r.text
     assert code in [e["code"] for e in r.json()["errors"]]
     assert requests.get(live.url + "/health", timeout=5).status_code == 200
+
+
+def test_answers_stay_small_and_valid_json(live):
+    """A body with thousands of faults gets a bounded answer, and 1e400 is no Infinity."""
+    body = json.dumps({f"j{i}": "v" for i in range(3000)}).encode()
+    big = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": "big"})
+    huge = post_signed(live.url, "/v1/transfers", b'{"a": "' + b"x" * 100_000 + b'"}',
+                       **{"Idempotency-Key": "huge"})
+    huge_number = post_signed(live.url, "/v1/transfers", b'{"amount": 1e400}',
+                              **{"Idempotency-Key": "num"})
+
+    assert huge.status_code == 413 and huge.json()["errors"][0]["code"] == "body_too_large"
+    assert big.status_code == 422 and len(big.content) < 100_000
+    assert big.json()["errors"][-1]["code"] == "more_problems_not_shown"
+    assert json.loads(huge_number.text)["errors"]
+    assert "Infinity" not in huge_number.text
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(live):
+    """404 and 405 carry the same error shape as every other refusal."""
+    missing = requests.get(live.url + "/v1/nowhere", timeout=5)
+    wrong = requests.delete(live.url + "/v1/transfers", timeout=5)
+
+    assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "path_unknown"
+    assert wrong.status_code == 405
+    assert wrong.json()["errors"][0]["code"] == "method_not_allowed"
 
 
 def test_all_problems_of_a_request_are_reported(live):

@@ -47,7 +47,7 @@ def test_route_prints_the_decision_and_its_explanation(argv: list[str], channel:
 @pytest.mark.parametrize("argv, exit_code, codes", [
     (PAIR + ["--amount", "50000.001"], 1, ["amount_must_have_at_most_two_decimals"]),
     (["--payer-bank", "９99100000027", "--payee-bank", "888200000024", "--amount", "-1"], 1,
-     ["amount_must_be_a_decimal_number", "bank_code_must_be_12_ascii_digits",
+     ["amount_must_be_positive", "bank_code_must_be_12_ascii_digits",
       "bank_code_unknown"]),
     (PAIR + ["--amount", "1.00", "--urgency", "urgent", "--hvps-open", "no",
              "--when-closed", "refuse", "--next-opening", "2026-12-08T08:30"], 1,
