@@ -104,6 +104,8 @@ class Gateway:
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.link_failures = 0  # consecutive failed sends; shown to operators
         self._window_alerts_since: datetime | None = None
+        self._calendar_alerted: set[str] = set()
+        self._calendar_checked_on: date | None = None
         self._depth, self._depth_at = 0, -1.0
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
@@ -146,6 +148,7 @@ class Gateway:
             if hasattr(ext, "start"):
                 await ext.start()
         self._start_scheduler()
+        await self.check_calendar()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
@@ -194,8 +197,25 @@ class Gateway:
                                id="window_tick", max_instances=1, coalesce=True)
         self.scheduler.start()
 
+    async def check_calendar(self) -> None:
+        """Raise, once each, the calendar's alerts: dates ahead with no calendar data (the
+        coming year not yet published), which are assumed Monday to Friday meanwhile."""
+        found = [a for a in self.calendar.alerts(self.clock.today())
+                 if json.dumps(a, sort_keys=True, default=str) not in self._calendar_alerted]
+        if not found:
+            return
+        self._calendar_alerted.update(json.dumps(a, sort_keys=True, default=str) for a in found)
+
+        def work(tx: Any) -> None:
+            for a in found:
+                self.alert(tx, a["code"], **{k: v for k, v in a.items() if k != "code"})
+        await self.store.run(work)
+
     async def window_tick(self) -> None:
         now = self.clock.now()
+        if now.date() != self._calendar_checked_on:
+            self._calendar_checked_on = now.date()
+            await self.check_calendar()
         changes = self.window.apply_schedule(now)
         alerts = self.window.alerts(since=self._window_alerts_since)
         self._window_alerts_since = now

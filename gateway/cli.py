@@ -1,4 +1,4 @@
-"""`paygate`: the one command line of the product (CONTRACT.md §7).
+"""`paygate`: the one command line of the product.
 
     paygate serve [--simulate]        the gateway (and the simulator, embedded Redis)
     paygate demo                      the main job on embedded defaults
@@ -7,7 +7,7 @@
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
     paygate ops ...                   the operators' commands (status, queues, actions)
-    paygate bench {messages,ledger}   benchmarks with baselines
+    paygate bench {messages,beps,ledger,e2e} [--quick]   benchmarks with baselines
 """
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ from gateway import logs
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (head, less): not an error.
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
@@ -55,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_command(rest)
     print(json.dumps({"errors": [{"code": "command_unknown", "path": "argv[0]",
                                   "value": command, "expected": "serve, demo, simulate, "
-                                  "validate, route, ops or bench"}]}))
+                                  "serve, demo, simulate, simulate-day, validate, route, ops or bench"}]}))
     return 2
 
 
@@ -67,8 +76,19 @@ def serve_command(argv: list[str]) -> int:
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
     from gateway import config
+    from gateway.errors import PaygateError
     overrides = {"port": args.port} if args.port else {}
-    settings = config.load(args.config, overrides)
+    try:
+        settings = config.load(args.config, overrides)
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        return 2
+    except (OSError, ValueError) as exc:
+        print(json.dumps({"errors": [{"code": "config_file_unreadable", "path": "--config",
+                                      "value": args.config, "expected": "a readable TOML "
+                                      "file", "message": str(exc)[:300]}]},
+                         ensure_ascii=False))
+        return 2
     logs.configure(settings.log_level)
     from gateway.serve import serve
     return asyncio.run(serve(settings, simulate=args.simulate))

@@ -25,7 +25,7 @@ from gateway.app import Gateway
 from gateway.clock import Clock, clock_from_spec
 from gateway.config import Settings
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import free_port
+from gateway.redisproc import die_with_parent, free_port
 
 SIM_START_TIMEOUT_S = 20.0
 
@@ -86,7 +86,8 @@ class Harness:
         args += self.sim_args
         log_file = open(self.data_dir / "npc.log", "ab")
         self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
-                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                            preexec_fn=die_with_parent)
         log_file.close()
         line = await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),

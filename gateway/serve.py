@@ -17,6 +17,7 @@ from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
 from gateway.harness import Harness
+from gateway.redisproc import port_in_use
 from ledger.testing import customer_account
 
 
@@ -24,7 +25,7 @@ SIM_CLEARING_FEN = 50_000_000 * 100
 DEMO_BALANCE_FEN = 5_000_000 * 100
 
 
-async def open_demo_accounts(gw: Gateway) -> dict[str, str]:
+async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     """With --simulate: three customer accounts with money, and our clearing account at
     the simulated NPC mirrored in the ledger, so a transfer can be tried at once. Done
     once per data directory (the postings are idempotent)."""
@@ -41,10 +42,20 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, str]:
             gw.ledger.deposit(tx, f"simulate:opening:{account}", account, DEMO_BALANCE_FEN,
                               day)
     await gw.store.run(work)
-    return {account: name for name, account in accounts.items()}
+    balances = await gw.store.run(lambda tx: {a: gw.ledger.balance(tx, a)
+                                              for a in accounts.values()})
+    return {account: {"name": name, "balance": f"{balances[account] // 100}."
+                      f"{balances[account] % 100:02d}"} for name, account in accounts.items()}
 
 
 async def serve(settings: Settings, simulate: bool = False) -> int:
+    if settings.port and port_in_use(settings.host, settings.port):
+        print(json.dumps({"errors": [{
+            "code": "port_in_use", "path": "port", "value": settings.port,
+            "expected": "a free port (set --port or PAYGATE_PORT)",
+            "message": f"{settings.host}:{settings.port} is taken by another process"}]}),
+            flush=True)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

