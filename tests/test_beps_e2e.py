@@ -18,6 +18,7 @@ from lxml import etree
 
 from gateway.beps import extension_of
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.errors import PaygateError
 from gateway.harness import Harness
 from gateway.messages import envelope as env_mod
 from message_schemas import catalogue
@@ -412,4 +413,33 @@ def test_stop_payment_refuses_the_debit_with_the_payers_reason(tmp_path):
             assert reason.startswith("RJ06") and "客户申请止付" in reason
             assert (await books(h, payer))[payer] == 10_000 * YUAN
             await assert_wire_valid(h, 1)
+    run(scenario())
+
+
+def test_beps_item_cancelled_before_packing_but_final_once_netted(tmp_path):
+    """Cancelled while it waits to be packed: hold released, never packed. Once netted a
+    BEPS item is final and a cancel is refused."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            returns = next(e for e in gw.extensions if hasattr(e, "request_cancel"))
+            extension_of(gw).configure(package_age_max_s=3600.0)  # nothing seals by age
+            payer = await open_account(h, 9, 10_000 * YUAN)
+            _, waiting = await gw.submit_transfer("core", "c-1", credit(payer, "300.00"))
+            cancelled = await returns.request_cancel(waiting["id"], "客户撤销", "test")
+            after_cancel = (await books(h, payer))[payer]
+            extension_of(gw).configure(package_age_max_s=0.5)
+            _, sent = await gw.submit_transfer("core", "c-2", credit(payer, "400.00"))
+
+            async def netted() -> bool:  # settles right after netting while HVPS is open
+                state = (await gw.get_transfer(sent["id"]))["state"]
+                return state in ("netted", "settled")
+            await until(netted, "the second item netted")
+            with pytest.raises(PaygateError) as refused:
+                await returns.request_cancel(sent["id"], "太晚了", "test")
+            state = (await gw.get_transfer(waiting["id"]))["state"]
+
+            assert cancelled["state"] == "cancelled" and state == "cancelled"
+            assert after_cancel == 10_000 * YUAN
+            assert refused.value.code == "beps_item_final_after_netting"
     run(scenario())

@@ -42,6 +42,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                now: datetime) -> tuple[dict[str, Any], list[Entry]]:
     """Cancel now, or ask the NPC to; (what happened, stream entries)."""
     payment = payments.get(tx, payment_id)
+    if payment["direction"] == "out" and payment["channel"] == "beps":
+        return _cancel_beps(gw, tx, payment, reason, by, now), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", payment_id,
                                "an outgoing HVPS payment"))
@@ -56,6 +58,28 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                                "no cancellation request waiting for its answer",
                                f"request {pending['id']} waits for the NPC's ccms.308"))
     return _ask_npc(gw, tx, payment, reason, by, now)
+
+
+def _cancel_beps(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
+                 now: datetime) -> dict[str, Any]:
+    """A BEPS item can be cancelled while it waits to be packed; once in a package it is
+    on its way to netting, and once netted it is final (已轧差即具有支付最终性)."""
+    item = tx.query_one("SELECT package_id, netting_round FROM beps_items "
+                        "WHERE payment_id = ?", (payment["id"],))
+    if payment["state"] in ("netted", "settled") or (item and item[1]):
+        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
+                               "a BEPS item not yet netted"))
+    if payment["state"] != "accepted" or item is None or item[0] is not None:
+        raise Conflict(Problem("beps_item_already_packed", "/id", payment["id"],
+                               "a BEPS item still waiting to be packed",
+                               "the package is on its way to netting at the NPC"))
+    released = gw.ledger.release(tx, f"{payment['id']}:cancel:release",
+                                 int(payment["hold_id"]), gw.work_date)
+    payments.transition(tx, payment, "cancelled", "cancelled_before_packing", now,
+                        gw.notifier, reason=reason or "cancelled_at_request", by=by,
+                        released_entry=released)
+    return {"payment": payment["id"], "state": "cancelled", "cancelled": "before_packing",
+            "released_entry": released}
 
 
 def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
