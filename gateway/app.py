@@ -111,7 +111,8 @@ class Gateway:
         self.runner: web.AppRunner | None = None
         self.url = ""
         # Intake per channel; extensions add theirs (BEPS, internal transfers).
-        self.channels: dict[str, Any] = {"hvps": self._accept_hvps}
+        self.channels: dict[str, Any] = {"hvps": self._accept_hvps,
+                                         "internal": self._accept_internal}
         # A review hook: (transfer, settings) -> reason to hold for review, or None.
         self.review: Any = None
         # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view).
@@ -375,6 +376,21 @@ class Gateway:
         for stream, fields in entries:
             await self.redis.xadd(stream, fields)
         return status, response
+
+    def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
+                         decision: Any, now: datetime
+                         ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+        """Payer and payee banks share a clearing account: a book transfer in our own
+        ledger (hold → payee), settled at once, never sent to CNAPS."""
+        try:
+            self.ledger.settle_internal(tx, f"{row['id']}:internal", int(row["hold_id"]),
+                                        transfer.payee_account, self.work_date)
+        except PaygateError as exc:
+            raise PaygateError([replace(p, path="/payee_account") for p in exc.problems],
+                               exc.status) from None
+        row = payments.transition(tx, row, "settled", "internal_transfer_settled", now,
+                                  self.notifier, settled_on=self.work_date.isoformat())
+        return row, []
 
     def _accept_hvps(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
                      decision: Any, now: datetime

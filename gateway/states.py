@@ -16,7 +16,8 @@ FINAL_IN = frozenset({"credited", "returned"})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # outgoing
-    "accepted": frozenset({"held", "sent", "rejected", "cancelled"}),
+    # accepted → settled: an internal book transfer (系统内) settles in our own ledger.
+    "accepted": frozenset({"held", "sent", "settled", "rejected", "cancelled"}),
     "held": frozenset({"accepted", "sent", "rejected", "cancelled"}),
     "sent": frozenset({"queued", "netted", "settled", "rejected", "cancelled", "unknown"}),
     # BEPS: a package waiting for netting (PR11, net debit cap) is netted later.

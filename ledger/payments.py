@@ -83,6 +83,13 @@ def settle(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
     return _close_hold(ctx, tx, event_id, hold_id, work_date, "settle")
 
 
+def settle_internal(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
+                    payee_account: str, work_date: date | str) -> int:
+    """A book transfer between two of our institutions that share a clearing account
+    (系统内): the held money goes straight to the payee's account, never via CNAPS."""
+    return _close_hold(ctx, tx, event_id, hold_id, work_date, "internal", payee_account)
+
+
 def net(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
         work_date: date | str) -> int:
     """The central bank netted the payment (BEPS, final): transit to netted obligations."""
@@ -94,13 +101,15 @@ _HOLD_ENDINGS = {
     "release": ("payer", "released"),
     "settle": (chart.CENTRAL_BANK, "settled"),
     "net": (chart.BEPS_NETTED_OUT, "netted"),
+    "internal": ("payee", "settled"),
 }
 
 
 def _close_hold(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
-                work_date: date | str, op: str) -> int:
+                work_date: date | str, op: str, payee_account: str | None = None) -> int:
     day = work_date_text(work_date)
-    content = fingerprint(op, hold_id, day)
+    content = (fingerprint(op, hold_id, day, payee_account) if payee_account
+               else fingerprint(op, hold_id, day))
     found = replay(tx, event_id, content)
     if found is not None:
         return found[0]
@@ -110,7 +119,13 @@ def _close_hold(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
         raise LedgerError("hold_already_ended", held.state, "a hold still held", "hold_id")
 
     target, new_state = _HOLD_ENDINGS[op]
-    credit_account = held.account_no if target == "payer" else ctx.accounts[target]
+    if target == "payer":
+        credit_account = held.account_no
+    elif target == "payee":
+        assert payee_account is not None, "an internal transfer names its payee"
+        credit_account = payee_account
+    else:
+        credit_account = ctx.accounts[target]
     lines = transfer(ctx.accounts.holds, credit_account, held.amount_fen)
     posting = Posting(event_id, op, content, VOUCHER_SPECIAL_TRANSFER, day, lines,
                       ref=held.ref, depends_on=hold_id)

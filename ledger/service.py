@@ -90,6 +90,11 @@ class Ledger:
     def settle(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.settle(self._ctx, tx, event_id, hold_id, work_date)
 
+    def settle_internal(self, tx: Transaction, event_id: str, hold_id: int,
+                        payee_account: str, work_date: WorkDate) -> int:
+        return payments.settle_internal(self._ctx, tx, event_id, hold_id, payee_account,
+                                        work_date)
+
     def net(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.net(self._ctx, tx, event_id, hold_id, work_date)
 
