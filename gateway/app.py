@@ -30,7 +30,7 @@ from gateway.dayend import DayEnd
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_tx
 from gateway.messages import envelope as env_mod
-from gateway.messages import hvps710
+from gateway.messages import hvps710, hvps712
 from gateway.messages.common import GroupHeader
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
@@ -102,6 +102,7 @@ class Gateway:
         self.work_date: date = self.window.work_date
         self.scheduler: Any = None
         self.recon_results: dict[str, dict[str, Any]] = {}
+        self.recon_details: dict[str, dict[str, Any]] = {}
         self.link_failures = 0  # consecutive failed sends; shown to operators
         self._window_alerts_since: datetime | None = None
         self._calendar_alerted: set[str] = set()
@@ -514,6 +515,27 @@ class Gateway:
 
     async def _send_webhook(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         await webhook.push(self, int(fields["outbox"]))
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+
+    async def request_hvps_details(self, check_date: str, selectors: list[Any]) -> None:
+        """hvps.712: the NPC's items behind totals that differ (answered by hvps.713)."""
+        now = self.clock.now()
+
+        def work(tx: Any) -> int:
+            header = outbound.new_header(tx, now, self.settings.bank_code, outbound.NPC,
+                                         hvps712.MESSAGE_TYPE, "HVPS")
+            day = now.strftime("%Y%m%d")
+            msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
+            body = hvps712.build(hvps712.DetailRequest(GroupHeader(
+                msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"), self.settings.bank_code,
+                self.settings.bank_code, outbound.NPC, outbound.NPC, "HVPS"), check_date,
+                tuple(selectors), len(selectors)))
+            return outbound.queue_message(tx, header, body, self.keyring, now)
+        outbox_id = await self.store.run(work)
+        await self.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
 
     # Reconciliation
 

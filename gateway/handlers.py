@@ -42,6 +42,7 @@ class Handlers:
             "ccms.911.001.02": self.on_discarded,
             "hvps.111.001.01": self.on_credit_in,
             "hvps.711.001.01": self.on_recon_summary,
+            "hvps.713.001.01": self.on_recon_details,
         }
 
     # Link-level
@@ -167,9 +168,22 @@ class Handlers:
                           "outcome": outcome},
                          [lambda: self.gw.apply_hvps_status(code, day)])
 
+    def on_recon_details(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        result = recon.compare_details(tx, d.obj, now)
+        if result["differences"]:
+            self.gw.alert(tx, "reconciliation_item_differences", work_date=result["work_date"],
+                          items=result["differences"][:50])
+        return Processed({"details": len(d.obj.rows), "items": len(result["differences"])},
+                         [lambda: self.gw.recon_details.__setitem__(result["work_date"],
+                                                                    result)])
+
     def on_recon_summary(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         result = recon.compare_hvps(tx, d.obj, now)
         after = [lambda: self.gw.recon_done(result)]
+        selectors = recon.detail_selectors(result)
+        if selectors:
+            after.append(lambda: self.gw.spawn(self.gw.request_hvps_details(
+                d.obj.check_date, selectors)))
         return Processed({"reconciled": result["reconciled"],
                           "differences": len(result["differences"])}, after)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem
-from gateway.messages import ccms911, ccms990, codec, hvps710
+from gateway.messages import ccms911, ccms990, codec, hvps710, hvps712
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import OriginalRef
 from gateway.messages.envelope import Header
@@ -138,6 +138,9 @@ class Node:
             return self._payment(decoded, raw)
         if mesg_type == hvps710.MESSAGE_TYPE:
             recon.answer(self.store, self.notices, decoded.header, decoded.obj)
+            return "answered"
+        if mesg_type == hvps712.MESSAGE_TYPE:
+            recon.answer_details(self.store, self.notices, decoded.header, decoded.obj)
             return "answered"
         if mesg_type == ccms990.MESSAGE_TYPE:
             self.store.add("acks_in")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from gateway.messages import hvps710
-from gateway.messages.common import OriginalRef
+from gateway.messages import hvps710, hvps712
+from gateway.messages.common import NpcProcessing, OriginalRef, Partition
 from gateway.messages.envelope import Header
 from simulators.logfmt import event
 from simulators.notices import Notices
@@ -63,4 +63,35 @@ def answer(store: Store, notices: Notices, header: Header,
     mesg_id = notices.summary(participant, original, request.check_date, payments, messages)
     event(log, "summary_sent", participant=participant, check_date=request.check_date,
           payment_rows=len(payments), message_rows=len(messages), mesg_id=mesg_id)
+    return mesg_id
+
+
+def answer_details(store: Store, notices: Notices, header: Header,
+                   request: hvps712.DetailRequest) -> str:
+    """hvps.712 → hvps.713: the settled payments behind each asked-for total, one row per
+    selector (message type, business type, sent SR00 or received SR01)."""
+    participant = header.orig_sender
+    rows = []
+    for selector in request.rows:
+        side = "sender" if selector.side == "SR00" else "receiver"
+        found = store.conn.execute(
+            f"SELECT msg_id, sender, mesg_type, amount_fen FROM payments WHERE status = ? "
+            f"AND settled_on = ? AND mesg_type = ? AND business_type = ? AND {side} = ? "
+            "ORDER BY id", (SETTLED, request.check_date, selector.mt, selector.tx_type,
+                            participant)).fetchall()
+        direction = "DBIT" if selector.side == "SR00" else "CRDT"
+        messages = tuple(hvps712.CheckedMessage(OriginalRef(msg_id, sender, mt), amount_fen,
+                                                direction)
+                         for msg_id, sender, mt, amount_fen in found)
+        rows.append(hvps712.DetailRows(selector, len(messages), messages))
+    original = OriginalRef(msg_id=request.header.msg_id, instg_party=participant,
+                           mt=header.mesg_type)
+    mesg_id = notices.originate(
+        participant, hvps712.RESPONSE_TYPE, "HVPS",
+        lambda g: hvps712.build_response(hvps712.DetailResponse(
+            header=g, partition=Partition(1, 1, 1), request=original,
+            check_date=request.check_date, npc=NpcProcessing("PR04", "HV0I0000"),
+            rows=tuple(rows), count=len(rows))))
+    event(log, "details_sent", participant=participant, check_date=request.check_date,
+          rows=len(rows), mesg_id=mesg_id)
     return mesg_id

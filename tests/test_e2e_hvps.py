@@ -201,3 +201,32 @@ def test_every_message_on_the_wire_validates_against_the_published_schemas(tmp_p
         assert schema.validate(body), (mesg_type, schema.error_log)
         checked += 1
     assert checked >= 6
+
+
+def test_reconciliation_details_name_the_payment_we_never_received(tmp_path):
+    """A peer's payment the NPC settled but never delivered to us (the link dropped it)
+    shows as a received-total difference, and hvps.712/713 name that very payment."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            payee = await open_account(h, 9, 0, name="收款客户")
+            await h.sim("POST", "/sim/faults", {"drop": 1.0})
+            sent = await h.sim("POST", "/sim/peer/send", {
+                "sender": PEER, "receiver": BANK, "payee_account": payee,
+                "payee_name": "收款客户", "payee_bank": BRANCH, "amount_fen": 4_321_00,
+                "count": 1, "business_type": "A100", "business_kind": "02102",
+                "priority": "NORM"})
+            await asyncio.sleep(0.5)
+            await h.sim("POST", "/sim/faults", {"drop": 0.0})
+            summary = await h.gateway.reconcile_hvps(h.gateway.work_date)
+            day = h.gateway.work_date.isoformat()
+            await until(lambda: day in h.gateway.recon_details, "hvps.713 compared")
+            return sent, summary, h.gateway.recon_details[day]
+
+    sent, summary, details = run(scenario())
+    lost = sent["created"][0]
+    assert summary["reconciled"] is False
+    assert {d["field"] for d in summary["differences"]} == {"received_count", "received_fen"}
+    assert details["reconciled"] is False
+    item = details["differences"][0]
+    assert item["only_at"] == "npc" and item["side"] == "SR01"
+    assert item["amount_fen"] == 4_321_00 and item["msg_id"] in lost.values()
