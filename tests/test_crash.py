@@ -186,7 +186,29 @@ def test_kill_everything_lose_nothing(tmp_path):
     assert books["clearing_fen"] == stats["balances"][BANK]
 
 
+async def drain_npc(system: System) -> None:
+    """Let the NPC deliver everything it owes us: what it gave up on while the gateway was
+    down is put back in line (as an MQ channel would), then delivered and processed."""
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    db_path = system.root / "gateway" / "gateway.db"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{system.url('npc')}/sim/redeliver", json={}) as r:
+            assert r.status == 200
+        while time.monotonic() < deadline:
+            async with http.get(f"{system.url('npc')}/sim/stats") as r:
+                stats = await r.json()
+            db = ledger.connect(f"sqlite:///{db_path}")
+            with db.transaction() as tx:
+                waiting = tx.query_one("SELECT COUNT(*) FROM inbox WHERE state = 'received'",
+                                       ())[0]
+            db.close()
+            if stats["outbox"].get("pending", 0) == 0 and waiting == 0:
+                return
+            await asyncio.sleep(0.5)
+
+
 async def final_figures(system: System) -> tuple[dict, dict]:
+    await drain_npc(system)
     system.procs["gateway"].stop()
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{system.url('npc')}/sim/stats") as r:
