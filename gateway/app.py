@@ -473,7 +473,8 @@ class Gateway:
         except ValueError as exc:
             # The message cannot be built (text lxml refuses, say): retrying cannot help,
             # so the payment is refused and its hold released instead of being stuck.
-            await self.store.run(lambda tx: self._refuse_unbuildable(tx, outbox_id, exc))
+            error = exc
+            await self.store.run(lambda tx: self._refuse_unbuildable(tx, outbox_id, error))
             return
         if envelope is None:
             return

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import ledger
 from gateway import keys as stream_keys
 from gateway.bench import machine
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import free_port, redis_binary
+from gateway.redisproc import free_port, redis_binary, wait_port
 from gateway.store import SCHEMA
 from ledger.testing import customer_account
 from message_schemas import catalogue
@@ -68,17 +67,6 @@ def proc_peak_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on port {port}")
 
 
 def transfer_body(i: int) -> dict[str, Any]:

@@ -60,6 +60,18 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Wait until something listens on 127.0.0.1:port, or fail after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout_s} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

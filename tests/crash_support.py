@@ -6,27 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.redisproc import free_port, redis_binary
+from gateway.redisproc import free_port, redis_binary, wait_port
 
 START_TIMEOUT_S = 20.0
-
-
-def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {port} within {timeout_s} s")
 
 
 @dataclass
