@@ -26,7 +26,7 @@ from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import OriginalRef
 from gateway.messages.envelope import Header
 from simulators import codes, exceptions, recon
-from simulators import session
+from simulators import beps_details, session
 from simulators.keys import Keys
 from simulators.logfmt import event
 from simulators.notices import Notices
@@ -149,6 +149,8 @@ class Node:
             return self._forward(decoded, raw)
         if mesg_type in BEPS_TYPES:
             return self.beps.take(decoded, raw)
+        if mesg_type in beps_details.REQUEST_TYPES:
+            return beps_details.answer(self, decoded)
         if mesg_type in exceptions.REQUEST_TYPES:
             return exceptions.answer(self, decoded)
         if mesg_type in session.REQUEST_TYPES:

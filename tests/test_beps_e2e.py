@@ -443,3 +443,29 @@ def test_beps_item_cancelled_before_packing_but_final_once_netted(tmp_path):
             assert after_cancel == 10_000 * YUAN
             assert refused.value.code == "beps_item_final_after_netting"
     run(scenario())
+
+
+def test_reconciliation_details_name_the_package_we_never_received(tmp_path):
+    """A peer's package netted at the NPC but lost on its way to us shows as a received
+    total that differs, and beps.722/723 name that very package."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            ext = extension_of(h.gateway)
+            payee = await open_account(h, 10, 0, name="收款客户")
+            await h.sim("POST", "/sim/faults", {"drop": 1.0})
+            await h.sim("POST", "/sim/beps/peer/send", {
+                "sender": PEER, "receiver": BANK, "account": payee, "name": "收款客户",
+                "bank": BRANCH, "amount_fen": 250 * YUAN, "count": 3})
+            await h.sim("POST", "/sim/beps/net", {})
+            await asyncio.sleep(3 * ROUND_S)
+            await h.sim("POST", "/sim/faults", {"drop": 0.0})
+            totals = await ext.reconcile(MONDAY)
+            await until(lambda: MONDAY.isoformat() in ext.details, "beps.723 compared")
+            details = ext.details[MONDAY.isoformat()]
+
+            assert totals["reconciled"] is False
+            assert details["reconciled"] is False
+            lost = details["differences"][0]
+            assert lost["only_at"] == "npc" and lost["side"] == "SR01"
+            assert lost["count"] == 3 and lost["total_fen"] == 750 * YUAN
+    run(scenario())

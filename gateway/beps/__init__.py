@@ -54,6 +54,7 @@ class BepsExtension:
         self.packer = Packer(gw, self.settings, PACKAGES_STREAM)
         self._tasks: list[asyncio.Task] = []
         self._recon_waiters: dict[str, asyncio.Future] = {}
+        self.details: dict[str, dict[str, Any]] = {}  # beps.723 comparisons by date
         self._batch_slots: asyncio.Semaphore | None = None
 
     def configure(self, **changes: Any) -> None:
@@ -172,6 +173,7 @@ class BepsExtension:
             "beps.128.001.01": bind(debits_out.on_receipt),
             "saps.606.001.01": bind(incoming.on_booking),
             "beps.721.001.01": self._on_recon_result,
+            "beps.723.001.01": self._on_recon_details,
         })
         return table
 
@@ -248,9 +250,23 @@ class BepsExtension:
 
     def _on_recon_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         outcome = recon.compare(tx, d.obj, now)
+        after = [lambda: self._recon_done(outcome)]
+        rows = recon.detail_rows(outcome)
+        if rows:
+            outbox_id = recon.request_details(tx, self.gw, d.obj.check_date, rows, now)
+            after.append(lambda: self.gw.spawn(self.gw.redis.xadd(
+                keys.OUT_LINK, {"outbox": str(outbox_id)})))
         return Processed({"reconciled": outcome["reconciled"],
-                          "differences": len(outcome["differences"])},
-                         [lambda: self._recon_done(outcome)])
+                          "differences": len(outcome["differences"])}, after)
+
+    def _on_recon_details(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        outcome = recon.compare_details(tx, d.obj, now)
+        if outcome["differences"]:
+            self.gw.alert(tx, "reconciliation_package_differences",
+                          work_date=outcome["work_date"],
+                          packages=outcome["differences"][:50])
+        return Processed({"packages_differing": len(outcome["differences"])},
+                         [lambda: self.details.__setitem__(outcome["work_date"], outcome)])
 
     def _recon_done(self, outcome: dict[str, Any]) -> None:
         waiter = self._recon_waiters.pop(outcome["work_date"], None)

@@ -9,7 +9,9 @@ count and signed sum) with our own records of the netted items of that date:
 - received: credits other banks sent us, and our debits the payer banks paid (as the
   beps.128 receipt that brought the payment).
 
-Every difference is listed; reconciled means there is none.
+Every difference is listed; reconciled means there is none. For each differing credit
+total the gateway then asks for the packages behind it (beps.722) and lists, from the
+NPC's beps.723, each package only one side has.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from gateway import outbound, payments
 from gateway.beps import items
-from gateway.messages import beps128, beps720
+from gateway.messages import beps128, beps720, beps722
 from gateway.messages.common import GroupHeader, iso_datetime
 
 _FIELDS = ("sent_count", "sent_fen", "received_count", "received_fen")
@@ -77,4 +79,62 @@ def compare(tx: Any, result: beps720.TotalCheck, now: datetime) -> dict[str, Any
     tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences) "
                "VALUES (?, 'BEPS', ?, ?, ?)", (result.check_date, now.isoformat(),
                                                int(not differences), json.dumps(differences)))
+    return outcome
+
+
+def detail_rows(outcome: dict[str, Any]) -> list[beps722.PaymentRow]:
+    """What to ask beps.722 for: each (netting date, round, credit type, side) whose
+    totals differ. Receipts (beps.128) are left to their own totals."""
+    wanted = set()
+    for d in outcome["differences"]:
+        if d["mt"] == beps128.MESSAGE_TYPE:
+            continue
+        side = "SR00" if d["field"].startswith("sent") else "SR01"
+        wanted.add((side, d["netting_date"], d["netting_round"], d["mt"]))
+    return [beps722.PaymentRow(side, day, rnd, mt, "PR03")
+            for side, day, rnd, mt in sorted(wanted)]
+
+
+def request_details(tx: Any, gw: Any, check_date: str, rows: list[beps722.PaymentRow],
+                    now: datetime) -> int:
+    """Queue a beps.722 for the differing rows; the outbox id."""
+    bank = gw.settings.bank_code
+    header = outbound.new_header(tx, now, bank, outbound.NPC, beps722.MESSAGE_TYPE, "BEPS")
+    day = now.strftime("%Y%m%d")
+    msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
+    body = beps722.build(beps722.DetailCheckRequest(GroupHeader(
+        msg_id, iso_datetime(now), bank, bank, outbound.NPC, outbound.NPC, "BEPS"),
+        check_date, tuple(rows), ()))
+    return outbound.queue_message(tx, header, body, gw.keyring, now)
+
+
+def compare_details(tx: Any, response: beps722.DetailCheckResponse,
+                    now: datetime) -> dict[str, Any]:
+    """Package by package: those behind a differing total that only one side has."""
+    differences = []
+    for details in response.payments or ():
+        row = details.row
+        direction = "out" if row.side == "SR00" else "in"
+        ours = {m for (m,) in tx.query(
+            "SELECT DISTINCT p.msg_id FROM beps_items i JOIN beps_packages p ON p.id = "
+            "i.package_id WHERE p.direction = ? AND i.netting_date = ? AND i.netting_round "
+            "= ? AND p.msg_type = ?", (direction, row.netting_date, row.netting_round,
+                                        row.mt))}
+        theirs = {pkg.original.msg_id: pkg for pkg in details.packages}
+        for msg_id in sorted(set(theirs) - ours):
+            pkg = theirs[msg_id]
+            differences.append({"side": row.side, "netting_round": row.netting_round,
+                                "mt": row.mt, "package_msg_id": msg_id,
+                                "sender": pkg.original.instg_party, "count": pkg.count,
+                                "total_fen": pkg.total_fen, "only_at": "npc"})
+        for msg_id in sorted(ours - set(theirs)):
+            differences.append({"side": row.side, "netting_round": row.netting_round,
+                                "mt": row.mt, "package_msg_id": msg_id,
+                                "only_at": "gateway"})
+    outcome = {"work_date": response.check_date, "system": "BEPS-detail",
+               "reconciled": not differences, "differences": differences}
+    tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences) "
+               "VALUES (?, 'BEPS-detail', ?, ?, ?)",
+               (response.check_date, now.isoformat(), int(not differences),
+                json.dumps(differences, ensure_ascii=False)))
     return outcome
