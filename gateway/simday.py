@@ -56,6 +56,8 @@ class Event:
 class Volumes:
     hvps_out: int = 60
     hvps_in: int = 20
+    beps_out: int = 40
+    beps_in: int = 10
 
 
 class DayRun:
@@ -89,7 +91,9 @@ class DayRun:
             balances_fen={BANK: self.opening_clearing_fen, PEER: 10**14,
                           "777300000011": 10**14},
             initial_phase=phase.code, initial_date=phase.work_date.isoformat(),
-            delivery=sim_settings.Delivery(parallel_max=1)), self.clock)
+            delivery=sim_settings.Delivery(parallel_max=1),
+            # Netting rounds are events of the day (see gateway.beps.demo), not a timer.
+            beps_netting_interval_s=10.0 ** 7), self.clock)
         await self.sim.start()
         self.gw = Gateway(Settings(data_dir=str(self.data_dir / "gateway"), port=gw_port,
                                    npc_url=f"{self.sim.url}/link/inbound",
@@ -198,7 +202,9 @@ class DayRun:
             tx, "day:topup", queued, self.day))
 
     async def reconcile(self) -> None:
-        self.recon = await self.gw.reconcile_hvps(self.day, timeout_s=QUIET_TIMEOUT_S)
+        """The day end's reconciliation over the link, HVPS and BEPS (on a day HVPS does
+        not run, asked for here since no end-of-day notice comes)."""
+        self.recon = await self.gw.day_end.reconcile(self.day)
 
     # Driving
 
@@ -255,6 +261,8 @@ def simulate_day_command(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hvps-out", type=int, default=Volumes.hvps_out)
     parser.add_argument("--hvps-in", type=int, default=Volumes.hvps_in)
+    parser.add_argument("--beps-out", type=int, default=Volumes.beps_out)
+    parser.add_argument("--beps-in", type=int, default=Volumes.beps_in)
     parser.add_argument("--data", help="data directory (default: a new temporary one)")
     args = parser.parse_args(argv)
     calendar = BusinessCalendar()
@@ -268,7 +276,7 @@ def simulate_day_command(argv: list[str]) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "day.log", "a", encoding="utf-8") as log_file:
         logs.configure("INFO", log_file)
-        run = DayRun(day, args.seed, data_dir, Volumes(args.hvps_out, args.hvps_in))
+        run = DayRun(day, args.seed, data_dir, Volumes(args.hvps_out, args.hvps_in, args.beps_out, args.beps_in))
         code, result = asyncio.run(run.run())
     print(f"[simulate-day] {day} ({'working day' if calendar.is_working_day(day) else 'no HVPS'})"
           f" data in {data_dir}", file=sys.stderr)

@@ -12,7 +12,7 @@ from gateway.simday import DayRun, Volumes
 
 pytestmark = pytest.mark.e2e
 
-SMALL = Volumes(hvps_out=16, hvps_in=6)
+SMALL = Volumes(hvps_out=16, hvps_in=6, beps_out=12, beps_in=4)
 
 
 def run_day(tmp_path, day: date, seed: int = 5) -> tuple[int, dict]:

@@ -214,6 +214,11 @@ class BepsExtension:
             await self.gw.store.run(lambda tx: debits_out.expire_overdue(
                 tx, self.gw, self.gw.clock.now()))
 
+    def simulate_day_events(self, run: Any) -> list[tuple[Any, str, Any]]:
+        """BEPS traffic and netting rounds for `paygate simulate-day`."""
+        from gateway.beps import demo
+        return demo.day_events(run)
+
     def summary(self, tx: Any) -> dict[str, Any]:
         def count(sql: str, *params: Any) -> int:
             return int(tx.query_one(sql, params)[0])

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from gateway.beps import extension_of
 from gateway.beps.api import submit_batch
+from gateway.errors import PaygateError
 
 BRANCH, PEER, PEER_BRANCH, BANK = "999100000027", "888200000015", "888200000023", \
     "999100000019"
@@ -98,3 +99,60 @@ async def reconcile(gw: Any, day: date, hvps: dict[str, Any],
     say(f"BEPS reconciliation over the link: reconciled={beps['reconciled']} "
         f"differences={len(beps['differences'])}")
     return dict(hvps, reconciled=hvps["reconciled"] and beps["reconciled"], beps=beps)
+
+
+def day_events(run: Any) -> list[tuple[Any, str, Any]]:
+    """BEPS traffic for `paygate simulate-day`, on any kind of day (BEPS runs 7×24).
+
+    Credits to the peer bank and packages from it spread over the day, and a netting
+    round every half hour. Packages are sealed explicitly just before each round (the
+    age timer is switched off), so that the order of messages depends on the seed only.
+    """
+    from datetime import datetime as dt, time as tm, timedelta as td
+
+    from gateway.clock import SHANGHAI
+    gw, rng, day = run.gw, run.rng, run.day
+    ext = extension_of(gw)
+    ext.configure(package_age_max_s=10.0 ** 7)
+    start = dt.combine(day, tm(7, 0), SHANGHAI)
+    events: list[tuple[Any, str, Any]] = []
+    names = sorted(run.customers)
+
+    def credit(i: int, name: str, amount_fen: int) -> Any:
+        async def go() -> None:
+            body = {"payer_account": run.customers[name], "payer_name": f"日终客户{name}",
+                    "payer_bank": "999100000027", "payee_account": f"6233{i:012d}",
+                    "payee_name": "对手客户", "payee_bank": "888200000023",
+                    "amount": f"{amount_fen // 100}.{amount_fen % 100:02d}"}
+            try:
+                await gw.submit_transfer("simday", f"day-beps-{i}", body)
+            except PaygateError as exc:
+                run.refusals[exc.code] = run.refusals.get(exc.code, 0) + 1
+        return go
+
+    def package(i: int, name: str, amount_fen: int) -> Any:
+        async def go() -> None:
+            sim = run.sim
+            sim.beps.peer_package(sim.peers["888200000015"], {
+                "sender": "888200000015", "receiver": gw.settings.bank_code,
+                "account": run.customers[name], "name": f"日终客户{name}",
+                "bank": "999100000027", "amount_fen": amount_fen, "count": 2},
+                False, sim.node.take)
+        return go
+
+    async def round_now() -> None:
+        await ext.packer.seal(force=True)
+        await run.quiet()
+        run.sim.beps.net_now()
+
+    for i in range(run.volumes.beps_out):
+        at = start + td(seconds=rng.randrange(11 * 3600))
+        events.append((at, f"beps out {i}", credit(i, rng.choice(names),
+                                                   rng.randint(100, 40_000) * 100)))
+    for i in range(run.volumes.beps_in):
+        at = start + td(seconds=rng.randrange(11 * 3600))
+        events.append((at, f"beps in {i}", package(i, rng.choice(names),
+                                                   rng.randint(100, 20_000) * 100)))
+    for k in range(1, 24):
+        events.append((start + td(minutes=30 * k), f"beps round {k}", round_now))
+    return events
