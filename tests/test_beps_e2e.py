@@ -469,3 +469,47 @@ def test_reconciliation_details_name_the_package_we_never_received(tmp_path):
             assert lost["only_at"] == "npc" and lost["side"] == "SR01"
             assert lost["count"] == 3 and lost["total_fen"] == 750 * YUAN
     run(scenario())
+
+
+def test_beps_credits_returned_both_ways(tmp_path):
+    """A BEPS credit to an unknown account is returned from suspense (hvps.111 A105
+    naming the beps.121); a peer's return of our settled BEPS payment moves it to
+    returned and credits our payer back."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            returns = next(e for e in gw.extensions if hasattr(e, "request_return"))
+            payer = await open_account(h, 11, 10_000 * YUAN)
+            _, ours = await gw.submit_transfer("core", "r-1", credit(payer, "800.00"))
+            await wait_state(h, ours["id"], "settled")
+            await h.sim("POST", "/sim/peer/send", {
+                "sender": PEER, "receiver": BANK, "payee_account": payer,
+                "payee_name": "示例客户", "payee_bank": BRANCH, "amount_fen": 800 * YUAN,
+                "count": 1, "business_type": "A105", "business_kind": "02108",
+                "priority": "NORM", "remittance": [
+                    "/F40/beps.121.001.01", f"/E50/{ours['message']['msg_id']}",
+                    f"/A70/{BANK}", "/H20/收款人账户已销户"]})
+            returned = await wait_state(h, ours["id"], "returned")
+
+            await h.sim("POST", "/sim/beps/peer/send", {
+                "sender": PEER, "receiver": BANK, "account": "6299000000000077",
+                "name": "无此户", "bank": BRANCH, "amount_fen": 120 * YUAN, "count": 1})
+            await h.sim("POST", "/sim/beps/net", {})
+
+            async def parked() -> bool:
+                return await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND direction = "
+                    "'in' AND state = 'suspense'", ())[0]) == 1
+            await until(parked, "the BEPS credit in suspense")
+            incoming = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT id FROM payments WHERE channel = 'beps' AND direction = 'in' AND "
+                "state = 'suspense'", ())[0])
+            back = await returns.request_return(incoming, "账户不存在", "test")
+            await wait_state(h, incoming, "returned", timeout_s=30)
+            end = await books(h, payer)
+
+            assert "returned_by_payee_bank" in events(returned)
+            assert back["return"]["business_type"] == "A105"
+            assert end[payer] == 10_000 * YUAN
+            assert end["balanced"] and end["clearing"] == await npc_balance(h)
+    run(scenario())

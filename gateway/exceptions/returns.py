@@ -50,6 +50,11 @@ def check_reason(reason: Any) -> str:
     return reason.strip()
 
 
+# Incoming credits we can send back: HVPS customer credits and BEPS ordinary credits (a
+# return travels as an hvps.111 A105 whichever way the original came, naming its type).
+RETURNABLE_TYPES = (hvps111.MESSAGE_TYPE, "beps.121.001.01", "beps.122.001.01")
+
+
 def _check_returnable(tx: Any, original: dict[str, Any]) -> None:
     pid = original["id"]
     if original["direction"] != "in":
@@ -59,9 +64,9 @@ def _check_returnable(tx: Any, original: dict[str, Any]) -> None:
     if original["business_type"] == RETURN_TYPE:
         raise ValidationFailed(Problem("return_of_a_return_not_allowed", "/id", pid,
                                        "a payment that is not itself a return (A105)"))
-    if original["msg_type"] != hvps111.MESSAGE_TYPE:
+    if original["msg_type"] not in RETURNABLE_TYPES:
         raise ValidationFailed(Problem("return_message_type_not_supported", "/id",
-                                       original["msg_type"], hvps111.MESSAGE_TYPE))
+                                       original["msg_type"], ", ".join(RETURNABLE_TYPES)))
     if original["state"] not in RETURNABLE_STATES:
         raise Conflict(Problem("payment_not_returnable", "/state", original["state"],
                                "an incoming payment in suspense or credited"))
