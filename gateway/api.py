@@ -91,8 +91,10 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
                           object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
-                                   "a JSON document in UTF-8"), 400) from None
+        raise PaygateError(Problem("body_must_be_json", "/",
+                                   raw[:80].decode("utf-8", "replace"),
+                                   "a JSON document in UTF-8 (no NaN or Infinity)"),
+                           400) from None
 
 
 @web.middleware

@@ -77,7 +77,12 @@ def serve_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from gateway import config
     from gateway.errors import PaygateError
-    overrides = {"port": args.port} if args.port else {}
+    if args.port is not None and not 0 <= args.port <= 65535:
+        print(json.dumps({"errors": [{"code": "setting_malformed", "path": "--port",
+                                      "value": args.port, "expected": "0 to 65535 (0: any "
+                                      "free port)"}]}))
+        return 2
+    overrides = {"port": args.port} if args.port is not None else {}
     try:
         settings = config.load(args.config, overrides)
     except PaygateError as exc:

@@ -21,11 +21,15 @@ MESSAGE_LEN_MAX = 500
 
 def _bounded(value: Any) -> Any:
     """A JSON-safe value of bounded size for an answer (never NaN or a huge text)."""
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if abs(value) < 10 ** 18 else str(value)[:VALUE_LEN_MAX] + "…"
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
     text = value if isinstance(value, str) else repr(value)
+    # A lone surrogate cannot be written as UTF-8: show it escaped instead.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"
 
 

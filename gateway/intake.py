@@ -73,7 +73,9 @@ class Transfer:
 def body_sha256(body: Any) -> str:
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                            default=repr)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a body must reach the text checks (and be
+    # refused there by name), not fail here.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
@@ -129,6 +131,10 @@ def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     when_closed = body.get("when_closed")
     if when_closed is not None and when_closed not in ("queue", "refuse", "beps"):
         p.add("when_closed_unknown", "/when_closed", when_closed, "queue, refuse or beps")
+    if body.get("payer_account") and body.get("payer_account") == body.get("payee_account") \
+            and body.get("payer_bank") == body.get("payee_bank"):
+        p.add("payer_and_payee_accounts_must_differ", "/payee_account",
+              body.get("payee_account"), "an account other than the payer's")
     p.raise_if_any(ValidationFailed)
     return Transfer(body["payer_account"], body["payer_name"], body["payer_bank"],
                     body["payee_account"], body["payee_name"], body["payee_bank"], amount,

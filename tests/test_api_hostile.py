@@ -60,6 +60,9 @@ def test_bad_amounts_are_refused_by_name(live, amount, code):
     (b'{"amount": NaN}', 400, "body_must_be_json"),
     (b'{"amount": "1.00", "amount": "2.00"}', 400, "json_key_duplicate"),
     (b'{"payee_name": "x\u0001y"}', 422, "text_has_control_or_invisible_characters"),
+    (b'{"payee_name": "\ud800"}', 422, "text_has_control_or_invisible_characters"),
+    (b'{"payer_account": "1", "payee_account": "1", "payer_bank": "999100000027", '
+     b'"payee_bank": "999100000027"}', 422, "payer_and_payee_accounts_must_differ"),
     (b"[" * 20_000 + b"]" * 20_000, 400, "body_must_be_json"),
     (b"\xff\xfe\x00garbage", 400, "body_must_be_json"),
     (b"[]", 422, "body_must_be_a_json_object"),
