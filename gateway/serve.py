@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from dataclasses import asdict
 from pathlib import Path
@@ -58,8 +59,15 @@ async def serve(settings: Settings, simulate: bool = False) -> int:
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        # The first signal stops cleanly; a second one while stopping ends the process at
+        # once (its children die with it), for an operator who cannot wait.
+        if stop.is_set():
+            os._exit(1)
+        stop.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     if simulate:
         data = Path(settings.data_dir).resolve()
         harness = Harness(data, clock_spec=settings.clock, gateway_port=settings.port,

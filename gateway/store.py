@@ -22,6 +22,7 @@ from gateway.errors import PaygateError
 log = logging.getLogger("paygate.store")
 
 BATCH_MAX = 512  # pieces of work in one transaction; bounds a commit's latency
+CLOSE_WAIT_S = 10.0  # how long a stop waits for work in flight to commit
 
 # Stream entries that work inside a transaction wants added once it has committed
 # (`after_commit`). All database work runs on the one DB thread, so the list lives in
@@ -147,9 +148,14 @@ class Store:
                 tx.execute(statement, ())
             self.ledger.install(tx)
 
-    async def close(self) -> None:
-        while self._pending or self._flushing:
+    async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Let pending work commit (bounded: a stop never hangs on the database)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (self._pending or self._flushing) and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        if self._pending or self._flushing:
+            log.warning("event=store_closed_with_work_pending pending=%s", len(self._pending))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
