@@ -180,6 +180,12 @@ def ops_command(argv: list[str]) -> int:
     user = args.user or os.environ.get("PAYGATE_OPS_USER") or getpass.getuser()
     password = args.password or os.environ.get("PAYGATE_OPS_PASSWORD")
     if password is None:
+        if not sys.stdin.isatty():
+            print(json.dumps({"errors": [{
+                "code": "credentials_required", "path": "--password", "value": None,
+                "expected": "--password or PAYGATE_OPS_PASSWORD when not on a terminal",
+                "message": ""}]}))
+            return 2
         password = getpass.getpass(f"password for {user}: ")
     try:
         answer, view = run(Client(url, user, password), args)
@@ -190,6 +196,10 @@ def ops_command(argv: list[str]) -> int:
         print(json.dumps(answer, ensure_ascii=False, indent=2))
     else:
         print(cli_render.RENDERERS[view](answer))
+    # A request the gateway took but could not carry out (a hold on a payment already
+    # sent, say) is a refusal too: the same exit status as one refused outright.
+    if isinstance(answer, dict) and answer.get("state") == "failed":
+        return 1
     return 0
 
 
