@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import payments
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
+from gateway.states import IN_STATES, OUT_STATES
 from gateway.ops import control
 from gateway.ops.archive import ARCHIVE_COLUMNS
 from gateway.ops.schema import table_columns, table_exists
@@ -66,12 +67,29 @@ def parse_search(query: dict[str, str]) -> dict[str, Any]:
         else:
             out["amount_fen"] = fen
     if query.get("date"):
-        if not _DATE.fullmatch(query["date"]):
-            p.add("search_date_malformed", "/date", query["date"], "YYYY-MM-DD")
+        if not _real_date(query["date"]):
+            p.add("search_date_malformed", "/date", query["date"], "a real date, YYYY-MM-DD")
         out["date"] = query["date"]
+    for name, allowed in (("state", STATES), ("direction", ("in", "out")),
+                          ("channel", ("hvps", "beps", "internal"))):
+        if name in out and out[name] not in allowed:
+            p.add(f"{name}_unknown", f"/{name}", out[name], "one of " + ", ".join(allowed))
     out["limit"] = _limit(query.get("limit"), p)
     p.raise_if_any()
     return out
+
+
+STATES = tuple(sorted(set(OUT_STATES) | set(IN_STATES)))
+
+
+def _real_date(text: str) -> bool:
+    if not _DATE.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _limit(text: str | None, p: ProblemList) -> int:
