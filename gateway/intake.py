@@ -78,17 +78,24 @@ def body_sha256(body: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
+def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
+    """A JSON request body's shape: an object, only the known fields, the required ones
+    present. Refuses at once when it is not an object; otherwise collects problems."""
     p = ProblemList()
     if not isinstance(body, dict):
         p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
         p.raise_if_any()
     for name in body:
-        if name not in FIELDS:
-            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(FIELDS))
-    for name, required in FIELDS.items():
-        if required and (name not in body or body[name] in ("", None)):
+        if name not in fields:
+            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(fields))
+    for name, required in fields.items():
+        if required and body.get(name) in ("", None):
             p.add("field_required", f"/{name}", body.get(name), "a value")
+    return p
+
+
+def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
+    p = check_shape(body, FIELDS)
     for name in ("payer_name", "payee_name"):
         value = body.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > NAME_LEN_MAX):

@@ -59,16 +59,7 @@ class Debit:
 
 def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
     """A collection request's own fields, with every problem reported at once."""
-    p = ProblemList()
-    if not isinstance(body, dict):
-        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
-        p.raise_if_any()
-    for name in body:
-        if name not in FIELDS:
-            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(FIELDS))
-    for name, required in FIELDS.items():
-        if required and body.get(name) in ("", None):
-            p.add("field_required", f"/{name}", body.get(name), "a value")
+    p = intake.check_shape(body, FIELDS)
     _texts(body, p)
     amount = parse_yuan(body.get("amount"), "/amount") if "amount" in body else 0
     if not isinstance(amount, int):
