@@ -97,7 +97,12 @@ class DayRun:
         await self.sim.start()
         self.gw = Gateway(Settings(data_dir=str(self.data_dir / "gateway"), port=gw_port,
                                    npc_url=f"{self.sim.url}/link/inbound",
-                                   keys_dir=str(keys_dir)), clock=self.clock)
+                                   keys_dir=str(keys_dir),
+                                   # Timers that read the clock at random real moments
+                                   # would make the day depend on the machine's speed.
+                                   queries_check_interval_s=10.0 ** 7,
+                                   exceptions_sweep_interval_s=10.0 ** 7),
+                          clock=self.clock)
         await self.gw.start()
         await self.open_books()
 
@@ -158,6 +163,9 @@ class DayRun:
         async def run() -> None:
             with self.sim.store.transaction():
                 self.sim.phases.change(status, on.isoformat())
+            # Net positions waiting for HVPS settle now, in this step, not whenever the
+            # simulator's own ticker next looks (which depends on the machine's speed).
+            self.sim.beps.settle_if_open()
         return run
 
     def _transfer(self, i: int) -> Callable[[], Awaitable[Any]]:
