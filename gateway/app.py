@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -24,6 +24,7 @@ import ledger
 from gateway import intake, keys, outbound, payments, recovery, webhook
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
+from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.dayend import DayEnd
@@ -73,6 +74,20 @@ def _as_request_fields(exc: PaygateError) -> PaygateError:
     return PaygateError(problems, exc.status)
 
 
+class Prepared(NamedTuple):
+    """A transfer checked and routed, ready for its transaction (Gateway._accept_tx)."""
+
+    client: str
+    idem_key: str
+    body_hash: str
+    transfer: intake.Transfer
+    decision: Any
+    accept: Any            # the channel's intake: fn(tx, row, transfer, decision, now)
+    work_date: date
+    now: datetime
+    end_to_end_id: str | None
+
+
 class Gateway:
     def __init__(self, settings: Settings, clock: Clock | None = None,
                  router: Router | None = None) -> None:
@@ -88,6 +103,7 @@ class Gateway:
         self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])
         self.keyring: KeyRing | None = None
         self.redis: aioredis.Redis | None = None
+        self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
         self.embedded_redis: EmbeddedRedis | None = None
         self.http: aiohttp.ClientSession | None = None
         self.workers: list[StreamWorker] = []
@@ -107,7 +123,7 @@ class Gateway:
         self._window_alerts_since: datetime | None = None
         self._calendar_alerted: set[str] = set()
         self._calendar_checked_on: date | None = None
-        self._depth, self._depth_at = 0, -1.0
+        self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.runner: web.AppRunner | None = None
         self.url = ""
@@ -141,6 +157,7 @@ class Gateway:
             redis_url, decode_responses=True, max_connections=REDIS_CONNECTIONS_MAX,
             timeout=REDIS_POOL_WAIT_S)
         self.redis = aioredis.Redis(connection_pool=pool)
+        self.streams = Coalescer(self.redis)
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=64))
@@ -246,7 +263,8 @@ class Gateway:
             specs.extend(getattr(ext, "workers", lambda: [])())
         for name, streams, handler in specs:
             worker = StreamWorker(self.redis, name, streams, handler,
-                                  batch_max=s.worker_batch_max, retries_max=s.send_retries_max)
+                                  batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
+                                  acks=self.streams)
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=name))
         if not isinstance(self.clock, ManualClock):
@@ -319,6 +337,58 @@ class Gateway:
                               ) -> tuple[int, dict[str, Any]]:
         """Accept one transfer. `end_to_end_id` keeps the core system's own id when it sent
         a ready message (POST /v1/messages); JSON transfers get one from the gateway."""
+        prepared = self._prepare(client, idem_key, body, end_to_end_id)
+        await self._check_depth()
+        status, response, entries = await self.store.run(
+            lambda tx: self._accept_tx(tx, prepared))
+        await self.streams.xadd_many(entries)
+        return status, response
+
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
+                               ) -> list[tuple[int, dict[str, Any]] | PaygateError]:
+        """Accept many transfers in one transaction (POST /v1/transfers/batch): for each
+        (idempotency key, body), its (status, view) or the error that refused it alone.
+
+        Each transfer is checked, routed, held and recorded exactly as `submit_transfer`
+        does, in its own savepoint, so a refusal undoes only that one; they commit
+        together (one fsync for the batch) and their stream entries go out in one
+        pipeline, a nudge repeated by many of them sent once.
+        """
+        await self._check_depth()
+        results: list[Any] = [None] * len(requests)
+        ready: list[tuple[int, Prepared]] = []
+        for i, (key, body) in enumerate(requests):
+            try:
+                ready.append((i, self._prepare(client, key, body, None)))
+            except PaygateError as exc:
+                results[i] = exc
+
+        def work(tx: Any) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
+            done, entries = [], []
+            for i, prepared in ready:
+                try:
+                    with tx.savepoint():
+                        status, response, more = self._accept_tx(tx, prepared)
+                except PaygateError as exc:
+                    done.append((i, exc))
+                    continue
+                done.append((i, (status, response)))
+                entries.extend(more)
+            return done, entries
+
+        if ready:
+            done, entries = await self.store.run(work)
+            for i, outcome in done:
+                results[i] = outcome
+            unique: dict[tuple, tuple[str, dict[str, str]]] = {}
+            for stream, fields in entries:
+                unique.setdefault((stream, tuple(fields.items())), (stream, fields))
+            await self.streams.xadd_many(list(unique.values()))
+        return results
+
+    def _prepare(self, client: str, idem_key: str | None, body: Any,
+                 end_to_end_id: str | None) -> "Prepared":
+        """Everything about a transfer that needs no database: its key, body, route."""
         if not idem_key or len(idem_key) > 64 or not idem_key.isascii() \
                 or not idem_key.isprintable():
             raise PaygateError(Problem(
@@ -327,7 +397,6 @@ class Gateway:
                 "a header Idempotency-Key of 1 to 64 printable ASCII characters"), 400)
         body_hash = intake.body_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
-        await self._check_depth()
         now = self.clock.now()
         try:
             decision = self.router.decide(
@@ -347,40 +416,40 @@ class Gateway:
                 "channel_not_enabled", "/", decision.channel,
                 "a channel this gateway runs: " + ", ".join(sorted(self.channels)),
                 f"routed by rule {decision.rule}"))
-        work_date = self.work_date
+        return Prepared(client, idem_key, body_hash, transfer, decision, accept,
+                        self.work_date, now, end_to_end_id)
 
-        def work(tx: Any) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]]]:
-            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
-                                  "WHERE client = ? AND key = ?", (client, idem_key))
-            if stored is not None:
-                if stored[0] != body_hash:
-                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
-                                           "Idempotency-Key", idem_key,
-                                           "the same body as the first request with this key"))
-                return stored[1], json.loads(stored[2]), []
-            payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
-            e2e = end_to_end_id or e2e
-            try:
-                hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
-                                           transfer.amount_fen, work_date, payment_id)
-            except PaygateError as exc:
-                raise _as_request_fields(exc) from None
-            row = intake.record_outgoing(tx, transfer, decision, work_date=work_date, now=now,
-                                         hold_id=str(hold_id), state="accepted",
-                                         payment_id=payment_id, msg_id=msg_id,
-                                         end_to_end_id=e2e, client=client)
-            row, entries = accept(tx, row, transfer, decision, now)
-            response = payments.public_view(row)
-            tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-                       "created_at) VALUES (?, ?, ?, 201, ?, ?)",
-                       (client, idem_key, body_hash,
-                        json.dumps(response, ensure_ascii=False), now.isoformat()))
-            return 201, response, entries
-
-        status, response, entries = await self.store.run(work)
-        for stream, fields in entries:
-            await self.redis.xadd(stream, fields)
-        return status, response
+    def _accept_tx(self, tx: Any, p: "Prepared"
+                   ) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]]]:
+        """Inside the store's transaction: the idempotency check, the hold, the payment
+        row, the channel's intake and the stored answer; (status, answer, entries)."""
+        stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                              "WHERE client = ? AND key = ?", (p.client, p.idem_key))
+        if stored is not None:
+            if stored[0] != p.body_hash:
+                raise Conflict(Problem("idempotency_key_reused_with_other_body",
+                                       "Idempotency-Key", p.idem_key,
+                                       "the same body as the first request with this key"))
+            return stored[1], json.loads(stored[2]), []
+        transfer, work_date = p.transfer, p.work_date
+        payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
+        e2e = p.end_to_end_id or e2e
+        try:
+            hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
+                                       transfer.amount_fen, work_date, payment_id)
+        except PaygateError as exc:
+            raise _as_request_fields(exc) from None
+        row = intake.record_outgoing(tx, transfer, p.decision, work_date=work_date, now=p.now,
+                                     hold_id=str(hold_id), state="accepted",
+                                     payment_id=payment_id, msg_id=msg_id,
+                                     end_to_end_id=e2e, client=p.client)
+        row, entries = p.accept(tx, row, transfer, p.decision, p.now)
+        response = payments.public_view(row)
+        tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+                   "created_at) VALUES (?, ?, ?, 201, ?, ?)",
+                   (p.client, p.idem_key, p.body_hash,
+                    json.dumps(response, ensure_ascii=False), p.now.isoformat()))
+        return 201, response, entries
 
     def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
                          decision: Any, now: datetime
@@ -416,15 +485,20 @@ class Gateway:
         return row, [(lane, {"outbox": str(outbox_id)})]
 
     async def _check_depth(self) -> None:
-        """429 when the HVPS lanes hold more than queue_depth_max entries; the depth is
-        read from Redis at most every DEPTH_CHECK_S, not on every request."""
+        """429 when the HVPS lanes hold more than queue_depth_max entries. The depth is
+        read from Redis at most every DEPTH_CHECK_S, by one request at a time: the others
+        go on with the last reading rather than each asking Redis again."""
         now = asyncio.get_running_loop().time()
-        if now - self._depth_at >= DEPTH_CHECK_S:
-            pipe = self.redis.pipeline(transaction=False)
-            for stream in keys.HVPS_LANES:
-                pipe.xlen(stream)
-            self._depth = sum(await pipe.execute())
-            self._depth_at = now
+        if now - self._depth_at >= DEPTH_CHECK_S and not self._depth_reading:
+            self._depth_reading = True
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for stream in keys.HVPS_LANES:
+                    pipe.xlen(stream)
+                self._depth = sum(await pipe.execute())
+                self._depth_at = now
+            finally:
+                self._depth_reading = False
         depth = self._depth
         if depth > self.settings.queue_depth_max:
             raise PaygateError(Problem("queues_full", "/", depth,
@@ -462,10 +536,12 @@ class Gateway:
             raise
         received = await self.store.run(lambda tx: receive_tx(
             tx, env, raw, now, self.settings.bank_code, self.keyring))
+        entries = []
         if received.inbox_id is not None:
-            await self.redis.xadd(keys.INBOUND, {"inbox": str(received.inbox_id)})
+            entries.append((keys.INBOUND, {"inbox": str(received.inbox_id)}))
         if received.ack_outbox_id is not None:
-            await self.redis.xadd(keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)})
+            entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
+        await self.streams.xadd_many(entries)
         return {"taken": True, "duplicate": received.duplicate}
 
     async def _send_outbox(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:

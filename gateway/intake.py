@@ -190,7 +190,8 @@ def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now
         "payee_name": t.payee_name, "payee_bank": t.payee_bank,
         "business_type": t.business_type, "business_kind": t.business_kind,
         "urgency": t.urgency, "priority": decision.priority, "remittance": list(t.remittance),
-        "hold_id": hold_id, "route": decision.explain(), "work_date": work_date.isoformat(),
+        "hold_id": hold_id, "route": decision.record(),
+        "route_json": decision.record_json or None, "work_date": work_date.isoformat(),
         "created_at": now.isoformat(), "updated_at": now.isoformat(), "client": client,
     }
     payments.insert(tx, row)

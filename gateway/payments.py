@@ -52,7 +52,8 @@ def _row(values: tuple) -> dict[str, Any]:
 def insert(tx: Any, row: dict[str, Any]) -> None:
     data = dict(row)
     data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
-    data["route"] = json.dumps(data.get("route", {}), ensure_ascii=False, sort_keys=True)
+    data["route"] = data.pop("route_json", None) or json.dumps(data.get("route", {}),
+                                                               ensure_ascii=False)
     for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
         data.setdefault(optional, None)
     tx.execute(_INSERT, tuple(data[c] for c in COLUMNS))
@@ -109,8 +110,16 @@ class Notifier:
 
 def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now: datetime,
                notifier: Notifier | None = None, **detail: Any) -> dict[str, Any]:
-    old = payment["state"]
-    check_transition(payment["id"], old, new_state)
+    return transition_many(tx, [payment], new_state, event, now, notifier, **detail)[0]
+
+
+def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: str,
+                    now: datetime, notifier: Notifier | None = None,
+                    **detail: Any) -> list[dict[str, Any]]:
+    """The same change for several payments (a package packed, sent, netted): one
+    statement per kind of write for all of them, one log line and history row each."""
+    for payment in rows:
+        check_transition(payment["id"], payment["state"], new_state)
     at = now.isoformat()
     sets = ["state = ?", "updated_at = ?"]
     params: list[Any] = [new_state, at]
@@ -118,25 +127,32 @@ def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now
         if column in detail and detail[column] is not None:
             sets.append(f"{column} = ?")
             params.append(detail[column])
-    tx.execute(f"UPDATE payments SET {', '.join(sets)} WHERE id = ?", (*params, payment["id"]))
-    tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
-               "VALUES (?, ?, ?, ?, ?)", (payment["id"], at, new_state, event,
-                                          json.dumps(detail, ensure_ascii=False, default=str)))
-    log.info("event=%s payment=%s from=%s to=%s %s", event, payment["id"], old, new_state,
-             " ".join(f"{k}={v}" for k, v in detail.items()))
-    if notifier is not None and notifier.webhook and new_state != old:
-        body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
-                           "event": event, "at": at}, ensure_ascii=False)
-        row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
-                           "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, "
-                           "?) RETURNING id", (payment["id"], keys.WEBHOOK, body.encode(), at,
-                                               at))
-        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
-    payment = dict(payment, state=new_state, updated_at=at)
-    for column in ("reason", "pending_no", "hold_id", "settled_on"):
-        if detail.get(column) is not None:
-            payment[column] = detail[column]
-    return payment
+    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
+    tx.executemany(f"UPDATE payments SET {', '.join(sets)} WHERE id = ?",
+                   [(*params, payment["id"]) for payment in rows])
+    tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   [(payment["id"], at, new_state, event, detail_json) for payment in rows])
+    said = " ".join(f"{k}={v}" for k, v in detail.items())
+    changed = []
+    for payment in rows:
+        old = payment["state"]
+        log.info("event=%s payment=%s from=%s to=%s %s", event, payment["id"], old,
+                 new_state, said)
+        if notifier is not None and notifier.webhook and new_state != old:
+            body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
+                               "event": event, "at": at}, ensure_ascii=False)
+            row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, "
+                               "envelope, created_at, updated_at) VALUES (?, 'webhook', ?, "
+                               "'pending', ?, ?, ?) RETURNING id",
+                               (payment["id"], keys.WEBHOOK, body.encode(), at, at))
+            after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
+        payment = dict(payment, state=new_state, updated_at=at)
+        for column in ("reason", "pending_no", "hold_id", "settled_on"):
+            if detail.get(column) is not None:
+                payment[column] = detail[column]
+        changed.append(payment)
+    return changed
 
 
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None

@@ -75,7 +75,4 @@ async def _requeue(gw: Any, out: list, inbox: list) -> None:
 async def add_entries(gw: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
     if not entries:
         return
-    pipe = gw.redis.pipeline(transaction=False)
-    for stream, fields in entries:
-        pipe.xadd(stream, fields)
-    await pipe.execute()
+    await gw.streams.xadd_many(entries)

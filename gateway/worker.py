@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -56,8 +56,12 @@ async def ensure_groups(r: aioredis.Redis, streams: tuple[str, ...]) -> None:
 class StreamWorker:
     def __init__(self, r: aioredis.Redis, name: str, streams: tuple[str, ...],
                  handler: Handler, *, batch_max: int = 100, retries_max: int = 6,
-                 retry_idle_ms: int = 1000, concurrent: bool = True) -> None:
+                 retry_idle_ms: int = 1000, concurrent: bool = True,
+                 acks: Any = None) -> None:
         self.r = r
+        # Acknowledgements go through the gateway's Coalescer when given (one pipeline
+        # for a burst of them), else straight to Redis.
+        self._acks = acks
         self.name = name
         self.streams = streams
         self.handler = handler
@@ -147,7 +151,7 @@ class StreamWorker:
         except RetryLater as exc:
             log.info("event=retry_later stage=%s entry=%s fields=%s reason=%s", self.name,
                      entry_id, fields, exc)
-            await self.r.xack(stream, keys.GROUP, entry_id)
+            await self._ack(stream, entry_id)
             return
         except Exception as exc:
             self.failed += 1
@@ -155,8 +159,14 @@ class StreamWorker:
                         self.name, stream, entry_id, fields, exc)
             await self._maybe_dead(stream, entry_id, fields, repr(exc))
             return
-        await self.r.xack(stream, keys.GROUP, entry_id)
+        await self._ack(stream, entry_id)
         self.processed += 1
+
+    async def _ack(self, stream: str, entry_id: str) -> None:
+        if self._acks is not None:
+            await self._acks.xack(stream, keys.GROUP, entry_id)
+        else:
+            await self.r.xack(stream, keys.GROUP, entry_id)
 
     async def _maybe_dead(self, stream: str, entry_id: str, fields: dict[str, str],
                           reason: str) -> None:

@@ -122,6 +122,7 @@ class Database:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA cache_size=-65536")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

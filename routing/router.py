@@ -9,9 +9,10 @@ back to BEPS. Every decision can explain itself as a JSON-able dict.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -36,6 +37,9 @@ INSTITUTION_TYPES = ["A103", "A104", "A106", "A107", "A200"]
 # message families and are not routed between HVPS and BEPS.
 ROUTABLE_TYPES = ["A*"]
 
+# Decisions remembered at once (see Router.decide); the memory is cleared when full.
+DECISIONS_REMEMBERED_MAX = 4096
+
 MESSAGE_TYPES = {
     ("hvps", True): "hvps.111.001.01",
     ("hvps", False): "hvps.112.001.01",
@@ -56,6 +60,8 @@ class RouteDecision:
     rule: str
     fallback: str | None = None
     explanation: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # `record()` as JSON, made once per remembered decision (Router.decide).
+    record_json: str = field(default="", repr=False, compare=False)
 
     def explain(self) -> dict[str, Any]:
         """The rule, the inputs, the facts and the directory rows used, as JSON-able data."""
@@ -66,6 +72,31 @@ class RouteDecision:
             "sender_direct": self.sender_direct, "receiver_direct": self.receiver_direct,
         }
         return out | _copy(self.explanation)
+
+
+    def record(self) -> dict[str, Any]:
+        """What a payment's record keeps of its route: the rule and outcome, the facts,
+        the inputs the payment's own fields do not hold (date, window, choices) and the
+        directory rows used, by code and version. Nothing in it depends on the amount
+        beyond the facts, so many payments share one record."""
+        explanation = self.explanation
+        inputs = explanation.get("inputs", {})
+        return {
+            "rule": self.rule, "channel": self.channel, "action": self.action,
+            "message_type": self.message_type, "priority": self.priority,
+            "settlement_priority": self.settlement_priority, "fallback": self.fallback,
+            "sender_direct": self.sender_direct, "receiver_direct": self.receiver_direct,
+            "inputs": {key: inputs.get(key) for key in _RECORDED_INPUTS},
+            "facts": _copy(explanation.get("facts", {})),
+            "rules_tried": list(explanation.get("rules_tried", [])),
+            "directory": [{"role": row["role"], "bank_code": row["bank_code"],
+                           "version": row.get("version")}
+                          for row in explanation.get("directory", [])],
+        }
+
+
+# The inputs of a decision that a payment's own columns do not already hold.
+_RECORDED_INPUTS = ("customer", "when_closed", "on_date", "hvps_open", "next_hvps_opening")
 
 
 def _copy(value: Any) -> Any:
@@ -101,10 +132,42 @@ class Router:
                                       else institution_types)
         self.routable_types = list(ROUTABLE_TYPES if routable_types is None
                                    else routable_types)
+        self._amount_thresholds = sorted({int(rule.when["amount_fen_over"])
+                                          for rule in self.rules
+                                          if "amount_fen_over" in rule.when})
+        self._decided: dict[tuple, RouteDecision] = {}
 
     def decide(self, req: RouteRequest, on_date: date, hvps_open: bool = True,
                next_hvps_opening: datetime | None = None) -> RouteDecision:
-        """Route one payment on the business date `on_date`; refusals raise PaygateError."""
+        """Route one payment on the business date `on_date`; refusals raise PaygateError.
+
+        Decisions are remembered: two requests that differ only in an amount on the same
+        side of every amount the rules look at (the BEPS cap of the day, each
+        `amount_fen_over`) get the same decision, with their own amount in its inputs.
+        The directory, limits and rules are fixed for the router's life, so a remembered
+        decision stays right; refusals are not remembered.
+        """
+        if type(req.amount_fen) is not int or req.amount_fen <= 0:
+            return self._decide(req, on_date, hvps_open, next_hvps_opening)
+        limit = self.limits.limit_for(req.business_type, on_date)
+        key = (req.payer_bank, req.payee_bank, req.business_type, req.business_kind,
+               req.urgency, req.when_closed, req.customer, on_date, hvps_open,
+               next_hvps_opening, limit.cap_fen is not None and req.amount_fen > limit.cap_fen,
+               tuple(req.amount_fen > t for t in self._amount_thresholds))
+        known = self._decided.get(key)
+        if known is not None:
+            inputs = dict(known.explanation["inputs"], amount_fen=req.amount_fen)
+            return replace(known, explanation=dict(known.explanation, inputs=inputs))
+        decision = self._decide(req, on_date, hvps_open, next_hvps_opening)
+        decision = replace(decision, record_json=json.dumps(decision.record(),
+                                                            ensure_ascii=False))
+        if len(self._decided) >= DECISIONS_REMEMBERED_MAX:
+            self._decided.clear()
+        self._decided[key] = decision
+        return decision
+
+    def _decide(self, req: RouteRequest, on_date: date, hvps_open: bool,
+                next_hvps_opening: datetime | None) -> RouteDecision:
         entries = self._entries(req, on_date)
         facts = self._facts(req, on_date)
         rule, tried = self._match(facts)

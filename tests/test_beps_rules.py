@@ -200,17 +200,19 @@ def test_a_good_debit_request_parses():
 
 
 class Recording:
-    """A gateway whose submit_transfer records the key of every item it is given."""
+    """A gateway whose submit_transfers records the key of every item it is given."""
 
     def __init__(self) -> None:
         self.keys: list[str | None] = []
 
-    async def submit_transfer(self, client: str, key: str | None,
-                              body: Any) -> tuple[int, dict[str, Any]]:
-        self.keys.append(key)
-        if key is None:
-            raise PaygateError(Problem("idempotency_key_required"), 400)
-        return 201, {"id": key}
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
+                               ) -> list[Any]:
+        out: list[Any] = []
+        for key, _ in requests:
+            self.keys.append(key)
+            out.append(PaygateError(Problem("idempotency_key_required"), 400) if key is None
+                       else (201, {"id": key}))
+        return out
 
 
 BATCHES = [

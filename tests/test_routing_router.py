@@ -303,3 +303,26 @@ def test_broken_settings_are_refused_at_start(settings: dict[str, str], expected
         load_default(settings)
 
     assert error.value.code == expected
+
+
+def test_remembered_decisions_keep_each_amount_and_each_side_of_every_threshold() -> None:
+    rules = [{"name": "big", "when": {"amount_fen_over": 1_000_000}, "channel": "hvps"},
+             {"name": "rest", "when": {}, "channel": "beps"}]
+    base = load_default()
+    router = Router(base.directory, base.institutions, rules=rules)
+    small = router.decide(req(amount_fen=999_999), DAY)
+    again = router.decide(req(amount_fen=1_000_000), DAY)  # same side: remembered
+    big = router.decide(req(amount_fen=1_000_001), DAY)
+    assert (small.channel, again.channel, big.channel) == ("beps", "beps", "hvps")
+    assert again.explain()["inputs"]["amount_fen"] == 1_000_000
+    assert small.explain()["inputs"]["amount_fen"] == 999_999
+    # Above the BEPS cap of the day is another side too, even with no rule on amounts.
+    assert router.decide(req(amount_fen=5_000_001), DAY).channel == "hvps"
+    # An amount the request itself gets wrong is refused, whatever was remembered.
+    with pytest.raises(PaygateError):
+        router.decide(req(amount_fen=0), DAY)
+    # The window is part of what is remembered.
+    closed = router.decide(req(amount_fen=2_000_000, when_closed="queue"), DAY,
+                           hvps_open=False, next_hvps_opening=NEXT_OPENING)
+    opened = router.decide(req(amount_fen=2_000_000, when_closed="queue"), DAY)
+    assert (closed.action, opened.action) == ("queue", "send")

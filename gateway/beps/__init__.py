@@ -55,18 +55,11 @@ class BepsExtension:
         self._tasks: list[asyncio.Task] = []
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.details: dict[str, dict[str, Any]] = {}  # beps.723 comparisons by date
-        self._batch_slots: asyncio.Semaphore | None = None
 
     def configure(self, **changes: Any) -> None:
         """Change settings while running (tests and the demo shorten the package age)."""
         self.settings = replace(self.settings, **changes)
         self.packer.settings = self.settings
-
-    def batch_slots(self) -> asyncio.Semaphore:
-        """The bound on batch items in flight, shared by all batch requests."""
-        if self._batch_slots is None:
-            self._batch_slots = asyncio.Semaphore(api.BATCH_CONCURRENCY)
-        return self._batch_slots
 
     def show_on_transfer(self, tx: Any, view: dict[str, Any]) -> None:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""

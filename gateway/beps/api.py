@@ -11,7 +11,6 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -20,10 +19,6 @@ from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
-# Batch items in flight at once, over all batch requests together: enough for the store
-# to commit them in large groups, few enough that their Redis calls stay well within
-# the Redis client's connection pool (100 connections, some held by the stream workers).
-BATCH_CONCURRENCY = 32
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
 
 
@@ -43,16 +38,16 @@ async def post_batch(request: web.Request) -> web.Response:
     client, body = await _body(request)
     ext = _ext(request)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
-                                    request.headers.get("Idempotency-Key"), body,
-                                    ext.batch_slots()))
+                                    request.headers.get("Idempotency-Key"), body))
 
 
 async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | None,
-                       body: Any, slots: asyncio.Semaphore | None = None) -> dict[str, Any]:
+                       body: Any) -> dict[str, Any]:
     """Submit every transfer of a batch; one result per item, in the batch's order.
 
     Item i's idempotency key is its own `idempotency_key` field, else the batch's key
     followed by ":i". Items are independent: one refusal leaves the others accepted.
+    The accepted ones commit together (Gateway.submit_transfers).
     """
     if not isinstance(body, list) or not 1 <= len(body) <= items_max:
         raise ValidationFailed(Problem("batch_must_be_a_list_of_transfers", "/",
@@ -64,18 +59,25 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                                        batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
                                        "characters for a batch"))
 
-    slots = slots or asyncio.Semaphore(BATCH_CONCURRENCY)
-
-    async def one(index: int, item: Any) -> dict[str, Any]:
+    requests: list[tuple[str | None, Any]] = []
+    refused: dict[int, PaygateError] = {}
+    for index, item in enumerate(body):
         try:
-            key, transfer = _item_key(index, item, batch_key)
-            async with slots:
-                status, view = await gw.submit_transfer(client, key, transfer)
+            requests.append(_item_key(index, item, batch_key))
         except PaygateError as exc:
-            return {"index": index, "status": exc.status, **exc.to_dict()}
-        return {"index": index, "status": status, "transfer": view}
-
-    results = await asyncio.gather(*(one(i, item) for i, item in enumerate(body)))
+            refused[index] = exc
+            requests.append((None, None))
+    asked = [i for i in range(len(body)) if i not in refused]
+    outcomes = await gw.submit_transfers(client, [requests[i] for i in asked])
+    results: list[dict[str, Any]] = []
+    by_index = dict(zip(asked, outcomes))
+    for index in range(len(body)):
+        outcome = refused.get(index) or by_index[index]
+        if isinstance(outcome, PaygateError):
+            results.append({"index": index, "status": outcome.status, **outcome.to_dict()})
+        else:
+            status, view = outcome
+            results.append({"index": index, "status": status, "transfer": view})
     accepted = sum(1 for r in results if r["status"] in (200, 201))
     return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
 

@@ -38,8 +38,7 @@ async def exchange(harness: Any, customers: dict[str, str], rng: random.Random,
     names = sorted(n for n in customers if n.startswith("c"))
     batch = [_credit(customers[rng.choice(names)], rng.randint(100, 49_999) * YUAN, n)
              for n in range(CREDITS)]
-    answer = await submit_batch(gw, ext.settings.batch_items_max, "demo", "demo-beps", batch,
-                                ext.batch_slots())
+    answer = await submit_batch(gw, ext.settings.batch_items_max, "demo", "demo-beps", batch)
     say(f"BEPS: {answer['accepted']} small credits accepted in one batch")
     await _debits(harness, ext, customers)
     for n in range(2):

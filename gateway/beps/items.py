@@ -23,7 +23,10 @@ log = logging.getLogger("paygate.beps")
 CREDIT_OUT, CREDIT_IN, DEBIT_OUT, DEBIT_IN = "credit_out", "credit_in", "debit_out", "debit_in"
 SIDE = {CREDIT_OUT: "D", DEBIT_IN: "D", CREDIT_IN: "C", DEBIT_OUT: "C"}
 
-_COLUMNS = ", ".join(f"p.{c}" for c in payments.COLUMNS)
+# A package's payments are read for building, sending and booking it, never shown: the
+# route each was given (a JSON record) is left out.
+_PACKED = tuple(c for c in payments.COLUMNS if c != "route")
+_COLUMNS = ", ".join(f"p.{c}" for c in _PACKED)
 
 
 def add(tx: Any, payment_id: str, kind: str, counterparty: str, msg_type: str,
@@ -38,10 +41,9 @@ def add(tx: Any, payment_id: str, kind: str, counterparty: str, msg_type: str,
 
 
 def _row(values: tuple) -> dict[str, Any]:
-    row = dict(zip(payments.COLUMNS, values[:len(payments.COLUMNS)]))
+    row = dict(zip(_PACKED, values))
     row["remittance"] = json.loads(row["remittance"])
-    row["route"] = json.loads(row["route"])
-    row["kind"], row["agreement"] = values[len(payments.COLUMNS):]
+    row["kind"], row["agreement"] = values[len(_PACKED):]
     return row
 
 

@@ -98,9 +98,9 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
                "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?, ?, ?)",
                (package_id, msg_type, msg_id, sender, receiver, len(rows), total_fen,
                 outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
-    for row in rows:
-        payments.transition(tx, row, row["state"], "beps_packed", now, gw.notifier,
-                            package=package_id)
+    for state in sorted({row["state"] for row in rows}):  # packing keeps each one's state
+        payments.transition_many(tx, [row for row in rows if row["state"] == state], state,
+                                 "beps_packed", now, gw.notifier, package=package_id)
     log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(rows), total_fen,
              header.mesg_id)
@@ -118,10 +118,9 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
     if pkg is not None and pkg[1] == "sealed":
         tx.execute("UPDATE beps_packages SET state = 'sent', updated_at = ? WHERE id = ?",
                    (now.isoformat(), pkg[0]))
-        for p in items.package_payments(tx, pkg[0]):
-            if p["state"] == "accepted":
-                payments.transition(tx, p, "sent", "beps_sent", now, gw.notifier,
-                                    package=pkg[0])
+        payments.transition_many(
+            tx, [p for p in items.package_payments(tx, pkg[0]) if p["state"] == "accepted"],
+            "sent", "beps_sent", now, gw.notifier, package=pkg[0])
     tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
                "WHERE id = ?", (now.isoformat(), outbox_id))
     return bytes(row[1])
