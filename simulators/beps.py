@@ -215,4 +215,5 @@ class Beps:
                 "rounds": [{"netting_date": d, "netting_round": r, "settled_on": s}
                            for d, r, s in rounds],
                 "outstanding_fen": bs.outstanding(conn),
+                "withdrawn_txs": bs.withdrawn_count(conn),
                 "interval_s": self.interval_s}

@@ -3,7 +3,9 @@
 - ccms.900 (system BEPS): PR03 netted with the round (NetgRnd) and the netting date
   (PrcDt), PR11 waiting for netting, PR09 rejected.
 - The netted package (or debit receipt) forwarded to its receiver with NPCPrcInf filled
-  in: PR03, NEZI0000, netting date and round, receive and forward times. Adding the
+  in: PR03, NEZI0000, netting date and round, receive and forward times, and without
+  the transactions its sender withdrew before netting (NbOfTxs and CtrlSum those of
+  the rest, as the NPC netted it). Adding the
   block changes the body, and this product's signature covers the whole body
   (gateway/messages/signing.py), so the NPC sends the forwarded package as its own
   ("0000", signed by the NPC). A real NPC keeps the sender's signature, since CNAPS2
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.messages import beps720, ccms900, codec, saps606
+from gateway.messages import beps720, ccms900, codec, package, saps606
 from gateway.messages.common import NpcProcessing, OriginalRef
 from simulators import codes
 from simulators.notices import Notices
@@ -46,11 +48,14 @@ class BepsNotices(Notices):
             netting_round=netting_round))
         return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
 
-    def forward_netted(self, dest: str, raw: bytes, npc: NpcProcessing) -> str:
-        """The package or receipt `raw`, with its NPCPrcInf, to its receiver."""
+    def forward_netted(self, dest: str, raw: bytes, npc: NpcProcessing,
+                       withdrawn: frozenset[str] = frozenset()) -> str:
+        """The package or receipt `raw`, with its NPCPrcInf and less the transactions
+        `withdrawn` (TxIds), to its receiver."""
         decoded = codec.decode(raw)
         code = decoded.mtype.code
-        body = codec.build_body(code, replace(decoded.obj, npc=npc))
+        obj = package.without(decoded.obj, withdrawn) if withdrawn else decoded.obj
+        body = codec.build_body(code, replace(obj, npc=npc))
         return self._send(dest, code, "BEPS", body)
 
     def booking(self, dest: str, original: OriginalRef, npc: NpcProcessing, net_fen: int,

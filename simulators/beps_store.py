@@ -9,6 +9,9 @@
 - `beps_rounds` and `beps_positions`: each netting round and every participant's debit
   and credit in it; a round's settlement date once settled.
 - `beps_caps`: net debit caps (净借记限额) set through the control API.
+- `beps_tx_cancels`: transactions their sender withdrew (ccms.307) before their package
+  was netted. Their amounts left the package's count and sum at that moment, so netting,
+  forwarding and reconciliation never count them; a package left empty is PR08.
 """
 
 from __future__ import annotations
@@ -38,11 +41,15 @@ CREATE TABLE IF NOT EXISTS beps_positions (
     debit_fen INTEGER NOT NULL, credit_fen INTEGER NOT NULL,
     PRIMARY KEY (netting_date, netting_round, participant));
 CREATE TABLE IF NOT EXISTS beps_caps (participant TEXT PRIMARY KEY, cap_fen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS beps_tx_cancels (
+    package_id INTEGER NOT NULL, tx_id TEXT NOT NULL, amount_fen INTEGER NOT NULL,
+    cancelled_at TEXT NOT NULL, PRIMARY KEY (package_id, tx_id));
 """
 
 # Package statuses (SPEC.md d.2): waiting for a round (PR11 once told so), netted,
-# rejected, and forwarded (a debit package, which nets nothing itself).
-WAITING, NETTED, REJECTED, FORWARDED = "waiting", "PR03", "PR09", "PR00"
+# rejected, forwarded (a debit package, which nets nothing itself), and cancelled (every
+# transaction withdrawn before netting).
+WAITING, NETTED, REJECTED, FORWARDED, CANCELLED = "waiting", "PR03", "PR09", "PR00", "PR08"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,40 @@ def find(conn: sqlite3.Connection, sender: str, msg_id: str, mesg_type: str) -> 
     row = conn.execute("SELECT id FROM beps_packages WHERE sender = ? AND msg_id = ? AND "
                        "mesg_type = ?", (sender, msg_id, mesg_type)).fetchone()
     return int(row[0]) if row else None
+
+
+def transaction(conn: sqlite3.Connection, package_id: int, tx_id: str) -> int | None:
+    """The amount of a transaction of the package, or None when it has none by that id."""
+    row = conn.execute("SELECT amount_fen FROM beps_txs WHERE package_id = ? AND tx_id = ?",
+                       (package_id, tx_id)).fetchone()
+    return int(row[0]) if row else None
+
+
+def cancelled_txs(conn: sqlite3.Connection, package_id: int) -> frozenset[str]:
+    rows = conn.execute("SELECT tx_id FROM beps_tx_cancels WHERE package_id = ?",
+                        (package_id,))
+    return frozenset(tx_id for (tx_id,) in rows)
+
+
+def withdrawn_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM beps_tx_cancels").fetchone()[0])
+
+
+def cancel_tx(conn: sqlite3.Connection, package_id: int, tx_id: str, amount_fen: int,
+              at: str) -> int:
+    """Take a transaction out of a waiting package's count and sum; how many are left.
+    A package left with none is cancelled (PR08): there is nothing of it to net."""
+    conn.execute("INSERT INTO beps_tx_cancels (package_id, tx_id, amount_fen, cancelled_at) "
+                 "VALUES (?, ?, ?, ?)", (package_id, tx_id, amount_fen, at))
+    updated = conn.execute(
+        "UPDATE beps_packages SET count = count - 1, amount_fen = amount_fen - ?, "
+        "status = CASE WHEN count = 1 THEN ? ELSE status END WHERE id = ? AND status = ?",
+        (amount_fen, CANCELLED, package_id, WAITING)).rowcount
+    assert updated == 1, f"package {package_id} was waiting for netting"
+    left = conn.execute("SELECT count FROM beps_packages WHERE id = ?",
+                        (package_id,)).fetchone()[0]
+    assert left >= 0, f"package {package_id} keeps a count of at least zero"
+    return int(left)
 
 
 def waiting(conn: sqlite3.Connection) -> list[tuple[int, str, str, int, int]]:

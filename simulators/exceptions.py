@@ -4,7 +4,9 @@
 - ccms.307 → ccms.308: a payment still in the central queue (PR12) is cancelled (PR08)
   and the payer's queue is looked at again, since the cancelled item may have blocked
   smaller ones behind it; a settled, rejected, cancelled or unknown payment is refused
-  (PR09) with the reason. Only the payment's own sender may cancel it.
+  (PR09) with the reason. Only the payment's own sender may cancel it. A 307 naming a
+  BEPS package withdraws one of its transactions while the package waits for netting
+  (beps_cancel.py).
 - ccms.316 → ccms.317: the NPC reports from its records what became of a message (PR04
   settled with the settlement date, PR12 queued, PR08 cancelled, PR09 rejected), or
   PR24 when it has no such message from that sender.
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import Conflict, NotFound, Problem, ProblemList, ValidationFailed
 from gateway.messages import ccms307, ccms316, codec, hvps111
 from gateway.messages.common import GroupHeader, NpcProcessing, OriginalRef
-from simulators import codes
+from simulators import beps_cancel, codes
 from simulators.logfmt import event
 from simulators.peers import TransferRequest
 from simulators.store import CANCELLED, QUEUED, REJECTED, SETTLED
@@ -74,20 +76,15 @@ def _find(node: Node, sender: str, original: OriginalRef) -> tuple | None:
 def _cancel(node: Node, decoded: codec.Decoded) -> str:
     req: ccms307.CancelRequest = decoded.obj
     sender = decoded.header.orig_sender
-    found = None if decoded.problems else _find(node, sender, req.payment)
     if decoded.problems:
         status, reason = ccms307.REFUSED, CANCEL_RULE_BROKEN
         detail = ",".join(sorted({p.code for p in decoded.problems}))
-    elif found is None:
-        status, reason, detail = ccms307.REFUSED, NOT_FOUND, req.payment.msg_id
-    elif found[1] == QUEUED:
-        node.store.set_status(found[0], CANCELLED)
-        node.rtgs.release_payer(sender)
-        status, reason, detail = ccms307.CANCELLED, CANCELLED_AT_REQUEST, ""
+    elif req.payment.mt in ccms307.PACKAGE_TYPES:
+        status, reason, detail = beps_cancel.cancel(node.store.conn, sender, req.payment,
+                                                    req.payment_tx,
+                                                    node.clock.now().isoformat())
     else:
-        status = ccms307.REFUSED
-        reason = CANCEL_SETTLED if found[1] == SETTLED else CANCEL_NOT_QUEUED
-        detail = found[1]
+        status, reason, detail = _cancel_hvps(node, sender, req)
     request = OriginalRef(req.header.msg_id, sender, ccms307.MESSAGE_TYPE)
 
     def build(g: GroupHeader) -> bytes:
@@ -98,6 +95,20 @@ def _cancel(node: Node, decoded: codec.Decoded) -> str:
     event(log, "cancel_answered", sender=sender, msg_id=req.payment.msg_id, status=status,
           reason=reason.code)
     return status
+
+
+def _cancel_hvps(node: Node, sender: str,
+                 req: ccms307.CancelRequest) -> tuple[str, codes.Reason, str]:
+    """Cancel a payment in the central queue; (PrcSts, reason, detail)."""
+    found = _find(node, sender, req.payment)
+    if found is None:
+        return ccms307.REFUSED, NOT_FOUND, req.payment.msg_id
+    if found[1] == QUEUED:
+        node.store.set_status(found[0], CANCELLED)
+        node.rtgs.release_payer(sender)
+        return ccms307.CANCELLED, CANCELLED_AT_REQUEST, ""
+    return (ccms307.REFUSED, CANCEL_SETTLED if found[1] == SETTLED else CANCEL_NOT_QUEUED,
+            found[1])
 
 
 def _status(node: Node, decoded: codec.Decoded) -> str:

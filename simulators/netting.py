@@ -124,7 +124,8 @@ def notify_round(store: Store, notices: BepsNotices, result: RoundResult,
         npc = NpcProcessing(bs.NETTED, NETTED.code, netting_date=result.netting_date,
                             netting_round=result.netting_round,
                             received_at=iso_datetime(now), forwarded_at=iso_datetime(now))
-        notices.forward_netted(row.receiver, row.raw, npc)
+        notices.forward_netted(row.receiver, row.raw, npc,
+                               bs.cancelled_txs(store.conn, package_id))
 
 
 def _original(row: bs.PackageRow) -> OriginalRef:

@@ -10,8 +10,18 @@ from typing import Any
 import pytest
 
 from gateway.clock import SHANGHAI
+from gateway.beps import build
+from gateway.clock import ManualClock
+from gateway.messages import codec
+from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.messages.signing import KeyRing, write_keypair
+from simulators.beps_notices import BepsNotices
+from simulators.ids import Ids
+from simulators.settings import NPC_CODE
+from simulators.testing import BankSender
+from tests.beps_support import credit_row
+from simulators import beps_cancel, netting
 from simulators import beps_store as bs
-from simulators import netting
 from simulators.store import Store
 
 A, B, C = "999100000019", "888200000015", "777300000011"
@@ -24,12 +34,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, ...]] = []
+        self.withdrawn: dict[str, frozenset[str]] = {}
 
     def result(self, dest: str, original: Any, status: str, *rest: Any, **kw: Any) -> None:
         self.sent.append(("900", dest, status, original.msg_id))
 
-    def forward_netted(self, dest: str, raw: bytes, npc: Any) -> None:
+    def forward_netted(self, dest: str, raw: bytes, npc: Any,
+                       withdrawn: frozenset[str] = frozenset()) -> None:
         self.sent.append(("forward", dest, npc.netting_round))
+        self.withdrawn[dest] = withdrawn
 
     def booking(self, dest: str, original: Any, npc: Any, net_fen: int, balance_fen: int,
                 netting_round: str) -> None:
@@ -48,15 +61,20 @@ def make_store(tmp_path: Path, balances: dict[str, int] | None = None,
     return store
 
 
-def add(store: Store, payer: str, payee: str, amount_fen: int) -> int:
+def add(store: Store, payer: str, payee: str, amount_fen: int,
+        txs: list[tuple[str, int]] | None = None) -> int:
+    """A credit package waiting for netting: one transaction, or `txs` summing up to
+    `amount_fen`."""
     n = store.add("test:package")
+    txs = txs or [(f"{n:016d}", amount_fen)]
+    assert sum(fen for _, fen in txs) == amount_fen
     with store.transaction():
         return bs.add_package(store.conn, {
             "sender": payer, "receiver": payee, "payer": payer, "payee": payee,
             "mesg_type": "beps.121.001.01", "mesg_id": f"{n:020d}", "msg_id": f"{n:016d}",
-            "count": 1, "amount_fen": amount_fen, "status": bs.WAITING,
+            "count": len(txs), "amount_fen": amount_fen, "status": bs.WAITING,
             "received_on": NOW.date().isoformat(), "received_at": NOW.isoformat(),
-            "raw": b""}, [(f"{n:016d}", amount_fen)])
+            "raw": b""}, txs)
 
 
 def net(store: Store, at: datetime = NOW) -> netting.RoundResult:
@@ -180,3 +198,120 @@ def test_notify_round_answers_senders_and_forwards_to_receivers(tmp_path):
     assert ("forward", B, "01") in notices.sent
     assert [s for s in notices.sent if s[0] == "900" and s[2] == "PR11"] == \
         [("900", C, "PR11", bs.package(store.conn, netted + 1).msg_id)]
+
+
+# Withdrawing a transaction (ccms.307) while its package waits
+
+T1, T2 = "2026121200000001", "2026121200000002"
+
+
+def withdraw(store: Store, package_id: int, tx_id: str | None,
+             sender: str = A) -> tuple[str, str]:
+    """Ask the NPC to take `tx_id` out of the package; (PrcSts, PrcCd) of its answer."""
+    row = bs.package(store.conn, package_id)
+    transaction = OriginalTx(A, B, tx_id, "A100") if tx_id else None
+    with store.transaction():
+        status, reason, _ = beps_cancel.cancel(
+            store.conn, sender, OriginalRef(row.msg_id, row.sender, row.mesg_type),
+            transaction, NOW.isoformat())
+    return status, reason.code
+
+
+def test_a_withdrawn_transaction_is_never_netted_nor_forwarded(tmp_path):
+    """Taken out while its package waits over the cap: the package's count and sum
+    drop, the next round nets the rest only, and the receiver is sent the rest only."""
+    store = make_store(tmp_path, caps={A: 250})
+    package_id = add(store, A, B, 500, [(T1, 300), (T2, 200)])
+    first = net(store)
+
+    answer = withdraw(store, package_id, T1)
+    row = bs.package(store.conn, package_id)
+    second = net(store, NOW + timedelta(minutes=1))
+    notices = Recorder()
+    netting.notify_round(store, notices, second, NOW)
+
+    assert first.newly_waiting == [package_id]
+    assert answer == ("PR08", "NEZC0002")
+    assert (row.count, row.amount_fen, row.status) == (1, 200, bs.WAITING)
+    assert second.netted == [package_id]
+    assert sorted(bs.positions(store.conn, NOW.date().isoformat(), "01")) == [
+        (B, 0, 200), (A, 200, 0)]
+    assert notices.withdrawn == {B: frozenset({T1})}
+    assert bs.withdrawn_count(store.conn) == 1
+
+
+def test_a_package_left_empty_is_cancelled_and_nets_nothing(tmp_path):
+    """Its last transaction withdrawn, the package is PR08 and no round takes it."""
+    store = make_store(tmp_path, caps={A: 0})
+    package_id = add(store, A, B, 300, [(T1, 300)])
+
+    answer = withdraw(store, package_id, T1)
+    result = net(store)
+
+    assert answer == ("PR08", "NEZC0002")
+    assert bs.package(store.conn, package_id).status == bs.CANCELLED
+    assert result.netted == [] and result.still_waiting == 0
+
+
+def _netted_first(store: Store, package_id: int) -> None:
+    net(store)
+
+
+def _withdrawn_first(store: Store, package_id: int) -> None:
+    withdraw(store, package_id, T1)
+
+
+# What happened to the package first, the request, and the NPC's refusal code.
+WITHDRAW_REFUSALS = [
+    ("netted: final", _netted_first, T1, A, "NEZE0011"),
+    ("withdrawn already", _withdrawn_first, T1, A, "NEZE0012"),
+    ("no such transaction in the package", None, "2026121200000099", A, "NEZE0013"),
+    ("not the package's sender", None, T1, B, "NEZE0013"),
+    ("no transaction named", None, None, A, "NEZE0013"),
+]
+
+
+@pytest.mark.parametrize("name, before, tx_id, sender, code", WITHDRAW_REFUSALS,
+                         ids=[r[0] for r in WITHDRAW_REFUSALS])
+def test_a_withdrawal_is_refused_by_rule(tmp_path, name, before, tx_id, sender, code):
+    """PR09 with the rule; the package keeps its count and sum."""
+    store = make_store(tmp_path)
+    package_id = add(store, A, B, 500, [(T1, 300), (T2, 200)])
+    if before is not None:
+        before(store, package_id)
+    kept = bs.package(store.conn, package_id)
+
+    answer = withdraw(store, package_id, tx_id, sender)
+
+    assert answer == ("PR09", code)
+    assert bs.package(store.conn, package_id) == kept
+
+
+def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_path):
+    """The forwarded package carries the transactions netted, with NbOfTxs and CtrlSum
+    restated, and the NPC's processing block of the round."""
+    store = make_store(tmp_path)
+    clock = ManualClock(NOW)
+    rows = [credit_row(n, NOW) for n in range(3)]
+    sender = BankSender(tmp_path / "bank", clock, A)
+    body = build.package_body("beps.121.001.01", "2026121200000007", A, B, rows, NOW)
+    raw = codec.encode(sender.header("beps.121.001.01"), body, sender.ring)
+    package_id = add(store, A, B, sum(r["amount_fen"] for r in rows),
+                     [(r["tx_id"], r["amount_fen"]) for r in rows])
+    with store.transaction():
+        store.conn.execute("UPDATE beps_packages SET raw = ?, msg_id = ? WHERE id = ?",
+                           (raw, "2026121200000007", package_id))
+    withdraw(store, package_id, rows[1]["tx_id"])
+    write_keypair(tmp_path / "npc", NPC_CODE)
+    notices = BepsNotices(store, Ids(store, clock), clock,
+                          KeyRing.load(tmp_path / "npc", [NPC_CODE]), lambda dest: None)
+
+    with store.transaction():
+        netting.notify_round(store, notices, net(store), NOW)
+    forwarded = [codec.decode(r.raw).obj for r in store.pending(B, 10)
+                 if r.mesg_type == "beps.121.001.01"]
+
+    assert len(forwarded) == 1
+    assert [t.tx_id for t in forwarded[0].transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
+    assert (forwarded[0].header.count, forwarded[0].header.total_fen) == (2, 100 + 102)
+    assert forwarded[0].npc.netting_round == "01"

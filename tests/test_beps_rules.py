@@ -4,7 +4,6 @@ bodies against the schemas, debit and batch requests refused by named rules."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,28 +15,16 @@ from gateway import payments, store
 from gateway.beps import build, debits_out, items, packer, periodic, schema
 from gateway.beps.api import submit_batch
 from gateway.beps.settings import BepsSettings
-from gateway.clock import SHANGHAI
 from gateway.errors import PaygateError, Problem
 from gateway.messages import codec
 from gateway.messages.signing import KeyRing, write_keypair
 from ledger.testing import fresh_books
 from message_schemas import catalogue
+from tests.beps_support import (NOW, ResultGateway, StubGateway, answer, credit_row,
+                                held_package)
 from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH, SHARED
 
-NOW = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
 OWN = frozenset({BANK, BRANCH})
-
-
-@dataclass
-class StubSettings:
-    bank_code: str = BANK
-
-
-@dataclass
-class StubGateway:
-    keyring: KeyRing
-    settings: StubSettings = field(default_factory=StubSettings)
-    notifier: payments.Notifier = field(default_factory=payments.Notifier)
 
 
 @pytest.fixture()
@@ -50,20 +37,6 @@ def books(tmp_path: Path) -> tuple[Any, StubGateway]:
     write_keypair(tmp_path, BANK)
     yield db, StubGateway(KeyRing.load(tmp_path, [BANK]))
     db.close()
-
-
-def credit_row(n: int, at: datetime, msg_type: str = "beps.121.001.01",
-               state: str = "accepted") -> dict[str, Any]:
-    tx_id = f"20261212{n:08d}"
-    return {
-        "id": f"P{tx_id}", "direction": "out", "channel": "beps", "state": state,
-        "msg_type": msg_type, "msg_id": tx_id, "tx_id": tx_id, "end_to_end_id": tx_id,
-        "sender_direct": BANK, "receiver_direct": PEER, "amount_fen": 100 + n,
-        "currency": "CNY", "payer_account": "11000000000000000801", "payer_name": "示例客户",
-        "payer_bank": BRANCH, "payee_account": f"6222{n:012d}", "payee_name": "对手客户",
-        "payee_bank": PEER_BRANCH, "business_type": "A100", "business_kind": "02102",
-        "urgency": "normal", "priority": 3, "remittance": ["/H01/货款"], "route": {},
-        "work_date": "2026-12-11", "created_at": at.isoformat(), "updated_at": at.isoformat()}
 
 
 def accept(db: Any, rows: list[dict[str, Any]]) -> None:
@@ -248,56 +221,6 @@ def test_without_any_key_each_item_is_refused():
     answer = asyncio.run(submit_batch(Recording(), 10, "core", None, [{}]))
 
     assert answer["results"][0]["errors"][0]["code"] == "idempotency_key_required"
-
-
-class ResultGateway(StubGateway):
-    """A stub with what the result handler needs: books, a clock, alerts."""
-
-    def __init__(self, keyring: KeyRing, led: Any) -> None:
-        super().__init__(keyring)
-        self.ledger, self.work_date, self.alerts = led, NOW.date(), []
-        self.clock = type("Fixed", (), {"now": staticmethod(lambda: NOW)})()
-
-    def alert(self, tx: Any, code: str, **detail: Any) -> None:
-        self.alerts.append(code)
-
-
-def held_package(tmp_path: Path, amounts: list[int]) -> tuple[Any, ResultGateway, str]:
-    """A sealed and sent package of credits whose payer's funds are held."""
-    from ledger.testing import customer_account
-    db, led = fresh_books(clearing_fen=10**9)
-    write_keypair(tmp_path, BANK)
-    gw = ResultGateway(KeyRing.load(tmp_path, [BANK]), led)
-    payer = customer_account(1)
-    with db.transaction() as tx:
-        for statement in store.SCHEMA:
-            tx.execute(statement, ())
-        schema.install(tx)
-        led.open_customer_account(tx, payer, "示例客户", "personal", NOW.date())
-        led.deposit(tx, "open", payer, 10**6, NOW.date())
-        for n, amount in enumerate(amounts):
-            row = dict(credit_row(n, NOW), payer_account=payer, amount_fen=amount)
-            row["hold_id"] = str(led.hold(tx, f"{row['id']}:hold", payer, amount,
-                                          NOW.date(), row["id"]))
-            payments.insert(tx, row)
-            items.add(tx, row["id"], items.CREDIT_OUT, PEER, row["msg_type"], amount, NOW)
-        outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
-        packer.claim(tx, gw, outbox[0], NOW)
-        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
-    return db, gw, package_id
-
-
-def answer(db: Any, gw: ResultGateway, package_id: str, status: str) -> None:
-    from gateway.beps import results
-    from gateway.messages.ccms900 import CommonConf
-    from gateway.messages.common import GroupHeader, OriginalRef
-    conf = CommonConf(GroupHeader("1", "", "0000", "0000", BANK, BANK, "BEPS"),
-                      OriginalRef(package_id[12:], BANK, "beps.121.001.01"), status,
-                      code="NEZI0000", processed_on="2026-12-12", netting_round="03",
-                      reject_info=None if status == "PR03" else "why")
-    decoded = type("Decoded", (), {"obj": conf})()
-    with db.transaction() as tx:
-        results.on_result(tx, gw, decoded, NOW)
 
 
 def states_and_books(db: Any, gw: ResultGateway) -> tuple[list[str], int, int, str]:

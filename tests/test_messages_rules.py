@@ -144,9 +144,12 @@ CASES: list[tuple[str, Callable[[], Any], Callable[[Any], list], str, str]] = [
         "1", "999100000019", "beps.121.001.01")), beps128.check, "receipt_must_answer_a_debit",
      "/Document/CstmrDrctDbtRct/OrgnlGrpHdr/OrgnlMT"),
     # Others
-    ("ccms307 settled package", lambda: replace(examples.EXAMPLES["ccms.307.001.02"](),
-                                                payment=examples._original("beps.121.001.01")),
+    ("ccms307 debit package", lambda: replace(examples.EXAMPLES["ccms.307.001.02"](),
+                                              payment=examples._original("beps.127.001.01")),
      ccms307.check, "cancel_not_allowed_for_type", "/Document/BizCxlReq/OrgnlGrpHdr/OrgnlMT"),
+    ("ccms307 package without its transaction", lambda: replace(
+        examples.EXAMPLES["ccms.307.001.02"](), payment=examples._original("beps.121.001.01")),
+     ccms307.check, "cancel_of_package_item_needs_transaction", "/Document/BizCxlReq/OrgnlTx"),
     ("ccms308 odd status", lambda: replace(examples.EXAMPLES["ccms.308.001.02"](),
                                            status="PR04"),
      ccms307.check, "cancel_status_unknown", "/Document/BizCxlRspn/BizCxlRspnInf/PrcSts"),

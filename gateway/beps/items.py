@@ -61,6 +61,16 @@ def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round:
                    "WHERE payment_id = ?", (netting_date, netting_round, pid))
 
 
+def net(tx: Any, gw: Any, p: dict[str, Any], package_id: str, netting_date: str,
+        netting_round: str, now: datetime) -> None:
+    """One item of a package the NPC netted: final, its hold a netted obligation."""
+    if p["hold_id"]:
+        gw.ledger.net(tx, f"{p['id']}:net", int(p["hold_id"]), gw.work_date.isoformat())
+    payments.transition(tx, p, "netted", "beps_netted", now, gw.notifier, package=package_id,
+                        netting_date=netting_date, netting_round=netting_round)
+    set_round(tx, [p["id"]], netting_date, netting_round)
+
+
 def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:
     """What GET /v1/transfers/{id} shows of a BEPS transaction under "beps"."""
     row = tx.query_one("SELECT kind, msg_type, package_id, netting_date, netting_round, "

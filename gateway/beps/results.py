@@ -8,6 +8,10 @@
   waits at the NPC for a later round (state `queued`).
 - PR09 rejected: holds are released and the transactions are `rejected` with the reason.
 
+An item we asked the NPC to take out of the package (ccms.307, cancels.py) is left alone
+by a netting notice until the NPC's answer says whether it was netted; items cancelled
+meanwhile are final and left alone by every notice.
+
 Answers about other messages go to the handler registered before this one.
 """
 
@@ -18,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway import payments
-from gateway.beps import items
+from gateway.beps import cancels, items
 from gateway.inbound import Processed
 from gateway.messages import beps128, ccms900, codec
 from gateway.states import FINAL
@@ -41,6 +45,15 @@ def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proces
         gw.alert(tx, "result_for_unknown_package", package=package_id, mt=conf.original.mt,
                  status=conf.status)
         return Processed({"unknown_package": package_id})
+    if pkg[0] == "cancelled":
+        # Every item was taken out before netting: the NPC nets nothing of the package. A
+        # wait announced before the last cancellation may arrive after it.
+        if conf.status != ccms900.WAITING_NETTING:
+            gw.alert(tx, "beps_result_for_cancelled_package", package=package_id,
+                     status=conf.status)
+        log.info("event=beps_result_for_cancelled_package package=%s status=%s", package_id,
+                 conf.status)
+        return Processed({"package": package_id, "ignored": conf.status})
     if pkg[0] in ("netted", "settled") and conf.status != ccms900.NETTED:
         # Netting is final: nothing said about the package afterwards undoes it.
         gw.alert(tx, "beps_result_after_netting", package=package_id, status=conf.status)
@@ -71,27 +84,28 @@ def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
         gw.alert(tx, "netting_round_missing", package=package_id)
     _set_package(tx, package_id, "netted", now, netting_date=netting_date,
                  netting_round=netting_round)
-    work_date = gw.work_date.isoformat()
-    netted = []
+    netted = 0
     for p in rows:
         if p["state"] in FINAL or p["state"] == "netted" or p["kind"] == items.DEBIT_OUT:
             continue
-        if p["hold_id"]:
-            gw.ledger.net(tx, f"{p['id']}:net", int(p["hold_id"]), work_date)
-        payments.transition(tx, p, "netted", "beps_netted", now, gw.notifier,
-                            package=package_id, netting_date=netting_date,
-                            netting_round=netting_round)
-        netted.append(p["id"])
-    items.set_round(tx, netted, netting_date, netting_round)
+        if cancels.waits_for_answer(tx, p["id"]):
+            # Only the NPC's answer to our ccms.307 says whether it netted this item.
+            log.info("event=beps_netting_waits_for_cancel_answer payment=%s package=%s",
+                     p["id"], package_id)
+            continue
+        items.net(tx, gw, p, package_id, netting_date, netting_round, now)
+        netted += 1
     items.settle_if_round_settled(tx, gw, netting_date, netting_round, now)
     log.info("event=beps_package_netted package=%s netting_date=%s netting_round=%s "
-             "count=%s", package_id, netting_date, netting_round, len(netted))
+             "count=%s", package_id, netting_date, netting_round, netted)
 
 
 def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
              conf: ccms900.CommonConf, now: datetime) -> None:
     _set_package(tx, package_id, "waiting", now, reason=conf.reject_info or conf.code)
     for p in rows:
+        if p["state"] in FINAL:  # cancelled meanwhile: no longer part of the wait
+            continue
         new_state = "queued" if p["state"] in ("sent", "queued") else p["state"]
         payments.transition(tx, p, new_state, "beps_waiting_for_netting", now, gw.notifier,
                             package=package_id, code=conf.code)

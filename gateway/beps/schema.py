@@ -7,6 +7,9 @@
 - `beps_packages`: every package we sealed or received, with its state and round.
 - `beps_rounds`: netting rounds whose settlement the NPC announced (saps.606).
 - `beps_mandates`: debit authorisations our customers gave (account, agreement).
+- `beps_cancel_waits`: our credits the NPC was asked to take out of their package
+  (ccms.307) and has not answered about yet; a netting notice leaves them alone until
+  the answer says whether they were netted (cancels.py).
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS beps_mandates (
         account_no TEXT NOT NULL, agreement_no TEXT NOT NULL, created_at TEXT NOT NULL,
         PRIMARY KEY (account_no, agreement_no)
+    )""",
+    """CREATE TABLE IF NOT EXISTS beps_cancel_waits (
+        payment_id TEXT PRIMARY KEY,
+        package_id TEXT NOT NULL,
+        request_msg_id TEXT NOT NULL,     -- XML MsgId of our ccms.307
+        asked_at TEXT NOT NULL
     )""",
     # Stop-payments (止付) a payer asked for: every debit under an agreement, or one debit
     # (its TxId); the receipt of a stopped debit refuses it with the payer's reason.

@@ -9,6 +9,12 @@ since a refusal means the payment is no longer simply queued (typically it settl
 meanwhile and the result is late or lost), we ask the NPC for its status (ccms.316)
 rather than guess. Anything else (sent and not yet answered, or final) cannot be
 cancelled.
+
+A BEPS item can be cancelled until it is netted (gateway.beps.cancels): at once while
+it waits to be packed or sits in a package not yet sent, or by a ccms.307 naming its
+package and transaction once the NPC has the package. The ccms.308 is acted on as
+stated; a refusal leaves the item where it is (no status query: BEPS answers come with
+the package's netting notice).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from datetime import datetime
 from typing import Any
 
 from gateway import payments
+from gateway.beps import cancels as beps_cancels
 from gateway.errors import Conflict, Problem, ValidationFailed
 from gateway.exceptions import outcomes, schema, status, wire
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import ccms307, codec
+from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.messages.ccms900 import CANCELLED
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
@@ -43,43 +51,39 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     """Cancel now, or ask the NPC to; (what happened, stream entries)."""
     payment = payments.get(tx, payment_id)
     if payment["direction"] == "out" and payment["channel"] == "beps":
-        return _cancel_beps(gw, tx, payment, reason, by, now), []
+        _refuse_if_pending(tx, payment_id)
+        return _cancel_beps(gw, tx, payment, reason, by, now)
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", payment_id,
-                               "an outgoing HVPS payment"))
+                               "an outgoing HVPS or BEPS payment"))
     if payment["state"] in UNSENT_STATES:
         return _cancel_unsent(gw, tx, payment, reason, by, now), []
     if payment["state"] != "queued":
         raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
                                "a payment not yet sent, or queued at the NPC"))
+    _refuse_if_pending(tx, payment_id)
+    return _ask_npc(gw, tx, payment, reason, by, now, wire.original_of(payment),
+                    wire.original_tx_of(payment))
+
+
+def _refuse_if_pending(tx: Any, payment_id: str) -> None:
     pending = schema.open_request(tx, "cancel", payment_id)
     if pending is not None:
         raise Conflict(Problem("cancel_already_requested", "/id", payment_id,
                                "no cancellation request waiting for its answer",
                                f"request {pending['id']} waits for the NPC's ccms.308"))
-    return _ask_npc(gw, tx, payment, reason, by, now)
 
 
 def _cancel_beps(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
-                 now: datetime) -> dict[str, Any]:
-    """A BEPS item can be cancelled while it waits to be packed; once in a package it is
-    on its way to netting, and once netted it is final (已轧差即具有支付最终性)."""
-    item = tx.query_one("SELECT package_id, netting_round FROM beps_items "
-                        "WHERE payment_id = ?", (payment["id"],))
-    if payment["state"] in ("netted", "settled") or (item and item[1]):
-        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
-                               "a BEPS item not yet netted"))
-    if payment["state"] != "accepted" or item is None or item[0] is not None:
-        raise Conflict(Problem("beps_item_already_packed", "/id", payment["id"],
-                               "a BEPS item still waiting to be packed",
-                               "the package is on its way to netting at the NPC"))
-    released = gw.ledger.release(tx, f"{payment['id']}:cancel:release",
-                                 int(payment["hold_id"]), gw.work_date)
-    payments.transition(tx, payment, "cancelled", "cancelled_before_packing", now,
-                        gw.notifier, reason=reason or "cancelled_at_request", by=by,
-                        released_entry=released)
-    return {"payment": payment["id"], "state": "cancelled", "cancelled": "before_packing",
-            "released_entry": released}
+                 now: datetime) -> tuple[dict[str, Any], list[Entry]]:
+    """Done at once before the package is sent; asked of the NPC once it has it."""
+    outcome = beps_cancels.request(gw, tx, payment, reason, by, now)
+    if not isinstance(outcome, beps_cancels.NpcRequest):
+        return outcome, []
+    result, entries = _ask_npc(gw, tx, payment, reason, by, now, outcome.package,
+                               outcome.transaction, beps_cancels.SYSTEM)
+    beps_cancels.asked(tx, payment["id"], outcome.package_id, result["msg_id"], now)
+    return dict(result, package=outcome.package_id), entries
 
 
 def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
@@ -106,12 +110,12 @@ def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None
 
 
 def _ask_npc(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
-             now: datetime) -> tuple[dict[str, Any], list[Entry]]:
+             now: datetime, original: OriginalRef, original_tx: OriginalTx | None,
+             system: str = wire.SYSTEM) -> tuple[dict[str, Any], list[Entry]]:
     def build(group: Any) -> bytes:
-        return ccms307.build(ccms307.CancelRequest(group, wire.original_of(payment),
-                                                   wire.original_tx_of(payment), reason))
+        return ccms307.build(ccms307.CancelRequest(group, original, original_tx, reason))
     msg_id, mesg_id, entry = wire.queue_request(gw, tx, now, ccms307.MESSAGE_TYPE, payment,
-                                                build)
+                                                build, system)
     request_id = schema.add_request(tx, "cancel", payment["id"], msg_id, mesg_id, by, reason,
                                     now)
     payments.transition(tx, payment, payment["state"], "cancel_requested", now, gw.notifier,
@@ -131,6 +135,8 @@ def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime,
         return Processed({"unknown_request": resp.request.msg_id})
     answer = {"status": resp.status, "code": resp.code, "info": resp.reject_info}
     payment = payments.get(tx, req["payment_id"])
+    if payment["channel"] == "beps":
+        return _beps_answer(gw, tx, req, resp, answer, payment, now)
     if resp.cancelled:
         schema.answer_request(tx, req["id"], "granted", answer, now)
         done = outcomes.apply(gw, tx, payment, CANCELLED, None, now, "npc_cancel",
@@ -147,3 +153,31 @@ def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime,
         entries = status.ask_tx(gw, tx, payment, "cancel_refused", now, enter_unknown=True)
     return Processed({"payment": payment["id"], "cancel": "refused", "code": resp.code},
                      [lambda: push(entries)] if entries else [])
+
+
+def _beps_answer(gw: Any, tx: Any, req: dict[str, Any], resp: ccms307.CancelResponse,
+                 answer: dict[str, Any], payment: dict[str, Any], now: datetime) -> Processed:
+    """A ccms.308 about an item of one of our BEPS packages: PR08 took it out before
+    netting; a refusal leaves it in its package, whatever became of that."""
+    state = "granted" if resp.cancelled else "refused"
+    schema.answer_request(tx, req["id"], state, answer, now)
+    if not resp.cancelled:
+        payment = payments.transition(tx, payment, payment["state"], "cancel_refused", now,
+                                      gw.notifier, request=req["id"], code=resp.code,
+                                      info=resp.reject_info)
+    done = beps_cancels.answered(gw, tx, payment, resp.cancelled,
+                                 req["reason"] or "cancelled_at_request", req["requested_by"],
+                                 now)
+    if resp.cancelled and done == "already_final" and payment["state"] != "cancelled":
+        gw.alert(tx, "cancel_granted_for_final_payment", payment=payment["id"],
+                 state=payment["state"])
+    return Processed({"payment": payment["id"], "cancel": state, "code": resp.code,
+                      "done": done})
+
+
+def request_failed(gw: Any, tx: Any, req: dict[str, Any], now: datetime) -> None:
+    """The NPC refused our ccms.307 itself (a ccms.900): for a BEPS item that is a
+    refusal too, and its netting no longer waits for an answer."""
+    payment = payments.get(tx, req["payment_id"])
+    if req["kind"] == "cancel" and payment["channel"] == "beps":
+        beps_cancels.answered(gw, tx, payment, False, None, req["requested_by"], now)

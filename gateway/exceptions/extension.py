@@ -128,6 +128,7 @@ class Exceptions:
         payment = payments.get(tx, req["payment_id"])
         payments.transition(tx, payment, payment["state"], f"{req['kind']}_request_failed",
                             now, self.gw.notifier, request=req["id"], code=conf.code)
+        cancels.request_failed(self.gw, tx, req, now)
         self.gw.alert(tx, f"{req['kind']}_request_refused_by_npc", payment=payment["id"],
                       request=req["id"], npc_code=conf.code, reason=conf.reject_info)
         return Processed({"request": req["id"], "failed": conf.status})

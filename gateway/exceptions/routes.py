@@ -93,7 +93,9 @@ async def post_cancel(request: web.Request) -> web.Response:
     payment_id = await _payment_of(request, client)
     result = await _ext(request).request_cancel(payment_id, body.get("reason"),
                                                 f"core:{client}")
-    return _json(result, 200 if result["cancelled"] == "before_sending" else 202)
+    # Cancelled here and now (never sent, never packed, or taken out of an unsent
+    # package): 200; a request on its way to the NPC: 202.
+    return _json(result, 200 if result["state"] == "cancelled" else 202)
 
 
 async def post_status_query(request: web.Request) -> web.Response:

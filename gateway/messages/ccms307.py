@@ -6,6 +6,11 @@ optional reason; the NPC answers with a 308 naming the 307 and the payment, with
 when the payment was cancelled or PR09 (and a reason) when it could not be, typically
 because it had settled meanwhile. No published schema exists for either (SPEC.md e.5);
 ours follows the ccms.900 layout.
+
+A BEPS credit waiting for netting is withdrawn the same way: OrgnlGrpHdr names its
+package (beps.121, 122 or 125) and OrgnlTx, required then, the transaction in it; PR08
+means the NPC took it out of the package's totals before netting, PR09 that it could
+not (typically because the package was netted, which is final).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ RESPONSE_TYPE = "ccms.308.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.307.001.02"
 RESPONSE_NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.308.001.02"
 CANCELLED, REFUSED = "PR08", "PR09"
-# Only payments still waiting at the NPC can be withdrawn.
-CANCELLABLE_TYPES = ("hvps.111.001.01", "hvps.112.001.01")
+# Only payments still waiting at the NPC can be withdrawn: HVPS credits queued for
+# settlement, and single credits of BEPS packages waiting for netting.
+PACKAGE_TYPES = ("beps.121.001.01", "beps.122.001.01", "beps.125.001.01")
+CANCELLABLE_TYPES = ("hvps.111.001.01", "hvps.112.001.01", *PACKAGE_TYPES)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,10 @@ def check(m: CancelRequest | CancelResponse) -> list[Problem]:
             p.append(Problem("cancel_not_allowed_for_type",
                              "/Document/BizCxlReq/OrgnlGrpHdr/OrgnlMT", m.payment.mt,
                              "one of " + ", ".join(CANCELLABLE_TYPES)))
+        if m.payment.mt in PACKAGE_TYPES and m.payment_tx is None:
+            p.append(Problem("cancel_of_package_item_needs_transaction",
+                             "/Document/BizCxlReq/OrgnlTx", None,
+                             "the transaction of the package to take out (OrgnlTx)"))
         return p
     p = check_group_parties(m.header, "/Document/BizCxlRspn/GrpHdr")
     if m.status not in (CANCELLED, REFUSED):

@@ -12,7 +12,7 @@ differ only in element names and a few rules, which a `Layout` states.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 
@@ -129,6 +129,15 @@ class Package:
     @property
     def sum_fen(self) -> int:
         return sum(t.amount_fen for t in self.transfers)
+
+
+def without(pkg: Package, tx_ids: frozenset[str]) -> Package:
+    """The package less the transactions named by TxId, its NbOfTxs and CtrlSum those of
+    the transactions left: a package never states a count or sum it does not carry.
+    Everything else (MsgId, CreDtTm, the return deadline, the NPC's block) is kept."""
+    kept = tuple(t for t in pkg.transfers if t.tx_id not in tx_ids)
+    header = replace(pkg.header, count=len(kept), total_fen=sum(t.amount_fen for t in kept))
+    return replace(pkg, header=header, transfers=kept)
 
 
 # Building

@@ -1,0 +1,100 @@
+"""BEPS test support without processes: a stub gateway with the books, keys and clock
+the BEPS modules use, payments as the intake stores them, and a package of held credits
+sealed (and sent) the way the packer does it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway import payments, store
+from gateway.beps import items, packer, results, schema
+from gateway.beps.settings import BepsSettings
+from gateway.clock import SHANGHAI
+from gateway.exceptions import schema as exc_schema
+from gateway.messages.ccms900 import CommonConf
+from gateway.messages.common import GroupHeader, OriginalRef
+from gateway.messages.signing import KeyRing, write_keypair
+from ledger.testing import customer_account, fresh_books
+from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH
+
+NOW = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
+
+
+@dataclass
+class StubSettings:
+    bank_code: str = BANK
+
+
+@dataclass
+class StubGateway:
+    keyring: KeyRing
+    settings: StubSettings = field(default_factory=StubSettings)
+    notifier: payments.Notifier = field(default_factory=payments.Notifier)
+
+
+class ResultGateway(StubGateway):
+    """A stub with what the result handler needs: books, a clock, alerts."""
+
+    def __init__(self, keyring: KeyRing, led: Any) -> None:
+        super().__init__(keyring)
+        self.ledger, self.work_date, self.alerts = led, NOW.date(), []
+        self.clock = type("Fixed", (), {"now": staticmethod(lambda: NOW)})()
+
+    def alert(self, tx: Any, code: str, **detail: Any) -> None:
+        self.alerts.append(code)
+
+
+def credit_row(n: int, at: datetime, msg_type: str = "beps.121.001.01",
+               state: str = "accepted") -> dict[str, Any]:
+    tx_id = f"20261212{n:08d}"
+    return {
+        "id": f"P{tx_id}", "direction": "out", "channel": "beps", "state": state,
+        "msg_type": msg_type, "msg_id": tx_id, "tx_id": tx_id, "end_to_end_id": tx_id,
+        "sender_direct": BANK, "receiver_direct": PEER, "amount_fen": 100 + n,
+        "currency": "CNY", "payer_account": "11000000000000000801", "payer_name": "示例客户",
+        "payer_bank": BRANCH, "payee_account": f"6222{n:012d}", "payee_name": "对手客户",
+        "payee_bank": PEER_BRANCH, "business_type": "A100", "business_kind": "02102",
+        "urgency": "normal", "priority": 3, "remittance": ["/H01/货款"], "route": {},
+        "work_date": "2026-12-11", "created_at": at.isoformat(), "updated_at": at.isoformat()}
+
+
+def held_package(tmp_path: Path, amounts: list[int],
+                 send: bool = True) -> tuple[Any, ResultGateway, str]:
+    """A sealed package of credits whose payer's funds are held, claimed for sending
+    unless `send` is false."""
+    db, led = fresh_books(clearing_fen=10**9)
+    write_keypair(tmp_path, BANK)
+    gw = ResultGateway(KeyRing.load(tmp_path, [BANK]), led)
+    payer = customer_account(1)
+    with db.transaction() as tx:
+        for statement in store.SCHEMA:
+            tx.execute(statement, ())
+        schema.install(tx)
+        exc_schema.create_tables(tx)
+        led.open_customer_account(tx, payer, "示例客户", "personal", NOW.date())
+        led.deposit(tx, "open", payer, 10**6, NOW.date())
+        for n, amount in enumerate(amounts):
+            row = dict(credit_row(n, NOW), payer_account=payer, amount_fen=amount)
+            row["hold_id"] = str(led.hold(tx, f"{row['id']}:hold", payer, amount,
+                                          NOW.date(), row["id"]))
+            payments.insert(tx, row)
+            items.add(tx, row["id"], items.CREDIT_OUT, PEER, row["msg_type"], amount, NOW)
+        outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
+        if send:
+            packer.claim(tx, gw, outbox[0], NOW)
+        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
+    return db, gw, package_id
+
+
+def answer(db: Any, gw: ResultGateway, package_id: str, status: str) -> None:
+    """The NPC's ccms.900 about the package (PR03 in round 03), handled."""
+    conf = CommonConf(GroupHeader("1", "", "0000", "0000", BANK, BANK, "BEPS"),
+                      OriginalRef(package_id[12:], BANK, "beps.121.001.01"), status,
+                      code="NEZI0000", processed_on="2026-12-12", netting_round="03",
+                      reject_info=None if status == "PR03" else "why")
+    decoded = type("Decoded", (), {"obj": conf})()
+    with db.transaction() as tx:
+        results.on_result(tx, gw, decoded, NOW)
