@@ -21,7 +21,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
-from gateway import intake, keys, outbound, payments, recovery, webhook
+from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
@@ -55,23 +55,6 @@ REDIS_POOL_WAIT_S = 10.0
 # `simulate_day_events(run)` (events for `paygate simulate-day`).
 EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
                                "gateway.exceptions", "gateway.beps")
-
-
-# Request fields as the core system names them, for errors raised deeper down (the router
-# and the ledger name their own inputs).
-_REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
-                   "amount_fen": "/amount", "business_type": "/business_type",
-                   "business_kind": "/business_kind", "urgency": "/urgency",
-                   "when_closed": "/when_closed", "account_no": "/payer_account",
-                   "bank_code": "/payee_bank"}
-
-
-def _as_request_fields(exc: PaygateError) -> PaygateError:
-    """The same refusal, its paths named as the request's JSON pointers."""
-    problems = [replace(p, path=_REQUEST_FIELDS.get(p.path.lstrip("/"), p.path))
-                if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
-                else p for p in exc.problems]
-    return PaygateError(problems, exc.status)
 
 
 class Prepared(NamedTuple):
@@ -349,10 +332,10 @@ class Gateway:
         """Accept many transfers in one transaction (POST /v1/transfers/batch): for each
         (idempotency key, body), its (status, view) or the error that refused it alone.
 
-        Each transfer is checked, routed, held and recorded exactly as `submit_transfer`
-        does, in its own savepoint, so a refusal undoes only that one; they commit
-        together (one fsync for the batch) and their stream entries go out in one
-        pipeline, a nudge repeated by many of them sent once.
+        Each transfer is checked, routed, held and recorded as `submit_transfer` does; a
+        refusal undoes only that one (gateway.bulk); they commit together (one fsync for
+        the batch) and their stream entries go out in one pipeline, a nudge repeated by
+        many of them sent once.
         """
         await self._check_depth()
         results: list[Any] = [None] * len(requests)
@@ -363,21 +346,8 @@ class Gateway:
             except PaygateError as exc:
                 results[i] = exc
 
-        def work(tx: Any) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
-            done, entries = [], []
-            for i, prepared in ready:
-                try:
-                    with tx.savepoint():
-                        status, response, more = self._accept_tx(tx, prepared)
-                except PaygateError as exc:
-                    done.append((i, exc))
-                    continue
-                done.append((i, (status, response)))
-                entries.extend(more)
-            return done, entries
-
         if ready:
-            done, entries = await self.store.run(work)
+            done, entries = await self.store.run(lambda tx: bulk.accept_many(self, tx, ready))
             for i, outcome in done:
                 results[i] = outcome
             unique: dict[tuple, tuple[str, dict[str, str]]] = {}
@@ -409,7 +379,7 @@ class Gateway:
                 next_hvps_opening=(None if self.hvps_open else
                                    next_hvps_opening(now, self.calendar, self.timetable)))
         except PaygateError as exc:
-            raise _as_request_fields(exc) from None
+            raise intake.as_request_fields(exc) from None
         accept = self.channels.get(decision.channel)
         if accept is None:
             raise PaygateError(Problem(
@@ -438,7 +408,7 @@ class Gateway:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
                                        transfer.amount_fen, work_date, payment_id)
         except PaygateError as exc:
-            raise _as_request_fields(exc) from None
+            raise intake.as_request_fields(exc) from None
         row = intake.record_outgoing(tx, transfer, p.decision, work_date=work_date, now=p.now,
                                      hold_id=str(hold_id), state="accepted",
                                      payment_id=payment_id, msg_id=msg_id,

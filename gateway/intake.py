@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 from gateway import keys, payments
-from gateway.errors import ProblemList, ValidationFailed
+from gateway.errors import PaygateError, ProblemList, ValidationFailed
 from gateway.money import parse_yuan
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
@@ -204,3 +204,20 @@ def add_outbox(tx: Any, payment_id: str, priority: int, state: str, now: datetim
                        "updated_at) VALUES (?, 'hvps_credit', ?, ?, ?, ?) RETURNING id",
                        (payment_id, stream, state, now.isoformat(), now.isoformat()))
     return row[0]
+
+
+# Request fields as the core system names them, for errors raised deeper down (the router
+# and the ledger name their own inputs).
+_REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
+                   "amount_fen": "/amount", "business_type": "/business_type",
+                   "business_kind": "/business_kind", "urgency": "/urgency",
+                   "when_closed": "/when_closed", "account_no": "/payer_account",
+                   "bank_code": "/payee_bank"}
+
+
+def as_request_fields(exc: PaygateError) -> PaygateError:
+    """The same refusal, its paths named as the request's JSON pointers."""
+    problems = [replace(p, path=_REQUEST_FIELDS.get(p.path.lstrip("/"), p.path))
+                if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
+                else p for p in exc.problems]
+    return PaygateError(problems, exc.status)

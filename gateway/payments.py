@@ -42,6 +42,16 @@ def next_seq(tx: Any, name: str) -> int:
     return value
 
 
+def reserve_seq(tx: Any, name: str, count: int) -> int:
+    """The first of `count` consecutive numbers of the sequence, taken at once."""
+    row = tx.query_one("UPDATE sequences SET value = value + ? WHERE name = ? "
+                       "RETURNING value", (count, name))
+    if row is None:
+        tx.execute("INSERT INTO sequences (name, value) VALUES (?, ?)", (name, count))
+        return 1
+    return row[0] - count + 1
+
+
 def _row(values: tuple) -> dict[str, Any]:
     row = dict(zip(COLUMNS, values))
     row["remittance"] = json.loads(row["remittance"])
@@ -63,6 +73,27 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
     log.info("event=payment_created payment=%s direction=%s channel=%s state=%s "
              "amount_fen=%s msg_id=%s", data["id"], data["direction"], data["channel"],
              data["state"], data["amount_fen"], data["msg_id"])
+
+
+def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
+    """`insert` for many new payments: one statement per table for all of them."""
+    values, events = [], []
+    for row in rows:
+        data = dict(row)
+        data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
+        data["route"] = data.pop("route_json", None) or json.dumps(data.get("route", {}),
+                                                                   ensure_ascii=False)
+        for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
+            data.setdefault(optional, None)
+        values.append(tuple(data[c] for c in COLUMNS))
+        events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
+    tx.executemany(_INSERT, values)
+    tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                   "VALUES (?, ?, ?, ?, ?)", events)
+    for row in rows:
+        log.info("event=payment_created payment=%s direction=%s channel=%s state=%s "
+                 "amount_fen=%s msg_id=%s", row["id"], row["direction"], row["channel"],
+                 row["state"], row["amount_fen"], row["msg_id"])
 
 
 def get(tx: Any, payment_id: str) -> dict[str, Any]:

@@ -82,6 +82,15 @@ def apply_lines(tx: Transaction, lines: tuple[Line, ...], work_date: str,
             raise error
 
 
+def apply_sum(tx: Transaction, account_no: str, side: str, total_fen: int,
+              work_date: str) -> bool:
+    """Apply the sum of several customer lines on one side as one change, if the account's
+    rules allow the whole sum (else nothing changes and the caller posts them one by
+    one, which finds exactly the lines refused)."""
+    return tx.execute(_APPLY, (side, total_fen, total_fen, account_no, side, total_fen,
+                               work_date)) == 1
+
+
 def undo_lines(tx: Transaction, lines: tuple[Line, ...], rules: Rules) -> None:
     """Take back lines this posting applied; nothing else has seen them yet."""
     for line in reversed(lines):

@@ -27,7 +27,7 @@ from ledger.errors import LedgerError
 from ledger.holds import HELD, end_hold, find_hold
 from ledger.postings import (
     VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Posting,
-    check_amount, fingerprint, post, replay, transfer, work_date_text,
+    check_amount, fingerprint, post, post_many, replay, transfer, work_date_text,
 )
 from ledger.settings import Context
 
@@ -69,6 +69,34 @@ def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_f
 
     return post(tx, posting, ctx.accounts.rules,
                 insufficient_code="payer_funds_insufficient").entry_id
+
+
+def hold_many(ctx: Context, tx: Transaction, holds: list[tuple[str, str, int, str, str]]
+              ) -> list[int | LedgerError]:
+    """`hold` for many payments at once, each (event id, payer account, amount in fen,
+    work date, ref): the hold id of each, or the LedgerError refusing it alone."""
+    postings: list[Posting | LedgerError] = []
+    for event_id, account_no, amount_fen, work_date, ref in holds:
+        try:
+            check_amount(amount_fen)
+            day = work_date_text(work_date)
+            lines = transfer(_customer(ctx, account_no), ctx.accounts.holds, amount_fen)
+        except LedgerError as error:
+            postings.append(error)
+            continue
+        postings.append(Posting(event_id, "hold", f"hold|{account_no}|{amount_fen}|{day}|{ref}",
+                                VOUCHER_REMITTANCE, day, lines, ref=ref))
+    valid = [p for p in postings if isinstance(p, Posting)]
+    posted = iter(post_many(tx, valid, ctx.accounts.rules,
+                            insufficient_code="payer_funds_insufficient"))
+    out: list[int | LedgerError] = []
+    for p in postings:
+        if isinstance(p, LedgerError):
+            out.append(p)
+            continue
+        result = next(posted)
+        out.append(result if isinstance(result, LedgerError) else result.entry_id)
+    return out
 
 
 def release(ctx: Context, tx: Transaction, event_id: str, hold_id: int,

@@ -15,7 +15,7 @@ from datetime import date
 from functools import cache
 from typing import NamedTuple
 
-from ledger.balances import Line, Rules, apply_lines, undo_lines
+from ledger.balances import Line, Rules, apply_lines, apply_sum, undo_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 
@@ -190,3 +190,116 @@ def _assert_balanced(lines: tuple[Line, ...]) -> None:
         assert amount_fen > 0, "every line moves money"
         net_fen += amount_fen if side == DEBIT else -amount_fen
     assert lines and net_fen == 0, "a journal entry balances"
+
+
+def post_many(tx: Transaction, postings: list[Posting], rules: Rules,
+              insufficient_code: str = "account_balance_insufficient"
+              ) -> list[Posted | LedgerError]:
+    """`post` for many postings at once, each with its own outcome, in order.
+
+    For new events whose debited customer accounts cover all of them, the balances move
+    with one UPDATE per account and the entries and lines are written with one
+    statement each; the outcome is what `post` one by one would give. Whatever does not
+    fit that case (an event already posted, an account that cannot cover its total)
+    goes through `post`, in order, so that a refusal is exact to the posting.
+    """
+    if not postings:
+        return []
+    for posting in postings:
+        _assert_balanced(posting.lines)
+        check_event_id(posting.event_id)
+    days = {posting.work_date for posting in postings}
+    try:
+        for day in days:
+            check_work_date_open(tx, day)
+    except LedgerError:
+        return [_post_or_error(tx, p, rules, insufficient_code) for p in postings]
+    known = _known_events(tx, [p.event_id for p in postings])
+    # New postings with one line the rules can refuse (a customer debit), summed per
+    # account and day; an account that cannot cover its sum is left to `post`, which
+    # refuses exactly the postings that do not fit. Anything else goes to `post` too.
+    checked: dict[int, list[Line]] = {}
+    for i, p in enumerate(postings):
+        if p.event_id not in known:
+            known.add(p.event_id)  # the same event twice in one call: the second replays
+            checked[i] = [line for line in p.lines if _checked(line, rules)]
+    fresh = [i for i, lines in checked.items() if len(lines) == 1]
+
+    def key(i: int) -> tuple[str, str, str]:
+        line = checked[i][0]
+        return line.account_no, line.side, postings[i].work_date
+
+    totals: dict[tuple[str, str, str], int] = {}
+    for i in fresh:
+        totals[key(i)] = totals.get(key(i), 0) + checked[i][0].amount_fen
+    slow = {k for k, total_fen in totals.items() if not _apply_sum(tx, *k, total_fen, rules)}
+    bulk = [i for i in fresh if key(i) not in slow]
+    for i in bulk:  # lines that cannot be refused: deferred, as `post` does
+        apply_lines(tx, tuple(line for line in postings[i].lines
+                              if not _checked(line, rules)), postings[i].work_date,
+                    insufficient_code, rules)
+    ids = _insert_entries(tx, [postings[i] for i in bulk])
+    out: list[Posted | LedgerError | None] = [None] * len(postings)
+    for i in bulk:
+        out[i] = Posted(ids[postings[i].event_id], "", replayed=False)
+    for i, posting in enumerate(postings):
+        if out[i] is None:
+            out[i] = _post_or_error(tx, posting, rules, insufficient_code)
+    return out  # type: ignore[return-value]
+
+
+def _post_or_error(tx: Transaction, posting: Posting, rules: Rules,
+                   insufficient_code: str) -> Posted | LedgerError:
+    try:
+        return post(tx, posting, rules, insufficient_code=insufficient_code)
+    except LedgerError as error:
+        return error
+
+
+def _checked(line: Line, rules: Rules) -> bool:
+    """A line the balance rules can refuse (see ledger.balances.apply_lines)."""
+    rule = rules.get(line.account_no)
+    return rule is None or not (rule.negative_ok or rule.normal_side == line.side)
+
+
+def _apply_sum(tx: Transaction, account_no: str, side: str, day: str, total_fen: int,
+               rules: Rules) -> bool:
+    """Apply many lines on one side of a customer account as one, if its rules allow the
+    whole sum (a debit needs the balance to cover all of them)."""
+    if rules.get(account_no) is not None:
+        return False  # an internal account that can refuse: posted one by one
+    return apply_sum(tx, account_no, side, total_fen, day)
+
+
+def _known_events(tx: Transaction, event_ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for start in range(0, len(event_ids), _IDS_PER_QUERY):
+        chunk = event_ids[start:start + _IDS_PER_QUERY]
+        known.update(row[0] for row in tx.query(
+            "SELECT event_id FROM ledger_entry WHERE event_id IN "
+            f"({', '.join('?' * len(chunk))})", chunk))
+    return known
+
+
+def _insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
+    """Insert new entries and their lines; the entry id of each event id."""
+    if not postings:
+        return {}
+    tx.executemany(_INSERT_ENTRY.removesuffix(" RETURNING entry_id"), [
+        (p.event_id, p.op, p.fingerprint, p.voucher_kind, p.work_date, p.ref, p.depends_on,
+         p.reverses, p.teller, "") for p in postings])
+    ids: dict[str, int] = {}
+    for start in range(0, len(postings), _IDS_PER_QUERY):
+        chunk = [p.event_id for p in postings[start:start + _IDS_PER_QUERY]]
+        ids.update((event_id, int(entry_id)) for entry_id, event_id in tx.query(
+            "SELECT entry_id, event_id FROM ledger_entry WHERE event_id IN "
+            f"({', '.join('?' * len(chunk))})", chunk))
+    assert len(ids) == len(postings), "every new entry was inserted"
+    tx.executemany("INSERT INTO ledger_line (entry_id, line_no, account_no, side, amount_fen) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   [(ids[p.event_id], n, line.account_no, line.side, line.amount_fen)
+                    for p in postings for n, line in enumerate(p.lines, start=1)])
+    return ids
+
+
+_IDS_PER_QUERY = 500

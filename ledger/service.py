@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ledger import accounts, dayend, incoming, payments, reports, reversal, vouchers
 from ledger.db import Transaction
+from ledger.errors import LedgerError
 from ledger.settings import Context, LedgerSettings
 from ledger.types import Account, CreditResult, Statement, SuspenseItem, TrialBalance
 from ledger.vouchers import Voucher
@@ -83,6 +84,12 @@ class Ledger:
     def hold(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
              work_date: WorkDate, ref: str) -> int:
         return payments.hold(self._ctx, tx, event_id, account_no, amount_fen, work_date, ref)
+
+    def hold_many(self, tx: Transaction, holds: list[tuple[str, str, int, WorkDate, str]]
+                  ) -> list[int | LedgerError]:
+        """Many holds at once: (event id, account, amount, work date, ref) each; the hold
+        id or the error refusing that one (the others stand)."""
+        return payments.hold_many(self._ctx, tx, holds)
 
     def release(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.release(self._ctx, tx, event_id, hold_id, work_date)

@@ -62,6 +62,7 @@ class RouteDecision:
     explanation: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # `record()` as JSON, made once per remembered decision (Router.decide).
     record_json: str = field(default="", repr=False, compare=False)
+    recorded: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def explain(self) -> dict[str, Any]:
         """The rule, the inputs, the facts and the directory rows used, as JSON-able data."""
@@ -159,8 +160,9 @@ class Router:
             inputs = dict(known.explanation["inputs"], amount_fen=req.amount_fen)
             return replace(known, explanation=dict(known.explanation, inputs=inputs))
         decision = self._decide(req, on_date, hvps_open, next_hvps_opening)
-        decision = replace(decision, record_json=json.dumps(decision.record(),
-                                                            ensure_ascii=False))
+        recorded = decision.record()
+        decision = replace(decision, recorded=recorded,
+                           record_json=json.dumps(recorded, ensure_ascii=False))
         if len(self._decided) >= DECISIONS_REMEMBERED_MAX:
             self._decided.clear()
         self._decided[key] = decision

@@ -35,7 +35,7 @@ RESULT_TYPE = "ccms.900.001.02"
 
 def install(gw: "Gateway") -> "BepsExtension":
     ext = BepsExtension(gw)
-    gw.channels["beps"] = ext.accept
+    gw.channels["beps"] = CreditIntake(ext)
     gw.view_hooks.append(ext.show_on_transfer)
     return ext
 
@@ -45,6 +45,39 @@ def extension_of(gw: "Gateway") -> "BepsExtension":
         if isinstance(ext, BepsExtension):
             return ext
     raise PaygateError(Problem("channel_not_enabled", "/", "beps", "gateway.beps installed"))
+
+
+def _check_names(row: dict[str, Any]) -> None:
+    p = ProblemList()
+    for name in ("payer_name", "payee_name"):
+        if len(row[name]) > build.NAME_LEN_MAX:
+            p.add("name_too_long_for_beps", f"/{name}", row[name],
+                  f"at most {build.NAME_LEN_MAX} characters in a BEPS package")
+    p.raise_if_any(ValidationFailed)
+
+
+class CreditIntake:
+    """The BEPS channel's intake, one transfer at a time (a call) or a batch at once
+    (gateway.bulk: `check` each, then `insert_many` for all those the ledger held)."""
+
+    def __init__(self, ext: Any) -> None:
+        self.ext = ext
+        self.bulk = self
+
+    def __call__(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
+                 decision: Any, now: datetime
+                 ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+        return self.ext.accept(tx, row, transfer, decision, now)
+
+    def check(self, row: dict[str, Any]) -> None:
+        _check_names(row)
+
+    def insert_many(self, tx: Any, rows: list[dict[str, Any]]
+                    ) -> list[tuple[str, dict[str, str]]]:
+        items.add_many(tx, [(row["id"], items.CREDIT_OUT, row["receiver_direct"],
+                             row["msg_type"], row["amount_fen"], row["created_at"])
+                            for row in rows])
+        return [(keys.BEPS_TX, {"items": str(len(rows))})]
 
 
 class BepsExtension:
@@ -71,12 +104,7 @@ class BepsExtension:
     def accept(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer, decision: Any,
                now: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """An accepted, held BEPS credit waits to be packed (the channel intake)."""
-        p = ProblemList()
-        for name in ("payer_name", "payee_name"):
-            if len(row[name]) > build.NAME_LEN_MAX:
-                p.add("name_too_long_for_beps", f"/{name}", row[name],
-                      f"at most {build.NAME_LEN_MAX} characters in a BEPS package")
-        p.raise_if_any(ValidationFailed)
+        _check_names(row)
         items.add(tx, row["id"], items.CREDIT_OUT, decision.receiver_direct, row["msg_type"],
                   row["amount_fen"], now)
         return row, [(keys.BEPS_TX, {"item": row["id"]})]

@@ -28,6 +28,7 @@ from gateway import outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
 from gateway.messages import codec
+from gateway.waiting import wait_set
 from gateway.worker import RetryLater
 
 if TYPE_CHECKING:
@@ -140,10 +141,7 @@ class Packer:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self.nudged.wait(), self.settings.seal_check_s)
-            except asyncio.TimeoutError:
-                pass
+            await wait_set(self.nudged, self.settings.seal_check_s)
             self.nudged.clear()
             await self.seal()
 

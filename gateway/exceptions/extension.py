@@ -20,18 +20,17 @@ due.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Callable
 
 from aiohttp import web
 
 from gateway import payments
-from gateway.exceptions import (cancels, ops, outcomes, returns, routes, schema, status,
-                                suspense)
+from gateway.exceptions import cancels, ops, outcomes, returns, routes, schema, status, suspense
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import ccms307, ccms316, ccms900, codec, hvps111
+from gateway.waiting import wait_set
 
 log = logging.getLogger("paygate.exceptions")
 
@@ -227,8 +226,7 @@ class Exceptions:
 
     async def _pause(self) -> None:
         # The interval's end is the normal way out of the wait, not an error.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.sweep_interval_s)
+        await wait_set(self._wake, self.sweep_interval_s)
         self._wake.clear()
 
     async def _sweep_forever(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway import keys
+from gateway.waiting import wait_set
 
 log = logging.getLogger("paygate.ops")
 
@@ -52,10 +53,7 @@ class Hub:
         if self.version != seen_version or self.stopping:
             return
         self.listen()
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            return
+        await wait_set(self._event, timeout_s)
 
     def listen(self) -> None:
         """Start listening to other processes' changes (once, on first use)."""

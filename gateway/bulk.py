@@ -1,0 +1,164 @@
+"""Accepting a batch of transfers in one transaction with one write per kind of row.
+
+`Gateway.submit_transfers` hands the checked and routed transfers of a batch here. A
+transfer whose channel has a bulk intake (BEPS: the item waits to be packed) is
+accepted in three steps that together do what `Gateway._accept_tx` does for one:
+
+1. in order, for each: its idempotency record (read for the whole batch at once, and
+   keys repeated inside the batch answered like a replay), its ids (from one block of
+   the day's sequence), the channel's own checks, and its hold in the ledger. A refusal
+   leaves nothing behind: the checks write nothing, and a hold the ledger refuses
+   leaves the transaction as it found it (ledger.postings.post);
+2. the payment rows, their first history rows, the channel's rows and the stored
+   answers of all accepted transfers, each kind with one executemany;
+3. one log line per payment, as `payments.insert` writes.
+
+Other transfers (HVPS, internal book transfers) take the one-by-one path, each in its
+own savepoint, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway import payments
+from gateway.errors import Conflict, PaygateError, Problem
+from gateway.intake import as_request_fields
+
+if TYPE_CHECKING:
+    from gateway.app import Prepared
+
+log = logging.getLogger("paygate.payments")
+
+Entry = tuple[str, dict[str, str]]
+KEYS_PER_QUERY = 500  # idempotency keys looked up in one statement
+
+
+def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
+                ) -> tuple[list[tuple[int, Any]], list[Entry]]:
+    """(index, (status, answer) or the error refusing it) for each, and stream entries."""
+    stored = _stored_answers(tx, ready)
+    bulk = [(i, p) for i, p in ready if getattr(p.accept, "bulk", None) is not None]
+    seq = _reserve(tx, bulk)
+    outcome: dict[str, Any] = {}  # idempotency key -> outcome of its first use here
+    repeats: list[tuple[int, "Prepared"]] = []
+    waiting: list[tuple[int, "Prepared", dict[str, Any], Any]] = []  # checked, to hold
+    done: list[tuple[int, Any]] = []
+    entries: list[Entry] = []
+    for i, p in ready:
+        if p.idem_key in outcome:
+            repeats.append((i, p))
+            continue
+        try:
+            if p.idem_key in stored:
+                result = _replay(p, *stored[p.idem_key])
+            elif getattr(p.accept, "bulk", None) is None:
+                with tx.savepoint():
+                    status, response, more = gw._accept_tx(tx, p)
+                entries.extend(more)
+                result = (status, response)
+            else:
+                row = _new_row(p, seq)
+                seq += 1
+                p.accept.bulk.check(row)
+                waiting.append((i, p, row, p.accept.bulk))
+                outcome[p.idem_key] = (p.body_hash, None)  # decided with the holds below
+                continue
+        except PaygateError as exc:
+            result = exc
+        outcome[p.idem_key] = (p.body_hash, result)
+        done.append((i, result))
+
+    holds = gw.ledger.hold_many(tx, [
+        (f"{row['id']}:hold", p.transfer.payer_account, p.transfer.amount_fen, p.work_date,
+         row["id"]) for _, p, row, _ in waiting])
+    rows: list[dict[str, Any]] = []
+    by_intake: dict[Any, list[dict[str, Any]]] = {}
+    answers: list[tuple] = []
+    for (i, p, row, intake), hold in zip(waiting, holds):
+        if isinstance(hold, PaygateError):
+            result: Any = as_request_fields(hold)
+        else:
+            row["hold_id"] = str(hold)
+            response = payments.public_view(row)
+            rows.append(row)
+            by_intake.setdefault(intake, []).append(row)
+            answers.append((p.client, p.idem_key, p.body_hash,
+                            json.dumps(response, ensure_ascii=False), p.now.isoformat()))
+            result = (201, response)
+        outcome[p.idem_key] = (p.body_hash, result)
+        done.append((i, result))
+    # A key used twice in one batch: the second gets what the first got (a refusal too),
+    # or a conflict if its body differs.
+    done.extend((i, _replay(p, *outcome[p.idem_key])) for i, p in repeats)
+
+    if rows:
+        payments.insert_many(tx, rows)
+        for intake, its_rows in by_intake.items():
+            entries.extend(intake.insert_many(tx, its_rows))
+        tx.executemany("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+                       "created_at) VALUES (?, ?, ?, 201, ?, ?)", answers)
+    return done, entries
+
+
+def _stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
+                    ) -> dict[str, tuple[str, Any]]:
+    """The idempotency records already stored for the batch's keys (one client)."""
+    found: dict[str, tuple[str, Any]] = {}
+    by_client: dict[str, list[str]] = {}
+    for _, p in ready:
+        by_client.setdefault(p.client, []).append(p.idem_key)
+    for client, keys in by_client.items():
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            chunk = keys[start:start + KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            for key, body_hash, status, response in tx.query(
+                    "SELECT key, body_sha256, status, response FROM idempotency "
+                    f"WHERE client = ? AND key IN ({marks})", (client, *chunk)):
+                found[key] = (body_hash, (status, json.loads(response)))
+    return found
+
+
+def _replay(p: "Prepared", body_hash: str, answer: Any) -> Any:
+    """The first answer given under this key, or the refusal of a different body."""
+    if body_hash != p.body_hash:
+        return Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
+                                p.idem_key, "the same body as the first request with this key"))
+    return answer
+
+
+def _reserve(tx: Any, bulk: list) -> int:
+    """The first of a block of daily sequence numbers for the bulk transfers (numbers of
+    refused ones are not reused: message ids must be unique, not gapless)."""
+    if not bulk:
+        return 0
+    days = {p.work_date for _, p in bulk}
+    assert len(days) == 1, "a batch is accepted on one work date"
+    day = next(iter(days)).strftime("%Y%m%d")
+    return payments.reserve_seq(tx, f"msg:{day}", len(bulk))
+
+
+def _new_row(p: "Prepared", seq: int) -> dict[str, Any]:
+    t = p.transfer
+    day = p.work_date.strftime("%Y%m%d")
+    msg_id = f"{day}{seq:08d}"
+    decision = p.decision
+    now = p.now.isoformat()
+    return {
+        "id": f"P{msg_id}", "direction": "out", "channel": decision.channel,
+        "state": "accepted", "msg_type": decision.message_type or "internal",
+        "msg_id": msg_id, "tx_id": msg_id,
+        "end_to_end_id": p.end_to_end_id or f"{t.payer_bank}{day}{seq:012d}",
+        "sender_direct": decision.sender_direct, "receiver_direct": decision.receiver_direct,
+        "amount_fen": t.amount_fen, "currency": t.currency, "payer_account": t.payer_account,
+        "payer_name": t.payer_name, "payer_bank": t.payer_bank,
+        "payee_account": t.payee_account, "payee_name": t.payee_name,
+        "payee_bank": t.payee_bank, "business_type": t.business_type,
+        "business_kind": t.business_kind, "urgency": t.urgency,
+        "priority": decision.priority, "remittance": list(t.remittance), "hold_id": None,
+        "route": decision.record(), "route_json": decision.record_json or None,
+        "work_date": p.work_date.isoformat(), "created_at": now, "updated_at": now,
+        "client": p.client,
+    }
