@@ -513,3 +513,42 @@ def test_beps_credits_returned_both_ways(tmp_path):
             assert end[payer] == 10_000 * YUAN
             assert end["balanced"] and end["clearing"] == await npc_balance(h)
     run(scenario())
+
+
+def test_a_batch_mixing_channels_keys_and_refusals_commits_each_exactly_once(tmp_path):
+    """One batch: BEPS credits, an urgent one routed to HVPS, one the payer cannot cover
+    any more, a key used twice (same body: the same answer; other body: a conflict).
+    Each accepted one is held once and settles once; the refused hold leaves no trace."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            payer = await open_account(h, 12, 1_000 * YUAN)
+            before = await books(h, payer)
+            urgent = dict(credit(payer, "300.00"), urgency="urgent")
+            batch = [dict(credit(payer, "200.00"), idempotency_key="k-a"),
+                     dict(urgent, idempotency_key="k-u"),
+                     dict(credit(payer, "400.00"), idempotency_key="k-b"),
+                     dict(credit(payer, "200.01"), idempotency_key="k-poor"),
+                     dict(credit(payer, "200.00"), idempotency_key="k-a"),
+                     dict(credit(payer, "1.00"), idempotency_key="k-b")]
+            async with aiohttp.ClientSession() as http:
+                first = await _post(http, h, batch)
+                again = await _post(http, h, batch)
+            results = first["results"]
+            assert [r["status"] for r in results] == [201, 201, 201, 422, 201, 409]
+            assert results[3]["errors"][0]["code"] == "payer_funds_insufficient"
+            assert results[5]["errors"][0]["code"] == "idempotency_key_reused_with_other_body"
+            assert results[4]["transfer"] == results[0]["transfer"]
+            assert [r["transfer"]["channel"] for r in results[:3]] == ["beps", "hvps", "beps"]
+            assert [r["status"] for r in again["results"]] == [201, 201, 201, 422, 201, 409]
+            assert [r.get("transfer", {}).get("id") for r in again["results"]] == \
+                [r.get("transfer", {}).get("id") for r in results]
+            for r in results[:3]:
+                await wait_state(h, r["transfer"]["id"], "settled")
+            after = await books(h, payer)
+            holds = await h.gateway.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM ledger_entry WHERE op = 'hold'", ())[0])
+            assert after["balanced"]
+            assert after[payer] == before[payer] - 900 * YUAN
+            assert holds == 3
+            assert after["clearing"] == await npc_balance(h)
+    run(scenario())
