@@ -15,11 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.numeric import NumericLoader
 
+from ledger.balances import DEFERRED
 from ledger.db import Transaction
 
 # Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT_S = 5
+
+
+class _WholeNumberLoader(NumericLoader):
+    """SUM over BIGINT columns is NUMERIC in PostgreSQL; a whole number comes back as an
+    int, as SQLite gives it, so that sums of fen stay integers (never Decimal)."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        return int(value) if value.is_finite() and value == value.to_integral_value() \
+            else value
 
 
 class PostgresTransaction(Transaction):
@@ -28,6 +40,31 @@ class PostgresTransaction(Transaction):
     def __init__(self, cursor: Any, converted: dict[str, str]) -> None:
         super().__init__(cursor)
         self._converted = converted
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Transaction]:
+        """As SQLite's, except that deferred balance changes are not written first: they
+        wait for the commit, so the few internal accounts every payment touches are
+        locked only for the moment of the commit, not from the first piece of work of a
+        group on. A rolled-back scope gets back the deferred changes made before it."""
+        deferred = self.cache.get(DEFERRED)
+        before = dict(deferred) if deferred else None
+        self._savepoint_depth += 1
+        name = f"sp{self._savepoint_depth}"
+        self._cur.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+            self.cache.clear()
+            if before:
+                self.cache[DEFERRED] = before
+            raise
+        else:
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoint_depth -= 1
 
     def _sql(self, sql: str) -> str:
         text = self._converted.get(sql)
@@ -56,6 +93,7 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        self._conn.adapters.register_loader("numeric", _WholeNumberLoader)
         self._in_transaction = False
         # Statements rewritten to psycopg's placeholders, kept for the connection's life.
         self._converted: dict[str, str] = {}
