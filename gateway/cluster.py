@@ -8,7 +8,7 @@ sweeper and start-up recovery, sealing BEPS packages, the window's timetable and
 end, the link session's login and probes, the exception and query deadline sweeps.
 
 The leader is the process whose store connection holds a PostgreSQL session advisory
-lock (`LEADER_LOCK`). The lock lives in the database that is the truth, not beside it:
+lock (`LEADER_LOCK`, one per schema). The lock lives in the database that is the truth, not beside it:
 when the leader dies its session ends and the lock is free at once, with no lease to run
 out and no clock to trust; while its session lives no other process can take it, so two
 leaders never act together. The others try again every `LEAD_CHECK_S`. On SQLite the one
@@ -36,7 +36,9 @@ from gateway import keys
 
 log = logging.getLogger("paygate.cluster")
 
-LEADER_LOCK = 0x70617967  # pg_try_advisory_lock key of the leader ("payg")
+# The leader's advisory lock: a class of our own and the schema's name, so that gateways
+# of separate deployments in one database (one schema each) each have their own leader.
+LEADER_LOCK = f"{0x7061}, hashtext(current_schema())"
 LEAD_CHECK_S = 1.0        # how often a follower tries to take the lead
 LISTEN_RETRY_S = 0.5      # pause before listening again after Redis went away
 

@@ -37,6 +37,8 @@ CLOSE_WAIT_S = 10.0  # how long a stop waits for work in flight to commit
 # run again before its error is given to the caller. Each run reads what the winner
 # committed, so a second loss needs a third process or a new change in between.
 RERUNS_MAX = 5
+# pg_advisory_xact_lock key of the schema's installation (one per schema).
+SCHEMA_LOCK = f"{0x7062}, hashtext(current_schema())"
 
 # PostgreSQL's codes for losing a race: serialization failure, deadlock, unique key
 # taken, lock not available. (SQLite errors carry no SQLSTATE.)
@@ -180,6 +182,11 @@ class Store:
     def _open(self) -> None:
         self._db = ledger.connect(self.url)
         with self._db.transaction() as tx:
+            if tx.dialect == "postgresql":
+                # Gateway processes starting together create the tables one at a time
+                # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
+                # concurrent one); the lock ends with this transaction.
+                tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
             dialect.install(tx, SCHEMA)
             self.ledger.install(tx)
 
