@@ -61,7 +61,7 @@ async def product(root: Path, url: str, gateways: int, duration_s: float) -> dic
     load = Load()
     runner, hook_port = await webhook_server(load)
     fleet = Fleet(root, url, gateways=gateways, start=START, settings={
-        "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "log_level": "WARNING"})
+        "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "log_level": os.environ.get("PAYGATE_BENCH_LOG_LEVEL", "WARNING")})
     fleet.build(clearing_fen=10**15, peer_fen=10**15)
     prepare_books(url, 20, 10**15, 10**14, "2026-12-07")
     try:
@@ -112,7 +112,8 @@ async def _checks(fleet: Fleet) -> dict[str, Any]:
             clearing_fen = led.clearing_balance(tx)
             doubled = tx.query_one(
                 "SELECT COUNT(*) FROM (SELECT op, ref FROM ledger_entry WHERE op NOT IN "
-                "('deposit', 'fund_clearing') GROUP BY op, ref HAVING COUNT(*) > 1) d",
+                "('deposit', 'fund_clearing', 'settle_net') GROUP BY op, ref "
+                "HAVING COUNT(*) > 1) d",
                 ())[0]
     finally:
         db.close()

@@ -37,6 +37,11 @@ CLOSE_WAIT_S = 10.0  # how long a stop waits for work in flight to commit
 # run again before its error is given to the caller. Each run reads what the winner
 # committed, so a second loss needs a third process or a new change in between.
 RERUNS_MAX = 5
+# On PostgreSQL, how long a piece of work waits for a row another process's transaction
+# holds before it gives up and runs again in the next transaction. A group of work holds
+# every row it touched until it commits; two groups touching the same rows in another
+# order would otherwise wait for each other until the server's deadlock check (a second).
+LOCK_WAIT_MS = 200
 # pg_advisory_xact_lock key of the schema's installation (one per schema).
 SCHEMA_LOCK = f"{0x7062}, hashtext(current_schema())"
 
@@ -189,6 +194,8 @@ class Store:
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
             dialect.install(tx, SCHEMA)
             self.ledger.install(tx)
+            if tx.dialect == "postgresql":
+                tx.execute(f"SET lock_timeout = {LOCK_WAIT_MS}", ())
 
     async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Let pending work commit (bounded: a stop never hangs on the database)."""

@@ -9,7 +9,7 @@ the same money nor post the same event twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import psycopg
 from psycopg.types.numeric import NumericLoader
 
 from ledger.balances import DEFERRED
-from ledger.db import Transaction
+from ledger.db import Params, Transaction
 
 # Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT_S = 5
@@ -37,9 +37,20 @@ class _WholeNumberLoader(NumericLoader):
 class PostgresTransaction(Transaction):
     dialect = "postgresql"
 
-    def __init__(self, cursor: Any, converted: dict[str, str]) -> None:
+    def __init__(self, cursor: Any, converted: dict[str, str],
+                 side: Callable[[], Any] | None = None) -> None:
         super().__init__(cursor)
         self._converted = converted
+        self._side = side
+
+    def committed_at_once(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """Run one statement outside this transaction, on the database's second
+        connection, committed at once (a counter other processes must not wait for
+        until this transaction ends); its first row."""
+        assert self._side is not None, "this transaction's database has no second connection"
+        with self._side().cursor() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchone()
 
     @contextmanager
     def savepoint(self) -> Iterator[Transaction]:
@@ -97,6 +108,7 @@ class PostgresDatabase:
         self._in_transaction = False
         # Statements rewritten to psycopg's placeholders, kept for the connection's life.
         self._converted: dict[str, str] = {}
+        self._side_conn: Any = None
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
@@ -105,7 +117,7 @@ class PostgresDatabase:
         cursor = self._conn.cursor()
         cursor.execute("BEGIN")
         self._in_transaction = True
-        tx = PostgresTransaction(cursor, self._converted)
+        tx = PostgresTransaction(cursor, self._converted, self._side)
         try:
             yield tx
         except BaseException:
@@ -123,6 +135,15 @@ class PostgresDatabase:
             "PostgreSQL is backed up with pg_dump or continuous archiving, see docs/ledger.md"
         )
 
+    def _side(self) -> Any:
+        """The second connection (autocommit), opened when first needed."""
+        if self._side_conn is None:
+            self._side_conn = psycopg.connect(self.url, autocommit=True,
+                                              connect_timeout=CONNECT_TIMEOUT_S)
+        return self._side_conn
+
     def close(self) -> None:
         assert not self._in_transaction, "close the transaction before the database"
+        if self._side_conn is not None:
+            self._side_conn.close()
         self._conn.close()
