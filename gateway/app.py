@@ -157,7 +157,8 @@ class Gateway:
             if hasattr(ext, "start"):
                 await ext.start()
         self._start_scheduler()
-        await self.check_calendar()
+        if self.leading:
+            await self.check_calendar()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
