@@ -237,3 +237,14 @@ def test_one_leader_and_the_next_takes_over_when_it_dies(url):
 def _in_tx(db: Any, work: Any) -> Any:
     with db.transaction() as tx:
         return work(tx)
+
+
+def test_blocks_of_numbers_never_overlap(url):
+    """Batch intake takes message numbers in blocks: 2 x 100 blocks of 7 from two
+    processes, beside single numbers, never share a number."""
+    def draw(tx: Any) -> list[int]:
+        first = payments.reserve_seq(tx, "msg:20261207", 7)
+        return [*range(first, first + 7), payments.next_seq(tx, "msg:20261207")]
+    drawn = [n for block in both(url, draw, 100) for n in block]
+
+    assert sorted(drawn) == list(range(1, 1601))
