@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
+from gateway.cluster import Cluster
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
@@ -81,6 +82,10 @@ class Gateway:
         self.timetable = timetable_from_settings(settings)
         self.ledger = ledger.Ledger()
         self.store = Store(settings.db_url, self.ledger)
+        self.cluster = Cluster(self)
+        self.cluster.on_lead.append(self.recover)
+        self.cluster.listeners.update(hvps_status=self._on_peer_hvps_status,
+                                      hvps_recon=lambda e: self.recon_done(e["result"]))
         self.router = router or load_default()
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url))
         self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])
@@ -144,13 +149,16 @@ class Gateway:
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=64))
-        await self.recover()
+        await self.cluster.start()
+        if self.leading:
+            await self.recover()
         self._start_workers()
         for ext in self.extensions:
             if hasattr(ext, "start"):
                 await ext.start()
         self._start_scheduler()
-        await self.check_calendar()
+        if self.leading:
+            await self.check_calendar()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
@@ -166,6 +174,7 @@ class Gateway:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
+        await self.cluster.stop()
         for ext in reversed(self.extensions):
             if hasattr(ext, "stop"):
                 await ext.stop()
@@ -215,14 +224,16 @@ class Gateway:
         await self.store.run(work)
 
     async def window_tick(self) -> None:
+        """Every process keeps its window up to date; the leader alone records the
+        changes and raises the alerts (and acts on them: the day end)."""
         now = self.clock.now()
-        if now.date() != self._calendar_checked_on:
+        if now.date() != self._calendar_checked_on and self.leading:
             self._calendar_checked_on = now.date()
             await self.check_calendar()
         changes = self.window.apply_schedule(now)
         alerts = self.window.alerts(since=self._window_alerts_since)
         self._window_alerts_since = now
-        if changes or alerts:
+        if (changes or alerts) and self.leading:
             def work(tx: Any) -> None:
                 for entry in changes:
                     self.windows_record(tx, "HVPS", entry.from_code or "", entry.to_code,
@@ -254,6 +265,11 @@ class Gateway:
             # On a manual clock (the discrete-event day) time jumps between events, so an
             # age-based sweep would fire at random real moments; start-up recovery remains.
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process does the leader's work (gateway.cluster); always on SQLite."""
+        return self.cluster.leading
 
     async def _sweep_forever(self) -> None:
         await recovery.sweep_forever(self)
@@ -288,9 +304,19 @@ class Gateway:
         old_date = self.work_date
         self.hvps_status = status
         self.work_date = max(work_date, old_date)
+        if not self.leading:
+            return
         self.day_end.on_hvps_status(status, old_date, self.work_date)
         if status == "10":
             self._tasks.append(asyncio.create_task(self.release_waiting()))
+
+    def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
+        """Another gateway process applied a ccms.801: apply it to this one's window."""
+        outcome = self.window.apply_notice(event["orig"], event["cur"], event["date"],
+                                           datetime.fromisoformat(event["at"]))
+        log.info("event=peer_hvps_status cur=%s date=%s outcome=%s", event["cur"],
+                 event["date"], outcome)
+        self.apply_hvps_status(self.window.code, self.window.work_date)
 
     @property
     def hvps_open(self) -> bool:
@@ -529,7 +555,19 @@ class Gateway:
         if envelope is None:
             return
         try:
-            async with self.http.post(self.settings.npc_url, data=bytes(envelope),
+            await self.post_to_link(outbox_id, bytes(envelope))
+        except Exception:
+            # The claim is given back so that the retry (this entry reclaimed, or the
+            # sweeper) can take the row again; the same bytes go out then.
+            await self.store.run(lambda tx: outbound.give_back(tx, outbox_id,
+                                                               self.clock.now()))
+            raise
+        await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
+
+    async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
+        """POST one envelope to the NPC; RetryLater when the link is down or busy."""
+        try:
+            async with self.http.post(self.settings.npc_url, data=envelope,
                                       headers={"Content-Type": "application/octet-stream"}) as r:
                 if r.status >= 500:
                     raise RetryLater(f"link answered {r.status}")
@@ -539,7 +577,6 @@ class Gateway:
             self.link_failures += 1
             raise RetryLater(f"link unreachable: {exc!r}") from exc
         self.link_failures = 0
-        await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
 
     def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
         row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))

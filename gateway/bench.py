@@ -54,14 +54,28 @@ def bench_command(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
     parser.add_argument("--no-write", action="store_true",
                         help="print only; leave benchmarks/results.json and README alone")
+    parser.add_argument("--gateways", type=int, default=1,
+                        help="e2e: gateway processes sharing one Redis and one database")
+    parser.add_argument("--database-url", default="",
+                        help="e2e: the PostgreSQL database the gateways share (a schema of "
+                             "the run's own is made in it and dropped)")
     args = parser.parse_args(argv)
     runner = importlib.import_module(RUNNERS[args.name])
-    result = runner.run(quick=args.quick)
+    if args.gateways != 1 or args.database_url:
+        if args.name != "e2e" or args.gateways < 1 or \
+                not args.database_url.startswith(("postgresql://", "postgres://")):
+            parser.error("--gateways and --database-url are for e2e, with a postgresql:// "
+                         "URL (gateway processes share PostgreSQL, never a SQLite file)")
+        result = runner.run(quick=args.quick, gateways=args.gateways,
+                            database_url=args.database_url)
+    else:
+        result = runner.run(quick=args.quick)
     result.setdefault("quick", args.quick)
-    if not args.no_write:
+    # A run whose checks failed (something lost or doubled) is shown, never recorded.
+    if not args.no_write and result.get("clean", True):
         store(result)
     print(json.dumps(result, ensure_ascii=False))
-    return 0
+    return 0 if result.get("clean", True) else 1
 
 
 def store(result: dict[str, Any]) -> None:

@@ -152,15 +152,17 @@ class Load:
     refused: int = 0
 
 
-async def drive(url: str, duration_s: float, tag: str, load: Load | None = None,
+async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | None = None,
                 rate: float | None = None, first: int = 0) -> tuple[int, int]:
-    """POST transfers for `duration_s`: as fast as CONCURRENCY clients can, or paced."""
+    """POST transfers for `duration_s`: as fast as CONCURRENCY clients can, or paced.
+    Given several URLs (gateway processes), the clients are spread over them evenly."""
+    urls = [url] if isinstance(url, str) else url
     counter = {"next": first, "done": 0}
     deadline = time.perf_counter() + duration_s
     start = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
 
-    async def client(http: aiohttp.ClientSession) -> None:
+    async def client(http: aiohttp.ClientSession, url: str) -> None:
         while time.perf_counter() < deadline:
             i = counter["next"]
             counter["next"] += 1
@@ -181,7 +183,8 @@ async def drive(url: str, duration_s: float, tag: str, load: Load | None = None,
             elif load is not None:
                 load.refused += 1
     async with aiohttp.ClientSession(connector=connector) as http:
-        await asyncio.gather(*(client(http) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(client(http, urls[k % len(urls)])
+                               for k in range(CONCURRENCY)))
     return counter["done"], counter["next"] - first
 
 
@@ -313,26 +316,33 @@ async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, An
     }
 
 
+async def baselines(root: Path, duration_s: float) -> dict[str, float]:
+    """The bare baselines of this machine, measured in the same run as the product."""
+    redis_port = free_port()
+    (root / "bare-redis").mkdir()
+    bare_redis_proc = subprocess.Popen(
+        [redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
+         str(root / "bare-redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+         "--save", ""], stdout=subprocess.DEVNULL)
+    wait_port(redis_port)
+    try:
+        base_http = await bare_aiohttp(min(duration_s, 5.0))
+        base_redis = await bare_redis(f"redis://127.0.0.1:{redis_port}/0", 20_000)
+    finally:
+        bare_redis_proc.terminate()
+        bare_redis_proc.wait()
+    return {"http": base_http, "redis": base_redis, "lxml": bare_lxml(5_000),
+            "sqlite": bare_sqlite(root, 20_000)}
+
+
 async def _run(quick: bool) -> dict[str, Any]:
     duration_s, paced_s = (8.0, 4.0) if quick else (60.0, 20.0)
     with tempfile.TemporaryDirectory(prefix="paygate-bench-e2e-",
                                      dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
         root = Path(folder)
-        redis_port = free_port()
-        (root / "bare-redis").mkdir()
-        bare_redis_proc = subprocess.Popen(
-            [redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
-             str(root / "bare-redis"), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", ""], stdout=subprocess.DEVNULL)
-        wait_port(redis_port)
-        try:
-            base_http = await bare_aiohttp(min(duration_s, 5.0))
-            base_redis = await bare_redis(f"redis://127.0.0.1:{redis_port}/0", 20_000)
-        finally:
-            bare_redis_proc.terminate()
-            bare_redis_proc.wait()
-        base_lxml = bare_lxml(5_000)
-        base_sqlite = bare_sqlite(root, 20_000)
+        base = await baselines(root, duration_s)
+        base_http, base_redis = base["http"], base["redis"]
+        base_lxml, base_sqlite = base["lxml"], base["sqlite"]
         p = await product(root / "product", duration_s, paced_s)
     config = {"duration_s": duration_s, "paced_s": paced_s, "concurrency": CONCURRENCY,
               "paced_rate": PACED_RATE}
@@ -384,5 +394,10 @@ def _max_depths(samples: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, gateways: int = 1, database_url: str = "") -> dict[str, Any]:
+    """The benchmark; with several gateways (or a PostgreSQL database) the scale-out
+    mode of gateway.bench_scaleout, recorded under its own name."""
+    if gateways > 1 or database_url:
+        from gateway import bench_scaleout
+        return asyncio.run(bench_scaleout.run(quick, gateways, database_url))
     return asyncio.run(_run(quick))

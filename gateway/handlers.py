@@ -166,7 +166,10 @@ class Handlers:
         code, day = window.code, window.work_date
         return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
                           "outcome": outcome},
-                         [lambda: self.gw.apply_hvps_status(code, day)])
+                         [lambda: self.gw.apply_hvps_status(code, day),
+                          lambda: self.gw.cluster.publish(
+                              "hvps_status", orig=s.orig_status, cur=s.cur_status,
+                              date=str(s.cur_date), at=now.isoformat())])
 
     def on_recon_details(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         result = recon.compare_details(tx, d.obj, now)
@@ -179,7 +182,8 @@ class Handlers:
 
     def on_recon_summary(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         result = recon.compare_hvps(tx, d.obj, now)
-        after = [lambda: self.gw.recon_done(result)]
+        after = [lambda: self.gw.recon_done(result),
+                 lambda: self.gw.cluster.publish("hvps_recon", result=result)]
         selectors = recon.detail_selectors(result)
         if selectors:
             after.append(lambda: self.gw.spawn(self.gw.request_hvps_details(

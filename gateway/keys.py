@@ -17,6 +17,7 @@ INBOUND = f"{PREFIX}:in"               # inbound messages to process
 WEBHOOK = f"{PREFIX}:webhook"          # status changes to push to the core system
 DEAD = f"{PREFIX}:dead"                # dead letters, with the reason
 EVENTS = f"{PREFIX}:events"            # pub/sub channel for the operators' page
+CLUSTER = f"{PREFIX}:cluster"          # pub/sub channel between gateway processes
 
 # Operators' sessions and sign-in failure counters (keys with a TTL, not streams).
 OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"

@@ -68,20 +68,67 @@ def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: d
     return row[0]
 
 
+# How long a claim to send an outbox row stands before the sweeper may give the row to
+# another attempt: well past the link's timeout (gateway.app.LINK_TIMEOUT_S) and the
+# commit of the outcome. On PostgreSQL a claim also ends at once with the database
+# session of the process that made it (a gateway process that died).
+CLAIM_LEASE_S = 30.0
+
+# pending → sending, only if still pending: of two processes that both read the stream
+# entry, one sends. PostgreSQL also records the claiming session. (Webhook rows count
+# their attempts when the push ends, so their claim does not.)
+_CLAIMER = {"sqlite": "", "postgresql": ", claimed_by = pg_backend_pid()"}
+_TAKE = {(dialect, counted): "UPDATE outbox SET state = 'sending', updated_at = ?"
+         + (", attempts = attempts + 1" if counted else "") + claimer
+         + " WHERE id = ? AND state = 'pending'"
+         for dialect, claimer in _CLAIMER.items() for counted in (True, False)}
+# Claims whose sender is gone: SQLite has one process, so a claim older than the cut-off
+# (the lease, or every claim at start-up) is orphaned; PostgreSQL also knows at once
+# that the claiming session has ended.
+_ORPHANED = {
+    "sqlite": "UPDATE outbox SET state = 'pending', updated_at = ? WHERE state = 'sending' "
+              "AND updated_at < ? RETURNING id, stream",
+    "postgresql": "UPDATE outbox SET state = 'pending', updated_at = ? WHERE state = 'sending' "
+                  "AND (updated_at < ? OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+                  "WHERE a.pid = outbox.claimed_by)) RETURNING id, stream",
+}
+
+
+def take(tx: Any, outbox_id: int, now: datetime, count_attempt: bool = True) -> bool:
+    """Claim one outbox row for sending; False when it is not pending (another process
+    has it, it was sent already, it was cancelled or waits for the window)."""
+    sql = _TAKE[tx.dialect, count_attempt]
+    return tx.execute(sql, (now.isoformat(), outbox_id)) == 1
+
+
+def give_back(tx: Any, outbox_id: int, now: datetime) -> None:
+    """A send that failed gives its claim back: the row is pending again, for the retry."""
+    tx.execute("UPDATE outbox SET state = 'pending', updated_at = ? WHERE id = ? "
+               "AND state = 'sending'", (now.isoformat(), outbox_id))
+
+
+def orphaned(tx: Any, now: datetime, older_than: datetime | None) -> list[tuple[int, str]]:
+    """Put back to pending the claims of senders that are gone (claimed before
+    `older_than`, or, on PostgreSQL, by a session that has ended); their ids and streams.
+    `older_than` None: every claim (a single process starting: nobody else sends)."""
+    if older_than is None:
+        return tx.query("UPDATE outbox SET state = 'pending', updated_at = ? "
+                        "WHERE state = 'sending' RETURNING id, stream", (now.isoformat(),))
+    return tx.query(_ORPHANED[tx.dialect], (now.isoformat(), older_than.isoformat()))
+
+
 def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
           notifier: payments.Notifier) -> bytes | None:
     """Take one outbox row for sending; build the HVPS credit on first claim.
 
     Returns the bytes to send, or None when there is nothing to send (already sent and
-    acknowledged, cancelled meanwhile, or waiting for the window).
+    acknowledged, cancelled meanwhile, waiting for the window, or claimed by another
+    gateway process).
     """
-    row = tx.query_one("SELECT kind, state, envelope, payment_id FROM outbox WHERE id = ?",
-                       (outbox_id,))
-    if row is None:
+    if not take(tx, outbox_id, now):
         return None
-    kind, state, envelope, payment_id = row
-    if state not in ("pending", "sending"):
-        return None
+    kind, envelope, payment_id = tx.query_one(
+        "SELECT kind, envelope, payment_id FROM outbox WHERE id = ?", (outbox_id,))
     if kind == "hvps_credit":
         payment = payments.get(tx, payment_id)
         if payment["state"] not in ("accepted", "held", "sent", "unknown"):
@@ -93,8 +140,6 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
         if payment["state"] in ("accepted", "held"):
             payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
                                  outbox=outbox_id)
-    tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
-               "WHERE id = ?", (now.isoformat(), outbox_id))
     return envelope
 
 
@@ -117,6 +162,6 @@ def mark_sent(tx: Any, outbox_id: int, now: datetime) -> None:
 
 
 def unfinished(tx: Any) -> list[tuple[int, str]]:
-    """Outbox rows to put back on the streams at start-up."""
-    return tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', 'sending') "
-                    "ORDER BY id", ())
+    """Outbox rows to put back on the streams at start-up (claims of a sender that is gone
+    are pending again by then)."""
+    return tx.query("SELECT id, stream FROM outbox WHERE state = 'pending' ORDER BY id", ())

@@ -17,7 +17,7 @@ from typing import Any
 from gateway import keys
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
-from gateway.store import after_commit
+from gateway.store import Contended, after_commit
 
 log = logging.getLogger("paygate.payments")
 
@@ -32,18 +32,37 @@ _INSERT = (f"INSERT INTO payments ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 
 
+_NEXT_SEQ = ("INSERT INTO sequences (name, value) VALUES (?, 1) ON CONFLICT (name) "
+             "DO UPDATE SET value = sequences.value + 1 RETURNING value")
+
+
 def next_seq(tx: Any, name: str) -> int:
-    row = tx.query_one("SELECT value FROM sequences WHERE name = ?", (name,))
-    value = (row[0] if row else 0) + 1
-    if row:
-        tx.execute("UPDATE sequences SET value = ? WHERE name = ?", (value, name))
-    else:
-        tx.execute("INSERT INTO sequences (name, value) VALUES (?, ?)", (name, value))
-    return value
+    """The next number of sequence `name` (message ids, payment ids), from 1.
+
+    One statement that locks the row while it counts: gateway processes sharing a
+    PostgreSQL database each get a number of their own, never the same one twice. On
+    PostgreSQL the count is committed at once, outside the caller's transaction, so that
+    no process waits for another's whole group of work to commit before it can number
+    its own (and two groups cannot deadlock on the counter). A number taken by work that
+    then rolls back is skipped: ids stay unique, not gapless.
+    """
+    if tx.dialect == "postgresql":
+        return tx.committed_at_once(_NEXT_SEQ, (name,))[0]
+    return tx.query_one(_NEXT_SEQ, (name,))[0]
+
+
+_RESERVE_SEQ = ("INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = sequences.value + excluded.value RETURNING value")
 
 
 def reserve_seq(tx: Any, name: str, count: int) -> int:
-    """The first of `count` consecutive numbers of the sequence, taken at once."""
+    """The first of `count` consecutive numbers of the sequence, taken at once.
+
+    On PostgreSQL one statement, committed at once outside the caller's transaction, as
+    in `next_seq`: two gateway processes never get overlapping blocks, and neither waits
+    for the other's group of work to commit first."""
+    if tx.dialect == "postgresql":
+        return tx.committed_at_once(_RESERVE_SEQ, (name, count))[0] - count + 1
     row = tx.query_one("UPDATE sequences SET value = value + ? WHERE name = ? "
                        "RETURNING value", (count, name))
     if row is None:
@@ -159,8 +178,14 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
             sets.append(f"{column} = ?")
             params.append(detail[column])
     detail_json = json.dumps(detail, ensure_ascii=False, default=str)
-    tx.executemany(f"UPDATE payments SET {', '.join(sets)} WHERE id = ?",
-                   [(*params, payment["id"]) for payment in rows])
+    # Conditional on the state this work read: when another gateway process changed a
+    # payment meanwhile, the work is undone and runs again on what that process did.
+    changed = tx.executemany(f"UPDATE payments SET {', '.join(sets)} WHERE id = ? "
+                             "AND state = ?",
+                             [(*params, payment["id"], payment["state"]) for payment in rows])
+    if changed != len(rows):
+        raise Contended(f"{len(rows) - changed} of payments {[p['id'] for p in rows][:5]} "
+                        f"no longer in the state read")
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
                    [(payment["id"], at, new_state, event, detail_json) for payment in rows])

@@ -28,6 +28,8 @@ SWEEP_AGE_S = 5.0
 async def sweep_forever(gw: Any) -> None:
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
+        if not gw.leading:  # one sweeper for all gateway processes (gateway.cluster)
+            continue
         try:
             await sweep(gw)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
@@ -38,16 +40,18 @@ async def sweep(gw: Any) -> int:
     """Put back on the streams what the database says is unfinished and stale."""
     now = gw.clock.now()
     stale = (now - timedelta(seconds=SWEEP_AGE_S)).isoformat()
+    lease_ended = now - timedelta(seconds=outbound.CLAIM_LEASE_S)
 
     def work(tx: Any) -> tuple[list, list]:
-        out = tx.query("SELECT id, stream FROM outbox WHERE state IN ('pending', "
-                       "'sending') AND updated_at < ? ORDER BY id LIMIT 1000", (stale,))
+        out = outbound.orphaned(tx, now, lease_ended)
+        pending = tx.query("SELECT id, stream FROM outbox WHERE state = 'pending' AND "
+                           "updated_at < ? ORDER BY id LIMIT 1000", (stale,))
         inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
                          "received_at < ? ORDER BY id LIMIT 1000", (stale,))
-        if out:
+        if pending:
             tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
-                str(int(i)) for i, _ in out), (now.isoformat(),))
-        return out, inbox
+                str(int(i)) for i, _ in pending), (now.isoformat(),))
+        return out + pending, inbox
     out, inbox = await gw.store.run(work)
     if out or inbox:
         await _requeue(gw, out, inbox)
@@ -56,8 +60,15 @@ async def sweep(gw: Any) -> int:
 
 
 async def recover(gw: Any) -> None:
-    """Put every unfinished outbox and inbox row back on its stream."""
+    """Put every unfinished outbox and inbox row back on its stream. Claims of senders
+    that are gone become pending first: on SQLite, where this process is the only one,
+    every claim; on PostgreSQL those of ended sessions and those past their lease."""
+    now = gw.clock.now()
+    older_than = None if gw.store.dialect == "sqlite" else \
+        now - timedelta(seconds=outbound.CLAIM_LEASE_S)
+
     def work(tx: Any) -> tuple[list, list]:
+        outbound.orphaned(tx, now, older_than)
         out = outbound.unfinished(tx)
         inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' ORDER BY id", ())
         return out, inbox

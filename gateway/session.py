@@ -44,17 +44,25 @@ class LinkSession:
                 ccms991.RESPONSE_TYPE: self.on_probe_response}
 
     async def start(self) -> None:
+        """The link session is the leader's (gateway.cluster): another gateway process
+        logs in when it takes the lead."""
         self.gw.keyring.today = lambda: self.gw.clock.now().date()
+        if self.gw.leading:
+            await self._lead()
+        else:
+            self.gw.cluster.on_lead.append(self._lead)
+        self._task = asyncio.create_task(self._probe_forever(), name="link-probe")
+
+    async def _lead(self) -> None:
         await self._check_keys()
         await self._send_login(ccms805.LOGIN)
         self.gw.link_state = "logging_in"
-        self._task = asyncio.create_task(self._probe_forever(), name="link-probe")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.gw.link_state == "logged_in":
+        if self.gw.link_state == "logged_in" and self.gw.leading:
             await self._send_login(ccms805.LOGOUT)
             self.gw.link_state = "logging_out"
             await self._wait_sent(ccms805.MESSAGE_TYPE)
@@ -117,6 +125,8 @@ class LinkSession:
         interval_s = float(getattr(self.gw.settings, "probe_interval_s", PROBE_INTERVAL_S))
         while True:
             await asyncio.sleep(interval_s)
+            if not self.gw.leading:
+                continue
             loop = asyncio.get_running_loop()
             answered = self.last_probe_answered or 0.0
             if self.last_probe_sent is not None and \

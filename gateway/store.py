@@ -6,6 +6,15 @@ decision 1). All database work runs on one thread. Work submitted while a transa
 being committed waits and goes into the next one together (group commit): one fsync
 covers many payments, and each piece of work runs in its own savepoint so that one
 refusal does not undo the others.
+
+On PostgreSQL several gateway processes share the database (README, "Scale out").
+Transactions run at READ COMMITTED; every claim of shared work is a conditional UPDATE
+and every state change checks the state it read (`Contended` when another process
+changed it first). A piece of work that loses such a race (`Contended`, a deadlock, a
+unique key another process took first) is rolled back to its savepoint and run again
+in the next transaction, where it reads what the other process committed; a whole
+transaction that loses one at commit is run again as a whole. Neither happens on
+SQLite, where one process writes at a time.
 """
 
 from __future__ import annotations
@@ -17,12 +26,39 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import ledger
+from gateway import dialect
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
 
 BATCH_MAX = 512  # pieces of work in one transaction; bounds a commit's latency
 CLOSE_WAIT_S = 10.0  # how long a stop waits for work in flight to commit
+# Times a piece of work (or a whole transaction) that lost a race with another process is
+# run again before its error is given to the caller. Each run reads what the winner
+# committed, so a second loss needs a third process or a new change in between.
+RERUNS_MAX = 5
+# On PostgreSQL, how long a piece of work waits for a row another process's transaction
+# holds before it gives up and runs again in the next transaction. A group of work holds
+# every row it touched until it commits; two groups touching the same rows in another
+# order would otherwise wait for each other until the server's deadlock check (a second).
+LOCK_WAIT_MS = 200
+# pg_advisory_xact_lock key of the schema's installation (one per schema).
+SCHEMA_LOCK = f"{0x7062}, hashtext(current_schema())"
+
+# PostgreSQL's codes for losing a race: serialization failure, deadlock, unique key
+# taken, lock not available. (SQLite errors carry no SQLSTATE.)
+_LOST_RACE_STATES = frozenset({"40001", "40P01", "23505", "55P03"})
+
+
+class Contended(Exception):
+    """The row this work read was changed by another process before it could change it;
+    the store runs the work again in its next transaction."""
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether `exc` means another process got there first (run the work again)."""
+    return isinstance(exc, Contended) or \
+        getattr(exc, "sqlstate", None) in _LOST_RACE_STATES
 
 # Stream entries that work inside a transaction wants added once it has committed
 # (`after_commit`). All database work runs on the one DB thread, so the list lives in
@@ -85,7 +121,8 @@ SCHEMA = [
         mesg_type TEXT, mesg_id TEXT, receiver TEXT,
         envelope BLOB,                    -- the exact bytes, once built; resent as they are
         attempts INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        claimed_by INTEGER                -- PostgreSQL: the session sending it (a backend pid)
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state)",
     "CREATE INDEX IF NOT EXISTS outbox_mesg ON outbox (mesg_id)",
@@ -127,7 +164,8 @@ class Store:
         self.url = url
         self.ledger = ledger_service
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
-        self._pending: list[tuple[Callable[[Any], Any], asyncio.Future]] = []
+        # (work, future, runs so far); a work that lost a race comes back with runs + 1.
+        self._pending: list[tuple[Callable[[Any], Any], asyncio.Future, int]] = []
         self._flushing = False
         self._db: Any = None
         self.commits = 0
@@ -141,12 +179,23 @@ class Store:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._open)
 
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql": the database this store opened."""
+        return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
+
     def _open(self) -> None:
         self._db = ledger.connect(self.url)
         with self._db.transaction() as tx:
-            for statement in SCHEMA:
-                tx.execute(statement, ())
+            if tx.dialect == "postgresql":
+                # Gateway processes starting together create the tables one at a time
+                # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
+                # concurrent one); the lock ends with this transaction.
+                tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
+            dialect.install(tx, SCHEMA)
             self.ledger.install(tx)
+            if tx.dialect == "postgresql":
+                tx.execute(f"SET lock_timeout = {LOCK_WAIT_MS}", ())
 
     async def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Let pending work commit (bounded: a stop never hangs on the database)."""
@@ -168,7 +217,7 @@ class Store:
     async def run(self, work: Callable[[Any], Any]) -> Any:
         """Run `work(tx)` in a transaction (shared with other concurrent work)."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((work, future))
+        self._pending.append((work, future, 0))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -180,7 +229,8 @@ class Store:
             return
         batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._executor, self._run_batch, [w for w, _ in batch])
+        task = loop.run_in_executor(self._executor, self._run_batch,
+                                    [(w, runs) for w, _, runs in batch])
         task.add_done_callback(lambda done: self._settle(batch, done))
 
     def _settle(self, batch: list, done: asyncio.Future) -> None:
@@ -190,15 +240,19 @@ class Store:
             task = asyncio.get_running_loop().create_task(self.on_commit(entries))
             self._commit_tasks.add(task)
             task.add_done_callback(self._commit_done)
-        for i, (_, future) in enumerate(batch):
+        reruns = []
+        for i, (work, future, runs) in enumerate(batch):
             if future.done():
                 continue
             if error is not None:
                 future.set_exception(error)
+            elif results[i] is _RUN_AGAIN:
+                reruns.append((work, future, runs + 1))
             elif isinstance(results[i], BaseException):
                 future.set_exception(results[i])
             else:
                 future.set_result(results[i])
+        self._pending[:0] = reruns
         self._flush()
 
     def _commit_done(self, task: asyncio.Task) -> None:
@@ -207,12 +261,24 @@ class Store:
             # Not fatal: the rows are committed and the sweeper puts them on the streams.
             log.warning("event=after_commit_failed error=%r", task.exception())
 
-    def _run_batch(self, works: list[Callable[[Any], Any]]
+    def _run_batch(self, works: list[tuple[Callable[[Any], Any], int]]
                    ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
+        for attempt in range(RERUNS_MAX + 1):
+            try:
+                return self._run_batch_once(works)
+            except Exception as exc:
+                if not lost_race(exc) or attempt == RERUNS_MAX:
+                    raise
+                log.warning("event=transaction_run_again works=%s attempt=%s error=%r",
+                            len(works), attempt + 1, exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _run_batch_once(self, works: list[tuple[Callable[[Any], Any], int]]
+                        ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
         results: list[Any] = []
         entries: list[tuple[str, dict[str, str]]] = []
         with self._db.transaction() as tx:
-            for work in works:
+            for work, runs in works:
                 _local.entries = []
                 try:
                     with tx.savepoint():
@@ -220,10 +286,19 @@ class Store:
                     entries.extend(_local.entries)
                 except PaygateError as exc:
                     results.append(exc)
-                except Exception as exc:  # a bug in one piece of work fails only that one
+                except Exception as exc:
+                    if lost_race(exc) and runs < RERUNS_MAX:
+                        log.info("event=work_run_again runs=%s error=%r", runs + 1, exc)
+                        results.append(_RUN_AGAIN)
+                        continue
+                    # A bug in one piece of work fails only that one.
                     log.exception("event=db_work_failed error=%s", exc)
                     results.append(exc)
                 finally:
                     _local.entries = None
         self.commits += 1
         return results, entries
+
+
+# The result of a piece of work that lost a race: queue it for the next transaction.
+_RUN_AGAIN = object()

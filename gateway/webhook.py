@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import outbound
 from gateway.worker import RetryLater
 
 log = logging.getLogger("paygate.webhook")
@@ -40,13 +41,18 @@ async def push(gw: Any, outbox_id: int) -> None:
     def claim(tx: Any) -> tuple[bytes, int] | None:
         row = tx.query_one("SELECT state, envelope, attempts, updated_at FROM outbox "
                            "WHERE id = ?", (outbox_id,))
-        if row is None or row[0] not in ("pending", "sending"):
+        if row is None or row[0] != "pending":
             return None
         if datetime.fromisoformat(row[3]) > now:  # a retry scheduled for later
             return None
+        # Conditional: of two gateway processes, one pushes.
+        if not outbound.take(tx, outbox_id, now, count_attempt=False):
+            return None
         return bytes(row[1]), row[2]
+    if not gw.settings.webhook_url:
+        return
     claimed = await gw.store.run(claim)
-    if claimed is None or not gw.settings.webhook_url:
+    if claimed is None:
         return
     body, attempts = claimed
     try:
@@ -78,7 +84,7 @@ def _schedule_retry(gw: Any, tx: Any, outbox_id: int, attempts: int, status: Any
     # The sweeper re-drives rows untouched for a few seconds; a future updated_at keeps
     # this one waiting out its backoff first.
     retry_at = gw.clock.now() + timedelta(seconds=delay_s)
-    tx.execute("UPDATE outbox SET attempts = ?, updated_at = ? WHERE id = ?",
-               (attempts, retry_at.isoformat(), outbox_id))
+    tx.execute("UPDATE outbox SET state = 'pending', attempts = ?, updated_at = ? "
+               "WHERE id = ?", (attempts, retry_at.isoformat(), outbox_id))
     log.info("event=webhook_retry_scheduled outbox=%s attempts=%s delay_s=%s answer=%s",
              outbox_id, attempts, delay_s, status)

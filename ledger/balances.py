@@ -102,11 +102,13 @@ def undo_lines(tx: Transaction, lines: tuple[Line, ...], rules: Rules) -> None:
 
 
 def flush(tx: Transaction) -> None:
-    """Write every deferred internal balance change of the transaction."""
+    """Write every deferred internal balance change of the transaction, in account order:
+    two transactions that flush the same accounts lock their rows in the same order, so
+    gateway processes sharing a PostgreSQL database never deadlock on them."""
     deferred = tx.cache.get(DEFERRED)
-    while deferred:
-        account_no, delta_fen = deferred.popitem()
-        _write(tx, account_no, delta_fen)
+    if deferred:
+        for account_no in sorted(deferred):
+            _write(tx, account_no, deferred.pop(account_no))
 
 
 def _signed(line: Line, normal_side: str) -> int:

@@ -66,9 +66,11 @@ class Transaction:
         self._cur.execute(self._sql(sql), params)
         return self._cur.rowcount
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        """Run one statement for each row; the number of rows they changed together."""
         assert self.open, "the transaction has already ended"
         self._cur.executemany(self._sql(sql), rows)
+        return self._cur.rowcount
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         assert self.open, "the transaction has already ended"

@@ -9,25 +9,73 @@ the same money nor post the same event twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.numeric import NumericLoader
 
-from ledger.db import Transaction
+from ledger.balances import DEFERRED
+from ledger.db import Params, Transaction
 
 # Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT_S = 5
 
 
+class _WholeNumberLoader(NumericLoader):
+    """SUM over BIGINT columns is NUMERIC in PostgreSQL; a whole number comes back as an
+    int, as SQLite gives it, so that sums of fen stay integers (never Decimal)."""
+
+    def load(self, data: Any) -> Any:
+        value = super().load(data)
+        return int(value) if value.is_finite() and value == value.to_integral_value() \
+            else value
+
+
 class PostgresTransaction(Transaction):
     dialect = "postgresql"
 
-    def __init__(self, cursor: Any, converted: dict[str, str]) -> None:
+    def __init__(self, cursor: Any, converted: dict[str, str],
+                 side: Callable[[], Any] | None = None) -> None:
         super().__init__(cursor)
         self._converted = converted
+        self._side = side
+
+    def committed_at_once(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """Run one statement outside this transaction, on the database's second
+        connection, committed at once (a counter other processes must not wait for
+        until this transaction ends); its first row."""
+        assert self._side is not None, "this transaction's database has no second connection"
+        with self._side().cursor() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchone()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Transaction]:
+        """As SQLite's, except that deferred balance changes are not written first: they
+        wait for the commit, so the few internal accounts every payment touches are
+        locked only for the moment of the commit, not from the first piece of work of a
+        group on. A rolled-back scope gets back the deferred changes made before it."""
+        deferred = self.cache.get(DEFERRED)
+        before = dict(deferred) if deferred else None
+        self._savepoint_depth += 1
+        name = f"sp{self._savepoint_depth}"
+        self._cur.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+            self.cache.clear()
+            if before:
+                self.cache[DEFERRED] = before
+            raise
+        else:
+            self._cur.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoint_depth -= 1
 
     def _sql(self, sql: str) -> str:
         text = self._converted.get(sql)
@@ -56,9 +104,11 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self._conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        self._conn.adapters.register_loader("numeric", _WholeNumberLoader)
         self._in_transaction = False
         # Statements rewritten to psycopg's placeholders, kept for the connection's life.
         self._converted: dict[str, str] = {}
+        self._side_conn: Any = None
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
@@ -67,7 +117,7 @@ class PostgresDatabase:
         cursor = self._conn.cursor()
         cursor.execute("BEGIN")
         self._in_transaction = True
-        tx = PostgresTransaction(cursor, self._converted)
+        tx = PostgresTransaction(cursor, self._converted, self._side)
         try:
             yield tx
         except BaseException:
@@ -85,6 +135,15 @@ class PostgresDatabase:
             "PostgreSQL is backed up with pg_dump or continuous archiving, see docs/ledger.md"
         )
 
+    def _side(self) -> Any:
+        """The second connection (autocommit), opened when first needed."""
+        if self._side_conn is None:
+            self._side_conn = psycopg.connect(self.url, autocommit=True,
+                                              connect_timeout=CONNECT_TIMEOUT_S)
+        return self._side_conn
+
     def close(self) -> None:
         assert not self._in_transaction, "close the transaction before the database"
+        if self._side_conn is not None:
+            self._side_conn.close()
         self._conn.close()

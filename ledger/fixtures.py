@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from urllib.parse import quote
@@ -44,13 +45,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     reason = postgres_unreachable()
     if reason:
         pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    yield from _postgres_schema()
+    with postgres_schema() as url:
+        yield url
 
 
-def _postgres_schema() -> Iterator[str]:
+@contextmanager
+def postgres_schema(prefix: str = "ledger_test") -> Iterator[str]:
+    """A URL whose connections work in a new, empty schema, dropped on leaving."""
     import psycopg
 
-    schema = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:

@@ -136,6 +136,7 @@ def clear_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str
     """Post a suspense item to the account it belongs to."""
     day = work_date_text(work_date)
     content = fingerprint("clear_suspense", pending_no, account_no, day)
+    _lock_item(tx, pending_no)
     found = replay(tx, event_id, content)
     if found is not None:
         return found[0]
@@ -154,6 +155,7 @@ def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: st
     """
     day = work_date_text(work_date)
     content = fingerprint("return_suspense", pending_no, day)
+    _lock_item(tx, pending_no)
     found = replay(tx, event_id, content)
     if found is not None:
         return find_item(tx, pending_no)
@@ -161,6 +163,16 @@ def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: st
     lines = transfer(ctx.accounts.suspense, ctx.accounts.clearing, item.amount_fen)
     _end_item(ctx, tx, event_id, "return_suspense", content, day, lines, item, "returned")
     return find_item(tx, pending_no)
+
+
+def _lock_item(tx: Transaction, pending_no: str) -> None:
+    """Lock the suspense item's rows before reading its state. On PostgreSQL two gateway
+    processes may clear and return the same item at once: the second waits here, then
+    sees the first one's posting and state, and cannot post the money out twice. SQLite
+    has taken the database's write lock already (BEGIN IMMEDIATE)."""
+    if tx.dialect == "postgresql":
+        tx.query("SELECT 1 FROM ledger_suspense WHERE pending_no = ? FOR UPDATE",
+                 (pending_no,))
 
 
 def _end_item(ctx: Context, tx: Transaction, event_id: str, op: str, content: str, day: str,

@@ -1,7 +1,10 @@
 """Delivery of the NPC's outbox: one worker per destination, in outbox order.
 
 External banks are reached by HTTP POST of the envelope to their inbound URL; a 2xx
-means the bank took it. Connection errors, timeouts and 5xx answers are retried with a
+means the bank took it. A bank may give several inbound URLs (its gateway processes,
+`--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot be reached
+or answers 5xx is tried at once on the next, so a bank with one gateway down still gets
+everything without waiting for a retry. Connection errors, timeouts and 5xx answers are retried with a
 doubling backoff up to `attempts_max` tries; then the message is marked undelivered,
 logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not retried.
 Simulated peer banks are handed their messages in-process. Faults (faults.py) apply only
@@ -44,6 +47,9 @@ class Link:
         self.store = store
         self.clock = clock
         self.banks = dict(banks)
+        self.urls = {code: [u.strip() for u in url.split(",") if u.strip()]
+                     for code, url in banks.items()}
+        self._turn: dict[str, int] = {}
         self.delivery = delivery
         self.faults = faults
         self.local: dict[str, LocalHandler] = {}
@@ -136,12 +142,12 @@ class Link:
             return
         if self.faults.faults.delay_ms:
             await asyncio.sleep(self.faults.faults.delay_ms / 1000)
-        state, attempts = await self._post(self.banks[dest], row)
+        state, attempts = await self._post(dest, row)
         self.store.mark(row.seq, state, row.attempts + attempts, self._now())
         event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
               dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts)
         if state == SENT and self.faults.draw(self.faults.faults.duplicate):
-            outcome = await self._post_once(self.banks[dest], row)
+            outcome = await self._post_once(self._in_turn(dest)[0], row)
             event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
                   mesg_id=row.mesg_id, outcome=outcome)
 
@@ -156,10 +162,21 @@ class Link:
             return DROPPED
         return None
 
-    async def _post(self, url: str, row: OutboxRow) -> tuple[str, int]:
-        """POST with bounded retries; (final state, attempts made)."""
+    def _in_turn(self, dest: str) -> list[str]:
+        """The bank's inbound URLs, starting with the one whose turn it is."""
+        urls = self.urls[dest]
+        turn = self._turn.get(dest, 0) % len(urls)
+        self._turn[dest] = turn + 1
+        return urls[turn:] + urls[:turn]
+
+    async def _post(self, dest: str, row: OutboxRow) -> tuple[str, int]:
+        """POST with bounded retries; (final state, attempts made). An attempt goes to
+        the bank's URLs in turn until one takes the message or refuses it."""
         for attempt in range(1, self.delivery.attempts_max + 1):
-            outcome = await self._post_once(url, row)
+            for url in self._in_turn(dest):
+                outcome = await self._post_once(url, row)
+                if outcome != _RETRY:
+                    break
             if outcome == _OK:
                 return SENT, attempt
             if outcome == _REFUSED:

@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="directory for the simulator's database")
     p.add_argument("--keys", default=None, help="directory of PEM keys shared with the gateway")
     p.add_argument("--bank", action="append", default=[], metavar="CODE=URL",
-                   help="an external participant and its inbound URL (repeatable)")
+                   help="an external participant and its inbound URL, or several separated "
+                        "by commas (its gateway processes, taken in turn) (repeatable)")
     p.add_argument("--balance", action="append", default=[], metavar="CODE=FEN",
                    help="opening clearing-account balance in fen (repeatable)")
     p.add_argument("--clock", default=None, help="clock spec, see gateway.clock")

@@ -36,6 +36,7 @@ RESULT_TYPE = "ccms.900.001.02"
 def install(gw: "Gateway") -> "BepsExtension":
     ext = BepsExtension(gw)
     gw.channels["beps"] = CreditIntake(ext)
+    gw.cluster.listeners["beps_recon"] = lambda event: ext._recon_done(event["outcome"])
     gw.view_hooks.append(ext.show_on_transfer)
     return ext
 
@@ -232,6 +233,8 @@ class BepsExtension:
     async def _deadlines(self) -> None:
         while True:
             await asyncio.sleep(self.settings.deadline_check_s)
+            if not self.gw.leading:
+                continue
             await self.gw.store.run(lambda tx: debits_out.expire_overdue(
                 tx, self.gw, self.gw.clock.now()))
 
@@ -276,7 +279,8 @@ class BepsExtension:
 
     def _on_recon_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         outcome = recon.compare(tx, d.obj, now)
-        after = [lambda: self._recon_done(outcome)]
+        after = [lambda: self._recon_done(outcome),
+                 lambda: self.gw.cluster.publish("beps_recon", outcome=outcome)]
         rows = recon.detail_rows(outcome)
         if rows:
             outbox_id = recon.request_details(tx, self.gw, d.obj.check_date, rows, now)

@@ -107,6 +107,7 @@ def on_booking(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
     if not netting_date or not netting_round:
         gw.alert(tx, "booking_notice_without_round", mesg_id=d.header.mesg_id)
         return Processed({"refused": True})
+    items.lock_round(tx, netting_date, netting_round)
     if items.round_settled_on(tx, netting_date, netting_round) is not None:
         log.info("event=beps_booking_repeated netting_date=%s netting_round=%s",
                  netting_date, netting_round)

@@ -100,12 +100,28 @@ def round_settled_on(tx: Any, netting_date: str, netting_round: str) -> str | No
 
 
 _UNSETTLED = "netting_date = ? AND netting_round = ? AND settled_on IS NULL"
+ROUND_LOCK = 0x7063  # advisory lock class of a netting round (PostgreSQL)
+
+
+def lock_round(tx: Any, netting_date: str, netting_round: str) -> None:
+    """Settle a round, or look whether it has settled, one gateway process at a time.
+
+    A round's booking notice (saps.606) and the result that nets a late package into the
+    same round may be processed by two processes at once; each reads which items of the
+    round are unsettled. Under this lock (PostgreSQL, until the transaction ends) the
+    second one waits and then sees what the first committed, so every item settles once
+    and the round's posting is never made twice. SQLite writes one transaction at a time.
+    """
+    if tx.dialect == "postgresql":
+        tx.query_one(f"SELECT pg_advisory_xact_lock({ROUND_LOCK}, hashtext(?))",
+                     (f"{netting_date}/{netting_round}",))
 
 
 def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: str,
            now: datetime) -> tuple[int, int]:
     """Settle every netted, unsettled item of a round; (debit fen, credit fen) posted."""
     key = (netting_date, netting_round)
+    lock_round(tx, netting_date, netting_round)
     sums = dict(tx.query(f"SELECT side, SUM(amount_fen) FROM beps_items WHERE {_UNSETTLED} "
                          "GROUP BY side", key))
     ids = [r[0] for r in tx.query(f"SELECT payment_id FROM beps_items WHERE {_UNSETTLED} "
@@ -136,6 +152,7 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
 def settle_if_round_settled(tx: Any, gw: Any, netting_date: str, netting_round: str,
                             now: datetime) -> None:
     """Items netted into a round whose settlement we already booked settle now."""
+    lock_round(tx, netting_date, netting_round)
     settled_on = round_settled_on(tx, netting_date, netting_round)
     if settled_on is not None:
         settle(tx, gw, netting_date, netting_round, settled_on, now)

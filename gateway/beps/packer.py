@@ -22,14 +22,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 
 from gateway import outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
 from gateway.messages import codec
 from gateway.waiting import wait_set
-from gateway.worker import RetryLater
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -109,11 +107,14 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
 
 
 def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
-    """Take a sealed package for sending; its transactions become `sent` the first time."""
-    row = tx.query_one("SELECT state, envelope FROM outbox WHERE id = ? AND kind = ?",
+    """Take a sealed package for sending; its transactions become `sent` the first time.
+    None when the row is not a pending package (sent, or claimed by another process)."""
+    row = tx.query_one("SELECT 1 FROM outbox WHERE id = ? AND kind = ?",
                        (outbox_id, PACKAGE_KIND))
-    if row is None or row[0] not in ("pending", "sending"):
+    if row is None or not outbound.take(tx, outbox_id, now):
         return None
+    # Read once claimed: the package may have been rebuilt until then (an item cancelled).
+    envelope = tx.query_one("SELECT envelope FROM outbox WHERE id = ?", (outbox_id,))[0]
     pkg = tx.query_one("SELECT id, state FROM beps_packages WHERE outbox_id = ?",
                        (outbox_id,))
     if pkg is not None and pkg[1] == "sealed":
@@ -122,9 +123,7 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
         payments.transition_many(
             tx, [p for p in items.package_payments(tx, pkg[0]) if p["state"] == "accepted"],
             "sent", "beps_sent", now, gw.notifier, package=pkg[0])
-    tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
-               "WHERE id = ?", (now.isoformat(), outbox_id))
-    return bytes(row[1])
+    return bytes(envelope)
 
 
 class Packer:
@@ -143,7 +142,8 @@ class Packer:
         while True:
             await wait_set(self.nudged, self.settings.seal_check_s)
             self.nudged.clear()
-            await self.seal()
+            if self.gw.leading:  # one packer for all gateway processes (gateway.cluster)
+                await self.seal()
 
     async def seal(self, force: bool = False) -> int:
         """Seal what is due now and put the packages on the send stream; how many."""
@@ -162,12 +162,8 @@ class Packer:
         if envelope is None:
             return
         try:
-            async with gw.http.post(gw.settings.npc_url, data=envelope,
-                                    headers={"Content-Type": "application/octet-stream"}) as r:
-                if r.status >= 500:
-                    raise RetryLater(f"link answered {r.status}")
-                if r.status >= 300:
-                    raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            raise RetryLater(f"link unreachable: {exc!r}") from exc
+            await gw.post_to_link(outbox_id, envelope)
+        except Exception:
+            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
+            raise
         await gw.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, gw.clock.now()))

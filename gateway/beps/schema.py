@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import dialect
+
 TABLES = [
     """CREATE TABLE IF NOT EXISTS beps_items (
         payment_id TEXT PRIMARY KEY,
@@ -75,5 +77,4 @@ TABLES = [
 
 
 def install(tx: Any) -> None:
-    for statement in TABLES:
-        tx.execute(statement, ())
+    dialect.install(tx, TABLES)

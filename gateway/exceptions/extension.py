@@ -232,6 +232,8 @@ class Exceptions:
     async def _sweep_forever(self) -> None:
         while True:
             await self._pause()
+            if not self.gw.leading:  # one sweep for all gateway processes
+                continue
             try:
                 await self.sweep_once()
             except Exception as exc:  # a failed pass is logged; the next one tries again

@@ -16,6 +16,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from gateway import dialect
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS exc_requests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,8 +58,7 @@ OPEN_RETURN_STATES = ("pending", "settled")
 
 
 def create_tables(tx: Any) -> None:
-    for statement in SCHEMA:
-        tx.execute(statement, ())
+    dialect.install(tx, SCHEMA)
 
 
 # Requests (ccms.307, ccms.316)

@@ -14,6 +14,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from gateway import dialect
+
 log = logging.getLogger("paygate.ops")
 
 TABLES = [
@@ -41,8 +43,7 @@ TABLES = [
 
 
 def create_tables(tx: Any) -> None:
-    for statement in TABLES:
-        tx.execute(statement, ())
+    dialect.install(tx, TABLES)
 
 
 async def install(gw: Any) -> None:
@@ -64,8 +65,8 @@ def audit(tx: Any, at: datetime, actor: str, level: str, what: str, *,
 
 def table_exists(tx: Any, name: str) -> bool:
     if getattr(tx, "dialect", "sqlite") == "postgresql":
-        row = tx.query_one("SELECT 1 FROM information_schema.tables WHERE table_name = ?",
-                           (name,))
+        row = tx.query_one("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                           "AND table_schema = current_schema()", (name,))
     else:
         row = tx.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                            (name,))
@@ -74,8 +75,9 @@ def table_exists(tx: Any, name: str) -> bool:
 
 def table_columns(tx: Any, name: str) -> list[str]:
     if getattr(tx, "dialect", "sqlite") == "postgresql":
-        rows = tx.query("SELECT column_name FROM information_schema.columns "
-                        "WHERE table_name = ? ORDER BY ordinal_position", (name,))
+        rows = tx.query("SELECT column_name FROM information_schema.columns WHERE "
+                        "table_name = ? AND table_schema = current_schema() "
+                        "ORDER BY ordinal_position", (name,))
     else:
         rows = tx.query("SELECT name FROM pragma_table_info(?)", (name,))
     return [r[0] for r in rows]

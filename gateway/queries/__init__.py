@@ -209,6 +209,8 @@ class QueryDesk:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.policy.check_interval_s)
+            if not self.gw.leading:  # one deadline watch for all gateway processes
+                continue
             try:
                 raised = await self.check_deadlines()
             except Exception as exc:  # the timer outlives one failed pass; logged in full

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import dialect
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS queries (
         id TEXT PRIMARY KEY,              -- Q<msg id> ours, QI<sender><msg id> theirs
@@ -74,5 +76,4 @@ SCHEMA = [
 
 
 def install(tx: Any) -> None:
-    for statement in SCHEMA:
-        tx.execute(statement, ())
+    dialect.install(tx, SCHEMA)

@@ -1,0 +1,161 @@
+"""Several gateway processes on loopback beside one Redis, one PostgreSQL database and the
+simulated NPC: for `paygate bench e2e --gateways N` and the scale-out test.
+
+Every process is started as a deployment would start it (`paygate serve --config`,
+`paygate simulate npc`, `redis-server`), each with its own log file, and can be killed
+with SIGKILL and started again on the same data. The gateways share the keys directory,
+Redis and the database; each has its own data directory and port. The NPC is given
+every gateway's inbound URL for our bank and takes them in turn. All processes read the
+same virtual clock (a start instant on a shared real-time anchor), so a gateway started
+again later keeps the others' time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import ledger
+from gateway import dialect
+from gateway.clock import ScaledClock
+from gateway.messages.signing import write_keypair
+from gateway.redisproc import free_port, redis_binary, wait_port
+from gateway.store import SCHEMA
+from ledger.testing import customer_account
+
+BANK, PEER = "999100000019", "888200000015"
+STOP_WAIT_S = 10.0
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
+                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean stop, nothing flushed, as a machine that dies."""
+        if self.up:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.up:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} is running"
+        return self.process.pid
+
+
+@dataclass
+class Fleet:
+    root: Path
+    database_url: str
+    gateways: int = 2
+    start: datetime | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # for every gateway
+    npc_args: list[str] = field(default_factory=list)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def gateway_names(self) -> list[str]:
+        return [f"gateway{i}" for i in range(self.gateways)]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.procs[name].port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.procs['redis'].port}/0"
+
+    def build(self, clearing_fen: int, peer_fen: int) -> None:
+        """Lay out the processes (nothing started yet)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_keypair(self.root / "keys", BANK)
+        redis_port, sim_port = free_port(), free_port()
+        gw_ports = [free_port() for _ in range(self.gateways)]
+        (self.root / "redis").mkdir(exist_ok=True)
+        self.procs["redis"] = Proc("redis", [
+            redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
+            str(self.root / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", ""], redis_port, self.root / "redis.log")
+        clock = ScaledClock(start=self.start, anchor_epoch_s=time.time(), rate=1.0).to_spec() \
+            if self.start is not None else ""
+        inbound = ",".join(f"http://127.0.0.1:{port}/link/inbound" for port in gw_ports)
+        self.procs["npc"] = Proc("npc", [
+            sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
+            "--data", str(self.root / "npc"), "--keys", str(self.root / "keys"),
+            "--bank", f"{BANK}={inbound}", "--balance", f"{BANK}={clearing_fen}",
+            "--balance", f"{PEER}={peer_fen}", "--phase", "10",
+            *(["--clock", clock] if clock else []), *self.npc_args],
+            sim_port, self.root / "npc.log")
+        for name, port in zip(self.gateway_names, gw_ports):
+            config = self.root / f"{name}.toml"
+            values = {"data_dir": str(self.root / name), "port": port,
+                      "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
+                      "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+                      "database_url": self.database_url,
+                      "keys_dir": str(self.root / "keys"), "clock": clock, **self.settings}
+            config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+            self.procs[name] = Proc(name, [
+                sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+                port, self.root / f"{name}.log")
+
+    def start_all(self) -> None:
+        """Redis, the NPC, then the gateways one after the other (the first one leads)."""
+        for name in ("redis", "npc", *self.gateway_names):
+            self.procs[name].start()
+
+    def stop_all(self) -> None:
+        for name in (*self.gateway_names, "npc", "redis"):
+            if name in self.procs:
+                self.procs[name].stop()
+
+
+def prepare_books(database_url: str, accounts: int, clearing_fen: int,
+                  account_fen: int, work_date: str) -> list[str]:
+    """The gateway's tables and the ledger on an empty database, our clearing account
+    funded and `accounts` customer accounts with money; their numbers."""
+    db = ledger.connect(database_url)
+    led = ledger.Ledger()
+    numbers = [customer_account(i, "corporate") for i in range(1, accounts + 1)]
+    try:
+        with db.transaction() as tx:
+            dialect.install(tx, SCHEMA)
+            led.install(tx)
+            led.fund_clearing(tx, "fleet:opening", clearing_fen, work_date)
+            for i, account in enumerate(numbers, 1):
+                led.open_customer_account(tx, account, f"客户{i}", "corporate", work_date)
+                led.deposit(tx, f"fleet:deposit:{i}", account, account_fen, work_date)
+    finally:
+        db.close()
+    return numbers

@@ -1,0 +1,250 @@
+"""Two gateway processes on one PostgreSQL database: the races they run, one by one.
+
+Each test opens two connections to a schema of its own, as two gateway processes would,
+and makes them race for the same thing: a sequence number, an outbox row, the last money
+on an account, a payment's state, the lead. Transactions run at READ COMMITTED; what
+keeps them apart is the conditional UPDATE (or the lock) each race goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import ledger
+from gateway import dialect, outbound, payments
+from gateway.clock import SHANGHAI
+from gateway.cluster import Cluster
+from gateway.store import SCHEMA, Contended, Store
+from ledger.fixtures import postgres_schema, postgres_unreachable
+from ledger.testing import WORK_DATE, customer_account
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def url():
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with postgres_schema("race") as url:
+        db = ledger.connect(url)
+        with db.transaction() as tx:
+            dialect.install(tx, SCHEMA)
+            ledger.Ledger().install(tx)
+        db.close()
+        yield url
+
+
+def both(url: str, work: Any, rounds: int) -> list[Any]:
+    """Run `work(tx)` `rounds` times on each of two connections at once, each call in a
+    transaction of its own; every result."""
+    def side(_: int) -> list[Any]:
+        db = ledger.connect(url)
+        out = []
+        try:
+            for _ in range(rounds):
+                with db.transaction() as tx:
+                    out.append(work(tx))
+        finally:
+            db.close()
+        return out
+    with ThreadPoolExecutor(2) as pool:
+        return [r for part in pool.map(side, range(2)) for r in part]
+
+
+def test_two_processes_never_draw_the_same_sequence_number(url):
+    """Message ids come from one counter: 2 x 300 draws give 600 different numbers."""
+    drawn = both(url, lambda tx: payments.next_seq(tx, "msg:20261207"), 300)
+
+    assert sorted(drawn) == list(range(1, 601))
+
+
+def test_an_outbox_row_is_claimed_by_one_process(url):
+    """While one process holds its uncommitted claim, the other waits, then finds the row
+    no longer pending and does not send it."""
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        outbox_id = tx.query_one(
+            "INSERT INTO outbox (kind, stream, state, created_at, updated_at) VALUES "
+            "('message', 's', 'pending', ?, ?) RETURNING id",
+            (NOW.isoformat(), NOW.isoformat()))[0]
+    other = ledger.connect(url)
+    second: list[bool] = []
+    with db.transaction() as tx:
+        first = outbound.take(tx, outbox_id, NOW)
+        waiting = threading.Thread(target=lambda: second.append(
+            _in_tx(other, lambda t: outbound.take(t, outbox_id, NOW))))
+        waiting.start()
+        waiting.join(0.5)
+        blocked = waiting.is_alive()
+    waiting.join(5)
+    with db.transaction() as tx:
+        state, claimer = tx.query_one("SELECT state, claimed_by FROM outbox WHERE id = ?",
+                                      (outbox_id,))
+        own_session = tx.query_one("SELECT pg_backend_pid()", ())[0]
+    db.close()
+    other.close()
+
+    assert (first, blocked, second) == (True, True, [False])
+    assert state == "sending" and claimer == own_session
+
+
+def test_a_claim_of_a_session_that_ended_is_given_back(url):
+    """A process that died while sending leaves a claim of an ended session: the sweeper
+    makes the row pending again at once, without waiting for the lease."""
+    db = ledger.connect(url)
+    dead = ledger.connect(url)
+    with db.transaction() as tx:
+        outbox_id = tx.query_one(
+            "INSERT INTO outbox (kind, stream, state, created_at, updated_at) VALUES "
+            "('message', 's', 'pending', ?, ?) RETURNING id",
+            (NOW.isoformat(), NOW.isoformat()))[0]
+    with dead.transaction() as tx:
+        assert outbound.take(tx, outbox_id, NOW)
+    with db.transaction() as tx:
+        alive = outbound.orphaned(tx, NOW, NOW.replace(hour=8))
+    dead.close()
+    with db.transaction() as tx:
+        for _ in range(50):  # the server notices the closed connection within moments
+            gone = outbound.orphaned(tx, NOW, NOW.replace(hour=8))
+            if gone:
+                break
+            tx.query_one("SELECT pg_sleep(0.05)", ())
+    db.close()
+
+    assert alive == [] and gone == [(outbox_id, "s")]
+
+
+def test_the_last_money_on_an_account_is_held_once(url):
+    """Two processes hold 10 yuan at a time against 100 yuan: ten holds succeed, the
+    rest are refused, and the balance never goes below zero (no lost update)."""
+    led = ledger.Ledger()
+    account = customer_account(1, "corporate")
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        led.open_customer_account(tx, account, "客户", "corporate", WORK_DATE)
+        led.deposit(tx, "race:deposit", account, 100_00, WORK_DATE)
+    db.close()
+    counter = iter(range(10_000))
+    lock = threading.Lock()
+
+    def hold(tx: Any) -> str:
+        with lock:
+            n = next(counter)
+        try:
+            led.hold(tx, f"race:hold:{n}", account, 10_00, WORK_DATE, f"P{n}")
+        except ledger.LedgerError as exc:
+            return exc.code
+        return "held"
+    outcomes = both(url, hold, 15)
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        balance = led.balance(tx, account)
+        balanced = led.trial_balance(tx).balanced
+    db.close()
+
+    assert outcomes.count("held") == 10
+    assert outcomes.count("payer_funds_insufficient") == 20
+    assert balance == 0 and balanced
+
+
+def test_a_state_change_made_on_a_stale_read_is_contended(url):
+    """A process that read a payment before another one changed it changes nothing."""
+    row = {"id": "P1", "direction": "out", "channel": "hvps", "state": "accepted",
+           "msg_type": "hvps.111.001.01", "msg_id": "1", "tx_id": "1", "end_to_end_id": "1",
+           "sender_direct": "999100000019", "receiver_direct": "888200000015",
+           "amount_fen": 100, "currency": "CNY", "payer_account": "a", "payer_name": "n",
+           "payer_bank": "999100000027", "payee_account": "b", "payee_name": "m",
+           "payee_bank": "888200000023", "business_type": "A100", "business_kind": "02102",
+           "urgency": "urgent", "priority": 2, "remittance": [], "route": {},
+           "work_date": "2026-12-07", "created_at": NOW.isoformat(),
+           "updated_at": NOW.isoformat()}
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        payments.insert(tx, row)
+        read_by_first = payments.get(tx, "P1")
+    with db.transaction() as tx:
+        payments.transition(tx, payments.get(tx, "P1"), "sent", "hvps_sent", NOW)
+    with pytest.raises(Contended):
+        with db.transaction() as tx:
+            payments.transition(tx, read_by_first, "cancelled", "cancelled", NOW)
+    with db.transaction() as tx:
+        state = payments.get(tx, "P1")["state"]
+    db.close()
+
+    assert state == "sent"
+
+
+def test_work_that_lost_a_race_runs_again_in_the_next_transaction(url):
+    """The store gives the caller the second run's result, not the lost race."""
+    runs: list[int] = []
+
+    def work(tx: Any) -> int:
+        runs.append(1)
+        tx.execute("INSERT INTO sequences (name, value) VALUES (?, ?)",
+                   (f"run{len(runs)}", len(runs)))
+        if len(runs) == 1:
+            raise Contended("another process changed the row first")
+        return len(runs)
+
+    async def scenario() -> tuple[int, list]:
+        store = Store(url, ledger.Ledger())
+        await store.open()
+        try:
+            result = await store.run(work)
+            rows = await store.run(lambda tx: tx.query(
+                "SELECT name FROM sequences WHERE name LIKE 'run%' ORDER BY name", ()))
+            return result, rows
+        finally:
+            await store.close()
+    result, rows = asyncio.run(scenario())
+
+    assert result == 2 and rows == [("run2",)]  # the first run's insert was undone
+
+
+def test_one_leader_and_the_next_takes_over_when_it_dies(url):
+    """Of two gateway processes one leads; when its database session ends the other
+    takes the lead."""
+    async def scenario() -> tuple[bool, bool, bool]:
+        first, second = Store(url, ledger.Ledger()), Store(url, ledger.Ledger())
+        await first.open()
+        await second.open()
+        a = Cluster(SimpleNamespace(store=first))
+        b = Cluster(SimpleNamespace(store=second))
+        try:
+            a_leads, b_leads = await a._try_lead(), await b._try_lead()
+            await first.close()
+            for _ in range(50):
+                if await b._try_lead():
+                    return a_leads, b_leads, True
+                await asyncio.sleep(0.05)
+            return a_leads, b_leads, False
+        finally:
+            await second.close()
+
+    assert asyncio.run(scenario()) == (True, False, True)
+
+
+def _in_tx(db: Any, work: Any) -> Any:
+    with db.transaction() as tx:
+        return work(tx)
+
+
+def test_blocks_of_numbers_never_overlap(url):
+    """Batch intake takes message numbers in blocks: 2 x 100 blocks of 7 from two
+    processes, beside single numbers, never share a number."""
+    def draw(tx: Any) -> list[int]:
+        first = payments.reserve_seq(tx, "msg:20261207", 7)
+        return [*range(first, first + 7), payments.next_seq(tx, "msg:20261207")]
+    drawn = [n for block in both(url, draw, 100) for n in block]
+
+    assert sorted(drawn) == list(range(1, 1601))
