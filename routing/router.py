@@ -74,12 +74,14 @@ class RouteDecision:
         }
         return out | _copy(self.explanation)
 
-
     def record(self) -> dict[str, Any]:
         """What a payment's record keeps of its route: the rule and outcome, the facts,
         the inputs the payment's own fields do not hold (date, window, choices) and the
         directory rows used, by code and version. Nothing in it depends on the amount
-        beyond the facts, so many payments share one record."""
+        beyond the facts, so many payments share one record (made once by the router,
+        then shared: do not change it)."""
+        if self.recorded is not None:
+            return self.recorded  # type: ignore[return-value]
         explanation = self.explanation
         inputs = explanation.get("inputs", {})
         return {
