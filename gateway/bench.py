@@ -59,9 +59,16 @@ def bench_command(argv: list[str]) -> int:
     parser.add_argument("--database-url", default="",
                         help="e2e: the PostgreSQL database the gateways share (a schema of "
                              "the run's own is made in it and dropped)")
+    parser.add_argument("--soak-minutes", type=float, default=0.0,
+                        help="e2e: HVPS load at a steady rate for this long, with the "
+                             "memory of every process sampled (recorded as e2e_soak)")
     args = parser.parse_args(argv)
     runner = importlib.import_module(RUNNERS[args.name])
-    if args.gateways != 1 or args.database_url:
+    if args.soak_minutes:
+        if args.name != "e2e" or args.soak_minutes <= 0:
+            parser.error("--soak-minutes is for e2e, a positive number of minutes")
+        result = runner.run(soak_minutes=args.soak_minutes)
+    elif args.gateways != 1 or args.database_url:
         if args.name != "e2e" or args.gateways < 1 or \
                 not args.database_url.startswith(("postgresql://", "postgres://")):
             parser.error("--gateways and --database-url are for e2e, with a postgresql:// "
@@ -102,8 +109,10 @@ def table(results: dict[str, Any]) -> str:
         for row in r["results"]:
             lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 name + (" (quick)" if r.get("quick") else ""), row["name"],
-                _n(row.get("per_s")), _n(row.get("p50_ms")), _n(row.get("p99_ms")),
-                row.get("baseline", ""), _n(row.get("baseline_per_s")), _n(row.get("ratio"))))
+                _n(row.get("per_s", row.get("value"))), _n(row.get("p50_ms")),
+                _n(row.get("p99_ms")), row.get("baseline", ""),
+                _n(row.get("baseline_per_s", row.get("baseline_value"))),
+                _n(row.get("ratio"))))
     lines.append("")
     lines.append("Measured on: " + "; ".join(sorted(machines)) + ".")
     return "\n".join(lines) + "\n"

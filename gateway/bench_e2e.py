@@ -61,10 +61,11 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def proc_peak_mib(pid: int) -> float:
+def proc_peak_mib(pid: int, field_name: str = "VmHWM") -> float:
+    """A process's peak resident memory (or, with "VmRSS", its current one) in MiB."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field_name}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -236,9 +237,10 @@ async def sample_queues(url: str, samples: list[dict[str, int]], stop: asyncio.E
         await r.aclose()
 
 
-async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, Any]:
-    load = Load()
-    runner, hook_port = await webhook_server(load)
+async def start_processes(root: Path, hook_port: int
+                          ) -> tuple[dict[str, subprocess.Popen], int, int]:
+    """Redis (append-only), the simulated NPC and the gateway, each its own process, as
+    a deployment runs them; (processes, gateway port, Redis port)."""
     redis_port, sim_port, gw_port = free_port(), free_port(), free_port()
     prepare(root, 20)
     (root / "redis").mkdir()
@@ -268,6 +270,13 @@ async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, An
         stdout=subprocess.DEVNULL, stderr=open(root / "gateway.log", "wb"))
     wait_port(gw_port)
     await asyncio.sleep(1.0)  # login and the first probe settle
+    return procs, gw_port, redis_port
+
+
+async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, Any]:
+    load = Load()
+    runner, hook_port = await webhook_server(load)
+    procs, gw_port, redis_port = await start_processes(root, hook_port)
     url = f"http://127.0.0.1:{gw_port}/v1/transfers"
     samples: list[dict[str, int]] = []
     stop = asyncio.Event()
@@ -394,9 +403,71 @@ def _max_depths(samples: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def run(quick: bool = False, gateways: int = 1, database_url: str = "") -> dict[str, Any]:
+SOAK_RATE = 100        # payments per second offered during a soak (well inside capacity)
+SOAK_SAMPLE_S = 5.0
+
+
+async def soak(minutes: float) -> dict[str, Any]:
+    """Memory over a long run: HVPS payments at SOAK_RATE for `minutes`, the resident
+    memory of each process sampled every SOAK_SAMPLE_S. Flat means the last minute's
+    average is within a few per cent of the first minute's (the baseline)."""
+    duration_s = minutes * 60
+    with tempfile.TemporaryDirectory(prefix="paygate-bench-soak-") as folder:
+        root = Path(folder)
+        load = Load()
+        runner, hook_port = await webhook_server(load)
+        procs, gw_port, _ = await start_processes(root, hook_port)
+        rss: list[dict[str, float]] = []
+
+        async def sample() -> None:
+            started = time.perf_counter()
+            while True:
+                rss.append({"t": round(time.perf_counter() - started, 1)} | {
+                    name: round(proc_peak_mib(p.pid, "VmRSS"), 1)
+                    for name, p in procs.items()})
+                await asyncio.sleep(SOAK_SAMPLE_S)
+        sampler = asyncio.create_task(sample())
+        try:
+            accepted, tried = await drive(f"http://127.0.0.1:{gw_port}/v1/transfers",
+                                          duration_s, "soak", load, rate=SOAK_RATE)
+            deadline = time.perf_counter() + SETTLE_WAIT_S
+            while len(load.settled_at) < len(load.accepted_at) and \
+                    time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)
+        finally:
+            sampler.cancel()
+            for p in procs.values():
+                p.terminate()
+                p.wait()
+            await runner.cleanup()
+    minute = 60 / SOAK_SAMPLE_S
+    first = [row for row in rss[1:1 + int(minute)]]  # the first sample is start-up
+    last = [row for row in rss if row["t"] <= duration_s][-int(minute):]
+    results = []
+    for name in ("gateway", "npc", "redis"):
+        early = sum(r[name] for r in first) / len(first)
+        late = sum(r[name] for r in last) / len(last)
+        results.append({"name": f"{name}_rss_mib_last_minute", "value": round(late, 1),
+                        "baseline": f"the {name}'s average RSS in the first minute of the "
+                                    "same run", "baseline_value": round(early, 1),
+                        "ratio": round(late / early, 3)})
+    config = {"minutes": minutes, "rate": SOAK_RATE, "sample_s": SOAK_SAMPLE_S}
+    return {"bench": "e2e_soak", "machine": machine(),
+            "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+            .hexdigest(), "config": config,
+            "detail": {"accepted": accepted, "tried": tried, "completed":
+                       len(load.settled_at), "rss_mib": rss},
+            "clean": len(load.settled_at) == accepted,
+            "results": results}
+
+
+def run(quick: bool = False, gateways: int = 1, database_url: str = "",
+        soak_minutes: float = 0.0) -> dict[str, Any]:
     """The benchmark; with several gateways (or a PostgreSQL database) the scale-out
-    mode of gateway.bench_scaleout, recorded under its own name."""
+    mode of gateway.bench_scaleout, recorded under its own name; with `soak_minutes` the
+    memory soak, recorded as e2e_soak."""
+    if soak_minutes:
+        return asyncio.run(soak(soak_minutes))
     if gateways > 1 or database_url:
         from gateway import bench_scaleout
         return asyncio.run(bench_scaleout.run(quick, gateways, database_url))
