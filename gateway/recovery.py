@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys, outbound
+from gateway.worker import trim_handled
 
 log = logging.getLogger("paygate.recovery")
 
@@ -32,8 +33,18 @@ async def sweep_forever(gw: Any) -> None:
             continue
         try:
             await sweep(gw)
+            await trim(gw)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("event=sweep_postponed error=%r", exc)
+
+
+async def trim(gw: Any) -> int:
+    """Drop the stream entries every stage has acknowledged (gateway.worker.trim_handled)."""
+    streams = tuple(sorted({s for worker in gw.workers for s in worker.streams}))
+    removed = await trim_handled(gw.redis, streams)
+    if removed:
+        log.debug("event=streams_trimmed entries=%s", removed)
+    return removed
 
 
 async def sweep(gw: Any) -> int:

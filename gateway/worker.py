@@ -199,6 +199,34 @@ class StreamWorker:
                     break
 
 
+async def trim_handled(r: aioredis.Redis, streams: tuple[str, ...]) -> int:
+    """Remove the entries every consumer has acknowledged; how many went.
+
+    An entry's work is recorded in the database before it is acknowledged, so an
+    acknowledged entry is never needed again. Without this a stream keeps every entry
+    it ever had: Redis grows for ever and its length (which the API's 429 check reads)
+    stops meaning a backlog. Everything below the oldest pending entry, or below the
+    last one delivered when none is pending, has been acknowledged (an entry is never
+    pending again once acknowledged, and new entries come after the last delivered).
+    The dead-letter stream is for operators and is never trimmed here.
+    """
+    removed = 0
+    for stream in streams:
+        if not await r.exists(stream):
+            continue
+        group = next((g for g in await r.xinfo_groups(stream) if g["name"] == keys.GROUP),
+                     None)
+        if group is None:
+            continue
+        floor = group["last-delivered-id"]
+        if group["pending"]:
+            floor = (await r.xpending(stream, keys.GROUP))["min"]
+        if floor in ("0-0", b"0-0"):
+            continue
+        removed += await r.xtrim(stream, minid=floor, approximate=False)
+    return removed
+
+
 def _flatten(got: list) -> list[tuple[str, str, dict[str, str]]]:
     out = []
     for stream, entries in got or []:

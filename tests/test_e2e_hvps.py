@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from lxml import etree
 
+from gateway import keys, recovery
 from gateway.errors import PaygateError
 from gateway.messages import envelope as env_mod
 from tests.e2e_support import (BANK, BRANCH, PEER, SHARED, YUAN, balance, open_account,
@@ -39,7 +40,29 @@ def test_settled_payment_moves_money_once(tmp_path):
             assert [e["state"] for e in view["history"]][:3] == ["accepted", "sent", "settled"]
             clearing = await h.gateway.store.run(h.gateway.ledger.clearing_balance)
             assert clearing == stats["balances"][BANK]
+
+            # Once every stage has acknowledged them, payments' stream entries are
+            # trimmed: a lane keeps at most its last delivered entry.
+            for n in range(3):
+                _, more = await h.gateway.submit_transfer(
+                    "core", f"k-more-{n}", transfer(payer, "100.00"))
+                await wait_state(h, more["id"], "settled")
+            assert sum([await h.gateway.redis.xlen(lane) for lane in keys.HVPS_LANES]) >= 4
+            await until_true(lambda: _lanes_trimmed(h), "the HVPS lanes trimmed")
     run(scenario())
+
+
+async def _lanes_trimmed(h) -> bool:
+    await recovery.trim(h.gateway)
+    lengths = [await h.gateway.redis.xlen(lane) for lane in keys.HVPS_LANES]
+    return max(lengths) <= 1
+
+
+async def until_true(check, what: str, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.1)
 
 
 def test_short_of_funds_is_refused_and_nothing_is_held(tmp_path):

@@ -5,7 +5,7 @@ a few gauges and counters need no client library.
 |---|---|---|---|
 | paygate_payments | gauge | direction, channel, state | payments in each state |
 | paygate_payments_amount_fen | gauge | direction, channel, state | their sum in fen |
-| paygate_queue_length | gauge | stream | XLEN: entries kept, handled or not |
+| paygate_queue_length | gauge | stream | XLEN: entries kept (acknowledged ones trimmed) |
 | paygate_queue_pending | gauge | stream | delivered, not yet acknowledged |
 | paygate_queue_lag | gauge | stream | not yet delivered |
 | paygate_queue_oldest_age_seconds | gauge | stream | oldest pending or undelivered entry |

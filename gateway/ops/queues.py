@@ -1,9 +1,9 @@
 """The Redis side of the console: depth and age of every work stream, dead letters, and
 each stage's throughput.
 
-For each stream and the gateway's consumer group: `length` (XLEN: entries kept,
-handled or not), `pending` (delivered to a consumer, not yet acknowledged), `lag`
-(not yet delivered) and `oldest_age_s`, the age of the oldest entry that is pending or
+For each stream and the gateway's consumer group: `length` (XLEN: entries kept; the
+sweeper trims acknowledged ones every few seconds), `pending` (delivered to a consumer,
+not yet acknowledged), `lag` (not yet delivered) and `oldest_age_s`, the age of the oldest entry that is pending or
 not yet delivered. Ages come from stream entry ids, which Redis stamps with its own
 clock, so they are measured against Redis' clock (TIME), not the business clock.
 """
