@@ -100,22 +100,30 @@ def store(result: dict[str, Any]) -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| bench | figure | per s | p50 ms | p99 ms | baseline | baseline per s | ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| bench | figure | per s | p50 ms | p99 ms | baseline | baseline per s | ratio "
+             "| rounds: lowest–highest |",
+             "|---|---|---|---|---|---|---|---|---|"]
     machines = set()
     for name in sorted(results):
         r = results[name]
         machines.add(r.get("machine", "?"))
         for row in r["results"]:
-            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 name + (" (quick)" if r.get("quick") else ""), row["name"],
                 _n(row.get("per_s", row.get("value"))), _n(row.get("p50_ms")),
                 _n(row.get("p99_ms")), row.get("baseline", ""),
                 _n(row.get("baseline_per_s", row.get("baseline_value"))),
-                _n(row.get("ratio"))))
+                _n(row.get("ratio")), _spread(row)))
     lines.append("")
     lines.append("Measured on: " + "; ".join(sorted(machines)) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _spread(row: dict[str, Any]) -> str:
+    """The ratio's lowest and highest round, for figures measured in rounds."""
+    if "ratio_low" not in row:
+        return ""
+    return f"{row['rounds']}: {_n(row['ratio_low'])}–{_n(row['ratio_high'])}"
 
 
 def _n(value: Any) -> str:

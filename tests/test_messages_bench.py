@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from gateway import bench as gateway_bench
 from gateway.messages import bench, beps121, hvps111, xml
 
 
@@ -19,9 +20,43 @@ def test_quick_run_has_the_contract_shape() -> None:
         "beps121_parse_validate_map_vs_lxml", "beps121_parse_validate_map_vs_xmlschema"]
     for row in result["results"]:
         assert set(row) == {"name", "per_s", "p50_ms", "p99_ms", "baseline",
-                            "baseline_per_s", "ratio"}
-        assert row["per_s"] > 0 and row["baseline_per_s"] > 0 and row["ratio"] > 0
+                            "baseline_per_s", "ratio", "ratio_low", "ratio_high", "rounds"}
+        assert row["per_s"] > 0 and row["baseline_per_s"] > 0
+        assert 0 < row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
+        assert row["rounds"] == bench.PLANS["quick"]["rounds"]
     json.dumps(result)
+
+
+def test_each_round_times_every_contender_in_turn() -> None:
+    """A round runs the contenders' calls in blocks, in turn, as many as the plan says,
+    in the opposite order every other cycle."""
+    order: list[str] = []
+    contenders = {name: (lambda name=name: order.append(name))
+                  for name in ("ours", "lxml", "xmlschema")}
+
+    timings = bench._round(contenders, 2, {"ours": 3, "lxml": 3, "xmlschema": 1})
+
+    assert order == ["ours"] * 3 + ["lxml"] * 3 + ["xmlschema"] + \
+        ["xmlschema"] + ["lxml"] * 3 + ["ours"] * 3
+    assert {name: len(times) for name, times in timings.items()} == {
+        "ours": 6, "lxml": 6, "xmlschema": 2}
+
+
+def test_the_ratio_is_the_median_round_with_its_spread() -> None:
+    """Each round's ratio compares the contenders' median calls within the round; the
+    figure is the middle round and the lowest and highest rounds are reported beside."""
+    rounds = [{"ours": [1.0, 1.0, 9.0], "lxml": [2.0], "xmlschema": [20.0]},
+              {"ours": [2.0, 2.0, 2.0], "lxml": [2.0], "xmlschema": [30.0]},
+              {"ours": [1.0, 1.0, 1.0], "lxml": [1.0], "xmlschema": [25.0]}]
+
+    lxml_row, xmlschema_row = bench._results("w", rounds, unit=10, overhead_s=0.0)
+
+    assert (xmlschema_row["ratio_low"], xmlschema_row["ratio"],
+            xmlschema_row["ratio_high"]) == (15.0, 20.0, 25.0)
+    assert (lxml_row["ratio_low"], lxml_row["ratio"], lxml_row["ratio_high"]) == (
+        1.0, 1.0, 2.0)
+    assert (xmlschema_row["per_s"], xmlschema_row["baseline_per_s"]) == (10, 0)
+    assert xmlschema_row["rounds"] == 3
 
 
 def test_workloads_are_valid_messages_that_map_back() -> None:
@@ -32,3 +67,20 @@ def test_workloads_are_valid_messages_that_map_back() -> None:
     parsed, problems = beps121.parse(xml.parse(beps121.build(package)))
     assert problems == [] and parsed == package and len(parsed.transfers) == 1_000
     assert beps121.check(package) == []
+
+
+def test_readme_table_shows_the_spread_of_rounds() -> None:
+    """A figure measured in rounds shows their number and its lowest and highest ratio;
+    figures of other benchmarks leave that column empty."""
+    measured = {"name": "beps121_parse_validate_map_vs_xmlschema", "per_s": 70_000,
+                "p50_ms": 14.2, "p99_ms": 17.9, "baseline": "xmlschema validation",
+                "baseline_per_s": 2_900, "ratio": 24.1, "ratio_low": 22.53,
+                "ratio_high": 26.0, "rounds": 21}
+    plain = {"name": "postings_durable", "per_s": 22_970, "p50_ms": 43.6, "p99_ms": 60.9,
+             "baseline": "bare sqlite", "baseline_per_s": 37_788, "ratio": 0.608}
+
+    table = gateway_bench.table({"messages": {"machine": "m", "results": [measured]},
+                                 "ledger": {"machine": "m", "results": [plain]}})
+
+    assert "| 24.1 | 21: 22.5–26.0 |" in table
+    assert "| 0.608 |  |" in table
