@@ -368,3 +368,29 @@ def test_transfers_from_rows_are_ordinary_frozen_transfers() -> None:
     assert dataclasses.replace(made, amount_fen=2).amount_fen == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.amount_fen = 2  # type: ignore[misc]
+
+
+def test_rules_name_every_broken_field_in_order() -> None:
+    """The package rules, whose paths are built only for a broken rule, still report
+    each problem of each transaction under its own path, in the order of the fields."""
+    pkg = varied(L121, t2={"debtor_bank": "8882", "creditor_account_bank": "ABC",
+                           "currency": "USD", "business_type": "B100", "amount_fen": 5_000_001,
+                           "business_kind": "0210", "creditor_name": " "},
+                 t3={"business_type": "A100", "amount_fen": 5_000_001})
+    tx = "/Document/CstmrCdtTrf/CstmrCdtTrfInf"
+
+    problems = beps121.check(dataclasses.replace(pkg, transfers=(
+        *pkg.transfers, dataclasses.replace(pkg.transfers[0], amount_fen=5_000_000))))
+
+    assert [(p.code, p.path) for p in problems] == [
+        ("package_count_mismatch", "/Document/CstmrCdtTrf/PKGGrpHdr/NbOfTxs"),
+        ("package_control_sum_mismatch", "/Document/CstmrCdtTrf/PKGGrpHdr/CtrlSum"),
+        ("currency_must_be_cny", f"{tx}[2]/Amt/@Ccy"),
+        ("bank_code_must_be_12_ascii_digits", f"{tx}[2]/DbtrAgt/BrnchId/Id"),
+        ("bank_code_must_be_12_ascii_digits", f"{tx}[2]/CdtrAcct/Id/Othr/Issr"),
+        ("party_field_required", f"{tx}[2]/Cdtr/Nm"),
+        ("business_type_not_allowed_for_message", f"{tx}[2]/PmtTpInf/CtgyPurp/Prtry"),
+        ("business_kind_malformed", f"{tx}[2]/Purp/Prtry"),
+        ("amount_over_beps_limit", f"{tx}[2]/Amt"),
+        ("amount_over_beps_limit", f"{tx}[3]/Amt"),
+        ("transaction_id_duplicate", f"{tx}[4]/TxId")]

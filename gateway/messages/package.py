@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Iterable, Sequence
 
 from lxml import etree
@@ -22,7 +22,7 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages import package_fast
 from gateway.messages.common import (
-    Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
+    BANK_CODE, Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
     build_node, build_npc, build_original, build_original_tx, check_bank_code,
     check_currency, opt_el, parse_node, parse_npc, parse_original, parse_original_tx,
     usual_amount)
@@ -446,14 +446,19 @@ def _parse_extra(holder: etree._Element | None, ns: str) -> ReturnInfo | Node | 
 
 # Business rules that need no outside context
 
+# The rules run on every transaction of every package, so each path of a problem is
+# built only once a rule is broken, and the cap of a business type is looked up once a
+# package.
+
 def check(layout: Layout, pkg: Package, limits: BepsLimits | None = None) -> list[Problem]:
     p: list[Problem] = []
     _check_header(layout, pkg, p)
     on_date = _date_of(pkg.header.created_at)
+    caps = _Caps(limits or _DEFAULT_LIMITS, on_date)
     seen: set[str] = set()
     for index, t in enumerate(pkg.transfers, start=1):
         check_transfer(layout, index, t, p)
-        _check_limit(layout, index, t, on_date, limits or _DEFAULT_LIMITS, p)
+        _check_limit(layout, index, t, caps, p)
         if t.tx_id in seen:
             p.append(Problem("transaction_id_duplicate", layout.tx_path(index, "TxId"), t.tx_id,
                              "a TxId used once in the package"))
@@ -487,14 +492,16 @@ def _check_header(layout: Layout, pkg: Package, p: list[Problem]) -> None:
 
 def check_transfer(layout: Layout, index: int | None, t: Transfer,
                    p: list[Problem]) -> None:
-    check_currency(t.currency, layout.tx_path(index, "Amt/@Ccy"), p)
+    if t.currency != "CNY":
+        check_currency(t.currency, layout.tx_path(index, "Amt/@Ccy"), p)
     banks = [("DbtrAgt/BrnchId/Id", t.debtor_bank), ("CdtrAgt/BrnchId/Id", t.creditor_bank)]
     for field, bank in (("DbtrAcct/Id/Othr/Issr", t.debtor_account_bank),
                         ("CdtrAcct/Id/Othr/Issr", t.creditor_account_bank)):
         if bank is not None or layout.issuer_required:
             banks.append((field, bank or ""))
     for field, bank in banks:
-        check_bank_code(bank, layout.tx_path(index, field), p)
+        if bank is None or not BANK_CODE.fullmatch(bank):
+            check_bank_code(bank, layout.tx_path(index, field), p)
     for field, value in (("Dbtr/Nm", t.debtor_name), ("Cdtr/Nm", t.creditor_name),
                          ("DbtrAcct/Id/Othr/Id", t.debtor_account),
                          ("CdtrAcct/Id/Othr/Id", t.creditor_account)):
@@ -506,14 +513,14 @@ def check_transfer(layout: Layout, index: int | None, t: Transfer,
 
 def _check_business_type(layout: Layout, index: int | None, t: Transfer,
                          p: list[Problem]) -> None:
-    type_path = layout.tx_path(index, "PmtTpInf/CtgyPurp/Prtry")
+    type_path = partial(layout.tx_path, index, "PmtTpInf/CtgyPurp/Prtry")
     if not BUSINESS_TYPE.fullmatch(t.business_type):
-        p.append(Problem("business_type_malformed", type_path, t.business_type,
+        p.append(Problem("business_type_malformed", type_path(), t.business_type,
                          "a letter and three digits, e.g. A100"))
     elif t.business_type[0] not in layout.type_prefixes:
-        p.append(Problem("business_type_not_allowed_for_message", type_path, t.business_type,
-                         f"a type starting with {' or '.join(layout.type_prefixes)} "
-                         f"in {layout.code}"))
+        p.append(Problem("business_type_not_allowed_for_message", type_path(),
+                         t.business_type, f"a type starting with "
+                         f"{' or '.join(layout.type_prefixes)} in {layout.code}"))
     if not BUSINESS_KIND.fullmatch(t.business_kind):
         p.append(Problem("business_kind_malformed", layout.tx_path(index, "Purp/Prtry"),
                          t.business_kind, "five digits, e.g. 02102"))
@@ -522,19 +529,34 @@ def _check_business_type(layout: Layout, index: int | None, t: Transfer,
         p.append(Problem("return_must_name_original", layout.tx_path(index, layout.extra or ""),
                          None, "RtrInf naming the returned message and transaction"))
     if is_return and t.business_type != RETURN_TYPE:
-        p.append(Problem("return_info_only_for_returns", type_path, t.business_type,
+        p.append(Problem("return_info_only_for_returns", type_path(), t.business_type,
                          f"{RETURN_TYPE} when RtrInf is present"))
 
 
-def _check_limit(layout: Layout, index: int, t: Transfer, on_date: date | None,
-                 limits: BepsLimits, p: list[Problem]) -> None:
-    if on_date is None or not BUSINESS_TYPE.fullmatch(t.business_type):
+class _Caps:
+    """The BEPS cap of each business type on the package's day, each looked up once."""
+
+    def __init__(self, limits: BepsLimits, on_date: date | None) -> None:
+        self.limits, self.on_date = limits, on_date
+        self.cap_fen: dict[str, int | None] = {}
+
+    def of(self, business_type: str) -> int | None:
+        assert self.on_date is not None, "a package without a date has no caps"
+        if business_type not in self.cap_fen:
+            self.cap_fen[business_type] = self.limits.limit_for(business_type,
+                                                                self.on_date).cap_fen
+        return self.cap_fen[business_type]
+
+
+def _check_limit(layout: Layout, index: int, t: Transfer, caps: _Caps,
+                 p: list[Problem]) -> None:
+    if caps.on_date is None or not BUSINESS_TYPE.fullmatch(t.business_type):
         return
-    if limits.over(t.amount_fen, t.business_type, on_date):
-        cap_fen = limits.limit_for(t.business_type, on_date).cap_fen
+    cap_fen = caps.of(t.business_type)
+    if cap_fen is not None and t.amount_fen > cap_fen:
         p.append(Problem("amount_over_beps_limit", layout.tx_path(index, "Amt"),
                          _yuan(t.amount_fen),
-                         f"at most {_yuan(cap_fen or 0)} for {t.business_type} in BEPS"))
+                         f"at most {_yuan(cap_fen)} for {t.business_type} in BEPS"))
 
 
 def _date_of(created_at: str) -> date | None:
