@@ -101,7 +101,7 @@ def store(result: dict[str, Any]) -> None:
 
 def table(results: dict[str, Any]) -> str:
     lines = ["| bench | figure | per s | p50 ms | p99 ms | baseline | baseline per s | ratio "
-             "| rounds: lowest–highest |",
+             "| rounds: middle half of the ratios |",
              "|---|---|---|---|---|---|---|---|---|"]
     machines = set()
     for name in sorted(results):
@@ -120,7 +120,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def _spread(row: dict[str, Any]) -> str:
-    """The ratio's lowest and highest round, for figures measured in rounds."""
+    """For figures measured in rounds: how many, and the quartiles of their ratios."""
     if "ratio_low" not in row:
         return ""
     return f"{row['rounds']}: {_n(row['ratio_low'])}–{_n(row['ratio_high'])}"

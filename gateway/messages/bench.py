@@ -15,8 +15,11 @@ How the figures stay put on a shared machine: the run is made of rounds; in a ro
 contenders take turns, a block of back-to-back calls each (see `_round`), so that what
 else the machine does at that moment weighs on all of them. Each round gives each
 contender's speed (units over its median call) and so its own ratios; a figure's
-`per_s`, `baseline_per_s` and `ratio` are the median round's, with the lowest and
-highest rounds' ratios beside them (`p50_ms` and `p99_ms` are over all of ours' calls).
+`per_s`, `baseline_per_s` and `ratio` are the median round's. Beside the ratio are the
+quartiles of the rounds' ratios (`ratio_low`, `ratio_high`: the middle half of the
+rounds lies between them) and the lowest and highest round (`ratio_min`, `ratio_max`),
+which show whether another process ran for a moment (`p50_ms` and `p99_ms` are over all
+of ours' calls).
 Calls are timed in this thread's CPU time, which does not count the time the scheduler
 gives to other processes, with the garbage collector paused during each call.
 """
@@ -190,8 +193,11 @@ def _results(name: str, raw: list[Round], unit: int,
                     "p50_ms": round(_percentile(ours, 50) * 1000, 3),
                     "p99_ms": round(_percentile(ours, 99) * 1000, 3), "baseline": label,
                     "baseline_per_s": round(_median(baseline_per_s)),
-                    "ratio": round(_median(ratios), 3), "ratio_low": round(ratios[0], 3),
-                    "ratio_high": round(ratios[-1], 3), "rounds": len(rounds)})
+                    "ratio": round(_median(ratios), 3),
+                    "ratio_low": round(ratios[len(ratios) // 4], 3),
+                    "ratio_high": round(ratios[len(ratios) * 3 // 4], 3),
+                    "ratio_min": round(ratios[0], 3), "ratio_max": round(ratios[-1], 3),
+                    "rounds": len(rounds)})
     return out
 
 
