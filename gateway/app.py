@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -45,6 +46,7 @@ log = logging.getLogger("paygate.gateway")
 
 LINK_TIMEOUT_S = 10.0
 DEPTH_CHECK_S = 0.1
+REDIS_LOADING_WAIT_S = 120.0  # a large append-only file loads in seconds; wait for it
 WINDOW_TICK_S = 5.0
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
@@ -146,6 +148,7 @@ class Gateway:
             timeout=REDIS_POOL_WAIT_S)
         self.redis = aioredis.Redis(connection_pool=pool)
         self.streams = Coalescer(self.redis)
+        await self._redis_loaded()
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=64))
@@ -169,6 +172,21 @@ class Gateway:
             self.url = f"http://{self.settings.host}:{port}"
         log.info("event=gateway_started url=%s bank=%s hvps_status=%s work_date=%s",
                  self.url, self.settings.bank_code, self.hvps_status, self.work_date)
+
+    async def _redis_loaded(self) -> None:
+        """Wait while Redis loads its append-only file after a restart (it answers
+        LOADING until then: recovery and the link login must not start before)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REDIS_LOADING_WAIT_S
+        while True:
+            try:
+                await self.redis.ping()
+                return
+            except BusyLoadingError:
+                if loop.time() > deadline:
+                    raise
+                log.info("event=redis_loading")
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
@@ -366,7 +384,17 @@ class Gateway:
         await self._check_depth()
         results: list[Any] = [None] * len(requests)
         ready: list[tuple[int, Prepared]] = []
+        # A key used again later in the batch gets what its first use got (a refusal
+        # too), or 409 if the body differs, however early the first use was refused.
+        first_use: dict[str, tuple[int, str]] = {}
+        repeats: list[tuple[int, str, str]] = []
         for i, (key, body) in enumerate(requests):
+            body_hash = intake.body_sha256(body) if key else ""
+            if key and key in first_use:
+                repeats.append((i, key, body_hash))
+                continue
+            if key:
+                first_use[key] = (i, body_hash)
             try:
                 ready.append((i, self._prepare(client, key, body, None)))
             except PaygateError as exc:
@@ -380,6 +408,11 @@ class Gateway:
             for stream, fields in entries:
                 unique.setdefault((stream, tuple(fields.items())), (stream, fields))
             await self.streams.xadd_many(list(unique.values()))
+        for i, key, body_hash in repeats:
+            first, first_hash = first_use[key]
+            results[i] = results[first] if body_hash == first_hash else Conflict(Problem(
+                "idempotency_key_reused_with_other_body", "Idempotency-Key", key,
+                "the same body as the first request with this key"))
         return results
 
     def _prepare(self, client: str, idem_key: str | None, body: Any,

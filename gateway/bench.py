@@ -78,8 +78,9 @@ def bench_command(argv: list[str]) -> int:
     else:
         result = runner.run(quick=args.quick)
     result.setdefault("quick", args.quick)
-    # A run whose checks failed (something lost or doubled) is shown, never recorded.
-    if not args.no_write and result.get("clean", True):
+    # A run whose checks failed (something lost or doubled) is shown, never recorded; a
+    # quick run is a smoke test and never replaces the recorded figures.
+    if not args.no_write and not args.quick and result.get("clean", True):
         store(result)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result.get("clean", True) else 1

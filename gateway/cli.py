@@ -64,7 +64,7 @@ def _main(argv: list[str] | None = None) -> int:
         return bench_command(rest)
     print(json.dumps({"errors": [{"code": "command_unknown", "path": "argv[0]",
                                   "value": command, "expected": "serve, demo, simulate, "
-                                  "serve, demo, simulate, simulate-day, validate, route, ops or bench"}]}))
+                                  "simulate-day, validate, route, ops or bench"}]}))
     return 2
 
 

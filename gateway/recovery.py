@@ -36,6 +36,8 @@ async def sweep_forever(gw: Any) -> None:
             await trim(gw)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             log.warning("event=sweep_postponed error=%r", exc)
+        except Exception as exc:  # never the end of the sweeper: the next pass tries again
+            log.exception("event=sweep_failed error=%r", exc)
 
 
 async def trim(gw: Any) -> int:

@@ -29,19 +29,26 @@ DEMO_BALANCE_FEN = 5_000_000 * 100
 async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     """With --simulate: three customer accounts with money, and our clearing account at
     the simulated NPC mirrored in the ledger, so a transfer can be tried at once. Done
-    once per data directory (the postings are idempotent)."""
+    once per data directory: a restart, on any later date, finds them made."""
     accounts = {name: customer_account(i, "corporate")
                 for i, name in enumerate(("示例一号公司", "示例二号公司", "示例三号公司"), 1)}
     day = gw.work_date
 
+    def posted(tx: Any, event_id: str) -> bool:
+        # Made on the first start's work date; a restart on a later date keeps them.
+        return tx.query_one("SELECT 1 FROM ledger_entry WHERE event_id = ?",
+                            (event_id,)) is not None
+
     def work(tx: Any) -> None:
-        gw.ledger.fund_clearing(tx, "simulate:opening:clearing", SIM_CLEARING_FEN, day)
+        if not posted(tx, "simulate:opening:clearing"):
+            gw.ledger.fund_clearing(tx, "simulate:opening:clearing", SIM_CLEARING_FEN, day)
         for name, account in accounts.items():
             if tx.query_one("SELECT 1 FROM ledger_account WHERE account_no = ?",
                             (account,)) is None:
                 gw.ledger.open_customer_account(tx, account, name, "corporate", day)
-            gw.ledger.deposit(tx, f"simulate:opening:{account}", account, DEMO_BALANCE_FEN,
-                              day)
+            if not posted(tx, f"simulate:opening:{account}"):
+                gw.ledger.deposit(tx, f"simulate:opening:{account}", account,
+                                  DEMO_BALANCE_FEN, day)
     await gw.store.run(work)
     balances = await gw.store.run(lambda tx: {a: gw.ledger.balance(tx, a)
                                               for a in accounts.values()})

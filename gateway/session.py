@@ -127,14 +127,20 @@ class LinkSession:
             await asyncio.sleep(interval_s)
             if not self.gw.leading:
                 continue
-            loop = asyncio.get_running_loop()
-            answered = self.last_probe_answered or 0.0
-            if self.last_probe_sent is not None and \
-                    loop.time() - answered > 2 * interval_s and answered < self.last_probe_sent:
-                await self.gw.store.run(lambda tx: self.gw.alert(
-                    tx, "link_probe_unanswered", interval_s=interval_s))
-            await self._check_keys()
-            await self.probe()
+            try:
+                await self._probe_once(interval_s)
+            except Exception as exc:  # the timer outlives one failed pass; logged in full
+                log.exception("event=link_probe_failed error=%r", exc)
+
+    async def _probe_once(self, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        answered = self.last_probe_answered or 0.0
+        if self.last_probe_sent is not None and \
+                loop.time() - answered > 2 * interval_s and answered < self.last_probe_sent:
+            await self.gw.store.run(lambda tx: self.gw.alert(
+                tx, "link_probe_unanswered", interval_s=interval_s))
+        await self._check_keys()
+        await self.probe()
 
     async def _check_keys(self) -> None:
         gw = self.gw

@@ -220,8 +220,10 @@ async def trim_handled(r: aioredis.Redis, streams: tuple[str, ...]) -> int:
             continue
         floor = group["last-delivered-id"]
         if group["pending"]:
-            floor = (await r.xpending(stream, keys.GROUP))["min"]
-        if floor in ("0-0", b"0-0"):
+            # The oldest pending entry, read after the count: if it was acknowledged in
+            # between, nothing is pending and the last delivered entry is the floor.
+            floor = (await r.xpending(stream, keys.GROUP))["min"] or floor
+        if not floor or floor in ("0-0", b"0-0"):
             continue
         removed += await r.xtrim(stream, minid=floor, approximate=False)
     return removed

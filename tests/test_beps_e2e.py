@@ -529,17 +529,22 @@ def test_a_batch_mixing_channels_keys_and_refusals_commits_each_exactly_once(tmp
                      dict(credit(payer, "400.00"), idempotency_key="k-b"),
                      dict(credit(payer, "200.01"), idempotency_key="k-poor"),
                      dict(credit(payer, "200.00"), idempotency_key="k-a"),
-                     dict(credit(payer, "1.00"), idempotency_key="k-b")]
+                     dict(credit(payer, "1.00"), idempotency_key="k-b"),
+                     dict(credit(payer, "1.001"), idempotency_key="k-r"),
+                     dict(credit(payer, "1.00"), idempotency_key="k-r"),
+                     dict(credit(payer, "1.001"), idempotency_key="k-r")]
             async with aiohttp.ClientSession() as http:
                 first = await _post(http, h, batch)
                 again = await _post(http, h, batch)
             results = first["results"]
-            assert [r["status"] for r in results] == [201, 201, 201, 422, 201, 409]
+            assert [r["status"] for r in results] == [201, 201, 201, 422, 201, 409,
+                                                      422, 409, 422]
             assert results[3]["errors"][0]["code"] == "payer_funds_insufficient"
             assert results[5]["errors"][0]["code"] == "idempotency_key_reused_with_other_body"
             assert results[4]["transfer"] == results[0]["transfer"]
             assert [r["transfer"]["channel"] for r in results[:3]] == ["beps", "hvps", "beps"]
-            assert [r["status"] for r in again["results"]] == [201, 201, 201, 422, 201, 409]
+            assert [r["status"] for r in again["results"]] == [201, 201, 201, 422, 201, 409,
+                                                                422, 409, 422]
             assert [r.get("transfer", {}).get("id") for r in again["results"]] == \
                 [r.get("transfer", {}).get("id") for r in results]
             for r in results[:3]:

@@ -44,3 +44,29 @@ def test_only_acknowledged_entries_go(tmp_path):
         assert asyncio.run(scenario()) == [6, 4, 3]
     finally:
         server.stop()
+
+
+class _Raced:
+    """A Redis whose last pending entry is acknowledged between the two reads."""
+
+    def __init__(self) -> None:
+        self.trimmed: list[str] = []
+
+    async def exists(self, stream: str) -> int:
+        return 1
+
+    async def xinfo_groups(self, stream: str) -> list[dict]:
+        return [{"name": keys.GROUP, "pending": 1, "last-delivered-id": "5-0"}]
+
+    async def xpending(self, stream: str, group: str) -> dict:
+        return {"pending": 0, "min": None, "max": None, "consumers": []}
+
+    async def xtrim(self, stream: str, minid: str, approximate: bool) -> int:
+        self.trimmed.append(minid)
+        return 3
+
+
+def test_an_acknowledgement_between_the_reads_is_no_error():
+    r = _Raced()
+    assert asyncio.run(trim_handled(r, (STREAM,))) == 3
+    assert r.trimmed == ["5-0"]

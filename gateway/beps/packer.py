@@ -142,8 +142,12 @@ class Packer:
         while True:
             await wait_set(self.nudged, self.settings.seal_check_s)
             self.nudged.clear()
-            if self.gw.leading:  # one packer for all gateway processes (gateway.cluster)
+            if not self.gw.leading:  # one packer for all gateway processes (gateway.cluster)
+                continue
+            try:
                 await self.seal()
+            except Exception as exc:  # the timer outlives one failed pass; logged in full
+                log.exception("event=beps_seal_failed error=%r", exc)
 
     async def seal(self, force: bool = False) -> int:
         """Seal what is due now and put the packages on the send stream; how many."""
