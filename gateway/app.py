@@ -396,7 +396,7 @@ class Gateway:
             if key:
                 first_use[key] = (i, body_hash)
             try:
-                ready.append((i, self._prepare(client, key, body, None)))
+                ready.append((i, self._prepare(client, key, body, None, body_hash)))
             except PaygateError as exc:
                 results[i] = exc
 
@@ -416,7 +416,7 @@ class Gateway:
         return results
 
     def _prepare(self, client: str, idem_key: str | None, body: Any,
-                 end_to_end_id: str | None) -> "Prepared":
+                 end_to_end_id: str | None, body_hash: str = "") -> "Prepared":
         """Everything about a transfer that needs no database: its key, body, route."""
         if not idem_key or len(idem_key) > 64 or not idem_key.isascii() \
                 or not idem_key.isprintable():
@@ -424,7 +424,7 @@ class Gateway:
                 "idempotency_key_required" if not idem_key else "idempotency_key_malformed",
                 "Idempotency-Key", idem_key,
                 "a header Idempotency-Key of 1 to 64 printable ASCII characters"), 400)
-        body_hash = intake.body_sha256(body)
+        body_hash = body_hash or intake.body_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
         now = self.clock.now()
         try:
@@ -643,20 +643,24 @@ class Gateway:
 
     async def request_hvps_details(self, check_date: str, selectors: list[Any]) -> None:
         """hvps.712: the NPC's items behind totals that differ (answered by hvps.713)."""
+        await self._ask_npc(hvps712.MESSAGE_TYPE, lambda group: hvps712.build(
+            hvps712.DetailRequest(group, check_date, tuple(selectors), len(selectors))))
+
+    async def _ask_npc(self, mesg_type: str, build: Any) -> None:
+        """Queue one HVPS request to the NPC: `build(group header)` makes its body."""
         now = self.clock.now()
 
         def work(tx: Any) -> int:
             header = outbound.new_header(tx, now, self.settings.bank_code, outbound.NPC,
-                                         hvps712.MESSAGE_TYPE, "HVPS")
+                                         mesg_type, "HVPS")
             day = now.strftime("%Y%m%d")
             msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
-            body = hvps712.build(hvps712.DetailRequest(GroupHeader(
-                msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"), self.settings.bank_code,
-                self.settings.bank_code, outbound.NPC, outbound.NPC, "HVPS"), check_date,
-                tuple(selectors), len(selectors)))
+            body = build(GroupHeader(msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"),
+                                     self.settings.bank_code, self.settings.bank_code,
+                                     outbound.NPC, outbound.NPC, "HVPS"))
             return outbound.queue_message(tx, header, body, self.keyring, now)
         outbox_id = await self.store.run(work)
-        await self.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        await self.streams.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
 
     # Reconciliation
 
@@ -669,17 +673,6 @@ class Gateway:
             return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         waiter = asyncio.get_running_loop().create_future()
         self._recon_waiters[key] = waiter
-        now = self.clock.now()
-
-        def work(tx: Any) -> int:
-            header = outbound.new_header(tx, now, self.settings.bank_code, outbound.NPC,
-                                         hvps710.MESSAGE_TYPE, "HVPS")
-            day = now.strftime("%Y%m%d")
-            msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
-            body = hvps710.build(hvps710.ReconRequest(GroupHeader(
-                msg_id, now.strftime("%Y-%m-%dT%H:%M:%S"), self.settings.bank_code,
-                self.settings.bank_code, outbound.NPC, outbound.NPC, "HVPS"), key))
-            return outbound.queue_message(tx, header, body, self.keyring, now)
-        outbox_id = await self.store.run(work)
-        await self.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+        await self._ask_npc(hvps710.MESSAGE_TYPE, lambda group: hvps710.build(
+            hvps710.ReconRequest(group, key)))
         return await asyncio.wait_for(waiter, timeout_s)

@@ -4,8 +4,8 @@
 transfer whose channel has a bulk intake (BEPS: the item waits to be packed) is
 accepted in three steps that together do what `Gateway._accept_tx` does for one:
 
-1. in order, for each: its idempotency record (read for the whole batch at once, and
-   keys repeated inside the batch answered like a replay), its ids (from one block of
+1. in order, for each: its idempotency record (read for the whole batch at once; a key
+   repeated inside the batch is answered by the caller, from its first use), its ids (from one block of
    the day's sequence), the channel's own checks, and its hold in the ledger. A refusal
    leaves nothing behind: the checks write nothing, and a hold the ledger refuses
    leaves the transaction as it found it (ledger.postings.post);
@@ -38,19 +38,16 @@ KEYS_PER_QUERY = 500  # idempotency keys looked up in one statement
 
 def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
                 ) -> tuple[list[tuple[int, Any]], list[Entry]]:
-    """(index, (status, answer) or the error refusing it) for each, and stream entries."""
+    """(index, (status, answer) or the error refusing it) for each, and stream entries.
+    Each idempotency key appears once in `ready` (Gateway.submit_transfers answers a key
+    repeated inside a batch from its first use)."""
     stored = _stored_answers(tx, ready)
     bulk = [(i, p) for i, p in ready if getattr(p.accept, "bulk", None) is not None]
     seq = _reserve(tx, bulk)
-    outcome: dict[str, Any] = {}  # idempotency key -> outcome of its first use here
-    repeats: list[tuple[int, "Prepared"]] = []
     waiting: list[tuple[int, "Prepared", dict[str, Any], Any]] = []  # checked, to hold
     done: list[tuple[int, Any]] = []
     entries: list[Entry] = []
     for i, p in ready:
-        if p.idem_key in outcome:
-            repeats.append((i, p))
-            continue
         try:
             if p.idem_key in stored:
                 result = _replay(p, *stored[p.idem_key])
@@ -64,11 +61,9 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
                 seq += 1
                 p.accept.bulk.check(row)
                 waiting.append((i, p, row, p.accept.bulk))
-                outcome[p.idem_key] = (p.body_hash, None)  # decided with the holds below
                 continue
         except PaygateError as exc:
             result = exc
-        outcome[p.idem_key] = (p.body_hash, result)
         done.append((i, result))
 
     holds = gw.ledger.hold_many(tx, [
@@ -88,11 +83,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             answers.append((p.client, p.idem_key, p.body_hash,
                             json.dumps(response, ensure_ascii=False), p.now.isoformat()))
             result = (201, response)
-        outcome[p.idem_key] = (p.body_hash, result)
         done.append((i, result))
-    # A key used twice in one batch: the second gets what the first got (a refusal too),
-    # or a conflict if its body differs.
-    done.extend((i, _replay(p, *outcome[p.idem_key])) for i, p in repeats)
 
     if rows:
         payments.insert_many(tx, rows)
