@@ -87,7 +87,10 @@ class Harness:
         log_file = open(self.data_dir / "npc.log", "ab")
         self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
                                             env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                            preexec_fn=die_with_parent)
+                                            preexec_fn=die_with_parent,
+                                            # stopped by the gateway's side, not by a
+                                            # Ctrl-C aimed at the terminal's group
+                                            start_new_session=True)
         log_file.close()
         line = await asyncio.wait_for(
             asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),

@@ -95,8 +95,12 @@ class EmbeddedRedis:
                 "--dir", str(self.directory), "--appendonly", "yes",
                 "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
                 "--logfile", str(self.directory / "redis.log")]
+        # Its own session: a Ctrl-C at the terminal (SIGINT to the whole process group)
+        # reaches the gateway, which drains its work and then stops Redis itself; Redis
+        # stopping first would fail work in flight. It still dies with the gateway.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                                        start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

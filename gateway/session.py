@@ -15,6 +15,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from gateway import keys, outbound, payments
 from gateway.inbound import Processed
 from gateway.messages import ccms805, ccms991, codec
@@ -63,9 +65,13 @@ class LinkSession:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.gw.link_state == "logged_in" and self.gw.leading:
-            await self._send_login(ccms805.LOGOUT)
-            self.gw.link_state = "logging_out"
-            await self._wait_sent(ccms805.MESSAGE_TYPE)
+            try:
+                await self._send_login(ccms805.LOGOUT)
+                self.gw.link_state = "logging_out"
+                await self._wait_sent(ccms805.MESSAGE_TYPE)
+            except (RedisError, OSError) as exc:
+                # Stopping goes on: the NPC logs a silent participant out by itself.
+                log.warning("event=logout_not_sent error=%r", exc)
 
     # Outbound
 
