@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from gateway import jsontext
 from gateway.errors import PaygateError, Problem, Unauthorized
 from gateway.messages import codec, hvps111
 
@@ -32,8 +33,8 @@ OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, ensure_ascii=False, default=repr), status=status,
-                        content_type="application/json")
+    return web.Response(body=jsontext.dumps_bytes(data, default=repr), status=status,
+                        content_type="application/json", charset="utf-8")
 
 
 _json = json_response

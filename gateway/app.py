@@ -22,7 +22,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
-from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
+from gateway import bulk, intake, jsontext, keys, outbound, payments, recovery, webhook
 from gateway.cluster import Cluster
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
@@ -477,7 +477,7 @@ class Gateway:
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
                    (p.client, p.idem_key, p.body_hash,
-                    json.dumps(response, ensure_ascii=False), p.now.isoformat()))
+                    jsontext.dumps(response), p.now.isoformat()))
         return 201, response, entries
 
     def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,

@@ -23,7 +23,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway import payments
+from gateway import jsontext, payments
 from gateway.errors import Conflict, PaygateError, Problem
 from gateway.intake import as_request_fields
 
@@ -81,7 +81,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             rows.append(row)
             by_intake.setdefault(intake, []).append(row)
             answers.append((p.client, p.idem_key, p.body_hash,
-                            json.dumps(response, ensure_ascii=False), p.now.isoformat()))
+                            jsontext.dumps(response), p.now.isoformat()))
             result = (201, response)
         done.append((i, result))
 

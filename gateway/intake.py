@@ -9,13 +9,12 @@ and only then does the core system hear "accepted" (ARCHITECTURE.md, decision 1)
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from gateway import keys, payments
+from gateway import jsontext, keys, payments
 from gateway.errors import PaygateError, ProblemList, ValidationFailed
 from gateway.money import parse_yuan
 
@@ -71,11 +70,9 @@ class Transfer:
 
 
 def body_sha256(body: Any) -> str:
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                           default=repr)
-    # surrogatepass: a lone surrogate in a body must reach the text checks (and be
-    # refused there by name), not fail here.
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    # A lone surrogate in a body must reach the text checks (and be refused there by
+    # name), not fail here: jsontext.canonical encodes it with surrogatepass.
+    return hashlib.sha256(jsontext.canonical(body)).hexdigest()
 
 
 def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
