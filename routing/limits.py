@@ -29,6 +29,7 @@ DEFAULT_LIMITS: list[dict[str, Any]] = [
     {"name": "beps_single_item", "types": ["*"], "cap_fen": BEPS_CAP_FEN},
 ]
 
+LOOKUPS_REMEMBERED_MAX = 4096  # (business type, date) pairs; cleared when full
 _KEYS = {"name", "types", "cap_fen", "effective_from", "effective_to"}
 
 
@@ -72,9 +73,21 @@ class BepsLimits:
             problems.add("routing_limits_need_a_catch_all", "routing.limits", None,
                          'an entry without dates whose types include "*"')
         problems.raise_if_any()
+        self._governing: dict[tuple[str, date], Limit] = {}
 
     def limit_for(self, business_type: str, on_date: date) -> Limit:
-        """The entry that governs `business_type` on `on_date`."""
+        """The entry that governs `business_type` on `on_date` (remembered: the entries
+        are fixed for the object's life, and every payment asks)."""
+        key = (business_type, on_date)
+        found = self._governing.get(key)
+        if found is None:
+            found = self._find(business_type, on_date)
+            if len(self._governing) >= LOOKUPS_REMEMBERED_MAX:
+                self._governing.clear()
+            self._governing[key] = found
+        return found
+
+    def _find(self, business_type: str, on_date: date) -> Limit:
         ordered = [e for e in self.entries if e.dated] + [e for e in self.entries if not e.dated]
         for entry in ordered:
             if entry.matches(business_type, on_date):
