@@ -8,6 +8,7 @@ Shutdown runs the other way round and lets in-flight work finish.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -74,6 +75,25 @@ class Prepared(NamedTuple):
     end_to_end_id: str | None
 
 
+# A payment makes hundreds of short-lived dicts and tuples. With the interpreter's default
+# thresholds the cyclic collector ran every 700 allocations and walked the whole heap every
+# few seconds: about 6% of the gateway's CPU under load. Collections are now rarer, and
+# what exists once the gateway is up (modules, settings, the directory) is not walked again.
+GC_THRESHOLDS = (50_000, 20, 100)
+_collector_tuned = False
+
+
+def tune_collector() -> None:
+    """Once per process: raise the collector's thresholds, freeze what is alive now."""
+    global _collector_tuned
+    if _collector_tuned:
+        return
+    _collector_tuned = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class Gateway:
     def __init__(self, settings: Settings, clock: Clock | None = None,
                  router: Router | None = None) -> None:
@@ -130,6 +150,7 @@ class Gateway:
     # Life cycle
 
     async def start(self, serve_http: bool = True) -> None:
+        tune_collector()
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
         write_keypair(self.settings.keys_path, self.settings.bank_code)
         self.keyring = KeyRing.load(self.settings.keys_path, [self.settings.bank_code],
