@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
 from gateway.errors import PaygateError, ProblemList, ValidationFailed
@@ -52,8 +52,9 @@ _TYPE = re.compile(r"[A-Z][0-9]{3}")
 _KIND = re.compile(r"[0-9]{5}")
 
 
-@dataclass(frozen=True)
-class Transfer:
+class Transfer(NamedTuple):
+    """A checked transfer request (a tuple: one is made for every payment)."""
+
     payer_account: str
     payer_name: str
     payer_bank: str

@@ -8,8 +8,7 @@ HVPS and HVPS is closed: `queue` it for the next opening, `refuse` it, or fall b
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.errors import ProblemList
 from routing.fields import is_ascii_digits
@@ -21,8 +20,9 @@ WHEN_CLOSED = ("queue", "refuse", "beps")
 UPPER_ASCII = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-@dataclass(frozen=True)
-class RouteRequest:
+class RouteRequest(NamedTuple):
+    """What a route depends on (a tuple: one is made for every payment)."""
+
     payer_bank: str
     payee_bank: str
     amount_fen: int
@@ -33,7 +33,7 @@ class RouteRequest:
     customer: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 def request_problems(req: RouteRequest) -> ProblemList:

@@ -64,6 +64,16 @@ class RouteDecision:
     record_json: str = field(default="", repr=False, compare=False)
     recorded: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
+    def for_amount(self, amount_fen: int) -> "RouteDecision":
+        """This decision for another amount of the same class: only the amount in its
+        inputs differs. (A shallow copy of the fields: dataclasses.replace costs five
+        times as much, and every payment of a remembered class comes here.)"""
+        copied = object.__new__(RouteDecision)
+        copied.__dict__.update(self.__dict__)
+        copied.__dict__["explanation"] = dict(
+            self.explanation, inputs=dict(self.explanation["inputs"], amount_fen=amount_fen))
+        return copied
+
     def explain(self) -> dict[str, Any]:
         """The rule, the inputs, the facts and the directory rows used, as JSON-able data."""
         out = {
@@ -159,8 +169,7 @@ class Router:
                tuple(req.amount_fen > t for t in self._amount_thresholds))
         known = self._decided.get(key)
         if known is not None:
-            inputs = dict(known.explanation["inputs"], amount_fen=req.amount_fen)
-            return replace(known, explanation=dict(known.explanation, inputs=inputs))
+            return known.for_amount(req.amount_fen)
         decision = self._decide(req, on_date, hvps_open, next_hvps_opening)
         recorded = decision.record()
         decision = replace(decision, recorded=recorded,
