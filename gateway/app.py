@@ -23,7 +23,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
-from gateway import bulk, intake, jsontext, keys, outbound, payments, recovery, webhook
+from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
 from gateway.cluster import Cluster
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
@@ -480,7 +480,7 @@ class Gateway:
                 raise Conflict(Problem("idempotency_key_reused_with_other_body",
                                        "Idempotency-Key", p.idem_key,
                                        "the same body as the first request with this key"))
-            return stored[1], json.loads(stored[2]), []
+            return stored[1], payments.answer_of(tx, stored[2]), []
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         e2e = p.end_to_end_id or e2e
@@ -498,7 +498,8 @@ class Gateway:
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
                    (p.client, p.idem_key, p.body_hash,
-                    jsontext.dumps(response), p.now.isoformat()))
+                    payments.answer_text(response, p.decision.record_json),
+                    p.now.isoformat()))
         return 201, response, entries
 
     def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,

@@ -19,11 +19,10 @@ own savepoint, in the same transaction.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway import jsontext, payments
+from gateway import payments
 from gateway.errors import Conflict, PaygateError, Problem
 from gateway.intake import as_request_fields
 
@@ -81,7 +80,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             rows.append(row)
             by_intake.setdefault(intake, []).append(row)
             answers.append((p.client, p.idem_key, p.body_hash,
-                            jsontext.dumps(response), p.now.isoformat()))
+                            payments.answer_text(response, p.decision.record_json),
+                            p.now.isoformat()))
             result = (201, response)
         done.append((i, result))
 
@@ -108,7 +108,7 @@ def _stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
             for key, body_hash, status, response in tx.query(
                     "SELECT key, body_sha256, status, response FROM idempotency "
                     f"WHERE client = ? AND key IN ({marks})", (client, *chunk)):
-                found[key] = (body_hash, (status, json.loads(response)))
+                found[key] = (body_hash, (status, payments.answer_of(tx, response)))
     return found
 
 

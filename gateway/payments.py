@@ -8,13 +8,16 @@ the core system must hear about cannot be lost between commit and push).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import keys
+import orjson
+
+from gateway import jsontext, keys
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
 from gateway.store import Contended, after_commit
@@ -71,18 +74,91 @@ def reserve_seq(tx: Any, name: str, count: int) -> int:
     return row[0] - count + 1
 
 
-def _row(values: tuple) -> dict[str, Any]:
+# Route records by reference (table route_records). A payment routed by the router names
+# its class's record as "#<hash>"; other payments (incoming, returns) keep their small
+# route JSON in the row. Records never change once stored, so texts are cached by hash.
+ROUTE_REF = "#"
+_ROUTES_CACHED_MAX = 4096
+_route_hashes: dict[str, str] = {}   # record text -> hash
+_route_texts: dict[str, str] = {}    # hash -> record text
+
+
+def route_hash(record_json: str) -> str:
+    """The hash a route record is stored under (128 bits of its SHA-256)."""
+    found = _route_hashes.get(record_json)
+    if found is None:
+        found = hashlib.sha256(record_json.encode()).hexdigest()[:32]
+        if len(_route_hashes) >= _ROUTES_CACHED_MAX:
+            _route_hashes.clear()
+        _route_hashes[record_json] = found
+    return found
+
+
+def _store_routes(tx: Any, records: dict[str, str]) -> None:
+    """Store route records (hash -> text) unless stored already. Done in the caller's
+    transaction every time, so a payment never names a record that a rolled-back
+    transaction was to store."""
+    tx.executemany("INSERT INTO route_records (hash, record) VALUES (?, ?) "
+                   "ON CONFLICT (hash) DO NOTHING", list(records.items()))
+
+
+def _route_column(data: dict[str, Any], records: dict[str, str]) -> str:
+    text = data.pop("route_json", None)
+    if text:
+        digest = route_hash(text)
+        records[digest] = text
+        return ROUTE_REF + digest
+    return jsontext.dumps(data.get("route", {}))
+
+
+def route_of(tx: Any, value: str) -> dict[str, Any]:
+    """A payment's route column (or a stored answer's route) as a dict of its own."""
+    if not value.startswith(ROUTE_REF):
+        return orjson.loads(value)
+    digest = value[len(ROUTE_REF):]
+    text = _route_texts.get(digest)
+    if text is None:
+        found = tx.query_one("SELECT record FROM route_records WHERE hash = ?", (digest,))
+        if found is None:
+            raise AssertionError(f"route record {digest} is missing")
+        text = found[0]
+        if len(_route_texts) >= _ROUTES_CACHED_MAX:
+            _route_texts.clear()
+        _route_texts[digest] = text
+    return orjson.loads(text)
+
+
+def answer_text(view: dict[str, Any], route_json: str | None) -> str:
+    """A public view as stored for an idempotent replay: its route by reference when
+    the route is a stored record (a kilobyte less per stored answer)."""
+    if route_json:
+        view = dict(view, route=ROUTE_REF + route_hash(route_json))
+    return jsontext.dumps(view)
+
+
+def answer_of(tx: Any, text: str) -> dict[str, Any]:
+    """A stored answer as first given (its route record put back in place)."""
+    view = orjson.loads(text)
+    route = view.get("route") if isinstance(view, dict) else None
+    if isinstance(route, str):
+        view["route"] = route_of(tx, route)
+    return view
+
+
+def _row(tx: Any, values: tuple) -> dict[str, Any]:
     row = dict(zip(COLUMNS, values))
-    row["remittance"] = json.loads(row["remittance"])
-    row["route"] = json.loads(row["route"])
+    row["remittance"] = orjson.loads(row["remittance"])
+    row["route"] = route_of(tx, row["route"])
     return row
 
 
 def insert(tx: Any, row: dict[str, Any]) -> None:
     data = dict(row)
-    data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
-    data["route"] = data.pop("route_json", None) or json.dumps(data.get("route", {}),
-                                                               ensure_ascii=False)
+    data["remittance"] = jsontext.dumps(list(data.get("remittance", [])))
+    records: dict[str, str] = {}
+    data["route"] = _route_column(data, records)
+    if records:
+        _store_routes(tx, records)
     for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
         data.setdefault(optional, None)
     tx.execute(_INSERT, tuple(data[c] for c in COLUMNS))
@@ -97,15 +173,17 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
 def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     """`insert` for many new payments: one statement per table for all of them."""
     values, events = [], []
+    records: dict[str, str] = {}
     for row in rows:
         data = dict(row)
-        data["remittance"] = json.dumps(list(data.get("remittance", [])), ensure_ascii=False)
-        data["route"] = data.pop("route_json", None) or json.dumps(data.get("route", {}),
-                                                                   ensure_ascii=False)
+        data["remittance"] = jsontext.dumps(list(data.get("remittance", [])))
+        data["route"] = _route_column(data, records)
         for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
             data.setdefault(optional, None)
         values.append(tuple(data[c] for c in COLUMNS))
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
+    if records:
+        _store_routes(tx, records)
     tx.executemany(_INSERT, values)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)", events)
@@ -119,7 +197,7 @@ def get(tx: Any, payment_id: str) -> dict[str, Any]:
     values = tx.query_one(f"{_SELECT} WHERE id = ?", (payment_id,))
     if values is None:
         raise NotFound(Problem("payment_not_found", "/id", payment_id, "an existing payment"))
-    return _row(values)
+    return _row(tx, values)
 
 
 def find_by_message(tx: Any, direction: str, sender: str, msg_type: str,
@@ -127,12 +205,12 @@ def find_by_message(tx: Any, direction: str, sender: str, msg_type: str,
     values = tx.query_one(f"{_SELECT} WHERE direction = ? AND sender_direct = ? "
                           "AND msg_type = ? AND msg_id = ?",
                           (direction, sender, msg_type, msg_id))
-    return _row(values) if values else None
+    return _row(tx, values) if values else None
 
 
 def find_out_by_msg_id(tx: Any, msg_id: str) -> dict[str, Any] | None:
     values = tx.query_one(f"{_SELECT} WHERE direction = 'out' AND msg_id = ?", (msg_id,))
-    return _row(values) if values else None
+    return _row(tx, values) if values else None
 
 
 def search(tx: Any, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -141,7 +219,7 @@ def search(tx: Any, state: str | None = None, limit: int = 100) -> list[dict[str
                         (state, limit))
     else:
         rows = tx.query(f"{_SELECT} ORDER BY created_at DESC LIMIT ?", (limit,))
-    return [_row(r) for r in rows]
+    return [_row(tx, r) for r in rows]
 
 
 def history(tx: Any, payment_id: str) -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ SCHEMA = [
         remittance TEXT NOT NULL DEFAULT '[]',
         hold_id TEXT, pending_no TEXT, reason TEXT, settled_on TEXT,
         client TEXT,                      -- the core-system client that submitted it
-        route TEXT NOT NULL DEFAULT '{}',
+        route TEXT NOT NULL DEFAULT '{}', -- its JSON, or "#" and the hash of a route_records row
         work_date TEXT NOT NULL,
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         UNIQUE (direction, sender_direct, msg_type, msg_id)
@@ -101,6 +101,11 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS payments_state ON payments (state)",
     "CREATE INDEX IF NOT EXISTS payments_work_date ON payments (work_date)",
     "CREATE INDEX IF NOT EXISTS payments_msg_id ON payments (msg_id)",
+    # A route record is shared by every payment of its class (routing.Router.decide): it
+    # is stored once and payments name it by hash, instead of a kilobyte in each row.
+    """CREATE TABLE IF NOT EXISTS route_records (
+        hash TEXT PRIMARY KEY, record TEXT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS payment_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         payment_id TEXT NOT NULL, at TEXT NOT NULL, state TEXT NOT NULL,

@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from typing import Any, Callable
 
+from gateway import payments
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 
 
@@ -23,7 +24,7 @@ def submit_once(tx: Any, client: str, idem_key: str, body_hash: str, now: dateti
         if stored[0] != body_hash:
             raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
                                    idem_key, "the same body as the first request with this key"))
-        return stored[1], json.loads(stored[2]), False
+        return stored[1], payments.answer_of(tx, stored[2]), False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "created_at) VALUES (?, ?, ?, 201, ?, ?)",
