@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import logs
 from gateway.bench import machine
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.harness import Harness
@@ -97,6 +98,9 @@ async def _acceptance(folder: Path, transfers: int) -> tuple[int, list[float], f
     start = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
     clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=1.0)
     h = Harness(folder, clock_spec=clock.to_spec())
+    # Logged as a deployment logs (`paygate serve`: INFO, one line per event), to a file.
+    log_file = open(folder / "gateway.log", "w", encoding="utf-8")
+    logs.configure("INFO", log_file)
     await h.start()
     try:
         payers = await _open_payers(h.gateway)
@@ -118,6 +122,8 @@ async def _acceptance(folder: Path, transfers: int) -> tuple[int, list[float], f
         return transfers, measured["durations_s"], measured["wall_s"]
     finally:
         await h.stop()
+        logs.configure("WARNING")
+        log_file.close()
 
 
 async def _open_payers(gw: Any) -> list[str]:
