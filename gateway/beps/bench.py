@@ -99,6 +99,7 @@ async def _acceptance(folder: Path, transfers: int) -> tuple[int, list[float], f
     clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=1.0)
     h = Harness(folder, clock_spec=clock.to_spec())
     # Logged as a deployment logs (`paygate serve`: INFO, one line per event), to a file.
+    folder.mkdir(parents=True, exist_ok=True)
     log_file = open(folder / "gateway.log", "w", encoding="utf-8")
     logs.configure("INFO", log_file)
     await h.start()
