@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway import jsontext, keys
+from gateway import jsontext, keys, logs
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
 from gateway.store import Contended, after_commit
@@ -187,10 +187,10 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     tx.executemany(_INSERT, values)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)", events)
-    for row in rows:
-        log.info("event=payment_created payment=%s direction=%s channel=%s state=%s "
-                 "amount_fen=%s msg_id=%s", row["id"], row["direction"], row["channel"],
-                 row["state"], row["amount_fen"], row["msg_id"])
+    logs.log_lines(log, logging.INFO, [
+        f"event=payment_created payment={row['id']} direction={row['direction']} "
+        f"channel={row['channel']} state={row['state']} amount_fen={row['amount_fen']} "
+        f"msg_id={row['msg_id']}" for row in rows])
 
 
 def get(tx: Any, payment_id: str) -> dict[str, Any]:
@@ -268,11 +268,12 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
                    "VALUES (?, ?, ?, ?, ?)",
                    [(payment["id"], at, new_state, event, detail_json) for payment in rows])
     said = " ".join(f"{k}={v}" for k, v in detail.items())
+    logs.log_lines(log, logging.INFO, [
+        f"event={event} payment={payment['id']} from={payment['state']} to={new_state} {said}"
+        for payment in rows])
     changed = []
     for payment in rows:
         old = payment["state"]
-        log.info("event=%s payment=%s from=%s to=%s %s", event, payment["id"], old,
-                 new_state, said)
         if notifier is not None and notifier.webhook and new_state != old:
             body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
                                "event": event, "at": at}, ensure_ascii=False)
