@@ -25,14 +25,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import ledger
 from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
 from gateway.cluster import Cluster
+from gateway.batcher import Batcher
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.dayend import DayEnd
+from gateway.direct import Direct
 from gateway.handlers import Handlers
-from gateway.inbound import process_tx, receive_tx
+from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
+from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
 from gateway.messages.common import GroupHeader
@@ -119,6 +122,12 @@ class Gateway:
         self.workers: list[StreamWorker] = []
         self._tasks: list[asyncio.Task] = []
         self.handlers = Handlers(self)
+        self._handler_table: dict[str, Any] | None = None
+        # Sends this process starts itself after a commit (gateway.direct), and the small
+        # outbox updates of concurrent sends merged into one piece of work each.
+        self.direct = Direct(self)
+        self.mark_sent = Batcher(self.store, outbound.mark_sent_many)
+        self.webhooks = webhook.Pusher(self)
         self.day_end = DayEnd(self)
         now = self.clock.now()
         # The HVPS state: forecast by the local timetable until the NPC's ccms.801 notices
@@ -223,6 +232,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(worker.drain() for worker in self.workers))
+        await self.direct.drain()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.http is not None:
@@ -317,6 +327,16 @@ class Gateway:
         return await recovery.sweep(self)
 
     async def _add_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """After a commit: its webhook rows are pushed by this process while it has room
+        (gateway.direct); every other entry, and the webhook rows left over, go to their
+        streams."""
+        hooks = [int(fields["outbox"]) for stream, fields in entries
+                 if stream == keys.WEBHOOK and "outbox" in fields]
+        if hooks and self.settings.webhook_url:
+            left = set(self.direct.push_webhooks(hooks))
+            entries = [(stream, fields) for stream, fields in entries
+                       if stream != keys.WEBHOOK or "outbox" not in fields
+                       or int(fields["outbox"]) in left]
         await recovery.add_entries(self, entries)
 
     async def recover(self) -> None:
@@ -575,25 +595,56 @@ class Gateway:
     # The link
 
     async def receive_link(self, raw: bytes) -> dict[str, Any]:
-        """A message arrived from the NPC: check, store, acknowledge, queue."""
+        """A message arrived from the NPC: check, store, acknowledge, process.
+
+        Receipt, the ccms.990 in the outbox and the processing commit in one piece of
+        work (gateway.inbound); the 990 is then sent by this process itself while it has
+        room (gateway.direct), else by the link sender."""
         now = self.clock.now()
         try:
             env = env_mod.decode(raw)
-            self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
+            signature = self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
         except PaygateError as exc:
             errors = exc.to_dict()["errors"][:3]
             await self.store.run(lambda tx: self.alert(
                 tx, "inbound_message_rejected_at_link", errors=errors))
             raise
-        received = await self.store.run(lambda tx: receive_tx(
-            tx, env, raw, now, self.settings.bank_code, self.keyring))
+        decoded = _read_body(env, signature)
+        claim_ack = self.direct.reserve()
+        try:
+            received = await self.store.run(lambda tx: self._receive_tx(
+                tx, env, raw, decoded, now, claim_ack))
+        except BaseException:
+            if claim_ack:
+                self.direct.release()
+            raise
+        for action in received.processed.after_commit if received.processed else ():
+            action()
         entries = []
-        if received.inbox_id is not None:
+        if received.inbox_id is not None and received.processed is None:
             entries.append((keys.INBOUND, {"inbox": str(received.inbox_id)}))
-        if received.ack_outbox_id is not None:
-            entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
+        if received.ack_envelope is not None:
+            self.direct.send_ack(received.ack_outbox_id, received.ack_envelope)
+        else:
+            if claim_ack:
+                self.direct.release()
+            if received.ack_outbox_id is not None:
+                entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
         await self.streams.xadd_many(entries)
         return {"taken": True, "duplicate": received.duplicate}
+
+    def _receive_tx(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
+                    claim_ack: bool) -> Any:
+        if decoded is None:  # the body could not be read here: the stream processes it
+            return receive_tx(tx, env, raw, now, self.settings.bank_code, claim_ack)
+        return receive_and_process_tx(tx, env, raw, decoded, now, self.settings.bank_code,
+                                      self.handler_table(), self.alert, claim_ack)
+
+    def handler_table(self) -> dict[str, Any]:
+        """Message type -> handler, the extensions' included (made once)."""
+        if self._handler_table is None:
+            self._handler_table = self.handlers.table()
+        return self._handler_table
 
     async def _send_outbox(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         outbox_id = int(fields["outbox"])
@@ -617,7 +668,7 @@ class Gateway:
             await self.store.run(lambda tx: outbound.give_back(tx, outbox_id,
                                                                self.clock.now()))
             raise
-        await self.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, self.clock.now()))
+        await self.mark_sent((outbox_id, self.clock.now()))
 
     async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
         """POST one envelope to the NPC; RetryLater when the link is down or busy."""
@@ -650,14 +701,14 @@ class Gateway:
     async def _process_inbound(self, stream: str, entry_id: str,
                                fields: dict[str, str]) -> None:
         inbox_id = int(fields["inbox"])
-        table = self.handlers.table()
+        table = self.handler_table()
         result = await self.store.run(lambda tx: process_tx(
             tx, inbox_id, self.clock.now(), table, self.alert))
         for action in result.after_commit:
             action()
 
     async def _send_webhook(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
-        await webhook.push(self, int(fields["outbox"]))
+        await self.webhooks.push(int(fields["outbox"]))
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -698,3 +749,17 @@ class Gateway:
         await self._ask_npc(hvps710.MESSAGE_TYPE, lambda group: hvps710.build(
             hvps710.ReconRequest(group, key)))
         return await asyncio.wait_for(waiter, timeout_s)
+
+
+def _read_body(env: Any, signature: str) -> codec.Decoded | PaygateError | None:
+    """An inbound message's body read against its schema and rules, before its piece of
+    work: the reading, the error that refuses it, or None when reading failed in a way
+    no refusal covers (the inbound stream's worker then retries and dead-letters it)."""
+    try:
+        return codec.decode_envelope(env, signature)
+    except PaygateError as exc:
+        return exc
+    except Exception as exc:
+        log.warning("event=inbound_body_unread mesg_type=%s mesg_id=%s error=%r",
+                    env.header.mesg_type, env.header.mesg_id, exc)
+        return None

@@ -6,10 +6,13 @@ one is stored in the inbox, with a ccms.990 acknowledgement put in the outbox in
 same transaction; a message seen before (same sender, type and header message id) is
 acknowledged again and processed never.
 
-Processing (from the inbound stream): the message is decoded against its schema and
-rules and handed to the handler of its type. Marking the inbox row processed commits in
-the same transaction as what the handler did (a credit, a settlement), so a crash can
-neither lose the work nor do it twice.
+Processing: the message is decoded against its schema and rules and handed to the
+handler of its type. Marking the inbox row processed commits in the same transaction as
+what the handler did (a credit, a settlement), so a crash can neither lose the work nor
+do it twice. A new message is processed in the very work that receives it (one
+transaction for receipt, acknowledgement and processing); only when that processing
+fails is it undone alone and left to the inbound stream, whose worker retries it and in
+the end dead-letters it. The receipt and its acknowledgement commit either way.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import payments
+from gateway import payments, store
 from gateway.errors import PaygateError
 from gateway.messages import ccms990, codec
 from gateway.messages.envelope import Envelope
-from gateway.outbound import NPC, archive, new_header, queue_message
+from gateway.outbound import NPC, archive, new_header, put_message
 
 log = logging.getLogger("paygate.inbound")
 
@@ -34,10 +37,15 @@ class Received:
     inbox_id: int | None
     ack_outbox_id: int | None
     duplicate: bool = False
+    ack_envelope: bytes | None = None   # when the ack was claimed: the bytes to send
+    processed: Processed | None = None  # when processed in the same work
 
 
 def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str,
-               keyring: Any) -> Received:
+               ack_claimed: bool = False) -> Received:
+    """Store a new message in the inbox (a repeated one only logged) and put its ccms.990
+    in the outbox: pending for the link sender, or claimed when `ack_claimed` (the
+    caller sends it after commit)."""
     h = env.header
     existing = tx.query_one("SELECT id FROM inbox WHERE sender = ? AND mesg_type = ? "
                             "AND mesg_id = ?", (h.orig_sender, h.mesg_type, h.mesg_id))
@@ -51,19 +59,24 @@ def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str
     else:
         log.info("event=duplicate_message sender=%s type=%s mesg_id=%s", h.orig_sender,
                  h.mesg_type, h.mesg_id)
-    ack_id = None
+    received = Received(inbox_id, None, duplicate=existing is not None)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
-        ack_id = _queue_ack(tx, env, now, bank_code, keyring)
-    return Received(inbox_id, ack_id, duplicate=existing is not None)
+        received.ack_outbox_id, envelope = _queue_ack(tx, env, now, bank_code, ack_claimed)
+        received.ack_envelope = envelope if ack_claimed else None
+    return received
 
 
-def _queue_ack(tx: Any, env: Envelope, now: datetime, bank_code: str, keyring: Any) -> int:
+def _queue_ack(tx: Any, env: Envelope, now: datetime, bank_code: str,
+               claimed: bool) -> tuple[int, bytes]:
+    """The ccms.990 answering `env`, in the outbox; (its outbox id, its bytes). A 990 is
+    sent unsigned (signing.UNSIGNED_ALLOWED)."""
     h = env.header
     header = new_header(tx, now, bank_code, NPC, ccms990.MESSAGE_TYPE, h.orig_sender_sid)
     body = ccms990.build(ccms990.CommConf(orig_sender=h.orig_sender, orig_send_date=h.send_date,
                                           mt=h.mesg_type, msg_id=h.mesg_id,
                                           msg_ref_id=h.mesg_ref_id))
-    return queue_message(tx, header, body, keyring, now, sign=False)
+    envelope = codec.encode(header, body, None, sign=False)
+    return put_message(tx, header, envelope, now, claimed=claimed), envelope
 
 
 @dataclass
@@ -75,6 +88,28 @@ class Processed:
 Handler = Callable[[Any, codec.Decoded, datetime], Processed]
 
 
+def receive_and_process_tx(tx: Any, env: Envelope, raw: bytes,
+                           decoded: codec.Decoded | PaygateError, now: datetime,
+                           bank_code: str, handlers: dict[str, Handler],
+                           alert: Callable[..., None], ack_claimed: bool) -> Received:
+    """`receive_tx`, then, for a new message, `decoded` (the body read before the work,
+    or the error that reading raised) processed in the same work. A processing that
+    fails is undone alone (savepoint) and logged; the inbox row stays received, for the
+    inbound stream (`Received.processed` is None then)."""
+    received = receive_tx(tx, env, raw, now, bank_code, ack_claimed)
+    if received.inbox_id is None:
+        return received
+    h = env.header
+    try:
+        with store.scope(tx):
+            received.processed = _process(tx, received.inbox_id, now, decoded, handlers,
+                                          alert, h.orig_sender, h.mesg_type, h.mesg_id)
+    except Exception as exc:
+        log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s "
+                    "error=%r", received.inbox_id, h.mesg_type, h.mesg_id, exc)
+    return received
+
+
 def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handler],
                alert: Callable[..., None]) -> Processed:
     row = tx.query_one("SELECT state, envelope, sender, mesg_type, mesg_id FROM inbox "
@@ -83,9 +118,20 @@ def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handle
         return Processed()
     state, raw, sender, mesg_type, mesg_id = row
     try:
-        decoded = codec.decode(bytes(raw))
+        decoded: codec.Decoded | PaygateError = codec.decode(bytes(raw))
     except PaygateError as exc:
-        return _refuse(tx, inbox_id, now, alert, sender, mesg_type, mesg_id, exc.to_dict())
+        decoded = exc
+    return _process(tx, inbox_id, now, decoded, handlers, alert, sender, mesg_type, mesg_id)
+
+
+def _process(tx: Any, inbox_id: int, now: datetime, decoded: codec.Decoded | PaygateError,
+             handlers: dict[str, Handler], alert: Callable[..., None], sender: str,
+             mesg_type: str, mesg_id: str) -> Processed:
+    """Refuse a message that failed its reading, or hand it to its type's handler; the
+    inbox row marked with the outcome."""
+    if isinstance(decoded, PaygateError):
+        return _refuse(tx, inbox_id, now, alert, sender, mesg_type, mesg_id,
+                       decoded.to_dict())
     if decoded.problems:
         return _refuse(tx, inbox_id, now, alert, sender, mesg_type, mesg_id,
                        {"errors": [p.to_dict() for p in decoded.problems]})

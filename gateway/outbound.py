@@ -58,13 +58,32 @@ def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: d
                   payment_id: str | None = None, sign: bool = True) -> int:
     """Build, sign, archive and put one message in the outbox for the link sender."""
     envelope = codec.encode(header, body, keyring, sign=sign)
+    return put_message(tx, header, envelope, now, payment_id)
+
+
+# A row put in the outbox already claimed by the work that wrote it, which sends it
+# itself once committed (no stream entry, no separate claim). The claim is an ordinary
+# one: counted as an attempt, and on PostgreSQL owned by this session, so that a
+# process that dies before sending leaves a claim that start-up recovery or the sweeper
+# ends (`orphaned`), as for any other.
+_PUT = {(dialect, claimed): "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, "
+        "mesg_id, receiver, envelope, attempts, created_at, updated_at"
+        + (", claimed_by" if claimed and dialect == "postgresql" else "")
+        + ") VALUES (?, 'message', ?, " + ("'sending'" if claimed else "'pending'")
+        + ", ?, ?, ?, ?, " + ("1" if claimed else "0") + ", ?, ?"
+        + (", pg_backend_pid()" if claimed and dialect == "postgresql" else "")
+        + ") RETURNING id"
+        for dialect in ("sqlite", "postgresql") for claimed in (True, False)}
+
+
+def put_message(tx: Any, header: Header, envelope: bytes, now: datetime,
+                payment_id: str | None = None, claimed: bool = False) -> int:
+    """Archive a built message and put it in the outbox: pending for the link sender, or
+    `claimed` by the caller, who sends it after commit and marks it sent."""
     archive(tx, "out", header, envelope, now, payment_id)
-    row = tx.query_one(
-        "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, receiver, "
-        "envelope, created_at, updated_at) VALUES (?, 'message', ?, 'pending', ?, ?, ?, ?, "
-        "?, ?) RETURNING id",
-        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id, header.orig_receiver,
-         envelope, now.isoformat(), now.isoformat()))
+    row = tx.query_one(_PUT[tx.dialect, claimed],
+                       (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id,
+                        header.orig_receiver, envelope, now.isoformat(), now.isoformat()))
     return row[0]
 
 
@@ -156,9 +175,17 @@ def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Key
     return envelope
 
 
+_MARK_SENT = "UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ? AND state = 'sending'"
+
+
 def mark_sent(tx: Any, outbox_id: int, now: datetime) -> None:
-    tx.execute("UPDATE outbox SET state = 'sent', updated_at = ? "
-               "WHERE id = ? AND state = 'sending'", (now.isoformat(), outbox_id))
+    tx.execute(_MARK_SENT, (now.isoformat(), outbox_id))
+
+
+def mark_sent_many(tx: Any, sent: list[tuple[int, datetime]]) -> list[None]:
+    """`mark_sent` for many (outbox id, time sent) at once (gateway.batcher)."""
+    tx.executemany(_MARK_SENT, [(at.isoformat(), outbox_id) for outbox_id, at in sent])
+    return [None] * len(sent)
 
 
 def unfinished(tx: Any) -> list[tuple[int, str]]:

@@ -23,7 +23,8 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator
 
 import ledger
 from gateway import dialect
@@ -71,6 +72,21 @@ def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
     entries = getattr(_local, "entries", None)
     assert entries is not None, "after_commit is only for work run by Store.run"
     entries.append((stream, fields))
+
+
+@contextmanager
+def scope(tx: Any) -> Iterator[Any]:
+    """A savepoint inside a piece of work that also forgets the `after_commit` entries
+    made inside it when it is undone: a part of the work may fail alone."""
+    entries = getattr(_local, "entries", None)
+    assert entries is not None, "scope is only for work run by Store.run"
+    mark = len(entries)
+    try:
+        with tx.savepoint():
+            yield tx
+    except BaseException:
+        del entries[mark:]
+        raise
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS payments (

@@ -120,6 +120,16 @@ def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str]
         if keyring is not None:
             signature = keyring.verify(envelope, own_codes)
         body = envelope.body
+    return _decode_body(envelope, body, signature)
+
+
+def decode_envelope(envelope: Envelope, signature: str = "absent") -> Decoded:
+    """`decode` of a message whose envelope was decoded (and its signature checked, as
+    `signature` says) already: the body's stages only."""
+    return _decode_body(envelope, envelope.body, signature)
+
+
+def _decode_body(envelope: Envelope | None, body: bytes, signature: str) -> Decoded:
     root = xml.parse(body)
     if etree.QName(root).localname != "Document":
         raise PaygateError(Problem("root_must_be_document", "/", etree.QName(root).localname,

@@ -1,0 +1,110 @@
+"""Work carried on in this process right after its commit, without a stream in between.
+
+A ccms.990 answering an inbound message, and a status change for the core system's
+webhook, are each committed in the outbox by the work that made them and then only need
+sending. Put on a Redis stream, each would cost an append, a read and an
+acknowledgement, and a wait for the consumer's next read, for work this process can
+start at once. So, while fewer than `limit` such sends are under way, the process sends
+them itself; past the limit, they go to their streams as before (which bounds the work
+one process takes on and keeps the streams as the place a backlog shows).
+
+Nothing here is needed for safety: the outbox rows are committed first. A send that
+fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
+process that dies mid-send leaves rows that start-up recovery and the sweeper put back
+(gateway.recovery), as for any other stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable
+
+from gateway import keys, outbound
+from gateway.worker import RetryLater
+
+log = logging.getLogger("paygate.direct")
+
+# Sends under way at once: the link's and webhook's connections number 64 (LINK_TIMEOUT_S
+# bounds each), so more would only queue inside the HTTP client.
+DIRECT_MAX = 64
+
+
+class Direct:
+    def __init__(self, gw: Any, limit: int = DIRECT_MAX) -> None:
+        self.gw = gw
+        self.limit = limit
+        self.taken = 0  # slots reserved or running
+        self._tasks: set[asyncio.Task] = set()
+        self.sent = 0
+        self.handed_to_streams = 0
+
+    def reserve(self) -> bool:
+        """Take a slot for a send to start after a commit; False when all are taken."""
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a reserved slot that will not be used."""
+        assert self.taken > 0, "a slot is released only after it was reserved"
+        self.taken -= 1
+
+    def send_ack(self, outbox_id: int, envelope: bytes) -> None:
+        """Send a claimed outbox row (a ccms.990) in its reserved slot."""
+        self._start(self._send_ack(outbox_id, envelope))
+
+    def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
+        """Push webhook rows, each in a slot of its own while slots are free; the ids
+        left over, for the webhook stream."""
+        left = []
+        for outbox_id in outbox_ids:
+            if self.reserve():
+                self._start(self._push_webhook(outbox_id))
+            else:
+                left.append(outbox_id)
+        return left
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(self, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.taken -= 1
+        if not task.cancelled() and task.exception() is not None:
+            # The row stays in the outbox; the sweeper puts it back on its stream.
+            log.warning("event=direct_send_failed error=%r", task.exception())
+
+    async def _send_ack(self, outbox_id: int, envelope: bytes) -> None:
+        gw = self.gw
+        try:
+            await gw.post_to_link(outbox_id, envelope)
+        except Exception as exc:
+            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
+            await self._to_stream(keys.OUT_LINK, outbox_id, exc)
+            return
+        await gw.mark_sent((outbox_id, gw.clock.now()))
+        self.sent += 1
+
+    async def _push_webhook(self, outbox_id: int) -> None:
+        try:
+            await self.gw.webhooks.push(outbox_id)
+        except RetryLater:
+            return  # the retry is scheduled in the row; the sweeper brings it back
+        except Exception as exc:
+            await self._to_stream(keys.WEBHOOK, outbox_id, exc)
+            return
+        self.sent += 1
+
+    async def _to_stream(self, stream: str, outbox_id: int, exc: Exception) -> None:
+        await self.gw.streams.xadd(stream, {"outbox": str(outbox_id)})
+        self.handed_to_streams += 1
+        log.info("event=direct_send_to_stream stream=%s outbox=%s error=%r", stream,
+                 outbox_id, exc)
