@@ -16,7 +16,7 @@ from gateway.errors import Problem
 from gateway.messages.common import (GroupHeader, OriginalRef, build_group_header,
                                      build_original, check_group_parties, parse_group_header,
                                      parse_original)
-from gateway.messages.xml import Builder, text
+from gateway.messages.xml import Builder, child_text, children
 
 MESSAGE_TYPE = "ccms.900.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.900.001.02"
@@ -56,15 +56,13 @@ def build(c: CommonConf) -> bytes:
 def parse(root: etree._Element) -> tuple[CommonConf, list[Problem]]:
     ns = NAMESPACE
     doc = root.find(f"{{{ns}}}CmonConf")
-
-    def t(name: str) -> str | None:
-        return text(doc, ns, f"CmonConfInf/{name}")
-
+    inf = children(children(doc).get("CmonConfInf"))
     return CommonConf(
         header=parse_group_header(doc, ns), original=parse_original(doc, ns),
-        status=t("PrcSts") or "", code=t("PrcCd"), party=t("PtyId"),
-        party_code=t("PtyPrcCd"), reject_info=t("RjctInf"), processed_on=t("PrcDt"),
-        netting_round=t("NetgRnd")), []
+        status=child_text(inf, "PrcSts") or "", code=child_text(inf, "PrcCd"),
+        party=child_text(inf, "PtyId"), party_code=child_text(inf, "PtyPrcCd"),
+        reject_info=child_text(inf, "RjctInf"), processed_on=child_text(inf, "PrcDt"),
+        netting_round=child_text(inf, "NetgRnd")), []
 
 
 def check(c: CommonConf) -> list[Problem]:

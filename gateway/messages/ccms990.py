@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import Builder, text
+from gateway.messages.xml import Builder, child_text, children
 
 MESSAGE_TYPE = "ccms.990.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.990.001.02"
@@ -48,13 +48,10 @@ def build(c: CommConf) -> bytes:
 
 
 def parse(root: etree._Element) -> tuple[CommConf, list[Problem]]:
-    ns = NAMESPACE
-
-    def t(name: str) -> str | None:
-        return text(root, ns, f"ComConf/ConfInf/{name}")
-
-    return CommConf(t("OrigSndr") or "", t("OrigSndDt") or "", t("MT") or "",
-                    t("MsgId") or "", t("MsgRefId"), t("MsgPrcCd") or ""), []
+    inf = children(children(children(root).get("ComConf")).get("ConfInf"))
+    return CommConf(child_text(inf, "OrigSndr") or "", child_text(inf, "OrigSndDt") or "",
+                    child_text(inf, "MT") or "", child_text(inf, "MsgId") or "",
+                    child_text(inf, "MsgRefId"), child_text(inf, "MsgPrcCd") or ""), []
 
 
 def check(c: CommConf) -> list[Problem]:

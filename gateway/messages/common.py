@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import Builder, qpath, text
+from gateway.messages.xml import Builder, child_text, children, qpath, text
 
 T = TypeVar("T")
 BANK_CODE = re.compile(r"[0-9]{12}")
@@ -62,15 +62,19 @@ def build_group_header(b: Builder, parent: etree._Element, g: GroupHeader) -> No
 
 
 def parse_group_header(el: etree._Element, ns: str) -> GroupHeader:
+    """The GrpHdr under `el`, read by local names in one pass per level (xml.children):
+    the schema, checked before any parse, has put every element in `ns`, once."""
+    hdr = children(children(el).get("GrpHdr"))
+    instg, instd = children(hdr.get("InstgPty")), children(hdr.get("InstdPty"))
     return GroupHeader(
-        msg_id=text(el, ns, "GrpHdr/MsgId") or "",
-        created_at=text(el, ns, "GrpHdr/CreDtTm") or "",
-        instg_direct=text(el, ns, "GrpHdr/InstgPty/InstgDrctPty") or "",
-        instg_party=text(el, ns, "GrpHdr/InstgPty/InstgPty") or "",
-        instd_direct=text(el, ns, "GrpHdr/InstdPty/InstdDrctPty") or "",
-        instd_party=text(el, ns, "GrpHdr/InstdPty/InstdPty") or "",
-        system=text(el, ns, "GrpHdr/SysCd") or "",
-        remark=text(el, ns, "GrpHdr/Rmk"),
+        msg_id=child_text(hdr, "MsgId") or "",
+        created_at=child_text(hdr, "CreDtTm") or "",
+        instg_direct=child_text(instg, "InstgDrctPty") or "",
+        instg_party=child_text(instg, "InstgPty") or "",
+        instd_direct=child_text(instd, "InstdDrctPty") or "",
+        instd_party=child_text(instd, "InstdPty") or "",
+        system=child_text(hdr, "SysCd") or "",
+        remark=child_text(hdr, "Rmk"),
     )
 
 
@@ -92,10 +96,12 @@ def build_original(b: Builder, parent: etree._Element, o: OriginalRef,
 
 
 def parse_original(el: etree._Element, ns: str, prefix: str = "OrgnlGrpHdr") -> OriginalRef:
+    """The reference under `el`/`prefix`, read as `parse_group_header` reads."""
+    original = children(children(el).get(prefix))
     return OriginalRef(
-        msg_id=text(el, ns, f"{prefix}/OrgnlMsgId") or "",
-        instg_party=text(el, ns, f"{prefix}/OrgnlInstgPty") or "",
-        mt=text(el, ns, f"{prefix}/OrgnlMT") or "",
+        msg_id=child_text(original, "OrgnlMsgId") or "",
+        instg_party=child_text(original, "OrgnlInstgPty") or "",
+        mt=child_text(original, "OrgnlMT") or "",
     )
 
 

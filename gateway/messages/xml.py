@@ -141,6 +141,12 @@ def children(el: etree._Element | None) -> dict[str, etree._Element]:
     return out
 
 
+def child_text(parts: dict[str, etree._Element], name: str) -> str | None:
+    """The stripped text of `parts[name]` (parts from `children`), or None when absent."""
+    node = parts.get(name)
+    return None if node is None else (node.text or "").strip()
+
+
 def leaf(el: etree._Element | None, *steps: str) -> str | None:
     """The stripped text at el/steps[0]/steps[1]/..., or None when a step is missing."""
     for step in steps:

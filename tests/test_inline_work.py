@@ -1,0 +1,109 @@
+"""Work carried on in the process instead of through a stream: inbound messages processed
+in the work that receives them, ccms.990 and webhook sends started after commit, and
+small outbox updates of concurrent sends merged into one piece of store work."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.batcher import Batcher
+from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
+
+RESULT_TYPE = "ccms.900.001.02"
+
+
+class _CountingStore:
+    """A store that runs each piece of work at once and counts them."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, work):
+        self.runs += 1
+        return work(None)
+
+
+def test_batcher_runs_the_calls_of_one_loop_turn_as_one_piece_of_work():
+    """Concurrent calls share one piece of work; each caller gets its own result."""
+    store = _CountingStore()
+    doubled = Batcher(store, lambda tx, keys: [k * 2 for k in keys])
+
+    async def scenario():
+        return await asyncio.gather(*(doubled(k) for k in (1, 2, 3)))
+
+    results = asyncio.run(scenario())
+
+    assert results == [2, 4, 6]
+    assert store.runs == 1
+
+
+def test_batcher_gives_the_error_of_the_work_to_every_caller():
+    """When the merged work fails, no caller is told its call was done."""
+    def refuse(tx, keys):
+        raise RuntimeError("disk full")
+    failing = Batcher(_CountingStore(), refuse)
+
+    async def scenario():
+        return await asyncio.gather(*(failing(k) for k in (1, 2)), return_exceptions=True)
+
+    results = asyncio.run(scenario())
+
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+
+
+@pytest.mark.e2e
+def test_inbound_messages_are_processed_in_the_work_that_receives_them(tmp_path):
+    """The 990 and the 900 of a payment are processed on receipt and the 990 we owe is
+    sent at once: the inbound and link streams carry nothing."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            payer = await open_account(h, 1, 1_000_000 * YUAN)
+            _, answer = await gw.submit_transfer("core", "inline-1", transfer(payer, "500.00"))
+            await wait_state(h, answer["id"], "settled")
+            await until(lambda: gw.direct.sent >= 1, "the 990 for the result sent")
+            inbox = await gw.store.run(lambda tx: tx.query(
+                "SELECT mesg_type, state FROM inbox WHERE mesg_type IN (?, ?)",
+                (RESULT_TYPE, "ccms.990.001.02")))
+            acks = await gw.store.run(lambda tx: tx.query(
+                "SELECT state FROM outbox WHERE mesg_type = 'ccms.990.001.02'", ()))
+            workers = {w.name: w.processed for w in gw.workers}
+            return inbox, acks, workers, gw.direct.handed_to_streams
+
+    inbox, acks, workers, handed_to_streams = asyncio.run(scenario())
+
+    assert {t for t, _ in inbox} == {RESULT_TYPE, "ccms.990.001.02"}
+    assert all(state == "processed" for _, state in inbox)
+    assert acks and all(state == "sent" for (state,) in acks)
+    assert workers["inbound"] == 0
+    assert handed_to_streams == 0
+
+
+@pytest.mark.e2e
+def test_a_processing_that_fails_on_receipt_is_left_to_the_inbound_stream(tmp_path):
+    """A handler that fails undoes only the processing: the receipt commits and the
+    inbound stream's worker processes the message on its retry."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            table = gw.handler_table()
+            on_result = table[RESULT_TYPE]
+            failures = {"left": 1}
+
+            def flaky(tx, decoded, now):
+                if failures["left"]:
+                    failures["left"] -= 1
+                    raise RuntimeError("handler failed once")
+                return on_result(tx, decoded, now)
+            table[RESULT_TYPE] = flaky
+            payer = await open_account(h, 1, 1_000_000 * YUAN)
+            _, answer = await gw.submit_transfer("core", "inline-2", transfer(payer, "500.00"))
+            await wait_state(h, answer["id"], "settled")
+            return failures["left"], {w.name: w.processed for w in gw.workers}
+
+    left, workers = asyncio.run(scenario())
+
+    assert left == 0
+    assert workers["inbound"] == 1
