@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, Awaitable, NamedTuple
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -95,6 +95,19 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+# A stop never hangs: each of its phases gets this long, then the stop goes on (what was
+# cut short is committed work whose sending the next start's recovery picks up).
+STOP_PHASE_S = 15.0
+
+
+async def _bounded(phase: str, work: Awaitable[Any]) -> None:
+    try:
+        async with asyncio.timeout(STOP_PHASE_S):
+            await work
+    except TimeoutError:
+        log.warning("event=stop_phase_cut_short phase=%s after_s=%s", phase, STOP_PHASE_S)
 
 
 class Gateway:
@@ -222,19 +235,19 @@ class Gateway:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
-        await self.cluster.stop()
+        await _bounded("cluster", self.cluster.stop())
         for ext in reversed(self.extensions):
             if hasattr(ext, "stop"):
-                await ext.stop()
+                await _bounded(f"extension_{type(ext).__name__}", ext.stop())
         for worker in self.workers:
             worker.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(worker.drain() for worker in self.workers))
-        await self.direct.drain()
+        await _bounded("tasks", asyncio.gather(*self._tasks, return_exceptions=True))
+        await _bounded("workers", asyncio.gather(*(worker.drain() for worker in self.workers)))
+        await _bounded("direct_sends", self.direct.drain())
         if self.runner is not None:
-            await self.runner.cleanup()
+            await _bounded("http_server", self.runner.cleanup())
         if self.http is not None:
             await self.http.close()
         if self.redis is not None:
