@@ -6,10 +6,12 @@ row), so that `grep payment=P2026120700000001` tells one payment's whole story.
 
 
 Lines are written in chunks (`LineBuffer`): a warning or an error at once, with every
-line before it, and information lines at most FLUSH_INTERVAL_S later. Under load the
-gateway writes several lines per payment; one write per line cost about a sixth of its
-database thread. What happened to a payment is in its history in the database, so a
-crash loses at most that fraction of a second of information lines, never a fact.
+line before it; the events of a transaction right after it commits (gateway.store
+logs them then, and only if it commits: a rolled-back payment never appears in the
+log); other information lines at most FLUSH_INTERVAL_S later. Under load the gateway
+writes several lines per payment; one write per line cost about a sixth of its
+database thread. A line break inside a value is written as \\n, so no value can forge a
+line.
 """
 
 from __future__ import annotations
@@ -39,11 +41,28 @@ class KeyValueFormatter(logging.Formatter):
         prefix = f"ts={self._second_text}.{micros:06d}Z level={record.levelname.lower()} " \
                  f"component={record.name} "
         if isinstance(record.msg, Lines):
-            return "\n".join(prefix + message for message in record.msg)
-        line = prefix + record.getMessage()
+            return "\n".join(prefix + _one_line(message) for message in record.msg)
+        line = prefix + _one_line(record.getMessage())
         if record.exc_info:
             line += " traceback=" + repr(self.formatException(record.exc_info))
         return line
+
+
+def _one_line(message: str) -> str:
+    """A message as one line: a line break inside a value (an operator's note, a name)
+    is written as \\n, so no value can start a line of its own that reads as an event."""
+    if "\n" in message or "\r" in message:
+        return message.replace("\r", "\\r").replace("\n", "\\n")
+    return message
+
+
+def value(v: object) -> str:
+    """A value for `key=value`: quoted (with \\ and \" escaped) when it is empty or holds
+    a space, a quote or an equals sign, so that a line splits one way only."""
+    text = str(v)
+    if text and not any(c in text for c in ' "=\\\t'):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Lines(tuple):
@@ -69,6 +88,8 @@ class LineBuffer(logging.StreamHandler):
         self._lines: list[str] = []
         self._bytes = 0
         self._closed = False
+        self.lost_lines = 0
+        self._loss_reported = False
         threading.Thread(target=self._flush_every_interval, name="log-flush",
                          daemon=True).start()
 
@@ -92,9 +113,17 @@ class LineBuffer(logging.StreamHandler):
         try:
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):
-            # The stream is gone (closed file, broken pipe): say so where it can be seen.
-            sys.__stderr__.write(text)
+        except (OSError, ValueError) as exc:
+            # The stream is gone (a closed file, a reader that went away). Logging must
+            # never stop the gateway: the lines are counted as lost, and the first loss
+            # is reported on the process's own standard error if that still works.
+            self.lost_lines += text.count("\n")
+            if not self._loss_reported:
+                self._loss_reported = True
+                try:
+                    sys.__stderr__.write(f"event=log_lines_lost error={exc!r}\n")
+                except (OSError, ValueError, AttributeError):
+                    pass  # nowhere left to say it; lost_lines still counts
 
     def flush(self) -> None:
         with self.lock:
@@ -110,6 +139,14 @@ class LineBuffer(logging.StreamHandler):
             time.sleep(self.interval_s)
             if self._lines:
                 self.flush()
+
+
+def write_now() -> None:
+    """Write the buffered lines at once (after a commit, so that the events of committed
+    work are on disk with it rather than up to FLUSH_INTERVAL_S later)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LineBuffer):
+            handler.flush()
 
 
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:

@@ -20,7 +20,7 @@ import orjson
 from gateway import jsontext, keys, logs
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
-from gateway.store import Contended, after_commit
+from gateway.store import Contended, after_commit, log_after_commit
 
 log = logging.getLogger("paygate.payments")
 
@@ -165,9 +165,7 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
     tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                "VALUES (?, ?, ?, ?, ?)", (data["id"], data["created_at"], data["state"],
                                           "created", "{}"))
-    log.info("event=payment_created payment=%s direction=%s channel=%s state=%s "
-             "amount_fen=%s msg_id=%s", data["id"], data["direction"], data["channel"],
-             data["state"], data["amount_fen"], data["msg_id"])
+    log_after_commit(log, logging.INFO, [_created_line(data)])
 
 
 def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
@@ -187,10 +185,13 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     tx.executemany(_INSERT, values)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)", events)
-    logs.log_lines(log, logging.INFO, [
-        f"event=payment_created payment={row['id']} direction={row['direction']} "
-        f"channel={row['channel']} state={row['state']} amount_fen={row['amount_fen']} "
-        f"msg_id={row['msg_id']}" for row in rows])
+    log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
+
+
+def _created_line(row: dict[str, Any]) -> str:
+    return (f"event=payment_created payment={row['id']} direction={row['direction']} "
+            f"channel={row['channel']} state={row['state']} amount_fen={row['amount_fen']} "
+            f"msg_id={row['msg_id']}")
 
 
 def get(tx: Any, payment_id: str) -> dict[str, Any]:
@@ -267,8 +268,8 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
                    [(payment["id"], at, new_state, event, detail_json) for payment in rows])
-    said = " ".join(f"{k}={v}" for k, v in detail.items())
-    logs.log_lines(log, logging.INFO, [
+    said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
+    log_after_commit(log, logging.INFO, [
         f"event={event} payment={payment['id']} from={payment['state']} to={new_state} {said}"
         for payment in rows])
     changed = []

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator
 
 import ledger
-from gateway import dialect
+from gateway import dialect, logs
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
@@ -67,6 +67,17 @@ def lost_race(exc: BaseException) -> bool:
 _local = threading.local()
 
 
+def log_after_commit(logger: logging.Logger, level: int, messages: list[str]) -> None:
+    """Log these events once the current transaction commits, and not at all if it
+    rolls back: the log never tells of a payment that the database does not hold.
+    Outside work run by Store.run (tools, tests on a bare database) they are logged now."""
+    lines = getattr(_local, "lines", None)
+    if lines is None:
+        logs.log_lines(logger, level, messages)
+    elif messages and logger.isEnabledFor(level):
+        lines.append((logger, level, messages))
+
+
 def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
     """Add a stream entry after the current transaction commits (and only if it does)."""
     entries = getattr(_local, "entries", None)
@@ -80,12 +91,14 @@ def scope(tx: Any) -> Iterator[Any]:
     made inside it when it is undone: a part of the work may fail alone."""
     entries = getattr(_local, "entries", None)
     assert entries is not None, "scope is only for work run by Store.run"
-    mark = len(entries)
+    lines = _local.lines
+    mark, lines_mark = len(entries), len(lines)
     try:
         with tx.savepoint():
             yield tx
     except BaseException:
         del entries[mark:]
+        del lines[lines_mark:]
         raise
 
 SCHEMA = [
@@ -298,13 +311,15 @@ class Store:
                         ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
         results: list[Any] = []
         entries: list[tuple[str, dict[str, str]]] = []
+        lines: list[tuple[logging.Logger, int, list[str]]] = []
         with self._db.transaction() as tx:
             for work, runs in works:
-                _local.entries = []
+                _local.entries, _local.lines = [], []
                 try:
                     with tx.savepoint():
                         results.append(work(tx))
                     entries.extend(_local.entries)
+                    lines.extend(_local.lines)
                 except PaygateError as exc:
                     results.append(exc)
                 except Exception as exc:
@@ -316,8 +331,12 @@ class Store:
                     log.exception("event=db_work_failed error=%s", exc)
                     results.append(exc)
                 finally:
-                    _local.entries = None
+                    _local.entries = _local.lines = None
         self.commits += 1
+        if lines:
+            for logger, level, messages in lines:
+                logs.log_lines(logger, level, messages)
+            logs.write_now()
         return results, entries
 
 

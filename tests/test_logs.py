@@ -63,3 +63,57 @@ def test_lines_shown_by_other_handlers_one_event_a_line(caplog):
     with caplog.at_level(logging.INFO):
         logs.log_lines(logging.getLogger("paygate.y"), logging.INFO, ["event=a", "event=b"])
     assert caplog.text.count("event=") == 2 and "event=a\nevent=b" in caplog.text
+
+
+def test_events_of_work_are_logged_only_once_it_commits(stream, tmp_path):
+    """A payment created by work that fails is never in the log; one created by work
+    that commits is, right after the commit (not an interval later)."""
+    import ledger
+    from gateway import payments
+    from gateway.store import Store
+    from tests.beps_support import NOW, credit_row
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'gateway.db'}", ledger.Ledger())
+        await store.open()
+        try:
+            def fails(tx):
+                payments.insert(tx, credit_row(1, NOW))
+                raise RuntimeError("undone")
+            with pytest.raises(RuntimeError):
+                await store.run(fails)
+            await store.run(lambda tx: payments.insert_many(tx, [credit_row(2, NOW)]))
+            assert "payment=P2026121200000002" in stream.getvalue()  # written at commit
+        finally:
+            await store.close()
+    import asyncio
+    asyncio.run(scenario())
+    assert "P2026121200000001" not in stream.getvalue()
+
+
+def test_a_broken_log_stream_never_stops_the_process(capsys):
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("INFO", Gone())
+    try:
+        logging.getLogger("paygate.test").warning("event=after_the_reader_left")
+        logging.getLogger("paygate.test").warning("event=and_again")
+        handler = root.handlers[0]
+        assert handler.lost_lines == 2
+    finally:
+        root.handlers[0].close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_a_value_cannot_forge_a_line_or_a_field(stream):
+    note = "x\nts=2026-12-04T00:00:00Z level=info component=paygate.payments event=forged"
+    logging.getLogger("paygate.ops").info("event=held payment=P1 note=%s", logs.value(note))
+    logging.getLogger().handlers[0].flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(
+        'note="x\\nts=2026-12-04T00:00:00Z level=info component=paygate.payments '
+        'event=forged"')
