@@ -7,6 +7,7 @@ embedded one, so that a core system (or curl) can talk to a complete system on l
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from ledger.testing import customer_account
 
 
 SIM_CLEARING_FEN = 50_000_000 * 100
+LOCK_FILE = "paygate.lock"
 DEMO_BALANCE_FEN = 5_000_000 * 100
 
 
@@ -64,6 +66,41 @@ async def serve(settings: Settings, simulate: bool = False) -> int:
             "message": f"{settings.host}:{settings.port} is taken by another process"}]}),
             flush=True)
         return 2
+    held = _lock_data_dir(Path(settings.data_dir))
+    if isinstance(held, dict):
+        print(json.dumps(held, ensure_ascii=False), flush=True)
+        return 2
+    try:
+        return await _serve(settings, simulate)
+    finally:
+        held.close()  # the lock goes with the file (and with the process, however it ends)
+
+
+def _lock_data_dir(data: Path) -> Any:
+    """The data directory's lock file, held for this process's life; or the error to
+    print when another process holds it. Two gateways on one directory would share one
+    SQLite file and start two embedded Redis servers on one append-only file."""
+    data.mkdir(parents=True, exist_ok=True)
+    lock = open(data / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        return {"errors": [{
+            "code": "data_dir_in_use", "path": "data_dir", "value": str(data),
+            "expected": "a data directory no running gateway uses (set --config data_dir "
+                        "or PAYGATE_DATA_DIR)",
+            "message": f"{data} is in use by {holder}"}]}
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+async def _serve(settings: Settings, simulate: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
