@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
 
 
@@ -95,6 +96,27 @@ class Settings:
         return hashlib.sha256(canonical).hexdigest()
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Lower bounds of the numeric settings; those in _POSITIVE must be above 0.
+_LEAST = {
+    "webhook_retries_max": 0, "beps_net_debit_cap_fen": 0, "beps_package_size_max": 1,
+    "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
+    "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
+    "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
+    "probe_interval_s": 0, "key_expiry_alert_days": 0, "worker_batch_max": 1,
+    "queries_warn_before_min": 0, "queries_check_interval_s": 0,
+    "suspense_return_working_days": 0, "exceptions_sweep_interval_s": 0,
+    "calendar_alert_days": 0, "beps_netting_interval_min": 1,
+}
+_POSITIVE = {"beps_package_age_max_s", "beps_seal_check_s", "beps_deadline_check_s",
+             "result_timeout_s", "probe_interval_s", "queries_check_interval_s",
+             "exceptions_sweep_interval_s"}
+# PAYGATE_ variables that are not settings: the file to read, the ops CLI's own, and the
+# test and benchmark switches. Any other PAYGATE_ name is a misspelt setting.
+_OTHER_VARIABLES = ("PAYGATE_CONFIG", "PAYGATE_OPS_", "PAYGATE_TEST_", "PAYGATE_CRASH_",
+                    "PAYGATE_BENCH_")
+
+
 def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     values: dict[str, Any] = {}
     path = path or os.environ.get("PAYGATE_CONFIG")
@@ -106,6 +128,13 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Se
         env = os.environ.get(f"PAYGATE_{name.upper()}")
         if env is not None:
             values[name] = env
+    unknown = [Problem("setting_unknown", variable, None,
+                       "a PAYGATE_ variable naming a setting listed in README.md")
+               for variable in sorted(os.environ) if variable.startswith("PAYGATE_")
+               and variable[len("PAYGATE_"):].lower() not in known
+               and not variable.startswith(_OTHER_VARIABLES)]
+    if unknown:
+        raise PaygateError(unknown)
     if name_redis := os.environ.get("REDIS_URL"):
         values.setdefault("redis_url", name_redis)
     values.update(overrides or {})
@@ -146,5 +175,25 @@ def _check(s: Settings) -> None:
     if len(s.bank_code) != 12 or not all(c in "0123456789" for c in s.bank_code):
         problems.append(Problem("setting_malformed", "bank_code", s.bank_code,
                                 "12 ASCII digits"))
+    if not 0 <= s.port <= 65535:
+        problems.append(Problem("setting_malformed", "port", s.port,
+                                "0 to 65535 (0: any free port)"))
+    if s.log_level.upper() not in LOG_LEVELS:
+        problems.append(Problem("setting_malformed", "log_level", s.log_level,
+                                ", ".join(LOG_LEVELS)))
+    for name, least in _LEAST.items():
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least \
+                or (least == 0 and name in _POSITIVE and value <= 0):
+            expected = ("a number greater than 0" if name in _POSITIVE
+                        else f"a whole number of at least {least}")
+            problems.append(Problem("setting_malformed", name, value, expected))
+    if s.clock:
+        try:
+            clock_from_spec(s.clock)
+        except (ValueError, TypeError):
+            problems.append(Problem("setting_malformed", "clock", s.clock,
+                                    "an ISO date and time such as 2026-12-07T09:00 (business "
+                                    "time, Asia/Shanghai), or empty for real time"))
     if problems:
         raise PaygateError(problems)
