@@ -301,6 +301,18 @@ def test_zero_length_cutover_is_skipped(calendar: BusinessCalendar) -> None:
     assert [(c.orig_code, c.cur_code) for c in changes] == [("30", "40"), ("40", "00")]
 
 
+def feed(state: WindowState, day: str, rows: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Apply a table's notices (orig, cur, date, at on `day`, ...) in order: for each, the
+    outcome and the status in force after it."""
+    return [(state.apply_notice(orig, cur, cur_date, sh(f"{day} {at}")), state.code)
+            for orig, cur, cur_date, at, *_expected in rows]
+
+
+def expected(rows: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """A table's expected outcome and status in force, its last two columns."""
+    return [(outcome, code) for *_notice, outcome, code in rows]
+
+
 # One HVPS day announced by ccms.801, each notice legal: (orig, cur, date, at) -> outcome.
 LEGAL_DAY = [
     ("00", "10", "2026-12-07", "08:30", "applied", "10"),
@@ -316,10 +328,9 @@ LEGAL_DAY = [
 def test_window_state_follows_legal_notices(calendar: BusinessCalendar) -> None:
     """A legal sequence of ccms.801 notices moves the state through the day."""
     state = WindowState(calendar, sh("2026-12-07 08:00"))
-    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
-                for orig, cur, cur_date, at, _outcome, _code in LEGAL_DAY]
+    outcomes = feed(state, "2026-12-07", LEGAL_DAY)
 
-    assert outcomes == [(outcome, code) for *_rest, outcome, code in LEGAL_DAY]
+    assert outcomes == expected(LEGAL_DAY)
     assert state.work_date == date(2026, 12, 8) and state.source == "ccms.801"
     assert [(e.from_code, e.to_code, e.source, e.outcome) for e in state.history][:3] == [
         (None, "00", "schedule", "initial"), ("00", "10", "ccms.801", "applied"),
@@ -356,10 +367,9 @@ def test_window_state_records_illegal_notices(calendar: BusinessCalendar) -> Non
     """Illegal, stale and unknown notices are recorded and refused; missed ones are gaps."""
     state = WindowState(calendar, sh("2026-12-07 08:00"))
     state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 08:30"))
-    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
-                for orig, cur, cur_date, at, _outcome, _code in ILLEGAL_SEQUENCE]
+    outcomes = feed(state, "2026-12-07", ILLEGAL_SEQUENCE)
 
-    assert outcomes == [(outcome, code) for *_rest, outcome, code in ILLEGAL_SEQUENCE]
+    assert outcomes == expected(ILLEGAL_SEQUENCE)
     assert [e.outcome for e in state.history[2:]] == [row[4] for row in ILLEGAL_SEQUENCE]
     assert [a["code"] for a in state.alerts()] == [
         "hvps_status_notice_illegal", "hvps_status_notice_illegal",
@@ -421,8 +431,8 @@ def test_first_notice_confirms_schedule(calendar: BusinessCalendar) -> None:
     assert [e.outcome for e in state.history] == ["initial", "confirmed"]
 
 
-# Notices announcing no change, on the morning of Tuesday 8 December (schedule: 10).
-# (orig, orig date is not passed on, cur, date, at) -> outcome, state after.
+# Notices announcing no change, on the morning of Tuesday 8 December (schedule: 10):
+# (orig, cur, cur date, at) -> outcome, status in force after. OrgnlSysDt is not judged.
 RESTATED = [
     # The NPC restarted and re-announces its state: 10 on the 7th, now 10 on the 8th.
     ("10", "10", "2026-12-08", "09:00", "confirmed", "10"),
@@ -440,10 +450,9 @@ def test_notice_restating_the_state_in_force_is_quiet(calendar: BusinessCalendar
     """A ccms.801 whose status did not change and which names the state in force confirms
     it without an alert; a restated status that differs, or an impossible change, alerts."""
     state = WindowState(calendar, sh("2026-12-08 09:00"))
-    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-08 {at}")), state.code)
-                for orig, cur, cur_date, at, _outcome, _code in RESTATED]
+    outcomes = feed(state, "2026-12-08", RESTATED)
 
-    assert outcomes == [(outcome, code) for *_rest, outcome, code in RESTATED]
+    assert outcomes == expected(RESTATED)
     assert [e.outcome for e in state.history] == ["initial", "confirmed", "illegal",
                                                   "illegal", "illegal"]
     assert [a["code"] for a in state.alerts()] == ["hvps_status_notice_illegal"] * 3

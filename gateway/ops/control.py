@@ -24,6 +24,7 @@ same transaction as the change it records.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from gateway.ops.schema import audit
 REQUEST_LIFE_S = 4 * 60 * 60  # half a working day: an older request no longer fits the facts
 NOTE_LEN_MAX = 500
 TARGET_LEN_MAX = 64
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
         problems.append(Problem("target_malformed", "/target", target,
                                 f"a payment id or dead-letter id of 1 to {TARGET_LEN_MAX} "
                                 "characters"))
-    if rule is not None and rule.target == "work_date" and not _is_iso_date(target):
+    if rule is not None and rule.target == "work_date" and not is_real_date(target):
         problems.append(Problem("target_malformed", "/target", target,
                                 "a work date such as 2026-12-07"))
     problems.extend(note_problems(note))
@@ -108,8 +110,9 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
     return clean
 
 
-def _is_iso_date(text: Any) -> bool:
-    if not isinstance(text, str) or len(text) != 10 or not text.isascii():
+def is_real_date(text: Any) -> bool:
+    """A date written YYYY-MM-DD that exists (a request's work date, a search's date)."""
+    if not isinstance(text, str) or not _DATE.fullmatch(text):
         return False
     try:
         date.fromisoformat(text)
