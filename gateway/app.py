@@ -142,6 +142,7 @@ class Gateway:
         self.mark_sent = Batcher(self.store, outbound.mark_sent_many)
         self.webhooks = webhook.Pusher(self)
         self.day_end = DayEnd(self)
+        self.cluster.on_lead.append(self.day_end.check_missing)
         now = self.clock.now()
         # The HVPS state: forecast by the local timetable until the NPC's ccms.801 notices
         # arrive, which are the authority from then on (gateway.windows.WindowState).
@@ -205,6 +206,7 @@ class Gateway:
         self._start_scheduler()
         if self.leading:
             await self.check_calendar()
+            await self.day_end.check_missing()
         if serve_http:
             from gateway.api import make_app
             self.runner = web.AppRunner(make_app(self), access_log=None)
@@ -244,6 +246,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await _bounded("tasks", asyncio.gather(*self._tasks, return_exceptions=True))
+        await _bounded("day_end", self.day_end.stop())
         await _bounded("workers", asyncio.gather(*(worker.drain() for worker in self.workers)))
         await _bounded("direct_sends", self.direct.drain())
         if self.runner is not None:

@@ -8,6 +8,15 @@ moves on (the ccms.801 that starts the next day's preparation), the ledger day o
 old date is closed: trial balance checked, detail ledgers agreeing with the general
 ledger, no more postings on that date (DOMAIN.md §6). Results are kept per work date
 for the operators, the demo and `simulate-day`, which wait for them.
+
+Both steps run only in a gateway that sees the work date move. A gateway that was down
+(or not leading) over a day end starts on a later work date and would never run them
+for the date it missed: at start-up and on taking the lead it looks for such dates
+(payments on them, their ledger day still open) and raises `day_end_missing` once for
+each. An operator may then run that day end late (`paygate ops request day-end DATE`,
+approved by a supervisor): `close_late` closes the ledger day and reconciles the date.
+That is safe because every posting goes on the current work date, never on a past one,
+so nothing would have been posted on the missed date had it been closed in time.
 """
 
 from __future__ import annotations
@@ -18,11 +27,15 @@ import logging
 from datetime import date
 from typing import Any
 
-from gateway.errors import PaygateError
+from gateway.errors import Conflict, PaygateError, Problem
 
 log = logging.getLogger("paygate.dayend")
 
 RECON_TIMEOUT_S = 60.0
+ALERT_DAY_END_MISSING = "day_end_missing"
+LATE_COMMAND = "paygate ops request day-end {day}"
+# Payments in these states need nothing more from anyone; the others are left open.
+_DONE_STATES = ("settled", "rejected", "cancelled", "returned", "credited")
 
 
 class DayEnd:
@@ -43,6 +56,13 @@ class DayEnd:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._ended)
+
+    async def stop(self) -> None:
+        """Cancel the steps still running (a reconciliation waiting for the NPC)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _ended(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -90,7 +110,111 @@ class DayEnd:
         if closed is not None:
             log.info("event=ledger_day_closed work_date=%s entries=%s", day, closed.entries)
 
+    async def check_missing(self) -> list[dict[str, Any]]:
+        """Raise `day_end_missing` for the work dates before the current one whose day end
+        never ran, each date once whatever the number of restarts; the dates found new."""
+        current = self.gw.work_date
+
+        def work(tx: Any) -> list[dict[str, Any]]:
+            alerted = alerted_dates(tx)
+            found = [d for d in missing_day_ends(tx, current) if d["work_date"] not in alerted]
+            if found:
+                self.gw.alert(tx, ALERT_DAY_END_MISSING, **missing_alert(found))
+            return found
+        return await self.gw.store.run(work)
+
+    def close_late(self, tx: Any, day: date) -> dict[str, Any]:
+        """Close a missed date's ledger day (inside the caller's transaction) and, once
+        committed, reconcile it: the day end an operator runs late (`check_late` first)."""
+        check_late(tx, day, self.gw.work_date)
+        closed = self.gw.ledger.close_day(tx, day)
+        log.info("event=ledger_day_closed_late work_date=%s entries=%s", day, closed.entries)
+        return {"work_date": day.isoformat(), "ledger_entries": closed.entries,
+                "digest": closed.digest, "reconciliation": "requested"}
+
+    def reconcile_later(self, day: date) -> None:
+        """Reconcile `day` in the background; differences are alerts as at a day end."""
+        self._spawn(self.reconcile(day))
+
     async def wait_reconciled(self, day: date, timeout_s: float = RECON_TIMEOUT_S
                               ) -> dict[str, Any]:
         await asyncio.wait_for(self._event(day).wait(), timeout_s)
         return self.results[day.isoformat()]
+
+
+def _last_closed(tx: Any) -> str:
+    row = tx.query_one("SELECT MAX(work_date) FROM ledger_day", ())
+    return (row[0] if row else None) or ""
+
+
+def missing_day_ends(tx: Any, current: date) -> list[dict[str, Any]]:
+    """The work dates before `current` on which payments were taken or received and whose
+    ledger day is still open, oldest first, each with what it left open: the ledger day,
+    its reconciliation with the NPC (systems reconciled, true or with differences), and
+    its payments not yet final, counted by channel, direction and state."""
+    rows = tx.query(
+        "SELECT work_date, channel, direction, state, COUNT(*) FROM payments "
+        "WHERE work_date > ? AND work_date < ? GROUP BY work_date, channel, direction, state "
+        "ORDER BY work_date, channel, direction, state", (_last_closed(tx), current.isoformat()))
+    days: dict[str, dict[str, Any]] = {}
+    for day, channel, direction, state, count in rows:
+        found = days.setdefault(day, {"work_date": day, "ledger_day": "open",
+                                      "reconciled": {}, "payments": 0, "not_final": {}})
+        found["payments"] += count
+        if state not in _DONE_STATES:
+            found["not_final"][f"{channel} {direction} {state}"] = count
+    for day, found in days.items():
+        for system, reconciled in tx.query("SELECT system, reconciled FROM recon WHERE "
+                                           "work_date = ? ORDER BY id", (day,)):
+            found["reconciled"][system] = bool(reconciled)
+    return list(days.values())
+
+
+def alerted_dates(tx: Any) -> set[str]:
+    """The work dates `day_end_missing` has named already (one alert per date)."""
+    out: set[str] = set()
+    rows = tx.query("SELECT detail FROM alerts WHERE code = ?", (ALERT_DAY_END_MISSING,))
+    for (detail,) in rows:
+        out.update(json.loads(detail).get("work_dates", []))
+    return out
+
+
+def missing_alert(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The alert's detail: the dates, what each left open, and what an operator can do."""
+    days = [d["work_date"] for d in found]
+    message = (f"the day end of {', '.join(days)} did not run (the gateway did not see the "
+               f"work date move): {'; '.join(_left_open(d) for d in found)}; run it late, "
+               f"oldest date first, with `{LATE_COMMAND.format(day=days[0])}` (a supervisor "
+               "approves); `paygate ops stuck` lists the payments in flight")
+    return {"work_dates": days, "dates": found, "message": message}
+
+
+def _left_open(found: dict[str, Any]) -> str:
+    reconciled = found["reconciled"]
+    if not reconciled:
+        recon = "not reconciled with the NPC"
+    elif all(reconciled.values()):
+        recon = "reconciled"
+    else:
+        recon = "reconciled with differences"
+    waiting = ", ".join(f"{what} {n}" for what, n in found["not_final"].items())
+    return (f"{found['work_date']}: ledger day open, {recon}, "
+            + (f"payments not final: {waiting}" if waiting else "every payment final"))
+
+
+def check_late(tx: Any, day: date, current: date) -> None:
+    """Whether `day`'s day end may run now: a past work date, its ledger day still open,
+    and no earlier date left open (closing a date closes every earlier one with it)."""
+    text = day.isoformat()
+    if day >= current:
+        raise Conflict(Problem("day_end_work_date_not_past", "/target", text,
+                               f"a work date before the current one, {current.isoformat()}"))
+    last_closed = _last_closed(tx)
+    if text <= last_closed:
+        raise Conflict(Problem("work_date_closed", "/target", text,
+                               f"a date after {last_closed}, the last closed work date"))
+    earlier = tx.query_one("SELECT MIN(work_date) FROM payments WHERE work_date > ? AND "
+                           "work_date < ?", (last_closed, text))
+    if earlier and earlier[0]:
+        raise Conflict(Problem("day_end_earlier_date_open", "/target", text,
+                               f"the oldest open work date first, {earlier[0]}"))

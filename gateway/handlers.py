@@ -17,6 +17,7 @@ from gateway import payments, recon
 from gateway.inbound import Processed
 from gateway.messages import ccms900, codec
 from gateway.states import FINAL
+from gateway.windows import CHANGING_OUTCOMES, REFUSED_OUTCOMES
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -150,14 +151,22 @@ class Handlers:
     # System status and reconciliation
 
     def on_system_status(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        """A ccms.801. Only a change is recorded as `window_changed`: a notice announcing
+        the state in force (orig = cur, or the same notice again) is kept in the inbox and
+        the window's history, and raises nothing."""
         s = d.obj
         system = d.obj.header.system or "HVPS"
-        self.gw.windows_record(tx, system, s.orig_status, s.cur_status, s.cur_date, now)
         if system != "HVPS":
+            if (s.orig_status, s.orig_date) != (s.cur_status, s.cur_date):
+                self.gw.windows_record(tx, system, s.orig_status, s.cur_status, s.cur_date,
+                                       now)
             return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
         window = self.gw.window
+        before = window.code
         outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now)
-        if outcome not in ("applied", "corrected", "confirmed", "gap", "repeat"):
+        if outcome in CHANGING_OUTCOMES:
+            self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now)
+        if outcome in REFUSED_OUTCOMES:
             self.gw.alert(tx, "hvps_status_notice_refused", orig=s.orig_status,
                           cur=s.cur_status, date=s.cur_date, outcome=outcome)
         elif outcome == "gap":

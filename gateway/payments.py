@@ -214,12 +214,26 @@ def find_out_by_msg_id(tx: Any, msg_id: str) -> dict[str, Any] | None:
     return _row(tx, values) if values else None
 
 
-def search(tx: Any, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def search(tx: Any, state: str | None = None, limit: int = 100,
+           older_than: tuple[str, str] | None = None,
+           client: str | None = None) -> list[dict[str, Any]]:
+    """Payments newest first, by creation time and then id (both descending, a total
+    order), at most `limit`: in `state` if given, submitted by `client` or incoming (which
+    belong to no client) if given, and after `older_than`, the (created_at, id) of the
+    last payment of a previous page, in that order. A payment created later can only
+    come before that key, so paging on never repeats or skips one."""
+    where, params = [], []
     if state:
-        rows = tx.query(f"{_SELECT} WHERE state = ? ORDER BY created_at DESC LIMIT ?",
-                        (state, limit))
-    else:
-        rows = tx.query(f"{_SELECT} ORDER BY created_at DESC LIMIT ?", (limit,))
+        where.append("state = ?")
+        params.append(state)
+    if client is not None:
+        where.append("(client = ? OR client IS NULL)")
+        params.append(client)
+    if older_than is not None:
+        where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+        params += [older_than[0], older_than[0], older_than[1]]
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    rows = tx.query(f"{sql} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit))
     return [_row(tx, r) for r in rows]
 
 

@@ -337,6 +337,11 @@ OUTCOME_STALE = "stale"
 OUTCOME_ILLEGAL = "illegal"
 OUTCOME_UNKNOWN_STATUS = "unknown_status"
 _MOVES = {OUTCOME_APPLIED, OUTCOME_CONFIRMED, OUTCOME_CORRECTED, OUTCOME_GAP}
+# After these the state in force is another one (status or work date): what operators see
+# as a window change. `confirmed` and `repeat` leave it as it was.
+CHANGING_OUTCOMES = frozenset({OUTCOME_APPLIED, OUTCOME_CORRECTED, OUTCOME_GAP})
+# These leave the notice unapplied.
+REFUSED_OUTCOMES = frozenset({OUTCOME_STALE, OUTCOME_ILLEGAL, OUTCOME_UNKNOWN_STATUS})
 _ALERT_CODES = {
     OUTCOME_GAP: "hvps_status_notices_missed",
     OUTCOME_STALE: "hvps_status_notice_stale",
@@ -451,10 +456,15 @@ class WindowState:
             return OUTCOME_UNKNOWN_STATUS
         if self._last_notice_at is not None and at < self._last_notice_at:
             return OUTCOME_STALE
+        if (cur, cur_date) == (self.code, self.work_date) and (
+                orig == cur or cur in HVPS_TRANSITIONS[orig]):
+            # The notice announces the state already in force: the same notice again, the
+            # first one agreeing with the forecast, or a notice whose status did not change
+            # (orig = cur, as the NPC re-announces its state after its own restart, with
+            # OrgnlSysDt the date it last announced). Nothing changes, nothing to alert.
+            return OUTCOME_REPEAT if self.source == SOURCE_NOTICE else OUTCOME_CONFIRMED
         if cur not in HVPS_TRANSITIONS[orig]:
             return OUTCOME_ILLEGAL
-        if (cur, cur_date) == (self.code, self.work_date):
-            return OUTCOME_REPEAT if self.source == SOURCE_NOTICE else OUTCOME_CONFIRMED
         if self.source == SOURCE_SCHEDULE:
             # The schedule was only a forecast: the first notice wins wherever it lands.
             return OUTCOME_APPLIED if orig == self.code else OUTCOME_CORRECTED

@@ -32,3 +32,36 @@ def test_every_code_in_use_is_listed():
     missing = sorted(used_codes() - listed_codes())
 
     assert not missing, "add to docs/errors.md: " + ", ".join(missing)
+
+
+# An alert code is the literal given to `alert(tx, "...")`, the value of an `ALERT_...`
+# constant, or a code in the HVPS window's alerts (gateway/windows.py).
+_ALERT_USE = re.compile(r"\balert\(\s*\n?\s*tx, \"([a-z][a-z0-9_]+)\"")
+_ALERT_CONSTANT = re.compile(r"^ALERT_[A-Z_]+ = \"([a-z][a-z0-9_]+)\"", re.M)
+_WINDOW_ALERT = re.compile(r"\"(hvps_status_notices?_[a-z_]+)\"")
+_ALERTS_SECTION = "## Operator alerts"
+
+
+def used_alert_codes() -> set[str]:
+    found: set[str] = set()
+    for path in (ROOT / "gateway").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found.update(_ALERT_USE.findall(text))
+        found.update(_ALERT_CONSTANT.findall(text))
+    found.update(_WINDOW_ALERT.findall((ROOT / "gateway" / "windows.py").read_text()))
+    return found | {"window_changed"}
+
+
+def listed_alert_codes() -> set[str]:
+    text = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    return set(_LISTED.findall(text.split(_ALERTS_SECTION, 1)[1]))
+
+
+def test_every_alert_raised_is_listed():
+    """No alert reaches the operators' page without a row in docs/errors.md's alerts."""
+    used = used_alert_codes()
+    missing = sorted(used - listed_alert_codes())
+
+    assert {"day_end_missing", "calendar_data_missing", "hvps_status_notice_overdue",
+            "query_reply_overdue"} <= used
+    assert not missing, "add to the alerts in docs/errors.md: " + ", ".join(missing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.exceptions import BusyLoadingError
 
 from gateway.app import Gateway
@@ -50,3 +51,38 @@ def test_demo_accounts_survive_a_restart_on_a_later_work_date(tmp_path):
             await gw.store.close()
     balances = asyncio.run(scenario())
     assert balances == [f"{DEMO_BALANCE_FEN // 100}.00"] * 3
+
+
+def _alerts(gw) -> "asyncio.Future":
+    return gw.store.run(lambda tx: tx.query(
+        "SELECT code, detail FROM alerts WHERE code != 'calendar_data_missing' ORDER BY id", ()))
+
+
+@pytest.mark.e2e
+def test_restart_next_morning_raises_no_window_alerts(tmp_path):
+    """`serve --simulate` restarted on the next working morning with its data kept: the
+    simulated NPC re-announces HVPS open (10 on the 7th, now 10 on the 8th), which is the
+    state the gateway's timetable already holds. The notice is taken as a confirmation:
+    no alert and no `window_changed` row, while the window now follows notices."""
+    from gateway.harness import Harness
+    from tests.e2e_support import until
+
+    async def run(clock: str) -> tuple[list, list]:
+        h = Harness(tmp_path, clock_spec=clock, sim_args=["--follow-clock"])
+        await h.start()
+        try:
+            gw = h.gateway
+            if clock.startswith("2026-12-08"):
+                await until(lambda: gw.store.run(lambda tx: tx.query_one(
+                    "SELECT 1 FROM inbox WHERE mesg_type = 'ccms.801.001.02' AND state = "
+                    "'processed'", ())), "the NPC's notice taken")
+            await gw.window_tick()
+            return await _alerts(gw), [e.outcome for e in gw.window.history]
+        finally:
+            await h.stop()
+
+    first, _ = asyncio.run(run("2026-12-07T09:00"))
+    after_restart, outcomes = asyncio.run(run("2026-12-08T09:00"))
+
+    assert first == [] and after_restart == []
+    assert outcomes == ["initial", "confirmed"]

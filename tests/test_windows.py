@@ -301,6 +301,18 @@ def test_zero_length_cutover_is_skipped(calendar: BusinessCalendar) -> None:
     assert [(c.orig_code, c.cur_code) for c in changes] == [("30", "40"), ("40", "00")]
 
 
+def feed(state: WindowState, day: str, rows: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Apply a table's notices (orig, cur, date, at on `day`, ...) in order: for each, the
+    outcome and the status in force after it."""
+    return [(state.apply_notice(orig, cur, cur_date, sh(f"{day} {at}")), state.code)
+            for orig, cur, cur_date, at, *_expected in rows]
+
+
+def expected(rows: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """A table's expected outcome and status in force, its last two columns."""
+    return [(outcome, code) for *_notice, outcome, code in rows]
+
+
 # One HVPS day announced by ccms.801, each notice legal: (orig, cur, date, at) -> outcome.
 LEGAL_DAY = [
     ("00", "10", "2026-12-07", "08:30", "applied", "10"),
@@ -316,10 +328,9 @@ LEGAL_DAY = [
 def test_window_state_follows_legal_notices(calendar: BusinessCalendar) -> None:
     """A legal sequence of ccms.801 notices moves the state through the day."""
     state = WindowState(calendar, sh("2026-12-07 08:00"))
-    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
-                for orig, cur, cur_date, at, _outcome, _code in LEGAL_DAY]
+    outcomes = feed(state, "2026-12-07", LEGAL_DAY)
 
-    assert outcomes == [(outcome, code) for *_rest, outcome, code in LEGAL_DAY]
+    assert outcomes == expected(LEGAL_DAY)
     assert state.work_date == date(2026, 12, 8) and state.source == "ccms.801"
     assert [(e.from_code, e.to_code, e.source, e.outcome) for e in state.history][:3] == [
         (None, "00", "schedule", "initial"), ("00", "10", "ccms.801", "applied"),
@@ -356,10 +367,9 @@ def test_window_state_records_illegal_notices(calendar: BusinessCalendar) -> Non
     """Illegal, stale and unknown notices are recorded and refused; missed ones are gaps."""
     state = WindowState(calendar, sh("2026-12-07 08:00"))
     state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 08:30"))
-    outcomes = [(state.apply_notice(orig, cur, cur_date, sh(f"2026-12-07 {at}")), state.code)
-                for orig, cur, cur_date, at, _outcome, _code in ILLEGAL_SEQUENCE]
+    outcomes = feed(state, "2026-12-07", ILLEGAL_SEQUENCE)
 
-    assert outcomes == [(outcome, code) for *_rest, outcome, code in ILLEGAL_SEQUENCE]
+    assert outcomes == expected(ILLEGAL_SEQUENCE)
     assert [e.outcome for e in state.history[2:]] == [row[4] for row in ILLEGAL_SEQUENCE]
     assert [a["code"] for a in state.alerts()] == [
         "hvps_status_notice_illegal", "hvps_status_notice_illegal",
@@ -419,6 +429,87 @@ def test_first_notice_confirms_schedule(calendar: BusinessCalendar) -> None:
     assert state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 09:01")) == "confirmed"
     assert state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 09:02")) == "repeat"
     assert [e.outcome for e in state.history] == ["initial", "confirmed"]
+
+
+# Notices announcing no change, on the morning of Tuesday 8 December (schedule: 10):
+# (orig, cur, cur date, at) -> outcome, status in force after. OrgnlSysDt is not judged.
+RESTATED = [
+    # The NPC restarted and re-announces its state: 10 on the 7th, now 10 on the 8th.
+    ("10", "10", "2026-12-08", "09:00", "confirmed", "10"),
+    # Once notices rule, the same statement again is a repeat, as any repeated notice.
+    ("10", "10", "2026-12-08", "09:01", "repeat", "10"),
+    # A restated status that is not the state in force is no change we can take.
+    ("00", "00", "2026-12-08", "09:02", "illegal", "10"),
+    ("10", "10", "2026-12-07", "09:03", "illegal", "10"),
+    # An impossible change that lands on the state in force is still refused.
+    ("20", "10", "2026-12-08", "09:04", "illegal", "10"),
+]
+
+
+def test_notice_restating_the_state_in_force_is_quiet(calendar: BusinessCalendar) -> None:
+    """A ccms.801 whose status did not change and which names the state in force confirms
+    it without an alert; a restated status that differs, or an impossible change, alerts."""
+    state = WindowState(calendar, sh("2026-12-08 09:00"))
+    outcomes = feed(state, "2026-12-08", RESTATED)
+
+    assert outcomes == expected(RESTATED)
+    assert [e.outcome for e in state.history] == ["initial", "confirmed", "illegal",
+                                                  "illegal", "illegal"]
+    assert [a["code"] for a in state.alerts()] == ["hvps_status_notice_illegal"] * 3
+    assert state.alerts(since=sh("2026-12-08 09:01")) == state.alerts()
+
+
+# At 09:00 on Tuesday 8 December, the timetable's state 10 in force, one notice each:
+# (system, orig, orig date, cur, cur date) -> rows the gateway records in `alerts`.
+NOTICE_RECORDS = [
+    ("HVPS", "10", "2026-12-07", "10", "2026-12-08", []),
+    ("HVPS", "00", "2026-12-08", "10", "2026-12-08", []),
+    ("HVPS", "10", "2026-12-08", "30", "2026-12-08",
+     [("window_changed", {"system": "HVPS", "from": "10", "to": "30",
+                          "work_date": "2026-12-08"})]),
+    ("HVPS", "20", "2026-12-08", "30", "2026-12-08",
+     [("window_changed", {"system": "HVPS", "from": "10", "to": "30",
+                          "work_date": "2026-12-08"})]),
+    ("HVPS", "10", "2026-12-08", "00", "2026-12-08",
+     [("hvps_status_notice_refused", {"orig": "10", "cur": "00", "date": "2026-12-08",
+                                      "outcome": "illegal"})]),
+    ("BEPS", "10", "2026-12-08", "10", "2026-12-08", []),
+    ("BEPS", "10", "2026-12-07", "10", "2026-12-08",
+     [("window_changed", {"system": "BEPS", "from": "10", "to": "10",
+                          "work_date": "2026-12-08"})]),
+]
+
+
+@pytest.mark.parametrize("system, orig, orig_date, cur, cur_date, rows", NOTICE_RECORDS)
+def test_gateway_records_a_window_change_only_when_the_state_changes(
+        tmp_path: Path, system: str, orig: str, orig_date: str, cur: str, cur_date: str,
+        rows: list) -> None:
+    """A `window_changed` row names the state in force before and after; a notice that
+    restates the state in force leaves no row, a refused one leaves its alert only."""
+    import asyncio
+    import json
+
+    from gateway.app import Gateway
+    from gateway.clock import ManualClock
+    from gateway.config import Settings
+
+    now = sh("2026-12-08 09:00")
+    notice = SimpleNamespace(obj=SimpleNamespace(
+        header=SimpleNamespace(system=system), orig_status=orig, orig_date=orig_date,
+        cur_status=cur, cur_date=cur_date))
+
+    async def scenario() -> list:
+        gw = Gateway(Settings(data_dir=str(tmp_path)), clock=ManualClock(now))
+        await gw.store.open()
+        try:
+            await gw.store.run(lambda tx: gw.handlers.on_system_status(tx, notice, now))
+            return await gw.store.run(lambda tx: tx.query(
+                "SELECT code, detail FROM alerts ORDER BY id", ()))
+        finally:
+            await gw.store.close()
+    recorded = asyncio.run(scenario())
+
+    assert [(code, json.loads(detail)) for code, detail in recorded] == rows
 
 
 def test_calendar_without_working_day_fails_loudly(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
     POST /v1/transfers/{id}/return      {"reason"}: return an incoming payment (A105)
     POST /v1/transfers/{id}/cancel      {"reason"?}: cancel an outgoing payment
     POST /v1/transfers/{id}/status-query  ask the NPC what became of a payment
-    GET  /v1/transfers?state=S&limit=N  payments by state, newest first; `unknown` ones
-                                        say since when and how many queries were asked
+    GET  /v1/transfers?state=S&limit=N&after=ID
+                                        payments, newest first, optionally in one state;
+                                        `unknown` ones say since when and how many
+                                        queries were asked; `next_after` pages on
     GET  /v1/transfers/{id}/exceptions  the payment's returns, cancellations and queries
 
 Authentication is the core API's (gateway.api.authenticate); errors have the product's
@@ -15,8 +17,9 @@ way, and its outcome shows in the payment's state and history.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
+# A listing cursor is a payment id: letters and digits, P and 16 digits for ours, I or D,
+# the sending bank and its message or transaction id (at most 33) for incoming ones.
+CURSOR_LEN_MAX = 64
+_PAYMENT_ID = re.compile(f"[A-Za-z0-9]{{1,{CURSOR_LEN_MAX}}}")
 EXT_KEY: web.AppKey = web.AppKey("exceptions", object)
 
 
@@ -115,16 +122,19 @@ def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
 
 
 async def list_transfers(request: web.Request) -> web.Response:
+    """One page of payments, newest first. `after` is the id of the last payment of the
+    previous page (the answer's `next_after`); `next_after` is null on the last page."""
     client = authenticate(request, b"")
-    state, limit = _list_params(request)
+    state, limit, after = _list_params(request)
     gw = request.app[GATEWAY_KEY]
     now = gw.clock.now()
-    rows = await gw.store.run(lambda tx: listing(tx, state, limit, now,
-                                                 lambda p: visible(gw, p, client)))
-    return _json({"transfers": rows, "count": len(rows)})
+    owner = client if gw.settings.api_keys else None
+    rows, more = await gw.store.run(lambda tx: listing(tx, state, limit, now, owner, after))
+    return _json({"transfers": rows, "count": len(rows),
+                  "next_after": rows[-1]["id"] if more else None})
 
 
-def _list_params(request: web.Request) -> tuple[str | None, int]:
+def _list_params(request: web.Request) -> tuple[str | None, int, str | None]:
     state = request.query.get("state") or None
     problems = []
     if state is not None and state not in set(OUT_STATES) | set(IN_STATES):
@@ -135,19 +145,25 @@ def _list_params(request: web.Request) -> tuple[str | None, int]:
     if not 1 <= limit <= LIST_LIMIT_MAX:
         problems.append(Problem("limit_out_of_range", "?limit", text,
                                 f"a whole number from 1 to {LIST_LIMIT_MAX}"))
+    after = request.query.get("after")
+    if after is not None and not _PAYMENT_ID.fullmatch(after):
+        problems.append(Problem("cursor_malformed", "?after", after[:80],
+                                "the id of a payment, as `next_after` gave it (1 to "
+                                f"{CURSOR_LEN_MAX} ASCII letters and digits)"))
     if problems:
         raise ValidationFailed(problems)
-    return state, limit
+    return state, limit, after
 
 
-def listing(tx: Any, state: str | None, limit: int, now: datetime,
-            shown: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    """Public views of the payments `shown` lets through, newest first (at most `limit`
-    read); an unknown one also says for how long it has been."""
+def listing(tx: Any, state: str | None, limit: int, now: datetime, client: str | None,
+            after: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Public views of at most `limit` payments, newest first, after the payment `after`
+    (of `client`, or incoming, when `client` is given), and whether more follow; an
+    unknown one also says for how long it has been."""
+    older_than = _cursor_key(tx, after, client) if after is not None else None
+    found = payments.search(tx, state, limit + 1, older_than, client)
     out = []
-    for payment in payments.search(tx, state, limit):
-        if not shown(payment):
-            continue
+    for payment in found[:limit]:
         view = payments.public_view(payment)
         if payment["state"] == "unknown":
             since = status.unknown_since(tx, payment["id"])
@@ -156,7 +172,17 @@ def listing(tx: Any, state: str | None, limit: int, now: datetime,
                                            .total_seconds(), 3) if since else None)
             view["status_queries"] = status.queries_asked(tx, payment["id"])
         out.append(view)
-    return out
+    return out, len(found) > limit
+
+
+def _cursor_key(tx: Any, after: str, client: str | None) -> tuple[str, str]:
+    """(created_at, id) of the payment a page starts after: one this client may see."""
+    row = tx.query_one("SELECT created_at, id, client FROM payments WHERE id = ?", (after,))
+    if row is None or (client is not None and row[2] not in (None, client)):
+        raise ValidationFailed(Problem("cursor_unknown", "?after", after,
+                                       "the id of a payment this client may see, as "
+                                       "`next_after` gave it"))
+    return row[0], row[1]
 
 
 async def get_exceptions(request: web.Request) -> web.Response:

@@ -18,10 +18,11 @@ to HVPS payments only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
 from gateway import keys, payments
+from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 
@@ -220,7 +221,24 @@ async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
     return {"stream": stream, "fields": original, "reason": fields.get("reason", "")}
 
 
+def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """A missed day end, run late: the ledger day closed now, the reconciliation after."""
+    day = date.fromisoformat(target)
+    detail = c.gw.day_end.close_late(tx, day)
+
+    async def reconcile() -> None:
+        c.gw.day_end.reconcile_later(day)
+    return Outcome(detail, [reconcile])
+
+
+def check_target(gw: Any, tx: Any, action: str, target: str) -> None:
+    """Refuse at once a request that could not run (it is checked again when it runs)."""
+    if action == "day_end":
+        check_late(tx, date.fromisoformat(target), gw.work_date)
+
+
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
+    "day_end": day_end,
 }

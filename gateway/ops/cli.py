@@ -16,6 +16,7 @@
     request hold|release|cancel|review-approve|review-reject PAYMENT [--note N]
     request priority PAYMENT 1|2|3 [--note N]
     request retry DEAD_LETTER_ID [--note N]
+    request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
     hash-password                  a password hash for the operators file (local)
@@ -46,7 +47,7 @@ from gateway.ops.operators import hash_password
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 30.0
 REQUEST_ACTIONS = ("hold", "release", "cancel", "priority", "retry", "review-approve",
-                   "review-reject")
+                   "review-reject", "day-end")
 
 
 class CommandFailed(Exception):
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("message", parents=[common]).add_argument("id")
     p = sub.add_parser("request", parents=[common])
     p.add_argument("action", choices=REQUEST_ACTIONS)
-    p.add_argument("target", help="payment id, or dead-letter id for retry")
+    p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
+                                  "day-end")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"))
     p.add_argument("--note", default="")
     for name in ("approve", "reject"):

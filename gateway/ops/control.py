@@ -9,6 +9,11 @@
 | priority | payment | any level but 10 | a supervisor or director (20, 30) |
 | review_approve | payment | a supervisor or director | none: the reviewer is the second person |
 | review_reject | payment | a supervisor or director | none: the reviewer is the second person |
+| day_end | work date | any level but 10 | a supervisor or director (20, 30) |
+
+`day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
+date moved): it closes that date's ledger day, which cannot be undone, and reconciles
+the date with the NPC.
 
 Nobody approves or rejects their own request; the requester may withdraw it. A
 request not decided within `REQUEST_LIFE_S` expires. Every step (request, approve,
@@ -19,8 +24,9 @@ same transaction as the change it records.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import payments
@@ -32,11 +38,12 @@ from gateway.ops.schema import audit
 REQUEST_LIFE_S = 4 * 60 * 60  # half a working day: an older request no longer fits the facts
 NOTE_LEN_MAX = 500
 TARGET_LEN_MAX = 64
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
 class Rule:
-    target: str                # payment | dead_letter
+    target: str                # payment | dead_letter | work_date
     needs_approval: bool
     request_level_min: int = 0
 
@@ -51,6 +58,7 @@ RULES: dict[str, Rule] = {
                            request_level_min=APPROVER_LEVEL_MIN),
     "review_reject": Rule("payment", needs_approval=False,
                           request_level_min=APPROVER_LEVEL_MIN),
+    "day_end": Rule("work_date", needs_approval=True),
 }
 
 _COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
@@ -80,6 +88,9 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
         problems.append(Problem("target_malformed", "/target", target,
                                 f"a payment id or dead-letter id of 1 to {TARGET_LEN_MAX} "
                                 "characters"))
+    if rule is not None and rule.target == "work_date" and not is_real_date(target):
+        problems.append(Problem("target_malformed", "/target", target,
+                                "a work date such as 2026-12-07"))
     problems.extend(note_problems(note))
     clean: dict[str, Any] = {}
     if action == "priority":
@@ -97,6 +108,17 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
                                 "above, not a vault teller (10)", f"{operator.user} is "
                                 f"level {operator.level}"))
     return clean
+
+
+def is_real_date(text: Any) -> bool:
+    """A date written YYYY-MM-DD that exists (a request's work date, a search's date)."""
+    if not isinstance(text, str) or not _DATE.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def note_problems(note: Any) -> list[Problem]:

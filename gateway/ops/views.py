@@ -6,8 +6,7 @@ plain JSON-ready data; every list is bounded by `LIST_MAX`.
 from __future__ import annotations
 
 import json
-import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import payments
@@ -21,7 +20,6 @@ from gateway.ops.schema import table_columns, table_exists
 LIST_MAX = 200
 STUCK_STATES = ("accepted", "sent", "unknown")
 STUCK_AFTER_MIN = 10  # default: a payment this long in one of STUCK_STATES needs a look
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SEARCHABLE = ("id", "account", "amount", "state", "date", "direction", "channel")
 
 # The query table belongs to the query/reply component; these are the column names it
@@ -67,7 +65,7 @@ def parse_search(query: dict[str, str]) -> dict[str, Any]:
         else:
             out["amount_fen"] = fen
     if query.get("date"):
-        if not _real_date(query["date"]):
+        if not control.is_real_date(query["date"]):
             p.add("search_date_malformed", "/date", query["date"], "a real date, YYYY-MM-DD")
         out["date"] = query["date"]
     for name, allowed in (("state", STATES), ("direction", ("in", "out")),
@@ -80,16 +78,6 @@ def parse_search(query: dict[str, str]) -> dict[str, Any]:
 
 
 STATES = tuple(sorted(set(OUT_STATES) | set(IN_STATES)))
-
-
-def _real_date(text: str) -> bool:
-    if not _DATE.fullmatch(text):
-        return False
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _limit(text: str | None, p: ProblemList) -> int:

@@ -1,0 +1,196 @@
+"""A day end the gateway never ran (it was down when the work date moved): one alert per
+missed date naming what was left open, and the day end run late under dual control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.errors import PaygateError
+from gateway.ops.web import OPS_KEY, add_routes
+from gateway.redisproc import free_port
+from ledger.testing import customer_account
+
+PAYER = customer_account(1, "corporate")
+
+
+def transfer(amount: str, urgency: str) -> dict[str, Any]:
+    return {"payer_account": PAYER, "payer_name": "示例客户", "payer_bank": "999100000027",
+            "payee_account": "6222000000000001", "payee_name": "对手客户",
+            "payee_bank": "888200000023", "amount": amount, "urgency": urgency}
+
+
+async def run_on(data_dir: Path, at: str, work: Callable[[Gateway], Awaitable[Any]]) -> Any:
+    """Start the gateway on its data directory at `at` (Shanghai), do `work`, stop: one
+    day of a gateway that is then down until the next call."""
+    clock = ManualClock(datetime.fromisoformat(at).replace(tzinfo=SHANGHAI))
+    gw = Gateway(Settings(data_dir=str(data_dir), port=0,
+                          npc_url=f"http://127.0.0.1:{free_port()}/link/inbound"), clock=clock)
+    await gw.start(serve_http=False)
+    try:
+        return await work(gw)
+    finally:
+        await gw.stop()
+
+
+async def pay(gw: Gateway, key: str, amount: str, urgency: str = "normal") -> None:
+    status, answer = await gw.submit_transfer("tests", key, transfer(amount, urgency))
+    assert status == 201, answer
+
+
+async def open_payer(gw: Gateway) -> None:
+    def work(tx: Any) -> None:
+        gw.ledger.open_customer_account(tx, PAYER, "示例客户", "corporate", gw.work_date)
+        gw.ledger.deposit(tx, "test:opening", PAYER, 10**10, gw.work_date)
+    await gw.store.run(work)
+
+
+async def until_all_sent(gw: Gateway, timeout_s: float = 20.0) -> None:
+    """Wait until every payment has gone to the (unreachable) NPC: `sent`, no answer.
+    (A BEPS package sealed while the gateway stops can hold the stop for its phase limit:
+    the packer may lose its cancellation inside a Redis call. Each day leaves nothing to
+    seal, so each stop is quick.)"""
+    for _ in range(int(timeout_s / 0.05)):
+        left = await gw.store.run(lambda tx: tx.query_one(
+            "SELECT COUNT(*) FROM payments WHERE state != 'sent'", ())[0])
+        if not left:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"payments not sent within {timeout_s} s")
+
+
+async def missing_alerts(gw: Gateway) -> list[dict[str, Any]]:
+    rows = await gw.store.run(lambda tx: tx.query(
+        "SELECT detail FROM alerts WHERE code = 'day_end_missing' ORDER BY id", ()))
+    return [json.loads(detail) for (detail,) in rows]
+
+
+def test_missed_day_ends_are_alerted_once_each(tmp_path: Path) -> None:
+    """Down over Monday's day end, then over Tuesday's: each start finds the missed date,
+    names what it left open, and raises it once; a later start raises nothing again."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+        await pay(gw, "m2", "200.00")
+        await pay(gw, "m3", "60000.00", "urgent")
+        gw.clock.advance(60)  # the BEPS package is sealed by age
+        await until_all_sent(gw)
+
+    async def tuesday(gw: Gateway) -> list[dict[str, Any]]:
+        await pay(gw, "t1", "300.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+        return await missing_alerts(gw)
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
+    on_tuesday = asyncio.run(run_on(tmp_path, "2026-12-08T09:00", tuesday))
+    tuesday_again = asyncio.run(run_on(tmp_path, "2026-12-08T11:00", missing_alerts))
+    on_wednesday = asyncio.run(run_on(tmp_path, "2026-12-09T09:00", missing_alerts))
+
+    assert [a["work_dates"] for a in on_tuesday] == [["2026-12-07"]]
+    assert on_tuesday[0]["dates"] == [{
+        "work_date": "2026-12-07", "ledger_day": "open", "reconciled": {}, "payments": 3,
+        "not_final": {"beps out sent": 2, "hvps out sent": 1}}]
+    assert "`paygate ops request day-end 2026-12-07`" in on_tuesday[0]["message"]
+    assert tuesday_again == on_tuesday
+    assert [a["work_dates"] for a in on_wednesday] == [["2026-12-07"], ["2026-12-08"]]
+
+
+def test_a_gateway_that_saw_the_date_move_raises_nothing(tmp_path: Path) -> None:
+    """The day end ran (the ledger day of Monday closed): a start on Tuesday is quiet."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+        await gw.store.run(lambda tx: gw.ledger.close_day(tx, gw.work_date))
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
+
+    assert asyncio.run(run_on(tmp_path, "2026-12-08T09:00", missing_alerts)) == []
+
+
+# Requests for a late day end on Wednesday 9 December, Monday and Tuesday both missed:
+# (requester, work date) -> refusal code, or the request's state after a supervisor's
+# approval. In order: each row sees what the rows before it did.
+LATE_DAY_ENDS = [
+    ("op1", "2026-12-09", "day_end_work_date_not_past"),
+    ("op1", "2026-12-10", "day_end_work_date_not_past"),
+    ("op1", "2026-12-32", "target_malformed"),
+    ("op1", "20261207", "target_malformed"),
+    ("op1", "2026-12-08", "day_end_earlier_date_open"),
+    ("op1", "2026-12-07", "executed"),
+    ("op1", "2026-12-07", "work_date_closed"),
+    ("sup1", "2026-12-08", "executed"),
+    ("op1", "2026-12-01", "work_date_closed"),
+]
+
+
+def test_late_day_end_needs_a_second_person_and_the_oldest_date_first(tmp_path: Path) -> None:
+    """An operator asks, a supervisor approves: the missed date's ledger day closes and a
+    reconciliation (hvps.710) for it goes out; today, a closed date, a date after an open
+    one and a malformed date are refused at once."""
+    async def day(gw: Gateway) -> None:
+        if gw.work_date.day == 7:
+            await open_payer(gw)
+        await pay(gw, f"d{gw.work_date.day}", "100.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+
+    async def wednesday(gw: Gateway) -> tuple[list, list, list]:
+        app = web.Application()
+        add_routes(app, gw)
+        ops = app[OPS_KEY]
+        await ops.console.ready()
+        outcomes = []
+        for user, target, _expected in LATE_DAY_ENDS:
+            try:
+                req = await ops.console.request(ops.directory.get(user), "day_end", target)
+            except PaygateError as exc:
+                outcomes.append(exc.problems[0].code)
+                continue
+            approver = "dir1" if user == "sup1" else "sup1"
+            done = await ops.console.decide(ops.directory.get(approver), req["id"], True)
+            outcomes.append(done["state"])
+        closed = await gw.store.run(lambda tx: tx.query(
+            "SELECT work_date FROM ledger_day ORDER BY work_date", ()))
+        asked = await gw.store.run(lambda tx: tx.query(
+            "SELECT mesg_type FROM outbox WHERE mesg_type LIKE 'hvps.710%'", ()))
+        return outcomes, [d for (d,) in closed], asked
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", day))
+    asyncio.run(run_on(tmp_path, "2026-12-08T09:00", day))
+    outcomes, closed, asked = asyncio.run(run_on(tmp_path, "2026-12-09T09:00", wednesday))
+
+    assert outcomes == [expected for *_rest, expected in LATE_DAY_ENDS]
+    assert closed == ["2026-12-07", "2026-12-08"]
+    assert len(asked) == 2
+
+
+@pytest.mark.parametrize("user", ["op1", "sup1"])
+def test_nobody_approves_their_own_late_day_end(tmp_path: Path, user: str) -> None:
+    """A late day end closes books for good: the requester cannot approve it."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+
+    async def tuesday(gw: Gateway) -> str:
+        app = web.Application()
+        add_routes(app, gw)
+        ops = app[OPS_KEY]
+        operator = ops.directory.get(user)
+        req = await ops.console.request(operator, "day_end", "2026-12-07")
+        with pytest.raises(PaygateError) as refused:
+            await ops.console.decide(operator, req["id"], True)
+        return refused.value.problems[0].code
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
+
+    assert asyncio.run(run_on(tmp_path, "2026-12-08T09:00", tuesday)) == "approver_is_requester"
