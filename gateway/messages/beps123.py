@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages import package
+from gateway.messages import package, package_text
 from gateway.messages.common import (
     GroupHeader, NpcProcessing, OriginalRef, amount_el, build_group_header, build_npc,
     build_original, check_currency, check_group_parties, opt_el, parse_amount_el,
@@ -60,7 +60,7 @@ def build(c: RealTimeCredit) -> bytes:
     build_group_header(b, doc, c.header)
     if c.npc is not None:
         build_npc(b, doc, c.npc)
-    package.build_transfer(b, b.el(doc, "RealTmCdtTrfInf"), c.transfer, LAYOUT)
+    b.insert(doc, [package_text.transfer(LAYOUT, c.transfer)], package_text.DETAIL_LEVEL)
     return b.tobytes()
 
 

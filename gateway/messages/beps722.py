@@ -19,7 +19,7 @@ from gateway.messages.common import (
     build_npc, build_original, build_partition, check_currency, check_group_parties,
     check_partition, opt_el, parse_amount_el, parse_group_header, parse_npc, parse_original,
     parse_partition)
-from gateway.messages.xml import Builder, qpath, text
+from gateway.messages.xml import Builder, Element, qpath, text
 
 MESSAGE_TYPE = "beps.722.001.01"
 RESPONSE_TYPE = "beps.723.001.01"
@@ -90,13 +90,13 @@ class DetailCheckResponse:
     messages: tuple[MessageDetails, ...] | None = None
 
 
-def _build_payment_row(b: Builder, node: etree._Element, r: PaymentRow) -> None:
+def _build_payment_row(b: Builder, node: Element, r: PaymentRow) -> None:
     for tag, value in (("SndRcvTp", r.side), ("TxNetgDt", r.netting_date),
                        ("TxNetgRnd", r.netting_round), ("MT", r.mt), ("PrcSts", r.status)):
         b.el(node, tag, value)
 
 
-def _build_message_row(b: Builder, node: etree._Element, r: MessageRow) -> None:
+def _build_message_row(b: Builder, node: Element, r: MessageRow) -> None:
     for tag, value in (("SndRcvTp", r.side), ("MT", r.mt), ("RcvDt", r.received_on)):
         b.el(node, tag, value)
 

@@ -18,7 +18,7 @@ from gateway.messages.common import (
     GroupHeader, Node, OriginalRef, OriginalTx, amount_el, build_group_header, build_node,
     build_original, build_original_tx, check_currency, check_group_parties, opt_el,
     parse_amount_el, parse_group_header, parse_node, parse_original, parse_original_tx)
-from gateway.messages.xml import Builder, qpath, text
+from gateway.messages.xml import Builder, Element, qpath, text
 
 MESSAGE_TYPE = "ccms.314.001.01"
 RESPONSE_TYPE = "ccms.315.001.01"
@@ -50,8 +50,8 @@ class Reply:
     currency: str = "CNY"
 
 
-def _build_subject(b: Builder, parent: etree._Element, subject: OriginalRef,
-                   tx: OriginalTx | None) -> etree._Element:
+def _build_subject(b: Builder, parent: Element, subject: OriginalRef,
+                   tx: OriginalTx | None) -> Element:
     inf = b.el(parent, "OrgnlInf")
     build_original(b, inf, subject)
     if tx is not None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import Builder, child_text, children, qpath, text
+from gateway.messages.xml import Builder, Element, child_text, children, qpath, text
 
 T = TypeVar("T")
 BANK_CODE = re.compile(r"[0-9]{12}")
@@ -46,7 +46,7 @@ class GroupHeader:
     remark: str | None = None
 
 
-def build_group_header(b: Builder, parent: etree._Element, g: GroupHeader) -> None:
+def build_group_header(b: Builder, parent: Element, g: GroupHeader) -> None:
     hdr = b.el(parent, "GrpHdr")
     b.el(hdr, "MsgId", g.msg_id)
     b.el(hdr, "CreDtTm", g.created_at)
@@ -87,7 +87,7 @@ class OriginalRef:
     mt: str
 
 
-def build_original(b: Builder, parent: etree._Element, o: OriginalRef,
+def build_original(b: Builder, parent: Element, o: OriginalRef,
                    tag: str = "OrgnlGrpHdr") -> None:
     node = b.el(parent, tag)
     b.el(node, "OrgnlMsgId", o.msg_id)
@@ -173,7 +173,7 @@ def check_bank_code(value: str | None, path: str, problems: list[Problem]) -> No
                                 "12 ASCII digits"))
 
 
-def opt_el(b: Builder, parent: etree._Element, tag: str, value: str | None) -> None:
+def opt_el(b: Builder, parent: Element, tag: str, value: str | None) -> None:
     """Add `<tag>value</tag>` under parent unless the value is None."""
     if value is not None:
         b.el(parent, tag, value)
@@ -203,7 +203,7 @@ _NPC_FIELDS = (("PrcSts", "status"), ("PrcCd", "code"), ("RjctInf", "reject_info
                ("TrnsmtTm", "forwarded_at"))
 
 
-def build_npc(b: Builder, parent: etree._Element, npc: NpcProcessing,
+def build_npc(b: Builder, parent: Element, npc: NpcProcessing,
               tag: str = "NPCPrcInf") -> None:
     node = b.el(parent, tag)
     for xml_tag, name in _NPC_FIELDS:
@@ -230,7 +230,7 @@ class OriginalTx:
     business_type: str    # the original business type, e.g. A100
 
 
-def build_original_tx(b: Builder, parent: etree._Element, o: OriginalTx) -> None:
+def build_original_tx(b: Builder, parent: Element, o: OriginalTx) -> None:
     node = b.el(parent, "OrgnlTx")
     b.el(node, "InstgIndrctPty", o.instg_indirect)
     b.el(node, "InstdIndrctPty", o.instd_indirect)
@@ -257,7 +257,7 @@ class Partition:
     end: int
 
 
-def build_partition(b: Builder, parent: etree._Element, p: Partition) -> None:
+def build_partition(b: Builder, parent: Element, p: Partition) -> None:
     node = b.el(parent, "Prttn")
     b.el(node, "TtlNb", str(p.total))
     b.el(node, "StartNb", str(p.start))
@@ -283,7 +283,7 @@ def check_currency(currency: str, path: str, problems: list[Problem]) -> None:
         problems.append(Problem("currency_must_be_cny", path, currency, "CNY"))
 
 
-def amount_el(b: Builder, parent: etree._Element, tag: str, fen: int,
+def amount_el(b: Builder, parent: Element, tag: str, fen: int,
               currency: str = "CNY") -> None:
     b.el(parent, tag, amount_to_xml(fen), Ccy=currency)
 
@@ -316,7 +316,7 @@ class Node:
         return next((child for child in self.children if child.tag == tag), None)
 
 
-def build_node(b: Builder, parent: etree._Element, node: Node) -> None:
+def build_node(b: Builder, parent: Element, node: Node) -> None:
     attrs = {"Ccy": node.ccy} if node.ccy is not None else {}
     el = b.el(parent, node.tag, node.text, **attrs)
     for child in node.children:

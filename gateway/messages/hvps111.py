@@ -17,7 +17,7 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages.common import (amount_from_xml, amount_to_xml, check_bank_code,
                                      construct)
-from gateway.messages.xml import Builder
+from gateway.messages.xml import Builder, Element
 
 MESSAGE_TYPE = "hvps.111.001.01"
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
@@ -65,13 +65,13 @@ class CreditTransfer:
         return None
 
 
-def _agent(b: Builder, parent: etree._Element, tag: str, member: str, branch: str) -> None:
+def _agent(b: Builder, parent: Element, tag: str, member: str, branch: str) -> None:
     node = b.el(parent, tag)
     b.path(node, "FinInstnId/ClrSysMmbId/MmbId", member)
     b.path(node, "BrnchId/Id", branch)
 
 
-def _account_agent(b: Builder, parent: etree._Element, tag: str, member: str,
+def _account_agent(b: Builder, parent: Element, tag: str, member: str,
                    name: str | None) -> None:
     fin = b.el(b.el(parent, tag), "FinInstnId")
     b.path(fin, "ClrSysMmbId/MmbId", member)
@@ -79,7 +79,7 @@ def _account_agent(b: Builder, parent: etree._Element, tag: str, member: str,
         b.el(fin, "Nm", name)
 
 
-def _party(b: Builder, parent: etree._Element, tag: str, name: str,
+def _party(b: Builder, parent: Element, tag: str, name: str,
            address: str | None) -> None:
     node = b.el(parent, tag)
     b.el(node, "Nm", name)

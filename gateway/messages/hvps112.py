@@ -20,7 +20,7 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages.common import (amount_el, check_bank_code, check_currency, opt_el,
                                      parse_amount_el)
-from gateway.messages.xml import Builder, text, texts
+from gateway.messages.xml import Builder, Element, text, texts
 
 MESSAGE_TYPE = "hvps.112.001.01"
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.009.001.02"
@@ -75,13 +75,13 @@ class InstitutionTransfer:
         return self.tag(KIND_TAG)
 
 
-def _clearing(b: Builder, parent: etree._Element, tag: str, member: str, branch: str) -> None:
+def _clearing(b: Builder, parent: Element, tag: str, member: str, branch: str) -> None:
     node = b.el(parent, tag)
     b.path(node, "FinInstnId/ClrSysMmbId/MmbId", member)
     b.path(node, "BrnchId/Id", branch)
 
 
-def _institution(b: Builder, parent: etree._Element, tag: str, inst: Institution | None,
+def _institution(b: Builder, parent: Element, tag: str, inst: Institution | None,
                  ) -> None:
     if inst is None:
         return

@@ -19,7 +19,7 @@ from gateway.messages.common import (
     build_npc, build_original, build_partition, check_currency, check_group_parties,
     check_partition, opt_el, parse_amount_el, parse_group_header, parse_npc, parse_original,
     parse_partition)
-from gateway.messages.xml import Builder, qpath, text
+from gateway.messages.xml import Builder, Element, qpath, text
 
 MESSAGE_TYPE = "hvps.712.001.01"
 RESPONSE_TYPE = "hvps.713.001.01"
@@ -71,7 +71,7 @@ class DetailResponse:
     count: int | None = None       # TtlCnt
 
 
-def _build_selector(b: Builder, node: etree._Element, s: DetailSelector) -> None:
+def _build_selector(b: Builder, node: Element, s: DetailSelector) -> None:
     b.el(node, "MT", s.mt)
     b.el(node, "TxTpCd", s.tx_type)
     b.el(node, "SndRcvTp", s.side)

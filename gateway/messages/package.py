@@ -20,13 +20,12 @@ from typing import Any, Iterable, Sequence
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages import package_fast
+from gateway.messages import package_fast, package_text
 from gateway.messages.common import (
     BANK_CODE, Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
-    build_node, build_npc, build_original, build_original_tx, check_bank_code,
-    check_currency, opt_el, parse_node, parse_npc, parse_original, parse_original_tx,
-    usual_amount)
-from gateway.messages.xml import Builder
+    build_npc, check_bank_code, check_currency, opt_el, parse_node, parse_npc,
+    parse_original, parse_original_tx, usual_amount)
+from gateway.messages.xml import Builder, Element
 from routing.limits import BepsLimits
 
 BUSINESS_TYPE = re.compile(r"[A-Z][0-9]{3}")
@@ -172,7 +171,8 @@ def without(pkg: Package, tx_ids: frozenset[str]) -> Package:
     return replace(pkg, header=header, transfers=kept)
 
 
-# Building
+# Building. The header and the NPC's block element by element; the transactions, which
+# are nearly all of a package, from package_text's template.
 
 def build(layout: Layout, pkg: Package) -> bytes:
     b = Builder(layout.namespace)
@@ -186,12 +186,13 @@ def build(layout: Layout, pkg: Package) -> bytes:
         lim = b.el(doc, "PKGRtrLtdInf")
         b.el(lim, "PKGRtrLtd", pkg.return_limit.days)
         opt_el(b, lim, "TrnsmtDt", pkg.return_limit.transmit_date)
-    for t in pkg.transfers:
-        build_transfer(b, b.el(doc, layout.detail), t, layout)
+    if pkg.transfers:
+        b.insert(doc, [package_text.transfer(layout, t) for t in pkg.transfers],
+                 package_text.DETAIL_LEVEL)
     return b.tobytes()
 
 
-def _build_header(b: Builder, doc: etree._Element, h: PackageHeader) -> None:
+def _build_header(b: Builder, doc: Element, h: PackageHeader) -> None:
     hdr = b.el(doc, "PKGGrpHdr")
     b.el(hdr, "MsgId", h.msg_id)
     b.el(hdr, "CreDtTm", h.created_at)
@@ -201,48 +202,6 @@ def _build_header(b: Builder, doc: etree._Element, h: PackageHeader) -> None:
     amount_el(b, hdr, "CtrlSum", h.total_fen, h.currency)
     b.el(hdr, "SysCd", h.system)
     opt_el(b, hdr, "Rmk", h.remark)
-
-
-def _build_party(b: Builder, tx: etree._Element, tag: str, name: str,
-                 address: str | None) -> None:
-    node = b.el(tx, tag)
-    b.el(node, "Nm", name)
-    if address is not None:
-        b.path(node, "PstlAdr/AdrLine", address)
-
-
-def _build_account(b: Builder, tx: etree._Element, tag: str, number: str,
-                   bank: str | None) -> None:
-    othr = b.el(b.el(b.el(tx, tag), "Id"), "Othr")
-    b.el(othr, "Id", number)
-    opt_el(b, othr, "Issr", bank)
-
-
-def build_transfer(b: Builder, tx: etree._Element, t: Transfer, layout: Layout) -> None:
-    b.el(tx, "TxId", t.tx_id)
-    if layout.agreement:
-        opt_el(b, tx, "AgrmtNb", t.agreement)
-    _build_party(b, tx, "Dbtr", t.debtor_name, t.debtor_address)
-    _build_account(b, tx, "DbtrAcct", t.debtor_account, t.debtor_account_bank)
-    b.path(tx, "DbtrAgt/BrnchId/Id", t.debtor_bank)
-    b.path(tx, "CdtrAgt/BrnchId/Id", t.creditor_bank)
-    _build_party(b, tx, "Cdtr", t.creditor_name, t.creditor_address)
-    _build_account(b, tx, "CdtrAcct", t.creditor_account, t.creditor_account_bank)
-    amount_el(b, tx, "Amt", t.amount_fen, t.currency)
-    b.path(tx, "PmtTpInf/CtgyPurp/Prtry", t.business_type)
-    b.path(tx, "Purp/Prtry", t.business_kind)
-    opt_el(b, tx, "AddtlInf", t.remark)
-    if t.extra is None:
-        return
-    assert layout.extra is not None, f"{layout.code} carries no additional information"
-    holder = b.el(tx, layout.extra)
-    if isinstance(t.extra, ReturnInfo):
-        rtr = b.el(holder, "RtrInf")
-        build_original(b, rtr, t.extra.original)
-        build_original_tx(b, rtr, t.extra.original_tx)
-        opt_el(b, rtr, "Cntt", t.extra.reason)
-    else:
-        build_node(b, holder, t.extra)
 
 
 # Parsing. `parse` expects a document valid against our schema (codec.decode validates
