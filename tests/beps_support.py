@@ -4,18 +4,20 @@ sealed (and sent) the way the packer does it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway import payments, store
-from gateway.beps import items, packer, results, schema
+from gateway.beps import build, items, packer, results, schema
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
 from gateway.exceptions import schema as exc_schema
 from gateway.messages.ccms900 import CommonConf
 from gateway.messages.common import GroupHeader, OriginalRef
+from gateway.messages.package import Transfer
 from gateway.messages.signing import KeyRing, write_keypair
 from ledger.testing import customer_account, fresh_books
 from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH
@@ -59,6 +61,14 @@ def credit_row(n: int, at: datetime, msg_type: str = "beps.121.001.01",
         "payee_bank": PEER_BRANCH, "business_type": "A100", "business_kind": "02102",
         "urgency": "normal", "priority": 3, "remittance": ["/H01/货款"], "route": {},
         "work_date": "2026-12-11", "created_at": at.isoformat(), "updated_at": at.isoformat()}
+
+
+def transfers_of(rows: list[dict[str, Any]]) -> list[Transfer]:
+    """The transactions the packer makes of these payments (rows as `credit_row` gives
+    them, with the item's agreement if any), read as it reads them from the database."""
+    return build.transfers_of([
+        tuple(json.dumps(row["remittance"], ensure_ascii=False) if column == "p.remittance"
+              else row.get(column[2:]) for column in build.COLUMNS) for row in rows])
 
 
 def held_package(tmp_path: Path, amounts: list[int],

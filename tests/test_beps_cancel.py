@@ -12,14 +12,14 @@ import pytest
 
 from gateway import keys, payments
 from gateway.beps import packer
-from gateway.beps.build import transfer_of
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels, ops, schema
 from gateway.exceptions.extension import Exceptions
 from gateway.messages import ccms307, ccms900, codec, package
 from gateway.messages.common import GroupHeader, OriginalRef, OriginalTx
 from gateway.messages.package import Package, PackageHeader
-from tests.beps_support import NOW, ResultGateway, answer, credit_row, held_package
+from tests.beps_support import (NOW, ResultGateway, answer, credit_row, held_package,
+                                transfers_of)
 from tests.e2e_support import BANK, PEER
 
 P0, P1, P2 = (credit_row(n, NOW)["id"] for n in range(3))
@@ -340,7 +340,7 @@ def test_without_keeps_count_and_sum_those_of_the_rest() -> None:
     rows = [credit_row(n, NOW) for n in range(3)]
     pkg = Package(PackageHeader("2026121200000003", "2026-12-12T23:00:00", BANK, PEER, 3,
                                 sum(r["amount_fen"] for r in rows)),
-                  tuple(transfer_of(r) for r in rows))
+                  tuple(transfers_of(rows)))
 
     smaller = package.without(pkg, frozenset({rows[0]["tx_id"], "0000"}))
 

@@ -19,7 +19,7 @@ from simulators.beps_notices import BepsNotices
 from simulators.ids import Ids
 from simulators.settings import NPC_CODE
 from simulators.testing import BankSender
-from tests.beps_support import credit_row
+from tests.beps_support import credit_row, transfers_of
 from simulators import beps_cancel, netting
 from simulators import beps_store as bs
 from simulators.store import Store
@@ -294,7 +294,8 @@ def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_pa
     clock = ManualClock(NOW)
     rows = [credit_row(n, NOW) for n in range(3)]
     sender = BankSender(tmp_path / "bank", clock, A)
-    body = build.package_body("beps.121.001.01", "2026121200000007", A, B, rows, NOW)
+    body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
+                              transfers_of(rows), NOW)
     raw = codec.encode(sender.header("beps.121.001.01"), body, sender.ring)
     package_id = add(store, A, B, sum(r["amount_fen"] for r in rows),
                      [(r["tx_id"], r["amount_fen"]) for r in rows])

@@ -21,7 +21,7 @@ from gateway.messages.signing import KeyRing, write_keypair
 from ledger.testing import fresh_books
 from message_schemas import catalogue
 from tests.beps_support import (NOW, ResultGateway, StubGateway, answer, credit_row,
-                                held_package)
+                                held_package, transfers_of)
 from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH, SHARED
 
 OWN = frozenset({BANK, BRANCH})
@@ -110,8 +110,8 @@ def test_package_bodies_pass_our_schema_and_the_published_one(msg_type):
         row["agreement"] = "XY-0001"
         row["business_type"] = {"beps.127.001.01": "B100",
                                 "beps.125.001.01": "E100"}.get(msg_type, "A100")
-    body = build.package_body(msg_type, "2026121200000099", BANK, PEER, rows, NOW,
-                              3 if msg_type == build.DEBIT_TYPE else None)
+    body = build.package_body(msg_type, "2026121200000099", BANK, PEER, transfers_of(rows),
+                              NOW, 3 if msg_type == build.DEBIT_TYPE else None)
     root = etree.fromstring(body)
     reference = SHARED / "cnaps" / "reference-xsd" / f"{msg_type}.xsd"
     decoded = codec.decode(body, bare_ok=True)

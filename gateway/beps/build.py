@@ -8,13 +8,15 @@ there without their tags.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from gateway.messages import beps121, beps122, beps125, beps127
 from gateway.messages.common import iso_datetime
-from gateway.messages.package import Package, PackageHeader, ReturnLimit, Transfer
+from gateway.messages.package import (Package, PackageHeader, ReturnLimit, Transfer,
+                                      transfers_from_rows)
 
 FAMILIES = {m.MESSAGE_TYPE: m for m in (beps121, beps122, beps125, beps127)}
 CREDIT_TYPES = frozenset({beps121.MESSAGE_TYPE, beps122.MESSAGE_TYPE, beps125.MESSAGE_TYPE})
@@ -31,23 +33,32 @@ def remark_of(remittance: list[str]) -> str | None:
     return text[:REMARK_LEN_MAX] or None
 
 
-def transfer_of(p: dict[str, Any]) -> Transfer:
-    """One package transaction from a payment row (with its item's agreement)."""
-    return Transfer(
-        tx_id=p["tx_id"], debtor_name=p["payer_name"], debtor_account=p["payer_account"],
-        debtor_account_bank=p["payer_bank"], debtor_bank=p["payer_bank"],
-        creditor_bank=p["payee_bank"], creditor_name=p["payee_name"],
-        creditor_account=p["payee_account"], creditor_account_bank=p["payee_bank"],
-        amount_fen=p["amount_fen"], business_type=p["business_type"],
-        business_kind=p["business_kind"], remark=remark_of(p["remittance"]),
-        agreement=p.get("agreement"), currency=p["currency"])
+# What a package's transaction is made of: columns of the payment (p) and of its BEPS
+# item (i), in the order `transfers_of` reads them.
+COLUMNS = ("p.tx_id", "p.payer_name", "p.payer_account", "p.payer_bank", "p.payee_bank",
+           "p.payee_name", "p.payee_account", "p.amount_fen", "p.business_type",
+           "p.business_kind", "p.remittance", "i.agreement", "p.currency")
+_NO_REMITTANCE = "[]"  # payments.remittance of a payment without remittance lines
+
+
+def transfers_of(rows: Iterable[Sequence[Any]]) -> list[Transfer]:
+    """A package's transactions from rows of COLUMNS (the remittance as stored, JSON).
+    The payer's bank is both the bank holding the payer's account (Issr) and the
+    payer's agent (DbtrAgt/BrnchId), and the payee's bank likewise."""
+    return transfers_from_rows(
+        (tx_id, payer_name, payer_account, payer_bank, payer_bank, payee_bank, payee_name,
+         payee_account, payee_bank, amount_fen, business_type, business_kind,
+         None if remittance == _NO_REMITTANCE else remark_of(json.loads(remittance)),
+         None, None, None, agreement, currency)
+        for (tx_id, payer_name, payer_account, payer_bank, payee_bank, payee_name,
+             payee_account, amount_fen, business_type, business_kind, remittance,
+             agreement, currency) in rows)
 
 
 def package_body(msg_type: str, msg_id: str, sender: str, receiver: str,
-                 rows: list[dict[str, Any]], now: datetime,
+                 transfers: Sequence[Transfer], now: datetime,
                  return_days: int | None = None) -> bytes:
-    """The XML body of a package of these payments, as `msg_type`."""
-    transfers = tuple(transfer_of(p) for p in rows)
+    """The XML body of a package of these transactions, as `msg_type`."""
     header = PackageHeader(msg_id=msg_id, created_at=iso_datetime(now), instg_direct=sender,
                            instd_direct=receiver, count=len(transfers),
                            total_fen=sum(t.amount_fen for t in transfers))
@@ -55,4 +66,4 @@ def package_body(msg_type: str, msg_id: str, sender: str, receiver: str,
     if msg_type == DEBIT_TYPE:
         assert return_days is not None, "a debit package names its return deadline"
         limit = ReturnLimit(f"{return_days:02d}")
-    return FAMILIES[msg_type].build(Package(header, transfers, return_limit=limit))
+    return FAMILIES[msg_type].build(Package(header, tuple(transfers), return_limit=limit))

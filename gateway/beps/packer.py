@@ -77,11 +77,12 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
                    "package_id IS NULL",
                    [(package_id if state == "accepted" else VOID, pid)
                     for pid, state in candidates])
-    rows = items.package_payments(tx, package_id)
+    rows = tx.query(_PACKED, (package_id,))
     if not rows:
         return None
+    transfers = build.transfers_of(row[1:] for row in rows)
     days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
-    body = build.package_body(msg_type, msg_id, sender, receiver, rows, now, days)
+    body = build.package_body(msg_type, msg_id, sender, receiver, transfers, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
     envelope = codec.encode(header, body, gw.keyring)
     outbound.archive(tx, "out", header, envelope, now)
@@ -91,19 +92,30 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
         "RETURNING id", (PACKAGE_KIND, stream, msg_type, header.mesg_id, receiver, envelope,
                          now.isoformat(), now.isoformat()))[0]
     deadline = (now + timedelta(days=days)).isoformat() if days else None
-    total_fen = sum(r["amount_fen"] for r in rows)
+    total_fen = sum(t.amount_fen for t in transfers)
     tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
                "count, total_fen, state, outbox_id, mesg_id, deadline_at, created_at, "
                "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?, ?, ?)",
-               (package_id, msg_type, msg_id, sender, receiver, len(rows), total_fen,
+               (package_id, msg_type, msg_id, sender, receiver, len(transfers), total_fen,
                 outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
-    for state in sorted({row["state"] for row in rows}):  # packing keeps each one's state
-        payments.transition_many(tx, [row for row in rows if row["state"] == state], state,
-                                 "beps_packed", now, gw.notifier, package=package_id)
+    # Packing keeps each one's state; all were accepted when assigned to the package.
+    payments.transition_many(tx, [{"id": row[0], "state": "accepted"} for row in rows],
+                             "accepted", "beps_packed", now, gw.notifier, package=package_id)
     log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
-             "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(rows), total_fen,
-             header.mesg_id)
+             "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
+             total_fen, header.mesg_id)
     return outbox_id
+
+
+# A package's payments in packing order: the id and the columns of its transaction, as
+# tuples (a whole payment row as a dict costs several times as much to read).
+_PACKED = (f"SELECT i.payment_id, {', '.join(build.COLUMNS)} FROM beps_items i JOIN payments "
+           "p ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, "
+           "i.payment_id")
+# The items of a package still accepted, in packing order.
+_ACCEPTED = ("SELECT i.payment_id FROM beps_items i JOIN payments p ON p.id = i.payment_id "
+             "WHERE i.package_id = ? AND p.state = 'accepted' ORDER BY i.created_at, "
+             "i.payment_id")
 
 
 def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
@@ -121,7 +133,7 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
         tx.execute("UPDATE beps_packages SET state = 'sent', updated_at = ? WHERE id = ?",
                    (now.isoformat(), pkg[0]))
         payments.transition_many(
-            tx, [p for p in items.package_payments(tx, pkg[0]) if p["state"] == "accepted"],
+            tx, [{"id": pid, "state": "accepted"} for (pid,) in tx.query(_ACCEPTED, (pkg[0],))],
             "sent", "beps_sent", now, gw.notifier, package=pkg[0])
     return bytes(envelope)
 
