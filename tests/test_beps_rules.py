@@ -101,6 +101,48 @@ def test_a_cancelled_payment_is_never_packed(books):
                             ("P2026121200000002",))[0] == packer.VOID
 
 
+def test_sealing_and_sending_leave_each_payment_its_state_and_history(books):
+    """Sealing keeps each packed payment `accepted` and adds `beps_packed` naming the
+    package to its history; the first claim makes exactly those payments `sent` with
+    `beps_sent`; a payment cancelled before packing gets neither."""
+    db, gw = books
+    accept(db, [credit_row(1, NOW), credit_row(2, NOW, state="cancelled"), credit_row(3, NOW)])
+    outbox_id, = seal(db, gw, NOW, force=True)
+    sealed = history_of(db, ["P2026121200000001", "P2026121200000002", "P2026121200000003"])
+
+    with db.transaction() as tx:
+        envelope = packer.claim(tx, gw, outbox_id, NOW + timedelta(seconds=1))
+        again = packer.claim(tx, gw, outbox_id, NOW + timedelta(seconds=2))
+        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
+    sent = history_of(db, ["P2026121200000001", "P2026121200000002", "P2026121200000003"])
+
+    packed = ("accepted", "beps_packed", {"package": package_id}, NOW.isoformat())
+    assert sealed == {"P2026121200000001": ("accepted", [packed]),
+                      "P2026121200000002": ("cancelled", []),
+                      "P2026121200000003": ("accepted", [packed])}
+    assert codec.decode(envelope).obj.header.count == 2 and again is None
+    sending = ("sent", "beps_sent", {"package": package_id},
+               (NOW + timedelta(seconds=1)).isoformat())
+    assert sent == {"P2026121200000001": ("sent", [packed, sending]),
+                    "P2026121200000002": ("cancelled", []),
+                    "P2026121200000003": ("sent", [packed, sending])}
+
+
+def history_of(db: Any, ids: list[str]) -> dict[str, tuple[str, list[tuple[Any, ...]]]]:
+    """Each payment's state and the history after its creation: (state, event, detail,
+    at) each, and its updated_at as the last event's time."""
+    out = {}
+    with db.transaction() as tx:
+        for pid in ids:
+            payment = payments.get(tx, pid)
+            events = [(e["state"], e["event"], e["detail"], e["at"])
+                      for e in payments.history(tx, pid)[1:]]
+            if events:
+                assert payment["updated_at"] == events[-1][3]
+            out[pid] = (payment["state"], events)
+    return out
+
+
 @pytest.mark.parametrize("msg_type", ["beps.121.001.01", "beps.122.001.01",
                                       "beps.125.001.01", "beps.127.001.01"])
 def test_package_bodies_pass_our_schema_and_the_published_one(msg_type):
