@@ -5,6 +5,12 @@ Every state change of a message or payment in the simulator is one line:
     ts=2026-12-07T09:00:01+08:00 level=info logger=npc.rtgs event=settled tx_id=... amount_fen=...
 
 Values with spaces, quotes or equals signs are quoted, so a line splits unambiguously.
+
+Lines are written in chunks, as the gateway's are (gateway.logs.LineBuffer): a warning or
+an error at once with every line before it, information lines at most 0.2 s later. Under
+load the simulator writes about ten lines per HVPS payment, and one write each cost
+about a tenth of its CPU. What happened to a payment is in the database; a crash loses at
+most that fraction of a second of information lines.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import re
 import sys
 import time
 from typing import Any, TextIO
+
+from gateway.logs import LineBuffer
 
 _FIELDS_ATTR = "kv_fields"
 _NEEDS_QUOTES = re.compile(r'[ ="\\\n\t]')
@@ -73,7 +81,7 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> loggin
     for existing in root.handlers:
         if isinstance(existing.formatter, KeyValueFormatter):
             return existing
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LineBuffer(stream or sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root.addHandler(handler)
     root.setLevel(level)
