@@ -1,7 +1,7 @@
 """The simulated NPC's inbound path: check, acknowledge, then process.
 
-Every envelope taken from a bank (or a simulated peer) goes through these steps in one
-transaction:
+Every envelope taken from a bank (or a simulated peer) goes through these steps as one
+atomic unit (its own transaction, or its savepoint in a group commit, intake.py):
 
 1. The header must decode and name a known participant as sender; otherwise the message
    is logged and dropped, since there is nobody to tell.

@@ -1,10 +1,12 @@
 """The simulator's durable state in one SQLite file: balances, payments (the central queue
 is the payments in status PR12), the duplicate set, the outbox and counters.
 
-Each inbound message is processed in one transaction that records it as seen, moves the
-money and puts every answer in the outbox; the outbox is delivered afterwards. So a
-restart loses nothing and settles nothing twice: a message taken before the restart is a
-duplicate after it, and answers not yet delivered are delivered then.
+Each inbound message is processed as one atomic unit (a transaction, or a savepoint of
+one that takes several, intake.py) that records it as seen, moves the money and puts
+every answer in the outbox; the outbox is delivered afterwards, and the bank is told a
+message was taken only once it is committed. So a restart loses nothing and settles
+nothing twice: a message taken before the restart is a duplicate after it, and answers
+not yet delivered are delivered then.
 """
 
 from __future__ import annotations
