@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from simulators.beps import Beps
 from simulators.beps_notices import BepsNotices
 from simulators.faults import FaultState
 from simulators.ids import Ids
+from simulators.intake import Intake
 from simulators.keys import Keys
 from simulators.link import Link
 from simulators.logfmt import event
@@ -56,6 +57,7 @@ class Simulator:
         self.phases = Phases(self.store, self.notices, self.rtgs, self.calendar,
                              sorted(settings.banks))
         self.node = Node(self.store, self.keys, self.notices, self.rtgs, clock, participants)
+        self.intake = Intake(self.store, self.node.take)
         self.beps = Beps(self.store, BepsNotices(self.store, self.ids, clock, self.keys.ring,
                                                  self.link.wake),
                          clock, participants, settings.beps_netting_interval_s)
@@ -76,13 +78,16 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task | None = None
 
-    def _peer_handler(self, peer: PeerBank) -> Callable[[bytes], Awaitable[None]]:
-        async def handle(raw: bytes) -> None:
-            for answer in peer.receive(raw):
+    def _peer_handler(self, peer: PeerBank) -> Callable[[bytes], None]:
+        def handle(raw: bytes) -> None:
+            decoded = peer.receive(raw)
+            if decoded is None:
+                return
+            for answer in peer.acknowledge(decoded):
                 self.node.take(answer)
-            for answer in self.beps.peer_answers(peer, raw):
+            for answer in self.beps.peer_answers(peer, decoded):
                 self.node.take(answer)
-            for answer in self.queries.receive(peer, raw):
+            for answer in self.queries.receive(peer, decoded, raw):
                 self.node.take(answer)
         return handle
 

@@ -199,9 +199,9 @@ class Beps:
         raw, msg_id = beps_peer.package(peer, req, debit)
         return {"msg_id": msg_id, "count": req.count, "outcome": take(raw)}
 
-    def peer_answers(self, peer: PeerBank, raw: bytes) -> list[bytes]:
+    def peer_answers(self, peer: PeerBank, decoded: codec.Decoded) -> list[bytes]:
         """What a peer answers a BEPS message delivered to it with (a debit receipt)."""
-        receipt = beps_peer.receipt_for(peer, raw)
+        receipt = beps_peer.receipt_for(peer, decoded)
         return [receipt] if receipt is not None else []
 
     def _today(self) -> str:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import PaygateError, ProblemList, ValidationFailed
+from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import beps121, beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
 from gateway.messages.envelope import Header
@@ -104,12 +104,9 @@ def package(peer: PeerBank, req: PackageRequest, debit: bool) -> tuple[bytes, st
     return codec.encode(env_header, family.build(pkg), peer.keys.ring), msg_id
 
 
-def receipt_for(peer: PeerBank, raw: bytes) -> bytes | None:
-    """The beps.128 a peer answers a beps.127 delivered to it with; None for others."""
-    try:
-        decoded = peer.keys.decode(raw, frozenset({peer.code}))
-    except PaygateError:
-        return None
+def receipt_for(peer: PeerBank, decoded: codec.Decoded) -> bytes | None:
+    """The beps.128 a peer answers a beps.127 delivered to it (and checked by
+    PeerBank.receive) with; None for others."""
     if decoded.mtype.code != beps127.MESSAGE_TYPE or decoded.problems:
         return None
     pkg: Package = decoded.obj

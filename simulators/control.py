@@ -88,7 +88,7 @@ async def inbound(request: web.Request) -> web.StreamResponse:
         status = 503 if faults.offline else faults.error_status
         event(log, "fault_inbound_refused", logging.WARNING, status=status)
         return web.Response(status=status, text="not taken")
-    outcome = sim.node.take(await request.read())
+    outcome = await sim.intake.submit(await request.read())
     return web.Response(text=outcome)
 
 

@@ -1,24 +1,27 @@
 """Delivery of the NPC's outbox: one worker per destination, in outbox order.
 
-External banks are reached by HTTP POST of the envelope to their inbound URL; a 2xx
-means the bank took it. A bank may give several inbound URLs (its gateway processes,
-`--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot be reached
-or answers 5xx is tried at once on the next, so a bank with one gateway down still gets
-everything without waiting for a retry. Connection errors, timeouts and 5xx answers are retried with a
-doubling backoff up to `attempts_max` tries; then the message is marked undelivered,
-logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not retried.
-Simulated peer banks are handed their messages in-process. Faults (faults.py) apply only
-to external banks.
+External banks are reached by HTTP POST of the envelope to their inbound URL (wire.py);
+a 2xx means the bank took it. A bank may give several inbound URLs (its gateway
+processes, `--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot
+be reached or answers 5xx is tried at once on the next, so a bank with one gateway down
+still gets everything without waiting for a retry. Connection errors, timeouts and 5xx
+answers are retried with a doubling backoff up to `attempts_max` tries; then the message
+is marked undelivered, logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal
+and is not retried. A worker sends up to `parallel_max` messages at a time and records
+how they ended in one commit; a crash before it only means they are sent again, which a
+bank recognises as duplicates.
+
+Simulated peer banks are handed their messages in-process, up to `LOCAL_BATCH_MAX` at a
+time in one transaction that also takes what the peer answers. Faults (faults.py) apply
+only to external banks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import aiohttp
 
 from gateway.clock import Clock
 from gateway.messages import ccms900
@@ -26,11 +29,15 @@ from simulators.faults import FaultState
 from simulators.logfmt import event
 from simulators.settings import Delivery
 from simulators.store import DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow, Store
+from simulators.wire import LinkHttpError, Poster
 
 log = logging.getLogger("npc.link")
 
-LocalHandler = Callable[[bytes], Awaitable[None]]
+LocalHandler = Callable[[bytes], None]
 _OK, _RETRY, _REFUSED = "ok", "retry", "refused"
+# Messages handed to a simulated peer in one transaction: what the peer answers is taken
+# by the NPC in that same transaction, so a busy peer costs one commit per batch.
+LOCAL_BATCH_MAX = 64
 
 
 @dataclass
@@ -55,14 +62,13 @@ class Link:
         self.local: dict[str, LocalHandler] = {}
         self._workers: dict[str, _Worker] = {}
         self._changed = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._poster: Poster | None = None
 
     def add_local(self, code: str, handler: LocalHandler) -> None:
         self.local[code] = handler
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.delivery.timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._poster = Poster(self.delivery.timeout_s)
         for dest in [*self.banks, *self.local]:
             worker = _Worker(dest)
             self._workers[dest] = worker
@@ -75,8 +81,8 @@ class Link:
                 worker.task.cancel()
         await asyncio.gather(*(w.task for w in self._workers.values() if w.task),
                              return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        if self._poster is not None:
+            await self._poster.close()
 
     def _worker_ended(self, task: asyncio.Task) -> None:
         # A worker only ends when stopped; anything else is a bug that would silently halt
@@ -112,7 +118,7 @@ class Link:
             return rows
         if dest in self.banks:
             return self.store.pending(dest, max(1, self.delivery.parallel_max))
-        return self.store.pending(dest, 1)
+        return self.store.pending(dest, LOCAL_BATCH_MAX)
 
     async def _run(self, worker: _Worker) -> None:
         while True:
@@ -124,32 +130,47 @@ class Link:
                 worker.wakeup.clear()
                 continue
             worker.idle = False
-            if worker.dest in self.banks and not self.faults.faults.reorder:
-                await asyncio.gather(*(self._deliver(worker.dest, row) for row in rows))
+            handler = self.local.get(worker.dest)
+            if handler is not None:
+                self._hand_over(handler, rows)
                 continue
-            for row in rows:
-                await self._deliver(worker.dest, row)
+            if not self.faults.faults.reorder:
+                marks = await asyncio.gather(*(self._deliver(worker.dest, row)
+                                               for row in rows))
+            else:
+                marks = [await self._deliver(worker.dest, row) for row in rows]
+            self._mark(marks)
 
-    async def _deliver(self, dest: str, row: OutboxRow) -> None:
-        handler = self.local.get(dest)
-        if handler is not None:
-            self.store.mark(row.seq, SENT, row.attempts + 1, self._now())
-            await handler(row.raw)
-            return
+    def _hand_over(self, handler: LocalHandler, rows: list[OutboxRow]) -> None:
+        """Give a simulated peer its messages; the marks and whatever the peer answers
+        commit together."""
+        with self.store.transaction():
+            for row in rows:
+                self.store.mark(row.seq, SENT, row.attempts + 1, self._now())
+                handler(row.raw)
+
+    def _mark(self, marks: list[tuple[int, str, int]]) -> None:
+        """Record how the deliveries of one round ended, in one commit."""
+        now = self._now()
+        with self.store.transaction():
+            for seq, state, attempts in marks:
+                self.store.mark(seq, state, attempts, now)
+
+    async def _deliver(self, dest: str, row: OutboxRow) -> tuple[int, str, int]:
+        """Send one message to a bank; (outbox seq, final state, attempts so far)."""
         state = self._fault_instead_of_sending(row)
         if state is not None:
-            self.store.mark(row.seq, state, row.attempts, self._now())
-            return
+            return row.seq, state, row.attempts
         if self.faults.faults.delay_ms:
             await asyncio.sleep(self.faults.faults.delay_ms / 1000)
         state, attempts = await self._post(dest, row)
-        self.store.mark(row.seq, state, row.attempts + attempts, self._now())
         event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
               dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts)
         if state == SENT and self.faults.draw(self.faults.faults.duplicate):
             outcome = await self._post_once(self._in_turn(dest)[0], row)
             event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
                   mesg_id=row.mesg_id, outcome=outcome)
+        return row.seq, state, row.attempts + attempts
 
     def _fault_instead_of_sending(self, row: OutboxRow) -> str | None:
         if row.mesg_type == ccms900.MESSAGE_TYPE and self.faults.take_lost_result():
@@ -187,13 +208,10 @@ class Link:
         return UNDELIVERED, self.delivery.attempts_max
 
     async def _post_once(self, url: str, row: OutboxRow) -> str:
-        assert self._session is not None, "the link is started before it delivers"
+        assert self._poster is not None, "the link is started before it delivers"
         try:
-            async with self._session.post(url, data=row.raw, headers={
-                    "Content-Type": "application/octet-stream"}) as response:
-                await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            status = await self._poster.post(url, row.raw, "application/octet-stream")
+        except (TimeoutError, LinkHttpError, OSError) as exc:
             event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
                   mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
             return _RETRY

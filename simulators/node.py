@@ -1,7 +1,7 @@
 """The simulated NPC's inbound path: check, acknowledge, then process.
 
-Every envelope taken from a bank (or a simulated peer) goes through these steps in one
-transaction:
+Every envelope taken from a bank (or a simulated peer) goes through these steps as one
+atomic unit (its own transaction, or its savepoint in a group commit, intake.py):
 
 1. The header must decode and name a known participant as sender; otherwise the message
    is logged and dropped, since there is nobody to tell.
@@ -46,6 +46,9 @@ FORWARDED_TYPES = frozenset({"ccms.303.001.02", "ccms.314.001.01", "ccms.315.001
 UNACKNOWLEDGED_TYPES = frozenset({ccms990.MESSAGE_TYPE, ccms911.MESSAGE_TYPE})
 _PAYMENT_ATTRS = ("msg_id", "end_to_end_id", "tx_id", "business_type", "priority",
                   "amount_fen", "instg_direct", "instd_direct")
+# Where OrigSender stands in the header: after "{H:" and the 2-character version.
+_SENDER_AT, _SENDER_LEN = 3 + 2, 14
+assert envelope_mod.HEADER_FIELDS[:2] == (("version", 2), ("orig_sender", _SENDER_LEN))
 
 
 def _header_of(raw: bytes) -> Header | None:
@@ -56,6 +59,14 @@ def _header_of(raw: bytes) -> Header | None:
     except PaygateError as exc:
         event(log, "header_undecodable", logging.WARNING, code=exc.code, length=len(raw))
         return None
+
+
+def _sender_field(raw: bytes) -> str:
+    """The header's OrigSender as it stands, before the header is decoded: what the
+    sender check needs, so that a well-formed message's header is decoded only once, by
+    the codec."""
+    head = raw.removeprefix(b"\xef\xbb\xbf")
+    return head[_SENDER_AT:_SENDER_AT + _SENDER_LEN].decode("latin-1").rstrip(" ")
 
 
 def _xml_msg_id(decoded: codec.Decoded) -> str:
@@ -95,16 +106,16 @@ class Node:
             return self._take(raw)
 
     def _take(self, raw: bytes) -> str:
-        header = _header_of(raw)
-        if header is None or header.orig_sender not in self.participants:
-            self.store.add("discarded")
-            event(log, "dropped_sender_unknown", logging.WARNING,
-                  sender=header.orig_sender if header else None, length=len(raw))
-            return "dropped"
+        if _sender_field(raw) not in self.participants:
+            return self._drop(_header_of(raw), raw)
         try:
             decoded = self.keys.decode(raw)
         except PaygateError as exc:
+            header = _header_of(raw)
+            if header is None:
+                return self._drop(header, raw)
             return self._discard(header, exc.problems)
+        header = decoded.header
         malformed = [p for p in decoded.problems if p.code in FORMAT_PROBLEMS]
         if malformed:
             return self._discard(header, malformed)
@@ -120,6 +131,13 @@ class Node:
         event(log, "taken", sender=header.orig_sender, mesg_type=header.mesg_type,
               mesg_id=header.mesg_id, signature=decoded.signature)
         return self._dispatch(decoded, raw)
+
+    def _drop(self, header: Header | None, raw: bytes) -> str:
+        """A message whose header is broken or names no participant: nobody to tell."""
+        self.store.add("discarded")
+        event(log, "dropped_sender_unknown", logging.WARNING,
+              sender=header.orig_sender if header else None, length=len(raw))
+        return "dropped"
 
     def _discard(self, header: Header, problems: list[Problem]) -> str:
         first = problems[0]

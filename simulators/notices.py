@@ -19,7 +19,7 @@ from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
 from gateway.messages.envelope import Envelope, Header
 from gateway.messages.signing import KeyRing
-from simulators import codes
+from simulators import codes, templates
 from simulators.ids import Ids
 from simulators.logfmt import event
 from simulators.settings import NPC_CODE
@@ -68,7 +68,7 @@ class Notices:
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
         """ccms.990 to the sender of `original`, echoing its header ids."""
-        body = ccms990.build(ccms990.CommConf(
+        body = templates.ack_body(ccms990.CommConf(
             orig_sender=original.orig_sender, orig_send_date=original.send_date,
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id,
             code=code))
@@ -79,7 +79,7 @@ class Notices:
                processed_on: str, detail: str = "", system: str = "HVPS") -> str:
         """ccms.900 with the business outcome of a request."""
         reject = None if reason == codes.SETTLED else codes.reject_text(reason, detail)
-        body = ccms900.build(ccms900.CommonConf(
+        body = templates.result_body(ccms900.CommonConf(
             header=self._group_header(dest, system), original=original, status=status,
             code=reason.code, reject_info=reject, processed_on=processed_on))
         return self._send(dest, ccms900.MESSAGE_TYPE, system, body)

@@ -19,6 +19,7 @@ from gateway.errors import PaygateError, ProblemList, ValidationFailed
 from gateway.messages import ccms911, ccms990, codec, hvps111
 from gateway.messages.common import iso_datetime
 from gateway.messages.envelope import Header
+from simulators import templates
 from simulators.ids import Ids
 from simulators.keys import Keys
 from simulators.logfmt import event
@@ -150,24 +151,30 @@ class PeerBank:
                "end_to_end_id": ct.end_to_end_id}
         return raw, ids
 
-    def receive(self, raw: bytes) -> list[bytes]:
-        """Check a message the NPC delivered; the answers to hand back to the NPC."""
+    def receive(self, raw: bytes) -> codec.Decoded | None:
+        """Check a message the NPC delivered, once for every part of the peer that
+        answers it; None (logged) when it cannot be read."""
         try:
             decoded = self.keys.decode(raw, frozenset({self.code}))
         except PaygateError as exc:
             event(log, "peer_refused_message", logging.WARNING, peer=self.code,
                   code=exc.code)
-            return []
+            return None
         header = decoded.header
         self.received[header.mesg_type] += 1
         event(log, "peer_received", peer=self.code, mesg_type=header.mesg_type,
               mesg_id=header.mesg_id, sender=header.orig_sender, problems=len(decoded.problems))
-        if header.mesg_type in _UNANSWERED:
+        return decoded
+
+    def acknowledge(self, decoded: codec.Decoded) -> list[bytes]:
+        """The ccms.990 for a received message (acknowledgements and discard notices
+        get none)."""
+        if decoded.header.mesg_type in _UNANSWERED:
             return []
-        return [self._ack(header)]
+        return [self._ack(decoded.header)]
 
     def _ack(self, original: Header) -> bytes:
-        body = ccms990.build(ccms990.CommConf(
+        body = templates.ack_body(ccms990.CommConf(
             orig_sender=original.orig_sender, orig_send_date=original.send_date,
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id))
         header = self._header(NPC_CODE, ccms990.MESSAGE_TYPE,

@@ -36,7 +36,6 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages import ccms303, ccms314, codec
-from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, OriginalRef, OriginalTx, iso_datetime
 from gateway.messages.envelope import Header
 from simulators.logfmt import event
@@ -96,19 +95,13 @@ class PeerQueries:
 
     # What a peer does with what the NPC delivers to it
 
-    def receive(self, peer: Any, raw: bytes) -> list[bytes]:
-        """Answers a peer gives to a delivered query now (usually none: they wait)."""
-        try:
-            head = envelope_mod.decode_header(
-                raw.removeprefix(b"\xef\xbb\xbf")[:envelope_mod.HEADER_LEN])
-            if head.mesg_type == ccms314.RESPONSE_TYPE:
-                self.store.add("peer_replies_received")
-            if head.mesg_type != ccms314.MESSAGE_TYPE:
-                return []
-            decoded = peer.keys.decode(raw, frozenset({peer.code}))
-        except PaygateError as exc:
-            event(log, "peer_query_unreadable", logging.WARNING, peer=peer.code,
-                  code=exc.code)
+    def receive(self, peer: Any, decoded: codec.Decoded, raw: bytes) -> list[bytes]:
+        """Answers a peer gives to a delivered query now (usually none: they wait).
+        `decoded` is the peer's own check of `raw` (PeerBank.receive)."""
+        mesg_type = decoded.header.mesg_type
+        if mesg_type == ccms314.RESPONSE_TYPE:
+            self.store.add("peer_replies_received")
+        if mesg_type != ccms314.MESSAGE_TYPE:
             return []
         if not decoded.ok:
             event(log, "peer_query_unreadable", logging.WARNING, peer=peer.code,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem
@@ -70,7 +71,7 @@ class Rtgs:
             return self.reject(p, raw, codes.RECEIVER_UNKNOWN, p.receiver)
         if p.sender != p.payer_bank:
             return self.reject(p, raw, codes.SENDER_NOT_PAYER, p.payer_bank)
-        row = self.store.payment(self._record(p, raw, QUEUED, work_date))
+        row = self._record(p, raw, QUEUED, work_date)
         if self._may_settle_now(row):
             self._settle(row, work_date)
             self._release([row.receiver], work_date)
@@ -84,7 +85,7 @@ class Rtgs:
     def reject(self, p: Payment, raw: bytes, reason: codes.Reason, detail: str = "") -> str:
         """Refuse a credit with ccms.900 PR09; it is recorded for reconciliation."""
         _, work_date = self.phase()
-        row = self.store.payment(self._record(p, raw, REJECTED, work_date))
+        row = self._record(p, raw, REJECTED, work_date)
         self.store.add("rejected")
         self.notices.result(p.sender, _original(row), REJECTED, reason, work_date, detail)
         event(log, "rejected", sender=p.sender, tx_id=p.tx_id, reason=reason.code,
@@ -131,21 +132,23 @@ class Rtgs:
                   amount_fen=row.amount_fen)
         return len(rows)
 
-    def _record(self, p: Payment, raw: bytes, status: str, work_date: str) -> int:
-        return self.store.insert_payment({
+    def _record(self, p: Payment, raw: bytes, status: str, work_date: str) -> PaymentRow:
+        """Record a credit taken; the row as stored."""
+        values: dict[str, Any] = {
             "sender": p.sender, "receiver": p.receiver, "mesg_type": p.mesg_type,
             "mesg_id": p.mesg_id, "msg_id": p.msg_id, "end_to_end_id": p.end_to_end_id,
             "tx_id": p.tx_id, "business_type": p.business_type,
             "priority_rank": PRIORITY_RANKS.get(p.priority, PRIORITY_RANKS["NORM"]),
             "amount_fen": p.amount_fen, "status": status, "received_on": work_date,
-            "received_at": self.clock.now().isoformat(), "raw": raw})
+            "received_at": self.clock.now().isoformat(), "raw": raw}
+        payment_id = self.store.insert_payment(values)
+        del values["received_at"]
+        return PaymentRow(id=payment_id, settled_on=None, **values)
 
     def _may_settle_now(self, row: PaymentRow) -> bool:
         if self.store.balance(row.sender) < row.amount_fen:
             return False
-        ahead = [q for q in self.store.queued(row.sender)
-                 if q.id != row.id and q.priority_rank <= row.priority_rank]
-        return not ahead
+        return not self.store.queued_ahead(row.sender, row.priority_rank, row.id)
 
     def _settle(self, row: PaymentRow, work_date: str) -> None:
         self.store.move(row.sender, -row.amount_fen)

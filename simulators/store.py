@@ -1,10 +1,12 @@
 """The simulator's durable state in one SQLite file: balances, payments (the central queue
 is the payments in status PR12), the duplicate set, the outbox and counters.
 
-Each inbound message is processed in one transaction that records it as seen, moves the
-money and puts every answer in the outbox; the outbox is delivered afterwards. So a
-restart loses nothing and settles nothing twice: a message taken before the restart is a
-duplicate after it, and answers not yet delivered are delivered then.
+Each inbound message is processed as one atomic unit (a transaction, or a savepoint of
+one that takes several, intake.py) that records it as seen, moves the money and puts
+every answer in the outbox; the outbox is delivered afterwards, and the bank is told a
+message was taken only once it is committed. So a restart loses nothing and settles
+nothing twice: a message taken before the restart is a duplicate after it, and answers
+not yet delivered are delivered then.
 """
 
 from __future__ import annotations
@@ -93,6 +95,13 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
         self._depth = 0
+        # Counters and sequences are read and bumped several times per message; inside a
+        # transaction they are kept here and written once, just before COMMIT, so they
+        # stay exactly as durable as the rows that used them. `_counts_dirty` names those
+        # to write; a rollback forgets the cached values so they are read again.
+        self._counts: dict[str, int] = {}
+        self._counts_dirty: set[str] = set()
+        self._meta: dict[str, str | None] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -111,34 +120,91 @@ class Store:
         self._depth = 1
         try:
             yield
+            self._write_counts()
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._forget_cached()
             raise
         else:
             self.conn.execute("COMMIT")
         finally:
             self._depth = 0
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A unit inside the current transaction that fails alone: its statements and
+        counter changes are undone, the transaction's other work stays. Outside a
+        transaction it is a transaction of its own."""
+        if not self._depth:
+            with self.transaction():
+                yield
+            return
+        counts, dirty = dict(self._counts), set(self._counts_dirty)
+        self.conn.execute("SAVEPOINT unit")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO unit")
+            self.conn.execute("RELEASE unit")
+            self._counts, self._counts_dirty = counts, dirty
+            self._meta.clear()
+            raise
+        else:
+            self.conn.execute("RELEASE unit")
+        finally:
+            self._depth -= 1
+
+    def _write_counts(self) -> None:
+        if self._counts_dirty:
+            self.conn.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = excluded.value",
+                [(name, self._counts[name]) for name in sorted(self._counts_dirty)])
+            self._counts_dirty.clear()
+
+    def _forget_cached(self) -> None:
+        for name in self._counts_dirty:
+            self._counts.pop(name, None)
+        self._counts_dirty.clear()
+        self._meta.clear()
+
     # meta and counters
 
     def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        """A setting such as the HVPS status; read once, then kept (this process is the
+        database's only writer)."""
+        if key not in self._meta:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            self._meta[key] = row[0] if row else None
+        return self._meta[key]
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                           "DO UPDATE SET value = excluded.value", (key, value))
+        self._meta[key] = value
 
     def add(self, name: str, delta: int = 1) -> int:
-        row = self.conn.execute(
-            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
-            "DO UPDATE SET value = value + excluded.value RETURNING value",
-            (name, delta)).fetchone()
-        return int(row[0])
+        """Bump a counter or sequence; returns its new value. Written at once outside a
+        transaction, at its commit inside one."""
+        if not self._depth:
+            row = self.conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET value = value + excluded.value RETURNING value",
+                (name, delta)).fetchone()
+            self._counts[name] = int(row[0])
+            return self._counts[name]
+        value = self.counter(name) + delta
+        self._counts[name] = value
+        self._counts_dirty.add(name)
+        return value
 
     def counter(self, name: str) -> int:
-        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
+        if name not in self._counts:
+            row = self.conn.execute("SELECT value FROM counters WHERE name = ?",
+                                    (name,)).fetchone()
+            self._counts[name] = int(row[0]) if row else 0
+        return self._counts[name]
 
     # balances
 
@@ -152,11 +218,15 @@ class Store:
         return int(row[0]) if row else 0
 
     def move(self, participant: str, delta_fen: int) -> int:
-        """Add to (or take from) a clearing account; the CHECK refuses a negative balance."""
-        self.seed_balance(participant, 0)
+        """Add to (or take from) a clearing account; the CHECK refuses a negative balance.
+        An account not seen before opens at zero."""
         row = self.conn.execute(
             "UPDATE balances SET balance_fen = balance_fen + ? WHERE participant = ? "
             "RETURNING balance_fen", (delta_fen, participant)).fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO balances (participant, balance_fen) VALUES (?, ?)",
+                              (participant, delta_fen))
+            return delta_fen
         return int(row[0])
 
     def balances(self) -> dict[str, int]:
@@ -205,6 +275,14 @@ class Store:
         rows = self.conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} "
                                  "ORDER BY priority_rank, id", args)
         return [PaymentRow(*row) for row in rows]
+
+    def queued_ahead(self, sender: str, priority_rank: int, payment_id: int) -> bool:
+        """True when another queued credit of the sender has the same or a higher
+        priority (a lower or equal rank): a new credit may not overtake it."""
+        row = self.conn.execute(
+            "SELECT 1 FROM payments WHERE status = ? AND sender = ? AND priority_rank <= ?"
+            " AND id != ? LIMIT 1", (QUEUED, sender, priority_rank, payment_id)).fetchone()
+        return row is not None
 
     def count_status(self, status: str) -> int:
         row = self.conn.execute("SELECT count(*) FROM payments WHERE status = ?",
