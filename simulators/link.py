@@ -1,10 +1,10 @@
 """Delivery of the NPC's outbox: one worker per destination, in outbox order.
 
-External banks are reached by HTTP POST of the envelope to their inbound URL (wire.py);
-a 2xx means the bank took it. A bank may give several inbound URLs (its gateway
-processes, `--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot
-be reached or answers 5xx is tried at once on the next, so a bank with one gateway down
-still gets everything without waiting for a retry. Connection errors, timeouts and 5xx
+External banks are reached by HTTP POST of the envelope to their inbound URL; a 2xx
+means the bank took it. A bank may give several inbound URLs (its gateway processes,
+`--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot be reached
+or answers 5xx is tried at once on the next, so a bank with one gateway down still gets
+everything without waiting for a retry. Connection errors, timeouts and 5xx
 answers are retried with a doubling backoff up to `attempts_max` tries; then the message
 is marked undelivered, logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal
 and is not retried. A worker sends up to `parallel_max` messages at a time and records
@@ -23,13 +23,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from gateway.clock import Clock
 from gateway.messages import ccms900
 from simulators.faults import FaultState
 from simulators.logfmt import event
 from simulators.settings import Delivery
 from simulators.store import DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow, Store
-from simulators.wire import LinkHttpError, Poster
 
 log = logging.getLogger("npc.link")
 
@@ -62,13 +63,14 @@ class Link:
         self.local: dict[str, LocalHandler] = {}
         self._workers: dict[str, _Worker] = {}
         self._changed = asyncio.Event()
-        self._poster: Poster | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     def add_local(self, code: str, handler: LocalHandler) -> None:
         self.local[code] = handler
 
     async def start(self) -> None:
-        self._poster = Poster(self.delivery.timeout_s)
+        timeout = aiohttp.ClientTimeout(total=self.delivery.timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout)
         for dest in [*self.banks, *self.local]:
             worker = _Worker(dest)
             self._workers[dest] = worker
@@ -81,8 +83,8 @@ class Link:
                 worker.task.cancel()
         await asyncio.gather(*(w.task for w in self._workers.values() if w.task),
                              return_exceptions=True)
-        if self._poster is not None:
-            await self._poster.close()
+        if self._session is not None:
+            await self._session.close()
 
     def _worker_ended(self, task: asyncio.Task) -> None:
         # A worker only ends when stopped; anything else is a bug that would silently halt
@@ -208,10 +210,13 @@ class Link:
         return UNDELIVERED, self.delivery.attempts_max
 
     async def _post_once(self, url: str, row: OutboxRow) -> str:
-        assert self._poster is not None, "the link is started before it delivers"
+        assert self._session is not None, "the link is started before it delivers"
         try:
-            status = await self._poster.post(url, row.raw, "application/octet-stream")
-        except (TimeoutError, LinkHttpError, OSError) as exc:
+            async with self._session.post(url, data=row.raw, headers={
+                    "Content-Type": "application/octet-stream"}) as response:
+                await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
                   mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
             return _RETRY

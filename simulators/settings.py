@@ -17,7 +17,6 @@ from typing import Any
 
 from gateway import windows
 from gateway.errors import ProblemList, ValidationFailed
-from simulators import wire
 
 NPC_CODE = "0000"
 OUR_BANK = "999100000019"
@@ -254,12 +253,6 @@ def check(settings: Settings, problems: ProblemList) -> None:
             if not _BANK_CODE.fullmatch(getattr(peer, name)):
                 problems.add("bank_code_must_be_12_ascii_digits", f"peers/{peer.code}/{name}",
                              getattr(peer, name), "12 ASCII digits")
-    for code, urls in sorted(settings.banks.items()):
-        for url in [u.strip() for u in urls.split(",") if u.strip()] or [urls]:
-            problem = wire.url_problem(url)
-            if problem is not None:
-                problems.add("bank_url_must_be_http", f"banks/{code}", url,
-                             f"http(s)://host[:port]/path ({problem})")
     for code in sorted(peer_codes & set(settings.banks)):
         problems.add("participant_must_be_either_external_or_simulated", "--bank", code,
                      "a code not also configured as a simulated peer")

@@ -30,10 +30,6 @@ BAD_ARGV = [
      ["participant_must_be_either_external_or_simulated"]),
     ("two problems at once", ["--bank", "1=http://x", "--balance", f"{OUR_BANK}=-1"],
      ["bank_code_must_be_12_ascii_digits", "balance_must_be_whole_fen"]),
-    ("bank URL not http", ["--bank", f"{OUR_BANK}=ftp://127.0.0.1/x"],
-     ["bank_url_must_be_http"]),
-    ("one of a bank's URLs without scheme",
-     ["--bank", f"{OUR_BANK}=http://127.0.0.1:1/a,127.0.0.1:2/b"], ["bank_url_must_be_http"]),
 ]
 
 
