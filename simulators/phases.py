@@ -102,6 +102,34 @@ class Phases:
             self.notices.system_status(dest, orig, cur, next_date, f"HVPS进入{name}")
 
 
+_ORDER_IN_DAY = {"00": 1, "10": 2, "20": 3, "30": 4, "40": 5, "15": 6}
+CATCH_UP_STEPS_MAX = 64  # phases announced on the way at start (about ten days' worth)
+
+
+def _next_step(code: str, day: str, goal_code: str, goal_day: str) -> str | None:
+    """The next phase on the shortest legal way from (code, day) to the goal's phase,
+    within one work date. Across dates there is none: the NPC was down over a day end,
+    which participants see as one notice of the new date's state (taken as such by the
+    gateway, docs/calendar.md), not as a day end run late at start."""
+    if day != goal_day or code == goal_code or _ORDER_IN_DAY[code] > _ORDER_IN_DAY[goal_code]:
+        return None
+    aim = goal_code
+    seen, frontier = {code}, [(code, None)]
+    while frontier:
+        following = []
+        for at, first in frontier:
+            for nxt in sorted(windows.HVPS_TRANSITIONS.get(at, ())):
+                if nxt == "15" or nxt in seen:
+                    continue  # the evening session is optional: never on the way
+                step = first or nxt
+                if nxt == aim:
+                    return step
+                seen.add(nxt)
+                following.append((nxt, step))
+        frontier = following
+    return None
+
+
 class ClockFollower:
     """Applies the timetable's status changes as the clock passes them."""
 
@@ -115,12 +143,23 @@ class ClockFollower:
         self._last: datetime | None = None
 
     def catch_up(self) -> None:
-        """At start: move to the phase the timetable forecasts for now, if different."""
+        """At start: move to the phase the timetable forecasts for now, if different:
+        within the same work date through every phase a participant would have been
+        told of on the way (10 straight to 40 is not a change CNAPS makes, and
+        participants rightly refuse it); onto another date in one notice."""
         now = self.clock.now()
         target = windows.hvps_phase(now, self.calendar, self.timetable)
-        if (target.code, target.work_date.isoformat()) != current_phase(self.phases.store):
+        goal = (target.code, target.work_date.isoformat())
+        for _ in range(CATCH_UP_STEPS_MAX):
+            step = _next_step(*current_phase(self.phases.store), *goal)
+            if step is None:
+                break
             with self.phases.store.transaction():
-                self.phases.change(target.code, target.work_date.isoformat())
+                self.phases.change(step)
+        if current_phase(self.phases.store) != goal:
+            # Backwards in time, or further than the steps allow: straight there.
+            with self.phases.store.transaction():
+                self.phases.change(*goal)
         self._last = now
 
     def step(self) -> int:

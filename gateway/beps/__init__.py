@@ -226,12 +226,13 @@ class BepsExtension:
                        asyncio.create_task(self._deadlines(), name="beps-deadlines")]
 
     async def stop(self) -> None:
+        self.packer.stopped = True  # the loops end even if a cancellation is lost
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _deadlines(self) -> None:
-        while True:
+        while not self.packer.stopped:
             await asyncio.sleep(self.settings.deadline_check_s)
             if not self.gw.leading:
                 continue

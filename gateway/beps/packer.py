@@ -146,12 +146,15 @@ class Packer:
         self.settings = settings
         self.stream = stream
         self.nudged = asyncio.Event()
+        # Set by the extension's stop before it cancels the loop: a cancellation can be
+        # lost inside a Redis call (seen with redis-py), and the loop must end anyway.
+        self.stopped = False
 
     async def nudge(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         self.nudged.set()
 
     async def run(self) -> None:
-        while True:
+        while not self.stopped:
             await wait_set(self.nudged, self.settings.seal_check_s)
             self.nudged.clear()
             if not self.gw.leading:  # one packer for all gateway processes (gateway.cluster)
