@@ -101,6 +101,10 @@ def test_a_processing_that_fails_on_receipt_is_left_to_the_inbound_stream(tmp_pa
             payer = await open_account(h, 1, 1_000_000 * YUAN)
             _, answer = await gw.submit_transfer("core", "inline-2", transfer(payer, "500.00"))
             await wait_state(h, answer["id"], "settled")
+            # The worker counts an entry once it is acknowledged, just after the commit
+            # that settled the payment.
+            inbound = next(w for w in gw.workers if w.name == "inbound")
+            await until(lambda: inbound.processed >= 1, "the inbound worker's count")
             return failures["left"], {w.name: w.processed for w in gw.workers}
 
     left, workers = asyncio.run(scenario())
