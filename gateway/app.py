@@ -23,7 +23,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
-from gateway import bulk, intake, keys, outbound, payments, recovery, webhook
+from gateway import bulk, intake, jsontext, keys, logs, outbound, payments, recovery, store, webhook
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import BusinessCalendar
@@ -364,8 +364,10 @@ class Gateway:
         tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?)",
                    (self.clock.now().isoformat(), code,
                     json.dumps(detail, ensure_ascii=False, default=str)))
-        log.warning("event=alert code=%s %s", code,
-                    " ".join(f"{k}={v}" for k, v in detail.items()))
+        store.log_after_commit(log, logging.WARNING, [
+            f"event=alert code={code} "
+            + " ".join(f"{k}={logs.value(jsontext.dumps(v) if isinstance(v, (list, dict)) else v)}"
+                       for k, v in detail.items())])
 
     def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
                        now: datetime) -> None:

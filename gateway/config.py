@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -183,9 +184,12 @@ def _check(s: Settings) -> None:
                                 ", ".join(LOG_LEVELS)))
     for name, least in _LEAST.items():
         value = getattr(s, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least \
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < least \
                 or (least == 0 and name in _POSITIVE and value <= 0):
-            expected = ("a number greater than 0" if name in _POSITIVE
+            expected = ("a finite number greater than 0" if name in _POSITIVE
+                        else f"a finite number of at least {least}" if isinstance(
+                            getattr(Settings, name, 0), float)
                         else f"a whole number of at least {least}")
             problems.append(Problem("setting_malformed", name, value, expected))
     if s.clock:

@@ -283,7 +283,10 @@ def demo_command(argv: list[str]) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "gateway.log", "a", encoding="utf-8") as log_file:
         logs.configure("INFO", log_file)
-        code, result = asyncio.run(run_demo(data_dir, args.transfers, args.seed))
+        try:
+            code, result = asyncio.run(run_demo(data_dir, args.transfers, args.seed))
+        finally:
+            logs.configure("WARNING")  # the buffered lines reach the file before it closes
     say(f"logs: {data_dir / 'gateway.log'} and {data_dir / 'npc.log'}")
     print(json.dumps(result, ensure_ascii=False))
     return code

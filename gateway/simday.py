@@ -285,7 +285,10 @@ def simulate_day_command(argv: list[str]) -> int:
     with open(data_dir / "day.log", "a", encoding="utf-8") as log_file:
         logs.configure("INFO", log_file)
         run = DayRun(day, args.seed, data_dir, Volumes(args.hvps_out, args.hvps_in, args.beps_out, args.beps_in))
-        code, result = asyncio.run(run.run())
+        try:
+            code, result = asyncio.run(run.run())
+        finally:
+            logs.configure("WARNING")  # the buffered lines reach the file before it closes
     print(f"[simulate-day] {day} ({'working day' if calendar.is_working_day(day) else 'no HVPS'})"
           f" data in {data_dir}", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False))

@@ -14,7 +14,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from gateway import dialect
+from gateway import dialect, logs
+from gateway.store import log_after_commit
 
 log = logging.getLogger("paygate.ops")
 
@@ -59,8 +60,10 @@ def audit(tx: Any, at: datetime, actor: str, level: str, what: str, *,
                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                (at.isoformat(), actor, level, what, request_id, target,
                 json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True)))
-    log.info("event=ops_%s actor=%s level=%s request=%s target=%s %s", what, actor, level,
-             request_id, target, " ".join(f"{k}={v}" for k, v in sorted(detail.items())))
+    log_after_commit(log, logging.INFO, [
+        f"event=ops_{what} actor={logs.value(actor)} operator_level={logs.value(level)} "
+        f"request={request_id} target={logs.value(target)} "
+        + " ".join(f"{k}={logs.value(v)}" for k, v in sorted(detail.items()))])
 
 
 def table_exists(tx: Any, name: str) -> bool:
