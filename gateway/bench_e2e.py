@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from lxml import etree
 import ledger
 from gateway import keys as stream_keys
 from gateway.bench import machine
+from gateway.beps import bench as beps_bench
+from gateway.clock import SHANGHAI, ScaledClock
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port, redis_binary, wait_port
 from gateway.store import SCHEMA
@@ -42,8 +45,12 @@ from message_schemas import catalogue
 
 BANK, BRANCH, PEER_BRANCH = "999100000019", "999100000027", "888200000023"
 CONCURRENCY = 32
+PAYERS = 20               # customer accounts the load pays from
 PACED_RATE = 500
 SETTLE_WAIT_S = 120.0
+START = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)  # a Monday: HVPS open (phase 10)
+BEPS_ROUND_S = 2.0        # business seconds between the simulated NPC's netting rounds
+BEPS_SETTLE_WAIT_S = 300.0
 EXAMPLE = Path(__file__).parent / "examples" / "hvps.111_urgent-goods-payment.xml"
 
 
@@ -71,7 +78,7 @@ def proc_peak_mib(pid: int, field_name: str = "VmHWM") -> float:
 
 
 def transfer_body(i: int) -> dict[str, Any]:
-    return {"payer_account": customer_account(1 + i % 20, "corporate"), "payer_name": "客户",
+    return {"payer_account": customer_account(1 + i % PAYERS, "corporate"), "payer_name": "客户",
             "payer_bank": BRANCH, "payee_account": f"62{i:014d}", "payee_name": "收款人",
             "payee_bank": PEER_BRANCH, "amount": "100000.00", "urgency": "urgent",
             "remittance_info": "货款"}
@@ -223,8 +230,8 @@ def prepare(root: Path, accounts: int) -> None:
 
 async def sample_queues(url: str, samples: list[dict[str, int]], stop: asyncio.Event) -> None:
     r = aioredis.from_url(url)
-    streams = (*stream_keys.HVPS_LANES, stream_keys.OUT_LINK, stream_keys.INBOUND,
-               stream_keys.WEBHOOK)
+    streams = (*stream_keys.HVPS_LANES, stream_keys.BEPS_TX, stream_keys.BEPS_PACKAGES,
+               stream_keys.OUT_LINK, stream_keys.INBOUND, stream_keys.WEBHOOK)
     try:
         while not stop.is_set():
             row = {"t": round(time.perf_counter(), 1)}
@@ -237,12 +244,35 @@ async def sample_queues(url: str, samples: list[dict[str, int]], stop: asyncio.E
         await r.aclose()
 
 
-async def start_processes(root: Path, hook_port: int
-                          ) -> tuple[dict[str, subprocess.Popen], int, int]:
+@dataclass
+class Running:
+    procs: dict[str, subprocess.Popen]
+    gw_port: int
+    redis_port: int
+    npc_port: int
+    root: Path
+    clock_anchor_epoch: float  # the real time at which business time was START
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gw_port}"
+
+    @property
+    def npc_url(self) -> str:
+        return f"http://127.0.0.1:{self.npc_port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.root / 'gateway' / 'gateway.db'}"
+
+
+async def start_processes(root: Path, hook_port: int) -> Running:
     """Redis (append-only), the simulated NPC and the gateway, each its own process, as
-    a deployment runs them; (processes, gateway port, Redis port)."""
+    a deployment runs them, on one business clock (START, at real speed)."""
     redis_port, sim_port, gw_port = free_port(), free_port(), free_port()
-    prepare(root, 20)
+    prepare(root, PAYERS)
+    anchor = time.time()
+    clock = ScaledClock(start=START, anchor_epoch_s=anchor, rate=1.0).to_spec()
     (root / "redis").mkdir()
     procs = {
         "redis": subprocess.Popen([redis_binary(), "--bind", "127.0.0.1", "--port",
@@ -254,6 +284,7 @@ async def start_processes(root: Path, hook_port: int
     procs["npc"] = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
          "--data", str(root / "npc"), "--keys", str(root / "keys"), "--phase", "10",
+         "--clock", clock, "--beps-netting-interval", str(BEPS_ROUND_S),
          "--bank", f"{BANK}=http://127.0.0.1:{gw_port}/link/inbound",
          "--balance", f"{BANK}={10**15}"], stdout=subprocess.DEVNULL,
         stderr=open(root / "npc.log", "wb"))
@@ -264,32 +295,45 @@ async def start_processes(root: Path, hook_port: int
         "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
         "redis_url": f"redis://127.0.0.1:{redis_port}/0", "keys_dir": str(root / "keys"),
         "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "log_level": "WARNING",
-        "clock": "2026-12-07T09:00:00"}.items()))
+        "clock": clock}.items()))
     procs["gateway"] = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL, stderr=open(root / "gateway.log", "wb"))
     wait_port(gw_port)
     await asyncio.sleep(1.0)  # login and the first probe settle
-    return procs, gw_port, redis_port
+    return Running(procs, gw_port, redis_port, sim_port, root, anchor)
 
 
-async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, Any]:
+async def product(root: Path, duration_s: float, paced_s: float,
+                  beps_s: float) -> dict[str, Any]:
     load = Load()
     runner, hook_port = await webhook_server(load)
-    procs, gw_port, redis_port = await start_processes(root, hook_port)
-    url = f"http://127.0.0.1:{gw_port}/v1/transfers"
+    running = await start_processes(root, hook_port)
+    try:
+        return await _phases(running, load, duration_s, paced_s, beps_s)
+    finally:
+        for p in running.procs.values():
+            p.terminate()
+            p.wait()
+        await runner.cleanup()
+
+
+async def _phases(running: Running, load: Load, duration_s: float, paced_s: float,
+                  beps_s: float) -> dict[str, Any]:
+    """HVPS as fast as it is taken, HVPS paced, then BEPS: one after the other, each
+    phase's payments settled (or its wait over) before the next begins."""
+    procs = running.procs
+    url = f"{running.gateway_url}/v1/transfers"
     samples: list[dict[str, int]] = []
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_queues(f"redis://127.0.0.1:{redis_port}/0",
-                                                samples, stop))
+    sampler = asyncio.create_task(sample_queues(
+        f"redis://127.0.0.1:{running.redis_port}/0", samples, stop))
     cpu_before = {name: proc_cpu_s(p.pid) for name, p in procs.items()}
     own_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     accepted, tried = await drive(url, duration_s, "max", load)
     accept_end = time.perf_counter()
-    deadline = time.perf_counter() + SETTLE_WAIT_S
-    while len(load.settled_at) < len(load.accepted_at) and time.perf_counter() < deadline:
-        await asyncio.sleep(0.2)
+    await _settled(load, list(load.accepted_at))
     complete_end = max(load.settled_at.values(), default=start)
     cpu_after = {name: proc_cpu_s(p.pid) for name, p in procs.items()}
     own_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -300,17 +344,22 @@ async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, An
     paced = Load()
     paced_rate = PACED_RATE
     await drive(url, paced_s, "paced", paced, rate=paced_rate)
+    await _settled(load, list(paced.accepted_at))  # the webhook notes every settlement
+
+    beps = await beps_phase(running, [running.gateway_url], beps_s, list(procs))
+    checks = await npc_and_ledger_checks(running.npc_url, running.database_url)
     stop.set()
     await sampler
     peaks = {name: round(proc_peak_mib(p.pid), 1) for name, p in procs.items()}
-    for name in ("gateway", "npc", "redis"):
-        procs[name].terminate()
-        procs[name].wait()
-    await runner.cleanup()
     completed = len(completion_ms)
     cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in procs}
     cpu["load_generator"] = round(own_after.ru_utime + own_after.ru_stime
                                   - own_before.ru_utime - own_before.ru_stime, 2)
+    checks.update(all_completed=completed == accepted,
+                  beps_all_settled=beps["checks"]["all_settled"],
+                  beps_settled_twice=beps["checks"]["settled_twice"],
+                  beps_unknown_to_the_core_system=beps["checks"]
+                  ["unknown_to_the_core_system"])
     return {
         "accepted": accepted, "tried": tried, "refused": load.refused,
         "accepted_per_s": accepted / (accept_end - start),
@@ -321,8 +370,195 @@ async def product(root: Path, duration_s: float, paced_s: float) -> dict[str, An
         "paced_accepted_per_s": len(paced.accept_ms) / paced_s,
         "cpu_s": cpu, "gateway_cpu_us_per_payment":
             cpu["gateway"] / max(completed, 1) * 1e6,
-        "peak_mib": peaks, "queue_samples": samples,
+        "peak_mib": peaks, "queue_samples": samples, "beps": beps, "checks": checks,
     }
+
+
+async def _settled(load: Load, ids: list[str]) -> None:
+    """Wait until the webhook has told of every payment's settlement, or SETTLE_WAIT_S."""
+    deadline = time.perf_counter() + SETTLE_WAIT_S
+    while any(i not in load.settled_at for i in ids) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.2)
+
+# BEPS: batches through the API, then netting and settlement at the NPC
+
+
+async def beps_phase(running: Running, urls: list[str], duration_s: float,
+                     cpu_procs: list[str]) -> dict[str, Any]:
+    """Post BEPS batches for `duration_s` from the load generator's own process, then wait
+    until every accepted transaction is settled (or BEPS_SETTLE_WAIT_S has passed), as
+    the gateway's database says. The gateway CPU is counted from the first batch until
+    the last transaction settled."""
+    spec, out = running.root / "beps-load.json", running.root / "beps-accepted.json"
+    spec.write_text(json.dumps({
+        "urls": urls, "duration_s": duration_s, "clients": beps_bench.CLIENTS,
+        "batch_items": beps_bench.BATCH_ITEMS, "out": str(out),
+        "payers": [customer_account(n, "corporate") for n in range(1, PAYERS + 1)]}))
+    cpu_before = {n: proc_cpu_s(running.procs[n].pid) for n in cpu_procs}
+    started_epoch, started = time.time(), time.perf_counter()
+    load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_e2e",
+                                                "beps-load", str(spec))
+    if await load.wait() != 0:
+        raise RuntimeError(f"the BEPS load generator failed ({load.returncode})")
+    sent = json.loads(out.read_text())
+    accepted = set(sent["ids"])
+    db = ledger.connect(running.database_url)
+    try:
+        deadline = time.perf_counter() + BEPS_SETTLE_WAIT_S
+        await _until(db, deadline, lambda tx: tx.query_one(
+            "SELECT COUNT(*) FROM payments WHERE state = 'settled' AND channel = 'beps' "
+            "AND direction = 'out'", ())[0] >= len(accepted))
+        waited_s = time.perf_counter() - started
+        # The gateway's work for the phase ends when the core system has been told of
+        # every change (the webhook rows delivered): its CPU is counted until then.
+        await _until(db, deadline, lambda tx: tx.query_one(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state IN "
+            "('pending', 'sending')", ())[0] == 0)
+        quiet_s = time.perf_counter() - started
+        cpu = {n: round(proc_cpu_s(running.procs[n].pid) - cpu_before[n], 2)
+               for n in cpu_procs}
+        with db.transaction() as tx:
+            webhooks = dict(tx.query("SELECT o.state, COUNT(*) FROM outbox o JOIN payments p "
+                                     "ON p.id = o.payment_id WHERE o.kind = 'webhook' AND "
+                                     "p.channel = 'beps' GROUP BY o.state", ()))
+            rows = tx.query("SELECT p.id, p.state, p.created_at, e.at FROM payments p "
+                            "LEFT JOIN payment_events e ON e.payment_id = p.id AND "
+                            "e.state = 'settled' WHERE p.channel = 'beps' AND "
+                            "p.direction = 'out'", ())
+    finally:
+        db.close()
+    settled_at: dict[str, float] = {}
+    completion_ms: list[float] = []
+    states: dict[str, int] = {}
+    settled_events = 0
+    ids_in_db: set[str] = set()
+    for pid, state, created_at, at in rows:
+        if pid not in ids_in_db:
+            states[state] = states.get(state, 0) + 1
+        ids_in_db.add(pid)
+        if at is None:
+            continue
+        settled_events += 1
+        done = datetime.fromisoformat(at)
+        settled_at[pid] = (done - START).total_seconds()
+        completion_ms.append((done - datetime.fromisoformat(created_at)).total_seconds()
+                             * 1000)
+    # Business time runs at real speed from the run's anchor: the last settlement, in
+    # seconds after the first batch was sent.
+    anchor = running.clock_anchor_epoch
+    last_s = max(settled_at.values(), default=0.0) + anchor - started_epoch
+    settled_accepted = sum(1 for pid in accepted if pid in settled_at)
+    return {
+        "accepted": len(accepted), "tried": sent["tried"], "refused": sent["refused"],
+        "batches": len(sent["durations_s"]),
+        "accepted_per_s": len(accepted) / sent["wall_s"],
+        "batch_ms": [d * 1000 for d in sent["durations_s"]],
+        "completed": settled_accepted,
+        "completed_per_s": settled_accepted / max(last_s, 1e-9),
+        "completion_ms": completion_ms, "waited_s": round(waited_s, 1),
+        "webhooks_delivered_s": round(quiet_s, 1), "webhooks": webhooks, "cpu_s": cpu,
+        "gateway_cpu_us_per_transaction":
+            sum(v for k, v in cpu.items() if k.startswith("gateway")) /
+            max(settled_accepted, 1) * 1e6,
+        "checks": {"all_settled": settled_accepted == len(accepted),
+                   "beps_in_database": len(ids_in_db),
+                   "unknown_to_the_core_system": len(ids_in_db - accepted),
+                   "settled_twice": settled_events - len(settled_at),
+                   "states": states}}
+
+
+async def _until(db: Any, deadline: float, done: Any) -> bool:
+    """Poll `done(tx)` every half second until it holds or `deadline` (perf_counter)."""
+    while True:
+        with db.transaction() as tx:
+            if done(tx):
+                return True
+        if time.perf_counter() > deadline:
+            return False
+        await asyncio.sleep(0.5)
+
+
+async def beps_load(spec_path: str) -> None:
+    """The load generator's process for BEPS: batches of new transfers (the payers in
+    turn, each transfer its own payee) posted for the spec's duration by its clients,
+    spread over the gateways' URLs; what was accepted is written to the spec's `out`."""
+    spec = json.loads(Path(spec_path).read_text())
+    payers, items = spec["payers"], spec["batch_items"]
+    counter = {"next": 0}
+    durations: list[float] = []
+    ids: list[str] = []
+    refused = [0]
+    deadline = time.perf_counter() + spec["duration_s"]
+
+    async def client(http: aiohttp.ClientSession, url: str) -> None:
+        while time.perf_counter() < deadline:
+            batch = counter["next"]
+            counter["next"] += 1
+            first = batch * items
+            body = json.dumps([beps_bench._credit(payers[n % len(payers)], n)
+                               for n in range(first, first + items)],
+                              ensure_ascii=False).encode()
+            sent = time.perf_counter()
+            async with http.post(f"{url}/v1/transfers/batch", data=body, headers={
+                    "Idempotency-Key": f"beps-{batch}",
+                    "Content-Type": "application/json"}) as r:
+                answer = await r.json()
+                if r.status != 200:
+                    raise RuntimeError(f"batch {batch}: HTTP {r.status} {str(answer)[:300]}")
+            durations.append(time.perf_counter() - sent)
+            for item in answer["results"]:
+                if item["status"] in (200, 201):
+                    ids.append(item["transfer"]["id"])
+                else:
+                    refused[0] += 1
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(client(http, spec["urls"][k % len(spec["urls"])])
+                               for k in range(spec["clients"])))
+    Path(spec["out"]).write_text(json.dumps({
+        "ids": ids, "refused": refused[0], "tried": counter["next"] * items,
+        "durations_s": durations, "wall_s": time.perf_counter() - started}))
+
+
+async def npc_and_ledger_checks(npc_url: str, database_url: str) -> dict[str, Any]:
+    """What must hold after a run for its figures to count: the NPC settled nothing twice
+    and took no message twice, no ledger posting is doubled, the books balance and the
+    clearing account agrees with the NPC's position for us."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{npc_url}/sim/stats") as r:
+            npc = await r.json()
+        async with http.get(f"{npc_url}/sim/beps/stats") as r:
+            npc_beps = await r.json()
+    db = ledger.connect(database_url)
+    led = ledger.Ledger()
+    try:
+        with db.transaction() as tx:
+            balanced = led.trial_balance(tx).balanced
+            clearing_fen = led.clearing_balance(tx)
+            doubled = tx.query_one(
+                "SELECT COUNT(*) FROM (SELECT op, ref FROM ledger_entry WHERE op NOT IN "
+                "('deposit', 'fund_clearing', 'settle_net') GROUP BY op, ref "
+                "HAVING COUNT(*) > 1) d",
+                ())[0]
+    finally:
+        db.close()
+    return {"settled_twice": len(npc["settled_twice"]), "npc_duplicates": npc["duplicates"],
+            "postings_doubled": doubled, "books_balanced": balanced,
+            "clearing_agrees_with_npc": clearing_fen == npc["balances"][BANK],
+            "npc_beps_packages": npc_beps["packages"],
+            "npc_beps_outstanding_fen": npc_beps["outstanding_fen"].get(BANK, 0)}
+
+
+def clean(checks: dict[str, Any]) -> bool:
+    """Whether the checks of a run (npc_and_ledger_checks, and those of each load) hold."""
+    return (checks.get("all_completed", True) and checks.get("beps_all_settled", True)
+            and checks["books_balanced"] and checks["clearing_agrees_with_npc"]
+            and checks["settled_twice"] == 0 and checks["npc_duplicates"] == 0
+            and checks["postings_doubled"] == 0
+            and checks.get("beps_settled_twice", 0) == 0
+            and checks.get("beps_unknown_to_the_core_system", 0) == 0
+            and checks.get("npc_beps_outstanding_fen", 0) == 0)
 
 
 async def baselines(root: Path, duration_s: float) -> dict[str, float]:
@@ -341,20 +577,25 @@ async def baselines(root: Path, duration_s: float) -> dict[str, float]:
         bare_redis_proc.terminate()
         bare_redis_proc.wait()
     return {"http": base_http, "redis": base_redis, "lxml": bare_lxml(5_000),
-            "sqlite": bare_sqlite(root, 20_000)}
+            "sqlite": bare_sqlite(root, 20_000),
+            "beps_sqlite": beps_bench._bare_acceptance(root / "bare-beps.db", 20_000),
+            "beps_npc_sqlite": beps_bench._bare_transactions(root / "bare-npc.db", 100_000)}
 
 
 async def _run(quick: bool) -> dict[str, Any]:
-    duration_s, paced_s = (8.0, 4.0) if quick else (60.0, 20.0)
+    duration_s, paced_s, beps_s = (8.0, 4.0, 3.0) if quick else (60.0, 20.0, 20.0)
     with tempfile.TemporaryDirectory(prefix="paygate-bench-e2e-",
                                      dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
         root = Path(folder)
         base = await baselines(root, duration_s)
         base_http, base_redis = base["http"], base["redis"]
         base_lxml, base_sqlite = base["lxml"], base["sqlite"]
-        p = await product(root / "product", duration_s, paced_s)
+        p = await product(root / "product", duration_s, paced_s, beps_s)
     config = {"duration_s": duration_s, "paced_s": paced_s, "concurrency": CONCURRENCY,
-              "paced_rate": PACED_RATE}
+              "paced_rate": PACED_RATE, "beps_s": beps_s,
+              "beps_batch_items": beps_bench.BATCH_ITEMS, "beps_clients": beps_bench.CLIENTS,
+              "beps_netting_interval_s": BEPS_ROUND_S}
+    beps = p["beps"]
     results = [
         _row("hvps_accepted", p["accepted_per_s"], p["accept_ms"],
              "bare aiohttp endpoint, same body and clients", base_http),
@@ -369,10 +610,11 @@ async def _run(quick: bool) -> dict[str, Any]:
          "baseline": "bare SQLite group commits (64 rows, WAL, synchronous=FULL)",
          "baseline_per_s": round(base_sqlite),
          "ratio": round(1e6 / max(p["gateway_cpu_us_per_payment"], 1e-9) / base_sqlite, 4)},
+        *beps_rows(beps, base),
     ]
     return {"bench": "e2e", "machine": machine(),
             "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-            .hexdigest(), "config": config,
+            .hexdigest(), "config": config, "clean": clean(p["checks"]),
             "detail": {"accepted": p["accepted"], "completed": p["completed"],
                        "gateway_cpu_us_per_hvps_payment":
                            round(p["gateway_cpu_us_per_payment"]),
@@ -380,8 +622,38 @@ async def _run(quick: bool) -> dict[str, Any]:
                        "peak_mib": p["peak_mib"],
                        "queue_depth_max": _max_depths(p["queue_samples"]),
                        "acceptance_p95_ms": round(percentile(p["accept_ms"], 95), 2),
-                       "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2)},
+                       "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2),
+                       "checks": p["checks"], "beps": beps_detail(beps)},
             "results": results}
+
+
+def beps_rows(beps: dict[str, Any], base: dict[str, float]) -> list[dict[str, Any]]:
+    """The BEPS figures of a run, each beside its baseline."""
+    per_cpu_s = 1e6 / max(beps["gateway_cpu_us_per_transaction"], 1e-9)
+    return [
+        _row("beps_accepted", beps["accepted_per_s"], beps["batch_ms"],
+             f"bare SQLite inserts of the same rows per transfer (bench beps), groups of "
+             f"{beps_bench.STORE_GROUP}", base["beps_sqlite"]),
+        _row("beps_completed", beps["completed_per_s"], beps["completion_ms"],
+             "bare SQLite inserts of the transactions, one commit per package of "
+             f"{beps_bench.PACKAGE_TXS_MAX} (the NPC's pragmas)", base["beps_npc_sqlite"]),
+        {"name": "beps_transactions_per_gateway_cpu_second", "per_s": round(per_cpu_s, 1),
+         "value": round(beps["gateway_cpu_us_per_transaction"]),
+         "baseline": "bare SQLite inserts of the same rows per transfer (bench beps)",
+         "baseline_per_s": round(base["beps_sqlite"]),
+         "ratio": round(per_cpu_s / base["beps_sqlite"], 4)},
+    ]
+
+
+def beps_detail(beps: dict[str, Any]) -> dict[str, Any]:
+    return {"accepted": beps["accepted"], "tried": beps["tried"], "refused": beps["refused"],
+            "batches": beps["batches"], "completed": beps["completed"],
+            "waited_s": beps["waited_s"], "webhooks_delivered_s": beps["webhooks_delivered_s"],
+            "webhooks": beps["webhooks"], "cpu_s": beps["cpu_s"],
+            "gateway_cpu_us_per_transaction": round(beps["gateway_cpu_us_per_transaction"]),
+            "batch_p95_ms": round(percentile(beps["batch_ms"], 95), 2),
+            "completion_p95_ms": round(percentile(beps["completion_ms"], 95), 2),
+            "checks": beps["checks"]}
 
 
 def _row(name: str, per_s: float, latencies_ms: list[float], baseline: str,
@@ -416,7 +688,8 @@ async def soak(minutes: float) -> dict[str, Any]:
         root = Path(folder)
         load = Load()
         runner, hook_port = await webhook_server(load)
-        procs, gw_port, _ = await start_processes(root, hook_port)
+        running = await start_processes(root, hook_port)
+        procs, gw_port = running.procs, running.gw_port
         rss: list[dict[str, float]] = []
 
         async def sample() -> None:
@@ -472,3 +745,8 @@ def run(quick: bool = False, gateways: int = 1, database_url: str = "",
         from gateway import bench_scaleout
         return asyncio.run(bench_scaleout.run(quick, gateways, database_url))
     return asyncio.run(_run(quick))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["beps-load"]:
+        asyncio.run(beps_load(sys.argv[2]))
