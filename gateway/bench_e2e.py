@@ -346,7 +346,8 @@ async def _phases(running: Running, load: Load, duration_s: float, paced_s: floa
     await drive(url, paced_s, "paced", paced, rate=paced_rate)
     await _settled(load, list(paced.accepted_at))  # the webhook notes every settlement
 
-    beps = await beps_phase(running, [running.gateway_url], beps_s, list(procs))
+    beps = await beps_phase(running.root, procs, running.database_url,
+                            running.clock_anchor_epoch, [running.gateway_url], beps_s)
     checks = await npc_and_ledger_checks(running.npc_url, running.database_url)
     stop.set()
     await sampler
@@ -355,11 +356,6 @@ async def _phases(running: Running, load: Load, duration_s: float, paced_s: floa
     cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in procs}
     cpu["load_generator"] = round(own_after.ru_utime + own_after.ru_stime
                                   - own_before.ru_utime - own_before.ru_stime, 2)
-    checks.update(all_completed=completed == accepted,
-                  beps_all_settled=beps["checks"]["all_settled"],
-                  beps_settled_twice=beps["checks"]["settled_twice"],
-                  beps_unknown_to_the_core_system=beps["checks"]
-                  ["unknown_to_the_core_system"])
     return {
         "accepted": accepted, "tried": tried, "refused": load.refused,
         "accepted_per_s": accepted / (accept_end - start),
@@ -370,7 +366,8 @@ async def _phases(running: Running, load: Load, duration_s: float, paced_s: floa
         "paced_accepted_per_s": len(paced.accept_ms) / paced_s,
         "cpu_s": cpu, "gateway_cpu_us_per_payment":
             cpu["gateway"] / max(completed, 1) * 1e6,
-        "peak_mib": peaks, "queue_samples": samples, "beps": beps, "checks": checks,
+        "peak_mib": peaks, "queue_samples": samples, "beps": beps,
+        "checks": with_loads(checks, completed == accepted, beps),
     }
 
 
@@ -383,18 +380,21 @@ async def _settled(load: Load, ids: list[str]) -> None:
 # BEPS: batches through the API, then netting and settlement at the NPC
 
 
-async def beps_phase(running: Running, urls: list[str], duration_s: float,
-                     cpu_procs: list[str]) -> dict[str, Any]:
-    """Post BEPS batches for `duration_s` from the load generator's own process, then wait
-    until every accepted transaction is settled (or BEPS_SETTLE_WAIT_S has passed), as
-    the gateway's database says. The gateway CPU is counted from the first batch until
-    the last transaction settled."""
-    spec, out = running.root / "beps-load.json", running.root / "beps-accepted.json"
+async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
+                     clock_anchor_epoch: float, urls: list[str],
+                     duration_s: float) -> dict[str, Any]:
+    """Post BEPS batches to `urls` for `duration_s` from the load generator's own process,
+    then wait until every accepted transaction is settled (or BEPS_SETTLE_WAIT_S has
+    passed), as the gateway's database says, and until the webhook has told the core
+    system of every change. The CPU of each of `procs` (by name, each with a `pid`) is
+    counted from the first batch until then; business time ran at real speed from START
+    at `clock_anchor_epoch`."""
+    spec, out = root / "beps-load.json", root / "beps-accepted.json"
     spec.write_text(json.dumps({
         "urls": urls, "duration_s": duration_s, "clients": beps_bench.CLIENTS,
         "batch_items": beps_bench.BATCH_ITEMS, "out": str(out),
         "payers": [customer_account(n, "corporate") for n in range(1, PAYERS + 1)]}))
-    cpu_before = {n: proc_cpu_s(running.procs[n].pid) for n in cpu_procs}
+    cpu_before = {n: proc_cpu_s(p.pid) for n, p in procs.items()}
     started_epoch, started = time.time(), time.perf_counter()
     load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_e2e",
                                                 "beps-load", str(spec))
@@ -402,7 +402,7 @@ async def beps_phase(running: Running, urls: list[str], duration_s: float,
         raise RuntimeError(f"the BEPS load generator failed ({load.returncode})")
     sent = json.loads(out.read_text())
     accepted = set(sent["ids"])
-    db = ledger.connect(running.database_url)
+    db = ledger.connect(database_url)
     try:
         deadline = time.perf_counter() + BEPS_SETTLE_WAIT_S
         await _until(db, deadline, lambda tx: tx.query_one(
@@ -415,8 +415,7 @@ async def beps_phase(running: Running, urls: list[str], duration_s: float,
             "SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND state IN "
             "('pending', 'sending')", ())[0] == 0)
         quiet_s = time.perf_counter() - started
-        cpu = {n: round(proc_cpu_s(running.procs[n].pid) - cpu_before[n], 2)
-               for n in cpu_procs}
+        cpu = {n: round(proc_cpu_s(p.pid) - cpu_before[n], 2) for n, p in procs.items()}
         with db.transaction() as tx:
             webhooks = dict(tx.query("SELECT o.state, COUNT(*) FROM outbox o JOIN payments p "
                                      "ON p.id = o.payment_id WHERE o.kind = 'webhook' AND "
@@ -445,8 +444,7 @@ async def beps_phase(running: Running, urls: list[str], duration_s: float,
                              * 1000)
     # Business time runs at real speed from the run's anchor: the last settlement, in
     # seconds after the first batch was sent.
-    anchor = running.clock_anchor_epoch
-    last_s = max(settled_at.values(), default=0.0) + anchor - started_epoch
+    last_s = max(settled_at.values(), default=0.0) + clock_anchor_epoch - started_epoch
     settled_accepted = sum(1 for pid in accepted if pid in settled_at)
     return {
         "accepted": len(accepted), "tried": sent["tried"], "refused": sent["refused"],
@@ -548,6 +546,15 @@ async def npc_and_ledger_checks(npc_url: str, database_url: str) -> dict[str, An
             "clearing_agrees_with_npc": clearing_fen == npc["balances"][BANK],
             "npc_beps_packages": npc_beps["packages"],
             "npc_beps_outstanding_fen": npc_beps["outstanding_fen"].get(BANK, 0)}
+
+
+def with_loads(checks: dict[str, Any], hvps_all_completed: bool,
+               beps: dict[str, Any]) -> dict[str, Any]:
+    """The run's checks with those of its HVPS and BEPS loads."""
+    return dict(checks, all_completed=hvps_all_completed,
+                beps_all_settled=beps["checks"]["all_settled"],
+                beps_settled_twice=beps["checks"]["settled_twice"],
+                beps_unknown_to_the_core_system=beps["checks"]["unknown_to_the_core_system"])
 
 
 def clean(checks: dict[str, Any]) -> bool:

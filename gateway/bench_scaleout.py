@@ -25,21 +25,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
-import ledger
 from gateway.bench import machine
-from gateway.bench_e2e import (CONCURRENCY, SETTLE_WAIT_S, Load, _row, baselines, drive,
-                               percentile, proc_cpu_s, webhook_server)
-from gateway.clock import SHANGHAI
-from gateway.fleet import BANK, Fleet, prepare_books
-
-START = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+from gateway.bench_e2e import (BEPS_ROUND_S, CONCURRENCY, SETTLE_WAIT_S, START, Load, _row,
+                               baselines, beps_detail, beps_phase, beps_rows, clean,
+                               drive, npc_and_ledger_checks, percentile, proc_cpu_s,
+                               webhook_server, with_loads)
+from gateway.fleet import Fleet, prepare_books
 
 
 @contextmanager
@@ -57,11 +52,14 @@ def scratch_schema(url: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def product(root: Path, url: str, gateways: int, duration_s: float) -> dict[str, Any]:
+async def product(root: Path, url: str, gateways: int, duration_s: float,
+                  beps_s: float) -> dict[str, Any]:
     load = Load()
     runner, hook_port = await webhook_server(load)
     fleet = Fleet(root, url, gateways=gateways, start=START, settings={
-        "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "log_level": os.environ.get("PAYGATE_BENCH_LOG_LEVEL", "WARNING")})
+        "webhook_url": f"http://127.0.0.1:{hook_port}/hook",
+        "log_level": os.environ.get("PAYGATE_BENCH_LOG_LEVEL", "WARNING")},
+        npc_args=["--beps-netting-interval", str(BEPS_ROUND_S)])
     fleet.build(clearing_fen=10**15, peer_fen=10**15)
     prepare_books(url, 20, 10**15, 10**14, "2026-12-07")
     try:
@@ -83,7 +81,10 @@ async def product(root: Path, url: str, gateways: int, duration_s: float) -> dic
         own_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu["load_generator"] = round(own_after.ru_utime + own_after.ru_stime
                                       - own_before.ru_utime - own_before.ru_stime, 2)
-        checks = await _checks(fleet)
+        assert fleet.clock_anchor_epoch is not None
+        beps = await beps_phase(root, fleet.procs, url, fleet.clock_anchor_epoch,
+                                [fleet.url(n) for n in names], beps_s)
+        checks = await npc_and_ledger_checks(fleet.url("npc"), url)
     finally:
         fleet.stop_all()
         await runner.cleanup()
@@ -96,48 +97,20 @@ async def product(root: Path, url: str, gateways: int, duration_s: float) -> dic
             "completed_per_s": len(completion_ms) / max(complete_end - start, 1e-9),
             "accept_ms": load.accept_ms, "completion_ms": completion_ms, "cpu_s": cpu,
             "gateway_cpu_us_per_payment": gateway_cpu_s / max(len(completion_ms), 1) * 1e6,
-            "checks": dict(checks, all_completed=len(completion_ms) == accepted)}
-
-
-async def _checks(fleet: Fleet) -> dict[str, Any]:
-    """What must hold after the run for its figures to count."""
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{fleet.url('npc')}/sim/stats") as r:
-            npc = await r.json()
-    db = ledger.connect(fleet.database_url)
-    led = ledger.Ledger()
-    try:
-        with db.transaction() as tx:
-            balanced = led.trial_balance(tx).balanced
-            clearing_fen = led.clearing_balance(tx)
-            doubled = tx.query_one(
-                "SELECT COUNT(*) FROM (SELECT op, ref FROM ledger_entry WHERE op NOT IN "
-                "('deposit', 'fund_clearing', 'settle_net') GROUP BY op, ref "
-                "HAVING COUNT(*) > 1) d",
-                ())[0]
-    finally:
-        db.close()
-    return {"settled_twice": len(npc["settled_twice"]), "npc_duplicates": npc["duplicates"],
-            "postings_doubled": doubled, "books_balanced": balanced,
-            "clearing_agrees_with_npc": clearing_fen == npc["balances"][BANK]}
-
-
-def _clean(checks: dict[str, Any]) -> bool:
-    return (checks["all_completed"] and checks["books_balanced"]
-            and checks["clearing_agrees_with_npc"] and checks["settled_twice"] == 0
-            and checks["npc_duplicates"] == 0 and checks["postings_doubled"] == 0)
+            "beps": beps, "checks": with_loads(checks, len(completion_ms) == accepted, beps)}
 
 
 async def run(quick: bool, gateways: int, database_url: str) -> dict[str, Any]:
-    duration_s = 8.0 if quick else 60.0
+    duration_s, beps_s = (8.0, 3.0) if quick else (60.0, 20.0)
     with tempfile.TemporaryDirectory(prefix="paygate-bench-scaleout-",
                                      dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
         root = Path(folder)
         base = await baselines(root, duration_s)
         with scratch_schema(database_url) as url:
-            p = await product(root / "product", url, gateways, duration_s)
+            p = await product(root / "product", url, gateways, duration_s, beps_s)
     config = {"duration_s": duration_s, "concurrency": CONCURRENCY, "gateways": gateways,
-              "database": "postgresql"}
+              "database": "postgresql", "beps_s": beps_s, "beps_netting_interval_s":
+              BEPS_ROUND_S}
     per_cpu_s = 1e6 / max(p["gateway_cpu_us_per_payment"], 1e-9)
     results = [
         _row("hvps_accepted", p["accepted_per_s"], p["accept_ms"],
@@ -149,14 +122,16 @@ async def run(quick: bool, gateways: int, database_url: str) -> dict[str, Any]:
          "baseline": "bare SQLite group commits (64 rows, WAL, synchronous=FULL)",
          "baseline_per_s": round(base["sqlite"]),
          "ratio": round(per_cpu_s / base["sqlite"], 4)},
+        *beps_rows(p["beps"], base),
     ]
     return {"bench": "e2e_scaleout", "machine": machine(),
             "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-            .hexdigest(), "config": config, "clean": _clean(p["checks"]),
+            .hexdigest(), "config": config, "clean": clean(p["checks"]),
             "detail": {"accepted": p["accepted"], "completed": p["completed"],
                        "refused": p["refused"], "cpu_s": p["cpu_s"], "checks": p["checks"],
                        "gateway_cpu_us_per_hvps_payment":
                            round(p["gateway_cpu_us_per_payment"]),
                        "acceptance_p95_ms": round(percentile(p["accept_ms"], 95), 2),
-                       "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2)},
+                       "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2),
+                       "beps": beps_detail(p["beps"])},
             "results": results}

@@ -85,6 +85,7 @@ class Fleet:
     settings: dict[str, Any] = field(default_factory=dict)  # for every gateway
     npc_args: list[str] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
+    clock_anchor_epoch: float | None = None  # real time at which the clock read `start`
 
     @property
     def gateway_names(self) -> list[str]:
@@ -108,8 +109,9 @@ class Fleet:
             redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
             str(self.root / "redis"), "--appendonly", "yes", "--appendfsync", "everysec",
             "--save", ""], redis_port, self.root / "redis.log")
-        clock = ScaledClock(start=self.start, anchor_epoch_s=time.time(), rate=1.0).to_spec() \
-            if self.start is not None else ""
+        self.clock_anchor_epoch = time.time() if self.start is not None else None
+        clock = ScaledClock(start=self.start, anchor_epoch_s=self.clock_anchor_epoch,
+                            rate=1.0).to_spec() if self.start is not None else ""
         inbound = ",".join(f"http://127.0.0.1:{port}/link/inbound" for port in gw_ports)
         self.procs["npc"] = Proc("npc", [
             sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
