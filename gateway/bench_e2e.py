@@ -2,12 +2,42 @@
 
 The gateway, the simulated NPC and Redis each run as their own process on loopback, as
 a deployment would (schema validation, signatures, durable SQLite commits and Redis with
-its append-only file all on; nothing switched off for the benchmark). This process is
-the core system: it drives HVPS transfers through the public API, first as fast as the
-gateway takes them, then paced, and receives the webhook of every status change, which
-is how completion (settled and posted) is timed. In the same run it measures the bare
+its append-only file all on; nothing switched off for the benchmark), on one business
+clock starting on a Monday morning with HVPS open. This process is the core system: it
+drives HVPS transfers through the public API, first as fast as the gateway takes them,
+then paced, and receives the webhook of every status change, which is how HVPS
+completion (settled and posted) is timed. In the same run it measures the bare
 baselines: an aiohttp endpoint taking the same body, Redis stream appends from Python,
-lxml schema validation of the same hvps.111, SQLite group commits.
+lxml schema validation of the same hvps.111, SQLite group commits, and the bare SQLite
+inserts of `bench beps` (a BEPS transfer's rows; the NPC's transaction rows).
+
+The phases run one after the other, never at once: HVPS as fast as taken, until those
+payments have settled; HVPS paced, until those have settled; then BEPS. One after the
+other, each phase's CPU belongs to its own kind of payment (a process's CPU cannot be
+split between HVPS and BEPS work done at the same moment), and the HVPS figures stay
+comparable with runs that had no BEPS phase. What a mixed load costs is left to a later
+run.
+
+The BEPS phase: a load generator in its own process (`python -m gateway.bench_e2e
+beps-load`) posts batches (POST /v1/transfers/batch, `bench beps`'s batch size and
+clients in flight) of new credits for a fixed time. The gateway packs them, the NPC
+nets a round every BEPS_ROUND_S business seconds (the simulator's own setting for its
+round timer; the gateway is configured as shipped) and, HVPS being open, settles each
+round at once. The run then waits, at most BEPS_SETTLE_WAIT_S, until the gateway's
+database shows every accepted transaction settled, and until the webhook has told the
+core system of every change. Reported: accepted per second and each batch request's
+latency; completed (settled) per second from the first batch to the last settlement,
+and each transaction's acceptance-to-settlement time (both instants from the gateway's
+records, on its clock); gateway CPU per transaction, counted from the first batch until
+the last webhook row was delivered.
+
+The run verifies rather than assumes: every accepted BEPS transaction is in the
+gateway's database exactly once, settled, with one settlement in its history, and no
+BEPS transaction is there that the core system was not told of; every HVPS payment
+settled; the NPC settled nothing twice, took no message twice and has nothing of ours
+left unsettled; no ledger posting is doubled; the books balance and the clearing
+account equals the NPC's position for us. A run failing any of these is `clean: false`:
+printed, never recorded.
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ several gateway processes sharing one Redis and one PostgreSQL database.
 The processes are those of gateway.fleet (each gateway its own process, the NPC
 delivering to all of them in turn); the core system's clients are spread evenly over
 the gateways, and completion is timed by the webhook of each settlement, as in the
-single-gateway benchmark. The run is checked before it is recorded: every accepted
-payment settled, the NPC settled nothing twice and took no message twice, the books
-balance and agree with the NPC. A run that fails a check is printed but not recorded
+single-gateway benchmark. After the HVPS payments have settled comes the single-gateway
+benchmark's BEPS phase, its load generator's clients spread over the gateways in the
+same way (no paced HVPS phase here). The run is checked before it is recorded: every
+accepted payment and BEPS transaction settled, nothing settled twice at the NPC or in
+the shared database, no message taken twice, no posting doubled, the books balance and
+agree with the NPC (gateway.bench_e2e). A run that fails a check is printed but not recorded
 (`clean: false`). Its figures are kept under their own name, `e2e_scaleout`, beside the
 single gateway's. On a machine with two cores, two gateways, PostgreSQL, the NPC and
 the load generator share the same two cores: expect no gain over one gateway; what the
