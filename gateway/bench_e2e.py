@@ -489,6 +489,7 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
             sum(v for k, v in cpu.items() if k.startswith("gateway")) /
             max(settled_accepted, 1) * 1e6,
         "checks": {"all_settled": settled_accepted == len(accepted),
+                   "answered_twice": len(sent["ids"]) - len(accepted),
                    "beps_in_database": len(ids_in_db),
                    "unknown_to_the_core_system": len(ids_in_db - accepted),
                    "settled_twice": settled_events - len(settled_at),
@@ -584,6 +585,7 @@ def with_loads(checks: dict[str, Any], hvps_all_completed: bool,
     return dict(checks, all_completed=hvps_all_completed,
                 beps_all_settled=beps["checks"]["all_settled"],
                 beps_settled_twice=beps["checks"]["settled_twice"],
+                beps_answered_twice=beps["checks"]["answered_twice"],
                 beps_unknown_to_the_core_system=beps["checks"]["unknown_to_the_core_system"])
 
 
@@ -594,6 +596,7 @@ def clean(checks: dict[str, Any]) -> bool:
             and checks["settled_twice"] == 0 and checks["npc_duplicates"] == 0
             and checks["postings_doubled"] == 0
             and checks.get("beps_settled_twice", 0) == 0
+            and checks.get("beps_answered_twice", 0) == 0
             and checks.get("beps_unknown_to_the_core_system", 0) == 0
             and checks.get("npc_beps_outstanding_fen", 0) == 0)
 

@@ -36,7 +36,8 @@ def test_quick_run_settles_every_beps_transaction_and_reports_it_beside_baseline
     beps = result["detail"]["beps"]
     assert beps["accepted"] > 0 and beps["refused"] == 0
     assert beps["completed"] == beps["accepted"]
-    assert beps["checks"] == {"all_settled": True, "beps_in_database": beps["accepted"],
+    assert beps["checks"] == {"all_settled": True, "answered_twice": 0,
+                              "beps_in_database": beps["accepted"],
                               "unknown_to_the_core_system": 0, "settled_twice": 0,
                               "states": {"settled": beps["accepted"]}}
     assert set(beps["webhooks"]) == {"done"}  # the core system heard of every change
@@ -55,11 +56,11 @@ def test_a_run_with_anything_unsettled_or_doubled_is_not_clean():
     good = {"settled_twice": 0, "npc_duplicates": 0, "postings_doubled": 0,
             "books_balanced": True, "clearing_agrees_with_npc": True,
             "npc_beps_outstanding_fen": 0}
-    beps = {"checks": {"all_settled": True, "settled_twice": 0,
+    beps = {"checks": {"all_settled": True, "settled_twice": 0, "answered_twice": 0,
                        "unknown_to_the_core_system": 0}}
     assert bench_e2e.clean(bench_e2e.with_loads(good, True, beps))
     assert not bench_e2e.clean(bench_e2e.with_loads(good, False, beps))
-    for key, bad in (("all_settled", False), ("settled_twice", 1),
+    for key, bad in (("all_settled", False), ("settled_twice", 1), ("answered_twice", 1),
                      ("unknown_to_the_core_system", 2)):
         spoiled = {"checks": dict(beps["checks"], **{key: bad})}
         assert not bench_e2e.clean(bench_e2e.with_loads(good, True, spoiled)), key
