@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway import payments, store
+from gateway import dialect, payments, store
 from gateway.beps import build, items, packer, results, schema
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
@@ -75,13 +75,25 @@ def held_package(tmp_path: Path, amounts: list[int],
                  send: bool = True) -> tuple[Any, ResultGateway, str]:
     """A sealed package of credits whose payer's funds are held, claimed for sending
     unless `send` is false."""
-    db, led = fresh_books(clearing_fen=10**9)
+    db, gw = held_items(tmp_path, amounts)
+    with db.transaction() as tx:
+        outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
+        if send:
+            packer.claim(tx, gw, outbox[0], NOW)
+        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
+    return db, gw, package_id
+
+
+def held_items(tmp_path: Path, amounts: list[int],
+               url: str = "sqlite:///:memory:") -> tuple[Any, ResultGateway]:
+    """Credits accepted as the intake stores them, their payer's funds held, waiting to
+    be packed, on a new database at `url`."""
+    db, led = fresh_books(url, clearing_fen=10**9)
     write_keypair(tmp_path, BANK)
     gw = ResultGateway(KeyRing.load(tmp_path, [BANK]), led)
     payer = customer_account(1)
     with db.transaction() as tx:
-        for statement in store.SCHEMA:
-            tx.execute(statement, ())
+        dialect.install(tx, store.SCHEMA)
         schema.install(tx)
         exc_schema.create_tables(tx)
         led.open_customer_account(tx, payer, "示例客户", "personal", NOW.date())
@@ -92,19 +104,20 @@ def held_package(tmp_path: Path, amounts: list[int],
                                           NOW.date(), row["id"]))
             payments.insert(tx, row)
             items.add(tx, row["id"], items.CREDIT_OUT, PEER, row["msg_type"], amount, NOW)
-        outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
-        if send:
-            packer.claim(tx, gw, outbox[0], NOW)
-        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
-    return db, gw, package_id
+    return db, gw
 
 
 def answer(db: Any, gw: ResultGateway, package_id: str, status: str) -> None:
     """The NPC's ccms.900 about the package (PR03 in round 03), handled."""
+    with db.transaction() as tx:
+        answer_in(tx, gw, package_id, status)
+
+
+def answer_in(tx: Any, gw: ResultGateway, package_id: str, status: str) -> None:
+    """`answer`, handled in the caller's transaction."""
     conf = CommonConf(GroupHeader("1", "", "0000", "0000", BANK, BANK, "BEPS"),
                       OriginalRef(package_id[12:], BANK, "beps.121.001.01"), status,
                       code="NEZI0000", processed_on="2026-12-12", netting_round="03",
                       reject_info=None if status == "PR03" else "why")
     decoded = type("Decoded", (), {"obj": conf})()
-    with db.transaction() as tx:
-        results.on_result(tx, gw, decoded, NOW)
+    results.on_result(tx, gw, decoded, NOW)

@@ -39,6 +39,7 @@ from gateway.errors import Conflict, Problem
 from gateway.messages import codec, package as package_mod
 from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.states import FINAL
+from gateway.store import Contended
 
 log = logging.getLogger("paygate.beps.cancels")
 
@@ -71,9 +72,13 @@ class _Package:
     netting_round: str | None
 
 
-def _package(tx: Any, package_id: str) -> _Package:
+def _package(tx: Any, package_id: str, lock: bool = False) -> _Package:
+    """The package; with `lock` (PostgreSQL) its row is held until the transaction ends,
+    so that a netting notice for it processed by another gateway process meanwhile is
+    either seen here or waits and then sees what this transaction did."""
     row = tx.query_one("SELECT id, msg_type, msg_id, mesg_id, sender, state, outbox_id, "
-                       "netting_date, netting_round FROM beps_packages WHERE id = ?",
+                       "netting_date, netting_round FROM beps_packages WHERE id = ?"
+                       + (" FOR UPDATE" if lock and tx.dialect == "postgresql" else ""),
                        (package_id,))
     assert row is not None, f"package {package_id} of a packed item exists"
     return _Package(*row)
@@ -82,19 +87,22 @@ def _package(tx: Any, package_id: str) -> _Package:
 def request(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
             now: datetime) -> dict[str, Any] | NpcRequest:
     """Cancel an outgoing BEPS item now (what was done), or say what to ask the NPC."""
+    if payment["state"] in ("netted", "settled"):
+        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
+                               "a BEPS item not yet netted"))
+    if payment["state"] not in FINAL and _void_if_unpacked(tx, payment["id"]):
+        result = _cancel(gw, tx, payment, "cancelled_before_packing", reason, by, now)
+        return dict(result, cancelled="before_packing")
     item = tx.query_one("SELECT kind, package_id, netting_round FROM beps_items "
                         "WHERE payment_id = ?", (payment["id"],))
     assert item is not None, f"outgoing BEPS payment {payment['id']} has an item"
     kind, package_id, netting_round = item
-    if payment["state"] in ("netted", "settled") or netting_round:
+    if netting_round:
         raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
                                "a BEPS item not yet netted"))
     if payment["state"] in FINAL or package_id == packer.VOID:
         raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
                                "a BEPS item not yet netted, rejected or cancelled"))
-    if package_id is None:
-        result = _cancel(gw, tx, payment, "cancelled_before_packing", reason, by, now)
-        return dict(result, cancelled="before_packing")
     pkg = _package(tx, package_id)
     if pkg.state in NETTED_PACKAGE_STATES:
         raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
@@ -115,6 +123,20 @@ def request(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: s
     return NpcRequest(package_id, OriginalRef(pkg.msg_id, pkg.sender, pkg.msg_type),
                       OriginalTx(payment["payer_bank"], payment["payee_bank"],
                                  payment["tx_id"], payment["business_type"]))
+
+
+def _void_if_unpacked(tx: Any, payment_id: str) -> bool:
+    """Mark the item as never to be packed, if it still has no package; whether it had
+    none.
+
+    One conditional UPDATE, never a read and then a write: a sealer in another gateway
+    process may assign the item to a package between the two. On PostgreSQL this UPDATE
+    waits for a sealer's uncommitted assignment and then sees it (no row changed: the
+    item is answered for as packed); a sealer that comes second finds the item marked
+    and leaves it out. Either way the item is in a package or cancelled, never both.
+    """
+    return tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id = ? AND "
+                      "package_id IS NULL", (packer.VOID, payment_id)) == 1
 
 
 def asked(tx: Any, payment_id: str, package_id: str, request_msg_id: str,
@@ -141,7 +163,10 @@ def answered(gw: Any, tx: Any, payment: dict[str, Any], granted: bool, reason: s
         return "already_final"
     package_id = tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
                               (payment["id"],))[0]
-    pkg = _package(tx, package_id)
+    # A netting notice reads whether the item waits for this answer only after it has
+    # marked the package netted: with the package locked here, a refusal either finds
+    # the package netted (and nets the item) or the notice finds no wait (and nets it).
+    pkg = _package(tx, package_id, lock=True)
     if granted:
         _cancel(gw, tx, payment, "npc_cancel_cancelled", reason, by, now, package=pkg.id)
         _close_if_empty(tx, pkg.id, now)
@@ -176,8 +201,8 @@ def _take_out_of_sealed(gw: Any, tx: Any, payment: dict[str, Any], pkg: _Package
     if rest:
         _rebuild(gw, tx, pkg, payment["tx_id"], rest, now)
     else:
-        tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
-                   (now.isoformat(), pkg.outbox_id))
+        _change_unsent(tx, pkg, "UPDATE outbox SET state = 'done', updated_at = ? "
+                       "WHERE id = ? AND state = 'pending'", (now.isoformat(), pkg.outbox_id))
         tx.execute("DELETE FROM archive WHERE direction = 'out' AND mesg_type = ? AND "
                    "mesg_id = ?", (pkg.msg_type, pkg.mesg_id))
         _set_totals(tx, pkg.id, "cancelled", 0, 0, now)
@@ -200,11 +225,19 @@ def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, A
         f"package {pkg.id} carries the items assigned to it"
     body = codec.build_body(decoded.mtype.code, smaller)
     envelope = codec.encode(decoded.header, body, gw.keyring)
-    tx.execute("UPDATE outbox SET envelope = ?, updated_at = ? WHERE id = ?",
-               (envelope, now.isoformat(), pkg.outbox_id))
+    _change_unsent(tx, pkg, "UPDATE outbox SET envelope = ?, updated_at = ? WHERE id = ? "
+                   "AND state = 'pending'", (envelope, now.isoformat(), pkg.outbox_id))
     tx.execute("UPDATE archive SET envelope = ? WHERE direction = 'out' AND mesg_type = ? "
                "AND mesg_id = ?", (envelope, pkg.msg_type, pkg.mesg_id))
     _set_totals(tx, pkg.id, "sealed", smaller.header.count, smaller.header.total_fen, now)
+
+
+def _change_unsent(tx: Any, pkg: _Package, sql: str, params: tuple) -> None:
+    """Change the package's outbox row only while no sender has claimed it: a sender in
+    another gateway process may have taken the bytes read above, and the package must
+    leave as they are (Contended: the cancel runs again and finds the package sent)."""
+    if tx.execute(sql, params) != 1:
+        raise Contended(f"package {pkg.id} was claimed for sending meanwhile")
 
 
 def _set_totals(tx: Any, package_id: str, state: str, count: int, total_fen: int,
