@@ -15,7 +15,7 @@ from gateway import payments, store
 from gateway.beps import build, debits_out, items, packer, periodic, schema
 from gateway.beps.api import submit_batch
 from gateway.beps.settings import BepsSettings
-from gateway.errors import PaygateError, Problem
+from gateway.errors import PaygateError, Problem, ValidationFailed
 from gateway.messages import codec
 from gateway.messages.signing import KeyRing, write_keypair
 from ledger.testing import fresh_books
@@ -256,6 +256,30 @@ def test_batch_items_get_their_own_key_or_the_batchs():
     assert [r["status"] for r in answer["results"]] == [201, 201, 422, 422]
     assert answer["results"][3]["errors"][0]["code"] == "idempotency_key_malformed"
     assert (answer["accepted"], answer["refused"]) == (2, 2)
+
+
+class Refusing(Recording):
+    """A gateway that refuses every transfer over its amount, as the intake does."""
+
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
+                               ) -> list[Any]:
+        await super().submit_transfers(client, requests)
+        return [ValidationFailed([Problem("amount_must_have_at_most_two_decimals", "/amount",
+                                          "1.001"),
+                                  Problem("idempotency_key_required", "Idempotency-Key")])
+                for _ in requests]
+
+
+def test_batch_item_errors_point_into_the_batch():
+    """An item's error paths are JSON pointers into the batch body: the field of item i
+    is /i/field, the item itself /i; a header's name stays as it is."""
+    answer = asyncio.run(submit_batch(Refusing(), 10, "core", "B8", [
+        {}, "not an object", {"idempotency_key": ""}, {}]))
+    paths = [[e["path"] for e in r["errors"]] for r in answer["results"]]
+
+    assert paths == [["/0/amount", "Idempotency-Key"], ["/1"], ["/2/idempotency_key"],
+                     ["/3/amount", "Idempotency-Key"]]
+    assert "at /3/amount" in answer["results"][3]["errors"][0]["message"]
 
 
 def test_without_any_key_each_item_is_refused():

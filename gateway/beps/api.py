@@ -11,6 +11,7 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -74,12 +75,22 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     for index in range(len(body)):
         outcome = refused.get(index) or by_index[index]
         if isinstance(outcome, PaygateError):
-            results.append({"index": index, "status": outcome.status, **outcome.to_dict()})
+            results.append({"index": index, "status": outcome.status,
+                            **_within_item(index, outcome)})
         else:
             status, view = outcome
             results.append({"index": index, "status": status, "transfer": _summary(view)})
     accepted = sum(1 for r in results if r["status"] in (200, 201))
     return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+
+
+def _within_item(index: int, error: PaygateError) -> dict[str, Any]:
+    """An item's refusal with its JSON pointers into the batch: a field of item 3 is
+    `/3/amount`, the item itself `/3`. Paths that are not pointers into the body (the
+    Idempotency-Key header) stay as they are."""
+    problems = [replace(p, path=f"/{index}{'' if p.path == '/' else p.path}")
+                if p.path.startswith("/") else p for p in error.problems]
+    return PaygateError(problems, error.status).to_dict()
 
 
 ROUTE_SUMMARY = ("rule", "channel", "action", "message_type")
@@ -97,7 +108,7 @@ def _summary(view: dict[str, Any]) -> dict[str, Any]:
 
 def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None, Any]:
     if not isinstance(item, dict):
-        raise ValidationFailed(Problem("body_must_be_a_json_object", f"/{index}",
+        raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                        type(item).__name__, "a transfer object"))
     transfer = dict(item)
     key = transfer.pop("idempotency_key", None)
@@ -106,7 +117,7 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
     if key is not None and (not isinstance(key, str)
                             or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX):
         raise ValidationFailed(Problem("idempotency_key_malformed",
-                                       f"/{index}/idempotency_key", key,
+                                       "/idempotency_key", key,
                                        f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"))
     return key, transfer
 
