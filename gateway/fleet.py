@@ -42,11 +42,16 @@ class Proc:
     port: int
     log_path: Path
     process: subprocess.Popen | None = None
+    # Variables of this environment the process must not see: the PAYGATE_ variables
+    # of the settings its configuration file gives, which would otherwise win over the
+    # file (gateway.config) and point it at another database or port than the fleet's.
+    hidden: frozenset[str] = frozenset()
 
     def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in self.hidden}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
-                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                            env=dict(env, PYTHONUNBUFFERED="1"))
         wait_port(self.port)
 
     def kill(self) -> None:
@@ -130,7 +135,8 @@ class Fleet:
             config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
             self.procs[name] = Proc(name, [
                 sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-                port, self.root / f"{name}.log")
+                port, self.root / f"{name}.log",
+                hidden=frozenset(f"PAYGATE_{k.upper()}" for k in values))
 
     def start_all(self) -> None:
         """Redis, the NPC, then the gateways one after the other (the first one leads)."""

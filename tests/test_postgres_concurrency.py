@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import SimpleNamespace
@@ -110,18 +111,33 @@ def test_a_claim_of_a_session_that_ended_is_given_back(url):
             (NOW.isoformat(), NOW.isoformat()))[0]
     with dead.transaction() as tx:
         assert outbound.take(tx, outbox_id, NOW)
+        dead_pid = tx.query_one("SELECT pg_backend_pid()", ())[0]
     with db.transaction() as tx:
         alive = outbound.orphaned(tx, NOW, NOW.replace(hour=8))
     dead.close()
+    session_ended = _until_session_ended(db, dead_pid)
     with db.transaction() as tx:
-        for _ in range(50):  # the server notices the closed connection within moments
-            gone = outbound.orphaned(tx, NOW, NOW.replace(hour=8))
-            if gone:
-                break
-            tx.query_one("SELECT pg_sleep(0.05)", ())
+        gone = outbound.orphaned(tx, NOW, NOW.replace(hour=8))
     db.close()
 
-    assert alive == [] and gone == [(outbox_id, "s")]
+    assert alive == [] and session_ended
+    assert gone == [(outbox_id, "s")]
+
+
+SESSION_END_WAIT_S = 10.0  # a closed connection's server process ends within moments
+
+
+def _until_session_ended(db: Any, pid: int) -> bool:
+    """Wait until the server no longer lists session `pid`; whether it ended in time.
+    Each look is a transaction of its own: pg_stat_activity is read once per transaction,
+    so looking again inside one would see the same sessions every time."""
+    deadline = time.monotonic() + SESSION_END_WAIT_S
+    while time.monotonic() < deadline:
+        with db.transaction() as tx:
+            if tx.query_one("SELECT 1 FROM pg_stat_activity WHERE pid = ?", (pid,)) is None:
+                return True
+        time.sleep(0.02)
+    return False
 
 
 def test_the_last_money_on_an_account_is_held_once(url):
