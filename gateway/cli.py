@@ -84,15 +84,9 @@ def serve_command(argv: list[str]) -> int:
         return 2
     overrides = {"port": args.port} if args.port is not None else {}
     try:
-        settings = config.load(args.config, overrides)
+        settings = config.load_for_command(args.config, overrides)
     except PaygateError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False))
-        return 2
-    except (OSError, ValueError) as exc:
-        print(json.dumps({"errors": [{"code": "config_file_unreadable", "path": "--config",
-                                      "value": args.config, "expected": "a readable TOML "
-                                      "file", "message": str(exc)[:300]}]},
-                         ensure_ascii=False))
         return 2
     logs.configure(settings.log_level)
     from gateway.serve import serve

@@ -150,6 +150,17 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Se
     return settings
 
 
+def load_for_command(path: str | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """`load` for a command line: a file that cannot be read or parsed is refused in the
+    product's error shape too (`config_file_unreadable`)."""
+    try:
+        return load(path, overrides)
+    except (OSError, ValueError) as exc:  # tomllib's decode error is a ValueError
+        raise PaygateError(Problem("config_file_unreadable", "--config",
+                                   path or os.environ.get("PAYGATE_CONFIG"),
+                                   "a readable TOML file", str(exc)[:300])) from None
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str) or isinstance(default, str):
         return value

@@ -134,6 +134,44 @@ def test_wrong_password_and_unreachable_gateway(served: Any,
     assert nowhere == 2 and unreachable["errors"][0]["code"] == "gateway_unreachable"
 
 
+def _status_without_url(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, Any]:
+    status = cli.ops_command([*argv, "--user", "op1", "--password", "op1-demo", "--json",
+                              "status"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_without_url_the_gateway_the_configuration_describes_is_asked(
+        served: Any, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Any) -> None:
+    """No --url and no PAYGATE_OPS_URL: the gateway is at the configured host and port,
+    from PAYGATE_PORT or the configuration file (every address: reached on loopback)."""
+    _, rig = served
+    port = int(rig.url.rsplit(":", 1)[1])
+    monkeypatch.delenv("PAYGATE_OPS_URL", raising=False)
+    monkeypatch.delenv("PAYGATE_CONFIG", raising=False)
+    monkeypatch.setenv("PAYGATE_PORT", str(port))
+    by_variable = _status_without_url(capsys)
+    monkeypatch.delenv("PAYGATE_PORT")
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'host = "0.0.0.0"\nport = {port}\n')
+    by_file = _status_without_url(capsys, "--config", str(config))
+    monkeypatch.setenv("PAYGATE_CONFIG", str(config))
+    by_file_variable = _status_without_url(capsys)
+
+    assert by_variable[0] == by_file[0] == by_file_variable[0] == 0
+    assert by_variable[1]["bank"] == by_file[1]["bank"] == "999100000019"
+
+
+def test_without_url_a_gateway_on_any_free_port_cannot_be_found(
+        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 0 in the configuration names no port: the command asks for --url."""
+    monkeypatch.delenv("PAYGATE_OPS_URL", raising=False)
+    monkeypatch.setenv("PAYGATE_PORT", "0")
+    status, answer = _status_without_url(capsys)
+
+    assert status == 2 and answer["errors"][0]["code"] == "gateway_url_unknown"
+
+
 def test_hash_password_makes_a_hash_the_file_accepts(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture) -> None:
     """The hash printed for a password piped in verifies against that password."""

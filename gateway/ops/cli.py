@@ -1,6 +1,6 @@
 """`paygate ops`: the operators' commands against a running gateway, over HTTP.
 
-    paygate ops [--url URL] [--user U] [--password P] [--json] COMMAND
+    paygate ops [--url URL | --config FILE] [--user U] [--password P] [--json] COMMAND
 
     status                         HVPS window, clearing balance, counts
     queues                         streams, stages, dead letters
@@ -21,8 +21,11 @@
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
     hash-password                  a password hash for the operators file (local)
 
-Credentials come from the options or PAYGATE_OPS_URL, PAYGATE_OPS_USER and
-PAYGATE_OPS_PASSWORD; without a password the command asks for one. Output is a table
+The gateway is --url, else PAYGATE_OPS_URL, else the one the gateway's configuration
+describes: its host and port from --config or PAYGATE_CONFIG and the PAYGATE_HOST and
+PAYGATE_PORT variables, read as `paygate serve` reads them (a gateway listening on
+every address is reached on loopback). Credentials come from the options or
+PAYGATE_OPS_USER and PAYGATE_OPS_PASSWORD; without a password the command asks for one. Output is a table
 for people; `--json` prints the gateway's JSON answer instead. Errors are printed in
 the product's one error shape (CONTRACT.md §6); the exit status is 0 on success, 1 when
 the gateway refused, 2 when it could not be reached or the command line is wrong.
@@ -41,10 +44,13 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from gateway import config
+from gateway.errors import PaygateError, Problem
 from gateway.ops import cli_render
 from gateway.ops.operators import hash_password
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+# A gateway listening on every address of the machine is reached on loopback.
+ANY_ADDRESS = ("", "0.0.0.0", "::")
 TIMEOUT_S = 30.0
 REQUEST_ACTIONS = ("hold", "release", "cancel", "priority", "retry", "review-approve",
                    "review-reject", "day-end")
@@ -59,7 +65,11 @@ class CommandFailed(Exception):
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--url", default=default, help="the gateway, " + DEFAULT_URL)
+    parser.add_argument("--url", default=default,
+                        help="the gateway; default: PAYGATE_OPS_URL, else the configured "
+                             "host and port")
+    parser.add_argument("--config", default=default,
+                        help="the gateway's TOML settings file, for its host and port")
     parser.add_argument("--user", default=default)
     parser.add_argument("--password", default=default)
     parser.add_argument("--json", action="store_true",
@@ -178,7 +188,11 @@ def ops_command(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "hash-password":
         return _hash_password()
-    url = args.url or os.environ.get("PAYGATE_OPS_URL", DEFAULT_URL)
+    try:
+        url = gateway_url(args.url, args.config)
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        return 2
     user = args.user or os.environ.get("PAYGATE_OPS_USER") or getpass.getuser()
     password = args.password or os.environ.get("PAYGATE_OPS_PASSWORD")
     if password is None:
@@ -203,6 +217,20 @@ def ops_command(argv: list[str]) -> int:
     if isinstance(answer, dict) and answer.get("state") == "failed":
         return 1
     return 0
+
+
+def gateway_url(url: str | None, config_path: str | None) -> str:
+    """--url, else PAYGATE_OPS_URL, else the address the configuration gives the gateway."""
+    url = url or os.environ.get("PAYGATE_OPS_URL")
+    if url:
+        return url
+    settings = config.load_for_command(config_path)
+    if settings.port == 0:
+        raise PaygateError(Problem("gateway_url_unknown", "--url", None,
+                                   "--url or PAYGATE_OPS_URL: the configured port is 0 (any "
+                                   "free port), so only the gateway's log says which"))
+    host = "127.0.0.1" if settings.host in ANY_ADDRESS else settings.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
 
 
 def _hash_password() -> int:
