@@ -12,6 +12,7 @@ import pytest
 
 from gateway import keys, payments
 from gateway.beps import packer
+from gateway.beps.api import package_view
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels, ops, schema
 from gateway.exceptions.extension import Exceptions
@@ -215,6 +216,38 @@ def test_the_gateway_posts_what_the_npc_says_in_any_order(
     assert books == {"states": states, "held": held, "netted": netted,
                      "package": package_state, "balanced": True}
     assert waits == 0
+
+
+@pytest.mark.parametrize("words, count, total_fen, withdrawn", [
+    ([], 3, 600, []),
+    (["308:PR08"], 2, 500, [P0]),
+    (["308:PR09"], 3, 600, []),
+    (["308:PR08", "900:PR03"], 2, 500, [P0]),
+], ids=["asked", "granted", "refused", "granted, then netted"])
+def test_the_package_shows_what_it_holds_after_the_npcs_answer(
+        tmp_path: Path, words: list[str], count: int, total_fen: int,
+        withdrawn: list[str]) -> None:
+    """An item the NPC took out of its package leaves the package's count and sum (as
+    the NPC's own do) and is shown as withdrawn; the rest are the transactions."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    taken_by_npc(db, package_id)
+    answer(db, gw, package_id, "PR11")
+    result, _ = cancel(db, gw, P0)
+
+    for word in words:
+        npc_says(db, gw, package_id, result["msg_id"], word)
+    with db.transaction() as tx:
+        view = package_view(tx, package_id)
+    held = [t["id"] for t in view["transactions"]]
+    out = view["withdrawn"]
+
+    assert (view["count"], view["total_fen"]) == (count, total_fen)
+    assert view["amount"] == f"{total_fen // 100}.{total_fen % 100:02d}"
+    assert held == [p for p in (P0, P1, P2) if p not in withdrawn]
+    assert len(held) == count and sum(t["amount_fen"] for t in view["transactions"]) \
+        == total_fen
+    assert [t["id"] for t in out["transactions"]] == withdrawn
+    assert (out["count"], out["total_fen"]) == (len(withdrawn), 600 - total_fen)
 
 
 def test_a_refusal_is_kept_on_the_items_history_and_request(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
+from gateway.money import format_yuan
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
@@ -136,6 +137,10 @@ _PACKAGE_COLUMNS = ("id", "direction", "msg_type", "msg_id", "sender", "receiver
 
 
 def package_view(tx: Any, package_id: str) -> dict[str, Any]:
+    """A package as it stands: its count, sum and transactions are what it holds now;
+    those the NPC took out of it at our request (ccms.307 granted) are under
+    `withdrawn`, with their count and sum, so that the two together are the package as
+    it was sent."""
     row = tx.query_one(f"SELECT {', '.join(_PACKAGE_COLUMNS)} FROM beps_packages "
                        "WHERE id = ?", (package_id,))
     if row is None:
@@ -143,13 +148,20 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     view = dict(zip(_PACKAGE_COLUMNS, row))
     view["message_type"] = view.pop("msg_type")
     view["header_mesg_id"] = view.pop("mesg_id")
-    view["amount"] = f"{view['total_fen'] // 100}.{view['total_fen'] % 100:02d}"
-    view["transactions"] = [
-        {"id": pid, "state": state, "amount_fen": amount_fen}
-        for pid, state, amount_fen in tx.query(
+    view["amount"] = format_yuan(view["total_fen"])
+    held, withdrawn = [], []
+    for pid, state, amount_fen in tx.query(
             "SELECT p.id, p.state, p.amount_fen FROM beps_items i JOIN payments p "
             "ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, p.id "
-            "LIMIT ?", (package_id, PACKAGE_ITEMS_SHOWN_MAX))]
+            "LIMIT ?", (package_id, PACKAGE_ITEMS_SHOWN_MAX)):
+        item = {"id": pid, "state": state, "amount_fen": amount_fen}
+        # Only the NPC's grant leaves a cancelled item in its package: one taken out
+        # before sending is in none (the package was rebuilt without it).
+        (withdrawn if state == "cancelled" else held).append(item)
+    withdrawn_fen = sum(item["amount_fen"] for item in withdrawn)
+    view["transactions"] = held
+    view["withdrawn"] = {"count": len(withdrawn), "total_fen": withdrawn_fen,
+                         "amount": format_yuan(withdrawn_fen), "transactions": withdrawn}
     return view
 
 

@@ -169,6 +169,10 @@ def answered(gw: Any, tx: Any, payment: dict[str, Any], granted: bool, reason: s
     pkg = _package(tx, package_id, lock=True)
     if granted:
         _cancel(gw, tx, payment, "npc_cancel_cancelled", reason, by, now, package=pkg.id)
+        # The NPC took it out of the package's NbOfTxs and CtrlSum: so do we.
+        tx.execute("UPDATE beps_packages SET count = count - 1, total_fen = total_fen - ?, "
+                   "updated_at = ? WHERE id = ?", (payment["amount_fen"], now.isoformat(),
+                                                   pkg.id))
         _close_if_empty(tx, pkg.id, now)
         return "cancelled"
     if pkg.state in NETTED_PACKAGE_STATES:
