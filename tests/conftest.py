@@ -17,6 +17,10 @@ import pytest
 
 GATEWAY_DATABASE = os.environ.get("PAYGATE_TEST_DATABASE", "sqlite")
 
+# The ledger's `database_url` fixture (SQLite, and PostgreSQL when reachable), for every
+# test that asks for it by name.
+pytest_plugins = ["ledger.fixtures"]
+
 
 @pytest.fixture(autouse=GATEWAY_DATABASE == "postgresql")
 def gateway_on_postgres(monkeypatch: pytest.MonkeyPatch) -> object:

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import LedgerError
-from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
 from ledger.testing import WORK_DATE, fresh_books, open_funded
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ledger import CreditResult, Ledger, LedgerError, connect
-from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
 from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
 
 PAYER_FEN = 100_000

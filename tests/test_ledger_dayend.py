@@ -8,7 +8,6 @@ import pytest
 
 from ledger import LedgerError, backup
 from ledger.fees import Band, Tariff, default_tariff
-from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
 from ledger.testing import WORK_DATE, fresh_books, open_funded
 
 NEXT_DAY = "2026-12-08"

@@ -6,7 +6,6 @@ import pytest
 
 from ledger import LedgerError
 from ledger.chart import BEPS_NETTED_IN, BEPS_NETTED_OUT
-from ledger.fixtures import database_url  # noqa: F401 (a pytest fixture)
 from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
 
 CLEARING_FEN = 10_000_000
