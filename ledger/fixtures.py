@@ -50,6 +50,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @contextmanager
+def postgres_schema_or_skip(prefix: str) -> Iterator[str]:
+    """`postgres_schema`, or the test skipped with the reason the server cannot be used."""
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    with postgres_schema(prefix) as url:
+        yield url
+
+
+@contextmanager
 def postgres_schema(prefix: str = "ledger_test") -> Iterator[str]:
     """A URL whose connections work in a new, empty schema, dropped on leaving."""
     import psycopg

@@ -173,6 +173,18 @@ def npc_says(db: Any, gw: ResultGateway, package_id: str, request_msg_id: str,
             Exceptions(gw).on_result(tx, SimpleNamespace(obj=conf), NOW)
 
 
+def npc_asked_then(tmp_path: Path, words: list[str]) -> tuple[Any, ResultGateway, str]:
+    """A package of credits of 100, 200 and 300 fen waiting at the NPC (PR11), our
+    ccms.307 about the first, then these words of the NPC."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    taken_by_npc(db, package_id)
+    answer(db, gw, package_id, "PR11")
+    result, _ = cancel(db, gw, P0)
+    for word in words:
+        npc_says(db, gw, package_id, result["msg_id"], word)
+    return db, gw, package_id
+
+
 # What the NPC says after our ccms.307 about the first of three credits (100, 200 and
 # 300 fen), in the order the gateway hears it; then the states, what is still held and
 # what is netted, and the package's state. Whatever the order, the cancelled item is
@@ -202,13 +214,7 @@ def test_the_gateway_posts_what_the_npc_says_in_any_order(
         netted: int, package_state: str) -> None:
     """Finality wins at the NPC and the gateway follows its word: a netting notice
     leaves the item alone until the answer about it comes."""
-    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
-    taken_by_npc(db, package_id)
-    answer(db, gw, package_id, "PR11")
-    result, _ = cancel(db, gw, P0)
-
-    for word in words:
-        npc_says(db, gw, package_id, result["msg_id"], word)
+    db, gw, package_id = npc_asked_then(tmp_path, words)
     books = ledger_view(db, gw)
     with db.transaction() as tx:
         waits = tx.query_one("SELECT COUNT(*) FROM beps_cancel_waits", ())[0]
@@ -229,13 +235,7 @@ def test_the_package_shows_what_it_holds_after_the_npcs_answer(
         withdrawn: list[str]) -> None:
     """An item the NPC took out of its package leaves the package's count and sum (as
     the NPC's own do) and is shown as withdrawn; the rest are the transactions."""
-    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
-    taken_by_npc(db, package_id)
-    answer(db, gw, package_id, "PR11")
-    result, _ = cancel(db, gw, P0)
-
-    for word in words:
-        npc_says(db, gw, package_id, result["msg_id"], word)
+    db, gw, package_id = npc_asked_then(tmp_path, words)
     with db.transaction() as tx:
         view = package_view(tx, package_id)
     held = [t["id"] for t in view["transactions"]]

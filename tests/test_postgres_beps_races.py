@@ -25,7 +25,7 @@ from gateway.beps.settings import BepsSettings
 from gateway.exceptions import cancels
 from gateway.messages import ccms307, codec
 from gateway.messages.common import GroupHeader, OriginalRef
-from ledger.fixtures import postgres_schema, postgres_unreachable
+from ledger.fixtures import postgres_schema_or_skip
 from tests.beps_support import NOW, answer, answer_in, credit_row, held_items
 from tests.e2e_support import BANK
 
@@ -37,10 +37,7 @@ BLOCKED_WAIT_S = 10.0  # how long a test waits for the other process to reach th
 
 @pytest.fixture
 def url():
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    with postgres_schema("beps_race") as url:
+    with postgres_schema_or_skip("beps_race") as url:
         yield url
 
 

@@ -23,7 +23,7 @@ from gateway import dialect, outbound, payments
 from gateway.clock import SHANGHAI
 from gateway.cluster import Cluster
 from gateway.store import SCHEMA, Contended, Store
-from ledger.fixtures import postgres_schema, postgres_unreachable
+from ledger.fixtures import postgres_schema_or_skip
 from ledger.testing import WORK_DATE, customer_account
 
 pytestmark = pytest.mark.postgres
@@ -33,10 +33,7 @@ NOW = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
 
 @pytest.fixture
 def url():
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    with postgres_schema("race") as url:
+    with postgres_schema_or_skip("race") as url:
         db = ledger.connect(url)
         with db.transaction() as tx:
             dialect.install(tx, SCHEMA)
