@@ -31,7 +31,7 @@ from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
-from gateway.dayend import DayEnd
+from gateway.dayend import DayEnd, check_clock
 from gateway.direct import Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
@@ -180,6 +180,12 @@ class Gateway:
                                     self.settings.signature_algorithm,
                                     frozenset(self.settings.unverified_senders))
         await self.store.open()
+        try:
+            await self.store.run(lambda tx: check_clock(
+                tx, self.work_date, self.hvps_status, self.clock.now().isoformat()))
+        except PaygateError:
+            await self.store.close()
+            raise
         self.store.on_commit = self._add_entries
         redis_url = self.settings.redis_url
         if not redis_url:

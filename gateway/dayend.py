@@ -142,6 +142,32 @@ class DayEnd:
         return self.results[day.isoformat()]
 
 
+def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:
+    """Refuse a start whose clock gives a work date earlier than the data already holds.
+
+    A closed ledger day takes no more postings, and payments of a later work date would
+    be reconciled and closed out of order, so such a clock (PAYGATE_CLOCK set to an
+    earlier date, a machine whose time went back) would otherwise answer every transfer
+    with 422 work_date_closed. The last closed date itself is allowed in end of day (40,
+    `status`): the NPC may cut over before the local timetable says, and the next notice
+    or the timetable moves the gateway on within minutes."""
+    last_closed = _last_closed(tx)
+    row = tx.query_one("SELECT MAX(work_date) FROM payments", ())
+    latest = (row[0] if row else None) or ""
+    text = current.isoformat()
+    if last_closed and (text < last_closed or (text == last_closed and status != "40")):
+        stored, rule = last_closed, f"a work date after {last_closed}, the last closed one"
+    elif latest and text < latest:
+        stored, rule = latest, f"a work date on or after {latest}, the latest of a payment"
+    else:
+        return
+    raise PaygateError(Problem(
+        "clock_before_stored_work_date", "clock", now_text, rule,
+        f"the clock ({now_text}) gives work date {text}, but the data directory holds work "
+        f"date {stored}: set the clock (PAYGATE_CLOCK or the system time) to a later "
+        "time"), status=409)
+
+
 def _last_closed(tx: Any) -> str:
     row = tx.query_one("SELECT MAX(work_date) FROM ledger_day", ())
     return (row[0] if row else None) or ""

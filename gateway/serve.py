@@ -18,6 +18,7 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
+from gateway.errors import PaygateError
 from gateway.harness import Harness
 from gateway.redisproc import port_in_use
 from ledger.testing import customer_account
@@ -100,6 +101,17 @@ def _lock_data_dir(data: Path) -> Any:
     return lock
 
 
+async def _started(start: Any) -> bool:
+    """Await a start; a refusal (a clock before the stored work date, say) is printed in
+    the error shape instead of a traceback, and the caller ends with status 2."""
+    try:
+        await start
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), flush=True)
+        return False
+    return True
+
+
 async def _serve(settings: Settings, simulate: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -120,7 +132,8 @@ async def _serve(settings: Settings, simulate: bool) -> int:
                                                            "keys_dir", "clock")},
                           balances_fen={settings.bank_code: SIM_CLEARING_FEN},
                           sim_args=["--follow-clock"])
-        await harness.start()
+        if not await _started(harness.start()):
+            return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
         print(json.dumps({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
@@ -130,7 +143,8 @@ async def _serve(settings: Settings, simulate: bool) -> int:
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))
-    await gw.start()
+    if not await _started(gw.start()):
+        return 2
     print(json.dumps({"api": gw.url}), flush=True)
     await stop.wait()
     await gw.stop()

@@ -1,0 +1,105 @@
+"""A clock earlier than the work date the data directory holds is refused at start, with
+both dates named, instead of a gateway that answers every transfer 422."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.errors import PaygateError
+from gateway.redisproc import free_port
+from gateway.serve import serve
+from tests.test_day_end_missing import open_payer, pay, run_on
+
+
+def settings_for(data_dir: Path, clock: str = "") -> Settings:
+    return Settings(data_dir=str(data_dir), port=0, clock=clock,
+                    npc_url=f"http://127.0.0.1:{free_port()}/link/inbound")
+
+
+def start_at(data_dir: Path, at: str) -> str:
+    """Start and stop the gateway at `at`; "started" or the refusal's code and message."""
+    async def attempt() -> str:
+        clock = ManualClock(datetime.fromisoformat(at).replace(tzinfo=SHANGHAI))
+        gw = Gateway(settings_for(data_dir), clock=clock)
+        try:
+            await gw.start(serve_http=False)
+        except PaygateError as exc:
+            return f"{exc.code}: {exc.problems[0].message}"
+        await gw.stop()
+        return "started"
+    return asyncio.run(attempt())
+
+
+async def monday_closed(gw: Gateway) -> None:
+    """Monday's run: a payment, then Monday's ledger day closed (the cut-over)."""
+    await open_payer(gw)
+    await pay(gw, "m1", "100.00")
+    await gw.store.run(lambda tx: gw.ledger.close_day(tx, gw.work_date))
+
+
+async def tuesday_paid(gw: Gateway) -> None:
+    await pay(gw, "t1", "100.00")
+
+
+# (runs before, clock at the next start) -> the code it is refused with, or "started".
+# Monday 7 December is closed by the first run; the second pays on Tuesday.
+STARTS = [
+    ([monday_closed], "2026-12-04T10:00", "clock_before_stored_work_date"),  # Friday
+    ([monday_closed], "2026-12-07T10:00", "clock_before_stored_work_date"),  # closed day
+    # Monday's end of day: the NPC may cut over before the timetable does.
+    ([monday_closed], "2026-12-07T17:35", "started"),
+    ([monday_closed], "2026-12-08T10:00", "started"),
+    ([monday_closed, tuesday_paid], "2026-12-07T17:35", "clock_before_stored_work_date"),
+    ([monday_closed, tuesday_paid], "2026-12-08T10:00", "started"),
+    ([monday_closed, tuesday_paid], "2026-12-09T10:00", "started"),
+]
+
+
+@pytest.mark.parametrize("runs, at, outcome", STARTS)
+def test_a_start_before_the_stored_work_date_is_refused(tmp_path: Path, runs: list[Any],
+                                                        at: str, outcome: str) -> None:
+    """Only a clock whose work date is before the stored one is refused."""
+    for day, run in zip(("2026-12-07T09:00", "2026-12-08T09:00"), runs):
+        asyncio.run(run_on(tmp_path, day, run))
+
+    assert start_at(tmp_path, at).split(":")[0] == outcome
+
+
+def test_the_refusal_names_both_dates(tmp_path: Path) -> None:
+    """The message names the clock's time, its work date and the stored date."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+    asyncio.run(run_on(tmp_path, "2026-12-08T09:00", monday))
+
+    refused = start_at(tmp_path, "2026-12-07T09:00")
+
+    assert refused == (
+        "clock_before_stored_work_date: the clock (2026-12-07T09:00:00+08:00) gives work "
+        "date 2026-12-07, but the data directory holds work date 2026-12-08: set the clock "
+        "(PAYGATE_CLOCK or the system time) to a later time")
+
+
+def test_serve_prints_the_refusal_and_ends_with_status_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`paygate serve` prints the error shape and exits 2, no traceback."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+    asyncio.run(run_on(tmp_path, "2026-12-08T09:00", monday))
+
+    status = asyncio.run(serve(settings_for(tmp_path, "2026-12-07T09:00")))
+
+    printed: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 2
+    assert printed["errors"][0]["code"] == "clock_before_stored_work_date"
+    assert printed["errors"][0]["path"] == "clock"
