@@ -26,7 +26,7 @@ import ledger
 from gateway import bulk, intake, jsontext, keys, logs, outbound, payments, recovery, store, webhook
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
-from gateway.calendar import BusinessCalendar
+from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
@@ -153,8 +153,6 @@ class Gateway:
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.recon_details: dict[str, dict[str, Any]] = {}
         self.link_failures = 0  # consecutive failed sends; shown to operators
-        self._window_alerts_since: datetime | None = None
-        self._calendar_alerted: set[str] = set()
         self._calendar_checked_on: date | None = None
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
@@ -281,17 +279,20 @@ class Gateway:
         self.scheduler.start()
 
     async def check_calendar(self) -> None:
-        """Raise, once each, the calendar's alerts: dates ahead with no calendar data (the
-        coming year not yet published), which are assumed Monday to Friday meanwhile."""
-        found = [a for a in self.calendar.alerts(self.clock.today())
-                 if json.dumps(a, sort_keys=True, default=str) not in self._calendar_alerted]
+        """Raise the calendar's alerts: dates ahead with no calendar data (the coming year
+        not yet published), which are assumed Monday to Friday meanwhile. One alert per
+        missing period, named by its first date, whatever the days left or the restarts:
+        the alerts already recorded say which dates were raised."""
+        found = self.calendar.alerts(self.clock.today())
         if not found:
             return
-        self._calendar_alerted.update(json.dumps(a, sort_keys=True, default=str) for a in found)
 
         def work(tx: Any) -> None:
+            raised = {json.loads(detail).get("date") for (detail,) in tx.query(
+                "SELECT detail FROM alerts WHERE code = ?", (ALERT_DATA_MISSING,))}
             for a in found:
-                self.alert(tx, a["code"], **{k: v for k, v in a.items() if k != "code"})
+                if a["date"] not in raised:
+                    self.alert(tx, a["code"], **{k: v for k, v in a.items() if k != "code"})
         await self.store.run(work)
 
     async def window_tick(self) -> None:
@@ -302,8 +303,7 @@ class Gateway:
             self._calendar_checked_on = now.date()
             await self.check_calendar()
         changes = self.window.apply_schedule(now)
-        alerts = self.window.alerts(since=self._window_alerts_since)
-        self._window_alerts_since = now
+        alerts = self.window.alerts()
         if (changes or alerts) and self.leading:
             def work(tx: Any) -> None:
                 for entry in changes:

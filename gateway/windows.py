@@ -342,12 +342,6 @@ _MOVES = {OUTCOME_APPLIED, OUTCOME_CONFIRMED, OUTCOME_CORRECTED, OUTCOME_GAP}
 CHANGING_OUTCOMES = frozenset({OUTCOME_APPLIED, OUTCOME_CORRECTED, OUTCOME_GAP})
 # These leave the notice unapplied.
 REFUSED_OUTCOMES = frozenset({OUTCOME_STALE, OUTCOME_ILLEGAL, OUTCOME_UNKNOWN_STATUS})
-_ALERT_CODES = {
-    OUTCOME_GAP: "hvps_status_notices_missed",
-    OUTCOME_STALE: "hvps_status_notice_stale",
-    OUTCOME_ILLEGAL: "hvps_status_notice_illegal",
-    OUTCOME_UNKNOWN_STATUS: "hvps_status_notice_unknown",
-}
 
 # About six changes a working day: a thousand entries keep more than five months.
 HISTORY_ENTRIES_MAX = 1000
@@ -386,6 +380,7 @@ class WindowState:
         self._schedule_at = at
         self._last_notice_at: datetime | None = None
         self._expected: StatusChange | None = None
+        self._overdue_raised: StatusChange | None = None
 
     @property
     def phase(self) -> Phase:
@@ -437,19 +432,22 @@ class WindowState:
             made.append(entry)
         return made
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        """Refused or surprising notices since `since`, and an overdue expected notice."""
-        out = [_alert(entry) for entry in self.history
-               if entry.outcome in _ALERT_CODES and (since is None or entry.at >= since)]
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alert for a change the schedule expected that no ccms.801 announced within
+        `notice_grace_s`, once per expected change. A refused or surprising notice is
+        raised by the ccms.801 handler, in the notice's own transaction (one alert per
+        notice); the history records its outcome."""
         expected = self._expected
-        if expected and (self._schedule_at - expected.at).total_seconds() > self.notice_grace_s:
-            out.append({
-                "code": "hvps_status_notice_overdue", "at": expected.at.isoformat(),
-                "expected": expected.cur_code, "work_date": expected.cur_date.isoformat(),
-                "message": f"no ccms.801 announced status {expected.cur_code} due at "
-                           f"{expected.at.isoformat()}; the state stays {self.code}",
-            })
-        return out
+        if expected is None or expected == self._overdue_raised or \
+                (self._schedule_at - expected.at).total_seconds() <= self.notice_grace_s:
+            return []
+        self._overdue_raised = expected
+        return [{
+            "code": "hvps_status_notice_overdue", "at": expected.at.isoformat(),
+            "expected": expected.cur_code, "work_date": expected.cur_date.isoformat(),
+            "message": f"no ccms.801 announced status {expected.cur_code} due at "
+                       f"{expected.at.isoformat()}; the state stays {self.code}",
+        }]
 
     def _judge(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
         if orig not in HVPS_TRANSITIONS or cur not in HVPS_TRANSITIONS:
@@ -488,16 +486,6 @@ class WindowState:
         log.log(level, "hvps window: %s: %s (orig=%s from=%s to=%s work_date=%s at=%s)",
                 entry.source, entry.outcome, orig_code, entry.from_code, entry.to_code,
                 entry.work_date.isoformat(), entry.at.isoformat())
-
-
-def _alert(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "code": _ALERT_CODES[entry.outcome], "at": entry.at.isoformat(),
-        "from": entry.from_code, "to": entry.to_code, "work_date": entry.work_date.isoformat(),
-        "message": f"ccms.801 announcing status {entry.to_code} for "
-                   f"{entry.work_date.isoformat()} while the state was {entry.from_code}: "
-                   f"{entry.outcome.replace('_', ' ')}",
-    }
 
 
 def _day_boundaries(day: date, calendar: BusinessCalendar,
