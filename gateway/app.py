@@ -389,7 +389,7 @@ class Gateway:
         self.work_date = max(work_date, old_date)
         if not self.leading:
             return
-        self.day_end.on_hvps_status(status, old_date, self.work_date)
+        self.day_end.on_hvps_status(status, work_date, old_date, self.work_date)
         if status == "10":
             self._tasks.append(asyncio.create_task(self.release_waiting()))
 

@@ -6,14 +6,16 @@ work date over the link: hvps.710/711, and whatever the extensions reconcile (BE
 beps.720/721), and lists every difference as an operator alert. When the work date
 moves on (the ccms.801 that starts the next day's preparation), the ledger day of the
 old date is closed: trial balance checked, detail ledgers agreeing with the general
-ledger, no more postings on that date (DOMAIN.md §6). Results are kept per work date
-for the operators, the demo and `simulate-day`, which wait for them.
+ledger, no more postings on that date (DOMAIN.md §6), and the old date is reconciled
+then if nothing reconciled it yet (a gateway started during its end of day never saw
+its 40). Results are kept per work date for the operators, the demo and
+`simulate-day`, which wait for them.
 
 Both steps run only in a gateway that sees the work date move. A gateway that was down
 (or not leading) over a day end starts on a later work date and would never run them
 for the date it missed: at start-up and on taking the lead it looks for such dates
-(payments on them, their ledger day still open) and raises `day_end_missing` once for
-each. An operator may then run that day end late (`paygate ops request day-end DATE`,
+(payments on them, their ledger day still open) and, when one is new, raises
+`day_end_missing` naming every such date still open. An operator may then run that day end late (`paygate ops request day-end DATE`,
 approved by a supervisor): `close_late` closes the ledger day and reconciles the date.
 That is safe because every posting goes on the current work date, never on a past one,
 so nothing would have been posted on the missed date had it been closed in time.
@@ -44,13 +46,34 @@ class DayEnd:
         self.results: dict[str, dict[str, Any]] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._reconciling: set[str] = set()  # dates whose reconciliation this run started
 
-    def on_hvps_status(self, status: str, old_date: date, new_date: date) -> None:
-        """Called after a ccms.801 has been applied."""
+    def on_hvps_status(self, status: str, notice_date: date, old_date: date,
+                       new_date: date) -> None:
+        """Called after a ccms.801 has been applied: `status` and `notice_date` as the
+        notice announced them, `old_date` and `new_date` the gateway's work date before
+        and after (which never goes back: a notice correcting the forecast to an earlier
+        date leaves it as it was).
+
+        At 40 the notice's own date is reconciled, never the gateway's later one. When the
+        work date moves, the old date's ledger day closes, and the old date is reconciled
+        then if nothing reconciled it yet (the gateway started during its end of day)."""
         if status == "40":
-            self._spawn(self.reconcile(old_date))
+            self._reconcile_once(notice_date)
         if new_date > old_date:
-            self._spawn(self.close(old_date))
+            self._spawn(self._close_and_catch_up(old_date))
+
+    def _reconcile_once(self, day: date) -> None:
+        if day.isoformat() not in self._reconciling:
+            self._reconciling.add(day.isoformat())
+            self._spawn(self.reconcile(day))
+
+    async def _close_and_catch_up(self, day: date) -> None:
+        await self.close(day)
+        done = await self.gw.store.run(lambda tx: tx.query_one(
+            "SELECT 1 FROM recon WHERE work_date = ?", (day.isoformat(),)))
+        if done is None:
+            self._reconcile_once(day)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -111,15 +134,19 @@ class DayEnd:
             log.info("event=ledger_day_closed work_date=%s entries=%s", day, closed.entries)
 
     async def check_missing(self) -> list[dict[str, Any]]:
-        """Raise `day_end_missing` for the work dates before the current one whose day end
-        never ran, each date once whatever the number of restarts; the dates found new."""
+        """Raise `day_end_missing` when a work date before the current one is found whose
+        day end never ran and which no alert named yet (each date is new once, whatever
+        the number of restarts). The alert names every such date still open, those named
+        before included, oldest first, since each must be run late in that order; the
+        dates found new are returned."""
         current = self.gw.work_date
 
         def work(tx: Any) -> list[dict[str, Any]]:
             alerted = alerted_dates(tx)
-            found = [d for d in missing_day_ends(tx, current) if d["work_date"] not in alerted]
+            missing = missing_day_ends(tx, current)
+            found = [d for d in missing if d["work_date"] not in alerted]
             if found:
-                self.gw.alert(tx, ALERT_DAY_END_MISSING, **missing_alert(found))
+                self.gw.alert(tx, ALERT_DAY_END_MISSING, **missing_alert(missing, found))
             return found
         return await self.gw.store.run(work)
 
@@ -205,14 +232,19 @@ def alerted_dates(tx: Any) -> set[str]:
     return out
 
 
-def missing_alert(found: list[dict[str, Any]]) -> dict[str, Any]:
-    """The alert's detail: the dates, what each left open, and what an operator can do."""
-    days = [d["work_date"] for d in found]
+def missing_alert(missing: list[dict[str, Any]], new: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The alert's detail: every missed date still open (`work_dates`, those `new` to
+    this alert among them), what each left open, and the command that runs each late,
+    oldest first (a date's day end is refused while an earlier one is open)."""
+    days = [d["work_date"] for d in missing]
+    commands = "; then ".join(f"`{LATE_COMMAND.format(day=day)}`" for day in days)
     message = (f"the day end of {', '.join(days)} did not run (the gateway did not see the "
-               f"work date move): {'; '.join(_left_open(d) for d in found)}; run it late, "
-               f"oldest date first, with `{LATE_COMMAND.format(day=days[0])}` (a supervisor "
-               "approves); `paygate ops stuck` lists the payments in flight")
-    return {"work_dates": days, "dates": found, "message": message}
+               f"work date move): {'; '.join(_left_open(d) for d in missing)}; run each "
+               f"late, oldest first: {commands} (a supervisor approves each); "
+               "`paygate ops stuck` lists the payments in flight")
+    return {"work_dates": days, "new_work_dates": [d["work_date"] for d in new],
+            "dates": missing, "message": message}
 
 
 def _left_open(found: dict[str, Any]) -> str:

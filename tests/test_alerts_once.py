@@ -9,27 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import Gateway
-from gateway.messages import ccms801, codec
-from gateway.messages.common import GroupHeader
-from tests.test_day_end_missing import run_on
-
-
-def notice(orig: str, cur: str, cur_date: str) -> codec.Decoded:
-    """A ccms.801 from the NPC as the handler receives it (built, then read back)."""
-    header = GroupHeader("20261207000000009001", "2026-12-07T09:00:00", "0000", "0000",
-                         "999100000019", "999100000019", "HVPS")
-    body = ccms801.build(ccms801.SystemStatus(header, "2026-12-07", orig, cur_date, cur))
-    decoded = codec.decode(body, bare_ok=True)
-    assert not decoded.problems, decoded.problems
-    return decoded
-
-
-async def receive(gw: Gateway, decoded: codec.Decoded) -> str:
-    processed = await gw.store.run(lambda tx: gw.handlers.on_system_status(
-        tx, decoded, gw.clock.now()))
-    for action in processed.after_commit:
-        action()
-    return processed.outcome["outcome"]
+from tests.test_day_end_missing import notice, receive, run_on
 
 
 async def alert_codes(gw: Gateway) -> list[str]:

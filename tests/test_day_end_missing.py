@@ -16,6 +16,8 @@ from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.errors import PaygateError
+from gateway.messages import ccms801, codec
+from gateway.messages.common import GroupHeader
 from gateway.ops.web import OPS_KEY, add_routes
 from gateway.redisproc import free_port
 from ledger.testing import customer_account
@@ -68,6 +70,24 @@ async def until_all_sent(gw: Gateway, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"payments not sent within {timeout_s} s")
 
 
+def notice(orig: str, cur: str, cur_date: str) -> codec.Decoded:
+    """A ccms.801 from the NPC as the handler receives it (built, then read back)."""
+    header = GroupHeader("20261207000000009001", "2026-12-07T09:00:00", "0000", "0000",
+                         "999100000019", "999100000019", "HVPS")
+    body = ccms801.build(ccms801.SystemStatus(header, "2026-12-07", orig, cur_date, cur))
+    decoded = codec.decode(body, bare_ok=True)
+    assert not decoded.problems, decoded.problems
+    return decoded
+
+
+async def receive(gw: Gateway, decoded: codec.Decoded) -> str:
+    processed = await gw.store.run(lambda tx: gw.handlers.on_system_status(
+        tx, decoded, gw.clock.now()))
+    for action in processed.after_commit:
+        action()
+    return processed.outcome["outcome"]
+
+
 async def missing_alerts(gw: Gateway) -> list[dict[str, Any]]:
     rows = await gw.store.run(lambda tx: tx.query(
         "SELECT detail FROM alerts WHERE code = 'day_end_missing' ORDER BY id", ()))
@@ -75,8 +95,9 @@ async def missing_alerts(gw: Gateway) -> list[dict[str, Any]]:
 
 
 def test_missed_day_ends_are_alerted_once_each(tmp_path: Path) -> None:
-    """Down over Monday's day end, then over Tuesday's: each start finds the missed date,
-    names what it left open, and raises it once; a later start raises nothing again."""
+    """Down over Monday's day end, then over Tuesday's: each start that finds a missed
+    date new raises it once, naming every date still open with what it left open and
+    the command for each, oldest first; a later start raises nothing again."""
     async def monday(gw: Gateway) -> None:
         await open_payer(gw)
         await pay(gw, "m1", "100.00")
@@ -102,7 +123,12 @@ def test_missed_day_ends_are_alerted_once_each(tmp_path: Path) -> None:
         "not_final": {"beps out sent": 2, "hvps out sent": 1}}]
     assert "`paygate ops request day-end 2026-12-07`" in on_tuesday[0]["message"]
     assert tuesday_again == on_tuesday
-    assert [a["work_dates"] for a in on_wednesday] == [["2026-12-07"], ["2026-12-08"]]
+    assert [a["work_dates"] for a in on_wednesday] == [["2026-12-07"],
+                                                       ["2026-12-07", "2026-12-08"]]
+    assert [a["new_work_dates"] for a in on_wednesday] == [["2026-12-07"], ["2026-12-08"]]
+    assert on_wednesday[1]["dates"][0] == on_tuesday[0]["dates"][0]
+    assert ("run each late, oldest first: `paygate ops request day-end 2026-12-07`; then "
+            "`paygate ops request day-end 2026-12-08`") in on_wednesday[1]["message"]
 
 
 def test_a_gateway_that_saw_the_date_move_raises_nothing(tmp_path: Path) -> None:
@@ -115,6 +141,61 @@ def test_a_gateway_that_saw_the_date_move_raises_nothing(tmp_path: Path) -> None
     asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
 
     assert asyncio.run(run_on(tmp_path, "2026-12-08T09:00", missing_alerts)) == []
+
+
+async def reconciliations_asked(gw: Gateway, count: int) -> list[str]:
+    """The check dates of the hvps.710 in the outbox, once `count` are there."""
+    for _ in range(200):
+        rows = await gw.store.run(lambda tx: tx.query(
+            "SELECT envelope FROM outbox WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
+        if len(rows) >= count:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # nothing more follows
+    rows = await gw.store.run(lambda tx: tx.query(
+        "SELECT envelope FROM outbox WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
+    return [codec.decode(bytes(envelope)).obj.check_date for (envelope,) in rows]
+
+
+def test_a_start_during_end_of_day_reconciles_the_date_at_the_cutover(tmp_path: Path) -> None:
+    """Started at 17:35 on Monday (40, end of day), the gateway never saw Monday's 40
+    arrive; when the NPC cuts over to Tuesday, Monday's ledger day closes and Monday is
+    reconciled (hvps.710 for 2026-12-07), once."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+
+    async def evening(gw: Gateway) -> tuple[str, list[str], list[str]]:
+        status = gw.hvps_status
+        await receive(gw, notice("40", "00", "2026-12-08"))
+        asked = await reconciliations_asked(gw, 1)
+        closed = await gw.store.run(lambda tx: tx.query(
+            "SELECT work_date FROM ledger_day", ()))
+        return status, asked, [d for (d,) in closed]
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
+    status, asked, closed = asyncio.run(run_on(tmp_path, "2026-12-07T17:35", evening))
+
+    assert status == "40"
+    assert asked == ["2026-12-07"]
+    assert closed == ["2026-12-07"]
+
+
+def test_a_backward_correction_reconciles_the_notices_date(tmp_path: Path) -> None:
+    """Started at 18:05 on Monday the timetable says Tuesday's preparation; the NPC is
+    late and announces Monday's end of day (40 for 2026-12-07): Monday is reconciled,
+    never Tuesday, whose day has not begun."""
+    async def evening(gw: Gateway) -> tuple[str, str, list[str]]:
+        forecast = gw.work_date.isoformat()
+        outcome = await receive(gw, notice("30", "40", "2026-12-07"))
+        return forecast, outcome, await reconciliations_asked(gw, 1)
+
+    forecast, outcome, asked = asyncio.run(run_on(tmp_path, "2026-12-07T18:05", evening))
+
+    assert (forecast, outcome) == ("2026-12-08", "corrected")
+    assert asked == ["2026-12-07"]
 
 
 # Requests for a late day end on Wednesday 9 December, Monday and Tuesday both missed:
