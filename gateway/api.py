@@ -162,9 +162,14 @@ async def _read(request: web.Request) -> bytes:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness (always 200 while the process serves), the HVPS window and the link:
+    `ok` is false while deliveries to the NPC fail (payments are still taken; they wait
+    in the outbox until the link answers)."""
     gw = request.app[GATEWAY_KEY]
-    return _json({"ok": True, "bank": gw.settings.bank_code, "hvps_status": gw.hvps_status,
-                  "work_date": gw.work_date.isoformat()})
+    link = gw.link.view()
+    return _json({"ok": link["state"] != "down", "bank": gw.settings.bank_code,
+                  "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
+                  "link": link})
 
 
 async def post_transfer(request: web.Request) -> web.Response:

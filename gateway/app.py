@@ -35,6 +35,7 @@ from gateway.dayend import DayEnd, check_clock
 from gateway.direct import Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
+from gateway.link import LinkHealth
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -152,7 +153,7 @@ class Gateway:
         self.scheduler: Any = None
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.recon_details: dict[str, dict[str, Any]] = {}
-        self.link_failures = 0  # consecutive failed sends; shown to operators
+        self.link = LinkHealth(self)  # up or down, as deliveries find it
         self._calendar_checked_on: date | None = None
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
@@ -695,18 +696,24 @@ class Gateway:
         await self.mark_sent((outbox_id, self.clock.now()))
 
     async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
-        """POST one envelope to the NPC; RetryLater when the link is down or busy."""
+        """POST one envelope to the NPC; RetryLater when the link is down or busy, which
+        marks the link down at once (gateway.link)."""
         try:
             async with self.http.post(self.settings.npc_url, data=envelope,
                                       headers={"Content-Type": "application/octet-stream"}) as r:
                 if r.status >= 500:
-                    raise RetryLater(f"link answered {r.status}")
-                if r.status >= 300:
+                    cause = f"link answered {r.status}"
+                elif r.status >= 300:
+                    self.link.delivered()
                     raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+                else:
+                    cause = ""
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            self.link_failures += 1
-            raise RetryLater(f"link unreachable: {exc!r}") from exc
-        self.link_failures = 0
+            cause = f"link unreachable: {exc!r}"
+        if cause:
+            await self.link.failed(cause)
+            raise RetryLater(cause)
+        self.link.delivered()
 
     def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
         row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))

@@ -38,6 +38,60 @@ class RetryLater(Exception):
 BLOCK_MS = 500
 RECLAIM_EVERY_S = 2.0
 REDIS_RETRY_S = 0.5  # pause before trying Redis again after it failed
+# During an outage every waiting message fails the same way each time it is tried: one
+# line per attempt was about a hundred lines a second. A cause's first retry is logged
+# in full, its repeats are counted and summed up in one line per interval while they go
+# on; a cause quiet for an interval is logged in full again when it comes back.
+RETRY_LOG_INTERVAL_S = 10.0
+# Distinct causes counted at once; further ones are counted together as "other causes".
+RETRY_CAUSES_MAX = 64
+OTHER_CAUSES = "other causes"
+
+
+class RepeatedRetries:
+    """`retry_later` lines of one stage at a bounded rate (see RETRY_LOG_INTERVAL_S)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._counts: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def note(self, cause: str, entry_id: str, fields: dict[str, str]) -> None:
+        if cause not in self._counts and len(self._counts) >= RETRY_CAUSES_MAX:
+            cause = OTHER_CAUSES
+        if cause in self._counts:
+            self._counts[cause] += 1
+            return
+        log.info("event=retry_later stage=%s entry=%s fields=%s reason=%s", self.stage,
+                 entry_id, fields, cause)
+        self._counts[cause] = 0
+        self._schedule(cause)
+
+    def _schedule(self, cause: str) -> None:
+        self._timers[cause] = asyncio.get_running_loop().call_later(
+            RETRY_LOG_INTERVAL_S, self._summarise, cause)
+
+    def _summarise(self, cause: str) -> None:
+        count = self._counts.pop(cause, 0)
+        self._timers.pop(cause, None)
+        if count:
+            self._log_summary(cause, count)
+            self._counts[cause] = 0
+            self._schedule(cause)
+
+    def _log_summary(self, cause: str, count: int) -> None:
+        log.info("event=retry_later_repeated stage=%s count=%s interval_s=%s reason=%s",
+                 self.stage, count, RETRY_LOG_INTERVAL_S, cause)
+
+    def flush(self) -> None:
+        """Write the counts not yet summed up (at stop)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for cause, count in self._counts.items():
+            if count:
+                self._log_summary(cause, count)
+        self._counts.clear()
 
 
 def consumer_name() -> str:
@@ -74,6 +128,7 @@ class StreamWorker:
         self.failed = 0
         self._stopping = False
         self._inflight: set[asyncio.Task] = set()
+        self.retries = RepeatedRetries(name)
 
     def stop(self) -> None:
         self._stopping = True
@@ -121,6 +176,7 @@ class StreamWorker:
     async def drain(self) -> None:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        self.retries.flush()
 
     async def _read(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
         # Lanes are read in order: a later lane is read only when the earlier ones are empty.
@@ -149,8 +205,7 @@ class StreamWorker:
         except (asyncio.CancelledError, RedisConnectionError, RedisTimeoutError):
             raise
         except RetryLater as exc:
-            log.info("event=retry_later stage=%s entry=%s fields=%s reason=%s", self.name,
-                     entry_id, fields, exc)
+            self.retries.note(str(exc), entry_id, fields)
             await self._ack(stream, entry_id)
             return
         except Exception as exc:

@@ -70,7 +70,8 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
 
 
 async def status(gw: Any) -> dict[str, Any]:
-    out = {"bank": gw.settings.bank_code, "window": window(gw)}
+    out = {"bank": gw.settings.bank_code, "window": window(gw),
+           "link": dict(gw.link.view(), session=getattr(gw, "link_state", None))}
     out.update(await gw.store.run(lambda tx: books(gw, tx)))
     return out
 

@@ -5,6 +5,8 @@ window.I18N = {
   en: {
     title: "Operations console", sign_in: "Sign in", sign_out: "Sign out", user: "User",
     password: "Password", live_on: "live", live_off: "offline", updated: "updated",
+    npc_link: "NPC link", link_up: "up", link_down: "DOWN", link_unknown: "not used yet",
+    since: "since", failed_deliveries: "failed deliveries",
     hvps_window: "HVPS window", next_change: "Next change", clearing_balance: "Clearing account",
     yuan: "yuan", queued_at_npc: "Queued at the NPC", beps_net: "BEPS net position / cap",
     pending_requests: "Waiting for approval", alerts: "Alerts", dead_letters: "Dead letters",
@@ -42,6 +44,8 @@ window.I18N = {
   zh: {
     title: "运营台", sign_in: "登录", sign_out: "退出", user: "用户", password: "密码",
     live_on: "实时", live_off: "离线", updated: "更新于",
+    npc_link: "与 NPC 的连接", link_up: "正常", link_down: "中断", link_unknown: "尚未使用",
+    since: "自", failed_deliveries: "次发送失败",
     hvps_window: "大额系统状态", next_change: "下一状态", clearing_balance: "清算账户余额",
     yuan: "元", queued_at_npc: "NPC 排队中", beps_net: "小额净借记 / 限额",
     pending_requests: "待授权", alerts: "告警", dead_letters: "死信",
