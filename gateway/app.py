@@ -173,6 +173,7 @@ class Gateway:
 
     async def start(self, serve_http: bool = True) -> None:
         tune_collector()
+        logs.follow_clock(self.clock)
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
         write_keypair(self.settings.keys_path, self.settings.bank_code)
         self.keyring = KeyRing.load(self.settings.keys_path, [self.settings.bank_code],
@@ -184,6 +185,7 @@ class Gateway:
                 tx, self.work_date, self.hvps_status, self.clock.now().isoformat()))
         except PaygateError:
             await self.store.close()
+            logs.unfollow_clock(self.clock)
             raise
         self.store.on_commit = self._add_entries
         redis_url = self.settings.redis_url
@@ -265,6 +267,7 @@ class Gateway:
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
         log.info("event=gateway_stopped")
+        logs.unfollow_clock(self.clock)
 
     def _start_scheduler(self) -> None:
         """APScheduler drives the local timetable in real (or scaled) time: every few

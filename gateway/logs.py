@@ -12,6 +12,12 @@ log); other information lines at most FLUSH_INTERVAL_S later. Under load the gat
 writes several lines per payment; one write per line cost about a sixth of its
 database thread. A line break inside a value is written as \\n, so no value can forge a
 line.
+
+`ts` is the machine's real time in UTC. When the gateway runs on a clock that is not
+real time (PAYGATE_CLOCK, the demo, `simulate-day`, tests), each line also carries
+`vts`, the business time of that clock in +08:00 as the API and the messages show it,
+so that a line can be matched with the payments and notices it concerns
+(`follow_clock`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,24 @@ import threading
 import time
 from typing import TextIO
 
+from gateway.clock import Clock, SystemClock
+
 FLUSH_INTERVAL_S = 0.2
+# The clock whose time is written as `vts`; None when the process runs on real time.
+_virtual_clock: Clock | None = None
+
+
+def follow_clock(clock: Clock) -> None:
+    """Write `clock`'s time on every line as `vts`, unless it is real time."""
+    global _virtual_clock
+    _virtual_clock = None if isinstance(clock, SystemClock) else clock
+
+
+def unfollow_clock(clock: Clock) -> None:
+    """Stop writing `clock`'s time (its gateway stopped), if it is the one written."""
+    global _virtual_clock
+    if _virtual_clock is clock:
+        _virtual_clock = None
 FLUSH_BYTES = 64 * 1024
 
 
@@ -38,8 +61,11 @@ class KeyValueFormatter(logging.Formatter):
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
         micros = int((record.created - second) * 1_000_000)
-        prefix = f"ts={self._second_text}.{micros:06d}Z level={record.levelname.lower()} " \
-                 f"component={record.name} "
+        virtual = _virtual_clock
+        vts = "" if virtual is None else \
+            f"vts={virtual.now().isoformat(timespec='microseconds')} "
+        prefix = f"ts={self._second_text}.{micros:06d}Z {vts}" \
+                 f"level={record.levelname.lower()} component={record.name} "
         if isinstance(record.msg, Lines):
             return "\n".join(prefix + _one_line(message) for message in record.msg)
         line = prefix + _one_line(record.getMessage())

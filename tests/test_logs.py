@@ -117,3 +117,30 @@ def test_a_value_cannot_forge_a_line_or_a_field(stream):
     assert len(lines) == 1 and lines[0].endswith(
         'note="x\\nts=2026-12-04T00:00:00Z level=info component=paygate.payments '
         'event=forged"')
+
+
+def test_a_virtual_clock_adds_its_time_to_every_line(stream):
+    """On a clock that is not real time each line carries `vts`, the clock's business
+    time in +08:00, after the real `ts`; on real time it carries none."""
+    from datetime import datetime
+
+    from gateway.clock import SHANGHAI, ManualClock, SystemClock
+    clock = ManualClock(datetime(2026, 12, 7, 9, 30, tzinfo=SHANGHAI))
+    log = logging.getLogger("paygate.test")
+    try:
+        logs.follow_clock(clock)
+        log.warning("event=on_the_virtual_day")
+        clock.advance(1.5)
+        logs.log_lines(log, logging.WARNING, ["event=a", "event=b"])
+        logs.follow_clock(SystemClock())
+        log.warning("event=on_real_time")
+    finally:
+        logs.follow_clock(SystemClock())
+
+    lines = stream.getvalue().splitlines()
+    stamped = re.compile(r"ts=\S+Z vts=(\S+) level=warning component=paygate.test (.*)")
+    assert [stamped.fullmatch(line).groups() for line in lines[:3]] == [
+        ("2026-12-07T09:30:00.000000+08:00", "event=on_the_virtual_day"),
+        ("2026-12-07T09:30:01.500000+08:00", "event=a"),
+        ("2026-12-07T09:30:01.500000+08:00", "event=b")]
+    assert LINE.fullmatch(lines[3]).group(3) == "event=on_real_time"
