@@ -9,15 +9,12 @@ netting.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-import ledger
 from gateway import payments
 from gateway.beps import cancels as beps_cancels
 from gateway.beps import packer
@@ -28,61 +25,17 @@ from gateway.messages.common import GroupHeader, OriginalRef
 from ledger.fixtures import postgres_schema_or_skip
 from tests.beps_support import NOW, answer, answer_in, credit_row, held_items
 from tests.e2e_support import BANK
+from tests.race_support import Other
 
 pytestmark = pytest.mark.postgres
 
 P0, P1 = (credit_row(n, NOW)["id"] for n in range(2))
-BLOCKED_WAIT_S = 10.0  # how long a test waits for the other process to reach the lock
 
 
 @pytest.fixture
 def url():
     with postgres_schema_or_skip("beps_race") as url:
         yield url
-
-
-class Other:
-    """The other gateway process: its own connection, its work in a thread, in one
-    transaction."""
-
-    def __init__(self, url: str, work: Any) -> None:
-        self.db = ledger.connect(url)
-        with self.db.transaction() as tx:
-            self.pid = tx.query_one("SELECT pg_backend_pid()", ())[0]
-        self.result: list[Any] = []
-        self.thread = threading.Thread(target=self._run, args=(work,))
-
-    def _run(self, work: Any) -> None:
-        try:
-            with self.db.transaction() as tx:
-                self.result.append(work(tx))
-        except Exception as exc:  # handed to the test, which asserts on it
-            self.result.append(exc)
-
-    def start_and_wait_for_lock(self, url: str) -> None:
-        """Start the work and return once it waits for a row lock, or has ended."""
-        self.thread.start()
-        watcher = ledger.connect(url)
-        deadline = time.monotonic() + BLOCKED_WAIT_S
-        try:
-            while self.thread.is_alive() and time.monotonic() < deadline:
-                # Each look in a transaction of its own: pg_stat_activity is read once per
-                # transaction and would otherwise never change.
-                with watcher.transaction() as tx:
-                    waiting = tx.query_one("SELECT wait_event_type FROM pg_stat_activity "
-                                           "WHERE pid = ?", (self.pid,))
-                if waiting is not None and waiting[0] == "Lock":
-                    return
-                time.sleep(0.01)
-            assert not self.thread.is_alive(), "the other process neither waits nor ends"
-        finally:
-            watcher.close()
-
-    def finish(self) -> Any:
-        self.thread.join(BLOCKED_WAIT_S)
-        assert not self.thread.is_alive(), "the other process still waits"
-        self.db.close()
-        return self.result[0]
 
 
 def _package_and_items(db: Any) -> tuple[str, int, int, list[str], list[str]]:
