@@ -194,8 +194,17 @@ def _created_line(row: dict[str, Any]) -> str:
             f"msg_id={row['msg_id']}")
 
 
-def get(tx: Any, payment_id: str) -> dict[str, Any]:
-    values = tx.query_one(f"{_SELECT} WHERE id = ?", (payment_id,))
+def get(tx: Any, payment_id: str, lock: bool = False) -> dict[str, Any]:
+    """The payment; with `lock` (PostgreSQL) its row is held until the transaction ends.
+
+    Lock it before checking what else is recorded about it (an open return, a waiting
+    cancellation request) when the change that follows keeps its state: a state kept is
+    no guard, since another process's change that keeps it too would pass the same
+    check. Under the lock a second process waits, then reads what the first committed.
+    """
+    values = tx.query_one(f"{_SELECT} WHERE id = ?"
+                          + (" FOR UPDATE" if lock and tx.dialect == "postgresql" else ""),
+                          (payment_id,))
     if values is None:
         raise NotFound(Problem("payment_not_found", "/id", payment_id, "an existing payment"))
     return _row(tx, values)

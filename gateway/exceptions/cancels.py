@@ -49,7 +49,10 @@ def check_reason(reason: Any) -> str | None:
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                now: datetime) -> tuple[dict[str, Any], list[Entry]]:
     """Cancel now, or ask the NPC to; (what happened, stream entries)."""
-    payment = payments.get(tx, payment_id)
+    # Locked before looking for a request waiting for its answer: asking keeps the
+    # payment's state, so two requests at once (two gateway processes, the core system
+    # and an operator) would otherwise both find none and both send a ccms.307.
+    payment = payments.get(tx, payment_id, lock=True)
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now)

@@ -83,7 +83,10 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
 
     `client` is the core-system client that asked, who alone may then see the return
     when client credentials are configured; None for the gateway and its operators."""
-    original = payments.get(tx, payment_id)
+    # Locked before the open-return check: the request keeps the original's state, so
+    # two requests at once (two gateway processes, or one and the automatic return)
+    # would otherwise both find no return and both send one.
+    original = payments.get(tx, payment_id, lock=True)
     _check_returnable(tx, original)
     work_date = gw.work_date
     our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \

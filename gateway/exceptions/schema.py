@@ -103,6 +103,14 @@ def answer_request(tx: Any, request_id: int, state: str, answer: dict[str, Any],
                (state, json.dumps(answer, ensure_ascii=False), now.isoformat(), request_id))
 
 
+def give_up_request(tx: Any, request_id: int, now: datetime) -> bool:
+    """Record that no answer came to a request still waiting for one; False when its
+    answer was recorded meanwhile (by another gateway process: it is left as it is)."""
+    return tx.execute("UPDATE exc_requests SET state = 'unanswered', answer = '{}', "
+                      "answered_at = ? WHERE id = ? AND state = 'sent'",
+                      (now.isoformat(), request_id)) == 1
+
+
 # Returns
 
 _SELECT_RETURN = "SELECT " + ", ".join(RETURN_COLUMNS) + " FROM exc_returns"

@@ -77,7 +77,10 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, timeout_s: float) -> list[Entry]:
         payment = payments.get(tx, payment_id)
         entries += ask_tx(gw, tx, payment, "result_overdue", now, enter_unknown=True)
     for request_id, payment_id in tx.query(_UNANSWERED, (cutoff, SWEEP_BATCH_MAX)):
-        schema.answer_request(tx, request_id, "unanswered", {}, now)
+        # Conditional: the answer may be handled by another process while this sweep
+        # runs, and must not be overwritten by "unanswered".
+        if not schema.give_up_request(tx, request_id, now):
+            continue
         payment = payments.get(tx, payment_id)
         if payment["state"] != "unknown":
             continue

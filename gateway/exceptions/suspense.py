@@ -65,6 +65,11 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, days: int) -> list[Entry]:
     for payment_id, work_date in tx.query(_CANDIDATES, (today.isoformat(), SWEEP_BATCH_MAX)):
         if not due(gw.calendar, date.fromisoformat(work_date), today, days):
             continue
+        # The candidates were read before an operator's keep in another process may have
+        # committed: with the item locked (keep_tx locks it too), look again.
+        payments.get(tx, payment_id, lock=True)
+        if schema.kept(tx, payment_id):
+            continue
         try:
             with tx.savepoint():
                 _, queued = returns.request_tx(gw, tx, payment_id, AUTO_REASON, AUTO_BY, now)
@@ -80,7 +85,7 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, days: int) -> list[Entry]:
 
 def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
             now: datetime) -> dict[str, Any]:
-    payment = payments.get(tx, payment_id)
+    payment = payments.get(tx, payment_id, lock=True)  # against the sweep: sweep_tx
     if payment["direction"] != "in" or payment["state"] != "suspense":
         raise ValidationFailed(Problem("payment_not_in_suspense", "/id", payment["state"],
                                        "an incoming payment in suspense"))

@@ -34,6 +34,7 @@ from gateway.errors import Conflict, Forbidden, NotFound, PaygateError, Problem,
 from gateway.ops import actions
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit
+from gateway.store import Contended
 
 REQUEST_LIFE_S = 4 * 60 * 60  # half a working day: an older request no longer fits the facts
 NOTE_LEN_MAX = 500
@@ -177,9 +178,13 @@ def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: st
         return load(tx, request_id), "expired"
     what = "approve" if approve else ("withdraw" if own else "reject")
     state = "pending" if approve else ("withdrawn" if own else "rejected")
-    tx.execute("UPDATE ops_requests SET state = ?, decided_by = ?, decided_at = ?, "
-               "decision_note = ? WHERE id = ?",
-               (state, operator.user, now.isoformat(), note, request_id))
+    # Conditional on the request still pending: a second person at another gateway
+    # process may have approved (and executed), rejected or withdrawn it since it was
+    # read; this decision is then undone and runs again on what they did.
+    if tx.execute("UPDATE ops_requests SET state = ?, decided_by = ?, decided_at = ?, "
+                  "decision_note = ? WHERE id = ? AND state = 'pending'",
+                  (state, operator.user, now.isoformat(), note, request_id)) != 1:
+        raise Contended(f"request {request_id} was decided meanwhile")
     audit(tx, now, operator.user, operator.level, what, request_id=request_id,
           target=req["target"], action=req["action"], note=note)
     return load(tx, request_id), what
@@ -211,11 +216,12 @@ def execute(tx: Any, gw: Any, operator: Operator, req: dict[str, Any],
 
 def expire_due(tx: Any, now: datetime) -> int:
     """Mark pending requests past their time as expired; how many."""
-    rows = tx.query("SELECT id, target, action FROM ops_requests WHERE state = 'pending' "
-                    "AND expires_at < ?", (now.isoformat(),))
-    for request_id, target, action in rows:
-        tx.execute("UPDATE ops_requests SET state = 'expired', decided_at = ? WHERE id = ?",
-                   (now.isoformat(), request_id))
+    # One conditional statement: a request decided by another process meanwhile (and
+    # executed) keeps its decision.
+    rows = tx.query("UPDATE ops_requests SET state = 'expired', decided_at = ? "
+                    "WHERE state = 'pending' AND expires_at < ? RETURNING id, target, action",
+                    (now.isoformat(), now.isoformat()))
+    for request_id, target, action in sorted(rows):
         audit(tx, now, "system", "", "expire", request_id=request_id, target=target,
               action=action)
     return len(rows)

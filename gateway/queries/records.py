@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.errors import Conflict, NotFound, Problem
 from gateway.money import format_yuan
+from gateway.store import Contended
 
 log = logging.getLogger("paygate.queries")
 
@@ -103,10 +104,15 @@ def answer(tx: Any, query: dict[str, Any], now: datetime, reply_msg_id: str, con
     # A reply that comes after its due time counts as overdue even when the timer did
     # not pass in between, so the record and the summary never miss a late one.
     overdue_at = query["overdue_at"] or (at if late else None)
-    tx.execute("UPDATE queries SET state = 'answered', replied_at = ?, reply_msg_id = ?, "
-               "reply_content = ?, replied_by = ?, overdue_at = ?, updated_at = ? "
-               "WHERE id = ?",
-               (at, reply_msg_id, content, replied_by, overdue_at, at, query["id"]))
+    # Conditional on the query still being open: an operator at another gateway process
+    # (or the bank's reply handled there) may have answered it since it was read; the
+    # work is then undone and runs again on what that process did.
+    if tx.execute("UPDATE queries SET state = 'answered', replied_at = ?, reply_msg_id = ?, "
+                  "reply_content = ?, replied_by = ?, overdue_at = ?, updated_at = ? "
+                  "WHERE id = ? AND state = ?",
+                  (at, reply_msg_id, content, replied_by, overdue_at, at, query["id"],
+                   query["state"])) != 1:
+        raise Contended(f"query {query['id']} no longer {query['state']}")
     log.info("event=query_answered query=%s by=%s late=%s", query["id"], replied_by, late)
     return dict(query, state="answered", replied_at=at, reply_msg_id=reply_msg_id,
                 reply_content=content, replied_by=replied_by, overdue_at=overdue_at,
