@@ -246,11 +246,64 @@ def search(tx: Any, state: str | None = None, limit: int = 100,
     return [_row(tx, r) for r in rows]
 
 
+# Payments that move together (the thousand transactions of a BEPS package, packed and
+# sent at once) share the history rows of what happens to all of them: one row under the
+# group's subject instead of one per payment. A channel whose payments travel in groups
+# names here, as an SQL expression over the payment's id `p.id`, the subject of the group
+# the payment is in (NULL: none yet). Rows of one payment and of its group share the
+# table's numbering, so a payment's history reads in the order it was written.
+GROUP_SUBJECT_SQL: dict[str, str] = {}
+
+
+def subjects(tx: Any, payment_id: str) -> tuple[str, ...]:
+    """Under what payment_events are filed for this payment: its id, and its group's
+    subject when it is in a group."""
+    row = tx.query_one("SELECT channel FROM payments WHERE id = ?", (payment_id,))
+    expression = GROUP_SUBJECT_SQL.get(row[0]) if row else None
+    if expression is None:
+        return (payment_id,)
+    group = tx.query_one(f"SELECT {expression} FROM payments p WHERE p.id = ?",
+                         (payment_id,))[0]
+    return (payment_id,) if group is None else (payment_id, group)
+
+
 def history(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    filed = subjects(tx, payment_id)
+    marks = ", ".join("?" for _ in filed)
     rows = tx.query("SELECT at, state, event, detail FROM payment_events "
-                    "WHERE payment_id = ? ORDER BY id", (payment_id,))
+                    f"WHERE payment_id IN ({marks}) ORDER BY id", filed)
     return [{"at": at, "state": state, "event": event, "detail": json.loads(detail)}
             for at, state, event, detail in rows]
+
+
+def reached_at(tx: Any, payment_id: str, state: str) -> str | None:
+    """When the payment last entered `state` (None: never)."""
+    filed = subjects(tx, payment_id)
+    marks = ", ".join("?" for _ in filed)
+    row = tx.query_one("SELECT at FROM payment_events WHERE payment_id IN "
+                       f"({marks}) AND state = ? ORDER BY id DESC LIMIT 1", (*filed, state))
+    return row[0] if row else None
+
+
+def ever_count(tx: Any, channel: str, direction: str, state: str) -> int:
+    """How many payments of a channel and direction were ever in `state`."""
+    own = "EXISTS (SELECT 1 FROM payment_events e WHERE e.payment_id = p.id AND e.state = ?)"
+    params: tuple[Any, ...] = (channel, direction, state)
+    expression = GROUP_SUBJECT_SQL.get(channel)
+    if expression is not None:
+        own = (f"({own} OR EXISTS (SELECT 1 FROM payment_events e WHERE "
+               f"e.payment_id = {expression} AND e.state = ?))")
+        params += (state,)
+    return tx.query_one("SELECT COUNT(*) FROM payments p WHERE p.channel = ? AND "
+                        f"p.direction = ? AND {own}", params)[0]
+
+
+def leave_group(tx: Any, payment_id: str, group: str) -> None:
+    """The payment leaves its group (a BEPS item taken out of its package): the group's
+    rows so far become its own, so that its history still tells what happened to it."""
+    tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+               "SELECT ?, at, state, event, detail FROM payment_events WHERE payment_id = ? "
+               "ORDER BY id", (payment_id, group))
 
 
 @dataclass
@@ -266,15 +319,19 @@ def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now
 
 
 def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: str,
-                    now: datetime, notifier: Notifier | None = None,
-                    **detail: Any) -> list[dict[str, Any]]:
+                    now: datetime, notifier: Notifier | None = None, *,
+                    group: str | None = None, **detail: Any) -> list[dict[str, Any]]:
     """The same change for several payments (a package packed, sent, netted): one
-    statement per kind of write for all of them, one log line and history row each."""
+    statement per kind of write for all of them, one log line each, and one history row
+    each, or, given the subject of the group that `rows` are all the members of, one
+    history row for the group (GROUP_SUBJECT_SQL)."""
     for payment in rows:
         check_transition(payment["id"], payment["state"], new_state)
     at = now.isoformat()
-    sets = ["state = ?", "updated_at = ?"]
-    params: list[Any] = [new_state, at]
+    # A payment's state index is left alone when its state stays (a package packed).
+    same = all(payment["state"] == new_state for payment in rows)
+    sets = ["updated_at = ?"] if same else ["state = ?", "updated_at = ?"]
+    params: list[Any] = [at] if same else [new_state, at]
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if column in detail and detail[column] is not None:
             sets.append(f"{column} = ?")
@@ -288,9 +345,10 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
     if changed != len(rows):
         raise Contended(f"{len(rows) - changed} of payments {[p['id'] for p in rows][:5]} "
                         f"no longer in the state read")
+    filed = [payment["id"] for payment in rows] if group is None else [group][:len(rows)]
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
-                   [(payment["id"], at, new_state, event, detail_json) for payment in rows])
+                   [(subject, at, new_state, event, detail_json) for subject in filed])
     said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
     log_after_commit(log, logging.INFO, [
         f"event={event} payment={payment['id']} from={payment['state']} to={new_state} {said}"

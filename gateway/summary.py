@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from gateway import payments
+
 
 def _count(tx: Any, sql: str, params: tuple = ()) -> int:
     return tx.query_one(sql, params)[0]
 
 
 def _ever(tx: Any, channel: str, direction: str, state: str) -> int:
-    return _count(tx, "SELECT COUNT(DISTINCT e.payment_id) FROM payment_events e "
-                      "JOIN payments p ON p.id = e.payment_id WHERE p.channel = ? "
-                      "AND p.direction = ? AND e.state = ?", (channel, direction, state))
+    return payments.ever_count(tx, channel, direction, state)
 
 
 def _now(tx: Any, channel: str, direction: str, state: str) -> int:

@@ -55,12 +55,15 @@ def taken_by_npc(db: Any, package_id: str) -> None:
                    "beps_packages WHERE id = ?)", (package_id,))
 
 
-def outbox_envelope(db: Any, package_id: str) -> tuple[str, bytes]:
+def outbox_envelope(db: Any, package_id: str) -> tuple[str, bytes | None]:
+    """The package's outbox state and the bytes its sender would post (None: none left)."""
     with db.transaction() as tx:
-        state, raw = tx.query_one("SELECT o.state, o.envelope FROM outbox o JOIN "
-                                  "beps_packages p ON p.outbox_id = o.id WHERE p.id = ?",
-                                  (package_id,))
-        return state, bytes(raw)
+        outbox_id, state = tx.query_one("SELECT o.id, o.state FROM outbox o JOIN "
+                                        "beps_packages p ON p.outbox_id = o.id WHERE p.id = ?",
+                                        (package_id,))
+        if state == "done":
+            return state, None
+        return state, packer.stored_envelope(tx, outbox_id)
 
 
 # Taken out of a sealed package nobody has sent

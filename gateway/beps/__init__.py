@@ -250,19 +250,19 @@ class BepsExtension:
     def summary(self, tx: Any) -> dict[str, Any]:
         def count(sql: str, *params: Any) -> int:
             return int(tx.query_one(sql, params)[0])
-        ever = ("SELECT COUNT(DISTINCT e.payment_id) FROM payment_events e JOIN payments p "
-                "ON p.id = e.payment_id WHERE p.channel = 'beps' AND p.direction = ? "
-                "AND e.state = ?")
+
+        def ever(direction: str, state: str) -> int:
+            return payments.ever_count(tx, "beps", direction, state)
         now = ("SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND direction = ? "
                "AND state = ?")
         return {"beps": {
             "packages": count("SELECT COUNT(*) FROM beps_packages WHERE direction = 'out' "
                               "AND msg_type <> 'beps.128.001.01'"),
-            "sent": count(ever, "out", "sent"), "netted": count(ever, "out", "netted"),
+            "sent": ever("out", "sent"), "netted": ever("out", "netted"),
             "settled": count(now, "out", "settled"), "rejected": count(now, "out", "rejected"),
             "received": count("SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND "
                               "direction = 'in'"),
-            "to_suspense": count(ever, "in", "suspense"),
+            "to_suspense": ever("in", "suspense"),
         }}
 
     # Reconciliation

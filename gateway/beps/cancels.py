@@ -199,6 +199,7 @@ def _cancel(gw: Any, tx: Any, payment: dict[str, Any], event: str, reason: str |
 
 def _take_out_of_sealed(gw: Any, tx: Any, payment: dict[str, Any], pkg: _Package,
                         reason: str | None, by: str, now: datetime) -> dict[str, Any]:
+    payments.leave_group(tx, payment["id"], items.package_subject(pkg.id))
     tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id = ?",
                (packer.VOID, payment["id"]))
     rest = items.package_payments(tx, pkg.id)
@@ -220,8 +221,8 @@ def _take_out_of_sealed(gw: Any, tx: Any, payment: dict[str, Any], pkg: _Package
 def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, Any]],
              now: datetime) -> None:
     """The sealed package's stored bytes less one transaction, signed again."""
-    stored = tx.query_one("SELECT envelope FROM outbox WHERE id = ?", (pkg.outbox_id,))[0]
-    decoded = codec.decode(bytes(stored))
+    stored = packer.stored_envelope(tx, pkg.outbox_id)
+    decoded = codec.decode(stored)
     assert decoded.header.mesg_id == pkg.mesg_id, f"outbox row of package {pkg.id}"
     smaller = package_mod.without(decoded.obj, frozenset({tx_id}))
     # The package must carry exactly the items still assigned to it, nothing more.
@@ -229,8 +230,11 @@ def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, A
         f"package {pkg.id} carries the items assigned to it"
     body = codec.build_body(decoded.mtype.code, smaller)
     envelope = codec.encode(decoded.header, body, gw.keyring)
-    _change_unsent(tx, pkg, "UPDATE outbox SET envelope = ?, updated_at = ? WHERE id = ? "
-                   "AND state = 'pending'", (envelope, now.isoformat(), pkg.outbox_id))
+    # An outbox row that carries the bytes itself (sealed before they were kept only in
+    # the archive) gets the new ones too.
+    _change_unsent(tx, pkg, "UPDATE outbox SET envelope = CASE WHEN envelope IS NULL THEN "
+                   "NULL ELSE ? END, updated_at = ? WHERE id = ? AND state = 'pending'",
+                   (envelope, now.isoformat(), pkg.outbox_id))
     tx.execute("UPDATE archive SET envelope = ? WHERE direction = 'out' AND mesg_type = ? "
                "AND mesg_id = ?", (envelope, pkg.msg_type, pkg.mesg_id))
     _set_totals(tx, pkg.id, "sealed", smaller.header.count, smaller.header.total_fen, now)

@@ -23,6 +23,21 @@ log = logging.getLogger("paygate.beps")
 CREDIT_OUT, CREDIT_IN, DEBIT_OUT, DEBIT_IN = "credit_out", "credit_in", "debit_out", "debit_in"
 SIDE = {CREDIT_OUT: "D", DEBIT_IN: "D", CREDIT_IN: "C", DEBIT_OUT: "C"}
 
+# What happens to every transaction of one of our packages at once (packed, sent) is
+# recorded once for the package, under this subject, in the payments' history table
+# (gateway.payments, GROUP_SUBJECT_SQL); an item taken out of its package before it was
+# sent is given those rows as its own (cancels.py).
+PACKAGE_SUBJECT_PREFIX = "package:"
+payments.GROUP_SUBJECT_SQL["beps"] = (
+    f"(SELECT '{PACKAGE_SUBJECT_PREFIX}' || i.package_id FROM beps_items i "
+    "WHERE i.payment_id = p.id AND i.package_id <> '-')")
+
+
+def package_subject(package_id: str) -> str:
+    """The subject under which a package's shared history rows are filed."""
+    return PACKAGE_SUBJECT_PREFIX + package_id
+
+
 # A package's payments are read for building, sending and booking it, never shown: the
 # route each was given (a JSON record) is left out.
 _PACKED = tuple(c for c in payments.COLUMNS if c != "route")

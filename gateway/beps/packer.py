@@ -85,12 +85,15 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     body = build.package_body(msg_type, msg_id, sender, receiver, transfers, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
     envelope = codec.encode(header, body, gw.keyring)
+    # The package's bytes are stored once, in the archive; its outbox row (no envelope)
+    # names them by message id. A megabyte in the outbox row too would be written again
+    # with each of its state changes (taken, sent, acknowledged).
     outbound.archive(tx, "out", header, envelope, now)
     outbox_id = tx.query_one(
         "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, receiver, "
-        "envelope, created_at, updated_at) VALUES (NULL, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
-        "RETURNING id", (PACKAGE_KIND, stream, msg_type, header.mesg_id, receiver, envelope,
-                         now.isoformat(), now.isoformat()))[0]
+        "created_at, updated_at) VALUES (NULL, ?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING id",
+        (PACKAGE_KIND, stream, msg_type, header.mesg_id, receiver, now.isoformat(),
+         now.isoformat()))[0]
     deadline = (now + timedelta(days=days)).isoformat() if days else None
     total_fen = sum(t.amount_fen for t in transfers)
     tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
@@ -98,9 +101,11 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
                "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?, ?, ?)",
                (package_id, msg_type, msg_id, sender, receiver, len(transfers), total_fen,
                 outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
-    # Packing keeps each one's state; all were accepted when assigned to the package.
+    # Packing keeps each one's state; all were accepted when assigned to the package, and
+    # they are all its items: one history row for the package tells each of them.
     payments.transition_many(tx, [{"id": row[0], "state": "accepted"} for row in rows],
-                             "accepted", "beps_packed", now, gw.notifier, package=package_id)
+                             "accepted", "beps_packed", now, gw.notifier,
+                             group=items.package_subject(package_id), package=package_id)
     log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
              total_fen, header.mesg_id)
@@ -112,10 +117,9 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
 _PACKED = (f"SELECT i.payment_id, {', '.join(build.COLUMNS)} FROM beps_items i JOIN payments "
            "p ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, "
            "i.payment_id")
-# The items of a package still accepted, in packing order.
-_ACCEPTED = ("SELECT i.payment_id FROM beps_items i JOIN payments p ON p.id = i.payment_id "
-             "WHERE i.package_id = ? AND p.state = 'accepted' ORDER BY i.created_at, "
-             "i.payment_id")
+# The items of a package and their states, in packing order.
+_ITEMS = ("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p ON p.id = "
+          "i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, i.payment_id")
 
 
 def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
@@ -126,16 +130,31 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
     if row is None or not outbound.take(tx, outbox_id, now):
         return None
     # Read once claimed: the package may have been rebuilt until then (an item cancelled).
-    envelope = tx.query_one("SELECT envelope FROM outbox WHERE id = ?", (outbox_id,))[0]
+    envelope = stored_envelope(tx, outbox_id)
     pkg = tx.query_one("SELECT id, state FROM beps_packages WHERE outbox_id = ?",
                        (outbox_id,))
     if pkg is not None and pkg[1] == "sealed":
         tx.execute("UPDATE beps_packages SET state = 'sent', updated_at = ? WHERE id = ?",
                    (now.isoformat(), pkg[0]))
-        payments.transition_many(
-            tx, [{"id": pid, "state": "accepted"} for (pid,) in tx.query(_ACCEPTED, (pkg[0],))],
-            "sent", "beps_sent", now, gw.notifier, package=pkg[0])
+        found = tx.query(_ITEMS, (pkg[0],))
+        accepted = [{"id": pid, "state": state} for pid, state in found if state == "accepted"]
+        # When every item goes, the package's history row tells each of them; an item
+        # that left `accepted` meanwhile keeps out of it, and the others get a row each.
+        group = items.package_subject(pkg[0]) if len(accepted) == len(found) else None
+        payments.transition_many(tx, accepted, "sent", "beps_sent", now, gw.notifier,
+                                 group=group, package=pkg[0])
     return bytes(envelope)
+
+
+def stored_envelope(tx: Any, outbox_id: int) -> bytes:
+    """The bytes of the package in this outbox row: its archive row's (packages sealed
+    before the bytes were kept only there carry them in the outbox row itself)."""
+    row = tx.query_one("SELECT o.envelope, a.envelope FROM outbox o LEFT JOIN archive a ON "
+                       "a.direction = 'out' AND a.mesg_id = o.mesg_id AND a.mesg_type = "
+                       "o.mesg_type WHERE o.id = ?", (outbox_id,))
+    assert row is not None and (row[0] or row[1]) is not None, \
+        f"outbox row {outbox_id} of a package has its bytes"
+    return bytes(row[0] if row[0] is not None else row[1])
 
 
 class Packer:

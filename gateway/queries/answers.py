@@ -101,7 +101,5 @@ def answer_text(tx: Any, payment: dict[str, Any]) -> str:
 
 def _state_time(tx: Any, payment: dict[str, Any]) -> str:
     """When the payment reached its current state, as YYYY-MM-DD HH:MM."""
-    row = tx.query_one("SELECT at FROM payment_events WHERE payment_id = ? AND state = ? "
-                       "ORDER BY id DESC LIMIT 1", (payment["id"], payment["state"]))
-    at = row[0] if row else payment["updated_at"]
+    at = payments.reached_at(tx, payment["id"], payment["state"]) or payment["updated_at"]
     return at[:16].replace("T", " ")
