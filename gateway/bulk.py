@@ -80,8 +80,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             rows.append(row)
             by_intake.setdefault(intake, []).append(row)
             answers.append((p.client, p.idem_key, p.body_hash,
-                            payments.answer_text(response, p.decision.record_json),
-                            p.now.isoformat()))
+                            payments.answer_as_created(row), p.now.isoformat()))
             result = (201, response)
         done.append((i, result))
 

@@ -27,6 +27,7 @@ from gateway import outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
 from gateway.messages import codec
+from gateway.store import Contended
 from gateway.waiting import wait_set
 
 if TYPE_CHECKING:
@@ -67,20 +68,20 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     day = now.strftime("%Y%m%d")
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     package_id = f"{sender}{msg_id}"
-    candidates = tx.query("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p "
-                          "ON p.id = i.payment_id WHERE i.package_id IS NULL AND "
-                          "i.counterparty = ? AND i.msg_type = ? ORDER BY i.created_at, "
-                          "i.payment_id LIMIT ?", (receiver, msg_type, take))
+    candidates = tx.query(_WAITING, (receiver, msg_type, take))
     # A payment that left `accepted` before packing (cancelled by an operator) is never
     # packed; its item is marked so that it is not looked at again.
-    tx.executemany("UPDATE beps_items SET package_id = ? WHERE payment_id = ? AND "
-                   "package_id IS NULL",
-                   [(package_id if state == "accepted" else VOID, pid)
-                    for pid, state in candidates])
-    rows = tx.query(_PACKED, (package_id,))
+    assigned = tx.executemany("UPDATE beps_items SET package_id = ? WHERE payment_id = ? "
+                              "AND package_id IS NULL",
+                              [(package_id if row[1] == "accepted" else VOID, row[0])
+                               for row in candidates])
+    if assigned != len(candidates):  # another process packed some meanwhile: read again
+        raise Contended(f"{len(candidates) - assigned} of the items read for package "
+                        f"{package_id} were packed meanwhile")
+    rows = [row for row in candidates if row[1] == "accepted"]
     if not rows:
         return None
-    transfers = build.transfers_of(row[1:] for row in rows)
+    transfers = build.transfers_of(row[2:] for row in rows)
     days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
     body = build.package_body(msg_type, msg_id, sender, receiver, transfers, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
@@ -112,11 +113,13 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     return outbox_id
 
 
-# A package's payments in packing order: the id and the columns of its transaction, as
-# tuples (a whole payment row as a dict costs several times as much to read).
-_PACKED = (f"SELECT i.payment_id, {', '.join(build.COLUMNS)} FROM beps_items i JOIN payments "
-           "p ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, "
-           "i.payment_id")
+# The items waiting for a package to a receiver, of one type, in packing order: the id,
+# the state and the columns of the transaction, as tuples (a whole payment row as a dict
+# costs several times as much to read). Read once: what is packed is built from them.
+_WAITING = (f"SELECT i.payment_id, p.state, {', '.join(build.COLUMNS)} FROM beps_items i "
+            "JOIN payments p ON p.id = i.payment_id WHERE i.package_id IS NULL AND "
+            "i.counterparty = ? AND i.msg_type = ? ORDER BY i.created_at, i.payment_id "
+            "LIMIT ?")
 # The items of a package and their states, in packing order.
 _ITEMS = ("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p ON p.id = "
           "i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, i.payment_id")
