@@ -43,6 +43,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     stored = _stored_answers(tx, ready)
     bulk = [(i, p) for i, p in ready if getattr(p.accept, "bulk", None) is not None]
     seq = _reserve(tx, bulk)
+    day = bulk[0][1].work_date.strftime("%Y%m%d") if bulk else ""
     waiting: list[tuple[int, "Prepared", dict[str, Any], Any]] = []  # checked, to hold
     done: list[tuple[int, Any]] = []
     entries: list[Entry] = []
@@ -56,7 +57,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
                 entries.extend(more)
                 result = (status, response)
             else:
-                row = _new_row(p, seq)
+                row = _new_row(p, seq, day)
                 seq += 1
                 p.accept.bulk.check(row)
                 waiting.append((i, p, row, p.accept.bulk))
@@ -80,7 +81,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             rows.append(row)
             by_intake.setdefault(intake, []).append(row)
             answers.append((p.client, p.idem_key, p.body_hash,
-                            payments.answer_as_created(row), p.now.isoformat()))
+                            payments.answer_as_created(row), row["created_at"]))
             result = (201, response)
         done.append((i, result))
 
@@ -130,9 +131,9 @@ def _reserve(tx: Any, bulk: list) -> int:
     return payments.reserve_seq(tx, f"msg:{day}", len(bulk))
 
 
-def _new_row(p: "Prepared", seq: int) -> dict[str, Any]:
+def _new_row(p: "Prepared", seq: int, day: str) -> dict[str, Any]:
+    """The payment row of a transfer numbered `seq` on the work date `day` (YYYYMMDD)."""
     t = p.transfer
-    day = p.work_date.strftime("%Y%m%d")
     msg_id = f"{day}{seq:08d}"
     decision = p.decision
     now = p.now.isoformat()

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -190,17 +191,19 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
     log_after_commit(log, logging.INFO, [_created_line(data)])
 
 
+_OPTIONAL = dict.fromkeys(("hold_id", "pending_no", "reason", "settled_on", "client"))
+_VALUES = itemgetter(*COLUMNS)  # a row's values in COLUMNS order
+
+
 def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     """`insert` for many new payments: one statement per table for all of them."""
     values, events = [], []
     records: dict[str, str] = {}
     for row in rows:
-        data = dict(row)
+        data = _OPTIONAL | row
         data["remittance"] = jsontext.dumps(list(data.get("remittance", [])))
         data["route"] = _route_column(data, records)
-        for optional in ("hold_id", "pending_no", "reason", "settled_on", "client"):
-            data.setdefault(optional, None)
-        values.append(tuple(data[c] for c in COLUMNS))
+        values.append(_VALUES(data))
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
     if records:
         _store_routes(tx, records)
@@ -341,57 +344,113 @@ def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now
 
 
 def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: str,
-                    now: datetime, notifier: Notifier | None = None, *,
-                    group: str | None = None, **detail: Any) -> list[dict[str, Any]]:
-    """The same change for several payments (a package packed, sent, netted): one
-    statement per kind of write for all of them, one log line each, and one history row
-    each, or, given the subject of the group that `rows` are all the members of, one
-    history row for the group (GROUP_SUBJECT_SQL)."""
+                    now: datetime, notifier: Notifier | None = None,
+                    **detail: Any) -> list[dict[str, Any]]:
+    """The same change for several payments (a package netted, say): one statement per
+    kind of write for all of them, one log line and history row each."""
+    if not rows:
+        return []
     for payment in rows:
         check_transition(payment["id"], payment["state"], new_state)
     at = now.isoformat()
-    # A payment's state index is left alone when its state stays (a package packed).
     same = all(payment["state"] == new_state for payment in rows)
-    sets = ["updated_at = ?"] if same else ["state = ?", "updated_at = ?"]
-    params: list[Any] = [at] if same else [new_state, at]
-    for column in ("reason", "pending_no", "hold_id", "settled_on"):
-        if column in detail and detail[column] is not None:
-            sets.append(f"{column} = ?")
-            params.append(detail[column])
-    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
+    sets, params = _sets(same, new_state, at, detail)
     # Conditional on the state this work read: when another gateway process changed a
     # payment meanwhile, the work is undone and runs again on what that process did.
-    changed = tx.executemany(f"UPDATE payments SET {', '.join(sets)} WHERE id = ? "
-                             "AND state = ?",
-                             [(*params, payment["id"], payment["state"]) for payment in rows])
+    changed = tx.executemany(f"UPDATE payments SET {sets} WHERE id = ? AND state = ?",
+                             [(*params, p["id"], p["state"]) for p in rows])
     if changed != len(rows):
         raise Contended(f"{len(rows) - changed} of payments {[p['id'] for p in rows][:5]} "
                         f"no longer in the state read")
-    filed = [payment["id"] for payment in rows] if group is None else [group][:len(rows)]
+    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
-                   [(subject, at, new_state, event, detail_json) for subject in filed])
-    said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
-    log_after_commit(log, logging.INFO, [
-        f"event={event} payment={payment['id']} from={payment['state']} to={new_state} {said}"
-        for payment in rows])
+                   [(payment["id"], at, new_state, event, detail_json) for payment in rows])
+    _told(tx, [(p["id"], p["state"]) for p in rows], new_state, event, at, notifier, detail)
     changed = []
     for payment in rows:
-        old = payment["state"]
-        if notifier is not None and notifier.webhook and new_state != old:
-            body = json.dumps({"id": payment["id"], "state": new_state, "previous": old,
-                               "event": event, "at": at}, ensure_ascii=False)
-            row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, "
-                               "envelope, created_at, updated_at) VALUES (?, 'webhook', ?, "
-                               "'pending', ?, ?, ?) RETURNING id",
-                               (payment["id"], keys.WEBHOOK, body.encode(), at, at))
-            after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
         payment = dict(payment, state=new_state, updated_at=at)
         for column in ("reason", "pending_no", "hold_id", "settled_on"):
             if detail.get(column) is not None:
                 payment[column] = detail[column]
         changed.append(payment)
     return changed
+
+
+@dataclass(frozen=True)
+class Group:
+    """Payments that move together (GROUP_SUBJECT_SQL): the subject their shared history
+    rows are filed under, how many they are, and a query of their ids (its parameters)."""
+
+    subject: str
+    size: int
+    members_sql: str
+    members_params: tuple[Any, ...]
+
+
+def transition_group(tx: Any, group: Group, old_state: str, new_state: str, event: str,
+                     now: datetime, notifier: Notifier | None = None,
+                     **detail: Any) -> list[str]:
+    """The same change for every member of a group that is in `old_state` (a package's
+    payments packed, or sent): one statement for all of them, one log line each, and one
+    history row for the group when every member changed (a row each otherwise). The ids
+    of those changed, in order.
+
+    One conditional statement reads and changes them at once: a member that left
+    `old_state` before it (a BEPS item cancelled) is left as it is, whichever gateway
+    process changed it."""
+    check_transition(group.subject, old_state, new_state)
+    at = now.isoformat()
+    sets, params = _sets(old_state == new_state, new_state, at, detail)
+    # SQLite would otherwise read the index on state (every payment in it) rather than
+    # look each member up by id: `+state` keeps the condition off that index.
+    state = "+state" if tx.dialect == "sqlite" else "state"
+    ids = sorted(row[0] for row in tx.query(
+        f"UPDATE payments SET {sets} WHERE id IN ({group.members_sql}) AND {state} = ? "
+        "RETURNING id", (*params, *group.members_params, old_state)))
+    if not ids:
+        return ids
+    filed = [group.subject] if len(ids) == group.size else ids
+    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
+    tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   [(subject, at, new_state, event, detail_json) for subject in filed])
+    _told(tx, [(pid, old_state) for pid in ids], new_state, event, at, notifier, detail)
+    return ids
+
+
+def _sets(same: bool, new_state: str, at: str, detail: dict[str, Any]
+          ) -> tuple[str, list[Any]]:
+    """The SET clause of a state change and its parameters. A payment's state index is
+    left alone when its state stays (a package packed)."""
+    sets = ["updated_at = ?"] if same else ["state = ?", "updated_at = ?"]
+    params: list[Any] = [at] if same else [new_state, at]
+    for column in ("reason", "pending_no", "hold_id", "settled_on"):
+        if column in detail and detail[column] is not None:
+            sets.append(f"{column} = ?")
+            params.append(detail[column])
+    return ", ".join(sets), params
+
+
+def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, at: str,
+          notifier: Notifier | None, detail: dict[str, Any]) -> None:
+    """A log line for each (payment id, old state) changed, once committed, and its
+    status change queued for the webhook when one is configured."""
+    said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
+    log_after_commit(log, logging.INFO, [
+        f"event={event} payment={pid} from={old} to={new_state} {said}"
+        for pid, old in changed])
+    if notifier is None or not notifier.webhook:
+        return
+    for pid, old in changed:
+        if new_state == old:
+            continue
+        body = json.dumps({"id": pid, "state": new_state, "previous": old, "event": event,
+                           "at": at}, ensure_ascii=False)
+        row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
+                           "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, "
+                           "?, ?) RETURNING id", (pid, keys.WEBHOOK, body.encode(), at, at))
+        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
 
 
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None

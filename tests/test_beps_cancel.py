@@ -101,7 +101,33 @@ def test_an_item_is_taken_out_of_a_sealed_unsent_package(tmp_path: Path) -> None
     assert item_package == packer.VOID
     assert books["states"] == ["sent", "cancelled", "sent"]
     assert books["held"] == 400 and books["balanced"]
-    assert events(db, P1)[-1]["event"] == "cancelled_from_package"
+    # The item keeps the package's packing in its own history, and is not told of the
+    # package being sent without it; the others are.
+    assert [e["event"] for e in events(db, P1)] == ["created", "beps_packed",
+                                                    "cancelled_from_package"]
+    assert [e["event"] for e in events(db, P0)] == ["created", "beps_packed", "beps_sent"]
+
+
+def test_a_package_whose_outbox_row_carries_its_bytes_is_rebuilt_and_sent(
+        tmp_path: Path) -> None:
+    """A package sealed when the outbox row held the bytes too: taking an item out
+    rebuilds both copies, and the claim posts the outbox row's."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300], send=False)
+    with db.transaction() as tx:
+        tx.execute("UPDATE outbox SET envelope = (SELECT envelope FROM archive) WHERE id = "
+                   "(SELECT outbox_id FROM beps_packages)", ())
+
+    cancel(db, gw, P1)
+    with db.transaction() as tx:
+        kept, archived = (bytes(v) for v in tx.query_one(
+            "SELECT o.envelope, a.envelope FROM outbox o JOIN archive a ON a.mesg_id = "
+            "o.mesg_id", ()))
+        claimed = packer.claim(tx, gw, tx.query_one("SELECT outbox_id FROM beps_packages",
+                                                    ())[0], NOW)
+
+    assert kept == archived == claimed
+    assert [t.amount_fen for t in codec.decode(claimed, gw.keyring).obj.transfers] == \
+        [100, 300]
 
 
 def test_the_last_item_of_a_sealed_package_leaves_nothing_to_send(tmp_path: Path) -> None:

@@ -128,6 +128,83 @@ def test_sealing_and_sending_leave_each_payment_its_state_and_history(books):
                     "P2026121200000003": ("sent", [packed, sending])}
 
 
+def test_a_package_records_packing_and_sending_once_for_all_its_payments(books):
+    """A package of three: one `beps_packed` row and one `beps_sent` row under the
+    package, none per payment; each payment's history and the summary count still tell
+    every step (the payments' history shares one numbering, so the order holds)."""
+    db, gw = books
+    accept(db, [credit_row(n, NOW) for n in range(1, 4)])
+    outbox_id, = seal(db, gw, NOW, force=True)
+
+    with db.transaction() as tx:
+        packer.claim(tx, gw, outbox_id, NOW + timedelta(seconds=1))
+        package_id = tx.query_one("SELECT id FROM beps_packages", ())[0]
+        rows = tx.query("SELECT payment_id, event FROM payment_events WHERE event <> "
+                        "'created' ORDER BY id", ())
+        sent = payments.ever_count(tx, "beps", "out", "sent")
+    histories = history_of(db, [f"P202612120000000{n}" for n in range(1, 4)])
+
+    subject = items.package_subject(package_id)
+    assert rows == [(subject, "beps_packed"), (subject, "beps_sent")]
+    assert sent == 3
+    assert {events[-1][1] for _, events in histories.values()} == {"beps_sent"}
+    assert all([e[1] for e in events] == ["beps_packed", "beps_sent"]
+               for _, events in histories.values())
+
+
+def test_a_payment_that_left_accepted_before_the_claim_is_not_sent(books):
+    """When one of a package's payments is no longer accepted as the package is claimed,
+    the others become `sent` with a history row each, and it keeps its state; all three
+    still show the package's `beps_packed`."""
+    db, gw = books
+    accept(db, [credit_row(n, NOW) for n in range(1, 4)])
+    outbox_id, = seal(db, gw, NOW, force=True)
+    with db.transaction() as tx:
+        tx.execute("UPDATE payments SET state = 'rejected' WHERE id = ?",
+                   ("P2026121200000002",))
+        packer.claim(tx, gw, outbox_id, NOW + timedelta(seconds=1))
+
+    histories = history_of(db, [f"P202612120000000{n}" for n in range(1, 4)])
+
+    assert {pid: (state, [e[1] for e in events])
+            for pid, (state, events) in histories.items()} == {
+        "P2026121200000001": ("sent", ["beps_packed", "beps_sent"]),
+        "P2026121200000002": ("rejected", ["beps_packed"]),
+        "P2026121200000003": ("sent", ["beps_packed", "beps_sent"])}
+
+
+def test_a_package_state_change_looks_its_payments_up_by_id(books):
+    """The one statement that moves a package's payments reads each by its id, never
+    the whole index of payments in a state (SQLite's planner would, without `+state`)."""
+    db, gw = books
+    accept(db, [credit_row(1, NOW)])
+    outbox_id, = seal(db, gw, NOW, force=True)
+    with db.transaction() as tx:
+        recording = NotedQueries(tx)
+        packer.claim(recording, gw, outbox_id, NOW)
+        update, params = next((sql, params) for sql, params in recording.statements
+                              if sql.startswith("UPDATE payments"))
+        plan = [row[-1] for row in tx.query(f"EXPLAIN QUERY PLAN {update}", params)]
+
+    assert any("payments USING INDEX sqlite_autoindex_payments_1 (id=?)" in step
+               for step in plan)
+    assert not any("payments_state" in step for step in plan)
+
+
+class NotedQueries:
+    """A transaction that notes each query it runs (the statement and its parameters)."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx, self.statements = tx, []
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        self.statements.append((sql, params))
+        return self.tx.query(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
+
+
 def history_of(db: Any, ids: list[str]) -> dict[str, tuple[str, list[tuple[Any, ...]]]]:
     """Each payment's state and the history after its creation: (state, event, detail,
     at) each, and its updated_at as the last event's time."""

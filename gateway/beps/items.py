@@ -38,6 +38,13 @@ def package_subject(package_id: str) -> str:
     return PACKAGE_SUBJECT_PREFIX + package_id
 
 
+def package_group(package_id: str, count: int) -> payments.Group:
+    """The `count` payments a package carries, as a group that moves together."""
+    return payments.Group(package_subject(package_id), count,
+                          "SELECT payment_id FROM beps_items WHERE package_id = ?",
+                          (package_id,))
+
+
 # A package's payments are read for building, sending and booking it, never shown: the
 # route each was given (a JSON record) is left out.
 _PACKED = tuple(c for c in payments.COLUMNS if c != "route")

@@ -104,9 +104,12 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
                 outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
     # Packing keeps each one's state; all were accepted when assigned to the package, and
     # they are all its items: one history row for the package tells each of them.
-    payments.transition_many(tx, [{"id": row[0], "state": "accepted"} for row in rows],
-                             "accepted", "beps_packed", now, gw.notifier,
-                             group=items.package_subject(package_id), package=package_id)
+    packed = payments.transition_group(tx, items.package_group(package_id, len(rows)),
+                                       "accepted", "accepted", "beps_packed", now,
+                                       gw.notifier, package=package_id)
+    if len(packed) != len(rows):  # one left `accepted` since it was read: read again
+        raise Contended(f"{len(rows) - len(packed)} of the payments of package "
+                        f"{package_id} are no longer accepted")
     log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
              total_fen, header.mesg_id)
@@ -120,9 +123,6 @@ _WAITING = (f"SELECT i.payment_id, p.state, {', '.join(build.COLUMNS)} FROM beps
             "JOIN payments p ON p.id = i.payment_id WHERE i.package_id IS NULL AND "
             "i.counterparty = ? AND i.msg_type = ? ORDER BY i.created_at, i.payment_id "
             "LIMIT ?")
-# The items of a package and their states, in packing order.
-_ITEMS = ("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p ON p.id = "
-          "i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, i.payment_id")
 
 
 def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
@@ -134,18 +134,15 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
         return None
     # Read once claimed: the package may have been rebuilt until then (an item cancelled).
     envelope = stored_envelope(tx, outbox_id)
-    pkg = tx.query_one("SELECT id, state FROM beps_packages WHERE outbox_id = ?",
+    pkg = tx.query_one("SELECT id, state, count FROM beps_packages WHERE outbox_id = ?",
                        (outbox_id,))
     if pkg is not None and pkg[1] == "sealed":
         tx.execute("UPDATE beps_packages SET state = 'sent', updated_at = ? WHERE id = ?",
                    (now.isoformat(), pkg[0]))
-        found = tx.query(_ITEMS, (pkg[0],))
-        accepted = [{"id": pid, "state": state} for pid, state in found if state == "accepted"]
-        # When every item goes, the package's history row tells each of them; an item
-        # that left `accepted` meanwhile keeps out of it, and the others get a row each.
-        group = items.package_subject(pkg[0]) if len(accepted) == len(found) else None
-        payments.transition_many(tx, accepted, "sent", "beps_sent", now, gw.notifier,
-                                 group=group, package=pkg[0])
+        # Those still accepted go; when that is every item, the package's history row
+        # tells each of them.
+        payments.transition_group(tx, items.package_group(pkg[0], pkg[2]), "accepted",
+                                  "sent", "beps_sent", now, gw.notifier, package=pkg[0])
     return bytes(envelope)
 
 
