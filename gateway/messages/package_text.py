@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.messages.common import (Node, amount_to_xml, build_node, build_original,
                                      build_original_tx, opt_el)
-from gateway.messages.xml import Builder, escape_attribute, escape_text
+from gateway.messages.xml import Builder, escape_attribute, escape_text, plain_text
 
 if TYPE_CHECKING:
     from gateway.messages.package import Layout, ReturnInfo, Transfer
@@ -37,15 +37,21 @@ DETAIL_LEVEL = 2  # Document (0), the family's root element (1), a transaction (
 def transfer(layout: Layout, t: Transfer) -> str:
     """One transaction as text at DETAIL_LEVEL. Its text fields are str, the optional
     ones None when absent (an absent part is left out, as the element build did)."""
-    x = escape_text
+    # Text almost never needs escaping: one look at all of it instead of one per field.
+    texts = (t.tx_id, t.agreement, t.debtor_name, t.debtor_address, t.debtor_account,
+             t.debtor_account_bank, t.debtor_bank, t.creditor_bank, t.creditor_name,
+             t.creditor_address, t.creditor_account, t.creditor_account_bank,
+             t.business_type, t.business_kind, t.remark)
+    x = _as_it_is if plain_text("".join(filter(None, texts))) else escape_text
     detail = layout.detail
     agreement = (f"      <AgrmtNb>{x(t.agreement)}</AgrmtNb>\n"
                  if layout.agreement and t.agreement is not None else "")
-    debtor_address = _address(t.debtor_address) if t.debtor_address is not None else ""
-    debtor_issuer = _issuer(t.debtor_account_bank) if t.debtor_account_bank is not None \
+    debtor_address = _address(x(t.debtor_address)) if t.debtor_address is not None else ""
+    debtor_issuer = _issuer(x(t.debtor_account_bank)) if t.debtor_account_bank is not None \
         else ""
-    creditor_address = _address(t.creditor_address) if t.creditor_address is not None else ""
-    creditor_issuer = _issuer(t.creditor_account_bank) \
+    creditor_address = _address(x(t.creditor_address)) if t.creditor_address is not None \
+        else ""
+    creditor_issuer = _issuer(x(t.creditor_account_bank)) \
         if t.creditor_account_bank is not None else ""
     remark = f"      <AddtlInf>{x(t.remark)}</AddtlInf>\n" if t.remark is not None else ""
     extra = _extra(layout, t.extra) if t.extra is not None else ""
@@ -102,18 +108,22 @@ def transfer(layout: Layout, t: Transfer) -> str:
 """
 
 
+def _as_it_is(value: str) -> str:
+    return value
+
+
 def _address(line: str) -> str:
-    """PstlAdr/AdrLine of a party (Dbtr or Cdtr), after its name."""
+    """PstlAdr/AdrLine of a party (Dbtr or Cdtr), after its name (`line` escaped)."""
     return f"""\
         <PstlAdr>
-          <AdrLine>{escape_text(line)}</AdrLine>
+          <AdrLine>{line}</AdrLine>
         </PstlAdr>
 """
 
 
 def _issuer(bank: str) -> str:
-    """Issr of an account: the bank holding it."""
-    return f"            <Issr>{escape_text(bank)}</Issr>\n"
+    """Issr of an account: the bank holding it (escaped)."""
+    return f"            <Issr>{bank}</Issr>\n"
 
 
 def _extra(layout: Layout, extra: ReturnInfo | Node) -> str:

@@ -119,6 +119,11 @@ _TAG = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*")  # CNAPS2 tags are ASCII names
 INDENT_LEVELS_MAX = 30
 
 
+def plain_text(value: str) -> bool:
+    """Whether `value` is element text as it is (nothing in it to escape)."""
+    return _TEXT_SPECIAL.search(value) is None
+
+
 def escape_text(value: str) -> str:
     """`value` as element text: &, <, > as entities and CR as &#13;, as libxml2 writes it."""
     if _TEXT_SPECIAL.search(value) is None:
