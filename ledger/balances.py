@@ -82,6 +82,18 @@ def apply_lines(tx: Transaction, lines: tuple[Line, ...], work_date: str,
             raise error
 
 
+def defer_lines(tx: Transaction, lines: list[Line], rules: Rules) -> None:
+    """Defer lines that the rules never refuse (see `apply_lines`), summed per account."""
+    sums: dict[str, int] = {}
+    for line in lines:
+        rule = rules[line.account_no]
+        assert rule.negative_ok or rule.normal_side == line.side, \
+            f"a line on {line.account_no} that can be refused is not deferred"
+        sums[line.account_no] = sums.get(line.account_no, 0) + _signed(line, rule.normal_side)
+    for account_no, delta_fen in sums.items():
+        _defer(tx, account_no, delta_fen)
+
+
 def apply_sum(tx: Transaction, account_no: str, side: str, total_fen: int,
               work_date: str) -> bool:
     """Apply the sum of several customer lines on one side as one change, if the account's

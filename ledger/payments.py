@@ -76,10 +76,11 @@ def hold_many(ctx: Context, tx: Transaction, holds: list[tuple[str, str, int, st
     """`hold` for many payments at once, each (event id, payer account, amount in fen,
     work date, ref): the hold id of each, or the LedgerError refusing it alone."""
     postings: list[Posting | LedgerError] = []
+    days: dict[date | str, str] = {}  # a batch's holds share their work date
     for event_id, account_no, amount_fen, work_date, ref in holds:
         try:
             check_amount(amount_fen)
-            day = work_date_text(work_date)
+            day = days.get(work_date) or days.setdefault(work_date, work_date_text(work_date))
             lines = transfer(_customer(ctx, account_no), ctx.accounts.holds, amount_fen)
         except LedgerError as error:
             postings.append(error)

@@ -15,7 +15,7 @@ from datetime import date
 from functools import cache
 from typing import NamedTuple
 
-from ledger.balances import Line, Rules, apply_lines, apply_sum, undo_lines
+from ledger.balances import Line, Rules, apply_lines, apply_sum, defer_lines, undo_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 
@@ -218,29 +218,29 @@ def post_many(tx: Transaction, postings: list[Posting], rules: Rules,
     # New postings with one line the rules can refuse (a customer debit), summed per
     # account and day; an account that cannot cover its sum is left to `post`, which
     # refuses exactly the postings that do not fit. Anything else goes to `post` too.
-    checked: dict[int, list[Line]] = {}
+    fresh: list[tuple[int, tuple[str, str, str], Line, list[Line]]] = []
     for i, p in enumerate(postings):
-        if p.event_id not in known:
-            known.add(p.event_id)  # the same event twice in one call: the second replays
-            checked[i] = [line for line in p.lines if _checked(line, rules)]
-    fresh = [i for i, lines in checked.items() if len(lines) == 1]
-
-    def key(i: int) -> tuple[str, str, str]:
-        line = checked[i][0]
-        return line.account_no, line.side, postings[i].work_date
+        if p.event_id in known:
+            continue
+        known.add(p.event_id)  # the same event twice in one call: the second replays
+        checked: list[Line] = []
+        free: list[Line] = []
+        for line in p.lines:
+            (checked if _checked(line, rules) else free).append(line)
+        if len(checked) == 1:
+            line = checked[0]
+            fresh.append((i, (line.account_no, line.side, p.work_date), line, free))
 
     totals: dict[tuple[str, str, str], int] = {}
-    for i in fresh:
-        totals[key(i)] = totals.get(key(i), 0) + checked[i][0].amount_fen
+    for _, key, line, _ in fresh:
+        totals[key] = totals.get(key, 0) + line.amount_fen
     slow = {k for k, total_fen in totals.items() if not _apply_sum(tx, *k, total_fen, rules)}
-    bulk = [i for i in fresh if key(i) not in slow]
-    for i in bulk:  # lines that cannot be refused: deferred, as `post` does
-        apply_lines(tx, tuple(line for line in postings[i].lines
-                              if not _checked(line, rules)), postings[i].work_date,
-                    insufficient_code, rules)
-    ids = _insert_entries(tx, [postings[i] for i in bulk])
+    bulk = [(i, free) for i, key, _, free in fresh if key not in slow]
+    # Lines that cannot be refused are deferred, as `post` does: summed per account.
+    defer_lines(tx, [line for _, free in bulk for line in free], rules)
+    ids = _insert_entries(tx, [postings[i] for i, _ in bulk])
     out: list[Posted | LedgerError | None] = [None] * len(postings)
-    for i in bulk:
+    for i, _ in bulk:
         out[i] = Posted(ids[postings[i].event_id], "", replayed=False)
     for i, posting in enumerate(postings):
         if out[i] is None:
