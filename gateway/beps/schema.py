@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import dialect
+from gateway.store import SCHEMA_LOCK
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS beps_items (
@@ -33,8 +34,15 @@ TABLES = [
     )""",
     "CREATE INDEX IF NOT EXISTS beps_items_unpacked ON beps_items "
     "(counterparty, msg_type, created_at) WHERE package_id IS NULL",
-    "CREATE INDEX IF NOT EXISTS beps_items_package ON beps_items (package_id)",
-    "CREATE INDEX IF NOT EXISTS beps_items_round ON beps_items (netting_date, netting_round)",
+    # Items by package and by netting round, once they have one: an item waiting to be
+    # packed has neither and is in neither index (these replace indexes of every item,
+    # into which each one accepted wrote an empty entry, moved again at packing).
+    "DROP INDEX IF EXISTS beps_items_package",
+    "CREATE INDEX IF NOT EXISTS beps_items_packed ON beps_items (package_id) "
+    "WHERE package_id IS NOT NULL",
+    "DROP INDEX IF EXISTS beps_items_round",
+    "CREATE INDEX IF NOT EXISTS beps_items_netted ON beps_items (netting_date, netting_round) "
+    "WHERE netting_date IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS beps_packages (
         id TEXT PRIMARY KEY,              -- sending direct participant + XML MsgId
         direction TEXT NOT NULL,          -- out | in
@@ -77,4 +85,9 @@ TABLES = [
 
 
 def install(tx: Any) -> None:
+    if getattr(tx, "dialect", "sqlite") == "postgresql":
+        # Gateway processes starting together change the tables one at a time (two
+        # dropping the same replaced index at once would fail); the lock ends with
+        # this transaction.
+        tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
     dialect.install(tx, TABLES)
