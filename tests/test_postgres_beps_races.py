@@ -42,13 +42,13 @@ def _package_and_items(db: Any) -> tuple[str, int, int, list[str], list[str]]:
     """The package, its count and sum, the transactions its stored bytes carry and the
     payments assigned to it."""
     with db.transaction() as tx:
-        package_id, count, total_fen, raw = tx.query_one(
-            "SELECT p.id, p.count, p.total_fen, o.envelope FROM beps_packages p JOIN "
-            "outbox o ON o.id = p.outbox_id", ())
+        package_id, count, total_fen, outbox_id = tx.query_one(
+            "SELECT id, count, total_fen, outbox_id FROM beps_packages", ())
+        raw = packer.stored_envelope(tx, outbox_id)
         assigned = [pid for (pid,) in tx.query(
             "SELECT payment_id FROM beps_items WHERE package_id = ? ORDER BY payment_id",
             (package_id,))]
-    carried = sorted(t.tx_id for t in codec.decode(bytes(raw)).obj.transfers)
+    carried = sorted(t.tx_id for t in codec.decode(raw).obj.transfers)
     return package_id, count, total_fen, carried, assigned
 
 

@@ -75,10 +75,12 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
                               "AND package_id IS NULL",
                               [(package_id if row[1] == "accepted" else VOID, row[0])
                                for row in candidates])
-    if assigned != len(candidates):  # another process packed some meanwhile: read again
-        raise Contended(f"{len(candidates) - assigned} of the items read for package "
-                        f"{package_id} were packed meanwhile")
-    rows = [row for row in candidates if row[1] == "accepted"]
+    if assigned == len(candidates):
+        rows = [row for row in candidates if row[1] == "accepted"]
+    else:
+        # Another gateway process marked some meanwhile (a cancel, waited for above): the
+        # package holds what this UPDATE assigned, read again as it now is.
+        rows = tx.query(_PACKED, (package_id,))
     if not rows:
         return None
     transfers = build.transfers_of(row[2:] for row in rows)
@@ -123,6 +125,11 @@ _WAITING = (f"SELECT i.payment_id, p.state, {', '.join(build.COLUMNS)} FROM beps
             "JOIN payments p ON p.id = i.payment_id WHERE i.package_id IS NULL AND "
             "i.counterparty = ? AND i.msg_type = ? ORDER BY i.created_at, i.payment_id "
             "LIMIT ?")
+# A package's items read the same way, by package (when the waiting ones read above
+# changed before they could be assigned).
+_PACKED = (f"SELECT i.payment_id, p.state, {', '.join(build.COLUMNS)} FROM beps_items i "
+           "JOIN payments p ON p.id = i.payment_id WHERE i.package_id = ? "
+           "ORDER BY i.created_at, i.payment_id")
 
 
 def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None:
