@@ -43,7 +43,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     stored = _stored_answers(tx, ready)
     bulk = [(i, p) for i, p in ready if getattr(p.accept, "bulk", None) is not None]
     seq = _reserve(tx, bulk)
-    day = bulk[0][1].work_date.strftime("%Y%m%d") if bulk else ""
+    work_date = bulk[0][1].work_date if bulk else None
+    day = (work_date.strftime("%Y%m%d"), work_date.isoformat()) if work_date else ("", "")
     waiting: list[tuple[int, "Prepared", dict[str, Any], Any]] = []  # checked, to hold
     done: list[tuple[int, Any]] = []
     entries: list[Entry] = []
@@ -131,9 +132,11 @@ def _reserve(tx: Any, bulk: list) -> int:
     return payments.reserve_seq(tx, f"msg:{day}", len(bulk))
 
 
-def _new_row(p: "Prepared", seq: int, day: str) -> dict[str, Any]:
-    """The payment row of a transfer numbered `seq` on the work date `day` (YYYYMMDD)."""
+def _new_row(p: "Prepared", seq: int, day: tuple[str, str]) -> dict[str, Any]:
+    """The payment row of a transfer numbered `seq` on the work date `day` (as YYYYMMDD
+    and as YYYY-MM-DD)."""
     t = p.transfer
+    day, work_date = day
     msg_id = f"{day}{seq:08d}"
     decision = p.decision
     now = p.now.isoformat()
@@ -150,6 +153,6 @@ def _new_row(p: "Prepared", seq: int, day: str) -> dict[str, Any]:
         "business_kind": t.business_kind, "urgency": t.urgency,
         "priority": decision.priority, "remittance": list(t.remittance), "hold_id": None,
         "route": decision.record(), "route_json": decision.record_json or None,
-        "work_date": p.work_date.isoformat(), "created_at": now, "updated_at": now,
+        "work_date": work_date, "created_at": now, "updated_at": now,
         "client": p.client,
     }

@@ -201,7 +201,8 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     records: dict[str, str] = {}
     for row in rows:
         data = _OPTIONAL | row
-        data["remittance"] = jsontext.dumps(list(data.get("remittance", [])))
+        remittance = data.get("remittance")
+        data["remittance"] = jsontext.dumps(list(remittance)) if remittance else "[]"
         data["route"] = _route_column(data, records)
         values.append(_VALUES(data))
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
