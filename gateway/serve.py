@@ -10,11 +10,14 @@ import asyncio
 import fcntl
 import json
 import os
+import logging
 import signal
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gateway import logs
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
@@ -27,6 +30,7 @@ from ledger.testing import customer_account
 SIM_CLEARING_FEN = 50_000_000 * 100
 LOCK_FILE = "paygate.lock"
 DEMO_BALANCE_FEN = 5_000_000 * 100
+log = logging.getLogger("paygate.serve")
 
 
 async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
@@ -101,6 +105,22 @@ def _lock_data_dir(data: Path) -> Any:
     return lock
 
 
+def announce(line: dict[str, Any]) -> None:
+    """Print the start-up line (where to reach the gateway) on standard output. A reader
+    that went away (`paygate serve | head -1`) does not stop the gateway, as a broken log
+    stream does not: standard output is pointed at /dev/null, so that neither a later
+    line nor the flush at exit fails again, and the loss is logged."""
+    try:
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    except (OSError, ValueError) as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+        log.warning("event=stdout_lost error=%s", logs.value(repr(exc)))
+
+
 async def _started(start: Any) -> bool:
     """Await a start; a refusal (a clock before the stored work date, say) is printed in
     the error shape instead of a traceback, and the caller ends with status 2."""
@@ -136,16 +156,15 @@ async def _serve(settings: Settings, simulate: bool) -> int:
             return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
-        print(json.dumps({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
-                          "data": str(data), "accounts": accounts}, ensure_ascii=False),
-              flush=True)
+        announce({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
+                  "data": str(data), "accounts": accounts})
         await stop.wait()
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))
     if not await _started(gw.start()):
         return 2
-    print(json.dumps({"api": gw.url}), flush=True)
+    announce({"api": gw.url})
     await stop.wait()
     await gw.stop()
     return 0
