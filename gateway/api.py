@@ -86,12 +86,21 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def nested_too_deep() -> PaygateError:
+    """Valid JSON nested deeper than the parser follows (about a thousand levels): said
+    as such, not as a body that is not JSON. No request of the API nests beyond three."""
+    return PaygateError(Problem("body_nested_too_deep", "/", None,
+                                "JSON arrays and objects nested a few levels deep"), 400)
+
+
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN or Infinity, no repeated keys, numbers kept as text."""
     try:
         return json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
                           object_pairs_hook=_unique_keys)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:
+        raise nested_too_deep() from None
+    except (ValueError, UnicodeDecodeError):
         raise PaygateError(Problem("body_must_be_json", "/",
                                    raw[:80].decode("utf-8", "replace"),
                                    "a JSON document in UTF-8 (no NaN or Infinity)"),

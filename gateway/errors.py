@@ -27,7 +27,10 @@ def _bounded(value: Any) -> Any:
         return value if abs(value) < 10 ** 18 else str(value)[:VALUE_LEN_MAX] + "…"
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
+        text = bytes(value).decode("utf-8", "replace")
+    else:
+        text = value if isinstance(value, str) else repr(value)
     # A lone surrogate cannot be written as UTF-8: show it escaped instead.
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"

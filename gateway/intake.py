@@ -114,7 +114,9 @@ def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     if isinstance(payer_bank, str) and _BANK.fullmatch(payer_bank) and payer_bank not in own_banks:
         p.add("payer_bank_not_ours", "/payer_bank", payer_bank,
               "one of our bank codes: " + ", ".join(sorted(own_banks)))
-    amount = parse_yuan(body.get("amount"), "/amount") if "amount" in body else 0
+    # An empty or null amount is field_required alone (check_shape), not also malformed.
+    amount = parse_yuan(body["amount"], "/amount") \
+        if body.get("amount") not in ("", None) else 0
     if not isinstance(amount, int):
         p.items.append(amount)
         amount = 0

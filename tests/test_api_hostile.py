@@ -55,6 +55,18 @@ def test_bad_amounts_are_refused_by_name(live, amount, code):
     assert live.entries() == before
 
 
+@pytest.mark.parametrize("amount", ["", None])
+def test_an_empty_amount_is_one_problem(live, amount):
+    """An empty or null amount is field_required, and only that."""
+    body = json.dumps(transfer(live, amount)).encode()
+    r = post_signed(live.url, "/v1/transfers", body,
+                    **{"Idempotency-Key": f"one-{amount!r}"})
+
+    assert r.status_code == 422, r.text
+    assert [e["code"] for e in r.json()["errors"] if e["path"] == "/amount"] == \
+        ["field_required"]
+
+
 @pytest.mark.parametrize("body, status, code", [
     (b"{not json", 400, "body_must_be_json"),
     (b'{"amount": NaN}', 400, "body_must_be_json"),
@@ -63,7 +75,8 @@ def test_bad_amounts_are_refused_by_name(live, amount, code):
     (b'{"payee_name": "\ud800"}', 422, "text_has_control_or_invisible_characters"),
     (b'{"payer_account": "1", "payee_account": "1", "payer_bank": "999100000027", '
      b'"payee_bank": "999100000027"}', 422, "payer_and_payee_accounts_must_differ"),
-    (b"[" * 20_000 + b"]" * 20_000, 400, "body_must_be_json"),
+    (b"[" * 20_000 + b"]" * 20_000, 400, "body_nested_too_deep"),
+    (b'{"a":' * 1_000 + b"1" + b"}" * 1_000, 400, "body_nested_too_deep"),
     (b"\xff\xfe\x00garbage", 400, "body_must_be_json"),
     (b"[]", 422, "body_must_be_a_json_object"),
     (b'{"amount": "1.00", "surprise": 1}', 422, "field_unknown"),

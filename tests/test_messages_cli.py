@@ -123,3 +123,18 @@ def test_usage_errors_exit_two(args: list[str], capsys: pytest.CaptureFixture[st
 
     assert status == 2
     assert len(lines) == 1 and lines[0]["errors"][0]["code"] == "validate_usage"
+
+
+@pytest.mark.parametrize("content, value", [
+    (b"garbage", "garbage"), (b"", ""), (b"\xff\xfe<\x00", "ff fe 3c 00")])
+def test_unreadable_bytes_are_shown_as_text_not_python(
+        content: bytes, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The value of a refused document is its first bytes as text (or hex when they are
+    not UTF-8), never Python's b'...' form."""
+    path = tmp_path / "odd.xml"
+    path.write_bytes(content)
+    status, lines = run(capsys, str(path))
+
+    assert status == 1
+    assert lines[0]["errors"][0]["value"] == value
+    assert "b'" not in json.dumps(lines[0])

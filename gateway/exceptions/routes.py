@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway import payments
-from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate
+from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate, nested_too_deep
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
@@ -55,6 +55,8 @@ async def _body(request: web.Request) -> tuple[str, dict[str, Any]]:
     client = authenticate(request, raw)
     try:
         data = json.loads(raw) if raw.strip() else {}
+    except RecursionError:
+        raise nested_too_deep() from None
     except (ValueError, UnicodeDecodeError):
         raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
                                    "a JSON object"), 400) from None

@@ -47,9 +47,11 @@ def parse(body: bytes) -> etree._Element:
     # bodies are UTF-8, so a body must begin with "<" as one byte.
     start = body.lstrip(b" \t\r\n")[:2]
     if start[:1] in (b"\xff", b"\xfe", b"\x00") or start[1:2] == b"\x00":
-        raise _bad("xml_must_be_utf8", repr(body[:8]), "a UTF-8 document starting with <")
+        raise _bad("xml_must_be_utf8", body[:8].hex(" "), "a UTF-8 document starting with <")
     if start[:1] != b"<":
-        raise _bad("xml_not_well_formed", repr(body[:20]), "a document starting with <")
+        # The first bytes as text (not Python's b'...' form); "" for an empty body.
+        raise _bad("xml_not_well_formed", body[:20].decode("utf-8", "replace"),
+                   "a document starting with <")
     declared = _DECL.match(body)
     if declared and declared.group(1).upper().replace(b"_", b"-") not in (b"UTF-8", b"UTF8"):
         raise _bad("xml_encoding_must_be_utf8", declared.group(1).decode(), "UTF-8")

@@ -48,7 +48,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
                                        f"at most {BODY_LEN_MAX} bytes"))
     try:
         body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/", None,
