@@ -68,10 +68,19 @@ class KeyValueFormatter(logging.Formatter):
                  f"level={record.levelname.lower()} component={record.name} "
         if isinstance(record.msg, Lines):
             return "\n".join(prefix + _one_line(message) for message in record.msg)
-        line = prefix + _one_line(record.getMessage())
+        line = prefix + _one_line(_structured(record.getMessage()))
         if record.exc_info:
             line += " traceback=" + repr(self.formatException(record.exc_info))
         return line
+
+
+def _structured(message: str) -> str:
+    """Every line of the gateway says `event=...`; a library's own message (aiohttp's
+    "Error handling request", asyncio's "Task exception was never retrieved") is written
+    as event=library_message with its text as one quoted value."""
+    if message.startswith("event="):
+        return message
+    return "event=library_message message=" + value(message)
 
 
 def _one_line(message: str) -> str:
@@ -147,7 +156,7 @@ class LineBuffer(logging.StreamHandler):
             if not self._loss_reported:
                 self._loss_reported = True
                 try:
-                    sys.__stderr__.write(f"event=log_lines_lost error={exc!r}\n")
+                    sys.__stderr__.write(f"event=log_lines_lost error={value(repr(exc))}\n")
                 except (OSError, ValueError, AttributeError):
                     pass  # nowhere left to say it; lost_lines still counts
 

@@ -483,9 +483,10 @@ class WindowState:
         del self.history[:-HISTORY_ENTRIES_MAX]
         level = logging.INFO if entry.outcome in (OUTCOME_APPLIED, OUTCOME_CONFIRMED) \
             else logging.WARNING
-        log.log(level, "hvps window: %s: %s (orig=%s from=%s to=%s work_date=%s at=%s)",
-                entry.source, entry.outcome, orig_code, entry.from_code, entry.to_code,
-                entry.work_date.isoformat(), entry.at.isoformat())
+        log.log(level, "event=hvps_window_change source=%s outcome=%s orig=%s from=%s to=%s "
+                "work_date=%s at=%s", entry.source, entry.outcome, orig_code,
+                entry.from_code, entry.to_code, entry.work_date.isoformat(),
+                entry.at.isoformat())
 
 
 def _day_boundaries(day: date, calendar: BusinessCalendar,

@@ -90,7 +90,8 @@ class Link:
         # A worker only ends when stopped; anything else is a bug that would silently halt
         # a destination's deliveries, so it is logged loudly with its traceback.
         if not task.cancelled() and task.exception() is not None:
-            log.error("delivery worker %s failed", task.get_name(), exc_info=task.exception())
+            event(log, "delivery_worker_failed", logging.ERROR, exc_info=task.exception(),
+                  worker=task.get_name())
 
     def wake(self, dest: str) -> None:
         worker = self._workers.get(dest)

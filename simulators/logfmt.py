@@ -26,6 +26,7 @@ from gateway.logs import LineBuffer
 
 _FIELDS_ATTR = "kv_fields"
 _NEEDS_QUOTES = re.compile(r'[ ="\\\n\t]')
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_.]*")
 
 
 def _quote(value: Any) -> str:
@@ -66,17 +67,26 @@ class KeyValueFormatter(logging.Formatter):
         self._stamp = _UtcStamp()
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        fields = getattr(record, _FIELDS_ATTR, None)
+        if fields is None and not _EVENT_NAME.fullmatch(message):
+            # A library's own message (aiohttp's "Error handling request"): its text as
+            # one value, so that every line still names an event.
+            message, fields = "library_message", {"message": message}
         parts = [f"ts={self._stamp(record.created)}", f"level={record.levelname.lower()}",
-                 f"logger={record.name}", f"event={_quote(record.getMessage())}"]
-        for key, value in getattr(record, _FIELDS_ATTR, {}).items():
+                 f"logger={record.name}", f"event={_quote(message)}"]
+        for key, value in (fields or {}).items():
             parts.append(f"{key}={_quote(value)}")
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)
 
 
-def configure(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Send the simulator's loggers to `stream` (standard error by default), once."""
+def configure(stream: TextIO | None = None, level: int = logging.INFO,
+              libraries: bool = False) -> logging.Handler:
+    """Send the simulator's loggers to `stream` (standard error by default), once. With
+    `libraries` (the simulator's own process), the warnings of the libraries it runs on
+    (aiohttp, asyncio) go there too, in the same form, instead of as bare text."""
     root = logging.getLogger("npc")
     for existing in root.handlers:
         if isinstance(existing.formatter, KeyValueFormatter):
@@ -85,9 +95,15 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> loggin
     handler.setFormatter(KeyValueFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    if libraries:
+        root.propagate = False  # its lines are written once, by its own handler
+        process_root = logging.getLogger()
+        process_root.addHandler(handler)
+        process_root.setLevel(logging.WARNING)
     return handler
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one event with its key=value fields."""
-    logger.log(level, name, extra={_FIELDS_ATTR: fields})
+def event(logger: logging.Logger, name: str, level: int = logging.INFO,
+          exc_info: BaseException | None = None, **fields: Any) -> None:
+    """Log one event with its key=value fields (and an exception's traceback as `exc`)."""
+    logger.log(level, name, extra={_FIELDS_ATTR: fields}, exc_info=exc_info)

@@ -53,7 +53,7 @@ def _lean_log_records() -> None:
 def main(argv: list[str]) -> int:
     """Run the simulator until SIGTERM or SIGINT; returns the process exit status."""
     _lean_log_records()
-    logfmt.configure()
+    logfmt.configure(libraries=True)
     try:
         settings = settings_mod.load(argv)
     except SystemExit as exc:  # argparse's usage errors and --help

@@ -144,3 +144,63 @@ def test_a_virtual_clock_adds_its_time_to_every_line(stream):
         ("2026-12-07T09:30:01.500000+08:00", "event=a"),
         ("2026-12-07T09:30:01.500000+08:00", "event=b")]
     assert LINE.fullmatch(lines[3]).group(3) == "event=on_real_time"
+
+
+def test_a_librarys_free_text_is_written_as_an_event(stream):
+    """A message from a library (not written as event=...) still reads as key=value."""
+    logging.getLogger("aiohttp.server").error("Error handling request from %s", "127.0.0.1")
+    line = stream.getvalue().splitlines()[-1]
+    assert line.endswith('component=aiohttp.server event=library_message '
+                         'message="Error handling request from 127.0.0.1"')
+
+
+def test_the_simulators_lines_always_name_an_event():
+    """The simulator's formatter: its own events as they are, a library's text as
+    event=library_message, an exception's traceback as one quoted value."""
+    from simulators import logfmt
+    formatter = logfmt.KeyValueFormatter()
+
+    def formatted(name: str, message: str, **extra: object) -> str:
+        record = logging.LogRecord(name, logging.ERROR, "", 0, message, (), None)
+        record.__dict__.update(extra)
+        return formatter.format(record).split(" ", 3)[3]
+
+    assert formatted("npc.rtgs", "settled", kv_fields={"tx_id": "T1"}) == \
+        "event=settled tx_id=T1"
+    assert formatted("aiohttp.server", "Error handling request") == \
+        'event=library_message message="Error handling request"'
+
+
+# Logging calls of the product: logger.<level>(...) and logger.log(level, ...).
+_LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+
+
+def _free_text_log_calls() -> list[str]:
+    """Every logging call of the product whose message does not start with `event=`
+    (the simulator logs through logfmt.event, so any direct call there is one)."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for package in ("gateway", "simulators", "routing", "ledger"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name in ("logs.py", "logfmt.py"):  # the formatters themselves
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in _LOG_METHODS):
+                    continue
+                owner = node.func.value
+                name = getattr(owner, "id", getattr(owner, "attr", ""))
+                args = node.args[1:] if node.func.attr == "log" else node.args
+                if "log" not in name.lower() or not args:
+                    continue
+                message = args[0]
+                text = message.value if isinstance(message, ast.Constant) else ""
+                if not (isinstance(text, str) and text.startswith("event=")):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_every_log_call_of_the_product_is_key_value():
+    assert _free_text_log_calls() == []

@@ -383,8 +383,8 @@ def test_illegal_notice_is_logged(calendar: BusinessCalendar,
 
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [(
         "WARNING",
-        "hvps window: ccms.801: illegal (orig=10 from=00 to=00 work_date=2026-12-07 "
-        "at=2026-12-07T09:00:00+08:00)",
+        "event=hvps_window_change source=ccms.801 outcome=illegal orig=10 from=00 to=00 "
+        "work_date=2026-12-07 at=2026-12-07T09:00:00+08:00",
     )]
 
 
