@@ -36,6 +36,7 @@ from simulators.settings import NPC_CODE, OUR_BANK, Settings
 from simulators.store import CANCELLED, QUEUED, SETTLED, Store
 
 log = logging.getLogger("npc.app")
+DEFAULT_INITIAL_PHASE = "10"  # without a clock to follow: daytime, on the clock's date
 
 OUR_BRANCH = "999100000027"  # CONTRACT.md §1: the branch named as payee's bank for us
 
@@ -95,8 +96,11 @@ class Simulator:
         with self.store.transaction():
             for code in sorted(self.settings.participants):
                 self.store.seed_balance(code, self.settings.balances_fen.get(code, 0))
-            work_date = self.settings.initial_date or self.clock.today().isoformat()
-            self.phases.initialise(self.settings.initial_phase, work_date)
+            phase, work_date = self.settings.initial_phase, self.settings.initial_date
+            if self.follower is not None and phase is None and work_date is None:
+                phase, work_date = self.follower.forecast()
+            self.phases.initialise(phase or DEFAULT_INITIAL_PHASE,
+                                   work_date or self.clock.today().isoformat())
 
     async def start(self) -> None:
         self._initialise()

@@ -142,14 +142,18 @@ class ClockFollower:
         self.tick_s = tick_s
         self._last: datetime | None = None
 
+    def forecast(self, at: datetime | None = None) -> tuple[str, str]:
+        """(status, work date) the timetable gives for `at` (the clock's time now)."""
+        phase = windows.hvps_phase(at or self.clock.now(), self.calendar, self.timetable)
+        return phase.code, phase.work_date.isoformat()
+
     def catch_up(self) -> None:
         """At start: move to the phase the timetable forecasts for now, if different:
         within the same work date through every phase a participant would have been
         told of on the way (10 straight to 40 is not a change CNAPS makes, and
         participants rightly refuse it); onto another date in one notice."""
         now = self.clock.now()
-        target = windows.hvps_phase(now, self.calendar, self.timetable)
-        goal = (target.code, target.work_date.isoformat())
+        goal = self.forecast(now)
         for _ in range(CATCH_UP_STEPS_MAX):
             step = _next_step(*current_phase(self.phases.store), *goal)
             if step is None:

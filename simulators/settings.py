@@ -77,8 +77,11 @@ class Settings:
     seed: int = 0
     balances_fen: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_BALANCES_FEN))
     peers: tuple[PeerSpec, ...] = DEFAULT_PEERS
-    initial_phase: str = "10"
-    initial_date: str | None = None  # ISO date; default: the clock's date
+    # The HVPS status and work date at the first start. Unset: with follow_clock, the
+    # timetable's state for the clock's time (a real NPC has been running all along and
+    # announces nothing until its next change); otherwise 10 on the clock's date.
+    initial_phase: str | None = None
+    initial_date: str | None = None  # ISO date
     follow_clock: bool = False
     tick_s: float = 1.0
     calendar_file: str | None = None
@@ -244,7 +247,7 @@ def load(argv: list[str]) -> Settings:
 
 def check(settings: Settings, problems: ProblemList) -> None:
     """Rules that span several settings."""
-    if settings.initial_phase not in PHASES:
+    if settings.initial_phase is not None and settings.initial_phase not in PHASES:
         problems.add("hvps_status_unknown", "initial_phase", settings.initial_phase,
                      "one of " + ", ".join(PHASES))
     peer_codes = {p.code for p in settings.peers}

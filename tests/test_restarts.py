@@ -86,3 +86,41 @@ def test_restart_next_morning_raises_no_window_alerts(tmp_path):
 
     assert first == [] and after_restart == []
     assert outcomes == ["initial", "confirmed"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("clock", ["2026-12-05T10:00",      # a Saturday
+                                   "2026-12-07T23:59:45",   # Monday night: Tuesday's date
+                                   "2026-12-07T10:00"])
+def test_a_fresh_start_at_any_hour_raises_no_window_alerts(tmp_path, clock):
+    """`serve --simulate` on a fresh data directory: the simulated NPC starts in the state
+    the timetable gives for the clock's time, as a real NPC that has been running all
+    along is, and announces nothing until its next change. No notice claims a previous
+    status the gateway never had, so nothing is refused and nothing alerts."""
+    from gateway.harness import Harness
+    from simulators.store import PENDING
+    from tests.e2e_support import until
+
+    async def run() -> tuple[dict, tuple, list, list]:
+        h = Harness(tmp_path, clock_spec=clock, sim_args=["--follow-clock"])
+        await h.start()
+        try:
+            gw = h.gateway
+
+            async def all_taken() -> bool:
+                """Every message the NPC made so far is delivered and taken."""
+                stats = await h.sim("GET", "/sim/stats")
+                waiting = await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT count(*) FROM inbox WHERE state = 'received'", ()))
+                return not stats["outbox"].get(PENDING) and waiting[0] == 0
+            await until(all_taken, "the NPC's first messages taken")
+            await gw.window_tick()
+            stats = await h.sim("GET", "/sim/stats")
+            window = (gw.window.code, gw.window.work_date.isoformat())
+            return stats, window, await _alerts(gw), [e.outcome for e in gw.window.history]
+        finally:
+            await h.stop()
+
+    stats, window, alerts, outcomes = asyncio.run(run())
+    assert (stats["phase"], stats["work_date"]) == window
+    assert alerts == [] and outcomes == ["initial"]
