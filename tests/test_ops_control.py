@@ -129,7 +129,8 @@ REQUESTS = [
     (("op1", "00"), "cancel", "pending"),
     (("op1", "00"), "review_approve", "operator_level_too_low"),
     (("vault1", "10"), "hold", "operator_level_too_low"),
-    (("sup1", "20"), "release", "pending"),
+    (("sup1", "20"), "cancel", "pending"),
+    (("sup1", "20"), "release", "payment_not_held"),  # not held: refused when asked
     (("op1", "00"), "delete", "action_unknown"),
 ]
 
@@ -248,6 +249,49 @@ def test_refused_requests_name_the_rule(rig: Rig, action: str, target: str | Non
     assert found == [code]
 
 
+def _cancelled(rig: Rig) -> str:
+    pid = rig.payment()
+    rig.decide("sup1", rig.request("op1", "cancel", pid)["id"], approve=True)
+    return pid
+
+
+def _sent(rig: Rig) -> str:
+    pid = rig.payment()
+    rig.db(lambda tx: tx.execute("UPDATE outbox SET state = 'sending' WHERE payment_id = ?",
+                                 (pid,)))
+    return pid
+
+
+def _held(rig: Rig) -> str:
+    pid = rig.payment()
+    rig.request("op1", "hold", pid)
+    return pid
+
+
+@pytest.mark.parametrize("make, action, params, code", [
+    (_cancelled, "cancel", {}, "payment_not_unsent"),
+    (_cancelled, "release", {}, "payment_not_unsent"),
+    (_cancelled, "priority", {"priority": 1}, "payment_not_unsent"),
+    (_sent, "cancel", {}, "payment_already_on_the_wire"),
+    (_sent, "hold", {}, "payment_already_on_the_wire"),
+    (_held, "hold", {}, "payment_already_held"),
+    (_cancelled, "review_reject", {}, "payment_not_unsent"),
+])
+def test_a_request_whose_precondition_fails_is_refused_at_once(
+        rig: Rig, make: Any, action: str, params: dict[str, Any], code: str) -> None:
+    """Not a pending request that fails only once a supervisor approves it: refused
+    when asked, with the error its execution would give, and nothing recorded."""
+    pid = make(rig)
+    before = rig.db(lambda tx: tx.query_one("SELECT count(*) FROM ops_requests", ())[0])
+    user = "sup1" if action.startswith("review") else "op1"
+    with pytest.raises(PaygateError) as exc:
+        rig.run(rig.console.request(rig.op(user), action, pid, params))
+
+    assert codes(exc) == [code]
+    assert rig.db(lambda tx: tx.query_one("SELECT count(*) FROM ops_requests", ())[0]) \
+        == before
+
+
 def test_a_second_pending_request_for_the_same_thing_is_refused(rig: Rig) -> None:
     """Two pending cancels of one payment would be approved twice."""
     pid = rig.payment()
@@ -333,9 +377,10 @@ def test_only_hvps_payments_are_held_or_cancelled_one_by_one(rig: Rig) -> None:
     """A BEPS item travels in a package, so the console refuses to act on it alone."""
     pid = rig.payment()
     rig.db(lambda tx: tx.execute("UPDATE payments SET channel = 'beps' WHERE id = ?", (pid,)))
-    req = rig.request("op1", "hold", pid)
+    with pytest.raises(PaygateError) as exc:
+        rig.request("op1", "hold", pid)
 
-    assert [e["code"] for e in req["outcome"]["errors"]] == ["payment_channel_not_supported"]
+    assert codes(exc) == ["payment_channel_not_supported"]
 
 
 def test_every_step_is_audited_with_who_and_what(rig: Rig) -> None:

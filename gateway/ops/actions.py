@@ -81,22 +81,34 @@ def _xadd(gw: Any, stream: str, outbox_id: int) -> AfterCommit:
     return lambda: gw.redis.xadd(stream, {"outbox": str(outbox_id)})
 
 
-def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, (outbox_id, outbox_state, _) = _unsent(tx, target)
-    if outbox_state in HELD_OUTBOX:
+def _holdable(tx: Any, target: str, params: dict[str, Any]
+              ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    payment, outbox = _unsent(tx, target)
+    if outbox[1] in HELD_OUTBOX:
         raise Conflict(Problem("payment_already_held", "/target", payment["reason"],
                                "a payment not held by an operator or for review"))
+    return payment, outbox
+
+
+def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, (outbox_id, _, _) = _holdable(tx, target, params)
     payments.transition(tx, payment, "held", "ops_held", c.now, c.gw.notifier,
                         reason="held_by_operator", request=c.request_id, by=c.actor)
     _set_outbox(tx, outbox_id, OUTBOX_HELD, c.now)
     return Outcome({"payment": target, "state": "held", "was": payment["state"]})
 
 
-def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+def _releasable(tx: Any, target: str, params: dict[str, Any]
+                ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment, outbox = _unsent(tx, target)
     if outbox[1] not in HELD_OUTBOX:
         raise Conflict(Problem("payment_not_held", "/target", payment["reason"],
                                "a payment held by an operator or for review"))
+    return payment, outbox
+
+
+def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    payment, outbox = _releasable(tx, target, params)
     return _release(c, tx, payment, outbox, "ops_released")
 
 
@@ -118,8 +130,13 @@ def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, st
                     "reason": "waiting_for_hvps_window"})
 
 
+def _cancellable(tx: Any, target: str, params: dict[str, Any]
+                 ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    return _unsent(tx, target)
+
+
 def cancel(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _cancellable(tx, target, params)
     return _cancel(c, tx, payment, outbox, "ops_cancelled", "cancelled_by_operator")
 
 
@@ -136,12 +153,19 @@ def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str
                     "ledger_entry": released})
 
 
-def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+def _reprioritisable(tx: Any, target: str, params: dict[str, Any]
+                     ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    payment, outbox = _unsent(tx, target)
     new = int(params["priority"])
-    payment, (outbox_id, outbox_state, old_lane) = _unsent(tx, target)
     if payment["priority"] == new:
         raise Conflict(Problem("priority_unchanged", "/params/priority", new,
                                "a priority other than the payment's own"))
+    return payment, outbox
+
+
+def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    new = int(params["priority"])
+    payment, (outbox_id, outbox_state, old_lane) = _reprioritisable(tx, target, params)
     new_lane = keys.lane_for_priority(new)
     tx.execute("UPDATE payments SET priority = ?, urgency = ? WHERE id = ?",
                (new, URGENCY_BY_PRIORITY[new], target))
@@ -176,16 +200,17 @@ async def drop_from_lane(r: Any, stream: str, outbox_id: int) -> int:
 
 
 def review_approve(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, outbox = _review_hold(tx, target)
+    payment, outbox = _review_hold(tx, target, params)
     return _release(c, tx, payment, outbox, "review_approved")
 
 
 def review_reject(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, outbox = _review_hold(tx, target)
+    payment, outbox = _review_hold(tx, target, params)
     return _cancel(c, tx, payment, outbox, "review_rejected", "review_rejected")
 
 
-def _review_hold(tx: Any, target: str) -> tuple[dict[str, Any], tuple[int, str, str]]:
+def _review_hold(tx: Any, target: str, params: dict[str, Any]
+                 ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment, outbox = _unsent(tx, target)
     if outbox[1] not in HELD_OUTBOX or not is_review_hold(payment["reason"]):
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
@@ -231,10 +256,23 @@ def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome
     return Outcome(detail, [reconcile])
 
 
-def check_target(gw: Any, tx: Any, action: str, target: str) -> None:
-    """Refuse at once a request that could not run (it is checked again when it runs)."""
+# The precondition of each payment action, as its executor checks it.
+PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
+    "hold": _holdable, "release": _releasable, "cancel": _cancellable,
+    "priority": _reprioritisable, "review_approve": _review_hold,
+    "review_reject": _review_hold,
+}
+
+
+def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, Any]) -> None:
+    """Refuse at once, with the error its execution would give, a request that could not
+    run now (a cancel of a payment already cancelled or sent): not a pending request that
+    fails only once a supervisor approves it. It is checked again when it runs, since
+    the payment may move between the request and the approval."""
     if action == "day_end":
         check_late(tx, date.fromisoformat(target), gw.work_date)
+    elif action in PRECONDITIONS:
+        PRECONDITIONS[action](tx, target, params)
 
 
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {

@@ -38,7 +38,7 @@ class Console:
         rule = control.RULES[action]
 
         def work(tx: Any) -> tuple[dict[str, Any], list[actions.AfterCommit]]:
-            actions.check_target(self.gw, tx, action, target)
+            actions.check_target(self.gw, tx, action, target, clean)
             request_id = control.create(tx, operator, action, target, clean, note or "", now)
             after: list[actions.AfterCommit] = []
             if not rule.needs_approval:
