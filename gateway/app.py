@@ -31,7 +31,7 @@ from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
-from gateway.dayend import DayEnd, check_clock
+from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
@@ -183,6 +183,7 @@ class Gateway:
         try:
             await self.store.run(lambda tx: check_clock(
                 tx, self.work_date, self.hvps_status, self.clock.now().isoformat()))
+            await self.store.run(lambda tx: check_clock_time(tx, self.clock.now()))
         except PaygateError:
             await self.store.close()
             logs.unfollow_clock(self.clock)

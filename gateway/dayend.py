@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from gateway.errors import Conflict, PaygateError, Problem
@@ -34,6 +34,9 @@ from gateway.errors import Conflict, PaygateError, Problem
 log = logging.getLogger("paygate.dayend")
 
 RECON_TIMEOUT_S = 60.0
+# How far back of the newest stored time a clock may start (check_clock_time): a real-time
+# clock stepped back by NTP moves a few seconds at most.
+CLOCK_STEP_BACK_ALLOWED_S = 5.0
 ALERT_DAY_END_MISSING = "day_end_missing"
 LATE_COMMAND = "paygate ops request day-end {day}"
 # Payments in these states need nothing more from anyone; the others are left open.
@@ -193,6 +196,38 @@ def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:
         f"the clock ({now_text}) gives work date {text}, but the data directory holds work "
         f"date {stored}: set the clock (PAYGATE_CLOCK or the system time) to a later "
         "time"), status=409)
+
+
+def check_clock_time(tx: Any, now: datetime) -> None:
+    """Refuse a start whose clock is earlier than the newest time the data holds (a
+    payment taken or a payment's event), by more than CLOCK_STEP_BACK_ALLOWED_S: a
+    restart with PAYGATE_CLOCK set earlier in the same work date would otherwise record
+    new payments as older than earlier ones. The allowance covers a real-time clock
+    stepped back a little by NTP, which is no reason to stay down."""
+    newest = _newest_stored_time(tx)
+    if newest is None or (newest - now).total_seconds() <= CLOCK_STEP_BACK_ALLOWED_S:
+        return
+    behind = (newest - now).total_seconds()
+    raise PaygateError(Problem(
+        "clock_before_stored_time", "clock", now.isoformat(),
+        f"a time no more than {CLOCK_STEP_BACK_ALLOWED_S:g} s before {newest.isoformat()}, "
+        "the newest time of a stored payment or event",
+        f"the clock ({now.isoformat()}) is {behind:.0f} s before {newest.isoformat()}, the "
+        "newest time the data directory holds (a payment or its event): set the clock "
+        "(PAYGATE_CLOCK or the system time) to that time or later"), status=409)
+
+
+def _newest_stored_time(tx: Any) -> datetime | None:
+    """The latest of the newest payment's creation and the last event recorded (both
+    read through an index: no table scan at start)."""
+    times = []
+    row = tx.query_one("SELECT MAX(created_at) FROM payments", ())
+    if row and row[0]:
+        times.append(datetime.fromisoformat(row[0]))
+    row = tx.query_one("SELECT at FROM payment_events ORDER BY id DESC LIMIT 1", ())
+    if row and row[0]:
+        times.append(datetime.fromisoformat(row[0]))
+    return max(times) if times else None
 
 
 def _last_closed(tx: Any) -> str:

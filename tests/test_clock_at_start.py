@@ -103,3 +103,23 @@ def test_serve_prints_the_refusal_and_ends_with_status_2(
     assert status == 2
     assert printed["errors"][0]["code"] == "clock_before_stored_work_date"
     assert printed["errors"][0]["path"] == "clock"
+
+
+def test_a_start_before_the_newest_stored_time_is_refused(tmp_path: Path) -> None:
+    """A payment at 09:20, then a restart at 09:00 of the same work date: refused, with
+    the newest stored time named, instead of payments older than earlier ones. A clock a
+    few seconds back (NTP stepping a real-time clock) starts; the newest time itself too."""
+    async def morning(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:20", morning))
+
+    refused = start_at(tmp_path, "2026-12-07T09:00")
+
+    assert refused == (
+        "clock_before_stored_time: the clock (2026-12-07T09:00:00+08:00) is 1200 s before "
+        "2026-12-07T09:20:00+08:00, the newest time the data directory holds (a payment or "
+        "its event): set the clock (PAYGATE_CLOCK or the system time) to that time or later")
+    assert start_at(tmp_path, "2026-12-07T09:19:56") == "started"
+    assert start_at(tmp_path, "2026-12-07T09:20") == "started"
+    assert start_at(tmp_path, "2026-12-07T09:19:54").startswith("clock_before_stored_time")
