@@ -39,6 +39,14 @@ def start_at(data_dir: Path, at: str) -> str:
     return asyncio.run(attempt())
 
 
+def paid_at(data_dir: Path, at: str) -> None:
+    """One run at `at`: a payer opened and one payment taken."""
+    async def run(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+    asyncio.run(run_on(data_dir, at, run))
+
+
 async def monday_closed(gw: Gateway) -> None:
     """Monday's run: a payment, then Monday's ledger day closed (the cut-over)."""
     await open_payer(gw)
@@ -76,10 +84,7 @@ def test_a_start_before_the_stored_work_date_is_refused(tmp_path: Path, runs: li
 
 def test_the_refusal_names_both_dates(tmp_path: Path) -> None:
     """The message names the clock's time, its work date and the stored date."""
-    async def monday(gw: Gateway) -> None:
-        await open_payer(gw)
-        await pay(gw, "m1", "100.00")
-    asyncio.run(run_on(tmp_path, "2026-12-08T09:00", monday))
+    paid_at(tmp_path, "2026-12-08T09:00")
 
     refused = start_at(tmp_path, "2026-12-07T09:00")
 
@@ -92,10 +97,7 @@ def test_the_refusal_names_both_dates(tmp_path: Path) -> None:
 def test_serve_prints_the_refusal_and_ends_with_status_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`paygate serve` prints the error shape and exits 2, no traceback."""
-    async def monday(gw: Gateway) -> None:
-        await open_payer(gw)
-        await pay(gw, "m1", "100.00")
-    asyncio.run(run_on(tmp_path, "2026-12-08T09:00", monday))
+    paid_at(tmp_path, "2026-12-08T09:00")
 
     status = asyncio.run(serve(settings_for(tmp_path, "2026-12-07T09:00")))
 
@@ -109,10 +111,7 @@ def test_a_start_before_the_newest_stored_time_is_refused(tmp_path: Path) -> Non
     """A payment at 09:20, then a restart at 09:00 of the same work date: refused, with
     the newest stored time named, instead of payments older than earlier ones. A clock a
     few seconds back (NTP stepping a real-time clock) starts; the newest time itself too."""
-    async def morning(gw: Gateway) -> None:
-        await open_payer(gw)
-        await pay(gw, "m1", "100.00")
-    asyncio.run(run_on(tmp_path, "2026-12-07T09:20", morning))
+    paid_at(tmp_path, "2026-12-07T09:20")
 
     refused = start_at(tmp_path, "2026-12-07T09:00")
 
