@@ -8,9 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from gateway.clock import SHANGHAI, ScaledClock
 from gateway.redisproc import free_port, redis_binary, wait_port
 
 START_TIMEOUT_S = 20.0
@@ -82,7 +85,11 @@ class System:
             "data_dir": str(self.root / "gateway"), "port": gw_port,
             "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
             "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-            "keys_dir": str(self.root / "keys"), "clock": "2026-12-07T09:00:00"}))
+            "keys_dir": str(self.root / "keys"),
+            # One clock for every start, running on from the first: a restart continues
+            # the day instead of going back to 09:00 (which the gateway refuses).
+            "clock": ScaledClock(datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI),
+                                 time.time()).to_spec()}))
         self.procs["gateway"] = Proc("gateway", [
             sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
             gw_port, self.root / "gateway.log")
