@@ -77,6 +77,9 @@ class Prepared(NamedTuple):
     work_date: date
     now: datetime
     end_to_end_id: str | None
+    # The work that accepts it also claims its message, sent after commit (a slot of
+    # gateway.direct is reserved for it).
+    send_now: bool = False
 
 
 # A payment makes hundreds of short-lived dicts and tuples. With the interpreter's default
@@ -134,6 +137,7 @@ class Gateway:
         self.embedded_redis: EmbeddedRedis | None = None
         self.http: aiohttp.ClientSession | None = None
         self.workers: list[StreamWorker] = []
+        self._hvps_sender: StreamWorker | None = None
         self._tasks: list[asyncio.Task] = []
         self.handlers = Handlers(self)
         self._handler_table: dict[str, Any] | None = None
@@ -336,6 +340,8 @@ class Gateway:
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
                                   acks=self.streams)
             self.workers.append(worker)
+            if name == "hvps_sender":
+                self._hvps_sender = worker
             self._tasks.append(asyncio.create_task(worker.run(), name=name))
         if not isinstance(self.clock, ManualClock):
             # On a manual clock (the discrete-event day) time jumps between events, so an
@@ -436,10 +442,31 @@ class Gateway:
         a ready message (POST /v1/messages); JSON transfers get one from the gateway."""
         prepared = self._prepare(client, idem_key, body, end_to_end_id)
         await self._check_depth()
-        status, response, entries = await self.store.run(
-            lambda tx: self._accept_tx(tx, prepared))
+        if prepared.decision.channel == "hvps" and self._may_send_now():
+            prepared = prepared._replace(send_now=True)
+        try:
+            status, response, entries, sending = await self.store.run(
+                lambda tx: self._accept_tx(tx, prepared))
+        except BaseException:
+            if prepared.send_now:
+                self.direct.release()
+            raise
+        if sending is not None:
+            self.direct.send_credit(*sending)
+        elif prepared.send_now:
+            self.direct.release()
         await self.streams.xadd_many(entries)
         return status, response
+
+    def _may_send_now(self) -> bool:
+        """Whether a payment about to be accepted may skip its priority lane: only while
+        the lane sender has room to take more (it reads every entry waiting on the lanes
+        while it has room, so none waits that the payment would overtake) and a slot of
+        gateway.direct is free (which this reserves)."""
+        sender = self._hvps_sender
+        if sender is None or sender.in_flight >= sender.batch_max:
+            return False
+        return self.direct.reserve()
 
     async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
                                ) -> list[tuple[int, dict[str, Any]] | PaygateError]:
@@ -519,9 +546,11 @@ class Gateway:
                         self.work_date, now, end_to_end_id)
 
     def _accept_tx(self, tx: Any, p: "Prepared"
-                   ) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]]]:
+                   ) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]],
+                              tuple[int, bytes, str] | None]:
         """Inside the store's transaction: the idempotency check, the hold, the payment
-        row, the channel's intake and the stored answer; (status, answer, entries)."""
+        row, the channel's intake and the stored answer; (status, answer, entries, and
+        with `p.send_now` the message claimed for sending: outbox id, bytes, lane)."""
         stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                               "WHERE client = ? AND key = ?", (p.client, p.idem_key))
         if stored is not None:
@@ -529,7 +558,7 @@ class Gateway:
                 raise Conflict(Problem("idempotency_key_reused_with_other_body",
                                        "Idempotency-Key", p.idem_key,
                                        "the same body as the first request with this key"))
-            return stored[1], payments.answer_of(tx, stored[2]), []
+            return stored[1], payments.answer_of(tx, stored[2]), [], None
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         e2e = p.end_to_end_id or e2e
@@ -549,7 +578,15 @@ class Gateway:
                    (p.client, p.idem_key, p.body_hash,
                     payments.answer_text(response, p.decision.record_json),
                     p.now.isoformat()))
-        return 201, response, entries
+        sending = None
+        if p.send_now and len(entries) == 1 and entries[0][0] in keys.HVPS_LANES:
+            lane, fields = entries[0]
+            outbox_id = int(fields["outbox"])
+            envelope = outbound.claim_accepted(tx, outbox_id, row, self.keyring, p.now,
+                                               self.notifier)
+            if envelope is not None:
+                sending, entries = (outbox_id, envelope, lane), []
+        return 201, response, entries, sending
 
     def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
                          decision: Any, now: datetime

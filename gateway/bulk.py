@@ -54,7 +54,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
                 result = _replay(p, *stored[p.idem_key])
             elif getattr(p.accept, "bulk", None) is None:
                 with tx.savepoint():
-                    status, response, more = gw._accept_tx(tx, p)
+                    status, response, more, _ = gw._accept_tx(tx, p)
                 entries.extend(more)
                 result = (status, response)
             else:

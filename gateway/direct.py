@@ -8,6 +8,13 @@ start at once. So, while fewer than `limit` such sends are under way, the proces
 them itself; past the limit, they go to their streams as before (which bounds the work
 one process takes on and keeps the streams as the place a backlog shows).
 
+An HVPS payment's hvps.111 is sent the same way when the work that accepts the payment
+can claim it (Gateway.submit_transfer): built, signed and marked sent in that work, then
+posted after commit, with no priority lane in between. The lanes exist to put urgent
+payments first when payments wait; so a payment goes straight out only while this
+process's lane sender has nothing in hand (no backlog to jump) and a slot is free,
+and otherwise onto its lane as before.
+
 Nothing here is needed for safety: the outbox rows are committed first. A send that
 fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
 process that dies mid-send leaves rows that start-up recovery and the sweeper put back
@@ -53,7 +60,12 @@ class Direct:
 
     def send_ack(self, outbox_id: int, envelope: bytes) -> None:
         """Send a claimed outbox row (a ccms.990) in its reserved slot."""
-        self._start(self._send_ack(outbox_id, envelope))
+        self._start(self._send_claimed(outbox_id, envelope, keys.OUT_LINK))
+
+    def send_credit(self, outbox_id: int, envelope: bytes, lane: str) -> None:
+        """Send an hvps.111 claimed by the work that accepted its payment, in its reserved
+        slot; a send that fails goes to the payment's priority lane."""
+        self._start(self._send_claimed(outbox_id, envelope, lane))
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
         """Push webhook rows, each in a slot of its own while slots are free; the ids
@@ -82,13 +94,13 @@ class Direct:
             # The row stays in the outbox; the sweeper puts it back on its stream.
             log.warning("event=direct_send_failed error=%r", task.exception())
 
-    async def _send_ack(self, outbox_id: int, envelope: bytes) -> None:
+    async def _send_claimed(self, outbox_id: int, envelope: bytes, stream: str) -> None:
         gw = self.gw
         try:
             await gw.post_to_link(outbox_id, envelope)
         except Exception as exc:
             await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
-            await self._to_stream(keys.OUT_LINK, outbox_id, exc)
+            await self._to_stream(stream, outbox_id, exc)
             return
         await gw.mark_sent((outbox_id, gw.clock.now()))
         self.sent += 1

@@ -162,16 +162,49 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
     return envelope
 
 
-def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: KeyRing,
-                  now: datetime) -> bytes:
+def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,
+                     now: datetime) -> tuple[Header, bytes]:
+    """The signed envelope of a payment's hvps.111 under a fresh header."""
     header = new_header(tx, now, payment["sender_direct"], payment["receiver_direct"],
                         payment["msg_type"], "HVPS", payment["priority"])
     body = hvps111.build(credit_transfer_of(payment, now.strftime("%Y-%m-%dT%H:%M:%S")))
-    envelope = codec.encode(header, body, keyring)
+    return header, codec.encode(header, body, keyring)
+
+
+def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: KeyRing,
+                  now: datetime) -> bytes:
+    header, envelope = _credit_envelope(tx, payment, keyring, now)
     tx.execute("UPDATE outbox SET envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ? "
                "WHERE id = ?", (envelope, header.mesg_type, header.mesg_id,
                                 header.orig_receiver, outbox_id))
     archive(tx, "out", header, envelope, now, payment["id"])
+    return envelope
+
+
+# pending → sending with the built message stored, in one statement (`claim_accepted`).
+_TAKE_BUILT = {dialect: "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
+               "envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ?, updated_at = ?"
+               + claimer + " WHERE id = ? AND state = 'pending'"
+               for dialect, claimer in _CLAIMER.items()}
+
+
+def claim_accepted(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: KeyRing,
+                   now: datetime, notifier: payments.Notifier) -> bytes | None:
+    """`claim` for a payment in the work that accepts it (`payment` is the row just
+    written, its outbox row pending): the hvps.111 built, signed and archived, the row
+    claimed and the payment sent, without reading back what that work wrote. The caller
+    sends the bytes after commit (gateway.direct). None when the message cannot be built:
+    the row stays pending for the lane's sender, which refuses the payment."""
+    try:
+        header, envelope = _credit_envelope(tx, payment, keyring, now)
+    except ValueError:
+        return None
+    taken = tx.execute(_TAKE_BUILT[tx.dialect], (
+        envelope, header.mesg_type, header.mesg_id, header.orig_receiver, now.isoformat(),
+        outbox_id))
+    assert taken == 1, f"outbox row {outbox_id} was written pending by the same work"
+    archive(tx, "out", header, envelope, now, payment["id"])
+    payments.transition(tx, payment, "sent", "hvps_sent", now, notifier, outbox=outbox_id)
     return envelope
 
 

@@ -130,6 +130,11 @@ class StreamWorker:
         self._inflight: set[asyncio.Task] = set()
         self.retries = RepeatedRetries(name)
 
+    @property
+    def in_flight(self) -> int:
+        """Entries read and not yet handled."""
+        return len(self._inflight)
+
     def stop(self) -> None:
         self._stopping = True
 
