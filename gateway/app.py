@@ -360,9 +360,16 @@ class Gateway:
         return await recovery.sweep(self)
 
     async def _add_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """After a commit: its webhook rows are pushed by this process while it has room
-        (gateway.direct); every other entry, and the webhook rows left over, go to their
-        streams."""
+        """After a commit: its webhook rows are pushed by this process, those its work
+        claimed always, the others while it has room (gateway.direct); every other entry,
+        and the unclaimed webhook rows left over, go to their streams."""
+        claimed = [(int(fields["outbox"]), fields[payments.CLAIMED_BODY].encode())
+                   for stream, fields in entries
+                   if stream == keys.WEBHOOK and payments.CLAIMED_BODY in fields]
+        if claimed:
+            self.direct.push_claimed_webhooks(claimed)
+            entries = [(stream, fields) for stream, fields in entries
+                       if stream != keys.WEBHOOK or payments.CLAIMED_BODY not in fields]
         hooks = [int(fields["outbox"]) for stream, fields in entries
                  if stream == keys.WEBHOOK and "outbox" in fields]
         if hooks and self.settings.webhook_url:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
@@ -89,8 +88,8 @@ def serve_command(argv: list[str]) -> int:
         print(json.dumps(exc.to_dict(), ensure_ascii=False))
         return 2
     logs.configure(settings.log_level)
-    from gateway.serve import serve
-    return asyncio.run(serve(settings, simulate=args.simulate))
+    from gateway.serve import run
+    return run(settings, simulate=args.simulate)
 
 
 if __name__ == "__main__":

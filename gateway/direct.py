@@ -8,12 +8,17 @@ start at once. So, while fewer than `limit` such sends are under way, the proces
 them itself; past the limit, they go to their streams as before (which bounds the work
 one process takes on and keeps the streams as the place a backlog shows).
 
+A payment's status change for the webhook goes further: its row is written already
+claimed by the work that made the change (gateway.payments), so it is pushed by this
+process whatever the load, at once while slots are free and else in turn, waiting in
+memory rather than on the stream (bounded in number and in time, see WAITING_MAX).
+
 An HVPS payment's hvps.111 is sent the same way when the work that accepts the payment
 can claim it (Gateway.submit_transfer): built, signed and marked sent in that work, then
 posted after commit, with no priority lane in between. The lanes exist to put urgent
 payments first when payments wait; so a payment goes straight out only while this
-process's lane sender has nothing in hand (no backlog to jump) and a slot is free,
-and otherwise onto its lane as before.
+process's lane sender has room to take more (no entry waits unread on the lanes for it
+to overtake) and a slot is free, and otherwise onto its lane as before.
 
 Nothing here is needed for safety: the outbox rows are committed first. A send that
 fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from datetime import datetime
 from typing import Any, Awaitable
 
 from gateway import keys, outbound
@@ -35,6 +42,11 @@ log = logging.getLogger("paygate.direct")
 # Sends under way at once: the link's and webhook's connections number 64 (LINK_TIMEOUT_S
 # bounds each), so more would only queue inside the HTTP client.
 DIRECT_MAX = 64
+# Claimed webhook rows waiting in this process for a slot, at most, and for how long: well
+# inside the claim's lease (outbound.CLAIM_LEASE_S), after which the sweeper ends the
+# claim and puts the row on the webhook stream, so that a row is never pushed from both.
+WAITING_MAX = 10_000
+WAITING_S = outbound.CLAIM_LEASE_S / 3
 
 
 class Direct:
@@ -45,6 +57,9 @@ class Direct:
         self._tasks: set[asyncio.Task] = set()
         self.sent = 0
         self.handed_to_streams = 0
+        # Claimed webhook rows waiting for a slot: (outbox id, body, since).
+        self._waiting: deque[tuple[int, bytes, datetime]] = deque()
+        self.left_to_sweeper = 0
 
     def reserve(self) -> bool:
         """Take a slot for a send to start after a commit; False when all are taken."""
@@ -57,6 +72,7 @@ class Direct:
         """Give back a reserved slot that will not be used."""
         assert self.taken > 0, "a slot is released only after it was reserved"
         self.taken -= 1
+        self._next_waiting()
 
     def send_ack(self, outbox_id: int, envelope: bytes) -> None:
         """Send a claimed outbox row (a ccms.990) in its reserved slot."""
@@ -66,6 +82,22 @@ class Direct:
         """Send an hvps.111 claimed by the work that accepted its payment, in its reserved
         slot; a send that fails goes to the payment's priority lane."""
         self._start(self._send_claimed(outbox_id, envelope, lane))
+
+    def push_claimed_webhooks(self, hooks: list[tuple[int, bytes]]) -> None:
+        """Push webhook rows the committed work claimed, (outbox id, body) each: at once
+        while slots are free, else in turn as slots come free. Past WAITING_MAX waiting,
+        or once one has waited long enough for the sweeper to end its claim, a row is
+        left to the sweeper (its claim ends and it goes by the webhook stream)."""
+        now = self.gw.clock.now()
+        for outbox_id, body in hooks:
+            if self.reserve():
+                self._start(self._deliver_webhook(outbox_id, body))
+            elif len(self._waiting) < WAITING_MAX:
+                self._waiting.append((outbox_id, body, now))
+            else:
+                self.left_to_sweeper += 1
+                log.warning("event=webhook_left_to_sweeper outbox=%s waiting=%s", outbox_id,
+                            len(self._waiting))
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
         """Push webhook rows, each in a slot of its own while slots are free; the ids
@@ -79,7 +111,8 @@ class Direct:
         return left
 
     async def drain(self) -> None:
-        if self._tasks:
+        """Wait for the sends under way, and for the webhook rows waiting their turn."""
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _start(self, work: Awaitable[None]) -> None:
@@ -93,6 +126,23 @@ class Direct:
         if not task.cancelled() and task.exception() is not None:
             # The row stays in the outbox; the sweeper puts it back on its stream.
             log.warning("event=direct_send_failed error=%r", task.exception())
+        self._next_waiting()
+
+    def _next_waiting(self) -> None:
+        """A slot came free: the webhook row that waited longest takes it (rows that
+        waited past WAITING_S are the sweeper's by now and are skipped)."""
+        if not self._waiting:
+            return
+        now = self.gw.clock.now()
+        while self._waiting and self.taken < self.limit:
+            outbox_id, body, since = self._waiting.popleft()
+            if (now - since).total_seconds() > WAITING_S:
+                self.left_to_sweeper += 1
+                log.warning("event=webhook_left_to_sweeper outbox=%s waited_s=%s", outbox_id,
+                            (now - since).total_seconds())
+                continue
+            self.taken += 1
+            self._start(self._deliver_webhook(outbox_id, body))
 
     async def _send_claimed(self, outbox_id: int, envelope: bytes, stream: str) -> None:
         gw = self.gw
@@ -103,6 +153,18 @@ class Direct:
             await self._to_stream(stream, outbox_id, exc)
             return
         await gw.mark_sent((outbox_id, gw.clock.now()))
+        self.sent += 1
+
+    async def _deliver_webhook(self, outbox_id: int, body: bytes) -> None:
+        gw = self.gw
+        try:
+            await gw.webhooks.deliver(outbox_id, body, 0)
+        except RetryLater:
+            return  # the retry is scheduled in the row; the sweeper brings it back
+        except Exception as exc:
+            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
+            await self._to_stream(keys.WEBHOOK, outbox_id, exc)
+            return
         self.sent += 1
 
     async def _push_webhook(self, outbox_id: int) -> None:

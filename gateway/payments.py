@@ -332,6 +332,20 @@ def leave_group(tx: Any, payment_id: str, group: str) -> None:
                "ORDER BY id", (payment_id, group))
 
 
+# A status change's webhook row is written already claimed by the process whose work made
+# it, which pushes it after commit (gateway.direct) with the body it was given: no stream
+# entry, no claim read back. The claim is an ordinary one (on PostgreSQL owned by this
+# session): a process that dies before pushing leaves a claim that start-up recovery or
+# the sweeper ends, and the row then goes by the webhook stream (gateway.recovery).
+_WEBHOOK_ROW = {dialect: "INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
+                "created_at, updated_at" + (", claimed_by" if dialect == "postgresql" else "")
+                + ") VALUES (?, 'webhook', ?, 'sending', ?, ?, ?"
+                + (", pg_backend_pid()" if dialect == "postgresql" else "") + ") RETURNING id"
+                for dialect in ("sqlite", "postgresql")}
+# The field of an after-commit webhook entry that carries its claimed row's body.
+CLAIMED_BODY = "claimed_body"
+
+
 @dataclass
 class Notifier:
     """Decides whether a state change is also queued for the core system's webhook."""
@@ -448,10 +462,8 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
             continue
         body = json.dumps({"id": pid, "state": new_state, "previous": old, "event": event,
                            "at": at}, ensure_ascii=False)
-        row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
-                           "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, "
-                           "?, ?) RETURNING id", (pid, keys.WEBHOOK, body.encode(), at, at))
-        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0])})
+        row = tx.query_one(_WEBHOOK_ROW[tx.dialect], (pid, keys.WEBHOOK, body.encode(), at, at))
+        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0]), CLAIMED_BODY: body})
 
 
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None

@@ -52,7 +52,11 @@ class Pusher:
         claimed = await self._claim((outbox_id, gw.clock.now()))
         if claimed is None:
             return
-        body, attempts = claimed
+        await self.deliver(outbox_id, *claimed)
+
+    async def deliver(self, outbox_id: int, body: bytes, attempts: int) -> None:
+        """POST a claimed webhook row's body; mark it delivered, or schedule its retry."""
+        gw = self.gw
         try:
             async with gw.http.post(gw.settings.webhook_url, data=body, headers={
                     "Content-Type": "application/json",

@@ -60,3 +60,49 @@ def test_webhook_pushes_signed_changes_and_retries(tmp_path):
     assert {e["state"] for e in mine} >= {"sent", "settled"}
     assert all(e["at"] and e["previous"] for e in mine)
     assert failures["left"] == 0
+
+
+def test_status_changes_wait_their_turn_in_the_process_when_slots_are_taken(tmp_path):
+    """With a single slot for sends after commit, every status change still reaches the
+    webhook, each in turn: none goes by the webhook stream, every row ends done."""
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read()))
+        return web.Response(status=204)
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with started(tmp_path, webhook_url=f"http://127.0.0.1:{port}/hook",
+                               webhook_secret=SECRET) as h:
+                gw = h.gateway
+                gw.direct.limit = 1
+                payer = await open_account(h, 1, 1_000_000 * YUAN)
+                answers = await asyncio.gather(*(
+                    gw.submit_transfer("core", f"turn-{n}", transfer(payer, "100.00"))
+                    for n in range(6)))
+                ids = {answer["id"] for _, answer in answers}
+                for payment_id in ids:
+                    await wait_state(h, payment_id, "settled")
+                await until(lambda: {e["id"] for e in received
+                                     if e["state"] == "settled"} >= ids, "settled pushed")
+                rows = await gw.store.run(lambda tx: tx.query(
+                    "SELECT state FROM outbox WHERE kind = 'webhook'", ()))
+                webhook_worker = next(w for w in gw.workers if w.name == "webhook")
+                return ids, rows, webhook_worker.processed, gw.direct.left_to_sweeper
+        finally:
+            await runner.cleanup()
+
+    ids, rows, by_stream, left = asyncio.run(scenario())
+
+    assert {(e["id"], e["state"]) for e in received} >= {(i, s) for i in ids
+                                                        for s in ("sent", "settled")}
+    assert rows and all(state == "done" for (state,) in rows)
+    assert by_stream == 0
+    assert left == 0
