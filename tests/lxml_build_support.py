@@ -3,14 +3,15 @@ kept as the oracle the text must equal byte for byte (tests/test_messages_text.p
 
 `LxmlBuilder` offers `xml.Builder`'s calls on an lxml tree serialised by lxml's pretty
 printer; `build_package` and `build_real_time_credit` add each element of a package's
-transactions (and of a beps.123's one) as the families did.
+transactions (and of a beps.123's one) as the families did, and `build_credit_transfer`
+each element of an hvps.111.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
-from gateway.messages import beps123, package
+from gateway.messages import beps123, hvps111, package
 from gateway.messages.common import (amount_el, build_group_header, build_node, build_npc,
                                      build_original, build_original_tx, opt_el)
 from gateway.messages.package import Layout, Package, ReturnInfo, Transfer
@@ -110,3 +111,41 @@ def build_transfer(b: LxmlBuilder, tx: etree._Element, t: Transfer, layout: Layo
         opt_el(b, rtr, "Cntt", t.extra.reason)
     else:
         build_node(b, holder, t.extra)
+
+
+def build_credit_transfer(ct: hvps111.CreditTransfer) -> bytes:
+    b = LxmlBuilder(hvps111.NAMESPACE)
+    doc = b.el(None, "FIToFICstmrCdtTrf")
+    hdr = b.el(doc, "GrpHdr")
+    b.el(hdr, "MsgId", ct.msg_id)
+    b.el(hdr, "CreDtTm", ct.created_at)
+    b.el(hdr, "NbOfTxs", "1")
+    b.path(hdr, "SttlmInf/SttlmMtd", "CLRG")
+    tx = b.el(doc, "CdtTrfTxInf")
+    pmt = b.el(tx, "PmtId")
+    b.el(pmt, "EndToEndId", ct.end_to_end_id)
+    b.el(pmt, "TxId", ct.tx_id)
+    b.path(tx, "PmtTpInf/CtgyPurp/Prtry", ct.business_type)
+    amount_el(b, tx, "IntrBkSttlmAmt", ct.amount_fen, ct.currency)
+    b.el(tx, "SttlmPrty", ct.priority)
+    b.el(tx, "ChrgBr", ct.charge_bearer)
+    for tag, member, branch in (("InstgAgt", ct.instg_direct, ct.instg_branch),
+                                ("InstdAgt", ct.instd_direct, ct.instd_branch)):
+        agent = b.el(tx, tag)
+        b.path(agent, "FinInstnId/ClrSysMmbId/MmbId", member)
+        b.path(agent, "BrnchId/Id", branch)
+    _build_party(b, tx, "Dbtr", ct.debtor_name, ct.debtor_address)
+    b.path(tx, "DbtrAcct/Id/Othr/Id", ct.debtor_account)
+    for tag, member, name in (("DbtrAgt", ct.debtor_agent, ct.debtor_agent_name),
+                              ("CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)):
+        fin = b.el(b.el(tx, tag), "FinInstnId")
+        b.path(fin, "ClrSysMmbId/MmbId", member)
+        opt_el(b, fin, "Nm", name)
+    _build_party(b, tx, "Cdtr", ct.creditor_name, ct.creditor_address)
+    b.path(tx, "CdtrAcct/Id/Othr/Id", ct.creditor_account)
+    b.path(tx, "Purp/Prtry", ct.business_kind)
+    if ct.remittance:
+        rmt = b.el(tx, "RmtInf")
+        for line in ct.remittance:
+            b.el(rmt, "Ustrd", line)
+    return b.tobytes()

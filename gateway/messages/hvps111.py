@@ -17,7 +17,7 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages.common import (amount_from_xml, amount_to_xml, check_bank_code,
                                      construct)
-from gateway.messages.xml import Builder, Element
+from gateway.messages.xml import DECLARATION, escape_attribute, escape_text
 
 MESSAGE_TYPE = "hvps.111.001.01"
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
@@ -26,6 +26,7 @@ PRIORITIES = ("NORM", "HIGH", "URGT")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")   # business type (业务类型), SPEC.md d.4
 _KIND = re.compile(r"[0-9]{5}")        # business kind (业务种类), SPEC.md d.5
 _NS_CUT = len(NAMESPACE) + 2  # "{" + namespace + "}" before a local name
+_DECLARATION = DECLARATION.decode()
 
 
 @dataclass(frozen=True)
@@ -65,58 +66,115 @@ class CreditTransfer:
         return None
 
 
-def _agent(b: Builder, parent: Element, tag: str, member: str, branch: str) -> None:
-    node = b.el(parent, tag)
-    b.path(node, "FinInstnId/ClrSysMmbId/MmbId", member)
-    b.path(node, "BrnchId/Id", branch)
-
-
-def _account_agent(b: Builder, parent: Element, tag: str, member: str,
-                   name: str | None) -> None:
-    fin = b.el(b.el(parent, tag), "FinInstnId")
-    b.path(fin, "ClrSysMmbId/MmbId", member)
-    if name is not None:
-        b.el(fin, "Nm", name)
-
-
-def _party(b: Builder, parent: Element, tag: str, name: str,
-           address: str | None) -> None:
-    node = b.el(parent, tag)
-    b.el(node, "Nm", name)
-    if address is not None:
-        b.path(node, "PstlAdr/AdrLine", address)
-
-
 def build(ct: CreditTransfer) -> bytes:
-    b = Builder(NAMESPACE)
-    doc = b.el(None, "FIToFICstmrCdtTrf")
-    hdr = b.el(doc, "GrpHdr")
-    b.el(hdr, "MsgId", ct.msg_id)
-    b.el(hdr, "CreDtTm", ct.created_at)
-    b.el(hdr, "NbOfTxs", "1")
-    b.path(hdr, "SttlmInf/SttlmMtd", "CLRG")
-    tx = b.el(doc, "CdtTrfTxInf")
-    pmt = b.el(tx, "PmtId")
-    b.el(pmt, "EndToEndId", ct.end_to_end_id)
-    b.el(pmt, "TxId", ct.tx_id)
-    b.path(tx, "PmtTpInf/CtgyPurp/Prtry", ct.business_type)
-    b.el(tx, "IntrBkSttlmAmt", amount_to_xml(ct.amount_fen), Ccy=ct.currency)
-    b.el(tx, "SttlmPrty", ct.priority)
-    b.el(tx, "ChrgBr", ct.charge_bearer)
-    _agent(b, tx, "InstgAgt", ct.instg_direct, ct.instg_branch)
-    _agent(b, tx, "InstdAgt", ct.instd_direct, ct.instd_branch)
-    _party(b, tx, "Dbtr", ct.debtor_name, ct.debtor_address)
-    b.path(tx, "DbtrAcct/Id/Othr/Id", ct.debtor_account)
-    _account_agent(b, tx, "DbtrAgt", ct.debtor_agent, ct.debtor_agent_name)
-    _account_agent(b, tx, "CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)
-    _party(b, tx, "Cdtr", ct.creditor_name, ct.creditor_address)
-    b.path(tx, "CdtrAcct/Id/Othr/Id", ct.creditor_account)
-    b.path(tx, "Purp/Prtry", ct.business_kind)
-    if ct.remittance:
-        rmt = b.el(tx, "RmtInf")
-        for line in ct.remittance:
-            b.el(rmt, "Ustrd", line)
-    return b.tobytes()
+    """The document as text from one template, laid out as `xml.Builder` lays out the
+    same elements (the bytes the element-by-element build wrote, which
+    tests/test_messages_text.py keeps as the oracle): built for every payment sent, it
+    costs a few microseconds instead of a few hundred. Text is escaped as the builder
+    escapes it, and what XML cannot carry is refused as it refuses it (ValueError)."""
+    x = escape_text
+    remittance = "".join(f"        <Ustrd>{x(line)}</Ustrd>\n" for line in ct.remittance)
+    if remittance:
+        remittance = f"      <RmtInf>\n{remittance}      </RmtInf>\n"
+    return f"""\
+{_DECLARATION}<Document xmlns="{NAMESPACE}">
+  <FIToFICstmrCdtTrf>
+    <GrpHdr>
+      <MsgId>{x(ct.msg_id)}</MsgId>
+      <CreDtTm>{x(ct.created_at)}</CreDtTm>
+      <NbOfTxs>1</NbOfTxs>
+      <SttlmInf>
+        <SttlmMtd>CLRG</SttlmMtd>
+      </SttlmInf>
+    </GrpHdr>
+    <CdtTrfTxInf>
+      <PmtId>
+        <EndToEndId>{x(ct.end_to_end_id)}</EndToEndId>
+        <TxId>{x(ct.tx_id)}</TxId>
+      </PmtId>
+      <PmtTpInf>
+        <CtgyPurp>
+          <Prtry>{x(ct.business_type)}</Prtry>
+        </CtgyPurp>
+      </PmtTpInf>
+      <IntrBkSttlmAmt Ccy="{escape_attribute(ct.currency)}">\
+{amount_to_xml(ct.amount_fen)}</IntrBkSttlmAmt>
+      <SttlmPrty>{x(ct.priority)}</SttlmPrty>
+      <ChrgBr>{x(ct.charge_bearer)}</ChrgBr>
+{_agent("InstgAgt", ct.instg_direct, ct.instg_branch)}\
+{_agent("InstdAgt", ct.instd_direct, ct.instd_branch)}\
+{_party("Dbtr", ct.debtor_name, ct.debtor_address)}\
+      <DbtrAcct>
+        <Id>
+          <Othr>
+            <Id>{x(ct.debtor_account)}</Id>
+          </Othr>
+        </Id>
+      </DbtrAcct>
+{_account_agent("DbtrAgt", ct.debtor_agent, ct.debtor_agent_name)}\
+{_account_agent("CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)}\
+{_party("Cdtr", ct.creditor_name, ct.creditor_address)}\
+      <CdtrAcct>
+        <Id>
+          <Othr>
+            <Id>{x(ct.creditor_account)}</Id>
+          </Othr>
+        </Id>
+      </CdtrAcct>
+      <Purp>
+        <Prtry>{x(ct.business_kind)}</Prtry>
+      </Purp>
+{remittance}\
+    </CdtTrfTxInf>
+  </FIToFICstmrCdtTrf>
+</Document>
+""".encode()
+
+
+def _agent(tag: str, member: str, branch: str) -> str:
+    """InstgAgt / InstdAgt: the clearing bank (MmbId) and the branch (BrnchId)."""
+    return f"""\
+      <{tag}>
+        <FinInstnId>
+          <ClrSysMmbId>
+            <MmbId>{escape_text(member)}</MmbId>
+          </ClrSysMmbId>
+        </FinInstnId>
+        <BrnchId>
+          <Id>{escape_text(branch)}</Id>
+        </BrnchId>
+      </{tag}>
+"""
+
+
+def _account_agent(tag: str, member: str, name: str | None) -> str:
+    """DbtrAgt / CdtrAgt: the bank holding the account, and its name if given."""
+    named = f"          <Nm>{escape_text(name)}</Nm>\n" if name is not None else ""
+    return f"""\
+      <{tag}>
+        <FinInstnId>
+          <ClrSysMmbId>
+            <MmbId>{escape_text(member)}</MmbId>
+          </ClrSysMmbId>
+{named}\
+        </FinInstnId>
+      </{tag}>
+"""
+
+
+def _party(tag: str, name: str, address: str | None) -> str:
+    """Dbtr / Cdtr: the name, and the address line if given."""
+    located = "" if address is None else f"""\
+        <PstlAdr>
+          <AdrLine>{escape_text(address)}</AdrLine>
+        </PstlAdr>
+"""
+    return f"""\
+      <{tag}>
+        <Nm>{escape_text(name)}</Nm>
+{located}\
+      </{tag}>
+"""
 
 
 def _t(el: etree._Element) -> str:
