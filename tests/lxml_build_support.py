@@ -3,15 +3,15 @@ kept as the oracle the text must equal byte for byte (tests/test_messages_text.p
 
 `LxmlBuilder` offers `xml.Builder`'s calls on an lxml tree serialised by lxml's pretty
 printer; `build_package` and `build_real_time_credit` add each element of a package's
-transactions (and of a beps.123's one) as the families did, and `build_credit_transfer`
-each element of an hvps.111.
+transactions (and of a beps.123's one) as the families did, `build_credit_transfer`
+and `build_comm_conf` each element of an hvps.111 and of a ccms.990.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
-from gateway.messages import beps123, hvps111, package
+from gateway.messages import beps123, ccms990, hvps111, package
 from gateway.messages.common import (amount_el, build_group_header, build_node, build_npc,
                                      build_original, build_original_tx, opt_el)
 from gateway.messages.package import Layout, Package, ReturnInfo, Transfer
@@ -148,4 +148,16 @@ def build_credit_transfer(ct: hvps111.CreditTransfer) -> bytes:
         rmt = b.el(tx, "RmtInf")
         for line in ct.remittance:
             b.el(rmt, "Ustrd", line)
+    return b.tobytes()
+
+
+def build_comm_conf(c: ccms990.CommConf) -> bytes:
+    b = LxmlBuilder(ccms990.NAMESPACE)
+    inf = b.el(b.el(None, "ComConf"), "ConfInf")
+    b.el(inf, "OrigSndr", c.orig_sender)
+    b.el(inf, "OrigSndDt", c.orig_send_date)
+    b.el(inf, "MT", c.mt)
+    b.el(inf, "MsgId", c.msg_id)
+    opt_el(b, inf, "MsgRefId", c.msg_ref_id)
+    b.el(inf, "MsgPrcCd", c.code)
     return b.tobytes()

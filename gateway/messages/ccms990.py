@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import Builder, child_text, children
+from gateway.messages.xml import DECLARATION, child_text, children, escape_text
 
 MESSAGE_TYPE = "ccms.990.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.990.001.02"
+_DECLARATION = DECLARATION.decode()
 ACCEPTED = "PM1I0000"
 
 
@@ -35,16 +36,25 @@ class CommConf:
 
 
 def build(c: CommConf) -> bytes:
-    b = Builder(NAMESPACE)
-    inf = b.el(b.el(None, "ComConf"), "ConfInf")
-    b.el(inf, "OrigSndr", c.orig_sender)
-    b.el(inf, "OrigSndDt", c.orig_send_date)
-    b.el(inf, "MT", c.mt)
-    b.el(inf, "MsgId", c.msg_id)
-    if c.msg_ref_id is not None:
-        b.el(inf, "MsgRefId", c.msg_ref_id)
-    b.el(inf, "MsgPrcCd", c.code)
-    return b.tobytes()
+    """The document as text from one template, laid out as `xml.Builder` lays out the
+    same elements (tests/test_messages_text.py keeps the element-by-element build as the
+    oracle): one is sent for every message received, so it is written in microseconds."""
+    x = escape_text
+    ref = f"      <MsgRefId>{x(c.msg_ref_id)}</MsgRefId>\n" if c.msg_ref_id is not None else ""
+    return f"""\
+{_DECLARATION}<Document xmlns="{NAMESPACE}">
+  <ComConf>
+    <ConfInf>
+      <OrigSndr>{x(c.orig_sender)}</OrigSndr>
+      <OrigSndDt>{x(c.orig_send_date)}</OrigSndDt>
+      <MT>{x(c.mt)}</MT>
+      <MsgId>{x(c.msg_id)}</MsgId>
+{ref}\
+      <MsgPrcCd>{x(c.code)}</MsgPrcCd>
+    </ConfInf>
+  </ComConf>
+</Document>
+""".encode()
 
 
 def parse(root: etree._Element) -> tuple[CommConf, list[Problem]]:
