@@ -129,6 +129,10 @@ class StreamWorker:
         self._stopping = False
         self._inflight: set[asyncio.Task] = set()
         self.retries = RepeatedRetries(name)
+        # Whether the last read found entries (more may wait); while entries wait, a
+        # read is made once a quarter of the slots are free, not for each one that frees.
+        self._backlog = False
+        self._read_free_min = max(1, batch_max // 4)
 
     @property
     def in_flight(self) -> int:
@@ -154,7 +158,7 @@ class StreamWorker:
                     await self._reclaim()
                     last_reclaim = loop.time()
                 free = self.batch_max - len(self._inflight)
-                if free <= 0:
+                if free <= 0 or (self._backlog and free < self._read_free_min):
                     await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 for item in await self._read(free):
@@ -170,8 +174,8 @@ class StreamWorker:
                 groups_ready = False
 
     def _spawn(self, item: tuple[str, str, dict[str, str]]) -> None:
-        """Entries are handled as a pipeline: up to batch_max at once, and a new one is
-        read as soon as any finishes, so one slow entry never holds up the others."""
+        """Entries are handled as a pipeline: up to batch_max at once, and new ones are
+        read as others finish, so one slow entry never holds up the others."""
         if not self.concurrent:
             raise AssertionError("_spawn is only for concurrent workers")
         task = asyncio.create_task(self._handle(*item))
@@ -184,18 +188,21 @@ class StreamWorker:
         self.retries.flush()
 
     async def _read(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
-        # Lanes are read in order: a later lane is read only when the earlier ones are empty.
-        # With work in flight the read does not block long, so finished work is replaced
-        # quickly; with nothing in flight it waits up to BLOCK_MS for new entries.
-        for stream in self.streams:
-            got = await self.r.xreadgroup(keys.GROUP, self.consumer, {stream: ">"},
-                                          count=count)
-            if got:
-                return _flatten(got)
-        block = 5 if self._inflight else BLOCK_MS
-        got = await self.r.xreadgroup(keys.GROUP, self.consumer,
-                                      {s: ">" for s in self.streams}, count=count, block=block)
-        return _flatten(got)
+        # While entries wait (the last read found some), lanes are read in order: a later
+        # lane is read only when the earlier ones are empty. Once they are empty, one read
+        # of all of them waits up to BLOCK_MS and returns as soon as an entry arrives: no
+        # read of each lane in turn, and no polling, while nothing comes.
+        if self._backlog:
+            for stream in self.streams:
+                got = await self.r.xreadgroup(keys.GROUP, self.consumer, {stream: ">"},
+                                              count=count)
+                if got:
+                    return _flatten(got)
+        got = _flatten(await self.r.xreadgroup(keys.GROUP, self.consumer,
+                                               {s: ">" for s in self.streams}, count=count,
+                                               block=BLOCK_MS))
+        self._backlog = bool(got)
+        return got
 
     async def _handle_batch(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:
         if self.concurrent:
