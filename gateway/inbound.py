@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import payments, store
+from gateway import jsontext, payments, store
 from gateway.errors import PaygateError
 from gateway.messages import ccms990, codec
 from gateway.messages.envelope import Envelope
@@ -47,19 +47,19 @@ def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str
     in the outbox: pending for the link sender, or claimed when `ack_claimed` (the
     caller sends it after commit)."""
     h = env.header
-    existing = tx.query_one("SELECT id FROM inbox WHERE sender = ? AND mesg_type = ? "
-                            "AND mesg_id = ?", (h.orig_sender, h.mesg_type, h.mesg_id))
-    inbox_id = None
-    if existing is None:
-        row = tx.query_one("INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelope, "
-                           "received_at) VALUES (?, ?, ?, 'received', ?, ?) RETURNING id",
-                           (h.orig_sender, h.mesg_type, h.mesg_id, raw, now.isoformat()))
-        inbox_id = row[0]
+    # One statement stores a new message and recognises a repeated one (the inbox's
+    # unique key: sender, type, message id), which it leaves as it was.
+    row = tx.query_one("INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelope, "
+                       "received_at) VALUES (?, ?, ?, 'received', ?, ?) ON CONFLICT "
+                       "(sender, mesg_type, mesg_id) DO NOTHING RETURNING id",
+                       (h.orig_sender, h.mesg_type, h.mesg_id, raw, now.isoformat()))
+    inbox_id = None if row is None else row[0]
+    if inbox_id is not None:
         archive(tx, "in", h, raw, now)
     else:
         log.info("event=duplicate_message sender=%s type=%s mesg_id=%s", h.orig_sender,
                  h.mesg_type, h.mesg_id)
-    received = Received(inbox_id, None, duplicate=existing is not None)
+    received = Received(inbox_id, None, duplicate=inbox_id is None)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
         received.ack_outbox_id, envelope = _queue_ack(tx, env, now, bank_code, ack_claimed)
         received.ack_envelope = envelope if ack_claimed else None
@@ -142,7 +142,7 @@ def _process(tx: Any, inbox_id: int, now: datetime, decoded: codec.Decoded | Pay
                                     "value": decoded.mtype.code}]})
     result = handler(tx, decoded, now)
     tx.execute("UPDATE inbox SET state = 'processed', outcome = ? WHERE id = ?",
-               (json.dumps(result.outcome, ensure_ascii=False, default=str), inbox_id))
+               (jsontext.dumps(result.outcome), inbox_id))
     return result
 
 

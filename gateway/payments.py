@@ -377,7 +377,7 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
     if changed != len(rows):
         raise Contended(f"{len(rows) - changed} of payments {[p['id'] for p in rows][:5]} "
                         f"no longer in the state read")
-    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
+    detail_json = jsontext.dumps(detail)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
                    [(payment["id"], at, new_state, event, detail_json) for payment in rows])
@@ -426,7 +426,7 @@ def transition_group(tx: Any, group: Group, old_state: str, new_state: str, even
     if not ids:
         return ids
     filed = [group.subject] if len(ids) == group.size else ids
-    detail_json = json.dumps(detail, ensure_ascii=False, default=str)
+    detail_json = jsontext.dumps(detail)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
                    [(subject, at, new_state, event, detail_json) for subject in filed])
@@ -460,8 +460,8 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
     for pid, old in changed:
         if new_state == old:
             continue
-        body = json.dumps({"id": pid, "state": new_state, "previous": old, "event": event,
-                           "at": at}, ensure_ascii=False)
+        body = jsontext.dumps({"id": pid, "state": new_state, "previous": old, "event": event,
+                               "at": at})
         row = tx.query_one(_WEBHOOK_ROW[tx.dialect], (pid, keys.WEBHOOK, body.encode(), at, at))
         after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0]), CLAIMED_BODY: body})
 
