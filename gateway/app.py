@@ -205,9 +205,11 @@ class Gateway:
         self.redis = aioredis.Redis(connection_pool=pool)
         self.streams = Coalescer(self.redis)
         await self._redis_loaded()
+        # Neither the NPC's link nor the core system's webhook uses cookies: without a
+        # jar, no request is matched against one and no answer is read for them.
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
-            connector=aiohttp.TCPConnector(limit=64))
+            connector=aiohttp.TCPConnector(limit=64), cookie_jar=aiohttp.DummyCookieJar())
         await self.cluster.start()
         if self.leading:
             await self.recover()

@@ -113,6 +113,11 @@ _ORPHANED = {
 }
 
 
+# `take`, counted, reading what the sender needs of the row in the same statement.
+_TAKE_READ = {dialect: _TAKE[dialect, True] + " RETURNING kind, envelope, payment_id"
+              for dialect in _CLAIMER}
+
+
 def take(tx: Any, outbox_id: int, now: datetime, count_attempt: bool = True) -> bool:
     """Claim one outbox row for sending; False when it is not pending (another process
     has it, it was sent already, it was cancelled or waits for the window)."""
@@ -144,10 +149,10 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
     acknowledged, cancelled meanwhile, waiting for the window, or claimed by another
     gateway process).
     """
-    if not take(tx, outbox_id, now):
+    taken = tx.query_one(_TAKE_READ[tx.dialect], (now.isoformat(), outbox_id))
+    if taken is None:
         return None
-    kind, envelope, payment_id = tx.query_one(
-        "SELECT kind, envelope, payment_id FROM outbox WHERE id = ?", (outbox_id,))
+    kind, envelope, payment_id = taken
     if kind == "hvps_credit":
         payment = payments.get(tx, payment_id)
         if payment["state"] not in ("accepted", "held", "sent", "unknown"):
