@@ -451,10 +451,11 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
           notifier: Notifier | None, detail: dict[str, Any]) -> None:
     """A log line for each (payment id, old state) changed, once committed, and its
     status change queued for the webhook when one is configured."""
-    said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
-    log_after_commit(log, logging.INFO, [
-        f"event={event} payment={pid} from={old} to={new_state} {said}"
-        for pid, old in changed])
+    if log.isEnabledFor(logging.INFO):  # the lines are not even written out otherwise
+        said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
+        log_after_commit(log, logging.INFO, [
+            f"event={event} payment={pid} from={old} to={new_state} {said}"
+            for pid, old in changed])
     if notifier is None or not notifier.webhook:
         return
     for pid, old in changed:
