@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from gateway import keys
 from gateway.batcher import Batcher
 from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
 
@@ -117,3 +118,33 @@ def test_a_processing_that_fails_on_receipt_is_left_to_the_inbound_stream(tmp_pa
 
     assert left == 0
     assert workers["inbound"] == 1
+
+
+@pytest.mark.e2e
+def test_a_payment_with_nothing_waiting_is_sent_from_the_work_that_accepts_it(tmp_path):
+    """With its lane sender idle, an HVPS payment is built, signed and claimed in the
+    transaction that accepts it and posted after commit: its lane carries nothing, the
+    bytes archived are the bytes in the outbox, and it is sent once."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            payer = await open_account(h, 1, 1_000_000 * YUAN)
+            status, answer = await gw.submit_transfer("core", "inline-3",
+                                                      transfer(payer, "500.00"))
+            await wait_state(h, answer["id"], "settled")
+            lanes = [await gw.redis.xlen(lane) for lane in keys.HVPS_LANES]
+            rows = await gw.store.run(lambda tx: tx.query(
+                "SELECT o.state, o.attempts, o.envelope = a.envelope FROM outbox o "
+                "JOIN archive a ON a.mesg_id = o.mesg_id AND a.direction = 'out' "
+                "WHERE o.payment_id = ? AND o.kind = 'hvps_credit'", (answer["id"],)))
+            view = await gw.get_transfer(answer["id"])
+            stats = await h.sim("GET", "/sim/stats")
+            return status, answer, lanes, rows, view, stats
+
+    status, answer, lanes, rows, view, stats = asyncio.run(scenario())
+
+    assert status == 201 and answer["state"] == "accepted"
+    assert lanes == [0, 0, 0]
+    assert rows == [("done", 1, 1)]
+    assert [e["state"] for e in view["history"]][:3] == ["accepted", "sent", "settled"]
+    assert stats["settled_twice"] == []
