@@ -18,6 +18,17 @@ pytestmark = pytest.mark.e2e
 SECRET = "hook-secret"
 
 
+async def hook_server(hook) -> tuple[web.AppRunner, str]:
+    """A core system's webhook endpoint on loopback: its runner and its URL."""
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook"
+
+
 def test_webhook_pushes_signed_changes_and_retries(tmp_path):
     """Each change arrives signed; a 500 from the core system is retried, not lost."""
     received: list[dict] = []
@@ -34,15 +45,9 @@ def test_webhook_pushes_signed_changes_and_retries(tmp_path):
         return web.Response(status=204)
 
     async def scenario():
-        app = web.Application()
-        app.router.add_post("/hook", hook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, url = await hook_server(hook)
         try:
-            async with started(tmp_path, webhook_url=f"http://127.0.0.1:{port}/hook",
-                               webhook_secret=SECRET) as h:
+            async with started(tmp_path, webhook_url=url, webhook_secret=SECRET) as h:
                 payer = await open_account(h, 1, 1_000_000 * YUAN)
                 _, answer = await h.gateway.submit_transfer("core", "w",
                                                             transfer(payer, "70000.00"))
@@ -72,15 +77,9 @@ def test_status_changes_wait_their_turn_in_the_process_when_slots_are_taken(tmp_
         return web.Response(status=204)
 
     async def scenario():
-        app = web.Application()
-        app.router.add_post("/hook", hook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runner, url = await hook_server(hook)
         try:
-            async with started(tmp_path, webhook_url=f"http://127.0.0.1:{port}/hook",
-                               webhook_secret=SECRET) as h:
+            async with started(tmp_path, webhook_url=url, webhook_secret=SECRET) as h:
                 gw = h.gateway
                 gw.direct.limit = 1
                 payer = await open_account(h, 1, 1_000_000 * YUAN)

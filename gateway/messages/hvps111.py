@@ -101,26 +101,14 @@ def build(ct: CreditTransfer) -> bytes:
 {amount_to_xml(ct.amount_fen)}</IntrBkSttlmAmt>
       <SttlmPrty>{x(ct.priority)}</SttlmPrty>
       <ChrgBr>{x(ct.charge_bearer)}</ChrgBr>
-{_agent("InstgAgt", ct.instg_direct, ct.instg_branch)}\
-{_agent("InstdAgt", ct.instd_direct, ct.instd_branch)}\
+{_agent("InstgAgt", ct.instg_direct, branch=ct.instg_branch)}\
+{_agent("InstdAgt", ct.instd_direct, branch=ct.instd_branch)}\
 {_party("Dbtr", ct.debtor_name, ct.debtor_address)}\
-      <DbtrAcct>
-        <Id>
-          <Othr>
-            <Id>{x(ct.debtor_account)}</Id>
-          </Othr>
-        </Id>
-      </DbtrAcct>
-{_account_agent("DbtrAgt", ct.debtor_agent, ct.debtor_agent_name)}\
-{_account_agent("CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)}\
+{_account("DbtrAcct", ct.debtor_account)}\
+{_agent("DbtrAgt", ct.debtor_agent, ct.debtor_agent_name)}\
+{_agent("CdtrAgt", ct.creditor_agent, ct.creditor_agent_name)}\
 {_party("Cdtr", ct.creditor_name, ct.creditor_address)}\
-      <CdtrAcct>
-        <Id>
-          <Othr>
-            <Id>{x(ct.creditor_account)}</Id>
-          </Othr>
-        </Id>
-      </CdtrAcct>
+{_account("CdtrAcct", ct.creditor_account)}\
       <Purp>
         <Prtry>{x(ct.business_kind)}</Prtry>
       </Purp>
@@ -131,25 +119,15 @@ def build(ct: CreditTransfer) -> bytes:
 """.encode()
 
 
-def _agent(tag: str, member: str, branch: str) -> str:
-    """InstgAgt / InstdAgt: the clearing bank (MmbId) and the branch (BrnchId)."""
-    return f"""\
-      <{tag}>
-        <FinInstnId>
-          <ClrSysMmbId>
-            <MmbId>{escape_text(member)}</MmbId>
-          </ClrSysMmbId>
-        </FinInstnId>
+def _agent(tag: str, member: str, name: str | None = None, branch: str | None = None) -> str:
+    """A bank: its clearing member (FinInstnId/ClrSysMmbId/MmbId), then its name if given
+    (DbtrAgt, CdtrAgt) and its branch if given (BrnchId/Id: InstgAgt, InstdAgt)."""
+    named = f"          <Nm>{escape_text(name)}</Nm>\n" if name is not None else ""
+    branched = "" if branch is None else f"""\
         <BrnchId>
           <Id>{escape_text(branch)}</Id>
         </BrnchId>
-      </{tag}>
 """
-
-
-def _account_agent(tag: str, member: str, name: str | None) -> str:
-    """DbtrAgt / CdtrAgt: the bank holding the account, and its name if given."""
-    named = f"          <Nm>{escape_text(name)}</Nm>\n" if name is not None else ""
     return f"""\
       <{tag}>
         <FinInstnId>
@@ -158,6 +136,20 @@ def _account_agent(tag: str, member: str, name: str | None) -> str:
           </ClrSysMmbId>
 {named}\
         </FinInstnId>
+{branched}\
+      </{tag}>
+"""
+
+
+def _account(tag: str, number: str) -> str:
+    """DbtrAcct / CdtrAcct: the account number (Id/Othr/Id)."""
+    return f"""\
+      <{tag}>
+        <Id>
+          <Othr>
+            <Id>{escape_text(number)}</Id>
+          </Othr>
+        </Id>
       </{tag}>
 """
 
