@@ -469,11 +469,11 @@ class Gateway:
 
     def _may_send_now(self) -> bool:
         """Whether a payment about to be accepted may skip its priority lane: only while
-        the lane sender has room to take more (it reads every entry waiting on the lanes
-        while it has room, so none waits that the payment would overtake) and a slot of
-        gateway.direct is free (which this reserves)."""
+        the lane sender runs and has room to take more (it reads every entry waiting on
+        the lanes while it has room, so none waits that the payment would overtake) and
+        a slot of gateway.direct is free (which this reserves)."""
         sender = self._hvps_sender
-        if sender is None or sender.in_flight >= sender.batch_max:
+        if sender is None or sender.stopped or sender.in_flight >= sender.batch_max:
             return False
         return self.direct.reserve()
 

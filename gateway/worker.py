@@ -139,6 +139,11 @@ class StreamWorker:
         """Entries read and not yet handled."""
         return len(self._inflight)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether this stage has been told to stop (it takes no new entries)."""
+        return self._stopping
+
     def stop(self) -> None:
         self._stopping = True
 
