@@ -36,25 +36,28 @@ class CommConf:
 
 
 def build(c: CommConf) -> bytes:
-    """The document as text from one template, laid out as `xml.Builder` lays out the
-    same elements (tests/test_messages_text.py keeps the element-by-element build as the
-    oracle): one is sent for every message received, so it is written in microseconds."""
-    x = escape_text
-    ref = f"      <MsgRefId>{x(c.msg_ref_id)}</MsgRefId>\n" if c.msg_ref_id is not None else ""
+    """The document as text, laid out as `xml.Builder` lays out the same elements
+    (tests/test_messages_text.py keeps the element-by-element build as the oracle): one
+    is sent for every message received, so it is written in microseconds. A field that is
+    None is written as an empty element, as the builder writes it; MsgRefId is left out."""
+    ref = _leaf("MsgRefId", c.msg_ref_id) if c.msg_ref_id is not None else ""
     return f"""\
 {_DECLARATION}<Document xmlns="{NAMESPACE}">
   <ComConf>
     <ConfInf>
-      <OrigSndr>{x(c.orig_sender)}</OrigSndr>
-      <OrigSndDt>{x(c.orig_send_date)}</OrigSndDt>
-      <MT>{x(c.mt)}</MT>
-      <MsgId>{x(c.msg_id)}</MsgId>
-{ref}\
-      <MsgPrcCd>{x(c.code)}</MsgPrcCd>
+{_leaf("OrigSndr", c.orig_sender)}{_leaf("OrigSndDt", c.orig_send_date)}\
+{_leaf("MT", c.mt)}{_leaf("MsgId", c.msg_id)}{ref}{_leaf("MsgPrcCd", c.code)}\
     </ConfInf>
   </ComConf>
 </Document>
 """.encode()
+
+
+def _leaf(tag: str, value: str | None) -> str:
+    """One element of ConfInf on its line: its text escaped, or empty for None."""
+    if value is None:
+        return f"      <{tag}/>\n"
+    return f"      <{tag}>{escape_text(value)}</{tag}>\n"
 
 
 def parse(root: etree._Element) -> tuple[CommConf, list[Problem]]:
