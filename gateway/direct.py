@@ -46,7 +46,7 @@ DIRECT_MAX = 64
 # inside the claim's lease (outbound.CLAIM_LEASE_S), after which the sweeper ends the
 # claim and puts the row on the webhook stream, so that a row is never pushed from both.
 WAITING_MAX = 10_000
-WAITING_S = outbound.CLAIM_LEASE_S / 3
+WAITING_S = outbound.CLAIM_LEASE_S / 2  # and a push that starts then ends within the lease
 
 
 class Direct:
@@ -60,6 +60,7 @@ class Direct:
         # Claimed webhook rows waiting for a slot: (outbox id, body, since).
         self._waiting: deque[tuple[int, bytes, datetime]] = deque()
         self.left_to_sweeper = 0
+        self._left_logged_at: datetime | None = None
 
     def reserve(self) -> bool:
         """Take a slot for a send to start after a commit; False when all are taken."""
@@ -95,9 +96,7 @@ class Direct:
             elif len(self._waiting) < WAITING_MAX:
                 self._waiting.append((outbox_id, body, now))
             else:
-                self.left_to_sweeper += 1
-                log.warning("event=webhook_left_to_sweeper outbox=%s waiting=%s", outbox_id,
-                            len(self._waiting))
+                self._leave_to_sweeper(outbox_id)
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
         """Push webhook rows, each in a slot of its own while slots are free; the ids
@@ -109,6 +108,17 @@ class Direct:
             else:
                 left.append(outbox_id)
         return left
+
+    def _leave_to_sweeper(self, outbox_id: int) -> None:
+        """Count a webhook row left to the sweeper; say so at most once per WAITING_S (in
+        an overload they come by the thousand)."""
+        self.left_to_sweeper += 1
+        now = self.gw.clock.now()
+        if self._left_logged_at is None or \
+                (now - self._left_logged_at).total_seconds() >= WAITING_S:
+            self._left_logged_at = now
+            log.warning("event=webhooks_left_to_sweeper last_outbox=%s count=%s waiting=%s",
+                        outbox_id, self.left_to_sweeper, len(self._waiting))
 
     async def drain(self) -> None:
         """Wait for the sends under way, and for the webhook rows waiting their turn."""
@@ -137,9 +147,7 @@ class Direct:
         while self._waiting and self.taken < self.limit:
             outbox_id, body, since = self._waiting.popleft()
             if (now - since).total_seconds() > WAITING_S:
-                self.left_to_sweeper += 1
-                log.warning("event=webhook_left_to_sweeper outbox=%s waited_s=%s", outbox_id,
-                            (now - since).total_seconds())
+                self._leave_to_sweeper(outbox_id)
                 continue
             self.taken += 1
             self._start(self._deliver_webhook(outbox_id, body))

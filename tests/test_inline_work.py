@@ -5,11 +5,14 @@ small outbox updates of concurrent sends merged into one piece of store work."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
-from gateway import keys
+from gateway import direct, keys
 from gateway.batcher import Batcher
+from gateway.clock import ManualClock
 from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
 
 RESULT_TYPE = "ccms.900.001.02"
@@ -148,3 +151,33 @@ def test_a_payment_with_nothing_waiting_is_sent_from_the_work_that_accepts_it(tm
     assert rows == [("done", 1, 1)]
     assert [e["state"] for e in view["history"]][:3] == ["accepted", "sent", "settled"]
     assert stats["settled_twice"] == []
+
+
+def test_claimed_webhooks_wait_their_turn_within_bounds(monkeypatch):
+    """Claimed webhook rows with no slot free wait in turn; past WAITING_MAX, or after
+    waiting WAITING_S, a row is left to the sweeper (which ends its claim) and never
+    pushed from here too."""
+    clock = ManualClock(datetime(2026, 12, 7, 9, tzinfo=timezone.utc))
+    delivered: list[int] = []
+
+    async def deliver(outbox_id, body, attempts):
+        delivered.append(outbox_id)
+    gw = SimpleNamespace(clock=clock, webhooks=SimpleNamespace(deliver=deliver))
+    monkeypatch.setattr(direct, "WAITING_MAX", 2)
+
+    async def scenario():
+        sends = direct.Direct(gw, limit=1)
+        assert sends.reserve()  # the one slot is taken
+        sends.push_claimed_webhooks([(1, b"{}"), (2, b"{}"), (3, b"{}")])
+        left_at_once = sends.left_to_sweeper
+        clock.advance(direct.WAITING_S + 1)
+        sends.release()  # the slot comes free: the rows that waited too long are skipped
+        sends.push_claimed_webhooks([(4, b"{}")])
+        await sends.drain()
+        return left_at_once, sends.left_to_sweeper
+
+    left_at_once, left = asyncio.run(scenario())
+
+    assert left_at_once == 1
+    assert left == 3
+    assert delivered == [4]
