@@ -10,8 +10,9 @@ one process takes on and keeps the streams as the place a backlog shows).
 
 A payment's status change for the webhook goes further: its row is written already
 claimed by the work that made the change (gateway.payments), so it is pushed by this
-process whatever the load, at once while slots are free and else in turn, waiting in
-memory rather than on the stream (bounded in number and in time, see WAITING_MAX).
+process, at once while slots are free and else in turn, waiting in memory rather than on
+the stream (bounded in number and in time, see WAITING_MAX; past them it goes by the
+stream after all).
 
 An HVPS payment's hvps.111 is sent the same way when the work that accepts the payment
 can claim it (Gateway.submit_transfer): built, signed and marked sent in that work, then
@@ -42,11 +43,12 @@ log = logging.getLogger("paygate.direct")
 # Sends under way at once: the link's and webhook's connections number 64 (LINK_TIMEOUT_S
 # bounds each), so more would only queue inside the HTTP client.
 DIRECT_MAX = 64
-# Claimed webhook rows waiting in this process for a slot, at most, and for how long: well
-# inside the claim's lease (outbound.CLAIM_LEASE_S), after which the sweeper ends the
-# claim and puts the row on the webhook stream, so that a row is never pushed from both.
+# Claimed webhook rows waiting in this process for a slot, at most, and for how long; a
+# row past either bound gives its claim back and goes by the webhook stream. Well inside
+# the claim's lease (outbound.CLAIM_LEASE_S), so that a push that starts then ends before
+# the sweeper could take the row for a claim gone stale: a row is never pushed from both.
 WAITING_MAX = 10_000
-WAITING_S = outbound.CLAIM_LEASE_S / 2  # and a push that starts then ends within the lease
+WAITING_S = outbound.CLAIM_LEASE_S / 2
 
 
 class Direct:
@@ -59,8 +61,10 @@ class Direct:
         self.handed_to_streams = 0
         # Claimed webhook rows waiting for a slot: (outbox id, body, since).
         self._waiting: deque[tuple[int, bytes, datetime]] = deque()
-        self.left_to_sweeper = 0
-        self._left_logged_at: datetime | None = None
+        self.webhooks_to_stream = 0  # claimed rows given back to the webhook stream
+        self._giving_back: list[int] = []
+        self._give_backs: set[asyncio.Task] = set()
+        self._gave_back_logged_at: datetime | None = None
 
     def reserve(self) -> bool:
         """Take a slot for a send to start after a commit; False when all are taken."""
@@ -87,8 +91,8 @@ class Direct:
     def push_claimed_webhooks(self, hooks: list[tuple[int, bytes]]) -> None:
         """Push webhook rows the committed work claimed, (outbox id, body) each: at once
         while slots are free, else in turn as slots come free. Past WAITING_MAX waiting,
-        or once one has waited long enough for the sweeper to end its claim, a row is
-        left to the sweeper (its claim ends and it goes by the webhook stream)."""
+        or once one has waited WAITING_S, a row gives its claim back and goes by the
+        webhook stream."""
         now = self.gw.clock.now()
         for outbox_id, body in hooks:
             if self.reserve():
@@ -96,7 +100,7 @@ class Direct:
             elif len(self._waiting) < WAITING_MAX:
                 self._waiting.append((outbox_id, body, now))
             else:
-                self._leave_to_sweeper(outbox_id)
+                self._give_back_webhook(outbox_id)
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
         """Push webhook rows, each in a slot of its own while slots are free; the ids
@@ -109,21 +113,39 @@ class Direct:
                 left.append(outbox_id)
         return left
 
-    def _leave_to_sweeper(self, outbox_id: int) -> None:
-        """Count a webhook row left to the sweeper; say so at most once per WAITING_S (in
-        an overload they come by the thousand)."""
-        self.left_to_sweeper += 1
-        now = self.gw.clock.now()
-        if self._left_logged_at is None or \
-                (now - self._left_logged_at).total_seconds() >= WAITING_S:
-            self._left_logged_at = now
-            log.warning("event=webhooks_left_to_sweeper last_outbox=%s count=%s waiting=%s",
-                        outbox_id, self.left_to_sweeper, len(self._waiting))
+    def _give_back_webhook(self, outbox_id: int) -> None:
+        """A claimed webhook row this process will not push soon: its claim is given back
+        and it goes by the webhook stream (those of one loop turn together)."""
+        self._giving_back.append(outbox_id)
+        if len(self._giving_back) == 1:
+            task = asyncio.get_running_loop().create_task(self._give_back_now())
+            self._give_backs.add(task)
+            task.add_done_callback(self._give_backs.discard)
+
+    async def _give_back_now(self) -> None:
+        await asyncio.sleep(0)  # the rest of this loop turn's rows join
+        ids, self._giving_back = self._giving_back, []
+        gw = self.gw
+        now = gw.clock.now()
+        try:
+            await gw.store.run(lambda tx: [outbound.give_back(tx, i, now) for i in ids])
+            await gw.streams.xadd_many([(keys.WEBHOOK, {"outbox": str(i)}) for i in ids])
+        except Exception as exc:
+            # Not lost: a claim not given back ends with its lease, a row given back and
+            # not on the stream is pending and stale soon; the sweeper takes both.
+            log.warning("event=webhooks_give_back_failed count=%s error=%r", len(ids), exc)
+            return
+        self.webhooks_to_stream += len(ids)
+        if self._gave_back_logged_at is None or \
+                (now - self._gave_back_logged_at).total_seconds() >= WAITING_S:
+            self._gave_back_logged_at = now  # in an overload they come by the thousand
+            log.warning("event=webhooks_to_stream count=%s total=%s waiting=%s", len(ids),
+                        self.webhooks_to_stream, len(self._waiting))
 
     async def drain(self) -> None:
         """Wait for the sends under way, and for the webhook rows waiting their turn."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks or self._give_backs:
+            await asyncio.gather(*self._tasks, *self._give_backs, return_exceptions=True)
 
     def _start(self, work: Awaitable[None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -140,14 +162,14 @@ class Direct:
 
     def _next_waiting(self) -> None:
         """A slot came free: the webhook row that waited longest takes it (rows that
-        waited past WAITING_S are the sweeper's by now and are skipped)."""
+        waited past WAITING_S go by the webhook stream instead)."""
         if not self._waiting:
             return
         now = self.gw.clock.now()
         while self._waiting and self.taken < self.limit:
             outbox_id, body, since = self._waiting.popleft()
             if (now - since).total_seconds() > WAITING_S:
-                self._leave_to_sweeper(outbox_id)
+                self._give_back_webhook(outbox_id)
                 continue
             self.taken += 1
             self._start(self._deliver_webhook(outbox_id, body))

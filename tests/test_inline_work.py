@@ -155,29 +155,47 @@ def test_a_payment_with_nothing_waiting_is_sent_from_the_work_that_accepts_it(tm
 
 def test_claimed_webhooks_wait_their_turn_within_bounds(monkeypatch):
     """Claimed webhook rows with no slot free wait in turn; past WAITING_MAX, or after
-    waiting WAITING_S, a row is left to the sweeper (which ends its claim) and never
-    pushed from here too."""
+    waiting WAITING_S, a row gives its claim back and goes by the webhook stream, and is
+    never pushed from here too."""
     clock = ManualClock(datetime(2026, 12, 7, 9, tzinfo=timezone.utc))
     delivered: list[int] = []
+    given_back: list[int] = []
+    streamed: list[tuple[str, dict[str, str]]] = []
 
     async def deliver(outbox_id, body, attempts):
         delivered.append(outbox_id)
-    gw = SimpleNamespace(clock=clock, webhooks=SimpleNamespace(deliver=deliver))
+
+    class Tx:
+        def execute(self, sql, params):
+            given_back.append(params[1])
+            return 1
+
+    async def run(work):
+        return work(Tx())
+
+    async def xadd_many(entries):
+        streamed.extend(entries)
+    gw = SimpleNamespace(clock=clock, webhooks=SimpleNamespace(deliver=deliver),
+                         store=SimpleNamespace(run=run),
+                         streams=SimpleNamespace(xadd_many=xadd_many))
     monkeypatch.setattr(direct, "WAITING_MAX", 2)
 
     async def scenario():
         sends = direct.Direct(gw, limit=1)
         assert sends.reserve()  # the one slot is taken
         sends.push_claimed_webhooks([(1, b"{}"), (2, b"{}"), (3, b"{}")])
-        left_at_once = sends.left_to_sweeper
+        await asyncio.sleep(0.01)
+        at_once = sends.webhooks_to_stream
         clock.advance(direct.WAITING_S + 1)
-        sends.release()  # the slot comes free: the rows that waited too long are skipped
+        sends.release()  # the slot comes free: the rows that waited too long go by stream
         sends.push_claimed_webhooks([(4, b"{}")])
         await sends.drain()
-        return left_at_once, sends.left_to_sweeper
+        return at_once, sends.webhooks_to_stream
 
-    left_at_once, left = asyncio.run(scenario())
+    at_once, to_stream = asyncio.run(scenario())
 
-    assert left_at_once == 1
-    assert left == 3
+    assert at_once == 1
+    assert to_stream == 3
+    assert sorted(given_back) == [1, 2, 3]
+    assert sorted(int(f["outbox"]) for _, f in streamed) == [1, 2, 3]
     assert delivered == [4]

@@ -94,7 +94,7 @@ def test_status_changes_wait_their_turn_in_the_process_when_slots_are_taken(tmp_
                 rows = await gw.store.run(lambda tx: tx.query(
                     "SELECT state FROM outbox WHERE kind = 'webhook'", ()))
                 webhook_worker = next(w for w in gw.workers if w.name == "webhook")
-                return ids, rows, webhook_worker.processed, gw.direct.left_to_sweeper
+                return ids, rows, webhook_worker.processed, gw.direct.webhooks_to_stream
         finally:
             await runner.cleanup()
 
