@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys, outbound
+from gateway.redisstate import Outage
 from gateway.worker import trim_handled
 
 log = logging.getLogger("paygate.recovery")
@@ -27,6 +28,7 @@ SWEEP_AGE_S = 5.0
 
 
 async def sweep_forever(gw: Any) -> None:
+    outage = Outage(log, "sweep_postponed")  # one line per cause while Redis is away
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         if not gw.leading:  # one sweeper for all gateway processes (gateway.cluster)
@@ -34,8 +36,9 @@ async def sweep_forever(gw: Any) -> None:
         try:
             await sweep(gw)
             await trim(gw)
+            outage.recovered()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            log.warning("event=sweep_postponed error=%r", exc)
+            outage.failed(exc)
         except Exception as exc:  # never the end of the sweeper: the next pass tries again
             log.exception("event=sweep_failed error=%r", exc)
 

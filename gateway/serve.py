@@ -85,8 +85,15 @@ def _lock_data_dir(data: Path) -> Any:
     """The data directory's lock file, held for this process's life; or the error to
     print when another process holds it. Two gateways on one directory would share one
     SQLite file and start two embedded Redis servers on one append-only file."""
-    data.mkdir(parents=True, exist_ok=True)
-    lock = open(data / LOCK_FILE, "a+")
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        lock = open(data / LOCK_FILE, "a+")
+    except OSError as exc:
+        return {"errors": [{
+            "code": "data_dir_unusable", "path": "data_dir", "value": str(data),
+            "expected": "a directory this user can create and write (set --config data_dir "
+                        "or PAYGATE_DATA_DIR)",
+            "message": f"{data} cannot hold the gateway's data: {exc.strerror or exc}"}]}
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
