@@ -490,6 +490,7 @@ class Gateway:
             await self.streams.xadd_many(entries)
         except REDIS_DOWN_ERRORS as exc:
             self._hand_over_outage.failed(exc)
+            self._depth_at = -1.0  # the next request asks Redis, and hears it is away
             return
         if entries:
             self._hand_over_outage.recovered()

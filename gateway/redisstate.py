@@ -58,21 +58,21 @@ class Outage:
     def __init__(self, logger: logging.Logger, event: str, **context: Any) -> None:
         self.logger = logger
         self.event = event
-        self.context = " ".join(f"{k}={v}" for k, v in context.items())
+        self.context = "".join(f" {k}={v}" for k, v in context.items())
         self.causes: dict[str, int] = {}
 
     def failed(self, exc: BaseException) -> None:
         cause = type(exc).__name__
         if cause not in self.causes:
             self.causes[cause] = 0
-            self.logger.warning("event=%s %s cause=%s error=%r", self.event, self.context,
+            self.logger.warning("event=%s%s cause=%s error=%r", self.event, self.context,
                                 cause, exc)
         self.causes[cause] += 1
 
     def recovered(self) -> None:
         if not self.causes:
             return
-        self.logger.info("event=%s_over %s failures=%s", self.event, self.context,
+        self.logger.info("event=%s_over%s failures=%s", self.event, self.context,
                          sum(self.causes.values()))
         self.causes.clear()
 

@@ -20,8 +20,8 @@ from tests.e2e_support import open_account, started, transfer, until, wait_state
 pytestmark = pytest.mark.e2e
 
 
-async def _get(url: str) -> tuple[int, dict[str, Any], Any]:
-    async with aiohttp.ClientSession() as s, s.get(url) as r:
+async def _get(url: str, **kwargs: Any) -> tuple[int, dict[str, Any], Any]:
+    async with aiohttp.ClientSession() as s, s.get(url, **kwargs) as r:
         return r.status, dict(r.headers), await r.json()
 
 
@@ -84,13 +84,15 @@ def test_while_redis_is_down_new_payments_get_503_and_a_repeat_its_stored_answer
             first = await _post(f"{url}/v1/transfers", transfer(payer, "100.00"), "k1")
             gw.embedded_redis.process.kill()
             await until(lambda: gw.embedded_redis.died() is not None, "redis dead", 5)
+            await asyncio.sleep(0.3)  # past the depth check's last reading (0.1 s)
 
             repeat = await _post(f"{url}/v1/transfers", transfer(payer, "100.00"), "k1")
             new = await _post(f"{url}/v1/transfers", transfer(payer, "300.00"), "k2")
             batch = await _post(f"{url}/v1/transfers/batch",
                                 [transfer(payer, "1.00", business_type="A100",
                                           business_kind="02102", urgency="normal")], "b1")
-            ops = await _get(f"{url}/ops/api/status")
+            ops = await _get(f"{url}/ops/api/status",
+                             auth=aiohttp.BasicAuth("op1", "op1-demo"))
             _, _, health = await _get(f"{url}/health")
 
             await gw.redis_watch._revive(gw.embedded_redis, gw.embedded_redis.died())
