@@ -765,7 +765,16 @@ class Gateway:
 
     async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
         """POST one envelope to the NPC; RetryLater when the link is down or busy, which
-        marks the link down at once (gateway.link)."""
+        marks the link down at once, or when the link is down and another attempt is
+        on its way or due later (gateway.link)."""
+        probe = self.link.admit()  # while the link is down, one attempt at a time
+        try:
+            await self._post_envelope(outbox_id, envelope)
+        finally:
+            if probe:
+                self.link.attempt_over()
+
+    async def _post_envelope(self, outbox_id: int, envelope: bytes) -> None:
         try:
             async with self.http.post(self.settings.npc_url, data=envelope,
                                       headers={"Content-Type": "application/octet-stream"}) as r:
@@ -782,6 +791,10 @@ class Gateway:
             await self.link.failed(cause)
             raise RetryLater(cause)
         self.link.delivered()
+
+    def resume_held(self) -> None:
+        """The link answers again: the deliveries held while it was down go now."""
+        self.spawn(recovery.resume(self))
 
     def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
         row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))
