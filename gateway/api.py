@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway import jsontext
 from gateway.errors import PaygateError, Problem, Unauthorized
 from gateway.messages import codec, hvps111
+from gateway.redisstate import REDIS_DOWN_ERRORS, RETRY_AFTER_S, unavailable
 
 log = logging.getLogger("paygate.api")
 
@@ -114,10 +115,11 @@ async def errors_middleware(request: web.Request,
     try:
         return await handler(request)
     except PaygateError as exc:
-        response = _json(exc.to_dict(), exc.status)
-        if exc.status == 429:
-            response.headers["Retry-After"] = "1"
-        return response
+        return _refusal(exc)
+    except REDIS_DOWN_ERRORS as exc:
+        # Whatever the endpoint, Redis away is a pause to wait out, not a bug (503).
+        log.warning("event=request_needs_redis path=%s error=%r", request.path, exc)
+        return _refusal(unavailable(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -133,6 +135,15 @@ async def errors_middleware(request: web.Request,
                                          "a request the gateway can process",
                                          "the gateway failed; the error is logged").to_dict()]},
                      500)
+
+
+def _refusal(exc: PaygateError) -> web.Response:
+    response = _json(exc.to_dict(), exc.status)
+    if exc.status == 429:
+        response.headers["Retry-After"] = "1"
+    elif exc.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def authenticate(request: web.Request, body: bytes) -> str:
@@ -173,12 +184,15 @@ async def _read(request: web.Request) -> bytes:
 async def health(request: web.Request) -> web.Response:
     """Liveness (always 200 while the process serves), the HVPS window and the link:
     `ok` is false while deliveries to the NPC fail (payments are still taken; they wait
-    in the outbox until the link answers)."""
+    in the outbox until the link answers) and while Redis does not answer (new payments
+    are refused with 503 redis_unavailable meanwhile, gateway.redisstate)."""
     gw = request.app[GATEWAY_KEY]
     link = gw.link.view()
-    return _json({"ok": link["state"] != "down", "bank": gw.settings.bank_code,
+    redis = await gw.redis_watch.view()
+    return _json({"ok": link["state"] != "down" and redis["state"] == "up",
+                  "bank": gw.settings.bank_code,
                   "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
-                  "link": link})
+                  "link": link, "redis": redis})
 
 
 async def post_transfer(request: web.Request) -> web.Response:

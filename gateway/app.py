@@ -35,13 +35,14 @@ from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
-from gateway.link import LinkHealth
+from gateway.link import LINK_DOWN, LinkHealth
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
 from gateway.messages.common import GroupHeader
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
+from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailable
 from gateway.store import Store
 from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
 from gateway.worker import RetryLater, StreamWorker
@@ -158,6 +159,8 @@ class Gateway:
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.recon_details: dict[str, dict[str, Any]] = {}
         self.link = LinkHealth(self)  # up or down, as deliveries find it
+        self.redis_watch = RedisWatch(self)  # Redis's state; keeps the embedded one alive
+        self._hand_over_outage = Outage(log, "hand_over_postponed")
         self._calendar_checked_on: date | None = None
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
@@ -193,20 +196,13 @@ class Gateway:
             logs.unfollow_clock(self.clock)
             raise
         self.store.on_commit = self._add_entries
-        redis_url = self.settings.redis_url
-        if not redis_url:
-            self.embedded_redis = EmbeddedRedis(self.settings.data_path / "redis")
-            await asyncio.get_running_loop().run_in_executor(None, self.embedded_redis.start)
-            redis_url = self.embedded_redis.url
-        # A blocking pool: a burst of requests waits for a connection instead of failing.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, decode_responses=True, max_connections=REDIS_CONNECTIONS_MAX,
-            timeout=REDIS_POOL_WAIT_S)
-        self.redis = aioredis.Redis(connection_pool=pool)
-        self.streams = Coalescer(self.redis)
-        await self._redis_loaded()
-        # Neither the NPC's link nor the core system's webhook uses cookies: without a
-        # jar, no request is matched against one and no answer is read for them.
+        try:
+            await self._open_redis()
+        except PaygateError:
+            await self._close_redis()
+            await self.store.close()
+            logs.unfollow_clock(self.clock)
+            raise
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=64), cookie_jar=aiohttp.DummyCookieJar())
@@ -214,6 +210,9 @@ class Gateway:
         if self.leading:
             await self.recover()
         self._start_workers()
+        if self.embedded_redis is not None:
+            self._tasks.append(asyncio.create_task(self.redis_watch.supervise(),
+                                                   name="redis_supervisor"))
         for ext in self.extensions:
             if hasattr(ext, "start"):
                 await ext.start()
@@ -231,6 +230,42 @@ class Gateway:
             self.url = f"http://{self.settings.host}:{port}"
         log.info("event=gateway_started url=%s bank=%s hvps_status=%s work_date=%s",
                  self.url, self.settings.bank_code, self.hvps_status, self.work_date)
+
+    async def _open_redis(self) -> None:
+        """The configured Redis, or the embedded one started; a Redis that cannot be
+        started or reached is a named refusal to start (the CLI ends with status 2)."""
+        redis_url = self.settings.redis_url
+        if not redis_url:
+            self.embedded_redis = EmbeddedRedis(self.settings.data_path / "redis")
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.embedded_redis.start)
+            except (RuntimeError, OSError) as exc:
+                raise PaygateError(Problem(
+                    "redis_start_failed", "redis_url", None,
+                    "an embedded redis-server that starts, or PAYGATE_REDIS_URL",
+                    f"the embedded Redis did not start: {exc}"), 503) from None
+            redis_url = self.embedded_redis.url
+        # A blocking pool: a burst of requests waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, decode_responses=True, max_connections=REDIS_CONNECTIONS_MAX,
+            timeout=REDIS_POOL_WAIT_S)
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.streams = Coalescer(self.redis)
+        try:
+            await self._redis_loaded()
+        except REDIS_DOWN_ERRORS as exc:
+            raise PaygateError(Problem(
+                "redis_unreachable", "redis_url", redis_url,
+                "a Redis server answering at PAYGATE_REDIS_URL (or none set: the embedded "
+                "one)", f"Redis at {redis_url} did not answer: {exc}"), 503) from None
+
+    async def _close_redis(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            await self.redis.connection_pool.disconnect()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
 
     async def _redis_loaded(self) -> None:
         """Wait while Redis loads its append-only file after a restart (it answers
@@ -267,12 +302,8 @@ class Gateway:
             await _bounded("http_server", self.runner.cleanup())
         if self.http is not None:
             await self.http.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-            await self.redis.connection_pool.disconnect()
         await self.store.close()
-        if self.embedded_redis is not None:
-            self.embedded_redis.stop()
+        await self._close_redis()
         log.info("event=gateway_stopped")
         logs.unfollow_clock(self.clock)
 
@@ -450,7 +481,15 @@ class Gateway:
         """Accept one transfer. `end_to_end_id` keeps the core system's own id when it sent
         a ready message (POST /v1/messages); JSON transfers get one from the gateway."""
         prepared = self._prepare(client, idem_key, body, end_to_end_id)
-        await self._check_depth()
+        try:
+            await self._check_depth()
+        except REDIS_DOWN_ERRORS as exc:
+            refusal = unavailable(exc)
+            [(_, answer)] = await self.store.run(
+                lambda tx: bulk.answer_stored(tx, [(0, prepared)], refusal))
+            if isinstance(answer, PaygateError):
+                raise answer from None
+            return answer
         if prepared.decision.channel == "hvps" and self._may_send_now():
             prepared = prepared._replace(send_now=True)
         try:
@@ -464,18 +503,33 @@ class Gateway:
             self.direct.send_credit(*sending)
         elif prepared.send_now:
             self.direct.release()
-        await self.streams.xadd_many(entries)
+        await self.hand_over(entries)
         return status, response
 
     def _may_send_now(self) -> bool:
         """Whether a payment about to be accepted may skip its priority lane: only while
         the lane sender runs and has room to take more (it reads every entry waiting on
         the lanes while it has room, so none waits that the payment would overtake) and
-        a slot of gateway.direct is free (which this reserves)."""
+        a slot of gateway.direct is free (which this reserves). Never while the link is
+        down: the lanes hold deliveries then (gateway.link)."""
         sender = self._hvps_sender
-        if sender is None or sender.stopped or sender.in_flight >= sender.batch_max:
+        if sender is None or sender.stopped or sender.in_flight >= sender.batch_max \
+                or self.link.state == LINK_DOWN:
             return False
         return self.direct.reserve()
+
+    async def hand_over(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Put committed work on its streams. Redis failing here changes nothing for the
+        caller: the work is in the database, and the sweeper (gateway.recovery) puts
+        every pending row older than SWEEP_AGE_S on its stream once Redis answers."""
+        try:
+            await self.streams.xadd_many(entries)
+        except REDIS_DOWN_ERRORS as exc:
+            self._hand_over_outage.failed(exc)
+            self._depth_at = -1.0  # the next request asks Redis, and hears it is away
+            return
+        if entries:
+            self._hand_over_outage.recovered()
 
     async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
                                ) -> list[tuple[int, dict[str, Any]] | PaygateError]:
@@ -487,8 +541,12 @@ class Gateway:
         the batch) and their stream entries go out in one pipeline, a nudge repeated by
         many of them sent once.
         """
-        await self._check_depth()
         results: list[Any] = [None] * len(requests)
+        try:
+            await self._check_depth()
+            refusal = None
+        except REDIS_DOWN_ERRORS as exc:
+            refusal = unavailable(exc)
         ready: list[tuple[int, Prepared]] = []
         # A key used again later in the batch gets what its first use got (a refusal
         # too), or 409 if the body differs, however early the first use was refused.
@@ -506,14 +564,20 @@ class Gateway:
             except PaygateError as exc:
                 results[i] = exc
 
-        if ready:
+        if ready and refusal is not None:
+            for i, outcome in await self.store.run(
+                    lambda tx: bulk.answer_stored(tx, ready, refusal)):
+                results[i] = outcome
+        elif ready:
             done, entries = await self.store.run(lambda tx: bulk.accept_many(self, tx, ready))
             for i, outcome in done:
                 results[i] = outcome
             unique: dict[tuple, tuple[str, dict[str, str]]] = {}
             for stream, fields in entries:
                 unique.setdefault((stream, tuple(fields.items())), (stream, fields))
-            await self.streams.xadd_many(list(unique.values()))
+            await self.hand_over(list(unique.values()))
+        if refusal is not None and not any(isinstance(r, tuple) for r in results):
+            raise refusal  # nothing answered: the whole request is refused (503)
         for i, key, body_hash in repeats:
             first, first_hash = first_use[key]
             results[i] = results[first] if body_hash == first_hash else Conflict(Problem(
@@ -705,7 +769,7 @@ class Gateway:
                 self.direct.release()
             if received.ack_outbox_id is not None:
                 entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
-        await self.streams.xadd_many(entries)
+        await self.hand_over(entries)
         return {"taken": True, "duplicate": received.duplicate}
 
     def _receive_tx(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
@@ -747,7 +811,16 @@ class Gateway:
 
     async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
         """POST one envelope to the NPC; RetryLater when the link is down or busy, which
-        marks the link down at once (gateway.link)."""
+        marks the link down at once, or when the link is down and another attempt is
+        on its way or due later (gateway.link)."""
+        probe = self.link.admit()  # while the link is down, one attempt at a time
+        try:
+            await self._post_envelope(outbox_id, envelope)
+        finally:
+            if probe:
+                self.link.attempt_over()
+
+    async def _post_envelope(self, outbox_id: int, envelope: bytes) -> None:
         try:
             async with self.http.post(self.settings.npc_url, data=envelope,
                                       headers={"Content-Type": "application/octet-stream"}) as r:
@@ -764,6 +837,10 @@ class Gateway:
             await self.link.failed(cause)
             raise RetryLater(cause)
         self.link.delivered()
+
+    def resume_held(self) -> None:
+        """The link answers again: the deliveries held while it was down go now."""
+        self.spawn(recovery.resume(self))
 
     def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
         row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))

@@ -156,3 +156,13 @@ def _new_row(p: "Prepared", seq: int, day: tuple[str, str]) -> dict[str, Any]:
         "work_date": work_date, "created_at": now, "updated_at": now,
         "client": p.client,
     }
+
+
+def answer_stored(tx: Any, ready: list[tuple[int, "Prepared"]], refusal: PaygateError
+                  ) -> list[tuple[int, Any]]:
+    """While no new transfer can be taken (Redis is unreachable, gateway.redisstate):
+    a key seen before gets its stored answer, read from the database alone; the others
+    get `refusal`."""
+    stored = _stored_answers(tx, ready)
+    return [(i, _replay(p, *stored[p.idem_key]) if p.idem_key in stored else refusal)
+            for i, p in ready]

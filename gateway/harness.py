@@ -11,7 +11,9 @@ public keys.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -28,6 +30,10 @@ from gateway.messages.signing import write_keypair
 from gateway.redisproc import die_with_parent, free_port
 
 SIM_START_TIMEOUT_S = 20.0
+SIM_WATCH_EVERY_S = 0.5  # how often `keep_simulator` looks at the simulator's process
+SIM_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # between failed restarts, the last repeated
+
+log = logging.getLogger("paygate.harness")
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Harness:
     gateway: Gateway | None = None
     sim_process: subprocess.Popen | None = None
     sim_url: str = ""
+    sim_restarts: int = 0
     _http: aiohttp.ClientSession | None = None
 
     @property
@@ -109,6 +116,39 @@ class Harness:
         await asyncio.get_running_loop().run_in_executor(None, self.sim_process.wait)
         self.sim_process.stdout.close()
         self.sim_process = None
+
+    async def keep_simulator(self) -> None:
+        """Until cancelled: start the simulator again, on its port and data directory,
+        whenever its process ends (`serve --simulate`). It is a simulator: a restart
+        loses nothing the tests or the demo rely on (its database holds what it took)."""
+        while True:
+            await asyncio.sleep(SIM_WATCH_EVERY_S)
+            process = self.sim_process
+            if process is None or process.poll() is None:
+                continue
+            log.warning("event=npc_died exit_code=%s restarting=true", process.returncode)
+            process.stdout.close()
+            self.sim_process = None
+            for attempt in itertools.count():
+                try:
+                    await self.start_simulator()
+                    break
+                except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
+                    if attempt == 0:
+                        log.error("event=npc_restart_failed error=%r", exc)
+                    await self._stop_failed_start()
+                    await asyncio.sleep(SIM_RESTART_BACKOFF_S[
+                        min(attempt, len(SIM_RESTART_BACKOFF_S) - 1)])
+            self.sim_restarts += 1
+            log.warning("event=npc_restarted url=%s restarts=%s", self.sim_url,
+                        self.sim_restarts)
+
+    async def _stop_failed_start(self) -> None:
+        if self.sim_process is not None and self.sim_process.poll() is None:
+            await self.stop_simulator(kill=True)
+        elif self.sim_process is not None:
+            self.sim_process.stdout.close()
+            self.sim_process = None
 
     async def sim(self, method: str, path: str, body: Any = None) -> Any:
         if self._http is None:

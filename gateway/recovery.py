@@ -17,16 +17,22 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys, outbound
+from gateway.link import LINK_DOWN
+from gateway.redisstate import Outage
 from gateway.worker import trim_handled
 
 log = logging.getLogger("paygate.recovery")
 
 SWEEP_EVERY_S = 2.0
+PAGE_ROWS = 1000  # rows put back on the streams per piece of work
+# The streams whose entries are deliveries to the NPC (held while the link is down).
+_TO_NPC = ", ".join(f"'{s}'" for s in (*keys.HVPS_LANES, keys.OUT_LINK, keys.BEPS_PACKAGES))
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
 
 
 async def sweep_forever(gw: Any) -> None:
+    outage = Outage(log, "sweep_postponed")  # one line per cause while Redis is away
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         if not gw.leading:  # one sweeper for all gateway processes (gateway.cluster)
@@ -34,8 +40,9 @@ async def sweep_forever(gw: Any) -> None:
         try:
             await sweep(gw)
             await trim(gw)
+            outage.recovered()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            log.warning("event=sweep_postponed error=%r", exc)
+            outage.failed(exc)
         except Exception as exc:  # never the end of the sweeper: the next pass tries again
             log.exception("event=sweep_failed error=%r", exc)
 
@@ -55,10 +62,22 @@ async def sweep(gw: Any) -> int:
     stale = (now - timedelta(seconds=SWEEP_AGE_S)).isoformat()
     lease_ended = now - timedelta(seconds=outbound.CLAIM_LEASE_S)
 
+    held = gw.link.state == LINK_DOWN
+
     def work(tx: Any) -> tuple[list, list]:
         out = outbound.orphaned(tx, now, lease_ended)
-        pending = tx.query("SELECT id, stream FROM outbox WHERE state = 'pending' AND "
-                           "updated_at < ? ORDER BY id LIMIT 1000", (stale,))
+        if held:
+            # The link is down: its deliveries wait in the outbox, and one row (the
+            # oldest) goes back per pass for the one attempt allowed (gateway.link).
+            pending = tx.query(f"SELECT id, stream FROM outbox WHERE state = 'pending' AND "
+                               f"updated_at < ? AND stream NOT IN ({_TO_NPC}) "
+                               f"ORDER BY id LIMIT 1000", (stale,))
+            pending += tx.query(f"SELECT id, stream FROM outbox WHERE state = 'pending' "
+                                f"AND updated_at < ? AND stream IN ({_TO_NPC}) "
+                                f"ORDER BY id LIMIT 1", (stale,))
+        else:
+            pending = tx.query("SELECT id, stream FROM outbox WHERE state = 'pending' AND "
+                               "updated_at < ? ORDER BY id LIMIT 1000", (stale,))
         inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
                          "received_at < ? ORDER BY id LIMIT 1000", (stale,))
         if pending:
@@ -70,6 +89,30 @@ async def sweep(gw: Any) -> int:
         await _requeue(gw, out, inbox)
         log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
     return len(out) + len(inbox)
+
+
+async def resume(gw: Any) -> int:
+    """The link answers again: every row held for the NPC while it was down goes back on
+    its stream now, oldest first, a page at a time (each on its own priority lane)."""
+    after, count = 0, 0
+    while True:
+        now = gw.clock.now().isoformat()
+
+        def work(tx: Any) -> list:
+            rows = tx.query(f"SELECT id, stream FROM outbox WHERE state = 'pending' AND "
+                            f"stream IN ({_TO_NPC}) AND id > ? ORDER BY id LIMIT {PAGE_ROWS}",
+                            (after,))
+            if rows:
+                tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
+                    str(int(i)) for i, _ in rows), (now,))
+            return rows
+        rows = await gw.store.run(work)
+        if not rows:
+            break
+        await _requeue(gw, rows, [])
+        after, count = rows[-1][0], count + len(rows)
+    log.info("event=held_deliveries_resumed outbox=%s", count)
+    return count
 
 
 async def recover(gw: Any) -> None:

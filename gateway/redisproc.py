@@ -115,6 +115,18 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"embedded redis did not listen within {START_TIMEOUT_S} s")
 
+    def died(self) -> int | None:
+        """The exit status once the server has exited (and is reaped), else None."""
+        if self.process is None:
+            return None
+        return self.process.poll()
+
+    def restart(self) -> None:
+        """Start it again after it died: same port (the gateway's connection pool keeps
+        its address), same directory, so it loads its append-only file."""
+        self.process = None
+        self.start()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

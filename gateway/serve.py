@@ -7,7 +7,6 @@ embedded one, so that a core system (or curl) can talk to a complete system on l
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import logging
@@ -23,6 +22,7 @@ from gateway import logs
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
+from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
 from gateway.redisproc import port_in_use
@@ -92,26 +92,9 @@ async def serve(settings: Settings, simulate: bool = False) -> int:
 
 def _lock_data_dir(data: Path) -> Any:
     """The data directory's lock file, held for this process's life; or the error to
-    print when another process holds it. Two gateways on one directory would share one
-    SQLite file and start two embedded Redis servers on one append-only file."""
-    data.mkdir(parents=True, exist_ok=True)
-    lock = open(data / LOCK_FILE, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        return {"errors": [{
-            "code": "data_dir_in_use", "path": "data_dir", "value": str(data),
-            "expected": "a data directory no running gateway uses (set --config data_dir "
-                        "or PAYGATE_DATA_DIR)",
-            "message": f"{data} is in use by {holder}"}]}
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()}\n")
-    lock.flush()
-    return lock
+    print when another process holds it (gateway.datalock)."""
+    return lock_data_dir(data, LOCK_FILE, "gateway",
+                         "--config data_dir or PAYGATE_DATA_DIR")
 
 
 def announce(line: dict[str, Any]) -> None:
@@ -167,7 +150,11 @@ async def _serve(settings: Settings, simulate: bool) -> int:
         accounts = await open_demo_accounts(gw)
         announce({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
                   "data": str(data), "accounts": accounts})
+        # A simulated NPC that dies is started again (a warning line names it).
+        keeper = asyncio.create_task(harness.keep_simulator(), name="npc_keeper")
         await stop.wait()
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))

@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import keys
+from gateway.redisstate import Outage
 
 log = logging.getLogger("paygate.worker")
 
@@ -37,7 +38,9 @@ class RetryLater(Exception):
 
 BLOCK_MS = 500
 RECLAIM_EVERY_S = 2.0
-REDIS_RETRY_S = 0.5  # pause before trying Redis again after it failed
+# Pauses before trying Redis again after it failed, growing while it stays away (a
+# restart of the embedded server takes about a second; an outage may take minutes).
+REDIS_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 # During an outage every waiting message fails the same way each time it is tried: one
 # line per attempt was about a hundred lines a second. A cause's first retry is logged
 # in full, its repeats are counted and summed up in one line per interval while they go
@@ -133,6 +136,7 @@ class StreamWorker:
         # read is made once a quarter of the slots are free, not for each one that frees.
         self._backlog = False
         self._read_free_min = max(1, batch_max // 4)
+        self.redis_outage = Outage(log, "redis_unavailable", stage=name)
 
     @property
     def in_flight(self) -> int:
@@ -153,8 +157,11 @@ class StreamWorker:
         made again and the gateway's sweeper puts lost work back from the database."""
         groups_ready = False
         last_reclaim = 0.0
+        failures = 0
         loop = asyncio.get_running_loop()
         while not self._stopping:
+            if failures:
+                await asyncio.sleep(REDIS_RETRY_S[min(failures, len(REDIS_RETRY_S)) - 1])
             try:
                 if not groups_ready:
                     await ensure_groups(self.r, self.streams)
@@ -168,10 +175,13 @@ class StreamWorker:
                     continue
                 for item in await self._read(free):
                     self._spawn(item)
+                if failures:
+                    failures = 0
+                    self.redis_outage.recovered()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("event=redis_unavailable stage=%s error=%r", self.name, exc)
+                self.redis_outage.failed(exc)
                 groups_ready = False
-                await asyncio.sleep(REDIS_RETRY_S)
+                failures += 1
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -217,6 +227,16 @@ class StreamWorker:
                 await self._handle(*item)
 
     async def _handle(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        """Handle one entry; never raises but for cancellation. Redis failing on the way
+        (in the handler, the acknowledgement or the dead-letter check) leaves the entry
+        pending: it is reclaimed once Redis is back, and the database says what is done."""
+        try:
+            await self._handle_once(stream, entry_id, fields)
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            self.redis_outage.failed(exc)
+
+    async def _handle_once(self, stream: str, entry_id: str, fields: dict[str, str]
+                           ) -> None:
         try:
             await self.handler(stream, entry_id, fields)
         except (asyncio.CancelledError, RedisConnectionError, RedisTimeoutError):

@@ -3,7 +3,8 @@
 It prints one JSON line, {"npc": "http://127.0.0.1:P"}, on standard output once it is
 listening, logs key=value lines on standard error, and stops cleanly on SIGTERM or
 SIGINT: the server closes, deliveries in flight end, the database is closed. Whatever
-was taken but not yet delivered is delivered at the next start.
+was taken but not yet delivered is delivered at the next start. A second simulator on
+a data directory in use is refused (`data_dir_in_use`, status 2).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 
 from gateway.clock import clock_from_spec
+from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from simulators import logfmt
 from simulators import settings as settings_mod
@@ -22,6 +24,10 @@ from simulators.app import Simulator
 from simulators.logfmt import event
 
 log = logging.getLogger("npc.main")
+
+# One simulator per data directory: a second one would share the database and settle
+# every payment twice (gateway.datalock).
+LOCK_FILE = "npc.lock"
 
 
 async def _serve(settings: settings_mod.Settings) -> int:
@@ -61,11 +67,18 @@ def main(argv: list[str]) -> int:
     except PaygateError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         return 2
+    held = lock_data_dir(settings.data_dir, LOCK_FILE, "simulator",
+                         "--data or the simulator's data_dir")
+    if isinstance(held, dict):
+        print(json.dumps(held, ensure_ascii=False), file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_serve(settings))
     except PaygateError as exc:  # a calendar file or key directory refused at start
         print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         return 2
+    finally:
+        held.close()  # the lock goes with the file (and with the process, however it ends)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from gateway import outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
 from gateway.messages import codec
+from gateway.redisstate import REDIS_DOWN_ERRORS, Outage
 from gateway.store import Contended
 from gateway.waiting import wait_set
 
@@ -180,6 +181,9 @@ class Packer:
         self.nudged.set()
 
     async def run(self) -> None:
+        # Redis away: the sealed packages are committed and the sweeper hands them over
+        # later; one line per cause, not one per pass (gateway.redisstate).
+        outage = Outage(log, "beps_seal_hand_over_postponed")
         while not self.stopped:
             await wait_set(self.nudged, self.settings.seal_check_s)
             self.nudged.clear()
@@ -187,6 +191,9 @@ class Packer:
                 continue
             try:
                 await self.seal()
+                outage.recovered()
+            except REDIS_DOWN_ERRORS as exc:
+                outage.failed(exc)
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_seal_failed error=%r", exc)
 
