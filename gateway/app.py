@@ -552,6 +552,9 @@ class Gateway:
         # too), or 409 if the body differs, however early the first use was refused.
         first_use: dict[str, tuple[int, str]] = {}
         repeats: list[tuple[int, str, str]] = []
+        # The batch arrived at one instant: its transfers are accepted as of that instant
+        # (read once, as they commit together).
+        now = self.clock.now()
         for i, (key, body) in enumerate(requests):
             body_hash = intake.body_sha256(body) if key else ""
             if key and key in first_use:
@@ -560,7 +563,7 @@ class Gateway:
             if key:
                 first_use[key] = (i, body_hash)
             try:
-                ready.append((i, self._prepare(client, key, body, None, body_hash)))
+                ready.append((i, self._prepare(client, key, body, None, body_hash, now)))
             except PaygateError as exc:
                 results[i] = exc
 
@@ -586,8 +589,10 @@ class Gateway:
         return results
 
     def _prepare(self, client: str, idem_key: str | None, body: Any,
-                 end_to_end_id: str | None, body_hash: str = "") -> "Prepared":
-        """Everything about a transfer that needs no database: its key, body, route."""
+                 end_to_end_id: str | None, body_hash: str = "",
+                 now: datetime | None = None) -> "Prepared":
+        """Everything about a transfer that needs no database: its key, body, route (as of
+        `now`, by default the clock's now)."""
         if not idem_key or len(idem_key) > 64 or not idem_key.isascii() \
                 or not idem_key.isprintable():
             raise PaygateError(Problem(
@@ -596,7 +601,7 @@ class Gateway:
                 "a header Idempotency-Key of 1 to 64 printable ASCII characters"), 400)
         body_hash = body_hash or intake.body_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
-        now = self.clock.now()
+        now = now or self.clock.now()
         try:
             decision = self.router.decide(
                 RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,

@@ -46,6 +46,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     work_date = bulk[0][1].work_date if bulk else None
     day = (work_date.strftime("%Y%m%d"), work_date.isoformat()) if work_date else ("", "")
     waiting: list[tuple[int, "Prepared", dict[str, Any], Any]] = []  # checked, to hold
+    stamps: dict[Any, str] = {}  # instants as text (a batch's transfers share one)
     done: list[tuple[int, Any]] = []
     entries: list[Entry] = []
     for i, p in ready:
@@ -58,7 +59,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
                 entries.extend(more)
                 result = (status, response)
             else:
-                row = _new_row(p, seq, day)
+                row = _new_row(p, seq, day, stamps)
                 seq += 1
                 p.accept.bulk.check(row)
                 waiting.append((i, p, row, p.accept.bulk))
@@ -132,14 +133,17 @@ def _reserve(tx: Any, bulk: list) -> int:
     return payments.reserve_seq(tx, f"msg:{day}", len(bulk))
 
 
-def _new_row(p: "Prepared", seq: int, day: tuple[str, str]) -> dict[str, Any]:
+def _new_row(p: "Prepared", seq: int, day: tuple[str, str],
+             stamps: dict[Any, str]) -> dict[str, Any]:
     """The payment row of a transfer numbered `seq` on the work date `day` (as YYYYMMDD
-    and as YYYY-MM-DD)."""
+    and as YYYY-MM-DD); `stamps` keeps the text of each instant written so far."""
     t = p.transfer
     day, work_date = day
     msg_id = f"{day}{seq:08d}"
     decision = p.decision
-    now = p.now.isoformat()
+    now = stamps.get(p.now)
+    if now is None:
+        now = stamps[p.now] = p.now.isoformat()
     return {
         "id": f"P{msg_id}", "direction": "out", "channel": decision.channel,
         "state": "accepted", "msg_type": decision.message_type or "internal",

@@ -73,6 +73,7 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     outcomes = await gw.submit_transfers(client, [requests[i] for i in asked])
     results: list[dict[str, Any]] = []
     by_index = dict(zip(asked, outcomes))
+    routes: dict[int, tuple[Any, dict[str, Any]]] = {}  # summed-up routes, by route
     for index in range(len(body)):
         outcome = refused.get(index) or by_index[index]
         if isinstance(outcome, PaygateError):
@@ -80,7 +81,8 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                             **_within_item(index, outcome)})
         else:
             status, view = outcome
-            results.append({"index": index, "status": status, "transfer": _summary(view)})
+            results.append({"index": index, "status": status,
+                            "transfer": _summary(view, routes)})
     accepted = sum(1 for r in results if r["status"] in (200, 201))
     return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
 
@@ -97,14 +99,20 @@ def _within_item(index: int, error: PaygateError) -> dict[str, Any]:
 ROUTE_SUMMARY = ("rule", "channel", "action", "message_type")
 
 
-def _summary(view: dict[str, Any]) -> dict[str, Any]:
+def _summary(view: dict[str, Any], routes: dict[int, tuple[Any, dict[str, Any]]]
+             ) -> dict[str, Any]:
     """A transfer's view in a batch answer: whole, except that its route is summed up
     (rule, channel, action, message type); GET /v1/transfers/{id} gives the whole
-    explanation. Answering a thousand items with theirs would triple the answer."""
+    explanation. Answering a thousand items with theirs would triple the answer.
+    Transfers routed alike share one route record: `routes` keeps its summary (with the
+    record, so that the id stays its own while the batch is answered)."""
     route = view.get("route")
     if not isinstance(route, dict):
         return view
-    return dict(view, route={key: route.get(key) for key in ROUTE_SUMMARY})
+    known = routes.get(id(route))
+    if known is None:
+        known = routes[id(route)] = (route, {key: route.get(key) for key in ROUTE_SUMMARY})
+    return dict(view, route=known[1])
 
 
 def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None, Any]:
