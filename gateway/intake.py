@@ -158,6 +158,8 @@ _FIELD_NAMES = frozenset(FIELDS)
 # A name the checks below pass: 1 to NAME_LEN_MAX characters, none of them unsafe.
 _SAFE_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
                         "\u202a-\u202e\u2066-\u2069]{1,%d}" % NAME_LEN_MAX)
+# An amount in its usual form, yuan and two decimals (parse_yuan reads every form).
+_YUAN_AND_FEN = re.compile(r"(?:0|[1-9][0-9]{0,15})\.[0-9]{2}")
 _URGENCIES = frozenset(("normal", "urgent", "extra_urgent"))
 _WHEN_CLOSED = frozenset(("queue", "refuse", "beps"))
 
@@ -183,8 +185,12 @@ def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:
             or not _SAFE_NAME.fullmatch(payer_name) or not _SAFE_NAME.fullmatch(payee_name)
             or (payer_account == payee_account and payer_bank == payee_bank)):
         return None
-    amount = parse_yuan(get("amount"), "/amount")
-    if type(amount) is not int:
+    text = get("amount")
+    if type(text) is str and _YUAN_AND_FEN.fullmatch(text):
+        amount = int(text[:-3] + text[-2:])  # "12.30": 1230 fen, as parse_yuan reads it
+    else:
+        amount = parse_yuan(text, "/amount")
+    if type(amount) is not int or amount <= 0:
         return None
     currency = get("currency", "CNY")
     business_type = get("business_type", "A100")
