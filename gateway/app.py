@@ -602,6 +602,7 @@ class Gateway:
         body_hash = body_hash or intake.body_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
         now = now or self.clock.now()
+        hvps_open = self.hvps_open
         try:
             decision = self.router.decide(
                 RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,
@@ -609,8 +610,8 @@ class Gateway:
                              business_type=transfer.business_type,
                              business_kind=transfer.business_kind, urgency=transfer.urgency,
                              when_closed=transfer.when_closed),
-                on_date=self.work_date, hvps_open=self.hvps_open,
-                next_hvps_opening=(None if self.hvps_open else
+                on_date=self.work_date, hvps_open=hvps_open,
+                next_hvps_opening=(None if hvps_open else
                                    next_hvps_opening(now, self.calendar, self.timetable)))
         except PaygateError as exc:
             raise intake.as_request_fields(exc) from None

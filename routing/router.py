@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -66,12 +66,12 @@ class RouteDecision:
 
     def for_amount(self, amount_fen: int) -> "RouteDecision":
         """This decision for another amount of the same class: only the amount in its
-        inputs differs. (A shallow copy of the fields: dataclasses.replace costs five
-        times as much, and every payment of a remembered class comes here.)"""
+        inputs differs. (A shallow copy of the fields, the explanation's inputs made only
+        when read: dataclasses.replace costs five times as much, and every payment of a
+        remembered class comes here.)"""
         copied = object.__new__(RouteDecision)
         copied.__dict__.update(self.__dict__)
-        copied.__dict__["explanation"] = dict(
-            self.explanation, inputs=dict(self.explanation["inputs"], amount_fen=amount_fen))
+        copied.__dict__["explanation"] = _ForAmount(self.explanation, amount_fen)
         return copied
 
     def explain(self) -> dict[str, Any]:
@@ -106,6 +106,28 @@ class RouteDecision:
                            "version": row.get("version")}
                           for row in explanation.get("directory", [])],
         }
+
+
+class _ForAmount(Mapping[str, Any]):
+    """A remembered decision's explanation with another amount in its inputs, made when
+    read (most payments never read theirs: their record is the decision's, shared)."""
+
+    __slots__ = ("_explanation", "_amount_fen")
+
+    def __init__(self, explanation: Mapping[str, Any], amount_fen: int) -> None:
+        self._explanation = explanation
+        self._amount_fen = amount_fen
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "inputs":
+            return dict(self._explanation["inputs"], amount_fen=self._amount_fen)
+        return self._explanation[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._explanation)
+
+    def __len__(self) -> int:
+        return len(self._explanation)
 
 
 # The inputs of a decision that a payment's own columns do not already hold.
