@@ -104,7 +104,7 @@ def _store_routes(tx: Any, records: dict[str, str]) -> None:
 
 
 def _route_column(data: dict[str, Any], records: dict[str, str]) -> str:
-    text = data.pop("route_json", None)
+    text = data.get("route_json")
     if text:
         digest = route_hash(text)
         records[digest] = text
@@ -193,6 +193,7 @@ def insert(tx: Any, row: dict[str, Any]) -> None:
 
 _OPTIONAL = dict.fromkeys(("hold_id", "pending_no", "reason", "settled_on", "client"))
 _VALUES = itemgetter(*COLUMNS)  # a row's values in COLUMNS order
+_REMITTANCE_AT, _ROUTE_AT = COLUMNS.index("remittance"), COLUMNS.index("route")
 
 
 def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
@@ -200,11 +201,12 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     values, events = [], []
     records: dict[str, str] = {}
     for row in rows:
-        data = _OPTIONAL | row
+        data = row if _OPTIONAL.keys() <= row.keys() else _OPTIONAL | row
         remittance = data.get("remittance")
-        data["remittance"] = jsontext.dumps(list(remittance)) if remittance else "[]"
-        data["route"] = _route_column(data, records)
-        values.append(_VALUES(data))
+        value = list(_VALUES(data))
+        value[_REMITTANCE_AT] = jsontext.dumps(list(remittance)) if remittance else "[]"
+        value[_ROUTE_AT] = _route_column(data, records)
+        values.append(value)
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
     if records:
         _store_routes(tx, records)

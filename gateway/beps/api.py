@@ -119,8 +119,12 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
     if not isinstance(item, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                        type(item).__name__, "a transfer object"))
-    transfer = dict(item)
-    key = transfer.pop("idempotency_key", None)
+    # The item itself is the transfer unless it names its own key (then a copy without it).
+    transfer = item
+    key = None
+    if "idempotency_key" in item:
+        transfer = dict(item)
+        key = transfer.pop("idempotency_key")
     if key is None and batch_key:
         key = f"{batch_key}:{index}"
     if key is not None and (not isinstance(key, str)
