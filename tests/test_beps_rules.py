@@ -335,6 +335,36 @@ def test_batch_items_get_their_own_key_or_the_batchs():
     assert (answer["accepted"], answer["refused"]) == (2, 2)
 
 
+class Routed(Recording):
+    """A gateway accepting every transfer with one shared route record, as the router
+    gives transfers routed alike, and recording the bodies it is given."""
+
+    ROUTE = {"rule": "small_to_beps", "channel": "beps", "action": "send",
+             "message_type": "beps.121.001.01", "facts": {"amount_fen_over": False}}
+
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
+                               ) -> list[Any]:
+        self.bodies = [body for _, body in requests]
+        return [(201, {"id": key, "route": self.ROUTE}) for key, _ in requests]
+
+
+def test_batch_items_reach_the_gateway_without_their_key_and_share_a_summed_up_route():
+    """An item's own key is taken out of the transfer (the batch body is left as it came);
+    each answer sums up its route record, however many items share it."""
+    batch = [{"idempotency_key": "own", "amount": "1.00"}, {"amount": "2.00"},
+             {"amount": "3.00"}]
+    gw = Routed()
+    answer = asyncio.run(submit_batch(gw, 10, "core", "B9", batch))
+
+    assert gw.bodies == [{"amount": "1.00"}, {"amount": "2.00"}, {"amount": "3.00"}]
+    assert batch[0] == {"idempotency_key": "own", "amount": "1.00"}
+    summary = {"rule": "small_to_beps", "channel": "beps", "action": "send",
+               "message_type": "beps.121.001.01"}
+    assert [r["transfer"] for r in answer["results"]] == [
+        {"id": key, "route": summary} for key in ("own", "B9:1", "B9:2")]
+    assert Routed.ROUTE["facts"] == {"amount_fen_over": False}
+
+
 class Refusing(Recording):
     """A gateway that refuses every transfer over its amount, as the intake does."""
 
