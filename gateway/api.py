@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway import jsontext
+from gateway.store import lost_race
 from gateway.errors import PaygateError, Problem, Unauthorized
 from gateway.messages import codec, hvps111
 from gateway.redisstate import REDIS_DOWN_ERRORS, RETRY_AFTER_S, unavailable
@@ -130,6 +131,15 @@ async def errors_middleware(request: web.Request,
                                          "a path and method in /openapi.yaml",
                                          exc.reason or "").to_dict()]}, exc.status)
     except Exception as exc:
+        if lost_race(exc):
+            # Other processes held the rows this request needed through every rerun
+            # (gateway.store): its work was rolled back, and the same request later
+            # (the same Idempotency-Key) is safe.
+            log.warning("event=request_contended path=%s error=%r", request.path, exc)
+            return _refusal(PaygateError(Problem(
+                "database_contended", "/", None, "try again in a moment (same request)",
+                "other gateway processes held the rows this request needed; nothing was "
+                "done for it"), 503))
         log.exception("event=request_failed path=%s error=%r", request.path, exc)
         return _json({"errors": [Problem("internal_error", request.path, None,
                                          "a request the gateway can process",

@@ -517,6 +517,7 @@ async def beps_load(spec_path: str) -> None:
     durations: list[float] = []
     ids: list[str] = []
     refused = [0]
+    retried = [0]
     deadline = time.perf_counter() + spec["duration_s"]
 
     async def client(http: aiohttp.ClientSession, url: str) -> None:
@@ -528,12 +529,21 @@ async def beps_load(spec_path: str) -> None:
                                for n in range(first, first + items)],
                               ensure_ascii=False).encode()
             sent = time.perf_counter()
-            async with http.post(f"{url}/v1/transfers/batch", data=body, headers={
-                    "Idempotency-Key": f"beps-{batch}",
-                    "Content-Type": "application/json"}) as r:
-                answer = await r.json()
-                if r.status != 200:
-                    raise RuntimeError(f"batch {batch}: HTTP {r.status} {str(answer)[:300]}")
+            while True:
+                # A 503 (Redis away, rows held by the other gateway) did nothing: the
+                # same batch under the same key again, as a core system would.
+                async with http.post(f"{url}/v1/transfers/batch", data=body, headers={
+                        "Idempotency-Key": f"beps-{batch}",
+                        "Content-Type": "application/json"}) as r:
+                    answer = await r.json()
+                    if r.status == 503:
+                        retried[0] += 1
+                        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                        continue
+                    if r.status != 200:
+                        raise RuntimeError(
+                            f"batch {batch}: HTTP {r.status} {str(answer)[:300]}")
+                    break
             durations.append(time.perf_counter() - sent)
             for item in answer["results"]:
                 if item["status"] in (200, 201):
@@ -547,6 +557,7 @@ async def beps_load(spec_path: str) -> None:
                                for k in range(spec["clients"])))
     Path(spec["out"]).write_text(json.dumps({
         "ids": ids, "refused": refused[0], "tried": counter["next"] * items,
+        "retried_503": retried[0],
         "durations_s": durations, "wall_s": time.perf_counter() - started}))
 
 
