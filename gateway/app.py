@@ -828,20 +828,29 @@ class Gateway:
 
     async def _post_envelope(self, outbox_id: int, envelope: bytes) -> None:
         try:
-            async with self.http.post(self.settings.npc_url, data=envelope,
-                                      headers={"Content-Type": "application/octet-stream"}) as r:
-                if r.status >= 500:
-                    cause = f"link answered {r.status}"
-                elif r.status >= 300:
-                    self.link.delivered()
-                    raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
-                else:
-                    cause = ""
+            try:
+                await self._post_once(outbox_id, envelope)
+            except aiohttp.ServerDisconnectedError:
+                # A kept-alive connection the NPC closed just as it was reused says
+                # nothing of the link: once more on a new connection (the NPC takes a
+                # message it already has as a repeat) before it counts as a failure.
+                await self._post_once(outbox_id, envelope)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             cause = f"link unreachable: {exc!r}"
-        if cause:
             await self.link.failed(cause)
-            raise RetryLater(cause)
+            raise RetryLater(cause) from None
+
+    async def _post_once(self, outbox_id: int, envelope: bytes) -> None:
+        """One POST of the envelope; an answer of 5xx is a link failure (RetryLater)."""
+        async with self.http.post(self.settings.npc_url, data=envelope,
+                                  headers={"Content-Type": "application/octet-stream"}) as r:
+            if r.status >= 500:
+                cause = f"link answered {r.status}"
+                await self.link.failed(cause)
+                raise RetryLater(cause)
+            if r.status >= 300:
+                self.link.delivered()
+                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
         self.link.delivered()
 
     def resume_held(self) -> None:
