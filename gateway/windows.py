@@ -450,6 +450,17 @@ class WindowState:
         }]
 
     def _judge(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
+        outcome = self._judge_change(orig, cur, cur_date, at)
+        if outcome == OUTCOME_ILLEGAL and cur_date > self.work_date and \
+                self._forecast_is(cur, cur_date, at):
+            # Notices were missed over a date change (the NPC, or the link, was down
+            # across a day end) and the NPC now states the later date's status, the one
+            # the timetable also gives for this instant: taken, as a gap, rather than
+            # staying on a past work date until the next cut-over.
+            return OUTCOME_GAP
+        return outcome
+
+    def _judge_change(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
         if orig not in HVPS_TRANSITIONS or cur not in HVPS_TRANSITIONS:
             return OUTCOME_UNKNOWN_STATUS
         if self._last_notice_at is not None and at < self._last_notice_at:
@@ -473,6 +484,10 @@ class WindowState:
         if cur_date != self.work_date and (orig, cur) not in _CUTOVER_PAIRS:
             return OUTCOME_ILLEGAL
         return OUTCOME_APPLIED
+
+    def _forecast_is(self, code: str, work_date: date, at: datetime) -> bool:
+        phase = hvps_phase(at, self.calendar, self.timetable)
+        return (phase.code, phase.work_date) == (code, work_date)
 
     def _is_forward(self, change: StatusChange) -> bool:
         target = (change.cur_date, _RANK_AS_TARGET[change.cur_code])

@@ -49,8 +49,8 @@ async def net(request: web.Request) -> web.StreamResponse:
     result = _sim(request).beps.net_now()
     return web.json_response({"netting_date": result.netting_date,
                               "netting_round": result.netting_round,
-                              "netted": len(result.netted),
-                              "waiting": result.still_waiting})
+                              "netted_packages": len(result.netted),
+                              "waiting_packages": result.still_waiting})
 
 
 async def cap(request: web.Request) -> web.StreamResponse:

@@ -82,6 +82,9 @@ def test_item_held_back_by_the_cap_is_taken_out_at_the_npc(tmp_path):
             assert held_back["withdrawn_txs"] == 1 and held_back["rounds"] == []
             assert at_cancel[payer] == 10_000 * YUAN - 110 * YUAN
             assert at_cancel["holds"] == 110 * YUAN and at_cancel["balanced"]
+            still = await h.sim("POST", "/sim/beps/net", {})
+            assert (still["netting_round"], still["netted_packages"],
+                    still["waiting_packages"]) == (None, 0, 1)
 
             await cap(h, add_fen=1_000 * YUAN)
             views = [await wait_state(h, pid, "settled") for pid in (second, third)]

@@ -374,6 +374,25 @@ def test_window_state_records_illegal_notices(calendar: BusinessCalendar) -> Non
     assert state.alerts() == []  # the ccms.801 handler raises them, once each
 
 
+def test_later_date_stated_after_missed_notices_is_a_gap(calendar: BusinessCalendar) -> None:
+    """The NPC was down over a night (or the link was): on its return it states the new
+    date's status in one notice. Where the timetable gives that very status for now, the
+    notices in between were missed (a gap); any other date jump is still refused."""
+    state = WindowState(calendar, sh("2026-12-07 08:00"))
+    state.apply_notice("00", "10", "2026-12-07", sh("2026-12-07 08:30"))
+    state.apply_schedule(sh("2026-12-08 09:10"))
+
+    assert state.apply_notice("10", "20", "2026-12-08", sh("2026-12-08 09:10")) == "illegal"
+    assert state.apply_notice("10", "10", "2026-12-08", sh("2026-12-08 09:11")) == "gap"
+    assert (state.code, state.work_date) == ("10", date(2026, 12, 8))
+    assert state.alerts() == []  # the expected changes are behind the state in force
+
+    friday = WindowState(calendar, sh("2026-12-11 17:20"))
+    friday.apply_notice("30", "40", "2026-12-11", sh("2026-12-11 17:31"))
+    assert friday.apply_notice("40", "10", "2026-12-14", sh("2026-12-14 08:40")) == "gap"
+    assert friday.work_date == date(2026, 12, 14) and friday.accepts_customer_payments
+
+
 def test_illegal_notice_is_logged(calendar: BusinessCalendar,
                                   caplog: pytest.LogCaptureFixture) -> None:
     """A refused notice leaves one warning line naming the outcome and both codes."""
