@@ -25,7 +25,13 @@ _TX = "FIToFICstmrCdtTrf/CdtTrfTxInf"
 PRIORITIES = ("NORM", "HIGH", "URGT")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")   # business type (业务类型), SPEC.md d.4
 _KIND = re.compile(r"[0-9]{5}")        # business kind (业务种类), SPEC.md d.5
-_NS_CUT = len(NAMESPACE) + 2  # "{" + namespace + "}" before a local name
+_AMOUNT_PATH = f"/Document/{_TX}/IntrBkSttlmAmt"
+# The tags `parse` compares (lxml's "{namespace}name" form): the transaction's children
+# it tells apart, with CdtrAcct, Purp and RmtInf, which may follow Cdtr in that order, and
+# a bank's member id.
+_DEBTOR, _DEBTOR_ACCOUNT, *_ENDING, _MEMBER = (
+    f"{{{NAMESPACE}}}{name}"
+    for name in ("Dbtr", "DbtrAcct", "CdtrAcct", "Purp", "RmtInf", "ClrSysMmbId"))
 _DECLARATION = DECLARATION.decode()
 
 
@@ -173,15 +179,17 @@ def _t(el: etree._Element) -> str:
     return (el.text or "").strip()
 
 
-def _member_and_name(agent: etree._Element | None) -> tuple[str, str | None]:
-    """MmbId and Nm of an <Agent><FinInstnId>, each optional and in that order."""
-    if agent is None or len(agent[0]) == 0:
-        return "", None
+def _member_and_name(agent: etree._Element) -> tuple[str, str | None]:
+    """MmbId and Nm of an <Agent><FinInstnId>, each optional and in that order: only a
+    lone child's tag says which of the two it is."""
     fin = agent[0]
+    count = len(fin)
+    if count == 0:
+        return "", None
     first = fin[0]
-    if first.tag[_NS_CUT:] != "ClrSysMmbId":
+    if count == 1 and first.tag != _MEMBER:
         return "", _t(first)
-    return _t(first[0]), (_t(fin[1]) if len(fin) > 1 else None)
+    return _t(first[0]), (_t(fin[1]) if count > 1 else None)
 
 
 def _address(party: etree._Element) -> str | None:
@@ -190,51 +198,78 @@ def _address(party: etree._Element) -> str | None:
     return _t(party[1][0])
 
 
+def _parties(tail: list[etree._Element]) -> list[etree._Element | None]:
+    """Dbtr, DbtrAcct, DbtrAgt, CdtrAgt, Cdtr, CdtrAcct, Purp and RmtInf (None for an
+    absent optional one) among a transaction's children after InstdAgt.
+
+    lxml makes an element's tag anew for each element ("{namespace}name"), which costs
+    more than reading its text, so the schema's order tells most of them: only IntrmyAgt1
+    and IntrmyAgt2 (not mapped) come before Dbtr, only DbtrAcct between Dbtr and DbtrAgt,
+    CdtrAgt and Cdtr come right after DbtrAgt, and what follows is CdtrAcct, Purp and
+    RmtInf in that order, each optional: their tags are read only when one is missing.
+    """
+    at = 0
+    while tail[at].tag != _DEBTOR:
+        at += 1
+    debtor = tail[at]
+    debtor_account = tail[at + 1] if tail[at + 1].tag == _DEBTOR_ACCOUNT else None
+    at += 1 if debtor_account is None else 2
+    agents_and_creditor = tail[at:at + 3]
+    ending = tail[at + 3:]
+    if len(ending) != len(_ENDING):
+        present = {kid.tag: kid for kid in ending}
+        ending = [present.get(tag) for tag in _ENDING]
+    return [debtor, debtor_account, *agents_and_creditor, *ending]
+
+
 def parse(root: etree._Element) -> tuple[CreditTransfer, list[Problem]]:
     """Map a document valid against our schema (codec.decode validates first).
 
-    The schema fixes the order inside each element, so nested fields are read by
-    position: one lookup by name per transaction child, then indexes.
+    The schema fixes the order inside each element, so fields are read by position
+    (the optional children of the transaction as `_parties` finds them), and the texts
+    that every document has are read in one pass.
     """
     problems: list[Problem] = []
     doc = root[0]
     grp, kids = doc[0], list(doc[1])
-    # The first seven children are fixed; the rest are found by tag.
+    # The first seven children are fixed; the rest are found as _parties says.
     pmt, tp, amount_el, prty, chrg, instg, instd = kids[:7]
-    tx = {kid.tag[_NS_CUT:]: kid for kid in kids[7:]}
-    amount_fen = amount_from_xml(_t(amount_el), f"/Document/{_TX}/IntrBkSttlmAmt", problems)
-    dbtr, cdtr = tx["Dbtr"], tx["Cdtr"]
-    debtor_agent, debtor_agent_name = _member_and_name(tx["DbtrAgt"])
-    creditor_agent, creditor_agent_name = _member_and_name(tx["CdtrAgt"])
-    dacct, cacct, purp, rmt = (tx.get("DbtrAcct"), tx.get("CdtrAcct"), tx.get("Purp"),
-                               tx.get("RmtInf"))
-    ct = construct(CreditTransfer, dict(
-        msg_id=_t(grp[0]),
-        created_at=_t(grp[1]),
-        end_to_end_id=_t(pmt[0]),
-        tx_id=_t(pmt[1]),
-        business_type=_t(tp[0][0]),
-        business_kind=_t(purp[0]) if purp is not None else "",
-        amount_fen=amount_fen,
-        currency=amount_el.get("Ccy", ""),
-        priority=_t(prty),
-        charge_bearer=_t(chrg),
-        instg_direct=_t(instg[0][0][0]),
-        instg_branch=_t(instg[1][0]),
-        instd_direct=_t(instd[0][0][0]),
-        instd_branch=_t(instd[1][0]),
-        debtor_name=_t(dbtr[0]),
-        debtor_address=_address(dbtr),
-        debtor_account=_t(dacct[0][0][0]) if dacct is not None else "",
-        debtor_agent=debtor_agent,
-        debtor_agent_name=debtor_agent_name,
-        creditor_agent=creditor_agent,
-        creditor_agent_name=creditor_agent_name,
-        creditor_name=_t(cdtr[0]),
-        creditor_address=_address(cdtr),
-        creditor_account=_t(cacct[0][0][0]) if cacct is not None else "",
-        remittance=tuple(_t(line) for line in rmt) if rmt is not None else (),
-    ))
+    dbtr, dacct, dagt, cagt, cdtr, cacct, purp, rmt = _parties(kids[7:])
+    (msg_id, created_at, end_to_end_id, tx_id, business_type, amount, priority,
+     charge_bearer, instg_direct, instg_branch, instd_direct, instd_branch, debtor_name,
+     creditor_name) = [(leaf.text or "").strip() for leaf in (
+        grp[0], grp[1], pmt[0], pmt[1], tp[0][0], amount_el, prty, chrg, instg[0][0][0],
+        instg[1][0], instd[0][0][0], instd[1][0], dbtr[0], cdtr[0])]
+    debtor_agent, debtor_agent_name = _member_and_name(dagt)
+    creditor_agent, creditor_agent_name = _member_and_name(cagt)
+    ct = construct(CreditTransfer, {
+        "msg_id": msg_id,
+        "created_at": created_at,
+        "end_to_end_id": end_to_end_id,
+        "tx_id": tx_id,
+        "business_type": business_type,
+        "business_kind": _t(purp[0]) if purp is not None else "",
+        "amount_fen": amount_from_xml(amount, _AMOUNT_PATH, problems),
+        "priority": priority,
+        "instg_direct": instg_direct,
+        "instg_branch": instg_branch,
+        "instd_direct": instd_direct,
+        "instd_branch": instd_branch,
+        "debtor_name": debtor_name,
+        "debtor_account": _t(dacct[0][0][0]) if dacct is not None else "",
+        "debtor_agent": debtor_agent,
+        "creditor_agent": creditor_agent,
+        "creditor_name": creditor_name,
+        "creditor_account": _t(cacct[0][0][0]) if cacct is not None else "",
+        "remittance": tuple([(line.text or "").strip() for line in rmt])
+        if rmt is not None else (),
+        "debtor_agent_name": debtor_agent_name,
+        "creditor_agent_name": creditor_agent_name,
+        "debtor_address": _address(dbtr),
+        "creditor_address": _address(cdtr),
+        "currency": amount_el.get("Ccy", ""),
+        "charge_bearer": charge_bearer,
+    })
     return ct, problems
 
 
