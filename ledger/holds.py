@@ -16,17 +16,18 @@ from typing import NamedTuple
 
 from ledger.db import Transaction
 from ledger.errors import LedgerError
+from ledger.postings import IDS_PER_QUERY
 
 HELD = "held"
 VOID = "void"
 
-_HOLD = (
+_HOLDS = (
     "SELECT e.op, l.account_no, l.amount_fen, e.ref,"
     " (SELECT h.state FROM ledger_hold_end h WHERE h.hold_id = e.entry_id),"
-    " (SELECT r.entry_id FROM ledger_entry r WHERE r.reverses = e.entry_id)"
+    " (SELECT r.entry_id FROM ledger_entry r WHERE r.reverses = e.entry_id), e.entry_id"
     " FROM ledger_entry e JOIN ledger_line l ON l.entry_id = e.entry_id AND l.line_no = 1"
-    " WHERE e.entry_id = ?"
 )
+_HOLD = _HOLDS + " WHERE e.entry_id = ?"
 _OPEN_HOLDS = (
     "SELECT COUNT(*) FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
     " WHERE l.account_no = ? AND l.line_no = 1 AND e.op = 'hold'"
@@ -46,9 +47,25 @@ class Hold(NamedTuple):
 def find_hold(tx: Transaction, hold_id: int) -> Hold:
     """The hold `hold_id` and its state; refused if no hold has that id."""
     row = tx.query_one(_HOLD, (hold_id,)) if type(hold_id) is int else None
+    return _hold(hold_id, row)
+
+
+def find_holds(tx: Transaction, hold_ids: list[int]) -> list[Hold]:
+    """`find_hold` for many holds, read a few hundred a query; in the order given, the
+    first id that is no hold refused."""
+    rows: dict[int, tuple] = {}
+    wanted = [hold_id for hold_id in dict.fromkeys(hold_ids) if type(hold_id) is int]
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start:start + IDS_PER_QUERY]
+        rows.update((int(row[-1]), row) for row in tx.query(
+            f"{_HOLDS} WHERE e.entry_id IN ({', '.join('?' * len(chunk))})", chunk))
+    return [_hold(hold_id, rows.get(hold_id)) for hold_id in hold_ids]
+
+
+def _hold(hold_id: int, row: tuple | None) -> Hold:
     if row is None or row[0] != "hold":
         raise LedgerError("hold_not_found", hold_id, "the id hold() returned", "hold_id")
-    _, account_no, amount_fen, ref, ended, reversal = row
+    _, account_no, amount_fen, ref, ended, reversal, _ = row
     state = VOID if reversal is not None else (ended or HELD)
     return Hold(hold_id, account_no, int(amount_fen), ref, state)
 
@@ -56,6 +73,12 @@ def find_hold(tx: Transaction, hold_id: int) -> Hold:
 def end_hold(tx: Transaction, hold_id: int, entry_id: int, state: str) -> None:
     tx.execute("INSERT INTO ledger_hold_end (hold_id, entry_id, state) VALUES (?, ?, ?)",
                (hold_id, entry_id, state))
+
+
+def end_holds(tx: Transaction, ends: list[tuple[int, int]], state: str) -> None:
+    """`end_hold` for many: (hold id, entry id ending it) each, one statement."""
+    tx.executemany("INSERT INTO ledger_hold_end (hold_id, entry_id, state) VALUES (?, ?, ?)",
+                   [(hold_id, entry_id, state) for hold_id, entry_id in ends])
 
 
 def reopen_hold(tx: Transaction, hold_id: int) -> None:

@@ -10,6 +10,7 @@ Postings (Dr = debit, Cr = credit):
 | release | Dr holds in transit, Cr payer account |
 | settle (HVPS) | Dr holds in transit, Cr clearing account at the central bank |
 | net (BEPS) | Dr holds in transit, Cr BEPS netted obligations (4002) |
+| net_many (BEPS) | `net` for each hold of a netted package, written in bulk |
 | settle_net | Dr 4002, Cr clearing (what we owe); Dr clearing, Cr 4003 (what we get) |
 | charge_fee | Dr customer account, Cr fee income |
 
@@ -24,10 +25,12 @@ from ledger import chart
 from ledger.balances import Line
 from ledger.db import Transaction
 from ledger.errors import LedgerError
-from ledger.holds import HELD, end_hold, find_hold
+from ledger.balances import apply_lines
+from ledger.holds import HELD, end_hold, end_holds, find_hold, find_holds
 from ledger.postings import (
     VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Posting,
-    check_amount, fingerprint, post, post_many, replay, transfer, work_date_text,
+    check_amount, check_work_date_open, fingerprint, insert_entries, post, post_many,
+    replay, replays, transfer, work_date_text,
 )
 from ledger.settings import Context
 
@@ -123,6 +126,45 @@ def net(ctx: Context, tx: Transaction, event_id: str, hold_id: int,
         work_date: date | str) -> int:
     """The central bank netted the payment (BEPS, final): transit to netted obligations."""
     return _close_hold(ctx, tx, event_id, hold_id, work_date, "net")
+
+
+def net_many(ctx: Context, tx: Transaction, nets: list[tuple[str, int]],
+             work_date: date | str) -> list[int]:
+    """`net` for many holds at once (the items of a netted BEPS package), each (event
+    id, hold id); the entry id of each, in order.
+
+    Each hold still ends with an entry of its own, the one `net` would post under the
+    same event id (its hold named, so it is traced and reversed alone, and `net` replays
+    it): only the writing is shared. Holds in transit go down by their sum with one
+    conditional UPDATE, the entries, their lines and the holds' ends are written with
+    one statement each. An event posted before replays; a refusal of any hold (not
+    found, ended, a closed day) raises before anything is written.
+    """
+    day = work_date_text(work_date)
+    contents = {event_id: fingerprint("net", hold_id, day) for event_id, hold_id in nets}
+    assert len(contents) == len(nets) == len({hold_id for _, hold_id in nets}), \
+        "each event and each hold is named once"
+    posted = replays(tx, list(contents.items()))
+    fresh = [(event_id, hold_id) for event_id, hold_id in nets if event_id not in posted]
+    if fresh:
+        check_work_date_open(tx, day)
+        held = find_holds(tx, [hold_id for _, hold_id in fresh])
+        for h in held:
+            if h.state != HELD:
+                raise LedgerError("hold_already_ended", h.state, "a hold still held",
+                                  "hold_id")
+        holds, netted_out = ctx.accounts.holds, ctx.accounts[chart.BEPS_NETTED_OUT]
+        apply_lines(tx, transfer(holds, netted_out, sum(h.amount_fen for h in held)), day,
+                    "account_balance_insufficient", ctx.accounts.rules)
+        postings = [Posting(event_id, "net", contents[event_id], VOUCHER_SPECIAL_TRANSFER,
+                            day, transfer(holds, netted_out, h.amount_fen), ref=h.ref,
+                            depends_on=h.hold_id)
+                    for (event_id, _), h in zip(fresh, held)]
+        entry_ids = insert_entries(tx, postings)
+        end_holds(tx, [(h.hold_id, entry_ids[event_id]) for (event_id, _), h
+                       in zip(fresh, held)], "netted")
+        posted.update(entry_ids)
+    return [posted[event_id] for event_id, _ in nets]
 
 
 # Where held money goes for each way a hold ends, and the hold's state afterwards.

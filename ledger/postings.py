@@ -115,6 +115,25 @@ def replay(tx: Transaction, event_id: str, fingerprint: str) -> tuple[int, str] 
     return int(row[0]), str(row[2])
 
 
+def replays(tx: Transaction, events: list[tuple[str, str]]) -> dict[str, int]:
+    """`replay` for many (event id, fingerprint): the entry id of each event already
+    posted, read a few hundred a query; an event id posted with other content refused."""
+    wanted = dict(events)
+    found: dict[str, int] = {}
+    ids = [check_event_id(event_id) for event_id in wanted]
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start:start + IDS_PER_QUERY]
+        for event_id, entry_id, stored in tx.query(
+                "SELECT event_id, entry_id, fingerprint FROM ledger_entry WHERE event_id "
+                f"IN ({', '.join('?' * len(chunk))})", chunk):
+            if stored != wanted[event_id]:
+                raise LedgerError("event_id_reused_for_other_posting", event_id,
+                                  f"the posting first made under it: {stored}", "event_id",
+                                  status=409)
+            found[event_id] = int(entry_id)
+    return found
+
+
 def check_work_date_open(tx: Transaction, work_date: str) -> None:
     """A work date at or before the last closed one takes no postings."""
     last_closed = tx.cache.get("last_closed")
@@ -238,7 +257,7 @@ def post_many(tx: Transaction, postings: list[Posting], rules: Rules,
     bulk = [(i, free) for i, key, _, free in fresh if key not in slow]
     # Lines that cannot be refused are deferred, as `post` does: summed per account.
     defer_lines(tx, [line for _, free in bulk for line in free], rules)
-    ids = _insert_entries(tx, [postings[i] for i, _ in bulk])
+    ids = insert_entries(tx, [postings[i] for i, _ in bulk])
     out: list[Posted | LedgerError | None] = [None] * len(postings)
     for i, _ in bulk:
         out[i] = Posted(ids[postings[i].event_id], "", replayed=False)
@@ -273,24 +292,25 @@ def _apply_sum(tx: Transaction, account_no: str, side: str, day: str, total_fen:
 
 def _known_events(tx: Transaction, event_ids: list[str]) -> set[str]:
     known: set[str] = set()
-    for start in range(0, len(event_ids), _IDS_PER_QUERY):
-        chunk = event_ids[start:start + _IDS_PER_QUERY]
+    for start in range(0, len(event_ids), IDS_PER_QUERY):
+        chunk = event_ids[start:start + IDS_PER_QUERY]
         known.update(row[0] for row in tx.query(
             "SELECT event_id FROM ledger_entry WHERE event_id IN "
             f"({', '.join('?' * len(chunk))})", chunk))
     return known
 
 
-def _insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
-    """Insert new entries and their lines; the entry id of each event id."""
+def insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
+    """Insert new entries and their lines, whose balances the caller has applied; the
+    entry id of each event id."""
     if not postings:
         return {}
     tx.executemany(_INSERT_ENTRY.removesuffix(" RETURNING entry_id"), [
         (p.event_id, p.op, p.fingerprint, p.voucher_kind, p.work_date, p.ref, p.depends_on,
          p.reverses, p.teller, "") for p in postings])
     ids: dict[str, int] = {}
-    for start in range(0, len(postings), _IDS_PER_QUERY):
-        chunk = [p.event_id for p in postings[start:start + _IDS_PER_QUERY]]
+    for start in range(0, len(postings), IDS_PER_QUERY):
+        chunk = [p.event_id for p in postings[start:start + IDS_PER_QUERY]]
         ids.update((event_id, int(entry_id)) for entry_id, event_id in tx.query(
             "SELECT entry_id, event_id FROM ledger_entry WHERE event_id IN "
             f"({', '.join('?' * len(chunk))})", chunk))
@@ -302,4 +322,4 @@ def _insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
     return ids
 
 
-_IDS_PER_QUERY = 500
+IDS_PER_QUERY = 500

@@ -105,6 +105,11 @@ class Ledger:
     def net(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.net(self._ctx, tx, event_id, hold_id, work_date)
 
+    def net_many(self, tx: Transaction, nets: list[tuple[str, int]],
+                 work_date: WorkDate) -> list[int]:
+        """`net` for many holds, (event id, hold id) each, in bulk; their entry ids."""
+        return payments.net_many(self._ctx, tx, nets, work_date)
+
     def settle_net(self, tx: Transaction, event_id: str, round_key: str, debit_fen: int,
                    credit_fen: int, work_date: WorkDate) -> int:
         return payments.settle_net(self._ctx, tx, event_id, round_key, debit_fen, credit_fen,

@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from gateway import payments, store
-from gateway.beps import build, debits_out, items, packer, periodic, schema
+from gateway.beps import build, cancels, debits_out, items, packer, periodic, schema
 from gateway.beps.api import submit_batch
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ValidationFailed
@@ -20,8 +20,8 @@ from gateway.messages import codec
 from gateway.messages.signing import KeyRing, write_keypair
 from ledger.testing import fresh_books
 from message_schemas import catalogue
-from tests.beps_support import (NOW, ResultGateway, StubGateway, answer, credit_row,
-                                held_package, transfers_of)
+from tests.beps_support import (NOW, ResultGateway, StubGateway, answer, answer_in,
+                                credit_row, held_package, transfers_of)
 from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH, SHARED
 
 OWN = frozenset({BANK, BRANCH})
@@ -429,6 +429,86 @@ def test_npc_answers_move_holds_and_states(tmp_path, name, statuses, expected, a
 
     assert states_and_books(db, gw) == expected
     assert gw.alerts == alerts
+
+
+class CountedStatements:
+    """A transaction that counts the statements run through it."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx, self.count = tx, 0
+
+    def _counted(self, name: str) -> Any:
+        def run(*args: Any) -> Any:
+            self.count += 1
+            return getattr(self.tx, name)(*args)
+        return run
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("execute", "executemany", "query", "query_one"):
+            return self._counted(name)
+        return getattr(self.tx, name)
+
+
+def netted_package(tmp_path: Path, size: int) -> dict[str, Any]:
+    """A package of `size` credits netted (PR03), then told again: what it took and left."""
+    db, gw, package_id = held_package(tmp_path / str(size), [100 + n for n in range(size)])
+    with db.transaction() as tx:
+        counted = CountedStatements(tx)
+        answer_in(counted, gw, package_id, "PR03")
+        entries = gw.ledger.entry_count(tx)
+    answer(db, gw, package_id, "PR03")
+    with db.transaction() as tx:
+        rows = tx.query("SELECT payment_id, state, detail FROM payment_events WHERE "
+                        "event = 'beps_netted'", ())
+        histories = [[e["event"] for e in payments.history(tx, pid)]
+                     for (pid,) in tx.query("SELECT id FROM payments", ())]
+        rounds = set(tx.query("SELECT netting_date, netting_round FROM beps_items", ()))
+        out = {"statements": counted.count, "rows": rows, "histories": histories,
+               "rounds": rounds, "entries_again": gw.ledger.entry_count(tx) - entries,
+               "subject": items.package_subject(package_id)}
+    out["books"] = states_and_books(db, gw)[1:]
+    db.close()
+    return out
+
+
+def test_a_netted_package_is_told_in_as_many_statements_whatever_its_size(tmp_path):
+    """Netting 3 items or 40 runs the same statements: the payments change in one, one
+    history row under the package tells each of them, the items take their round in
+    one; each hold still ends with an entry of its own. Told twice, nothing is posted
+    again."""
+    small, large = netted_package(tmp_path, 3), netted_package(tmp_path, 40)
+
+    assert small["statements"] == large["statements"]
+    for netted, size in ((small, 3), (large, 40)):
+        assert netted["rows"] == [(netted["subject"], "netted", '{"package":"'
+                                   + netted["subject"].removeprefix("package:")
+                                   + '","netting_date":"2026-12-12","netting_round":"03"}')]
+        assert netted["histories"] == [["created", "beps_packed", "beps_sent",
+                                        "beps_netted"]] * size
+        assert netted["rounds"] == {("2026-12-12", "03")}
+        assert netted["entries_again"] == 0
+        assert netted["books"] == (0, sum(100 + n for n in range(size)), "netted")
+
+
+def test_an_item_waiting_for_the_cancel_answer_is_left_out_and_nets_on_a_refusal(tmp_path):
+    """The netting notice nets the others, each with a history row of its own (not all of
+    the package moved); the NPC's refusal of our ccms.307 then nets the item alone."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    with db.transaction() as tx:
+        pids = [pid for (pid,) in tx.query("SELECT id FROM payments ORDER BY id", ())]
+        cancels.asked(tx, pids[1], package_id, "20261212000000099", NOW)
+    answer(db, gw, package_id, "PR03")
+    before = states_and_books(db, gw)
+    with db.transaction() as tx:
+        cancels.answered(gw, tx, payments.get(tx, pids[1]), False, "netted", "npc", NOW)
+        netted_rows = tx.query("SELECT payment_id FROM payment_events WHERE "
+                               "event = 'beps_netted' ORDER BY id", ())
+        rounds = tx.query("SELECT netting_round FROM beps_items ORDER BY payment_id", ())
+
+    assert before == (["netted", "sent", "netted"], 200, 400, "netted")
+    assert states_and_books(db, gw) == (["netted"] * 3, 0, 600, "netted")
+    assert netted_rows == [(pids[0],), (pids[2],), (pids[1],)]
+    assert rounds == [("03",)] * 3
 
 
 GOOD_PERIODIC = {"payer_account": "11000000000000000801", "payer_name": "示例单位",

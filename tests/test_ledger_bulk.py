@@ -3,10 +3,12 @@ balances, the same books (and what a payer cannot cover is refused exactly)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import LedgerError
+from ledger.holds import find_hold
 from ledger.testing import WORK_DATE, fresh_books, open_funded
 
 
@@ -80,3 +82,88 @@ def test_a_closed_day_refuses_every_hold_of_the_call(database_url):
         out = led.hold_many(tx, [("a", payers[0], 100, WORK_DATE, "a")])
     assert _outcome(out[0]) == "work_date_closed"
     db.close()
+
+
+NETTED_OUT = "4002"
+
+
+def _entries(tx):
+    """Every entry's content and lines, without its id: what two books can share."""
+    lines = {}
+    for entry_id, account_no, side, fen in tx.query(
+            "SELECT entry_id, account_no, side, amount_fen FROM ledger_line "
+            "ORDER BY entry_id, line_no", ()):
+        lines.setdefault(entry_id, []).append((account_no, side, fen))
+    return [(event_id, op, content, ref, depends_on is not None, lines[entry_id])
+            for entry_id, event_id, op, content, ref, depends_on in tx.query(
+                "SELECT entry_id, event_id, op, fingerprint, ref, depends_on "
+                "FROM ledger_entry ORDER BY entry_id", ())]
+
+
+def _held(db, led, payer, amounts):
+    with db.transaction() as tx:
+        return [led.hold(tx, f"p{n}:hold", payer, fen, WORK_DATE, f"p{n}")
+                for n, fen in enumerate(amounts)]
+
+
+def test_netting_many_holds_posts_what_netting_each_posts(database_url):
+    """An entry of its own for each hold, naming it, as `net` one by one posts; each hold
+    netted; the books balance and the netted obligations hold the sum."""
+    amounts = [100, 2_500, 7, 40_000]
+    books = []
+    for bulk in (True, False):
+        db, led, (payer,) = _books(database_url if bulk else "sqlite:///:memory:", [50_000])
+        holds = _held(db, led, payer, amounts)
+        nets = [(f"p{n}:net", hold_id) for n, hold_id in enumerate(holds)]
+        with db.transaction() as tx:
+            if bulk:
+                ids = led.net_many(tx, nets, WORK_DATE)
+            else:
+                ids = [led.net(tx, event, hold_id, WORK_DATE) for event, hold_id in nets]
+            books.append((
+                _entries(tx), [find_hold(tx, h).state for h in holds],
+                [tx.query_one("SELECT depends_on FROM ledger_entry WHERE entry_id = ?",
+                              (entry_id,))[0] for entry_id in ids] == holds,
+                led.balance(tx, led.internal_accounts[NETTED_OUT]),
+                led.balance(tx, payer), led.trial_balance(tx).balanced))
+        db.close()
+
+    assert books[0] == books[1]
+    assert books[0][1:] == (["netted"] * 4, True, sum(amounts), 50_000 - sum(amounts), True)
+
+
+def test_netting_many_replays_what_was_netted_and_refuses_before_writing(database_url):
+    """A hold netted before (one by one or in bulk) replays under its event id; a hold
+    that has ended, or an event id used for another hold, refuses the whole call with
+    nothing written; a netted hold's entry is reversed alone, the others stay netted."""
+    db, led, (payer,) = _books(database_url, [50_000])
+    h0, h1, h2, h3 = _held(db, led, payer, [100, 200, 300, 400])
+    with db.transaction() as tx:
+        first = led.net(tx, "p0:net", h0, WORK_DATE)
+        out = led.net_many(tx, [("p0:net", h0), ("p1:net", h1), ("p2:net", h2)], WORK_DATE)
+        entries = led.entry_count(tx)
+        again = led.net_many(tx, [("p1:net", h1), ("p2:net", h2)], WORK_DATE)
+        entries = (entries, led.entry_count(tx))
+        led.release(tx, "p3:release", h3, WORK_DATE)
+    refusals = []
+    for nets in ([("p3:net", h3)], [("p1:net", h2)]):
+        with db.transaction() as tx:
+            before = (led.entry_count(tx), led.balance(tx, payer),
+                      led.balance(tx, led.internal_accounts[NETTED_OUT]))
+            with pytest.raises(LedgerError) as refused:
+                led.net_many(tx, nets, WORK_DATE)
+            refusals.append((refused.value.code, before == (
+                led.entry_count(tx), led.balance(tx, payer),
+                led.balance(tx, led.internal_accounts[NETTED_OUT]))))
+    with db.transaction() as tx:
+        led.reverse(tx, "undo-p1", out[1], WORK_DATE, "teller01")
+        states = [find_hold(tx, h).state for h in (h0, h1, h2, h3)]
+        netted = led.balance(tx, led.internal_accounts[NETTED_OUT])
+        balanced = led.trial_balance(tx).balanced
+    db.close()
+
+    assert out[0] == first and again == out[1:] and entries[0] == entries[1]
+    assert refusals == [("hold_already_ended", True),
+                        ("event_id_reused_for_other_posting", True)]
+    assert states == ["netted", "held", "netted", "released"]
+    assert netted == 400 and balanced

@@ -13,7 +13,7 @@ an outgoing item can be withdrawn wherever it is:
 - in a credit package the NPC took (sent, or waiting for netting after PR11): only the
   NPC can take it out. `request` then says what the ccms.307 names: the package (MsgId,
   our bank, its type) and the transaction (TxId). Until the ccms.308 comes a netting
-  notice for the package leaves the item alone (`waits_for_answer`), since only that
+  notice for the package leaves the item alone (`waiting_for_answer`), since only that
   answer says whether the NPC netted it.
 
 The NPC's answer is acted on as stated (`answered`). PR08: the NPC took the item out of
@@ -147,9 +147,11 @@ def asked(tx: Any, payment_id: str, package_id: str, request_msg_id: str,
                (payment_id, package_id, request_msg_id, now.isoformat()))
 
 
-def waits_for_answer(tx: Any, payment_id: str) -> bool:
-    return tx.query_one("SELECT 1 FROM beps_cancel_waits WHERE payment_id = ?",
-                        (payment_id,)) is not None
+def waiting_for_answer(tx: Any, package_id: str) -> set[str]:
+    """The items of the package whose ccms.307 the NPC has not answered yet."""
+    return {row[0] for row in tx.query(
+        "SELECT w.payment_id FROM beps_cancel_waits w JOIN beps_items i ON i.payment_id = "
+        "w.payment_id WHERE i.package_id = ?", (package_id,))}
 
 
 def answered(gw: Any, tx: Any, payment: dict[str, Any], granted: bool, reason: str | None,
@@ -178,7 +180,7 @@ def answered(gw: Any, tx: Any, payment: dict[str, Any], granted: bool, reason: s
     if pkg.state in NETTED_PACKAGE_STATES:
         assert pkg.netting_date and pkg.netting_round is not None, \
             f"netted package {pkg.id} has its netting date and round"
-        items.net(tx, gw, payment, pkg.id, pkg.netting_date, pkg.netting_round, now)
+        items.net(tx, gw, [payment], pkg.id, pkg.netting_date, pkg.netting_round, now)
         items.settle_if_round_settled(tx, gw, pkg.netting_date, pkg.netting_round, now)
         return "netted"
     return "unchanged"

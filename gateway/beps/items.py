@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import payments
+from gateway.store import Contended
 
 log = logging.getLogger("paygate.beps")
 
@@ -86,20 +87,55 @@ def package_payments(tx: Any, package_id: str) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
+def package_states(tx: Any, package_id: str) -> list[dict[str, Any]]:
+    """The payments a package carries as a notice about the package needs them: id,
+    state, hold and the item's kind each, in packing order (a whole row costs several
+    times as much to read, its remittance parsed)."""
+    rows = tx.query("SELECT p.id, p.state, p.hold_id, i.kind FROM beps_items i "
+                    "JOIN payments p ON p.id = i.payment_id WHERE i.package_id = ? "
+                    "ORDER BY i.created_at, i.payment_id", (package_id,))
+    return [{"id": pid, "state": state, "hold_id": hold_id, "kind": kind}
+            for pid, state, hold_id, kind in rows]
+
+
 def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round: str) -> None:
-    for pid in payment_ids:
+    tx.executemany("UPDATE beps_items SET netting_date = ?, netting_round = ? "
+                   "WHERE payment_id = ?",
+                   [(netting_date, netting_round, pid) for pid in payment_ids])
+
+
+def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_date: str,
+        netting_round: str, now: datetime, package_size: int | None = None) -> None:
+    """Items of a package the NPC netted: final, each hold a netted obligation.
+
+    A few statements for all of them, whatever their number (ledger.net_many posts each
+    hold's entry in bulk). Given `package_size`, the count of the package's items, and
+    these are all of them in one state, they change with one statement and one history
+    row under the package tells each of them, as packing and sending do; otherwise each
+    gets a row of its own (an item cancelled or waiting for the answer to our ccms.307
+    is not netted with the others).
+    """
+    if not rows:
+        return
+    detail = {"package": package_id, "netting_date": netting_date,
+              "netting_round": netting_round}
+    states = {p["state"] for p in rows}
+    if len(rows) == package_size and len(states) == 1:
+        moved = payments.transition_group(tx, package_group(package_id, package_size),
+                                          states.pop(), "netted", "beps_netted", now,
+                                          gw.notifier, **detail)
+        if len(moved) != len(rows):  # one changed since it was read: read again
+            raise Contended(f"{len(rows) - len(moved)} of the payments of package "
+                            f"{package_id} changed before netting")
         tx.execute("UPDATE beps_items SET netting_date = ?, netting_round = ? "
-                   "WHERE payment_id = ?", (netting_date, netting_round, pid))
-
-
-def net(tx: Any, gw: Any, p: dict[str, Any], package_id: str, netting_date: str,
-        netting_round: str, now: datetime) -> None:
-    """One item of a package the NPC netted: final, its hold a netted obligation."""
-    if p["hold_id"]:
-        gw.ledger.net(tx, f"{p['id']}:net", int(p["hold_id"]), gw.work_date.isoformat())
-    payments.transition(tx, p, "netted", "beps_netted", now, gw.notifier, package=package_id,
-                        netting_date=netting_date, netting_round=netting_round)
-    set_round(tx, [p["id"]], netting_date, netting_round)
+                   "WHERE package_id = ?", (netting_date, netting_round, package_id))
+    else:
+        payments.transition_many(tx, rows, "netted", "beps_netted", now, gw.notifier,
+                                 **detail)
+        set_round(tx, [p["id"] for p in rows], netting_date, netting_round)
+    holds = [(f"{p['id']}:net", int(p["hold_id"])) for p in rows if p["hold_id"]]
+    if holds:
+        gw.ledger.net_many(tx, holds, gw.work_date.isoformat())
 
 
 def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:
@@ -146,10 +182,16 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     lock_round(tx, netting_date, netting_round)
     sums = dict(tx.query(f"SELECT side, SUM(amount_fen) FROM beps_items WHERE {_UNSETTLED} "
                          "GROUP BY side", key))
-    ids = [r[0] for r in tx.query(f"SELECT payment_id FROM beps_items WHERE {_UNSETTLED} "
-                                  "ORDER BY payment_id", key)]
-    if not ids:
+    # The items with their payment's state, read before they are marked: the netted
+    # ones become settled (a credit from another bank is credited already).
+    unsettled = tx.query("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p "
+                         "ON p.id = i.payment_id WHERE i.netting_date = ? AND "
+                         "i.netting_round = ? AND i.settled_on IS NULL ORDER BY i.payment_id",
+                         key)
+    if not unsettled:
         return 0, 0
+    ids = [pid for pid, _ in unsettled]
+    netted = [{"id": pid, "state": state} for pid, state in unsettled if state == "netted"]
     debit_fen, credit_fen = int(sums.get("D") or 0), int(sums.get("C") or 0)
     # One entry per round; items settling late get an entry named after the first of them.
     event = f"beps:settle:{netting_date}:{netting_round}"
@@ -159,12 +201,9 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     gw.ledger.settle_net(tx, event, f"{netting_date}/{netting_round}", debit_fen, credit_fen,
                          gw.work_date.isoformat())
     tx.execute(f"UPDATE beps_items SET settled_on = ? WHERE {_UNSETTLED}", (settled_on, *key))
-    for pid in ids:
-        payment = payments.get(tx, pid)
-        if payment["state"] == "netted":
-            payments.transition(tx, payment, "settled", "beps_settled", now, gw.notifier,
-                                settled_on=settled_on, netting_date=netting_date,
-                                netting_round=netting_round)
+    payments.transition_many(tx, netted, "settled", "beps_settled", now, gw.notifier,
+                             settled_on=settled_on, netting_date=netting_date,
+                             netting_round=netting_round)
     log.info("event=beps_round_settled netting_date=%s netting_round=%s items=%s "
              "debit_fen=%s credit_fen=%s", netting_date, netting_round, len(ids), debit_fen,
              credit_fen)

@@ -1,9 +1,10 @@
 """The NPC's answer to our BEPS packages and receipts (ccms.900, CONTRACT.md §4).
 
 - PR03 netted (with the round in NetgRnd and the netting date in PrcDt): final. Each
-  credit's hold becomes a netted obligation (ledger.net), and so does the hold of each
-  inbound debit our beps.128 paid; the transaction's state is `netted`, its history
-  names the package and the round.
+  credit's hold becomes a netted obligation (ledger.net_many, an entry per hold), and so
+  does the hold of each inbound debit our beps.128 paid; the transaction's state is
+  `netted`, its history names the package and the round. The package's items are
+  netted together, in a few statements whatever their number (items.net).
 - PR11 waiting for netting: the sender's net debit cap would be breached; the package
   waits at the NPC for a later round (state `queued`).
 - PR09 rejected: holds are released and the transactions are `rejected` with the reason.
@@ -58,7 +59,7 @@ def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proces
         # Netting is final: nothing said about the package afterwards undoes it.
         gw.alert(tx, "beps_result_after_netting", package=package_id, status=conf.status)
         return Processed({"package": package_id, "ignored": conf.status})
-    rows = items.package_payments(tx, package_id)
+    rows = items.package_states(tx, package_id)
     if conf.status == ccms900.NETTED:
         _netted(tx, gw, package_id, rows, conf, now)
     elif conf.status == ccms900.WAITING_NETTING:
@@ -84,17 +85,18 @@ def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
         gw.alert(tx, "netting_round_missing", package=package_id)
     _set_package(tx, package_id, "netted", now, netting_date=netting_date,
                  netting_round=netting_round)
-    netted = 0
-    for p in rows:
-        if p["state"] in FINAL or p["state"] == "netted" or p["kind"] == items.DEBIT_OUT:
-            continue
-        if cancels.waits_for_answer(tx, p["id"]):
-            # Only the NPC's answer to our ccms.307 says whether it netted this item.
-            log.info("event=beps_netting_waits_for_cancel_answer payment=%s package=%s",
-                     p["id"], package_id)
-            continue
-        items.net(tx, gw, p, package_id, netting_date, netting_round, now)
-        netted += 1
+    open_rows = [p for p in rows if p["state"] not in FINAL and p["state"] != "netted"
+                 and p["kind"] != items.DEBIT_OUT]
+    # Read once the package is marked netted (cancels.answered, which locks it first).
+    waiting = cancels.waiting_for_answer(tx, package_id) if open_rows else set()
+    for pid in sorted(waiting):
+        # Only the NPC's answer to our ccms.307 says whether it netted this item.
+        log.info("event=beps_netting_waits_for_cancel_answer payment=%s package=%s",
+                 pid, package_id)
+    to_net = [p for p in open_rows if p["id"] not in waiting]
+    items.net(tx, gw, to_net, package_id, netting_date, netting_round, now,
+              package_size=len(rows))
+    netted = len(to_net)
     items.settle_if_round_settled(tx, gw, netting_date, netting_round, now)
     log.info("event=beps_package_netted package=%s netting_date=%s netting_round=%s "
              "count=%s", package_id, netting_date, netting_round, netted)
@@ -103,12 +105,16 @@ def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
 def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
              conf: ccms900.CommonConf, now: datetime) -> None:
     _set_package(tx, package_id, "waiting", now, reason=conf.reject_info or conf.code)
+    # Those sent (or waiting already) are queued, any other keeps its state; cancelled
+    # meanwhile, one is no longer part of the wait. One statement per new state.
+    by_state: dict[str, list[dict[str, Any]]] = {}
     for p in rows:
-        if p["state"] in FINAL:  # cancelled meanwhile: no longer part of the wait
-            continue
-        new_state = "queued" if p["state"] in ("sent", "queued") else p["state"]
-        payments.transition(tx, p, new_state, "beps_waiting_for_netting", now, gw.notifier,
-                            package=package_id, code=conf.code)
+        if p["state"] not in FINAL:
+            new_state = "queued" if p["state"] in ("sent", "queued") else p["state"]
+            by_state.setdefault(new_state, []).append(p)
+    for new_state, moving in by_state.items():
+        payments.transition_many(tx, moving, new_state, "beps_waiting_for_netting", now,
+                                 gw.notifier, package=package_id, code=conf.code)
     gw.alert(tx, "beps_package_waiting_for_netting", package=package_id, npc_code=conf.code,
              reason=conf.reject_info)
 
