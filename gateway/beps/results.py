@@ -89,11 +89,14 @@ def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
                  and p["kind"] != items.DEBIT_OUT]
     # Read once the package is marked netted (cancels.answered, which locks it first).
     waiting = cancels.waiting_for_answer(tx, package_id) if open_rows else set()
-    for pid in sorted(waiting):
-        # Only the NPC's answer to our ccms.307 says whether it netted this item.
-        log.info("event=beps_netting_waits_for_cancel_answer payment=%s package=%s",
-                 pid, package_id)
-    to_net = [p for p in open_rows if p["id"] not in waiting]
+    to_net = []
+    for p in open_rows:
+        if p["id"] in waiting:
+            # Only the NPC's answer to our ccms.307 says whether it netted this item.
+            log.info("event=beps_netting_waits_for_cancel_answer payment=%s package=%s",
+                     p["id"], package_id)
+        else:
+            to_net.append(p)
     items.net(tx, gw, to_net, package_id, netting_date, netting_round, now,
               package_size=len(rows))
     netted = len(to_net)
