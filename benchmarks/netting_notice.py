@@ -1,8 +1,9 @@
 """How long the gateway takes over one netting notice (ccms.900 PR03) for a package of
 many credits, and over the settlement of their round (items.settle, what a saps.606
-does), each in one transaction on a SQLite file, commit included.
+does), each in one transaction on a SQLite file (or, with --postgresql, in a schema of
+its own on the test server of ledger.fixtures, dropped afterwards), commit included.
 
-    .venv/bin/python -m benchmarks.netting_notice [--items 1000] [--repeat 5]
+    .venv/bin/python -m benchmarks.netting_notice [--items 1000] [--repeat 5] [--postgresql]
 
 Each repetition builds a new database: the items accepted with their payer's funds held,
 sealed in one package and sent, as the packer does it (tests/beps_support.py). Then the
@@ -17,16 +18,17 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from gateway.beps import items, packer
 from gateway.beps.settings import BepsSettings
+from ledger.fixtures import postgres_schema
 from tests.beps_support import NOW, answer, held_items
 
 
-def once(folder: Path, count: int) -> dict[str, float]:
-    db, gw = held_items(folder, [100 + n for n in range(count)],
-                        url=f"sqlite:///{folder / 'gateway.db'}")
+def once(folder: Path, url: str, count: int) -> dict[str, float]:
+    db, gw = held_items(folder, [100 + n for n in range(count)], url=url)
     try:
         with db.transaction() as tx:
             (outbox_id,) = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
@@ -56,12 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgresql", action="store_true")
     args = parser.parse_args()
     runs = []
     for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as folder:
-            runs.append(once(Path(folder), args.items))
-    print(json.dumps({"items": args.items, "repeat": args.repeat, **{
+        with tempfile.TemporaryDirectory() as folder, (
+                postgres_schema("netting_notice") if args.postgresql
+                else nullcontext(f"sqlite:///{folder}/gateway.db")) as url:
+            runs.append(once(Path(folder), url, args.items))
+    print(json.dumps({"items": args.items, "repeat": args.repeat,
+                      "database": "postgresql" if args.postgresql else "sqlite", **{
         f"{name}_median": round(statistics.median(r[name] for r in runs), 1)
         for name in runs[0]}, "runs": [{k: round(v, 1) for k, v in r.items()}
                                         for r in runs]}))
