@@ -130,7 +130,8 @@ class Gateway:
         self.cluster.listeners.update(hvps_status=self._on_peer_hvps_status,
                                       hvps_recon=lambda e: self.recon_done(e["result"]))
         self.router = router or load_default()
-        self.notifier = payments.Notifier(webhook=bool(settings.webhook_url))
+        self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
+                                          events_max=settings.webhook_events_max)
         self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])
         self.keyring: KeyRing | None = None
         self.redis: aioredis.Redis | None = None
@@ -396,7 +397,8 @@ class Gateway:
         """After a commit: its webhook rows are pushed by this process, those its work
         claimed always, the others while it has room (gateway.direct); every other entry,
         and the unclaimed webhook rows left over, go to their streams."""
-        claimed = [(int(fields["outbox"]), fields[payments.CLAIMED_BODY].encode())
+        claimed = [webhook.Hook(int(fields["outbox"]), fields[payments.CLAIMED_BODY].encode(),
+                                int(fields[payments.CLAIMED_EVENTS]))
                    for stream, fields in entries
                    if stream == keys.WEBHOOK and payments.CLAIMED_BODY in fields]
         if claimed:

@@ -33,7 +33,9 @@ the last webhook row was delivered.
 
 The run verifies rather than assumes: every accepted BEPS transaction is in the
 gateway's database exactly once, settled, with one settlement in its history, and no
-BEPS transaction is there that the core system was not told of; every HVPS payment
+BEPS transaction is there that the core system was not told of; the webhook delivered
+each accepted transaction's change to sent, netted and settled (webhook_events names the
+outbox row that told of each, and that row is done); every HVPS payment
 settled; the NPC settled nothing twice, took no message twice and has nothing of ours
 left unsettled; no ledger posting is doubled; the books balance and the clearing
 account equals the NPC's position for us. A run failing any of these is `clean: false`:
@@ -81,6 +83,9 @@ SETTLE_WAIT_S = 120.0
 START = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)  # a Monday: HVPS open (phase 10)
 BEPS_ROUND_S = 2.0        # business seconds between the simulated NPC's netting rounds
 BEPS_SETTLE_WAIT_S = 300.0
+# The changes of an accepted BEPS transaction on its straight path, each of which the
+# webhook must have told the core system of (packing keeps the state: nothing to tell).
+BEPS_STRAIGHT = ("sent", "netted", "settled")
 EXAMPLE = Path(__file__).parent / "examples" / "hvps.111_urgent-goods-payment.xml"
 
 
@@ -188,6 +193,8 @@ class Load:
     settled_at: dict[str, float] = field(default_factory=dict)
     accept_ms: list[float] = field(default_factory=list)
     refused: int = 0
+    hook_posts: int = 0  # POSTs the webhook received, and the events they carried
+    hook_events: int = 0
 
 
 async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | None = None,
@@ -227,10 +234,16 @@ async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | 
 
 
 async def webhook_server(load: Load) -> tuple[web.AppRunner, int]:
+    """The core system's webhook: each payment's settlement is noted when the POST that
+    tells of it arrives (one POST carries many payments' changes)."""
     async def hook(request: web.Request) -> web.Response:
-        event = json.loads(await request.read())
-        if event["state"] == "settled":
-            load.settled_at.setdefault(event["id"], time.perf_counter())
+        arrived = time.perf_counter()
+        events = json.loads(await request.read())["events"]
+        load.hook_posts += 1
+        load.hook_events += len(events)
+        for event in events:
+            if event["state"] == "settled":
+                load.settled_at.setdefault(event["id"], arrived)
         return web.Response(status=204)
     app = web.Application()
     app.router.add_post("/hook", hook)
@@ -364,6 +377,7 @@ async def _phases(running: Running, load: Load, duration_s: float, paced_s: floa
     accepted, tried = await drive(url, duration_s, "max", load)
     accept_end = time.perf_counter()
     await _settled(load, list(load.accepted_at))
+    hooks = {"posts": load.hook_posts, "events": load.hook_events}
     complete_end = max(load.settled_at.values(), default=start)
     cpu_after = {name: proc_cpu_s(p.pid) for name, p in procs.items()}
     own_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -396,7 +410,7 @@ async def _phases(running: Running, load: Load, duration_s: float, paced_s: floa
         "paced_accepted_per_s": len(paced.accept_ms) / paced_s,
         "cpu_s": cpu, "gateway_cpu_us_per_payment":
             cpu["gateway"] / max(completed, 1) * 1e6,
-        "peak_mib": peaks, "queue_samples": samples, "beps": beps,
+        "peak_mib": peaks, "queue_samples": samples, "beps": beps, "webhook": hooks,
         "checks": with_loads(checks, completed == accepted, beps),
     }
 
@@ -447,9 +461,15 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
         quiet_s = time.perf_counter() - started
         cpu = {n: round(proc_cpu_s(p.pid) - cpu_before[n], 2) for n, p in procs.items()}
         with db.transaction() as tx:
-            webhooks = dict(tx.query("SELECT o.state, COUNT(*) FROM outbox o JOIN payments p "
-                                     "ON p.id = o.payment_id WHERE o.kind = 'webhook' AND "
-                                     "p.channel = 'beps' GROUP BY o.state", ()))
+            # The BEPS changes told, by the state of the webhook row carrying each (one
+            # row carries many payments' changes), and the accepted transactions' changes
+            # on the straight path that no delivered row carries.
+            webhooks = dict(tx.query("SELECT o.state, COUNT(*) FROM webhook_events e "
+                                     "JOIN outbox o ON o.id = e.outbox_id JOIN payments p "
+                                     "ON p.id = e.payment_id WHERE p.channel = 'beps' "
+                                     "GROUP BY o.state", ()))
+            told = set(tx.query("SELECT e.payment_id, e.state FROM webhook_events e JOIN "
+                                "outbox o ON o.id = e.outbox_id WHERE o.state = 'done'", ()))
             rows = tx.query("SELECT p.id, p.state, p.created_at, e.at FROM payments p "
                             "LEFT JOIN payment_events e ON e.payment_id = p.id AND "
                             "e.state = 'settled' WHERE p.channel = 'beps' AND "
@@ -493,6 +513,8 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
                    "beps_in_database": len(ids_in_db),
                    "unknown_to_the_core_system": len(ids_in_db - accepted),
                    "settled_twice": settled_events - len(settled_at),
+                   "untold_changes": sum(1 for pid in accepted for state in BEPS_STRAIGHT
+                                         if (pid, state) not in told),
                    "states": states}}
 
 
@@ -597,7 +619,8 @@ def with_loads(checks: dict[str, Any], hvps_all_completed: bool,
                 beps_all_settled=beps["checks"]["all_settled"],
                 beps_settled_twice=beps["checks"]["settled_twice"],
                 beps_answered_twice=beps["checks"]["answered_twice"],
-                beps_unknown_to_the_core_system=beps["checks"]["unknown_to_the_core_system"])
+                beps_unknown_to_the_core_system=beps["checks"]["unknown_to_the_core_system"],
+                beps_untold_changes=beps["checks"]["untold_changes"])
 
 
 def clean(checks: dict[str, Any]) -> bool:
@@ -609,6 +632,7 @@ def clean(checks: dict[str, Any]) -> bool:
             and checks.get("beps_settled_twice", 0) == 0
             and checks.get("beps_answered_twice", 0) == 0
             and checks.get("beps_unknown_to_the_core_system", 0) == 0
+            and checks.get("beps_untold_changes", 0) == 0
             and checks.get("npc_beps_outstanding_fen", 0) == 0)
 
 
@@ -670,7 +694,7 @@ async def _run(quick: bool) -> dict[str, Any]:
                        "gateway_cpu_us_per_hvps_payment":
                            round(p["gateway_cpu_us_per_payment"]),
                        "refused": p["refused"], "cpu_s": p["cpu_s"],
-                       "peak_mib": p["peak_mib"],
+                       "hvps_webhook": p["webhook"], "peak_mib": p["peak_mib"],
                        "queue_depth_max": _max_depths(p["queue_samples"]),
                        "acceptance_p95_ms": round(percentile(p["accept_ms"], 95), 2),
                        "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2),

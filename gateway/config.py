@@ -37,6 +37,7 @@ class Settings:
     webhook_url: str = ""
     webhook_secret: str = "change-me"
     webhook_retries_max: int = 8
+    webhook_events_max: int = 500             # status changes in one POST to the webhook
     api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
     operators_file: str = ""                  # empty: the demo operators (warned in logs)
     screening_file: str = ""                  # sanctions/AML list; empty: the shipped example
@@ -100,7 +101,8 @@ class Settings:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Lower bounds of the numeric settings; those in _POSITIVE must be above 0.
 _LEAST = {
-    "webhook_retries_max": 0, "beps_net_debit_cap_fen": 0, "beps_package_size_max": 1,
+    "webhook_retries_max": 0, "webhook_events_max": 1, "beps_net_debit_cap_fen": 0,
+    "beps_package_size_max": 1,
     "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
     "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,

@@ -12,7 +12,9 @@ A payment's status change for the webhook goes further: its row is written alrea
 claimed by the work that made the change (gateway.payments), so it is pushed by this
 process, at once while slots are free and else in turn, waiting in memory rather than on
 the stream (bounded in number and in time, see WAITING_MAX; past them it goes by the
-stream after all).
+stream after all). The rows that start together share one POST, up to
+`webhook_events_max` events (gateway.webhook): the rows a commit hands over at once, and
+those that waited for a slot.
 
 An HVPS payment's hvps.111 is sent the same way when the work that accepts the payment
 can claim it (Gateway.submit_transfer): built, signed and marked sent in that work, then
@@ -36,6 +38,7 @@ from datetime import datetime
 from typing import Any, Awaitable
 
 from gateway import keys, outbound
+from gateway.webhook import Hook
 from gateway.worker import RetryLater
 
 log = logging.getLogger("paygate.direct")
@@ -59,8 +62,8 @@ class Direct:
         self._tasks: set[asyncio.Task] = set()
         self.sent = 0
         self.handed_to_streams = 0
-        # Claimed webhook rows waiting for a slot: (outbox id, body, since).
-        self._waiting: deque[tuple[int, bytes, datetime]] = deque()
+        # Claimed webhook rows waiting for a slot, each with the time it began to wait.
+        self._waiting: deque[tuple[Hook, datetime]] = deque()
         self.webhooks_to_stream = 0  # claimed rows given back to the webhook stream
         self._giving_back: list[int] = []
         self._give_backs: set[asyncio.Task] = set()
@@ -88,19 +91,16 @@ class Direct:
         slot; a send that fails goes to the payment's priority lane."""
         self._start(self._send_claimed(outbox_id, envelope, lane))
 
-    def push_claimed_webhooks(self, hooks: list[tuple[int, bytes]]) -> None:
-        """Push webhook rows the committed work claimed, (outbox id, body) each: at once
-        while slots are free, else in turn as slots come free. Past WAITING_MAX waiting,
-        or once one has waited WAITING_S, a row gives its claim back and goes by the
-        webhook stream."""
+    def push_claimed_webhooks(self, hooks: list[Hook]) -> None:
+        """Push webhook rows the committed work claimed: at once while slots are free,
+        else in turn as slots come free, the rows ready at that moment together in as
+        few POSTs as `webhook_events_max` allows. Past WAITING_MAX waiting, or once one
+        has waited WAITING_S, a row gives its claim back and goes by the webhook stream."""
         now = self.gw.clock.now()
-        for outbox_id, body in hooks:
-            if self.reserve():
-                self._start(self._deliver_webhook(outbox_id, body))
-            elif len(self._waiting) < WAITING_MAX:
-                self._waiting.append((outbox_id, body, now))
-            else:
-                self._give_back_webhook(outbox_id)
+        self._waiting.extend((hook, now) for hook in hooks)
+        self._next_waiting()
+        while len(self._waiting) > WAITING_MAX:  # the newest go by the stream
+            self._give_back_webhook(self._waiting.pop()[0].outbox_id)
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
         """Push webhook rows, each in a slot of its own while slots are free; the ids
@@ -161,18 +161,29 @@ class Direct:
         self._next_waiting()
 
     def _next_waiting(self) -> None:
-        """A slot came free: the webhook row that waited longest takes it (rows that
-        waited past WAITING_S go by the webhook stream instead)."""
+        """A slot came free: the webhook rows that waited longest take it, as many as one
+        POST carries (rows that waited past WAITING_S go by the webhook stream instead)."""
         if not self._waiting:
             return
         now = self.gw.clock.now()
+        events_max = self.gw.settings.webhook_events_max
         while self._waiting and self.taken < self.limit:
-            outbox_id, body, since = self._waiting.popleft()
-            if (now - since).total_seconds() > WAITING_S:
-                self._give_back_webhook(outbox_id)
-                continue
-            self.taken += 1
-            self._start(self._deliver_webhook(outbox_id, body))
+            bundle: list[Hook] = []
+            count = 0
+            while self._waiting:
+                hook, since = self._waiting[0]
+                if (now - since).total_seconds() > WAITING_S:
+                    self._waiting.popleft()
+                    self._give_back_webhook(hook.outbox_id)
+                    continue
+                if bundle and count + hook.count > events_max:
+                    break
+                self._waiting.popleft()
+                bundle.append(hook)
+                count += hook.count
+            if bundle:
+                self.taken += 1
+                self._start(self._deliver_webhooks(bundle))
 
     async def _send_claimed(self, outbox_id: int, envelope: bytes, stream: str) -> None:
         gw = self.gw
@@ -185,15 +196,18 @@ class Direct:
         await gw.mark_sent((outbox_id, gw.clock.now()))
         self.sent += 1
 
-    async def _deliver_webhook(self, outbox_id: int, body: bytes) -> None:
+    async def _deliver_webhooks(self, hooks: list[Hook]) -> None:
         gw = self.gw
         try:
-            await gw.webhooks.deliver(outbox_id, body, 0)
+            await gw.webhooks.deliver(hooks)
         except RetryLater:
-            return  # the retry is scheduled in the row; the sweeper brings it back
+            return  # the retry is scheduled in the rows; the sweeper brings them back
         except Exception as exc:
-            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
-            await self._to_stream(keys.WEBHOOK, outbox_id, exc)
+            ids = [hook.outbox_id for hook in hooks]
+            now = gw.clock.now()
+            await gw.store.run(lambda tx: [outbound.give_back(tx, i, now) for i in ids])
+            for outbox_id in ids:
+                await self._to_stream(keys.WEBHOOK, outbox_id, exc)
             return
         self.sent += 1
 

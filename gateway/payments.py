@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from gateway import jsontext, keys, logs
+from gateway.config import Settings
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
-from gateway.store import Contended, after_commit, log_after_commit
+from gateway.store import Contended, after_commit, gather, log_after_commit
 
 log = logging.getLogger("paygate.payments")
 
@@ -334,25 +335,33 @@ def leave_group(tx: Any, payment_id: str, group: str) -> None:
                "ORDER BY id", (payment_id, group))
 
 
-# A status change's webhook row is written already claimed by the process whose work made
-# it, which pushes it after commit (gateway.direct) with the body it was given: no stream
-# entry, no claim read back. The claim is an ordinary one (on PostgreSQL owned by this
-# session): a process that dies before pushing leaves a claim that start-up recovery or
-# the sweeper ends, and the row then goes by the webhook stream (gateway.recovery).
+# The status changes of one piece of work are written as few webhook rows as they fit in
+# (gateway.store.gather): a package's thousand payments sent, netted or settled make one
+# row per `webhook_events_max` changes, not one each, and each row is one POST's events.
+# A row holds the JSON array of its events; which payment's change it tells is in
+# webhook_events. It is written already claimed by the process whose work made the
+# changes, which pushes it after commit (gateway.direct) with the body it was given: no
+# stream entry, no claim read back. The claim is an ordinary one (on PostgreSQL owned by
+# this session): a process that dies before pushing leaves a claim that start-up recovery
+# or the sweeper ends, and the row then goes by the webhook stream (gateway.recovery).
 _WEBHOOK_ROW = {dialect: "INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
                 "created_at, updated_at" + (", claimed_by" if dialect == "postgresql" else "")
                 + ") VALUES (?, 'webhook', ?, 'sending', ?, ?, ?"
                 + (", pg_backend_pid()" if dialect == "postgresql" else "") + ") RETURNING id"
                 for dialect in ("sqlite", "postgresql")}
-# The field of an after-commit webhook entry that carries its claimed row's body.
+# The fields of an after-commit webhook entry that carry its claimed row's events (a JSON
+# array) and how many they are.
 CLAIMED_BODY = "claimed_body"
+CLAIMED_EVENTS = "claimed_events"
 
 
 @dataclass
 class Notifier:
-    """Decides whether a state change is also queued for the core system's webhook."""
+    """Decides whether a state change is also queued for the core system's webhook, and
+    how many changes one webhook row (one POST) carries at most."""
 
     webhook: bool = False
+    events_max: int = Settings.webhook_events_max
 
 
 def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now: datetime,
@@ -460,13 +469,44 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
             for pid, old in changed])
     if notifier is None or not notifier.webhook:
         return
-    for pid, old in changed:
-        if new_state == old:
-            continue
-        body = jsontext.dumps({"id": pid, "state": new_state, "previous": old, "event": event,
-                               "at": at})
-        row = tx.query_one(_WEBHOOK_ROW[tx.dialect], (pid, keys.WEBHOOK, body.encode(), at, at))
-        after_commit(tx, keys.WEBHOOK, {"outbox": str(row[0]), CLAIMED_BODY: body})
+    changes = [(pid, new_state, jsontext.dumps_bytes({
+        "id": pid, "state": new_state, "previous": old, "event": event, "at": at}), at)
+        for pid, old in changed if new_state != old]
+    if changes:
+        events_max = notifier.events_max
+        gather(tx, keys.WEBHOOK, changes,
+               lambda tx, items: _write_webhooks(tx, items, events_max))
+
+
+def _write_webhooks(tx: Any, changes: list[tuple[str, str, bytes, str]], events_max: int
+                    ) -> None:
+    """The status changes of a piece of work, (payment id, state, event JSON, time) each,
+    as webhook rows of at most `events_max` events, claimed for this process and pushed
+    after commit. A row of one payment's changes names it, as rows always did."""
+    named = []
+    for start in range(0, len(changes), events_max):
+        chunk = changes[start:start + events_max]
+        body = b"[" + b",".join(event for _, _, event, _ in chunk) + b"]"
+        own = chunk[0][0] if all(pid == chunk[0][0] for pid, *_ in chunk) else None
+        at = chunk[-1][3]
+        outbox_id = tx.query_one(_WEBHOOK_ROW[tx.dialect],
+                                 (own, keys.WEBHOOK, body, at, at))[0]
+        named += [(outbox_id, pid, state) for pid, state, _, _ in chunk]
+        after_commit(tx, keys.WEBHOOK, {"outbox": str(outbox_id), CLAIMED_BODY: body.decode(),
+                                        CLAIMED_EVENTS: str(len(chunk))})
+    tx.executemany("INSERT INTO webhook_events (outbox_id, payment_id, state) "
+                   "VALUES (?, ?, ?)", named)
+
+
+def told(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    """Whether the core system was told of each of this payment's status changes: the
+    state told of, the webhook row that carries it and that row's state (`done` once the
+    core system answered 2xx to a POST that held it), oldest first."""
+    rows = tx.query("SELECT e.state, o.id, o.state, o.attempts FROM webhook_events e "
+                    "JOIN outbox o ON o.id = e.outbox_id WHERE e.payment_id = ? "
+                    "ORDER BY o.id", (payment_id,))
+    return [{"state": state, "outbox": outbox_id, "delivery": delivery, "attempts": attempts}
+            for state, outbox_id, delivery, attempts in rows]
 
 
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None

@@ -85,20 +85,44 @@ def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
     entries.append((stream, fields))
 
 
+def gather(tx: Any, key: str, items: list[Any], write: Callable[[Any, list[Any]], None]
+           ) -> None:
+    """Add `items` to what the current piece of work gathers under `key`, for
+    `write(tx, all of them)` to put in the database at once when the work has done the
+    rest, inside it (and undone with it). Rows that each step of a work would write on its
+    own (a status change's webhook row for each payment of a package netted one by one)
+    are so written as a few. Outside work run by Store.run they are written now."""
+    gathered = getattr(_local, "gathered", None)
+    if gathered is None:
+        write(tx, items)
+        return
+    gathered.setdefault(key, (write, []))[1].extend(items)
+
+
+def _write_gathered(tx: Any) -> None:
+    for write, items in _local.gathered.values():
+        if items:
+            write(tx, items)
+
+
 @contextmanager
 def scope(tx: Any) -> Iterator[Any]:
     """A savepoint inside a piece of work that also forgets the `after_commit` entries
-    made inside it when it is undone: a part of the work may fail alone."""
+    and the gathered items made inside it when it is undone: a part of the work may fail
+    alone."""
     entries = getattr(_local, "entries", None)
     assert entries is not None, "scope is only for work run by Store.run"
-    lines = _local.lines
+    lines, gathered = _local.lines, _local.gathered
     mark, lines_mark = len(entries), len(lines)
+    gathered_marks = {key: len(items) for key, (_, items) in gathered.items()}
     try:
         with tx.savepoint():
             yield tx
     except BaseException:
         del entries[mark:]
         del lines[lines_mark:]
+        for key, (_, items) in gathered.items():
+            del items[gathered_marks.get(key, 0):]
         raise
 
 SCHEMA = [
@@ -146,6 +170,14 @@ SCHEMA = [
         event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
     )""",
     "CREATE INDEX IF NOT EXISTS payment_events_payment ON payment_events (payment_id)",
+    # Which webhook row tells of which status change of a payment: one row may carry the
+    # changes of many payments (gateway.webhook), so "was the core system told that this
+    # payment settled" is answered here, and the state of the outbox row says whether the
+    # telling is done.
+    """CREATE TABLE IF NOT EXISTS webhook_events (
+        outbox_id INTEGER NOT NULL, payment_id TEXT NOT NULL, state TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS webhook_events_payment ON webhook_events (payment_id)",
     """CREATE TABLE IF NOT EXISTS idempotency (
         client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -319,10 +351,12 @@ class Store:
         lines: list[tuple[logging.Logger, int, list[str]]] = []
         with self._db.transaction() as tx:
             for work, runs in works:
-                _local.entries, _local.lines = [], []
+                _local.entries, _local.lines, _local.gathered = [], [], {}
                 try:
                     with tx.savepoint():
-                        results.append(work(tx))
+                        result = work(tx)
+                        _write_gathered(tx)
+                    results.append(result)
                     entries.extend(_local.entries)
                     lines.extend(_local.lines)
                 except PaygateError as exc:
@@ -336,7 +370,7 @@ class Store:
                     log.exception("event=db_work_failed error=%s", exc)
                     results.append(exc)
                 finally:
-                    _local.entries = _local.lines = None
+                    _local.entries = _local.lines = _local.gathered = None
         self.commits += 1
         if lines:
             for logger, level, messages in lines:

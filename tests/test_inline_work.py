@@ -13,6 +13,7 @@ import pytest
 from gateway import direct, keys
 from gateway.batcher import Batcher
 from gateway.clock import ManualClock
+from gateway.webhook import Hook
 from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
 
 RESULT_TYPE = "ccms.900.001.02"
@@ -153,6 +154,10 @@ def test_a_payment_with_nothing_waiting_is_sent_from_the_work_that_accepts_it(tm
     assert stats["settled_twice"] == []
 
 
+def _hook(outbox_id: int, count: int = 1) -> Hook:
+    return Hook(outbox_id, b"[" + b",".join([b"{}"] * count) + b"]", count)
+
+
 def test_claimed_webhooks_wait_their_turn_within_bounds(monkeypatch):
     """Claimed webhook rows with no slot free wait in turn; past WAITING_MAX, or after
     waiting WAITING_S, a row gives its claim back and goes by the webhook stream, and is
@@ -162,8 +167,8 @@ def test_claimed_webhooks_wait_their_turn_within_bounds(monkeypatch):
     given_back: list[int] = []
     streamed: list[tuple[str, dict[str, str]]] = []
 
-    async def deliver(outbox_id, body, attempts):
-        delivered.append(outbox_id)
+    async def deliver(hooks):
+        delivered.extend(hook.outbox_id for hook in hooks)
 
     class Tx:
         def execute(self, sql, params):
@@ -177,18 +182,19 @@ def test_claimed_webhooks_wait_their_turn_within_bounds(monkeypatch):
         streamed.extend(entries)
     gw = SimpleNamespace(clock=clock, webhooks=SimpleNamespace(deliver=deliver),
                          store=SimpleNamespace(run=run),
-                         streams=SimpleNamespace(xadd_many=xadd_many))
+                         streams=SimpleNamespace(xadd_many=xadd_many),
+                         settings=SimpleNamespace(webhook_events_max=500))
     monkeypatch.setattr(direct, "WAITING_MAX", 2)
 
     async def scenario():
         sends = direct.Direct(gw, limit=1)
         assert sends.reserve()  # the one slot is taken
-        sends.push_claimed_webhooks([(1, b"{}"), (2, b"{}"), (3, b"{}")])
+        sends.push_claimed_webhooks([_hook(1), _hook(2), _hook(3)])
         await asyncio.sleep(0.01)
         at_once = sends.webhooks_to_stream
         clock.advance(direct.WAITING_S + 1)
         sends.release()  # the slot comes free: the rows that waited too long go by stream
-        sends.push_claimed_webhooks([(4, b"{}")])
+        sends.push_claimed_webhooks([_hook(4)])
         await sends.drain()
         return at_once, sends.webhooks_to_stream
 

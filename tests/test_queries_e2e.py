@@ -188,8 +188,8 @@ def test_reply_is_pushed_to_the_core_systems_webhook(tmp_path):
                     "core", "q-4", {"payment_id": payment["id"], "content": "请查询是否入账"})
 
                 def replied() -> list[dict[str, Any]]:
-                    bodies = [json.loads(body) for body, _ in got]
-                    return [b for b in bodies if b.get("event") == "query_replied"]
+                    events = [e for body, _ in got for e in json.loads(body)["events"]]
+                    return [e for e in events if e.get("event") == "query_replied"]
                 await until(replied, "the reply pushed to the webhook")
                 pushed = replied()[0]
                 body, signature = next((b, s) for b, s in got if b"query_replied" in b)

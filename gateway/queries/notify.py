@@ -2,10 +2,10 @@
 
 When a webhook is configured, every event below is added to the outbox in the same
 transaction as the change it reports, and the gateway's webhook worker POSTs it (signed,
-retried) like a payment's status change. Its body:
+retried) like a payment's status change, as one of the POST's `events` (gateway.webhook):
 
-    {"kind": "query", "event": "query_replied", "at": "...", "query": {...},
-     "reply": {...}}
+    {"events": [{"kind": "query", "event": "query_replied", "at": "...", "query": {...},
+                 "reply": {...}}]}
 
 Events: `query_received` (a bank asks us), `query_replied` (a bank answered ours),
 `free_format_received`. Without a webhook the core system polls
@@ -31,7 +31,8 @@ def queue_webhook(tx: Any, gw: Any, event: str, now: datetime, payment_id: str |
     if not gw.notifier.webhook:
         return None
     at = now.isoformat()
-    body = json.dumps({"kind": "query", "event": event, "at": at, **payload},
+    # The row holds a list of events, as every webhook row does (gateway.payments).
+    body = json.dumps([{"kind": "query", "event": event, "at": at, **payload}],
                       ensure_ascii=False, default=str)
     row = tx.query_one("INSERT INTO outbox (payment_id, kind, stream, state, envelope, "
                        "created_at, updated_at) VALUES (?, 'webhook', ?, 'pending', ?, ?, ?) "
