@@ -103,8 +103,9 @@ class Direct:
             self._give_back_webhook(self._waiting.pop()[0].outbox_id)
 
     def push_webhooks(self, outbox_ids: list[int]) -> list[int]:
-        """Push webhook rows, each in a slot of its own while slots are free; the ids
-        left over, for the webhook stream."""
+        """Push webhook rows, each in a slot of its own while slots are free (those
+        claimed together share a POST, gateway.webhook); the ids left over, for the
+        webhook stream."""
         left = []
         for outbox_id in outbox_ids:
             if self.reserve():

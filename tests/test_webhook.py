@@ -11,6 +11,7 @@ import json
 import pytest
 from aiohttp import web
 
+from gateway import payments
 from gateway.redisproc import free_port
 from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
 
@@ -54,12 +55,15 @@ def test_webhook_pushes_signed_changes_and_retries(tmp_path):
                 await wait_state(h, answer["id"], "settled")
                 await until(lambda: any(e["state"] == "settled" for e in received),
                             "settled pushed", timeout_s=30)
-                return answer["id"]
+                told = await h.gateway.store.run(lambda tx: payments.told(tx, answer["id"]))
+                return answer["id"], told
         finally:
             await runner.cleanup()
 
-    pid = asyncio.run(scenario())
+    pid, told = asyncio.run(scenario())
     mine = [e for e in received if e["id"] == pid]
+    # Each change told is found for the payment, with the row that told it, delivered.
+    assert {t["state"] for t in told if t["delivery"] == "done"} >= {"sent", "settled"}
     # Retries may deliver changes out of order; each carries its time and the previous
     # state, so the core system can order them.
     assert {e["state"] for e in mine} >= {"sent", "settled"}

@@ -7,7 +7,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/status | window, clearing balance, payments queued at the NPC, counts |
 | GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
 | GET /ops/api/payments?id=&account=&amount=&state=&date=&limit= | matching payments |
-| GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests |
+| GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told |
 | GET /ops/api/stuck?minutes=N | accepted / sent / unknown for longer than N minutes |
 | GET /ops/api/review | payments held for review or by the screening |
 | GET /ops/api/dead | dead letters |

@@ -117,10 +117,11 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     view["outbox"] = [dict(zip(("id", "kind", "stream", "state", "mesg_id", "attempts",
                                 "updated_at"), r))
                       for r in tx.query("SELECT id, kind, stream, state, mesg_id, attempts, "
-                                        "updated_at FROM outbox WHERE payment_id = ? OR id IN "
-                                        "(SELECT outbox_id FROM webhook_events WHERE "
-                                        "payment_id = ?) ORDER BY id",
-                                        (payment_id, payment_id))]
+                                        "updated_at FROM outbox WHERE payment_id = ? "
+                                        "ORDER BY id", (payment_id,))]
+    # Its status changes pushed to the core system: the webhook row of each (a row may
+    # carry a whole package's), and whether it was delivered.
+    view["told"] = payments.told(tx, payment_id)
     view["messages"] = [dict(zip(ARCHIVE_COLUMNS, r)) for r in tx.query(
         f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM archive WHERE payment_id = ? ORDER BY id",
         (payment_id,))]
