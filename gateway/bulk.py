@@ -10,7 +10,8 @@ accepted in three steps that together do what `Gateway._accept_tx` does for one:
    leaves nothing behind: the checks write nothing, and a hold the ledger refuses
    leaves the transaction as it found it (ledger.postings.post);
 2. the payment rows, their first history rows, the channel's rows and the stored
-   answers of all accepted transfers, each kind with one executemany;
+   answers of all accepted transfers, each kind with a few multi-row INSERTs
+   (Transaction.insert_rows);
 3. one log line per payment, as `payments.insert` writes.
 
 Other transfers (HVPS, internal book transfers) take the one-by-one path, each in its
@@ -82,7 +83,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             response = payments.public_view(row)
             rows.append(row)
             by_intake.setdefault(intake, []).append(row)
-            answers.append((p.client, p.idem_key, p.body_hash,
+            answers.append((p.client, p.idem_key, p.body_hash, 201,
                             payments.answer_as_created(row), row["created_at"]))
             result = (201, response)
         done.append((i, result))
@@ -91,8 +92,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
         payments.insert_many(tx, rows)
         for intake, its_rows in by_intake.items():
             entries.extend(intake.insert_many(tx, its_rows))
-        tx.executemany("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-                       "created_at) VALUES (?, ?, ?, 201, ?, ?)", answers)
+        tx.insert_rows("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+                       "created_at) VALUES", answers)
     return done, entries
 
 

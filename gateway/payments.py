@@ -33,8 +33,8 @@ COLUMNS = ("id", "direction", "channel", "state", "msg_type", "msg_id", "tx_id",
            "remittance", "hold_id", "pending_no", "reason", "settled_on", "route", "work_date",
            "created_at", "updated_at", "client")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM payments"
-_INSERT = (f"INSERT INTO payments ({', '.join(COLUMNS)}) "
-           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+_INSERT_HEAD = f"INSERT INTO payments ({', '.join(COLUMNS)}) VALUES"
+_INSERT = f"{_INSERT_HEAD} ({', '.join('?' for _ in COLUMNS)})"
 
 
 _NEXT_SEQ = ("INSERT INTO sequences (name, value) VALUES (?, 1) ON CONFLICT (name) "
@@ -211,9 +211,9 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
     if records:
         _store_routes(tx, records)
-    tx.executemany(_INSERT, values)
-    tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
-                   "VALUES (?, ?, ?, ?, ?)", events)
+    tx.insert_rows(_INSERT_HEAD, values)
+    tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
+                   events)
     log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
 
 

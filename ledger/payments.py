@@ -136,8 +136,8 @@ def net_many(ctx: Context, tx: Transaction, nets: list[tuple[str, int]],
     Each hold still ends with an entry of its own, the one `net` would post under the
     same event id (its hold named, so it is traced and reversed alone, and `net` replays
     it): only the writing is shared. Holds in transit go down by their sum with one
-    conditional UPDATE, the entries, their lines and the holds' ends are written with
-    one statement each. An event posted before replays; a refusal of any hold (not
+    conditional UPDATE, the entries and their lines with multi-row INSERTs
+    (postings.insert_entries), the holds' ends with one statement. An event posted before replays; a refusal of any hold (not
     found, ended, a closed day) raises before anything is written.
     """
     day = work_date_text(work_date)

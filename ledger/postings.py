@@ -36,9 +36,12 @@ VOUCHER_KINDS = {
     VOUCHER_FEE: "fee voucher", VOUCHER_CORRECTION: "correction voucher",
 }
 
-_INSERT_ENTRY = (
+_INSERT_ENTRY_HEAD = (
     "INSERT INTO ledger_entry (event_id, op, fingerprint, voucher_kind, work_date, ref,"
-    " depends_on, reverses, teller, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " depends_on, reverses, teller, result) VALUES"
+)
+_INSERT_ENTRY = (
+    _INSERT_ENTRY_HEAD + " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING entry_id"
 )
 _INSERT_LINES = "INSERT INTO ledger_line (entry_id, line_no, account_no, side, amount_fen) VALUES "
@@ -301,22 +304,17 @@ def _known_events(tx: Transaction, event_ids: list[str]) -> set[str]:
 
 
 def insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
-    """Insert new entries and their lines, whose balances the caller has applied; the
-    entry id of each event id."""
+    """Insert new entries and their lines, whose balances the caller has applied, each
+    with multi-row INSERTs that return the entries' ids; the entry id of each event id."""
     if not postings:
         return {}
-    tx.executemany(_INSERT_ENTRY.removesuffix(" RETURNING entry_id"), [
-        (p.event_id, p.op, p.fingerprint, p.voucher_kind, p.work_date, p.ref, p.depends_on,
-         p.reverses, p.teller, "") for p in postings])
-    ids: dict[str, int] = {}
-    for start in range(0, len(postings), IDS_PER_QUERY):
-        chunk = [p.event_id for p in postings[start:start + IDS_PER_QUERY]]
-        ids.update((event_id, int(entry_id)) for entry_id, event_id in tx.query(
-            "SELECT entry_id, event_id FROM ledger_entry WHERE event_id IN "
-            f"({', '.join('?' * len(chunk))})", chunk))
+    ids = {event_id: int(entry_id) for entry_id, event_id in tx.insert_rows(
+        _INSERT_ENTRY_HEAD, [(p.event_id, p.op, p.fingerprint, p.voucher_kind, p.work_date,
+                              p.ref, p.depends_on, p.reverses, p.teller, "")
+                             for p in postings],
+        "ON CONFLICT (event_id) DO NOTHING RETURNING entry_id, event_id")}
     assert len(ids) == len(postings), "every new entry was inserted"
-    tx.executemany("INSERT INTO ledger_line (entry_id, line_no, account_no, side, amount_fen) "
-                   "VALUES (?, ?, ?, ?, ?)",
+    tx.insert_rows(_INSERT_LINES.removesuffix(" "),
                    [(ids[p.event_id], n, line.account_no, line.side, line.amount_fen)
                     for p in postings for n, line in enumerate(p.lines, start=1)])
     return ids

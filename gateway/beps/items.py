@@ -66,8 +66,8 @@ def add(tx: Any, payment_id: str, kind: str, counterparty: str, msg_type: str,
 def add_many(tx: Any, rows: list[tuple[str, str, str, str, int, str]]) -> None:
     """Items waiting to be packed: (payment id, kind, counterparty, package type, amount
     in fen, created at) each."""
-    tx.executemany("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
-                   "amount_fen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    tx.insert_rows("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
+                   "amount_fen, created_at) VALUES",
                    [(pid, kind, SIDE[kind], counterparty, msg_type, amount_fen, created_at)
                     for pid, kind, counterparty, msg_type, amount_fen, created_at in rows])
 

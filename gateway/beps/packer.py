@@ -39,6 +39,7 @@ log = logging.getLogger("paygate.beps.packer")
 OUT_KINDS = (items.CREDIT_OUT, items.DEBIT_OUT)
 PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
 VOID = "-"                     # package_id of an item that will never be packed
+IDS_PER_STATEMENT = 500        # items assigned to a package by one UPDATE
 
 
 def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
@@ -72,10 +73,8 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     candidates = tx.query(_WAITING, (receiver, msg_type, take))
     # A payment that left `accepted` before packing (cancelled by an operator) is never
     # packed; its item is marked so that it is not looked at again.
-    assigned = tx.executemany("UPDATE beps_items SET package_id = ? WHERE payment_id = ? "
-                              "AND package_id IS NULL",
-                              [(package_id if row[1] == "accepted" else VOID, row[0])
-                               for row in candidates])
+    assigned = _assign(tx, package_id, [row[0] for row in candidates if row[1] == "accepted"])
+    assigned += _assign(tx, VOID, [row[0] for row in candidates if row[1] != "accepted"])
     if assigned == len(candidates):
         rows = [row for row in candidates if row[1] == "accepted"]
     else:
@@ -117,6 +116,18 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
              total_fen, header.mesg_id)
     return outbox_id
+
+
+def _assign(tx: Any, package_id: str, payment_ids: list[str]) -> int:
+    """Give the items of these payments that have no package yet this package id, a few
+    hundred in one statement; how many were given it."""
+    assigned = 0
+    for start in range(0, len(payment_ids), IDS_PER_STATEMENT):
+        chunk = payment_ids[start:start + IDS_PER_STATEMENT]
+        assigned += tx.execute(f"UPDATE beps_items SET package_id = ? WHERE payment_id IN "
+                               f"({', '.join('?' * len(chunk))}) AND package_id IS NULL",
+                               (package_id, *chunk))
+    return assigned
 
 
 # The items waiting for a package to a receiver, of one type, in packing order: the id,
