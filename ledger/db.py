@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class Transaction:
         for start in range(0, len(rows), INSERT_ROWS_MAX):
             chunk = rows[start:start + INSERT_ROWS_MAX]
             self._cur.execute(self._sql(_insert_sql(head, len(chunk[0]), len(chunk), tail)),
-                              [value for row in chunk for value in row])
+                              list(chain.from_iterable(chunk)))
             if "RETURNING" in tail:
                 returned += self._cur.fetchall()
         return returned
