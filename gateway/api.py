@@ -79,7 +79,10 @@ def _no_constants(name: str) -> Any:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out = dict(pairs)
+    if len(out) == len(pairs):  # nearly always: no key twice, the dict made in one call
+        return out
+    out = {}
     for key, value in pairs:
         if key in out:
             raise PaygateError(Problem("json_key_duplicate", f"/{key}", key,

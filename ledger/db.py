@@ -29,9 +29,9 @@ from typing import Any
 BUSY_TIMEOUT_MS = 10_000
 # Prepared statements kept per connection; the posting path uses about twenty.
 STATEMENT_CACHE_SIZE = 512
-# Rows one statement of `insert_rows` carries: at most 32 columns a row (the payments
-# table's) keeps a statement's parameters within SQLite's limit (32,766) and
-# PostgreSQL's (65,535), and a batch of 500 payments takes three statements a table.
+# Rows one statement of `insert_rows` carries at most: a batch of 500 payments takes
+# three statements a table. Fewer when the rows are wide enough for the statement to pass
+# the database's bound on parameters (`Transaction.params_max`).
 INSERT_ROWS_MAX = 200
 
 Params = Sequence[Any]
@@ -41,6 +41,9 @@ class Transaction:
     """An open transaction: run SQL, nest savepoints; commit is the caller's `with`."""
 
     dialect = "sqlite"
+    # Parameters one statement may take: SQLite's default bound since 3.32 (a build may
+    # set another: `Database` reads its connection's).
+    params_max = 32_766
 
     def __init__(self, cursor: Any) -> None:
         self._cur = cursor
@@ -89,8 +92,11 @@ class Transaction:
         writing a narrow row."""
         assert self.open, "the transaction has already ended"
         returned: list[tuple[Any, ...]] = []
-        for start in range(0, len(rows), INSERT_ROWS_MAX):
-            chunk = rows[start:start + INSERT_ROWS_MAX]
+        if not rows:
+            return returned
+        step = max(1, min(INSERT_ROWS_MAX, self.params_max // len(rows[0])))
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
             self._cur.execute(self._sql(_insert_sql(head, len(chunk[0]), len(chunk), tail)),
                               list(chain.from_iterable(chunk)))
             if "RETURNING" in tail:
@@ -150,6 +156,7 @@ class Database:
         )
         self._apply_pragmas()
         self._in_transaction = False
+        self._params_max = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     def _apply_pragmas(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -174,6 +181,7 @@ class Database:
         cursor.execute("BEGIN IMMEDIATE")
         self._in_transaction = True
         tx = Transaction(cursor)
+        tx.params_max = self._params_max
         try:
             yield tx
         except BaseException:

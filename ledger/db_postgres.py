@@ -36,6 +36,7 @@ class _WholeNumberLoader(NumericLoader):
 
 class PostgresTransaction(Transaction):
     dialect = "postgresql"
+    params_max = 65_535  # the protocol's bound on a statement's parameters
 
     def __init__(self, cursor: Any, converted: dict[str, str],
                  side: Callable[[], Any] | None = None) -> None:
