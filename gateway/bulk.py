@@ -1,4 +1,4 @@
-"""Accepting a batch of transfers in one transaction with one write per kind of row.
+"""Accepting a batch of transfers in one transaction with a few writes per kind of row.
 
 `Gateway.submit_transfers` hands the checked and routed transfers of a batch here. A
 transfer whose channel has a bulk intake (BEPS: the item waits to be packed) is

@@ -220,8 +220,8 @@ def post_many(tx: Transaction, postings: list[Posting], rules: Rules,
     """`post` for many postings at once, each with its own outcome, in order.
 
     For new events whose debited customer accounts cover all of them, the balances move
-    with one UPDATE per account and the entries and lines are written with one
-    statement each; the outcome is what `post` one by one would give. Whatever does not
+    with one UPDATE per account and the entries and lines are written with multi-row
+    INSERTs (Transaction.insert_rows); the outcome is what `post` one by one would give. Whatever does not
     fit that case (an event already posted, an account that cannot cover its total)
     goes through `post`, in order, so that a refusal is exact to the posting.
     """
