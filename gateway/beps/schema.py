@@ -32,8 +32,12 @@ TABLES = [
         netting_date TEXT, netting_round TEXT, settled_on TEXT,
         created_at TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS beps_items_unpacked ON beps_items "
-    "(counterparty, msg_type, created_at) WHERE package_id IS NULL",
+    # Items waiting to be packed, in packing order (packer._WAITING reads a package's
+    # worth in this order, without sorting them). It replaces an index without the
+    # payment id, after which a package's items were sorted again by it.
+    "DROP INDEX IF EXISTS beps_items_unpacked",
+    "CREATE INDEX IF NOT EXISTS beps_items_waiting ON beps_items "
+    "(counterparty, msg_type, created_at, payment_id) WHERE package_id IS NULL",
     # Items by package and by netting round, once they have one: an item waiting to be
     # packed has neither and is in neither index (these replace indexes of every item,
     # into which each one accepted wrote an empty entry, moved again at packing).
