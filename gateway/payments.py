@@ -393,14 +393,17 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
                    "VALUES (?, ?, ?, ?, ?)",
                    [(payment["id"], at, new_state, event, detail_json) for payment in rows])
     _told(tx, [(p["id"], p["state"]) for p in rows], new_state, event, at, notifier, detail)
-    changed = []
-    for payment in rows:
-        payment = dict(payment, state=new_state, updated_at=at)
-        for column in ("reason", "pending_no", "hold_id", "settled_on"):
-            if detail.get(column) is not None:
-                payment[column] = detail[column]
-        changed.append(payment)
-    return changed
+    return [_as_changed(payment, new_state, at, detail) for payment in rows]
+
+
+def _as_changed(payment: dict[str, Any], new_state: str, at: str, detail: dict[str, Any]
+                ) -> dict[str, Any]:
+    """The payment as a change to `new_state` with `detail` leaves it."""
+    payment = dict(payment, state=new_state, updated_at=at)
+    for column in ("reason", "pending_no", "hold_id", "settled_on"):
+        if detail.get(column) is not None:
+            payment[column] = detail[column]
+    return payment
 
 
 @dataclass(frozen=True)
@@ -467,15 +470,58 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
         log_after_commit(log, logging.INFO, [
             f"event={event} payment={pid} from={old} to={new_state} {said}"
             for pid, old in changed])
+    _queue_webhook(tx, [(pid, old, new_state, event) for pid, old in changed], at, notifier)
+
+
+def _queue_webhook(tx: Any, changed: list[tuple[str, str, str, str]], at: str,
+                   notifier: Notifier | None) -> None:
+    """Each (payment id, old state, new state, event) that changed the state queued for
+    the core system's webhook, when one is configured."""
     if notifier is None or not notifier.webhook:
         return
-    changes = [(pid, new_state, jsontext.dumps_bytes({
-        "id": pid, "state": new_state, "previous": old, "event": event, "at": at}), at)
-        for pid, old in changed if new_state != old]
+    changes = [(pid, new, jsontext.dumps_bytes({
+        "id": pid, "state": new, "previous": old, "event": event, "at": at}), at)
+        for pid, old, new, event in changed if new != old]
     if changes:
         events_max = notifier.events_max
         gather(tx, keys.WEBHOOK, changes,
                lambda tx, items: _write_webhooks(tx, items, events_max))
+
+
+def transition_each(tx: Any, changes: list[tuple[dict[str, Any], str, str, dict[str, Any]]],
+                    now: datetime, notifier: Notifier | None = None) -> list[dict[str, Any]]:
+    """Changes of many payments that differ from one to the next (the credits of an
+    incoming package, each credited to its payee or parked under its own pending number),
+    (payment, new state, event, detail) each: what `transition` does for each, written
+    with one statement per kind of write (one per set of columns changed); the payments
+    as changed, in order."""
+    if not changes:
+        return []
+    at = now.isoformat()
+    updates: dict[str, list[tuple[Any, ...]]] = {}
+    for payment, new_state, _, detail in changes:
+        check_transition(payment["id"], payment["state"], new_state)
+        sets, params = _sets(payment["state"] == new_state, new_state, at, detail)
+        updates.setdefault(sets, []).append((*params, payment["id"], payment["state"]))
+    # Conditional on the state this work read, as in `transition_many`.
+    changed = sum(tx.executemany(f"UPDATE payments SET {sets} WHERE id = ? AND state = ?",
+                                 params) for sets, params in updates.items())
+    if changed != len(changes):
+        raise Contended(f"{len(changes) - changed} of payments "
+                        f"{[c[0]['id'] for c in changes][:5]} no longer in the state read")
+    tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   [(payment["id"], at, new_state, event, jsontext.dumps(detail))
+                    for payment, new_state, event, detail in changes])
+    if log.isEnabledFor(logging.INFO):
+        log_after_commit(log, logging.INFO, [
+            f"event={event} payment={payment['id']} from={payment['state']} to={new_state} "
+            + " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
+            for payment, new_state, event, detail in changes])
+    _queue_webhook(tx, [(payment["id"], payment["state"], new_state, event)
+                        for payment, new_state, event, _ in changes], at, notifier)
+    return [_as_changed(payment, new_state, at, detail)
+            for payment, new_state, _, detail in changes]
 
 
 def _write_webhooks(tx: Any, changes: list[tuple[str, str, bytes, str]], events_max: int

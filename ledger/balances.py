@@ -103,6 +103,31 @@ def apply_sum(tx: Transaction, account_no: str, side: str, total_fen: int,
                                work_date)) == 1
 
 
+def apply_sums(tx: Transaction, sums: dict[tuple[str, str], int], side: str,
+               insufficient_code: str) -> None:
+    """Apply, per (customer account, work date), the sum of many lines that raise the
+    account's balance (`side` is its normal side), with one statement for all: all or
+    none. Such a line is refused only by an account that is closed or is none of ours;
+    then the others are undone and the refusal a line of that sum would get raises (a
+    bulk posting whose accounts were read in the same transaction meets one only if
+    another writer changed them meanwhile)."""
+    keys = sorted(sums)  # rows locked in account order, as `flush` does
+    changed = tx.executemany(_APPLY, [
+        (side, sums[key], sums[key], key[0], side, sums[key], key[1]) for key in keys])
+    if changed == len(keys):
+        return
+    taking = set()
+    for start in range(0, len(keys), 500):
+        chunk = [account_no for account_no, _ in keys[start:start + 500]]
+        taking.update(row[0] for row in tx.query(
+            "SELECT account_no FROM ledger_account WHERE status <> 'closed' AND account_no"
+            f" IN ({', '.join('?' * len(chunk))})", chunk))
+    refused = next(key for key in keys if key[0] not in taking)
+    tx.executemany(_UNDO, [(side, sums[key], sums[key], key[0]) for key in keys
+                           if key[0] in taking])
+    raise _refusal(tx, Line(refused[0], side, sums[refused]), refused[1], insufficient_code)
+
+
 def undo_lines(tx: Transaction, lines: tuple[Line, ...], rules: Rules) -> None:
     """Take back lines this posting applied; nothing else has seen them yet."""
     for line in reversed(lines):

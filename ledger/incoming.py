@@ -10,6 +10,7 @@ sequence from 0001), then cleared to the right account or returned to the sender
 |---|---|
 | credit_incoming (HVPS) | Dr clearing account at the central bank, Cr payee or suspense |
 | credit_incoming_netted (BEPS) | Dr BEPS netted receivables (4003), Cr payee or suspense |
+| credit_incoming_many | each credit as above, a package's written in bulk |
 | clear_suspense | Dr suspense, Cr the account found for the money |
 | return_suspense | Dr suspense, Cr clearing account (the gateway sends the return) |
 """
@@ -17,15 +18,18 @@ sequence from 0001), then cleared to the right account or returned to the sender
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 
 from ledger import chart, numbers
+from ledger.balances import apply_sums, defer_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.postings import (
-    VOUCHER_INCOMING, VOUCHER_SPECIAL_TRANSFER, Posting, check_amount, fingerprint, post,
-    replay, transfer, work_date_text,
+    CREDIT, IDS_PER_QUERY, VOUCHER_INCOMING, VOUCHER_SPECIAL_TRANSFER, Posting, check_amount,
+    check_work_date_open, fingerprint, insert_entries, post, replay, replayed, transfer,
+    work_date_text,
 )
 from ledger.settings import Context
 from ledger.types import CreditResult, SuspenseItem
@@ -35,9 +39,9 @@ _INSERT_SUSPENSE = (
     " reason, ref, work_date, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open')"
 )
 _NEXT_PENDING = (
-    "INSERT INTO ledger_counter (name, value) VALUES (?, 1) ON CONFLICT (name)"
-    " DO UPDATE SET value = ledger_counter.value + 1 WHERE ledger_counter.value < ?"
-    " RETURNING value"
+    "INSERT INTO ledger_counter (name, value) VALUES (?, ?) ON CONFLICT (name)"
+    " DO UPDATE SET value = ledger_counter.value + excluded.value"
+    " WHERE ledger_counter.value + excluded.value <= ? RETURNING value"
 )
 _SUSPENSE_COLUMNS = (
     "pending_no, amount_fen, account_no, payee_name, reason, ref, work_date, state, entry_id"
@@ -96,6 +100,12 @@ def _why_not_creditable(ctx: Context, tx: Transaction, account_no: str,
         return "account_not_found"
     row = tx.query_one("SELECT name, status FROM ledger_account WHERE account_no = ?"
                        " AND role = 'customer'", (account_no,))
+    return _reason(row, payee_name)
+
+
+def _reason(row: tuple | None, payee_name: str) -> str | None:
+    """Why a customer account (its name and status, None when there is none) does not
+    take a credit to `payee_name`; None when it does."""
     if row is None:
         return "account_not_found"
     if row[1] == "closed":
@@ -103,6 +113,90 @@ def _why_not_creditable(ctx: Context, tx: Transaction, account_no: str,
     if not names_match(row[0], payee_name):
         return "name_mismatch"
     return None
+
+
+def credit_incoming_many(ctx: Context, tx: Transaction,
+                         credits: list[tuple[str, str, str, int, date | str, str]],
+                         netted: bool = False) -> list[CreditResult]:
+    """`credit_incoming` for many credits at once (the items of a BEPS package), each
+    (event id, account, payee name, amount in fen, work date, ref): the result of each,
+    in order, the same entries, suspense items and pending numbers as one by one.
+
+    Each credit is still an entry of its own under its event id (traced, reversed and
+    replayed alone); only the reading and writing are shared: the payees' accounts are
+    read at once, each credited account goes up by its sum with one UPDATE, the pending
+    numbers are taken as one block, and entries, lines and suspense items are written
+    with one statement each. Events posted before replay their first result.
+    """
+    op = "credit_netted" if netted else "credit"
+    source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
+    contents: dict[str, str] = {}
+    days: dict[date | str, str] = {}
+    for event_id, account_no, payee_name, amount_fen, work_date, ref in credits:
+        check_amount(amount_fen)
+        day = days.get(work_date) or days.setdefault(work_date, work_date_text(work_date))
+        contents[event_id] = fingerprint(op, account_no, payee_name, amount_fen, day, ref)
+    assert len(contents) == len(credits), "each event is named once"
+    results = {event_id: replace(CreditResult.from_json(stored), entry_id=entry_id)
+               for event_id, (entry_id, stored)
+               in replayed(tx, list(contents.items())).items()}
+    fresh = [c for c in credits if c[0] not in results]
+    if not fresh:
+        return [results[c[0]] for c in credits]
+    for day in {days[c[4]] for c in fresh}:
+        check_work_date_open(tx, day)
+    holders = _holders(ctx, tx, [c[1] for c in fresh])
+    reasons = [_reason(holders.get(c[1]), c[2]) for c in fresh]
+    pending = _pending_blocks(tx, [days[c[4]] for c, r in zip(fresh, reasons) if r])
+    postings, stored, free, sums, parked = [], {}, [], {}, []
+    for (event_id, account_no, payee_name, amount_fen, work_date, ref), reason in zip(
+            fresh, reasons):
+        day = days[work_date]
+        if reason is None:
+            result = CreditResult("credited", account_no=account_no)
+            lines = transfer(source, account_no, amount_fen)
+            sums[account_no, day] = sums.get((account_no, day), 0) + amount_fen
+            free.append(lines[0])
+        else:
+            result = CreditResult("suspense", pending_no=next(pending[day]), reason=reason)
+            lines = transfer(source, ctx.accounts.suspense, amount_fen)
+            free += lines
+            parked.append((event_id, result.pending_no, amount_fen, account_no, payee_name,
+                           reason, ref, day))
+        postings.append(Posting(event_id, op, contents[event_id], VOUCHER_INCOMING, day,
+                                lines, ref=ref))
+        stored[event_id] = result.to_json()
+        results[event_id] = result
+    apply_sums(tx, sums, CREDIT, "account_balance_insufficient")
+    defer_lines(tx, free, ctx.accounts.rules)
+    entry_ids = insert_entries(tx, postings, stored)
+    tx.executemany(_INSERT_SUSPENSE, [(pending_no, entry_ids[event_id], *rest)
+                                      for event_id, pending_no, *rest in parked])
+    for event_id, entry_id in entry_ids.items():
+        results[event_id] = replace(results[event_id], entry_id=entry_id)
+    return [results[c[0]] for c in credits]
+
+
+def _holders(ctx: Context, tx: Transaction, account_nos: list[str]) -> dict[str, tuple]:
+    """(name, status) of each of these that is a customer account, read a few hundred
+    a query; our internal accounts are none."""
+    wanted = [a for a in dict.fromkeys(account_nos) if a not in ctx.accounts.numbers]
+    found: dict[str, tuple] = {}
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start:start + IDS_PER_QUERY]
+        found.update((row[0], row[1:]) for row in tx.query(
+            "SELECT account_no, name, status FROM ledger_account WHERE role = 'customer'"
+            f" AND account_no IN ({', '.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def _pending_blocks(tx: Transaction, days: list[str]) -> dict[str, Iterator[str]]:
+    """The pending write-off numbers of suspense items on these days (one a day named),
+    each day's taken as one block, in the order given."""
+    counts: dict[str, int] = {}
+    for day in days:
+        counts[day] = counts.get(day, 0) + 1
+    return {day: iter(_next_pending_nos(tx, day, count)) for day, count in counts.items()}
 
 
 def names_match(holder: str, given: object) -> bool:
@@ -122,13 +216,22 @@ def _name_key(name: str) -> str:
 
 
 def _next_pending_no(tx: Transaction, day: str) -> str:
+    return _next_pending_nos(tx, day, 1)[0]
+
+
+def _next_pending_nos(tx: Transaction, day: str, count: int) -> list[str]:
+    """The next `count` pending write-off numbers of the day, consecutive, in one
+    statement; refused, nothing taken, when the day's sequence cannot hold them all."""
     counter = f"pending:{numbers.PENDING_KIND_INCOMING}:{day}"
-    row = tx.query_one(_NEXT_PENDING, (counter, numbers.PENDING_SEQUENCE_MAX))
+    row = (tx.query_one(_NEXT_PENDING, (counter, count, numbers.PENDING_SEQUENCE_MAX))
+           if count <= numbers.PENDING_SEQUENCE_MAX else None)
     if row is None:
         raise LedgerError("pending_sequence_exhausted", day,
                           f"at most {numbers.PENDING_SEQUENCE_MAX} suspense items a day",
                           "work_date")
-    return numbers.make_pending_no(date.fromisoformat(day), int(row[0]))
+    on = date.fromisoformat(day)
+    last = int(row[0])
+    return [numbers.make_pending_no(on, n) for n in range(last - count + 1, last + 1)]
 
 
 def clear_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str,

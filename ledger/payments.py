@@ -11,6 +11,7 @@ Postings (Dr = debit, Cr = credit):
 | settle (HVPS) | Dr holds in transit, Cr clearing account at the central bank |
 | net (BEPS) | Dr holds in transit, Cr BEPS netted obligations (4002) |
 | net_many (BEPS) | `net` for each hold of a netted package, written in bulk |
+| release_many (BEPS) | `release` for each hold of a refused package, written in bulk |
 | settle_net | Dr 4002, Cr clearing (what we owe); Dr clearing, Cr 4003 (what we get) |
 | charge_fee | Dr customer account, Cr fee income |
 
@@ -22,15 +23,14 @@ from __future__ import annotations
 from datetime import date
 
 from ledger import chart
-from ledger.balances import Line
+from ledger.balances import Line, apply_lines, apply_sums, defer_lines, undo_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
-from ledger.balances import apply_lines
 from ledger.holds import HELD, end_hold, end_holds, find_hold, find_holds
 from ledger.postings import (
-    VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER, Posting,
-    check_amount, check_work_date_open, fingerprint, insert_entries, post, post_many,
-    replay, replays, transfer, work_date_text,
+    CREDIT, DEBIT, VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER,
+    Posting, check_amount, check_work_date_open, fingerprint, insert_entries, post,
+    post_many, replay, replays, transfer, work_date_text,
 )
 from ledger.settings import Context
 
@@ -140,12 +140,26 @@ def net_many(ctx: Context, tx: Transaction, nets: list[tuple[str, int]],
     (postings.insert_entries), the holds' ends with one statement. An event posted before replays; a refusal of any hold (not
     found, ended, a closed day) raises before anything is written.
     """
+    return _close_holds_many(ctx, tx, "net", nets, work_date)
+
+
+def release_many(ctx: Context, tx: Transaction, releases: list[tuple[str, int]],
+                 work_date: date | str) -> list[int]:
+    """`release` for many holds at once (the items of a package the NPC refused), each
+    (event id, hold id); the entry id of each, in order. Written as `net_many` writes,
+    each payer's account credited once with the sum of its holds; a payer's account
+    that takes no credit (closed since) refuses them all, nothing written."""
+    return _close_holds_many(ctx, tx, "release", releases, work_date)
+
+
+def _close_holds_many(ctx: Context, tx: Transaction, op: str, ends: list[tuple[str, int]],
+                      work_date: date | str) -> list[int]:
     day = work_date_text(work_date)
-    contents = {event_id: fingerprint("net", hold_id, day) for event_id, hold_id in nets}
-    assert len(contents) == len(nets) == len({hold_id for _, hold_id in nets}), \
+    contents = {event_id: fingerprint(op, hold_id, day) for event_id, hold_id in ends}
+    assert len(contents) == len(ends) == len({hold_id for _, hold_id in ends}), \
         "each event and each hold is named once"
     posted = replays(tx, list(contents.items()))
-    fresh = [(event_id, hold_id) for event_id, hold_id in nets if event_id not in posted]
+    fresh = [(event_id, hold_id) for event_id, hold_id in ends if event_id not in posted]
     if fresh:
         check_work_date_open(tx, day)
         held = find_holds(tx, [hold_id for _, hold_id in fresh])
@@ -153,18 +167,32 @@ def net_many(ctx: Context, tx: Transaction, nets: list[tuple[str, int]],
             if h.state != HELD:
                 raise LedgerError("hold_already_ended", h.state, "a hold still held",
                                   "hold_id")
-        holds, netted_out = ctx.accounts.holds, ctx.accounts[chart.BEPS_NETTED_OUT]
-        apply_lines(tx, transfer(holds, netted_out, sum(h.amount_fen for h in held)), day,
-                    "account_balance_insufficient", ctx.accounts.rules)
-        postings = [Posting(event_id, "net", contents[event_id], VOUCHER_SPECIAL_TRANSFER,
-                            day, transfer(holds, netted_out, h.amount_fen), ref=h.ref,
+        target, new_state = _HOLD_ENDINGS[op]
+        assert target != "payee", "each hold of a bulk ending goes to one place"
+        holds, rules = ctx.accounts.holds, ctx.accounts.rules
+        targets = [h.account_no if target == "payer" else ctx.accounts[target] for h in held]
+        total = Line(holds, DEBIT, sum(h.amount_fen for h in held))
+        apply_lines(tx, (total,), day, "account_balance_insufficient", rules)
+        if target == "payer":
+            sums: dict[tuple[str, str], int] = {}
+            for account_no, h in zip(targets, held):
+                sums[account_no, day] = sums.get((account_no, day), 0) + h.amount_fen
+            try:
+                apply_sums(tx, sums, CREDIT, "account_balance_insufficient")
+            except LedgerError:
+                undo_lines(tx, (total,), rules)
+                raise
+        else:
+            defer_lines(tx, [Line(targets[0], CREDIT, total.amount_fen)], rules)
+        postings = [Posting(event_id, op, contents[event_id], VOUCHER_SPECIAL_TRANSFER,
+                            day, transfer(holds, account_no, h.amount_fen), ref=h.ref,
                             depends_on=h.hold_id)
-                    for (event_id, _), h in zip(fresh, held)]
+                    for (event_id, _), h, account_no in zip(fresh, held, targets)]
         entry_ids = insert_entries(tx, postings)
         end_holds(tx, [(h.hold_id, entry_ids[event_id]) for (event_id, _), h
-                       in zip(fresh, held)], "netted")
+                       in zip(fresh, held)], new_state)
         posted.update(entry_ids)
-    return [posted[event_id] for event_id, _ in nets]
+    return [posted[event_id] for event_id, _ in ends]
 
 
 # Where held money goes for each way a hold ends, and the hold's state afterwards.

@@ -121,19 +121,24 @@ def replay(tx: Transaction, event_id: str, fingerprint: str) -> tuple[int, str] 
 def replays(tx: Transaction, events: list[tuple[str, str]]) -> dict[str, int]:
     """`replay` for many (event id, fingerprint): the entry id of each event already
     posted, read a few hundred a query; an event id posted with other content refused."""
+    return {event_id: entry_id for event_id, (entry_id, _) in replayed(tx, events).items()}
+
+
+def replayed(tx: Transaction, events: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
+    """`replays` with each event's stored result: (entry id, result) by event id."""
     wanted = dict(events)
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, str]] = {}
     ids = [check_event_id(event_id) for event_id in wanted]
     for start in range(0, len(ids), IDS_PER_QUERY):
         chunk = ids[start:start + IDS_PER_QUERY]
-        for event_id, entry_id, stored in tx.query(
-                "SELECT event_id, entry_id, fingerprint FROM ledger_entry WHERE event_id "
-                f"IN ({', '.join('?' * len(chunk))})", chunk):
+        for event_id, entry_id, stored, result in tx.query(
+                "SELECT event_id, entry_id, fingerprint, result FROM ledger_entry WHERE "
+                f"event_id IN ({', '.join('?' * len(chunk))})", chunk):
             if stored != wanted[event_id]:
                 raise LedgerError("event_id_reused_for_other_posting", event_id,
                                   f"the posting first made under it: {stored}", "event_id",
                                   status=409)
-            found[event_id] = int(entry_id)
+            found[event_id] = (int(entry_id), str(result))
     return found
 
 
@@ -303,15 +308,19 @@ def _known_events(tx: Transaction, event_ids: list[str]) -> set[str]:
     return known
 
 
-def insert_entries(tx: Transaction, postings: list[Posting]) -> dict[str, int]:
+def insert_entries(tx: Transaction, postings: list[Posting],
+                   results: dict[str, str] | None = None) -> dict[str, int]:
     """Insert new entries and their lines, whose balances the caller has applied, each
-    with multi-row INSERTs that return the entries' ids; the entry id of each event id."""
+    with multi-row INSERTs that return the entries' ids; the entry id of each event id.
+    `results` holds the stored result of events that have one (what a replay returns),
+    by event id."""
     if not postings:
         return {}
+    results = results or {}
     ids = {event_id: int(entry_id) for entry_id, event_id in tx.insert_rows(
         _INSERT_ENTRY_HEAD, [(p.event_id, p.op, p.fingerprint, p.voucher_kind, p.work_date,
-                              p.ref, p.depends_on, p.reverses, p.teller, "")
-                             for p in postings],
+                              p.ref, p.depends_on, p.reverses, p.teller,
+                              results.get(p.event_id, "")) for p in postings],
         "ON CONFLICT (event_id) DO NOTHING RETURNING entry_id, event_id")}
     assert len(ids) == len(postings), "every new entry was inserted"
     tx.insert_rows(_INSERT_LINES.removesuffix(" "),

@@ -94,6 +94,11 @@ class Ledger:
     def release(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.release(self._ctx, tx, event_id, hold_id, work_date)
 
+    def release_many(self, tx: Transaction, releases: list[tuple[str, int]],
+                     work_date: WorkDate) -> list[int]:
+        """`release` for many holds, (event id, hold id) each, in bulk; their entry ids."""
+        return payments.release_many(self._ctx, tx, releases, work_date)
+
     def settle(self, tx: Transaction, event_id: str, hold_id: int, work_date: WorkDate) -> int:
         return payments.settle(self._ctx, tx, event_id, hold_id, work_date)
 
@@ -136,6 +141,13 @@ class Ledger:
                                ref: str) -> CreditResult:
         return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
                                         amount_fen, work_date, ref, netted=True)
+
+    def credit_incoming_netted_many(
+            self, tx: Transaction, credits: list[tuple[str, str, str, int, WorkDate, str]]
+    ) -> list[CreditResult]:
+        """`credit_incoming_netted` for many, (event id, account, payee name, amount,
+        work date, ref) each, in bulk; the result of each, in order."""
+        return incoming.credit_incoming_many(self._ctx, tx, credits, netted=True)
 
     def clear_suspense(self, tx: Transaction, event_id: str, pending_no: str,
                        account_no: str, work_date: WorkDate) -> int:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ledger import LedgerError
 from ledger.holds import find_hold
-from ledger.testing import WORK_DATE, fresh_books, open_funded
+from ledger.testing import WORK_DATE, customer_account, fresh_books, open_funded
 
 
 def _books(url: str, funds: list[int]):
@@ -167,3 +167,105 @@ def test_netting_many_replays_what_was_netted_and_refuses_before_writing(databas
                         ("event_id_reused_for_other_posting", True)]
     assert states == ["netted", "held", "netted", "released"]
     assert netted == 400 and balanced
+
+
+def _credits_books(url):
+    """Books with an open payee (two credits to it), a closed one, and the credits of a
+    package: credited, to an unknown account, a closed one, a name that does not match,
+    and one of our internal accounts."""
+    db, led, (payee, other) = _books(url, [1_000, 500])
+    closed = customer_account(9)
+    with db.transaction() as tx:
+        led.open_customer_account(tx, closed, "已销户", "personal", WORK_DATE)
+        led.close_account(tx, closed, WORK_DATE)
+        internal = led.internal_accounts[NETTED_OUT]
+    credits = [("c0", payee, "客户0", 300), ("c1", customer_account(7), "无此人", 40),
+               ("c2", other, "客户 1", 25), ("c3", closed, "已销户", 60),
+               ("c4", payee, "别人", 70), ("c5", payee, "客户０", 9),
+               ("c6", internal, "内部", 11)]
+    return db, led, (payee, other), [(f"{e}:credit", account, name, fen, WORK_DATE, e)
+                                      for e, account, name, fen in credits]
+
+
+def test_crediting_many_posts_what_crediting_each_posts(database_url):
+    """The same entries (their stored results included), suspense items and pending
+    numbers, results and balances as `credit_incoming_netted` one by one; a second call
+    posts nothing and returns the first results."""
+    books = []
+    for bulk in (True, False):
+        db, led, payees, credits = _credits_books(
+            database_url if bulk else "sqlite:///:memory:")
+        with db.transaction() as tx:
+            if bulk:
+                results = led.credit_incoming_netted_many(tx, credits)
+            else:
+                results = [led.credit_incoming_netted(tx, *c) for c in credits]
+            entries = led.entry_count(tx)
+            again = led.credit_incoming_netted_many(tx, credits)
+            books.append((
+                _entries(tx), tx.query("SELECT result FROM ledger_entry ORDER BY entry_id",
+                                       ()),
+                tx.query("SELECT pending_no, amount_fen, account_no, payee_name, reason, ref,"
+                         " state FROM ledger_suspense ORDER BY pending_no", ()),
+                results, again == results, entries == led.entry_count(tx),
+                [led.balance(tx, p) for p in payees],
+                led.balance(tx, led.internal_accounts["2241"]),
+                led.trial_balance(tx).balanced))
+        db.close()
+
+    assert books[0] == books[1]
+    results = books[0][3]
+    assert [r.kind for r in results] == ["credited", "suspense", "credited", "suspense",
+                                         "suspense", "credited", "suspense"]
+    assert [r.reason for r in results if r.kind == "suspense"] == [
+        "account_not_found", "account_closed", "name_mismatch", "account_not_found"]
+    assert [r.pending_no for r in results if r.kind == "suspense"] == [
+        f"1{WORK_DATE:%m%d}000{n}" for n in range(1, 5)]
+    assert books[0][4:] == (True, True, [1_000 + 309, 525], 40 + 60 + 70 + 11, True)
+
+
+def test_crediting_many_replays_credits_posted_one_by_one(database_url):
+    """A credit posted before under its event id (one by one) replays within a bulk
+    call; the others post, each once; an event id used for another credit refuses the
+    whole call with nothing written."""
+    db, led, (payee, _), credits = _credits_books(database_url)
+    with db.transaction() as tx:
+        first = [led.credit_incoming_netted(tx, *c) for c in credits[:2]]
+        out = led.credit_incoming_netted_many(tx, credits)
+        count = led.entry_count(tx)
+        assert out[:2] == first and count == 2 + len(credits) + 1  # the account deposit
+    with db.transaction() as tx:
+        before = (led.entry_count(tx), led.balance(tx, payee))
+        with pytest.raises(LedgerError) as refused:
+            led.credit_incoming_netted_many(tx, [(credits[0][0], payee, "客户0", 301,
+                                                  WORK_DATE, "c0")] + credits[1:])
+        assert refused.value.code == "event_id_reused_for_other_posting"
+        assert before == (led.entry_count(tx), led.balance(tx, payee))
+
+
+def test_releasing_many_holds_posts_what_releasing_each_posts(database_url):
+    """An entry of its own for each hold, as `release` one by one posts, each payer
+    given back its sum; a second call replays; an ended hold refuses it all, nothing
+    written."""
+    books = []
+    for bulk in (True, False):
+        db, led, payers = _books(database_url if bulk else "sqlite:///:memory:",
+                                 [50_000, 9_000])
+        with db.transaction() as tx:
+            holds = [led.hold(tx, f"p{n}:hold", payer, fen, WORK_DATE, f"p{n}")
+                     for n, (payer, fen) in enumerate(
+                         [(payers[0], 100), (payers[1], 7), (payers[0], 2_500)])]
+        ends = [(f"p{n}:release", hold_id) for n, hold_id in enumerate(holds)]
+        with db.transaction() as tx:
+            if bulk:
+                ids = led.release_many(tx, ends, WORK_DATE)
+                assert led.release_many(tx, ends, WORK_DATE) == ids
+            else:
+                ids = [led.release(tx, event, hold_id, WORK_DATE) for event, hold_id in ends]
+            books.append((_entries(tx), [find_hold(tx, h).state for h in holds],
+                          [led.balance(tx, p) for p in payers],
+                          led.balance(tx, led.internal_accounts["4001"]),
+                          led.trial_balance(tx).balanced))
+        db.close()
+    assert books[0] == books[1]
+    assert books[0][1:] == (["released"] * 3, [50_000, 9_000], 0, True)

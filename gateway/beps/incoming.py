@@ -3,7 +3,10 @@
 A credit package arrives from the NPC once netted (NPCPrcInf PR03 with the netting date
 and round): netting is final for BEPS (DOMAIN.md §1), so each payee is credited then
 (ledger.credit_incoming_netted), or the money goes to suspense under a pending
-write-off number when the account cannot take it. A package that is not netted is
+write-off number when the account cannot take it. A package of a thousand credits is
+processed in a few statements, not a few per credit: the payments already recorded
+are read at once, the new ones written with one statement per table, and the ledger
+posts each credit's own entry in bulk (ledger.credit_incoming_netted_many). A package that is not netted is
 refused and raised to operators: money that is not final is never credited.
 
 The saps.606 booking notice says the NPC settled a round on our clearing account; the
@@ -21,6 +24,7 @@ from gateway.beps import items
 from gateway.inbound import Processed
 from gateway.messages import codec, saps606
 from gateway.messages.package import Package, Transfer
+from ledger.postings import IDS_PER_QUERY
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -49,36 +53,68 @@ def on_credit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -
                (package_id, d.mtype.code, h.msg_id, h.instg_direct, h.instd_direct, h.count,
                 h.total_fen, d.header.mesg_id, *netting, now.isoformat(), now.isoformat()))
     outcomes = {"credited": 0, "suspense": 0, "duplicate": 0}
-    for t in pkg.transfers:
-        outcomes[_credit(tx, gw, d.mtype.code, h.instg_direct, package_id, netting, t,
-                         now)] += 1
+    fresh = []
+    for t in new_transfers(tx, gw, d.mtype.code, h.instg_direct, pkg.transfers):
+        if t is None:
+            outcomes["duplicate"] += 1
+        else:
+            fresh.append(t)
+    for kind in _credit(tx, gw, d.mtype.code, h.instg_direct, package_id, netting, fresh,
+                        now):
+        outcomes[kind] += 1
     items.settle_if_round_settled(tx, gw, *netting, now)
     log.info("event=beps_package_received package=%s netting_date=%s netting_round=%s %s",
              package_id, *netting, " ".join(f"{k}={v}" for k, v in outcomes.items()))
     return Processed({"package": package_id, **outcomes})
 
 
+def new_transfers(tx: Any, gw: "Gateway", msg_type: str, sender: str,
+                  transfers: tuple[Transfer, ...]) -> list[Transfer | None]:
+    """The package's transactions, None in place of each one recorded before (in an
+    earlier package, or earlier in this one), which is raised to operators. The payments
+    already recorded are read a few hundred a query, whatever the package's size."""
+    recorded: set[str] = set()
+    tx_ids = list(dict.fromkeys(t.tx_id for t in transfers))
+    for start in range(0, len(tx_ids), IDS_PER_QUERY):
+        chunk = tx_ids[start:start + IDS_PER_QUERY]
+        recorded.update(row[0] for row in tx.query(
+            "SELECT msg_id FROM payments WHERE direction = 'in' AND sender_direct = ? AND "
+            f"msg_type = ? AND msg_id IN ({', '.join('?' * len(chunk))})",
+            (sender, msg_type, *chunk)))
+    out: list[Transfer | None] = []
+    for t in transfers:
+        if t.tx_id in recorded:
+            gw.alert(tx, "duplicate_incoming_payment", sender=sender, tx_id=t.tx_id)
+            out.append(None)
+        else:
+            recorded.add(t.tx_id)
+            out.append(t)
+    return out
+
+
 def _credit(tx: Any, gw: "Gateway", msg_type: str, sender: str, package_id: str,
-            netting: tuple[str, str], t: Transfer, now: datetime) -> str:
-    pid = f"I{sender}{t.tx_id}"
-    if payments.find_by_message(tx, "in", sender, msg_type, t.tx_id) is not None:
-        gw.alert(tx, "duplicate_incoming_payment", sender=sender, tx_id=t.tx_id)
-        return "duplicate"
-    row = incoming_row(gw, pid, msg_type, sender, t, now)
-    payments.insert(tx, row)
-    items.add(tx, pid, items.CREDIT_IN, sender, msg_type, t.amount_fen, now,
-              package_id=package_id, netting=netting)
-    result = gw.ledger.credit_incoming_netted(tx, f"{pid}:credit", t.creditor_account,
-                                              t.creditor_name, t.amount_fen,
-                                              gw.work_date.isoformat(), pid)
+            netting: tuple[str, str], transfers: list[Transfer], now: datetime) -> list[str]:
+    """Record and credit the package's new transactions, each to its payee or to
+    suspense, in a few statements whatever their number; where each went."""
+    if not transfers:
+        return []
+    rows = [incoming_row(gw, f"I{sender}{t.tx_id}", msg_type, sender, t, now)
+            for t in transfers]
+    payments.insert_many(tx, rows)
+    items.add_package(tx, [(row["id"], items.CREDIT_IN, sender, msg_type, row["amount_fen"])
+                           for row in rows], now, package_id=package_id, netting=netting)
+    work_date = gw.work_date.isoformat()
+    results = gw.ledger.credit_incoming_netted_many(tx, [
+        (f"{row['id']}:credit", t.creditor_account, t.creditor_name, t.amount_fen,
+         work_date, row["id"]) for row, t in zip(rows, transfers)])
     detail = {"package": package_id, "netting_date": netting[0], "netting_round": netting[1]}
-    if result.kind == "credited":
-        payments.transition(tx, row, "credited", "beps_credited", now, gw.notifier,
-                            account=result.account_no, **detail)
-    else:
-        payments.transition(tx, row, "suspense", "beps_to_suspense", now, gw.notifier,
-                            pending_no=result.pending_no, reason=result.reason, **detail)
-    return result.kind
+    payments.transition_each(tx, [
+        (row, "credited", "beps_credited", {"account": result.account_no, **detail})
+        if result.kind == "credited" else
+        (row, "suspense", "beps_to_suspense",
+         {"pending_no": result.pending_no, "reason": result.reason, **detail})
+        for row, result in zip(rows, results)], now, gw.notifier)
+    return [result.kind for result in results]
 
 
 def incoming_row(gw: "Gateway", pid: str, msg_type: str, sender: str, t: Transfer,

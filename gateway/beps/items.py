@@ -72,6 +72,20 @@ def add_many(tx: Any, rows: list[tuple[str, str, str, str, int, str]]) -> None:
                     for pid, kind, counterparty, msg_type, amount_fen, created_at in rows])
 
 
+def add_package(tx: Any, rows: list[tuple[str, str, str, str, int]], now: datetime, *,
+                package_id: str, netting: tuple[str, str] | None = None) -> None:
+    """`add` for the items of one package, (payment id, kind, counterparty, message
+    type, amount in fen) each, in one statement."""
+    date_, round_ = netting or (None, None)
+    at = now.isoformat()
+    tx.executemany("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
+                   "amount_fen, agreement, package_id, netting_date, netting_round, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                   [(pid, kind, SIDE[kind], counterparty, msg_type, amount_fen, package_id,
+                     date_, round_, at)
+                    for pid, kind, counterparty, msg_type, amount_fen in rows])
+
+
 def _row(values: tuple) -> dict[str, Any]:
     row = dict(zip(_PACKED, values))
     row["remittance"] = json.loads(row["remittance"])

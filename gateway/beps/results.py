@@ -7,7 +7,9 @@
   netted together, in a few statements whatever their number (items.net).
 - PR11 waiting for netting: the sender's net debit cap would be breached; the package
   waits at the NPC for a later round (state `queued`).
-- PR09 rejected: holds are released and the transactions are `rejected` with the reason.
+- PR09 rejected: holds are released and the transactions are `rejected` with the reason,
+  in a few statements whatever the package's size (ledger.release_many, an entry per
+  hold).
 
 An item we asked the NPC to take out of the package (ccms.307, cancels.py) is left alone
 by a netting notice until the NPC's answer says whether it was netted; items cancelled
@@ -27,6 +29,7 @@ from gateway.beps import cancels, items
 from gateway.inbound import Processed
 from gateway.messages import beps128, ccms900, codec
 from gateway.states import FINAL
+from gateway.store import Contended
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -126,13 +129,23 @@ def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]
               conf: ccms900.CommonConf, now: datetime) -> None:
     reason = conf.reject_info or conf.code or conf.status
     _set_package(tx, package_id, "rejected", now, reason=reason)
-    work_date = gw.work_date.isoformat()
-    for p in rows:
-        if p["state"] in FINAL or p["state"] == "netted":
-            continue
-        if p["hold_id"]:
-            gw.ledger.release(tx, f"{p['id']}:release", int(p["hold_id"]), work_date)
-        payments.transition(tx, p, "rejected", "beps_rejected", now, gw.notifier,
-                            reason=reason, package=package_id)
+    open_rows = [p for p in rows if p["state"] not in FINAL and p["state"] != "netted"]
+    # Every hold back to its payer in bulk (an entry each, as ledger.release posts), then
+    # the payments rejected: with one statement and one history row under the package
+    # when they are the whole package in one state, as netting does (items.net).
+    holds = [(f"{p['id']}:release", int(p["hold_id"])) for p in open_rows if p["hold_id"]]
+    if holds:
+        gw.ledger.release_many(tx, holds, gw.work_date.isoformat())
+    states = {p["state"] for p in open_rows}
+    if open_rows and len(open_rows) == len(rows) and len(states) == 1:
+        moved = payments.transition_group(tx, items.package_group(package_id, len(rows)),
+                                          states.pop(), "rejected", "beps_rejected", now,
+                                          gw.notifier, reason=reason, package=package_id)
+        if len(moved) != len(rows):  # one changed since it was read: read again
+            raise Contended(f"{len(rows) - len(moved)} of the payments of package "
+                            f"{package_id} changed before their rejection")
+    else:
+        payments.transition_many(tx, open_rows, "rejected", "beps_rejected", now,
+                                 gw.notifier, reason=reason, package=package_id)
     gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=conf.code,
              reason=reason)
