@@ -5,18 +5,20 @@ package's size."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gateway import payments
-from gateway.beps import incoming, items
+from gateway.beps import debits_in, incoming, items
 from gateway.states import FINAL
-from ledger.fixtures import database_url  # noqa: F401  (fixture)
 from ledger.testing import customer_account
+from gateway.messages.package import ReturnLimit, Transfer
 from tests.beps_incoming_support import (
     credit, credit_one_by_one, package, payee_books,
 )
 from tests.beps_support import NOW, answer, answer_in, held_package
+from tests.e2e_support import BANK, BRANCH, PEER_BRANCH
 from tests.test_beps_rules import CountedStatements
 
 
@@ -205,3 +207,57 @@ def test_a_rejected_package_releases_what_releasing_item_by_item_released(tmp_pa
                           else ["rejected"] * 4)
         assert books[0]["balanced"]
 
+
+
+def _debits(tmp_path: Path, size: int) -> tuple[dict[str, Any], int]:
+    """A peer's beps.127 answered: what each debit became, the payers' balances, and the
+    statements it took. Six debits: payer 0's (a mandate and the money), another bank's
+    payer, payer 2's (no mandate), payer 3's (a stop of every debit under its
+    agreement), two of payer 1's (a mandate and the money for one); then `size` more,
+    payer 0's and payer 2's in turn; the first debit comes twice."""
+    db, gw = payee_books(tmp_path / f"debits{size}", 4)
+    gw.own_banks = frozenset({BANK, BRANCH})
+    payers = [customer_account(100 + n) for n in range(4)]
+    with db.transaction() as tx:
+        gw.ledger.deposit(tx, "funds0", payers[0], 10**6, NOW.date())
+        gw.ledger.deposit(tx, "funds1", payers[1], 150, NOW.date())
+        for payer in payers[:2] + payers[3:]:
+            debits_in.add_mandate(tx, payer, "XY-1", NOW)
+        debits_in.add_stop(tx, payers[3], "XY-1", "", "客户申请止付", NOW)
+    who = [0, None, 2, 3, 1, 1] + [0 if n % 2 else 2 for n in range(size)]
+    transfers = [Transfer(f"20261212{n:08d}", "示例客户", payers[p or 0], None,
+                          PEER_BRANCH if p is None else BRANCH, PEER_BRANCH, "示例燃气公司",
+                          "6222000000001234", None, 100, "B100", "02102", agreement="XY-1")
+                 for n, p in enumerate(who)]
+    d = package("2026121200000009", transfers + transfers[:1])
+    d.obj = replace(d.obj, return_limit=ReturnLimit("03"))
+    with db.transaction() as tx:
+        counted = CountedStatements(tx)
+        out = debits_in.on_debit_package(counted, gw, d, NOW).outcome
+        states = [(state, (reason or "")[:4]) for state, reason in tx.query(
+            "SELECT state, reason FROM payments ORDER BY msg_id", ())]
+        balances = [gw.ledger.balance(tx, p) for p in payers]
+        balanced = gw.ledger.trial_balance(tx).balanced
+    db.close()
+    return {"out": out, "states": states, "balances": balances, "balanced": balanced,
+            "alerts": gw.alerts}, counted.count
+
+
+def test_a_debit_package_is_answered_in_as_many_statements_whatever_its_size(tmp_path):
+    """Each debit paid (held) or refused by its rule, as one after another would be (a
+    payer's money covers its first debits only), and the same statements for 10 debits
+    or 60."""
+    small, small_count = _debits(tmp_path, 4)
+    large, large_count = _debits(tmp_path, 54)
+
+    assert small_count == large_count
+    for debits, size in ((small, 4), (large, 54)):
+        assert debits["states"][:6] == [("received", ""), ("rejected", "RJ04"),
+                                         ("rejected", "RJ01"), ("rejected", "RJ06"),
+                                         ("received", ""), ("rejected", "RJ02")]
+        assert debits["states"][6:] == [("rejected", "RJ01") if n % 2 == 0
+                                        else ("received", "") for n in range(size)]
+        assert debits["balances"][:2] == [10**6 - 100 * (1 + size // 2), 50]
+        assert debits["out"] == {"package": "8882000000152026121200000009",
+                                 "paid": 2 + size // 2, "refused": 5 + size - size // 2}
+        assert debits["alerts"] == ["duplicate_incoming_payment"] and debits["balanced"]

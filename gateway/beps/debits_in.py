@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import keys, outbound, payments
 from gateway.beps import items
-from gateway.beps.incoming import incoming_row
+from gateway.beps.incoming import incoming_row, new_transfers
 from gateway.inbound import Processed
 from gateway.messages import beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
 from gateway.messages.package import Package, PackageHeader, Transfer
 from ledger.errors import LedgerError
+from ledger.postings import IDS_PER_QUERY
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -67,12 +68,7 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
                (package_id, beps127.MESSAGE_TYPE, h.msg_id, h.instg_direct, h.instd_direct,
                 h.count, h.total_fen, d.header.mesg_id,
                 (now + timedelta(days=days)).isoformat(), now.isoformat(), now.isoformat()))
-    lines, paid = [], []
-    for t in pkg.transfers:
-        line, row = _answer(tx, gw, h.instg_direct, package_id, t, now)
-        lines.append(line)
-        if row is not None:
-            paid.append(row)
+    lines, paid = _answer(tx, gw, h.instg_direct, package_id, pkg.transfers, now)
     outbox_id = _send_receipt(tx, gw, pkg, package_id, lines, paid, now)
     after = [lambda: asyncio.ensure_future(
         gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)}))]
@@ -82,31 +78,50 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
                       "refused": len(lines) - len(paid)}, after)
 
 
-def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str, t: Transfer,
-            now: datetime) -> tuple[beps128.ReceiptLine, dict[str, Any] | None]:
-    """Pay (hold) or refuse one debit; its receipt line and, when paid, its payment."""
-    pid = f"D{collector}{t.tx_id}"
-    if payments.find_by_message(tx, "in", collector, beps127.MESSAGE_TYPE, t.tx_id):
-        gw.alert(tx, "duplicate_incoming_payment", sender=collector, tx_id=t.tx_id)
-        return _line(t, DUPLICATE), None
-    row = incoming_row(gw, pid, beps127.MESSAGE_TYPE, collector, t, now)
-    payments.insert(tx, row)
-    refusal, hold_id = _refusal(tx, gw, t), None
-    if refusal is None:
-        try:
-            with tx.savepoint():
-                hold_id = gw.ledger.hold(tx, f"{pid}:hold", t.debtor_account, t.amount_fen,
-                                         gw.work_date.isoformat(), pid)
-        except LedgerError as exc:
-            refusal = NO_FUNDS if exc.code == "payer_funds_insufficient" else NOT_DEBITABLE
-    line = _line(t, refusal)
-    if refusal is not None:
-        payments.transition(tx, row, "rejected", "beps_debit_refused", now, gw.notifier,
-                            reason=f"{refusal[0]}: {refusal[1]}", package=package_id)
-        return line, None
-    row = payments.transition(tx, row, "received", "beps_debit_paid", now, gw.notifier,
-                              hold_id=str(hold_id), package=package_id)
-    return line, row
+def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
+            transfers: tuple[Transfer, ...], now: datetime
+            ) -> tuple[list[beps128.ReceiptLine], list[dict[str, Any]]]:
+    """Pay (hold) or refuse each debit of the package: its receipt lines, in order, and
+    the payments paid. A few statements whatever the package's size: what the debits
+    need (payments recorded before, stops, mandates) is read at once, the payments are
+    written in bulk and the holds placed together (ledger.hold_many), each refused
+    alone when its payer cannot cover it, as one hold after another would be."""
+    new = new_transfers(tx, gw, beps127.MESSAGE_TYPE, collector, transfers)
+    fresh = [t for t in new if t is not None]
+    rows = [incoming_row(gw, f"D{collector}{t.tx_id}", beps127.MESSAGE_TYPE, collector, t,
+                         now) for t in fresh]
+    payments.insert_many(tx, rows)
+    refusals = _refusals(tx, gw, fresh)
+    work_date = gw.work_date.isoformat()
+    holding = [(row, t) for row, t, refusal in zip(rows, fresh, refusals) if refusal is None]
+    held = iter(gw.ledger.hold_many(tx, [
+        (f"{row['id']}:hold", t.debtor_account, t.amount_fen, work_date, row["id"])
+        for row, t in holding]))
+    changes, final = [], []
+    for row, refusal in zip(rows, refusals):
+        if refusal is None:
+            hold_id = next(held)
+            if isinstance(hold_id, LedgerError):
+                refusal = (NO_FUNDS if hold_id.code == "payer_funds_insufficient"
+                           else NOT_DEBITABLE)
+        final.append(refusal)
+        if refusal is None:
+            changes.append((row, "received", "beps_debit_paid",
+                            {"hold_id": str(hold_id), "package": package_id}))
+        else:
+            changes.append((row, "rejected", "beps_debit_refused",
+                            {"reason": f"{refusal[0]}: {refusal[1]}", "package": package_id}))
+    changed = iter(zip(payments.transition_each(tx, changes, now, gw.notifier), final))
+    lines, paid = [], []
+    for t, found in zip(transfers, new):
+        if found is None:
+            lines.append(_line(t, DUPLICATE))
+            continue
+        row, refusal = next(changed)
+        lines.append(_line(t, refusal))
+        if refusal is None:
+            paid.append(row)
+    return lines, paid
 
 
 def _line(t: Transfer, refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
@@ -117,17 +132,36 @@ def _line(t: Transfer, refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
                                "PR09", *refusal)
 
 
-def _refusal(tx: Any, gw: "Gateway", t: Transfer) -> tuple[str, str] | None:
-    if t.debtor_bank not in gw.own_banks:
-        return NOT_OURS
-    stop = tx.query_one("SELECT reason FROM beps_debit_stops WHERE account_no = ? AND "
-                        "agreement_no = ? AND tx_id IN ('', ?)",
-                        (t.debtor_account, t.agreement or "", t.tx_id))
-    if stop is not None:
-        return ("RJ06", f"payer stopped payment: {stop[0]}"[:105])
-    mandate = tx.query_one("SELECT 1 FROM beps_mandates WHERE account_no = ? AND "
-                           "agreement_no = ?", (t.debtor_account, t.agreement or ""))
-    return None if mandate else NO_MANDATE
+def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
+              ) -> list[tuple[str, str] | None]:
+    """Why each debit is refused before its payer's funds are looked at (None: it is
+    not): the payers' stops and mandates are read a few hundred accounts a query."""
+    accounts = list(dict.fromkeys(t.debtor_account for t in transfers
+                                  if t.debtor_bank in gw.own_banks))
+    stops: dict[tuple[str, str, str], str] = {}
+    mandates: set[tuple[str, str]] = set()
+    for start in range(0, len(accounts), IDS_PER_QUERY):
+        chunk = accounts[start:start + IDS_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        stops.update(((a, agreement, tx_id), reason) for a, agreement, tx_id, reason in tx.query(
+            "SELECT account_no, agreement_no, tx_id, reason FROM beps_debit_stops "
+            f"WHERE account_no IN ({marks})", chunk))
+        mandates.update((a, agreement) for a, agreement in tx.query(
+            "SELECT account_no, agreement_no FROM beps_mandates "
+            f"WHERE account_no IN ({marks})", chunk))
+    out: list[tuple[str, str] | None] = []
+    for t in transfers:
+        agreement = t.agreement or ""
+        # A stop of every debit under the agreement is told before one of this debit.
+        stop = stops.get((t.debtor_account, agreement, ""),
+                         stops.get((t.debtor_account, agreement, t.tx_id)))
+        if t.debtor_bank not in gw.own_banks:
+            out.append(NOT_OURS)
+        elif stop is not None:
+            out.append(("RJ06", f"payer stopped payment: {stop}"[:105]))
+        else:
+            out.append(None if (t.debtor_account, agreement) in mandates else NO_MANDATE)
+    return out
 
 
 def _send_receipt(tx: Any, gw: "Gateway", pkg: Package, package_id: str,
@@ -151,9 +185,8 @@ def _send_receipt(tx: Any, gw: "Gateway", pkg: Package, package_id: str,
                (receipt_id, beps128.MESSAGE_TYPE, msg_id, bank, collector, len(lines),
                 paid_fen, outbox_id, header.mesg_id, package_id, now.isoformat(),
                 now.isoformat()))
-    for p in paid:
-        items.add(tx, p["id"], items.DEBIT_IN, collector, beps128.MESSAGE_TYPE,
-                  p["amount_fen"], now, agreement=None, package_id=receipt_id)
+    items.add_package(tx, [(p["id"], items.DEBIT_IN, collector, beps128.MESSAGE_TYPE,
+                            p["amount_fen"]) for p in paid], now, package_id=receipt_id)
     return outbox_id
 
 

@@ -25,6 +25,7 @@ from gateway.errors import ProblemList, ValidationFailed
 from gateway.inbound import Processed
 from gateway.messages import beps128, codec
 from gateway.money import parse_yuan
+from ledger.types import CreditResult
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -147,22 +148,43 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
         return Processed({"duplicate_of": receipt_id})
     netting = (npc.netting_date or now.date().isoformat(), npc.netting_round)
     _record_receipt(tx, r, receipt_id, original, netting, now)
-    by_tx = {p["tx_id"]: p for p in items.package_payments(tx, original)}
-    paid = []
-    for line in r.lines:
-        p = by_tx.get(line.tx_id)
-        if p is None:
-            gw.alert(tx, "debit_receipt_line_unknown", receipt=receipt_id, tx_id=line.tx_id)
-        elif line.status == PAID:
-            paid.append(_paid(tx, gw, p, receipt_id, netting, now))
-        else:
-            _refused(tx, gw, p, line, receipt_id, now)
+    paid = _answered(tx, gw, r, receipt_id, original, netting, now)
     items.set_round(tx, paid, *netting)
     items.settle_if_round_settled(tx, gw, *netting, now)
     tx.execute("UPDATE beps_packages SET state = 'answered', updated_at = ? WHERE id = ?",
                (now.isoformat(), original))
     return Processed({"receipt": receipt_id, "paid": len(paid),
                       "refused": len(r.lines) - len(paid)})
+
+
+def _answered(tx: Any, gw: "Gateway", r: beps128.DebitReceipt, receipt_id: str,
+              original: str, netting: tuple[str, str], now: datetime) -> list[str]:
+    """Each line of the receipt applied to our debit it answers, in a few statements
+    whatever their number: a paid debit's creditor credited (or the money parked in
+    suspense), all of them with ledger.credit_incoming_netted_many, its payment netted
+    (or, paid after we gave up waiting, kept as it is and raised to operators); a
+    refused one rejected with the payer bank's reason. The ids of those paid."""
+    by_tx = {p["tx_id"]: p for p in items.package_payments(tx, original)}
+    known = [(line, by_tx.get(line.tx_id)) for line in r.lines]
+    credits = {p["id"]: (f"{p['id']}:credit", p["payee_account"], p["payee_name"],
+                         p["amount_fen"], gw.work_date.isoformat(), p["id"])
+               for line, p in known if p is not None and line.status == PAID}
+    credited = dict(zip(credits, gw.ledger.credit_incoming_netted_many(
+        tx, list(credits.values()))))
+    changes, paid = [], []
+    for line, p in known:
+        if p is None:
+            gw.alert(tx, "debit_receipt_line_unknown", receipt=receipt_id, tx_id=line.tx_id)
+        elif line.status == PAID:
+            changes.append(_paid(tx, gw, p, credited[p["id"]], receipt_id, netting))
+            paid.append(p["id"])
+        elif p["state"] in ("sent", "queued"):
+            reason = (f"{line.reject_code}: {line.reject_info}" if line.reject_info
+                      else line.reject_code)
+            changes.append((p, "rejected", "beps_debit_refused",
+                            {"reason": reason, "receipt": receipt_id}))
+    payments.transition_each(tx, changes, now, gw.notifier)
+    return paid
 
 
 def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original: str,
@@ -175,33 +197,21 @@ def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original:
                 h.count, r.paid_fen, *netting, original, now.isoformat(), now.isoformat()))
 
 
-def _paid(tx: Any, gw: "Gateway", p: dict[str, Any], receipt_id: str,
-          netting: tuple[str, str], now: datetime) -> str:
-    result = gw.ledger.credit_incoming_netted(tx, f"{p['id']}:credit", p["payee_account"],
-                                              p["payee_name"], p["amount_fen"],
-                                              gw.work_date.isoformat(), p["id"])
+def _paid(tx: Any, gw: "Gateway", p: dict[str, Any], result: CreditResult, receipt_id: str,
+          netting: tuple[str, str]) -> tuple[dict[str, Any], str, str, dict[str, Any]]:
+    """The change of a debit paid and credited as `result` says."""
     detail = {"receipt": receipt_id, "netting_date": netting[0], "netting_round": netting[1],
               "credit": result.kind, "pending_no": result.pending_no}
     if p["state"] in ("sent", "queued"):
-        payments.transition(tx, p, "netted", "beps_debit_paid", now, gw.notifier, **detail)
+        change = (p, "netted", "beps_debit_paid", detail)
     else:
         # Paid after we gave up waiting: the money is final and has been booked; the
         # debit keeps its state and operators are told.
-        payments.transition(tx, p, p["state"], "beps_debit_paid_late", now, gw.notifier,
-                            **detail)
+        change = (p, p["state"], "beps_debit_paid_late", detail)
         gw.alert(tx, "debit_receipt_after_deadline", payment=p["id"], receipt=receipt_id)
     if result.kind != "credited":
         gw.alert(tx, "debit_credit_to_suspense", payment=p["id"], reason=result.reason)
-    return p["id"]
-
-
-def _refused(tx: Any, gw: "Gateway", p: dict[str, Any], line: beps128.ReceiptLine,
-             receipt_id: str, now: datetime) -> None:
-    if p["state"] not in ("sent", "queued"):
-        return
-    reason = f"{line.reject_code}: {line.reject_info}" if line.reject_info else line.reject_code
-    payments.transition(tx, p, "rejected", "beps_debit_refused", now, gw.notifier,
-                        reason=reason, receipt=receipt_id)
+    return change
 
 
 def expire_overdue(tx: Any, gw: "Gateway", now: datetime) -> int:

@@ -6,8 +6,9 @@ and round): netting is final for BEPS (DOMAIN.md §1), so each payee is credited
 write-off number when the account cannot take it. A package of a thousand credits is
 processed in a few statements, not a few per credit: the payments already recorded
 are read at once, the new ones written with one statement per table, and the ledger
-posts each credit's own entry in bulk (ledger.credit_incoming_netted_many). A package that is not netted is
-refused and raised to operators: money that is not final is never credited.
+posts each credit's own entry in bulk (ledger.credit_incoming_netted_many). A package
+that is not netted is refused and raised to operators: money that is not final is never
+credited.
 
 The saps.606 booking notice says the NPC settled a round on our clearing account; the
 round's items settle in the ledger (items.settle).
