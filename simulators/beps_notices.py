@@ -52,7 +52,8 @@ class BepsNotices(Notices):
                        withdrawn: frozenset[str] = frozenset()) -> str:
         """The package or receipt `raw`, with its NPCPrcInf and less the transactions
         `withdrawn` (TxIds), to its receiver."""
-        decoded = codec.decode(raw)
+        # `raw` passed the schema and the checks when the NPC took it: parsed only.
+        decoded = codec.reread(raw)
         code = decoded.mtype.code
         obj = package.without(decoded.obj, withdrawn) if withdrawn else decoded.obj
         body = codec.build_body(code, replace(obj, npc=npc))

@@ -4,6 +4,7 @@ bodies against the schemas, debit and batch requests refused by named rules."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -509,6 +510,53 @@ def test_an_item_waiting_for_the_cancel_answer_is_left_out_and_nets_on_a_refusal
     assert states_and_books(db, gw) == (["netted"] * 3, 0, 600, "netted")
     assert netted_rows == [(pids[0],), (pids[2],), (pids[1],)]
     assert rounds == [("03",)] * 3
+
+
+def settled_rows(db: Any, gw: ResultGateway, package_id: str, cancel_one: bool
+                 ) -> tuple[list[str], list[tuple[str, str]], list[list[str]]]:
+    """A package of three netted (one left waiting for our ccms.307's answer when
+    `cancel_one`) and its round settled: the ids, the `beps_settled` history rows
+    (subject, detail's package) and each payment's events."""
+    with db.transaction() as tx:
+        pids = [pid for (pid,) in tx.query("SELECT id FROM payments ORDER BY id", ())]
+        if cancel_one:
+            cancels.asked(tx, pids[1], package_id, "20261212000000099", NOW)
+    answer(db, gw, package_id, "PR03")
+    with db.transaction() as tx:
+        items.settle(tx, gw, "2026-12-12", "03", "2026-12-12", NOW)
+        rows = [(pid, json.loads(detail).get("package")) for pid, detail in tx.query(
+            "SELECT payment_id, detail FROM payment_events WHERE event = 'beps_settled' "
+            "ORDER BY id", ())]
+        events = [[e["event"] for e in payments.history(tx, pid)] for pid in pids]
+    return pids, rows, events
+
+
+def test_a_package_settled_whole_is_told_in_one_history_row_under_the_package(tmp_path):
+    """Settlement, like packing, sending and netting, files one row under the package
+    when all its items settle together; each payment's history still ends with it."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    pids, rows, events = settled_rows(db, gw, package_id, cancel_one=False)
+
+    assert rows == [(items.package_subject(package_id), package_id)]
+    assert events == [["created", "beps_packed", "beps_sent", "beps_netted",
+                       "beps_settled"]] * 3
+    assert states_and_books(db, gw)[0] == ["settled"] * 3
+
+
+def test_items_of_a_package_settling_apart_each_get_their_own_history_row(tmp_path):
+    """One item waits for the cancel answer: the other two settle with a row each, and
+    the third, netted once the NPC refuses the cancel, settles alone in that round."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    pids, rows, _ = settled_rows(db, gw, package_id, cancel_one=True)
+    with db.transaction() as tx:
+        cancels.answered(gw, tx, payments.get(tx, pids[1]), False, "netted", "npc", NOW)
+        items.settle(tx, gw, "2026-12-12", "03", "2026-12-12", NOW)
+        late = tx.query("SELECT payment_id FROM payment_events WHERE event = "
+                        "'beps_settled' ORDER BY id", ())[len(rows):]
+
+    assert rows == [(pids[0], None), (pids[2], None)]
+    assert late == [(pids[1],)]
+    assert states_and_books(db, gw)[0] == ["settled"] * 3
 
 
 GOOD_PERIODIC = {"payer_account": "11000000000000000801", "payer_name": "示例单位",

@@ -32,7 +32,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -153,6 +153,27 @@ def _credit(account: str, n: int) -> dict[str, Any]:
     return {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
             "payee_account": f"6228{n:015d}", "payee_name": "对手客户",
             "payee_bank": PEER_BRANCH, "amount": f"{1 + n % 49_999}.00"}
+
+
+_MARKS = ("@payer@", "@payee@", "@amount@")
+
+
+def credit_text(account: str) -> Callable[[int], str]:
+    """`_credit(account, n)` as json.dumps(..., ensure_ascii=False) writes it, by `n`: the
+    text around the values that change is cut from that very dump once, so that a load
+    generator writing thousands a second spends no dict and no encoder on each."""
+    fields = _credit(_MARKS[0], 0)
+    fields["payee_account"], fields["amount"] = _MARKS[1], _MARKS[2]
+    text = json.dumps(fields, ensure_ascii=False)
+    payer = json.dumps(account, ensure_ascii=False)[1:-1]
+    head, rest = text.split(_MARKS[0])
+    middle, rest = rest.split(_MARKS[1])
+    between, tail = rest.split(_MARKS[2])
+    head += payer + middle
+
+    def text_of(n: int) -> str:
+        return f"{head}6228{n:015d}{between}{1 + n % 49_999}.00{tail}"
+    return text_of
 
 
 async def _load(spec_path: str) -> dict[str, Any]:

@@ -198,14 +198,14 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
                          "GROUP BY side", key))
     # The items with their payment's state, read before they are marked: the netted
     # ones become settled (a credit from another bank is credited already).
-    unsettled = tx.query("SELECT i.payment_id, p.state FROM beps_items i JOIN payments p "
-                         "ON p.id = i.payment_id WHERE i.netting_date = ? AND "
+    unsettled = tx.query("SELECT i.payment_id, p.state, i.package_id FROM beps_items i "
+                         "JOIN payments p ON p.id = i.payment_id WHERE i.netting_date = ? AND "
                          "i.netting_round = ? AND i.settled_on IS NULL ORDER BY i.payment_id",
                          key)
     if not unsettled:
         return 0, 0
-    ids = [pid for pid, _ in unsettled]
-    netted = [{"id": pid, "state": state} for pid, state in unsettled if state == "netted"]
+    ids = [pid for pid, _, _ in unsettled]
+    netted = [(pid, package_id) for pid, state, package_id in unsettled if state == "netted"]
     debit_fen, credit_fen = int(sums.get("D") or 0), int(sums.get("C") or 0)
     # One entry per round; items settling late get an entry named after the first of them.
     event = f"beps:settle:{netting_date}:{netting_round}"
@@ -215,13 +215,39 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     gw.ledger.settle_net(tx, event, f"{netting_date}/{netting_round}", debit_fen, credit_fen,
                          gw.work_date.isoformat())
     tx.execute(f"UPDATE beps_items SET settled_on = ? WHERE {_UNSETTLED}", (settled_on, *key))
-    payments.transition_many(tx, netted, "settled", "beps_settled", now, gw.notifier,
-                             settled_on=settled_on, netting_date=netting_date,
-                             netting_round=netting_round)
+    _settled(tx, gw, netted, now, settled_on=settled_on, netting_date=netting_date,
+             netting_round=netting_round)
     log.info("event=beps_round_settled netting_date=%s netting_round=%s items=%s "
              "debit_fen=%s credit_fen=%s", netting_date, netting_round, len(ids), debit_fen,
              credit_fen)
     return debit_fen, credit_fen
+
+
+def _settled(tx: Any, gw: Any, netted: list[tuple[str, str | None]], now: datetime,
+             **detail: Any) -> None:
+    """The netted items of a round, (payment id, package id) each, become settled. A
+    package whose items all settle here changes with one statement and one history row
+    under the package, as packing, sending and netting did; the others' items (one
+    netted late, one of a package with an item cancelled) get a row each."""
+    by_package: dict[str | None, list[str]] = {}
+    for pid, package_id in netted:
+        by_package.setdefault(package_id, []).append(pid)
+    whole = dict(tx.query(
+        f"SELECT id, count FROM beps_packages WHERE id IN ({', '.join('?' * len(by_package))})",
+        tuple(by_package))) if by_package else {}
+    alone = []
+    for package_id, pids in by_package.items():
+        if package_id is None or whole.get(package_id) != len(pids):
+            alone += [{"id": pid, "state": "netted"} for pid in pids]
+            continue
+        moved = payments.transition_group(tx, package_group(package_id, len(pids)), "netted",
+                                          "settled", "beps_settled", now, gw.notifier,
+                                          package=package_id, **detail)
+        if len(moved) != len(pids):  # one changed since it was read: read again
+            raise Contended(f"{len(pids) - len(moved)} of the payments of package "
+                            f"{package_id} changed before settling")
+    payments.transition_many(tx, alone, "settled", "beps_settled", now, gw.notifier,
+                             **detail)
 
 
 def settle_if_round_settled(tx: Any, gw: Any, netting_date: str, netting_round: str,
