@@ -32,10 +32,11 @@ from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.dayend import DayEnd, check_clock, check_clock_time
-from gateway.direct import Direct
+from gateway.direct import DIRECT_MAX, Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
 from gateway.link import LINK_DOWN, LinkHealth
+from gateway.linkclient import LinkClient, LinkClosed
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -137,7 +138,8 @@ class Gateway:
         self.redis: aioredis.Redis | None = None
         self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
         self.embedded_redis: EmbeddedRedis | None = None
-        self.http: aiohttp.ClientSession | None = None
+        self.http: aiohttp.ClientSession | None = None  # the webhook's
+        self.link_http: LinkClient | None = None  # the NPC's inbound URL
         self.workers: list[StreamWorker] = []
         self._hvps_sender: StreamWorker | None = None
         self._tasks: list[asyncio.Task] = []
@@ -207,7 +209,9 @@ class Gateway:
             raise
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
-            connector=aiohttp.TCPConnector(limit=64), cookie_jar=aiohttp.DummyCookieJar())
+            connector=aiohttp.TCPConnector(limit=DIRECT_MAX),
+            cookie_jar=aiohttp.DummyCookieJar())
+        self.link_http = LinkClient(self.settings.npc_url, LINK_TIMEOUT_S)
         await self.cluster.start()
         if self.leading:
             await self.recover()
@@ -304,6 +308,8 @@ class Gateway:
             await _bounded("http_server", self.runner.cleanup())
         if self.http is not None:
             await self.http.close()
+        if self.link_http is not None:
+            self.link_http.close()
         await self.store.close()
         await self._close_redis()
         log.info("event=gateway_stopped")
@@ -500,12 +506,12 @@ class Gateway:
                 lambda tx: self._accept_tx(tx, prepared))
         except BaseException:
             if prepared.send_now:
-                self.direct.release()
+                self.direct.release_link()
             raise
         if sending is not None:
             self.direct.send_credit(*sending)
         elif prepared.send_now:
-            self.direct.release()
+            self.direct.release_link()
         await self.hand_over(entries)
         return status, response
 
@@ -519,7 +525,7 @@ class Gateway:
         if sender is None or sender.stopped or sender.in_flight >= sender.batch_max \
                 or self.link.state == LINK_DOWN:
             return False
-        return self.direct.reserve()
+        return self.direct.reserve_link()
 
     async def hand_over(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Put committed work on its streams. Redis failing here changes nothing for the
@@ -771,13 +777,13 @@ class Gateway:
                 tx, "inbound_message_rejected_at_link", errors=errors))
             raise
         decoded = _read_body(env, signature)
-        claim_ack = self.direct.reserve()
+        claim_ack = self.direct.reserve_link()
         try:
             received = await self.store.run(lambda tx: self._receive_tx(
                 tx, env, raw, decoded, now, claim_ack))
         except BaseException:
             if claim_ack:
-                self.direct.release()
+                self.direct.release_link()
             raise
         for action in received.processed.after_commit if received.processed else ():
             action()
@@ -788,7 +794,7 @@ class Gateway:
             self.direct.send_ack(received.ack_outbox_id, received.ack_envelope)
         else:
             if claim_ack:
-                self.direct.release()
+                self.direct.release_link()
             if received.ack_outbox_id is not None:
                 entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
         await self.hand_over(entries)
@@ -846,28 +852,26 @@ class Gateway:
         try:
             try:
                 await self._post_once(outbox_id, envelope)
-            except aiohttp.ServerDisconnectedError:
+            except LinkClosed:
                 # A kept-alive connection the NPC closed just as it was reused says
                 # nothing of the link: once more on a new connection (the NPC takes a
                 # message it already has as a repeat) before it counts as a failure.
                 await self._post_once(outbox_id, envelope)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError) as exc:
             cause = f"link unreachable: {exc!r}"
             await self.link.failed(cause)
             raise RetryLater(cause) from None
 
     async def _post_once(self, outbox_id: int, envelope: bytes) -> None:
         """One POST of the envelope; an answer of 5xx is a link failure (RetryLater)."""
-        async with self.http.post(self.settings.npc_url, data=envelope,
-                                  headers={"Content-Type": "application/octet-stream"}) as r:
-            if r.status >= 500:
-                cause = f"link answered {r.status}"
-                await self.link.failed(cause)
-                raise RetryLater(cause)
-            if r.status >= 300:
-                self.link.delivered()
-                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
+        status = await self.link_http.post(envelope)
+        if status >= 500:
+            cause = f"link answered {status}"
+            await self.link.failed(cause)
+            raise RetryLater(cause)
         self.link.delivered()
+        if status >= 300:
+            raise RuntimeError(f"link answered {status} for outbox {outbox_id}")
 
     def resume_held(self) -> None:
         """The link answers again: the deliveries held while it was down go now."""

@@ -23,6 +23,12 @@ payments first when payments wait; so a payment goes straight out only while thi
 process's lane sender has room to take more (no entry waits unread on the lanes for it
 to overtake) and a slot is free, and otherwise onto its lane as before.
 
+Sends on the link (hvps.111s and ccms.990s) and pushes to the webhook take slots of
+their own: webhook rows wait in this process for a slot, and when they shared the
+link's slots they took every slot that came free, so that under load nearly every
+payment went by its lane and a quarter of the 990s by the link stream (an entry
+appended, read, claimed and acknowledged each, a second piece of store work each).
+
 Nothing here is needed for safety: the outbox rows are committed first. A send that
 fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
 process that dies mid-send leaves rows that start-up recovery and the sweeper put back
@@ -43,9 +49,11 @@ from gateway.worker import RetryLater
 
 log = logging.getLogger("paygate.direct")
 
-# Sends under way at once: the link's and webhook's connections number 64 (LINK_TIMEOUT_S
-# bounds each), so more would only queue inside the HTTP client.
+# Sends under way at once, to the webhook and on the link. The webhook's HTTP client has
+# DIRECT_MAX connections (gateway.app), so more would only queue inside it; the link's
+# (gateway.linkclient) also carry the stream workers' sends. LINK_TIMEOUT_S bounds each.
 DIRECT_MAX = 64
+LINK_DIRECT_MAX = 64
 # Claimed webhook rows waiting in this process for a slot, at most, and for how long; a
 # row past either bound gives its claim back and goes by the webhook stream. Well inside
 # the claim's lease (outbound.CLAIM_LEASE_S), so that a push that starts then ends before
@@ -55,10 +63,13 @@ WAITING_S = outbound.CLAIM_LEASE_S / 2
 
 
 class Direct:
-    def __init__(self, gw: Any, limit: int = DIRECT_MAX) -> None:
+    def __init__(self, gw: Any, limit: int = DIRECT_MAX,
+                 link_limit: int = LINK_DIRECT_MAX) -> None:
         self.gw = gw
         self.limit = limit
         self.taken = 0  # slots reserved or running
+        self.link_limit = link_limit
+        self.link_taken = 0  # the link's slots reserved or running
         self._tasks: set[asyncio.Task] = set()
         self.sent = 0
         self.handed_to_streams = 0
@@ -82,14 +93,27 @@ class Direct:
         self.taken -= 1
         self._next_waiting()
 
+    def reserve_link(self) -> bool:
+        """Take a slot for a send on the link to start after a commit; False when all
+        are taken."""
+        if self.link_taken >= self.link_limit:
+            return False
+        self.link_taken += 1
+        return True
+
+    def release_link(self) -> None:
+        """Give back a reserved link slot that will not be used."""
+        assert self.link_taken > 0, "a link slot is released only after it was reserved"
+        self.link_taken -= 1
+
     def send_ack(self, outbox_id: int, envelope: bytes) -> None:
-        """Send a claimed outbox row (a ccms.990) in its reserved slot."""
-        self._start(self._send_claimed(outbox_id, envelope, keys.OUT_LINK))
+        """Send a claimed outbox row (a ccms.990) in its reserved link slot."""
+        self._start_link(self._send_claimed(outbox_id, envelope, keys.OUT_LINK))
 
     def send_credit(self, outbox_id: int, envelope: bytes, lane: str) -> None:
         """Send an hvps.111 claimed by the work that accepted its payment, in its reserved
-        slot; a send that fails goes to the payment's priority lane."""
-        self._start(self._send_claimed(outbox_id, envelope, lane))
+        link slot; a send that fails goes to the payment's priority lane."""
+        self._start_link(self._send_claimed(outbox_id, envelope, lane))
 
     def push_claimed_webhooks(self, hooks: list[Hook]) -> None:
         """Push webhook rows the committed work claimed: at once while slots are free,
@@ -156,10 +180,18 @@ class Direct:
     def _ended(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self.taken -= 1
-        if not task.cancelled() and task.exception() is not None:
-            # The row stays in the outbox; the sweeper puts it back on its stream.
-            log.warning("event=direct_send_failed error=%r", task.exception())
+        _log_failure(task)
         self._next_waiting()
+
+    def _start_link(self, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._link_ended)
+
+    def _link_ended(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.link_taken -= 1
+        _log_failure(task)
 
     def _next_waiting(self) -> None:
         """A slot came free: the webhook rows that waited longest take it, as many as one
@@ -227,3 +259,9 @@ class Direct:
         self.handed_to_streams += 1
         log.info("event=direct_send_to_stream stream=%s outbox=%s error=%r", stream,
                  outbox_id, exc)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # The row stays in the outbox; the sweeper puts it back on its stream.
+        log.warning("event=direct_send_failed error=%r", task.exception())

@@ -47,7 +47,7 @@ def test_settled_payment_moves_money_once(tmp_path):
             # With no slot free to send at once, payments go by their lanes; once every
             # stage has acknowledged them, their stream entries are trimmed: a lane
             # keeps at most its last delivered entry.
-            h.gateway.direct.limit = 0
+            h.gateway.direct.link_limit = 0
             for n in range(4):
                 _, more = await h.gateway.submit_transfer(
                     "core", f"k-more-{n}", transfer(payer, "100.00"))
@@ -258,3 +258,30 @@ def test_reconciliation_details_name_the_payment_we_never_received(tmp_path):
     item = details["differences"][0]
     assert item["only_at"] == "npc" and item["side"] == "SR01"
     assert item["amount_fen"] == 4_321_00 and item["msg_id"] in lost.values()
+
+
+def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
+    """The webhook's pushes and the link's sends take slots of their own: with no slot
+    free for the webhook, payments still go out from the work that accepts them and the
+    ccms.990s from the work that receives their results (nothing on the lanes, nothing
+    more on the link stream)."""
+    async def scenario():
+        async with started(tmp_path, webhook_url="http://127.0.0.1:9/hook") as h:
+            gw = h.gateway
+            gw.direct.limit = 0
+            payer = await open_account(h, 1, 1_000_000 * YUAN)
+            link_stream_before = await gw.redis.xlen(keys.OUT_LINK)
+            answers = await asyncio.gather(*(
+                gw.submit_transfer("core", f"k-slots-{n}", transfer(payer, "100.00"))
+                for n in range(4)))
+            for _, answer in answers:
+                await wait_state(h, answer["id"], "settled")
+            lanes = sum([await gw.redis.xlen(lane) for lane in keys.HVPS_LANES])
+            link_stream = await gw.redis.xlen(keys.OUT_LINK) - link_stream_before
+            return lanes, link_stream, gw.direct.link_taken
+
+    lanes, link_stream, link_taken = run(scenario())
+
+    assert lanes == 0
+    assert link_stream == 0
+    assert link_taken == 0
