@@ -25,6 +25,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("paygate.handlers")
 
 
+def handler_before(gw: Any, ext: Any, mesg_type: str, own: dict[str, Any],
+                   found: dict[str, Any]) -> Any:
+    """The handler of `mesg_type` as it was before extension `ext` was installed: the
+    gateway's `own` (by type) as the extensions installed earlier changed them. Kept in
+    `found` (the extension's): the extensions are fixed once the gateway is made, and
+    the table was built again for every result the extension passed on."""
+    handler = found.get(mesg_type)
+    if handler is None:
+        table = dict(own)
+        for earlier in gw.extensions:
+            if earlier is ext:
+                break
+            table.update(getattr(earlier, "handlers", dict)())
+        handler = found[mesg_type] = table[mesg_type]
+    return handler
+
+
 class Handlers:
     def __init__(self, gw: "Gateway") -> None:
         self.gw = gw

@@ -20,6 +20,7 @@ from gateway.beps import (api, build, debits_in, debits_out, incoming, items, pe
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import codec
 
@@ -92,6 +93,7 @@ class BepsExtension:
         self._tasks: list[asyncio.Task] = []
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.details: dict[str, dict[str, Any]] = {}  # beps.723 comparisons by date
+        self._before: dict[str, Any] = {}  # handlers this extension passes messages on to
 
     def configure(self, **changes: Any) -> None:
         """Change settings while running (tests and the demo shorten the package age)."""
@@ -209,12 +211,8 @@ class BepsExtension:
 
     def _previous(self, mesg_type: str) -> Any:
         """The handler of `mesg_type` registered before this extension's."""
-        table = {RESULT_TYPE: self.gw.handlers.on_result}
-        for ext in self.gw.extensions:
-            if ext is self:
-                break
-            table.update(getattr(ext, "handlers", dict)())
-        return table[mesg_type]
+        return handler_before(self.gw, self, mesg_type,
+                              {RESULT_TYPE: self.gw.handlers.on_result}, self._before)
 
     def add_routes(self, app: Any) -> None:
         api.add_routes(app)

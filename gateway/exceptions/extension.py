@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway import payments
 from gateway.exceptions import cancels, ops, outcomes, returns, routes, schema, status, suspense
 from gateway.exceptions.wire import Entry
+from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms307, ccms316, ccms900, codec, hvps111
 from gateway.waiting import wait_set
@@ -52,6 +53,7 @@ class Exceptions:
         self._sweeper: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._pushes: set[asyncio.Task] = set()
+        self._before: dict[str, Handler] = {}  # handlers this extension passes messages on to
 
     # Extension hooks
 
@@ -95,13 +97,10 @@ class Exceptions:
 
     def _previous(self, mesg_type: str) -> Handler:
         """The handler of `mesg_type` as it was before this extension was installed."""
-        table = {ccms900.MESSAGE_TYPE: self.gw.handlers.on_result,
-                 hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in}
-        for ext in self.gw.extensions:
-            if ext is self:
-                break
-            table.update(getattr(ext, "handlers", dict)())
-        return table[mesg_type]
+        return handler_before(self.gw, self, mesg_type,
+                              {ccms900.MESSAGE_TYPE: self.gw.handlers.on_result,
+                               hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in},
+                              self._before)
 
     def on_result(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
         conf: ccms900.CommonConf = d.obj
