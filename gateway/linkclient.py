@@ -192,6 +192,7 @@ class LinkClient:
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(connections_max)
         self._idle: list[_Connection] = []
+        self._closed = False
         self.connections_opened = 0
 
     async def post(self, body: bytes) -> int:
@@ -204,7 +205,7 @@ class LinkClient:
             except BaseException:
                 connection.close()
                 raise
-            if keep and not connection.closed:
+            if keep and not connection.closed and not self._closed:
                 self._idle.append(connection)
             else:
                 connection.close()
@@ -225,6 +226,7 @@ class LinkClient:
         return connection
 
     def close(self) -> None:
-        """Close the kept connections (POSTs under way end with their own)."""
+        """Close the kept connections; those of POSTs under way close as they end."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()
