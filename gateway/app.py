@@ -519,8 +519,8 @@ class Gateway:
         """Whether a payment about to be accepted may skip its priority lane: only while
         the lane sender runs and has room to take more (it reads every entry waiting on
         the lanes while it has room, so none waits that the payment would overtake) and
-        a slot of gateway.direct is free (which this reserves). Never while the link is
-        down: the lanes hold deliveries then (gateway.link)."""
+        a link slot of gateway.direct is free (which this reserves). Never while the link
+        is down: the lanes hold deliveries then (gateway.link)."""
         sender = self._hvps_sender
         if sender is None or sender.stopped or sender.in_flight >= sender.batch_max \
                 or self.link.state == LINK_DOWN:
