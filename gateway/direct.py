@@ -21,13 +21,14 @@ can claim it (Gateway.submit_transfer): built, signed and marked sent in that wo
 posted after commit, with no priority lane in between. The lanes exist to put urgent
 payments first when payments wait; so a payment goes straight out only while this
 process's lane sender has room to take more (no entry waits unread on the lanes for it
-to overtake) and a slot is free, and otherwise onto its lane as before.
+to overtake) and a link slot is free, and otherwise onto its lane as before.
 
 Sends on the link (hvps.111s and ccms.990s) and pushes to the webhook take slots of
-their own: webhook rows wait in this process for a slot, and when they shared the
-link's slots they took every slot that came free, so that under load nearly every
-payment went by its lane and a quarter of the 990s by the link stream (an entry
-appended, read, claimed and acknowledged each, a second piece of store work each).
+their own, so that webhook rows waiting for a slot (they take each one that comes free)
+never keep a payment from going straight out or a 990 from being sent at once. When
+the two shared their slots, under load nearly every payment went by its lane and a
+quarter of the 990s by the link stream (an entry appended, read, claimed and
+acknowledged each, and a second piece of store work each).
 
 Nothing here is needed for safety: the outbox rows are committed first. A send that
 fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
