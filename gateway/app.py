@@ -32,11 +32,10 @@ from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.dayend import DayEnd, check_clock, check_clock_time
-from gateway.direct import DIRECT_MAX, Direct
+from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
 from gateway.link import LINK_DOWN, LinkHealth
-from gateway.linkclient import LinkClient, LinkClosed
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -139,7 +138,7 @@ class Gateway:
         self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
         self.embedded_redis: EmbeddedRedis | None = None
         self.http: aiohttp.ClientSession | None = None  # the webhook's
-        self.link_http: LinkClient | None = None  # the NPC's inbound URL
+        self.link_http: aiohttp.ClientSession | None = None  # the NPC's inbound URL
         self.workers: list[StreamWorker] = []
         self._hvps_sender: StreamWorker | None = None
         self._tasks: list[asyncio.Task] = []
@@ -211,7 +210,13 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
             connector=aiohttp.TCPConnector(limit=DIRECT_MAX),
             cookie_jar=aiohttp.DummyCookieJar())
-        self.link_http = LinkClient(self.settings.npc_url, LINK_TIMEOUT_S)
+        # The link's own connections: its sends after commit (LINK_DIRECT_MAX) and the
+        # stream workers' sends, apart from the webhook's, so that neither waits on the
+        # other's connections.
+        self.link_http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=LINK_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(limit=LINK_CONNECTIONS_MAX),
+            cookie_jar=aiohttp.DummyCookieJar())
         await self.cluster.start()
         if self.leading:
             await self.recover()
@@ -309,7 +314,7 @@ class Gateway:
         if self.http is not None:
             await self.http.close()
         if self.link_http is not None:
-            self.link_http.close()
+            await self.link_http.close()
         await self.store.close()
         await self._close_redis()
         log.info("event=gateway_stopped")
@@ -852,26 +857,28 @@ class Gateway:
         try:
             try:
                 await self._post_once(outbox_id, envelope)
-            except LinkClosed:
+            except aiohttp.ServerDisconnectedError:
                 # A kept-alive connection the NPC closed just as it was reused says
                 # nothing of the link: once more on a new connection (the NPC takes a
                 # message it already has as a repeat) before it counts as a failure.
                 await self._post_once(outbox_id, envelope)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             cause = f"link unreachable: {exc!r}"
             await self.link.failed(cause)
             raise RetryLater(cause) from None
 
     async def _post_once(self, outbox_id: int, envelope: bytes) -> None:
         """One POST of the envelope; an answer of 5xx is a link failure (RetryLater)."""
-        status = await self.link_http.post(envelope)
-        if status >= 500:
-            cause = f"link answered {status}"
-            await self.link.failed(cause)
-            raise RetryLater(cause)
+        async with self.link_http.post(self.settings.npc_url, data=envelope, headers={
+                "Content-Type": "application/octet-stream"}) as r:
+            if r.status >= 500:
+                cause = f"link answered {r.status}"
+                await self.link.failed(cause)
+                raise RetryLater(cause)
+            if r.status >= 300:
+                self.link.delivered()
+                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
         self.link.delivered()
-        if status >= 300:
-            raise RuntimeError(f"link answered {status} for outbox {outbox_id}")
 
     def resume_held(self) -> None:
         """The link answers again: the deliveries held while it was down go now."""

@@ -52,9 +52,11 @@ log = logging.getLogger("paygate.direct")
 
 # Sends under way at once, to the webhook and on the link. The webhook's HTTP client has
 # DIRECT_MAX connections (gateway.app), so more would only queue inside it; the link's
-# (gateway.linkclient) also carry the stream workers' sends. LINK_TIMEOUT_S bounds each.
+# client has LINK_CONNECTIONS_MAX, as they also carry the stream workers' sends.
+# LINK_TIMEOUT_S bounds each.
 DIRECT_MAX = 64
 LINK_DIRECT_MAX = 64
+LINK_CONNECTIONS_MAX = 128
 # Claimed webhook rows waiting in this process for a slot, at most, and for how long; a
 # row past either bound gives its claim back and goes by the webhook stream. Well inside
 # the claim's lease (outbound.CLAIM_LEASE_S), so that a push that starts then ends before
