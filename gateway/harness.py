@@ -26,6 +26,7 @@ import aiohttp
 from gateway.app import Gateway
 from gateway.clock import Clock, clock_from_spec
 from gateway.config import Settings
+from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import die_with_parent, free_port
 
@@ -103,7 +104,8 @@ class Harness:
             asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),
             SIM_START_TIMEOUT_S)
         if not line:
-            raise RuntimeError(f"the simulator exited; see {self.data_dir / 'npc.log'}")
+            raise _simulator_refusal(self.data_dir / "npc.log") or RuntimeError(
+                f"the simulator exited; see {self.data_dir / 'npc.log'}")
         self.sim_url = json.loads(line)["npc"]
 
     async def stop_simulator(self, kill: bool = False) -> None:
@@ -165,3 +167,18 @@ class Harness:
         await self.stop_simulator()
         if self._http is not None:
             await self._http.close()
+
+
+def _simulator_refusal(log_path: Path) -> PaygateError | None:
+    """The refusal a simulator that would not start wrote as its last line (the error
+    shape, exit status 2), as the same error here; None when it ended otherwise."""
+    try:
+        last = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-1:]
+        errors = json.loads(last[0])["errors"] if last else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(errors, list) or not errors:
+        return None
+    return PaygateError([Problem(e.get("code", "simulator_refused"), e.get("path", ""),
+                                 e.get("value"), e.get("expected", ""), e.get("message", ""))
+                         for e in errors if isinstance(e, dict)], status=409)

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import windows
 from gateway.calendar import BusinessCalendar
 from gateway.clock import Clock
+from gateway.errors import PaygateError, Problem
 from simulators import control
 from simulators.beps import Beps
 from simulators.beps_notices import BepsNotices
@@ -105,6 +106,7 @@ class Simulator:
     async def start(self) -> None:
         self._initialise()
         if self.follower is not None:
+            self._refuse_clock_behind(self.follower)
             self.follower.catch_up()
         await self.link.start()
         self.beps.start()
@@ -120,6 +122,19 @@ class Simulator:
         status, work_date = current_phase(self.store)
         event(log, "started", url=self.url, participants=len(self.settings.participants),
               hvps_status=status, work_date=work_date)
+
+    def _refuse_clock_behind(self, follower: ClockFollower) -> None:
+        """A clock whose work date is before the one the data holds is refused, as the
+        gateway refuses it: following it would take the NPC back through a day end,
+        cancelling the payments queued at it and announcing dates in the past."""
+        _, stored = current_phase(self.store)
+        _, forecast = follower.forecast()
+        if forecast < stored:
+            raise PaygateError(Problem(
+                "clock_before_stored_work_date", "clock", self.clock.now().isoformat(),
+                f"a time whose work date is {stored} or later",
+                f"the simulator's clock gives work date {forecast}, before {stored}, the "
+                "work date its data directory holds; set --clock later"), status=409)
 
     async def stop(self) -> None:
         if self._ticker is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -292,11 +293,42 @@ def test_a_good_debit_request_parses():
                                                                         "XY-0001")
 
 
+class _Tx:
+    """The idempotency table of gateway.store on an in-memory SQLite database."""
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:")
+        self.conn.execute("CREATE TABLE idempotency (client TEXT NOT NULL, key TEXT NOT NULL, "
+                          "body_sha256 TEXT NOT NULL, status INTEGER NOT NULL, response TEXT "
+                          "NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (client, key))")
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.conn.execute(sql, params)
+
+    def query_one(self, sql: str, params: tuple = ()) -> Any:
+        return self.conn.execute(sql, params).fetchone()
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.tx = _Tx()
+
+    async def run(self, work: Any) -> Any:
+        return work(self.tx)
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime(2026, 12, 7, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+
+
 class Recording:
     """A gateway whose submit_transfers records the key of every item it is given."""
 
     def __init__(self) -> None:
         self.keys: list[str | None] = []
+        self.store = _Store()
+        self.clock = _Clock()
 
     async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
                                ) -> list[Any]:
@@ -334,6 +366,28 @@ def test_batch_items_get_their_own_key_or_the_batchs():
     assert [r["status"] for r in answer["results"]] == [201, 201, 422, 422]
     assert answer["results"][3]["errors"][0]["code"] == "idempotency_key_malformed"
     assert (answer["accepted"], answer["refused"]) == (2, 2)
+
+
+def test_a_batch_key_sent_again_with_another_list_is_refused_whole():
+    """Items keyed by position: the list first sent under a key is kept, the same list
+    again is answered item by item, and a list with refused items taken out (which would
+    move later items onto earlier keys and pay them twice) is refused whole, before any
+    item reaches the gateway. Items that all name their own keys are not held to it."""
+    gw = Recording()
+    first = [{"amount": "1.00"}, {"amount": "abc"}, {"amount": "3.00"}]
+    asyncio.run(submit_batch(gw, 10, "core", "B1", first))
+    again = asyncio.run(submit_batch(gw, 10, "core", "B1", [dict(t) for t in first]))
+    with pytest.raises(PaygateError) as refused:
+        asyncio.run(submit_batch(gw, 10, "core", "B1", [first[0], first[2]]))
+    own = [{"idempotency_key": "k1", "amount": "1.00"}]
+    asyncio.run(submit_batch(gw, 10, "core", "B2", own))
+    asyncio.run(submit_batch(gw, 10, "core", "B2", own + [{"idempotency_key": "k3"}]))
+
+    assert gw.keys == ["B1:0", "B1:1", "B1:2", "B1:0", "B1:1", "B1:2", "k1", "k1", "k3"]
+    assert again["accepted"] == 3
+    assert (refused.value.code, refused.value.status) == ("batch_key_reused_with_other_items",
+                                                          409)
+    assert "new key" in refused.value.problems[0].message
 
 
 class Routed(Recording):

@@ -59,3 +59,54 @@ def test_a_killed_simulator_is_started_again_and_payments_go_on(tmp_path, caplog
     assert new_url == url and new_pid != old_pid
     assert any(line.startswith("event=npc_died") for line in lines)
     assert any(line.startswith("event=npc_restarted") for line in lines)
+
+
+def _simulate(data, keys, clock: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "simulate", "npc",
+                             "--data", str(data), "--port", "0", "--keys", str(keys),
+                             "--clock", clock, "--follow-clock"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_simulator_on_a_clock_before_its_work_date_is_refused(tmp_path):
+    """A simulator that ran on Monday, started again on the Friday before, refuses by
+    name (status 2) instead of following the clock back through a day end, which would
+    cancel what is queued at it; the harness of `serve --simulate` shows the same error."""
+    data, keys = tmp_path / "npc", tmp_path / "keys"
+    first = _simulate(data, keys, "2026-12-07T10:00")
+    try:
+        assert json.loads(first.stdout.readline())["npc"].startswith("http://")
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+
+    again = _simulate(data, keys, "2026-12-04T10:00")
+    out, err = again.communicate(timeout=60)
+
+    assert again.returncode == 2 and out == "", err
+    error = json.loads(err.strip().splitlines()[-1])["errors"][0]
+    assert error["code"] == "clock_before_stored_work_date"
+    assert "2026-12-07" in error["expected"] and "2026-12-04" in error["message"]
+
+
+def test_serve_simulate_refuses_before_the_simulator_moves_back(tmp_path):
+    """The pair started again with an earlier clock: the start is refused in the error
+    shape (the simulator's refusal, or the gateway's), and nothing at the NPC moved."""
+    from gateway.errors import PaygateError
+    from gateway.harness import Harness
+
+    async def scenario():
+        first = Harness(tmp_path, clock_spec="2026-12-07T10:00", sim_args=["--follow-clock"])
+        await first.start()
+        await first.stop()
+        again = Harness(tmp_path, clock_spec="2026-12-04T10:00", sim_args=["--follow-clock"])
+        with pytest.raises(PaygateError) as refused:
+            await again.start()
+        return refused.value
+
+    refusal = asyncio.run(scenario())
+    log = (tmp_path / "npc.log").read_text(encoding="utf-8")
+
+    assert refusal.code == "clock_before_stored_work_date"
+    assert "2026-12-04" not in "".join(
+        line for line in log.splitlines() if "phase" in line and "work_date=" in line)

@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
-from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
+from gateway import intake
+from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.money import format_yuan
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
@@ -69,6 +70,9 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
         except PaygateError as exc:
             refused[index] = exc
             requests.append((None, None))
+    if batch_key and any(key == f"{batch_key}:{i}" for i, (key, _) in enumerate(requests)):
+        when = gw.clock.now()
+        await gw.store.run(lambda tx: _hold_batch_key(tx, client, batch_key, body, when))
     asked = [i for i in range(len(body)) if i not in refused]
     outcomes = await gw.submit_transfers(client, [requests[i] for i in asked])
     results: list[dict[str, Any]] = []
@@ -85,6 +89,34 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                             "transfer": _summary(view, routes)})
     accepted = sum(1 for r in results if r["status"] in (200, 201))
     return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+
+
+# The record of a batch's list under its key: its hash is marked so that it never equals
+# a request body's, and a single transfer sent under the same text is a 409, not a replay.
+BATCH_RECORD_SUFFIX = ":batch"
+BATCH_HASH_MARK = "batch:"
+
+
+def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], now: Any) -> None:
+    """A batch key keys its items by position (`key:i`); the same key sent again with
+    another list (refused items taken out, say) would move items onto the keys of others
+    and pay them twice. The first list sent under the key is recorded, before any item is
+    taken, and another list under it is refused whole."""
+    digest = BATCH_HASH_MARK + intake.body_sha256(body)
+    key = batch_key + BATCH_RECORD_SUFFIX
+    tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
+               "created_at) VALUES (?, ?, ?, 200, ?, ?) ON CONFLICT (client, key) DO NOTHING",
+               (client, key, digest, f'{{"batch_items": {len(body)}}}', now.isoformat()))
+    stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
+                          (client, key))
+    if stored is not None and stored[0] != digest:
+        raise Conflict(Problem(
+            "batch_key_reused_with_other_items", "Idempotency-Key", batch_key,
+            "the same list of transfers as the first batch sent with this key",
+            "items without their own idempotency_key are keyed by their position in the "
+            "list, so another list under this key would move items onto other items' keys "
+            "and pay them twice; send corrected or new transfers under a new key, or give "
+            "each item its own idempotency_key"))
 
 
 def _within_item(index: int, error: PaygateError) -> dict[str, Any]:
