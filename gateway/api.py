@@ -228,6 +228,13 @@ async def post_message(request: web.Request) -> web.Response:
         raise PaygateError(Problem("message_type_not_accepted_from_core", "/Document",
                                    decoded.mtype.code, "hvps.111.001.01"))
     ct: hvps111.CreditTransfer = decoded.obj
+    if ct.instg_direct != gw.settings.bank_code:
+        # The gateway sends as our direct participant: a message naming another one as
+        # its instructing agent was not written for us.
+        raise PaygateError(Problem(
+            "instructing_agent_not_ours",
+            "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
+            ct.instg_direct, f"our direct participant, {gw.settings.bank_code}"))
     urgency = {"URGT": "extra_urgent", "HIGH": "urgent"}.get(ct.priority, "normal")
     transfer = {
         "payer_account": ct.debtor_account, "payer_name": ct.debtor_name,

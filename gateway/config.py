@@ -36,7 +36,7 @@ class Settings:
     clock: str = ""                           # empty: real time (see gateway.clock)
     webhook_url: str = ""
     webhook_secret: str = "change-me"
-    webhook_retries_max: int = 8
+    webhook_retries_max: int = 24  # backoff doubling to 5 minutes: about 70 minutes in all
     webhook_events_max: int = 500             # status changes in one POST to the webhook
     api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
     operators_file: str = ""                  # empty: the demo operators (warned in logs)

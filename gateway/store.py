@@ -159,6 +159,9 @@ SCHEMA = [
     "DROP INDEX IF EXISTS payments_state",
     "CREATE INDEX IF NOT EXISTS payments_work_date ON payments (work_date)",
     "CREATE INDEX IF NOT EXISTS payments_msg_id ON payments (msg_id)",
+    # EndToEndIds of outgoing HVPS payments, looked up for ready hvps.111s (gateway.app)
+    "CREATE INDEX IF NOT EXISTS payments_hvps_out_e2e ON payments (end_to_end_id) "
+    "WHERE direction = 'out' AND channel = 'hvps'",
     # A route record is shared by every payment of its class (routing.Router.decide): it
     # is stored once and payments name it by hash, instead of a kilobyte in each row.
     """CREATE TABLE IF NOT EXISTS route_records (

@@ -1,0 +1,86 @@
+"""A ready hvps.111 from the core system: the same payment under a new MsgId (its
+EndToEndId in use) is refused, a rejected one frees its EndToEndId, and a message naming
+another direct participant as its instructing agent is refused by name."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e_support import YUAN, WORK_DATE, started, wait_state
+
+EXAMPLE = "hvps.111_urgent-goods-payment.xml"
+PAYER, PAYER_NAME = "20000000001410300000013", "示例一号贸易有限公司"
+
+
+def example(msg_id: str | None = None, instructing: str | None = None) -> bytes:
+    raw = resources.files("gateway").joinpath("examples", EXAMPLE).read_bytes()
+    if msg_id:
+        raw = raw.replace(b"<MsgId>2026120790000001</MsgId>", f"<MsgId>{msg_id}</MsgId>".encode())
+    if instructing:
+        raw = raw.replace(b"<MmbId>999100000019</MmbId>",
+                          f"<MmbId>{instructing}</MmbId>".encode(), 1)
+    return raw
+
+
+async def post(h: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{h.gateway.url}/v1/messages", data=raw) as r:
+            return r.status, await r.json()
+
+
+async def open_payer(h: Any, balance_fen: int) -> None:
+    gw = h.gateway
+
+    def work(tx: Any) -> None:
+        gw.ledger.open_customer_account(tx, PAYER, PAYER_NAME, "corporate", WORK_DATE)
+        if balance_fen:
+            gw.ledger.deposit(tx, "test:deposit:payer", PAYER, balance_fen, WORK_DATE)
+    await gw.store.run(work)
+
+
+@pytest.mark.e2e
+def test_the_same_payment_under_a_new_msg_id_is_refused(tmp_path):
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            first_status, first = await post(h, example())
+            replay_status, replay = await post(h, example())
+            again_status, again = await post(h, example("2026120790000097"))
+            other_status, other = await post(h, example("2026120790000098", "123456789012"))
+            await wait_state(h, first["id"], "settled")
+
+            assert first_status == 201 and (replay_status, replay["id"]) == (201, first["id"])
+            error = again["errors"][0]
+            assert (again_status, error["code"]) == (409, "end_to_end_id_in_use")
+            assert first["id"] in error["message"] and error["path"].endswith("/EndToEndId")
+            assert (other_status, other["errors"][0]["code"]) == (422,
+                                                                 "instructing_agent_not_ours")
+            rows = await h.gateway.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM payments WHERE direction = 'out'", ()))
+            assert rows[0] == 1
+    asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_rejected_payment_frees_its_end_to_end_id(tmp_path):
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 0)
+            refused_status, refused = await post(h, example())
+            await open_payer_funds(h)
+            status, answer = await post(h, example("2026120790000097"))
+
+            assert refused_status == 422, refused
+            assert status == 201, answer
+    asyncio.run(scenario())
+
+
+async def open_payer_funds(h: Any) -> None:
+    gw = h.gateway
+    await gw.store.run(lambda tx: gw.ledger.deposit(tx, "test:deposit:later", PAYER,
+                                                    1_000_000 * YUAN, WORK_DATE))
