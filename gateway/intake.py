@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
 from gateway.errors import PaygateError, ProblemList, ValidationFailed
-from gateway.money import parse_yuan
+from gateway.money import format_yuan, parse_yuan
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
 # hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
@@ -283,9 +283,22 @@ _REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
                    "bank_code": "/payee_bank"}
 
 
+_FEN_IN_TEXT = re.compile(r"(-?\d+) fen\b")
+
+
 def as_request_fields(exc: PaygateError) -> PaygateError:
-    """The same refusal, its paths named as the request's JSON pointers."""
-    problems = [replace(p, path=_REQUEST_FIELDS.get(p.path.lstrip("/"), p.path))
+    """The same refusal, its paths named as the request's JSON pointers; an amount the
+    ledger names in fen is given in yuan, as the request's `amount` is written."""
+    problems = [_in_request_terms(p)
                 if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
                 else p for p in exc.problems]
     return PaygateError(problems, exc.status)
+
+
+def _in_request_terms(p: Any) -> Any:
+    name = p.path.lstrip("/")
+    p = replace(p, path=_REQUEST_FIELDS.get(name, p.path))
+    if name == "amount_fen" and isinstance(p.value, int) and not isinstance(p.value, bool):
+        p = replace(p, value=format_yuan(p.value), expected=_FEN_IN_TEXT.sub(
+            lambda m: f"{format_yuan(int(m.group(1)))} yuan", p.expected))
+    return p

@@ -78,7 +78,10 @@ def test_short_of_funds_is_refused_and_nothing_is_held(tmp_path):
             with pytest.raises(PaygateError) as refused:
                 await h.gateway.submit_transfer("core", "k-2", transfer(payer, "60000.00"))
 
+            problem = refused.value.problems[0]
             assert refused.value.code == "payer_funds_insufficient"
+            assert (problem.path, problem.value) == ("/amount", "60000.00")
+            assert problem.expected == "at most the balance of 1000.00 yuan"
             assert await balance(h, payer) == 1_000 * YUAN
     run(scenario())
 

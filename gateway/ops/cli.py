@@ -200,7 +200,9 @@ def ops_command(argv: list[str]) -> int:
             print(json.dumps({"errors": [{
                 "code": "credentials_required", "path": "--password", "value": None,
                 "expected": "--password or PAYGATE_OPS_PASSWORD when not on a terminal",
-                "message": ""}]}))
+                "message": "credentials required: no password was given and there is no "
+                           "terminal to ask for one; pass --password or set "
+                           "PAYGATE_OPS_PASSWORD"}]}))
             return 2
         password = getpass.getpass(f"password for {user}: ")
     try:
