@@ -78,6 +78,22 @@ def test_read_commands_print_tables(ops: Cli, argv: tuple[str, ...], expected: s
     assert status == 0 and expected in out
 
 
+def test_books_show_the_trial_balance(ops: Cli) -> None:
+    """`books` says whether the ledger balances, with each subject that moved; its JSON
+    agrees with the ledger's own trial balance (debits equal credits, fen and yuan)."""
+    ops.payment()
+    status, out = ops("op1", "books")
+    _, raw = ops("op1", "--json", "books")
+    data = json.loads(raw)
+
+    assert status == 0 and out.splitlines()[0].split() == ["balanced", "True"]
+    assert data["balanced"] is True and data["accounts_agree"] is True
+    assert data["debit_total_fen"] == data["credit_total_fen"] > 0
+    assert data["debit_total"] == f"{data['debit_total_fen'] // 100}." \
+                                  f"{data['debit_total_fen'] % 100:02d}"
+    assert data["subjects"] and all(row["code"] in out for row in data["subjects"])
+
+
 def test_json_output_is_the_gateways_answer(ops: Cli) -> None:
     """--json prints the JSON the gateway sent, for scripts."""
     pid = ops.payment()

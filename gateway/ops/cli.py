@@ -7,6 +7,7 @@
     payments [--state S] [--account A] [--amount YUAN] [--date D] [--id ID]
     payment ID                     one payment with its history and requests
     stuck [--minutes N]            accepted / sent / unknown for too long
+    books                          the ledger's trial balance: balanced, each subject
     dead                           dead letters
     alerts                         latest alerts
     audit                          latest operators' acts
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "queues", "dead", "alerts", "audit", "hash-password"):
+    for name in ("status", "queues", "dead", "alerts", "audit", "books", "hash-password"):
         sub.add_parser(name, parents=[common])
     p = sub.add_parser("payments", parents=[common])
     for option in ("--state", "--account", "--amount", "--date", "--id", "--limit"):
@@ -151,7 +152,7 @@ def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
 def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     """Call the gateway for one command; its JSON answer and how to render it."""
     c = args.command
-    if c in ("status", "queues", "dead", "alerts", "audit"):
+    if c in ("status", "queues", "dead", "alerts", "audit", "books"):
         return client.call("GET", f"/ops/api/{c}"), c
     if c == "payments":
         names = ("state", "account", "amount", "date", "id", "limit")

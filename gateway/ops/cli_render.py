@@ -65,6 +65,14 @@ def stuck(a: dict[str, Any]) -> str:
     return f"older than {a['minutes']} min\n" + table(a["payments"], PAYMENT_COLUMNS)
 
 
+def books(a: dict[str, Any]) -> str:
+    head = pairs([("balanced", a["balanced"]), ("accounts agree", a["accounts_agree"]),
+                  ("debits", a["debit_total"]), ("credits", a["credit_total"])])
+    rows = table(a["subjects"], (("code", "subject"), ("name", "name"),
+                                 ("balance", "balance")))
+    return f"{head}\n\n{rows}"
+
+
 def dead(a: dict[str, Any]) -> str:
     rows = table(a["entries"], (("id", "id"), ("stream", "stream"), ("fields", "fields"),
                                 ("deliveries", "tries"), ("age_s", "age s"),
@@ -110,6 +118,6 @@ def message(a: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": status, "queues": queues, "payments": payments, "payment": payment,
-    "stuck": stuck, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
+    "stuck": stuck, "books": books, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
     "one_request": one_request, "messages": messages, "message": message,
 }

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import NotFound, Problem, ProblemList
+from gateway.money import format_yuan
 from gateway.ops import archive, queues, snapshot, views
 from gateway.ops.console import Console
 from gateway.ops.operators import Operator
@@ -70,6 +71,7 @@ class DataRoutes:
             ("GET", "/ops/api/payments", self.payments),
             ("GET", "/ops/api/payments/{id}", self.payment),
             ("GET", "/ops/api/stuck", self.stuck),
+            ("GET", "/ops/api/books", self.books),
             ("GET", "/ops/api/review", self.review),
             ("GET", "/ops/api/dead", self.dead),
             ("GET", "/ops/api/alerts", self.alerts),
@@ -117,6 +119,25 @@ class DataRoutes:
         now = self.gw.clock.now()
         return _json({"minutes": minutes, "payments": await self._read(
             lambda tx: views.stuck(tx, now, minutes))})
+
+    async def books(self, request: web.Request, operator: Operator) -> web.Response:
+        """The ledger's trial balance now (总分核对 included): whether the books balance,
+        and each subject's turnover and balance, in fen and in yuan."""
+        trial = await self._read(self.gw.ledger.trial_balance)
+        return _json({
+            "balanced": trial.balanced, "accounts_agree": trial.accounts_agree,
+            "debit_total_fen": trial.debit_total_fen,
+            "credit_total_fen": trial.credit_total_fen,
+            "debit_total": format_yuan(trial.debit_total_fen),
+            "credit_total": format_yuan(trial.credit_total_fen),
+            "assets_fen": trial.assets_fen, "liabilities_fen": trial.liabilities_fen,
+            "equity_fen": trial.equity_fen, "income_fen": trial.income_fen,
+            "expenses_fen": trial.expenses_fen,
+            "subjects": [{"code": r.code, "name": r.name, "debit_fen": r.debit_fen,
+                          "credit_fen": r.credit_fen, "balance_fen": r.balance_fen,
+                          "balance": format_yuan(r.balance_fen)}
+                         for r in trial.rows if r.debit_fen or r.credit_fen],
+        })
 
     async def review(self, request: web.Request, operator: Operator) -> web.Response:
         return _json({"payments": await self._read(views.held_for_review)})
