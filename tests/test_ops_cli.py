@@ -94,6 +94,35 @@ def test_books_show_the_trial_balance(ops: Cli) -> None:
     assert data["subjects"] and all(row["code"] in out for row in data["subjects"])
 
 
+def test_failed_webhook_rows_are_pushed_again_on_request(ops: Cli) -> None:
+    """After the core system was down longer than the retries last, an operator sends
+    the failed webhook rows again (no second person: it tells, never pays): they start
+    over from their first attempt; a row that is not failed is refused by name."""
+    gw = ops.rig.gw
+
+    def failed_rows(tx: Any) -> list[int]:
+        rows = []
+        for n in range(2):
+            rows.append(tx.query_one(
+                "INSERT INTO outbox (payment_id, kind, stream, state, envelope, attempts, "
+                "created_at, updated_at) VALUES (NULL, 'webhook', ?, 'failed', ?, 24, "
+                "'2026-12-07T09:00:00+08:00', '2026-12-07T09:00:00+08:00') RETURNING id",
+                ("paygate:webhook", b'{"events": []}'))[0])
+        return rows
+    first, second = ops.loop.run(gw.store.run(failed_rows))
+    one, out_one = ops("op1", "request", "webhook-resend", str(first))
+    again, refusal = ops("op1", "request", "webhook-resend", str(first))
+    every, out_all = ops("op1", "--json", "request", "webhook-resend", "failed")
+    states = ops.loop.run(gw.store.run(lambda tx: tx.query(
+        "SELECT id, state, attempts FROM outbox WHERE id IN (?, ?) ORDER BY id",
+        (first, second))))
+
+    assert one == 0 and "executed" in out_one
+    assert again == 1 and json.loads(refusal)["errors"][0]["code"] == "webhook_row_not_failed"
+    assert every == 0 and json.loads(out_all)["outcome"]["webhook_rows"] == [second]
+    assert [(s, a) for _, s, a in states] == [("pending", 0), ("pending", 0)]
+
+
 def test_json_output_is_the_gateways_answer(ops: Cli) -> None:
     """--json prints the JSON the gateway sent, for scripts."""
     pid = ops.payment()

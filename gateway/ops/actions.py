@@ -228,6 +228,38 @@ def retry(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     return Outcome({"dead_letter": target, "stream": stream, "fields": fields}, [put_back])
 
 
+def _failed_webhook_rows(tx: Any, target: str, params: dict[str, Any]) -> list[int]:
+    """The failed webhook rows a `webhook_resend` names: one row's id, or `failed` for
+    every one (after the core system was down longer than the retries last)."""
+    if target == WEBHOOK_ALL_FAILED:
+        rows = tx.query("SELECT id FROM outbox WHERE kind = 'webhook' AND state = 'failed' "
+                        "ORDER BY id", ())
+    else:
+        rows = tx.query("SELECT id FROM outbox WHERE kind = 'webhook' AND state = 'failed' "
+                        "AND id = ?", (int(target),))
+    if not rows:
+        raise NotFound(Problem("webhook_row_not_failed", "/target", target,
+                               "the id of a failed webhook row (alert "
+                               "webhook_delivery_failed), or `failed` for all of them"))
+    return [int(r[0]) for r in rows]
+
+
+WEBHOOK_ALL_FAILED = "failed"
+
+
+def webhook_resend(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """Failed webhook rows pushed again from their first attempt, their events as they
+    are (the core system may see a change twice, as after any retry)."""
+    ids = _failed_webhook_rows(tx, target, params)
+    tx.executemany("UPDATE outbox SET state = 'pending', attempts = 0, updated_at = ? "
+                   "WHERE id = ? AND state = 'failed'", [(c.now.isoformat(), i) for i in ids])
+
+    async def push() -> None:
+        for outbox_id in ids:
+            await c.gw.redis.xadd(keys.WEBHOOK, {"outbox": str(outbox_id)})
+    return Outcome({"webhook_rows": ids}, [push])
+
+
 DEAD_META = ("stream", "entry", "reason", "deliveries")
 
 
@@ -260,7 +292,7 @@ def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome
 PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "hold": _holdable, "release": _releasable, "cancel": _cancellable,
     "priority": _reprioritisable, "review_approve": _review_hold,
-    "review_reject": _review_hold,
+    "review_reject": _review_hold, "webhook_resend": _failed_webhook_rows,
 }
 
 
@@ -278,5 +310,5 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
-    "day_end": day_end,
+    "day_end": day_end, "webhook_resend": webhook_resend,
 }

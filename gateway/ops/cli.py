@@ -18,6 +18,7 @@
     request priority PAYMENT 1|2|3 [--note N]
     request retry DEAD_LETTER_ID [--note N]
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
+    request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
     hash-password                  a password hash for the operators file (local)
@@ -54,7 +55,7 @@ from gateway.ops.operators import hash_password
 ANY_ADDRESS = ("", "0.0.0.0", "::")
 TIMEOUT_S = 30.0
 REQUEST_ACTIONS = ("hold", "release", "cancel", "priority", "retry", "review-approve",
-                   "review-reject", "day-end")
+                   "review-reject", "day-end", "webhook-resend")
 
 
 class CommandFailed(Exception):

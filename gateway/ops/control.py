@@ -10,6 +10,7 @@
 | review_approve | payment | a supervisor or director | none: the reviewer is the second person |
 | review_reject | payment | a supervisor or director | none: the reviewer is the second person |
 | day_end | work date | any level but 10 | a supervisor or director (20, 30) |
+| webhook_resend | failed webhook row, or `failed` | any level but 10 | none (it tells, never pays) |
 
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
@@ -60,6 +61,7 @@ RULES: dict[str, Rule] = {
     "review_reject": Rule("payment", needs_approval=False,
                           request_level_min=APPROVER_LEVEL_MIN),
     "day_end": Rule("work_date", needs_approval=True),
+    "webhook_resend": Rule("webhook_row", needs_approval=False),
 }
 
 _COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
@@ -92,6 +94,11 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
     if rule is not None and rule.target == "work_date" and not is_real_date(target):
         problems.append(Problem("target_malformed", "/target", target,
                                 "a work date such as 2026-12-07"))
+    if rule is not None and rule.target == "webhook_row" and not (
+            isinstance(target, str) and (target == actions.WEBHOOK_ALL_FAILED
+                                         or target.isdigit() and target.isascii())):
+        problems.append(Problem("target_malformed", "/target", target,
+                                "a webhook row's id, or `failed` for every failed row"))
     problems.extend(note_problems(note))
     clean: dict[str, Any] = {}
     if action == "priority":
