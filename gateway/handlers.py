@@ -180,7 +180,8 @@ class Handlers:
             return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
         window = self.gw.window
         before = window.code
-        outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now)
+        outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now,
+                                      s.orig_date)
         if outcome in CHANGING_OUTCOMES:
             self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now)
         if outcome in REFUSED_OUTCOMES:

@@ -395,11 +395,13 @@ class WindowState:
         return self.phase.settles
 
     def apply_notice(self, orig_sts: str, cur_sts: str, cur_date: date | str,
-                     at: datetime) -> str:
-        """Take a ccms.801 (OrgnlSysSts, CurSysSts, CurSysDt); return the outcome."""
+                     at: datetime, orig_date: date | str | None = None) -> str:
+        """Take a ccms.801 (OrgnlSysSts, CurSysSts, CurSysDt, and OrgnlSysDt when
+        known); return the outcome."""
         at = _business(at)
         new_date = date.fromisoformat(cur_date) if isinstance(cur_date, str) else cur_date
-        outcome = self._judge(orig_sts, cur_sts, new_date, at)
+        outcome = self._judge(orig_sts, cur_sts, new_date, at,
+                              str(orig_date) if orig_date is not None else None)
         if outcome == OUTCOME_REPEAT:
             return outcome
         entry = HistoryEntry(at, self.code, cur_sts, new_date, SOURCE_NOTICE, outcome)
@@ -449,10 +451,20 @@ class WindowState:
                        f"{expected.at.isoformat()}; the state stays {self.code}",
         }]
 
-    def _judge(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
+    def _judge(self, orig: str, cur: str, cur_date: date, at: datetime,
+               orig_date: str | None = None) -> str:
         outcome = self._judge_change(orig, cur, cur_date, at)
-        if outcome == OUTCOME_ILLEGAL and cur_date > self.work_date and \
-                self._forecast_is(cur, cur_date, at):
+        if outcome != OUTCOME_ILLEGAL or not self._forecast_is(cur, cur_date, at):
+            return outcome
+        from_earlier = (orig_date is not None and orig_date < cur_date.isoformat()) or \
+            _RANK_AS_CURRENT.get(orig, 0) < _RANK_AS_TARGET[cur]
+        if (cur, cur_date) == (self.code, self.work_date) and from_earlier:
+            # The NPC, back after being down over a date change, states the status in
+            # force, the timetable's for this instant, from an earlier one it last
+            # announced (an earlier date, or earlier in the day): nothing changes here.
+            # (A change backwards within a date, 20 to 10, is refused.)
+            return OUTCOME_REPEAT if self.source == SOURCE_NOTICE else OUTCOME_CONFIRMED
+        if cur_date > self.work_date:
             # Notices were missed over a date change (the NPC, or the link, was down
             # across a day end) and the NPC now states the later date's status, the one
             # the timetable also gives for this instant: taken, as a gap, rather than

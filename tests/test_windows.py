@@ -387,6 +387,18 @@ def test_later_date_stated_after_missed_notices_is_a_gap(calendar: BusinessCalen
     assert (state.code, state.work_date) == ("10", date(2026, 12, 8))
     assert state.alerts() == []  # the expected changes are behind the state in force
 
+    saturday = WindowState(calendar, sh("2026-12-12 10:00"))
+    assert (saturday.code, saturday.work_date) == ("40", date(2026, 12, 11))
+    assert saturday.apply_notice("10", "40", "2026-12-11", sh("2026-12-12 10:00")) == \
+        "confirmed"
+    assert saturday.apply_notice("10", "30", "2026-12-11", sh("2026-12-12 10:01")) == "illegal"
+
+    monday = WindowState(calendar, sh("2026-12-14 09:00"))
+    assert monday.apply_notice("40", "10", "2026-12-14", sh("2026-12-14 09:00"),
+                               "2026-12-11") == "confirmed"
+    assert monday.apply_notice("40", "10", "2026-12-14", sh("2026-12-14 09:01"),
+                               "2026-12-14") == "illegal"  # back within one date
+
     friday = WindowState(calendar, sh("2026-12-11 17:20"))
     friday.apply_notice("30", "40", "2026-12-11", sh("2026-12-11 17:31"))
     assert friday.apply_notice("40", "10", "2026-12-14", sh("2026-12-14 08:40")) == "gap"
