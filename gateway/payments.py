@@ -555,6 +555,13 @@ def told(tx: Any, payment_id: str) -> list[dict[str, Any]]:
             for state, outbox_id, delivery, attempts in rows]
 
 
+# States whose `reason` says why the payment is there (held, waiting at the NPC, refused,
+# taken back, parked); once it has moved on (released, sent, settled), the reason of an
+# earlier state is left to its history rather than shown as if it still held.
+REASON_STATES = frozenset({"held", "queued", "unknown", "rejected", "cancelled", "returned",
+                           "suspense"})
+
+
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None
                 ) -> dict[str, Any]:
     """What the core system sees of a payment (GET /v1/transfers/{id})."""
@@ -571,7 +578,8 @@ def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = N
         "urgency": payment["urgency"], "message": {"type": payment["msg_type"],
                                                   "msg_id": payment["msg_id"],
                                                   "end_to_end_id": payment["end_to_end_id"]},
-        "reason": payment.get("reason"), "pending_write_off_no": payment.get("pending_no"),
+        "reason": payment.get("reason") if payment["state"] in REASON_STATES else None,
+        "pending_write_off_no": payment.get("pending_no"),
         "route": payment["route"], "work_date": payment["work_date"],
         "created_at": payment["created_at"], "updated_at": payment["updated_at"],
     }
