@@ -14,16 +14,12 @@ is configured: the status changes are not queued for the core system.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
+from benchmarks import runs
 from gateway.beps import incoming
-from ledger.fixtures import postgres_schema
 from ledger.testing import customer_account
 from tests.beps_incoming_support import credit, package, payee_books
 from tests.beps_support import NOW, answer, held_package
@@ -49,7 +45,7 @@ def credited(folder: Path, url: str, count: int) -> tuple[float, float]:
 
 
 def rejected(folder: Path, url: str, count: int) -> tuple[float, float]:
-    db, gw, package_id = held_package(folder, [100 + n for n in range(count)])
+    db, gw, package_id = held_package(folder, [100 + n for n in range(count)], url=url)
     try:
         wall, cpu = time.perf_counter(), time.process_time()
         answer(db, gw, package_id, "PR09")
@@ -75,24 +71,14 @@ def once(folder: Path, url: str, count: int, rejected_url: str) -> dict[str, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--postgresql", action="store_true")
-    args = parser.parse_args()
-    runs = []
+    args = runs.arguments(__doc__)
+    measured = []
     for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as folder, (
-                postgres_schema("incoming_package") if args.postgresql
-                else nullcontext(f"sqlite:///{folder}/gateway.db")) as url, (
-                postgres_schema("rejected_package") if args.postgresql
-                else nullcontext(f"sqlite:///{folder}/rejected.db")) as rejected_url:
-            runs.append(once(Path(folder), url, args.items, rejected_url))
-    print(json.dumps({"items": args.items, "repeat": args.repeat,
-                      "database": "postgresql" if args.postgresql else "sqlite", **{
-        f"{name}_median": round(statistics.median(r[name] for r in runs), 1)
-        for name in runs[0]}, "runs": [{k: round(v, 1) for k, v in r.items()}
-                                        for r in runs]}))
+        with tempfile.TemporaryDirectory() as folder, \
+                runs.database(args, folder, "incoming_package") as url, \
+                runs.database(args, folder, "rejected_package") as rejected_url:
+            measured.append(once(Path(folder), url, args.items, rejected_url))
+    runs.report(args, measured)
 
 
 if __name__ == "__main__":

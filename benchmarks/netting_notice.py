@@ -13,17 +13,13 @@ No webhook is configured: the status changes are not queued for the core system.
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
+from benchmarks import runs
 from gateway.beps import items, packer
 from gateway.beps.settings import BepsSettings
-from ledger.fixtures import postgres_schema
 from tests.beps_support import NOW, answer, held_items
 
 
@@ -55,22 +51,13 @@ def once(folder: Path, url: str, count: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--postgresql", action="store_true")
-    args = parser.parse_args()
-    runs = []
+    args = runs.arguments(__doc__)
+    measured = []
     for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as folder, (
-                postgres_schema("netting_notice") if args.postgresql
-                else nullcontext(f"sqlite:///{folder}/gateway.db")) as url:
-            runs.append(once(Path(folder), url, args.items))
-    print(json.dumps({"items": args.items, "repeat": args.repeat,
-                      "database": "postgresql" if args.postgresql else "sqlite", **{
-        f"{name}_median": round(statistics.median(r[name] for r in runs), 1)
-        for name in runs[0]}, "runs": [{k: round(v, 1) for k, v in r.items()}
-                                        for r in runs]}))
+        with tempfile.TemporaryDirectory() as folder, \
+                runs.database(args, folder, "netting_notice") as url:
+            measured.append(once(Path(folder), url, args.items))
+    runs.report(args, measured)
 
 
 if __name__ == "__main__":

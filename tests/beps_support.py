@@ -71,11 +71,11 @@ def transfers_of(rows: list[dict[str, Any]]) -> list[Transfer]:
               else row.get(column[2:]) for column in build.COLUMNS) for row in rows])
 
 
-def held_package(tmp_path: Path, amounts: list[int],
-                 send: bool = True) -> tuple[Any, ResultGateway, str]:
+def held_package(tmp_path: Path, amounts: list[int], send: bool = True,
+                 url: str = "sqlite:///:memory:") -> tuple[Any, ResultGateway, str]:
     """A sealed package of credits whose payer's funds are held, claimed for sending
-    unless `send` is false."""
-    db, gw = held_items(tmp_path, amounts)
+    unless `send` is false, on a new database at `url`."""
+    db, gw = held_items(tmp_path, amounts, url)
     with db.transaction() as tx:
         outbox = packer.seal_due(tx, gw, BepsSettings(), "stream", NOW, force=True)
         if send:
