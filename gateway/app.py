@@ -664,7 +664,17 @@ class Gateway:
                 raise Conflict(Problem("idempotency_key_reused_with_other_body",
                                        "Idempotency-Key", p.idem_key,
                                        "the same body as the first request with this key"))
-            return stored[1], payments.answer_of(tx, stored[2]), [], None
+            answer = payments.answer_of(tx, stored[2])
+            first = (answer.get("message") or {}).get("end_to_end_id")
+            if p.end_to_end_id and first not in (None, p.end_to_end_id):
+                # A ready message's MsgId taken before with another EndToEndId: not the
+                # same message sent again (the body compared above leaves the ids out).
+                raise Conflict(Problem(
+                    "idempotency_key_reused_with_other_body", END_TO_END_PATH,
+                    p.end_to_end_id, f"{first}, as in the first message with this MsgId",
+                    f"MsgId already taken for payment {answer.get('id')} with EndToEndId "
+                    f"{first}; a new payment needs a new MsgId"))
+            return stored[1], answer, [], None
         if p.end_to_end_id:
             _refuse_end_to_end_in_use(tx, p.end_to_end_id)
         transfer, work_date = p.transfer, p.work_date

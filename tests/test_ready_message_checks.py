@@ -52,6 +52,9 @@ def test_the_same_payment_under_a_new_msg_id_is_refused(tmp_path):
             replay_status, replay = await post(h, example())
             again_status, again = await post(h, example("2026120790000097"))
             other_status, other = await post(h, example("2026120790000098", "123456789012"))
+            same_id_status, same_id = await post(h, example().replace(
+                b"<EndToEndId>99910000002720261207900000000001",
+                b"<EndToEndId>99910000002720261207900000000556"))
             await wait_state(h, first["id"], "settled")
 
             assert first_status == 201 and (replay_status, replay["id"]) == (201, first["id"])
@@ -60,6 +63,10 @@ def test_the_same_payment_under_a_new_msg_id_is_refused(tmp_path):
             assert first["id"] in error["message"] and error["path"].endswith("/EndToEndId")
             assert (other_status, other["errors"][0]["code"]) == (422,
                                                                  "instructing_agent_not_ours")
+            mismatch = same_id["errors"][0]
+            assert (same_id_status, mismatch["code"]) == (409,
+                                                          "idempotency_key_reused_with_other_body")
+            assert mismatch["path"].endswith("/EndToEndId") and first["id"] in mismatch["message"]
             rows = await h.gateway.store.run(lambda tx: tx.query_one(
                 "SELECT COUNT(*) FROM payments WHERE direction = 'out'", ()))
             assert rows[0] == 1

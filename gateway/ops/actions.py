@@ -240,7 +240,11 @@ def _failed_webhook_rows(tx: Any, target: str, params: dict[str, Any]) -> list[i
     if not rows:
         raise NotFound(Problem("webhook_row_not_failed", "/target", target,
                                "the id of a failed webhook row (alert "
-                               "webhook_delivery_failed), or `failed` for all of them"))
+                               "webhook_delivery_failed), or `failed` for all of them",
+                               "no webhook row is failed now: nothing to send again"
+                               if target == WEBHOOK_ALL_FAILED else
+                               f"webhook row {target} is not failed (delivered, waiting "
+                               "for its next attempt, or unknown): nothing to send again"))
     return [int(r[0]) for r in rows]
 
 
