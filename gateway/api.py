@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import jsontext
+from gateway import jsontext, ready
 from gateway.store import lost_race
 from gateway.errors import PaygateError, Problem, Unauthorized
 from gateway.messages import codec, hvps111
@@ -246,12 +246,12 @@ async def post_message(request: web.Request) -> web.Response:
     }
     if ct.remittance:
         transfer["remittance_info"] = list(ct.remittance)
-    # A ready message is its own idempotency key: the same message (sending bank and
-    # MsgId) sent again returns the first answer, whatever Idempotency-Key comes with it,
-    # and the same MsgId with other content is refused. The core's end-to-end id travels on.
-    key = f"msg:{ct.debtor_agent}:{ct.msg_id}"
-    status, response = await gw.submit_transfer(client, key, transfer,
-                                                end_to_end_id=ct.end_to_end_id)
+    # A ready message is its own idempotency key: the same message (its sender, the
+    # instructing direct participant, and MsgId) sent again returns the first answer,
+    # whatever Idempotency-Key comes with it, and the same MsgId with any other content
+    # is refused (gateway.ready). The core's end-to-end id travels on.
+    status, response = await gw.submit_transfer(client, ready.key(ct), transfer,
+                                                end_to_end_id=ct.end_to_end_id, message=ct)
     return _json(response, status)
 
 

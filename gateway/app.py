@@ -23,7 +23,8 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
-from gateway import bulk, intake, jsontext, keys, logs, outbound, payments, recovery, store, webhook
+from gateway import (bulk, intake, jsontext, keys, logs, outbound, payments, ready, recovery,
+                     store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -81,6 +82,8 @@ class Prepared(NamedTuple):
     # The work that accepts it also claims its message, sent after commit (a slot of
     # gateway.direct is reserved for it).
     send_now: bool = False
+    # A ready hvps.111 (POST /v1/messages): its message, kept and compared (gateway.ready).
+    message: Any = None
 
 
 # A payment makes hundreds of short-lived dicts and tuples. With the interpreter's default
@@ -490,15 +493,23 @@ class Gateway:
     # Core-system requests
 
     async def submit_transfer(self, client: str, idem_key: str | None, body: Any,
-                              end_to_end_id: str | None = None
+                              end_to_end_id: str | None = None, message: Any = None
                               ) -> tuple[int, dict[str, Any]]:
         """Accept one transfer. `end_to_end_id` keeps the core system's own id when it sent
-        a ready message (POST /v1/messages); JSON transfers get one from the gateway."""
-        prepared = self._prepare(client, idem_key, body, end_to_end_id)
+        a ready message (POST /v1/messages, `message` its hvps111.CreditTransfer); JSON
+        transfers get one from the gateway."""
+        prepared = self._prepare(client, idem_key, body, end_to_end_id)._replace(
+            message=message)
         try:
             await self._check_depth()
         except REDIS_DOWN_ERRORS as exc:
             refusal = unavailable(exc)
+            if message is not None:
+                stored = await self.store.run(lambda tx: ready.stored_answer(
+                    tx, client, message, prepared.body_hash))
+                if stored is None:
+                    raise refusal from None
+                return stored
             [(_, answer)] = await self.store.run(
                 lambda tx: bulk.answer_stored(tx, [(0, prepared)], refusal))
             if isinstance(answer, PaygateError):
@@ -657,24 +668,19 @@ class Gateway:
         """Inside the store's transaction: the idempotency check, the hold, the payment
         row, the channel's intake and the stored answer; (status, answer, entries, and
         with `p.send_now` the message claimed for sending: outbox id, bytes, lane)."""
-        stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
-                              "WHERE client = ? AND key = ?", (p.client, p.idem_key))
-        if stored is not None:
-            if stored[0] != p.body_hash:
-                raise Conflict(Problem("idempotency_key_reused_with_other_body",
-                                       "Idempotency-Key", p.idem_key,
-                                       "the same body as the first request with this key"))
-            answer = payments.answer_of(tx, stored[2])
-            first = (answer.get("message") or {}).get("end_to_end_id")
-            if p.end_to_end_id and first not in (None, p.end_to_end_id):
-                # A ready message's MsgId taken before with another EndToEndId: not the
-                # same message sent again (the body compared above leaves the ids out).
-                raise Conflict(Problem(
-                    "idempotency_key_reused_with_other_body", END_TO_END_PATH,
-                    p.end_to_end_id, f"{first}, as in the first message with this MsgId",
-                    f"MsgId already taken for payment {answer.get('id')} with EndToEndId "
-                    f"{first}; a new payment needs a new MsgId"))
-            return stored[1], answer, [], None
+        if p.message is not None:
+            replayed = ready.stored_answer(tx, p.client, p.message, p.body_hash)
+            if replayed is not None:
+                return *replayed, [], None
+        else:
+            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                                  "WHERE client = ? AND key = ?", (p.client, p.idem_key))
+            if stored is not None:
+                if stored[0] != p.body_hash:
+                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
+                                           "Idempotency-Key", p.idem_key,
+                                           "the same body as the first request with this key"))
+                return stored[1], payments.answer_of(tx, stored[2]), [], None
         if p.end_to_end_id:
             _refuse_end_to_end_in_use(tx, p.end_to_end_id)
         transfer, work_date = p.transfer, p.work_date
@@ -696,6 +702,8 @@ class Gateway:
                    (p.client, p.idem_key, p.body_hash,
                     payments.answer_text(response, p.decision.record_json),
                     p.now.isoformat()))
+        if p.message is not None:
+            ready.record(tx, p.client, p.message)
         sending = None
         if p.send_now and len(entries) == 1 and entries[0][0] in keys.HVPS_LANES:
             lane, fields = entries[0]
@@ -977,7 +985,7 @@ def _read_body(env: Any, signature: str) -> codec.Decoded | PaygateError | None:
         return None
 
 
-END_TO_END_PATH = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/PmtId/EndToEndId"
+END_TO_END_PATH = ready.END_TO_END_PATH
 
 
 def _refuse_end_to_end_in_use(tx: Any, end_to_end_id: str) -> None:

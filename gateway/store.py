@@ -186,6 +186,11 @@ SCHEMA = [
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
         PRIMARY KEY (client, key)
     )""",
+    # A ready hvps.111 first taken under its key, field by field (gateway.ready)
+    """CREATE TABLE IF NOT EXISTS ready_messages (
+        client TEXT NOT NULL, key TEXT NOT NULL, fields TEXT NOT NULL,
+        PRIMARY KEY (client, key)
+    )""",
     """CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         payment_id TEXT,                  -- null for messages about no one payment

@@ -91,3 +91,82 @@ async def open_payer_funds(h: Any) -> None:
     gw = h.gateway
     await gw.store.run(lambda tx: gw.ledger.deposit(tx, "test:deposit:later", PAYER,
                                                     1_000_000 * YUAN, WORK_DATE))
+
+
+BRANCH = b"<BrnchId>\n          <Id>999100000027</Id>"
+TX_ID = b"<TxId>2026120790000001</TxId>"
+CREATED = b"<CreDtTm>2026-12-07T09:15:00</CreDtTm>"
+DEBTOR_AGENT = b"<MmbId>999100000027</MmbId>"
+
+
+@pytest.mark.e2e
+def test_a_msg_id_taken_is_refused_for_any_other_field(tmp_path):
+    """The same MsgId with only another TxId, CreDtTm or instructing branch (fields the
+    transfer built from it leaves out), or another payer's bank, is not the first message
+    sent again: 409 at the field that differs, every differing field named. Other content
+    of a message taken before its fields were kept is refused at GrpHdr/MsgId."""
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            first_status, first = await post(h, example())
+            variants = {
+                "TxId": example().replace(TX_ID, b"<TxId>2026120790000555</TxId>"),
+                "CreDtTm": example().replace(CREATED,
+                                             b"<CreDtTm>2026-12-07T09:16:00</CreDtTm>"),
+                "BrnchId/Id": example().replace(
+                    BRANCH, b"<BrnchId>\n          <Id>999100000035</Id>"),
+                "DbtrAgt/FinInstnId/ClrSysMmbId/MmbId": example().replace(
+                    DEBTOR_AGENT, b"<MmbId>999100000035</MmbId>"),
+            }
+            answers = {name: await post(h, raw) for name, raw in variants.items()}
+            both_status, both = await post(h, variants["TxId"].replace(
+                CREATED, b"<CreDtTm>2026-12-07T09:16:00</CreDtTm>"))
+            replay_status, replay = await post(h, example())
+            await wait_state(h, first["id"], "settled")
+            # A message taken before its fields were kept: only its key and answer exist.
+            await h.gateway.store.run(lambda tx: tx.execute("DELETE FROM ready_messages", ()))
+            old_replay_status, old_replay = await post(h, example())
+            other_status, other = await post(h, example().replace(
+                b">150000.00<", b">150000.01<"))
+            count = await h.gateway.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM payments WHERE direction = 'out'", ()))
+
+            assert first_status == 201
+            for name, (status, answer) in answers.items():
+                assert status == 409, (name, answer)
+                error = answer["errors"][0]
+                assert error["code"] == "idempotency_key_reused_with_other_body", name
+                assert error["path"].endswith("/" + name), (name, error)
+                assert first["id"] in error["message"], error
+            assert answers["BrnchId/Id"][1]["errors"][0]["path"].endswith("/InstgAgt/BrnchId/Id")
+            assert both_status == 409 and [e["path"].rsplit("/", 1)[1] for e in both["errors"]] \
+                == ["CreDtTm", "TxId"]
+            assert (replay_status, replay["id"]) == (201, first["id"])
+            assert (old_replay_status, old_replay["id"]) == (201, first["id"])
+            assert other_status == 409, other
+            assert other["errors"][0]["path"] == "/Document/FIToFICstmrCdtTrf/GrpHdr/MsgId"
+            assert first["id"] in other["errors"][0]["message"]
+            assert count[0] == 1
+    asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_message_taken_under_the_former_key_is_answered_as_before(tmp_path):
+    """Messages were keyed by the payer's bank (DbtrAgt) and MsgId before; one taken then
+    and sent again gets its first answer, not a second payment."""
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            _, first = await post(h, example())
+
+            def as_before(tx: Any) -> None:
+                tx.execute("DELETE FROM ready_messages", ())
+                tx.execute("UPDATE idempotency SET key = ? WHERE key = ?",
+                           ("msg:999100000027:2026120790000001",
+                            "msg:999100000019:2026120790000001"))
+            await h.gateway.store.run(as_before)
+            status, again = await post(h, example())
+            await wait_state(h, first["id"], "settled")
+
+            assert (status, again["id"]) == (201, first["id"])
+    asyncio.run(scenario())

@@ -1,0 +1,132 @@
+"""A ready hvps.111 from the core system (POST /v1/messages): its idempotency key, the
+message first taken under its MsgId, and its EndToEndId.
+
+- The MsgId is numbered by the message's sender, the instructing direct participant
+  (InstgAgt, which must be ours): the key is that participant and the MsgId. The same
+  MsgId is one message whatever branch, payer's bank or account it names.
+- The message first taken under a MsgId is kept field by field (`ready_messages`): the
+  same MsgId sent again with any field changed (TxId, CreDtTm, the instructing branch,
+  the EndToEndId, the amount, ...) is refused with 409, each changed field named.
+- An EndToEndId is carried by one payment in flight or paid at a time. The database
+  holds that: `end_to_end_claims` has one row per EndToEndId of a ready message, naming
+  its payment, taken with the payment in one transaction (an INSERT on a primary key: a
+  second gateway process taking the same id at the same moment waits for the first and
+  loses). A claim of a payment rejected, cancelled or returned is taken over by the
+  next attempt (a conditional UPDATE, which one of two racing attempts wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+
+from gateway import jsontext, payments
+from gateway.errors import Conflict, Problem
+from gateway.messages import hvps111
+
+_DOC = "/Document/FIToFICstmrCdtTrf"
+_TX = f"{_DOC}/CdtTrfTxInf"
+MSG_ID_PATH = f"{_DOC}/GrpHdr/MsgId"
+END_TO_END_PATH = f"{_TX}/PmtId/EndToEndId"
+# Where each field of hvps111.CreditTransfer is in the message, in the message's order.
+PATHS = {
+    "created_at": f"{_DOC}/GrpHdr/CreDtTm",
+    "end_to_end_id": END_TO_END_PATH,
+    "tx_id": f"{_TX}/PmtId/TxId",
+    "business_type": f"{_TX}/PmtTpInf/CtgyPurp/Prtry",
+    "amount_fen": f"{_TX}/IntrBkSttlmAmt",
+    "currency": f"{_TX}/IntrBkSttlmAmt/@Ccy",
+    "priority": f"{_TX}/SttlmPrty",
+    "charge_bearer": f"{_TX}/ChrgBr",
+    "instg_direct": f"{_TX}/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
+    "instg_branch": f"{_TX}/InstgAgt/BrnchId/Id",
+    "instd_direct": f"{_TX}/InstdAgt/FinInstnId/ClrSysMmbId/MmbId",
+    "instd_branch": f"{_TX}/InstdAgt/BrnchId/Id",
+    "debtor_name": f"{_TX}/Dbtr/Nm",
+    "debtor_address": f"{_TX}/Dbtr/PstlAdr/AdrLine",
+    "debtor_account": f"{_TX}/DbtrAcct/Id/Othr/Id",
+    "debtor_agent": f"{_TX}/DbtrAgt/FinInstnId/ClrSysMmbId/MmbId",
+    "debtor_agent_name": f"{_TX}/DbtrAgt/FinInstnId/Nm",
+    "creditor_agent": f"{_TX}/CdtrAgt/FinInstnId/ClrSysMmbId/MmbId",
+    "creditor_agent_name": f"{_TX}/CdtrAgt/FinInstnId/Nm",
+    "creditor_name": f"{_TX}/Cdtr/Nm",
+    "creditor_address": f"{_TX}/Cdtr/PstlAdr/AdrLine",
+    "creditor_account": f"{_TX}/CdtrAcct/Id/Othr/Id",
+    "business_kind": f"{_TX}/Purp/Prtry",
+    "remittance": f"{_TX}/RmtInf/Ustrd",
+}
+# States that free a payment's EndToEndId for the payment's next attempt.
+FREEING_STATES = ("rejected", "cancelled", "returned")
+
+
+def key(ct: hvps111.CreditTransfer) -> str:
+    """The message's idempotency key: its sender (the instructing direct participant)
+    and its MsgId."""
+    return f"msg:{ct.instg_direct}:{ct.msg_id}"
+
+
+def former_key(ct: hvps111.CreditTransfer) -> str:
+    """The key messages were stored under before (the payer's bank and the MsgId): a
+    message taken then and sent again is still answered as the first time."""
+    return f"msg:{ct.debtor_agent}:{ct.msg_id}"
+
+
+def fields(ct: hvps111.CreditTransfer) -> dict[str, Any]:
+    """What is compared when the MsgId comes again: every field but the MsgId."""
+    kept = dataclasses.asdict(ct)
+    del kept["msg_id"]
+    kept["remittance"] = list(ct.remittance)
+    return kept
+
+
+def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: str
+                  ) -> tuple[int, dict[str, Any]] | None:
+    """The first answer to this MsgId, when the message is the one first taken under it;
+    None when the MsgId is new. Refused (409) when the MsgId was taken by another
+    message, each differing field named."""
+    keys = (key(ct), former_key(ct))
+    rows = tx.query("SELECT key, body_sha256, status, response FROM idempotency "
+                    "WHERE client = ? AND key IN (?, ?)", (client, *keys))
+    if not rows:
+        return None
+    taken_key, first_hash, status, response = min(rows, key=lambda r: keys.index(r[0]))
+    answer = payments.answer_of(tx, response)
+    taken = tx.query_one("SELECT fields FROM ready_messages WHERE client = ? AND key = ?",
+                         (client, taken_key))
+    payment = answer.get("id")
+    if taken is not None:
+        first = orjson.loads(taken[0])
+        now = fields(ct)
+        problems = [_taken(ct, payment, path, now.get(name), first.get(name))
+                    for name, path in PATHS.items() if now.get(name) != first.get(name)]
+    else:  # taken before its fields were kept: its EndToEndId is in the answer
+        first_e2e = (answer.get("message") or {}).get("end_to_end_id")
+        problems = [] if first_e2e in (None, ct.end_to_end_id) else [
+            _taken(ct, payment, END_TO_END_PATH, ct.end_to_end_id, first_e2e)]
+    if not problems and first_hash != body_hash:
+        problems = [Problem("idempotency_key_reused_with_other_body", MSG_ID_PATH,
+                            ct.msg_id, "a new MsgId for a new payment",
+                            f"MsgId {ct.msg_id} already taken for payment {payment} by "
+                            "a message with other content; a new payment needs a new "
+                            "MsgId")]
+    if problems:
+        raise Conflict(problems)
+    return status, answer
+
+
+def _taken(ct: hvps111.CreditTransfer, payment: Any, path: str, value: Any, first: Any
+           ) -> Problem:
+    field_name = path.rsplit("/", 1)[1]
+    return Problem("idempotency_key_reused_with_other_body", path, value,
+                   f"{first}, as in the first message with this MsgId",
+                   f"MsgId {ct.msg_id} already taken for payment {payment} with "
+                   f"{field_name} {first}; a new payment needs a new MsgId")
+
+
+def record(tx: Any, client: str, ct: hvps111.CreditTransfer) -> None:
+    """Keep the message first taken under its MsgId (with its payment, in its
+    transaction)."""
+    tx.execute("INSERT INTO ready_messages (client, key, fields) VALUES (?, ?, ?)",
+               (client, key(ct), jsontext.dumps(fields(ct))))
