@@ -681,10 +681,10 @@ class Gateway:
                                            "Idempotency-Key", p.idem_key,
                                            "the same body as the first request with this key"))
                 return stored[1], payments.answer_of(tx, stored[2]), [], None
-        if p.end_to_end_id:
-            _refuse_end_to_end_in_use(tx, p.end_to_end_id)
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
+        if p.end_to_end_id:
+            ready.claim_end_to_end(tx, p.end_to_end_id, payment_id)
         e2e = p.end_to_end_id or e2e
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
@@ -983,23 +983,3 @@ def _read_body(env: Any, signature: str) -> codec.Decoded | PaygateError | None:
         log.warning("event=inbound_body_unread mesg_type=%s mesg_id=%s error=%r",
                     env.header.mesg_type, env.header.mesg_id, exc)
         return None
-
-
-END_TO_END_PATH = ready.END_TO_END_PATH
-
-
-def _refuse_end_to_end_in_use(tx: Any, end_to_end_id: str) -> None:
-    """A ready hvps.111 under a new MsgId whose EndToEndId an HVPS payment of ours in
-    flight or paid already carries is the same payment sent twice (a core system
-    resending with a fresh MsgId): refused. One rejected, cancelled or returned frees
-    its EndToEndId for the payment's next attempt."""
-    taken = tx.query_one(
-        "SELECT id, state FROM payments WHERE direction = 'out' AND channel = 'hvps' AND "
-        "end_to_end_id = ? AND state NOT IN ('rejected', 'cancelled', 'returned') LIMIT 1",
-        (end_to_end_id,))
-    if taken is not None:
-        raise Conflict(Problem(
-            "end_to_end_id_in_use", END_TO_END_PATH, end_to_end_id,
-            "an EndToEndId that no payment of ours in flight or paid carries",
-            f"payment {taken[0]} ({taken[1]}) already carries EndToEndId {end_to_end_id}; "
-            "this message would pay it a second time"))

@@ -7,12 +7,13 @@ message first taken under its MsgId, and its EndToEndId.
 - The message first taken under a MsgId is kept field by field (`ready_messages`): the
   same MsgId sent again with any field changed (TxId, CreDtTm, the instructing branch,
   the EndToEndId, the amount, ...) is refused with 409, each changed field named.
-- An EndToEndId is carried by one payment in flight or paid at a time. The database
-  holds that: `end_to_end_claims` has one row per EndToEndId of a ready message, naming
-  its payment, taken with the payment in one transaction (an INSERT on a primary key: a
-  second gateway process taking the same id at the same moment waits for the first and
-  loses). A claim of a payment rejected, cancelled or returned is taken over by the
-  next attempt (a conditional UPDATE, which one of two racing attempts wins).
+- An EndToEndId is carried by one payment in flight or paid at a time, whatever its
+  channel. The database holds that: `end_to_end_claims` has one row per EndToEndId of a
+  ready message, naming its payment, written with the payment in one transaction (an
+  INSERT on a primary key: a second gateway process taking the same id at the same
+  moment waits for the first and loses). A claim of a payment rejected, cancelled or
+  returned is taken over by the next attempt (a conditional UPDATE, which one of two
+  racing attempts wins).
 """
 
 from __future__ import annotations
@@ -130,3 +131,56 @@ def record(tx: Any, client: str, ct: hvps111.CreditTransfer) -> None:
     transaction)."""
     tx.execute("INSERT INTO ready_messages (client, key, fields) VALUES (?, ?, ?)",
                (client, key(ct), jsontext.dumps(fields(ct))))
+
+
+def claim_end_to_end(tx: Any, end_to_end_id: str, payment_id: str) -> None:
+    """Claim a ready message's EndToEndId for its new payment `payment_id`, whatever its
+    channel (a normal-priority hvps.111 within the BEPS limit goes by BEPS, one between
+    branches of ours is a book transfer): refused (409 `end_to_end_id_in_use`) while a
+    payment in flight or paid carries it. A second gateway process claiming the same id
+    at the same moment waits for this transaction, then loses (a unique key taken: its
+    work runs again and is refused)."""
+    held = _claim_of(tx, end_to_end_id)
+    if held is None:
+        _refuse_carried(tx, end_to_end_id)
+        tx.execute("INSERT INTO end_to_end_claims (end_to_end_id, payment_id) VALUES (?, ?)",
+                   (end_to_end_id, payment_id))
+        return
+    holder, state = held
+    if state not in FREEING_STATES:
+        raise _in_use(end_to_end_id, holder, state)
+    # The payment that held it failed: this attempt takes it over, unless another one
+    # took it first (it then waits for that one's row and changes nothing).
+    if tx.execute("UPDATE end_to_end_claims SET payment_id = ? "
+                  "WHERE end_to_end_id = ? AND payment_id = ?",
+                  (payment_id, end_to_end_id, holder)) != 1:
+        taker = _claim_of(tx, end_to_end_id) or (holder, state)
+        raise _in_use(end_to_end_id, *taker)
+
+
+def _claim_of(tx: Any, end_to_end_id: str) -> tuple[str, str | None] | None:
+    """(payment, its state) holding the claim on an EndToEndId; None when unclaimed."""
+    row = tx.query_one("SELECT c.payment_id, p.state FROM end_to_end_claims c "
+                       "LEFT JOIN payments p ON p.id = c.payment_id "
+                       "WHERE c.end_to_end_id = ?", (end_to_end_id,))
+    return None if row is None else (row[0], row[1])
+
+
+def _refuse_carried(tx: Any, end_to_end_id: str) -> None:
+    """An EndToEndId never claimed may still be carried by an outgoing HVPS payment in
+    flight or paid: one taken as a JSON transfer (its id given by the gateway), or as a
+    ready message before claims were kept."""
+    taken = tx.query_one(
+        "SELECT id, state FROM payments WHERE direction = 'out' AND channel = 'hvps' AND "
+        "end_to_end_id = ? AND state NOT IN ('rejected', 'cancelled', 'returned') LIMIT 1",
+        (end_to_end_id,))
+    if taken is not None:
+        raise _in_use(end_to_end_id, taken[0], taken[1])
+
+
+def _in_use(end_to_end_id: str, payment: str, state: str | None) -> Conflict:
+    return Conflict(Problem(
+        "end_to_end_id_in_use", END_TO_END_PATH, end_to_end_id,
+        "an EndToEndId that no payment of ours in flight or paid carries",
+        f"payment {payment} ({state or 'being taken'}) already carries EndToEndId "
+        f"{end_to_end_id}; this message would pay it a second time"))

@@ -191,6 +191,10 @@ SCHEMA = [
         client TEXT NOT NULL, key TEXT NOT NULL, fields TEXT NOT NULL,
         PRIMARY KEY (client, key)
     )""",
+    # The payment carrying a ready message's EndToEndId (gateway.ready)
+    """CREATE TABLE IF NOT EXISTS end_to_end_claims (
+        end_to_end_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         payment_id TEXT,                  -- null for messages about no one payment

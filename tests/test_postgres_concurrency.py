@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 
 import ledger
-from gateway import dialect, outbound, payments
+from gateway import dialect, outbound, payments, ready
 from gateway.clock import SHANGHAI
 from gateway.cluster import Cluster
-from gateway.store import SCHEMA, Contended, Store
+from gateway.errors import Conflict
+from gateway.store import SCHEMA, Contended, Store, lost_race
 from ledger.fixtures import postgres_schema_or_skip
 from ledger.testing import WORK_DATE, customer_account
+from tests.race_support import Other
 
 pytestmark = pytest.mark.postgres
 
@@ -261,3 +263,52 @@ def test_blocks_of_numbers_never_overlap(url):
     drawn = [n for block in both(url, draw, 100) for n in block]
 
     assert sorted(drawn) == list(range(1, 1601))
+
+
+def test_an_end_to_end_id_is_claimed_by_one_process(url):
+    """Two ready messages with one EndToEndId at once on two processes: the second
+    waits for the first's claim, loses (a unique key taken), and its run again is
+    refused with end_to_end_id_in_use. A claim of a rejected payment is taken over
+    by one of two attempts racing for it."""
+    e2e = "99910000002720261207900000000001"
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        ready.claim_end_to_end(tx, e2e, "P1")
+        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P2"))
+        other.start_and_wait_for_lock(url)
+    lost = other.finish()
+    with pytest.raises(Conflict) as again:
+        with db.transaction() as tx:
+            ready.claim_end_to_end(tx, e2e, "P2")
+
+    # P1 rejected: P3 and P4 race to take its EndToEndId over.
+    with db.transaction() as tx:
+        payments.insert(tx, _payment("P1", e2e, "rejected"))
+    with db.transaction() as tx:
+        ready.claim_end_to_end(tx, e2e, "P3")
+        payments.insert(tx, _payment("P3", e2e, "accepted"))
+        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P4"))
+        other.start_and_wait_for_lock(url)
+    refused = other.finish()
+    with db.transaction() as tx:
+        holder = tx.query_one("SELECT payment_id FROM end_to_end_claims "
+                              "WHERE end_to_end_id = ?", (e2e,))
+    db.close()
+
+    assert lost_race(lost), lost
+    assert again.value.problems[0].code == "end_to_end_id_in_use"
+    assert "P1" in again.value.problems[0].message
+    assert isinstance(refused, Conflict) and "P3" in refused.problems[0].message
+    assert holder == ("P3",)
+
+
+def _payment(payment_id: str, end_to_end_id: str, state: str) -> dict[str, Any]:
+    return {"id": payment_id, "direction": "out", "channel": "hvps", "state": state,
+            "msg_type": "hvps.111.001.01", "msg_id": payment_id, "tx_id": payment_id,
+            "end_to_end_id": end_to_end_id, "sender_direct": "999100000019",
+            "receiver_direct": "888200000015", "amount_fen": 100, "currency": "CNY",
+            "payer_account": "a", "payer_name": "n", "payer_bank": "999100000027",
+            "payee_account": "b", "payee_name": "m", "payee_bank": "888200000023",
+            "business_type": "A100", "business_kind": "02102", "urgency": "urgent",
+            "priority": 2, "remittance": [], "route": {}, "work_date": "2026-12-07",
+            "created_at": NOW.isoformat(), "updated_at": NOW.isoformat()}

@@ -170,3 +170,25 @@ def test_a_message_taken_under_the_former_key_is_answered_as_before(tmp_path):
 
             assert (status, again["id"]) == (201, first["id"])
     asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_ready_message_gone_by_beps_keeps_its_end_to_end_id(tmp_path):
+    """A normal-priority hvps.111 within the BEPS limit goes by BEPS: the same payment
+    under a new MsgId is refused as one gone by HVPS is."""
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            small = example().replace(b">150000.00<", b">100.00<").replace(
+                b"<SttlmPrty>URGT", b"<SttlmPrty>NORM")
+            first_status, first = await post(h, small)
+            again_status, again = await post(h, small.replace(
+                b"<MsgId>2026120790000001</MsgId>", b"<MsgId>2026120790000097</MsgId>"))
+            count = await h.gateway.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM payments WHERE direction = 'out'", ()))
+
+            assert (first_status, first["channel"]) == (201, "beps"), first
+            assert (again_status, again["errors"][0]["code"]) == (409, "end_to_end_id_in_use")
+            assert first["id"] in again["errors"][0]["message"]
+            assert count[0] == 1
+    asyncio.run(scenario())
