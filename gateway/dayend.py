@@ -8,7 +8,8 @@ moves on (the ccms.801 that starts the next day's preparation), the ledger day o
 old date is closed: trial balance checked, detail ledgers agreeing with the general
 ledger, no more postings on that date (DOMAIN.md §6), and the old date is reconciled
 then if nothing reconciled it yet (a gateway started during its end of day never saw
-its 40). Results are kept per work date for the operators, the demo and
+its 40), or reconciled again if payments joined it after its reconciliation (a date
+takes BEPS payments, and HVPS ones held for the next window, until the cut-over). Results are kept per work date for the operators, the demo and
 `simulate-day`, which wait for them.
 
 Both steps run only in a gateway that sees the work date move. A gateway that was down
@@ -73,10 +74,21 @@ class DayEnd:
 
     async def _close_and_catch_up(self, day: date) -> None:
         await self.close(day)
-        done = await self.gw.store.run(lambda tx: tx.query_one(
-            "SELECT 1 FROM recon WHERE work_date = ?", (day.isoformat(),)))
-        if done is None:
+        done = await self.gw.store.run(lambda tx: reconciliations(tx, day.isoformat()))
+        if any(joined for _, joined in done.values()):
+            # Reconciled before payments joined the date (taken after its end of day,
+            # BEPS or held for the next HVPS window): the date closes now, and is
+            # reconciled again with everything it holds.
+            self._forget(day)
+        if not done or any(joined for _, joined in done.values()):
             self._reconcile_once(day)
+
+    def _forget(self, day: date) -> None:
+        """Drop this run's result of reconciling `day`: it no longer covers the date."""
+        key = day.isoformat()
+        self.results.pop(key, None)
+        self._done.pop(key, None)
+        self._reconciling.discard(key)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -252,10 +264,31 @@ def missing_day_ends(tx: Any, current: date) -> list[dict[str, Any]]:
         if state not in _DONE_STATES:
             found["not_final"][f"{channel} {direction} {state}"] = count
     for day, found in days.items():
-        for system, reconciled in tx.query("SELECT system, reconciled FROM recon WHERE "
-                                           "work_date = ? ORDER BY id", (day,)):
-            found["reconciled"][system] = bool(reconciled)
+        for system, (reconciled, joined) in reconciliations(tx, day).items():
+            # True only when it is: a reconciliation that payments joined after is stale.
+            found["reconciled"][system] = reconciled and not joined
+            if joined:
+                found.setdefault("joined_after_reconciliation", {})[system] = joined
     return list(days.values())
+
+
+def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
+    """The last reconciliation of each system (HVPS, BEPS, their details) of work date
+    `day`: (whether it agreed with the NPC, how many payments of that system joined the
+    date after it ran). A date keeps taking payments after its end of day until the
+    cut-over (BEPS runs on; HVPS payments are held for the next window), so a
+    reconciliation run at the end of day, or at a start during it, may not cover them."""
+    last: dict[str, tuple[bool, str]] = {}
+    for system, reconciled, at in tx.query("SELECT system, reconciled, at FROM recon "
+                                           "WHERE work_date = ? ORDER BY id", (day,)):
+        last[system] = (bool(reconciled), at)
+    out = {}
+    for system, (reconciled, at) in last.items():
+        channel = system.split("-")[0].lower()
+        joined = tx.query_one("SELECT COUNT(*) FROM payments WHERE work_date = ? AND "
+                              "channel = ? AND created_at > ?", (day, channel, at))[0]
+        out[system] = (reconciled, int(joined))
+    return out
 
 
 def alerted_dates(tx: Any) -> set[str]:
@@ -284,8 +317,13 @@ def missing_alert(missing: list[dict[str, Any]], new: list[dict[str, Any]]
 
 def _left_open(found: dict[str, Any]) -> str:
     reconciled = found["reconciled"]
+    joined = found.get("joined_after_reconciliation")
     if not reconciled:
         recon = "not reconciled with the NPC"
+    elif joined:
+        recon = ("reconciled before " + ", ".join(
+            f"{n} {system} payments" for system, n in joined.items())
+            + " joined it (its day end reconciles it again)")
     elif all(reconciled.values()):
         recon = "reconciled"
     else:

@@ -275,3 +275,58 @@ def test_nobody_approves_their_own_late_day_end(tmp_path: Path, user: str) -> No
     asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
 
     assert asyncio.run(run_on(tmp_path, "2026-12-08T09:00", tuesday)) == "approver_is_requester"
+
+
+async def reconciled_at_start(gw: Gateway) -> None:
+    """Friday reconciled at a Saturday start, with nothing of it yet (as the NPC's
+    answers would record it: HVPS and BEPS agreeing)."""
+    at = gw.clock.now().isoformat()
+    await gw.store.run(lambda tx: tx.executemany(
+        "INSERT INTO recon (work_date, system, at, reconciled, differences) "
+        "VALUES (?, ?, ?, 1, '[]')", [(gw.work_date.isoformat(), system, at)
+                                      for system in ("HVPS", "BEPS")]))
+
+
+def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
+        tmp_path: Path) -> None:
+    """Started on Saturday (Friday's end of day), the gateway reconciles Friday, then
+    takes BEPS payments into Friday. On Monday `day_end_missing` shows Friday's BEPS
+    reconciliation as stale (false, with the payments that joined after), HVPS's as it
+    was (none joined)."""
+    async def saturday(gw: Gateway) -> str:
+        await open_payer(gw)
+        await reconciled_at_start(gw)
+        gw.clock.advance(60)
+        await pay(gw, "s1", "100.00")
+        await pay(gw, "s2", "200.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+        return gw.work_date.isoformat()
+
+    friday = asyncio.run(run_on(tmp_path, "2026-12-12T10:00", saturday))
+    [alert] = asyncio.run(run_on(tmp_path, "2026-12-14T09:00", missing_alerts))
+
+    assert friday == "2026-12-11"
+    assert alert["dates"] == [{
+        "work_date": "2026-12-11", "ledger_day": "open",
+        "reconciled": {"HVPS": True, "BEPS": False},
+        "joined_after_reconciliation": {"BEPS": 2}, "payments": 2,
+        "not_final": {"beps out sent": 2}}]
+    assert "reconciled before 2 BEPS payments joined it" in alert["message"]
+
+
+def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutover(
+        tmp_path: Path) -> None:
+    """The same Saturday, the gateway up until the NPC cuts over to Monday: Friday's
+    ledger day closes and Friday is reconciled again (hvps.710 for 2026-12-11)."""
+    async def weekend(gw: Gateway) -> list[str]:
+        await open_payer(gw)
+        await reconciled_at_start(gw)
+        gw.clock.advance(60)
+        await pay(gw, "s1", "100.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+        await receive(gw, notice("40", "00", "2026-12-14"))
+        return await reconciliations_asked(gw, 1)
+
+    assert asyncio.run(run_on(tmp_path, "2026-12-12T10:00", weekend)) == ["2026-12-11"]
