@@ -36,13 +36,23 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway import outbound
+from gateway import logs, outbound
 from gateway.batcher import Batcher
+from gateway.store import log_after_commit
 from gateway.worker import RetryLater
 
 log = logging.getLogger("paygate.webhook")
 
 BACKOFF_MAX_S = 300.0
+
+
+class RowsRetryLater(RetryLater):
+    """A POST not answered 2xx: `rows` (outbox ids) wait out their backoff and are
+    pushed again; the POST's other rows were failed (past their attempts)."""
+
+    def __init__(self, reason: str, rows: frozenset[int]) -> None:
+        super().__init__(reason)
+        self.rows = rows
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -122,25 +132,29 @@ class Pusher:
         ready, self._ready = self._ready, []
         futures = iter([future for _, future in ready])
         for bundle in bundles([hook for hook, _ in ready], self.gw.settings.webhook_events_max):
-            theirs = [next(futures) for _ in bundle]  # bundles keep the rows' order
+            theirs = [(hook, next(futures)) for hook in bundle]  # bundles keep the order
             task = asyncio.get_running_loop().create_task(self.deliver(bundle))
             self._posts.add(task)
             task.add_done_callback(lambda done, theirs=theirs: self._posted(done, theirs))
 
-    def _posted(self, done: asyncio.Task, futures: list[asyncio.Future]) -> None:
+    def _posted(self, done: asyncio.Task,
+                rows: list[tuple[Hook, asyncio.Future]]) -> None:
         self._posts.discard(done)
         error = asyncio.CancelledError() if done.cancelled() else done.exception()
-        for future in futures:
+        for hook, future in rows:
             if future.done():
                 continue
-            if error is not None:
+            if isinstance(error, RowsRetryLater) and hook.outbox_id not in error.rows:
+                future.set_result(None)  # failed, with its alert: no retry to tell of
+            elif error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(None)
 
     async def deliver(self, hooks: list[Hook]) -> None:
         """POST claimed webhook rows' events in one body; mark the rows delivered, or
-        schedule their retry (RetryLater)."""
+        schedule their retry (RowsRetryLater naming the rows retried; a row past its
+        attempts is failed instead, with its alert, and never said to be retried)."""
         gw = self.gw
         body = body_of(hooks)
         self.posts += 1
@@ -155,8 +169,9 @@ class Pusher:
         if ok:
             await self._delivered((tuple(hook.outbox_id for hook in hooks), gw.clock.now()))
             return
-        await gw.store.run(lambda tx: _schedule_retries(gw, tx, hooks, status))
-        raise RetryLater(f"webhook answered {status}")
+        retried = await gw.store.run(lambda tx: _schedule_retries(gw, tx, hooks, status))
+        if retried:
+            raise RowsRetryLater(f"webhook answered {status}", retried)
 
 
 def _claim_many(tx: Any, calls: list[tuple[int, datetime]]) -> list[Hook | None]:
@@ -186,26 +201,30 @@ def _delivered_many(tx: Any, calls: list[tuple[tuple[int, ...], datetime]]) -> l
     return [None] * len(calls)
 
 
-def _schedule_retries(gw: Any, tx: Any, hooks: list[Hook], status: Any) -> None:
+def _schedule_retries(gw: Any, tx: Any, hooks: list[Hook], status: Any) -> frozenset[int]:
     """Every row of a POST not answered 2xx waits out its backoff before it is pushed
-    again, its events as they are; past `webhook_retries_max` attempts it is failed."""
-    for hook in hooks:
-        _schedule_retry(gw, tx, hook, status)
+    again, its events as they are; past `webhook_retries_max` attempts it is failed. The
+    rows to be retried. Each row's fate is logged once the transaction commits, before
+    anything tells of a retry (the stage's `retry_later` for the rows retried only)."""
+    return frozenset(hook.outbox_id for hook in hooks if _schedule_retry(gw, tx, hook, status))
 
 
-def _schedule_retry(gw: Any, tx: Any, hook: Hook, status: Any) -> None:
+def _schedule_retry(gw: Any, tx: Any, hook: Hook, status: Any) -> bool:
+    """Whether the row is to be retried (else it is failed now)."""
     attempts = hook.attempts + 1
     if attempts >= gw.settings.webhook_retries_max:
         tx.execute("UPDATE outbox SET state = 'failed', attempts = ?, updated_at = ? "
                    "WHERE id = ?", (attempts, gw.clock.now().isoformat(), hook.outbox_id))
         gw.alert(tx, "webhook_delivery_failed", outbox=hook.outbox_id, events=hook.count,
                  attempts=attempts, last_answer=status)
-        return
+        return False
     delay_s = min(gw.settings.send_backoff_s * 2 ** attempts, BACKOFF_MAX_S)
     # The sweeper re-drives rows untouched for a few seconds; a future updated_at keeps
     # this one waiting out its backoff first.
     retry_at = gw.clock.now() + timedelta(seconds=delay_s)
     tx.execute("UPDATE outbox SET state = 'pending', attempts = ?, updated_at = ? "
                "WHERE id = ?", (attempts, retry_at.isoformat(), hook.outbox_id))
-    log.info("event=webhook_retry_scheduled outbox=%s events=%s attempts=%s delay_s=%s "
-             "answer=%s", hook.outbox_id, hook.count, attempts, delay_s, status)
+    log_after_commit(log, logging.INFO, [
+        f"event=webhook_retry_scheduled outbox={hook.outbox_id} events={hook.count} "
+        f"attempts={attempts} delay_s={delay_s} answer={logs.value(status)}"])
+    return True

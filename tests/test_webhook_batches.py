@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,10 +23,12 @@ import aiohttp
 import ledger
 from aiohttp import web
 
-from gateway import direct, payments, recovery, webhook
+from gateway import direct, logs, payments, recovery, webhook
 from gateway.app import Gateway
 from gateway.clock import ManualClock
-from gateway.store import Store
+from gateway.store import Store, log_after_commit
+from gateway.webhook import BACKOFF_MAX_S
+from gateway.worker import StreamWorker
 
 SECRET = "batch-secret"
 AT = datetime(2026, 12, 7, 9, 30, tzinfo=timezone.utc)
@@ -325,3 +328,45 @@ def test_changes_of_a_part_undone_are_not_told(tmp_path):
 
     assert [[e["id"] for e in events] for events in posted] == [["KEPT"]]
     assert named == [("KEPT",)]
+
+
+def test_the_log_tells_each_row_its_fate_in_order(tmp_path, caplog):
+    """Three attempts allowed, the core system answering 503 each time, the row pushed
+    by the webhook stage as after a restart: each retry is logged as scheduled, then as
+    `retry_later`; the last attempt fails the row with its alert and no `retry_later`
+    follows it."""
+    async def scenario() -> list[str]:
+        async with Rig(tmp_path, answers=(503, 503, 503), retries_max=3) as rig:
+            rig.gw.alert = lambda tx, code, **detail: log_after_commit(
+                logging.getLogger("paygate.gateway"), logging.WARNING,
+                [f"event=alert code={code} outbox={detail['outbox']}"])
+            await rig.change(["P1"], "settled", "sent")
+            await rig.settled()  # the first attempt, sent after commit
+            (outbox_id,), = await rig.query("SELECT id FROM outbox")
+            acks: list[str] = []
+
+            async def xack(stream: str, group: str, entry: str) -> None:
+                acks.append(entry)
+            stage = StreamWorker(SimpleNamespace(xack=xack), "webhook", ("webhook",),
+                                 lambda s, e, f: rig.gw.webhooks.push(int(f["outbox"])))
+            for entry in ("1-0", "2-0"):
+                rig.clock.advance(BACKOFF_MAX_S)
+                await stage._handle_once("webhook", entry, {"outbox": str(outbox_id)})
+            stage.retries.flush()
+            logs.write_now()
+            state = await rig.query("SELECT state, attempts FROM outbox")
+            return [r.getMessage() for r in caplog.records], acks, state, outbox_id
+
+    with caplog.at_level(logging.INFO):
+        lines, acks, state, outbox_id = asyncio.run(scenario())
+
+    told = [line.split()[0] for line in lines
+            if line.startswith(("event=webhook_retry_scheduled", "event=retry_later",
+                                "event=alert"))]
+    assert told == ["event=webhook_retry_scheduled",  # attempt 1, sent after commit
+                    "event=webhook_retry_scheduled", "event=retry_later",  # attempt 2
+                    "event=alert"]  # attempt 3: failed, nothing said of a retry
+    assert all(f"outbox={outbox_id}" in line for line in lines
+               if line.startswith(("event=webhook_retry_scheduled", "event=alert")))
+    assert acks == ["1-0", "2-0"]
+    assert state == [("failed", 3)]
