@@ -100,3 +100,50 @@ def test_the_language_switch_and_sign_out(rig: Any, browser: Any) -> None:
 
     assert "business preparation" in english and "营业准备" in chinese
     assert page.is_hidden("#main")
+
+
+def test_failed_webhook_rows_are_sent_again_from_the_page(rig: Any, browser: Any) -> None:
+    """A webhook row failed past its attempts is listed with its changes; op1 resends it
+    (no second person needed): the request is executed at once and the row leaves the
+    list, pending again on the webhook stream. The page's icon is the gateway's own."""
+    loop, ops_rig = rig
+    row = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "INSERT INTO outbox (kind, stream, state, envelope, attempts, created_at, "
+        "updated_at) VALUES ('webhook', 'webhook', 'failed', ?, 24, ?, ?) RETURNING id",
+        (b'[{"id":"P-hook-1","state":"settled"},{"id":"P-hook-2","state":"settled"}]',
+         "2026-12-07T09:00:00+08:00", "2026-12-07T10:10:00+08:00"))))[0]
+    asked: list[str] = []
+    page = browser.new_context(locale="en-US").new_page()
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(ops_rig.url + "/ops/")
+    page.fill("#login-user", "op1")
+    page.fill("#login-password", "op1-demo")
+    page.click("#login-submit")
+    listed = page.wait_for_selector(f'#t-webhooks tr[data-id="{row}"]',
+                                    timeout=STEP_TIMEOUT_MS).text_content()
+    resend_all = page.text_content("#webhooks-all")
+
+    page.click(f'#t-webhooks button[data-action="webhook_resend"][data-target="{row}"]')
+    page.fill("#action-note", "core system back")
+    page.click("#action-send")
+    page.wait_for_selector("#action-text:has-text('executed')", timeout=STEP_TIMEOUT_MS)
+    page.wait_for_selector(f'#t-webhooks tr[data-id="{row}"]', state="detached",
+                           timeout=LIVE_WITHIN_MS)
+    state = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state, attempts FROM outbox WHERE id = ?", (row,))))
+    icon = page.evaluate("""async () => {
+        const link = document.querySelector("link[rel=icon]");
+        const answer = await fetch(link.href);
+        const usual = await fetch("/favicon.ico");
+        return [link.getAttribute("href"), answer.status,
+                answer.headers.get("content-type"), (await answer.text()).slice(0, 4),
+                new URL(usual.url).pathname, usual.status];
+    }""")
+
+    assert "P-hook-1" in listed and "P-hook-2" in listed
+    assert "Resend all (1)" in resend_all
+    assert tuple(state) == ("pending", 0)
+    assert icon[:2] == ["/ops/static/favicon.svg", 200]
+    assert icon[2].startswith("image/svg+xml") and icon[3] == "<svg"
+    assert icon[4:] == ["/ops/static/favicon.svg", 200]  # /favicon.ico leads to it
+    assert asked and all(url.startswith(ops_rig.url) for url in asked), asked

@@ -144,7 +144,7 @@ def test_every_page_file_is_shipped() -> None:
     html = (resources.files("gateway") / "web" / "index.html").read_text(encoding="utf-8")
     named = set(re.findall(r'/ops/static/([a-z0-9.]+)', html))
 
-    assert named == {"app.js", "app.css", "i18n.js"}
+    assert named == {"app.js", "app.css", "i18n.js", "favicon.svg"}
 
 
 def test_basic_credentials_work_for_the_command_line(web: Web) -> None:

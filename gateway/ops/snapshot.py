@@ -115,6 +115,7 @@ class Snapshots:
                 "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX],
                 "alerts": views.alerts(tx, SNAPSHOT_LIST_MAX),
                 "alert_count": views.alert_count(tx),
+                "webhooks_failed": views.failed_webhooks(tx, SNAPSHOT_LIST_MAX),
                 "audit": views.audit_rows(tx, SNAPSHOT_LIST_MAX),
                 "pending": views.requests(tx, state="pending", limit=SNAPSHOT_LIST_MAX),
                 "requests": views.requests(tx, limit=SNAPSHOT_LIST_MAX),

@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import payments
+from gateway import payments, webhook
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
 from gateway.states import IN_STATES, OUT_STATES
@@ -166,6 +166,26 @@ def alerts(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
 
 def alert_count(tx: Any) -> int:
     return tx.query_one("SELECT COUNT(*) FROM alerts", ())[0]
+
+
+def failed_webhooks(tx: Any, limit: int = 50) -> dict[str, Any]:
+    """Webhook rows failed past their attempts (alert webhook_delivery_failed), oldest
+    first, each with its number of status changes and the payments they are about: what
+    `webhook_resend` pushes again."""
+    total = tx.query_one("SELECT COUNT(*) FROM outbox WHERE kind = 'webhook' AND "
+                         "state = 'failed'", ())[0]
+    rows = tx.query("SELECT id, envelope, attempts, updated_at FROM outbox WHERE "
+                    "kind = 'webhook' AND state = 'failed' ORDER BY id LIMIT ?", (limit,))
+    out = []
+    for outbox_id, envelope, attempts, updated_at in rows:
+        events, count = webhook.stored_events(envelope)
+        ids = list(dict.fromkeys(str(e.get("id")) for e in json.loads(events)))
+        out.append({"id": outbox_id, "events": count, "payments": ids[:WEBHOOK_IDS_SHOWN],
+                    "attempts": attempts, "failed_at": updated_at})
+    return {"total": total, "rows": out}
+
+
+WEBHOOK_IDS_SHOWN = 5  # payments named per failed webhook row on the page
 
 
 def audit_rows(tx: Any, limit: int = 50) -> list[dict[str, Any]]:

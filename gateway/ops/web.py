@@ -32,7 +32,8 @@ from gateway.ops.snapshot import Snapshots
 log = logging.getLogger("paygate.ops")
 
 STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript",
-                "app.css": "text/css", "i18n.js": "text/javascript"}
+                "app.css": "text/css", "i18n.js": "text/javascript",
+                "favicon.svg": "image/svg+xml"}
 REFUSALS_AUDITED = ("sign_in_refused", "sign_in_locked_after_failures")
 
 Guarded = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
@@ -158,6 +159,10 @@ async def _to_page(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/ops/")
 
 
+async def _to_favicon(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/ops/static/favicon.svg")
+
+
 OPS_KEY = web.AppKey("paygate_ops", Ops)
 
 
@@ -171,6 +176,7 @@ def add_routes(app: web.Application, gw: Any) -> None:
     add.add_get("/ops", _to_page)
     add.add_get("/ops/", ops.page)
     add.add_get("/ops/static/{name}", ops.static)
+    add.add_get("/favicon.ico", _to_favicon)  # asked for by browsers on other pages
     add.add_post("/ops/login", ops.login)
     add.add_post("/ops/logout", ops.guard(ops.logout))
     add.add_get("/ops/events", ops.guard(ops.events))

@@ -165,6 +165,7 @@
       { h: "c_fields", f: (d) => JSON.stringify(d.fields), cls: "wrap" }, { h: "c_tries", f: (d) => d.deliveries },
       { h: "c_age", f: (d) => d.age_s, cls: "num" }, { h: "c_reason", f: (d) => d.reason, cls: "wrap" },
       { h: "c_actions", f: (d) => (me && me.may_act ? actionButton("retry", d.id) : null) }]);
+    renderWebhooks(s.webhooks_failed);
     fill("t-alerts", s.alerts, [
       { h: "c_at", f: (a) => a.at, cls: "nowrap" }, { h: "c_code", f: (a) => a.code },
       { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
@@ -176,6 +177,25 @@
       { h: "c_target", f: (a) => a.target ?? "-", cls: "nowrap" },
       { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
     $("updated").textContent = `${t("updated")} ${s.window.now.slice(11, 19)}`;
+  }
+
+  function renderWebhooks(w) {
+    const may = me && me.may_act;
+    const rows = (w && w.rows) || [];
+    fill("t-webhooks", rows, [
+      { h: "c_id", f: (h) => h.id }, { h: "c_events", f: (h) => h.events, cls: "num" },
+      { h: "c_payment", f: (h) => h.payments.join(" ") + (h.events > h.payments.length ? " …" : ""), cls: "wrap" },
+      { h: "c_tries", f: (h) => h.attempts, cls: "num" },
+      { h: "c_at", f: (h) => (h.failed_at || "").replace("T", " ").slice(0, 19), cls: "nowrap" },
+      { h: "c_actions", f: (h) => (may ? actionButton("webhook_resend", String(h.id)) : null) }]);
+    const all = $("webhooks-all");
+    all.replaceChildren();
+    if (may && rows.length) {
+      all.append(el("button", { type: "button", className: "small",
+        dataset: { action: "webhook_resend", target: "failed" },
+        on: { click: () => openAction("webhook_resend", "failed") } },
+      `${t("a_webhook_resend_all")} (${w.total})`));
+    }
   }
 
   function renderCards(s) {
