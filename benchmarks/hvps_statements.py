@@ -1,0 +1,211 @@
+"""Which SQL statements the gateway runs for an HVPS payment, in which piece of work, and
+how many bytes of SQLite's write-ahead log they cost.
+
+    .venv/bin/python -m benchmarks.hvps_statements [--payments 50] [--show]
+
+Starts the gateway beside the simulated NPC (tests/e2e_support.py, a SQLite file) with a
+core system's webhook on loopback, then sends urgent JSON transfers through
+`submit_transfer` one after another, each waited for until it is settled and the core
+system was told of it, so that each transaction holds the work of one step of one
+payment. Every statement the gateway's database connection runs is seen through
+sqlite3's trace callback and counted under the piece of work that ran it (the qualified
+name of the function given to `Store.run`; statements outside any work are the group
+commit's own: BEGIN, the work's savepoint, COMMIT; the ledger's balance changes written
+just before COMMIT are counted apart). The log is not checkpointed while
+payments run, so its growth is the bytes each transaction wrote.
+
+`--show` prints every statement shape with its count per payment, and the statements of
+the last payment in the order they ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import asyncio
+import json
+import re
+import sqlite3
+import tempfile
+import threading
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FRAME = "(group commit)"
+DEFERRED = "(written at commit)"  # the ledger's balance changes, flushed before COMMIT
+# The group commit's own statements (a savepoint a work opens itself is named sp2 and up).
+_FRAME_SQL = frozenset({"BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT sp1", "RELEASE SAVEPOINT sp1",
+                        "ROLLBACK TO SAVEPOINT sp1"})
+# Work not done for the payments: the BEPS packer's timer.
+IGNORED = ("Packer.",)
+_NUMBERS = re.compile(r"\b\d+\b|'[^']*'|X'[0-9A-Fa-f]*'")
+
+
+def shape(sql: str) -> str:
+    """A statement with its literal values taken out (the trace gives them expanded)."""
+    return " ".join(_NUMBERS.sub("?", sql).split())[:160]
+
+
+class Tracer:
+    """Counts the statements and log bytes of every transaction, by piece of work."""
+
+    def __init__(self, store: Any, wal: Path) -> None:
+        self.store, self.wal = store, wal
+        self.local = threading.local()
+        self.statements: Counter[tuple[str, str]] = Counter()
+        self.wal_bytes: Counter[str] = Counter()
+        self.transactions = 0
+        self.log: list[str] = []  # every statement counted, in order
+        self.on = False
+
+    def install(self) -> None:
+        conn = self.store._db._conn
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.set_trace_callback(self._trace)
+        run, run_batch = self.store.run, self.store._run_batch_once
+
+        def labelled(work: Any) -> Any:
+            label = getattr(work, "__qualname__", repr(work)).replace(".<locals>", "")
+
+            def run_labelled(tx: Any) -> Any:
+                # Kept after the work returns: what it gathered is written next, before
+                # the group commit's RELEASE (gateway.store._write_gathered).
+                self.local.label = label
+                return work(tx)
+            run_labelled.label = label
+            return run_labelled
+
+        async def traced_run(work: Any) -> Any:
+            return await run(labelled(work))
+
+        def traced_batch(works: list) -> Any:
+            before = self._wal_size()
+            try:
+                return run_batch(works)
+            finally:
+                if self.on:
+                    self.transactions += 1
+                    grown = self._wal_size() - before
+                    labels = sorted({getattr(w, "label", "?") for w, _ in works})
+                    self.wal_bytes[" + ".join(labels)] += grown
+
+        self.store.run = traced_run
+        self.store._run_batch_once = traced_batch
+
+    def _wal_size(self) -> int:
+        try:
+            return self.wal.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _trace(self, sql: str) -> None:
+        if sql in _FRAME_SQL:
+            label = FRAME
+            if sql != "COMMIT":
+                self.local.label = None
+        else:
+            label = getattr(self.local, "label", None) or DEFERRED
+        if self.on and not label.startswith(IGNORED):
+            self.statements[(label, shape(sql))] += 1
+            self.log.append(f"{label} | {shape(sql)}")
+
+
+async def measure(folder: Path, payments: int) -> dict[str, Any]:
+    """Run `payments` HVPS payments one at a time; the counts per payment."""
+    from tests.e2e_support import open_account, started, transfer, until
+
+    told: dict[str, set[str]] = defaultdict(set)
+
+    async def hook(request: web.Request) -> web.Response:
+        for event in json.loads(await request.read())["events"]:
+            told[event["id"]].add(event["state"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        async with started(folder, webhook_url=url, log_level="WARNING") as h:
+            gw = h.gateway
+            payer = await open_account(h, 1, 10_000_000 * 100)
+            tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal")
+            tracer.install()
+            # One payment first, outside the count: caches and prepared statements warm.
+            await one(h, gw, payer, "warm", told, until, transfer)
+            tracer.on = True
+            for n in range(payments):
+                tracer.log.clear()
+                await one(h, gw, payer, f"p{n}", told, until, transfer)
+            tracer.on = False
+    finally:
+        await runner.cleanup()
+    return report(tracer, payments)
+
+
+async def one(h: Any, gw: Any, payer: str, key: str, told: dict[str, set[str]],
+              until: Any, transfer: Any) -> None:
+    status, answer = await gw.submit_transfer("core", key, transfer(payer, "100.00"))
+    assert status == 201, (status, answer)
+    payment_id = answer["id"]
+
+    def done() -> bool:
+        if "settled" not in told[payment_id]:
+            return False
+        # Every row of the payment finished: nothing left to send, push or answer. Read
+        # on a connection of its own, so that the look is not counted.
+        with contextlib.closing(sqlite3.connect(
+                f"file:{gw.store.url[len('sqlite:///'):]}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT COUNT(*) FROM outbox WHERE state NOT IN "
+                              "('done', 'acked', 'sent')").fetchone()[0] == 0
+    await until(done, f"{payment_id} settled and told")
+
+
+def report(tracer: Tracer, payments: int) -> dict[str, Any]:
+    by_work: Counter[str] = Counter()
+    by_verb: Counter[str] = Counter()
+    for (label, sql), count in tracer.statements.items():
+        by_work[label] += count
+        by_verb[sql.split(" ", 1)[0].upper()] += count
+    total = sum(by_work.values())
+    in_work = total - by_work[FRAME]
+    wal = sum(tracer.wal_bytes.values())
+    return {
+        "payments": payments,
+        "statements_per_payment": round(total / payments, 2),
+        # Without BEGIN, COMMIT and the savepoint of each work, which depend on how the
+        # work fell into transactions: the figure that does not vary from run to run.
+        "statements_per_payment_in_work": round(in_work / payments, 2),
+        "wal_bytes_per_payment": round(wal / payments),
+        "transactions_per_payment": round(tracer.transactions / payments, 2),
+        "statements_per_payment_by_work": {
+            k: round(v / payments, 2) for k, v in by_work.most_common()},
+        "statements_per_payment_by_verb": {
+            k: round(v / payments, 2) for k, v in by_verb.most_common()},
+        "wal_bytes_per_payment_by_work": {
+            k: round(v / payments) for k, v in tracer.wal_bytes.most_common()},
+        "last_payment": tracer.log,
+        "statements": {f"{label} | {sql}": round(count / payments, 2)
+                       for (label, sql), count in sorted(tracer.statements.items())},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--payments", type=int, default=50)
+    parser.add_argument("--show", action="store_true", help="every statement shape too")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        result = asyncio.run(measure(Path(folder), args.payments))
+    if not args.show:
+        del result["statements"], result["last_payment"]
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

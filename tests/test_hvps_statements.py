@@ -1,0 +1,26 @@
+"""The database work of an HVPS payment stays as small as it was made
+(benchmarks/hvps_statements.py counts it): more statements per payment fail here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from benchmarks.hvps_statements import FRAME, measure
+
+pytestmark = pytest.mark.e2e
+
+# Statements per payment, from acceptance to the core system told of its settlement,
+# without the group commit's own (BEGIN, the savepoint of each work, COMMIT).
+STATEMENTS_MAX = 52
+
+
+def test_statements_per_hvps_payment(tmp_path):
+    result = asyncio.run(measure(tmp_path, 8))
+    by_work = result["statements_per_payment_by_work"]
+    assert set(by_work) - {FRAME, "(written at commit)"} == {
+        "Gateway.submit_transfer.<lambda>", "Gateway.receive_link.<lambda>",
+        "Batcher._flush.<lambda>"}, by_work
+    assert result["statements_per_payment_in_work"] <= STATEMENTS_MAX, result
+    assert result["wal_bytes_per_payment"] > 0
