@@ -691,11 +691,28 @@ class Gateway:
                                        transfer.amount_fen, work_date, payment_id)
         except PaygateError as exc:
             raise intake.as_request_fields(exc) from None
+        # An HVPS payment sent from this work, with nothing to wait for, is written sent
+        # with its message claimed (outbound.claim_new) instead of written accepted and
+        # pending, then claimed and moved on.
+        at_once = p.send_now and p.accept == self._accept_hvps \
+            and self._hvps_wait(transfer, p.decision) is None
         row = intake.record_outgoing(tx, transfer, p.decision, work_date=work_date, now=p.now,
                                      hold_id=str(hold_id), state="accepted",
                                      payment_id=payment_id, msg_id=msg_id,
-                                     end_to_end_id=e2e, client=p.client)
-        row, entries = p.accept(tx, row, transfer, p.decision, p.now)
+                                     end_to_end_id=e2e, client=p.client, insert=not at_once)
+        sending = None
+        claimed = None
+        if at_once:
+            lane = keys.lane_for_priority(p.decision.priority)
+            claimed = outbound.claim_new(tx, row, lane, self.keyring, p.now, self.notifier)
+            if claimed is None:  # cannot be built: accepted and pending, as below
+                payments.insert(tx, row)
+        if claimed is not None:
+            outbox_id, envelope, _ = claimed
+            sending, entries = (outbox_id, envelope, lane), []
+        else:
+            row, entries = p.accept(tx, row, transfer, p.decision, p.now)
+        # The answer shows the payment as accepted, whether or not it is sent already.
         response = payments.public_view(row)
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
@@ -704,8 +721,8 @@ class Gateway:
                     p.now.isoformat()))
         if p.message is not None:
             ready.record(tx, p.client, p.message)
-        sending = None
-        if p.send_now and len(entries) == 1 and entries[0][0] in keys.HVPS_LANES:
+        if p.send_now and not at_once and len(entries) == 1 \
+                and entries[0][0] in keys.HVPS_LANES:
             lane, fields = entries[0]
             outbox_id = int(fields["outbox"])
             envelope = outbound.claim_accepted(tx, outbox_id, row, self.keyring, p.now,
@@ -746,6 +763,15 @@ class Gateway:
             row = payments.transition(tx, row, "held", "held", now, self.notifier, reason=hold)
             return row, []
         return row, [(lane, {"outbox": str(outbox_id)})]
+
+    def _hvps_wait(self, transfer: intake.Transfer, decision: Any) -> str | None:
+        """Whether an accepted HVPS payment waits (a second person's review, the HVPS
+        window): the reason it is held, None when it goes at once (as `_accept_hvps`
+        decides)."""
+        hold = self.review(transfer, self.settings) if self.review is not None else None
+        if hold is None and decision.action == "queue":
+            hold = "waiting_for_hvps_window"
+        return hold
 
     async def _check_depth(self) -> None:
         """429 when the HVPS lanes hold more than queue_depth_max entries. The depth is

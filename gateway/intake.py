@@ -247,7 +247,9 @@ def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
 
 def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now: datetime,
                     hold_id: str, state: str, payment_id: str, msg_id: str,
-                    end_to_end_id: str, client: str | None = None) -> dict[str, Any]:
+                    end_to_end_id: str, client: str | None = None,
+                    insert: bool = True) -> dict[str, Any]:
+    """The new payment's row, written unless `insert` is false (the caller writes it)."""
     row = {
         "id": payment_id, "direction": "out", "channel": decision.channel, "state": state,
         "msg_type": decision.message_type or "internal", "msg_id": msg_id, "tx_id": msg_id,
@@ -262,7 +264,8 @@ def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now
         "route_json": decision.record_json or None, "work_date": work_date.isoformat(),
         "created_at": now.isoformat(), "updated_at": now.isoformat(), "client": client,
     }
-    payments.insert(tx, row)
+    if insert:
+        payments.insert(tx, row)
     return row
 
 

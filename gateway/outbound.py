@@ -213,6 +213,38 @@ def claim_accepted(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Ke
     return envelope
 
 
+# A payment's hvps.111 put in the outbox built and claimed, by the work that accepts the
+# payment (`claim_new`): one INSERT where a pending row was written and then claimed.
+_PUT_CREDIT = {dialect: "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, "
+               "mesg_id, receiver, envelope, attempts, created_at, updated_at"
+               + (", claimed_by" if dialect == "postgresql" else "")
+               + ") VALUES (?, 'hvps_credit', ?, 'sending', ?, ?, ?, ?, 1, ?, ?"
+               + (", pg_backend_pid()" if dialect == "postgresql" else "") + ") RETURNING id"
+               for dialect in _CLAIMER}
+
+
+def claim_new(tx: Any, payment: dict[str, Any], lane: str, keyring: KeyRing, now: datetime,
+              notifier: payments.Notifier) -> tuple[int, bytes, dict[str, Any]] | None:
+    """A payment not yet written, accepted and sent in the same work: its hvps.111 built,
+    signed, archived and put in the outbox claimed (as `claim_accepted` leaves it), the
+    payment written already sent. (outbox id, bytes to send after commit, the payment as
+    sent); None when the message cannot be built, with nothing written: the caller
+    writes the payment accepted and its row pending, for the lane's sender, which
+    refuses the payment."""
+    try:
+        header, envelope = _credit_envelope(tx, payment, keyring, now)
+    except ValueError:
+        return None
+    at = now.isoformat()
+    outbox_id = tx.query_one(_PUT_CREDIT[tx.dialect], (
+        payment["id"], lane, header.mesg_type, header.mesg_id, header.orig_receiver,
+        envelope, at, at))[0]
+    archive(tx, "out", header, envelope, now, payment["id"])
+    sent = payments.insert_moved(tx, payment, "sent", "hvps_sent", now, notifier,
+                                 outbox=outbox_id)
+    return outbox_id, envelope, sent
+
+
 _MARK_SENT = "UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ? AND state = 'sending'"
 
 
