@@ -84,9 +84,13 @@ class Handlers:
 
     # HVPS results
 
-    def on_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+    def on_result(self, tx: Any, d: codec.Decoded, now: datetime,
+                  found: tuple[dict[str, Any] | None] | None = None) -> Processed:
+        """`found`: the payment the result is about (or None), when an extension that
+        handled the result first has read it in this work already."""
         conf: ccms900.CommonConf = d.obj
-        payment = payments.find_out_by_msg_id(tx, conf.original.msg_id)
+        payment = payments.find_out_by_msg_id(tx, conf.original.msg_id) \
+            if found is None else found[0]
         if payment is None:
             # A result about something other than a payment (a query, a free-format
             # message, a BEPS package): the extension that sent it may claim it.

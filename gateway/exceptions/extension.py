@@ -110,7 +110,10 @@ class Exceptions:
                 return self._request_refused(tx, req, conf, now)
         payment = payments.find_out_by_msg_id(tx, conf.original.msg_id)
         if payment is None or outcomes.outgoing_return(tx, payment) is None:
-            return self._previous(ccms900.MESSAGE_TYPE)(tx, d, now)
+            previous = self._previous(ccms900.MESSAGE_TYPE)
+            if previous == self.gw.handlers.on_result:  # it need not read it again
+                return previous(tx, d, now, found=(payment,))
+            return previous(tx, d, now)
         done = outcomes.apply(self.gw, tx, payment, conf.status, conf.processed_on, now,
                               "hvps", conf.reject_info or conf.code)
         if done == "not_understood":
