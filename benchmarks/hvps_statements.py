@@ -14,7 +14,8 @@ commit's own: BEGIN, the work's savepoint, COMMIT; the ledger's balance changes 
 just before COMMIT are counted apart). The log is not checkpointed while
 payments run, so its growth is the bytes each transaction wrote.
 
-`--show` prints every statement shape with its count per payment, and the statements of
+`--concurrency N` keeps N payments under way at once instead (their work then shares
+transactions, as under load: fewer log bytes per payment). `--show` prints every statement shape with its count per payment, and the statements of
 the last payment in the order they ran.
 """
 
@@ -113,8 +114,9 @@ class Tracer:
             self.log.append(f"{label} | {shape(sql)}")
 
 
-async def measure(folder: Path, payments: int) -> dict[str, Any]:
-    """Run `payments` HVPS payments one at a time; the counts per payment."""
+async def measure(folder: Path, payments: int, concurrency: int = 1) -> dict[str, Any]:
+    """Run `payments` HVPS payments, `concurrency` at a time (one: each waited for before
+    the next); the counts per payment."""
     from tests.e2e_support import open_account, started, transfer, until
 
     told: dict[str, set[str]] = defaultdict(set)
@@ -139,13 +141,25 @@ async def measure(folder: Path, payments: int) -> dict[str, Any]:
             # One payment first, outside the count: caches and prepared statements warm.
             await one(h, gw, payer, "warm", told, until, transfer)
             tracer.on = True
-            for n in range(payments):
-                tracer.log.clear()
-                await one(h, gw, payer, f"p{n}", told, until, transfer)
+            if concurrency == 1:
+                for n in range(payments):
+                    tracer.log.clear()
+                    await one(h, gw, payer, f"p{n}", told, until, transfer)
+            else:
+                keys = iter(range(payments))
+
+                async def client() -> None:
+                    for n in keys:
+                        await one(h, gw, payer, f"p{n}", told, until, transfer)
+                await asyncio.gather(*(client() for _ in range(concurrency)))
             tracer.on = False
+            pages = wal_pages(folder / "gateway" / "gateway.db", tracer.wal)
     finally:
         await runner.cleanup()
-    return report(tracer, payments)
+    result = report(tracer, payments)
+    result["wal_pages_per_payment_by_table"] = {
+        name: round(count / payments, 2) for name, count in pages.most_common()}
+    return result
 
 
 async def one(h: Any, gw: Any, payer: str, key: str, told: dict[str, set[str]],
@@ -164,6 +178,22 @@ async def one(h: Any, gw: Any, payer: str, key: str, told: dict[str, set[str]],
             return db.execute("SELECT COUNT(*) FROM outbox WHERE state NOT IN "
                               "('done', 'acked', 'sent')").fetchone()[0] == 0
     await until(done, f"{payment_id} settled and told")
+
+
+def wal_pages(db_path: Path, wal_path: Path) -> Counter[str]:
+    """Pages written to the log, by the table or index they belong to (read from the
+    log's frame headers and SQLite's dbstat table), before it is checkpointed."""
+    data = wal_path.read_bytes()
+    page_size = int.from_bytes(data[8:12], "big")
+    frames = Counter(int.from_bytes(data[at:at + 4], "big")
+                     for at in range(32, len(data) - page_size, page_size + 24))
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        owner = dict((page, name) for name, page in db.execute(
+            "SELECT name, pageno FROM dbstat"))
+    written: Counter[str] = Counter()
+    for page, count in frames.items():
+        written[owner.get(page, "(free)")] += count
+    return written
 
 
 def report(tracer: Tracer, payments: int) -> dict[str, Any]:
@@ -198,10 +228,12 @@ def report(tracer: Tracer, payments: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--payments", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="payments under way at once (the log's bytes under load)")
     parser.add_argument("--show", action="store_true", help="every statement shape too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        result = asyncio.run(measure(Path(folder), args.payments))
+        result = asyncio.run(measure(Path(folder), args.payments, args.concurrency))
     if not args.show:
         del result["statements"], result["last_payment"]
     print(json.dumps(result, indent=1, ensure_ascii=False))

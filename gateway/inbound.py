@@ -7,7 +7,7 @@ same transaction; a message seen before (same sender, type and header message id
 acknowledged again and processed never.
 
 Processing: the message is decoded against its schema and rules and handed to the
-handler of its type. Marking the inbox row processed commits in the same transaction as
+handler of its type. The inbox row marked processed commits in the same transaction as
 what the handler did (a credit, a settlement), so a crash can neither lose the work nor
 do it twice. A new message is processed in the very work that receives it (one
 transaction for receipt, acknowledgement and processing); only when that processing
@@ -41,17 +41,22 @@ class Received:
     processed: Processed | None = None  # when processed in the same work
 
 
+_RECEIVE = {state: "INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelope, "
+            f"received_at) VALUES (?, ?, ?, '{state}', ?, ?) ON CONFLICT "
+            "(sender, mesg_type, mesg_id) DO NOTHING RETURNING id"
+            for state in ("received", "processed")}
+
+
 def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str,
-               ack_claimed: bool = False) -> Received:
+               ack_claimed: bool = False, state: str = "received") -> Received:
     """Store a new message in the inbox (a repeated one only logged) and put its ccms.990
     in the outbox: pending for the link sender, or claimed when `ack_claimed` (the
-    caller sends it after commit)."""
+    caller sends it after commit). `state` "processed": the caller processes it in the
+    same work, and marks it otherwise if that fails."""
     h = env.header
     # One statement stores a new message and recognises a repeated one (the inbox's
     # unique key: sender, type, message id), which it leaves as it was.
-    row = tx.query_one("INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelope, "
-                       "received_at) VALUES (?, ?, ?, 'received', ?, ?) ON CONFLICT "
-                       "(sender, mesg_type, mesg_id) DO NOTHING RETURNING id",
+    row = tx.query_one(_RECEIVE[state],
                        (h.orig_sender, h.mesg_type, h.mesg_id, raw, now.isoformat()))
     inbox_id = None if row is None else row[0]
     if inbox_id is not None:
@@ -94,17 +99,24 @@ def receive_and_process_tx(tx: Any, env: Envelope, raw: bytes,
                            alert: Callable[..., None], ack_claimed: bool) -> Received:
     """`receive_tx`, then, for a new message, `decoded` (the body read before the work,
     or the error that reading raised) processed in the same work. A processing that
-    fails is undone alone (savepoint) and logged; the inbox row stays received, for the
-    inbound stream (`Received.processed` is None then)."""
-    received = receive_tx(tx, env, raw, now, bank_code, ack_claimed)
+    fails is undone alone (savepoint) and logged; the inbox row is then left received,
+    for the inbound stream (`Received.processed` is None then).
+
+    The row is written processed at once (one statement, and no entry in the index of
+    rows to process): a message processed here keeps no outcome in its row (the
+    processing's own rows and log lines tell it); a refused one is marked refused with
+    its errors, and one whose processing failed is marked received again."""
+    received = receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed")
     if received.inbox_id is None:
         return received
     h = env.header
     try:
         with store.scope(tx):
             received.processed = _process(tx, received.inbox_id, now, decoded, handlers,
-                                          alert, h.orig_sender, h.mesg_type, h.mesg_id)
+                                          alert, h.orig_sender, h.mesg_type, h.mesg_id,
+                                          marked=True)
     except Exception as exc:
+        tx.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (received.inbox_id,))
         log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s "
                     "error=%r", received.inbox_id, h.mesg_type, h.mesg_id, exc)
     return received
@@ -126,9 +138,10 @@ def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handle
 
 def _process(tx: Any, inbox_id: int, now: datetime, decoded: codec.Decoded | PaygateError,
              handlers: dict[str, Handler], alert: Callable[..., None], sender: str,
-             mesg_type: str, mesg_id: str) -> Processed:
+             mesg_type: str, mesg_id: str, marked: bool = False) -> Processed:
     """Refuse a message that failed its reading, or hand it to its type's handler; the
-    inbox row marked with the outcome."""
+    inbox row marked with the outcome (`marked`: it was written processed, and is only
+    changed when refused)."""
     if isinstance(decoded, PaygateError):
         return _refuse(tx, inbox_id, now, alert, sender, mesg_type, mesg_id,
                        decoded.to_dict())
@@ -141,8 +154,9 @@ def _process(tx: Any, inbox_id: int, now: datetime, decoded: codec.Decoded | Pay
                        {"errors": [{"code": "message_type_not_handled",
                                     "value": decoded.mtype.code}]})
     result = handler(tx, decoded, now)
-    tx.execute("UPDATE inbox SET state = 'processed', outcome = ? WHERE id = ?",
-               (jsontext.dumps(result.outcome), inbox_id))
+    if not marked:
+        tx.execute("UPDATE inbox SET state = 'processed', outcome = ? WHERE id = ?",
+                   (jsontext.dumps(result.outcome), inbox_id))
     return result
 
 
