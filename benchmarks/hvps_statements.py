@@ -14,7 +14,8 @@ commit's own: BEGIN, the work's savepoint, COMMIT; the ledger's balance changes 
 just before COMMIT are counted apart). The log is not checkpointed while
 payments run, so its growth is the bytes each transaction wrote.
 
-`--concurrency N` keeps N payments under way at once instead (their work then shares
+`--lanes` sends every hvps.111 and ccms.990 by its stream (the path a payment takes when
+the link's slots are all taken). `--concurrency N` keeps N payments under way at once instead (their work then shares
 transactions, as under load: fewer log bytes per payment). `--show` prints every statement shape with its count per payment, and the statements of
 the last payment in the order they ran.
 """
@@ -114,7 +115,8 @@ class Tracer:
             self.log.append(f"{label} | {shape(sql)}")
 
 
-async def measure(folder: Path, payments: int, concurrency: int = 1) -> dict[str, Any]:
+async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool = False
+                  ) -> dict[str, Any]:
     """Run `payments` HVPS payments, `concurrency` at a time (one: each waited for before
     the next); the counts per payment."""
     from tests.e2e_support import open_account, started, transfer, until
@@ -136,6 +138,8 @@ async def measure(folder: Path, payments: int, concurrency: int = 1) -> dict[str
         async with started(folder, webhook_url=url, log_level="WARNING") as h:
             gw = h.gateway
             payer = await open_account(h, 1, 10_000_000 * 100)
+            if lanes:  # no slot to send from the work itself: everything by its stream
+                gw.direct.link_limit = 0
             tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal")
             tracer.install()
             # One payment first, outside the count: caches and prepared statements warm.
@@ -230,10 +234,13 @@ def main() -> None:
     parser.add_argument("--payments", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=1,
                         help="payments under way at once (the log's bytes under load)")
+    parser.add_argument("--lanes", action="store_true",
+                        help="payments and 990s sent by the stream workers, not at once")
     parser.add_argument("--show", action="store_true", help="every statement shape too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        result = asyncio.run(measure(Path(folder), args.payments, args.concurrency))
+        result = asyncio.run(measure(Path(folder), args.payments, args.concurrency,
+                                     args.lanes))
     if not args.show:
         del result["statements"], result["last_payment"]
     print(json.dumps(result, indent=1, ensure_ascii=False))

@@ -869,7 +869,8 @@ class Gateway:
         now = self.clock.now()
         try:
             envelope = await self.store.run(lambda tx: outbound.claim(
-                tx, outbox_id, self.keyring, now, self.notifier))
+                tx, outbox_id, self.keyring, now, self.notifier,
+                credit=stream in keys.HVPS_LANES))
         except ValueError as exc:
             # The message cannot be built (text lxml refuses, say): retrying cannot help,
             # so the payment is refused and its hold released instead of being stuck.

@@ -110,6 +110,13 @@ def receive_and_process_tx(tx: Any, env: Envelope, raw: bytes,
     if received.inbox_id is None:
         return received
     h = env.header
+    if h.mesg_type == ccms990.MESSAGE_TYPE:
+        # An acknowledgement's processing is one conditional UPDATE (and an alert when it
+        # refuses): it cannot partly fail, so it needs no savepoint of its own. Should it
+        # fail, the receipt fails with it and the NPC delivers the 990 again.
+        received.processed = _process(tx, received.inbox_id, now, decoded, handlers, alert,
+                                      h.orig_sender, h.mesg_type, h.mesg_id, marked=True)
+        return received
     try:
         with store.scope(tx):
             received.processed = _process(tx, received.inbox_id, now, decoded, handlers,

@@ -142,13 +142,18 @@ def orphaned(tx: Any, now: datetime, older_than: datetime | None) -> list[tuple[
 
 
 def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
-          notifier: payments.Notifier) -> bytes | None:
+          notifier: payments.Notifier, credit: bool = False) -> bytes | None:
     """Take one outbox row for sending; build the HVPS credit on first claim.
 
     Returns the bytes to send, or None when there is nothing to send (already sent and
     acknowledged, cancelled meanwhile, waiting for the window, or claimed by another
-    gateway process).
+    gateway process). `credit`: the row is likely an HVPS credit (it came by a priority
+    lane), read with its payment before it is claimed (`_claim_credit`).
     """
+    if credit:
+        read = tx.query_one(_CLAIM_READ, (outbox_id,))
+        if read is not None and read[0] == "hvps_credit" and read[1] == "pending":
+            return _claim_credit(tx, outbox_id, read, keyring, now, notifier)
     taken = tx.query_one(_TAKE_READ[tx.dialect], (now.isoformat(), outbox_id))
     if taken is None:
         return None
@@ -163,8 +168,41 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
             envelope = _build_credit(tx, outbox_id, payment, keyring, now)
         if payment["state"] in ("accepted", "held"):
             payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
-                                 outbox=outbox_id)
+                                outbox=outbox_id)
     return envelope
+
+
+def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: datetime,
+                  notifier: payments.Notifier) -> bytes | None:
+    """`claim` of a pending HVPS credit read with its payment (`_CLAIM_READ`): a credit
+    not yet built is built first and claimed with its bytes in one statement, instead of
+    claimed and then updated with them. Conditional as every claim: when another process
+    took the row meanwhile, nothing built here is kept but a message number."""
+    envelope = read[2]
+    payment = payments.row_of(tx, read[3:])
+    if payment["state"] not in ("accepted", "held", "sent", "unknown"):
+        tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ? "
+                   "AND state = 'pending'", (now.isoformat(), outbox_id))
+        return None
+    if envelope is None:
+        header, envelope = _credit_envelope(tx, payment, keyring, now)
+        if tx.execute(_TAKE_BUILT[tx.dialect], (
+                envelope, header.mesg_type, header.mesg_id, header.orig_receiver,
+                now.isoformat(), outbox_id)) != 1:
+            return None
+        archive(tx, "out", header, envelope, now, payment["id"])
+    elif not take(tx, outbox_id, now):
+        return None
+    if payment["state"] in ("accepted", "held"):
+        payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
+                            outbox=outbox_id)
+    return envelope
+
+
+# An HVPS credit's outbox row with its payment, read before the claim (`_claim_credit`).
+_CLAIM_READ = ("SELECT o.kind, o.state, o.envelope, "
+               + ", ".join(f"p.{c}" for c in payments.COLUMNS)
+               + " FROM outbox o JOIN payments p ON p.id = o.payment_id WHERE o.id = ?")
 
 
 def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,
@@ -186,7 +224,8 @@ def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Key
     return envelope
 
 
-# pending → sending with the built message stored, in one statement (`claim_accepted`).
+# pending → sending with the built message stored, in one statement (`claim`,
+# `claim_accepted`).
 _TAKE_BUILT = {dialect: "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
                "envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ?, updated_at = ?"
                + claimer + " WHERE id = ? AND state = 'pending'"

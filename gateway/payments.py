@@ -169,6 +169,11 @@ def answer_of(tx: Any, text: str) -> dict[str, Any]:
     return view
 
 
+def row_of(tx: Any, values: tuple) -> dict[str, Any]:
+    """A payment from the values of its COLUMNS, read by a query of the caller's."""
+    return _row(tx, values)
+
+
 def _row(tx: Any, values: tuple) -> dict[str, Any]:
     row = dict(zip(COLUMNS, values))
     row["remittance"] = orjson.loads(row["remittance"])
