@@ -34,7 +34,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 
 FRAME = "(group commit)"
 DEFERRED = "(written at commit)"  # the ledger's balance changes, flushed before COMMIT
@@ -119,69 +118,68 @@ async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool
                   ) -> dict[str, Any]:
     """Run `payments` HVPS payments, `concurrency` at a time (one: each waited for before
     the next); the counts per payment."""
-    from tests.e2e_support import open_account, started, transfer, until
+    from tests.e2e_support import open_account, started, transfer, until, webhook_receiver
 
-    told: dict[str, set[str]] = defaultdict(set)
+    async with webhook_receiver() as (url, posts), \
+            started(folder, webhook_url=url, log_level="WARNING") as h:
+        gw = h.gateway
+        payer = await open_account(h, 1, 10_000_000 * 100)
+        if lanes:  # no slot to send from the work itself: everything by its stream
+            gw.direct.link_limit = 0
+        tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal")
+        tracer.install()
+        told = Told(posts)
 
-    async def hook(request: web.Request) -> web.Response:
-        for event in json.loads(await request.read())["events"]:
-            told[event["id"]].add(event["state"])
-        return web.Response(status=204)
+        async def one(key: str) -> None:
+            status, answer = await gw.submit_transfer("core", key, transfer(payer, "100.00"))
+            assert status == 201, (status, answer)
+            await until(lambda: told.settled(answer["id"]) and _finished(gw.store.url),
+                        f"{answer['id']} settled and told")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    try:
-        async with started(folder, webhook_url=url, log_level="WARNING") as h:
-            gw = h.gateway
-            payer = await open_account(h, 1, 10_000_000 * 100)
-            if lanes:  # no slot to send from the work itself: everything by its stream
-                gw.direct.link_limit = 0
-            tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal")
-            tracer.install()
-            # One payment first, outside the count: caches and prepared statements warm.
-            await one(h, gw, payer, "warm", told, until, transfer)
-            tracer.on = True
-            if concurrency == 1:
-                for n in range(payments):
-                    tracer.log.clear()
-                    await one(h, gw, payer, f"p{n}", told, until, transfer)
-            else:
-                keys = iter(range(payments))
+        # One payment first, outside the count: caches and prepared statements warm.
+        await one("warm")
+        tracer.on = True
+        if concurrency == 1:
+            for n in range(payments):
+                tracer.log.clear()
+                await one(f"p{n}")
+        else:
+            keys = iter(range(payments))
 
-                async def client() -> None:
-                    for n in keys:
-                        await one(h, gw, payer, f"p{n}", told, until, transfer)
-                await asyncio.gather(*(client() for _ in range(concurrency)))
-            tracer.on = False
-            pages = wal_pages(folder / "gateway" / "gateway.db", tracer.wal)
-    finally:
-        await runner.cleanup()
+            async def client() -> None:
+                for n in keys:
+                    await one(f"p{n}")
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+        tracer.on = False
+        pages = wal_pages(folder / "gateway" / "gateway.db", tracer.wal)
     result = report(tracer, payments)
     result["wal_pages_per_payment_by_table"] = {
         name: round(count / payments, 2) for name, count in pages.most_common()}
     return result
 
 
-async def one(h: Any, gw: Any, payer: str, key: str, told: dict[str, set[str]],
-              until: Any, transfer: Any) -> None:
-    status, answer = await gw.submit_transfer("core", key, transfer(payer, "100.00"))
-    assert status == 201, (status, answer)
-    payment_id = answer["id"]
+class Told:
+    """The states the core system's webhook was told of, by payment."""
 
-    def done() -> bool:
-        if "settled" not in told[payment_id]:
-            return False
-        # Every row of the payment finished: nothing left to send, push or answer. Read
-        # on a connection of its own, so that the look is not counted.
-        with contextlib.closing(sqlite3.connect(
-                f"file:{gw.store.url[len('sqlite:///'):]}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT COUNT(*) FROM outbox WHERE state NOT IN "
-                              "('done', 'acked', 'sent')").fetchone()[0] == 0
-    await until(done, f"{payment_id} settled and told")
+    def __init__(self, posts: list[tuple[bytes, str]]) -> None:
+        self.posts, self.read = posts, 0
+        self.states: dict[str, set[str]] = defaultdict(set)
+
+    def settled(self, payment_id: str) -> bool:
+        for body, _ in self.posts[self.read:]:
+            for event in json.loads(body)["events"]:
+                self.states[event["id"]].add(event["state"])
+        self.read = len(self.posts)
+        return "settled" in self.states[payment_id]
+
+
+def _finished(url: str) -> bool:
+    """Every outbox row finished: nothing left to send, push or answer. Read on a
+    connection of its own, so that the look is not counted."""
+    with contextlib.closing(sqlite3.connect(f"file:{url[len('sqlite:///'):]}?mode=ro",
+                                            uri=True)) as db:
+        return db.execute("SELECT COUNT(*) FROM outbox WHERE state NOT IN "
+                          "('done', 'acked', 'sent')").fetchone()[0] == 0
 
 
 def wal_pages(db_path: Path, wal_path: Path) -> Counter[str]:

@@ -10,6 +10,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from aiohttp import web
+
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.harness import Harness
 from ledger.testing import customer_account
@@ -91,3 +93,22 @@ async def wait_state(h: Harness, payment_id: str, state: str, timeout_s: float =
 async def balance(h: Harness, account: str) -> int:
     gw = h.gateway
     return await gw.store.run(lambda tx: gw.ledger.balance(tx, account))
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, str]]]]:
+    """A core system's webhook URL on 127.0.0.1 that records (body, signature)."""
+    got: list[tuple[bytes, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append((await request.read(), request.headers.get("X-Paygate-Signature", "")))
+        return web.Response(status=204)
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", got
+    finally:
+        await runner.cleanup()

@@ -14,7 +14,6 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from lxml import etree
 
 from gateway.clock import SHANGHAI, ScaledClock
@@ -24,7 +23,7 @@ from gateway.messages import envelope as env_mod
 from gateway.queries import desk_of
 from ledger.testing import customer_account
 from tests.e2e_support import (BANK, BRANCH, PEER, SHARED, YUAN, transfer, until,
-                               wait_state)
+                               wait_state, webhook_receiver)
 
 pytestmark = pytest.mark.e2e
 
@@ -157,25 +156,6 @@ def test_query_sent_before_national_day_is_due_after_the_holiday(tmp_path):
             assert [r["query_id"] for r in feed["replies"]] == [query["id"]]
             assert "query_sent" in [e["event"] for e in view["history"]]
     run(scenario())
-
-
-@contextlib.asynccontextmanager
-async def webhook_receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, str]]]]:
-    """A core system's webhook URL on 127.0.0.1 that records (body, signature)."""
-    got: list[tuple[bytes, str]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append((await request.read(), request.headers.get("X-Paygate-Signature", "")))
-        return web.Response(status=204)
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", got
-    finally:
-        await runner.cleanup()
 
 
 def test_reply_is_pushed_to_the_core_systems_webhook(tmp_path):
