@@ -15,7 +15,8 @@ just before COMMIT are counted apart). The log is not checkpointed while
 payments run, so its growth is the bytes each transaction wrote.
 
 `--lanes` sends every hvps.111 and ccms.990 by its stream (the path a payment takes when
-the link's slots are all taken). `--concurrency N` keeps N payments under way at once instead (their work then shares
+the link's slots are all taken). `--no-trace` leaves the statements uncounted, for the database thread's CPU per payment
+without the tracing's own. `--concurrency N` keeps N payments under way at once instead (their work then shares
 transactions, as under load: fewer log bytes per payment). `--show` prints every statement shape with its count per payment, and the statements of
 the last payment in the order they ran.
 """
@@ -30,6 +31,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,9 @@ def shape(sql: str) -> str:
 class Tracer:
     """Counts the statements and log bytes of every transaction, by piece of work."""
 
-    def __init__(self, store: Any, wal: Path) -> None:
-        self.store, self.wal = store, wal
+    def __init__(self, store: Any, wal: Path, trace: bool = True) -> None:
+        self.store, self.wal, self.trace = store, wal, trace
+        self.db_cpu_s = 0.0  # the database thread's CPU in the transactions counted
         self.local = threading.local()
         self.statements: Counter[tuple[str, str]] = Counter()
         self.wal_bytes: Counter[str] = Counter()
@@ -65,7 +68,8 @@ class Tracer:
     def install(self) -> None:
         conn = self.store._db._conn
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.set_trace_callback(self._trace)
+        if self.trace:
+            conn.set_trace_callback(self._trace)
         run, run_batch = self.store.run, self.store._run_batch_once
 
         def labelled(work: Any) -> Any:
@@ -83,11 +87,12 @@ class Tracer:
             return await run(labelled(work))
 
         def traced_batch(works: list) -> Any:
-            before = self._wal_size()
+            before, cpu = self._wal_size(), time.thread_time()
             try:
                 return run_batch(works)
             finally:
                 if self.on:
+                    self.db_cpu_s += time.thread_time() - cpu
                     self.transactions += 1
                     grown = self._wal_size() - before
                     labels = sorted({getattr(w, "label", "?") for w, _ in works})
@@ -114,10 +119,11 @@ class Tracer:
             self.log.append(f"{label} | {shape(sql)}")
 
 
-async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool = False
-                  ) -> dict[str, Any]:
+async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool = False,
+                  trace: bool = True) -> dict[str, Any]:
     """Run `payments` HVPS payments, `concurrency` at a time (one: each waited for before
-    the next); the counts per payment."""
+    the next); the counts per payment (`trace` false: the database thread's CPU and the
+    log's bytes only, without the cost of tracing every statement)."""
     from tests.e2e_support import open_account, started, transfer, until, webhook_receiver
 
     async with webhook_receiver() as (url, posts), \
@@ -126,7 +132,7 @@ async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool
         payer = await open_account(h, 1, 10_000_000 * 100)
         if lanes:  # no slot to send from the work itself: everything by its stream
             gw.direct.link_limit = 0
-        tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal")
+        tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal", trace)
         tracer.install()
         told = Told(posts)
 
@@ -214,6 +220,7 @@ def report(tracer: Tracer, payments: int) -> dict[str, Any]:
         # work fell into transactions: the figure that does not vary from run to run.
         "statements_per_payment_in_work": round(in_work / payments, 2),
         "wal_bytes_per_payment": round(wal / payments),
+        "db_thread_cpu_us_per_payment": round(tracer.db_cpu_s / payments * 1e6),
         "transactions_per_payment": round(tracer.transactions / payments, 2),
         "statements_per_payment_by_work": {
             k: round(v / payments, 2) for k, v in by_work.most_common()},
@@ -234,11 +241,13 @@ def main() -> None:
                         help="payments under way at once (the log's bytes under load)")
     parser.add_argument("--lanes", action="store_true",
                         help="payments and 990s sent by the stream workers, not at once")
+    parser.add_argument("--no-trace", action="store_true",
+                        help="no statement counts: the database thread's CPU undisturbed")
     parser.add_argument("--show", action="store_true", help="every statement shape too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         result = asyncio.run(measure(Path(folder), args.payments, args.concurrency,
-                                     args.lanes))
+                                     args.lanes, not args.no_trace))
     if not args.show:
         del result["statements"], result["last_payment"]
     print(json.dumps(result, indent=1, ensure_ascii=False))
