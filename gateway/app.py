@@ -431,6 +431,8 @@ class Gateway:
 
     async def recover(self) -> None:
         await recovery.recover(self)
+        if self.hvps_open:
+            await self.release_waiting()
 
     # State that handlers update
 
@@ -474,10 +476,16 @@ class Gateway:
         return self.hvps_status == "10"
 
     async def release_waiting(self) -> None:
-        """HVPS opened: payments that waited for the window go onto their lanes."""
+        """HVPS is open: payments that waited for the window go onto their lanes. Run by
+        the leader whenever its view of the status becomes open (a ccms.801, the
+        timetable, another process's notice), at start and on taking the lead when HVPS
+        is open then, and by the sweeper while it is open (a payment accepted as waiting
+        while the status changed)."""
+        now = self.clock.now().isoformat()
+
         def work(tx: Any) -> list:
-            return tx.query("UPDATE outbox SET state = 'pending' WHERE state = 'waiting' "
-                            "RETURNING id, stream", ())
+            return tx.query("UPDATE outbox SET state = 'pending', updated_at = ? "
+                            "WHERE state = 'waiting' RETURNING id, stream", (now,))
         rows = await self.store.run(work)
         for outbox_id, stream in rows:
             await self.redis.xadd(stream, {"outbox": str(outbox_id)})

@@ -88,6 +88,8 @@ async def sweep(gw: Any) -> int:
     if out or inbox:
         await _requeue(gw, out, inbox)
         log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
+    if gw.hvps_open:  # nothing waits for a window that is open
+        await gw.release_waiting()
     return len(out) + len(inbox)
 
 

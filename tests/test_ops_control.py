@@ -130,7 +130,8 @@ REQUESTS = [
     (("op1", "00"), "review_approve", "operator_level_too_low"),
     (("vault1", "10"), "hold", "operator_level_too_low"),
     (("sup1", "20"), "cancel", "pending"),
-    (("sup1", "20"), "release", "payment_not_held"),  # not held: refused when asked
+    # waiting for the window while HVPS is closed: the opening sends it, refused when asked
+    (("sup1", "20"), "release", "hvps_closed"),
     (("op1", "00"), "delete", "action_unknown"),
 ]
 
@@ -226,7 +227,7 @@ REFUSED = [
     ("cancel", "P-NO-SUCH-PAYMENT", {}, "payment_not_found"),
     ("priority", None, {"priority": 4}, "priority_unknown"),
     ("priority", None, {"priority": 2}, "priority_unchanged"),
-    ("release", None, {}, "payment_not_held"),
+    ("release", None, {}, "hvps_closed"),
     ("review_approve", None, {}, "payment_not_held_for_review"),
     ("retry", "0-1", {}, "dead_letter_not_found"),
 ]

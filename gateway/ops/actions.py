@@ -98,29 +98,43 @@ def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     return Outcome({"payment": target, "state": "held", "was": payment["state"]})
 
 
-def _releasable(tx: Any, target: str, params: dict[str, Any]
+def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = False
                 ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment, outbox = _unsent(tx, target)
+    if outbox[1] == "waiting":
+        # Waiting for the HVPS window: the gateway sends it at the opening by itself; an
+        # operator may send it while HVPS is open (a payment the opening left behind).
+        if not hvps_open:
+            raise Conflict(Problem("hvps_closed", "/target", payment["reason"],
+                                   "HVPS open (status 10): a payment waiting for the "
+                                   "window is sent at the opening"))
+        return payment, outbox
     if outbox[1] not in HELD_OUTBOX:
         raise Conflict(Problem("payment_not_held", "/target", payment["reason"],
-                               "a payment held by an operator or for review"))
+                               "a payment held by an operator, for review or waiting for "
+                               "the HVPS window"))
     return payment, outbox
 
 
 def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, outbox = _releasable(tx, target, params)
+    payment, outbox = _releasable(tx, target, params, c.gw.hvps_open)
     return _release(c, tx, payment, outbox, "ops_released")
 
 
 def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str, str],
              event: str) -> Outcome:
     """Back on its lane when HVPS is open, else waiting for the window like at intake."""
-    outbox_id, _, stream = outbox
+    outbox_id, was, stream = outbox
     if c.gw.hvps_open:
+        # A row waiting for the window may have been sent on by the opening meanwhile.
+        if not tx.execute("UPDATE outbox SET state = 'pending', updated_at = ? WHERE id = ? "
+                          "AND state = ?", (c.now.isoformat(), outbox_id, was)):
+            raise Conflict(Problem("payment_already_on_the_wire", "/target", was,
+                                   "an outbox row waiting, held or in review",
+                                   f"payment {payment['id']} was sent on meanwhile"))
         payments.transition(tx, payment, "accepted", event, c.now, c.gw.notifier,
                             request=c.request_id, by=c.actor)
         tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (payment["id"],))
-        _set_outbox(tx, outbox_id, "pending", c.now)
         return Outcome({"payment": payment["id"], "state": "accepted", "lane": stream},
                        [_xadd(c.gw, stream, outbox_id)])
     payments.transition(tx, payment, "held", event, c.now, c.gw.notifier,
@@ -307,6 +321,8 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
     the payment may move between the request and the approval."""
     if action == "day_end":
         check_late(tx, date.fromisoformat(target), gw.work_date)
+    elif action == "release":
+        _releasable(tx, target, params, gw.hvps_open)
     elif action in PRECONDITIONS:
         PRECONDITIONS[action](tx, target, params)
 

@@ -6,7 +6,8 @@
     queues                         streams, stages, dead letters
     payments [--state S] [--account A] [--amount YUAN] [--date D] [--id ID]
     payment ID                     one payment with its history and requests
-    stuck [--minutes N]            accepted / sent / unknown for too long
+    stuck [--minutes N]            accepted / sent / unknown for too long (and held
+                                   for the window while HVPS is open)
     books                          the ledger's trial balance: balanced, each subject
     dead                           dead letters
     alerts                         latest alerts

@@ -118,7 +118,7 @@ class DataRoutes:
         minutes = _int_param(request, "minutes", views.STUCK_AFTER_MIN, 0, STUCK_MINUTES_MAX)
         now = self.gw.clock.now()
         return _json({"minutes": minutes, "payments": await self._read(
-            lambda tx: views.stuck(tx, now, minutes))})
+            lambda tx: views.stuck(tx, now, minutes, self.gw.hvps_open))})
 
     async def books(self, request: web.Request, operator: Operator) -> web.Response:
         """The ledger's trial balance now (总分核对 included): whether the books balance,

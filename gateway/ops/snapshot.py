@@ -111,7 +111,7 @@ class Snapshots:
             return {
                 "counts": views.counts(tx),
                 "recent": views.recent_payments(tx, 20),
-                "stuck": views.stuck(tx, now)[:SNAPSHOT_LIST_MAX],
+                "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
                 "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX],
                 "alerts": views.alerts(tx, SNAPSHOT_LIST_MAX),
                 "alert_count": views.alert_count(tx),

@@ -19,6 +19,7 @@ from gateway.ops.schema import table_columns, table_exists
 
 LIST_MAX = 200
 STUCK_STATES = ("accepted", "sent", "unknown")
+WINDOW_WAIT = "waiting_for_hvps_window"  # a held payment's reason
 STUCK_AFTER_MIN = 10  # default: a payment this long in one of STUCK_STATES needs a look
 _SEARCHABLE = ("id", "account", "amount", "state", "date", "direction", "channel")
 
@@ -133,12 +134,17 @@ def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
     return search_payments(tx, {"limit": limit})
 
 
-def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN) -> list[dict[str, Any]]:
+def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: bool = False
+          ) -> list[dict[str, Any]]:
+    """Payments in flight for longer than `after_min` minutes; while HVPS is open, also
+    those still held waiting for its window (the opening should have sent them)."""
     before = (now - timedelta(minutes=after_min)).isoformat()
+    waiting = " OR (state = 'held' AND reason = ?)" if hvps_open else ""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    f"WHERE state IN ({', '.join('?' for _ in STUCK_STATES)}) "
+                    f"WHERE (state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
                     "AND updated_at < ? ORDER BY updated_at LIMIT ?",
-                    (*STUCK_STATES, before, LIST_MAX))
+                    (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before,
+                     LIST_MAX))
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 
