@@ -48,23 +48,27 @@ _RECEIVE = {state: "INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelo
 
 
 def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str,
-               ack_claimed: bool = False, state: str = "received") -> Received:
+               ack_claimed: bool = False, state: str = "received",
+               process: Callable[[int], Processed | None] | None = None) -> Received:
     """Store a new message in the inbox (a repeated one only logged) and put its ccms.990
     in the outbox: pending for the link sender, or claimed when `ack_claimed` (the
     caller sends it after commit). `state` "processed": the caller processes it in the
-    same work, and marks it otherwise if that fails."""
+    same work (`process`, given the inbox id, before the message is archived with the
+    payment it made or concerns), and marks it otherwise if that fails."""
     h = env.header
     # One statement stores a new message and recognises a repeated one (the inbox's
     # unique key: sender, type, message id), which it leaves as it was.
     row = tx.query_one(_RECEIVE[state],
                        (h.orig_sender, h.mesg_type, h.mesg_id, raw, now.isoformat()))
     inbox_id = None if row is None else row[0]
+    processed = None
     if inbox_id is not None:
-        archive(tx, "in", h, raw, now)
+        processed = process(inbox_id) if process is not None else None
+        archive(tx, "in", h, raw, now, concerned(processed))
     else:
         log.info("event=duplicate_message sender=%s type=%s mesg_id=%s", h.orig_sender,
                  h.mesg_type, h.mesg_id)
-    received = Received(inbox_id, None, duplicate=inbox_id is None)
+    received = Received(inbox_id, None, duplicate=inbox_id is None, processed=processed)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
         received.ack_outbox_id, envelope = _queue_ack(tx, env, now, bank_code, ack_claimed)
         received.ack_envelope = envelope if ack_claimed else None
@@ -106,27 +110,34 @@ def receive_and_process_tx(tx: Any, env: Envelope, raw: bytes,
     rows to process): a message processed here keeps no outcome in its row (the
     processing's own rows and log lines tell it); a refused one is marked refused with
     its errors, and one whose processing failed is marked received again."""
-    received = receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed")
-    if received.inbox_id is None:
-        return received
     h = env.header
-    if h.mesg_type == ccms990.MESSAGE_TYPE:
-        # An acknowledgement's processing is one conditional UPDATE (and an alert when it
-        # refuses): it cannot partly fail, so it needs no savepoint of its own. Should it
-        # fail, the receipt fails with it and the NPC delivers the 990 again.
-        received.processed = _process(tx, received.inbox_id, now, decoded, handlers, alert,
-                                      h.orig_sender, h.mesg_type, h.mesg_id, marked=True)
-        return received
-    try:
-        with store.scope(tx):
-            received.processed = _process(tx, received.inbox_id, now, decoded, handlers,
-                                          alert, h.orig_sender, h.mesg_type, h.mesg_id,
-                                          marked=True)
-    except Exception as exc:
-        tx.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (received.inbox_id,))
-        log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s "
-                    "error=%r", received.inbox_id, h.mesg_type, h.mesg_id, exc)
-    return received
+
+    def process(inbox_id: int) -> Processed | None:
+        if h.mesg_type == ccms990.MESSAGE_TYPE:
+            # An acknowledgement's processing is one conditional UPDATE (and an alert when
+            # it refuses): it cannot partly fail, so it needs no savepoint of its own.
+            # Should it fail, the receipt fails with it and the NPC delivers the 990 again.
+            return _process(tx, inbox_id, now, decoded, handlers, alert, h.orig_sender,
+                            h.mesg_type, h.mesg_id, marked=True)
+        try:
+            with store.scope(tx):
+                return _process(tx, inbox_id, now, decoded, handlers, alert, h.orig_sender,
+                                h.mesg_type, h.mesg_id, marked=True)
+        except Exception as exc:
+            tx.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (inbox_id,))
+            log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s "
+                        "error=%r", inbox_id, h.mesg_type, h.mesg_id, exc)
+            return None
+    return receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed",
+                      process=process)
+
+
+def concerned(processed: Processed | None) -> str | None:
+    """The payment a processed message made or is about (a credit, a result, a return,
+    the answer to a cancellation or a status query), as its handler's outcome names it;
+    its archived message shows in the payment's view."""
+    payment = None if processed is None else processed.outcome.get("payment")
+    return payment if isinstance(payment, str) else None
 
 
 def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handler],
@@ -140,7 +151,14 @@ def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handle
         decoded: codec.Decoded | PaygateError = codec.decode(bytes(raw))
     except PaygateError as exc:
         decoded = exc
-    return _process(tx, inbox_id, now, decoded, handlers, alert, sender, mesg_type, mesg_id)
+    processed = _process(tx, inbox_id, now, decoded, handlers, alert, sender, mesg_type,
+                         mesg_id)
+    payment_id = concerned(processed)
+    if payment_id is not None:  # archived when received, before this processing
+        tx.execute("UPDATE archive SET payment_id = ? WHERE mesg_id = ? AND mesg_type = ? "
+                   "AND sender = ? AND direction = 'in'", (payment_id, mesg_id, mesg_type,
+                                                           sender))
+    return processed
 
 
 def _process(tx: Any, inbox_id: int, now: datetime, decoded: codec.Decoded | PaygateError,

@@ -123,11 +123,20 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     # Its status changes pushed to the core system: the webhook row of each (a row may
     # carry a whole package's), and whether it was delivered.
     view["told"] = payments.told(tx, payment_id)
-    view["messages"] = [dict(zip(ARCHIVE_COLUMNS, r)) for r in tx.query(
-        f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM archive WHERE payment_id = ? ORDER BY id",
-        (payment_id,))]
+    view["messages"] = payment_messages(tx, payment_id, view["channel"])
     view["requests"] = requests(tx, target=payment_id)
     return view
+
+
+def payment_messages(tx: Any, payment_id: str, channel: str) -> list[dict[str, Any]]:
+    """A payment's archived messages: those of its own (an HVPS payment, its results,
+    returns, answers, in or out) and, for a BEPS item, the package that carried it."""
+    package = ("OR mesg_id IN (SELECT p.mesg_id FROM beps_items i JOIN beps_packages p "
+               "ON p.id = i.package_id WHERE i.payment_id = ? AND p.mesg_id IS NOT NULL) "
+               if channel == "beps" and table_exists(tx, "beps_items") else "")
+    return [dict(zip(ARCHIVE_COLUMNS, r)) for r in tx.query(
+        f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM archive WHERE payment_id = ? {package}"
+        "ORDER BY id", (payment_id, payment_id) if package else (payment_id,))]
 
 
 def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
