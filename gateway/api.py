@@ -91,6 +91,25 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def query_params(request: web.Request, allowed: tuple[str, ...]
+                 ) -> tuple[dict[str, str], list[Problem]]:
+    """The query string as one value per name, and its problems: a name not in `allowed`
+    (`query_parameter_unknown`), or one given more than once (`query_parameter_repeated`),
+    is refused by the caller with its other problems, never ignored or taken first."""
+    problems, out = [], {}
+    for name in dict.fromkeys(request.query):
+        values = request.query.getall(name)
+        if name not in allowed:
+            problems.append(Problem("query_parameter_unknown", f"?{name}", values[0][:80],
+                                    "only: " + (", ".join(allowed) or "no parameters")))
+        elif len(values) > 1:
+            problems.append(Problem("query_parameter_repeated", f"?{name}",
+                                    [v[:80] for v in values], "one value"))
+        else:
+            out[name] = values[0]
+    return out, problems
+
+
 def nested_too_deep() -> PaygateError:
     """Valid JSON nested deeper than the parser follows (about a thousand levels): said
     as such, not as a body that is not JSON. No request of the API nests beyond three."""

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway import payments
-from gateway.api import BODY_LEN_MAX, GATEWAY_KEY, authenticate, nested_too_deep
+from gateway.api import (BODY_LEN_MAX, GATEWAY_KEY, authenticate, nested_too_deep,
+                         query_params)
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
@@ -137,17 +138,17 @@ async def list_transfers(request: web.Request) -> web.Response:
 
 
 def _list_params(request: web.Request) -> tuple[str | None, int, str | None]:
-    state = request.query.get("state") or None
-    problems = []
+    query, problems = query_params(request, ("state", "limit", "after"))
+    state = query.get("state") or None
     if state is not None and state not in set(OUT_STATES) | set(IN_STATES):
         problems.append(Problem("state_unknown", "?state", state,
                                 "one of " + ", ".join(sorted(set(OUT_STATES) | set(IN_STATES)))))
-    text = request.query.get("limit", str(LIST_LIMIT_DEFAULT))
+    text = query.get("limit", str(LIST_LIMIT_DEFAULT))
     limit = int(text) if text.isascii() and text.isdigit() else 0
     if not 1 <= limit <= LIST_LIMIT_MAX:
         problems.append(Problem("limit_out_of_range", "?limit", text,
                                 f"a whole number from 1 to {LIST_LIMIT_MAX}"))
-    after = request.query.get("after")
+    after = query.get("after")
     if after is not None and not _PAYMENT_ID.fullmatch(after):
         problems.append(Problem("cursor_malformed", "?after", after[:80],
                                 "the id of a payment, as `next_after` gave it (1 to "

@@ -27,7 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import NotFound, Problem, ProblemList
+from gateway.api import query_params
+from gateway.errors import NotFound, Problem, ProblemList, ValidationFailed
 from gateway.money import format_yuan
 from gateway.ops import archive, queues, snapshot, views
 from gateway.ops.console import Console
@@ -36,6 +37,15 @@ from gateway.ops.replies import json_response, read_json
 from gateway.ops.snapshot import Snapshots
 
 STUCK_MINUTES_MAX = 7 * 24 * 60
+
+
+def _search(request: web.Request) -> dict[str, str]:
+    """A search's fields, one value each: a field given twice is refused, not taken
+    first (unknown fields are the search's to refuse, with its other problems)."""
+    query, problems = query_params(request, tuple(request.query))
+    if problems:
+        raise ValidationFailed(problems)
+    return query
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -106,7 +116,7 @@ class DataRoutes:
                       "dead_total": (await queues.dead_letters(r, 1))["total"]})
 
     async def payments(self, request: web.Request, operator: Operator) -> web.Response:
-        search = views.parse_search(dict(request.query))
+        search = views.parse_search(_search(request))
         return _json({"payments": await self._read(
             lambda tx: views.search_payments(tx, search))})
 
@@ -169,7 +179,7 @@ class DataRoutes:
         return _json(found)
 
     async def messages(self, request: web.Request, operator: Operator) -> web.Response:
-        search = archive.parse_search(dict(request.query))
+        search = archive.parse_search(_search(request))
         return _json({"messages": await self._read(lambda tx: archive.search(tx, search))})
 
     async def message(self, request: web.Request, operator: Operator) -> web.Response:

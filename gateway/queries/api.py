@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
+from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
 from gateway.errors import ProblemList, ValidationFailed
 
 QUERIES_KEY: web.AppKey = web.AppKey("queries", object)
@@ -40,20 +40,18 @@ def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
     """Query-string parameters: names with allowed values, bounded whole numbers
     (default, low, high) and free texts."""
     p = ProblemList()
-    out: dict[str, Any] = {name: request.query.get(name) for name in texts}
-    for name in request.query:
-        if name not in choices and name not in numbers and name not in texts:
-            p.add("query_parameter_unknown", name, request.query[name],
-                  "only: " + ", ".join([*choices, *numbers, *texts]))
+    query, p.items = query_params(request, (*choices, *numbers, *texts))
+    out: dict[str, Any] = {name: query.get(name) for name in texts}
     for name, allowed in choices.items():
-        value = request.query.get(name)
+        value = query.get(name)
         if value is not None and value not in allowed:
-            p.add("query_parameter_malformed", name, value, " or ".join(allowed))
+            p.add("query_parameter_malformed", f"?{name}", value, " or ".join(allowed))
         out[name] = value
     for name, (default, low, high) in numbers.items():
-        value = request.query.get(name, str(default))
+        value = query.get(name, str(default))
         if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
-            p.add("query_parameter_malformed", name, value, f"a whole number {low}..{high}")
+            p.add("query_parameter_malformed", f"?{name}", value,
+                  f"a whole number {low}..{high}")
             continue
         out[name] = int(value)
     p.raise_if_any(ValidationFailed)

@@ -1,0 +1,80 @@
+"""Query strings of the listings: a parameter the listing does not know, or one given
+twice, is refused with its own code, never ignored or taken first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from gateway.api import query_params
+from gateway.errors import PaygateError
+from gateway.exceptions.routes import _list_params
+
+
+def _request(query: str) -> web.Request:
+    return make_mocked_request("GET", f"/v1/transfers?{query}")
+
+
+def _codes(query: str) -> list[tuple[str, str]]:
+    with pytest.raises(PaygateError) as exc:
+        _list_params(_request(query))
+    return [(p.code, p.path) for p in exc.value.problems]
+
+
+def test_an_unknown_listing_parameter_is_refused():
+    assert _codes("stat=sent") == [("query_parameter_unknown", "?stat")]
+
+
+def test_a_repeated_listing_parameter_is_refused():
+    assert _codes("limit=1&limit=2") == [("query_parameter_repeated", "?limit")]
+
+
+def test_every_problem_of_the_query_string_together():
+    assert _codes("stat=sent&limit=0&limit=2&state=nope") == [
+        ("query_parameter_unknown", "?stat"), ("query_parameter_repeated", "?limit"),
+        ("state_unknown", "?state")]
+
+
+def test_a_good_query_string_is_read():
+    assert _list_params(_request("state=sent&limit=5&after=P1")) == ("sent", 5, "P1")
+
+
+def test_the_repeated_values_are_shown():
+    _, problems = query_params(_request("limit=1&limit=2"), ("limit",))
+    assert problems[0].value == ["1", "2"]
+
+
+def test_the_ops_search_refuses_a_repeated_field(tmp_path):
+    from gateway.ops.data_routes import _search
+    with pytest.raises(PaygateError) as exc:
+        _search(make_mocked_request("GET", "/ops/api/payments?state=sent&state=held"))
+    assert [p.code for p in exc.value.problems] == ["query_parameter_repeated"]
+
+
+def test_the_api_refuses_them_over_http(tmp_path):
+    """GET /v1/transfers?stat=sent on a gateway: 422 with the code, nothing listed."""
+    from gateway.ops.testing import OpsRig
+    from gateway.api import make_app
+    import aiohttp
+
+    async def scenario() -> tuple[int, dict]:
+        rig = await OpsRig(tmp_path).start()
+        runner = web.AppRunner(make_app(rig.gw))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/v1/transfers?stat=sent") as r:
+                    return r.status, await r.json()
+        finally:
+            await runner.cleanup()
+            await rig.stop()
+    status, body = asyncio.run(scenario())
+
+    assert status == 422
+    assert body["errors"][0]["code"] == "query_parameter_unknown"
