@@ -61,6 +61,8 @@ class JsonNumber:
     """A JSON number kept as its text: amounts must come as strings, and a number such as
     1e400 must not turn into an infinity that no JSON answer can carry."""
 
+    json_type = "number"  # its name in a refusal (jsontext.type_name)
+
     def __init__(self, text: str) -> None:
         self.text = text
 

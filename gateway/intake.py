@@ -81,7 +81,7 @@ def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
     present. Refuses at once when it is not an object; otherwise collects problems."""
     p = ProblemList()
     if not isinstance(body, dict):
-        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
+        p.add("body_must_be_a_json_object", "/", jsontext.type_name(body), "a JSON object")
         p.raise_if_any()
     for name in body:
         if name not in fields:

@@ -19,6 +19,24 @@ _OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
             | orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
+def type_name(value: Any) -> str:
+    """JSON's word for the type of a value read from JSON text (a refusal's `value` when
+    the type itself is wrong): null, boolean, number, string, array or object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return getattr(value, "json_type", None) or type(value).__name__
+
+
 def dumps(obj: Any, default: Callable[[Any], Any] | None = str) -> str:
     """Compact JSON text, non-ASCII characters kept as they are."""
     try:

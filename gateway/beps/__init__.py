@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, keys, payments
+from gateway import intake, jsontext, keys, payments
 from gateway.beps import (api, build, debits_in, debits_out, incoming, items, periodic,
                           recon, requests, results, schema)
 from gateway.beps.packer import Packer
@@ -153,7 +153,7 @@ class BepsExtension:
         p = ProblemList()
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
-                                           type(body).__name__, "a JSON object"))
+                                           jsontext.type_name(body), "a JSON object"))
         for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)):
             value = body.get(name)
             if not isinstance(value, str) or not 1 <= len(value) <= bound:
@@ -169,7 +169,7 @@ class BepsExtension:
         p = ProblemList()
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
-                                           type(body).__name__, "a JSON object"))
+                                           jsontext.type_name(body), "a JSON object"))
         for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
                             ("reason", 60)):
             value = body.get(name)

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
-from gateway import intake
+from gateway import intake, jsontext
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.money import format_yuan
 
@@ -54,7 +54,7 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     """
     if not isinstance(body, list) or not 1 <= len(body) <= items_max:
         raise ValidationFailed(Problem("batch_must_be_a_list_of_transfers", "/",
-                                       type(body).__name__ if not isinstance(body, list)
+                                       jsontext.type_name(body) if not isinstance(body, list)
                                        else len(body), f"a JSON list of 1 to {items_max} "
                                        "transfer objects"))
     if batch_key is not None and len(batch_key) > IDEMPOTENCY_KEY_LEN_MAX - 6:
@@ -150,7 +150,7 @@ def _summary(view: dict[str, Any], routes: dict[int, tuple[Any, dict[str, Any]]]
 def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None, Any]:
     if not isinstance(item, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
-                                       type(item).__name__, "a transfer object"))
+                                       jsontext.type_name(item), "a transfer object"))
     # The item itself is the transfer unless it names its own key (then a copy without it).
     transfer = item
     key = None

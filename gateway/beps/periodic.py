@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, payments
+from gateway import intake, jsontext, payments
 from gateway.beps import items
 from gateway.beps.build import NAME_LEN_MAX
 from gateway.beps.debits_out import AGREEMENT_LEN_MAX
@@ -29,7 +29,7 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     """The transfer and its agreement, with every problem reported at once."""
     if not isinstance(body, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
-                                       type(body).__name__, "a JSON object"))
+                                       jsontext.type_name(body), "a JSON object"))
     fields = dict(body)
     agreement = fields.pop("agreement", None)
     fields.setdefault("business_type", PERIODIC_TYPE)

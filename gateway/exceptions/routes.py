@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway import payments
+from gateway import jsontext, payments
 from gateway.api import (BODY_LEN_MAX, GATEWAY_KEY, authenticate, nested_too_deep,
                          query_params)
 from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
@@ -63,7 +63,7 @@ async def _body(request: web.Request) -> tuple[str, dict[str, Any]]:
                                    "a JSON object"), 400) from None
     if not isinstance(data, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
-                                       type(data).__name__, "a JSON object"))
+                                       jsontext.type_name(data), "a JSON object"))
     return client, data
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway import jsontext
 from gateway.clock import parse_business_datetime
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import ccms303
@@ -57,7 +58,7 @@ class FreeFormatRequest:
 
 def _object(body: Any, allowed: tuple[str, ...], p: ProblemList) -> dict[str, Any]:
     if not isinstance(body, dict):
-        p.add("body_must_be_a_json_object", "/", type(body).__name__, "a JSON object")
+        p.add("body_must_be_a_json_object", "/", jsontext.type_name(body), "a JSON object")
         p.raise_if_any()
     for name in body:
         if name not in allowed:
