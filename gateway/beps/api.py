@@ -81,8 +81,9 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     for index in range(len(body)):
         outcome = refused.get(index) or by_index[index]
         if isinstance(outcome, PaygateError):
+            own_key = isinstance(body[index], dict) and "idempotency_key" in body[index]
             results.append({"index": index, "status": outcome.status,
-                            **_within_item(index, outcome)})
+                            **_within_item(index, outcome, own_key)})
         else:
             status, view = outcome
             results.append({"index": index, "status": status,
@@ -119,12 +120,15 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], now: 
             "each item its own idempotency_key"))
 
 
-def _within_item(index: int, error: PaygateError) -> dict[str, Any]:
+def _within_item(index: int, error: PaygateError, own_key: bool = False) -> dict[str, Any]:
     """An item's refusal with its JSON pointers into the batch: a field of item 3 is
-    `/3/amount`, the item itself `/3`. Paths that are not pointers into the body (the
-    Idempotency-Key header) stay as they are."""
+    `/3/amount`, the item itself `/3`, and its key `/3/idempotency_key` when the item
+    names its own. Paths that are not pointers into the body (the batch's Idempotency-Key
+    header, of which an item without its own key takes `KEY:index`) stay as they are."""
     problems = [replace(p, path=f"/{index}{'' if p.path == '/' else p.path}")
-                if p.path.startswith("/") else p for p in error.problems]
+                if p.path.startswith("/")
+                else replace(p, path=f"/{index}/idempotency_key")
+                if own_key and p.path == "Idempotency-Key" else p for p in error.problems]
     return PaygateError(problems, error.status).to_dict()
 
 

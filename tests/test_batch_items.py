@@ -1,0 +1,65 @@
+"""A batch's items: a refusal names the item's own fields (its own idempotency_key too),
+and the ids follow the order docs/beps.md gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.api_support import CLIENT, SECRET, LiveGateway, post_signed
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    g = LiveGateway(tmp_path_factory.mktemp("batch-items"), api_keys={CLIENT: SECRET}).start()
+    yield g
+    g.stop()
+
+
+def _item(live, amount: str, urgency: str, **extra) -> dict:
+    return {"payer_account": live.payer, "payer_name": "示例客户",
+            "payer_bank": "999100000027", "payee_account": "6222000000000001",
+            "payee_name": "对手", "payee_bank": "888200000023", "amount": amount,
+            "urgency": urgency, **extra}
+
+
+def _batch(live, items: list, key: str) -> dict:
+    r = post_signed(live.url, "/v1/transfers/batch", json.dumps(items).encode(),
+                    **{"Idempotency-Key": key})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_an_item_key_reused_with_another_body_is_named_in_the_item(live):
+    items = [_item(live, "10.00", "normal", idempotency_key="own-a"),
+             _item(live, "11.00", "normal"),
+             _item(live, "12.00", "normal", idempotency_key="own-a")]
+    third = _batch(live, items, "batch-own-keys")["results"][2]
+
+    assert third["status"] == 409
+    assert [(e["code"], e["path"]) for e in third["errors"]] == [
+        ("idempotency_key_reused_with_other_body", "/2/idempotency_key")]
+
+
+def test_an_item_key_taken_by_an_earlier_request_is_named_in_the_item(live):
+    _batch(live, [_item(live, "13.00", "normal", idempotency_key="own-b")], "batch-b1")
+    again = _batch(live, [_item(live, "14.00", "normal", idempotency_key="own-b")],
+                   "batch-b2")["results"][0]
+
+    assert [(e["code"], e["path"]) for e in again["errors"]] == [
+        ("idempotency_key_reused_with_other_body", "/0/idempotency_key")]
+
+
+def test_ids_follow_the_order_docs_beps_gives(live):
+    """docs/beps.md: the BEPS items' ids come first, a block in the batch's order, then
+    the HVPS and internal items' as each is taken, in the batch's order."""
+    items = [_item(live, "20.00", "normal"), _item(live, "60000.00", "urgent"),
+             _item(live, "21.00", "normal"), _item(live, "60001.00", "urgent")]
+    results = _batch(live, items, "batch-mixed")["results"]
+    channels = [r["transfer"]["channel"] for r in results]
+    ids = [r["transfer"]["id"] for r in results]
+
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert channels == ["beps", "hvps", "beps", "hvps"]
+    assert sorted(ids) == [ids[0], ids[2], ids[1], ids[3]], ids
