@@ -243,16 +243,17 @@ async def post_message(request: web.Request) -> web.Response:
     client = authenticate(request, body)
     gw = request.app[GATEWAY_KEY]
     decoded = codec.decode(body, bare_ok=True)
-    if decoded.problems:
-        raise PaygateError(decoded.problems)
     if decoded.mtype.code != hvps111.MESSAGE_TYPE:
         raise PaygateError(Problem("message_type_not_accepted_from_core", "/Document",
                                    decoded.mtype.code, "hvps.111.001.01"))
+    if decoded.obj is None:  # not readable as an hvps.111: nothing more to check
+        raise PaygateError(decoded.problems)
+    problems = list(decoded.problems)
     ct: hvps111.CreditTransfer = decoded.obj
     if ct.instg_direct != gw.settings.bank_code:
         # The gateway sends as our direct participant: a message naming another one as
         # its instructing agent was not written for us.
-        raise PaygateError(Problem(
+        problems.append(Problem(
             "instructing_agent_not_ours",
             "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
             ct.instg_direct, f"our direct participant, {gw.settings.bank_code}"))
@@ -271,8 +272,17 @@ async def post_message(request: web.Request) -> web.Response:
     # instructing direct participant, and MsgId) sent again returns the first answer,
     # whatever Idempotency-Key comes with it, and the same MsgId with any other content
     # is refused (gateway.ready). The core's end-to-end id travels on.
-    status, response = await gw.submit_transfer(client, ready.key(ct), transfer,
-                                                end_to_end_id=ct.end_to_end_id, message=ct)
+    if problems:
+        # Refused already: every other problem of its payment is told with these (its
+        # fields, route, account and funds), at the message's paths.
+        raise PaygateError(ready.in_message_terms(
+            [*problems, *await gw.transfer_problems(transfer)]))
+    try:
+        status, response = await gw.submit_transfer(client, ready.key(ct), transfer,
+                                                    end_to_end_id=ct.end_to_end_id,
+                                                    message=ct)
+    except PaygateError as exc:
+        raise PaygateError(ready.in_message_terms(exc.problems), exc.status) from None
     return _json(response, status)
 
 

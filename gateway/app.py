@@ -32,6 +32,7 @@ from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
+from gateway.money import parse_yuan
 from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
 from gateway.handlers import Handlers
@@ -116,6 +117,10 @@ async def _bounded(phase: str, work: Awaitable[Any]) -> None:
             await work
     except TimeoutError:
         log.warning("event=stop_phase_cut_short phase=%s after_s=%s", phase, STOP_PHASE_S)
+
+
+class _TriedOnly(Exception):
+    """Undoes a hold tried only to learn whether it would be refused."""
 
 
 class Gateway:
@@ -506,8 +511,15 @@ class Gateway:
         """Accept one transfer. `end_to_end_id` keeps the core system's own id when it sent
         a ready message (POST /v1/messages, `message` its hvps111.CreditTransfer); JSON
         transfers get one from the gateway."""
-        prepared = self._prepare(client, idem_key, body, end_to_end_id)._replace(
-            message=message)
+        try:
+            prepared = self._prepare(client, idem_key, body, end_to_end_id)._replace(
+                message=message)
+        except PaygateError as exc:
+            if exc.status != 422:
+                raise
+            # Refused for its fields or route: its account and funds are told too.
+            raise PaygateError([*exc.problems, *await self.funds_problems(
+                body, exc.problems)], 422) from None
         try:
             await self._check_depth()
         except REDIS_DOWN_ERRORS as exc:
@@ -538,6 +550,40 @@ class Gateway:
             self.direct.release_link()
         await self.hand_over(entries)
         return status, response
+
+    async def transfer_problems(self, body: Any) -> list[Problem]:
+        """Every problem a transfer would be refused for, found without taking it: its
+        fields and route (as `_prepare` checks them), its payer's account and funds."""
+        try:
+            self._prepare("check", "check", body, None)
+        except PaygateError as exc:
+            return [*exc.problems, *await self.funds_problems(body, exc.problems)]
+        return await self.funds_problems(body, [])
+
+    async def funds_problems(self, body: Any, found: list[Problem]) -> list[Problem]:
+        """The payer's account and funds as the hold would find them (account_not_found,
+        payer_funds_insufficient, ...), for a transfer refused for other problems
+        (`found`): its hold tried in a savepoint and undone, nothing kept. Nothing when
+        the account or amount is itself among the problems or unreadable."""
+        if not isinstance(body, dict) or any(p.path in ("/payer_account", "/amount")
+                                              for p in found):
+            return []
+        account, text = body.get("payer_account"), body.get("amount")
+        amount = parse_yuan(text, "/amount") if isinstance(text, str) else None
+        if not isinstance(account, str) or not isinstance(amount, int) or amount <= 0:
+            return []
+
+        def work(tx: Any) -> list[Problem]:
+            try:
+                with tx.savepoint():
+                    self.ledger.hold(tx, "check:hold", account, amount, self.work_date,
+                                     "check")
+                    raise _TriedOnly
+            except _TriedOnly:
+                return []
+            except PaygateError as exc:
+                return intake.as_request_fields(exc).problems
+        return await self.store.run(work)
 
     def _may_send_now(self) -> bool:
         """Whether a payment about to be accepted may skip its priority lane: only while

@@ -26,6 +26,7 @@ import orjson
 from gateway import jsontext, payments
 from gateway.errors import Conflict, Problem
 from gateway.messages import hvps111
+from gateway.money import format_yuan
 
 _DOC = "/Document/FIToFICstmrCdtTrf"
 _TX = f"{_DOC}/CdtTrfTxInf"
@@ -58,6 +59,33 @@ PATHS = {
     "business_kind": f"{_TX}/Purp/Prtry",
     "remittance": f"{_TX}/RmtInf/Ustrd",
 }
+# Where each field of the JSON transfer a message is read into is in the message: a
+# refusal of the transfer names the message's own element.
+_FROM_TRANSFER = {
+    "/payer_account": PATHS["debtor_account"], "/payer_name": PATHS["debtor_name"],
+    "/payer_bank": PATHS["debtor_agent"], "/payee_account": PATHS["creditor_account"],
+    "/payee_name": PATHS["creditor_name"], "/payee_bank": PATHS["creditor_agent"],
+    "/amount": PATHS["amount_fen"], "/currency": PATHS["currency"],
+    "/business_type": PATHS["business_type"], "/business_kind": PATHS["business_kind"],
+    "/urgency": PATHS["priority"], "/remittance_info": PATHS["remittance"],
+}
+
+
+def in_message_terms(problems: list[Problem]) -> list[Problem]:
+    """Problems of the transfer read from a message, at the message's paths (a
+    remittance line N at its Ustrd[N+1]); one problem found both in the message and in
+    its transfer is given once."""
+    out: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        head, _, line = p.path.partition("/remittance_info/")
+        if not head and line.isdigit():
+            path = f"{PATHS['remittance']}[{int(line) + 1}]"
+        else:
+            path = _FROM_TRANSFER.get(p.path, p.path)
+        out.setdefault((p.code, path), p if path == p.path else dataclasses.replace(p, path=path))
+    return list(out.values())
+
+
 # States that free a payment's EndToEndId for the payment's next attempt.
 FREEING_STATES = ("rejected", "cancelled", "returned")
 
@@ -120,6 +148,8 @@ def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: s
 def _taken(ct: hvps111.CreditTransfer, payment: Any, path: str, value: Any, first: Any
            ) -> Problem:
     field_name = path.rsplit("/", 1)[1]
+    if path == PATHS["amount_fen"]:  # as the messages write it, in yuan
+        value, first = (format_yuan(v) if isinstance(v, int) else v for v in (value, first))
     return Problem("idempotency_key_reused_with_other_body", path, value,
                    f"{first}, as in the first message with this MsgId",
                    f"MsgId {ct.msg_id} already taken for payment {payment} with "
