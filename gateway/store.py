@@ -235,6 +235,10 @@ SCHEMA = [
         payment_id TEXT, envelope BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS archive_mesg ON archive (mesg_id)",
+    # An operator's view of a payment lists its messages by payment id; without this
+    # index that view read the whole archive.
+    "CREATE INDEX IF NOT EXISTS archive_payment ON archive (payment_id) "
+    "WHERE payment_id IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS sequences (
         name TEXT PRIMARY KEY, value INTEGER NOT NULL
     )""",
