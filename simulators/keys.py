@@ -25,14 +25,16 @@ from gateway.messages import codec
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.envelope import Envelope
 from gateway.messages.signing import KeyRing, write_keypair
+from simulators.settings import NPC_CODE
 
 # Good signatures remembered. A payment's hvps.111 is checked by the NPC and, moments
 # later, forwarded unchanged, by the simulated payee bank in the same process; this many
 # covers the messages between the two under any load the simulator keeps up with.
 VERIFIED_MAX = 1024
-# Readings of bodies remembered, and the largest body remembered: a payment message is
-# forwarded within a few hundred messages of its arrival, while a BEPS package of a
-# thousand transactions would hold megabytes of parsed tree for little gain.
+# Readings of bodies remembered, and the largest body remembered: only messages addressed
+# past the NPC (which it forwards) are remembered; a payment is forwarded within a few
+# hundred messages of its arrival, while a BEPS package of a thousand transactions would
+# hold megabytes of parsed tree for little gain.
 READ_MAX = 512
 READ_BODY_LEN_MAX = 64 * 1024
 
@@ -124,7 +126,8 @@ class Keys:
             mtype, root, obj, problems = known
             return codec.Decoded(envelope, mtype, root, obj, list(problems), signature)
         decoded = codec.decode_envelope(envelope, signature)
-        if (decoded.mtype.code == envelope.header.mesg_type
+        if (envelope.header.orig_receiver != NPC_CODE
+                and decoded.mtype.code == envelope.header.mesg_type
                 and len(envelope.body) <= READ_BODY_LEN_MAX):
             self._read[envelope.body] = (decoded.mtype, decoded.root, decoded.obj,
                                          tuple(decoded.problems))
