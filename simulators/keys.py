@@ -8,7 +8,7 @@ before the signature is judged.
 
 One process plays the NPC and the peer banks, so the same bytes are often checked twice:
 a payment's hvps.111 by the NPC and, once settled, by the payee bank it is forwarded to;
-a peer's ccms.990, signed here, by the NPC that takes it. Both checks are pure functions
+a peer's credit or answer, signed here, by the NPC that takes it. Both checks are pure functions
 of the bytes, and their answers are remembered (a bounded number of the latest ones):
 the signatures found good or made here, and the reading of a body (XML, schema, domain
 object, rules). Anything not remembered is computed.
