@@ -13,6 +13,8 @@ messages in one installation is far beyond any simulated run.
 
 from __future__ import annotations
 
+from datetime import date
+
 from gateway.clock import Clock
 from simulators.store import Store
 
@@ -23,9 +25,16 @@ class Ids:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self._date: date | None = None
+        self._date_text = ""
 
     def _day(self) -> str:
-        return self.clock.now().strftime("%Y%m%d")
+        """The clock's date as yyyyMMdd, formatted once a day (ids are issued several
+        times per message)."""
+        today = self.clock.now().date()
+        if today != self._date:
+            self._date, self._date_text = today, today.strftime("%Y%m%d")
+        return self._date_text
 
     def npc_mesg_id(self, system: str) -> str:
         seq = self.store.add("seq:npc_header") % 10**8

@@ -39,6 +39,7 @@ _OK, _RETRY, _REFUSED = "ok", "retry", "refused"
 # Messages handed to a simulated peer in one transaction: what the peer answers is taken
 # by the NPC in that same transaction, so a busy peer costs one commit per batch.
 LOCAL_BATCH_MAX = 64
+_POST_HEADERS = {"Content-Type": "application/octet-stream"}
 
 
 @dataclass
@@ -70,7 +71,10 @@ class Link:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.delivery.timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        # No bank sets cookies on the link: a jar that keeps none spares every POST a
+        # look-up in it.
+        self._session = aiohttp.ClientSession(timeout=timeout,
+                                              cookie_jar=aiohttp.DummyCookieJar())
         for dest in [*self.banks, *self.local]:
             worker = _Worker(dest)
             self._workers[dest] = worker
@@ -213,8 +217,8 @@ class Link:
     async def _post_once(self, url: str, row: OutboxRow) -> str:
         assert self._session is not None, "the link is started before it delivers"
         try:
-            async with self._session.post(url, data=row.raw, headers={
-                    "Content-Type": "application/octet-stream"}) as response:
+            async with self._session.post(url, data=row.raw,
+                                          headers=_POST_HEADERS) as response:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

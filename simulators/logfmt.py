@@ -1,6 +1,7 @@
 """Structured key=value log lines on standard error.
 
-Every state change of a message or payment in the simulator is one line:
+Every state change of a message or payment in the simulator is one line (a message put
+in the outbox only at DEBUG: the outbox row records it, and its delivery has a line):
 
     ts=2026-12-07T09:00:01+08:00 level=info logger=npc.rtgs event=settled tx_id=... amount_fen=...
 
@@ -8,7 +9,7 @@ Values with spaces, quotes or equals signs are quoted, so a line splits unambigu
 
 Lines are written in chunks, as the gateway's are (gateway.logs.LineBuffer): a warning or
 an error at once with every line before it, information lines at most 0.2 s later. Under
-load the simulator writes about ten lines per HVPS payment, and one write each cost
+load the simulator writes about seven lines per HVPS payment, and one write each cost
 about a tenth of its CPU. What happened to a payment is in the database; a crash loses at
 most that fraction of a second of information lines.
 """

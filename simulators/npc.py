@@ -49,7 +49,7 @@ async def _serve(settings: settings_mod.Settings) -> int:
 def _lean_log_records() -> None:
     """The key=value lines show no source line, thread or process, so this process does
     not collect them for every record (the logging HOWTO's advice for busy programs):
-    under load the simulator writes about ten lines per payment."""
+    under load the simulator writes about seven lines per payment."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

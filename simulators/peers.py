@@ -3,7 +3,8 @@
 A peer speaks exactly as an external bank does: it builds hvps.111 credits with the
 shared family module, signs them with its own key and hands the envelopes to the NPC's
 inbound path; it checks what the NPC delivers to it with the shared codec and answers
-every message (but acknowledgements and discard notices) with a signed ccms.990.
+every message (but acknowledgements and discard notices) with a ccms.990, unsigned as
+every bank's (simulators.notices).
 """
 
 from __future__ import annotations
@@ -179,4 +180,4 @@ class PeerBank:
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id))
         header = self._header(NPC_CODE, ccms990.MESSAGE_TYPE,
                               system=original.orig_receiver_sid)
-        return codec.encode(header, body, self.keys.ring)
+        return codec.encode(header, body, self.keys.ring, sign=False)

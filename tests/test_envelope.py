@@ -94,6 +94,9 @@ def _header_with(name: str, value: str) -> bytes:
     (_raw(header=_header_with("mesg_type", "HVPS.111.001.01")), "header_field_malformed"),
     (_raw(header=_header_with("struct_type", "CMT")), "header_field_malformed"),
     (_raw(header=_header_with("mesg_id", "")), "header_field_malformed"),
+    # A NUL inside a field (the fields are checked in one match, joined by NUL).
+    (_raw(header=_header_with("mesg_id", "2024\x000520")), "header_field_malformed"),
+    (_raw(header=_header_with("send_time", "\x00")), "header_field_malformed"),
     (_raw(header=HEADER.encode()[:60] + "报".encode()[:1] + HEADER.encode()[61:]),
      "header_must_be_ascii"),
     (HEADER.encode() + b"\r\n{S:MEQCIabc\r\n" + BODY, "signature_block_unterminated"),

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.errors import PaygateError
+from gateway.messages import codec
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.signing import EcdsaP256, KeyRing
 from simulators.keys import VERIFIED_MAX, Keys, _Remembering
@@ -73,3 +74,60 @@ def test_what_is_remembered_is_bounded() -> None:
 
     assert len(remembering._good) == VERIFIED_MAX
     assert (0).to_bytes(4, "big") not in remembering._good
+
+
+def test_a_signature_made_here_verifies_without_arithmetic(tmp_path: Path) -> None:
+    """A simulated peer's message, signed in this process, is taken by the NPC: its
+    signature is known good. The same signature on other bytes is still computed and
+    refused."""
+    keys = Keys(tmp_path, [PEER])
+    Counting.computed = 0
+    keys.ring.__dict__["_remembering"] = _Remembering(Counting)
+    sender = BankSender(tmp_path, ManualClock(MONDAY_0900), code=PEER)
+    sender.ring = keys.ring  # the peer signs with the simulator's ring
+    env = envelope_mod.decode(sender.credit(100, receiver="999100000019"))
+    tampered = envelope_mod.Envelope(env.header, env.signature, env.body.replace(b"1.00",
+                                                                                 b"9.00"))
+
+    assert keys.ring.verify(env) == "verified"
+    assert Counting.computed == 0
+    with pytest.raises(PaygateError, match="signature invalid"):
+        keys.ring.verify(tampered)
+    assert Counting.computed == 1
+    assert KeyRing.load(tmp_path, []).verify(env) == "verified"
+
+
+def test_a_body_read_again_is_not_parsed_again_yet_its_envelope_is_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The payee bank reads the hvps.111 the NPC read moments before: the same reading,
+    without parsing it again; the header, the signature and the addressee are still
+    checked on every envelope, and a header naming another type is read afresh."""
+    keys = Keys(tmp_path, [PEER])
+    raw = BankSender(tmp_path, ManualClock(MONDAY_0900)).credit(100)
+    keys.reload_public()
+    reads = []
+    real = codec.decode_envelope
+    monkeypatch.setattr(codec, "decode_envelope",
+                        lambda *args: reads.append(1) or real(*args))
+    env = envelope_mod.decode(raw)
+    forwarded = envelope_mod.Envelope(env.header.reply_to(direction="D"), env.signature,
+                                      env.body).encode()
+    sig = env.signature
+    bad = envelope_mod.Envelope(env.header, sig[:20] + ("B" if sig[20] == "A" else "A")
+                                + sig[21:], env.body).encode()
+    other_type = envelope_mod.Envelope(env.header.reply_to(mesg_type="hvps.112.001.01"),
+                                       env.signature, env.body).encode()
+
+    first = keys.decode(raw)
+    again = keys.decode(forwarded, frozenset({PEER}))
+    assert len(reads) == 1
+    assert (again.obj, again.problems, again.mtype, again.signature) == (
+        first.obj, first.problems, first.mtype, "verified")
+    assert again.header.direction == "D"
+    with pytest.raises(PaygateError, match="signature invalid"):
+        keys.decode(bad)
+    with pytest.raises(PaygateError, match="message wrongly addressed"):
+        keys.decode(raw, frozenset({"888200000023"}))
+    with pytest.raises(PaygateError, match="signature invalid"):
+        keys.decode(other_type)  # the type is signed: another type breaks the signature
+    assert len(reads) == 1

@@ -59,9 +59,17 @@ class Decoded:
         return self.envelope.header
 
 
+_MODULES: dict[str, ModuleType] = {}
+
+
 def module_for(code: str) -> ModuleType:
-    row = catalogue.get(code)
-    return importlib.import_module(f"gateway.messages.{row.module}")
+    """The family module of a message type, imported on first use and then kept (every
+    message decoded asks for it twice)."""
+    mod = _MODULES.get(code)
+    if mod is None:
+        row = catalogue.get(code)
+        mod = _MODULES[code] = importlib.import_module(f"gateway.messages.{row.module}")
+    return mod
 
 
 def _verbs(code: str) -> tuple[Callable[..., bytes], Callable[..., Any]]:

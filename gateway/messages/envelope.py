@@ -58,6 +58,8 @@ _FIELD_RULES: dict[str, tuple[str, str]] = {
     "direction": (r"[UD]", "U (to the NPC) or D (from the NPC)"),
 }
 _FIELD_RE = {name: re.compile(pattern) for name, (pattern, _) in _FIELD_RULES.items()}
+_SPACE = re.compile(rb"\s+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/=]*")
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,17 @@ def _fail(code: str, path: str, value: object, expected: str) -> PaygateError:
     return PaygateError(Problem(code, path, value, expected), status=400)
 
 
+# Where each field stands in the header text, and one pattern checking every field with
+# a rule at once, on the values joined by NUL (which no rule lets a value contain): a
+# well-formed header is checked by one match, and only a malformed one field by field,
+# to name every field at fault.
+_FIELD_SPANS: tuple[tuple[str, int, int], ...] = tuple(
+    (name, 3 + sum(w for _, w in HEADER_FIELDS[:i]), 3 + sum(w for _, w in HEADER_FIELDS[:i + 1]))
+    for i, (name, _) in enumerate(HEADER_FIELDS))
+_CHECKED = tuple(name for name, _ in HEADER_FIELDS if name in _FIELD_RULES)
+_ALL_FIELDS_RE = re.compile("\x00".join(f"(?:{_FIELD_RULES[name][0]})" for name in _CHECKED))
+
+
 def decode_header(raw: bytes) -> Header:
     """Decode the 130 header bytes, reporting every malformed field at once."""
     if len(raw) != HEADER_LEN or not raw.startswith(b"{H:") or raw[-1:] != b"}":
@@ -126,22 +139,23 @@ def decode_header(raw: bytes) -> Header:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         raise _fail("header_must_be_ascii", "{H:", raw.decode("latin-1"), "ASCII characters")
-    values: dict[str, str] = {}
+    values = {name: text[start:end].rstrip(" ") for name, start, end in _FIELD_SPANS}
+    if _ALL_FIELDS_RE.fullmatch("\x00".join([values[name] for name in _CHECKED])) is None:
+        raise PaygateError(_header_problems(text), status=400)
+    return Header(**values)
+
+
+def _header_problems(text: str) -> list[Problem]:
+    """Every field of a header that breaks its rule."""
     problems: list[Problem] = []
-    offset = 3
-    for name, width in HEADER_FIELDS:
-        field_text = text[offset:offset + width]
-        offset += width
-        value = field_text.rstrip(" ")
-        values[name] = value
+    for name, start, end in _FIELD_SPANS:
+        field_text = text[start:end]
         rule = _FIELD_RE.get(name)
-        if rule is not None and not rule.fullmatch(value):
+        if rule is not None and not rule.fullmatch(field_text.rstrip(" ")):
             problems.append(Problem(
                 "header_field_malformed", f"{{H:/{name}", field_text,
-                _FIELD_RULES[name][1] + f" in {width} characters, left-aligned"))
-    if problems:
-        raise PaygateError(problems, status=400)
-    return Header(**values)
+                _FIELD_RULES[name][1] + f" in {end - start} characters, left-aligned"))
+    return problems
 
 
 def decode(raw: bytes) -> Envelope:
@@ -170,8 +184,8 @@ def decode(raw: bytes) -> Envelope:
             raise _fail("signature_block_unterminated", "{S:", rest[:40].decode("latin-1"),
                         "{S:<base64>}")
         signature_raw = rest[3:end]
-        signature = re.sub(rb"\s+", b"", signature_raw).decode("latin-1")
-        if len(signature) > SIGNATURE_LEN_MAX or not re.fullmatch(r"[A-Za-z0-9+/=]*", signature):
+        signature = _SPACE.sub(b"", signature_raw).decode("latin-1")
+        if len(signature) > SIGNATURE_LEN_MAX or not _BASE64.fullmatch(signature):
             raise _fail("signature_block_malformed", "{S:", signature[:80],
                         f"base64 of at most {SIGNATURE_LEN_MAX} characters")
         after_signature, rest = _take_line_end(rest[end + 1:])
