@@ -8,7 +8,6 @@ Shutdown runs the other way round and lets in-flight work finish.
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import json
 import logging
@@ -23,6 +22,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
+from gateway.collector import tune_collector
 from gateway import (bulk, intake, jsontext, keys, logs, outbound, payments, ready, recovery,
                      store, webhook)
 from gateway.cluster import Cluster
@@ -85,25 +85,6 @@ class Prepared(NamedTuple):
     send_now: bool = False
     # A ready hvps.111 (POST /v1/messages): its message, kept and compared (gateway.ready).
     message: Any = None
-
-
-# A payment makes hundreds of short-lived dicts and tuples. With the interpreter's default
-# thresholds the cyclic collector ran every 700 allocations and walked the whole heap every
-# few seconds: about 6% of the gateway's CPU under load. Collections are now rarer, and
-# what exists once the gateway is up (modules, settings, the directory) is not walked again.
-GC_THRESHOLDS = (50_000, 20, 100)
-_collector_tuned = False
-
-
-def tune_collector() -> None:
-    """Once per process: raise the collector's thresholds, freeze what is alive now."""
-    global _collector_tuned
-    if _collector_tuned:
-        return
-    _collector_tuned = True
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 # A stop never hangs: each of its phases gets this long, then the stop goes on (what was

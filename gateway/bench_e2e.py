@@ -69,7 +69,7 @@ import ledger
 from gateway import keys as stream_keys
 from gateway import payments
 from gateway.bench import machine
-from gateway.app import tune_collector
+from gateway.collector import tune_collector
 from gateway.beps import bench as beps_bench
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.messages.signing import write_keypair

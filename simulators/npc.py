@@ -16,6 +16,7 @@ import signal
 import sys
 
 from gateway.clock import clock_from_spec
+from gateway.collector import tune_collector
 from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from simulators import logfmt
@@ -37,6 +38,7 @@ async def _serve(settings: settings_mod.Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await sim.start()
+    tune_collector()  # the simulator makes as many short-lived objects per payment
     print(json.dumps({"npc": sim.url}), flush=True)
     try:
         await stop.wait()
