@@ -119,11 +119,14 @@ def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round:
 
 
 def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_date: str,
-        netting_round: str, now: datetime, package_size: int | None = None) -> None:
+        netting_round: str, now: datetime, package_size: int | None = None,
+        together: bool = False) -> None:
     """Items of a package the NPC netted: final, each hold a netted obligation.
 
-    A few statements for all of them, whatever their number (ledger.net_many posts each
-    hold's entry in bulk). Given `package_size`, the count of the package's items, and
+    A few statements for all of them, whatever their number: with `together` (a netting
+    notice) their holds are netted with one ledger entry for the package
+    (ledger.net_together), otherwise each hold with an entry of its own, written in bulk
+    (ledger.net_many). Given `package_size`, the count of the package's items, and
     these are all of them in one state, they change with one statement and one history
     row under the package tells each of them, as packing and sending do; otherwise each
     gets a row of its own (an item cancelled or waiting for the answer to our ccms.307
@@ -148,7 +151,14 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
                                  **detail)
         set_round(tx, [p["id"] for p in rows], netting_date, netting_round)
     holds = [(f"{p['id']}:net", int(p["hold_id"])) for p in rows if p["hold_id"]]
-    if holds:
+    if holds and together:
+        # One entry for the package's holds (ledger.net_together); items netted later
+        # on their own (an answer to our ccms.307) get an entry each, below.
+        event = f"{package_id}:net" if len(rows) == package_size else \
+            f"{package_id}:net:{rows[0]['id']}"
+        gw.ledger.net_together(tx, event, [hold_id for _, hold_id in holds],
+                               gw.work_date.isoformat(), package_id)
+    elif holds:
         gw.ledger.net_many(tx, holds, gw.work_date.isoformat())
 
 
