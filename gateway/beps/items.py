@@ -204,19 +204,22 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     """Settle every netted, unsettled item of a round; (debit fen, credit fen) posted."""
     key = (netting_date, netting_round)
     lock_round(tx, netting_date, netting_round)
-    sums = dict(tx.query(f"SELECT side, SUM(amount_fen) FROM beps_items WHERE {_UNSETTLED} "
-                         "GROUP BY side", key))
     # The items with their payment's state, read before they are marked: the netted
-    # ones become settled (a credit from another bank is credited already).
-    unsettled = tx.query("SELECT i.payment_id, p.state, i.package_id FROM beps_items i "
-                         "JOIN payments p ON p.id = i.payment_id WHERE i.netting_date = ? AND "
-                         "i.netting_round = ? AND i.settled_on IS NULL ORDER BY i.payment_id",
-                         key)
+    # ones become settled (a credit from another bank is credited already). Each side's
+    # sum is added up from the same rows (one read of the round's items, not two).
+    unsettled = tx.query("SELECT i.payment_id, p.state, i.package_id, i.side, i.amount_fen "
+                         "FROM beps_items i JOIN payments p ON p.id = i.payment_id WHERE "
+                         "i.netting_date = ? AND i.netting_round = ? AND i.settled_on IS NULL "
+                         "ORDER BY i.payment_id", key)
     if not unsettled:
         return 0, 0
-    ids = [pid for pid, _, _ in unsettled]
-    netted = [(pid, package_id) for pid, state, package_id in unsettled if state == "netted"]
-    debit_fen, credit_fen = int(sums.get("D") or 0), int(sums.get("C") or 0)
+    ids = [row[0] for row in unsettled]
+    netted = [(pid, package_id) for pid, state, package_id, _, _ in unsettled
+              if state == "netted"]
+    sums = {"D": 0, "C": 0}
+    for _, _, _, side, amount_fen in unsettled:
+        sums[side] += int(amount_fen)
+    debit_fen, credit_fen = sums["D"], sums["C"]
     # One entry per round; items settling late get an entry named after the first of them.
     event = f"beps:settle:{netting_date}:{netting_round}"
     if tx.query_one("SELECT 1 FROM beps_items WHERE netting_date = ? AND netting_round = ? "
