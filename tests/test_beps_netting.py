@@ -3,6 +3,7 @@ caps, positions carried between rounds, round numbers, settlement order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from gateway.clock import SHANGHAI
 from gateway.beps import build
 from gateway.clock import ManualClock
 from gateway.errors import PaygateError
-from gateway.messages import codec
-from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.messages import beps121, beps122, beps127, codec, package, xml
+from gateway.messages.common import NpcProcessing, OriginalRef, OriginalTx
 from gateway.messages.signing import KeyRing, write_keypair
 from simulators.beps_notices import BepsNotices
 from simulators.ids import Ids
@@ -317,6 +318,72 @@ def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_pa
     assert [t.tx_id for t in forwarded[0].transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
     assert (forwarded[0].header.count, forwarded[0].header.total_fen) == (2, 100 + 102)
     assert forwarded[0].npc.netting_round == "01"
+
+
+def _forwarded(tmp_path: Path, rows: list[dict[str, Any]], withdraw_one: bool
+               ) -> tuple[bytes, Any]:
+    """A package of these credits stored by the NPC, netted and forwarded (one of them
+    withdrawn first when `withdraw_one`): the forwarded body and what building the
+    package netted with the NPC's block gives."""
+    store = make_store(tmp_path)
+    clock = ManualClock(NOW)
+    sender = BankSender(tmp_path / "bank", clock, A)
+    body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
+                              transfers_of(rows), NOW)
+    raw = codec.encode(sender.header("beps.121.001.01"), body, sender.ring)
+    package_id = add(store, A, B, sum(r["amount_fen"] for r in rows),
+                     [(r["tx_id"], r["amount_fen"]) for r in rows])
+    with store.transaction():
+        store.conn.execute("UPDATE beps_packages SET raw = ?, msg_id = ? WHERE id = ?",
+                           (raw, "2026121200000007", package_id))
+    if withdraw_one:
+        withdraw(store, package_id, rows[1]["tx_id"])
+    write_keypair(tmp_path / "npc", NPC_CODE)
+    notices = BepsNotices(store, Ids(store, clock), clock,
+                          KeyRing.load(tmp_path / "npc", [NPC_CODE]), lambda dest: None)
+    with store.transaction():
+        netting.notify_round(store, notices, net(store), NOW)
+    (forwarded,) = [codec.decode(r.raw) for r in store.pending(B, 10)
+                    if r.mesg_type == "beps.121.001.01"]
+    assert forwarded.ok
+    kept = package.without(codec.decode(raw).obj, frozenset(
+        {rows[1]["tx_id"]} if withdraw_one else ()))
+    return forwarded.envelope.body, beps121.build(replace(kept, npc=forwarded.obj.npc))
+
+
+@pytest.mark.parametrize("withdraw_one", [False, True], ids=["whole", "one withdrawn"])
+def test_a_forwarded_package_is_what_building_it_with_the_npc_block_gives(tmp_path,
+                                                                          withdraw_one):
+    """Whether the block is written into the stored text (nothing withdrawn) or the
+    package is parsed and built again, the receiver gets the same bytes."""
+    rows = [dict(credit_row(n, NOW), payee_name=f"对手 & <{n}>") for n in range(3)]
+    body, built = _forwarded(tmp_path, rows, withdraw_one)
+
+    assert body == built
+
+
+def test_the_npc_block_is_written_into_a_package_only_as_building_it_would_write_it():
+    """package.with_npc gives build's bytes for a package laid out as build lays it out,
+    and declines (None) a family without the block, a package that has one already and
+    one laid out otherwise or in another namespace."""
+    npc = NpcProcessing("PR03", "NEZI0000", netting_date="2026-12-12", netting_round="01",
+                        received_at="2026-12-12T23:00:00", forwarded_at="2026-12-12T23:00:01")
+    body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
+                              transfers_of([credit_row(n, NOW) for n in range(4)]), NOW)
+    parsed = beps121.parse(xml.parse(body))[0]
+    expected = beps121.build(replace(parsed, npc=npc))
+    declined = [
+        package.with_npc(beps127.LAYOUT, body, npc),
+        package.with_npc(beps121.LAYOUT, expected, npc),
+        package.with_npc(beps121.LAYOUT, body.replace(b"\n    <PKGGrpHdr>", b"<PKGGrpHdr>"),
+                         npc),
+        package.with_npc(beps121.LAYOUT, body.replace(b"\n    </PKGGrpHdr>",
+                                                      b"</PKGGrpHdr>"), npc),
+        package.with_npc(beps122.LAYOUT, body, npc),
+    ]
+
+    assert package.with_npc(beps121.LAYOUT, body, npc) == expected
+    assert declined == [None] * len(declined)
 
 
 def test_a_stored_package_read_again_to_forward_is_what_decoding_it_gave(tmp_path):
