@@ -289,42 +289,11 @@ def test_a_withdrawal_is_refused_by_rule(tmp_path, name, before, tx_id, sender, 
     assert bs.package(store.conn, package_id) == kept
 
 
-def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_path):
-    """The forwarded package carries the transactions netted, with NbOfTxs and CtrlSum
-    restated, and the NPC's processing block of the round."""
-    store = make_store(tmp_path)
-    clock = ManualClock(NOW)
-    rows = [credit_row(n, NOW) for n in range(3)]
-    sender = BankSender(tmp_path / "bank", clock, A)
-    body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
-                              transfers_of(rows), NOW)
-    raw = codec.encode(sender.header("beps.121.001.01"), body, sender.ring)
-    package_id = add(store, A, B, sum(r["amount_fen"] for r in rows),
-                     [(r["tx_id"], r["amount_fen"]) for r in rows])
-    with store.transaction():
-        store.conn.execute("UPDATE beps_packages SET raw = ?, msg_id = ? WHERE id = ?",
-                           (raw, "2026121200000007", package_id))
-    withdraw(store, package_id, rows[1]["tx_id"])
-    write_keypair(tmp_path / "npc", NPC_CODE)
-    notices = BepsNotices(store, Ids(store, clock), clock,
-                          KeyRing.load(tmp_path / "npc", [NPC_CODE]), lambda dest: None)
-
-    with store.transaction():
-        netting.notify_round(store, notices, net(store), NOW)
-    forwarded = [codec.decode(r.raw).obj for r in store.pending(B, 10)
-                 if r.mesg_type == "beps.121.001.01"]
-
-    assert len(forwarded) == 1
-    assert [t.tx_id for t in forwarded[0].transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
-    assert (forwarded[0].header.count, forwarded[0].header.total_fen) == (2, 100 + 102)
-    assert forwarded[0].npc.netting_round == "01"
-
-
 def _forwarded(tmp_path: Path, rows: list[dict[str, Any]], withdraw_one: bool
-               ) -> tuple[bytes, Any]:
+               ) -> tuple[Any, bytes]:
     """A package of these credits stored by the NPC, netted and forwarded (one of them
-    withdrawn first when `withdraw_one`): the forwarded body and what building the
-    package netted with the NPC's block gives."""
+    withdrawn first when `withdraw_one`): the forwarded message as its receiver decodes
+    it, and what building the package netted with the NPC's block gives."""
     store = make_store(tmp_path)
     clock = ManualClock(NOW)
     sender = BankSender(tmp_path / "bank", clock, A)
@@ -345,10 +314,21 @@ def _forwarded(tmp_path: Path, rows: list[dict[str, Any]], withdraw_one: bool
         netting.notify_round(store, notices, net(store), NOW)
     (forwarded,) = [codec.decode(r.raw) for r in store.pending(B, 10)
                     if r.mesg_type == "beps.121.001.01"]
-    assert forwarded.ok
     kept = package.without(codec.decode(raw).obj, frozenset(
         {rows[1]["tx_id"]} if withdraw_one else ()))
-    return forwarded.envelope.body, beps121.build(replace(kept, npc=forwarded.obj.npc))
+    return forwarded, beps121.build(replace(kept, npc=forwarded.obj.npc))
+
+
+def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_path):
+    """The forwarded package carries the transactions netted, with NbOfTxs and CtrlSum
+    restated, and the NPC's processing block of the round."""
+    rows = [credit_row(n, NOW) for n in range(3)]
+    forwarded, _ = _forwarded(tmp_path, rows, withdraw_one=True)
+
+    assert forwarded.ok
+    assert [t.tx_id for t in forwarded.obj.transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
+    assert (forwarded.obj.header.count, forwarded.obj.header.total_fen) == (2, 100 + 102)
+    assert forwarded.obj.npc.netting_round == "01"
 
 
 @pytest.mark.parametrize("withdraw_one", [False, True], ids=["whole", "one withdrawn"])
@@ -357,9 +337,9 @@ def test_a_forwarded_package_is_what_building_it_with_the_npc_block_gives(tmp_pa
     """Whether the block is written into the stored text (nothing withdrawn) or the
     package is parsed and built again, the receiver gets the same bytes."""
     rows = [dict(credit_row(n, NOW), payee_name=f"对手 & <{n}>") for n in range(3)]
-    body, built = _forwarded(tmp_path, rows, withdraw_one)
+    forwarded, built = _forwarded(tmp_path, rows, withdraw_one)
 
-    assert body == built
+    assert forwarded.ok and forwarded.envelope.body == built
 
 
 def test_the_npc_block_is_written_into_a_package_only_as_building_it_would_write_it():
