@@ -17,6 +17,7 @@ import time
 from importlib import resources
 from typing import Any, Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
 from gateway import jsontext, ready
@@ -121,6 +122,13 @@ def nested_too_deep() -> PaygateError:
 
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN or Infinity, no repeated keys, numbers kept as text."""
+    value = _plain_json(raw)
+    return value if value is not _NOT_PLAIN else strict_json(raw)
+
+
+def strict_json(raw: bytes) -> Any:
+    """`parse_json` by the standard library's reading alone (what `_plain_json` must
+    agree with)."""
     try:
         return json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
                           object_pairs_hook=_unique_keys)
@@ -131,6 +139,46 @@ def parse_json(raw: bytes) -> Any:
                                    raw[:80].decode("utf-8", "replace"),
                                    "a JSON document in UTF-8 (no NaN or Infinity)"),
                            400) from None
+
+
+_NOT_PLAIN = object()
+_ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
+
+
+def _plain_json(raw: bytes) -> Any:
+    """What `parse_json` gives for `raw`, read by orjson, when that is sure to be the
+    same; _NOT_PLAIN otherwise, for the strict reading to read and name what is wrong.
+
+    The standard library's reading calls back into Python for every object (to refuse a
+    repeated key) and every number with a fraction (kept as text): for a batch of five
+    hundred transfers, about seven times orjson's time. orjson refuses what that reading
+    refuses (NaN and Infinity, text that is not UTF-8, a lone surrogate, nesting past its
+    depth: all left to it) but keeps the last of a repeated key and makes a float of a
+    fraction. So its value stands only with no float in it and with every member of the
+    text found in it: each member has one colon outside strings, and with no colon
+    written as an escape, the colons of the text are those of the members and of the
+    strings read; a member lost to a repeated key leaves one more in the text."""
+    if type(raw) is not bytes or any(escaped in raw for escaped in _ESCAPED_COLONS):
+        return _NOT_PLAIN
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _NOT_PLAIN
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        items = node.values() if type(node) is dict else node if type(node) is list else ()
+        kinds = set(map(type, items))
+        if float in kinds or type(node) is float:
+            return _NOT_PLAIN
+        if dict in kinds or list in kinds:
+            pending.extend(item for item in items if type(item) in (dict, list))
+    try:
+        # orjson writes a member's colon once and a string's colons as they are.
+        colons = orjson.dumps(value).count(b":")
+    except TypeError:  # nesting deeper than orjson writes (JSONEncodeError is a TypeError)
+        return _NOT_PLAIN
+    return value if colons == raw.count(b":") else _NOT_PLAIN
 
 
 @web.middleware

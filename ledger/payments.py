@@ -11,6 +11,7 @@ Postings (Dr = debit, Cr = credit):
 | settle (HVPS) | Dr holds in transit, Cr clearing account at the central bank |
 | net (BEPS) | Dr holds in transit, Cr BEPS netted obligations (4002) |
 | net_many (BEPS) | `net` for each hold of a netted package, written in bulk |
+| net_together (BEPS) | Dr holds in transit, Cr 4002, one entry for the sum of many holds |
 | release_many (BEPS) | `release` for each hold of a refused package, written in bulk |
 | settle_net | Dr 4002, Cr clearing (what we owe); Dr clearing, Cr 4003 (what we get) |
 | charge_fee | Dr customer account, Cr fee income |
@@ -20,13 +21,16 @@ The bank never advances money: a hold needs the payer's balance to cover it now.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 from ledger import chart
 from ledger.balances import Line, apply_lines, apply_sums, defer_lines, undo_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
-from ledger.holds import HELD, end_hold, end_holds, find_hold, find_holds
+from ledger.holds import (
+    HELD, end_hold, end_holds, end_holds_with, find_hold, find_holds, held_total,
+)
 from ledger.postings import (
     CREDIT, DEBIT, VOUCHER_CASH, VOUCHER_FEE, VOUCHER_REMITTANCE, VOUCHER_SPECIAL_TRANSFER,
     Posting, check_amount, check_work_date_open, fingerprint, insert_entries, post,
@@ -141,6 +145,40 @@ def net_many(ctx: Context, tx: Transaction, nets: list[tuple[str, int]],
     found, ended, a closed day) raises before anything is written.
     """
     return _close_holds_many(ctx, tx, "net", nets, work_date)
+
+
+NET_TOGETHER = "net_together"
+
+
+def net_together(ctx: Context, tx: Transaction, event_id: str, hold_ids: list[int],
+                 work_date: date | str, ref: str) -> int:
+    """The central bank netted many payments at once (a BEPS package): their holds'
+    sum moves from transit to netted obligations in one entry (Dr 4001, Cr 4002, `ref`
+    naming what was netted), and every hold ends netted by that entry; its entry id.
+
+    What `net_many` does with an entry per hold, in one entry: holds in transit and
+    netted obligations show one line for the package instead of one per payment (the
+    payers' accounts are untouched: their money left at the hold). The holds are checked
+    with one aggregate query per few hundred (each a hold, still held, not void) rather
+    than read back one by one. Replays under the same event id and the same holds; a
+    hold not held, or an event id used for other content, refuses the whole call before
+    anything is written. Reversing the entry puts every one of its holds back on hold.
+    """
+    day = work_date_text(work_date)
+    assert hold_ids and len(set(hold_ids)) == len(hold_ids), "each hold is named once"
+    digest = hashlib.sha256(",".join(map(str, hold_ids)).encode()).hexdigest()[:32]
+    content = fingerprint(NET_TOGETHER, day, ref, len(hold_ids), digest)
+    found = replay(tx, event_id, content)
+    if found is not None:
+        return found[0]
+    check_work_date_open(tx, day)
+    total_fen = held_total(tx, hold_ids)
+    lines = transfer(ctx.accounts.holds, ctx.accounts[chart.BEPS_NETTED_OUT], total_fen)
+    posting = Posting(event_id, NET_TOGETHER, content, VOUCHER_SPECIAL_TRANSFER, day, lines,
+                      ref=ref)
+    entry_id = post(tx, posting, ctx.accounts.rules).entry_id
+    end_holds_with(tx, hold_ids, entry_id, "netted")
+    return entry_id
 
 
 def release_many(ctx: Context, tx: Transaction, releases: list[tuple[str, int]],

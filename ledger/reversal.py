@@ -3,8 +3,9 @@
 A reversal is a new entry with every line of the original on the other side, made on
 the original's work date while that date is still open (same day only). It undoes the
 state the original created: a reversed hold is void; a reversed release, settlement or
-netting puts its hold back on hold; a reversed suspense credit voids its item; a
-reversed clearing or return reopens the item.
+netting puts its hold back on hold (a netting of many holds together, every one of
+them); a reversed suspense credit voids its item; a reversed clearing or return
+reopens the item.
 
 When later postings depend on an entry (a settlement on its hold, a clearing on its
 suspense credit), they must be reversed first: corrections run from the newest back to
@@ -18,7 +19,7 @@ from datetime import date
 
 from ledger.db import Transaction
 from ledger.errors import LedgerError
-from ledger.holds import reopen_hold
+from ledger.holds import reopen_hold, reopen_holds_of
 from ledger.balances import Line
 from ledger.postings import (
     CREDIT, DEBIT, VOUCHER_CORRECTION, Posting, fingerprint, post, replay,
@@ -82,7 +83,9 @@ def _reversible(tx: Transaction, entry_id: int, day: str) -> tuple[str, str, str
 
 def _undo_state(tx: Transaction, op: str, entry_id: int, depends_on: int | None) -> None:
     # A reversed hold is void by the reversal entry itself; nothing else to record.
-    if op in _ENDS_HOLD:
+    if op == "net_together":  # it ended many holds, naming none
+        reopen_holds_of(tx, entry_id)
+    elif op in _ENDS_HOLD:
         assert depends_on is not None, "an entry that ends a hold names it"
         reopen_hold(tx, depends_on)
     elif op in ("credit", "credit_netted"):

@@ -115,6 +115,11 @@ class Ledger:
         """`net` for many holds, (event id, hold id) each, in bulk; their entry ids."""
         return payments.net_many(self._ctx, tx, nets, work_date)
 
+    def net_together(self, tx: Transaction, event_id: str, hold_ids: list[int],
+                     work_date: WorkDate, ref: str) -> int:
+        """Many holds netted with one entry for their sum (a BEPS package); its entry id."""
+        return payments.net_together(self._ctx, tx, event_id, hold_ids, work_date, ref)
+
     def settle_net(self, tx: Transaction, event_id: str, round_key: str, debit_fen: int,
                    credit_fen: int, work_date: WorkDate) -> int:
         return payments.settle_net(self._ctx, tx, event_id, round_key, debit_fen, credit_fen,

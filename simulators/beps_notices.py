@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gateway.messages import beps720, ccms900, codec, package, saps606
+from gateway.messages import (beps121, beps122, beps125, beps720, ccms900, codec, package,
+                              saps606)
+from gateway.messages import envelope as env_mod
 from gateway.messages.common import NpcProcessing, OriginalRef
 from simulators import codes
 from simulators.notices import Notices
@@ -34,6 +36,11 @@ SETTLED = codes.Reason("NEZI0000", "settled")
 # A round's settlement carries no business type of its own; the notice names the most
 # common one, as the captured saps.606 does for a round of ordinary credits.
 ROUND_TX_TYPE, ROUND_KIND = "A100", "02102"
+
+
+# The package families the NPC forwards with its block added (package.with_npc).
+_LAYOUTS = {m.LAYOUT.code: m.LAYOUT for m in (beps121, beps122, beps125)
+            if m.LAYOUT.npc_block}
 
 
 class BepsNotices(Notices):
@@ -52,6 +59,15 @@ class BepsNotices(Notices):
                        withdrawn: frozenset[str] = frozenset()) -> str:
         """The package or receipt `raw`, with its NPCPrcInf and less the transactions
         `withdrawn` (TxIds), to its receiver."""
+        if not withdrawn:
+            # The block written into the package's own text when it is laid out as our
+            # writer lays one out (package.with_npc): the bytes building it would give.
+            envelope = env_mod.decode(raw)
+            code = envelope.header.mesg_type
+            layout = _LAYOUTS.get(code)
+            body = package.with_npc(layout, envelope.body, npc) if layout else None
+            if body is not None:
+                return self._send(dest, code, "BEPS", body)
         # `raw` passed the schema and the checks when the NPC took it: parsed only.
         decoded = codec.reread(raw)
         code = decoded.mtype.code

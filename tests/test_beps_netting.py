@@ -3,6 +3,7 @@ caps, positions carried between rounds, round numbers, settlement order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from gateway.clock import SHANGHAI
 from gateway.beps import build
 from gateway.clock import ManualClock
 from gateway.errors import PaygateError
-from gateway.messages import codec
-from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.messages import beps121, beps122, beps127, codec, package, xml
+from gateway.messages.common import NpcProcessing, OriginalRef, OriginalTx
 from gateway.messages.signing import KeyRing, write_keypair
 from simulators.beps_notices import BepsNotices
 from simulators.ids import Ids
@@ -288,12 +289,13 @@ def test_a_withdrawal_is_refused_by_rule(tmp_path, name, before, tx_id, sender, 
     assert bs.package(store.conn, package_id) == kept
 
 
-def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_path):
-    """The forwarded package carries the transactions netted, with NbOfTxs and CtrlSum
-    restated, and the NPC's processing block of the round."""
+def _forwarded(tmp_path: Path, rows: list[dict[str, Any]], withdraw_one: bool
+               ) -> tuple[Any, bytes]:
+    """A package of these credits stored by the NPC, netted and forwarded (one of them
+    withdrawn first when `withdraw_one`): the forwarded message as its receiver decodes
+    it, and what building the package netted with the NPC's block gives."""
     store = make_store(tmp_path)
     clock = ManualClock(NOW)
-    rows = [credit_row(n, NOW) for n in range(3)]
     sender = BankSender(tmp_path / "bank", clock, A)
     body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
                               transfers_of(rows), NOW)
@@ -303,20 +305,65 @@ def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_pa
     with store.transaction():
         store.conn.execute("UPDATE beps_packages SET raw = ?, msg_id = ? WHERE id = ?",
                            (raw, "2026121200000007", package_id))
-    withdraw(store, package_id, rows[1]["tx_id"])
+    if withdraw_one:
+        withdraw(store, package_id, rows[1]["tx_id"])
     write_keypair(tmp_path / "npc", NPC_CODE)
     notices = BepsNotices(store, Ids(store, clock), clock,
                           KeyRing.load(tmp_path / "npc", [NPC_CODE]), lambda dest: None)
-
     with store.transaction():
         netting.notify_round(store, notices, net(store), NOW)
-    forwarded = [codec.decode(r.raw).obj for r in store.pending(B, 10)
-                 if r.mesg_type == "beps.121.001.01"]
+    (forwarded,) = [codec.decode(r.raw) for r in store.pending(B, 10)
+                    if r.mesg_type == "beps.121.001.01"]
+    kept = package.without(codec.decode(raw).obj, frozenset(
+        {rows[1]["tx_id"]} if withdraw_one else ()))
+    return forwarded, beps121.build(replace(kept, npc=forwarded.obj.npc))
 
-    assert len(forwarded) == 1
-    assert [t.tx_id for t in forwarded[0].transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
-    assert (forwarded[0].header.count, forwarded[0].header.total_fen) == (2, 100 + 102)
-    assert forwarded[0].npc.netting_round == "01"
+
+def test_the_receiver_is_forwarded_the_package_without_what_was_withdrawn(tmp_path):
+    """The forwarded package carries the transactions netted, with NbOfTxs and CtrlSum
+    restated, and the NPC's processing block of the round."""
+    rows = [credit_row(n, NOW) for n in range(3)]
+    forwarded, _ = _forwarded(tmp_path, rows, withdraw_one=True)
+
+    assert forwarded.ok
+    assert [t.tx_id for t in forwarded.obj.transfers] == [rows[0]["tx_id"], rows[2]["tx_id"]]
+    assert (forwarded.obj.header.count, forwarded.obj.header.total_fen) == (2, 100 + 102)
+    assert forwarded.obj.npc.netting_round == "01"
+
+
+@pytest.mark.parametrize("withdraw_one", [False, True], ids=["whole", "one withdrawn"])
+def test_a_forwarded_package_is_what_building_it_with_the_npc_block_gives(tmp_path,
+                                                                          withdraw_one):
+    """Whether the block is written into the stored text (nothing withdrawn) or the
+    package is parsed and built again, the receiver gets the same bytes."""
+    rows = [dict(credit_row(n, NOW), payee_name=f"对手 & <{n}>") for n in range(3)]
+    forwarded, built = _forwarded(tmp_path, rows, withdraw_one)
+
+    assert forwarded.ok and forwarded.envelope.body == built
+
+
+def test_the_npc_block_is_written_into_a_package_only_as_building_it_would_write_it():
+    """package.with_npc gives build's bytes for a package laid out as build lays it out,
+    and declines (None) a family without the block, a package that has one already and
+    one laid out otherwise or in another namespace."""
+    npc = NpcProcessing("PR03", "NEZI0000", netting_date="2026-12-12", netting_round="01",
+                        received_at="2026-12-12T23:00:00", forwarded_at="2026-12-12T23:00:01")
+    body = build.package_body("beps.121.001.01", "2026121200000007", A, B,
+                              transfers_of([credit_row(n, NOW) for n in range(4)]), NOW)
+    parsed = beps121.parse(xml.parse(body))[0]
+    expected = beps121.build(replace(parsed, npc=npc))
+    declined = [
+        package.with_npc(beps127.LAYOUT, body, npc),
+        package.with_npc(beps121.LAYOUT, expected, npc),
+        package.with_npc(beps121.LAYOUT, body.replace(b"\n    <PKGGrpHdr>", b"<PKGGrpHdr>"),
+                         npc),
+        package.with_npc(beps121.LAYOUT, body.replace(b"\n    </PKGGrpHdr>",
+                                                      b"</PKGGrpHdr>"), npc),
+        package.with_npc(beps122.LAYOUT, body, npc),
+    ]
+
+    assert package.with_npc(beps121.LAYOUT, body, npc) == expected
+    assert declined == [None] * len(declined)
 
 
 def test_a_stored_package_read_again_to_forward_is_what_decoding_it_gave(tmp_path):

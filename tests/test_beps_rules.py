@@ -508,9 +508,12 @@ def netted_package(tmp_path: Path, size: int) -> dict[str, Any]:
     """A package of `size` credits netted (PR03), then told again: what it took and left."""
     db, gw, package_id = held_package(tmp_path / str(size), [100 + n for n in range(size)])
     with db.transaction() as tx:
+        entries_before = gw.ledger.entry_count(tx)
         counted = CountedStatements(tx)
         answer_in(counted, gw, package_id, "PR03")
         entries = gw.ledger.entry_count(tx)
+        net_entries = tx.query("SELECT op, ref FROM ledger_entry WHERE entry_id > ?",
+                               (entries_before,))
     answer(db, gw, package_id, "PR03")
     with db.transaction() as tx:
         rows = tx.query("SELECT payment_id, state, detail FROM payment_events WHERE "
@@ -520,6 +523,9 @@ def netted_package(tmp_path: Path, size: int) -> dict[str, Any]:
         rounds = set(tx.query("SELECT netting_date, netting_round FROM beps_items", ()))
         out = {"statements": counted.count, "rows": rows, "histories": histories,
                "rounds": rounds, "entries_again": gw.ledger.entry_count(tx) - entries,
+               "net_entries": net_entries, "package": package_id,
+               "holds_netted": tx.query_one(
+                   "SELECT COUNT(*) FROM ledger_hold_end WHERE state = 'netted'", ())[0],
                "subject": items.package_subject(package_id)}
     out["books"] = states_and_books(db, gw)[1:]
     db.close()
@@ -529,8 +535,8 @@ def netted_package(tmp_path: Path, size: int) -> dict[str, Any]:
 def test_a_netted_package_is_told_in_as_many_statements_whatever_its_size(tmp_path):
     """Netting 3 items or 40 runs the same statements: the payments change in one, one
     history row under the package tells each of them, the items take their round in
-    one; each hold still ends with an entry of its own. Told twice, nothing is posted
-    again."""
+    one; the holds are netted with one ledger entry for the package, each of them ended
+    by it. Told twice, nothing is posted again."""
     small, large = netted_package(tmp_path, 3), netted_package(tmp_path, 40)
 
     assert small["statements"] == large["statements"]
@@ -542,6 +548,8 @@ def test_a_netted_package_is_told_in_as_many_statements_whatever_its_size(tmp_pa
                                         "beps_netted"]] * size
         assert netted["rounds"] == {("2026-12-12", "03")}
         assert netted["entries_again"] == 0
+        assert netted["net_entries"] == [("net_together", netted["package"])]
+        assert netted["holds_netted"] == size
         assert netted["books"] == (0, sum(100 + n for n in range(size)), "netted")
 
 

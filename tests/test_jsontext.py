@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import jsontext
-from gateway.api import JsonNumber, parse_json
+from gateway.api import JsonNumber, _plain_json, parse_json, strict_json
+from gateway.errors import PaygateError
 from gateway.intake import body_sha256
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
@@ -60,3 +61,67 @@ def test_dates_and_dataclasses_go_through_default():
              "p": Point(1)}
     assert jsontext.dumps(value) == json.dumps(value, ensure_ascii=False,
                                                separators=(",", ":"), default=str)
+
+
+def _reading(read, raw):
+    """What a reading of `raw` gives: its value, or the code of its refusal."""
+    try:
+        return ("value", read(raw))
+    except PaygateError as error:
+        return ("refused", error.problems[0].code)
+
+
+_numbers = st.sampled_from(["0", "-0", "12", "1.50", "1e400", "-1E-3", "2.0",
+                            "123456789012345678901234567890", "18446744073709551615"])
+_spacing = st.sampled_from(["", " ", "\n  ", "\t"])
+
+
+@st.composite
+def _json_texts(draw, depth=0):
+    """JSON texts as a client may write them: spacing, escapes (colons among them), numbers
+    of every kind, members repeated at any level."""
+    gap = draw(_spacing)
+    kind = draw(st.sampled_from(["str", "num", "lit", "list", "obj"] if depth < 3
+                                else ["str", "num", "lit"]))
+    if kind == "str":
+        text = draw(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+                    | st.sampled_from(["a:b", "10:00", "::", "中:文"]))
+        written = json.dumps(text, ensure_ascii=draw(st.booleans()))
+        if draw(st.booleans()):
+            written = written.replace(":", draw(st.sampled_from(["\\u003a", "\\u003A",
+                                                                 ":"])))
+        return written
+    if kind == "num":
+        return draw(_numbers)
+    if kind == "lit":
+        return draw(st.sampled_from(["true", "false", "null", "NaN", "Infinity"]))
+    members = draw(st.lists(_json_texts(depth + 1), max_size=4))
+    if kind == "list":
+        return "[" + gap + ("," + gap).join(members) + gap + "]"
+    keys = draw(st.lists(st.sampled_from(["a", "b", "a:b", "中", "x\\u003ay"]),
+                         min_size=len(members), max_size=len(members)))
+    return "{" + gap + ("," + gap).join(f'"{k}"{gap}:{gap}{m}'
+                                        for k, m in zip(keys, members)) + gap + "}"
+
+
+@settings(max_examples=600, deadline=None)
+@given(_json_texts())
+def test_a_body_read_by_orjson_is_what_the_strict_reading_gives(text):
+    """parse_json gives what the standard library's strict reading gives, value or
+    refusal, whichever reading it takes: numbers with a fraction kept as text, a
+    repeated member refused, NaN refused, however the text is spaced and escaped."""
+    raw = text.encode()
+    assert _reading(parse_json, raw) == _reading(strict_json, raw)
+
+
+def test_a_batch_is_read_by_orjson_and_a_repeated_member_is_still_refused():
+    """A plain batch goes the quick way; the same batch with one member written twice
+    (in an item, with a colon in a string to make up for it or not) is refused."""
+    items = [{"payer_name": "示例:客户", "amount": "1.00", "n": n} for n in range(3)]
+    raw = json.dumps(items, ensure_ascii=False).encode()
+    twice = raw.replace(b'"n": 1', b'"n": 1, "n": 1', 1)
+    masked = raw.replace(b'"n": 1', b'"n": 1, "n": 1', 1).replace("示例:客户".encode(),
+                                                                  "示例客户".encode(), 1)
+    assert _plain_json(raw) == items
+    assert _reading(parse_json, twice) == ("refused", "json_key_duplicate")
+    assert _reading(parse_json, masked) == ("refused", "json_key_duplicate")

@@ -269,3 +269,68 @@ def test_releasing_many_holds_posts_what_releasing_each_posts(database_url):
         db.close()
     assert books[0] == books[1]
     assert books[0][1:] == (["released"] * 3, [50_000, 9_000], 0, True)
+
+
+def test_netting_holds_together_posts_one_entry_for_their_sum(database_url):
+    """One entry, Dr holds in transit and Cr netted obligations for the sum, naming the
+    package; every hold netted by it; the payer's account as the holds left it; a
+    replay gives the same entry; the books balance."""
+    db, led, (payer,) = _books(database_url, [50_000])
+    holds = _held(db, led, payer, [100, 2_500, 7, 40_000])
+    with db.transaction() as tx:
+        before = led.entry_count(tx)
+        entry_id = led.net_together(tx, "pkg1:net", holds, WORK_DATE, "pkg1")
+        again = led.net_together(tx, "pkg1:net", holds, WORK_DATE, "pkg1")
+        lines = tx.query("SELECT account_no, side, amount_fen FROM ledger_line "
+                         "WHERE entry_id = ? ORDER BY line_no", (entry_id,))
+        ref = tx.query_one("SELECT ref FROM ledger_entry WHERE entry_id = ?", (entry_id,))[0]
+        states = [find_hold(tx, h).state for h in holds]
+        ends = {row[0] for row in tx.query(
+            "SELECT entry_id FROM ledger_hold_end WHERE hold_id IN (?, ?, ?, ?)", holds)}
+        result = (led.entry_count(tx) - before, led.balance(tx, payer),
+                  led.balance(tx, led.internal_accounts[NETTED_OUT]),
+                  led.trial_balance(tx).balanced)
+    db.close()
+    assert again == entry_id and ends == {entry_id} and ref == "pkg1"
+    assert [(side, fen) for _, side, fen in lines] == [("D", 42_607), ("C", 42_607)]
+    assert lines[1][0] == led.internal_accounts[NETTED_OUT]
+    assert states == ["netted"] * 4
+    assert result == (1, 50_000 - 42_607, 42_607, True)
+
+
+def test_netting_together_refuses_before_writing_and_its_reversal_holds_them_again(
+        database_url):
+    """A hold already ended, a void hold, an id that is no hold, or the event id used for
+    other holds refuse the whole call with nothing written; reversing the entry puts
+    every one of its holds back on hold, to be netted again."""
+    db, led, (payer,) = _books(database_url, [50_000])
+    h0, h1, h2, h3 = _held(db, led, payer, [100, 200, 300, 400])
+    with db.transaction() as tx:
+        led.release(tx, "p3:release", h3, WORK_DATE)
+        first = led.net_together(tx, "pkg1:net", [h0, h1], WORK_DATE, "pkg1")
+    refusals = []
+    for event, holds in (("pkg2:net", [h2, h3]), ("pkg2:net", [h2, h0]),
+                         ("pkg2:net", [h2, 999_999]), ("pkg1:net", [h2])):
+        with db.transaction() as tx:
+            before = (led.entry_count(tx), led.balance(tx, led.internal_accounts[NETTED_OUT]))
+            with pytest.raises(LedgerError) as refused:
+                led.net_together(tx, event, holds, WORK_DATE, event[:4])
+            refusals.append((refused.value.code, before == (
+                led.entry_count(tx), led.balance(tx, led.internal_accounts[NETTED_OUT])),
+                find_hold(tx, h2).state))
+    with db.transaction() as tx:
+        led.reverse(tx, "undo-pkg1", first, WORK_DATE, "teller01")
+        reopened = [find_hold(tx, h).state for h in (h0, h1, h2, h3)]
+        netted_after_reversal = led.balance(tx, led.internal_accounts[NETTED_OUT])
+        again = led.net_together(tx, "pkg1:net:again", [h0, h1, h2], WORK_DATE, "pkg1")
+        states = [find_hold(tx, h).state for h in (h0, h1, h2, h3)]
+        netted = led.balance(tx, led.internal_accounts[NETTED_OUT])
+        balanced = led.trial_balance(tx).balanced
+    db.close()
+    assert refusals == [("hold_already_ended", True, "held"),
+                        ("hold_already_ended", True, "held"),
+                        ("hold_not_found", True, "held"),
+                        ("event_id_reused_for_other_posting", True, "held")]
+    assert reopened == ["held", "held", "held", "released"] and netted_after_reversal == 0
+    assert again != first and states == ["netted", "netted", "netted", "released"]
+    assert netted == 600 and balanced

@@ -370,3 +370,27 @@ def test_the_log_tells_each_row_its_fate_in_order(tmp_path, caplog):
                if line.startswith(("event=webhook_retry_scheduled", "event=alert")))
     assert acks == ["1-0", "2-0"]
     assert state == [("failed", 3)]
+
+
+def test_an_event_written_from_its_cut_text_is_what_dumping_it_writes():
+    """A package's events are written from one text cut around the payment id: byte for
+    byte what dumping each event writes; an id JSON would escape is dumped instead."""
+    class Tx:  # what _queue_webhook hands to the store's gathering, kept here
+        dialect = "sqlite"
+    gathered: list[Any] = []
+    at = "2026-12-07T10:00:00.123456+08:00"
+    ids = ["P2026120700000001", "P2026120700000002", 'q"uote', "客户", "a b", "x\\y"]
+    changed = [(pid, "netted", "settled", "beps_settled") for pid in ids] + [
+        ("P2026120700000003", "sent", "netted", "beps_netted"),
+        ("P2026120700000004", "sent", "sent", "beps_packed")]  # no change: not told
+    original = payments.gather
+    payments.gather = lambda tx, key, items, write: gathered.extend(items)
+    try:
+        payments._queue_webhook(Tx(), changed, at, payments.Notifier(webhook=True))
+    finally:
+        payments.gather = original
+    expected = [(pid, new, json.dumps({"id": pid, "state": new, "previous": old,
+                                       "event": event, "at": at}, ensure_ascii=False,
+                                      separators=(",", ":")).encode(), at)
+                for pid, old, new, event in changed if new != old]
+    assert gathered == expected

@@ -119,11 +119,14 @@ def set_round(tx: Any, payment_ids: list[str], netting_date: str, netting_round:
 
 
 def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_date: str,
-        netting_round: str, now: datetime, package_size: int | None = None) -> None:
+        netting_round: str, now: datetime, package_size: int | None = None,
+        together: bool = False) -> None:
     """Items of a package the NPC netted: final, each hold a netted obligation.
 
-    A few statements for all of them, whatever their number (ledger.net_many posts each
-    hold's entry in bulk). Given `package_size`, the count of the package's items, and
+    A few statements for all of them, whatever their number: with `together` (a netting
+    notice) their holds are netted with one ledger entry for the package
+    (ledger.net_together), otherwise each hold with an entry of its own, written in bulk
+    (ledger.net_many). Given `package_size`, the count of the package's items, and
     these are all of them in one state, they change with one statement and one history
     row under the package tells each of them, as packing and sending do; otherwise each
     gets a row of its own (an item cancelled or waiting for the answer to our ccms.307
@@ -148,7 +151,14 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
                                  **detail)
         set_round(tx, [p["id"] for p in rows], netting_date, netting_round)
     holds = [(f"{p['id']}:net", int(p["hold_id"])) for p in rows if p["hold_id"]]
-    if holds:
+    if holds and together:
+        # One entry for the package's holds (ledger.net_together); items netted later
+        # on their own (an answer to our ccms.307) get an entry each, below.
+        event = f"{package_id}:net" if len(rows) == package_size else \
+            f"{package_id}:net:{rows[0]['id']}"
+        gw.ledger.net_together(tx, event, [hold_id for _, hold_id in holds],
+                               gw.work_date.isoformat(), package_id)
+    elif holds:
         gw.ledger.net_many(tx, holds, gw.work_date.isoformat())
 
 
@@ -194,19 +204,22 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     """Settle every netted, unsettled item of a round; (debit fen, credit fen) posted."""
     key = (netting_date, netting_round)
     lock_round(tx, netting_date, netting_round)
-    sums = dict(tx.query(f"SELECT side, SUM(amount_fen) FROM beps_items WHERE {_UNSETTLED} "
-                         "GROUP BY side", key))
     # The items with their payment's state, read before they are marked: the netted
-    # ones become settled (a credit from another bank is credited already).
-    unsettled = tx.query("SELECT i.payment_id, p.state, i.package_id FROM beps_items i "
-                         "JOIN payments p ON p.id = i.payment_id WHERE i.netting_date = ? AND "
-                         "i.netting_round = ? AND i.settled_on IS NULL ORDER BY i.payment_id",
-                         key)
+    # ones become settled (a credit from another bank is credited already). Each side's
+    # sum is added up from the same rows (one read of the round's items, not two).
+    unsettled = tx.query("SELECT i.payment_id, p.state, i.package_id, i.side, i.amount_fen "
+                         "FROM beps_items i JOIN payments p ON p.id = i.payment_id WHERE "
+                         "i.netting_date = ? AND i.netting_round = ? AND i.settled_on IS NULL "
+                         "ORDER BY i.payment_id", key)
     if not unsettled:
         return 0, 0
-    ids = [pid for pid, _, _ in unsettled]
-    netted = [(pid, package_id) for pid, state, package_id in unsettled if state == "netted"]
-    debit_fen, credit_fen = int(sums.get("D") or 0), int(sums.get("C") or 0)
+    ids = [row[0] for row in unsettled]
+    netted = [(pid, package_id) for pid, state, package_id, _, _ in unsettled
+              if state == "netted"]
+    sums = {"D": 0, "C": 0}
+    for _, _, _, side, amount_fen in unsettled:
+        sums[side] += int(amount_fen)
+    debit_fen, credit_fen = sums["D"], sums["C"]
     # One entry per round; items settling late get an entry named after the first of them.
     event = f"beps:settle:{netting_date}:{netting_round}"
     if tx.query_one("SELECT 1 FROM beps_items WHERE netting_date = ? AND netting_round = ? "

@@ -1,8 +1,8 @@
 """The NPC's answer to our BEPS packages and receipts (ccms.900, CONTRACT.md §4).
 
 - PR03 netted (with the round in NetgRnd and the netting date in PrcDt): final. Each
-  credit's hold becomes a netted obligation (ledger.net_many, an entry per hold), and so
-  does the hold of each inbound debit our beps.128 paid; the transaction's state is
+  credit's hold becomes a netted obligation, and so does the hold of each inbound debit
+  our beps.128 paid, all with one ledger entry for the package (ledger.net_together); the transaction's state is
   `netted`, its history names the package and the round. The package's items are
   netted together, in a few statements whatever their number (items.net).
 - PR11 waiting for netting: the sender's net debit cap would be breached; the package
@@ -101,7 +101,7 @@ def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
         else:
             to_net.append(p)
     items.net(tx, gw, to_net, package_id, netting_date, netting_round, now,
-              package_size=len(rows))
+              package_size=len(rows), together=True)
     netted = len(to_net)
     items.settle_if_round_settled(tx, gw, netting_date, netting_round, now)
     log.info("event=beps_package_netted package=%s netting_date=%s netting_round=%s "

@@ -25,7 +25,7 @@ from gateway.messages.common import (
     BANK_CODE, Node, NpcProcessing, OriginalRef, OriginalTx, amount_el, amount_from_xml,
     build_npc, check_bank_code, check_currency, opt_el, parse_node, parse_npc,
     parse_original, parse_original_tx, usual_amount)
-from gateway.messages.xml import Builder, Element
+from gateway.messages.xml import DECLARATION, Builder, Element, escape_attribute
 from routing.limits import BepsLimits
 
 BUSINESS_TYPE = re.compile(r"[A-Z][0-9]{3}")
@@ -190,6 +190,33 @@ def build(layout: Layout, pkg: Package) -> bytes:
         b.insert(doc, [package_text.transfer(layout, t) for t in pkg.transfers],
                  package_text.DETAIL_LEVEL)
     return b.tobytes()
+
+
+# Where `build` ends a package's header, and how it begins the document up to there.
+_HEADER_END = b"\n    </PKGGrpHdr>\n"
+_NPC_LEVEL = 2  # Document (0), the family's root element (1), its header and NPC block
+
+
+def with_npc(layout: Layout, body: bytes, npc: NpcProcessing) -> bytes | None:
+    """What `build` writes for the package in `body` with the NPC's block `npc` added,
+    written into the body's own text (the NPC forwarding a netted package): the block
+    goes right after the header, where `build` puts it. Only for a body laid out as
+    `build` lays one out up to the end of its header (so that the result is those very
+    bytes), in this family's namespace, with no NPC block yet; None for any other, to be
+    parsed and built again. Parsing a package of a thousand transactions and writing it
+    out again only to add the block was most of the cost of forwarding it."""
+    if not layout.npc_block:
+        return None
+    start = DECLARATION + (f'<Document xmlns="{escape_attribute(layout.namespace)}">\n'
+                           f"  <{layout.root}>\n    <PKGGrpHdr>\n").encode()
+    at = body.find(_HEADER_END)
+    if not body.startswith(start) or at < 0 or body.find(_HEADER_END, at + 1) >= 0 \
+            or b"<NPCPrcInf>" in body:
+        return None
+    block = Builder.part(_NPC_LEVEL)
+    build_npc(block, None, npc)  # type: ignore[arg-type]
+    at += len(_HEADER_END)
+    return b"".join((body[:at], block.text().encode(), body[at:]))
 
 
 def _build_header(b: Builder, doc: Element, h: PackageHeader) -> None:
