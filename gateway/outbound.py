@@ -15,6 +15,7 @@ from gateway import keys, payments
 from gateway.messages import codec, hvps111
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
+from gateway.store import Contended
 
 NPC = "0000"
 
@@ -193,6 +194,14 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
         archive(tx, "out", header, envelope, now, payment["id"])
     elif not take(tx, outbox_id, now):
         return None
+    # Read before the claim: on PostgreSQL another process's change committed in between
+    # (an operator's new priority, which leaves the payment's state as it was) would go
+    # unseen, and the message would carry what the payment no longer says. Read again
+    # now that the row is ours: any change runs the work again, on what that change
+    # left. (SQLite writes one transaction at a time: nothing comes in between.)
+    if tx.dialect == "postgresql" and tuple(
+            tx.query_one(_PAYMENT_AGAIN, (payment["id"],))) != tuple(read[3:]):
+        raise Contended(f"payment {payment['id']} changed between its read and its claim")
     if payment["state"] in ("accepted", "held"):
         payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
                             outbox=outbox_id)
@@ -203,6 +212,7 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
 _CLAIM_READ = ("SELECT o.kind, o.state, o.envelope, "
                + ", ".join(f"p.{c}" for c in payments.COLUMNS)
                + " FROM outbox o JOIN payments p ON p.id = o.payment_id WHERE o.id = ?")
+_PAYMENT_AGAIN = "SELECT " + ", ".join(payments.COLUMNS) + " FROM payments WHERE id = ?"
 
 
 def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,

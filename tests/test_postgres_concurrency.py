@@ -312,3 +312,62 @@ def _payment(payment_id: str, end_to_end_id: str, state: str) -> dict[str, Any]:
             "business_type": "A100", "business_kind": "02102", "urgency": "urgent",
             "priority": 2, "remittance": [], "route": {}, "work_date": "2026-12-07",
             "created_at": NOW.isoformat(), "updated_at": NOW.isoformat()}
+
+
+def test_a_credit_claimed_from_its_lane_carries_a_priority_changed_before_the_claim(
+        url, tmp_path):
+    """A lane's sender reads an HVPS credit with its payment, then claims it; an
+    operator's priority change committed between the two must not be lost: the
+    hvps.111 sent carries the priority the payment has, or the change is refused."""
+    from gateway.messages import codec
+    from gateway.messages.signing import KeyRing, write_keypair
+    from gateway.ops import actions
+
+    write_keypair(tmp_path, "999100000019")
+    keyring = KeyRing.load(tmp_path, ["999100000019"])
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        payments.insert(tx, _payment("P1", "E1", "accepted"))
+        outbox_id = tx.query_one(
+            "INSERT INTO outbox (payment_id, kind, stream, state, created_at, updated_at) "
+            "VALUES ('P1', 'hvps_credit', 'lane:2', 'pending', ?, ?) RETURNING id",
+            (NOW.isoformat(), NOW.isoformat()))[0]
+    context = SimpleNamespace(now=NOW, request_id=1, actor="alice",
+                              gw=SimpleNamespace(notifier=None))
+
+    class OperatorMidway:
+        """The sender's transaction: once it has read the row and its payment, another
+        process changes the payment's priority and commits."""
+
+        def __init__(self, tx: Any) -> None:
+            self.tx, self.dialect, self.done = tx, tx.dialect, False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.tx, name)
+
+        def query_one(self, sql: str, params: tuple) -> Any:
+            row = self.tx.query_one(sql, params)
+            if not self.done:
+                self.done = True
+                other = Other(url, lambda t: actions.priority(context, t, "P1",
+                                                              {"priority": 1}))
+                other.start_and_wait_for_lock(url)
+                self.other = other
+            return row
+
+    sent = None
+    try:
+        with db.transaction() as tx:
+            midway = OperatorMidway(tx)
+            sent = outbound.claim(midway, outbox_id, keyring, NOW, None, credit=True)
+    except Exception as exc:
+        assert lost_race(exc), exc
+    changed = midway.other.finish()
+    with db.transaction() as tx:
+        priority, state = tx.query_one("SELECT priority, state FROM payments WHERE id = 'P1'",
+                                       ())
+    db.close()
+
+    if sent is not None:
+        carried = codec.decode(sent).obj.priority
+        assert (priority, carried) in ((1, "URGT"), (2, "HIGH")), (priority, carried, changed)
