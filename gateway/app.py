@@ -496,6 +496,11 @@ class Gateway:
             prepared = self._prepare(client, idem_key, body, end_to_end_id)._replace(
                 message=message)
         except PaygateError as exc:
+            # A key answered before gets its first answer, whatever the route says now
+            # (HVPS closed since, with when_closed=refuse): the payment was taken.
+            stored = await self._answered_before(client, idem_key, body, message, exc)
+            if stored is not None:
+                return stored
             if exc.status != 422:
                 raise
             # Refused for its fields or route: its account and funds are told too.
@@ -531,6 +536,29 @@ class Gateway:
             self.direct.release_link()
         await self.hand_over(entries)
         return status, response
+
+    async def _answered_before(self, client: str, idem_key: str | None, body: Any,
+                               message: Any, refusal: PaygateError
+                               ) -> tuple[int, dict[str, Any]] | None:
+        """The first answer to a transfer refused now (`refusal`) when its key was taken
+        before with the same body (or the same ready message); None otherwise, and when
+        the key itself is refused."""
+        if not idem_key or any(p.path == "Idempotency-Key" for p in refusal.problems):
+            return None
+        body_hash = intake.body_sha256(body)
+
+        def work(tx: Any) -> tuple[int, dict[str, Any]] | None:
+            if message is not None:
+                try:
+                    return ready.stored_answer(tx, client, message, body_hash)
+                except Conflict:  # another message under its MsgId: the refusal stands
+                    return None
+            stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+                                  "WHERE client = ? AND key = ?", (client, idem_key))
+            if stored is None or stored[0] != body_hash:
+                return None
+            return stored[1], payments.answer_of(tx, stored[2])
+        return await self.store.run(work)
 
     async def transfer_problems(self, body: Any) -> list[Problem]:
         """Every problem a transfer would be refused for, found without taking it: its
