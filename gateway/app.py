@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any, Awaitable, NamedTuple
 
 import aiohttp
@@ -654,6 +655,17 @@ class Gateway:
                 ready.append((i, self._prepare(client, key, body, None, body_hash, now)))
             except PaygateError as exc:
                 results[i] = exc
+        # A key answered before gets its first answer, whatever the route says now (as
+        # `submit_transfer`): the payment was taken.
+        refused = [(i, SimpleNamespace(client=client, idem_key=key))
+                   for i, (key, _) in enumerate(requests)
+                   if key and isinstance(results[i], PaygateError)
+                   and not any(p.path == "Idempotency-Key" for p in results[i].problems)]
+        if refused:
+            stored = await self.store.run(lambda tx: bulk.stored_answers(tx, refused))
+            for i, p in refused:
+                if p.idem_key in stored and stored[p.idem_key][0] == first_use[p.idem_key][1]:
+                    results[i] = stored[p.idem_key][1]
 
         if ready and refusal is not None:
             for i, outcome in await self.store.run(

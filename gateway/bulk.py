@@ -41,7 +41,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     """(index, (status, answer) or the error refusing it) for each, and stream entries.
     Each idempotency key appears once in `ready` (Gateway.submit_transfers answers a key
     repeated inside a batch from its first use)."""
-    stored = _stored_answers(tx, ready)
+    stored = stored_answers(tx, ready)
     bulk = [(i, p) for i, p in ready if getattr(p.accept, "bulk", None) is not None]
     seq = _reserve(tx, bulk)
     work_date = bulk[0][1].work_date if bulk else None
@@ -97,7 +97,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     return done, entries
 
 
-def _stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
+def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
                     ) -> dict[str, tuple[str, Any]]:
     """The idempotency records already stored for the batch's keys (one client)."""
     found: dict[str, tuple[str, Any]] = {}
@@ -169,6 +169,6 @@ def answer_stored(tx: Any, ready: list[tuple[int, "Prepared"]], refusal: Paygate
     """While no new transfer can be taken (Redis is unreachable, gateway.redisstate):
     a key seen before gets its stored answer, read from the database alone; the others
     get `refusal`."""
-    stored = _stored_answers(tx, ready)
+    stored = stored_answers(tx, ready)
     return [(i, _replay(p, *stored[p.idem_key]) if p.idem_key in stored else refusal)
             for i, p in ready]

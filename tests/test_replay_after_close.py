@@ -33,3 +33,18 @@ def test_a_transfer_sent_again_after_hvps_closed_is_answered_as_taken(live):
     assert first.status_code == 201, first.text
     assert (again.status_code, again.json().get("id")) == (201, first.json()["id"]), again.text
 
+
+
+def test_a_batch_sent_again_after_hvps_closed_answers_its_item_as_taken(live):
+    items = [{"payer_account": live.payer, "payer_name": "A", "payer_bank": "999100000027",
+              "payee_account": "6222000000000001", "payee_name": "B",
+              "payee_bank": "888200000023", "amount": "80000000.00", "urgency": "urgent",
+              "when_closed": "refuse"}]
+    body = json.dumps(items).encode()
+    first = post_signed(live.url, "/v1/transfers/batch", body, **{"Idempotency-Key": "b1"})
+    live.gw.hvps_status = "30"
+    again = post_signed(live.url, "/v1/transfers/batch", body, **{"Idempotency-Key": "b1"})
+
+    taken = first.json()["results"][0]
+    assert taken["status"] == 201, first.text
+    assert again.json()["results"][0] == taken, again.text
