@@ -9,7 +9,7 @@ old date is closed: trial balance checked, detail ledgers agreeing with the gene
 ledger, no more postings on that date (DOMAIN.md §6), and the old date is reconciled
 then if nothing reconciled it yet (a gateway started during its end of day never saw
 its 40), or reconciled again if payments joined it after its reconciliation (a date
-takes BEPS payments, and HVPS ones held for the next window, until the cut-over). Results are kept per work date for the operators, the demo and
+takes BEPS payments until the cut-over). Results are kept per work date for the operators, the demo and
 `simulate-day`, which wait for them.
 
 Both steps run only in a gateway that sees the work date move. A gateway that was down
@@ -276,8 +276,9 @@ def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
     """The last reconciliation of each system (HVPS, BEPS, their details) of work date
     `day`: (whether it agreed with the NPC, how many payments of that system joined the
     date after it ran). A date keeps taking payments after its end of day until the
-    cut-over (BEPS runs on; HVPS payments are held for the next window), so a
-    reconciliation run at the end of day, or at a start during it, may not cover them."""
+    cut-over (BEPS runs on), so a reconciliation run at the end of day, or at a start
+    during it, may not cover them. (HVPS payments held for the next window join the date
+    too, but settle on a later one: they are not the date's HVPS reconciliation's.)"""
     last: dict[str, tuple[bool, str]] = {}
     for system, reconciled, at in tx.query("SELECT system, reconciled, at FROM recon "
                                            "WHERE work_date = ? ORDER BY id", (day,)):
@@ -285,8 +286,17 @@ def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
     out = {}
     for system, (reconciled, at) in last.items():
         channel = system.split("-")[0].lower()
-        joined = tx.query_one("SELECT COUNT(*) FROM payments WHERE work_date = ? AND "
-                              "channel = ? AND created_at > ?", (day, channel, at))[0]
+        if channel == "hvps":
+            # HVPS counts our payments by the day the NPC settled them (gateway.recon):
+            # one taken after its day end and held for the next window settles on a
+            # later date and leaves this one's reconciliation standing.
+            joined = tx.query_one(
+                "SELECT COUNT(*) FROM payments WHERE work_date = ? AND channel = 'hvps' "
+                "AND ((direction = 'in' AND created_at > ?) OR (direction = 'out' AND "
+                "settled_on = ? AND updated_at > ?))", (day, at, day, at))[0]
+        else:
+            joined = tx.query_one("SELECT COUNT(*) FROM payments WHERE work_date = ? AND "
+                                  "channel = ? AND created_at > ?", (day, channel, at))[0]
         out[system] = (reconciled, int(joined))
     return out
 

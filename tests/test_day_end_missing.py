@@ -330,3 +330,42 @@ def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutove
         return await reconciliations_asked(gw, 1)
 
     assert asyncio.run(run_on(tmp_path, "2026-12-12T10:00", weekend)) == ["2026-12-11"]
+
+
+def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconciliation_standing(
+        tmp_path):
+    """The HVPS reconciliation counts our payments by the day the NPC settled them: one
+    taken after the HVPS day end and held for the next window settles on a later date,
+    so it cannot make the date's reconciliation stale; a BEPS payment taken after the
+    BEPS reconciliation does."""
+    import ledger
+    from gateway import dayend, dialect, payments
+    from gateway.store import SCHEMA
+
+    def payment(pid: str, channel: str, created: str) -> dict[str, Any]:
+        return {"id": pid, "direction": "out", "channel": channel, "state": "held",
+                "msg_type": "hvps.111.001.01", "msg_id": pid, "tx_id": pid,
+                "end_to_end_id": pid, "sender_direct": "999100000019",
+                "receiver_direct": "888200000015", "amount_fen": 100, "currency": "CNY",
+                "payer_account": "a", "payer_name": "n", "payer_bank": "999100000027",
+                "payee_account": "b", "payee_name": "m", "payee_bank": "888200000023",
+                "business_type": "A100", "business_kind": "02102", "urgency": "urgent",
+                "priority": 2, "remittance": [], "route": {}, "work_date": "2026-12-07",
+                "created_at": created, "updated_at": created,
+                "reason": "waiting_for_hvps_window" if channel == "hvps" else None}
+
+    db = ledger.connect(f"sqlite:///{tmp_path / 'gw.db'}")
+    with db.transaction() as tx:
+        dialect.install(tx, SCHEMA)
+        ledger.Ledger().install(tx)
+        for system in ("HVPS", "BEPS"):
+            tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences) "
+                       "VALUES ('2026-12-07', ?, '2026-12-07T17:30:00+08:00', 1, '[]')",
+                       (system,))
+        payments.insert(tx, payment("P1", "hvps", "2026-12-07T18:00:00+08:00"))
+        payments.insert(tx, payment("P2", "beps", "2026-12-07T18:00:00+08:00"))
+        [found] = dayend.missing_day_ends(tx, datetime(2026, 12, 8).date())
+    db.close()
+
+    assert found["reconciled"] == {"HVPS": True, "BEPS": False}
+    assert found["joined_after_reconciliation"] == {"BEPS": 1}
