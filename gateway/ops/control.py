@@ -64,6 +64,10 @@ RULES: dict[str, Rule] = {
     "webhook_resend": Rule("webhook_row", needs_approval=False),
 }
 
+# The largest row id a database holds (SQLite INTEGER, PostgreSQL BIGINT): a webhook row
+# named past it is malformed, never looked up.
+ROW_ID_MAX = 2**63 - 1
+
 _COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
             "requested_at", "expires_at", "decided_by", "decided_at", "decision_note",
             "executed_at", "outcome")
@@ -96,7 +100,8 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
                                 "a work date such as 2026-12-07"))
     if rule is not None and rule.target == "webhook_row" and not (
             isinstance(target, str) and (target == actions.WEBHOOK_ALL_FAILED
-                                         or target.isdigit() and target.isascii())):
+                                         or target.isdigit() and target.isascii()
+                                         and int(target) <= ROW_ID_MAX)):
         problems.append(Problem("target_malformed", "/target", target,
                                 "a webhook row's id, or `failed` for every failed row"))
     problems.extend(note_problems(note))
