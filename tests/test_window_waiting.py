@@ -128,3 +128,27 @@ def test_a_release_of_a_payment_on_its_lane_is_refused_as_not_held(rig):
         ops_rig.gw.hvps_status = "00"
 
     assert [p.code for p in refused.value.problems] == ["payment_not_held"]
+
+
+def test_stuck_leaves_out_a_payment_the_opening_just_put_on_its_lane(tmp_path):
+    """Held overnight, released onto its lane by the opening a moment ago: it is no
+    longer waiting for the window, and not stuck."""
+    from gateway.ops.testing import LoopThread
+    loop = LoopThread()
+    ops_rig = loop.run(OpsRig(tmp_path).start())
+    try:
+        pid = loop.run(ops_rig.submit("opening-1"))["id"]
+        ops_rig.clock.advance(2 * 3600)
+        ops_rig.gw.hvps_status = "10"
+        loop.run(ops_rig.gw.release_waiting())
+        now = ops_rig.clock.now()
+        state = loop.run(_outbox_state(ops_rig.gw, pid))
+        listed = [p["id"] for p in loop.run(ops_rig.gw.store.run(
+            lambda tx: views.stuck(tx, now, 10, hvps_open=True)))]
+    finally:
+        ops_rig.gw.hvps_status = "00"
+        loop.run(ops_rig.stop())
+        loop.close()
+
+    assert state == ("held", "waiting_for_hvps_window", "pending")
+    assert pid not in listed

@@ -146,9 +146,13 @@ def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
 def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: bool = False
           ) -> list[dict[str, Any]]:
     """Payments in flight for longer than `after_min` minutes; while HVPS is open, also
-    those still held waiting for its window (the opening should have sent them)."""
+    those still held waiting for its window (the opening should have sent them): their
+    outbox row still `waiting`, not one the opening has put on its lane (the payment
+    stays `held` until its sender claims it)."""
     before = (now - timedelta(minutes=after_min)).isoformat()
-    waiting = " OR (state = 'held' AND reason = ?)" if hvps_open else ""
+    waiting = (" OR (state = 'held' AND reason = ? AND EXISTS (SELECT 1 FROM outbox o "
+               "WHERE o.payment_id = payments.id AND o.kind = 'hvps_credit' "
+               "AND o.state = 'waiting'))") if hvps_open else ""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
                     f"WHERE (state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
                     "AND updated_at < ? ORDER BY updated_at LIMIT ?",
