@@ -341,18 +341,12 @@ def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconci
     import ledger
     from gateway import dayend, dialect, payments
     from gateway.store import SCHEMA
+    from tests.test_postgres_concurrency import _payment
 
     def payment(pid: str, channel: str, created: str) -> dict[str, Any]:
-        return {"id": pid, "direction": "out", "channel": channel, "state": "held",
-                "msg_type": "hvps.111.001.01", "msg_id": pid, "tx_id": pid,
-                "end_to_end_id": pid, "sender_direct": "999100000019",
-                "receiver_direct": "888200000015", "amount_fen": 100, "currency": "CNY",
-                "payer_account": "a", "payer_name": "n", "payer_bank": "999100000027",
-                "payee_account": "b", "payee_name": "m", "payee_bank": "888200000023",
-                "business_type": "A100", "business_kind": "02102", "urgency": "urgent",
-                "priority": 2, "remittance": [], "route": {}, "work_date": "2026-12-07",
-                "created_at": created, "updated_at": created,
-                "reason": "waiting_for_hvps_window" if channel == "hvps" else None}
+        return dict(_payment(pid, pid, "held"), channel=channel, created_at=created,
+                    updated_at=created, reason="waiting_for_hvps_window"
+                    if channel == "hvps" else None)
 
     db = ledger.connect(f"sqlite:///{tmp_path / 'gw.db'}")
     with db.transaction() as tx:
