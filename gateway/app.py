@@ -760,6 +760,10 @@ class Gateway:
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         if p.end_to_end_id:
             ready.claim_end_to_end(tx, p.end_to_end_id, payment_id)
+        else:
+            own = {"end_to_end_id": e2e}
+            ready.own_end_to_end_ids(tx, [own])
+            e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,

@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from gateway import payments
+from gateway import ready as ready_messages
 from gateway.errors import Conflict, PaygateError, Problem
 from gateway.intake import as_request_fields
 
@@ -69,6 +70,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             result = exc
         done.append((i, result))
 
+    ready_messages.own_end_to_end_ids(
+        tx, [row for _, p, row, _ in waiting if not p.end_to_end_id])
     holds = gw.ledger.hold_many(tx, [
         (f"{row['id']}:hold", p.transfer.payer_account, p.transfer.amount_fen, p.work_date,
          row["id"]) for _, p, row, _ in waiting])

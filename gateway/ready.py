@@ -188,6 +188,38 @@ def claim_end_to_end(tx: Any, end_to_end_id: str, payment_id: str) -> None:
         raise _in_use(end_to_end_id, *taker)
 
 
+# Letters added to an EndToEndId the gateway numbers itself when a ready message took it
+# first (I and O left out, as they read like digits).
+_OWN_ID_SUFFIXES = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
+    """EndToEndIds the gateway numbers itself (a JSON transfer's: the payer's bank, the
+    date and a sequence) kept clear of those a core system gave ready messages: a core
+    system numbering the same way may have claimed the one the sequence reaches now. Such
+    a row's id gets a letter added, the first variant no claim holds (the id stays within
+    35 characters). One read for all the rows."""
+    if not rows:
+        return
+    claimed: set[str] = set()
+    ids = [row["end_to_end_id"] for row in rows]
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        claimed.update(r[0] for r in tx.query(
+            "SELECT end_to_end_id FROM end_to_end_claims WHERE end_to_end_id IN "
+            f"({', '.join('?' * len(part))})", tuple(part)))
+    for row in rows:
+        generated = row["end_to_end_id"]
+        if generated not in claimed:
+            continue
+        for letter in _OWN_ID_SUFFIXES:
+            if _claim_of(tx, generated + letter) is None:
+                row["end_to_end_id"] = generated + letter
+                break
+        else:
+            raise RuntimeError(f"every variant of EndToEndId {generated} is claimed")
+
+
 def _claim_of(tx: Any, end_to_end_id: str) -> tuple[str, str | None] | None:
     """(payment, its state) holding the claim on an EndToEndId; None when unclaimed."""
     row = tx.query_one("SELECT c.payment_id, p.state FROM end_to_end_claims c "

@@ -192,3 +192,41 @@ def test_a_ready_message_gone_by_beps_keeps_its_end_to_end_id(tmp_path):
             assert first["id"] in again["errors"][0]["message"]
             assert count[0] == 1
     asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_json_transfer_never_takes_an_end_to_end_id_a_ready_message_holds(tmp_path):
+    """A core system numbering EndToEndIds as the gateway does (bank, date, sequence) may
+    claim, in a ready message, the id the gateway's own sequence reaches next: the JSON
+    transfer that reaches it then carries that id with a letter added."""
+    from tests.e2e_support import open_account, transfer
+
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            account = await open_account(h, 7, 1_000_000 * YUAN)
+            async with aiohttp.ClientSession() as http:
+                async def send_json(key: str) -> tuple[int, dict[str, Any]]:
+                    async with http.post(f"{h.gateway.url}/v1/transfers",
+                                         json=transfer(account, "10.00"),
+                                         headers={"Idempotency-Key": key}) as r:
+                        return r.status, await r.json()
+                status, first = await send_json("own-e2e-1")
+                assert status == 201, first
+                e2e = first["message"]["end_to_end_id"]
+                # the ready message takes the next number; the JSON transfer after it the
+                # one after that, which the message names as its EndToEndId
+                seq = int(e2e[-12:])
+                taken = f"{e2e[:-12]}{seq + 2:012d}"
+                msg_status, msg = await post(h, example().replace(
+                    b"<EndToEndId>99910000002720261207900000000001",
+                    f"<EndToEndId>{taken}".encode()))
+                assert msg_status == 201, msg
+                status, second = await send_json("own-e2e-2")
+            assert status == 201
+            assert second["id"][-6:] == f"{seq + 2:06d}"
+            assert second["message"]["end_to_end_id"] == taken + "A"
+            rows = await h.gateway.store.run(lambda tx: tx.query(
+                "SELECT id FROM payments WHERE end_to_end_id = ?", (taken,)))
+            assert [r[0] for r in rows] == [msg["id"]]
+    asyncio.run(scenario())
