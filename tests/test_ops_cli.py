@@ -239,3 +239,14 @@ def test_tables_align_chinese_text_by_display_width() -> None:
 
     assert column(head, head.rindex("n")) == column(first, first.index("1")) \
         == column(second, second.index("22")) == 10
+
+
+def test_stuck_says_when_the_list_is_cut():
+    from gateway.ops import cli_render
+    cut = cli_render.stuck({"minutes": 10, "total": 210, "shown": 200, "truncated": True,
+                            "payments": []})
+    whole = cli_render.stuck({"minutes": 10, "total": 3, "shown": 3, "truncated": False,
+                              "payments": []})
+
+    assert cut.startswith("older than 10 min: the oldest 200 of 210 shown")
+    assert whole.startswith("older than 10 min: 3 in all")

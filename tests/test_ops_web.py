@@ -363,3 +363,32 @@ def test_dead_letters_are_listed_with_their_reason(web: Web) -> None:
 
     assert row["stream"] == keys.INBOUND and row["fields"] == {"inbox": "7"}
     assert row["reason"] == "ValueError('x')" and body["total"] >= 1
+
+
+def test_stuck_gives_the_total_and_says_when_the_list_is_cut(web: Web, monkeypatch) -> None:
+    """More stuck payments than the list holds: the oldest are listed, and the answer
+    says how many there are in all and that the list is cut."""
+    old = [web.payment() for _ in range(2)]
+    for pid in old:
+        web.db(lambda tx, pid=pid: tx.execute(
+            "UPDATE payments SET state = 'sent', updated_at = '2026-12-07T05:00:00+08:00' "
+            "WHERE id = ?", (pid,)))
+    monkeypatch.setattr(views, "LIST_MAX", 1)
+    _, body, _ = web.call("GET", "/ops/api/stuck?minutes=30", basic=("op1", "op1-pass"))
+
+    assert body["total"] >= 2 and body["shown"] == len(body["payments"]) == 1
+    assert body["truncated"] is True
+
+
+@pytest.mark.parametrize("query, code", [
+    ("minutes=1&minutes=2", "query_parameter_repeated"),
+    ("mins=5", "query_parameter_unknown"),
+    ("minutes=abc", "query_parameter_out_of_range"),
+    ("minutes=", "query_parameter_out_of_range"),
+    ("minutes=999999999", "query_parameter_out_of_range"),
+])
+def test_stuck_refuses_a_bad_query_string(web: Web, query: str, code: str) -> None:
+    status, body, _ = web.call("GET", f"/ops/api/stuck?{query}", basic=("op1", "op1-pass"))
+
+    assert status == 422
+    assert [e["code"] for e in body["errors"]] == [code]

@@ -62,7 +62,10 @@ def payment(a: dict[str, Any]) -> str:
 
 
 def stuck(a: dict[str, Any]) -> str:
-    return f"older than {a['minutes']} min\n" + table(a["payments"], PAYMENT_COLUMNS)
+    shown = (f"the oldest {a['shown']} of {a['total']} shown" if a["truncated"]
+             else f"{a['total']} in all")
+    return (f"older than {a['minutes']} min: {shown}\n"
+            + table(a["payments"], PAYMENT_COLUMNS))
 
 
 def books(a: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
 | GET /ops/api/payments?id=&account=&amount=&state=&date=&limit= | matching payments |
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told |
-| GET /ops/api/stuck?minutes=N | accepted / sent / unknown for longer than N minutes |
+| GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes, `total`, `truncated` |
 | GET /ops/api/review | payments held for review or by the screening |
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
@@ -56,6 +56,20 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
         p = ProblemList()
         p.add("query_parameter_out_of_range", f"/{name}", text, f"{low} to {high}")
         p.raise_if_any()
+    return int(text)
+
+
+def _checked_int(query: dict[str, str], problems: list[Problem], name: str, default: int,
+                 low: int, high: int) -> int:
+    """A whole number parameter from `low` to `high` (`default` when absent), a bad one
+    added to `problems` (refused with the query string's other problems)."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        problems.append(Problem("query_parameter_out_of_range", f"/{name}", text[:80],
+                                f"{low} to {high}"))
+        return default
     return int(text)
 
 
@@ -125,10 +139,22 @@ class DataRoutes:
         return _json(await self._read(lambda tx: views.payment_detail(tx, payment_id)))
 
     async def stuck(self, request: web.Request, operator: Operator) -> web.Response:
-        minutes = _int_param(request, "minutes", views.STUCK_AFTER_MIN, 0, STUCK_MINUTES_MAX)
+        """The oldest stuck payments (at most views.LIST_MAX), with how many there are
+        in all and whether the list is cut."""
+        query, problems = query_params(request, ("minutes",))
+        minutes = _checked_int(query, problems, "minutes", views.STUCK_AFTER_MIN, 0,
+                               STUCK_MINUTES_MAX)
+        if problems:
+            raise ValidationFailed(problems)
         now = self.gw.clock.now()
-        return _json({"minutes": minutes, "payments": await self._read(
-            lambda tx: views.stuck(tx, now, minutes, self.gw.hvps_open))})
+        hvps_open = self.gw.hvps_open
+
+        def work(tx: Any) -> tuple[int, list[dict[str, Any]]]:
+            return (views.stuck_total(tx, now, minutes, hvps_open),
+                    views.stuck(tx, now, minutes, hvps_open))
+        total, rows = await self._read(work)
+        return _json({"minutes": minutes, "total": total, "shown": len(rows),
+                      "truncated": total > len(rows), "payments": rows})
 
     async def books(self, request: web.Request, operator: Operator) -> web.Response:
         """The ledger's trial balance now (总分核对 included): whether the books balance,

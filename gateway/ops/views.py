@@ -145,20 +145,32 @@ def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
 
 def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: bool = False
           ) -> list[dict[str, Any]]:
-    """Payments in flight for longer than `after_min` minutes; while HVPS is open, also
-    those still held waiting for its window (the opening should have sent them): their
-    outbox row still `waiting`, not one the opening has put on its lane (the payment
-    stays `held` until its sender claims it)."""
+    """Payments in flight for longer than `after_min` minutes, oldest first, at most
+    LIST_MAX of them (`stuck_total` counts them all); while HVPS is open, also those
+    still held waiting for its window (the opening should have sent them): their outbox
+    row still `waiting`, not one the opening has put on its lane (the payment stays
+    `held` until its sender claims it)."""
+    where, params = _stuck_where(now, after_min, hvps_open)
+    rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
+                    f"WHERE {where} ORDER BY updated_at LIMIT ?", (*params, LIST_MAX))
+    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+
+
+def stuck_total(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN,
+                hvps_open: bool = False) -> int:
+    """How many payments `stuck` finds, those past its LIST_MAX included."""
+    where, params = _stuck_where(now, after_min, hvps_open)
+    return tx.query_one(f"SELECT COUNT(*) FROM payments WHERE {where}", params)[0]
+
+
+def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, tuple]:
     before = (now - timedelta(minutes=after_min)).isoformat()
     waiting = (" OR (state = 'held' AND reason = ? AND EXISTS (SELECT 1 FROM outbox o "
                "WHERE o.payment_id = payments.id AND o.kind = 'hvps_credit' "
                "AND o.state = 'waiting'))") if hvps_open else ""
-    rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    f"WHERE (state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
-                    "AND updated_at < ? ORDER BY updated_at LIMIT ?",
-                    (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before,
-                     LIST_MAX))
-    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+    return (f"(state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
+            "AND updated_at < ?",
+            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before))
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
