@@ -30,6 +30,7 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
+from gateway.calendar import BusinessCalendar
 from gateway.errors import Conflict, PaygateError, Problem
 
 log = logging.getLogger("paygate.dayend")
@@ -168,7 +169,7 @@ class DayEnd:
     def close_late(self, tx: Any, day: date) -> dict[str, Any]:
         """Close a missed date's ledger day (inside the caller's transaction) and, once
         committed, reconcile it: the day end an operator runs late (`check_late` first)."""
-        check_late(tx, day, self.gw.work_date)
+        check_late(tx, day, self.gw.work_date, self.gw.calendar)
         closed = self.gw.ledger.close_day(tx, day)
         log.info("event=ledger_day_closed_late work_date=%s entries=%s", day, closed.entries)
         return {"work_date": day.isoformat(), "ledger_entries": closed.entries,
@@ -240,6 +241,15 @@ def _newest_stored_time(tx: Any) -> datetime | None:
     if row and row[0]:
         times.append(datetime.fromisoformat(row[0]))
     return max(times) if times else None
+
+
+def _first_work_date(tx: Any) -> str | None:
+    """The first work date the gateway's data holds: of its first payment, or of its
+    first closed ledger day (each read through an index)."""
+    dates = [row[0] for row in (
+        tx.query_one("SELECT MIN(work_date) FROM payments", ()),
+        tx.query_one("SELECT MIN(work_date) FROM ledger_day", ())) if row and row[0]]
+    return min(dates) if dates else None
 
 
 def _last_closed(tx: Any) -> str:
@@ -343,8 +353,9 @@ def _left_open(found: dict[str, Any]) -> str:
             + (f"payments not final: {waiting}" if waiting else "every payment final"))
 
 
-def check_late(tx: Any, day: date, current: date) -> None:
-    """Whether `day`'s day end may run now: a past work date, its ledger day still open,
+def check_late(tx: Any, day: date, current: date, calendar: BusinessCalendar) -> None:
+    """Whether `day`'s day end may run now: a past work date of the business calendar,
+    not before the first work date the gateway's data holds, its ledger day still open,
     and no earlier date left open (closing a date closes every earlier one with it)."""
     text = day.isoformat()
     if day >= current:
@@ -354,6 +365,16 @@ def check_late(tx: Any, day: date, current: date) -> None:
     if text <= last_closed:
         raise Conflict(Problem("work_date_closed", "/target", text,
                                f"a date after {last_closed}, the last closed work date"))
+    if not calendar.is_working_day(day):
+        raise Conflict(Problem("day_end_not_work_date", "/target", text,
+                               "a work date of the business calendar, such as "
+                               f"{calendar.previous_working_day(day).isoformat()}"))
+    first = _first_work_date(tx)
+    if first is None or text < first:
+        raise Conflict(Problem("day_end_before_first_work_date", "/target", text,
+                               f"a work date from {first}, the first this gateway's data "
+                               "holds" if first else "a work date this gateway's data holds "
+                               "(it holds none yet)"))
     earlier = tx.query_one("SELECT MIN(work_date) FROM payments WHERE work_date > ? AND "
                            "work_date < ?", (last_closed, text))
     if earlier and earlier[0]:

@@ -320,7 +320,7 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
     fails only once a supervisor approves it. It is checked again when it runs, since
     the payment may move between the request and the approval."""
     if action == "day_end":
-        check_late(tx, date.fromisoformat(target), gw.work_date)
+        check_late(tx, date.fromisoformat(target), gw.work_date, gw.calendar)
     elif action == "release":
         _releasable(tx, target, params, gw.hvps_open)
     elif action in PRECONDITIONS:
