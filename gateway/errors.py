@@ -16,6 +16,7 @@ from typing import Any
 # gets the first hundred, each echoing at most a short prefix of the value it saw.
 PROBLEMS_SHOWN_MAX = 100
 VALUE_LEN_MAX = 200
+VALUES_SHOWN_MAX = 20  # of a value that is a list (a parameter given many times)
 MESSAGE_LEN_MAX = 500
 
 
@@ -27,6 +28,9 @@ def _bounded(value: Any) -> Any:
         return value if abs(value) < 10 ** 18 else str(value)[:VALUE_LEN_MAX] + "…"
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, (list, tuple)):  # as a JSON list, never Python's ['1', '2'] text
+        shown = [_bounded(v) for v in value[:VALUES_SHOWN_MAX]]
+        return shown + ["…"] if len(value) > VALUES_SHOWN_MAX else shown
     if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
         text = bytes(value).decode("utf-8", "replace")
     else:
@@ -56,7 +60,9 @@ class Problem:
         text = self.code.replace("_", " ")
         if self.path:
             text += f" at {self.path}"
-        if self.value is not None:
+        if isinstance(self.value, (list, tuple)):
+            text += ": got " + ", ".join(repr(v) for v in _bounded(self.value))
+        elif self.value is not None:
             text += f": got {_bounded(self.value)!r}"
         if self.expected:
             text += f", expected {self.expected}"

@@ -78,3 +78,15 @@ def test_the_api_refuses_them_over_http(tmp_path):
 
     assert status == 422
     assert body["errors"][0]["code"] == "query_parameter_unknown"
+
+
+def test_the_repeated_values_are_shown_as_json_not_python_text():
+    _, problems = query_params(_request("limit=1&limit=2"), ("limit",))
+    shown = problems[0].to_dict()
+
+    assert shown["value"] == ["1", "2"]
+    assert "[" not in shown["message"] and "got '1', '2'" in shown["message"]
+
+
+def test_an_empty_state_is_refused_as_empty_limit_and_after_are():
+    assert _codes("state=") == [("state_unknown", "?state")]

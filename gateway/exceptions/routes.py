@@ -139,7 +139,7 @@ async def list_transfers(request: web.Request) -> web.Response:
 
 def _list_params(request: web.Request) -> tuple[str | None, int, str | None]:
     query, problems = query_params(request, ("state", "limit", "after"))
-    state = query.get("state") or None
+    state = query.get("state")
     if state is not None and state not in set(OUT_STATES) | set(IN_STATES):
         problems.append(Problem("state_unknown", "?state", state,
                                 "one of " + ", ".join(sorted(set(OUT_STATES) | set(IN_STATES)))))
