@@ -764,7 +764,7 @@ class Gateway:
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         if p.end_to_end_id:
-            ready.claim_end_to_end(tx, p.end_to_end_id, payment_id)
+            ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
         else:
             own = {"end_to_end_id": e2e}
             ready.own_end_to_end_ids(tx, [own])
