@@ -574,25 +574,30 @@ class Gateway:
         """The payer's account and funds as the hold would find them (account_not_found,
         payer_funds_insufficient, ...), for a transfer refused for other problems
         (`found`): its hold tried in a savepoint and undone, nothing kept. Nothing when
-        the account or amount is itself among the problems or unreadable."""
-        if not isinstance(body, dict) or any(p.path in ("/payer_account", "/amount")
-                                              for p in found):
+        the account is itself among the problems or unreadable; when the amount is, the
+        account alone is checked (a hold of one fen, its funds not judged)."""
+        if not isinstance(body, dict) or any(p.path == "/payer_account" for p in found):
             return []
         account, text = body.get("payer_account"), body.get("amount")
-        amount = parse_yuan(text, "/amount") if isinstance(text, str) else None
-        if not isinstance(account, str) or not isinstance(amount, int) or amount <= 0:
+        if not isinstance(account, str):
             return []
+        amount = parse_yuan(text, "/amount") if isinstance(text, str) else None
+        amount_known = isinstance(amount, int) and amount > 0 \
+            and not any(p.path == "/amount" for p in found)
+        held = amount if amount_known else 1
 
         def work(tx: Any) -> list[Problem]:
             try:
                 with tx.savepoint():
-                    self.ledger.hold(tx, "check:hold", account, amount, self.work_date,
+                    self.ledger.hold(tx, "check:hold", account, held, self.work_date,
                                      "check")
                     raise _TriedOnly
             except _TriedOnly:
                 return []
             except PaygateError as exc:
-                return intake.as_request_fields(exc).problems
+                problems = intake.as_request_fields(exc).problems
+            return problems if amount_known else [p for p in problems
+                                                  if p.path != "/amount"]
         return await self.store.run(work)
 
     def _may_send_now(self) -> bool:
@@ -759,7 +764,7 @@ class Gateway:
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         if p.end_to_end_id:
-            ready.claim_end_to_end(tx, p.end_to_end_id, payment_id)
+            ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
         else:
             own = {"end_to_end_id": e2e}
             ready.own_end_to_end_ids(tx, [own])

@@ -3,7 +3,9 @@ message first taken under its MsgId, and its EndToEndId.
 
 - The MsgId is numbered by the message's sender, the instructing direct participant
   (InstgAgt, which must be ours): the key is that participant and the MsgId. The same
-  MsgId is one message whatever branch, payer's bank or account it names.
+  MsgId is one message whatever branch, payer's bank or account it names, and whatever
+  core-system client (`api_keys`) sends it: a MsgId one client took is refused to
+  another (409), without naming the first client's payment, which the other cannot see.
 - The message first taken under a MsgId is kept field by field (`ready_messages`): the
   same MsgId sent again with any field changed (TxId, CreDtTm, the instructing branch,
   the EndToEndId, the amount, ...) is refused with 409, each changed field named.
@@ -119,6 +121,14 @@ def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: s
     rows = tx.query("SELECT key, body_sha256, status, response FROM idempotency "
                     "WHERE client = ? AND key IN (?, ?)", (client, *keys))
     if not rows:
+        if tx.query_one("SELECT 1 FROM ready_messages WHERE key = ? AND client <> ? "
+                        "LIMIT 1", (key(ct), client)) is not None:
+            raise Conflict(Problem(
+                "idempotency_key_reused_with_other_body", MSG_ID_PATH, ct.msg_id,
+                "a MsgId no message of this participant carries yet",
+                f"MsgId {ct.msg_id} of participant {ct.instg_direct} already taken by a "
+                "message another core-system client sent; a new payment needs a new "
+                "MsgId"))
         return None
     taken_key, first_hash, status, response = min(rows, key=lambda r: keys.index(r[0]))
     answer = payments.answer_of(tx, response)
@@ -163,29 +173,29 @@ def record(tx: Any, client: str, ct: hvps111.CreditTransfer) -> None:
                (client, key(ct), jsontext.dumps(fields(ct))))
 
 
-def claim_end_to_end(tx: Any, end_to_end_id: str, payment_id: str) -> None:
+def claim_end_to_end(tx: Any, end_to_end_id: str, payment_id: str, client: str) -> None:
     """Claim a ready message's EndToEndId for its new payment `payment_id`, whatever its
     channel (a normal-priority hvps.111 within the BEPS limit goes by BEPS, one between
     branches of ours is a book transfer): refused (409 `end_to_end_id_in_use`) while a
-    payment in flight or paid carries it. A second gateway process claiming the same id
-    at the same moment waits for this transaction, then loses (a unique key taken: its
-    work runs again and is refused)."""
+    payment in flight or paid carries it, named only to the `client` that submitted it.
+    A second gateway process claiming the same id at the same moment waits for this
+    transaction, then loses (a unique key taken: its work runs again and is refused)."""
     held = _claim_of(tx, end_to_end_id)
     if held is None:
-        _refuse_carried(tx, end_to_end_id)
+        _refuse_carried(tx, end_to_end_id, client)
         tx.execute("INSERT INTO end_to_end_claims (end_to_end_id, payment_id) VALUES (?, ?)",
                    (end_to_end_id, payment_id))
         return
-    holder, state = held
+    holder, state, owner = held
     if state not in FREEING_STATES:
-        raise _in_use(end_to_end_id, holder, state)
+        raise _in_use(end_to_end_id, holder, state, owner in (None, client))
     # The payment that held it failed: this attempt takes it over, unless another one
     # took it first (it then waits for that one's row and changes nothing).
     if tx.execute("UPDATE end_to_end_claims SET payment_id = ? "
                   "WHERE end_to_end_id = ? AND payment_id = ?",
                   (payment_id, end_to_end_id, holder)) != 1:
-        taker = _claim_of(tx, end_to_end_id) or (holder, state)
-        raise _in_use(end_to_end_id, *taker)
+        taker, state, owner = _claim_of(tx, end_to_end_id) or held
+        raise _in_use(end_to_end_id, taker, state, owner in (None, client))
 
 
 # Letters added to an EndToEndId the gateway numbers itself when a ready message took it
@@ -220,29 +230,36 @@ def own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
             raise RuntimeError(f"every variant of EndToEndId {generated} is claimed")
 
 
-def _claim_of(tx: Any, end_to_end_id: str) -> tuple[str, str | None] | None:
-    """(payment, its state) holding the claim on an EndToEndId; None when unclaimed."""
-    row = tx.query_one("SELECT c.payment_id, p.state FROM end_to_end_claims c "
+def _claim_of(tx: Any, end_to_end_id: str
+              ) -> tuple[str, str | None, str | None] | None:
+    """(payment, its state, the client that submitted it) holding the claim on an
+    EndToEndId; None when unclaimed."""
+    row = tx.query_one("SELECT c.payment_id, p.state, p.client FROM end_to_end_claims c "
                        "LEFT JOIN payments p ON p.id = c.payment_id "
                        "WHERE c.end_to_end_id = ?", (end_to_end_id,))
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
 
 
-def _refuse_carried(tx: Any, end_to_end_id: str) -> None:
+def _refuse_carried(tx: Any, end_to_end_id: str, client: str) -> None:
     """An EndToEndId never claimed may still be carried by an outgoing HVPS payment in
     flight or paid: one taken as a JSON transfer (its id given by the gateway), or as a
     ready message before claims were kept."""
     taken = tx.query_one(
-        "SELECT id, state FROM payments WHERE direction = 'out' AND channel = 'hvps' AND "
-        "end_to_end_id = ? AND state NOT IN ('rejected', 'cancelled', 'returned') LIMIT 1",
-        (end_to_end_id,))
+        "SELECT id, state, client FROM payments WHERE direction = 'out' AND "
+        "channel = 'hvps' AND end_to_end_id = ? AND "
+        "state NOT IN ('rejected', 'cancelled', 'returned') LIMIT 1", (end_to_end_id,))
     if taken is not None:
-        raise _in_use(end_to_end_id, taken[0], taken[1])
+        raise _in_use(end_to_end_id, taken[0], taken[1], taken[2] in (None, client))
 
 
-def _in_use(end_to_end_id: str, payment: str, state: str | None) -> Conflict:
+def _in_use(end_to_end_id: str, payment: str, state: str | None, shown: bool
+            ) -> Conflict:
+    """The refusal of an EndToEndId carried by `payment`; a payment another client
+    submitted (`shown` false) is told of without its id or state."""
+    held_by = f"payment {payment} ({state or 'being taken'})" if shown else \
+        "a payment another core-system client submitted"
     return Conflict(Problem(
         "end_to_end_id_in_use", END_TO_END_PATH, end_to_end_id,
         "an EndToEndId that no payment of ours in flight or paid carries",
-        f"payment {payment} ({state or 'being taken'}) already carries EndToEndId "
-        f"{end_to_end_id}; this message would pay it a second time"))
+        f"{held_by} already carries EndToEndId {end_to_end_id}; this message would pay "
+        "it a second time"))

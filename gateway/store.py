@@ -191,6 +191,8 @@ SCHEMA = [
         client TEXT NOT NULL, key TEXT NOT NULL, fields TEXT NOT NULL,
         PRIMARY KEY (client, key)
     )""",
+    # A MsgId is the participant's whatever client sends it: looked up by key alone
+    "CREATE INDEX IF NOT EXISTS ready_messages_key ON ready_messages (key)",
     # The payment carrying a ready message's EndToEndId (gateway.ready)
     """CREATE TABLE IF NOT EXISTS end_to_end_claims (
         end_to_end_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL

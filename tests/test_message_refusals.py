@@ -99,3 +99,24 @@ def test_a_json_transfer_tells_its_account_with_its_other_problems(live):
     assert r.status_code == 422
     assert sorted(e["code"] for e in r.json()["errors"]) == ["account_not_found",
                                                              "currency_must_be_cny"]
+
+
+THREE_DECIMALS = (b">150000.00<", b">1.005<")
+
+
+def test_an_amount_with_three_decimals_is_refused_for_that_alone(live):
+    status, errors = post(live, message("2026120790000106", amount=THREE_DECIMALS))
+
+    assert status == 422
+    assert errors == [("amount_must_have_at_most_two_decimals", f"{TX}/IntrBkSttlmAmt",
+                       "1.005")]
+
+
+def test_an_amount_with_three_decimals_still_has_its_account_checked(live):
+    status, errors = post(live, message("2026120790000107", amount=THREE_DECIMALS,
+                                        account=ACCOUNT))
+
+    assert status == 422
+    assert sorted((c, p) for c, p, _ in errors) == [
+        ("account_not_found", f"{TX}/DbtrAcct/Id/Othr/Id"),
+        ("amount_must_have_at_most_two_decimals", f"{TX}/IntrBkSttlmAmt")]

@@ -273,21 +273,21 @@ def test_an_end_to_end_id_is_claimed_by_one_process(url):
     e2e = "99910000002720261207900000000001"
     db = ledger.connect(url)
     with db.transaction() as tx:
-        ready.claim_end_to_end(tx, e2e, "P1")
-        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P2"))
+        ready.claim_end_to_end(tx, e2e, "P1", "core")
+        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P2", "core"))
         other.start_and_wait_for_lock(url)
     lost = other.finish()
     with pytest.raises(Conflict) as again:
         with db.transaction() as tx:
-            ready.claim_end_to_end(tx, e2e, "P2")
+            ready.claim_end_to_end(tx, e2e, "P2", "core")
 
     # P1 rejected: P3 and P4 race to take its EndToEndId over.
     with db.transaction() as tx:
         payments.insert(tx, _payment("P1", e2e, "rejected"))
     with db.transaction() as tx:
-        ready.claim_end_to_end(tx, e2e, "P3")
+        ready.claim_end_to_end(tx, e2e, "P3", "core")
         payments.insert(tx, _payment("P3", e2e, "accepted"))
-        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P4"))
+        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P4", "core"))
         other.start_and_wait_for_lock(url)
     refused = other.finish()
     with db.transaction() as tx:
