@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 
@@ -59,6 +59,17 @@ class LiveGateway:
         if self.gw is not None:
             self.loop.run(self.gw.stop())
         self.loop.close()
+
+
+def two_clients(tmp_path_factory: Any, name: str) -> Iterator["LiveGateway"]:
+    """A gateway process with two core-system clients (CLIENT and OTHER), for a module's
+    tests (a module-scoped fixture yields from it)."""
+    g = LiveGateway(tmp_path_factory.mktemp(name),
+                    api_keys={CLIENT: SECRET, OTHER: OTHER_SECRET}).start()
+    try:
+        yield g
+    finally:
+        g.stop()
 
 
 def signed_headers(client: str, secret: str, method: str, path: str, body: bytes,

@@ -9,16 +9,13 @@ import pytest
 import requests
 
 from gateway.messages import envelope as env_mod
-from tests.api_support import (CLIENT, OTHER, OTHER_SECRET, SECRET, LiveGateway,
-                               post_signed, signed_headers)
+from tests.api_support import (CLIENT, OTHER, OTHER_SECRET, SECRET, post_signed,
+                               signed_headers, two_clients)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    g = LiveGateway(tmp_path_factory.mktemp("hostile"),
-                    api_keys={CLIENT: SECRET, OTHER: OTHER_SECRET}).start()
-    yield g
-    g.stop()
+    yield from two_clients(tmp_path_factory, "hostile")
 
 
 def transfer(live, amount) -> dict:

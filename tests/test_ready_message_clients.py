@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 import requests
 
-from tests.api_support import CLIENT, OTHER, OTHER_SECRET, SECRET, LiveGateway, post_signed
+from tests.api_support import CLIENT, OTHER, OTHER_SECRET, SECRET, post_signed, two_clients
 
 EXAMPLE = "hvps.111_urgent-goods-payment.xml"
 MSG_ID, E2E = b"<MsgId>2026120790000001</MsgId>", b"99910000002720261207900000000001"
@@ -17,10 +17,7 @@ MSG_ID, E2E = b"<MsgId>2026120790000001</MsgId>", b"9991000000272026120790000000
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    g = LiveGateway(tmp_path_factory.mktemp("ready-clients"),
-                    api_keys={CLIENT: SECRET, OTHER: OTHER_SECRET}).start()
-    yield g
-    g.stop()
+    yield from two_clients(tmp_path_factory, "ready-clients")
 
 
 def message(msg_id: str, end_to_end: str) -> bytes:
