@@ -15,8 +15,9 @@ leaders never act together. The others try again every `LEAD_CHECK_S`. On SQLite
 process that owns the file always leads, and nothing here runs.
 
 Facts a process learns from an inbound message that every process must act on (the HVPS
-status of a ccms.801, a reconciliation's answer that the leader waits for) are told to
-the others over a Redis pub/sub channel (`keys.CLUSTER`).
+status of a ccms.801, a reconciliation's answer that the leader waits for, the answers to
+the leader's link login and probes: gateway.session) are told to the others over a Redis
+pub/sub channel (`keys.CLUSTER`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ WEBHOOK = f"{PREFIX}:webhook"          # status changes to push to the core syst
 DEAD = f"{PREFIX}:dead"                # dead letters, with the reason
 EVENTS = f"{PREFIX}:events"            # pub/sub channel for the operators' page
 CLUSTER = f"{PREFIX}:cluster"          # pub/sub channel between gateway processes
+# The link session's state as the NPC last answered it (gateway.session), kept for a
+# gateway process that starts after the answer came: the others heard it on CLUSTER.
+LINK_SESSION = f"{PREFIX}:link:session"
 
 # Operators' sessions and sign-in failure counters (keys with a TTL, not streams).
 OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"

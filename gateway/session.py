@@ -6,6 +6,16 @@ the NPC answers each with a ccms.806. A ccms.991 probe goes out every
 `probe_interval_s`; a probe unanswered for two intervals, a refused login and a forced
 logout (ccms.807) are raised to operators, and so is any of our keys that expires within
 `key_expiry_alert_days`. The link's state is shown to operators as `gw.link_state`.
+
+With several gateway processes behind one bank code the session is the leader's
+(gateway.cluster), but the NPC delivers to the bank's inbound URLs in turn, so its
+answers (ccms.806, ccms.992, ccms.807) reach whichever process's turn it is. The process
+that takes one tells the others over the cluster channel: the leader learns that its
+probe was answered wherever the ccms.992 landed, and every process shows the same
+session state; the state is also kept in Redis (`keys.LINK_SESSION`) for a process
+that starts later. (Without it, a ccms.990 and a ccms.992 per probe alternated between two
+processes, so every answer reached the follower and the leader raised
+`link_probe_unanswered` at each probe while the link was well.)
 """
 
 from __future__ import annotations
@@ -37,6 +47,9 @@ class LinkSession:
         self._task: asyncio.Task | None = None
         gw.link_state = "logged_out"
         gw.keyring_today = None
+        gw.cluster.listeners.update(
+            link_probe_answered=lambda event: self._probe_answered(),
+            link_state=lambda event: self._set_state(event["state"]))
 
     # Extension interface
 
@@ -53,6 +66,7 @@ class LinkSession:
             await self._lead()
         else:
             self.gw.cluster.on_lead.append(self._lead)
+            await self._learn_state()
         self._task = asyncio.create_task(self._probe_forever(), name="link-probe")
 
     async def _lead(self) -> None:
@@ -170,18 +184,47 @@ class LinkSession:
         log.info("event=login_response operation=%s status=%s link=%s", r.operation,
                  r.status, state)
         return Processed({"operation": r.operation, "status": r.status},
-                         [lambda: setattr(self.gw, "link_state", state)])
+                         [lambda: self._set_state(state), lambda: self._tell_state(state)])
 
     def on_forced_logout(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         self.gw.alert(tx, "link_forced_logout", remark=d.obj.header.remark)
         return Processed({"forced_logout": True},
-                         [lambda: setattr(self.gw, "link_state", "forced_out")])
+                         [lambda: self._set_state("forced_out"),
+                          lambda: self._tell_state("forced_out")])
 
     def on_probe_response(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
-        return Processed({"probe": "answered"}, [self._probe_answered])
+        return Processed({"probe": "answered"},
+                         [self._probe_answered,
+                          lambda: self.gw.cluster.publish("link_probe_answered")])
 
     def _probe_answered(self) -> None:
         self.last_probe_answered = asyncio.get_running_loop().time()
+
+    def _set_state(self, state: str) -> None:
+        self.gw.link_state = state
+
+    def _tell_state(self, state: str) -> None:
+        """Tell the other gateway processes (none on SQLite) the session's new state."""
+        if self.gw.cluster.single:
+            return
+        self.gw.cluster.publish("link_state", state=state)
+        self.gw.spawn(self._keep_state(state))
+
+    async def _keep_state(self, state: str) -> None:
+        try:
+            await self.gw.redis.set(keys.LINK_SESSION, state)
+        except (RedisError, OSError) as exc:
+            # The processes running heard it on the cluster channel; only one starting
+            # before the next answer would show the session's state it started with.
+            log.warning("event=link_state_not_kept state=%s error=%r", state, exc)
+
+    async def _learn_state(self) -> None:
+        """A follower joining: the session's state as the NPC last answered it."""
+        if self.gw.cluster.single:
+            return
+        state = await self.gw.redis.get(keys.LINK_SESSION)
+        if state is not None:
+            self._set_state(state)
 
 
 def install(gw: Any) -> LinkSession:
