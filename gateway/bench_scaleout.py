@@ -87,7 +87,9 @@ async def product(root: Path, url: str, gateways: int, duration_s: float,
         assert fleet.clock_anchor_epoch is not None
         beps = await beps_phase(root, fleet.procs, url, fleet.clock_anchor_epoch,
                                 [fleet.url(n) for n in names], beps_s)
+        checks_started = time.perf_counter()
         checks = await npc_and_ledger_checks(fleet.url("npc"), url)
+        checks_s = time.perf_counter() - checks_started
     finally:
         fleet.stop_all()
         await runner.cleanup()
@@ -100,7 +102,8 @@ async def product(root: Path, url: str, gateways: int, duration_s: float,
             "completed_per_s": len(completion_ms) / max(complete_end - start, 1e-9),
             "accept_ms": load.accept_ms, "completion_ms": completion_ms, "cpu_s": cpu,
             "gateway_cpu_us_per_payment": gateway_cpu_s / max(len(completion_ms), 1) * 1e6,
-            "beps": beps, "checks": with_loads(checks, len(completion_ms) == accepted, beps)}
+            "beps": beps, "checks": with_loads(checks, len(completion_ms) == accepted, beps),
+            "checks_s": checks_s}
 
 
 async def run(quick: bool, gateways: int, database_url: str) -> dict[str, Any]:
@@ -136,5 +139,5 @@ async def run(quick: bool, gateways: int, database_url: str) -> dict[str, Any]:
                            round(p["gateway_cpu_us_per_payment"]),
                        "acceptance_p95_ms": round(percentile(p["accept_ms"], 95), 2),
                        "completion_p95_ms": round(percentile(p["completion_ms"], 95), 2),
-                       "beps": beps_detail(p["beps"])},
+                       "checks_s": round(p["checks_s"], 2), "beps": beps_detail(p["beps"])},
             "results": results}
