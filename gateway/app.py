@@ -1042,8 +1042,18 @@ class Gateway:
         await self.webhooks.push(int(fields["outbox"]))
 
     def spawn(self, coro: Any) -> None:
+        """Start work that outlives its caller; it is awaited at stop, and once it has
+        ended it is let go (a long-running gateway spawns one for each probe answer)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.append(task)
+        task.add_done_callback(self._spawned_ended)
+
+    def _spawned_ended(self, task: asyncio.Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=task_failed task=%s error=%r", task.get_name(),
+                      task.exception(), exc_info=task.exception())
 
     async def request_hvps_details(self, check_date: str, selectors: list[Any]) -> None:
         """hvps.712: the NPC's items behind totals that differ (answered by hvps.713)."""
