@@ -248,18 +248,26 @@ def _failed_webhook_rows(tx: Any, target: str, params: dict[str, Any]) -> list[i
     if target == WEBHOOK_ALL_FAILED:
         rows = tx.query("SELECT id FROM outbox WHERE kind = 'webhook' AND state = 'failed' "
                         "ORDER BY id", ())
-    else:
-        rows = tx.query("SELECT id FROM outbox WHERE kind = 'webhook' AND state = 'failed' "
-                        "AND id = ?", (int(target),))
-    if not rows:
-        raise NotFound(Problem("webhook_row_not_failed", "/target", target,
-                               "the id of a failed webhook row (alert "
-                               "webhook_delivery_failed), or `failed` for all of them",
-                               "no webhook row is failed now: nothing to send again"
-                               if target == WEBHOOK_ALL_FAILED else
-                               f"webhook row {target} is not failed (delivered, waiting "
-                               "for its next attempt, or unknown): nothing to send again"))
-    return [int(r[0]) for r in rows]
+        if not rows:
+            raise Conflict(Problem("webhook_row_not_failed", "/target", target,
+                                   "a failed webhook row (alert webhook_delivery_failed)",
+                                   "no webhook row is failed now: nothing to send again"))
+        return [int(r[0]) for r in rows]
+    # The outbox holds every kind of message the gateway sends: a row of another kind (a
+    # payment's hvps.111, a package) is no webhook row, whatever its state.
+    row = tx.query_one("SELECT state FROM outbox WHERE id = ? AND kind = 'webhook'",
+                       (int(target),))
+    if row is None:
+        raise NotFound(Problem("webhook_row_not_found", "/target", target,
+                               "the id of a webhook row (alert webhook_delivery_failed), or "
+                               "`failed` for every failed one",
+                               f"no webhook row has id {target}"))
+    if row[0] != "failed":
+        raise Conflict(Problem("webhook_row_not_failed", "/target", row[0],
+                               "a failed webhook row (alert webhook_delivery_failed)",
+                               f"webhook row {target} is {row[0]} (delivered, or waiting "
+                               "for its next attempt): nothing to send again"))
+    return [int(target)]
 
 
 WEBHOOK_ALL_FAILED = "failed"

@@ -32,6 +32,7 @@ class Console:
         """Record a request; actions that need no second person run at once."""
         await self.ready()
         clean = control.check_request(operator, action, target, params or {}, note or "")
+        target = control.clean_target(action, target)
         if action == "retry":
             clean = await actions.read_dead_letter(self.gw.redis, target)
         now = self.gw.clock.now()

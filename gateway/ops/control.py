@@ -91,19 +91,7 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
     if rule is None:
         problems.append(Problem("action_unknown", "/action", action,
                                 "one of " + ", ".join(RULES)))
-    if not isinstance(target, str) or not 0 < len(target) <= TARGET_LEN_MAX:
-        problems.append(Problem("target_malformed", "/target", target,
-                                f"a payment id or dead-letter id of 1 to {TARGET_LEN_MAX} "
-                                "characters"))
-    if rule is not None and rule.target == "work_date" and not is_real_date(target):
-        problems.append(Problem("target_malformed", "/target", target,
-                                "a work date such as 2026-12-07"))
-    if rule is not None and rule.target == "webhook_row" and not (
-            isinstance(target, str) and (target == actions.WEBHOOK_ALL_FAILED
-                                         or target.isdigit() and target.isascii()
-                                         and int(target) <= ROW_ID_MAX)):
-        problems.append(Problem("target_malformed", "/target", target,
-                                "a webhook row's id, or `failed` for every failed row"))
+    problems.extend(target_problems(rule, target))
     problems.extend(note_problems(note))
     clean: dict[str, Any] = {}
     if action == "priority":
@@ -121,6 +109,44 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
                                 "above, not a vault teller (10)", f"{operator.user} is "
                                 f"level {operator.level}"))
     return clean
+
+
+# What each kind of target is, as a refusal of a malformed one says it.
+TARGET_EXPECTED = {
+    "payment": f"a payment id of 1 to {TARGET_LEN_MAX} characters",
+    "dead_letter": "a dead-letter entry id such as 1765000000000-0",
+    "work_date": "a work date such as 2026-12-07",
+    "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
+                   "`failed` for every failed row",
+}
+
+
+def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
+    """One problem at most for a request's target, saying what the action's target is
+    (any target of 1 to TARGET_LEN_MAX characters while the action is unknown)."""
+    kind = rule.target if rule is not None else None
+    if isinstance(target, str) and 0 < len(target) <= TARGET_LEN_MAX and (
+            kind == "work_date" and is_real_date(target)
+            or kind == "webhook_row" and is_webhook_target(target)
+            or kind not in ("work_date", "webhook_row")):
+        return []
+    expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
+    return [Problem("target_malformed", "/target", target, expected)]
+
+
+def is_webhook_target(text: str) -> bool:
+    """`failed`, or a row id: ASCII digits of a number a database row id can be."""
+    return text == actions.WEBHOOK_ALL_FAILED or (
+        text.isascii() and text.isdigit() and int(text) <= ROW_ID_MAX)
+
+
+def clean_target(action: str, target: str) -> str:
+    """The target as the request records it: a webhook row's id as its number reads
+    ("06" is row 6, as the console reads a request's or a message's id), so that one
+    row is one target whatever zeros it was written with."""
+    if RULES[action].target == "webhook_row" and target != actions.WEBHOOK_ALL_FAILED:
+        return str(int(target))
+    return target
 
 
 def is_real_date(text: Any) -> bool:
