@@ -296,15 +296,18 @@ async def post_message(request: web.Request) -> web.Response:
                                    decoded.mtype.code, "hvps.111.001.01"))
     if decoded.obj is None:  # not readable as an hvps.111: nothing more to check
         raise PaygateError(decoded.problems)
-    problems = list(decoded.problems)
+    problems: list[Problem] = []
     ct: hvps111.CreditTransfer = decoded.obj
     if ct.instg_direct != gw.settings.bank_code:
         # The gateway sends as our direct participant: a message naming another one as
-        # its instructing agent was not written for us.
+        # its instructing agent was not written for us. That is the refusal's first
+        # problem, before what the message gets wrong besides (its instructing agent
+        # the same bank as its instructed agent, a code of the wrong length, ...).
         problems.append(Problem(
             "instructing_agent_not_ours",
             "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
             ct.instg_direct, f"our direct participant, {gw.settings.bank_code}"))
+    problems.extend(decoded.problems)
     urgency = {"URGT": "extra_urgent", "HIGH": "urgent"}.get(ct.priority, "normal")
     transfer = {
         "payer_account": ct.debtor_account, "payer_name": ct.debtor_name,

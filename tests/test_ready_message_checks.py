@@ -230,3 +230,22 @@ def test_a_json_transfer_never_takes_an_end_to_end_id_a_ready_message_holds(tmp_
                 "SELECT id FROM payments WHERE end_to_end_id = ?", (taken,)))
             assert [r[0] for r in rows] == [msg["id"]]
     asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_an_instructing_agent_not_ours_is_the_first_problem_told(tmp_path):
+    """A message naming another direct participant as its instructing agent is refused
+    for that first, whatever else is wrong with it (the peer named twice, as instructing
+    and instructed agent; a code of 11 digits), the other problems told with it."""
+    async def scenario() -> None:
+        async with started(tmp_path) as h:
+            await open_payer(h, 1_000_000 * YUAN)
+            answers = [await post(h, example(f"20261207900007{n}", instructing))
+                       for n, instructing in enumerate(
+                           ("888200000015", "99910000001", "123456789012"), start=10)]
+
+            for status, answer in answers:
+                codes = [e["code"] for e in answer["errors"]]
+                assert status == 422 and codes[0] == "instructing_agent_not_ours", codes
+            assert len(answers[0][1]["errors"]) > 1 and len(answers[1][1]["errors"]) > 1
+    asyncio.run(scenario())
