@@ -392,3 +392,47 @@ def test_stuck_refuses_a_bad_query_string(web: Web, query: str, code: str) -> No
 
     assert status == 422
     assert [e["code"] for e in body["errors"]] == [code]
+
+
+# Every route under /ops/api with the query parameters it takes (the searches of
+# payments and messages refuse a field they do not know as search_field_unknown).
+OPS_API_QUERIES = [
+    ("GET", "/ops/api/me", ()), ("GET", "/ops/api/snapshot", ()),
+    ("GET", "/ops/api/status", ()), ("GET", "/ops/api/queues", ()),
+    ("GET", "/ops/api/payments/P1", ()), ("GET", "/ops/api/books", ()),
+    ("GET", "/ops/api/review", ()), ("GET", "/ops/api/dead", ("limit",)),
+    ("GET", "/ops/api/alerts", ("limit",)), ("GET", "/ops/api/audit", ("limit",)),
+    ("GET", "/ops/api/requests", ("state", "limit")), ("GET", "/ops/api/queries", ()),
+    ("GET", "/ops/api/messages/1", ()), ("POST", "/ops/api/requests", ()),
+    ("POST", "/ops/api/requests/1/approve", ()), ("POST", "/ops/api/requests/1/reject", ()),
+]
+
+
+@pytest.mark.parametrize("method, path, names", OPS_API_QUERIES)
+def test_an_unknown_query_parameter_is_refused_not_ignored(web: Web, method: str, path: str,
+                                                           names: tuple[str, ...]) -> None:
+    """A parameter a route does not take is refused (422), before anything is read or
+    done, as GET /v1/transfers refuses it; a parameter it takes given twice too."""
+    status, body, _ = web.call(method, f"{path}?verbose=1", basic=("op1", "op1-pass"),
+                               json={})
+    repeated = [web.call(method, f"{path}?{name}=1&{name}=2", basic=("op1", "op1-pass"))
+                for name in names]
+
+    assert (status, [e["code"] for e in body["errors"]]) == (422, ["query_parameter_unknown"])
+    assert body["errors"][0]["path"] == "?verbose"
+    for r_status, r_body, _ in repeated:
+        assert (r_status, [e["code"] for e in r_body["errors"]]) == (
+            422, ["query_parameter_repeated"])
+
+
+def test_a_listing_s_bad_limit_is_told_with_an_unknown_parameter(web: Web) -> None:
+    """Every problem of the query string at once: an empty or too large limit with an
+    unknown parameter; a good limit is taken."""
+    _, bad, _ = web.call("GET", "/ops/api/audit?limit=&lmt=5", basic=("op1", "op1-pass"))
+    _, big, _ = web.call("GET", "/ops/api/alerts?limit=100000", basic=("op1", "op1-pass"))
+    status, good, _ = web.call("GET", "/ops/api/audit?limit=1", basic=("op1", "op1-pass"))
+
+    assert [e["code"] for e in bad["errors"]] == ["query_parameter_unknown",
+                                                  "query_parameter_out_of_range"]
+    assert [e["code"] for e in big["errors"]] == ["query_parameter_out_of_range"]
+    assert status == 200 and len(good["audit"]) <= 1

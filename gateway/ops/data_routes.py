@@ -18,6 +18,11 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/messages/{id} | one message: raw envelope and parsed view |
 | POST /ops/api/requests | {action, target, params, note}: request an action |
 | POST /ops/api/requests/{id}/approve, /reject | {note}: decide on a request |
+
+A query string takes only the parameters shown (`limit` on the lists of dead letters,
+alerts, audit and requests, 1 to the list's maximum): an unknown one, or one given twice,
+is refused (422 `query_parameter_unknown`, `query_parameter_repeated`, with the query's
+other problems), as GET /v1/transfers refuses them, never ignored or taken first.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import query_params
-from gateway.errors import NotFound, Problem, ProblemList, ValidationFailed
+from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.money import format_yuan
 from gateway.ops import archive, queues, snapshot, views
 from gateway.ops.console import Console
@@ -37,6 +42,7 @@ from gateway.ops.replies import json_response, read_json
 from gateway.ops.snapshot import Snapshots
 
 STUCK_MINUTES_MAX = 7 * 24 * 60
+LIMIT_DEFAULT = 50  # rows a listing shows unless asked for more (up to its own maximum)
 
 
 def _search(request: web.Request) -> dict[str, str]:
@@ -48,15 +54,20 @@ def _search(request: web.Request) -> dict[str, str]:
     return query
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return default
-    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
-        p = ProblemList()
-        p.add("query_parameter_out_of_range", f"/{name}", text, f"{low} to {high}")
-        p.raise_if_any()
-    return int(text)
+def checked_query(request: web.Request, allowed: tuple[str, ...] = (),
+                  limit_max: int | None = None) -> dict[str, Any]:
+    """A route's query string, refused with every problem at once as GET /v1/transfers
+    refuses its own: a name the route does not take (`query_parameter_unknown`), one
+    given twice (`query_parameter_repeated`), a `limit` (when `limit_max` is given) that
+    is not a whole number from 1 to `limit_max` (`query_parameter_out_of_range`)."""
+    names = (*allowed, "limit") if limit_max is not None else allowed
+    query: dict[str, Any]
+    query, problems = query_params(request, names)
+    if limit_max is not None:
+        query["limit"] = _checked_int(query, problems, "limit", LIMIT_DEFAULT, 1, limit_max)
+    if problems:
+        raise ValidationFailed(problems)
+    return query
 
 
 def _checked_int(query: dict[str, str], problems: list[Problem], name: str, default: int,
@@ -114,15 +125,18 @@ class DataRoutes:
         return await self.gw.store.run(work)
 
     async def snapshot(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         return _json(await self.snapshots.get())
 
     async def status(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         out = await snapshot.status(self.gw)
         out["counts"] = await self._read(views.counts)
         out["pending_requests"] = await self._read(views.pending_count)
         return _json(out)
 
     async def queues(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         r = self.gw.redis
         return _json({"streams": await queues.stream_stats(r),
                       "stages": self.snapshots.rates.stages(
@@ -135,6 +149,7 @@ class DataRoutes:
             lambda tx: views.search_payments(tx, search))})
 
     async def payment(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         payment_id = request.match_info["id"]
         return _json(await self._read(lambda tx: views.payment_detail(tx, payment_id)))
 
@@ -159,6 +174,7 @@ class DataRoutes:
     async def books(self, request: web.Request, operator: Operator) -> web.Response:
         """The ledger's trial balance now (总分核对 included): whether the books balance,
         and each subject's turnover and balance, in fen and in yuan."""
+        checked_query(request)
         trial = await self._read(self.gw.ledger.trial_balance)
         return _json({
             "balanced": trial.balanced, "accounts_agree": trial.accounts_agree,
@@ -176,27 +192,29 @@ class DataRoutes:
         })
 
     async def review(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         return _json({"payments": await self._read(views.held_for_review)})
 
     async def dead(self, request: web.Request, operator: Operator) -> web.Response:
-        limit = _int_param(request, "limit", 50, 1, queues.DEAD_LIST_MAX)
+        limit = checked_query(request, limit_max=queues.DEAD_LIST_MAX)["limit"]
         return _json(await queues.dead_letters(self.gw.redis, limit))
 
     async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
-        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]
         return _json({"alerts": await self._read(lambda tx: views.alerts(tx, limit))})
 
     async def audit(self, request: web.Request, operator: Operator) -> web.Response:
-        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]
         return _json({"audit": await self._read(lambda tx: views.audit_rows(tx, limit))})
 
     async def requests(self, request: web.Request, operator: Operator) -> web.Response:
-        state = request.query.get("state") or None
-        limit = _int_param(request, "limit", 50, 1, views.LIST_MAX)
+        query = checked_query(request, ("state",), limit_max=views.LIST_MAX)
+        state, limit = query.get("state") or None, query["limit"]
         return _json({"requests": await self._read(
             lambda tx: views.requests(tx, state=state, limit=limit))})
 
     async def queries(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         now = self.gw.clock.now()
         found = await self._read(lambda tx: views.overdue_queries(tx, now))
         if found is None:
@@ -209,6 +227,7 @@ class DataRoutes:
         return _json({"messages": await self._read(lambda tx: archive.search(tx, search))})
 
     async def message(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         text = request.match_info["id"]
         if not text.isascii() or not text.isdigit():
             raise NotFound(Problem("message_not_found", "/id", text,
@@ -217,6 +236,7 @@ class DataRoutes:
         return _json(archive.detail(row, raw))
 
     async def create_request(self, request: web.Request, operator: Operator) -> web.Response:
+        checked_query(request)
         body = await read_json(request)
         req = await self.console.request(operator, body.get("action"), body.get("target"),
                                          body.get("params"), body.get("note", ""))
@@ -230,6 +250,7 @@ class DataRoutes:
 
     async def _decide(self, request: web.Request, operator: Operator,
                       approve: bool) -> web.Response:
+        checked_query(request)
         body = await read_json(request)
         return _json(await self.console.decide(operator, _request_id(request), approve,
                                                body.get("note", "")))

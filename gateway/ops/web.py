@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.errors import PaygateError, Problem, ValidationFailed
 from gateway.ops import metrics, sessions
 from gateway.ops.console import Console
-from gateway.ops.data_routes import DataRoutes
+from gateway.ops.data_routes import DataRoutes, checked_query
 from gateway.ops.live import PUSH_EVERY_S, Hub
 from gateway.ops.operators import Directory, Operator
 from gateway.ops.replies import SECURITY_HEADERS, error_response, json_response, read_json
@@ -110,6 +110,7 @@ class Ops:
         return response
 
     async def me(self, request: web.Request, operator: Operator) -> web.StreamResponse:
+        checked_query(request)
         return json_response(operator.public())
 
     # Live events
