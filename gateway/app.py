@@ -766,8 +766,9 @@ class Gateway:
         if p.end_to_end_id:
             ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
         else:
-            own = {"end_to_end_id": e2e}
+            own = {"id": payment_id, "end_to_end_id": e2e}
             ready.own_end_to_end_ids(tx, [own])
+            ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
             e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
         try:

@@ -76,6 +76,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
         (f"{row['id']}:hold", p.transfer.payer_account, p.transfer.amount_fen, p.work_date,
          row["id"]) for _, p, row, _ in waiting])
     rows: list[dict[str, Any]] = []
+    own_ids: list[dict[str, Any]] = []  # rows taken whose EndToEndId the gateway gave
     by_intake: dict[Any, list[dict[str, Any]]] = {}
     answers: list[tuple] = []
     for (i, p, row, intake), hold in zip(waiting, holds):
@@ -85,6 +86,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             row["hold_id"] = str(hold)
             response = payments.public_view(row)
             rows.append(row)
+            if not p.end_to_end_id:
+                own_ids.append(row)
             by_intake.setdefault(intake, []).append(row)
             answers.append((p.client, p.idem_key, p.body_hash, 201,
                             payments.answer_as_created(row), row["created_at"]))
@@ -92,6 +95,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
         done.append((i, result))
 
     if rows:
+        ready_messages.claim_own_end_to_end_ids(tx, own_ids)
         payments.insert_many(tx, rows)
         for intake, its_rows in by_intake.items():
             entries.extend(intake.insert_many(tx, its_rows))

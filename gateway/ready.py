@@ -6,6 +6,9 @@ message first taken under its MsgId, and its EndToEndId.
   MsgId is one message whatever branch, payer's bank or account it names, and whatever
   core-system client (`api_keys`) sends it: a MsgId one client took is refused to
   another (409), without naming the first client's payment, which the other cannot see.
+  The database holds that: `ready_message_ids` has one row per participant and MsgId,
+  naming its client, written with the payment (two clients at two gateway processes at
+  the same moment: the second waits for the first's row and its work runs again).
 - The message first taken under a MsgId is kept field by field (`ready_messages`): the
   same MsgId sent again with any field changed (TxId, CreDtTm, the instructing branch,
   the EndToEndId, the amount, ...) is refused with 409, each changed field named.
@@ -15,7 +18,9 @@ message first taken under its MsgId, and its EndToEndId.
   INSERT on a primary key: a second gateway process taking the same id at the same
   moment waits for the first and loses). A claim of a payment rejected, cancelled or
   returned is taken over by the next attempt (a conditional UPDATE, which one of two
-  racing attempts wins).
+  racing attempts wins). A JSON transfer's EndToEndId (numbered by the gateway) is
+  claimed too, in its payment's transaction, so that a ready message carrying the same
+  id at the same moment cannot take it as well.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from gateway import jsontext, payments
 from gateway.errors import Conflict, Problem
 from gateway.messages import hvps111
 from gateway.money import format_yuan
+from gateway.store import Contended
 
 _DOC = "/Document/FIToFICstmrCdtTrf"
 _TX = f"{_DOC}/CdtTrfTxInf"
@@ -168,7 +174,14 @@ def _taken(ct: hvps111.CreditTransfer, payment: Any, path: str, value: Any, firs
 
 def record(tx: Any, client: str, ct: hvps111.CreditTransfer) -> None:
     """Keep the message first taken under its MsgId (with its payment, in its
-    transaction)."""
+    transaction), the MsgId taken for its client. Another client's message under the
+    same MsgId at another gateway process at the same moment waits for this
+    transaction's row; when this one commits, that work runs again (`Contended`) and is
+    refused as a MsgId taken (`stored_answer`), or answered as this one if it is the
+    same client's."""
+    if tx.execute("INSERT INTO ready_message_ids (key, client) VALUES (?, ?) "
+                  "ON CONFLICT (key) DO NOTHING", (key(ct), client)) != 1:
+        raise Contended(f"MsgId {ct.msg_id} of {ct.instg_direct} taken meanwhile")
     tx.execute("INSERT INTO ready_messages (client, key, fields) VALUES (?, ?, ?)",
                (client, key(ct), jsontext.dumps(fields(ct))))
 
@@ -208,7 +221,8 @@ def own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
     date and a sequence) kept clear of those a core system gave ready messages: a core
     system numbering the same way may have claimed the one the sequence reaches now. Such
     a row's id gets a letter added, the first variant no claim holds (the id stays within
-    35 characters). One read for all the rows."""
+    35 characters). One read for all the rows; `claim_own_end_to_end_ids` claims them
+    once their payments are taken."""
     if not rows:
         return
     claimed: set[str] = set()
@@ -228,6 +242,15 @@ def own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
                 break
         else:
             raise RuntimeError(f"every variant of EndToEndId {generated} is claimed")
+
+
+def claim_own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
+    """Claim the ids `own_end_to_end_ids` gave, for the payments taken (each row's
+    `id`), in one statement of their transaction: a ready message taking the same id at
+    another gateway process at the same moment waits for these rows and loses (or, if it
+    came first, this statement waits and loses, and run again the row gets a letter)."""
+    tx.insert_rows("INSERT INTO end_to_end_claims (end_to_end_id, payment_id) VALUES",
+                   [(row["end_to_end_id"], row["id"]) for row in rows])
 
 
 def _claim_of(tx: Any, end_to_end_id: str

@@ -193,6 +193,16 @@ SCHEMA = [
     )""",
     # A MsgId is the participant's whatever client sends it: looked up by key alone
     "CREATE INDEX IF NOT EXISTS ready_messages_key ON ready_messages (key)",
+    # ... and taken by one client: one row per key, written with the message's payment
+    # (gateway.ready), so that two clients sending one MsgId to two gateway processes at
+    # once do not both pass. Keys two clients took before this table existed stay as
+    # they were (each client's message answered as it was); the table is filled once,
+    # when it is still empty, with one of their clients, and a third client is refused.
+    """CREATE TABLE IF NOT EXISTS ready_message_ids (
+        key TEXT PRIMARY KEY, client TEXT NOT NULL
+    )""",
+    "INSERT INTO ready_message_ids (key, client) SELECT key, MIN(client) FROM ready_messages "
+    "WHERE NOT EXISTS (SELECT 1 FROM ready_message_ids) GROUP BY key",
     # The payment carrying a ready message's EndToEndId (gateway.ready)
     """CREATE TABLE IF NOT EXISTS end_to_end_claims (
         end_to_end_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL

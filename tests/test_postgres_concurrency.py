@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from importlib import resources
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ from gateway import dialect, outbound, payments, ready
 from gateway.clock import SHANGHAI
 from gateway.cluster import Cluster
 from gateway.errors import Conflict
+from gateway.messages import codec
 from gateway.store import SCHEMA, Contended, Store, lost_race
 from ledger.fixtures import postgres_schema_or_skip
 from ledger.testing import WORK_DATE, customer_account
@@ -300,6 +302,79 @@ def test_an_end_to_end_id_is_claimed_by_one_process(url):
     assert "P1" in again.value.problems[0].message
     assert isinstance(refused, Conflict) and "P3" in refused.problems[0].message
     assert holder == ("P3",)
+
+
+def _ready_message() -> Any:
+    """The project's example hvps.111, read as a ready message from the core system."""
+    raw = resources.files("gateway").joinpath(
+        "examples", "hvps.111_urgent-goods-payment.xml").read_bytes()
+    return codec.decode(raw, bare_ok=True).obj
+
+
+def test_a_msg_id_is_taken_by_one_client_at_two_processes(url):
+    """Two core-system clients send one MsgId at the same instant to two processes: the
+    second's record waits for the first's row of ready_message_ids and loses; its work,
+    run again, finds the MsgId taken by another client and is refused (409), so one
+    payment is made, not two."""
+    ct = _ready_message()
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        ready.record(tx, "core-a", ct)
+        other = Other(url, lambda t: ready.record(t, "core-b", ct))
+        other.start_and_wait_for_lock(url)
+    lost = other.finish()
+    with pytest.raises(Conflict) as again:
+        with db.transaction() as tx:
+            ready.stored_answer(tx, "core-b", ct, "sha256:other")
+    with db.transaction() as tx:
+        kept = tx.query("SELECT client FROM ready_messages", ())
+    db.close()
+
+    assert isinstance(lost, Contended), lost
+    assert again.value.problems[0].code == "idempotency_key_reused_with_other_body"
+    assert kept == [("core-a",)]
+
+
+def test_a_json_transfer_and_a_ready_message_claim_one_end_to_end_id_once(url):
+    """A JSON transfer's EndToEndId (the gateway's own) and a ready message carrying the
+    same id, at two processes at once: whichever claims first holds it, the other waits
+    for its row and loses; run again, the ready message is refused (end_to_end_id_in_use)
+    and the JSON transfer's id gets a letter."""
+    e2e = "99910000002720261207900000000042"
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        ready.claim_own_end_to_end_ids(tx, [{"id": "P1", "end_to_end_id": e2e}])
+        other = Other(url, lambda t: ready.claim_end_to_end(t, e2e, "P2", "core"))
+        other.start_and_wait_for_lock(url)
+        payments.insert(tx, _payment("P1", e2e, "accepted"))
+    ready_lost = other.finish()
+    with pytest.raises(Conflict) as refused:
+        with db.transaction() as tx:
+            ready.claim_end_to_end(tx, e2e, "P2", "core")
+
+    second = e2e[:-2] + "43"
+    with db.transaction() as tx:
+        ready.claim_end_to_end(tx, second, "P3", "core")
+        row = {"id": "P4", "end_to_end_id": second}
+
+        def json_transfer(t: Any) -> None:
+            ready.own_end_to_end_ids(t, [row])
+            ready.claim_own_end_to_end_ids(t, [row])
+        other = Other(url, json_transfer)
+        other.start_and_wait_for_lock(url)
+    json_lost = other.finish()
+    again = {"id": "P4", "end_to_end_id": second}
+    with db.transaction() as tx:
+        ready.own_end_to_end_ids(tx, [again])
+        ready.claim_own_end_to_end_ids(tx, [again])
+        claims = tx.query("SELECT end_to_end_id, payment_id FROM end_to_end_claims "
+                          "ORDER BY end_to_end_id", ())
+    db.close()
+
+    assert lost_race(ready_lost), ready_lost
+    assert refused.value.problems[0].code == "end_to_end_id_in_use"
+    assert lost_race(json_lost), json_lost
+    assert claims == [(e2e, "P1"), (second, "P3"), (second + "A", "P4")]
 
 
 def _payment(payment_id: str, end_to_end_id: str, state: str) -> dict[str, Any]:
