@@ -355,8 +355,9 @@ def _left_open(found: dict[str, Any]) -> str:
 
 def check_late(tx: Any, day: date, current: date, calendar: BusinessCalendar) -> None:
     """Whether `day`'s day end may run now: a past work date of the business calendar,
-    not before the first work date the gateway's data holds, its ledger day still open,
-    and no earlier date left open (closing a date closes every earlier one with it)."""
+    not before the first work date the gateway's data holds (a gateway holding none has
+    nothing to close), its ledger day still open, and no earlier date left open (closing
+    a date closes every earlier one with it)."""
     text = day.isoformat()
     if day >= current:
         raise Conflict(Problem("day_end_work_date_not_past", "/target", text,
@@ -370,11 +371,20 @@ def check_late(tx: Any, day: date, current: date, calendar: BusinessCalendar) ->
                                "a work date of the business calendar, such as "
                                f"{calendar.previous_working_day(day).isoformat()}"))
     first = _first_work_date(tx)
-    if first is None or text < first:
+    if first is None:
+        # No payment and no closed ledger day: no date before the current one has
+        # anything to close or reconcile, and the gateway's first day end is the current
+        # date's own, at its cut-over. Said as such, not as a date before a first one.
+        raise Conflict(Problem("day_end_nothing_to_close", "/target", text,
+                               "a gateway holding payments or closed ledger days of a past "
+                               "work date",
+                               "this gateway holds no payment and no closed ledger day: "
+                               f"nothing of {text} to close or reconcile; its first day end "
+                               f"is that of {current.isoformat()}, at the cut-over"))
+    if text < first:
         raise Conflict(Problem("day_end_before_first_work_date", "/target", text,
                                f"a work date from {first}, the first this gateway's data "
-                               "holds" if first else "a work date this gateway's data holds "
-                               "(it holds none yet)"))
+                               "holds"))
     earlier = tx.query_one("SELECT MIN(work_date) FROM payments WHERE work_date > ? AND "
                            "work_date < ?", (last_closed, text))
     if earlier and earlier[0]:

@@ -280,6 +280,31 @@ def test_nobody_approves_their_own_late_day_end(tmp_path: Path, user: str) -> No
     assert asyncio.run(run_on(tmp_path, "2026-12-08T09:00", tuesday)) == "approver_is_requester"
 
 
+def test_a_gateway_with_no_data_says_it_has_nothing_to_close(tmp_path: Path) -> None:
+    """A gateway holding no payment and no closed ledger day has no past date to close:
+    a late day end says so (day_end_nothing_to_close, naming the current date's day end
+    as its first), rather than that the date is before a first work date it does not
+    have; today and non-working days are refused as on any gateway."""
+    async def wednesday(gw: Gateway) -> list[tuple[str, str]]:
+        app = web.Application()
+        add_routes(app, gw)
+        ops = app[OPS_KEY]
+        refusals = []
+        for target in ("2026-12-08", "2026-12-06", "2026-12-09"):
+            with pytest.raises(PaygateError) as refused:
+                await ops.console.request(ops.directory.get("op1"), "day_end", target)
+            problem = refused.value.problems[0]
+            refusals.append((problem.code, problem.message))
+        return refusals
+
+    refusals = asyncio.run(run_on(tmp_path, "2026-12-09T09:00", wednesday))
+
+    assert [code for code, _ in refusals] == ["day_end_nothing_to_close",
+                                              "day_end_not_work_date",
+                                              "day_end_work_date_not_past"]
+    assert "2026-12-09" in refusals[0][1]
+
+
 async def reconciled_at_start(gw: Gateway) -> None:
     """Friday reconciled at a Saturday start, with nothing of it yet (as the NPC's
     answers would record it: HVPS and BEPS agreeing)."""
