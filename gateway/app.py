@@ -576,6 +576,10 @@ class Gateway:
         (`found`): its hold tried in a savepoint and undone, nothing kept. Nothing when
         the account is itself among the problems or unreadable; when the amount is, the
         account alone is checked (a hold of one fen, its funds not judged)."""
+        return await self.store.run(lambda tx: self._funds_problems_tx(tx, body, found))
+
+    def _funds_problems_tx(self, tx: Any, body: Any, found: list[Problem]) -> list[Problem]:
+        """`funds_problems` inside a transaction (a batch's refused items share one)."""
         if not isinstance(body, dict) or any(p.path == "/payer_account" for p in found):
             return []
         account, text = body.get("payer_account"), body.get("amount")
@@ -585,20 +589,32 @@ class Gateway:
         amount_known = isinstance(amount, int) and amount > 0 \
             and not any(p.path == "/amount" for p in found)
         held = amount if amount_known else 1
+        try:
+            with tx.savepoint():
+                self.ledger.hold(tx, "check:hold", account, held, self.work_date, "check")
+                raise _TriedOnly
+        except _TriedOnly:
+            return []
+        except PaygateError as exc:
+            problems = intake.as_request_fields(exc).problems
+        return problems if amount_known else [p for p in problems if p.path != "/amount"]
 
-        def work(tx: Any) -> list[Problem]:
-            try:
-                with tx.savepoint():
-                    self.ledger.hold(tx, "check:hold", account, held, self.work_date,
-                                     "check")
-                    raise _TriedOnly
-            except _TriedOnly:
-                return []
-            except PaygateError as exc:
-                problems = intake.as_request_fields(exc).problems
-            return problems if amount_known else [p for p in problems
-                                                  if p.path != "/amount"]
-        return await self.store.run(work)
+    async def _with_funds_problems(self, requests: list[tuple[str | None, Any]],
+                                   results: list[Any], refused: list[int]) -> None:
+        """The batch items `refused` for their fields or route (422) also told their
+        payer's account and funds, as `submit_transfer` tells a single transfer's; one
+        transaction for all of them."""
+        refused = [i for i in refused
+                   if isinstance(results[i], PaygateError) and results[i].status == 422]
+        if not refused:
+            return
+
+        def work(tx: Any) -> list[list[Problem]]:
+            return [self._funds_problems_tx(tx, requests[i][1], results[i].problems)
+                    for i in refused]
+        for i, more in zip(refused, await self.store.run(work)):
+            if more:
+                results[i] = PaygateError([*results[i].problems, *more], 422)
 
     def _may_send_now(self) -> bool:
         """Whether a payment about to be accepted may skip its priority lane: only while
@@ -646,6 +662,7 @@ class Gateway:
         # too), or 409 if the body differs, however early the first use was refused.
         first_use: dict[str, tuple[int, str]] = {}
         repeats: list[tuple[int, str, str]] = []
+        checked: list[int] = []  # refused for their fields or route, before the database
         # The batch arrived at one instant: its transfers are accepted as of that instant
         # (read once, as they commit together).
         now = self.clock.now()
@@ -660,6 +677,7 @@ class Gateway:
                 ready.append((i, self._prepare(client, key, body, None, body_hash, now)))
             except PaygateError as exc:
                 results[i] = exc
+                checked.append(i)
         # A key answered before gets its first answer, whatever the route says now (as
         # `submit_transfer`): the payment was taken.
         refused = [(i, SimpleNamespace(client=client, idem_key=key))
@@ -671,6 +689,7 @@ class Gateway:
             for i, p in refused:
                 if p.idem_key in stored and stored[p.idem_key][0] == first_use[p.idem_key][1]:
                     results[i] = stored[p.idem_key][1]
+        await self._with_funds_problems(requests, results, checked)
 
         if ready and refusal is not None:
             for i, outcome in await self.store.run(

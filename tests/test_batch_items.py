@@ -63,3 +63,24 @@ def test_ids_follow_the_order_docs_beps_gives(live):
     assert [r["index"] for r in results] == [0, 1, 2, 3]
     assert channels == ["beps", "hvps", "beps", "hvps"]
     assert sorted(ids) == [ids[0], ids[2], ids[1], ids[3]], ids
+
+
+def test_a_refused_item_lists_its_account_and_funds_as_a_single_transfer_does(live):
+    """An item refused for its fields or route also names its payer's account and funds
+    (account_not_found, payer_funds_insufficient), as the same body sent alone does:
+    every problem together, at the item's paths."""
+    from ledger.testing import customer_account
+    items = [_item(live, "200000000.00", "urgent", payee_bank="888299999999"),
+             _item(live, "10.00", "soon", payer_account=customer_account(2, "corporate")),
+             _item(live, "200000000.00", "normal", remittance_info=7)]
+    results = _batch(live, items, "batch-funds")["results"]
+    alone = [post_signed(live.url, "/v1/transfers", json.dumps(item).encode(),
+                         **{"Idempotency-Key": f"alone-funds-{n}"}).json()
+             for n, item in enumerate(items)]
+
+    codes = [[e["code"] for e in r["errors"]] for r in results]
+    assert "payer_funds_insufficient" in codes[0] and "account_not_found" in codes[1]
+    assert "payer_funds_insufficient" in codes[2]
+    assert codes == [[e["code"] for e in a["errors"]] for a in alone]
+    assert all(e["path"].startswith(f"/{n}/") for n, r in enumerate(results)
+               for e in r["errors"])
