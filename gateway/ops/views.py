@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import payments, webhook
+from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
 from gateway.states import IN_STATES, OUT_STATES
@@ -130,13 +131,22 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
 
 def payment_messages(tx: Any, payment_id: str, channel: str) -> list[dict[str, Any]]:
     """A payment's archived messages: those of its own (an HVPS payment, its results,
-    returns, answers, in or out) and, for a BEPS item, the package that carried it."""
-    package = ("OR mesg_id IN (SELECT p.mesg_id FROM beps_items i JOIN beps_packages p "
-               "ON p.id = i.package_id WHERE i.payment_id = ? AND p.mesg_id IS NOT NULL) "
+    returns, answers, in or out) and, for a BEPS item, the package that carried it.
+
+    A package's message is found by its message id together with its sender and
+    direction: a message id is unique per sender only. The envelope of a package we
+    send is sent by the package's sender (our participant); one we receive is forwarded
+    by the NPC, which numbers it (or, should a link deliver it as the peer sent it, by
+    the package's sender). So neither a message the NPC sent us nor a peer's under the
+    id of one of ours is taken for our package, nor ours for theirs."""
+    package = ("OR id IN (SELECT a.id FROM beps_items i JOIN beps_packages p "
+               "ON p.id = i.package_id JOIN archive a ON a.mesg_id = p.mesg_id "
+               "AND a.direction = p.direction AND a.sender IN (p.sender, ?) "
+               "WHERE i.payment_id = ?) "
                if channel == "beps" and table_exists(tx, "beps_items") else "")
     return [dict(zip(ARCHIVE_COLUMNS, r)) for r in tx.query(
         f"SELECT {', '.join(ARCHIVE_COLUMNS)} FROM archive WHERE payment_id = ? {package}"
-        "ORDER BY id", (payment_id, payment_id) if package else (payment_id,))]
+        "ORDER BY id", (payment_id, NPC, payment_id) if package else (payment_id,))]
 
 
 def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
