@@ -9,6 +9,7 @@ The link inbound is authenticated by the messages' own signatures.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -23,7 +24,7 @@ from aiohttp import web
 from gateway import jsontext, ready
 from gateway.store import lost_race
 from gateway.errors import PaygateError, Problem, Unauthorized
-from gateway.messages import codec, hvps111
+from gateway.messages import codec, framing, hvps111
 from gateway.redisstate import REDIS_DOWN_ERRORS, RETRY_AFTER_S, unavailable
 
 log = logging.getLogger("paygate.api")
@@ -187,12 +188,6 @@ async def errors_middleware(request: web.Request,
                             ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except PaygateError as exc:
-        return _refusal(exc)
-    except REDIS_DOWN_ERRORS as exc:
-        # Whatever the endpoint, Redis away is a pause to wait out, not a bug (503).
-        log.warning("event=request_needs_redis path=%s error=%r", request.path, exc)
-        return _refusal(unavailable(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -203,20 +198,32 @@ async def errors_middleware(request: web.Request,
                                          "a path and method in /openapi.yaml",
                                          exc.reason or "").to_dict()]}, exc.status)
     except Exception as exc:
-        if lost_race(exc):
-            # Other processes held the rows this request needed through every rerun
-            # (gateway.store): its work was rolled back, and the same request later
-            # (the same Idempotency-Key) is safe.
-            log.warning("event=request_contended path=%s error=%r", request.path, exc)
-            return _refusal(PaygateError(Problem(
-                "database_contended", "/", None, "try again in a moment (same request)",
-                "other gateway processes held the rows this request needed; nothing was "
-                "done for it"), 503))
-        log.exception("event=request_failed path=%s error=%r", request.path, exc)
-        return _json({"errors": [Problem("internal_error", request.path, None,
-                                         "a request the gateway can process",
-                                         "the gateway failed; the error is logged").to_dict()]},
-                     500)
+        return _refusal(refusal_of(request.path, exc))
+
+
+def refusal_of(path: str, exc: Exception) -> PaygateError:
+    """What a request (or one envelope of a link POST) that failed with `exc` is
+    answered: the refusal itself, Redis away (503), a lost race (503), else a bug (500,
+    logged with its traceback)."""
+    if isinstance(exc, PaygateError):
+        return exc
+    if isinstance(exc, REDIS_DOWN_ERRORS):
+        # Whatever the endpoint, Redis away is a pause to wait out, not a bug (503).
+        log.warning("event=request_needs_redis path=%s error=%r", path, exc)
+        return unavailable(exc)
+    if lost_race(exc):
+        # Other processes held the rows this request needed through every rerun
+        # (gateway.store): its work was rolled back, and the same request later
+        # (the same Idempotency-Key) is safe.
+        log.warning("event=request_contended path=%s error=%r", path, exc)
+        return PaygateError(Problem(
+            "database_contended", "/", None, "try again in a moment (same request)",
+            "other gateway processes held the rows this request needed; nothing was "
+            "done for it"), 503)
+    log.error("event=request_failed path=%s error=%r", path, exc, exc_info=exc)
+    return PaygateError(Problem("internal_error", path, None,
+                                "a request the gateway can process",
+                                "the gateway failed; the error is logged"), 500)
 
 
 def _refusal(exc: PaygateError) -> web.Response:
@@ -348,9 +355,26 @@ async def get_transfer(request: web.Request) -> web.Response:
 
 
 async def link_inbound(request: web.Request) -> web.Response:
+    """One envelope, or several framed (gateway.messages.framing): each is taken on its
+    own, those of one POST in the same store transaction (they reach the store in the
+    same turn), and a bad one is refused alone."""
     raw = await _read(request)
     gw = request.app[GATEWAY_KEY]
-    return _json(await gw.receive_link(raw))
+    lengths = request.headers.get(framing.LENGTHS_HEADER)
+    if lengths is None:
+        return _json(await gw.receive_link(raw))
+    envelopes = framing.split(raw, lengths)
+    results = await asyncio.gather(*(_take_envelope(gw, request.path, e) for e in envelopes))
+    status, body = framing.answer(results)
+    return _json(body, status)
+
+
+async def _take_envelope(gw: Any, path: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+    try:
+        return 200, await gw.receive_link(raw)
+    except Exception as exc:
+        refusal = refusal_of(path, exc)
+        return refusal.status, refusal.to_dict()
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ Errors use the product's one shape, {"errors": [...]} (CONTRACT.md §6).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.messages import framing
 from gateway.messages.envelope import ENVELOPE_LEN_MAX
 from simulators import session
 from simulators import exceptions
@@ -88,8 +90,29 @@ async def inbound(request: web.Request) -> web.StreamResponse:
         status = 503 if faults.offline else faults.error_status
         event(log, "fault_inbound_refused", logging.WARNING, status=status)
         return web.Response(status=status, text="not taken")
-    outcome = await sim.intake.submit(await request.read())
-    return web.Response(text=outcome)
+    raw = await request.read()
+    lengths = request.headers.get(framing.LENGTHS_HEADER)
+    if lengths is None:
+        return web.Response(text=await sim.intake.submit(raw))
+    envelopes = framing.split(raw, lengths)
+    results = await asyncio.gather(*(_take(sim, e) for e in envelopes))
+    status, body = framing.answer(results)
+    return web.json_response(body, status=status)
+
+
+async def _take(sim: Simulator, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """One envelope of a framed POST: taken in the intake's batch with the others (they
+    reach it in the same turn); one whose processing failed gets the 500 a POST of it
+    alone would have got, and the others stand."""
+    try:
+        return 200, {"outcome": await sim.intake.submit(raw)}
+    except Exception as exc:
+        event(log, "take_failed", logging.ERROR, error=type(exc).__name__,
+              detail=str(exc)[:200])
+        return 500, {"errors": [Problem("internal_error", "/link/inbound", None,
+                                        "an envelope the NPC can process",
+                                        "the NPC failed on it; the error is logged"
+                                        ).to_dict()]}
 
 
 async def stats(request: web.Request) -> web.StreamResponse:

@@ -23,7 +23,7 @@ from aiohttp import ClientSession, web
 from lxml import etree
 
 from gateway.clock import SHANGHAI, Clock, ManualClock
-from gateway.messages import codec, hvps111, hvps112, hvps710
+from gateway.messages import codec, framing, hvps111, hvps112, hvps710
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, iso_datetime
 from gateway.messages.envelope import Envelope, Header
@@ -103,20 +103,36 @@ class BankSender:
 
 class FakeBank:
     """An HTTP inbound URL on 127.0.0.1 that records every envelope and answers 200, or
-    the statuses queued in `answers` first."""
+    the statuses queued in `answers` first (one per POST, for all its envelopes); the
+    envelopes of a framed POST get those queued in `envelope_answers` first, one each.
+    `posts` counts the envelopes of each POST."""
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
         self.answers: list[int] = []
+        self.envelope_answers: list[int] = []
+        self.posts: list[int] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def _inbound(self, request: web.Request) -> web.Response:
         raw = await request.read()
+        lengths = request.headers.get(framing.LENGTHS_HEADER)
+        envelopes = [raw] if lengths is None else framing.split(raw, lengths)
+        self.posts.append(len(envelopes))
         status = self.answers.pop(0) if self.answers else 200
-        if status == 200:
-            self.received.append(raw)
-        return web.Response(status=status)
+        if status != 200 or lengths is None:
+            if status == 200:
+                self.received.append(raw)
+            return web.Response(status=status)
+        results = []
+        for envelope in envelopes:
+            own = self.envelope_answers.pop(0) if self.envelope_answers else 200
+            if own == 200:
+                self.received.append(envelope)
+            results.append((own, {}))
+        status, body = framing.answer(results)
+        return web.json_response(body, status=status)
 
     async def __aenter__(self) -> FakeBank:
         app = web.Application(client_max_size=envelope_mod.ENVELOPE_LEN_MAX + 4096)
@@ -151,6 +167,19 @@ async def post_envelope(url: str, raw: bytes) -> int:
     async with ClientSession() as session:
         async with session.post(f"{url}/link/inbound", data=raw) as response:
             return response.status
+
+
+async def post_envelopes(url: str, envelopes: list[bytes], lengths: str | None = None
+                         ) -> tuple[int, Any]:
+    """POST envelopes to `url`'s link inbound in one request, framed when several (with
+    `lengths` as the framing header instead of the true one, to break it); (status,
+    decoded JSON answer)."""
+    body, headers = framing.frame(envelopes)
+    if lengths is not None:
+        headers = {framing.LENGTHS_HEADER: lengths}
+    async with ClientSession() as session:
+        async with session.post(f"{url}/link/inbound", data=body, headers=headers) as r:
+            return r.status, await r.json(content_type=None)
 
 
 async def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
