@@ -39,6 +39,7 @@ from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
 from gateway.link import LINK_DOWN, LinkHealth
+from gateway.linkpost import LinkPoster
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -48,7 +49,7 @@ from gateway.redisproc import EmbeddedRedis
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailable
 from gateway.store import Store
 from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
-from gateway.worker import RetryLater, StreamWorker
+from gateway.worker import StreamWorker
 from routing import RouteRequest, Router, load_default
 
 log = logging.getLogger("paygate.gateway")
@@ -151,6 +152,9 @@ class Gateway:
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.recon_details: dict[str, dict[str, Any]] = {}
         self.link = LinkHealth(self)  # up or down, as deliveries find it
+        # Our envelopes to the NPC, several to a POST under load (gateway.linkpost).
+        self.link_poster = LinkPoster(self, settings.link_batch_max,
+                                      settings.link_batch_bytes_max)
         self.redis_watch = RedisWatch(self)  # Redis's state; keeps the embedded one alive
         self._hand_over_outage = Outage(log, "hand_over_postponed")
         self._calendar_checked_on: date | None = None
@@ -299,6 +303,7 @@ class Gateway:
         await _bounded("day_end", self.day_end.stop())
         await _bounded("workers", asyncio.gather(*(worker.drain() for worker in self.workers)))
         await _bounded("direct_sends", self.direct.drain())
+        await _bounded("link_posts", self.link_poster.drain())
         if self.runner is not None:
             await _bounded("http_server", self.runner.cleanup())
         if self.http is not None:
@@ -994,42 +999,16 @@ class Gateway:
         await self.mark_sent((outbox_id, self.clock.now()))
 
     async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
-        """POST one envelope to the NPC; RetryLater when the link is down or busy, which
-        marks the link down at once, or when the link is down and another attempt is
-        on its way or due later (gateway.link)."""
+        """POST one envelope to the NPC, with others ready at the same time under load
+        (gateway.linkpost); RetryLater when the link is down or busy, which marks the
+        link down at once, or when the link is down and another attempt is on its way or
+        due later (gateway.link); RuntimeError when the NPC refused it."""
         probe = self.link.admit()  # while the link is down, one attempt at a time
         try:
-            await self._post_envelope(outbox_id, envelope)
+            await self.link_poster.post(outbox_id, envelope)
         finally:
             if probe:
                 self.link.attempt_over()
-
-    async def _post_envelope(self, outbox_id: int, envelope: bytes) -> None:
-        try:
-            try:
-                await self._post_once(outbox_id, envelope)
-            except aiohttp.ServerDisconnectedError:
-                # A kept-alive connection the NPC closed just as it was reused says
-                # nothing of the link: once more on a new connection (the NPC takes a
-                # message it already has as a repeat) before it counts as a failure.
-                await self._post_once(outbox_id, envelope)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            cause = f"link unreachable: {exc!r}"
-            await self.link.failed(cause)
-            raise RetryLater(cause) from None
-
-    async def _post_once(self, outbox_id: int, envelope: bytes) -> None:
-        """One POST of the envelope; an answer of 5xx is a link failure (RetryLater)."""
-        async with self.link_http.post(self.settings.npc_url, data=envelope, headers={
-                "Content-Type": "application/octet-stream"}) as r:
-            if r.status >= 500:
-                cause = f"link answered {r.status}"
-                await self.link.failed(cause)
-                raise RetryLater(cause)
-            if r.status >= 300:
-                self.link.delivered()
-                raise RuntimeError(f"link answered {r.status} for outbox {outbox_id}")
-        self.link.delivered()
 
     def resume_held(self) -> None:
         """The link answers again: the deliveries held while it was down go now."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
+from gateway.messages import framing
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080                          # core-system API, operators and link inbound
     npc_url: str = "http://127.0.0.1:8090/link/inbound"
+    link_batch_max: int = 64                  # envelopes in one POST to the NPC; 1: one each
+    link_batch_bytes_max: int = 1_048_576     # ... and their bytes (one larger goes alone)
     redis_url: str = ""                       # empty: start an embedded Redis in data_dir
     database_url: str = ""                    # empty: sqlite file data_dir/gateway.db
     keys_dir: str = ""                        # empty: data_dir/keys
@@ -110,6 +113,7 @@ _LEAST = {
     "queries_warn_before_min": 0, "queries_check_interval_s": 0,
     "suspense_return_working_days": 0, "exceptions_sweep_interval_s": 0,
     "calendar_alert_days": 0, "beps_netting_interval_min": 1,
+    "link_batch_max": 1, "link_batch_bytes_max": 1,
 }
 _POSITIVE = {"beps_package_age_max_s", "beps_seal_check_s", "beps_deadline_check_s",
              "result_timeout_s", "probe_interval_s", "queries_check_interval_s",
@@ -205,6 +209,12 @@ def _check(s: Settings) -> None:
                             getattr(Settings, name, 0), float)
                         else f"a whole number of at least {least}")
             problems.append(Problem("setting_malformed", name, value, expected))
+    for name, most in (("link_batch_max", framing.ENVELOPES_MAX),
+                       ("link_batch_bytes_max", framing.BATCH_LEN_MAX)):
+        value = getattr(s, name)
+        if isinstance(value, int) and value > most:  # the receiver's bound on one POST
+            problems.append(Problem("setting_malformed", name, value,
+                                    f"a whole number from 1 to {most}"))
     if s.clock:
         try:
             clock_from_spec(s.clock)
