@@ -182,6 +182,7 @@ class Simulator:
             "phase": status,
             "work_date": work_date,
             "outbox": self.store.outbox_counts(),
+            "link": {"posts": self.link.posts, "envelopes": self.link.envelopes},
             "faults": self.faults.faults.to_dict(),
             "peers": {code: dict(peer.received) for code, peer in self.peers.items()},
             "queries": self.queries.stats(),

@@ -1,14 +1,18 @@
 """Delivery of the NPC's outbox: one worker per destination, in outbox order.
 
-External banks are reached by HTTP POST of the envelope to their inbound URL; a 2xx
-means the bank took it. A bank may give several inbound URLs (its gateway processes,
-`--bank CODE=URL1,URL2`): deliveries take them in turn, and one that cannot be reached
-or answers 5xx is tried at once on the next, so a bank with one gateway down still gets
-everything without waiting for a retry. Connection errors, timeouts and 5xx
-answers are retried with a doubling backoff up to `attempts_max` tries; then the message
-is marked undelivered, logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal
-and is not retried. A worker sends up to `parallel_max` messages at a time and records
-how they ended in one commit; a crash before it only means they are sent again, which a
+External banks are reached by HTTP POST to their inbound URL; a 2xx means the bank took
+it. A worker delivers in rounds: the messages waiting when a round starts go in as few
+POSTs as `batch_max` and `batch_bytes_max` allow (several envelopes framed in one POST,
+gateway.messages.framing; one alone goes unframed), and those that become ready during
+the round wait for the next one, with no timer. Each envelope's answer is acted on alone.
+A bank may give several inbound URLs (its gateway processes, `--bank CODE=URL1,URL2`):
+deliveries take them in turn, and one that cannot be reached or answers 5xx is tried at
+once on the next, so a bank with one gateway down still gets everything without waiting
+for a retry. Connection errors, timeouts and 5xx answers are retried with a doubling backoff up to `attempts_max` tries (only the
+messages of a POST the bank did not take go again); then a message is marked
+undelivered, logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not
+retried. A worker sends up to `parallel_max` POSTs at a time and records how their
+messages ended in one commit; a crash before it only means they are sent again, which a
 bank recognises as duplicates.
 
 Simulated peer banks are handed their messages in-process, up to `LOCAL_BATCH_MAX` at a
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from gateway.clock import Clock
-from gateway.messages import ccms900
+from gateway.messages import ccms900, framing
 from simulators.faults import FaultState
 from simulators.logfmt import event
 from simulators.settings import Delivery
@@ -65,6 +69,8 @@ class Link:
         self._workers: dict[str, _Worker] = {}
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        self.posts = 0      # POSTs to external banks, every attempt counted
+        self.envelopes = 0  # envelopes they carried
 
     def add_local(self, code: str, handler: LocalHandler) -> None:
         self.local[code] = handler
@@ -124,7 +130,8 @@ class Link:
             self.faults.rng.shuffle(rows)
             return rows
         if dest in self.banks:
-            return self.store.pending(dest, max(1, self.delivery.parallel_max))
+            delivery = self.delivery
+            return self.store.pending(dest, max(1, delivery.parallel_max) * delivery.batch_max)
         return self.store.pending(dest, LOCAL_BATCH_MAX)
 
     async def _run(self, worker: _Worker) -> None:
@@ -142,11 +149,27 @@ class Link:
                 self._hand_over(handler, rows)
                 continue
             if not self.faults.faults.reorder:
-                marks = await asyncio.gather(*(self._deliver(worker.dest, row)
-                                               for row in rows))
-            else:
-                marks = [await self._deliver(worker.dest, row) for row in rows]
+                rounds = await asyncio.gather(*(self._deliver(worker.dest, posted)
+                                                for posted in self._posts(rows)))
+                marks = [mark for done in rounds for mark in done]
+            else:  # one at a time, in the shuffled order
+                marks = [mark for row in rows for mark in await self._deliver(worker.dest, [row])]
             self._mark(marks)
+
+    def _posts(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
+        """The round's messages cut into POSTs, in outbox order: as full as
+        `delivery.batch_max` and `delivery.batch_bytes_max` allow (one message larger than
+        the bytes bound goes alone)."""
+        posts: list[list[OutboxRow]] = []
+        size = 0
+        for row in rows:
+            if not posts or len(posts[-1]) >= self.delivery.batch_max or \
+                    size + len(row.raw) > self.delivery.batch_bytes_max:
+                posts.append([])
+                size = 0
+            posts[-1].append(row)
+            size += len(row.raw)
+        return posts
 
     def _hand_over(self, handler: LocalHandler, rows: list[OutboxRow]) -> None:
         """Give a simulated peer its messages; the marks and whatever the peer answers
@@ -163,21 +186,35 @@ class Link:
             for seq, state, attempts in marks:
                 self.store.mark(seq, state, attempts, now)
 
-    async def _deliver(self, dest: str, row: OutboxRow) -> tuple[int, str, int]:
-        """Send one message to a bank; (outbox seq, final state, attempts so far)."""
-        state = self._fault_instead_of_sending(row)
-        if state is not None:
-            return row.seq, state, row.attempts
+    async def _deliver(self, dest: str, rows: list[OutboxRow]) -> list[tuple[int, str, int]]:
+        """Send messages to a bank in one POST (those a fault keeps back aside); for each,
+        (outbox seq, final state, attempts so far)."""
+        marks, send = [], []
+        for row in rows:
+            state = self._fault_instead_of_sending(row)
+            if state is None:
+                send.append(row)
+            else:
+                marks.append((row.seq, state, row.attempts))
+        if not send:
+            return marks
         if self.faults.faults.delay_ms:
             await asyncio.sleep(self.faults.faults.delay_ms / 1000)
-        state, attempts = await self._post(dest, row)
-        event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
-              dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts)
-        if state == SENT and self.faults.draw(self.faults.faults.duplicate):
-            outcome = await self._post_once(self._in_turn(dest)[0], row)
-            event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
-                  mesg_id=row.mesg_id, outcome=outcome)
-        return row.seq, state, row.attempts + attempts
+        ended = await self._post(dest, send)
+        for row in send:
+            state, attempts = ended[row.seq]
+            event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
+                  dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts,
+                  posted_with=len(send))
+            marks.append((row.seq, state, row.attempts + attempts))
+        again = [row for row in send
+                 if ended[row.seq][0] == SENT and self.faults.draw(self.faults.faults.duplicate)]
+        if again:
+            outcomes = await self._post_once(self._in_turn(dest)[0], again)
+            for row, outcome in zip(again, outcomes):
+                event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
+                      mesg_id=row.mesg_id, outcome=outcome)
+        return marks
 
     def _fault_instead_of_sending(self, row: OutboxRow) -> str | None:
         if row.mesg_type == ccms900.MESSAGE_TYPE and self.faults.take_lost_result():
@@ -197,39 +234,53 @@ class Link:
         self._turn[dest] = turn + 1
         return urls[turn:] + urls[:turn]
 
-    async def _post(self, dest: str, row: OutboxRow) -> tuple[str, int]:
-        """POST with bounded retries; (final state, attempts made). An attempt goes to
-        the bank's URLs in turn until one takes the message or refuses it."""
+    async def _post(self, dest: str, rows: list[OutboxRow]) -> dict[int, tuple[str, int]]:
+        """POST with bounded retries; each message's (final state, attempts made), by
+        outbox seq. An attempt goes to the bank's URLs in turn until each message is
+        taken or refused; only those the bank did not take are sent again."""
+        ended: dict[int, tuple[str, int]] = {}
+        left = rows
         for attempt in range(1, self.delivery.attempts_max + 1):
             for url in self._in_turn(dest):
-                outcome = await self._post_once(url, row)
-                if outcome != _RETRY:
-                    break
-            if outcome == _OK:
-                return SENT, attempt
-            if outcome == _REFUSED:
-                return REFUSED, attempt
+                outcomes = await self._post_once(url, left)
+                for row, outcome in zip(left, outcomes):
+                    if outcome != _RETRY:
+                        ended[row.seq] = (SENT if outcome == _OK else REFUSED, attempt)
+                left = [row for row, outcome in zip(left, outcomes) if outcome == _RETRY]
+                if not left:
+                    return ended
             if attempt < self.delivery.attempts_max:
                 backoff_s = self.delivery.backoff_s * 2 ** (attempt - 1)
                 await asyncio.sleep(min(backoff_s, self.delivery.backoff_max_s))
-        return UNDELIVERED, self.delivery.attempts_max
+        ended.update((row.seq, (UNDELIVERED, self.delivery.attempts_max)) for row in left)
+        return ended
 
-    async def _post_once(self, url: str, row: OutboxRow) -> str:
+    async def _post_once(self, url: str, rows: list[OutboxRow]) -> list[str]:
+        """One POST of these messages (framed when several); each one's outcome."""
         assert self._session is not None, "the link is started before it delivers"
+        body, headers = framing.frame([row.raw for row in rows])
+        self.posts += 1
+        self.envelopes += len(rows)
         try:
-            async with self._session.post(url, data=row.raw,
-                                          headers=_POST_HEADERS) as response:
-                await response.read()
+            async with self._session.post(url, data=body,
+                                          headers={**_POST_HEADERS, **headers}) as response:
+                answer = await response.read()
                 status = response.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
-                  mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
-            return _RETRY
-        if 200 <= status < 300:
-            return _OK
-        event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
-              mesg_id=row.mesg_id, status=status)
-        return _RETRY if status >= 500 else _REFUSED
+            statuses = framing.statuses(status, answer, len(rows))
+        except (TimeoutError, aiohttp.ClientError, OSError, framing.AnswerUnreadable) as exc:
+            for row in rows:
+                event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
+                      mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
+            return [_RETRY] * len(rows)
+        outcomes = []
+        for row, status in zip(rows, statuses):
+            if 200 <= status < 300:
+                outcomes.append(_OK)
+                continue
+            event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
+                  mesg_id=row.mesg_id, status=status)
+            outcomes.append(_RETRY if status >= 500 else _REFUSED)
+        return outcomes
 
     def redeliver(self, include_faulted: bool) -> list[str]:
         """Put undelivered (and, when asked, dropped and lost) messages back in line."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway import windows
 from gateway.errors import ProblemList, ValidationFailed
+from gateway.messages import framing
 
 NPC_CODE = "0000"
 OUR_BANK = "999100000019"
@@ -59,11 +60,16 @@ class Delivery:
     timeout_s: float = 10.0
     # With the reorder fault on, up to this many waiting messages are shuffled together.
     reorder_window: int = 8
-    # Messages to one bank in flight at once. A bank's inbound takes one message per
-    # POST and commits it before answering, so one at a time caps the link at the bank's
-    # commit latency; several in flight is what an MQ channel with many putters does.
-    # 1 keeps the order strict (the discrete-event day uses it).
+    # POSTs to one bank in flight at once. A bank's inbound commits what a POST carries
+    # before answering, so one at a time caps the link at the bank's commit latency;
+    # several in flight is what an MQ channel with many putters does. With `batch_max`
+    # 1, one message per POST; 1 and 1 keep the order strict.
     parallel_max: int = 32
+    # Envelopes in one POST to a bank at most, and their bytes (gateway.messages.framing):
+    # the messages that wait while a round of POSTs is on its way go together in the next
+    # round. 1: one envelope per POST, what a bank that reads only single envelopes needs.
+    batch_max: int = 64
+    batch_bytes_max: int = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="announce HVPS phase changes as the clock passes them")
     p.add_argument("--beps-netting-interval", type=float, default=None, metavar="SECONDS",
                    help="business seconds between BEPS netting rounds")
+    p.add_argument("--link-batch-max", type=int, default=None, metavar="N",
+                   help="envelopes in one POST to a bank at most (1: one per POST)")
     return p
 
 
@@ -238,6 +246,9 @@ def load(argv: list[str]) -> Settings:
         "keys_dir": Path(args.keys) if args.keys else None,
     }
     settings = replace(settings, **{k: v for k, v in cli.items() if v is not None})
+    if args.link_batch_max is not None:
+        settings = replace(settings, delivery=replace(settings.delivery,
+                                                      batch_max=args.link_batch_max))
     settings = replace(settings, banks={**settings.banks, **banks},
                        balances_fen={**settings.balances_fen, **balances})
     check(settings, problems)
@@ -266,3 +277,9 @@ def check(settings: Settings, problems: ProblemList) -> None:
     if settings.delivery.attempts_max < 1:
         problems.add("delivery_attempts_must_be_positive", "delivery/attempts_max",
                      settings.delivery.attempts_max, "1 or more")
+    for name, most in (("batch_max", framing.ENVELOPES_MAX),
+                       ("batch_bytes_max", framing.BATCH_LEN_MAX)):
+        value = getattr(settings.delivery, name)
+        if not isinstance(value, int) or not 1 <= value <= most:
+            problems.add("delivery_batch_out_of_range", f"delivery/{name}", value,
+                         f"a whole number from 1 to {most}")

@@ -30,6 +30,9 @@ BAD_ARGV = [
      ["participant_must_be_either_external_or_simulated"]),
     ("two problems at once", ["--bank", "1=http://x", "--balance", f"{OUR_BANK}=-1"],
      ["bank_code_must_be_12_ascii_digits", "balance_must_be_whole_fen"]),
+    ("no envelope in a POST", ["--link-batch-max", "0"], ["delivery_batch_out_of_range"]),
+    ("more envelopes than an inbound takes", ["--link-batch-max", "1025"],
+     ["delivery_batch_out_of_range"]),
 ]
 
 
@@ -55,9 +58,11 @@ delivery = {{ attempts_max = 2 }}
 """, encoding="utf-8")
 
     s = settings_mod.load(["--config", str(config), "--seed", "9", "--bank",
-                           f"{OUR_BANK}={GATEWAY_URL}", "--balance", f"{OUR_BANK}=7"])
+                           f"{OUR_BANK}={GATEWAY_URL}", "--balance", f"{OUR_BANK}=7",
+                           "--link-batch-max", "1"])
 
     assert (s.seed, s.follow_clock, s.delivery.attempts_max) == (9, True, 2)
+    assert (s.delivery.batch_max, s.delivery.batch_bytes_max) == (1, 1_048_576)
     assert s.banks == {OUR_BANK: GATEWAY_URL}
     assert s.balances_fen == {**DEFAULT_BALANCES_FEN, "888200000015": 42, OUR_BANK: 7}
     assert s.participants == {OUR_BANK, "888200000015", "777300000011"}
@@ -70,6 +75,9 @@ BAD_TABLES = [
     ("peer without branch", 'peers = [{ code = "888200000015", name = "x" }]',
      ["peer_must_name_code_branch_and_name"]),
     ("unknown delivery setting", 'delivery = { attempts = 2 }', ["delivery_setting_malformed"]),
+    ("batch bytes past an inbound's bound", 'delivery = { batch_bytes_max = 8388609 }',
+     ["delivery_batch_out_of_range"]),
+    ("batch bound not whole", 'delivery = { batch_max = 2.5 }', ["delivery_batch_out_of_range"]),
     ("timetable time out of range", 'timetable = { open_at = "25:00" }',
      ["timetable_time_must_be_hh_mm"]),
 ]

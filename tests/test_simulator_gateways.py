@@ -32,11 +32,13 @@ async def _inbound(taken: list[bytes]) -> tuple[web.AppRunner, str]:
 
 
 async def _deliver(tmp_path: Path, urls: list[str], count: int) -> Store:
+    """Deliver `count` messages one per POST (`batch_max` 1: these inbound URLs read a
+    body as one envelope, as a bank that takes no framed POSTs does)."""
     store = Store(tmp_path / "npc.db")
     for i in range(count):
         store.enqueue(BANK, "ccms.990.001.02", f"m{i}", f"message {i}".encode(), "t")
     link = Link(store, SystemClock(), {BANK: ",".join(urls)},
-                Delivery(attempts_max=1, parallel_max=1), FaultState(1))
+                Delivery(attempts_max=1, parallel_max=1, batch_max=1), FaultState(1))
     await link.start()
     await asyncio.wait_for(link.drain(), 10)
     await link.stop()
