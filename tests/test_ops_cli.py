@@ -152,6 +152,9 @@ FAILURES = [
     (("request", "priority", "P1"), 2, "priority_required"),
     (("payment", "P-NOT-THERE"), 1, "payment_not_found"),
     (("reject", "999999"), 1, "request_not_found"),
+    (("requests", "--state", "approved"), 1, "state_unknown"),
+    # Given empty, the option is sent empty and refused, never dropped (every request).
+    (("requests", "--state", ""), 1, "state_unknown"),
 ]
 
 

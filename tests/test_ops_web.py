@@ -258,7 +258,7 @@ SEARCHES = [
     ("amount=1234.57&date=2026-12-08", False),
     ("amount=1234.571", "amount_must_have_at_most_two_decimals"),
     ("date=07/12/2026", "search_date_malformed"),
-    ("colour=red", "search_field_unknown"),
+    ("colour=red", "query_parameter_unknown"),
     ("limit=0", "limit_out_of_range"),
 ]
 
@@ -394,9 +394,11 @@ def test_stuck_refuses_a_bad_query_string(web: Web, query: str, code: str) -> No
     assert [e["code"] for e in body["errors"]] == [code]
 
 
-# Every route under /ops/api with the query parameters it takes (the searches of
-# payments and messages refuse a field they do not know as search_field_unknown).
+# Every route under /ops/api with the query parameters it takes.
 OPS_API_QUERIES = [
+    ("GET", "/ops/api/payments", ("id", "account", "amount", "state", "date", "direction",
+                                  "channel", "limit")),
+    ("GET", "/ops/api/messages", ("id", "party", "type", "date", "direction")),
     ("GET", "/ops/api/me", ()), ("GET", "/ops/api/snapshot", ()),
     ("GET", "/ops/api/status", ()), ("GET", "/ops/api/queues", ()),
     ("GET", "/ops/api/payments/P1", ()), ("GET", "/ops/api/books", ()),
@@ -436,3 +438,58 @@ def test_a_listing_s_bad_limit_is_told_with_an_unknown_parameter(web: Web) -> No
                                                   "query_parameter_out_of_range"]
     assert [e["code"] for e in big["errors"]] == ["query_parameter_out_of_range"]
     assert status == 200 and len(good["audit"]) <= 1
+
+
+@pytest.mark.parametrize("path, names", [
+    ("/ops/api/payments?colour=red&date=07/12/2026",
+     ["query_parameter_unknown", "search_date_malformed"]),
+    ("/ops/api/messages?colour=red&direction=up",
+     ["query_parameter_unknown", "direction_unknown"]),
+])
+def test_a_search_refuses_an_unknown_field_as_any_route_does(web: Web, path: str,
+                                                             names: list[str]) -> None:
+    """A search told a field it does not search by says so with the code every other
+    route under /ops/api gives an unknown parameter, naming the fields it takes, and
+    with the search's other problems."""
+    status, body, _ = web.call("GET", path, basic=("op1", "op1-pass"))
+
+    assert status == 422
+    assert [e["code"] for e in body["errors"]] == names
+    assert body["errors"][0]["path"] == "?colour"
+    assert "date" in body["errors"][0]["expected"]
+
+
+def _request_states(web: Web) -> dict[str, str]:
+    """One operator's request in each of two states: pending and executed."""
+    pending = web.call("POST", "/ops/api/requests", basic=("op1", "op1-pass"),
+                       json={"action": "cancel", "target": web.payment()})[1]
+    executed = web.call("POST", "/ops/api/requests", basic=("op1", "op1-pass"),
+                        json={"action": "hold", "target": web.payment()})[1]
+    return {"pending": pending["id"], "executed": executed["id"]}
+
+
+@pytest.mark.parametrize("state", ["pending", "executed"])
+def test_requests_are_listed_by_state(web: Web, state: str) -> None:
+    """A known state lists the requests in it and no other."""
+    ids = _request_states(web)
+    status, body, _ = web.call("GET", f"/ops/api/requests?state={state}&limit=200",
+                               basic=("op1", "op1-pass"))
+    listed = {r["id"]: r["state"] for r in body["requests"]}
+
+    assert status == 200
+    assert ids[state] in listed and set(listed.values()) == {state}
+    assert not [i for i in ids.values() if i != ids[state] and i in listed]
+
+
+@pytest.mark.parametrize("value", ["", "approved", "PENDING", "pending "])
+def test_requests_refuse_an_empty_or_unknown_state(web: Web, value: str) -> None:
+    """An empty or unknown state is refused, naming the states it takes, as GET
+    /v1/transfers refuses its own: never read as every state, nor as none."""
+    status, body, _ = web.call("GET", "/ops/api/requests", params={"state": value},
+                               basic=("op1", "op1-pass"))
+
+    assert status == 422
+    assert [(e["code"], e["path"], e["value"]) for e in body["errors"]] == [
+        ("state_unknown", "?state", value)]
+    assert body["errors"][0]["expected"] == (
+        "one of pending, executed, failed, rejected, withdrawn, expired")

@@ -147,7 +147,9 @@ def _error_body(exc: urllib.error.HTTPError) -> dict[str, Any]:
 
 
 def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
-    values = {n: getattr(args, n) for n in names if getattr(args, n, None)}
+    """The options given, as the gateway's query string: one given empty is sent empty,
+    for the gateway to refuse where it must (`--state ""`), never dropped."""
+    values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     return "?" + urlencode(values) if values else ""
 
 

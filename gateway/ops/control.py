@@ -68,6 +68,10 @@ RULES: dict[str, Rule] = {
 # named past it is malformed, never looked up.
 ROW_ID_MAX = 2**63 - 1
 
+# Every state an operator's request can be in (gateway.ops.schema): GET
+# /ops/api/requests?state= takes one of these and refuses anything else.
+REQUEST_STATES = ("pending", "executed", "failed", "rejected", "withdrawn", "expired")
+
 _COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
             "requested_at", "expires_at", "decided_by", "decided_at", "decision_note",
             "executed_at", "outcome")

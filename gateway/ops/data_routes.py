@@ -6,7 +6,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/snapshot | everything the page shows, as pushed by /ops/events |
 | GET /ops/api/status | window, clearing balance, payments queued at the NPC, counts |
 | GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
-| GET /ops/api/payments?id=&account=&amount=&state=&date=&limit= | matching payments |
+| GET /ops/api/payments?id=&account=&amount=&state=&date=&direction=&channel=&limit= | found |
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes, `total`, `truncated` |
 | GET /ops/api/review | payments held for review or by the screening |
@@ -22,7 +22,10 @@ and the requests, approvals and rejections they send.
 A query string takes only the parameters shown (`limit` on the lists of dead letters,
 alerts, audit and requests, 1 to the list's maximum): an unknown one, or one given twice,
 is refused (422 `query_parameter_unknown`, `query_parameter_repeated`, with the query's
-other problems), as GET /v1/transfers refuses them, never ignored or taken first.
+other problems), as GET /v1/transfers refuses them, never ignored or taken first; the
+searches of payments and messages say the same of a field they do not search by. The
+requests' `state` is one of control.REQUEST_STATES: an empty or unknown one is refused
+(`state_unknown`), never read as every state or as none.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from aiohttp import web
 from gateway.api import query_params
 from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.money import format_yuan
-from gateway.ops import archive, queues, snapshot, views
+from gateway.ops import archive, control, queues, snapshot, views
 from gateway.ops.console import Console
 from gateway.ops.operators import Operator
 from gateway.ops.replies import json_response, read_json
@@ -45,24 +48,24 @@ STUCK_MINUTES_MAX = 7 * 24 * 60
 LIMIT_DEFAULT = 50  # rows a listing shows unless asked for more (up to its own maximum)
 
 
-def _search(request: web.Request) -> dict[str, str]:
-    """A search's fields, one value each: a field given twice is refused, not taken
-    first (unknown fields are the search's to refuse, with its other problems)."""
-    query, problems = query_params(request, tuple(request.query))
-    if problems:
-        raise ValidationFailed(problems)
-    return query
 
 
 def checked_query(request: web.Request, allowed: tuple[str, ...] = (),
-                  limit_max: int | None = None) -> dict[str, Any]:
+                  limit_max: int | None = None,
+                  choices: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """A route's query string, refused with every problem at once as GET /v1/transfers
     refuses its own: a name the route does not take (`query_parameter_unknown`), one
     given twice (`query_parameter_repeated`), a `limit` (when `limit_max` is given) that
-    is not a whole number from 1 to `limit_max` (`query_parameter_out_of_range`)."""
+    is not a whole number from 1 to `limit_max` (`query_parameter_out_of_range`), a
+    parameter named in `choices` whose value, empty included, is not one of its choices
+    (`NAME_unknown`, as `state_unknown` on GET /v1/transfers)."""
     names = (*allowed, "limit") if limit_max is not None else allowed
     query: dict[str, Any]
     query, problems = query_params(request, names)
+    for name, values in (choices or {}).items():
+        if name in query and query[name] not in values:
+            problems.append(Problem(f"{name}_unknown", f"?{name}", query[name][:80],
+                                    "one of " + ", ".join(values)))
     if limit_max is not None:
         query["limit"] = _checked_int(query, problems, "limit", LIMIT_DEFAULT, 1, limit_max)
     if problems:
@@ -144,7 +147,7 @@ class DataRoutes:
                       "dead_total": (await queues.dead_letters(r, 1))["total"]})
 
     async def payments(self, request: web.Request, operator: Operator) -> web.Response:
-        search = views.parse_search(_search(request))
+        search = views.parse_search(*query_params(request, views.SEARCH_PARAMS))
         return _json({"payments": await self._read(
             lambda tx: views.search_payments(tx, search))})
 
@@ -208,8 +211,12 @@ class DataRoutes:
         return _json({"audit": await self._read(lambda tx: views.audit_rows(tx, limit))})
 
     async def requests(self, request: web.Request, operator: Operator) -> web.Response:
-        query = checked_query(request, ("state",), limit_max=views.LIST_MAX)
-        state, limit = query.get("state") or None, query["limit"]
+        """Operators' requests, newest first, in one state if `state` names one of
+        control.REQUEST_STATES (an empty or unknown one is refused, never read as every
+        state or as none)."""
+        query = checked_query(request, ("state",), limit_max=views.LIST_MAX,
+                              choices={"state": control.REQUEST_STATES})
+        state, limit = query.get("state"), query["limit"]
         return _json({"requests": await self._read(
             lambda tx: views.requests(tx, state=state, limit=limit))})
 
@@ -223,7 +230,7 @@ class DataRoutes:
         return _json(found)
 
     async def messages(self, request: web.Request, operator: Operator) -> web.Response:
-        search = archive.parse_search(_search(request))
+        search = archive.parse_search(*query_params(request, archive.SEARCH_FIELDS))
         return _json({"messages": await self._read(lambda tx: archive.search(tx, search))})
 
     async def message(self, request: web.Request, operator: Operator) -> web.Response:

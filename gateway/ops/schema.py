@@ -1,10 +1,11 @@
 """The console's own tables: operators' requests under dual control, and the audit trail.
 
 `ops_requests` holds one row per requested action, from request to outcome:
-pending → executed | failed | rejected | expired (actions that need no second person
-go straight from request to executed or failed). `ops_audit` holds one row per thing
-an operator did (sign-in, request, approve, reject, execute, review), never updated or
-deleted, so that who did what and when can always be told.
+pending → executed | failed | rejected | withdrawn | expired (control.REQUEST_STATES;
+actions that need no second person go straight from request to executed or failed).
+`ops_audit` holds one row per thing an operator did (sign-in, request, approve, reject,
+execute, review), never updated or deleted, so that who did what and when can always be
+told.
 """
 
 from __future__ import annotations
