@@ -297,7 +297,7 @@ async def post_message(request: web.Request) -> web.Response:
     body = await _read(request)
     client = authenticate(request, body)
     gw = request.app[GATEWAY_KEY]
-    decoded = codec.decode(body, bare_ok=True)
+    decoded = codec.decode(body, bare_ok=True, every_schema_error=True)
     if decoded.mtype.code != hvps111.MESSAGE_TYPE:
         raise PaygateError(Problem("message_type_not_accepted_from_core", "/Document",
                                    decoded.mtype.code, "hvps.111.001.01"))

@@ -120,3 +120,29 @@ def test_an_amount_with_three_decimals_still_has_its_account_checked(live):
     assert sorted((c, p) for c, p, _ in errors) == [
         ("account_not_found", f"{TX}/DbtrAcct/Id/Othr/Id"),
         ("amount_must_have_at_most_two_decimals", f"{TX}/IntrBkSttlmAmt")]
+
+
+# Schema faults libxml2 stops at: once CdtTrfTxInf lacks its ChrgBr, it checks none of
+# CdtTrfTxInf's later children, so the faults in Dbtr and Cdtr went untold.
+SCHEMA_FAULTS = {
+    "priority": (b"<SttlmPrty>URGT</SttlmPrty>", b"<SttlmPrty>FAST</SttlmPrty>"),
+    "charge_bearer": (b"<ChrgBr>DEBT</ChrgBr>", b""),
+    "debtor": (b"<Dbtr>", b"<Dbtr><Nickname>x</Nickname>"),
+    "creditor_name": (b"<Cdtr>\n        <Nm>", b"<Cdtr>\n        <Name>"),
+}
+
+
+def test_a_message_refused_for_its_schema_lists_every_schema_error(live):
+    """Every schema error is told at once, each at its element with its value and what
+    the schema expects there, including those libxml2 does not reach."""
+    raw = message("2026120790000108", **SCHEMA_FAULTS).replace(b"</Nm>\n      </Cdtr>",
+                                                               b"</Name>\n      </Cdtr>")
+    r = requests.post(f"{live.url}/v1/messages", data=raw, timeout=10)
+    errors = {e["path"]: (e["value"], e["expected"]) for e in r.json()["errors"]}
+
+    assert r.status_code == 422
+    assert {e["code"] for e in r.json()["errors"]} == {"schema_violation"}
+    assert errors[f"{TX}/SttlmPrty"] == ("FAST", "one of NORM, HIGH, URGT")
+    assert errors[f"{TX}/InstgAgt"] == ("InstgAgt", "the element ChrgBr here")
+    assert errors[f"{TX}/Dbtr/Nickname"] == ("Nickname", "the element Nm here")
+    assert errors[f"{TX}/Cdtr/Name"] == ("Name", "the element Nm here")

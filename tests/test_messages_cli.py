@@ -138,3 +138,19 @@ def test_unreadable_bytes_are_shown_as_text_not_python(
     assert status == 1
     assert lines[0]["errors"][0]["value"] == value
     assert "b'" not in json.dumps(lines[0])
+
+
+def test_a_file_refused_for_its_schema_lists_every_schema_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Past a missing ChrgBr, where libxml2 stops, the errors in Dbtr are listed too."""
+    raw = (Path(__file__).resolve().parents[1] / "gateway" / "examples"
+           / "hvps.111_normal-contract-payment.xml").read_bytes()
+    path = tmp_path / "two_faults.xml"
+    path.write_bytes(raw.replace(b"<ChrgBr>DEBT</ChrgBr>", b"").replace(
+        b"<Dbtr>", b"<Dbtr><Alias>x</Alias>"))
+    status, lines = run(capsys, str(path))
+
+    assert status == 1
+    assert [(e["code"], e["path"].rsplit("/", 2)[-2:]) for e in lines[0]["errors"]] == [
+        ("schema_violation", ["CdtTrfTxInf", "InstgAgt"]),
+        ("schema_violation", ["Dbtr", "Alias"])]

@@ -17,7 +17,7 @@ from lxml import etree
 
 from gateway.errors import PaygateError, Problem
 from gateway.messages import envelope as env_mod
-from gateway.messages import xml
+from gateway.messages import schema_report, xml
 from gateway.messages.envelope import Envelope, Header
 from gateway.messages.signing import KeyRing
 from message_schemas import catalogue
@@ -78,13 +78,17 @@ def _verbs(code: str) -> tuple[Callable[..., bytes], Callable[..., Any]]:
     return getattr(mod, build_name), getattr(mod, parse_name)
 
 
-def schema_problems(code: str, root: etree._Element) -> list[Problem]:
+def schema_problems(code: str, root: etree._Element, every: bool = False) -> list[Problem]:
+    """The document's schema problems (none: valid), as libxml2 reports them, or, with
+    `every`, each error the schema finds (gateway.messages.schema_report: only once
+    libxml2 has refused the document, so a valid one costs nothing more)."""
     schema = catalogue.schema(code)
     if schema.validate(root):
         return []
-    return [Problem("schema_violation", _readable(root, err.path), _offending(root, err.path),
-                    err.message[:300], f"line {err.line}: {err.message}"[:400])
-            for err in schema.error_log]
+    first = [Problem("schema_violation", _readable(root, err.path), _offending(root, err.path),
+                     err.message[:300], f"line {err.line}: {err.message}"[:400])
+             for err in schema.error_log]
+    return schema_report.every_problem(code, root, first) if every else first
 
 
 def _nodes(root: etree._Element, path: str | None) -> list[Any]:
@@ -114,8 +118,11 @@ def _offending(root: etree._Element, path: str | None) -> str | None:
 
 
 def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str] | None = None,
-           bare_ok: bool = False) -> Decoded:
-    """Decode a message; raises PaygateError for anything before the body can be checked."""
+           bare_ok: bool = False, every_schema_error: bool = False) -> Decoded:
+    """Decode a message; raises PaygateError for anything before the body can be checked.
+    `every_schema_error` lists each schema error of a body the schema refuses (for a
+    sender who corrects the message: the core system, `paygate validate`), not only
+    those libxml2 reports before it stops checking an element's children."""
     stripped = raw.lstrip(b"\xef\xbb\xbf \r\n\t")
     envelope: Envelope | None = None
     signature = "absent"
@@ -128,7 +135,7 @@ def decode(raw: bytes, keyring: KeyRing | None = None, own_codes: frozenset[str]
         if keyring is not None:
             signature = keyring.verify(envelope, own_codes)
         body = envelope.body
-    return _decode_body(envelope, body, signature)
+    return _decode_body(envelope, body, signature, every_schema_error)
 
 
 def decode_envelope(envelope: Envelope, signature: str = "absent") -> Decoded:
@@ -137,7 +144,8 @@ def decode_envelope(envelope: Envelope, signature: str = "absent") -> Decoded:
     return _decode_body(envelope, envelope.body, signature)
 
 
-def _decode_body(envelope: Envelope | None, body: bytes, signature: str) -> Decoded:
+def _decode_body(envelope: Envelope | None, body: bytes, signature: str,
+                 every_schema_error: bool = False) -> Decoded:
     root = xml.parse(body)
     if etree.QName(root).localname != "Document":
         raise PaygateError(Problem("root_must_be_document", "/", etree.QName(root).localname,
@@ -148,7 +156,7 @@ def _decode_body(envelope: Envelope | None, body: bytes, signature: str) -> Deco
         problems.append(Problem("header_type_disagrees_with_body", "{H:/mesg_type",
                                 envelope.header.mesg_type, f"{mtype.code}, as the body's "
                                 "namespace says"))
-    problems.extend(schema_problems(mtype.code, root))
+    problems.extend(schema_problems(mtype.code, root, every_schema_error))
     decoded = Decoded(envelope, mtype, root, problems=problems, signature=signature)
     if problems:
         return decoded

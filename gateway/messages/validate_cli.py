@@ -6,8 +6,9 @@ document. For each file one JSON line is printed:
     {"file": "a.xml", "ok": true, "type": "hvps.111.001.01", "signature": "verified"}
     {"file": "b.xml", "ok": false, "type": "beps.121.001.01", "errors": [{...}, ...]}
 
-with the CONTRACT.md §6 error objects. The exit status is 0 when every file is valid,
-1 otherwise, 2 for a usage error.
+with the CONTRACT.md §6 error objects; a body our schema refuses lists every schema
+error (gateway.messages.schema_report), not only those libxml2 reports. The exit status
+is 0 when every file is valid, 1 otherwise, 2 for a usage error.
 
 Without options only what the message itself decides is checked: envelope, XML, schema,
 business rules, and whether a signature is required for its type. A signature that no
@@ -97,7 +98,7 @@ def validate_file(name: str, options: Options) -> dict[str, Any]:
     out: dict[str, Any] = {"file": name}
     try:
         raw = _read(name)
-        decoded = codec.decode(raw, bare_ok=True)
+        decoded = codec.decode(raw, bare_ok=True, every_schema_error=True)
         out["type"] = decoded.mtype.code
         problems = list(decoded.problems)
         if decoded.envelope is not None:
