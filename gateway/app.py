@@ -121,6 +121,7 @@ class Gateway:
         self.cluster.listeners.update(hvps_status=self._on_peer_hvps_status,
                                       hvps_recon=lambda e: self.recon_done(e["result"]))
         self.router = router or load_default()
+        self.router.hvps_window = self.timetable.business_window()
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
                                           events_max=settings.webhook_events_max)
         self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])

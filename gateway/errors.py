@@ -47,13 +47,18 @@ class Problem:
     value: Any = None
     expected: str = ""
     message: str = ""
+    # Facts of the refusal the five fields have no place for, each told as a member of
+    # its own beside them (hvps_closed's `next_opening`); none for most problems.
+    detail: tuple[tuple[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["detail"]
         out["value"] = _bounded(out["value"])
         if not out["message"]:
             out["message"] = self.describe()
         out["message"] = out["message"][:MESSAGE_LEN_MAX]
+        out.update((name, value) for name, value in self.detail if name not in out)
         return out
 
     def describe(self) -> str:

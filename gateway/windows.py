@@ -170,6 +170,17 @@ class Timetable:
         _check_interval(self.netting_interval_min, problems)
         problems.raise_if_any()
 
+    def business_window(self) -> str:
+        """When HVPS takes customer payments, in words: what a payment refused because
+        HVPS is closed expected (routing.router, error `hvps_closed`)."""
+        cutoff = self.cutoff_at.strftime("%H:%M")
+        days = ("working days (Monday to Friday but public holidays, and the weekend days "
+                "worked in their place, as the business calendar says)")
+        if self.evening_open:
+            return (f"from {self.evening_open_at.strftime('%H:%M')} Beijing time on the "
+                    f"evening before one of the {days} until {cutoff} on that day")
+        return f"{self.open_at.strftime('%H:%M')}–{cutoff} Beijing time on {days}"
+
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any]) -> Timetable:
         """Build from configuration: times as "HH:MM" strings or TOML local times."""

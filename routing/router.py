@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.money import format_yuan
+from gateway.windows import DEFAULT_TIMETABLE
 from routing.directory import Directory
 from routing.fields import type_matches
 from routing.institutions import Institutions
@@ -151,7 +152,8 @@ class Router:
                  when_closed_default: str = "queue",
                  hvps_only_types: Sequence[str] | None = None,
                  institution_types: Sequence[str] | None = None,
-                 routable_types: Sequence[str] | None = None) -> None:
+                 routable_types: Sequence[str] | None = None,
+                 hvps_window: str | None = None) -> None:
         if when_closed_default not in WHEN_CLOSED:
             raise ValidationFailed(Problem(
                 "routing_when_closed_default_unknown", "routing.when_closed_default",
@@ -171,6 +173,9 @@ class Router:
                                           for rule in self.rules
                                           if "amount_fen_over" in rule.when})
         self._decided: dict[tuple, RouteDecision] = {}
+        # When HVPS takes customer payments, in words, for the refusals of a payment that
+        # needs HVPS while it is closed (a gateway sets its own timetable's).
+        self.hvps_window = hvps_window or DEFAULT_TIMETABLE.business_window()
 
     def decide(self, req: RouteRequest, on_date: date, hvps_open: bool = True,
                next_hvps_opening: datetime | None = None) -> RouteDecision:
@@ -297,25 +302,30 @@ class Router:
 
     def _closed(self, req: RouteRequest, facts: Mapping[str, Any], when_closed: str,
                 next_opening: datetime | None) -> tuple[str, str, str | None]:
-        """Channel, action and fallback for a payment that needs HVPS while it is closed."""
-        opening = next_opening.isoformat() if next_opening else "the next HVPS opening"
-        when = f"HVPS opens next at {opening}" if next_opening else "HVPS is closed"
+        """Channel, action and fallback for a payment that needs HVPS while it is closed.
+        A refusal expects a time inside the HVPS business window and tells when HVPS
+        opens next, in its message and as `next_opening` (null when not known)."""
+        opening = next_opening.isoformat() if next_opening else None
+        when = f"HVPS is closed and opens next at {opening}" if opening else "HVPS is closed"
+        window = "a time inside the HVPS business window, " + self.hvps_window
+        detail = (("next_opening", opening),)
         if when_closed == "queue":
             return "hvps", "queue", None
         if when_closed == "refuse":
-            raise Conflict(Problem("hvps_closed", "when_closed", when_closed, opening,
-                                   f"the payment needs HVPS and {when}"))
+            raise Conflict(Problem("hvps_closed", "when_closed", when_closed, window,
+                                   f"the payment needs HVPS and {when}", detail))
         if any(type_matches(p, req.business_type) for p in self.hvps_only_types):
             raise Conflict(Problem(
                 "business_type_hvps_only_and_hvps_closed", "business_type",
-                req.business_type, opening,
-                f"{req.business_type} exists only on HVPS and {when}"))
+                req.business_type, window,
+                f"{req.business_type} exists only on HVPS and {when}", detail))
         if facts["over_beps_limit"]:
             cap_yuan = format_yuan(facts["beps_limit"]["cap_fen"])
             raise Conflict(Problem(
                 "amount_over_beps_limit_and_hvps_closed", "amount_fen", req.amount_fen,
-                opening, f"{format_yuan(req.amount_fen)} yuan is above the BEPS cap of "
-                f"{cap_yuan} yuan and {when}"))
+                f"an amount within the BEPS cap of {cap_yuan} yuan, or {window}",
+                f"{format_yuan(req.amount_fen)} yuan is above the BEPS cap of "
+                f"{cap_yuan} yuan and {when}", detail))
         return "beps", "send", "beps"
 
     def _message_type(self, channel: str, req: RouteRequest) -> str | None:

@@ -29,12 +29,14 @@ class LiveGateway:
     loop: LoopThread = field(default_factory=LoopThread)
     gw: Gateway | None = None
     payer: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)  # others than the defaults
 
     def start(self) -> "LiveGateway":
         clock = ManualClock(datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI))
         self.gw = Gateway(Settings(data_dir=str(self.data_dir), port=0,
                                    npc_url="http://127.0.0.1:9/link/inbound",
-                                   api_keys=dict(self.api_keys)), clock=clock)
+                                   api_keys=dict(self.api_keys), **self.settings),
+                          clock=clock)
         self.loop.run(self.gw.start())
         self.payer = customer_account(1, "corporate")
 

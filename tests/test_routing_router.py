@@ -112,8 +112,12 @@ def test_when_hvps_is_closed_the_request_or_the_default_decides(
     if action is None:
         with pytest.raises(PaygateError) as error:
             router.decide(request, DAY, hvps_open=False, next_hvps_opening=NEXT_OPENING)
+        told = error.value.problems[0].to_dict()
         assert error.value.code == outcome
-        assert error.value.problems[0].expected == "2026-12-08T08:30:00+08:00"
+        assert "a time inside the HVPS business window, 08:30–17:00 Beijing time on " \
+               "working days" in told["expected"]
+        assert told["next_opening"] == "2026-12-08T08:30:00+08:00"
+        assert "opens next at 2026-12-08T08:30:00+08:00" in told["message"]
         assert error.value.status == 409
         return
     decision = router.decide(request, DAY, hvps_open=False, next_hvps_opening=NEXT_OPENING)
@@ -140,11 +144,15 @@ def test_internal_transfers_ignore_the_hvps_window(router: Router) -> None:
 
 
 def test_a_refusal_without_a_known_opening_says_so(router: Router) -> None:
-    """With no forecast of the next opening, the expectation says so in words."""
+    """With no forecast of the next opening, the refusal says HVPS is closed and its
+    next opening is null; it still expects a time inside the window."""
     with pytest.raises(PaygateError) as error:
         router.decide(req(urgency="urgent", when_closed="refuse"), DAY, hvps_open=False)
+    told = error.value.problems[0].to_dict()
 
-    assert error.value.problems[0].expected == "the next HVPS opening"
+    assert (told["next_opening"], told["message"]) == (
+        None, "the payment needs HVPS and HVPS is closed")
+    assert told["expected"].startswith("a time inside the HVPS business window, 08:30–17:00")
 
 
 @pytest.mark.parametrize("request_, expected", [
@@ -326,3 +334,26 @@ def test_remembered_decisions_keep_each_amount_and_each_side_of_every_threshold(
                            hvps_open=False, next_hvps_opening=NEXT_OPENING)
     opened = router.decide(req(amount_fen=2_000_000, when_closed="queue"), DAY)
     assert (closed.action, opened.action) == ("queue", "send")
+
+
+def test_a_closed_refusal_says_the_window_it_expected_and_the_next_opening_apart() -> None:
+    """hvps_closed expects a time inside the business window with its hours and days
+    (the router's own, set from the gateway's timetable), and tells the next opening as
+    a field of its own, null when the caller does not know it."""
+    router = load_default()
+    router.hvps_window = "from 20:30 the evening before a working day until 17:00"
+    refused = []
+    for opening in (NEXT_OPENING, None):
+        with pytest.raises(PaygateError) as error:
+            router.decide(req(urgency="urgent", when_closed="refuse"), DAY, hvps_open=False,
+                          next_hvps_opening=opening)
+        refused.append(error.value.to_dict()["errors"])
+
+    assert [[(e["code"], e["path"], e["value"]) for e in errors] for errors in refused] == [
+        [("hvps_closed", "when_closed", "refuse")]] * 2
+    assert {errors[0]["expected"] for errors in refused} == {
+        "a time inside the HVPS business window, from 20:30 the evening before a working "
+        "day until 17:00"}
+    assert [errors[0]["next_opening"] for errors in refused] == [
+        "2026-12-08T08:30:00+08:00", None]
+    assert refused[1][0]["message"] == "the payment needs HVPS and HVPS is closed"
