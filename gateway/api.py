@@ -23,8 +23,11 @@ from aiohttp import web
 
 from gateway import jsontext, ready
 from gateway.store import lost_race
-from gateway.errors import PaygateError, Problem, Unauthorized
+from gateway.errors import NotFound, PaygateError, Problem, Unauthorized, ValidationFailed
 from gateway.messages import codec, framing, hvps111
+from gateway.money import format_yuan
+from ledger.numbers import validate_customer_account
+from ledger.types import CustomerBalance
 from gateway.redisstate import REDIS_DOWN_ERRORS, RETRY_AFTER_S, unavailable
 
 log = logging.getLogger("paygate.api")
@@ -34,6 +37,7 @@ BODY_LEN_MAX = 8 * 1024 * 1024
 TRANSFER_BODY_LEN_MAX = 64 * 1024  # one transfer is under 3 KB; more is not a transfer
 TIMESTAMP_SKEW_S = 300
 OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
+ACCOUNT_NO_LEN_MAX = 34  # the ledger's bound on a customer account number of another shape
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -354,6 +358,58 @@ async def get_transfer(request: web.Request) -> web.Response:
     return _json(await gw.get_transfer(request.match_info["id"], client))
 
 
+async def get_account_balance(request: web.Request) -> web.Response:
+    """GET /v1/accounts/{account_id}/balance: a customer account of ours as the gateway's
+    ledger sees it now, read only: its ledger balance, the money held for payments under
+    way and what is available, in fen and in yuan (ledger.types.CustomerBalance)."""
+    authenticate(request, b"")
+    gw = request.app[GATEWAY_KEY]
+    account_no = request.match_info["account_id"]
+    _, problems = query_params(request, ())
+    malformed = _account_id_problem(account_no, gw.ledger.settings.strict_numbers)
+    if malformed is not None:
+        problems.insert(0, malformed)
+    if problems:
+        raise ValidationFailed(problems)
+    now, work_date = gw.clock.now(), gw.work_date
+    try:
+        found = await gw.store.run(
+            lambda tx: gw.ledger.customer_balance(tx, account_no, work_date))
+    except PaygateError as exc:
+        if exc.code != "account_not_found":
+            raise
+        raise NotFound(Problem("account_not_found", "/account_id", account_no,
+                               "a customer account of ours")) from None
+    return _json(balance_view(found, now.isoformat(), work_date.isoformat()))
+
+
+def _account_id_problem(account_no: str, strict: bool) -> Problem | None:
+    """A customer account number the ledger could never hold, told as such rather than as
+    an account it does not have: 23 ASCII digits with our check digits (docs/ledger.md),
+    or, for a ledger that takes migrated numbers, 1 to 34 characters."""
+    if strict and not validate_customer_account(account_no):
+        expected = "23 ASCII digits with our Luhn check digits (a customer account of ours)"
+    elif not strict and not 1 <= len(account_no) <= ACCOUNT_NO_LEN_MAX:
+        expected = f"1 to {ACCOUNT_NO_LEN_MAX} characters (a customer account of ours)"
+    else:
+        return None
+    return Problem("account_id_malformed", "/account_id", account_no[:80], expected)
+
+
+def balance_view(found: CustomerBalance, at: str, work_date: str) -> dict[str, Any]:
+    account = found.account
+    amounts = {"ledger_balance": found.ledger_balance_fen, "held": found.held_fen,
+               "available": found.available_fen}
+    view: dict[str, Any] = {
+        "account": account.account_no, "name": account.name, "currency": "CNY",
+        "status": account.status, "frozen_until": account.frozen_until,
+        "as_of": at, "work_date": work_date, "holds": found.holds}
+    for name, fen in amounts.items():
+        view[name] = format_yuan(fen)
+        view[f"{name}_fen"] = fen
+    return view
+
+
 async def link_inbound(request: web.Request) -> web.Response:
     """One envelope, or several framed (gateway.messages.framing): each is taken on its
     own, those of one POST in the same store transaction (they reach the store in the
@@ -390,6 +446,7 @@ def make_app(gw: Any) -> web.Application:
     app.router.add_post("/v1/transfers", post_transfer)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/transfers/{id}", get_transfer)
+    app.router.add_get("/v1/accounts/{account_id}/balance", get_account_balance)
     app.router.add_post("/link/inbound", link_inbound)
     for ext in gw.extensions:
         if hasattr(ext, "add_routes"):

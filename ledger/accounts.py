@@ -15,11 +15,11 @@ from ledger import numbers
 from ledger.chart import CUSTOMER_SUBJECTS, SUBJECTS, SUBJECTS_BY_CODE
 from ledger.db import Transaction
 from ledger.errors import LedgerError
-from ledger.holds import open_hold_count
+from ledger.holds import open_hold_count, open_holds
 from ledger.postings import work_date_text
 from ledger.schema import SCHEMA_VERSION, statements
 from ledger.settings import Context
-from ledger.types import Account
+from ledger.types import Account, CustomerBalance
 
 FREEZE_MONTHS = 6
 
@@ -110,6 +110,15 @@ def get_account(tx: Transaction, account_no: str, as_of: date | str | None = Non
     if status == "frozen" and as_of is not None and frozen_until < work_date_text(as_of):
         status, frozen_until = "open", None
     return Account(row[0], row[1], row[2], row[3], status, frozen_until, int(row[6]), row[7])
+
+
+def customer_balance(tx: Transaction, account_no: str, as_of: date | str) -> CustomerBalance:
+    """A customer account's balance, the money it holds for payments under way and what
+    is available, on `as_of` (a freeze lapsed by then no longer counts); an account that
+    is no customer's is refused as not found."""
+    account = _customer_account(tx, account_no, as_of)
+    holds, held_fen = open_holds(tx, account_no)
+    return CustomerBalance(account, held_fen, holds)
 
 
 def freeze(tx: Transaction, account_no: str, work_date: date | str,

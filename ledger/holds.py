@@ -29,7 +29,8 @@ _HOLDS = (
 )
 _HOLD = _HOLDS + " WHERE e.entry_id = ?"
 _OPEN_HOLDS = (
-    "SELECT COUNT(*) FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
+    "SELECT COUNT(*), SUM(l.amount_fen)"
+    " FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
     " WHERE l.account_no = ? AND l.line_no = 1 AND e.op = 'hold'"
     " AND NOT EXISTS (SELECT 1 FROM ledger_hold_end h WHERE h.hold_id = e.entry_id)"
     " AND NOT EXISTS (SELECT 1 FROM ledger_entry r WHERE r.reverses = e.entry_id)"
@@ -130,5 +131,11 @@ def reopen_hold(tx: Transaction, hold_id: int) -> None:
 
 
 def open_hold_count(tx: Transaction, account_no: str) -> int:
+    return open_holds(tx, account_no)[0]
+
+
+def open_holds(tx: Transaction, account_no: str) -> tuple[int, int]:
+    """How many holds on the account are still held (neither ended nor reversed), and the
+    fen they hold; read from the account's lines, one query."""
     row = tx.query_one(_OPEN_HOLDS, (account_no,))
-    return int(row[0]) if row else 0
+    return (int(row[0]), int(row[1] or 0)) if row else (0, 0)

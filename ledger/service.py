@@ -20,7 +20,8 @@ from ledger import accounts, dayend, incoming, payments, reports, reversal, vouc
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.settings import Context, LedgerSettings
-from ledger.types import Account, CreditResult, Statement, SuspenseItem, TrialBalance
+from ledger.types import (Account, CreditResult, CustomerBalance, Statement, SuspenseItem,
+                          TrialBalance)
 from ledger.vouchers import Voucher
 
 WorkDate = date | str
@@ -58,6 +59,10 @@ class Ledger:
 
     def account(self, tx: Transaction, account_no: str, as_of: WorkDate | None = None) -> Account:
         return accounts.get_account(tx, account_no, as_of)
+
+    def customer_balance(self, tx: Transaction, account_no: str,
+                         as_of: WorkDate) -> CustomerBalance:
+        return accounts.customer_balance(tx, account_no, as_of)
 
     def freeze(self, tx: Transaction, account_no: str, work_date: WorkDate,
                until: WorkDate | None = None) -> str:

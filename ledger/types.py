@@ -7,6 +7,28 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class CustomerBalance:
+    """A customer account's money as the books see it now.
+
+    A hold moves the payer's money to holds in transit (4001) until its payment settles
+    or is released, so the account's own balance is what remains free: `ledger_balance_fen`
+    adds back the money held for payments under way. Nothing is available from an account
+    that is frozen or closed (every line that would lower it is refused)."""
+
+    account: Account
+    held_fen: int
+    holds: int  # payments under way holding money on the account
+
+    @property
+    def ledger_balance_fen(self) -> int:
+        return self.account.balance_fen + self.held_fen
+
+    @property
+    def available_fen(self) -> int:
+        return self.account.balance_fen if self.account.status == "open" else 0
+
+
+@dataclass(frozen=True)
 class CreditResult:
     """Where an incoming credit went: the payee's account, or suspense (待销账).
 

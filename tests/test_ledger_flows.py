@@ -248,3 +248,42 @@ def test_fee_follows_the_tariff_to_fee_income(books):
 
     assert fee_fen == 500
     assert income_fen == 500
+
+
+def test_a_customer_balance_counts_only_the_holds_still_held(books):
+    """Ledger balance = available + held; a hold released, netted, settled or reversed
+    no longer counts, and a settlement reversed counts its hold again."""
+    db, led, payer, _ = books
+    seen = []
+
+    def look(tx):
+        b = led.customer_balance(tx, payer, WORK_DATE)
+        seen.append((b.ledger_balance_fen, b.held_fen, b.available_fen, b.holds))
+
+    with db.transaction() as tx:
+        look(tx)
+        held = [led.hold(tx, f"h{n}", payer, fen, WORK_DATE, f"p{n}")
+                for n, fen in enumerate((10_000, 2_000, 300, 40))]
+        look(tx)
+        led.release(tx, "r0", held[0], WORK_DATE)
+        led.net(tx, "n1", held[1], WORK_DATE)
+        settled = led.settle(tx, "s2", held[2], WORK_DATE)
+        led.reverse(tx, "v3", held[3], WORK_DATE, "teller01")
+        look(tx)
+        led.reverse(tx, "v2", settled, WORK_DATE, "teller01")
+        look(tx)
+
+    assert seen == [(100_000, 0, 100_000, 0), (100_000, 12_340, 87_660, 4),
+                    (97_700, 0, 97_700, 0), (98_000, 300, 97_700, 1)]
+
+
+def test_a_customer_balance_is_of_a_customer_account_only(books):
+    db, led, _, _ = books
+    with db.transaction() as tx:
+        with pytest.raises(LedgerError) as internal:
+            led.customer_balance(tx, led.clearing_account, WORK_DATE)
+        with pytest.raises(LedgerError) as unknown:
+            led.customer_balance(tx, customer_account(99), WORK_DATE)
+
+    assert (internal.value.code, unknown.value.code) == ("account_not_found",
+                                                         "account_not_found")
