@@ -33,18 +33,27 @@ FIELDS = {
 }
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
-# characters (C0, C1, DEL), no noncharacters, no surrogates, no bidirectional overrides
-# (which make a name read differently on screen than it is stored).
-_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
-                          "\u202a-\u202e\u2066-\u2069]")
+# characters (C0, C1, DEL), no noncharacters, no surrogates, and no format characters
+# (Unicode category Cf: zero-width spaces and joiners, soft hyphens, bidirectional
+# overrides and marks, ...), which are invisible or make a name read differently on
+# screen than it is stored: "Blocked\u200bDemo" would pass a list that blocks
+# "Blocked Demo". The Cf set is Unicode 15.1's (tests/test_text_checks.py holds it to
+# the running Python's unicodedata).
+_FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f")
+_UNSAFE_CHARACTERS = "\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
+_UNSAFE_TEXT = re.compile(f"[{_UNSAFE_CHARACTERS}]")
 
 
 def text_problem(p: ProblemList, path: str, value: Any) -> bool:
     """Add a problem when `value` is text that cannot safely travel; True if it was."""
     if isinstance(value, str) and _UNSAFE_TEXT.search(value):
         p.add("text_has_control_or_invisible_characters", path, value,
-              "printable text without control, noncharacter or direction-override "
-              "characters")
+              "printable text without control, noncharacter or invisible format "
+              "characters (zero-width, direction overrides)")
         return True
     return False
 _BANK = re.compile(r"[0-9]{12}")
@@ -156,8 +165,7 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
 
 _FIELD_NAMES = frozenset(FIELDS)
 # A name the checks below pass: 1 to NAME_LEN_MAX characters, none of them unsafe.
-_SAFE_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
-                        "\u202a-\u202e\u2066-\u2069]{1,%d}" % NAME_LEN_MAX)
+_SAFE_NAME = re.compile(f"[^{_UNSAFE_CHARACTERS}]{{1,{NAME_LEN_MAX}}}")
 # An amount in its usual form, yuan and two decimals (parse_yuan reads every form).
 _YUAN_AND_FEN = re.compile(r"(?:0|[1-9][0-9]{0,15})\.[0-9]{2}")
 _URGENCIES = frozenset(("normal", "urgent", "extra_urgent"))
