@@ -297,18 +297,21 @@ _REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
 _FEN_IN_TEXT = re.compile(r"(-?\d+) fen\b")
 
 
-def as_request_fields(exc: PaygateError) -> PaygateError:
-    """The same refusal, its paths named as the request's JSON pointers; an amount the
-    ledger names in fen is given in yuan, as the request's `amount` is written."""
-    problems = [_in_request_terms(p)
-                if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
+def as_request_fields(exc: PaygateError, fields: dict[str, str] | None = None
+                      ) -> PaygateError:
+    """The same refusal, its paths named as the request's JSON pointers (`fields`, by
+    default a transfer's); an amount the ledger names in fen is given in yuan, as the
+    request's `amount` is written."""
+    fields = _REQUEST_FIELDS if fields is None else fields
+    problems = [_in_request_terms(p, fields)
+                if not p.path.startswith("/") or p.path.lstrip("/") in fields
                 else p for p in exc.problems]
     return PaygateError(problems, exc.status)
 
 
-def _in_request_terms(p: Any) -> Any:
+def _in_request_terms(p: Any, fields: dict[str, str]) -> Any:
     name = p.path.lstrip("/")
-    p = replace(p, path=_REQUEST_FIELDS.get(name, p.path))
+    p = replace(p, path=fields.get(name, p.path))
     if name == "amount_fen" and isinstance(p.value, int) and not isinstance(p.value, bool):
         p = replace(p, value=format_yuan(p.value), expected=_FEN_IN_TEXT.sub(
             lambda m: f"{format_yuan(int(m.group(1)))} yuan", p.expected))
