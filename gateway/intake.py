@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
-from gateway.errors import PaygateError, ProblemList, ValidationFailed
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.money import format_yuan, parse_yuan
+from ledger.incoming import names_match
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
 # hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
@@ -239,6 +240,38 @@ def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
         return ()
     # Free text goes out as a /H01/ remark line (SPEC.md d.6) unless already tagged.
     return tuple(x if re.match(r"^/[A-Z0-9]{3}/", x) else f"/H01/{x}" for x in lines)
+
+
+def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
+                   holder: str | None, account_bank: str | None) -> list[Problem]:
+    """What a payer's own bank refuses about the payer: a name that is not the account
+    holder's, a bank that is not the account's branch. `holder` is the name the ledger
+    keeps for `payer_account` (None when it is no customer account of ours: the hold
+    refuses that by name), `account_bank` the bank code of the institution whose books
+    hold the ledger's customer accounts (None when that institution has no bank code).
+
+    The name is compared as an incoming credit's payee name is (ledger.incoming
+    .names_match: width, case and spaces folded), so the wire never carries a payer
+    name the bank's books do not. The holder's name is shown: the account is the
+    requesting customer's own."""
+    if holder is None:
+        return []
+    problems = []
+    if isinstance(payer_name, str) and payer_name and not names_match(holder, payer_name):
+        problems.append(Problem(
+            "payer_name_differs_from_account_holder", "/payer_name", payer_name,
+            f"{holder}, the name account {payer_account} is held under",
+            f"account {payer_account} is held by {holder}, not {payer_name}; a payment "
+            "goes out under the holder's name"))
+    if account_bank is not None and isinstance(payer_bank, str) and _BANK.fullmatch(
+            payer_bank) and payer_bank != account_bank:
+        problems.append(Problem(
+            "payer_bank_not_account_branch", "/payer_bank", payer_bank,
+            f"{account_bank}, the bank code of the branch that keeps account "
+            f"{payer_account}",
+            f"account {payer_account} is kept at {account_bank}; a payment from it is "
+            f"sent as that branch's, not {payer_bank}'s"))
+    return problems
 
 
 def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
