@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import jsontext, ready
+from gateway import intake, jsontext, ready, ready_rules
 from gateway.store import lost_race
 from gateway.errors import NotFound, PaygateError, Problem, Unauthorized, ValidationFailed
 from gateway.messages import codec, framing, hvps111
@@ -330,6 +330,17 @@ async def post_message(request: web.Request) -> web.Response:
     }
     if ct.remittance:
         transfer["remittance_info"] = list(ct.remittance)
+    rules = ready_rules.message_problems(
+        gw, ct, decoded.envelope.header if decoded.envelope is not None else None)
+    if rules and not problems:
+        # Rules that depend on the time and the directory: the message taken before under
+        # its MsgId, when they held, gets its first answer (or, another message under
+        # that MsgId, 409 at each differing field), as any ready message sent again.
+        body_hash = intake.body_sha256(transfer)
+        stored = await gw.store.run(lambda tx: ready.stored_answer(tx, client, ct, body_hash))
+        if stored is not None:
+            return _json(stored[1], stored[0])
+    problems.extend(rules)
     # A ready message is its own idempotency key: the same message (its sender, the
     # instructing direct participant, and MsgId) sent again returns the first answer,
     # whatever Idempotency-Key comes with it, and the same MsgId with any other content

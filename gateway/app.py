@@ -125,6 +125,11 @@ class Gateway:
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
                                           events_max=settings.webhook_events_max)
         self.own_banks = frozenset([settings.bank_code, *settings.branch_codes])
+        # The bank code of the institution whose books the ledger keeps: the branch every
+        # customer account of the ledger is kept at, and so a transfer's payer bank.
+        kept_at = self.router.institutions.get(self.ledger.settings.institution)
+        self.account_bank: str | None = kept_at.bank_code if kept_at and kept_at.bank_code \
+            else None
         self.keyring: KeyRing | None = None
         self.redis: aioredis.Redis | None = None
         self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
@@ -584,13 +589,34 @@ class Gateway:
         account alone is checked (a hold of one fen, its funds not judged)."""
         return await self.store.run(lambda tx: self._funds_problems_tx(tx, body, found))
 
+    def payer_problems(self, tx: Any, transfers: list[Any]) -> list[list[Problem]]:
+        """For each transfer (an intake.Transfer or a request body), what its payer's own
+        bank refuses: a payer name that is not the account holder's, a payer bank that is
+        not the account's branch (intake.payer_problems); one read for all of them."""
+        fields = [(t.get("payer_account"), t.get("payer_name"), t.get("payer_bank"))
+                  if isinstance(t, dict) else (t.payer_account, t.payer_name, t.payer_bank)
+                  for t in transfers]
+        accounts = [f[0] for f in fields if isinstance(f[0], str)]
+        holders = self.ledger.holder_names(tx, accounts) if accounts else {}
+        return [intake.payer_problems(
+            account, name, bank, holders.get(account) if isinstance(account, str) else None,
+            self.account_bank) for account, name, bank in fields]
+
     def _funds_problems_tx(self, tx: Any, body: Any, found: list[Problem]) -> list[Problem]:
-        """`funds_problems` inside a transaction (a batch's refused items share one)."""
+        """`funds_problems` inside a transaction (a batch's refused items share one), with
+        what `payer_problems` finds that `found` does not name yet."""
         if not isinstance(body, dict) or any(p.path == "/payer_account" for p in found):
             return []
         account, text = body.get("payer_account"), body.get("amount")
         if not isinstance(account, str):
             return []
+        told = {p.path for p in found}
+        payer = [p for p in self.payer_problems(tx, [body])[0] if p.path not in told]
+        return payer + self._hold_problems_tx(tx, account, text, found)
+
+    def _hold_problems_tx(self, tx: Any, account: str, text: Any, found: list[Problem]
+                          ) -> list[Problem]:
+        """The problems a hold of the amount `text` on `account` would be refused for."""
         amount = parse_yuan(text, "/amount") if isinstance(text, str) else None
         amount_known = isinstance(amount, int) and amount > 0 \
             and not any(p.path == "/amount" for p in found)
@@ -796,11 +822,15 @@ class Gateway:
             ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
             e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
+        payer = self.payer_problems(tx, [transfer])[0]
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
                                        transfer.amount_fen, work_date, payment_id)
         except PaygateError as exc:
-            raise intake.as_request_fields(exc) from None
+            raise PaygateError([*payer, *intake.as_request_fields(exc).problems],
+                               exc.status) from None
+        if payer:
+            raise PaygateError(payer, 422)
         # An HVPS payment sent from this work, with nothing to wait for, is written sent
         # with its message claimed (outbound.claim_new) instead of written accepted and
         # pending, then claimed and moved on.

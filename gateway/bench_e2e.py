@@ -115,8 +115,14 @@ def proc_peak_mib(pid: int, field_name: str = "VmHWM") -> float:
     return 0.0
 
 
+def payer_name(n: int) -> str:
+    """The holder's name of the n-th customer account the load pays from (from 1)."""
+    return f"客户{n}"
+
+
 def transfer_body(i: int) -> dict[str, Any]:
-    return {"payer_account": customer_account(1 + i % PAYERS, "corporate"), "payer_name": "客户",
+    n = 1 + i % PAYERS
+    return {"payer_account": customer_account(n, "corporate"), "payer_name": payer_name(n),
             "payer_bank": BRANCH, "payee_account": f"62{i:014d}", "payee_name": "收款人",
             "payee_bank": PEER_BRANCH, "amount": "100000.00", "urgency": "urgent",
             "remittance_info": "货款"}
@@ -269,7 +275,7 @@ def prepare(root: Path, accounts: int) -> None:
         led.fund_clearing(tx, "bench:opening", 10**15, "2026-12-07")
         for i in range(1, accounts + 1):
             account = customer_account(i, "corporate")
-            led.open_customer_account(tx, account, f"客户{i}", "corporate", "2026-12-07")
+            led.open_customer_account(tx, account, payer_name(i), "corporate", "2026-12-07")
             led.deposit(tx, f"bench:deposit:{i}", account, 10**14, "2026-12-07")
     db.close()
 
@@ -584,7 +590,8 @@ async def beps_load(spec_path: str) -> None:
     # Each payer's transfers written from a text cut once (the same text json.dumps
     # writes): the generator shares the box with what it measures, so its own work per
     # transfer is kept to a format.
-    texts = [beps_bench.credit_text(payer) for payer in payers]
+    texts = [beps_bench.credit_text(payer, payer_name(n))
+             for n, payer in enumerate(payers, 1)]
     # Each answer is thousands of short-lived dicts: with the default thresholds the
     # collector walked the imported modules again and again (a quarter of the
     # generator's CPU); tuned as the gateway's own.

@@ -70,6 +70,11 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             result = exc
         done.append((i, result))
 
+    # The payers' names and banks, against their accounts, before any is held.
+    refused = gw.payer_problems(tx, [p.transfer for _, p, _, _ in waiting])
+    done.extend((i, PaygateError(problems, 422))
+                for (i, *_), problems in zip(waiting, refused) if problems)
+    waiting = [w for w, problems in zip(waiting, refused) if not problems]
     ready_messages.own_end_to_end_ids(
         tx, [row for _, p, row, _ in waiting if not p.end_to_end_id])
     holds = gw.ledger.hold_many(tx, [

@@ -84,7 +84,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         await beps_demo.exchange(harness, customers, rng, say)
 
         big = await submit(gw, customers["whale"], 90_000_000 * YUAN, "extra_urgent",
-                           "demo-whale")
+                           "demo-whale", holder("whale"))
         say(f"a payment of 90,000,000.00 yuan beyond the clearing balance: {big[1]['id']}")
         await wait_state_count(gw, "queued", 1)
 
@@ -129,7 +129,7 @@ async def open_customers(gw: Any, day: date) -> dict[str, str]:
     def work(tx: Any) -> None:
         gw.ledger.fund_clearing(tx, "demo:opening:clearing", OPENING_CLEARING_FEN, day)
         for name, account in customers.items():
-            gw.ledger.open_customer_account(tx, account, f"示例客户{name}", "corporate", day)
+            gw.ledger.open_customer_account(tx, account, holder(name), "corporate", day)
             gw.ledger.deposit(tx, f"demo:opening:{name}", account, balances[name], day)
     await gw.store.run(work)
     return customers
@@ -147,9 +147,14 @@ async def fund(harness: Harness, amount_fen: int, day: date) -> None:
         tx, f"demo:topup:{amount_fen}", amount_fen, day))
 
 
+def holder(name: str) -> str:
+    """The name the demo customer `name`'s account is held under."""
+    return f"示例客户{name}"
+
+
 async def submit(gw: Any, account: str, amount_fen: int, urgency: str,
-                 key: str) -> tuple[int, dict[str, Any]]:
-    body = {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+                 key: str, payer_name: str) -> tuple[int, dict[str, Any]]:
+    body = {"payer_account": account, "payer_name": payer_name, "payer_bank": BRANCH,
             "payee_account": f"62{zlib.crc32(key.encode()):015d}", "payee_name": "对手客户",
             "payee_bank": PEER_BRANCH, "amount": f"{amount_fen // 100}.{amount_fen % 100:02d}",
             "business_type": "A100", "business_kind": "02102", "urgency": urgency,
@@ -168,12 +173,13 @@ async def push_core_traffic(gw: Any, customers: dict[str, str], count: int,
 
     async def one(i: int) -> None:
         if i % 25 == 0:
-            account, amount = customers["poor"], 60_000 * YUAN
+            name, amount = "poor", 60_000 * YUAN
         else:
-            account, amount = customers[rng.choice(names)], rng.randint(60_000, 400_000) * YUAN
+            name, amount = rng.choice(names), rng.randint(60_000, 400_000) * YUAN
         urgency = rng.choice(["urgent", "urgent", "extra_urgent", "normal"])
         async with semaphore:
-            status, answer = await submit(gw, account, amount, urgency, f"demo-{i}")
+            status, answer = await submit(gw, customers[name], amount, urgency, f"demo-{i}",
+                                          holder(name))
         key = "accepted" if status == 201 else f"refused_{answer['errors'][0]}"
         outcomes[key] = outcomes.get(key, 0) + 1
     for path in sorted(resources.files("gateway").joinpath("examples").iterdir(),

@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
-from gateway.errors import PaygateError, ProblemList, ValidationFailed
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.money import format_yuan, parse_yuan
+from ledger.incoming import names_match
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
 # hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
@@ -33,18 +34,27 @@ FIELDS = {
 }
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
-# characters (C0, C1, DEL), no noncharacters, no surrogates, no bidirectional overrides
-# (which make a name read differently on screen than it is stored).
-_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
-                          "\u202a-\u202e\u2066-\u2069]")
+# characters (C0, C1, DEL), no noncharacters, no surrogates, and no format characters
+# (Unicode category Cf: zero-width spaces and joiners, soft hyphens, bidirectional
+# overrides and marks, ...), which are invisible or make a name read differently on
+# screen than it is stored: "Blocked\u200bDemo" would pass a list that blocks
+# "Blocked Demo". The Cf set is Unicode 15.1's (tests/test_text_checks.py holds it to
+# the running Python's unicodedata).
+_FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f")
+_UNSAFE_CHARACTERS = "\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
+_UNSAFE_TEXT = re.compile(f"[{_UNSAFE_CHARACTERS}]")
 
 
 def text_problem(p: ProblemList, path: str, value: Any) -> bool:
     """Add a problem when `value` is text that cannot safely travel; True if it was."""
     if isinstance(value, str) and _UNSAFE_TEXT.search(value):
         p.add("text_has_control_or_invisible_characters", path, value,
-              "printable text without control, noncharacter or direction-override "
-              "characters")
+              "printable text without control, noncharacter or invisible format "
+              "characters (zero-width, direction overrides)")
         return True
     return False
 _BANK = re.compile(r"[0-9]{12}")
@@ -156,8 +166,7 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
 
 _FIELD_NAMES = frozenset(FIELDS)
 # A name the checks below pass: 1 to NAME_LEN_MAX characters, none of them unsafe.
-_SAFE_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
-                        "\u202a-\u202e\u2066-\u2069]{1,%d}" % NAME_LEN_MAX)
+_SAFE_NAME = re.compile(f"[^{_UNSAFE_CHARACTERS}]{{1,{NAME_LEN_MAX}}}")
 # An amount in its usual form, yuan and two decimals (parse_yuan reads every form).
 _YUAN_AND_FEN = re.compile(r"(?:0|[1-9][0-9]{0,15})\.[0-9]{2}")
 _URGENCIES = frozenset(("normal", "urgent", "extra_urgent"))
@@ -233,6 +242,38 @@ def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
     return tuple(x if re.match(r"^/[A-Z0-9]{3}/", x) else f"/H01/{x}" for x in lines)
 
 
+def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
+                   holder: str | None, account_bank: str | None) -> list[Problem]:
+    """What a payer's own bank refuses about the payer: a name that is not the account
+    holder's, a bank that is not the account's branch. `holder` is the name the ledger
+    keeps for `payer_account` (None when it is no customer account of ours: the hold
+    refuses that by name), `account_bank` the bank code of the institution whose books
+    hold the ledger's customer accounts (None when that institution has no bank code).
+
+    The name is compared as an incoming credit's payee name is (ledger.incoming
+    .names_match: width, case and spaces folded), so the wire never carries a payer
+    name the bank's books do not. The holder's name is shown: the account is the
+    requesting customer's own."""
+    if holder is None:
+        return []
+    problems = []
+    if isinstance(payer_name, str) and payer_name and not names_match(holder, payer_name):
+        problems.append(Problem(
+            "payer_name_differs_from_account_holder", "/payer_name", payer_name,
+            f"{holder}, the name account {payer_account} is held under",
+            f"account {payer_account} is held by {holder}, not {payer_name}; a payment "
+            "goes out under the holder's name"))
+    if account_bank is not None and isinstance(payer_bank, str) and _BANK.fullmatch(
+            payer_bank) and payer_bank != account_bank:
+        problems.append(Problem(
+            "payer_bank_not_account_branch", "/payer_bank", payer_bank,
+            f"{account_bank}, the bank code of the branch that keeps account "
+            f"{payer_account}",
+            f"account {payer_account} is kept at {account_bank}; a payment from it is "
+            f"sent as that branch's, not {payer_bank}'s"))
+    return problems
+
+
 def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
     """Payment id, XML MsgId (= TxId) and end-to-end id for a new outgoing payment.
 
@@ -289,18 +330,21 @@ _REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
 _FEN_IN_TEXT = re.compile(r"(-?\d+) fen\b")
 
 
-def as_request_fields(exc: PaygateError) -> PaygateError:
-    """The same refusal, its paths named as the request's JSON pointers; an amount the
-    ledger names in fen is given in yuan, as the request's `amount` is written."""
-    problems = [_in_request_terms(p)
-                if not p.path.startswith("/") or p.path.lstrip("/") in _REQUEST_FIELDS
+def as_request_fields(exc: PaygateError, fields: dict[str, str] | None = None
+                      ) -> PaygateError:
+    """The same refusal, its paths named as the request's JSON pointers (`fields`, by
+    default a transfer's); an amount the ledger names in fen is given in yuan, as the
+    request's `amount` is written."""
+    fields = _REQUEST_FIELDS if fields is None else fields
+    problems = [_in_request_terms(p, fields)
+                if not p.path.startswith("/") or p.path.lstrip("/") in fields
                 else p for p in exc.problems]
     return PaygateError(problems, exc.status)
 
 
-def _in_request_terms(p: Any) -> Any:
+def _in_request_terms(p: Any, fields: dict[str, str]) -> Any:
     name = p.path.lstrip("/")
-    p = replace(p, path=_REQUEST_FIELDS.get(name, p.path))
+    p = replace(p, path=fields.get(name, p.path))
     if name == "amount_fen" and isinstance(p.value, int) and not isinstance(p.value, bool):
         p = replace(p, value=format_yuan(p.value), expected=_FEN_IN_TEXT.sub(
             lambda m: f"{format_yuan(int(m.group(1)))} yuan", p.expected))

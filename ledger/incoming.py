@@ -145,8 +145,8 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
         return [results[c[0]] for c in credits]
     for day in {days[c[4]] for c in fresh}:
         check_work_date_open(tx, day)
-    holders = _holders(ctx, tx, [c[1] for c in fresh])
-    reasons = [_reason(holders.get(c[1]), c[2]) for c in fresh]
+    found = holders(ctx, tx, [c[1] for c in fresh])
+    reasons = [_reason(found.get(c[1]), c[2]) for c in fresh]
     pending = _pending_blocks(tx, [days[c[4]] for c, r in zip(fresh, reasons) if r])
     postings, stored, free, sums, parked = [], {}, [], {}, []
     for (event_id, account_no, payee_name, amount_fen, work_date, ref), reason in zip(
@@ -177,7 +177,7 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     return [results[c[0]] for c in credits]
 
 
-def _holders(ctx: Context, tx: Transaction, account_nos: list[str]) -> dict[str, tuple]:
+def holders(ctx: Context, tx: Transaction, account_nos: list[str]) -> dict[str, tuple]:
     """(name, status) of each of these that is a customer account, read a few hundred
     a query; our internal accounts are none."""
     wanted = [a for a in dict.fromkeys(account_nos) if a not in ctx.accounts.numbers]

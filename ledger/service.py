@@ -159,6 +159,12 @@ class Ledger:
         work date, ref) each, in bulk; the result of each, in order."""
         return incoming.credit_incoming_many(self._ctx, tx, credits, netted=True)
 
+    def holder_names(self, tx: Transaction, account_nos: list[str]) -> dict[str, str]:
+        """The holder's name of each of these that is a customer account (read a few
+        hundred a query); our internal accounts and unknown numbers are left out."""
+        found = incoming.holders(self._ctx, tx, account_nos)
+        return {account_no: row[0] for account_no, row in found.items()}
+
     def clear_suspense(self, tx: Transaction, event_id: str, pending_no: str,
                        account_no: str, work_date: WorkDate) -> int:
         return incoming.clear_suspense(self._ctx, tx, event_id, pending_no, account_no,

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from gateway.errors import ProblemList
 from routing.fields import is_ascii_digits
+from routing.kinds import kind_problem
 
 # Header MesgPriority and ISO SttlmPrty for each urgency (SPEC.md header field 13).
 PRIORITY = {"normal": 3, "urgent": 2, "extra_urgent": 1}
@@ -51,6 +52,10 @@ def request_problems(req: RouteRequest) -> ProblemList:
     if req.business_kind not in (None, "") and not is_ascii_digits(req.business_kind, 5):
         problems.add("business_kind_must_be_5_ascii_digits", "business_kind",
                      req.business_kind, "a CNAPS2 business kind such as 02102, or none")
+    elif req.business_kind not in (None, ""):
+        unknown = kind_problem(req.business_type, req.business_kind)
+        if unknown is not None:
+            problems.add(unknown[0], "business_kind", req.business_kind, unknown[1])
     if req.urgency not in PRIORITY:
         problems.add("urgency_unknown", "urgency", req.urgency, ", ".join(PRIORITY))
     if req.when_closed is not None and req.when_closed not in WHEN_CLOSED:

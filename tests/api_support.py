@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +31,7 @@ class LiveGateway:
     gw: Gateway | None = None
     payer: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # others than the defaults
+    payer_name: str = "示例客户"  # the name the payer's account is held under
 
     def start(self) -> "LiveGateway":
         clock = ManualClock(datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI))
@@ -41,7 +43,7 @@ class LiveGateway:
         self.payer = customer_account(1, "corporate")
 
         def setup(tx: Any) -> None:
-            self.gw.ledger.open_customer_account(tx, self.payer, "示例客户", "corporate",
+            self.gw.ledger.open_customer_account(tx, self.payer, self.payer_name, "corporate",
                                                  "2026-12-07")
             self.gw.ledger.deposit(tx, "test:deposit", self.payer, 10**10, "2026-12-07")
         self.loop.run(self.gw.store.run(setup))
@@ -63,10 +65,12 @@ class LiveGateway:
         self.loop.close()
 
 
-def two_clients(tmp_path_factory: Any, name: str) -> Iterator["LiveGateway"]:
+def two_clients(tmp_path_factory: Any, name: str, payer_name: str = "示例客户"
+                ) -> Iterator["LiveGateway"]:
     """A gateway process with two core-system clients (CLIENT and OTHER), for a module's
-    tests (a module-scoped fixture yields from it)."""
-    g = LiveGateway(tmp_path_factory.mktemp(name),
+    tests (a module-scoped fixture yields from it); its payer's account held under
+    `payer_name`."""
+    g = LiveGateway(tmp_path_factory.mktemp(name), payer_name=payer_name,
                     api_keys={CLIENT: SECRET, OTHER: OTHER_SECRET}).start()
     try:
         yield g
@@ -87,3 +91,17 @@ def post_signed(base: str, path: str, body: bytes, client: str = CLIENT,
     all_headers.update(headers)
     all_headers.setdefault("Content-Type", "application/json")
     return requests.post(base + path, data=body, headers=all_headers, timeout=10)
+
+
+def ready_example(msg_id: str, *swaps: tuple[bytes, bytes]) -> bytes:
+    """The example hvps.111 (payer customer_account(1), 150,000.00 yuan) under MsgId
+    `msg_id`, with an EndToEndId of its own and each (old, new) of `swaps` made."""
+    raw = resources.files("gateway").joinpath(
+        "examples", "hvps.111_urgent-goods-payment.xml").read_bytes()
+    raw = raw.replace(b"<MsgId>2026120790000001</MsgId>", f"<MsgId>{msg_id}</MsgId>".encode())
+    raw = raw.replace(b"<EndToEndId>99910000002720261207900000000001",
+                      f"<EndToEndId>999100000027202612079{msg_id[-11:]}".encode())
+    for old, new in swaps:
+        assert old in raw, old
+        raw = raw.replace(old, new)
+    return raw

@@ -68,8 +68,9 @@ class Core:
     def new(self) -> None:
         key = f"crash-{self.next}"
         self.next += 1
+        payer = self.rng.choice(self.accounts)
         self.pending[key] = {
-            "payer_account": self.rng.choice(self.accounts), "payer_name": "客户",
+            "payer_account": payer, "payer_name": f"客户{self.accounts.index(payer)}",
             "payer_bank": BRANCH, "payee_account": f"62{self.next:014d}",
             "payee_name": "收款人", "payee_bank": PEER_BRANCH,
             "amount": f"{self.rng.randint(60_000, 500_000)}.00", "urgency": "urgent"}

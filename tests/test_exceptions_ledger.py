@@ -12,6 +12,7 @@ import pytest
 
 from gateway import payments
 from gateway.errors import PaygateError
+from gateway.money import format_yuan
 from gateway.exceptions import cancels, ops, outcomes, returns, schema, status
 from gateway.store import SCHEMA
 from ledger import Ledger
@@ -162,6 +163,8 @@ def test_returning_money_the_customer_no_longer_has_is_refused(books):
         count = tx.query_one("SELECT COUNT(*) FROM exc_returns", ())[0]
 
     assert refused.value.code == "payer_funds_insufficient"
+    problem = refused.value.problems[0]
+    assert (problem.path, problem.value) == ("/amount", format_yuan(AMOUNT_FEN))
     assert count == 0
 
 

@@ -22,8 +22,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
 # ccms.990s by the link stream (55 before). Two of each are the look-up that keeps the
 # EndToEndId the gateway numbers clear of those ready messages claimed and the claim of
 # that id (gateway.ready), so that a ready message cannot take it at the same moment.
-STATEMENTS_MAX = 46
-STATEMENTS_BY_LANES_MAX = 51
+# One is the read of the payer account's holder, whose name and branch the payer's must
+# be (gateway.intake.payer_problems).
+STATEMENTS_MAX = 47
+STATEMENTS_BY_LANES_MAX = 52
 
 
 def test_statements_per_hvps_payment_sent_at_once(tmp_path):

@@ -19,7 +19,8 @@ TX = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    g = LiveGateway(tmp_path_factory.mktemp("message-refusals")).start()
+    g = LiveGateway(tmp_path_factory.mktemp("message-refusals"),
+                    payer_name="示例一号贸易有限公司").start()
     assert g.payer == PAYER  # the example message's payer, with 100,000,000.00 yuan
     yield g
     g.stop()

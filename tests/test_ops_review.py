@@ -56,12 +56,20 @@ SCREENED = [
     ("payee_account", "BLOCKED-DEMO-00011", None),
     ("payee_name", "Blocked Demo", None),
     ("payee_name", "收款单位乙", None),
+    # Look-alike letters of other scripts fold to the letter they imitate (TR39 skeleton):
+    # a Cyrillic В, Greek Ο and Cyrillic а and о in the Latin name.
+    ("payee_name", "\u0412locked Demo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "Blocked Dem\u039f Tr\u0430ding C\u043e", "screening_match_payee_name"),
+    ("payee_name", "BLOCKED DEMO TRADING CO", "screening_match_payee_name"),
+    ("payee_name", "Blocked Derno Trading Co", "screening_match_payee_name"),  # rn for m
+    ("payee_name", "Unblocked Memo Trading", None),
 ]
 
 
 @pytest.mark.parametrize("field, value, reason", SCREENED)
 def test_screening_against_the_demo_list(field: str, value: str, reason: str | None) -> None:
-    """Names match after folding width, case, spaces and punctuation; accounts exactly."""
+    """Names match after folding width, case, spaces, punctuation and look-alike letters;
+    accounts exactly."""
     got = review.screen(replace(Transfer(), **{field: value}), Settings())
 
     assert got == reason

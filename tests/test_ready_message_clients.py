@@ -17,7 +17,8 @@ MSG_ID, E2E = b"<MsgId>2026120790000001</MsgId>", b"9991000000272026120790000000
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    yield from two_clients(tmp_path_factory, "ready-clients")
+    # The example message's payer name is the account's holder.
+    yield from two_clients(tmp_path_factory, "ready-clients", "示例一号贸易有限公司")
 
 
 def message(msg_id: str, end_to_end: str) -> bytes:

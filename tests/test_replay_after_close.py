@@ -22,7 +22,7 @@ def live(tmp_path):
 
 def test_a_transfer_sent_again_after_hvps_closed_is_answered_as_taken(live):
     body = json.dumps({
-        "payer_account": live.payer, "payer_name": "A", "payer_bank": "999100000027",
+        "payer_account": live.payer, "payer_name": "示例客户", "payer_bank": "999100000027",
         "payee_account": "6222000000000001", "payee_name": "B", "payee_bank": "888200000023",
         "amount": "80000000.00", "currency": "CNY", "urgency": "urgent",
         "when_closed": "refuse"}).encode()
@@ -36,7 +36,7 @@ def test_a_transfer_sent_again_after_hvps_closed_is_answered_as_taken(live):
 
 
 def test_a_batch_sent_again_after_hvps_closed_answers_its_item_as_taken(live):
-    items = [{"payer_account": live.payer, "payer_name": "A", "payer_bank": "999100000027",
+    items = [{"payer_account": live.payer, "payer_name": "示例客户", "payer_bank": "999100000027",
               "payee_account": "6222000000000001", "payee_name": "B",
               "payee_bank": "888200000023", "amount": "80000000.00", "urgency": "urgent",
               "when_closed": "refuse"}]

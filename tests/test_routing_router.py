@@ -10,6 +10,7 @@ import pytest
 from gateway.errors import PaygateError
 from routing import Directory, Institutions, RouteRequest, Router, load_default
 from routing.defaults import INSTITUTIONS_PATH, PARTICIPANTS_PATH
+from routing.kinds import KINDS_OF_TYPE
 
 DAY = date(2026, 12, 7)
 NEXT_OPENING = datetime.fromisoformat("2026-12-08T08:30:00+08:00")
@@ -24,7 +25,12 @@ def router() -> Router:
 
 def req(payer: str = OURS, payee: str = PEER, amount_fen: int = 10_000,
         business_type: str = "A100", urgency: str = "normal", when_closed: str | None = None,
-        customer: bool = True, business_kind: str | None = "02102") -> RouteRequest:
+        customer: bool = True, business_kind: str | None = "") -> RouteRequest:
+    """A request; its business kind by default 02102 (普通汇兑), or the first kind SPEC.md
+    d.5 allows with a type that does not take 02102."""
+    allowed = KINDS_OF_TYPE.get(business_type, ("02102",))
+    if business_kind == "":
+        business_kind = "02102" if "02102" in allowed else allowed[0]
     return RouteRequest(payer, payee, amount_fen, business_type, business_kind, urgency,
                         when_closed, customer)
 

@@ -66,8 +66,9 @@ class Core:
     def new(self) -> None:
         self.count += 1
         beps = self.count % 2 == 0
+        payer = self.rng.choice(self.accounts)
         self.pending[f"scale-{self.count}"] = {
-            "payer_account": self.rng.choice(self.accounts), "payer_name": "客户",
+            "payer_account": payer, "payer_name": f"客户{self.accounts.index(payer) + 1}",
             "payer_bank": BRANCH, "payee_account": f"62{self.count:014d}",
             "payee_name": "收款人", "payee_bank": PEER_BRANCH,
             "amount": f"{self.rng.randint(100, 20_000)}.00" if beps else

@@ -149,8 +149,8 @@ async def _open_payers(gw: Any) -> list[str]:
     return payers
 
 
-def _credit(account: str, n: int) -> dict[str, Any]:
-    return {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+def _credit(account: str, n: int, name: str = "示例客户") -> dict[str, Any]:
+    return {"payer_account": account, "payer_name": name, "payer_bank": BRANCH,
             "payee_account": f"6228{n:015d}", "payee_name": "对手客户",
             "payee_bank": PEER_BRANCH, "amount": f"{1 + n % 49_999}.00"}
 
@@ -158,11 +158,11 @@ def _credit(account: str, n: int) -> dict[str, Any]:
 _MARKS = ("@payer@", "@payee@", "@amount@")
 
 
-def credit_text(account: str) -> Callable[[int], str]:
-    """`_credit(account, n)` as json.dumps(..., ensure_ascii=False) writes it, by `n`: the
+def credit_text(account: str, name: str = "示例客户") -> Callable[[int], str]:
+    """`_credit(account, n, name)` as json.dumps(..., ensure_ascii=False) writes it, by `n`: the
     text around the values that change is cut from that very dump once, so that a load
     generator writing thousands a second spends no dict and no encoder on each."""
-    fields = _credit(_MARKS[0], 0)
+    fields = _credit(_MARKS[0], 0, name)
     fields["payee_account"], fields["amount"] = _MARKS[1], _MARKS[2]
     text = json.dumps(fields, ensure_ascii=False)
     payer = json.dumps(account, ensure_ascii=False)[1:-1]

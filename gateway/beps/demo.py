@@ -36,8 +36,11 @@ async def exchange(harness: Any, customers: dict[str, str], rng: random.Random,
     gw = harness.gateway
     ext = extension_of(gw)
     names = sorted(n for n in customers if n.startswith("c"))
-    batch = [_credit(customers[rng.choice(names)], rng.randint(100, 49_999) * YUAN, n)
-             for n in range(CREDITS)]
+    batch = []
+    for n in range(CREDITS):
+        name = rng.choice(names)
+        batch.append(_credit(customers[name], f"示例客户{name}",
+                             rng.randint(100, 49_999) * YUAN, n))
     answer = await submit_batch(gw, ext.settings.batch_items_max, "demo", "demo-beps", batch)
     say(f"BEPS: {answer['accepted']} small credits accepted in one batch")
     await _debits(harness, ext, customers)
@@ -53,8 +56,8 @@ async def exchange(harness: Any, customers: dict[str, str], rng: random.Random,
     say(f"BEPS: {await gw.store.run(lambda tx: ext.summary(tx)['beps'])}")
 
 
-def _credit(account: str, amount_fen: int, n: int) -> dict[str, Any]:
-    return {"payer_account": account, "payer_name": "示例客户", "payer_bank": BRANCH,
+def _credit(account: str, payer_name: str, amount_fen: int, n: int) -> dict[str, Any]:
+    return {"payer_account": account, "payer_name": payer_name, "payer_bank": BRANCH,
             "payee_account": f"6228{n:015d}", "payee_name": "对手客户",
             "payee_bank": PEER_BRANCH,
             "amount": f"{amount_fen // 100}.{amount_fen % 100:02d}",

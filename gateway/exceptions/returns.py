@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway import intake, keys, payments
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
@@ -41,6 +41,10 @@ RETURN_KIND = "02108"
 RETURN_PRIORITY = 3  # NORM: a return has no urgency of its own
 REASON_LEN_MAX = 100  # "/H20/" and the reason stay within a Max140Text Ustrd line
 RETURNABLE_STATES = ("suspense", "credited")
+# A return's hold refused by the ledger (the account short of the amount, frozen, closed)
+# is named at the returned payment's own fields, as GET /v1/transfers/{id} shows them:
+# the request itself carries only a reason.
+_PAYMENT_FIELDS = {"amount_fen": "/amount", "account_no": "/payee/account"}
 
 
 def check_reason(reason: Any) -> str:
@@ -95,8 +99,11 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
     if via == "account":
-        hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", original["payee_account"],
-                                     original["amount_fen"], work_date, rid))
+        try:
+            hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", original["payee_account"],
+                                         original["amount_fen"], work_date, rid))
+        except PaygateError as exc:
+            raise intake.as_request_fields(exc, _PAYMENT_FIELDS) from None
     row = _return_row(gw, original, rid, msg_id, e2e, our_branch, reason, hold_id, now)
     row["client"] = client
     payments.insert(tx, row)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import icu
+
 from gateway.errors import PaygateError, Problem
 
 REVIEW_ABOVE_THRESHOLD = "review_amount_above_threshold"
@@ -66,9 +68,21 @@ def is_review_hold(reason: str | None) -> bool:
     return bool(reason) and reason.startswith(REASON_PREFIXES)
 
 
+# ICU's implementation of the confusable skeleton of Unicode TR39 (section 4): letters
+# of other scripts that look like Latin ones (Cyrillic В, Greek Ο) and look-alike
+# sequences (rn for m) map to one prototype, so a name spelt with them is screened as
+# the name it imitates. ICU keeps the confusables data current with Unicode.
+_SPOOF = icu.SpoofChecker()
+
+
 def normalise(name: str) -> str:
-    """Fold width, case, spaces and punctuation away: 'ＡＢＣ Co.' and 'abcco' agree."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    """The form names are compared in: width (NFKC), look-alike letters (skeleton), case,
+    spaces and punctuation folded away, so 'ＡＢＣ Co.', 'АВС со' (Cyrillic) and 'abcco'
+    agree. The skeleton is taken of the name in capitals (a capital Cyrillic В looks
+    like B, its small в like no Latin letter; I and l look alike only as I) and again
+    after case folding (the small letters' own look-alikes: rn for m)."""
+    wide = unicodedata.normalize("NFKC", name).upper()
+    folded = _SPOOF.getSkeleton(0, _SPOOF.getSkeleton(0, wide).casefold())
     return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
 
 

@@ -12,7 +12,7 @@ sending bank; the counterparty is that bank's direct participant in the director
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from gateway import payments
 from gateway.errors import Conflict, NotFound, Problem, ValidationFailed
 from gateway.messages import ccms314
 from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.money import format_yuan
 from gateway.queries import answers, deadlines, records, wire
 from gateway.queries.requests import FreeFormatRequest, QueryRequest
 
@@ -114,15 +115,18 @@ def _check_client(desk: Any, payment: dict[str, Any] | None, client: str) -> Non
 
 def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
     if req.payment_id is not None:
-        payment = payments.get(tx, req.payment_id)
+        try:
+            payment = payments.get(tx, req.payment_id)
+        except NotFound as exc:  # named at the request's own field
+            raise NotFound([replace(p, path="/payment_id") for p in exc.problems]) from None
     else:
         payment = answers.find_payment(tx, req.subject)
     if payment is not None:
         resolved = _from_payment(desk, payment)
         if req.amount_fen is not None and req.amount_fen != resolved.amount_fen:
             raise ValidationFailed(Problem(
-                "amount_differs_from_payment", "/amount", req.amount_fen,
-                f"the payment's amount, {resolved.amount_fen} fen"))
+                "amount_differs_from_payment", "/amount", req.amount_text,
+                f"the payment's amount, {format_yuan(resolved.amount_fen)}"))
         return resolved
     return _from_subject(desk, req)
 

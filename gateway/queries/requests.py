@@ -46,6 +46,7 @@ class QueryRequest:
     query_type: str
     doubt_at: datetime | None
     operator: str | None
+    amount_text: str | None = None  # `amount` as the client wrote it, for refusals
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def parse_query(body: Any, now: datetime) -> QueryRequest:
     operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
     p.raise_if_any(ValidationFailed)
     return QueryRequest(payment_id, subject, amount, content or "", query_type, doubt_at,
-                        operator)
+                        operator, body.get("amount") if amount is not None else None)
 
 
 def _subject(value: Any, p: ProblemList) -> Subject | None:

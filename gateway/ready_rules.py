@@ -1,0 +1,118 @@
+"""What a ready hvps.111 from the core system (POST /v1/messages) must say besides its
+payment: an envelope header that agrees with us, agents that agree with the participant
+directory, a creation time near now. The gateway never rewrites what a message says: a
+field that disagrees is refused by name, both values shown.
+
+- Envelope header (`{H:`), when the message carries one: it is the core system's
+  statement of where the message goes, and must say what the gateway's own header will
+  say: version 02, sent by our direct participant, to the final receiving participant
+  (SPEC.md a.1, OrigReceiver: the payee bank's direct participant, as for InstdAgt
+  below), upward (U); its type must agree with the body (codec:
+  `header_type_disagrees_with_body`). The gateway sends the body under a header of its
+  own (a MesgID of its numbering, the system of the channel routing chose), so the
+  header's MesgID, send time and system codes are not compared.
+- Agents (SPEC.md c, hvps.111): InstgAgt/BrnchId is the payer's bank (DbtrAgt) and
+  InstdAgt/BrnchId the payee's bank (CdtrAgt); InstdAgt's member id is the payee bank's
+  direct participant as the directory gives it on the work date (the participant the
+  router sends to). InstgAgt is our direct participant (api: `instructing_agent_not_ours`).
+- CreDtTm: at most CREATED_BEFORE_NOW_MAX_S before the clock's now and at most
+  CREATED_AFTER_NOW_MAX_S after it (a time without an offset is Beijing time). A
+  message created days ago or years ahead is a stale or mistyped one, not a payment to
+  send now.
+- EndToEndId is the core system's own reference: neither SPEC.md nor DOMAIN.md says how
+  it is formed, so only its form (the schema) and its uniqueness (gateway.ready) are
+  checked, not a bank-code prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from gateway.clock import parse_business_datetime
+from gateway.errors import Problem
+from gateway.messages import hvps111
+from gateway.messages.envelope import Header
+from gateway.ready import PATHS
+
+HEADER_VERSION = "02"  # the only envelope version the gateway speaks (SPEC.md a.1)
+# A day back covers a message written at the end of one business day and sent the next
+# morning; an hour ahead covers a core system whose clock runs ahead of ours.
+CREATED_BEFORE_NOW_MAX_S = 24 * 3600
+CREATED_AFTER_NOW_MAX_S = 3600
+
+
+def header_problems(header: Header | None, bank_code: str, receiver: str | None
+                    ) -> list[Problem]:
+    """The envelope header's disagreements with the header we would send; `receiver` is
+    the payee bank's direct participant (None when the directory does not know the
+    payee bank: routing refuses that)."""
+    if header is None:
+        return []
+    wanted = [("version", HEADER_VERSION, "header_version_unsupported",
+               "envelope version 02"),
+              ("orig_sender", bank_code, "header_orig_sender_not_ours",
+               f"our direct participant, {bank_code}"),
+              ("direction", "U", "header_direction_not_ours", "U (to the NPC)")]
+    if receiver is not None:
+        wanted.insert(2, ("orig_receiver", receiver, "header_orig_receiver_not_payee_direct",
+                          f"{receiver}, the payee bank's direct participant"))
+    return [Problem(code, f"{{H:/{name}", getattr(header, name), expected)
+            for name, value, code, expected in wanted if getattr(header, name) != value]
+
+
+def payee_direct(ct: hvps111.CreditTransfer, directory: Any, on_date: date) -> str | None:
+    """The payee bank's direct participant on `on_date`, as the router finds it; None
+    when the directory has no row for the payee bank."""
+    payee = directory.find(ct.creditor_agent, on_date)
+    return payee.direct_participant if payee is not None else None
+
+
+def agent_problems(ct: hvps111.CreditTransfer, direct: str | None, on_date: date
+                   ) -> list[Problem]:
+    """InstgAgt/InstdAgt against DbtrAgt/CdtrAgt and the payee bank's direct
+    participant `direct`."""
+    problems = []
+    if ct.instg_branch != ct.debtor_agent:
+        problems.append(Problem(
+            "instructing_branch_differs_from_debtor_agent", PATHS["instg_branch"],
+            ct.instg_branch, f"{ct.debtor_agent}, the payer's bank (DbtrAgt)"))
+    if ct.instd_branch != ct.creditor_agent:
+        problems.append(Problem(
+            "instructed_branch_differs_from_creditor_agent", PATHS["instd_branch"],
+            ct.instd_branch, f"{ct.creditor_agent}, the payee's bank (CdtrAgt)"))
+    if direct is not None and ct.instd_direct != direct:
+        problems.append(Problem(
+            "instructed_agent_not_payee_direct_participant", PATHS["instd_direct"],
+            ct.instd_direct,
+            f"{direct}, the direct participant of payee bank {ct.creditor_agent}",
+            f"InstdAgt {ct.instd_direct} is not the direct participant of payee bank "
+            f"{ct.creditor_agent}, which is {direct} on {on_date.isoformat()}; the "
+            f"payment would go to {direct}, not to the bank the message names"))
+    return problems
+
+
+def created_problems(ct: hvps111.CreditTransfer, now: datetime) -> list[Problem]:
+    """CreDtTm within the window around `now` (the gateway's clock)."""
+    try:
+        created = parse_business_datetime(ct.created_at)
+    except ValueError:  # the schema lets through ISO forms Python does not read
+        return [Problem("creation_time_malformed", PATHS["created_at"], ct.created_at,
+                        "an ISO date and time such as 2026-12-07T09:15:00")]
+    ahead_s = (created - now).total_seconds()
+    if -CREATED_BEFORE_NOW_MAX_S <= ahead_s <= CREATED_AFTER_NOW_MAX_S:
+        return []
+    return [Problem(
+        "creation_time_too_far_from_now", PATHS["created_at"], ct.created_at,
+        f"a time from {CREATED_BEFORE_NOW_MAX_S // 3600} h before to "
+        f"{CREATED_AFTER_NOW_MAX_S // 3600} h after now, "
+        f"{now.isoformat(timespec='seconds')}")]
+
+
+def message_problems(gw: Any, ct: hvps111.CreditTransfer, header: Header | None
+                     ) -> list[Problem]:
+    """Every rule of this module the message breaks."""
+    direct = payee_direct(ct, gw.router.directory, gw.work_date)
+    return [*header_problems(header, gw.settings.bank_code, direct),
+            *created_problems(ct, gw.clock.now()),
+            *agent_problems(ct, direct, gw.work_date)]
