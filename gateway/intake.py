@@ -97,9 +97,19 @@ def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
         if name not in fields:
             p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(fields))
     for name, required in fields.items():
-        if required and body.get(name) in ("", None):
-            p.add("field_required", f"/{name}", body.get(name), "a value")
+        if required and blank(body.get(name)):
+            p.add("field_required", f"/{name}", body.get(name),
+                  "a value other than spaces")
     return p
+
+
+def blank(value: Any) -> bool:
+    """True for a missing value and for text that is empty once every Unicode space is
+    taken off its ends (U+3000 ideographic, U+00A0 no-break and the rest): a CNAPS2
+    element holding only spaces is refused by the NPC as missing (SPEC.md c, the
+    package's party fields), and it would take the other payments of its package with
+    it."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
@@ -118,21 +128,20 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         text_problem(p, f"/{name}", value)
     for name in ("payer_account", "payee_account"):
         value = body.get(name)
-        if value not in (None, "") and (not isinstance(value, str)
-                                         or not _ACCOUNT.fullmatch(value)):
+        if not blank(value) and (not isinstance(value, str) or not _ACCOUNT.fullmatch(value)):
             p.add("account_malformed", f"/{name}", value,
                   f"1 to {ACCOUNT_LEN_MAX} ASCII letters, digits or hyphens")
     for name in ("payer_bank", "payee_bank"):
         value = body.get(name)
-        if value not in (None, "") and (not isinstance(value, str) or not _BANK.fullmatch(value)):
+        if not blank(value) and (not isinstance(value, str) or not _BANK.fullmatch(value)):
             p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
     payer_bank = body.get("payer_bank")
     if isinstance(payer_bank, str) and _BANK.fullmatch(payer_bank) and payer_bank not in own_banks:
         p.add("payer_bank_not_ours", "/payer_bank", payer_bank,
               "one of our bank codes: " + ", ".join(sorted(own_banks)))
-    # An empty or null amount is field_required alone (check_shape), not also malformed.
-    amount = parse_yuan(body["amount"], "/amount") \
-        if body.get("amount") not in ("", None) else 0
+    # An empty, blank or null amount is field_required alone (check_shape), not also
+    # malformed.
+    amount = parse_yuan(body["amount"], "/amount") if not blank(body.get("amount")) else 0
     if not isinstance(amount, int):
         p.items.append(amount)
         amount = 0
@@ -192,6 +201,7 @@ def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:
             or not _BANK.fullmatch(payee_bank)
             or not _ACCOUNT.fullmatch(payer_account) or not _ACCOUNT.fullmatch(payee_account)
             or not _SAFE_NAME.fullmatch(payer_name) or not _SAFE_NAME.fullmatch(payee_name)
+            or not payer_name.strip() or not payee_name.strip()
             or (payer_account == payee_account and payer_bank == payee_bank)):
         return None
     text = get("amount")

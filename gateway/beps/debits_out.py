@@ -62,13 +62,14 @@ def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
     """A collection request's own fields, with every problem reported at once."""
     p = intake.check_shape(body, FIELDS)
     _texts(body, p)
-    amount = parse_yuan(body.get("amount"), "/amount") if "amount" in body else 0
+    amount = parse_yuan(body.get("amount"), "/amount") \
+        if not intake.blank(body.get("amount")) else 0
     if not isinstance(amount, int):
         p.items.append(amount)
     kind = body.get("business_kind", DEFAULT_DEBIT_KIND)
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         p.add("business_kind_malformed", "/business_kind", kind, "five digits, e.g. 01400")
-    if body.get("creditor_bank") not in own_banks:
+    if not intake.blank(body.get("creditor_bank")) and body.get("creditor_bank") not in own_banks:
         p.add("creditor_bank_not_ours", "/creditor_bank", body.get("creditor_bank"),
               "one of our bank codes: " + ", ".join(sorted(own_banks)))
     remark = body.get("remittance_info")
@@ -91,15 +92,16 @@ def _texts(body: dict[str, Any], p: ProblemList) -> None:
                   f"text of at most {build.NAME_LEN_MAX} characters")
     for name in ("creditor_account", "debtor_account"):
         value = body.get(name)
-        if value not in (None, "") and (not isinstance(value, str)
-                                         or not _ACCOUNT.fullmatch(value)):
+        if not intake.blank(value) and (not isinstance(value, str)
+                                        or not _ACCOUNT.fullmatch(value)):
             p.add("account_malformed", f"/{name}", value, "1 to 32 ASCII letters, digits or -")
     for name in ("creditor_bank", "debtor_bank"):
         value = body.get(name)
-        if value not in (None, "") and (not isinstance(value, str) or not _BANK.fullmatch(value)):
+        if not intake.blank(value) and (not isinstance(value, str)
+                                        or not _BANK.fullmatch(value)):
             p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
     agreement = body.get("agreement")
-    if agreement not in (None, "") and (not isinstance(agreement, str)
+    if not intake.blank(agreement) and (not isinstance(agreement, str)
                                         or len(agreement) > AGREEMENT_LEN_MAX):
         p.add("agreement_malformed", "/agreement", agreement,
               f"text of at most {AGREEMENT_LEN_MAX} characters")

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Sequence
 
 from gateway import outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
-from gateway.messages import codec
+from gateway.errors import Problem
+from gateway.messages import codec, package
+from gateway.messages.common import iso_datetime
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage
 from gateway.store import Contended
 from gateway.waiting import wait_set
@@ -40,6 +41,8 @@ OUT_KINDS = (items.CREDIT_OUT, items.DEBIT_OUT)
 PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
 VOID = "-"                     # package_id of an item that will never be packed
 IDS_PER_STATEMENT = 500        # items assigned to a package by one UPDATE
+# The reason of a payment kept out of its package for a rule the NPC checks per item.
+REFUSED_REASON = "refused before packing, the NPC would refuse its package"
 
 
 def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
@@ -71,12 +74,18 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     package_id = f"{sender}{msg_id}"
     candidates = tx.query(_WAITING, (receiver, msg_type, take))
+    refused = refusals(msg_type, [row for row in candidates if row[1] == "accepted"], now)
     # A payment that left `accepted` before packing (cancelled by an operator) is never
-    # packed; its item is marked so that it is not looked at again.
-    assigned = _assign(tx, package_id, [row[0] for row in candidates if row[1] == "accepted"])
-    assigned += _assign(tx, VOID, [row[0] for row in candidates if row[1] != "accepted"])
+    # packed, nor one the NPC would refuse; the item is marked so that it is not looked
+    # at again.
+    packable = [row for row in candidates if row[1] == "accepted" and row[0] not in refused]
+    assigned = _assign(tx, package_id, [row[0] for row in packable])
+    assigned += _assign(tx, VOID, [row[0] for row in candidates
+                                   if row[1] != "accepted" or row[0] in refused])
+    if refused:
+        refuse_alone(tx, gw, refused, now)
     if assigned == len(candidates):
-        rows = [row for row in candidates if row[1] == "accepted"]
+        rows = packable
     else:
         # Another gateway process marked some meanwhile (a cancel, waited for above): the
         # package holds what this UPDATE assigned, read again as it now is.
@@ -116,6 +125,46 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
              total_fen, header.mesg_id)
     return outbox_id
+
+
+def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime
+             ) -> dict[str, list[Problem]]:
+    """The problems of each waiting item (rows of `_WAITING`) that breaks a rule the NPC
+    checks on every transaction of a package (package.check_item, the same code its
+    reading runs), by payment id. The NPC refuses a whole package for one such
+    transaction, which would take the other payers' good payments down with it; intake
+    refuses these already, so this only catches what reached the table another way (a
+    rule changed, a row written before it)."""
+    layout = build.FAMILIES[msg_type].LAYOUT
+    on_date = date.fromisoformat(iso_datetime(now)[:10])  # the package's date, as the NPC reads it
+    transfers = build.transfers_of(row[2:] for row in rows)
+    found = {}
+    for row, transfer in zip(rows, transfers):
+        problems = package.check_item(layout, transfer, on_date)
+        if problems:
+            found[row[0]] = problems
+    return found
+
+
+def refuse_alone(tx: Any, gw: "Gateway", refused: dict[str, list[Problem]],
+                 now: datetime) -> None:
+    """Reject these waiting payments on their own, before packing: each payer's hold
+    released, the core system told the rule broken (the webhook and the payment's
+    reason), an alert for the operators."""
+    for payment_id, problems in refused.items():
+        payment = payments.get(tx, payment_id)
+        codes = ",".join(sorted({p.code for p in problems}))
+        where = " ".join(f"{p.path}={p.value!r}" for p in problems)
+        if payment["hold_id"]:
+            gw.ledger.release(tx, f"{payment_id}:refused_before_packing:release",
+                              int(payment["hold_id"]), gw.work_date.isoformat())
+        payments.transition(tx, payment, "rejected", "beps_refused_before_packing", now,
+                            gw.notifier, reason=f"{REFUSED_REASON}: {codes}", rule=codes,
+                            detail=where)
+        gw.alert(tx, "beps_item_refused_before_packing", payment=payment_id, rule=codes,
+                 detail=where)
+        log.warning("event=beps_item_refused_before_packing payment=%s rule=%s detail=%s",
+                    payment_id, codes, where)
 
 
 def _assign(tx: Any, package_id: str, payment_ids: list[str]) -> int:

@@ -452,6 +452,16 @@ def check(layout: Layout, pkg: Package, limits: BepsLimits | None = None) -> lis
     return p
 
 
+def check_item(layout: Layout, t: Transfer, on_date: date,
+               limits: BepsLimits | None = None) -> list[Problem]:
+    """The rules `check` applies to each transaction of a package, for one on its own
+    (paths without an index): what the NPC would refuse the whole package for."""
+    p: list[Problem] = []
+    check_transfer(layout, None, t, p)
+    _check_limit(layout, None, t, _Caps(limits or _DEFAULT_LIMITS, on_date), p)
+    return p
+
+
 def _check_header(layout: Layout, pkg: Package, p: list[Problem]) -> None:
     h = pkg.header
     if h.system != "BEPS":
@@ -534,7 +544,7 @@ class _Caps:
         return self.cap_fen[business_type]
 
 
-def _check_limit(layout: Layout, index: int, t: Transfer, caps: _Caps,
+def _check_limit(layout: Layout, index: int | None, t: Transfer, caps: _Caps,
                  p: list[Problem]) -> None:
     if caps.on_date is None or not BUSINESS_TYPE.fullmatch(t.business_type):
         return
