@@ -29,6 +29,7 @@ from gateway.money import format_yuan
 from ledger.numbers import validate_customer_account
 from ledger.types import CustomerBalance
 from gateway.redisstate import REDIS_DOWN_ERRORS, RETRY_AFTER_S, unavailable
+from routing.router import INSTITUTION_TYPES
 
 log = logging.getLogger("paygate.api")
 
@@ -319,6 +320,16 @@ async def post_message(request: web.Request) -> web.Response:
             "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
             ct.instg_direct, f"our direct participant, {gw.settings.bank_code}"))
     problems.extend(decoded.problems)
+    if ct.business_type in INSTITUTION_TYPES:
+        # These travel as institution transfers (hvps.112, pacs.009): an hvps.111 naming
+        # one is not a message the NPC takes, and the gateway does not send another
+        # type than the one the core system wrote.
+        problems.append(Problem(
+            "business_type_not_allowed_for_message",
+            "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/PmtTpInf/CtgyPurp/Prtry",
+            ct.business_type, "a customer credit's business type in an hvps.111; "
+            + ", ".join(INSTITUTION_TYPES) + " are institution transfers (hvps.112), "
+            "which POST /v1/transfers takes"))
     urgency = {"URGT": "extra_urgent", "HIGH": "urgent"}.get(ct.priority, "normal")
     transfer = {
         "payer_account": ct.debtor_account, "payer_name": ct.debtor_name,

@@ -385,7 +385,8 @@ class Gateway:
         for name, streams, handler in specs:
             worker = StreamWorker(self.redis, name, streams, handler,
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
-                                  acks=self.streams)
+                                  acks=self.streams,
+                                  on_dead=self._inbound_dead if name == "inbound" else None)
             self.workers.append(worker)
             if name == "hvps_sender":
                 self._hvps_sender = worker
@@ -1067,6 +1068,28 @@ class Gateway:
             tx, inbox_id, self.clock.now(), table, self.alert))
         for action in result.after_commit:
             action()
+
+    async def _inbound_dead(self, stream: str, entry_id: str, fields: dict[str, str],
+                            reason: str) -> None:
+        """An inbound message whose processing failed every delivery is marked `failed`
+        (its error kept in the row) and raised to operators once, as it goes to the
+        dead-letter stream: the sweeper and start-up recovery put back only `received`
+        rows, so it is not tried again until an operator retries the dead letter."""
+        inbox_id = int(fields["inbox"])
+        now = self.clock.now()
+
+        def work(tx: Any) -> None:
+            row = tx.query_one("SELECT sender, mesg_type, mesg_id FROM inbox WHERE id = ? "
+                               "AND state = 'received'", (inbox_id,))
+            if row is None:  # processed meanwhile, or marked failed by an earlier entry
+                return
+            tx.execute("UPDATE inbox SET state = 'failed', outcome = ? WHERE id = ? AND "
+                       "state = 'received'", (jsontext.dumps({"error": reason[:500]}),
+                                              inbox_id))
+            self.alert(tx, "inbound_processing_failed", inbox=inbox_id, sender=row[0],
+                       mesg_type=row[1], mesg_id=row[2], error=reason[:200],
+                       entry=entry_id, at=now.isoformat())
+        await self.store.run(work)
 
     async def _send_webhook(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
         await self.webhooks.push(int(fields["outbox"]))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import payments, recon
 from gateway.inbound import Processed
-from gateway.messages import ccms900, codec
+from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
 from gateway.windows import CHANGING_OUTCOMES, REFUSED_OUTCOMES
 
@@ -76,11 +76,36 @@ class Handlers:
         return Processed({"acked": conf.msg_id, "rows": updated, "code": conf.code})
 
     def on_discarded(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
-        notice = d.obj
-        self.gw.alert(tx, "message_discarded_by_npc", mesg_id=getattr(notice, "msg_id", ""),
-                      mt=getattr(notice, "mt", ""), code=getattr(notice, "code", ""),
-                      reason=getattr(notice, "reject_info", ""))
-        return Processed({"discarded": getattr(notice, "msg_id", "")})
+        """A ccms.911: the NPC threw a message of ours away unprocessed (a signature or
+        format check failed), so nothing more will come about it. It names the message
+        by its header's MesgID. A payment's message discarded ends the payment:
+        `rejected` with the NPC's code and reason, its hold released (sending the same
+        bytes again would be discarded again). Anything else discarded (a package, a
+        query) is for operators (alert `message_discarded_by_npc`, raised in every
+        case)."""
+        notice: ccms911.Discarded = d.obj
+        reason = f"discarded by the NPC: {notice.code}" + (
+            f" {notice.reject_info}" if notice.reject_info else "")
+        self.gw.alert(tx, "message_discarded_by_npc", mesg_id=notice.msg_id, mt=notice.mt,
+                      npc_code=notice.code, reason=notice.reject_info or "")
+        row = tx.query_one("SELECT id, payment_id FROM outbox WHERE mesg_id = ? AND "
+                           "mesg_type = ? AND kind = 'hvps_credit'",
+                           (notice.msg_id, notice.mt))
+        if row is None or row[1] is None:
+            return Processed({"discarded": notice.msg_id, "mt": notice.mt})
+        tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
+                   (now.isoformat(), row[0]))
+        payment = payments.get(tx, row[1])
+        if payment["state"] in FINAL:
+            log.info("event=late_discard payment=%s state=%s npc_code=%s", payment["id"],
+                     payment["state"], notice.code)
+            return Processed({"payment": payment["id"], "ignored": "discarded"})
+        if payment["hold_id"]:
+            self.gw.ledger.release(tx, f"{payment['id']}:discarded:release",
+                                   int(payment["hold_id"]), self.gw.work_date.isoformat())
+        payments.transition(tx, payment, "rejected", "discarded_by_npc", now,
+                            self.gw.notifier, reason=reason[:200], npc_code=notice.code)
+        return Processed({"payment": payment["id"], "discarded": notice.msg_id})
 
     # HVPS results
 

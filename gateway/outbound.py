@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import keys, payments
-from gateway.messages import codec, hvps111
+from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
 from gateway.store import Contended
@@ -45,6 +45,40 @@ def credit_transfer_of(p: dict[str, Any], created_at: str) -> hvps111.CreditTran
         creditor_name=p["payee_name"], creditor_account=p["payee_account"],
         remittance=tuple(p["remittance"]),
     )
+
+
+def institution_transfer_of(p: dict[str, Any], created_at: str
+                            ) -> hvps112.InstitutionTransfer:
+    """The hvps.112 (pacs.009 FinInstnCdtTrf) of a payment whose business type the
+    router sends as an institution transfer (A103, A104, A106, A107, A200: SPEC.md d.4).
+    Its field list is hvps.111's without the business kind (SPEC.md c, hvps.112): payer
+    and payee are each named by the bank that holds the account (member code), their
+    name and account, as in the shared sample; the business type travels in
+    LclInstrm/Prtry and the kind as a /F25/ line before the remittance lines."""
+    return hvps112.InstitutionTransfer(
+        msg_id=p["msg_id"], created_at=created_at, end_to_end_id=p["end_to_end_id"],
+        tx_id=p["tx_id"], business_type=p["business_type"], amount_fen=p["amount_fen"],
+        priority={1: "URGT", 2: "HIGH", 3: "NORM"}[p["priority"]],
+        instg_direct=p["sender_direct"], instg_branch=p["payer_bank"],
+        instd_direct=p["receiver_direct"], instd_branch=p["payee_bank"],
+        debtor=hvps112.Institution(p["payer_bank"], p["payer_name"]),
+        creditor=hvps112.Institution(p["payee_bank"], p["payee_name"]),
+        debtor_account=p["payer_account"], creditor_account=p["payee_account"],
+        debtor_agent=hvps112.Institution(p["payer_bank"]),
+        creditor_agent=hvps112.Institution(p["payee_bank"]),
+        remittance=(f"/{hvps112.KIND_TAG}/{p['business_kind']}", *p["remittance"]),
+        currency=p["currency"],
+    )
+
+
+def credit_body(p: dict[str, Any], created_at: str) -> bytes:
+    """The XML body of an HVPS payment's message, of the type its route chose: hvps.112
+    for an institution transfer, hvps.111 for the rest. The body must be of the type its
+    header names: the NPC discards a message whose header and body disagree (ccms.911)."""
+    if p["msg_type"] == hvps112.MESSAGE_TYPE:
+        return hvps112.build(institution_transfer_of(p, created_at))
+    assert p["msg_type"] == hvps111.MESSAGE_TYPE, f"an HVPS credit, not {p['msg_type']}"
+    return hvps111.build(credit_transfer_of(p, created_at))
 
 
 def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: datetime,
@@ -217,10 +251,10 @@ _PAYMENT_AGAIN = "SELECT " + ", ".join(payments.COLUMNS) + " FROM payments WHERE
 
 def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,
                      now: datetime) -> tuple[Header, bytes]:
-    """The signed envelope of a payment's hvps.111 under a fresh header."""
+    """The signed envelope of a payment's hvps.111 (or hvps.112) under a fresh header."""
     header = new_header(tx, now, payment["sender_direct"], payment["receiver_direct"],
                         payment["msg_type"], "HVPS", payment["priority"])
-    body = hvps111.build(credit_transfer_of(payment, now.strftime("%Y-%m-%dT%H:%M:%S")))
+    body = credit_body(payment, now.strftime("%Y-%m-%dT%H:%M:%S"))
     return header, codec.encode(header, body, keyring)
 
 

@@ -231,7 +231,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         sender TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,
-        state TEXT NOT NULL,              -- received | processed | refused
+        state TEXT NOT NULL,              -- received | processed | refused | failed
         envelope BLOB NOT NULL, received_at TEXT NOT NULL, outcome TEXT,
         UNIQUE (sender, mesg_type, mesg_id)
     )""",

@@ -29,6 +29,7 @@ from gateway.redisstate import Outage
 log = logging.getLogger("paygate.worker")
 
 Handler = Callable[[str, str, dict[str, str]], Awaitable[None]]
+DeadHook = Callable[[str, str, dict[str, str], str], Awaitable[None]]
 
 
 class RetryLater(Exception):
@@ -114,8 +115,13 @@ class StreamWorker:
     def __init__(self, r: aioredis.Redis, name: str, streams: tuple[str, ...],
                  handler: Handler, *, batch_max: int = 100, retries_max: int = 6,
                  retry_idle_ms: int = 1000, concurrent: bool = True,
-                 acks: Any = None) -> None:
+                 acks: Any = None, on_dead: DeadHook | None = None) -> None:
         self.r = r
+        # Told of an entry before it is dead-lettered (stream, entry id, fields, reason),
+        # so that the database stops naming its work as unfinished: else the sweeper
+        # would put the same work back on the stream, and it would fail and be
+        # dead-lettered again, for ever. Should it fail, the entry stays pending.
+        self.on_dead = on_dead
         # Acknowledgements go through the gateway's Coalescer when given (one pipeline
         # for a burst of them), else straight to Redis.
         self._acks = acks
@@ -267,6 +273,8 @@ class StreamWorker:
         deliveries = info[0]["times_delivered"] if info else 1
         if deliveries < self.retries_max:
             return
+        if self.on_dead is not None:
+            await self.on_dead(stream, entry_id, fields, reason)
         dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
                     deliveries=str(deliveries))
         await self.r.xadd(keys.DEAD, dead)

@@ -235,6 +235,11 @@ def _review_hold(tx: Any, target: str, params: dict[str, Any]
 def retry(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """Put a dead letter's fields back on its stream (read from Redis before the call)."""
     stream, fields = params["stream"], params["fields"]
+    if stream == keys.INBOUND and str(fields.get("inbox", "")).isdigit():
+        # A message dead-lettered was marked failed so that nothing retried it by itself;
+        # the operator's retry makes it a message to process again.
+        tx.execute("UPDATE inbox SET state = 'received' WHERE id = ? AND state = 'failed'",
+                   (int(fields["inbox"]),))
 
     async def put_back() -> None:
         await c.gw.redis.xadd(stream, fields)
