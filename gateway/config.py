@@ -56,9 +56,11 @@ class Settings:
     queue_depth_max: int = 50_000             # above it the API answers 429
     send_retries_max: int = 6
     send_backoff_s: float = 0.2
-    result_timeout_s: float = 120.0
+    result_timeout_s: float = 120.0           # no ccms.900 by then: ask (ccms.316)
+    queued_query_after_s: float = 600.0       # queued at the NPC this long: ask (ccms.316)
+    queued_queries_per_sweep_max: int = 20    # such questions per pass of the sweep
     probe_interval_s: float = 30.0            # ccms.991 link probes
-    key_expiry_alert_days: int = 30           # alert before our signing key expires           # no ccms.900 by then: ask (ccms.316)
+    key_expiry_alert_days: int = 30           # alert before our signing key expires
     worker_batch_max: int = 200
     queries_morning_cutoff_at: str = "12:00"   # "the morning of the next working day"
     queries_warn_before_min: int = 120
@@ -109,6 +111,7 @@ _LEAST = {
     "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
     "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
+    "queued_query_after_s": 0, "queued_queries_per_sweep_max": 1,
     "probe_interval_s": 0, "key_expiry_alert_days": 0, "worker_batch_max": 1,
     "queries_warn_before_min": 0, "queries_check_interval_s": 0,
     "suspense_return_working_days": 0, "exceptions_sweep_interval_s": 0,
@@ -116,8 +119,8 @@ _LEAST = {
     "link_batch_max": 1, "link_batch_bytes_max": 1,
 }
 _POSITIVE = {"beps_package_age_max_s", "beps_seal_check_s", "beps_deadline_check_s",
-             "result_timeout_s", "probe_interval_s", "queries_check_interval_s",
-             "exceptions_sweep_interval_s"}
+             "result_timeout_s", "queued_query_after_s", "probe_interval_s",
+             "queries_check_interval_s", "exceptions_sweep_interval_s"}
 # PAYGATE_ variables that are not settings: the file to read, the ops CLI's own, and the
 # test and benchmark switches. Any other PAYGATE_ name is a misspelt setting.
 _OTHER_VARIABLES = ("PAYGATE_CONFIG", "PAYGATE_OPS_", "PAYGATE_TEST_", "PAYGATE_CRASH_",

@@ -28,6 +28,8 @@ NOW = datetime(2026, 12, 12, 23, 0, tzinfo=SHANGHAI)
 @dataclass
 class StubSettings:
     bank_code: str = BANK
+    queued_query_after_s: float = 600.0   # the exceptions sweep's, as gateway.config has them
+    queued_queries_per_sweep_max: int = 20
 
 
 @dataclass

@@ -154,19 +154,28 @@ def test_cancel_of_a_queued_payment_is_granted_and_the_hold_released(tmp_path):
     run(scenario())
 
 
+async def settled_with_result_lost(h: Any, sequence: int, key: str,
+                                   lost: int) -> tuple[str, dict[str, Any]]:
+    """A payment of 300,000 yuan queued at the NPC for liquidity (PR12), then settled
+    there once both clearing accounts are funded, its result lost (the next `lost`
+    results to us); (the payer's account, the accepted payment)."""
+    payer = await open_account(h, sequence, 1_000_000 * YUAN)
+    _, sent = await h.gateway.submit_transfer("core", key, transfer(payer, "300000.00"))
+    await wait_state(h, sent["id"], "queued")
+    await h.sim("POST", "/sim/faults", {"lose_result": lost})
+    await h.sim("POST", "/sim/fund", {"participant": BANK, "amount_fen": 500_000 * YUAN})
+    await h.gateway.store.run(lambda tx: h.gateway.ledger.fund_clearing(
+        tx, "test:topup", 500_000 * YUAN, "2026-12-07"))
+    await until(lambda: _sim_settled(h, 1), "the NPC settled the payment")
+    return payer, sent
+
+
 def test_cancel_after_settlement_is_refused_and_a_status_query_settles_it(tmp_path):
     """The NPC settled a queued payment but its result was lost: the cancellation is
     refused, the gateway asks (ccms.316) instead of guessing and posts the settlement."""
     async def scenario():
         async with started(tmp_path, clearing_fen=100_000 * YUAN) as h:
-            payer = await open_account(h, 12, 1_000_000 * YUAN)
-            _, sent = await h.gateway.submit_transfer("core", "q2", transfer(payer, "300000.00"))
-            await wait_state(h, sent["id"], "queued")
-            await h.sim("POST", "/sim/faults", {"lose_result": 1})
-            await h.sim("POST", "/sim/fund", {"participant": BANK, "amount_fen": 500_000 * YUAN})
-            await h.gateway.store.run(lambda tx: h.gateway.ledger.fund_clearing(
-                tx, "test:topup", 500_000 * YUAN, "2026-12-07"))
-            await until(lambda: _sim_settled(h, 1), "the NPC settled the payment")
+            payer, sent = await settled_with_result_lost(h, 12, "q2", lost=1)
 
             status, _ = await api(h, "POST", f"/v1/transfers/{sent['id']}/cancel", {})
             await wait_state(h, sent["id"], "settled")
@@ -186,6 +195,31 @@ def test_cancel_after_settlement_is_refused_and_a_status_query_settles_it(tmp_pa
 
 async def _sim_settled(h: Any, count: int) -> bool:
     return (await h.sim("GET", "/sim/stats"))["settled"] >= count
+
+
+def test_a_queued_payment_whose_settlement_was_lost_is_asked_about_and_settles(tmp_path):
+    """Queued at the NPC (PR12), then settled there with its PR04 lost: once queued longer
+    than `queued_query_after_s` the gateway asks (ccms.316, the payment still `queued`),
+    never resends, and posts the settlement; books and the NPC agree again."""
+    async def scenario():
+        async with started(tmp_path, clearing_fen=100_000 * YUAN,
+                           queued_query_after_s=2.0) as h:
+            _, sent = await settled_with_result_lost(h, 14, "q3", lost=2)
+            fast_sweep(h)
+            await wait_state(h, sent["id"], "settled")
+            _, record = await api(h, "GET", f"/v1/transfers/{sent['id']}/exceptions")
+            history = (await h.gateway.get_transfer(sent["id"]))["history"]
+            stats = await h.sim("GET", "/sim/stats")
+            return record, history, stats, await books_agree(h)
+
+    record, history, stats, agreed = run(scenario())
+
+    assert [(r["kind"], r["state"], r["answer"]["status"]) for r in record["requests"]] == \
+        [("status", "answered", "PR04")]
+    assert [e["state"] for e in history if e["event"] == "status_query_sent"] == ["queued"]
+    assert "unknown" not in [e["state"] for e in history]
+    assert stats["settled_twice"] == []
+    assert agreed[0] and agreed[1] == agreed[2]
 
 
 def test_lost_result_is_listed_as_unknown_then_resolved_by_a_status_query(tmp_path):

@@ -13,7 +13,8 @@ Message handlers:
 The sweep runs every `sweep_interval_s` of real time (or at once when nudged) and reads
 the gateway's clock, so a test with a fast clock or a short `result_timeout_s` and a
 short interval sees it act at once. Each pass moves overdue payments to `unknown` and
-asks about them, repeats unanswered queries, and starts the automatic returns that are
+asks about them, repeats unanswered queries, asks about payments queued at the NPC too
+long (a bounded number per pass, status.py), and starts the automatic returns that are
 due.
 """
 

@@ -11,6 +11,17 @@ A query without an answer within the same timeout is asked again, at most
 A payment whose outbox row is still `sending` is not asked about: the link has not
 delivered it yet, and the sender's retries (or an operator's, from the dead letters)
 will; asking then would invite a "never heard of it" while the message is in flight.
+
+A payment `queued` at the NPC (PR12) waits for a later ccms.900 (PR04 once the clearing
+account is funded, PR08 at the NPC's day end); should that be lost, the payment would
+stay queued for ever while the NPC's books moved. So a queued payment without news for
+`settings.queued_query_after_s` (since it was queued or last asked about) is asked
+about too, and again after each further interval; so is every queued payment once the
+NPC's day has ended (HVPS status 40) or our work date has moved past the payment's,
+when no queue can still hold it. It stays `queued` while asked (the NPC did tell us it
+was queued). At most `settings.queued_queries_per_sweep_max` such questions go per
+pass, oldest news first, so that a long queue is asked about over several passes
+rather than all at once.
 """
 
 from __future__ import annotations
@@ -33,6 +44,17 @@ _OVERDUE = (
     "SELECT p.id FROM payments p JOIN outbox o ON o.payment_id = p.id "
     "AND o.kind = 'hvps_credit' WHERE p.direction = 'out' AND p.state = 'sent' "
     "AND o.state IN ('sent', 'acked') AND o.updated_at <= ? ORDER BY o.updated_at LIMIT ?")
+# Queued payments due a question: no news (state change or question) since `cutoff`, or
+# any age once the NPC's day ended or our work date moved past theirs; none while a
+# question about them is open or was asked or answered since `cutoff`.
+_QUEUED_DUE = (
+    "SELECT p.id FROM payments p WHERE p.direction = 'out' AND p.channel = 'hvps' "
+    "AND p.state = 'queued' AND (? OR p.work_date < ? OR p.updated_at <= ?) "
+    "AND NOT EXISTS (SELECT 1 FROM exc_requests r WHERE r.kind = 'status' "
+    "AND r.payment_id = p.id AND (r.state = 'sent' OR r.created_at > ? "
+    "OR r.answered_at > ?)) "
+    "ORDER BY p.updated_at LIMIT ?")
+NPC_DAY_ENDED = "40"  # ccms.801 end-of-day processing: the NPC's queue is emptied
 _UNANSWERED = ("SELECT id, payment_id FROM exc_requests WHERE kind = 'status' "
                "AND state = 'sent' AND created_at <= ? ORDER BY id LIMIT ?")
 
@@ -90,6 +112,23 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, timeout_s: float) -> list[Entry]:
             gw.alert(tx, "status_queries_unanswered", payment=payment_id, asked=asked)
             continue
         entries += ask_tx(gw, tx, payment, "query_unanswered", now, enter_unknown=False)
+    return entries + queued_tx(gw, tx, now)
+
+
+def queued_tx(gw: Any, tx: Any, now: datetime) -> list[Entry]:
+    """Ask about the queued payments that are due (see the module's description)."""
+    settings = gw.settings
+    cutoff = (now - timedelta(seconds=settings.queued_query_after_s)).isoformat()
+    day_ended = getattr(gw, "hvps_status", None) == NPC_DAY_ENDED
+    due = tx.query(_QUEUED_DUE, (day_ended, gw.work_date.isoformat(), cutoff, cutoff,
+                                 cutoff, settings.queued_queries_per_sweep_max))
+    entries: list[Entry] = []
+    for (payment_id,) in due:
+        payment = payments.get(tx, payment_id)
+        why = ("npc_day_ended" if day_ended
+               else "work_date_moved" if payment["work_date"] < gw.work_date.isoformat()
+               else "queued_too_long")
+        entries += ask_tx(gw, tx, payment, why, now, enter_unknown=False)
     return entries
 
 
