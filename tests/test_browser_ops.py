@@ -73,6 +73,11 @@ def test_a_supervisors_approval_reaches_the_operators_page_live(rig: Any,
                                            timeout=STEP_TIMEOUT_MS)
     own_buttons = operator.locator('#t-pending button[data-decide="approve"]').count()
     approve.click()
+    supervisor.wait_for_selector('#action-bar[data-mode="approve"]', timeout=STEP_TIMEOUT_MS)
+    asked = supervisor.text_content("#action-text")
+    still_pending = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state FROM ops_requests WHERE id = 1", ())))[0]
+    supervisor.click("#action-send")
     operator.wait_for_selector(f'#t-payments tr[data-id="{pid}"][data-state="cancelled"]',
                                timeout=LIVE_WITHIN_MS)
     operator.wait_for_selector('#t-requests tr[data-id="1"][data-state="executed"]',
@@ -83,6 +88,9 @@ def test_a_supervisors_approval_reaches_the_operators_page_live(rig: Any,
 
     assert operator.evaluate("window.__noReload") is True
     assert own_buttons == 0
+    assert still_pending == "pending"  # the click on Approve only asked to confirm
+    assert "Approve request #1" in asked and "Cancel" in asked
+    assert pid in asked and "88,888.00" in asked
     assert operator.text_content("h1 [data-i18n=title]") == "运营台"
     assert supervisor.text_content("h1 [data-i18n=title]") == "Operations console"
     assert "sup1" in operator.text_content("#t-audit")
@@ -147,3 +155,47 @@ def test_failed_webhook_rows_are_sent_again_from_the_page(rig: Any, browser: Any
     assert icon[2].startswith("image/svg+xml") and icon[3] == "<svg"
     assert icon[4:] == ["/ops/static/favicon.svg", 200]  # /favicon.ico leads to it
     assert asked and all(url.startswith(ops_rig.url) for url in asked), asked
+
+
+def test_a_suspense_payment_is_returned_from_its_detail_view(rig: Any, browser: Any) -> None:
+    """A suspense item's detail view offers Return and Keep; op1 asks for the return
+    with a reason, the Requests tables name the action (退汇, Return to sender), and
+    sup1's Reject asks first, naming the action, the payment and its amount."""
+    loop, ops_rig = rig
+    pid = loop.run(ops_rig.receive(1, 65_432_10))
+    operator = sign_in(browser, ops_rig.url, "op1", "zh-CN")
+    supervisor = sign_in(browser, ops_rig.url, "sup1", "en-US")
+
+    operator.fill('#search-form input[name="id"]', pid)
+    operator.click('#search-form button[type="submit"]')
+    operator.click(f'#t-payments tr[data-id="{pid}"] a.link')
+    operator.wait_for_selector(
+        f'#detail-actions button[data-action="return"][data-target="{pid}"]',
+        timeout=STEP_TIMEOUT_MS)
+    offered = operator.eval_on_selector_all("#detail-actions button",
+                                            "nodes => nodes.map(n => n.dataset.action)")
+    operator.click('#detail-actions button[data-action="return"]')
+    operator.fill("#action-note", "查无此户")
+    operator.click("#action-send")
+    operator.wait_for_selector("#action-text:has-text('#')", timeout=STEP_TIMEOUT_MS)
+    reject = supervisor.wait_for_selector(
+        f'#t-pending tr:has-text("{pid}") button[data-decide="reject"]', timeout=STEP_TIMEOUT_MS)
+    pending_row = supervisor.text_content(f'#t-pending tr:has-text("{pid}")')
+    reject.click()
+    supervisor.wait_for_selector('#action-bar[data-mode="reject"]', timeout=STEP_TIMEOUT_MS)
+    asked = supervisor.text_content("#action-text")
+    supervisor.fill("#action-note", "reason unclear")
+    supervisor.click("#action-send")
+    operator.wait_for_selector(f'#t-requests tr:has-text("{pid}")[data-state="rejected"]',
+                               timeout=STEP_TIMEOUT_MS)
+    operator_row = operator.text_content(f'#t-requests tr:has-text("{pid}")')
+    decided = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT action, note, state, decision_note FROM ops_requests WHERE target = ?",
+        (pid,))))
+
+    assert offered == ["return", "suspense_keep"]
+    assert "Return to sender" in pending_row and "65,432.10" in pending_row
+    assert "Reject request" in asked and "Return to sender" in asked
+    assert pid in asked and "65,432.10" in asked
+    assert "退汇" in operator_row and "a_return" not in operator_row
+    assert tuple(decided) == ("return", "查无此户", "rejected", "reason unclear")

@@ -35,6 +35,8 @@ from gateway.messages.ccms900 import CANCELLED
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
 UNSENT_OUTBOX = ("waiting", "pending", "held", "review")
+# A BEPS item may be cancelled until its package is netted (docs/beps.md).
+BEPS_CANCELLABLE_STATES = ("accepted", "held", "sent", "queued")
 
 
 def check_reason(reason: Any) -> str | None:
@@ -69,6 +71,32 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                     wire.original_tx_of(payment))
 
 
+def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
+    """Refuse, with the error `request_tx` would give, a cancellation that could not be
+    asked for now; reads only (an operator's request is checked so before a second
+    person approves it). A BEPS item's package is looked at when the request runs."""
+    pid = payment["id"]
+    if payment["direction"] == "out" and payment["channel"] == "beps":
+        if payment["state"] in ("netted", "settled"):
+            raise Conflict(Problem("beps_item_final_after_netting", "/id", pid,
+                                   "a BEPS item not yet netted"))
+        if payment["state"] not in BEPS_CANCELLABLE_STATES:
+            raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
+                                   "a BEPS item not yet netted, rejected or cancelled"))
+        _refuse_if_pending(tx, pid)
+        return
+    if payment["direction"] != "out" or payment["channel"] != "hvps":
+        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", pid,
+                               "an outgoing HVPS or BEPS payment"))
+    if payment["state"] in UNSENT_STATES:
+        _unsent_outbox(tx, payment)
+        return
+    if payment["state"] != "queued":
+        raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
+                               "a payment not yet sent, or queued at the NPC"))
+    _refuse_if_pending(tx, pid)
+
+
 def _refuse_if_pending(tx: Any, payment_id: str) -> None:
     pending = schema.open_request(tx, "cancel", payment_id)
     if pending is not None:
@@ -91,13 +119,7 @@ def _cancel_beps(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, 
 
 def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
                    now: datetime) -> dict[str, Any]:
-    outbox = tx.query_one("SELECT id, state FROM outbox WHERE payment_id = ? "
-                          "AND kind = 'hvps_credit' ORDER BY id DESC", (payment["id"],))
-    if outbox is None or outbox[1] not in UNSENT_OUTBOX:
-        raise Conflict(Problem("payment_in_flight", "/id", payment["id"],
-                               "a payment not yet handed to the sender",
-                               "try again once the NPC has answered (queued payments can "
-                               "be cancelled)"))
+    outbox = _unsent_outbox(tx, payment)
     released = None
     if payment["hold_id"]:
         released = gw.ledger.release(tx, f"{payment['id']}:cancel:release",
@@ -110,6 +132,18 @@ def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None
     outcomes.return_ended(gw, tx, payment, "cancelled_before_sending", reason, now)
     return {"payment": payment["id"], "state": "cancelled", "cancelled": "before_sending",
             "released_entry": released}
+
+
+def _unsent_outbox(tx: Any, payment: dict[str, Any]) -> tuple[int, str]:
+    """The outbox row of a payment not yet handed to the sender (id, state)."""
+    outbox = tx.query_one("SELECT id, state FROM outbox WHERE payment_id = ? "
+                          "AND kind = 'hvps_credit' ORDER BY id DESC", (payment["id"],))
+    if outbox is None or outbox[1] not in UNSENT_OUTBOX:
+        raise Conflict(Problem("payment_in_flight", "/id", payment["id"],
+                               "a payment not yet handed to the sender",
+                               "try again once the NPC has answered (queued payments can "
+                               "be cancelled)"))
+    return outbox
 
 
 def _ask_npc(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,

@@ -9,6 +9,10 @@ control (DOMAIN.md §5: cancelling or moving money needs a supervisor's approval
 | suspense_keep | suspense item | none: it stops money moving | keep it from the auto-return |
 | suspense_release | suspense item | a supervisor or director | let the auto-return take it |
 
+A request that could not run now (a return of a payment not in suspense or credited, a
+keep of an item kept already) is refused when it is made, with the error its execution
+would give; the console checks it again when it runs.
+
 The console keeps its actions in two tables (control.RULES, actions.EXECUTORS); these
 are added to them when the console is part of the product. An executor runs inside the
 console's transaction (with the console's context: gateway, time, request id, operator)
@@ -20,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Callable
 
+from gateway import payments
 from gateway.exceptions import cancels, returns, status, suspense
 from gateway.exceptions.wire import Entry
 
@@ -28,6 +33,16 @@ OPERATOR_RETURN_REASON = "returned_by_operator"
 ACTIONS = {
     "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
     "suspense_release": True,
+}
+
+
+# Their human names on the page and in `paygate ops` (the console's LABELS).
+LABELS = {
+    "return": {"en": "Return to sender", "zh": "退汇"},
+    "npc_cancel": {"en": "Ask the NPC to cancel", "zh": "申请 NPC 撤销"},
+    "status_query": {"en": "Ask the NPC for its status", "zh": "查询支付状态"},
+    "suspense_keep": {"en": "Keep from the automatic return", "zh": "暂不自动退汇"},
+    "suspense_release": {"en": "Allow the automatic return", "zh": "恢复自动退汇"},
 }
 
 
@@ -43,8 +58,19 @@ def register() -> bool:
 
     for name, needs_approval in ACTIONS.items():
         control.RULES.setdefault(name, control.Rule("payment", needs_approval=needs_approval))
+        control.LABELS.setdefault(name, LABELS[name])
         actions.EXECUTORS.setdefault(name, _executor(EXECUTORS[name], actions.Outcome))
+        actions.PRECONDITIONS.setdefault(name, _precondition(PRECONDITIONS[name]))
     return True
+
+
+def _precondition(check: Callable[[Any, dict[str, Any]], None]) -> Callable[..., None]:
+    """A request refused at once when its action could not run now, with the error the
+    execution would give (the console's rule for every action; checked again when it
+    runs, since the payment may move before a second person approves)."""
+    def precondition(tx: Any, target: str, params: dict[str, Any]) -> None:
+        check(tx, payments.get(tx, target))
+    return precondition
 
 
 def _executor(run: Callable[..., tuple[dict[str, Any], list[Entry]]],
@@ -86,6 +112,12 @@ def _suspense_keep(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[E
 def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
     return suspense.unkeep_tx(c.gw, tx, target, _by(c), c.now), []
 
+
+PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
+    "return": returns.check_returnable, "npc_cancel": cancels.check_cancellable,
+    "status_query": lambda tx, payment: status.check_queryable(payment),
+    "suspense_keep": suspense.check_keepable, "suspense_release": suspense.check_kept,
+}
 
 EXECUTORS = {"return": _return, "npc_cancel": _npc_cancel, "status_query": _status_query,
              "suspense_keep": _suspense_keep, "suspense_release": _suspense_release}

@@ -59,7 +59,8 @@ def check_reason(reason: Any) -> str:
 RETURNABLE_TYPES = (hvps111.MESSAGE_TYPE, "beps.121.001.01", "beps.122.001.01")
 
 
-def _check_returnable(tx: Any, original: dict[str, Any]) -> None:
+def check_returnable(tx: Any, original: dict[str, Any]) -> None:
+    """Refuse a return that could not be made now (reads only)."""
     pid = original["id"]
     if original["direction"] != "in":
         raise Conflict(Problem("return_only_for_incoming_payments", "/id", pid,
@@ -91,7 +92,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     # two requests at once (two gateway processes, or one and the automatic return)
     # would otherwise both find no return and both send one.
     original = payments.get(tx, payment_id, lock=True)
-    _check_returnable(tx, original)
+    check_returnable(tx, original)
     work_date = gw.work_date
     our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \
         else gw.settings.bank_code

@@ -78,13 +78,17 @@ def ask_tx(gw: Any, tx: Any, payment: dict[str, Any], why: str, now: datetime,
     return [entry]
 
 
+def check_queryable(payment: dict[str, Any]) -> None:
+    if payment["direction"] != "out" or payment["state"] not in QUERYABLE_STATES:
+        raise Conflict(Problem("payment_not_queryable", "/state", payment["state"],
+                               "an outgoing payment sent, queued or unknown"))
+
+
 def request_tx(gw: Any, tx: Any, payment_id: str, by: str,
                now: datetime) -> tuple[dict[str, Any], list[Entry]]:
     """Ask about a payment on request (core system, operator); it need not be overdue."""
     payment = payments.get(tx, payment_id)
-    if payment["direction"] != "out" or payment["state"] not in QUERYABLE_STATES:
-        raise Conflict(Problem("payment_not_queryable", "/state", payment["state"],
-                               "an outgoing payment sent, queued or unknown"))
+    check_queryable(payment)
     entries = ask_tx(gw, tx, payment, "requested", now,
                      enter_unknown=payment["state"] == "sent", by=by)
     return {"payment": payment_id, "state": payments.get(tx, payment_id)["state"],

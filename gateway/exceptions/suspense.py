@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import payments
-from gateway.errors import PaygateError, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import returns, schema
 from gateway.exceptions.wire import Entry
 
@@ -83,12 +83,33 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, days: int) -> list[Entry]:
     return entries
 
 
-def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
-            now: datetime) -> dict[str, Any]:
-    payment = payments.get(tx, payment_id, lock=True)  # against the sweep: sweep_tx
+def check_in_suspense(payment: dict[str, Any]) -> None:
     if payment["direction"] != "in" or payment["state"] != "suspense":
         raise ValidationFailed(Problem("payment_not_in_suspense", "/id", payment["state"],
                                        "an incoming payment in suspense"))
+
+
+def check_keepable(tx: Any, payment: dict[str, Any]) -> None:
+    """An operator's keep is asked for an item in suspense not kept already (reads only;
+    keeping a kept item again changes nothing when it runs)."""
+    check_in_suspense(payment)
+    if schema.kept(tx, payment["id"]):
+        raise Conflict(Problem("suspense_already_kept", "/target", payment["id"],
+                               "a suspense item the automatic return may take"))
+
+
+def check_kept(tx: Any, payment: dict[str, Any]) -> None:
+    """An operator's release is asked for an item in suspense that is kept."""
+    check_in_suspense(payment)
+    if not schema.kept(tx, payment["id"]):
+        raise Conflict(Problem("suspense_not_kept", "/target", payment["id"],
+                               "a suspense item kept from the automatic return"))
+
+
+def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
+            now: datetime) -> dict[str, Any]:
+    payment = payments.get(tx, payment_id, lock=True)  # against the sweep: sweep_tx
+    check_in_suspense(payment)
     added = schema.keep(tx, payment_id, by, note, now)
     if added:
         payments.transition(tx, payment, "suspense", "automatic_return_kept", now,

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 from gateway import keys, payments
 from gateway.dayend import check_late
-from gateway.errors import Conflict, NotFound, Problem
+from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 
 UNSENT_STATES = ("accepted", "held")
@@ -338,6 +338,19 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
         _releasable(tx, target, params, gw.hvps_open)
     elif action in PRECONDITIONS:
         PRECONDITIONS[action](tx, target, params)
+
+
+def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:
+    """Whether a request of `action` on the payment `target` would be taken now (for
+    `priority`: a move to some other lane). Reads only."""
+    try:
+        if action == "priority":
+            _unsent(tx, target)
+        else:
+            check_target(gw, tx, action, target, {})
+    except PaygateError:
+        return False
+    return True
 
 
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {

@@ -16,10 +16,15 @@
     messages [--id ID] [--party BANK] [--type T] [--date D]
     message ID                     one archived message, raw and parsed
     request hold|release|cancel|review-approve|review-reject PAYMENT [--note N]
+                                   (`paygate ops request --help` describes each action)
     request priority PAYMENT 1|2|3 [--note N]
     request retry DEAD_LETTER_ID [--note N]
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
+    request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
+    request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
+                                   the exception actions (docs/exceptions.md)
+    actions                        every action: its name, target and who approves it
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
     hash-password                  a password hash for the operators file (local)
@@ -42,6 +47,7 @@ import getpass
 import json
 import os
 import sys
+import textwrap
 import urllib.error
 import urllib.request
 from typing import Any
@@ -55,8 +61,35 @@ from gateway.ops.operators import hash_password
 # A gateway listening on every address of the machine is reached on loopback.
 ANY_ADDRESS = ("", "0.0.0.0", "::")
 TIMEOUT_S = 30.0
-REQUEST_ACTIONS = ("hold", "release", "cancel", "priority", "retry", "review-approve",
-                   "review-reject", "day-end", "webhook-resend")
+# Each action `request` takes, with what it names and what it does (its --help). The
+# exception actions (docs/exceptions.md) go to the same POST /ops/api/requests, under the
+# same checks and dual control as every other.
+REQUEST_ACTIONS = {
+    "hold": "PAYMENT: stop an HVPS payment not yet sent (no second person)",
+    "release": "PAYMENT: send a held payment on (a supervisor approves)",
+    "cancel": "PAYMENT: cancel an HVPS payment not yet sent (a supervisor approves)",
+    "priority": "PAYMENT 1|2|3: move it to another HVPS lane (a supervisor approves)",
+    "retry": "DEAD_LETTER_ID: put a dead letter back on its stream",
+    "review-approve": "PAYMENT: pass a payment held for review (supervisors)",
+    "review-reject": "PAYMENT: fail a payment held for review (supervisors)",
+    "day-end": "WORK_DATE: run a missed day end late (a supervisor approves)",
+    "webhook-resend": "ROW|failed: push failed webhook rows again",
+    "return": "PAYMENT --note REASON: return an incoming payment in suspense or credited "
+              "to its sender (A105), the note as the reason, cut to 100 characters "
+              "(returned_by_operator without one; a supervisor approves)",
+    "npc-cancel": "PAYMENT: ask the NPC to cancel a payment queued there, or a BEPS item "
+                  "not yet netted (ccms.307; a supervisor approves)",
+    "status-query": "PAYMENT: ask the NPC the status of an outgoing payment sent, queued "
+                    "or unknown (ccms.316; no second person)",
+    "suspense-keep": "PAYMENT: keep a suspense item from the automatic return (no "
+                     "second person)",
+    "suspense-release": "PAYMENT: let the automatic return take a kept suspense item "
+                        "again (a supervisor approves)",
+}
+
+
+class RawHelp(argparse.RawDescriptionHelpFormatter):
+    """--help keeps the table of actions as written."""
 
 
 class CommandFailed(Exception):
@@ -85,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("status", "queues", "dead", "alerts", "audit", "books", "hash-password"):
+    for name in ("status", "queues", "dead", "alerts", "audit", "books", "actions",
+                 "hash-password"):
         sub.add_parser(name, parents=[common])
     p = sub.add_parser("payments", parents=[common])
     for option in ("--state", "--account", "--amount", "--date", "--id", "--limit"):
@@ -97,12 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("--id", "--party", "--type", "--date", "--direction"):
         p.add_argument(option)
     sub.add_parser("message", parents=[common]).add_argument("id")
-    p = sub.add_parser("request", parents=[common])
-    p.add_argument("action", choices=REQUEST_ACTIONS)
+    p = sub.add_parser("request", parents=[common], formatter_class=RawHelp,
+                       help="ask for an action (a second person approves where needed)",
+                       description="actions:\n" + "\n".join(
+                           textwrap.fill(what, 79, initial_indent=f"  {name:<17} ",
+                                         subsequent_indent=" " * 20)
+                           for name, what in REQUEST_ACTIONS.items()))
+    p.add_argument("action", choices=tuple(REQUEST_ACTIONS), metavar="ACTION",
+                   help="one of the actions above")
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
-                                  "day-end")
-    p.add_argument("priority", nargs="?", choices=("1", "2", "3"))
-    p.add_argument("--note", default="")
+                                  "day-end, webhook row or `failed` for webhook-resend")
+    p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
+                   help="the new lane, for priority only")
+    p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
+                                              "characters); for return, the reason sent")
     for name in ("approve", "reject"):
         p = sub.add_parser(name, parents=[common])
         p.add_argument("request_id")
@@ -156,7 +198,7 @@ def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
 def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     """Call the gateway for one command; its JSON answer and how to render it."""
     c = args.command
-    if c in ("status", "queues", "dead", "alerts", "audit", "books"):
+    if c in ("status", "queues", "dead", "alerts", "audit", "books", "actions"):
         return client.call("GET", f"/ops/api/{c}"), c
     if c == "payments":
         names = ("state", "account", "amount", "date", "id", "limit")

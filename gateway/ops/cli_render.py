@@ -10,9 +10,24 @@ from gateway.ops.tables import pairs, table
 PAYMENT_COLUMNS = (("id", "payment"), ("state", "state"), ("channel", "ch"),
                    ("amount", "amount"), ("priority", "pri"), ("payer_account", "payer"),
                    ("payee_name", "payee"), ("reason", "reason"), ("updated_at", "updated"))
-REQUEST_COLUMNS = (("id", "req"), ("action", "action"), ("target", "target"),
-                   ("state", "state"), ("requested_by", "by"), ("decided_by", "decided by"),
-                   ("requested_at", "at"), ("note", "note"))
+REQUEST_COLUMNS = (("id", "req"), ("action_name", "action"), ("target", "target"),
+                   ("amount", "amount"), ("state", "state"), ("requested_by", "by"),
+                   ("decided_by", "decided by"), ("requested_at", "at"), ("note", "note"))
+
+
+def action_name(request: dict[str, Any]) -> str:
+    """A request's action by its human name, as the page shows it (the gateway's one
+    table of names, control.LABELS); its code when the gateway sends no name."""
+    return (request.get("action_label") or {}).get("en") or request["action"]
+
+
+def _named(reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(r, action_name=action_name(r)) for r in reqs]
+
+
+def command_word(action: str) -> str:
+    """An action's code as `paygate ops request` takes it (npc_cancel: npc-cancel)."""
+    return action.replace("_", "-")
 
 
 def status(a: dict[str, Any]) -> str:
@@ -57,8 +72,10 @@ def payment(a: dict[str, Any]) -> str:
         "payee_bank", "msg_type", "msg_id", "work_date", "created_at", "updated_at")])
     history = table(a["history"], (("at", "at"), ("state", "state"), ("event", "event"),
                                    ("detail", "detail")))
-    reqs = table(a["requests"], REQUEST_COLUMNS)
-    return f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}"
+    reqs = table(_named(a["requests"]), REQUEST_COLUMNS)
+    offered = ", ".join(command_word(name) for name in a.get("actions", ())) or "(none)"
+    return (f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}\n\n"
+            f"you may request: {offered}")
 
 
 def stuck(a: dict[str, Any]) -> str:
@@ -95,14 +112,23 @@ def audit(a: dict[str, Any]) -> str:
 
 
 def requests(a: dict[str, Any]) -> str:
-    return table(a["requests"], REQUEST_COLUMNS)
+    return table(_named(a["requests"]), REQUEST_COLUMNS)
 
 
 def one_request(a: dict[str, Any]) -> str:
-    return pairs([(k, a.get(k)) for k in (
-        "id", "action", "target", "params", "state", "requested_by", "requested_at",
-        "note", "decided_by", "decided_at", "decision_note", "executed_at", "outcome",
-        "expires_at")])
+    return pairs([("id", a.get("id")), ("action", action_name(a))] + [(k, a.get(k)) for k in (
+        "target", "params", "state", "requested_by", "requested_at", "note", "decided_by",
+        "decided_at", "decision_note", "executed_at", "outcome", "expires_at")])
+
+
+def actions(a: dict[str, Any]) -> str:
+    rows = [dict(r, command=command_word(r["action"]), name=r["label"]["en"],
+                 name_zh=r["label"]["zh"],
+                 second=("level 20 or 30" if r["needs_approval"] else "none"))
+            for r in a["actions"]]
+    return table(rows, (("command", "request"), ("name", "action"), ("name_zh", "操作"),
+                        ("target", "target"), ("request_level_min", "from level"),
+                        ("second", "second person")))
 
 
 def messages(a: dict[str, Any]) -> str:
@@ -123,4 +149,5 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": status, "queues": queues, "payments": payments, "payment": payment,
     "stuck": stuck, "books": books, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
     "one_request": one_request, "messages": messages, "message": message,
+    "actions": actions,
 }

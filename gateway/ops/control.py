@@ -64,6 +64,36 @@ RULES: dict[str, Rule] = {
     "webhook_resend": Rule("webhook_row", needs_approval=False),
 }
 
+# Each action's human name, in English and in Chinese: what the page (its buttons, its
+# tables of requests) and `paygate ops` show instead of the action's code. One table for
+# both, served with every request (`action_label`) and whole by GET /ops/api/actions;
+# parts of the gateway that add actions to RULES add their names here.
+LABELS: dict[str, dict[str, str]] = {
+    "retry": {"en": "Retry", "zh": "重发"},
+    "hold": {"en": "Hold", "zh": "暂停"},
+    "release": {"en": "Release", "zh": "放行"},
+    "cancel": {"en": "Cancel", "zh": "撤销"},
+    "priority": {"en": "Change priority", "zh": "调整优先级"},
+    "review_approve": {"en": "Pass review", "zh": "复核通过"},
+    "review_reject": {"en": "Fail review", "zh": "复核拒绝"},
+    "day_end": {"en": "Late day end", "zh": "补做日终"},
+    "webhook_resend": {"en": "Resend webhook", "zh": "重新推送"},
+}
+
+
+def label(action: str) -> dict[str, str]:
+    """An action's human names; its code in both languages when it has none."""
+    return LABELS.get(action) or {"en": action, "zh": action}
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Every action with its names, target kind and approval rule (GET /ops/api/actions)."""
+    return [{"action": name, "label": label(name), "target": rule.target,
+             "needs_approval": rule.needs_approval,
+             "request_level_min": f"{rule.request_level_min:02d}"}
+            for name, rule in RULES.items()]
+
+
 # The largest row id a database holds (SQLite INTEGER, PostgreSQL BIGINT): a webhook row
 # named past it is malformed, never looked up.
 ROW_ID_MAX = 2**63 - 1
@@ -84,6 +114,7 @@ def view(values: tuple) -> dict[str, Any]:
     row["outcome"] = json.loads(row["outcome"]) if row["outcome"] else None
     row["needs_approval"] = RULES[row["action"]].needs_approval if row["action"] in RULES \
         else None
+    row["action_label"] = label(row["action"])
     return row
 
 
@@ -107,12 +138,29 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
             clean["priority"] = int(value)
     if problems:
         raise ValidationFailed(problems)
-    if not operator.may_act or int(operator.level) < rule.request_level_min:
+    if not may_request(operator, rule):
         raise Forbidden(Problem("operator_level_too_low", "/action", action,
                                 f"an operator of level {rule.request_level_min:02d} or "
                                 "above, not a vault teller (10)", f"{operator.user} is "
                                 f"level {operator.level}"))
     return clean
+
+
+def may_request(operator: Operator, rule: Rule) -> bool:
+    """Whether the operator's level may ask for an action of this rule."""
+    return operator.may_act and int(operator.level) >= rule.request_level_min
+
+
+def offered(gw: Any, tx: Any, operator: Operator, payment_id: str) -> list[str]:
+    """The payment actions `operator` may request on this payment now, in the order of
+    RULES: those the operator's level may ask for and whose precondition holds, as a
+    request of it would be checked (a payment's detail view offers them)."""
+    names = [name for name, rule in RULES.items()
+             if rule.target == "payment" and may_request(operator, rule)
+             and actions.offerable(gw, tx, name, payment_id)]
+    # An npc_cancel of a payment not yet sent cancels it here, as `cancel` does: only
+    # one of the two is offered for it.
+    return [n for n in names if n != "npc_cancel" or "cancel" not in names]
 
 
 # What each kind of target is, as a refusal of a malformed one says it.

@@ -7,7 +7,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/status | window, clearing balance, payments queued at the NPC, counts |
 | GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
 | GET /ops/api/payments?id=&account=&amount=&state=&date=&direction=&channel=&limit= | found |
-| GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told |
+| GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes, `total`, `truncated` |
 | GET /ops/api/review | payments held for review or by the screening |
 | GET /ops/api/dead | dead letters |
@@ -18,6 +18,10 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/messages/{id} | one message: raw envelope and parsed view |
 | POST /ops/api/requests | {action, target, params, note}: request an action |
 | POST /ops/api/requests/{id}/approve, /reject | {note}: decide on a request |
+
+A payment's `actions` are those the signed-in operator may request on it now
+(control.offered): the page offers them on its detail view, `paygate ops payment` lists
+them.
 
 A query string takes only the parameters shown (`limit` on the lists of dead letters,
 alerts, audit and requests, 1 to the list's maximum): an unknown one, or one given twice,
@@ -154,7 +158,9 @@ class DataRoutes:
     async def payment(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
         payment_id = request.match_info["id"]
-        return _json(await self._read(lambda tx: views.payment_detail(tx, payment_id)))
+        return _json(await self._read(lambda tx: dict(
+            views.payment_detail(tx, payment_id),
+            actions=control.offered(self.gw, tx, operator, payment_id))))
 
     async def stuck(self, request: web.Request, operator: Operator) -> web.Response:
         """The oldest stuck payments (at most views.LIST_MAX), with how many there are

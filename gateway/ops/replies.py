@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from gateway.api import parse_json
 from gateway.errors import Forbidden, PaygateError, Problem, ValidationFailed
 
 BODY_LEN_MAX = 64 * 1024  # an action or a sign-in is a few hundred bytes
@@ -46,10 +47,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > BODY_LEN_MAX:
         raise ValidationFailed(Problem("body_too_large", "/", request.content_length,
                                        f"at most {BODY_LEN_MAX} bytes"))
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        body = None
+    # Read as the core system's API reads its bodies (gateway.api.parse_json): a member
+    # name given twice is refused (`json_key_duplicate`), never taken last, so that
+    # {"action": "hold", "action": "cancel"} cannot be recorded as either.
+    body = parse_json(await request.read())
     if not isinstance(body, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/", None,
                                        "a JSON object"))

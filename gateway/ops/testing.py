@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any, Coroutine, Iterator
 
 from aiohttp import web
 
+from gateway import payments
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -31,6 +33,7 @@ START = datetime(2026, 12, 7, 7, 0, tzinfo=SHANGHAI)  # a Monday, before HVPS op
 PAYER_NAME = "示例客户甲"
 PAYER_BRANCH = "999100000027"
 PAYEE_BANK = "888200000023"
+PEER_DIRECT, PEER_BANK_BRANCH = "888200000015", "888200000023"  # the bank paying us
 OPENING_FEN = 100_000_000_00
 CALL_TIMEOUT_S = 30.0
 
@@ -109,8 +112,53 @@ class OpsRig:
         assert status == 201, answer
         return answer
 
+    async def receive(self, key: int, amount_fen: int, payee_account: str = "",
+                      payee_name: str = "查无此人") -> str:
+        """An incoming HVPS credit from a peer bank, booked as the inbound handler books
+        it: to `payee_account` when it is one of ours (credited), else into suspense
+        (an account of no customer). `key` (1 to 9999) makes its ids."""
+        assert self.gw is not None
+        gw, day, now = self.gw, self.gw.work_date, self.clock.now()
+        msg_id = f"{day:%Y%m%d}{key:08d}"
+        pid = f"I{PEER_DIRECT}{msg_id}"
+        row = {"id": pid, "direction": "in", "channel": "hvps", "state": "received",
+               "msg_type": "hvps.111.001.01", "msg_id": msg_id, "tx_id": msg_id,
+               "end_to_end_id": f"ops-rig-{key}", "sender_direct": PEER_DIRECT,
+               "receiver_direct": gw.settings.bank_code, "amount_fen": amount_fen,
+               "currency": "CNY", "payer_account": "6222000000000009",
+               "payer_name": "对手客户", "payer_bank": PEER_BANK_BRANCH,
+               "payee_account": payee_account or f"62990000{key:08d}",
+               "payee_name": payee_name, "payee_bank": PAYER_BRANCH,
+               "business_type": "A100", "business_kind": "02102", "urgency": "normal",
+               "priority": 3, "remittance": [], "route": {}, "work_date": day.isoformat(),
+               "created_at": now.isoformat(), "updated_at": now.isoformat()}
+
+        def book(tx: Any) -> None:
+            payments.insert(tx, row)
+            credit = gw.ledger.credit_incoming(tx, f"{pid}:credit", row["payee_account"],
+                                               payee_name, amount_fen, day, pid)
+            state = "credited" if credit.kind == "credited" else "suspense"
+            payments.transition(tx, row, state, "credit", now,
+                                pending_no=credit.pending_no)
+        await gw.store.run(book)
+        return pid
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
         if self.gw is not None:
             await self.gw.stop()
+
+
+@contextmanager
+def serving(data_dir: Path, settings_overrides: dict[str, Any] | None = None
+            ) -> Iterator[tuple[LoopThread, OpsRig]]:
+    """An `OpsRig` started on its own loop thread, stopped on leaving (a test module's
+    shared gateway)."""
+    loop = LoopThread()
+    rig = loop.run(OpsRig(data_dir, settings_overrides or {}).start())
+    try:
+        yield loop, rig
+    finally:
+        loop.run(rig.stop())
+        loop.close()

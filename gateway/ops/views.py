@@ -246,7 +246,27 @@ def requests(tx: Any, state: str | None = None, target: str | None = None,
         params.append(target)
     sql = control.SELECT + (" WHERE " + " AND ".join(where) if where else "")
     rows = tx.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-    return [control.view(r) for r in rows]
+    return with_amounts(tx, [control.view(r) for r in rows])
+
+
+def with_amounts(tx: Any, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each request on a payment with that payment's amount (`amount`, in yuan), which a
+    second person is shown before approving or rejecting it; one query for the list."""
+    ids = sorted({r["target"] for r in reqs if _on_payment(r["action"])})
+    if not ids:
+        return reqs
+    marks = ", ".join("?" * len(ids))
+    amounts = dict(tx.query(f"SELECT id, amount_fen FROM payments WHERE id IN ({marks})",
+                            tuple(ids)))
+    for r in reqs:
+        if _on_payment(r["action"]) and r["target"] in amounts:
+            r["amount"] = format_yuan_grouped(amounts[r["target"]])
+    return reqs
+
+
+def _on_payment(action: str) -> bool:
+    rule = control.RULES.get(action)
+    return rule is not None and rule.target == "payment"
 
 
 def pending_count(tx: Any) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from gateway.errors import PaygateError, Problem, ValidationFailed
-from gateway.ops import metrics, sessions
+from gateway.ops import control, metrics, sessions
 from gateway.ops.console import Console
 from gateway.ops.data_routes import DataRoutes, checked_query
 from gateway.ops.live import PUSH_EVERY_S, Hub
@@ -113,6 +113,12 @@ class Ops:
         checked_query(request)
         return json_response(operator.public())
 
+    async def actions(self, request: web.Request, operator: Operator) -> web.StreamResponse:
+        """Every action: its human names (the page's buttons and tables), target kind
+        and approval rule."""
+        checked_query(request)
+        return json_response({"actions": control.catalogue()})
+
     # Live events
 
     async def events(self, request: web.Request, operator: Operator) -> web.StreamResponse:
@@ -182,6 +188,7 @@ def add_routes(app: web.Application, gw: Any) -> None:
     add.add_post("/ops/logout", ops.guard(ops.logout))
     add.add_get("/ops/events", ops.guard(ops.events))
     add.add_get("/ops/api/me", ops.guard(ops.me))
+    add.add_get("/ops/api/actions", ops.guard(ops.actions))
     for method, path, handler in data.routes():
         add.add_route(method, path, ops.guard(handler))
     add.add_get("/metrics", ops.guard(ops.metrics))

@@ -7,6 +7,7 @@
   const UNSENT = ["accepted", "held"];
   const OPERATOR_HOLDS = ["held_by_operator"];
   const REVIEW_PREFIXES = ["review_", "screening_"];
+  const DANGER = ["cancel", "npc_cancel", "return", "review_reject"]; // actions that stop or send money back
   const PAYMENT_STATES = ["accepted", "held", "sent", "queued", "netted", "settled", "rejected",
     "cancelled", "returned", "unknown", "received", "credited", "suspense"];
 
@@ -18,7 +19,8 @@
   let search = null;           // the active payment search, or null for the latest payments
   let detailId = null;         // the payment whose history is open
   let seenVersion = "";        // data_version of the snapshot the searches were run for
-  let pending = null;          // the action waiting in the action bar
+  let pending = null;          // what waits in the action bar: a request to send, or a decision
+  let actionNames = {};        // action -> {en, zh}: the gateway's one table of names
   const lastStates = new Map(); // row key -> state, to flash rows that changed
 
   function t(key) {
@@ -53,6 +55,22 @@
     return data;
   }
 
+  // An action's human name in the page's language (GET /ops/api/actions), never its code
+  // unless the gateway has no name for it.
+  function actionName(action) {
+    const names = actionNames[action];
+    return (names && (names[lang] || names.en)) || action;
+  }
+
+  async function loadActionNames() {
+    try {
+      const answer = await api("GET", "/ops/api/actions");
+      actionNames = Object.fromEntries(answer.actions.map((a) => [a.action, a.label]));
+    } catch (err) {
+      actionNames = {};
+    }
+  }
+
   function errorText(err) {
     if (err && err.errors) return err.errors.map((p) => p.code + (p.message ? ": " + p.message : "")).join("; ");
     return String(err);
@@ -74,6 +92,7 @@
       ...PAYMENT_STATES.map((s) => el("option", { value: s }, t("st_" + s))));
     select.value = chosen;
     if (me) showWho();
+    if (pending) renderBar();
     if (snap) render(snap);
   }
 
@@ -99,12 +118,13 @@
     $("who").textContent = `${me.name} (${me.user} · ${me.level})`;
   }
 
-  function showMain() {
+  async function showMain() {
     $("login").classList.add("hidden");
     $("main").classList.remove("hidden");
     $("who").classList.remove("hidden");
     $("signout").classList.remove("hidden");
     showWho();
+    await loadActionNames();
     connect();
   }
 
@@ -320,6 +340,10 @@
       fill("t-history", p.history, [
         { h: "c_at", f: (e) => e.at }, { h: "c_state", f: (e) => badge(e.state) },
         { h: "c_event", f: (e) => e.event }, { h: "c_detail", f: (e) => JSON.stringify(e.detail), cls: "wrap" }]);
+      // The actions its state allows now, as the gateway checks a request of them (each
+      // a request, which a second person approves where the action needs one).
+      $("detail-actions").replaceChildren(...(p.actions || []).map((a) => actionButton(a, p.id)));
+      $("detail-actions-none").classList.toggle("hidden", (p.actions || []).length > 0);
       $("detail").classList.remove("hidden");
     } catch (err) {
       $("detail-title").textContent = errorText(err);
@@ -332,8 +356,9 @@
 
   function requestColumns(withDecision) {
     const columns = [
-      { h: "c_id", f: (r) => r.id }, { h: "c_action", f: (r) => t("a_" + r.action) },
-      { h: "c_target", f: (r) => r.target, cls: "nowrap" }, { h: "c_state", f: (r) => badge(r.state), cls: "nowrap" },
+      { h: "c_id", f: (r) => r.id }, { h: "c_action", f: (r) => actionName(r.action) },
+      { h: "c_target", f: (r) => r.target, cls: "nowrap" }, { h: "c_amount", f: (r) => r.amount || "", cls: "num" },
+      { h: "c_state", f: (r) => badge(r.state), cls: "nowrap" },
       { h: "c_by", f: (r) => r.requested_by }, { h: "c_at", f: (r) => r.requested_at.slice(11, 19) },
       { h: "c_note", f: (r) => r.note, cls: "wrap" }, { h: "c_decided", f: (r) => r.decided_by || "" },
       { h: "c_outcome", f: (r) => (r.outcome ? JSON.stringify(r.outcome) : ""), cls: "wrap" }];
@@ -350,34 +375,73 @@
     if (!me) return box;
     if (r.requested_by === me.user) {
       box.append(el("button", { type: "button", className: "small ghost", dataset: { decide: "reject", request: String(r.id) },
-        on: { click: () => decide(r.id, false) } }, t("withdraw")));
+        on: { click: () => openDecision(r, false) } }, t("withdraw")));
     } else if (me.may_approve) {
       box.append(el("button", { type: "button", className: "small", dataset: { decide: "approve", request: String(r.id) },
-        on: { click: () => decide(r.id, true) } }, t("approve")));
+        on: { click: () => openDecision(r, true) } }, t("approve")));
       box.append(el("button", { type: "button", className: "small danger", dataset: { decide: "reject", request: String(r.id) },
-        on: { click: () => decide(r.id, false) } }, t("reject")));
+        on: { click: () => openDecision(r, false) } }, t("reject")));
     }
     return box;
   }
 
-  async function decide(id, approve) {
+  // A decision is never taken on one click: the bar asks to confirm it, naming the
+  // action, the payment (or other target) and its amount, with a note for the record.
+  function openDecision(r, approve) {
+    const own = r.requested_by === (me && me.user);
+    pending = { decide: approve ? "approve" : (own ? "withdraw" : "reject"), request: r };
+    $("action-note").value = "";
+    $("action-error").textContent = "";
+    renderBar();
+    $("action-bar").classList.remove("hidden");
+    $("action-send").focus();
+  }
+
+  function renderBar() {
+    const bar = $("action-bar");
+    const send = $("action-send");
+    if (pending.decide) {
+      const r = pending.request;
+      const amount = r.amount ? ` · ${r.amount} ${t("yuan")}` : "";
+      $("action-text").textContent =
+        `${t("confirm_" + pending.decide)} #${r.id}: ${actionName(r.action)} · ${r.target}${amount}?`;
+      send.textContent = t(pending.decide);
+      send.classList.toggle("danger", pending.decide !== "approve");
+      bar.dataset.mode = pending.decide;
+      $("action-priority").classList.add("hidden");
+      return;
+    }
+    $("action-text").textContent = `${t("requested")}: ${actionName(pending.action)} · ${pending.target}`;
+    send.textContent = t("send");
+    send.classList.remove("danger");
+    bar.dataset.mode = "request";
+    $("action-priority").classList.toggle("hidden", pending.action !== "priority");
+    $("action-note").placeholder = t(pending.action === "return" ? "note_return" : "note");
+  }
+
+  async function sendDecision() {
+    const { decide, request } = pending;
+    const path = `/ops/api/requests/${request.id}/${decide === "approve" ? "approve" : "reject"}`;
     try {
-      await api("POST", `/ops/api/requests/${id}/${approve ? "approve" : "reject"}`, { note: "" });
+      const req = await api("POST", path, { note: $("action-note").value });
+      pending = null;
+      $("action-text").textContent = `#${req.id} ${actionName(req.action)} · ${t("st_" + req.state)}`;
       $("action-error").textContent = "";
+      $("action-send").textContent = t("send");
+      $("action-bar").dataset.mode = "done";
     } catch (err) {
       showBarError(err);
     }
   }
 
   function actionButton(action, target) {
-    return el("button", { type: "button", className: "small" + (action === "cancel" ? " danger" : ""),
-      dataset: { action, target }, on: { click: () => openAction(action, target) } }, t("a_" + action));
+    return el("button", { type: "button", className: "small" + (DANGER.includes(action) ? " danger" : ""),
+      dataset: { action, target }, on: { click: () => openAction(action, target) } }, actionName(action));
   }
 
   function openAction(action, target) {
     pending = { action, target };
-    $("action-text").textContent = `${t("requested")}: ${t("a_" + action)} · ${target}`;
-    $("action-priority").classList.toggle("hidden", action !== "priority");
+    renderBar();
     $("action-note").value = "";
     $("action-error").textContent = "";
     $("action-bar").classList.remove("hidden");
@@ -391,12 +455,14 @@
 
   $("action-send").addEventListener("click", async () => {
     if (!pending) return;
+    if (pending.decide) { await sendDecision(); return; }
     const body = { action: pending.action, target: pending.target, note: $("action-note").value, params: {} };
     if (pending.action === "priority") body.params.priority = Number($("action-priority").value);
     try {
       const req = await api("POST", "/ops/api/requests", body);
       pending = null;
       $("action-text").textContent = `${t("request_sent")}: #${req.id} · ${t("st_" + req.state)}`;
+      $("action-bar").dataset.mode = "done";
       $("action-error").textContent = "";
     } catch (err) {
       showBarError(err);

@@ -1,5 +1,7 @@
 // The console's words in English and Chinese. Keys are shared by both languages;
-// a key missing in one language falls back to English, then to the key itself.
+// a key missing in one language falls back to English, then to the key itself. The
+// actions' names are not here: the gateway serves them (GET /ops/api/actions), from the
+// one table `paygate ops` shows them from too.
 "use strict";
 window.I18N = {
   en: {
@@ -31,9 +33,10 @@ window.I18N = {
     c_detail: "detail", c_who: "who", c_level: "level", c_what: "what", c_request: "request",
     c_type: "type", c_mesg_id: "message id", c_sender: "sender", c_receiver: "receiver",
     c_payment: "payment", c_direction: "dir", c_event: "event",
-    a_retry: "Retry", a_hold: "Hold", a_release: "Release", a_cancel: "Cancel",
-    a_priority: "Priority", a_review_approve: "Pass review", a_review_reject: "Fail review",
-    a_day_end: "Late day end", a_webhook_resend: "Resend", a_webhook_resend_all: "Resend all",
+    a_webhook_resend_all: "Resend all", note_return: "reason sent to the payer's bank (at most 100 characters)",
+    confirm_approve: "Approve request", confirm_reject: "Reject request",
+    confirm_withdraw: "Withdraw request", detail_actions: "Actions:",
+    detail_actions_none: "none in this state",
     webhooks_failed: "Webhook rows failed", c_events: "changes",
     webhooks_failed_note: "Status changes the core system was not told of (alert webhook_delivery_failed); resending tells them again, no approval needed.",
     st_accepted: "accepted", st_held: "held", st_sent: "sent", st_queued: "queued at NPC",
@@ -71,9 +74,9 @@ window.I18N = {
     c_who: "操作员", c_level: "级别", c_what: "动作", c_request: "申请", c_type: "类型",
     c_mesg_id: "报文标识", c_sender: "发起方", c_receiver: "接收方", c_payment: "支付",
     c_direction: "方向", c_event: "事件",
-    a_retry: "重发", a_hold: "暂停", a_release: "放行", a_cancel: "撤销",
-    a_priority: "调整优先级", a_review_approve: "复核通过", a_review_reject: "复核拒绝",
-    a_day_end: "补做日终", a_webhook_resend: "重新推送", a_webhook_resend_all: "全部重新推送",
+    a_webhook_resend_all: "全部重新推送", note_return: "退汇原因（发给付款行，最多 100 字）",
+    confirm_approve: "授权申请", confirm_reject: "拒绝申请", confirm_withdraw: "撤回申请",
+    detail_actions: "可做操作：", detail_actions_none: "当前状态下无",
     webhooks_failed: "推送失败的通知", c_events: "状态变更数",
     webhooks_failed_note: "未能通知核心系统的状态变更（告警 webhook_delivery_failed）；重新推送无需授权。",
     st_accepted: "已受理", st_held: "暂挂", st_sent: "已发送", st_queued: "NPC 排队",

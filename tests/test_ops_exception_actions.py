@@ -1,0 +1,222 @@
+"""The exception actions (return, npc_cancel, status_query, suspense_keep,
+suspense_release) in the console: offered on a payment's detail by its state, refused
+at once when they could not run, under dual control, named for people, and the bodies
+of the console's JSON routes read as strictly as the core system's API reads its own."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.exceptions import schema as exc_schema
+from gateway.ops import cli, control
+from gateway.ops.testing import LoopThread, OpsRig, serving
+
+SUSPENSE_FEN = 3_210_00
+CREDITED_FEN = 4_560_00
+
+
+class Rig:
+    """The shared gateway; `call` sends one request with an operator's Basic credentials."""
+
+    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
+        self.loop, self.rig, self.keys = loop, rig, iter(range(1, 10_000))
+
+    def call(self, method: str, path: str, user: str = "op1", body: Any = None,
+             raw: bytes | None = None) -> tuple[int, Any]:
+        token = base64.b64encode(f"{user}:{user}-demo".encode()).decode()
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+
+        async def go() -> tuple[int, Any]:
+            async with aiohttp.ClientSession() as s:
+                async with s.request(method, self.rig.url + path, data=data,
+                                     headers=headers) as r:
+                    return r.status, json.loads(await r.text())
+        return self.loop.run(go())
+
+    def suspense(self) -> str:
+        """A new incoming payment to an account we do not hold: in suspense."""
+        return self.loop.run(self.rig.receive(next(self.keys), SUSPENSE_FEN))
+
+    def credited(self) -> str:
+        return self.loop.run(self.rig.receive(next(self.keys), CREDITED_FEN,
+                                              self.rig.payer_account, "示例客户甲"))
+
+    def outgoing(self) -> str:
+        return self.loop.run(self.rig.submit(f"exc-{next(self.keys)}"))["id"]
+
+    def request(self, user: str, action: str, target: str, note: str = "") -> tuple[int, Any]:
+        return self.call("POST", "/ops/api/requests", user,
+                         {"action": action, "target": target, "params": {}, "note": note})
+
+    def requests_on(self, target: str) -> list[dict[str, Any]]:
+        return self.loop.run(self.rig.gw.store.run(lambda tx: tx.query(
+            "SELECT action, state FROM ops_requests WHERE target = ?", (target,))))
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with serving(tmp_path_factory.mktemp("ops-exc")) as (loop, ops_rig):
+        yield Rig(loop, ops_rig)
+
+
+def _offered(rig: Rig, pid: str, user: str = "op1") -> list[str]:
+    status, detail = rig.call("GET", f"/ops/api/payments/{pid}", user)
+    assert status == 200, detail
+    return detail["actions"]
+
+
+def test_a_payments_detail_offers_the_actions_its_state_allows(rig: Rig) -> None:
+    """Suspense: return and keep (release once kept); credited: return; an outgoing
+    payment waiting for the window: the console's own hold, cancel and priority (not an
+    NPC cancellation, which would do what cancel does), and to a supervisor no review
+    action for a payment not held for review."""
+    suspense, credited, outgoing = rig.suspense(), rig.credited(), rig.outgoing()
+    before_keep = _offered(rig, suspense)
+    kept, _ = rig.request("op1", "suspense_keep", suspense)
+    after_keep = _offered(rig, suspense)
+
+    assert before_keep == ["return", "suspense_keep"]
+    assert kept == 201 and after_keep == ["return", "suspense_release"]
+    assert _offered(rig, credited) == ["return"]
+    assert _offered(rig, outgoing) == ["hold", "cancel", "priority"]
+    assert _offered(rig, outgoing, "sup1") == ["hold", "cancel", "priority"]
+
+
+def test_a_payment_queued_at_the_npc_offers_its_cancellation_and_status_query(
+        rig: Rig) -> None:
+    """Once the NPC has it, only the NPC can cancel it or say where it is."""
+    pid = rig.outgoing()
+    rig.loop.run(rig.rig.gw.store.run(lambda tx: (
+        tx.execute("UPDATE payments SET state = 'queued' WHERE id = ?", (pid,)),
+        tx.execute("UPDATE outbox SET state = 'acked' WHERE payment_id = ?", (pid,)))))
+
+    assert _offered(rig, pid) == ["npc_cancel", "status_query"]
+
+
+REFUSED_AT_ONCE = [
+    # which payment, action, status, code
+    ("outgoing", "return", 409, "return_only_for_incoming_payments"),
+    ("outgoing", "status_query", 409, "payment_not_queryable"),
+    ("outgoing", "suspense_keep", 422, "payment_not_in_suspense"),
+    ("credited", "npc_cancel", 409, "cancel_only_for_outgoing_hvps_payments"),
+    ("credited", "suspense_keep", 422, "payment_not_in_suspense"),
+    ("suspense", "suspense_release", 409, "suspense_not_kept"),
+]
+
+
+@pytest.mark.parametrize("kind, action, status, code", REFUSED_AT_ONCE)
+def test_an_exception_action_that_could_not_run_is_refused_when_asked(
+        rig: Rig, kind: str, action: str, status: int, code: str) -> None:
+    """The error its execution would give, at once, and no request is recorded."""
+    pid = getattr(rig, kind)()
+    got, answer = rig.request("op1", action, pid)
+
+    assert (got, answer["errors"][0]["code"]) == (status, code)
+    assert rig.requests_on(pid) == []
+
+
+def test_a_second_keep_of_a_kept_item_is_refused(rig: Rig) -> None:
+    """Keeping is done at once (no second person); asking again names the rule."""
+    pid = rig.suspense()
+    first, done = rig.request("op1", "suspense_keep", pid)
+    second, refusal = rig.request("op2", "suspense_keep", pid)
+
+    assert first == 201 and done["state"] == "executed"
+    assert second == 409 and refusal["errors"][0]["code"] == "suspense_already_kept"
+
+
+def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig) -> None:
+    """The request waits; the requester cannot approve it; the supervisor's approval
+    returns the payment with the request's note as the reason."""
+    pid = rig.suspense()
+    asked, req = rig.request("op1", "return", pid, "账户不存在")
+    own, refusal = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "op1",
+                            {"note": ""})
+    approved, done = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
+                              {"note": "已核实"})
+    returns = rig.loop.run(rig.rig.gw.store.run(lambda tx: exc_schema.returns_of(tx, pid)))
+
+    assert asked == 201 and req["state"] == "pending" and req["needs_approval"] is True
+    assert own == 403 and refusal["errors"][0]["code"] == "approver_is_requester"
+    assert approved == 200 and done["state"] == "executed"
+    assert [(r["reason"], r["requested_by"]) for r in returns] == [("账户不存在",
+                                                                    "operator:sup1")]
+
+
+def test_requests_carry_their_actions_human_name_and_the_payments_amount(rig: Rig) -> None:
+    """Every action has a name in both languages, none of them its code; a request on a
+    payment shows that payment's amount, one on something else none."""
+    pid = rig.suspense()
+    rig.request("op1", "return", pid)
+    status, listing = rig.call("GET", "/ops/api/requests?state=pending")
+    row = next(r for r in listing["requests"] if r["target"] == pid)
+    _, catalogue = rig.call("GET", "/ops/api/actions")
+    names = {a["action"]: a["label"] for a in catalogue["actions"]}
+
+    assert status == 200 and row["action_label"] == {"en": "Return to sender", "zh": "退汇"}
+    assert row["amount"] == "3,210.00"
+    assert set(names) == set(control.RULES)
+    assert all(label["en"] != action and label["zh"] != action and label["zh"] != label["en"]
+               for action, label in names.items())
+
+
+DUPLICATE_KEYS = [
+    ("/ops/api/requests", b'{"action": "hold", "target": "TARGET", "note": "", '
+                          b'"action": "cancel"}', "/action"),
+    ("/ops/api/requests/1/approve", b'{"note": "ok", "note": "not ok"}', "/note"),
+    ("/ops/api/requests/1/reject", b'{"note": "", "note": ""}', "/note"),
+    ("/ops/login", b'{"user": "op1", "password": "x", "password": "op1-demo"}', "/password"),
+    ("/ops/logout", b'{"a": 1, "a": 1}', "/a"),
+]
+
+
+@pytest.mark.parametrize("path, raw, where", DUPLICATE_KEYS)
+def test_a_json_body_naming_a_member_twice_is_refused(rig: Rig, path: str, raw: bytes,
+                                                      where: str) -> None:
+    """Every JSON body the console takes is refused with json_key_duplicate, as the
+    core system's API refuses one, never read with the last value winning."""
+    pid = rig.outgoing()
+    got, answer = rig.call("POST", path, raw=raw.replace(b"TARGET", pid.encode()))
+
+    assert (got, answer["errors"][0]["code"], answer["errors"][0]["path"]) == (
+        400, "json_key_duplicate", where)
+    assert rig.requests_on(pid) == []
+
+
+def test_the_command_line_asks_for_every_exception_action(rig: Rig,
+                                                          capsys: pytest.CaptureFixture
+                                                          ) -> None:
+    """`paygate ops request` takes the five actions by their command words, with the
+    same checks and dual control; tables name actions as people read them."""
+    def run(user: str, *argv: str) -> tuple[int, str]:
+        capsys.readouterr()
+        status = cli.ops_command(["--url", rig.rig.url, "--user", user,
+                                  "--password", f"{user}-demo", *argv])
+        return status, capsys.readouterr().out
+
+    suspense, outgoing = rig.suspense(), rig.outgoing()
+    kept, kept_out = run("op1", "request", "suspense-keep", suspense)
+    offered, detail = run("op1", "payment", suspense)
+    returned, return_out = run("op1", "request", "return", suspense, "--note", "查无此户")
+    listed, table = run("op1", "requests")
+    refused, refusal = run("op1", "request", "status-query", outgoing)
+    released, _ = run("op1", "request", "suspense-release", suspense)
+    catalogue, actions = run("op1", "actions")
+    return_line = next(line for line in table.splitlines() if suspense in line
+                       and "pending" in line)
+
+    assert kept == 0 and "Keep from the automatic return" in kept_out
+    assert offered == 0 and "you may request: return, suspense-release" in detail
+    assert returned == 0 and "pending" in return_out
+    assert listed == 0 and "Return to sender" in return_line and "3,210.00" in return_line
+    assert refused == 1 and json.loads(refusal)["errors"][0]["code"] == \
+        "payment_not_queryable"
+    assert released == 0
+    assert catalogue == 0 and all(word in actions for word in (
+        "npc-cancel", "status-query", "suspense-keep", "suspense-release", "退汇"))
