@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import json
 import logging
+import time
 from dataclasses import replace
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -58,6 +59,12 @@ LINK_TIMEOUT_S = 10.0
 DEPTH_CHECK_S = 0.1
 REDIS_LOADING_WAIT_S = 120.0  # a large append-only file loads in seconds; wait for it
 WINDOW_TICK_S = 5.0
+# A sender without a key retries each message with a backoff, every message it has: one
+# `sender_key_unknown` alert per sender this often says it without an alert per attempt.
+# Senders remembered for that are few (the NPC and the banks behind it); the memory is
+# emptied past this many.
+KEY_UNKNOWN_ALERT_EVERY_S = 300.0
+KEY_UNKNOWN_SENDERS_MAX = 1000
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
 
@@ -131,6 +138,7 @@ class Gateway:
         self.account_bank: str | None = kept_at.bank_code if kept_at and kept_at.bank_code \
             else None
         self.keyring: KeyRing | None = None
+        self._key_unknown_alerted: dict[str, float] = {}
         self.redis: aioredis.Redis | None = None
         self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
         self.embedded_redis: EmbeddedRedis | None = None
@@ -964,9 +972,7 @@ class Gateway:
             env = env_mod.decode(raw)
             signature = self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
         except PaygateError as exc:
-            errors = exc.to_dict()["errors"][:3]
-            await self.store.run(lambda tx: self.alert(
-                tx, "inbound_message_rejected_at_link", errors=errors))
+            await self._link_refusal_alert(exc)
             raise
         decoded = _read_body(env, signature)
         claim_ack = self.direct.reserve_link()
@@ -991,6 +997,28 @@ class Gateway:
                 entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
         await self.hand_over(entries)
         return {"taken": True, "duplicate": received.duplicate}
+
+    async def _link_refusal_alert(self, exc: PaygateError) -> None:
+        """An envelope refused at the link raises an alert. One from a sender whose key
+        we do not hold is not taken now (503: the sender sends it again), and is told as
+        `sender_key_unknown` naming the sender, once per sender per
+        KEY_UNKNOWN_ALERT_EVERY_S however many retries come."""
+        if exc.code == "signature_key_unknown":
+            sender = exc.problems[0].value
+            at = time.monotonic()
+            last = self._key_unknown_alerted.get(sender)
+            if last is not None and at - last < KEY_UNKNOWN_ALERT_EVERY_S:
+                return
+            if len(self._key_unknown_alerted) >= KEY_UNKNOWN_SENDERS_MAX:
+                self._key_unknown_alerted.clear()
+            self._key_unknown_alerted[sender] = at
+            keys_dir = str(self.settings.keys_path)
+            await self.store.run(lambda tx: self.alert(
+                tx, "sender_key_unknown", sender=sender, keys_dir=keys_dir))
+            return
+        errors = exc.to_dict()["errors"][:3]
+        await self.store.run(lambda tx: self.alert(
+            tx, "inbound_message_rejected_at_link", errors=errors))
 
     def _receive_tx(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
                     claim_ack: bool) -> Any:

@@ -4,7 +4,8 @@ Keys are PEM files in the directory shared with the gateway (gateway.messages.si
 Missing key pairs of the NPC and the peers are created at start; the gateway creates its
 own. Because the gateway may create its key after the simulator started, a message from a
 participant whose public key is not loaded yet makes the ring re-read the directory once
-before the signature is judged.
+before the signature is judged (at once here, not paced as the gateway's ring is: the
+simulator's peers are the gateways under test).
 
 One process plays the NPC and the peer banks, so the same bytes are often checked twice:
 a payment's hvps.111 by the NPC and, once settled, by the payee bank it is forwarded to;
@@ -102,11 +103,6 @@ class Keys:
         self._read: OrderedDict[bytes, tuple[Any, Any, Any, tuple[Problem, ...]]] = (
             OrderedDict())
 
-    def reload_public(self) -> None:
-        fresh = KeyRing.load(self.directory, [])
-        self.ring.public.update(fresh.public)
-        self.ring.public_all.update(fresh.public_all)
-
     def decode(self, raw: bytes, own_codes: frozenset[str] | None = None) -> codec.Decoded:
         """codec.decode with this ring, re-reading public keys once for a new sender; a
         body read lately is not read again."""
@@ -116,7 +112,7 @@ class Keys:
         except PaygateError as exc:
             if exc.code != "signature_key_unknown":
                 raise
-            self.reload_public()
+            self.ring.reread_public()
             signature = self.ring.verify(envelope, own_codes)
         return self._read_body(envelope, signature)
 

@@ -39,7 +39,7 @@ def test_a_signature_checked_again_gets_the_same_answer_without_arithmetic(
     keys = Keys(tmp_path, [PEER])
     raw = BankSender(tmp_path, ManualClock(MONDAY_0900)).credit(100)
     plain = KeyRing.load(tmp_path, [])
-    keys.reload_public()
+    keys.ring.reread_public()
     env = envelope_mod.decode(raw)
     tampered = envelope_mod.Envelope(env.header, env.signature, env.body.replace(b"1.00",
                                                                                  b"9.00"))
@@ -104,7 +104,7 @@ def test_a_body_read_again_is_not_parsed_again_yet_its_envelope_is_checked(
     checked on every envelope, and a header naming another type is read afresh."""
     keys = Keys(tmp_path, [PEER])
     raw = BankSender(tmp_path, ManualClock(MONDAY_0900)).credit(100)
-    keys.reload_public()
+    keys.ring.reread_public()
     reads = []
     real = codec.decode_envelope
     monkeypatch.setattr(codec, "decode_envelope",

@@ -13,12 +13,21 @@ The algorithm is pluggable and named in configuration; the default is ECDSA on P
 over SHA-256 (DER, base64), which has the same shape as the captured values (`MEQCI...`).
 Keys are PEM files, one per participant: `<code>.key.pem` (private, only for the
 participants this process speaks for) and `<code>.pub.pem` (public, for everyone).
+
+Public keys may be added to the directory while the process runs (a participant that
+starts later writes its own, an operator installs a peer's): a message from a sender
+whose key is not loaded makes the ring read the directory's public keys again, at most
+once per `KEYS_REREAD_EVERY_S`, before the message is refused. A sender whose key is still
+unknown is answered "not taken now" (503, `signature_key_unknown`), which the sender
+retries, rather than refused for good: its key may simply not have been distributed yet.
+A known key that does not verify the signature stays a final refusal (401).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import time
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -48,6 +57,11 @@ NPC_SENDER = "0000"
 # The signature scheme's parameters: the same for every call, so made once (building
 # them was a tenth of the cost of a signature).
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# The directory's public keys are read again for an unknown sender at most this often:
+# a sender without a key sends again and again (every retry of every message), and
+# reading the directory per message would let anyone make the gateway read files as
+# fast as it can POST. Keys distributed by hand take longer than this to matter.
+KEYS_REREAD_EVERY_S = 5.0
 
 
 def unsigned_allowed(header: Header) -> bool:
@@ -135,6 +149,12 @@ class KeyRing:
     # Senders whose signatures are not checked (only for replaying the shared samples,
     # which carry placeholder signatures; production configuration leaves this empty).
     unverified_senders: frozenset[str] = frozenset()
+    # Where the keys came from, read again for an unknown sender (see the module's text);
+    # `monotonic` paces those reads (a pace of file reads, not business time).
+    directory: Path | None = None
+    reread_every_s: float = KEYS_REREAD_EVERY_S
+    monotonic: Callable[[], float] = time.monotonic
+    reread_at: float | None = None
 
     @property
     def algo(self):
@@ -143,15 +163,10 @@ class KeyRing:
     @classmethod
     def load(cls, directory: Path, own: list[str], algorithm: str = EcdsaP256.name,
              unverified_senders: frozenset[str] = frozenset()) -> "KeyRing":
-        ring = cls(algorithm=algorithm, unverified_senders=unverified_senders)
+        ring = cls(algorithm=algorithm, unverified_senders=unverified_senders,
+                   directory=Path(directory))
         periods = _periods(directory)
-        for pub in sorted(Path(directory).glob("*.pub.pem")):
-            code = pub.name.split(".")[0]
-            key = serialization.load_pem_public_key(pub.read_bytes())
-            if pub.name == f"{code}.pub.pem":
-                ring.public[code] = key
-            ring.public_all.setdefault(code, []).append(
-                (periods.get(pub.name, KeyPeriod(pub.name)), key))
+        ring.public, ring.public_all = _public_keys(Path(directory), periods)
         for code in own:
             for path in sorted(Path(directory).glob(f"{code}.*key.pem")):
                 key = serialization.load_pem_private_key(path.read_bytes(), None)
@@ -160,6 +175,32 @@ class KeyRing:
                 ring.private_all.setdefault(code, []).append(
                     (periods.get(path.name, KeyPeriod(path.name)), key))
         return ring
+
+    def reread_public(self) -> list[str]:
+        """Read the directory's public keys again; the participants whose keys were added
+        or changed. Keys that went from the directory stay loaded until a restart."""
+        assert self.directory is not None, "a ring read from a directory"
+        self.reread_at = self.monotonic()
+        public, public_all = _public_keys(self.directory, _periods(self.directory))
+        changed = sorted(code for code, keys in public_all.items()
+                         if [p for p, _ in keys] != [p for p, _ in self.public_all.get(code, [])])
+        self.public.update(public)
+        self.public_all.update(public_all)
+        if changed:
+            log.info("event=public_keys_reread added=%s", ",".join(changed))
+        return changed
+
+    def _reread_due(self) -> bool:
+        if self.directory is None:
+            return False
+        return self.reread_at is None or \
+            self.monotonic() - self.reread_at >= self.reread_every_s
+
+    def _keys_of(self, sender: str) -> list[object]:
+        keys = [k for p, k in self.public_all.get(sender, []) if p.valid_on(self._day())]
+        if not keys and sender in self.public:
+            keys = [self.public[sender]]
+        return keys
 
     def _day(self) -> date | None:
         return self.today() if self.today is not None else None
@@ -189,8 +230,9 @@ class KeyRing:
     def verify(self, env: Envelope, own_codes: frozenset[str] | None = None) -> str:
         """Check an inbound envelope; return "verified", "unsigned_allowed" or "unverified".
 
-        Raises PaygateError (status 401) with `signature_*` codes on a missing, bad or
-        foreign signature, and `message_wrongly_addressed` when `own_codes` is given and
+        Raises PaygateError (status 401) with `signature_*` codes on a missing or bad
+        signature, 503 `signature_key_unknown` when no key of the sender is known even
+        after reading the directory again (when due), and `message_wrongly_addressed` when `own_codes` is given and
         the header's receiver is not one of them.
         """
         header = env.header
@@ -205,14 +247,17 @@ class KeyRing:
                                        f"a signature on {header.mesg_type}"), status=401)
         if header.orig_sender in self.unverified_senders:
             return "unverified"
-        keys = [k for p, k in self.public_all.get(header.orig_sender, [])
-                if p.valid_on(self._day())]
-        if not keys and header.orig_sender in self.public:
-            keys = [self.public[header.orig_sender]]
+        keys = self._keys_of(header.orig_sender)
+        if not keys and self._reread_due():
+            self.reread_public()
+            keys = self._keys_of(header.orig_sender)
         if not keys:
-            raise PaygateError(Problem("signature_key_unknown", "{H:/orig_sender",
-                                       header.orig_sender, "a sender whose key we hold"),
-                               status=401)
+            # Not taken now, not refused: the sender's key may be on its way (503).
+            raise PaygateError(Problem(
+                "signature_key_unknown", "{H:/orig_sender", header.orig_sender,
+                "a sender whose public key is in the keys directory",
+                f"no public key of {header.orig_sender} is loaded or in the keys "
+                "directory; send again once it is installed"), status=503)
         try:
             raw = base64.b64decode(env.signature, validate=True)
         except ValueError:
@@ -223,6 +268,21 @@ class KeyRing:
                                        f"a {self.algorithm} signature by {header.orig_sender}"),
                                status=401)
         return "verified"
+
+
+def _public_keys(directory: Path, periods: dict[str, KeyPeriod]
+                 ) -> tuple[dict[str, object], dict[str, list[tuple[KeyPeriod, object]]]]:
+    """The directory's public keys: the current one by participant, and every one of
+    them with its period."""
+    public: dict[str, object] = {}
+    public_all: dict[str, list[tuple[KeyPeriod, object]]] = {}
+    for pub in sorted(directory.glob("*.pub.pem")):
+        code = pub.name.split(".")[0]
+        key = serialization.load_pem_public_key(pub.read_bytes())
+        if pub.name == f"{code}.pub.pem":
+            public[code] = key
+        public_all.setdefault(code, []).append((periods.get(pub.name, KeyPeriod(pub.name)), key))
+    return public, public_all
 
 
 def write_keypair(directory: Path, code: str) -> None:
