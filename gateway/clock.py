@@ -106,6 +106,18 @@ def clock_from_spec(spec: str | None) -> Clock:
     )
 
 
+def anchored_spec(spec: str) -> str:
+    """The same clock as `spec`, written so that any process reading it later keeps the
+    same time: a bare start ("start there now") is anchored to this moment, while an
+    empty spec (real time) or an anchored one is kept as it is. A process started again
+    from a bare start would begin the day again from its start instead."""
+    if not spec or "@" in spec:
+        return spec
+    clock = clock_from_spec(spec)
+    assert isinstance(clock, ScaledClock), "a bare start makes a scaled clock"
+    return clock.to_spec()
+
+
 def parse_business_datetime(text: str) -> datetime:
     """An ISO datetime; a naive one is read as Asia/Shanghai business time."""
     value = datetime.fromisoformat(text)

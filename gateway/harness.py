@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from gateway.app import Gateway
-from gateway.clock import Clock, clock_from_spec
+from gateway.clock import Clock, anchored_spec, clock_from_spec
 from gateway.config import Settings
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
@@ -51,6 +51,11 @@ class Harness:
     sim_url: str = ""
     sim_restarts: int = 0
     _http: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        # Anchored once: the gateway, the simulator and every restart of the simulator
+        # (`keep_simulator`) read the same instant, never a day that starts again.
+        self.clock_spec = anchored_spec(self.clock_spec)
 
     @property
     def keys_dir(self) -> Path:
@@ -80,8 +85,8 @@ class Harness:
     def clock(self) -> Clock:
         return clock_from_spec(self.clock_spec)
 
-    async def start_simulator(self) -> None:
-        self.sim_port = self.sim_port or free_port()
+    def simulator_args(self) -> list[str]:
+        """The simulator's command line, the same at every (re)start."""
         bank = self.settings_overrides.get("bank_code", Settings().bank_code)
         args = [sys.executable, "-m", "gateway.cli", "simulate", "npc",
                 "--host", "127.0.0.1", "--port", str(self.sim_port),
@@ -91,7 +96,11 @@ class Harness:
             args += ["--clock", self.clock_spec]
         for code, fen in self.balances_fen.items():
             args += ["--balance", f"{code}={fen}"]
-        args += self.sim_args
+        return args + self.sim_args
+
+    async def start_simulator(self) -> None:
+        self.sim_port = self.sim_port or free_port()
+        args = self.simulator_args()
         log_file = open(self.data_dir / "npc.log", "ab")
         self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
                                             env=dict(os.environ, PYTHONUNBUFFERED="1"),

@@ -8,10 +8,14 @@ import json
 import logging
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 import pytest
 
+from gateway.clock import SHANGHAI, clock_from_spec
 from gateway.datalock import lock_data_dir
+from gateway.harness import Harness
 from simulators.npc import LOCK_FILE
 from tests.e2e_support import open_account, started, transfer, until, wait_state
 
@@ -110,3 +114,20 @@ def test_serve_simulate_refuses_before_the_simulator_moves_back(tmp_path):
     assert refusal.code == "clock_before_stored_work_date"
     assert "2026-12-04" not in "".join(
         line for line in log.splitlines() if "phase" in line and "work_date=" in line)
+
+
+def test_a_restarted_simulator_keeps_the_gateways_virtual_time(tmp_path, monkeypatch):
+    """`serve --simulate` with a bare PAYGATE_CLOCK start: the simulator is given the
+    anchored clock, so one started again an hour later reads the same time as the
+    gateway, not the start instant again."""
+    harness = Harness(tmp_path, clock_spec="2026-12-07T09:10:00+08:00")
+    first = harness.simulator_args()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    again = harness.simulator_args()
+    spec = again[again.index("--clock") + 1]
+
+    assert again == first
+    assert "@" in spec
+    assert abs((clock_from_spec(spec).now() - harness.clock().now()).total_seconds()) < 60
+    assert clock_from_spec(spec).now() >= datetime(2026, 12, 7, 10, 9, tzinfo=SHANGHAI)
