@@ -40,7 +40,7 @@ from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
 from gateway.handlers import Handlers
 from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
 from gateway.link import LINK_DOWN, LinkHealth
-from gateway.linkpost import LinkPoster
+from gateway.linkpost import LinkPoster, LinkRefused
 from gateway.messages import codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -48,9 +48,10 @@ from gateway.messages.common import GroupHeader
 from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailable
+from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Store
 from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
-from gateway.worker import StreamWorker
+from gateway.worker import DeadNow, StreamWorker
 from routing import RouteRequest, Router, load_default
 
 log = logging.getLogger("paygate.gateway")
@@ -64,6 +65,7 @@ WINDOW_TICK_S = 5.0
 # Senders remembered for that are few (the NPC and the banks behind it); the memory is
 # emptied past this many.
 KEY_UNKNOWN_ALERT_EVERY_S = 300.0
+
 KEY_UNKNOWN_SENDERS_MAX = 1000
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
@@ -391,10 +393,13 @@ class Gateway:
         for ext in self.extensions:
             specs.extend(getattr(ext, "workers", lambda: [])())
         for name, streams, handler in specs:
+            # Work that dies is marked so in the database, for an operator: a message to
+            # the NPC held in the outbox, an inbound message's row failed.
+            on_dead = {"hvps_sender": self._outbox_dead, "link_sender": self._outbox_dead,
+                       "inbound": self._inbound_dead}.get(name)
             worker = StreamWorker(self.redis, name, streams, handler,
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
-                                  acks=self.streams,
-                                  on_dead=self._inbound_dead if name == "inbound" else None)
+                                  acks=self.streams, on_dead=on_dead)
             self.workers.append(worker)
             if name == "hvps_sender":
                 self._hvps_sender = worker
@@ -1050,6 +1055,9 @@ class Gateway:
             return
         try:
             await self.post_to_link(outbox_id, bytes(envelope))
+        except LinkRefused as exc:
+            # The same bytes would be refused again: held for an operator (`_outbox_dead`).
+            raise DeadNow(str(exc), exc.status) from exc
         except Exception:
             # The claim is given back so that the retry (this entry reclaimed, or the
             # sweeper) can take the row again; the same bytes go out then.
@@ -1073,6 +1081,39 @@ class Gateway:
     def resume_held(self) -> None:
         """The link answers again: the deliveries held while it was down go now."""
         self.spawn(recovery.resume(self))
+
+    async def _outbox_dead(self, stream: str, entry_id: str, fields: dict[str, str],
+                           reason: str, status: int | None) -> dict[str, str]:
+        """A message to the NPC is dead-lettered (refused with a 4xx `status`, or failed
+        `retries_max` times): its outbox row becomes `dead`, which the sweeper leaves (one
+        dead letter per row), and an HVPS credit's payment is `held` with the reason,
+        listed by `ops stuck`, until an operator retries the letter or cancels it
+        (gateway.ops.actions). What names the row for the letter and its log line."""
+        if "outbox" not in fields:
+            return {}
+        outbox_id = int(fields["outbox"])
+        why = (f"{HELD_REFUSED_AT_LINK}: the NPC answered {status}" if status is not None
+               else f"{HELD_DEAD_LETTERED}: {reason[:150]}")
+        now = self.clock.now()
+
+        def work(tx: Any) -> dict[str, str]:
+            row = tx.query_one("UPDATE outbox SET state = 'dead', updated_at = ? WHERE id = ? "
+                               "AND state IN ('pending', 'sending') RETURNING kind, payment_id",
+                               (now.isoformat(), outbox_id))
+            if row is None:
+                row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?",
+                                   (outbox_id,))
+            elif row[0] == "hvps_credit":
+                payment = payments.get(tx, row[1])
+                if payment["state"] in ("accepted", "sent"):
+                    payments.transition(tx, payment, "held", "link_dead_lettered", now,
+                                        self.notifier, reason=why, outbox=outbox_id,
+                                        status=status)
+            named = {"outbox": str(outbox_id)}
+            if row is not None and row[1] is not None:
+                named["payment"] = str(row[1])
+            return named
+        return await self.store.run(work)
 
     def _refuse_unbuildable(self, tx: Any, outbox_id: int, exc: Exception) -> None:
         row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (outbox_id,))
@@ -1098,7 +1139,7 @@ class Gateway:
             action()
 
     async def _inbound_dead(self, stream: str, entry_id: str, fields: dict[str, str],
-                            reason: str) -> None:
+                            reason: str, status: int | None) -> None:
         """An inbound message whose processing failed every delivery is marked `failed`
         (its error kept in the row) and raised to operators once, as it goes to the
         dead-letter stream: the sweeper and start-up recovery put back only `received`

@@ -14,12 +14,13 @@ POST's envelopes in one transaction, so a POST of 20 envelopes costs little more
 one of a single envelope. The framing and the answer are gateway.messages.framing.
 
 Each envelope's outcome is what a POST of it alone would have given: taken (the caller
-marks its row sent), refused (RuntimeError, as a 4xx), or not taken now (RetryLater, as
-a 5xx, a timeout or no connection); the caller gives its outbox row back and the row
-goes on as it always did (retry, dead letter). A POST that fails as a whole fails every
-envelope in it that way. Link health (gateway.link) hears each POST: one that reached
-the NPC and had an envelope taken or refused marks the link up; one that did not reach
-it, or whose every envelope was answered 5xx, marks it down.
+marks its row sent), refused (LinkRefused, a RuntimeError, as a 4xx: the row is
+dead-lettered at once, gateway.worker.DeadNow), or not taken now (RetryLater, as a 5xx,
+a timeout or no connection: the caller gives its outbox row back for the retry). A POST
+that fails as a whole fails every envelope in it that way. Link health (gateway.link)
+hears each POST: one that reached the NPC and had an envelope taken or refused marks the
+link up; one that did not reach it, or whose every envelope was answered 5xx, marks it
+down.
 """
 
 from __future__ import annotations
@@ -193,4 +194,13 @@ def _outcome(send: _Send, status: int) -> Exception | None:
         return None
     if status >= 500:
         return RetryLater(f"link answered {status}")
-    return RuntimeError(f"link answered {status} for outbox {send.outbox_id}")
+    return LinkRefused(status, send.outbox_id)
+
+
+class LinkRefused(RuntimeError):
+    """The NPC refused a message (4xx): sending the same bytes again gets the same
+    answer, so its work is dead-lettered at once (gateway.worker.DeadNow)."""
+
+    def __init__(self, status: int, outbox_id: int) -> None:
+        super().__init__(f"link answered {status} for outbox {outbox_id}")
+        self.status = status

@@ -14,12 +14,20 @@ IN_STATES = ("received", "credited", "suspense", "returned")
 FINAL = frozenset({"settled", "rejected", "cancelled", "returned"})
 FINAL_IN = frozenset({"credited", "returned"})
 
+# Reasons of a payment held because its message died on the way to the NPC; the reason
+# goes on with what happened (", the NPC answered 400", or the failure).
+HELD_REFUSED_AT_LINK = "refused_at_link"
+HELD_DEAD_LETTERED = "dead_lettered"
+
 TRANSITIONS: dict[str, frozenset[str]] = {
     # outgoing
     # accepted → settled: an internal book transfer (系统内) settles in our own ledger.
     "accepted": frozenset({"held", "sent", "settled", "rejected", "cancelled"}),
     "held": frozenset({"accepted", "sent", "rejected", "cancelled"}),
-    "sent": frozenset({"queued", "netted", "settled", "rejected", "cancelled", "unknown"}),
+    # sent → held: the NPC refused the message itself (4xx) or it died on the way (dead
+    # letter); nothing reached the NPC, and an operator retries or cancels it.
+    "sent": frozenset({"held", "queued", "netted", "settled", "rejected", "cancelled",
+                       "unknown"}),
     # BEPS: a package waiting for netting (PR11, net debit cap) is netted later.
     "queued": frozenset({"netted", "settled", "rejected", "cancelled", "unknown"}),
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),

@@ -5,7 +5,12 @@ can share the work and each entry goes to one of them. An entry is acknowledged 
 its handler has committed what it did. A handler that fails leaves the entry pending; it
 is picked up again after `retry_idle_ms` (by this consumer or another one, which is also
 how entries of a crashed process are reclaimed), and after `retries_max` deliveries it
-moves to the dead-letter stream with the reason, for an operator to retry.
+moves to the dead-letter stream with the reason, for an operator to retry. Work that can
+never succeed as it is (the NPC refused the message, 4xx) raises `DeadNow` and goes
+there at once. The stage's `on_dead` marks the work in the database as dead-lettered
+first (gateway.app: an outbox row leaves the sweeper's reach and its payment is held,
+an inbox row is marked failed), so that each piece of work has one dead letter, not one
+per sweep.
 
 Handlers must be idempotent: the database, not the stream, says whether work is done.
 """
@@ -29,13 +34,26 @@ from gateway.redisstate import Outage
 log = logging.getLogger("paygate.worker")
 
 Handler = Callable[[str, str, dict[str, str]], Awaitable[None]]
-DeadHook = Callable[[str, str, dict[str, str], str], Awaitable[None]]
+# (stream, entry id, fields, reason, status the work was refused with or None) -> fields
+# naming the work for the dead letter and its log line (`payment`, say), or None
+DeadHook = Callable[[str, str, dict[str, str], str, "int | None"],
+                    Awaitable["dict[str, str] | None"]]
 
 
 class RetryLater(Exception):
     """The work cannot be done now for a reason outside it (the link is down, the NPC
     answers 503). The entry is acknowledged without counting a failure; the database
     still says the work is unfinished, so the gateway's sweeper puts it back later."""
+
+
+class DeadNow(Exception):
+    """The work can never succeed as it is (the NPC refused the message with a 4xx):
+    dead-lettered at once, for an operator, without further deliveries."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
 
 BLOCK_MS = 500
 RECLAIM_EVERY_S = 2.0
@@ -117,8 +135,8 @@ class StreamWorker:
                  retry_idle_ms: int = 1000, concurrent: bool = True,
                  acks: Any = None, on_dead: DeadHook | None = None) -> None:
         self.r = r
-        # Told of an entry before it is dead-lettered (stream, entry id, fields, reason),
-        # so that the database stops naming its work as unfinished: else the sweeper
+        # Told of an entry before it is dead-lettered (stream, entry id, fields, reason,
+        # the status it was refused with), so that the database stops naming its work as unfinished: else the sweeper
         # would put the same work back on the stream, and it would fail and be
         # dead-lettered again, for ever. Should it fail, the entry stays pending.
         self.on_dead = on_dead
@@ -251,6 +269,10 @@ class StreamWorker:
             self.retries.note(str(exc), entry_id, fields)
             await self._ack(stream, entry_id)
             return
+        except DeadNow as exc:
+            self.failed += 1
+            await self._dead(stream, entry_id, fields, str(exc), 1, exc.status)
+            return
         except Exception as exc:
             self.failed += 1
             log.warning("event=stage_failed stage=%s stream=%s entry=%s fields=%s error=%r",
@@ -273,14 +295,22 @@ class StreamWorker:
         deliveries = info[0]["times_delivered"] if info else 1
         if deliveries < self.retries_max:
             return
+        await self._dead(stream, entry_id, fields, reason, deliveries)
+
+    async def _dead(self, stream: str, entry_id: str, fields: dict[str, str], reason: str,
+                    deliveries: int, status: int | None = None) -> None:
+        """Move an entry to the dead-letter stream: its work marked in the database
+        first (`on_dead`), then the letter, then the entry acknowledged."""
+        named = {}
         if self.on_dead is not None:
-            await self.on_dead(stream, entry_id, fields, reason)
+            named = await self.on_dead(stream, entry_id, fields, reason, status) or {}
         dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
-                    deliveries=str(deliveries))
-        await self.r.xadd(keys.DEAD, dead)
+                    deliveries=str(deliveries), **named)
+        letter = await self.r.xadd(keys.DEAD, dead)
         await self.r.xack(stream, keys.GROUP, entry_id)
-        log.error("event=dead_lettered stage=%s stream=%s entry=%s reason=%s", self.name,
-                  stream, entry_id, reason[:200])
+        said = "".join(f" {k}={v}" for k, v in named.items())
+        log.error("event=dead_lettered stage=%s stream=%s entry=%s letter=%s%s reason=%s",
+                  self.name, stream, entry_id, letter, said, reason[:200])
 
     async def _reclaim(self) -> None:
         for stream in self.streams:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from gateway.errors import PaygateError
-from gateway.linkpost import LinkPoster
+from gateway.linkpost import LinkPoster, LinkRefused
 from gateway.messages import framing
 from gateway.worker import RetryLater
 
@@ -158,7 +158,8 @@ def test_a_post_is_bounded_in_envelopes_and_bytes(envelopes_max, bytes_max, size
 
 def test_each_envelope_of_a_post_gets_its_own_outcome() -> None:
     """A 207 gives each envelope what a POST of it alone would have: taken, refused
-    (RuntimeError naming its outbox row) or not taken now (RetryLater); the link is up."""
+    (LinkRefused naming its outbox row and the status) or not taken now (RetryLater); the
+    link is up."""
     verdicts = {3: 401, 5: 503}
 
     async def scenario() -> tuple[list[Any], Health, Npc]:
@@ -172,7 +173,7 @@ def test_each_envelope_of_a_post_gets_its_own_outcome() -> None:
 
     assert len(npc.posts) == 1
     assert [type(o).__name__ for o in outcomes] == [
-        "NoneType", "NoneType", "NoneType", "RuntimeError", "NoneType", "RetryLater",
+        "NoneType", "NoneType", "NoneType", "LinkRefused", "NoneType", "RetryLater",
         "NoneType", "NoneType"]
     assert "outbox 3" in str(outcomes[3])
     assert health.said == ["up"]
@@ -195,7 +196,7 @@ def test_a_post_that_fails_as_a_whole_fails_every_envelope(whole, body_instead, 
 
     outcomes, health = run(scenario())
 
-    expected = RuntimeError if whole == 400 else RetryLater
+    expected = LinkRefused if whole == 400 else RetryLater
     assert all(type(o) is expected for o in outcomes)
     assert health.said == said
 

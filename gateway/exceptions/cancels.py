@@ -34,7 +34,9 @@ from gateway.messages.ccms900 import CANCELLED
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
-UNSENT_OUTBOX = ("waiting", "pending", "held", "review")
+# "dead": the NPC refused the message (4xx) or it was dead-lettered; nothing reached the
+# NPC, and the payment waits held (gateway.app._outbox_dead).
+UNSENT_OUTBOX = ("waiting", "pending", "held", "review", "dead")
 # A BEPS item may be cancelled until its package is netted (docs/beps.md).
 BEPS_CANCELLABLE_STATES = ("accepted", "held", "sent", "queued")
 

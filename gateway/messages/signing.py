@@ -232,8 +232,8 @@ class KeyRing:
 
         Raises PaygateError (status 401) with `signature_*` codes on a missing or bad
         signature, 503 `signature_key_unknown` when no key of the sender is known even
-        after reading the directory again (when due), and `message_wrongly_addressed` when `own_codes` is given and
-        the header's receiver is not one of them.
+        after reading the directory again (when due), and `message_wrongly_addressed`
+        when `own_codes` is given and the header's receiver is not one of them.
         """
         header = env.header
         if own_codes is not None and header.orig_receiver not in own_codes:

@@ -17,6 +17,7 @@ to HVPS payments only.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Awaitable, Callable
@@ -26,8 +27,13 @@ from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 
+log = logging.getLogger("paygate.ops")
+
 UNSENT_STATES = ("accepted", "held")
 UNSENT_OUTBOX = ("waiting", "pending", OUTBOX_HELD, OUTBOX_REVIEW)
+# An outbox row whose message the NPC refused (4xx) or that was dead-lettered: nothing
+# reached the NPC; it waits for an operator's retry of its dead letter or a cancel.
+OUTBOX_DEAD = "dead"
 HELD_OUTBOX = (OUTBOX_HELD, OUTBOX_REVIEW)
 URGENCY_BY_PRIORITY = {1: "extra_urgent", 2: "urgent", 3: "normal"}
 # Undelivered entries looked through when a payment leaves a lane; a lane deeper than
@@ -53,7 +59,8 @@ class Context:
     actor: str
 
 
-def _unsent(tx: Any, payment_id: str) -> tuple[dict[str, Any], tuple[int, str, str]]:
+def _unsent(tx: Any, payment_id: str, outbox_states: tuple[str, ...] = UNSENT_OUTBOX
+            ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment = payments.get(tx, payment_id)
     if payment["channel"] != "hvps":
         raise Conflict(Problem("payment_channel_not_supported", "/target", payment["channel"],
@@ -64,7 +71,7 @@ def _unsent(tx: Any, payment_id: str) -> tuple[dict[str, Any], tuple[int, str, s
                                f"payment {payment_id} is {payment['state']}"))
     outbox = tx.query_one("SELECT id, state, stream FROM outbox WHERE payment_id = ? "
                           "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
-    if outbox is None or outbox[1] not in UNSENT_OUTBOX:
+    if outbox is None or outbox[1] not in outbox_states:
         raise Conflict(Problem("payment_already_on_the_wire", "/target",
                                outbox[1] if outbox else None,
                                "an outbox row waiting, pending, held or in review",
@@ -146,7 +153,9 @@ def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, st
 
 def _cancellable(tx: Any, target: str, params: dict[str, Any]
                  ) -> tuple[dict[str, Any], tuple[int, str, str]]:
-    return _unsent(tx, target)
+    # A payment held because the NPC refused its message may be cancelled too: nothing
+    # of it reached the NPC.
+    return _unsent(tx, target, (*UNSENT_OUTBOX, OUTBOX_DEAD))
 
 
 def cancel(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
@@ -233,18 +242,46 @@ def _review_hold(tx: Any, target: str, params: dict[str, Any]
 
 
 def retry(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    """Put a dead letter's fields back on its stream (read from Redis before the call)."""
+    """Put a dead letter's fields back on its stream (read from Redis before the call).
+    A dead outbox row is pending again, and its payment, held since its message died,
+    accepted again: the sender sends the stored bytes and the payment goes on as usual."""
     stream, fields = params["stream"], params["fields"]
     if stream == keys.INBOUND and str(fields.get("inbox", "")).isdigit():
         # A message dead-lettered was marked failed so that nothing retried it by itself;
         # the operator's retry makes it a message to process again.
         tx.execute("UPDATE inbox SET state = 'received' WHERE id = ? AND state = 'failed'",
                    (int(fields["inbox"]),))
+    payment_id = _revive(c, tx, fields)
 
     async def put_back() -> None:
         await c.gw.redis.xadd(stream, fields)
         await c.gw.redis.xdel(keys.DEAD, target)
-    return Outcome({"dead_letter": target, "stream": stream, "fields": fields}, [put_back])
+        log.info("event=dead_letter_retried letter=%s stream=%s outbox=%s payment=%s",
+                 target, stream, fields.get("outbox"), payment_id)
+    return Outcome({"dead_letter": target, "stream": stream, "fields": fields,
+                    "payment": payment_id}, [put_back])
+
+
+def _revive(c: Context, tx: Any, fields: dict[str, Any]) -> str | None:
+    """The dead outbox row of a letter pending again, its held payment accepted; the
+    payment's id (None for a letter of other work)."""
+    if "outbox" not in fields:
+        return None
+    row = tx.query_one("UPDATE outbox SET state = 'pending', updated_at = ? WHERE id = ? "
+                       "AND state = ? RETURNING kind, payment_id",
+                       (c.now.isoformat(), int(fields["outbox"]), OUTBOX_DEAD))
+    if row is None:
+        found = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?",
+                             (int(fields["outbox"]),))
+        return found[0] if found else None
+    kind, payment_id = row
+    if kind == "hvps_credit" and payment_id is not None:
+        payment = payments.get(tx, payment_id)
+        if payment["state"] == "held":
+            payments.transition(tx, payment, "accepted", "ops_retried", c.now,
+                                c.gw.notifier, request=c.request_id, by=c.actor)
+            tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (payment_id,))
+    return payment_id
 
 
 def _failed_webhook_rows(tx: Any, target: str, params: dict[str, Any]) -> list[int]:
@@ -291,7 +328,8 @@ def webhook_resend(c: Context, tx: Any, target: str, params: dict[str, Any]) -> 
     return Outcome({"webhook_rows": ids}, [push])
 
 
-DEAD_META = ("stream", "entry", "reason", "deliveries")
+# What a dead letter holds besides the entry's own fields (`payment` names the work).
+DEAD_META = ("stream", "entry", "reason", "deliveries", "payment")
 
 
 async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:

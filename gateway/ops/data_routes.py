@@ -148,7 +148,7 @@ class DataRoutes:
         return _json({"streams": await queues.stream_stats(r),
                       "stages": self.snapshots.rates.stages(
                           self.gw.workers, _loop_time()),
-                      "dead_total": (await queues.dead_letters(r, 1))["total"]})
+                      "dead_total": (await queues.dead_letters(r, 1, self.gw.store))["total"]})
 
     async def payments(self, request: web.Request, operator: Operator) -> web.Response:
         search = views.parse_search(*query_params(request, views.SEARCH_PARAMS))
@@ -206,7 +206,7 @@ class DataRoutes:
 
     async def dead(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=queues.DEAD_LIST_MAX)["limit"]
-        return _json(await queues.dead_letters(self.gw.redis, limit))
+        return _json(await queues.dead_letters(self.gw.redis, limit, self.gw.store))
 
     async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]

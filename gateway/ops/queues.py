@@ -17,6 +17,12 @@ from gateway import keys
 
 LAG_COUNT_MAX = 10_000   # counted by hand only on Redis before 7, which does not report lag
 DEAD_LIST_MAX = 200
+# Dead letters looked up in the database at once to tell outstanding from completed: each
+# piece of work has one letter, so more than this many outstanding is an incident that
+# the older letters' count still shows.
+DEAD_SCAN_MAX = 1000
+# Outbox states of work that has completed: a dead letter of such a row is history.
+COMPLETED_OUTBOX = ("sent", "acked", "done")
 RATE_WINDOW_S = 60.0     # throughput is averaged over the last minute
 RATE_SAMPLES_MAX = 120
 
@@ -67,16 +73,50 @@ def _age_s(now_ms: int, entry_ids: list[str]) -> float | None:
     return round(max(0, now_ms - min(_entry_ms(e) for e in entry_ids)) / 1000, 1)
 
 
-async def dead_letters(r: Any, limit: int = 50) -> dict[str, Any]:
+async def dead_letters(r: Any, limit: int = 50, store: Any = None) -> dict[str, Any]:
+    """The newest dead letters, at most `limit`, and how many there are (`total`).
+
+    With the gateway's `store`, a letter whose outbox row has since completed (sent by a
+    retry, or its payment cancelled) is no longer outstanding: it is left out of the
+    list and of `total`, and counted in `completed`; each listed letter of an outbox
+    row names the row's state and its payment. Only the newest DEAD_SCAN_MAX letters
+    are looked up; older ones count as outstanding."""
     total = await r.xlen(keys.DEAD)
-    entries = await r.xrevrange(keys.DEAD, count=min(limit, DEAD_LIST_MAX))
+    count = DEAD_SCAN_MAX if store is not None else min(limit, DEAD_LIST_MAX)
+    entries = await r.xrevrange(keys.DEAD, count=count)
     now_ms = await redis_now_ms(r)
     rows = [{"id": eid, "stream": f.get("stream", ""), "reason": f.get("reason", ""),
              "deliveries": f.get("deliveries", ""), "age_s": _age_s(now_ms, [eid]),
              "fields": {k: v for k, v in f.items()
-                        if k not in ("stream", "entry", "reason", "deliveries")}}
+                        if k not in ("stream", "entry", "reason", "deliveries", "payment")}}
             for eid, f in entries]
-    return {"total": total, "entries": rows}
+    completed = 0
+    if store is not None:
+        rows, completed = await _outstanding(store, rows)
+    return {"total": total - completed, "completed": completed,
+            "entries": rows[:min(limit, DEAD_LIST_MAX)]}
+
+
+async def _outstanding(store: Any, rows: list[dict[str, Any]]
+                       ) -> tuple[list[dict[str, Any]], int]:
+    ids = sorted({int(row["fields"]["outbox"]) for row in rows
+                  if str(row["fields"].get("outbox", "")).isascii()
+                  and str(row["fields"].get("outbox", "")).isdigit()})
+    if not ids:
+        return rows, 0
+    found = await store.run(lambda tx: tx.query(
+        "SELECT id, state, payment_id FROM outbox WHERE id IN (%s)" % ",".join(
+            str(i) for i in ids), ()))
+    by_id = {str(i): (state, payment_id) for i, state, payment_id in found}
+    kept = []
+    for row in rows:
+        outbox = by_id.get(str(row["fields"].get("outbox")))
+        if outbox is not None and outbox[0] in COMPLETED_OUTBOX:
+            continue
+        if outbox is not None:
+            row["outbox_state"], row["payment"] = outbox
+        kept.append(row)
+    return kept, len(rows) - len(kept)
 
 
 class Rates:

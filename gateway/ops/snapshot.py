@@ -104,7 +104,7 @@ class Snapshots:
         snap = await status(gw)
         snap["queues"] = await queues.stream_stats(r)
         snap["stages"] = self.rates.stages(gw.workers, asyncio.get_running_loop().time())
-        snap["dead"] = await queues.dead_letters(r, SNAPSHOT_LIST_MAX)
+        snap["dead"] = await queues.dead_letters(r, SNAPSHOT_LIST_MAX, gw.store)
 
         def work(tx: Any) -> dict[str, Any]:
             control.expire_due(tx, now)

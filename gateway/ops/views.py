@@ -13,7 +13,7 @@ from gateway import payments, webhook
 from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
-from gateway.states import IN_STATES, OUT_STATES
+from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK, IN_STATES, OUT_STATES
 from gateway.ops import control
 from gateway.ops.archive import ARCHIVE_COLUMNS
 from gateway.ops.schema import table_columns, table_exists
@@ -177,9 +177,13 @@ def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, t
     waiting = (" OR (state = 'held' AND reason = ? AND EXISTS (SELECT 1 FROM outbox o "
                "WHERE o.payment_id = payments.id AND o.kind = 'hvps_credit' "
                "AND o.state = 'waiting'))") if hvps_open else ""
-    return (f"(state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
-            "AND updated_at < ?",
-            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before))
+    # A payment held because its message died on the way to the NPC waits for an
+    # operator whatever its age (gateway.app._outbox_dead).
+    died = " OR (state = 'held' AND (reason LIKE ? OR reason LIKE ?))"
+    return (f"((state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
+            f"AND updated_at < ?){died}",
+            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before,
+             f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%"))
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
