@@ -17,6 +17,7 @@ sequence from 0001), then cleared to the right account or returned to the sender
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
@@ -210,7 +211,10 @@ def names_match(holder: str, given: object) -> bool:
     return _name_key(holder) == _name_key(given) and bool(_name_key(given))
 
 
+@functools.lru_cache(maxsize=4096)
 def _name_key(name: str) -> str:
+    # Cached: a payer's name is compared with its holder's at every transfer, and the
+    # same few names come again and again.
     folded = unicodedata.normalize("NFKC", name).casefold()
     return "".join(ch for ch in folded if not ch.isspace())
 

@@ -74,7 +74,9 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     package_id = f"{sender}{msg_id}"
     candidates = tx.query(_WAITING, (receiver, msg_type, take))
-    refused = refusals(msg_type, [row for row in candidates if row[1] == "accepted"], now)
+    read: dict[str, Any] = {}
+    refused = refusals(msg_type, [row for row in candidates if row[1] == "accepted"], now,
+                       read)
     # A payment that left `accepted` before packing (cancelled by an operator) is never
     # packed, nor one the NPC would refuse; the item is marked so that it is not looked
     # at again.
@@ -92,7 +94,8 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
         rows = tx.query(_PACKED, (package_id,))
     if not rows:
         return None
-    transfers = build.transfers_of(row[2:] for row in rows)
+    transfers = ([read[row[0]] for row in rows] if rows is packable
+                 else build.transfers_of(row[2:] for row in rows))
     days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
     body = build.package_body(msg_type, msg_id, sender, receiver, transfers, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
@@ -127,14 +130,15 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     return outbox_id
 
 
-def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime
-             ) -> dict[str, list[Problem]]:
+def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime,
+             read: dict[str, Any] | None = None) -> dict[str, list[Problem]]:
     """The problems of each waiting item (rows of `_WAITING`) that breaks a rule the NPC
     checks on every transaction of a package (package.check_item, the same code its
     reading runs), by payment id. The NPC refuses a whole package for one such
     transaction, which would take the other payers' good payments down with it; intake
     refuses these already, so this only catches what reached the table another way (a
-    rule changed, a row written before it)."""
+    rule changed, a row written before it). Each item as read is kept in `read`, by
+    payment id, when given: the package is built from them."""
     layout = build.FAMILIES[msg_type].LAYOUT
     on_date = date.fromisoformat(iso_datetime(now)[:10])  # the package's date, as the NPC reads it
     transfers = build.transfers_of(row[2:] for row in rows)
@@ -143,6 +147,8 @@ def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime
         problems = package.check_item(layout, transfer, on_date)
         if problems:
             found[row[0]] = problems
+        if read is not None:
+            read[row[0]] = transfer
     return found
 
 
