@@ -59,6 +59,7 @@ def text_problem(p: ProblemList, path: str, value: Any) -> bool:
     return False
 _BANK = re.compile(r"[0-9]{12}")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")
+RETURN_TYPE = "A105"  # 退汇: it must name the payment it returns (gateway.exceptions.returns)
 _KIND = re.compile(r"[0-9]{5}")
 
 
@@ -157,6 +158,14 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         p.add("business_kind_malformed", "/business_kind", business_kind,
               "a CNAPS2 business kind of 5 digits such as 02102")
     remittance = _remittance(body.get("remittance_info"), p)
+    if business_type == RETURN_TYPE and not any(
+            line.startswith(("/F40/", "/E50/")) for line in remittance):
+        # A return the NPC would refuse for not naming what it returns, after the payer's
+        # money was held: refused now, and the core system pointed at the return route.
+        p.add("return_must_name_original", "/business_type", business_type,
+              "a return (A105) made with POST /v1/transfers/{id}/return, which names the "
+              "payment it returns; or remittance lines /F40/ (the original message type) "
+              "and /E50/ (its message id)")
     urgency = body.get("urgency", "normal")
     if urgency not in ("normal", "urgent", "extra_urgent"):
         p.add("urgency_unknown", "/urgency", urgency, "normal, urgent or extra_urgent")
@@ -217,7 +226,8 @@ def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:
     urgency = get("urgency", "normal")
     when_closed = get("when_closed")
     if (currency != "CNY" or type(business_type) is not str
-            or not _TYPE.fullmatch(business_type) or type(business_kind) is not str
+            or not _TYPE.fullmatch(business_type) or business_type == RETURN_TYPE
+            or type(business_kind) is not str
             or not _KIND.fullmatch(business_kind) or type(urgency) is not str
             or urgency not in _URGENCIES
             or (when_closed is not None and (type(when_closed) is not str

@@ -35,8 +35,11 @@ log = logging.getLogger("paygate.routing.router")
 # initiates them: treasury, issuance fund, bond settlement and interbank transfers.
 INSTITUTION_TYPES = ["A103", "A104", "A106", "A107", "A200"]
 # The router places credit transfers (A…): debits and real-time business have their own
-# message families and are not routed between HVPS and BEPS.
-ROUTABLE_TYPES = ["A*"]
+# message families and are not routed between HVPS and BEPS. Only the credit types
+# SPEC.md d.4 lists: a type the NPC does not know would be refused there, after the
+# payer's money was held, so it is refused here (`business_type_not_routable`).
+ROUTABLE_TYPES = [*(f"A1{n:02d}" for n in range(18)), "A200", "A201", "A202", "A301",
+                  "A307", "A308", "A309", "A400"]
 
 # Decisions remembered at once (see Router.decide); the memory is cleared when full.
 DECISIONS_REMEMBERED_MAX = 4096

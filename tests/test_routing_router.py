@@ -173,6 +173,9 @@ def test_a_refusal_without_a_known_opening_says_so(router: Router) -> None:
     (req(business_type="Ａ100"), [("business_type_must_be_a_letter_and_3_digits",
                                    "business_type")]),
     (req(business_type="B100"), [("business_type_not_routable", "business_type")]),
+    # Well formed, but no credit type SPEC.md d.4 lists: the NPC would refuse it.
+    (req(business_type="A999"), [("business_type_not_routable", "business_type")]),
+    (req(business_type="A118"), [("business_type_not_routable", "business_type")]),
     (req(business_kind="0210"), [("business_kind_must_be_5_ascii_digits", "business_kind")]),
     (req(urgency="high"), [("urgency_unknown", "urgency")]),
     (req(when_closed="later"), [("when_closed_unknown", "when_closed")]),
