@@ -44,6 +44,7 @@ class LinkSession:
         self.gw = gw
         self.last_probe_sent: float | None = None
         self.last_probe_answered: float | None = None
+        self._login_sent: float | None = None  # loop time of our last ccms.805 login
         self._task: asyncio.Task | None = None
         gw.link_state = "logged_out"
         gw.keyring_today = None
@@ -72,6 +73,7 @@ class LinkSession:
     async def _lead(self) -> None:
         await self._check_keys()
         await self._send_login(ccms805.LOGIN)
+        self._login_sent = asyncio.get_running_loop().time()
         self.gw.link_state = "logging_in"
 
     async def stop(self) -> None:
@@ -160,7 +162,23 @@ class LinkSession:
             await self.gw.store.run(lambda tx: self.gw.alert(
                 tx, "link_probe_unanswered", interval_s=interval_s))
         await self._check_keys()
+        await self._login_again(interval_s)
         await self.probe()
+
+    async def _login_again(self, interval_s: float) -> None:
+        """A login with no ccms.806 for two intervals is sent again, at each probe pass
+        until one comes (the NPC may have discarded it: our key not yet installed there,
+        or it was down), with an operator alert: without this the session stayed
+        `logging_in` for ever while probes and payments went through."""
+        loop = asyncio.get_running_loop()
+        if self.gw.link_state != "logging_in" or self._login_sent is None \
+                or loop.time() - self._login_sent <= 2 * interval_s:
+            return
+        log.warning("event=login_resent waited_s=%.0f", loop.time() - self._login_sent)
+        await self.gw.store.run(lambda tx: self.gw.alert(
+            tx, "link_login_unanswered", interval_s=interval_s))
+        await self._send_login(ccms805.LOGIN)
+        self._login_sent = loop.time()
 
     async def _check_keys(self) -> None:
         gw = self.gw

@@ -86,3 +86,32 @@ def test_rotation_overlap_and_expiry(tmp_path):
     assert expired.value.code == "signature_invalid"
     assert "888200000015.key.pem" in expiring
     assert old_private != (tmp_path / "888200000015.2027.key.pem").read_bytes()
+
+
+def test_a_login_left_unanswered_is_sent_again(tmp_path):
+    """A ccms.805 login the NPC never answered (discarded: our key not yet installed
+    there) is sent again at a probe pass two intervals on, with an alert, until the
+    session is logged in; a session logged in sends none."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            await until(lambda: gw.link_state == "logged_in", "login answered")
+            session = session_of(gw)
+
+            def logins() -> int:
+                return gw.store.run(lambda tx: tx.query_one(
+                    "SELECT COUNT(*) FROM outbox WHERE mesg_type = 'ccms.805.001.02'",
+                    ())[0])
+            before = await logins()
+            await session._probe_once(1.0)
+            assert await logins() == before  # logged in: nothing sent again
+
+            gw.link_state = "logging_in"  # as if the NPC had discarded the login
+            session._login_sent = asyncio.get_running_loop().time() - 10.0
+            await session._probe_once(1.0)
+            assert await logins() == before + 1
+            await until(lambda: gw.link_state == "logged_in", "second login answered")
+            alerts = await gw.store.run(lambda tx: [c for (c,) in tx.query(
+                "SELECT code FROM alerts", ())])
+            assert alerts.count("link_login_unanswered") == 1
+    asyncio.run(scenario())
