@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.messages.package import RETURN_TYPE
 from gateway.money import format_yuan, parse_yuan
 from ledger.incoming import names_match
 
@@ -59,7 +60,6 @@ def text_problem(p: ProblemList, path: str, value: Any) -> bool:
     return False
 _BANK = re.compile(r"[0-9]{12}")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")
-RETURN_TYPE = "A105"  # 退汇: it must name the payment it returns (gateway.exceptions.returns)
 _KIND = re.compile(r"[0-9]{5}")
 
 

@@ -29,12 +29,12 @@ from gateway import payments
 from gateway.exceptions import schema
 from gateway.messages import ccms316
 from gateway.messages.ccms900 import CANCELLED, QUEUED, REJECTED, SETTLED
+from gateway.messages.package import RETURN_TYPE
 from gateway.states import FINAL
 
 log = logging.getLogger("paygate.exceptions")
 
 NOT_ACCEPTED = ccms316.NOT_ACCEPTED
-RETURN_TYPE = "A105"
 # The NPC statuses that say a payment never settled, and the state each leads to.
 NEVER_SETTLED = {REJECTED: "rejected", NOT_ACCEPTED: "rejected", CANCELLED: "cancelled"}
 
