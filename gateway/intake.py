@@ -158,14 +158,13 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         p.add("business_kind_malformed", "/business_kind", business_kind,
               "a CNAPS2 business kind of 5 digits such as 02102")
     remittance = _remittance(body.get("remittance_info"), p)
-    if business_type == RETURN_TYPE and not any(
-            line.startswith(("/F40/", "/E50/")) for line in remittance):
-        # A return the NPC would refuse for not naming what it returns, after the payer's
-        # money was held: refused now, and the core system pointed at the return route.
+    if business_type == RETURN_TYPE:
+        # A return is made only by the return route, which finds the payment returned,
+        # checks it can be returned and marks it so: taken as a transfer, one incoming
+        # payment could be returned twice, or a payment that never came returned at all.
         p.add("return_must_name_original", "/business_type", business_type,
               "a return (A105) made with POST /v1/transfers/{id}/return, which names the "
-              "payment it returns; or remittance lines /F40/ (the original message type) "
-              "and /E50/ (its message id)")
+              "incoming payment it returns and returns it once")
     urgency = body.get("urgency", "normal")
     if urgency not in ("normal", "urgent", "extra_urgent"):
         p.add("urgency_unknown", "/urgency", urgency, "normal, urgent or extra_urgent")

@@ -1,6 +1,7 @@
-"""A return (A105) must name the payment it returns. Sent as a plain transfer it used to be
-taken (201, the payer's money held) and then refused by the NPC or before packing; it is
-refused at intake now, pointing at the return route."""
+"""A return (A105) is made only by POST /v1/transfers/{id}/return. Sent as a plain transfer
+it used to be taken: without the original named, refused later by the NPC or before
+packing; with it named, never linked to it, so one incoming payment could be returned
+twice. It is refused at intake now, pointing at the return route."""
 
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ def test_a_return_naming_nothing_is_refused_at_its_business_type(extra) -> None:
 
 
 @pytest.mark.parametrize("line", ["/F40/hvps.111.001.01", "/E50/2026120700000001"])
-def test_a_return_naming_its_original_message_is_read(line) -> None:
-    transfer = intake.parse_transfer(BODY | {"remittance_info": [line]}, OURS)
-    assert transfer.business_type == "A105"
+def test_a_return_naming_its_original_is_refused_too(line) -> None:
+    """Only the return route links a return to what it returns and returns it once."""
+    with pytest.raises(ValidationFailed) as refused:
+        intake.parse_transfer(BODY | {"remittance_info": [line]}, OURS)
+    assert ("return_must_name_original", "/business_type") in [
+        (p.code, p.path) for p in refused.value.problems]
 
 
 def test_other_types_are_untouched() -> None:
