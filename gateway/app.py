@@ -551,7 +551,7 @@ class Gateway:
             prepared = prepared._replace(send_now=True)
         try:
             status, response, entries, sending = await self.store.run(
-                lambda tx: self._accept_tx(tx, prepared))
+                lambda tx: self._accept_tx(tx, prepared), urgent=True)
         except BaseException:
             if prepared.send_now:
                 self.direct.release_link()
