@@ -22,7 +22,7 @@ from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
-from gateway.messages import codec
+from gateway.messages import ccms911, codec
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -196,6 +196,7 @@ class BepsExtension:
         table = {t: bind(incoming.on_credit_package) for t in build.CREDIT_TYPES}
         table.update({
             RESULT_TYPE: self._on_result,
+            ccms911.MESSAGE_TYPE: self._on_discarded,
             build.DEBIT_TYPE: bind(debits_in.on_debit_package),
             "beps.128.001.01": bind(debits_out.on_receipt),
             "saps.606.001.01": bind(incoming.on_booking),
@@ -209,10 +210,18 @@ class BepsExtension:
             return results.on_result(tx, self.gw, d, now)
         return self._previous(RESULT_TYPE)(tx, d, now)
 
+    def _on_discarded(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        """A discard notice: told to operators and, for a payment, handled by the handler
+        before this one; for one of our packages, the package rejected as well."""
+        told = self._previous(ccms911.MESSAGE_TYPE)(tx, d, now)
+        outcome = results.on_discarded(tx, self.gw, d.obj, now)
+        return told if outcome is None else Processed(outcome, told.after_commit)
+
     def _previous(self, mesg_type: str) -> Any:
         """The handler of `mesg_type` registered before this extension's."""
-        return handler_before(self.gw, self, mesg_type,
-                              {RESULT_TYPE: self.gw.handlers.on_result}, self._before)
+        own = {RESULT_TYPE: self.gw.handlers.on_result,
+               ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded}
+        return handler_before(self.gw, self, mesg_type, own, self._before)
 
     def add_routes(self, app: Any) -> None:
         api.add_routes(app)

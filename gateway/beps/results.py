@@ -11,6 +11,10 @@
   in a few statements whatever the package's size (ledger.release_many, an entry per
   hold).
 
+A ccms.911 about one of our packages (the NPC threw it away unprocessed: a signature or
+format check failed) ends it as PR09 does, with the NPC's discard code and reason: no
+netting notice will come, and sending the same bytes again would be discarded again.
+
 An item we asked the NPC to take out of the package (ccms.307, cancels.py) is left alone
 by a netting notice until the NPC's answer says whether it was netted; items cancelled
 meanwhile are final and left alone by every notice.
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import payments
 from gateway.beps import cancels, items
 from gateway.inbound import Processed
-from gateway.messages import beps128, ccms900, codec
+from gateway.messages import beps128, ccms900, ccms911, codec
 from gateway.states import FINAL
 from gateway.store import Contended
 
@@ -68,10 +72,38 @@ def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proces
     elif conf.status == ccms900.WAITING_NETTING:
         _waiting(tx, gw, package_id, rows, conf, now)
     elif conf.status == ccms900.REJECTED:
-        _rejected(tx, gw, package_id, rows, conf, now)
+        _rejected(tx, gw, package_id, rows, conf.code,
+                  conf.reject_info or conf.code or conf.status, now)
     else:
         gw.alert(tx, "result_status_not_handled", package=package_id, status=conf.status)
     return Processed({"package": package_id, "status": conf.status, "count": len(rows)})
+
+
+def on_discarded(tx: Any, gw: "Gateway", notice: ccms911.Discarded, now: datetime
+                 ) -> dict[str, Any] | None:
+    """A ccms.911 naming one of our packages by its header's MesgID: the package is
+    rejected, its open items' holds released. None when it names no package of ours
+    (the caller's handler has told operators of it)."""
+    if notice.mt not in ANSWERED_TYPES:
+        return None
+    found = tx.query_one("SELECT id, state, outbox_id FROM beps_packages WHERE "
+                         "direction = 'out' AND mesg_id = ? AND msg_type = ?",
+                         (notice.msg_id, notice.mt))
+    if found is None:
+        return None
+    package_id, state, outbox_id = found
+    if outbox_id is not None:
+        tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
+                   (now.isoformat(), outbox_id))
+    if state in ("netted", "settled", "rejected", "cancelled"):
+        log.info("event=late_discard package=%s state=%s npc_code=%s", package_id, state,
+                 notice.code)
+        return {"package": package_id, "ignored": "discarded"}
+    reason = f"discarded by the NPC: {notice.code}" + (
+        f" {notice.reject_info}" if notice.reject_info else "")
+    _rejected(tx, gw, package_id, items.package_states(tx, package_id), notice.code,
+              reason[:200], now)
+    return {"package": package_id, "discarded": notice.msg_id}
 
 
 def _set_package(tx: Any, package_id: str, state: str, now: datetime, **values: Any) -> None:
@@ -126,8 +158,7 @@ def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]]
 
 
 def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
-              conf: ccms900.CommonConf, now: datetime) -> None:
-    reason = conf.reject_info or conf.code or conf.status
+              code: str | None, reason: str, now: datetime) -> None:
     _set_package(tx, package_id, "rejected", now, reason=reason)
     open_rows = [p for p in rows if p["state"] not in FINAL and p["state"] != "netted"]
     # Every hold back to its payer in bulk (an entry each, as ledger.release posts), then
@@ -147,5 +178,5 @@ def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]
     else:
         payments.transition_many(tx, open_rows, "rejected", "beps_rejected", now,
                                  gw.notifier, reason=reason, package=package_id)
-    gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=conf.code,
+    gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=code,
              reason=reason)

@@ -61,6 +61,9 @@ TABLES = [
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS beps_packages_state ON beps_packages (state)",
+    # Our packages by their header's MesgID: a ccms.911 names a discarded one so.
+    "CREATE INDEX IF NOT EXISTS beps_packages_out_mesg ON beps_packages (mesg_id) "
+    "WHERE direction = 'out'",
     """CREATE TABLE IF NOT EXISTS beps_rounds (
         netting_date TEXT NOT NULL, netting_round TEXT NOT NULL,
         settled_on TEXT NOT NULL,
