@@ -13,8 +13,8 @@ whose WHERE clause carries the account rules:
 Lines on our own internal accounts that can never be refused (internal accounts are
 never closed or frozen; the line raises the balance, or the subject allows any
 balance) are deferred: their amounts are summed in the transaction and written with
-one UPDATE per account when the transaction commits, when a savepoint starts, or when
-anything reads a balance. Every payment touches the same few internal accounts, so
+one UPDATE per account when the transaction commits or when anything reads a balance
+(a savepoint rolled back restores what was deferred before it: ledger.db). Every payment touches the same few internal accounts, so
 this removes one write per posting and keeps those hot rows locked for less time.
 A line that lowers an internal account's balance is checked at once, after writing
 that account's deferred amount.
@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ledger.db import Transaction
+from ledger.db import DEFERRED_BALANCES, Transaction
 from ledger.errors import LedgerError
 
-DEFERRED = "ledger.deferred_balance_fen"
+DEFERRED = DEFERRED_BALANCES
 
 _APPLY = (
     "UPDATE ledger_account"

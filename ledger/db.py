@@ -36,6 +36,10 @@ INSERT_ROWS_MAX = 200
 
 Params = Sequence[Any]
 
+# The key in `Transaction.cache` of the internal accounts' balance changes not yet
+# written (ledger.balances): account number -> fen.
+DEFERRED_BALANCES = "ledger.deferred_balance_fen"
+
 
 class Transaction:
     """An open transaction: run SQL, nest savepoints; commit is the caller's `with`."""
@@ -115,9 +119,14 @@ class Transaction:
 
     @contextmanager
     def savepoint(self) -> Iterator[Transaction]:
-        """A nested scope: an exception inside undoes only this scope, then propagates."""
-        # Deferred changes made before the savepoint belong outside it.
-        self.flush()
+        """A nested scope: an exception inside undoes only this scope, then propagates.
+
+        Deferred balance changes (ledger.balances) are not written first: they wait for
+        the commit, so the few internal accounts every payment touches take one write
+        per transaction instead of one per piece of work. A rolled-back scope gets back
+        the deferred changes made before it, and loses those made inside it."""
+        deferred = self.cache.get(DEFERRED_BALANCES)
+        before = dict(deferred) if deferred else None
         self._savepoint_depth += 1
         name = f"sp{self._savepoint_depth}"
         self._cur.execute(f"SAVEPOINT {name}")
@@ -127,6 +136,8 @@ class Transaction:
             self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self._cur.execute(f"RELEASE SAVEPOINT {name}")
             self.cache.clear()
+            if before:
+                self.cache[DEFERRED_BALANCES] = before
             raise
         else:
             self._cur.execute(f"RELEASE SAVEPOINT {name}")

@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 from psycopg.types.numeric import NumericLoader
 
-from ledger.balances import DEFERRED
 from ledger.db import Params, Transaction
 
 # Seconds to wait for the server when connecting.
@@ -52,31 +51,6 @@ class PostgresTransaction(Transaction):
         with self._side().cursor() as cursor:
             cursor.execute(self._sql(sql), params)
             return cursor.fetchone()
-
-    @contextmanager
-    def savepoint(self) -> Iterator[Transaction]:
-        """As SQLite's, except that deferred balance changes are not written first: they
-        wait for the commit, so the few internal accounts every payment touches are
-        locked only for the moment of the commit, not from the first piece of work of a
-        group on. A rolled-back scope gets back the deferred changes made before it."""
-        deferred = self.cache.get(DEFERRED)
-        before = dict(deferred) if deferred else None
-        self._savepoint_depth += 1
-        name = f"sp{self._savepoint_depth}"
-        self._cur.execute(f"SAVEPOINT {name}")
-        try:
-            yield self
-        except BaseException:
-            self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            self._cur.execute(f"RELEASE SAVEPOINT {name}")
-            self.cache.clear()
-            if before:
-                self.cache[DEFERRED] = before
-            raise
-        else:
-            self._cur.execute(f"RELEASE SAVEPOINT {name}")
-        finally:
-            self._savepoint_depth -= 1
 
     def _sql(self, sql: str) -> str:
         text = self._converted.get(sql)
