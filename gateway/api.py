@@ -362,9 +362,9 @@ async def post_message(request: web.Request) -> web.Response:
         # A field the message itself gets wrong is read into the transfer as nothing
         # (an amount of 0.00): the transfer adds no problem of its own at that field.
         refused_at = {p.path for p in problems}
-        raise PaygateError([*problems, *(
-            p for p in ready.in_message_terms(await gw.transfer_problems(transfer))
-            if p.path not in refused_at)])
+        found = await gw.transfer_problems(transfer, as_written=True)
+        raise PaygateError([*problems, *(p for p in ready.in_message_terms(found)
+                                         if p.path not in refused_at)])
     try:
         status, response = await gw.submit_transfer(client, ready.key(ct), transfer,
                                                     end_to_end_id=ct.end_to_end_id,

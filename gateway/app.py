@@ -531,7 +531,7 @@ class Gateway:
                 raise
             # Refused for its fields or route: its account and funds are told too.
             raise PaygateError([*exc.problems, *await self.funds_problems(
-                body, exc.problems)], 422) from None
+                body, exc.problems, as_written=message is not None)], 422) from None
         try:
             await self._check_depth()
         except REDIS_DOWN_ERRORS as exc:
@@ -586,37 +586,52 @@ class Gateway:
             return stored[1], payments.answer_of(tx, stored[2])
         return await self.store.run(work)
 
-    async def transfer_problems(self, body: Any) -> list[Problem]:
+    async def transfer_problems(self, body: Any, as_written: bool = False) -> list[Problem]:
         """Every problem a transfer would be refused for, found without taking it: its
-        fields and route (as `_prepare` checks them), its payer's account and funds."""
+        fields and route (as `_prepare` checks them), its payer's account and funds
+        (`as_written`: a ready message's, gateway.intake.payer_problems)."""
         try:
             self._prepare("check", "check", body, None)
         except PaygateError as exc:
-            return [*exc.problems, *await self.funds_problems(body, exc.problems)]
-        return await self.funds_problems(body, [])
+            return [*exc.problems, *await self.funds_problems(body, exc.problems, as_written)]
+        return await self.funds_problems(body, [], as_written)
 
-    async def funds_problems(self, body: Any, found: list[Problem]) -> list[Problem]:
+    async def funds_problems(self, body: Any, found: list[Problem],
+                             as_written: bool = False) -> list[Problem]:
         """The payer's account and funds as the hold would find them (account_not_found,
         payer_funds_insufficient, ...), for a transfer refused for other problems
         (`found`): its hold tried in a savepoint and undone, nothing kept. Nothing when
         the account is itself among the problems or unreadable; when the amount is, the
         account alone is checked (a hold of one fen, its funds not judged)."""
-        return await self.store.run(lambda tx: self._funds_problems_tx(tx, body, found))
+        return await self.store.run(lambda tx: self._funds_problems_tx(tx, body, found,
+                                                                       as_written))
 
-    def payer_problems(self, tx: Any, transfers: list[Any]) -> list[list[Problem]]:
+    def payers(self, tx: Any, transfers: list[Any], as_written: bool = False
+               ) -> list[tuple[list[Problem], str | None]]:
         """For each transfer (an intake.Transfer or a request body), what its payer's own
-        bank refuses: a payer name that is not the account holder's, a payer bank that is
-        not the account's branch (intake.payer_problems); one read for all of them."""
+        bank refuses (a payer name that is not the account holder's, a payer bank that is
+        not the account's branch: intake.payer_problems; `as_written` for ready messages,
+        whose name must be the holder's exactly) and the name its account is held under
+        (None when it is no customer account of ours); one read for all of them."""
         fields = [(t.get("payer_account"), t.get("payer_name"), t.get("payer_bank"))
                   if isinstance(t, dict) else (t.payer_account, t.payer_name, t.payer_bank)
                   for t in transfers]
         accounts = [f[0] for f in fields if isinstance(f[0], str)]
         holders = self.ledger.holder_names(tx, accounts) if accounts else {}
-        return [intake.payer_problems(
-            account, name, bank, holders.get(account) if isinstance(account, str) else None,
-            self.account_bank) for account, name, bank in fields]
+        out = []
+        for account, name, bank in fields:
+            holder = holders.get(account) if isinstance(account, str) else None
+            out.append((intake.payer_problems(account, name, bank, holder, self.account_bank,
+                                              as_written), holder))
+        return out
 
-    def _funds_problems_tx(self, tx: Any, body: Any, found: list[Problem]) -> list[Problem]:
+    def payer_problems(self, tx: Any, transfers: list[Any], as_written: bool = False
+                       ) -> list[list[Problem]]:
+        """`payers` without the holders' names."""
+        return [problems for problems, _ in self.payers(tx, transfers, as_written)]
+
+    def _funds_problems_tx(self, tx: Any, body: Any, found: list[Problem],
+                           as_written: bool = False) -> list[Problem]:
         """`funds_problems` inside a transaction (a batch's refused items share one), with
         what `payer_problems` finds that `found` does not name yet."""
         if not isinstance(body, dict) or any(p.path == "/payer_account" for p in found):
@@ -625,7 +640,8 @@ class Gateway:
         if not isinstance(account, str):
             return []
         told = {p.path for p in found}
-        payer = [p for p in self.payer_problems(tx, [body])[0] if p.path not in told]
+        payer = [p for p in self.payer_problems(tx, [body], as_written)[0]
+                 if p.path not in told]
         return payer + self._hold_problems_tx(tx, account, text, found)
 
     def _hold_problems_tx(self, tx: Any, account: str, text: Any, found: list[Problem]
@@ -836,7 +852,7 @@ class Gateway:
             ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
             e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
-        payer = self.payer_problems(tx, [transfer])[0]
+        [(payer, holder)] = self.payers(tx, [transfer], as_written=p.message is not None)
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
                                        transfer.amount_fen, work_date, payment_id)
@@ -845,6 +861,10 @@ class Gateway:
                                exc.status) from None
         if payer:
             raise PaygateError(payer, 422)
+        if holder is not None and holder != transfer.payer_name:
+            # The name matched the holder's with spaces, width or case aside: the payment
+            # goes out under the holder's name as the books write it, never as typed.
+            transfer = transfer._replace(payer_name=holder)
         # An HVPS payment sent from this work, with nothing to wait for, is written sent
         # with its message claimed (outbound.claim_new) instead of written accepted and
         # pending, then claimed and moved on.

@@ -71,10 +71,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
         done.append((i, result))
 
     # The payers' names and banks, against their accounts, before any is held.
-    refused = gw.payer_problems(tx, [p.transfer for _, p, _, _ in waiting])
-    done.extend((i, PaygateError(problems, 422))
-                for (i, *_), problems in zip(waiting, refused) if problems)
-    waiting = [w for w, problems in zip(waiting, refused) if not problems]
+    waiting = _payers_checked(gw, tx, waiting, done)
     ready_messages.own_end_to_end_ids(
         tx, [row for _, p, row, _ in waiting if not p.end_to_end_id])
     holds = gw.ledger.hold_many(tx, [
@@ -107,6 +104,30 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
         tx.insert_rows("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                        "created_at) VALUES", answers)
     return done, entries
+
+
+def _payers_checked(gw: Any, tx: Any, waiting: list[tuple[int, "Prepared", dict[str, Any], Any]],
+                    done: list[tuple[int, Any]]
+                    ) -> list[tuple[int, "Prepared", dict[str, Any], Any]]:
+    """The transfers of `waiting` whose payer's own bank takes them (Gateway.payers), each
+    row under its account holder's name as the books write it (a name typed with other
+    spaces, width or case goes out as the holder's, as `Gateway._accept_tx` sends it);
+    the others are refused into `done`."""
+    kept = []
+    for (i, p, row, intake), (problems, holder) in zip(
+            waiting, gw.payers(tx, [p.transfer for _, p, _, _ in waiting])):
+        if problems:
+            done.append((i, PaygateError(problems, 422)))
+            continue
+        if holder is not None and holder != row["payer_name"]:
+            row["payer_name"] = holder
+            try:
+                intake.check(row)  # the holder's name may be longer than the one typed
+            except PaygateError as exc:
+                done.append((i, exc))
+                continue
+        kept.append((i, p, row, intake))
+    return kept
 
 
 def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]

@@ -262,7 +262,8 @@ def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
 
 
 def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
-                   holder: str | None, account_bank: str | None) -> list[Problem]:
+                   holder: str | None, account_bank: str | None,
+                   as_written: bool = False) -> list[Problem]:
     """What a payer's own bank refuses about the payer: a name that is not the account
     holder's, a bank that is not the account's branch. `holder` is the name the ledger
     keeps for `payer_account` (None when it is no customer account of ours: the hold
@@ -270,9 +271,13 @@ def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
     hold the ledger's customer accounts (None when that institution has no bank code).
 
     The name is compared as an incoming credit's payee name is (ledger.incoming
-    .names_match: width, case and spaces folded), so the wire never carries a payer
-    name the bank's books do not. The holder's name is shown: the account is the
-    requesting customer's own."""
+    .names_match: width, case and spaces folded). A JSON transfer's payment then goes out
+    under the holder's name as the books write it (`holder`), whatever spacing or width
+    the request used, so the wire never carries a payer name the bank's books do not. A
+    ready message (`as_written`) is never rewritten (gateway.ready_rules): its name
+    must be the holder's exactly, and one that differs only in spaces, width or case is
+    refused by name. The holder's name is shown: the account is the requesting
+    customer's own."""
     if holder is None:
         return []
     problems = []
@@ -282,6 +287,13 @@ def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
             f"{holder}, the name account {payer_account} is held under",
             f"account {payer_account} is held by {holder}, not {payer_name}; a payment "
             "goes out under the holder's name"))
+    elif as_written and isinstance(payer_name, str) and payer_name != holder:
+        problems.append(Problem(
+            "payer_name_not_written_as_held", "/payer_name", payer_name,
+            f"{holder}, written exactly as account {payer_account} is held under",
+            f"account {payer_account} is held by {holder}; a ready message is never "
+            f"rewritten, so its payer name must be written as the books write it, not as "
+            f"{payer_name!r}"))
     if account_bank is not None and isinstance(payer_bank, str) and _BANK.fullmatch(
             payer_bank) and payer_bank != account_bank:
         problems.append(Problem(

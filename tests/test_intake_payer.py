@@ -117,3 +117,69 @@ def test_a_ready_message_s_debtor_agent_must_be_the_account_s_branch(live):
     assert status == 422
     assert ("payer_bank_not_account_branch", f"{TX}/DbtrAgt/FinInstnId/ClrSysMmbId/MmbId",
             "999100000035") in errors
+
+
+SPACED = ["示例一号  贸易有限公司", " 示例一号贸易有限公司 ", "示例一号贸易有限公司\u3000"]
+
+
+def stored_payer_name(live: LiveGateway, payment_id: str) -> str:
+    [(name,)] = live.query("SELECT payer_name FROM payments WHERE id = ?", (payment_id,))
+    return name
+
+
+@pytest.mark.parametrize("typed", SPACED)
+@pytest.mark.parametrize("amount, urgency, channel", [
+    ("60000.00", "urgent", "hvps"), ("30.00", "normal", "beps")])
+def test_a_payer_name_typed_with_other_spaces_goes_out_as_the_holder_s(
+        live, typed, amount, urgency, channel):
+    """The name matched the holder's with spaces aside: the payment (the row its message
+    is built from) and its answer carry the holder's name as the books write it."""
+    key = f"spaced-{channel}-" + hashlib.sha256(typed.encode()).hexdigest()[:20]
+    r = requests.post(f"{live.url}/v1/transfers", timeout=10, headers={"Idempotency-Key": key},
+                      json=body(live, payer_name=typed, amount=amount, urgency=urgency))
+    answer = r.json()
+
+    assert (r.status_code, answer["channel"]) == (201, channel)
+    assert answer["payer"]["name"] == HOLDER
+    assert stored_payer_name(live, answer["id"]) == HOLDER
+
+
+def test_batch_items_typed_with_other_spaces_go_out_under_the_holder_s_name(live):
+    """A batch's BEPS items (taken together) and its HVPS items (taken one by one) alike."""
+    items = [body(live, amount="31.00", urgency="normal", payer_name=SPACED[0]),
+             body(live, amount="60001.00", urgency="urgent", payer_name=SPACED[1]),
+             body(live, amount="32.00", urgency="normal", payer_name=HOLDER)]
+    r = requests.post(f"{live.url}/v1/transfers/batch", json=items, timeout=10,
+                      headers={"Idempotency-Key": "batch-spaced-names"})
+    results = r.json()["results"]
+    taken = [x["transfer"] for x in results]
+
+    assert [x["status"] for x in results] == [201, 201, 201]
+    assert [t["channel"] for t in taken] == ["beps", "hvps", "beps"]
+    assert [t["payer"]["name"] for t in taken] == [HOLDER] * 3
+    assert [stored_payer_name(live, t["id"]) for t in taken] == [HOLDER] * 3
+
+
+def test_a_ready_message_s_debtor_name_must_be_written_as_the_holder_s(live):
+    """A ready message is never rewritten: a name that is the holder's only with spaces
+    aside is refused at Dbtr/Nm, the holder's name given as expected, not sent as typed."""
+    r = requests.post(f"{live.url}/v1/messages", timeout=10, data=ready_example(
+        "2026120790000203", (f"<Nm>{HOLDER}</Nm>".encode(), f"<Nm>{SPACED[0]}</Nm>".encode())))
+    errors = r.json()["errors"]
+
+    assert r.status_code == 422
+    assert [(e["code"], e["path"], e["value"]) for e in errors] == [
+        ("payer_name_not_written_as_held", f"{TX}/Dbtr/Nm", SPACED[0])]
+    assert HOLDER in errors[0]["expected"]
+
+
+def test_a_ready_message_refused_for_its_time_also_names_its_debtor_name(live):
+    """Every problem of a refused message is told: the name written unlike the holder's
+    beside the creation time."""
+    status, errors = post_message(live, ready_example(
+        "2026120790000204", (f"<Nm>{HOLDER}</Nm>".encode(), f"<Nm>{SPACED[0]}</Nm>".encode()),
+        (b"2026-12-07T09:15:00", b"2024-12-07T09:15:00")))
+
+    assert status == 422
+    assert sorted(c for c, *_ in errors) == ["creation_time_too_far_from_now",
+                                             "payer_name_not_written_as_held"]
