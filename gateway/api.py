@@ -87,17 +87,55 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) == len(pairs):  # nearly always: no key twice, the dict made in one call
-        return out
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise PaygateError(Problem("json_key_duplicate", f"/{key}", key,
-                                       "each member name once in an object"), 400)
-        out[key] = value
-    return out
+class _RepeatedKeys(dict):
+    """An object of a body in which member names came more than once (`repeated`, in
+    their order): the parse goes on to the end, and `strict_json` then refuses each at
+    its JSON pointer from the body's root (item 3 of a batch: `/3/amount`)."""
+
+    repeated: list[str]
+
+
+def _unique_keys_hook(found: list[_RepeatedKeys]) -> Callable[[list[tuple[str, Any]]], Any]:
+    """An object_pairs_hook that keeps every object with a repeated name in `found`."""
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) == len(pairs):  # nearly always: no key twice, the dict made in one call
+            return out
+        marked = _RepeatedKeys()
+        marked.repeated = []
+        for key, value in pairs:
+            if key not in marked:
+                marked[key] = value
+            elif key not in marked.repeated:
+                marked.repeated.append(key)
+        found.append(marked)
+        return marked
+    return unique_keys
+
+
+def _pointer_step(name: Any) -> str:
+    """One step of a JSON pointer (RFC 6901: `~` and `/` escaped)."""
+    return "/" + str(name).replace("~", "~0").replace("/", "~1")
+
+
+def _repeated_key_problems(body: Any, found: list[_RepeatedKeys]) -> list[Problem]:
+    """Each name repeated in an object of `body`, at its pointer from the root, in the
+    body's order."""
+    marked = {id(obj) for obj in found}
+    problems = []
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, node = pending.pop()
+        if id(node) in marked:
+            problems.extend(Problem("json_key_duplicate", path + _pointer_step(key), key,
+                                    "each member name once in an object")
+                            for key in node.repeated)
+        children = node.items() if isinstance(node, dict) else \
+            enumerate(node) if isinstance(node, list) else ()
+        pending.extend(reversed([(path + _pointer_step(name), child)
+                                 for name, child in children
+                                 if isinstance(child, (dict, list))]))
+    return problems
 
 
 def query_params(request: web.Request, allowed: tuple[str, ...]
@@ -135,9 +173,10 @@ def parse_json(raw: bytes) -> Any:
 def strict_json(raw: bytes) -> Any:
     """`parse_json` by the standard library's reading alone (what `_plain_json` must
     agree with)."""
+    repeated: list[_RepeatedKeys] = []
     try:
-        return json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
-                          object_pairs_hook=_unique_keys)
+        body = json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
+                          object_pairs_hook=_unique_keys_hook(repeated))
     except RecursionError:
         raise nested_too_deep() from None
     except (ValueError, UnicodeDecodeError):
@@ -145,6 +184,9 @@ def strict_json(raw: bytes) -> Any:
                                    raw[:80].decode("utf-8", "replace"),
                                    "a JSON document in UTF-8 (no NaN or Infinity)"),
                            400) from None
+    if repeated:
+        raise PaygateError(_repeated_key_problems(body, repeated), 400)
+    return body
 
 
 _NOT_PLAIN = object()

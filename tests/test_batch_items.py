@@ -84,3 +84,49 @@ def test_a_refused_item_lists_its_account_and_funds_as_a_single_transfer_does(li
     assert codes == [[e["code"] for e in a["errors"]] for a in alone]
     assert all(e["path"].startswith(f"/{n}/") for n, r in enumerate(results)
                for e in r["errors"])
+
+
+def _post_batch(live, raw: bytes, **headers) -> tuple[int, dict]:
+    r = post_signed(live.url, "/v1/transfers/batch", raw, **headers)
+    return r.status_code, r.json()
+
+
+@pytest.mark.parametrize("blank", ["  ", "", "\u3000"])
+def test_a_blank_item_key_is_refused_at_the_item_as_a_blank_header_is(live, blank):
+    """An item's own key of only spaces is no key: refused (400 idempotency_key_required)
+    at its /i/idempotency_key, as a blank Idempotency-Key header is; its neighbour is taken."""
+    items = [_item(live, "15.00", "normal", idempotency_key=f"own-blank-{len(blank)}"),
+             _item(live, "16.00", "normal", idempotency_key=blank)]
+    results = _batch(live, items, f"batch-blank-{ord(blank[0]) if blank else 0}")["results"]
+
+    assert [r["status"] for r in results] == [201, 400]
+    assert [(e["code"], e["path"], e["value"]) for e in results[1]["errors"]] == [
+        ("idempotency_key_required", "/1/idempotency_key", blank)]
+
+
+def test_an_item_without_any_key_is_refused_at_its_own_key(live):
+    """No batch header and no key of its own: each item is told at /i/idempotency_key,
+    where its key is missing, not at a header the batch need not carry."""
+    items = [_item(live, "17.00", "normal", idempotency_key="own-keyed"),
+             _item(live, "18.00", "normal"), _item(live, "19.00", "normal")]
+    status, answer = _post_batch(live, json.dumps(items).encode())
+    results = answer["results"]
+
+    assert status == 200
+    assert [r["status"] for r in results] == [201, 400, 400]
+    assert [[(e["code"], e["path"]) for e in r["errors"]] for r in results[1:]] == [
+        [("idempotency_key_required", "/1/idempotency_key")],
+        [("idempotency_key_required", "/2/idempotency_key")]]
+
+
+def test_a_member_repeated_inside_an_item_is_refused_at_the_item_s_field(live):
+    """The batch cannot be read as one meaning: refused whole (400), the repeated member
+    named with its item's index."""
+    first = json.dumps(_item(live, "20.00", "normal"))
+    second = json.dumps(_item(live, "21.00", "normal"))[:-1] + ', "amount": "22.00"}'
+    status, answer = _post_batch(live, f"[{first}, {second}]".encode(),
+                                 **{"Idempotency-Key": "batch-repeated-member"})
+
+    assert status == 400
+    assert [(e["code"], e["path"]) for e in answer["errors"]] == [
+        ("json_key_duplicate", "/1/amount")]

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -125,3 +126,20 @@ def test_a_batch_is_read_by_orjson_and_a_repeated_member_is_still_refused():
     assert _plain_json(raw) == items
     assert _reading(parse_json, twice) == ("refused", "json_key_duplicate")
     assert _reading(parse_json, masked) == ("refused", "json_key_duplicate")
+
+
+@pytest.mark.parametrize("raw, paths", [
+    (b'{"amount": "1.00", "amount": "2.00"}', ["/amount"]),
+    (b'[{"amount": "1.00"}, {"amount": "1.00", "x": 1, "amount": "2.00"}]', ["/1/amount"]),
+    (b'[{"a": {"k": 1, "k": 2, "k": 3}}, {"z": 1, "z": 2}]', ["/0/a/k", "/1/z"]),
+    (b'{"a/b": {"t~": 1, "t~": 2}}', ["/a~1b/t~0"]),
+])
+def test_a_repeated_member_is_refused_at_its_pointer_from_the_root(raw, paths):
+    """Each name given twice is told at its JSON pointer from the body's root (in a
+    batch, with its item's index), in the body's order, once however often it repeats."""
+    with pytest.raises(PaygateError) as refused:
+        parse_json(raw)
+
+    assert refused.value.status == 400
+    assert [(p.code, p.path) for p in refused.value.problems] == [
+        ("json_key_duplicate", path) for path in paths]

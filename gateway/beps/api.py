@@ -163,8 +163,15 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
         key = transfer.pop("idempotency_key")
     if key is None and batch_key:
         key = f"{batch_key}:{index}"
-    if key is not None and (not isinstance(key, str)
-                            or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX):
+    if key is None or isinstance(key, str) and not key.strip():
+        # As a missing or blank Idempotency-Key header is refused, at the item's own key:
+        # without a key an item could be paid twice by a batch sent again.
+        raise PaygateError(Problem(
+            "idempotency_key_required", "/idempotency_key", key,
+            f"an idempotency_key of 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII "
+            "characters, not only spaces, or a batch Idempotency-Key header, which keys "
+            f"an item without its own as KEY:{index}"), 400)
+    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
         raise ValidationFailed(Problem("idempotency_key_malformed",
                                        "/idempotency_key", key,
                                        f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"))
