@@ -799,7 +799,7 @@ class Gateway:
                 on_date=self.work_date, hvps_open=hvps_open,
                 next_hvps_opening=None if hvps_open else self._next_hvps_opening(now))
         except PaygateError as exc:
-            raise intake.as_request_fields(exc) from None
+            raise intake.defaults_told(intake.as_request_fields(exc), body) from None
         accept = self.channels.get(decision.channel)
         if accept is None:
             raise PaygateError(Problem(

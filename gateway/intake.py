@@ -33,6 +33,9 @@ FIELDS = {
     "amount": True, "currency": False, "business_type": False, "business_kind": False,
     "remittance_info": False, "urgency": False, "when_closed": False,
 }
+# What a transfer takes for a field the request leaves out (`parse_transfer`).
+DEFAULTS = {"currency": "CNY", "business_type": "A100", "business_kind": "02102",
+            "urgency": "normal"}
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
 # characters (C0, C1, DEL), no noncharacters, no surrogates, and no format characters
@@ -146,14 +149,14 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     if not isinstance(amount, int):
         p.items.append(amount)
         amount = 0
-    currency = body.get("currency", "CNY")
+    currency = body.get("currency", DEFAULTS["currency"])
     if currency != "CNY":
         p.add("currency_must_be_cny", "/currency", currency, "CNY")
-    business_type = body.get("business_type", "A100")
+    business_type = body.get("business_type", DEFAULTS["business_type"])
     if not isinstance(business_type, str) or not _TYPE.fullmatch(business_type):
         p.add("business_type_malformed", "/business_type", business_type,
               "a CNAPS2 business type such as A100")
-    business_kind = body.get("business_kind", "02102")
+    business_kind = body.get("business_kind", DEFAULTS["business_kind"])
     if not isinstance(business_kind, str) or not _KIND.fullmatch(business_kind):
         p.add("business_kind_malformed", "/business_kind", business_kind,
               "a CNAPS2 business kind of 5 digits such as 02102")
@@ -165,7 +168,7 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         p.add("return_must_name_original", "/business_type", business_type,
               "a return (A105) made with POST /v1/transfers/{id}/return, which names the "
               "incoming payment it returns and returns it once")
-    urgency = body.get("urgency", "normal")
+    urgency = body.get("urgency", DEFAULTS["urgency"])
     if urgency not in ("normal", "urgent", "extra_urgent"):
         p.add("urgency_unknown", "/urgency", urgency, "normal, urgent or extra_urgent")
     when_closed = body.get("when_closed")
@@ -219,10 +222,10 @@ def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:
         amount = parse_yuan(text, "/amount")
     if type(amount) is not int or amount <= 0:
         return None
-    currency = get("currency", "CNY")
-    business_type = get("business_type", "A100")
-    business_kind = get("business_kind", "02102")
-    urgency = get("urgency", "normal")
+    currency = get("currency", DEFAULTS["currency"])
+    business_type = get("business_type", DEFAULTS["business_type"])
+    business_kind = get("business_kind", DEFAULTS["business_kind"])
+    urgency = get("urgency", DEFAULTS["urgency"])
     when_closed = get("when_closed")
     if (currency != "CNY" or type(business_type) is not str
             or not _TYPE.fullmatch(business_type) or business_type == RETURN_TYPE
@@ -359,6 +362,27 @@ _REQUEST_FIELDS = {"payer_bank": "/payer_bank", "payee_bank": "/payee_bank",
 
 
 _FEN_IN_TEXT = re.compile(r"(-?\d+) fen\b")
+
+
+def defaults_told(exc: PaygateError, body: Any) -> PaygateError:
+    """The same refusal, a problem at a field the request left out told as such: its
+    value is null (nothing was sent, not the default) and its message says which default
+    was applied, so that a client sending no business kind with type A201 reads that the
+    default 02102 was refused, not a kind it never wrote."""
+    if not isinstance(body, dict) or not any(
+            p.path[1:] in DEFAULTS and p.path[1:] not in body for p in exc.problems):
+        return exc
+    return PaygateError([_default_told(p) if p.path[1:] in DEFAULTS
+                         and p.path[1:] not in body else p for p in exc.problems], exc.status)
+
+
+def _default_told(p: Problem) -> Problem:
+    name = p.path[1:]
+    default = DEFAULTS[name]
+    expected = f", expected {p.expected}" if p.expected else ""
+    return replace(p, value=None, message=(
+        f"no {name} was sent, so the default {default} was applied; it is refused "
+        f"({p.code.replace('_', ' ')}){expected}: send a {name}"))
 
 
 def as_request_fields(exc: PaygateError, fields: dict[str, str] | None = None
