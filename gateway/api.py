@@ -389,8 +389,9 @@ async def post_message(request: web.Request) -> web.Response:
         # Rules that depend on the time and the directory: the message taken before under
         # its MsgId, when they held, gets its first answer (or, another message under
         # that MsgId, 409 at each differing field), as any ready message sent again.
-        body_hash = intake.body_sha256(transfer)
-        stored = await gw.store.run(lambda tx: ready.stored_answer(tx, client, ct, body_hash))
+        body_hash = intake.transfer_sha256(transfer)
+        stored = await gw.store.run(lambda tx: ready.stored_answer(tx, client, ct, body_hash,
+                                                                   transfer))
         if stored is not None:
             return _json(stored[1], stored[0])
     problems.extend(rules)

@@ -96,6 +96,9 @@ class Prepared(NamedTuple):
     send_now: bool = False
     # A ready hvps.111 (POST /v1/messages): its message, kept and compared (gateway.ready).
     message: Any = None
+    # The request itself, for a hash stored under its key before requests were compared
+    # by meaning (intake.same_transfer).
+    body: Any = None
 
 
 # A stop never hangs: each of its phases gets this long, then the stop goes on (what was
@@ -538,7 +541,7 @@ class Gateway:
             refusal = unavailable(exc)
             if message is not None:
                 stored = await self.store.run(lambda tx: ready.stored_answer(
-                    tx, client, message, prepared.body_hash))
+                    tx, client, message, prepared.body_hash, body))
                 if stored is None:
                     raise refusal from None
                 return stored
@@ -571,17 +574,17 @@ class Gateway:
         the key itself is refused."""
         if not idem_key or any(p.path == "Idempotency-Key" for p in refusal.problems):
             return None
-        body_hash = intake.body_sha256(body)
+        body_hash = intake.transfer_sha256(body)
 
         def work(tx: Any) -> tuple[int, dict[str, Any]] | None:
             if message is not None:
                 try:
-                    return ready.stored_answer(tx, client, message, body_hash)
+                    return ready.stored_answer(tx, client, message, body_hash, body)
                 except Conflict:  # another message under its MsgId: the refusal stands
                     return None
             stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                                   "WHERE client = ? AND key = ?", (client, idem_key))
-            if stored is None or stored[0] != body_hash:
+            if stored is None or not intake.same_transfer(stored[0], body_hash, body):
                 return None
             return stored[1], payments.answer_of(tx, stored[2])
         return await self.store.run(work)
@@ -729,7 +732,7 @@ class Gateway:
         # (read once, as they commit together).
         now = self.clock.now()
         for i, (key, body) in enumerate(requests):
-            body_hash = intake.body_sha256(body) if key else ""
+            body_hash = intake.transfer_sha256(body) if key else ""
             if key and key in first_use:
                 repeats.append((i, key, body_hash))
                 continue
@@ -749,7 +752,9 @@ class Gateway:
         if refused:
             stored = await self.store.run(lambda tx: bulk.stored_answers(tx, refused))
             for i, p in refused:
-                if p.idem_key in stored and stored[p.idem_key][0] == first_use[p.idem_key][1]:
+                first, first_hash = first_use[p.idem_key]
+                if p.idem_key in stored and intake.same_transfer(
+                        stored[p.idem_key][0], first_hash, requests[first][1]):
                     results[i] = stored[p.idem_key][1]
         await self._with_funds_problems(requests, results, checked)
 
@@ -785,7 +790,7 @@ class Gateway:
                 "idempotency_key_required" if not idem_key else "idempotency_key_malformed",
                 "Idempotency-Key", idem_key,
                 "a header Idempotency-Key of 1 to 64 printable ASCII characters"), 400)
-        body_hash = body_hash or intake.body_sha256(body)
+        body_hash = body_hash or intake.transfer_sha256(body)
         transfer = intake.parse_transfer(body, self.own_banks)
         now = now or self.clock.now()
         hvps_open = self.hvps_open
@@ -807,7 +812,7 @@ class Gateway:
                 "a channel this gateway runs: " + ", ".join(sorted(self.channels)),
                 f"routed by rule {decision.rule}"))
         return Prepared(client, idem_key, body_hash, transfer, decision, accept,
-                        self.work_date, now, end_to_end_id)
+                        self.work_date, now, end_to_end_id, body=body)
 
     def _next_hvps_opening(self, now: datetime) -> datetime:
         """When HVPS next accepts payments after `now`, kept for the last instant asked:
@@ -830,14 +835,14 @@ class Gateway:
         row, the channel's intake and the stored answer; (status, answer, entries, and
         with `p.send_now` the message claimed for sending: outbox id, bytes, lane)."""
         if p.message is not None:
-            replayed = ready.stored_answer(tx, p.client, p.message, p.body_hash)
+            replayed = ready.stored_answer(tx, p.client, p.message, p.body_hash, p.body)
             if replayed is not None:
                 return *replayed, [], None
         else:
             stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                                   "WHERE client = ? AND key = ?", (p.client, p.idem_key))
             if stored is not None:
-                if stored[0] != p.body_hash:
+                if not intake.same_transfer(stored[0], p.body_hash, p.body):
                     raise Conflict(Problem("idempotency_key_reused_with_other_body",
                                            "Idempotency-Key", p.idem_key,
                                            "the same body as the first request with this key"))

@@ -6,7 +6,8 @@ accepted in three steps that together do what `Gateway._accept_tx` does for one:
 
 1. in order, for each: its idempotency record (read for the whole batch at once; a key
    repeated inside the batch is answered by the caller, from its first use), its ids (from one block of
-   the day's sequence), the channel's own checks, and its hold in the ledger. A refusal
+   the day's sequence), its payer against the account (the name it goes out under being
+   the holder's), the channel's own checks, and its hold in the ledger. A refusal
    leaves nothing behind: the checks write nothing, and a hold the ledger refuses
    leaves the transaction as it found it (ledger.postings.post);
 2. the payment rows, their first history rows, the channel's rows and the stored
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import payments
 from gateway import ready as ready_messages
 from gateway.errors import Conflict, PaygateError, Problem
-from gateway.intake import as_request_fields
+from gateway.intake import as_request_fields, same_transfer
 
 if TYPE_CHECKING:
     from gateway.app import Prepared
@@ -63,7 +64,6 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
             else:
                 row = _new_row(p, seq, day, stamps)
                 seq += 1
-                p.accept.bulk.check(row)
                 waiting.append((i, p, row, p.accept.bulk))
                 continue
         except PaygateError as exc:
@@ -109,23 +109,24 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
 def _payers_checked(gw: Any, tx: Any, waiting: list[tuple[int, "Prepared", dict[str, Any], Any]],
                     done: list[tuple[int, Any]]
                     ) -> list[tuple[int, "Prepared", dict[str, Any], Any]]:
-    """The transfers of `waiting` whose payer's own bank takes them (Gateway.payers), each
-    row under its account holder's name as the books write it (a name typed with other
-    spaces, width or case goes out as the holder's, as `Gateway._accept_tx` sends it);
-    the others are refused into `done`."""
+    """The transfers of `waiting` whose payer's own bank takes them (Gateway.payers) and
+    whose channel's checks pass, each row under its account holder's name as the books
+    write it (a name typed with other spaces, width or case goes out as the holder's,
+    as `Gateway._accept_tx` sends it, and is checked as such); the others are refused
+    into `done`."""
     kept = []
     for (i, p, row, intake), (problems, holder) in zip(
             waiting, gw.payers(tx, [p.transfer for _, p, _, _ in waiting])):
         if problems:
             done.append((i, PaygateError(problems, 422)))
             continue
-        if holder is not None and holder != row["payer_name"]:
+        if holder is not None:
             row["payer_name"] = holder
-            try:
-                intake.check(row)  # the holder's name may be longer than the one typed
-            except PaygateError as exc:
-                done.append((i, exc))
-                continue
+        try:
+            intake.check(row)
+        except PaygateError as exc:
+            done.append((i, exc))
+            continue
         kept.append((i, p, row, intake))
     return kept
 
@@ -150,7 +151,7 @@ def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
 
 def _replay(p: "Prepared", body_hash: str, answer: Any) -> Any:
     """The first answer given under this key, or the refusal of a different body."""
-    if body_hash != p.body_hash:
+    if not same_transfer(body_hash, p.body_hash, p.body):
         return Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
                                 p.idem_key, "the same body as the first request with this key"))
     return answer

@@ -18,7 +18,7 @@ from gateway import jsontext, keys, payments
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.package import RETURN_TYPE
 from gateway.money import format_yuan, parse_yuan
-from ledger.incoming import names_match
+from ledger.incoming import name_key, names_match
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
 # hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
@@ -85,9 +85,64 @@ class Transfer(NamedTuple):
 
 
 def body_sha256(body: Any) -> str:
+    """The hash of a request body's text (key order and spacing aside)."""
     # A lone surrogate in a body must reach the text checks (and be refused there by
     # name), not fail here: jsontext.canonical encodes it with surrogatepass.
     return hashlib.sha256(jsontext.canonical(body)).hexdigest()
+
+
+# A transfer request's hash is that of what it asks for (`transfer_meaning`), marked so
+# that a hash stored before requests were compared by meaning, a hash of their text, is
+# still known for what it is (`same_transfer`).
+MEANING_MARK = "m:"
+
+
+def transfer_sha256(body: Any) -> str:
+    """The hash under which a transfer request is kept with its idempotency key: two
+    requests that ask for the same payment in other spellings have the same hash."""
+    return MEANING_MARK + body_sha256(transfer_meaning(body))
+
+
+def same_transfer(stored: str, body_hash: str, body: Any) -> bool:
+    """Whether the hash stored under a key is that of the request `body` (whose
+    `transfer_sha256` is `body_hash`): by meaning, or, for a hash stored before requests
+    were compared by meaning, by the request's text."""
+    if stored.startswith(MEANING_MARK):
+        return stored == body_hash
+    return stored == body_sha256(body)
+
+
+def transfer_meaning(body: Any) -> Any:
+    """A transfer request written one way for all the spellings the API takes of the same
+    payment: a field given its default value as if left out (`"currency": "CNY"`,
+    `"when_closed": null`, no remittance), the amount in its usual form (`"100"` and
+    `"100.0"` are `"100.00"`: the same fen), the remittance as the tagged lines it goes
+    out as (`"货款"` is `["/H01/货款"]`) and a payer name as its account holder's is
+    compared (spaces, width and case aside: every such spelling matches the same holders
+    and goes out as the holder's name). What the checks of `parse_transfer` refuse is
+    left as written, so that a retry refused for it is not taken for the first request.
+    Other bodies (not an object) are their own meaning."""
+    if type(body) is not dict:
+        return body
+    meaning = {name: value for name, value in body.items()
+               if not (name in DEFAULTS and value == DEFAULTS[name]
+                       or name == "when_closed" and value is None)}
+    amount = meaning.get("amount")
+    if type(amount) is str and not _YUAN_AND_FEN.fullmatch(amount):
+        fen = parse_yuan(amount, "/amount")
+        if isinstance(fen, int):
+            meaning["amount"] = format_yuan(fen)
+    if "remittance_info" in meaning:
+        problems = ProblemList()
+        lines = _remittance(meaning["remittance_info"], problems)
+        if not problems and lines:
+            meaning["remittance_info"] = list(lines)
+        elif not problems:
+            del meaning["remittance_info"]
+    name = meaning.get("payer_name")
+    if type(name) is str and _SAFE_NAME.fullmatch(name) and name.strip():
+        meaning["payer_name"] = name_key(name)
+    return meaning
 
 
 def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:

@@ -32,6 +32,7 @@ import orjson
 
 from gateway import jsontext, payments
 from gateway.errors import Conflict, Problem
+from gateway.intake import same_transfer
 from gateway.messages import hvps111
 from gateway.money import format_yuan
 from gateway.store import Contended
@@ -118,11 +119,12 @@ def fields(ct: hvps111.CreditTransfer) -> dict[str, Any]:
     return kept
 
 
-def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: str
-                  ) -> tuple[int, dict[str, Any]] | None:
+def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: str,
+                  body: Any = None) -> tuple[int, dict[str, Any]] | None:
     """The first answer to this MsgId, when the message is the one first taken under it;
     None when the MsgId is new. Refused (409) when the MsgId was taken by another
-    message, each differing field named."""
+    message, each differing field named. `body` is the transfer read from the message,
+    `body_hash` its intake.transfer_sha256."""
     keys = (key(ct), former_key(ct))
     rows = tx.query("SELECT key, body_sha256, status, response FROM idempotency "
                     "WHERE client = ? AND key IN (?, ?)", (client, *keys))
@@ -150,7 +152,7 @@ def stored_answer(tx: Any, client: str, ct: hvps111.CreditTransfer, body_hash: s
         first_e2e = (answer.get("message") or {}).get("end_to_end_id")
         problems = [] if first_e2e in (None, ct.end_to_end_id) else [
             _taken(ct, payment, END_TO_END_PATH, ct.end_to_end_id, first_e2e)]
-    if not problems and first_hash != body_hash:
+    if not problems and not same_transfer(first_hash, body_hash, body):
         problems = [Problem("idempotency_key_reused_with_other_body", MSG_ID_PATH,
                             ct.msg_id, "a new MsgId for a new payment",
                             f"MsgId {ct.msg_id} already taken for payment {payment} by "

@@ -208,11 +208,13 @@ def names_match(holder: str, given: object) -> bool:
     """
     if not isinstance(given, str):
         return False
-    return _name_key(holder) == _name_key(given) and bool(_name_key(given))
+    return name_key(holder) == name_key(given) and bool(name_key(given))
 
 
 @functools.lru_cache(maxsize=4096)
-def _name_key(name: str) -> str:
+def name_key(name: str) -> str:
+    """A name as `names_match` compares it: NFKC, case folded, without spaces (two names
+    with one key match the same holders)."""
     # Cached: a payer's name is compared with its holder's at every transfer, and the
     # same few names come again and again.
     folded = unicodedata.normalize("NFKC", name).casefold()

@@ -103,14 +103,19 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], now: 
     another list (refused items taken out, say) would move items onto the keys of others
     and pay them twice. The first list sent under the key is recorded, before any item is
     taken, and another list under it is refused whole."""
-    digest = BATCH_HASH_MARK + intake.body_sha256(body)
+    # The list is compared by what its items ask for (intake.transfer_meaning): the same
+    # transfers written another way are the same batch.
+    digest = BATCH_HASH_MARK + intake.transfer_sha256([intake.transfer_meaning(item)
+                                                       for item in body])
     key = batch_key + BATCH_RECORD_SUFFIX
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "created_at) VALUES (?, ?, ?, 200, ?, ?) ON CONFLICT (client, key) DO NOTHING",
                (client, key, digest, f'{{"batch_items": {len(body)}}}', now.isoformat()))
     stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
                           (client, key))
-    if stored is not None and stored[0] != digest:
+    if stored is not None and not intake.same_transfer(stored[0].removeprefix(BATCH_HASH_MARK),
+                                                       digest.removeprefix(BATCH_HASH_MARK),
+                                                       body):
         raise Conflict(Problem(
             "batch_key_reused_with_other_items", "Idempotency-Key", batch_key,
             "the same list of transfers as the first batch sent with this key",

@@ -1,0 +1,137 @@
+"""A transfer sent again under its idempotency key is compared by what it asks for, not
+by its text: the same payment written another way (the amount as 100.0 for 100.00, a
+default spelt out, a remittance line tagged or not, the payer's name spaced otherwise)
+gets its stored answer, and only another payment is a 409."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from gateway import intake
+from tests.api_support import LiveGateway
+
+BASE = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
+        "payer_bank": "999100000027", "payee_account": "6222000000000001",
+        "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "100.00",
+        "remittance_info": "货款"}
+
+# (changes to BASE) that ask for the same payment
+SAME = [
+    {"amount": "100.0"},
+    {"amount": "100"},
+    {"currency": "CNY", "business_type": "A100", "business_kind": "02102",
+     "urgency": "normal", "when_closed": None},
+    {"remittance_info": ["货款"]},
+    {"remittance_info": "/H01/货款"},
+    {"payer_name": " 示例 客户\u3000"},
+    {"payer_name": "示例客户", "amount": "100.0", "urgency": "normal"},
+]
+# (changes to BASE) that ask for another payment, or are refused for their own fields
+OTHER = [
+    {"amount": "100.01"},
+    {"amount": "1.001"},
+    {"urgency": "urgent"},
+    {"business_kind": "02101"},
+    {"remittance_info": "/H02/货款"},
+    {"remittance_info": None},
+    {"payee_name": "对手 客户"},
+    {"payer_name": "示例\t客户"},
+    {"currency": "cny"},
+]
+
+
+def _with(changes: dict[str, Any]) -> dict[str, Any]:
+    return {**BASE, **changes}
+
+
+@pytest.mark.parametrize("changes", SAME)
+def test_spellings_of_one_transfer_have_one_hash(changes):
+    assert intake.transfer_sha256(_with(changes)) == intake.transfer_sha256(BASE)
+
+
+@pytest.mark.parametrize("changes", OTHER)
+def test_another_transfer_has_another_hash(changes):
+    assert intake.transfer_sha256(_with(changes)) != intake.transfer_sha256(BASE)
+
+
+def test_a_hash_stored_before_is_compared_by_the_request_s_text():
+    """A key stored when hashes were of the request's text still answers that text."""
+    legacy = intake.body_sha256(BASE)
+    body = _with({"amount": "100.0"})
+
+    assert intake.same_transfer(legacy, intake.transfer_sha256(BASE), BASE)
+    assert not intake.same_transfer(legacy, intake.transfer_sha256(body), body)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    g = LiveGateway(tmp_path_factory.mktemp("idempotency-meaning")).start()
+    yield g
+    g.stop()
+
+
+def _post(live: LiveGateway, key: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{live.url}/v1/transfers", timeout=10,
+                         data=json.dumps({**body, "payer_account": live.payer}),
+                         headers={"Idempotency-Key": key})
+
+
+@pytest.mark.parametrize("n, changes", list(enumerate(SAME)))
+def test_a_retry_written_another_way_gets_the_stored_answer(live, n, changes):
+    first = _post(live, f"same-{n}", BASE)
+    again = _post(live, f"same-{n}", _with(changes))
+
+    assert first.status_code == 201
+    assert (again.status_code, again.json()) == (201, first.json())
+
+
+def test_a_retry_of_another_amount_is_still_a_conflict(live):
+    first = _post(live, "other-amount", BASE)
+    again = _post(live, "other-amount", _with({"amount": "100.01"}))
+
+    assert first.status_code == 201
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["code"] == "idempotency_key_reused_with_other_body"
+
+
+def test_a_key_stored_before_meaning_was_compared_answers_its_own_text(live):
+    """A key whose hash was stored as the text's (before this release) still gets its
+    answer for the same text."""
+    first = _post(live, "legacy-key", _with({"amount": "100.0"}))
+    text = intake.body_sha256({**_with({"amount": "100.0"}), "payer_account": live.payer})
+    live.loop.run(live.gw.store.run(lambda tx: tx.execute(
+        "UPDATE idempotency SET body_sha256 = ? WHERE key = ?", (text, "legacy-key"))))
+    again = _post(live, "legacy-key", _with({"amount": "100.0"}))
+
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+
+
+def _batch(live: LiveGateway, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    r = requests.post(f"{live.url}/v1/transfers/batch", timeout=10,
+                      data=json.dumps([{**x, "payer_account": live.payer} for x in items]),
+                      headers={"Idempotency-Key": key})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_batch_sent_again_written_another_way_is_the_same_batch(live):
+    """Items keyed by the batch key: the list written another way is the same list, not
+    batch_key_reused_with_other_items, and every item gets its first answer."""
+    first = _batch(live, [BASE, _with({"amount": "7.50"})], "batch-meaning")
+    again = _batch(live, [_with({"amount": "100"}), _with({"amount": "7.5"})], "batch-meaning")
+
+    assert [r["status"] for r in first["results"]] == [201, 201]
+    assert again == first
+
+
+def test_an_item_key_repeated_in_one_batch_written_another_way_is_one_payment(live):
+    items = [{**BASE, "idempotency_key": "item-meaning"},
+             {**_with({"amount": "100.0"}), "idempotency_key": "item-meaning"}]
+    results = _batch(live, items, "batch-item-meaning")["results"]
+
+    assert [r["status"] for r in results] == [201, 201]
+    assert results[0]["transfer"]["id"] == results[1]["transfer"]["id"]
