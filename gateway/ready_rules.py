@@ -8,9 +8,17 @@ field that disagrees is refused by name, both values shown.
   say: version 02, sent by our direct participant, to the final receiving participant
   (SPEC.md a.1, OrigReceiver: the payee bank's direct participant, as for InstdAgt
   below), upward (U); its type must agree with the body (codec:
-  `header_type_disagrees_with_body`). The gateway sends the body under a header of its
-  own (a MesgID of its numbering, the system of the channel routing chose), so the
-  header's MesgID, send time and system codes are not compared.
+  `header_type_disagrees_with_body`). The header must also be the one of this body:
+  its send date (OrigSendDate, the sender's date) is the date of the body's CreDtTm
+  (报文发送时间, the same moment: every sample's header carries CreDtTm's date and
+  time), and its message reference (MesgRefID) names the body's MsgId, in the form
+  every bank-sent sample gives it (SPEC.md a.1 and the samples; SPEC.md e.2 knows no
+  rule beyond them): the MsgId's date and its sequence widened to 12 digits
+  (`2024052000000101` → `20240520000000000101`), or the MsgId itself. A header that
+  disagrees was written for another message. A MsgId longer than the 20 characters
+  of MesgRefID cannot be carried there, and is not compared. The gateway sends the
+  body under a header of its own (a MesgID of its numbering, the system of the channel
+  routing chose), so the header's MesgID, send time and system codes are not compared.
 - Agents (SPEC.md c, hvps.111): InstgAgt/BrnchId is the payer's bank (DbtrAgt) and
   InstdAgt/BrnchId the payee's bank (CdtrAgt); InstdAgt's member id is the payee bank's
   direct participant as the directory gives it on the work date (the participant the
@@ -59,6 +67,54 @@ def header_problems(header: Header | None, bank_code: str, receiver: str | None
                           f"{receiver}, the payee bank's direct participant"))
     return [Problem(code, f"{{H:/{name}", getattr(header, name), expected)
             for name, value, code, expected in wanted if getattr(header, name) != value]
+
+
+# MesgRefID's width (SPEC.md a.1, field 12) and the digits of the date a MsgId begins with.
+HEADER_REFERENCE_LEN = 20
+MSG_ID_DATE_LEN = 8
+
+
+def reference_forms(msg_id: str) -> list[str]:
+    """The MesgRefID values that name `msg_id`: the MsgId's date followed by its sequence
+    widened to 12 digits (as every bank-sent sample writes it), or the MsgId itself;
+    none when the MsgId is longer than a MesgRefID."""
+    if len(msg_id) > HEADER_REFERENCE_LEN:
+        return []
+    forms = [msg_id]
+    if msg_id.isascii() and msg_id.isdigit() and len(msg_id) > MSG_ID_DATE_LEN:
+        widened = msg_id[:MSG_ID_DATE_LEN] + msg_id[MSG_ID_DATE_LEN:].rjust(
+            HEADER_REFERENCE_LEN - MSG_ID_DATE_LEN, "0")
+        if widened != msg_id:
+            forms.insert(0, widened)
+    return forms
+
+
+def header_body_problems(header: Header | None, ct: hvps111.CreditTransfer
+                         ) -> list[Problem]:
+    """The envelope header's send date and message reference against the body's CreDtTm
+    and MsgId (a CreDtTm no date can be read from is refused by `created_problems`)."""
+    if header is None:
+        return []
+    problems = []
+    try:
+        created = parse_business_datetime(ct.created_at).strftime("%Y%m%d")
+    except ValueError:
+        created = None
+    if created is not None and header.send_date != created:
+        problems.append(Problem(
+            "header_send_date_differs_from_creation_date", "{H:/send_date", header.send_date,
+            f"{created}, the date of the body's CreDtTm {ct.created_at}",
+            f"the header says the message was sent on {header.send_date}, its body that it "
+            f"was created at {ct.created_at}; a header written for this body carries its "
+            "date"))
+    forms = reference_forms(ct.msg_id)
+    if forms and header.mesg_ref_id not in forms:
+        problems.append(Problem(
+            "header_reference_differs_from_msg_id", "{H:/mesg_ref_id", header.mesg_ref_id,
+            " or ".join(forms) + f", the body's MsgId {ct.msg_id} as a header names it",
+            f"the header's MesgRefID {header.mesg_ref_id} names another message than the "
+            f"body's MsgId {ct.msg_id}"))
+    return problems
 
 
 def payee_direct(ct: hvps111.CreditTransfer, directory: Any, on_date: date) -> str | None:
@@ -114,5 +170,6 @@ def message_problems(gw: Any, ct: hvps111.CreditTransfer, header: Header | None
     """Every rule of this module the message breaks."""
     direct = payee_direct(ct, gw.router.directory, gw.work_date)
     return [*header_problems(header, gw.settings.bank_code, direct),
+            *header_body_problems(header, ct),
             *created_problems(ct, gw.clock.now()),
             *agent_problems(ct, direct, gw.work_date)]

@@ -4,6 +4,7 @@ refused by name, never replaced by what the gateway would have chosen."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -32,10 +33,13 @@ def live(tmp_path_factory):
 
 
 def enveloped(body: bytes, **changes: str) -> bytes:
+    """`body` under a header written for it: its send date CreDtTm's, its MesgRefID the
+    body's MsgId as the samples carry it (date, then the sequence in 12 digits)."""
+    msg_id = re.search(rb"<MsgId>([0-9]{16})</MsgId>", body).group(1).decode()
     fields = dict(orig_sender="999100000019", orig_sender_sid="HVPS", orig_receiver="888200000015",
                   orig_receiver_sid="HVPS", send_date="20261207", send_time="091500",
                   mesg_type="hvps.111.001.01", mesg_id="20261207000000000001",
-                  mesg_ref_id="20261207000000000001", priority="1", direction="U")
+                  mesg_ref_id=f"{msg_id[:8]}0000{msg_id[8:]}", priority="1", direction="U")
     fields.update(changes)
     return Envelope(Header(**fields), None, body).encode()
 
@@ -96,12 +100,40 @@ def test_an_envelope_that_agrees_is_taken(live):
     ("2026120790000345", {"direction": "D"}, "header_direction_not_ours", "{H:/direction"),
     ("2026120790000344", {"mesg_type": "hvps.112.001.01"}, "header_type_disagrees_with_body",
      "{H:/mesg_type"),
+    ("2026120790000346", {"send_date": "20261206"},
+     "header_send_date_differs_from_creation_date", "{H:/send_date"),
+    ("2026120790000347", {"mesg_ref_id": "20261207000090000999"},
+     "header_reference_differs_from_msg_id", "{H:/mesg_ref_id"),
+    ("2026120790000348", {"mesg_ref_id": "20261206000090000348"},
+     "header_reference_differs_from_msg_id", "{H:/mesg_ref_id"),
 ])
 def test_an_envelope_that_disagrees_is_refused(live, msg_id, changes, code, path):
     status, errors = post(live, enveloped(ready_example(msg_id), **changes))
 
     assert status == 422
     assert code in [c for c, p, _ in errors if p == path]
+
+
+def test_a_header_naming_the_msg_id_itself_is_taken(live):
+    """MesgRefID may carry the MsgId as it is, as the BEPS samples' MesgID does."""
+    status, errors = post(live, enveloped(ready_example("2026120790000349"),
+                                          mesg_ref_id="2026120790000349"))
+
+    assert (status, errors) == (201, [])
+
+
+def test_header_mismatches_name_the_body_s_values(live):
+    """The refusal says what the body holds: CreDtTm's date, the MsgId in the header's
+    forms."""
+    r = requests.post(f"{live.url}/v1/messages", timeout=10, data=enveloped(
+        ready_example("2026120790000350"), send_date="20261208",
+        mesg_ref_id="20261207000000000001"))
+    expected = {e["code"]: e["expected"] for e in r.json()["errors"]}
+
+    assert r.status_code == 422
+    assert expected["header_send_date_differs_from_creation_date"].startswith("20261207,")
+    assert expected["header_reference_differs_from_msg_id"].startswith(
+        "20261207000090000350 or 2026120790000350,")
 
 
 def test_a_json_transfer_s_unknown_business_kind_is_refused(live):
@@ -135,3 +167,26 @@ def test_a_message_taken_is_answered_again_when_its_time_has_passed(tmp_path):
     assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
     assert other.status_code == 422
     assert [e["code"] for e in other.json()["errors"]] == ["creation_time_too_far_from_now"]
+
+
+@pytest.mark.parametrize("created, send_date, refused", [
+    ("2026-12-07T09:15:00", "20261207", False),
+    ("2026-12-06T17:30:00Z", "20261207", False),    # 01:30 on the 7th in Beijing
+    ("2026-12-06T17:30:00Z", "20261206", True),
+    ("2026-12-07T09:15:00+08:00", "20261206", True),
+])
+def test_the_send_date_is_compared_with_creation_in_beijing_time(created, send_date, refused):
+    """A header's date is the sender's, in Beijing; CreDtTm with an offset is read as that
+    instant."""
+    from dataclasses import replace
+
+    from gateway.messages import codec
+    from gateway.ready_rules import header_body_problems
+
+    ct = replace(codec.decode(ready_example("2026120790000360"), bare_ok=True).obj,
+                 created_at=created)
+    header = Header("999100000019", "HVPS", "888200000015", "HVPS", send_date, "091500",
+                    "hvps.111.001.01", "20261207000000000001", "20261207000090000360")
+
+    assert [p.code for p in header_body_problems(header, ct)] == (
+        ["header_send_date_differs_from_creation_date"] if refused else [])
