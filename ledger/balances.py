@@ -156,6 +156,7 @@ def _defer(tx: Transaction, account_no: str, delta_fen: int) -> None:
     deferred = tx.cache.get(DEFERRED)
     if deferred is None:
         deferred = tx.cache[DEFERRED] = {}
+        tx.keep_across_rollback(DEFERRED)
         tx.on_flush(flush)
     deferred[account_no] = deferred.get(account_no, 0) + delta_fen
 

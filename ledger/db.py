@@ -57,7 +57,16 @@ class Transaction:
         # write lock is held), such as the last closed work date. Cleared whenever a
         # savepoint rolls back, because the facts may have come from undone writes.
         self.cache: dict[str, Any] = {}
+        # Keys of `cache` that a rolled-back savepoint sets back as they were when it
+        # began instead of forgetting (`keep_across_rollback`).
+        self._kept: set[str] = set()
         self._flushers: list[Callable[[Transaction], None]] = []
+
+    def keep_across_rollback(self, key: str) -> None:
+        """Have a rolled-back savepoint give `cache[key]` (a dict) back as it was when
+        the savepoint began, instead of clearing it: for what is only in memory until
+        the commit writes it (deferred balance changes, numbers taken ahead)."""
+        self._kept.add(key)
 
     def on_flush(self, flusher: Callable[[Transaction], None]) -> None:
         """Have `flusher` write deferred changes before a commit or a savepoint."""
@@ -124,9 +133,9 @@ class Transaction:
         Deferred balance changes (ledger.balances) are not written first: they wait for
         the commit, so the few internal accounts every payment touches take one write
         per transaction instead of one per piece of work. A rolled-back scope gets back
-        the deferred changes made before it, and loses those made inside it."""
-        deferred = self.cache.get(DEFERRED_BALANCES)
-        before = dict(deferred) if deferred else None
+        what the kept cache entries (`keep_across_rollback`) held before it, such as the
+        deferred changes made before it, and loses what it added to them."""
+        before = {key: dict(self.cache[key]) for key in self._kept if self.cache.get(key)}
         self._savepoint_depth += 1
         name = f"sp{self._savepoint_depth}"
         self._cur.execute(f"SAVEPOINT {name}")
@@ -136,8 +145,7 @@ class Transaction:
             self._cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
             self._cur.execute(f"RELEASE SAVEPOINT {name}")
             self.cache.clear()
-            if before:
-                self.cache[DEFERRED_BALANCES] = before
+            self.cache.update(before)
             raise
         else:
             self._cur.execute(f"RELEASE SAVEPOINT {name}")
