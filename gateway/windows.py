@@ -10,17 +10,20 @@ The local timetable below forecasts those changes; once notices arrive they are 
 authority (`WindowState`). Every time is configurable (docs/calendar.md). The day of a
 working day W, with N the next working day, runs on the defaults as follows:
 
-- 00 preparation for W starts at `prepare_at` (18:00) on the calendar day before W, just
-  after the cut-over, as in the captured notice where 40 on D turns into 00 on D+1.
-- 10 daytime from `open_at` (08:30) on W, or from `evening_open_at` (20:30) the evening
-  before when `evening_open` is set (the PBOC timetable of May 2018).
+- 10 daytime from `open_at` (08:30) on W, or from `evening_open_at` (20:30) on the
+  calendar day before W when `evening_open` is set (the PBOC timetable of May 2018).
 - 20 cut-off at `cutoff_at` (17:00) and 30 clearing window at `clearing_window_start_at`;
   when both are equal (the default) 20 lasts no time and is not announced.
 - 40 end-of-day processing from `clearing_window_end_at` (17:30) to `day_end_at` (17:45).
-- If the next calendar day is N: 15 cut-over from `day_end_at` with work date N, then
-  00 for N at `prepare_at`. Otherwise the local phase `closed` (CNAPS code 40, work date
-  W: the NPC has finished W and not yet cut over) lasts until `day_end_at` on the
-  calendar day before N, where the cut-over happens.
+- 15 cut-over from `day_end_at` on W, with work date N, then 00 preparation for N from
+  `prepare_at` (18:00) on W, until N opens (DOMAIN.md §7: after end of day the system
+  date moves to the next working day and preparation starts again). When `prepare_at`
+  equals `day_end_at`, 40 goes straight to 00, as in the captured notice. When N is not the
+  next calendar day (a weekend, a holiday) the preparation lasts until then: on Saturday
+  2026-10-03, inside the National Day holiday, HVPS is in 00 for Thursday 2026-10-08.
+- The restricted session of the first day of a weekend or holiday (20:30 the evening
+  before until 08:30, cross-border funding only) takes no customer payment: it stays
+  00 for N here, and a customer payment then is refused as HVPS closed.
 
 BEPS (小额) accepts packages at every hour; its work date is the natural day, but net
 positions settle only while HVPS settles, in phases 10 and 30 (DOMAIN.md §1).
@@ -47,7 +50,6 @@ CUTOVER = "cutover"
 CUTOFF = "cutoff"
 CLEARING_WINDOW = "clearing_window"
 END_OF_DAY = "end_of_day"
-CLOSED = "closed"
 
 # key: (CNAPS code, English name, Chinese name, accepts customer payments, settles).
 # Settlement of queued items and of BEPS net positions needs HVPS open: 10 or 30.
@@ -58,9 +60,8 @@ _KINDS: dict[str, tuple[str, str, str, bool, bool]] = {
     CUTOFF: ("20", "business cut-off", "业务截止", False, False),
     CLEARING_WINDOW: ("30", "clearing window", "清算窗口", False, True),
     END_OF_DAY: ("40", "end-of-day processing", "日终处理", False, False),
-    CLOSED: ("40", "closed until the next working day", "休市", False, False),
 }
-_KEY_BY_CODE = {code: key for key, (code, *_rest) in _KINDS.items() if key != CLOSED}
+_KEY_BY_CODE = {code: key for key, (code, *_rest) in _KINDS.items()}
 
 # Allowed status changes between ccms.801 codes. 10 -> 30 skips a cut-off of no length;
 # 40 -> 00 is the captured notice, where the cut-over was not announced on its own.
@@ -539,15 +540,15 @@ def _day_boundaries(day: date, calendar: BusinessCalendar,
             out.append((_on(day, tt.cutoff_at), Phase.of(CUTOFF, day)))
         out.append((_on(day, tt.clearing_window_start_at), Phase.of(CLEARING_WINDOW, day)))
         out.append((_on(day, tt.clearing_window_end_at), Phase.of(END_OF_DAY, day)))
-    following = day + timedelta(days=1)
-    if calendar.is_working_day(following):
+        # After end of day the work date moves to the next working day, however many
+        # days off come first, and preparation for it starts (DOMAIN.md §7).
+        following = calendar.next_working_day(day)
         if tt.prepare_at > tt.day_end_at:
             out.append((_on(day, tt.day_end_at), Phase.of(CUTOVER, following)))
         out.append((_on(day, tt.prepare_at), Phase.of(PREPARATION, following)))
-        if tt.evening_open:
-            out.append((_on(day, tt.evening_open_at), Phase.of(DAYTIME, following)))
-    elif calendar.is_working_day(day):
-        out.append((_on(day, tt.day_end_at), Phase.of(CLOSED, day)))
+    tomorrow = day + timedelta(days=1)
+    if tt.evening_open and calendar.is_working_day(tomorrow):
+        out.append((_on(day, tt.evening_open_at), Phase.of(DAYTIME, tomorrow)))
     return out
 
 

@@ -306,8 +306,8 @@ def test_a_gateway_with_no_data_says_it_has_nothing_to_close(tmp_path: Path) -> 
 
 
 async def reconciled_at_start(gw: Gateway) -> None:
-    """Friday reconciled at a Saturday start, with nothing of it yet (as the NPC's
-    answers would record it: HVPS and BEPS agreeing)."""
+    """Friday reconciled at a start during its end of day, with nothing of it yet (as the
+    NPC's answers would record it: HVPS and BEPS agreeing)."""
     at = gw.clock.now().isoformat()
     await gw.store.run(lambda tx: tx.executemany(
         "INSERT INTO recon (work_date, system, at, reconciled, differences) "
@@ -317,11 +317,11 @@ async def reconciled_at_start(gw: Gateway) -> None:
 
 def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
         tmp_path: Path) -> None:
-    """Started on Saturday (Friday's end of day), the gateway reconciles Friday, then
-    takes BEPS payments into Friday. On Monday `day_end_missing` shows Friday's BEPS
-    reconciliation as stale (false, with the payments that joined after), HVPS's as it
-    was (none joined)."""
-    async def saturday(gw: Gateway) -> str:
+    """Started on Friday during its end of day (40, before the cut-over to Monday), the
+    gateway reconciles Friday, then takes BEPS payments into Friday, and is down before
+    the cut-over. On Monday `day_end_missing` shows Friday's BEPS reconciliation as stale
+    (false, with the payments that joined after), HVPS's as it was (none joined)."""
+    async def friday_evening(gw: Gateway) -> str:
         await open_payer(gw)
         await reconciled_at_start(gw)
         gw.clock.advance(60)
@@ -331,7 +331,7 @@ def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
         await until_all_sent(gw)
         return gw.work_date.isoformat()
 
-    friday = asyncio.run(run_on(tmp_path, "2026-12-12T10:00", saturday))
+    friday = asyncio.run(run_on(tmp_path, "2026-12-11T17:35", friday_evening))
     [alert] = asyncio.run(run_on(tmp_path, "2026-12-14T09:00", missing_alerts))
 
     assert friday == "2026-12-11"
@@ -345,9 +345,9 @@ def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
 
 def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutover(
         tmp_path: Path) -> None:
-    """The same Saturday, the gateway up until the NPC cuts over to Monday: Friday's
+    """The same Friday evening, the gateway up until the NPC cuts over to Monday: Friday's
     ledger day closes and Friday is reconciled again (hvps.710 for 2026-12-11)."""
-    async def weekend(gw: Gateway) -> list[str]:
+    async def friday_evening(gw: Gateway) -> list[str]:
         await open_payer(gw)
         await reconciled_at_start(gw)
         gw.clock.advance(60)
@@ -357,7 +357,8 @@ def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutove
         await receive(gw, notice("40", "00", "2026-12-14"))
         return await reconciliations_asked(gw, 1)
 
-    assert asyncio.run(run_on(tmp_path, "2026-12-12T10:00", weekend)) == ["2026-12-11"]
+    assert asyncio.run(run_on(tmp_path, "2026-12-11T17:35", friday_evening)) == \
+        ["2026-12-11"]
 
 
 def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconciliation_standing(

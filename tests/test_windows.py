@@ -52,20 +52,28 @@ def calendar() -> BusinessCalendar:
     ("2026-12-07 17:31", "end_of_day", "40", "2026-12-07", False, False),
     ("2026-12-07 17:45", "cutover", "15", "2026-12-08", False, False),
     ("2026-12-07 18:00", "preparation", "00", "2026-12-08", False, False),
-    # Friday evening to Monday: closed over the weekend, cut-over on Sunday evening.
-    ("2026-12-11 17:50", "closed", "40", "2026-12-11", False, False),
-    ("2026-12-12 10:00", "closed", "40", "2026-12-11", False, False),
-    ("2026-12-13 17:44", "closed", "40", "2026-12-11", False, False),
-    ("2026-12-13 17:50", "cutover", "15", "2026-12-14", False, False),
-    ("2026-12-13 19:00", "preparation", "00", "2026-12-14", False, False),
-    # National Day holiday: closed since Wednesday 30 September.
-    ("2026-10-01 10:00", "closed", "40", "2026-09-30", False, False),
+    # Friday evening to Monday: cut-over to Monday on Friday evening, then preparation
+    # for Monday over the weekend.
+    ("2026-12-11 17:50", "cutover", "15", "2026-12-14", False, False),
+    ("2026-12-11 18:00", "preparation", "00", "2026-12-14", False, False),
+    ("2026-12-12 10:00", "preparation", "00", "2026-12-14", False, False),
+    ("2026-12-13 17:50", "preparation", "00", "2026-12-14", False, False),
+    # National Day holiday: preparation for Thursday 8 October since Wednesday 30
+    # September's end of day.
+    ("2026-10-01 10:00", "preparation", "00", "2026-10-08", False, False),
     ("2026-10-07 18:30", "preparation", "00", "2026-10-08", False, False),
-    # Make-up working Saturday 14 February and Sunday 20 September (调休).
+    # Make-up working Saturday 14 February and Sunday 20 September (调休); after the
+    # Saturday the Spring Festival holiday runs to Monday 23 February.
     ("2026-02-14 10:00", "daytime", "10", "2026-02-14", True, True),
-    ("2026-02-15 10:00", "closed", "40", "2026-02-14", False, False),
+    ("2026-02-15 10:00", "preparation", "00", "2026-02-24", False, False),
     ("2026-09-19 20:00", "preparation", "00", "2026-09-20", False, False),
     ("2026-09-20 09:00", "daytime", "10", "2026-09-20", True, True),
+    # Friday 9 October cuts over to the make-up working Saturday 10 October, which cuts
+    # over to Monday 12 October.
+    ("2026-10-09 18:00", "preparation", "00", "2026-10-10", False, False),
+    ("2026-10-10 09:00", "daytime", "10", "2026-10-10", True, True),
+    ("2026-10-10 17:45", "cutover", "15", "2026-10-12", False, False),
+    ("2026-10-11 12:00", "preparation", "00", "2026-10-12", False, False),
 ])
 def test_phase_at_instant(calendar: BusinessCalendar, at: str, key: str, code: str,
                           work_date: str, accepts: bool, settles: bool) -> None:
@@ -83,7 +91,10 @@ def test_phase_at_instant(calendar: BusinessCalendar, at: str, key: str, code: s
     (EVENING, "2026-12-07 08:00", "10", "2026-12-07"),
     (EVENING, "2026-12-07 20:29", "00", "2026-12-08"),
     (EVENING, "2026-12-07 20:30", "10", "2026-12-08"),
-    (EVENING, "2026-12-11 20:30", "40", "2026-12-11"),
+    # Friday 20:30 before a weekend: the restricted session of the first day off takes
+    # no customer payment, so preparation for Monday goes on.
+    (EVENING, "2026-12-11 20:30", "00", "2026-12-14"),
+    (EVENING, "2026-12-13 20:29", "00", "2026-12-14"),
     (EVENING, "2026-12-13 20:30", "10", "2026-12-14"),
 ])
 def test_phase_with_configured_timetable(calendar: BusinessCalendar, timetable: Timetable,
@@ -120,22 +131,61 @@ def test_transitions_over_a_working_day(calendar: BusinessCalendar,
 
 
 def test_transitions_over_a_weekend(calendar: BusinessCalendar) -> None:
-    """From Friday to Monday HVPS closes, then cuts over on Sunday evening."""
+    """Friday's end of day cuts over to Monday at once; nothing changes over the weekend."""
     found = transitions_between(sh("2026-12-11 12:00"), sh("2026-12-14 09:00"), calendar)
 
-    assert [(t.strftime("%a %H:%M"), p.key) for t, p in found] == [
-        ("Fri 17:00", "clearing_window"), ("Fri 17:30", "end_of_day"), ("Fri 17:45", "closed"),
-        ("Sun 17:45", "cutover"), ("Sun 18:00", "preparation"), ("Mon 08:30", "daytime"),
+    assert [(t.strftime("%a %H:%M"), p.key, p.work_date.day) for t, p in found] == [
+        ("Fri 17:00", "clearing_window", 11), ("Fri 17:30", "end_of_day", 11),
+        ("Fri 17:45", "cutover", 14), ("Fri 18:00", "preparation", 14),
+        ("Mon 08:30", "daytime", 14),
     ]
 
 
-def test_status_changes_skip_local_closed(calendar: BusinessCalendar) -> None:
-    """The changes a ccms.801 would announce leave out closed, which keeps code 40."""
+def test_status_changes_over_a_weekend(calendar: BusinessCalendar) -> None:
+    """The ccms.801 changes from Friday to Monday: the cut-over to Monday is Friday's."""
     changes = status_changes_between(sh("2026-12-11 17:10"), sh("2026-12-14 09:00"), calendar)
 
-    assert [(c.orig_code, c.orig_date.day, c.cur_code, c.cur_date.day) for c in changes] == [
-        ("30", 11, "40", 11), ("40", 11, "15", 14), ("15", 14, "00", 14), ("00", 14, "10", 14),
+    assert [(c.at.strftime("%a %H:%M"), c.orig_code, c.orig_date.day, c.cur_code,
+             c.cur_date.day) for c in changes] == [
+        ("Fri 17:30", "30", 11, "40", 11), ("Fri 17:45", "40", 11, "15", 14),
+        ("Fri 18:00", "15", 14, "00", 14), ("Mon 08:30", "00", 14, "10", 14),
     ]
+
+
+def national_day_expected(at: datetime, opening: datetime) -> tuple[str, str]:
+    """What DOMAIN.md §7 gives from 30 September 17:00 on: the clearing window, the end
+    of day of the 30th, then the cut-over to the next working day, 8 October, and its
+    preparation until it opens at `opening`, then daytime."""
+    if at < sh("2026-09-30 17:30"):
+        return "30", "2026-09-30"
+    if at < sh("2026-09-30 17:45"):
+        return "40", "2026-09-30"
+    if at < sh("2026-09-30 18:00"):
+        return "15", "2026-10-08"
+    if at < opening:
+        return "00", "2026-10-08"
+    return "10", "2026-10-08"
+
+
+@pytest.mark.parametrize("timetable, opening", [
+    (None, "2026-10-08 08:30"), (EVENING, "2026-10-07 20:30")])
+def test_clock_walk_over_national_day(calendar: BusinessCalendar,
+                                      timetable: Timetable | None, opening: str) -> None:
+    """Every quarter of an hour from 30 September 17:00 to 8 October 09:00: after the end
+    of day of the 30th the work date is 8 October (1-7 October are days off), in
+    preparation until 8 October opens; nothing is ever code 40 for the 30th after 17:45,
+    and customer payments are refused all holiday long."""
+    at, end = sh("2026-09-30 17:00"), sh("2026-10-08 09:00")
+    steps = 0
+    while at <= end:
+        phase = hvps_phase(at, calendar, timetable)
+        expected = national_day_expected(at, sh(opening))
+        assert (phase.code, phase.work_date.isoformat()) == expected, at
+        assert phase.accepts_customer_payments is (expected[0] == "10"), at
+        assert not phase.settles or expected[0] in ("10", "30"), at
+        at += timedelta(minutes=15)
+        steps += 1
+    assert steps == 7 * 96 + 65
 
 
 @pytest.mark.parametrize("timetable", [None, LATE_WINDOW, EVENING])
@@ -388,9 +438,9 @@ def test_later_date_stated_after_missed_notices_is_a_gap(calendar: BusinessCalen
     assert state.alerts() == []  # the expected changes are behind the state in force
 
     saturday = WindowState(calendar, sh("2026-12-12 10:00"))
-    assert (saturday.code, saturday.work_date) == ("40", date(2026, 12, 11))
-    assert saturday.apply_notice("10", "40", "2026-12-11", sh("2026-12-12 10:00")) == \
-        "confirmed"
+    assert (saturday.code, saturday.work_date) == ("00", date(2026, 12, 14))
+    assert saturday.apply_notice("10", "00", "2026-12-14", sh("2026-12-12 10:00"),
+                                 "2026-12-11") == "confirmed"
     assert saturday.apply_notice("10", "30", "2026-12-11", sh("2026-12-12 10:01")) == "illegal"
 
     monday = WindowState(calendar, sh("2026-12-14 09:00"))
