@@ -5,12 +5,16 @@ PostgreSQL spells differently: an auto-numbered key becomes an identity column, 
 becomes BYTEA, and INTEGER becomes BIGINT (SQLite's INTEGER holds 64 bits, PostgreSQL's
 only 32, and an amount in fen above 21 million yuan must still fit). Everything else in
 the schema (partial indexes, UNIQUE constraints, CHECKs, defaults) is common to both.
+
+A column added to a table after its first release is written in the CREATE statement
+(for a new database) and given to `add_columns` too (for a database made before it).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 _POSTGRES = (
     (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
@@ -37,3 +41,34 @@ def install(tx: object, statements: Iterable[str]) -> None:
     """Run the CREATE statements in the transaction's own dialect."""
     for statement in ddl(statements, getattr(tx, "dialect", "sqlite")):
         tx.execute(statement, ())
+
+
+def table_columns(tx: Any, name: str) -> list[str]:
+    """The columns of table `name` in the order they were made; none if it is absent."""
+    if getattr(tx, "dialect", "sqlite") == "postgresql":
+        rows = tx.query("SELECT column_name FROM information_schema.columns WHERE "
+                        "table_name = ? AND table_schema = current_schema() "
+                        "ORDER BY ordinal_position", (name,))
+    else:
+        rows = tx.query("SELECT name FROM pragma_table_info(?)", (name,))
+    return [r[0] for r in rows]
+
+
+def add_columns(tx: Any, table: str, columns: Iterable[tuple[str, str]]) -> list[str]:
+    """Add to `table` each (name, definition) it lacks: a database made before the columns
+    existed gets them at start-up. Returns the names added. The definition is in SQLite's
+    words, as in `ddl`; a NOT NULL column needs a DEFAULT for the rows already there."""
+    dialect = getattr(tx, "dialect", "sqlite")
+    present = set(table_columns(tx, table))
+    added = []
+    for name, definition in columns:
+        if name in present:
+            continue
+        # PostgreSQL's IF NOT EXISTS lets two processes starting at once both pass here;
+        # SQLite has one writer at a time, and the check above ran in its transaction.
+        exists = " IF NOT EXISTS" if dialect == "postgresql" else ""
+        [statement] = ddl([f"ALTER TABLE {table} ADD COLUMN{exists} {name} {definition}"],
+                          dialect)
+        tx.execute(statement, ())
+        added.append(name)
+    return added

@@ -41,12 +41,13 @@ def run(coro: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, start: datetime = MONDAY_0900, rate: float = 1.0,
-                  **settings: Any) -> AsyncIterator[Harness]:
-    """Gateway, simulated NPC and Redis on a virtual clock, HVPS open on `start`'s date."""
+                  sim_args: tuple[str, ...] = (), **settings: Any) -> AsyncIterator[Harness]:
+    """Gateway, simulated NPC (given `sim_args`) and Redis on a virtual clock, HVPS open
+    on `start`'s date."""
     clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=rate)
     h = Harness(tmp_path, clock_spec=clock.to_spec(),
                 balances_fen={BANK: 10_000_000 * YUAN, PEER: 10**14},
-                settings_overrides=settings)
+                settings_overrides=settings, sim_args=list(sim_args))
     await h.start()
     try:
         gw = h.gateway

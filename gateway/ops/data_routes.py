@@ -13,7 +13,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |
-| GET /ops/api/queries | overdue queries (404 when there is no query table) |
+| GET /ops/api/queries | overdue queries, and under `refused` our queries and free text the NPC refused (404 when there is no query table) |
 | GET /ops/api/messages?id=&party=&type=&date=&direction= | archived messages |
 | GET /ops/api/messages/{id} | one message: raw envelope and parsed view |
 | POST /ops/api/requests | {action, target, params, note}: request an action |

@@ -75,13 +75,3 @@ def table_exists(tx: Any, name: str) -> bool:
         row = tx.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                            (name,))
     return row is not None
-
-
-def table_columns(tx: Any, name: str) -> list[str]:
-    if getattr(tx, "dialect", "sqlite") == "postgresql":
-        rows = tx.query("SELECT column_name FROM information_schema.columns WHERE "
-                        "table_name = ? AND table_schema = current_schema() "
-                        "ORDER BY ordinal_position", (name,))
-    else:
-        rows = tx.query("SELECT name FROM pragma_table_info(?)", (name,))
-    return [r[0] for r in rows]

@@ -16,7 +16,8 @@ from gateway.money import format_yuan_grouped, parse_yuan
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK, IN_STATES, OUT_STATES
 from gateway.ops import control
 from gateway.ops.archive import ARCHIVE_COLUMNS
-from gateway.ops.schema import table_columns, table_exists
+from gateway.dialect import table_columns
+from gateway.ops.schema import table_exists
 
 LIST_MAX = 200
 STUCK_STATES = ("accepted", "sent", "unknown")
@@ -29,11 +30,15 @@ SEARCH_PARAMS = ("id", "account", "amount", "state", "date", "direction", "chann
 # may use for the reply deadline and for its state, and the states that need no reply.
 QUERY_DEADLINE_COLUMNS = ("reply_due_at", "due_at", "deadline_at", "deadline", "reply_by")
 QUERY_STATE_COLUMNS = ("state", "status")
-QUERY_DONE_STATES = ("replied", "answered", "closed", "done", "cancelled")
+QUERY_DONE_STATES = ("replied", "answered", "closed", "done", "cancelled", "refused")
 # Columns the page shows when the table has them (all columns otherwise).
 QUERY_SHOWN_COLUMNS = ("id", "direction", "state", "system", "counterparty", "query_type",
                        "payment_id", "orig_msg_id", "amount_fen", "asked_at",
                        "reply_due_at", "overdue_at", "content")
+# Our queries and free text the NPC refused (ccms.900 PR09 or ccms.911), when the query
+# component keeps refusals (the column `refused_at`): what the page shows of each.
+REFUSED_COLUMNS = ("kind", "id", "counterparty", "payment_id", "refused_at", "refused_with",
+                   "refusal_code", "refusal_reason", "content")
 
 
 def payment_view(p: dict[str, Any]) -> dict[str, Any]:
@@ -278,14 +283,16 @@ def pending_count(tx: Any) -> int:
 
 
 def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:
-    """Queries past their reply deadline; None when there is no query table."""
+    """Queries past their reply deadline, and under `refused` our queries and free text
+    the NPC refused (latest first); None when there is no query table."""
     if not table_exists(tx, "queries"):
         return None
     columns = table_columns(tx, "queries")
     deadline = next((c for c in QUERY_DEADLINE_COLUMNS if c in columns), None)
     state = next((c for c in QUERY_STATE_COLUMNS if c in columns), None)
+    refused = refused_messages(tx, columns)
     if deadline is None:
-        return {"columns": columns, "deadline": None, "rows": []}
+        return {"columns": columns, "deadline": None, "rows": [], "refused": refused}
     sql = f"SELECT {', '.join(columns)} FROM queries WHERE {deadline} < ?"
     params: list[Any] = [now.isoformat()]
     if state is not None:
@@ -294,7 +301,24 @@ def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:
     rows = tx.query(sql + f" ORDER BY {deadline} LIMIT ?", (*params, LIST_MAX))
     shown = [c for c in QUERY_SHOWN_COLUMNS if c in columns] or columns
     return {"columns": shown, "deadline": deadline,
-            "rows": [dict(zip(columns, _plain(r))) for r in rows]}
+            "rows": [dict(zip(columns, _plain(r))) for r in rows], "refused": refused}
+
+
+def refused_messages(tx: Any, query_columns: list[str]) -> dict[str, Any] | None:
+    """Our queries and free-format messages the NPC refused, the latest first; None when
+    the query table keeps no refusals."""
+    if "refused_at" not in query_columns:
+        return None
+    refusal = "refused_at, refused_with, refusal_code, refusal_reason, content"
+    sql = (f"SELECT 'query' AS kind, id, counterparty, payment_id, {refusal} FROM queries "
+           "WHERE refused_at IS NOT NULL")
+    if "refused_at" in table_columns(tx, "free_format"):
+        sql += (f" UNION ALL SELECT 'free_format', id, receiver, NULL, {refusal} "
+                "FROM free_format WHERE refused_at IS NOT NULL")
+    rows = tx.query(f"SELECT * FROM ({sql}) AS refused ORDER BY refused_at DESC, id LIMIT ?",
+                    (LIST_MAX,))
+    return {"columns": list(REFUSED_COLUMNS),
+            "rows": [dict(zip(REFUSED_COLUMNS, _plain(r))) for r in rows]}
 
 
 def _plain(values: tuple) -> list[Any]:

@@ -13,6 +13,8 @@ query desk plugs into the gateway as an extension (`install(gw)`):
 - deadlines on the business calendar, watched by a timer that raises what nears or
   passes its due time (deadlines.py);
 - free text both ways (ccms.303);
+- the NPC's refusal of a query or free text of ours, a ccms.900 PR09 or a ccms.911
+  (refusals.py);
 - the HTTP routes (api.py) and the "queries" section of the closing summary.
 
 docs/queries.md describes the behaviour, the settings and the endpoints.
@@ -26,10 +28,11 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from gateway import intake
+from gateway.handlers import handler_before
 from gateway.inbound import Processed
-from gateway.messages import ccms303, ccms314, codec
+from gateway.messages import ccms303, ccms314, ccms911, codec
 from gateway.queries import (api, deadlines, idempotency, incoming, outgoing, records,
-                             requests, schema, wire)
+                             refusals, requests, schema, wire)
 from gateway.queries import policy as policy_mod
 from gateway.queries.policy import QueryPolicy
 
@@ -51,6 +54,7 @@ class QueryDesk:
         self.policy = policy_mod.from_settings(gw.settings)
         self._timer: asyncio.Task | None = None
         self._pushes: set[asyncio.Task] = set()
+        self._before: dict[str, Any] = {}  # handlers this extension passes messages on to
         self._show_queries_on_transfers()
 
     # The extension interface (gateway/app.py)
@@ -58,7 +62,25 @@ class QueryDesk:
     def handlers(self) -> dict[str, Callable[[Any, codec.Decoded, Any], Processed]]:
         return {ccms314.MESSAGE_TYPE: self._handler(incoming.on_query),
                 ccms314.RESPONSE_TYPE: self._handler(incoming.on_reply),
-                ccms303.MESSAGE_TYPE: self._handler(incoming.on_free_format)}
+                ccms303.MESSAGE_TYPE: self._handler(incoming.on_free_format),
+                ccms911.MESSAGE_TYPE: self._on_discarded}
+
+    def claim_result(self, tx: Any, d: codec.Decoded, now: Any) -> Processed | None:
+        """A ccms.900 about no payment: ours when it refuses our query or free text."""
+        outcome = refusals.on_result(tx, self, d, now)
+        return None if outcome is None else self._processed(*outcome)
+
+    def _on_discarded(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
+        """A ccms.911: told to operators (and a payment's handled) by the handler before
+        this one; our query or free text discarded is refused as well."""
+        told = handler_before(self.gw, self, ccms911.MESSAGE_TYPE,
+                              {ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded},
+                              self._before)(tx, d, now)
+        outcome = refusals.on_discarded(tx, self, d, now)
+        if outcome is None:
+            return told
+        processed = self._processed(*outcome)
+        return Processed(processed.outcome, told.after_commit + processed.after_commit)
 
     def add_routes(self, app: Any) -> None:
         api.add_routes(app, self)
@@ -74,12 +96,15 @@ class QueryDesk:
         await asyncio.gather(*self._pushes, return_exceptions=True)
 
     def summary(self, tx: Any) -> dict[str, Any]:
+        # The section has the keys CONTRACT.md §8 gives it. A query the NPC refused was
+        # sent, but never reached the bank: no reply was due, so it is neither replied
+        # nor overdue (even when the refusal came after its due time).
         sent, received, replied, overdue = tx.query_one(
             "SELECT COALESCE(SUM(CASE WHEN direction = 'out' THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN replied_at IS NOT NULL THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN overdue_at IS NOT NULL THEN 1 ELSE 0 END), 0) "
-            "FROM queries", ())
+            "COALESCE(SUM(CASE WHEN overdue_at IS NOT NULL AND state <> 'refused' "
+            "THEN 1 ELSE 0 END), 0) FROM queries", ())
         return {"queries": {"sent": sent, "received": received, "replied": replied,
                             "overdue": overdue}}
 
@@ -186,11 +211,14 @@ class QueryDesk:
     def _handler(self, fn: Callable[..., tuple[Processed, wire.Pushes]]
                  ) -> Callable[[Any, codec.Decoded, Any], Processed]:
         def handle(tx: Any, decoded: codec.Decoded, now: Any) -> Processed:
-            processed, pushes = fn(tx, self, decoded, now)
-            if pushes:
-                processed.after_commit.append(lambda: self._push_soon(pushes))
-            return processed
+            return self._processed(*fn(tx, self, decoded, now))
         return handle
+
+    def _processed(self, processed: Processed, pushes: wire.Pushes) -> Processed:
+        """What a handler did, with its rows put on their streams after the commit."""
+        if pushes:
+            processed.after_commit.append(lambda: self._push_soon(pushes))
+        return processed
 
     def _push_soon(self, pushes: wire.Pushes) -> None:
         """Put committed outbox rows on their streams from a handler's after-commit step.

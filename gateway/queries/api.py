@@ -1,12 +1,13 @@
 """HTTP routes of the query desk, for the core system and operators.
 
     POST /v1/queries                 open a query (Idempotency-Key required)
-    GET  /v1/queries                 ?state=open|answered &direction=in|out
+    GET  /v1/queries                 ?state=open|answered|refused &direction=in|out
                                      &payment_id= &limit=  (soonest due first)
     GET  /v1/queries/{id}            one query with its replies
     POST /v1/queries/{id}/reply      an operator's answer to a query a bank sent us
     POST /v1/queries/{id}/chase      a follow-up query (催查) about the same payment
-    GET  /v1/query-replies           ?after=<seq> &limit=  replies received, in order
+    GET  /v1/query-replies           ?after=<seq> &limit=  replies received and the
+                                     NPC's refusals of our queries, in order
     POST /v1/free-format             send free text (ccms.303; Idempotency-Key required)
     GET  /v1/free-format             ?direction=in|out &after=<seq> &limit=
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
 from gateway.errors import ProblemList, ValidationFailed
+from gateway.queries import records
 
 QUERIES_KEY: web.AppKey = web.AppKey("queries", object)
 BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad client
@@ -71,7 +73,7 @@ async def post_query(request: web.Request) -> web.Response:
 
 async def list_queries(request: web.Request) -> web.Response:
     authenticate(request, b"")
-    params = _params(request, {"state": ("open", "answered"), "direction": ("in", "out")},
+    params = _params(request, {"state": records.STATES, "direction": ("in", "out")},
                      {"limit": (100, 1, 500)}, ("payment_id",))
     found = await _desk(request).search(params["state"], params["direction"],
                                         params["payment_id"], params["limit"])

@@ -142,5 +142,5 @@ def on_free_format(tx: Any, desk: Any, d: codec.Decoded, now: datetime) -> tuple
         "system": m.header.system, "msg_id": m.header.msg_id, "mesg_id": d.header.mesg_id,
         "content": m.content, "requested_by": m.header.instg_party, "at": now.isoformat()})
     hook = notify.queue_webhook(tx, desk.gw, "free_format_received", now, None,
-                                message=item)
+                                message=records.free_format_view(item))
     return Processed({"free_format": item_id}), [hook] if hook else []

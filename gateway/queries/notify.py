@@ -8,8 +8,10 @@ retried) like a payment's status change, as one of the POST's `events` (gateway.
                  "reply": {...}}]}
 
 Events: `query_received` (a bank asks us), `query_replied` (a bank answered ours),
-`free_format_received`. Without a webhook the core system polls
-`GET /v1/query-replies?after=<seq>` and `GET /v1/free-format?after=<seq>`
+`query_refused` (the NPC refused ours), `free_format_received`, `free_format_refused`
+(the NPC refused ours). Without a webhook the core system polls
+`GET /v1/query-replies?after=<seq>` (replies and refusals) and
+`GET /v1/free-format?after=<seq>` (a refused message comes again there, refused)
 (docs/queries.md).
 """
 
@@ -21,7 +23,8 @@ from typing import Any
 
 from gateway import keys
 
-EVENTS = ("query_received", "query_replied", "free_format_received")
+EVENTS = ("query_received", "query_replied", "query_refused", "free_format_received",
+          "free_format_refused")
 
 
 def queue_webhook(tx: Any, gw: Any, event: str, now: datetime, payment_id: str | None,

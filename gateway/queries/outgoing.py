@@ -235,4 +235,4 @@ def send_free_format(tx: Any, desk: Any, req: FreeFormatRequest, client: str,
         "receiver": row.direct_participant, "system": req.system, "msg_id": sent.msg_id,
         "mesg_id": sent.mesg_id, "content": req.content,
         "requested_by": req.operator or client, "at": now.isoformat()})
-    return dict(item, seq=item["feed_seq"]), [wire.link_push(sent)]
+    return records.free_format_view(item), [wire.link_push(sent)]

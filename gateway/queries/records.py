@@ -1,11 +1,13 @@
 """Reading and writing queries, replies and free-format messages inside a transaction.
 
-A query has two states: `open` (waiting for its reply: the counterparty's when we asked,
-ours when we were asked) and `answered`. Whether it is late is not a state but a fact
-kept beside it: when it was due (`reply_due_at`), when operators were warned
-(`warned_at`) and told it was overdue (`overdue_at`), and when it was done
-(`replied_at`). A second reply to an answered query is stored and shown, and changes
-nothing.
+A query has three states: `open` (waiting for its reply: the counterparty's when we
+asked, ours when we were asked), `answered`, and `refused` (ours only: the NPC refused
+or discarded our ccms.314, so it never reached the bank and no reply will come). Whether
+it is late is not a state but a fact kept beside it: when it was due (`reply_due_at`),
+when operators were warned (`warned_at`) and told it was overdue (`overdue_at`), and
+when it was done (`replied_at`). A second reply to an answered query is stored and
+shown, and changes nothing. A free-format message of ours the NPC refused keeps its
+refusal beside it too (`refused_at`, ...).
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ from gateway.store import Contended
 log = logging.getLogger("paygate.queries")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "open": frozenset({"answered"}),
+    "open": frozenset({"answered", "refused"}),
     "answered": frozenset(),
+    "refused": frozenset(),
 }
+STATES = tuple(TRANSITIONS)
 
+# What the NPC's refusal of a message of ours left: when, by which message type (ccms.900
+# or ccms.911), its processing code and reject text. Queries and free text keep the same.
+REFUSAL_COLUMNS = ("refused_at", "refused_with", "refusal_code", "refusal_reason")
 COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "their_party",
            "msg_id", "mesg_id",
            "query_type", "content", "amount_fen", "currency", "orig_msg_id",
@@ -32,12 +39,12 @@ COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "t
            "orig_instd_indirect", "orig_tx_type", "payment_id", "chase_of", "source",
            "requested_by", "doubt_at", "ask_due_at", "asked_at", "reply_due_at",
            "replied_at", "reply_msg_id", "reply_content", "replied_by", "handling",
-           "warned_at", "overdue_at", "created_at", "updated_at")
+           "warned_at", "overdue_at", "created_at", "updated_at", *REFUSAL_COLUMNS)
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM queries"
 REPLY_COLUMNS = ("id", "feed_seq", "query_id", "direction", "sender", "msg_id", "mesg_id",
-                 "answered_msg_id", "content", "replied_by", "at", "late")
+                 "answered_msg_id", "content", "replied_by", "at", "late", "kind", "code")
 FREE_COLUMNS = ("id", "feed_seq", "direction", "sender", "receiver", "system", "msg_id",
-                "mesg_id", "content", "requested_by", "at")
+                "mesg_id", "content", "requested_by", "at", *REFUSAL_COLUMNS)
 LIST_LIMIT_MAX = 500  # one page of a listing; the caller pages with `after`
 
 
@@ -68,6 +75,12 @@ def find_by_message(tx: Any, direction: str, counterparty: str,
 def find_ours(tx: Any, msg_id: str) -> dict[str, Any] | None:
     """Our query with XML MsgId `msg_id` (ours are unique: one sequence per day)."""
     values = tx.query_one(f"{_SELECT} WHERE direction = 'out' AND msg_id = ?", (msg_id,))
+    return dict(zip(COLUMNS, values)) if values else None
+
+
+def find_ours_sent_as(tx: Any, mesg_id: str) -> dict[str, Any] | None:
+    """Our query whose envelope had header MesgID `mesg_id` (as a ccms.911 names it)."""
+    values = tx.query_one(f"{_SELECT} WHERE direction = 'out' AND mesg_id = ?", (mesg_id,))
     return dict(zip(COLUMNS, values)) if values else None
 
 
@@ -119,12 +132,35 @@ def answer(tx: Any, query: dict[str, Any], now: datetime, reply_msg_id: str, con
                 updated_at=at)
 
 
+def refuse(tx: Any, query: dict[str, Any], now: datetime, refused_with: str, code: str,
+           reason: str | None) -> dict[str, Any]:
+    """Mark our open query refused by the NPC: it never reached the bank, so no reply is
+    due and it is neither chased nor overdue from now on."""
+    if "refused" not in TRANSITIONS[query["state"]]:
+        raise Conflict(Problem("query_not_open", "/state", query["state"], "open",
+                               f"query {query['id']} is already {query['state']}"))
+    at = now.isoformat()
+    # Conditional as in `answer`: the bank's reply handled at another gateway process
+    # meanwhile makes this work run again on what that process did.
+    if tx.execute("UPDATE queries SET state = 'refused', refused_at = ?, refused_with = ?, "
+                  "refusal_code = ?, refusal_reason = ?, updated_at = ? "
+                  "WHERE id = ? AND state = ?",
+                  (at, refused_with, code, reason, at, query["id"], query["state"])) != 1:
+        raise Contended(f"query {query['id']} no longer {query['state']}")
+    log.info("event=query_refused query=%s refused_with=%s npc_code=%s", query["id"],
+             refused_with, code)
+    return dict(query, state="refused", refused_at=at, refused_with=refused_with,
+                refusal_code=code, refusal_reason=reason, updated_at=at)
+
+
 def is_late(query: dict[str, Any], at: datetime) -> bool:
     return at > datetime.fromisoformat(query["reply_due_at"])
 
 
 def add_reply(tx: Any, reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply, or (`kind` "refusal") the NPC's refusal of our query, in the feed."""
     data = {c: reply.get(c) for c in REPLY_COLUMNS}
+    data["kind"] = data["kind"] or "reply"
     tx.execute(f"INSERT INTO query_replies ({', '.join(REPLY_COLUMNS)}) "
                f"VALUES ({', '.join('?' for _ in REPLY_COLUMNS)})", tuple(data.values()))
     return data
@@ -135,13 +171,15 @@ def reply_exists(tx: Any, reply_id: str) -> bool:
 
 
 def replies_of(tx: Any, query_id: str) -> list[dict[str, Any]]:
+    """The replies to a query (its refusal, if any, is shown as the query's `refusal`)."""
     rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
-                    "WHERE query_id = ? ORDER BY feed_seq", (query_id,))
+                    "WHERE query_id = ? AND kind = 'reply' ORDER BY feed_seq", (query_id,))
     return [reply_view(dict(zip(REPLY_COLUMNS, r))) for r in rows]
 
 
 def reply_feed(tx: Any, after: int, limit: int) -> list[dict[str, Any]]:
-    """Replies received from counterparties, in arrival order after position `after`."""
+    """Replies received from counterparties and the NPC's refusals of our queries, in
+    arrival order after position `after`."""
     rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
                     "WHERE direction = 'in' AND feed_seq > ? ORDER BY feed_seq LIMIT ?",
                     (after, min(limit, LIST_LIMIT_MAX)))
@@ -152,7 +190,8 @@ def reply_view(r: dict[str, Any]) -> dict[str, Any]:
     return {"id": r["id"], "seq": r["feed_seq"], "query_id": r["query_id"],
             "direction": r["direction"], "sender": r["sender"], "msg_id": r["msg_id"],
             "answers_msg_id": r["answered_msg_id"], "content": r["content"],
-            "replied_by": r["replied_by"], "at": r["at"], "late": bool(r["late"])}
+            "replied_by": r["replied_by"], "at": r["at"], "late": bool(r["late"]),
+            "kind": r["kind"], "code": r["code"]}
 
 
 def add_free_format(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +201,33 @@ def add_free_format(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
     log.info("event=free_format_recorded id=%s direction=%s sender=%s receiver=%s",
              data["id"], data["direction"], data["sender"], data["receiver"])
     return data
+
+
+def find_free_format_ours(tx: Any, *, msg_id: str | None = None,
+                          mesg_id: str | None = None) -> dict[str, Any] | None:
+    """Our free-format message by its XML MsgId (as a ccms.900 names it) or its header's
+    MesgID (as a ccms.911 does)."""
+    column, value = ("msg_id", msg_id) if msg_id is not None else ("mesg_id", mesg_id)
+    values = tx.query_one(f"SELECT {', '.join(FREE_COLUMNS)} FROM free_format "
+                          f"WHERE direction = 'out' AND {column} = ?", (value,))
+    return dict(zip(FREE_COLUMNS, values)) if values else None
+
+
+def refuse_free_format(tx: Any, item: dict[str, Any], now: datetime, refused_with: str,
+                       code: str, reason: str | None, feed_seq: int) -> dict[str, Any] | None:
+    """Mark our free-format message refused by the NPC, moved to `feed_seq` at the end of
+    the feed so that a client paging it sees the message again, refused. None when it was
+    refused already (the same notice again)."""
+    at = now.isoformat()
+    if tx.execute("UPDATE free_format SET refused_at = ?, refused_with = ?, "
+                  "refusal_code = ?, refusal_reason = ?, feed_seq = ? "
+                  "WHERE id = ? AND refused_at IS NULL",
+                  (at, refused_with, code, reason, feed_seq, item["id"])) != 1:
+        return None
+    log.info("event=free_format_refused id=%s refused_with=%s npc_code=%s", item["id"],
+             refused_with, code)
+    return dict(item, feed_seq=feed_seq, refused_at=at, refused_with=refused_with,
+                refusal_code=code, refusal_reason=reason)
 
 
 def free_format_exists(tx: Any, item_id: str) -> bool:
@@ -176,7 +242,21 @@ def free_format_list(tx: Any, direction: str | None, after: int,
         sql += " AND direction = ?"
         params.append(direction)
     rows = tx.query(sql + " ORDER BY feed_seq LIMIT ?", (*params, min(limit, LIST_LIMIT_MAX)))
-    return [dict(zip(FREE_COLUMNS, r), seq=r[1]) for r in rows]
+    return [free_format_view(dict(zip(FREE_COLUMNS, r))) for r in rows]
+
+
+def free_format_view(item: dict[str, Any]) -> dict[str, Any]:
+    """A free-format message as listed: its fields, `seq`, and `refusal` (null unless the
+    NPC refused it)."""
+    shown = {c: item[c] for c in FREE_COLUMNS if c not in REFUSAL_COLUMNS}
+    return dict(shown, seq=item["feed_seq"], refusal=refusal_view(item))
+
+
+def refusal_view(row: dict[str, Any]) -> dict[str, Any] | None:
+    if row.get("refused_at") is None:
+        return None
+    return {"message_type": row["refused_with"], "code": row["refusal_code"],
+            "reason": row["refusal_reason"], "at": row["refused_at"]}
 
 
 def view(q: dict[str, Any], now: datetime | None = None,
@@ -199,6 +279,7 @@ def view(q: dict[str, Any], now: datetime | None = None,
             "msg_id": q["reply_msg_id"], "content": q["reply_content"],
             "replied_by": q["replied_by"]},
         "warned_at": q["warned_at"], "overdue_at": q["overdue_at"],
+        "refusal": refusal_view(q),
     }
     if now is not None:
         out["overdue"] = q["state"] == "open" and is_late(q, now)

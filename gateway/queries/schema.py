@@ -15,7 +15,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS queries (
         id TEXT PRIMARY KEY,              -- Q<msg id> ours, QI<sender><msg id> theirs
         direction TEXT NOT NULL,          -- out: we ask | in: we are asked
-        state TEXT NOT NULL,              -- open | answered
+        state TEXT NOT NULL,              -- open | answered | refused
         system TEXT NOT NULL,             -- HVPS | BEPS: the system of the payment
         counterparty TEXT NOT NULL,       -- the other bank's direct participant
         our_party TEXT NOT NULL,          -- the banks the GrpHdr names on each side
@@ -43,11 +43,16 @@ SCHEMA = [
         handling TEXT,                    -- in: auto, or why an operator must answer
         warned_at TEXT, overdue_at TEXT,  -- when operators were told
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, by this message type
+        refusal_code TEXT, refusal_reason TEXT,
         UNIQUE (direction, counterparty, msg_id)
     )""",
     "CREATE INDEX IF NOT EXISTS queries_state ON queries (state, reply_due_at)",
     "CREATE INDEX IF NOT EXISTS queries_payment ON queries (payment_id)",
     "CREATE INDEX IF NOT EXISTS queries_msg ON queries (msg_id)",
+    # Ours by their header's MesgID: a ccms.911 names a discarded one so.
+    "CREATE INDEX IF NOT EXISTS queries_out_mesg ON queries (mesg_id) "
+    "WHERE direction = 'out'",
     """CREATE TABLE IF NOT EXISTS query_replies (
         id TEXT PRIMARY KEY,              -- A<sender><msg id> of the ccms.315
         feed_seq INTEGER NOT NULL UNIQUE, -- position in the polling feed
@@ -56,7 +61,9 @@ SCHEMA = [
         sender TEXT NOT NULL, msg_id TEXT NOT NULL, mesg_id TEXT NOT NULL,
         answered_msg_id TEXT NOT NULL,    -- OrgnlGrpHdr/OrgnlMsgId of the reply
         content TEXT NOT NULL, replied_by TEXT NOT NULL,
-        at TEXT NOT NULL, late INTEGER NOT NULL
+        at TEXT NOT NULL, late INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'reply',  -- reply | refusal: the NPC refused our query
+        code TEXT                         -- a refusal's processing code
     )""",
     "CREATE INDEX IF NOT EXISTS query_replies_query ON query_replies (query_id)",
     """CREATE TABLE IF NOT EXISTS free_format (
@@ -65,8 +72,14 @@ SCHEMA = [
         direction TEXT NOT NULL,
         sender TEXT NOT NULL, receiver TEXT NOT NULL, system TEXT NOT NULL,
         msg_id TEXT NOT NULL, mesg_id TEXT NOT NULL,
-        content TEXT NOT NULL, requested_by TEXT, at TEXT NOT NULL
+        content TEXT NOT NULL, requested_by TEXT, at TEXT NOT NULL,
+        refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, as for a query
+        refusal_code TEXT, refusal_reason TEXT
     )""",
+    "CREATE INDEX IF NOT EXISTS free_format_out_msg ON free_format (msg_id) "
+    "WHERE direction = 'out'",
+    "CREATE INDEX IF NOT EXISTS free_format_out_mesg ON free_format (mesg_id) "
+    "WHERE direction = 'out'",
     """CREATE TABLE IF NOT EXISTS query_requests (
         client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -75,5 +88,26 @@ SCHEMA = [
 ]
 
 
+# Columns added after the tables' first release: a database made before them gets them
+# at start-up (they are in the CREATE statements above for a new one).
+_REFUSAL = [("refused_at", "TEXT"), ("refused_with", "TEXT"), ("refusal_code", "TEXT"),
+            ("refusal_reason", "TEXT")]
+ADDED_COLUMNS = {
+    "queries": _REFUSAL,
+    "free_format": _REFUSAL,
+    "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT")],
+}
+# Indexes on those columns, made once they are there: the operators' list of refusals.
+ADDED_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS queries_refused ON queries (refused_at) "
+    "WHERE refused_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS free_format_refused ON free_format (refused_at) "
+    "WHERE refused_at IS NOT NULL",
+]
+
+
 def install(tx: Any) -> None:
     dialect.install(tx, SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        dialect.add_columns(tx, table, columns)
+    dialect.install(tx, ADDED_INDEXES)

@@ -1,0 +1,156 @@
+"""The NPC refuses our query or free text, end to end: gateway, simulated NPC (its own
+process) and core system's webhook on loopback.
+
+- The simulated NPC refuses with ccms.900 PR09 what it cannot forward: here it runs
+  without the third bank as a participant, while the gateway's directory still has it,
+  so a query or free text to that bank is refused as a real NPC refuses one to a bank
+  that left CNAPS.
+- A ccms.911 is the NPC's answer to a message whose signature or format failed, which
+  our gateway does not send; it is crafted here as the NPC sends one (unsigned, from
+  "0000") and given to the link."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.messages import ccms911, codec
+from gateway.messages.envelope import Header
+from gateway.ops import views
+from gateway.queries import desk_of
+from tests.e2e_support import BANK, PEER, PEER_BRANCH, until, webhook_receiver
+from tests.test_queries_e2e import MONDAY_0900, alert_codes, http, running, settled_payment
+
+pytestmark = pytest.mark.e2e
+
+THIRD_BANK, THIRD_BRANCH = "777300000011", "777300000029"
+# One real second is about five and a half business hours: our query's reply, due on
+# Tuesday at noon, falls due within seconds.
+FAST_RATE = 20_000.0
+
+
+def without_third_bank(tmp_path: Path) -> tuple[str, ...]:
+    """The simulator's arguments for an NPC whose only peer is the first bank."""
+    config = tmp_path / "npc.toml"
+    config.write_text(f'[simulator]\npeers = [{{code = "{PEER}", branch = "{PEER_BRANCH}", '
+                      'name = "对手银行测试支行"}]\n', encoding="utf-8")
+    return ("--config", str(config))
+
+
+def pushed(got: list[tuple[bytes, str]], event: str) -> list[dict[str, Any]]:
+    events = [e for body, _ in got for e in json.loads(body)["events"]]
+    return [e for e in events if e.get("event") == event]
+
+
+def test_a_query_and_free_text_the_npc_refuses_end_refused(tmp_path):
+    """Our query about a payment of the third bank and our free text to it are refused by
+    the NPC (PR09): the query is refused with the NPC's code, never overdue (its due time
+    passes) nor chased; both are told to the core system and listed for operators, and
+    no `result_for_unknown_payment` is raised."""
+    async def scenario() -> None:
+        async with webhook_receiver() as (url, got):
+            async with running(tmp_path, rate=FAST_RATE,
+                               sim_args=without_third_bank(tmp_path),
+                               webhook_url=url, webhook_secret="s3") as h:
+                gw = h.gateway
+                status, query = await http(h, "POST", "/v1/queries", {
+                    "original": {"msg_id": "2026120700000077", "sending_bank": THIRD_BRANCH,
+                                 "message_type": "hvps.111.001.01"},
+                    "amount": "1500.00", "content": "客户称对方已汇款，我行未收到，请查复"},
+                    key="q-third")
+                assert status == 201, query
+                status, free = await http(h, "POST", "/v1/free-format", {
+                    "receiver": THIRD_BANK, "content": "贵行今日报文延迟，请核查线路。"},
+                    key="f-third")
+                assert status == 201, free
+
+                async def told() -> bool:
+                    return bool(pushed(got, "query_refused")
+                                and pushed(got, "free_format_refused"))
+                await until(told, "both refusals pushed to the webhook")
+                due = datetime.fromisoformat(query["reply_due_at"])
+                await until(lambda: gw.clock.now() > due, "the query's due time to pass")
+                await desk_of(gw).check_deadlines()
+                _, shown = await http(h, "GET", f"/v1/queries/{query['id']}")
+                _, refused_list = await http(h, "GET", "/v1/queries?state=refused")
+                chase = await http(h, "POST", f"/v1/queries/{query['id']}/chase", {})
+                _, feed = await http(h, "GET", "/v1/query-replies?after=0")
+                _, free_list = await http(h, "GET", "/v1/free-format?direction=out")
+                summary = await gw.store.run(desk_of(gw).summary)
+                console = await gw.store.run(lambda tx: views.overdue_queries(
+                    tx, gw.clock.now()))
+                codes = await alert_codes(h)
+
+        assert shown["state"] == "refused" and shown["overdue"] is False
+        assert shown["refusal"]["message_type"] == "ccms.900.001.02"
+        assert shown["refusal"]["code"] == "HV0E0002"
+        assert THIRD_BANK in shown["refusal"]["reason"]
+        assert shown["overdue_at"] is None and shown["replies"] == []
+        assert [q["id"] for q in refused_list["queries"]] == [query["id"]]
+        assert chase[0] == 409 and chase[1]["errors"][0]["code"] == "query_not_open"
+        assert [(r["kind"], r["query_id"], r["code"]) for r in feed["replies"]] == [
+            ("refusal", query["id"], "HV0E0002")]
+        assert [(m["id"], m["refusal"]["code"]) for m in free_list["messages"]] == [
+            (free["id"], "HV0E0002")]
+        assert summary["queries"] == {"sent": 1, "received": 0, "replied": 0, "overdue": 0}
+        assert console["rows"] == []
+        assert {(r["kind"], r["id"]) for r in console["refused"]["rows"]} == {
+            ("query", query["id"]), ("free_format", free["id"])}
+        assert {"query_refused_by_npc", "free_format_refused_by_npc"} <= set(codes)
+        assert "result_for_unknown_payment" not in codes
+        assert "query_counterparty_reply_overdue" not in codes
+        [event] = pushed(got, "query_refused")
+        assert event["kind"] == "query" and event["query"]["state"] == "refused"
+        assert event["refusal"]["code"] == "HV0E0002"
+        [event] = pushed(got, "free_format_refused")
+        assert event["message"]["id"] == free["id"]
+    asyncio.run(scenario())
+
+
+def test_a_query_the_npc_discards_is_refused_and_shows_on_its_payment(tmp_path):
+    """A ccms.911 naming the header MesgID of our query about a settled payment: the
+    query is refused with the discard code, and the payment shows it and its history."""
+    async def scenario() -> None:
+        async with running(tmp_path) as h:
+            gw = h.gateway
+            await h.sim("POST", "/sim/queries", {"never_reply": 1.0})
+            payment = await settled_payment(h, MONDAY_0900.date(), "pay-1")
+            _, query = await desk_of(gw).open_query(
+                "core", "q-1", {"payment_id": payment["id"], "content": "请查询是否入账"})
+
+            async def acknowledged() -> bool:
+                return await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT state FROM outbox WHERE mesg_id = ?",
+                    (query["message"]["mesg_id"],))[0]) == "acked"
+            await until(acknowledged, "the query acknowledged by the NPC")
+            now = gw.clock.now()
+            header = Header("0000", "HVPS", BANK, "HVPS", now.strftime("%Y%m%d"),
+                            now.strftime("%H%M%S"), ccms911.MESSAGE_TYPE,
+                            f"HVPD{now:%Y%m%d}90000001", f"HVPD{now:%Y%m%d}90000001",
+                            direction="D")
+            body = ccms911.build(ccms911.Discarded(
+                BANK, now.strftime("%Y%m%d"), "ccms.314.001.01",
+                query["message"]["mesg_id"], "CC9S0001",
+                reject_info="signature check failed"))
+            answer = await gw.receive_link(codec.encode(header, body, None, sign=False))
+            assert answer["taken"] is True, answer
+
+            async def refused() -> bool:
+                return (await desk_of(gw).get(query["id"]))["state"] == "refused"
+            await until(refused, "the query refused")
+            view = await gw.get_transfer(payment["id"])
+            codes = await alert_codes(h)
+
+        [shown] = view["queries"]
+        assert shown["id"] == query["id"] and shown["state"] == "refused"
+        assert (shown["refusal"]["message_type"], shown["refusal"]["code"]) == (
+            "ccms.911.001.02", "CC9S0001")
+        assert view["state"] == "settled"
+        assert {"query_sent", "query_refused"} <= {e["event"] for e in view["history"]}
+        assert "query_refused_by_npc" in codes
+    asyncio.run(scenario())
