@@ -1,9 +1,9 @@
 """The query desk's policy: deadlines, reminders and which queries are answered unasked.
 
 Every value has a default and may be set by a gateway setting of the same name with the
-prefix `queries_` (README's configuration table; docs/queries.md lists them). A setting
-the gateway does not define keeps the default, so this module works whether or not the
-settings object has grown the query fields yet.
+prefix `queries_` (gateway/config.py declares them; README's configuration table and
+docs/queries.md list them). A setting left unset keeps the default; `QueryDesk.tune`
+changes the policy of a running gateway (tests, the demo).
 
 Which queries the gateway answers on its own is a bank's choice, not a CNAPS2 rule
 (DOMAIN.md §2 only says every query gets a full reply in time). The defaults answer a
