@@ -13,9 +13,10 @@ from ledger.db import Database, Transaction, connect
 from ledger.errors import LedgerError
 from ledger.service import Ledger
 from ledger.settings import LedgerSettings
-from ledger.types import Account, CreditResult, Statement, SuspenseItem, TrialBalance
+from ledger.types import (Account, CreditResult, ReceivableItem, Statement, SuspenseItem,
+                          TrialBalance)
 
 __all__ = [
     "Account", "CreditResult", "Database", "Ledger", "LedgerError", "LedgerSettings",
-    "Statement", "SuspenseItem", "Transaction", "TrialBalance", "connect",
+    "ReceivableItem", "Statement", "SuspenseItem", "Transaction", "TrialBalance", "connect",
 ]

@@ -46,6 +46,7 @@ class Subject:
 
 CASH = "1001"
 CENTRAL_BANK = "1003"
+RECEIVABLES = "1221"
 PERSONAL_DEPOSITS = "2001"
 CORPORATE_DEPOSITS = "2011"
 SUSPENSE = "2241"
@@ -62,6 +63,7 @@ SUBJECTS: tuple[Subject, ...] = (
     Subject(CASH, "库存现金", "cash in vault", "D"),
     Subject(CENTRAL_BANK, "存放中央银行款项", "clearing account at the central bank", "D",
             negative_ok=True),
+    Subject(RECEIVABLES, "其他应收款-待销账", "other receivables (pending write-off)", "D"),
     Subject(PERSONAL_DEPOSITS, "个人活期存款", "personal current deposits", "C"),
     Subject(CORPORATE_DEPOSITS, "单位活期存款", "corporate current deposits", "C"),
     Subject(SUSPENSE, "其他应付款-待销账", "suspense (pending write-off)", "C"),
@@ -84,7 +86,7 @@ CUSTOMER_SUBJECTS = {"personal": PERSONAL_DEPOSITS, "corporate": CORPORATE_DEPOS
 
 # The bank's own accounts, one per on-balance subject that is not a customer deposit.
 INTERNAL_SUBJECTS = (
-    CASH, CENTRAL_BANK, SUSPENSE, CAPITAL, HOLDS_IN_TRANSIT, BEPS_NETTED_OUT,
+    CASH, CENTRAL_BANK, RECEIVABLES, SUSPENSE, CAPITAL, HOLDS_IN_TRANSIT, BEPS_NETTED_OUT,
     BEPS_NETTED_IN, FEE_INCOME, FEE_EXPENSE,
 )
 
@@ -130,3 +132,7 @@ class InternalAccounts:
     @property
     def suspense(self) -> str:
         return self.by_subject[SUSPENSE]
+
+    @property
+    def receivables(self) -> str:
+        return self.by_subject[RECEIVABLES]

@@ -37,6 +37,9 @@ ACCOUNT_TYPES = {
 CURRENCY_CNY = "01"
 # Pending write-off kinds: 1 is an incoming payment that could not be credited.
 PENDING_KIND_INCOMING = "1"
+# A receivable (其他应收款-待销账): money that left our clearing account for a payment whose
+# payer could not be debited (ledger.receivables).
+PENDING_KIND_RECEIVABLE = "2"
 PENDING_SEQUENCE_MAX = 9999
 
 

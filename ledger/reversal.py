@@ -5,7 +5,7 @@ the original's work date while that date is still open (same day only). It undoe
 state the original created: a reversed hold is void; a reversed release, settlement or
 netting puts its hold back on hold (a netting of many holds together, every one of
 them); a reversed suspense credit voids its item; a reversed clearing or return
-reopens the item.
+reopens the item; so do a reversed receivable (void) and its reversed collection.
 
 When later postings depend on an entry (a settlement on its hold, a clearing on its
 suspense credit), they must be reversed first: corrections run from the newest back to
@@ -92,4 +92,10 @@ def _undo_state(tx: Transaction, op: str, entry_id: int, depends_on: int | None)
         tx.execute("UPDATE ledger_suspense SET state = 'void' WHERE entry_id = ?", (entry_id,))
     elif op in _ENDS_ITEM:
         tx.execute("UPDATE ledger_suspense SET state = 'open' WHERE entry_id = ?",
+                   (depends_on,))
+    elif op == "receivable":
+        tx.execute("UPDATE ledger_receivable SET state = 'void' WHERE entry_id = ?",
+                   (entry_id,))
+    elif op == "collect_receivable":
+        tx.execute("UPDATE ledger_receivable SET state = 'open' WHERE entry_id = ?",
                    (depends_on,))

@@ -98,6 +98,17 @@ CREATE TABLE IF NOT EXISTS ledger_suspense (
     state TEXT NOT NULL CHECK (state IN ('open', 'cleared', 'returned', 'void')),
     PRIMARY KEY (pending_no, work_date)
 );
+CREATE TABLE IF NOT EXISTS ledger_receivable (
+    pending_no TEXT NOT NULL,
+    entry_id BIGINT NOT NULL,
+    amount_fen BIGINT NOT NULL,
+    account_no TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    work_date TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'collected', 'void')),
+    PRIMARY KEY (pending_no, work_date)
+);
 CREATE TABLE IF NOT EXISTS ledger_counter (
     name TEXT PRIMARY KEY,
     value BIGINT NOT NULL

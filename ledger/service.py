@@ -16,12 +16,13 @@ from datetime import date
 
 from pathlib import Path
 
-from ledger import accounts, dayend, incoming, payments, reports, reversal, vouchers
+from ledger import (accounts, dayend, incoming, payments, receivables, reports, reversal,
+                    vouchers)
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.settings import Context, LedgerSettings
-from ledger.types import (Account, CreditResult, CustomerBalance, Statement, SuspenseItem,
-                          TrialBalance)
+from ledger.types import (Account, CreditResult, CustomerBalance, ReceivableItem, Statement,
+                          SuspenseItem, TrialBalance)
 from ledger.vouchers import Voucher
 
 WorkDate = date | str
@@ -176,6 +177,23 @@ class Ledger:
 
     def open_suspense(self, tx: Transaction, as_of: WorkDate) -> list[SuspenseItem]:
         return incoming.open_suspense(tx, as_of)
+
+    # Receivables (其他应收款-待销账).
+
+    def book_receivable(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
+                        work_date: WorkDate, ref: str, reason: str) -> ReceivableItem:
+        """Dr 1221, Cr clearing account: money gone out for a debt of `account_no`."""
+        return receivables.book_receivable(self._ctx, tx, event_id, account_no, amount_fen,
+                                           work_date, ref, reason)
+
+    def collect_receivable(self, tx: Transaction, event_id: str, pending_no: str,
+                           account_no: str, work_date: WorkDate) -> int:
+        """Dr the account, Cr 1221: an open receivable paid by the account that owes it."""
+        return receivables.collect_receivable(self._ctx, tx, event_id, pending_no,
+                                              account_no, work_date)
+
+    def open_receivables(self, tx: Transaction, as_of: WorkDate) -> list[ReceivableItem]:
+        return receivables.open_receivables(tx, as_of)
 
     # Reading the books.
 

@@ -122,6 +122,23 @@ class SuspenseItem:
 
 
 @dataclass(frozen=True)
+class ReceivableItem:
+    """Money owed to the bank, booked on other receivables (1221, 其他应收款-待销账) under
+    a pending write-off number: `account_no` is the account it is to be collected from,
+    `ref` what it is for (a payment's id)."""
+
+    pending_no: str
+    amount_fen: int
+    account_no: str
+    reason: str
+    ref: str
+    work_date: str
+    state: str  # open, collected or void (its booking reversed)
+    entry_id: int
+    age_days: int = 0
+
+
+@dataclass(frozen=True)
 class StatementLine:
     entry_id: int
     voucher_no: str
