@@ -1083,11 +1083,12 @@ class Gateway:
         except LinkRefused as exc:
             # The same bytes would be refused again: held for an operator (`_outbox_dead`).
             raise DeadNow(str(exc), exc.status) from exc
-        except Exception:
+        except Exception as exc:
             # The claim is given back so that the retry (this entry reclaimed, or the
             # sweeper) can take the row again; the same bytes go out then.
+            untaken = outbound.untaken_by(exc)
             await self.store.run(lambda tx: outbound.give_back(tx, outbox_id,
-                                                               self.clock.now()))
+                                                               self.clock.now(), untaken))
             raise
         await self.mark_sent((outbox_id, self.clock.now()))
 
@@ -1121,10 +1122,15 @@ class Gateway:
                else f"{HELD_DEAD_LETTERED}: {reason[:150]}")
         now = self.clock.now()
 
+        # A refusal (4xx) of the attempt that claimed the row: the NPC did not take it.
+        refused = int(status is not None)
+
         def work(tx: Any) -> dict[str, str]:
-            row = tx.query_one("UPDATE outbox SET state = 'dead', updated_at = ? WHERE id = ? "
-                               "AND state IN ('pending', 'sending') RETURNING kind, payment_id",
-                               (now.isoformat(), outbox_id))
+            row = tx.query_one("UPDATE outbox SET state = 'dead', updated_at = ?, untaken = "
+                               "untaken + CASE WHEN state = 'sending' THEN ? ELSE 0 END "
+                               "WHERE id = ? AND state IN ('pending', 'sending') "
+                               "RETURNING kind, payment_id",
+                               (now.isoformat(), refused, outbox_id))
             if row is None:
                 row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?",
                                    (outbox_id,))

@@ -233,7 +233,9 @@ class Direct:
         try:
             await gw.post_to_link(outbox_id, envelope)
         except Exception as exc:
-            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
+            untaken = outbound.untaken_by(exc)
+            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),
+                                                             untaken))
             await self._to_stream(stream, outbox_id, exc)
             return
         await gw.mark_sent((outbox_id, gw.clock.now()))

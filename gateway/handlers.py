@@ -3,8 +3,10 @@
 Each handler runs inside the store transaction that marks the inbox row processed, and
 returns what happened plus any work to do after the commit (such as releasing payments
 that waited for the HVPS window). Handlers are idempotent: a result for a payment that
-is already final is logged and changes nothing, and every ledger posting carries an
-event id derived from the message, so it can never be posted twice.
+is already final changes nothing when it agrees with how the payment ended (a result
+that does not, such as a settlement of a payment we had rejected, is booked and raised
+by gateway.late_results), and every ledger posting carries an event id derived from the
+message, so it can never be posted twice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import payments, recon
+from gateway import late_results, payments, recon
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
@@ -127,9 +129,11 @@ class Handlers:
                           mt=conf.original.mt, status=conf.status)
             return Processed({"unknown_payment": conf.original.msg_id})
         if payment["state"] in FINAL:
-            log.info("event=late_result payment=%s state=%s status=%s", payment["id"],
-                     payment["state"], conf.status)
-            return Processed({"payment": payment["id"], "ignored": conf.status})
+            # A repeat changes nothing; a word that differs from how the payment ended
+            # here (settled at the NPC after we rejected it, say) is booked or raised.
+            done = late_results.act(self.gw, tx, payment, conf.status, conf.processed_on,
+                                    now, "hvps", conf.reject_info or conf.code)
+            return Processed({"payment": payment["id"], "late": conf.status, "done": done})
         tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE payment_id = ? "
                    "AND kind = 'hvps_credit'", (now.isoformat(), payment["id"]))
         # Postings go on the bank's current accounting date; the NPC's processing date is

@@ -57,7 +57,7 @@ class LinkHealth:
         if self.state != LINK_DOWN:
             return False
         if self._attempting or _loop_time() < self._attempt_at:
-            raise RetryLater(HELD)
+            raise RetryLater(HELD, untaken=True)  # no connection was made
         self._attempting = True
         return True
 

@@ -17,7 +17,12 @@ Each envelope's outcome is what a POST of it alone would have given: taken (the 
 marks its row sent), refused (LinkRefused, a RuntimeError, as a 4xx: the row is
 dead-lettered at once, gateway.worker.DeadNow), or not taken now (RetryLater, as a 5xx,
 a timeout or no connection: the caller gives its outbox row back for the retry). A POST
-that fails as a whole fails every envelope in it that way. Link health (gateway.link)
+that fails as a whole fails every envelope in it that way. A RetryLater says whether the
+NPC provably did not take the envelope (`untaken`): only when no connection was made
+or the NPC answered 503 ("not taken now"). A timeout, a connection lost mid-request, an
+unreadable answer or another 5xx (a 504 from a proxy that gave up waiting) leave the
+NPC possibly holding it, and an operator may then not take the payment back as if it
+had never left (gateway.outbound.Delivery). Link health (gateway.link)
 hears each POST: one that reached the NPC and had an envelope taken or refused marks the
 link up; one that did not reach it, or whose every envelope was answered 5xx, marks it
 down.
@@ -43,6 +48,8 @@ log = logging.getLogger("paygate.linkpost")
 # noise; 2 is kept so that one POST the NPC is slow to answer (up to the link's timeout)
 # does not hold up every other envelope, and more would only split batches.
 POSTS_MAX = 2
+# The NPC's answer that it took nothing now (the simulated NPC's when offline, too).
+NOT_TAKEN_STATUS = 503
 SINGLE_POSTS_MAX = 128  # gateway.direct.LINK_CONNECTIONS_MAX
 _HEADERS = {"Content-Type": "application/octet-stream"}
 
@@ -153,7 +160,10 @@ class LinkPoster:
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             cause = f"link unreachable: {exc!r}"
             await link.failed(cause)
-            return [RetryLater(cause) for _ in batch]
+            # No connection made: nothing of the POST left us. (A connection that failed
+            # after the NPC had closed one carrying it is DisconnectedThenUnreachable.)
+            untaken = isinstance(exc, aiohttp.ClientConnectorError)
+            return [RetryLater(cause, untaken=untaken) for _ in batch]
         except framing.AnswerUnreadable as exc:
             # The NPC answered, so the link works; which envelopes it took is unknown, so
             # all are sent again (it recognises those it took by their message ids).
@@ -164,7 +174,8 @@ class LinkPoster:
         if all(status >= 500 for status in statuses):
             cause = f"link answered {statuses[0]}"
             await link.failed(cause)
-            return [RetryLater(f"link answered {s}") for s in statuses]
+            return [RetryLater(f"link answered {s}", untaken=s == NOT_TAKEN_STATUS)
+                    for s in statuses]
         link.delivered()
         return [_outcome(send, status) for send, status in zip(batch, statuses)]
 
@@ -174,11 +185,14 @@ class LinkPoster:
         self.envelopes += len(batch)
         try:
             return await self._post_once(body, headers, len(batch))
-        except aiohttp.ServerDisconnectedError:
+        except aiohttp.ServerDisconnectedError as closed:
             # A kept-alive connection the NPC closed just as it was reused says nothing
             # of the link: once more on a new connection (the NPC takes a message it
             # already has as a repeat) before it counts as a failure.
-            return await self._post_once(body, headers, len(batch))
+            try:
+                return await self._post_once(body, headers, len(batch))
+            except aiohttp.ClientConnectorError as exc:
+                raise DisconnectedThenUnreachable(exc) from closed
 
     async def _post_once(self, body: bytes, headers: dict[str, str], count: int
                          ) -> list[int]:
@@ -193,14 +207,26 @@ def _outcome(send: _Send, status: int) -> Exception | None:
     if 200 <= status < 300:
         return None
     if status >= 500:
-        return RetryLater(f"link answered {status}")
+        return RetryLater(f"link answered {status}", untaken=status == NOT_TAKEN_STATUS)
     return LinkRefused(status, send.outbox_id)
 
 
 class LinkRefused(RuntimeError):
     """The NPC refused a message (4xx): sending the same bytes again gets the same
-    answer, so its work is dead-lettered at once (gateway.worker.DeadNow)."""
+    answer, so its work is dead-lettered at once (gateway.worker.DeadNow). A refused
+    message was not taken (`untaken`, as RetryLater's)."""
+
+    untaken = True
 
     def __init__(self, status: int, outbox_id: int) -> None:
         super().__init__(f"link answered {status} for outbox {outbox_id}")
         self.status = status
+
+
+class DisconnectedThenUnreachable(aiohttp.ClientConnectionError):
+    """The NPC closed the connection carrying a POST, and a new connection for it could
+    not be made: unreachable, yet the first POST may have reached the NPC before it
+    closed, so the envelopes are not provably untaken."""
+
+    def __init__(self, cause: aiohttp.ClientConnectorError) -> None:
+        super().__init__(f"connection closed by the NPC, then {cause!r}")

@@ -8,10 +8,12 @@ payment is never sent again under a new message id (CONTRACT.md §4).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from gateway import keys, payments
+from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
@@ -160,10 +162,85 @@ def take(tx: Any, outbox_id: int, now: datetime, count_attempt: bool = True) -> 
     return tx.execute(sql, (now.isoformat(), outbox_id)) == 1
 
 
-def give_back(tx: Any, outbox_id: int, now: datetime) -> None:
-    """A send that failed gives its claim back: the row is pending again, for the retry."""
-    tx.execute("UPDATE outbox SET state = 'pending', updated_at = ? WHERE id = ? "
-               "AND state = 'sending'", (now.isoformat(), outbox_id))
+def give_back(tx: Any, outbox_id: int, now: datetime, untaken: bool = False) -> None:
+    """A send that failed gives its claim back: the row is pending again, for the retry.
+    `untaken`: the NPC provably did not take the message in this attempt (the failure's
+    own `untaken`, gateway.worker.RetryLater); counted on the row (`Delivery`)."""
+    tx.execute(_GIVE_BACK[untaken], (now.isoformat(), outbox_id))
+
+
+_GIVE_BACK = {untaken: "UPDATE outbox SET state = 'pending', updated_at = ?"
+              + (", untaken = untaken + 1" if untaken else "")
+              + " WHERE id = ? AND state = 'sending'" for untaken in (False, True)}
+
+
+def untaken_by(exc: BaseException) -> bool:
+    """Whether a failed delivery provably did not give the NPC the message."""
+    return bool(getattr(exc, "untaken", False))
+
+
+# Outbox states of a message the NPC took: it answered 2xx for it (sent), its ccms.990
+# came (acked), or a result about it ended the row (done).
+TAKEN = ("sent", "acked", "done")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a payment's message stands between us and the NPC, as its outbox row says.
+
+    Every claim of the row for sending counts an attempt (`attempts`); an attempt that
+    ended without the NPC taking the message, provably, counts in `untaken` too: no
+    connection made, the link held while down, a 503, or a 4xx refusal. Anything else (a
+    timeout, a connection lost mid-request, an unreadable answer, a process that died
+    while sending) may have left the message with the NPC. So the NPC never had it when
+    the row is not taken and the two counts are equal."""
+
+    outbox_id: int
+    state: str
+    attempts: int
+    untaken: int
+
+    @property
+    def taken(self) -> bool:
+        return self.state in TAKEN
+
+    @property
+    def provably_untaken(self) -> bool:
+        """Not taken, and no attempt that may have given it to the NPC: a row being sent
+        now (`sending`) is not, whatever its past attempts."""
+        return not self.taken and self.state != "sending" and self.attempts == self.untaken
+
+    def describe(self) -> str:
+        """The row's state for people: what operators read in a refusal."""
+        failed = self.attempts - (1 if self.state == "sending" else 0)
+        return (f"outbox row {self.outbox_id} {self.state}, {self.attempts} delivery "
+                f"attempt(s) ({failed} failed, {self.untaken} provably not taken)")
+
+
+def refuse_if_maybe_taken(tx: Any, payment_id: str, path: str) -> None:
+    """Refuse to take back (hold out of sending, or end with its hold released) a
+    payment whose message is not taken but an earlier delivery attempt may have given
+    to the NPC: the NPC may settle it. Refused with what to do instead."""
+    sent = delivery(tx, payment_id)
+    if sent is None or sent.taken or sent.attempts == sent.untaken:
+        return
+    raise Conflict(Problem(
+        "payment_maybe_taken_by_npc", path, sent.attempts - sent.untaken,
+        "every delivery attempt ended without the NPC taking the message (no connection, "
+        "link held while down, 503, a 4xx refusal)",
+        f"payment {payment_id}: {sent.describe()}; an attempt ended without proof that the "
+        "NPC did not take the message (a timeout, a connection lost mid-request), so the "
+        "NPC may have it and settle it. Send it again instead (the NPC takes the same "
+        "message as a repeat: wait for the link, release the payment or retry its dead "
+        "letter) and act on its result, its status (status-query) or an NPC cancellation "
+        "once it is queued there"))
+
+
+def delivery(tx: Any, payment_id: str) -> Delivery | None:
+    """The delivery of an HVPS payment's message (None for a payment without one)."""
+    row = tx.query_one("SELECT id, state, attempts, untaken FROM outbox WHERE payment_id = ? "
+                       "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
+    return None if row is None else Delivery(int(row[0]), row[1], int(row[2]), int(row[3]))
 
 
 def orphaned(tx: Any, now: datetime, older_than: datetime | None) -> list[tuple[int, str]]:

@@ -33,8 +33,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
     "netted": frozenset({"settled"}),
     "settled": frozenset({"returned"}),
-    "rejected": frozenset(),
-    "cancelled": frozenset(),
+    # rejected, cancelled → settled: only when the NPC settles a payment the gateway had
+    # ended (its message delivered after all); booked again from the payer or to other
+    # receivables (gateway.late_results).
+    "rejected": frozenset({"settled"}),
+    "cancelled": frozenset({"settled"}),
     # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
     # or an incoming one we sent back)
     # An inbound BEPS debit (beps.127) is received, then paid by our receipt and netted,

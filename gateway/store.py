@@ -223,6 +223,10 @@ SCHEMA = [
         mesg_type TEXT, mesg_id TEXT, receiver TEXT,
         envelope BLOB,                    -- the exact bytes, once built; resent as they are
         attempts INTEGER NOT NULL DEFAULT 0,
+        -- attempts the NPC provably did not take (no connection, 503, a 4xx refusal, or
+        -- held while the link was down); equal to `attempts` while it never had the
+        -- message (gateway.outbound.Delivery)
+        untaken INTEGER NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         claimed_by INTEGER                -- PostgreSQL: the session sending it (a backend pid)
     )""",
@@ -273,6 +277,13 @@ SCHEMA = [
 ]
 
 
+# Columns added to a table after databases were made with it: each is added to a table
+# made without it when the store opens (a CREATE TABLE IF NOT EXISTS leaves it as it is).
+ADDED_COLUMNS = {
+    "outbox": [("untaken", "INTEGER NOT NULL DEFAULT 0")],
+}
+
+
 class Store:
     """Runs database work on one thread, committing concurrent work together."""
 
@@ -311,6 +322,8 @@ class Store:
                 # concurrent one); the lock ends with this transaction.
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
             dialect.install(tx, SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                dialect.add_columns(tx, table, columns)
             self.ledger.install(tx)
             if tx.dialect == "postgresql":
                 tx.execute(f"SET lock_timeout = {LOCK_WAIT_MS}", ())

@@ -43,7 +43,17 @@ DeadHook = Callable[[str, str, dict[str, str], str, "int | None"],
 class RetryLater(Exception):
     """The work cannot be done now for a reason outside it (the link is down, the NPC
     answers 503). The entry is acknowledged without counting a failure; the database
-    still says the work is unfinished, so the gateway's sweeper puts it back later."""
+    still says the work is unfinished, so the gateway's sweeper puts it back later.
+
+    `untaken`: a delivery to the NPC that provably did not give it the message (no
+    connection was made, or the NPC answered 503); a timeout or a connection lost
+    mid-request is not, since the NPC may have the message then. The outbox row counts
+    such attempts (gateway.outbound.Delivery): only a payment whose every attempt was
+    one may be taken back by an operator while the NPC is away."""
+
+    def __init__(self, reason: str = "", untaken: bool = False) -> None:
+        super().__init__(reason)
+        self.untaken = untaken
 
 
 class DeadNow(Exception):

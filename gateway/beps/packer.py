@@ -281,7 +281,9 @@ class Packer:
             return
         try:
             await gw.post_to_link(outbox_id, envelope)
-        except Exception:
-            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now()))
+        except Exception as exc:
+            untaken = outbound.untaken_by(exc)
+            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),
+                                                             untaken))
             raise
         await gw.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, gw.clock.now()))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import payments
+from gateway import outbound, payments
 from gateway.beps import cancels as beps_cancels
 from gateway.errors import Conflict, Problem, ValidationFailed
 from gateway.exceptions import outcomes, schema, status, wire
@@ -34,8 +34,9 @@ from gateway.messages.ccms900 import CANCELLED
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
-# "dead": the NPC refused the message (4xx) or it was dead-lettered; nothing reached the
-# NPC, and the payment waits held (gateway.app._outbox_dead).
+# "dead": the NPC refused the message (4xx) or it was dead-lettered, and the payment waits
+# held (gateway.app._outbox_dead); it is cancelled here only while no delivery attempt
+# may have reached the NPC (gateway.outbound.refuse_if_maybe_taken).
 UNSENT_OUTBOX = ("waiting", "pending", "held", "review", "dead")
 # A BEPS item may be cancelled until its package is netted (docs/beps.md).
 BEPS_CANCELLABLE_STATES = ("accepted", "held", "sent", "queued")
@@ -66,8 +67,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     if payment["state"] in UNSENT_STATES:
         return _cancel_unsent(gw, tx, payment, reason, by, now), []
     if payment["state"] != "queued":
-        raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
-                               "a payment not yet sent, or queued at the NPC"))
+        raise _not_cancellable(tx, payment)
     _refuse_if_pending(tx, payment_id)
     return _ask_npc(gw, tx, payment, reason, by, now, wire.original_of(payment),
                     wire.original_tx_of(payment))
@@ -94,9 +94,24 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
         _unsent_outbox(tx, payment)
         return
     if payment["state"] != "queued":
-        raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
-                               "a payment not yet sent, or queued at the NPC"))
+        raise _not_cancellable(tx, payment)
     _refuse_if_pending(tx, pid)
+
+
+def _not_cancellable(tx: Any, payment: dict[str, Any]) -> Conflict:
+    """The refusal of a cancellation of an HVPS payment neither unsent nor queued, with
+    what may be done instead of a payment sent whose message the NPC has not taken."""
+    advice = ""
+    sent = outbound.delivery(tx, payment["id"]) if payment["state"] == "sent" else None
+    if sent is not None and not sent.taken:
+        advice = (f"payment {payment['id']} is sent but the NPC has not taken its message "
+                  f"({sent.describe()}): the NPC has nothing to cancel. "
+                  + ("An operator may hold it (ops request hold) and then cancel it, since "
+                     "no attempt can have reached the NPC" if sent.provably_untaken else
+                     "An attempt may have reached the NPC, so it is not taken back: wait "
+                     "for its result, then ask its status or cancel it while queued"))
+    return Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
+                            "a payment not yet sent, or queued at the NPC", advice))
 
 
 def _refuse_if_pending(tx: Any, payment_id: str) -> None:
@@ -145,6 +160,7 @@ def _unsent_outbox(tx: Any, payment: dict[str, Any]) -> tuple[int, str]:
                                "a payment not yet handed to the sender",
                                "try again once the NPC has answered (queued payments can "
                                "be cancelled)"))
+    outbound.refuse_if_maybe_taken(tx, payment["id"], "/id")
     return outbox
 
 

@@ -115,7 +115,7 @@ def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], lis
 
 PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "return": returns.check_returnable, "npc_cancel": cancels.check_cancellable,
-    "status_query": lambda tx, payment: status.check_queryable(payment),
+    "status_query": status.check_queryable,
     "suspense_keep": suspense.check_keepable, "suspense_release": suspense.check_kept,
 }
 

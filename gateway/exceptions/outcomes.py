@@ -12,7 +12,10 @@ a cancellation. Each status is acted on exactly as the NPC states it, never gues
 | PR08 cancelled | cancelled | hold released to the payer |
 
 Only PR08, PR09 and PR24 say the payment never settled, so only they release money.
-A payment already final is left alone. As in the core result handler, postings go on
+A payment already final is left alone when the word agrees with how it ended; one that
+does not is acted on by gateway.late_results (a return we had ended unsettled and the
+NPC settled is taken from its suspense item when that is still open, and its original
+moves to `returned`). As in the core result handler, postings go on
 the bank's current accounting date (the gateway's work date) and the NPC's date is
 kept as the payment's settlement date, which reconciliation compares; the ledger's
 event ids are the core handler's too (payment id, status, operation), so a result that
@@ -25,12 +28,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from gateway import payments
+from gateway import late_results, payments
 from gateway.exceptions import schema
 from gateway.messages import ccms316
 from gateway.messages.ccms900 import CANCELLED, QUEUED, REJECTED, SETTLED
 from gateway.messages.package import RETURN_TYPE
 from gateway.states import FINAL
+from ledger import LedgerError
 
 log = logging.getLogger("paygate.exceptions")
 
@@ -50,12 +54,10 @@ def outgoing_return(tx: Any, payment: dict[str, Any]) -> dict[str, Any] | None:
 def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, npc_date: str | None,
           now: datetime, source: str, reason: str | None = None) -> str:
     """Act on one NPC status (`npc_date`: the NPC's processing or settlement date, when
-    it gave one); what was done (settled, queued, rejected, cancelled, already_final or
-    not_understood)."""
+    it gave one); what was done (settled, queued, rejected, cancelled or not_understood;
+    for a payment already final, what gateway.late_results.act did)."""
     if payment["state"] in FINAL:
-        log.info("event=late_npc_word payment=%s state=%s status=%s source=%s",
-                 payment["id"], payment["state"], status, source)
-        return "already_final"
+        return _late(gw, tx, payment, status, npc_date, now, source, reason)
     work_date = gw.work_date.isoformat()
     if status == SETTLED:
         _settle(gw, tx, payment, work_date, npc_date or work_date, now, source)
@@ -70,6 +72,35 @@ def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, npc_date: str 
         return "not_understood"
     tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE payment_id = ? "
                "AND kind = 'hvps_credit'", (now.isoformat(), payment["id"]))
+    return done
+
+
+def _late(gw: Any, tx: Any, payment: dict[str, Any], status: str, npc_date: str | None,
+          now: datetime, source: str, reason: str | None) -> str:
+    """The NPC's word on a payment already final (gateway.late_results)."""
+    def from_suspense(tx: Any, payment: dict[str, Any], work_date: str
+                      ) -> dict[str, Any] | None:
+        ret = outgoing_return(tx, payment)
+        if ret is None or ret["via"] != "suspense":
+            return None
+        original = payments.get(tx, ret["original_id"])
+        try:
+            with tx.savepoint():
+                item = gw.ledger.return_suspense(
+                    tx, f"{payment['id']}:late_settle:return_suspense",
+                    original["pending_no"], work_date)
+        except LedgerError:
+            return None  # the item is no longer open: as any payment, from its payer
+        return {"booked": "suspense", "suspense_item": item.pending_no,
+                "said": f"from suspense item {item.pending_no}, which it returns"}
+
+    done = late_results.act(gw, tx, payment, status, npc_date, now, source, reason,
+                            booking=from_suspense)
+    ret = outgoing_return(tx, payment)
+    if done == "settled_after_end" and ret is not None:
+        original = payments.get(tx, ret["original_id"])
+        if original["state"] in ("suspense", "credited"):
+            _original_returned(gw, tx, ret, now)
     return done
 
 

@@ -8,9 +8,17 @@ A query without an answer within the same timeout is asked again, at most
 `QUERIES_MAX` times in all; then the operators are alerted and the payment stays
 `unknown` until someone (or a late result) settles the question.
 
-A payment whose outbox row is still `sending` is not asked about: the link has not
-delivered it yet, and the sender's retries (or an operator's, from the dead letters)
-will; asking then would invite a "never heard of it" while the message is in flight.
+A payment whose message the NPC has not taken (its outbox row waiting, pending or
+`sending`: no 2xx and no ccms.990 for it yet) is never asked about, by the sweep or on
+request: the sender's retries (or an operator's, from the dead letters) will deliver it,
+and asked meanwhile the NPC could only answer that it has no such message (PR24), which
+would end as a rejection a payment the NPC settles once the message arrives. A request
+is refused (`payment_not_yet_taken_by_npc`) rather than kept until the message is
+taken: operators see at once where the payment stands, and the result that follows the
+delivery answers the question anyway. Should a PR24 still come for a payment whose
+message is not taken (a question asked before that rule, or by another road), it is not
+believed: the payment goes back to `sent`, where the sweep asks again once the message
+has been taken and its result is overdue (alert `status_answer_not_believed`).
 
 A payment `queued` at the NPC (PR12) waits for a later ccms.900 (PR04 once the clearing
 account is funded, PR08 at the NPC's day end); should that be lost, the payment would
@@ -29,7 +37,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import payments
+from gateway import outbound, payments
 from gateway.errors import Conflict, Problem
 from gateway.exceptions import outcomes, schema, wire
 from gateway.exceptions.wire import Entry
@@ -78,17 +86,30 @@ def ask_tx(gw: Any, tx: Any, payment: dict[str, Any], why: str, now: datetime,
     return [entry]
 
 
-def check_queryable(payment: dict[str, Any]) -> None:
+def check_queryable(tx: Any, payment: dict[str, Any]) -> None:
+    """Refuse a question about a payment that is not ours on its way, or whose message
+    the NPC has not taken yet (see the module's description)."""
     if payment["direction"] != "out" or payment["state"] not in QUERYABLE_STATES:
         raise Conflict(Problem("payment_not_queryable", "/state", payment["state"],
                                "an outgoing payment sent, queued or unknown"))
+    sent = outbound.delivery(tx, payment["id"])
+    if sent is not None and not sent.taken:
+        raise Conflict(Problem(
+            "payment_not_yet_taken_by_npc", "/state", payment["state"],
+            "a payment whose message the NPC has taken (answered 2xx, or its ccms.990 "
+            "came)",
+            f"payment {payment['id']}: its message is not taken by the NPC yet "
+            f"({sent.describe()}); asked now, the NPC could only answer that it has no "
+            "such message. The gateway delivers it as soon as the link answers and its "
+            "result follows; ask again once it has been delivered (an operator may hold "
+            "it meanwhile while no attempt can have reached the NPC)"))
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, by: str,
                now: datetime) -> tuple[dict[str, Any], list[Entry]]:
     """Ask about a payment on request (core system, operator); it need not be overdue."""
     payment = payments.get(tx, payment_id)
-    check_queryable(payment)
+    check_queryable(tx, payment)
     entries = ask_tx(gw, tx, payment, "requested", now,
                      enter_unknown=payment["state"] == "sent", by=by)
     return {"payment": payment_id, "state": payments.get(tx, payment_id)["state"],
@@ -145,16 +166,38 @@ def on_response(gw: Any, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
                  status=resp.npc.status)
         return Processed({"unknown_query": resp.query.msg_id})
     npc = resp.npc
-    schema.answer_request(tx, req["id"], "answered",
-                          {"status": npc.status, "code": npc.code, "info": npc.reject_info,
-                           "settlement_date": npc.settlement_date}, now)
+    answer = {"status": npc.status, "code": npc.code, "info": npc.reject_info,
+              "settlement_date": npc.settlement_date}
     payment = payments.get(tx, req["payment_id"])
+    sent = outbound.delivery(tx, payment["id"])
+    if npc.status == outcomes.NOT_ACCEPTED and sent is not None and not sent.taken:
+        return _not_believed(gw, tx, req, payment, sent, answer, now)
+    schema.answer_request(tx, req["id"], "answered", answer, now)
     done = outcomes.apply(gw, tx, payment, npc.status, npc.settlement_date, now, "npc_status",
                           npc.reject_info or npc.code)
     if done == "not_understood":
         gw.alert(tx, "status_answer_not_understood", payment=payment["id"],
                  status=npc.status, npc_code=npc.code)
     return Processed({"payment": payment["id"], "npc_status": npc.status, "done": done})
+
+
+def _not_believed(gw: Any, tx: Any, req: dict[str, Any], payment: dict[str, Any],
+                  sent: outbound.Delivery, answer: dict[str, Any], now: datetime) -> Processed:
+    """A "no such message" (PR24) about a payment whose message the NPC has not taken
+    yet: true when asked, and no word on what becomes of the message once delivered. The
+    payment goes back to `sent` (from `unknown`), where the sweep looks after it again
+    once the message is taken."""
+    schema.answer_request(tx, req["id"], "answered", dict(answer, believed=False), now)
+    back = "sent" if payment["state"] == "unknown" else payment["state"]
+    payments.transition(tx, payment, back, "npc_status_not_believed", now, gw.notifier,
+                        request=req["id"], npc_code=answer["code"], outbox=sent.outbox_id,
+                        outbox_state=sent.state, why="message_not_yet_taken")
+    gw.alert(tx, "status_answer_not_believed", payment=payment["id"], request=req["id"],
+             npc_status=answer["status"], npc_code=answer["code"],
+             message=f"the NPC has no such message while ours is still on its way "
+                     f"({sent.describe()}); the payment stays {back} until its result")
+    return Processed({"payment": payment["id"], "npc_status": answer["status"],
+                      "done": "not_believed"})
 
 
 def unknown_since(tx: Any, payment_id: str) -> str | None:

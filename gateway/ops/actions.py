@@ -13,6 +13,17 @@ have been sent between the request and its approval; a refusal raises a
 the payment is on the wire and only a cancellation request to the NPC (ccms.307) could
 stop it. BEPS items travel in packages, not one outbox row each, so these actions apply
 to HVPS payments only.
+
+One `sent` payment may still be held: one whose message the NPC provably never took
+(gateway.outbound.Delivery: its row pending again, and every delivery attempt ended
+without a connection, held while the link was down, or answered 503 or a 4xx). During
+an NPC outage that is every waiting payment; holding one takes its row out of sending
+(`held`), and a cancel (a second person approving) then releases its hold, as for any
+payment not yet sent. A payment with an attempt that may have reached the NPC (a
+timeout, a connection lost mid-request) is refused, with the reason: the NPC may have
+it, and only its result, a status query or a ccms.307 can stop it. So is a cancel of a
+payment held or dead-lettered after such an attempt (a retry of its dead letter sends
+the same message again, which the NPC takes as a repeat).
 """
 
 from __future__ import annotations
@@ -22,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
-from gateway import keys, payments
+from gateway import keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
+from gateway.store import Contended
 
 log = logging.getLogger("paygate.ops")
 
@@ -90,6 +102,9 @@ def _xadd(gw: Any, stream: str, outbox_id: int) -> AfterCommit:
 
 def _holdable(tx: Any, target: str, params: dict[str, Any]
               ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    payment = payments.get(tx, target)
+    if (payment["state"], payment["direction"], payment["channel"]) == ("sent", "out", "hvps"):
+        return payment, _never_taken(tx, payment)
     payment, outbox = _unsent(tx, target)
     if outbox[1] in HELD_OUTBOX:
         raise Conflict(Problem("payment_already_held", "/target", payment["reason"],
@@ -97,12 +112,51 @@ def _holdable(tx: Any, target: str, params: dict[str, Any]
     return payment, outbox
 
 
+def _never_taken(tx: Any, payment: dict[str, Any]) -> tuple[int, str, str]:
+    """The outbox row of a `sent` payment whose message the NPC provably never took (see
+    the module's description); refused, with what to do instead, otherwise."""
+    pid = payment["id"]
+    sent = outbound.delivery(tx, pid)
+    if sent is None or sent.taken:
+        raise Conflict(Problem(
+            "payment_not_unsent", "/target", payment["state"],
+            "an outgoing payment in state accepted or held, or sent without the NPC "
+            "having taken its message",
+            f"payment {pid} is sent and the NPC has taken its message "
+            f"({sent.describe() if sent else 'no outbox row'}): only the NPC can stop it "
+            "now; ask for an NPC cancellation (npc-cancel) once it is queued there, or its "
+            "status (status-query)"))
+    if sent.state == "sending":
+        raise Conflict(Problem(
+            "payment_delivery_under_way", "/target", sent.state,
+            "no delivery attempt on its way to the NPC",
+            f"payment {pid}: a delivery attempt is on its way to the NPC now "
+            f"({sent.describe()}); ask again once it has ended (the link's timeout bounds "
+            "it): if the NPC refused it or could not be reached, it can be held then"))
+    outbound.refuse_if_maybe_taken(tx, pid, "/target")
+    row = tx.query_one("SELECT id, state, stream FROM outbox WHERE id = ?", (sent.outbox_id,))
+    return row[0], row[1], row[2]
+
+
 def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    payment, (outbox_id, _, _) = _holdable(tx, target, params)
+    payment, (outbox_id, outbox_state, _) = _holdable(tx, target, params)
+    detail: dict[str, Any] = {}
+    if payment["state"] == "sent":
+        # Taken out of sending only while still provably untaken: a sender that claimed
+        # the row since it was read (another gateway process) runs the work again.
+        if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? AND "
+                          "state = ? AND attempts = untaken",
+                          (OUTBOX_HELD, c.now.isoformat(), outbox_id, outbox_state)):
+            raise Contended(f"outbox row {outbox_id} was claimed for sending meanwhile")
+        sent = outbound.delivery(tx, target)
+        detail = {"taken_back_from_sending": True,
+                  "delivery_attempts": sent.attempts if sent else None}
+    else:
+        _set_outbox(tx, outbox_id, OUTBOX_HELD, c.now)
     payments.transition(tx, payment, "held", "ops_held", c.now, c.gw.notifier,
-                        reason="held_by_operator", request=c.request_id, by=c.actor)
-    _set_outbox(tx, outbox_id, OUTBOX_HELD, c.now)
-    return Outcome({"payment": target, "state": "held", "was": payment["state"]})
+                        reason="held_by_operator", request=c.request_id, by=c.actor,
+                        **detail)
+    return Outcome({"payment": target, "state": "held", "was": payment["state"], **detail})
 
 
 def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = False
@@ -154,8 +208,10 @@ def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, st
 def _cancellable(tx: Any, target: str, params: dict[str, Any]
                  ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     # A payment held because the NPC refused its message may be cancelled too: nothing
-    # of it reached the NPC.
-    return _unsent(tx, target, (*UNSENT_OUTBOX, OUTBOX_DEAD))
+    # of it reached the NPC. Not one with a delivery attempt that may have reached it.
+    payment, outbox = _unsent(tx, target, (*UNSENT_OUTBOX, OUTBOX_DEAD))
+    outbound.refuse_if_maybe_taken(tx, payment["id"], "/target")
+    return payment, outbox
 
 
 def cancel(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:

@@ -1,0 +1,145 @@
+"""An operator takes back a payment the NPC never received (docs/exceptions.md, "A
+payment the NPC never took"): a `sent` payment is held out of sending, and then
+cancelled, only while every delivery attempt of its message provably left the NPC
+without it; otherwise the request is refused, saying why and what to do instead. A
+status query about a payment whose message is not taken is refused too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.ops.testing import serving
+from tests.test_ops_exception_actions import Rig
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with serving(tmp_path_factory.mktemp("ops-take-back")) as (loop, ops_rig):
+        yield Rig(loop, ops_rig)
+
+
+def on_its_way(rig: Rig, payment_state: str, outbox_state: str, attempts: int,
+               untaken: int) -> str:
+    """A new payment as the sender leaves it: `payment_state`, its outbox row in
+    `outbox_state` after `attempts` delivery attempts, `untaken` of them provably not
+    taken by the NPC."""
+    pid = rig.outgoing()
+    rig.loop.run(rig.rig.gw.store.run(lambda tx: (
+        tx.execute("UPDATE payments SET state = ? WHERE id = ?", (payment_state, pid)),
+        tx.execute("UPDATE outbox SET state = ?, attempts = ?, untaken = ? "
+                   "WHERE payment_id = ?", (outbox_state, attempts, untaken, pid)))))
+    return pid
+
+
+def state_of(rig: Rig, pid: str) -> tuple[str, str]:
+    return rig.loop.run(rig.rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT p.state, o.state FROM payments p JOIN outbox o ON o.payment_id = p.id "
+        "WHERE p.id = ?", (pid,))))
+
+
+def available(rig: Rig) -> int:
+    gw = rig.rig.gw
+    return rig.loop.run(gw.store.run(lambda tx: gw.ledger.customer_balance(
+        tx, rig.rig.payer_account, gw.work_date))).available_fen
+
+
+# The outbox row of a `sent` payment, and what an operator's hold of it gives.
+HOLDS = [
+    ("pending", 3, 3, 201, None),
+    ("pending", 1, 1, 201, None),
+    ("pending", 3, 2, 409, "payment_maybe_taken_by_npc"),
+    ("sending", 2, 1, 409, "payment_delivery_under_way"),
+    ("sending", 1, 0, 409, "payment_delivery_under_way"),
+    ("sent", 1, 0, 409, "payment_not_unsent"),
+    ("acked", 2, 1, 409, "payment_not_unsent"),
+]
+
+
+@pytest.mark.parametrize("outbox, attempts, untaken, status, code", HOLDS)
+def test_a_sent_payment_is_held_only_while_the_npc_provably_never_took_it(
+        rig: Rig, outbox: str, attempts: int, untaken: int, status: int,
+        code: str | None) -> None:
+    """Held (no second person: holding moves no money) when every attempt was provably
+    not taken; refused with the reason otherwise, nothing changed."""
+    pid = on_its_way(rig, "sent", outbox, attempts, untaken)
+    got, answer = rig.request("op1", "hold", pid)
+
+    assert got == status
+    if code is None:
+        assert answer["state"] == "executed"
+        assert answer["outcome"]["taken_back_from_sending"] is True
+        assert state_of(rig, pid) == ("held", "held")
+    else:
+        assert answer["errors"][0]["code"] == code
+        assert pid in answer["errors"][0]["message"]
+        assert state_of(rig, pid) == ("sent", outbox)
+
+
+def test_a_refusal_says_what_may_still_reach_the_npc_and_what_to_do(rig: Rig) -> None:
+    """The operator reads how many attempts may have reached the NPC and the way on."""
+    pid = on_its_way(rig, "sent", "pending", 4, 3)
+    _, answer = rig.request("op1", "hold", pid)
+    problem = answer["errors"][0]
+
+    assert problem["value"] == 1
+    assert "4 delivery attempt(s)" in problem["message"]
+    assert "timeout" in problem["message"] and "status-query" in problem["message"]
+
+
+def test_a_payment_held_out_of_sending_is_cancelled_with_a_second_persons_approval(
+        rig: Rig) -> None:
+    """Hold, then cancel: the cancel waits for a supervisor, then releases the hold; the
+    outbox row is closed so the sender never sends it."""
+    pid = on_its_way(rig, "sent", "pending", 2, 2)
+    before = available(rig)
+    rig.request("op1", "hold", pid)
+    asked, req = rig.request("op1", "cancel", pid)
+    waiting = state_of(rig, pid)
+    approved, done = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
+                              {"note": ""})
+
+    assert asked == 201 and req["state"] == "pending" and waiting == ("held", "held")
+    assert approved == 200 and done["state"] == "executed"
+    assert state_of(rig, pid) == ("cancelled", "done")
+    assert available(rig) == before + 1_234_56
+
+
+@pytest.mark.parametrize("attempts, untaken, status", [(2, 2, 201), (2, 1, 409)])
+def test_a_dead_lettered_payment_is_cancelled_only_when_nothing_reached_the_npc(
+        rig: Rig, attempts: int, untaken: int, status: int) -> None:
+    """A payment held after its message died: refused by the NPC (4xx) every time, it is
+    cancelled as before; after an attempt that may have reached the NPC it is not."""
+    pid = on_its_way(rig, "held", "dead", attempts, untaken)
+    got, answer = rig.request("op1", "cancel", pid)
+
+    assert got == status
+    if status == 409:
+        assert answer["errors"][0]["code"] == "payment_maybe_taken_by_npc"
+
+
+def test_status_queries_wait_until_the_npc_took_the_message(rig: Rig) -> None:
+    """An operator's status query about a payment whose message is not taken is refused
+    when asked; once the NPC took it the query is made."""
+    waiting = on_its_way(rig, "sent", "pending", 1, 1)
+    taken = on_its_way(rig, "sent", "acked", 1, 0)
+    refused, answer = rig.request("op1", "status_query", waiting)
+    asked, done = rig.request("op1", "status_query", taken)
+
+    assert (refused, answer["errors"][0]["code"]) == (409, "payment_not_yet_taken_by_npc")
+    assert rig.requests_on(waiting) == []
+    assert asked == 201 and done["state"] == "executed"
+
+
+def test_the_detail_view_offers_a_hold_of_a_payment_the_npc_never_took(rig: Rig) -> None:
+    """Offered what a request would be allowed: a hold for the one never taken, the
+    status query for the one taken, neither for the one that may have reached the NPC."""
+    def offered(pid: str) -> list[str]:
+        _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+        return detail["actions"]
+
+    assert offered(on_its_way(rig, "sent", "pending", 2, 2)) == ["hold"]
+    assert offered(on_its_way(rig, "sent", "acked", 1, 0)) == ["status_query"]
+    assert offered(on_its_way(rig, "sent", "pending", 2, 1)) == []
+
