@@ -421,7 +421,7 @@ class WindowState:
         if outcome in _MOVES:
             self.code, self.work_date, self.source = cur_sts, new_date, SOURCE_NOTICE
             self._last_notice_at = at
-            if self._expected and not self._is_forward(self._expected):
+            if self._expected and self._has_reached(self._expected):
                 self._expected = None
         return outcome
 
@@ -434,7 +434,7 @@ class WindowState:
         self._schedule_at = at
         made = []
         for change in changes:
-            if not self._is_forward(change):
+            if self._has_reached(change):
                 continue
             if self.source == SOURCE_NOTICE:
                 self._expected = self._expected or change
@@ -512,6 +512,19 @@ class WindowState:
     def _forecast_is(self, code: str, work_date: date, at: datetime) -> bool:
         phase = hvps_phase(at, self.calendar, self.timetable)
         return (phase.code, phase.work_date) == (code, work_date)
+
+    def _has_reached(self, change: StatusChange) -> bool:
+        """Whether the state in force is the scheduled change's or later. The schedule
+        dates a cut-over (15) with the new work date, whose first status it is; a notice
+        may date it with the old one (see the ranks), so a 15 of either date in force has
+        reached the scheduled one. Judged with `_is_forward`, where a 15 as target ranks
+        last, a 15 announced by a notice would never reach the scheduled 15, and that
+        expectation would stay open until it was raised as overdue."""
+        if (self.code, change.cur_code) == ("15", "15") and \
+                self.work_date in (change.orig_date, change.cur_date):
+            return True
+        reached = (change.cur_date, _RANK_AS_CURRENT[change.cur_code])
+        return (self.work_date, _RANK_AS_CURRENT[self.code]) >= reached
 
     def _is_forward(self, change: StatusChange) -> bool:
         target = (change.cur_date, _RANK_AS_TARGET[change.cur_code])

@@ -496,6 +496,61 @@ def test_notices_rule_once_they_arrive(calendar: BusinessCalendar) -> None:
     assert state.alerts() == []
 
 
+# The NPC's evening around a cut-over, the gateway's schedule ticking every 5 minutes
+# (a 1 s tick on a clock running 300 times real time): notices (at, orig, cur, cur date)
+# from the 30 -> 40 of the working day, and the overdue alerts the window raises. Friday
+# 2026-09-18 cuts over to Sunday 2026-09-20, worked in place of National Day (调休); the
+# schedule is followed into the Saturday evening, where no change is due.
+CUTOVER_EVENINGS = [
+    ("15 just before the schedule passes 17:45, Friday", "2026-09-18 17:20",
+     "2026-09-19 18:20", [("2026-09-18 17:30", "30", "40", "2026-09-18"),
+                          ("2026-09-18 17:44:59", "40", "15", "2026-09-20"),
+                          ("2026-09-18 18:00", "15", "00", "2026-09-20")], []),
+    ("15 just before the schedule passes 17:45, working Sunday", "2026-09-20 17:20",
+     "2026-09-20 18:20", [("2026-09-20 17:30", "30", "40", "2026-09-20"),
+                          ("2026-09-20 17:44:59", "40", "15", "2026-09-21"),
+                          ("2026-09-20 18:00", "15", "00", "2026-09-21")], []),
+    ("15 after the schedule passed 17:45", "2026-09-20 17:20", "2026-09-20 18:20",
+     [("2026-09-20 17:30", "30", "40", "2026-09-20"),
+      ("2026-09-20 17:47", "40", "15", "2026-09-21"),
+      ("2026-09-20 18:00", "15", "00", "2026-09-21")], []),
+    ("15 dated with the old work date", "2026-09-20 17:20", "2026-09-20 18:20",
+     [("2026-09-20 17:30", "30", "40", "2026-09-20"),
+      ("2026-09-20 17:45", "40", "15", "2026-09-20"),
+      ("2026-09-20 18:00", "15", "00", "2026-09-21")], []),
+    ("no 15: 40 straight to 00, as in the captured notice", "2026-09-20 17:20",
+     "2026-09-20 18:20", [("2026-09-20 17:30", "30", "40", "2026-09-20"),
+                          ("2026-09-20 17:50", "40", "00", "2026-09-21")], []),
+    ("the NPC silent after 40", "2026-09-20 17:20", "2026-09-20 18:20",
+     [("2026-09-20 17:30", "30", "40", "2026-09-20")], [("15", "2026-09-20T17:45:00+08:00")]),
+]
+
+
+@pytest.mark.parametrize("case, start, end, notices, alerts", CUTOVER_EVENINGS,
+                         ids=[row[0] for row in CUTOVER_EVENINGS])
+def test_a_cutover_announced_is_not_raised_as_overdue(
+        calendar: BusinessCalendar, case: str, start: str, end: str,
+        notices: list[tuple[str, ...]], alerts: list[tuple[str, str]]) -> None:
+    """A ccms.801 that announced the cut-over (15) or what follows it, before or after
+    the schedule passes 17:45, closes the schedule's expectation: no overdue alert. Only
+    a cut-over that no notice announced within the grace is raised, once."""
+    state = WindowState(calendar, sh(start))
+    ticks = [sh(start) + timedelta(minutes=5 * n) for n in range(1, 24 * 12 * 2)]
+    events = sorted([(sh(at), 0, (orig, cur, cur_date)) for at, orig, cur, cur_date in notices]
+                    + [(at, 1, None) for at in ticks if at <= sh(end)])
+    raised, outcomes = [], []
+    for at, _order, notice in events:
+        if notice is None:
+            state.apply_schedule(at)
+            raised.extend((a["expected"], a["at"]) for a in state.alerts())
+        else:
+            outcomes.append(state.apply_notice(*notice, at))
+
+    assert set(outcomes) <= {"applied", "confirmed"}, outcomes
+    assert raised == alerts
+    assert state.code == ("00" if notices[-1][2] != "40" else "40")
+
+
 def test_first_notice_confirms_schedule(calendar: BusinessCalendar) -> None:
     """A first notice matching the forecast confirms it; the same notice again is a repeat."""
     state = WindowState(calendar, sh("2026-12-07 09:00"))
