@@ -245,6 +245,8 @@ def test_inbound_query_for_an_operator_is_warned_then_overdue(tmp_path):
             assert status == 200 and answered["state"] == "answered"
             assert answered["reply"]["replied_by"] == "operator:张三"
             assert answered["replied_at"] > answered["reply_due_at"]
+            assert answered["overdue"] is True and answered["answered_late"] is True
+            assert shown["answered_late"] is None
             assert twice[0] == 409 and twice[1]["errors"][0]["code"] == "query_not_open"
             assert summary["queries"] == {"sent": 0, "received": 1, "replied": 1,
                                           "overdue": 1}

@@ -16,7 +16,7 @@ from gateway import store as gateway_store
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.errors import PaygateError
-from gateway.queries import answers, deadlines, policy, records, requests, schema
+from gateway.queries import QueryDesk, answers, deadlines, policy, records, requests, schema
 
 CALENDAR = BusinessCalendar()
 POLICY = policy.QueryPolicy()
@@ -114,6 +114,59 @@ def test_a_late_answer_is_recorded_as_overdue_without_the_timer():
 
     assert late["overdue_at"] == at("2026-12-09T09:00").isoformat()
     assert on_time["overdue_at"] is None
+
+
+# Queries asked Monday 7 December 09:00, due Tuesday 12:00: (id, how it ended and when,
+# whether the deadline timer ran at 12:01, shown at) -> overdue, answered_late.
+LATENESS = [
+    ("QI1", None, False, "2026-12-08T11:59", False, None),
+    ("QI2", None, False, "2026-12-08T12:00:30", True, None),   # the timer not yet run
+    ("QI3", None, True, "2026-12-08T13:00", True, None),
+    ("QI4", ("answered", "2026-12-08T11:00"), False, "2026-12-08T13:00", False, False),
+    ("QI5", ("answered", "2026-12-08T13:32"), False, "2026-12-08T14:00", True, True),
+    ("QI6", ("answered", "2026-12-08T13:32"), True, "2026-12-09T09:00", True, True),
+    # Ours, refused by the NPC after the timer had marked it: no reply was ever due.
+    ("Q7", ("refused", "2026-12-08T12:30"), True, "2026-12-09T09:00", False, None),
+]
+
+
+def end_query(tx: Any, qid: str, how: str, when: str) -> None:
+    query = records.get(tx, qid)
+    if how == "answered":
+        records.answer(tx, query, at(when), f"A{qid}", "已处理", "operator:李四")
+    else:
+        records.refuse(tx, query, at(when), "ccms.900.001.02", "PR09", "收款行不是参与者")
+
+
+def test_a_query_answered_late_stays_overdue_and_says_so():
+    """The view's `overdue` is true for a reply that came late, not only for one still
+    missing, and `answered_late` tells the two apart (null while there is no reply); the
+    views that say overdue are the ones the closing summary counts once the timer has
+    passed."""
+    shown, marked = {}, []
+    by_timer = [row for row in LATENESS if row[2]]
+    with database() as tx:
+        for qid, *_rest in by_timer:
+            records.insert(tx, query_row(qid, "out" if qid[1] != "I" else "in",
+                                         at("2026-12-07T09:00")))
+        deadlines.scan(tx, at("2026-12-08T12:01"), POLICY,
+                       lambda _tx, code, **d: marked.append(d["query"]))
+        for qid, *_rest in (row for row in LATENESS if not row[2]):
+            records.insert(tx, query_row(qid, "in", at("2026-12-07T09:00")))
+        for qid, ending, *_rest in LATENESS:
+            if ending is not None:
+                end_query(tx, qid, *ending)
+        for qid, _ending, _timer, shown_at, *_expected in LATENESS:
+            shown[qid] = records.view(records.get(tx, qid), at(shown_at))
+        deadlines.scan(tx, at("2026-12-09T09:00"), POLICY, lambda _tx, code, **d: None)
+        after_timer = [records.view(records.get(tx, qid), at("2026-12-09T09:00"))
+                       for qid, *_rest in LATENESS]
+        summary = QueryDesk.summary(SimpleNamespace(), tx)
+
+    assert [(shown[qid]["overdue"], shown[qid]["answered_late"])
+            for qid, *_rest in LATENESS] == [tuple(row[4:]) for row in LATENESS]
+    assert sorted(marked) == sorted(qid for qid, *_rest in by_timer)
+    assert summary["queries"]["overdue"] == sum(v["overdue"] for v in after_timer) == 5
 
 
 PAYMENT = {"id": "I1", "direction": "in", "state": "credited", "amount_fen": 12_345_67}

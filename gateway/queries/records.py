@@ -157,6 +157,30 @@ def is_late(query: dict[str, Any], at: datetime) -> bool:
     return at > datetime.fromisoformat(query["reply_due_at"])
 
 
+def answered_late(query: dict[str, Any]) -> bool | None:
+    """Whether the reply came after its due time; None while there is no reply (the
+    query open, or refused by the NPC)."""
+    if query["replied_at"] is None:
+        return None
+    return is_late(query, datetime.fromisoformat(query["replied_at"]))
+
+
+def is_overdue(query: dict[str, Any], now: datetime) -> bool:
+    """Late, as the closing summary counts it: the reply came after its due time, or it
+    has not come and the due time has passed (whether or not the deadline timer has
+    marked it yet, `overdue_at`). An answered query stays overdue when it was late, so
+    that operations see which deadlines were missed, not only which are missed now. A
+    query the NPC refused never reached the bank: no reply was due, so it is not overdue,
+    even where the timer had marked it before the refusal came."""
+    if query["state"] == "refused":
+        return False
+    if query["overdue_at"] is not None:
+        return True
+    if query["replied_at"] is not None:
+        return bool(answered_late(query))
+    return is_late(query, now)
+
+
 def add_reply(tx: Any, reply: dict[str, Any]) -> dict[str, Any]:
     """A reply, or (`kind` "refusal") the NPC's refusal of our query, in the feed."""
     data = {c: reply.get(c) for c in REPLY_COLUMNS}
@@ -281,8 +305,9 @@ def view(q: dict[str, Any], now: datetime | None = None,
         "warned_at": q["warned_at"], "overdue_at": q["overdue_at"],
         "refusal": refusal_view(q),
     }
+    out["answered_late"] = answered_late(q)
     if now is not None:
-        out["overdue"] = q["state"] == "open" and is_late(q, now)
+        out["overdue"] = is_overdue(q, now)
     if replies is not None:
         out["replies"] = replies
     return out
