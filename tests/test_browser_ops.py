@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ops.testing import LoopThread, OpsRig
+from gateway.ops.testing import LoopThread, OpsRig, serving
 
 pytestmark = pytest.mark.browser
 
@@ -46,8 +46,9 @@ def browser() -> Any:
         chromium.close()
 
 
-def sign_in(browser: Any, url: str, user: str, locale: str) -> Any:
-    page = browser.new_context(locale=locale).new_page()
+def sign_in(browser: Any, url: str, user: str, locale: str, width_px: int | None = None) -> Any:
+    viewport = {"width": width_px, "height": 900} if width_px else None
+    page = browser.new_context(locale=locale, viewport=viewport).new_page()
     page.goto(url + "/ops/")
     page.fill("#login-user", user)
     page.fill("#login-password", f"{user}-demo")
@@ -199,3 +200,48 @@ def test_a_suspense_payment_is_returned_from_its_detail_view(rig: Any, browser: 
     assert pid in asked and "65,432.10" in asked
     assert "退汇" in operator_row and "a_return" not in operator_row
     assert tuple(decided) == ("return", "查无此户", "rejected", "reason unclear")
+
+
+# Where each button of the "Held for review" table is, seen from the page: its box, the
+# visible box of its panel, and whether a click at its centre reaches it.
+REVIEW_BUTTONS_JS = """() => {
+    const panel = document.querySelector("#t-review").closest(".panel");
+    window.scrollTo(0, window.scrollY + panel.getBoundingClientRect().top - 10);
+    const box = panel.getBoundingClientRect();
+    return [panel.scrollLeft, [...document.querySelectorAll("#t-review button")].map((b) => {
+        const r = b.getBoundingClientRect();
+        const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);
+        return {action: b.dataset.action, text: b.textContent,
+                inside: r.left >= box.left && r.right <= box.right - 1,
+                reachable: hit !== null && b.contains(hit)};
+    })];
+}"""
+REVIEW_ACTIONS = ["release", "cancel", "priority", "review_approve", "review_reject"]
+
+
+@pytest.fixture(scope="module")
+def review_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with serving(tmp_path_factory.mktemp("ops-review"),
+                 {"review_threshold_fen": 10_000_00}) as (loop, ops_rig):
+        loop.run(ops_rig.submit("review-1", amount="50000.00",
+                                payee_name="某某市某某区某某有限责任公司第二分公司"))
+        yield loop, ops_rig
+
+
+@pytest.mark.parametrize("width_px", [1400, 600])
+def test_a_held_for_review_rows_buttons_are_all_in_view(review_rig: Any, browser: Any,
+                                                        width_px: int) -> None:
+    """A supervisor sees and can click every button of a payment held for review,
+    "Pass review" included, without scrolling the table sideways: at 1400 px the
+    buttons wrap within their cell; in a narrow window that cell stays at the row's end
+    while the other columns scroll beneath it."""
+    _, ops_rig = review_rig
+    page = sign_in(browser, ops_rig.url, "sup1", "en-US", width_px)
+    page.wait_for_selector('#t-review button[data-action="review_approve"]',
+                           timeout=STEP_TIMEOUT_MS)
+    scrolled, buttons = page.evaluate(REVIEW_BUTTONS_JS)
+
+    assert scrolled == 0
+    assert [b["action"] for b in buttons] == REVIEW_ACTIONS
+    assert "Pass review" in [b["text"] for b in buttons]
+    assert [b["action"] for b in buttons if not (b["inside"] and b["reachable"])] == []

@@ -242,7 +242,7 @@
 
   function fill(tableId, rows, columns, flashKey) {
     const table = $(tableId);
-    const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, t(c.h)))));
+    const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { className: c.cls || "" }, t(c.h)))));
     const body = el("tbody");
     if (!rows || rows.length === 0) {
       body.append(el("tr", {}, el("td", { colSpan: columns.length, className: "empty" }, t("none"))));
@@ -272,10 +272,10 @@
       { h: "c_id", f: (p) => el("a", { className: "link", on: { click: () => openDetail(p.id) } }, p.id), cls: "nowrap" },
       { h: "c_state", f: (p) => badge(p.state) }, { h: "c_channel", f: (p) => p.channel },
       { h: "c_amount", f: (p) => p.amount, cls: "num" }, { h: "c_priority", f: (p) => p.priority },
-      { h: "c_payer", f: (p) => p.payer_account }, { h: "c_payee", f: (p) => p.payee_name },
-      { h: "c_reason", f: (p) => p.reason || "" }, { h: "c_updated", f: (p) => p.updated_at.slice(11, 19) }];
+      { h: "c_payer", f: (p) => p.payer_account }, { h: "c_payee", f: (p) => p.payee_name, cls: "text" },
+      { h: "c_reason", f: (p) => p.reason || "", cls: "text" }, { h: "c_updated", f: (p) => p.updated_at.slice(11, 19) }];
     columns.forEach((c) => { c.cls = c.cls || "nowrap"; });
-    if (withActions) columns.push({ h: "c_actions", f: paymentActions, cls: "nowrap" });
+    if (withActions) columns.push({ h: "c_actions", f: paymentActions, cls: "actions" });
     return columns;
   }
 
