@@ -17,7 +17,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 import zlib
 from datetime import date, datetime
@@ -31,6 +30,7 @@ from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.beps import demo as beps_demo
 from gateway.harness import Harness
+from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
 from gateway.queries import demo as queries_demo
 from ledger.testing import customer_account
 
@@ -281,18 +281,23 @@ async def close_books(gw: Any, day: date, recon: dict[str, Any],
 
 def demo_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="paygate demo")
-    parser.add_argument("--data", help="data directory (default: a new temporary one)")
+    parser.add_argument("--data", help=DATA_HELP)
+    parser.add_argument("--keep", action="store_true", help=KEEP_HELP)
     parser.add_argument("--transfers", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    data_dir = Path(args.data or tempfile.mkdtemp(prefix="paygate-demo-")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "gateway.log", "a", encoding="utf-8") as log_file:
-        logs.configure("INFO", log_file)
-        try:
-            code, result = asyncio.run(run_demo(data_dir, args.transfers, args.seed))
-        finally:
-            logs.configure("WARNING")  # the buffered lines reach the file before it closes
-    say(f"logs: {data_dir / 'gateway.log'} and {data_dir / 'npc.log'}")
+    folder = RunFolder.open(args.data, "paygate-demo-", args.keep)
+    code = 1
+    try:
+        with open(folder.path / "gateway.log", "a", encoding="utf-8") as log_file:
+            logs.configure("INFO", log_file)
+            try:
+                code, result = asyncio.run(run_demo(folder.path, args.transfers, args.seed))
+            finally:
+                logs.configure("WARNING")  # the buffered lines reach the file before it closes
+    finally:
+        say(folder.close(code == 0))
+        if folder.path.exists():
+            say(f"logs: {folder.path / 'gateway.log'} and {folder.path / 'npc.log'}")
     print(json.dumps(result, ensure_ascii=False))
     return code

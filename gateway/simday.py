@@ -17,7 +17,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ from gateway.config import Settings
 from gateway.errors import PaygateError
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port
+from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
 from gateway.windows import DEFAULT_TIMETABLE, hvps_phase, status_changes_between
 from ledger.testing import customer_account
 from simulators import settings as sim_settings
@@ -271,7 +271,8 @@ def simulate_day_command(argv: list[str]) -> int:
     parser.add_argument("--hvps-in", type=int, default=Volumes.hvps_in)
     parser.add_argument("--beps-out", type=int, default=Volumes.beps_out)
     parser.add_argument("--beps-in", type=int, default=Volumes.beps_in)
-    parser.add_argument("--data", help="data directory (default: a new temporary one)")
+    parser.add_argument("--data", help=DATA_HELP)
+    parser.add_argument("--keep", action="store_true", help=KEEP_HELP)
     args = parser.parse_args(argv)
     calendar = BusinessCalendar()
     day = args.date or calendar.next_working_day(datetime.now(SHANGHAI).date())
@@ -280,16 +281,18 @@ def simulate_day_command(argv: list[str]) -> int:
                                       "value": day.isoformat(),
                                       "expected": "a date from 2004 to 2099"}]}))
         return 2
-    data_dir = Path(args.data or tempfile.mkdtemp(prefix="paygate-day-")).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "day.log", "a", encoding="utf-8") as log_file:
-        logs.configure("INFO", log_file)
-        run = DayRun(day, args.seed, data_dir, Volumes(args.hvps_out, args.hvps_in, args.beps_out, args.beps_in))
-        try:
-            code, result = asyncio.run(run.run())
-        finally:
-            logs.configure("WARNING")  # the buffered lines reach the file before it closes
-    print(f"[simulate-day] {day} ({'working day' if calendar.is_working_day(day) else 'no HVPS'})"
-          f" data in {data_dir}", file=sys.stderr)
+    folder = RunFolder.open(args.data, "paygate-day-", args.keep)
+    code = 1
+    try:
+        with open(folder.path / "day.log", "a", encoding="utf-8") as log_file:
+            logs.configure("INFO", log_file)
+            run = DayRun(day, args.seed, folder.path,
+                         Volumes(args.hvps_out, args.hvps_in, args.beps_out, args.beps_in))
+            try:
+                code, result = asyncio.run(run.run())
+            finally:
+                logs.configure("WARNING")  # the buffered lines reach the file before it closes
+    finally:
+        print(f"[simulate-day] {day}: {folder.close(code == 0)}", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False))
     return code
