@@ -8,6 +8,10 @@ payments have queued, reconciliation after the close, and whatever events the in
 extensions add (BEPS, queries). The driver moves the clock to each event's time, runs
 it, and waits until gateway and NPC are quiet before the next one, so the same seed
 gives the same messages in the same order: the summary's digests are equal run to run.
+
+The command simulates working days only: a weekend day or holiday is refused
+(`date_must_be_a_working_day`), naming the next working day. `DayRun` itself also runs
+such a day, with BEPS and no HVPS, which the tests use to check that it balances too.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from gateway.app import Gateway
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
-from gateway.errors import PaygateError
+from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port
 from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
@@ -265,7 +269,7 @@ class DayRun:
 def simulate_day_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="paygate simulate-day")
     parser.add_argument("--date", type=date.fromisoformat,
-                        help="the business date (default: the next working day)")
+                        help="the business date, a working day (default: the next one)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hvps-out", type=int, default=Volumes.hvps_out)
     parser.add_argument("--hvps-in", type=int, default=Volumes.hvps_in)
@@ -276,10 +280,9 @@ def simulate_day_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     calendar = BusinessCalendar()
     day = args.date or calendar.next_working_day(datetime.now(SHANGHAI).date())
-    if not 2004 <= day.year <= 2099:
-        print(json.dumps({"errors": [{"code": "date_out_of_calendar", "path": "--date",
-                                      "value": day.isoformat(),
-                                      "expected": "a date from 2004 to 2099"}]}))
+    problem = date_problem(day, calendar)
+    if problem is not None:
+        print(json.dumps({"errors": [problem.to_dict()]}, ensure_ascii=False))
         return 2
     folder = RunFolder.open(args.data, "paygate-day-", args.keep)
     code = 1
@@ -296,3 +299,22 @@ def simulate_day_command(argv: list[str]) -> int:
         print(f"[simulate-day] {day}: {folder.close(code == 0)}", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False))
     return code
+
+
+def date_problem(day: date, calendar: BusinessCalendar) -> Problem | None:
+    """Why `day` cannot be simulated as a business day, or None. A day without HVPS (a
+    weekend or a holiday) is no business day of its own: the HVPS work date it falls in
+    is another date, so its summary could not name its work date truthfully."""
+    if not 2004 <= day.year <= 2099:
+        return Problem("date_out_of_calendar", "--date", day.isoformat(),
+                       "a date from 2004 to 2099")
+    if calendar.is_working_day(day):
+        return None
+    following = calendar.next_working_day(day).isoformat()
+    kind = calendar.holiday_name(day) or "a weekend day"
+    return Problem(
+        "date_must_be_a_working_day", "--date", day.isoformat(),
+        f"a working day, such as the next one, {following}",
+        f"{day.isoformat()} is not a working day ({kind}): HVPS does not run and no "
+        f"business day bears that date; simulate the next working day with --date "
+        f"{following}", detail=(("next_working_day", following),))

@@ -1,5 +1,5 @@
-"""`paygate demo` and `paygate simulate-day` on the command line: what becomes of the data
-folder at the end of a run."""
+"""`paygate demo` and `paygate simulate-day` on the command line: which dates a day may
+be simulated on, and what becomes of the data folder at the end of a run."""
 
 from __future__ import annotations
 
@@ -33,6 +33,32 @@ def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 def last_json(out: str) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
+
+
+# A date without HVPS, and the next working day the refusal names. 2026-09-19 is a
+# Saturday followed by a Sunday worked in place of National Day (调休).
+NON_WORKING = [
+    ("2026-10-01", "2026-10-08"),  # National Day
+    ("2026-12-05", "2026-12-07"),  # an ordinary Saturday
+    ("2026-09-19", "2026-09-20"),
+]
+
+
+@pytest.mark.parametrize("day, following", NON_WORKING)
+def test_simulate_day_refuses_a_date_without_hvps(temp_root: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  day: str, following: str) -> None:
+    """A weekend day or holiday is no business day of its own: the command refuses it,
+    naming the next working day to simulate instead, and makes no data folder."""
+    code = simday.simulate_day_command(["--date", day, *SMALL_DAY])
+    error = last_json(capsys.readouterr().out)["errors"][0]
+
+    assert code == 2
+    assert (error["code"], error["path"], error["value"]) == \
+        ("date_must_be_a_working_day", "--date", day)
+    assert error["next_working_day"] == following and f"--date {following}" in \
+        error["message"]
+    assert list(temp_root.iterdir()) == []
 
 
 def test_simulate_day_removes_its_temporary_folder_and_says_so(
