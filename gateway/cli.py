@@ -1,9 +1,10 @@
 """`paygate`: the one command line of the product.
 
     paygate serve [--simulate]        the gateway (and the simulator, embedded Redis)
-    paygate demo                      the main job on embedded defaults
+    paygate demo [--keep]             the main job on embedded defaults
     paygate simulate npc              the simulated central-bank node, its own process
-    paygate simulate-day [--date D] [--seed N]   a whole business day on a virtual clock
+    paygate simulate-day [--date D] [--seed N] [--keep]   a whole business day (a working
+                                      day) on a virtual clock
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
     paygate ops ...                   the operators' commands (status, queues, actions)
