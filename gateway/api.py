@@ -320,12 +320,14 @@ async def _read(request: web.Request) -> bytes:
 async def health(request: web.Request) -> web.Response:
     """Liveness (always 200 while the process serves), the HVPS window and the link:
     `ok` is false while deliveries to the NPC fail (payments are still taken; they wait
-    in the outbox until the link answers) and while Redis does not answer (new payments
-    are refused with 503 redis_unavailable meanwhile, gateway.redisstate)."""
+    in the outbox until the link answers), while the NPC refuses them (link `degraded`:
+    each refused message is held for an operator, gateway.link) and while Redis does not
+    answer (new payments are refused with 503 redis_unavailable meanwhile,
+    gateway.redisstate)."""
     gw = request.app[GATEWAY_KEY]
     link = gw.link.view()
     redis = await gw.redis_watch.view()
-    return _json({"ok": link["state"] != "down" and redis["state"] == "up",
+    return _json({"ok": link["state"] in ("up", "unknown") and redis["state"] == "up",
                   "bank": gw.settings.bank_code,
                   "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
                   "link": link, "redis": redis})

@@ -15,6 +15,13 @@ row per pass for the NPC. Without this each waiting payment retried on its own: 
 230 connection attempts a second with 2,000 waiting. The first delivery that gets
 through marks the link up and puts every held row back on its stream at once, oldest
 first, each on its own priority lane (gateway.recovery.resume).
+
+A link that answers but refuses (4xx) every message is not up either: each refused
+message is dead-lettered and its payment held (gateway.app), and the link shows
+`degraded` from the first refusal until a message is taken again, with the count of
+refusals and the last one's reason; one `link_refusing` alert is raised for the episode
+(a link that goes down and comes back still refusing continues it), and the first
+message taken ends it (`event=link_refusing_over`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ log = logging.getLogger("paygate.link")
 LINK_UNKNOWN = "unknown"  # nothing delivered or failed since the start
 LINK_UP = "up"
 LINK_DOWN = "down"
+# The NPC answers but takes nothing: every message since `since` was refused (4xx).
+LINK_DEGRADED = "degraded"
 ALERT_LINK_DOWN = "link_down"
+ALERT_LINK_REFUSING = "link_refusing"
 # Pauses between attempts while the link is down, the last one repeated: a restarted NPC
 # is found within seconds, and a long outage costs one attempt every few seconds.
 PROBE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
@@ -49,6 +59,12 @@ class LinkHealth:
         self._attempting = False  # an attempt is on its way while the link is down
         self._attempt_at = 0.0    # loop time before which no attempt starts (link down)
         self._attempts = 0        # failed attempts since the link went down
+        # The refusal episode: messages refused since one was last taken, the last
+        # refusal's reason, since when, and whether its one alert was raised.
+        self.refusals = 0
+        self.last_refusal = ""
+        self.refusing_since: datetime | None = None
+        self._refusing_alerted = False
 
     def admit(self) -> bool:
         """Before a delivery: while the link is down, RetryLater(HELD) unless this is the
@@ -67,21 +83,65 @@ class LinkHealth:
     def view(self) -> dict[str, Any]:
         """The state for /health and the operators' page."""
         return {"state": self.state, "since": self.since.isoformat() if self.since else None,
-                "cause": self.cause or None, "failed_deliveries": self.failures}
+                "cause": self.cause or None, "failed_deliveries": self.failures,
+                "refused_deliveries": self.refusals,
+                "last_refusal": self.last_refusal or None,
+                "refusing_since": self.refusing_since.isoformat()
+                if self.refusing_since else None}
 
     def delivered(self) -> None:
-        """A delivery reached the NPC (it answered, whatever it said)."""
+        """The NPC took a message: the link is up, and a refusal episode is over."""
+        if self.refusals:
+            log.warning("event=link_refusing_over refusing_since=%s refused_deliveries=%s "
+                        "last_refusal=%s", self.refusing_since.isoformat()
+                        if self.refusing_since else "", self.refusals,
+                        logs.value(self.last_refusal))
+            self.refusals, self.last_refusal, self.refusing_since = 0, "", None
+            self._refusing_alerted = False
         if self.state == LINK_UP:
             return
+        self._answered(LINK_UP, "")
+
+    def answered(self) -> None:
+        """The NPC answered, but what it took is not known (an answer that could not be
+        read): it is reachable; the state is otherwise left as it is."""
+        if self.state in (LINK_DOWN, LINK_UNKNOWN):
+            self._answered(LINK_DEGRADED if self.refusals else LINK_UP, self.last_refusal)
+
+    def _answered(self, state: str, cause: str) -> None:
         was_down = self.state == LINK_DOWN
         if was_down:
-            log.warning("event=link_up down_since=%s failed_deliveries=%s",
-                        self.since.isoformat() if self.since else "", self.failures)
+            log.warning("event=link_up down_since=%s failed_deliveries=%s state=%s",
+                        self.since.isoformat() if self.since else "", self.failures, state)
+        since = self.refusing_since if state == LINK_DEGRADED else None
         self.state, self.since, self.cause, self.failures = \
-            LINK_UP, self.gw.clock.now(), "", 0
+            state, since or self.gw.clock.now(), cause, 0
         self._attempts = 0
         if was_down:
             self.gw.resume_held()
+
+    async def refused(self, reason: str, status: int) -> None:
+        """The NPC answered a message with a refusal (4xx) and took nothing of the POST:
+        the link is reachable but `degraded` until a message is taken again. The first
+        refusal of an episode is logged and raises its one alert."""
+        self.refusals += 1
+        self.last_refusal = reason
+        if self.refusing_since is None:
+            self.refusing_since = self.gw.clock.now()
+        if self.state != LINK_DEGRADED:
+            self._answered(LINK_DEGRADED, reason)
+        self.cause = reason
+        if self._refusing_alerted:
+            return
+        self._refusing_alerted = True  # before the await: concurrent refusals raise none
+        since = self.refusing_since.isoformat()
+        log.warning("event=link_refusing status=%s reason=%s since=%s", status,
+                    logs.value(reason), since)
+        await self.gw.store.run(lambda tx: self.gw.alert(
+            tx, ALERT_LINK_REFUSING, since=since, status=status, reason=reason,
+            message="the NPC refuses our messages (4xx): each is dead-lettered and its "
+                    "payment held (ops stuck, ops dead); find why it refuses them, then "
+                    "retry the dead letters or cancel the payments"))
 
     async def failed(self, cause: str) -> None:
         """A delivery could not reach the NPC (no connection, a timeout, a 5xx). The first

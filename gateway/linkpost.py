@@ -22,10 +22,10 @@ NPC provably did not take the envelope (`untaken`): only when no connection was 
 or the NPC answered 503 ("not taken now"). A timeout, a connection lost mid-request, an
 unreadable answer or another 5xx (a 504 from a proxy that gave up waiting) leave the
 NPC possibly holding it, and an operator may then not take the payment back as if it
-had never left (gateway.outbound.Delivery). Link health (gateway.link)
-hears each POST: one that reached the NPC and had an envelope taken or refused marks the
-link up; one that did not reach it, or whose every envelope was answered 5xx, marks it
-down.
+had never left (gateway.outbound.Delivery). Link health (gateway.link) hears each POST:
+one that had an envelope taken marks the link up; one that reached the NPC but had none
+taken and some refused marks it degraded (refusing); one that did not reach it, or whose
+every envelope was answered 5xx, marks it down.
 """
 
 from __future__ import annotations
@@ -165,9 +165,10 @@ class LinkPoster:
             untaken = isinstance(exc, aiohttp.ClientConnectorError)
             return [RetryLater(cause, untaken=untaken) for _ in batch]
         except framing.AnswerUnreadable as exc:
-            # The NPC answered, so the link works; which envelopes it took is unknown, so
-            # all are sent again (it recognises those it took by their message ids).
-            link.delivered()
+            # The NPC answered, so the link is reachable; which envelopes it took is
+            # unknown, so all are sent again (it recognises those it took by their
+            # message ids).
+            link.answered()
             log.warning("event=link_answer_unreadable envelopes=%s error=%s", len(batch),
                         exc)
             return [RetryLater(str(exc)) for _ in batch]
@@ -176,8 +177,14 @@ class LinkPoster:
             await link.failed(cause)
             return [RetryLater(f"link answered {s}", untaken=s == NOT_TAKEN_STATUS)
                     for s in statuses]
-        link.delivered()
-        return [_outcome(send, status) for send, status in zip(batch, statuses)]
+        outcomes = [_outcome(send, status) for send, status in zip(batch, statuses)]
+        refused = [o for o in outcomes if isinstance(o, LinkRefused)]
+        if any(o is None for o in outcomes):
+            link.delivered()
+        elif refused:
+            # Reachable, but nothing of the POST taken: refused, or not taken now.
+            await link.refused(str(refused[-1]), refused[-1].status)
+        return outcomes
 
     async def _statuses(self, batch: list[_Send]) -> list[int]:
         body, headers = framing.frame([send.envelope for send in batch])

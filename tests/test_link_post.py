@@ -56,6 +56,12 @@ class Health:
     def delivered(self) -> None:
         self.said.append("up")
 
+    def answered(self) -> None:
+        self.said.append("answered")
+
+    async def refused(self, reason: str, status: int) -> None:
+        self.said.append(f"refused {status}")
+
     async def failed(self, cause: str) -> None:
         self.said.append("down")
 
@@ -181,12 +187,13 @@ def test_each_envelope_of_a_post_gets_its_own_outcome() -> None:
 
 @pytest.mark.parametrize("whole, body_instead, said", [
     (503, None, ["down"]),
-    (400, None, ["up"]),
-    (None, b"not json", ["up"]),
+    (400, None, ["refused 400"]),
+    (None, b"not json", ["answered"]),
 ])
 def test_a_post_that_fails_as_a_whole_fails_every_envelope(whole, body_instead, said) -> None:
     """A status for the whole POST is every envelope's (5xx: RetryLater and the link down;
-    4xx: refused); a 207 that cannot be read sends every envelope again (RetryLater)."""
+    4xx: refused, and the link told it refuses, not that it is up); a 207 that cannot be
+    read sends every envelope again (RetryLater), the link told only that it answered."""
     async def scenario() -> tuple[list[Any], Health]:
         npc = Npc()
         npc.whole, npc.body_instead = whole, body_instead

@@ -41,6 +41,7 @@ def status(a: dict[str, Any]) -> str:
         ("work date", w["work_date"]),
         ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
                         f"{nxt.get('name_en', '')}".strip()),
+        *link_rows(a.get("link") or {}),
         ("clearing balance", a["clearing_balance"]),
         ("queued at NPC", f"{a['queued_at_npc']['count']} payments, "
                           f"{a['queued_at_npc']['amount']}"),
@@ -50,6 +51,26 @@ def status(a: dict[str, Any]) -> str:
     counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
                                          ("state", "state"), ("count", "count")))
     return f"{head}\n\n{counts}"
+
+
+def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The NPC link as the page's card shows it: its state (and login session), and
+    while it is down or refusing our messages, since when, how many deliveries failed or
+    were refused, and why."""
+    state = link.get("state") or "unknown"
+    words = {"unknown": "not used yet", "up": "up", "down": "DOWN",
+             "degraded": "DEGRADED: the NPC refuses our messages"}.get(state, state)
+    session = f" (session {link['session']})" if link.get("session") else ""
+    rows: list[tuple[str, Any]] = [("NPC link", f"{words}{session}")]
+    if state == "down":
+        rows += [("  down since", link.get("since")),
+                 ("  failed", f"{link.get('failed_deliveries', 0)} deliveries"),
+                 ("  cause", link.get("cause"))]
+    elif state == "degraded":
+        rows += [("  refusing since", link.get("since")),
+                 ("  refused", f"{link.get('refused_deliveries', 0)} messages"),
+                 ("  last refusal", link.get("last_refusal"))]
+    return rows
 
 
 def queues(a: dict[str, Any]) -> str:

@@ -227,10 +227,13 @@
     $("c-next-at").textContent = n.at ? n.at.replace("T", " ").slice(0, 16) : "";
     const link = s.link || {};
     $("c-link").textContent = `${t("link_" + link.state)}${link.session ? " · " + link.session : ""}`;
-    $("c-link").classList.toggle("error", link.state === "down");
+    $("c-link").classList.toggle("error", link.state === "down" || link.state === "degraded");
+    const linkSince = `${t("since")} ${(link.since || "").replace("T", " ").slice(0, 19)}`;
     $("c-link-detail").textContent = link.state === "down"
-      ? `${t("since")} ${(link.since || "").replace("T", " ").slice(0, 19)} · ${link.failed_deliveries} ${t("failed_deliveries")} · ${link.cause}`
-      : "";
+      ? `${linkSince} · ${link.failed_deliveries} ${t("failed_deliveries")} · ${link.cause}`
+      : link.state === "degraded"
+        ? `${linkSince} · ${link.refused_deliveries} ${t("refused_deliveries")} · ${link.last_refusal}`
+        : "";
     $("c-balance").textContent = s.clearing_balance;
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
     $("c-queued-amount").textContent = s.queued_at_npc.amount;
