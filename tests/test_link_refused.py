@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from gateway import keys, recovery
-from gateway.ops import queues, views
+from gateway.errors import PaygateError
+from gateway.ops import control, queues, views
 from gateway.ops.web import OPS_KEY
 from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
 
@@ -24,6 +25,16 @@ async def refused_payment(h: Any, payer: str, key: str) -> str:
     _, answer = await h.gateway.submit_transfer("core", key, transfer(payer, "100.00"))
     await wait_state(h, answer["id"], "held", timeout_s=30)
     return answer["id"]
+
+
+async def held_after_refusal(h: Any, sequence: int, key: str) -> tuple[str, str]:
+    """(payer, payment): a payer's account with money, and its payment held after the NPC
+    answered its message 400 (the fault left on), its dead letter written."""
+    payer = await open_account(h, sequence, 1_000 * YUAN)
+    await h.sim("POST", "/sim/faults", {"error_status": 400})
+    pid = await refused_payment(h, payer, key)
+    await until(lambda: letters_of(h.gateway, pid), "the dead letter")
+    return payer, pid
 
 
 async def letters_of(gw: Any, payment_id: str) -> list[tuple[str, dict[str, str]]]:
@@ -48,10 +59,7 @@ def test_a_refused_message_is_held_once_and_sent_again_by_an_operators_retry(
         async with started(tmp_path) as h:
             gw = h.gateway
             ops = gw.runner.app[OPS_KEY]
-            payer = await open_account(h, 1, 1_000 * YUAN)
-            await h.sim("POST", "/sim/faults", {"error_status": 400})
-            pid = await refused_payment(h, payer, "refused-1")
-            await until(lambda: letters_of(gw, pid), "the dead letter")
+            _, pid = await held_after_refusal(h, 1, "refused-1")
             for _ in range(3):
                 await recovery.sweep(gw)
                 await asyncio.sleep(0.3)
@@ -119,3 +127,35 @@ def test_a_cancel_of_a_refused_payment_releases_its_hold(tmp_path):
     assert after == opening
     assert [e for e in listed["entries"] if e.get("payment") == pid] == []
     assert listed["completed"] >= 1
+
+
+def test_a_release_of_a_refused_payment_says_what_to_do_instead(tmp_path):
+    """A release (or a hold, or a new priority) of a payment held because the NPC refused
+    its message is refused saying so, not as a payment handed to the sender: the message
+    names the refusal and the two ways on, a retry of its dead letter or a cancel."""
+    async def scenario() -> dict[str, Any]:
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            ops = gw.runner.app[OPS_KEY]
+            _, pid = await held_after_refusal(h, 3, "refused-3")
+            refused = {}
+            for action, params in (("release", None), ("hold", None),
+                                   ("priority", {"priority": 1})):
+                try:
+                    await ops.console.request(ops.directory.get("op1"), action, pid, params)
+                except PaygateError as exc:
+                    refused[action] = exc.to_dict()["errors"][0]
+            return {"pid": pid, "refused": refused,
+                    "offered": await gw.store.run(lambda tx: control.offered(
+                        gw, tx, ops.directory.get("op1"), pid))}
+
+    seen = asyncio.run(scenario())
+    release = seen["refused"]["release"]
+
+    assert {a: e["code"] for a, e in seen["refused"].items()} == dict.fromkeys(
+        ("release", "hold", "priority"), "payment_message_dead_lettered")
+    assert release["path"] == "/target"
+    assert release["value"] == "refused_at_link: the NPC answered 400"
+    assert "the NPC refused" in release["message"]
+    assert "retry" in release["message"] and f"cancel {seen['pid']}" in release["message"]
+    assert seen["offered"] == ["cancel"]

@@ -37,6 +37,7 @@ from gateway import keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
+from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Contended
 
 log = logging.getLogger("paygate.ops")
@@ -74,6 +75,8 @@ class Context:
 def _unsent(tx: Any, payment_id: str, outbox_states: tuple[str, ...] = UNSENT_OUTBOX
             ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment = payments.get(tx, payment_id)
+    if OUTBOX_DEAD not in outbox_states:
+        refuse_if_dead_lettered(payment)
     if payment["channel"] != "hvps":
         raise Conflict(Problem("payment_channel_not_supported", "/target", payment["channel"],
                                "an HVPS payment (BEPS items travel in packages)"))
@@ -89,6 +92,30 @@ def _unsent(tx: Any, payment_id: str, outbox_states: tuple[str, ...] = UNSENT_OU
                                "an outbox row waiting, pending, held or in review",
                                f"payment {payment_id} has been handed to the sender"))
     return payment, outbox
+
+
+def refuse_if_dead_lettered(payment: dict[str, Any]) -> None:
+    """A payment held because its message died on the way to the NPC (the NPC refused
+    it, or it failed every delivery) is neither on the wire nor waiting to be sent: only
+    a retry of its dead letter sends it, and a cancel releases its hold. Any other action
+    on it is refused saying so."""
+    reason = payment["reason"] or ""
+    if payment["state"] != "held" or not reason.startswith(
+            (HELD_REFUSED_AT_LINK, HELD_DEAD_LETTERED)):
+        return
+    pid = payment["id"]
+    refused = reason.startswith(HELD_REFUSED_AT_LINK)
+    what = (f"the NPC refused the message of payment {pid} ({reason}): nothing of it "
+            "reached the NPC" if refused else
+            f"the message of payment {pid} failed every delivery to the NPC ({reason})")
+    cancel = "cancel" if payment["channel"] == "hvps" else "npc-cancel"
+    raise Conflict(Problem(
+        "payment_message_dead_lettered", "/target", reason,
+        "a payment held by an operator, for review or waiting for the HVPS window",
+        f"{what}, and no sender will send it; retry its dead letter once the cause is "
+        f"fixed (`paygate ops dead`, then `paygate ops request retry LETTER`), or cancel "
+        f"it (`paygate ops request {cancel} {pid}`), which releases its hold"
+        + ("" if refused else " unless a delivery attempt may have reached the NPC")))
 
 
 def _set_outbox(tx: Any, outbox_id: int, state: str, now: datetime) -> None:
