@@ -25,6 +25,7 @@ import importlib.util
 from typing import Any, Callable
 
 from gateway import payments
+from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import cancels, returns, status, suspense
 from gateway.exceptions.wire import Entry
 
@@ -61,7 +62,21 @@ def register() -> bool:
         control.LABELS.setdefault(name, LABELS[name])
         actions.EXECUTORS.setdefault(name, _executor(EXECUTORS[name], actions.Outcome))
         actions.PRECONDITIONS.setdefault(name, _precondition(PRECONDITIONS[name]))
+    control.NOTE_RULES.setdefault("return", return_note_problems)
     return True
+
+
+def return_note_problems(note: str) -> list[Problem]:
+    """A return's note is the reason it carries (/H20/ in its remittance), held to the
+    limit POST /v1/transfers/{id}/return holds its `reason` to, with the same code:
+    refused when longer, never cut. An empty note sends OPERATOR_RETURN_REASON."""
+    if len(note.strip()) <= returns.REASON_LEN_MAX:
+        return []
+    return [Problem("return_reason_malformed", "/note", note,
+                    f"text of at most {returns.REASON_LEN_MAX} characters, the reason sent "
+                    f"with the return (none: {OPERATOR_RETURN_REASON})",
+                    f"the note is {len(note.strip())} characters; a return's reason is "
+                    f"at most {returns.REASON_LEN_MAX}")]
 
 
 def _precondition(check: Callable[[Any, dict[str, Any]], None]) -> Callable[..., None]:
@@ -91,7 +106,10 @@ def _by(c: Any) -> str:
 
 def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
     row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
-    note = (row[0] if row else "").strip()[:returns.REASON_LEN_MAX]
+    note = (row[0] if row else "").strip()
+    problems = return_note_problems(note)
+    if problems:  # a request recorded before its note was checked
+        raise ValidationFailed(problems)
     ret, entries = returns.request_tx(c.gw, tx, target, note or OPERATOR_RETURN_REASON,
                                       _by(c), c.now)
     return {"payment": target, "return_id": ret["id"]}, entries

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.ops import actions, control, schema
 from gateway.ops.live import Hub
 from gateway.ops.operators import Operator
@@ -31,7 +31,7 @@ class Console:
                       params: Any = None, note: Any = "") -> dict[str, Any]:
         """Record a request; actions that need no second person run at once."""
         await self.ready()
-        clean = control.check_request(operator, action, target, params or {}, note or "")
+        clean = control.check_request(operator, action, target, params, note or "")
         target = control.clean_target(action, target)
         if action == "retry":
             clean = await actions.read_dead_letter(self.gw.redis, target)
@@ -46,7 +46,10 @@ class Console:
                 after = control.execute(tx, self.gw, operator,
                                         control.load(tx, request_id), now)
             return control.load(tx, request_id), after
-        return await self._run(work)
+        try:
+            return await self._run(work)
+        except PaygateError as exc:
+            raise control.at_request_fields(exc) from None
 
     async def decide(self, operator: Operator, request_id: int, approve: bool,
                      note: Any = "") -> dict[str, Any]:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
-from gateway import payments
+from gateway import jsontext, payments
 from gateway.errors import Conflict, Forbidden, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.ops import actions
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
@@ -127,7 +127,11 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
         problems.append(Problem("action_unknown", "/action", action,
                                 "one of " + ", ".join(RULES)))
     problems.extend(target_problems(rule, target))
-    problems.extend(note_problems(note))
+    note_bad = note_problems(note)
+    problems.extend(note_bad)
+    if not note_bad and action in NOTE_RULES:
+        problems.extend(NOTE_RULES[action](note))
+    problems.extend(params_problems(action if rule is not None else None, params))
     clean: dict[str, Any] = {}
     if action == "priority":
         value = params.get("priority") if isinstance(params, dict) else None
@@ -144,6 +148,32 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
                                 "above, not a vault teller (10)", f"{operator.user} is "
                                 f"level {operator.level}"))
     return clean
+
+
+# Actions whose note is more than a note (a return's is the reason sent with it) add
+# their rule for it here: the note's problems, checked when the request is made.
+NOTE_RULES: dict[str, Callable[[str], list[Problem]]] = {}
+
+# The parameters each action takes in a request's `params`; an action not named here
+# takes none. A parameter no action of the request reads is refused, never dropped.
+PARAMS: dict[str, tuple[str, ...]] = {"priority": ("priority",)}
+
+
+def params_problems(action: str | None, params: Any) -> list[Problem]:
+    """A request's `params`: an object (or null, or absent) holding only what its action
+    takes, each other one refused at its own path (any while the action is unknown)."""
+    if params is None:
+        return []
+    if not isinstance(params, dict):
+        return [Problem("field_malformed", "/params", jsontext.type_name(params),
+                        "an object of the action's parameters (or no params)")]
+    if action is None:
+        return []
+    allowed = PARAMS.get(action, ())
+    return [Problem("field_unknown", f"/params/{name}", value,
+                    "only: " + (", ".join(allowed) if allowed else
+                                f"no parameters (action {action} takes none)"))
+            for name, value in params.items() if name not in allowed]
 
 
 def may_request(operator: Operator, rule: Rule) -> bool:
@@ -280,6 +310,24 @@ def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: st
     return load(tx, request_id), what
 
 
+def at_request_fields(exc: PaygateError) -> PaygateError:
+    """A refusal of a request's action as the request names things: the payment an
+    action acts on is its `target`, where the core system's routes name it `id` (the
+    payment of /v1/transfers/{id}/...), and the checks they share say `/id`."""
+    if not any(_names_id(p.path) for p in exc.problems):
+        return exc
+    problems = [replace(p, path="/target" + p.path[len("/id"):]) if _names_id(p.path)
+                else p for p in exc.problems]
+    moved = type(exc).__new__(type(exc))  # the same kind of refusal, status and all
+    moved.__dict__.update(exc.__dict__)
+    PaygateError.__init__(moved, problems, exc.status)
+    return moved
+
+
+def _names_id(path: str) -> bool:
+    return path == "/id" or path.startswith("/id/")
+
+
 def execute(tx: Any, gw: Any, operator: Operator, req: dict[str, Any],
             now: datetime) -> list[actions.AfterCommit]:
     """Run an allowed request's action; a refusal is recorded as the request's outcome."""
@@ -288,7 +336,8 @@ def execute(tx: Any, gw: Any, operator: Operator, req: dict[str, Any],
         with tx.savepoint():
             outcome = actions.EXECUTORS[req["action"]](context, tx, req["target"],
                                                          req["params"])
-    except PaygateError as exc:
+    except PaygateError as refused:
+        exc = at_request_fields(refused)
         tx.execute("UPDATE ops_requests SET state = 'failed', executed_at = ?, outcome = ? "
                    "WHERE id = ?", (now.isoformat(), json.dumps(exc.to_dict(),
                                     ensure_ascii=False, default=str), req["id"]))
