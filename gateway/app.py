@@ -189,6 +189,12 @@ class Gateway:
         self.review: Any = None
         # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view).
         self.view_hooks: list[Any] = []
+        # What a dead-lettered outbox row of another kind than an HVPS credit does to
+        # its work, by kind (a BEPS package's items held): fn(tx, outbox id, reason,
+        # status, now) -> fields naming the work for the letter; and what a retry of its
+        # letter undoes: fn(tx, outbox id, now, **who) (gateway.ops.actions.retry).
+        self.outbox_dead_hooks: dict[str, Any] = {}
+        self.outbox_revive_hooks: dict[str, Any] = {}
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
 
@@ -398,8 +404,8 @@ class Gateway:
         for name, streams, handler in specs:
             # Work that dies is marked so in the database, for an operator: a message to
             # the NPC held in the outbox, an inbound message's row failed.
-            on_dead = {"hvps_sender": self._outbox_dead, "link_sender": self._outbox_dead,
-                       "inbound": self._inbound_dead}.get(name)
+            on_dead = self._inbound_dead if name == "inbound" else \
+                self._outbox_dead if set(streams) <= set(keys.TO_NPC) else None
             worker = StreamWorker(self.redis, name, streams, handler,
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
                                   acks=self.streams, on_dead=on_dead)
@@ -1114,7 +1120,9 @@ class Gateway:
         `retries_max` times): its outbox row becomes `dead`, which the sweeper leaves (one
         dead letter per row), and an HVPS credit's payment is `held` with the reason,
         listed by `ops stuck`, until an operator retries the letter or cancels it
-        (gateway.ops.actions). What names the row for the letter and its log line."""
+        (gateway.ops.actions); a row of another kind is told to its extension's hook
+        (`outbox_dead_hooks`: a BEPS package's items are held the same way). What names
+        the row for the letter and its log line."""
         if "outbox" not in fields:
             return {}
         outbox_id = int(fields["outbox"])
@@ -1140,6 +1148,9 @@ class Gateway:
                     payments.transition(tx, payment, "held", "link_dead_lettered", now,
                                         self.notifier, reason=why, outbox=outbox_id,
                                         status=status)
+            elif row[0] in self.outbox_dead_hooks:
+                return {"outbox": str(outbox_id),
+                        **self.outbox_dead_hooks[row[0]](tx, outbox_id, why, status, now)}
             named = {"outbox": str(outbox_id)}
             if row is not None and row[1] is not None:
                 named["payment"] = str(row[1])

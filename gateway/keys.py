@@ -27,6 +27,9 @@ OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"
 OPS_SIGN_IN_FAILURES_PREFIX = f"{PREFIX}:ops:sign_in_failures:"
 
 ALL_STREAMS = (*HVPS_LANES, OUT_LINK, BEPS_TX, BEPS_PACKAGES, INBOUND, WEBHOOK)
+# The streams whose entries are deliveries to the NPC: held while the link is down, and
+# dead-lettered once, their outbox row `dead`, when the NPC refuses them.
+TO_NPC = (*HVPS_LANES, OUT_LINK, BEPS_PACKAGES)
 
 
 def lane_for_priority(priority: int) -> str:

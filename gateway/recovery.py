@@ -26,7 +26,7 @@ log = logging.getLogger("paygate.recovery")
 SWEEP_EVERY_S = 2.0
 PAGE_ROWS = 1000  # rows put back on the streams per piece of work
 # The streams whose entries are deliveries to the NPC (held while the link is down).
-_TO_NPC = ", ".join(f"'{s}'" for s in (*keys.HVPS_LANES, keys.OUT_LINK, keys.BEPS_PACKAGES))
+_TO_NPC = ", ".join(f"'{s}'" for s in keys.TO_NPC)
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
 

@@ -9,14 +9,15 @@ gateway its message handlers, API routes, stream workers, start and stop, and th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, keys, payments
-from gateway.beps import (api, build, debits_in, debits_out, incoming, items, periodic,
-                          recon, requests, results, schema)
+from gateway.beps import (api, build, debits_in, debits_out, incoming, items, packer,
+                          periodic, recon, requests, results, schema)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -39,6 +40,9 @@ def install(gw: "Gateway") -> "BepsExtension":
     gw.channels["beps"] = CreditIntake(ext)
     gw.cluster.listeners["beps_recon"] = lambda event: ext._recon_done(event["outcome"])
     gw.view_hooks.append(ext.show_on_transfer)
+    # A package the NPC refused is held as an HVPS credit is (docs/operations.md).
+    gw.outbox_dead_hooks[packer.PACKAGE_KIND] = functools.partial(packer.dead, gw)
+    gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
     return ext
 
 

@@ -4,7 +4,9 @@ Netting is final (已轧差即具有支付最终性): a netted item is never can
 an outgoing item can be withdrawn wherever it is:
 
 - waiting to be packed: cancelled at once, its hold released; the packer never takes it.
-- in a package sealed but not yet claimed by the sender: taken out of the package here.
+- in a package sealed but not yet claimed by the sender, or one the NPC refused (its
+  letter dead, its items held until an operator retries it): taken out of the package
+  here.
   The package is rebuilt from its stored bytes less that transaction, under the same
   MsgId and header MesgID, with the NbOfTxs and CtrlSum of what is left, and signed
   again; nothing of it was on the wire yet, so nobody sees two versions. A package left
@@ -45,6 +47,9 @@ log = logging.getLogger("paygate.beps.cancels")
 
 # The outbox states of a package the NPC has taken (posted with a 2xx, or acknowledged).
 TAKEN_BY_NPC = ("sent", "acked")
+# Those of a sealed package nothing of which reached the NPC: waiting for its sender, or
+# dead-lettered (the NPC refused it, gateway.beps.packer.dead) until an operator retries.
+UNSENT_OUTBOX = ("pending", "dead")
 ASKABLE_PACKAGE_STATES = ("sent", "waiting")
 SYSTEM = "BEPS"  # the header system of our ccms.307 about a BEPS package
 NETTED_PACKAGE_STATES = ("netted", "settled")
@@ -109,7 +114,7 @@ def request(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: s
                                "a BEPS item not yet netted",
                                f"its package {package_id} is netted"))
     outbox_state = tx.query_one("SELECT state FROM outbox WHERE id = ?", (pkg.outbox_id,))[0]
-    if pkg.state == "sealed" and outbox_state == "pending":
+    if pkg.state == "sealed" and outbox_state in UNSENT_OUTBOX:
         return _take_out_of_sealed(gw, tx, payment, pkg, reason, by, now)
     if kind != items.CREDIT_OUT:
         raise Conflict(Problem("beps_item_already_packed", "/id", payment["id"],
@@ -209,7 +214,8 @@ def _take_out_of_sealed(gw: Any, tx: Any, payment: dict[str, Any], pkg: _Package
         _rebuild(gw, tx, pkg, payment["tx_id"], rest, now)
     else:
         _change_unsent(tx, pkg, "UPDATE outbox SET state = 'done', updated_at = ? "
-                       "WHERE id = ? AND state = 'pending'", (now.isoformat(), pkg.outbox_id))
+                       "WHERE id = ? AND state IN ('pending', 'dead')",
+                       (now.isoformat(), pkg.outbox_id))
         tx.execute("DELETE FROM archive WHERE direction = 'out' AND mesg_type = ? AND "
                    "mesg_id = ?", (pkg.msg_type, pkg.mesg_id))
         _set_totals(tx, pkg.id, "cancelled", 0, 0, now)
@@ -235,8 +241,8 @@ def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, A
     # An outbox row that carries the bytes itself (sealed before they were kept only in
     # the archive) gets the new ones too.
     _change_unsent(tx, pkg, "UPDATE outbox SET envelope = CASE WHEN envelope IS NULL THEN "
-                   "NULL ELSE ? END, updated_at = ? WHERE id = ? AND state = 'pending'",
-                   (envelope, now.isoformat(), pkg.outbox_id))
+                   "NULL ELSE ? END, updated_at = ? WHERE id = ? AND state IN ('pending', "
+                   "'dead')", (envelope, now.isoformat(), pkg.outbox_id))
     tx.execute("UPDATE archive SET envelope = ? WHERE direction = 'out' AND mesg_type = ? "
                "AND mesg_id = ?", (envelope, pkg.msg_type, pkg.mesg_id))
     _set_totals(tx, pkg.id, "sealed", smaller.header.count, smaller.header.total_fen, now)

@@ -22,15 +22,17 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
 
-from gateway import outbound, payments
+from gateway import logs, outbound, payments
 from gateway.beps import build, items
 from gateway.beps.settings import BepsSettings
 from gateway.errors import Problem
+from gateway.linkpost import LinkRefused
 from gateway.messages import codec, package
 from gateway.messages.common import iso_datetime
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage
 from gateway.store import Contended
 from gateway.waiting import wait_set
+from gateway.worker import DeadNow
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -281,9 +283,53 @@ class Packer:
             return
         try:
             await gw.post_to_link(outbox_id, envelope)
+        except LinkRefused as exc:
+            # The NPC refused the package (4xx): the same bytes would be refused again.
+            # Dead-lettered at once, its items held for an operator (`dead`), as an HVPS
+            # credit's message is.
+            raise DeadNow(str(exc), exc.status) from exc
         except Exception as exc:
             untaken = outbound.untaken_by(exc)
             await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),
                                                              untaken))
             raise
         await gw.store.run(lambda tx: outbound.mark_sent(tx, outbox_id, gw.clock.now()))
+
+
+def dead(gw: "Gateway", tx: Any, outbox_id: int, why: str, status: int | None,
+         now: datetime) -> dict[str, str]:
+    """A package's outbox row was dead-lettered (the NPC refused it, or it failed every
+    delivery): nothing of it reached the NPC. The package is `sealed` again (unsent), and
+    its items sent with it are `held` with the reason (`refused_at_link: the NPC answered
+    400`), listed by `ops stuck`, until an operator retries the letter (the same bytes go
+    again: `revive`) or cancels items, which takes them out of the package and releases
+    their holds (gateway.beps.cancels). Fields naming the package for the letter."""
+    pkg = tx.query_one("SELECT id, count FROM beps_packages WHERE outbox_id = ?",
+                       (outbox_id,))
+    if pkg is None:
+        return {}
+    tx.execute("UPDATE beps_packages SET state = 'sealed', updated_at = ? WHERE id = ? "
+               "AND state = 'sent'", (now.isoformat(), pkg[0]))
+    held = payments.transition_group(tx, items.package_group(pkg[0], pkg[1]), "sent", "held",
+                                     "link_dead_lettered", now, gw.notifier, reason=why,
+                                     package=pkg[0], outbox=outbox_id, status=status)
+    log.warning("event=beps_package_dead_lettered package=%s outbox=%s held=%s reason=%s",
+                pkg[0], outbox_id, len(held), logs.value(why))
+    return {"package": pkg[0]}
+
+
+def revive(gw: "Gateway", tx: Any, outbox_id: int, now: datetime, **who: Any) -> None:
+    """An operator retried the dead letter of a package (its row pending again): its
+    items held since it died are `accepted` again, and become `sent` when the sender
+    claims the package (`claim`), which sends the same bytes under the same ids."""
+    pkg = tx.query_one("SELECT id, count FROM beps_packages WHERE outbox_id = ?",
+                       (outbox_id,))
+    if pkg is None:
+        return
+    revived = payments.transition_group(tx, items.package_group(pkg[0], pkg[1]), "held",
+                                        "accepted", "ops_retried", now, gw.notifier,
+                                        package=pkg[0], **who)
+    for start in range(0, len(revived), IDS_PER_STATEMENT):
+        ids = revived[start:start + IDS_PER_STATEMENT]
+        tx.execute("UPDATE payments SET reason = NULL WHERE id IN (%s)"
+                   % ",".join("?" for _ in ids), tuple(ids))

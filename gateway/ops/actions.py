@@ -358,6 +358,9 @@ def _revive(c: Context, tx: Any, fields: dict[str, Any]) -> str | None:
                              (int(fields["outbox"]),))
         return found[0] if found else None
     kind, payment_id = row
+    revive = c.gw.outbox_revive_hooks.get(kind)
+    if revive is not None:  # a BEPS package: its items held since it died go on
+        revive(tx, int(fields["outbox"]), c.now, request=c.request_id, by=c.actor)
     if kind == "hvps_credit" and payment_id is not None:
         payment = payments.get(tx, payment_id)
         if payment["state"] == "held":
@@ -411,8 +414,9 @@ def webhook_resend(c: Context, tx: Any, target: str, params: dict[str, Any]) -> 
     return Outcome({"webhook_rows": ids}, [push])
 
 
-# What a dead letter holds besides the entry's own fields (`payment` names the work).
-DEAD_META = ("stream", "entry", "reason", "deliveries", "payment")
+# What a dead letter holds besides the entry's own fields (`payment` or `package` names
+# the work).
+DEAD_META = ("stream", "entry", "reason", "deliveries", "payment", "package")
 
 
 async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
