@@ -8,9 +8,14 @@ the round wait for the next one, with no timer. Each envelope's answer is acted 
 A bank may give several inbound URLs (its gateway processes, `--bank CODE=URL1,URL2`):
 deliveries take them in turn, and one that cannot be reached or answers 5xx is tried at
 once on the next, so a bank with one gateway down still gets everything without waiting
-for a retry. Connection errors, timeouts and 5xx answers are retried with a doubling backoff up to `attempts_max` tries (only the
-messages of a POST the bank did not take go again); then a message is marked
-undelivered, logged, and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not
+for a retry. Connection errors, timeouts and 5xx answers are retried (only the messages
+of a POST the bank did not take go again) with a pause that doubles from `backoff_s` up
+to `backoff_max_s` (30 s), for `retry_for_s` seconds (10 minutes) from the first try, or
+`attempts_max` tries when that is set: a bank whose gateway answers 503 until our key is
+installed there, or that restarts, gets its messages once it takes them. Each pause is
+logged (`delivery_retry_scheduled`, with the last answer), and `POST /sim/redeliver`
+ends the pauses at once. Then a message is marked undelivered, logged
+(`delivery_given_up`), and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not
 retried. A worker sends up to `parallel_max` POSTs at a time and records how their
 messages ended in one commit; a crash before it only means they are sent again, which a
 bank recognises as duplicates.
@@ -46,10 +51,24 @@ LOCAL_BATCH_MAX = 64
 _POST_HEADERS = {"Content-Type": "application/octet-stream"}
 
 
+def retry_pause(delivery: Delivery, attempt: int, retrying_s: float) -> float | None:
+    """The pause before trying again messages a bank did not take at try `attempt`,
+    `retrying_s` seconds after their first try: `backoff_s` doubled at each try up to
+    `backoff_max_s`; None once the next try would come after `retry_for_s` (or
+    `attempts_max` tries were made, when set): they are given up."""
+    pause_s = min(delivery.backoff_s * 2 ** min(attempt - 1, 64), delivery.backoff_max_s)
+    if (delivery.attempts_max and attempt >= delivery.attempts_max) or \
+            retrying_s + pause_s > delivery.retry_for_s:
+        return None
+    return pause_s
+
+
 @dataclass
 class _Worker:
     dest: str
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by a redelivery: the pauses between tries of the messages on their way end.
+    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
     idle: bool = False
     task: asyncio.Task | None = None
 
@@ -210,7 +229,7 @@ class Link:
         again = [row for row in send
                  if ended[row.seq][0] == SENT and self.faults.draw(self.faults.faults.duplicate)]
         if again:
-            outcomes = await self._post_once(self._in_turn(dest)[0], again)
+            outcomes, _ = await self._post_once(self._in_turn(dest)[0], again)
             for row, outcome in zip(again, outcomes):
                 event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
                       mesg_id=row.mesg_id, outcome=outcome)
@@ -235,28 +254,58 @@ class Link:
         return urls[turn:] + urls[:turn]
 
     async def _post(self, dest: str, rows: list[OutboxRow]) -> dict[int, tuple[str, int]]:
-        """POST with bounded retries; each message's (final state, attempts made), by
-        outbox seq. An attempt goes to the bank's URLs in turn until each message is
-        taken or refused; only those the bank did not take are sent again."""
+        """POST with retries; each message's (final state, attempts made), by outbox
+        seq. An attempt goes to the bank's URLs in turn until each message is taken or
+        refused; only those the bank did not take are sent again, after a pause that
+        doubles up to `backoff_max_s`, for as long as `retry_for_s` (or `attempts_max`)
+        allows."""
+        delivery = self.delivery
         ended: dict[int, tuple[str, int]] = {}
         left = rows
-        for attempt in range(1, self.delivery.attempts_max + 1):
+        started = asyncio.get_running_loop().time()
+        attempt, last = 0, ""
+        while True:
+            attempt += 1
             for url in self._in_turn(dest):
-                outcomes = await self._post_once(url, left)
+                outcomes, why = await self._post_once(url, left, first=attempt == 1)
+                last = why or last
                 for row, outcome in zip(left, outcomes):
                     if outcome != _RETRY:
                         ended[row.seq] = (SENT if outcome == _OK else REFUSED, attempt)
                 left = [row for row, outcome in zip(left, outcomes) if outcome == _RETRY]
                 if not left:
                     return ended
-            if attempt < self.delivery.attempts_max:
-                backoff_s = self.delivery.backoff_s * 2 ** (attempt - 1)
-                await asyncio.sleep(min(backoff_s, self.delivery.backoff_max_s))
-        ended.update((row.seq, (UNDELIVERED, self.delivery.attempts_max)) for row in left)
+            retrying_s = asyncio.get_running_loop().time() - started
+            pause_s = retry_pause(delivery, attempt, retrying_s)
+            if pause_s is None:
+                break
+            event(log, "delivery_retry_scheduled", logging.WARNING, dest=dest,
+                  messages=len(left), attempt=attempt, pause_s=round(pause_s, 3),
+                  retrying_for_s=round(retrying_s, 1), retry_for_s=delivery.retry_for_s,
+                  last=last)
+            await self._pause(dest, pause_s)
+        event(log, "delivery_given_up", logging.WARNING, dest=dest, messages=len(left),
+              attempts=attempt, retried_for_s=round(retrying_s, 1), last=last)
+        ended.update((row.seq, (UNDELIVERED, attempt)) for row in left)
         return ended
 
-    async def _post_once(self, url: str, rows: list[OutboxRow]) -> list[str]:
-        """One POST of these messages (framed when several); each one's outcome."""
+    async def _pause(self, dest: str, pause_s: float) -> None:
+        """Wait between two tries, or until a redelivery asks for them now."""
+        worker = self._workers.get(dest)
+        if worker is None:
+            await asyncio.sleep(pause_s)
+            return
+        worker.retry_now.clear()
+        try:
+            await asyncio.wait_for(worker.retry_now.wait(), pause_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _post_once(self, url: str, rows: list[OutboxRow], first: bool = True
+                         ) -> tuple[list[str], str]:
+        """One POST of these messages (framed when several); each one's outcome, and
+        why those not taken now were not (empty when all were taken or refused). Each
+        message's failure is logged at its first try; a retry's, in the retry's line."""
         assert self._session is not None, "the link is started before it delivers"
         body, headers = framing.frame([row.raw for row in rows])
         self.posts += 1
@@ -268,25 +317,31 @@ class Link:
                 status = response.status
             statuses = framing.statuses(status, answer, len(rows))
         except (TimeoutError, aiohttp.ClientError, OSError, framing.AnswerUnreadable) as exc:
-            for row in rows:
+            why = f"{type(exc).__name__}: {str(exc)[:160]}"
+            for row in rows if first else ():
                 event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
                       mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
-            return [_RETRY] * len(rows)
-        outcomes = []
+            return [_RETRY] * len(rows), why
+        outcomes, why = [], ""
         for row, status in zip(rows, statuses):
             if 200 <= status < 300:
                 outcomes.append(_OK)
                 continue
-            event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
-                  mesg_id=row.mesg_id, status=status)
+            if first or status < 500:
+                event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
+                      mesg_id=row.mesg_id, status=status)
+            if status >= 500:
+                why = f"answered {status}"
             outcomes.append(_RETRY if status >= 500 else _REFUSED)
-        return outcomes
+        return outcomes, why
 
     def redeliver(self, include_faulted: bool) -> list[str]:
         """Put undelivered (and, when asked, dropped and lost) messages back in line."""
         states = (UNDELIVERED, REFUSED) + ((DROPPED, LOST) if include_faulted else ())
         with self.store.transaction():
             dests = self.store.reset(states, self._now())
+        for worker in self._workers.values():
+            worker.retry_now.set()  # the messages between two tries go now too
         for dest in dests:
             self.wake(dest)
         return dests

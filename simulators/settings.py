@@ -52,11 +52,17 @@ DEFAULT_BALANCES_FEN = {
 
 @dataclass(frozen=True)
 class Delivery:
-    """How the NPC delivers to an external bank: bounded retries with doubling backoff."""
+    """How the NPC delivers to an external bank: retries with a doubling backoff, for
+    `retry_for_s` seconds (a bank whose gateway answers 503 until our key is installed
+    there, or that is restarting, gets its messages once it takes them)."""
 
-    attempts_max: int = 6
+    # Tries of one message at most; 0: no count, `retry_for_s` alone bounds them.
+    attempts_max: int = 0
     backoff_s: float = 0.2
-    backoff_max_s: float = 5.0
+    backoff_max_s: float = 30.0
+    # Real seconds from a message's first try during which it is tried again; then it
+    # is marked undelivered and kept for POST /sim/redeliver.
+    retry_for_s: float = 600.0
     timeout_s: float = 10.0
     # With the reorder fault on, up to this many waiting messages are shuffled together.
     reorder_window: int = 8
@@ -274,9 +280,12 @@ def check(settings: Settings, problems: ProblemList) -> None:
         windows.Timetable.from_mapping(settings.timetable)
     except ValidationFailed as exc:
         problems.extend(exc.problems)
-    if settings.delivery.attempts_max < 1:
-        problems.add("delivery_attempts_must_be_positive", "delivery/attempts_max",
-                     settings.delivery.attempts_max, "1 or more")
+    for name in ("attempts_max", "backoff_s", "backoff_max_s", "retry_for_s"):
+        value = getattr(settings.delivery, name)
+        if value < 0 or (name == "attempts_max" and not isinstance(value, int)):
+            problems.add("delivery_setting_malformed", f"delivery/{name}", value,
+                         "a whole number, 0 (no count: retry_for_s alone bounds the tries) "
+                         "or more" if name == "attempts_max" else "0 or more seconds")
     for name, most in (("batch_max", framing.ENVELOPES_MAX),
                        ("batch_bytes_max", framing.BATCH_LEN_MAX)):
         value = getattr(settings.delivery, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.clock import SHANGHAI
-from simulators.settings import OUR_BANK
+from simulators.link import retry_pause
+from simulators.logfmt import KeyValueFormatter
+from simulators.settings import OUR_BANK, Delivery
 from simulators.testing import PEER, World, call, field, post_envelope, simulated
 
 TO_US = {"sender": PEER, "receiver": OUR_BANK, "payee_account": "6222000000000001",
@@ -256,3 +259,95 @@ def test_forwarded_credit_is_answered_by_the_peer(tmp_path: Path) -> None:
 
     assert stats["peers"][PEER] == {"hvps.111.001.01": 1}
     assert stats["messages_in"] == 2  # our credit and the peer's 990
+
+
+def _lines(caplog: Any) -> list[str]:
+    """The simulator's log lines as it writes them (event name and key=value fields)."""
+    formatter = KeyValueFormatter()
+    return [formatter.format(r) for r in caplog.records]
+
+
+def test_by_default_a_bank_is_tried_for_ten_minutes_with_pauses_up_to_30_s() -> None:
+    """A gateway answering 503 (our key not yet installed there, a restart) gets its
+    messages when it takes them within ten minutes, without POST /sim/redeliver: the
+    pauses double from 0.2 s to 30 s, and tries go on until the next would start after
+    `retry_for_s`."""
+    delivery = Delivery()
+    pauses: list[float] = []
+    retrying_s = 0.0
+    while (pause := retry_pause(delivery, len(pauses) + 1, retrying_s)) is not None:
+        pauses.append(pause)
+        retrying_s += pause
+
+    assert pauses[:4] == [0.2, 0.4, 0.8, 1.6]
+    assert max(pauses) == 30.0 and pauses[-1] == 30.0
+    assert delivery.retry_for_s - 30.0 < retrying_s <= delivery.retry_for_s == 600.0
+    assert len(pauses) > 6
+
+
+def test_a_bank_answering_503_is_tried_until_it_takes_the_message(tmp_path: Path,
+                                                                  caplog) -> None:
+    """Fifteen 503s in a row: the message is tried again after each, with growing
+    pauses logged, and delivered at the sixteenth try; nothing is left undelivered."""
+    delivery = Delivery(attempts_max=0, backoff_s=0.01, backoff_max_s=0.04, retry_for_s=30)
+
+    async def scenario() -> tuple[World, dict]:
+        async with simulated(tmp_path, delivery=delivery) as w:
+            w.bank.answers = [503] * 15
+            with caplog.at_level(logging.INFO, logger="npc.link"):
+                sent = await _peer_sends(w)
+            return w, sent, w.sim.stats()
+
+    w, sent, stats = run(scenario())
+    scheduled = [line for line in _lines(caplog) if "delivery_retry_scheduled" in line]
+
+    assert _credits_to_us(w) == sent
+    assert set(stats["outbox"]) == {"sent"}
+    assert len(scheduled) == 15
+    assert "pause_s=0.01 " in scheduled[0] and "pause_s=0.04 " in scheduled[-1], scheduled
+    assert all("answered 503" in line for line in scheduled), scheduled[:2]
+
+
+def test_retries_end_after_retry_for_s_and_the_message_waits_for_redelivery(
+        tmp_path: Path, caplog) -> None:
+    delivery = Delivery(attempts_max=0, backoff_s=0.05, backoff_max_s=0.1, retry_for_s=0.6)
+
+    async def scenario() -> tuple[World, dict, float]:
+        async with simulated(tmp_path, delivery=delivery) as w:
+            w.bank.answers = [503] * 1000
+            began = asyncio.get_running_loop().time()
+            with caplog.at_level(logging.INFO, logger="npc.link"):
+                await _peer_sends(w)
+            took = asyncio.get_running_loop().time() - began
+            return w, w.sim.stats(), took
+
+    w, stats, took = run(scenario())
+    given_up = [line for line in _lines(caplog) if "delivery_given_up" in line]
+
+    assert stats["outbox"].get("undelivered") == 1
+    assert 0.4 <= took < 5.0
+    assert len(given_up) == 1 and "answered 503" in given_up[0]
+
+
+def test_a_redelivery_ends_the_pause_of_messages_on_their_way(tmp_path: Path) -> None:
+    """A message waiting 30 s before its next try goes at once on POST /sim/redeliver."""
+    delivery = Delivery(attempts_max=0, backoff_s=30.0, backoff_max_s=30.0, retry_for_s=600)
+
+    async def scenario() -> tuple[World, float]:
+        async with simulated(tmp_path, delivery=delivery) as w:
+            w.bank.answers = [503]
+            status, _ = await call(w.sim.url, "POST", "/sim/peer/send", {**TO_US, "count": 1})
+            assert status == 200
+            loop = asyncio.get_running_loop()
+            while not w.bank.posts:
+                await asyncio.sleep(0.01)
+            began = loop.time()
+            status, _ = await call(w.sim.url, "POST", "/sim/redeliver", {})
+            assert status == 200
+            while not _credits_to_us(w) and loop.time() - began < 10:
+                await asyncio.sleep(0.01)
+            return w, loop.time() - began
+
+    w, took = run(scenario())
+
+    assert len(_credits_to_us(w)) == 1 and took < 5.0
