@@ -1,6 +1,7 @@
 """The simulator's HTTP surface: the link's inbound URL and the control API.
 
-    POST /link/inbound      an envelope from a bank; 200 means taken (CONTRACT.md §4)
+    POST /link/inbound      an envelope from a bank; 200 means taken (CONTRACT.md §4),
+                            400 dropped (its header names no participant: nobody to tell)
     GET  /sim/stats         balances, counters, phase, outbox states, faults
     GET  /sim/queue         the central queue in release order
     POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
@@ -34,6 +35,7 @@ from simulators import exceptions
 from simulators import beps_control
 from simulators import faults as faults_mod
 from simulators.logfmt import event
+from simulators.node import DROPPED, dropped_problem
 
 if TYPE_CHECKING:
     from simulators.app import Simulator
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("npc.control")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An envelope the NPC drops (its header unreadable, or naming no participant) is not
+# taken: refused as unreadable, alone or within a framed POST.
+DROPPED_STATUS = 400
 SIM_KEY = web.AppKey("simulator", object)
 
 
@@ -93,7 +98,11 @@ async def inbound(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     lengths = request.headers.get(framing.LENGTHS_HEADER)
     if lengths is None:
-        return web.Response(text=await sim.intake.submit(raw))
+        outcome = await sim.intake.submit(raw)
+        if outcome == DROPPED:
+            return web.json_response({"errors": [dropped_problem(raw).to_dict()]},
+                                     status=DROPPED_STATUS)
+        return web.Response(text=outcome)
     envelopes = framing.split(raw, lengths)
     results = await asyncio.gather(*(_take(sim, e) for e in envelopes))
     status, body = framing.answer(results)
@@ -102,10 +111,14 @@ async def inbound(request: web.Request) -> web.StreamResponse:
 
 async def _take(sim: Simulator, raw: bytes) -> tuple[int, dict[str, Any]]:
     """One envelope of a framed POST: taken in the intake's batch with the others (they
-    reach it in the same turn); one whose processing failed gets the 500 a POST of it
-    alone would have got, and the others stand."""
+    reach it in the same turn); one the NPC dropped (nobody to tell) or whose processing
+    failed gets the 400 or 500 a POST of it alone would have got, and the others stand:
+    the answer's `taken` counts only those taken."""
     try:
-        return 200, {"outcome": await sim.intake.submit(raw)}
+        outcome = await sim.intake.submit(raw)
+        if outcome == DROPPED:
+            return DROPPED_STATUS, {"errors": [dropped_problem(raw).to_dict()]}
+        return 200, {"outcome": outcome}
     except Exception as exc:
         event(log, "take_failed", logging.ERROR, error=type(exc).__name__,
               detail=str(exc)[:200])

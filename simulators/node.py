@@ -69,6 +69,20 @@ def _sender_field(raw: bytes) -> str:
     return head[_SENDER_AT:_SENDER_AT + _SENDER_LEN].decode("latin-1").rstrip(" ")
 
 
+# What `Node.take` says of an envelope it could not take from anybody: its header is
+# unreadable or names no participant. The POST is refused for it (400), and a framed
+# POST counts it apart from those taken (control.inbound).
+DROPPED = "dropped"
+
+
+def dropped_problem(raw: bytes) -> Problem:
+    """Why an envelope was dropped, for the answer to the POST that carried it."""
+    return Problem("participant_unknown", "{H:/orig_sender", _sender_field(raw)[:40],
+                   "an envelope whose header names a participant of the NPC as its sender",
+                   "the NPC dropped this envelope: its header is unreadable or names no "
+                   "participant, so nobody is told of it (no ccms.990, no ccms.911)")
+
+
 def _xml_msg_id(decoded: codec.Decoded) -> str:
     found = decoded.root.find("./*/{*}GrpHdr/{*}MsgId")
     return (found.text or "").strip() if found is not None else decoded.header.mesg_id
@@ -133,11 +147,12 @@ class Node:
         return self._dispatch(decoded, raw)
 
     def _drop(self, header: Header | None, raw: bytes) -> str:
-        """A message whose header is broken or names no participant: nobody to tell."""
+        """A message whose header is broken or names no participant: nobody to tell, so
+        it is not taken (the POST that brought it is answered with `dropped_problem`)."""
         self.store.add("discarded")
         event(log, "dropped_sender_unknown", logging.WARNING,
               sender=header.orig_sender if header else None, length=len(raw))
-        return "dropped"
+        return DROPPED
 
     def _discard(self, header: Header, problems: list[Problem]) -> str:
         first = problems[0]

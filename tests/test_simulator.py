@@ -15,7 +15,8 @@ from lxml import etree
 from gateway.messages import codec
 from gateway.messages.envelope import decode as decode_envelope
 from simulators.settings import DEFAULT_BALANCES_FEN, OUR_BANK
-from simulators.testing import PEER, WORK_DATE, BankSender, World, field, simulated
+from simulators.testing import (PEER, WORK_DATE, BankSender, World, field, post_envelopes,
+                                simulated)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -253,17 +254,22 @@ def test_bad_message_discarded_with_911(tmp_path: Path, case: str, make: Any, co
 
 
 def test_unknown_sender_is_dropped_silently(tmp_path: Path) -> None:
-    """A message from a code that is no participant is logged and answered by nothing."""
-    async def scenario() -> tuple[World, dict]:
+    """A message from a code that is no participant is logged and answered by no
+    message; its POST is refused (400, the sender named), never answered as taken."""
+    async def scenario() -> tuple[World, dict, tuple[int, Any]]:
         async with simulated(tmp_path) as w:
             stranger = BankSender(w.sim.settings.keys_dir, w.clock, code="666600000011")
-            await w.send(stranger.credit(1_000))
-            return w, w.sim.stats()
+            answer = await post_envelopes(w.sim.url, [stranger.credit(1_000)])
+            await w.sim.drain()
+            return w, w.sim.stats(), answer
 
-    w, stats = run(scenario())
+    w, stats, (status, answer) = run(scenario())
 
     assert w.bank.received == []
     assert (stats["discarded"], stats["messages_in"], stats["messages_out"]) == (1, 1, 0)
+    assert status == 400
+    assert [(e["code"], e["path"], e["value"]) for e in answer["errors"]] == [
+        ("participant_unknown", "{H:/orig_sender", "666600000011")]
 
 
 # (case, HVPS status, credit changes, PrcCd)

@@ -89,9 +89,9 @@ def test_drops_apply_per_message_in_a_batch(tmp_path: Path) -> None:
 
 
 def test_a_framed_post_is_taken_envelope_by_envelope(tmp_path: Path) -> None:
-    """Three envelopes in one POST, the middle one not an envelope at all: 200, all
-    three taken (the broken one dropped as the NPC drops it alone), the two credits
-    acknowledged with a 990 each."""
+    """Three envelopes in one POST, the middle one not an envelope at all: the two
+    credits taken and acknowledged with a 990 each, the broken one dropped as the NPC
+    drops it alone and answered so (207: 400 for it), never counted as taken."""
     async def scenario() -> tuple[int, Any, World, dict]:
         async with simulated(tmp_path) as w:
             good = [w.sender.credit(100, tx_id=f"202612070000000{i}") for i in (1, 2)]
@@ -102,7 +102,10 @@ def test_a_framed_post_is_taken_envelope_by_envelope(tmp_path: Path) -> None:
 
     status, answer, w, stats = run(scenario())
 
-    assert (status, answer) == (200, {"taken": 3})
+    assert status == 207
+    assert [(r["index"], r["status"]) for r in answer["results"]] == [
+        (0, 200), (1, 400), (2, 200)]
+    assert answer["results"][1]["errors"][0]["code"] == "participant_unknown"
     assert len(w.bank.envelopes("ccms.990.001.02")) == 2
     assert (stats["discarded"], stats["settled"]) == (1, 2)
 
