@@ -141,18 +141,19 @@ def _repeated_key_problems(body: Any, found: list[_RepeatedKeys]) -> list[Proble
 def query_params(request: web.Request, allowed: tuple[str, ...]
                  ) -> tuple[dict[str, str], list[Problem]]:
     """The query string as one value per name, and its problems: a name not in `allowed`
-    (`query_parameter_unknown`), or one given more than once (`query_parameter_repeated`),
-    is refused by the caller with its other problems, never ignored or taken first."""
+    (`query_parameter_unknown`), and one given more than once (`query_parameter_repeated`,
+    every value listed), known or not, are refused by the caller with its other
+    problems, never ignored or taken first."""
     problems, out = [], {}
     for name in dict.fromkeys(request.query):
         values = request.query.getall(name)
         if name not in allowed:
             problems.append(Problem("query_parameter_unknown", f"?{name}", values[0][:80],
                                     "only: " + (", ".join(allowed) or "no parameters")))
-        elif len(values) > 1:
+        if len(values) > 1:
             problems.append(Problem("query_parameter_repeated", f"?{name}",
                                     [v[:80] for v in values], "one value"))
-        else:
+        elif name in allowed:
             out[name] = values[0]
     return out, problems
 

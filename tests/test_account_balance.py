@@ -109,6 +109,18 @@ def test_a_query_parameter_is_refused_with_a_malformed_account(live):
         "account_id_malformed", "query_parameter_unknown"]
 
 
+def test_a_repeated_query_parameter_is_refused_with_every_value(live):
+    """Given twice, a parameter is refused as the listings refuse one (every value
+    shown, `query_parameter_repeated`), not told by its first value alone."""
+    answer = balance(live, live.payer, "?currency=CNY&currency=USD")
+    problems = [(e["code"], e["path"], e["value"]) for e in answer.json()["errors"]]
+
+    assert answer.status_code == 422
+    assert ("query_parameter_repeated", "?currency", ["CNY", "USD"]) in problems
+    assert [code for code, _, _ in problems] == ["query_parameter_unknown",
+                                                 "query_parameter_repeated"]
+
+
 def test_a_balance_needs_a_client_s_credentials(live):
     answer = balance(live, live.payer, signed=False)
 

@@ -42,6 +42,13 @@ def test_a_good_query_string_is_read():
     assert _list_params(_request("state=sent&limit=5&after=P1")) == ("sent", 5, "P1")
 
 
+def test_an_unknown_parameter_given_twice_is_also_refused_as_repeated():
+    """Every value is shown, whether or not the route takes the parameter."""
+    _, problems = query_params(_request("stat=sent&stat=held"), ("limit",))
+    assert [(p.code, p.value) for p in problems] == [
+        ("query_parameter_unknown", "sent"), ("query_parameter_repeated", ["sent", "held"])]
+
+
 def test_the_repeated_values_are_shown():
     _, problems = query_params(_request("limit=1&limit=2"), ("limit",))
     assert problems[0].value == ["1", "2"]
