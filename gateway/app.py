@@ -372,7 +372,8 @@ class Gateway:
 
     async def window_tick(self) -> None:
         """Every process keeps its window up to date; the leader alone records the
-        changes and raises the alerts (and acts on them: the day end)."""
+        changes and raises the alerts (and acts on them: the day end), and runs the
+        extensions' periodic checks (`tick(now)`)."""
         now = self.clock.now()
         if now.date() != self._calendar_checked_on and self.leading:
             self._calendar_checked_on = now.date()
@@ -390,6 +391,11 @@ class Gateway:
             await self.store.run(work)
         if changes:
             self.apply_hvps_status(self.window.code, self.window.work_date)
+        if self.leading:
+            # The extensions' own periodic checks (BEPS: netting dates to reconcile).
+            for ext in self.extensions:
+                if hasattr(ext, "tick"):
+                    await ext.tick(now)
 
     def _start_workers(self) -> None:
         s = self.settings

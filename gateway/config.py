@@ -51,6 +51,9 @@ class Settings:
     beps_debit_return_days: int = 3           # PKGRtrLtd of our beps.127
     beps_deadline_check_s: float = 30.0
     beps_batch_items_max: int = 1000          # transfers in one batch request
+    beps_recon_delay_s: float = 900.0         # a netting date is complete this long after
+    beps_recon_dates_per_pass: int = 10       # netting dates asked for per pass
+    beps_recon_retry_s: float = 900.0         # an unanswered beps.720 is asked again after
     when_closed_default: str = "queue"        # queue | refuse | beps
     review_threshold_fen: int = 0             # 0: no second review; else held above it
     queue_depth_max: int = 50_000             # above it the API answers 429
@@ -110,6 +113,7 @@ _LEAST = {
     "beps_package_size_max": 1,
     "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
     "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
+    "beps_recon_delay_s": 0, "beps_recon_dates_per_pass": 1, "beps_recon_retry_s": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
     "queued_query_after_s": 0, "queued_queries_per_sweep_max": 1,
     "probe_interval_s": 0, "key_expiry_alert_days": 0, "worker_batch_max": 1,
@@ -119,6 +123,7 @@ _LEAST = {
     "link_batch_max": 1, "link_batch_bytes_max": 1,
 }
 _POSITIVE = {"beps_package_age_max_s", "beps_seal_check_s", "beps_deadline_check_s",
+             "beps_recon_retry_s",
              "result_timeout_s", "queued_query_after_s", "probe_interval_s",
              "queries_check_interval_s", "exceptions_sweep_interval_s"}
 # PAYGATE_ variables that are not settings: the file to read, the ops CLI's own, and the

@@ -2,15 +2,16 @@
 the cut-over.
 
 When HVPS enters end-of-day processing (ccms.801 status 40) the gateway reconciles that
-work date over the link: hvps.710/711, and whatever the extensions reconcile (BEPS
-beps.720/721), and lists every difference as an operator alert. When the work date
-moves on (the ccms.801 that starts the next day's preparation), the ledger day of the
-old date is closed: trial balance checked, detail ledgers agreeing with the general
-ledger, no more postings on that date (DOMAIN.md §6), and the old date is reconciled
-then if nothing reconciled it yet (a gateway started during its end of day never saw
-its 40), or reconciled again if payments joined it after its reconciliation (a date
-takes BEPS payments until the cut-over). Results are kept per work date for the operators, the demo and
-`simulate-day`, which wait for them.
+work date over the link: hvps.710/711, and whatever the extensions reconcile at a day
+end (`reconcile_at_day_end`: BEPS asks beps.720/721 for every netting date completed
+since the last one reconciled, gateway.beps.netting_dates), and lists every difference
+as an operator alert. When the work date moves on (the ccms.801 that starts the next
+day's preparation), the ledger day of the old date is closed: trial balance checked,
+detail ledgers agreeing with the general ledger, no more postings on that date (DOMAIN.md
+§6), and the old date is reconciled then if nothing reconciled it yet (a gateway started
+during its end of day never saw its 40), or reconciled again if HVPS payments joined it
+after its reconciliation (`reconciliations`). Results are kept per work date for the
+operators, the demo and `simulate-day`, which wait for them.
 
 Both steps run only in a gateway that sees the work date move. A gateway that was down
 (or not leading) over a day end starts on a later work date and would never run them
@@ -77,9 +78,9 @@ class DayEnd:
         await self.close(day)
         done = await self.gw.store.run(lambda tx: reconciliations(tx, day.isoformat()))
         if any(joined for _, joined in done.values()):
-            # Reconciled before payments joined the date (taken after its end of day,
-            # BEPS or held for the next HVPS window): the date closes now, and is
-            # reconciled again with everything it holds.
+            # Reconciled before HVPS payments joined the date (received, or settled for
+            # us, after it ran): the date closes now, and is reconciled again with
+            # everything it holds.
             self._forget(day)
         if not done or any(joined for _, joined in done.values()):
             self._reconcile_once(day)
@@ -117,8 +118,8 @@ class DayEnd:
             return self.results[key]
         parts = {"hvps": await self.gw.reconcile_hvps(day, timeout_s=RECON_TIMEOUT_S)}
         for ext in self.gw.extensions:
-            if hasattr(ext, "reconcile"):
-                parts[ext.__class__.__name__] = await ext.reconcile(day)
+            if hasattr(ext, "reconcile_at_day_end"):
+                parts[ext.__class__.__name__] = await ext.reconcile_at_day_end(day)
         reconciled = all(bool(p.get("reconciled")) for p in parts.values())
         result = {"work_date": key, "reconciled": reconciled, "parts": parts}
         self.results[key] = result
@@ -129,7 +130,9 @@ class DayEnd:
 
     def _record(self, tx: Any, result: dict[str, Any]) -> None:
         for name, part in result["parts"].items():
-            if not part.get("reconciled"):
+            # A part that raised its own alerts (BEPS: one per netting date, with its
+            # answer) is not raised again.
+            if not part.get("reconciled") and not part.get("alerted"):
                 self.gw.alert(tx, "reconciliation_differences", work_date=result["work_date"],
                               system=name, differences=json.dumps(
                                   part.get("differences", []), ensure_ascii=False)[:1000])
@@ -283,30 +286,25 @@ def missing_day_ends(tx: Any, current: date) -> list[dict[str, Any]]:
 
 
 def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
-    """The last reconciliation of each system (HVPS, BEPS, their details) of work date
-    `day`: (whether it agreed with the NPC, how many payments of that system joined the
-    date after it ran). A date keeps taking payments after its end of day until the
-    cut-over (BEPS runs on), so a reconciliation run at the end of day, or at a start
-    during it, may not cover them. (HVPS payments held for the next window join the date
-    too, but settle on a later one: they are not the date's HVPS reconciliation's.)"""
+    """The last HVPS reconciliation of work date `day` (its totals, its details): whether
+    it agreed with the NPC, and how many HVPS payments joined the date after it ran, so
+    that it no longer covers them (one received after it, or one of ours the NPC settled
+    on the date after it; one taken after the date's day end and held for the next window
+    settles on a later date and leaves it standing, since HVPS counts our payments by the
+    day the NPC settled them, gateway.recon). BEPS is reconciled by netting date once each
+    is complete (gateway.beps.netting_dates), not by work date: a BEPS row of the recon
+    table names a netting date, and none is the day end's."""
     last: dict[str, tuple[bool, str]] = {}
     for system, reconciled, at in tx.query("SELECT system, reconciled, at FROM recon "
-                                           "WHERE work_date = ? ORDER BY id", (day,)):
+                                           "WHERE work_date = ? AND system IN "
+                                           "('HVPS', 'HVPS-detail') ORDER BY id", (day,)):
         last[system] = (bool(reconciled), at)
     out = {}
     for system, (reconciled, at) in last.items():
-        channel = system.split("-")[0].lower()
-        if channel == "hvps":
-            # HVPS counts our payments by the day the NPC settled them (gateway.recon):
-            # one taken after its day end and held for the next window settles on a
-            # later date and leaves this one's reconciliation standing.
-            joined = tx.query_one(
-                "SELECT COUNT(*) FROM payments WHERE work_date = ? AND channel = 'hvps' "
-                "AND ((direction = 'in' AND created_at > ?) OR (direction = 'out' AND "
-                "settled_on = ? AND updated_at > ?))", (day, at, day, at))[0]
-        else:
-            joined = tx.query_one("SELECT COUNT(*) FROM payments WHERE work_date = ? AND "
-                                  "channel = ? AND created_at > ?", (day, channel, at))[0]
+        joined = tx.query_one(
+            "SELECT COUNT(*) FROM payments WHERE work_date = ? AND channel = 'hvps' "
+            "AND ((direction = 'in' AND created_at > ?) OR (direction = 'out' AND "
+            "settled_on = ? AND updated_at > ?))", (day, at, day, at))[0]
         out[system] = (reconciled, int(joined))
     return out
 

@@ -97,6 +97,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         for name, part in result["parts"].items():
             say(f"day end, reconciliation over the link ({name}): "
                 f"reconciled={part['reconciled']} differences={len(part['differences'])}")
+        result = await beps_demo.reconcile(gw, day, result, say)
         await settle_quietly(gw)
         stats = await harness.sim("GET", "/sim/stats")
         return await close_books(gw, day, result, stats)

@@ -4,7 +4,8 @@ Gateway and simulated NPC run in this one process and read one `ManualClock`. Th
 is a list of events, generated from the seed and the business calendar: the HVPS phase
 changes of the timetable (the NPC announces each with a ccms.801), transfers from the
 core system, payments from a peer bank, a top-up of our clearing account when HVPS
-payments have queued, reconciliation after the close, and whatever events the installed
+payments have queued, reconciliation after the close (and, once the day's BEPS netting
+date is complete after midnight, that date's), and whatever events the installed
 extensions add (BEPS, queries). The driver moves the clock to each event's time, runs
 it, and waits until gateway and NPC are quiet before the next one, so the same seed
 gives the same messages in the same order: the summary's digests are equal run to run.
@@ -35,7 +36,8 @@ from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port
 from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
-from gateway.windows import DEFAULT_TIMETABLE, hvps_phase, status_changes_between
+from gateway.windows import (DEFAULT_TIMETABLE, hvps_phase, netting_date_complete_at,
+                             status_changes_between)
 from ledger.testing import customer_account
 from simulators import settings as sim_settings
 from simulators.app import Simulator
@@ -161,6 +163,11 @@ class DayRun:
                     self.add(at, name, run)
         if not any(e.name == "reconcile" for e in self.events):
             self.add(end - timedelta(minutes=5), "reconcile", self.reconcile)
+        for ext in self.gw.extensions:
+            if hasattr(ext, "reconcile_due"):
+                complete = netting_date_complete_at(self.day, ext.settings.recon_delay_s)
+                self.add(complete + timedelta(minutes=1), "reconcile netting dates",
+                         self._netting_dates(ext))
         return sorted(self.events)
 
     def _phase(self, status: str, on: date) -> Callable[[], Awaitable[Any]]:
@@ -217,6 +224,16 @@ class DayRun:
         """The day end's reconciliation over the link, HVPS and BEPS (on a day HVPS does
         not run, asked for here since no end-of-day notice comes)."""
         self.recon = await self.gw.day_end.reconcile(self.day)
+
+    def _netting_dates(self, ext: Any) -> Callable[[], Awaitable[Any]]:
+        async def run() -> None:
+            """The pass the gateway's periodic check runs once the day's BEPS netting
+            date is complete: the day reconciles only if that date does too."""
+            part = await ext.reconcile_due()
+            self.recon = dict(self.recon, beps_netting_dates=part, reconciled=bool(
+                self.recon["reconciled"]) and part["reconciled"] and self.day.isoformat()
+                in [d["netting_date"] for d in part["netting_dates"]])
+        return run
 
     # Driving
 

@@ -335,6 +335,19 @@ def netting_round_for(at: datetime, interval_min: int = 30) -> tuple[date, str]:
     return at.date(), netting_round_label(number)
 
 
+def netting_date_complete_at(day: date, delay_s: float = 0.0) -> datetime:
+    """When every round of the netting date `day` has netted and been told: its last
+    round closes at the next midnight, and its notices get `delay_s` to arrive."""
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=SHANGHAI)
+    return end + timedelta(seconds=delay_s)
+
+
+def last_complete_netting_date(at: datetime, delay_s: float = 0.0) -> date:
+    """The latest netting date complete at `at` (`netting_date_complete_at` reached):
+    yesterday once `delay_s` has passed since midnight, else the day before."""
+    return (_business(at) - timedelta(seconds=delay_s)).date() - timedelta(days=1)
+
+
 SOURCE_SCHEDULE = "schedule"
 SOURCE_NOTICE = "ccms.801"
 

@@ -315,12 +315,13 @@ async def reconciled_at_start(gw: Gateway) -> None:
                                       for system in ("HVPS", "BEPS")]))
 
 
-def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
+def test_beps_payments_taken_after_the_day_end_leave_its_reconciliation_standing(
         tmp_path: Path) -> None:
     """Started on Friday during its end of day (40, before the cut-over to Monday), the
     gateway reconciles Friday, then takes BEPS payments into Friday, and is down before
-    the cut-over. On Monday `day_end_missing` shows Friday's BEPS reconciliation as stale
-    (false, with the payments that joined after), HVPS's as it was (none joined)."""
+    the cut-over. On Monday `day_end_missing` shows Friday reconciled: BEPS payments are
+    reconciled with their netting date once it is complete (gateway.beps.netting_dates),
+    not with the work date, and a BEPS row of the recon table names a netting date."""
     async def friday_evening(gw: Gateway) -> str:
         await open_payer(gw)
         await reconciled_at_start(gw)
@@ -336,18 +337,17 @@ def test_a_date_reconciled_before_payments_joined_it_is_not_shown_reconciled(
 
     assert friday == "2026-12-11"
     assert alert["dates"] == [{
-        "work_date": "2026-12-11", "ledger_day": "open",
-        "reconciled": {"HVPS": True, "BEPS": False},
-        "joined_after_reconciliation": {"BEPS": 2}, "payments": 2,
-        "not_final": {"beps out sent": 2}}]
-    assert "reconciled before 2 BEPS payments joined it" in alert["message"]
+        "work_date": "2026-12-11", "ledger_day": "open", "reconciled": {"HVPS": True},
+        "payments": 2, "not_final": {"beps out sent": 2}}]
+    assert "2026-12-11: ledger day open, reconciled, payments not final" in alert["message"]
 
 
-def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutover(
+def test_beps_payments_taken_after_the_day_end_do_not_reconcile_it_again(
         tmp_path: Path) -> None:
-    """The same Friday evening, the gateway up until the NPC cuts over to Monday: Friday's
-    ledger day closes and Friday is reconciled again (hvps.710 for 2026-12-11)."""
-    async def friday_evening(gw: Gateway) -> list[str]:
+    """The same Friday evening, the gateway up until the NPC cuts over to Monday:
+    Friday's ledger day closes, and Friday is not reconciled again for the BEPS payment
+    taken after its reconciliation (no second hvps.710)."""
+    async def friday_evening(gw: Gateway) -> tuple[list[str], list[str]]:
         await open_payer(gw)
         await reconciled_at_start(gw)
         gw.clock.advance(60)
@@ -355,18 +355,25 @@ def test_a_date_reconciled_before_payments_joined_it_is_reconciled_at_the_cutove
         gw.clock.advance(60)
         await until_all_sent(gw)
         await receive(gw, notice("40", "00", "2026-12-14"))
-        return await reconciliations_asked(gw, 1)
+        for _ in range(200):
+            closed = await gw.store.run(lambda tx: tx.query(
+                "SELECT work_date FROM ledger_day", ()))
+            if closed:
+                break
+            await asyncio.sleep(0.05)
+        return [d for (d,) in closed], await reconciliations_asked(gw, 0)
 
-    assert asyncio.run(run_on(tmp_path, "2026-12-11T17:35", friday_evening)) == \
-        ["2026-12-11"]
+    assert asyncio.run(run_on(tmp_path, "2026-12-11T17:35", friday_evening)) == (
+        ["2026-12-11"], [])
 
 
 def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconciliation_standing(
         tmp_path):
     """The HVPS reconciliation counts our payments by the day the NPC settled them: one
     taken after the HVPS day end and held for the next window settles on a later date,
-    so it cannot make the date's reconciliation stale; a BEPS payment taken after the
-    BEPS reconciliation does."""
+    so it cannot make the date's reconciliation stale. A BEPS row of the same date is
+    that netting date's reconciliation, not the work date's: it is not listed, and a
+    BEPS payment taken after it changes nothing."""
     import ledger
     from gateway import dayend, dialect, payments
     from gateway.store import SCHEMA
@@ -390,5 +397,5 @@ def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconci
         [found] = dayend.missing_day_ends(tx, datetime(2026, 12, 8).date())
     db.close()
 
-    assert found["reconciled"] == {"HVPS": True, "BEPS": False}
-    assert found["joined_after_reconciliation"] == {"BEPS": 1}
+    assert found["reconciled"] == {"HVPS": True}
+    assert "joined_after_reconciliation" not in found

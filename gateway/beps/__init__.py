@@ -2,22 +2,26 @@
 settlement, incoming credits, debits both ways, reconciliation (docs/beps.md).
 
 `install(gw)` registers the BEPS channel and returns the extension, which offers the
-gateway its message handlers, API routes, stream workers, start and stop, and the
-"beps" section of the summary.
+gateway its message handlers, API routes, stream workers, start and stop, the "beps"
+section of the summary, the BEPS part of the day end and a periodic check (`tick`),
+both reconciling the netting dates complete since the last one reconciled
+(netting_dates.py), and their state for `paygate ops status` (`ops_status`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import logging
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, keys, payments
-from gateway.beps import (api, build, debits_in, debits_out, incoming, items, packer,
-                          periodic, recon, requests, results, schema)
+from gateway.beps import (api, build, debits_in, debits_out, incoming, items,
+                          netting_dates, packer, periodic, recon, requests, results,
+                          schema)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -33,6 +37,13 @@ log = logging.getLogger("paygate.beps")
 # Sealed packages waiting to be sent; the items waiting to be packed use keys.BEPS_TX.
 PACKAGES_STREAM = keys.BEPS_PACKAGES
 RESULT_TYPE = "ccms.900.001.02"
+# Real seconds a day end waits for the beps.721 of the netting dates it asked for.
+RECON_WAIT_S = 30.0
+# Real seconds the periodic check rests after a pass that failed.
+RECON_CHECK_BACKOFF_S = 60.0
+# The console's action that asks for a netting date again (gateway.ops).
+CONSOLE_ACTION = "beps_reconcile"
+CONSOLE_LABEL = {"en": "Reconcile a BEPS netting date", "zh": "小额轧差日对账"}
 
 
 def install(gw: "Gateway") -> "BepsExtension":
@@ -43,7 +54,29 @@ def install(gw: "Gateway") -> "BepsExtension":
     # A package the NPC refused is held as an HVPS credit is (docs/operations.md).
     gw.outbox_dead_hooks[packer.PACKAGE_KIND] = functools.partial(packer.dead, gw)
     gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
+    _register_console_action()
     return ext
+
+
+def _register_console_action() -> None:
+    """Operators ask for a netting date again through the console (no second person: it
+    only asks the NPC); nothing to add when the product has no console."""
+    if importlib.util.find_spec("gateway.ops.control") is None:
+        return
+    from gateway.ops import actions, control
+
+    def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
+        detail = netting_dates.ask_again(tx, c.gw, target, c.now)
+
+        async def push() -> None:
+            await c.gw.redis.xadd(keys.OUT_LINK, {"outbox": str(detail["outbox_id"])})
+        return actions.Outcome(detail, [push])
+
+    control.RULES.setdefault(CONSOLE_ACTION, control.Rule("netting_date", needs_approval=False))
+    control.LABELS.setdefault(CONSOLE_ACTION, CONSOLE_LABEL)
+    actions.EXECUTORS.setdefault(CONSOLE_ACTION, execute)
+    actions.PRECONDITIONS.setdefault(
+        CONSOLE_ACTION, lambda tx, target, params: netting_dates.check_complete(tx, target))
 
 
 def extension_of(gw: "Gateway") -> "BepsExtension":
@@ -97,6 +130,7 @@ class BepsExtension:
         self._tasks: list[asyncio.Task] = []
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self.details: dict[str, dict[str, Any]] = {}  # beps.723 comparisons by date
+        self._recon_next_check: datetime | None = None  # the periodic check's next pass
         self._before: dict[str, Any] = {}  # handlers this extension passes messages on to
 
     def configure(self, **changes: Any) -> None:
@@ -282,7 +316,10 @@ class BepsExtension:
     # Reconciliation
 
     async def reconcile(self, check_date: date, timeout_s: float = 30.0) -> dict[str, Any]:
-        """Send beps.720 for a netting date and wait for the NPC's 721 to be compared."""
+        """Send beps.720 for a netting date and wait for the NPC's 721 to be compared.
+
+        Any date, complete or not: the answer to a date not complete yet is an early
+        look, stored but not the date's reconciliation (netting_dates.py)."""
         key = check_date.isoformat()
         pending = self._recon_waiters.get(key)
         if pending is not None and not pending.done():
@@ -295,8 +332,81 @@ class BepsExtension:
         await self.gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
         return await asyncio.wait_for(waiter, timeout_s)
 
+    async def reconcile_at_day_end(self, day: date) -> dict[str, Any]:
+        """The BEPS part of the day end of work date `day`: every complete netting date
+        not reconciled yet (a weekend's, a holiday's, the rounds after the last day end),
+        at most `recon_dates_per_pass`, the oldest first, asked for and waited for. The
+        netting date `day` itself still nets until midnight: a later pass takes it."""
+        return dict(await self.reconcile_due(RECON_WAIT_S), work_date=day.isoformat())
+
+    async def reconcile_due(self, timeout_s: float = RECON_WAIT_S) -> dict[str, Any]:
+        """One pass over the netting dates (netting_dates.claim), waiting up to
+        `timeout_s` for the answers. Differences are alerts already (raised with each
+        answer), so the part says `alerted`."""
+        now = self.gw.clock.now()
+        claimed = await self.gw.store.run(
+            lambda tx: netting_dates.claim(tx, self.gw, self.settings, now))
+        self._recon_next_check = claimed.next_check
+        waiters = {}
+        for day, _ in claimed.dates:
+            pending = self._recon_waiters.get(day)
+            if pending is None or pending.done():
+                pending = self._recon_waiters[day] = \
+                    asyncio.get_running_loop().create_future()
+            waiters[day] = pending
+        await self._push(claimed)
+        if waiters:
+            await asyncio.wait([asyncio.shield(w) for w in waiters.values()],
+                               timeout=timeout_s)
+        answered = [w.result() for w in waiters.values() if w.done() and not w.cancelled()]
+        unanswered = sorted(day for day, w in waiters.items() if not w.done())
+        for day in unanswered:
+            if self._recon_waiters.get(day) is waiters[day]:
+                self._recon_waiters.pop(day).cancel()
+        left = await self.gw.store.run(lambda tx: netting_dates.status(
+            tx, self.gw.clock.now(), self.settings.recon_delay_s))
+        differences = [d for o in answered for d in o["differences"]]
+        rows = {k: v for o in answered for k, v in o.get("rows", {}).items()}
+        if unanswered:
+            log.warning("event=beps_netting_dates_unanswered dates=%s waited_s=%s",
+                        ",".join(unanswered), timeout_s)
+        return {"system": "BEPS", "reconciled": not differences and not unanswered,
+                "differences": differences, "alerted": True,
+                "netting_dates": [{"netting_date": o["work_date"],
+                                   "reconciled": o["reconciled"],
+                                   "differences": len(o["differences"])}
+                                  for o in sorted(answered, key=lambda o: o["work_date"])],
+                "unanswered": unanswered,
+                "not_reconciled": [w["netting_date"] for w in left["waiting"]],
+                "rows": rows}
+
+    async def tick(self, now: datetime) -> None:
+        """The periodic check, at each window tick of the leading process: a pass once a
+        netting date may have become complete, or an answer may be overdue, or the last
+        pass left dates over; nothing (no database work) in between."""
+        if self._recon_next_check is not None and now < self._recon_next_check:
+            return
+        try:
+            claimed = await self.gw.store.run(
+                lambda tx: netting_dates.claim(tx, self.gw, self.settings, now))
+            self._recon_next_check = claimed.next_check
+            await self._push(claimed)
+        except Exception as exc:  # the check outlives one failed pass; logged in full
+            self._recon_next_check = now + timedelta(seconds=RECON_CHECK_BACKOFF_S)
+            log.exception("event=beps_recon_check_failed error=%r", exc)
+
+    async def _push(self, claimed: netting_dates.Claimed) -> None:
+        for _, outbox_id in claimed.dates:
+            await self.gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)})
+
+    def ops_status(self, tx: Any) -> dict[str, Any]:
+        """`paygate ops status` and the console: which netting dates are reconciled."""
+        return {"beps_reconciliation": netting_dates.status(
+            tx, self.gw.clock.now(), self.settings.recon_delay_s)}
+
     def _on_recon_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         outcome = recon.compare(tx, d.obj, now)
+        tracked = netting_dates.record_answer(tx, self.gw, outcome, now)
         after = [lambda: self._recon_done(outcome),
                  lambda: self.gw.cluster.publish("beps_recon", outcome=outcome)]
         rows = recon.detail_rows(outcome)
@@ -305,7 +415,8 @@ class BepsExtension:
             after.append(lambda: self.gw.spawn(self.gw.redis.xadd(
                 keys.OUT_LINK, {"outbox": str(outbox_id)})))
         return Processed({"reconciled": outcome["reconciled"],
-                          "differences": len(outcome["differences"])}, after)
+                          "differences": len(outcome["differences"]),
+                          "netting_date_complete": tracked}, after)
 
     def _on_recon_details(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         outcome = recon.compare_details(tx, d.obj, now)

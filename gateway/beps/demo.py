@@ -96,7 +96,10 @@ async def _until_settled(harness: Any) -> None:
 
 async def reconcile(gw: Any, day: date, hvps: dict[str, Any],
                     say: Callable[[str], None]) -> dict[str, Any]:
-    """BEPS reconciliation over the link; the day reconciles only if both systems do."""
+    """BEPS reconciliation over the link of the demo's netting date; the day reconciles
+    only if both systems do. The date is complete only after midnight, when the gateway
+    reconciles it by itself (gateway.beps.netting_dates); the demo's rounds are all
+    netted by now, so it asks for the date at once, as an operator's early look would."""
     beps = await extension_of(gw).reconcile(day)
     say(f"BEPS reconciliation over the link: reconciled={beps['reconciled']} "
         f"differences={len(beps['differences'])}")

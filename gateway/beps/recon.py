@@ -1,8 +1,9 @@
 """BEPS reconciliation with the NPC (beps.720 / beps.721), over the link.
 
-We ask for the NPC's totals of a netting date (720 ChckDt) and compare its rows (721
-ChckPmtInf: per netting date, round and message type, what we sent and received, by
-count and signed sum) with our own records of the netted items of that date:
+We ask for the NPC's totals of a netting date (720 ChckDt; which dates, and when:
+netting_dates.py) and compare its rows (721 ChckPmtInf: per netting date, round and
+message type, what we sent and received, by count and signed sum) with our own records
+of the netted items of that date:
 
 - sent: our credits (in the package type that carried them) and the inbound debits our
   beps.128 receipts paid (as beps.128);
@@ -73,13 +74,13 @@ def compare(tx: Any, result: beps720.TotalCheck, now: datetime) -> dict[str, Any
                 differences.append({"netting_date": key[0], "netting_round": key[1],
                                     "mt": key[2], "field": label, "ours": ours[key][i],
                                     "npc": theirs[key][i]})
-    outcome = {"work_date": result.check_date, "system": "BEPS",
-               "reconciled": not differences, "differences": differences,
-               "rows": {"/".join(k): ours[k] for k in sorted(ours)}}
-    tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences) "
-               "VALUES (?, 'BEPS', ?, ?, ?)", (result.check_date, now.isoformat(),
-                                               int(not differences), json.dumps(differences)))
-    return outcome
+    row = tx.query_one("INSERT INTO recon (work_date, system, at, reconciled, differences) "
+                       "VALUES (?, 'BEPS', ?, ?, ?) RETURNING id",
+                       (result.check_date, now.isoformat(), int(not differences),
+                        json.dumps(differences)))
+    return {"work_date": result.check_date, "system": "BEPS",
+            "reconciled": not differences, "differences": differences,
+            "rows": {"/".join(k): ours[k] for k in sorted(ours)}, "recon_id": row[0]}
 
 
 def detail_rows(outcome: dict[str, Any]) -> list[beps722.PaymentRow]:

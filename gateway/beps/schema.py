@@ -10,6 +10,8 @@
 - `beps_cancel_waits`: our credits the NPC was asked to take out of their package
   (ccms.307) and has not answered about yet; a netting notice leaves them alone until
   the answer says whether they were netted (cancels.py).
+- `beps_netting_dates`: each netting date and where its reconciliation with the NPC
+  stands (netting_dates.py).
 """
 
 from __future__ import annotations
@@ -88,6 +90,22 @@ TABLES = [
         reason TEXT NOT NULL, created_at TEXT NOT NULL,
         PRIMARY KEY (account_no, agreement_no, tx_id)
     )""",
+    # Each netting date since the first one the gateway saw, and where its reconciliation
+    # with the NPC (beps.720/721) stands (netting_dates.py).
+    """CREATE TABLE IF NOT EXISTS beps_netting_dates (
+        netting_date TEXT PRIMARY KEY,
+        state TEXT NOT NULL,              -- open | due | asked | unanswered | reconciled
+                                          -- | differences
+        asks INTEGER NOT NULL DEFAULT 0,  -- beps.720 sent for it
+        asked_at TEXT, outbox_id INTEGER, -- the last of them
+        answers INTEGER NOT NULL DEFAULT 0,  -- beps.721 compared for it
+        answered_at TEXT,
+        differences INTEGER NOT NULL DEFAULT 0,  -- found by the last comparison
+        recon_id INTEGER                  -- the recon row of the last comparison
+    )""",
+    # The dates a pass looks at: those not reconciled yet.
+    "CREATE INDEX IF NOT EXISTS beps_netting_dates_waiting ON beps_netting_dates "
+    "(netting_date) WHERE state IN ('open', 'due', 'asked', 'unanswered')",
 ]
 
 

@@ -26,6 +26,15 @@ class BepsSettings:
     deadline_check_s: float = 30.0
     # Transfers in one POST /v1/transfers/batch; a longer list is several requests.
     batch_items_max: int = 1000
+    # A netting date is complete, and reconciled with the NPC (beps.720), this long after
+    # its last round closed at midnight: time for that round's notices to reach us
+    # (business seconds).
+    recon_delay_s: float = 900.0
+    # Netting dates asked for in one pass (the oldest first); the rest wait for the next.
+    recon_dates_per_pass: int = 10
+    # A beps.720 delivered without a beps.721 this long after is asked again (business
+    # seconds), up to netting_dates.ASKS_MAX times.
+    recon_retry_s: float = 900.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> BepsSettings:

@@ -21,6 +21,7 @@
     request retry DEAD_LETTER_ID [--note N]
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
+    request beps-reconcile NETTING_DATE  ask the NPC again for a BEPS netting date's totals
     request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
     request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
                                    the exception actions (docs/exceptions.md)
@@ -74,6 +75,9 @@ REQUEST_ACTIONS = {
     "review-reject": "PAYMENT: fail a payment held for review (supervisors)",
     "day-end": "WORK_DATE: run a missed day end late (a supervisor approves)",
     "webhook-resend": "ROW|failed: push failed webhook rows again",
+    "beps-reconcile": "NETTING_DATE: ask the NPC again for the BEPS totals of a complete "
+                      "netting date (beps.720), one reconciled already too (no second "
+                      "person)",
     "return": "PAYMENT --note REASON: return an incoming payment in suspense or credited "
               "to its sender (A105), the note as the reason, cut to 100 characters "
               "(returned_by_operator without one; a supervisor approves)",
@@ -140,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=tuple(REQUEST_ACTIONS), metavar="ACTION",
                    help="one of the actions above")
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
-                                  "day-end, webhook row or `failed` for webhook-resend")
+                                  "day-end, webhook row or `failed` for webhook-resend, "
+                                  "netting date for beps-reconcile")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "

@@ -46,6 +46,7 @@ def status(a: dict[str, Any]) -> str:
         ("queued at NPC", f"{a['queued_at_npc']['count']} payments, "
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
+        *_beps_reconciliation(a.get("beps_reconciliation")),
         ("pending requests", a.get("pending_requests", "-")),
     ])
     counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
@@ -71,6 +72,20 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                  ("  refused", f"{link.get('refused_deliveries', 0)} messages"),
                  ("  last refusal", link.get("last_refusal"))]
     return rows
+
+
+def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The netting dates reconciled with the NPC and those not (yet), as status lines."""
+    if r is None:
+        return []
+    waiting = ", ".join(f"{w['netting_date']} {w['state']}" for w in r["waiting"])
+    if r["not_reconciled"] > len(r["waiting"]):
+        waiting += f" (of {r['not_reconciled']})"
+    differing = ", ".join(f"{d['netting_date']} ({d['differences']})" for d in r["differing"])
+    return [("BEPS reconciled", f"netting dates to {r['reconciled_through'] or '-'} "
+                                f"(complete to {r['complete_through']})"),
+            ("BEPS waiting", waiting or "none"),
+            ("BEPS differences", differing or "none")]
 
 
 def queues(a: dict[str, Any]) -> str:

@@ -11,10 +11,12 @@
 | review_reject | payment | a supervisor or director | none: the reviewer is the second person |
 | day_end | work date | any level but 10 | a supervisor or director (20, 30) |
 | webhook_resend | failed webhook row, or `failed` | any level but 10 | none (it tells, never pays) |
+| beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
 
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
-the date with the NPC.
+the date with the NPC. `beps_reconcile` (added by gateway.beps) asks the NPC again for the
+totals of a complete BEPS netting date, one reconciled already too.
 
 Nobody approves or rejects their own request; the requester may withdraw it. A
 request not decided within `REQUEST_LIFE_S` expires. Every step (request, approve,
@@ -45,7 +47,7 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 @dataclass(frozen=True)
 class Rule:
-    target: str                # payment | dead_letter | work_date
+    target: str                # payment | dead_letter | work_date | netting_date | webhook_row
     needs_approval: bool
     request_level_min: int = 0
 
@@ -198,6 +200,7 @@ TARGET_EXPECTED = {
     "payment": f"a payment id of 1 to {TARGET_LEN_MAX} characters",
     "dead_letter": "a dead-letter entry id such as 1765000000000-0",
     "work_date": "a work date such as 2026-12-07",
+    "netting_date": "a BEPS netting date such as 2026-10-03",
     "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
                    "`failed` for every failed row",
 }
@@ -208,9 +211,9 @@ def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
     (any target of 1 to TARGET_LEN_MAX characters while the action is unknown)."""
     kind = rule.target if rule is not None else None
     if isinstance(target, str) and 0 < len(target) <= TARGET_LEN_MAX and (
-            kind == "work_date" and is_real_date(target)
+            kind in ("work_date", "netting_date") and is_real_date(target)
             or kind == "webhook_row" and is_webhook_target(target)
-            or kind not in ("work_date", "webhook_row")):
+            or kind not in ("work_date", "netting_date", "webhook_row")):
         return []
     expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
     return [Problem("target_malformed", "/target", target, expected)]

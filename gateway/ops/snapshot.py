@@ -73,6 +73,10 @@ async def status(gw: Any) -> dict[str, Any]:
     out = {"bank": gw.settings.bank_code, "window": window(gw),
            "link": dict(gw.link.view(), session=getattr(gw, "link_state", None))}
     out.update(await gw.store.run(lambda tx: books(gw, tx)))
+    # What the extensions add (BEPS: which netting dates are reconciled with the NPC).
+    for ext in gw.extensions:
+        if hasattr(ext, "ops_status"):
+            out.update(await gw.store.run(ext.ops_status))
     return out
 
 

@@ -238,6 +238,12 @@
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
     $("c-queued-amount").textContent = s.queued_at_npc.amount;
     $("c-beps").textContent = s.beps ? `${s.beps.net} / ${s.beps.cap || t("na")}` : t("na");
+    const r = s.beps_reconciliation;
+    $("c-beps-recon").textContent = r ? (r.reconciled_through || "-") : t("na");
+    $("c-beps-recon").classList.toggle("error", Boolean(r && r.with_differences));
+    $("c-beps-recon-detail").textContent = r
+      ? `${r.not_reconciled} ${t("recon_waiting")} · ${r.with_differences} ${t("recon_differing")}`
+      : "";
     $("c-pending").textContent = s.pending.length;
     $("c-alerts").textContent = s.alert_count;
     $("c-dead").textContent = s.dead.total;
