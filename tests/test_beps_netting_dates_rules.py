@@ -163,17 +163,20 @@ def test_an_answer_settles_its_date_and_its_differences_are_alerted(
 
 def test_an_unanswered_date_is_asked_again_only_once_its_question_left_us(
         tmp_path: Path, database_url: str) -> None:
-    """A beps.720 still in the outbox (the link down) is not asked again; one delivered
-    without an answer is, after the retry time, three times in all; then the date is
-    `unanswered`, alerted once, and left to an operator."""
+    """A beps.720 still in the outbox (the link down) or refused by the NPC (a dead
+    letter, for an operator) is not asked again; one the NPC took without answering is,
+    after the retry time, three times in all; then the date is `unanswered`, alerted
+    once, and left to an operator."""
     db, gw = books(tmp_path, database_url, netted_on=["2026-10-01"])
     claim(db, gw, "2026-10-02T00:20")
 
-    def delivered() -> None:
+    def delivered(state: str = "done") -> None:
         with db.transaction() as tx:
-            tx.execute("UPDATE outbox SET state = 'done'", ())
+            tx.execute("UPDATE outbox SET state = ?", (state,))
 
     waiting = claim(db, gw, "2026-10-02T01:00")
+    delivered("dead")
+    refused = claim(db, gw, "2026-10-02T01:00")
     delivered()
     second = claim(db, gw, "2026-10-02T01:00")
     soon = claim(db, gw, "2026-10-02T01:10")
@@ -182,7 +185,7 @@ def test_an_unanswered_date_is_asked_again_only_once_its_question_left_us(
     delivered()
     given_up = [claim(db, gw, "2026-10-02T01:40"), claim(db, gw, "2026-10-02T03:00")]
 
-    assert waiting.dates == [] and soon.dates == []
+    assert waiting.dates == [] and refused.dates == [] and soon.dates == []
     assert [d for d, _ in second.dates] == ["2026-10-01"]
     assert [d for d, _ in third.dates] == ["2026-10-01"]
     assert [c.dates for c in given_up] == [[], []]

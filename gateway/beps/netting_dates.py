@@ -20,8 +20,8 @@ A pass (`claim`, run at each day end and by the periodic check) adds the dates s
 the last one the table holds, marks those complete as due and asks for the oldest due
 ones, at most `recon_dates_per_pass`; each is taken with one conditional UPDATE, so two
 passes at once (a day end and the periodic check, two gateway processes) never ask for
-one date twice. A date asked whose beps.720 left us `recon_retry_s` ago without an
-answer is asked again. A date reconciled is never asked again by a pass; an operator may
+one date twice. A date asked whose beps.720 the NPC took `recon_retry_s` ago without
+answering is asked again. A date reconciled is never asked again by a pass; an operator may
 ask again (`ask_again`, the console's action `beps_reconcile`), and the answer replaces
 the date's state. A beps.721 about a date not complete yet (an early look asked through
 `BepsExtension.reconcile`) is compared and stored as always, but is not the date's
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from gateway import outbound
 from gateway.beps import recon
 from gateway.errors import Conflict, Problem
 from gateway.windows import beps_work_date, last_complete_netting_date, \
@@ -47,8 +48,9 @@ OPEN, DUE, ASKED, UNANSWERED = "open", "due", "asked", "unanswered"
 RECONCILED, DIFFERENCES = "reconciled", "differences"
 ANSWERED = (RECONCILED, DIFFERENCES)
 ASKS_MAX = 3
-# Outbox states of a message that has not left us yet: its answer cannot be late.
-_NOT_SENT = ("waiting", "pending", "sending")
+# A beps.720 the NPC took (outbound.TAKEN) and left unanswered may be asked again; one
+# still waiting to go (the link down) or refused (a dead letter, for an operator) not.
+_TAKEN = "o.state IN (" + ", ".join(f"'{s}'" for s in outbound.TAKEN) + ")"
 ALERT_UNANSWERED = "beps_reconciliation_unanswered"
 STATUS_LIST_MAX = 20
 
@@ -88,12 +90,10 @@ def claim(tx: Any, gw: Any, settings: Any, now: datetime) -> Claimed:
     complete = last_complete_netting_date(now, settings.recon_delay_s)
     extend(tx, beps_work_date(now), complete)
     retry_before = (now - timedelta(seconds=settings.recon_retry_s)).isoformat()
-    left_us = ("(o.id IS NULL OR o.state NOT IN ("
-               + ", ".join(f"'{s}'" for s in _NOT_SENT) + "))")
     for day, asks in tx.query(
-            "SELECT d.netting_date, d.asks FROM beps_netting_dates d LEFT JOIN outbox o ON "
+            "SELECT d.netting_date, d.asks FROM beps_netting_dates d JOIN outbox o ON "
             f"o.id = d.outbox_id WHERE d.state = ? AND d.asks >= ? AND d.asked_at <= ? AND "
-            f"{left_us} ORDER BY d.netting_date", (ASKED, ASKS_MAX, retry_before)):
+            f"{_TAKEN} ORDER BY d.netting_date", (ASKED, ASKS_MAX, retry_before)):
         if tx.execute("UPDATE beps_netting_dates SET state = ? WHERE netting_date = ? AND "
                       "state = ? AND asks = ?", (UNANSWERED, day, ASKED, asks)) == 1:
             gw.alert(tx, ALERT_UNANSWERED, netting_date=day, asks=asks,
@@ -103,7 +103,7 @@ def claim(tx: Any, gw: Any, settings: Any, now: datetime) -> Claimed:
     wanted = tx.query(
         "SELECT d.netting_date, d.state, d.asks FROM beps_netting_dates d LEFT JOIN outbox o "
         "ON o.id = d.outbox_id WHERE d.state = ? OR (d.state = ? AND d.asks < ? AND "
-        f"d.asked_at <= ? AND {left_us}) ORDER BY d.netting_date LIMIT ?",
+        f"d.asked_at <= ? AND {_TAKEN}) ORDER BY d.netting_date LIMIT ?",
         (DUE, ASKED, ASKS_MAX, retry_before, settings.recon_dates_per_pass + 1))
     dates = []
     for day, state, asks in wanted[:settings.recon_dates_per_pass]:
