@@ -3,7 +3,10 @@
 Every error answer has the shape of CONTRACT.md §6. The core system's endpoints need a
 client's credentials when `api_keys` is configured: headers `X-Client-Id`,
 `X-Timestamp` (Unix seconds, within 300 s of now) and `X-Signature: sha256=<hex>`, the
-HMAC-SHA256 under the client's secret of "<timestamp>\\n<method>\\n<path>\\n<body>".
+HMAC-SHA256 under the client's secret of
+"<timestamp>\\n<method>\\n<path>\\n<Idempotency-Key>\\n<body>" (`sign_request`). A
+signature is taken once: the same one again within the window is refused
+(`request_replayed`), remembered in Redis so that every gateway process sharing it knows.
 The link inbound is authenticated by the messages' own signatures.
 """
 
@@ -14,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from importlib import resources
 from typing import Any, Awaitable, Callable
@@ -21,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import intake, jsontext, ready, ready_rules
+from gateway import intake, jsontext, keys, ready, ready_rules
 from gateway.store import lost_race
 from gateway.errors import NotFound, PaygateError, Problem, Unauthorized, ValidationFailed
 from gateway.messages import codec, framing, hvps111
@@ -37,6 +41,8 @@ GATEWAY_KEY: web.AppKey = web.AppKey("gateway", object)
 BODY_LEN_MAX = 8 * 1024 * 1024
 TRANSFER_BODY_LEN_MAX = 64 * 1024  # one transfer is under 3 KB; more is not a transfer
 TIMESTAMP_SKEW_S = 300
+STAMP_DECIMALS_MAX = 6  # X-Timestamp may carry microseconds, so that requests differ
+SEEN_MARGIN_S = 5  # a signature is remembered this much past its window
 OPEN_PATHS = ("/health", "/link/inbound", "/openapi.yaml")
 ACCOUNT_NO_LEN_MAX = 34  # the ledger's bound on a customer account number of another shape
 
@@ -58,7 +64,7 @@ async def read_json(request: web.Request, body_len_max: int = 0,
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {bound} bytes"), 413)
     raw = await request.read()
-    client = authenticate(request, raw)
+    client = await authenticate(request, raw)
     if empty_ok and not raw.strip():
         return client, None
     return client, parse_json(raw)
@@ -283,31 +289,84 @@ def _refusal(exc: PaygateError) -> web.Response:
     return response
 
 
-def authenticate(request: web.Request, body: bytes) -> str:
+async def authenticate(request: web.Request, body: bytes) -> str:
+    """The client a request comes from, its credentials checked (`api_keys`), or
+    "default" when the API is open. A signature that verifies is remembered until its
+    timestamp leaves the window, in Redis (SET NX with that expiry): every gateway
+    process sharing the Redis refuses it again, and what is kept is bounded by the
+    requests of one window. Redis away answers 503 (gateway.redisstate): a replay could
+    not be told from a first use."""
     gw = request.app[GATEWAY_KEY]
-    keys = gw.settings.api_keys
-    if not keys:
+    secrets = gw.settings.api_keys
+    if not secrets:
         return "default"
     client = request.headers.get("X-Client-Id", "")
-    secret = keys.get(client)
+    secret = secrets.get(client)
     if secret is None:
         raise Unauthorized(Problem("client_unknown", "X-Client-Id", client or None,
                                    "a configured client id"))
     stamp = request.headers.get("X-Timestamp", "")
-    if not stamp.isascii() or not stamp.isdigit() or \
-            abs(time.time() - int(stamp)) > TIMESTAMP_SKEW_S:
-        raise Unauthorized(Problem("request_timestamp_invalid", "X-Timestamp", stamp or None,
-                                   f"Unix seconds within {TIMESTAMP_SKEW_S} s of now"))
-    expected = sign_request(secret, stamp, request.method, request.path_qs, body)
+    stamp_s = _timestamp_s(stamp)
+    now_s = time.time()
+    if stamp_s is None or abs(now_s - stamp_s) > TIMESTAMP_SKEW_S:
+        raise Unauthorized(Problem(
+            "request_timestamp_invalid", "X-Timestamp", stamp or None,
+            f"Unix seconds within {TIMESTAMP_SKEW_S} s of now, digits with at most "
+            f"{STAMP_DECIMALS_MAX} decimals (1765069200 or 1765069200.125)"))
+    idem_key = request.headers.get("Idempotency-Key")
+    expected = sign_request(secret, stamp, request.method, request.path_qs, body, idem_key)
     given = request.headers.get("X-Signature", "")
     if not hmac.compare_digest(expected, given):
-        raise Unauthorized(Problem("request_signature_invalid", "X-Signature", None,
-                                   "sha256=<HMAC of timestamp, method, path and body>"))
+        raise Unauthorized(Problem(
+            "request_signature_invalid", "X-Signature", None,
+            "sha256=<HMAC-SHA256 of timestamp, method, path with query, Idempotency-Key "
+            "and body, as README's Client credentials writes it>"))
+    # The window this signature is taken in ends TIMESTAMP_SKEW_S after its timestamp;
+    # kept a little longer, for the clocks of other gateway processes.
+    ttl_s = math.ceil(stamp_s + TIMESTAMP_SKEW_S - now_s) + SEEN_MARGIN_S
+    first = await gw.redis.set(seen_key(client, expected), b"1", nx=True, ex=max(ttl_s, 1))
+    if not first:
+        log.warning("event=request_replayed client=%s method=%s path=%s stamp=%s",
+                    client, request.method, request.path, stamp)
+        raise Unauthorized(Problem(
+            "request_replayed", "X-Signature", None,
+            "a signature not used before: each request signed anew, with its own "
+            "X-Timestamp (a retry too)",
+            f"this signature was already used within the {TIMESTAMP_SKEW_S} s window; a "
+            "request is taken once under one signature"))
     return client
 
 
-def sign_request(secret: str, stamp: str, method: str, path: str, body: bytes) -> str:
-    message = f"{stamp}\n{method}\n{path}\n".encode() + body
+def _timestamp_s(stamp: str) -> float | None:
+    """X-Timestamp as seconds: ASCII digits, optionally a point and 1 to
+    STAMP_DECIMALS_MAX digits; None otherwise."""
+    whole, point, fraction = stamp.partition(".")
+    if not (whole.isascii() and whole.isdigit()) or len(whole) > 12:
+        return None
+    if point and not (fraction.isascii() and fraction.isdigit()
+                      and len(fraction) <= STAMP_DECIMALS_MAX):
+        return None
+    return float(stamp)
+
+
+def seen_key(client: str, signature: str) -> str:
+    """The Redis key remembering a signature taken (its first 128 bits are enough)."""
+    return f"{keys.API_SIGNATURE_PREFIX}{client}:{signature.removeprefix('sha256=')[:32]}"
+
+
+def signed_text(stamp: str, method: str, path: str, body: bytes,
+                idempotency_key: str | None) -> bytes:
+    """What X-Signature signs: the timestamp, the method, the path with its query and
+    the Idempotency-Key header (empty when the request has none), each followed by a
+    line feed, then the body's bytes as sent."""
+    head = f"{stamp}\n{method}\n{path}\n{idempotency_key or ''}\n"
+    return head.encode() + body
+
+
+def sign_request(secret: str, stamp: str, method: str, path: str, body: bytes,
+                 idempotency_key: str | None) -> str:
+    """`X-Signature` for a request: sha256=<hex HMAC-SHA256 under the client's secret>."""
+    message = signed_text(stamp, method, path, body, idempotency_key)
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -345,7 +404,7 @@ async def post_transfer(request: web.Request) -> web.Response:
 async def post_message(request: web.Request) -> web.Response:
     """A ready CNAPS2 message from the core system (hvps.111, envelope or bare XML)."""
     body = await _read(request)
-    client = authenticate(request, body)
+    client = await authenticate(request, body)
     gw = request.app[GATEWAY_KEY]
     decoded = codec.decode(body, bare_ok=True, every_schema_error=True)
     if decoded.mtype.code != hvps111.MESSAGE_TYPE:
@@ -421,7 +480,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def get_transfer(request: web.Request) -> web.Response:
-    client = authenticate(request, b"")
+    client = await authenticate(request, b"")
     gw = request.app[GATEWAY_KEY]
     return _json(await gw.get_transfer(request.match_info["id"], client))
 
@@ -430,7 +489,7 @@ async def get_account_balance(request: web.Request) -> web.Response:
     """GET /v1/accounts/{account_id}/balance: a customer account of ours as the gateway's
     ledger sees it now, read only: its ledger balance, the money held for payments under
     way and what is available, in fen and in yuan (ledger.types.CustomerBalance)."""
-    authenticate(request, b"")
+    await authenticate(request, b"")
     gw = request.app[GATEWAY_KEY]
     account_no = request.match_info["account_id"]
     _, problems = query_params(request, ())

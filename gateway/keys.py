@@ -25,6 +25,9 @@ LINK_SESSION = f"{PREFIX}:link:session"
 # Operators' sessions and sign-in failure counters (keys with a TTL, not streams).
 OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"
 OPS_SIGN_IN_FAILURES_PREFIX = f"{PREFIX}:ops:sign_in_failures:"
+# Core-system request signatures taken, each kept until its timestamp leaves the window
+# (gateway.api.authenticate): one seen again is a replay.
+API_SIGNATURE_PREFIX = f"{PREFIX}:api:signature:"
 
 ALL_STREAMS = (*HVPS_LANES, OUT_LINK, BEPS_TX, BEPS_PACKAGES, INBOUND, WEBHOOK)
 # The streams whose entries are deliveries to the NPC: held while the link is down, and

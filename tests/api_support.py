@@ -79,15 +79,19 @@ def two_clients(tmp_path_factory: Any, name: str, payer_name: str = "示例客�
 
 
 def signed_headers(client: str, secret: str, method: str, path: str, body: bytes,
-                   stamp: str | None = None) -> dict[str, str]:
-    stamp = stamp or str(int(time.time()))
+                   stamp: str | None = None, idempotency_key: str | None = None
+                   ) -> dict[str, str]:
+    """A request's credentials, signed over its Idempotency-Key too (sent by the caller);
+    the timestamp carries microseconds, so two requests alike still sign differently."""
+    stamp = stamp or f"{time.time():.6f}"
     return {"X-Client-Id": client, "X-Timestamp": stamp,
-            "X-Signature": sign_request(secret, stamp, method, path, body)}
+            "X-Signature": sign_request(secret, stamp, method, path, body, idempotency_key)}
 
 
 def post_signed(base: str, path: str, body: bytes, client: str = CLIENT,
                 secret: str = SECRET, **headers: str) -> requests.Response:
-    all_headers = signed_headers(client, secret, "POST", path, body)
+    all_headers = signed_headers(client, secret, "POST", path, body,
+                                 idempotency_key=headers.get("Idempotency-Key"))
     all_headers.update(headers)
     all_headers.setdefault("Content-Type", "application/json")
     return requests.post(base + path, data=body, headers=all_headers, timeout=10)

@@ -4,10 +4,13 @@ error, the process stays up, nothing is posted, and the refusal is recorded."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.api import SEEN_MARGIN_S, seen_key
 from gateway.messages import envelope as env_mod
 from gateway.messages.signing import write_keypair
 from tests.api_support import (CLIENT, OTHER, OTHER_SECRET, SECRET, post_signed,
@@ -146,6 +149,96 @@ def test_every_endpoint_refuses_bad_credentials(live, mutate, code):
         assert r.status_code == 401, (path, r.text)
         assert r.json()["errors"][0]["code"] == code
     assert requests.get(live.url + "/health", timeout=5).status_code == 200
+
+
+def test_signature_covers_the_idempotency_key(live):
+    """A signed POST whose Idempotency-Key is swapped for another is refused: the key is
+    signed, so a captured request cannot be turned into a second payment."""
+    body = json.dumps(transfer(live, "2.00")).encode()
+    headers = signed_headers(CLIENT, SECRET, "POST", "/v1/transfers", body,
+                             idempotency_key="signed-key")
+    headers["Content-Type"] = "application/json"
+    before = live.entries()
+    swapped = requests.post(live.url + "/v1/transfers", data=body, timeout=10,
+                            headers=dict(headers, **{"Idempotency-Key": "another-key"}))
+    dropped = requests.post(live.url + "/v1/transfers", data=body, timeout=10,
+                            headers=headers)
+
+    for r in (swapped, dropped):
+        assert r.status_code == 401, r.text
+        assert r.json()["errors"][0]["code"] == "request_signature_invalid"
+    assert live.entries() == before
+
+
+def test_a_signature_is_taken_once(live):
+    """The same signed request sent again within the window is refused as a replay,
+    whatever the endpoint; the same request signed anew is taken (a retry under its key
+    gets the stored answer)."""
+    body = json.dumps(transfer(live, "3.00")).encode()
+    headers = signed_headers(CLIENT, SECRET, "POST", "/v1/transfers", body,
+                             idempotency_key="once")
+    headers.update({"Content-Type": "application/json", "Idempotency-Key": "once"})
+    first = requests.post(live.url + "/v1/transfers", data=body, headers=headers, timeout=10)
+    entries = live.entries()
+    replayed = requests.post(live.url + "/v1/transfers", data=body, headers=headers,
+                             timeout=10)
+    again = post_signed(live.url, "/v1/transfers", body, **{"Idempotency-Key": "once"})
+    path = f"/v1/transfers/{first.json()['id']}"
+    read = signed_headers(CLIENT, SECRET, "GET", path, b"")
+    reads = [requests.get(live.url + path, headers=read, timeout=10) for _ in range(2)]
+
+    assert first.status_code == 201, first.text
+    assert replayed.status_code == 401
+    problem = replayed.json()["errors"][0]
+    assert problem["code"] == "request_replayed" and problem["path"] == "X-Signature"
+    assert live.entries() == entries
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert [r.status_code for r in reads] == [200, 401]
+    assert reads[1].json()["errors"][0]["code"] == "request_replayed"
+
+
+def test_a_replay_is_known_to_every_gateway_process(live):
+    """What marks a signature taken lives in the shared Redis, with an expiry that ends
+    with the signature's window, so another process sharing that Redis refuses it too
+    and nothing is kept longer than the window."""
+    path = "/v1/transfers?limit=1"
+    stamp = f"{time.time() - 200:.6f}"  # 100 s of its window left
+    headers = signed_headers(CLIENT, SECRET, "GET", path, b"", stamp=stamp)
+    first = requests.get(live.url + path, headers=headers, timeout=10)
+    key = seen_key(CLIENT, headers["X-Signature"])
+    ttl = live.loop.run(live.gw.redis.ttl(key))
+
+    assert first.status_code == 200, first.text
+    assert 90 <= ttl <= 100 + SEEN_MARGIN_S
+    # The Redis key alone decides (no memory of this process's own): gone, the
+    # signature is taken again, and remembered again.
+    live.loop.run(live.gw.redis.delete(key))
+    assert requests.get(live.url + path, headers=headers, timeout=10).status_code == 200
+    assert requests.get(live.url + path, headers=headers, timeout=10).status_code == 401
+
+
+def test_signed_requests_wait_for_redis(live, monkeypatch):
+    """While Redis does not answer, a signed request is answered 503 redis_unavailable
+    with Retry-After: whether its signature was taken before cannot be told, so it is
+    not taken on trust."""
+    async def unreachable(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+    monkeypatch.setattr(live.gw.redis, "set", unreachable)
+    path = "/v1/transfers?limit=1"
+    r = requests.get(live.url + path, headers=signed_headers(CLIENT, SECRET, "GET", path, b""),
+                     timeout=10)
+
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert r.json()["errors"][0]["code"] == "redis_unavailable"
+
+
+@pytest.mark.parametrize("stamp", ["1765069200.1234567", "1765069200.", ".5", "1e9", "+1765069200"])
+def test_malformed_timestamps_are_refused(live, stamp):
+    headers = signed_headers(CLIENT, SECRET, "GET", "/v1/transfers", b"", stamp=stamp)
+    r = requests.get(live.url + "/v1/transfers", headers=headers, timeout=10)
+
+    assert r.status_code == 401
+    assert r.json()["errors"][0]["code"] == "request_timestamp_invalid"
 
 
 def test_other_client_cannot_read_a_payment(live):

@@ -48,9 +48,9 @@ async def api(h: Any, method: str, path: str, body: Any = None,
     headers = {"Content-Type": "application/json"}
     secret = h.gateway.settings.api_keys.get(client)
     if secret is not None:
-        stamp = str(int(time.time()))
+        stamp = f"{time.time():.6f}"
         headers.update({"X-Client-Id": client, "X-Timestamp": stamp,
-                        "X-Signature": sign_request(secret, stamp, method, path, data)})
+                        "X-Signature": sign_request(secret, stamp, method, path, data, None)})
     async with aiohttp.ClientSession() as session:
         async with session.request(method, h.gateway.url + path, data=data,
                                    headers=headers) as r:

@@ -184,7 +184,7 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
 
 
 async def get_package(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    await authenticate(request, b"")
     ext = _ext(request)
     package_id = request.match_info["id"]
     view = await ext.gw.store.run(lambda tx: package_view(tx, package_id))

@@ -53,7 +53,7 @@ async def _body(request: web.Request) -> tuple[str, dict[str, Any]]:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {BODY_LEN_MAX} bytes"), 413)
     raw = await request.read()
-    client = authenticate(request, raw)
+    client = await authenticate(request, raw)
     try:
         data = json.loads(raw) if raw.strip() else {}
     except RecursionError:
@@ -127,7 +127,7 @@ def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
 async def list_transfers(request: web.Request) -> web.Response:
     """One page of payments, newest first. `after` is the id of the last payment of the
     previous page (the answer's `next_after`); `next_after` is null on the last page."""
-    client = authenticate(request, b"")
+    client = await authenticate(request, b"")
     state, limit, after = _list_params(request)
     gw = request.app[GATEWAY_KEY]
     now = gw.clock.now()
@@ -189,7 +189,7 @@ def _cursor_key(tx: Any, after: str, client: str | None) -> tuple[str, str]:
 
 
 async def get_exceptions(request: web.Request) -> web.Response:
-    client = authenticate(request, b"")
+    client = await authenticate(request, b"")
     payment_id = await _payment_of(request, client)
     gw = request.app[GATEWAY_KEY]
 

@@ -72,7 +72,7 @@ async def post_query(request: web.Request) -> web.Response:
 
 
 async def list_queries(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    await authenticate(request, b"")
     params = _params(request, {"state": records.STATES, "direction": ("in", "out")},
                      {"limit": (100, 1, 500)}, ("payment_id",))
     found = await _desk(request).search(params["state"], params["direction"],
@@ -81,7 +81,7 @@ async def list_queries(request: web.Request) -> web.Response:
 
 
 async def get_query(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    await authenticate(request, b"")
     return _json(await _desk(request).get(request.match_info["id"]))
 
 
@@ -96,7 +96,7 @@ async def post_chase(request: web.Request) -> web.Response:
 
 
 async def reply_feed(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    await authenticate(request, b"")
     params = _params(request, {}, {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
     replies = await _desk(request).reply_feed(params["after"], params["limit"])
     return _json({"replies": replies,
@@ -111,7 +111,7 @@ async def post_free_format(request: web.Request) -> web.Response:
 
 
 async def list_free_format(request: web.Request) -> web.Response:
-    authenticate(request, b"")
+    await authenticate(request, b"")
     params = _params(request, {"direction": ("in", "out")},
                      {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
     items = await _desk(request).free_format_feed(params["direction"], params["after"],
