@@ -640,6 +640,15 @@ class Gateway:
                                               as_written), holder))
         return out
 
+    def internal_payee_problems(self, tx: Any, transfer: intake.Transfer) -> list[Problem]:
+        """What an internal transfer is refused for about its payee, whose account our
+        own ledger keeps: a name that is not the holder's, a payee bank that is not the
+        account's branch (intake.payee_problems)."""
+        holder = self.ledger.holder_names(tx, [transfer.payee_account]).get(
+            transfer.payee_account)
+        return intake.payee_problems(transfer.payee_account, transfer.payee_name,
+                                     transfer.payee_bank, holder, self.account_bank)
+
     def payer_problems(self, tx: Any, transfers: list[Any], as_written: bool = False
                        ) -> list[list[Problem]]:
         """`payers` without the holders' names."""
@@ -870,6 +879,8 @@ class Gateway:
             e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
         [(payer, holder)] = self.payers(tx, [transfer], as_written=p.message is not None)
+        if p.decision.channel == "internal":
+            payer = [*payer, *self.internal_payee_problems(tx, transfer)]
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
                                        transfer.amount_fen, work_date, payment_id)

@@ -363,6 +363,37 @@ def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
     return problems
 
 
+def payee_problems(payee_account: str, payee_name: str, payee_bank: str,
+                   holder: str | None, account_bank: str | None) -> list[Problem]:
+    """What an internal transfer (the payee's account kept in our own ledger) is refused
+    for about its payee, as an incoming CNAPS credit is checked: a name that is not the
+    account holder's (compared as ledger.incoming.names_match compares an incoming
+    credit's, which sends that one to suspense as name_mismatch) and a payee bank that
+    is not the branch keeping the account (`account_bank`). `holder` is None when the
+    account is no customer account of ours (the settlement refuses that by name).
+
+    The holder's name is never shown: the account is another customer's, and a refusal
+    naming its holder would tell anyone who tries a number whose it is."""
+    if holder is None:
+        return []
+    problems = []
+    if not names_match(holder, payee_name):
+        problems.append(Problem(
+            "payee_name_differs_from_account_holder", "/payee_name", payee_name,
+            f"the name account {payee_account} is held under (spaces, width and case "
+            "aside)",
+            f"account {payee_account} at our bank is not held under the name "
+            f"{payee_name}; an internal transfer is credited only to the account of the "
+            "payee it names"))
+    if account_bank is not None and payee_bank != account_bank:
+        problems.append(Problem(
+            "payee_bank_not_account_branch", "/payee_bank", payee_bank,
+            f"{account_bank}, the bank code of the branch that keeps account "
+            f"{payee_account}",
+            f"account {payee_account} is kept at {account_bank}, not at {payee_bank}"))
+    return problems
+
+
 def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
     """Payment id, XML MsgId (= TxId) and end-to-end id for a new outgoing payment.
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_internal_transfer_posts_in_our_books_only(tmp_path):
-    """999100000027 → 999100000035 (one clearing account): payer debited, payee credited,
+    """999100000027 → 999100000027 (one clearing account): payer debited, payee credited,
     state settled, no message on the wire; an unknown payee account is refused."""
     async def scenario():
         async with started(tmp_path) as h:
@@ -26,7 +26,7 @@ def test_internal_transfer_posts_in_our_books_only(tmp_path):
                 "LIKE 'beps.%'", ())[0])
             body = {"payer_account": payer, "payer_name": "示例客户", "payer_bank": "999100000027",
                     "payee_account": payee, "payee_name": "系统内收款人",
-                    "payee_bank": "999100000035", "amount": "1234.56"}
+                    "payee_bank": "999100000027", "amount": "1234.56"}
             status, answer = await gw.submit_transfer("core", "int-1", body)
             with pytest.raises(PaygateError) as unknown:
                 await gw.submit_transfer("core", "int-2", dict(body,
