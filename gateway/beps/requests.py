@@ -33,10 +33,19 @@ def submit_once(tx: Any, client: str, idem_key: str, body_hash: str, now: dateti
     return 201, view, True
 
 
+KEY_LEN_MAX = 64  # as POST /v1/transfers takes it (gateway.app, openapi.yaml)
+
+
 def require_key(idem_key: str | None) -> str:
+    """The request's Idempotency-Key, refused as POST /v1/transfers refuses it: missing,
+    longer than KEY_LEN_MAX, or not printable ASCII."""
+    expected = f"a header Idempotency-Key of 1 to {KEY_LEN_MAX} printable ASCII characters"
     if not idem_key:
         raise PaygateError(Problem("idempotency_key_required", "Idempotency-Key", None,
-                                   "a header Idempotency-Key of 1 to 64 characters"), 400)
+                                   expected), 400)
+    if len(idem_key) > KEY_LEN_MAX or not idem_key.isascii() or not idem_key.isprintable():
+        raise PaygateError(Problem("idempotency_key_malformed", "Idempotency-Key", idem_key,
+                                   expected), 400)
     return idem_key
 
 
