@@ -52,13 +52,25 @@ KINDS_OF_TYPE = {
 }
 
 
+# Where the client finds both tables: the client has the product's documentation, not
+# SPEC.md (tests/test_routing_kinds.py checks that page against the tables above).
+KINDS_DOC = "docs/routing.md, Business kinds"
+
+
 def kind_problem(business_type: object, business_kind: object) -> tuple[str, str] | None:
-    """(code, expected) of the rule a well-formed 5-digit kind breaks, or None."""
-    if business_kind not in KINDS:
-        return ("business_kind_unknown",
-                "a business kind SPEC.md d.5 lists, such as 02102 (普通汇兑)")
+    """(code, expected) of the rule a well-formed 5-digit kind breaks, or None. The
+    expectation lists the kinds the type allows when it has a list, and names the page
+    listing every kind when it has none."""
     allowed = KINDS_OF_TYPE.get(business_type) if isinstance(business_type, str) else None
+    if business_kind not in KINDS:
+        if allowed is not None:
+            return ("business_kind_unknown",
+                    f"with business type {business_type}: one of {', '.join(allowed)} "
+                    f"({KINDS_DOC})")
+        return ("business_kind_unknown",
+                f"a business kind listed in {KINDS_DOC}, such as 02102 (普通汇兑)")
     if allowed is not None and business_kind not in allowed:
         return ("business_kind_not_allowed_for_type",
-                f"with business type {business_type}: one of {', '.join(allowed)}")
+                f"with business type {business_type}: one of {', '.join(allowed)} "
+                f"({KINDS_DOC})")
     return None
