@@ -424,6 +424,7 @@ async def post_message(request: web.Request) -> web.Response:
             "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/InstgAgt/FinInstnId/ClrSysMmbId/MmbId",
             ct.instg_direct, f"our direct participant, {gw.settings.bank_code}"))
     problems.extend(decoded.problems)
+    problems.extend(ready_rules.carried_problems(ct, decoded.root))
     if ct.business_type in INSTITUTION_TYPES:
         # These travel as institution transfers (hvps.112, pacs.009): an hvps.111 naming
         # one is not a message the NPC takes, and the gateway does not send another

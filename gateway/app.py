@@ -187,8 +187,9 @@ class Gateway:
                                          "internal": self._accept_internal}
         # A review hook: (transfer, settings) -> reason to hold for review, or None.
         self.review: Any = None
-        # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view).
-        self.view_hooks: list[Any] = []
+        # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view); a
+        # ready message's payment shows the core system's MsgId and TxId.
+        self.view_hooks: list[Any] = [ready.show_core_ids]
         # What a dead-lettered outbox row of another kind than an HVPS credit does to
         # its work, by kind (a BEPS package's items held): fn(tx, outbox id, reason,
         # status, now) -> fields naming the work for the letter; and what a retry of its
@@ -902,6 +903,9 @@ class Gateway:
                                      hold_id=str(hold_id), state="accepted",
                                      payment_id=payment_id, msg_id=msg_id,
                                      end_to_end_id=e2e, client=p.client, insert=not at_once)
+        # What a ready message says beyond the payment's row goes on into its hvps.111
+        # (gateway.ready.CARRIED); a JSON transfer has nothing more to carry.
+        row["carried"] = ready.carried(p.message) if p.message is not None else None
         sending = None
         claimed = None
         if at_once:
@@ -914,15 +918,18 @@ class Gateway:
             sending, entries = (outbox_id, envelope, lane), []
         else:
             row, entries = p.accept(tx, row, transfer, p.decision, p.now)
-        # The answer shows the payment as accepted, whether or not it is sent already.
+        # The answer shows the payment as accepted, whether or not it is sent already; a
+        # ready message's, with the core system's MsgId and TxId beside those sent.
         response = payments.public_view(row)
+        if p.message is not None:
+            response = ready.with_core_ids(response, ready.core_ids(p.message))
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
                    (p.client, p.idem_key, p.body_hash,
                     payments.answer_text(response, p.decision.record_json),
                     p.now.isoformat()))
         if p.message is not None:
-            ready.record(tx, p.client, p.message)
+            ready.record(tx, p.client, p.message, row["id"])
         if p.send_now and not at_once and len(entries) == 1 \
                 and entries[0][0] in keys.HVPS_LANES:
             lane, fields = entries[0]

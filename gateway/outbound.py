@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import keys, payments
+import orjson
+
+from gateway import keys, payments, ready
 from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
@@ -35,6 +37,9 @@ def new_header(tx: Any, now: datetime, sender: str, receiver: str, mesg_type: st
 
 
 def credit_transfer_of(p: dict[str, Any], created_at: str) -> hvps111.CreditTransfer:
+    """The hvps.111 of payment `p`. A payment that came as a ready message carries what
+    that message said beyond the payment's row (`p["carried"]`, gateway.ready.CARRIED):
+    the agents' names, the address lines, the charge bearer."""
     return hvps111.CreditTransfer(
         msg_id=p["msg_id"], created_at=created_at, end_to_end_id=p["end_to_end_id"],
         tx_id=p["tx_id"], business_type=p["business_type"], business_kind=p["business_kind"],
@@ -45,7 +50,7 @@ def credit_transfer_of(p: dict[str, Any], created_at: str) -> hvps111.CreditTran
         debtor_name=p["payer_name"], debtor_account=p["payer_account"],
         debtor_agent=p["payer_bank"], creditor_agent=p["payee_bank"],
         creditor_name=p["payee_name"], creditor_account=p["payee_account"],
-        remittance=tuple(p["remittance"]),
+        remittance=tuple(p["remittance"]), **(p.get("carried") or {}),
     )
 
 
@@ -291,7 +296,8 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
     claimed and then updated with them. Conditional as every claim: when another process
     took the row meanwhile, nothing built here is kept but a message number."""
     envelope = read[2]
-    payment = payments.row_of(tx, read[3:])
+    payment = payments.row_of(tx, read[_PAYMENT_READ])
+    payment["carried"] = orjson.loads(read[-1]) if read[-1] is not None else None
     if payment["state"] not in ("accepted", "held", "sent", "unknown"):
         tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ? "
                    "AND state = 'pending'", (now.isoformat(), outbox_id))
@@ -311,7 +317,7 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
     # now that the row is ours: any change runs the work again, on what that change
     # left. (SQLite writes one transaction at a time: nothing comes in between.)
     if tx.dialect == "postgresql" and tuple(
-            tx.query_one(_PAYMENT_AGAIN, (payment["id"],))) != tuple(read[3:]):
+            tx.query_one(_PAYMENT_AGAIN, (payment["id"],))) != tuple(read[_PAYMENT_READ]):
         raise Contended(f"payment {payment['id']} changed between its read and its claim")
     if payment["state"] in ("accepted", "held"):
         payments.transition(tx, payment, "sent", "hvps_sent", now, notifier,
@@ -319,10 +325,14 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
     return envelope
 
 
-# An HVPS credit's outbox row with its payment, read before the claim (`_claim_credit`).
+# An HVPS credit's outbox row with its payment, read before the claim (`_claim_credit`),
+# and what the payment's ready message carries into its hvps.111 (none for a payment
+# that came as JSON).
 _CLAIM_READ = ("SELECT o.kind, o.state, o.envelope, "
                + ", ".join(f"p.{c}" for c in payments.COLUMNS)
-               + " FROM outbox o JOIN payments p ON p.id = o.payment_id WHERE o.id = ?")
+               + ", r.carried FROM outbox o JOIN payments p ON p.id = o.payment_id "
+               "LEFT JOIN ready_payments r ON r.payment_id = p.id WHERE o.id = ?")
+_PAYMENT_READ = slice(3, 3 + len(payments.COLUMNS))  # the payment's columns in a read
 _PAYMENT_AGAIN = "SELECT " + ", ".join(payments.COLUMNS) + " FROM payments WHERE id = ?"
 
 
@@ -337,6 +347,7 @@ def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,
 
 def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: KeyRing,
                   now: datetime) -> bytes:
+    payment = {**payment, "carried": ready.carried_of(tx, payment["id"])}
     header, envelope = _credit_envelope(tx, payment, keyring, now)
     tx.execute("UPDATE outbox SET envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ? "
                "WHERE id = ?", (envelope, header.mesg_type, header.mesg_id,

@@ -174,18 +174,67 @@ def _taken(ct: hvps111.CreditTransfer, payment: Any, path: str, value: Any, firs
                    f"{field_name} {first}; a new payment needs a new MsgId")
 
 
-def record(tx: Any, client: str, ct: hvps111.CreditTransfer) -> None:
+def record(tx: Any, client: str, ct: hvps111.CreditTransfer, payment_id: str) -> None:
     """Keep the message first taken under its MsgId (with its payment, in its
-    transaction), the MsgId taken for its client. Another client's message under the
-    same MsgId at another gateway process at the same moment waits for this
-    transaction's row; when this one commits, that work runs again (`Contended`) and is
-    refused as a MsgId taken (`stored_answer`), or answered as this one if it is the
-    same client's."""
+    transaction), the MsgId taken for its client, and what its payment `payment_id`
+    carries of it (`ready_payments`: the core's MsgId and TxId, `carried`). Another
+    client's message under the same MsgId at another gateway process at the same moment
+    waits for this transaction's row; when this one commits, that work runs again
+    (`Contended`) and is refused as a MsgId taken (`stored_answer`), or answered as this
+    one if it is the same client's."""
     if tx.execute("INSERT INTO ready_message_ids (key, client) VALUES (?, ?) "
                   "ON CONFLICT (key) DO NOTHING", (key(ct), client)) != 1:
         raise Contended(f"MsgId {ct.msg_id} of {ct.instg_direct} taken meanwhile")
     tx.execute("INSERT INTO ready_messages (client, key, fields) VALUES (?, ?, ?)",
                (client, key(ct), jsontext.dumps(fields(ct))))
+    tx.execute("INSERT INTO ready_payments (payment_id, msg_id, tx_id, carried) "
+               "VALUES (?, ?, ?, ?)",
+               (payment_id, ct.msg_id, ct.tx_id, jsontext.dumps(carried(ct))))
+
+
+# What a ready hvps.111 says that its payment's row does not keep, carried on into the
+# hvps.111 the gateway sends for it (gateway.outbound.credit_transfer_of), each only
+# when the message gave it: the payer's and payee's banks' names (DbtrAgt/FinInstnId/Nm,
+# CdtrAgt/FinInstnId/Nm), the payer's and payee's address lines (PstlAdr/AdrLine) and
+# the charge bearer (ChrgBr; DEBT when the gateway writes the message itself).
+CARRIED = ("debtor_agent_name", "creditor_agent_name", "debtor_address",
+           "creditor_address", "charge_bearer")
+
+
+def carried(ct: hvps111.CreditTransfer) -> dict[str, str]:
+    """The CARRIED fields the message gave."""
+    return {name: getattr(ct, name) for name in CARRIED if getattr(ct, name) is not None}
+
+
+def carried_of(tx: Any, payment_id: str) -> dict[str, str] | None:
+    """What the ready message of payment `payment_id` carries into its hvps.111; None
+    for a payment that came as JSON."""
+    row = tx.query_one("SELECT carried FROM ready_payments WHERE payment_id = ?",
+                       (payment_id,))
+    return orjson.loads(row[0]) if row is not None else None
+
+
+def core_ids(ct: hvps111.CreditTransfer) -> dict[str, str]:
+    """The core system's own ids of a ready message, as a payment's view shows them
+    beside the MsgId (= TxId) the gateway numbered and sent: its `message` member gets
+    `core_msg_id` and `core_tx_id`."""
+    return {"core_msg_id": ct.msg_id, "core_tx_id": ct.tx_id}
+
+
+def with_core_ids(view: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    """`view` with `ids` (`core_ids`) in its `message` member."""
+    return {**view, "message": {**view["message"], **ids}}
+
+
+def show_core_ids(tx: Any, view: dict[str, Any]) -> None:
+    """A view hook (GET /v1/transfers/{id}): an outgoing payment that came as a ready
+    message shows the core system's MsgId and TxId beside those sent."""
+    if view.get("direction") != "out":
+        return
+    row = tx.query_one("SELECT msg_id, tx_id FROM ready_payments WHERE payment_id = ?",
+                       (view["id"],))
+    if row is not None:
+        view["message"] = {**view["message"], "core_msg_id": row[0], "core_tx_id": row[1]}
 
 
 def claim_end_to_end(tx: Any, end_to_end_id: str, payment_id: str, client: str) -> None:

@@ -38,7 +38,8 @@ from datetime import date, datetime
 from typing import Any
 
 from gateway.clock import parse_business_datetime
-from gateway.errors import Problem
+from gateway.errors import Problem, ProblemList
+from gateway.intake import text_problem
 from gateway.messages import hvps111
 from gateway.messages.envelope import Header
 from gateway.ready import PATHS
@@ -163,6 +164,35 @@ def created_problems(ct: hvps111.CreditTransfer, now: datetime) -> list[Problem]
         f"a time from {CREATED_BEFORE_NOW_MAX_S // 3600} h before to "
         f"{CREATED_AFTER_NOW_MAX_S // 3600} h after now, "
         f"{now.isoformat(timespec='seconds')}")]
+
+
+INTERMEDIARIES = ("IntrmyAgt1", "IntrmyAgt2")
+_TX_PATH = PATHS["tx_id"].rsplit("/PmtId/", 1)[0]  # .../CdtTrfTxInf
+
+
+def carried_problems(ct: hvps111.CreditTransfer, root: Any) -> list[Problem]:
+    """What the hvps.111 the gateway sends for a ready message could not carry as the
+    message says it (gateway.ready.CARRIED carries the agents' names, the address lines
+    and the charge bearer): an intermediary agent (IntrmyAgt1, IntrmyAgt2), which the
+    gateway's message has no place for, since it sends to the payee bank's direct
+    participant straight; and text that cannot travel safely, as a name or remittance
+    line of a transfer is refused (intake.text_problem). `root` is the message's
+    Document element."""
+    problems = ProblemList()
+    transaction = root[0][1]
+    for child in transaction:
+        local = child.tag.rsplit("}", 1)[-1]
+        if local in INTERMEDIARIES:
+            member = child.findtext(".//{*}MmbId") or child.findtext(".//{*}Nm")
+            problems.add("intermediary_agent_not_carried", f"{_TX_PATH}/{local}", member,
+                         "no intermediary agent: the payment goes to the payee bank's "
+                         "direct participant straight",
+                         f"the gateway's hvps.111 has no {local}; a ready message is "
+                         "sent as it says or refused, never with a part left out")
+    for name in ("debtor_agent_name", "creditor_agent_name", "debtor_address",
+                 "creditor_address"):
+        text_problem(problems, PATHS[name], getattr(ct, name))
+    return problems.items
 
 
 def message_problems(gw: Any, ct: hvps111.CreditTransfer, header: Header | None

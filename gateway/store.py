@@ -210,6 +210,14 @@ SCHEMA = [
     )""",
     "INSERT INTO ready_message_ids (key, client) SELECT key, MIN(client) FROM ready_messages "
     "WHERE NOT EXISTS (SELECT 1 FROM ready_message_ids) GROUP BY key",
+    # The payment of a ready hvps.111: the core system's own MsgId and TxId, shown beside
+    # the ones the gateway sent, and what the message said that the payment's row does
+    # not keep and its hvps.111 carries on (agents' names, addresses, charge bearer: a
+    # JSON object) (gateway.ready)
+    """CREATE TABLE IF NOT EXISTS ready_payments (
+        payment_id TEXT PRIMARY KEY, msg_id TEXT NOT NULL, tx_id TEXT NOT NULL,
+        carried TEXT NOT NULL
+    )""",
     # The payment carrying a ready message's EndToEndId (gateway.ready)
     """CREATE TABLE IF NOT EXISTS end_to_end_claims (
         end_to_end_id TEXT PRIMARY KEY, payment_id TEXT NOT NULL

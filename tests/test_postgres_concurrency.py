@@ -319,8 +319,8 @@ def test_a_msg_id_is_taken_by_one_client_at_two_processes(url):
     ct = _ready_message()
     db = ledger.connect(url)
     with db.transaction() as tx:
-        ready.record(tx, "core-a", ct)
-        other = Other(url, lambda t: ready.record(t, "core-b", ct))
+        ready.record(tx, "core-a", ct, "P1")
+        other = Other(url, lambda t: ready.record(t, "core-b", ct, "P2"))
         other.start_and_wait_for_lock(url)
     lost = other.finish()
     with pytest.raises(Conflict) as again:

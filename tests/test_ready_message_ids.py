@@ -69,7 +69,7 @@ def test_a_third_client_is_refused_a_msg_id_two_clients_took(db):
             ready.stored_answer(tx, "core-c", ct, "sha256:third")
     with pytest.raises(Contended):
         with database.transaction() as tx:
-            ready.record(tx, "core-c", ct)
+            ready.record(tx, "core-c", ct, "P3")
 
     assert refused.value.problems[0].code == "idempotency_key_reused_with_other_body"
 
@@ -80,10 +80,10 @@ def test_a_new_msg_id_is_taken_once(db):
     database, ct = db
     new = dataclasses.replace(ct, msg_id="2026120790000099")
     with database.transaction() as tx:
-        ready.record(tx, "core-b", new)
+        ready.record(tx, "core-b", new, "P4")
     with pytest.raises(Contended):
         with database.transaction() as tx:
-            ready.record(tx, "core-a", new)
+            ready.record(tx, "core-a", new, "P5")
     with database.transaction() as tx:
         held = tx.query_one("SELECT client FROM ready_message_ids WHERE key = ?",
                             (ready.key(new),))
