@@ -48,12 +48,30 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}{memory}, Python {platform.python_version()}"
 
 
+# What --help says at its end, so that nobody runs a benchmark without knowing it.
+WRITES = """\
+Writes files: without --no-write, a full run whose checks pass stores its result in
+benchmarks/results.json and rewrites the Performance table of README.md (between its
+bench markers) from that file; this is how the project records its figures. Give
+--no-write to measure without changing either; a --quick run and a run whose checks
+failed never write."""
+
+
 def bench_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="paygate bench")
-    parser.add_argument("name", choices=sorted(RUNNERS))
-    parser.add_argument("--quick", action="store_true", help="a short run, for a smoke test")
+    parser = argparse.ArgumentParser(
+        prog="paygate bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a benchmark and print its JSON result (each figure beside a "
+                    "baseline measured in the same run).",
+        epilog=WRITES)
+    parser.add_argument("name", choices=sorted(RUNNERS),
+                        help="messages: parsing and checking; beps: batch acceptance and "
+                             "netting; ledger: durable postings; e2e: the gateway, the "
+                             "simulated NPC and Redis end to end")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run, for a smoke test; prints only, writes nothing")
     parser.add_argument("--no-write", action="store_true",
-                        help="print only; leave benchmarks/results.json and README alone")
+                        help="print only; leave benchmarks/results.json and README.md "
+                             "alone (without it a full, clean run rewrites both)")
     parser.add_argument("--gateways", type=int, default=1,
                         help="e2e: gateway processes sharing one Redis and one database")
     parser.add_argument("--database-url", default="",

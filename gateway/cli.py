@@ -8,7 +8,9 @@
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
     paygate ops ...                   the operators' commands (status, queues, actions)
-    paygate bench {messages,beps,ledger,e2e} [--quick]   benchmarks with baselines
+    paygate bench {messages,beps,ledger,e2e} [--quick] [--no-write]   benchmarks with
+                                      baselines; a full run rewrites README.md's table and
+                                      benchmarks/results.json unless given --no-write
 """
 
 from __future__ import annotations

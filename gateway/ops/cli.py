@@ -92,6 +92,30 @@ REQUEST_ACTIONS = {
 }
 
 
+# Each command's one line in `paygate ops --help` (and the head of its own --help).
+COMMANDS = {
+    "status": "HVPS window, work date, clearing balance, what waits at the NPC and "
+              "payment counts",
+    "queues": "the streams, the payments at each stage and the dead letters",
+    "payments": "payments, newest first, filtered by the options",
+    "payment": "one payment with its history and its operators' requests",
+    "stuck": "payments accepted, sent or unknown for too long (and held for the window "
+             "while HVPS is open)",
+    "books": "the ledger's trial balance: balanced or not, subject by subject",
+    "dead": "dead letters: messages the gateway gave up sending",
+    "alerts": "the latest alerts",
+    "audit": "the latest operators' acts",
+    "requests": "operators' requests, optionally in one state",
+    "messages": "archived messages, filtered by the options",
+    "message": "one archived message, raw and parsed",
+    "request": "ask for an action (a second person approves where needed)",
+    "actions": "every action: its name, its target and who approves it",
+    "approve": "approve, and so execute, another person's request",
+    "reject": "reject a request (the requester's own reject withdraws it)",
+    "hash-password": "a password hash for the operators file (local, no gateway)",
+}
+
+
 class RawHelp(argparse.RawDescriptionHelpFormatter):
     """--help keeps the table of actions as written."""
 
@@ -110,10 +134,13 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                              "host and port")
     parser.add_argument("--config", default=default,
                         help="the gateway's TOML settings file, for its host and port")
-    parser.add_argument("--user", default=default)
-    parser.add_argument("--password", default=default)
+    parser.add_argument("--user", default=default,
+                        help="the operator; default: PAYGATE_OPS_USER")
+    parser.add_argument("--password", default=default,
+                        help="default: PAYGATE_OPS_PASSWORD, else asked for")
     parser.add_argument("--json", action="store_true",
-                        default=argparse.SUPPRESS if suppress else False)
+                        default=argparse.SUPPRESS if suppress else False,
+                        help="print the gateway's JSON answer instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,22 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        what = COMMANDS[name]
+        return sub.add_parser(name, parents=[common], help=what, description=what, **kwargs)
     for name in ("status", "queues", "dead", "alerts", "audit", "books", "actions",
                  "hash-password"):
-        sub.add_parser(name, parents=[common])
-    p = sub.add_parser("payments", parents=[common])
-    for option in ("--state", "--account", "--amount", "--date", "--id", "--limit"):
-        p.add_argument(option)
-    sub.add_parser("payment", parents=[common]).add_argument("id")
-    sub.add_parser("stuck", parents=[common]).add_argument("--minutes")
-    sub.add_parser("requests", parents=[common]).add_argument("--state")
-    p = sub.add_parser("messages", parents=[common])
-    for option in ("--id", "--party", "--type", "--date", "--direction"):
-        p.add_argument(option)
-    sub.add_parser("message", parents=[common]).add_argument("id")
+        command(name)
+    p = command("payments")
+    for option, what in (("--state", "in this state"),
+                         ("--account", "as the payer's or the payee's account"),
+                         ("--amount", "of this amount, in yuan"),
+                         ("--date", "of this work date (YYYY-MM-DD)"),
+                         ("--id", "a payment id, MsgId or EndToEndId"),
+                         ("--limit", "at most this many (default 50)")):
+        p.add_argument(option, help=what)
+    command("payment").add_argument("id", help="the payment id")
+    command("stuck").add_argument("--minutes", help="for at least this long (default 10)")
+    command("requests").add_argument("--state", help="pending, executed, failed, rejected, "
+                                                        "withdrawn or expired")
+    p = command("messages")
+    for option, what in (("--id", "this message id"), ("--party", "to or from this bank"),
+                         ("--type", "of this type, e.g. hvps.111.001.01"),
+                         ("--date", "on this date (YYYY-MM-DD)"),
+                         ("--direction", "in or out")):
+        p.add_argument(option, help=what)
+    command("message").add_argument("id", help="the archived message's id")
     p = sub.add_parser("request", parents=[common], formatter_class=RawHelp,
-                       help="ask for an action (a second person approves where needed)",
+                       help=COMMANDS["request"],
                        description="actions:\n" + "\n".join(
                            textwrap.fill(what, 79, initial_indent=f"  {name:<17} ",
                                          subsequent_indent=" " * 20)
@@ -151,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
                                               "characters); for return, the reason sent")
     for name in ("approve", "reject"):
-        p = sub.add_parser(name, parents=[common])
-        p.add_argument("request_id")
-        p.add_argument("--note", default="")
+        p = command(name)
+        p.add_argument("request_id", help="the request's id (`paygate ops requests`)")
+        p.add_argument("--note", default="", help="why, kept with the decision")
     return parser
 
 
