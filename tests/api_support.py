@@ -78,6 +78,20 @@ def two_clients(tmp_path_factory: Any, name: str, payer_name: str = "示例客�
         g.stop()
 
 
+EXAMPLE_HOLDER = "示例一号贸易有限公司"  # the payer of `ready_example`
+
+
+def example_payer(tmp_path_factory: Any, name: str) -> Iterator["LiveGateway"]:
+    """A gateway process whose payer's account is held under the name the example
+    hvps.111 (`ready_example`) gives its payer, for a module's tests (a module-scoped
+    fixture yields from it)."""
+    g = LiveGateway(tmp_path_factory.mktemp(name), payer_name=EXAMPLE_HOLDER).start()
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
 def signed_headers(client: str, secret: str, method: str, path: str, body: bytes,
                    stamp: str | None = None, idempotency_key: str | None = None
                    ) -> dict[str, str]:

@@ -12,7 +12,7 @@ import requests
 
 from gateway.clock import SHANGHAI
 from gateway.messages.envelope import Envelope, Header
-from tests.api_support import LiveGateway, ready_example
+from tests.api_support import LiveGateway, example_payer, ready_example
 
 TX = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
 CREATED = "/Document/FIToFICstmrCdtTrf/GrpHdr/CreDtTm"
@@ -26,10 +26,7 @@ PURPOSE = (b"<Prtry>02102</Prtry>", b"<Prtry>99999</Prtry>")
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    g = LiveGateway(tmp_path_factory.mktemp("ready-fields"),
-                    payer_name="示例一号贸易有限公司").start()
-    yield g
-    g.stop()
+    yield from example_payer(tmp_path_factory, "ready-fields")
 
 
 def enveloped(body: bytes, **changes: str) -> bytes:

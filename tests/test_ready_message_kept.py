@@ -16,7 +16,7 @@ from lxml import etree
 
 from gateway import outbound
 from gateway.messages import codec
-from tests.api_support import LiveGateway, ready_example
+from tests.api_support import LiveGateway, example_payer, ready_example
 
 TX = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
 NS = {"c": "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"}
@@ -31,10 +31,7 @@ SHARED_CHARGES = (b"<ChrgBr>DEBT</ChrgBr>", b"<ChrgBr>SHAR</ChrgBr>")
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    g = LiveGateway(tmp_path_factory.mktemp("ready-kept"),
-                    payer_name="示例一号贸易有限公司").start()
-    yield g
-    g.stop()
+    yield from example_payer(tmp_path_factory, "ready-kept")
 
 
 def post(live: LiveGateway, raw: bytes) -> requests.Response:
