@@ -358,9 +358,10 @@ def signed_text(stamp: str, method: str, path: str, body: bytes,
                 idempotency_key: str | None) -> bytes:
     """What X-Signature signs: the timestamp, the method, the path with its query and
     the Idempotency-Key header (empty when the request has none), each followed by a
-    line feed, then the body's bytes as sent."""
+    line feed, then the body's bytes as sent. Header bytes that are not UTF-8 (aiohttp
+    reads them as lone surrogates) are signed as they came."""
     head = f"{stamp}\n{method}\n{path}\n{idempotency_key or ''}\n"
-    return head.encode() + body
+    return head.encode("utf-8", "surrogateescape") + body
 
 
 def sign_request(secret: str, stamp: str, method: str, path: str, body: bytes,

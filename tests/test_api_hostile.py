@@ -170,6 +170,21 @@ def test_signature_covers_the_idempotency_key(live):
     assert live.entries() == before
 
 
+def test_an_idempotency_key_of_other_bytes_than_utf8_is_signed_as_sent(live):
+    """A key header whose bytes are not UTF-8 is signed as those bytes and then refused
+    for what it is (400 idempotency_key_malformed), never a server error."""
+    body = json.dumps(transfer(live, "2.50")).encode()
+    raw_key = b"k\xff\xfe"
+    headers = signed_headers(CLIENT, SECRET, "POST", "/v1/transfers", body,
+                             idempotency_key=raw_key.decode("utf-8", "surrogateescape"))
+    r = requests.post(live.url + "/v1/transfers", data=body, timeout=10,
+                      headers=dict(headers, **{"Idempotency-Key": raw_key,
+                                               "Content-Type": "application/json"}))
+
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["code"] == "idempotency_key_malformed"
+
+
 def test_a_signature_is_taken_once(live):
     """The same signed request sent again within the window is refused as a replay,
     whatever the endpoint; the same request signed anew is taken (a retry under its key
