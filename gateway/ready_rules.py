@@ -181,7 +181,7 @@ def carried_problems(ct: hvps111.CreditTransfer, root: Any) -> list[Problem]:
     problems = ProblemList()
     transaction = root[0][1]
     for child in transaction:
-        local = child.tag.rsplit("}", 1)[-1]
+        local = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
         if local in INTERMEDIARIES:
             member = child.findtext(".//{*}MmbId") or child.findtext(".//{*}Nm")
             problems.add("intermediary_agent_not_carried", f"{_TX_PATH}/{local}", member,
