@@ -94,8 +94,8 @@ REQUEST_ACTIONS = {
 
 # Each command's one line in `paygate ops --help` (and the head of its own --help).
 COMMANDS = {
-    "status": "HVPS window, work date, clearing balance, what waits at the NPC and "
-              "payment counts",
+    "status": "HVPS window, work date, the NPC link, clearing balance, what waits at "
+              "the NPC and payment counts",
     "queues": "the streams, the payments at each stage and the dead letters",
     "payments": "payments, newest first, filtered by the options",
     "payment": "one payment with its history and its operators' requests",
