@@ -83,8 +83,8 @@ class Tracer:
             run_labelled.label = label
             return run_labelled
 
-        async def traced_run(work: Any, urgent: bool = False) -> Any:
-            return await run(labelled(work), urgent=urgent)
+        async def traced_run(work: Any) -> Any:
+            return await run(labelled(work))
 
         def traced_batch(works: list) -> Any:
             before, cpu = self._wal_size(), time.thread_time()

@@ -567,7 +567,7 @@ class Gateway:
             prepared = prepared._replace(send_now=True)
         try:
             status, response, entries, sending = await self.store.run(
-                lambda tx: self._accept_tx(tx, prepared), urgent=True)
+                lambda tx: self._accept_tx(tx, prepared))
         except BaseException:
             if prepared.send_now:
                 self.direct.release_link()

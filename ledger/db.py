@@ -25,6 +25,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+# Pages of write-ahead log after which a commit copies the log back (`_apply_pragmas`).
+WAL_CHECKPOINT_PAGES = 8000
 # How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 # Prepared statements kept per connection; the posting path uses about twenty.
@@ -191,6 +193,13 @@ class Database:
         # under load). The journal only serves a rollback inside the open transaction and
         # is never read after a crash, so memory holds it as well.
         self._conn.execute("PRAGMA temp_store=MEMORY")
+        # The write-ahead log is copied back into the database file (a checkpoint) once
+        # it holds this many pages instead of SQLite's 1,000: a page every payment
+        # rewrites (a hot account's row, the right edge of an index, the sequences) is
+        # then copied once per 8,000 pages of log instead of once per 1,000. Measured in
+        # turns on `bench e2e`'s HVPS phase: 5 to 15% less gateway CPU per payment. The
+        # log grows to about 32 MiB between checkpoints.
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
