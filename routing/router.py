@@ -214,6 +214,16 @@ class Router:
         entries = self._entries(req, on_date)
         facts = self._facts(req, on_date)
         rule, tried = self._match(facts)
+        if rule.channel != "internal" and \
+                entries["sender_direct"].bank_code == entries["receiver_direct"].bank_code:
+            # CNAPS refuses a message whose sending and receiving participant are one
+            # (payer_and_payee_clearing_banks_must_differ): a payee branch of ours that
+            # does not share the payer branch's clearing account is not reachable by it.
+            raise PaygateError(Problem(
+                "payer_and_payee_clearing_banks_must_differ", "payee_bank", req.payee_bank,
+                "a bank whose direct participant is not "
+                f"{entries['sender_direct'].bank_code}, or a branch sharing the payer "
+                "branch's clearing account (a transfer inside our own books)"), 422)
 
         channel, action, fallback = rule.channel, "send", None
         when_closed = None

@@ -48,8 +48,6 @@ TRANSFERS = [
      "internal", "internal", None, 2, HQ, HQ),
     (OURS_2, OURS, 100, "A100", "normal", True,
      "internal", "internal", None, 3, HQ, HQ),
-    (HQ, OURS, 100, "A100", "normal", True,
-     "beps", "beps_default", "beps.121.001.01", 3, HQ, HQ),
     (OURS, PEER_2, 100, "A100", "urgent", True,
      "hvps", "hvps_urgency", "hvps.111.001.01", 2, HQ, PEER_2_HQ),
     (HQ, PEER_HQ, 100, "A100", "extra_urgent", True,
