@@ -58,8 +58,11 @@ def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str
     h = env.header
     # One statement stores a new message and recognises a repeated one (the inbox's
     # unique key: sender, type, message id), which it leaves as it was.
-    row = tx.query_one(_RECEIVE[state],
-                       (h.orig_sender, h.mesg_type, h.mesg_id, raw, now.isoformat()))
+    # The archive keeps the bytes (written below, in this work). The inbox keeps its own
+    # copy only for a message left to process later; one processed here has none.
+    row = tx.query_one(_RECEIVE[state], (h.orig_sender, h.mesg_type, h.mesg_id,
+                                         b"" if state == "processed" else raw,
+                                         now.isoformat()))
     inbox_id = None if row is None else row[0]
     processed = None
     if inbox_id is not None:
@@ -140,10 +143,18 @@ def concerned(processed: Processed | None) -> str | None:
     return payment if isinstance(payment, str) else None
 
 
+# An inbox row to process, with its bytes: its own, or (for a message whose processing on
+# receipt failed, which has none) the archive's.
+_READ_RECEIVED = ("SELECT i.state, CASE WHEN length(i.envelope) > 0 THEN i.envelope ELSE "
+                  "(SELECT a.envelope FROM archive a WHERE a.mesg_id = i.mesg_id AND "
+                  "a.direction = 'in' AND a.mesg_type = i.mesg_type AND a.sender = i.sender "
+                  "ORDER BY a.id LIMIT 1) END, i.sender, i.mesg_type, i.mesg_id FROM inbox i "
+                  "WHERE i.id = ?")
+
+
 def process_tx(tx: Any, inbox_id: int, now: datetime, handlers: dict[str, Handler],
                alert: Callable[..., None]) -> Processed:
-    row = tx.query_one("SELECT state, envelope, sender, mesg_type, mesg_id FROM inbox "
-                       "WHERE id = ?", (inbox_id,))
+    row = tx.query_one(_READ_RECEIVED, (inbox_id,))
     if row is None or row[0] != "received":
         return Processed()
     state, raw, sender, mesg_type, mesg_id = row

@@ -88,6 +88,31 @@ def credit_body(p: dict[str, Any], created_at: str) -> bytes:
     return hvps111.build(credit_transfer_of(p, created_at))
 
 
+def stored_bytes(outbox: str) -> str:
+    """The SQL of an outbox row's bytes, `outbox` naming the row's table in the statement.
+
+    A message's bytes are written once, in the archive; its outbox row names the message
+    (type and MesgID) and carries no copy. A row updated four to six times on its way
+    out (claimed, sent, acknowledged, done) then rewrites a small record instead of a
+    page holding a 2 KB signed message. Rows that carry bytes themselves (webhook rows,
+    and messages put in the outbox before the bytes were kept only in the archive) are
+    read as they are."""
+    return (f"COALESCE({outbox}.envelope, (SELECT a.envelope FROM archive a WHERE "
+            f"a.mesg_id = {outbox}.mesg_id AND a.direction = 'out' AND "
+            f"a.mesg_type = {outbox}.mesg_type LIMIT 1))")
+
+
+_ARCHIVED = ("SELECT envelope FROM archive WHERE mesg_id = ? AND direction = 'out' AND "
+             "mesg_type = ? LIMIT 1")
+
+
+def archived_bytes(tx: Any, mesg_type: str, mesg_id: str) -> bytes:
+    """The bytes of a message we built, from the archive (`stored_bytes`)."""
+    row = tx.query_one(_ARCHIVED, (mesg_id, mesg_type))
+    assert row is not None, f"{mesg_type} {mesg_id} is archived"
+    return row[0]
+
+
 def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: datetime,
             payment_id: str | None = None) -> None:
     tx.execute("INSERT INTO archive (direction, mesg_type, mesg_id, sender, receiver, at, "
@@ -109,10 +134,10 @@ def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: d
 # process that dies before sending leaves a claim that start-up recovery or the sweeper
 # ends (`orphaned`), as for any other.
 _PUT = {(dialect, claimed): "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, "
-        "mesg_id, receiver, envelope, attempts, created_at, updated_at"
+        "mesg_id, receiver, attempts, created_at, updated_at"
         + (", claimed_by" if claimed and dialect == "postgresql" else "")
         + ") VALUES (?, 'message', ?, " + ("'sending'" if claimed else "'pending'")
-        + ", ?, ?, ?, ?, " + ("1" if claimed else "0") + ", ?, ?"
+        + ", ?, ?, ?, " + ("1" if claimed else "0") + ", ?, ?"
         + (", pg_backend_pid()" if claimed and dialect == "postgresql" else "")
         + ") RETURNING id"
         for dialect in ("sqlite", "postgresql") for claimed in (True, False)}
@@ -120,12 +145,13 @@ _PUT = {(dialect, claimed): "INSERT INTO outbox (payment_id, kind, stream, state
 
 def put_message(tx: Any, header: Header, envelope: bytes, now: datetime,
                 payment_id: str | None = None, claimed: bool = False) -> int:
-    """Archive a built message and put it in the outbox: pending for the link sender, or
-    `claimed` by the caller, who sends it after commit and marks it sent."""
+    """Archive a built message and put it in the outbox (by name, `stored_bytes`): pending
+    for the link sender, or `claimed` by the caller, who sends it after commit and marks
+    it sent."""
     archive(tx, "out", header, envelope, now, payment_id)
     row = tx.query_one(_PUT[tx.dialect, claimed],
                        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id,
-                        header.orig_receiver, envelope, now.isoformat(), now.isoformat()))
+                        header.orig_receiver, now.isoformat(), now.isoformat()))
     return row[0]
 
 
@@ -156,8 +182,10 @@ _ORPHANED = {
 
 
 # `take`, counted, reading what the sender needs of the row in the same statement.
-_TAKE_READ = {dialect: _TAKE[dialect, True] + " RETURNING kind, envelope, payment_id"
-              for dialect in _CLAIMER}
+# (The bytes are read by a statement of their own, `archived_bytes`: SQLite 3.40 gave one
+# row's bytes for another when a RETURNING clause read them through a subquery.)
+_TAKE_READ = {dialect: _TAKE[dialect, True] + " RETURNING kind, envelope, payment_id, "
+              "mesg_type, mesg_id" for dialect in _CLAIMER}
 
 
 def take(tx: Any, outbox_id: int, now: datetime, count_attempt: bool = True) -> bool:
@@ -274,7 +302,9 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
     taken = tx.query_one(_TAKE_READ[tx.dialect], (now.isoformat(), outbox_id))
     if taken is None:
         return None
-    kind, envelope, payment_id = taken
+    kind, envelope, payment_id, mesg_type, mesg_id = taken
+    if envelope is None and mesg_id is not None:
+        envelope = archived_bytes(tx, mesg_type, mesg_id)
     if kind == "hvps_credit":
         payment = payments.get(tx, payment_id)
         if payment["state"] not in ("accepted", "held", "sent", "unknown"):
@@ -305,7 +335,7 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
     if envelope is None:
         header, envelope = _credit_envelope(tx, payment, keyring, now)
         if tx.execute(_TAKE_BUILT[tx.dialect], (
-                envelope, header.mesg_type, header.mesg_id, header.orig_receiver,
+                header.mesg_type, header.mesg_id, header.orig_receiver,
                 now.isoformat(), outbox_id)) != 1:
             return None
         archive(tx, "out", header, envelope, now, payment["id"])
@@ -328,7 +358,7 @@ def _claim_credit(tx: Any, outbox_id: int, read: tuple, keyring: KeyRing, now: d
 # An HVPS credit's outbox row with its payment, read before the claim (`_claim_credit`),
 # and what the payment's ready message carries into its hvps.111 (none for a payment
 # that came as JSON).
-_CLAIM_READ = ("SELECT o.kind, o.state, o.envelope, "
+_CLAIM_READ = ("SELECT o.kind, o.state, " + stored_bytes("o") + ", "
                + ", ".join(f"p.{c}" for c in payments.COLUMNS)
                + ", r.carried FROM outbox o JOIN payments p ON p.id = o.payment_id "
                "LEFT JOIN ready_payments r ON r.payment_id = p.id WHERE o.id = ?")
@@ -349,17 +379,16 @@ def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Key
                   now: datetime) -> bytes:
     payment = {**payment, "carried": ready.carried_of(tx, payment["id"])}
     header, envelope = _credit_envelope(tx, payment, keyring, now)
-    tx.execute("UPDATE outbox SET envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ? "
-               "WHERE id = ?", (envelope, header.mesg_type, header.mesg_id,
-                                header.orig_receiver, outbox_id))
+    tx.execute("UPDATE outbox SET mesg_type = ?, mesg_id = ?, receiver = ? WHERE id = ?",
+               (header.mesg_type, header.mesg_id, header.orig_receiver, outbox_id))
     archive(tx, "out", header, envelope, now, payment["id"])
     return envelope
 
 
-# pending → sending with the built message stored, in one statement (`claim`,
-# `claim_accepted`).
+# pending → sending with the built message named (its bytes are archived), in one
+# statement (`claim`, `claim_accepted`).
 _TAKE_BUILT = {dialect: "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
-               "envelope = ?, mesg_type = ?, mesg_id = ?, receiver = ?, updated_at = ?"
+               "mesg_type = ?, mesg_id = ?, receiver = ?, updated_at = ?"
                + claimer + " WHERE id = ? AND state = 'pending'"
                for dialect, claimer in _CLAIMER.items()}
 
@@ -376,8 +405,7 @@ def claim_accepted(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Ke
     except ValueError:
         return None
     taken = tx.execute(_TAKE_BUILT[tx.dialect], (
-        envelope, header.mesg_type, header.mesg_id, header.orig_receiver, now.isoformat(),
-        outbox_id))
+        header.mesg_type, header.mesg_id, header.orig_receiver, now.isoformat(), outbox_id))
     assert taken == 1, f"outbox row {outbox_id} was written pending by the same work"
     archive(tx, "out", header, envelope, now, payment["id"])
     payments.transition(tx, payment, "sent", "hvps_sent", now, notifier, outbox=outbox_id)
@@ -387,9 +415,9 @@ def claim_accepted(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Ke
 # A payment's hvps.111 put in the outbox built and claimed, by the work that accepts the
 # payment (`claim_new`): one INSERT where a pending row was written and then claimed.
 _PUT_CREDIT = {dialect: "INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, "
-               "mesg_id, receiver, envelope, attempts, created_at, updated_at"
+               "mesg_id, receiver, attempts, created_at, updated_at"
                + (", claimed_by" if dialect == "postgresql" else "")
-               + ") VALUES (?, 'hvps_credit', ?, 'sending', ?, ?, ?, ?, 1, ?, ?"
+               + ") VALUES (?, 'hvps_credit', ?, 'sending', ?, ?, ?, 1, ?, ?"
                + (", pg_backend_pid()" if dialect == "postgresql" else "") + ") RETURNING id"
                for dialect in _CLAIMER}
 
@@ -409,7 +437,7 @@ def claim_new(tx: Any, payment: dict[str, Any], lane: str, keyring: KeyRing, now
     at = now.isoformat()
     outbox_id = tx.query_one(_PUT_CREDIT[tx.dialect], (
         payment["id"], lane, header.mesg_type, header.mesg_id, header.orig_receiver,
-        envelope, at, at))[0]
+        at, at))[0]
     archive(tx, "out", header, envelope, now, payment["id"])
     sent = payments.insert_moved(tx, payment, "sent", "hvps_sent", now, notifier,
                                  outbox=outbox_id)

@@ -222,7 +222,8 @@ SCHEMA = [
         stream TEXT NOT NULL,
         state TEXT NOT NULL,              -- waiting | pending | sending | sent | acked | done
         mesg_type TEXT, mesg_id TEXT, receiver TEXT,
-        envelope BLOB,                    -- the exact bytes, once built; resent as they are
+        envelope BLOB,                    -- webhook rows: the body; a message's bytes are in
+                                          -- the archive (outbound.stored_bytes)
         attempts INTEGER NOT NULL DEFAULT 0,
         -- attempts the NPC provably did not take (no connection, 503, a 4xx refusal, or
         -- held while the link was down); equal to `attempts` while it never had the
@@ -244,6 +245,7 @@ SCHEMA = [
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         sender TEXT NOT NULL, mesg_type TEXT NOT NULL, mesg_id TEXT NOT NULL,
         state TEXT NOT NULL,              -- received | processed | refused | failed
+        -- empty for a message processed on receipt: its bytes are in the archive
         envelope BLOB NOT NULL, received_at TEXT NOT NULL, outcome TEXT,
         UNIQUE (sender, mesg_type, mesg_id)
     )""",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway import keys, payments
+from gateway import keys, outbound, payments
 from gateway.beps import packer
 from gateway.beps.api import package_view
 from gateway.errors import PaygateError
@@ -19,8 +19,10 @@ from gateway.exceptions.extension import Exceptions
 from gateway.messages import ccms307, ccms900, codec, package
 from gateway.messages.common import GroupHeader, OriginalRef, OriginalTx
 from gateway.messages.package import Package, PackageHeader
-from tests.beps_support import (NOW, ResultGateway, answer, credit_row, held_package,
-                                transfers_of)
+
+# The bytes of outgoing messages, kept in the archive (gateway.outbound.stored_bytes)
+SENT_BYTES = "SELECT " + outbound.stored_bytes("outbox") + " FROM outbox"
+from tests.beps_support import NOW, ResultGateway, answer, credit_row, held_package, transfers_of
 from tests.e2e_support import BANK, PEER
 
 P0, P1, P2 = (credit_row(n, NOW)["id"] for n in range(3))
@@ -163,7 +165,7 @@ def test_a_package_the_npc_holds_gets_a_ccms307_naming_package_and_item(
     with pytest.raises(PaygateError) as again:
         cancel(db, gw, P0)
     with db.transaction() as tx:
-        raw = bytes(tx.query_one("SELECT envelope FROM outbox WHERE id = ?",
+        raw = bytes(tx.query_one(SENT_BYTES + " WHERE id = ?",
                                  (int(entries[0][1]["outbox"]),))[0])
         waiting = tx.query_one("SELECT request_msg_id FROM beps_cancel_waits", ())
     request = codec.decode(raw, gw.keyring)

@@ -16,11 +16,15 @@ from typing import Any
 
 import pytest
 
+from gateway import outbound
 from gateway.beps import extension_of, recon
 from gateway.messages import codec
 from gateway.ops import cli_render, snapshot
 from simulators.faults import Faults
 from tests.test_holiday_hvps_day import HolidayRun, sh
+
+# The bytes of outgoing messages, kept in the archive (gateway.outbound.stored_bytes)
+SENT_BYTES = "SELECT " + outbound.stored_bytes("outbox") + " FROM outbox"
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +88,7 @@ class NettingRun(HolidayRun):
 async def asked_dates(gw: Any) -> list[str]:
     """The check date of every beps.720 the gateway put in its outbox, in order."""
     rows = await gw.store.run(lambda tx: tx.query(
-        "SELECT envelope FROM outbox WHERE mesg_type = 'beps.720.001.01' ORDER BY id", ()))
+        SENT_BYTES + " WHERE mesg_type = 'beps.720.001.01' ORDER BY id", ()))
     return [codec.decode(bytes(envelope)).obj.check_date for (envelope,) in rows]
 
 

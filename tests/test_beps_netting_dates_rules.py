@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway import dialect, store
+from gateway import dialect, outbound, store
 from gateway.beps import items, netting_dates, schema
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
@@ -24,6 +24,9 @@ from ledger.testing import fresh_books
 from tests.beps_support import StubSettings
 from tests.e2e_support import BANK, PEER
 from tests.race_support import Other
+
+# The bytes of outgoing messages, kept in the archive (gateway.outbound.stored_bytes)
+SENT_BYTES = "SELECT " + outbound.stored_bytes("outbox") + " FROM outbox"
 
 SETTINGS = BepsSettings(recon_delay_s=900.0, recon_dates_per_pass=2, recon_retry_s=900.0)
 
@@ -69,7 +72,7 @@ def claim(db: Any, gw: Gw, at: str, settings: BepsSettings = SETTINGS
 def asked(db: Any) -> list[str]:
     """The check date of every beps.720 in the outbox, in order."""
     with db.transaction() as tx:
-        rows = tx.query("SELECT envelope FROM outbox WHERE mesg_type = 'beps.720.001.01' "
+        rows = tx.query(SENT_BYTES + " WHERE mesg_type = 'beps.720.001.01' "
                         "ORDER BY id", ())
     return [codec.decode(bytes(envelope)).obj.check_date for (envelope,) in rows]
 

@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from gateway import outbound
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -21,6 +22,9 @@ from gateway.messages.common import GroupHeader
 from gateway.ops.web import OPS_KEY, add_routes
 from gateway.redisproc import free_port
 from ledger.testing import customer_account
+
+# The bytes of outgoing messages, kept in the archive (gateway.outbound.stored_bytes)
+SENT_BYTES = "SELECT " + outbound.stored_bytes("outbox") + " FROM outbox"
 
 PAYER = customer_account(1, "corporate")
 
@@ -147,13 +151,13 @@ async def reconciliations_asked(gw: Gateway, count: int) -> list[str]:
     """The check dates of the hvps.710 in the outbox, once `count` are there."""
     for _ in range(200):
         rows = await gw.store.run(lambda tx: tx.query(
-            "SELECT envelope FROM outbox WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
+            SENT_BYTES + " WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
         if len(rows) >= count:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)  # nothing more follows
     rows = await gw.store.run(lambda tx: tx.query(
-        "SELECT envelope FROM outbox WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
+        SENT_BYTES + " WHERE mesg_type LIKE 'hvps.710%' ORDER BY id", ()))
     return [codec.decode(bytes(envelope)).obj.check_date for (envelope,) in rows]
 
 

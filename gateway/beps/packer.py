@@ -225,12 +225,11 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
 def stored_envelope(tx: Any, outbox_id: int) -> bytes:
     """The bytes of the package in this outbox row: its archive row's (packages sealed
     before the bytes were kept only there carry them in the outbox row itself)."""
-    row = tx.query_one("SELECT o.envelope, a.envelope FROM outbox o LEFT JOIN archive a ON "
-                       "a.direction = 'out' AND a.mesg_id = o.mesg_id AND a.mesg_type = "
-                       "o.mesg_type WHERE o.id = ?", (outbox_id,))
-    assert row is not None and (row[0] or row[1]) is not None, \
+    row = tx.query_one(f"SELECT {outbound.stored_bytes('o')} FROM outbox o WHERE o.id = ?",
+                       (outbox_id,))
+    assert row is not None and row[0] is not None, \
         f"outbox row {outbox_id} of a package has its bytes"
-    return bytes(row[0] if row[0] is not None else row[1])
+    return bytes(row[0])
 
 
 class Packer:
