@@ -404,9 +404,10 @@ def leave_group(tx: Any, payment_id: str, group: str) -> None:
                "ORDER BY id", (payment_id, group))
 
 
-# The status changes of one piece of work are written as few webhook rows as they fit in
-# (gateway.store.gather): a package's thousand payments sent, netted or settled make one
-# row per `webhook_events_max` changes, not one each, and each row is one POST's events.
+# The status changes of one transaction are written as few webhook rows as they fit in
+# (gateway.store.gather): a package's thousand payments sent, netted or settled, or the
+# forty HVPS payments of one group commit, make one row per `webhook_events_max` changes,
+# not one each, and each row is one POST's events.
 # A row holds the JSON array of its events; which payment's change it tells is in
 # webhook_events. It is written already claimed by the process whose work made the
 # changes, which pushes it after commit (gateway.direct) with the body it was given: no

@@ -88,10 +88,14 @@ def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
 def gather(tx: Any, key: str, items: list[Any], write: Callable[[Any, list[Any]], None]
            ) -> None:
     """Add `items` to what the current piece of work gathers under `key`, for
-    `write(tx, all of them)` to put in the database at once when the work has done the
-    rest, inside it (and undone with it). Rows that each step of a work would write on its
-    own (a status change's webhook row for each payment of a package netted one by one)
-    are so written as a few. Outside work run by Store.run they are written now."""
+    `write(tx, all of them)` to put in the database at once, in the same transaction:
+    once every piece of work of the transaction has run, with what the others that
+    succeeded gathered under the same key (a piece of work undone, or undone in part by
+    `scope`, takes what it gathered with it). Rows that each step of a work, or each work
+    of a group commit, would write on its own (a status change's webhook row for each
+    payment of a package netted one by one, or for each of forty HVPS payments settled in
+    one commit) are so written as a few. Outside work run by Store.run they are written
+    now."""
     gathered = getattr(_local, "gathered", None)
     if gathered is None:
         write(tx, items)
@@ -99,8 +103,9 @@ def gather(tx: Any, key: str, items: list[Any], write: Callable[[Any, list[Any]]
     gathered.setdefault(key, (write, []))[1].extend(items)
 
 
-def _write_gathered(tx: Any) -> None:
-    for write, items in _local.gathered.values():
+def _write_gathered(tx: Any, gathered: dict[str, tuple[Callable[[Any, list[Any]], None],
+                                                       list[Any]]]) -> None:
+    for write, items in gathered.values():
         if items:
             write(tx, items)
 
@@ -413,16 +418,19 @@ class Store:
         results: list[Any] = []
         entries: list[tuple[str, dict[str, str]]] = []
         lines: list[tuple[logging.Logger, int, list[str]]] = []
+        # What the works that succeeded gathered (`gather`), written once they have run.
+        gathered: dict[str, tuple[Callable[[Any, list[Any]], None], list[Any]]] = {}
         with self._db.transaction() as tx:
             for work, runs in works:
                 _local.entries, _local.lines, _local.gathered = [], [], {}
                 try:
                     with tx.savepoint():
                         result = work(tx)
-                        _write_gathered(tx)
                     results.append(result)
                     entries.extend(_local.entries)
                     lines.extend(_local.lines)
+                    for key, (write, items) in _local.gathered.items():
+                        gathered.setdefault(key, (write, []))[1].extend(items)
                 except PaygateError as exc:
                     results.append(exc)
                 except Exception as exc:
@@ -435,6 +443,16 @@ class Store:
                     results.append(exc)
                 finally:
                     _local.entries = _local.lines = _local.gathered = None
+            if gathered:
+                # Should this fail, the transaction fails with every work in it, as its
+                # commit would.
+                _local.entries, _local.lines = [], []
+                try:
+                    _write_gathered(tx, gathered)
+                    entries.extend(_local.entries)
+                    lines.extend(_local.lines)
+                finally:
+                    _local.entries = _local.lines = None
         self.commits += 1
         if lines:
             for logger, level, messages in lines:

@@ -7,10 +7,11 @@ carries a list of changes, always in the same shape, even for one:
     {"events": [{"id": "...", "state": "settled", "previous": "netted",
                  "event": "beps_settled", "at": "2026-12-07T09:30:02+00:00"}, ...]}
 
-A package's payments sent, netted or settled together are told together (their changes
-are written as a few outbox rows, gateway.payments), and rows ready to push at the same
-moment (single HVPS changes committed in one group) share a POST: at most
-`webhook_events_max` events in one, and no wait for more when one row alone is ready.
+The changes committed in one transaction are told together: a package's payments sent,
+netted or settled together, and the single HVPS changes of one group commit, are written
+as a few outbox rows (gateway.payments), and rows ready to push at the same moment share a
+POST: at most `webhook_events_max` events in one, and no wait for more when one row alone
+is ready.
 
 The body is signed with HMAC-SHA256 under `webhook_secret` in the header
 `X-Paygate-Signature: sha256=<hex>`, over the whole body. A 2xx answer acknowledges
