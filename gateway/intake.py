@@ -363,14 +363,24 @@ def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
     return problems
 
 
+def kept_elsewhere(payee_bank: str, account_bank: str | None) -> bool:
+    """Whether a payee bank is not the branch that keeps the ledger's customer accounts
+    (`account_bank`, None when the ledger's institution has no bank code: then nothing
+    is compared). One rule for every credit to our books: an internal transfer naming
+    another is refused (`payee_bank_not_account_branch`), an incoming CNAPS credit
+    naming another goes to suspense (`branch_mismatch`)."""
+    return account_bank is not None and payee_bank != account_bank
+
+
 def payee_problems(payee_account: str, payee_name: str, payee_bank: str,
                    holder: str | None, account_bank: str | None) -> list[Problem]:
     """What an internal transfer (the payee's account kept in our own ledger) is refused
     for about its payee, as an incoming CNAPS credit is checked: a name that is not the
     account holder's (compared as ledger.incoming.names_match compares an incoming
     credit's, which sends that one to suspense as name_mismatch) and a payee bank that
-    is not the branch keeping the account (`account_bank`). `holder` is None when the
-    account is no customer account of ours (the settlement refuses that by name).
+    is not the branch keeping the account (`account_bank`; an incoming credit naming
+    another goes to suspense as branch_mismatch). `holder` is None when the account is
+    no customer account of ours (the settlement refuses that by name).
 
     The holder's name is never shown: the account is another customer's, and a refusal
     naming its holder would tell anyone who tries a number whose it is."""
@@ -385,7 +395,7 @@ def payee_problems(payee_account: str, payee_name: str, payee_bank: str,
             f"account {payee_account} at our bank is not held under the name "
             f"{payee_name}; an internal transfer is credited only to the account of the "
             "payee it names"))
-    if account_bank is not None and payee_bank != account_bank:
+    if kept_elsewhere(payee_bank, account_bank):
         problems.append(Problem(
             "payee_bank_not_account_branch", "/payee_bank", payee_bank,
             f"{account_bank}, the bank code of the branch that keeps account "
