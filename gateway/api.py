@@ -164,6 +164,47 @@ def query_params(request: web.Request, allowed: tuple[str, ...]
     return out, problems
 
 
+# The request headers the gateway acts on: the core system's credentials and key, the
+# link's framing, the console's credentials and the origin it checks. Given twice, which
+# one counts would be a guess (aiohttp's `get` takes the first; a proxy may keep the
+# last), so a request repeating one is refused whole, every repeated name told.
+# Content-Type and Content-Length given twice are refused by aiohttp's parser itself.
+SINGLE_HEADERS = ("Idempotency-Key", "X-Client-Id", "X-Timestamp", "X-Signature",
+                  framing.LENGTHS_HEADER, "Authorization", "Origin")
+HEADER_VALUE_SHOWN_MAX = 80  # characters of each value an error echoes
+
+
+def repeated_headers(request: web.Request,
+                     names: tuple[str, ...] = SINGLE_HEADERS) -> list[Problem]:
+    """`header_repeated` for each of `names` the request carries more than once (names
+    compare without case), with every value it was given; [] when none repeats."""
+    problems = []
+    for name in names:
+        values = request.headers.getall(name, ())
+        if len(values) > 1:
+            problems.append(Problem(
+                "header_repeated", name, [v[:HEADER_VALUE_SHOWN_MAX] for v in values],
+                f"one {name} header line",
+                f"the request carries {name} {len(values)} times; the gateway takes no "
+                "value of a header given more than once"))
+    return problems
+
+
+@web.middleware
+async def single_headers_middleware(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse (400) a request repeating a header the gateway acts on, before its
+    credentials are checked or its body read."""
+    problems = repeated_headers(request)
+    if problems:
+        log.warning("event=request_header_repeated method=%s path=%s headers=%s",
+                    request.method, request.path, ",".join(p.path for p in problems))
+        raise PaygateError(problems, 400)
+    return await handler(request)
+
+
 def nested_too_deep() -> PaygateError:
     """Valid JSON nested deeper than the parser follows (about a thousand levels): said
     as such, not as a body that is not JSON. No request of the API nests beyond three."""
@@ -579,7 +620,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(gw: Any) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LEN_MAX)
+    app = web.Application(middlewares=[errors_middleware, single_headers_middleware],
+                          client_max_size=BODY_LEN_MAX)
     app[GATEWAY_KEY] = gw
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.yaml", openapi)

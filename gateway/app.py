@@ -894,6 +894,10 @@ class Gateway:
             # The name matched the holder's with spaces, width or case aside: the payment
             # goes out under the holder's name as the books write it, never as typed.
             transfer = transfer._replace(payer_name=holder)
+        if p.message is not None:
+            # A ready message's remittance lines go on as it writes them (tag lines,
+            # gateway.ready_rules), not as a JSON transfer's free text is tagged.
+            transfer = transfer._replace(remittance=tuple(p.message.remittance))
         # An HVPS payment sent from this work, with nothing to wait for, is written sent
         # with its message claimed (outbound.claim_new) instead of written accepted and
         # pending, then claimed and moved on.

@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import late_results, payments, recon
+from gateway import intake, late_results, payments, recon
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
@@ -186,9 +186,12 @@ class Handlers:
                           msg_id=ct.msg_id)
             return Processed({"duplicate_of": ct.msg_id})
         payments.insert(tx, row)
-        result = self.gw.ledger.credit_incoming(tx, f"{pid}:credit", ct.creditor_account,
-                                                ct.creditor_name, ct.amount_fen, work_date,
-                                                pid)
+        # Checked as an internal transfer's payee is (intake.payee_problems), but not
+        # refused: the money has moved already, so what fails goes to suspense.
+        result = self.gw.ledger.credit_incoming(
+            tx, f"{pid}:credit", ct.creditor_account, ct.creditor_name, ct.amount_fen,
+            work_date, pid,
+            other_branch=intake.kept_elsewhere(ct.creditor_agent, self.gw.account_bank))
         if result.kind == "credited":
             payments.transition(tx, row, "credited", "hvps_credited", now, self.gw.notifier,
                                 account=result.account_no)

@@ -91,28 +91,38 @@ def body_sha256(body: Any) -> str:
     return hashlib.sha256(jsontext.canonical(body)).hexdigest()
 
 
-# A transfer request's hash is that of what it asks for (`transfer_meaning`), marked so
-# that a hash stored before requests were compared by meaning, a hash of their text, is
-# still known for what it is (`same_transfer`).
+# A request's hash is that of what it asks for (`transfer_meaning` for a transfer; each
+# endpoint taking an Idempotency-Key has its meaning), marked so that a hash stored
+# before requests were compared by meaning, a hash of their text, is still known for what
+# it is (`same_transfer`).
 MEANING_MARK = "m:"
+
+
+def meaning_sha256(meaning: Any) -> str:
+    """The hash under which a request is kept with its idempotency key, given what it
+    asks for (its meaning: the same for every spelling of the same request)."""
+    return MEANING_MARK + body_sha256(meaning)
 
 
 def transfer_sha256(body: Any) -> str:
     """The hash under which a transfer request is kept with its idempotency key: two
     requests that ask for the same payment in other spellings have the same hash."""
-    return MEANING_MARK + body_sha256(transfer_meaning(body))
+    return meaning_sha256(transfer_meaning(body))
 
 
 def same_transfer(stored: str, body_hash: str, body: Any) -> bool:
-    """Whether the hash stored under a key is that of the request `body` (whose
-    `transfer_sha256` is `body_hash`): by meaning, or, for a hash stored before requests
-    were compared by meaning, by the request's text."""
+    """Whether the hash stored under a key is that of the request `body` (whose hash by
+    meaning is `body_hash`, `meaning_sha256`): by meaning, or, for a hash stored before
+    requests were compared by meaning, by the request's text. Every endpoint taking an
+    Idempotency-Key compares so, transfers or not."""
     if stored.startswith(MEANING_MARK):
         return stored == body_hash
     return stored == body_sha256(body)
 
 
-def transfer_meaning(body: Any) -> Any:
+def transfer_meaning(body: Any, defaults: dict[str, str] = DEFAULTS,
+                     nullable: tuple[str, ...] = ("when_closed",),
+                     fold_payer_name: bool = True) -> Any:
     """A transfer request written one way for all the spellings the API takes of the same
     payment: a field given its default value as if left out (`"currency": "CNY"`,
     `"when_closed": null`, no remittance), the amount in its usual form (`"100"` and
@@ -121,17 +131,15 @@ def transfer_meaning(body: Any) -> Any:
     compared (spaces, width and case aside: every such spelling matches the same holders
     and goes out as the holder's name). What the checks of `parse_transfer` refuse is
     left as written, so that a retry refused for it is not taken for the first request.
-    Other bodies (not an object) are their own meaning."""
+    Other bodies (not an object) are their own meaning.
+
+    Another endpoint taking a transfer gives its own `defaults`, the fields it takes
+    null for left out (`nullable`), and whether the payer name goes out as the holder's
+    (`fold_payer_name`: otherwise it goes out as written, and its spelling counts)."""
     if type(body) is not dict:
         return body
-    meaning = {name: value for name, value in body.items()
-               if not (name in DEFAULTS and value == DEFAULTS[name]
-                       or name == "when_closed" and value is None)}
-    amount = meaning.get("amount")
-    if type(amount) is str and not _YUAN_AND_FEN.fullmatch(amount):
-        fen = parse_yuan(amount, "/amount")
-        if isinstance(fen, int):
-            meaning["amount"] = format_yuan(fen)
+    meaning = without(body, defaults, nullable)
+    amount_meaning(meaning)
     if "remittance_info" in meaning:
         problems = ProblemList()
         lines = _remittance(meaning["remittance_info"], problems)
@@ -140,9 +148,28 @@ def transfer_meaning(body: Any) -> Any:
         elif not problems:
             del meaning["remittance_info"]
     name = meaning.get("payer_name")
-    if type(name) is str and _SAFE_NAME.fullmatch(name) and name.strip():
+    if fold_payer_name and type(name) is str and _SAFE_NAME.fullmatch(name) and name.strip():
         meaning["payer_name"] = name_key(name)
     return meaning
+
+
+def amount_meaning(meaning: dict[str, Any], name: str = "amount") -> None:
+    """A request's amount written in its usual form in place (`"100"` and `"100.0"` are
+    `"100.00"`: the same fen); an amount parse_yuan refuses is left as written."""
+    amount = meaning.get(name)
+    if type(amount) is str and not _YUAN_AND_FEN.fullmatch(amount):
+        fen = parse_yuan(amount, f"/{name}")
+        if isinstance(fen, int):
+            meaning[name] = format_yuan(fen)
+
+
+def without(body: dict[str, Any], defaults: dict[str, Any],
+            nullable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`body` without the fields given their default value or, for those in `nullable`,
+    null: what a request means is the same with them left out."""
+    return {name: value for name, value in body.items()
+            if not (name in defaults and value == defaults[name]
+                    or name in nullable and value is None)}
 
 
 def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
@@ -363,14 +390,24 @@ def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,
     return problems
 
 
+def kept_elsewhere(payee_bank: str, account_bank: str | None) -> bool:
+    """Whether a payee bank is not the branch that keeps the ledger's customer accounts
+    (`account_bank`, None when the ledger's institution has no bank code: then nothing
+    is compared). One rule for every credit to our books: an internal transfer naming
+    another is refused (`payee_bank_not_account_branch`), an incoming CNAPS credit
+    naming another goes to suspense (`branch_mismatch`)."""
+    return account_bank is not None and payee_bank != account_bank
+
+
 def payee_problems(payee_account: str, payee_name: str, payee_bank: str,
                    holder: str | None, account_bank: str | None) -> list[Problem]:
     """What an internal transfer (the payee's account kept in our own ledger) is refused
     for about its payee, as an incoming CNAPS credit is checked: a name that is not the
     account holder's (compared as ledger.incoming.names_match compares an incoming
     credit's, which sends that one to suspense as name_mismatch) and a payee bank that
-    is not the branch keeping the account (`account_bank`). `holder` is None when the
-    account is no customer account of ours (the settlement refuses that by name).
+    is not the branch keeping the account (`account_bank`; an incoming credit naming
+    another goes to suspense as branch_mismatch). `holder` is None when the account is
+    no customer account of ours (the settlement refuses that by name).
 
     The holder's name is never shown: the account is another customer's, and a refusal
     naming its holder would tell anyone who tries a number whose it is."""
@@ -385,7 +422,7 @@ def payee_problems(payee_account: str, payee_name: str, payee_bank: str,
             f"account {payee_account} at our bank is not held under the name "
             f"{payee_name}; an internal transfer is credited only to the account of the "
             "payee it names"))
-    if account_bank is not None and payee_bank != account_bank:
+    if kept_elsewhere(payee_bank, account_bank):
         problems.append(Problem(
             "payee_bank_not_account_branch", "/payee_bank", payee_bank,
             f"{account_bank}, the bank code of the branch that keeps account "

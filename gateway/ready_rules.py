@@ -34,6 +34,7 @@ field that disagrees is refused by name, both values shown.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -192,7 +193,23 @@ def carried_problems(ct: hvps111.CreditTransfer, root: Any) -> list[Problem]:
     for name in ("debtor_agent_name", "creditor_agent_name", "debtor_address",
                  "creditor_address"):
         text_problem(problems, PATHS[name], getattr(ct, name))
+    for n, line in enumerate(ct.remittance, 1):
+        if not _TAG_LINE.match(line):
+            # A JSON transfer's free text is written /H01/<text> by the gateway, which
+            # writes that message; a ready message is the core system's and goes on as
+            # written, so a line a receiving bank would misread is refused, not mended.
+            problems.add("remittance_line_not_tagged", f"{PATHS['remittance']}[{n}]", line,
+                         "a tag line /XXX/value from its first character (SPEC.md d.6), "
+                         "e.g. /H01/货款",
+                         "a receiving bank reads a remittance line's value from its sixth "
+                         "character; a ready message is not edited, so this line would "
+                         "go out unreadable")
     return problems.items
+
+
+# A remittance line as SPEC.md d.6 writes it: a three-character tag between slashes at
+# its start (/H01/ remark, /F40/ original type, ...).
+_TAG_LINE = re.compile(r"/[A-Z0-9]{3}/")
 
 
 def message_problems(gw: Any, ct: hvps111.CreditTransfer, header: Header | None

@@ -2,9 +2,11 @@
 
 Money from another bank is credited only once received (他行票据,收妥进账): an HVPS
 credit arrives after settlement, a BEPS credit once netted (final). When the named
-account is unknown or closed, or the name does not match its holder, the money is
-parked in suspense under a 9-digit pending write-off number (kind 1, MMDD, daily
-sequence from 0001), then cleared to the right account or returned to the sender.
+account is unknown or closed, the name does not match its holder, or the payee bank the
+message names is not the branch that keeps the account (the caller knows bank codes, the
+ledger does not: it says so with `other_branch`), the money is parked in suspense under
+a 9-digit pending write-off number (kind 1, MMDD, daily sequence from 0001), then
+cleared to the right account or returned to the sender.
 
 | event | entry |
 |---|---|
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import date
 
@@ -51,18 +53,20 @@ _SUSPENSE_COLUMNS = (
 
 def credit_incoming(ctx: Context, tx: Transaction, event_id: str, account_no: str,
                     payee_name: str, amount_fen: int, work_date: date | str,
-                    ref: str, netted: bool = False) -> CreditResult:
-    """Credit the payee, or park the money in suspense and say why."""
+                    ref: str, netted: bool = False, other_branch: bool = False
+                    ) -> CreditResult:
+    """Credit the payee, or park the money in suspense and say why. `other_branch`: the
+    payee bank the message names is not the branch that keeps the account."""
     check_amount(amount_fen)
     day = work_date_text(work_date)
     op = "credit_netted" if netted else "credit"
-    content = fingerprint(op, account_no, payee_name, amount_fen, day, ref)
+    content = _content(op, account_no, payee_name, amount_fen, day, ref, other_branch)
     found = replay(tx, event_id, content)
     if found is not None:
         return replace(CreditResult.from_json(found[1]), entry_id=found[0])
 
     source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
-    reason = _why_not_creditable(ctx, tx, account_no, payee_name)
+    reason = _why_not_creditable(ctx, tx, account_no, payee_name, other_branch)
     if reason is None:
         return _credit_payee(ctx, tx, event_id, op, content, source, account_no,
                              amount_fen, day, ref)
@@ -94,34 +98,51 @@ def _credit_suspense(ctx: Context, tx: Transaction, event_id: str, op: str, cont
     return CreditResult("suspense", pending_no=pending_no, reason=reason, entry_id=entry_id)
 
 
+def _content(op: str, account_no: str, payee_name: str, amount_fen: int, day: str,
+             ref: str, other_branch: bool) -> str:
+    """The credit's fingerprint; a credit naming another branch says so, one naming
+    the account's own is written as every credit was before the branch was checked."""
+    flag = ("other_branch",) if other_branch else ()
+    return fingerprint(op, account_no, payee_name, amount_fen, day, ref, *flag)
+
+
 def _why_not_creditable(ctx: Context, tx: Transaction, account_no: str,
-                        payee_name: str) -> str | None:
+                        payee_name: str, other_branch: bool) -> str | None:
     """None when the payee's account takes the credit, else the suspense reason."""
     if account_no in ctx.accounts.numbers:
         return "account_not_found"
     row = tx.query_one("SELECT name, status FROM ledger_account WHERE account_no = ?"
                        " AND role = 'customer'", (account_no,))
-    return _reason(row, payee_name)
+    return _reason(row, payee_name, other_branch)
 
 
-def _reason(row: tuple | None, payee_name: str) -> str | None:
+def _reason(row: tuple | None, payee_name: str, other_branch: bool) -> str | None:
     """Why a customer account (its name and status, None when there is none) does not
-    take a credit to `payee_name`; None when it does."""
+    take a credit to `payee_name` at the payee bank named (`other_branch`: not the one
+    keeping the account); None when it does. The first rule broken is the reason, in
+    this order: the account, its state, its holder, its branch."""
     if row is None:
         return "account_not_found"
     if row[1] == "closed":
         return "account_closed"
     if not names_match(row[0], payee_name):
         return "name_mismatch"
+    if other_branch:
+        # Whose money goes into whose account (DOMAIN.md §3): a credit addressed to a
+        # branch that does not keep the account is not the bank's to apply on guess.
+        return "branch_mismatch"
     return None
 
 
 def credit_incoming_many(ctx: Context, tx: Transaction,
                          credits: list[tuple[str, str, str, int, date | str, str]],
-                         netted: bool = False) -> list[CreditResult]:
+                         netted: bool = False, other_branch: Collection[str] = ()
+                         ) -> list[CreditResult]:
     """`credit_incoming` for many credits at once (the items of a BEPS package), each
-    (event id, account, payee name, amount in fen, work date, ref): the result of each,
-    in order, the same entries, suspense items and pending numbers as one by one.
+    (event id, account, payee name, amount in fen, work date, ref), those whose event id
+    is in `other_branch` naming a payee bank that does not keep the account: the result
+    of each, in order, the same entries, suspense items and pending numbers as one by
+    one.
 
     Each credit is still an entry of its own under its event id (traced, reversed and
     replayed alone); only the reading and writing are shared: the payees' accounts are
@@ -133,10 +154,12 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
     contents: dict[str, str] = {}
     days: dict[date | str, str] = {}
+    elsewhere = frozenset(other_branch)
     for event_id, account_no, payee_name, amount_fen, work_date, ref in credits:
         check_amount(amount_fen)
         day = days.get(work_date) or days.setdefault(work_date, work_date_text(work_date))
-        contents[event_id] = fingerprint(op, account_no, payee_name, amount_fen, day, ref)
+        contents[event_id] = _content(op, account_no, payee_name, amount_fen, day, ref,
+                                      event_id in elsewhere)
     assert len(contents) == len(credits), "each event is named once"
     results = {event_id: replace(CreditResult.from_json(stored), entry_id=entry_id)
                for event_id, (entry_id, stored)
@@ -147,7 +170,7 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     for day in {days[c[4]] for c in fresh}:
         check_work_date_open(tx, day)
     found = holders(ctx, tx, [c[1] for c in fresh])
-    reasons = [_reason(found.get(c[1]), c[2]) for c in fresh]
+    reasons = [_reason(found.get(c[1]), c[2], c[0] in elsewhere) for c in fresh]
     pending = _pending_blocks(tx, [days[c[4]] for c, r in zip(fresh, reasons) if r])
     postings, stored, free, sums, parked = [], {}, [], {}, []
     for (event_id, account_no, payee_name, amount_fen, work_date, ref), reason in zip(

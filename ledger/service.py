@@ -12,6 +12,7 @@ record the refusal in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 
 from pathlib import Path
@@ -143,22 +144,28 @@ class Ledger:
 
     def credit_incoming(self, tx: Transaction, event_id: str, account_no: str,
                         payee_name: str, amount_fen: int, work_date: WorkDate,
-                        ref: str) -> CreditResult:
+                        ref: str, other_branch: bool = False) -> CreditResult:
+        """`other_branch`: the payee bank named is not the branch keeping the account
+        (the money goes to suspense as `branch_mismatch`)."""
         return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
-                                        amount_fen, work_date, ref)
+                                        amount_fen, work_date, ref,
+                                        other_branch=other_branch)
 
     def credit_incoming_netted(self, tx: Transaction, event_id: str, account_no: str,
                                payee_name: str, amount_fen: int, work_date: WorkDate,
-                               ref: str) -> CreditResult:
+                               ref: str, other_branch: bool = False) -> CreditResult:
         return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
-                                        amount_fen, work_date, ref, netted=True)
+                                        amount_fen, work_date, ref, netted=True,
+                                        other_branch=other_branch)
 
     def credit_incoming_netted_many(
-            self, tx: Transaction, credits: list[tuple[str, str, str, int, WorkDate, str]]
-    ) -> list[CreditResult]:
+            self, tx: Transaction, credits: list[tuple[str, str, str, int, WorkDate, str]],
+            other_branch: Collection[str] = ()) -> list[CreditResult]:
         """`credit_incoming_netted` for many, (event id, account, payee name, amount,
-        work date, ref) each, in bulk; the result of each, in order."""
-        return incoming.credit_incoming_many(self._ctx, tx, credits, netted=True)
+        work date, ref) each, in bulk, those whose event id is in `other_branch` naming a
+        payee bank that does not keep the account; the result of each, in order."""
+        return incoming.credit_incoming_many(self._ctx, tx, credits, netted=True,
+                                             other_branch=other_branch)
 
     def holder_names(self, tx: Transaction, account_nos: list[str]) -> dict[str, str]:
         """The holder's name of each of these that is a customer account (read a few

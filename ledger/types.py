@@ -33,7 +33,7 @@ class CreditResult:
     """Where an incoming credit went: the payee's account, or suspense (待销账).
 
     `kind` is "credited" (with `account_no`) or "suspense" (with `pending_no` and
-    `reason`: account_not_found, account_closed or name_mismatch).
+    `reason`: account_not_found, account_closed, name_mismatch or branch_mismatch).
     """
 
     kind: str

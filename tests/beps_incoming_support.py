@@ -73,9 +73,10 @@ def credit_one_by_one(tx: Any, gw: ResultGateway, d: Any) -> None:
         payments.insert(tx, row)
         items.add(tx, pid, items.CREDIT_IN, sender, CREDIT_TYPE, t.amount_fen, NOW,
                   package_id=package_id, netting=NETTING)
-        result = gw.ledger.credit_incoming_netted(tx, f"{pid}:credit", t.creditor_account,
-                                                  t.creditor_name, t.amount_fen,
-                                                  gw.work_date.isoformat(), pid)
+        result = gw.ledger.credit_incoming_netted(
+            tx, f"{pid}:credit", t.creditor_account, t.creditor_name, t.amount_fen,
+            gw.work_date.isoformat(), pid,
+            other_branch=t.creditor_bank != gw.account_bank)
         detail = {"package": package_id, "netting_date": NETTING[0],
                   "netting_round": NETTING[1]}
         if result.kind == "credited":

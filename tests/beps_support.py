@@ -37,6 +37,7 @@ class StubGateway:
     keyring: KeyRing
     settings: StubSettings = field(default_factory=StubSettings)
     notifier: payments.Notifier = field(default_factory=payments.Notifier)
+    account_bank: str | None = BRANCH  # the branch keeping the ledger's accounts
 
 
 class ResultGateway(StubGateway):

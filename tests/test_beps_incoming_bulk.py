@@ -21,16 +21,21 @@ from tests.beps_support import NOW, answer, answer_in, held_package
 from tests.e2e_support import BANK, BRANCH, PEER_BRANCH
 from tests.test_beps_rules import CountedStatements
 
+OTHER_BRANCH = "999100000035"  # ours, but keeps none of the ledger's accounts
 
-def _mixed(size: int) -> list:
+
+def _mixed(size: int, elsewhere: tuple[int, ...] = ()) -> list:
     """Credits to payees 0..size-1: every third to an account we do not have, every
-    fifth to the right account under another name; the second credit twice."""
+    fifth to the right account under another name, those in `elsewhere` naming a branch
+    of ours that does not keep the account; the second credit twice."""
     transfers = []
     for n in range(size):
         if n % 3 == 2:
             transfers.append(credit(n, account=customer_account(9000 + n)))
         elif n % 5 == 4:
             transfers.append(credit(n, name="另一个人"))
+        elif n in elsewhere:
+            transfers.append(replace(credit(n), creditor_bank=OTHER_BRANCH))
         else:
             transfers.append(credit(n))
     return transfers + [credit(1)]
@@ -69,7 +74,8 @@ def _books(db: Any, gw: Any) -> dict[str, Any]:
 
 
 def test_a_credit_package_leaves_what_crediting_item_by_item_left(tmp_path, database_url):
-    """Credited and suspense items mixed, a credit repeated in the package and one
+    """Credited and suspense items mixed (a credit naming another branch of ours among
+    them), a credit repeated in the package and one
     received in an earlier package: the same payments, history, items, entries, suspense
     items (pending numbers included), balances and alerts as item by item."""
     books = []
@@ -79,7 +85,7 @@ def test_a_credit_package_leaves_what_crediting_item_by_item_left(tmp_path, data
         with db.transaction() as tx:
             gw.ledger.close_account(tx, customer_account(100 + 6), NOW.date())
         first, second = package("2026121200000001", [credit(0)]), package(
-            "2026121200000002", _mixed(12))
+            "2026121200000002", _mixed(12, elsewhere=(7,)))
         for d in (first, second):
             with db.transaction() as tx:
                 if bulk:
@@ -91,10 +97,11 @@ def test_a_credit_package_leaves_what_crediting_item_by_item_left(tmp_path, data
 
     assert books[0] == books[1]
     states = [p["state"] for p in books[0]["payments"]]
-    assert states.count("credited") == 5 and states.count("suspense") == 7
+    assert states.count("credited") == 4 and states.count("suspense") == 8
     assert {row[4] for row in books[0]["suspense"]} == {"account_not_found",
                                                           "account_closed",
-                                                          "name_mismatch"}
+                                                          "name_mismatch",
+                                                          "branch_mismatch"}
     assert books[0]["alerts"] == ["duplicate_incoming_payment"] * 2
     assert books[0]["balanced"]
 

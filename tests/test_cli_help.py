@@ -45,3 +45,29 @@ def test_bench_help_says_it_writes_files_unless_told_not_to(capsys):
     assert "without --no-write" in text
     assert "benchmarks/results.json" in text and "README.md" in text
     assert "--quick run" in text
+
+
+def test_stuck_tells_the_age_it_filters_by(capsys):
+    """`ops stuck` lists only payments unchanged for views.STUCK_AFTER_MIN minutes unless
+    given --minutes: its line in `ops --help`, its own --help and the CLI table of
+    docs/operations.md say so, with the number the gateway applies."""
+    from pathlib import Path
+
+    from gateway.ops import views
+
+    default = f"{views.STUCK_AFTER_MIN} minutes"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["stuck", "--help"])
+    own = " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    [row] = [line for line in docs.splitlines() if line.startswith("| `stuck")]
+
+    assert default in cli.COMMANDS["stuck"]
+    assert default in own and "--minutes 0" in own
+    assert default in row and "--minutes 0" in row
+
+
+def test_the_command_s_default_age_is_the_gateway_s():
+    from gateway.ops import views
+
+    assert cli.STUCK_DEFAULT_MIN == views.STUCK_AFTER_MIN

@@ -227,6 +227,45 @@ def test_credit_incoming_routes_by_payee(books, account, name, expected):
     assert snapshot(db, led)[2]
 
 
+@pytest.mark.parametrize("account, name, reason", [
+    ("payee", "某某贸易有限公司", "branch_mismatch"),
+    ("payee", "另一家公司", "name_mismatch"),
+    ("unknown", "某某贸易有限公司", "account_not_found"),
+])
+def test_a_credit_naming_another_branch_is_parked_with_the_first_reason(books, account,
+                                                                        name, reason):
+    """A credit whose payee bank does not keep the account goes to suspense even for the
+    holder's right name; a problem with the account or its holder is the reason told."""
+    db, led, _, payee = books
+    account_no = payee if account == "payee" else customer_account(99)
+    with db.transaction() as tx:
+        before = led.balance(tx, payee)
+        result = led.credit_incoming(tx, "c1", account_no, name, 12_345, WORK_DATE,
+                                     "msg-1", other_branch=True)
+
+        assert (result.kind, result.pending_no, result.reason) == (
+            "suspense", "112070001", reason)
+        assert led.balance(tx, payee) == before
+    assert snapshot(db, led)[2]
+
+
+def test_the_branch_checked_is_part_of_a_credit_s_event(books):
+    """The same credit under its event id replays its result; under the same id but
+    naming another branch it is another posting, refused."""
+    db, led, _, payee = books
+    with db.transaction() as tx:
+        first = led.credit_incoming(tx, "c1", payee, "某某贸易有限公司", 100, WORK_DATE,
+                                    "msg-1", other_branch=True)
+        again = led.credit_incoming(tx, "c1", payee, "某某贸易有限公司", 100, WORK_DATE,
+                                    "msg-1", other_branch=True)
+        with pytest.raises(LedgerError) as refused:
+            led.credit_incoming(tx, "c1", payee, "某某贸易有限公司", 100, WORK_DATE,
+                                "msg-1")
+
+    assert again == first and first.reason == "branch_mismatch"
+    assert refused.value.code == "event_id_reused_for_other_posting"
+
+
 def test_pending_numbers_run_per_day(books):
     """Suspense numbers are kind 1, MMDD of the work date and a daily sequence from 0001."""
     db, led, _, _ = books

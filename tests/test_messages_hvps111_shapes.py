@@ -112,14 +112,15 @@ def _expected(shape: dict[str, Any]) -> dict[str, Any]:
             "creditor_agent": shape["creditor_agent"][0] or "",
             "creditor_agent_name": shape["creditor_agent"][1],
             "business_kind": shape["kind"] or "",
-            "remittance": tuple(line.strip() for line in shape["remittance"] or ())}
+            "remittance": tuple(shape["remittance"] or ())}
 
 
 @SETTINGS
 @given(shapes())
 def test_every_shape_maps_to_what_the_document_says(shape: dict[str, Any]) -> None:
-    """Each field holds its element's stripped text, "" or None where the optional
-    element is absent, whichever other optional parts the transaction has."""
+    """Each code or id holds its element's stripped text, each text (a name, an address
+    or remittance line) its text as written, spaces included, "" or None where the
+    optional element is absent, whichever other optional parts the transaction has."""
     root = xml.parse(_document(shape))
     assert catalogue.schema(hvps111.MESSAGE_TYPE).validate(root)
 

@@ -162,8 +162,9 @@ class BepsExtension:
         receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
                                              debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen)
         now = gw.clock.now()
-        return await self._once(client, key, body, now, lambda tx: payments.public_view(
-            debits_out.record(tx, gw, debit, receiver, now, client)))
+        return await self._once(client, key, body, debits_out.meaning(body), now,
+                                lambda tx: payments.public_view(
+                                    debits_out.record(tx, gw, debit, receiver, now, client)))
 
     async def submit_periodic(self, client: str, idem_key: str | None,
                               body: Any) -> tuple[int, dict[str, Any]]:
@@ -174,14 +175,17 @@ class BepsExtension:
         receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
                                              periodic.PERIODIC_TYPE, transfer.amount_fen)
         now = gw.clock.now()
-        return await self._once(client, key, body, now, lambda tx: periodic.record(
-            tx, gw, transfer, agreement, receiver, now, client))
+        return await self._once(client, key, body, periodic.meaning(body), now,
+                                lambda tx: periodic.record(tx, gw, transfer, agreement,
+                                                           receiver, now, client))
 
-    async def _once(self, client: str, key: str, body: Any, now: datetime,
+    async def _once(self, client: str, key: str, body: Any, meaning: Any, now: datetime,
                     make: Any) -> tuple[int, dict[str, Any]]:
-        body_hash = intake.body_sha256(body)
+        """`make`'s answer stored under the key, or the answer stored before for the same
+        request (compared by `meaning`, what the body asks for)."""
+        body_hash = intake.meaning_sha256(meaning)
         status, view, created = await self.gw.store.run(lambda tx: requests.submit_once(
-            tx, client, key, body_hash, now, make))
+            tx, client, key, body, body_hash, now, make))
         if created:
             await self.gw.redis.xadd(keys.BEPS_TX, {"item": view["id"]})
         return status, view

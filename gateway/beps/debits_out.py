@@ -83,6 +83,20 @@ def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
                  body["agreement"], kind, remark)
 
 
+def meaning(body: Any) -> Any:
+    """What a collection request asks for, the same for every spelling of it
+    (intake.same_transfer compares a retry so): the amount in its usual form, the
+    default business kind spelt out as if left out, and a remark that is null or empty
+    as none (no remark goes out for either). Names and accounts go out as written, so
+    their spelling counts."""
+    if type(body) is not dict:
+        return body
+    out = intake.without(body, {"business_kind": DEFAULT_DEBIT_KIND, "remittance_info": ""},
+                         nullable=("remittance_info",))
+    intake.amount_meaning(out)
+    return out
+
+
 def _texts(body: dict[str, Any], p: ProblemList) -> None:
     for name in ("creditor_name", "debtor_name"):
         value = body.get(name)

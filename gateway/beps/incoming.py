@@ -20,7 +20,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import payments
+from gateway import intake, payments
 from gateway.beps import items
 from gateway.inbound import Processed
 from gateway.messages import codec, saps606
@@ -105,9 +105,13 @@ def _credit(tx: Any, gw: "Gateway", msg_type: str, sender: str, package_id: str,
     items.add_package(tx, [(row["id"], items.CREDIT_IN, sender, msg_type, row["amount_fen"])
                            for row in rows], now, package_id=package_id, netting=netting)
     work_date = gw.work_date.isoformat()
+    # Each payee checked as an internal transfer's is (intake.payee_problems); what fails
+    # goes to suspense, the money being final already.
+    elsewhere = {f"{row['id']}:credit" for row, t in zip(rows, transfers)
+                 if intake.kept_elsewhere(t.creditor_bank, gw.account_bank)}
     results = gw.ledger.credit_incoming_netted_many(tx, [
         (f"{row['id']}:credit", t.creditor_account, t.creditor_name, t.amount_fen,
-         work_date, row["id"]) for row, t in zip(rows, transfers)])
+         work_date, row["id"]) for row, t in zip(rows, transfers)], other_branch=elsewhere)
     detail = {"package": package_id, "netting_date": netting[0], "netting_round": netting[1]}
     payments.transition_each(tx, [
         (row, "credited", "beps_credited", {"account": result.account_no, **detail})

@@ -58,6 +58,16 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     return transfer, agreement
 
 
+def meaning(body: Any) -> Any:
+    """What a periodic credit request asks for, the same for every spelling of it, as a
+    transfer's is read (intake.transfer_meaning) with this endpoint's defaults (E100,
+    kind 01200, CNY). It takes no urgency nor when_closed, so those stay as written (and
+    are refused); the payer name goes out as written, so its spelling counts."""
+    return intake.transfer_meaning(
+        body, {"currency": "CNY", "business_type": PERIODIC_TYPE,
+               "business_kind": DEFAULT_KIND}, nullable=(), fold_payer_name=False)
+
+
 def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
            now: datetime, client: str | None = None) -> dict[str, Any]:
     """Hold the payer's funds and record the periodic credit waiting to be packed."""

@@ -2,7 +2,8 @@
 participant that receives a package for a bank of another participant.
 
 Idempotency works as for POST /v1/transfers (ARCHITECTURE.md, decision 2): the same key
-and body answers the stored result, the same key with another body is a 409.
+and request answers the stored result, the same key with another request is a 409; a
+retry is compared by what it asks for, not by its text (intake.same_transfer).
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import json
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import payments
+from gateway import intake, payments
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 
 
-def submit_once(tx: Any, client: str, idem_key: str, body_hash: str, now: datetime,
-                make: Callable[[Any], dict[str, Any]]) -> tuple[int, dict[str, Any], bool]:
-    """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored."""
+def submit_once(tx: Any, client: str, idem_key: str, body: Any, body_hash: str,
+                now: datetime, make: Callable[[Any], dict[str, Any]]
+                ) -> tuple[int, dict[str, Any], bool]:
+    """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored.
+    `body_hash` is the request's hash by meaning (intake.meaning_sha256)."""
     stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                           "WHERE client = ? AND key = ?", (client, idem_key))
     if stored is not None:
-        if stored[0] != body_hash:
+        if not intake.same_transfer(stored[0], body_hash, body):
             raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
                                    idem_key, "the same body as the first request with this key"))
         return stored[1], payments.answer_of(tx, stored[2]), False

@@ -64,11 +64,13 @@ class CreditTransfer:
     charge_bearer: str = "DEBT"
 
     def tag(self, code: str) -> str | None:
-        """The value of a /XXX/ tag line in RmtInf (SPEC.md d.6), if present."""
+        """The value of a /XXX/ tag line in RmtInf (SPEC.md d.6), if present (a line is
+        read without the spaces around it; it is carried as written)."""
         prefix = f"/{code}/"
         for line in self.remittance:
-            if line.startswith(prefix):
-                return line[len(prefix):]
+            read = line.strip()
+            if read.startswith(prefix):
+                return read[len(prefix):]
         return None
 
 
@@ -176,7 +178,15 @@ def _party(tag: str, name: str, address: str | None) -> str:
 
 
 def _t(el: etree._Element) -> str:
+    """A code, id, amount or time, read without the spaces around it."""
     return (el.text or "").strip()
+
+
+def _text(el: etree._Element) -> str:
+    """A name, address line or remittance line exactly as written, spaces at its ends
+    included: such text is carried into the messages we send and shown as the sender
+    wrote it, never trimmed on the way (a ready message is checked, not edited)."""
+    return el.text or ""
 
 
 def _member_and_name(agent: etree._Element) -> tuple[str, str | None]:
@@ -188,14 +198,14 @@ def _member_and_name(agent: etree._Element) -> tuple[str, str | None]:
         return "", None
     first = fin[0]
     if count == 1 and first.tag != _MEMBER:
-        return "", _t(first)
-    return _t(first[0]), (_t(fin[1]) if count > 1 else None)
+        return "", _text(first)
+    return _t(first[0]), (_text(fin[1]) if count > 1 else None)
 
 
 def _address(party: etree._Element) -> str | None:
     if len(party) < 2 or len(party[1]) == 0:
         return None
-    return _t(party[1][0])
+    return _text(party[1][0])
 
 
 def _parties(tail: list[etree._Element]) -> list[etree._Element | None]:
@@ -236,10 +246,12 @@ def parse(root: etree._Element) -> tuple[CreditTransfer, list[Problem]]:
     pmt, tp, amount_el, prty, chrg, instg, instd = kids[:7]
     dbtr, dacct, dagt, cagt, cdtr, cacct, purp, rmt = _parties(kids[7:])
     (msg_id, created_at, end_to_end_id, tx_id, business_type, amount, priority,
-     charge_bearer, instg_direct, instg_branch, instd_direct, instd_branch, debtor_name,
-     creditor_name) = [(leaf.text or "").strip() for leaf in (
+     charge_bearer, instg_direct, instg_branch, instd_direct,
+     instd_branch) = [(leaf.text or "").strip() for leaf in (
         grp[0], grp[1], pmt[0], pmt[1], tp[0][0], amount_el, prty, chrg, instg[0][0][0],
-        instg[1][0], instd[0][0][0], instd[1][0], dbtr[0], cdtr[0])]
+        instg[1][0], instd[0][0][0], instd[1][0])]
+    # Names and remittance lines as written (`_text`).
+    debtor_name, creditor_name = dbtr[0].text or "", cdtr[0].text or ""
     debtor_agent, debtor_agent_name = _member_and_name(dagt)
     creditor_agent, creditor_agent_name = _member_and_name(cagt)
     ct = construct(CreditTransfer, {
@@ -261,8 +273,7 @@ def parse(root: etree._Element) -> tuple[CreditTransfer, list[Problem]]:
         "creditor_agent": creditor_agent,
         "creditor_name": creditor_name,
         "creditor_account": _t(cacct[0][0][0]) if cacct is not None else "",
-        "remittance": tuple([(line.text or "").strip() for line in rmt])
-        if rmt is not None else (),
+        "remittance": tuple([line.text or "" for line in rmt]) if rmt is not None else (),
         "debtor_agent_name": debtor_agent_name,
         "creditor_agent_name": creditor_agent_name,
         "debtor_address": _address(dbtr),
@@ -306,6 +317,6 @@ def check(ct: CreditTransfer) -> list[Problem]:
     for name, value in (("Dbtr/Nm", ct.debtor_name), ("Cdtr/Nm", ct.creditor_name),
                         ("DbtrAcct/Id/Othr/Id", ct.debtor_account),
                         ("CdtrAcct/Id/Othr/Id", ct.creditor_account)):
-        if not value:
+        if not value.strip():  # a name of spaces alone names nobody
             p.append(Problem("party_field_required", f"{base}/{name}", value, "a value"))
     return p

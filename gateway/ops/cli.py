@@ -6,8 +6,10 @@
     queues                         streams, stages, dead letters
     payments [--state S] [--account A] [--amount YUAN] [--date D] [--id ID]
     payment ID                     one payment with its history and requests
-    stuck [--minutes N]            accepted / sent / unknown for too long (and held
-                                   for the window while HVPS is open)
+    stuck [--minutes N]            accepted / sent / unknown, unchanged for 10 minutes
+                                   or more unless given --minutes (0: any age); held for
+                                   the window while HVPS is open, as long; held after
+                                   the link refused their message, at any age
     books                          the ledger's trial balance: balanced, each subject
     dead                           dead letters
     alerts                         latest alerts
@@ -92,6 +94,10 @@ REQUEST_ACTIONS = {
 }
 
 
+# `ops stuck` lists payments unchanged for this many minutes when not given --minutes:
+# the default the gateway applies (gateway.ops.views.STUCK_AFTER_MIN, which a test keeps
+# equal), said here without importing the gateway's database code into the command.
+STUCK_DEFAULT_MIN = 10
 # Each command's one line in `paygate ops --help` (and the head of its own --help).
 COMMANDS = {
     "status": "HVPS window, work date, the NPC link, clearing balance, what waits at "
@@ -99,8 +105,9 @@ COMMANDS = {
     "queues": "the streams, the payments at each stage and the dead letters",
     "payments": "payments, newest first, filtered by the options",
     "payment": "one payment with its history and its operators' requests",
-    "stuck": "payments accepted, sent or unknown for too long (and held for the window "
-             "while HVPS is open)",
+    "stuck": f"payments accepted, sent or unknown and unchanged for {STUCK_DEFAULT_MIN} "
+             "minutes or more, unless given --minutes (and held for the window while HVPS "
+             "is open, as long; held because the link refused their message, at any age)",
     "books": "the ledger's trial balance: balanced or not, subject by subject",
     "dead": "dead letters: messages the gateway gave up sending",
     "alerts": "the latest alerts",
@@ -165,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ("--limit", "at most this many (default 50)")):
         p.add_argument(option, help=what)
     command("payment").add_argument("id", help="the payment id")
-    command("stuck").add_argument("--minutes", help="for at least this long (default 10)")
+    command("stuck").add_argument(
+        "--minutes", help="unchanged for at least this many minutes, 0 to 10080 "
+                          f"(default {STUCK_DEFAULT_MIN} minutes: younger payments are not "
+                          "listed; --minutes 0 lists every one in flight)")
     command("requests").add_argument("--state", help="pending, executed, failed, rejected, "
                                                         "withdrawn or expired")
     p = command("messages")

@@ -130,12 +130,12 @@ class QueryDesk:
     async def open_query(self, client: str, key: str | None,
                          body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
-        body_hash = intake.body_sha256(body)
+        body_hash = intake.meaning_sha256(requests.query_meaning(body))
         now = self.gw.clock.now()
         req = requests.parse_query(body, now)
 
         def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, "queries", key, body_hash)
+            stored = idempotency.replay(tx, client, "queries", key, body, body_hash)
             if stored is not None:
                 return stored, []
             view, pushes = outgoing.open_query(tx, self, req, client, now)
@@ -158,12 +158,12 @@ class QueryDesk:
     async def send_free_format(self, client: str, key: str | None,
                                body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
-        body_hash = intake.body_sha256(body)
+        body_hash = intake.meaning_sha256(requests.free_format_meaning(body))
         req = requests.parse_free_format(body)
         now = self.gw.clock.now()
 
         def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, "free_format", key, body_hash)
+            stored = idempotency.replay(tx, client, "free_format", key, body, body_hash)
             if stored is not None:
                 return stored, []
             item, pushes = outgoing.send_free_format(tx, self, req, client, now)

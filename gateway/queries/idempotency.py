@@ -1,8 +1,10 @@
 """Idempotency of the core system's query and free-format requests (ARCHITECTURE.md §2).
 
-The same client, key and body replays the stored answer; the same key with another body
-is refused with 409. Keys are kept per kind of request, so a key the client used for a
-transfer or a query never collides with one used for free text.
+The same client, key and request replays the stored answer; the same key with another
+request is refused with 409. A retry is compared by what it asks for, not by its text
+(the request's meaning, gateway.queries.requests; intake.same_transfer), as transfers
+are. Keys are kept per kind of request, so a key the client used for a transfer or a
+query never collides with one used for free text.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from gateway import intake
 from gateway.errors import Conflict, PaygateError, Problem
 
 KEY_LEN_MAX = 64
@@ -24,13 +27,15 @@ def check_key(key: str | None) -> str:
     return key
 
 
-def replay(tx: Any, client: str, kind: str, key: str,
+def replay(tx: Any, client: str, kind: str, key: str, body: Any,
            body_sha256: str) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored under the key for this request (`body`, whose hash by meaning is
+    `body_sha256`), None for a new key; another request under it is refused (409)."""
     stored = tx.query_one("SELECT body_sha256, status, response FROM query_requests "
                           "WHERE client = ? AND key = ?", (client, f"{kind}:{key}"))
     if stored is None:
         return None
-    if stored[0] != body_sha256:
+    if not intake.same_transfer(stored[0], body_sha256, body):
         raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
                                key, "the same body as the first request with this key"))
     return stored[1], json.loads(stored[2])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway import jsontext
+from gateway import intake, jsontext
 from gateway.clock import parse_business_datetime
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import ccms303
@@ -144,6 +144,44 @@ def _doubt_at(value: Any, now: datetime, p: ProblemList) -> datetime | None:
         p.add("doubt_at_malformed", "/doubt_at", value,
               "an ISO date and time, not in the future (Asia/Shanghai when no offset)")
     return at
+
+
+# What a request means is the same with these left out: the defaults `parse_query` and
+# `_subject` apply, and the fields they take null for as not given.
+_QUERY_DEFAULTS = {"query_type": "QT00"}
+_QUERY_NULLABLE = ("payment_id", "amount", "doubt_at", "operator")
+_SUBJECT_DEFAULTS = {"message_type": "hvps.111.001.01", "business_type": "A100"}
+_SUBJECT_NULLABLE = ("message_type", "tx_id", "business_type")
+
+
+def query_meaning(body: Any) -> Any:
+    """What a query request asks for, the same for every spelling of it (a retry under
+    its Idempotency-Key is compared so, intake.same_transfer): a default spelt out or a
+    null as if left out, the amount in its usual form, the time of the doubt as the
+    instant it names (`2026-12-07T08:30` is `2026-12-07T08:30:00+08:00`). Texts go out
+    as written, so their spelling counts; what `parse_query` refuses stays as written."""
+    if type(body) is not dict:
+        return body
+    out = intake.without(body, _QUERY_DEFAULTS, _QUERY_NULLABLE)
+    intake.amount_meaning(out)
+    if type(out.get("original")) is dict:
+        out["original"] = intake.without(out["original"], _SUBJECT_DEFAULTS,
+                                         _SUBJECT_NULLABLE)
+    doubt_at = out.get("doubt_at")
+    if type(doubt_at) is str:
+        try:
+            out["doubt_at"] = parse_business_datetime(doubt_at).isoformat()
+        except ValueError:
+            pass  # refused by parse_query, by name
+    return out
+
+
+def free_format_meaning(body: Any) -> Any:
+    """What a free-format request asks for: `system` HVPS (the default) or `operator`
+    null as if left out; the text goes out as written."""
+    if type(body) is not dict:
+        return body
+    return intake.without(body, {"system": "HVPS"}, ("operator",))
 
 
 def parse_reply(body: Any) -> tuple[str, str]:

@@ -1,0 +1,151 @@
+"""Every endpoint that takes an Idempotency-Key compares a retry by what it asks for, as
+POST /v1/transfers does: debits, periodic credits, queries and free text sent again
+written another way (an amount as 10.0 for 10.00, a default spelt out, a null for a
+field left out, a time with its offset) get the stored answer; another request under
+the same key is a 409."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from gateway import intake
+from tests.api_support import LiveGateway
+
+BRANCH, PEER_BANK, PEER_BRANCH = "999100000027", "888200000015", "888200000023"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    g = LiveGateway(tmp_path_factory.mktemp("idempotency-endpoints")).start()
+    yield g
+    g.stop()
+
+
+def post(live: LiveGateway, path: str, key: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{live.url}{path}", data=json.dumps(body), timeout=10,
+                         headers={"Idempotency-Key": key,
+                                  "Content-Type": "application/json"})
+
+
+def debit(live: LiveGateway, **changes: Any) -> dict[str, Any]:
+    body = {"creditor_account": live.payer, "creditor_name": live.payer_name,
+            "creditor_bank": BRANCH, "debtor_account": "6222000000000001",
+            "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH, "amount": "10.00",
+            "agreement": "AG-1"}
+    return {**body, **changes}
+
+
+def periodic(live: LiveGateway, **changes: Any) -> dict[str, Any]:
+    body = {"payer_account": live.payer, "payer_name": live.payer_name,
+            "payer_bank": BRANCH, "payee_account": "6222000000000002",
+            "payee_name": "对手客户", "payee_bank": PEER_BRANCH, "amount": "20.00",
+            "agreement": "AG-P", "remittance_info": "工资"}
+    return {**body, **changes}
+
+
+def free_text(live: LiveGateway, **changes: Any) -> dict[str, Any]:
+    return {"receiver": PEER_BANK, "content": "请核实汇款", **changes}
+
+
+@pytest.fixture(scope="module")
+def payment(live) -> str:
+    """One of our payments, for the queries to be about."""
+    r = post(live, "/v1/transfers", "query-subject", {
+        "payer_account": live.payer, "payer_name": live.payer_name, "payer_bank": BRANCH,
+        "payee_account": "6222000000000003", "payee_name": "对手客户",
+        "payee_bank": PEER_BRANCH, "amount": "30.00", "urgency": "urgent"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def query(live: LiveGateway, payment: str, **changes: Any) -> dict[str, Any]:
+    return {"payment_id": payment, "content": "款项未到", **changes}
+
+
+# (endpoint, body maker, the first request's changes, a retry's changes: the same request)
+SAME = [
+    ("/v1/debits", debit, {}, {"amount": "10.0"}),
+    ("/v1/debits", debit, {}, {"amount": "10", "business_kind": "01400",
+                               "remittance_info": None}),
+    ("/v1/periodic-credits", periodic, {}, {"amount": "20"}),
+    ("/v1/periodic-credits", periodic, {}, {"currency": "CNY", "business_type": "E100",
+                                            "business_kind": "01200",
+                                            "remittance_info": "/H01/工资"}),
+    ("/v1/periodic-credits", periodic, {}, {"remittance_info": ["工资"]}),
+    ("/v1/free-format", free_text, {}, {"system": "HVPS", "operator": None}),
+    ("/v1/queries", query, {"doubt_at": "2026-12-07T08:30"},
+     {"doubt_at": "2026-12-07T08:30:00+08:00", "query_type": "QT00", "amount": None,
+      "operator": None}),
+    ("/v1/queries", query, {"amount": "30.00"}, {"amount": "30"}),
+    ("/v1/queries", query, {"doubt_at": "2026-12-07T08:45"},
+     {"doubt_at": "2026-12-07T00:45:00Z"}),
+]
+
+# (endpoint, body maker, a retry's changes: another request under the same key)
+OTHER = [
+    ("/v1/debits", debit, {"amount": "10.01"}),
+    ("/v1/debits", debit, {"business_kind": "01401"}),
+    ("/v1/debits", debit, {"debtor_name": "对手 客户"}),
+    ("/v1/periodic-credits", periodic, {"amount": "20.01"}),
+    ("/v1/periodic-credits", periodic, {"remittance_info": "/H02/工资"}),
+    ("/v1/periodic-credits", periodic, {"payer_name": " " + "示例客户"}),
+    ("/v1/free-format", free_text, {"content": "请核实汇款 "}),
+    ("/v1/free-format", free_text, {"system": "BEPS"}),
+    ("/v1/queries", query, {"query_type": "QT01"}),
+    ("/v1/queries", query, {"content": "款项未到。"}),
+    ("/v1/queries", query, {"doubt_at": "2026-12-07T08:00"}),
+]
+
+
+def _body(live: LiveGateway, make: Any, payment: str, **changes: Any) -> dict[str, Any]:
+    return make(live, payment, **changes) if make is query else make(live, **changes)
+
+
+@pytest.mark.parametrize("n, case", list(enumerate(SAME)))
+def test_a_retry_written_another_way_gets_the_stored_answer(live, payment, n, case):
+    path, make, first_changes, changes = case
+    key = f"same-{n}"
+    first = post(live, path, key, _body(live, make, payment, **first_changes))
+    again = post(live, path, key, _body(live, make, payment, **{**first_changes, **changes}))
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+
+
+@pytest.mark.parametrize("n, case", list(enumerate(OTHER)))
+def test_another_request_under_the_key_is_a_conflict(live, payment, n, case):
+    path, make, changes = case
+    key = f"other-{n}"
+    first = post(live, path, key, _body(live, make, payment))
+    again = post(live, path, key, _body(live, make, payment, **changes))
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    assert again.json()["errors"][0]["code"] == "idempotency_key_reused_with_other_body"
+
+
+@pytest.mark.parametrize("path, make, table", [
+    ("/v1/debits", debit, "idempotency"),
+    ("/v1/periodic-credits", periodic, "idempotency"),
+    ("/v1/free-format", free_text, "query_requests"),
+])
+def test_a_key_stored_as_text_answers_its_own_text(live, path, make, table):
+    """A key whose hash was stored as the text's (before retries were compared by
+    meaning) still gets its answer for the same text, and a 409 for another spelling."""
+    body = make(live, **({"amount": "5.0"} if make is not free_text else {}))
+    first = post(live, path, f"legacy-{path}", body)
+    stored = f"free_format:legacy-{path}" if table == "query_requests" else f"legacy-{path}"
+    live.loop.run(live.gw.store.run(lambda tx: tx.execute(
+        f"UPDATE {table} SET body_sha256 = ? WHERE key = ?",
+        (intake.body_sha256(body), stored))))
+    again = post(live, path, f"legacy-{path}", body)
+    spelt = post(live, path, f"legacy-{path}", {**body, "operator": None}
+                 if make is free_text else {**body, "amount": "5.00"})
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert spelt.status_code == 409
