@@ -190,19 +190,14 @@ def repeated_headers(request: web.Request,
     return problems
 
 
-@web.middleware
-async def single_headers_middleware(
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+def refuse_repeated_headers(request: web.Request) -> None:
     """Refuse (400) a request repeating a header the gateway acts on, before its
-    credentials are checked or its body read."""
+    credentials are checked or its body read (`errors_middleware`)."""
     problems = repeated_headers(request)
     if problems:
         log.warning("event=request_header_repeated method=%s path=%s headers=%s",
                     request.method, request.path, ",".join(p.path for p in problems))
         raise PaygateError(problems, 400)
-    return await handler(request)
 
 
 def nested_too_deep() -> PaygateError:
@@ -282,6 +277,9 @@ async def errors_middleware(request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                             ) -> web.StreamResponse:
     try:
+        # Checked here rather than in a middleware of its own: every payment's request
+        # passes each middleware's coroutine.
+        refuse_repeated_headers(request)
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -620,7 +618,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(gw: Any) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, single_headers_middleware],
+    app = web.Application(middlewares=[errors_middleware],
                           client_max_size=BODY_LEN_MAX)
     app[GATEWAY_KEY] = gw
     app.router.add_get("/health", health)
