@@ -56,11 +56,15 @@ def status(a: dict[str, Any]) -> str:
 
 def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
     """The NPC link as the page's card shows it: its state (and login session), and
-    while it is down or refusing our messages, since when, how many deliveries failed or
-    were refused, and why."""
+    while it is down, refusing our messages (4xx) or discarding them (ccms.911), since
+    when, how many deliveries failed or messages were refused or discarded, and why."""
     state = link.get("state") or "unknown"
+    refused, discarded = link.get("refused_deliveries", 0), link.get("discarded_messages", 0)
+    degraded = "DEGRADED: the NPC " + " and ".join(
+        what for what, count in (("refuses our messages", refused),
+                                 ("discards our messages", discarded)) if count)
     words = {"unknown": "not used yet", "up": "up", "down": "DOWN",
-             "degraded": "DEGRADED: the NPC refuses our messages"}.get(state, state)
+             "degraded": degraded}.get(state, state)
     session = f" (session {link['session']})" if link.get("session") else ""
     rows: list[tuple[str, Any]] = [("NPC link", f"{words}{session}")]
     if state == "down":
@@ -68,9 +72,14 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                  ("  failed", f"{link.get('failed_deliveries', 0)} deliveries"),
                  ("  cause", link.get("cause"))]
     elif state == "degraded":
-        rows += [("  refusing since", link.get("since")),
-                 ("  refused", f"{link.get('refused_deliveries', 0)} messages"),
-                 ("  last refusal", link.get("last_refusal"))]
+        if refused:
+            rows += [("  refusing since", link.get("refusing_since")),
+                     ("  refused", f"{refused} messages"),
+                     ("  last refusal", link.get("last_refusal"))]
+        if discarded:
+            rows += [("  discarding since", link.get("discarding_since")),
+                     ("  discarded", f"{discarded} messages (ccms.911)"),
+                     ("  last discard", link.get("last_discard"))]
     return rows
 
 

@@ -232,7 +232,12 @@
     $("c-link-detail").textContent = link.state === "down"
       ? `${linkSince} · ${link.failed_deliveries} ${t("failed_deliveries")} · ${link.cause}`
       : link.state === "degraded"
-        ? `${linkSince} · ${link.refused_deliveries} ${t("refused_deliveries")} · ${link.last_refusal}`
+        ? [linkSince,
+           ...(link.refused_deliveries
+             ? [`${link.refused_deliveries} ${t("refused_deliveries")}`, link.last_refusal] : []),
+           ...(link.discarded_messages
+             ? [`${link.discarded_messages} ${t("discarded_messages")}`, link.last_discard] : []),
+          ].join(" · ")
         : "";
     $("c-balance").textContent = s.clearing_balance;
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
