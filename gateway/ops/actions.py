@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
-from gateway import keys, outbound, payments
+from gateway import critical, keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
@@ -434,6 +434,13 @@ async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
     return {"stream": stream, "fields": original, "reason": fields.get("reason", "")}
 
 
+def alert_acknowledge(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """A supervisor closes a critical alert (gateway.critical): /health no longer says
+    `attention` for it. The request's note says what was done about it."""
+    row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
+    return Outcome(critical.acknowledge(tx, target, c.actor, row[0] if row else "", c.now))
+
+
 def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """A missed day end, run late: the ledger day closed now, the reconciliation after."""
     day = date.fromisoformat(target)
@@ -449,6 +456,7 @@ PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "hold": _holdable, "release": _releasable, "cancel": _cancellable,
     "priority": _reprioritisable, "review_approve": _review_hold,
     "review_reject": _review_hold, "webhook_resend": _failed_webhook_rows,
+    "alert_acknowledge": lambda tx, target, params: critical.check_acknowledgeable(tx, target),
 }
 
 
@@ -482,4 +490,5 @@ EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
     "day_end": day_end, "webhook_resend": webhook_resend,
+    "alert_acknowledge": alert_acknowledge,
 }

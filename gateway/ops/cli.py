@@ -22,6 +22,7 @@
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
     request beps-reconcile NETTING_DATE  ask the NPC again for a BEPS netting date's totals
+    request alert-acknowledge ALERT_ID --note N  close a critical alert (supervisors)
     request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
     request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
                                    the exception actions (docs/exceptions.md)
@@ -75,6 +76,8 @@ REQUEST_ACTIONS = {
     "review-reject": "PAYMENT: fail a payment held for review (supervisors)",
     "day-end": "WORK_DATE: run a missed day end late (a supervisor approves)",
     "webhook-resend": "ROW|failed: push failed webhook rows again",
+    "alert-acknowledge": "ALERT_ID: close a critical alert once its cause is dealt with, the "
+                         "note saying how (supervisors and directors; no second person)",
     "beps-reconcile": "NETTING_DATE: ask the NPC again for the BEPS totals of a complete "
                       "netting date (beps.720), one reconciled already too (no second "
                       "person)",
@@ -185,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one of the actions above")
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
                                   "day-end, webhook row or `failed` for webhook-resend, "
-                                  "netting date for beps-reconcile")
+                                  "netting date for beps-reconcile, alert id for "
+                                  "alert-acknowledge")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "

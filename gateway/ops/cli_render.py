@@ -47,6 +47,7 @@ def status(a: dict[str, Any]) -> str:
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
         *_beps_reconciliation(a.get("beps_reconciliation")),
+        *_critical_alerts(a.get("critical_alerts")),
         ("pending requests", a.get("pending_requests", "-")),
     ])
     counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
@@ -81,6 +82,17 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                      ("  discarded", f"{discarded} messages (ccms.911)"),
                      ("  last discard", link.get("last_discard"))]
     return rows
+
+
+def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The critical alerts no supervisor has acknowledged yet (gateway.critical)."""
+    if c is None:
+        return []
+    if not c["open"]:
+        return [("critical alerts", "none open")]
+    codes = ", ".join(f"{code} ({n})" for code, n in c["codes"].items())
+    return [("critical alerts", f"{c['open']} OPEN since {c['since']}: {codes} "
+                                "(paygate ops alerts; request alert-acknowledge ID)")]
 
 
 def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -146,8 +158,12 @@ def dead(a: dict[str, Any]) -> str:
 
 
 def alerts(a: dict[str, Any]) -> str:
-    return table(a["alerts"], (("id", "id"), ("at", "at"), ("code", "code"),
-                               ("detail", "detail")))
+    """The latest alerts; a critical one says OPEN until a supervisor acknowledges it,
+    then who did."""
+    rows = [dict(r, critical="OPEN" if r.get("open") else r.get("acknowledged_by") or "")
+            for r in a["alerts"]]
+    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"),
+                        ("critical", "critical"), ("detail", "detail")))
 
 
 def audit(a: dict[str, Any]) -> str:

@@ -187,8 +187,12 @@
       { h: "c_actions", f: (d) => (me && me.may_act ? actionButton("retry", d.id) : null) }]);
     renderWebhooks(s.webhooks_failed);
     fill("t-alerts", s.alerts, [
-      { h: "c_at", f: (a) => a.at, cls: "nowrap" }, { h: "c_code", f: (a) => a.code },
-      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
+      { h: "c_id", f: (a) => a.id }, { h: "c_at", f: (a) => a.at, cls: "nowrap" },
+      { h: "c_code", f: (a) => a.code },
+      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" },
+      { h: "c_actions", f: (a) => (a.open && me && me.may_approve
+        ? actionButton("alert_acknowledge", String(a.id))
+        : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }]);
     renderQueries(s.queries);
     fill("t-requests", s.requests, requestColumns(false), "req");
     fill("t-audit", s.audit, [
@@ -251,6 +255,11 @@
       : "";
     $("c-pending").textContent = s.pending.length;
     $("c-alerts").textContent = s.alert_count;
+    const critical = s.critical_alerts || { open: 0, codes: {} };
+    $("c-alerts").classList.toggle("error", critical.open > 0);
+    $("c-alerts-critical").textContent = critical.open
+      ? `${critical.open} ${t("critical_open")}: ${Object.keys(critical.codes).join(", ")}`
+      : "";
     $("c-dead").textContent = s.dead.total;
   }
 
