@@ -131,8 +131,12 @@ def payment(a: dict[str, Any]) -> str:
                                    ("detail", "detail")))
     reqs = table(_named(a["requests"]), REQUEST_COLUMNS)
     offered = ", ".join(command_word(name) for name in a.get("actions", ())) or "(none)"
+    on_package = ""
+    if a.get("package"):
+        names = ", ".join(command_word(n) for n in a.get("package_actions", ())) or "(none)"
+        on_package = f"\non its package {a['package']}: {names}"
     return (f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}\n\n"
-            f"you may request: {offered}")
+            f"you may request: {offered}{on_package}")
 
 
 def stuck(a: dict[str, Any]) -> str:

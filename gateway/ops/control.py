@@ -12,7 +12,7 @@
 | day_end | work date | any level but 10 | a supervisor or director (20, 30) |
 | webhook_resend | failed webhook row, or `failed` | any level but 10 | none (it tells, never pays) |
 | beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
-| alert_acknowledge | critical alert | a supervisor or director | none: the supervisor is the second person to the gateway's finding |
+| alert_acknowledge | critical alert | a supervisor or director | none (the second person) |
 
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
@@ -188,12 +188,14 @@ def may_request(operator: Operator, rule: Rule) -> bool:
     return operator.may_act and int(operator.level) >= rule.request_level_min
 
 
-def offered(gw: Any, tx: Any, operator: Operator, payment_id: str) -> list[str]:
-    """The payment actions `operator` may request on this payment now, in the order of
-    RULES: those the operator's level may ask for and whose precondition holds, as a
-    request of it would be checked (a payment's detail view offers them)."""
+def offered(gw: Any, tx: Any, operator: Operator, payment_id: str,
+            kind: str = "payment") -> list[str]:
+    """The actions on a target of `kind` (a payment; a BEPS package) that `operator` may
+    request on this one now, in the order of RULES: those the operator's level may ask
+    for and whose precondition holds, as a request of it would be checked (a payment's
+    detail view offers them, and those on its BEPS package)."""
     names = [name for name, rule in RULES.items()
-             if rule.target == "payment" and may_request(operator, rule)
+             if rule.target == kind and may_request(operator, rule)
              and actions.offerable(gw, tx, name, payment_id)]
     # An npc_cancel of a payment not yet sent cancels it here, as `cancel` does: only
     # one of the two is offered for it.

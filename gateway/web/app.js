@@ -7,7 +7,7 @@
   const UNSENT = ["accepted", "held"];
   const OPERATOR_HOLDS = ["held_by_operator"];
   const REVIEW_PREFIXES = ["review_", "screening_"];
-  const DANGER = ["cancel", "npc_cancel", "return", "review_reject"]; // actions that stop or send money back
+  const DANGER = ["cancel", "npc_cancel", "package_cancel", "return", "review_reject"]; // actions that stop or send money back
   const PAYMENT_STATES = ["accepted", "held", "sent", "queued", "netted", "settled", "rejected",
     "cancelled", "returned", "unknown", "received", "credited", "suspense"];
 
@@ -312,7 +312,8 @@
     const held = OPERATOR_HOLDS.includes(p.reason) || isReview(p.reason);
     if (!held) box.append(actionButton("hold", p.id));
     if (held) box.append(actionButton("release", p.id));
-    box.append(actionButton("cancel", p.id), actionButton("priority", p.id));
+    box.append(actionButton("cancel", p.id));
+    if (p.channel === "hvps") box.append(actionButton("priority", p.id));
     if (me.may_approve && isReview(p.reason)) {
       box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
     }
@@ -365,8 +366,11 @@
         { h: "c_event", f: (e) => e.event }, { h: "c_detail", f: (e) => JSON.stringify(e.detail), cls: "wrap" }]);
       // The actions its state allows now, as the gateway checks a request of them (each
       // a request, which a second person approves where the action needs one).
-      $("detail-actions").replaceChildren(...(p.actions || []).map((a) => actionButton(a, p.id)));
-      $("detail-actions-none").classList.toggle("hidden", (p.actions || []).length > 0);
+      // And, for a BEPS item, those on the package that carries it.
+      $("detail-actions").replaceChildren(...(p.actions || []).map((a) => actionButton(a, p.id)),
+        ...(p.package_actions || []).map((a) => actionButton(a, p.package)));
+      $("detail-actions-none").classList.toggle("hidden",
+        (p.actions || []).length + (p.package_actions || []).length > 0);
       $("detail").classList.remove("hidden");
     } catch (err) {
       $("detail-title").textContent = errorText(err);
