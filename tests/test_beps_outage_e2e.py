@@ -18,8 +18,9 @@ from gateway.beps import extension_of
 from gateway.errors import PaygateError
 from gateway.ops.web import OPS_KEY
 from tests.e2e_support import YUAN, open_account, until
+from tests.test_beps_cancel_e2e import submit
 from tests.test_beps_e2e import (CLEARING_FEN, MONDAY, MONDAY_MORNING, beps_started, books,
-                                 credit, events, npc_balance, run, wait_state)
+                                 events, npc_balance, run, wait_state)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,20 +68,15 @@ async def detail(h: Any, payment_id: str) -> dict[str, Any]:
     return await ops_get(h, f"/ops/api/payments/{payment_id}")
 
 
-async def submit(h: Any, payer: str, amounts: list[str], prefix: str) -> list[str]:
-    ids = []
-    for n, amount in enumerate(amounts):
-        _, view = await h.gateway.submit_transfer("core", f"{prefix}-{n}", credit(payer, amount))
-        ids.append(view["id"])
-    return ids
-
-
-async def sealed_during_outage(h: Any, payer: str, amounts: list[str], prefix: str
+async def sealed_during_outage(h: Any, credits: list[tuple[str, list[str]]], prefix: str
                                ) -> list[str]:
-    """Credits sealed into one package while the NPC is offline, waiting for the link."""
+    """The credits of each (payer, amounts) sealed into one package while the NPC is
+    offline, waiting for the link; their payment ids in order."""
     ext = extension_of(h.gateway)
     ext.configure(package_age_max_s=3600.0)
-    ids = await submit(h, payer, amounts, prefix)
+    ids = []
+    for n, (payer, amounts) in enumerate(credits):
+        ids += await submit(h, payer, amounts, f"{prefix}{n}")
     await ext.packer.seal(force=True)
     for pid in ids:
         await until(lambda: waiting_for_the_link(h, pid), f"{pid} waiting for the link")
@@ -103,13 +99,8 @@ def test_items_and_a_package_the_npc_never_took_are_stopped_and_never_sent(tmp_p
             payer = await open_account(h, 41, 10_000 * YUAN)
             other = await open_account(h, 42, 10_000 * YUAN)
             await h.sim("POST", "/sim/faults", {"offline": True})
-            ext = extension_of(gw)
-            ext.configure(package_age_max_s=3600.0)
-            ids = await submit(h, payer, ["100.00", "200.00"], "a")
-            ids += await submit(h, other, ["300.00", "400.00"], "b")
-            await ext.packer.seal(force=True)
-            for pid in ids:
-                await until(lambda: waiting_for_the_link(h, pid), f"{pid} waiting")
+            ids = await sealed_during_outage(h, [(payer, ["100.00", "200.00"]),
+                                                 (other, ["300.00", "400.00"])], "a")
             seen: dict[str, Any] = {"before": await package_of(h, ids[0])}
 
             seen["core_cancel"] = await cancel_by_core(h, ids[0])
@@ -179,7 +170,8 @@ def test_held_items_and_package_are_released_and_each_item_nets_once(tmp_path):
             op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
             payer = await open_account(h, 43, 10_000 * YUAN)
             await h.sim("POST", "/sim/faults", {"offline": True})
-            first, second = await sealed_during_outage(h, payer, ["100.00", "200.00"], "r")
+            first, second = await sealed_during_outage(h, [(payer, ["100.00", "200.00"])],
+                                                       "r")
             package = (await package_of(h, first))["id"]
             seen: dict[str, Any] = {}
             seen["item_hold"] = await ops.console.request(op1, "hold", first)

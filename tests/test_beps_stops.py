@@ -153,7 +153,7 @@ def test_an_item_held_alone_is_cancelled_or_packed_again_when_released(tmp_path)
         held = [stops.hold_item(gw, tx, pid, _who(), NOW) for pid in ids[:2]]
         item_rows = dict(tx.query("SELECT payment_id, package_id FROM beps_items", ()))
         released, entries = stops.release_item(gw, tx, ids[0], _who(), NOW)
-        cancelled = stops.cancel_item(gw, tx, ids[1], "operator:sup1", NOW)
+        cancelled = stops.cancel_item(gw, tx, ids[1], {"request": 2, "by": "sup1"}, NOW)
         after = dict(tx.query("SELECT payment_id, package_id FROM beps_items", ()))
         states = [payments.get(tx, pid)["state"] for pid in ids]
         pkg = unsent.read(tx, package_id)

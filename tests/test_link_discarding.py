@@ -10,27 +10,14 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway.messages.signing import EcdsaP256, KeyPeriod
 from gateway.ops import cli_render
 from tests.e2e_support import BANK, YUAN, open_account, started, transfer, until, wait_state
+from tests.test_link_refusing import health, ops_status
 
 pytestmark = pytest.mark.e2e
-
-
-async def health(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.get(url + "/health") as r:
-        assert r.status == 200
-        return await r.json()
-
-
-async def ops_status(url: str) -> dict[str, Any]:
-    auth = aiohttp.BasicAuth("op1", "op1-demo")
-    async with aiohttp.ClientSession(auth=auth) as s, s.get(url + "/ops/api/status") as r:
-        assert r.status == 200
-        return await r.json()
 
 
 async def alerts(gw: Any, code: str) -> list[str]:

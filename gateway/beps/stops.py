@@ -227,11 +227,12 @@ def check_item_cancel(tx: Any, payment: dict[str, Any]) -> None:
             "item out before netting (npc-cancel, ccms.307)"))
 
 
-def cancel_item(gw: "Gateway", tx: Any, target: str, by: str,
+def cancel_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
                 now: datetime) -> dict[str, Any]:
     payment = payments.get(tx, target)
     check_item_cancel(tx, payment)
-    done = cancels.request(gw, tx, payment, "cancelled_by_operator", by, now)
+    done = cancels.request(gw, tx, payment, "cancelled_by_operator", f"operator:{who['by']}",
+                           now)
     assert isinstance(done, dict), f"payment {target}'s package was checked not with the NPC"
     return done
 
@@ -283,41 +284,33 @@ def register() -> bool:
         return False
     from gateway.ops import actions, control
 
-    def who(c: Any) -> dict[str, Any]:
-        return {"request": c.request_id, "by": c.actor}
+    def executor(run: Any) -> Any:
+        """The console's executor of `run`, which answers what it did, or that with the
+        stream entries to add once committed."""
+        def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
+            done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
+            detail, entries = done if isinstance(done, tuple) else (done, [])
 
-    def outcome(gw: Any, detail: dict[str, Any],
-                entries: list[tuple[str, dict[str, str]]] | None = None) -> Any:
-        """The console's outcome, with the stream entries to add once committed."""
-        async def push() -> None:
-            for stream, fields in entries or ():
-                await gw.redis.xadd(stream, fields)
-        return actions.Outcome(detail, [push] if entries else [])
+            async def push() -> None:
+                for stream, fields in entries:
+                    await c.gw.redis.xadd(stream, fields)
+            return actions.Outcome(detail, [push] if entries else [])
+        return execute
 
-    package_actions = {
-        "package_hold": (check_package_hold, lambda c, tx, t, p: outcome(
-            c.gw, hold_package(c.gw, tx, t, who(c), c.now))),
-        "package_release": (check_package_release, lambda c, tx, t, p: outcome(
-            c.gw, *release_package(c.gw, tx, t, who(c), c.now))),
-        "package_cancel": (check_package_cancel, lambda c, tx, t, p: outcome(
-            c.gw, cancel_package(c.gw, tx, t, who(c), c.now))),
-    }
+    package_actions = {"package_hold": (check_package_hold, hold_package),
+                       "package_release": (check_package_release, release_package),
+                       "package_cancel": (check_package_cancel, cancel_package)}
     for name, (needs_approval, label) in PACKAGE_ACTIONS.items():
-        check, execute = package_actions[name]
+        check, run = package_actions[name]
         control.RULES.setdefault(name, control.Rule(PACKAGE_TARGET, needs_approval))
         control.LABELS.setdefault(name, label)
-        actions.EXECUTORS.setdefault(name, execute)
+        actions.EXECUTORS.setdefault(name, executor(run))
         actions.PRECONDITIONS.setdefault(name, lambda tx, t, p, check=check: check(tx, t))
     control.TARGET_EXPECTED.setdefault(PACKAGE_TARGET, PACKAGE_TARGET_EXPECTED)
-    item_actions = {
-        "hold": (check_item_hold, lambda c, tx, t, p: outcome(
-            c.gw, hold_item(c.gw, tx, t, who(c), c.now))),
-        "release": (check_item_release, lambda c, tx, t, p: outcome(
-            c.gw, *release_item(c.gw, tx, t, who(c), c.now))),
-        "cancel": (check_item_cancel, lambda c, tx, t, p: outcome(
-            c.gw, cancel_item(c.gw, tx, t, f"operator:{c.actor}", c.now))),
-    }
-    for name, (check, execute) in item_actions.items():
+    item_actions = {"hold": (check_item_hold, hold_item),
+                    "release": (check_item_release, release_item),
+                    "cancel": (check_item_cancel, cancel_item)}
+    for name, (check, run) in item_actions.items():
         actions.CHANNEL_ACTIONS.setdefault(("beps", name), (
-            lambda tx, t, p, check=check: check(tx, payments.get(tx, t)), execute))
+            lambda tx, t, p, check=check: check(tx, payments.get(tx, t)), executor(run)))
     return True
