@@ -193,3 +193,16 @@ def test_a_held_package_is_cancelled_whole_and_its_holds_released(tmp_path):
     assert (pkg.state, pkg.count, pkg.delivery.state) == ("cancelled", 0, "done")
     assert states == {"cancelled"} and ends == 2
     assert again == "package_already_final"
+
+
+def test_an_incoming_beps_credit_is_returned_not_cancelled(tmp_path):
+    """The console's cancel of a credit another bank sent us is refused with the rule, as
+    the core system's is: it is returned to its sender instead."""
+    db, gw, package_id = held_package(tmp_path, [100])
+    with db.transaction() as tx:
+        pid = f"P{package_id[12:20]}00000000"
+        tx.execute("UPDATE payments SET direction = 'in', state = 'credited' WHERE id = ?",
+                   (pid,))
+        code = _code(lambda: stops.check_item_cancel(tx, payments.get(tx, pid)))
+
+    assert code == "cancel_only_for_outgoing_hvps_payments"

@@ -218,6 +218,10 @@ def release_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
 def check_item_cancel(tx: Any, payment: dict[str, Any]) -> None:
     """A cancel here: the item waits to be packed, is set aside, or is in a package not
     with the NPC; one the NPC has is for npc-cancel."""
+    if payment["direction"] != "out":
+        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/target",
+                               payment["id"], "an outgoing HVPS or BEPS payment",
+                               "an incoming payment is returned to its sender instead"))
     pkg = cancels.check(tx, payment)
     if pkg is not None and not pkg.changeable:
         raise Conflict(Problem(
