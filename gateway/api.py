@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import intake, jsontext, keys, ready, ready_rules
+from gateway import critical, intake, jsontext, keys, ready, ready_rules
 from gateway.store import lost_race
 from gateway.errors import NotFound, PaygateError, Problem, Unauthorized, ValidationFailed
 from gateway.messages import codec, framing, hvps111
@@ -417,20 +417,35 @@ async def _read(request: web.Request) -> bytes:
     return await request.read()
 
 
+# How long /health waits for the database to count the open critical alerts: a liveness
+# answer must come even while the database thread is held up.
+HEALTH_DB_WAIT_S = 2.0
+
+
 async def health(request: web.Request) -> web.Response:
     """Liveness (always 200 while the process serves), the HVPS window and the link:
     `ok` is false while deliveries to the NPC fail (payments are still taken; they wait
-    in the outbox until the link answers), while the NPC refuses them (link `degraded`:
-    each refused message is held for an operator, gateway.link) and while Redis does not
-    answer (new payments are refused with 503 redis_unavailable meanwhile,
-    gateway.redisstate)."""
+    in the outbox until the link answers), while the NPC refuses or discards them (link
+    `degraded`: each refused message is held for an operator, each discarded payment
+    rejected, gateway.link) and while Redis does not answer (new payments are refused
+    with 503 redis_unavailable meanwhile, gateway.redisstate). `attention` is true while
+    a critical alert is open (gateway.critical) or their count could not be read: people
+    must look at the books, which `ok` does not say, since no restart cures it."""
     gw = request.app[GATEWAY_KEY]
     link = gw.link.view()
     redis = await gw.redis_watch.view()
+    try:
+        critical_alerts: dict[str, Any] = await asyncio.wait_for(
+            gw.store.run(critical.open_alerts), HEALTH_DB_WAIT_S)
+    except Exception as exc:  # told in the answer and the log, not raised: liveness
+        log.warning("event=health_critical_alerts_unread error=%r", exc)
+        critical_alerts = {"error": f"open critical alerts not counted within "
+                                    f"{HEALTH_DB_WAIT_S} s: {exc!r}"}
     return _json({"ok": link["state"] in ("up", "unknown") and redis["state"] == "up",
+                  "attention": critical_alerts.get("open", 1) > 0,
                   "bank": gw.settings.bank_code,
                   "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
-                  "link": link, "redis": redis})
+                  "link": link, "redis": redis, "critical_alerts": critical_alerts})
 
 
 async def post_transfer(request: web.Request) -> web.Response:

@@ -75,7 +75,11 @@ class Handlers:
         if not conf.accepted:
             self.gw.alert(tx, "link_ack_refused", mesg_id=conf.msg_id, mt=conf.mt,
                           code=conf.code)
-        return Processed({"acked": conf.msg_id, "rows": updated, "code": conf.code})
+        outcome = {"acked": conf.msg_id, "rows": updated, "code": conf.code}
+        if conf.accepted and self.gw.link.discards:
+            # The NPC took a message of ours again: a discard episode may be over.
+            return Processed(outcome, [lambda: self.gw.link.acknowledged(conf.msg_id)])
+        return Processed(outcome)
 
     def on_discarded(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         """A ccms.911: the NPC threw a message of ours away unprocessed (a signature or
@@ -84,30 +88,33 @@ class Handlers:
         `rejected` with the NPC's code and reason, its hold released (sending the same
         bytes again would be discarded again). Anything else discarded (a package, a
         query) is for operators (alert `message_discarded_by_npc`, raised in every
-        case)."""
+        case). Once committed, the discard is counted into the link's state
+        (gateway.link: `degraded` until the NPC acknowledges a message of ours again)."""
         notice: ccms911.Discarded = d.obj
         reason = f"discarded by the NPC: {notice.code}" + (
             f" {notice.reject_info}" if notice.reject_info else "")
         self.gw.alert(tx, "message_discarded_by_npc", mesg_id=notice.msg_id, mt=notice.mt,
                       npc_code=notice.code, reason=notice.reject_info or "")
+        counted = [lambda: self.gw.link.discarded(notice.msg_id, notice.mt, notice.code,
+                                                  notice.reject_info or "")]
         row = tx.query_one("SELECT id, payment_id FROM outbox WHERE mesg_id = ? AND "
                            "mesg_type = ? AND kind = 'hvps_credit'",
                            (notice.msg_id, notice.mt))
         if row is None or row[1] is None:
-            return Processed({"discarded": notice.msg_id, "mt": notice.mt})
+            return Processed({"discarded": notice.msg_id, "mt": notice.mt}, counted)
         tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
                    (now.isoformat(), row[0]))
         payment = payments.get(tx, row[1])
         if payment["state"] in FINAL:
             log.info("event=late_discard payment=%s state=%s npc_code=%s", payment["id"],
                      payment["state"], notice.code)
-            return Processed({"payment": payment["id"], "ignored": "discarded"})
+            return Processed({"payment": payment["id"], "ignored": "discarded"}, counted)
         if payment["hold_id"]:
             self.gw.ledger.release(tx, f"{payment['id']}:discarded:release",
                                    int(payment["hold_id"]), self.gw.work_date.isoformat())
         payments.transition(tx, payment, "rejected", "discarded_by_npc", now,
                             self.gw.notifier, reason=reason[:200], npc_code=notice.code)
-        return Processed({"payment": payment["id"], "discarded": notice.msg_id})
+        return Processed({"payment": payment["id"], "discarded": notice.msg_id}, counted)
 
     # HVPS results
 

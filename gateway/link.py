@@ -22,6 +22,18 @@ message is dead-lettered and its payment held (gateway.app), and the link shows
 refusals and the last one's reason; one `link_refusing` alert is raised for the episode
 (a link that goes down and comes back still refusing continues it), and the first
 message taken ends it (`event=link_refusing_over`).
+
+A link that takes our POSTs but whose NPC then throws every message away unprocessed
+(ccms.911: our signing key installed at the NPC is wrong, a format check fails) is not
+up either, though every POST was answered 2xx: each discard notice is counted here
+once its handling has committed (`discarded`), and the link shows `degraded` from the
+first until the NPC acknowledges a message of ours again (a ccms.990 accepting one sent
+after the last discarded one: an acknowledgement of an earlier message that was merely
+late ends nothing), with the count of discards and the last one's code and reason. One
+`link_discarding` alert is raised for the episode, apart from `link_refusing`: a
+refused message waits, held, for an operator's retry, while a discarded payment is
+rejected and its hold released, and the cure differs (our key at the NPC, the message's
+format). Each gateway process counts the notices it receives itself.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ LINK_DOWN = "down"
 LINK_DEGRADED = "degraded"
 ALERT_LINK_DOWN = "link_down"
 ALERT_LINK_REFUSING = "link_refusing"
+ALERT_LINK_DISCARDING = "link_discarding"
 # Pauses between attempts while the link is down, the last one repeated: a restarted NPC
 # is found within seconds, and a long outage costs one attempt every few seconds.
 PROBE_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
@@ -65,6 +78,14 @@ class LinkHealth:
         self.last_refusal = ""
         self.refusing_since: datetime | None = None
         self._refusing_alerted = False
+        # The discard episode: messages of ours the NPC discarded (ccms.911) since it last
+        # acknowledged one, the last discard's code and reason, since when, the header
+        # MesgID of the latest discarded, and whether its one alert was raised.
+        self.discards = 0
+        self.last_discard = ""
+        self.discarding_since: datetime | None = None
+        self._discarded_last = ""
+        self._discarding_alerted = False
 
     def admit(self) -> bool:
         """Before a delivery: while the link is down, RetryLater(HELD) unless this is the
@@ -81,13 +102,56 @@ class LinkHealth:
         self._attempting = False
 
     def view(self) -> dict[str, Any]:
-        """The state for /health and the operators' page."""
-        return {"state": self.state, "since": self.since.isoformat() if self.since else None,
-                "cause": self.cause or None, "failed_deliveries": self.failures,
+        """The state for /health and the operators' page: a link that answers (up, or not
+        used yet) but whose NPC discards our messages is `degraded` since the first
+        discard; a link down stays down, one refusing stays as its refusals say."""
+        state, since, cause = self.state, self.since, self.cause
+        if self.discards and state in (LINK_UP, LINK_UNKNOWN):
+            state, since, cause = LINK_DEGRADED, self.discarding_since, self.last_discard
+        return {"state": state, "since": since.isoformat() if since else None,
+                "cause": cause or None, "failed_deliveries": self.failures,
                 "refused_deliveries": self.refusals,
                 "last_refusal": self.last_refusal or None,
-                "refusing_since": self.refusing_since.isoformat()
-                if self.refusing_since else None}
+                "refusing_since": _iso(self.refusing_since),
+                "discarded_messages": self.discards,
+                "last_discard": self.last_discard or None,
+                "discarding_since": _iso(self.discarding_since)}
+
+    def discarded(self, mesg_id: str, mesg_type: str, code: str, reason: str) -> None:
+        """The NPC discarded a message of ours (a ccms.911, its handling committed): the
+        link is `degraded` until it acknowledges one again. The first discard of an
+        episode is logged and raises its one alert (after this returns)."""
+        self.discards += 1
+        self.last_discard = f"{code} {reason}".strip() + f" ({mesg_type} {mesg_id})"
+        if _later(mesg_id, self._discarded_last):
+            self._discarded_last = mesg_id
+        if self.discarding_since is None:
+            self.discarding_since = self.gw.clock.now()
+        if self._discarding_alerted:
+            return
+        self._discarding_alerted = True
+        since, said = self.discarding_since.isoformat(), self.last_discard
+        log.warning("event=link_discarding code=%s reason=%s mesg_id=%s since=%s", code,
+                    logs.value(reason), mesg_id, since)
+        self.gw.spawn(self.gw.store.run(lambda tx: self.gw.alert(
+            tx, ALERT_LINK_DISCARDING, since=since, npc_code=code, reason=reason,
+            mesg_id=mesg_id, mt=mesg_type,
+            message=f"the NPC discards our messages (ccms.911, {said}): each discarded "
+                    "payment is rejected and its hold released, each package rejected; "
+                    "check our signing key installed at the NPC (a signature code) or "
+                    "the messages' format, then send the payments again")))
+
+    def acknowledged(self, mesg_id: str) -> None:
+        """The NPC acknowledged (ccms.990, accepted) our message `mesg_id`: when it was
+        sent after the last one discarded, the discard episode is over."""
+        if not self.discards or not _later(mesg_id, self._discarded_last):
+            return
+        log.warning("event=link_discarding_over discarding_since=%s discarded_messages=%s "
+                    "last_discard=%s", _iso(self.discarding_since) or "", self.discards,
+                    logs.value(self.last_discard))
+        self.discards, self.last_discard, self.discarding_since = 0, "", None
+        self._discarded_last = ""
+        self._discarding_alerted = False
 
     def delivered(self) -> None:
         """The NPC took a message: the link is up, and a refusal episode is over."""
@@ -160,6 +224,17 @@ class LinkHealth:
             tx, ALERT_LINK_DOWN, since=since, cause=cause,
             message="deliveries to the NPC fail; messages stay queued in the outbox and "
                     "are sent again until the link answers"))
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _later(mesg_id: str, than: str) -> bool:
+    """Whether header MesgID `mesg_id` was numbered after `than`. Ours are the send date
+    and a sequence, of one length (gateway.outbound.new_header), so they sort as text;
+    one of another length is taken as later (nothing to compare it with)."""
+    return len(mesg_id) != len(than) or mesg_id > than
 
 
 def _loop_time() -> float:

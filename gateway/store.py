@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, Iterator
 
 import ledger
-from gateway import dialect, logs
+from gateway import critical, dialect, logs
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
@@ -327,7 +327,7 @@ class Store:
                 # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
                 # concurrent one); the lock ends with this transaction.
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
-            dialect.install(tx, SCHEMA)
+            dialect.install(tx, SCHEMA + critical.TABLES)
             for table, columns in ADDED_COLUMNS.items():
                 dialect.add_columns(tx, table, columns)
             self.ledger.install(tx)

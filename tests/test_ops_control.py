@@ -374,12 +374,13 @@ def test_the_intake_review_hook_holds_large_payments_for_review(rig: Rig, hvps_o
     assert rig.state(large)[:3] == ("accepted", None, "pending")
 
 
-def test_only_hvps_payments_are_held_or_cancelled_one_by_one(rig: Rig) -> None:
-    """A BEPS item travels in a package, so the console refuses to act on it alone."""
+def test_only_hvps_payments_change_priority(rig: Rig) -> None:
+    """A BEPS item travels in a package, not on a priority lane: a new priority of it is
+    refused. (Its hold, release and cancel are the BEPS rules': tests/test_beps_stops.py.)"""
     pid = rig.payment()
     rig.db(lambda tx: tx.execute("UPDATE payments SET channel = 'beps' WHERE id = ?", (pid,)))
     with pytest.raises(PaygateError) as exc:
-        rig.request("op1", "hold", pid)
+        rig.request("op1", "priority", pid, priority=1)
 
     assert codes(exc) == ["payment_channel_not_supported"]
 

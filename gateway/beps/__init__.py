@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import intake, jsontext, keys, payments
 from gateway.beps import (api, build, debits_in, debits_out, incoming, items,
                           netting_dates, packer, periodic, recon, requests, results,
-                          schema)
+                          schema, stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -55,6 +55,7 @@ def install(gw: "Gateway") -> "BepsExtension":
     gw.outbox_dead_hooks[packer.PACKAGE_KIND] = functools.partial(packer.dead, gw)
     gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
     _register_console_action()
+    stops.register()  # operators stop packages and items the NPC never took
     return ext
 
 

@@ -4,14 +4,19 @@ Netting is final (已轧差即具有支付最终性): a netted item is never can
 an outgoing item can be withdrawn wherever it is:
 
 - waiting to be packed: cancelled at once, its hold released; the packer never takes it.
-- in a package sealed but not yet claimed by the sender, or one the NPC refused (its
-  letter dead, its items held until an operator retries it): taken out of the package
-  here.
+- set aside by an operator (gateway.beps.stops, out of every package): cancelled at once.
+- in a package the NPC provably never had (gateway.beps.unsent: sealed and not yet
+  claimed by the sender, refused at the link, held by an operator, or every delivery
+  attempt of it failed without reaching the NPC, as during an NPC outage): taken out of
+  the package here.
   The package is rebuilt from its stored bytes less that transaction, under the same
   MsgId and header MesgID, with the NbOfTxs and CtrlSum of what is left, and signed
-  again; nothing of it was on the wire yet, so nobody sees two versions. A package left
+  again; nothing of it reached the NPC, so nobody sees two versions. A package left
   empty is `cancelled`: its outbox row is closed and its archive row dropped, since it
   will never be on the wire.
+- in a package being sent now, or one a delivery attempt may have given the NPC (a
+  timeout): refused, since the NPC may net it as sent (`payment_in_flight`,
+  `payment_maybe_taken_by_npc`).
 - in a credit package the NPC took (sent, or waiting for netting after PR11): only the
   NPC can take it out. `request` then says what the ccms.307 names: the package (MsgId,
   our bank, its type) and the transaction (TxId). Until the ccms.308 comes a netting
@@ -36,23 +41,23 @@ from datetime import datetime
 from typing import Any
 
 from gateway import payments
-from gateway.beps import items, packer
+from gateway.beps import items, packer, unsent
 from gateway.errors import Conflict, Problem
 from gateway.messages import codec, package as package_mod
 from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.states import FINAL
-from gateway.store import Contended
 
 log = logging.getLogger("paygate.beps.cancels")
 
 # The outbox states of a package the NPC has taken (posted with a 2xx, or acknowledged).
 TAKEN_BY_NPC = ("sent", "acked")
-# Those of a sealed package nothing of which reached the NPC: waiting for its sender, or
-# dead-lettered (the NPC refused it, gateway.beps.packer.dead) until an operator retries.
-UNSENT_OUTBOX = ("pending", "dead")
 ASKABLE_PACKAGE_STATES = ("sent", "waiting")
 SYSTEM = "BEPS"  # the header system of our ccms.307 about a BEPS package
 NETTED_PACKAGE_STATES = ("netted", "settled")
+# A cancellation's refusals when the package cannot be changed here and the NPC cannot be
+# asked either (gateway.beps.unsent.refusal).
+CANCEL_CODES = {"final": "payment_not_cancellable", "sending": "payment_in_flight",
+                "maybe": "payment_maybe_taken_by_npc", "taken": "payment_in_flight"}
 
 
 @dataclass(frozen=True)
@@ -64,75 +69,76 @@ class NpcRequest:
     transaction: OriginalTx
 
 
-@dataclass(frozen=True)
-class _Package:
-    id: str
-    msg_type: str
-    msg_id: str
-    mesg_id: str
-    sender: str
-    state: str
-    outbox_id: int | None
-    netting_date: str | None
-    netting_round: str | None
-
-
-def _package(tx: Any, package_id: str, lock: bool = False) -> _Package:
-    """The package; with `lock` (PostgreSQL) its row is held until the transaction ends,
-    so that a netting notice for it processed by another gateway process meanwhile is
-    either seen here or waits and then sees what this transaction did."""
-    row = tx.query_one("SELECT id, msg_type, msg_id, mesg_id, sender, state, outbox_id, "
-                       "netting_date, netting_round FROM beps_packages WHERE id = ?"
-                       + (" FOR UPDATE" if lock and tx.dialect == "postgresql" else ""),
-                       (package_id,))
-    assert row is not None, f"package {package_id} of a packed item exists"
-    return _Package(*row)
+def _final(payment_id: str, detail: str = "") -> Conflict:
+    return Conflict(Problem("beps_item_final_after_netting", "/id", payment_id,
+                            "a BEPS item not yet netted", detail))
 
 
 def request(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
             now: datetime) -> dict[str, Any] | NpcRequest:
     """Cancel an outgoing BEPS item now (what was done), or say what to ask the NPC."""
-    if payment["state"] in ("netted", "settled"):
-        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
-                               "a BEPS item not yet netted"))
+    if payment["state"] in NETTED_PACKAGE_STATES:
+        raise _final(payment["id"])
     if payment["state"] not in FINAL and _void_if_unpacked(tx, payment["id"]):
         result = _cancel(gw, tx, payment, "cancelled_before_packing", reason, by, now)
         return dict(result, cancelled="before_packing")
+    pkg = locate(tx, payment)
+    assert pkg is not None, f"payment {payment['id']}'s item was voided or is packed"
+    if pkg.changeable:
+        left = take_out(gw, tx, payment, pkg, packer.VOID, now)
+        result = _cancel(gw, tx, payment, "cancelled_from_package", reason, by, now,
+                         package=pkg.id, left_in_package=left)
+        return dict(result, cancelled="from_package", package=pkg.id)
+    return NpcRequest(pkg.id, OriginalRef(pkg.msg_id, pkg.sender, pkg.msg_type),
+                      OriginalTx(payment["payer_bank"], payment["payee_bank"],
+                                 payment["tx_id"], payment["business_type"]))
+
+
+def check(tx: Any, payment: dict[str, Any]) -> unsent.Package | None:
+    """Refuse, with the error `request` would give, a cancellation that could not run
+    now; reads only (an operator's npc-cancel is checked so when it is asked for, not
+    only once a second person approves it). Where `request` would find the item."""
+    if payment["state"] in NETTED_PACKAGE_STATES:
+        raise _final(payment["id"])
+    return locate(tx, payment)
+
+
+def locate(tx: Any, payment: dict[str, Any]) -> unsent.Package | None:
+    """Where a cancellation of the item finds it: None while it waits to be packed or is
+    set aside by an operator (cancelled at once); its package when the package can be
+    changed here (the item taken out of it) or the NPC holds it (asked to take it out).
+    Refused with the rule otherwise: netted, final, a debit the payer bank has, a package
+    on its way or one the NPC may have (gateway.beps.unsent)."""
     item = tx.query_one("SELECT kind, package_id, netting_round FROM beps_items "
                         "WHERE payment_id = ?", (payment["id"],))
     assert item is not None, f"outgoing BEPS payment {payment['id']} has an item"
     kind, package_id, netting_round = item
     if netting_round:
-        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
-                               "a BEPS item not yet netted"))
+        raise _final(payment["id"])
     if payment["state"] in FINAL or package_id == packer.VOID:
         raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
                                "a BEPS item not yet netted, rejected or cancelled"))
-    pkg = _package(tx, package_id)
+    if package_id in (None, packer.HELD_OUT):
+        return None
+    pkg = unsent.read(tx, package_id)
+    assert pkg is not None, f"package {package_id} of a packed item exists"
     if pkg.state in NETTED_PACKAGE_STATES:
-        raise Conflict(Problem("beps_item_final_after_netting", "/id", payment["id"],
-                               "a BEPS item not yet netted",
-                               f"its package {package_id} is netted"))
-    outbox_state = tx.query_one("SELECT state FROM outbox WHERE id = ?", (pkg.outbox_id,))[0]
-    if pkg.state == "sealed" and outbox_state in UNSENT_OUTBOX:
-        return _take_out_of_sealed(gw, tx, payment, pkg, reason, by, now)
+        raise _final(payment["id"], f"its package {package_id} is netted")
+    if pkg.changeable:
+        return pkg
     if kind != items.CREDIT_OUT:
         raise Conflict(Problem("beps_item_already_packed", "/id", payment["id"],
                                "a debit not yet sent in its package",
                                "a sent beps.127 is answered by the payer bank's receipt"))
-    if pkg.state not in ASKABLE_PACKAGE_STATES or outbox_state not in TAKEN_BY_NPC:
-        raise Conflict(Problem("payment_in_flight", "/id", payment["id"],
-                               "a package the NPC has taken",
-                               f"package {package_id} is on its way; try again once the "
-                               "NPC has it"))
-    return NpcRequest(package_id, OriginalRef(pkg.msg_id, pkg.sender, pkg.msg_type),
-                      OriginalTx(payment["payer_bank"], payment["payee_bank"],
-                                 payment["tx_id"], payment["business_type"]))
+    if pkg.state in ASKABLE_PACKAGE_STATES and pkg.delivery is not None \
+            and pkg.delivery.state in TAKEN_BY_NPC:
+        return pkg
+    raise unsent.refusal(pkg, "/id", payment["id"], CANCEL_CODES)
 
 
 def _void_if_unpacked(tx: Any, payment_id: str) -> bool:
-    """Mark the item as never to be packed, if it still has no package; whether it had
-    none.
+    """Mark the item as never to be packed, if it still has no package (waiting, or set
+    aside by an operator); whether it had none.
 
     One conditional UPDATE, never a read and then a write: a sealer in another gateway
     process may assign the item to a package between the two. On PostgreSQL this UPDATE
@@ -141,7 +147,8 @@ def _void_if_unpacked(tx: Any, payment_id: str) -> bool:
     and leaves it out. Either way the item is in a package or cancelled, never both.
     """
     return tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id = ? AND "
-                      "package_id IS NULL", (packer.VOID, payment_id)) == 1
+                      "(package_id IS NULL OR package_id = ?)",
+                      (packer.VOID, payment_id, packer.HELD_OUT)) == 1
 
 
 def asked(tx: Any, payment_id: str, package_id: str, request_msg_id: str,
@@ -173,7 +180,8 @@ def answered(gw: Any, tx: Any, payment: dict[str, Any], granted: bool, reason: s
     # A netting notice reads whether the item waits for this answer only after it has
     # marked the package netted: with the package locked here, a refusal either finds
     # the package netted (and nets the item) or the notice finds no wait (and nets it).
-    pkg = _package(tx, package_id, lock=True)
+    pkg = unsent.read(tx, package_id, lock=True)
+    assert pkg is not None, f"package {package_id} of a packed item exists"
     if granted:
         _cancel(gw, tx, payment, "npc_cancel_cancelled", reason, by, now, package=pkg.id)
         # The NPC took it out of the package's NbOfTxs and CtrlSum: so do we.
@@ -204,31 +212,41 @@ def _cancel(gw: Any, tx: Any, payment: dict[str, Any], event: str, reason: str |
     return {"payment": payment["id"], "state": "cancelled", "released_entry": released}
 
 
-def _take_out_of_sealed(gw: Any, tx: Any, payment: dict[str, Any], pkg: _Package,
-                        reason: str | None, by: str, now: datetime) -> dict[str, Any]:
+def take_out(gw: Any, tx: Any, payment: dict[str, Any], pkg: unsent.Package, to: str | None,
+             now: datetime) -> int:
+    """Take the item out of a package nothing of which reached the NPC (`pkg.changeable`)
+    and give it the package id `to` (VOID: never packed; HELD_OUT: set aside by an
+    operator; None: waiting to be packed again). The package is rebuilt without it, or
+    cancelled when it was the last; how many items the package keeps."""
+    assert pkg.changeable, f"package {pkg.id} may be with the NPC"
     payments.leave_group(tx, payment["id"], items.package_subject(pkg.id))
     tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id = ?",
-               (packer.VOID, payment["id"]))
+               (to, payment["id"]))
     rest = items.package_payments(tx, pkg.id)
     if rest:
         _rebuild(gw, tx, pkg, payment["tx_id"], rest, now)
     else:
-        _change_unsent(tx, pkg, "UPDATE outbox SET state = 'done', updated_at = ? "
-                       "WHERE id = ? AND state IN ('pending', 'dead')",
-                       (now.isoformat(), pkg.outbox_id))
-        tx.execute("DELETE FROM archive WHERE direction = 'out' AND mesg_type = ? AND "
-                   "mesg_id = ?", (pkg.msg_type, pkg.mesg_id))
-        _set_totals(tx, pkg.id, "cancelled", 0, 0, now)
-    result = _cancel(gw, tx, payment, "cancelled_from_package", reason, by, now,
-                     package=pkg.id, left_in_package=len(rest))
-    log.info("event=beps_item_taken_out_of_package payment=%s package=%s left=%s",
-             payment["id"], pkg.id, len(rest))
-    return dict(result, cancelled="from_package", package=pkg.id)
+        close_unsent(tx, pkg, now)
+    log.info("event=beps_item_taken_out_of_package payment=%s package=%s left=%s to=%s",
+             payment["id"], pkg.id, len(rest), to)
+    return len(rest)
 
 
-def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, Any]],
+def close_unsent(tx: Any, pkg: unsent.Package, now: datetime) -> None:
+    """A package nothing of which reached the NPC, left with no item to send: cancelled,
+    its outbox row closed and its bytes dropped from the archive, since it will never be
+    on the wire."""
+    unsent.change_unsent(tx, pkg, "UPDATE outbox SET state = 'done', updated_at = ?",
+                         (now.isoformat(),))
+    tx.execute("DELETE FROM archive WHERE direction = 'out' AND mesg_type = ? AND "
+               "mesg_id = ?", (pkg.msg_type, pkg.mesg_id))
+    _set_totals(tx, pkg.id, "cancelled", 0, 0, now)
+    log.info("event=beps_package_cancelled package=%s", pkg.id)
+
+
+def _rebuild(gw: Any, tx: Any, pkg: unsent.Package, tx_id: str, rest: list[dict[str, Any]],
              now: datetime) -> None:
-    """The sealed package's stored bytes less one transaction, signed again."""
+    """The package's stored bytes less one transaction, signed again; its state kept."""
     stored = packer.stored_envelope(tx, pkg.outbox_id)
     decoded = codec.decode(stored)
     assert decoded.header.mesg_id == pkg.mesg_id, f"outbox row of package {pkg.id}"
@@ -240,20 +258,11 @@ def _rebuild(gw: Any, tx: Any, pkg: _Package, tx_id: str, rest: list[dict[str, A
     envelope = codec.encode(decoded.header, body, gw.keyring)
     # An outbox row that carries the bytes itself (sealed before they were kept only in
     # the archive) gets the new ones too.
-    _change_unsent(tx, pkg, "UPDATE outbox SET envelope = CASE WHEN envelope IS NULL THEN "
-                   "NULL ELSE ? END, updated_at = ? WHERE id = ? AND state IN ('pending', "
-                   "'dead')", (envelope, now.isoformat(), pkg.outbox_id))
+    unsent.change_unsent(tx, pkg, "UPDATE outbox SET envelope = CASE WHEN envelope IS NULL "
+                         "THEN NULL ELSE ? END, updated_at = ?", (envelope, now.isoformat()))
     tx.execute("UPDATE archive SET envelope = ? WHERE direction = 'out' AND mesg_type = ? "
                "AND mesg_id = ?", (envelope, pkg.msg_type, pkg.mesg_id))
-    _set_totals(tx, pkg.id, "sealed", smaller.header.count, smaller.header.total_fen, now)
-
-
-def _change_unsent(tx: Any, pkg: _Package, sql: str, params: tuple) -> None:
-    """Change the package's outbox row only while no sender has claimed it: a sender in
-    another gateway process may have taken the bytes read above, and the package must
-    leave as they are (Contended: the cancel runs again and finds the package sent)."""
-    if tx.execute(sql, params) != 1:
-        raise Contended(f"package {pkg.id} was claimed for sending meanwhile")
+    _set_totals(tx, pkg.id, pkg.state, smaller.header.count, smaller.header.total_fen, now)
 
 
 def _set_totals(tx: Any, package_id: str, state: str, count: int, total_fen: int,

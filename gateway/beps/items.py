@@ -29,9 +29,14 @@ SIDE = {CREDIT_OUT: "D", DEBIT_IN: "D", CREDIT_IN: "C", DEBIT_OUT: "C"}
 # (gateway.payments, GROUP_SUBJECT_SQL); an item taken out of its package before it was
 # sent is given those rows as its own (cancels.py).
 PACKAGE_SUBJECT_PREFIX = "package:"
+# The package ids of an item that name no package: one that will never be packed (its
+# payment cancelled or refused before packing), and one an operator set aside
+# (gateway.beps.stops), packed only once released (it then waits with no package again)
+# or never, if cancelled.
+VOID, HELD_OUT = "-", "held"
 payments.GROUP_SUBJECT_SQL["beps"] = (
     f"(SELECT '{PACKAGE_SUBJECT_PREFIX}' || i.package_id FROM beps_items i "
-    "WHERE i.payment_id = p.id AND i.package_id <> '-')")
+    f"WHERE i.payment_id = p.id AND i.package_id NOT IN ('{VOID}', '{HELD_OUT}'))")
 
 
 def package_subject(package_id: str) -> str:
@@ -170,7 +175,7 @@ def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:
         return None
     kind, msg_type, package_id, netting_date, netting_round, settled_on = row
     return {"kind": kind, "package_type": msg_type,
-            "package": package_id if package_id not in (None, "-") else None,
+            "package": package_id if package_id not in (None, VOID, HELD_OUT) else None,
             "netting_date": netting_date, "netting_round": netting_round,
             "settled_on": settled_on}
 

@@ -41,7 +41,8 @@ log = logging.getLogger("paygate.beps.packer")
 
 OUT_KINDS = (items.CREDIT_OUT, items.DEBIT_OUT)
 PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
-VOID = "-"                     # package_id of an item that will never be packed
+VOID = items.VOID             # package_id of an item that will never be packed
+HELD_OUT = items.HELD_OUT     # that of an item an operator set aside (gateway.beps.stops)
 IDS_PER_STATEMENT = 500        # items assigned to a package by one UPDATE
 # The reason of a payment kept out of its package for a rule the NPC checks per item.
 REFUSED_REASON = "refused before packing, the NPC would refuse its package"

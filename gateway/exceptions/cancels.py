@@ -76,15 +76,16 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
 def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
     """Refuse, with the error `request_tx` would give, a cancellation that could not be
     asked for now; reads only (an operator's request is checked so before a second
-    person approves it). A BEPS item's package is looked at when the request runs."""
+    person approves it). A BEPS item is looked for where `request_tx` would find it: a
+    package being sent, or one a delivery attempt may have given the NPC, is refused now
+    (gateway.beps.cancels.locate), not once approved."""
     pid = payment["id"]
     if payment["direction"] == "out" and payment["channel"] == "beps":
-        if payment["state"] in ("netted", "settled"):
-            raise Conflict(Problem("beps_item_final_after_netting", "/id", pid,
-                                   "a BEPS item not yet netted"))
-        if payment["state"] not in BEPS_CANCELLABLE_STATES:
+        if payment["state"] not in BEPS_CANCELLABLE_STATES \
+                and payment["state"] not in ("netted", "settled"):
             raise Conflict(Problem("payment_not_cancellable", "/state", payment["state"],
                                    "a BEPS item not yet netted, rejected or cancelled"))
+        beps_cancels.check(tx, payment)
         _refuse_if_pending(tx, pid)
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":

@@ -92,6 +92,16 @@ def check_queryable(tx: Any, payment: dict[str, Any]) -> None:
     if payment["direction"] != "out" or payment["state"] not in QUERYABLE_STATES:
         raise Conflict(Problem("payment_not_queryable", "/state", payment["state"],
                                "an outgoing payment sent, queued or unknown"))
+    if payment["channel"] != "hvps":
+        # A ccms.316 names one message; a BEPS item travels in a package, whose netting
+        # notice tells what became of it. Asked about the item's own message id, the
+        # NPC could only answer that it has no such message (PR24), which would end as a
+        # rejection, its hold released, an item the NPC then nets with its package.
+        raise Conflict(Problem("payment_not_queryable", "/channel", payment["channel"],
+                               "an outgoing HVPS payment sent, queued or unknown",
+                               f"payment {payment['id']} is a BEPS item: its package's "
+                               "netting notice says what became of it (GET "
+                               "/v1/packages/{id}); to withdraw it, cancel it"))
     sent = outbound.delivery(tx, payment["id"])
     if sent is not None and not sent.taken:
         raise Conflict(Problem(

@@ -11,8 +11,9 @@ have been sent between the request and its approval; a refusal raises a
 `waiting` (for the HVPS window), `pending` (on its lane), `held` (by an operator) or
 `review` (for review or screening). Once the sender has claimed the row (`sending`),
 the payment is on the wire and only a cancellation request to the NPC (ccms.307) could
-stop it. BEPS items travel in packages, not one outbox row each, so these actions apply
-to HVPS payments only.
+stop it. BEPS items travel in packages, not one outbox row each: their hold, release
+and cancel are the BEPS extension's (gateway.beps.stops, added to CHANNEL_ACTIONS), and
+a new priority is for HVPS payments only.
 
 One `sent` payment may still be held: one whose message the NPC provably never took
 (gateway.outbound.Delivery: its row pending again, and every delivery attempt ended
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
-from gateway import keys, outbound, payments
+from gateway import critical, keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
@@ -56,6 +57,23 @@ LANE_SCAN_MAX = 10_000
 LANE_SCAN_PAGE = 500
 
 AfterCommit = Callable[[], Awaitable[Any]]
+
+# Hold, release and cancel of a payment of another channel than HVPS, added by that
+# channel's extension (gateway.beps, whose items travel in packages): its precondition and
+# its executor by (channel, action), each taking what the HVPS ones take (a precondition
+# (tx, target, params), an executor (context, tx, target, params)).
+CHANNEL_ACTIONS: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+
+def _of_channel(tx: Any, target: str, action: str) -> tuple[Callable[..., Any],
+                                                           Callable[..., Any]] | None:
+    """The action of the payment's channel, when it has its own. A hold or release of a
+    payment held because its message died on the way is refused for every channel."""
+    payment = payments.get(tx, target)
+    found = CHANNEL_ACTIONS.get((payment["channel"], action))
+    if found is not None and action != "cancel":
+        refuse_if_dead_lettered(payment)
+    return found
 
 
 @dataclass
@@ -108,13 +126,12 @@ def refuse_if_dead_lettered(payment: dict[str, Any]) -> None:
     what = (f"the NPC refused the message of payment {pid} ({reason}): nothing of it "
             "reached the NPC" if refused else
             f"the message of payment {pid} failed every delivery to the NPC ({reason})")
-    cancel = "cancel" if payment["channel"] == "hvps" else "npc-cancel"
     raise Conflict(Problem(
         "payment_message_dead_lettered", "/target", reason,
         "a payment held by an operator, for review or waiting for the HVPS window",
         f"{what}, and no sender will send it; retry its dead letter once the cause is "
         f"fixed (`paygate ops dead`, then `paygate ops request retry LETTER`), or cancel "
-        f"it (`paygate ops request {cancel} {pid}`), which releases its hold"
+        f"it (`paygate ops request cancel {pid}`), which releases its hold"
         + ("" if refused else " unless a delivery attempt may have reached the NPC")))
 
 
@@ -127,8 +144,10 @@ def _xadd(gw: Any, stream: str, outbox_id: int) -> AfterCommit:
     return lambda: gw.redis.xadd(stream, {"outbox": str(outbox_id)})
 
 
-def _holdable(tx: Any, target: str, params: dict[str, Any]
-              ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+def _holdable(tx: Any, target: str, params: dict[str, Any]) -> Any:
+    other = _of_channel(tx, target, "hold")
+    if other is not None:
+        return other[0](tx, target, params)
     payment = payments.get(tx, target)
     if (payment["state"], payment["direction"], payment["channel"]) == ("sent", "out", "hvps"):
         return payment, _never_taken(tx, payment)
@@ -166,6 +185,9 @@ def _never_taken(tx: Any, payment: dict[str, Any]) -> tuple[int, str, str]:
 
 
 def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    other = _of_channel(tx, target, "hold")
+    if other is not None:
+        return other[1](c, tx, target, params)
     payment, (outbox_id, outbox_state, _) = _holdable(tx, target, params)
     detail: dict[str, Any] = {}
     if payment["state"] == "sent":
@@ -187,7 +209,10 @@ def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
 
 
 def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = False
-                ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+                ) -> Any:
+    other = _of_channel(tx, target, "release")
+    if other is not None:
+        return other[0](tx, target, params)
     payment, outbox = _unsent(tx, target)
     if outbox[1] == "waiting":
         # Waiting for the HVPS window: the gateway sends it at the opening by itself; an
@@ -205,6 +230,9 @@ def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = 
 
 
 def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    other = _of_channel(tx, target, "release")
+    if other is not None:
+        return other[1](c, tx, target, params)
     payment, outbox = _releasable(tx, target, params, c.gw.hvps_open)
     return _release(c, tx, payment, outbox, "ops_released")
 
@@ -232,8 +260,10 @@ def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, st
                     "reason": "waiting_for_hvps_window"})
 
 
-def _cancellable(tx: Any, target: str, params: dict[str, Any]
-                 ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+def _cancellable(tx: Any, target: str, params: dict[str, Any]) -> Any:
+    other = _of_channel(tx, target, "cancel")
+    if other is not None:
+        return other[0](tx, target, params)
     # A payment held because the NPC refused its message may be cancelled too: nothing
     # of it reached the NPC. Not one with a delivery attempt that may have reached it.
     payment, outbox = _unsent(tx, target, (*UNSENT_OUTBOX, OUTBOX_DEAD))
@@ -242,6 +272,9 @@ def _cancellable(tx: Any, target: str, params: dict[str, Any]
 
 
 def cancel(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    other = _of_channel(tx, target, "cancel")
+    if other is not None:
+        return other[1](c, tx, target, params)
     payment, outbox = _cancellable(tx, target, params)
     return _cancel(c, tx, payment, outbox, "ops_cancelled", "cancelled_by_operator")
 
@@ -434,6 +467,13 @@ async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
     return {"stream": stream, "fields": original, "reason": fields.get("reason", "")}
 
 
+def alert_acknowledge(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """A supervisor closes a critical alert (gateway.critical): /health no longer says
+    `attention` for it. The request's note says what was done about it."""
+    row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
+    return Outcome(critical.acknowledge(tx, target, c.actor, row[0] if row else "", c.now))
+
+
 def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """A missed day end, run late: the ledger day closed now, the reconciliation after."""
     day = date.fromisoformat(target)
@@ -449,6 +489,7 @@ PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "hold": _holdable, "release": _releasable, "cancel": _cancellable,
     "priority": _reprioritisable, "review_approve": _review_hold,
     "review_reject": _review_hold, "webhook_resend": _failed_webhook_rows,
+    "alert_acknowledge": lambda tx, target, params: critical.check_acknowledgeable(tx, target),
 }
 
 
@@ -482,4 +523,5 @@ EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
     "day_end": day_end, "webhook_resend": webhook_resend,
+    "alert_acknowledge": alert_acknowledge,
 }

@@ -24,6 +24,9 @@
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
     request beps-reconcile NETTING_DATE  ask the NPC again for a BEPS netting date's totals
+    request package-hold|package-release|package-cancel PACKAGE [--note N]
+                                   a BEPS package the NPC never had (an NPC outage)
+    request alert-acknowledge ALERT_ID --note N  close a critical alert (supervisors)
     request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
     request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
                                    the exception actions (docs/exceptions.md)
@@ -68,15 +71,26 @@ TIMEOUT_S = 30.0
 # exception actions (docs/exceptions.md) go to the same POST /ops/api/requests, under the
 # same checks and dual control as every other.
 REQUEST_ACTIONS = {
-    "hold": "PAYMENT: stop an HVPS payment not yet sent (no second person)",
+    "hold": "PAYMENT: stop an HVPS payment not yet sent, or a BEPS item whose package the "
+            "NPC never had (no second person)",
     "release": "PAYMENT: send a held payment on (a supervisor approves)",
-    "cancel": "PAYMENT: cancel an HVPS payment not yet sent (a supervisor approves)",
+    "cancel": "PAYMENT: cancel an HVPS payment not yet sent, or a BEPS item whose package "
+              "the NPC never had (a supervisor approves)",
     "priority": "PAYMENT 1|2|3: move it to another HVPS lane (a supervisor approves)",
     "retry": "DEAD_LETTER_ID: put a dead letter back on its stream",
     "review-approve": "PAYMENT: pass a payment held for review (supervisors)",
     "review-reject": "PAYMENT: fail a payment held for review (supervisors)",
     "day-end": "WORK_DATE: run a missed day end late (a supervisor approves)",
     "webhook-resend": "ROW|failed: push failed webhook rows again",
+    "alert-acknowledge": "ALERT_ID: close a critical alert once its cause is dealt with, the "
+                         "note saying how (supervisors and directors; no second person)",
+    "package-hold": "PACKAGE: stop a BEPS package the NPC never had (an NPC outage): it is "
+                    "not sent until released or cancelled (no second person)",
+    "package-release": "PACKAGE: send a held BEPS package on as it is (a supervisor "
+                       "approves)",
+    "package-cancel": "PACKAGE: cancel every item of a BEPS package the NPC never had, "
+                      "releasing the payers' holds; it is never sent (a supervisor "
+                      "approves)",
     "beps-reconcile": "NETTING_DATE: ask the NPC again for the BEPS totals of a complete "
                       "netting date (beps.720), one reconciled already too (no second "
                       "person)",
@@ -195,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one of the actions above")
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
                                   "day-end, webhook row or `failed` for webhook-resend, "
-                                  "netting date for beps-reconcile")
+                                  "netting date for beps-reconcile, alert id for "
+                                  "alert-acknowledge, package id for package-*")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "

@@ -47,6 +47,7 @@ def status(a: dict[str, Any]) -> str:
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
         *_beps_reconciliation(a.get("beps_reconciliation")),
+        *_critical_alerts(a.get("critical_alerts")),
         ("pending requests", a.get("pending_requests", "-")),
     ])
     counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
@@ -56,11 +57,15 @@ def status(a: dict[str, Any]) -> str:
 
 def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
     """The NPC link as the page's card shows it: its state (and login session), and
-    while it is down or refusing our messages, since when, how many deliveries failed or
-    were refused, and why."""
+    while it is down, refusing our messages (4xx) or discarding them (ccms.911), since
+    when, how many deliveries failed or messages were refused or discarded, and why."""
     state = link.get("state") or "unknown"
+    refused, discarded = link.get("refused_deliveries", 0), link.get("discarded_messages", 0)
+    degraded = "DEGRADED: the NPC " + " and ".join(
+        what for what, count in (("refuses our messages", refused),
+                                 ("discards our messages", discarded)) if count)
     words = {"unknown": "not used yet", "up": "up", "down": "DOWN",
-             "degraded": "DEGRADED: the NPC refuses our messages"}.get(state, state)
+             "degraded": degraded}.get(state, state)
     session = f" (session {link['session']})" if link.get("session") else ""
     rows: list[tuple[str, Any]] = [("NPC link", f"{words}{session}")]
     if state == "down":
@@ -68,10 +73,26 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                  ("  failed", f"{link.get('failed_deliveries', 0)} deliveries"),
                  ("  cause", link.get("cause"))]
     elif state == "degraded":
-        rows += [("  refusing since", link.get("since")),
-                 ("  refused", f"{link.get('refused_deliveries', 0)} messages"),
-                 ("  last refusal", link.get("last_refusal"))]
+        if refused:
+            rows += [("  refusing since", link.get("refusing_since")),
+                     ("  refused", f"{refused} messages"),
+                     ("  last refusal", link.get("last_refusal"))]
+        if discarded:
+            rows += [("  discarding since", link.get("discarding_since")),
+                     ("  discarded", f"{discarded} messages (ccms.911)"),
+                     ("  last discard", link.get("last_discard"))]
     return rows
+
+
+def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The critical alerts no supervisor has acknowledged yet (gateway.critical)."""
+    if c is None:
+        return []
+    if not c["open"]:
+        return [("critical alerts", "none open")]
+    codes = ", ".join(f"{code} ({n})" for code, n in c["codes"].items())
+    return [("critical alerts", f"{c['open']} OPEN since {c['since']}: {codes} "
+                                "(paygate ops alerts; request alert-acknowledge ID)")]
 
 
 def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -110,8 +131,12 @@ def payment(a: dict[str, Any]) -> str:
                                    ("detail", "detail")))
     reqs = table(_named(a["requests"]), REQUEST_COLUMNS)
     offered = ", ".join(command_word(name) for name in a.get("actions", ())) or "(none)"
+    on_package = ""
+    if a.get("package"):
+        names = ", ".join(command_word(n) for n in a.get("package_actions", ())) or "(none)"
+        on_package = f"\non its package {a['package']}: {names}"
     return (f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}\n\n"
-            f"you may request: {offered}")
+            f"you may request: {offered}{on_package}")
 
 
 def stuck(a: dict[str, Any]) -> str:
@@ -137,8 +162,12 @@ def dead(a: dict[str, Any]) -> str:
 
 
 def alerts(a: dict[str, Any]) -> str:
-    return table(a["alerts"], (("id", "id"), ("at", "at"), ("code", "code"),
-                               ("detail", "detail")))
+    """The latest alerts; a critical one says OPEN until a supervisor acknowledges it,
+    then who did."""
+    rows = [dict(r, critical="OPEN" if r.get("open") else r.get("acknowledged_by") or "")
+            for r in a["alerts"]]
+    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"),
+                        ("critical", "critical"), ("detail", "detail")))
 
 
 def audit(a: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@
 | day_end | work date | any level but 10 | a supervisor or director (20, 30) |
 | webhook_resend | failed webhook row, or `failed` | any level but 10 | none (it tells, never pays) |
 | beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
+| alert_acknowledge | critical alert | a supervisor or director | none (the second person) |
 
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
@@ -48,6 +49,7 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 @dataclass(frozen=True)
 class Rule:
     target: str                # payment | dead_letter | work_date | netting_date | webhook_row
+                               # | alert | package
     needs_approval: bool
     request_level_min: int = 0
 
@@ -64,6 +66,8 @@ RULES: dict[str, Rule] = {
                           request_level_min=APPROVER_LEVEL_MIN),
     "day_end": Rule("work_date", needs_approval=True),
     "webhook_resend": Rule("webhook_row", needs_approval=False),
+    "alert_acknowledge": Rule("alert", needs_approval=False,
+                              request_level_min=APPROVER_LEVEL_MIN),
 }
 
 # Each action's human name, in English and in Chinese: what the page (its buttons, its
@@ -80,6 +84,7 @@ LABELS: dict[str, dict[str, str]] = {
     "review_reject": {"en": "Fail review", "zh": "复核拒绝"},
     "day_end": {"en": "Late day end", "zh": "补做日终"},
     "webhook_resend": {"en": "Resend webhook", "zh": "重新推送"},
+    "alert_acknowledge": {"en": "Acknowledge a critical alert", "zh": "确认重要告警"},
 }
 
 
@@ -183,12 +188,14 @@ def may_request(operator: Operator, rule: Rule) -> bool:
     return operator.may_act and int(operator.level) >= rule.request_level_min
 
 
-def offered(gw: Any, tx: Any, operator: Operator, payment_id: str) -> list[str]:
-    """The payment actions `operator` may request on this payment now, in the order of
-    RULES: those the operator's level may ask for and whose precondition holds, as a
-    request of it would be checked (a payment's detail view offers them)."""
+def offered(gw: Any, tx: Any, operator: Operator, payment_id: str,
+            kind: str = "payment") -> list[str]:
+    """The actions on a target of `kind` (a payment; a BEPS package) that `operator` may
+    request on this one now, in the order of RULES: those the operator's level may ask
+    for and whose precondition holds, as a request of it would be checked (a payment's
+    detail view offers them, and those on its BEPS package)."""
     names = [name for name, rule in RULES.items()
-             if rule.target == "payment" and may_request(operator, rule)
+             if rule.target == kind and may_request(operator, rule)
              and actions.offerable(gw, tx, name, payment_id)]
     # An npc_cancel of a payment not yet sent cancels it here, as `cancel` does: only
     # one of the two is offered for it.
@@ -203,6 +210,7 @@ TARGET_EXPECTED = {
     "netting_date": "a BEPS netting date such as 2026-10-03",
     "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
                    "`failed` for every failed row",
+    "alert": "an alert's id as text of ASCII digits (such as \"12\", `paygate ops alerts`)",
 }
 
 
@@ -213,7 +221,8 @@ def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
     if isinstance(target, str) and 0 < len(target) <= TARGET_LEN_MAX and (
             kind in ("work_date", "netting_date") and is_real_date(target)
             or kind == "webhook_row" and is_webhook_target(target)
-            or kind not in ("work_date", "netting_date", "webhook_row")):
+            or kind == "alert" and is_row_id(target)
+            or kind not in ("work_date", "netting_date", "webhook_row", "alert")):
         return []
     expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
     return [Problem("target_malformed", "/target", target, expected)]
@@ -221,15 +230,20 @@ def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
 
 def is_webhook_target(text: str) -> bool:
     """`failed`, or a row id: ASCII digits of a number a database row id can be."""
-    return text == actions.WEBHOOK_ALL_FAILED or (
-        text.isascii() and text.isdigit() and int(text) <= ROW_ID_MAX)
+    return text == actions.WEBHOOK_ALL_FAILED or is_row_id(text)
+
+
+def is_row_id(text: str) -> bool:
+    """ASCII digits of a number a database row id can be."""
+    return text.isascii() and text.isdigit() and int(text) <= ROW_ID_MAX
 
 
 def clean_target(action: str, target: str) -> str:
     """The target as the request records it: a webhook row's id as its number reads
     ("06" is row 6, as the console reads a request's or a message's id), so that one
     row is one target whatever zeros it was written with."""
-    if RULES[action].target == "webhook_row" and target != actions.WEBHOOK_ALL_FAILED:
+    if RULES[action].target in ("webhook_row", "alert") \
+            and target != actions.WEBHOOK_ALL_FAILED:
         return str(int(target))
     return target
 

@@ -158,9 +158,14 @@ class DataRoutes:
     async def payment(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
         payment_id = request.match_info["id"]
-        return _json(await self._read(lambda tx: dict(
-            views.payment_detail(tx, payment_id),
-            actions=control.offered(self.gw, tx, operator, payment_id))))
+        def read(tx: Any) -> dict[str, Any]:
+            view = views.payment_detail(tx, payment_id)
+            view["actions"] = control.offered(self.gw, tx, operator, payment_id)
+            # For a BEPS item, the actions on the package that carries it.
+            view["package_actions"] = control.offered(
+                self.gw, tx, operator, view["package"], "package") if view["package"] else []
+            return view
+        return _json(await self._read(read))
 
     async def stuck(self, request: web.Request, operator: Operator) -> web.Response:
         """The oldest stuck payments (at most views.LIST_MAX), with how many there are

@@ -118,6 +118,9 @@ def _window(w: Writer, gw: Any, db: dict[str, Any]) -> None:
     w.sample("paygate_hvps_queued_at_npc_amount_fen", books["queued_at_npc"]["amount_fen"])
     w.family("paygate_alerts", "gauge", "Alerts recorded.")
     w.sample("paygate_alerts", db["alerts"])
+    w.family("paygate_critical_alerts_open", "gauge",
+             "Critical alerts no supervisor has acknowledged yet.")
+    w.sample("paygate_critical_alerts_open", books["critical_alerts"]["open"])
     w.family("paygate_ops_requests_pending", "gauge",
              "Operators' requests waiting for approval.")
     w.sample("paygate_ops_requests_pending", db["pending"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from gateway import critical
 from gateway.errors import PaygateError
 from gateway.money import format_yuan_grouped
 from gateway.ops import control, queues, views
@@ -58,6 +59,8 @@ def beps_position(gw: Any, tx: Any) -> dict[str, Any] | None:
 
 
 def books(gw: Any, tx: Any) -> dict[str, Any]:
+    """The money: the clearing account, what waits at the NPC, the BEPS position, and the
+    critical alerts still open (gateway.critical: money moved at the NPC against us)."""
     balance_fen = gw.ledger.clearing_balance(tx)
     count, sum_fen = tx.query_one(
         "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments "
@@ -66,7 +69,7 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
             "clearing_balance": format_yuan_grouped(balance_fen),
             "queued_at_npc": {"count": count, "amount_fen": sum_fen,
                               "amount": format_yuan_grouped(sum_fen)},
-            "beps": beps_position(gw, tx)}
+            "beps": beps_position(gw, tx), "critical_alerts": critical.open_alerts(tx)}
 
 
 async def status(gw: Any) -> dict[str, Any]:

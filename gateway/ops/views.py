@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import payments, webhook
+from gateway import critical, payments, webhook
 from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
@@ -130,7 +130,18 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     view["told"] = payments.told(tx, payment_id)
     view["messages"] = payment_messages(tx, payment_id, view["channel"])
     view["requests"] = requests(tx, target=payment_id)
+    view["package"] = package_of(tx, payment_id) if view["channel"] == "beps" else None
     return view
+
+
+def package_of(tx: Any, payment_id: str) -> str | None:
+    """The package of ours that carries a BEPS item (None: not packed, or set aside)."""
+    if not table_exists(tx, "beps_items"):
+        return None
+    row = tx.query_one("SELECT i.package_id FROM beps_items i JOIN beps_packages p ON "
+                       "p.id = i.package_id AND p.direction = 'out' WHERE i.payment_id = ?",
+                       (payment_id,))
+    return row[0] if row else None
 
 
 def payment_messages(tx: Any, payment_id: str, channel: str) -> list[dict[str, Any]]:
@@ -207,10 +218,13 @@ def counts(tx: Any) -> list[dict[str, Any]]:
 
 
 def alerts(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
-    rows = tx.query("SELECT id, at, code, detail FROM alerts ORDER BY id DESC LIMIT ?",
-                    (limit,))
-    return [{"id": i, "at": at, "code": code, "detail": json.loads(detail)}
-            for i, at, code, detail in rows]
+    """The latest alerts, each critical one with whether it is still `open` (no
+    supervisor acknowledged it yet, gateway.critical) and who acknowledged it."""
+    rows = tx.query("SELECT a.id, a.at, a.code, a.detail, k.by FROM alerts a LEFT JOIN "
+                    "alert_acks k ON k.alert_id = a.id ORDER BY a.id DESC LIMIT ?", (limit,))
+    return [{"id": i, "at": at, "code": code, "detail": json.loads(detail),
+             "open": code in critical.CODES and by is None, "acknowledged_by": by}
+            for i, at, code, detail, by in rows]
 
 
 def alert_count(tx: Any) -> int:
@@ -259,23 +273,25 @@ def requests(tx: Any, state: str | None = None, target: str | None = None,
 
 
 def with_amounts(tx: Any, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each request on a payment with that payment's amount (`amount`, in yuan), which a
-    second person is shown before approving or rejecting it; one query for the list."""
-    ids = sorted({r["target"] for r in reqs if _on_payment(r["action"])})
-    if not ids:
-        return reqs
-    marks = ", ".join("?" * len(ids))
-    amounts = dict(tx.query(f"SELECT id, amount_fen FROM payments WHERE id IN ({marks})",
-                            tuple(ids)))
-    for r in reqs:
-        if _on_payment(r["action"]) and r["target"] in amounts:
-            r["amount"] = format_yuan_grouped(amounts[r["target"]])
+    """Each request on a payment with that payment's amount (`amount`, in yuan), and each
+    on a BEPS package with the package's (what it holds now), which a second person is
+    shown before approving or rejecting it; one query for each kind in the list."""
+    for kind, sql in (("payment", "SELECT id, amount_fen FROM payments"),
+                      ("package", "SELECT id, total_fen FROM beps_packages")):
+        ids = sorted({r["target"] for r in reqs if _on(kind, r["action"])})
+        if not ids or (kind == "package" and not table_exists(tx, "beps_packages")):
+            continue
+        marks = ", ".join("?" * len(ids))
+        amounts = dict(tx.query(f"{sql} WHERE id IN ({marks})", tuple(ids)))
+        for r in reqs:
+            if _on(kind, r["action"]) and r["target"] in amounts:
+                r["amount"] = format_yuan_grouped(amounts[r["target"]])
     return reqs
 
 
-def _on_payment(action: str) -> bool:
+def _on(kind: str, action: str) -> bool:
     rule = control.RULES.get(action)
-    return rule is not None and rule.target == "payment"
+    return rule is not None and rule.target == kind
 
 
 def pending_count(tx: Any) -> int:

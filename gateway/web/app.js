@@ -7,7 +7,7 @@
   const UNSENT = ["accepted", "held"];
   const OPERATOR_HOLDS = ["held_by_operator"];
   const REVIEW_PREFIXES = ["review_", "screening_"];
-  const DANGER = ["cancel", "npc_cancel", "return", "review_reject"]; // actions that stop or send money back
+  const DANGER = ["cancel", "npc_cancel", "package_cancel", "return", "review_reject"]; // actions that stop or send money back
   const PAYMENT_STATES = ["accepted", "held", "sent", "queued", "netted", "settled", "rejected",
     "cancelled", "returned", "unknown", "received", "credited", "suspense"];
 
@@ -187,8 +187,12 @@
       { h: "c_actions", f: (d) => (me && me.may_act ? actionButton("retry", d.id) : null) }]);
     renderWebhooks(s.webhooks_failed);
     fill("t-alerts", s.alerts, [
-      { h: "c_at", f: (a) => a.at, cls: "nowrap" }, { h: "c_code", f: (a) => a.code },
-      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" }]);
+      { h: "c_id", f: (a) => a.id }, { h: "c_at", f: (a) => a.at, cls: "nowrap" },
+      { h: "c_code", f: (a) => a.code },
+      { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" },
+      { h: "c_actions", f: (a) => (a.open && me && me.may_approve
+        ? actionButton("alert_acknowledge", String(a.id))
+        : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }]);
     renderQueries(s.queries);
     fill("t-requests", s.requests, requestColumns(false), "req");
     fill("t-audit", s.audit, [
@@ -232,7 +236,12 @@
     $("c-link-detail").textContent = link.state === "down"
       ? `${linkSince} · ${link.failed_deliveries} ${t("failed_deliveries")} · ${link.cause}`
       : link.state === "degraded"
-        ? `${linkSince} · ${link.refused_deliveries} ${t("refused_deliveries")} · ${link.last_refusal}`
+        ? [linkSince,
+           ...(link.refused_deliveries
+             ? [`${link.refused_deliveries} ${t("refused_deliveries")}`, link.last_refusal] : []),
+           ...(link.discarded_messages
+             ? [`${link.discarded_messages} ${t("discarded_messages")}`, link.last_discard] : []),
+          ].join(" · ")
         : "";
     $("c-balance").textContent = s.clearing_balance;
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
@@ -246,6 +255,11 @@
       : "";
     $("c-pending").textContent = s.pending.length;
     $("c-alerts").textContent = s.alert_count;
+    const critical = s.critical_alerts || { open: 0, codes: {} };
+    $("c-alerts").classList.toggle("error", critical.open > 0);
+    $("c-alerts-critical").textContent = critical.open
+      ? `${critical.open} ${t("critical_open")}: ${Object.keys(critical.codes).join(", ")}`
+      : "";
     $("c-dead").textContent = s.dead.total;
   }
 
@@ -298,7 +312,8 @@
     const held = OPERATOR_HOLDS.includes(p.reason) || isReview(p.reason);
     if (!held) box.append(actionButton("hold", p.id));
     if (held) box.append(actionButton("release", p.id));
-    box.append(actionButton("cancel", p.id), actionButton("priority", p.id));
+    box.append(actionButton("cancel", p.id));
+    if (p.channel === "hvps") box.append(actionButton("priority", p.id));
     if (me.may_approve && isReview(p.reason)) {
       box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
     }
@@ -351,8 +366,11 @@
         { h: "c_event", f: (e) => e.event }, { h: "c_detail", f: (e) => JSON.stringify(e.detail), cls: "wrap" }]);
       // The actions its state allows now, as the gateway checks a request of them (each
       // a request, which a second person approves where the action needs one).
-      $("detail-actions").replaceChildren(...(p.actions || []).map((a) => actionButton(a, p.id)));
-      $("detail-actions-none").classList.toggle("hidden", (p.actions || []).length > 0);
+      // And, for a BEPS item, those on the package that carries it.
+      $("detail-actions").replaceChildren(...(p.actions || []).map((a) => actionButton(a, p.id)),
+        ...(p.package_actions || []).map((a) => actionButton(a, p.package)));
+      $("detail-actions-none").classList.toggle("hidden",
+        (p.actions || []).length + (p.package_actions || []).length > 0);
       $("detail").classList.remove("hidden");
     } catch (err) {
       $("detail-title").textContent = errorText(err);

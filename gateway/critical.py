@@ -1,0 +1,77 @@
+"""Critical alerts: open until a supervisor acknowledges them.
+
+Most alerts record something that happened and that the gateway has dealt with. Two say
+that money moved at the NPC against what the gateway had decided (gateway.late_results):
+`npc_settled_payment_we_ended` (the NPC settled a payment we had rejected or cancelled:
+booked at once, but the payer may owe us now) and `npc_did_not_settle_payment_we_settled`
+(the NPC's word contradicts a settlement of ours: nothing is moved on it). Each needs a
+person to look at the books and act, so each stays open until a supervisor or director
+acknowledges it (console action `alert_acknowledge`, recorded with who, when and the
+note in `alert_acks` and in the audit trail).
+
+While one is open, /health says `attention` and counts the open ones by code, without
+their detail: the route needs no credentials, so payments and amounts stay on the
+console. `ok` is left to the machinery (link, Redis): a restart or another gateway cures
+nothing here, and a monitor that restarts an instance that is not `ok` must not restart
+this one for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway.errors import Conflict, NotFound, Problem
+
+CODES = ("npc_settled_payment_we_ended", "npc_did_not_settle_payment_we_settled")
+_IN = ", ".join(f"'{code}'" for code in CODES)
+
+TABLES = [
+    f"CREATE INDEX IF NOT EXISTS alerts_critical ON alerts (id) WHERE code IN ({_IN})",
+    """CREATE TABLE IF NOT EXISTS alert_acks (
+        alert_id INTEGER PRIMARY KEY,
+        by TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL
+    )""",
+]
+
+_OPEN = (f"SELECT a.code, COUNT(*), MIN(a.at) FROM alerts a WHERE a.code IN ({_IN}) AND "
+         "NOT EXISTS (SELECT 1 FROM alert_acks k WHERE k.alert_id = a.id) GROUP BY a.code "
+         "ORDER BY a.code")
+
+
+def open_alerts(tx: Any) -> dict[str, Any]:
+    """The critical alerts not yet acknowledged: how many, since when (the oldest), and
+    how many of each code."""
+    rows = tx.query(_OPEN, ())
+    return {"open": sum(n for _, n, _ in rows), "since": min((at for *_, at in rows),
+                                                             default=None),
+            "codes": {code: n for code, n, _ in rows}}
+
+
+def check_acknowledgeable(tx: Any, target: str) -> tuple[int, str]:
+    """The alert `target` names (its id and code), when it is critical and still open;
+    refused saying why otherwise."""
+    row = tx.query_one("SELECT a.code, k.by, k.at FROM alerts a LEFT JOIN alert_acks k "
+                       "ON k.alert_id = a.id WHERE a.id = ?", (int(target),))
+    if row is None:
+        raise NotFound(Problem("alert_not_found", "/target", target,
+                               "the id of an alert (`paygate ops alerts`)"))
+    code, by, at = row
+    if code not in CODES:
+        raise Conflict(Problem("alert_not_critical", "/target", code,
+                               "a critical alert: " + ", ".join(CODES),
+                               f"alert {target} ({code}) is a record, not held open: "
+                               "nothing to acknowledge"))
+    if by is not None:
+        raise Conflict(Problem("alert_already_acknowledged", "/target", target,
+                               "a critical alert not yet acknowledged",
+                               f"alert {target} was acknowledged by {by} at {at}"))
+    return int(target), code
+
+
+def acknowledge(tx: Any, target: str, by: str, note: str, now: datetime) -> dict[str, Any]:
+    """Close the critical alert `target`: /health no longer counts it."""
+    alert_id, code = check_acknowledgeable(tx, target)
+    tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?)",
+               (alert_id, by, now.isoformat(), note))
+    return {"alert": alert_id, "code": code, "acknowledged_by": by}
