@@ -412,7 +412,7 @@ class Gateway:
             # Work that dies is marked so in the database, for an operator: a message to
             # the NPC held in the outbox, an inbound message's row failed.
             on_dead = self._inbound_dead if name == "inbound" else \
-                self._outbox_dead if set(streams) <= set(keys.TO_NPC) else None
+                self.outbox_dead if set(streams) <= set(keys.TO_NPC) else None
             worker = StreamWorker(self.redis, name, streams, handler,
                                   batch_max=s.worker_batch_max, retries_max=s.send_retries_max,
                                   acks=self.streams, on_dead=on_dead)
@@ -1115,7 +1115,7 @@ class Gateway:
         try:
             await self.post_to_link(outbox_id, bytes(envelope))
         except LinkRefused as exc:
-            # The same bytes would be refused again: held for an operator (`_outbox_dead`).
+            # The same bytes would be refused again: held for an operator (`outbox_dead`).
             raise DeadNow(str(exc), exc.status) from exc
         except Exception as exc:
             # The claim is given back so that the retry (this entry reclaimed, or the
@@ -1142,7 +1142,7 @@ class Gateway:
         """The link answers again: the deliveries held while it was down go now."""
         self.spawn(recovery.resume(self))
 
-    async def _outbox_dead(self, stream: str, entry_id: str, fields: dict[str, str],
+    async def outbox_dead(self, stream: str, entry_id: str, fields: dict[str, str],
                            reason: str, status: int | None) -> dict[str, str]:
         """A message to the NPC is dead-lettered (refused with a 4xx `status`, or failed
         `retries_max` times): its outbox row becomes `dead`, which the sweeper leaves (one

@@ -33,7 +33,12 @@ acknowledged each, and a second piece of store work each).
 Nothing here is needed for safety: the outbox rows are committed first. A send that
 fails hands its row to the stream, whose worker retries it (backoff, dead letters); a
 process that dies mid-send leaves rows that start-up recovery and the sweeper put back
-(gateway.recovery), as for any other stage.
+(gateway.recovery), as for any other stage. A send the NPC refused (4xx) is not handed
+on: the same bytes would be refused again, so the send that claimed the row ends it
+itself, dead-lettered and held as the stream's sender would (gateway.worker.dead_letter,
+gateway.app.Gateway.outbox_dead). Each attempt has one owner, the claim on the row:
+a message is POSTed once per attempt, and a refusal is one dead letter and one refused
+delivery.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from collections import deque
 from datetime import datetime
 from typing import Any, Awaitable
 
-from gateway import keys, outbound
+from gateway import keys, outbound, worker
+from gateway.linkpost import LinkRefused
 from gateway.webhook import Hook
 from gateway.worker import RetryLater
 
@@ -83,6 +89,7 @@ class Direct:
         self._tasks: set[asyncio.Task] = set()
         self.sent = 0
         self.handed_to_streams = 0
+        self.dead_lettered = 0  # sends the NPC refused, dead-lettered here
         # Claimed webhook rows waiting for a slot, each with the time it began to wait.
         self._waiting: deque[tuple[Hook, datetime]] = deque()
         self.webhooks_to_stream = 0  # claimed rows given back to the webhook stream
@@ -232,6 +239,16 @@ class Direct:
         gw = self.gw
         try:
             await gw.post_to_link(outbox_id, envelope)
+        except LinkRefused as exc:
+            # The same bytes would be refused again: this attempt ends the row as the
+            # stream's sender ends one the NPC refused (held for an operator, one dead
+            # letter naming `stream`, where an operator's retry puts it), rather than
+            # handing it to that sender to be POSTed and refused a second time.
+            await worker.dead_letter(gw.redis, "direct", stream, "",
+                                     {"outbox": str(outbox_id)}, str(exc), 1, exc.status,
+                                     gw.outbox_dead)
+            self.dead_lettered += 1
+            return
         except Exception as exc:
             untaken = outbound.untaken_by(exc)
             await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),

@@ -184,11 +184,11 @@ class LinkHealth:
         if was_down:
             self.gw.resume_held()
 
-    async def refused(self, reason: str, status: int) -> None:
-        """The NPC answered a message with a refusal (4xx) and took nothing of the POST:
-        the link is reachable but `degraded` until a message is taken again. The first
-        refusal of an episode is logged and raises its one alert."""
-        self.refusals += 1
+    async def refused(self, reason: str, status: int, messages: int = 1) -> None:
+        """The NPC answered `messages` messages of a POST with a refusal (4xx) and took
+        nothing of it: the link is reachable but `degraded` until a message is taken
+        again. The first refusal of an episode is logged and raises its one alert."""
+        self.refusals += messages
         self.last_refusal = reason
         if self.refusing_since is None:
             self.refusing_since = self.gw.clock.now()

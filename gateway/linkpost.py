@@ -182,8 +182,9 @@ class LinkPoster:
         if any(o is None for o in outcomes):
             link.delivered()
         elif refused:
-            # Reachable, but nothing of the POST taken: refused, or not taken now.
-            await link.refused(str(refused[-1]), refused[-1].status)
+            # Reachable, but nothing of the POST taken: refused, or not taken now. Each
+            # refused envelope is one refused message, however many a POST carried.
+            await link.refused(str(refused[-1]), refused[-1].status, len(refused))
         return outcomes
 
     async def _statuses(self, batch: list[_Send]) -> list[int]:

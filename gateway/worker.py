@@ -311,16 +311,9 @@ class StreamWorker:
                     deliveries: int, status: int | None = None) -> None:
         """Move an entry to the dead-letter stream: its work marked in the database
         first (`on_dead`), then the letter, then the entry acknowledged."""
-        named = {}
-        if self.on_dead is not None:
-            named = await self.on_dead(stream, entry_id, fields, reason, status) or {}
-        dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
-                    deliveries=str(deliveries), **named)
-        letter = await self.r.xadd(keys.DEAD, dead)
+        await dead_letter(self.r, self.name, stream, entry_id, fields, reason, deliveries,
+                          status, self.on_dead)
         await self.r.xack(stream, keys.GROUP, entry_id)
-        said = "".join(f" {k}={v}" for k, v in named.items())
-        log.error("event=dead_lettered stage=%s stream=%s entry=%s letter=%s%s reason=%s",
-                  self.name, stream, entry_id, letter, said, reason[:200])
 
     async def _reclaim(self) -> None:
         for stream in self.streams:
@@ -337,6 +330,26 @@ class StreamWorker:
                     await self._handle_batch(items)
                 if start in ("0-0", b"0-0"):
                     break
+
+
+async def dead_letter(r: aioredis.Redis, stage: str, stream: str, entry_id: str,
+                      fields: dict[str, str], reason: str, deliveries: int,
+                      status: int | None, on_dead: DeadHook | None) -> str:
+    """Write the dead letter of one piece of work, its work marked in the database
+    first (`on_dead`); the letter's id. `stream` is the stream the work belongs to (an
+    operator's retry puts the letter's fields back on it), `entry_id` the stream entry
+    that carried it, empty for work that was never on a stream (a send straight after
+    commit, gateway.direct)."""
+    named = {}
+    if on_dead is not None:
+        named = await on_dead(stream, entry_id, fields, reason, status) or {}
+    dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
+                deliveries=str(deliveries), **named)
+    letter = await r.xadd(keys.DEAD, dead)
+    said = "".join(f" {k}={v}" for k, v in named.items())
+    log.error("event=dead_lettered stage=%s stream=%s entry=%s letter=%s%s reason=%s",
+              stage, stream, entry_id or "-", letter, said, reason[:200])
+    return letter
 
 
 async def trim_handled(r: aioredis.Redis, streams: tuple[str, ...]) -> int:

@@ -59,8 +59,8 @@ class Health:
     def answered(self) -> None:
         self.said.append("answered")
 
-    async def refused(self, reason: str, status: int) -> None:
-        self.said.append(f"refused {status}")
+    async def refused(self, reason: str, status: int, messages: int = 1) -> None:
+        self.said.append(f"refused {status}: {messages}")
 
     async def failed(self, cause: str) -> None:
         self.said.append("down")
@@ -185,9 +185,28 @@ def test_each_envelope_of_a_post_gets_its_own_outcome() -> None:
     assert health.said == ["up"]
 
 
+def test_a_post_with_none_taken_tells_the_link_each_refused_envelope() -> None:
+    """A 207 with no envelope taken, two refused and the rest not taken now: the link is
+    told of two refused messages (one each, not one for the POST)."""
+    verdicts = {1: 400, 4: 403}
+
+    async def scenario() -> tuple[list[Any], Health]:
+        npc = Npc()
+        npc.verdict = lambda e: verdicts.get(int(e[-4:]), 503)
+        async with posting(npc) as (poster, gw):
+            outcomes = await _send_all(poster, 6)
+        return outcomes, gw.link
+
+    outcomes, health = run(scenario())
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "RetryLater", "LinkRefused", "RetryLater", "RetryLater", "LinkRefused", "RetryLater"]
+    assert health.said == ["refused 403: 2"]
+
+
 @pytest.mark.parametrize("whole, body_instead, said", [
     (503, None, ["down"]),
-    (400, None, ["refused 400"]),
+    (400, None, ["refused 400: 5"]),
     (None, b"not json", ["answered"]),
 ])
 def test_a_post_that_fails_as_a_whole_fails_every_envelope(whole, body_instead, said) -> None:

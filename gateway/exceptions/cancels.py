@@ -35,7 +35,7 @@ from gateway.messages.ccms900 import CANCELLED
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
 # "dead": the NPC refused the message (4xx) or it was dead-lettered, and the payment waits
-# held (gateway.app._outbox_dead); it is cancelled here only while no delivery attempt
+# held (gateway.app.Gateway.outbox_dead); it is cancelled here only while no delivery attempt
 # may have reached the NPC (gateway.outbound.refuse_if_maybe_taken).
 UNSENT_OUTBOX = ("waiting", "pending", "held", "review", "dead")
 # A BEPS item may be cancelled until its package is netted (docs/beps.md).

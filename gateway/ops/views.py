@@ -194,7 +194,7 @@ def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, t
                "WHERE o.payment_id = payments.id AND o.kind = 'hvps_credit' "
                "AND o.state = 'waiting'))") if hvps_open else ""
     # A payment held because its message died on the way to the NPC waits for an
-    # operator whatever its age (gateway.app._outbox_dead).
+    # operator whatever its age (gateway.app.Gateway.outbox_dead).
     died = " OR (state = 'held' AND (reason LIKE ? OR reason LIKE ?))"
     return (f"((state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
             f"AND updated_at < ?){died}",
