@@ -23,7 +23,7 @@ from gateway.messages import (beps121, beps122, beps125, beps720, ccms900, codec
 from gateway.messages import envelope as env_mod
 from gateway.messages.common import NpcProcessing, OriginalRef
 from simulators import codes
-from simulators.notices import Notices
+from simulators.notices import Notices, result_chain
 
 NETTED = codes.Reason("NEZI0000", "netted")
 WAITING = codes.Reason("NEZQ0001", "waiting for netting: the sender's net debit cap "
@@ -53,7 +53,8 @@ class BepsNotices(Notices):
             header=self._group_header(dest, system), original=original, status=status,
             code=reason.code, reject_info=reject, processed_on=processed_on,
             netting_round=netting_round))
-        return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
+        return self._send(dest, ccms900.MESSAGE_TYPE, system, body,
+                          chain=result_chain(original))
 
     def forward_netted(self, dest: str, raw: bytes, npc: NpcProcessing,
                        withdrawn: frozenset[str] = frozenset()) -> str:

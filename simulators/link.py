@@ -1,24 +1,32 @@
 """Delivery of the NPC's outbox: one worker per destination, in outbox order.
 
 External banks are reached by HTTP POST to their inbound URL; a 2xx means the bank took
-it. A worker delivers in rounds: the messages waiting when a round starts go in as few
+it. A worker delivers in rounds: the messages due when a round starts go in as few
 POSTs as `batch_max` and `batch_bytes_max` allow (several envelopes framed in one POST,
-gateway.messages.framing; one alone goes unframed), and those that become ready during
+gateway.messages.framing; one alone goes unframed), and those that become due during
 the round wait for the next one, with no timer. Each envelope's answer is acted on alone.
 A bank may give several inbound URLs (its gateway processes, `--bank CODE=URL1,URL2`):
-deliveries take them in turn, and one that cannot be reached or answers 5xx is tried at
+each try takes them in turn, and one that cannot be reached or answers 5xx is tried at
 once on the next, so a bank with one gateway down still gets everything without waiting
-for a retry. Connection errors, timeouts and 5xx answers are retried (only the messages
-of a POST the bank did not take go again) with a pause that doubles from `backoff_s` up
-to `backoff_max_s` (30 s), for `retry_for_s` seconds (10 minutes) from the first try, or
-`attempts_max` tries when that is set: a bank whose gateway answers 503 until our key is
-installed there, or that restarts, gets its messages once it takes them. Each pause is
-logged (`delivery_retry_scheduled`, with the last answer), and `POST /sim/redeliver`
-ends the pauses at once. Then a message is marked undelivered, logged
-(`delivery_given_up`), and kept for `POST /sim/redeliver`. A 4xx is a refusal and is not
-retried. A worker sends up to `parallel_max` POSTs at a time and records how their
-messages ended in one commit; a crash before it only means they are sent again, which a
-bank recognises as duplicates.
+for a retry. A 4xx is a refusal and is not retried.
+
+Each message has a retry schedule of its own. One the bank did not take (a connection
+error, a timeout, a 5xx) stays pending and is due again after a pause that doubles from
+`backoff_s` up to `backoff_max_s` (30 s), for `retry_for_s` seconds (10 minutes) from its
+first try, or `attempts_max` tries when that is set: a bank whose gateway answers 503
+until our key is installed there, or that restarts, gets its messages once it takes
+them. Meanwhile the bank's later messages go on in their rounds: one message the bank
+cannot take now holds up no other, except the later messages of its chain, which must
+reach the bank in the order made (simulators.notices: the system status notices, the
+results about one message) and wait until it has been delivered, refused or given up.
+The messages due again together go together. Each pause is logged
+(`delivery_retry_scheduled`, with the last answer), and `POST /sim/redeliver` makes every
+waiting message due at once. After its last try a message is marked undelivered, logged
+(`delivery_given_up`), and kept for `POST /sim/redeliver`. A worker sends up to
+`parallel_max` POSTs at a time and records how their messages ended (or when each is due
+again) in one commit; a crash before it only means they are sent again, which a bank
+recognises as duplicates. The schedule is of this process's clock: at a start every
+pending message is due at once, its retries begun again.
 
 Simulated peer banks are handed their messages in-process, up to `LOCAL_BATCH_MAX` at a
 time in one transaction that also takes what the peer answers. Faults (faults.py) apply
@@ -39,7 +47,8 @@ from gateway.messages import ccms900, framing
 from simulators.faults import FaultState
 from simulators.logfmt import event
 from simulators.settings import Delivery
-from simulators.store import DROPPED, LOST, REFUSED, SENT, UNDELIVERED, OutboxRow, Store
+from simulators.store import (DROPPED, LOST, PENDING, REFUSED, SENT, UNDELIVERED, OutboxRow,
+                              Store)
 
 log = logging.getLogger("npc.link")
 
@@ -67,10 +76,23 @@ def retry_pause(delivery: Delivery, attempt: int, retrying_s: float) -> float | 
 class _Worker:
     dest: str
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set by a redelivery: the pauses between tries of the messages on their way end.
-    retry_now: asyncio.Event = field(default_factory=asyncio.Event)
+    # Nothing to deliver now and no message waiting for a later try (drain waits for it).
     idle: bool = False
     task: asyncio.Task | None = None
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one try of a message ended: its final state, or PENDING with when it is due
+    again (`retry_at`), its `tries` since its retries began at `since`."""
+
+    seq: int
+    state: str
+    attempts: int  # tries in all, this one included
+    tries: int = 0
+    since: float = 0.0
+    retry_at: float | None = None
+    pause_s: float = 0.0  # the pause before `retry_at`
 
 
 class Link:
@@ -95,6 +117,8 @@ class Link:
         self.local[code] = handler
 
     async def start(self) -> None:
+        with self.store.transaction():
+            self.store.retry_now(restart=True)  # the times kept are of the process before
         timeout = aiohttp.ClientTimeout(total=self.delivery.timeout_s)
         # No bank sets cookies on the link: a jar that keeps none spares every POST a
         # look-up in it.
@@ -141,26 +165,25 @@ class Link:
     def _now(self) -> str:
         return self.clock.now().isoformat()
 
-    def _next_rows(self, dest: str) -> list[OutboxRow]:
+    def _next_rows(self, dest: str, now_s: float) -> list[OutboxRow]:
         if dest in self.banks and self.faults.faults.offline:
             return []
         if dest in self.banks and self.faults.faults.reorder:
-            rows = self.store.pending(dest, self.delivery.reorder_window)
+            rows = self.store.due(dest, self.delivery.reorder_window, now_s)
             self.faults.rng.shuffle(rows)
             return rows
         if dest in self.banks:
             delivery = self.delivery
-            return self.store.pending(dest, max(1, delivery.parallel_max) * delivery.batch_max)
-        return self.store.pending(dest, LOCAL_BATCH_MAX)
+            return self.store.due(dest, max(1, delivery.parallel_max) * delivery.batch_max,
+                                  now_s)
+        return self.store.due(dest, LOCAL_BATCH_MAX, now_s)
 
     async def _run(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            rows = self._next_rows(worker.dest)
+            rows = self._next_rows(worker.dest, loop.time())
             if not rows:
-                worker.idle = True
-                self._changed.set()
-                await worker.wakeup.wait()
-                worker.wakeup.clear()
+                await self._wait(worker)
                 continue
             worker.idle = False
             handler = self.local.get(worker.dest)
@@ -170,10 +193,28 @@ class Link:
             if not self.faults.faults.reorder:
                 rounds = await asyncio.gather(*(self._deliver(worker.dest, posted)
                                                 for posted in self._posts(rows)))
-                marks = [mark for done in rounds for mark in done]
+                ends = [end for done in rounds for end in done]
             else:  # one at a time, in the shuffled order
-                marks = [mark for row in rows for mark in await self._deliver(worker.dest, [row])]
-            self._mark(marks)
+                ends = [end for row in rows for end in await self._deliver(worker.dest, [row])]
+            self._mark(ends)
+
+    async def _wait(self, worker: _Worker) -> None:
+        """Nothing is due: wait for a new message (or a redelivery, a fault changed) or,
+        when messages wait for a later try, until the first of them is due. The worker
+        is idle only when none waits (an offline bank's messages wait for it to be back
+        online, and count as none)."""
+        offline = worker.dest in self.banks and self.faults.faults.offline
+        retry_at = None if offline else self.store.next_retry_at(worker.dest)
+        worker.idle = retry_at is None
+        if worker.idle:
+            self._changed.set()
+        pause_s = None if retry_at is None else \
+            max(0.0, retry_at - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(worker.wakeup.wait(), pause_s)
+        except asyncio.TimeoutError:
+            pass
+        worker.wakeup.clear()
 
     def _posts(self, rows: list[OutboxRow]) -> list[list[OutboxRow]]:
         """The round's messages cut into POSTs, in outbox order: as full as
@@ -198,42 +239,87 @@ class Link:
                 self.store.mark(row.seq, SENT, row.attempts + 1, self._now())
                 handler(row.raw)
 
-    def _mark(self, marks: list[tuple[int, str, int]]) -> None:
-        """Record how the deliveries of one round ended, in one commit."""
+    def _mark(self, ends: list[_Ended]) -> None:
+        """Record how the tries of one round ended, in one commit."""
         now = self._now()
         with self.store.transaction():
-            for seq, state, attempts in marks:
-                self.store.mark(seq, state, attempts, now)
+            for end in ends:
+                if end.retry_at is None:
+                    self.store.mark(end.seq, end.state, end.attempts, now)
+                else:
+                    self.store.retry_later(end.seq, end.attempts, now, end.tries, end.since,
+                                           end.retry_at)
 
-    async def _deliver(self, dest: str, rows: list[OutboxRow]) -> list[tuple[int, str, int]]:
-        """Send messages to a bank in one POST (those a fault keeps back aside); for each,
-        (outbox seq, final state, attempts so far)."""
-        marks, send = [], []
+    async def _deliver(self, dest: str, rows: list[OutboxRow]) -> list[_Ended]:
+        """Try messages to a bank in one POST (those a fault keeps back aside); how each
+        try ended."""
+        ends, send = [], []
         for row in rows:
             state = self._fault_instead_of_sending(row)
             if state is None:
                 send.append(row)
             else:
-                marks.append((row.seq, state, row.attempts))
+                ends.append(_Ended(row.seq, state, row.attempts))
         if not send:
-            return marks
+            return ends
         if self.faults.faults.delay_ms:
             await asyncio.sleep(self.faults.faults.delay_ms / 1000)
-        ended = await self._post(dest, send)
-        for row in send:
-            state, attempts = ended[row.seq]
-            event(log, "delivery_" + state, logging.INFO if state == SENT else logging.WARNING,
-                  dest=dest, mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=attempts,
-                  posted_with=len(send))
-            marks.append((row.seq, state, row.attempts + attempts))
-        again = [row for row in send
-                 if ended[row.seq][0] == SENT and self.faults.draw(self.faults.faults.duplicate)]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        outcomes, last = await self._try(dest, send)
+        tried = [self._ended(row, outcome, began, loop.time())
+                 for row, outcome in zip(send, outcomes)]
+        self._log_tries(dest, send, tried, began, last)
+        ends.extend(tried)
+        again = [row for row, end in zip(send, tried)
+                 if end.state == SENT and self.faults.draw(self.faults.faults.duplicate)]
         if again:
-            outcomes, _ = await self._post_once(self._in_turn(dest)[0], again)
-            for row, outcome in zip(again, outcomes):
+            duplicated, _ = await self._post_once(self._in_turn(dest)[0], again)
+            for row, outcome in zip(again, duplicated):
                 event(log, "fault_duplicate_sent", logging.WARNING, dest=dest,
                       mesg_id=row.mesg_id, outcome=outcome)
-        return marks
+        return ends
+
+    def _ended(self, row: OutboxRow, outcome: str, began: float, now: float) -> _Ended:
+        """A message's try ended with `outcome`: delivered, refused, due again after its
+        pause, or given up (undelivered) when its retries are over."""
+        attempts = row.attempts + 1
+        if outcome == _OK:
+            return _Ended(row.seq, SENT, attempts)
+        if outcome == _REFUSED:
+            return _Ended(row.seq, REFUSED, attempts)
+        since = began if row.retry_since is None else row.retry_since
+        tries = row.tries + 1
+        pause_s = retry_pause(self.delivery, tries, now - since)
+        if pause_s is None:
+            return _Ended(row.seq, UNDELIVERED, attempts, tries, since)
+        return _Ended(row.seq, PENDING, attempts, tries, since, now + pause_s, pause_s)
+
+    def _log_tries(self, dest: str, rows: list[OutboxRow], ends: list[_Ended], began: float,
+                   last: str) -> None:
+        """A line for each message whose delivery ended; one for the messages of the POST
+        due again after the same try and pause, and one for those given up."""
+        waiting: dict[tuple[int, float], list[_Ended]] = {}
+        given_up: list[_Ended] = []
+        for row, end in zip(rows, ends):
+            if end.retry_at is not None:
+                waiting.setdefault((end.tries, end.pause_s), []).append(end)
+                continue
+            if end.state == UNDELIVERED:
+                given_up.append(end)
+            event(log, "delivery_" + end.state,
+                  logging.INFO if end.state == SENT else logging.WARNING, dest=dest,
+                  mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=row.tries + 1,
+                  posted_with=len(rows))
+        for (tries, pause_s), same in waiting.items():
+            event(log, "delivery_retry_scheduled", logging.WARNING, dest=dest,
+                  messages=len(same), attempt=tries, pause_s=round(pause_s, 3),
+                  retrying_for_s=round(max(began - e.since for e in same), 1),
+                  retry_for_s=self.delivery.retry_for_s, last=last)
+        if given_up:
+            event(log, "delivery_given_up", logging.WARNING, dest=dest,
+                  messages=len(given_up), attempts=max(e.tries for e in given_up),
+                  retried_for_s=round(max(began - e.since for e in given_up), 1), last=last)
 
     def _fault_instead_of_sending(self, row: OutboxRow) -> str | None:
         if row.mesg_type == ccms900.MESSAGE_TYPE and self.faults.take_lost_result():
@@ -253,56 +339,23 @@ class Link:
         self._turn[dest] = turn + 1
         return urls[turn:] + urls[:turn]
 
-    async def _post(self, dest: str, rows: list[OutboxRow]) -> dict[int, tuple[str, int]]:
-        """POST with retries; each message's (final state, attempts made), by outbox
-        seq. An attempt goes to the bank's URLs in turn until each message is taken or
-        refused; only those the bank did not take are sent again, after a pause that
-        doubles up to `backoff_max_s`, for as long as `retry_for_s` (or `attempts_max`)
-        allows."""
-        delivery = self.delivery
-        ended: dict[int, tuple[str, int]] = {}
-        left = rows
-        started = asyncio.get_running_loop().time()
-        attempt, last = 0, ""
-        while True:
-            attempt += 1
-            for url in self._in_turn(dest):
-                outcomes, why = await self._post_once(url, left, first=attempt == 1)
-                last = why or last
-                for row, outcome in zip(left, outcomes):
-                    if outcome != _RETRY:
-                        ended[row.seq] = (SENT if outcome == _OK else REFUSED, attempt)
-                left = [row for row, outcome in zip(left, outcomes) if outcome == _RETRY]
-                if not left:
-                    return ended
-            retrying_s = asyncio.get_running_loop().time() - started
-            pause_s = retry_pause(delivery, attempt, retrying_s)
-            if pause_s is None:
+    async def _try(self, dest: str, rows: list[OutboxRow]) -> tuple[list[str], str]:
+        """One try of these messages: POSTed to the bank's URLs in turn until each is
+        taken or refused; each one's outcome (taken, refused, or to try again), and the
+        last reason given for not taking one now."""
+        outcome = {row.seq: _RETRY for row in rows}
+        left, last = rows, ""
+        for url in self._in_turn(dest):
+            outcomes, why = await self._post_once(url, left)
+            last = why or last
+            for row, got in zip(left, outcomes):
+                outcome[row.seq] = got
+            left = [row for row, got in zip(left, outcomes) if got == _RETRY]
+            if not left:
                 break
-            event(log, "delivery_retry_scheduled", logging.WARNING, dest=dest,
-                  messages=len(left), attempt=attempt, pause_s=round(pause_s, 3),
-                  retrying_for_s=round(retrying_s, 1), retry_for_s=delivery.retry_for_s,
-                  last=last)
-            await self._pause(dest, pause_s)
-        event(log, "delivery_given_up", logging.WARNING, dest=dest, messages=len(left),
-              attempts=attempt, retried_for_s=round(retrying_s, 1), last=last)
-        ended.update((row.seq, (UNDELIVERED, attempt)) for row in left)
-        return ended
+        return [outcome[row.seq] for row in rows], last
 
-    async def _pause(self, dest: str, pause_s: float) -> None:
-        """Wait between two tries, or until a redelivery asks for them now."""
-        worker = self._workers.get(dest)
-        if worker is None:
-            await asyncio.sleep(pause_s)
-            return
-        worker.retry_now.clear()
-        try:
-            await asyncio.wait_for(worker.retry_now.wait(), pause_s)
-        except asyncio.TimeoutError:
-            pass
-
-    async def _post_once(self, url: str, rows: list[OutboxRow], first: bool = True
-                         ) -> tuple[list[str], str]:
+    async def _post_once(self, url: str, rows: list[OutboxRow]) -> tuple[list[str], str]:
         """One POST of these messages (framed when several); each one's outcome, and
         why those not taken now were not (empty when all were taken or refused). Each
         message's failure is logged at its first try; a retry's, in the retry's line."""
@@ -318,7 +371,9 @@ class Link:
             statuses = framing.statuses(status, answer, len(rows))
         except (TimeoutError, aiohttp.ClientError, OSError, framing.AnswerUnreadable) as exc:
             why = f"{type(exc).__name__}: {str(exc)[:160]}"
-            for row in rows if first else ():
+            for row in rows:
+                if row.tries:
+                    continue
                 event(log, "delivery_attempt_failed", logging.WARNING, dest=row.dest,
                       mesg_id=row.mesg_id, error=type(exc).__name__, detail=str(exc)[:200])
             return [_RETRY] * len(rows), why
@@ -327,7 +382,7 @@ class Link:
             if 200 <= status < 300:
                 outcomes.append(_OK)
                 continue
-            if first or status < 500:
+            if not row.tries or status < 500:
                 event(log, "delivery_answered_error", logging.WARNING, dest=row.dest,
                       mesg_id=row.mesg_id, status=status)
             if status >= 500:
@@ -336,12 +391,13 @@ class Link:
         return outcomes, why
 
     def redeliver(self, include_faulted: bool) -> list[str]:
-        """Put undelivered (and, when asked, dropped and lost) messages back in line."""
+        """Put undelivered and refused (and, when asked, dropped and lost) messages back
+        in line, their retries to begin again; those waiting for a later try are due at
+        once. The destinations of the first."""
         states = (UNDELIVERED, REFUSED) + ((DROPPED, LOST) if include_faulted else ())
         with self.store.transaction():
             dests = self.store.reset(states, self._now())
-        for worker in self._workers.values():
-            worker.retry_now.set()  # the messages between two tries go now too
-        for dest in dests:
+            waiting = self.store.retry_now()
+        for dest in sorted({*dests, *waiting}):
             self.wake(dest)
         return dests

@@ -34,6 +34,20 @@ log = logging.getLogger("npc.notices")
 # The captured ccms.801 is addressed to everyone: twelve zeros as the instructed party.
 BROADCAST = "000000000000"
 
+# Messages to a bank that must reach it in the order they were made (a chain,
+# simulators.link: a later one waits while an earlier one waits for its next try); any
+# other message may overtake one waiting. The system status notices: each names the
+# status before it (OrgnlSysSts), so the bank would read one that overtook another as
+# a gap followed by a notice from the past. And the results about one message: queued
+# (PR11, PR12), then netted, settled or cancelled; the later word arriving first would
+# be contradicted by the earlier one.
+STATUS_CHAIN = "ccms.801"
+
+
+def result_chain(original: OriginalRef) -> str:
+    """The chain of the results about one message (its sender, type and MsgId)."""
+    return f"result:{original.instg_party}:{original.mt}:{original.msg_id}"
+
 
 class Notices:
     def __init__(self, store: Store, ids: Ids, clock: Clock, keyring: KeyRing,
@@ -57,9 +71,9 @@ class Notices:
             self.clock.now()), instg_direct=NPC_CODE, instg_party=NPC_CODE,
             instd_direct=dest, instd_party=dest, system=system, remark=remark)
 
-    def _put(self, dest: str, header: Header, raw: bytes) -> str:
+    def _put(self, dest: str, header: Header, raw: bytes, chain: str | None = None) -> str:
         self.store.enqueue(dest, header.mesg_type, header.mesg_id, raw,
-                           self.clock.now().isoformat())
+                           self.clock.now().isoformat(), chain)
         self.store.add("messages_out")
         self.wake(dest)
         # DEBUG: the outbox row records it, and the line of its delivery (or of the
@@ -69,9 +83,9 @@ class Notices:
         return header.mesg_id
 
     def _send(self, dest: str, mesg_type: str, system: str, body: bytes,
-              sign: bool = True) -> str:
+              sign: bool = True, chain: str | None = None) -> str:
         header = self._header(dest, mesg_type, system)
-        return self._put(dest, header, codec.encode(header, body, self.keyring, sign))
+        return self._put(dest, header, codec.encode(header, body, self.keyring, sign), chain)
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
         """ccms.990 to the sender of `original`, echoing its header ids (unsigned)."""
@@ -89,7 +103,8 @@ class Notices:
         body = templates.result_body(ccms900.CommonConf(
             header=self._group_header(dest, system), original=original, status=status,
             code=reason.code, reject_info=reject, processed_on=processed_on))
-        return self._send(dest, ccms900.MESSAGE_TYPE, system, body)
+        return self._send(dest, ccms900.MESSAGE_TYPE, system, body,
+                          chain=result_chain(original))
 
     def originate(self, dest: str, mesg_type: str, system: str,
                   build: Callable[[GroupHeader], bytes]) -> str:
@@ -117,7 +132,7 @@ class Notices:
         body = ccms801.build(ccms801.SystemStatus(
             header=self._group_header(BROADCAST, "HVPS", remark), orig_date=orig[0],
             orig_status=orig[1], cur_date=cur[0], cur_status=cur[1], next_date=next_date))
-        return self._send(dest, ccms801.MESSAGE_TYPE, "HVPS", body)
+        return self._send(dest, ccms801.MESSAGE_TYPE, "HVPS", body, chain=STATUS_CHAIN)
 
     def summary(self, dest: str, original: OriginalRef, check_date: str,
                 payments: tuple[hvps710.PaymentTotals, ...],

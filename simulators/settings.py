@@ -69,7 +69,9 @@ class Delivery:
     # POSTs to one bank in flight at once. A bank's inbound commits what a POST carries
     # before answering, so one at a time caps the link at the bank's commit latency;
     # several in flight is what an MQ channel with many putters does. With `batch_max`
-    # 1, one message per POST; 1 and 1 keep the order strict.
+    # 1, one message per POST; 1 and 1 keep the order of first tries strict (later
+    # messages overtake one waiting for its next try, except those of its chain,
+    # simulators.link).
     parallel_max: int = 32
     # Envelopes in one POST to a bank at most, and their bytes (gateway.messages.framing):
     # the messages that wait while a round of POSTs is on its way go together in the next

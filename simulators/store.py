@@ -52,6 +52,18 @@ SETTLED, CANCELLED, REJECTED, QUEUED = "PR04", "PR08", "PR09", "PR12"
 PENDING, SENT, UNDELIVERED, REFUSED, DROPPED, LOST = (
     "pending", "sent", "undelivered", "refused", "dropped", "lost")
 
+# The outbox's retry schedule and order, added to a database made before them
+# (simulators.link): `chain` names the messages to a bank that must reach it in the order
+# made (NULL: none); `tries` counts the tries since the message's retries began
+# (`retry_since`), `retry_at` is when it is due again (NULL: now). Both times are seconds
+# of the delivering process's event-loop clock, so they are cleared at every start.
+OUTBOX_COLUMNS = (("chain", "TEXT"), ("tries", "INTEGER NOT NULL DEFAULT 0"),
+                  ("retry_since", "REAL"), ("retry_at", "REAL"))
+# A chained message is due only when no earlier pending message of its chain to that
+# bank waits: the look-up this index serves.
+CHAIN_INDEX = ("CREATE INDEX IF NOT EXISTS outbox_chain ON outbox (dest, chain, seq) "
+               f"WHERE state = '{PENDING}' AND chain IS NOT NULL")
+
 
 @dataclass(frozen=True)
 class PaymentRow:
@@ -80,6 +92,8 @@ class OutboxRow:
     mesg_id: str
     raw: bytes
     attempts: int
+    tries: int = 0  # tries since its retries began (0: its next try is the first)
+    retry_since: float | None = None  # when they began, on the event-loop clock
 
 
 _PAYMENT_COLUMNS = ("id, sender, receiver, mesg_type, mesg_id, msg_id, end_to_end_id, tx_id, "
@@ -94,6 +108,7 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self._add_outbox_columns()
         self._depth = 0
         # Counters and sequences are read and bumped several times per message; inside a
         # transaction they are kept here and written once, just before COMMIT, so they
@@ -102,6 +117,13 @@ class Store:
         self._counts: dict[str, int] = {}
         self._counts_dirty: set[str] = set()
         self._meta: dict[str, str | None] = {}
+
+    def _add_outbox_columns(self) -> None:
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
+        for name, kind in OUTBOX_COLUMNS:
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        self.conn.execute(CHAIN_INDEX)
 
     def close(self) -> None:
         self.conn.close()
@@ -326,28 +348,69 @@ class Store:
 
     # the outbox
 
-    def enqueue(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes, at: str) -> int:
+    def enqueue(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes, at: str,
+                chain: str | None = None) -> int:
+        """Put a message in the outbox; `chain` names the messages to `dest` it must
+        follow in the order made (None: it may overtake one waiting for a retry)."""
         cur = self.conn.execute(
-            "INSERT INTO outbox (dest, mesg_type, mesg_id, raw, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", (dest, mesg_type, mesg_id, raw, PENDING, at, at))
+            "INSERT INTO outbox (dest, mesg_type, mesg_id, raw, state, created_at, updated_at,"
+            " chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (dest, mesg_type, mesg_id, raw, PENDING, at, at, chain))
         return int(cur.lastrowid)
 
     def pending(self, dest: str, limit: int) -> list[OutboxRow]:
+        """Messages to `dest` not yet delivered, in outbox order, due or not."""
         rows = self.conn.execute(
-            "SELECT seq, dest, mesg_type, mesg_id, raw, attempts FROM outbox"
-            " WHERE dest = ? AND state = ? ORDER BY seq LIMIT ?", (dest, PENDING, limit))
+            "SELECT seq, dest, mesg_type, mesg_id, raw, attempts, tries, retry_since"
+            " FROM outbox WHERE dest = ? AND state = ? ORDER BY seq LIMIT ?",
+            (dest, PENDING, limit))
         return [OutboxRow(*row) for row in rows]
 
+    def due(self, dest: str, limit: int, now_s: float) -> list[OutboxRow]:
+        """Messages to `dest` to try now (`now_s` on the event-loop clock), in outbox
+        order: pending, not waiting for a later try, and not behind an earlier pending
+        message of their chain (which may itself be waiting)."""
+        rows = self.conn.execute(_DUE, (dest, now_s, limit))
+        return [OutboxRow(*row) for row in rows]
+
+    def next_retry_at(self, dest: str) -> float | None:
+        """When the first message to `dest` waiting for a later try is due; None when
+        none waits."""
+        row = self.conn.execute("SELECT min(retry_at) FROM outbox WHERE dest = ? AND "
+                                "state = ? AND retry_at IS NOT NULL", (dest, PENDING))
+        return row.fetchone()[0]
+
     def mark(self, seq: int, state: str, attempts: int, at: str) -> None:
-        self.conn.execute("UPDATE outbox SET state = ?, attempts = ?, updated_at = ? "
-                          "WHERE seq = ?", (state, attempts, at, seq))
+        """A message's delivery ended (`state`), after `attempts` tries in all."""
+        self.conn.execute("UPDATE outbox SET state = ?, attempts = ?, updated_at = ?, "
+                          "retry_at = NULL WHERE seq = ?", (state, attempts, at, seq))
+
+    def retry_later(self, seq: int, attempts: int, at: str, tries: int, since: float,
+                    retry_at: float) -> None:
+        """A message the bank did not take stays pending, due again at `retry_at`, its
+        `tries` since its retries began at `since` counted."""
+        self.conn.execute("UPDATE outbox SET attempts = ?, updated_at = ?, tries = ?, "
+                          "retry_since = ?, retry_at = ? WHERE seq = ?",
+                          (attempts, at, tries, since, retry_at, seq))
+
+    def retry_now(self, restart: bool = False) -> list[str]:
+        """Pending messages waiting for a later try are due now (a redelivery); with
+        `restart`, their retries begin again too (a start: the times were of the
+        process before). Their destinations."""
+        reset = ", tries = 0, retry_since = NULL" if restart else ""
+        rows = self.conn.execute(
+            f"UPDATE outbox SET retry_at = NULL{reset} WHERE state = ? AND "
+            "(retry_at IS NOT NULL OR retry_since IS NOT NULL) RETURNING dest", (PENDING,))
+        return sorted({row[0] for row in rows.fetchall()})
 
     def reset(self, states: tuple[str, ...], at: str) -> list[str]:
-        """Put messages in the given states back to pending; returns their destinations."""
+        """Put messages in the given states back to pending, their retries to begin
+        again; returns their destinations."""
         marks = ", ".join("?" for _ in states)
         rows = self.conn.execute(
-            f"UPDATE outbox SET state = ?, updated_at = ? WHERE state IN ({marks})"
-            " RETURNING dest", (PENDING, at, *states)).fetchall()
+            f"UPDATE outbox SET state = ?, updated_at = ?, tries = 0, retry_since = NULL, "
+            f"retry_at = NULL WHERE state IN ({marks}) RETURNING dest",
+            (PENDING, at, *states)).fetchall()
         return sorted({row[0] for row in rows})
 
     def outbox_counts(self) -> dict[str, int]:
@@ -370,3 +433,13 @@ class Store:
         row = self.conn.execute("SELECT count, amount_fen FROM skews WHERE participant = ?",
                                 (participant,)).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+# Due messages of one destination (Store.due): a chained one only when no earlier
+# message of its chain to that destination is pending (CHAIN_INDEX).
+_DUE = ("SELECT seq, dest, mesg_type, mesg_id, raw, attempts, tries, retry_since "
+        f"FROM outbox o WHERE dest = ? AND state = '{PENDING}' "
+        "AND (retry_at IS NULL OR retry_at <= ?) "
+        "AND (chain IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e WHERE e.dest = o.dest "
+        f"AND e.chain = o.chain AND e.state = '{PENDING}' AND e.chain IS NOT NULL "
+        "AND e.seq < o.seq)) ORDER BY seq LIMIT ?")
