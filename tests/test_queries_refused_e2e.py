@@ -24,7 +24,8 @@ from gateway.messages.envelope import Header
 from gateway.ops import views
 from gateway.queries import desk_of
 from tests.e2e_support import BANK, PEER, PEER_BRANCH, until, webhook_receiver
-from tests.test_queries_e2e import MONDAY_0900, alert_codes, http, running, settled_payment
+from tests.test_queries_e2e import (MONDAY_0900, alert_codes, http, incoming_payment,
+                                    query_field, running, settled_payment)
 
 pytestmark = pytest.mark.e2e
 
@@ -153,4 +154,66 @@ def test_a_query_the_npc_discards_is_refused_and_shows_on_its_payment(tmp_path):
         assert view["state"] == "settled"
         assert {"query_sent", "query_refused"} <= {e["event"] for e in view["history"]}
         assert "query_refused_by_npc" in codes
+    asyncio.run(scenario())
+
+
+def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_path):
+    """An operator answers a peer's query; the NPC discards our ccms.315 (a ccms.911
+    naming its header MesgID): the query is open again, on the work list with the NPC's
+    reason, and the operator's second answer is taken and reaches the peer."""
+    async def scenario() -> None:
+        async with running(tmp_path) as h:
+            gw = h.gateway
+            msg_id = await incoming_payment(h, MONDAY_0900.date())
+            asked = await h.sim("POST", "/sim/peer/query", {
+                "sender": PEER, "orig_msg_id": msg_id, "amount_fen": 12_345_67,
+                "content": "该笔款项汇错账户，请协助退汇"})
+            query_id = f"QI{PEER}{asked['msg_id']}"
+
+            async def arrived() -> bool:
+                return await query_field(h, query_id, "state") == "open"
+            await until(arrived, "the peer's query")
+            status, first = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
+                "content": "已联系收款人，同意退汇。", "operator": "张三"})
+            assert status == 200, first
+            sent_as = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT mesg_id FROM query_replies WHERE query_id = ? AND direction = 'out'",
+                (query_id,))[0])
+
+            async def acknowledged() -> bool:
+                return await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT state FROM outbox WHERE mesg_id = ?", (sent_as,))[0]) == "acked"
+            await until(acknowledged, "our reply acknowledged by the NPC")
+            now = gw.clock.now()
+            header = Header("0000", "HVPS", BANK, "HVPS", now.strftime("%Y%m%d"),
+                            now.strftime("%H%M%S"), ccms911.MESSAGE_TYPE,
+                            f"HVPD{now:%Y%m%d}90000002", f"HVPD{now:%Y%m%d}90000002",
+                            direction="D")
+            body = ccms911.build(ccms911.Discarded(
+                BANK, now.strftime("%Y%m%d"), "ccms.315.001.01", sent_as, "CC9S0001",
+                reject_info="signature check failed"))
+            answer = await gw.receive_link(codec.encode(header, body, None, sign=False))
+            assert answer["taken"] is True, answer
+            await until(arrived, "the query open again")
+            _, work_list = await http(h, "GET", "/v1/queries?state=open&direction=in")
+            _, shown = await http(h, "GET", f"/v1/queries/{query_id}")
+            status, second = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
+                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"})
+
+            async def peer_got_two() -> bool:
+                return (await h.sim("GET", "/sim/queries"))["replies_received"] == 2
+            await until(peer_got_two, "the peer to receive both replies")
+            view = await gw.get_transfer(shown["payment_id"])
+            codes = await alert_codes(h)
+
+        assert [q["id"] for q in work_list["queries"]] == [query_id]
+        assert shown["handling"] == "reply_refused_by_npc" and shown["reply"] is None
+        assert (shown["refusal"]["message_type"], shown["refusal"]["code"]) == (
+            "ccms.911.001.02", "CC9S0001")
+        assert [r["refusal"]["code"] if r["refusal"] else None
+                for r in shown["replies"]] == ["CC9S0001"]
+        assert status == 200 and second["state"] == "answered"
+        assert second["reply"]["content"] == "已联系收款人，同意退汇，款项今日退回。"
+        assert "query_reply_refused" in {e["event"] for e in view["history"]}
+        assert "query_reply_refused_by_npc" in codes
     asyncio.run(scenario())

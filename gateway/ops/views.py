@@ -35,8 +35,9 @@ QUERY_DONE_STATES = ("replied", "answered", "closed", "done", "cancelled", "refu
 QUERY_SHOWN_COLUMNS = ("id", "direction", "state", "system", "counterparty", "query_type",
                        "payment_id", "orig_msg_id", "amount_fen", "asked_at",
                        "reply_due_at", "overdue_at", "content")
-# Our queries and free text the NPC refused (ccms.900 PR09 or ccms.911), when the query
-# component keeps refusals (the column `refused_at`): what the page shows of each.
+# Our queries, replies and free text the NPC refused (ccms.900 PR09 or ccms.911), when the
+# query component keeps refusals (the column `refused_at`): what the page shows of each. A
+# refused reply is shown by the query it answered (a bank's, open again), kind `reply`.
 REFUSED_COLUMNS = ("kind", "id", "counterparty", "payment_id", "refused_at", "refused_with",
                    "refusal_code", "refusal_reason", "content")
 
@@ -321,12 +322,14 @@ def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:
 
 
 def refused_messages(tx: Any, query_columns: list[str]) -> dict[str, Any] | None:
-    """Our queries and free-format messages the NPC refused, the latest first; None when
-    the query table keeps no refusals."""
+    """Our queries, replies and free-format messages the NPC refused, the latest first;
+    None when the query table keeps no refusals."""
     if "refused_at" not in query_columns:
         return None
     refusal = "refused_at, refused_with, refusal_code, refusal_reason, content"
-    sql = (f"SELECT 'query' AS kind, id, counterparty, payment_id, {refusal} FROM queries "
+    kind = ("CASE WHEN direction = 'in' THEN 'reply' ELSE 'query' END"
+            if "direction" in query_columns else "'query'")
+    sql = (f"SELECT {kind} AS kind, id, counterparty, payment_id, {refusal} FROM queries "
            "WHERE refused_at IS NOT NULL")
     if "refused_at" in table_columns(tx, "free_format"):
         sql += (f" UNION ALL SELECT 'free_format', id, receiver, NULL, {refusal} "

@@ -8,7 +8,8 @@ retried) like a payment's status change, as one of the POST's `events` (gateway.
                  "reply": {...}}]}
 
 Events: `query_received` (a bank asks us), `query_replied` (a bank answered ours),
-`query_refused` (the NPC refused ours), `free_format_received`, `free_format_refused`
+`query_refused` (the NPC refused ours), `query_reply_refused` (the NPC refused our reply
+to a bank's query, which is open again), `free_format_received`, `free_format_refused`
 (the NPC refused ours). Without a webhook the core system polls
 `GET /v1/query-replies?after=<seq>` (replies and refusals) and
 `GET /v1/free-format?after=<seq>` (a refused message comes again there, refused)
@@ -23,8 +24,8 @@ from typing import Any
 
 from gateway import keys
 
-EVENTS = ("query_received", "query_replied", "query_refused", "free_format_received",
-          "free_format_refused")
+EVENTS = ("query_received", "query_replied", "query_refused", "query_reply_refused",
+          "free_format_received", "free_format_refused")
 
 
 def queue_webhook(tx: Any, gw: Any, event: str, now: datetime, payment_id: str | None,

@@ -2,7 +2,10 @@
 
 A query has three states: `open` (waiting for its reply: the counterparty's when we
 asked, ours when we were asked), `answered`, and `refused` (ours only: the NPC refused
-or discarded our ccms.314, so it never reached the bank and no reply will come). Whether
+or discarded our ccms.314, so it never reached the bank and no reply will come). A query
+a bank sent us goes from `answered` back to `open` when the NPC refuses or discards our
+ccms.315: the bank never had the answer, so it is owed again; the query keeps the NPC's
+refusal (`refused_at`, ...) and the refused reply keeps it too. Whether
 it is late is not a state but a fact kept beside it: when it was due (`reply_due_at`),
 when operators were warned (`warned_at`) and told it was overdue (`overdue_at`), and
 when it was done (`replied_at`). A second reply to an answered query is stored and
@@ -24,9 +27,11 @@ log = logging.getLogger("paygate.queries")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"answered", "refused"}),
-    "answered": frozenset(),
+    "answered": frozenset({"open"}),  # theirs only: the NPC refused our reply (`reopen`)
     "refused": frozenset(),
 }
+# Why an operator (or the core system) must answer a query again: its `handling`.
+HANDLING_REPLY_REFUSED = "reply_refused_by_npc"
 STATES = tuple(TRANSITIONS)
 
 # What the NPC's refusal of a message of ours left: when, by which message type (ccms.900
@@ -42,7 +47,8 @@ COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "t
            "warned_at", "overdue_at", "created_at", "updated_at", *REFUSAL_COLUMNS)
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM queries"
 REPLY_COLUMNS = ("id", "feed_seq", "query_id", "direction", "sender", "msg_id", "mesg_id",
-                 "answered_msg_id", "content", "replied_by", "at", "late", "kind", "code")
+                 "answered_msg_id", "content", "replied_by", "at", "late", "kind", "code",
+                 *REFUSAL_COLUMNS)
 FREE_COLUMNS = ("id", "feed_seq", "direction", "sender", "receiver", "system", "msg_id",
                 "mesg_id", "content", "requested_by", "at", *REFUSAL_COLUMNS)
 LIST_LIMIT_MAX = 500  # one page of a listing; the caller pages with `after`
@@ -153,6 +159,33 @@ def refuse(tx: Any, query: dict[str, Any], now: datetime, refused_with: str, cod
                 refusal_code=code, refusal_reason=reason, updated_at=at)
 
 
+def reopen(tx: Any, query: dict[str, Any], reply: dict[str, Any], now: datetime,
+           refused_with: str, code: str, reason: str | None) -> dict[str, Any] | None:
+    """Open again a query a bank sent us whose answer was `reply`, which the NPC refused:
+    the bank never had it, so the query is owed an answer again and waits for an
+    operator or the core system (`handling`), the NPC's refusal kept on it. None when
+    `reply` is not what answered the query (a refusal of an earlier reply, come after
+    the query was answered again): nothing changes then."""
+    assert query["direction"] == "in", "only a query a bank sent us is answered by us"
+    if query["state"] != "answered" or query["reply_msg_id"] != reply["msg_id"]:
+        return None
+    at = now.isoformat()
+    # Conditional as in `answer`, and on the answer being that reply.
+    if tx.execute("UPDATE queries SET state = 'open', replied_at = NULL, reply_msg_id = NULL, "
+                  "reply_content = NULL, replied_by = NULL, handling = ?, refused_at = ?, "
+                  "refused_with = ?, refusal_code = ?, refusal_reason = ?, updated_at = ? "
+                  "WHERE id = ? AND state = 'answered' AND reply_msg_id = ?",
+                  (HANDLING_REPLY_REFUSED, at, refused_with, code, reason, at, query["id"],
+                   reply["msg_id"])) != 1:
+        raise Contended(f"query {query['id']} no longer answered by {reply['msg_id']}")
+    log.info("event=query_reopened query=%s refused_reply=%s refused_with=%s npc_code=%s",
+             query["id"], reply["msg_id"], refused_with, code)
+    return dict(query, state="open", replied_at=None, reply_msg_id=None, reply_content=None,
+                replied_by=None, handling=HANDLING_REPLY_REFUSED, refused_at=at,
+                refused_with=refused_with, refusal_code=code, refusal_reason=reason,
+                updated_at=at)
+
+
 def is_late(query: dict[str, Any], at: datetime) -> bool:
     return at > datetime.fromisoformat(query["reply_due_at"])
 
@@ -190,6 +223,31 @@ def add_reply(tx: Any, reply: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def find_our_reply(tx: Any, *, msg_id: str | None = None,
+                   mesg_id: str | None = None) -> dict[str, Any] | None:
+    """Our reply (ccms.315) by its XML MsgId (as a ccms.900 names it) or its header's
+    MesgID (as a ccms.911 does)."""
+    column, value = ("msg_id", msg_id) if msg_id is not None else ("mesg_id", mesg_id)
+    values = tx.query_one(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
+                          f"WHERE direction = 'out' AND {column} = ?", (value,))
+    return dict(zip(REPLY_COLUMNS, values)) if values else None
+
+
+def refuse_reply(tx: Any, reply: dict[str, Any], now: datetime, refused_with: str,
+                 code: str, reason: str | None) -> dict[str, Any] | None:
+    """Mark our reply refused by the NPC; None when it was refused already (the same
+    notice again)."""
+    at = now.isoformat()
+    if tx.execute("UPDATE query_replies SET refused_at = ?, refused_with = ?, "
+                  "refusal_code = ?, refusal_reason = ? WHERE id = ? AND refused_at IS NULL",
+                  (at, refused_with, code, reason, reply["id"])) != 1:
+        return None
+    log.info("event=query_reply_refused reply=%s query=%s refused_with=%s npc_code=%s",
+             reply["id"], reply["query_id"], refused_with, code)
+    return dict(reply, refused_at=at, refused_with=refused_with, refusal_code=code,
+                refusal_reason=reason)
+
+
 def reply_exists(tx: Any, reply_id: str) -> bool:
     return tx.query_one("SELECT 1 FROM query_replies WHERE id = ?", (reply_id,)) is not None
 
@@ -215,7 +273,7 @@ def reply_view(r: dict[str, Any]) -> dict[str, Any]:
             "direction": r["direction"], "sender": r["sender"], "msg_id": r["msg_id"],
             "answers_msg_id": r["answered_msg_id"], "content": r["content"],
             "replied_by": r["replied_by"], "at": r["at"], "late": bool(r["late"]),
-            "kind": r["kind"], "code": r["code"]}
+            "kind": r["kind"], "code": r["code"], "refusal": refusal_view(r)}
 
 
 def add_free_format(tx: Any, row: dict[str, Any]) -> dict[str, Any]:

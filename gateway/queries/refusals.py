@@ -1,13 +1,22 @@
-"""The NPC refuses a query or free text of ours: a ccms.900 PR09 about our ccms.314 or
-ccms.303 (the NPC would not forward it: the receiver is no participant, say), or a
-ccms.911 discarding it (its signature or format failed). Either way the message never
-reached the bank, and no reply will come.
+"""The NPC refuses a query, a reply or free text of ours: a ccms.900 PR09 about our
+ccms.314, ccms.315 or ccms.303 (the NPC would not forward it: the receiver is no
+participant, say), or a ccms.911 discarding it (its signature or format failed). Either
+way the message never reached the bank: no reply will come to a query, and a reply
+did not answer.
 
 - A query becomes `refused`, with the NPC's code and reason: no reply is due any more,
   so the deadline timer leaves it, it cannot be chased, and it is not counted overdue.
   Its payment's history gets `query_refused`; the core system learns of it as it learns
   of a reply: a `refusal` item in the reply feed and, with a webhook, a `query_refused`
   event. Operators get `query_refused_by_npc`.
+- Our reply keeps its refusal beside it, and the query it answered is `open` again
+  (from `answered`), the NPC's refusal shown on it and `handling`
+  `reply_refused_by_npc`: the bank is owed an answer still, which an operator or the
+  core system gives as the first one (POST /v1/queries/{id}/reply), by its due time as
+  before. The payment asked about gets `query_reply_refused` in its history; the core
+  system, with a webhook, a `query_reply_refused` event; operators
+  `query_reply_refused_by_npc`. A refusal of a reply that no longer answers the query
+  (one that came after the query was answered again) is kept on that reply only.
 - A free-format message keeps its refusal beside it and comes again at the end of the
   free-format feed, refused; with a webhook, a `free_format_refused` event. Operators
   get `free_format_refused_by_npc`.
@@ -33,8 +42,9 @@ log = logging.getLogger("paygate.queries")
 
 ALERT_QUERY_REFUSED = "query_refused_by_npc"
 ALERT_FREE_FORMAT_REFUSED = "free_format_refused_by_npc"
+ALERT_REPLY_REFUSED = "query_reply_refused_by_npc"
 ALERT_STATUS_NOT_HANDLED = "result_status_not_handled"
-OUR_TYPES = (ccms314.MESSAGE_TYPE, ccms303.MESSAGE_TYPE)
+OUR_TYPES = (ccms314.MESSAGE_TYPE, ccms314.RESPONSE_TYPE, ccms303.MESSAGE_TYPE)
 
 
 @dataclass(frozen=True)
@@ -51,13 +61,15 @@ class Refusal:
 
 def on_result(tx: Any, desk: Any, d: codec.Decoded,
               now: datetime) -> tuple[Processed, wire.Pushes] | None:
-    """A ccms.900 about our ccms.314 or ccms.303; None when it names none of ours (the
-    gateway's result handler then raises it as unknown)."""
+    """A ccms.900 about our ccms.314, ccms.315 or ccms.303; None when it names none of
+    ours (the gateway's result handler then raises it as unknown)."""
     conf: ccms900.CommonConf = d.obj
     if conf.original.mt not in OUR_TYPES:
         return None
     if conf.original.mt == ccms314.MESSAGE_TYPE:
         target = records.find_ours(tx, conf.original.msg_id)
+    elif conf.original.mt == ccms314.RESPONSE_TYPE:
+        target = records.find_our_reply(tx, msg_id=conf.original.msg_id)
     else:
         target = records.find_free_format_ours(tx, msg_id=conf.original.msg_id)
     if target is None:
@@ -74,11 +86,13 @@ def on_result(tx: Any, desk: Any, d: codec.Decoded,
 
 def on_discarded(tx: Any, desk: Any, d: codec.Decoded,
                  now: datetime) -> tuple[Processed, wire.Pushes] | None:
-    """A ccms.911 naming our ccms.314 or ccms.303 by its header's MesgID; None when it
-    names none of ours."""
+    """A ccms.911 naming our ccms.314, ccms.315 or ccms.303 by its header's MesgID; None
+    when it names none of ours."""
     notice: ccms911.Discarded = d.obj
     if notice.mt == ccms314.MESSAGE_TYPE:
         target = records.find_ours_sent_as(tx, notice.msg_id)
+    elif notice.mt == ccms314.RESPONSE_TYPE:
+        target = records.find_our_reply(tx, mesg_id=notice.msg_id)
     elif notice.mt == ccms303.MESSAGE_TYPE:
         target = records.find_free_format_ours(tx, mesg_id=notice.msg_id)
     else:
@@ -96,6 +110,8 @@ def _refuse(tx: Any, desk: Any, mt: str, target: dict[str, Any], refusal: Refusa
                "mesg_type = ? AND kind = 'message'", (now.isoformat(), target["mesg_id"], mt))
     if mt == ccms314.MESSAGE_TYPE:
         return _refuse_query(tx, desk, target, refusal, now)
+    if mt == ccms314.RESPONSE_TYPE:
+        return _refuse_reply(tx, desk, target, refusal, now)
     return _refuse_free_format(tx, desk, target, refusal, now)
 
 
@@ -128,6 +144,40 @@ def _refuse_query(tx: Any, desk: Any, query: dict[str, Any], refusal: Refusal,
                                 query=records.view(refused, now),
                                 refusal=records.reply_view(item))
     return Processed({"query": query["id"], "refused": refusal.code}), [hook] if hook else []
+
+
+def _refuse_reply(tx: Any, desk: Any, reply: dict[str, Any], refusal: Refusal,
+                  now: datetime) -> tuple[Processed, wire.Pushes]:
+    refused = records.refuse_reply(tx, reply, now, refusal.message_type, refusal.code,
+                                   refusal.reason)
+    if refused is None:
+        log.info("event=query_reply_refusal_ignored reply=%s npc_code=%s", reply["id"],
+                 refusal.code)
+        return Processed({"reply": reply["id"], "ignored": "refused"}), []
+    query = records.get(tx, reply["query_id"])
+    reopened = records.reopen(tx, query, reply, now, refusal.message_type, refusal.code,
+                              refusal.reason)
+    if reopened is None:
+        # The query was answered again since (or is no longer answered by this reply):
+        # the refusal stays with the reply it is about.
+        log.info("event=query_reply_refusal_kept reply=%s query=%s state=%s", reply["id"],
+                 query["id"], query["state"])
+        return Processed({"reply": reply["id"], "refused": refusal.code,
+                          "query": query["id"], "left": query["state"]}), []
+    if query["payment_id"]:
+        payment = payments.get(tx, query["payment_id"])
+        payments.transition(tx, payment, payment["state"], "query_reply_refused", now, None,
+                            query=query["id"], reply=reply["msg_id"], npc_code=refusal.code,
+                            npc_reason=refusal.reason)
+    desk.gw.alert(tx, ALERT_REPLY_REFUSED, query=query["id"], payment=query["payment_id"],
+                  counterparty=query["counterparty"], reply=reply["msg_id"],
+                  refused_with=refusal.message_type, npc_code=refusal.code,
+                  reason=refusal.reason or "", due=query["reply_due_at"])
+    hook = notify.queue_webhook(tx, desk.gw, "query_reply_refused", now, query["payment_id"],
+                                query=records.view(reopened, now),
+                                reply=records.reply_view(refused))
+    return (Processed({"query": query["id"], "reopened": refusal.code}),
+            [hook] if hook else [])
 
 
 def _refuse_free_format(tx: Any, desk: Any, item: dict[str, Any], refusal: Refusal,

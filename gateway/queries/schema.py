@@ -43,8 +43,8 @@ SCHEMA = [
         handling TEXT,                    -- in: auto, or why an operator must answer
         warned_at TEXT, overdue_at TEXT,  -- when operators were told
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-        refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, by this message type
-        refusal_code TEXT, refusal_reason TEXT,
+        refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, by this message type;
+        refusal_code TEXT, refusal_reason TEXT,  -- in: the NPC refused our latest reply
         UNIQUE (direction, counterparty, msg_id)
     )""",
     "CREATE INDEX IF NOT EXISTS queries_state ON queries (state, reply_due_at)",
@@ -63,9 +63,16 @@ SCHEMA = [
         content TEXT NOT NULL, replied_by TEXT NOT NULL,
         at TEXT NOT NULL, late INTEGER NOT NULL,
         kind TEXT NOT NULL DEFAULT 'reply',  -- reply | refusal: the NPC refused our query
-        code TEXT                         -- a refusal's processing code
+        code TEXT,                        -- a refusal's processing code
+        refused_at TEXT, refused_with TEXT,  -- out: the NPC refused our reply, as a query
+        refusal_code TEXT, refusal_reason TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS query_replies_query ON query_replies (query_id)",
+    # Our replies by their XML MsgId and header MesgID: the NPC names a refused one so.
+    "CREATE INDEX IF NOT EXISTS query_replies_out_msg ON query_replies (msg_id) "
+    "WHERE direction = 'out'",
+    "CREATE INDEX IF NOT EXISTS query_replies_out_mesg ON query_replies (mesg_id) "
+    "WHERE direction = 'out'",
     """CREATE TABLE IF NOT EXISTS free_format (
         id TEXT PRIMARY KEY,              -- F<msg id> ours, FI<sender><msg id> theirs
         feed_seq INTEGER NOT NULL UNIQUE,
@@ -95,7 +102,8 @@ _REFUSAL = [("refused_at", "TEXT"), ("refused_with", "TEXT"), ("refusal_code", "
 ADDED_COLUMNS = {
     "queries": _REFUSAL,
     "free_format": _REFUSAL,
-    "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT")],
+    "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT"),
+                      *_REFUSAL],
 }
 # Indexes on those columns, made once they are there: the operators' list of refusals.
 ADDED_INDEXES = [

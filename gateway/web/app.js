@@ -504,7 +504,7 @@
     $("queries-panel").classList.toggle("hidden", !q);
     if (!q) return;
     fill("t-queries", q.rows, q.columns.map((c) => ({ h: c, f: (r) => r[c], cls: c === "content" ? "wrap" : "nowrap" })));
-    // Our queries and free text the NPC refused: they never reached the bank.
+    // Our queries, replies and free text the NPC refused: they never reached the bank.
     $("refused-part").classList.toggle("hidden", !q.refused);
     if (!q.refused) return;
     fill("t-refused", q.refused.rows, q.refused.columns.map((c) => ({ h: c, f: (r) => r[c], cls: c === "content" || c === "refusal_reason" ? "wrap" : "nowrap" })));
