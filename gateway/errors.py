@@ -8,8 +8,8 @@ seen and what was expected. All problems of one input are reported together.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 
 # An answer never grows far beyond its request: a hostile body with thousands of faults
@@ -98,6 +98,19 @@ class PaygateError(Exception):
                                  f"at most {PROBLEMS_SHOWN_MAX} problems in one answer"
                                  ).to_dict())
         return {"errors": shown}
+
+
+def with_paths(exc: PaygateError, path_of: Callable[[str], str]) -> PaygateError:
+    """The same refusal (its kind and status kept) with each problem's path as `path_of`
+    gives it: a check shared by two callers names a field as one of them does, and the
+    other tells it at its own field."""
+    problems = [replace(p, path=path_of(p.path)) for p in exc.problems]
+    if problems == exc.problems:
+        return exc
+    moved = type(exc).__new__(type(exc))
+    moved.__dict__.update(exc.__dict__)
+    PaygateError.__init__(moved, problems, exc.status)
+    return moved
 
 
 class ValidationFailed(PaygateError):

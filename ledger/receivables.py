@@ -15,14 +15,15 @@ there at once, and the claim on the payer stays open for operators to collect.
 The numbers are the suspense items' (ledger.incoming), of kind 2 with their own daily
 sequence. The bank never advances money: a collection needs the account to cover the
 whole amount now (`payer_funds_insufficient`). A reversed booking voids its item; a
-reversed collection opens it again (ledger.reversal).
+reversed collection opens it again (ledger.reversal). `reverse_receivable` reverses
+whichever of the two stands last, so that an item is corrected by its number alone.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from ledger import numbers
+from ledger import numbers, reversal
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.postings import (
@@ -90,6 +91,34 @@ def collect_receivable(ctx: Context, tx: Transaction, event_id: str, pending_no:
     return posted.entry_id
 
 
+def reverse_receivable(ctx: Context, tx: Transaction, event_id: str, pending_no: str,
+                       work_date: date | str, by: str) -> tuple[int, ReceivableItem]:
+    """Correct a receivable by reversing the posting that last changed it: its
+    collection when it is collected (the item is open again), else its booking (the item
+    is void). The reversal's entry id and the item after it. Reversals keep the
+    ledger's rules: on the posting's own work date while it is open, by an operator."""
+    item = find_receivable(tx, pending_no)
+    if item.state == "void":
+        raise LedgerError("receivable_already_void", item.pending_no,
+                          "an open or collected receivable", "pending_no",
+                          f"receivable {item.pending_no}'s booking was reversed already: "
+                          "there is nothing left to correct")
+    target = item.entry_id
+    if item.state == "collected":
+        collected = tx.query_one(_STANDING_COLLECTION, (item.entry_id,))
+        assert collected is not None, f"receivable {item.pending_no} has its collection"
+        target = int(collected[0])
+    entry_id = reversal.reverse(ctx, tx, event_id, target, work_date, by)
+    return entry_id, _by_entry(tx, item.entry_id)
+
+
+# The collection of a receivable that stands (not reversed): the one a collected item has.
+_STANDING_COLLECTION = (
+    "SELECT e.entry_id FROM ledger_entry e WHERE e.depends_on = ? AND e.op = "
+    "'collect_receivable' AND NOT EXISTS (SELECT 1 FROM ledger_entry r WHERE r.reverses = "
+    "e.entry_id) ORDER BY e.entry_id DESC LIMIT 1")
+
+
 def find_receivable(tx: Transaction, pending_no: str) -> ReceivableItem:
     """The newest receivable under `pending_no` (numbers repeat only a year apart)."""
     found = _one(tx, "pending_no = ? ORDER BY work_date DESC", pending_no)
@@ -102,8 +131,20 @@ def find_receivable(tx: Transaction, pending_no: str) -> ReceivableItem:
 
 def open_receivables(tx: Transaction, as_of: date | str) -> list[ReceivableItem]:
     """Every open receivable with its age in days on `as_of`, oldest first."""
-    return _items(tx, "state = 'open' ORDER BY work_date, pending_no", (),
-                  date.fromisoformat(work_date_text(as_of)))
+    return receivables_in(tx, "open", as_of)
+
+
+STATES = ("open", "collected", "void")
+LIST_MAX = 500  # receivables listed at once: a longer list is a case for the reports
+
+
+def receivables_in(tx: Transaction, state: str, as_of: date | str,
+                   limit: int = LIST_MAX) -> list[ReceivableItem]:
+    """The receivables in `state` (open, collected or void) with their age in days on
+    `as_of`, oldest first, at most `limit`."""
+    assert state in STATES, f"a receivable is {', '.join(STATES)}, not {state}"
+    return _items(tx, "state = ? ORDER BY work_date, pending_no LIMIT ?",
+                  (state, min(limit, LIST_MAX)), date.fromisoformat(work_date_text(as_of)))
 
 
 def _items(tx: Transaction, where: str, params: tuple, as_of: date | None = None

@@ -202,6 +202,21 @@ class Ledger:
     def open_receivables(self, tx: Transaction, as_of: WorkDate) -> list[ReceivableItem]:
         return receivables.open_receivables(tx, as_of)
 
+    def receivables_in(self, tx: Transaction, state: str, as_of: WorkDate,
+                       limit: int = receivables.LIST_MAX) -> list[ReceivableItem]:
+        """Receivables open, collected or void, oldest first, aged on `as_of`."""
+        return receivables.receivables_in(tx, state, as_of, limit)
+
+    def find_receivable(self, tx: Transaction, pending_no: str) -> ReceivableItem:
+        return receivables.find_receivable(tx, pending_no)
+
+    def reverse_receivable(self, tx: Transaction, event_id: str, pending_no: str,
+                           work_date: WorkDate, by: str) -> tuple[int, ReceivableItem]:
+        """Reverse the posting that last changed a receivable (its collection, else its
+        booking); the reversal's entry id and the item after it."""
+        return receivables.reverse_receivable(self._ctx, tx, event_id, pending_no,
+                                              work_date, by)
+
     # Reading the books.
 
     def balance(self, tx: Transaction, account_no: str) -> int:

@@ -107,3 +107,31 @@ def test_reversals_void_a_booking_and_reopen_a_collection(books):
     assert out_of_order.value.code == "later_postings_depend_on_entry"
     assert [i.pending_no for i in reopened] == [item.pending_no]
     assert after == ([], CLEARING_FEN, True)
+
+
+def test_a_receivable_is_reversed_by_its_number_its_collection_first(books):
+    """By the item's number alone: its collection reversed first (open again), then its
+    booking (void); a void item has nothing left to reverse. Each state lists its own."""
+    db, led, payer = books
+    with db.transaction() as tx:
+        item = led.book_receivable(tx, "p5:receivable", payer, AMOUNT_FEN, WORK_DATE, "p5",
+                                   "why")
+        led.deposit(tx, "top-up", payer, AMOUNT_FEN, WORK_DATE)
+        led.collect_receivable(tx, "p5:collect", item.pending_no, payer, WORK_DATE)
+        collected = [i.pending_no for i in led.receivables_in(tx, "collected", WORK_DATE)]
+        _, reopened = led.reverse_receivable(tx, "p5:undo-1", item.pending_no, WORK_DATE,
+                                             "sup1")
+        payer_after_first = led.balance(tx, payer)
+        _, voided = led.reverse_receivable(tx, "p5:undo-2", item.pending_no, WORK_DATE,
+                                           "sup1")
+        void = [i.pending_no for i in led.receivables_in(tx, "void", WORK_DATE)]
+        with pytest.raises(LedgerError) as again:
+            with tx.savepoint():
+                led.reverse_receivable(tx, "p5:undo-3", item.pending_no, WORK_DATE, "sup1")
+        after = (led.clearing_balance(tx), led.trial_balance(tx).balanced)
+
+    assert collected == [item.pending_no]
+    assert reopened.state == "open" and payer_after_first == 50_000 + AMOUNT_FEN
+    assert voided.state == "void" and void == [item.pending_no]
+    assert again.value.code == "receivable_already_void"
+    assert after == (CLEARING_FEN, True)

@@ -37,6 +37,7 @@ from typing import Any, Awaitable, Callable
 from gateway import critical, keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
+from gateway.ops import receivables
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Contended
@@ -500,6 +501,8 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
     the payment may move between the request and the approval."""
     if action == "day_end":
         check_late(tx, date.fromisoformat(target), gw.work_date, gw.calendar)
+    elif action in receivables.ACTIONS:
+        receivables.check(gw, tx, action, target)
     elif action == "release":
         _releasable(tx, target, params, gw.hvps_open)
     elif action in PRECONDITIONS:
@@ -519,9 +522,20 @@ def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:
     return True
 
 
+def receivable_collect(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """Debit the account a receivable names and close it (gateway.ops.receivables)."""
+    return Outcome(receivables.collect(c.gw, tx, c.request_id, c.actor, target, c.now))
+
+
+def receivable_reverse(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """Reverse what last changed a receivable (gateway.ops.receivables)."""
+    return Outcome(receivables.reverse(c.gw, tx, c.request_id, c.actor, target, c.now))
+
+
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
     "day_end": day_end, "webhook_resend": webhook_resend,
     "alert_acknowledge": alert_acknowledge,
+    receivables.COLLECT: receivable_collect, receivables.REVERSE: receivable_reverse,
 }

@@ -23,6 +23,9 @@
     request retry DEAD_LETTER_ID [--note N]
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
+    receivables [--state S]        receivables (其他应收款-待销账, 1221): open, collected, void
+    request receivable-collect PENDING_NO [--note N]  collect it from the account it names
+    request receivable-reverse PENDING_NO --note WHY  reverse its collection, else booking
     request beps-reconcile NETTING_DATE  ask the NPC again for a BEPS netting date's totals
     request package-hold|package-release|package-cancel PACKAGE [--note N]
                                    a BEPS package the NPC never had (an NPC outage)
@@ -105,6 +108,11 @@ REQUEST_ACTIONS = {
                      "second person)",
     "suspense-release": "PAYMENT: let the automatic return take a kept suspense item "
                         "again (a supervisor approves)",
+    "receivable-collect": "PENDING_NO: collect an open receivable (1221) from the account "
+                          "it names, which must cover it whole (a supervisor approves)",
+    "receivable-reverse": "PENDING_NO --note WHY: reverse a receivable's collection (it "
+                          "is open again), else its booking (it is void), on that "
+                          "posting's own work date (a supervisor approves)",
 }
 
 
@@ -127,6 +135,8 @@ COMMANDS = {
     "alerts": "the latest alerts",
     "audit": "the latest operators' acts",
     "requests": "operators' requests, optionally in one state",
+    "receivables": "receivables (其他应收款-待销账, 1221) to collect or reverse: open, "
+                   "or in another state",
     "messages": "archived messages, filtered by the options",
     "message": "one archived message, raw and parsed",
     "request": "ask for an action (a second person approves where needed)",
@@ -192,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "listed; --minutes 0 lists every one in flight)")
     command("requests").add_argument("--state", help="pending, executed, failed, rejected, "
                                                         "withdrawn or expired")
+    command("receivables").add_argument("--state", help="open (the default), collected or "
+                                                         "void")
     p = command("messages")
     for option, what in (("--id", "this message id"), ("--party", "to or from this bank"),
                          ("--type", "of this type, e.g. hvps.111.001.01"),
@@ -210,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
                                   "day-end, webhook row or `failed` for webhook-resend, "
                                   "netting date for beps-reconcile, alert id for "
-                                  "alert-acknowledge, package id for package-*")
+                                  "alert-acknowledge, package id for package-*, "
+                                  "pending write-off number for "
+                                  "receivable-collect and receivable-reverse")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
@@ -277,8 +291,8 @@ def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         return client.call("GET", f"/ops/api/payments/{quote(args.id, safe='')}"), c
     if c == "stuck":
         return client.call("GET", "/ops/api/stuck" + _query(args, ("minutes",))), c
-    if c == "requests":
-        return client.call("GET", "/ops/api/requests" + _query(args, ("state",))), c
+    if c in ("requests", "receivables"):
+        return client.call("GET", f"/ops/api/{c}" + _query(args, ("state",))), c
     if c == "messages":
         names = ("id", "party", "type", "date", "direction")
         return client.call("GET", "/ops/api/messages" + _query(args, names)), c

@@ -180,6 +180,14 @@ def requests(a: dict[str, Any]) -> str:
     return table(_named(a["requests"]), REQUEST_COLUMNS)
 
 
+def receivables(a: dict[str, Any]) -> str:
+    rows = table(a["receivables"], (("pending_no", "pending no"), ("state", "state"),
+                                    ("amount", "amount"), ("account", "account"),
+                                    ("payment", "payment"), ("work_date", "booked"),
+                                    ("age_days", "days"), ("reason", "reason")))
+    return f"{rows}\n\n{len(a['receivables'])} {a['state']}"
+
+
 def one_request(a: dict[str, Any]) -> str:
     return pairs([("id", a.get("id")), ("action", action_name(a))] + [(k, a.get(k)) for k in (
         "target", "params", "state", "requested_by", "requested_at", "note", "decided_by",
@@ -213,6 +221,7 @@ def message(a: dict[str, Any]) -> str:
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": status, "queues": queues, "payments": payments, "payment": payment,
     "stuck": stuck, "books": books, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
+    "receivables": receivables,
     "one_request": one_request, "messages": messages, "message": message,
     "actions": actions,
 }

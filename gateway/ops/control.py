@@ -11,8 +11,14 @@
 | review_reject | payment | a supervisor or director | none: the reviewer is the second person |
 | day_end | work date | any level but 10 | a supervisor or director (20, 30) |
 | webhook_resend | failed webhook row, or `failed` | any level but 10 | none (it tells, never pays) |
+| receivable_collect | receivable (1221) | any level but 10 | a supervisor or director (20, 30) |
+| receivable_reverse | receivable (1221) | any level but 10 | a supervisor or director (20, 30) |
 | beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
 | alert_acknowledge | critical alert | a supervisor or director | none (the second person) |
+
+`receivable_collect` and `receivable_reverse` settle a receivable (其他应收款-待销账)
+by its pending write-off number: collected from the account it names, or its last
+posting reversed (gateway.ops.receivables).
 
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
@@ -29,13 +35,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from gateway import jsontext, payments
-from gateway.errors import Conflict, Forbidden, NotFound, PaygateError, Problem, ValidationFailed
-from gateway.ops import actions
+from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
+                            ValidationFailed, with_paths)
+from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit
 from gateway.store import Contended
@@ -48,8 +55,9 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 @dataclass(frozen=True)
 class Rule:
-    target: str                # payment | dead_letter | work_date | netting_date | webhook_row
-                               # | alert | package
+    # payment | dead_letter | work_date | netting_date | webhook_row | alert |
+    # package | receivable
+    target: str
     needs_approval: bool
     request_level_min: int = 0
 
@@ -68,6 +76,8 @@ RULES: dict[str, Rule] = {
     "webhook_resend": Rule("webhook_row", needs_approval=False),
     "alert_acknowledge": Rule("alert", needs_approval=False,
                               request_level_min=APPROVER_LEVEL_MIN),
+    receivables.COLLECT: Rule("receivable", needs_approval=True),
+    receivables.REVERSE: Rule("receivable", needs_approval=True),
 }
 
 # Each action's human name, in English and in Chinese: what the page (its buttons, its
@@ -85,6 +95,8 @@ LABELS: dict[str, dict[str, str]] = {
     "day_end": {"en": "Late day end", "zh": "补做日终"},
     "webhook_resend": {"en": "Resend webhook", "zh": "重新推送"},
     "alert_acknowledge": {"en": "Acknowledge a critical alert", "zh": "确认重要告警"},
+    receivables.COLLECT: {"en": "Collect receivable", "zh": "收回应收款"},
+    receivables.REVERSE: {"en": "Reverse receivable", "zh": "冲正应收款"},
 }
 
 
@@ -159,7 +171,8 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
 
 # Actions whose note is more than a note (a return's is the reason sent with it) add
 # their rule for it here: the note's problems, checked when the request is made.
-NOTE_RULES: dict[str, Callable[[str], list[Problem]]] = {}
+NOTE_RULES: dict[str, Callable[[str], list[Problem]]] = {
+    receivables.REVERSE: receivables.reverse_note_problems}
 
 # The parameters each action takes in a request's `params`; an action not named here
 # takes none. A parameter no action of the request reads is refused, never dropped.
@@ -211,6 +224,7 @@ TARGET_EXPECTED = {
     "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
                    "`failed` for every failed row",
     "alert": "an alert's id as text of ASCII digits (such as \"12\", `paygate ops alerts`)",
+    "receivable": receivables.TARGET_EXPECTED,
 }
 
 
@@ -222,7 +236,9 @@ def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
             kind in ("work_date", "netting_date") and is_real_date(target)
             or kind == "webhook_row" and is_webhook_target(target)
             or kind == "alert" and is_row_id(target)
-            or kind not in ("work_date", "netting_date", "webhook_row", "alert")):
+            or kind == "receivable" and receivables.is_receivable_no(target)
+            or kind not in ("work_date", "netting_date", "webhook_row", "alert",
+                            "receivable")):
         return []
     expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
     return [Problem("target_malformed", "/target", target, expected)]
@@ -331,14 +347,8 @@ def at_request_fields(exc: PaygateError) -> PaygateError:
     """A refusal of a request's action as the request names things: the payment an
     action acts on is its `target`, where the core system's routes name it `id` (the
     payment of /v1/transfers/{id}/...), and the checks they share say `/id`."""
-    if not any(_names_id(p.path) for p in exc.problems):
-        return exc
-    problems = [replace(p, path="/target" + p.path[len("/id"):]) if _names_id(p.path)
-                else p for p in exc.problems]
-    moved = type(exc).__new__(type(exc))  # the same kind of refusal, status and all
-    moved.__dict__.update(exc.__dict__)
-    PaygateError.__init__(moved, problems, exc.status)
-    return moved
+    return with_paths(exc, lambda path: "/target" + path[len("/id"):] if _names_id(path)
+                      else path)
 
 
 def _names_id(path: str) -> bool:

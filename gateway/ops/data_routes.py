@@ -13,7 +13,8 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |
-| GET /ops/api/queries | overdue queries, and under `refused` our queries and free text the NPC refused (404 when there is no query table) |
+| GET /ops/api/queries | overdue queries, and under `refused` our queries, replies and free text the NPC refused (404 when there is no query table) |
+| GET /ops/api/receivables?state= | receivables (其他应收款-待销账, 1221) in one state (`open` unless asked: `collected`, `void`), oldest first |
 | GET /ops/api/messages?id=&party=&type=&date=&direction= | archived messages |
 | GET /ops/api/messages/{id} | one message: raw envelope and parsed view |
 | POST /ops/api/requests | {action, target, params, note}: request an action |
@@ -42,7 +43,7 @@ from aiohttp import web
 from gateway.api import query_params
 from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.money import format_yuan
-from gateway.ops import archive, control, queues, snapshot, views
+from gateway.ops import archive, control, queues, receivables, snapshot, views
 from gateway.ops.console import Console
 from gateway.ops.operators import Operator
 from gateway.ops.replies import json_response, read_json
@@ -120,6 +121,7 @@ class DataRoutes:
             ("GET", "/ops/api/audit", self.audit),
             ("GET", "/ops/api/requests", self.requests),
             ("GET", "/ops/api/queries", self.queries),
+            ("GET", "/ops/api/receivables", self.receivables),
             ("GET", "/ops/api/messages", self.messages),
             ("GET", "/ops/api/messages/{id}", self.message),
             ("POST", "/ops/api/requests", self.create_request),
@@ -239,6 +241,16 @@ class DataRoutes:
             raise NotFound(Problem("query_table_absent", "/ops/api/queries", None,
                                    "a gateway that keeps queries (table queries)"))
         return _json(found)
+
+    async def receivables(self, request: web.Request, operator: Operator) -> web.Response:
+        """Receivables in one state (open unless `state` names another), oldest first,
+        each aged on the work date: what `receivable_collect` and `receivable_reverse`
+        act on."""
+        state = checked_query(request, ("state",),
+                              choices={"state": receivables.STATES}).get("state", "open")
+        today = self.gw.work_date
+        return _json({"state": state, "receivables": await self._read(
+            lambda tx: receivables.listing(self.gw, tx, state, today))})
 
     async def messages(self, request: web.Request, operator: Operator) -> web.Response:
         search = archive.parse_search(*query_params(request, archive.SEARCH_FIELDS))
