@@ -53,6 +53,9 @@ def test_a_refused_message_sent_after_commit_is_posted_once_and_dead_lettered_on
             outbox_id = await gw.store.run(lambda tx: tx.query_one(
                 "SELECT id FROM outbox WHERE payment_id = ? AND kind = 'hvps_credit'",
                 (answer["id"],))[0])
+            # Every envelope POSTed has had its answer (those POSTed last included).
+            await until(lambda: gw.link.view()["refused_deliveries"] >= len(set(posted)),
+                        "the answers to every POST")
             return {"posts": posted.count(outbox_id), "others": set(posted) - {outbox_id},
                     "refused": gw.link.view()["refused_deliveries"],
                     "handed_over": gw.direct.handed_to_streams,
@@ -68,4 +71,3 @@ def test_a_refused_message_sent_after_commit_is_posted_once_and_dead_lettered_on
     assert seen["row"] == ("dead", 1, 1)
     assert len(seen["letters"]) == 1
     assert seen["letters"][0]["stream"] in keys.HVPS_LANES
-    assert seen["refused"] == 1
