@@ -90,6 +90,15 @@ async def wait_state(h: Harness, payment_id: str, state: str, timeout_s: float =
     await until(check, f"{payment_id} in state {state}", timeout_s)
 
 
+async def payer_after_one_settled(h: Harness) -> str:
+    """A payer's account with 1,000 yuan whose first payment (1.00) settled: the link
+    is up and has taken a message."""
+    payer = await open_account(h, 1, 1_000 * YUAN)
+    _, first = await h.gateway.submit_transfer("core", "ok-1", transfer(payer, "1.00"))
+    await wait_state(h, first["id"], "settled")
+    return payer
+
+
 async def balance(h: Harness, account: str) -> int:
     gw = h.gateway
     return await gw.store.run(lambda tx: gw.ledger.balance(tx, account))

@@ -14,7 +14,8 @@ import pytest
 
 from gateway import keys
 from gateway.ops import cli_render
-from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
+from tests.e2e_support import (payer_after_one_settled, started, transfer, until,
+                                wait_state)
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +46,7 @@ def test_a_refusing_npc_shows_the_link_degraded_with_one_alert_per_episode(tmp_p
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            payer = await open_account(h, 1, 1_000 * YUAN)
-            _, first = await gw.submit_transfer("core", "ok-1", transfer(payer, "1.00"))
-            await wait_state(h, first["id"], "settled")
+            payer = await payer_after_one_settled(h)
             seen: dict[str, Any] = {"before": await health(gw.url)}
 
             await h.sim("POST", "/sim/faults", {"error_status": 400})

@@ -98,6 +98,16 @@ async def incoming_payment(h: Harness, day: date, amount_fen: int = 12_345_67) -
     return msg_id
 
 
+async def peer_asks_for_a_return(h: Harness) -> str:
+    """A peer's query about its credit to us asking for it back (an operator must
+    answer); the query's id."""
+    msg_id = await incoming_payment(h, MONDAY_0900.date())
+    asked = await h.sim("POST", "/sim/peer/query", {
+        "sender": PEER, "orig_msg_id": msg_id, "amount_fen": 12_345_67,
+        "content": "该笔款项汇错账户，请协助退汇"})
+    return f"QI{PEER}{asked['msg_id']}"
+
+
 async def http(h: Harness, method: str, path: str, body: Any = None,
                key: str | None = None) -> tuple[int, Any]:
     headers = {"Idempotency-Key": key} if key else {}
@@ -216,11 +226,7 @@ def test_inbound_query_for_an_operator_is_warned_then_overdue(tmp_path):
     async def scenario() -> None:
         async with running(tmp_path, rate=FAST_RATE) as h:
             desk_of(h.gateway).tune(warn_before_min=1200)
-            msg_id = await incoming_payment(h, MONDAY_0900.date())
-            asked = await h.sim("POST", "/sim/peer/query", {
-                "sender": PEER, "orig_msg_id": msg_id, "amount_fen": 12_345_67,
-                "content": "该笔款项汇错账户，请协助退汇"})
-            query_id = f"QI{PEER}{asked['msg_id']}"
+            query_id = await peer_asks_for_a_return(h)
 
             async def overdue() -> bool:
                 return await query_field(h, query_id, "overdue_at") is not None

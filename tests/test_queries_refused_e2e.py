@@ -24,7 +24,7 @@ from gateway.messages.envelope import Header
 from gateway.ops import views
 from gateway.queries import desk_of
 from tests.e2e_support import BANK, PEER, PEER_BRANCH, until, webhook_receiver
-from tests.test_queries_e2e import (MONDAY_0900, alert_codes, http, incoming_payment,
+from tests.test_queries_e2e import (MONDAY_0900, alert_codes, http, peer_asks_for_a_return,
                                     query_field, running, settled_payment)
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +41,26 @@ def without_third_bank(tmp_path: Path) -> tuple[str, ...]:
     config.write_text(f'[simulator]\npeers = [{{code = "{PEER}", branch = "{PEER_BRANCH}", '
                       'name = "对手银行测试支行"}]\n', encoding="utf-8")
     return ("--config", str(config))
+
+
+async def discarded_by_npc(gw: Any, mesg_type: str, mesg_id: str, n: int) -> None:
+    """Once the NPC has acknowledged our message `mesg_id`, a ccms.911 discarding it
+    (its signature check failed), as the NPC sends one (unsigned, from "0000"), given
+    to the link; `n` numbers the notice."""
+    async def acknowledged() -> bool:
+        return await gw.store.run(lambda tx: tx.query_one(
+            "SELECT state FROM outbox WHERE mesg_id = ?", (mesg_id,))[0]) == "acked"
+    await until(acknowledged, f"{mesg_type} {mesg_id} acknowledged by the NPC")
+    now = gw.clock.now()
+    notice_id = f"HVPD{now:%Y%m%d}{90000000 + n}"
+    header = Header("0000", "HVPS", BANK, "HVPS", now.strftime("%Y%m%d"),
+                    now.strftime("%H%M%S"), ccms911.MESSAGE_TYPE, notice_id, notice_id,
+                    direction="D")
+    body = ccms911.build(ccms911.Discarded(BANK, now.strftime("%Y%m%d"), mesg_type,
+                                           mesg_id, "CC9S0001",
+                                           reject_info="signature check failed"))
+    answer = await gw.receive_link(codec.encode(header, body, None, sign=False))
+    assert answer["taken"] is True, answer
 
 
 def pushed(got: list[tuple[bytes, str]], event: str) -> list[dict[str, Any]]:
@@ -123,23 +143,7 @@ def test_a_query_the_npc_discards_is_refused_and_shows_on_its_payment(tmp_path):
             payment = await settled_payment(h, MONDAY_0900.date(), "pay-1")
             _, query = await desk_of(gw).open_query(
                 "core", "q-1", {"payment_id": payment["id"], "content": "请查询是否入账"})
-
-            async def acknowledged() -> bool:
-                return await gw.store.run(lambda tx: tx.query_one(
-                    "SELECT state FROM outbox WHERE mesg_id = ?",
-                    (query["message"]["mesg_id"],))[0]) == "acked"
-            await until(acknowledged, "the query acknowledged by the NPC")
-            now = gw.clock.now()
-            header = Header("0000", "HVPS", BANK, "HVPS", now.strftime("%Y%m%d"),
-                            now.strftime("%H%M%S"), ccms911.MESSAGE_TYPE,
-                            f"HVPD{now:%Y%m%d}90000001", f"HVPD{now:%Y%m%d}90000001",
-                            direction="D")
-            body = ccms911.build(ccms911.Discarded(
-                BANK, now.strftime("%Y%m%d"), "ccms.314.001.01",
-                query["message"]["mesg_id"], "CC9S0001",
-                reject_info="signature check failed"))
-            answer = await gw.receive_link(codec.encode(header, body, None, sign=False))
-            assert answer["taken"] is True, answer
+            await discarded_by_npc(gw, "ccms.314.001.01", query["message"]["mesg_id"], 1)
 
             async def refused() -> bool:
                 return (await desk_of(gw).get(query["id"]))["state"] == "refused"
@@ -164,11 +168,7 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
     async def scenario() -> None:
         async with running(tmp_path) as h:
             gw = h.gateway
-            msg_id = await incoming_payment(h, MONDAY_0900.date())
-            asked = await h.sim("POST", "/sim/peer/query", {
-                "sender": PEER, "orig_msg_id": msg_id, "amount_fen": 12_345_67,
-                "content": "该笔款项汇错账户，请协助退汇"})
-            query_id = f"QI{PEER}{asked['msg_id']}"
+            query_id = await peer_asks_for_a_return(h)
 
             async def arrived() -> bool:
                 return await query_field(h, query_id, "state") == "open"
@@ -179,21 +179,7 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
             sent_as = await gw.store.run(lambda tx: tx.query_one(
                 "SELECT mesg_id FROM query_replies WHERE query_id = ? AND direction = 'out'",
                 (query_id,))[0])
-
-            async def acknowledged() -> bool:
-                return await gw.store.run(lambda tx: tx.query_one(
-                    "SELECT state FROM outbox WHERE mesg_id = ?", (sent_as,))[0]) == "acked"
-            await until(acknowledged, "our reply acknowledged by the NPC")
-            now = gw.clock.now()
-            header = Header("0000", "HVPS", BANK, "HVPS", now.strftime("%Y%m%d"),
-                            now.strftime("%H%M%S"), ccms911.MESSAGE_TYPE,
-                            f"HVPD{now:%Y%m%d}90000002", f"HVPD{now:%Y%m%d}90000002",
-                            direction="D")
-            body = ccms911.build(ccms911.Discarded(
-                BANK, now.strftime("%Y%m%d"), "ccms.315.001.01", sent_as, "CC9S0001",
-                reject_info="signature check failed"))
-            answer = await gw.receive_link(codec.encode(header, body, None, sign=False))
-            assert answer["taken"] is True, answer
+            await discarded_by_npc(gw, "ccms.315.001.01", sent_as, 2)
             await until(arrived, "the query open again")
             _, work_list = await http(h, "GET", "/v1/queries?state=open&direction=in")
             _, shown = await http(h, "GET", f"/v1/queries/{query_id}")

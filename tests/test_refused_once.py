@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gateway import keys
-from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
+from tests.e2e_support import (payer_after_one_settled, started, transfer, until,
+                                wait_state)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +37,7 @@ def test_a_refused_message_sent_after_commit_is_posted_once_and_dead_lettered_on
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            payer = await open_account(h, 1, 1_000 * YUAN)
-            _, first = await gw.submit_transfer("core", "ok-1", transfer(payer, "1.00"))
-            await wait_state(h, first["id"], "settled")
+            payer = await payer_after_one_settled(h)
             await h.sim("POST", "/sim/faults", {"error_status": 400})
             posted = watch_posts(gw)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
 from simulators.settings import OUR_BANK, Delivery
 from simulators.store import PENDING, Store
 from simulators.testing import PEER, WORK_DATE, World, call, field, post_envelope, simulated
+from tests.e2e_support import until
 
 TO_US = {"sender": PEER, "receiver": OUR_BANK, "payee_account": "6222000000000001",
          "payee_name": "测试丁", "amount_fen": 100}
@@ -24,15 +24,6 @@ SLOW_RETRIES = Delivery(attempts_max=0, backoff_s=30.0, backoff_max_s=30.0, retr
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def until(predicate: Any, what: str, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 async def peer_credit(w: World) -> str:
@@ -63,7 +54,7 @@ def test_a_message_waiting_for_its_next_try_does_not_hold_the_banks_later_ones(
             first = await peer_credit(w)
             await until(lambda: len(w.bank.posts) > posts, "the first POST")
             second = await peer_credit(w)
-            await until(lambda: second in credits_to_us(w), "the second credit")
+            await until(lambda: second in credits_to_us(w), "the second credit", timeout_s=5.0)
             seen: dict[str, Any] = {"while_waiting": credits_to_us(w),
                                     "outbox": w.sim.stats()["outbox"]}
             await w.control("POST", "/sim/redeliver", {})
@@ -91,7 +82,7 @@ def test_a_status_notice_waits_behind_an_earlier_one_of_its_chain(tmp_path: Path
             await until(lambda: len(w.bank.posts) > posts, "the first notice's POST")
             await call(w.sim.url, "POST", "/sim/phase", {"status": "30"})
             assert await post_envelope(w.sim.url, w.sender.recon_request(WORK_DATE)) == 200
-            await until(lambda: w.bank.envelopes("hvps.711.001.01"), "the 711")
+            await until(lambda: w.bank.envelopes("hvps.711.001.01"), "the 711", timeout_s=5.0)
             seen: dict[str, Any] = {"while_waiting": statuses_to_us(w)[len(before):]}
             await w.control("POST", "/sim/redeliver", {})
             seen["after"] = statuses_to_us(w)[len(before):]

@@ -227,10 +227,16 @@ def find_our_reply(tx: Any, *, msg_id: str | None = None,
                    mesg_id: str | None = None) -> dict[str, Any] | None:
     """Our reply (ccms.315) by its XML MsgId (as a ccms.900 names it) or its header's
     MesgID (as a ccms.911 does)."""
+    return _ours_by(tx, "query_replies", REPLY_COLUMNS, msg_id, mesg_id)
+
+
+def _ours_by(tx: Any, table: str, columns: tuple[str, ...], msg_id: str | None,
+             mesg_id: str | None) -> dict[str, Any] | None:
+    """A message we sent, kept in `table`, by its XML MsgId, else its header's MesgID."""
     column, value = ("msg_id", msg_id) if msg_id is not None else ("mesg_id", mesg_id)
-    values = tx.query_one(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
+    values = tx.query_one(f"SELECT {', '.join(columns)} FROM {table} "
                           f"WHERE direction = 'out' AND {column} = ?", (value,))
-    return dict(zip(REPLY_COLUMNS, values)) if values else None
+    return dict(zip(columns, values)) if values else None
 
 
 def refuse_reply(tx: Any, reply: dict[str, Any], now: datetime, refused_with: str,
@@ -289,10 +295,7 @@ def find_free_format_ours(tx: Any, *, msg_id: str | None = None,
                           mesg_id: str | None = None) -> dict[str, Any] | None:
     """Our free-format message by its XML MsgId (as a ccms.900 names it) or its header's
     MesgID (as a ccms.911 does)."""
-    column, value = ("msg_id", msg_id) if msg_id is not None else ("mesg_id", mesg_id)
-    values = tx.query_one(f"SELECT {', '.join(FREE_COLUMNS)} FROM free_format "
-                          f"WHERE direction = 'out' AND {column} = ?", (value,))
-    return dict(zip(FREE_COLUMNS, values)) if values else None
+    return _ours_by(tx, "free_format", FREE_COLUMNS, msg_id, mesg_id)
 
 
 def refuse_free_format(tx: Any, item: dict[str, Any], now: datetime, refused_with: str,
