@@ -100,10 +100,13 @@ def test_a_receivable_is_collected_once_a_supervisor_approves(rig: Rig) -> None:
 
     status, asked = rig.request("receivable_collect", number)
     waiting = (rig.balance(account), listed(rig))
+    [asked_listed] = [r for r in rig.call("GET", "/ops/api/requests?state=pending")[1][
+        "requests"] if r["id"] == asked["id"]]
     decided = rig.approve(asked["id"])
 
     assert status == 201 and asked["state"] == "pending" and asked["needs_approval"]
     assert asked["action_label"] == {"en": "Collect receivable", "zh": "收回应收款"}
+    assert asked_listed["amount"] == "2,500.00"  # what the second person approves
     assert waiting[0] == AMOUNT_FEN and number in waiting[1]
     assert decided[0] == 200 and decided[1]["state"] == "executed", decided
     assert decided[1]["outcome"]["receivable"] == number

@@ -18,6 +18,8 @@ from gateway.ops import control
 from gateway.ops.archive import ARCHIVE_COLUMNS
 from gateway.dialect import table_columns
 from gateway.ops.schema import table_exists
+from ledger import LedgerError
+from ledger import receivables as ledger_receivables
 
 LIST_MAX = 200
 STUCK_STATES = ("accepted", "sent", "unknown")
@@ -276,7 +278,11 @@ def requests(tx: Any, state: str | None = None, target: str | None = None,
 def with_amounts(tx: Any, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each request on a payment with that payment's amount (`amount`, in yuan), and each
     on a BEPS package with the package's (what it holds now), which a second person is
-    shown before approving or rejecting it; one query for each kind in the list."""
+    shown before approving or rejecting it; one query for each kind in the list. A
+    request on a receivable (1221) shows the receivable's amount the same way."""
+    for r in reqs:
+        if _on("receivable", r["action"]):
+            r["amount"] = _receivable_amount(tx, r["target"])
     for kind, sql in (("payment", "SELECT id, amount_fen FROM payments"),
                       ("package", "SELECT id, total_fen FROM beps_packages")):
         ids = sorted({r["target"] for r in reqs if _on(kind, r["action"])})
@@ -293,6 +299,15 @@ def with_amounts(tx: Any, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _on(kind: str, action: str) -> bool:
     rule = control.RULES.get(action)
     return rule is not None and rule.target == kind
+
+
+def _receivable_amount(tx: Any, pending_no: str) -> str | None:
+    """A receivable's amount in yuan; None for a number no receivable has."""
+    try:
+        return format_yuan_grouped(ledger_receivables.find_receivable(tx, pending_no)
+                                   .amount_fen)
+    except LedgerError:
+        return None
 
 
 def pending_count(tx: Any) -> int:
