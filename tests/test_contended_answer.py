@@ -3,6 +3,8 @@ answered 503 database_contended with Retry-After (nothing was done), not 500."""
 
 import asyncio
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from gateway.api import errors_middleware
 
 
@@ -13,6 +15,7 @@ class _LockTimeout(Exception):
 class _Request:
     path = "/v1/transfers/batch"
     method = "POST"
+    headers = CIMultiDictProxy(CIMultiDict({"Idempotency-Key": "k1"}))
 
 
 def _answer(exc):
