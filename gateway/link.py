@@ -152,6 +152,10 @@ class LinkHealth:
         self.discards, self.last_discard, self.discarding_since = 0, "", None
         self._discarded_last = ""
         self._discarding_alerted = False
+        if self.state in (LINK_UP, LINK_UNKNOWN):
+            # It was shown degraded since the first discard: up again from now, not from
+            # before the episode.
+            self.since = self.gw.clock.now()
 
     def delivered(self) -> None:
         """The NPC took a message: the link is up, and a refusal episode is over."""

@@ -86,6 +86,8 @@ def test_a_discarding_npc_shows_the_link_degraded_with_one_alert_per_episode(tmp
     assert seen["after"]["ok"] is True and seen["after"]["link"]["state"] == "up"
     assert seen["after"]["link"]["discarded_messages"] == 0
     assert seen["after"]["link"]["last_discard"] is None
+    # up again since the episode ended, not since before it began
+    assert seen["after"]["link"]["since"] > discarding["link"]["discarding_since"]
     assert any(line.startswith("event=link_discarding_over") for line in lines)
     assert seen["second"]["link"]["state"] == "degraded"
     assert seen["alerts_end"] == ["link_discarding", "link_discarding"]
