@@ -179,6 +179,15 @@ def repeated_headers(request: web.Request,
     """`header_repeated` for each of `names` the request carries more than once (names
     compare without case), with every value it was given; [] when none repeats."""
     problems = []
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and "," in key:
+        # A proxy in front may join two header lines into one, with a comma: taken as one
+        # key, that would be neither of the two the client sent.
+        problems.append(Problem(
+            "idempotency_key_malformed", "Idempotency-Key", key[:HEADER_VALUE_SHOWN_MAX],
+            "one key of 1 to 64 printable ASCII characters, without a comma",
+            "two Idempotency-Key header lines joined into one (as a proxy joins repeated "
+            "headers) read as a comma list; the gateway takes no key with a comma"))
     for name in names:
         values = request.headers.getall(name, ())
         if len(values) > 1:

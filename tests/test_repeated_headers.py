@@ -79,6 +79,19 @@ def test_an_idempotency_key_given_twice_is_refused(live):
     assert status == 201
 
 
+def test_two_keys_joined_by_a_proxy_are_refused(live):
+    """Two Idempotency-Key lines a proxy joined into one ("rk-3, rk-4") are not taken as a
+    key of their own: refused, no payment made."""
+    before = payments(live)
+    status, answer = send(live.url, "POST", "/v1/transfers",
+                          [("Content-Type", "application/json"),
+                           ("Idempotency-Key", "rk-3, rk-4")], json.dumps(TRANSFER).encode())
+    assert status == 400, answer
+    assert [(e["code"], e["path"], e["value"]) for e in answer["errors"]] == [
+        ("idempotency_key_malformed", "Idempotency-Key", "rk-3, rk-4")]
+    assert payments(live) == before
+
+
 @pytest.mark.parametrize("path", ["/v1/periodic-credits", "/v1/debits", "/v1/queries",
                                   "/v1/transfers/batch"])
 def test_every_endpoint_refuses_a_repeated_idempotency_key(live, path):
