@@ -375,11 +375,15 @@ def history(tx: Any, payment_id: str) -> list[dict[str, Any]]:
 
 
 def reached_at(tx: Any, payment_id: str, state: str) -> str | None:
-    """When the payment last entered `state` (None: never)."""
+    """When the payment last entered `state` (None: never): the first row in `state`
+    after its last row in another. Rows that note something while the state stays (a
+    query received or answered, a cancel requested) do not move it."""
     filed = subjects(tx, payment_id)
     marks = ", ".join("?" for _ in filed)
-    row = tx.query_one("SELECT at FROM payment_events WHERE payment_id IN "
-                       f"({marks}) AND state = ? ORDER BY id DESC LIMIT 1", (*filed, state))
+    row = tx.query_one(
+        f"SELECT at FROM payment_events WHERE payment_id IN ({marks}) AND state = ? "
+        "AND id > COALESCE((SELECT MAX(id) FROM payment_events WHERE payment_id IN "
+        f"({marks}) AND state != ?), 0) ORDER BY id LIMIT 1", (*filed, state, *filed, state))
     return row[0] if row else None
 
 

@@ -195,8 +195,10 @@ def test_inbound_query_is_answered_automatically_from_our_records(tmp_path):
     """A peer asks whether its payment was credited; the gateway answers with ccms.315
     at once and keeps the query on the payment."""
     async def scenario() -> None:
-        async with running(tmp_path) as h:
+        # Two business minutes a real second: the query comes minutes after the credit.
+        async with running(tmp_path, rate=120.0) as h:
             msg_id = await incoming_payment(h, MONDAY_0900.date())
+            await asyncio.sleep(1.5)
             asked = await h.sim("POST", "/sim/peer/query", {
                 "sender": PEER, "orig_msg_id": msg_id, "amount_fen": 12_345_67,
                 "content": "我行客户称该笔款项对方未收到，请查询是否已入账"})
@@ -210,9 +212,14 @@ def test_inbound_query_is_answered_automatically_from_our_records(tmp_path):
             query = await query_state(h, query_id)
             view = await h.gateway.get_transfer(query["payment_id"])
 
+            credited_at = next(e["at"] for e in view["history"]
+                               if e["event"] == "hvps_credited")
+            asked_at = next(e["at"] for e in view["history"]
+                            if e["event"] == "query_received")
             assert query["handling"] == "auto" and query["reply"]["replied_by"] == "auto"
-            assert "已于2026-12-07" in query["reply"]["content"]
-            assert "入收款人账户" in query["reply"]["content"]
+            assert credited_at[:16] != asked_at[:16]
+            said = credited_at[:16].replace("T", " ")
+            assert f"已于{said}入收款人账户" in query["reply"]["content"]
             assert query["reply_due_at"] == "2026-12-08T12:00:00+08:00"
             assert view["queries"][0]["id"] == query_id
             assert {"query_received", "query_answered"} <= {e["event"]

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import ledger
+from gateway import payments
 from gateway import store as gateway_store
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
@@ -216,6 +217,36 @@ def test_answers_say_what_the_records_say(direction, state, words, timed):
     assert words in text and "人民币12,345.67元" in text
     assert len(text) <= answers.CONTENT_LEN_MAX
     assert ("2026-12-07 10:15" in text) is timed
+
+
+def test_answer_gives_the_time_of_the_credit_not_of_the_query_about_it():
+    """The rows a query writes while the payment stays credited (query received, a
+    reply sent) do not move when it was credited: the answer names the credit's time."""
+    with database() as tx:
+        for when, state, event in (("09:12:20", "received", "created"),
+                                   ("09:12:22", "credited", "hvps_credited"),
+                                   ("09:13:37", "credited", "query_received"),
+                                   ("09:13:38", "credited", "query_answered")):
+            tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                       "VALUES ('P1', ?, ?, ?, '{}')", (f"2026-12-07T{when}+08:00", state,
+                                                        event))
+        text = answers.answer_text(tx, {
+            "id": "P1", "direction": "in", "state": "credited", "amount_fen": 424_242,
+            "updated_at": "2026-12-07T09:13:38+08:00"})
+
+    assert "已于2026-12-07 09:12入收款人账户" in text
+
+
+def test_state_reached_again_counts_from_its_latest_entry():
+    """A payment that left a state and came back to it reached it when it came back."""
+    with database() as tx:
+        for when, state in (("10:00", "unknown"), ("10:05", "unknown"), ("10:30", "sent"),
+                            ("11:00", "unknown"), ("11:20", "unknown")):
+            tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                       "VALUES ('P1', ?, ?, 'x', '{}')", (f"2026-12-07T{when}+08:00", state))
+
+        assert payments.reached_at(tx, "P1", "unknown") == "2026-12-07T11:00+08:00"
+        assert payments.reached_at(tx, "P1", "settled") is None
 
 
 NOW = at("2026-12-07T12:00")

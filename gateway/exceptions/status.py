@@ -213,11 +213,7 @@ def _not_believed(gw: Any, tx: Any, req: dict[str, Any], payment: dict[str, Any]
 def unknown_since(tx: Any, payment_id: str) -> str | None:
     """When the payment last entered `unknown` (its history's first unknown entry after
     its last entry in another state)."""
-    row = tx.query_one(
-        "SELECT MIN(at) FROM payment_events WHERE payment_id = ? AND state = 'unknown' "
-        "AND id > COALESCE((SELECT MAX(id) FROM payment_events WHERE payment_id = ? "
-        "AND state != 'unknown'), 0)", (payment_id, payment_id))
-    return row[0] if row else None
+    return payments.reached_at(tx, payment_id, "unknown")
 
 
 def queries_asked(tx: Any, payment_id: str) -> int:
