@@ -155,7 +155,9 @@ class Handlers:
                                 settled_on=npc_date)
         elif conf.status == ccms900.QUEUED:
             if payment["state"] != "queued":
-                payments.transition(tx, payment, "queued", "hvps_queued_at_npc", now, note)
+                payments.transition(tx, payment, "queued", "hvps_queued_at_npc", now, note,
+                                    reason=conf.reject_info or conf.code or conf.status,
+                                    npc_code=conf.code)
         elif conf.status in (ccms900.REJECTED, ccms900.CANCELLED):
             self.gw.ledger.release(tx, f"{event}:release", int(payment["hold_id"]), work_date)
             new_state = "rejected" if conf.status == ccms900.REJECTED else "cancelled"

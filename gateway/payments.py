@@ -473,6 +473,8 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
 def _as_changed(payment: dict[str, Any], new_state: str, at: str, detail: dict[str, Any]
                 ) -> dict[str, Any]:
     """The payment as a change to `new_state` with `detail` leaves it."""
+    if payment["state"] != new_state:
+        payment = dict(payment, reason=None)  # as `_sets` writes it, unless given anew
     payment = dict(payment, state=new_state, updated_at=at)
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if detail.get(column) is not None:
@@ -525,13 +527,22 @@ def transition_group(tx: Any, group: Group, old_state: str, new_state: str, even
 def _sets(same: bool, new_state: str, at: str, detail: dict[str, Any]
           ) -> tuple[str, list[Any]]:
     """The SET clause of a state change and its parameters. A payment's state index is
-    left alone when its state stays (a package packed)."""
+    left alone when its state stays (a package packed).
+
+    A reason says why the payment is in its state: a payment that leaves its state
+    without a reason for the new one leaves the old reason behind (to its history),
+    rather than keep, say, `waiting_for_hvps_window` once sent and queued at the NPC.
+    The test is on each row's own state, the expressions of SET reading the row as it
+    was: a payment of the lot already in `new_state` keeps its reason."""
     sets = ["updated_at = ?"] if same else ["state = ?", "updated_at = ?"]
     params: list[Any] = [at] if same else [new_state, at]
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if column in detail and detail[column] is not None:
             sets.append(f"{column} = ?")
             params.append(detail[column])
+    if not same and detail.get("reason") is None:
+        sets.append("reason = CASE WHEN state = ? THEN reason END")
+        params.append(new_state)
     return ", ".join(sets), params
 
 
@@ -663,6 +674,12 @@ REASON_STATES = frozenset({"held", "queued", "unknown", "rejected", "cancelled",
                            "suspense"})
 
 
+def shown_reason(payment: dict[str, Any]) -> str | None:
+    """The payment's reason where it explains its state (REASON_STATES), else None: the
+    same for the core system's view, the console's page and its command line."""
+    return payment.get("reason") if payment["state"] in REASON_STATES else None
+
+
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None
                 ) -> dict[str, Any]:
     """What the core system sees of a payment (GET /v1/transfers/{id})."""
@@ -679,7 +696,7 @@ def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = N
         "urgency": payment["urgency"], "message": {"type": payment["msg_type"],
                                                   "msg_id": payment["msg_id"],
                                                   "end_to_end_id": payment["end_to_end_id"]},
-        "reason": payment.get("reason") if payment["state"] in REASON_STATES else None,
+        "reason": shown_reason(payment),
         "pending_write_off_no": payment.get("pending_no"),
         "route": payment["route"], "work_date": payment["work_date"],
         "created_at": payment["created_at"], "updated_at": payment["updated_at"],

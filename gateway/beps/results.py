@@ -150,9 +150,12 @@ def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]]
         if p["state"] not in FINAL:
             new_state = "queued" if p["state"] in ("sent", "queued") else p["state"]
             by_state.setdefault(new_state, []).append(p)
+    # The queued say why they wait (the NPC's words); any other keeps its own reason.
+    waits = {"reason": conf.reject_info or conf.code or conf.status}
     for new_state, moving in by_state.items():
         payments.transition_many(tx, moving, new_state, "beps_waiting_for_netting", now,
-                                 gw.notifier, package=package_id, code=conf.code)
+                                 gw.notifier, package=package_id, code=conf.code,
+                                 **(waits if new_state == "queued" else {}))
     gw.alert(tx, "beps_package_waiting_for_netting", package=package_id, npc_code=conf.code,
              reason=conf.reject_info)
 

@@ -64,7 +64,8 @@ def apply(gw: Any, tx: Any, payment: dict[str, Any], status: str, npc_date: str 
         done = "settled"
     elif status == QUEUED:
         if payment["state"] != "queued":
-            payments.transition(tx, payment, "queued", f"{source}_queued", now, gw.notifier)
+            payments.transition(tx, payment, "queued", f"{source}_queued", now, gw.notifier,
+                                reason=reason or status)
         done = "queued"
     elif status in NEVER_SETTLED:
         done = _end(gw, tx, payment, status, work_date, now, source, reason)

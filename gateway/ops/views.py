@@ -47,7 +47,7 @@ REFUSED_COLUMNS = ("kind", "id", "counterparty", "payment_id", "refused_at", "re
 def payment_view(p: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": p["id"], "direction": p["direction"], "channel": p["channel"],
-        "state": p["state"], "reason": p.get("reason"), "amount_fen": p["amount_fen"],
+        "state": p["state"], "reason": payments.shown_reason(p), "amount_fen": p["amount_fen"],
         "amount": format_yuan_grouped(p["amount_fen"]), "urgency": p["urgency"],
         "priority": p["priority"], "payer_account": p["payer_account"],
         "payer_name": p["payer_name"], "payer_bank": p["payer_bank"],
