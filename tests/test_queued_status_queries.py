@@ -1,7 +1,8 @@
 """Which payments queued at the NPC the sweep asks about (ccms.316), and why: queued
 without news for `queued_query_after_s`, or of any age once the NPC's day has ended or
-our work date has moved past theirs; never while a question is open or was just asked;
-at most `queued_queries_per_sweep_max` per pass, oldest news first."""
+our work date has moved past the day they were queued on; never while a question is
+open or was just asked; at most `queued_queries_per_sweep_max` per pass, oldest news
+first."""
 
 from __future__ import annotations
 
@@ -33,10 +34,13 @@ class Gw:
 
 
 def queued(n: int, minutes_ago: float, work_date: str = TODAY, state: str = "queued",
-           channel: str = "hvps") -> dict[str, Any]:
+           channel: str = "hvps", since_minutes: float | None = None) -> dict[str, Any]:
+    """A payment in `state` whose last news is `minutes_ago` old, in that state since
+    `since_minutes` ago (its history's row: by default, as old as its news)."""
     at = (NOW - timedelta(minutes=minutes_ago)).isoformat()
+    since = (NOW - timedelta(minutes=since_minutes)).isoformat() if since_minutes else at
     return dict(credit_row(100 + n, NOW), channel=channel, state=state, work_date=work_date,
-                msg_type="hvps.111.001.01", updated_at=at, created_at=at)
+                msg_type="hvps.111.001.01", updated_at=at, created_at=since)
 
 
 def asked(tmp_path, monkeypatch, rows: list[dict[str, Any]], gw: Gw,
@@ -70,8 +74,13 @@ def asked(tmp_path, monkeypatch, rows: list[dict[str, Any]], gw: Gw,
 CASES = [
     ("queued longer than the interval is asked; a younger one is not",
      [queued(0, 11), queued(1, 9)], Gw(NOW.date()), [], [(0, "queued_too_long")]),
-    ("once our work date moved past the payment's, any age is asked",
-     [queued(0, 1, work_date=EARLIER)], Gw(NOW.date()), [], [(0, "work_date_moved")]),
+    ("once our work date moved past the day it was queued on, any age is asked",
+     [queued(0, 1, work_date=EARLIER, since_minutes=24 * 60)], Gw(NOW.date()), [],
+     [(0, "work_date_moved")]),
+    ("taken the day before, held for the window and queued at today's opening: the"
+     " cut-over left nothing behind, it is asked as any other",
+     [queued(0, 1, work_date=EARLIER), queued(1, 11, work_date=EARLIER)], Gw(NOW.date()),
+     [], [(1, "queued_too_long")]),
     ("once the NPC's day ended (status 40), every queued payment is asked",
      [queued(0, 1), queued(1, 2)], Gw(NOW.date(), hvps_status="40"), [],
      [(1, "npc_day_ended"), (0, "npc_day_ended")]),

@@ -25,11 +25,12 @@ account is funded, PR08 at the NPC's day end); should that be lost, the payment 
 stay queued for ever while the NPC's books moved. So a queued payment without news for
 `settings.queued_query_after_s` (since it was queued or last asked about) is asked
 about too, and again after each further interval; so is every queued payment once the
-NPC's day has ended (HVPS status 40) or our work date has moved past the payment's,
-when no queue can still hold it. It stays `queued` while asked (the NPC did tell us it
-was queued). At most `settings.queued_queries_per_sweep_max` such questions go per
-pass, oldest news first, so that a long queue is asked about over several passes
-rather than all at once.
+NPC's day has ended (HVPS status 40) or our work date has moved past the day it was
+queued on, when no queue can still hold it (a payment taken the day before and queued at
+this day's opening is in today's queue: its own work date does not make it carried). It
+stays `queued` while asked (the NPC did tell us it was queued). At most
+`settings.queued_queries_per_sweep_max` such questions go per pass, oldest news first,
+so that a long queue is asked about over several passes rather than all at once.
 """
 
 from __future__ import annotations
@@ -53,15 +54,22 @@ _OVERDUE = (
     "AND o.kind = 'hvps_credit' WHERE p.direction = 'out' AND p.state = 'sent' "
     "AND o.state IN ('sent', 'acked') AND o.updated_at <= ? ORDER BY o.updated_at LIMIT ?")
 # Queued payments due a question: no news (state change or question) since `cutoff`, or
-# any age once the NPC's day ended or our work date moved past theirs; none while a
-# question about them is open or was asked or answered since `cutoff`.
+# any age once the NPC's day ended or our work date moved past the day the NPC queued
+# them (`carried`: queued on an earlier day than our work date, by the first row of
+# their present stay in `queued`; one taken the day before, held for the window and
+# queued at the opening is not); none while a question about them is open or was asked
+# or answered since `cutoff`. A payment taken on our work date cannot be carried: the
+# test on its work date spares the others the look at their history.
 _QUEUED_DUE = (
-    "SELECT p.id FROM payments p WHERE p.direction = 'out' AND p.channel = 'hvps' "
-    "AND p.state = 'queued' AND (? OR p.work_date < ? OR p.updated_at <= ?) "
-    "AND NOT EXISTS (SELECT 1 FROM exc_requests r WHERE r.kind = 'status' "
-    "AND r.payment_id = p.id AND (r.state = 'sent' OR r.created_at > ? "
-    "OR r.answered_at > ?)) "
-    "ORDER BY p.updated_at LIMIT ?")
+    "SELECT id, carried FROM (SELECT p.id, p.updated_at, (p.work_date < ? AND EXISTS ("
+    "SELECT 1 FROM payment_events e WHERE e.payment_id = p.id AND e.state = 'queued' "
+    "AND e.at < ? AND e.id > COALESCE((SELECT MAX(f.id) FROM payment_events f "
+    "WHERE f.payment_id = p.id AND f.state != 'queued'), 0))) AS carried "
+    "FROM payments p WHERE p.direction = 'out' AND p.channel = 'hvps' "
+    "AND p.state = 'queued' AND NOT EXISTS (SELECT 1 FROM exc_requests r "
+    "WHERE r.kind = 'status' AND r.payment_id = p.id AND (r.state = 'sent' "
+    "OR r.created_at > ? OR r.answered_at > ?))) due "
+    "WHERE ? OR carried OR updated_at <= ? ORDER BY updated_at LIMIT ?")
 NPC_DAY_ENDED = "40"  # ccms.801 end-of-day processing: the NPC's queue is emptied
 _UNANSWERED = ("SELECT id, payment_id FROM exc_requests WHERE kind = 'status' "
                "AND state = 'sent' AND created_at <= ? ORDER BY id LIMIT ?")
@@ -155,13 +163,13 @@ def queued_tx(gw: Any, tx: Any, now: datetime) -> list[Entry]:
     settings = gw.settings
     cutoff = (now - timedelta(seconds=settings.queued_query_after_s)).isoformat()
     day_ended = getattr(gw, "hvps_status", None) == NPC_DAY_ENDED
-    due = tx.query(_QUEUED_DUE, (day_ended, gw.work_date.isoformat(), cutoff, cutoff,
-                                 cutoff, settings.queued_queries_per_sweep_max))
+    work_date = gw.work_date.isoformat()
+    due = tx.query(_QUEUED_DUE, (work_date, work_date, cutoff, cutoff, day_ended, cutoff,
+                                 settings.queued_queries_per_sweep_max))
     entries: list[Entry] = []
-    for (payment_id,) in due:
+    for payment_id, carried in due:
         payment = payments.get(tx, payment_id)
-        why = ("npc_day_ended" if day_ended
-               else "work_date_moved" if payment["work_date"] < gw.work_date.isoformat()
+        why = ("npc_day_ended" if day_ended else "work_date_moved" if carried
                else "queued_too_long")
         entries += ask_tx(gw, tx, payment, why, now, enter_unknown=False)
     return entries
