@@ -493,3 +493,28 @@ def test_requests_refuse_an_empty_or_unknown_state(web: Web, value: str) -> None
         ("state_unknown", "?state", value)]
     assert body["errors"][0]["expected"] == (
         "one of pending, executed, failed, rejected, withdrawn, expired")
+
+
+def test_the_dead_letter_gauge_counts_what_the_console_counts(web: Web) -> None:
+    """A letter whose outbox row has completed since (sent by a retry, its payment
+    cancelled) is history on the page, in `ops dead` and on /metrics alike, so that an
+    alert on the gauge clears once the operators have dealt with every letter."""
+    at = "2026-12-07T09:00:00+08:00"
+    rows = web.db(lambda tx: [tx.query_one(
+        "INSERT INTO outbox (payment_id, kind, stream, state, created_at, updated_at) "
+        "VALUES (NULL, 'message', ?, ?, ?, ?) RETURNING id", (keys.OUT_LINK, state, at, at))[0]
+        for state in ("done", "dead")])
+    for outbox_id in rows:
+        web.run(web.gw.redis.xadd(keys.DEAD, {
+            "outbox": str(outbox_id), "stream": keys.OUT_LINK, "entry": "1-0",
+            "reason": "link answered 400", "deliveries": "1"}))
+    _, dead, _ = web.call("GET", "/ops/api/dead", basic=("op1", "op1-pass"))
+    _, streams, _ = web.call("GET", "/ops/api/queues", basic=("op1", "op1-pass"))
+    _, text, _ = web.call("GET", "/metrics", basic=("op1", "op1-pass"))
+    gauge = int(re.search(r"^paygate_dead_letters (\d+)$", text, re.M).group(1))
+    length = web.run(web.gw.redis.xlen(keys.DEAD))
+
+    assert dead["completed"] >= 1 and gauge < length
+    assert gauge == dead["total"] == streams["dead_total"]
+    assert [e["fields"]["outbox"] for e in dead["entries"]
+            if e["fields"].get("outbox") in map(str, rows)] == [str(rows[1])]
