@@ -185,6 +185,11 @@ class Ledger:
     def open_suspense(self, tx: Transaction, as_of: WorkDate) -> list[SuspenseItem]:
         return incoming.open_suspense(tx, as_of)
 
+    def suspense_item(self, tx: Transaction, pending_no: str) -> SuspenseItem:
+        """The newest suspense item under `pending_no`, whatever its state; refused as
+        suspense_item_not_found when we issued none."""
+        return incoming.find_item(tx, pending_no)
+
     # Receivables (其他应收款-待销账).
 
     def book_receivable(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,

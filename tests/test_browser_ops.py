@@ -194,12 +194,53 @@ def test_a_suspense_payment_is_returned_from_its_detail_view(rig: Any, browser: 
         "SELECT action, note, state, decision_note FROM ops_requests WHERE target = ?",
         (pid,))))
 
-    assert offered == ["return", "suspense_keep"]
+    assert offered == ["return", "suspense_keep", "suspense_apply"]
     assert "Return to sender" in pending_row and "65,432.10" in pending_row
     assert "Reject request" in asked and "Return to sender" in asked
     assert pid in asked and "65,432.10" in asked
     assert "退汇" in operator_row and "a_return" not in operator_row
     assert tuple(decided) == ("return", "查无此户", "rejected", "reason unclear")
+
+
+def test_a_suspense_item_is_applied_to_an_account_from_its_detail_view(rig: Any,
+                                                                      browser: Any) -> None:
+    """op1 applies a suspense item from its detail view, typing the account and why; sup1
+    is asked to confirm naming the item's pending number and the account, approves, and
+    the payment is credited to that account."""
+    loop, ops_rig = rig
+    pid = loop.run(ops_rig.receive(2, 12_345_00))
+    pending_no = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT pending_no FROM payments WHERE id = ?", (pid,))))[0]
+    operator = sign_in(browser, ops_rig.url, "op1", "zh-CN")
+    supervisor = sign_in(browser, ops_rig.url, "sup1", "en-US")
+
+    operator.fill('#search-form input[name="id"]', pid)
+    operator.click('#search-form button[type="submit"]')
+    operator.click(f'#t-payments tr[data-id="{pid}"] a.link')
+    operator.click(f'#detail-actions button[data-action="suspense_apply"][data-target="{pid}"]',
+                   timeout=STEP_TIMEOUT_MS)
+    account_shown = operator.is_visible("#action-account")
+    operator.fill("#action-account", ops_rig.payer_account)
+    operator.fill("#action-note", "客户来电确认")
+    operator.click("#action-send")
+    operator.wait_for_selector("#action-text:has-text('#')", timeout=STEP_TIMEOUT_MS)
+    approve = supervisor.wait_for_selector(
+        f'#t-pending tr:has-text("{pid}") button[data-decide="approve"]',
+        timeout=STEP_TIMEOUT_MS)
+    approve.click()
+    supervisor.wait_for_selector('#action-bar[data-mode="approve"]', timeout=STEP_TIMEOUT_MS)
+    asked = supervisor.text_content("#action-text")
+    account_hidden = not supervisor.is_visible("#action-account")
+    supervisor.click("#action-send")
+    operator.wait_for_selector(f'#t-requests tr:has-text("{pid}")[data-state="executed"]',
+                               timeout=STEP_TIMEOUT_MS)
+    state = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state FROM payments WHERE id = ?", (pid,))))[0]
+
+    assert account_shown and account_hidden
+    assert "Apply to an account" in asked and pending_no in asked
+    assert ops_rig.payer_account in asked and "12,345.00" in asked
+    assert state == "credited"
 
 
 # Where each button of the "Held for review" table is, seen from the page: its box, the

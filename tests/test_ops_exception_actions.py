@@ -1,5 +1,5 @@
 """The exception actions (return, npc_cancel, status_query, suspense_keep,
-suspense_release) in the console: offered on a payment's detail by its state, refused
+suspense_release, suspense_apply) in the console: offered on a payment's detail by its state, refused
 at once when they could not run, under dual control, named for people, and the bodies
 of the console's JSON routes read as strictly as the core system's API reads its own."""
 
@@ -75,17 +75,17 @@ def _offered(rig: Rig, pid: str, user: str = "op1") -> list[str]:
 
 
 def test_a_payments_detail_offers_the_actions_its_state_allows(rig: Rig) -> None:
-    """Suspense: return and keep (release once kept); credited: return; an outgoing
-    payment waiting for the window: the console's own hold, cancel and priority (not an
-    NPC cancellation, which would do what cancel does), and to a supervisor no review
-    action for a payment not held for review."""
+    """Suspense: return, keep (release once kept) and apply to an account; credited:
+    return; an outgoing payment waiting for the window: the console's own hold, cancel
+    and priority (not an NPC cancellation, which would do what cancel does), and to a
+    supervisor no review action for a payment not held for review."""
     suspense, credited, outgoing = rig.suspense(), rig.credited(), rig.outgoing()
     before_keep = _offered(rig, suspense)
     kept, _ = rig.request("op1", "suspense_keep", suspense)
     after_keep = _offered(rig, suspense)
 
-    assert before_keep == ["return", "suspense_keep"]
-    assert kept == 201 and after_keep == ["return", "suspense_release"]
+    assert before_keep == ["return", "suspense_keep", "suspense_apply"]
+    assert kept == 201 and after_keep == ["return", "suspense_release", "suspense_apply"]
     assert _offered(rig, credited) == ["return"]
     assert _offered(rig, outgoing) == ["hold", "cancel", "priority"]
     assert _offered(rig, outgoing, "sup1") == ["hold", "cancel", "priority"]

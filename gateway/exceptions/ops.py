@@ -8,6 +8,7 @@ control (DOMAIN.md §5: cancelling or moving money needs a supervisor's approval
 | status_query | outgoing payment | none: it only asks | ask the NPC its status (ccms.316) |
 | suspense_keep | suspense item | none: it stops money moving | keep it from the auto-return |
 | suspense_release | suspense item | a supervisor or director | let the auto-return take it |
+| suspense_apply | suspense item (its pending number or payment), `account` | a supervisor or director | apply it to the account (销账), the note saying why |
 
 A request that could not run now (a return of a payment not in suspense or credited, a
 keep of an item kept already) is refused when it is made, with the error its execution
@@ -22,18 +23,19 @@ and hands back the Redis work to do after the commit.
 from __future__ import annotations
 
 import importlib.util
+import json
 from typing import Any, Callable
 
 from gateway import payments
 from gateway.errors import Problem, ValidationFailed
-from gateway.exceptions import cancels, returns, status, suspense
+from gateway.exceptions import cancels, returns, status, suspense, write_off
 from gateway.exceptions.wire import Entry
 
 OPERATOR_RETURN_REASON = "returned_by_operator"
 # Each action and whether it needs a second person's approval.
 ACTIONS = {
     "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
-    "suspense_release": True,
+    "suspense_release": True, "suspense_apply": True,
 }
 
 
@@ -44,6 +46,7 @@ LABELS = {
     "status_query": {"en": "Ask the NPC for its status", "zh": "查询支付状态"},
     "suspense_keep": {"en": "Keep from the automatic return", "zh": "暂不自动退汇"},
     "suspense_release": {"en": "Allow the automatic return", "zh": "恢复自动退汇"},
+    "suspense_apply": {"en": "Apply to an account", "zh": "待销账入账"},
 }
 
 
@@ -61,8 +64,16 @@ def register() -> bool:
         control.RULES.setdefault(name, control.Rule("payment", needs_approval=needs_approval))
         control.LABELS.setdefault(name, LABELS[name])
         actions.EXECUTORS.setdefault(name, _executor(EXECUTORS[name], actions.Outcome))
-        actions.PRECONDITIONS.setdefault(name, _precondition(PRECONDITIONS[name]))
+        if name in PRECONDITIONS:
+            actions.PRECONDITIONS.setdefault(name, _precondition(PRECONDITIONS[name]))
     control.NOTE_RULES.setdefault("return", return_note_problems)
+    # An application names its account, and may name its item by the pending number;
+    # its checks read the ledger's accounts, so they are given the gateway.
+    control.PARAMS.setdefault("suspense_apply", ("account", "pending_no"))
+    control.PARAM_RULES.setdefault("suspense_apply", write_off.params_problems)
+    control.NOTE_RULES.setdefault("suspense_apply", write_off.note_problems)
+    control.TARGET_READERS.setdefault("suspense_apply", write_off.read_target)
+    actions.GATEWAY_PRECONDITIONS.setdefault("suspense_apply", write_off.check_appliable)
     return True
 
 
@@ -104,9 +115,20 @@ def _by(c: Any) -> str:
     return f"operator:{c.actor}"
 
 
-def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+def _note(c: Any, tx: Any) -> str:
+    """The note of the request being carried out."""
     row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
-    note = (row[0] if row else "").strip()
+    return (row[0] if row else "").strip()
+
+
+def _params(c: Any, tx: Any) -> dict[str, Any]:
+    """The params of the request being carried out, as it recorded them."""
+    row = tx.query_one("SELECT params FROM ops_requests WHERE id = ?", (c.request_id,))
+    return json.loads(row[0]) if row and row[0] else {}
+
+
+def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    note = _note(c, tx)
     problems = return_note_problems(note)
     if problems:  # a request recorded before its note was checked
         raise ValidationFailed(problems)
@@ -131,6 +153,15 @@ def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], lis
     return suspense.unkeep_tx(c.gw, tx, target, _by(c), c.now), []
 
 
+def _suspense_apply(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    note = _note(c, tx)
+    problems = write_off.note_problems(note)
+    if problems:  # a request recorded before its note was required
+        raise ValidationFailed(problems)
+    return write_off.apply_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
+                              c.request_id, c.now), []
+
+
 PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "return": returns.check_returnable, "npc_cancel": cancels.check_cancellable,
     "status_query": status.check_queryable,
@@ -138,4 +169,5 @@ PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 }
 
 EXECUTORS = {"return": _return, "npc_cancel": _npc_cancel, "status_query": _status_query,
-             "suspense_keep": _suspense_keep, "suspense_release": _suspense_release}
+             "suspense_keep": _suspense_keep, "suspense_release": _suspense_release,
+             "suspense_apply": _suspense_apply}

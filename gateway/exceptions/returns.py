@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from gateway import intake, keys, payments
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
-from gateway.exceptions import schema
+from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
@@ -99,13 +99,18 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
+    payer = original["payee_account"], original["payee_name"]
     if via == "account":
+        # From the account the money went to, under its holder's name: an item applied
+        # from suspense (销账) may have gone to another account than its message named.
+        payer = write_off.party_credited(gw, tx, original)
         try:
-            hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", original["payee_account"],
-                                         original["amount_fen"], work_date, rid))
+            hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", payer[0], original["amount_fen"],
+                                         work_date, rid))
         except PaygateError as exc:
             raise intake.as_request_fields(exc, _PAYMENT_FIELDS) from None
     row = _return_row(gw, original, rid, msg_id, e2e, our_branch, reason, hold_id, now)
+    row["payer_account"], row["payer_name"] = payer
     row["client"] = client
     payments.insert(tx, row)
     schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)

@@ -198,7 +198,8 @@ async def get_exceptions(request: web.Request) -> web.Response:
         return {"payment": payment_id, "state": payment["state"],
                 "returns": schema.returns_of(tx, payment_id),
                 "requests": schema.requests_of(tx, payment_id),
-                "kept_from_automatic_return": schema.kept(tx, payment_id)}
+                "kept_from_automatic_return": schema.kept(tx, payment_id),
+                "applied_from_suspense": schema.applied(tx, payment_id)}
     return _json(await gw.store.run(work))
 
 

@@ -6,6 +6,8 @@
   `out` when we return an incoming payment, `in` when a peer bank returned ours.
 - `exc_suspense_keep`: suspense items an operator (or a failed automatic return) took
   out of the automatic return.
+- `exc_suspense_applied`: suspense items an operator applied to a customer account (销账):
+  which account, the ledger entry, who approved it and why.
 
 The SQL is portable between SQLite and PostgreSQL, like the core schema's.
 """
@@ -47,6 +49,13 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS exc_suspense_keep (
         payment_id TEXT PRIMARY KEY, kept_by TEXT NOT NULL, note TEXT NOT NULL,
         at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS exc_suspense_applied (
+        payment_id TEXT PRIMARY KEY,      -- the incoming payment whose item it was
+        pending_no TEXT NOT NULL,         -- the item's pending write-off number
+        account_no TEXT NOT NULL,         -- the customer account credited
+        entry_id INTEGER NOT NULL,        -- the ledger entry: Dr suspense, Cr the account
+        applied_by TEXT NOT NULL, note TEXT NOT NULL, at TEXT NOT NULL
     )""",
 ]
 
@@ -172,3 +181,23 @@ def kept(tx: Any, payment_id: str) -> dict[str, Any] | None:
     row = tx.query_one("SELECT kept_by, note, at FROM exc_suspense_keep WHERE payment_id = ?",
                        (payment_id,))
     return {"kept_by": row[0], "note": row[1], "at": row[2]} if row else None
+
+
+# Suspense items applied to an account (销账)
+
+APPLIED_COLUMNS = ("payment_id", "pending_no", "account_no", "entry_id", "applied_by", "note",
+                   "at")
+
+
+def add_applied(tx: Any, payment_id: str, pending_no: str, account_no: str, entry_id: int,
+                by: str, note: str, now: datetime) -> None:
+    tx.execute("INSERT INTO exc_suspense_applied (payment_id, pending_no, account_no, "
+               "entry_id, applied_by, note, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (payment_id, pending_no, account_no, entry_id, by, note, now.isoformat()))
+
+
+def applied(tx: Any, payment_id: str) -> dict[str, Any] | None:
+    """How the payment's suspense item was applied to an account; None when it was not."""
+    row = tx.query_one(f"SELECT {', '.join(APPLIED_COLUMNS)} FROM exc_suspense_applied "
+                       "WHERE payment_id = ?", (payment_id,))
+    return dict(zip(APPLIED_COLUMNS, row)) if row else None

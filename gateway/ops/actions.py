@@ -505,8 +505,15 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
         receivables.check(gw, tx, action, target)
     elif action == "release":
         _releasable(tx, target, params, gw.hvps_open)
+    elif action in GATEWAY_PRECONDITIONS:
+        GATEWAY_PRECONDITIONS[action](gw, tx, target, params)
     elif action in PRECONDITIONS:
         PRECONDITIONS[action](tx, target, params)
+
+
+# Preconditions that read the gateway's own parts (its ledger's accounts, its work date),
+# given the gateway first; added by the parts of the gateway whose actions need them.
+GATEWAY_PRECONDITIONS: dict[str, Callable[[Any, Any, str, dict[str, Any]], Any]] = {}
 
 
 def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:

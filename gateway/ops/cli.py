@@ -33,6 +33,8 @@
     request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
     request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
                                    the exception actions (docs/exceptions.md)
+    request suspense-apply PENDING_NO|PAYMENT --account A --note WHY
+                                   apply a suspense item to a customer account (销账)
     actions                        every action: its name, target and who approves it
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
@@ -113,6 +115,10 @@ REQUEST_ACTIONS = {
     "receivable-reverse": "PENDING_NO --note WHY: reverse a receivable's collection (it "
                           "is open again), else its booking (it is void), on that "
                           "posting's own work date (a supervisor approves)",
+    "suspense-apply": "PENDING_NO|PAYMENT --account ACCOUNT --note WHY: apply a suspense "
+                      "item (named by its pending write-off number or its payment) to the "
+                      "customer account it belongs to (销账), the note saying why (a "
+                      "supervisor approves)",
 }
 
 
@@ -223,12 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   "day-end, webhook row or `failed` for webhook-resend, "
                                   "netting date for beps-reconcile, alert id for "
                                   "alert-acknowledge, package id for package-*, "
-                                  "pending write-off number for "
-                                  "receivable-collect and receivable-reverse")
+                                  "pending write-off number for receivable-collect and "
+                                  "receivable-reverse, pending write-off number or "
+                                  "payment id for suspense-apply")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
+    p.add_argument("--account", help="the customer account credited, for suspense-apply "
+                                     "only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
-                                              "characters); for return, the reason sent")
+                                              "characters); for return, the reason sent; "
+                                              "required for suspense-apply")
     for name in ("approve", "reject"):
         p = command(name)
         p.add_argument("request_id", help="the request's id (`paygate ops requests`)")
@@ -310,7 +320,9 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandFailed(-1, {"errors": [{
             "code": "priority_required", "path": "priority", "value": None,
             "expected": "1 (extra urgent), 2 (urgent) or 3 (normal)", "message": ""}]})
-    params = {"priority": int(args.priority)} if action == "priority" else {}
+    params: dict[str, Any] = {"priority": int(args.priority)} if action == "priority" else {}
+    if args.account is not None:  # another action refuses it by name (field_unknown)
+        params["account"] = args.account
     return {"action": action, "target": args.target, "params": params, "note": args.note}
 
 

@@ -39,8 +39,11 @@ class Console:
         rule = control.RULES[action]
 
         def work(tx: Any) -> tuple[dict[str, Any], list[actions.AfterCommit]]:
-            actions.check_target(self.gw, tx, action, target, clean)
-            request_id = control.create(tx, operator, action, target, clean, note or "", now)
+            named, params = target, clean
+            if action in control.TARGET_READERS:
+                named, params = control.TARGET_READERS[action](self.gw, tx, target, clean)
+            actions.check_target(self.gw, tx, action, named, params)
+            request_id = control.create(tx, operator, action, named, params, note or "", now)
             after: list[actions.AfterCommit] = []
             if not rule.needs_approval:
                 after = control.execute(tx, self.gw, operator,

@@ -152,6 +152,10 @@ def check_request(operator: Operator, action: str, target: Any, params: Any,
         problems.extend(NOTE_RULES[action](note))
     problems.extend(params_problems(action if rule is not None else None, params))
     clean: dict[str, Any] = {}
+    if action in PARAM_RULES and isinstance(params, (dict, type(None))):
+        taken, bad = PARAM_RULES[action](params or {})
+        clean.update(taken)
+        problems.extend(bad)
     if action == "priority":
         value = params.get("priority") if isinstance(params, dict) else None
         if value not in (1, 2, 3, "1", "2", "3"):
@@ -177,6 +181,17 @@ NOTE_RULES: dict[str, Callable[[str], list[Problem]]] = {
 # The parameters each action takes in a request's `params`; an action not named here
 # takes none. A parameter no action of the request reads is refused, never dropped.
 PARAMS: dict[str, tuple[str, ...]] = {"priority": ("priority",)}
+
+# Actions that check their own parameters (one that must be given, one of a given form)
+# add their rule here: the request's params in, the clean params and every problem out.
+PARAM_RULES: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], list[Problem]]]] = {}
+
+# Actions whose target may be named another way than the one their request records (a
+# suspense item by its pending write-off number, recorded as its payment) add here how to
+# read it: (gateway, transaction, target as given, clean params) in, (the target recorded,
+# the params recorded) out; a target that names nothing is refused by name.
+TARGET_READERS: dict[str, Callable[[Any, Any, str, dict[str, Any]],
+                                   tuple[str, dict[str, Any]]]] = {}
 
 
 def params_problems(action: str | None, params: Any) -> list[Problem]:

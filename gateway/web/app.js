@@ -8,6 +8,8 @@
   const OPERATOR_HOLDS = ["held_by_operator"];
   const REVIEW_PREFIXES = ["review_", "screening_"];
   const DANGER = ["cancel", "npc_cancel", "package_cancel", "return", "review_reject"]; // actions that stop or send money back
+  // The note's hint for actions whose note is more than a note.
+  const NOTE_HINTS = { return: "note_return", suspense_apply: "note_apply" };
   const PAYMENT_STATES = ["accepted", "held", "sent", "queued", "netted", "settled", "rejected",
     "cancelled", "returned", "unknown", "received", "credited", "suspense"];
 
@@ -384,7 +386,7 @@
   function requestColumns(withDecision) {
     const columns = [
       { h: "c_id", f: (r) => r.id }, { h: "c_action", f: (r) => actionName(r.action) },
-      { h: "c_target", f: (r) => r.target, cls: "nowrap" }, { h: "c_amount", f: (r) => r.amount || "", cls: "num" },
+      { h: "c_target", f: (r) => r.target + paramsText(r) }, { h: "c_amount", f: (r) => r.amount || "", cls: "num" },
       { h: "c_state", f: (r) => badge(r.state), cls: "nowrap" },
       { h: "c_by", f: (r) => r.requested_by }, { h: "c_at", f: (r) => r.requested_at.slice(11, 19) },
       { h: "c_note", f: (r) => r.note, cls: "wrap" }, { h: "c_decided", f: (r) => r.decided_by || "" },
@@ -431,11 +433,12 @@
       const r = pending.request;
       const amount = r.amount ? ` · ${r.amount} ${t("yuan")}` : "";
       $("action-text").textContent =
-        `${t("confirm_" + pending.decide)} #${r.id}: ${actionName(r.action)} · ${r.target}${amount}?`;
+        `${t("confirm_" + pending.decide)} #${r.id}: ${actionName(r.action)} · ${r.target}${amount}${paramsText(r)}?`;
       send.textContent = t(pending.decide);
       send.classList.toggle("danger", pending.decide !== "approve");
       bar.dataset.mode = pending.decide;
       $("action-priority").classList.add("hidden");
+      $("action-account").classList.add("hidden");
       return;
     }
     $("action-text").textContent = `${t("requested")}: ${actionName(pending.action)} · ${pending.target}`;
@@ -443,7 +446,16 @@
     send.classList.remove("danger");
     bar.dataset.mode = "request";
     $("action-priority").classList.toggle("hidden", pending.action !== "priority");
-    $("action-note").placeholder = t(pending.action === "return" ? "note_return" : "note");
+    $("action-account").classList.toggle("hidden", pending.action !== "suspense_apply");
+    $("action-note").placeholder = t(NOTE_HINTS[pending.action] || "note");
+  }
+
+  // What a request's parameters say beyond its action and target, for the second person
+  // deciding on it: the item and the account an application of suspense names.
+  function paramsText(r) {
+    const p = r.params || {};
+    const item = p.pending_no ? ` · ${t("item")} ${p.pending_no}` : "";
+    return item + (p.account ? ` · ${t("to_account")} ${p.account}` : "");
   }
 
   async function sendDecision() {
@@ -470,9 +482,10 @@
     pending = { action, target };
     renderBar();
     $("action-note").value = "";
+    $("action-account").value = "";
     $("action-error").textContent = "";
     $("action-bar").classList.remove("hidden");
-    $("action-note").focus();
+    $(pending.action === "suspense_apply" ? "action-account" : "action-note").focus();
   }
 
   function showBarError(err) {
@@ -485,6 +498,7 @@
     if (pending.decide) { await sendDecision(); return; }
     const body = { action: pending.action, target: pending.target, note: $("action-note").value, params: {} };
     if (pending.action === "priority") body.params.priority = Number($("action-priority").value);
+    if (pending.action === "suspense_apply") body.params.account = $("action-account").value.trim();
     try {
       const req = await api("POST", "/ops/api/requests", body);
       pending = null;

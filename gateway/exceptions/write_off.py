@@ -1,0 +1,203 @@
+"""Applying a suspense item to the customer account it belongs to (销账).
+
+An incoming credit the ledger could not credit (its account unknown or closed, its payee
+name not the holder's, its payee bank not the branch keeping the account) waits in
+suspense under a pending write-off number (待销账序号, DOMAIN.md §4) until its owner is
+found or it is returned. Once a person has found the owner (the customer confirms a
+shortened name, the account was named at the wrong branch), an operator asks for the item
+to be applied to that customer's account, with a note saying why the money is that
+account's, and a supervisor or director approves (DOMAIN.md §5: moving money needs a
+second person; nobody approves their own request).
+
+The item is named by its pending write-off number or by its payment's id; the request
+records the payment as its target (so it shows with the payment and its amount) and the
+pending number and the account as its parameters, which the approver sees.
+
+When it runs, in one transaction:
+
+- the ledger posts Dr suspense, Cr the account (`clear_suspense`, a special transfer
+  voucher that depends on the entry that parked the money) and the item is `cleared`;
+- the application is recorded (`exc_suspense_applied`), so that a later return of the
+  payment (the customer asks for it to go back) takes the money from the account it went
+  to, never from the account the message named;
+- the payment goes from `suspense` to `credited` (event `suspense_applied`, with the
+  account, pending number, ledger entry, request, approver and note), which the core
+  system is told like any change of state (its webhook, its history).
+
+It is refused when asked, and again when it runs (the item may move before a second
+person approves), with the rule that failed: the item unknown (`suspense_item_not_found`),
+not a payment in suspense (`payment_not_in_suspense`), applied or returned already
+(`suspense_item_not_open`), its return under way (`return_already_requested`), a pending
+number that is not the payment's (`pending_no_not_of_payment`), the account no customer
+account of ours (`account_not_found`) or closed (`account_closed`). A frozen account takes
+the credit, as it takes any incoming credit: a freeze stops money leaving it.
+
+Only incoming payments in suspense are applied here. A debit of ours whose credit to our
+customer went to suspense (alert `debit_credit_to_suspense`) keeps its own state (netted
+or settled), so it is not offered: docs/exceptions.md says what that still needs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from gateway import intake, payments
+from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.exceptions import schema
+from ledger import numbers
+
+EVENT = "suspense_applied"
+# What an application's note must say: it stays with the request, the audit and the
+# payment's history as the voucher's reason.
+NOTE_EXPECTED = ("why the money is this account's (the customer confirmed, the branch was "
+                 "named wrongly, ...): a note is required to apply a suspense item")
+_ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+# Ledger refusals named at the request's own fields.
+_REQUEST_FIELDS = {"account_no": "/params/account", "pending_no": "/params/pending_no"}
+
+
+def is_pending_no(text: Any) -> bool:
+    """A pending write-off number of an incoming item (kind 1, MMDD, sequence)."""
+    return numbers.validate_pending_no(text) and text[0] == numbers.PENDING_KIND_INCOMING
+
+
+def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """The request's `account` (required) and `pending_no` (optional: the item's own,
+    when the request names it by its payment); the clean params and every problem."""
+    clean: dict[str, Any] = {}
+    problems = []
+    account = params.get("account")
+    if intake.blank(account):
+        problems.append(Problem("field_required", "/params/account", account,
+                                "the customer account the suspense item is applied to"))
+    elif not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+        problems.append(Problem("account_malformed", "/params/account", account,
+                                "1 to 32 ASCII letters, digits or hyphens"))
+    else:
+        clean["account"] = account
+    pending_no = params.get("pending_no")
+    if pending_no is not None and not is_pending_no(pending_no):
+        problems.append(Problem("field_malformed", "/params/pending_no", pending_no,
+                                "a pending write-off number of an incoming item: 9 ASCII "
+                                "digits, 1 then MMDD then a sequence from 0001"))
+    elif pending_no is not None:
+        clean["pending_no"] = pending_no
+    return clean, problems
+
+
+def note_problems(note: str) -> list[Problem]:
+    return [] if note.strip() else [Problem("note_required", "/note", note, NOTE_EXPECTED)]
+
+
+def read_target(gw: Any, tx: Any, target: str, params: dict[str, Any]
+                ) -> tuple[str, dict[str, Any]]:
+    """The payment a request names (by its id, or its item's pending write-off number)
+    and the params recorded: the item's pending number always among them."""
+    if is_pending_no(target) and not _payment_exists(tx, target):
+        try:
+            item = gw.ledger.suspense_item(tx, target)
+        except PaygateError:
+            raise NotFound(Problem(
+                "suspense_item_not_found", "/target", target,
+                "the pending write-off number of a suspense item, or its payment's id",
+                f"no suspense item has pending write-off number {target}")) from None
+        named = params.get("pending_no")
+        if named is not None and named != target:
+            raise ValidationFailed(Problem(
+                "pending_no_not_of_payment", "/params/pending_no", named,
+                f"{target}, the item the target names, or no pending_no"))
+        return item.ref, {**params, "pending_no": target}
+    payment = payments.get(tx, target)
+    return target, {**params, "pending_no": params.get("pending_no") or payment["pending_no"]}
+
+
+def _payment_exists(tx: Any, payment_id: str) -> bool:
+    return tx.query_one("SELECT 1 FROM payments WHERE id = ?", (payment_id,)) is not None
+
+
+def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -> None:
+    """Refuse an application that could not run now (reads only). Without an `account`
+    (a payment's detail asking what it may offer) the item alone is checked."""
+    check_item(gw, tx, payments.get(tx, payment_id), params.get("pending_no"))
+    if "account" in params:
+        check_account(gw, tx, params["account"])
+
+
+def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
+    pid, own = payment["id"], payment["pending_no"]
+    if payment["direction"] == "in" and own and payment["state"] in ("credited", "returned"):
+        done = schema.applied(tx, pid)
+        raise Conflict(Problem(
+            "suspense_item_not_open", "/id", payment["state"], "an item still in suspense",
+            f"suspense item {own} of payment {pid} was applied to account "
+            f"{done['account_no']} already" if done else
+            f"suspense item {own} of payment {pid} is no longer in suspense: it is "
+            f"{payment['state']}"))
+    if payment["direction"] != "in" or payment["state"] != "suspense":
+        raise ValidationFailed(Problem("payment_not_in_suspense", "/id", payment["state"],
+                                       "an incoming payment in suspense"))
+    if pending_no is not None and pending_no != own:
+        raise ValidationFailed(Problem(
+            "pending_no_not_of_payment", "/params/pending_no", pending_no,
+            f"{own}, the pending write-off number of payment {pid}, or no pending_no"))
+    item = gw.ledger.suspense_item(tx, own)
+    if item.state != "open":
+        raise Conflict(Problem("suspense_item_not_open", "/id", item.state,
+                               "an item still in suspense",
+                               f"the ledger has suspense item {own} {item.state}"))
+    under_way = schema.open_return_of(tx, pid)
+    if under_way is not None:
+        raise Conflict(Problem(
+            "return_already_requested", "/id", pid, "a suspense item not being returned",
+            f"return {under_way['return_id']} of it is {under_way['state']}; the money "
+            "goes back to the sender unless that return fails"))
+
+
+def check_account(gw: Any, tx: Any, account_no: str) -> None:
+    """A customer account of ours that is not closed."""
+    try:
+        account = gw.ledger.account(tx, account_no, gw.work_date)
+    except PaygateError:
+        account = None
+    if account is None or account.role != "customer":
+        raise ValidationFailed(Problem("account_not_found", "/params/account", account_no,
+                                       "a customer account of ours"))
+    if account.status == "closed":
+        raise Conflict(Problem("account_closed", "/params/account", account_no,
+                               "an open customer account",
+                               f"account {account_no} is closed and takes no credit"))
+
+
+def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
+             request_id: int, now: datetime) -> dict[str, Any]:
+    """Apply the payment's suspense item to the account the params name, checked again
+    with the payment locked (against the automatic return and other processes)."""
+    payment = payments.get(tx, payment_id, lock=True)
+    check_item(gw, tx, payment, params.get("pending_no"))
+    check_account(gw, tx, params["account"])
+    pending_no, account = payment["pending_no"], params["account"]
+    try:
+        entry_id = gw.ledger.clear_suspense(tx, f"{payment_id}:{EVENT}", pending_no, account,
+                                            gw.work_date)
+    except PaygateError as exc:
+        raise intake.as_request_fields(exc, _REQUEST_FIELDS) from None
+    schema.add_applied(tx, payment_id, pending_no, account, entry_id, by, note, now)
+    schema.unkeep(tx, payment_id)  # nothing is left for the automatic return to take
+    payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
+                        pending_no=pending_no, ledger_entry=entry_id, request=request_id,
+                        by=by, note=note)
+    return {"payment": payment_id, "state": "credited", "account": account,
+            "pending_no": pending_no, "ledger_entry": entry_id}
+
+
+def party_credited(gw: Any, tx: Any, payment: dict[str, Any]) -> tuple[str, str]:
+    """The account an incoming credited payment's money went to and the name to give
+    its holder: the account its suspense item was applied to under the name the books
+    hold it under, else the account and name its message gave."""
+    done = schema.applied(tx, payment["id"])
+    if done is None:
+        return payment["payee_account"], payment["payee_name"]
+    account = done["account_no"]
+    return account, gw.ledger.holder_names(tx, [account]).get(account, payment["payee_name"])
