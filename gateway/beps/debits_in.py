@@ -15,6 +15,13 @@ the amount is held at once (the bank never advances funds). Otherwise it is refu
 | RJ04 | the payer's bank is not one of ours |
 | RJ05 | the same debit (collector and TxId) was answered before |
 | RJ06 | the payer stopped payment (止付) of this debit or of every debit under the agreement |
+| RJ07 | the payer's bank named is ours but not the branch that keeps the account |
+
+RJ07 is the branch rule every credit to our books follows (intake.kept_elsewhere): an
+incoming credit naming a branch that does not keep its account waits in suspense
+(branch_mismatch); a debit, which takes money, is refused instead: whose money, at whose
+order (DOMAIN.md §3) is not settled by guessing that the collector meant the account's
+own branch.
 
 Stop-payment: beps.411/412 have no schema in the public material, so a payer's stop
 (POST /v1/debit-stops) is kept by the gateway and applied when the debit arrives: its
@@ -32,7 +39,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gateway import keys, outbound, payments
+from gateway import intake, keys, outbound, payments
 from gateway.beps import items
 from gateway.beps.incoming import incoming_row, new_transfers
 from gateway.inbound import Processed
@@ -52,6 +59,7 @@ NO_FUNDS = ("RJ02", "the payer's balance does not cover the debit")
 NOT_DEBITABLE = ("RJ03", "the account cannot be debited")
 NOT_OURS = ("RJ04", "the payer's bank is not one of ours")
 DUPLICATE = ("RJ05", "the same debit was answered before")
+NOT_KEPT_HERE = ("RJ07", "the payer's bank named does not keep the account")
 
 
 def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
@@ -157,6 +165,8 @@ def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
                          stops.get((t.debtor_account, agreement, t.tx_id)))
         if t.debtor_bank not in gw.own_banks:
             out.append(NOT_OURS)
+        elif intake.kept_elsewhere(t.debtor_bank, gw.account_bank):
+            out.append(NOT_KEPT_HERE)
         elif stop is not None:
             out.append(("RJ06", f"payer stopped payment: {stop}"[:105]))
         else:

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import intake, payments
 from gateway.beps import build, items
-from gateway.errors import ProblemList, ValidationFailed
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
 from gateway.messages import beps128, codec
 from gateway.money import parse_yuan
+from ledger.incoming import names_match
 from ledger.types import CreditResult
 
 if TYPE_CHECKING:
@@ -121,9 +122,49 @@ def _texts(body: dict[str, Any], p: ProblemList) -> None:
               f"text of at most {AGREEMENT_LEN_MAX} characters")
 
 
+def creditor_problems(tx: Any, gw: "Gateway", debit: Debit) -> list[Problem]:
+    """What our bank refuses about the customer a debit collects for, checked as an
+    incoming credit's payee is (ledger.incoming), since the payer bank's money will be
+    credited to it: a customer account of ours that is not closed, held under the name
+    given (width, case and spaces aside: ledger.incoming.names_match), kept at the branch
+    given (intake.kept_elsewhere). Refused here rather than sent: a debit the payer bank
+    pays is final, and its money would otherwise wait in suspense for an owner. The
+    holder's name is shown: the account is the requesting customer's own."""
+    try:
+        account = gw.ledger.account(tx, debit.creditor_account, gw.work_date)
+    except PaygateError:
+        account = None
+    if account is None or account.role != "customer":
+        return [Problem("account_not_found", "/creditor_account", debit.creditor_account,
+                        "a customer account of ours: a debit collects for our customer")]
+    if account.status == "closed":
+        return [Problem("account_closed", "/creditor_account", debit.creditor_account,
+                        "an open account to credit when the payer bank pays")]
+    problems = []
+    if not names_match(account.name, debit.creditor_name):
+        problems.append(Problem(
+            "creditor_name_differs_from_account_holder", "/creditor_name",
+            debit.creditor_name, f"{account.name}, the name account "
+            f"{debit.creditor_account} is held under",
+            f"account {debit.creditor_account} is held by {account.name}; the money "
+            "collected is credited only to the account of the creditor the debit names"))
+    if intake.kept_elsewhere(debit.creditor_bank, gw.account_bank):
+        problems.append(Problem(
+            "creditor_bank_not_account_branch", "/creditor_bank", debit.creditor_bank,
+            f"{gw.account_bank}, the bank code of the branch that keeps account "
+            f"{debit.creditor_account}",
+            f"account {debit.creditor_account} is kept at {gw.account_bank}; a debit "
+            f"collecting for it names that branch, not {debit.creditor_bank}"))
+    return problems
+
+
 def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime,
            client: str | None = None) -> dict[str, Any]:
-    """The outgoing debit as a payment and a BEPS item waiting to be packed."""
+    """The outgoing debit as a payment and a BEPS item waiting to be packed, once its
+    creditor passes `creditor_problems`."""
+    problems = creditor_problems(tx, gw, debit)
+    if problems:
+        raise ValidationFailed(problems)
     work_date = gw.work_date
     payment_id, msg_id, e2e = intake.new_ids(tx, work_date, debit.creditor_bank)
     row = {
