@@ -27,7 +27,10 @@ from aiohttp import web
 
 from gateway import critical, intake, jsontext, keys, ready, ready_rules
 from gateway.store import lost_race
-from gateway.errors import NotFound, PaygateError, Problem, Unauthorized, ValidationFailed
+from gateway.errors import (
+    HEADER_VALUE_SHOWN_MAX, NotFound, PaygateError, Problem, Unauthorized, ValidationFailed,
+    header_repeated,
+)
 from gateway.messages import codec, framing, hvps111
 from gateway.money import format_yuan
 from ledger.numbers import validate_customer_account
@@ -171,7 +174,6 @@ def query_params(request: web.Request, allowed: tuple[str, ...]
 # Content-Type and Content-Length given twice are refused by aiohttp's parser itself.
 SINGLE_HEADERS = ("Idempotency-Key", "X-Client-Id", "X-Timestamp", "X-Signature",
                   framing.LENGTHS_HEADER, "Authorization", "Origin")
-HEADER_VALUE_SHOWN_MAX = 80  # characters of each value an error echoes
 
 
 def repeated_headers(request: web.Request,
@@ -191,11 +193,7 @@ def repeated_headers(request: web.Request,
     for name in names:
         values = request.headers.getall(name, ())
         if len(values) > 1:
-            problems.append(Problem(
-                "header_repeated", name, [v[:HEADER_VALUE_SHOWN_MAX] for v in values],
-                f"one {name} header line",
-                f"the request carries {name} {len(values)} times; the gateway takes no "
-                "value of a header given more than once"))
+            problems.append(header_repeated(name, list(values)))
     return problems
 
 

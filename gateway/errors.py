@@ -156,3 +156,17 @@ class ProblemList:
     def raise_if_any(self, kind: type[PaygateError] = ValidationFailed) -> None:
         if self.items:
             raise kind(list(self.items))
+
+
+HEADER_VALUE_SHOWN_MAX = 80  # characters of each value of a repeated header an error echoes
+
+
+def header_repeated(name: str, values: list[str]) -> Problem:
+    """A request header given more than once whose value the receiver acts on: which line
+    counts would be a guess (one reader takes the first, a proxy may keep the last), so
+    the request is refused naming every value, never taken under one of them. The
+    gateway's API and console, and the simulated NPC's link inbound, refuse so."""
+    return Problem("header_repeated", name, [v[:HEADER_VALUE_SHOWN_MAX] for v in values],
+                   f"one {name} header line",
+                   f"the request carries {name} {len(values)} times; no value of a header "
+                   "given more than once is taken")

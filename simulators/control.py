@@ -1,7 +1,9 @@
 """The simulator's HTTP surface: the link's inbound URL and the control API.
 
     POST /link/inbound      an envelope from a bank; 200 means taken (CONTRACT.md §4),
-                            400 dropped (its header names no participant: nobody to tell)
+                            400 dropped (its header names no participant: nobody to tell);
+                            several framed by one Envelope-Lengths header (given twice:
+                            400 header_repeated, nothing taken)
     GET  /sim/stats         balances, counters, phase, outbox states, faults
     GET  /sim/queue         the central queue in release order
     POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
@@ -27,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.errors import (
+    PaygateError, Problem, ProblemList, ValidationFailed, header_repeated,
+)
 from gateway.messages import framing
 from gateway.messages.envelope import ENVELOPE_LEN_MAX
 from simulators import session
@@ -95,8 +99,13 @@ async def inbound(request: web.Request) -> web.StreamResponse:
         status = 503 if faults.offline else faults.error_status
         event(log, "fault_inbound_refused", logging.WARNING, status=status)
         return web.Response(status=status, text="not taken")
+    # The framing header given twice is refused before the body is read, as the gateway
+    # refuses it: splitting the body by either line would be a guess.
+    given = request.headers.getall(framing.LENGTHS_HEADER, ())
+    if len(given) > 1:
+        raise PaygateError(header_repeated(framing.LENGTHS_HEADER, list(given)), 400)
     raw = await request.read()
-    lengths = request.headers.get(framing.LENGTHS_HEADER)
+    lengths = given[0] if given else None
     if lengths is None:
         outcome = await sim.intake.submit(raw)
         if outcome == DROPPED:

@@ -8,6 +8,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ClientSession
+from multidict import CIMultiDict
+
+from gateway.messages.framing import LENGTHS_HEADER as LENGTHS
 from simulators.settings import OUR_BANK, Delivery
 from simulators.testing import PEER, World, post_envelopes, simulated
 
@@ -125,3 +129,35 @@ def test_a_misframed_post_is_refused_whole(tmp_path: Path) -> None:
     assert [(e["code"], e["path"]) for e in answer["errors"]] == [
         ("envelope_lengths_exceed_body", "Envelope-Lengths/1")]
     assert stats["messages_in"] == 0
+
+
+def test_a_post_repeating_its_framing_header_is_refused_whole(tmp_path: Path) -> None:
+    """Envelope-Lengths given twice, the same lengths or others: which one frames the body
+    would be a guess, so the NPC refuses the POST (400 header_repeated, both values
+    named), as the gateway refuses it, and takes nothing; one header line is taken."""
+    async def post(url: str, body: bytes, lengths: list[str]) -> tuple[int, Any]:
+        headers = CIMultiDict((LENGTHS, value) for value in lengths)
+        async with ClientSession() as session:
+            async with session.post(f"{url}/link/inbound", data=body, headers=headers) as r:
+                return r.status, await r.json(content_type=None)
+
+    async def scenario() -> tuple[list[list[str]], list[tuple[int, Any]], tuple[int, Any],
+                                  dict, dict]:
+        async with simulated(tmp_path) as w:
+            good = [w.sender.credit(100, tx_id=f"202612070000001{i}") for i in (1, 2)]
+            right, body = f"{len(good[0])},{len(good[1])}", good[0] + good[1]
+            repeats = [[right, right], [right, str(len(body))]]
+            refused = [await post(w.sim.url, body, lengths) for lengths in repeats]
+            before = w.sim.stats()
+            taken = await post(w.sim.url, body, [right])
+            await w.sim.drain()
+            return repeats, refused, taken, before, w.sim.stats()
+
+    repeats, refused, taken, before, after = run(scenario())
+
+    for lengths, (status, answer) in zip(repeats, refused):
+        assert status == 400, answer
+        assert [(e["code"], e["path"], e["value"]) for e in answer["errors"]] == [
+            ("header_repeated", LENGTHS, lengths)]
+    assert before["messages_in"] == 0
+    assert taken == (200, {"taken": 2}) and after["settled"] == 2
