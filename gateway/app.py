@@ -650,6 +650,29 @@ class Gateway:
         return intake.payee_problems(transfer.payee_account, transfer.payee_name,
                                      transfer.payee_bank, holder, self.account_bank)
 
+    def hold_for(self, tx: Any, transfer: intake.Transfer, payment_id: str, work_date: Any,
+                 as_written: bool = False, also: list[Problem] | None = None
+                 ) -> tuple[int, intake.Transfer]:
+        """The payer's funds held for a payment of `transfer`, once its payer passes
+        `payers` (`as_written` for a ready message) and nothing in `also` (other problems
+        found about it) refuses it: every one of those told with the hold's own refusals.
+        The hold's id and the transfer as it goes out: under the account holder's name as
+        the books write it, never as typed (a name matches the holder's with spaces,
+        width or case aside)."""
+        [(payer, holder)] = self.payers(tx, [transfer], as_written)
+        payer = [*payer, *(also or ())]
+        try:
+            hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
+                                       transfer.amount_fen, work_date, payment_id)
+        except PaygateError as exc:
+            raise PaygateError([*payer, *intake.as_request_fields(exc).problems],
+                               exc.status) from None
+        if payer:
+            raise PaygateError(payer, 422)
+        if holder is not None and holder != transfer.payer_name:
+            transfer = transfer._replace(payer_name=holder)
+        return hold_id, transfer
+
     def payer_problems(self, tx: Any, transfers: list[Any], as_written: bool = False
                        ) -> list[list[Problem]]:
         """`payers` without the holders' names."""
@@ -879,21 +902,10 @@ class Gateway:
             ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
             e2e = own["end_to_end_id"]
         e2e = p.end_to_end_id or e2e
-        [(payer, holder)] = self.payers(tx, [transfer], as_written=p.message is not None)
-        if p.decision.channel == "internal":
-            payer = [*payer, *self.internal_payee_problems(tx, transfer)]
-        try:
-            hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
-                                       transfer.amount_fen, work_date, payment_id)
-        except PaygateError as exc:
-            raise PaygateError([*payer, *intake.as_request_fields(exc).problems],
-                               exc.status) from None
-        if payer:
-            raise PaygateError(payer, 422)
-        if holder is not None and holder != transfer.payer_name:
-            # The name matched the holder's with spaces, width or case aside: the payment
-            # goes out under the holder's name as the books write it, never as typed.
-            transfer = transfer._replace(payer_name=holder)
+        payee = (self.internal_payee_problems(tx, transfer)
+                 if p.decision.channel == "internal" else [])
+        hold_id, transfer = self.hold_for(tx, transfer, payment_id, work_date,
+                                          p.message is not None, payee)
         if p.message is not None:
             # A ready message's remittance lines go on as it writes them (tag lines,
             # gateway.ready_rules), not as a JSON transfer's free text is tagged.

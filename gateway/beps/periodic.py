@@ -17,7 +17,7 @@ from gateway import intake, jsontext, payments
 from gateway.beps import items
 from gateway.beps.build import NAME_LEN_MAX
 from gateway.beps.debits_out import AGREEMENT_LEN_MAX
-from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
+from gateway.errors import Problem, ProblemList, ValidationFailed
 from gateway.messages import beps125
 from routing import RouteDecision
 
@@ -73,34 +73,25 @@ def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
            now: datetime, client: str | None = None) -> dict[str, Any]:
     """Hold the payer's funds and record the periodic credit waiting to be packed.
 
-    The payer is checked as a transfer's is (Gateway.payers, intake.payer_problems): its
-    name must be the account holder's (width, case and spaces aside) and its bank the
-    branch that keeps the account; every refusal is told with the hold's own. The credit
-    then goes out under the holder's name as the books write it, never as typed."""
+    The payer is checked and held as a transfer's is (Gateway.hold_for): its name must be
+    the account holder's (width, case and spaces aside) and its bank the branch that
+    keeps the account, every refusal told with the hold's own; the credit then goes out
+    under the holder's name as the books write it, never as typed."""
     work_date = gw.work_date
     decision = RouteDecision(channel="beps", action="send",
                              message_type=beps125.MESSAGE_TYPE, priority=3,
                              settlement_priority="NORM", sender_direct=gw.settings.bank_code,
                              receiver_direct=receiver, rule="beps_periodic")
     payment_id, msg_id, e2e = intake.new_ids(tx, work_date, t.payer_bank)
-    [(payer, holder)] = gw.payers(tx, [t])
-    try:
-        hold_id = gw.ledger.hold(tx, f"{payment_id}:hold", t.payer_account, t.amount_fen,
-                                 work_date, payment_id)
-    except PaygateError as exc:
-        raise PaygateError([*payer, *intake.as_request_fields(exc).problems],
-                           exc.status) from None
-    if payer:
-        raise PaygateError(payer, 422)
-    if holder is not None and holder != t.payer_name:
-        if len(holder) > NAME_LEN_MAX:  # longer than the name typed: spaces it left out
-            raise ValidationFailed(Problem(
-                "name_too_long_for_beps", "/payer_name", t.payer_name,
-                f"a payer whose account is held under a name of at most {NAME_LEN_MAX} "
-                "characters, the most a BEPS package carries",
-                f"account {t.payer_account} is held under a name of {len(holder)} "
-                "characters, which the credit would go out under"))
-        t = t._replace(payer_name=holder)
+    typed = t.payer_name
+    hold_id, t = gw.hold_for(tx, t, payment_id, work_date)
+    if len(t.payer_name) > NAME_LEN_MAX:  # the holder's, with spaces the name typed left out
+        raise ValidationFailed(Problem(
+            "name_too_long_for_beps", "/payer_name", typed,
+            f"a payer whose account is held under a name of at most {NAME_LEN_MAX} "
+            "characters, the most a BEPS package carries",
+            f"account {t.payer_account} is held under a name of {len(t.payer_name)} "
+            "characters, which the credit would go out under"))
     row = intake.record_outgoing(tx, t, decision, work_date=work_date, now=now,
                                  hold_id=str(hold_id), state="accepted",
                                  payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e,
