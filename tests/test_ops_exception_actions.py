@@ -5,17 +5,15 @@ of the console's JSON routes read as strictly as the core system's API reads its
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway.exceptions import schema as exc_schema
 from gateway.ops import cli, control
 from gateway.ops.schema import table_exists
-from gateway.ops.testing import LoopThread, OpsRig, serving
+from gateway.ops.testing import LoopThread, OpsRig, console_call, serving
 
 SUSPENSE_FEN = 3_210_00
 CREDITED_FEN = 4_560_00
@@ -29,16 +27,7 @@ class Rig:
 
     def call(self, method: str, path: str, user: str = "op1", body: Any = None,
              raw: bytes | None = None) -> tuple[int, Any]:
-        token = base64.b64encode(f"{user}:{user}-demo".encode()).decode()
-        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-        data = raw if raw is not None else (None if body is None else json.dumps(body))
-
-        async def go() -> tuple[int, Any]:
-            async with aiohttp.ClientSession() as s:
-                async with s.request(method, self.rig.url + path, data=data,
-                                     headers=headers) as r:
-                    return r.status, json.loads(await r.text())
-        return self.loop.run(go())
+        return self.loop.run(console_call(self.rig.url, method, path, user, body, raw))
 
     def suspense(self) -> str:
         """A new incoming payment to an account we do not hold: in suspense."""

@@ -8,16 +8,13 @@ lists them and asks for both actions."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway import payments
 from gateway.ops import cli, cli_render
-from gateway.ops.testing import LoopThread, OpsRig, serving
+from gateway.ops.testing import LoopThread, OpsRig, console_call, serving
 from ledger.chart import RECEIVABLES
 from ledger.testing import customer_account
 
@@ -31,15 +28,7 @@ class Rig:
 
     def call(self, method: str, path: str, user: str = "op1", body: Any = None
              ) -> tuple[int, Any]:
-        token = base64.b64encode(f"{user}:{user}-demo".encode()).decode()
-        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-
-        async def go() -> tuple[int, Any]:
-            async with aiohttp.ClientSession() as s:
-                async with s.request(method, self.rig.url + path, headers=headers,
-                                     data=None if body is None else json.dumps(body)) as r:
-                    return r.status, json.loads(await r.text())
-        return self.loop.run(go())
+        return self.loop.run(console_call(self.rig.url, method, path, user, body))
 
     def request(self, action: str, target: str, note: str = "", user: str = "op1"
                 ) -> tuple[int, Any]:

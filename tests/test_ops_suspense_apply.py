@@ -6,11 +6,9 @@ told to the core system, and every request that could not run refused when asked
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway import payments
@@ -18,7 +16,7 @@ from gateway.exceptions import schema as exc_schema
 from gateway.exceptions.extension import Exceptions
 from gateway.ops import cli
 from gateway.ops.schema import table_exists
-from gateway.ops.testing import LoopThread, OpsRig, serving
+from gateway.ops.testing import LoopThread, OpsRig, console_call, serving
 from gateway.redisproc import free_port
 from ledger.chart import SUSPENSE
 from ledger.testing import customer_account
@@ -41,15 +39,7 @@ class Rig:
 
     def call(self, method: str, path: str, user: str = "op1", body: Any = None
              ) -> tuple[int, Any]:
-        token = base64.b64encode(f"{user}:{user}-demo".encode()).decode()
-        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-
-        async def go() -> tuple[int, Any]:
-            async with aiohttp.ClientSession() as s:
-                async with s.request(method, self.rig.url + path, headers=headers,
-                                     data=None if body is None else json.dumps(body)) as r:
-                    return r.status, json.loads(await r.text())
-        return self.loop.run(go())
+        return self.loop.run(console_call(self.rig.url, method, path, user, body))
 
     def tx(self, work: Any) -> Any:
         return self.loop.run(self.gw.store.run(work))

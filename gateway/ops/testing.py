@@ -12,6 +12,8 @@ command line, a browser driver) can use it between calls.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Coroutine, Iterator
 
+import aiohttp
 from aiohttp import web
 
 from gateway import payments
@@ -54,6 +57,19 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CALL_TIMEOUT_S)
         self.loop.close()
+
+
+async def console_call(url: str, method: str, path: str, user: str = "op1", body: Any = None,
+                       raw: bytes | None = None) -> tuple[int, Any]:
+    """One request to the console at `url` as the demo operator `user` (Basic
+    credentials, the demo password USER-demo): its status and decoded JSON answer. The
+    body is `body` as JSON, or `raw` as given (a body the console must refuse)."""
+    token = base64.b64encode(f"{user}:{user}-demo".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    data = raw if raw is not None else (None if body is None else json.dumps(body))
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url + path, data=data, headers=headers) as r:
+            return r.status, json.loads(await r.text())
 
 
 @dataclass
