@@ -27,7 +27,10 @@ def live(tmp_path_factory):
     ("/v1/transfers/batch", b"[null, []]", "array"),
 ])
 def test_the_wrong_type_is_named_in_json_words(live, path, body, word):
-    r = post_signed(live.url, path, body, **{"Idempotency-Key": f"type-{path}-{body!r}"})
+    # A key holding a comma is refused as two joined header lines: the body's commas
+    # are left out of it.
+    key = f"type-{path}-{body!r}".replace(",", ";")
+    r = post_signed(live.url, path, body, **{"Idempotency-Key": key})
     answer = r.json()
     errors = answer.get("errors") or [e for item in answer.get("results", [])
                                       for e in item["errors"]]
