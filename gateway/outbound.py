@@ -4,10 +4,16 @@ A message is built once, signed once and its exact bytes stored in the outbox be
 is sent. Every later attempt (a retry after a timeout, a restart after a crash) sends
 those same bytes under the same message id, which the NPC recognises as a duplicate: a
 payment is never sent again under a new message id (CONTRACT.md §4).
+
+One exception: an operator's new priority for a payment whose message the NPC provably
+never had (`rebuild_credit`). Its bytes are built again under the same ids with the new
+priority, and the old ones are gone before anything can send them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +28,8 @@ from gateway.messages.signing import KeyRing
 from gateway.store import Contended
 
 NPC = "0000"
+
+log = logging.getLogger("paygate.outbound")
 
 
 def new_header(tx: Any, now: datetime, sender: str, receiver: str, mesg_type: str,
@@ -383,6 +391,46 @@ def _build_credit(tx: Any, outbox_id: int, payment: dict[str, Any], keyring: Key
                (header.mesg_type, header.mesg_id, header.orig_receiver, outbox_id))
     archive(tx, "out", header, envelope, now, payment["id"])
     return envelope
+
+
+def rebuild_credit(tx: Any, payment: dict[str, Any], keyring: KeyRing, now: datetime
+                   ) -> str | None:
+    """The built hvps.111 (or hvps.112) of `payment` built again from what the payment
+    says now (an operator's new priority: SttlmPrty in the body, the header's priority),
+    signed again, in place of the old bytes; its MesgID, or None when no message is built
+    yet (the sender builds it from the payment when it first claims the row).
+
+    Only for a message the NPC provably never had: its row not taken and not being sent,
+    every delivery attempt provably untaken (`Delivery.provably_untaken`), which the
+    caller has checked. The same MsgId and header MesgID, send time and CreDtTm are kept:
+    the NPC has seen neither (it remembers a message by its MesgID only once it took it),
+    and should the old bytes still reach it somehow, it would take the two as one message
+    and settle at most one. The archive row holds the new bytes, what goes on the wire;
+    the old ones are not kept anywhere a sender reads. Conditional on the row being as
+    checked: a sender that claimed it meanwhile (another gateway process) makes the work
+    run again, and the check then refuses."""
+    row = tx.query_one("SELECT id, state, mesg_type, mesg_id FROM outbox WHERE payment_id = ? "
+                       "AND kind = 'hvps_credit' ORDER BY id DESC", (payment["id"],))
+    if row is None or row[3] is None:
+        return None
+    outbox_id, state, mesg_type, mesg_id = row
+    old = codec.reread(tx.query_one(f"SELECT {stored_bytes('o')} FROM outbox o WHERE o.id = ?",
+                                    (outbox_id,))[0])
+    assert (old.header.mesg_id, old.obj.msg_id) == (mesg_id, payment["msg_id"]), \
+        f"outbox row {outbox_id} holds the message of payment {payment['id']}"
+    header = dataclasses.replace(old.header, priority=str(payment["priority"]))
+    body = credit_body({**payment, "carried": ready.carried_of(tx, payment["id"])},
+                       old.obj.created_at)
+    envelope = codec.encode(header, body, keyring)
+    if not tx.execute("UPDATE outbox SET envelope = CASE WHEN envelope IS NULL THEN NULL "
+                      "ELSE ? END, updated_at = ? WHERE id = ? AND state = ? AND "
+                      "attempts = untaken", (envelope, now.isoformat(), outbox_id, state)):
+        raise Contended(f"outbox row {outbox_id} was claimed for sending meanwhile")
+    tx.execute("UPDATE archive SET envelope = ? WHERE direction = 'out' AND mesg_type = ? "
+               "AND mesg_id = ?", (envelope, mesg_type, mesg_id))
+    log.info("event=hvps_message_rebuilt payment=%s outbox=%s mesg_id=%s priority=%s",
+             payment["id"], outbox_id, mesg_id, header.priority)
+    return mesg_id
 
 
 # pending → sending with the built message named (its bytes are archived), in one

@@ -295,12 +295,35 @@ def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str
 
 def _reprioritisable(tx: Any, target: str, params: dict[str, Any]
                      ) -> tuple[dict[str, Any], tuple[int, str, str]]:
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _priority_changeable(tx, target)
     new = int(params["priority"])
     if payment["priority"] == new:
         raise Conflict(Problem("priority_unchanged", "/params/priority", new,
                                "a priority other than the payment's own"))
     return payment, outbox
+
+
+def _priority_changeable(tx: Any, target: str
+                         ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+    """A payment not yet sent whose message, if built already (a payment taken back from
+    sending, or whose dead letter was retried), the NPC provably never had: the message
+    is built again with the new priority. One a delivery attempt may have given to the
+    NPC is refused: the NPC would settle the message as built, whatever the payment
+    said afterwards."""
+    payment, outbox = _unsent(tx, target)
+    sent = outbound.delivery(tx, target)
+    if sent is None or sent.attempts == sent.untaken:
+        return payment, outbox
+    urgency = payment["urgency"]
+    raise Conflict(Problem(
+        "payment_maybe_taken_by_npc", "/target", sent.attempts - sent.untaken,
+        "every delivery attempt of the payment's message ended without the NPC taking it "
+        "(no connection, link held while down, 503, a 4xx refusal)",
+        f"payment {target}: {sent.describe()}; an attempt ended without proof that the NPC "
+        f"did not take the message, so the NPC may have it as built ({urgency}, priority "
+        f"{payment['priority']}) and would settle it so: its priority cannot change now. "
+        "Release it (it is sent again as built, and the NPC takes it as a repeat), or ask "
+        "for an NPC cancellation (npc-cancel) once it is queued there"))
 
 
 def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
@@ -309,17 +332,26 @@ def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcom
     new_lane = keys.lane_for_priority(new)
     tx.execute("UPDATE payments SET priority = ?, urgency = ? WHERE id = ?",
                (new, URGENCY_BY_PRIORITY[new], target))
-    tx.execute("UPDATE outbox SET stream = ?, updated_at = ? WHERE id = ?",
-               (new_lane, c.now.isoformat(), outbox_id))
+    # Conditional: a sender that claimed the row since it was read (another gateway
+    # process) makes the work run again, and the check then refuses.
+    if not tx.execute("UPDATE outbox SET stream = ?, updated_at = ? WHERE id = ? AND state = ?",
+                      (new_lane, c.now.isoformat(), outbox_id, outbox_state)):
+        raise Contended(f"outbox row {outbox_id} was claimed for sending meanwhile")
+    # A message built already carries the old priority (SttlmPrty and the header's): it is
+    # built again, or the old bytes would be what the NPC settles.
+    rebuilt = outbound.rebuild_credit(
+        tx, {**payment, "priority": new, "urgency": URGENCY_BY_PRIORITY[new]},
+        c.gw.keyring, c.now)
     payments.transition(tx, payment, payment["state"], "ops_priority_changed", c.now,
                         c.gw.notifier, request=c.request_id, by=c.actor,
-                        priority_from=payment["priority"], priority_to=new)
+                        priority_from=payment["priority"], priority_to=new,
+                        message_rebuilt=rebuilt)
     after: list[AfterCommit] = []
     if outbox_state == "pending":
         after = [lambda: drop_from_lane(c.gw.redis, old_lane, outbox_id),
                  _xadd(c.gw, new_lane, outbox_id)]
     return Outcome({"payment": target, "priority_from": payment["priority"],
-                    "priority_to": new, "lane": new_lane}, after)
+                    "priority_to": new, "lane": new_lane, "message_rebuilt": rebuilt}, after)
 
 
 async def drop_from_lane(r: Any, stream: str, outbox_id: int) -> int:
@@ -521,7 +553,7 @@ def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:
     `priority`: a move to some other lane). Reads only."""
     try:
         if action == "priority":
-            _unsent(tx, target)
+            _priority_changeable(tx, target)
         else:
             check_target(gw, tx, action, target, {})
     except PaygateError:

@@ -1,0 +1,79 @@
+"""A new priority for a payment whose hvps.111 was built but never taken by the NPC,
+end to end against the simulated NPC in its own process: what settles at the NPC is
+the message with the new priority (SttlmPrty and header priority), the same bytes the
+archive holds, under the message ids the payment had; the old bytes never go out."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.messages import codec
+from gateway.ops.web import OPS_KEY
+from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
+from tests.test_npc_not_taken_e2e import waiting_in_outbox
+
+pytestmark = pytest.mark.e2e
+
+
+def npc_payments(h: Any) -> list[tuple[str, str, int, bytes]]:
+    """(MsgId, header MesgID, priority rank, bytes) of every HVPS credit the NPC took."""
+    conn = sqlite3.connect(h.data_dir / "npc" / "npc.sqlite3")
+    try:
+        return conn.execute("SELECT msg_id, mesg_id, priority_rank, raw FROM payments "
+                            "ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+async def archived(h: Any, payment_id: str) -> list[tuple[str, bytes]]:
+    return await h.gateway.store.run(lambda tx: tx.query(
+        "SELECT mesg_id, envelope FROM archive WHERE payment_id = ? AND direction = 'out' "
+        "ORDER BY id", (payment_id,)))
+
+
+def test_a_new_priority_after_a_payment_was_taken_back_is_what_settles(tmp_path):
+    """The user's steps: the NPC offline, an urgent transfer `sent` with its hvps.111
+    built and refused with 503; an operator holds it, asks for priority 1 and for its
+    release, a supervisor approving each; the NPC back. The NPC settles one message,
+    extra urgent (URGT, header priority 1), under the MsgId and MesgID first built, and
+    the archive holds exactly those bytes."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            ops = gw.runner.app[OPS_KEY]
+            op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
+            payer = await open_account(h, 35, 1_000_000 * YUAN)
+            await h.sim("POST", "/sim/faults", {"offline": True})
+            _, sent = await gw.submit_transfer("core", "prio-1", transfer(payer, "20000.00"))
+            pid = sent["id"]
+            await until(lambda: waiting_in_outbox(h, pid), "the payment waiting in the outbox")
+            before = await archived(h, pid)
+
+            await ops.console.request(op1, "hold", pid)
+            asked = await ops.console.request(op1, "priority", pid, {"priority": 1})
+            changed = await ops.console.decide(sup1, asked["id"], True)
+            asked = await ops.console.request(op1, "release", pid)
+            released = await ops.console.decide(sup1, asked["id"], True)
+            await h.sim("POST", "/sim/faults", {"offline": False})
+            await wait_state(h, pid, "settled", 30.0)
+            return (before, changed, released, await gw.get_transfer(pid),
+                    await archived(h, pid), npc_payments(h))
+
+    before, changed, released, view, after, at_npc = asyncio.run(scenario())
+
+    assert changed["state"] == "executed" and released["state"] == "executed"
+    assert changed["outcome"]["message_rebuilt"] == before[0][0]
+    assert view["urgency"] == "extra_urgent"
+    assert len(before) == 1 and b"<SttlmPrty>HIGH</SttlmPrty>" in before[0][1]
+    assert len(after) == 1 and after[0][0] == before[0][0]
+    [(msg_id, mesg_id, rank, raw)] = at_npc
+    assert (msg_id, mesg_id) == (view["message"]["msg_id"], before[0][0])
+    assert raw == after[0][1]
+    decoded = codec.reread(raw)
+    assert decoded.header.priority == "1" and decoded.obj.priority == "URGT"
+    assert b"<SttlmPrty>HIGH</SttlmPrty>" not in raw
+    assert rank == 0  # URGT, the first in the NPC's queue order
