@@ -287,13 +287,19 @@ def demo_command(argv: list[str]) -> int:
     parser.add_argument("--transfers", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    folder = RunFolder.open(args.data, "paygate-demo-", args.keep)
+    try:
+        folder = RunFolder.open(args.data, "paygate-demo-", args.keep)
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        return 2
     code = 1
     try:
         with open(folder.path / "gateway.log", "a", encoding="utf-8") as log_file:
             logs.configure("INFO", log_file)
             try:
                 code, result = asyncio.run(run_demo(folder.path, args.transfers, args.seed))
+            except PaygateError as exc:  # a refusal of ours, said as every command says it
+                result = exc.to_dict()
             finally:
                 logs.configure("WARNING")  # the buffered lines reach the file before it closes
     finally:

@@ -6,6 +6,12 @@ removed, unless the run was given `--keep`; a failed run keeps it, so that its l
 databases can be read. A folder named with `--data` is the operator's own and is never
 removed. Either way the run's last progress line says where the data is, or that it was
 removed.
+
+A run starts its virtual day afresh (the demo's next working day from 08:40, the
+simulated day's date from 07:00), so it cannot go on from the data an earlier run left:
+the gateway refuses to start on payments and closed work dates later than its clock. A
+folder given with `--data` that holds an earlier run's data is refused before anything
+starts (`data_folder_holds_earlier_run`), in the error shape of every command.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.errors import Conflict, Problem
+
 KEEP_HELP = ("keep the temporary data folder at the end (by default it is removed after "
              "a successful run; a failed run, or a folder given with --data, is kept)")
-DATA_HELP = "data folder, kept at the end (default: a new temporary one, see --keep)"
+DATA_HELP = ("data folder, new or empty, kept at the end (default: a new temporary one, see "
+             "--keep)")
+# The parts of a run's folder that the next run would read back: the gateway's data and
+# the simulated NPC's, each with its database.
+RUN_PARTS = ("gateway", "npc")
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,8 @@ class RunFolder:
     def open(cls, given: str | None, prefix: str, keep: bool) -> RunFolder:
         """The folder named by `--data`, made if missing, or a new temporary one."""
         path = Path(given or tempfile.mkdtemp(prefix=prefix)).resolve()
+        if given is not None:
+            refuse_earlier_run(path)
         path.mkdir(parents=True, exist_ok=True)
         return cls(path, given is None, keep)
 
@@ -44,3 +58,20 @@ class RunFolder:
             return f"data in {self.path} (the folder given with --data)"
         why = "kept, as --keep asked" if succeeded else "kept, since the run failed"
         return f"data in {self.path} ({why}); remove it with: rm -r {self.path}"
+
+
+def refuse_earlier_run(path: Path) -> None:
+    """Refuse a folder that holds what an earlier run left (`RUN_PARTS`, not empty)."""
+    found = [name for name in RUN_PARTS
+             if (path / name).is_dir() and any((path / name).iterdir())]
+    if not found:
+        return
+    raise Conflict(Problem(
+        "data_folder_holds_earlier_run", "--data", str(path),
+        "a new or empty folder, or no --data (a new temporary folder)",
+        f"{path} holds the data of an earlier run ({', '.join(f'{n}/' for n in found)}): "
+        "a run starts its virtual day afresh and cannot go on from another's, whose "
+        "payments and closed work dates are later than its clock. Give a new folder with "
+        "--data, or leave --data out (a new temporary folder, kept with --keep); the "
+        f"earlier run's logs and databases stay as they are (remove them with: rm -r "
+        f"{path})"))

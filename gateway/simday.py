@@ -285,8 +285,8 @@ class DayRun:
 
 def simulate_day_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="paygate simulate-day")
-    parser.add_argument("--date", type=date.fromisoformat,
-                        help="the business date, a working day (default: the next one)")
+    parser.add_argument("--date", help="the business date, YYYY-MM-DD, a working day "
+                        "(default: the next one)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hvps-out", type=int, default=Volumes.hvps_out)
     parser.add_argument("--hvps-in", type=int, default=Volumes.hvps_in)
@@ -296,12 +296,20 @@ def simulate_day_command(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help=KEEP_HELP)
     args = parser.parse_args(argv)
     calendar = BusinessCalendar()
-    day = args.date or calendar.next_working_day(datetime.now(SHANGHAI).date())
+    day = date_given(args.date)
+    if isinstance(day, Problem):
+        print(json.dumps({"errors": [day.to_dict()]}, ensure_ascii=False))
+        return 2
+    day = day or calendar.next_working_day(datetime.now(SHANGHAI).date())
     problem = date_problem(day, calendar)
     if problem is not None:
         print(json.dumps({"errors": [problem.to_dict()]}, ensure_ascii=False))
         return 2
-    folder = RunFolder.open(args.data, "paygate-day-", args.keep)
+    try:
+        folder = RunFolder.open(args.data, "paygate-day-", args.keep)
+    except PaygateError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        return 2
     code = 1
     try:
         with open(folder.path / "day.log", "a", encoding="utf-8") as log_file:
@@ -310,12 +318,28 @@ def simulate_day_command(argv: list[str]) -> int:
                          Volumes(args.hvps_out, args.hvps_in, args.beps_out, args.beps_in))
             try:
                 code, result = asyncio.run(run.run())
+            except PaygateError as exc:  # a refusal of ours, said as every command says it
+                result = exc.to_dict()
             finally:
                 logs.configure("WARNING")  # the buffered lines reach the file before it closes
     finally:
         print(f"[simulate-day] {day}: {folder.close(code == 0)}", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False))
     return code
+
+
+def date_given(text: str | None) -> date | Problem | None:
+    """The date of `--date` (None when not given), or why it is no date: a date that
+    does not exist (2031-02-30) is refused as the product refuses any value, not with
+    the argument parser's usage line."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return Problem("date_malformed", "--date", text,
+                       "a date that exists, written YYYY-MM-DD (2026-12-07)",
+                       f"--date {text} is no date of the calendar")
 
 
 def date_problem(day: date, calendar: BusinessCalendar) -> Problem | None:

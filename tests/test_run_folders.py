@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from gateway import demo, simday
+from gateway.errors import Conflict, Problem
 
 SMALL_DAY = ["--hvps-out", "2", "--hvps-in", "1", "--beps-out", "2", "--beps-in", "1"]
 
@@ -140,3 +141,94 @@ def test_the_data_folder_is_kept_only_when_asked_failed_or_given(
         assert (left[0] / "gateway" / "gateway.sqlite3").exists()
     else:
         assert left == [] and "paygate-" in said[0]
+
+
+@pytest.mark.parametrize("which", ["demo", "simulate-day"])
+def test_a_folder_an_earlier_run_used_is_refused_before_anything_starts(
+        temp_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], which: str) -> None:
+    """The same --data twice: the second run is refused in the error shape of every
+    command, on standard output, exit 2, saying what the folder holds and what to give
+    instead, before a log line is written; the earlier run's data is as it was."""
+    monkeypatch.setattr(simday, "DayRun", FakeDay)
+    monkeypatch.setattr(demo, "run_demo", fake_demo)
+    monkeypatch.setattr(FakeDay, "outcome", 0)
+    given = tmp_path / "given"
+    first = run_command(which, ["--data", str(given)])
+    capsys.readouterr()
+    logs = {p.name: p.stat().st_size for p in given.iterdir() if p.is_file()}
+    second = run_command(which, ["--data", str(given)])
+    out, err = capsys.readouterr()
+    error = last_json(out)["errors"][0]
+
+    assert (first, second) == (0, 2)
+    assert (error["code"], error["path"], error["value"]) == \
+        ("data_folder_holds_earlier_run", "--data", str(given.resolve()))
+    assert "gateway/" in error["message"] and "--keep" in error["message"]
+    assert "Traceback" not in err
+    assert {p.name: p.stat().st_size for p in given.iterdir() if p.is_file()} == logs
+    assert (given / "gateway" / "gateway.sqlite3").read_bytes() == b"stand-in"
+
+
+def test_an_empty_folder_given_with_data_is_taken(
+        temp_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder made beforehand, or holding only empty run parts, is no earlier run."""
+    monkeypatch.setattr(demo, "run_demo", fake_demo)
+    monkeypatch.setattr(FakeDay, "outcome", 0)
+    given = tmp_path / "given"
+    (given / "npc").mkdir(parents=True)
+    code = run_command("demo", ["--data", str(given)])
+
+    assert code == 0 and last_json(capsys.readouterr().out)["work_date"] == "2026-12-07"
+
+
+@pytest.mark.parametrize("which", ["demo", "simulate-day"])
+def test_a_refusal_during_the_run_is_said_in_the_error_shape(
+        temp_root: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], which: str) -> None:
+    """A refusal of the product's own during a run (the gateway refusing to start) ends
+    it with the error on the last line of standard output and exit 1, no traceback; the
+    folder is kept, since the run failed."""
+    refusal = Conflict(Problem("clock_before_stored_time", "clock", "2026-12-07T08:40:00",
+                               "a time no more than 5 s before 2026-12-07T08:40:11"))
+    monkeypatch.setattr(simday, "DayRun", FakeDay)
+    monkeypatch.setattr(demo, "run_demo", fake_demo)
+    monkeypatch.setattr(FakeDay, "outcome", refusal)
+    code = run_command(which, [])
+    out, err = capsys.readouterr()
+
+    assert code == 1
+    assert last_json(out)["errors"][0]["code"] == "clock_before_stored_time"
+    assert "since the run failed" in err and len(list(temp_root.iterdir())) == 1
+
+
+@pytest.mark.parametrize("given", ["2031-02-30", "2026-13-01", "7 Dec", ""])
+def test_simulate_day_refuses_a_date_that_does_not_exist(
+        temp_root: Path, capsys: pytest.CaptureFixture[str], given: str) -> None:
+    """No usage line of the argument parser: the product's error, naming the value."""
+    code = simday.simulate_day_command(["--date", given, *SMALL_DAY])
+    out, err = capsys.readouterr()
+    error = last_json(out)["errors"][0]
+
+    assert code == 2 and err == ""
+    assert (error["code"], error["path"], error["value"]) == ("date_malformed", "--date", given)
+    assert "YYYY-MM-DD" in error["expected"]
+    assert list(temp_root.iterdir()) == []
+
+
+def test_simulate_day_twice_on_one_folder(temp_root: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's case, for real: a small day run twice with the same --data. The first
+    balances; the second is refused as a folder of an earlier run, not with the
+    gateway's clock check as a traceback."""
+    given = tmp_path / "day"
+    first = simday.simulate_day_command(["--date", "2026-12-07", "--data", str(given),
+                                         *SMALL_DAY])
+    summary = last_json(capsys.readouterr().out)
+    second = simday.simulate_day_command(["--date", "2026-12-07", "--data", str(given),
+                                          *SMALL_DAY])
+    refused = last_json(capsys.readouterr().out)["errors"][0]
+
+    assert first == 0 and summary["ledger"]["balanced"]
+    assert second == 2 and refused["code"] == "data_folder_holds_earlier_run"
