@@ -35,8 +35,8 @@ from urllib.parse import quote
 from gateway.bench import machine
 from gateway.bench_e2e import (BEPS_ROUND_S, CONCURRENCY, SETTLE_WAIT_S, START, Load, _row,
                                baselines, beps_detail, beps_phase, beps_rows, clean,
-                               drive, npc_and_ledger_checks, percentile, proc_cpu_s,
-                               webhook_server, with_loads)
+                               drive, npc_and_ledger_checks, payer_name, percentile,
+                               proc_cpu_s, webhook_server, with_loads)
 from gateway.fleet import Fleet, prepare_books
 
 
@@ -64,7 +64,8 @@ async def product(root: Path, url: str, gateways: int, duration_s: float,
         "log_level": os.environ.get("PAYGATE_BENCH_LOG_LEVEL", "WARNING")},
         npc_args=["--beps-netting-interval", str(BEPS_ROUND_S)])
     fleet.build(clearing_fen=10**15, peer_fen=10**15)
-    prepare_books(url, 20, 10**15, 10**14, "2026-12-07")
+    # The load generator's payers are named as the SQLite run names them (bench_e2e).
+    prepare_books(url, 20, 10**15, 10**14, "2026-12-07", holder=payer_name)
     try:
         fleet.start_all()
         await asyncio.sleep(1.0)  # login and the first probe settle

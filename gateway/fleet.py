@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ledger
 from gateway import dialect
@@ -29,7 +29,7 @@ from gateway.clock import ScaledClock
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port, redis_binary, wait_port
 from gateway.store import SCHEMA
-from ledger.testing import customer_account
+from ledger.testing import customer_account, demo_holder
 
 BANK, PEER = "999100000019", "888200000015"
 STOP_WAIT_S = 10.0
@@ -150,9 +150,12 @@ class Fleet:
 
 
 def prepare_books(database_url: str, accounts: int, clearing_fen: int,
-                  account_fen: int, work_date: str) -> list[str]:
+                  account_fen: int, work_date: str,
+                  holder: Callable[[int], str] = demo_holder) -> list[str]:
     """The gateway's tables and the ledger on an empty database, our clearing account
-    funded and `accounts` customer accounts with money; their numbers."""
+    funded and `accounts` customer accounts with money; their numbers. Account `i` is
+    held by `holder(i)`: by default the holders of `serve --simulate`'s demo accounts,
+    which are the same numbers, so that the README's example transfer goes as written."""
     db = ledger.connect(database_url)
     led = ledger.Ledger()
     numbers = [customer_account(i, "corporate") for i in range(1, accounts + 1)]
@@ -162,7 +165,7 @@ def prepare_books(database_url: str, accounts: int, clearing_fen: int,
             led.install(tx)
             led.fund_clearing(tx, "fleet:opening", clearing_fen, work_date)
             for i, account in enumerate(numbers, 1):
-                led.open_customer_account(tx, account, f"客户{i}", "corporate", work_date)
+                led.open_customer_account(tx, account, holder(i), "corporate", work_date)
                 led.deposit(tx, f"fleet:deposit:{i}", account, account_fen, work_date)
     finally:
         db.close()

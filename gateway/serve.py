@@ -26,7 +26,7 @@ from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
 from gateway.redisproc import port_in_use
-from ledger.testing import customer_account
+from ledger.testing import DEMO_HOLDERS, customer_account
 
 
 SIM_CLEARING_FEN = 50_000_000 * 100
@@ -40,7 +40,7 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     the simulated NPC mirrored in the ledger, so a transfer can be tried at once. Done
     once per data directory: a restart, on any later date, finds them made."""
     accounts = {name: customer_account(i, "corporate")
-                for i, name in enumerate(("示例一号公司", "示例二号公司", "示例三号公司"), 1)}
+                for i, name in enumerate(DEMO_HOLDERS, 1)}
     day = gw.work_date
 
     def posted(tx: Any, event_id: str) -> bool:

@@ -23,6 +23,21 @@ def customer_account(sequence: int, kind: str = "personal") -> str:
     return make_customer_account(customer_no, _CURRENT_ACCOUNT_TYPE[kind], 1)
 
 
+# The holders of the demo's corporate accounts 1, 2 and 3, as `paygate serve --simulate`
+# opens them and the README's example transfer names them (payer_name must be the
+# holder's name as the ledger keeps it). The books prepared for a shared PostgreSQL
+# database (gateway.fleet.prepare_books) open the same accounts under the same names.
+DEMO_HOLDERS = ("示例一号公司", "示例二号公司", "示例三号公司")
+
+
+def demo_holder(sequence: int) -> str:
+    """The holder of demo corporate account `sequence` (`DEMO_HOLDERS`, then 示例4号公司
+    and so on)."""
+    if 1 <= sequence <= len(DEMO_HOLDERS):
+        return DEMO_HOLDERS[sequence - 1]
+    return f"示例{sequence}号公司"
+
+
 def fresh_books(url: str = "sqlite:///:memory:", ledger: Ledger | None = None,
                 clearing_fen: int = 0) -> tuple[Database, Ledger]:
     """An installed ledger on a new database, optionally with a funded clearing account."""

@@ -245,7 +245,8 @@ def test_two_gateways_share_the_work_and_survive_a_kill(tmp_path):
                       settings={"beps_package_age_max_s": 0.3, "beps_seal_check_s": 0.2},
                       npc_args=["--beps-netting-interval", "1.0"])
         fleet.build(clearing_fen=CLEARING_FEN, peer_fen=10**14)
-        accounts = prepare_books(url, 6, CLEARING_FEN, 10**12, "2026-12-07")
+        accounts = prepare_books(url, 6, CLEARING_FEN, 10**12, "2026-12-07",
+                                 holder=lambda i: f"客户{i}")
         report: dict[str, Any] = {"incoming": 0}
         try:
             fleet.start_all()
