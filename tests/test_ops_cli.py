@@ -253,3 +253,18 @@ def test_stuck_says_when_the_list_is_cut():
 
     assert cut.startswith("older than 10 min: the oldest 200 of 210 shown")
     assert whole.startswith("older than 10 min: 3 in all")
+
+
+def test_stuck_counts_apart_the_payments_listed_whatever_their_age():
+    """Two payments held seconds ago after the link refused their message: the heading
+    does not call them older than 10 minutes."""
+    from gateway.ops import cli_render
+    fresh = cli_render.stuck({"minutes": 10, "total": 2, "message_died": 2, "shown": 2,
+                              "truncated": False, "payments": []})
+    mixed = cli_render.stuck({"minutes": 10, "total": 5, "message_died": 2, "shown": 4,
+                              "truncated": True, "payments": []})
+
+    assert fresh.startswith("older than 10 min: 0; held since their message died on the "
+                            "way to the NPC, at any age: 2; 2 in all")
+    assert mixed.startswith("older than 10 min: 3; held since their message died on the "
+                            "way to the NPC, at any age: 2; the oldest 4 of 5 shown")

@@ -299,6 +299,23 @@ def test_stuck_payments_are_those_too_long_in_flight(web: Web) -> None:
     assert old in ids and fresh not in ids
 
 
+def test_stuck_counts_apart_those_listed_at_any_age(web: Web) -> None:
+    """A payment held seconds ago because the link refused its message is listed, as
+    one waiting for an operator; the answer counts it apart (`message_died`), so that
+    the heading does not say it is older than the age applied."""
+    refused = web.payment()
+    web.db(lambda tx: tx.execute(
+        "UPDATE payments SET state = 'held', reason = 'refused_at_link: the NPC answered "
+        "400' WHERE id = ?", (refused,)))
+    _, body, _ = web.call("GET", "/ops/api/stuck?minutes=30", basic=("op1", "op1-pass"))
+    listed = {p["id"] for p in body["payments"]}
+    died = sum(1 for p in body["payments"] if p["state"] == "held"
+               and p["reason"].startswith(("refused_at_link", "dead_lettered")))
+
+    assert refused in listed
+    assert body["message_died"] == died >= 1 and body["total"] >= body["message_died"]
+
+
 def test_archived_message_shows_raw_and_parsed(web: Web) -> None:
     """The archive finds a message by type and shows its envelope and the codec's view."""
     example = resources.files("gateway") / "examples" / "hvps.111_urgent-goods-payment.xml"

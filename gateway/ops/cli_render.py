@@ -140,10 +140,18 @@ def payment(a: dict[str, Any]) -> str:
 
 
 def stuck(a: dict[str, Any]) -> str:
+    """The list under a heading that says why each is in it: the age applied, and apart
+    those listed whatever their age (held since their message died on the way)."""
     shown = (f"the oldest {a['shown']} of {a['total']} shown" if a["truncated"]
              else f"{a['total']} in all")
-    return (f"older than {a['minutes']} min: {shown}\n"
-            + table(a["payments"], PAYMENT_COLUMNS))
+    died = a.get("message_died") or 0
+    head = f"older than {a['minutes']} min"
+    if died:
+        head = (f"{head}: {a['total'] - died}; held since their message died on the way to "
+                f"the NPC, at any age: {died};")
+    else:
+        head += ":"
+    return f"{head} {shown}\n" + table(a["payments"], PAYMENT_COLUMNS)
 
 
 def books(a: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/queues | streams (length, pending, lag, oldest age), stages, dead total |
 | GET /ops/api/payments?id=&account=&amount=&state=&date=&direction=&channel=&limit= | found |
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
-| GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes, `total`, `truncated` |
+| GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes or held since their message died (any age), `total`, `message_died`, `truncated` |
 | GET /ops/api/review | payments held for review or by the screening |
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
@@ -180,12 +180,12 @@ class DataRoutes:
         now = self.gw.clock.now()
         hvps_open = self.gw.hvps_open
 
-        def work(tx: Any) -> tuple[int, list[dict[str, Any]]]:
+        def work(tx: Any) -> tuple[tuple[int, int], list[dict[str, Any]]]:
             return (views.stuck_total(tx, now, minutes, hvps_open),
                     views.stuck(tx, now, minutes, hvps_open))
-        total, rows = await self._read(work)
-        return _json({"minutes": minutes, "total": total, "shown": len(rows),
-                      "truncated": total > len(rows), "payments": rows})
+        (total, died), rows = await self._read(work)
+        return _json({"minutes": minutes, "total": total, "message_died": died,
+                      "shown": len(rows), "truncated": total > len(rows), "payments": rows})
 
     async def books(self, request: web.Request, operator: Operator) -> web.Response:
         """The ledger's trial balance now (总分核对 included): whether the books balance,

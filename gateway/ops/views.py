@@ -185,10 +185,15 @@ def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: b
 
 
 def stuck_total(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN,
-                hvps_open: bool = False) -> int:
-    """How many payments `stuck` finds, those past its LIST_MAX included."""
+                hvps_open: bool = False) -> tuple[int, int]:
+    """How many payments `stuck` finds, those past its LIST_MAX included, and how many of
+    them it lists whatever their age: held since their message died on the way to the
+    NPC (a heading that gave only the age would say those were older than it)."""
     where, params = _stuck_where(now, after_min, hvps_open)
-    return tx.query_one(f"SELECT COUNT(*) FROM payments WHERE {where}", params)[0]
+    total, died = tx.query_one(
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {_DIED} THEN 1 ELSE 0 END), 0) "
+        f"FROM payments WHERE {where}", (*_DIED_PARAMS, *params))
+    return int(total), int(died)
 
 
 def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, tuple]:
@@ -196,13 +201,15 @@ def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, t
     waiting = (" OR (state = 'held' AND reason = ? AND EXISTS (SELECT 1 FROM outbox o "
                "WHERE o.payment_id = payments.id AND o.kind = 'hvps_credit' "
                "AND o.state = 'waiting'))") if hvps_open else ""
-    # A payment held because its message died on the way to the NPC waits for an
-    # operator whatever its age (gateway.app.Gateway.outbox_dead).
-    died = " OR (state = 'held' AND (reason LIKE ? OR reason LIKE ?))"
     return (f"((state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
-            f"AND updated_at < ?){died}",
-            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before,
-             f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%"))
+            f"AND updated_at < ?) OR {_DIED}",
+            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before, *_DIED_PARAMS))
+
+
+# A payment held because its message died on the way to the NPC waits for an operator
+# whatever its age (gateway.app.Gateway.outbox_dead): `stuck` lists it at any age.
+_DIED = "(state = 'held' AND (reason LIKE ? OR reason LIKE ?))"
+_DIED_PARAMS = (f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%")
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
