@@ -159,3 +159,29 @@ def test_a_release_of_a_refused_payment_says_what_to_do_instead(tmp_path):
     assert "the NPC refused" in release["message"]
     assert "retry" in release["message"] and f"cancel {seen['pid']}" in release["message"]
     assert seen["offered"] == ["cancel"]
+
+
+def test_each_refusal_of_a_refused_payment_expects_what_its_action_takes(tmp_path):
+    """The refusal's `expected` is the precondition of the action asked for: a hold
+    expects a payment whose message waits to be sent, not the held payment a release
+    expects; each message gives the two ways on."""
+    async def scenario() -> dict[str, Any]:
+        async with started(tmp_path) as h:
+            ops = h.gateway.runner.app[OPS_KEY]
+            _, pid = await held_after_refusal(h, 4, "refused-4")
+            refused = {}
+            for action, params in (("release", None), ("hold", None),
+                                   ("priority", {"priority": 1})):
+                with pytest.raises(PaygateError) as exc:
+                    await ops.console.request(ops.directory.get("op1"), action, pid, params)
+                refused[action] = exc.value.to_dict()["errors"][0]
+            return refused
+
+    refused = asyncio.run(scenario())
+
+    assert refused["release"]["expected"].startswith("a payment held by an operator")
+    assert "waits to be sent" in refused["hold"]["expected"]
+    assert "held by an operator" not in refused["hold"]["expected"]
+    assert "waits to be sent" in refused["priority"]["expected"]
+    assert all("retry its dead letter" in e["message"] and "cancel" in e["message"]
+               for e in refused.values())

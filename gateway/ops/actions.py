@@ -73,7 +73,7 @@ def _of_channel(tx: Any, target: str, action: str) -> tuple[Callable[..., Any],
     payment = payments.get(tx, target)
     found = CHANNEL_ACTIONS.get((payment["channel"], action))
     if found is not None and action != "cancel":
-        refuse_if_dead_lettered(payment)
+        refuse_if_dead_lettered(payment, action)
     return found
 
 
@@ -91,11 +91,12 @@ class Context:
     actor: str
 
 
-def _unsent(tx: Any, payment_id: str, outbox_states: tuple[str, ...] = UNSENT_OUTBOX
+def _unsent(tx: Any, payment_id: str, action: str,
+            outbox_states: tuple[str, ...] = UNSENT_OUTBOX
             ) -> tuple[dict[str, Any], tuple[int, str, str]]:
     payment = payments.get(tx, payment_id)
     if OUTBOX_DEAD not in outbox_states:
-        refuse_if_dead_lettered(payment)
+        refuse_if_dead_lettered(payment, action)
     if payment["channel"] != "hvps":
         raise Conflict(Problem("payment_channel_not_supported", "/target", payment["channel"],
                                "an HVPS payment (BEPS items travel in packages)"))
@@ -113,11 +114,24 @@ def _unsent(tx: Any, payment_id: str, outbox_states: tuple[str, ...] = UNSENT_OU
     return payment, outbox
 
 
-def refuse_if_dead_lettered(payment: dict[str, Any]) -> None:
+# What each action refused on a payment whose message died expects of its payment: the
+# refusal's `expected`, the precondition of the action asked for.
+DEAD_LETTERED_EXPECTED = {
+    "hold": "a payment whose message waits to be sent (accepted, or sent without the NPC "
+            "having taken it), not one held after its message died",
+    "release": "a payment held by an operator, for review or waiting for the HVPS window",
+    "priority": "a payment not yet sent whose message waits to be sent, not one held after "
+                "its message died",
+    "review_approve": "a payment held by the amount review or the screening",
+    "review_reject": "a payment held by the amount review or the screening",
+}
+
+
+def refuse_if_dead_lettered(payment: dict[str, Any], action: str) -> None:
     """A payment held because its message died on the way to the NPC (the NPC refused
     it, or it failed every delivery) is neither on the wire nor waiting to be sent: only
     a retry of its dead letter sends it, and a cancel releases its hold. Any other action
-    on it is refused saying so."""
+    on it is refused saying so, `expected` naming what the action asked for takes."""
     reason = payment["reason"] or ""
     if payment["state"] != "held" or not reason.startswith(
             (HELD_REFUSED_AT_LINK, HELD_DEAD_LETTERED)):
@@ -129,7 +143,7 @@ def refuse_if_dead_lettered(payment: dict[str, Any]) -> None:
             f"the message of payment {pid} failed every delivery to the NPC ({reason})")
     raise Conflict(Problem(
         "payment_message_dead_lettered", "/target", reason,
-        "a payment held by an operator, for review or waiting for the HVPS window",
+        DEAD_LETTERED_EXPECTED.get(action, DEAD_LETTERED_EXPECTED["release"]),
         f"{what}, and no sender will send it; retry its dead letter once the cause is "
         f"fixed (`paygate ops dead`, then `paygate ops request retry LETTER`), or cancel "
         f"it (`paygate ops request cancel {pid}`), which releases its hold"
@@ -152,7 +166,7 @@ def _holdable(tx: Any, target: str, params: dict[str, Any]) -> Any:
     payment = payments.get(tx, target)
     if (payment["state"], payment["direction"], payment["channel"]) == ("sent", "out", "hvps"):
         return payment, _never_taken(tx, payment)
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _unsent(tx, target, "hold")
     if outbox[1] in HELD_OUTBOX:
         raise Conflict(Problem("payment_already_held", "/target", payment["reason"],
                                "a payment not held by an operator or for review"))
@@ -214,7 +228,7 @@ def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = 
     other = _of_channel(tx, target, "release")
     if other is not None:
         return other[0](tx, target, params)
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _unsent(tx, target, "release")
     if outbox[1] == "waiting":
         # Waiting for the HVPS window: the gateway sends it at the opening by itself; an
         # operator may send it while HVPS is open (a payment the opening left behind).
@@ -267,7 +281,7 @@ def _cancellable(tx: Any, target: str, params: dict[str, Any]) -> Any:
         return other[0](tx, target, params)
     # A payment held because the NPC refused its message may be cancelled too: nothing
     # of it reached the NPC. Not one with a delivery attempt that may have reached it.
-    payment, outbox = _unsent(tx, target, (*UNSENT_OUTBOX, OUTBOX_DEAD))
+    payment, outbox = _unsent(tx, target, "cancel", (*UNSENT_OUTBOX, OUTBOX_DEAD))
     outbound.refuse_if_maybe_taken(tx, payment["id"], "/target")
     return payment, outbox
 
@@ -310,7 +324,7 @@ def _priority_changeable(tx: Any, target: str
     is built again with the new priority. One a delivery attempt may have given to the
     NPC is refused: the NPC would settle the message as built, whatever the payment
     said afterwards."""
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _unsent(tx, target, "priority")
     sent = outbound.delivery(tx, target)
     if sent is None or sent.attempts == sent.untaken:
         return payment, outbox
@@ -383,7 +397,7 @@ def review_reject(c: Context, tx: Any, target: str, params: dict[str, Any]) -> O
 
 def _review_hold(tx: Any, target: str, params: dict[str, Any]
                  ) -> tuple[dict[str, Any], tuple[int, str, str]]:
-    payment, outbox = _unsent(tx, target)
+    payment, outbox = _unsent(tx, target, "review_approve")
     if outbox[1] not in HELD_OUTBOX or not is_review_hold(payment["reason"]):
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
                                "a payment held by the amount review or the screening"))
