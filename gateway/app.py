@@ -25,8 +25,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway.collector import tune_collector
-from gateway import (bulk, intake, jsontext, keys, logs, outbound, payments, ready, recovery,
-                     store, webhook)
+from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
+                     recovery, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -819,9 +819,8 @@ class Gateway:
             raise refusal  # nothing answered: the whole request is refused (503)
         for i, key, body_hash in repeats:
             first, first_hash = first_use[key]
-            results[i] = results[first] if body_hash == first_hash else Conflict(Problem(
-                "idempotency_key_reused_with_other_body", "Idempotency-Key", key,
-                "the same body as the first request with this key"))
+            results[i] = results[first] if body_hash == first_hash else key_reuse.refused(
+                key, requests[i][1], key_reuse.of_body(requests[first][1]))
         return results
 
     def _prepare(self, client: str, idem_key: str | None, body: Any,
@@ -887,11 +886,11 @@ class Gateway:
             stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                                   "WHERE client = ? AND key = ?", (p.client, p.idem_key))
             if stored is not None:
+                answer = payments.answer_of(tx, stored[2])
                 if not intake.same_transfer(stored[0], p.body_hash, p.body):
-                    raise Conflict(Problem("idempotency_key_reused_with_other_body",
-                                           "Idempotency-Key", p.idem_key,
-                                           "the same body as the first request with this key"))
-                return stored[1], payments.answer_of(tx, stored[2]), [], None
+                    raise key_reuse.refused(p.idem_key, p.body,
+                                            key_reuse.of_payment(tx, answer))
+                return stored[1], answer, [], None
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         if p.end_to_end_id:

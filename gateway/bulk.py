@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway import payments
+from gateway import key_reuse, payments
 from gateway import ready as ready_messages
-from gateway.errors import Conflict, PaygateError, Problem
+from gateway.errors import PaygateError
 from gateway.intake import as_request_fields, same_transfer
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     for i, p in ready:
         try:
             if p.idem_key in stored:
-                result = _replay(p, *stored[p.idem_key])
+                result = _replay(tx, p, *stored[p.idem_key])
             elif getattr(p.accept, "bulk", None) is None:
                 with tx.savepoint():
                     status, response, more, _ = gw._accept_tx(tx, p)
@@ -149,11 +149,11 @@ def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
     return found
 
 
-def _replay(p: "Prepared", body_hash: str, answer: Any) -> Any:
-    """The first answer given under this key, or the refusal of a different body."""
+def _replay(tx: Any, p: "Prepared", body_hash: str, answer: Any) -> Any:
+    """The first answer given under this key, or the refusal of a different body, naming
+    the fields that differ from what the first asked for."""
     if not same_transfer(body_hash, p.body_hash, p.body):
-        return Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
-                                p.idem_key, "the same body as the first request with this key"))
+        return key_reuse.refused(p.idem_key, p.body, key_reuse.of_payment(tx, answer[1]))
     return answer
 
 
@@ -204,5 +204,5 @@ def answer_stored(tx: Any, ready: list[tuple[int, "Prepared"]], refusal: Paygate
     a key seen before gets its stored answer, read from the database alone; the others
     get `refusal`."""
     stored = stored_answers(tx, ready)
-    return [(i, _replay(p, *stored[p.idem_key]) if p.idem_key in stored else refusal)
+    return [(i, _replay(tx, p, *stored[p.idem_key]) if p.idem_key in stored else refusal)
             for i, p in ready]

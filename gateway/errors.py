@@ -8,6 +8,7 @@ seen and what was expected. All problems of one input are reported together.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -33,11 +34,26 @@ def _bounded(value: Any) -> Any:
         return shown + ["…"] if len(value) > VALUES_SHOWN_MAX else shown
     if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
         text = bytes(value).decode("utf-8", "replace")
+    elif isinstance(value, dict):  # as JSON text, never Python's {'k': True} form
+        text = json.dumps(value, ensure_ascii=False, default=repr)
     else:
         text = value if isinstance(value, str) else repr(value)
     # A lone surrogate cannot be written as UTF-8: show it escaped instead.
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"
+
+
+def _spelled(value: Any) -> str:
+    """A value seen, as a message shows it: text in quotes (escapes showing what cannot
+    be seen), anything else as JSON writes it (true, false, null, 1.5, a list), never as
+    Python does (True, None): the values came as JSON and the reader knows JSON."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_spelled(v) for v in value) + "]"
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,9 @@ class Problem:
         if self.path:
             text += f" at {self.path}"
         if isinstance(self.value, (list, tuple)):
-            text += ": got " + ", ".join(repr(v) for v in _bounded(self.value))
+            text += ": got " + ", ".join(_spelled(v) for v in _bounded(self.value))
         elif self.value is not None:
-            text += f": got {_bounded(self.value)!r}"
+            text += f": got {_spelled(_bounded(self.value))}"
         if self.expected:
             text += f", expected {self.expected}"
         return text

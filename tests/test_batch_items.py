@@ -39,7 +39,10 @@ def test_an_item_key_reused_with_another_body_is_named_in_the_item(live):
 
     assert third["status"] == 409
     assert [(e["code"], e["path"]) for e in third["errors"]] == [
-        ("idempotency_key_reused_with_other_body", "/2/idempotency_key")]
+        ("idempotency_key_reused_with_other_body", "/2/idempotency_key"),
+        ("idempotency_key_reused_with_other_body", "/2/amount")]
+    assert (third["errors"][1]["value"], third["errors"][1]["expected"]) == \
+        ("12.00", "10.00, as in the first request with this key")
 
 
 def test_an_item_key_taken_by_an_earlier_request_is_named_in_the_item(live):
@@ -48,7 +51,9 @@ def test_an_item_key_taken_by_an_earlier_request_is_named_in_the_item(live):
                    "batch-b2")["results"][0]
 
     assert [(e["code"], e["path"]) for e in again["errors"]] == [
-        ("idempotency_key_reused_with_other_body", "/0/idempotency_key")]
+        ("idempotency_key_reused_with_other_body", "/0/idempotency_key"),
+        ("idempotency_key_reused_with_other_body", "/0/amount")]
+    assert "differs in amount" in again["errors"][0]["message"]
 
 
 def test_ids_follow_the_order_docs_beps_gives(live):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from gateway import intake
+from gateway import intake, payments
 from tests.api_support import LiveGateway
 
 BASE = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
@@ -135,3 +135,70 @@ def test_an_item_key_repeated_in_one_batch_written_another_way_is_one_payment(li
 
     assert [r["status"] for r in results] == [201, 201]
     assert results[0]["transfer"]["id"] == results[1]["transfer"]["id"]
+
+
+# (changes to BASE in the retry) -> the fields its 409 names, and the first request's
+# value each one expects
+NAMED = [
+    ({"amount": "100.01"}, {"/amount": "100.00"}),
+    ({"urgency": "urgent"}, {"/urgency": "normal"}),
+    ({"remittance_info": None}, {"/remittance_info": '["/H01/货款"]'}),
+    ({"payee_name": "对手 客户"}, {"/payee_name": "对手客户"}),
+    ({"amount": "99", "business_kind": "02101"},
+     {"/amount": "100.00", "/business_kind": "02102"}),
+]
+
+
+@pytest.mark.parametrize("n, changes, named", [(n, c, d) for n, (c, d) in enumerate(NAMED)])
+def test_a_retry_asking_for_another_payment_names_the_fields_that_differ(
+        live, n, changes, named):
+    """As a ready message's refusal names the fields that differ from the first message
+    under its MsgId: the key first, then each differing field with the value sent and
+    the first request's as expected."""
+    first = _post(live, f"named-{n}", BASE)
+    again = _post(live, f"named-{n}", _with(changes))
+    errors = again.json()["errors"]
+
+    assert (first.status_code, again.status_code) == (201, 409)
+    assert {e["code"] for e in errors} == {"idempotency_key_reused_with_other_body"}
+    assert errors[0]["path"] == "Idempotency-Key" and first.json()["id"] in \
+        errors[0]["message"]
+    assert {e["path"]: e["expected"].split(", as in")[0] for e in errors[1:]} == named
+    assert all(e["value"] == _with(changes)[e["path"][1:]] for e in errors[1:])
+
+
+def test_a_retry_differing_only_where_the_payment_keeps_nothing_is_refused_by_key(live):
+    """`when_closed` is not kept on the payment: the refusal names the key alone."""
+    first = _post(live, "named-closed", BASE)
+    again = _post(live, "named-closed", _with({"when_closed": "refuse"}))
+    errors = again.json()["errors"]
+
+    assert (first.status_code, again.status_code) == (201, 409)
+    assert [e["path"] for e in errors] == ["Idempotency-Key"]
+
+
+def test_the_urgency_compared_is_the_one_asked_before_an_operator_changed_it(live):
+    """An operator gave the payment another priority since: a retry with the first
+    urgency and another amount is refused for the amount only."""
+    first = _post(live, "named-priority", _with({"urgency": "urgent"}))
+    pid = first.json()["id"]
+
+    def changed(tx: Any) -> None:
+        payment = payments.get(tx, pid)
+        tx.execute("UPDATE payments SET priority = 1, urgency = 'extra_urgent' WHERE id = ?",
+                   (pid,))
+        payments.transition(tx, payment, payment["state"], "ops_priority_changed",
+                            live.gw.clock.now(), priority_from=2, priority_to=1)
+    live.loop.run(live.gw.store.run(changed))
+    again = _post(live, "named-priority", _with({"urgency": "urgent", "amount": "100.02"}))
+
+    assert [e["path"] for e in again.json()["errors"]] == ["Idempotency-Key", "/amount"]
+
+
+def test_a_value_of_another_json_type_is_shown_in_json_s_spelling(live):
+    """`"amount": true` is told as JSON writes it (true), not as Python does (True)."""
+    refused = _post(live, "amount-true", _with({"amount": True}))
+    problem = next(e for e in refused.json()["errors"] if e["path"] == "/amount")
+
+    assert refused.status_code == 422
+    assert "true" in problem["message"] and "True" not in problem["message"]

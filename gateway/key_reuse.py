@@ -1,0 +1,116 @@
+"""The refusal of a JSON transfer sent under an Idempotency-Key that an earlier request
+with another body took: 409 `idempotency_key_reused_with_other_body`, naming the fields
+that differ, as a ready message's refusal names the fields that differ from the first
+message under its MsgId (gateway.ready).
+
+The idempotency record keeps the first request's hash only. What that request asked for
+is read back from the payment it made, whose row keeps every field a transfer takes
+but `when_closed` (in the route's record only as the route used it), and from its
+history for the urgency (an operator's new priority changes the payment's). A request
+inside the same batch is compared with the other's body itself. Fields are compared by
+meaning (gateway.intake.transfer_meaning: an amount of 100.0 is 100.00, a default spelt
+out is the default, a payer name as the holder's is matched); a request that differs in
+nothing compared (`when_closed` alone) is refused as before, under the key alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import jsontext, payments
+from gateway.errors import Conflict, Problem
+from gateway.intake import DEFAULTS, transfer_meaning
+from gateway.money import format_yuan
+from ledger.incoming import name_key
+
+CODE = "idempotency_key_reused_with_other_body"
+# The fields of a transfer request that its payment keeps, in the order they are named;
+# a request of the same batch is compared on `when_closed` too.
+KEPT = ("payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
+        "payee_bank", "amount", "currency", "business_type", "business_kind",
+        "remittance_info", "urgency")
+ALL = (*KEPT, "when_closed")
+# The urgency a payment was asked with, by the priority its route gave it (an operator's
+# new priority changes both; its history keeps the first).
+URGENCY_BY_PRIORITY = {1: "extra_urgent", 2: "urgent", 3: "normal"}
+
+
+@dataclass(frozen=True)
+class First:
+    """The first request under a key: what it asked for (`meaning`, as
+    `transfer_meaning` writes a request), its fields as written (`written`), the fields
+    known of it (`compared`) and the payment it made."""
+
+    meaning: dict[str, Any]
+    written: dict[str, Any]
+    compared: tuple[str, ...] = KEPT
+    payment_id: str | None = None
+
+
+def refused(key: str, body: Any, first: First | None) -> Conflict:
+    """The refusal of `body` under `key`, first taken by `first` (None: not known)."""
+    names = _differing(transfer_meaning(body), first) if first is not None else []
+    made = f" for payment {first.payment_id}" if first and first.payment_id else ""
+    head = Problem(CODE, "Idempotency-Key", key,
+                   "the same body as the first request with this key",
+                   f"Idempotency-Key {key} was taken{made} by a request that "
+                   + (f"differs in {', '.join(names)}" if names else
+                      "asked for another payment")
+                   + "; a retry sends the same request, and a new payment needs a new key")
+    if not names:
+        return Conflict(head)
+    asked = body if isinstance(body, dict) else {}
+    problems = [head]
+    for name in names:
+        was = _shown(first.written.get(name, DEFAULTS.get(name)))
+        problems.append(Problem(CODE, f"/{name}", asked.get(name),
+                                f"{was}, as in the first request with this key",
+                                f"the first request with Idempotency-Key {key}{made} asked "
+                                f"for {name} {was}"))
+    return Conflict(problems)
+
+
+def _differing(now: Any, first: First) -> list[str]:
+    if not isinstance(now, dict):
+        return []
+    return [name for name in first.compared
+            if now.get(name, DEFAULTS.get(name)) != first.meaning.get(name, DEFAULTS.get(name))]
+
+
+def _shown(value: Any) -> str:
+    """A first value as the request writes it: text as it is, anything else in JSON's
+    spelling (a list of remittance lines); none for a field left out."""
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) else jsontext.dumps(value)
+
+
+def of_body(body: Any) -> First:
+    """The first request of the same batch under the key, read from its body."""
+    return First(transfer_meaning(body), body if isinstance(body, dict) else {}, ALL)
+
+
+def of_payment(tx: Any, answer: Any) -> First | None:
+    """The first request under a key, read back from the payment its stored `answer`
+    names; None when the answer names no payment of ours."""
+    payment_id = answer.get("id") if isinstance(answer, dict) else None
+    if not isinstance(payment_id, str) or tx.query_one(
+            "SELECT 1 FROM payments WHERE id = ?", (payment_id,)) is None:
+        return None
+    p = payments.get(tx, payment_id)
+    written: dict[str, Any] = {name: p[name] for name in (
+        "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
+        "payee_bank", "currency", "business_type", "business_kind")}
+    written.update(amount=format_yuan(p["amount_fen"]), urgency=_asked_urgency(tx, p),
+                   remittance_info=list(p["remittance"]) or None)
+    meaning = {**written, "payer_name": name_key(p["payer_name"])}
+    return First(meaning, written, KEPT, payment_id)
+
+
+def _asked_urgency(tx: Any, p: dict[str, Any]) -> str:
+    changed = [e["detail"] for e in payments.history(tx, p["id"])
+               if e["event"] == "ops_priority_changed"]
+    if changed and changed[0].get("priority_from") in URGENCY_BY_PRIORITY:
+        return URGENCY_BY_PRIORITY[changed[0]["priority_from"]]
+    return p["urgency"]
