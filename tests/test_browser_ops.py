@@ -286,3 +286,27 @@ def test_a_held_for_review_rows_buttons_are_all_in_view(review_rig: Any, browser
     assert [b["action"] for b in buttons] == REVIEW_ACTIONS
     assert "Pass review" in [b["text"] for b in buttons]
     assert [b["action"] for b in buttons if not (b["inside"] and b["reachable"])] == []
+
+
+def test_the_link_card_says_the_session_as_last_known_while_the_link_is_down(
+        rig: Any, browser: Any) -> None:
+    """Link down, session logged in when the NPC last answered: the card does not read
+    "DOWN · logged_in" as if both held now, in either language."""
+    loop, ops_rig = rig
+    gw = ops_rig.gw
+
+    async def put(state: str, since: Any, cause: str, session: str) -> tuple:
+        was = (gw.link.state, gw.link.since, gw.link.cause, gw.link_state)
+        gw.link.state, gw.link.since, gw.link.cause, gw.link_state = \
+            state, since, cause, session
+        return was
+    was = loop.run(put("down", gw.clock.now(), "link answered 503", "logged_in"))
+    try:
+        english = sign_in(browser, ops_rig.url, "op1", "en-US")
+        chinese = sign_in(browser, ops_rig.url, "op1", "zh-CN")
+        shown = [page.text_content("#c-link") for page in (english, chinese)]
+    finally:
+        loop.run(put(*was))
+
+    assert shown == ["DOWN · session when the NPC last answered: logged in",
+                     "中断 · NPC 最后应答时的会话状态: 已登录"]

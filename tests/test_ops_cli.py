@@ -268,3 +268,24 @@ def test_stuck_counts_apart_the_payments_listed_whatever_their_age():
                             "way to the NPC, at any age: 2; 2 in all")
     assert mixed.startswith("older than 10 min: 3; held since their message died on the "
                             "way to the NPC, at any age: 2; the oldest 4 of 5 shown")
+
+
+# (the link's state, the login session's) -> the `NPC link` row of `ops status`
+LINK_ROWS = [
+    ("up", "logged_in", "up (session logged in)"),
+    ("down", "logged_in", "DOWN (session when the NPC last answered: logged in)"),
+    ("down", "logging_in", "DOWN (session when the NPC last answered: logging in)"),
+    ("unknown", None, "not used yet"),
+    ("up", "forced_out", "up (session logged out by the NPC)"),
+]
+
+
+@pytest.mark.parametrize("state, session, shown", LINK_ROWS)
+def test_the_link_row_says_the_session_in_words_and_as_last_known_while_down(
+        state: str, session: str | None, shown: str) -> None:
+    """A link down beside a session `logged_in` read as if both held now: the session is
+    the one the NPC last answered, and said so."""
+    from gateway.ops import cli_render
+    rows = cli_render.link_rows({"state": state, "session": session})
+
+    assert rows[0] == ("NPC link", shown)

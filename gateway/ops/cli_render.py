@@ -55,6 +55,24 @@ def status(a: dict[str, Any]) -> str:
     return f"{head}\n\n{counts}"
 
 
+# The login session's states (gateway.session) in words.
+SESSION_WORDS = {"logged_in": "logged in", "logging_in": "logging in",
+                 "logged_out": "logged out", "logging_out": "logging out",
+                 "login_refused": "login refused", "forced_out": "logged out by the NPC"}
+
+
+def _session_words(state: str, session: str | None) -> str:
+    """The session beside the link's state; while the link is down the NPC cannot be
+    asked, so it is the session the NPC last answered, said as such ("DOWN (session
+    logged_in)" read as if both were true now)."""
+    if not session:
+        return ""
+    words = SESSION_WORDS.get(session, session)
+    if state == "down":
+        return f" (session when the NPC last answered: {words})"
+    return f" (session {words})"
+
+
 def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
     """The NPC link as the page's card shows it: its state (and login session), and
     while it is down, refusing our messages (4xx) or discarding them (ccms.911), since
@@ -66,7 +84,7 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                                  ("discards our messages", discarded)) if count)
     words = {"unknown": "not used yet", "up": "up", "down": "DOWN",
              "degraded": degraded}.get(state, state)
-    session = f" (session {link['session']})" if link.get("session") else ""
+    session = _session_words(state, link.get("session"))
     rows: list[tuple[str, Any]] = [("NPC link", f"{words}{session}")]
     if state == "down":
         rows += [("  down since", link.get("since")),

@@ -30,6 +30,19 @@
     return key in I18N.en ? I18N.en[key] : key;
   }
 
+  // The link card's first line: the link's state, then the login session's in words.
+  // While the link is down the NPC cannot be asked, so the session is the one it last
+  // answered, said as such: "DOWN · logged_in" read as if both were true now.
+  function linkText(link) {
+    const state = t("link_" + link.state);
+    if (!link.session) return state;
+    const session = t("session_" + link.session);
+    const words = session === "session_" + link.session ? link.session : session;
+    return link.state === "down"
+      ? `${state} · ${t("session_last_known")}: ${words}`
+      : `${state} · ${words}`;
+  }
+
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(props || {})) {
@@ -232,7 +245,7 @@
     $("c-next").textContent = n.status ? `${n.status} ${lang === "zh" ? n.name_zh : n.name_en}` : (n.error || "-");
     $("c-next-at").textContent = n.at ? n.at.replace("T", " ").slice(0, 16) : "";
     const link = s.link || {};
-    $("c-link").textContent = `${t("link_" + link.state)}${link.session ? " · " + link.session : ""}`;
+    $("c-link").textContent = linkText(link);
     $("c-link").classList.toggle("error", link.state === "down" || link.state === "degraded");
     const linkSince = `${t("since")} ${(link.since || "").replace("T", " ").slice(0, 19)}`;
     $("c-link-detail").textContent = link.state === "down"
