@@ -123,6 +123,23 @@ def test_a_second_keep_of_a_kept_item_is_refused(rig: Rig) -> None:
     assert second == 409 and refusal["errors"][0]["code"] == "suspense_already_kept"
 
 
+@pytest.mark.parametrize("note, kept_as", [("tracing", "tracing"),
+                                            ("  tracing the customer ", "tracing the customer"),
+                                            ("", "kept by an operator")])
+def test_a_keep_records_the_requests_note(rig: Rig, note: str, kept_as: str) -> None:
+    """The note of `suspense-keep --note` is what the item is kept with (its exceptions
+    view and its history), not a fixed text; without one, the fixed text."""
+    from gateway.exceptions import schema
+    pid = rig.suspense()
+    asked, done = rig.request("op1", "suspense_keep", pid, note)
+    kept = rig.loop.run(rig.rig.gw.store.run(lambda tx: schema.kept(tx, pid)))
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+
+    assert asked == 201 and done["state"] == "executed"
+    assert (kept["note"], kept["kept_by"]) == (kept_as, "operator:op1")
+    assert detail["history"][-1]["detail"]["note"] == kept_as
+
+
 def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig) -> None:
     """The request waits; the requester cannot approve it; the supervisor's approval
     returns the payment with the request's note as the reason."""

@@ -145,8 +145,15 @@ def _status_query(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[En
     return status.request_tx(c.gw, tx, target, _by(c), c.now)
 
 
+# What a keep records when its request has no note.
+KEPT_WITHOUT_NOTE = "kept by an operator"
+
+
 def _suspense_keep(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
-    return suspense.keep_tx(c.gw, tx, target, _by(c), "kept by an operator", c.now), []
+    """The item kept with the request's note as the reason (what the operator is doing
+    about it: GET /v1/transfers/{id}/exceptions and the history show it)."""
+    note = _note(c, tx) or KEPT_WITHOUT_NOTE
+    return suspense.keep_tx(c.gw, tx, target, _by(c), note, c.now), []
 
 
 def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
