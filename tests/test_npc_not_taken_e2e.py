@@ -40,6 +40,17 @@ async def waiting_in_outbox(h: Any, payment_id: str) -> bool:
     return state == "sent" and await outbox_state(h, payment_id) == "pending"
 
 
+async def sent_while_offline(h: Any, sequence: int, key: str) -> tuple[Any, str, str]:
+    """The NPC offline, a payment of 20,000 yuan from a new payer `sent` with its message
+    waiting in the outbox; (the operators' console, the payer, the payment)."""
+    gw = h.gateway
+    payer = await open_account(h, sequence, 1_000_000 * YUAN)
+    await h.sim("POST", "/sim/faults", {"offline": True})
+    _, sent = await gw.submit_transfer("core", key, transfer(payer, "20000.00"))
+    await until(lambda: waiting_in_outbox(h, sent["id"]), "the payment waiting in the outbox")
+    return gw.runner.app[OPS_KEY], payer, sent["id"]
+
+
 async def all_final(h: Any, ids: list[str]) -> bool:
     states = [(await h.gateway.get_transfer(i))["state"] for i in ids]
     return all(s in ("settled", "rejected", "cancelled") for s in states)
@@ -98,13 +109,8 @@ def test_operators_hold_and_cancel_a_payment_the_npc_never_took(tmp_path):
     async def scenario():
         async with started(tmp_path) as h:
             gw = h.gateway
-            ops = gw.runner.app[OPS_KEY]
+            ops, payer, pid = await sent_while_offline(h, 32, "off-hold")
             op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
-            payer = await open_account(h, 32, 1_000_000 * YUAN)
-            await h.sim("POST", "/sim/faults", {"offline": True})
-            _, sent = await gw.submit_transfer("core", "off-hold", transfer(payer, "20000.00"))
-            pid = sent["id"]
-            await until(lambda: waiting_in_outbox(h, pid), "the payment waiting in the outbox")
             with pytest.raises(PaygateError) as npc_cancel:
                 await ops.console.request(op1, "npc_cancel", pid)
             held = await ops.console.request(op1, "hold", pid)

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from gateway.messages import codec
-from gateway.ops.web import OPS_KEY
-from tests.e2e_support import YUAN, open_account, started, transfer, until, wait_state
-from tests.test_npc_not_taken_e2e import waiting_in_outbox
+from tests.e2e_support import started, wait_state
+from tests.test_npc_not_taken_e2e import sent_while_offline
 
 pytestmark = pytest.mark.e2e
 
@@ -44,13 +43,8 @@ def test_a_new_priority_after_a_payment_was_taken_back_is_what_settles(tmp_path)
     async def scenario():
         async with started(tmp_path) as h:
             gw = h.gateway
-            ops = gw.runner.app[OPS_KEY]
+            ops, _, pid = await sent_while_offline(h, 35, "prio-1")
             op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
-            payer = await open_account(h, 35, 1_000_000 * YUAN)
-            await h.sim("POST", "/sim/faults", {"offline": True})
-            _, sent = await gw.submit_transfer("core", "prio-1", transfer(payer, "20000.00"))
-            pid = sent["id"]
-            await until(lambda: waiting_in_outbox(h, pid), "the payment waiting in the outbox")
             before = await archived(h, pid)
 
             await ops.console.request(op1, "hold", pid)
