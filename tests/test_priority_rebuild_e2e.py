@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import PaygateError
 from gateway.messages import codec
 from tests.e2e_support import started, wait_state
 from tests.test_npc_not_taken_e2e import sent_while_offline
@@ -34,6 +35,21 @@ async def archived(h: Any, payment_id: str) -> list[tuple[str, bytes]]:
         "ORDER BY id", (payment_id,)))
 
 
+async def hold_between_attempts(ops: Any, operator: Any, pid: str) -> None:
+    """Hold the payment as an operator does while its sender retries the NPC: a hold asked
+    while an attempt is on its way is refused (payment_delivery_under_way) and asked
+    again once that attempt has failed."""
+    for _ in range(100):
+        try:
+            await ops.console.request(operator, "hold", pid)
+            return
+        except PaygateError as exc:
+            if exc.code != "payment_delivery_under_way":
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{pid} was always being sent")
+
+
 def test_a_new_priority_after_a_payment_was_taken_back_is_what_settles(tmp_path):
     """The user's steps: the NPC offline, an urgent transfer `sent` with its hvps.111
     built and refused with 503; an operator holds it, asks for priority 1 and for its
@@ -47,7 +63,7 @@ def test_a_new_priority_after_a_payment_was_taken_back_is_what_settles(tmp_path)
             op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
             before = await archived(h, pid)
 
-            await ops.console.request(op1, "hold", pid)
+            await hold_between_attempts(ops, op1, pid)
             asked = await ops.console.request(op1, "priority", pid, {"priority": 1})
             changed = await ops.console.decide(sup1, asked["id"], True)
             asked = await ops.console.request(op1, "release", pid)
