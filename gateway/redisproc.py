@@ -10,6 +10,7 @@ truth and start-up puts every unfinished outbox row back on the streams.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import signal
 import socket
@@ -72,7 +73,39 @@ def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
     raise TimeoutError(f"nothing listened on port {port} within {timeout_s} s")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives to outgoing connections and to bind(0)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port free now, for a server started next.
+
+    The port is chosen below the kernel's ephemeral range: a port found free by bind(0)
+    comes from that range, and any outgoing connection made before the server binds it
+    (the tests make thousands) can take it meanwhile. Below the range only another
+    listener can, and this process never hands out one port twice."""
+    low = _ephemeral_low()
+    if low > 12000:
+        rng = random.Random()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
