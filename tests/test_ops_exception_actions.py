@@ -215,7 +215,10 @@ def test_the_command_line_asks_for_every_exception_action(rig: Rig,
     returned, return_out = run("op1", "request", "return", suspense, "--note", "查无此户")
     listed, table = run("op1", "requests")
     refused, refusal = run("op1", "request", "status-query", outgoing)
-    released, _ = run("op1", "request", "suspense-release", suspense)
+    # A release of the keep would contradict the pending return: it is asked of another.
+    other = rig.suspense()
+    run("op1", "request", "suspense-keep", other)
+    released, _ = run("op1", "request", "suspense-release", other)
     catalogue, actions = run("op1", "actions")
     return_line = next(line for line in table.splitlines() if suspense in line
                        and "pending" in line)
@@ -229,3 +232,65 @@ def test_the_command_line_asks_for_every_exception_action(rig: Rig,
     assert released == 0
     assert catalogue == 0 and all(word in actions for word in (
         "npc-cancel", "status-query", "suspense-keep", "suspense-release", "退汇"))
+
+
+def _apply_request(rig: Rig, user: str, pid: str) -> tuple[int, Any]:
+    return rig.call("POST", "/ops/api/requests", user,
+                    {"action": "suspense_apply", "target": pid,
+                     "params": {"account": rig.rig.payer_account},
+                     "note": "payee confirmed by telephone"})
+
+
+@pytest.mark.parametrize("first", ["return", "suspense_apply"])
+def test_a_request_contradicting_a_pending_one_on_the_same_item_is_refused(
+        rig: Rig, first: str) -> None:
+    """A return and an application of one suspense item cannot both wait for approval:
+    each approver would decide on the facts before the other ran. The second is refused,
+    naming the first; once the first is withdrawn, the second may be asked."""
+    pid = rig.suspense()
+    asked, req = (rig.request("op1", "return", pid, "unknown payee") if first == "return"
+                  else _apply_request(rig, "op1", pid))
+    second, refusal = (_apply_request(rig, "op2", pid) if first == "return"
+                       else rig.request("op2", "return", pid, "unknown payee"))
+    withdrawn, _ = rig.call("POST", f"/ops/api/requests/{req['id']}/reject", "op1",
+                            {"note": "asked the other way"})
+    again, later = (_apply_request(rig, "op2", pid) if first == "return"
+                    else rig.request("op2", "return", pid, "unknown payee"))
+
+    assert asked == 201 and req["state"] == "pending"
+    assert second == 409
+    problem = refusal["errors"][0]
+    assert problem["code"] == "request_contradicts_pending"
+    assert f"request {req['id']} ({first})" in problem["message"]
+    assert withdrawn == 200 and again == 201 and later["state"] == "pending"
+    assert sorted(rig.requests_on(pid)) == sorted([(first, "withdrawn"),
+                                                   (later["action"], "pending")])
+
+
+def test_a_priority_change_may_wait_beside_a_deciding_request(rig: Rig) -> None:
+    """A new priority decides nothing about the money: it is not refused beside a
+    pending cancel."""
+    pid = rig.outgoing()
+    held, _ = rig.request("op1", "hold", pid)
+    cancel, _ = rig.request("op1", "cancel", pid)
+    priority, _ = rig.call("POST", "/ops/api/requests", "op2",
+                           {"action": "priority", "target": pid,
+                            "params": {"priority": 1}, "note": ""})
+
+    assert (held, cancel, priority) == (201, 201, 201)
+
+
+def test_allowing_the_automatic_return_of_an_item_returned_meanwhile_fails(rig: Rig) -> None:
+    """The item was kept, then returned while a release of the keep waited: the release,
+    approved after, fails with payment_not_in_suspense instead of reporting done."""
+    pid = rig.suspense()
+    kept, _ = rig.request("op1", "suspense_keep", pid)
+    asked, release = rig.request("op1", "suspense_release", pid)
+    rig.loop.run(rig.rig.gw.store.run(lambda tx: tx.execute(
+        "UPDATE payments SET state = 'returned' WHERE id = ?", (pid,))))
+    approved, done = rig.call("POST", f"/ops/api/requests/{release['id']}/approve", "sup1",
+                              {"note": ""})
+
+    assert (kept, asked, approved) == (201, 201, 200)
+    assert done["state"] == "failed"
+    assert done["outcome"]["errors"][0]["code"] == "payment_not_in_suspense"

@@ -118,7 +118,11 @@ def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
 
 
 def unkeep_tx(gw: Any, tx: Any, payment_id: str, by: str, now: datetime) -> dict[str, Any]:
-    payment = payments.get(tx, payment_id)
+    """Let the automatic return take the item again. Refused once the item has left
+    suspense (applied, credited or returned meanwhile): allowing the return of money
+    that is no longer in suspense would tell of a change that cannot happen."""
+    payment = payments.get(tx, payment_id, lock=True)
+    check_in_suspense(payment)
     removed = schema.unkeep(tx, payment_id)
     if removed:
         payments.transition(tx, payment, payment["state"], "automatic_return_allowed", now,

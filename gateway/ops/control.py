@@ -300,13 +300,17 @@ def note_problems(note: Any) -> list[Problem]:
 def create(tx: Any, operator: Operator, action: str, target: str, params: dict[str, Any],
            note: str, now: datetime) -> int:
     if RULES[action].target == "payment":
-        payments.get(tx, target)  # an unknown payment is refused at once, not at approval
+        # An unknown payment is refused at once, not at approval. Locked: requests on one
+        # payment made at once from two gateway processes are checked one after the other.
+        payments.get(tx, target, lock=True)
     clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
                          "AND target = ?", (action, target))
     if clash is not None:
         raise Conflict(Problem("request_already_pending", "/target", target,
                                "no other pending request of the same action",
                                f"request {clash[0]} waits for approval"))
+    if deciding(action):
+        _refuse_contradiction(tx, action, target)
     expires = now + timedelta(seconds=REQUEST_LIFE_S)
     row = tx.query_one(
         "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
@@ -316,6 +320,34 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
     audit(tx, now, operator.user, operator.level, "request", request_id=row[0],
           target=target, action=action, params=params, note=note)
     return row[0]
+
+
+# Actions waiting for a second person that may stand beside any other on the same target:
+# a new priority decides nothing about where the money goes.
+COMPATIBLE = frozenset({"priority"})
+
+
+def deciding(action: str) -> bool:
+    """Whether the action, once approved, decides where its target's money goes (a
+    release, a cancel, a return, an application of a suspense item, ...)."""
+    rule = RULES[action]
+    return rule.needs_approval and action not in COMPATIBLE
+
+
+def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
+    """One deciding request pending per target: two (a return and an application of the
+    same suspense item, a release and a cancel) would both be approved on the facts
+    each approver saw, and the second carried out on what the first did."""
+    for other_id, other in tx.query("SELECT id, action FROM ops_requests "
+                                    "WHERE state = 'pending' AND target = ? AND action <> ? "
+                                    "ORDER BY id", (target, action)):
+        if other in RULES and RULES[other].target == RULES[action].target \
+                and deciding(other):
+            raise Conflict(Problem(
+                "request_contradicts_pending", "/target", target,
+                "no pending request of another action that decides this target's money",
+                f"request {other_id} ({other}) waits for approval; withdraw or reject it "
+                f"first"))
 
 
 def load(tx: Any, request_id: int) -> dict[str, Any]:
