@@ -131,7 +131,7 @@ async def measure(folder: Path, payments: int, concurrency: int = 1, lanes: bool
         gw = h.gateway
         payer = await open_account(h, 1, 10_000_000 * 100)
         if lanes:  # no slot to send from the work itself: everything by its stream
-            gw.direct.link_limit = 0
+            gw.direct.link_limit = gw.direct.ack_limit = 0
         tracer = Tracer(gw.store, folder / "gateway" / "gateway.db-wal", trace)
         tracer.install()
         told = Told(posts)

@@ -1050,13 +1050,13 @@ class Gateway:
             await self._link_refusal_alert(exc)
             raise
         decoded = _read_body(env, signature)
-        claim_ack = self.direct.reserve_link()
+        claim_ack = self.direct.reserve_ack()
         try:
             received = await self.store.run(lambda tx: self._receive_tx(
                 tx, env, raw, decoded, now, claim_ack))
         except BaseException:
             if claim_ack:
-                self.direct.release_link()
+                self.direct.release_ack()
             raise
         for action in received.processed.after_commit if received.processed else ():
             action()
@@ -1067,7 +1067,7 @@ class Gateway:
             self.direct.send_ack(received.ack_outbox_id, received.ack_envelope)
         else:
             if claim_ack:
-                self.direct.release_link()
+                self.direct.release_ack()
             if received.ack_outbox_id is not None:
                 entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
         await self.hand_over(entries)

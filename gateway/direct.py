@@ -23,9 +23,10 @@ payments first when payments wait; so a payment goes straight out only while thi
 process's lane sender has room to take more (no entry waits unread on the lanes for it
 to overtake) and a link slot is free, and otherwise onto its lane as before.
 
-Sends on the link (hvps.111s and ccms.990s) and pushes to the webhook take slots of
-their own, so that webhook rows waiting for a slot (they take each one that comes free)
-never keep a payment from going straight out or a 990 from being sent at once. When
+Sends on the link (hvps.111s, and apart from them ccms.990s) and pushes to the webhook
+take slots of their own, so that webhook rows waiting for a slot (they take each one that
+comes free) never keep a payment from going straight out or a 990 from being sent at
+once, and the 990s of a burst of results never send payments by their lanes. When
 the two shared their slots, under load nearly every payment went by its lane and a
 quarter of the 990s by the link stream (an entry appended, read, claimed and
 acknowledged each, and a second piece of store work each).
@@ -69,6 +70,15 @@ log = logging.getLogger("paygate.direct")
 # single POSTs only queue inside it. LINK_TIMEOUT_S bounds each.
 DIRECT_MAX = 64
 LINK_DIRECT_MAX = 256
+# The ccms.990s answering what the NPC sent us have slots of their own, apart from the
+# hvps.111s' (whose bound decides when a payment goes by its priority lane instead). A
+# 990 carries no priority, and one that finds no slot goes by the link stream: an
+# append, a read, an acknowledgement and a store work of its own to claim the row it
+# could have been sent from. Under a load the NPC is slower to take than we are to
+# make, the 990s of two POSTs of 64 results took what the hvps.111s left of 256, and
+# most 990s (about 1,600 of 2,500 payments in a 10 s unpaced HVPS phase) went by the
+# stream. 1,024 keeps them in memory (about half a megabyte) and on the link at once.
+LINK_ACKS_MAX = 1024
 LINK_CONNECTIONS_MAX = 128
 # Claimed webhook rows waiting in this process for a slot, at most, and for how long; a
 # row past either bound gives its claim back and goes by the webhook stream. Well inside
@@ -80,12 +90,14 @@ WAITING_S = outbound.CLAIM_LEASE_S / 2
 
 class Direct:
     def __init__(self, gw: Any, limit: int = DIRECT_MAX,
-                 link_limit: int = LINK_DIRECT_MAX) -> None:
+                 link_limit: int = LINK_DIRECT_MAX, ack_limit: int = LINK_ACKS_MAX) -> None:
         self.gw = gw
         self.limit = limit
         self.taken = 0  # slots reserved or running
         self.link_limit = link_limit
         self.link_taken = 0  # the link's slots reserved or running
+        self.ack_limit = ack_limit
+        self.acks_taken = 0  # the 990s' slots reserved or running
         self._tasks: set[asyncio.Task] = set()
         self.sent = 0
         self.handed_to_streams = 0
@@ -123,9 +135,25 @@ class Direct:
         assert self.link_taken > 0, "a link slot is released only after it was reserved"
         self.link_taken -= 1
 
+    def reserve_ack(self) -> bool:
+        """Take a slot for a ccms.990 to be sent after a commit; False when all are
+        taken (it then goes by the link stream)."""
+        if self.acks_taken >= self.ack_limit:
+            return False
+        self.acks_taken += 1
+        return True
+
+    def release_ack(self) -> None:
+        """Give back a reserved 990 slot that will not be used."""
+        assert self.acks_taken > 0, "a 990 slot is released only after it was reserved"
+        self.acks_taken -= 1
+
     def send_ack(self, outbox_id: int, envelope: bytes) -> None:
-        """Send a claimed outbox row (a ccms.990) in its reserved link slot."""
-        self._start_link(self._send_claimed(outbox_id, envelope, keys.OUT_LINK))
+        """Send a claimed outbox row (a ccms.990) in its reserved slot."""
+        task = asyncio.get_running_loop().create_task(
+            self._send_claimed(outbox_id, envelope, keys.OUT_LINK))
+        self._tasks.add(task)
+        task.add_done_callback(self._ack_ended)
 
     def send_credit(self, outbox_id: int, envelope: bytes, lane: str) -> None:
         """Send an hvps.111 claimed by the work that accepted its payment, in its reserved
@@ -208,6 +236,11 @@ class Direct:
     def _link_ended(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self.link_taken -= 1
+        _log_failure(task)
+
+    def _ack_ended(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.acks_taken -= 1
         _log_failure(task)
 
     def _next_waiting(self) -> None:

@@ -279,7 +279,8 @@ def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
                 for n in range(4)))
             for _, answer in answers:
                 await wait_state(h, answer["id"], "settled")
-            await until(lambda: gw.direct.link_taken == 0, "the 990s sent")
+            await until(lambda: gw.direct.link_taken == gw.direct.acks_taken == 0,
+                        "the 990s sent")
             lanes = sum([await gw.redis.xlen(lane) for lane in keys.HVPS_LANES])
             link_stream = await gw.redis.xlen(keys.OUT_LINK) - link_stream_before
             return lanes, link_stream, gw.direct.sent
@@ -289,3 +290,28 @@ def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
     assert lanes == 0
     assert link_stream == 0
     assert sent_at_once >= 8  # four hvps.111 and four 990s
+
+
+def test_990s_go_at_once_while_every_payment_slot_of_the_link_is_taken(tmp_path):
+    """The ccms.990s answering the NPC's results have link slots of their own: with none
+    free for hvps.111s, payments go by their lanes, yet each 990 still goes from the work
+    that receives its result (nothing more on the link stream)."""
+    async def scenario():
+        async with started(tmp_path, webhook_url="http://127.0.0.1:9/hook") as h:
+            gw = h.gateway
+            gw.direct.link_limit = 0
+            payer = await open_account(h, 1, 1_000_000 * YUAN)
+            link_stream_before = await gw.redis.xlen(keys.OUT_LINK)
+            answers = await asyncio.gather(*(
+                gw.submit_transfer("core", f"k-acks-{n}", transfer(payer, "100.00"))
+                for n in range(4)))
+            for _, answer in answers:
+                await wait_state(h, answer["id"], "settled")
+            await until(lambda: gw.direct.acks_taken == 0, "the 990s sent")
+            link_stream = await gw.redis.xlen(keys.OUT_LINK) - link_stream_before
+            return link_stream, gw.direct.sent
+
+    link_stream, sent_at_once = run(scenario())
+
+    assert link_stream == 0
+    assert sent_at_once >= 4  # the four 990s; the hvps.111s went by their lanes
