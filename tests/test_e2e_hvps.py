@@ -263,15 +263,15 @@ def test_reconciliation_details_name_the_payment_we_never_received(tmp_path):
     assert item["amount_fen"] == 4_321_00 and item["msg_id"] in lost.values()
 
 
-def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
-    """The webhook's pushes and the link's sends take slots of their own: with no slot
-    free for the webhook, payments still go out from the work that accepts them and the
-    ccms.990s from the work that receives their results (nothing on the lanes, nothing
-    more on the link stream)."""
+def _four_payments_with_slots(tmp_path, **slots: int) -> tuple[int, int, int]:
+    """Four payments sent together and settled with gateway.direct's slot bounds set as
+    `slots` says; (entries added to the HVPS lanes, entries added to the link stream,
+    sends made after commit)."""
     async def scenario():
         async with started(tmp_path, webhook_url="http://127.0.0.1:9/hook") as h:
             gw = h.gateway
-            gw.direct.limit = 0
+            for name, bound in slots.items():
+                setattr(gw.direct, name, bound)
             payer = await open_account(h, 1, 1_000_000 * YUAN)
             link_stream_before = await gw.redis.xlen(keys.OUT_LINK)
             answers = await asyncio.gather(*(
@@ -284,8 +284,15 @@ def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
             lanes = sum([await gw.redis.xlen(lane) for lane in keys.HVPS_LANES])
             link_stream = await gw.redis.xlen(keys.OUT_LINK) - link_stream_before
             return lanes, link_stream, gw.direct.sent
+    return run(scenario())
 
-    lanes, link_stream, sent_at_once = run(scenario())
+
+def test_payments_go_straight_out_while_every_webhook_slot_is_taken(tmp_path):
+    """The webhook's pushes and the link's sends take slots of their own: with no slot
+    free for the webhook, payments still go out from the work that accepts them and the
+    ccms.990s from the work that receives their results (nothing on the lanes, nothing
+    more on the link stream)."""
+    lanes, link_stream, sent_at_once = _four_payments_with_slots(tmp_path, limit=0)
 
     assert lanes == 0
     assert link_stream == 0
@@ -296,22 +303,7 @@ def test_990s_go_at_once_while_every_payment_slot_of_the_link_is_taken(tmp_path)
     """The ccms.990s answering the NPC's results have link slots of their own: with none
     free for hvps.111s, payments go by their lanes, yet each 990 still goes from the work
     that receives its result (nothing more on the link stream)."""
-    async def scenario():
-        async with started(tmp_path, webhook_url="http://127.0.0.1:9/hook") as h:
-            gw = h.gateway
-            gw.direct.link_limit = 0
-            payer = await open_account(h, 1, 1_000_000 * YUAN)
-            link_stream_before = await gw.redis.xlen(keys.OUT_LINK)
-            answers = await asyncio.gather(*(
-                gw.submit_transfer("core", f"k-acks-{n}", transfer(payer, "100.00"))
-                for n in range(4)))
-            for _, answer in answers:
-                await wait_state(h, answer["id"], "settled")
-            await until(lambda: gw.direct.acks_taken == 0, "the 990s sent")
-            link_stream = await gw.redis.xlen(keys.OUT_LINK) - link_stream_before
-            return link_stream, gw.direct.sent
-
-    link_stream, sent_at_once = run(scenario())
+    _, link_stream, sent_at_once = _four_payments_with_slots(tmp_path, link_limit=0)
 
     assert link_stream == 0
     assert sent_at_once >= 4  # the four 990s; the hvps.111s went by their lanes
