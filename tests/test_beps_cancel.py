@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway import keys, outbound, payments
-from gateway.beps import packer
+from gateway.beps import items, packer
 from gateway.beps.api import package_view
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels, ops, schema
@@ -412,3 +412,21 @@ def test_without_keeps_count_and_sum_those_of_the_rest() -> None:
     assert (smaller.header.count, smaller.header.total_fen) == (2, 101 + 102)
     assert smaller.header.msg_id == pkg.header.msg_id
     assert package.without(pkg, frozenset()) == pkg
+
+
+@pytest.mark.parametrize("words", [["308:PR08", "900:PR03"], ["900:PR03", "308:PR08"]],
+                         ids=["granted, then netted", "netted, then granted"])
+def test_an_item_the_npc_withdrew_gets_no_netting_or_settlement_in_its_history(
+        tmp_path: Path, words: list[str]) -> None:
+    """The package's other items net and settle; the withdrawn one stays cancelled and
+    its history tells nothing of a round it was never in, whichever answer came first."""
+    db, gw, package_id = npc_asked_then(tmp_path, words)
+    with db.transaction() as tx:
+        items.settle(tx, gw, "2026-12-12", "03", "2026-12-12", NOW)
+    withdrawn = [(e["state"], e["event"]) for e in events(db, P0)]
+    kept = [[(e["state"], e["event"]) for e in events(db, pid)][-2:] for pid in (P1, P2)]
+
+    assert withdrawn[-1] == ("cancelled", "npc_cancel_cancelled")
+    assert not {state for state, _ in withdrawn} & {"netted", "settled"}
+    assert kept == [[("netted", "beps_netted"), ("settled", "beps_settled")]] * 2
+    assert ledger_view(db, gw)["states"] == ["cancelled", "settled", "settled"]

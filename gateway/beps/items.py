@@ -246,12 +246,17 @@ def _settled(tx: Any, gw: Any, netted: list[tuple[str, str | None]], now: dateti
     """The netted items of a round, (payment id, package id) each, become settled. A
     package whose items all settle here changes with one statement and one history row
     under the package, as packing, sending and netting did; the others' items (one
-    netted late, one of a package with an item cancelled) get a row each."""
+    netted late, one of a package with an item cancelled) get a row each.
+
+    A package's items are counted in beps_items, not by its count: an item the NPC
+    withdrew at our request (ccms.307 granted) has left the count but stays in the
+    package, and a row under the package would tell it too, cancelled, as settled."""
     by_package: dict[str | None, list[str]] = {}
     for pid, package_id in netted:
         by_package.setdefault(package_id, []).append(pid)
     whole = dict(tx.query(
-        f"SELECT id, count FROM beps_packages WHERE id IN ({', '.join('?' * len(by_package))})",
+        "SELECT package_id, COUNT(*) FROM beps_items WHERE package_id IN "
+        f"({', '.join('?' * len(by_package))}) GROUP BY package_id",
         tuple(by_package))) if by_package else {}
     alone = []
     for package_id, pids in by_package.items():
