@@ -38,6 +38,7 @@ from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages import ccms303, ccms314, codec
 from gateway.messages.common import GroupHeader, OriginalRef, OriginalTx, iso_datetime
 from gateway.messages.envelope import Header
+from simulators.beps_store import NETTED
 from simulators.logfmt import event
 from simulators.settings import OUR_BANK
 from simulators.store import SETTLED, Store
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS peer_queries (
 CREATE INDEX IF NOT EXISTS peer_queries_due ON peer_queries (state, reply_at);
 """
 WAITING, REPLIED, IGNORED = "waiting", "replied", "ignored"
+NOT_FOUND = "经查未发现该笔款项，请核实后再查。"
 TICK_S = 0.1             # how often waiting answers are looked at (real seconds)
 DUE_PER_TICK_MAX = 100   # answers sent per tick; more wait for the next one
 _BANK = re.compile(r"[0-9]{12}")
@@ -164,12 +166,33 @@ class PeerQueries:
         return codec.encode(header, body, peer.keys.ring)
 
     def _records_say(self, q: ccms314.Query) -> str:
+        if q.subject.mt.startswith("beps."):
+            return self._package_records_say(q)
         row = self.store.conn.execute(
             "SELECT status, settled_on FROM payments WHERE msg_id = ? AND sender = ? "
             "ORDER BY id DESC LIMIT 1", (q.subject.msg_id, q.subject.instg_party)).fetchone()
         if row is not None and row[0] == SETTLED:
             return f"该笔款项已于{row[1]}清算，已入收款人账户。"
-        return "经查未发现该笔款项，请核实后再查。"
+        return NOT_FOUND
+
+    def _package_records_say(self, q: ccms314.Query) -> str:
+        """A BEPS transaction is named by the package that carried it (its MsgId and
+        sender) and its own TxId; one withdrawn from its package was never netted."""
+        if q.subject_tx is None:
+            return NOT_FOUND
+        row = self.store.conn.execute(
+            "SELECT k.netting_date, r.settled_on FROM beps_packages k JOIN beps_txs t "
+            "ON t.package_id = k.id LEFT JOIN beps_rounds r ON r.netting_date = "
+            "k.netting_date AND r.netting_round = k.netting_round WHERE k.msg_id = ? AND "
+            "k.sender = ? AND k.mesg_type = ? AND k.status = ? AND t.tx_id = ? AND NOT "
+            "EXISTS (SELECT 1 FROM beps_tx_cancels c WHERE c.package_id = k.id AND "
+            "c.tx_id = t.tx_id)", (q.subject.msg_id, q.subject.instg_party, q.subject.mt,
+                                   NETTED, q.subject_tx.tx_id)).fetchone()
+        if row is None:
+            return NOT_FOUND
+        if row[1] is not None:
+            return f"该笔款项已于{row[1]}清算，已入收款人账户。"
+        return f"该笔款项已于{row[0]}轧差，待清算。"
 
     # What a peer sends on request
 
@@ -181,12 +204,14 @@ class PeerQueries:
         if req.get("orig_tx_id"):
             subject_tx = OriginalTx(peer.spec.branch, peer.branches.get(receiver, receiver),
                                     req["orig_tx_id"], "A100")
-        header = _bank_header(peer, receiver, ccms314.MESSAGE_TYPE, "HVPS")
+        orig_mt = req.get("orig_mt", "hvps.111.001.01")
+        system = "BEPS" if orig_mt.startswith("beps.") else "HVPS"
+        header = _bank_header(peer, receiver, ccms314.MESSAGE_TYPE, system)
         query = ccms314.Query(
             header=_group_header(peer, receiver, peer.branches.get(receiver, receiver),
-                                 "HVPS"),
+                                 system),
             subject=OriginalRef(req["orig_msg_id"], req.get("orig_sender", peer.code),
-                                req.get("orig_mt", "hvps.111.001.01")),
+                                orig_mt),
             amount_fen=req["amount_fen"], content=req["content"], subject_tx=subject_tx,
             query_type=req.get("query_type", "QT00"))
         raw = codec.encode(header, ccms314.build(query), peer.keys.ring)

@@ -16,8 +16,14 @@ from gateway import payments
 from gateway import store as gateway_store
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
-from gateway.errors import PaygateError
-from gateway.queries import QueryDesk, answers, deadlines, policy, records, requests, schema
+from gateway.beps import packer
+from gateway.beps.settings import BepsSettings
+from gateway.errors import Conflict, PaygateError
+from gateway.messages.common import OriginalRef
+from gateway.queries import (QueryDesk, answers, deadlines, outgoing, policy, records,
+                             requests, schema)
+from tests.beps_support import NOW as BEPS_NOW, credit_row, held_items
+from tests.e2e_support import BANK, BRANCH
 
 CALENDAR = BusinessCalendar()
 POLICY = policy.QueryPolicy()
@@ -310,3 +316,27 @@ def test_due_times_compare_in_business_time():
 
     assert records.is_late(row, at("2026-12-08T12:00") + timedelta(seconds=1))
     assert not records.is_late(row, at("2026-12-08T12:00"))
+
+
+BEPS_P0 = credit_row(0, BEPS_NOW)["id"]
+
+
+def test_a_beps_payment_in_no_package_cannot_be_queried_yet(tmp_path):
+    """Waiting to be packed, the payment was on no message a bank could look up: the
+    query is refused, naming the payment; sealed in a package, the query names the
+    package."""
+    db, gw = held_items(tmp_path, [100])
+    desk = SimpleNamespace(gw=SimpleNamespace(settings=gw.settings, own_banks={BRANCH}))
+    with db.transaction() as tx:
+        payment = payments.get(tx, BEPS_P0)
+        with pytest.raises(Conflict) as refused:
+            outgoing._from_payment(tx, desk, payment)
+        packer.seal_due(tx, gw, BepsSettings(), "stream", BEPS_NOW, force=True)
+        package_id, msg_id = tx.query_one("SELECT id, msg_id FROM beps_packages", ())
+        resolved = outgoing._from_payment(tx, desk, payments.get(tx, BEPS_P0))
+
+    assert [(p.code, p.path, p.value) for p in refused.value.problems] == [
+        ("beps_item_not_in_a_package", "/payment_id", BEPS_P0)]
+    assert package_id == BANK + msg_id != BANK + payment["msg_id"]
+    assert resolved.subject == OriginalRef(msg_id, BANK, "beps.121.001.01")
+    assert resolved.subject_tx.tx_id == payment["tx_id"]

@@ -66,6 +66,9 @@ TABLES = [
     # Our packages by their header's MesgID: a ccms.911 names a discarded one so.
     "CREATE INDEX IF NOT EXISTS beps_packages_out_mesg ON beps_packages (mesg_id) "
     "WHERE direction = 'out'",
+    # Packages by their XML MsgId: a query (ccms.314) names a BEPS payment by the
+    # package that carried it, whose sender it may name by a branch (gateway.queries).
+    "CREATE INDEX IF NOT EXISTS beps_packages_msg ON beps_packages (msg_id)",
     """CREATE TABLE IF NOT EXISTS beps_rounds (
         netting_date TEXT NOT NULL, netting_round TEXT NOT NULL,
         settled_on TEXT NOT NULL,

@@ -5,6 +5,13 @@ bank, the message type) and, for a payment inside a BEPS package, the transactio
 (OrgnlTx/OrgnlTxId). The sending bank may be named by its direct participant or by the
 branch, so both are tried.
 
+An HVPS payment is its own message: its MsgId is the payment's. A BEPS payment is one
+transaction of a package (beps.121, beps.122, beps.125, beps.127): the original message
+is the package, whose MsgId is not the transaction's own number, so the payment is found
+among the package's transactions, by its TxId (without one, only in a package of one).
+A query naming a BEPS transaction's TxId as the message's MsgId names no message that
+was on the wire, and finds nothing.
+
 The gateway answers by itself only what its records settle beyond doubt: the payment is
 ours, its amount agrees, it has reached a state that will not change by itself, and the
 question is of a kind the policy lets it answer. Everything else goes to an operator,
@@ -39,15 +46,29 @@ class Subject:
     business_type: str = "A100"  # OrgnlTxTpCd when the caller does not say
 
 
+BEPS_PREFIX = "beps."
+# A BEPS transaction in the package that carried it: the package's sender is named by
+# its direct participant, or by the sending side's branch (a debit is sent by the
+# creditor's bank, a credit by the payer's).
+_BEPS_ITEMS = (
+    "SELECT p.id FROM beps_packages k JOIN beps_items i ON i.package_id = k.id "
+    "JOIN payments p ON p.id = i.payment_id WHERE k.msg_id = ? AND k.msg_type = ? "
+    "AND (k.sender = ? OR (CASE WHEN i.kind IN ('debit_out', 'debit_in') "
+    "THEN p.payee_bank ELSE p.payer_bank END) = ?)")
+
+
 def find_payment(tx: Any, s: Subject) -> dict[str, Any] | None:
     """Our payment named by `s`; None when there is none, or more than one."""
-    sql = ("SELECT id FROM payments WHERE msg_id = ? AND msg_type = ? "
-           "AND (sender_direct = ? OR payer_bank = ?)")
+    if s.message_type.startswith(BEPS_PREFIX):
+        sql, column = _BEPS_ITEMS, "p.tx_id"
+    else:
+        sql, column = ("SELECT id FROM payments WHERE msg_id = ? AND msg_type = ? "
+                       "AND (sender_direct = ? OR payer_bank = ?)"), "tx_id"
     params: list[Any] = [s.msg_id, s.message_type, s.sending_bank, s.sending_bank]
     if s.tx_id:
-        sql += " AND tx_id = ?"
+        sql += f" AND {column} = ?"
         params.append(s.tx_id)
-    rows = tx.query(sql + " ORDER BY id LIMIT 2", tuple(params))
+    rows = tx.query(sql + " ORDER BY 1 LIMIT 2", tuple(params))
     if len(rows) != 1:
         return None
     return payments.get(tx, rows[0][0])

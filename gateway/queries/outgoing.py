@@ -4,7 +4,9 @@ on the streams after the commit.
 
 A query about one of our payments takes everything it names from the payment: the
 original message, the transaction, the amount and the counterparty (the payee's bank for
-a payment we sent, the payer's bank for one we received). A query about a payment we do
+a payment we sent, the payer's bank for one we received). The original message of an
+HVPS payment is its own; that of a BEPS payment is the package that carried it (its
+MsgId, sender and type), the payment being the transaction named by its TxId. A query about a payment we do
 not have (a customer expects money that never came) names the original message and its
 sending bank; the counterparty is that bank's direct participant in the directory.
 """
@@ -122,7 +124,7 @@ def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
     else:
         payment = answers.find_payment(tx, req.subject)
     if payment is not None:
-        resolved = _from_payment(desk, payment)
+        resolved = _from_payment(tx, desk, payment)
         if req.amount_fen is not None and req.amount_fen != resolved.amount_fen:
             raise ValidationFailed(Problem(
                 "amount_differs_from_payment", "/amount", req.amount_text,
@@ -131,7 +133,7 @@ def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
     return _from_subject(desk, req)
 
 
-def _from_payment(desk: Any, p: dict[str, Any]) -> Resolved:
+def _from_payment(tx: Any, desk: Any, p: dict[str, Any]) -> Resolved:
     if p["channel"] not in ("hvps", "beps"):
         raise ValidationFailed(Problem("payment_not_sent_through_cnaps", "/payment_id",
                                        p["id"], "a payment that went by HVPS or BEPS"))
@@ -143,12 +145,29 @@ def _from_payment(desk: Any, p: dict[str, Any]) -> Resolved:
         our_party=ours if ours in desk.gw.own_banks else desk.gw.settings.bank_code,
         their_direct=p["receiver_direct"] if outgoing else p["sender_direct"],
         their_party=their_party, system=p["channel"].upper())
-    subject = OriginalRef(p["msg_id"], p["sender_direct"], p["msg_type"])
+    subject = (_package_of(tx, p) if p["channel"] == "beps"
+               else OriginalRef(p["msg_id"], p["sender_direct"], p["msg_type"]))
     subject_tx = None
     if _TX_ID.fullmatch(p["tx_id"] or ""):
         subject_tx = OriginalTx(p["payer_bank"], p["payee_bank"], p["tx_id"],
                                 p["business_type"])
     return Resolved(parties, subject, subject_tx, p["amount_fen"], p)
+
+
+def _package_of(tx: Any, p: dict[str, Any]) -> OriginalRef:
+    """The package that carried a BEPS payment, as a query names it (OrgnlGrpHdr); one
+    not in a package (waiting to be packed, set aside by an operator, cancelled before
+    packing) was on no message the other bank could look up."""
+    row = tx.query_one("SELECT k.msg_id, k.sender, k.msg_type FROM beps_items i "
+                       "JOIN beps_packages k ON k.id = i.package_id WHERE i.payment_id = ?",
+                       (p["id"],))
+    if row is None:
+        raise Conflict(Problem(
+            "beps_item_not_in_a_package", "/payment_id", p["id"],
+            "a BEPS payment sealed in a package",
+            "a query names the package that carried the payment, and this one is in none "
+            "(waiting to be packed, set aside, or cancelled before packing)"))
+    return OriginalRef(*row)
 
 
 def _from_subject(desk: Any, req: QueryRequest) -> Resolved:
