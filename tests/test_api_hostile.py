@@ -117,6 +117,18 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(live):
     assert wrong.json()["errors"][0]["code"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+def test_the_batch_path_is_only_posted_to(live, method):
+    """/v1/transfers/batch takes POST alone: another method is refused as one, never
+    read as a payment named "batch" (405, not payment_not_found)."""
+    wrong = requests.request(method, live.url + "/v1/transfers/batch", timeout=5)
+
+    assert wrong.status_code == 405
+    if method != "HEAD":  # a HEAD answer has no body
+        assert [(p["code"], p["path"], p["value"]) for p in wrong.json()["errors"]] == [
+            ("method_not_allowed", "/v1/transfers/batch", method)]
+
+
 def test_all_problems_of_a_request_are_reported(live):
     """A request breaking several rules hears about all of them at once."""
     body = json.dumps({"payer_account": "x y", "payer_bank": "12345", "amount": "1.001",

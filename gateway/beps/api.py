@@ -250,8 +250,16 @@ async def post_stop(request: web.Request) -> web.Response:
     return _json(await _ext(request).stop_debit(body), 201)
 
 
+async def batch_not_posted(request: web.Request) -> web.Response:
+    """GET (and HEAD) of /v1/transfers/batch: refused as any other method is, 405. Left
+    without a route of its own, it would be read as GET /v1/transfers/{id} of a payment
+    named "batch"."""
+    raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/transfers/batch", post_batch)
+    app.router.add_get("/v1/transfers/batch", batch_not_posted)
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/debits", post_debit)
     app.router.add_post("/v1/debit-mandates", post_mandate)
