@@ -7,15 +7,18 @@ the same key is a 409."""
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from gateway import intake
 from tests.api_support import LiveGateway
 
 BRANCH, PEER_BANK, PEER_BRANCH = "999100000027", "888200000015", "888200000023"
+SPEC = yaml.safe_load(resources.files("gateway").joinpath("openapi.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +153,29 @@ def test_a_key_stored_as_text_answers_its_own_text(live, path, make, table):
     assert first.status_code == 201, first.text
     assert (again.status_code, again.json()) == (201, first.json())
     assert spelt.status_code == 409
+
+
+def transfer(live: LiveGateway, **changes: Any) -> dict[str, Any]:
+    return {"payer_account": live.payer, "payer_name": live.payer_name, "payer_bank": BRANCH,
+            "payee_account": "6222000000000004", "payee_name": "对手客户",
+            "payee_bank": PEER_BRANCH, "amount": "40.00", "urgency": "urgent", **changes}
+
+
+@pytest.mark.parametrize("path, make", [
+    ("/v1/transfers", transfer), ("/v1/debits", debit), ("/v1/periodic-credits", periodic),
+    ("/v1/queries", query), ("/v1/free-format", free_text),
+])
+def test_a_repeat_is_answered_with_the_first_status_and_openapi_says_so(
+        live, payment, path, make):
+    """The same request under its key again gets the first answer with the first status,
+    201, on every endpoint taking a key, as on /v1/transfers; openapi.yaml gives 201 as
+    the one success of each, never a 200 for a repeat."""
+    body = _body(live, make, payment) if make is not transfer else transfer(live)
+    first = post(live, path, f"repeat-{path}", body)
+    again = post(live, path, f"repeat-{path}", body)
+    documented = SPEC["paths"][path]["post"]["responses"]
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert [status for status in documented if status.startswith("2")] == ["201"]
+    assert "repeat" in documented["201"]["description"]
