@@ -11,11 +11,20 @@ inside the same batch is compared with the other's body itself. Fields are compa
 meaning (gateway.intake.transfer_meaning: an amount of 100.0 is 100.00, a default spelt
 out is the default, a payer name as the holder's is matched); a request that differs in
 nothing compared (`when_closed` alone) is refused as before, under the key alone.
+
+Other endpoints taking a key (queries, free text, debits, periodic credits) keep the
+first request's body with the key and are refused the same way (`of_stored`, by the
+endpoint's `Kind`): fields
+compared by that endpoint's meaning of a request, each differing one named with the
+first request's value as it wrote it, or the endpoint's default when it left it out.
+A key kept before the body was kept with it is refused under the key alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import jsontext, payments
@@ -46,24 +55,28 @@ class First:
     written: dict[str, Any]
     compared: tuple[str, ...] = KEPT
     payment_id: str | None = None
+    defaults: Mapping[str, Any] = field(default_factory=lambda: DEFAULTS)  # a field left out
 
 
-def refused(key: str, body: Any, first: First | None) -> Conflict:
-    """The refusal of `body` under `key`, first taken by `first` (None: not known)."""
-    names = _differing(transfer_meaning(body), first) if first is not None else []
+def refused(key: str, body: Any, first: First | None,
+            meaning: Callable[[Any], Any] = transfer_meaning,
+            thing: str = "payment") -> Conflict:
+    """The refusal of `body` under `key`, first taken by `first` (None: not known);
+    `meaning` reads what a request asks for, `thing` names what it makes."""
+    names = _differing(meaning(body), first) if first is not None else []
     made = f" for payment {first.payment_id}" if first and first.payment_id else ""
     head = Problem(CODE, "Idempotency-Key", key,
                    "the same body as the first request with this key",
                    f"Idempotency-Key {key} was taken{made} by a request that "
                    + (f"differs in {', '.join(names)}" if names else
-                      "asked for another payment")
-                   + "; a retry sends the same request, and a new payment needs a new key")
+                      f"asked for another {thing}")
+                   + f"; a retry sends the same request, and a new {thing} needs a new key")
     if not names:
         return Conflict(head)
     asked = body if isinstance(body, dict) else {}
     problems = [head]
     for name in names:
-        was = _shown(first.written.get(name, DEFAULTS.get(name)))
+        was = _shown(first.written.get(name, first.defaults.get(name)))
         problems.append(Problem(CODE, f"/{name}", asked.get(name),
                                 f"{was}, as in the first request with this key",
                                 f"the first request with Idempotency-Key {key}{made} asked "
@@ -74,8 +87,9 @@ def refused(key: str, body: Any, first: First | None) -> Conflict:
 def _differing(now: Any, first: First) -> list[str]:
     if not isinstance(now, dict):
         return []
+    defaults = first.defaults
     return [name for name in first.compared
-            if now.get(name, DEFAULTS.get(name)) != first.meaning.get(name, DEFAULTS.get(name))]
+            if now.get(name, defaults.get(name)) != first.meaning.get(name, defaults.get(name))]
 
 
 def _shown(value: Any) -> str:
@@ -86,9 +100,42 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else jsontext.dumps(value)
 
 
-def of_body(body: Any) -> First:
-    """The first request of the same batch under the key, read from its body."""
-    return First(transfer_meaning(body), body if isinstance(body, dict) else {}, ALL)
+def of_body(body: Any, meaning: Callable[[Any], Any] = transfer_meaning,
+            compared: tuple[str, ...] = ALL,
+            defaults: Mapping[str, Any] = DEFAULTS) -> First:
+    """The first request under the key read from its body (one of the same batch, or
+    one kept with its key), as `meaning` reads it; `compared` its fields in the order
+    they are named, `defaults` what those left out ask for."""
+    written = body if isinstance(body, dict) else {}
+    found = meaning(body)
+    return First(found if isinstance(found, dict) else {}, written, compared,
+                 defaults=defaults)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of request kept by key with its first body: its name, what a request of
+    it asks for (`meaning`), its fields in the order a refusal names them, what those
+    left out ask for, and what a request makes."""
+
+    name: str
+    meaning: Callable[[Any], Any]
+    fields: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    thing: str
+
+
+def of_stored(kind: Kind, key: str, body: Any, stored: str | None) -> Conflict:
+    """The refusal of `body` under `key`, whose first request of this kind was kept
+    with it as `stored` (`kept`; None: kept without it, refused under the key alone)."""
+    first = None if stored is None else of_body(json.loads(stored), kind.meaning,
+                                                kind.fields, kind.defaults)
+    return refused(key, body, first, kind.meaning, kind.thing)
+
+
+def kept(body: Any) -> str:
+    """A request's body as it is kept with its key, for `of_stored`."""
+    return jsontext.dumps(body)
 
 
 def of_payment(tx: Any, answer: Any) -> First | None:

@@ -186,9 +186,12 @@ SCHEMA = [
         outbox_id INTEGER NOT NULL, payment_id TEXT NOT NULL, state TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS webhook_events_payment ON webhook_events (payment_id)",
+    # `request`: the first body of a debit or periodic credit (gateway.key_reuse); a
+    # transfer's first request is read back from its payment.
     """CREATE TABLE IF NOT EXISTS idempotency (
         client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
+        request TEXT,
         PRIMARY KEY (client, key)
     )""",
     # A ready hvps.111 first taken under its key, field by field (gateway.ready)
@@ -289,6 +292,7 @@ SCHEMA = [
 # made without it when the store opens (a CREATE TABLE IF NOT EXISTS leaves it as it is).
 ADDED_COLUMNS = {
     "outbox": [("untaken", "INTEGER NOT NULL DEFAULT 0")],
+    "idempotency": [("request", "TEXT")],
 }
 
 

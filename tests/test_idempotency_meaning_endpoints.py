@@ -179,3 +179,32 @@ def test_a_repeat_is_answered_with_the_first_status_and_openapi_says_so(
     assert (again.status_code, again.json()) == (201, first.json())
     assert [status for status in documented if status.startswith("2")] == ["201"]
     assert "repeat" in documented["201"]["description"]
+
+
+@pytest.mark.parametrize("path, make, changes, was", [
+    ("/v1/queries", query, {"content": "款项未到。"}, "款项未到"),
+    ("/v1/queries", query, {"query_type": "QT01"}, "QT00"),
+    ("/v1/free-format", free_text, {"system": "BEPS"}, "HVPS"),
+    ("/v1/free-format", free_text, {"content": "请核实汇款 "}, "请核实汇款"),
+    ("/v1/debits", debit, {"amount": "10.01"}, "10.00"),
+    ("/v1/debits", debit, {"business_kind": "01401"}, "01400"),
+    ("/v1/periodic-credits", periodic, {"remittance_info": "/H02/工资"}, "工资"),
+    ("/v1/periodic-credits", periodic, {"amount": "20.01"}, "20.00"),
+])
+def test_another_request_under_the_key_names_each_field_that_differs(
+        live, payment, path, make, changes, was):
+    """As a transfer's is: the key, then each differing field with the value the retry
+    gives and, as expected, the first request's (its default when it left it out)."""
+    key = f"named-{path}-{sorted(changes)}"
+    post(live, path, key, _body(live, make, payment))
+    again = post(live, path, key, _body(live, make, payment, **changes))
+    (name, value), = changes.items()
+    errors = again.json()["errors"]
+
+    assert again.status_code == 409, again.text
+    assert [(e["code"], e["path"]) for e in errors] == [
+        ("idempotency_key_reused_with_other_body", "Idempotency-Key"),
+        ("idempotency_key_reused_with_other_body", f"/{name}")]
+    assert errors[1]["value"] == value
+    assert errors[1]["expected"] == f"{was}, as in the first request with this key"
+    assert f"differs in {name}" in errors[0]["message"]

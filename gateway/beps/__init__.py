@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, jsontext, keys, payments
+from gateway import intake, jsontext, key_reuse, keys, payments
 from gateway.beps import (api, build, debits_in, debits_out, incoming, items,
                           netting_dates, packer, periodic, recon, requests, results,
                           schema, stops)
@@ -163,7 +163,7 @@ class BepsExtension:
         receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
                                              debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen)
         now = gw.clock.now()
-        return await self._once(client, key, body, debits_out.meaning(body), now,
+        return await self._once(client, key, body, debits_out.KIND, now,
                                 lambda tx: payments.public_view(
                                     debits_out.record(tx, gw, debit, receiver, now, client)))
 
@@ -176,17 +176,16 @@ class BepsExtension:
         receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
                                              periodic.PERIODIC_TYPE, transfer.amount_fen)
         now = gw.clock.now()
-        return await self._once(client, key, body, periodic.meaning(body), now,
+        return await self._once(client, key, body, periodic.KIND, now,
                                 lambda tx: periodic.record(tx, gw, transfer, agreement,
                                                            receiver, now, client))
 
-    async def _once(self, client: str, key: str, body: Any, meaning: Any, now: datetime,
-                    make: Any) -> tuple[int, dict[str, Any]]:
+    async def _once(self, client: str, key: str, body: Any, kind: key_reuse.Kind,
+                    now: datetime, make: Any) -> tuple[int, dict[str, Any]]:
         """`make`'s answer stored under the key, or the answer stored before for the same
-        request (compared by `meaning`, what the body asks for)."""
-        body_hash = intake.meaning_sha256(meaning)
+        request (compared by what the body asks for, as `kind` reads it)."""
         status, view, created = await self.gw.store.run(lambda tx: requests.submit_once(
-            tx, client, key, body, body_hash, now, make))
+            tx, client, key, body, kind, now, make))
         if created:
             await self.gw.redis.xadd(keys.BEPS_TX, {"item": view["id"]})
         return status, view

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, payments
+from gateway import intake, key_reuse, payments
 from gateway.beps import build, items
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
@@ -96,6 +96,11 @@ def meaning(body: Any) -> Any:
                          nullable=("remittance_info",))
     intake.amount_meaning(out)
     return out
+
+
+# A debit request as kept by its Idempotency-Key (gateway.key_reuse).
+KIND = key_reuse.Kind("debit", meaning, tuple(FIELDS), {"business_kind": DEFAULT_DEBIT_KIND},
+                      "debit")
 
 
 def _texts(body: dict[str, Any], p: ProblemList) -> None:

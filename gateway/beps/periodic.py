@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, jsontext, payments
+from gateway import intake, jsontext, key_reuse, payments
 from gateway.beps import items
 from gateway.beps.build import NAME_LEN_MAX
 from gateway.beps.debits_out import AGREEMENT_LEN_MAX
@@ -23,6 +23,7 @@ from routing import RouteDecision
 
 PERIODIC_TYPE = "E100"
 DEFAULT_KIND = "01200"  # 薪金报酬 salaries
+DEFAULTS = {"currency": "CNY", "business_type": PERIODIC_TYPE, "business_kind": DEFAULT_KIND}
 
 
 def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
@@ -64,9 +65,14 @@ def meaning(body: Any) -> Any:
     kind 01200, CNY). It takes no urgency nor when_closed, so those stay as written (and
     are refused); the payer name is compared as a transfer's is, folded as the holder's
     name is matched, since it goes out as the holder's whatever its spelling (`record`)."""
-    return intake.transfer_meaning(
-        body, {"currency": "CNY", "business_type": PERIODIC_TYPE,
-               "business_kind": DEFAULT_KIND}, nullable=())
+    return intake.transfer_meaning(body, DEFAULTS, nullable=())
+
+
+# A periodic credit request as kept by its Idempotency-Key (gateway.key_reuse): a
+# transfer's fields but the urgency, and the agreement.
+KIND = key_reuse.Kind("periodic_credit", meaning,
+                      (*(name for name in key_reuse.KEPT if name != "urgency"), "agreement"),
+                      DEFAULTS, "periodic credit")
 
 
 def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,

@@ -12,27 +12,29 @@ import json
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, payments
-from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
+from gateway import intake, key_reuse, payments
+from gateway.errors import PaygateError, Problem, ValidationFailed
 
 
-def submit_once(tx: Any, client: str, idem_key: str, body: Any, body_hash: str,
+def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,
                 now: datetime, make: Callable[[Any], dict[str, Any]]
                 ) -> tuple[int, dict[str, Any], bool]:
-    """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored.
-    `body_hash` is the request's hash by meaning (intake.meaning_sha256)."""
-    stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
+    """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored
+    with the request's body. The request is compared by what it asks for (`kind`'s
+    meaning, its hash intake.meaning_sha256); another request under the key is refused
+    naming each field that differs (gateway.key_reuse)."""
+    body_hash = intake.meaning_sha256(kind.meaning(body))
+    stored = tx.query_one("SELECT body_sha256, status, response, request FROM idempotency "
                           "WHERE client = ? AND key = ?", (client, idem_key))
     if stored is not None:
         if not intake.same_transfer(stored[0], body_hash, body):
-            raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
-                                   idem_key, "the same body as the first request with this key"))
+            raise key_reuse.of_stored(kind, idem_key, body, stored[3])
         return stored[1], payments.answer_of(tx, stored[2]), False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-               "created_at) VALUES (?, ?, ?, 201, ?, ?)",
+               "request, created_at) VALUES (?, ?, ?, 201, ?, ?, ?)",
                (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
-                now.isoformat()))
+                key_reuse.kept(body), now.isoformat()))
     return 201, view, True
 
 

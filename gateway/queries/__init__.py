@@ -27,7 +27,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable
 
-from gateway import intake
+from gateway import intake, key_reuse
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms911, codec
@@ -37,6 +37,13 @@ from gateway.queries import policy as policy_mod
 from gateway.queries.policy import QueryPolicy
 
 log = logging.getLogger("paygate.queries")
+
+# The requests kept by Idempotency-Key, each compared by what it asks for.
+QUERIES = key_reuse.Kind("queries", requests.query_meaning, requests.QUERY_FIELDS,
+                         requests.QUERY_DEFAULTS, "query")
+FREE_FORMAT = key_reuse.Kind("free_format", requests.free_format_meaning,
+                             requests.FREE_FORMAT_FIELDS, requests.FREE_FORMAT_DEFAULTS,
+                             "free-format message")
 
 
 def install(gw: Any) -> "QueryDesk":
@@ -135,11 +142,11 @@ class QueryDesk:
         req = requests.parse_query(body, now)
 
         def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, "queries", key, body, body_hash)
+            stored = idempotency.replay(tx, client, QUERIES, key, body, body_hash)
             if stored is not None:
                 return stored, []
             view, pushes = outgoing.open_query(tx, self, req, client, now)
-            idempotency.remember(tx, client, "queries", key, body_hash, 201, view, now)
+            idempotency.remember(tx, client, QUERIES, key, body, body_hash, 201, view, now)
             return (201, view), pushes
         return await self._run(work)
 
@@ -163,11 +170,12 @@ class QueryDesk:
         now = self.gw.clock.now()
 
         def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, "free_format", key, body, body_hash)
+            stored = idempotency.replay(tx, client, FREE_FORMAT, key, body, body_hash)
             if stored is not None:
                 return stored, []
             item, pushes = outgoing.send_free_format(tx, self, req, client, now)
-            idempotency.remember(tx, client, "free_format", key, body_hash, 201, item, now)
+            idempotency.remember(tx, client, FREE_FORMAT, key, body, body_hash, 201, item,
+                                 now)
             return (201, item), pushes
         return await self._run(work)
 

@@ -3,8 +3,10 @@
 The same client, key and request replays the stored answer; the same key with another
 request is refused with 409. A retry is compared by what it asks for, not by its text
 (the request's meaning, gateway.queries.requests; intake.same_transfer), as transfers
-are. Keys are kept per kind of request, so a key the client used for a transfer or a
-query never collides with one used for free text.
+are, and refused naming each field that differs, with the first request's value, as a
+transfer is (gateway.key_reuse: the first body is kept with its key). Keys are kept per
+kind of request, so a key the client used for a transfer or a query never collides
+with one used for free text.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway import intake
-from gateway.errors import Conflict, PaygateError, Problem
+from gateway import intake, key_reuse
+from gateway.errors import PaygateError, Problem
 
 KEY_LEN_MAX = 64
 
@@ -27,23 +29,25 @@ def check_key(key: str | None) -> str:
     return key
 
 
-def replay(tx: Any, client: str, kind: str, key: str, body: Any,
+def replay(tx: Any, client: str, kind: key_reuse.Kind, key: str, body: Any,
            body_sha256: str) -> tuple[int, dict[str, Any]] | None:
     """The answer stored under the key for this request (`body`, whose hash by meaning is
-    `body_sha256`), None for a new key; another request under it is refused (409)."""
-    stored = tx.query_one("SELECT body_sha256, status, response FROM query_requests "
-                          "WHERE client = ? AND key = ?", (client, f"{kind}:{key}"))
+    `body_sha256`), None for a new key; another request under it is refused (409),
+    naming each field that differs from the first request's."""
+    stored = tx.query_one("SELECT body_sha256, status, response, request FROM "
+                          "query_requests WHERE client = ? AND key = ?",
+                          (client, f"{kind.name}:{key}"))
     if stored is None:
         return None
     if not intake.same_transfer(stored[0], body_sha256, body):
-        raise Conflict(Problem("idempotency_key_reused_with_other_body", "Idempotency-Key",
-                               key, "the same body as the first request with this key"))
+        raise key_reuse.of_stored(kind, key, body, stored[3])
     return stored[1], json.loads(stored[2])
 
 
-def remember(tx: Any, client: str, kind: str, key: str, body_sha256: str, status: int,
-             response: dict[str, Any], now: datetime) -> None:
+def remember(tx: Any, client: str, kind: key_reuse.Kind, key: str, body: Any, body_sha256: str,
+             status: int, response: dict[str, Any], now: datetime) -> None:
     tx.execute("INSERT INTO query_requests (client, key, body_sha256, status, response, "
-               "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-               (client, f"{kind}:{key}", body_sha256, status,
-                json.dumps(response, ensure_ascii=False), now.isoformat()))
+               "request, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (client, f"{kind.name}:{key}", body_sha256, status,
+                json.dumps(response, ensure_ascii=False), key_reuse.kept(body),
+                now.isoformat()))

@@ -148,7 +148,7 @@ def _doubt_at(value: Any, now: datetime, p: ProblemList) -> datetime | None:
 
 # What a request means is the same with these left out: the defaults `parse_query` and
 # `_subject` apply, and the fields they take null for as not given.
-_QUERY_DEFAULTS = {"query_type": "QT00"}
+QUERY_DEFAULTS = {"query_type": "QT00"}
 _QUERY_NULLABLE = ("payment_id", "amount", "doubt_at", "operator")
 _SUBJECT_DEFAULTS = {"message_type": "hvps.111.001.01", "business_type": "A100"}
 _SUBJECT_NULLABLE = ("message_type", "tx_id", "business_type")
@@ -162,7 +162,7 @@ def query_meaning(body: Any) -> Any:
     as written, so their spelling counts; what `parse_query` refuses stays as written."""
     if type(body) is not dict:
         return body
-    out = intake.without(body, _QUERY_DEFAULTS, _QUERY_NULLABLE)
+    out = intake.without(body, QUERY_DEFAULTS, _QUERY_NULLABLE)
     intake.amount_meaning(out)
     if type(out.get("original")) is dict:
         out["original"] = intake.without(out["original"], _SUBJECT_DEFAULTS,
@@ -181,7 +181,15 @@ def free_format_meaning(body: Any) -> Any:
     null as if left out; the text goes out as written."""
     if type(body) is not dict:
         return body
-    return intake.without(body, {"system": "HVPS"}, ("operator",))
+    return intake.without(body, FREE_FORMAT_DEFAULTS, ("operator",))
+
+
+# The fields of each request in the order a refusal names them, and what those left out
+# ask for (gateway.queries.idempotency).
+QUERY_FIELDS = ("payment_id", "original", "amount", "content", "query_type", "doubt_at",
+                "operator")
+FREE_FORMAT_FIELDS = ("receiver", "content", "system", "operator")
+FREE_FORMAT_DEFAULTS = {"system": "HVPS"}
 
 
 def parse_reply(body: Any) -> tuple[str, str]:

@@ -90,6 +90,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS query_requests (
         client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
+        request TEXT,                     -- the first body (gateway.key_reuse)
         PRIMARY KEY (client, key)
     )""",
 ]
@@ -104,6 +105,7 @@ ADDED_COLUMNS = {
     "free_format": _REFUSAL,
     "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT"),
                       *_REFUSAL],
+    "query_requests": [("request", "TEXT")],
 }
 # Indexes on those columns, made once they are there: the operators' list of refusals.
 ADDED_INDEXES = [
