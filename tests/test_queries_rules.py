@@ -4,6 +4,7 @@ timer on a manual clock, the auto-answer policy, answers and request checks."""
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -207,7 +208,7 @@ def test_policy_decides_who_answers(changes, query_type, content, amount_fen, pa
     ("in", "suspense", "待销账序号900070001", True),
     ("in", "returned", "退回贵行", True),
     ("out", "settled", "清算成功", True),
-    ("out", "rejected", "未成功（被拒绝：account_not_found）", False),
+    ("out", "rejected", "未成功（被拒绝），款项未划出", False),
     ("out", "netted", "轧差", True),
 ])
 def test_answers_say_what_the_records_say(direction, state, words, timed):
@@ -223,6 +224,30 @@ def test_answers_say_what_the_records_say(direction, state, words, timed):
     assert words in text and "人民币12,345.67元" in text
     assert len(text) <= answers.CONTENT_LEN_MAX
     assert ("2026-12-07 10:15" in text) is timed
+
+
+@pytest.mark.parametrize("direction, state, reason, words", [
+    ("in", "suspense", "name_mismatch", "因收款人户名与账号不符于"),
+    ("in", "suspense", "account_not_found", "因收款人账号不存在于"),
+    ("in", "suspense", "account_closed", "因收款人账户已销户于"),
+    ("in", "suspense", "branch_mismatch", "因收款人开户行与收款行不符于"),
+    ("in", "suspense", "not_a_reason_we_know", "因收款人账户信息不符于"),
+    ("out", "rejected", "beps_item_refused_before_packing: name_too_long_for_beps",
+     "未成功（被拒绝），"),
+    ("out", "rejected", "收款行不是参与者", "未成功（被拒绝：收款行不是参与者），"),
+    ("in", "netted", None, "当前状态：已轧差。"),
+])
+def test_an_answer_to_another_bank_carries_no_code_of_ours(direction, state, reason, words):
+    """The reason our records keep is said in words (a suspense reason), or left out
+    when it is one of the gateway's codes; a reason in words (the NPC's) is given."""
+    with database() as tx:
+        text = answers.answer_text(tx, {
+            "id": "P1", "direction": direction, "state": state, "amount_fen": 100,
+            "reason": reason, "pending_no": "900070001",
+            "updated_at": "2026-12-07T11:00:00+08:00"})
+
+    assert words in text
+    assert not re.search(r"[A-Za-z_]{3,}", text), text
 
 
 def test_answer_gives_the_time_of_the_credit_not_of_the_query_about_it():

@@ -20,6 +20,7 @@ with the reason (`handling`) kept on the query.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,22 @@ from gateway.money import format_yuan_grouped
 from gateway.queries.policy import QUERY_TYPE_DEFAULT, QueryPolicy
 
 CONTENT_LEN_MAX = 256  # Cntt is Max256Text in both ccms.314 and ccms.315
+
+# Why an incoming payment waits in suspense (ledger.incoming's reasons), in the words a
+# teller writes to the other bank: a code of ours never goes out in an answer.
+SUSPENSE_WORDS = {"account_not_found": "收款人账号不存在",
+                  "account_closed": "收款人账户已销户",
+                  "name_mismatch": "收款人户名与账号不符",
+                  "branch_mismatch": "收款人开户行与收款行不符"}
+SUSPENSE_WORDS_OTHERWISE = "收款人账户信息不符"
+# A state our answer has no sentence of its own for (an incoming debit netted, say), in
+# words, not its name in the API.
+STATE_WORDS = {"settled": "已清算", "netted": "已轧差", "rejected": "已拒绝",
+               "cancelled": "已撤销", "returned": "已退回", "credited": "已入账",
+               "suspense": "暂挂待处理"}
+# A reason holding one of the gateway's codes (snake_case: `name_too_long_for_beps`) is
+# not said to another bank; one in words (the NPC's RjctInf) is.
+_OUR_CODE = re.compile(r"[A-Za-z0-9]+_[A-Za-z0-9_]+")
 
 AUTO = "auto"
 # States from which the records answer a query for good (CONTRACT.md §5).
@@ -100,10 +117,12 @@ def answer_text(tx: Any, payment: dict[str, Any]) -> str:
     at = _state_time(tx, payment)
     state = payment["state"]
     reason = (payment.get("reason") or "")[:60]
+    refused = f"被拒绝：{reason}" if reason and not _OUR_CODE.search(reason) else "被拒绝"
     if payment["direction"] == "in":
+        why = SUSPENSE_WORDS.get(reason, SUSPENSE_WORDS_OTHERWISE)
         texts = {
             "credited": f"该笔款项人民币{amount}元已于{at}入收款人账户。",
-            "suspense": (f"该笔款项人民币{amount}元因收款人账户信息不符（{reason}）于{at}暂挂"
+            "suspense": (f"该笔款项人民币{amount}元因{why}于{at}暂挂"
                          f"我行待处理，待销账序号{payment.get('pending_no') or ''}，"
                          "请核实收款人账号户名后回复。"),
             "returned": f"该笔款项人民币{amount}元已于{at}退回贵行。",
@@ -112,11 +131,12 @@ def answer_text(tx: Any, payment: dict[str, Any]) -> str:
         texts = {
             "settled": f"我行该笔付款人民币{amount}元已于{at}清算成功。",
             "netted": f"我行该笔付款人民币{amount}元已于{at}轧差，具有最终性。",
-            "rejected": f"我行该笔付款人民币{amount}元未成功（被拒绝：{reason}），款项未划出。",
+            "rejected": f"我行该笔付款人民币{amount}元未成功（{refused}），款项未划出。",
             "cancelled": f"我行该笔付款人民币{amount}元已于{at}撤销，款项未划出。",
             "returned": f"我行该笔付款人民币{amount}元已于{at}被退回。",
         }
-    text = texts.get(state, f"该笔款项人民币{amount}元当前状态：{state}。")
+    text = texts.get(state, f"该笔款项人民币{amount}元当前状态："
+                            f"{STATE_WORDS.get(state, '处理中')}。")
     return text[:CONTENT_LEN_MAX]
 
 
