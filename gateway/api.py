@@ -463,11 +463,30 @@ async def post_transfer(request: web.Request) -> web.Response:
     return _json(response, status)
 
 
+def refuse_json_message(body: bytes) -> None:
+    """A JSON document sent as a ready message (a transfer posted to the wrong path, say)
+    is refused as JSON: read as a message, its `{` would be taken for an envelope
+    missing its `{H:` header, or its `[` for XML that does not parse."""
+    stripped = body.lstrip(b"\xef\xbb\xbf \r\n\t")
+    if stripped[:1] not in (b"{", b"[") or stripped.startswith(b"{H:"):
+        return
+    try:
+        json.loads(stripped)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return  # not JSON either: judged as a message, which names its fault
+    raise PaygateError(Problem(
+        "message_body_is_json", "/", stripped[:40].decode("utf-8", "replace"),
+        "a CNAPS2 message: an envelope starting with {H:, or a bare XML document",
+        "the body is JSON; POST /v1/messages takes a ready hvps.111 (a JSON transfer goes "
+        "to POST /v1/transfers)"), 400)
+
+
 async def post_message(request: web.Request) -> web.Response:
     """A ready CNAPS2 message from the core system (hvps.111, envelope or bare XML)."""
     body = await _read(request)
     client = await authenticate(request, body)
     gw = request.app[GATEWAY_KEY]
+    refuse_json_message(body)
     decoded = codec.decode(body, bare_ok=True, every_schema_error=True)
     if decoded.mtype.code != hvps111.MESSAGE_TYPE:
         raise PaygateError(Problem("message_type_not_accepted_from_core", "/Document",

@@ -299,6 +299,21 @@ def test_link_refuses_malformed_envelopes_and_records_them(live, raw, status, co
     assert len(live.query("SELECT id FROM alerts", ())) == before + 1
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"payer_account": "20000000001410300000013", "amount": "1.00"}',
+    b'  {"amount": "1.00"}\n', b"[]", b'[{"amount": "1.00"}]', b"{}",
+])
+def test_json_sent_as_a_ready_message_is_told_as_json(live, raw):
+    """JSON is not a CNAPS2 message: refused as JSON (400 message_body_is_json), not as
+    an envelope missing its header, nor as XML that does not parse."""
+    r = post_signed(live.url, "/v1/messages", raw)
+    errors = r.json()["errors"]
+
+    assert r.status_code == 400
+    assert [(e["code"], e["path"]) for e in errors] == [("message_body_is_json", "/")]
+    assert "{H:" in errors[0]["expected"] and "XML" in errors[0]["expected"]
+
+
 def test_link_refuses_forged_and_unsigned_payments(live):
     """A payment signed with the wrong key, or not signed, is refused and never processed
     (the peer's key is installed, so the forged signature is judged by it)."""
