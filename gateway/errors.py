@@ -9,6 +9,7 @@ seen and what was expected. All problems of one input are reported together.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -32,10 +33,20 @@ def _bounded(value: Any) -> Any:
     if isinstance(value, (list, tuple)):  # as a JSON list, never Python's ['1', '2'] text
         shown = [_bounded(v) for v in value[:VALUES_SHOWN_MAX]]
         return shown + ["…"] if len(value) > VALUES_SHOWN_MAX else shown
+    if isinstance(value, dict):
+        # As a JSON object, as it came, never as text that reads as a string sent ("{}"):
+        # its first members, "…" standing for the others.
+        members = {str(k)[:VALUE_LEN_MAX]: _bounded(v)
+                   for k, v in list(value.items())[:VALUES_SHOWN_MAX]}
+        return {**members, "…": "…"} if len(value) > VALUES_SHOWN_MAX else members
+    if getattr(value, "json_type", None) == "number":
+        # A JSON number the request kept as its text (gateway.api.JsonNumber): a number
+        # again, not a string that reads as an amount sent as text ("100.5"); its text
+        # only when no JSON number can carry it (1e400).
+        number = float(str(value))
+        return number if math.isfinite(number) else str(value)[:VALUE_LEN_MAX]
     if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
         text = bytes(value).decode("utf-8", "replace")
-    elif isinstance(value, dict):  # as JSON text, never Python's {'k': True} form
-        text = json.dumps(value, ensure_ascii=False, default=repr)
     else:
         text = value if isinstance(value, str) else repr(value)
     # A lone surrogate cannot be written as UTF-8: show it escaped instead.

@@ -3,6 +3,8 @@ array, object, ...), not the gateway's own language's."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.jsontext import type_name
@@ -43,3 +45,28 @@ def test_the_wrong_type_is_named_in_json_words(live, path, body, word):
 def test_type_words():
     assert [type_name(v) for v in (None, True, 1, 1.5, "", [], {})] == [
         "null", "boolean", "number", "number", "string", "array", "object"]
+
+
+@pytest.mark.parametrize("field, sent, shown", [
+    ("amount", "100.5", 100.5),
+    ("amount", "true", True),
+    ("amount", '{"yuan": "1.00"}', {"yuan": "1.00"}),
+    ("payer_account", "123", 123),
+    ("payee_name", "[]", []),
+    ("payee_name", "{}", {}),
+])
+def test_a_field_of_the_wrong_type_shows_what_was_sent_as_json(live, field, sent, shown):
+    """A field's refusal gives the value seen as JSON has it: a number as a number, an
+    object as an object, never as a string that reads as another value ("100.5", "{}");
+    the type word is for a body or batch item that is not an object (above)."""
+    body = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
+            "payer_bank": "999100000027", "payee_account": "6222000000000001",
+            "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "1.00"}
+    raw = json.dumps(body, ensure_ascii=False).replace(
+        f'"{field}": {json.dumps(body[field], ensure_ascii=False)}', f'"{field}": {sent}')
+    r = post_signed(live.url, "/v1/transfers", raw.encode(),
+                    **{"Idempotency-Key": f"field-{field}-{len(sent)}-{sent[:1]}"})
+    seen = [e["value"] for e in r.json()["errors"] if e["path"] == f"/{field}"]
+
+    assert r.status_code == 422, r.text
+    assert seen and all(value == shown and type(value) is type(shown) for value in seen)
