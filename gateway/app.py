@@ -751,10 +751,13 @@ class Gateway:
         if entries:
             self._hand_over_outage.recovered()
 
-    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]],
+                               hashes: list[str] | None = None
                                ) -> list[tuple[int, dict[str, Any]] | PaygateError]:
         """Accept many transfers in one transaction (POST /v1/transfers/batch): for each
         (idempotency key, body), its (status, view) or the error that refused it alone.
+        `hashes` may give each body's intake.transfer_sha256, made already ("" for one
+        not made).
 
         Each transfer is checked, routed, held and recorded as `submit_transfer` does; a
         refusal undoes only that one (gateway.bulk); they commit together (one fsync for
@@ -777,7 +780,7 @@ class Gateway:
         # (read once, as they commit together).
         now = self.clock.now()
         for i, (key, body) in enumerate(requests):
-            body_hash = intake.transfer_sha256(body) if key else ""
+            body_hash = (hashes and hashes[i] or intake.transfer_sha256(body)) if key else ""
             if key and key in first_use:
                 repeats.append((i, key, body_hash))
                 continue

@@ -110,6 +110,14 @@ def transfer_sha256(body: Any) -> str:
     return meaning_sha256(transfer_meaning(body))
 
 
+def transfer_hashes(bodies: list[Any]) -> tuple[list[str], str]:
+    """`transfer_sha256` of each body, and that of the list of their meanings (what a
+    batch asks for, gateway.beps.api), each body's meaning made and written once."""
+    texts, whole = jsontext.canonical_each([transfer_meaning(body) for body in bodies])
+    return ([MEANING_MARK + hashlib.sha256(text).hexdigest() for text in texts],
+            MEANING_MARK + hashlib.sha256(whole).hexdigest())
+
+
 def same_transfer(stored: str, body_hash: str, body: Any) -> bool:
     """Whether the hash stored under a key is that of the request `body` (whose hash by
     meaning is `body_hash`, `meaning_sha256`): by meaning, or, for a hash stored before

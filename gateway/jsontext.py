@@ -55,12 +55,28 @@ def dumps_bytes(obj: Any, default: Callable[[Any], Any] | None = str) -> bytes:
         return json.dumps(obj, separators=(",", ":"), default=default).encode()
 
 
+_CANONICAL = _OPTIONS | orjson.OPT_SORT_KEYS
+
+
 def canonical(obj: Any) -> bytes:
     """Keys sorted at every level, compact, UTF-8: the text a request body is hashed as
     (the same bytes json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
     default=repr) encoded with surrogatepass gives, so stored hashes keep matching)."""
     try:
-        return orjson.dumps(obj, default=repr, option=_OPTIONS | orjson.OPT_SORT_KEYS)
+        return orjson.dumps(obj, default=repr, option=_CANONICAL)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                           default=repr).encode("utf-8", "surrogatepass")
+
+
+def canonical_each(values: list[Any]) -> tuple[list[bytes], bytes]:
+    """`canonical` of each value and of the list of them, each value written once: the
+    list's text is its values' texts joined (the bytes `canonical(values)` gives, also
+    when one value is written by the standard library, which then writes the list)."""
+    texts = []
+    for value in values:
+        try:
+            texts.append(orjson.dumps(value, default=repr, option=_CANONICAL))
+        except (orjson.JSONEncodeError, TypeError):
+            return [canonical(v) for v in values], canonical(values)
+    return texts, b"[" + b",".join(texts) + b"]"

@@ -330,8 +330,8 @@ class Recording:
         self.store = _Store()
         self.clock = _Clock()
 
-    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
-                               ) -> list[Any]:
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]],
+                               hashes: list[str] | None = None) -> list[Any]:
         out: list[Any] = []
         for key, _ in requests:
             self.keys.append(key)
@@ -397,8 +397,8 @@ class Routed(Recording):
     ROUTE = {"rule": "small_to_beps", "channel": "beps", "action": "send",
              "message_type": "beps.121.001.01", "facts": {"amount_fen_over": False}}
 
-    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
-                               ) -> list[Any]:
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]],
+                               hashes: list[str] | None = None) -> list[Any]:
         self.bodies = [body for _, body in requests]
         return [(201, {"id": key, "route": self.ROUTE}) for key, _ in requests]
 
@@ -423,9 +423,9 @@ def test_batch_items_reach_the_gateway_without_their_key_and_share_a_summed_up_r
 class Refusing(Recording):
     """A gateway that refuses every transfer over its amount, as the intake does."""
 
-    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]]
-                               ) -> list[Any]:
-        await super().submit_transfers(client, requests)
+    async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]],
+                               hashes: list[str] | None = None) -> list[Any]:
+        await super().submit_transfers(client, requests, hashes)
         return [ValidationFailed([Problem("amount_must_have_at_most_two_decimals", "/amount",
                                           "1.001"),
                                   Problem("idempotency_key_required", "Idempotency-Key")])

@@ -58,6 +58,22 @@ def test_another_transfer_has_another_hash(changes):
     assert intake.transfer_sha256(_with(changes)) != intake.transfer_sha256(BASE)
 
 
+def test_a_batch_s_hashes_are_its_items_and_its_list_s():
+    """A batch's items hashed together with its list (each meaning made once) hash as
+    each alone does, and the list as the hash of its items' meanings, the one stored
+    under a batch key before: a batch sent again after an upgrade is the same batch."""
+    items = [_with(changes) for changes in SAME + OTHER] + [
+        "not an object", {"idempotency_key": "own", **BASE},
+        {**BASE, "payee_name": "a\ud800b"}]
+    for batch in (items, items[:-1], items[:1]):
+        hashes, whole = intake.transfer_hashes(batch)
+
+        assert hashes == [intake.transfer_sha256(item) for item in batch]
+        assert whole == intake.transfer_sha256([intake.transfer_meaning(item)
+                                                for item in batch])
+    assert len(set(intake.transfer_hashes(items)[0])) == len(OTHER) + 4
+
+
 def test_a_hash_stored_before_is_compared_by_the_request_s_text():
     """A key stored when hashes were of the request's text still answers that text."""
     legacy = intake.body_sha256(BASE)

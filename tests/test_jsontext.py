@@ -36,6 +36,15 @@ def test_canonical_and_compact_text_equal_the_standard_library(value):
     assert json.loads(jsontext.dumps_bytes(value)) == value
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_values | st.just({"name": "a\ud800b"}) | st.just(2**70), max_size=5))
+def test_each_value_and_their_list_are_written_as_canonical_writes_them(values):
+    texts, whole = jsontext.canonical_each(values)
+
+    assert texts == [jsontext.canonical(value) for value in values]
+    assert whole == jsontext.canonical(values) == _stdlib_canonical(values)
+
+
 def test_a_body_hash_is_unchanged_for_numbers_kept_as_text():
     body = parse_json('{"amount": 1.50, "n": 12, "b": {"z": "中", "a": [1e400, null]}}'
                       .encode())

@@ -70,11 +70,20 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
         except PaygateError as exc:
             refused[index] = exc
             requests.append((None, None))
+    hashes: list[str] | None = None
     if batch_key and any(key == f"{batch_key}:{i}" for i, (key, _) in enumerate(requests)):
+        # The list is compared by what its items ask for (intake.transfer_meaning): the
+        # same transfers written another way are the same batch. Each item's meaning is
+        # made once, for the list's hash and its own (an item naming its own key asks
+        # for the transfer without it, whose hash the gateway makes).
+        hashes, digest = intake.transfer_hashes(body)
         when = gw.clock.now()
-        await gw.store.run(lambda tx: _hold_batch_key(tx, client, batch_key, body, when))
+        await gw.store.run(lambda tx: _hold_batch_key(tx, client, batch_key, body,
+                                                      BATCH_HASH_MARK + digest, when))
+        hashes = [h if requests[i][1] is body[i] else "" for i, h in enumerate(hashes)]
     asked = [i for i in range(len(body)) if i not in refused]
-    outcomes = await gw.submit_transfers(client, [requests[i] for i in asked])
+    outcomes = await gw.submit_transfers(client, [requests[i] for i in asked],
+                                         None if hashes is None else [hashes[i] for i in asked])
     results: list[dict[str, Any]] = []
     by_index = dict(zip(asked, outcomes))
     routes: dict[int, tuple[Any, dict[str, Any]]] = {}  # summed-up routes, by route
@@ -98,15 +107,13 @@ BATCH_RECORD_SUFFIX = ":batch"
 BATCH_HASH_MARK = "batch:"
 
 
-def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], now: Any) -> None:
+def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], digest: str,
+                    now: Any) -> None:
     """A batch key keys its items by position (`key:i`); the same key sent again with
     another list (refused items taken out, say) would move items onto the keys of others
-    and pay them twice. The first list sent under the key is recorded, before any item is
-    taken, and another list under it is refused whole."""
-    # The list is compared by what its items ask for (intake.transfer_meaning): the same
-    # transfers written another way are the same batch.
-    digest = BATCH_HASH_MARK + intake.transfer_sha256([intake.transfer_meaning(item)
-                                                       for item in body])
+    and pay them twice. The first list sent under the key is recorded (`digest`, the hash
+    of what its items ask for), before any item is taken, and another list under it is
+    refused whole."""
     key = batch_key + BATCH_RECORD_SUFFIX
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "created_at) VALUES (?, ?, ?, 200, ?, ?) ON CONFLICT (client, key) DO NOTHING",
