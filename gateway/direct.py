@@ -18,7 +18,8 @@ those that waited for a slot.
 
 An HVPS payment's hvps.111 is sent the same way when the work that accepts the payment
 can claim it (Gateway.submit_transfer): built, signed and marked sent in that work, then
-posted after commit, with no priority lane in between. The lanes exist to put urgent
+posted after commit, with no priority lane in between; so is a BEPS package, claimed by
+the work that seals it (gateway.beps.packer). The lanes exist to put urgent
 payments first when payments wait; so a payment goes straight out only while this
 process's lane sender has room to take more (no entry waits unread on the lanes for it
 to overtake) and a link slot is free, and otherwise onto its lane as before.
@@ -159,6 +160,11 @@ class Direct:
         """Send an hvps.111 claimed by the work that accepted its payment, in its reserved
         link slot; a send that fails goes to the payment's priority lane."""
         self._start_link(self._send_claimed(outbox_id, envelope, lane))
+
+    def send_package(self, outbox_id: int, envelope: bytes, stream: str) -> None:
+        """Send a BEPS package claimed by the work that sealed it, in its reserved link
+        slot; a send that fails goes to the packages' `stream` (gateway.beps.packer)."""
+        self._start_link(self._send_claimed(outbox_id, envelope, stream))
 
     def push_claimed_webhooks(self, hooks: list[Hook]) -> None:
         """Push webhook rows the committed work claimed: at once while slots are free,

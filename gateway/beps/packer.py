@@ -12,7 +12,12 @@ after a restart, since the next check finds whatever is still unpacked.
 The stream entries the intake adds are only a nudge to look now rather than at the next
 timed check. Sending is like the HVPS sender's: the exact bytes stored at sealing are
 posted to the NPC, retried, and never rebuilt; claiming the package for its first send
-moves its transactions from accepted to sent.
+moves its transactions from accepted to sent. A package sealed while the link has a free
+slot (gateway.direct) is claimed by the transaction that seals it and posted right after
+its commit, as an HVPS payment's message is by the work that accepts it: the payments'
+rows are rewritten once for packing and sending (one commit writes their pages), and
+no stream entry, second transaction or read of the package's bytes stands between
+sealing and sending. The others, and every retry, go by the packages' stream.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ PACKAGE_KIND = "beps_package"  # outbox.kind of a sealed package
 VOID = items.VOID             # package_id of an item that will never be packed
 HELD_OUT = items.HELD_OUT     # that of an item an operator set aside (gateway.beps.stops)
 IDS_PER_STATEMENT = 500        # items assigned to a package by one UPDATE
+# Packages of one pass claimed in the transaction that seals them, each in a link slot
+# reserved beforehand (`Packer.seal`); a pass seals one or two under load.
+CLAIMED_AT_SEALING_MAX = 4
 # The reason of a payment kept out of its package for a rule the NPC checks per item.
 REFUSED_REASON = "refused before packing, the NPC would refuse its package"
 
@@ -223,6 +231,20 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
     return bytes(envelope)
 
 
+def seal_and_claim(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
+                   force: bool, slots: int) -> tuple[list[int], list[tuple[int, bytes]]]:
+    """`seal_due`, and the first `slots` packages sealed claimed for their first send in
+    the same transaction (`claim`): the outbox ids sealed, and (outbox id, bytes) of
+    those claimed."""
+    ids = seal_due(tx, gw, s, stream, now, force)
+    claimed = []
+    for outbox_id in ids[:slots]:
+        envelope = claim(tx, gw, outbox_id, now)
+        if envelope is not None:
+            claimed.append((outbox_id, envelope))
+    return ids, claimed
+
+
 def stored_envelope(tx: Any, outbox_id: int) -> bytes:
     """The bytes of the package in this outbox row: its archive row's (packages sealed
     before the bytes were kept only there carry them in the outbox row itself)."""
@@ -266,12 +288,28 @@ class Packer:
                 log.exception("event=beps_seal_failed error=%r", exc)
 
     async def seal(self, force: bool = False) -> int:
-        """Seal what is due now and put the packages on the send stream; how many."""
-        now = self.gw.clock.now()
-        ids = await self.gw.store.run(lambda tx: seal_due(
-            tx, self.gw, self.settings, self.stream, now, force))
+        """Seal what is due now; the packages claimed with it (a link slot each) are
+        posted after the commit, the others put on the send stream; how many."""
+        gw = self.gw
+        now = gw.clock.now()
+        slots = 0
+        while slots < CLAIMED_AT_SEALING_MAX and gw.direct.reserve_link():
+            slots += 1
+        try:
+            ids, claimed = await gw.store.run(lambda tx: seal_and_claim(
+                tx, gw, self.settings, self.stream, now, force, slots))
+        except BaseException:
+            for _ in range(slots):
+                gw.direct.release_link()
+            raise
+        for _ in range(slots - len(claimed)):
+            gw.direct.release_link()
+        for outbox_id, envelope in claimed:
+            gw.direct.send_package(outbox_id, envelope, self.stream)
+        taken = {outbox_id for outbox_id, _ in claimed}
         for outbox_id in ids:
-            await self.gw.redis.xadd(self.stream, {"outbox": str(outbox_id)})
+            if outbox_id not in taken:
+                await gw.redis.xadd(self.stream, {"outbox": str(outbox_id)})
         return len(ids)
 
     async def send(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
