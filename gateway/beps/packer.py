@@ -154,8 +154,8 @@ def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime,
     on_date = date.fromisoformat(iso_datetime(now)[:10])  # the package's date, as the NPC reads it
     transfers = build.transfers_of(row[2:] for row in rows)
     found = {}
-    for row, transfer in zip(rows, transfers):
-        problems = package.check_item(layout, transfer, on_date)
+    for row, transfer, problems in zip(rows, transfers,
+                                       package.check_items(layout, transfers, on_date)):
         if problems:
             found[row[0]] = problems
         if read is not None:
