@@ -495,7 +495,7 @@ class Group:
 
 def transition_group(tx: Any, group: Group, old_state: str, new_state: str, event: str,
                      now: datetime, notifier: Notifier | None = None,
-                     **detail: Any) -> list[str]:
+                     members: list[str] | None = None, **detail: Any) -> list[str]:
     """The same change for every member of a group that is in `old_state` (a package's
     payments packed, or sent): one statement for all of them, one log line each, and one
     history row for the group when every member changed (a row each otherwise). The ids
@@ -503,16 +503,23 @@ def transition_group(tx: Any, group: Group, old_state: str, new_state: str, even
 
     One conditional statement reads and changes them at once: a member that left
     `old_state` before it (a BEPS item cancelled) is left as it is, whichever gateway
-    process changed it."""
+    process changed it. A change that keeps the state (packed) may give the `members`
+    changed instead, when a change of the same transaction writes their rows at `now`
+    right after it and checks them (a package packed and sent in one transaction): its
+    history row and log lines are written, and no statement rewrites the rows for it."""
     check_transition(group.subject, old_state, new_state)
     at = now.isoformat()
-    sets, params = _sets(old_state == new_state, new_state, at, detail)
-    # SQLite would otherwise read the index on state (every payment in it) rather than
-    # look each member up by id: `+state` keeps the condition off that index.
-    state = "+state" if tx.dialect == "sqlite" else "state"
-    ids = sorted(row[0] for row in tx.query(
-        f"UPDATE payments SET {sets} WHERE id IN ({group.members_sql}) AND {state} = ? "
-        "RETURNING id", (*params, *group.members_params, old_state)))
+    if members is not None:
+        assert old_state == new_state, "only a change that keeps the state names members"
+        ids = sorted(members)
+    else:
+        sets, params = _sets(old_state == new_state, new_state, at, detail)
+        # SQLite would otherwise read the index on state (every payment in it) rather
+        # than look each member up by id: `+state` keeps the condition off that index.
+        state = "+state" if tx.dialect == "sqlite" else "state"
+        ids = sorted(row[0] for row in tx.query(
+            f"UPDATE payments SET {sets} WHERE id IN ({group.members_sql}) AND {state} = ? "
+            "RETURNING id", (*params, *group.members_params, old_state)))
     if not ids:
         return ids
     filed = [group.subject] if len(ids) == group.size else ids

@@ -175,6 +175,61 @@ def test_a_payment_that_left_accepted_before_the_claim_is_not_sent(books):
         "P2026121200000003": ("sent", ["beps_packed", "beps_sent"])}
 
 
+def test_a_package_claimed_as_it_is_sealed_is_packed_and_sent_in_one_write(books):
+    """Sealing that claims the package too (a link slot free) leaves what sealing and
+    then claiming leave: each packed payment `sent` with `beps_packed` then `beps_sent`
+    under the package, the package `sent`, its outbox row taken for its first attempt and
+    its bytes those archived; a cancelled payment gets neither; a package beyond the
+    slots is sealed only."""
+    db, gw = books
+    accept(db, [credit_row(1, NOW), credit_row(2, NOW, state="cancelled"), credit_row(3, NOW),
+                credit_row(4, NOW, msg_type="beps.122.001.01")])
+    ids = ["P2026121200000001", "P2026121200000002", "P2026121200000003"]
+    with db.transaction() as tx:
+        sealed, claimed = packer.seal_and_claim(tx, gw, BepsSettings(), "stream", NOW,
+                                                True, 1)
+        (outbox_id, envelope), = claimed
+        package_id, state = tx.query_one("SELECT id, state FROM beps_packages WHERE "
+                                         "outbox_id = ?", (outbox_id,))
+        row = tx.query_one("SELECT state, attempts FROM outbox WHERE id = ?", (outbox_id,))
+        others = tx.query("SELECT state FROM beps_packages WHERE outbox_id <> ?",
+                          (outbox_id,))
+        stored = packer.stored_envelope(tx, outbox_id)
+        again = packer.claim(tx, gw, outbox_id, NOW + timedelta(seconds=1))
+    histories = history_of(db, ids)
+
+    detail = {"package": package_id}
+    steps = [("accepted", "beps_packed", detail, NOW.isoformat()),
+             ("sent", "beps_sent", detail, NOW.isoformat())]
+    assert sealed[0] == outbox_id and len(sealed) == 2 and others == [("sealed",)]
+    assert histories == {ids[0]: ("sent", steps), ids[1]: ("cancelled", []),
+                         ids[2]: ("sent", steps)}
+    assert (state, row) == ("sent", ("sending", 1))
+    assert envelope == stored and again is None
+    assert codec.decode(envelope).obj.header.count == 2
+
+
+def test_a_package_whose_payment_left_accepted_meanwhile_is_sealed_again(books,
+                                                                          monkeypatch):
+    """Claimed as it is sealed, a package whose payment another process moved between
+    reading and sending (PostgreSQL) is contended, as packing alone is: the work is
+    run again, not sent short."""
+    db, gw = books
+    accept(db, [credit_row(n, NOW) for n in range(1, 4)])
+    moved = payments.transition_group
+
+    def meanwhile(tx, group, old_state, new_state, *args, **kwargs):
+        if new_state == "sent":
+            tx.execute("UPDATE payments SET state = 'cancelled' WHERE id = ?",
+                       ("P2026121200000002",))
+        return moved(tx, group, old_state, new_state, *args, **kwargs)
+    monkeypatch.setattr(payments, "transition_group", meanwhile)
+
+    with pytest.raises(store.Contended):
+        with db.transaction() as tx:
+            packer.seal_and_claim(tx, gw, BepsSettings(), "stream", NOW, True, 1)
+
+
 def test_a_package_state_change_looks_its_payments_up_by_id(books):
     """The one statement that moves a package's payments reads each by its id, never
     the whole index of payments in a state (SQLite's planner would, without `+state`)."""

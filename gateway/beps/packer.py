@@ -14,8 +14,8 @@ timed check. Sending is like the HVPS sender's: the exact bytes stored at sealin
 posted to the NPC, retried, and never rebuilt; claiming the package for its first send
 moves its transactions from accepted to sent. A package sealed while the link has a free
 slot (gateway.direct) is claimed by the transaction that seals it and posted right after
-its commit, as an HVPS payment's message is by the work that accepts it: the payments'
-rows are rewritten once for packing and sending (one commit writes their pages), and
+its commit, as an HVPS payment's message is by the work that accepts it: one UPDATE
+of the payments' rows makes them packed and sent (each step keeps its history row), and
 no stream entry, second transaction or read of the package's bytes stands between
 sealing and sending. The others, and every retry, go by the packages' stream.
 """
@@ -57,8 +57,11 @@ REFUSED_REASON = "refused before packing, the NPC would refuse its package"
 
 
 def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
-             force: bool = False) -> list[int]:
-    """Seal every package that is due (all waiting items when `force`); outbox ids."""
+             force: bool = False, claimed: list[tuple[int, bytes]] | None = None,
+             claim_max: int = 0) -> list[int]:
+    """Seal every package that is due (all waiting items when `force`); outbox ids. The
+    first `claim_max` packages are also claimed for their first send, as `claim` does,
+    their (outbox id, bytes) added to `claimed`."""
     aged = (now - timedelta(seconds=s.package_age_max_s)).isoformat()
     groups = tx.query("SELECT counterparty, msg_type, COUNT(*), MIN(created_at) FROM "
                       "beps_items WHERE package_id IS NULL GROUP BY counterparty, msg_type "
@@ -67,7 +70,9 @@ def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime
     for receiver, msg_type, count, oldest in groups:
         while count >= s.package_size_max or (count and (force or oldest <= aged)):
             take = min(count, s.package_size_max)
-            outbox_id = _seal(tx, gw, s, stream, receiver, msg_type, take, now)
+            claim_now = claimed is not None and len(claimed) < claim_max
+            outbox_id = _seal(tx, gw, s, stream, receiver, msg_type, take, now,
+                              claimed if claim_now else None)
             if outbox_id is not None:
                 sealed.append(outbox_id)
             count -= take
@@ -78,8 +83,12 @@ def seal_due(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime
 
 
 def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
-          msg_type: str, take: int, now: datetime) -> int | None:
-    """Seal one package of up to `take` waiting items; its outbox id (None: all void)."""
+          msg_type: str, take: int, now: datetime,
+          claimed: list[tuple[int, bytes]] | None = None) -> int | None:
+    """Seal one package of up to `take` waiting items; its outbox id (None: all void).
+    With `claimed`, the package is also claimed for its first send (`claim`): its
+    payments are packed and sent by one rewrite of their rows, and its (outbox id,
+    bytes) added to `claimed`."""
     sender = gw.settings.bank_code
     day = now.strftime("%Y%m%d")
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
@@ -122,19 +131,31 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
          now.isoformat()))[0]
     deadline = (now + timedelta(days=days)).isoformat() if days else None
     total_fen = sum(t.amount_fen for t in transfers)
+    if claimed is not None:
+        taken = outbound.take(tx, outbox_id, now)
+        assert taken, f"the outbox row {outbox_id} just written is pending"
     tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
                "count, total_fen, state, outbox_id, mesg_id, deadline_at, created_at, "
-               "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'sealed', ?, ?, ?, ?, ?)",
+               "updated_at) VALUES (?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (package_id, msg_type, msg_id, sender, receiver, len(transfers), total_fen,
-                outbox_id, header.mesg_id, deadline, now.isoformat(), now.isoformat()))
+                "sealed" if claimed is None else "sent", outbox_id, header.mesg_id,
+                deadline, now.isoformat(), now.isoformat()))
     # Packing keeps each one's state; all were accepted when assigned to the package, and
-    # they are all its items: one history row for the package tells each of them.
-    packed = payments.transition_group(tx, items.package_group(package_id, len(rows)),
-                                       "accepted", "accepted", "beps_packed", now,
-                                       gw.notifier, package=package_id)
+    # they are all its items: one history row for the package tells each of them. Sent
+    # at once, they are rewritten by the sending alone, which checks them as packing
+    # does.
+    group = items.package_group(package_id, len(rows))
+    packed = payments.transition_group(
+        tx, group, "accepted", "accepted", "beps_packed", now, gw.notifier,
+        members=None if claimed is None else [row[0] for row in rows], package=package_id)
+    if claimed is not None:
+        packed = payments.transition_group(tx, group, "accepted", "sent", "beps_sent", now,
+                                           gw.notifier, package=package_id)
     if len(packed) != len(rows):  # one left `accepted` since it was read: read again
         raise Contended(f"{len(rows) - len(packed)} of the payments of package "
                         f"{package_id} are no longer accepted")
+    if claimed is not None:
+        claimed.append((outbox_id, bytes(envelope)))
     log.info("event=beps_package_sealed package=%s type=%s receiver=%s count=%s "
              "total_fen=%s mesg_id=%s", package_id, msg_type, receiver, len(transfers),
              total_fen, header.mesg_id)
@@ -233,16 +254,10 @@ def claim(tx: Any, gw: "Gateway", outbox_id: int, now: datetime) -> bytes | None
 
 def seal_and_claim(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, now: datetime,
                    force: bool, slots: int) -> tuple[list[int], list[tuple[int, bytes]]]:
-    """`seal_due`, and the first `slots` packages sealed claimed for their first send in
-    the same transaction (`claim`): the outbox ids sealed, and (outbox id, bytes) of
-    those claimed."""
-    ids = seal_due(tx, gw, s, stream, now, force)
-    claimed = []
-    for outbox_id in ids[:slots]:
-        envelope = claim(tx, gw, outbox_id, now)
-        if envelope is not None:
-            claimed.append((outbox_id, envelope))
-    return ids, claimed
+    """`seal_due`, the first `slots` packages sealed claimed for their first send in the
+    same transaction: the outbox ids sealed, and (outbox id, bytes) of those claimed."""
+    claimed: list[tuple[int, bytes]] = []
+    return seal_due(tx, gw, s, stream, now, force, claimed, slots), claimed
 
 
 def stored_envelope(tx: Any, outbox_id: int) -> bytes:
