@@ -175,6 +175,12 @@ def without(body: dict[str, Any], defaults: dict[str, Any],
             nullable: tuple[str, ...] = ()) -> dict[str, Any]:
     """`body` without the fields given their default value or, for those in `nullable`,
     null: what a request means is the same with them left out."""
+    if defaults.keys().isdisjoint(body):
+        for name in nullable:
+            if name in body and body[name] is None:
+                break
+        else:
+            return dict(body)  # most requests leave every such field out: nothing to drop
     return {name: value for name, value in body.items()
             if not (name in defaults and value == defaults[name]
                     or name in nullable and value is None)}

@@ -58,6 +58,18 @@ def test_another_transfer_has_another_hash(changes):
     assert intake.transfer_sha256(_with(changes)) != intake.transfer_sha256(BASE)
 
 
+@pytest.mark.parametrize("changes", [{}, *SAME, *OTHER, {"when_closed": "queue"},
+                                     {"currency": None}, {"when_closed": None}])
+def test_fields_left_at_their_default_are_dropped_and_only_those(changes):
+    body = _with(changes)
+    kept = {name: value for name, value in body.items()
+            if not (name in intake.DEFAULTS and value == intake.DEFAULTS[name]
+                    or name == "when_closed" and value is None)}
+
+    assert intake.without(body, intake.DEFAULTS, ("when_closed",)) == kept
+    assert intake.without(body, intake.DEFAULTS, ("when_closed",)) is not body
+
+
 def test_a_batch_s_hashes_are_its_items_and_its_list_s():
     """A batch's items hashed together with its list (each meaning made once) hash as
     each alone does, and the list as the hash of its items' meanings, the one stored
