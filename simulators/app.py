@@ -48,7 +48,7 @@ class Simulator:
         self.clock = clock
         self.store = Store(settings.database_path())
         self.keys = Keys(settings.keys_dir, [NPC_CODE, *(p.code for p in settings.peers)])
-        self.faults = FaultState(settings.seed)
+        self.faults = FaultState(settings.seed, frozenset(settings.banks))
         self.link = Link(self.store, clock, settings.banks, settings.delivery, self.faults)
         self.ids = Ids(self.store, clock)
         self.notices = Notices(self.store, self.ids, clock, self.keys.ring, self.link.wake)
@@ -64,6 +64,7 @@ class Simulator:
                                                  self.link.wake),
                          clock, participants, settings.beps_netting_interval_s)
         self.node.beps = self.beps
+        self.node.faults = self.faults
         branches = {OUR_BANK: OUR_BRANCH, **{p.code: p.branch for p in settings.peers}}
         self.peers = {p.code: PeerBank(p, self.keys, self.ids, clock, branches)
                       for p in settings.peers}

@@ -8,7 +8,11 @@ They exercise the gateway's retries, duplicate detection and status queries:
 - `reorder`: waiting messages to a bank are delivered in a shuffled order;
 - `error_status`: the NPC answers every inbound POST with this status and takes nothing;
 - `offline`: the NPC takes nothing (503) and delivers nothing until back online;
-- `lose_result`: the next n ccms.900 results to banks are not sent.
+- `lose_result`: the next n ccms.900 results to banks are not sent;
+- `discard`, `discard_share`, `discard_rule`: the next n messages a bank sends, or that
+  share of them, are thrown away unprocessed with a ccms.911 naming the rule
+  (`signature`: CC9S0001, as when the NPC holds a wrong public key of the bank;
+  `format`: CC9F0001), so a bank can rehearse an NPC that discards its messages.
 
 Every random choice comes from one generator seeded by `--seed`, so a run repeats.
 """
@@ -19,9 +23,15 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from gateway.errors import ProblemList, ValidationFailed
+from gateway.errors import Problem, ProblemList, ValidationFailed
 
 DELAY_MS_MAX = 60_000  # a minute; longer pauses look like an outage, use `offline`
+COUNT_MAX = 1_000_000  # messages a counted fault (`lose_result`, `discard`) may take
+# The rules a `discard` fault's ccms.911 may name, each as the problem the NPC's check of
+# that stage reports (simulators.node maps a `signature_` problem to CC9S0001, any other
+# to CC9F0001).
+DISCARD_RULES = {"signature": "signature_discarded_by_fault",
+                 "format": "format_discarded_by_fault"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,9 @@ class Faults:
     error_status: int | None = None
     offline: bool = False
     lose_result: int = 0
+    discard: int = 0
+    discard_share: float = 0.0
+    discard_rule: str = "signature"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +75,11 @@ def _status(key: str, value: Any, problems: ProblemList) -> None:
                      "null or an HTTP status from 400 to 599")
 
 
+def _rule(key: str, value: Any, problems: ProblemList) -> None:
+    if value not in DISCARD_RULES:
+        problems.add("fault_discard_rule_unknown", f"/{key}", value, ", ".join(DISCARD_RULES))
+
+
 _CHECKS = {
     "drop": _probability,
     "duplicate": _probability,
@@ -69,7 +87,10 @@ _CHECKS = {
     "reorder": _flag,
     "error_status": _status,
     "offline": _flag,
-    "lose_result": lambda k, v, p: _whole(k, v, 1_000_000, p),
+    "lose_result": lambda k, v, p: _whole(k, v, COUNT_MAX, p),
+    "discard": lambda k, v, p: _whole(k, v, COUNT_MAX, p),
+    "discard_share": _probability,
+    "discard_rule": _rule,
 }
 
 
@@ -92,9 +113,10 @@ def updated(current: Faults, changes: Any) -> Faults:
 class FaultState:
     """The faults in force and the seeded generator that draws against them."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, banks: frozenset[str] = frozenset()) -> None:
         self.faults = Faults()
         self.rng = random.Random(seed)
+        self.banks = banks  # the external banks, the only senders `discard` acts on
 
     def draw(self, probability: float) -> bool:
         # Draw only when the fault is on, so that turning a fault off and on again does
@@ -106,3 +128,18 @@ class FaultState:
             return False
         self.faults = replace(self.faults, lose_result=self.faults.lose_result - 1)
         return True
+
+    def discard_of(self, sender: str) -> Problem | None:
+        """Whether the `discard` faults throw away the message `sender` sent: the problem
+        its ccms.911 names, or None. A counted discard is used up first; the share is
+        drawn only for a message the count leaves alone."""
+        f = self.faults
+        if sender not in self.banks or not (f.discard or f.discard_share):
+            return None
+        if f.discard > 0:
+            self.faults = replace(f, discard=f.discard - 1)
+        elif not self.draw(f.discard_share):
+            return None
+        code = DISCARD_RULES[f.discard_rule]
+        return Problem(code, "{H:/orig_sender", sender, "a message the NPC processes",
+                       f"discarded by the simulated NPC's `discard` fault ({f.discard_rule})")

@@ -103,6 +103,7 @@ def payment_of(decoded: codec.Decoded) -> Payment | None:
 
 class Node:
     beps: Any = None  # the BEPS side (simulators.beps.Beps), set by the app
+    faults: Any = None  # the `discard` faults (simulators.faults.FaultState), set by the app
 
     def __init__(self, store: Store, keys: Keys, notices: Notices, rtgs: Rtgs, clock: Clock,
                  participants: frozenset[str]) -> None:
@@ -133,6 +134,9 @@ class Node:
         malformed = [p for p in decoded.problems if p.code in FORMAT_PROBLEMS]
         if malformed:
             return self._discard(header, malformed)
+        forced = self._discard_fault(header)
+        if forced is not None:
+            return self._discard(header, [forced])
         first_time = self.store.remember(header.orig_sender, header.mesg_type,
                                          header.mesg_id, self.clock.now().isoformat())
         if header.mesg_type not in UNACKNOWLEDGED_TYPES:
@@ -145,6 +149,13 @@ class Node:
         event(log, "taken", sender=header.orig_sender, mesg_type=header.mesg_type,
               mesg_id=header.mesg_id, signature=decoded.signature)
         return self._dispatch(decoded, raw)
+
+    def _discard_fault(self, header: Header) -> Problem | None:
+        """The `discard` faults, on a message that passed the checks: acknowledgements and
+        discard notices, which the NPC never answers, are left alone."""
+        if self.faults is None or header.mesg_type in UNACKNOWLEDGED_TYPES:
+            return None
+        return self.faults.discard_of(header.orig_sender)
 
     def _drop(self, header: Header | None, raw: bytes) -> str:
         """A message whose header is broken or names no participant: nobody to tell, so

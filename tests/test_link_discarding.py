@@ -91,3 +91,43 @@ def test_a_discarding_npc_shows_the_link_degraded_with_one_alert_per_episode(tmp
     assert any(line.startswith("event=link_discarding_over") for line in lines)
     assert seen["second"]["link"]["state"] == "degraded"
     assert seen["alerts_end"] == ["link_discarding", "link_discarding"]
+
+
+def test_the_simulated_npcs_discard_fault_degrades_the_link_until_it_is_used_up(tmp_path):
+    """The simulated NPC's `discard` fault (docs/simulator.md) makes it discard our next
+    two messages: both payments are rejected, the link shows degraded with the rule the
+    ccms.911 named and one `link_discarding` alert, and the next payment settles and
+    brings the link up again."""
+    async def scenario() -> dict[str, Any]:
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            payer = await open_account(h, 1, 1_000 * YUAN)
+            seen: dict[str, Any] = {"faults": await h.sim("POST", "/sim/faults",
+                                                          {"discard": 2})}
+            for i in range(2):
+                _, answer = await gw.submit_transfer("core", f"discarded-{i}",
+                                                     transfer(payer, f"{2 + i}.00"))
+                await wait_state(h, answer["id"], "rejected")
+            seen["discarding"] = await health(gw.url)
+            seen["status"] = await ops_status(gw.url)
+            seen["alerts"] = await alerts(gw, "link_discarding")
+
+            _, taken = await gw.submit_transfer("core", "taken", transfer(payer, "9.00"))
+            await wait_state(h, taken["id"], "settled")
+            await until(lambda: gw.link.view()["state"] == "up", "the link up again")
+            seen["after"] = await health(gw.url)
+            seen["faults_after"] = await h.sim("GET", "/sim/faults")
+            return seen
+
+    seen = asyncio.run(scenario())
+    link = seen["discarding"]["link"]
+
+    assert seen["faults"]["discard"] == 2
+    assert link["state"] == "degraded" and link["discarded_messages"] == 2
+    assert "CC9S0001" in link["last_discard"]
+    assert "signature_discarded_by_fault" in link["last_discard"]
+    assert "DEGRADED" in cli_render.status(seen["status"])
+    assert seen["alerts"] == ["link_discarding"]
+    assert seen["after"]["link"]["state"] == "up"
+    assert seen["after"]["link"]["discarded_messages"] == 0
+    assert seen["faults_after"]["discard"] == 0

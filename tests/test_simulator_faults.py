@@ -351,3 +351,73 @@ def test_a_redelivery_ends_the_pause_of_messages_on_their_way(tmp_path: Path) ->
     w, took = run(scenario())
 
     assert len(_credits_to_us(w)) == 1 and took < 5.0
+
+
+# (case, faults, PrcCd of the ccms.911, the rule its RjctInf names)
+DISCARD_CASES = [
+    ("signature by default", {"discard": 2}, "CC9S0001", "signature_discarded_by_fault"),
+    ("format", {"discard": 2, "discard_rule": "format"}, "CC9F0001",
+     "format_discarded_by_fault"),
+]
+
+
+@pytest.mark.parametrize("case, faults, code, rule", DISCARD_CASES,
+                         ids=[c[0] for c in DISCARD_CASES])
+def test_discard_fault_throws_away_the_next_messages(tmp_path: Path, case: str, faults: dict,
+                                                     code: str, rule: str) -> None:
+    """discard 2: the bank's next two credits are answered with a ccms.911 naming the rule
+    and not settled; the third is acknowledged and settled, and the count is used up."""
+    async def scenario() -> tuple[World, dict]:
+        async with simulated(tmp_path) as w:
+            await w.control("POST", "/sim/faults", faults)
+            for n in (1, 2, 3):
+                await w.send(w.sender.credit(100, tx_id=f"202612070000000{n}"))
+            return w, w.sim.stats()
+
+    w, stats = run(scenario())
+    notices = w.bank.bodies("ccms.911.001.02")
+
+    assert [field(n, "DscrdMsgNtfctn/DscrdInf/PrcCd") for n in notices] == [code, code]
+    assert all(rule in field(n, "DscrdMsgNtfctn/DscrdInf/RjctInf") for n in notices)
+    assert len(w.bank.envelopes("ccms.990.001.02")) == 1
+    assert (stats["settled"], stats["discarded"], stats["faults"]["discard"]) == (1, 2, 0)
+
+
+def test_discard_share_draws_for_each_message(tmp_path: Path) -> None:
+    """discard_share 1.0 discards every message a bank sends; 0.0 none."""
+    async def scenario() -> tuple[World, dict]:
+        async with simulated(tmp_path) as w:
+            await w.control("POST", "/sim/faults", {"discard_share": 1.0})
+            await w.send(w.sender.credit(100, tx_id="2026120700000001"))
+            await w.control("POST", "/sim/faults", {"discard_share": 0.0})
+            await w.send(w.sender.credit(100, tx_id="2026120700000002"))
+            return w, w.sim.stats()
+
+    w, stats = run(scenario())
+
+    assert len(w.bank.envelopes("ccms.911.001.02")) == 1
+    assert (stats["settled"], stats["discarded"]) == (1, 1)
+
+
+# (case, body, code refused with)
+DISCARD_REFUSED = [
+    ("rule unknown", {"discard_rule": "key"}, "fault_discard_rule_unknown"),
+    ("count negative", {"discard": -1}, "fault_count_must_be_a_whole_number"),
+    ("share above 1", {"discard_share": 1.5}, "fault_probability_must_be_between_0_and_1"),
+]
+
+
+@pytest.mark.parametrize("case, body, code", DISCARD_REFUSED, ids=[c[0] for c in DISCARD_REFUSED])
+def test_discard_fault_settings_are_checked(tmp_path: Path, case: str, body: dict,
+                                            code: str) -> None:
+    """A bad discard setting is refused naming the rule and changes nothing."""
+    async def scenario() -> tuple[int, Any, dict]:
+        async with simulated(tmp_path) as w:
+            status, answer = await call(w.sim.url, "POST", "/sim/faults", body)
+            return status, answer, w.sim.stats()["faults"]
+
+    status, answer, faults = run(scenario())
+
+    assert status == 422 and code in str(answer)
+    assert (faults["discard"], faults["discard_share"], faults["discard_rule"]) == (
+        0, 0.0, "signature")
