@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from gateway.calendar import BusinessCalendar
-from gateway.errors import Conflict, PaygateError, Problem
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 
 log = logging.getLogger("paygate.dayend")
 
@@ -151,6 +153,25 @@ class DayEnd:
             return
         if closed is not None:
             log.info("event=ledger_day_closed work_date=%s entries=%s", day, closed.entries)
+            await self.write_reports(day)
+
+    async def write_reports(self, day: date) -> list[str]:
+        """Write a closed date's daily statement and subject day sheets into the data
+        folder's `reports/` (docs/ledger.md §9); a failure is an alert, since the day is
+        closed all the same and `paygate ops day-reports` gets them from the books."""
+        folder = reports_folder(self.gw.settings)
+        try:
+            paths = await self.gw.store.run(
+                lambda tx: self.gw.ledger.write_day_reports(tx, day, folder))
+        except OSError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("event=day_reports_not_written work_date=%s error=%r", day, exc)
+            await self.gw.store.run(lambda tx: self.gw.alert(
+                tx, "day_reports_not_written", work_date=day.isoformat(), folder=str(folder),
+                reason=reason))
+            return []
+        log.info("event=day_reports_written work_date=%s folder=%s", day, folder)
+        return [str(path) for path in paths]
 
     async def check_missing(self) -> list[dict[str, Any]]:
         """Raise `day_end_missing` when a work date before the current one is found whose
@@ -186,6 +207,43 @@ class DayEnd:
                               ) -> dict[str, Any]:
         await asyncio.wait_for(self._event(day).wait(), timeout_s)
         return self.results[day.isoformat()]
+
+
+REPORTS_FOLDER = "reports"
+
+
+def reports_folder(settings: Any) -> Path:
+    """Where the day's reports go: `reports/` in the gateway's data folder."""
+    return settings.data_path / REPORTS_FOLDER
+
+
+def check_reportable(tx: Any, text: str) -> date:
+    """The work date `text` names, when its ledger day is closed: the reports of a day
+    still open would change with its next posting."""
+    try:
+        if not (text.isascii() and len(text) == 10):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(Problem("date_malformed", "/work_date", text,
+                                       "a date written YYYY-MM-DD")) from None
+    if tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?", (text,)) is None:
+        raise Conflict(Problem("work_date_not_closed", "/work_date", text,
+                               "a work date whose ledger day is closed",
+                               "its reports are written when its ledger day closes"))
+    return day
+
+
+def day_reports(tx: Any, ledger: Any, text: str) -> dict[str, Any]:
+    """The reports of the closed work date `text`, made from the books as at its close
+    (no later posting can be dated on it): each file's name and text, as the day end
+    wrote them into the data folder."""
+    day = check_reportable(tx, text)
+    with tempfile.TemporaryDirectory(prefix="paygate-day-reports-") as folder:
+        paths = ledger.write_day_reports(tx, day, folder)
+        files = [{"name": path.name, "text": path.read_text(encoding="utf-8")}
+                 for path in paths]
+    return {"work_date": day.isoformat(), "files": files}
 
 
 def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:

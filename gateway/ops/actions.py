@@ -522,11 +522,13 @@ def alert_acknowledge(c: Context, tx: Any, target: str, params: dict[str, Any]) 
 
 
 def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
-    """A missed day end, run late: the ledger day closed now, the reconciliation after."""
+    """A missed day end, run late: the ledger day closed now; once committed, its reports
+    written and the date reconciled."""
     day = date.fromisoformat(target)
     detail = c.gw.day_end.close_late(tx, day)
 
     async def reconcile() -> None:
+        await c.gw.day_end.write_reports(day)
         c.gw.day_end.reconcile_later(day)
     return Outcome(detail, [reconcile])
 

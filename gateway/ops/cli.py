@@ -11,6 +11,7 @@
                                    the window while HVPS is open, as long; held after
                                    the link refused their message, at any age
     books                          the ledger's trial balance: balanced, each subject
+    day-reports DATE [--out DIR]   a closed date's daily statement and subject day sheets
     dead                           dead letters
     alerts                         latest alerts
     audit                          latest operators' acts
@@ -61,6 +62,7 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -137,6 +139,8 @@ COMMANDS = {
              "minutes or more, unless given --minutes (and held for the window while HVPS "
              "is open, as long; held because the link refused their message, at any age)",
     "books": "the ledger's trial balance: balanced or not, subject by subject",
+    "day-reports": "a closed work date's daily statement (日计表) and subject day sheets "
+                   "(科目日结单): printed, or written into --out",
     "dead": "dead letters: messages the gateway gave up sending",
     "alerts": "the latest alerts",
     "audit": "the latest operators' acts",
@@ -202,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ("--limit", "at most this many (default 50)")):
         p.add_argument(option, help=what)
     command("payment").add_argument("id", help="the payment id")
+    p = command("day-reports")
+    p.add_argument("work_date", help="a work date whose ledger day is closed (YYYY-MM-DD)")
+    p.add_argument("--out", help="a folder to write the two files into (made if missing), "
+                                 "instead of printing them")
     command("stuck").add_argument(
         "--minutes", help="unchanged for at least this many minutes, 0 to 10080 "
                           f"(default {STUCK_DEFAULT_MIN} minutes: younger payments are not "
@@ -299,6 +307,11 @@ def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         return client.call("GET", "/ops/api/payments" + _query(args, names)), c
     if c == "payment":
         return client.call("GET", f"/ops/api/payments/{quote(args.id, safe='')}"), c
+    if c == "day-reports":
+        answer = client.call("GET", f"/ops/api/day-reports/{quote(args.work_date, safe='')}")
+        if args.out is not None:
+            answer["written"] = write_reports(answer, Path(args.out))
+        return answer, "day_reports"
     if c == "stuck":
         return client.call("GET", "/ops/api/stuck" + _query(args, ("minutes",))), c
     if c in ("requests", "receivables"):
@@ -312,6 +325,17 @@ def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         return client.call("POST", "/ops/api/requests", _request_body(args)), "one_request"
     path = f"/ops/api/requests/{quote(args.request_id, safe='')}/{c}"
     return client.call("POST", path, {"note": args.note}), "one_request"
+
+
+def write_reports(answer: dict[str, Any], folder: Path) -> list[str]:
+    """The reports the gateway answered, written into `folder` under their own names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in answer["files"]:
+        path = folder / Path(f["name"]).name  # a name only, never a path of the gateway's
+        path.write_text(f["text"], encoding="utf-8")
+        paths.append(str(path))
+    return paths
 
 
 def _request_body(args: argparse.Namespace) -> dict[str, Any]:
