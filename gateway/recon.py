@@ -6,6 +6,10 @@ At day end the gateway asks the NPC for its totals (hvps.710) and compares the a
 by count and by sum. Every difference is listed; reconciled means there is none. For
 each differing total the gateway then asks for the items (hvps.712) and lists, from the
 NPC's answer (hvps.713), each payment that only one side has.
+
+Each comparison is kept (table `recon`: the date, whether it agreed, the differences,
+and for the totals our counts and sums by kind), and `last_hvps` shows the newest to
+the operators (`paygate ops status`, the page, GET /ops/api/status) beside BEPS's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.messages.hvps710 import ReconSummary
+from gateway.money import format_yuan_grouped
 from gateway.messages.hvps712 import DetailResponse, DetailSelector
 
 SETTLED = "PR04"
@@ -54,10 +59,40 @@ def compare_hvps(tx: Any, summary: ReconSummary, now: datetime) -> dict[str, Any
     result = {"work_date": summary.check_date, "system": "HVPS",
               "reconciled": not differences, "differences": differences,
               "rows": {f"{k[0]}/{k[1]}": ours[k] for k in sorted(ours)}}
-    tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences) "
-               "VALUES (?, ?, ?, ?, ?)", (summary.check_date, "HVPS", now.isoformat(),
-                                          int(not differences), json.dumps(differences)))
+    tx.execute("INSERT INTO recon (work_date, system, at, reconciled, differences, totals) "
+               "VALUES (?, ?, ?, ?, ?, ?)", (summary.check_date, "HVPS", now.isoformat(),
+                                             int(not differences), json.dumps(differences),
+                                             json.dumps(result["rows"])))
     return result
+
+
+TOTALS = ("sent_count", "sent_fen", "received_count", "received_fen")
+
+
+def last_hvps(tx: Any) -> dict[str, Any] | None:
+    """The newest HVPS reconciliation (hvps.710/711), for the operators: its work date,
+    when it ran, whether the NPC's totals agreed with ours, each differing total, our
+    totals by message type and business type (counts and fen), and, when it differed,
+    the item comparison that followed (hvps.712/713: the payments only one side has).
+    None before the first."""
+    row = tx.query_one("SELECT id, work_date, at, reconciled, differences, totals FROM recon "
+                       "WHERE system = 'HVPS' ORDER BY id DESC LIMIT 1", ())
+    if row is None:
+        return None
+    recon_id, work_date, at, reconciled, differences, totals = row
+    out: dict[str, Any] = {
+        "work_date": work_date, "at": at, "reconciled": bool(reconciled),
+        "differences": [_in_yuan(d) for d in json.loads(differences)],
+        "totals": [_in_yuan({"kind": kind, **dict(zip(TOTALS, values))})
+                   for kind, values in json.loads(totals or "{}").items()],
+        "items": None}
+    detail = tx.query_one("SELECT at, reconciled, differences FROM recon WHERE "
+                          "system = 'HVPS-detail' AND work_date = ? AND id > ? "
+                          "ORDER BY id DESC LIMIT 1", (work_date, recon_id))
+    if detail is not None:
+        out["items"] = {"at": detail[0], "reconciled": bool(detail[1]),
+                        "differences": json.loads(detail[2])}
+    return out
 
 
 def detail_selectors(result: dict[str, Any]) -> list[DetailSelector]:
@@ -100,3 +135,16 @@ def compare_details(tx: Any, response: DetailResponse, now: datetime) -> dict[st
                                           now.isoformat(), int(not differences),
                                           json.dumps(differences, ensure_ascii=False)))
     return result
+
+
+def _in_yuan(row: dict[str, Any]) -> dict[str, Any]:
+    """A totals or difference row with its sums also in yuan (sent_fen: sent, ours and npc
+    of a `_fen` field: ours_yuan, npc_yuan), as the operators read them."""
+    out = dict(row)
+    for name in ("sent_fen", "received_fen"):
+        if name in row:
+            out[name.removesuffix("_fen")] = format_yuan_grouped(row[name])
+    if str(row.get("field", "")).endswith("_fen"):
+        out["ours_yuan"] = format_yuan_grouped(row["ours"])
+        out["npc_yuan"] = format_yuan_grouped(row["npc"])
+    return out

@@ -283,7 +283,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS recon (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         work_date TEXT NOT NULL, system TEXT NOT NULL, at TEXT NOT NULL,
-        reconciled INTEGER NOT NULL, differences TEXT NOT NULL
+        reconciled INTEGER NOT NULL, differences TEXT NOT NULL,
+        totals TEXT NOT NULL DEFAULT '{}'
     )""",
 ]
 
@@ -293,6 +294,7 @@ SCHEMA = [
 ADDED_COLUMNS = {
     "outbox": [("untaken", "INTEGER NOT NULL DEFAULT 0")],
     "idempotency": [("request", "TEXT")],
+    "recon": [("totals", "TEXT NOT NULL DEFAULT '{}'")],
 }
 
 

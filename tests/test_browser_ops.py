@@ -7,6 +7,7 @@ binary exists.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,45 @@ def test_the_link_card_says_the_session_as_last_known_while_the_link_is_down(
 
     assert shown == ["DOWN · session when the NPC last answered: logged in",
                      "中断 · NPC 最后应答时的会话状态: 已登录"]
+
+
+def test_the_page_shows_the_last_hvps_reconciliation_and_asks_nothing_that_fails(
+        rig: Any, browser: Any) -> None:
+    """Before sign-in the page asks whether it is signed in without a 401 (no console
+    error); signed in, its HVPS card shows the last reconciliation's work date, that it
+    differed and each differing total in yuan, beside BEPS's; the clearing account card
+    says it is our books' figure."""
+    loop, ops_rig = rig
+    differences = [{"mt": "hvps.111.001.01", "business_type": "A100", "field": "sent_fen",
+                    "ours": 150_000_00, "npc": 150_001_00}]
+    loop.run(ops_rig.gw.store.run(lambda tx: tx.execute(
+        "INSERT INTO recon (work_date, system, at, reconciled, differences, totals) "
+        "VALUES (?, 'HVPS', ?, 0, ?, ?)",
+        ("2026-12-04", "2026-12-04T17:31:00+08:00", json.dumps(differences),
+         json.dumps({"hvps.111.001.01/A100": [1, 150_000_00, 0, 0]})))))
+    failed: list[str] = []
+    errors: list[str] = []
+    page = browser.new_context(locale="en-US").new_page()
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400
+            else None)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(ops_rig.url + "/ops/")
+    page.wait_for_selector("#login-form", state="visible", timeout=STEP_TIMEOUT_MS)
+    before_sign_in = list(failed) + list(errors)
+    page.fill("#login-user", "op1")
+    page.fill("#login-password", "op1-demo")
+    page.click("#login-submit")
+    page.wait_for_selector("#live.on", timeout=STEP_TIMEOUT_MS)
+    page.wait_for_selector("#c-hvps-recon:has-text('2026-12-04')", timeout=STEP_TIMEOUT_MS)
+    card = page.text_content("#c-hvps-recon")
+    detail = page.text_content("#c-hvps-recon-detail")
+    differs = page.get_attribute("#c-hvps-recon", "class")
+    clearing = page.text_content("#cards .card:has(#c-balance)")
+    alerts_card = page.text_content("#cards .card:has(#c-alerts)")
+
+    assert before_sign_in == []
+    assert "DIFFERS" in card and "error" in differs
+    assert "hvps.111.001.01/A100 sent_fen" in detail
+    assert "150,000.00" in detail and "150,001.00" in detail
+    assert "our books" in clearing and "not the NPC's balance" in clearing
+    assert "Alerts open" in alerts_card and "in history" in alerts_card

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import keys, outbound
 from gateway.clock import SHANGHAI
-from gateway.ops import sessions, views
+from gateway.ops import attention, sessions, views
 from gateway.ops.operators import hash_password
 from gateway.ops.testing import LoopThread, OpsRig
 from ledger.db import connect
@@ -535,3 +535,88 @@ def test_the_dead_letter_gauge_counts_what_the_console_counts(web: Web) -> None:
     assert gauge == dead["total"] == streams["dead_total"]
     assert [e["fields"]["outbox"] for e in dead["entries"]
             if e["fields"].get("outbox") in map(str, rows)] == [str(rows[1])]
+
+
+def test_the_session_route_says_whether_the_browser_is_signed_in(web: Web) -> None:
+    """GET /ops/session answers 200 before sign-in, after it (naming the operator) and
+    after sign-out, so the page makes no request that fails with 401 to find out."""
+    before, before_body, _ = web.call("GET", "/ops/session")
+    s = web.session("op1")
+    during, during_body, _ = web.call("GET", "/ops/session", s)
+    web.call("POST", "/ops/logout", s, json={})
+    after, after_body, _ = web.call("GET", "/ops/session", s)
+    web.close(s)
+    unknown, unknown_body, _ = web.call("GET", "/ops/session?x=1")
+
+    assert (before, before_body) == (200, {"signed_in": False})
+    assert during == 200 and during_body["signed_in"] is True
+    assert during_body["operator"]["user"] == "op1"
+    assert (after, after_body) == (200, {"signed_in": False})
+    assert unknown == 422 and unknown_body["errors"][0]["code"] == "query_parameter_unknown"
+
+
+def _alert(tx: Any, code: str, **detail: Any) -> int:
+    return tx.query_one("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?) RETURNING id",
+                        ("2026-12-07T09:00:00+08:00", code, json.dumps(detail)))[0]
+
+
+# (alert, open now): what the page counts on its Alerts card and what it shows as history.
+ALERT_CASES = [
+    ("window_changed", False),
+    ("link_down, its outage over", False),
+    ("link_down, its outage going on", True),
+    ("link_discarding, its episode over", False),
+    ("critical, acknowledged", False),
+    ("critical, not acknowledged", True),
+    ("a finding (reconciliation_differences)", True),
+]
+
+
+def test_the_alerts_open_are_counted_apart_from_the_history(web: Web) -> None:
+    """Phase changes, link episodes over and critical alerts acknowledged are history; an
+    episode going on, a critical alert not acknowledged and any other finding are open:
+    the snapshot counts and lists them apart, GET /ops/api/alerts marks each row."""
+    ongoing_since = "2026-12-07T09:05:00+08:00"
+
+    def insert(tx: Any) -> dict[str, int]:
+        ids = {
+            "window_changed": _alert(tx, "window_changed", system="HVPS"),
+            "link_down, its outage over": _alert(tx, "link_down",
+                                                 since="2026-12-07T08:50:00+08:00"),
+            "link_down, its outage going on": _alert(tx, "link_down", since=ongoing_since),
+            "link_discarding, its episode over": _alert(
+                tx, "link_discarding", since="2026-12-07T08:55:00+08:00"),
+            "critical, acknowledged": _alert(tx, "npc_settled_payment_we_ended"),
+            "critical, not acknowledged": _alert(tx, "npc_settled_payment_we_ended"),
+            "a finding (reconciliation_differences)": _alert(
+                tx, "reconciliation_differences", work_date="2026-12-07")}
+        tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?)",
+                   (ids["critical, acknowledged"], "sup1", ongoing_since, "collected"))
+        return ids
+
+    def counted(tx: Any) -> tuple[list[int], dict[str, int], dict[int, bool]]:
+        down = {"state": "down", "since": ongoing_since}
+        ongoing = attention.ongoing_ids(tx, down)
+        rows = attention.listing(tx, ongoing, 50)
+        return ongoing, attention.counts(tx, ongoing), {r["id"]: r["attention"] for r in rows}
+
+    before = web.db(lambda tx: attention.counts(tx, []))
+    ids = web.db(insert)
+    ongoing, counts, marked = web.db(counted)
+    _, listed, _ = web.call("GET", "/ops/api/alerts", basic=("op1", "op1-pass"))
+    _, snap, _ = web.call("GET", "/ops/api/snapshot", basic=("op1", "op1-pass"))
+    web.db(lambda tx: tx.execute("DELETE FROM alerts WHERE id >= ?", (min(ids.values()),)))
+
+    assert ongoing == [ids["link_down, its outage going on"]]
+    assert [marked[ids[case]] for case, _ in ALERT_CASES] == [o for _, o in ALERT_CASES]
+    opened = sum(1 for _, o in ALERT_CASES if o)
+    assert counts == {"attention": before["attention"] + opened,
+                      "history": before["history"] + len(ALERT_CASES) - opened}
+    # The rig's link is up: its alert of an outage is history there.
+    by_id = {a["id"]: a["attention"] for a in listed["alerts"]}
+    assert by_id[ids["link_down, its outage going on"]] is False
+    assert by_id[ids["a finding (reconciliation_differences)"]] is True
+    assert snap["alert_count"] == {"attention": before["attention"] + opened - 1,
+                                   "history": before["history"] + len(ALERT_CASES) - opened + 1}
+    assert all(a["attention"] for a in snap["alerts"])
+    assert not any(a["attention"] for a in snap["alert_history"])

@@ -42,10 +42,11 @@ def status(a: dict[str, Any]) -> str:
         ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
                         f"{nxt.get('name_en', '')}".strip()),
         *link_rows(a.get("link") or {}),
-        ("clearing balance", a["clearing_balance"]),
+        ("clearing balance (our books)", a["clearing_balance"]),
         ("queued at NPC", f"{a['queued_at_npc']['count']} payments, "
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
+        *_hvps_reconciliation(a.get("hvps_reconciliation")),
         *_beps_reconciliation(a.get("beps_reconciliation")),
         *_critical_alerts(a.get("critical_alerts")),
         ("pending requests", a.get("pending_requests", "-")),
@@ -111,6 +112,29 @@ def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:
     codes = ", ".join(f"{code} ({n})" for code, n in c["codes"].items())
     return [("critical alerts", f"{c['open']} OPEN since {c['since']}: {codes} "
                                 "(paygate ops alerts; request alert-acknowledge ID)")]
+
+
+def _hvps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The last HVPS reconciliation (hvps.710/711) as status lines: its work date and
+    result, our totals by kind, and each difference when the NPC's totals differed."""
+    if r is None:
+        return [("HVPS reconciled", "not yet (no hvps.711 answered)")]
+    result = "agreed with the NPC" if r["reconciled"] else \
+        f"DIFFERS from the NPC in {len(r['differences'])} totals"
+    totals = "; ".join(f"{t['kind']} sent {t['sent_count']} {t['sent']}, received "
+                       f"{t['received_count']} {t['received']}" for t in r["totals"])
+    rows = [("HVPS reconciled", f"work date {r['work_date']} {result} (at {r['at']})"),
+            ("HVPS totals", totals or "no HVPS payment on the date")]
+    for d in r["differences"]:
+        ours, npc = d.get("ours_yuan", d["ours"]), d.get("npc_yuan", d["npc"])
+        rows.append(("  differs", f"{d['mt']}/{d['business_type']} {d['field']}: "
+                                  f"ours {ours}, NPC {npc}"))
+    items = r.get("items")
+    if items is not None:
+        only = ", ".join(f"{d['msg_id']} only at {d['only_at']}"
+                         for d in items["differences"])
+        rows.append(("  items", only or "every item agrees"))
+    return rows
 
 
 def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -188,12 +212,20 @@ def dead(a: dict[str, Any]) -> str:
 
 
 def alerts(a: dict[str, Any]) -> str:
-    """The latest alerts; a critical one says OPEN until a supervisor acknowledges it,
-    then who did."""
-    rows = [dict(r, critical="OPEN" if r.get("open") else r.get("acknowledged_by") or "")
+    """The latest alerts, each open (needing attention) or history (ops.attention); a
+    critical one says OPEN until a supervisor acknowledges it, then who did."""
+    rows = [dict(r, critical="OPEN" if r.get("open") else r.get("acknowledged_by") or "",
+                 now="open" if r.get("attention", True) else "history")
             for r in a["alerts"]]
-    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"),
+    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"), ("now", "now"),
                         ("critical", "critical"), ("detail", "detail")))
+
+
+def day_reports(a: dict[str, Any]) -> str:
+    """A closed date's reports: where they were written (--out), else their text."""
+    if "written" in a:
+        return "\n".join(["written:", *a["written"]])
+    return "\n".join(f"== {f['name']}\n{f['text']}" for f in a["files"])
 
 
 def audit(a: dict[str, Any]) -> str:
@@ -249,5 +281,5 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "stuck": stuck, "books": books, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
     "receivables": receivables,
     "one_request": one_request, "messages": messages, "message": message,
-    "actions": actions,
+    "actions": actions, "day_reports": day_reports,
 }

@@ -9,9 +9,10 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/payments?id=&account=&amount=&state=&date=&direction=&channel=&limit= | found |
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes or held since their message died (any age), `total`, `message_died`, `truncated` |
+| GET /ops/api/day-reports/{date} | a closed work date's daily statement and subject day sheets: `files`, each `name` and `text` (409 `work_date_not_closed` for a date still open) |
 | GET /ops/api/review | payments held for review or by the screening |
 | GET /ops/api/dead | dead letters |
-| GET /ops/api/alerts, /ops/api/audit | latest alerts, latest operators' acts |
+| GET /ops/api/alerts, /ops/api/audit | latest alerts (each `attention`: open, or history, ops.attention), latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |
 | GET /ops/api/queries | overdue queries, and under `refused` our queries, replies and free text the NPC refused (404 when there is no query table) |
 | GET /ops/api/receivables?state= | receivables (其他应收款-待销账, 1221) in one state (`open` unless asked: `collected`, `void`), oldest first |
@@ -40,10 +41,11 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import dayend
 from gateway.api import query_params
 from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.money import format_yuan
-from gateway.ops import archive, control, queues, receivables, snapshot, views
+from gateway.ops import archive, attention, control, queues, receivables, snapshot, views
 from gateway.ops.console import Console
 from gateway.ops.operators import Operator
 from gateway.ops.replies import json_response, read_json
@@ -115,6 +117,7 @@ class DataRoutes:
             ("GET", "/ops/api/payments/{id}", self.payment),
             ("GET", "/ops/api/stuck", self.stuck),
             ("GET", "/ops/api/books", self.books),
+            ("GET", "/ops/api/day-reports/{date}", self.day_reports),
             ("GET", "/ops/api/review", self.review),
             ("GET", "/ops/api/dead", self.dead),
             ("GET", "/ops/api/alerts", self.alerts),
@@ -207,6 +210,12 @@ class DataRoutes:
                          for r in trial.rows if r.debit_fen or r.credit_fen],
         })
 
+    async def day_reports(self, request: web.Request, operator: Operator) -> web.Response:
+        """A closed work date's daily statement and subject day sheets (gateway.dayend)."""
+        checked_query(request)
+        text = request.match_info["date"]
+        return _json(await self._read(lambda tx: dayend.day_reports(tx, self.gw.ledger, text)))
+
     async def review(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
         return _json({"payments": await self._read(views.held_for_review)})
@@ -217,7 +226,11 @@ class DataRoutes:
 
     async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]
-        return _json({"alerts": await self._read(lambda tx: views.alerts(tx, limit))})
+        link_view = self.gw.link.view()
+
+        def work(tx: Any) -> list[dict[str, Any]]:
+            return attention.listing(tx, attention.ongoing_ids(tx, link_view), limit)
+        return _json({"alerts": await self._read(work)})
 
     async def audit(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway import critical
+from gateway import critical, recon
 from gateway.errors import PaygateError
 from gateway.money import format_yuan_grouped
-from gateway.ops import control, queues, views
+from gateway.ops import attention, control, queues, views
 from gateway.ops.console import Console
 from gateway.ops.schema import table_exists
 from gateway.windows import HVPS_TRANSITIONS, Phase, next_transition
@@ -59,8 +59,9 @@ def beps_position(gw: Any, tx: Any) -> dict[str, Any] | None:
 
 
 def books(gw: Any, tx: Any) -> dict[str, Any]:
-    """The money: the clearing account, what waits at the NPC, the BEPS position, and the
-    critical alerts still open (gateway.critical: money moved at the NPC against us)."""
+    """The money: the clearing account, what waits at the NPC, the BEPS position, the
+    critical alerts still open (gateway.critical: money moved at the NPC against us), and
+    the last HVPS reconciliation (gateway.recon.last_hvps)."""
     balance_fen = gw.ledger.clearing_balance(tx)
     count, sum_fen = tx.query_one(
         "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments "
@@ -69,7 +70,8 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
             "clearing_balance": format_yuan_grouped(balance_fen),
             "queued_at_npc": {"count": count, "amount_fen": sum_fen,
                               "amount": format_yuan_grouped(sum_fen)},
-            "beps": beps_position(gw, tx), "critical_alerts": critical.open_alerts(tx)}
+            "beps": beps_position(gw, tx), "critical_alerts": critical.open_alerts(tx),
+            "hvps_reconciliation": recon.last_hvps(tx)}
 
 
 async def status(gw: Any) -> dict[str, Any]:
@@ -113,15 +115,20 @@ class Snapshots:
         snap["stages"] = self.rates.stages(gw.workers, asyncio.get_running_loop().time())
         snap["dead"] = await queues.dead_letters(r, SNAPSHOT_LIST_MAX, gw.store)
 
+        link_view = gw.link.view()
+
         def work(tx: Any) -> dict[str, Any]:
             control.expire_due(tx, now)
+            ongoing = attention.ongoing_ids(tx, link_view)
             return {
                 "counts": views.counts(tx),
                 "recent": views.recent_payments(tx, 20),
                 "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
                 "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX],
-                "alerts": views.alerts(tx, SNAPSHOT_LIST_MAX),
-                "alert_count": views.alert_count(tx),
+                # Open alerts and the history apart, counted (ops.attention).
+                "alerts": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, True),
+                "alert_history": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, False),
+                "alert_count": attention.counts(tx, ongoing),
                 "webhooks_failed": views.failed_webhooks(tx, SNAPSHOT_LIST_MAX),
                 "audit": views.audit_rows(tx, SNAPSHOT_LIST_MAX),
                 "pending": views.requests(tx, state="pending", limit=SNAPSHOT_LIST_MAX),

@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import critical, payments, webhook
+from gateway import payments, webhook
 from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
@@ -227,17 +227,8 @@ def counts(tx: Any) -> list[dict[str, Any]]:
             for d, c, s, n, a in rows]
 
 
-def alerts(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest alerts, each critical one with whether it is still `open` (no
-    supervisor acknowledged it yet, gateway.critical) and who acknowledged it."""
-    rows = tx.query("SELECT a.id, a.at, a.code, a.detail, k.by FROM alerts a LEFT JOIN "
-                    "alert_acks k ON k.alert_id = a.id ORDER BY a.id DESC LIMIT ?", (limit,))
-    return [{"id": i, "at": at, "code": code, "detail": json.loads(detail),
-             "open": code in critical.CODES and by is None, "acknowledged_by": by}
-            for i, at, code, detail, by in rows]
-
-
 def alert_count(tx: Any) -> int:
+    """Every alert recorded (/metrics); the page counts the open ones (ops.attention)."""
     return tx.query_one("SELECT COUNT(*) FROM alerts", ())[0]
 
 

@@ -2,7 +2,8 @@
 `/metrics`.
 
 Wiring: `add_routes(app, gw)` before the application starts. Every route but the
-page's own files and `POST /ops/login` needs an operator: a session cookie from the
+page's own files, `POST /ops/login` and `GET /ops/session` (whether this browser is
+signed in) needs an operator: a session cookie from the
 sign-in, or HTTP Basic credentials (the command line). The page's files hold no data:
 without a session the page shows only its sign-in form.
 
@@ -109,6 +110,22 @@ class Ops:
         sessions.clear_cookie(response)
         return response
 
+    async def session(self, request: web.Request) -> web.StreamResponse:
+        """Whether this browser is signed in, and as whom: answered 200 either way, so
+        the page, which cannot read its HttpOnly cookie, asks at start and after a broken
+        event stream without a failed (401) request."""
+        try:
+            checked_query(request)
+            token = request.cookies.get(sessions.COOKIE)
+            operator = await self.auth.session_operator(token) if token else None
+        except PaygateError as exc:
+            if exc.code != "operator_not_signed_in":
+                return error_response(exc)
+            operator = None
+        if operator is None:
+            return json_response({"signed_in": False})
+        return json_response({"signed_in": True, "operator": operator.public()})
+
     async def me(self, request: web.Request, operator: Operator) -> web.StreamResponse:
         checked_query(request)
         return json_response(operator.public())
@@ -187,6 +204,7 @@ def add_routes(app: web.Application, gw: Any) -> None:
     add.add_post("/ops/login", ops.login)
     add.add_post("/ops/logout", ops.guard(ops.logout))
     add.add_get("/ops/events", ops.guard(ops.events))
+    add.add_get("/ops/session", ops.session)
     add.add_get("/ops/api/me", ops.guard(ops.me))
     add.add_get("/ops/api/actions", ops.guard(ops.actions))
     for method, path, handler in data.routes():

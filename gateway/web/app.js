@@ -160,6 +160,20 @@
     showLogin();
   });
 
+  // Whether the browser is signed in (GET /ops/session answers 200 either way, so the
+  // page makes no request that fails before sign-in): the page if so, the form if not.
+  // A gateway that does not answer shows the form at start; once signed in, the event
+  // stream keeps trying to reconnect by itself.
+  async function checkSession(atStart) {
+    try {
+      const answer = await api("GET", "/ops/session");
+      if (!answer.signed_in) { showLogin(); return; }
+      if (!me) { me = answer.operator; showMain(); }
+    } catch (err) {
+      if (atStart) showLogin();
+    }
+  }
+
   // Live snapshots
 
   function setLive(on) {
@@ -178,7 +192,7 @@
     source.addEventListener("signed_out", () => showLogin());
     source.onerror = () => {
       setLive(false);
-      api("GET", "/ops/api/me").catch(() => null);
+      checkSession(false);
     };
   }
 
@@ -201,13 +215,16 @@
       { h: "c_age", f: (d) => d.age_s, cls: "num" }, { h: "c_reason", f: (d) => d.reason, cls: "wrap" },
       { h: "c_actions", f: (d) => (me && me.may_act ? actionButton("retry", d.id) : null) }]);
     renderWebhooks(s.webhooks_failed);
-    fill("t-alerts", s.alerts, [
+    const alertColumns = [
       { h: "c_id", f: (a) => a.id }, { h: "c_at", f: (a) => a.at, cls: "nowrap" },
       { h: "c_code", f: (a) => a.code },
       { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" },
       { h: "c_actions", f: (a) => (a.open && me && me.may_approve
         ? actionButton("alert_acknowledge", String(a.id))
-        : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }]);
+        : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }];
+    fill("t-alerts", s.alerts, alertColumns);
+    fill("t-alerts-history", s.alert_history, alertColumns);
+    $("alerts-history-count").textContent = s.alert_count.history;
     renderQueries(s.queries);
     fill("t-requests", s.requests, requestColumns(false), "req");
     fill("t-audit", s.audit, [
@@ -262,6 +279,7 @@
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
     $("c-queued-amount").textContent = s.queued_at_npc.amount;
     $("c-beps").textContent = s.beps ? `${s.beps.net} / ${s.beps.cap || t("na")}` : t("na");
+    renderHvpsRecon(s.hvps_reconciliation);
     const r = s.beps_reconciliation;
     $("c-beps-recon").textContent = r ? (r.reconciled_through || "-") : t("na");
     $("c-beps-recon").classList.toggle("error", Boolean(r && r.with_differences));
@@ -269,13 +287,36 @@
       ? `${r.not_reconciled} ${t("recon_waiting")} · ${r.with_differences} ${t("recon_differing")}`
       : "";
     $("c-pending").textContent = s.pending.length;
-    $("c-alerts").textContent = s.alert_count;
+    $("c-alerts").textContent = s.alert_count.attention;
+    $("c-alerts-history").textContent = `${s.alert_count.history} ${t("n_history")}`;
     const critical = s.critical_alerts || { open: 0, codes: {} };
     $("c-alerts").classList.toggle("error", critical.open > 0);
     $("c-alerts-critical").textContent = critical.open
       ? `${critical.open} ${t("critical_open")}: ${Object.keys(critical.codes).join(", ")}`
       : "";
     $("c-dead").textContent = s.dead.total;
+  }
+
+  // The last HVPS reconciliation (hvps.710/711): its work date and result; the
+  // differing totals (and the items only one side has) when it differed, our totals
+  // by kind when it agreed.
+  function renderHvpsRecon(r) {
+    const big = $("c-hvps-recon");
+    big.classList.toggle("error", Boolean(r && !r.reconciled));
+    if (!r) {
+      big.textContent = t("recon_none");
+      $("c-hvps-recon-detail").textContent = "";
+      return;
+    }
+    big.textContent = `${r.work_date} · ${t(r.reconciled ? "recon_agreed" : "recon_differs")}`;
+    const amount = (d, side) => d[`${side}_yuan`] ?? d[side];
+    const parts = r.reconciled
+      ? r.totals.map((k) => `${k.kind} ${t("recon_sent")} ${k.sent_count} (${k.sent}), ${t("recon_received")} ${k.received_count} (${k.received})`)
+      : r.differences.map((d) => `${d.mt}/${d.business_type} ${d.field}: ${t("recon_ours")} ${amount(d, "ours")}, NPC ${amount(d, "npc")}`);
+    if (r.items) {
+      parts.push(...r.items.differences.map((d) => `${d.msg_id} ${t("recon_only_at")} ${d.only_at}`));
+    }
+    $("c-hvps-recon-detail").textContent = parts.join(" · ");
   }
 
   function fill(tableId, rows, columns, flashKey) {
@@ -566,5 +607,5 @@
   // Start
 
   applyLang();
-  api("GET", "/ops/api/me").then((who) => { me = who; showMain(); }).catch(() => showLogin());
+  checkSession(true);
 })();
