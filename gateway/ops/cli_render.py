@@ -42,7 +42,8 @@ def status(a: dict[str, Any]) -> str:
         ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
                         f"{nxt.get('name_en', '')}".strip()),
         *link_rows(a.get("link") or {}),
-        ("clearing balance (our books)", a["clearing_balance"]),
+        # The ledger's figure: the gateway cannot see the NPC's own balance.
+        ("clearing balance", f"{a['clearing_balance']} (our books, not the NPC's)"),
         ("queued at NPC", f"{a['queued_at_npc']['count']} payments, "
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
