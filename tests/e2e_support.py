@@ -121,3 +121,17 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, list[tuple[bytes, str]]
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", got
     finally:
         await runner.cleanup()
+
+
+async def peer_payment_lost(h: Harness, payee: str, amount_fen: int) -> dict[str, Any]:
+    """A peer's payment to `payee` (held by 收款客户) that the NPC settles but whose
+    message to us the link drops (fault `drop`); the simulator's answer naming it."""
+    await h.sim("POST", "/sim/faults", {"drop": 1.0})
+    sent = await h.sim("POST", "/sim/peer/send", {
+        "sender": PEER, "receiver": BANK, "payee_account": payee,
+        "payee_name": "收款客户", "payee_bank": BRANCH, "amount_fen": amount_fen,
+        "count": 1, "business_type": "A100", "business_kind": "02102",
+        "priority": "NORM"})
+    await asyncio.sleep(0.5)
+    await h.sim("POST", "/sim/faults", {"drop": 0.0})
+    return sent

@@ -12,7 +12,8 @@ from gateway import keys, recovery
 from gateway.errors import PaygateError
 from gateway.messages import envelope as env_mod
 from tests.e2e_support import (BANK, BRANCH, PEER, SHARED, YUAN, balance, open_account,
-                               phase, started, transfer, until, wait_state)
+                               peer_payment_lost, phase, started, transfer, until,
+                               wait_state)
 
 pytestmark = pytest.mark.e2e
 
@@ -240,14 +241,7 @@ def test_reconciliation_details_name_the_payment_we_never_received(tmp_path):
     async def scenario():
         async with started(tmp_path) as h:
             payee = await open_account(h, 9, 0, name="收款客户")
-            await h.sim("POST", "/sim/faults", {"drop": 1.0})
-            sent = await h.sim("POST", "/sim/peer/send", {
-                "sender": PEER, "receiver": BANK, "payee_account": payee,
-                "payee_name": "收款客户", "payee_bank": BRANCH, "amount_fen": 4_321_00,
-                "count": 1, "business_type": "A100", "business_kind": "02102",
-                "priority": "NORM"})
-            await asyncio.sleep(0.5)
-            await h.sim("POST", "/sim/faults", {"drop": 0.0})
+            sent = await peer_payment_lost(h, payee, 4_321_00)
             summary = await h.gateway.reconcile_hvps(h.gateway.work_date)
             day = h.gateway.work_date.isoformat()
             await until(lambda: day in h.gateway.recon_details, "hvps.713 compared")

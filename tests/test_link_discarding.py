@@ -25,6 +25,15 @@ async def alerts(gw: Any, code: str) -> list[str]:
         "SELECT code FROM alerts WHERE code = ? ORDER BY id", (code,)))]
 
 
+async def pay_discarded(h: Any, payer: str, count: int) -> None:
+    """`count` transfers from `payer`, one after the other, each rejected once the NPC
+    discarded its message."""
+    for i in range(count):
+        _, answer = await h.gateway.submit_transfer("core", f"discarded-{i}",
+                                                    transfer(payer, f"{2 + i}.00"))
+        await wait_state(h, answer["id"], "rejected")
+
+
 def sign_with(gw: Any, key: Any) -> None:
     """The gateway signs with `key` from now on; the NPC still holds the public key of
     the one it had, as when a wrong key of ours is installed at the NPC."""
@@ -43,10 +52,7 @@ def test_a_discarding_npc_shows_the_link_degraded_with_one_alert_per_episode(tmp
 
             good = gw.keyring.private[BANK]
             sign_with(gw, EcdsaP256.generate())
-            for i in range(3):
-                _, answer = await gw.submit_transfer("core", f"discarded-{i}",
-                                                     transfer(payer, f"{2 + i}.00"))
-                await wait_state(h, answer["id"], "rejected")
+            await pay_discarded(h, payer, 3)
             seen["discarding"] = await health(gw.url)
             seen["status"] = await ops_status(gw.url)
             seen["alerts_discarding"] = await alerts(gw, "link_discarding")
@@ -104,10 +110,7 @@ def test_the_simulated_npcs_discard_fault_degrades_the_link_until_it_is_used_up(
             payer = await open_account(h, 1, 1_000 * YUAN)
             seen: dict[str, Any] = {"faults": await h.sim("POST", "/sim/faults",
                                                           {"discard": 2})}
-            for i in range(2):
-                _, answer = await gw.submit_transfer("core", f"discarded-{i}",
-                                                     transfer(payer, f"{2 + i}.00"))
-                await wait_state(h, answer["id"], "rejected")
+            await pay_discarded(h, payer, 2)
             seen["discarding"] = await health(gw.url)
             seen["status"] = await ops_status(gw.url)
             seen["alerts"] = await alerts(gw, "link_discarding")

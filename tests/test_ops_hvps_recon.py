@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.ops import cli_render
-from tests.e2e_support import (BANK, BRANCH, PEER, YUAN, open_account, started, transfer,
+from tests.e2e_support import (YUAN, open_account, peer_payment_lost, started, transfer,
                                until, wait_state)
 from tests.test_link_refusing import ops_status
 
@@ -32,14 +32,7 @@ def test_ops_status_shows_the_last_hvps_reconciliation_and_its_differences(tmp_p
             await gw.reconcile_hvps(gw.work_date)
             seen["clean"] = await ops_status(gw.url)
 
-            await h.sim("POST", "/sim/faults", {"drop": 1.0})
-            seen["sent"] = await h.sim("POST", "/sim/peer/send", {
-                "sender": PEER, "receiver": BANK, "payee_account": payee,
-                "payee_name": "收款客户", "payee_bank": BRANCH, "amount_fen": 4_321_00,
-                "count": 1, "business_type": "A100", "business_kind": "02102",
-                "priority": "NORM"})
-            await asyncio.sleep(0.5)
-            await h.sim("POST", "/sim/faults", {"drop": 0.0})
+            seen["sent"] = await peer_payment_lost(h, payee, 4_321_00)
             await gw.reconcile_hvps(gw.work_date)
             day = gw.work_date.isoformat()
             await until(lambda: day in gw.recon_details, "hvps.713 compared")
