@@ -1,14 +1,20 @@
 """Every message the simulated NPC originates or forwards, built with the shared codec,
-signed as "0000" and put in the outbox in the caller's transaction.
+signed as "0000" when a receiver requires it, and put in the outbox in the caller's
+transaction.
 
 Header conventions of NPC traffic (SPEC.md a.1): OrigSender "0000", the system of the
 business concerned as both SIDs, MesgID "HVPD"/"BEPA" and 16 digits repeated as
 MesgRefID, priority 3, direction "D". Forwarded bank messages keep their sender, body and
 signature; only the direction turns to "D", which the signature does not cover.
 
-A ccms.990 goes unsigned, as the captured ones and the gateway's own do: a receiver takes
-a 990 without a signature from anyone (signing.UNSIGNED_ALLOWED), so one would prove
-nothing and only cost a signature here and a check there for every message.
+The NPC signs only what a receiver requires signed (signing.unsigned_allowed): a
+ccms.990 goes unsigned, as the captured ones and the gateway's own do (taken without a
+signature from anyone), and so do the NPC's own notices and reports that the captured
+ones show travelling unsigned (signing.UNSIGNED_FROM_NPC: ccms.900, 801, 911, hvps.711,
+saps.606, ...). A signature there would prove nothing a receiver asks for and cost a
+signature here and a check there: for a ccms.900, one of each per HVPS payment. What the
+NPC builds of a bank's message (a netted package it forwards with its block added) is
+signed, as its own.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.clock import Clock
-from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710
+from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710, signing
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
 from gateway.messages.envelope import Envelope, Header
@@ -83,8 +89,9 @@ class Notices:
         return header.mesg_id
 
     def _send(self, dest: str, mesg_type: str, system: str, body: bytes,
-              sign: bool = True, chain: str | None = None) -> str:
+              chain: str | None = None) -> str:
         header = self._header(dest, mesg_type, system)
+        sign = not signing.unsigned_allowed(header)
         return self._put(dest, header, codec.encode(header, body, self.keyring, sign), chain)
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
@@ -94,7 +101,7 @@ class Notices:
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id,
             code=code))
         return self._send(original.orig_sender, ccms990.MESSAGE_TYPE,
-                          original.orig_sender_sid, body, sign=False)
+                          original.orig_sender_sid, body)
 
     def result(self, dest: str, original: OriginalRef, status: str, reason: codes.Reason,
                processed_on: str, detail: str = "", system: str = "HVPS") -> str:
