@@ -1,15 +1,17 @@
 """Structured key=value log lines on standard error.
 
-Every state change of a message or payment in the simulator is one line (a message put
-in the outbox only at DEBUG: the outbox row records it, and its delivery has a line):
+Every state change of a message or payment in the simulator is one line (at DEBUG only:
+a message put in the outbox, whose row records it and whose delivery has a line; a
+credit taken, whose settlement, queueing or refusal has a line naming its MesgID; an
+acknowledgement taken, which the duplicate set records):
 
-    ts=2026-12-07T09:00:01+08:00 level=info logger=npc.rtgs event=settled tx_id=... amount_fen=...
+    ts=2026-12-07T09:00:01+08:00 level=info logger=npc.rtgs event=settled mesg_id=... tx_id=... amount_fen=...
 
 Values with spaces, quotes or equals signs are quoted, so a line splits unambiguously.
 
 Lines are written in chunks, as the gateway's are (gateway.logs.LineBuffer): a warning or
 an error at once with every line before it, information lines at most 0.2 s later. Under
-load the simulator writes about seven lines per HVPS payment, and one write each cost
+load the simulator writes four lines per HVPS payment, and one write each cost
 about a tenth of its CPU. What happened to a payment is in the database; a crash loses at
 most that fraction of a second of information lines.
 """

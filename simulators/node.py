@@ -44,6 +44,11 @@ PAYMENT_TYPES = frozenset({"hvps.111.001.01", "hvps.112.001.01"})
 FORWARDED_TYPES = frozenset({"ccms.303.001.02", "ccms.314.001.01", "ccms.315.001.01"})
 # Acknowledgements and discard notices are never acknowledged themselves.
 UNACKNOWLEDGED_TYPES = frozenset({ccms990.MESSAGE_TYPE, ccms911.MESSAGE_TYPE})
+# Taken, logged at DEBUG only: a credit's own line says what became of it (settled,
+# queued, rejected or refused, with its MesgID), and an acknowledgement is kept in the
+# duplicate set, when it came, and counted; nothing else happens with it. Two to three
+# lines fewer per HVPS payment at INFO.
+_TAKEN_QUIETLY = PAYMENT_TYPES | {ccms990.MESSAGE_TYPE}
 _PAYMENT_ATTRS = ("msg_id", "end_to_end_id", "tx_id", "business_type", "priority",
                   "amount_fen", "instg_direct", "instd_direct")
 # Where OrigSender stands in the header: after "{H:" and the 2-character version.
@@ -146,7 +151,9 @@ class Node:
             event(log, "duplicate_acknowledged", sender=header.orig_sender,
                   mesg_type=header.mesg_type, mesg_id=header.mesg_id)
             return "duplicate"
-        event(log, "taken", sender=header.orig_sender, mesg_type=header.mesg_type,
+        event(log, "taken",
+              logging.DEBUG if header.mesg_type in _TAKEN_QUIETLY else logging.INFO,
+              sender=header.orig_sender, mesg_type=header.mesg_type,
               mesg_id=header.mesg_id, signature=decoded.signature)
         return self._dispatch(decoded, raw)
 
@@ -227,5 +234,5 @@ class Node:
         self.notices.result(header.orig_sender, original, REJECTED, reason, work_date, detail,
                             system=header.orig_sender_sid)
         event(log, "refused", sender=header.orig_sender, mesg_type=header.mesg_type,
-              reason=reason.code, detail=detail)
+              mesg_id=header.mesg_id, reason=reason.code, detail=detail)
         return "refused"

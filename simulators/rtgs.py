@@ -77,8 +77,8 @@ class Rtgs:
             self._release([row.receiver], work_date)
             return SETTLED
         self.notices.result(p.sender, _original(row), QUEUED, codes.QUEUED, work_date)
-        event(log, "queued", sender=p.sender, receiver=p.receiver, tx_id=p.tx_id,
-              priority=p.priority, amount_fen=p.amount_fen,
+        event(log, "queued", sender=p.sender, receiver=p.receiver, mesg_id=p.mesg_id,
+              tx_id=p.tx_id, priority=p.priority, amount_fen=p.amount_fen,
               balance_fen=self.store.balance(p.sender))
         return QUEUED
 
@@ -88,8 +88,8 @@ class Rtgs:
         row = self._record(p, raw, REJECTED, work_date)
         self.store.add("rejected")
         self.notices.result(p.sender, _original(row), REJECTED, reason, work_date, detail)
-        event(log, "rejected", sender=p.sender, tx_id=p.tx_id, reason=reason.code,
-              detail=detail)
+        event(log, "rejected", sender=p.sender, mesg_id=p.mesg_id, tx_id=p.tx_id,
+              reason=reason.code, detail=detail)
         return REJECTED
 
     def fund(self, participant: str, amount_fen: int) -> int:
@@ -156,8 +156,9 @@ class Rtgs:
         self.store.set_status(row.id, SETTLED, work_date, self.clock.now().isoformat())
         self.notices.result(row.sender, _original(row), SETTLED, codes.SETTLED, work_date)
         self.notices.forward(row.receiver, row.raw)
-        event(log, "settled", sender=row.sender, receiver=row.receiver, tx_id=row.tx_id,
-              end_to_end_id=row.end_to_end_id, amount_fen=row.amount_fen)
+        event(log, "settled", sender=row.sender, receiver=row.receiver,
+              mesg_id=row.mesg_id, tx_id=row.tx_id, end_to_end_id=row.end_to_end_id,
+              amount_fen=row.amount_fen)
 
     def _release(self, participants: list[str], work_date: str) -> None:
         """Settle queued items of these payers while they are covered; money that reaches
