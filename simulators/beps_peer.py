@@ -15,7 +15,6 @@ from typing import Any
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import beps121, beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
-from gateway.messages.envelope import Header
 from gateway.messages.package import Package, PackageHeader, ReturnLimit, Transfer
 from simulators.peers import PeerBank
 
@@ -68,15 +67,6 @@ def parse_request(body: Any, peers: frozenset[str],
     return PackageRequest(**body)
 
 
-def _header(peer: PeerBank, receiver: str, mesg_type: str) -> Header:
-    now = peer.clock.now()
-    mesg_id = peer.ids.bank_mesg_id(peer.code)
-    return Header(orig_sender=peer.code, orig_sender_sid="BEPS", orig_receiver=receiver,
-                  orig_receiver_sid="BEPS", send_date=now.strftime("%Y%m%d"),
-                  send_time=now.strftime("%H%M%S"), mesg_type=mesg_type, mesg_id=mesg_id,
-                  mesg_ref_id=mesg_id, priority="3", direction="U")
-
-
 def package(peer: PeerBank, req: PackageRequest, debit: bool) -> tuple[bytes, str]:
     """One signed beps.121 (or beps.127) envelope from the peer; (raw, XML MsgId)."""
     msg_id = peer.ids.xml_msg_id(peer.code)
@@ -100,7 +90,7 @@ def package(peer: PeerBank, req: PackageRequest, debit: bool) -> tuple[bytes, st
     family = beps127 if debit else beps121
     pkg = Package(header, tuple(transfers),
                   return_limit=ReturnLimit("03") if debit else None)
-    env_header = _header(peer, req.receiver, family.MESSAGE_TYPE)
+    env_header = peer.header(req.receiver, family.MESSAGE_TYPE, system="BEPS")
     return codec.encode(env_header, family.build(pkg), peer.keys.ring), msg_id
 
 
@@ -119,7 +109,7 @@ def receipt_for(peer: PeerBank, decoded: codec.Decoded) -> bytes | None:
                              len(lines), sum(line.amount_fen for line in lines)),
         original=OriginalRef(pkg.header.msg_id, collector, beps127.MESSAGE_TYPE),
         paid_count=len(paid), paid_fen=sum(line.amount_fen for line in paid), lines=lines)
-    header = _header(peer, collector, beps128.MESSAGE_TYPE)
+    header = peer.header(collector, beps128.MESSAGE_TYPE, system="BEPS")
     return codec.encode(header, beps128.build(receipt), peer.keys.ring)
 
 

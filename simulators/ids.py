@@ -13,7 +13,7 @@ messages in one installation is far beyond any simulated run.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from gateway.clock import Clock
 from simulators.store import Store
@@ -47,3 +47,11 @@ class Ids:
     def bank_mesg_id(self, code: str) -> str:
         seq = self.store.add(f"seq:header:{code}") % 10**12
         return f"{self._day()}{seq:012d}"
+
+
+def send_date_time(now: datetime) -> tuple[str, str]:
+    """A header's SendDate and SendTime for `now` (yyyyMMdd, HHmmss): what strftime writes,
+    without the time-zone look-ups it makes on an aware datetime (about four times the
+    cost, for several headers a payment)."""
+    return (f"{now.year:04d}{now.month:02d}{now.day:02d}",
+            f"{now.hour:02d}{now.minute:02d}{now.second:02d}")

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from gateway.clock import Clock
 from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710, signing
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
-from gateway.messages.envelope import Envelope, Header
+from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
 from simulators import codes, templates
-from simulators.ids import Ids
+from simulators.ids import Ids, send_date_time
 from simulators.logfmt import event
 from simulators.settings import NPC_CODE
 from simulators.store import Store
@@ -48,6 +47,20 @@ BROADCAST = "000000000000"
 # (PR11, PR12), then netted, settled or cancelled; the later word arriving first would
 # be contradicted by the earlier one.
 STATUS_CHAIN = "ccms.801"
+# Where a header's direction stands: after "{H:" and the fields before it.
+_DIRECTION_AT = 3 + sum(width for _, width in envelope_mod.HEADER_FIELDS[
+    :[name for name, _ in envelope_mod.HEADER_FIELDS].index("direction")])
+_BOM = b"\xef\xbb\xbf"
+
+
+def turned_down(raw: bytes) -> tuple[Header, bytes]:
+    """A bank's envelope (taken, so well formed) as the NPC forwards it, and its header:
+    the header's direction written "D" in place, the one character the signature does
+    not cover; byte for byte what decoding the envelope and encoding it again with that
+    direction gives (a leading byte-order mark dropped), without either."""
+    raw = raw.removeprefix(_BOM)
+    header = envelope_mod.decode_header(raw[:envelope_mod.HEADER_LEN])
+    return header, b"".join((raw[:_DIRECTION_AT], b"D", raw[_DIRECTION_AT + 1:]))
 
 
 def result_chain(original: OriginalRef) -> str:
@@ -65,12 +78,12 @@ class Notices:
         self.wake = wake
 
     def _header(self, dest: str, mesg_type: str, system: str) -> Header:
-        now = self.clock.now()
+        send_date, send_time = send_date_time(self.clock.now())
         mesg_id = self.ids.npc_mesg_id(system)
         return Header(orig_sender=NPC_CODE, orig_sender_sid=system, orig_receiver=dest,
-                      orig_receiver_sid=system, send_date=now.strftime("%Y%m%d"),
-                      send_time=now.strftime("%H%M%S"), mesg_type=mesg_type,
-                      mesg_id=mesg_id, mesg_ref_id=mesg_id, priority="3", direction="D")
+                      orig_receiver_sid=system, send_date=send_date, send_time=send_time,
+                      mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id, priority="3",
+                      direction="D")
 
     def _group_header(self, dest: str, system: str, remark: str | None = None) -> GroupHeader:
         return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_datetime(
@@ -120,11 +133,8 @@ class Notices:
 
     def forward(self, dest: str, raw: bytes) -> str:
         """The sender's own envelope, body and signature unchanged, direction "D"."""
-        env = envelope_mod.decode(raw)
-        down = Envelope(replace(env.header, direction="D"), env.signature, env.body,
-                        after_header=env.after_header, signature_raw=env.signature_raw,
-                        after_signature=env.after_signature)
-        return self._put(dest, down.header, down.encode())
+        header, down = turned_down(raw)
+        return self._put(dest, header, down)
 
     def discard(self, original: Header, reason: codes.Reason, detail: str) -> str:
         """ccms.911: the message was thrown away unprocessed."""

@@ -21,7 +21,7 @@ from gateway.messages import ccms911, ccms990, codec, hvps111
 from gateway.messages.common import iso_datetime
 from gateway.messages.envelope import Header
 from simulators import templates
-from simulators.ids import Ids
+from simulators.ids import Ids, send_date_time
 from simulators.keys import Keys
 from simulators.logfmt import event
 from simulators.settings import NPC_CODE, PeerSpec
@@ -121,19 +121,19 @@ class PeerBank:
     def code(self) -> str:
         return self.spec.code
 
-    def _header(self, receiver: str, mesg_type: str, priority: str = "3",
-                system: str = "HVPS") -> Header:
-        now = self.clock.now()
+    def header(self, receiver: str, mesg_type: str, priority: str = "3",
+               system: str = "HVPS") -> Header:
+        """The header of a message this bank sends, with its next MesgID."""
+        send_date, send_time = send_date_time(self.clock.now())
         mesg_id = self.ids.bank_mesg_id(self.code)
         return Header(orig_sender=self.code, orig_sender_sid=system, orig_receiver=receiver,
-                      orig_receiver_sid=system, send_date=now.strftime("%Y%m%d"),
-                      send_time=now.strftime("%H%M%S"), mesg_type=mesg_type,
-                      mesg_id=mesg_id, mesg_ref_id=mesg_id, priority=priority,
-                      direction="U")
+                      orig_receiver_sid=system, send_date=send_date, send_time=send_time,
+                      mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id,
+                      priority=priority, direction="U")
 
     def credit_transfer(self, req: TransferRequest) -> tuple[bytes, dict[str, str]]:
         """One signed hvps.111 envelope and the ids it carries."""
-        header = self._header(req.receiver, hvps111.MESSAGE_TYPE,
+        header = self.header(req.receiver, hvps111.MESSAGE_TYPE,
                               _HEADER_PRIORITY[req.priority])
         msg_id = self.ids.xml_msg_id(self.code)
         payee_bank = req.payee_bank or self.branches.get(req.receiver, req.receiver)
@@ -178,6 +178,6 @@ class PeerBank:
         body = templates.ack_body(ccms990.CommConf(
             orig_sender=original.orig_sender, orig_send_date=original.send_date,
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id))
-        header = self._header(NPC_CODE, ccms990.MESSAGE_TYPE,
+        header = self.header(NPC_CODE, ccms990.MESSAGE_TYPE,
                               system=original.orig_receiver_sid)
         return codec.encode(header, body, self.keys.ring, sign=False)

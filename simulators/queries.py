@@ -37,7 +37,6 @@ from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages import ccms303, ccms314, codec
 from gateway.messages.common import GroupHeader, OriginalRef, OriginalTx, iso_datetime
-from gateway.messages.envelope import Header
 from simulators.beps_store import NETTED
 from simulators.logfmt import event
 from simulators.settings import OUR_BANK
@@ -151,8 +150,8 @@ class PeerQueries:
 
     def _answer(self, row_id: int, peer: Any, q: ccms314.Query) -> bytes:
         text = self.behaviour.reply_text or self._records_say(q)
-        header = _bank_header(peer, q.header.instg_direct, ccms314.RESPONSE_TYPE,
-                              q.header.system)
+        header = peer.header(q.header.instg_direct, ccms314.RESPONSE_TYPE,
+                             system=q.header.system)
         body = ccms314.build_reply(ccms314.Reply(
             header=_group_header(peer, q.header.instg_direct, q.header.instg_party,
                                  q.header.system),
@@ -206,7 +205,7 @@ class PeerQueries:
                                     req["orig_tx_id"], "A100")
         orig_mt = req.get("orig_mt", "hvps.111.001.01")
         system = "BEPS" if orig_mt.startswith("beps.") else "HVPS"
-        header = _bank_header(peer, receiver, ccms314.MESSAGE_TYPE, system)
+        header = peer.header(receiver, ccms314.MESSAGE_TYPE, system=system)
         query = ccms314.Query(
             header=_group_header(peer, receiver, peer.branches.get(receiver, receiver),
                                  system),
@@ -224,7 +223,7 @@ class PeerQueries:
         req = _checked(body, self.peers, _FREE_FIELDS)
         peer = self.peers[req["sender"]]
         receiver = req.get("receiver", OUR_BANK)
-        header = _bank_header(peer, receiver, ccms303.MESSAGE_TYPE, "HVPS")
+        header = peer.header(receiver, ccms303.MESSAGE_TYPE)
         message = ccms303.FreeFormat(_group_header(peer, receiver, receiver, "HVPS"),
                                      req["content"])
         outcome = self.take(codec.encode(header, ccms303.build(message), peer.keys.ring))
@@ -264,15 +263,6 @@ async def _json(request: web.Request) -> Any:
     except ValueError as exc:
         raise PaygateError(Problem("body_must_be_json", "/", str(exc)[:100],
                                    "a JSON document"), status=400) from None
-
-
-def _bank_header(peer: Any, receiver: str, mesg_type: str, system: str) -> Header:
-    now = peer.clock.now()
-    mesg_id = peer.ids.bank_mesg_id(peer.code)
-    return Header(orig_sender=peer.code, orig_sender_sid=system, orig_receiver=receiver,
-                  orig_receiver_sid=system, send_date=now.strftime("%Y%m%d"),
-                  send_time=now.strftime("%H%M%S"), mesg_type=mesg_type, mesg_id=mesg_id,
-                  mesg_ref_id=mesg_id, priority="3", direction="U")
 
 
 def _group_header(peer: Any, receiver: str, receiver_party: str, system: str) -> GroupHeader:

@@ -1,0 +1,63 @@
+"""The NPC forwards a bank's envelope by writing its header's direction in place, and
+writes headers' send date and time without strftime: the same bytes as the slow ways."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.messages import envelope as envelope_mod
+from gateway.messages.envelope import Envelope
+from simulators.ids import send_date_time
+from simulators.notices import turned_down
+from simulators.testing import MONDAY_0900, BankSender
+
+
+def _decoded_and_encoded_again(raw: bytes) -> bytes:
+    """The forward as the envelope module writes it."""
+    env = envelope_mod.decode(raw)
+    return Envelope(replace(env.header, direction="D"), env.signature, env.body,
+                    after_header=env.after_header, signature_raw=env.signature_raw,
+                    after_signature=env.after_signature).encode()
+
+
+def _shapes(raw: bytes) -> list[bytes]:
+    """One signed envelope as banks may lay it out: line ends CR LF, LF or none, the
+    signature wrapped at 76 characters, a byte-order mark first, a reserve field used."""
+    env = envelope_mod.decode(raw)
+    assert env.signature is not None
+    wrapped = b"\r\n".join(env.signature.encode()[i:i + 76]
+                           for i in range(0, len(env.signature), 76))
+    head = env.header.encode()
+    return [raw, b"\xef\xbb\xbf" + raw,
+            head + b"\n{S:" + env.signature.encode() + b"}\n" + env.body,
+            head + b"{S:" + wrapped + b"}" + env.body,
+            replace(env.header, reserve="R1").encode() + b"\r\n" + env.body]
+
+
+@pytest.mark.parametrize("priority", ["NORM", "HIGH", "URGT"])
+def test_a_forward_is_the_envelope_encoded_again_with_direction_d(
+        tmp_path: Path, priority: str) -> None:
+    sender = BankSender(tmp_path, ManualClock(MONDAY_0900))
+    for raw in _shapes(sender.credit(12_345, priority=priority)):
+        header, down = turned_down(raw)
+        assert down == _decoded_and_encoded_again(raw)
+        assert header == envelope_mod.decode(raw).header
+        assert envelope_mod.decode(down).header.direction == "D"
+
+
+def test_a_forward_of_a_header_already_down_changes_nothing(tmp_path: Path) -> None:
+    sender = BankSender(tmp_path, ManualClock(MONDAY_0900))
+    _, down = turned_down(sender.credit(1))
+    assert turned_down(down)[1] == down
+
+
+def test_send_date_and_time_are_what_strftime_writes() -> None:
+    at = datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=SHANGHAI)
+    for step in range(0, 400 * 24 * 3600, 7_919):  # a year and more, odd seconds
+        now = at + timedelta(seconds=step)
+        assert send_date_time(now) == (now.strftime("%Y%m%d"), now.strftime("%H%M%S"))
