@@ -71,11 +71,14 @@ class Rtgs:
             return self.reject(p, raw, codes.RECEIVER_UNKNOWN, p.receiver)
         if p.sender != p.payer_bank:
             return self.reject(p, raw, codes.SENDER_NOT_PAYER, p.payer_bank)
-        row = self._record(p, raw, QUEUED, work_date)
-        if self._may_settle_now(row):
-            self._settle(row, work_date)
+        rank = PRIORITY_RANKS.get(p.priority, PRIORITY_RANKS["NORM"])
+        if self._may_settle_now(p.sender, p.amount_fen, rank):
+            # Recorded settled at once: one row written, not queued and then settled.
+            row = self._record(p, raw, SETTLED, work_date)
+            self._pay(row, work_date)
             self._release([row.receiver], work_date)
             return SETTLED
+        row = self._record(p, raw, QUEUED, work_date)
         self.notices.result(p.sender, _original(row), QUEUED, codes.QUEUED, work_date)
         event(log, "queued", sender=p.sender, receiver=p.receiver, mesg_id=p.mesg_id,
               tx_id=p.tx_id, priority=p.priority, amount_fen=p.amount_fen,
@@ -133,27 +136,38 @@ class Rtgs:
         return len(rows)
 
     def _record(self, p: Payment, raw: bytes, status: str, work_date: str) -> PaymentRow:
-        """Record a credit taken; the row as stored."""
+        """Record a credit taken (settled on `work_date` when `status` says so); the row
+        as stored."""
+        now = self.clock.now().isoformat()
+        settled_on = work_date if status == SETTLED else None
         values: dict[str, Any] = {
             "sender": p.sender, "receiver": p.receiver, "mesg_type": p.mesg_type,
             "mesg_id": p.mesg_id, "msg_id": p.msg_id, "end_to_end_id": p.end_to_end_id,
             "tx_id": p.tx_id, "business_type": p.business_type,
             "priority_rank": PRIORITY_RANKS.get(p.priority, PRIORITY_RANKS["NORM"]),
             "amount_fen": p.amount_fen, "status": status, "received_on": work_date,
-            "received_at": self.clock.now().isoformat(), "raw": raw}
+            "settled_on": settled_on, "received_at": now,
+            "settled_at": now if settled_on else None, "raw": raw}
         payment_id = self.store.insert_payment(values)
-        del values["received_at"]
-        return PaymentRow(id=payment_id, settled_on=None, **values)
+        del values["received_at"], values["settled_at"]
+        return PaymentRow(id=payment_id, **values)
 
-    def _may_settle_now(self, row: PaymentRow) -> bool:
-        if self.store.balance(row.sender) < row.amount_fen:
+    def _may_settle_now(self, payer: str, amount_fen: int, rank: int) -> bool:
+        """A new credit settles at once when the payer's balance covers it and no queued
+        credit of the payer with the same or a higher priority waits."""
+        if self.store.balance(payer) < amount_fen:
             return False
-        return not self.store.queued_ahead(row.sender, row.priority_rank, row.id)
+        return not self.store.queued_ahead(payer, rank)
 
     def _settle(self, row: PaymentRow, work_date: str) -> None:
+        """Settle a credit recorded queued."""
+        self.store.set_status(row.id, SETTLED, work_date, self.clock.now().isoformat())
+        self._pay(row, work_date)
+
+    def _pay(self, row: PaymentRow, work_date: str) -> None:
+        """Move the money of a credit recorded settled and tell both banks."""
         self.store.move(row.sender, -row.amount_fen)
         self.store.move(row.receiver, row.amount_fen)
-        self.store.set_status(row.id, SETTLED, work_date, self.clock.now().isoformat())
         self.notices.result(row.sender, _original(row), SETTLED, codes.SETTLED, work_date)
         self.notices.forward(row.receiver, row.raw)
         event(log, "settled", sender=row.sender, receiver=row.receiver,

@@ -313,12 +313,12 @@ class Store:
                                  "ORDER BY priority_rank, id", args)
         return [PaymentRow(*row) for row in rows]
 
-    def queued_ahead(self, sender: str, priority_rank: int, payment_id: int) -> bool:
-        """True when another queued credit of the sender has the same or a higher
-        priority (a lower or equal rank): a new credit may not overtake it."""
+    def queued_ahead(self, sender: str, priority_rank: int) -> bool:
+        """True when a queued credit of the sender has the same or a higher priority (a
+        lower or equal rank): a new credit may not overtake it."""
         row = self.conn.execute(
             "SELECT 1 FROM payments WHERE status = ? AND sender = ? AND priority_rank <= ?"
-            " AND id != ? LIMIT 1", (QUEUED, sender, priority_rank, payment_id)).fetchone()
+            " LIMIT 1", (QUEUED, sender, priority_rank)).fetchone()
         return row is not None
 
     def count_status(self, status: str) -> int:
