@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -126,6 +127,26 @@ def transfer_body(i: int) -> dict[str, Any]:
             "payer_bank": BRANCH, "payee_account": f"62{i:014d}", "payee_name": "收款人",
             "payee_bank": PEER_BRANCH, "amount": "100000.00", "urgency": "urgent",
             "remittance_info": "货款"}
+
+
+_PAYEE_MARK = "PAYEE-ACCOUNT-MARK"
+
+
+def transfer_texts() -> Callable[[int], bytes]:
+    """transfer_body(i) as aiohttp's `json=` sends it (json.dumps, ASCII escapes), by `i`:
+    each payer's text is cut around the payee account from that very dump once, so that
+    the load generator, which shares the box with what it measures, spends no dict and
+    no encoder on each request."""
+    cuts = []
+    for k in range(PAYERS):
+        text = json.dumps(dict(transfer_body(k), payee_account=_PAYEE_MARK))
+        head, tail = text.encode("ascii").split(_PAYEE_MARK.encode("ascii"))
+        cuts.append((head, tail))
+
+    def text_of(i: int) -> bytes:
+        head, tail = cuts[i % PAYERS]
+        return b"%s62%014d%s" % (head, i, tail)
+    return text_of
 
 
 # Baselines
@@ -215,6 +236,7 @@ async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | 
     deadline = time.perf_counter() + duration_s
     start = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    body_of = transfer_texts()
 
     async def client(http: aiohttp.ClientSession, url: str) -> None:
         while time.perf_counter() < deadline:
@@ -225,9 +247,10 @@ async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | 
                 if due > time.perf_counter():
                     await asyncio.sleep(due - time.perf_counter())
             sent = time.perf_counter()
-            async with http.post(url, json=transfer_body(i),
-                                 headers={"Idempotency-Key": f"{tag}-{i}"}) as r:
-                answer = await r.json(content_type=None)
+            async with http.post(url, data=body_of(i), headers={
+                    "Idempotency-Key": f"{tag}-{i}", "Content-Type": "application/json"}) as r:
+                raw = await r.read()
+            answer = orjson.loads(raw) if r.status == 201 else None
             took = time.perf_counter() - sent
             if r.status == 201:
                 counter["done"] += 1
