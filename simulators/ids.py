@@ -55,3 +55,10 @@ def send_date_time(now: datetime) -> tuple[str, str]:
     cost, for several headers a payment)."""
     return (f"{now.year:04d}{now.month:02d}{now.day:02d}",
             f"{now.hour:02d}{now.minute:02d}{now.second:02d}")
+
+
+def iso_time(now: datetime) -> str:
+    """`now` as a group header's CreDtTm (gateway.messages.common.iso_datetime), written
+    without strftime's time-zone look-ups."""
+    return (f"{now.year:04d}-{now.month:02d}-{now.day:02d}T"
+            f"{now.hour:02d}:{now.minute:02d}:{now.second:02d}")

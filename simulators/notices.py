@@ -25,11 +25,11 @@ from collections.abc import Callable
 from gateway.clock import Clock
 from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710, signing
 from gateway.messages import envelope as envelope_mod
-from gateway.messages.common import GroupHeader, OriginalRef, iso_datetime
+from gateway.messages.common import GroupHeader, OriginalRef
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
 from simulators import codes, templates
-from simulators.ids import Ids, send_date_time
+from simulators.ids import Ids, iso_time, send_date_time
 from simulators.logfmt import event
 from simulators.settings import NPC_CODE
 from simulators.store import Store
@@ -86,7 +86,7 @@ class Notices:
                       direction="D")
 
     def _group_header(self, dest: str, system: str, remark: str | None = None) -> GroupHeader:
-        return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_datetime(
+        return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_time(
             self.clock.now()), instg_direct=NPC_CODE, instg_party=NPC_CODE,
             instd_direct=dest, instd_party=dest, system=system, remark=remark)
 

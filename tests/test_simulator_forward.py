@@ -1,5 +1,5 @@
 """The NPC forwards a bank's envelope by writing its header's direction in place, and
-writes headers' send date and time without strftime: the same bytes as the slow ways."""
+writes the times in headers without strftime: the same bytes as the slow ways."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.envelope import Envelope
-from simulators.ids import send_date_time
+from gateway.messages.common import iso_datetime
+from simulators.ids import iso_time, send_date_time
 from simulators.notices import turned_down
 from simulators.testing import MONDAY_0900, BankSender
 
@@ -56,8 +57,9 @@ def test_a_forward_of_a_header_already_down_changes_nothing(tmp_path: Path) -> N
     assert turned_down(down)[1] == down
 
 
-def test_send_date_and_time_are_what_strftime_writes() -> None:
+def test_header_times_are_what_strftime_writes() -> None:
     at = datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=SHANGHAI)
     for step in range(0, 400 * 24 * 3600, 7_919):  # a year and more, odd seconds
         now = at + timedelta(seconds=step)
         assert send_date_time(now) == (now.strftime("%Y%m%d"), now.strftime("%H%M%S"))
+        assert iso_time(now) == iso_datetime(now)
