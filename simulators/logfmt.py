@@ -110,9 +110,12 @@ class _ProcessLines(LineBuffer):
                 self._write()
 
 
-# The process's handler, once `configure` made it (None in a process where the
-# simulator's records may go to other handlers too, as under a test's log capture).
+# The process's handler, once `configure` made it. An event goes straight to it only
+# while it is the one handler of the simulator's loggers ("npc", which does not
+# propagate, and a logger right below it with no handler or filter of its own): a
+# test's log capture, say, adds its own handler there and gets records.
 _process_lines: _ProcessLines | None = None
+_NPC = logging.getLogger("npc")
 
 
 def configure(stream: TextIO | None = None, level: int = logging.INFO,
@@ -141,13 +144,15 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO,
 def event(logger: logging.Logger, name: str, level: int = logging.INFO,
           exc_info: BaseException | None = None, **fields: Any) -> None:
     """Log one event with its key=value fields (and an exception's traceback as `exc`).
-    In the simulator's own process an event of its loggers (none of which has a handler
-    or filter of its own) goes straight to the process's handler: the same line."""
+    In the simulator's own process an event goes straight to the process's handler when
+    nothing else would get its record (`_process_lines`): the same line."""
     if not logger.isEnabledFor(level):
         return
     lines = _process_lines
-    if (lines is not None and exc_info is None and not logger.handlers
-            and not logger.filters and logger.name.startswith("npc.")):
-        lines.add(level, logger.name, name, fields)
-        return
+    if (lines is not None and exc_info is None and logger.parent is _NPC
+            and not logger.handlers and not logger.filters and not _NPC.filters):
+        handlers = _NPC.handlers
+        if len(handlers) == 1 and handlers[0] is lines:
+            lines.add(level, logger.name, name, fields)
+            return
     logger.log(level, name, extra={_FIELDS_ATTR: fields}, exc_info=exc_info)

@@ -46,6 +46,8 @@ def test_events_go_straight_to_the_process_handler_only_when_nothing_else_listen
     handler = logfmt._ProcessLines(stream)
     handler.setFormatter(logfmt.KeyValueFormatter())
     monkeypatch.setattr(logfmt, "_process_lines", handler)
+    npc = logging.getLogger("npc")
+    monkeypatch.setattr(npc, "handlers", [handler])
     logger = logging.getLogger("npc.test_logs")
     logger.setLevel(logging.INFO)
     try:
@@ -54,12 +56,17 @@ def test_events_go_straight_to_the_process_handler_only_when_nothing_else_listen
         assert _lines(handler, stream) == [
             "level=info logger=npc.test_logs event=straight amount_fen=1"]
         assert not [r for r in caplog.records if r.name == "npc.test_logs"]
-        # A handler of the logger's own (a test's capture) gets the record instead.
-        logger.addHandler(caplog.handler)
-        logfmt.event(logger, "recorded", amount_fen=3)
-        assert {r.getMessage() for r in caplog.records if r.name == "npc.test_logs"} == {
-            "recorded"}
-        assert len(_lines(handler, stream)) == 1
+        # Another handler of the simulator's loggers (a test's capture, attached where
+        # records go) gets the record instead, as does one of the logger's own.
+        for owner in (npc, logger):
+            owner.addHandler(caplog.handler)
+            logfmt.event(logger, "recorded", amount_fen=3)
+            owner.removeHandler(caplog.handler)
+            assert [r.getMessage() for r in caplog.records
+                    if r.name == "npc.test_logs"][-1:] == ["recorded"]
+            caplog.clear()
+        # The process's handler still writes the line, from the record.
+        assert _lines(handler, stream)[1:] == [
+            "level=info logger=npc.test_logs event=recorded amount_fen=3"] * 2
     finally:
-        logger.removeHandler(caplog.handler)
         logger.setLevel(logging.NOTSET)
