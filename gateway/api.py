@@ -619,38 +619,23 @@ def balance_view(found: CustomerBalance, at: str, work_date: str) -> dict[str, A
     return view
 
 
-# Envelopes of one framed link POST checked in one turn of the event loop.
-ENVELOPES_PER_TURN = 8
-
-
 async def link_inbound(request: web.Request) -> web.Response:
-    """One envelope, or several framed (gateway.messages.framing): each is taken on its
-    own, ENVELOPES_PER_TURN at a time, and a bad one is refused alone. Envelopes that
-    reach the store while it is busy go into its next transaction together."""
+    """One envelope, or several framed (gateway.messages.framing): taken together, and a
+    bad one refused alone (Gateway.receive_link_many)."""
     raw = await _read(request)
     gw = request.app[GATEWAY_KEY]
     lengths = request.headers.get(framing.LENGTHS_HEADER)
     if lengths is None:
         return _json(await gw.receive_link(raw))
-    envelopes = framing.split(raw, lengths)
-    taking = []
-    for i, envelope in enumerate(envelopes, 1):
-        taking.append(asyncio.ensure_future(_take_envelope(gw, request.path, envelope)))
-        if i % ENVELOPES_PER_TURN == 0 and i < len(envelopes):
-            # Each envelope's signature and body are checked on this loop before it goes
-            # to the store: a customer's request waiting meanwhile is let in every few.
-            await asyncio.sleep(0)
-    results = await asyncio.gather(*taking)
+    results = []
+    for outcome in await gw.receive_link_many(framing.split(raw, lengths)):
+        if isinstance(outcome, Exception):
+            refusal = refusal_of(request.path, outcome)
+            results.append((refusal.status, refusal.to_dict()))
+        else:
+            results.append((200, outcome))
     status, body = framing.answer(results)
     return _json(body, status)
-
-
-async def _take_envelope(gw: Any, path: str, raw: bytes) -> tuple[int, dict[str, Any]]:
-    try:
-        return 200, await gw.receive_link(raw)
-    except Exception as exc:
-        refusal = refusal_of(path, exc)
-        return refusal.status, refusal.to_dict()
 
 
 async def openapi(request: web.Request) -> web.Response:

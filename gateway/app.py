@@ -49,7 +49,7 @@ from gateway.messages.signing import KeyRing, write_keypair
 from gateway.redisproc import EmbeddedRedis
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailable
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
-from gateway.store import Store
+from gateway.store import Store, lost_race
 from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
 from gateway.worker import DeadNow, StreamWorker
 from routing import RouteRequest, Router, load_default
@@ -67,6 +67,8 @@ WINDOW_TICK_S = 5.0
 KEY_UNKNOWN_ALERT_EVERY_S = 300.0
 
 KEY_UNKNOWN_SENDERS_MAX = 1000
+# Envelopes of one framed link POST checked in one turn of the event loop.
+ENVELOPES_PER_TURN = 8
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
 
@@ -1040,41 +1042,100 @@ class Gateway:
     # The link
 
     async def receive_link(self, raw: bytes) -> dict[str, Any]:
-        """A message arrived from the NPC: check, store, acknowledge, process.
+        """A message arrived from the NPC: check, store, acknowledge, process
+        (`receive_link_many` with this one envelope); its refusal raised."""
+        [outcome] = await self.receive_link_many([raw])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-        Receipt, the ccms.990 in the outbox and the processing commit in one piece of
-        work (gateway.inbound); the 990 is then sent by this process itself while it has
-        room (gateway.direct), else by the link sender."""
+    async def receive_link_many(self, raws: list[bytes]
+                                ) -> list[dict[str, Any] | Exception]:
+        """The envelopes of one link POST: each checked, stored, acknowledged and
+        processed; for each, in order, what its POST alone would be answered (a refusal:
+        the exception).
+
+        Each envelope is decoded and its signature and body checked on this loop,
+        ENVELOPES_PER_TURN at a time (a customer's request waiting meanwhile is let in
+        every few); a bad one is refused alone. The good ones are then taken in one piece
+        of store work, each in a savepoint of its own (gateway.store.scope), so that one
+        that fails is undone alone: its receipt, its ccms.990 in the outbox and its
+        processing commit together (gateway.inbound), and the answer comes only after
+        the commit. The 990s are then sent by this process itself while it has room
+        (gateway.direct), else by the link stream."""
         now = self.clock.now()
+        outcomes: list[Any] = [None] * len(raws)
+        taking: list[tuple[int, Any, bytes, Any, bool]] = []
+        refused: list[tuple[int, PaygateError]] = []
+        for i, raw in enumerate(raws):
+            if i and i % ENVELOPES_PER_TURN == 0:
+                await asyncio.sleep(0)
+            try:
+                env = env_mod.decode(raw)
+                signature = self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
+            except PaygateError as exc:
+                refused.append((i, exc))
+                continue
+            taking.append((i, env, raw, _read_body(env, signature), self.direct.reserve_ack()))
+        if refused:  # their alerts go into one transaction together
+            alerted = await asyncio.gather(
+                *(self._link_refusal_alert(exc) for _, exc in refused), return_exceptions=True)
+            for (i, exc), failed in zip(refused, alerted):
+                if isinstance(failed, BaseException) and not isinstance(failed, Exception):
+                    raise failed
+                outcomes[i] = exc if failed is None else failed
+        if not taking:
+            return outcomes
+
+        def work(tx: Any) -> list[Any]:
+            if len(taking) == 1:  # the work's own savepoint is the envelope's
+                _, env, raw, decoded, claim_ack = taking[0]
+                return [self._receive_tx(tx, env, raw, decoded, now, claim_ack)]
+            received: list[Any] = []
+            for _, env, raw, decoded, claim_ack in taking:
+                try:
+                    with store.scope(tx):
+                        received.append(self._receive_tx(tx, env, raw, decoded, now,
+                                                         claim_ack))
+                except Exception as exc:
+                    if lost_race(exc):
+                        raise  # the whole work runs again, in the store's next transaction
+                    if not isinstance(exc, PaygateError):
+                        # A bug in one envelope's work fails only that envelope.
+                        log.exception("event=link_envelope_failed mesg_id=%s error=%s",
+                                      env.header.mesg_id, exc)
+                    received.append(exc)
+            return received
         try:
-            env = env_mod.decode(raw)
-            signature = self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
-        except PaygateError as exc:
-            await self._link_refusal_alert(exc)
-            raise
-        decoded = _read_body(env, signature)
-        claim_ack = self.direct.reserve_ack()
-        try:
-            received = await self.store.run(lambda tx: self._receive_tx(
-                tx, env, raw, decoded, now, claim_ack))
+            results = await self.store.run(work)
+        except Exception as exc:  # nothing was taken: each envelope is refused with it
+            results = [exc] * len(taking)
         except BaseException:
-            if claim_ack:
-                self.direct.release_ack()
+            for _, _, _, _, claim_ack in taking:
+                if claim_ack:
+                    self.direct.release_ack()
             raise
-        for action in received.processed.after_commit if received.processed else ():
-            action()
         entries = []
-        if received.inbox_id is not None and received.processed is None:
-            entries.append((keys.INBOUND, {"inbox": str(received.inbox_id)}))
-        if received.ack_envelope is not None:
-            self.direct.send_ack(received.ack_outbox_id, received.ack_envelope)
-        else:
-            if claim_ack:
-                self.direct.release_ack()
-            if received.ack_outbox_id is not None:
-                entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
+        for (i, _, _, _, claim_ack), received in zip(taking, results):
+            if isinstance(received, Exception):
+                if claim_ack:
+                    self.direct.release_ack()
+                outcomes[i] = received
+                continue
+            outcomes[i] = {"taken": True, "duplicate": received.duplicate}
+            for action in received.processed.after_commit if received.processed else ():
+                action()
+            if received.inbox_id is not None and received.processed is None:
+                entries.append((keys.INBOUND, {"inbox": str(received.inbox_id)}))
+            if received.ack_envelope is not None:
+                self.direct.send_ack(received.ack_outbox_id, received.ack_envelope)
+            else:
+                if claim_ack:
+                    self.direct.release_ack()
+                if received.ack_outbox_id is not None:
+                    entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
         await self.hand_over(entries)
-        return {"taken": True, "duplicate": received.duplicate}
+        return outcomes
 
     async def _link_refusal_alert(self, exc: PaygateError) -> None:
         """An envelope refused at the link raises an alert. One from a sender whose key
