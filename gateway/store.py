@@ -23,8 +23,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
 import ledger
 from gateway import critical, dialect, logs
@@ -110,25 +109,45 @@ def _write_gathered(tx: Any, gathered: dict[str, tuple[Callable[[Any, list[Any]]
             write(tx, items)
 
 
-@contextmanager
-def scope(tx: Any) -> Iterator[Any]:
-    """A savepoint inside a piece of work that also forgets the `after_commit` entries
-    and the gathered items made inside it when it is undone: a part of the work may fail
-    alone."""
-    entries = getattr(_local, "entries", None)
-    assert entries is not None, "scope is only for work run by Store.run"
-    lines, gathered = _local.lines, _local.gathered
-    mark, lines_mark = len(entries), len(lines)
-    gathered_marks = {key: len(items) for key, (_, items) in gathered.items()}
-    try:
-        with tx.savepoint():
-            yield tx
-    except BaseException:
-        del entries[mark:]
-        del lines[lines_mark:]
-        for key, (_, items) in gathered.items():
-            del items[gathered_marks.get(key, 0):]
-        raise
+class scope:
+    """A savepoint inside a piece of work that also forgets the `after_commit` entries,
+    the log lines and the gathered items made inside it when it is undone: a part of the
+    work may fail alone (`with scope(tx):`). A class rather than a generator-based
+    context manager, as `Transaction.savepoint` is: each envelope of a link POST and
+    each incoming message's processing takes one."""
+
+    __slots__ = ("tx", "savepoint", "entries", "lines", "gathered", "marks")
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+
+    def __enter__(self) -> Any:
+        entries = getattr(_local, "entries", None)
+        assert entries is not None, "scope is only for work run by Store.run"
+        self.entries, self.lines, gathered = entries, _local.lines, _local.gathered
+        self.gathered = gathered
+        self.marks = (len(entries), len(self.lines),
+                      {key: len(items) for key, (_, items) in gathered.items()}
+                      if gathered else None)
+        self.savepoint = self.tx.savepoint()
+        return self.savepoint.__enter__()
+
+    def __exit__(self, kind: Any, exc: Any, trace: Any) -> None:
+        try:
+            self.savepoint.__exit__(kind, exc, trace)
+        except BaseException:
+            self._forget()
+            raise
+        if kind is not None:
+            self._forget()
+
+    def _forget(self) -> None:
+        mark, lines_mark, gathered_marks = self.marks
+        del self.entries[mark:]
+        del self.lines[lines_mark:]
+        for key, (_, items) in self.gathered.items():
+            del items[(gathered_marks or {}).get(key, 0):]
+
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS payments (
