@@ -14,9 +14,8 @@ from lxml import etree
 
 from gateway.errors import Problem
 from gateway.messages.common import (GroupHeader, OriginalRef, build_group_header,
-                                     build_original, check_group_parties, parse_group_header,
-                                     parse_original)
-from gateway.messages.xml import Builder, child_text, children
+                                     build_original, check_group_parties, construct)
+from gateway.messages.xml import Builder
 
 MESSAGE_TYPE = "ccms.900.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.900.001.02"
@@ -53,16 +52,47 @@ def build(c: CommonConf) -> bytes:
     return b.tobytes()
 
 
+def _q(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+_CMON_CONF = _q("CmonConf")
+# The leaves of a CmonConf: every one's local name is its own in the document (the
+# schema, checked before any parse, allows no other element and each at most once), so
+# one pass over the tree reads them all. Of the two named InstgPty (and InstdPty), the
+# party element comes after the group it is in and so is the one kept.
+_HEADER = (_q("MsgId"), _q("CreDtTm"), _q("InstgDrctPty"), _q("InstgPty"),
+           _q("InstdDrctPty"), _q("InstdPty"), _q("SysCd"))
+_REMARK = _q("Rmk")
+_ORIGINAL = (_q("OrgnlMsgId"), _q("OrgnlInstgPty"), _q("OrgnlMT"))
+_STATUS = _q("PrcSts")
+_OPTIONAL = (("code", _q("PrcCd")), ("party", _q("PtyId")), ("party_code", _q("PtyPrcCd")),
+             ("reject_info", _q("RjctInf")), ("processed_on", _q("PrcDt")),
+             ("netting_round", _q("NetgRnd")))
+_HEADER_FIELDS = ("msg_id", "created_at", "instg_direct", "instg_party", "instd_direct",
+                  "instd_party", "system")
+
+
 def parse(root: etree._Element) -> tuple[CommonConf, list[Problem]]:
-    ns = NAMESPACE
-    doc = root.find(f"{{{ns}}}CmonConf")
-    inf = children(children(doc).get("CmonConfInf"))
-    return CommonConf(
-        header=parse_group_header(doc, ns), original=parse_original(doc, ns),
-        status=child_text(inf, "PrcSts") or "", code=child_text(inf, "PrcCd"),
-        party=child_text(inf, "PtyId"), party_code=child_text(inf, "PtyPrcCd"),
-        reject_info=child_text(inf, "RjctInf"), processed_on=child_text(inf, "PrcDt"),
-        netting_round=child_text(inf, "NetgRnd")), []
+    """The CmonConf read in one pass over its elements (the same objects that
+    parse_group_header, parse_original and child_text give, field by field)."""
+    found = {el.tag: el.text for el in root.find(_CMON_CONF).iter()}
+    header = {field: (found.get(tag) or "").strip()
+              for field, tag in zip(_HEADER_FIELDS, _HEADER)}
+    remark = found.get(_REMARK, _ABSENT)
+    header["remark"] = None if remark is _ABSENT else (remark or "").strip()
+    msg_id, instg_party, mt = ((found.get(tag) or "").strip() for tag in _ORIGINAL)
+    values = {"header": construct(GroupHeader, header),
+              "original": construct(OriginalRef, {"msg_id": msg_id,
+                                                  "instg_party": instg_party, "mt": mt}),
+              "status": (found.get(_STATUS) or "").strip()}
+    for field, tag in _OPTIONAL:
+        value = found.get(tag, _ABSENT)
+        values[field] = None if value is _ABSENT else (value or "").strip()
+    return construct(CommonConf, values), []
+
+
+_ABSENT = object()
 
 
 def check(c: CommonConf) -> list[Problem]:
