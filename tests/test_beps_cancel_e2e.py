@@ -6,12 +6,14 @@ books, the NPC's balance and the day's reconciliation agree afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway.beps import PACKAGES_STREAM, extension_of, packer
+from gateway.ops import attention
 from gateway.ops.web import OPS_KEY
 from tests.e2e_support import BANK, YUAN, open_account, until
 from tests.test_beps_e2e import (CLEARING_FEN, MONDAY, MONDAY_MORNING, assert_wire_valid,
@@ -111,13 +113,7 @@ def test_cancel_after_netting_is_refused_and_the_item_settles(tmp_path):
     async def scenario() -> None:
         async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
             gw = h.gateway
-            payer = await open_account(h, 22, 10_000 * YUAN)
-            await cap(h, cap_fen=50 * YUAN)
-            (pid,) = await submit(h, payer, ["100.00"], "late")
-            await wait_state(h, pid, "queued")
-            await h.sim("POST", "/sim/faults", {"lose_result": 1})
-            await cap(h, add_fen=1_000 * YUAN)
-            await until(lambda: _round_settled(h), "the NPC netted and settled the round")
+            payer, pid = await _settled_without_its_pr03(h, 22, "late")
 
             status, _ = await post(h, f"/v1/transfers/{pid}/cancel", {})
             await until(lambda: _request_state(h, pid, "refused"), "the NPC's refusal")
@@ -136,6 +132,60 @@ def test_cancel_after_netting_is_refused_and_the_item_settles(tmp_path):
             assert end["clearing"] == CLEARING_FEN - 100 * YUAN == end["npc_clearing"]
             assert end["holds"] == 0 and end["netted_out"] == 0 and end["balanced"]
     run(scenario())
+
+
+def test_a_round_settled_apart_from_our_books_is_alerted_once(tmp_path):
+    """The NPC nets our package but its PR03 is lost: the round's saps.606 names a net
+    our books do not hold. Operators are told at once, naming the round, both amounts
+    and the difference, open on the page and in `ops alerts`; the PR03 arriving later
+    settles the item and raises nothing more."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            payer, pid = await _settled_without_its_pr03(h, 23, "lost")
+            await until(lambda: _alerts(h, "beps_round_net_differs"), "the alert")
+            (round_,) = (await h.sim("GET", "/sim/beps/stats"))["rounds"]
+            raised = await _alerts(h, "beps_round_net_differs")
+            listed = await _listed(h)
+
+            await h.sim("POST", "/sim/redeliver", {"include_faulted": True})
+            await wait_state(h, pid, "settled")
+            end = await agreed(h, payer)
+            after = await _alerts(h, "beps_round_net_differs")
+
+            (detail,) = raised
+            assert detail["netting_date"] == round_["netting_date"]
+            assert detail["netting_round"] == round_["netting_round"]
+            assert (detail["ours_fen"], detail["npc_fen"], detail["difference_fen"]) == \
+                (0, -100 * YUAN, -100 * YUAN)
+            assert listed["beps_round_net_differs"] is True
+            assert after == raised
+            assert end["clearing"] == CLEARING_FEN - 100 * YUAN == end["npc_clearing"]
+    run(scenario())
+
+
+async def _alerts(h: Any, code: str) -> list[dict[str, Any]]:
+    rows = await h.gateway.store.run(lambda tx: tx.query(
+        "SELECT detail FROM alerts WHERE code = ? ORDER BY id", (code,)))
+    return [json.loads(detail) for (detail,) in rows]
+
+
+async def _listed(h: Any) -> dict[str, bool]:
+    """Each alert code the operators' list shows, with whether it needs attention."""
+    rows = await h.gateway.store.run(lambda tx: attention.listing(tx, [], 100))
+    return {r["code"]: r["attention"] for r in rows}
+
+
+async def _settled_without_its_pr03(h: Any, n: int, prefix: str) -> tuple[str, str]:
+    """A payer's 100.00 yuan credit waits at the NPC for our net debit cap; its PR03 is
+    lost when more collateral lets it net, and the NPC settles its round: (payer, id)."""
+    payer = await open_account(h, n, 10_000 * YUAN)
+    await cap(h, cap_fen=50 * YUAN)
+    (pid,) = await submit(h, payer, ["100.00"], prefix)
+    await wait_state(h, pid, "queued")
+    await h.sim("POST", "/sim/faults", {"lose_result": 1})
+    await cap(h, add_fen=1_000 * YUAN)
+    await until(lambda: _round_settled(h), "the NPC netted and settled the round")
+    return payer, pid
 
 
 async def _round_settled(h: Any) -> bool:

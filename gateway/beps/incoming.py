@@ -163,11 +163,14 @@ def on_booking(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
     tx.execute("UPDATE beps_packages SET state = 'settled', updated_at = ? WHERE "
                "netting_date = ? AND netting_round = ? AND state = 'netted'",
                (now.isoformat(), netting_date, netting_round))
-    if credit_fen - debit_fen != npc_net_fen:
-        # Items of the round whose messages are still on their way settle when they
-        # arrive; reconciliation (beps.720/721) shows whether anything stays apart.
-        log.info("event=beps_round_net_pending netting_date=%s netting_round=%s ours_fen=%s "
-                 "npc_fen=%s", netting_date, netting_round, credit_fen - debit_fen,
-                 npc_net_fen)
+    ours_fen = credit_fen - debit_fen
+    if ours_fen != npc_net_fen:
+        # Our books hold another net for the round than the NPC settled: a result lost on
+        # the way (PR03), or one still travelling (its items settle when it arrives).
+        # Operators hear it now, once per round (a repeated notice returned above), not
+        # at the netting date's reconciliation (beps.720/721) the next night.
+        gw.alert(tx, "beps_round_net_differs", netting_date=netting_date,
+                 netting_round=netting_round, ours_fen=ours_fen, npc_fen=npc_net_fen,
+                 difference_fen=npc_net_fen - ours_fen, mesg_id=d.header.mesg_id)
     return Processed({"round": f"{netting_date}/{netting_round}", "debit_fen": debit_fen,
                       "credit_fen": credit_fen, "npc_net_fen": npc_net_fen})
