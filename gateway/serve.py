@@ -124,6 +124,17 @@ async def _started(start: Any) -> bool:
     return True
 
 
+def simulator_args(settings: Settings) -> list[str]:
+    """What `--simulate` tells the simulated NPC of the gateway's configuration: follow
+    the clock, on the gateway's business calendar (its holidays and make-up days) and
+    with its BEPS netting interval, so a holiday or the rounds can be rehearsed."""
+    args = ["--follow-clock",
+            "--beps-netting-interval", str(settings.beps_netting_interval_min * 60)]
+    if settings.calendar_file:
+        args += ["--calendar", str(Path(settings.calendar_file).resolve())]
+    return args
+
+
 async def _serve(settings: Settings, simulate: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,7 +154,7 @@ async def _serve(settings: Settings, simulate: bool) -> int:
                                               if k not in ("data_dir", "port", "npc_url",
                                                            "keys_dir", "clock")},
                           balances_fen={settings.bank_code: SIM_CLEARING_FEN},
-                          sim_args=["--follow-clock"])
+                          sim_args=simulator_args(settings))
         if not await _started(harness.start()):
             return 2
         gw = harness.gateway

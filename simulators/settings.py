@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--date", default=None, help="work date at first start (ISO date)")
     p.add_argument("--follow-clock", action="store_true", default=None,
                    help="announce HVPS phase changes as the clock passes them")
+    p.add_argument("--calendar", default=None, metavar="FILE",
+                   help="business calendar TOML file (holidays, make-up days), as the "
+                        "gateway's calendar_file")
     p.add_argument("--beps-netting-interval", type=float, default=None, metavar="SECONDS",
                    help="business seconds between BEPS netting rounds")
     p.add_argument("--link-batch-max", type=int, default=None, metavar="N",
@@ -250,6 +253,7 @@ def load(argv: list[str]) -> Settings:
         "initial_phase": args.phase, "initial_date": args.date,
         "follow_clock": args.follow_clock,
         "beps_netting_interval_s": args.beps_netting_interval,
+        "calendar_file": args.calendar,
         "data_dir": Path(args.data) if args.data else None,
         "keys_dir": Path(args.keys) if args.keys else None,
     }
