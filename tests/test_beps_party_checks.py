@@ -233,3 +233,19 @@ def test_a_debit_naming_another_branch_of_ours_as_the_payers_bank_is_refused(
         ("PR09", "RJ07"), ("PR02", None)]
     assert "does not keep the account" in receipt.lines[0].reject_info
     assert held == 100
+
+
+@pytest.mark.parametrize("path, body, business_type", [
+    ("/v1/periodic-credits", periodic, "E100"), ("/v1/debits", debit, "B100")])
+def test_an_amount_over_the_beps_cap_is_told_in_yuan_with_the_cap(
+        live: LiveGateway, path: str, body: Any, business_type: str) -> None:
+    """The refusal shows the amount as the request wrote it, and the cap it is over."""
+    status, answer = post(live, path, key("over-cap", path),
+                          body(live, amount="50000.1"))
+
+    (error,) = answer["errors"]
+    assert status == 422
+    assert (error["code"], error["path"], error["value"]) == (
+        "amount_over_beps_limit", "/amount", "50000.1")
+    assert "50000.00 yuan" in error["expected"] and business_type in error["expected"]
+    assert "50000.10 yuan" in error["message"]

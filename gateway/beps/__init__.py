@@ -161,7 +161,8 @@ class BepsExtension:
         key = requests.require_key(idem_key)
         debit = debits_out.parse_debit(body, gw.own_banks)
         receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
-                                             debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen)
+                                             debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen,
+                                             body.get("amount"))
         now = gw.clock.now()
         return await self._once(client, key, body, debits_out.KIND, now,
                                 lambda tx: payments.public_view(
@@ -174,7 +175,8 @@ class BepsExtension:
         key = requests.require_key(idem_key)
         transfer, agreement = periodic.parse(body, gw.own_banks)
         receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
-                                             periodic.PERIODIC_TYPE, transfer.amount_fen)
+                                             periodic.PERIODIC_TYPE, transfer.amount_fen,
+                                             body.get("amount"))
         now = gw.clock.now()
         return await self._once(client, key, body, periodic.KIND, now,
                                 lambda tx: periodic.record(tx, gw, transfer, agreement,

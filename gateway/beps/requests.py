@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from gateway import intake, key_reuse, payments
 from gateway.errors import PaygateError, Problem, ValidationFailed
+from gateway.money import format_yuan
 
 
 def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,
@@ -60,14 +61,19 @@ SHARED_ACCOUNT_CODES = {"/debtor_bank": "debtor_bank_shares_our_clearing_account
 
 
 def receiving_direct(gw: Any, bank: str, path: str, business_type: str,
-                     amount_fen: int) -> str:
-    """The direct participant of another bank, within the BEPS cap for the type."""
+                     amount_fen: int, amount: Any) -> str:
+    """The direct participant of another bank, within the BEPS cap for the type; an
+    amount over it is refused showing `amount` as the request wrote it, and the cap."""
     row = gw.router.directory.lookup(bank, gw.work_date, path)
     if row.direct_participant == gw.settings.bank_code:
         raise ValidationFailed(Problem(
             SHARED_ACCOUNT_CODES[path], path, bank,
             "a bank of another direct participant (ours are book transfers)"))
     if gw.router.limits.over(amount_fen, business_type, gw.work_date):
-        raise ValidationFailed(Problem("amount_over_beps_limit", "/amount", amount_fen,
-                                       f"within the BEPS cap for {business_type}"))
+        cap = format_yuan(gw.router.limits.limit_for(business_type, gw.work_date).cap_fen)
+        raise ValidationFailed(Problem(
+            "amount_over_beps_limit", "/amount", amount,
+            f"an amount within the BEPS cap of {cap} yuan for {business_type}",
+            f"{format_yuan(amount_fen)} yuan is above the BEPS cap of {cap} yuan for "
+            f"{business_type}"))
     return row.direct_participant
