@@ -35,6 +35,7 @@ from typing import Any
 
 from gateway.calendar import BusinessCalendar
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
+from gateway.recon import DIFFERENCES_LISTED_MAX
 
 log = logging.getLogger("paygate.dayend")
 
@@ -135,9 +136,10 @@ class DayEnd:
             # A part that raised its own alerts (BEPS: one per netting date, with its
             # answer) is not raised again.
             if not part.get("reconciled") and not part.get("alerted"):
+                differences = part.get("differences", [])
                 self.gw.alert(tx, "reconciliation_differences", work_date=result["work_date"],
-                              system=name, differences=json.dumps(
-                                  part.get("differences", []), ensure_ascii=False)[:1000])
+                              system=name, count=len(differences),
+                              differences=differences[:DIFFERENCES_LISTED_MAX])
 
     async def close(self, day: date) -> None:
         def work(tx: Any) -> Any:

@@ -24,6 +24,9 @@ from gateway.money import format_yuan_grouped
 from gateway.messages.hvps712 import DetailResponse, DetailSelector
 
 SETTLED = "PR04"
+# The differences a reconciliation_differences alert lists at most; its `count` says how
+# many there are.
+DIFFERENCES_LISTED_MAX = 50
 
 
 def our_hvps_totals(tx: Any, check_date: str) -> dict[tuple[str, str], list[int]]:

@@ -4,7 +4,6 @@ answer does, and two passes at once."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -157,7 +156,7 @@ def test_an_answer_settles_its_date_and_its_differences_are_alerted(
     assert tracked == [True, True, False]
     assert [(code, d["netting_date"], d["count"]) for code, d in gw.raised] == [
         ("reconciliation_differences", "2026-10-01", 1)]
-    assert json.loads(gw.raised[0][1]["differences"]) == [difference]
+    assert gw.raised[0][1]["differences"] == [difference]
     assert [d for d, _ in again.dates] == ["2026-10-02", "2026-10-03"]
     found = states(db)
     assert (found["2026-09-30"], found["2026-10-01"]) == (("reconciled", 1),

@@ -403,3 +403,31 @@ def test_an_hvps_payment_held_for_the_next_window_leaves_the_date_s_hvps_reconci
 
     assert found["reconciled"] == {"HVPS": True}
     assert "joined_after_reconciliation" not in found
+
+
+class _Alerts:
+    """The gateway as a day end's record of its reconciliation sees it: alerts raised."""
+
+    def __init__(self) -> None:
+        self.raised: list[tuple[str, dict[str, Any]]] = []
+
+    def alert(self, tx: Any, code: str, **detail: Any) -> None:
+        self.raised.append((code, detail))
+
+
+def test_a_days_differences_are_alerted_as_a_list() -> None:
+    """A work date's differences go into its alert as a list (as the package differences'
+    do), not as JSON text inside the detail; a long list is cut, its count kept."""
+    from gateway.dayend import DayEnd
+    from gateway.recon import DIFFERENCES_LISTED_MAX
+    differences = [{"kind": "hvps.111/A100", "field": "count", "ours": n, "npc": n + 1}
+                   for n in range(DIFFERENCES_LISTED_MAX + 3)]
+    gw = _Alerts()
+    DayEnd(gw)._record(None, {"work_date": "2026-12-07", "reconciled": False, "parts": {
+        "hvps": {"reconciled": False, "differences": differences},
+        "BepsExtension": {"reconciled": False, "alerted": True, "differences": [{}]}}})
+
+    (code, detail), = gw.raised
+    assert code == "reconciliation_differences"
+    assert (detail["system"], detail["count"]) == ("hvps", DIFFERENCES_LISTED_MAX + 3)
+    assert detail["differences"] == differences[:DIFFERENCES_LISTED_MAX]

@@ -30,7 +30,6 @@ reconciliation: the date is reconciled when it is complete.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -39,6 +38,7 @@ from typing import Any
 from gateway import outbound
 from gateway.beps import recon
 from gateway.errors import Conflict, Problem
+from gateway.recon import DIFFERENCES_LISTED_MAX
 from gateway.windows import beps_work_date, last_complete_netting_date, \
     netting_date_complete_at
 
@@ -181,7 +181,7 @@ def record_answer(tx: Any, gw: Any, outcome: dict[str, Any], now: datetime) -> b
     if differences:
         gw.alert(tx, "reconciliation_differences", system="BEPS", netting_date=day,
                  count=len(differences),
-                 differences=json.dumps(differences, ensure_ascii=False)[:1000])
+                 differences=differences[:DIFFERENCES_LISTED_MAX])
     log.info("event=beps_netting_date_reconciled netting_date=%s differences=%s", day,
              len(differences))
     return True
