@@ -249,3 +249,17 @@ def test_an_amount_over_the_beps_cap_is_told_in_yuan_with_the_cap(
         "amount_over_beps_limit", "/amount", "50000.1")
     assert "50000.00 yuan" in error["expected"] and business_type in error["expected"]
     assert "50000.10 yuan" in error["message"]
+
+
+@pytest.mark.parametrize("named, answered", [
+    ({}, None), ({"tx_id": None}, None), ({"tx_id": ""}, None),
+    ({"tx_id": "2026120700000042"}, "2026120700000042")])
+def test_a_stop_payment_answers_the_debit_it_names_or_null(
+        live: LiveGateway, named: dict[str, Any], answered: str | None) -> None:
+    """A stop of every debit under the agreement names no debit: its answer's tx_id is
+    null, whether the request left it out, sent null or sent it empty."""
+    status, answer = post(live, "/v1/debit-stops", key("stop", json.dumps(named)),
+                          {"account": live.payer, "agreement": "AG-STOP",
+                           "reason": "客户申请止付", **named})
+
+    assert (status, answer["tx_id"]) == (201, answered)

@@ -219,7 +219,7 @@ class BepsExtension:
             value = body.get(name)
             if not isinstance(value, str) or not 1 <= len(value) <= bound:
                 p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
-        tx_id = body.get("tx_id", "")
+        tx_id = body.get("tx_id") or ""  # left out, null or empty: every debit
         if not isinstance(tx_id, str) or (tx_id and not (tx_id.isascii() and tx_id.isdigit()
                                                          and len(tx_id) <= 16)):
             p.add("field_malformed", "/tx_id", tx_id, "a TxId of up to 16 digits, or none")
@@ -227,8 +227,8 @@ class BepsExtension:
         now = self.gw.clock.now()
         created = await self.gw.store.run(lambda tx: debits_in.add_stop(
             tx, body["account"], body["agreement"], tx_id, body["reason"], now))
-        return {"account": body["account"], "agreement": body["agreement"], "tx_id": tx_id,
-                "new": created}
+        return {"account": body["account"], "agreement": body["agreement"],
+                "tx_id": tx_id or None, "new": created}
 
     # What the gateway asks of an extension
 
