@@ -170,6 +170,7 @@ def test_every_netting_date_of_the_holiday_is_reconciled_once(tmp_path: Path) ->
             seen["dates"] = await netting_dates(gw)
             seen["differences"] = await alerts(gw, "reconciliation_differences")
             seen["packages"] = await alerts(gw, "reconciliation_package_differences")
+            seen["round_apart"] = await alerts(gw, "beps_round_net_differs")
             seen["totals_30"] = await gw.store.run(
                 lambda tx: dict(recon.our_totals(tx, "2026-09-30")))
             seen["status"] = await snapshot.status(gw)
@@ -205,7 +206,13 @@ def test_every_netting_date_of_the_holiday_is_reconciled_once(tmp_path: Path) ->
     [planted] = seen["differences"]
     assert (planted["system"], planted["netting_date"], planted["count"]) == (
         "BEPS", "2026-10-05", 2)
-    assert '"field": "received_count", "ours": 0, "npc": 2' in planted["differences"]
+    assert {"netting_date": "2026-10-05", "netting_round": "01", "mt": "beps.121.001.01",
+            "field": "received_count", "ours": 0, "npc": 2} in planted["differences"]
+    # The round the lost package was netted in is alerted when it settles (saps.606).
+    [apart] = seen["round_apart"]
+    assert (apart["netting_date"], apart["netting_round"], apart["ours_fen"],
+            apart["npc_fen"], apart["difference_fen"]) == ("2026-10-05", "01", 0, 2 * 777_00,
+                                                           2 * 777_00)
     [lost] = seen["packages"]
     assert lost["work_date"] == "2026-10-05" and lost["packages"][0]["only_at"] == "npc"
     status = seen["status"]["beps_reconciliation"]
