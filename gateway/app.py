@@ -1034,6 +1034,8 @@ class Gateway:
                 raise NotFound(Problem("payment_not_found", "/id", payment_id,
                                        "an existing payment of this client"))
             view = payments.public_view(payment, payments.history(tx, payment_id))
+            # Here, not in public_view: the answer to a POST leaves it out.
+            view["remittance_info"] = payments.remittance_as_carried(payment)
             for hook in self.view_hooks:
                 hook(tx, view)
             return view

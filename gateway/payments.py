@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway import jsontext, keys, logs
+from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
 from gateway.states import check_transition
@@ -685,6 +686,18 @@ def shown_reason(payment: dict[str, Any]) -> str | None:
     """The payment's reason where it explains its state (REASON_STATES), else None: the
     same for the core system's view, the console's page and its command line."""
     return payment.get("reason") if payment["state"] in REASON_STATES else None
+
+
+def remittance_as_carried(payment: dict[str, Any]) -> list[str]:
+    """The remittance lines of an HVPS payment's message (RmtInf/Ustrd), as it went or goes
+    out, or came in: a ready message's as it wrote them, a JSON transfer's free text
+    tagged /H01/, and an hvps.112's led by the /F25/ line carrying its business kind
+    (gateway.outbound). A BEPS transaction's single remark is the BEPS extension's to
+    show (gateway.beps: `show_on_transfer`)."""
+    lines = list(payment["remittance"])
+    if payment["direction"] == "out" and payment["msg_type"] == hvps112.MESSAGE_TYPE:
+        return [f"/{hvps112.KIND_TAG}/{payment['business_kind']}", *lines]
+    return lines
 
 
 def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = None

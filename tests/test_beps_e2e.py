@@ -107,8 +107,8 @@ def test_saturday_night_is_netted_at_once_and_settled_when_hvps_opens(tmp_path):
             payer = await open_account(h, 1, 100_000 * YUAN)
             payee = await open_account(h, 2, 0, name="收款客户")
             start = await books(h)
-            status, answer = await gw.submit_transfer("core", "sat-1", credit(payer,
-                                                                             "20000.00"))
+            status, answer = await gw.submit_transfer("core", "sat-1", dict(
+                credit(payer, "20000.00"), remittance_info=["货款", "/F61/合同 A-7"]))
             accepted = await books(h, payer)
 
             assert (status, answer["state"], answer["channel"]) == (201, "accepted", "beps")
@@ -125,6 +125,8 @@ def test_saturday_night_is_netted_at_once_and_settled_when_hvps_opens(tmp_path):
             assert netting["netting_round"] == "01" and netting["package"].startswith(BANK)
             assert netted["holds"] == 0 and netted["netted_out"] == 20_000 * YUAN
             assert netted["clearing"] == start["clearing"] and netted["balanced"]
+            # The package's one remark (AddtlInf): the lines untagged, joined.
+            assert view["remittance_info"] == ["货款; 合同 A-7"]
 
             await h.sim("POST", "/sim/beps/peer/send", {
                 "sender": PEER, "receiver": BANK, "account": payee, "name": "收款客户",

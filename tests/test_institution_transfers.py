@@ -66,14 +66,16 @@ def test_institution_types_go_as_hvps112_and_settle(tmp_path):
                                                                         business_type))
                 assert status == 201, answer
                 ids[business_type] = answer["id"]
-            for payment_id in ids.values():
+            views = {}
+            for business_type, payment_id in ids.items():
                 await wait_state(h, payment_id, "settled")
+                views[business_type] = await h.gateway.get_transfer(payment_id)
             rows = await h.gateway.store.run(lambda tx: tx.query(
                 "SELECT p.business_type, a.mesg_type, a.envelope FROM archive a JOIN "
                 "payments p ON p.id = a.payment_id WHERE a.direction = 'out'", ()))
-            return rows, await alerts(h, "message_discarded_by_npc")
+            return rows, await alerts(h, "message_discarded_by_npc"), views
 
-    rows, discarded = run(scenario())
+    rows, discarded, views = run(scenario())
 
     assert sorted(t for t, _, _ in rows) == sorted(INSTITUTION_TYPES)
     assert discarded == []
@@ -88,6 +90,9 @@ def test_institution_types_go_as_hvps112_and_settle(tmp_path):
             [business_type]
         assert body.xpath(f"{tx}/p:RmtInf/p:Ustrd/text()", namespaces=ns)[0] == \
             f"/F25/{KINDS[business_type]}"
+        # The payment's view shows the lines as sent, the /F25/ line first.
+        assert views[business_type]["remittance_info"] == \
+            body.xpath(f"{tx}/p:RmtInf/p:Ustrd/text()", namespaces=ns)
         assert body.xpath(f"{tx}/p:Dbtr/p:FinInstnId/p:Nm/text()", namespaces=ns) == \
             ["示例客户"]
 

@@ -141,3 +141,36 @@ def test_a_carried_text_with_invisible_characters_is_refused(live):
     assert answer.status_code == 422, answer.text
     assert [(e["code"], e["path"]) for e in answer.json()["errors"]] == [
         ("text_has_control_or_invisible_characters", f"{TX}/CdtrAgt/FinInstnId/Nm")]
+
+
+def test_the_payment_s_view_shows_the_remittance_lines_as_sent(live):
+    """GET /v1/transfers/{id} shows the remittance lines of the hvps.111 sent, a ready
+    message's as it wrote them (a line without the /H01/ tag too); the POST's answer
+    leaves them out (it is made on the transfer's hot path)."""
+    lines = (b"<Ustrd>/H01/\xe8\xb4\xa7\xe6\xac\xbe</Ustrd>",
+             "<Ustrd>/H01/货款 合同 A-7</Ustrd>\n        <Ustrd>/F61/第二行</Ustrd>".encode())
+    answer = post(live, ready_example("2026120790000502", lines))
+    assert answer.status_code == 201, answer.text
+    assert "remittance_info" not in answer.json()
+    payment_id = answer.json()["id"]
+    sent = texts(sent_message(live, payment_id), "c:FIToFICstmrCdtTrf/c:CdtTrfTxInf/c:RmtInf/"
+                                                  "c:Ustrd")
+    assert sent == ["/H01/货款 合同 A-7", "/F61/第二行"]
+    shown = requests.get(f"{live.url}/v1/transfers/{payment_id}", timeout=10).json()
+    assert shown["remittance_info"] == sent
+
+
+def test_a_json_transfer_s_view_shows_its_remittance_tagged_as_sent(live):
+    body = {"payer_account": live.payer, "payer_name": live.payer_name,
+            "payer_bank": "999100000027", "payee_account": "6222000000000001",
+            "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "150000.00",
+            "urgency": "urgent", "remittance_info": ["货款", "/F61/第二行"]}
+    answer = requests.post(f"{live.url}/v1/transfers", json=body,
+                           headers={"Idempotency-Key": "remittance-view-1"}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    assert "remittance_info" not in answer.json()
+    payment_id = answer.json()["id"]
+    sent = texts(sent_message(live, payment_id), "c:FIToFICstmrCdtTrf/c:CdtTrfTxInf/c:RmtInf/"
+                                                  "c:Ustrd")
+    shown = requests.get(f"{live.url}/v1/transfers/{payment_id}", timeout=10).json()
+    assert shown["remittance_info"] == sent == ["/H01/货款", "/F61/第二行"]

@@ -143,6 +143,10 @@ class BepsExtension:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
         if view["channel"] == "beps":
             view["beps"] = items.view_of(tx, view["id"])
+            if view["direction"] == "out" and "remittance_info" in view:
+                # One remark (AddtlInf): the lines untagged, joined, as the package has it.
+                remark = build.remark_of(view["remittance_info"])
+                view["remittance_info"] = [remark] if remark else []
 
     # Intake
 
