@@ -25,13 +25,15 @@ from gateway.config import Settings
 from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
-from gateway.redisproc import port_in_use
+from gateway.redisproc import free_port, port_in_use
 from ledger.testing import DEMO_HOLDERS, customer_account
 
 
 SIM_CLEARING_FEN = 50_000_000 * 100
 LOCK_FILE = "paygate.lock"
 DEMO_BALANCE_FEN = 5_000_000 * 100
+# With --simulate: the simulated NPC's port, kept in the data folder for the next start.
+NPC_PORT_FILE = "npc.port"
 log = logging.getLogger("paygate.serve")
 
 
@@ -97,6 +99,25 @@ def _lock_data_dir(data: Path) -> Any:
                          "--config data_dir or PAYGATE_DATA_DIR")
 
 
+def simulated_npc_port(data: Path) -> tuple[int, str | None]:
+    """The port for the simulated NPC of `serve --simulate`: the one it listened on at the
+    last start on this data folder (NPC_PORT_FILE), when that port is free, so that a
+    /sim URL saved then still works; otherwise a new one, with a note for the start-up
+    line when the old one is taken (None at a first start)."""
+    try:
+        kept = int((data / NPC_PORT_FILE).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        kept = 0
+    if not 0 < kept < 65536:
+        return free_port(), None
+    if not port_in_use("127.0.0.1", kept):
+        return kept, None
+    port = free_port()
+    return port, (f"port {kept}, the simulated NPC's at the last start on this data "
+                  f"folder, is taken: it listens on {port} now (URLs naming {kept} no "
+                  "longer reach it)")
+
+
 def announce(line: dict[str, Any]) -> None:
     """Print the start-up line (where to reach the gateway) on standard output. A reader
     that went away (`paygate serve | head -1`) does not stop the gateway, as a broken log
@@ -149,7 +170,10 @@ async def _serve(settings: Settings, simulate: bool) -> int:
         loop.add_signal_handler(sig, on_signal)
     if simulate:
         data = Path(settings.data_dir).resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        sim_port, moved = simulated_npc_port(data)
         harness = Harness(data, clock_spec=settings.clock, gateway_port=settings.port,
+                          sim_port=sim_port,
                           settings_overrides={k: v for k, v in asdict(settings).items()
                                               if k not in ("data_dir", "port", "npc_url",
                                                            "keys_dir", "clock")},
@@ -159,8 +183,13 @@ async def _serve(settings: Settings, simulate: bool) -> int:
             return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
-        announce({"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
-                  "data": str(data), "accounts": accounts})
+        (data / NPC_PORT_FILE).write_text(f"{harness.sim_port}\n", encoding="ascii")
+        line = {"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
+                "data": str(data), "accounts": accounts}
+        if moved:
+            line["npc_port_changed"] = moved
+            log.warning("event=simulated_npc_port_changed port=%s", harness.sim_port)
+        announce(line)
         # A simulated NPC that dies is started again (a warning line names it).
         keeper = asyncio.create_task(harness.keep_simulator(), name="npc_keeper")
         await stop.wait()
