@@ -54,19 +54,27 @@ def check_acknowledgeable(tx: Any, target: str) -> tuple[int, str]:
     row = tx.query_one("SELECT a.code, k.by, k.at FROM alerts a LEFT JOIN alert_acks k "
                        "ON k.alert_id = a.id WHERE a.id = ?", (int(target),))
     if row is None:
-        raise NotFound(Problem("alert_not_found", "/target", target,
-                               "the id of an alert (`paygate ops alerts`)"))
+        raise not_found(target)
     code, by, at = row
     if code not in CODES:
         raise Conflict(Problem("alert_not_critical", "/target", code,
                                "a critical alert: " + ", ".join(CODES),
-                               f"alert {target} ({code}) is a record, not held open: "
-                               "nothing to acknowledge"))
+                               f"alert {target} ({code}) is not critical: an operator "
+                               "closes it (alert_close)"))
     if by is not None:
-        raise Conflict(Problem("alert_already_acknowledged", "/target", target,
-                               "a critical alert not yet acknowledged",
-                               f"alert {target} was acknowledged by {by} at {at}"))
+        raise already_acknowledged(target, by, at)
     return int(target), code
+
+
+def not_found(target: str) -> NotFound:
+    return NotFound(Problem("alert_not_found", "/target", target,
+                            "the id of an alert (`paygate ops alerts`)"))
+
+
+def already_acknowledged(target: str, by: str, at: str) -> Conflict:
+    return Conflict(Problem("alert_already_acknowledged", "/target", target,
+                            "an alert not yet acknowledged or closed",
+                            f"alert {target} was acknowledged by {by} at {at}"))
 
 
 def acknowledge(tx: Any, target: str, by: str, note: str, now: datetime) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any, Awaitable, Callable
 from gateway import critical, keys, outbound, payments
 from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
-from gateway.ops import receivables
+from gateway.ops import attention, receivables
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Contended
@@ -521,6 +521,13 @@ def alert_acknowledge(c: Context, tx: Any, target: str, params: dict[str, Any]) 
     return Outcome(critical.acknowledge(tx, target, c.actor, row[0] if row else "", c.now))
 
 
+def alert_close(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """An operator closes an ordinary alert once it has been looked at (ops.attention):
+    it moves to the history. The request's note says what was done about it."""
+    row = tx.query_one("SELECT note FROM ops_requests WHERE id = ?", (c.request_id,))
+    return Outcome(attention.close(tx, target, c.actor, row[0] if row else "", c.now))
+
+
 def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """A missed day end, run late: the ledger day closed now; once committed, its reports
     written and the date reconciled."""
@@ -539,6 +546,7 @@ PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "priority": _reprioritisable, "review_approve": _review_hold,
     "review_reject": _review_hold, "webhook_resend": _failed_webhook_rows,
     "alert_acknowledge": lambda tx, target, params: critical.check_acknowledgeable(tx, target),
+    "alert_close": lambda tx, target, params: attention.check_closable(tx, target),
 }
 
 
@@ -591,6 +599,6 @@ EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
     "day_end": day_end, "webhook_resend": webhook_resend,
-    "alert_acknowledge": alert_acknowledge,
+    "alert_acknowledge": alert_acknowledge, "alert_close": alert_close,
     receivables.COLLECT: receivable_collect, receivables.REVERSE: receivable_reverse,
 }

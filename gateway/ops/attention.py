@@ -8,7 +8,13 @@ stay true only for a while:
   (gateway.link): open while that episode goes on (the alert whose `since` is the
   episode's, as this process's link sees it), history once it is over;
 - a critical alert (gateway.critical) is open until a supervisor acknowledges it;
-- every other alert records a finding someone has to look at, and stays open.
+- every other alert records a finding someone has to look at: open until an operator
+  closes it (console action `alert_close`, any level but 10, no second person; `close`
+  below), or until the gateway itself finds its cause gone (`close_by_gateway`: the
+  answer to a reconciliation that was overdue).
+
+Both acknowledgements are rows of `alert_acks` (who, when, the note), and the request's
+steps are in the audit trail like any other action's.
 
 The page's Alerts card counts the open ones and lists them apart from the history;
 `paygate ops alerts` and GET /ops/api/alerts mark each row `attention` true or false.
@@ -19,17 +25,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from datetime import datetime
+
 from gateway import critical
+from gateway.errors import Conflict, Problem
 from gateway.link import ALERT_LINK_DISCARDING, ALERT_LINK_DOWN, ALERT_LINK_REFUSING
 
 HISTORY_CODES = ("window_changed",)
 EPISODE_CODES = (ALERT_LINK_DOWN, ALERT_LINK_REFUSING, ALERT_LINK_DISCARDING)
 _NEVER_OPEN = ", ".join(f"'{c}'" for c in HISTORY_CODES + EPISODE_CODES)
-_CRITICAL = ", ".join(f"'{c}'" for c in critical.CODES)
-# An alert is open when this holds (`a` the alert, `k` its acknowledgement if any);
+# An alert is open when this holds (`a` the alert, `k` its acknowledgement or closing);
 # `{ongoing}` is filled with the ids of the link alerts whose episode goes on.
-_OPEN = (f"((a.code NOT IN ({_NEVER_OPEN}) AND NOT (a.code IN ({_CRITICAL}) "
-         "AND k.by IS NOT NULL)) OR a.id IN ({ongoing}))")
+_OPEN = f"((a.code NOT IN ({_NEVER_OPEN}) AND k.by IS NULL) OR a.id IN " "({ongoing}))"
 _FROM = "FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id"
 
 
@@ -79,5 +86,56 @@ def listing(tx: Any, ids: list[int], limit: int, attention: bool | None = None
                     f"{where} ORDER BY a.id DESC LIMIT ?", (limit,))
     return [{"id": i, "at": at, "code": code, "detail": json.loads(detail),
              "open": code in critical.CODES and by is None, "acknowledged_by": by,
-             "attention": bool(is_open)}
+             "attention": bool(is_open), "closable": by is None and closes_by_hand(code)}
             for i, at, code, detail, by, is_open in rows]
+
+
+def closes_by_hand(code: str) -> bool:
+    """Whether an alert of `code` stays open until an operator closes it (`alert_close`):
+    not a critical one (a supervisor acknowledges it), nor one whose place the gateway
+    decides (a phase change, a link episode)."""
+    return code not in critical.CODES and code not in HISTORY_CODES + EPISODE_CODES
+
+
+def check_closable(tx: Any, target: str) -> tuple[int, str]:
+    """The alert `target` names (its id and code), when it is an ordinary alert not yet
+    closed; refused saying why otherwise."""
+    row = tx.query_one("SELECT a.code, k.by, k.at FROM alerts a LEFT JOIN alert_acks k "
+                       "ON k.alert_id = a.id WHERE a.id = ?", (int(target),))
+    if row is None:
+        raise critical.not_found(target)
+    code, by, at = row
+    if code in critical.CODES:
+        raise Conflict(Problem("alert_is_critical", "/target", code,
+                               "an alert that is not critical",
+                               f"alert {target} ({code}) is critical: a supervisor "
+                               "acknowledges it (alert_acknowledge)"))
+    if not closes_by_hand(code):
+        raise Conflict(Problem("alert_closes_by_itself", "/target", code,
+                               "an alert an operator closes (not window_changed nor a "
+                               "link episode's)",
+                               f"alert {target} ({code}) goes to the history by itself: "
+                               "a phase change at once, a link episode's when it ends"))
+    if by is not None:
+        raise critical.already_acknowledged(target, by, at)
+    return int(target), code
+
+
+def close(tx: Any, target: str, by: str, note: str, now: datetime) -> dict[str, Any]:
+    """An operator closes the ordinary alert `target`: it moves to the history."""
+    alert_id, code = check_closable(tx, target)
+    tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?)",
+               (alert_id, by, now.isoformat(), note))
+    return {"alert": alert_id, "code": code, "closed_by": by}
+
+
+GATEWAY = "gateway"  # who closed an alert whose cause the gateway found gone
+
+
+def close_by_gateway(tx: Any, alert_ids: list[int], note: str, now: datetime) -> None:
+    """The gateway closes alerts whose cause it found gone (left as they are when an
+    operator closed them first)."""
+    for alert_id in alert_ids:
+        tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (alert_id) DO NOTHING",
+                   (alert_id, GATEWAY, now.isoformat(), note))

@@ -31,6 +31,7 @@
     request package-hold|package-release|package-cancel PACKAGE [--note N]
                                    a BEPS package the NPC never had (an NPC outage)
     request alert-acknowledge ALERT_ID --note N  close a critical alert (supervisors)
+    request alert-close ALERT_ID [--note N]  move an ordinary alert to the history
     request return PAYMENT --note REASON  return an incoming payment to its sender (退汇)
     request npc-cancel|status-query|suspense-keep|suspense-release PAYMENT [--note N]
                                    the exception actions (docs/exceptions.md)
@@ -91,6 +92,8 @@ REQUEST_ACTIONS = {
     "webhook-resend": "ROW|failed: push failed webhook rows again",
     "alert-acknowledge": "ALERT_ID: close a critical alert once its cause is dealt with, the "
                          "note saying how (supervisors and directors; no second person)",
+    "alert-close": "ALERT_ID: move an ordinary alert, looked at, to the history, the note "
+                   "saying what was done (any level but 10; no second person)",
     "package-hold": "PACKAGE: stop a BEPS package the NPC never had (an NPC outage): it is "
                     "not sent until released or cancelled (no second person)",
     "package-release": "PACKAGE: send a held BEPS package on as it is (a supervisor "
@@ -236,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
                                   "day-end, webhook row or `failed` for webhook-resend, "
                                   "netting date for beps-reconcile, alert id for "
-                                  "alert-acknowledge, package id for package-*, "
+                                  "alert-acknowledge and alert-close, package id for package-*, "
                                   "pending write-off number for receivable-collect and "
                                   "receivable-reverse, pending write-off number or "
                                   "payment id for suspense-apply")

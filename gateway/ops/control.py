@@ -15,6 +15,7 @@
 | receivable_reverse | receivable (1221) | any level but 10 | a supervisor or director (20, 30) |
 | beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
 | alert_acknowledge | critical alert | a supervisor or director | none (the second person) |
+| alert_close | ordinary alert, open | any level but 10 | none (it moves a record to the history) |
 
 `receivable_collect` and `receivable_reverse` settle a receivable (其他应收款-待销账)
 by its pending write-off number: collected from the account it names, or its last
@@ -76,6 +77,7 @@ RULES: dict[str, Rule] = {
     "webhook_resend": Rule("webhook_row", needs_approval=False),
     "alert_acknowledge": Rule("alert", needs_approval=False,
                               request_level_min=APPROVER_LEVEL_MIN),
+    "alert_close": Rule("alert", needs_approval=False),
     receivables.COLLECT: Rule("receivable", needs_approval=True),
     receivables.REVERSE: Rule("receivable", needs_approval=True),
 }
@@ -95,6 +97,7 @@ LABELS: dict[str, dict[str, str]] = {
     "day_end": {"en": "Late day end", "zh": "补做日终"},
     "webhook_resend": {"en": "Resend webhook", "zh": "重新推送"},
     "alert_acknowledge": {"en": "Acknowledge a critical alert", "zh": "确认重要告警"},
+    "alert_close": {"en": "Close an alert", "zh": "关闭告警"},
     receivables.COLLECT: {"en": "Collect receivable", "zh": "收回应收款"},
     receivables.REVERSE: {"en": "Reverse receivable", "zh": "冲正应收款"},
 }

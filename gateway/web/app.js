@@ -221,7 +221,9 @@
       { h: "c_detail", f: (a) => JSON.stringify(a.detail), cls: "wrap" },
       { h: "c_actions", f: (a) => (a.open && me && me.may_approve
         ? actionButton("alert_acknowledge", String(a.id))
-        : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }];
+        : a.closable && me && me.may_act
+          ? actionButton("alert_close", String(a.id))
+          : (a.acknowledged_by ? `${t("acknowledged_by")} ${a.acknowledged_by}` : null)) }];
     fill("t-alerts", s.alerts, alertColumns);
     fill("t-alerts-history", s.alert_history, alertColumns);
     $("alerts-history-count").textContent = s.alert_count.history;
