@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Awaitable, NamedTuple
 
@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import ledger
 from gateway.collector import tune_collector
 from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
-                     recovery, store, webhook)
+                     recon, recovery, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -60,6 +60,8 @@ LINK_TIMEOUT_S = 10.0
 DEPTH_CHECK_S = 0.1
 REDIS_LOADING_WAIT_S = 120.0  # a large append-only file loads in seconds; wait for it
 WINDOW_TICK_S = 5.0
+# The longest wait between two looks for reconciliations the NPC left unanswered.
+RECON_OVERDUE_CHECK_S = 60.0
 # A sender without a key retries each message with a backoff, every message it has: one
 # `sender_key_unknown` alert per sender this often says it without an alert per attempt.
 # Senders remembered for that are few (the NPC and the banks behind it); the memory is
@@ -182,6 +184,7 @@ class Gateway:
         self._next_opening: tuple[datetime, Any, Any, datetime] | None = None  # its method
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
+        self._recon_overdue_at: datetime | None = None  # next check_recon_overdue
         self.runner: web.AppRunner | None = None
         self.url = ""
         # Intake per channel; extensions add theirs (BEPS, internal transfers).
@@ -395,6 +398,7 @@ class Gateway:
         if changes:
             self.apply_hvps_status(self.window.code, self.window.work_date)
         if self.leading:
+            await self.check_recon_overdue(now)
             # The extensions' own periodic checks (BEPS: netting dates to reconcile).
             for ext in self.extensions:
                 if hasattr(ext, "tick"):
@@ -466,14 +470,16 @@ class Gateway:
 
     # State that handlers update
 
-    def alert(self, tx: Any, code: str, **detail: Any) -> None:
-        tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?)",
-                   (self.clock.now().isoformat(), code,
-                    json.dumps(detail, ensure_ascii=False, default=str)))
+    def alert(self, tx: Any, code: str, **detail: Any) -> int:
+        alert_id = tx.query_one("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?) "
+                                "RETURNING id", (self.clock.now().isoformat(), code,
+                                                 json.dumps(detail, ensure_ascii=False,
+                                                            default=str)))[0]
         store.log_after_commit(log, logging.WARNING, [
             f"event=alert code={code} "
             + " ".join(f"{k}={logs.value(jsontext.dumps(v) if isinstance(v, (list, dict)) else v)}"
                        for k, v in detail.items())])
+        return int(alert_id)
 
     def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
                        now: datetime) -> None:
@@ -521,6 +527,18 @@ class Gateway:
             await self.redis.xadd(stream, {"outbox": str(outbox_id)})
         if rows:
             log.info("event=released_waiting count=%s", len(rows))
+
+    async def check_recon_overdue(self, now: datetime) -> None:
+        """Raise `reconciliation_overdue` for each hvps.710 or beps.720 the NPC left
+        unanswered `recon_answer_overdue_s` (gateway.recon). No database work until the
+        next ask falls due, or RECON_OVERDUE_CHECK_S when none waits (an ask made by
+        another process)."""
+        if self._recon_overdue_at is not None and now < self._recon_overdue_at:
+            return
+        after_s = self.settings.recon_answer_overdue_s
+        due = await self.store.run(lambda tx: recon.raise_overdue(tx, self, now, after_s))
+        self._recon_overdue_at = min(due or now + timedelta(seconds=RECON_OVERDUE_CHECK_S),
+                                     now + timedelta(seconds=RECON_OVERDUE_CHECK_S))
 
     def recon_done(self, result: dict[str, Any]) -> None:
         self.recon_results[result["work_date"]] = result
@@ -1356,6 +1374,9 @@ class Gateway:
             return await asyncio.wait_for(asyncio.shield(pending), timeout_s)
         waiter = asyncio.get_running_loop().create_future()
         self._recon_waiters[key] = waiter
+        now = self.clock.now()
+        await self.store.run(lambda tx: recon.asked(tx, "HVPS", key, now))
+        self._recon_overdue_at = None  # looked at again at the next tick
         await self._ask_npc(hvps710.MESSAGE_TYPE, lambda group: hvps710.build(
             hvps710.ReconRequest(group, key)))
         return await asyncio.wait_for(waiter, timeout_s)

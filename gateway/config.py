@@ -63,6 +63,7 @@ class Settings:
     queued_query_after_s: float = 600.0       # queued at the NPC this long: ask (ccms.316)
     queued_queries_per_sweep_max: int = 20    # such questions per pass of the sweep
     probe_interval_s: float = 30.0            # ccms.991 link probes
+    recon_answer_overdue_s: float = 600.0     # no hvps.711/beps.721 by then: alert
     key_expiry_alert_days: int = 30           # alert before our signing key expires
     worker_batch_max: int = 200
     queries_morning_cutoff_at: str = "12:00"   # "the morning of the next working day"

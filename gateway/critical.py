@@ -83,3 +83,14 @@ def acknowledge(tx: Any, target: str, by: str, note: str, now: datetime) -> dict
     tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?)",
                (alert_id, by, now.isoformat(), note))
     return {"alert": alert_id, "code": code, "acknowledged_by": by}
+
+
+GATEWAY = "gateway"  # who closed an alert whose cause the gateway found gone
+
+
+def close_by_gateway(tx: Any, alert_ids: list[int], note: str, now: datetime) -> None:
+    """The gateway closes alerts whose cause it found gone (gateway.ops.attention), each
+    left as it is when someone closed it first."""
+    tx.executemany("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (alert_id) DO NOTHING",
+                   [(alert_id, GATEWAY, now.isoformat(), note) for alert_id in alert_ids])

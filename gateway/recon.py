@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from gateway import critical
 from gateway.messages.hvps710 import ReconSummary
 from gateway.money import format_yuan_grouped
 from gateway.messages.hvps712 import DetailResponse, DetailSelector
@@ -66,6 +67,7 @@ def compare_hvps(tx: Any, summary: ReconSummary, now: datetime) -> dict[str, Any
                "VALUES (?, ?, ?, ?, ?, ?)", (summary.check_date, "HVPS", now.isoformat(),
                                              int(not differences), json.dumps(differences),
                                              json.dumps(result["rows"])))
+    answered(tx, "HVPS", summary.check_date, now)
     return result
 
 
@@ -151,3 +153,56 @@ def _in_yuan(row: dict[str, Any]) -> dict[str, Any]:
         out["ours_yuan"] = format_yuan_grouped(row["ours"])
         out["npc_yuan"] = format_yuan_grouped(row["npc"])
     return out
+
+
+ALERT_OVERDUE = "reconciliation_overdue"
+_ASKED_MESSAGE = {"HVPS": ("hvps.710", "hvps.711"), "BEPS": ("beps.720", "beps.721")}
+
+
+def asked(tx: Any, system: str, day: str, now: datetime) -> None:
+    """A reconciliation of `day` was asked of the NPC (its message queued). An ask while
+    one waits for its answer keeps the first's time; one after an answer starts again."""
+    tx.execute("INSERT INTO recon_asks (system, work_date, asked_at) VALUES (?, ?, ?) "
+               "ON CONFLICT (system, work_date) DO UPDATE SET asked_at = excluded.asked_at, "
+               "answered_at = NULL, alert_id = NULL WHERE recon_asks.answered_at IS NOT NULL",
+               (system, day, now.isoformat()))
+
+
+def answered(tx: Any, system: str, day: str, now: datetime) -> None:
+    """The NPC's answer about `day` was compared: the ask is answered, and the
+    `reconciliation_overdue` it raised, if any, is closed by the gateway."""
+    rows = tx.query("UPDATE recon_asks SET answered_at = ? WHERE system = ? AND "
+                    "work_date = ? AND answered_at IS NULL RETURNING alert_id",
+                    (now.isoformat(), system, day))
+    alerts = [int(alert_id) for (alert_id,) in rows if alert_id is not None]
+    if alerts:
+        critical.close_by_gateway(tx, alerts, f"the NPC answered at {now.isoformat()}", now)
+
+
+def raise_overdue(tx: Any, gw: Any, now: datetime, after_s: float) -> datetime | None:
+    """Raise `reconciliation_overdue` for each ask left unanswered `after_s` (business
+    seconds) and not raised yet; when the next such ask falls due (None: none waits)."""
+    limit = (now - timedelta(seconds=after_s)).isoformat()
+    for system, day, at in tx.query("SELECT system, work_date, asked_at FROM recon_asks "
+                                    "WHERE answered_at IS NULL AND alert_id IS NULL AND "
+                                    "asked_at <= ? ORDER BY asked_at", (limit,)):
+        ask, answer = _ASKED_MESSAGE.get(system, ("the request", "the answer"))
+        alert_id = gw.alert(tx, ALERT_OVERDUE, system=system, work_date=day, asked_at=at,
+                            message=f"the NPC has not answered our {ask} for {day} (asked at "
+                                    f"{at}, {after_s:g} s allowed): no {answer} yet; the "
+                                    "alert closes by itself when it comes")
+        tx.execute("UPDATE recon_asks SET alert_id = ? WHERE system = ? AND work_date = ?",
+                   (alert_id, system, day))
+    row = tx.query_one("SELECT MIN(asked_at) FROM recon_asks WHERE answered_at IS NULL "
+                       "AND alert_id IS NULL", ())
+    if row is None or row[0] is None:
+        return None
+    return datetime.fromisoformat(row[0]) + timedelta(seconds=after_s)
+
+
+def overdue(tx: Any) -> list[dict[str, Any]]:
+    """The reconciliations overdue now (alert raised, no answer yet), oldest first."""
+    return [{"system": system, "work_date": day, "asked_at": at, "alert": alert_id}
+            for system, day, at, alert_id in tx.query(
+                "SELECT system, work_date, asked_at, alert_id FROM recon_asks WHERE "
+                "answered_at IS NULL AND alert_id IS NOT NULL ORDER BY asked_at", ())]

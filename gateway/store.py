@@ -305,6 +305,13 @@ SCHEMA = [
         reconciled INTEGER NOT NULL, differences TEXT NOT NULL,
         totals TEXT NOT NULL DEFAULT '{}'
     )""",
+    # Reconciliations asked of the NPC and whether it answered (gateway.recon: hvps.710
+    # by work date, beps.720 by netting date), one row a system and date.
+    """CREATE TABLE IF NOT EXISTS recon_asks (
+        system TEXT NOT NULL, work_date TEXT NOT NULL, asked_at TEXT NOT NULL,
+        answered_at TEXT, alert_id INTEGER,
+        PRIMARY KEY (system, work_date)
+    )""",
 ]
 
 

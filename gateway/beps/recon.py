@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import outbound, payments
+from gateway import recon as day_recon
 from gateway.beps import items
 from gateway.messages import beps128, beps720, beps722
 from gateway.messages.common import GroupHeader, iso_datetime
@@ -41,6 +42,7 @@ def request(tx: Any, gw: Any, check_date: str, now: datetime) -> int:
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     body = beps720.build(beps720.TotalCheckRequest(GroupHeader(
         msg_id, iso_datetime(now), bank, bank, outbound.NPC, outbound.NPC, "BEPS"), check_date))
+    day_recon.asked(tx, "BEPS", check_date, now)
     return outbound.queue_message(tx, header, body, gw.keyring, now)
 
 
@@ -78,6 +80,7 @@ def compare(tx: Any, result: beps720.TotalCheck, now: datetime) -> dict[str, Any
                        "VALUES (?, 'BEPS', ?, ?, ?) RETURNING id",
                        (result.check_date, now.isoformat(), int(not differences),
                         json.dumps(differences)))
+    day_recon.answered(tx, "BEPS", result.check_date, now)
     return {"work_date": result.check_date, "system": "BEPS",
             "reconciled": not differences, "differences": differences,
             "rows": {"/".join(k): ours[k] for k in sorted(ours)}, "recon_id": row[0]}

@@ -10,8 +10,8 @@ stay true only for a while:
 - a critical alert (gateway.critical) is open until a supervisor acknowledges it;
 - every other alert records a finding someone has to look at: open until an operator
   closes it (console action `alert_close`, any level but 10, no second person; `close`
-  below), or until the gateway itself finds its cause gone (`close_by_gateway`: the
-  answer to a reconciliation that was overdue).
+  below), or until the gateway itself finds its cause gone (critical.close_by_gateway:
+  the answer to a reconciliation that was overdue, gateway.recon).
 
 Both acknowledgements are rows of `alert_acks` (who, when, the note), and the request's
 steps are in the audit trail like any other action's.
@@ -128,14 +128,3 @@ def close(tx: Any, target: str, by: str, note: str, now: datetime) -> dict[str, 
                (alert_id, by, now.isoformat(), note))
     return {"alert": alert_id, "code": code, "closed_by": by}
 
-
-GATEWAY = "gateway"  # who closed an alert whose cause the gateway found gone
-
-
-def close_by_gateway(tx: Any, alert_ids: list[int], note: str, now: datetime) -> None:
-    """The gateway closes alerts whose cause it found gone (left as they are when an
-    operator closed them first)."""
-    for alert_id in alert_ids:
-        tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (alert_id) DO NOTHING",
-                   (alert_id, GATEWAY, now.isoformat(), note))

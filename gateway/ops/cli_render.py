@@ -48,6 +48,7 @@ def status(a: dict[str, Any]) -> str:
                           f"{a['queued_at_npc']['amount']}"),
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
         *_hvps_reconciliation(a.get("hvps_reconciliation")),
+        *_recon_overdue(a.get("reconciliation_overdue")),
         *_beps_reconciliation(a.get("beps_reconciliation")),
         *_critical_alerts(a.get("critical_alerts")),
         ("pending requests", a.get("pending_requests", "-")),
@@ -136,6 +137,13 @@ def _hvps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
                          for d in items["differences"])
         rows.append(("  items", only or "every item agrees"))
     return rows
+
+
+def _recon_overdue(rows: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    """The reconciliations the NPC has not answered in time (gateway.recon.overdue)."""
+    return [("reconciliation", f"OVERDUE: {r['system']} {r['work_date']} asked at "
+                               f"{r['asked_at']}, no answer (alert {r['alert']})")
+            for r in rows or []]
 
 
 def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -61,7 +61,8 @@ def beps_position(gw: Any, tx: Any) -> dict[str, Any] | None:
 def books(gw: Any, tx: Any) -> dict[str, Any]:
     """The money: the clearing account, what waits at the NPC, the BEPS position, the
     critical alerts still open (gateway.critical: money moved at the NPC against us), and
-    the last HVPS reconciliation (gateway.recon.last_hvps)."""
+    the last HVPS reconciliation (gateway.recon.last_hvps) and the reconciliations the NPC
+    has not answered in time (gateway.recon.overdue)."""
     balance_fen = gw.ledger.clearing_balance(tx)
     count, sum_fen = tx.query_one(
         "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments "
@@ -71,7 +72,8 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
             "queued_at_npc": {"count": count, "amount_fen": sum_fen,
                               "amount": format_yuan_grouped(sum_fen)},
             "beps": beps_position(gw, tx), "critical_alerts": critical.open_alerts(tx),
-            "hvps_reconciliation": recon.last_hvps(tx)}
+            "hvps_reconciliation": recon.last_hvps(tx),
+            "reconciliation_overdue": recon.overdue(tx)}
 
 
 async def status(gw: Any) -> dict[str, Any]:

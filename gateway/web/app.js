@@ -281,7 +281,7 @@
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
     $("c-queued-amount").textContent = s.queued_at_npc.amount;
     $("c-beps").textContent = s.beps ? `${s.beps.net} / ${s.beps.cap || t("na")}` : t("na");
-    renderHvpsRecon(s.hvps_reconciliation);
+    renderHvpsRecon(s.hvps_reconciliation, s.reconciliation_overdue || []);
     const r = s.beps_reconciliation;
     $("c-beps-recon").textContent = r ? (r.reconciled_through || "-") : t("na");
     $("c-beps-recon").classList.toggle("error", Boolean(r && r.with_differences));
@@ -302,15 +302,17 @@
   // The last HVPS reconciliation (hvps.710/711): its work date and result; the
   // differing totals (and the items only one side has) when it differed, our totals
   // by kind when it agreed.
-  function renderHvpsRecon(r) {
+  function renderHvpsRecon(r, overdue) {
     const big = $("c-hvps-recon");
-    big.classList.toggle("error", Boolean(r && !r.reconciled));
+    big.classList.toggle("error", Boolean((r && !r.reconciled) || overdue.length));
+    // Asked and not answered in time (alert reconciliation_overdue): said before the rest.
+    const late = overdue.map((o) => `${o.system} ${o.work_date} ${t("recon_overdue")} (${o.asked_at.replace("T", " ").slice(0, 19)})`);
     if (!r) {
-      big.textContent = t("recon_none");
-      $("c-hvps-recon-detail").textContent = "";
+      big.textContent = late.length ? late[0] : t("recon_none");
+      $("c-hvps-recon-detail").textContent = late.slice(1).join(" · ");
       return;
     }
-    big.textContent = `${r.work_date} · ${t(r.reconciled ? "recon_agreed" : "recon_differs")}`;
+    big.textContent = late.length ? late[0] : `${r.work_date} · ${t(r.reconciled ? "recon_agreed" : "recon_differs")}`;
     const amount = (d, side) => d[`${side}_yuan`] ?? d[side];
     const parts = r.reconciled
       ? r.totals.map((k) => `${k.kind} ${t("recon_sent")} ${k.sent_count} (${k.sent}), ${t("recon_received")} ${k.received_count} (${k.received})`)
@@ -318,6 +320,7 @@
     if (r.items) {
       parts.push(...r.items.differences.map((d) => `${d.msg_id} ${t("recon_only_at")} ${d.only_at}`));
     }
+    if (late.length) parts.unshift(...late.slice(1), `${t("recon_last")} ${r.work_date} · ${t(r.reconciled ? "recon_agreed" : "recon_differs")}`);
     $("c-hvps-recon-detail").textContent = parts.join(" · ");
   }
 
