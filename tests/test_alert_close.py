@@ -13,9 +13,8 @@ import pytest
 
 from gateway.errors import PaygateError
 from gateway.ops import attention, cli_render, control
-from gateway.ops.web import OPS_KEY
 from tests.e2e_support import started
-from tests.test_health_critical import CRITICAL, raise_alert
+from tests.test_health_critical import CRITICAL, console_of, raise_alert
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +23,7 @@ def test_an_operator_closes_an_ordinary_alert_into_the_history(tmp_path):
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            ops = gw.runner.app[OPS_KEY]
-            op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
+            console, op1, sup1 = console_of(gw)
 
             def counts() -> Any:
                 return gw.store.run(lambda tx: attention.counts(tx, []))
@@ -42,15 +40,15 @@ def test_an_operator_closes_an_ordinary_alert_into_the_history(tmp_path):
             for what, target in (("critical", critical), ("phase", phase),
                                  ("episode", episode), ("unknown", 999999)):
                 with pytest.raises(PaygateError) as refused:
-                    await ops.console.request(op1, "alert_close", str(target))
+                    await console.request(op1, "alert_close", str(target))
                 refusals[what] = refused.value.code
-            seen["closed"] = await ops.console.request(op1, "alert_close", str(ordinary),
+            seen["closed"] = await console.request(op1, "alert_close", str(ordinary),
                                                        note="message resent by hand")
             with pytest.raises(PaygateError) as again:
-                await ops.console.request(sup1, "alert_close", str(ordinary))
+                await console.request(sup1, "alert_close", str(ordinary))
             refusals["again"] = again.value.code
             with pytest.raises(PaygateError) as ordinary_ack:
-                await ops.console.request(sup1, "alert_acknowledge", str(ordinary))
+                await console.request(sup1, "alert_acknowledge", str(ordinary))
             refusals["acknowledge_ordinary"] = ordinary_ack.value.code
             seen["refusals"] = refusals
             seen["after"] = await counts()

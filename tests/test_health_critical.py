@@ -36,12 +36,17 @@ async def raise_alert(gw: Any, code: str, **detail: Any) -> int:
     return await gw.store.run(work)
 
 
+def console_of(gw: Any) -> tuple[Any, Any, Any]:
+    """The gateway's console and its demo operator and supervisor (op1, sup1)."""
+    ops = gw.runner.app[OPS_KEY]
+    return ops.console, ops.directory.get("op1"), ops.directory.get("sup1")
+
+
 def test_health_shows_open_critical_alerts_until_a_supervisor_acknowledges_them(tmp_path):
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            ops = gw.runner.app[OPS_KEY]
-            op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
+            console, op1, sup1 = console_of(gw)
             seen: dict[str, Any] = {"before": await get(gw.url, "/health")}
             other = await raise_alert(gw, "link_ack_refused", mesg_id="x", mt="y")
             critical = await raise_alert(gw, CRITICAL, payment="P1", amount_fen=100,
@@ -54,12 +59,12 @@ def test_health_shows_open_critical_alerts_until_a_supervisor_acknowledges_them(
             for what, who, target in (("operator", op1, critical), ("other", sup1, other),
                                       ("unknown", sup1, 999999)):
                 with pytest.raises(PaygateError) as refused:
-                    await ops.console.request(who, "alert_acknowledge", str(target))
+                    await console.request(who, "alert_acknowledge", str(target))
                 refusals[what] = refused.value.code
-            seen["acknowledged"] = await ops.console.request(
+            seen["acknowledged"] = await console.request(
                 sup1, "alert_acknowledge", str(critical), note="booked from the payer")
             with pytest.raises(PaygateError) as again:
-                await ops.console.request(sup1, "alert_acknowledge", str(critical))
+                await console.request(sup1, "alert_acknowledge", str(critical))
             refusals["again"] = again.value.code
             seen["refusals"] = refusals
             seen["closed"] = await get(gw.url, "/health")

@@ -34,9 +34,19 @@ def test_a_closed_standard_output_does_not_stop_the_gateway(tmp_path: Path) -> N
         assert any("event=stdout_lost" in line for line in seen), "".join(seen)
         time.sleep(1.5)
         assert process.poll() is None, "the gateway stopped when its stdout closed"
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        stop(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_if_running(process)
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Stop a `paygate serve` started by a test as an operator does (Ctrl-C): it ends 0."""
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=timeout_s) == 0
+
+
+def kill_if_running(process: subprocess.Popen) -> None:
+    """After a failed test: leave no process of its own behind."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()

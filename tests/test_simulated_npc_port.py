@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from gateway.redisproc import free_port
 from gateway.serve import NPC_PORT_FILE, simulated_npc_port
+from tests.test_serve_stdout import kill_if_running, stop
 
 
 def test_a_free_remembered_port_is_taken_again(tmp_path: Path) -> None:
@@ -54,12 +54,9 @@ def _start_line(data: Path) -> dict[str, Any]:
                                stderr=subprocess.DEVNULL, env=env, text=True)
     try:
         line = process.stdout.readline()
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+        stop(process, 60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_if_running(process)
     assert line, "no start-up line"
     return json.loads(line)
 
