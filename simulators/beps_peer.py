@@ -14,8 +14,8 @@ from typing import Any
 
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import beps121, beps127, beps128, codec
-from gateway.messages.common import OriginalRef, iso_datetime
-from gateway.messages.package import Package, PackageHeader, ReturnLimit, Transfer
+from gateway.messages.common import OriginalRef, OriginalTx, iso_datetime
+from gateway.messages.package import Package, PackageHeader, ReturnInfo, ReturnLimit, Transfer
 from simulators.peers import PeerBank
 
 REFUSED_ACCOUNT_SUFFIX = "9999"
@@ -35,7 +35,13 @@ class PackageRequest:
     bank: str | None = None       # our branch holding that account
     agreement: str = "XY-SIM-0001"
     business_kind: str | None = None
+    # Credits only: each is a return (A105) of the receiver's beps.121 package `msg_id`,
+    # naming its transaction `tx_id` in RtrInf, for `reason` (Cntt).
+    returns: dict[str, str] | None = None
 
+
+_RETURNS_KEYS = ("msg_id", "tx_id", "reason")
+_MSG_ID = re.compile(r"[0-9A-Za-z]{1,35}")
 
 def parse_request(body: Any, peers: frozenset[str],
                   participants: frozenset[str]) -> PackageRequest:
@@ -63,6 +69,19 @@ def parse_request(body: Any, peers: frozenset[str],
         value = body.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
             p.add("field_must_be_a_whole_number", f"/{key}", value, f"1 to {high}")
+    returns = body.get("returns")
+    if returns is not None:
+        if not isinstance(returns, dict) or set(returns) != set(_RETURNS_KEYS):
+            p.add("returns_malformed", "/returns", returns,
+                  "an object with " + ", ".join(_RETURNS_KEYS))
+        else:
+            for key in ("msg_id", "tx_id"):
+                if not isinstance(returns[key], str) or not _MSG_ID.fullmatch(returns[key]):
+                    p.add("field_malformed", f"/returns/{key}", returns[key],
+                          "1 to 35 letters or digits")
+            if not isinstance(returns["reason"], str) or not 0 < len(returns["reason"]) <= 60:
+                p.add("field_malformed", "/returns/reason", returns["reason"],
+                      "1 to 60 characters")
     p.raise_if_any(ValidationFailed)
     return PackageRequest(**body)
 
@@ -77,14 +96,24 @@ def package(peer: PeerBank, req: PackageRequest, debit: bool) -> tuple[bytes, st
         ours = (req.account, req.name, our_bank)
         theirs = ("62" + tx_id, "示例对手客户", peer.spec.branch)
         debtor, creditor = (ours, theirs) if debit else (theirs, ours)
+        returned = None
+        if req.returns is not None and not debit:
+            # Our customer's account is the payee: the return pays back the payer of
+            # the original, which the receiver sent to this peer.
+            returned = ReturnInfo(
+                OriginalRef(req.returns["msg_id"], req.receiver, beps121.MESSAGE_TYPE),
+                OriginalTx(our_bank, peer.spec.branch, req.returns["tx_id"], "A100"),
+                req.returns["reason"])
         transfers.append(Transfer(
             tx_id=tx_id, debtor_name=debtor[1], debtor_account=debtor[0],
             debtor_account_bank=debtor[2], debtor_bank=debtor[2], creditor_bank=creditor[2],
             creditor_name=creditor[1], creditor_account=creditor[0],
             creditor_account_bank=creditor[2], amount_fen=req.amount_fen,
-            business_type="B100" if debit else "A100",
-            business_kind=req.business_kind or ("00300" if debit else "02102"),
-            remark="模拟小额业务", agreement=req.agreement if debit else None))
+            business_type="B100" if debit else "A105" if returned else "A100",
+            business_kind=req.business_kind or (
+                "00300" if debit else "02108" if returned else "02102"),
+            remark="模拟小额业务", agreement=req.agreement if debit else None,
+            extra=returned))
     header = PackageHeader(msg_id, iso_datetime(peer.clock.now()), peer.code, req.receiver,
                            len(transfers), req.amount_fen * len(transfers))
     family = beps127 if debit else beps121

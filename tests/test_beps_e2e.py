@@ -517,6 +517,81 @@ def test_beps_credits_returned_both_ways(tmp_path):
     run(scenario())
 
 
+async def package_of(h: Harness, payment_id: str) -> tuple[str, str]:
+    """(our package's MsgId, the transaction's TxId) of a BEPS payment of ours."""
+    return await h.gateway.store.run(lambda tx: tx.query_one(
+        "SELECT k.msg_id, p.tx_id FROM beps_items i JOIN beps_packages k ON k.id = "
+        "i.package_id JOIN payments p ON p.id = i.payment_id WHERE i.payment_id = ?",
+        (payment_id,)))
+
+
+def test_returns_naming_our_package_and_its_transaction_find_the_payment(tmp_path):
+    """A peer returns our BEPS credits naming the package that carried each (its MsgId)
+    and the transaction in it: once in a beps.121 A105 whose RtrInf names them, once in
+    an hvps.111 A105 with /E50/ the package and /E51/ the TxId. Each original moves to
+    returned, its payer is paid back once, and our own return of a BEPS credit names
+    the package and the transaction the same way."""
+    async def scenario() -> None:
+        async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
+            gw = h.gateway
+            returns = next(e for e in gw.extensions if hasattr(e, "request_return"))
+            payer = await open_account(h, 12, 10_000 * YUAN)
+            _, first = await gw.submit_transfer("core", "rp-1", credit(payer, "300.00"))
+            await wait_state(h, first["id"], "settled")
+            _, second = await gw.submit_transfer("core", "rp-2", credit(payer, "200.00"))
+            await wait_state(h, second["id"], "settled")
+            assert (await books(h, payer))[payer] == 9_500 * YUAN
+
+            package, tx_id = await package_of(h, first["id"])
+            assert package != first["message"]["msg_id"]  # named by the package, not by us
+            await h.sim("POST", "/sim/beps/peer/send", {
+                "sender": PEER, "receiver": BANK, "account": payer, "name": "示例客户",
+                "bank": BRANCH, "amount_fen": 300 * YUAN,
+                "returns": {"msg_id": package, "tx_id": tx_id, "reason": "收款人账户已销户"}})
+            await h.sim("POST", "/sim/beps/net", {})
+            returned = await wait_state(h, first["id"], "returned", timeout_s=30)
+            assert "returned_by_payee_bank" in events(returned)
+
+            package, tx_id = await package_of(h, second["id"])
+            await h.sim("POST", "/sim/peer/send", {
+                "sender": PEER, "receiver": BANK, "payee_account": payer,
+                "payee_name": "示例客户", "payee_bank": BRANCH, "amount_fen": 200 * YUAN,
+                "count": 1, "business_type": "A105", "business_kind": "02108",
+                "priority": "NORM", "remittance": [
+                    "/F40/beps.121.001.01", f"/E50/{package}", f"/E51/{tx_id}",
+                    f"/A70/{BANK}", "/H20/收款人账户已销户"]})
+            await wait_state(h, second["id"], "returned", timeout_s=30)
+            end = await books(h, payer)
+            assert end[payer] == 10_000 * YUAN
+            assert end["balanced"] and end["clearing"] == await npc_balance(h)
+            unmatched = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT COUNT(*) FROM alerts WHERE code = 'incoming_return_not_matched'",
+                ())[0])
+            assert unmatched == 0
+
+            await h.sim("POST", "/sim/beps/peer/send", {
+                "sender": PEER, "receiver": BANK, "account": "6299000000000078",
+                "name": "无此户", "bank": BRANCH, "amount_fen": 90 * YUAN, "count": 1})
+            await h.sim("POST", "/sim/beps/net", {})
+
+            async def parked() -> bool:
+                return await gw.store.run(lambda tx: tx.query_one(
+                    "SELECT COUNT(*) FROM payments WHERE channel = 'beps' AND direction = "
+                    "'in' AND state = 'suspense'", ())[0]) == 1
+            await until(parked, "the BEPS credit in suspense")
+            incoming = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT id, tx_id FROM payments WHERE channel = 'beps' AND direction = "
+                "'in' AND state = 'suspense'", ()))
+            their_package = await gw.store.run(lambda tx: tx.query_one(
+                "SELECT k.msg_id FROM beps_items i JOIN beps_packages k ON k.id = "
+                "i.package_id WHERE i.payment_id = ?", (incoming[0],))[0])
+            back = await returns.request_return(incoming[0], "账户不存在", "test")
+            sent = await gw.get_transfer(back["return"]["id"])
+            lines = sent["remittance_info"]
+            assert f"/E50/{their_package}" in lines and f"/E51/{incoming[1]}" in lines
+    run(scenario())
+
+
 def test_a_batch_mixing_channels_keys_and_refusals_commits_each_exactly_once(tmp_path):
     """One batch: BEPS credits, an urgent one routed to HVPS, one the payer cannot cover
     any more, a key used twice (same body: the same answer; other body: a conflict).

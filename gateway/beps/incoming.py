@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import intake, payments
 from gateway.beps import items
+from gateway.exceptions import returns
 from gateway.inbound import Processed
 from gateway.messages import codec, saps606
-from gateway.messages.package import Package, Transfer
+from gateway.messages.package import Package, ReturnInfo, Transfer
 from ledger.postings import IDS_PER_QUERY
 
 if TYPE_CHECKING:
@@ -63,10 +64,32 @@ def on_credit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -
     for kind in _credit(tx, gw, d.mtype.code, h.instg_direct, package_id, netting, fresh,
                         now):
         outcomes[kind] += 1
+    returned = _link_returns(tx, gw, h.instg_direct, fresh, now)
+    if returned:
+        outcomes["returns"] = returned
     items.settle_if_round_settled(tx, gw, *netting, now)
     log.info("event=beps_package_received package=%s netting_date=%s netting_round=%s %s",
              package_id, *netting, " ".join(f"{k}={v}" for k, v in outcomes.items()))
     return Processed({"package": package_id, **outcomes})
+
+
+def _link_returns(tx: Any, gw: "Gateway", sender: str, transfers: list[Transfer],
+                  now: datetime) -> int:
+    """The package's returns (A105 with RtrInf) of payments of ours, each credited
+    already like any credit: the payment it names moves to `returned`, or operators are
+    told why none matched (gateway.exceptions.returns); how many were returns."""
+    count = 0
+    for t in transfers:
+        info = t.extra
+        if t.business_type != returns.RETURN_TYPE or not isinstance(info, ReturnInfo):
+            continue
+        count += 1
+        named = returns.Named(info.original.instg_party, info.original.mt,
+                              info.original.msg_id, info.original_tx.tx_id)
+        original, unmatched = returns.original_of(tx, named, t.amount_fen, t.debtor_account)
+        returns.link(gw, tx, f"I{sender}{t.tx_id}", named, original, unmatched, info.reason,
+                     sender, now)
+    return count
 
 
 def new_transfers(tx: Any, gw: "Gateway", msg_type: str, sender: str,

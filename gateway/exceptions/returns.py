@@ -4,7 +4,10 @@ Sending. An incoming HVPS credit in suspense (it could not be credited) or alrea
 credited (the customer asks for it to go back) is returned as a new hvps.111 of business
 type A105 (kind 02108), from us to the original sender, for the same amount, carrying
 the original's identifiers as tag lines (SPEC.md d.6): /F40/ its message type, /E50/ its
-message id, /A70/ its instructing participant, and /H20/ the reason. The return is an
+message id, /A70/ its instructing participant, and /H20/ the reason. A BEPS original
+travelled as one transaction of a package: /E50/ names the package's MsgId (the message
+that carried it) and /E51/ the transaction's TxId, by our reading of SPEC.md's "E50 / E51:
+original message id" (which of a package's transactions is meant needs both). The return is an
 ordinary outgoing payment from then on (lanes, window, results, status queries), with
 one difference in the ledger:
 
@@ -21,11 +24,16 @@ Receiving. An incoming A105 naming (by /A70/, /F40/, /E50/) a payment of ours th
 settled, for the same amount, is credited to the account it names like any incoming
 credit (normally our payer's), and our payment moves to `returned`. One that names
 nothing of ours, or a payment not settled, or a return of ours, is credited like any
-other payment and raised to the operators.
+other payment and raised to the operators. A return of a BEPS payment of ours may name
+it by its TxId in /E50/ (as our own returns did before) or by the package's MsgId in
+/E50/ with the TxId in /E51/; naming only the package, it matches the one transaction
+of that package for the same amount paid to the account the return comes from, and
+none when several do (`original_not_unique_in_package`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
@@ -109,7 +117,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
                                          work_date, rid))
         except PaygateError as exc:
             raise intake.as_request_fields(exc, _PAYMENT_FIELDS) from None
-    row = _return_row(gw, original, rid, msg_id, e2e, our_branch, reason, hold_id, now)
+    row = _return_row(gw, original, _original_ids(tx, original), rid, msg_id, e2e,
+                      our_branch, reason, hold_id, now)
     row["payer_account"], row["payer_name"] = payer
     row["client"] = client
     payments.insert(tx, row)
@@ -119,10 +128,10 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     return row, _queue(gw, tx, row, now)
 
 
-def _return_row(gw: Any, original: dict[str, Any], rid: str, msg_id: str, e2e: str,
-                our_branch: str, reason: str, hold_id: str | None,
+def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid: str,
+                msg_id: str, e2e: str, our_branch: str, reason: str, hold_id: str | None,
                 now: datetime) -> dict[str, Any]:
-    tags = [f"/F40/{original['msg_type']}", f"/E50/{original['msg_id']}",
+    tags = [f"/F40/{original['msg_type']}", *original_ids,
             f"/A70/{original['sender_direct']}", f"/H20/{reason}"]
     return {
         "id": rid, "direction": "out", "channel": "hvps", "state": "accepted",
@@ -139,6 +148,18 @@ def _return_row(gw: Any, original: dict[str, Any], rid: str, msg_id: str, e2e: s
         "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }
+
+
+def _original_ids(tx: Any, original: dict[str, Any]) -> list[str]:
+    """The tag lines naming the message that brought `original` (its package and
+    transaction for BEPS, see the module's docstring)."""
+    if original["channel"] == "beps":
+        package = tx.query_one("SELECT k.msg_id FROM beps_items i JOIN beps_packages k "
+                               "ON k.id = i.package_id WHERE i.payment_id = ?",
+                               (original["id"],))
+        if package is not None:
+            return [f"/E50/{package[0]}", f"/E51/{original['tx_id']}"]
+    return [f"/E50/{original['msg_id']}"]
 
 
 def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime) -> list[Entry]:
@@ -159,29 +180,84 @@ def receive(gw: Any, tx: Any, d: codec.Decoded, now: datetime, credit: Handler) 
     """An incoming A105: credit it with `credit` (the plain credit handler), then mark
     the payment of ours it returns."""
     ct: hvps111.CreditTransfer = d.obj
-    original = payments.find_by_message(tx, "out", ct.tag("A70") or "",
-                                         ct.tag("F40") or "", ct.tag("E50") or "")
-    unmatched = _why_unmatched(original, ct)
+    named = Named(ct.tag("A70") or "", ct.tag("F40") or "", ct.tag("E50") or "",
+                  ct.tag("E51"))
+    original, unmatched = original_of(tx, named, ct.amount_fen, ct.debtor_account)
     processed = credit(tx, d, now)
     rid = processed.outcome.get("payment")
     if rid is None:
         return processed
+    unmatched = link(gw, tx, rid, named, original, unmatched, ct.tag("H20"), ct.instg_direct,
+                     now)
     if unmatched is not None:
-        gw.alert(tx, "incoming_return_not_matched", payment=rid, rule=unmatched,
-                 original_msg_id=ct.tag("E50"), original_sender=ct.tag("A70"))
         return Processed(dict(processed.outcome, return_unmatched=unmatched),
                          processed.after_commit)
-    reason = ct.tag("H20") or "returned"
-    credited = payments.get(tx, rid)
-    schema.add_return(tx, rid, original["id"], "in", credited["state"], "settled", reason,
-                      ct.instg_direct, now)
-    payments.transition(tx, original, "returned", "returned_by_payee_bank", now, gw.notifier,
-                        reason=f"returned by {rid}: {reason}", return_id=rid)
     return Processed(dict(processed.outcome, returned=original["id"]),
                      processed.after_commit)
 
 
-def _why_unmatched(original: dict[str, Any] | None, ct: hvps111.CreditTransfer) -> str | None:
+def link(gw: Any, tx: Any, rid: str, named: "Named", original: dict[str, Any] | None,
+         unmatched: str | None, reason: str | None, sender: str, now: datetime
+         ) -> str | None:
+    """After an incoming return `rid` was credited: mark the payment of ours it returns
+    `returned`, or raise to operators why it names none (the rule, returned)."""
+    credited = payments.get(tx, rid)
+    unmatched = unmatched or _why_unmatched(original, credited["amount_fen"])
+    if unmatched is not None:
+        gw.alert(tx, "incoming_return_not_matched", payment=rid, rule=unmatched,
+                 original_msg_id=named.msg_id, original_sender=named.sender)
+        return unmatched
+    assert original is not None
+    reason = reason or "returned"
+    schema.add_return(tx, rid, original["id"], "in", credited["state"], "settled", reason,
+                      sender, now)
+    payments.transition(tx, original, "returned", "returned_by_payee_bank", now, gw.notifier,
+                        reason=f"returned by {rid}: {reason}", return_id=rid)
+    return None
+
+
+BEPS_PACKAGE_TYPES = ("beps.121.001.01", "beps.122.001.01")
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a return says of the payment it returns: the original's instructing
+    participant, message type and message id, and for a transaction of a BEPS package
+    its TxId (an hvps.111's /A70/, /F40/, /E50/, /E51/; a BEPS return's RtrInf)."""
+
+    sender: str
+    msg_type: str
+    msg_id: str
+    tx_id: str | None = None
+
+
+def original_of(tx: Any, named: Named, amount_fen: int, returned_from: str
+                ) -> tuple[dict[str, Any] | None, str | None]:
+    """The payment of ours a return names, and why none when the names fit several: by
+    message id (an HVPS payment, or a BEPS one named by its TxId), else for a BEPS type
+    by the package's MsgId and the transaction's TxId, or with no TxId the package's one
+    transaction of the same amount paid to the account the return comes from."""
+    original = payments.find_by_message(tx, "out", named.sender, named.msg_type,
+                                        named.msg_id)
+    if original is not None or named.msg_type not in BEPS_PACKAGE_TYPES \
+            or not named.msg_id:
+        return original, None
+    rows = tx.query("SELECT i.payment_id FROM beps_packages k JOIN beps_items i "
+                    "ON i.package_id = k.id WHERE k.direction = 'out' AND k.msg_id = ? "
+                    "AND k.msg_type = ? AND k.sender = ?",
+                    (named.msg_id, named.msg_type, named.sender))
+    candidates = [payments.get(tx, pid) for (pid,) in rows]
+    if named.tx_id:
+        candidates = [p for p in candidates if p["tx_id"] == named.tx_id]
+    else:
+        candidates = [p for p in candidates if p["amount_fen"] == amount_fen
+                      and p["payee_account"] == returned_from]
+    if len(candidates) > 1:
+        return None, "original_not_unique_in_package"
+    return (candidates[0] if candidates else None), None
+
+
+def _why_unmatched(original: dict[str, Any] | None, amount_fen: int) -> str | None:
     """None when the return names a settled payment of ours for the same amount."""
     if original is None:
         return "original_not_found"
@@ -189,6 +265,6 @@ def _why_unmatched(original: dict[str, Any] | None, ct: hvps111.CreditTransfer) 
         return "return_of_a_return"
     if original["state"] != "settled":
         return "original_not_settled"
-    if original["amount_fen"] != ct.amount_fen:
+    if original["amount_fen"] != amount_fen:
         return "amount_differs_from_original"
     return None
