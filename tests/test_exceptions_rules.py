@@ -134,3 +134,64 @@ def test_operators_actions_join_the_console_with_their_approval_rules():
         "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
         "suspense_release": True, "suspense_apply": True}
     assert all(callable(actions.EXECUTORS[name]) for name in ops.ACTIONS)
+
+
+# A return naming only our package's MsgId (no TxId): the package's one transaction of
+# the return's amount, paid to the account the return comes from, or none when several.
+
+def _our_beps_package(tmp_path, payees):
+    import ledger
+    from gateway import payments
+    from gateway.beps.schema import TABLES
+    from gateway.store import SCHEMA
+    db = ledger.connect(f"sqlite:///{tmp_path / 'gw.db'}")
+    with db.transaction() as tx:
+        for statement in [*SCHEMA, *TABLES]:
+            tx.execute(statement, ())
+        tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, "
+                   "receiver, count, total_fen, state, created_at, updated_at) VALUES "
+                   "('P1', 'out', 'beps.121.001.01', '2026121400000009', '999100000019', "
+                   "'888200000015', ?, 0, 'netted', 'x', 'x')", (len(payees),))
+        for n, (account, amount_fen) in enumerate(payees, 1):
+            pid = f"B{n}"
+            payments.insert(tx, {
+                "id": pid, "direction": "out", "channel": "beps", "state": "settled",
+                "msg_type": "beps.121.001.01", "msg_id": f"T{n}", "tx_id": f"T{n}",
+                "end_to_end_id": f"E{n}", "sender_direct": "999100000019",
+                "receiver_direct": "888200000015", "amount_fen": amount_fen,
+                "currency": "CNY", "payer_account": "1", "payer_name": "a",
+                "payer_bank": "999100000027", "payee_account": account, "payee_name": "b",
+                "payee_bank": "888200000023", "business_type": "A100",
+                "business_kind": "02102", "urgency": "normal", "priority": 3,
+                "remittance": [], "route": {}, "work_date": "2026-12-14",
+                "created_at": "x", "updated_at": "x"})
+            tx.execute("INSERT INTO beps_items (payment_id, kind, side, counterparty, "
+                       "msg_type, amount_fen, package_id, created_at) VALUES "
+                       "(?, 'credit_out', 'D', '888200000015', 'beps.121.001.01', ?, 'P1', "
+                       "'x')", (pid, amount_fen))
+    return db
+
+
+NAMED = returns.Named("999100000019", "beps.121.001.01", "2026121400000009")
+
+
+def test_a_package_named_alone_finds_its_one_transaction_of_that_amount_and_payee(tmp_path):
+    db = _our_beps_package(tmp_path, [("6222001", 500), ("6222002", 500), ("6222001", 700)])
+    with db.transaction() as tx:
+        found, why = returns.original_of(tx, NAMED, 500, "6222002")
+        assert (found["id"], why) == ("B2", None)
+        found, why = returns.original_of(tx, NAMED, 700, "6222001")
+        assert (found["id"], why) == ("B3", None)
+        assert returns.original_of(tx, NAMED, 600, "6222001") == (None, None)
+        with_tx_id = returns.Named(NAMED.sender, NAMED.msg_type, NAMED.msg_id, "T1")
+        found, why = returns.original_of(tx, with_tx_id, 1, "other")
+        assert found["id"] == "B1"  # the TxId decides; the amount is checked after
+    db.close()
+
+
+def test_a_package_named_alone_that_fits_several_transactions_names_none(tmp_path):
+    db = _our_beps_package(tmp_path, [("6222001", 500), ("6222001", 500)])
+    with db.transaction() as tx:
+        assert returns.original_of(tx, NAMED, 500, "6222001") == (
+            None, "original_not_unique_in_package")
+    db.close()
