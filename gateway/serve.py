@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from gateway import logs
+from gateway import logs, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings
@@ -147,12 +147,21 @@ async def _started(start: Any) -> bool:
 
 def simulator_args(settings: Settings) -> list[str]:
     """What `--simulate` tells the simulated NPC of the gateway's configuration: follow
-    the clock, on the gateway's business calendar (its holidays and make-up days) and
-    with its BEPS netting interval, so a holiday or the rounds can be rehearsed."""
+    the clock, on the gateway's business calendar (its holidays and make-up days), with
+    its HVPS timetable and its BEPS netting interval, so a holiday, a changed window or
+    the rounds can be rehearsed."""
     args = ["--follow-clock",
             "--beps-netting-interval", str(settings.beps_netting_interval_min * 60)]
     if settings.calendar_file:
         args += ["--calendar", str(Path(settings.calendar_file).resolve())]
+    # Its HVPS day is the gateway's: the NPC announces each phase (ccms.801), so an
+    # opening the gateway moved would otherwise come at the simulator's default time.
+    for name, key in windows.TIMETABLE_SETTINGS.items():
+        if key == "netting_interval_min":
+            continue
+        value = getattr(settings, name)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        args += ["--timetable", f"{key}={text}"]
     return args
 
 

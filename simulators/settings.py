@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                         "gateway's calendar_file")
     p.add_argument("--beps-netting-interval", type=float, default=None, metavar="SECONDS",
                    help="business seconds between BEPS netting rounds")
+    p.add_argument("--timetable", action="append", default=[], metavar="KEY=VALUE",
+                   help="one time of the HVPS day, as in the [simulator.timetable] table "
+                        "(e.g. open_at=09:00, evening_open=true); repeatable")
     p.add_argument("--link-batch-max", type=int, default=None, metavar="N",
                    help="envelopes in one POST to a bank at most (1: one per POST)")
     return p
@@ -150,6 +153,20 @@ def _pairs(items: list[str], option: str, problems: ProblemList) -> dict[str, st
             problems.add("option_must_be_code_equals_value", option, item, "CODE=VALUE")
             continue
         out[code] = value
+    return out
+
+
+def _timetable(pairs: dict[str, str]) -> dict[str, Any]:
+    """--timetable values as the TOML table gives them: a flag as true or false, the
+    netting interval as a number, times as text (checked with the rest in `check`)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs.items():
+        if key == "evening_open" and value in ("true", "false"):
+            out[key] = value == "true"
+        elif key == "netting_interval_min" and _ASCII_INT.fullmatch(value):
+            out[key] = int(value)
+        else:
+            out[key] = value
     return out
 
 
@@ -262,7 +279,10 @@ def load(argv: list[str]) -> Settings:
         settings = replace(settings, delivery=replace(settings.delivery,
                                                       batch_max=args.link_batch_max))
     settings = replace(settings, banks={**settings.banks, **banks},
-                       balances_fen={**settings.balances_fen, **balances})
+                       balances_fen={**settings.balances_fen, **balances},
+                       timetable={**settings.timetable,
+                                  **_timetable(_pairs(args.timetable, "--timetable",
+                                                      problems))})
     check(settings, problems)
     problems.raise_if_any(ValidationFailed)
     return settings

@@ -1,13 +1,16 @@
 """`paygate serve --simulate`: the simulated NPC beside the gateway is started on the
-gateway's business calendar and BEPS netting interval."""
+gateway's business calendar, HVPS timetable and BEPS netting interval."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 
+from gateway import windows
 from gateway.calendar import BusinessCalendar
+from gateway.clock import SHANGHAI
 from gateway.config import Settings
+from gateway.errors import ValidationFailed
 from gateway.serve import simulator_args
 from simulators import settings as sim_settings
 
@@ -41,3 +44,37 @@ def test_without_a_calendar_file_the_npc_keeps_the_official_calendar() -> None:
 
     assert npc.calendar_file is None
     assert npc.beps_netting_interval_s == Settings().beps_netting_interval_min * 60
+
+
+def test_the_simulated_npc_keeps_the_gateways_hvps_day() -> None:
+    """An HVPS day the gateway's settings move (a later opening, the evening session)
+    is the simulated NPC's too: it announces the phases, so its times decide when
+    the gateway sees HVPS open."""
+    later = Settings(hvps_open_at="09:00", hvps_cutoff_at="16:30",
+                     hvps_clearing_window_start_at="16:30")
+    evening = Settings(hvps_evening_open=True, hvps_evening_open_at="21:00")
+    tuesday = BusinessCalendar(None)
+
+    for gateway, usual, before_opening in (
+            (later, Settings(), datetime(2026, 12, 8, 8, 45, tzinfo=SHANGHAI)),
+            (evening, Settings(hvps_evening_open=True),
+             datetime(2026, 12, 7, 20, 45, tzinfo=SHANGHAI))):
+        npc = sim_settings.load(simulator_args(gateway))
+        table = windows.Timetable.from_mapping(npc.timetable)
+        assert table == windows.timetable_from_settings(gateway)
+        assert windows.hvps_phase(before_opening, tuesday, table).code != "10"
+        # ... where the default times would have opened it by then
+        assert windows.hvps_phase(before_opening, tuesday,
+                                  windows.timetable_from_settings(usual)).code == "10"
+    assert table.evening_open and table.evening_open_at == time(21, 0)
+
+
+def test_a_malformed_timetable_option_is_refused_at_its_key() -> None:
+    try:
+        sim_settings.load(["--timetable", "open_at=25:00", "--timetable", "noon"])
+    except ValidationFailed as exc:
+        found = {(p.code, p.path) for p in exc.problems}
+    else:
+        raise AssertionError("a malformed --timetable was taken")
+    assert ("option_must_be_code_equals_value", "--timetable") in found
+    assert any(path == "open_at" for _, path in found)
