@@ -203,7 +203,7 @@ def test_package_text_passes_the_schemas_and_reads_back(code: str) -> None:
             assert published.validate(root), published.error_log.last_error
         assert family.parse(root) == (pkg, [])
 
-    if code != beps125.MESSAGE_TYPE:
+    if code != beps125.MESSAGE_TYPE and roundtrip.REFERENCE.is_dir():
         assert published is not None, f"the published schema of {code} is in ../shared"
     check()
 
