@@ -55,7 +55,16 @@ def test_webhook_pushes_signed_changes_and_retries(tmp_path):
                 await wait_state(h, answer["id"], "settled")
                 await until(lambda: any(e["state"] == "settled" for e in received),
                             "settled pushed", timeout_s=30)
-                told = await h.gateway.store.run(lambda tx: payments.told(tx, answer["id"]))
+                # A row is marked done once the POST that carried it was answered, in a
+                # commit of its own: it may follow the hook's receipt by a moment.
+                told: list[dict] = []
+
+                async def marked_done() -> bool:
+                    told[:] = await h.gateway.store.run(
+                        lambda tx: payments.told(tx, answer["id"]))
+                    return {t["state"] for t in told if t["delivery"] == "done"} >= {
+                        "sent", "settled"}
+                await until(marked_done, "both changes marked delivered", timeout_s=30)
                 return answer["id"], told
         finally:
             await runner.cleanup()
