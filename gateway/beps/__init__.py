@@ -19,8 +19,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, key_reuse, keys, payments
-from gateway.beps import (api, build, debits_in, debits_out, incoming, items,
-                          netting_dates, packer, periodic, recon, requests, results,
+from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
+                          items, netting_dates, packer, periodic, recon, requests, results,
                           schema, stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
@@ -56,6 +56,7 @@ def install(gw: "Gateway") -> "BepsExtension":
     gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
     _register_console_action()
     stops.register()  # operators stop packages and items the NPC never took
+    debit_deadline.register()  # operators give up our debits past their receipt deadline
     return ext
 
 
@@ -143,6 +144,8 @@ class BepsExtension:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
         if view["channel"] == "beps":
             view["beps"] = items.view_of(tx, view["id"])
+            if view["beps"] is not None and view["beps"]["kind"] == items.DEBIT_OUT:
+                view["beps"]["receipt_due_at"] = debit_deadline.receipt_due(tx, view["id"])
             if view["direction"] == "out" and "remittance_info" in view:
                 # One remark (AddtlInf): the lines untagged, joined, as the package has it.
                 remark = build.remark_of(view["remittance_info"])
@@ -295,7 +298,7 @@ class BepsExtension:
             if not self.gw.leading:
                 continue
             try:
-                await self.gw.store.run(lambda tx: debits_out.expire_overdue(
+                await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
                     tx, self.gw, self.gw.clock.now()))
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_deadline_check_failed error=%r", exc)
