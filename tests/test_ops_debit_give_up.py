@@ -14,6 +14,7 @@ import pytest
 from gateway import payments
 from gateway.beps import build, debit_deadline, debits_out, extension_of, items, packer
 from gateway.critical import open_alerts
+from gateway.errors import PaygateError, Problem
 from gateway.messages import beps128
 from gateway.messages.common import NpcProcessing, OriginalRef
 from gateway.messages.package import PackageHeader
@@ -143,6 +144,24 @@ def test_the_deadline_asks_the_payer_bank_about_the_package(rig: Rig) -> None:
     assert listed[pid]["reason"] == "debit_receipt_overdue"
     assert view["state"] == "sent" and view["reason"] == "debit_receipt_overdue"
     assert view["beps"]["receipt_due_at"] == due
+
+
+def test_a_query_that_cannot_be_made_leaves_the_debit_marked_and_says_so(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The query refused as it is built: the debit is marked overdue and raised all the
+    same, with an alert that the payer bank was not asked."""
+    from gateway.queries import outgoing
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PaygateError(Problem("message_would_break_schema", "/Cntt", "x", "text"))
+    monkeypatch.setattr(outgoing, "ask_about_package", refuse)
+    pid, package_id = rig.debit_sent()
+    rig.pass_deadline()
+    codes = rig.run(lambda tx: [c for (c,) in tx.query(
+        "SELECT code FROM alerts WHERE detail LIKE ? ORDER BY id", (f"%{package_id[12:]}%",))])
+
+    assert rig.payment(pid)["reason"] == "debit_receipt_overdue"
+    assert codes == ["debit_receipt_query_failed", "debit_receipt_overdue"]
 
 
 def test_a_debit_given_up_then_paid_goes_to_suspense_and_is_raised(rig: Rig) -> None:

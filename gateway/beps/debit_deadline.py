@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from gateway import payments
 from gateway.beps import build, items
 from gateway.beps.debits_out import RECEIPT_OVERDUE, WAITING
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.money import format_yuan
-from gateway.store import after_commit
+from gateway.store import after_commit, scope
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -90,19 +90,37 @@ def mark_overdue(tx: Any, gw: Gateway, now: datetime) -> int:
 def _ask_payer_bank(tx: Any, gw: Gateway, package: dict[str, Any],
                     now: datetime) -> str | None:
     """A ccms.314 to the payer bank about the package, sent once committed; its query id,
-    or None when the gateway has no query desk."""
-    desk = next((ext for ext in getattr(gw, "extensions", ())
-                 if type(ext).__name__ == "QueryDesk"), None)
+    or None when the gateway has no query desk or the query could not be made (logged
+    and raised: the debits are marked and operators told all the same)."""
+    desk = _query_desk(gw)
     if desk is None:
         return None
     from gateway.queries import outgoing
     text = QUERY_TEXT.format(msg_id=package["msg_id"], count=package["count"],
                              amount=format_yuan(package["total_fen"]),
                              deadline=package["deadline_at"][:16].replace("T", " "))
-    row, pushes = outgoing.ask_about_package(tx, desk, package, build.DEBIT_TYPE, text, now)
+    try:
+        with scope(tx):
+            row, pushes = outgoing.ask_about_package(tx, desk, package, build.DEBIT_TYPE,
+                                                     text, now)
+    except PaygateError as exc:
+        log.error("event=beps_debit_query_failed msg_id=%s error=%s", package["msg_id"],
+                  exc.code)
+        gw.alert(tx, "debit_receipt_query_failed", msg_id=package["msg_id"],
+                 receiver=package["receiver"], error=exc.to_dict())
+        return None
     for stream, outbox_id in pushes:
         after_commit(tx, stream, {"outbox": str(outbox_id)})
     return str(row["id"])
+
+
+def _query_desk(gw: Gateway) -> Any:
+    """The gateway's query desk (gateway.queries), None when it has none."""
+    if importlib.util.find_spec("gateway.queries") is None:
+        return None
+    from gateway.queries import QueryDesk
+    return next((ext for ext in getattr(gw, "extensions", ()) if isinstance(ext, QueryDesk)),
+                None)
 
 
 # Operators give a debit up
