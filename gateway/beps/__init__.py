@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import intake, jsontext, key_reuse, keys, payments
 from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
                           items, netting_dates, packer, periodic, recon, requests, results,
-                          schema, stops)
+                          schema, settlement_watch, stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -349,8 +349,15 @@ class BepsExtension:
         """The BEPS part of the day end of work date `day`: every complete netting date
         not reconciled yet (a weekend's, a holiday's, the rounds after the last day end),
         at most `recon_dates_per_pass`, the oldest first, asked for and waited for. The
-        netting date `day` itself still nets until midnight: a later pass takes it."""
-        return dict(await self.reconcile_due(RECON_WAIT_S), work_date=day.isoformat())
+        netting date `day` itself still nets until midnight: a later pass takes it.
+
+        First, the rounds that stayed unsettled through the HVPS day just ended
+        (settlement_watch): raised at once, and listed as `rounds_not_settled`."""
+        gw = self.gw
+        unsettled = await gw.store.run(
+            lambda tx: settlement_watch.check_at_day_end(tx, gw, day))
+        return dict(await self.reconcile_due(RECON_WAIT_S), work_date=day.isoformat(),
+                    rounds_not_settled=unsettled)
 
     async def reconcile_due(self, timeout_s: float = RECON_WAIT_S) -> dict[str, Any]:
         """One pass over the netting dates (netting_dates.claim), waiting up to
