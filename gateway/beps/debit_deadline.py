@@ -28,7 +28,6 @@ twice, and a final state that changed. So the deadline ends nothing:
 from __future__ import annotations
 
 import importlib.util
-import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +40,6 @@ from gateway.store import after_commit, scope
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-
-log = logging.getLogger("paygate.beps.debits")
 
 ACTION = "debit_give_up"
 ACTION_LABEL = {"en": "Give up an overdue debit", "zh": "放弃超期借记"}
@@ -80,9 +77,6 @@ def mark_overdue(tx: Any, gw: Gateway, now: datetime) -> int:
         gw.alert(tx, "debit_receipt_overdue", package=package_id, receiver=receiver,
                  deadline_at=deadline_at, waiting=len(waiting),
                  amount_fen=sum(p["amount_fen"] for p in waiting), query=query)
-        log.warning("event=beps_debit_receipt_overdue package=%s receiver=%s waiting=%s "
-                    "deadline_at=%s query=%s", package_id, receiver, len(waiting),
-                    deadline_at, query)
         count += len(waiting)
     return count
 
@@ -104,8 +98,6 @@ def _ask_payer_bank(tx: Any, gw: Gateway, package: dict[str, Any],
             row, pushes = outgoing.ask_about_package(tx, desk, package, build.DEBIT_TYPE,
                                                      text, now)
     except PaygateError as exc:
-        log.error("event=beps_debit_query_failed msg_id=%s error=%s", package["msg_id"],
-                  exc.code)
         gw.alert(tx, "debit_receipt_query_failed", msg_id=package["msg_id"],
                  receiver=package["receiver"], error=exc.to_dict())
         return None
@@ -163,9 +155,6 @@ def give_up(gw: Gateway, tx: Any, payment_id: str, request_id: int, by: str,
     payments.transition(tx, payment, "rejected", EVENT_GIVEN_UP, now, gw.notifier,
                         reason=RECEIPT_OVERDUE, package=package_id, request=request_id,
                         requested_by=requested_by, approved_by=by, note=note.strip())
-    log.warning("event=beps_debit_given_up payment=%s package=%s amount_fen=%s request=%s "
-                "requested_by=%s approved_by=%s", payment_id, package_id,
-                payment["amount_fen"], request_id, requested_by, by)
     return {"payment": payment_id, "state": "rejected", "reason": RECEIPT_OVERDUE,
             "package": package_id, "requested_by": requested_by, "approved_by": by}
 

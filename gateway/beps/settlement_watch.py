@@ -21,7 +21,6 @@ may have been netted after the clearing window closed.
 from __future__ import annotations
 
 import json
-import logging
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,6 @@ from gateway.money import format_yuan_grouped
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-
-log = logging.getLogger("paygate.beps")
 
 ALERT = "beps_round_not_settled"
 ROUNDS_LISTED_MAX = 50  # rounds an alert names; `count` says how many there are
@@ -62,9 +59,6 @@ def check_at_day_end(tx: Any, gw: Gateway, day: date) -> list[dict[str, Any]]:
              pay_fen=sum(r["pay_fen"] for r in rounds),
              receive_fen=sum(r["receive_fen"] for r in rounds),
              rounds=rounds[:ROUNDS_LISTED_MAX])
-    log.warning("event=beps_rounds_not_settled work_date=%s rounds=%s oldest=%s/%s",
-                day.isoformat(), len(rounds), rounds[0]["netting_date"],
-                rounds[0]["netting_round"])
     return rounds
 
 
