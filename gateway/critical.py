@@ -7,7 +7,11 @@ booked at once, but the payer may owe us now) and `npc_did_not_settle_payment_we
 (the NPC's word contradicts a settlement of ours: nothing is moved on it). Each needs a
 person to look at the books and act, so each stays open until a supervisor or director
 acknowledges it (console action `alert_acknowledge`, recorded with who, when and the
-note in `alert_acks` and in the audit trail).
+note in `alert_acks` and in the audit trail). A third is of the same kind:
+`debit_paid_after_end` (gateway.beps.debits_out), a debit of ours the core system was
+told ended unpaid (given up by operators at its receipt deadline) that the payer bank
+paid after all: the money is in suspense, and a person must settle with the core system
+whether it goes to our customer or back to the payer.
 
 While one is open, /health says `attention` and counts the open ones by code, without
 their detail: the route needs no credentials, so payments and amounts stay on the
@@ -23,7 +27,8 @@ from typing import Any
 
 from gateway.errors import Conflict, NotFound, Problem
 
-CODES = ("npc_settled_payment_we_ended", "npc_did_not_settle_payment_we_settled")
+CODES = ("npc_settled_payment_we_ended", "npc_did_not_settle_payment_we_settled",
+         "debit_paid_after_end")
 _IN = ", ".join(f"'{code}'" for code in CODES)
 
 TABLES = [

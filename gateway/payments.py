@@ -682,10 +682,21 @@ REASON_STATES = frozenset({"held", "queued", "unknown", "rejected", "cancelled",
                            "suspense"})
 
 
+# Reasons a payment still `sent` shows: why it waits longer than it should, while it
+# still may end either way (our BEPS debit past its receipt deadline, gateway.beps).
+# Any other reason a sent payment carries is an earlier state's, and stays in the history.
+SENT_REASONS = frozenset({"debit_receipt_overdue"})
+
+
 def shown_reason(payment: dict[str, Any]) -> str | None:
-    """The payment's reason where it explains its state (REASON_STATES), else None: the
-    same for the core system's view, the console's page and its command line."""
-    return payment.get("reason") if payment["state"] in REASON_STATES else None
+    """The payment's reason where it explains its state (REASON_STATES, or one of
+    SENT_REASONS while sent), else None: the same for the core system's view, the
+    console's page and its command line."""
+    reason = payment.get("reason")
+    if payment["state"] in REASON_STATES or (payment["state"] == "sent"
+                                             and reason in SENT_REASONS):
+        return reason
+    return None
 
 
 def remittance_as_carried(payment: dict[str, Any]) -> list[str]:

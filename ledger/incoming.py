@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
 
@@ -99,11 +99,13 @@ def _credit_suspense(ctx: Context, tx: Transaction, event_id: str, op: str, cont
 
 
 def _content(op: str, account_no: str, payee_name: str, amount_fen: int, day: str,
-             ref: str, other_branch: bool) -> str:
-    """The credit's fingerprint; a credit naming another branch says so, one naming
-    the account's own is written as every credit was before the branch was checked."""
+             ref: str, other_branch: bool, parked: str | None = None) -> str:
+    """The credit's fingerprint; a credit naming another branch says so, and one parked
+    whatever its account names the reason, while one naming the account's own is
+    written as every credit was before the branch was checked."""
     flag = ("other_branch",) if other_branch else ()
-    return fingerprint(op, account_no, payee_name, amount_fen, day, ref, *flag)
+    kept = (f"parked:{parked}",) if parked else ()
+    return fingerprint(op, account_no, payee_name, amount_fen, day, ref, *flag, *kept)
 
 
 def _why_not_creditable(ctx: Context, tx: Transaction, account_no: str,
@@ -136,13 +138,15 @@ def _reason(row: tuple | None, payee_name: str, other_branch: bool) -> str | Non
 
 def credit_incoming_many(ctx: Context, tx: Transaction,
                          credits: list[tuple[str, str, str, int, date | str, str]],
-                         netted: bool = False, other_branch: Collection[str] = ()
-                         ) -> list[CreditResult]:
+                         netted: bool = False, other_branch: Collection[str] = (),
+                         parked: Mapping[str, str] | None = None) -> list[CreditResult]:
     """`credit_incoming` for many credits at once (the items of a BEPS package), each
     (event id, account, payee name, amount in fen, work date, ref), those whose event id
     is in `other_branch` naming a payee bank that does not keep the account: the result
     of each, in order, the same entries, suspense items and pending numbers as one by
-    one.
+    one. Those whose event id is in `parked` go to suspense whatever their account, with
+    the reason it gives: money the bank must not credit on its own (a debit of ours paid
+    after operators gave it up, whose customer the core system was told is not paid).
 
     Each credit is still an entry of its own under its event id (traced, reversed and
     replayed alone); only the reading and writing are shared: the payees' accounts are
@@ -155,11 +159,12 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     contents: dict[str, str] = {}
     days: dict[date | str, str] = {}
     elsewhere = frozenset(other_branch)
+    parked = parked or {}
     for event_id, account_no, payee_name, amount_fen, work_date, ref in credits:
         check_amount(amount_fen)
         day = days.get(work_date) or days.setdefault(work_date, work_date_text(work_date))
         contents[event_id] = _content(op, account_no, payee_name, amount_fen, day, ref,
-                                      event_id in elsewhere)
+                                      event_id in elsewhere, parked.get(event_id))
     assert len(contents) == len(credits), "each event is named once"
     results = {event_id: replace(CreditResult.from_json(stored), entry_id=entry_id)
                for event_id, (entry_id, stored)
@@ -170,9 +175,10 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     for day in {days[c[4]] for c in fresh}:
         check_work_date_open(tx, day)
     found = holders(ctx, tx, [c[1] for c in fresh])
-    reasons = [_reason(found.get(c[1]), c[2], c[0] in elsewhere) for c in fresh]
+    reasons = [parked.get(c[0]) or _reason(found.get(c[1]), c[2], c[0] in elsewhere)
+               for c in fresh]
     pending = _pending_blocks(tx, [days[c[4]] for c, r in zip(fresh, reasons) if r])
-    postings, stored, free, sums, parked = [], {}, [], {}, []
+    postings, stored, free, sums, to_suspense = [], {}, [], {}, []
     for (event_id, account_no, payee_name, amount_fen, work_date, ref), reason in zip(
             fresh, reasons):
         day = days[work_date]
@@ -185,8 +191,8 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
             result = CreditResult("suspense", pending_no=next(pending[day]), reason=reason)
             lines = transfer(source, ctx.accounts.suspense, amount_fen)
             free += lines
-            parked.append((event_id, result.pending_no, amount_fen, account_no, payee_name,
-                           reason, ref, day))
+            to_suspense.append((event_id, result.pending_no, amount_fen, account_no,
+                                payee_name, reason, ref, day))
         postings.append(Posting(event_id, op, contents[event_id], VOUCHER_INCOMING, day,
                                 lines, ref=ref))
         stored[event_id] = result.to_json()
@@ -195,7 +201,7 @@ def credit_incoming_many(ctx: Context, tx: Transaction,
     defer_lines(tx, free, ctx.accounts.rules)
     entry_ids = insert_entries(tx, postings, stored)
     tx.executemany(_INSERT_SUSPENSE, [(pending_no, entry_ids[event_id], *rest)
-                                      for event_id, pending_no, *rest in parked])
+                                      for event_id, pending_no, *rest in to_suspense])
     for event_id, entry_id in entry_ids.items():
         results[event_id] = replace(results[event_id], entry_id=entry_id)
     return [results[c[0]] for c in credits]

@@ -12,7 +12,7 @@ record the refusal in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import date
 
 from pathlib import Path
@@ -160,12 +160,14 @@ class Ledger:
 
     def credit_incoming_netted_many(
             self, tx: Transaction, credits: list[tuple[str, str, str, int, WorkDate, str]],
-            other_branch: Collection[str] = ()) -> list[CreditResult]:
+            other_branch: Collection[str] = (),
+            parked: Mapping[str, str] | None = None) -> list[CreditResult]:
         """`credit_incoming_netted` for many, (event id, account, payee name, amount,
         work date, ref) each, in bulk, those whose event id is in `other_branch` naming a
-        payee bank that does not keep the account; the result of each, in order."""
+        payee bank that does not keep the account, those in `parked` going to suspense
+        with the reason it gives whatever their account; the result of each, in order."""
         return incoming.credit_incoming_many(self._ctx, tx, credits, netted=True,
-                                             other_branch=other_branch)
+                                             other_branch=other_branch, parked=parked)
 
     def holder_names(self, tx: Transaction, account_nos: list[str]) -> dict[str, str]:
         """The holder's name of each of these that is a customer account (read a few

@@ -19,9 +19,9 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, key_reuse, keys, payments
-from gateway.beps import (api, build, debits_in, debits_out, incoming, items,
-                          netting_dates, packer, periodic, recon, requests, results,
-                          schema, stops)
+from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
+                          items, netting_dates, packer, periodic, recon, requests, results,
+                          schema, settlement_watch, stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -56,6 +56,7 @@ def install(gw: "Gateway") -> "BepsExtension":
     gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
     _register_console_action()
     stops.register()  # operators stop packages and items the NPC never took
+    debit_deadline.register()  # operators give up our debits past their receipt deadline
     return ext
 
 
@@ -143,6 +144,8 @@ class BepsExtension:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
         if view["channel"] == "beps":
             view["beps"] = items.view_of(tx, view["id"])
+            if view["beps"] is not None and view["beps"]["kind"] == items.DEBIT_OUT:
+                view["beps"]["receipt_due_at"] = debit_deadline.receipt_due(tx, view["id"])
             if view["direction"] == "out" and "remittance_info" in view:
                 # One remark (AddtlInf): the lines untagged, joined, as the package has it.
                 remark = build.remark_of(view["remittance_info"])
@@ -295,7 +298,7 @@ class BepsExtension:
             if not self.gw.leading:
                 continue
             try:
-                await self.gw.store.run(lambda tx: debits_out.expire_overdue(
+                await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
                     tx, self.gw, self.gw.clock.now()))
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_deadline_check_failed error=%r", exc)
@@ -346,8 +349,15 @@ class BepsExtension:
         """The BEPS part of the day end of work date `day`: every complete netting date
         not reconciled yet (a weekend's, a holiday's, the rounds after the last day end),
         at most `recon_dates_per_pass`, the oldest first, asked for and waited for. The
-        netting date `day` itself still nets until midnight: a later pass takes it."""
-        return dict(await self.reconcile_due(RECON_WAIT_S), work_date=day.isoformat())
+        netting date `day` itself still nets until midnight: a later pass takes it.
+
+        First, the rounds that stayed unsettled through the HVPS day just ended
+        (settlement_watch): raised at once, and listed as `rounds_not_settled`."""
+        gw = self.gw
+        unsettled = await gw.store.run(
+            lambda tx: settlement_watch.check_at_day_end(tx, gw, day))
+        return dict(await self.reconcile_due(RECON_WAIT_S), work_date=day.isoformat(),
+                    rounds_not_settled=unsettled)
 
     async def reconcile_due(self, timeout_s: float = RECON_WAIT_S) -> dict[str, Any]:
         """One pass over the netting dates (netting_dates.claim), waiting up to

@@ -6,9 +6,13 @@ The debit is recorded as an outgoing BEPS payment (no hold: no money leaves us),
 into beps.127 packages per payer bank, and sent. The payer bank answers with a beps.128
 receipt, which the NPC forwards to us once the paid items are netted (NPCPrcInf PR03):
 a paid debit is then final and our customer is credited (state `netted`, `settled`
-when its round settles); a refused one is `rejected` with the payer bank's reason. A
-package whose receipt has not come by its return deadline (PKGRtrLtd days after
-sealing) has its debits rejected as `debit_receipt_overdue` and raised to operators.
+when its round settles); a refused one is `rejected` with the payer bank's reason.
+
+A package whose receipt has not come by its return deadline (PKGRtrLtd days after
+sealing) is not an answer: its debits stay waiting, marked overdue, until the receipt
+comes or operators give them up (gateway.beps.debit_deadline). A debit paid after it
+ended unpaid is never credited to our customer, whom the core system was told was not
+paid: the money goes to suspense for operators (`_paid`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,17 @@ log = logging.getLogger("paygate.beps.debits")
 DEBIT_BUSINESS_TYPE = "B100"          # 普通借记 ordinary debit
 DEFAULT_DEBIT_KIND = "01400"          # 缴费 bill payment
 PAID = "PR02"
+# States of our debit while it waits for its receipt: a receipt's line acts only on
+# these. `sent` once its package left; `queued` is kept for a package the NPC made wait.
+WAITING = ("sent", "queued")
+# The reason of a debit whose receipt has not come by its package's return deadline:
+# shown while it still waits (`sent`), and kept if operators give it up (`rejected`).
+RECEIPT_OVERDUE = "debit_receipt_overdue"
+# States in which the core system was told our debit ended unpaid (given up by
+# operators, or refused): a paid line for one is parked in suspense, never credited.
+ENDED_UNPAID = ("rejected", "cancelled")
+# The suspense reason of a debit paid after it ended unpaid (ledger_suspense.reason).
+PAID_AFTER_END = "debit_paid_after_end"
 FIELDS = {"creditor_account": True, "creditor_name": True, "creditor_bank": True,
           "debtor_account": True, "debtor_name": True, "debtor_bank": True, "amount": True,
           "agreement": True, "business_kind": False, "remittance_info": False}
@@ -210,9 +225,14 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
         return Processed({"duplicate_of": receipt_id})
     netting = (npc.netting_date or now.date().isoformat(), npc.netting_round)
     _record_receipt(tx, r, receipt_id, original, netting, now)
-    paid = _answered(tx, gw, r, receipt_id, original, netting, now)
+    paid, refused = _answered(tx, gw, r, receipt_id, original, netting, now)
     items.set_round(tx, paid, *netting)
     items.settle_if_round_settled(tx, gw, *netting, now)
+    if pkg[0] == "overdue":
+        # The answer operators were told was missing has come: what it did is in each
+        # debit's history; given-up debits paid are raised on their own (`_paid`).
+        gw.alert(tx, "debit_receipt_after_deadline", package=original, receipt=receipt_id,
+                 paid=len(paid), refused=refused)
     tx.execute("UPDATE beps_packages SET state = 'answered', updated_at = ? WHERE id = ?",
                (now.isoformat(), original))
     return Processed({"receipt": receipt_id, "paid": len(paid),
@@ -220,33 +240,43 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
 
 
 def _answered(tx: Any, gw: "Gateway", r: beps128.DebitReceipt, receipt_id: str,
-              original: str, netting: tuple[str, str], now: datetime) -> list[str]:
+              original: str, netting: tuple[str, str], now: datetime
+              ) -> tuple[list[str], int]:
     """Each line of the receipt applied to our debit it answers, in a few statements
     whatever their number: a paid debit's creditor credited (or the money parked in
-    suspense), all of them with ledger.credit_incoming_netted_many, its payment netted
-    (or, paid after we gave up waiting, kept as it is and raised to operators); a
-    refused one rejected with the payer bank's reason. The ids of those paid."""
+    suspense), all of them with ledger.credit_incoming_netted_many, its payment netted,
+    overdue or not (or, paid after it ended unpaid, parked in suspense whatever its
+    account: `_paid`); a refused one rejected with the payer bank's reason. The ids of
+    those paid, and how many lines refused a debit still waiting."""
     by_tx = {p["tx_id"]: p for p in items.package_payments(tx, original)}
     known = [(line, by_tx.get(line.tx_id)) for line in r.lines]
     credits = {p["id"]: (f"{p['id']}:credit", p["payee_account"], p["payee_name"],
                          p["amount_fen"], gw.work_date.isoformat(), p["id"])
-               for line, p in known if p is not None and line.status == PAID}
+               for line, p in known if p is not None and line.status == PAID
+               and p["state"] in WAITING + ENDED_UNPAID}
+    parked = {f"{p['id']}:credit": PAID_AFTER_END for line, p in known
+              if p is not None and line.status == PAID and p["state"] in ENDED_UNPAID}
     credited = dict(zip(credits, gw.ledger.credit_incoming_netted_many(
-        tx, list(credits.values()))))
+        tx, list(credits.values()), parked=parked)))
     changes, paid = [], []
     for line, p in known:
         if p is None:
             gw.alert(tx, "debit_receipt_line_unknown", receipt=receipt_id, tx_id=line.tx_id)
-        elif line.status == PAID:
+        elif line.status == PAID and p["id"] in credited:
             changes.append(_paid(tx, gw, p, credited[p["id"]], receipt_id, netting))
             paid.append(p["id"])
-        elif p["state"] in ("sent", "queued"):
+        elif line.status == PAID:
+            # Paid already (netted or settled): a second word about it moves nothing;
+            # the round's booking notice shows whether the NPC netted it twice.
+            gw.alert(tx, "debit_receipt_line_not_applied", receipt=receipt_id,
+                     payment=p["id"], state=p["state"])
+        elif p["state"] in WAITING:
             reason = (f"{line.reject_code}: {line.reject_info}" if line.reject_info
                       else line.reject_code)
             changes.append((p, "rejected", "beps_debit_refused",
                             {"reason": reason, "receipt": receipt_id}))
     payments.transition_each(tx, changes, now, gw.notifier)
-    return paid
+    return paid, len(changes) - len(paid)
 
 
 def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original: str,
@@ -261,35 +291,25 @@ def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original:
 
 def _paid(tx: Any, gw: "Gateway", p: dict[str, Any], result: CreditResult, receipt_id: str,
           netting: tuple[str, str]) -> tuple[dict[str, Any], str, str, dict[str, Any]]:
-    """The change of a debit paid and credited as `result` says."""
+    """The change of a debit paid and credited as `result` says.
+
+    A debit still waiting is netted, its return deadline passed or not: the deadline is
+    the payer bank's to answer by, and a late answer is still the answer. One that
+    ended unpaid (given up by operators, gateway.beps.debit_deadline) was told to the
+    core system as `rejected`, final, and the core system may have collected the bill
+    another way since: crediting our customer now could pay it twice. The money is
+    final at the NPC and ours, so it is booked, but to suspense under a pending
+    write-off number (the credit parked by `_answered`), the debit keeping its state,
+    and a critical alert asks a person to find out with the core system whether it goes
+    to the customer or back to the payer.
+    """
     detail = {"receipt": receipt_id, "netting_date": netting[0], "netting_round": netting[1],
               "credit": result.kind, "pending_no": result.pending_no}
-    if p["state"] in ("sent", "queued"):
-        change = (p, "netted", "beps_debit_paid", detail)
-    else:
-        # Paid after we gave up waiting: the money is final and has been booked; the
-        # debit keeps its state and operators are told.
-        change = (p, p["state"], "beps_debit_paid_late", detail)
-        gw.alert(tx, "debit_receipt_after_deadline", payment=p["id"], receipt=receipt_id)
-    if result.kind != "credited":
-        gw.alert(tx, "debit_credit_to_suspense", payment=p["id"], reason=result.reason)
-    return change
-
-
-def expire_overdue(tx: Any, gw: "Gateway", now: datetime) -> int:
-    """Debits whose package's return deadline passed without a receipt; how many."""
-    rows = tx.query("SELECT id FROM beps_packages WHERE direction = 'out' AND msg_type = ? "
-                    "AND state IN ('sealed', 'sent', 'waiting') AND deadline_at < ?",
-                    (build.DEBIT_TYPE, now.isoformat()))
-    count = 0
-    for (package_id,) in rows:
-        for p in items.package_payments(tx, package_id):
-            if p["state"] in ("accepted", "sent", "queued"):
-                payments.transition(tx, p, "rejected", "beps_debit_overdue", now,
-                                    gw.notifier, reason="debit_receipt_overdue",
-                                    package=package_id)
-                count += 1
-        tx.execute("UPDATE beps_packages SET state = 'expired', updated_at = ? WHERE id = ?",
-                   (now.isoformat(), package_id))
-        gw.alert(tx, "debit_receipt_overdue", package=package_id)
-    return count
+    if p["state"] in WAITING:
+        if result.kind != "credited":
+            gw.alert(tx, "debit_credit_to_suspense", payment=p["id"], reason=result.reason)
+        return (p, "netted", "beps_debit_paid", detail)
+    gw.alert(tx, "debit_paid_after_end", payment=p["id"], amount_fen=p["amount_fen"],
+             pending_no=result.pending_no, receipt=receipt_id, state=p["state"],
+             reason=p.get("reason"))
+    return (p, p["state"], "beps_debit_paid_after_end", detail)

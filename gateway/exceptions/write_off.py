@@ -34,7 +34,9 @@ the credit, as it takes any incoming credit: a freeze stops money leaving it.
 
 Only incoming payments in suspense are applied here. A debit of ours whose credit to our
 customer went to suspense (alert `debit_credit_to_suspense`) keeps its own state (netted
-or settled), so it is not offered: docs/exceptions.md says what that still needs.
+or settled), and one paid after operators gave it up (alert `debit_paid_after_end`)
+stays `rejected`, so neither is offered: docs/beps.md ("Not done yet") says what that
+still needs.
 """
 
 from __future__ import annotations

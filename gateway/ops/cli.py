@@ -37,6 +37,8 @@
                                    the exception actions (docs/exceptions.md)
     request suspense-apply PENDING_NO|PAYMENT --account A --note WHY
                                    apply a suspense item to a customer account (销账)
+    request debit-give-up PAYMENT --note WHY  give up our BEPS debit past its receipt
+                                   deadline (reason debit_receipt_overdue)
     actions                        every action: its name, target and who approves it
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
@@ -120,6 +122,10 @@ REQUEST_ACTIONS = {
     "receivable-reverse": "PENDING_NO --note WHY: reverse a receivable's collection (it "
                           "is open again), else its booking (it is void), on that "
                           "posting's own work date (a supervisor approves)",
+    "debit-give-up": "PAYMENT --note WHY: give up our BEPS debit whose receipt is past its "
+                     "deadline (reason debit_receipt_overdue): it is rejected and the "
+                     "core system told; paid after that, its money goes to suspense (a "
+                     "supervisor approves)",
     "suspense-apply": "PENDING_NO|PAYMENT --account ACCOUNT --note WHY: apply a suspense "
                       "item (named by its pending write-off number or its payment) to the "
                       "customer account it belongs to (销账), the note saying why (a "

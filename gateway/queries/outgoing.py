@@ -75,6 +75,20 @@ def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str 
     return records.view(row, now), pushes
 
 
+def ask_about_package(tx: Any, desk: Any, package: dict[str, Any], msg_type: str,
+                      content: str, now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
+    """A query the gateway opens by itself about a BEPS package of ours as a whole (a
+    beps.127 whose receipt is overdue, gateway.beps.debit_deadline): the package is the
+    original message, with no transaction and its sum as the amount; the counterparty
+    is its receiver. Recorded with source `gateway`; no payment is its own."""
+    parties = wire.Parties(our_direct=desk.gw.settings.bank_code,
+                           our_party=package["sender"], their_direct=package["receiver"],
+                           their_party=package["receiver"], system="BEPS")
+    subject = OriginalRef(package["msg_id"], package["sender"], msg_type)
+    resolved = Resolved(parties, subject, None, package["total_fen"], None)
+    return _send(tx, desk, resolved, content, None, now, "gateway", "gateway")
+
+
 def _send(tx: Any, desk: Any, r: Resolved, content: str, query_type: str | None,
           now: datetime, source: str, requested_by: str | None,
           **extra: Any) -> tuple[dict[str, Any], wire.Pushes]:

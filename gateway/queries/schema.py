@@ -33,7 +33,7 @@ SCHEMA = [
         orig_instg_indirect TEXT, orig_instd_indirect TEXT, orig_tx_type TEXT,
         payment_id TEXT,                  -- our payment, when we have it
         chase_of TEXT,                    -- the earlier query this one chases
-        source TEXT NOT NULL,             -- core | operator | counterparty
+        source TEXT NOT NULL,             -- core | operator | counterparty | gateway
         requested_by TEXT,
         doubt_at TEXT,                    -- out: when the doubt arose
         ask_due_at TEXT,                  -- out: by when the query had to be sent
