@@ -18,24 +18,14 @@ from gateway.errors import PaygateError, Problem
 from gateway.messages import beps128
 from gateway.messages.common import NpcProcessing, OriginalRef
 from gateway.messages.package import PackageHeader
-from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, LoopThread, OpsRig, console_call, serving
+from gateway.ops.testing import (PAYER_BRANCH, PAYER_NAME, ConsoleRig, LoopThread, OpsRig,
+                                 serving)
 
 PEER_BRANCH = "888200000023"
 AMOUNT_FEN = 86_40
 
 
-class Rig:
-    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
-        self.loop, self.rig, self.keys = loop, rig, iter(range(1, 10_000))
-        self.gw = rig.gw
-
-    def call(self, method: str, path: str, user: str = "op1", body: Any = None
-             ) -> tuple[int, Any]:
-        return self.loop.run(console_call(self.rig.url, method, path, user, body))
-
-    def run(self, work: Any) -> Any:
-        return self.loop.run(self.gw.store.run(work))
-
+class Rig(ConsoleRig):
     def debit_sent(self) -> tuple[str, str]:
         """A debit for the rig's customer, packed alone into a beps.127 and sent now."""
         n = next(self.keys)
@@ -83,9 +73,8 @@ class Rig:
     def payment(self, pid: str) -> dict[str, Any]:
         return self.run(lambda tx: payments.get(tx, pid))
 
-    def request(self, user: str, target: str, note: str) -> tuple[int, Any]:
-        return self.call("POST", "/ops/api/requests", user, {
-            "action": "debit_give_up", "target": target, "params": {}, "note": note})
+    def give_up(self, user: str, target: str, note: str) -> tuple[int, Any]:
+        return self.request("debit_give_up", target, note, user)
 
     def offered(self, pid: str) -> list[str]:
         status, detail = self.call("GET", f"/ops/api/payments/{pid}")
@@ -104,10 +93,10 @@ def test_give_up_is_offered_and_accepted_only_past_the_deadline(rig: Rig) -> Non
     until when; past it the detail view offers the action, and a request without a note
     is refused."""
     pid, _ = rig.debit_sent()
-    early, early_body = rig.request("op1", pid, "付款行电话确认不付")
+    early, early_body = rig.give_up("op1", pid, "付款行电话确认不付")
     offered_early = rig.offered(pid)
     rig.pass_deadline()
-    blank, blank_body = rig.request("op1", pid, " ")
+    blank, blank_body = rig.give_up("op1", pid, " ")
 
     assert early == 409 and early_body["errors"][0]["code"] == "debit_receipt_not_overdue"
     assert "debit_give_up" not in offered_early
@@ -173,7 +162,7 @@ def test_a_debit_given_up_then_paid_goes_to_suspense_and_is_raised(rig: Rig) -> 
     rig.pass_deadline()
     before = rig.run(lambda tx: rig.gw.ledger.account(
         tx, rig.rig.payer_account, rig.gw.work_date).balance_fen)
-    status, req = rig.request("op1", pid, "付款行查复：该笔未付款")
+    status, req = rig.give_up("op1", pid, "付款行查复：该笔未付款")
     waiting = rig.payment(pid)["state"]
     own, _ = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "op1", {"note": ""})
     approved, _ = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
@@ -210,7 +199,7 @@ def test_a_debit_answered_before_the_approval_is_not_given_up(rig: Rig) -> None:
     runs the check again and fails, the debit netted and our customer credited."""
     pid, package_id = rig.debit_sent()
     rig.pass_deadline()
-    _, req = rig.request("op1", pid, "付款行未回执")
+    _, req = rig.give_up("op1", pid, "付款行未回执")
     rig.receipt(package_id, beps128.PAID)
     status, _ = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
                          {"note": ""})

@@ -14,33 +14,14 @@ import pytest
 
 from gateway import payments
 from gateway.ops import cli, cli_render
-from gateway.ops.testing import LoopThread, OpsRig, console_call, serving
+from gateway.ops.testing import ConsoleRig, LoopThread, OpsRig, serving
 from ledger.chart import RECEIVABLES
 from ledger.testing import customer_account
 
 AMOUNT_FEN = 2_500_00
 
 
-class Rig:
-    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
-        self.loop, self.rig, self.keys = loop, rig, iter(range(1, 10_000))
-        self.gw = rig.gw
-
-    def call(self, method: str, path: str, user: str = "op1", body: Any = None
-             ) -> tuple[int, Any]:
-        return self.loop.run(console_call(self.rig.url, method, path, user, body))
-
-    def request(self, action: str, target: str, note: str = "", user: str = "op1"
-                ) -> tuple[int, Any]:
-        return self.call("POST", "/ops/api/requests", user,
-                         {"action": action, "target": target, "params": {}, "note": note})
-
-    def approve(self, request_id: int, user: str = "sup1") -> tuple[int, Any]:
-        return self.call("POST", f"/ops/api/requests/{request_id}/approve", user, {})
-
-    def run(self, work: Any) -> Any:
-        return self.loop.run(self.gw.store.run(work))
-
+class Rig(ConsoleRig):
     def receivable(self, balance_fen: int) -> tuple[str, str, str]:
         """(pending number, debtor's account, payment): a receivable booked as the NPC's
         late settlement books one, for a payment of a new customer holding

@@ -166,6 +166,30 @@ class OpsRig:
             await self.gw.stop()
 
 
+class ConsoleRig:
+    """An OpsRig driven from a test's thread: the console as an operator, the store's
+    work, and requests for a second person's approval."""
+
+    def __init__(self, loop: LoopThread, rig: OpsRig) -> None:
+        self.loop, self.rig, self.keys = loop, rig, iter(range(1, 10_000))
+        self.gw = rig.gw
+
+    def call(self, method: str, path: str, user: str = "op1", body: Any = None
+             ) -> tuple[int, Any]:
+        return self.loop.run(console_call(self.rig.url, method, path, user, body))
+
+    def run(self, work: Any) -> Any:
+        return self.loop.run(self.gw.store.run(work))
+
+    def request(self, action: str, target: str, note: str = "", user: str = "op1"
+                ) -> tuple[int, Any]:
+        return self.call("POST", "/ops/api/requests", user,
+                         {"action": action, "target": target, "params": {}, "note": note})
+
+    def approve(self, request_id: int, user: str = "sup1") -> tuple[int, Any]:
+        return self.call("POST", f"/ops/api/requests/{request_id}/approve", user, {})
+
+
 @contextmanager
 def serving(data_dir: Path, settings_overrides: dict[str, Any] | None = None
             ) -> Iterator[tuple[LoopThread, OpsRig]]:
