@@ -30,7 +30,7 @@ from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, pa
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
-from gateway.clock import Clock, ManualClock, SystemClock
+from gateway.clock import Clock, ManualClock, SystemClock, texts
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
@@ -965,7 +965,7 @@ class Gateway:
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
                    (p.client, p.idem_key, p.body_hash,
                     payments.answer_text(response, p.decision.record_json),
-                    p.now.isoformat()))
+                    texts(p.now).iso))
         if p.message is not None:
             ready.record(tx, p.client, p.message, row["id"])
         if p.send_now and not at_once and len(entries) == 1 \

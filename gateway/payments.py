@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway import jsontext, keys, logs
+from gateway.clock import texts
 from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
@@ -243,7 +244,7 @@ def insert_moved(tx: Any, row: dict[str, Any], new_state: str, event: str, now: 
     both history rows with one statement, the log lines and the status change for the
     webhook as the two steps would give them. The payment as changed."""
     check_transition(row["id"], row["state"], new_state)
-    moved = _as_changed(row, new_state, now.isoformat(), detail)
+    moved = _as_changed(row, new_state, texts(now).iso, detail)
     data = _OPTIONAL | moved
     value = list(_VALUES(data))
     remittance = data.get("remittance")
