@@ -919,10 +919,8 @@ class Gateway:
         if p.end_to_end_id:
             ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
         else:
-            own = {"id": payment_id, "end_to_end_id": e2e}
-            ready.own_end_to_end_ids(tx, [own])
-            ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
-            e2e = own["end_to_end_id"]
+            # Undone with the work if the payment is refused.
+            e2e = ready.claim_own_end_to_end_id(tx, payment_id, e2e)
         e2e = p.end_to_end_id or e2e
         payee = (self.internal_payee_problems(tx, transfer)
                  if p.decision.channel == "internal" else [])
