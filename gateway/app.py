@@ -959,11 +959,14 @@ class Gateway:
         response = payments.public_view(row)
         if p.message is not None:
             response = ready.with_core_ids(response, ready.core_ids(p.message))
+        # A JSON transfer sent from this work was answered with its view as created: the
+        # stored answer names the payment (tens of bytes, as a batch's do) instead of
+        # holding the view's kilobyte, and a replay reads the view back from its row.
+        answer = payments.answer_as_created(row) if claimed is not None \
+            and p.message is None else payments.answer_text(response, p.decision.record_json)
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
-                   (p.client, p.idem_key, p.body_hash,
-                    payments.answer_text(response, p.decision.record_json),
-                    texts(p.now).iso))
+                   (p.client, p.idem_key, p.body_hash, answer, texts(p.now).iso))
         if p.message is not None:
             ready.record(tx, p.client, p.message, row["id"])
         if p.send_now and not at_once and len(entries) == 1 \
