@@ -138,10 +138,22 @@ def route_hash(record_json: str) -> str:
 
 def _store_routes(tx: Any, records: dict[str, str]) -> None:
     """Store route records (hash -> text) unless stored already. Done in the caller's
-    transaction every time, so a payment never names a record that a rolled-back
-    transaction was to store."""
-    tx.executemany("INSERT INTO route_records (hash, record) VALUES (?, ?) "
-                   "ON CONFLICT (hash) DO NOTHING", list(records.items()))
+    transaction, so a payment never names a record that a rolled-back transaction was to
+    store: once a transaction, for the records its works name (the forty payments of a
+    group commit share a few classes), since what it wrote stays until it ends unless a
+    savepoint rolls back, which forgets what the transaction knew (Transaction.cache)."""
+    stored = tx.cache.get(_ROUTES_STORED)
+    if stored is None:
+        stored = tx.cache[_ROUTES_STORED] = set()
+    new = [(digest, text) for digest, text in records.items() if digest not in stored]
+    if new:
+        tx.executemany("INSERT INTO route_records (hash, record) VALUES (?, ?) "
+                       "ON CONFLICT (hash) DO NOTHING", new)
+        stored.update(digest for digest, _ in new)
+
+
+# The key in Transaction.cache of the route records stored in this transaction.
+_ROUTES_STORED = "gateway.route_records_stored"
 
 
 def _route_column(data: dict[str, Any], records: dict[str, str]) -> str:
