@@ -270,7 +270,8 @@ def insert_moved(tx: Any, row: dict[str, Any], new_state: str, event: str, now: 
     tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
                    [(row["id"], row["created_at"], row["state"], "created", "{}"),
                     (row["id"], at, new_state, event, jsontext.dumps(detail))])
-    log_after_commit(log, logging.INFO, [_created_line(row)])
+    if log.isEnabledFor(logging.INFO):  # the line is not even written out otherwise
+        log_after_commit(log, logging.INFO, [_created_line(row)])
     _told(tx, [(row["id"], row["state"])], new_state, event, at, notifier, detail)
     return moved
 
@@ -486,14 +487,14 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
 
 def _as_changed(payment: dict[str, Any], new_state: str, at: str, detail: dict[str, Any]
                 ) -> dict[str, Any]:
-    """The payment as a change to `new_state` with `detail` leaves it."""
+    """The payment as a change to `new_state` with `detail` leaves it (one copy)."""
+    changed = dict(payment, state=new_state, updated_at=at)
     if payment["state"] != new_state:
-        payment = dict(payment, reason=None)  # as `_sets` writes it, unless given anew
-    payment = dict(payment, state=new_state, updated_at=at)
+        changed["reason"] = None  # as `_sets` writes it, unless given anew
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if detail.get(column) is not None:
-            payment[column] = detail[column]
-    return payment
+            changed[column] = detail[column]
+    return changed
 
 
 @dataclass(frozen=True)
