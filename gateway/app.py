@@ -30,7 +30,7 @@ from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, pa
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
-from gateway.clock import Clock, ManualClock, SystemClock
+from gateway.clock import Clock, ManualClock, SystemClock, texts
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
@@ -919,10 +919,8 @@ class Gateway:
         if p.end_to_end_id:
             ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
         else:
-            own = {"id": payment_id, "end_to_end_id": e2e}
-            ready.own_end_to_end_ids(tx, [own])
-            ready.claim_own_end_to_end_ids(tx, [own])  # undone with the work if refused
-            e2e = own["end_to_end_id"]
+            # Undone with the work if the payment is refused.
+            e2e = ready.claim_own_end_to_end_id(tx, payment_id, e2e)
         e2e = p.end_to_end_id or e2e
         payee = (self.internal_payee_problems(tx, transfer)
                  if p.decision.channel == "internal" else [])
@@ -961,11 +959,14 @@ class Gateway:
         response = payments.public_view(row)
         if p.message is not None:
             response = ready.with_core_ids(response, ready.core_ids(p.message))
+        # A JSON transfer sent from this work was answered with its view as created: the
+        # stored answer names the payment (tens of bytes, as a batch's do) instead of
+        # holding the view's kilobyte, and a replay reads the view back from its row.
+        answer = payments.answer_as_created(row) if claimed is not None \
+            and p.message is None else payments.answer_text(response, p.decision.record_json)
         tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                    "created_at) VALUES (?, ?, ?, 201, ?, ?)",
-                   (p.client, p.idem_key, p.body_hash,
-                    payments.answer_text(response, p.decision.record_json),
-                    p.now.isoformat()))
+                   (p.client, p.idem_key, p.body_hash, answer, texts(p.now).iso))
         if p.message is not None:
             ready.record(tx, p.client, p.message, row["id"])
         if p.send_now and not at_once and len(entries) == 1 \

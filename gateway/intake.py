@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
+from gateway.clock import date_digits, texts
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.package import RETURN_TYPE
 from gateway.money import format_yuan, parse_yuan
@@ -451,7 +452,7 @@ def new_ids(tx: Any, work_date: date, branch: str) -> tuple[str, str, str]:
     MsgId and TxId are yyyyMMdd plus an 8-digit daily sequence, as in the samples; the
     end-to-end id is the payer's bank code, the date and a 12-digit sequence.
     """
-    day = work_date.strftime("%Y%m%d")
+    day = date_digits(work_date)
     seq = payments.next_seq(tx, f"msg:{day}")
     msg_id = f"{day}{seq:08d}"
     return f"P{msg_id}", msg_id, f"{branch}{day}{seq:012d}"
@@ -462,6 +463,7 @@ def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now
                     end_to_end_id: str, client: str | None = None,
                     insert: bool = True) -> dict[str, Any]:
     """The new payment's row, written unless `insert` is false (the caller writes it)."""
+    at = texts(now).iso
     row = {
         "id": payment_id, "direction": "out", "channel": decision.channel, "state": state,
         "msg_type": decision.message_type or "internal", "msg_id": msg_id, "tx_id": msg_id,
@@ -474,7 +476,7 @@ def record_outgoing(tx: Any, t: Transfer, decision: Any, *, work_date: date, now
         "urgency": t.urgency, "priority": decision.priority, "remittance": list(t.remittance),
         "hold_id": hold_id, "route": decision.record(),
         "route_json": decision.record_json or None, "work_date": work_date.isoformat(),
-        "created_at": now.isoformat(), "updated_at": now.isoformat(), "client": client,
+        "created_at": at, "updated_at": at, "client": client,
     }
     if insert:
         payments.insert(tx, row)

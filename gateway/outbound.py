@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway import keys, payments, ready
+from gateway import clock, keys, payments, ready
 from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
@@ -35,11 +35,12 @@ log = logging.getLogger("paygate.outbound")
 def new_header(tx: Any, now: datetime, sender: str, receiver: str, mesg_type: str,
                system: str, priority: int = 3) -> Header:
     """A bank-sent header with a fresh 20-digit MesgID (date + 12-digit daily sequence)."""
-    day = now.strftime("%Y%m%d")
+    written = clock.texts(now)
+    day = written.day
     seq = payments.next_seq(tx, f"mesg:{day}")
     mesg_id = f"{day}{seq:012d}"
     return Header(orig_sender=sender, orig_sender_sid=system, orig_receiver=receiver,
-                  orig_receiver_sid=system, send_date=day, send_time=now.strftime("%H%M%S"),
+                  orig_receiver_sid=system, send_date=day, send_time=written.time,
                   mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id,
                   priority=str(priority), direction="U")
 
@@ -126,7 +127,7 @@ def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: dateti
     tx.execute("INSERT INTO archive (direction, mesg_type, mesg_id, sender, receiver, at, "
                "payment_id, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                (direction, header.mesg_type, header.mesg_id, header.orig_sender,
-                header.orig_receiver, at.isoformat(), payment_id, envelope))
+                header.orig_receiver, clock.texts(at).iso, payment_id, envelope))
 
 
 def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: datetime,
@@ -379,7 +380,7 @@ def _credit_envelope(tx: Any, payment: dict[str, Any], keyring: KeyRing,
     """The signed envelope of a payment's hvps.111 (or hvps.112) under a fresh header."""
     header = new_header(tx, now, payment["sender_direct"], payment["receiver_direct"],
                         payment["msg_type"], "HVPS", payment["priority"])
-    body = credit_body(payment, now.strftime("%Y-%m-%dT%H:%M:%S"))
+    body = credit_body(payment, clock.texts(now).seconds)
     return header, codec.encode(header, body, keyring)
 
 
@@ -482,7 +483,7 @@ def claim_new(tx: Any, payment: dict[str, Any], lane: str, keyring: KeyRing, now
         header, envelope = _credit_envelope(tx, payment, keyring, now)
     except ValueError:
         return None
-    at = now.isoformat()
+    at = clock.texts(now).iso
     outbox_id = tx.query_one(_PUT_CREDIT[tx.dialect], (
         payment["id"], lane, header.mesg_type, header.mesg_id, header.orig_receiver,
         at, at))[0]

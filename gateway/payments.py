@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway import jsontext, keys, logs
+from gateway.clock import texts
 from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
@@ -137,10 +138,22 @@ def route_hash(record_json: str) -> str:
 
 def _store_routes(tx: Any, records: dict[str, str]) -> None:
     """Store route records (hash -> text) unless stored already. Done in the caller's
-    transaction every time, so a payment never names a record that a rolled-back
-    transaction was to store."""
-    tx.executemany("INSERT INTO route_records (hash, record) VALUES (?, ?) "
-                   "ON CONFLICT (hash) DO NOTHING", list(records.items()))
+    transaction, so a payment never names a record that a rolled-back transaction was to
+    store: once a transaction, for the records its works name (the forty payments of a
+    group commit share a few classes), since what it wrote stays until it ends unless a
+    savepoint rolls back, which forgets what the transaction knew (Transaction.cache)."""
+    stored = tx.cache.get(_ROUTES_STORED)
+    if stored is None:
+        stored = tx.cache[_ROUTES_STORED] = set()
+    new = [(digest, text) for digest, text in records.items() if digest not in stored]
+    if new:
+        tx.executemany("INSERT INTO route_records (hash, record) VALUES (?, ?) "
+                       "ON CONFLICT (hash) DO NOTHING", new)
+        stored.update(digest for digest, _ in new)
+
+
+# The key in Transaction.cache of the route records stored in this transaction.
+_ROUTES_STORED = "gateway.route_records_stored"
 
 
 def _route_column(data: dict[str, Any], records: dict[str, str]) -> str:
@@ -243,7 +256,7 @@ def insert_moved(tx: Any, row: dict[str, Any], new_state: str, event: str, now: 
     both history rows with one statement, the log lines and the status change for the
     webhook as the two steps would give them. The payment as changed."""
     check_transition(row["id"], row["state"], new_state)
-    moved = _as_changed(row, new_state, now.isoformat(), detail)
+    moved = _as_changed(row, new_state, texts(now).iso, detail)
     data = _OPTIONAL | moved
     value = list(_VALUES(data))
     remittance = data.get("remittance")
@@ -257,7 +270,8 @@ def insert_moved(tx: Any, row: dict[str, Any], new_state: str, event: str, now: 
     tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
                    [(row["id"], row["created_at"], row["state"], "created", "{}"),
                     (row["id"], at, new_state, event, jsontext.dumps(detail))])
-    log_after_commit(log, logging.INFO, [_created_line(row)])
+    if log.isEnabledFor(logging.INFO):  # the line is not even written out otherwise
+        log_after_commit(log, logging.INFO, [_created_line(row)])
     _told(tx, [(row["id"], row["state"])], new_state, event, at, notifier, detail)
     return moved
 
@@ -473,14 +487,14 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
 
 def _as_changed(payment: dict[str, Any], new_state: str, at: str, detail: dict[str, Any]
                 ) -> dict[str, Any]:
-    """The payment as a change to `new_state` with `detail` leaves it."""
+    """The payment as a change to `new_state` with `detail` leaves it (one copy)."""
+    changed = dict(payment, state=new_state, updated_at=at)
     if payment["state"] != new_state:
-        payment = dict(payment, reason=None)  # as `_sets` writes it, unless given anew
-    payment = dict(payment, state=new_state, updated_at=at)
+        changed["reason"] = None  # as `_sets` writes it, unless given anew
     for column in ("reason", "pending_no", "hold_id", "settled_on"):
         if detail.get(column) is not None:
-            payment[column] = detail[column]
-    return payment
+            changed[column] = detail[column]
+    return changed
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,25 @@ def claim_own_end_to_end_ids(tx: Any, rows: list[dict[str, Any]]) -> None:
                    [(row["end_to_end_id"], row["id"]) for row in rows])
 
 
+_CLAIM_IF_FREE = ("INSERT INTO end_to_end_claims (end_to_end_id, payment_id) VALUES (?, ?) "
+                  "ON CONFLICT (end_to_end_id) DO NOTHING RETURNING end_to_end_id")
+
+
+def claim_own_end_to_end_id(tx: Any, payment_id: str, generated: str) -> str:
+    """`own_end_to_end_ids` and `claim_own_end_to_end_ids` for one payment: the id it
+    goes out with, claimed. The id the sequence reached is claimed by one statement that
+    leaves a claim already held as it is (nearly always there is none); only then is a
+    letter added, as for a batch. Another gateway process claiming the same id at the
+    same moment makes the statement wait for its commit, after which the id is either
+    held (a letter is added) or free (it is claimed here)."""
+    if tx.query_one(_CLAIM_IF_FREE, (generated, payment_id)) is not None:
+        return generated
+    row = {"id": payment_id, "end_to_end_id": generated}
+    own_end_to_end_ids(tx, [row])
+    claim_own_end_to_end_ids(tx, [row])
+    return row["end_to_end_id"]
+
+
 def _claim_of(tx: Any, end_to_end_id: str
               ) -> tuple[str, str | None, str | None] | None:
     """(payment, its state, the client that submitted it) holding the claim on an

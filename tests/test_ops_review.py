@@ -107,3 +107,24 @@ def test_hold_reason_puts_screening_first() -> None:
     assert review.hold_reason(Transfer(amount_fen=10**10), Settings(1)) == \
         "review_amount_above_threshold"
     assert review.hold_reason(Transfer(), Settings()) is None
+
+
+def test_a_name_is_normalised_once_per_list_and_the_answers_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name screened again is answered from the list's answers (the same answer); more
+    names than NAMES_KEPT_MAX drop them, and a name is then normalised anew."""
+    normalised: list[str] = []
+    real = review.normalise
+    monkeypatch.setattr(review, "normalise", lambda name: normalised.append(name) or real(name))
+    monkeypatch.setattr(review, "NAMES_KEPT_MAX", 3)
+    blocked = review.BlockedList(frozenset({real("示例受限贸易有限公司")}), frozenset())
+    answers = [blocked.matches_name(name) for name in
+               ("示例受限贸易有限公司", "收款单位乙", "示例受限贸易有限公司", "收款单位乙")]
+    kept = list(normalised)
+    for name in ("甲", "乙", "丙"):
+        blocked.matches_name(name)
+
+    assert answers == [True, False, True, False]
+    assert kept == ["示例受限贸易有限公司", "收款单位乙"]
+    assert blocked.matches_name("示例受限贸易有限公司") is True
+    assert normalised[-1] == "示例受限贸易有限公司"

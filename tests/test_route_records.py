@@ -74,3 +74,41 @@ def test_a_stored_answer_replays_exactly(db):
         payments.insert(tx, _routed(1))  # stores the record the answer names
         assert payments.answer_of(tx, text) == view
         assert payments.answer_of(tx, payments.answer_text(view, None)) == view
+
+
+def _route_inserts(tx) -> list[str]:
+    """Route-record INSERTs run by `tx` from now on (its executemany wrapped)."""
+    seen: list[str] = []
+    run = tx.executemany
+
+    def counting(sql, rows):
+        if "route_records" in sql:
+            seen.append(sql)
+        return run(sql, rows)
+    tx.executemany = counting
+    return seen
+
+
+def test_a_transaction_stores_a_record_once_for_all_its_payments(db):
+    """Payments of one transaction naming the same record store it with one statement."""
+    with db.transaction() as tx:
+        inserts = _route_inserts(tx)
+        payments.insert(tx, _routed(1))
+        payments.insert_many(tx, [_routed(2), _routed(3)])
+        payments.insert(tx, _routed(4))
+    assert len(inserts) == 1
+
+
+def test_a_record_undone_by_a_savepoint_is_stored_again_in_the_same_transaction(db):
+    """A savepoint rolled back after storing the record makes the next payment of the
+    same transaction store it again; the payment's record is there once committed."""
+    with db.transaction() as tx:
+        inserts = _route_inserts(tx)
+        with pytest.raises(RuntimeError), tx.savepoint():
+            payments.insert(tx, _routed(1))
+            raise RuntimeError("this payment is refused")
+        payments.insert(tx, _routed(2))
+    payments._route_texts.clear()   # read from the table, not from the cache
+    with db.transaction() as tx:
+        assert payments.get(tx, credit_row(2)["id"])["route"] == RECORD
+    assert len(inserts) == 2
