@@ -25,7 +25,15 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"))
 
 
+# Any character `_text` has to look at: one libxml2 cannot hold or one it escapes. Most
+# values (ids, codes, dates) have none, and one search tells so; the checks of a value
+# that has one are made one by one.
+_SPECIAL = re.compile("[\x00-\x08\x0b-\x1f&<>\ud800-\udfff\ufffe\uffff]")
+
+
 def _text(value: str) -> str:
+    if _SPECIAL.search(value) is None:
+        return value
     if _NOT_XML.search(value):
         raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL "
                          f"bytes or control characters: {value[:40]!r}")

@@ -87,3 +87,13 @@ def test_a_usual_result_is_the_builders() -> None:
             "PR04", "HV0I0000", reject_info=reject, processed_on="2026-12-07")
 
         assert templates.result_body(result) == ccms900.build(result)
+
+
+def test_a_value_is_looked_at_closely_only_when_it_has_a_character_that_needs_it() -> None:
+    """The one search that lets a plain value through (`templates._SPECIAL`) finds every
+    character that is refused or escaped, in the whole of Unicode, and no other."""
+    for code in range(0x110000):
+        char = chr(code)
+        needs_care = bool(templates._NOT_XML.search(char)) or char in "&<>\r"
+
+        assert (templates._SPECIAL.search(char) is not None) == needs_care, hex(code)
