@@ -13,9 +13,10 @@ from gateway.clock import SHANGHAI, ManualClock
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.envelope import Envelope
 from gateway.messages.common import iso_datetime
-from simulators.ids import iso_time, send_date_time
-from simulators.notices import turned_down
-from simulators.testing import MONDAY_0900, BankSender
+from simulators.ids import Ids, iso_time, send_date_time
+from simulators.notices import Notices, turned_down
+from simulators.store import Store
+from simulators.testing import MONDAY_0900, PEER, BankSender
 
 
 def _decoded_and_encoded_again(raw: bytes) -> bytes:
@@ -55,6 +56,25 @@ def test_a_forward_of_a_header_already_down_changes_nothing(tmp_path: Path) -> N
     sender = BankSender(tmp_path, ManualClock(MONDAY_0900))
     _, down = turned_down(sender.credit(1))
     assert turned_down(down)[1] == down
+
+
+def test_a_forward_given_its_ids_puts_the_same_outbox_row(tmp_path: Path) -> None:
+    """A credit's row hands the forward the MesgType and MesgID its header had: the
+    outbox row is the one reading the header again gives, in every layout."""
+    clock = ManualClock(MONDAY_0900)
+    store = Store(tmp_path / "npc.sqlite3")
+    notices = Notices(store, Ids(store, clock), clock, None, lambda dest: None)
+    sender = BankSender(tmp_path / "keys", clock)
+    for raw in _shapes(sender.credit(12_345)):
+        header = envelope_mod.decode(raw).header
+        with store.transaction():
+            notices.forward(PEER, raw)
+            notices.forward(PEER, raw, (header.mesg_type, header.mesg_id))
+        read_again, given = store.pending(PEER, 100)[-2:]
+
+        assert (given.mesg_type, given.mesg_id, given.raw) == (
+            read_again.mesg_type, read_again.mesg_id, read_again.raw)
+        assert (given.mesg_type, given.mesg_id) == (header.mesg_type, header.mesg_id)
 
 
 def test_header_times_are_what_strftime_writes() -> None:
