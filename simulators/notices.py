@@ -109,9 +109,11 @@ class Notices:
     def _send(self, dest: str, mesg_type: str, system: str, body: bytes,
               chain: str | None = None) -> str:
         header = self._header(dest, mesg_type, system)
-        sign = not signing.unsigned_allowed(header)
-        return self._put(dest, mesg_type, header.mesg_id,
-                         codec.encode(header, body, self.keyring, sign), chain)
+        if signing.unsigned_allowed(header):
+            raw = templates.unsigned_envelope(header, body)
+        else:
+            raw = codec.encode(header, body, self.keyring)
+        return self._put(dest, mesg_type, header.mesg_id, raw, chain)
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
         """ccms.990 to the sender of `original`, echoing its header ids (unsigned)."""

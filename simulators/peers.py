@@ -180,4 +180,4 @@ class PeerBank:
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id))
         header = self.header(NPC_CODE, ccms990.MESSAGE_TYPE,
                               system=original.orig_receiver_sid)
-        return codec.encode(header, body, self.keys.ring, sign=False)
+        return templates.unsigned_envelope(header, body)
