@@ -83,17 +83,19 @@ class Notices:
         self.wake = wake
 
     def _header(self, dest: str, mesg_type: str, system: str) -> Header:
-        send_date, send_time = send_date_time(self.clock.now())
-        mesg_id = self.ids.npc_mesg_id(system)
+        now = self.clock.now()
+        send_date, send_time = send_date_time(now)
+        mesg_id = self.ids.npc_mesg_id(system, now)
         return Header(orig_sender=NPC_CODE, orig_sender_sid=system, orig_receiver=dest,
                       orig_receiver_sid=system, send_date=send_date, send_time=send_time,
                       mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id, priority="3",
                       direction="D")
 
     def _group_header(self, dest: str, system: str, remark: str | None = None) -> GroupHeader:
-        return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_time(
-            self.clock.now()), instg_direct=NPC_CODE, instg_party=NPC_CODE,
-            instd_direct=dest, instd_party=dest, system=system, remark=remark)
+        now = self.clock.now()
+        return GroupHeader(msg_id=self.ids.xml_msg_id(now=now), created_at=iso_time(now),
+                           instg_direct=NPC_CODE, instg_party=NPC_CODE, instd_direct=dest,
+                           instd_party=dest, system=system, remark=remark)
 
     def _put(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes,
              chain: str | None = None) -> str:

@@ -83,3 +83,28 @@ def test_header_times_are_what_strftime_writes() -> None:
         now = at + timedelta(seconds=step)
         assert send_date_time(now) == (now.strftime("%Y%m%d"), now.strftime("%H%M%S"))
         assert iso_time(now) == iso_datetime(now)
+
+
+class _Stepping(ManualClock):
+    """A clock that moves on a second each time it is read."""
+
+    def now(self) -> datetime:
+        instant = super().now()
+        self.advance(1)
+        return instant
+
+
+def test_a_notice_made_as_midnight_passes_has_one_date(tmp_path: Path) -> None:
+    """The NPC reads the clock once for a message's header and its MesgID, and once for
+    a group header and its MsgId: a clock passing midnight in between does not give the
+    id another date than the header's."""
+    clock = _Stepping(datetime(2026, 12, 7, 23, 59, 59, tzinfo=SHANGHAI))
+    store = Store(tmp_path / "npc.sqlite3")
+    notices = Notices(store, Ids(store, clock), clock, None, lambda dest: None)
+    with store.transaction():
+        for _ in range(3):
+            header = notices._header(PEER, "ccms.990.001.02", "HVPS")
+            group = notices._group_header(PEER, "HVPS")
+
+            assert header.mesg_id[4:12] == header.send_date
+            assert group.msg_id[:8] == group.created_at[:10].replace("-", "")
