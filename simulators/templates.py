@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-
 from operator import attrgetter
 
 from gateway.messages import ccms900, ccms990
@@ -62,7 +61,9 @@ def _document(namespace: str, lines: list[str]) -> bytes:
 def _plain(values: tuple[str | None, ...]) -> bool:
     """True when every value is there and none holds a character to refuse or escape:
     the document is then its lines with the values as they are, written in one piece."""
-    return None not in values and _SPECIAL.search("".join(values)) is None  # type: ignore[arg-type]
+    if None in values:
+        return False
+    return _SPECIAL.search("".join(values)) is None  # type: ignore[arg-type]
 
 
 _ACK_START = (f'{_DECLARATION}<Document xmlns="{ccms990.NAMESPACE}">\n'
@@ -77,7 +78,7 @@ def ack_body(c: ccms990.CommConf) -> bytes:
         return (f"{_ACK_START}      <OrigSndr>{c.orig_sender}</OrigSndr>\n"
                 f"      <OrigSndDt>{c.orig_send_date}</OrigSndDt>\n      <MT>{c.mt}</MT>\n"
                 f"      <MsgId>{c.msg_id}</MsgId>\n      <MsgRefId>{c.msg_ref_id}</MsgRefId>\n"
-                f"      <MsgPrcCd>{c.code}</MsgPrcCd>\n{_ACK_END}").encode("utf-8")
+                f"      <MsgPrcCd>{c.code}</MsgPrcCd>\n{_ACK_END}").encode()
     fields = [("OrigSndr", c.orig_sender), ("OrigSndDt", c.orig_send_date), ("MT", c.mt),
               ("MsgId", c.msg_id)]
     if c.msg_ref_id is not None:
@@ -106,17 +107,17 @@ def result_body(c: ccms900.CommonConf) -> bytes:
         # The usual result: the group header and the original whole, nothing to escape.
         remark = "" if g.remark is None else f"      <Rmk>{g.remark}</Rmk>\n"
         return "".join([
-            f"{_RESULT_START}      <MsgId>{g.msg_id}</MsgId>\n"
-            f"      <CreDtTm>{g.created_at}</CreDtTm>\n      <InstgPty>\n"
-            f"        <InstgDrctPty>{g.instg_direct}</InstgDrctPty>\n"
-            f"        <InstgPty>{g.instg_party}</InstgPty>\n      </InstgPty>\n"
-            f"      <InstdPty>\n        <InstdDrctPty>{g.instd_direct}</InstdDrctPty>\n"
-            f"        <InstdPty>{g.instd_party}</InstdPty>\n      </InstdPty>\n"
-            f"      <SysCd>{g.system}</SysCd>\n{remark}    </GrpHdr>\n    <OrgnlGrpHdr>\n"
-            f"      <OrgnlMsgId>{o.msg_id}</OrgnlMsgId>\n"
-            f"      <OrgnlInstgPty>{o.instg_party}</OrgnlInstgPty>\n"
-            f"      <OrgnlMT>{o.mt}</OrgnlMT>\n    </OrgnlGrpHdr>\n    <CmonConfInf>\n"
-            f"      <PrcSts>{c.status}</PrcSts>\n",
+            (f"{_RESULT_START}      <MsgId>{g.msg_id}</MsgId>\n"
+             f"      <CreDtTm>{g.created_at}</CreDtTm>\n      <InstgPty>\n"
+             f"        <InstgDrctPty>{g.instg_direct}</InstgDrctPty>\n"
+             f"        <InstgPty>{g.instg_party}</InstgPty>\n      </InstgPty>\n"
+             f"      <InstdPty>\n        <InstdDrctPty>{g.instd_direct}</InstdDrctPty>\n"
+             f"        <InstdPty>{g.instd_party}</InstdPty>\n      </InstdPty>\n"
+             f"      <SysCd>{g.system}</SysCd>\n{remark}    </GrpHdr>\n    <OrgnlGrpHdr>\n"
+             f"      <OrgnlMsgId>{o.msg_id}</OrgnlMsgId>\n"
+             f"      <OrgnlInstgPty>{o.instg_party}</OrgnlInstgPty>\n"
+             f"      <OrgnlMT>{o.mt}</OrgnlMT>\n    </OrgnlGrpHdr>\n    <CmonConfInf>\n"
+             f"      <PrcSts>{c.status}</PrcSts>\n"),
             *[f"      <{tag}>{value}</{tag}>\n" for tag, value in optional],
             _RESULT_END]).encode("utf-8")
     remark = [] if g.remark is None else _leaves(3, [("Rmk", g.remark)])
