@@ -28,25 +28,27 @@ class Ids:
         self._date: date | None = None
         self._date_text = ""
 
-    def _day(self) -> str:
-        """The clock's date as yyyyMMdd, formatted once a day (ids are issued several
-        times per message)."""
-        today = self.clock.now().date()
+    def _day(self, now: datetime | None) -> str:
+        """The date of `now` (the clock's time when None) as yyyyMMdd, formatted once a
+        day (ids are issued several times per message). A caller that read the clock for
+        the message the id is for passes that instant: the id's date is then the one its
+        header or group header shows, and the clock is read once."""
+        today = (now or self.clock.now()).date()
         if today != self._date:
             self._date, self._date_text = today, today.strftime("%Y%m%d")
         return self._date_text
 
-    def npc_mesg_id(self, system: str) -> str:
+    def npc_mesg_id(self, system: str, now: datetime | None = None) -> str:
         seq = self.store.add("seq:npc_header") % 10**8
-        return f"{_NPC_PREFIX.get(system, 'HVPD')}{self._day()}{seq:08d}"
+        return f"{_NPC_PREFIX.get(system, 'HVPD')}{self._day(now)}{seq:08d}"
 
-    def xml_msg_id(self, owner: str = "0000") -> str:
+    def xml_msg_id(self, owner: str = "0000", now: datetime | None = None) -> str:
         seq = self.store.add(f"seq:xml:{owner}") % 10**8
-        return f"{self._day()}{seq:08d}"
+        return f"{self._day(now)}{seq:08d}"
 
-    def bank_mesg_id(self, code: str) -> str:
+    def bank_mesg_id(self, code: str, now: datetime | None = None) -> str:
         seq = self.store.add(f"seq:header:{code}") % 10**12
-        return f"{self._day()}{seq:012d}"
+        return f"{self._day(now)}{seq:012d}"
 
 
 def send_date_time(now: datetime) -> tuple[str, str]:

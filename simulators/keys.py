@@ -21,11 +21,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from gateway.errors import PaygateError, Problem
-from gateway.messages import codec
+from gateway.messages import codec, xml
 from gateway.messages import envelope as envelope_mod
 from gateway.messages.envelope import Envelope
 from gateway.messages.signing import KeyRing, write_keypair
+from message_schemas import catalogue
 from simulators.settings import NPC_CODE
 
 # Good signatures remembered. A payment's hvps.111 is checked by the NPC and, moments
@@ -103,9 +106,12 @@ class Keys:
         self._read: OrderedDict[bytes, tuple[Any, Any, Any, tuple[Problem, ...]]] = (
             OrderedDict())
 
-    def decode(self, raw: bytes, own_codes: frozenset[str] | None = None) -> codec.Decoded:
+    def decode(self, raw: bytes, own_codes: frozenset[str] | None = None,
+               unmapped: frozenset[str] = frozenset()) -> codec.Decoded:
         """codec.decode with this ring, re-reading public keys once for a new sender; a
-        body read lately is not read again."""
+        body read lately is not read again. A body of one of the `unmapped` types, whose
+        domain object the caller never looks at, is checked as codec.decode checks it
+        (XML, type agreement, schema) but not mapped: its `obj` is None."""
         envelope = envelope_mod.decode(raw)
         try:
             signature = self.ring.verify(envelope, own_codes)
@@ -114,7 +120,22 @@ class Keys:
                 raise
             self.ring.reread_public()
             signature = self.ring.verify(envelope, own_codes)
+        if envelope.header.mesg_type in unmapped:
+            return self._read_unmapped(envelope, signature)
         return self._read_body(envelope, signature)
+
+    def _read_unmapped(self, envelope: Envelope, signature: str) -> codec.Decoded:
+        """The body's XML and schema checks without its mapping, when it is the document
+        its header names; anything else is read in full by the codec, which names what is
+        wrong with it."""
+        root = xml.parse(envelope.body)
+        if etree.QName(root).localname != "Document":
+            return codec.decode_envelope(envelope, signature)
+        mtype = catalogue.by_namespace(xml.namespace_of(root))
+        if mtype.code != envelope.header.mesg_type:
+            return codec.decode_envelope(envelope, signature)
+        return codec.Decoded(envelope, mtype, root, None,
+                             codec.schema_problems(mtype.code, root), signature)
 
     def _read_body(self, envelope: Envelope, signature: str) -> codec.Decoded:
         known = self._read.get(envelope.body)

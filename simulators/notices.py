@@ -60,7 +60,12 @@ def turned_down(raw: bytes) -> tuple[Header, bytes]:
     direction gives (a leading byte-order mark dropped), without either."""
     raw = raw.removeprefix(_BOM)
     header = envelope_mod.decode_header(raw[:envelope_mod.HEADER_LEN])
-    return header, b"".join((raw[:_DIRECTION_AT], b"D", raw[_DIRECTION_AT + 1:]))
+    return header, _direction_down(raw)
+
+
+def _direction_down(raw: bytes) -> bytes:
+    """`raw` (without a byte-order mark) with its header's direction written "D"."""
+    return b"".join((raw[:_DIRECTION_AT], b"D", raw[_DIRECTION_AT + 1:]))
 
 
 def result_chain(original: OriginalRef) -> str:
@@ -78,34 +83,39 @@ class Notices:
         self.wake = wake
 
     def _header(self, dest: str, mesg_type: str, system: str) -> Header:
-        send_date, send_time = send_date_time(self.clock.now())
-        mesg_id = self.ids.npc_mesg_id(system)
+        now = self.clock.now()
+        send_date, send_time = send_date_time(now)
+        mesg_id = self.ids.npc_mesg_id(system, now)
         return Header(orig_sender=NPC_CODE, orig_sender_sid=system, orig_receiver=dest,
                       orig_receiver_sid=system, send_date=send_date, send_time=send_time,
                       mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id, priority="3",
                       direction="D")
 
     def _group_header(self, dest: str, system: str, remark: str | None = None) -> GroupHeader:
-        return GroupHeader(msg_id=self.ids.xml_msg_id(), created_at=iso_time(
-            self.clock.now()), instg_direct=NPC_CODE, instg_party=NPC_CODE,
-            instd_direct=dest, instd_party=dest, system=system, remark=remark)
+        now = self.clock.now()
+        return GroupHeader(msg_id=self.ids.xml_msg_id(now=now), created_at=iso_time(now),
+                           instg_direct=NPC_CODE, instg_party=NPC_CODE, instd_direct=dest,
+                           instd_party=dest, system=system, remark=remark)
 
-    def _put(self, dest: str, header: Header, raw: bytes, chain: str | None = None) -> str:
-        self.store.enqueue(dest, header.mesg_type, header.mesg_id, raw,
-                           self.clock.now().isoformat(), chain)
+    def _put(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes,
+             chain: str | None = None) -> str:
+        self.store.enqueue(dest, mesg_type, mesg_id, raw, self.clock.now().isoformat(), chain)
         self.store.add("messages_out")
         self.wake(dest)
         # DEBUG: the outbox row records it, and the line of its delivery (or of the
         # peer that received it) follows; three lines fewer per HVPS payment at INFO.
-        event(log, "queued_for_delivery", logging.DEBUG, dest=dest,
-              mesg_type=header.mesg_type, mesg_id=header.mesg_id)
-        return header.mesg_id
+        event(log, "queued_for_delivery", logging.DEBUG, dest=dest, mesg_type=mesg_type,
+              mesg_id=mesg_id)
+        return mesg_id
 
     def _send(self, dest: str, mesg_type: str, system: str, body: bytes,
               chain: str | None = None) -> str:
         header = self._header(dest, mesg_type, system)
-        sign = not signing.unsigned_allowed(header)
-        return self._put(dest, header, codec.encode(header, body, self.keyring, sign), chain)
+        if signing.unsigned_allowed(header):
+            raw = templates.unsigned_envelope(header, body)
+        else:
+            raw = codec.encode(header, body, self.keyring)
+        return self._put(dest, mesg_type, header.mesg_id, raw, chain)
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
         """ccms.990 to the sender of `original`, echoing its header ids (unsigned)."""
@@ -131,10 +141,14 @@ class Notices:
         """A message whose body another module builds, given the NPC's group header."""
         return self._send(dest, mesg_type, system, build(self._group_header(dest, system)))
 
-    def forward(self, dest: str, raw: bytes) -> str:
-        """The sender's own envelope, body and signature unchanged, direction "D"."""
-        header, down = turned_down(raw)
-        return self._put(dest, header, down)
+    def forward(self, dest: str, raw: bytes, ids: tuple[str, str] | None = None) -> str:
+        """The sender's own envelope, body and signature unchanged, direction "D".
+        `ids`, the header's MesgType and MesgID when the caller has them from the header
+        it took (a credit's row), spare reading the header again for its outbox row."""
+        if ids is None:
+            header, down = turned_down(raw)
+            return self._put(dest, header.mesg_type, header.mesg_id, down)
+        return self._put(dest, ids[0], ids[1], _direction_down(raw.removeprefix(_BOM)))
 
     def discard(self, original: Header, reason: codes.Reason, detail: str) -> str:
         """ccms.911: the message was thrown away unprocessed."""

@@ -124,8 +124,9 @@ class PeerBank:
     def header(self, receiver: str, mesg_type: str, priority: str = "3",
                system: str = "HVPS") -> Header:
         """The header of a message this bank sends, with its next MesgID."""
-        send_date, send_time = send_date_time(self.clock.now())
-        mesg_id = self.ids.bank_mesg_id(self.code)
+        now = self.clock.now()
+        send_date, send_time = send_date_time(now)
+        mesg_id = self.ids.bank_mesg_id(self.code, now)
         return Header(orig_sender=self.code, orig_sender_sid=system, orig_receiver=receiver,
                       orig_receiver_sid=system, send_date=send_date, send_time=send_time,
                       mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id,
@@ -180,4 +181,4 @@ class PeerBank:
             mt=original.mesg_type, msg_id=original.mesg_id, msg_ref_id=original.mesg_ref_id))
         header = self.header(NPC_CODE, ccms990.MESSAGE_TYPE,
                               system=original.orig_receiver_sid)
-        return codec.encode(header, body, self.keys.ring, sign=False)
+        return templates.unsigned_envelope(header, body)

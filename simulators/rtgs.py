@@ -169,7 +169,7 @@ class Rtgs:
         self.store.move(row.sender, -row.amount_fen)
         self.store.move(row.receiver, row.amount_fen)
         self.notices.result(row.sender, _original(row), SETTLED, codes.SETTLED, work_date)
-        self.notices.forward(row.receiver, row.raw)
+        self.notices.forward(row.receiver, row.raw, (row.mesg_type, row.mesg_id))
         event(log, "settled", sender=row.sender, receiver=row.receiver,
               mesg_id=row.mesg_id, tx_id=row.tx_id, end_to_end_id=row.end_to_end_id,
               amount_fen=row.amount_fen)

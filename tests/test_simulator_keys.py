@@ -9,10 +9,13 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.errors import PaygateError
-from gateway.messages import codec
+from gateway.messages import ccms900, ccms990, codec
 from gateway.messages import envelope as envelope_mod
+from gateway.messages.common import GroupHeader, OriginalRef
 from gateway.messages.signing import EcdsaP256, KeyRing
+from simulators import templates
 from simulators.keys import VERIFIED_MAX, Keys, _Remembering
+from simulators.settings import OUR_BANK
 from simulators.testing import MONDAY_0900, PEER, BankSender
 
 
@@ -131,3 +134,48 @@ def test_a_body_read_again_is_not_parsed_again_yet_its_envelope_is_checked(
     with pytest.raises(PaygateError, match="signature invalid"):
         keys.decode(other_type)  # the type is signed: another type breaks the signature
     assert len(reads) == 1
+
+
+def _reading(keys: Keys, raw: bytes, unmapped: frozenset[str]) -> object:
+    """What a decode finds: (type, problems, signature, object), or the refusal."""
+    try:
+        d = keys.decode(raw, unmapped=unmapped)
+    except PaygateError as exc:
+        return ("refused", [(p.code, p.path) for p in exc.problems])
+    return (d.mtype.code, [(p.code, p.path, p.value) for p in d.problems], d.signature,
+            d.obj)
+
+
+def test_an_acknowledgement_read_unmapped_is_judged_as_one_read_in_full(
+        tmp_path: Path) -> None:
+    """A ccms.990 the NPC only counts is read without its mapping: the same type, the same
+    problems (schema, a header naming another type) and the same refusals (XML, root) as
+    the full reading, only no domain object; other types are read in full."""
+    sender = BankSender(tmp_path, ManualClock(MONDAY_0900))
+    keys = Keys(tmp_path, [PEER])
+    ack_type = ccms990.MESSAGE_TYPE
+    good = templates.ack_body(ccms990.CommConf("0000", "20261207", "ccms.900.001.02",
+                                               "HVPD2026120700000001", None))
+    no_code = good.replace(b"<MsgPrcCd>PM1I0000</MsgPrcCd>", b"")
+    not_document = good.replace(b"<Document ", b"<Documents ").replace(
+        b"</Document>", b"</Documents>")
+    result = templates.result_body(ccms900.CommonConf(
+        GroupHeader("2026120700000001", "2026-12-07T09:00:00", "0000", "0000",
+                    OUR_BANK, OUR_BANK, "HVPS"),
+        OriginalRef("2026120700000101", OUR_BANK, "hvps.111.001.01"), "PR04", "HV0I0000",
+        processed_on="2026-12-07"))
+    bodies = [good, no_code, not_document, result, b"<Document", b"not xml"]
+    unmapped = frozenset({ack_type})
+
+    for body in bodies:
+        raw = codec.encode(sender.header(ack_type), body, None, sign=False)
+        full, quick = _reading(keys, raw, frozenset()), _reading(keys, raw, unmapped)
+
+        if isinstance(full, tuple) and full[0] == ack_type and not full[1]:
+            assert quick == full[:3] + (None,)
+            assert isinstance(full[3], ccms990.CommConf)
+        else:
+            assert quick == full
+    credit = sender.credit(100)
+    keys.ring.reread_public()
+    assert _reading(keys, credit, unmapped) == _reading(keys, credit, frozenset())

@@ -1,5 +1,6 @@
 """Property tests: the simulator's text-written ccms.990 and ccms.900 bodies are byte for
-byte what the lxml builders write, and refuse what lxml refuses."""
+byte what the lxml builders write, and refuse what lxml refuses; an unsigned envelope
+is what the envelope module writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.messages import ccms900, ccms990
+from gateway.messages import ccms900, ccms990, envelope
 from gateway.messages.common import GroupHeader, OriginalRef
 from simulators import templates
 
@@ -76,6 +77,26 @@ def test_what_lxml_refuses_is_refused(ack: ccms990.CommConf,
     assert (outcome(templates.ack_body, ack), outcome(templates.result_body, result)) == expected
 
 
+# Values as the simulator's own usually are: every one there, none to escape, so that the
+# documents come out of the one-piece path (`templates._plain`).
+PLAIN_TEXT = st.text(st.sampled_from(list("0123456789AZaz.:- _/中文\"'")), max_size=8)
+
+
+@SETTINGS
+@given(st.builds(ccms990.CommConf, PLAIN_TEXT, PLAIN_TEXT, PLAIN_TEXT, PLAIN_TEXT,
+                 PLAIN_TEXT, PLAIN_TEXT),
+       st.builds(ccms900.CommonConf,
+                 st.builds(GroupHeader, *[PLAIN_TEXT] * 7, st.none() | PLAIN_TEXT),
+                 st.builds(OriginalRef, PLAIN_TEXT, PLAIN_TEXT, PLAIN_TEXT), PLAIN_TEXT,
+                 *[st.none() | PLAIN_TEXT] * 6))
+def test_plain_values_written_in_one_piece_are_what_the_builders_write(
+        ack: ccms990.CommConf, result: ccms900.CommonConf) -> None:
+    """Documents whose values need no care, written in one piece, are the builders'
+    bytes, with any of the optional elements there or not."""
+    assert templates.ack_body(ack) == ccms990.build(ack)
+    assert templates.result_body(result) == ccms900.build(result)
+
+
 def test_a_usual_result_is_the_builders() -> None:
     """A settled HVPS credit's PR04, as the NPC writes it, with Chinese text and escapes
     in the reject information of a refusal."""
@@ -87,3 +108,41 @@ def test_a_usual_result_is_the_builders() -> None:
             "PR04", "HV0I0000", reject_info=reject, processed_on="2026-12-07")
 
         assert templates.result_body(result) == ccms900.build(result)
+
+
+def test_a_value_is_looked_at_closely_only_when_it_has_a_character_that_needs_it() -> None:
+    """The one search that lets a plain value through (`templates._SPECIAL`) finds every
+    character that is refused or escaped, in the whole of Unicode, and no other."""
+    for code in range(0x110000):
+        char = chr(code)
+        needs_care = bool(templates._NOT_XML.search(char)) or char in "&<>\r"
+
+        assert (templates._SPECIAL.search(char) is not None) == needs_care, hex(code)
+
+
+def _written(write: Callable[[], bytes]) -> bytes | str:
+    """The bytes written, or the kind of refusal."""
+    try:
+        return write()
+    except (AssertionError, UnicodeEncodeError) as exc:
+        return f"refused: {type(exc).__name__}"
+
+
+_FIELD_CHARS = st.sampled_from(list("0123456789 ABCXYZabcxyz."))
+# Each field within its width mostly, now and then wider or not ASCII.
+_HEADER_FIELDS = st.fixed_dictionaries({
+    name: st.text(_FIELD_CHARS, max_size=width)
+    | st.text(_FIELD_CHARS | st.just("中"), max_size=width + 2)
+    for name, width in envelope.HEADER_FIELDS})
+
+
+@SETTINGS
+@given(_HEADER_FIELDS, st.binary(max_size=40))
+def test_an_unsigned_envelope_is_what_the_envelope_module_writes(
+        fields: dict[str, str], body: bytes) -> None:
+    """Any header, its fields within their widths or wider, ASCII or not: the same bytes
+    as Envelope.encode, or the same refusal."""
+    header = envelope.Header(**fields)
+    expected = _written(lambda: envelope.Envelope(header, None, body).encode())
+
+    assert _written(lambda: templates.unsigned_envelope(header, body)) == expected
