@@ -25,7 +25,7 @@ from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
-from gateway.store import Contended
+from gateway.store import Contended, gather
 
 NPC = "0000"
 
@@ -129,6 +129,29 @@ def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: dateti
                 header.orig_receiver, at.isoformat(), payment_id, envelope))
 
 
+_ARCHIVE_ROWS = ("INSERT INTO archive (direction, mesg_type, mesg_id, sender, receiver, at, "
+                 "payment_id, envelope) VALUES")
+# What `archive_later` gathers under (gateway.store.gather).
+ARCHIVE_LATER = "archive"
+
+
+def archive_later(tx: Any, direction: str, header: Header, envelope: bytes, at: datetime,
+                  payment_id: str | None = None) -> None:
+    """`archive`, written once every piece of work of the transaction has run, with the
+    other messages archived so, in multi-row INSERTs (gateway.store.gather): a link
+    POST's results and the 990s answering them, two or three rows a payment, cost a
+    statement each otherwise. A piece of work undone takes its rows with it. For a
+    message nothing reads back from the archive in the same transaction: what this
+    process sends or processes again reads it after the commit."""
+    gather(tx, ARCHIVE_LATER, [(direction, header.mesg_type, header.mesg_id,
+                                header.orig_sender, header.orig_receiver, at.isoformat(),
+                                payment_id, envelope)], _archive_rows)
+
+
+def _archive_rows(tx: Any, rows: list[tuple[Any, ...]]) -> None:
+    tx.insert_rows(_ARCHIVE_ROWS, rows)
+
+
 def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: datetime,
                   payment_id: str | None = None, sign: bool = True) -> int:
     """Build, sign, archive and put one message in the outbox for the link sender."""
@@ -152,11 +175,13 @@ _PUT = {(dialect, claimed): "INSERT INTO outbox (payment_id, kind, stream, state
 
 
 def put_message(tx: Any, header: Header, envelope: bytes, now: datetime,
-                payment_id: str | None = None, claimed: bool = False) -> int:
+                payment_id: str | None = None, claimed: bool = False,
+                later: bool = False) -> int:
     """Archive a built message and put it in the outbox (by name, `stored_bytes`): pending
     for the link sender, or `claimed` by the caller, who sends it after commit and marks
-    it sent."""
-    archive(tx, "out", header, envelope, now, payment_id)
+    it sent. `later`: archived with the transaction's other such rows (`archive_later`),
+    for a message that is sent or claimed only after the commit."""
+    (archive_later if later else archive)(tx, "out", header, envelope, now, payment_id)
     row = tx.query_one(_PUT[tx.dialect, claimed],
                        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id,
                         header.orig_receiver, now.isoformat(), now.isoformat()))
