@@ -34,12 +34,15 @@ log = logging.getLogger("paygate.outbound")
 
 def new_header(tx: Any, now: datetime, sender: str, receiver: str, mesg_type: str,
                system: str, priority: int = 3) -> Header:
-    """A bank-sent header with a fresh 20-digit MesgID (date + 12-digit daily sequence)."""
-    day = now.strftime("%Y%m%d")
+    """A bank-sent header with a fresh 20-digit MesgID (date + 12-digit daily sequence).
+    The date and time are formatted from their fields: strftime took about five times
+    as long, for two of these a payment (its hvps.111 and the 990 answering its result)."""
+    day = f"{now.year:04d}{now.month:02d}{now.day:02d}"
     seq = payments.next_seq(tx, f"mesg:{day}")
     mesg_id = f"{day}{seq:012d}"
     return Header(orig_sender=sender, orig_sender_sid=system, orig_receiver=receiver,
-                  orig_receiver_sid=system, send_date=day, send_time=now.strftime("%H%M%S"),
+                  orig_receiver_sid=system, send_date=day,
+                  send_time=f"{now.hour:02d}{now.minute:02d}{now.second:02d}",
                   mesg_type=mesg_type, mesg_id=mesg_id, mesg_ref_id=mesg_id,
                   priority=str(priority), direction="U")
 
