@@ -28,7 +28,7 @@ from gateway import jsontext, payments, store
 from gateway.errors import PaygateError
 from gateway.messages import ccms990, codec
 from gateway.messages.envelope import Envelope
-from gateway.outbound import NPC, archive_later, new_header, put_message
+from gateway.outbound import NPC, archive_later, new_header, put_later
 
 log = logging.getLogger("paygate.inbound")
 
@@ -81,22 +81,28 @@ def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str
                  h.mesg_type, h.mesg_id)
     received = Received(inbox_id, None, duplicate=inbox_id is None, processed=processed)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
-        received.ack_outbox_id, envelope = _queue_ack(tx, env, now, bank_code, ack_claimed)
+        envelope = _queue_ack(tx, env, now, bank_code, ack_claimed, received)
         received.ack_envelope = envelope if ack_claimed else None
     return received
 
 
 def _queue_ack(tx: Any, env: Envelope, now: datetime, bank_code: str,
-               claimed: bool) -> tuple[int, bytes]:
-    """The ccms.990 answering `env`, in the outbox; (its outbox id, its bytes). A 990 is
-    sent unsigned (signing.UNSIGNED_ALLOWED)."""
+               claimed: bool, received: Received) -> bytes:
+    """The ccms.990 answering `env`, in the outbox; its bytes. Its outbox row is written
+    with the transaction's other 990s (outbound.put_later): its id is in
+    `received.ack_outbox_id` once the transaction's works have run. A 990 is sent
+    unsigned (signing.UNSIGNED_ALLOWED)."""
     h = env.header
     header = new_header(tx, now, bank_code, NPC, ccms990.MESSAGE_TYPE, h.orig_sender_sid)
     body = ccms990.build(ccms990.CommConf(orig_sender=h.orig_sender, orig_send_date=h.send_date,
                                           mt=h.mesg_type, msg_id=h.mesg_id,
                                           msg_ref_id=h.mesg_ref_id))
     envelope = codec.encode(header, body, None, sign=False)
-    return put_message(tx, header, envelope, now, claimed=claimed, later=True), envelope
+
+    def numbered(outbox_id: int) -> None:
+        received.ack_outbox_id = outbox_id
+    put_later(tx, header, envelope, now, claimed, numbered)
+    return envelope
 
 
 @dataclass

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -178,17 +178,49 @@ _PUT = {(dialect, claimed): "INSERT INTO outbox (payment_id, kind, stream, state
 
 
 def put_message(tx: Any, header: Header, envelope: bytes, now: datetime,
-                payment_id: str | None = None, claimed: bool = False,
-                later: bool = False) -> int:
+                payment_id: str | None = None, claimed: bool = False) -> int:
     """Archive a built message and put it in the outbox (by name, `stored_bytes`): pending
     for the link sender, or `claimed` by the caller, who sends it after commit and marks
-    it sent. `later`: archived with the transaction's other such rows (`archive_later`),
-    for a message that is sent or claimed only after the commit."""
-    (archive_later if later else archive)(tx, "out", header, envelope, now, payment_id)
+    it sent."""
+    archive(tx, "out", header, envelope, now, payment_id)
     row = tx.query_one(_PUT[tx.dialect, claimed],
                        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id,
                         header.orig_receiver, now.isoformat(), now.isoformat()))
     return row[0]
+
+
+_PUT_ROWS = ("INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, "
+             "receiver, attempts, created_at, updated_at) VALUES")
+# What `put_later` gathers under (gateway.store.gather).
+PUT_LATER = "outbox_messages"
+
+
+def put_later(tx: Any, header: Header, envelope: bytes, now: datetime, claimed: bool,
+              numbered: Callable[[int], None]) -> None:
+    """`put_message` for a message no payment names (a ccms.990 answering the NPC),
+    archived by `archive_later` and its outbox row written with the transaction's other
+    such rows once its pieces of work have run: a multi-row INSERT for a link POST's
+    990s instead of one each. `numbered` is given the row's id then (before the commit,
+    and so before anything could send the row). On PostgreSQL a claimed row records the
+    claiming session (`_PUT`), and the row is written at once."""
+    archive_later(tx, "out", header, envelope, now)
+    at = now.isoformat()
+    if tx.dialect != "sqlite":
+        numbered(tx.query_one(_PUT[tx.dialect, claimed], (
+            None, keys.OUT_LINK, header.mesg_type, header.mesg_id, header.orig_receiver,
+            at, at))[0])
+        return
+    gather(tx, PUT_LATER, [((None, "message", keys.OUT_LINK,
+                             "sending" if claimed else "pending", header.mesg_type,
+                             header.mesg_id, header.orig_receiver, 1 if claimed else 0,
+                             at, at), numbered)], _put_rows)
+
+
+def _put_rows(tx: Any, items: list[tuple[tuple[Any, ...], Callable[[int], None]]]) -> None:
+    ids = dict((mesg_id, outbox_id) for outbox_id, mesg_id in tx.insert_rows(
+        _PUT_ROWS, [row for row, _ in items], " RETURNING id, mesg_id"))
+    for row, numbered in items:
+        numbered(ids[row[5]])
 
 
 # How long a claim to send an outbox row stands before the sweeper may give the row to

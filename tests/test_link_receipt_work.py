@@ -1,8 +1,9 @@
 """What one link POST of results costs the store and what it leaves: each envelope's
 receipt and processing share one savepoint (none nested for the processing), the
 messages received and the 990s answering them are archived by one multi-row INSERT for
-the transaction, and an envelope whose processing fails is undone with its receipt and
-received again alone, left to the inbound stream, while the others are processed."""
+the transaction (the 990s' outbox rows by one more), and an envelope whose processing
+fails is undone with its receipt and received again alone, left to the inbound stream,
+while the others are processed."""
 
 from __future__ import annotations
 
@@ -65,7 +66,9 @@ def _post_traced(tmp_path: Path, envelopes: list[bytes], failing: set[str]) -> t
             archive = await gw.store.run(lambda tx: tx.query(
                 "SELECT direction, mesg_type, mesg_id, envelope FROM archive "
                 "WHERE mesg_type IN (?, ?) ORDER BY id", (ccms900.MESSAGE_TYPE, ACK_TYPE)))
-            return answer, seen, inbox, archive
+            acks = await gw.store.run(lambda tx: tx.query(
+                "SELECT mesg_id FROM outbox WHERE mesg_type = ? ORDER BY id", (ACK_TYPE,)))
+            return answer, seen, inbox, archive, [m for (m,) in acks]
         finally:
             await gw.stop()
     return asyncio.run(scenario())
@@ -74,7 +77,7 @@ def _post_traced(tmp_path: Path, envelopes: list[bytes], failing: set[str]) -> t
 def test_a_posts_results_take_one_savepoint_each_and_one_archive_insert(tmp_path: Path):
     envelopes = [_result(n) for n in (1, 2, 3)]
 
-    (status, body), seen, inbox, archive = _post_traced(tmp_path, envelopes, set())
+    (status, body), seen, inbox, archive, acks = _post_traced(tmp_path, envelopes, set())
 
     assert status == 200 and body == {"taken": 3}
     assert [state for _, state, _ in inbox] == ["processed"] * 3
@@ -82,12 +85,15 @@ def test_a_posts_results_take_one_savepoint_each_and_one_archive_insert(tmp_path
     savepoints = [sql for sql in seen if sql.startswith("SAVEPOINT")]
     assert savepoints.count("SAVEPOINT sp2") == 3
     assert not [sql for sql in savepoints if sql not in ("SAVEPOINT sp1", "SAVEPOINT sp2")]
-    inserts = [sql for sql in seen if sql.startswith("INSERT INTO archive")]
-    assert len(inserts) == 1
+    # The three results and their three 990s archived by one INSERT, the 990s' outbox
+    # rows by one more.
+    assert len([sql for sql in seen if sql.startswith("INSERT INTO archive")]) == 1
+    assert len([sql for sql in seen if sql.startswith("INSERT INTO outbox")]) == 1
     # Each result archived once with its bytes, and each answered by a 990 archived once.
     received = [(m, bytes(e)) for d, t, m, e in archive if d == "in"]
     assert received == [(f"20261207{n:012d}", envelopes[n - 1]) for n in (1, 2, 3)]
     assert [t for d, t, _, _ in archive if d == "out"] == [ACK_TYPE] * 3
+    assert sorted(acks) == sorted(m for d, _, m, _ in archive if d == "out")
 
 
 def test_a_result_whose_processing_fails_is_received_again_alone(tmp_path: Path):
@@ -96,7 +102,7 @@ def test_a_result_whose_processing_fails_is_received_again_alone(tmp_path: Path)
     answered by its 990; the others are processed."""
     envelopes = [_result(n) for n in (1, 2, 3)]
 
-    (status, body), _, inbox, archive = _post_traced(tmp_path, envelopes, {"X2"})
+    (status, body), _, inbox, archive, acks = _post_traced(tmp_path, envelopes, {"X2"})
 
     assert status == 200 and body == {"taken": 3}
     assert [(state, size) for _, state, size in inbox] == [
@@ -104,3 +110,4 @@ def test_a_result_whose_processing_fails_is_received_again_alone(tmp_path: Path)
     received = [m for d, _, m, _ in archive if d == "in"]
     assert received == [f"20261207{n:012d}" for n in (1, 2, 3)]
     assert [t for d, t, _, _ in archive if d == "out"] == [ACK_TYPE] * 3
+    assert sorted(acks) == sorted(m for d, _, m, _ in archive if d == "out")
