@@ -38,10 +38,11 @@ from gateway.money import parse_yuan
 from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
 from gateway.handlers import Handlers
-from gateway.inbound import process_tx, receive_and_process_tx, receive_tx
+from gateway.inbound import (ProcessingFailed, process_tx, receive_and_process_tx, receive_tx,
+                             receive_unprocessed_tx)
 from gateway.link import LINK_DOWN, LinkHealth
 from gateway.linkpost import LinkPoster, LinkRefused
-from gateway.messages import codec
+from gateway.messages import ccms990, codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
 from gateway.messages.common import GroupHeader
@@ -1109,18 +1110,17 @@ class Gateway:
             return outcomes
 
         def work(tx: Any) -> list[Any]:
-            if len(taking) == 1:  # the work's own savepoint is the envelope's
-                _, env, raw, decoded, claim_ack = taking[0]
-                return [self._receive_tx(tx, env, raw, decoded, now, claim_ack)]
+            alone = len(taking) == 1  # the work's own savepoint is the envelope's
             received: list[Any] = []
             for _, env, raw, decoded, claim_ack in taking:
                 try:
-                    with store.scope(tx):
-                        received.append(self._receive_tx(tx, env, raw, decoded, now,
-                                                         claim_ack))
+                    received.append(self._take(tx, env, raw, decoded, now, claim_ack,
+                                               alone))
                 except Exception as exc:
-                    if lost_race(exc):
-                        raise  # the whole work runs again, in the store's next transaction
+                    if alone or lost_race(exc):
+                        # Alone, the work fails with it; a lost race runs the whole work
+                        # again, in the store's next transaction.
+                        raise
                     if not isinstance(exc, PaygateError):
                         # A bug in one envelope's work fails only that envelope.
                         log.exception("event=link_envelope_failed mesg_id=%s error=%s",
@@ -1180,12 +1180,37 @@ class Gateway:
         await self.store.run(lambda tx: self.alert(
             tx, "inbound_message_rejected_at_link", errors=errors))
 
+    def _take(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
+              claim_ack: bool, alone: bool) -> Any:
+        """One envelope of a link POST, received and processed in a savepoint of its own
+        (the work's own when it is `alone`), so that one that fails is undone alone. Its
+        processing shares that savepoint: should it fail, both are undone and the
+        envelope is received again alone, in a savepoint of its own, for the inbound
+        stream to process (gateway.inbound.ProcessingFailed). A ccms.990's processing
+        cannot fail apart from its receipt, nor can a body that could not be read be
+        processed, so alone they need no savepoint."""
+        if alone and (decoded is None or env.header.mesg_type == ccms990.MESSAGE_TYPE):
+            return self._receive_tx(tx, env, raw, decoded, now, claim_ack)
+        try:
+            with store.scope(tx):
+                return self._receive_tx(tx, env, raw, decoded, now, claim_ack)
+        except ProcessingFailed as exc:
+            failed = exc
+        if alone:
+            return receive_unprocessed_tx(tx, env, raw, now, self.settings.bank_code,
+                                          claim_ack, failed)
+        with store.scope(tx):
+            return receive_unprocessed_tx(tx, env, raw, now, self.settings.bank_code,
+                                          claim_ack, failed)
+
     def _receive_tx(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
                     claim_ack: bool) -> Any:
+        """An envelope's receipt and processing (`_take`, inside its savepoint)."""
         if decoded is None:  # the body could not be read here: the stream processes it
             return receive_tx(tx, env, raw, now, self.settings.bank_code, claim_ack)
         return receive_and_process_tx(tx, env, raw, decoded, now, self.settings.bank_code,
-                                      self.handler_table(), self.alert, claim_ack)
+                                      self.handler_table(), self.alert, claim_ack,
+                                      in_savepoint=True)
 
     def handler_table(self) -> dict[str, Any]:
         """Message type -> handler, the extensions' included (made once)."""

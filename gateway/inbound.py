@@ -11,8 +11,9 @@ handler of its type. The inbox row marked processed commits in the same transact
 what the handler did (a credit, a settlement), so a crash can neither lose the work nor
 do it twice. A new message is processed in the very work that receives it (one
 transaction for receipt, acknowledgement and processing); only when that processing
-fails is it undone alone and left to the inbound stream, whose worker retries it and in
-the end dead-letters it. The receipt and its acknowledgement commit either way.
+fails is it undone (with its receipt, which is then taken again alone) and left to the
+inbound stream, whose worker retries it and in the end dead-letters it. The receipt and
+its acknowledgement commit either way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gateway import jsontext, payments, store
 from gateway.errors import PaygateError
 from gateway.messages import ccms990, codec
 from gateway.messages.envelope import Envelope
-from gateway.outbound import NPC, archive, new_header, put_message
+from gateway.outbound import NPC, archive_later, new_header, put_later
 
 log = logging.getLogger("paygate.inbound")
 
@@ -49,46 +50,59 @@ _RECEIVE = {state: "INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelo
 
 def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str,
                ack_claimed: bool = False, state: str = "received",
-               process: Callable[[int], Processed | None] | None = None) -> Received:
+               process: Callable[[int], Processed | None] | None = None,
+               copy: bool = True) -> Received:
     """Store a new message in the inbox (a repeated one only logged) and put its ccms.990
     in the outbox: pending for the link sender, or claimed when `ack_claimed` (the
     caller sends it after commit). `state` "processed": the caller processes it in the
     same work (`process`, given the inbox id, before the message is archived with the
-    payment it made or concerns), and marks it otherwise if that fails."""
+    payment it made or concerns), and marks it otherwise if that fails. `copy` False:
+    a message left to process later keeps no copy of its own either (it is read back
+    from the archive, as after a processing on receipt that failed).
+
+    The message and its 990 are archived with the rest of the transaction's messages
+    received so (outbound.archive_later): one multi-row INSERT for all of them once its
+    pieces of work have run, instead of two statements a result."""
     h = env.header
     # One statement stores a new message and recognises a repeated one (the inbox's
     # unique key: sender, type, message id), which it leaves as it was.
-    # The archive keeps the bytes (written below, in this work). The inbox keeps its own
+    # The archive keeps the bytes (written in this transaction). The inbox keeps its own
     # copy only for a message left to process later; one processed here has none.
     row = tx.query_one(_RECEIVE[state], (h.orig_sender, h.mesg_type, h.mesg_id,
-                                         b"" if state == "processed" else raw,
+                                         raw if copy and state != "processed" else b"",
                                          now.isoformat()))
     inbox_id = None if row is None else row[0]
     processed = None
     if inbox_id is not None:
         processed = process(inbox_id) if process is not None else None
-        archive(tx, "in", h, raw, now, concerned(processed))
+        archive_later(tx, "in", h, raw, now, concerned(processed))
     else:
         log.info("event=duplicate_message sender=%s type=%s mesg_id=%s", h.orig_sender,
                  h.mesg_type, h.mesg_id)
     received = Received(inbox_id, None, duplicate=inbox_id is None, processed=processed)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
-        received.ack_outbox_id, envelope = _queue_ack(tx, env, now, bank_code, ack_claimed)
+        envelope = _queue_ack(tx, env, now, bank_code, ack_claimed, received)
         received.ack_envelope = envelope if ack_claimed else None
     return received
 
 
 def _queue_ack(tx: Any, env: Envelope, now: datetime, bank_code: str,
-               claimed: bool) -> tuple[int, bytes]:
-    """The ccms.990 answering `env`, in the outbox; (its outbox id, its bytes). A 990 is
-    sent unsigned (signing.UNSIGNED_ALLOWED)."""
+               claimed: bool, received: Received) -> bytes:
+    """The ccms.990 answering `env`, in the outbox; its bytes. Its outbox row is written
+    with the transaction's other 990s (outbound.put_later): its id is in
+    `received.ack_outbox_id` once the transaction's works have run. A 990 is sent
+    unsigned (signing.UNSIGNED_ALLOWED)."""
     h = env.header
     header = new_header(tx, now, bank_code, NPC, ccms990.MESSAGE_TYPE, h.orig_sender_sid)
     body = ccms990.build(ccms990.CommConf(orig_sender=h.orig_sender, orig_send_date=h.send_date,
                                           mt=h.mesg_type, msg_id=h.mesg_id,
                                           msg_ref_id=h.mesg_ref_id))
     envelope = codec.encode(header, body, None, sign=False)
-    return put_message(tx, header, envelope, now, claimed=claimed), envelope
+
+    def numbered(outbox_id: int) -> None:
+        received.ack_outbox_id = outbox_id
+    put_later(tx, header, envelope, now, claimed, numbered)
+    return envelope
 
 
 @dataclass
@@ -100,39 +114,74 @@ class Processed:
 Handler = Callable[[Any, codec.Decoded, datetime], Processed]
 
 
+class ProcessingFailed(Exception):
+    """Processing a message on receipt failed (`cause`): raised through the savepoint
+    that holds the message's receipt, undoing both, for the taker to receive the message
+    again unprocessed (`receive_unprocessed_tx`)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+
+
 def receive_and_process_tx(tx: Any, env: Envelope, raw: bytes,
                            decoded: codec.Decoded | PaygateError, now: datetime,
                            bank_code: str, handlers: dict[str, Handler],
-                           alert: Callable[..., None], ack_claimed: bool) -> Received:
+                           alert: Callable[..., None], ack_claimed: bool,
+                           in_savepoint: bool = False) -> Received:
     """`receive_tx`, then, for a new message, `decoded` (the body read before the work,
     or the error that reading raised) processed in the same work. A processing that
-    fails is undone alone (savepoint) and logged; the inbox row is then left received,
-    for the inbound stream (`Received.processed` is None then).
+    fails is undone with the receipt and the receipt taken again alone, the inbox row
+    left received (no bytes of its own), for the inbound stream (`Received.processed`
+    is None then), and logged.
+
+    The receipt and the processing share one savepoint: `in_savepoint`, the caller's,
+    which a failed processing leaves by raising ProcessingFailed (the caller then calls
+    `receive_unprocessed_tx`); else one of its own here. (Each had a savepoint of its
+    own, the processing's inside the receipt's: two statements more a message.)
 
     The row is written processed at once (one statement, and no entry in the index of
     rows to process): a message processed here keeps no outcome in its row (the
     processing's own rows and log lines tell it); a refused one is marked refused with
-    its errors, and one whose processing failed is marked received again."""
+    its errors."""
     h = env.header
+    if h.mesg_type == ccms990.MESSAGE_TYPE:
+        # An acknowledgement's processing is one conditional UPDATE (and an alert when
+        # it refuses): it cannot partly fail, so it needs no savepoint of its own.
+        # Should it fail, the receipt fails with it and the NPC delivers the 990 again.
+        return receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed",
+                          process=lambda inbox_id: _process(
+                              tx, inbox_id, now, decoded, handlers, alert, h.orig_sender,
+                              h.mesg_type, h.mesg_id, marked=True))
 
-    def process(inbox_id: int) -> Processed | None:
-        if h.mesg_type == ccms990.MESSAGE_TYPE:
-            # An acknowledgement's processing is one conditional UPDATE (and an alert when
-            # it refuses): it cannot partly fail, so it needs no savepoint of its own.
-            # Should it fail, the receipt fails with it and the NPC delivers the 990 again.
+    def process(inbox_id: int) -> Processed:
+        try:
             return _process(tx, inbox_id, now, decoded, handlers, alert, h.orig_sender,
                             h.mesg_type, h.mesg_id, marked=True)
-        try:
-            with store.scope(tx):
-                return _process(tx, inbox_id, now, decoded, handlers, alert, h.orig_sender,
-                                h.mesg_type, h.mesg_id, marked=True)
         except Exception as exc:
-            tx.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (inbox_id,))
-            log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s "
-                        "error=%r", inbox_id, h.mesg_type, h.mesg_id, exc)
-            return None
-    return receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed",
-                      process=process)
+            raise ProcessingFailed(exc) from exc
+    if in_savepoint:
+        return receive_tx(tx, env, raw, now, bank_code, ack_claimed, state="processed",
+                          process=process)
+    try:
+        with store.scope(tx):
+            return receive_tx(tx, env, raw, now, bank_code, ack_claimed,
+                              state="processed", process=process)
+    except ProcessingFailed as failed:
+        return receive_unprocessed_tx(tx, env, raw, now, bank_code, ack_claimed, failed)
+
+
+def receive_unprocessed_tx(tx: Any, env: Envelope, raw: bytes, now: datetime,
+                           bank_code: str, ack_claimed: bool,
+                           failed: ProcessingFailed) -> Received:
+    """The receipt of a message whose processing on receipt failed (and was undone with
+    its first receipt): stored received, for the inbound stream to process, with no
+    copy of its bytes in the inbox (the archive's are read then)."""
+    received = receive_tx(tx, env, raw, now, bank_code, ack_claimed, copy=False)
+    h = env.header
+    log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s error=%r",
+                received.inbox_id, h.mesg_type, h.mesg_id, failed.cause)
+    return received
 
 
 def concerned(processed: Processed | None) -> str | None:

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -25,7 +25,7 @@ from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
-from gateway.store import Contended
+from gateway.store import Contended, gather
 
 NPC = "0000"
 
@@ -130,6 +130,29 @@ def archive(tx: Any, direction: str, header: Header, envelope: bytes, at: dateti
                 header.orig_receiver, clock.texts(at).iso, payment_id, envelope))
 
 
+_ARCHIVE_ROWS = ("INSERT INTO archive (direction, mesg_type, mesg_id, sender, receiver, at, "
+                 "payment_id, envelope) VALUES")
+# What `archive_later` gathers under (gateway.store.gather).
+ARCHIVE_LATER = "archive"
+
+
+def archive_later(tx: Any, direction: str, header: Header, envelope: bytes, at: datetime,
+                  payment_id: str | None = None) -> None:
+    """`archive`, written once every piece of work of the transaction has run, with the
+    other messages archived so, in multi-row INSERTs (gateway.store.gather): a link
+    POST's results and the 990s answering them, two or three rows a payment, cost a
+    statement each otherwise. A piece of work undone takes its rows with it. For a
+    message nothing reads back from the archive in the same transaction: what this
+    process sends or processes again reads it after the commit."""
+    gather(tx, ARCHIVE_LATER, [(direction, header.mesg_type, header.mesg_id,
+                                header.orig_sender, header.orig_receiver,
+                                clock.texts(at).iso, payment_id, envelope)], _archive_rows)
+
+
+def _archive_rows(tx: Any, rows: list[tuple[Any, ...]]) -> None:
+    tx.insert_rows(_ARCHIVE_ROWS, rows)
+
+
 def queue_message(tx: Any, header: Header, body: bytes, keyring: KeyRing, now: datetime,
                   payment_id: str | None = None, sign: bool = True) -> int:
     """Build, sign, archive and put one message in the outbox for the link sender."""
@@ -162,6 +185,40 @@ def put_message(tx: Any, header: Header, envelope: bytes, now: datetime,
                        (payment_id, keys.OUT_LINK, header.mesg_type, header.mesg_id,
                         header.orig_receiver, now.isoformat(), now.isoformat()))
     return row[0]
+
+
+_PUT_ROWS = ("INSERT INTO outbox (payment_id, kind, stream, state, mesg_type, mesg_id, "
+             "receiver, attempts, created_at, updated_at) VALUES")
+# What `put_later` gathers under (gateway.store.gather).
+PUT_LATER = "outbox_messages"
+
+
+def put_later(tx: Any, header: Header, envelope: bytes, now: datetime, claimed: bool,
+              numbered: Callable[[int], None]) -> None:
+    """`put_message` for a message no payment names (a ccms.990 answering the NPC),
+    archived by `archive_later` and its outbox row written with the transaction's other
+    such rows once its pieces of work have run: a multi-row INSERT for a link POST's
+    990s instead of one each. `numbered` is given the row's id then (before the commit,
+    and so before anything could send the row). On PostgreSQL a claimed row records the
+    claiming session (`_PUT`), and the row is written at once."""
+    archive_later(tx, "out", header, envelope, now)
+    at = now.isoformat()
+    if tx.dialect != "sqlite":
+        numbered(tx.query_one(_PUT[tx.dialect, claimed], (
+            None, keys.OUT_LINK, header.mesg_type, header.mesg_id, header.orig_receiver,
+            at, at))[0])
+        return
+    gather(tx, PUT_LATER, [((None, "message", keys.OUT_LINK,
+                             "sending" if claimed else "pending", header.mesg_type,
+                             header.mesg_id, header.orig_receiver, 1 if claimed else 0,
+                             at, at), numbered)], _put_rows)
+
+
+def _put_rows(tx: Any, items: list[tuple[tuple[Any, ...], Callable[[int], None]]]) -> None:
+    ids = dict((mesg_id, outbox_id) for outbox_id, mesg_id in tx.insert_rows(
+        _PUT_ROWS, [row for row, _ in items], " RETURNING id, mesg_id"))
+    for row, numbered in items:
+        numbered(ids[row[5]])
 
 
 # How long a claim to send an outbox row stands before the sweeper may give the row to
