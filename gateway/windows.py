@@ -272,6 +272,30 @@ def next_transition(at: datetime, calendar: BusinessCalendar,
     raise no_working_day_error(at.date())
 
 
+# The forecast changes scanned for one the state in force has not reached: a day has about
+# six, so this looks two working days ahead, past any NPC running early.
+NEXT_CHANGE_SCAN_MAX = 12
+
+
+def next_change_not_reached(at: datetime, code: str, work_date: date,
+                            calendar: BusinessCalendar,
+                            timetable: Timetable | None = None) -> tuple[datetime, Phase]:
+    """The first forecast change after `at` that the state in force (code, work_date) has
+    not already reached. Notices, not the clock, set the state: when the NPC moved early
+    (30 at 16:40 for a 17:00 change), the 17:00 change is behind us and the one to show
+    is the next. The schedule dates a cut-over (15) with its new work date, where it
+    comes first. Without a known code, the first change after `at`."""
+    first = t, phase = next_transition(at, calendar, timetable)
+    if code not in _RANK_AS_CURRENT:
+        return first
+    in_force = (work_date, _RANK_AS_CURRENT[code])
+    for _ in range(NEXT_CHANGE_SCAN_MAX):
+        if (phase.work_date, _RANK_AS_CURRENT[phase.code]) > in_force:
+            return t, phase
+        t, phase = next_transition(t, calendar, timetable)
+    return first
+
+
 def transitions_between(a: datetime, b: datetime, calendar: BusinessCalendar,
                         timetable: Timetable | None = None) -> list[tuple[datetime, Phase]]:
     """Every phase change in (a, b], local `closed` included, in time order."""
