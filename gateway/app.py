@@ -930,8 +930,8 @@ class Gateway:
             if stored is not None:
                 answer = payments.answer_of(tx, stored[2])
                 if not intake.same_transfer(stored[0], p.body_hash, p.body):
-                    raise key_reuse.refused(p.idem_key, p.body,
-                                            key_reuse.of_payment(tx, answer))
+                    raise key_reuse.refused_transfer(tx, p.client, p.idem_key, p.body,
+                                                     answer)
                 return stored[1], answer, [], None
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
