@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import windows
@@ -63,15 +63,24 @@ def _refuse_illegal(orig: tuple[str, str], cur: tuple[str, str]) -> None:
                                              cur_code, date.fromisoformat(cur_day)):
         return
     allowed = sorted(windows.HVPS_TRANSITIONS.get(orig_code, frozenset()))
-    dates = f"on {orig_day}" + (", or the next work date at the cut-over"
-                                if orig_code in ("40", "15") else "")
-    expected = (f"from {orig_code} on {orig_day}: {' or '.join(allowed) or 'none'} {dates}, "
-                f'later in the day than {orig_code}; or "force": true to send it anyway')
+    day = date.fromisoformat(orig_day)
+    steps = [f"{code} {_dates_allowed(orig_code, day, code)}" for code in allowed]
+    expected = (f"from {orig_code} on {orig_day}: {' or '.join(steps) or 'none'}; "
+                'or "force": true to send it anyway')
     raise PaygateError(Problem(
         "hvps_status_change_illegal", "/status", cur_code, expected,
         detail=(("from", {"status": orig_code, "date": orig_day}),
                 ("to", {"status": cur_code, "date": cur_day}),
                 ("allowed", allowed))), status=422)
+
+
+def _dates_allowed(orig_code: str, day: date, code: str) -> str:
+    """On which work date the rule lets `code` follow `orig_code` of `day`, in words."""
+    same = windows.change_allowed(orig_code, day, code, day)
+    later = windows.change_allowed(orig_code, day, code, day + timedelta(days=1))
+    if same and later:
+        return f"on {day} or a later work date"
+    return f"on {day}" if same else "on a later work date (the cut-over)"
 
 
 class Phases:
