@@ -51,7 +51,9 @@ from gateway.redisproc import EmbeddedRedis
 from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailable
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Store, lost_race
-from gateway.windows import WindowState, next_hvps_opening, timetable_from_settings
+from gateway.windows import (
+    WindowState, hvps_phase, next_hvps_opening, timetable_from_settings,
+)
 from gateway.worker import DeadNow, StreamWorker
 from routing import RouteRequest, Router, load_default
 
@@ -183,6 +185,7 @@ class Gateway:
         self._hand_over_outage = Outage(log, "hand_over_postponed")
         self._calendar_checked_on: date | None = None
         self._next_opening: tuple[datetime, Any, Any, datetime] | None = None  # its method
+        self._open_by_clock: tuple[datetime, Any, Any, bool] | None = None  # _closed_by_status
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self._recon_overdue_at: datetime | None = None  # next check_recon_overdue
@@ -862,6 +865,8 @@ class Gateway:
         transfer = intake.parse_transfer(body, self.own_banks)
         now = now or self.clock.now()
         hvps_open = self.hvps_open
+        closed_status = None if hvps_open else self._closed_by_status(now)
+        opening = None if hvps_open or closed_status else self._next_hvps_opening(now)
         try:
             decision = self.router.decide(
                 RouteRequest(payer_bank=transfer.payer_bank, payee_bank=transfer.payee_bank,
@@ -869,8 +874,8 @@ class Gateway:
                              business_type=transfer.business_type,
                              business_kind=transfer.business_kind, urgency=transfer.urgency,
                              when_closed=transfer.when_closed),
-                on_date=self.work_date, hvps_open=hvps_open,
-                next_hvps_opening=None if hvps_open else self._next_hvps_opening(now))
+                on_date=self.work_date, hvps_open=hvps_open, next_hvps_opening=opening,
+                closed_status=closed_status)
         except PaygateError as exc:
             raise intake.defaults_told(intake.as_request_fields(exc), body) from None
         accept = self.channels.get(decision.channel)
@@ -881,6 +886,20 @@ class Gateway:
                 f"routed by rule {decision.rule}"))
         return Prepared(client, idem_key, body_hash, transfer, decision, accept,
                         self.work_date, now, end_to_end_id, body=body)
+
+    def _closed_by_status(self, now: datetime) -> str | None:
+        """The status in force when HVPS is closed although the timetable has it open at
+        `now`: the NPC's notices, not the clock, keep it closed, and when it opens is up
+        to the NPC (no next opening can be told). None when the clock closes it. The
+        timetable's answer is kept for the last instant asked, as `_next_hvps_opening`
+        keeps its own: a batch's transfers share the instant it arrived."""
+        known = self._open_by_clock
+        if known is None or known[0] != now or known[1] is not self.calendar \
+                or known[2] is not self.timetable:
+            phase = hvps_phase(now, self.calendar, self.timetable)
+            known = self._open_by_clock = (now, self.calendar, self.timetable,
+                                           phase.accepts_customer_payments)
+        return self.hvps_status if known[3] else None
 
     def _next_hvps_opening(self, now: datetime) -> datetime:
         """When HVPS next accepts payments after `now`, kept for the last instant asked:
@@ -912,8 +931,8 @@ class Gateway:
             if stored is not None:
                 answer = payments.answer_of(tx, stored[2])
                 if not intake.same_transfer(stored[0], p.body_hash, p.body):
-                    raise key_reuse.refused(p.idem_key, p.body,
-                                            key_reuse.of_payment(tx, answer))
+                    raise key_reuse.refused_transfer(tx, p.client, p.idem_key, p.body,
+                                                     answer)
                 return stored[1], answer, [], None
         transfer, work_date = p.transfer, p.work_date
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)

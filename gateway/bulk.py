@@ -153,7 +153,7 @@ def _replay(tx: Any, p: "Prepared", body_hash: str, answer: Any) -> Any:
     """The first answer given under this key, or the refusal of a different body, naming
     the fields that differ from what the first asked for."""
     if not same_transfer(body_hash, p.body_hash, p.body):
-        return key_reuse.refused(p.idem_key, p.body, key_reuse.of_payment(tx, answer[1]))
+        return key_reuse.refused_transfer(tx, p.client, p.idem_key, p.body, answer[1])
     return answer
 
 

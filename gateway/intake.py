@@ -37,6 +37,10 @@ FIELDS = {
 # What a transfer takes for a field the request leaves out (`parse_transfer`).
 DEFAULTS = {"currency": "CNY", "business_type": "A100", "business_kind": "02102",
             "urgency": "normal"}
+# The optional fields, where null means left out: the default applies (none for a
+# remittance or `when_closed`), so `"urgency": null` is the same transfer as no urgency.
+# A required field given null is missing (field_required).
+OPTIONAL = tuple(name for name, required in FIELDS.items() if not required)
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
 # characters (C0, C1, DEL), no noncharacters, no surrogates, and no format characters
@@ -130,11 +134,11 @@ def same_transfer(stored: str, body_hash: str, body: Any) -> bool:
 
 
 def transfer_meaning(body: Any, defaults: dict[str, str] = DEFAULTS,
-                     nullable: tuple[str, ...] = ("when_closed",),
+                     nullable: tuple[str, ...] = OPTIONAL,
                      fold_payer_name: bool = True) -> Any:
     """A transfer request written one way for all the spellings the API takes of the same
     payment: a field given its default value as if left out (`"currency": "CNY"`,
-    `"when_closed": null`, no remittance), the amount in its usual form (`"100"` and
+    `"urgency": null`, no remittance), the amount in its usual form (`"100"` and
     `"100.0"` are `"100.00"`: the same fen), the remittance as the tagged lines it goes
     out as (`"货款"` is `["/H01/货款"]`) and a payer name as its account holder's is
     compared (spaces, width and case aside: every such spelling matches the same holders
@@ -214,12 +218,23 @@ def blank(value: Any) -> bool:
 
 
 def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
-    """A checked transfer, or ValidationFailed naming every problem of the body."""
+    """A checked transfer, or ValidationFailed naming every problem of the body. An
+    optional field given null is read as left out (`OPTIONAL`)."""
     plain = _plain_transfer(body, own_banks)
     return plain if plain is not None else _checked_transfer(body, own_banks)
 
 
+def nulls_left_out(body: Any) -> Any:
+    """`body` without its optional fields given null (`OPTIONAL`): what it asks for."""
+    if type(body) is not dict or not any(
+            name in body and body[name] is None for name in OPTIONAL):
+        return body
+    return {name: value for name, value in body.items()
+            if not (name in OPTIONAL and value is None)}
+
+
 def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
+    body = nulls_left_out(body)
     p = check_shape(body, FIELDS)
     for name in ("payer_name", "payee_name"):
         value = body.get(name)
@@ -507,12 +522,14 @@ def defaults_told(exc: PaygateError, body: Any) -> PaygateError:
     """The same refusal, a problem at a field the request left out told as such: its
     value is null (nothing was sent, not the default) and its message says which default
     was applied, so that a client sending no business kind with type A201 reads that the
-    default 02102 was refused, not a kind it never wrote."""
+    default 02102 was refused, not a kind it never wrote. A field sent as null is one
+    left out (`OPTIONAL`)."""
     if not isinstance(body, dict) or not any(
-            p.path[1:] in DEFAULTS and p.path[1:] not in body for p in exc.problems):
+            p.path[1:] in DEFAULTS and body.get(p.path[1:]) is None for p in exc.problems):
         return exc
     return PaygateError([_default_told(p) if p.path[1:] in DEFAULTS
-                         and p.path[1:] not in body else p for p in exc.problems], exc.status)
+                         and body.get(p.path[1:]) is None else p for p in exc.problems],
+                        exc.status)
 
 
 def _default_told(p: Problem) -> Problem:

@@ -18,6 +18,13 @@ endpoint's `Kind`): fields
 compared by that endpoint's meaning of a request, each differing one named with the
 first request's value as it wrote it, or the endpoint's default when it left it out.
 A key kept before the body was kept with it is refused under the key alone.
+
+Transfers, debits and periodic credits share one key space per client. A request under
+a key first taken by another of these kinds is refused with 409
+`idempotency_key_used_for_other_kind`, naming the kind that took it (`first_kind`) and
+the request's own (`kind`): their fields are not comparable, so none are named. The kind
+is kept with the key (`kind`, null for a transfer). Queries and free text keep their
+keys apart by kind (gateway.queries.idempotency) and never meet these.
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ from gateway.money import format_yuan
 from ledger.incoming import name_key
 
 CODE = "idempotency_key_reused_with_other_body"
+OTHER_KIND_CODE = "idempotency_key_used_for_other_kind"
+TRANSFER = "transfer"
+# What each kind of request is called in a refusal (Kind.name, and TRANSFER).
+KIND_LABELS = {TRANSFER: "a transfer (POST /v1/transfers)",
+               "debit": "a debit (POST /v1/debits)",
+               "periodic_credit": "a periodic credit (POST /v1/periodic-credits)"}
 # The fields of a transfer request that its payment keeps, in the order they are named;
 # a request of the same batch is compared on `when_closed` too.
 KEPT = ("payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
@@ -82,6 +95,41 @@ def refused(key: str, body: Any, first: First | None,
                                 f"the first request with Idempotency-Key {key}{made} asked "
                                 f"for {name} {was}"))
     return Conflict(problems)
+
+
+def kind_of(kind: str | None, request: str | None) -> str | None:
+    """The kind of request that took a key, from its idempotency row: the kind kept with
+    it; without one, a transfer when no body was kept either (transfers keep none), else
+    not known (a debit or periodic credit kept before kinds were)."""
+    if kind is not None:
+        return kind
+    return TRANSFER if request is None else None
+
+
+def other_kind(key: str, first: str, now: str, answer: Any = None) -> Conflict:
+    """The refusal of a request of kind `now` under `key`, taken by one of kind `first`
+    (whose stored `answer` names the payment it made)."""
+    payment_id = answer.get("id") if isinstance(answer, dict) else None
+    made = f" for payment {payment_id}" if isinstance(payment_id, str) else ""
+    was, asked = KIND_LABELS.get(first, first), KIND_LABELS.get(now, now)
+    return Conflict(Problem(
+        OTHER_KIND_CODE, "Idempotency-Key", key,
+        f"a key not taken by another kind of request; this one was taken by {was}",
+        f"Idempotency-Key {key} was taken{made} by {was}, and this request is {asked}: "
+        f"a key stands for one request of one kind, so this one needs a new key",
+        (("first_kind", first), ("kind", now))))
+
+
+def refused_transfer(tx: Any, client: str, key: str, body: Any, answer: Any) -> Conflict:
+    """The refusal of a transfer under `key` whose first request asked for something
+    else: another kind of request (`other_kind`), or another transfer (`refused`, naming
+    the fields that differ from the payment it made)."""
+    row = tx.query_one("SELECT kind, request FROM idempotency WHERE client = ? AND key = ?",
+                       (client, key))
+    first = kind_of(*row) if row is not None else TRANSFER
+    if first is not None and first != TRANSFER:
+        return other_kind(key, first, TRANSFER, answer)
+    return refused(key, body, of_payment(tx, answer))
 
 
 def _differing(now: Any, first: First) -> list[str]:

@@ -28,7 +28,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # letter); nothing reached the NPC, and an operator retries or cancels it.
     "sent": frozenset({"held", "queued", "netted", "settled", "rejected", "cancelled",
                        "unknown"}),
-    # BEPS: a package waiting for netting (PR11, net debit cap) is netted later.
+    # BEPS: a package queued for netting (PR11: over our net debit cap, or our clearing
+    # balance short) is netted later.
     "queued": frozenset({"netted", "settled", "rejected", "cancelled", "unknown"}),
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
     "netted": frozenset({"settled"}),

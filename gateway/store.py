@@ -210,7 +210,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS idempotency (
         client TEXT NOT NULL, key TEXT NOT NULL, body_sha256 TEXT NOT NULL,
         status INTEGER NOT NULL, response TEXT NOT NULL, created_at TEXT NOT NULL,
-        request TEXT,
+        request TEXT, kind TEXT,
         PRIMARY KEY (client, key)
     )""",
     # A ready hvps.111 first taken under its key, field by field (gateway.ready)
@@ -319,7 +319,9 @@ SCHEMA = [
 # made without it when the store opens (a CREATE TABLE IF NOT EXISTS leaves it as it is).
 ADDED_COLUMNS = {
     "outbox": [("untaken", "INTEGER NOT NULL DEFAULT 0")],
-    "idempotency": [("request", "TEXT")],
+    # kind: the key_reuse.Kind name of a debit or periodic credit; null for a transfer
+    # (gateway.key_reuse.first_kind).
+    "idempotency": [("request", "TEXT"), ("kind", "TEXT")],
     "recon": [("totals", "TEXT NOT NULL DEFAULT '{}'")],
 }
 

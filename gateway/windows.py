@@ -81,6 +81,19 @@ _CUTOVER_PAIRS = {("40", "15"), ("40", "00"), ("15", "00")}
 _RANK_AS_TARGET = {"15": 6, "00": 1, "10": 2, "20": 3, "30": 4, "40": 5}
 _RANK_AS_CURRENT = {**_RANK_AS_TARGET, "15": 0}
 
+
+def change_allowed(orig_code: str, orig_date: date, cur_code: str, cur_date: date) -> bool:
+    """Whether a ccms.801 moving from the state in force (orig) to cur is one the gateway
+    applies: a step of `HVPS_TRANSITIONS`, forward in (work date, order in the day), and
+    onto another work date only at the cut-over (40 -> 15, 40 -> 00, 15 -> 00). The
+    simulated NPC checks its own changes with this same rule, so that it never announces
+    one the gateway refuses and the two stay in step."""
+    if cur_code not in HVPS_TRANSITIONS.get(orig_code, frozenset()):
+        return False
+    if (cur_date, _RANK_AS_TARGET[cur_code]) <= (orig_date, _RANK_AS_CURRENT[orig_code]):
+        return False
+    return cur_date == orig_date or (orig_code, cur_code) in _CUTOVER_PAIRS
+
 # NetgRnd is Max2NumericText, so a netting date holds at most 99 rounds.
 NETTING_ROUNDS_PER_DAY_MAX = 99
 # A whole day of transitions is about six; a year bounds any scan of the schedule.
@@ -257,6 +270,30 @@ def next_transition(at: datetime, calendar: BusinessCalendar,
             if t > at:
                 return t, phase
     raise no_working_day_error(at.date())
+
+
+# The forecast changes scanned for one the state in force has not reached: a day has about
+# six, so this looks two working days ahead, past any NPC running early.
+NEXT_CHANGE_SCAN_MAX = 12
+
+
+def next_change_not_reached(at: datetime, code: str, work_date: date,
+                            calendar: BusinessCalendar,
+                            timetable: Timetable | None = None) -> tuple[datetime, Phase]:
+    """The first forecast change after `at` that the state in force (code, work_date) has
+    not already reached. Notices, not the clock, set the state: when the NPC moved early
+    (30 at 16:40 for a 17:00 change), the 17:00 change is behind us and the one to show
+    is the next. The schedule dates a cut-over (15) with its new work date, where it
+    comes first. Without a known code, the first change after `at`."""
+    first = t, phase = next_transition(at, calendar, timetable)
+    if code not in _RANK_AS_CURRENT:
+        return first
+    in_force = (work_date, _RANK_AS_CURRENT[code])
+    for _ in range(NEXT_CHANGE_SCAN_MAX):
+        if (phase.work_date, _RANK_AS_CURRENT[phase.code]) > in_force:
+            return t, phase
+        t, phase = next_transition(t, calendar, timetable)
+    return first
 
 
 def transitions_between(a: datetime, b: datetime, calendar: BusinessCalendar,
@@ -514,11 +551,10 @@ class WindowState:
         if self.source == SOURCE_SCHEDULE:
             # The schedule was only a forecast: the first notice wins wherever it lands.
             return OUTCOME_APPLIED if orig == self.code else OUTCOME_CORRECTED
-        if not self._is_forward(StatusChange(at, orig, cur_date, cur, cur_date)):
-            return OUTCOME_ILLEGAL
         if orig != self.code:
-            return OUTCOME_GAP
-        if cur_date != self.work_date and (orig, cur) not in _CUTOVER_PAIRS:
+            forward = self._is_forward(StatusChange(at, orig, cur_date, cur, cur_date))
+            return OUTCOME_GAP if forward else OUTCOME_ILLEGAL
+        if not change_allowed(self.code, self.work_date, cur, cur_date):
             return OUTCOME_ILLEGAL
         return OUTCOME_APPLIED
 

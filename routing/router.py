@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.errors import Conflict, PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.money import format_yuan
-from gateway.windows import DEFAULT_TIMETABLE
+from gateway.windows import DEFAULT_TIMETABLE, HVPS_TRANSITIONS, Phase
 from routing.directory import Directory
 from routing.fields import type_matches
 from routing.institutions import Institutions
@@ -181,8 +181,11 @@ class Router:
         self.hvps_window = hvps_window or DEFAULT_TIMETABLE.business_window()
 
     def decide(self, req: RouteRequest, on_date: date, hvps_open: bool = True,
-               next_hvps_opening: datetime | None = None) -> RouteDecision:
+               next_hvps_opening: datetime | None = None,
+               closed_status: str | None = None) -> RouteDecision:
         """Route one payment on the business date `on_date`; refusals raise PaygateError.
+        `closed_status`: the NPC's HVPS status when it, not the clock, keeps HVPS closed
+        (the time is inside the business window); a refusal then names it.
 
         Decisions are remembered: two requests that differ only in an amount on the same
         side of every amount the rules look at (the BEPS cap of the day, each
@@ -191,16 +194,17 @@ class Router:
         decision stays right; refusals are not remembered.
         """
         if type(req.amount_fen) is not int or req.amount_fen <= 0:
-            return self._decide(req, on_date, hvps_open, next_hvps_opening)
+            return self._decide(req, on_date, hvps_open, next_hvps_opening, closed_status)
         limit = self.limits.limit_for(req.business_type, on_date)
         key = (req.payer_bank, req.payee_bank, req.business_type, req.business_kind,
                req.urgency, req.when_closed, req.customer, on_date, hvps_open,
-               next_hvps_opening, limit.cap_fen is not None and req.amount_fen > limit.cap_fen,
+               next_hvps_opening, closed_status,
+               limit.cap_fen is not None and req.amount_fen > limit.cap_fen,
                tuple(req.amount_fen > t for t in self._amount_thresholds))
         known = self._decided.get(key)
         if known is not None:
             return known.for_amount(req.amount_fen)
-        decision = self._decide(req, on_date, hvps_open, next_hvps_opening)
+        decision = self._decide(req, on_date, hvps_open, next_hvps_opening, closed_status)
         recorded = decision.record()
         decision = replace(decision, recorded=recorded,
                            record_json=json.dumps(recorded, ensure_ascii=False))
@@ -210,7 +214,8 @@ class Router:
         return decision
 
     def _decide(self, req: RouteRequest, on_date: date, hvps_open: bool,
-                next_hvps_opening: datetime | None) -> RouteDecision:
+                next_hvps_opening: datetime | None,
+                closed_status: str | None = None) -> RouteDecision:
         entries = self._entries(req, on_date)
         facts = self._facts(req, on_date)
         rule, tried = self._match(facts)
@@ -229,7 +234,8 @@ class Router:
         when_closed = None
         if channel == "hvps" and not hvps_open:
             when_closed = req.when_closed or self.when_closed_default
-            channel, action, fallback = self._closed(req, facts, when_closed, next_hvps_opening)
+            channel, action, fallback = self._closed(req, facts, when_closed, next_hvps_opening,
+                                                     closed_status)
 
         decision = RouteDecision(
             channel=channel, action=action,
@@ -314,13 +320,18 @@ class Router:
         raise AssertionError("the rule table ends with a catch-all rule")
 
     def _closed(self, req: RouteRequest, facts: Mapping[str, Any], when_closed: str,
-                next_opening: datetime | None) -> tuple[str, str, str | None]:
+                next_opening: datetime | None,
+                closed_status: str | None = None) -> tuple[str, str, str | None]:
         """Channel, action and fallback for a payment that needs HVPS while it is closed.
         A refusal expects a time inside the HVPS business window and tells when HVPS
-        opens next, in its message and as `next_opening` (null when not known)."""
+        opens next, in its message and as `next_opening` (null when not known). Closed by
+        the NPC's status inside the window (`closed_status`), it expects instead the
+        status in which HVPS takes customer payments and names the one in force."""
         opening = next_opening.isoformat() if next_opening else None
         when = f"HVPS is closed and opens next at {opening}" if opening else "HVPS is closed"
         window = "a time inside the HVPS business window, " + self.hvps_window
+        if closed_status is not None:
+            when, window = _closed_by_status(closed_status)
         detail = (("next_opening", opening),)
         if when_closed == "queue":
             return "hvps", "queue", None
@@ -346,6 +357,21 @@ class Router:
             return None
         institutional = any(type_matches(p, req.business_type) for p in self.institution_types)
         return MESSAGE_TYPES[(channel, req.customer and not institutional)]
+
+
+def _closed_by_status(status: str) -> tuple[str, str]:
+    """(why, expected) of a refusal while the time is inside the business window but the
+    NPC's status (ccms.801) is not the one in which HVPS takes customer payments."""
+    opening = next(Phase.from_code(code, date.min) for code in sorted(HVPS_TRANSITIONS)
+                   if Phase.from_code(code, date.min).accepts_customer_payments)
+    named = status
+    if status in HVPS_TRANSITIONS:
+        named += f" ({Phase.from_code(status, date.min).name_en})"
+    why = (f"HVPS is closed: the NPC's HVPS status is {named}, though the time is inside "
+           f"the business window; it opens when the NPC announces {opening.code}")
+    expected = (f"HVPS status {opening.code} ({opening.name_en}), the only status in which "
+                f"HVPS takes customer payments; the NPC's status now is {named}")
+    return why, expected
 
 
 def _default_rules(hvps_only_types: list[str]) -> list[dict[str, Any]]:

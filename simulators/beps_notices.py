@@ -26,8 +26,12 @@ from simulators import codes
 from simulators.notices import Notices, result_chain
 
 NETTED = codes.Reason("NEZI0000", "netted")
-WAITING = codes.Reason("NEZQ0001", "waiting for netting: the sender's net debit cap "
-                       "would be exceeded")
+# PR11 says only that the package waits for netting (SPEC.md: 已轧差排队); the processing
+# code and RjctInf say which of the payer's two limits it would break (simulators.netting).
+WAITING_CAP = codes.Reason("NEZQ0001", "waiting for netting: the sender's net debit cap "
+                           "would be exceeded")
+WAITING_BALANCE = codes.Reason("NEZQ0002", "waiting for netting: the sender's clearing "
+                               "balance would not cover its net debit position")
 RULE_BROKEN = codes.Reason("NEZB0004", "business rule broken")
 RECEIVER_UNKNOWN = codes.Reason("NEZB0002", "the receiving participant is not known")
 SENDER_NOT_INSTRUCTING = codes.Reason("NEZB0003", "the sender is not the package's "

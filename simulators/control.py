@@ -7,7 +7,7 @@
     GET  /sim/stats         balances, counters, phase, outbox states, faults
     GET  /sim/queue         the central queue in release order
     POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
-    POST /sim/phase         {"status", "date"?}: change and announce the HVPS status
+    POST /sim/phase         {"status", "date"?, "force"?}: change and announce the HVPS status
     POST /sim/peer/send     make a simulated peer send hvps.111 credits
     POST /sim/peer/return   {"sender", "msg_id", "reason"?}: a peer returns a payment
     GET|POST /sim/faults    read or change the link faults
@@ -165,8 +165,12 @@ async def fund(request: web.Request) -> web.StreamResponse:
 async def phase(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
     body = _object(await _json(request))
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ValidationFailed(Problem("field_must_be_true_or_false", "/force", force,
+                                       "true or false"))
     with sim.store.transaction():
-        result = sim.phases.change(body.get("status"), body.get("date"))
+        result = sim.phases.change(body.get("status"), body.get("date"), force=force)
     return web.json_response(result)
 
 

@@ -6,7 +6,8 @@ debit position stays within the payer's limit: the net debit cap (净借记限�
 position must be covered when it settles. A position starts from what the participant
 owes in rounds netted but not yet settled; credits admitted in the round lower it, so
 the round makes passes until nothing more fits. A package that does not fit waits for a
-later round or for a higher cap (the sender hears PR11 once). The admitted packages are
+later round or for a higher cap or balance (the sender hears PR11 once, with the limit it
+would break: NEZQ0001 the cap, NEZQ0002 the balance, whichever is lower). The admitted packages are
 netted together: final, never cancelled (已轧差即具有支付最终性).
 
 Rounds are numbered 01, 02, ... within the netting date (the natural day); a round is
@@ -31,7 +32,7 @@ from datetime import datetime
 
 from gateway.messages.common import NpcProcessing, OriginalRef, iso_datetime
 from simulators import beps_store as bs
-from simulators.beps_notices import NETTED, WAITING, BepsNotices
+from simulators.beps_notices import NETTED, WAITING_BALANCE, WAITING_CAP, BepsNotices
 from simulators.logfmt import event
 from simulators.store import Store
 
@@ -47,6 +48,8 @@ class RoundResult:
     netting_round: str | None
     netted: list[int] = field(default_factory=list)
     newly_waiting: list[int] = field(default_factory=list)
+    # Those of newly_waiting whose payer's limit is its clearing balance, below its cap.
+    short_of_balance: set[int] = field(default_factory=set)
     still_waiting: int = 0
 
 
@@ -81,10 +84,13 @@ def net_round(store: Store, now: datetime, default_cap_fen: int = DEFAULT_CAP_FE
         return result
     position: dict[str, int] = defaultdict(int, bs.outstanding(conn))
     parties = {p for pkg in pending for p in (pkg[1], pkg[2])}
-    limit = {p: min(bs.cap(conn, p, default_cap_fen), store.balance(p)) for p in parties}
+    caps = {p: bs.cap(conn, p, default_cap_fen) for p in parties}
+    limit = {p: min(caps[p], store.balance(p)) for p in parties}
     admitted, rest = _admit(pending, position, limit)
     admitted.sort()  # arrival order, whichever pass admitted them
     result.newly_waiting = [pkg[0] for pkg in rest if not pkg[4]]
+    result.short_of_balance = {pkg[0] for pkg in rest
+                               if not pkg[4] and limit[pkg[1]] < caps[pkg[1]]}
     result.still_waiting = len(rest)
     conn.executemany("UPDATE beps_packages SET told_waiting = 1 WHERE id = ?",
                      [(pid,) for pid in result.newly_waiting])
@@ -116,7 +122,8 @@ def notify_round(store: Store, notices: BepsNotices, result: RoundResult,
     """Tell senders (ccms.900 PR03 or PR11) and forward the netted packages."""
     for package_id in result.newly_waiting:
         row = bs.package(store.conn, package_id)
-        notices.result(row.sender, _original(row), "PR11", WAITING, result.netting_date)
+        why = WAITING_BALANCE if package_id in result.short_of_balance else WAITING_CAP
+        notices.result(row.sender, _original(row), "PR11", why, result.netting_date)
     for package_id in result.netted:
         row = bs.package(store.conn, package_id)
         notices.result(row.sender, _original(row), bs.NETTED, NETTED, result.netting_date,

@@ -4,9 +4,11 @@ Each change is applied and announced to every external participant with a ccms.8
 carrying the previous and the new (date, status). Entering 40 (end of day) from 10, 20
 or 30 cancels what is still queued; entering 10 or 30 from a status that does not settle
 releases what funding made coverable meanwhile. Leaving 40 for 15 or 00 moves the work
-date to the date given, or else to the calendar's next working day. Any status may
-follow any other: the simulator also sends the gateway changes the timetable would never
-make.
+date to the date given, or else to the calendar's next working day. A change the
+gateway's own rules refuse (`gateway.windows.change_allowed`: 30 back to 10, 10 straight
+to 40, a new date before the cut-over) is refused with hvps_status_change_illegal unless
+the request says `"force": true`; forced, the simulator sends the gateway changes the
+timetable would never make, to test how it copes.
 
 With `--follow-clock` a ticker asks gateway.windows which changes the clock has passed
 since the last tick and applies them in order, so a scaled or manual clock drives the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import windows
@@ -52,6 +54,35 @@ def _parse_date(value: Any) -> str:
                            status=422) from None
 
 
+def _refuse_illegal(orig: tuple[str, str], cur: tuple[str, str]) -> None:
+    """Raise hvps_status_change_illegal for a change the gateway's transition rules refuse.
+    Announcing the status in force again (same status, same date) is allowed: participants
+    take it as a repeat."""
+    (orig_code, orig_day), (cur_code, cur_day) = orig, cur
+    if orig == cur or windows.change_allowed(orig_code, date.fromisoformat(orig_day),
+                                             cur_code, date.fromisoformat(cur_day)):
+        return
+    allowed = sorted(windows.HVPS_TRANSITIONS.get(orig_code, frozenset()))
+    day = date.fromisoformat(orig_day)
+    steps = [f"{code} {_dates_allowed(orig_code, day, code)}" for code in allowed]
+    expected = (f"from {orig_code} on {orig_day}: {' or '.join(steps) or 'none'}; "
+                'or "force": true to send it anyway')
+    raise PaygateError(Problem(
+        "hvps_status_change_illegal", "/status", cur_code, expected,
+        detail=(("from", {"status": orig_code, "date": orig_day}),
+                ("to", {"status": cur_code, "date": cur_day}),
+                ("allowed", allowed))), status=422)
+
+
+def _dates_allowed(orig_code: str, day: date, code: str) -> str:
+    """On which work date the rule lets `code` follow `orig_code` of `day`, in words."""
+    same = windows.change_allowed(orig_code, day, code, day)
+    later = windows.change_allowed(orig_code, day, code, day + timedelta(days=1))
+    if same and later:
+        return f"on {day} or a later work date"
+    return f"on {day}" if same else "on a later work date (the cut-over)"
+
+
 class Phases:
     def __init__(self, store: Store, notices: Notices, rtgs: Rtgs, calendar: BusinessCalendar,
                  externals: list[str]) -> None:
@@ -67,8 +98,11 @@ class Phases:
             self.store.set_meta(_STATUS_KEY, status)
             self.store.set_meta(_DATE_KEY, work_date)
 
-    def change(self, status: Any, new_date: Any = None) -> dict[str, Any]:
-        """Apply and announce one status change; returns what happened."""
+    def change(self, status: Any, new_date: Any = None, force: bool = False) -> dict[str, Any]:
+        """Apply and announce one status change; returns what happened. A change the
+        gateway would refuse (`windows.change_allowed`) is refused here too unless `force`
+        asks for it: a participant that refuses a notice stays on its old status while the
+        NPC has moved on, for the rest of the day."""
         if status not in PHASES:
             raise PaygateError(Problem("hvps_status_unknown", "/status", status,
                                        "one of " + ", ".join(PHASES)), status=422)
@@ -79,6 +113,8 @@ class Phases:
             target_date = self.calendar.next_working_day(date.fromisoformat(old_date)).isoformat()
         else:
             target_date = old_date
+        if not force:
+            _refuse_illegal((old_status, old_date), (status, target_date))
         cancelled = 0
         if status == "40" and old_status in _CANCELLING_FROM:
             cancelled = self.rtgs.cancel_queue()
@@ -163,7 +199,7 @@ class ClockFollower:
         if current_phase(self.phases.store) != goal:
             # Backwards in time, or further than the steps allow: straight there.
             with self.phases.store.transaction():
-                self.phases.change(*goal)
+                self.phases.change(*goal, force=True)
         self._last = now
 
     def step(self) -> int:

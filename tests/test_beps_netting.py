@@ -111,6 +111,44 @@ def test_admission_respects_caps_and_balances(tmp_path, name, caps, balances, pa
     assert result.newly_waiting == [pid for i, pid in enumerate(ids) if i not in expected]
 
 
+class ReasonRecorder(Recorder):
+    """Records each ccms.900's status with its processing code and RjctInf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: list[tuple[str, str, str]] = []
+
+    def result(self, dest: str, original: Any, status: str, *rest: Any, **kw: Any) -> None:
+        self.reasons.append((status, rest[0].code, rest[0].text))
+
+
+# (name, caps, balances, the processing code the sender of the waiting package is told)
+WAITING_REASONS = [
+    ("over the cap", {A: 400}, {}, "NEZQ0001"),
+    ("short of balance, no cap set", {}, {A: 450}, "NEZQ0002"),
+    ("short of balance below the cap", {A: 1_000}, {A: 450}, "NEZQ0002"),
+    ("the cap below the balance", {A: 400}, {A: 450}, "NEZQ0001"),
+]
+
+
+@pytest.mark.parametrize("name, caps, balances, code", WAITING_REASONS,
+                         ids=[row[0] for row in WAITING_REASONS])
+def test_pr11_names_the_limit_the_package_would_break(tmp_path, name, caps, balances, code):
+    """A package that waits is told PR11 with the lower of its payer's two limits as the
+    reason: the net debit cap, or the clearing balance; never the cap when none binds."""
+    store = make_store(tmp_path, balances, caps)
+    add(store, A, B, 500)
+    result = net(store)
+    notices = ReasonRecorder()
+
+    netting.notify_round(store, notices, result, NOW)
+    told = notices.reasons
+
+    assert [(status, got) for status, got, _ in told] == [("PR11", code)]
+    assert ("net debit cap" in told[0][2]) == (code == "NEZQ0001")
+    assert ("balance" in told[0][2]) == (code == "NEZQ0002")
+
+
 def test_unsettled_rounds_count_against_the_cap_until_settled(tmp_path):
     """A position netted but not settled uses the cap; settling frees it."""
     store = make_store(tmp_path, caps={A: 1_000})

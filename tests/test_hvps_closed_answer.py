@@ -52,3 +52,26 @@ def test_a_refusal_while_closed_expects_the_window_and_names_the_next_opening(
     assert error["next_opening"] == "2026-12-14T09:00:00+08:00"
     assert error["message"].endswith("HVPS is closed and opens next at "
                                      "2026-12-14T09:00:00+08:00")
+
+
+@pytest.mark.parametrize("fields, code", [
+    ({"when_closed": "refuse"}, "hvps_closed"),
+    ({"when_closed": "beps"}, "amount_over_beps_limit_and_hvps_closed"),
+])
+def test_closed_by_the_npcs_status_inside_the_window_names_that_status(
+        live: LiveGateway, fields: dict[str, str], code: str) -> None:
+    """Monday 09:01, inside the window, but the NPC's status is 30: the answer names the
+    status in force and the one HVPS takes payments in, not the window the time is in,
+    and tells no next opening (the NPC decides it)."""
+    live.gw.clock.set(datetime(2026, 12, 14, 9, 1, tzinfo=SHANGHAI))
+    live.gw.hvps_status = "30"
+    answer = post_signed(live.url, "/v1/transfers", transfer(live, **fields),
+                         **{"Idempotency-Key": f"closed-by-status-{code}"})
+    error = answer.json()["errors"][0]
+
+    assert (answer.status_code, error["code"]) == (409, code), answer.text
+    assert "HVPS status 10 (daytime processing), the only status in which HVPS takes " \
+        "customer payments; the NPC's status now is 30 (clearing window)" in error["expected"]
+    assert "business window, 09:00" not in error["expected"]
+    assert error["next_opening"] is None
+    assert "the NPC's HVPS status is 30 (clearing window)" in error["message"]

@@ -208,3 +208,37 @@ def test_another_request_under_the_key_names_each_field_that_differs(
     assert errors[1]["value"] == value
     assert errors[1]["expected"] == f"{was}, as in the first request with this key"
     assert f"differs in {name}" in errors[0]["message"]
+
+
+# (the endpoint that took the key first, its body, the endpoint reusing it, its body)
+CROSS_KIND = [
+    ("/v1/transfers", transfer, "transfer", "/v1/debits", debit, "debit"),
+    ("/v1/transfers", transfer, "transfer", "/v1/periodic-credits", periodic,
+     "periodic_credit"),
+    ("/v1/debits", debit, "debit", "/v1/transfers", transfer, "transfer"),
+    ("/v1/debits", debit, "debit", "/v1/periodic-credits", periodic, "periodic_credit"),
+    ("/v1/periodic-credits", periodic, "periodic_credit", "/v1/debits", debit, "debit"),
+    ("/v1/periodic-credits", periodic, "periodic_credit", "/v1/transfers", transfer,
+     "transfer"),
+]
+
+
+@pytest.mark.parametrize("first_path, first_make, first_kind, path, make, kind", CROSS_KIND,
+                         ids=[f"{c[2]} then {c[5]}" for c in CROSS_KIND])
+def test_a_key_taken_by_another_kind_of_request_says_which(
+        live, first_path, first_make, first_kind, path, make, kind):
+    """A key first taken by a transfer, a debit or a periodic credit, reused for another
+    of these kinds, is refused naming the kind that took it and the payment it made,
+    with its own code: the two requests' fields are not comparable."""
+    key = f"cross-{first_kind}-{kind}"
+    first = post(live, first_path, key, first_make(live))
+    again = post(live, path, key, make(live))
+    [error] = again.json()["errors"]
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    assert (error["code"], error["path"], error["value"]) == (
+        "idempotency_key_used_for_other_kind", "Idempotency-Key", key)
+    assert (error["first_kind"], error["kind"]) == (first_kind, kind)
+    assert first_path in error["expected"]
+    assert f"for payment {first.json()['id']}" in error["message"]

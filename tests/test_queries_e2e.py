@@ -45,17 +45,19 @@ async def running(tmp_path: Path, start: datetime = MONDAY_0900, rate: float = 1
     """Gateway, simulated NPC (given `sim_args`) and Redis on a virtual clock, HVPS open
     on `start`'s date."""
     clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=rate)
+    day = start.date()
+    # The NPC starts in preparation of `start`'s date and opens it: 00 -> 10, a change
+    # the gateway takes whatever its timetable says of `start`.
     h = Harness(tmp_path, clock_spec=clock.to_spec(),
                 balances_fen={BANK: 10_000_000 * YUAN, PEER: 10**14},
-                settings_overrides=settings, sim_args=list(sim_args))
+                settings_overrides=settings,
+                sim_args=["--phase", "00", "--date", day.isoformat(), *sim_args])
     await h.start()
     try:
         gw = h.gateway
-        day = start.date()
         await gw.store.run(lambda tx: gw.ledger.fund_clearing(
             tx, "test:opening", 10_000_000 * YUAN, day))
-        for status in ("00", "10"):
-            await h.sim("POST", "/sim/phase", {"status": status, "date": day.isoformat()})
+        await h.sim("POST", "/sim/phase", {"status": "10", "date": day.isoformat()})
         await until(lambda: gw.hvps_open, "HVPS open")
         desk_of(gw).tune(check_interval_s=0.05)
         yield h

@@ -22,6 +22,7 @@ from gateway.windows import (
     netting_round_for,
     netting_round_label,
     netting_round_times,
+    next_change_not_reached,
     next_hvps_opening,
     next_transition,
     status_changes_between,
@@ -210,6 +211,28 @@ def test_phase_agrees_with_transitions(calendar: BusinessCalendar) -> None:
         assert hvps_phase(t, calendar) == phase
         assert next_transition(t - timedelta(seconds=1), calendar) == (t, phase)
         before = phase
+
+
+# (case, status in force, its work date, next change shown at 09:00 Monday 7 December)
+NEXT_CHANGE_CASES = [
+    ("in step with the clock", "10", "2026-12-07", ("2026-12-07 17:00", "30")),
+    ("NPC early in the clearing window", "30", "2026-12-07", ("2026-12-07 17:30", "40")),
+    ("NPC early at end of day", "40", "2026-12-07", ("2026-12-07 17:45", "15")),
+    ("NPC behind in preparation", "00", "2026-12-07", ("2026-12-07 17:00", "30")),
+    ("NPC already on the next date", "00", "2026-12-08", ("2026-12-08 08:30", "10")),
+]
+
+
+@pytest.mark.parametrize("case, code, work_date, expected", NEXT_CHANGE_CASES,
+                         ids=[c[0] for c in NEXT_CHANGE_CASES])
+def test_next_change_is_one_the_status_in_force_has_not_reached(
+        calendar: BusinessCalendar, case: str, code: str, work_date: str,
+        expected: tuple[str, str]) -> None:
+    """The next change shown is never one to the status in force or an earlier one."""
+    at, phase = next_change_not_reached(sh("2026-12-07 09:00"), code,
+                                        date.fromisoformat(work_date), calendar)
+
+    assert (at, phase.code) == (sh(expected[0]), expected[1])
 
 
 @pytest.mark.parametrize("at, timetable, expected", [
@@ -652,3 +675,17 @@ def test_calendar_without_working_day_fails_loudly(tmp_path: Path) -> None:
         next_hvps_opening(sh("2027-12-31 18:00"), BusinessCalendar(path))
 
     assert caught.value.code == "calendar_must_have_a_working_day_within_a_year"
+
+
+def test_ops_window_shows_the_next_change_not_yet_reached(calendar: BusinessCalendar) -> None:
+    """`ops status` and the console never show "next change -> 30" while 30 is in force
+    (the NPC moved early): they show the change after it."""
+    from gateway.ops import snapshot
+
+    gw = SimpleNamespace(clock=SimpleNamespace(now=lambda: sh("2026-12-07 09:00")),
+                         hvps_status="30", hvps_open=False, work_date=date(2026, 12, 7),
+                         calendar=calendar, timetable=None)
+
+    shown = snapshot.window(gw)["next"]
+
+    assert (shown["at"], shown["status"]) == (sh("2026-12-07 17:30").isoformat(), "40")

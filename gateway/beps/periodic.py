@@ -31,7 +31,7 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     if not isinstance(body, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                        jsontext.type_name(body), "a JSON object"))
-    fields = dict(body)
+    fields = intake.nulls_left_out(dict(body))  # null is left out, as for a transfer
     agreement = fields.pop("agreement", None)
     fields.setdefault("business_type", PERIODIC_TYPE)
     fields.setdefault("business_kind", DEFAULT_KIND)
@@ -62,10 +62,11 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
 def meaning(body: Any) -> Any:
     """What a periodic credit request asks for, the same for every spelling of it, as a
     transfer's is read (intake.transfer_meaning) with this endpoint's defaults (E100,
-    kind 01200, CNY). It takes no urgency nor when_closed, so those stay as written (and
-    are refused); the payer name is compared as a transfer's is, folded as the holder's
+    kind 01200, CNY), null on an optional field the same as leaving it out. It takes no
+    urgency nor when_closed, so those given a value stay as written (and are refused);
+    the payer name is compared as a transfer's is, folded as the holder's
     name is matched, since it goes out as the holder's whatever its spelling (`record`)."""
-    return intake.transfer_meaning(body, DEFAULTS, nullable=())
+    return intake.transfer_meaning(body, DEFAULTS, nullable=intake.OPTIONAL)
 
 
 # A periodic credit request as kept by its Idempotency-Key (gateway.key_reuse): a

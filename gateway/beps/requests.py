@@ -23,19 +23,24 @@ def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.
     """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored
     with the request's body. The request is compared by what it asks for (`kind`'s
     meaning, its hash intake.meaning_sha256); another request under the key is refused
-    naming each field that differs (gateway.key_reuse)."""
+    naming each field that differs (gateway.key_reuse); a key first taken by another kind
+    of request (a transfer, a debit, a periodic credit) is refused saying so."""
     body_hash = intake.meaning_sha256(kind.meaning(body))
-    stored = tx.query_one("SELECT body_sha256, status, response, request FROM idempotency "
-                          "WHERE client = ? AND key = ?", (client, idem_key))
+    stored = tx.query_one("SELECT body_sha256, status, response, request, kind "
+                          "FROM idempotency WHERE client = ? AND key = ?", (client, idem_key))
     if stored is not None:
+        first = key_reuse.kind_of(stored[4], stored[3])
+        if first is not None and first != kind.name:
+            raise key_reuse.other_kind(idem_key, first, kind.name,
+                                       payments.answer_of(tx, stored[2]))
         if not intake.same_transfer(stored[0], body_hash, body):
             raise key_reuse.of_stored(kind, idem_key, body, stored[3])
         return stored[1], payments.answer_of(tx, stored[2]), False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-               "request, created_at) VALUES (?, ?, ?, 201, ?, ?, ?)",
+               "request, kind, created_at) VALUES (?, ?, ?, 201, ?, ?, ?, ?)",
                (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
-                key_reuse.kept(body), now.isoformat()))
+                key_reuse.kept(body), kind.name, now.isoformat()))
     return 201, view, True
 
 

@@ -5,8 +5,10 @@
   our beps.128 paid, all with one ledger entry for the package (ledger.net_together); the transaction's state is
   `netted`, its history names the package and the round. The package's items are
   netted together, in a few statements whatever their number (items.net).
-- PR11 waiting for netting: the sender's net debit cap would be breached; the package
-  waits at the NPC for a later round (state `queued`).
+- PR11 queued for netting (已轧差排队, SPEC.md): the package waits at the NPC for a later
+  round (state `queued`). The code says no more than that; why it waits (our net debit
+  cap, or a clearing balance short of our net debit position) is the NPC's RjctInf,
+  which the transactions' reason repeats.
 - PR09 rejected: holds are released and the transactions are `rejected` with the reason,
   in a few statements whatever the package's size (ledger.release_many, an entry per
   hold).

@@ -16,14 +16,16 @@ from gateway.money import format_yuan_grouped
 from gateway.ops import attention, control, queues, views
 from gateway.ops.console import Console
 from gateway.ops.schema import table_exists
-from gateway.windows import HVPS_TRANSITIONS, Phase, next_transition
+from gateway.windows import HVPS_TRANSITIONS, Phase, next_change_not_reached
 
 FRESH_S = 0.9            # a little under the page's push interval of one second
 SNAPSHOT_LIST_MAX = 50   # rows per list on the page; the JSON routes page further
 
 
 def window(gw: Any) -> dict[str, Any]:
-    """HVPS window state now and the next change the timetable forecasts."""
+    """HVPS window state now and the next change the timetable forecasts that the status
+    in force has not already reached (an NPC ahead of the clock is not shown a change to
+    the status it is in)."""
     now = gw.clock.now()
     out: dict[str, Any] = {"now": now.isoformat(), "status": gw.hvps_status,
                            "open": gw.hvps_open, "work_date": gw.work_date.isoformat()}
@@ -31,7 +33,8 @@ def window(gw: Any) -> dict[str, Any]:
         phase = Phase.from_code(gw.hvps_status, gw.work_date)
         out.update(name_en=phase.name_en, name_zh=phase.name_zh)
     try:
-        at, nxt = next_transition(now, gw.calendar, getattr(gw, "timetable", None))
+        at, nxt = next_change_not_reached(now, gw.hvps_status, gw.work_date, gw.calendar,
+                                          getattr(gw, "timetable", None))
     except PaygateError as exc:
         out["next"] = {"error": exc.code}
         return out
