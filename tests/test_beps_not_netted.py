@@ -8,8 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.beps import netting_dates, not_netted
 from gateway.beps.settings import BepsSettings
+from gateway.errors import PaygateError
 from gateway.ops import cli_render
 from tests.test_beps_netting_dates_rules import Gw, asked, books, claim, sh
 from tests.e2e_support import BANK, PEER
@@ -126,6 +129,9 @@ def test_a_netting_date_waits_for_our_packages_without_an_answer(
     held = claim(db, gw, "2026-12-08T00:20", SETTINGS)
     with db.transaction() as tx:
         shown = netting_dates.status(tx, sh("2026-12-08T00:20"), 900)
+    with pytest.raises(PaygateError) as refused, db.transaction() as tx:
+        netting_dates.check_complete(tx, "2026-12-07")
+    assert "packages of ours the NPC has not answered" in str(refused.value.problems)
     set_state(db, package, "netted")
     freed = claim(db, gw, "2026-12-08T08:31", SETTINGS)
 

@@ -163,10 +163,14 @@ def check_complete(tx: Any, day: str) -> None:
             return
     last = tx.query_one("SELECT MAX(netting_date) FROM beps_netting_dates WHERE state <> ?",
                         (OPEN,))[0]
+    oldest = not_netted.oldest_unanswered(tx)
+    held = oldest is not None and beps_work_date(datetime.fromisoformat(oldest)).isoformat() <= day
     raise Conflict(Problem(
         "beps_netting_date_not_complete", "/target", day,
         f"a netting date whose rounds have all netted ({last} or earlier)" if last else
         "a netting date whose rounds have all netted (none is yet)",
+        f"netting date {day} waits for packages of ours the NPC has not answered (the "
+        f"oldest sent at {oldest}): it is reconciled once they are answered" if held else
         f"netting date {day} may still have rounds to net: it is reconciled once it is "
         "complete, after its midnight"))
 
