@@ -14,8 +14,9 @@ in gateway.windows names it to the gateway). The last round run is kept in the
 database, so a restart neither delays nor renumbers the schedule: a round whose time
 passed while the NPC was down runs as soon as it starts, under that round's date and
 number, with the packages taken before it closed (rounds in which nothing could net are
-passed over). A round is also run on `POST /sim/beps/net`, numbered after the date's last. After each
-round, and whenever HVPS settles (phases 10 and 30), unsettled rounds are settled.
+passed over). A round is also run on `POST /sim/beps/net`, numbered after the date's
+last. After each round, and whenever HVPS settles (phases 10 and 30), unsettled rounds
+are settled.
 """
 
 from __future__ import annotations

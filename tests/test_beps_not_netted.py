@@ -14,8 +14,8 @@ from gateway.beps import netting_dates, not_netted
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError
 from gateway.ops import cli_render
-from tests.test_beps_netting_dates_rules import Gw, asked, books, claim, sh
 from tests.e2e_support import BANK, PEER
+from tests.test_beps_netting_dates_rules import Gw, asked, books, claim, sh
 
 # Rounds every 30 minutes: a package is overdue 65 minutes after it was sealed and sent.
 SETTINGS = BepsSettings(recon_delay_s=900.0, recon_dates_per_pass=10, recon_retry_s=900.0,
