@@ -54,6 +54,8 @@ class Settings:
     beps_recon_delay_s: float = 900.0         # a netting date is complete this long after
     beps_recon_dates_per_pass: int = 10       # netting dates asked for per pass
     beps_recon_retry_s: float = 900.0         # an unanswered beps.720 is asked again after
+    beps_not_netted_margin_s: float = 300.0   # a package is overdue after two netting
+                                              # intervals and this long (alert)
     when_closed_default: str = "queue"        # queue | refuse | beps
     review_threshold_fen: int = 0             # 0: no second review; else held above it
     queue_depth_max: int = 50_000             # above it the API answers 429
@@ -115,6 +117,7 @@ _LEAST = {
     "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
     "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
     "beps_recon_delay_s": 0, "beps_recon_dates_per_pass": 1, "beps_recon_retry_s": 0,
+    "beps_not_netted_margin_s": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
     "queued_query_after_s": 0, "queued_queries_per_sweep_max": 1,
     "probe_interval_s": 0, "key_expiry_alert_days": 0, "worker_batch_max": 1,

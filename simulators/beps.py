@@ -7,19 +7,26 @@ or a debit receipt (beps.128) is checked and then waits for the next netting rou
 payer bank at once; a package that breaks a rule is refused with ccms.900 PR09. A
 beps.720 is answered with the participant's totals of the netting date (beps.721).
 
-Rounds run every `beps_netting_interval_s` of business time (and on `POST
-/sim/beps/net`); after each round, and whenever HVPS settles (phases 10 and 30),
-unsettled rounds are settled.
+Rounds close on the business clock, every `beps_netting_interval_s` from midnight (the
+last of a netting date at the next midnight), as docs/calendar.md lays the day out; the
+round closing k intervals after midnight is round k of that date (`netting_round_for`
+in gateway.windows names it to the gateway). The last round run is kept in the
+database, so a restart neither delays nor renumbers the schedule: a round whose time
+passed while the NPC was down runs as soon as it starts, under that round's date and
+number, with the packages taken before it closed (rounds in which nothing could net are
+passed over). A round is also run on `POST /sim/beps/net`, numbered after the date's
+last. After each round, and whenever HVPS settles (phases 10 and 30), unsettled rounds
+are settled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from gateway.clock import Clock
+from gateway.clock import SHANGHAI, Clock
 from gateway.messages import beps720, beps127, beps128, codec
 from gateway.messages.common import OriginalRef
 from simulators import beps_peer, beps_store as bs, netting
@@ -36,6 +43,39 @@ log = logging.getLogger("npc.beps")
 CREDIT_TYPES = frozenset({"beps.121.001.01", "beps.122.001.01", "beps.125.001.01"})
 TYPES = CREDIT_TYPES | {beps127.MESSAGE_TYPE, beps128.MESSAGE_TYPE, beps720.MESSAGE_TYPE}
 TICK_S = 0.2  # real seconds between looks at the round timer and the HVPS phase
+DAY_US = 86_400 * 10**6
+# The closing instant of the last round run on the clock (ISO), kept across restarts.
+ROUNDS_THROUGH = "beps_rounds_through"
+
+
+class RoundSchedule:
+    """Closing instants of the timed rounds: every `interval_s` business seconds from the
+    Shanghai midnight of each day, the last of a day at the next midnight. Slot k of day
+    d closes at midnight + k x interval (in whole microseconds, so that an instant read
+    back from the database falls on its slot exactly). An interval longer than a day
+    closes no round by itself: rounds then run only when asked for (`paygate
+    simulate-day` nets its rounds as events of its day so)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_us = round(interval_s * 10**6)
+        self.timed = 0 < self.interval_us <= DAY_US
+        self.per_day = -(-DAY_US // self.interval_us) if self.timed else 0
+
+    def closes_at(self, day: date, k: int) -> datetime:
+        midnight = datetime.combine(day, time(0), tzinfo=SHANGHAI)
+        return midnight + timedelta(microseconds=min(k * self.interval_us, DAY_US))
+
+    def last_closed(self, at: datetime) -> tuple[date, int]:
+        """The slot (netting date, number) that closed last at or before `at`."""
+        at = at.astimezone(SHANGHAI)
+        midnight = datetime.combine(at.date(), time(0), tzinfo=SHANGHAI)
+        k = ((at - midnight) // timedelta(microseconds=1)) // self.interval_us
+        if k >= 1:
+            return at.date(), k
+        return at.date() - timedelta(days=1), self.per_day  # the round closing at midnight
+
+    def after(self, day: date, k: int) -> tuple[date, int]:
+        return (day, k + 1) if k < self.per_day else (day + timedelta(days=1), 1)
 
 
 class Beps:
@@ -47,7 +87,8 @@ class Beps:
         self.participants = participants
         self.interval_s = interval_s
         self.default_cap_fen = netting.DEFAULT_CAP_FEN
-        self._next_round_at: datetime | None = None
+        self.schedule = RoundSchedule(interval_s)
+        self._looked = False  # the first look after start logs a catch-up
         self._task: asyncio.Task | None = None
         bs.install(store.conn)
 
@@ -160,14 +201,62 @@ class Beps:
                                           self.clock.now())
 
     def tick(self) -> None:
-        now = self.clock.now()
-        if self._next_round_at is None:
-            self._next_round_at = now + timedelta(seconds=self.interval_s)
-        if now >= self._next_round_at:
-            self._next_round_at = now + timedelta(seconds=self.interval_s)
-            self.net_now()
-        elif bs.unsettled_rounds(self.store.conn):
+        if not self.due_round() and bs.unsettled_rounds(self.store.conn):
             self.settle_if_open()
+
+    def due_round(self) -> bool:
+        """Run the timed rounds whose closing time has come and that have not run yet,
+        each under its own date and number, netting the packages taken before it closed;
+        False when none ran. Slots in which nothing could net (every package waiting came
+        later) are passed over. The first time (a new database) the schedule starts at
+        the last slot closed, which runs at once when packages already wait."""
+        if not self.schedule.timed:
+            return False
+        now = self.clock.now()
+        last = self.schedule.last_closed(now)
+        last_at = self.schedule.closes_at(*last)
+        through = self.store.meta(ROUNDS_THROUGH)
+        if through is not None and datetime.fromisoformat(through) >= last_at:
+            return False
+        ran = False
+        while True:
+            oldest = bs.first_waiting_received_at(self.store.conn)
+            if oldest is None:
+                break
+            due = self.schedule.after(*self.schedule.last_closed(
+                datetime.fromisoformat(oldest)))
+            if through is not None:
+                due = max(due, self.schedule.after(*self.schedule.last_closed(
+                    datetime.fromisoformat(through))))
+            elif due < last:
+                due = last
+            due_at = self.schedule.closes_at(*due)
+            if due_at > last_at:
+                break
+            if not self._looked and due < last:
+                event(log, "rounds_caught_up", netting_date=due[0].isoformat(), slot=due[1],
+                      closed_at=due_at.isoformat(), last_closed_at=last_at.isoformat())
+            self._looked = True
+            self._net(now, due, due_at)
+            through, ran = due_at.isoformat(), True
+        self._looked = True
+        if through is None or datetime.fromisoformat(through) < last_at:
+            with self.store.transaction():
+                self.store.set_meta(ROUNDS_THROUGH, last_at.isoformat())
+        return ran
+
+    def _net(self, now: datetime, slot: tuple[date, int], closes_at: datetime) -> None:
+        """The timed round of `slot`, and the schedule's progress, in one transaction:
+        a crash between them would otherwise run the round again or skip it."""
+        day, k = slot
+        with self.store.transaction():
+            result = netting.net_round(self.store, now, self.default_cap_fen,
+                                       netting_date=day.isoformat(), slot=k,
+                                       slots_per_day=self.schedule.per_day,
+                                       closes_at=closes_at)
+            netting.notify_round(self.store, self.notices, result, now)
+            self.store.set_meta(ROUNDS_THROUGH, closes_at.isoformat())
+        self.settle_if_open()
 
     async def run(self) -> None:
         while True:
@@ -216,4 +305,5 @@ class Beps:
                            for d, r, s in rounds],
                 "outstanding_fen": bs.outstanding(conn),
                 "withdrawn_txs": bs.withdrawn_count(conn),
-                "interval_s": self.interval_s}
+                "interval_s": self.interval_s,
+                "rounds_through": self.store.meta(ROUNDS_THROUGH)}

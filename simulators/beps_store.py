@@ -137,10 +137,22 @@ def cancel_tx(conn: sqlite3.Connection, package_id: int, tx_id: str, amount_fen:
     return int(left)
 
 
-def waiting(conn: sqlite3.Connection) -> list[tuple[int, str, str, int, int]]:
-    """(id, payer, payee, amount fen, told) of the packages waiting, oldest first."""
+def waiting(conn: sqlite3.Connection, received_before: str | None = None
+            ) -> list[tuple[int, str, str, int, int]]:
+    """(id, payer, payee, amount fen, told) of the packages waiting, oldest first; those
+    taken before `received_before` (an ISO instant of the clock's zone) when given."""
+    if received_before is None:
+        return conn.execute("SELECT id, payer, payee, amount_fen, told_waiting FROM "
+                            "beps_packages WHERE status = ? ORDER BY id", (WAITING,)).fetchall()
     return conn.execute("SELECT id, payer, payee, amount_fen, told_waiting FROM beps_packages "
-                        "WHERE status = ? ORDER BY id", (WAITING,)).fetchall()
+                        "WHERE status = ? AND received_at < ? ORDER BY id",
+                        (WAITING, received_before)).fetchall()
+
+
+def first_waiting_received_at(conn: sqlite3.Connection) -> str | None:
+    """When the package waiting longest was taken (ISO), or None when none waits."""
+    return conn.execute("SELECT MIN(received_at) FROM beps_packages WHERE status = ?",
+                        (WAITING,)).fetchone()[0]
 
 
 def cap(conn: sqlite3.Connection, participant: str, default_fen: int) -> int:

@@ -10,8 +10,14 @@ later round or for a higher cap or balance (the sender hears PR11 once, with the
 would break: NEZQ0001 the cap, NEZQ0002 the balance, whichever is lower). The admitted packages are
 netted together: final, never cancelled (已轧差即具有支付最终性).
 
-Rounds are numbered 01, 02, ... within the netting date (the natural day); a round is
-made only when something is netted, so quiet intervals use no numbers.
+Rounds are numbered within the netting date (the natural day). A timed round takes the
+number of its slot (the k-th interval after midnight, as gateway.windows numbers
+rounds), so a restart of the NPC renumbers nothing; a round asked for by hand takes the
+number after the date's last, and a timed round never one lower than a number used
+already (a round by hand earlier in the day moves the later ones up). With an interval
+that gives more rounds a day than NetgRnd's two digits number (tests and benchmarks
+use such), every round takes the next number. A round is made only when something is
+netted, so quiet intervals use no numbers.
 
 Settlement: positions of rounds netted while HVPS does not settle wait until it does
 (phases 10 and 30); then, and after every round inside the window, each unsettled round
@@ -73,12 +79,16 @@ def _admit(pending: list[tuple[int, str, str, int, int]], position: dict[str, in
     return admitted, pending
 
 
-def net_round(store: Store, now: datetime, default_cap_fen: int = DEFAULT_CAP_FEN
-              ) -> RoundResult:
-    """Net what fits now; writes the round, its positions and the packages' status."""
+def net_round(store: Store, now: datetime, default_cap_fen: int = DEFAULT_CAP_FEN,
+              netting_date: str | None = None, slot: int | None = None,
+              slots_per_day: int = 0, closes_at: datetime | None = None) -> RoundResult:
+    """Net what fits now; writes the round, its positions and the packages' status.
+    A timed round names its netting date, `slot` and closing instant: it nets the
+    packages taken before it closed (the round closing at midnight nets for the day
+    before, whenever it runs). A round by hand nets everything waiting, for today."""
     conn = store.conn
-    netting_date = now.date().isoformat()
-    pending = bs.waiting(conn)
+    netting_date = netting_date or now.date().isoformat()
+    pending = bs.waiting(conn, closes_at.isoformat() if closes_at else None)
     result = RoundResult(netting_date, None)
     if not pending:
         return result
@@ -95,6 +105,8 @@ def net_round(store: Store, now: datetime, default_cap_fen: int = DEFAULT_CAP_FE
     conn.executemany("UPDATE beps_packages SET told_waiting = 1 WHERE id = ?",
                      [(pid,) for pid in result.newly_waiting])
     number = bs.next_round(conn, netting_date)
+    if slot is not None and slots_per_day <= ROUNDS_PER_DAY_MAX:
+        number = max(slot, number)
     if not admitted or number > ROUNDS_PER_DAY_MAX:
         return result
     netting_round = f"{number:02d}"

@@ -5,7 +5,8 @@ settlement, incoming credits, debits both ways, reconciliation (docs/beps.md).
 gateway its message handlers, API routes, stream workers, start and stop, the "beps"
 section of the summary, the BEPS part of the day end and a periodic check (`tick`),
 both reconciling the netting dates complete since the last one reconciled
-(netting_dates.py), and their state for `paygate ops status` (`ops_status`).
+(netting_dates.py), and their state for `paygate ops status` (`ops_status`), with
+our packages the NPC has not netted in time (not_netted.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, key_reuse, keys, payments
 from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
-                          items, netting_dates, packer, periodic, recon, requests, results,
-                          schema, settlement_watch, stops)
+                          items, netting_dates, not_netted, packer, periodic, recon,
+                          requests, results, schema, settlement_watch, stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -300,8 +301,15 @@ class BepsExtension:
             try:
                 await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
                     tx, self.gw, self.gw.clock.now()))
+                await self.check_not_netted()
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_deadline_check_failed error=%r", exc)
+
+    async def check_not_netted(self) -> bool:
+        """Our packages the NPC has not netted in time: the alert, once per episode
+        (not_netted.py). Run with the receipt deadlines, by the leading process."""
+        return await self.gw.store.run(lambda tx: not_netted.check(
+            tx, self.gw, self.settings, self.gw.clock.now()))
 
     def simulate_day_events(self, run: Any) -> list[tuple[Any, str, Any]]:
         """BEPS traffic and netting rounds for `paygate simulate-day`."""
@@ -421,8 +429,9 @@ class BepsExtension:
 
     def ops_status(self, tx: Any) -> dict[str, Any]:
         """`paygate ops status` and the console: which netting dates are reconciled."""
-        return {"beps_reconciliation": netting_dates.status(
-            tx, self.gw.clock.now(), self.settings.recon_delay_s)}
+        now = self.gw.clock.now()
+        return {"beps_reconciliation": netting_dates.status(tx, now, self.settings.recon_delay_s),
+                "beps_not_netted": not_netted.status(tx, self.settings, now)}
 
     def _on_recon_result(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         outcome = recon.compare(tx, d.obj, now)

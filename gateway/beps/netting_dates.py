@@ -9,7 +9,8 @@ HVPS calendar does meanwhile. The table `beps_netting_dates` says where each dat
 
 | state | meaning |
 |---|---|
-| open | not complete yet: rounds of it may still come |
+| open | not complete yet: rounds of it may still come, or a package of ours sent before
+  its end has no answer from the NPC yet (shown as `not_netted`) |
 | due | complete, not asked for yet |
 | asked | a beps.720 went out for it; no beps.721 compared yet |
 | unanswered | asked ASKS_MAX times without an answer; an operator may ask again |
@@ -26,6 +27,15 @@ ask again (`ask_again`, the console's action `beps_reconcile`), and the answer r
 the date's state. A beps.721 about a date not complete yet (an early look asked through
 `BepsExtension.reconcile`) is compared and stored as always, but is not the date's
 reconciliation: the date is reconciled when it is complete.
+
+A date is complete by the clock, and also only once every package of ours sent before
+its end has an answer (netted, or PR11 waiting, or refused). A package the NPC has not
+answered may be in one of the date's rounds (its PR03 late or lost) or in none (the
+NPC's rounds did not run): either way the date's totals cannot be called reconciled, so
+the dates from the day the oldest such package was sent stay open, shown as
+`not_netted` (`not_netted.oldest_unanswered`). A package the NPC answered PR11 is not in
+the date's rounds, so it holds nothing back; the alert `beps_items_not_netted`
+(not_netted.py) tells of it when it waits too long.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway import outbound
-from gateway.beps import recon
+from gateway.beps import not_netted, recon
 from gateway.errors import Conflict, Problem
 from gateway.recon import DIFFERENCES_LISTED_MAX
 from gateway.windows import beps_work_date, last_complete_netting_date, \
@@ -45,6 +55,7 @@ from gateway.windows import beps_work_date, last_complete_netting_date, \
 log = logging.getLogger("paygate.beps.recon")
 
 OPEN, DUE, ASKED, UNANSWERED = "open", "due", "asked", "unanswered"
+NOT_NETTED = "not_netted"  # how status() shows an open date held back by our packages
 RECONCILED, DIFFERENCES = "reconciled", "differences"
 ANSWERED = (RECONCILED, DIFFERENCES)
 ASKS_MAX = 3
@@ -65,10 +76,18 @@ def _days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
+def held_from(tx: Any) -> date | None:
+    """The first netting date held back by a package of ours the NPC has not answered
+    (the day it was sealed for sending), or None."""
+    oldest = not_netted.oldest_unanswered(tx)
+    return beps_work_date(datetime.fromisoformat(oldest)) if oldest else None
+
+
 def extend(tx: Any, today: date, complete_through: date) -> None:
     """Add the netting dates after the last one the table holds, up to `today` (the
     first time: from our first netted item's date, or today), and mark those complete
-    by `complete_through` as due."""
+    by `complete_through` as due, except those a package of ours not answered yet holds
+    back (`held_from`)."""
     last = tx.query_one("SELECT MAX(netting_date) FROM beps_netting_dates", ())[0]
     if last is None:
         first_netted = tx.query_one("SELECT MIN(netting_date) FROM beps_items WHERE "
@@ -80,6 +99,9 @@ def extend(tx: Any, today: date, complete_through: date) -> None:
         tx.executemany("INSERT INTO beps_netting_dates (netting_date, state) VALUES (?, ?) "
                        "ON CONFLICT (netting_date) DO NOTHING",
                        [(day, OPEN) for day in _days(start, today)])
+    held = held_from(tx)
+    if held is not None and held <= complete_through:
+        complete_through = held - timedelta(days=1)
     tx.execute("UPDATE beps_netting_dates SET state = ? WHERE state = ? AND netting_date <= ?",
                (DUE, OPEN, complete_through.isoformat()))
 
@@ -141,10 +163,14 @@ def check_complete(tx: Any, day: str) -> None:
             return
     last = tx.query_one("SELECT MAX(netting_date) FROM beps_netting_dates WHERE state <> ?",
                         (OPEN,))[0]
+    oldest = not_netted.oldest_unanswered(tx)
+    held = oldest is not None and beps_work_date(datetime.fromisoformat(oldest)).isoformat() <= day
     raise Conflict(Problem(
         "beps_netting_date_not_complete", "/target", day,
         f"a netting date whose rounds have all netted ({last} or earlier)" if last else
         "a netting date whose rounds have all netted (none is yet)",
+        f"netting date {day} waits for packages of ours the NPC has not answered (the "
+        f"oldest sent at {oldest}): it is reconciled once they are answered" if held else
         f"netting date {day} may still have rounds to net: it is reconciled once it is "
         "complete, after its midnight"))
 
@@ -168,12 +194,21 @@ def ask_again(tx: Any, gw: Any, day: str, now: datetime) -> dict[str, Any]:
 def record_answer(tx: Any, gw: Any, outcome: dict[str, Any], now: datetime) -> bool:
     """After a beps.721 was compared (`outcome`, recon.compare): the netting date's state,
     and an alert for its differences. False when the date is not complete (an early
-    look), which leaves it as it was."""
+    look), which leaves it as it was. An answer without differences about a date that a
+    package of ours not answered yet now holds back (it was asked before that package
+    went) leaves the date open: the next pass asks again once the package is answered."""
     day = outcome["work_date"]
     row = tx.query_one("SELECT state FROM beps_netting_dates WHERE netting_date = ?", (day,))
     if row is None or row[0] == OPEN:
         return False
     differences = outcome["differences"]
+    held = held_from(tx)
+    if not differences and held is not None and held.isoformat() <= day:
+        tx.execute("UPDATE beps_netting_dates SET state = ?, answers = answers + 1, "
+                   "answered_at = ?, recon_id = ? WHERE netting_date = ?",
+                   (OPEN, now.isoformat(), outcome.get("recon_id"), day))
+        log.warning("event=beps_netting_date_held netting_date=%s held_from=%s", day, held)
+        return True
     tx.execute("UPDATE beps_netting_dates SET state = ?, answers = answers + 1, answered_at = ?, "
                "differences = ?, recon_id = ? WHERE netting_date = ?",
                (DIFFERENCES if differences else RECONCILED, now.isoformat(), len(differences),
@@ -191,8 +226,14 @@ def status(tx: Any, now: datetime, delay_s: float) -> dict[str, Any]:
     """What the operators see: the last complete netting date, how far every date is
     reconciled, the complete dates not reconciled yet and those with differences."""
     complete = last_complete_netting_date(now, delay_s).isoformat()
-    waiting = [{"netting_date": d, "state": DUE if s == OPEN else s, "asks": a,
-                "asked_at": at}
+    held = held_from(tx)
+    held_on = held.isoformat() if held else None
+
+    def shown(day: str, state: str) -> str:
+        if state != OPEN:
+            return state
+        return NOT_NETTED if held_on is not None and day >= held_on else DUE
+    waiting = [{"netting_date": d, "state": shown(d, s), "asks": a, "asked_at": at}
                for d, s, a, at in tx.query(
                    "SELECT netting_date, state, asks, asked_at FROM beps_netting_dates WHERE "
                    "state IN (?, ?, ?, ?) AND netting_date <= ? ORDER BY netting_date",

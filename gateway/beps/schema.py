@@ -106,6 +106,13 @@ TABLES = [
         differences INTEGER NOT NULL DEFAULT 0,  -- found by the last comparison
         recon_id INTEGER                  -- the recon row of the last comparison
     )""",
+    # An episode of our packages not netted in time (not_netted.py): one row while it
+    # lasts, so that its alert is raised once, restarts included.
+    """CREATE TABLE IF NOT EXISTS beps_not_netted (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        since TEXT NOT NULL,              -- the oldest overdue package, sealed then
+        alerted_at TEXT NOT NULL
+    )""",
     # The dates a pass looks at: those not reconciled yet.
     "CREATE INDEX IF NOT EXISTS beps_netting_dates_waiting ON beps_netting_dates "
     "(netting_date) WHERE state IN ('open', 'due', 'asked', 'unanswered')",

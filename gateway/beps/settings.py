@@ -35,6 +35,11 @@ class BepsSettings:
     # A beps.720 delivered without a beps.721 this long after is asked again (business
     # seconds), up to netting_dates.ASKS_MAX times.
     recon_retry_s: float = 900.0
+    # The NPC's netting interval (the gateway's `beps_netting_interval_min`, which
+    # `serve --simulate` gives the simulated NPC) and the margin after two of them at
+    # which a package of ours not netted yet is overdue (not_netted.py, business seconds).
+    netting_interval_min: int = 30
+    not_netted_margin_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> BepsSettings:

@@ -50,6 +50,7 @@ def status(a: dict[str, Any]) -> str:
         *_hvps_reconciliation(a.get("hvps_reconciliation")),
         *_recon_overdue(a.get("reconciliation_overdue")),
         *_beps_reconciliation(a.get("beps_reconciliation")),
+        *_beps_not_netted(a.get("beps_not_netted")),
         *_critical_alerts(a.get("critical_alerts")),
         ("pending requests", a.get("pending_requests", "-")),
     ])
@@ -158,6 +159,22 @@ def _beps_reconciliation(r: dict[str, Any] | None) -> list[tuple[str, str]]:
                                 f"(complete to {r['complete_through']})"),
             ("BEPS waiting", waiting or "none"),
             ("BEPS differences", differing or "none")]
+
+
+def _beps_not_netted(n: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Our packages the NPC has not netted yet, and those overdue (beps/not_netted.py)."""
+    if n is None:
+        return []
+    if not n["packages"]:
+        return [("BEPS not netted", "none")]
+    packages = f"{n['packages']} package" + ("s" if n["packages"] != 1 else "")
+    text = f"{n['items']} items in {packages} since {n['oldest_sent_at']}"
+    late = n["overdue"]
+    if late["packages"]:
+        text = (f"OVERDUE: {late['items']} items ({late['amount']} yuan) sent since "
+                f"{late['oldest_sent_at']}, more than {round(n['overdue_after_s'] / 60)} min"
+                f" (alert beps_items_not_netted); {text}")
+    return [("BEPS not netted", text)]
 
 
 def queues(a: dict[str, Any]) -> str:

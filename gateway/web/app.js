@@ -284,9 +284,14 @@
     renderHvpsRecon(s.hvps_reconciliation, s.reconciliation_overdue || []);
     const r = s.beps_reconciliation;
     $("c-beps-recon").textContent = r ? (r.reconciled_through || "-") : t("na");
-    $("c-beps-recon").classList.toggle("error", Boolean(r && r.with_differences));
+    const nn = s.beps_not_netted;
+    const late = nn && nn.overdue.packages
+      ? [`${t("not_netted_overdue")}: ${nn.overdue.items} (${nn.overdue.amount}) ${t("since")} ${nn.overdue.oldest_sent_at.replace("T", " ").slice(0, 19)}`]
+      : [];
+    $("c-beps-recon").classList.toggle("error", Boolean(r && r.with_differences) || late.length > 0);
     $("c-beps-recon-detail").textContent = r
-      ? `${r.not_reconciled} ${t("recon_waiting")} · ${r.with_differences} ${t("recon_differing")}`
+      ? [...late, `${r.not_reconciled} ${t("recon_waiting")} · ${r.with_differences} ${t("recon_differing")}`,
+         ...(nn && nn.items ? [`${nn.items} ${t("not_netted")}`] : [])].join(" · ")
       : "";
     $("c-pending").textContent = s.pending.length;
     $("c-alerts").textContent = s.alert_count.attention;
