@@ -44,6 +44,16 @@ def rounds(store: Store) -> list[tuple[str, str]]:
                               "ORDER BY netted_at").fetchall()
 
 
+def one_package_at_1701(tmp_path: Path) -> tuple[Store, ManualClock, Beps]:
+    """The NPC started at 16:59:30 on the 7th, with one package of 500 fen taken at 17:01."""
+    store, clock = make_store(tmp_path), ManualClock(START)
+    beps = npc(store, clock)
+    beps.tick()
+    clock.set(START.replace(hour=17, minute=1, second=0))
+    add(store, clock, A, B, 500)
+    return store, clock, beps
+
+
 def run_until(beps: Beps, clock: ManualClock, until: datetime, step_s: float = 20.0) -> None:
     while clock.now() < until:
         clock.advance(min(step_s, (until - clock.now()).total_seconds()))
@@ -54,11 +64,7 @@ def test_rounds_close_every_interval_from_midnight(tmp_path: Path) -> None:
     """Started at 16:59:30, the first round is the one closing at 17:30, round 35 of the
     day (the one `netting_round_for` names to the gateway), not 30 minutes after the
     start."""
-    store, clock = make_store(tmp_path), ManualClock(START)
-    beps = npc(store, clock)
-    beps.tick()
-    clock.set(START.replace(minute=1, hour=17, second=0))
-    add(store, clock, A, B, 500)
+    store, clock, beps = one_package_at_1701(tmp_path)
     run_until(beps, clock, START.replace(hour=17, minute=29, second=50))
     assert rounds(store) == []
 
@@ -72,11 +78,7 @@ def test_rounds_close_every_interval_from_midnight(tmp_path: Path) -> None:
 
 def test_a_restart_neither_delays_nor_renumbers_rounds(tmp_path: Path) -> None:
     """The NPC restarted at 17:20 (and again at 17:25) still nets at 17:30, as round 35."""
-    store, clock = make_store(tmp_path), ManualClock(START)
-    beps = npc(store, clock)
-    beps.tick()
-    clock.set(START.replace(hour=17, minute=1, second=0))
-    add(store, clock, A, B, 500)
+    store, clock, beps = one_package_at_1701(tmp_path)
     run_until(beps, clock, START.replace(hour=17, minute=20, second=0))
     for restart_at in (17 * 60 + 20, 17 * 60 + 25):
         clock.set(START.replace(hour=restart_at // 60, minute=restart_at % 60, second=0))
@@ -93,11 +95,7 @@ def test_a_round_missed_while_down_runs_at_start(tmp_path: Path) -> None:
     missed; down again from 23:50 to 08:29 the next day, the round closing at midnight
     (48 of the 7th) nets what came before it, and the next rounds keep the clock (the
     08:30 round is 17 of the 8th)."""
-    store, clock = make_store(tmp_path), ManualClock(START)
-    beps = npc(store, clock)
-    beps.tick()
-    clock.set(START.replace(hour=17, minute=1, second=0))
-    add(store, clock, A, B, 500)
+    store, clock, beps = one_package_at_1701(tmp_path)
     run_until(beps, clock, START.replace(hour=17, minute=10, second=0))
 
     clock.set(START.replace(hour=17, minute=45, second=0))
