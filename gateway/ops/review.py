@@ -17,6 +17,7 @@ HVPS releases by itself), until a supervisor approves (the payment goes on) or r
 
 from __future__ import annotations
 
+import os
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ OUTBOX_HELD = "held"      # outbox state of a payment an operator holds
 OUTBOX_REVIEW = "review"  # outbox state of a payment waiting for review or screening
 
 DEMO_LIST = Path(__file__).with_name("screening.toml")
+_DEMO_LIST_TEXT = str(DEMO_LIST)
 # A blocked name this long or longer also matches inside a longer name; shorter names
 # must match whole, because short fragments occur in too many innocent names.
 CONTAINED_NAME_LEN_MIN = 4
@@ -89,9 +91,9 @@ def normalise(name: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
 
 
-def _list_path(settings: Any) -> Path:
+def _list_path(settings: Any) -> str:
     configured = getattr(settings, "screening_file", "") if settings is not None else ""
-    return Path(configured) if configured else DEMO_LIST
+    return str(configured) if configured else _DEMO_LIST_TEXT
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,10 @@ class BlockedList:
     _answers: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def for_path(cls, path: Path) -> "BlockedList":
-        mtime_ns = path.stat().st_mtime_ns
+    def for_path(cls, path: str | Path) -> "BlockedList":
+        # os.stat of the text: a Path made and stat'ed per payment cost ten times as much.
+        path = str(path)
+        mtime_ns = os.stat(path).st_mtime_ns
         cached = _LOADED.get(path)
         if cached is None or cached[0] != mtime_ns:
             cached = (mtime_ns, cls.load(path))
@@ -114,7 +118,8 @@ class BlockedList:
         return cached[1]
 
     @classmethod
-    def load(cls, path: Path) -> "BlockedList":
+    def load(cls, path: str | Path) -> "BlockedList":
+        path = Path(path)
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
         names, accounts = data.get("names", []), data.get("accounts", [])
@@ -146,4 +151,4 @@ class BlockedList:
 
 
 # Lists by path with the modification time they were read at; read again when it changes.
-_LOADED: dict[Path, tuple[int, BlockedList]] = {}
+_LOADED: dict[str, tuple[int, BlockedList]] = {}
