@@ -235,18 +235,19 @@ class Link:
         """Give a simulated peer its messages; the marks and whatever the peer answers
         commit together."""
         with self.store.transaction():
+            self.store.mark_many([(row.seq, SENT, row.attempts + 1) for row in rows],
+                                 self._now())
             for row in rows:
-                self.store.mark(row.seq, SENT, row.attempts + 1, self._now())
                 handler(row.raw)
 
     def _mark(self, ends: list[_Ended]) -> None:
         """Record how the tries of one round ended, in one commit."""
         now = self._now()
         with self.store.transaction():
+            self.store.mark_many([(end.seq, end.state, end.attempts) for end in ends
+                                  if end.retry_at is None], now)
             for end in ends:
-                if end.retry_at is None:
-                    self.store.mark(end.seq, end.state, end.attempts, now)
-                else:
+                if end.retry_at is not None:
                     self.store.retry_later(end.seq, end.attempts, now, end.tries, end.since,
                                            end.retry_at)
 
