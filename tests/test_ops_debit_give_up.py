@@ -6,8 +6,8 @@ booked to suspense, never to our customer, with a critical alert (docs/beps.md,
 
 from __future__ import annotations
 
-from datetime import timedelta
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
