@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import critical, intake, jsontext, keys, ready, ready_rules
+from gateway import critical, intake, jsontext, keys, ready, ready_rules, status_hold
 from gateway.store import lost_race
 from gateway.errors import (
     HEADER_VALUE_SHOWN_MAX, NotFound, PaygateError, Problem, Unauthorized, ValidationFailed,
@@ -436,8 +436,10 @@ async def health(request: web.Request) -> web.Response:
     `degraded`: each refused message is held for an operator, each discarded payment
     rejected, gateway.link) and while Redis does not answer (new payments are refused
     with 503 redis_unavailable meanwhile, gateway.redisstate). `attention` is true while
-    a critical alert is open (gateway.critical) or their count could not be read: people
-    must look at the books, which `ok` does not say, since no restart cures it."""
+    a critical alert is open (gateway.critical) or their count could not be read, and
+    while HVPS sending is held because the gateway and the NPC disagree on HVPS's status
+    (`hvps_sending`, gateway.status_hold; held even once its alert is acknowledged):
+    people must act, which `ok` does not say, since no restart cures it."""
     gw = request.app[GATEWAY_KEY]
     link = gw.link.view()
     redis = await gw.redis_watch.view()
@@ -448,10 +450,12 @@ async def health(request: web.Request) -> web.Response:
         log.warning("event=health_critical_alerts_unread error=%r", exc)
         critical_alerts = {"error": f"open critical alerts not counted within "
                                     f"{HEALTH_DB_WAIT_S} s: {exc!r}"}
+    held = gw.hvps_hold is not None
     return _json({"ok": link["state"] in ("up", "unknown") and redis["state"] == "up",
-                  "attention": critical_alerts.get("open", 1) > 0,
+                  "attention": critical_alerts.get("open", 1) > 0 or held,
                   "bank": gw.settings.bank_code,
                   "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
+                  "hvps_sending": status_hold.view(gw.hvps_hold),
                   "link": link, "redis": redis, "critical_alerts": critical_alerts})
 
 

@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import ledger
 from gateway.collector import tune_collector
 from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
-                     recon, recovery, store, webhook)
+                     recon, recovery, status_hold, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -54,7 +54,7 @@ from gateway.store import Store, lost_race
 from gateway.windows import (
     WindowState, hvps_phase, next_hvps_opening, timetable_from_settings,
 )
-from gateway.worker import DeadNow, StreamWorker
+from gateway.worker import DeadNow, RetryLater, StreamWorker
 from routing import RouteRequest, Router, load_default
 
 log = logging.getLogger("paygate.gateway")
@@ -139,6 +139,10 @@ class Gateway:
         self.cluster.on_lead.append(self.recover)
         self.cluster.listeners.update(hvps_status=self._on_peer_hvps_status,
                                       hvps_recon=lambda e: self.recon_done(e["result"]))
+        self.cluster.listeners[status_hold.CLUSTER_KIND] = self._on_peer_hvps_hold
+        # HVPS sending held while the gateway and the NPC disagree on HVPS's status (a
+        # refused ccms.801): the hold's row, None while in step (gateway.status_hold).
+        self.hvps_hold: dict[str, Any] | None = None
         self.router = router or load_default()
         self.router.hvps_window = self.timetable.business_window()
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
@@ -207,6 +211,7 @@ class Gateway:
         self.outbox_revive_hooks: dict[str, Any] = {}
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
+        status_hold.register()  # operators confirm the HVPS status after a refused notice
 
     # Life cycle
 
@@ -228,6 +233,10 @@ class Gateway:
             logs.unfollow_clock(self.clock)
             raise
         self.store.on_commit = self._add_entries
+        self.hvps_hold = await self.store.run(status_hold.read)
+        if self.hvps_hold is not None:
+            log.warning("event=hvps_sending_held since=%s at_start=true",
+                        self.hvps_hold["since"])
         try:
             await self._open_redis()
         except PaygateError:
@@ -385,6 +394,10 @@ class Gateway:
         changes and raises the alerts (and acts on them: the day end), and runs the
         extensions' periodic checks (`tick(now)`)."""
         now = self.clock.now()
+        if not self.cluster.single:
+            # A hold started or ended by another process whose word did not reach this
+            # one (the cluster channel is not a queue): the table is the truth.
+            self._take_hvps_hold(await self.store.run(status_hold.read))
         if now.date() != self._calendar_checked_on and self.leading:
             self._calendar_checked_on = now.date()
             await self.check_calendar()
@@ -503,6 +516,52 @@ class Gateway:
         if status == "10":
             self._tasks.append(asyncio.create_task(self.release_waiting()))
 
+    def hold_hvps(self, hold: dict[str, Any]) -> None:
+        """A ccms.801 was refused: HVPS sending held in this process and the others."""
+        self._take_hvps_hold(hold)
+        self.cluster.publish(status_hold.CLUSTER_KIND, hold=hold)
+
+    def release_hvps(self, how: str) -> None:
+        """In step with the NPC again: HVPS sending resumes in this process and the
+        others (told by a notice of their own, or by `confirm_hvps_status`'s word); the
+        rows held on the lanes go back on them now, not at the sweeper's next pass."""
+        self._take_hvps_hold(None, how)
+        self.spawn(recovery.resume(self, keys.HVPS_LANES))
+
+    def confirm_hvps_status(self, status: str, work_date: date, at: datetime) -> None:
+        """Operators confirmed the status to use (gateway.status_hold, committed): the
+        window takes it, every process is told, and HVPS sending resumes."""
+        self.window.set_by_operator(status, work_date, at)
+        self.release_hvps(f"status {status} confirmed by operators")
+        self.apply_hvps_status(self.window.code, self.window.work_date)
+        self.cluster.publish(status_hold.CLUSTER_KIND, hold=None, status=status,
+                             date=work_date.isoformat(), at=at.isoformat())
+
+    def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
+        was, self.hvps_hold = self.hvps_hold, hold
+        if was is None and hold is not None:
+            log.warning("event=hvps_sending_held since=%s orig=%s cur=%s date=%s outcome=%s",
+                        hold["since"], hold["orig"], hold["cur"], hold["notice_date"],
+                        hold["outcome"])
+        elif was is not None and hold is None:
+            log.warning("event=hvps_sending_resumed since=%s how=%s", was["since"],
+                        how or "told by the database")
+            if self.hvps_open and self.leading:
+                self.spawn(self.release_waiting())
+
+    def _on_peer_hvps_hold(self, event: dict[str, Any]) -> None:
+        """Another gateway process held HVPS sending, or ended the hold; ended by
+        operators, with the status they confirmed, which this process's window takes."""
+        if event.get("hold") is not None:
+            self._take_hvps_hold(event["hold"])
+            return
+        if event.get("status"):
+            self.window.set_by_operator(event["status"], date.fromisoformat(event["date"]),
+                                        datetime.fromisoformat(event["at"]))
+        self._take_hvps_hold(None, "told by another gateway process")
+        if event.get("status"):
+            self.apply_hvps_status(self.window.code, self.window.work_date)
+
     def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
         """Another gateway process applied a ccms.801: apply it to this one's window."""
         outcome = self.window.apply_notice(event["orig"], event["cur"], event["date"],
@@ -521,6 +580,8 @@ class Gateway:
         timetable, another process's notice), at start and on taking the lead when HVPS
         is open then, and by the sweeper while it is open (a payment accepted as waiting
         while the status changed)."""
+        if self.hvps_hold is not None:  # they wait on (gateway.status_hold)
+            return
         now = self.clock.now().isoformat()
 
         def work(tx: Any) -> list:
@@ -758,7 +819,7 @@ class Gateway:
         is down: the lanes hold deliveries then (gateway.link)."""
         sender = self._hvps_sender
         if sender is None or sender.stopped or sender.in_flight >= sender.batch_max \
-                or self.link.state == LINK_DOWN:
+                or self.link.state == LINK_DOWN or self.hvps_hold is not None:
             return False
         return self.direct.reserve_link()
 
@@ -1238,6 +1299,10 @@ class Gateway:
         return self._handler_table
 
     async def _send_outbox(self, stream: str, entry_id: str, fields: dict[str, str]) -> None:
+        if self.hvps_hold is not None and stream in keys.HVPS_LANES:
+            # The NPC's HVPS status is not the gateway's (gateway.status_hold): the row
+            # stays pending, unclaimed, and goes back on its lane when the hold ends.
+            raise RetryLater(status_hold.HELD)
         outbox_id = int(fields["outbox"])
         now = self.clock.now()
         try:

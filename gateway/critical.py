@@ -11,7 +11,11 @@ note in `alert_acks` and in the audit trail). A third is of the same kind:
 `debit_paid_after_end` (gateway.beps.debits_out), a debit of ours the core system was
 told ended unpaid (given up by operators at its receipt deadline) that the payer bank
 paid after all: the money is in suspense, and a person must settle with the core system
-whether it goes to our customer or back to the payer.
+whether it goes to our customer or back to the payer. A fourth is not about money
+moved but about money about to be refused: `hvps_status_notice_refused`
+(gateway.status_hold), a ccms.801 the gateway refused, after which the gateway and the
+NPC disagree on HVPS's status and HVPS sending is held until a person confirms the
+status with the NPC or a later notice brings the two back in step (which closes it).
 
 While one is open, /health says `attention` and counts the open ones by code, without
 their detail: the route needs no credentials, so payments and amounts stay on the
@@ -28,7 +32,7 @@ from typing import Any
 from gateway.errors import Conflict, NotFound, Problem
 
 CODES = ("npc_settled_payment_we_ended", "npc_did_not_settle_payment_we_settled",
-         "debit_paid_after_end")
+         "debit_paid_after_end", "hvps_status_notice_refused")
 _IN = ", ".join(f"'{code}'" for code in CODES)
 
 TABLES = [

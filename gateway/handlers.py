@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, late_results, payments, recon
+from gateway import intake, late_results, payments, recon, status_hold
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
@@ -229,16 +229,27 @@ class Handlers:
                                       s.orig_date)
         if outcome in CHANGING_OUTCOMES:
             self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now)
+        after: list[Any] = []
         if outcome in REFUSED_OUTCOMES:
-            self.gw.alert(tx, "hvps_status_notice_refused", orig=s.orig_status,
+            # The gateway and the NPC now disagree on HVPS's status: a critical alert,
+            # and HVPS sending held in every process until they agree again
+            # (gateway.status_hold).
+            hold = status_hold.begin(tx, s.orig_status, s.cur_status, s.cur_date, outcome,
+                                     window.code, window.work_date, now)
+            self.gw.alert(tx, status_hold.ALERT, orig=s.orig_status,
                           cur=s.cur_status, date=s.cur_date, outcome=outcome)
-        elif outcome == "gap":
-            self.gw.alert(tx, "hvps_status_notice_missed", orig=s.orig_status,
-                          cur=s.cur_status, date=s.cur_date)
+            after.append(lambda: self.gw.hold_hvps(hold))
+        else:
+            if outcome == "gap":
+                self.gw.alert(tx, "hvps_status_notice_missed", orig=s.orig_status,
+                              cur=s.cur_status, date=s.cur_date)
+            how = f"ccms.801 {s.orig_status} to {s.cur_status} on {s.cur_date} {outcome}"
+            if status_hold.end(tx, how, now) is not None:
+                after.append(lambda: self.gw.release_hvps(how))
         code, day = window.code, window.work_date
         return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
                           "outcome": outcome},
-                         [lambda: self.gw.apply_hvps_status(code, day),
+                         [*after, lambda: self.gw.apply_hvps_status(code, day),
                           lambda: self.gw.cluster.publish(
                               "hvps_status", orig=s.orig_status, cur=s.cur_status,
                               date=str(s.cur_date), at=now.isoformat())])

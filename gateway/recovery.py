@@ -27,6 +27,7 @@ SWEEP_EVERY_S = 2.0
 PAGE_ROWS = 1000  # rows put back on the streams per piece of work
 # The streams whose entries are deliveries to the NPC (held while the link is down).
 _TO_NPC = ", ".join(f"'{s}'" for s in keys.TO_NPC)
+_HVPS_LANES = ", ".join(f"'{s}'" for s in keys.HVPS_LANES)
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
 
@@ -63,9 +64,14 @@ async def sweep(gw: Any) -> int:
     lease_ended = now - timedelta(seconds=outbound.CLAIM_LEASE_S)
 
     held = gw.link.state == LINK_DOWN
+    # HVPS sending held (gateway.status_hold): the lanes' rows wait in the outbox.
+    lanes_held = getattr(gw, "hvps_hold", None) is not None
+    skip = f" AND stream NOT IN ({_HVPS_LANES})" if lanes_held else ""
 
     def work(tx: Any) -> tuple[list, list]:
         out = outbound.orphaned(tx, now, lease_ended)
+        if lanes_held:
+            out = [(i, stream) for i, stream in out if stream not in keys.HVPS_LANES]
         if held:
             # The link is down: its deliveries wait in the outbox, and one row (the
             # oldest) goes back per pass for the one attempt allowed (gateway.link).
@@ -73,11 +79,11 @@ async def sweep(gw: Any) -> int:
                                f"updated_at < ? AND stream NOT IN ({_TO_NPC}) "
                                f"ORDER BY id LIMIT 1000", (stale,))
             pending += tx.query(f"SELECT id, stream FROM outbox WHERE state = 'pending' "
-                                f"AND updated_at < ? AND stream IN ({_TO_NPC}) "
+                                f"AND updated_at < ? AND stream IN ({_TO_NPC}){skip} "
                                 f"ORDER BY id LIMIT 1", (stale,))
         else:
             pending = tx.query("SELECT id, stream FROM outbox WHERE state = 'pending' AND "
-                               "updated_at < ? ORDER BY id LIMIT 1000", (stale,))
+                               f"updated_at < ?{skip} ORDER BY id LIMIT 1000", (stale,))
         inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' AND "
                          "received_at < ? ORDER BY id LIMIT 1000", (stale,))
         if pending:
@@ -93,16 +99,18 @@ async def sweep(gw: Any) -> int:
     return len(out) + len(inbox)
 
 
-async def resume(gw: Any) -> int:
-    """The link answers again: every row held for the NPC while it was down goes back on
-    its stream now, oldest first, a page at a time (each on its own priority lane)."""
+async def resume(gw: Any, streams: tuple[str, ...] = keys.TO_NPC) -> int:
+    """The link answers again (or HVPS sending is no longer held, `streams` its lanes):
+    every row held for the NPC meanwhile goes back on its stream now, oldest first, a
+    page at a time (each on its own priority lane)."""
     after, count = 0, 0
+    named = ", ".join(f"'{s}'" for s in streams)
     while True:
         now = gw.clock.now().isoformat()
 
         def work(tx: Any) -> list:
             rows = tx.query(f"SELECT id, stream FROM outbox WHERE state = 'pending' AND "
-                            f"stream IN ({_TO_NPC}) AND id > ? ORDER BY id LIMIT {PAGE_ROWS}",
+                            f"stream IN ({named}) AND id > ? ORDER BY id LIMIT {PAGE_ROWS}",
                             (after,))
             if rows:
                 tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(

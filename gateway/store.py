@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import ledger
-from gateway import critical, dialect, logs
+from gateway import critical, dialect, logs, status_hold
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
@@ -361,7 +361,7 @@ class Store:
                 # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
                 # concurrent one); the lock ends with this transaction.
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
-            dialect.install(tx, SCHEMA + critical.TABLES)
+            dialect.install(tx, SCHEMA + critical.TABLES + status_hold.TABLES)
             for table, columns in ADDED_COLUMNS.items():
                 dialect.add_columns(tx, table, columns)
             self.ledger.install(tx)

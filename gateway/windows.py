@@ -387,6 +387,9 @@ def last_complete_netting_date(at: datetime, delay_s: float = 0.0) -> date:
 
 SOURCE_SCHEDULE = "schedule"
 SOURCE_NOTICE = "ccms.801"
+# The status operators confirmed with the NPC, two of them (gateway.status_hold): taken
+# as a notice's would be, the NPC's later notices judged from it.
+SOURCE_OPERATOR = "operator"
 
 # How a ccms.801 notice or a scheduled change was treated; the first four move the state.
 OUTCOME_INITIAL = "initial"
@@ -398,6 +401,7 @@ OUTCOME_REPEAT = "repeat"
 OUTCOME_STALE = "stale"
 OUTCOME_ILLEGAL = "illegal"
 OUTCOME_UNKNOWN_STATUS = "unknown_status"
+OUTCOME_SET_BY_OPERATOR = "set_by_operator"
 _MOVES = {OUTCOME_APPLIED, OUTCOME_CONFIRMED, OUTCOME_CORRECTED, OUTCOME_GAP}
 # After these the state in force is another one (status or work date): what operators see
 # as a window change. `confirmed` and `repeat` leave it as it was.
@@ -474,6 +478,22 @@ class WindowState:
             if self._expected and self._has_reached(self._expected):
                 self._expected = None
         return outcome
+
+    def set_by_operator(self, code: str, work_date: date, at: datetime) -> bool:
+        """Take the status operators confirmed with the NPC after a notice was refused
+        (gateway.status_hold), whatever the transition rules say: it is what the NPC is
+        in, and its later notices are judged from it. True when the state in force
+        changed."""
+        assert code in HVPS_TRANSITIONS, "a status the HVPS day knows"
+        at = _business(at)
+        changed = (code, work_date) != (self.code, self.work_date)
+        self._record(HistoryEntry(at, self.code, code, work_date, SOURCE_OPERATOR,
+                                  OUTCOME_SET_BY_OPERATOR), self.code)
+        self.code, self.work_date, self.source = code, work_date, SOURCE_NOTICE
+        self._last_notice_at = at
+        if self._expected and self._has_reached(self._expected):
+            self._expected = None
+        return changed
 
     def apply_schedule(self, at: datetime) -> list[HistoryEntry]:
         """Bring the local schedule up to `at`; return the changes it made."""

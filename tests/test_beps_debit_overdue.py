@@ -205,3 +205,31 @@ def test_a_second_paid_receipt_for_a_debit_paid_already_moves_nothing(tmp_path):
     assert rounds == [("05",)]
     assert [c for c, _ in gw.raised] == ["debit_receipt_line_not_applied"]
     assert told(db, pid) == ["sent", "netted"]
+
+
+def test_every_receipt_line_is_kept_with_what_it_did(tmp_path):
+    """The receipt's lines, as the package view lists them: paid and netted, refused and
+    rejected with the payer bank's code. A later receipt refusing both moves neither:
+    the debit paid already is not refused (its line says so and operators are told),
+    the one rejected already keeps its state with the second refusal in its history."""
+    db, gw, package_id, (paid, refused) = debits_sent(tmp_path, [50_00, 70_00])
+    expire(db, gw, DEADLINE_PASSED)
+    handle(db, gw, receipt(db, package_id, [beps128.PAID, "PR09"]), LATE)
+    handle(db, gw, receipt(db, package_id, ["PR09", "PR09"], "2026121599000002"), LATE)
+    first, second = (f"{PEER}2026121599000001", f"{PEER}2026121599000002")
+    with db.transaction() as tx:
+        lines = {r: [(line["payment_id"], line["status"], line["reject_code"],
+                      line["outcome"]) for line in debits_out.receipt_lines(tx, r, 10)]
+                 for r in (first, second)}
+        last = debits_out.last_receipt_line(tx, paid)
+
+    assert lines[first] == [(paid, "PR02", None, "netted"),
+                            (refused, "PR09", "RJ02", "rejected")]
+    assert lines[second] == [(paid, "PR09", "RJ02", "not_applied"),
+                             (refused, "PR09", "RJ02", "refused_after_end")]
+    assert last == {"receipt": second, "status": "PR09", "reject_code": "RJ02",
+                    "reject_info": "余额不足", "outcome": "not_applied"}
+    assert [d["payment"] for c, d in gw.raised
+            if c == "debit_receipt_line_not_applied"] == [paid]
+    assert history(db, refused)[-1] == ("rejected", "beps_debit_refused_after_end")
+    assert told(db, paid) == ["sent", "netted"] and told(db, refused) == ["sent", "rejected"]

@@ -6,12 +6,14 @@ booked to suspense, never to our customer, with a critical alert (docs/beps.md,
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from gateway import payments
+from gateway.beps import api as beps_api
 from gateway.beps import build, debit_deadline, debits_out, extension_of, items, packer
 from gateway.critical import open_alerts
 from gateway.errors import PaygateError, Problem
@@ -52,12 +54,14 @@ class Rig(ConsoleRig):
         self.rig.clock.advance(timedelta(days=3, minutes=1).total_seconds())
         self.run(lambda tx: debit_deadline.mark_overdue(tx, self.gw, self.now()))
 
-    def receipt(self, package_id: str, status: str) -> Any:
-        """The payer bank's beps.128 for the package's one debit, forwarded netted."""
+    def receipt(self, package_id: str, status: str, refusal: tuple[str, str] | None = None
+                ) -> Any:
+        """The payer bank's beps.128 for the package's one debit, forwarded netted; a
+        refusal with its code and reason when given."""
         def handle(tx: Any) -> Any:
             (p,) = items.package_payments(tx, package_id)
             line = beps128.ReceiptLine(p["tx_id"], PEER_BRANCH, PAYER_BRANCH, p["amount_fen"],
-                                       status)
+                                       status, *(refusal or ()))
             paid = status == beps128.PAID
             obj = beps128.DebitReceipt(
                 PackageHeader(f"2026120799{next(self.keys):06d}", self.now().isoformat(),
@@ -75,6 +79,14 @@ class Rig(ConsoleRig):
 
     def give_up(self, user: str, target: str, note: str) -> tuple[int, Any]:
         return self.request("debit_give_up", target, note, user)
+
+    def given_up(self, pid: str, note: str) -> None:
+        """The debit given up: op1 asks, sup1 approves."""
+        status, req = self.give_up("op1", pid, note)
+        assert status == 201, req
+        approved, detail = self.call("POST", f"/ops/api/requests/{req['id']}/approve",
+                                     "sup1", {"note": "同意"})
+        assert approved == 200, detail
 
     def offered(self, pid: str) -> list[str]:
         status, detail = self.call("GET", f"/ops/api/payments/{pid}")
@@ -208,3 +220,44 @@ def test_a_debit_answered_before_the_approval_is_not_given_up(rig: Rig) -> None:
 
     assert status == 200 and rig.payment(pid)["state"] == "netted"
     assert state[0] == "failed" and "debit_not_waiting_for_receipt" in state[1]
+
+
+def test_a_refusal_after_the_give_up_is_kept_and_counted(rig: Rig) -> None:
+    """The payer bank's refusal (RJ02) arriving after the debit was given up leaves it
+    `rejected` for the reason it ended, with no change of state (nothing new for the core
+system); but the
+    refusal is kept: in the debit's history and its view with the code, among the
+    receipt's lines, and counted (and named) in the after-deadline alert."""
+    pid, package_id = rig.debit_sent()
+    rig.pass_deadline()
+    rig.given_up(pid, "付款行查复：余额不足")
+
+    result = rig.receipt(package_id, "PR09", ("RJ02", "余额不足"))
+    after = rig.payment(pid)
+    history = rig.run(lambda tx: payments.history(tx, pid))
+    alert = rig.run(lambda tx: tx.query_one(
+        "SELECT detail FROM alerts WHERE code = 'debit_receipt_after_deadline' AND "
+        "detail LIKE ?", (f"%{package_id}%",))[0])
+    view = rig.loop.run(rig.gw.get_transfer(pid))
+    receipt_id = view["beps"]["receipt"]["receipt"]
+    package = rig.run(lambda tx: beps_api.package_view(tx, receipt_id))  # GET /v1/packages
+    refused = history[-1]
+
+    assert result.outcome["refused"] == 1
+    assert after["state"] == "rejected" and after["reason"] == "debit_receipt_overdue"
+    assert refused["event"] == "beps_debit_refused_after_end"
+    assert refused["state"] == "rejected"
+    assert refused["detail"]["reject_code"] == "RJ02"
+    assert refused["detail"]["refusal"] == "RJ02: 余额不足"
+    assert [e["state"] for e in history].count("rejected") == 2  # given up, then refused
+    detail = json.loads(alert)
+    assert detail["paid"] == 0 and detail["refused"] == 1
+    assert detail["refused_after_end"] == [
+        {"payment": pid, "reject_code": "RJ02", "reject_info": "余额不足"}]
+    assert view["state"] == "rejected" and view["reason"] == "debit_receipt_overdue"
+    assert view["beps"]["receipt"] == {"receipt": receipt_id, "status": "PR09",
+                                       "reject_code": "RJ02", "reject_info": "余额不足",
+                                       "outcome": "refused_after_end"}
+    assert package["answers"] == package_id
+    assert [(line["payment_id"], line["reject_code"], line["outcome"])
+            for line in package["lines"]] == [(pid, "RJ02", "refused_after_end")]

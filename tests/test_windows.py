@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from gateway import status_hold
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI
 from gateway.errors import PaygateError, ValidationFailed
@@ -636,7 +637,8 @@ def test_gateway_records_a_window_change_only_when_the_state_changes(
         tmp_path: Path, system: str, orig: str, orig_date: str, cur: str, cur_date: str,
         rows: list) -> None:
     """A `window_changed` row names the state in force before and after; a notice that
-    restates the state in force leaves no row, a refused one leaves its alert only."""
+    restates the state in force leaves no row, a refused one leaves its alert only (and
+    the hold of HVPS sending it starts, gateway.status_hold)."""
     import asyncio
     import json
 
@@ -654,13 +656,17 @@ def test_gateway_records_a_window_change_only_when_the_state_changes(
         await gw.store.open()
         try:
             await gw.store.run(lambda tx: gw.handlers.on_system_status(tx, notice, now))
-            return await gw.store.run(lambda tx: tx.query(
-                "SELECT code, detail FROM alerts ORDER BY id", ()))
+            return await gw.store.run(lambda tx: (tx.query(
+                "SELECT code, detail FROM alerts ORDER BY id", ()), status_hold.read(tx)))
         finally:
             await gw.store.close()
-    recorded = asyncio.run(scenario())
+    recorded, hold = asyncio.run(scenario())
 
     assert [(code, json.loads(detail)) for code, detail in recorded] == rows
+    refused = any(code == "hvps_status_notice_refused" for code, _ in rows)
+    assert (hold is not None) == refused
+    if refused:
+        assert (hold["orig"], hold["cur"], hold["status"]) == (orig, cur, "10")
 
 
 def test_calendar_without_working_day_fails_loudly(tmp_path: Path) -> None:

@@ -147,6 +147,7 @@ class BepsExtension:
             view["beps"] = items.view_of(tx, view["id"])
             if view["beps"] is not None and view["beps"]["kind"] == items.DEBIT_OUT:
                 view["beps"]["receipt_due_at"] = debit_deadline.receipt_due(tx, view["id"])
+                view["beps"]["receipt"] = debits_out.last_receipt_line(tx, view["id"])
             if view["direction"] == "out" and "remittance_info" in view:
                 # One remark (AddtlInf): the lines untagged, joined, as the package has it.
                 remark = build.remark_of(view["remittance_info"])

@@ -18,7 +18,9 @@ from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
 from gateway import intake, jsontext
+from gateway.beps import debits_out
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.messages import beps128
 from gateway.money import format_yuan
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
@@ -229,6 +231,10 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     view["transactions"] = held
     view["withdrawn"] = {"count": len(withdrawn), "total_fen": withdrawn_fen,
                          "amount": format_yuan(withdrawn_fen), "transactions": withdrawn}
+    if view["direction"] == "in" and view["message_type"] == beps128.MESSAGE_TYPE:
+        # A payer bank's receipt for our debits carries none of them (they stay in the
+        # beps.127 they went in): its lines say what it answered, refusals included.
+        view["lines"] = debits_out.receipt_lines(tx, package_id, PACKAGE_ITEMS_SHOWN_MAX)
     return view
 
 

@@ -12,7 +12,13 @@ A package whose receipt has not come by its return deadline (PKGRtrLtd days afte
 sealing) is not an answer: its debits stay waiting, marked overdue, until the receipt
 comes or operators give them up (gateway.beps.debit_deadline). A debit paid after it
 ended unpaid is never credited to our customer, whom the core system was told was not
-paid: the money goes to suspense for operators (`_paid`).
+paid: the money goes to suspense for operators (`_paid`). One refused after it ended
+keeps its state, and the payer bank's code is kept in its history (the proof that
+giving it up was right).
+
+Every line of a receipt is kept as it came, with what it did (`beps_receipt_lines`,
+OUTCOMES): the receipt's package view lists them (`receipt_lines`), and a debit's view
+shows the last line that answered it (`last_receipt_line`).
 """
 
 from __future__ import annotations
@@ -51,6 +57,16 @@ RECEIPT_OVERDUE = "debit_receipt_overdue"
 ENDED_UNPAID = ("rejected", "cancelled")
 # The suspense reason of a debit paid after it ended unpaid (ledger_suspense.reason).
 PAID_AFTER_END = "debit_paid_after_end"
+# What a receipt line did to the debit it names (beps_receipt_lines.outcome).
+OUTCOMES = {
+    "netted": "paid: the debit netted and our customer credited",
+    "paid_after_end": "paid after the debit ended unpaid: the money parked in suspense",
+    "rejected": "refused: the debit rejected with the payer bank's code",
+    "refused_after_end": "refused after the debit ended unpaid (given up): it keeps its "
+                         "state, the refusal kept in its history",
+    "not_applied": "about a debit answered already: nothing moved",
+    "unknown": "names no debit of the package",
+}
 FIELDS = {"creditor_account": True, "creditor_name": True, "creditor_bank": True,
           "debtor_account": True, "debtor_name": True, "debtor_bank": True, "amount": True,
           "agreement": True, "business_kind": False, "remittance_info": False}
@@ -230,9 +246,14 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
     items.settle_if_round_settled(tx, gw, *netting, now)
     if pkg[0] == "overdue":
         # The answer operators were told was missing has come: what it did is in each
-        # debit's history; given-up debits paid are raised on their own (`_paid`).
+        # debit's history and the receipt's lines; given-up debits paid are raised on
+        # their own (`_paid`). The refusals of debits given up are named with their
+        # code: they show that giving up was right.
+        after_end = [{"payment": pid, "reject_code": code, "reject_info": info}
+                     for pid, code, info, outcome in refused
+                     if outcome == "refused_after_end"]
         gw.alert(tx, "debit_receipt_after_deadline", package=original, receipt=receipt_id,
-                 paid=len(paid), refused=refused)
+                 paid=len(paid), refused=len(refused), refused_after_end=after_end)
     tx.execute("UPDATE beps_packages SET state = 'answered', updated_at = ? WHERE id = ?",
                (now.isoformat(), original))
     return Processed({"receipt": receipt_id, "paid": len(paid),
@@ -241,13 +262,15 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
 
 def _answered(tx: Any, gw: "Gateway", r: beps128.DebitReceipt, receipt_id: str,
               original: str, netting: tuple[str, str], now: datetime
-              ) -> tuple[list[str], int]:
+              ) -> tuple[list[str], list[tuple[str, str | None, str | None, str]]]:
     """Each line of the receipt applied to our debit it answers, in a few statements
     whatever their number: a paid debit's creditor credited (or the money parked in
     suspense), all of them with ledger.credit_incoming_netted_many, its payment netted,
     overdue or not (or, paid after it ended unpaid, parked in suspense whatever its
-    account: `_paid`); a refused one rejected with the payer bank's reason. The ids of
-    those paid, and how many lines refused a debit still waiting."""
+    account: `_paid`); a refused one rejected with the payer bank's reason, or, ended
+    unpaid already (given up), left in its state with the refusal in its history. Every
+    line is kept with what it did (`_record_lines`). The ids of those paid, and the
+    refusals applied: (payment id, code, information, outcome)."""
     by_tx = {p["tx_id"]: p for p in items.package_payments(tx, original)}
     known = [(line, by_tx.get(line.tx_id)) for line in r.lines]
     credits = {p["id"]: (f"{p['id']}:credit", p["payee_account"], p["payee_name"],
@@ -258,25 +281,81 @@ def _answered(tx: Any, gw: "Gateway", r: beps128.DebitReceipt, receipt_id: str,
               if p is not None and line.status == PAID and p["state"] in ENDED_UNPAID}
     credited = dict(zip(credits, gw.ledger.credit_incoming_netted_many(
         tx, list(credits.values()), parked=parked)))
-    changes, paid = [], []
+    changes, paid, refused, outcomes = [], [], [], []
     for line, p in known:
         if p is None:
             gw.alert(tx, "debit_receipt_line_unknown", receipt=receipt_id, tx_id=line.tx_id)
+            outcome = "unknown"
         elif line.status == PAID and p["id"] in credited:
             changes.append(_paid(tx, gw, p, credited[p["id"]], receipt_id, netting))
             paid.append(p["id"])
-        elif line.status == PAID:
-            # Paid already (netted or settled): a second word about it moves nothing;
-            # the round's booking notice shows whether the NPC netted it twice.
+            outcome = "netted" if p["state"] in WAITING else "paid_after_end"
+        elif p["state"] in WAITING + ENDED_UNPAID and line.status != PAID:
+            changes.append(_refused(p, line, receipt_id))
+            outcome = "rejected" if p["state"] in WAITING else "refused_after_end"
+            refused.append((p["id"], line.reject_code, line.reject_info, outcome))
+        else:
+            # Paid already (netted or settled): a second word about it, paid or refused,
+            # moves nothing; the round's booking notice shows whether the NPC netted it
+            # twice.
             gw.alert(tx, "debit_receipt_line_not_applied", receipt=receipt_id,
-                     payment=p["id"], state=p["state"])
-        elif p["state"] in WAITING:
-            reason = (f"{line.reject_code}: {line.reject_info}" if line.reject_info
-                      else line.reject_code)
-            changes.append((p, "rejected", "beps_debit_refused",
-                            {"reason": reason, "receipt": receipt_id}))
+                     payment=p["id"], state=p["state"], status=line.status)
+            outcome = "not_applied"
+        outcomes.append(outcome)
     payments.transition_each(tx, changes, now, gw.notifier)
-    return paid, len(changes) - len(paid)
+    _record_lines(tx, receipt_id, known, outcomes)
+    return paid, refused
+
+
+def _refused(p: dict[str, Any], line: beps128.ReceiptLine, receipt_id: str
+             ) -> tuple[dict[str, Any], str, str, dict[str, Any]]:
+    """The change of a debit the payer bank refused. One still waiting is `rejected`
+    with the payer bank's code and reason. One that ended unpaid already (given up by
+    operators) keeps its state and its reason (why it ended): the refusal is written to
+    its history, where the payer bank's code shows the give-up was right; the core
+    system, told `rejected` already, hears nothing new."""
+    refusal = (f"{line.reject_code}: {line.reject_info}" if line.reject_info
+               else line.reject_code)
+    if p["state"] in WAITING:
+        return (p, "rejected", "beps_debit_refused", {"reason": refusal, "receipt": receipt_id})
+    return (p, p["state"], "beps_debit_refused_after_end",
+            {"receipt": receipt_id, "refusal": refusal, "reject_code": line.reject_code,
+             "reject_info": line.reject_info})
+
+
+_LINE_COLUMNS = ("line_no", "tx_id", "payment_id", "status", "reject_code", "reject_info",
+                 "amount_fen", "outcome")
+
+
+def _record_lines(tx: Any, receipt_id: str,
+                  known: list[tuple[beps128.ReceiptLine, dict[str, Any] | None]],
+                  outcomes: list[str]) -> None:
+    tx.executemany(
+        f"INSERT INTO beps_receipt_lines (receipt_id, {', '.join(_LINE_COLUMNS)}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(receipt_id, n, line.tx_id, p["id"] if p else None, line.status, line.reject_code,
+          line.reject_info, line.amount_fen, outcome)
+         for n, ((line, p), outcome) in enumerate(zip(known, outcomes), start=1)])
+
+
+def receipt_lines(tx: Any, receipt_id: str, limit: int) -> list[dict[str, Any]]:
+    """The lines of a beps.128 we received, in its order, with what each did."""
+    return [dict(zip(_LINE_COLUMNS, row)) for row in tx.query(
+        f"SELECT {', '.join(_LINE_COLUMNS)} FROM beps_receipt_lines WHERE receipt_id = ? "
+        "ORDER BY line_no LIMIT ?", (receipt_id, limit))]
+
+
+def last_receipt_line(tx: Any, payment_id: str) -> dict[str, Any] | None:
+    """The last receipt line that answered our debit (the receipt, its status, the payer
+    bank's code and reason, and what it did), None before any came."""
+    row = tx.query_one(
+        "SELECT l.receipt_id, l.status, l.reject_code, l.reject_info, l.outcome "
+        "FROM beps_receipt_lines l JOIN beps_packages k ON k.id = l.receipt_id "
+        "WHERE l.payment_id = ? ORDER BY k.created_at DESC, l.receipt_id DESC LIMIT 1",
+        (payment_id,))
+    if row is None:
+        return None
+    return dict(zip(("receipt", "status", "reject_code", "reject_info", "outcome"), row))
 
 
 def _record_receipt(tx: Any, r: beps128.DebitReceipt, receipt_id: str, original: str,

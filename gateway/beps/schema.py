@@ -12,6 +12,8 @@
   the answer says whether they were netted (cancels.py).
 - `beps_netting_dates`: each netting date and where its reconciliation with the NPC
   stands (netting_dates.py).
+- `beps_receipt_lines`: each line of a payer bank's beps.128 answering our debits, as
+  it came and what it did to the debit it names (debits_out.py).
 """
 
 from __future__ import annotations
@@ -113,6 +115,22 @@ TABLES = [
         since TEXT NOT NULL,              -- the oldest overdue package, sealed then
         alerted_at TEXT NOT NULL
     )""",
+    # Each line of a beps.128 we received (a payer bank's answer to our debits), kept as it
+    # came with what it did: a refusal of a debit operators had given up changes nothing,
+    # and its code is what shows the give-up was right.
+    """CREATE TABLE IF NOT EXISTS beps_receipt_lines (
+        receipt_id TEXT NOT NULL,         -- the beps.128 package (beps_packages.id)
+        line_no INTEGER NOT NULL,         -- 1.. in the receipt's order
+        tx_id TEXT NOT NULL,              -- OrgnlTxId
+        payment_id TEXT,                  -- our debit it names; null: none of ours
+        status TEXT NOT NULL,             -- RctSts: PR02 paid, else refused
+        reject_code TEXT, reject_info TEXT,
+        amount_fen INTEGER NOT NULL,
+        outcome TEXT NOT NULL,            -- see debits_out.OUTCOMES
+        PRIMARY KEY (receipt_id, line_no)
+    )""",
+    "CREATE INDEX IF NOT EXISTS beps_receipt_lines_payment ON beps_receipt_lines "
+    "(payment_id) WHERE payment_id IS NOT NULL",
     # The dates a pass looks at: those not reconciled yet.
     "CREATE INDEX IF NOT EXISTS beps_netting_dates_waiting ON beps_netting_dates "
     "(netting_date) WHERE state IN ('open', 'due', 'asked', 'unanswered')",

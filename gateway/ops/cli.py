@@ -39,6 +39,8 @@
                                    apply a suspense item to a customer account (销账)
     request debit-give-up PAYMENT --note WHY  give up our BEPS debit past its receipt
                                    deadline (reason debit_receipt_overdue)
+    request hvps-status-confirm WORK_DATE --status S --note HOW  the HVPS status confirmed
+                                   with the NPC after a refused ccms.801 (sending held)
     actions                        every action: its name, target and who approves it
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
@@ -126,6 +128,10 @@ REQUEST_ACTIONS = {
                      "deadline (reason debit_receipt_overdue): it is rejected and the "
                      "core system told; paid after that, its money goes to suspense (a "
                      "supervisor approves)",
+    "hvps-status-confirm": "WORK_DATE --status STATUS --note HOW: after a refused ccms.801 "
+                           "(HVPS sending held), the status the NPC is in, as confirmed "
+                           "with it: the gateway takes it and HVPS sending resumes (a "
+                           "supervisor approves)",
     "suspense-apply": "PENDING_NO|PAYMENT --account ACCOUNT --note WHY: apply a suspense "
                       "item (named by its pending write-off number or its payment) to the "
                       "customer account it belongs to (销账), the note saying why (a "
@@ -246,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "day-end, webhook row or `failed` for webhook-resend, "
                                   "netting date for beps-reconcile, alert id for "
                                   "alert-acknowledge and alert-close, package id for package-*, "
+                                  "work date for hvps-status-confirm, "
                                   "pending write-off number for receivable-collect and "
                                   "receivable-reverse, pending write-off number or "
                                   "payment id for suspense-apply")
@@ -253,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the new lane, for priority only")
     p.add_argument("--account", help="the customer account credited, for suspense-apply "
                                      "only")
+    p.add_argument("--status", help="the HVPS status the NPC is in (00, 10, 15, 20, 30, "
+                                    "40), for hvps-status-confirm only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
                                               "characters); for return, the reason sent; "
                                               "required for suspense-apply")
@@ -356,6 +365,8 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"priority": int(args.priority)} if action == "priority" else {}
     if args.account is not None:  # another action refuses it by name (field_unknown)
         params["account"] = args.account
+    if args.status is not None:  # likewise
+        params["status"] = args.status
     return {"action": action, "target": args.target, "params": params, "note": args.note}
 
 

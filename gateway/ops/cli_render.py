@@ -38,6 +38,7 @@ def status(a: dict[str, Any]) -> str:
         ("bank", a["bank"]),
         ("HVPS status", f"{w['status']} {w.get('name_en', '')} {w.get('name_zh', '')}".strip()),
         ("HVPS open", "yes" if w["open"] else "no"),
+        *_hvps_sending(w.get("sending")),
         ("work date", w["work_date"]),
         ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
                         f"{nxt.get('name_en', '')}".strip()),
@@ -104,6 +105,19 @@ def link_rows(link: dict[str, Any]) -> list[tuple[str, Any]]:
                      ("  discarded", f"{discarded} messages (ccms.911)"),
                      ("  last discard", link.get("last_discard"))]
     return rows
+
+
+def _hvps_sending(h: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """HVPS sending held while the gateway and the NPC disagree on HVPS's status
+    (gateway.status_hold): since when, the notice refused, and what ends it."""
+    if not h or not h.get("held"):
+        return []
+    n = h["refused_notice"]
+    return [("HVPS sending", f"HELD since {h['since']}: the NPC announced {n['orig']} -> "
+                             f"{n['cur']} on {n['date']} ({n['outcome']}), the gateway is "
+                             f"on {h['gateway_status']} of {h['gateway_work_date']}; "
+                             "payments wait until a notice agrees or operators confirm "
+                             "the status (request hvps-status-confirm DATE --status S)")]
 
 
 def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:

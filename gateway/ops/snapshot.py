@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway import critical, recon
+from gateway import critical, recon, status_hold
 from gateway.errors import PaygateError
 from gateway.money import format_yuan_grouped
 from gateway.ops import attention, control, queues, views
@@ -28,7 +28,8 @@ def window(gw: Any) -> dict[str, Any]:
     the status it is in)."""
     now = gw.clock.now()
     out: dict[str, Any] = {"now": now.isoformat(), "status": gw.hvps_status,
-                           "open": gw.hvps_open, "work_date": gw.work_date.isoformat()}
+                           "open": gw.hvps_open, "work_date": gw.work_date.isoformat(),
+                           "sending": status_hold.view(getattr(gw, "hvps_hold", None))}
     if gw.hvps_status in HVPS_TRANSITIONS:
         phase = Phase.from_code(gw.hvps_status, gw.work_date)
         out.update(name_en=phase.name_en, name_zh=phase.name_zh)

@@ -1,0 +1,120 @@
+"""Every gateway process holds HVPS sending while the gateway and the NPC disagree on
+HVPS's status (gateway.status_hold): one told by another over the cluster channel, one
+that missed that word and reads the hold on its window tick, one started while the hold
+lasts; and each takes the status operators confirmed when the hold ends so."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import keys, status_hold
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.worker import RetryLater
+
+NOW = datetime(2026, 12, 8, 9, 0, tzinfo=SHANGHAI)  # a Tuesday, HVPS open by the timetable
+DAY = date(2026, 12, 8)
+
+
+def follower(tmp_path: Path) -> Gateway:
+    """A gateway process of several that does not lead (no Redis needed: what it is told
+    is handed to its listener here)."""
+    gw = Gateway(Settings(data_dir=str(tmp_path)), clock=ManualClock(NOW))
+    gw.cluster.single, gw.cluster.leading = False, False
+    return gw
+
+
+def begin(tx: Any) -> dict[str, Any]:
+    return status_hold.begin(tx, "10", "00", DAY.isoformat(), "illegal", "10", DAY, NOW)
+
+
+def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status(
+        tmp_path: Path) -> None:
+    """Told of the hold, a process sends no HVPS payment, neither from its lanes (the
+    entry is put off before any row is claimed) nor straight after accepting one; told
+    that operators confirmed 30, its window takes 30 and sending is free again."""
+    gw = follower(tmp_path)
+    hold = {"since": NOW.isoformat(), "orig": "10", "cur": "00",
+            "notice_date": DAY.isoformat(), "outcome": "illegal", "status": "10",
+            "work_date": DAY.isoformat(), "notices": 1}
+
+    gw.cluster._dispatch(json.dumps({"from": "elsewhere", "kind": status_hold.CLUSTER_KIND,
+                                     "hold": hold}))
+    held = gw.hvps_hold
+
+    async def send() -> Any:
+        # No store is open: a claim would fail otherwise than with RetryLater.
+        await gw._send_outbox(keys.HVPS_LANES[1], "1-0", {"outbox": "1"})
+    with pytest.raises(RetryLater) as put_off:
+        asyncio.run(send())
+
+    assert held == hold
+    assert str(put_off.value) == status_hold.HELD
+    assert gw._may_send_now() is False
+
+    gw._on_peer_hvps_hold({"hold": None, "status": "30", "date": DAY.isoformat(),
+                           "at": NOW.isoformat()})
+
+    assert gw.hvps_hold is None
+    assert (gw.hvps_status, gw.work_date) == ("30", DAY)
+    assert (gw.window.history[-1].source, gw.window.history[-1].outcome) == (
+        "operator", "set_by_operator")
+
+
+def test_a_process_that_missed_the_word_reads_the_hold_on_its_tick(tmp_path: Path) -> None:
+    """The cluster channel is not a queue: a process that was not listening finds the
+    hold in the table on its next window tick, and its end the same way."""
+    gw = follower(tmp_path)
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        await gw.store.open()
+        try:
+            before = gw.hvps_hold
+            await gw.store.run(begin)
+            await gw.window_tick()
+            during = gw.hvps_hold
+            await gw.store.run(lambda tx: status_hold.end(tx, "test", NOW))
+            await gw.window_tick()
+            return before, during, gw.hvps_hold
+        finally:
+            await gw.store.close()
+    before, during, after = asyncio.run(scenario())
+
+    assert before is None
+    assert during is not None and during["cur"] == "00" and during["notices"] == 1
+    assert after is None
+
+
+def test_the_hold_outlives_a_restart_and_counts_its_notices(tmp_path: Path) -> None:
+    """A second refused notice counts into the hold going on (its start kept); a process
+    started while it lasts holds from its start, and its /health view says so."""
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        gw = Gateway(Settings(data_dir=str(tmp_path), port=0), clock=ManualClock(NOW))
+        await gw.store.open()
+        try:
+            await gw.store.run(begin)
+            second = await gw.store.run(lambda tx: status_hold.begin(
+                tx, "00", "20", DAY.isoformat(), "illegal", "10", DAY,
+                NOW.replace(minute=5)))
+        finally:
+            await gw.store.close()
+        again = Gateway(Settings(data_dir=str(tmp_path), port=0), clock=ManualClock(NOW))
+        await again.start(serve_http=False)
+        try:
+            return second, again.hvps_hold
+        finally:
+            await again.stop()
+    second, loaded = asyncio.run(scenario())
+
+    assert second["since"] == NOW.isoformat() and second["notices"] == 2
+    assert (second["orig"], second["cur"]) == ("00", "20")
+    assert loaded == second
+    assert status_hold.view(loaded)["held"] is True
+    assert status_hold.view(loaded)["notices_refused"] == 2
