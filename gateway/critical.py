@@ -11,7 +11,9 @@ note in `alert_acks` and in the audit trail). A third is of the same kind:
 `debit_paid_after_end` (gateway.beps.debits_out), a debit of ours the core system was
 told ended unpaid (given up by operators at its receipt deadline) that the payer bank
 paid after all: the money is in suspense, and a person must settle with the core system
-whether it goes to our customer or back to the payer.
+whether it goes to our customer or back to the payer. It closes by itself (the gateway
+acknowledges it, close_by_gateway) once the item is applied or its return netted
+(gateway.exceptions.debit_suspense).
 
 While one is open, /health says `attention` and counts the open ones by code, without
 their detail: the route needs no credentials, so payments and amounts stay on the
