@@ -39,12 +39,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # rejected, cancelled → settled: only when the NPC settles a payment the gateway had
     # ended (its message delivered after all); booked again from the payer or to other
     # receivables (gateway.late_results).
-    # rejected → netted, settled, returned: our BEPS debit given up and paid after all,
-    # its money in suspense until operators apply it to our customer (netted, or
-    # settled once its round has) or return it to the payer bank (returned);
-    # gateway.exceptions.debit_suspense.
+    # rejected, cancelled → netted, settled, returned: our BEPS debit that ended unpaid
+    # (given up by operators) and was paid after all, its money in suspense until
+    # operators apply it to our customer (netted, or settled once its round has) or
+    # return it to the payer bank (returned); gateway.exceptions.debit_suspense.
     "rejected": frozenset({"settled", "netted", "returned"}),
-    "cancelled": frozenset({"settled"}),
+    "cancelled": frozenset({"settled", "netted", "returned"}),
     # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
     # or an incoming one we sent back)
     # An inbound BEPS debit (beps.127) is received, then paid by our receipt and netted,
