@@ -180,6 +180,11 @@ def test_a_given_up_debit_paid_after_is_returned_to_the_payer_bank(rig: Rig) -> 
         rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[SUSPENSE]),
         rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[BEPS_NETTED_OUT]),
         rig.gw.ledger.trial_balance(tx).balanced))
+    rig.npc_answers(package_id, "PR03")  # the same notice again moves nothing
+    again = rig.run(lambda tx: (
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[SUSPENSE]),
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[BEPS_NETTED_OUT])))
+    history = rig.run(lambda tx: payments.history(tx, pid))
     applied, refusal = rig.ask("suspense_apply", pid, WHY_APPLY,
                                account=rig.rig.payer_account)
     debit_package = rig.run(lambda tx: tx.query_one(
@@ -206,6 +211,8 @@ def test_a_given_up_debit_paid_after_is_returned_to_the_payer_bank(rig: Rig) -> 
     assert rig.item_state(pending_no) == "returned"
     assert suspense_before - suspense_after == AMOUNT_FEN
     assert netted_after - netted_before == AMOUNT_FEN and books
+    assert again == (suspense_after, netted_after)
+    assert [e["event"] for e in history].count("returned_to_payer_bank") == 1
     assert rig.payment(rid)["state"] == "netted"
     assert rig.told(pid)[-1] == "returned"
     assert rig.alert_closed_by("debit_paid_after_end", pid) == ["gateway"]
