@@ -11,7 +11,9 @@ note in `alert_acks` and in the audit trail). A third is of the same kind:
 `debit_paid_after_end` (gateway.beps.debits_out), a debit of ours the core system was
 told ended unpaid (given up by operators at its receipt deadline) that the payer bank
 paid after all: the money is in suspense, and a person must settle with the core system
-whether it goes to our customer or back to the payer. A fourth is not about money
+whether it goes to our customer or back to the payer. It closes by itself (the gateway
+acknowledges it, close_by_gateway) once the item is applied or its return netted
+(gateway.exceptions.debit_suspense). A fourth is not about money
 moved but about money about to be refused: `hvps_status_notice_refused`
 (gateway.status_hold), a ccms.801 the gateway refused, after which the gateway and the
 NPC disagree on HVPS's status and HVPS sending is held until a person confirms the

@@ -580,16 +580,24 @@ def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, a
     _queue_webhook(tx, [(pid, old, new_state, event) for pid, old in changed], at, notifier)
 
 
+# Events the core system is told of although the state stays: money moved for a
+# payment whose state already says where it ended (our BEPS debit's money applied from
+# suspense to our customer, its state `netted` or `settled` before and after:
+# gateway.exceptions.debit_suspense). Its webhook event has `previous` equal to `state`.
+TOLD_UNCHANGED: set[str] = set()
+
+
 def _queue_webhook(tx: Any, changed: list[tuple[str, str, str, str]], at: str,
                    notifier: Notifier | None) -> None:
-    """Each (payment id, old state, new state, event) that changed the state queued for
-    the core system's webhook, when one is configured."""
+    """Each (payment id, old state, new state, event) that changed the state, or whose
+    event is in TOLD_UNCHANGED, queued for the core system's webhook, when one is
+    configured."""
     if notifier is None or not notifier.webhook:
         return
     texts: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
     changes = []
     for pid, old, new, event in changed:
-        if new == old:
+        if new == old and event not in TOLD_UNCHANGED:
             continue
         cut = texts.get((old, new, event))
         if cut is None:

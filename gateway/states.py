@@ -32,13 +32,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # balance short) is netted later.
     "queued": frozenset({"netted", "settled", "rejected", "cancelled", "unknown"}),
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
-    "netted": frozenset({"settled"}),
+    # netted → returned: our BEPS debit whose money waited in suspense, sent back to the
+    # payer bank by a return the NPC netted (gateway.exceptions.debit_suspense).
+    "netted": frozenset({"settled", "returned"}),
     "settled": frozenset({"returned"}),
     # rejected, cancelled → settled: only when the NPC settles a payment the gateway had
     # ended (its message delivered after all); booked again from the payer or to other
     # receivables (gateway.late_results).
-    "rejected": frozenset({"settled"}),
-    "cancelled": frozenset({"settled"}),
+    # rejected, cancelled → netted, settled, returned: our BEPS debit that ended unpaid
+    # (given up by operators) and was paid after all, its money in suspense until
+    # operators apply it to our customer (netted, or settled once its round has) or
+    # return it to the payer bank (returned); gateway.exceptions.debit_suspense.
+    "rejected": frozenset({"settled", "netted", "returned"}),
+    "cancelled": frozenset({"settled", "netted", "returned"}),
     # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
     # or an incoming one we sent back)
     # An inbound BEPS debit (beps.127) is received, then paid by our receipt and netted,

@@ -15,6 +15,7 @@ cleared to the right account or returned to the sender.
 | credit_incoming_many | each credit as above, a package's written in bulk |
 | clear_suspense | Dr suspense, Cr the account found for the money |
 | return_suspense | Dr suspense, Cr clearing account (the gateway sends the return) |
+| return_suspense, netted | Dr suspense, Cr BEPS netted obligations (4002): a BEPS return |
 """
 
 from __future__ import annotations
@@ -286,19 +287,22 @@ def clear_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str
 
 
 def return_suspense(ctx: Context, tx: Transaction, event_id: str, pending_no: str,
-                    work_date: date | str) -> SuspenseItem:
-    """Send a suspense item back out through the clearing account; the item returned.
+                    work_date: date | str, netted: bool = False) -> SuspenseItem:
+    """Send a suspense item back out through the clearing account (an HVPS return,
+    settled gross), or with `netted` into the BEPS netted obligations (a BEPS return
+    the NPC netted); the item returned.
 
     The gateway sends the return message (business type A105) for it.
     """
     day = work_date_text(work_date)
-    content = fingerprint("return_suspense", pending_no, day)
+    content = fingerprint("return_suspense", pending_no, day, *(("netted",) if netted else ()))
     _lock_item(tx, pending_no)
     found = replay(tx, event_id, content)
     if found is not None:
         return find_item(tx, pending_no)
     item = _open_item(tx, pending_no)
-    lines = transfer(ctx.accounts.suspense, ctx.accounts.clearing, item.amount_fen)
+    out = ctx.accounts[chart.BEPS_NETTED_OUT] if netted else ctx.accounts.clearing
+    lines = transfer(ctx.accounts.suspense, out, item.amount_fen)
     _end_item(ctx, tx, event_id, "return_suspense", content, day, lines, item, "returned")
     return find_item(tx, pending_no)
 

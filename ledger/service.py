@@ -181,8 +181,10 @@ class Ledger:
                                        work_date)
 
     def return_suspense(self, tx: Transaction, event_id: str, pending_no: str,
-                        work_date: WorkDate) -> SuspenseItem:
-        return incoming.return_suspense(self._ctx, tx, event_id, pending_no, work_date)
+                        work_date: WorkDate, netted: bool = False) -> SuspenseItem:
+        """`netted`: a BEPS return the NPC netted (Cr 4002, not the clearing account)."""
+        return incoming.return_suspense(self._ctx, tx, event_id, pending_no, work_date,
+                                        netted=netted)
 
     def open_suspense(self, tx: Transaction, as_of: WorkDate) -> list[SuspenseItem]:
         return incoming.open_suspense(tx, as_of)

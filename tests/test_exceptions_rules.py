@@ -132,7 +132,7 @@ def test_operators_actions_join_the_console_with_their_approval_rules():
     assert registered
     assert {name: control.RULES[name].needs_approval for name in ops.ACTIONS} == {
         "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
-        "suspense_release": True, "suspense_apply": True}
+        "suspense_release": True, "suspense_apply": True, "suspense_return": True}
     assert all(callable(actions.EXECUTORS[name]) for name in ops.ACTIONS)
 
 

@@ -24,7 +24,8 @@ from gateway.messages.common import OriginalRef
 from gateway.queries import (QueryDesk, answers, deadlines, outgoing, policy, records,
                              requests, schema)
 from tests.beps_support import NOW as BEPS_NOW, credit_row, held_items
-from tests.e2e_support import BANK, BRANCH
+from tests.e2e_support import BANK, BRANCH, PEER, PEER_BRANCH
+from tests.test_beps_debit_overdue import debits_sent
 
 CALENDAR = BusinessCalendar()
 POLICY = policy.QueryPolicy()
@@ -365,3 +366,20 @@ def test_a_beps_payment_in_no_package_cannot_be_queried_yet(tmp_path):
     assert package_id == BANK + msg_id != BANK + payment["msg_id"]
     assert resolved.subject == OriginalRef(msg_id, BANK, "beps.121.001.01")
     assert resolved.subject_tx.tx_id == payment["tx_id"]
+
+
+def test_a_query_about_our_debit_names_the_payer_bank_as_the_other_party(tmp_path):
+    """Our debit (beps.127) is sent by the creditor's bank, ours: a query opened about it
+    names our branch as our party and the payer's bank as theirs, the package's receiver
+    as their direct participant."""
+    db, gw, package_id, (debit_id,) = debits_sent(tmp_path, [5_000])
+    desk = SimpleNamespace(gw=SimpleNamespace(settings=gw.settings, own_banks={BRANCH}))
+    with db.transaction() as tx:
+        debit = payments.get(tx, debit_id)
+        resolved = outgoing._from_payment(tx, desk, debit)
+
+    assert (debit["payee_bank"], debit["payer_bank"]) == (BRANCH, PEER_BRANCH)
+    assert resolved.parties.our_party == BRANCH
+    assert resolved.parties.their_party == PEER_BRANCH
+    assert resolved.parties.their_direct == PEER == debit["receiver_direct"]
+    assert resolved.subject == OriginalRef(package_id[12:], BANK, "beps.127.001.01")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from gateway.messages import beps121, beps122, beps125, beps127
-from gateway.messages.common import iso_datetime
-from gateway.messages.package import (Package, PackageHeader, ReturnLimit, Transfer,
-                                      transfers_from_rows)
+from gateway.messages.common import OriginalRef, OriginalTx, iso_datetime
+from gateway.messages.package import (RETURN_TYPE, Package, PackageHeader, ReturnInfo,
+                                      ReturnLimit, Transfer, transfers_from_rows)
 
 FAMILIES = {m.MESSAGE_TYPE: m for m in (beps121, beps122, beps125, beps127)}
 CREDIT_TYPES = frozenset({beps121.MESSAGE_TYPE, beps122.MESSAGE_TYPE, beps125.MESSAGE_TYPE})
@@ -53,6 +54,45 @@ def transfers_of(rows: Iterable[Sequence[Any]]) -> list[Transfer]:
         for (tx_id, payer_name, payer_account, payer_bank, payee_bank, payee_name,
              payee_account, amount_fen, business_type, business_kind, remittance,
              agreement, currency) in rows)
+
+
+# A return (A105) names the transaction it returns in RtrInf, which no column of the
+# payment holds: its route (payments.route, JSON) keeps it under this key, written when
+# the return is made (gateway.exceptions.debit_suspense) and read when it is packed.
+RETURN_INFO = "return_info"
+_TYPE_AT = 2 + COLUMNS.index("p.business_type")  # in a packer's row: id, state, COLUMNS
+
+
+def return_info_route(info: ReturnInfo) -> dict[str, Any]:
+    """How a return's RtrInf is kept in its route."""
+    o, t = info.original, info.original_tx
+    return {"msg_id": o.msg_id, "instg_party": o.instg_party, "mt": o.mt,
+            "instg_indirect": t.instg_indirect, "instd_indirect": t.instd_indirect,
+            "tx_id": t.tx_id, "business_type": t.business_type, "reason": info.reason}
+
+
+def _return_info(kept: dict[str, Any]) -> ReturnInfo:
+    return ReturnInfo(OriginalRef(kept["msg_id"], kept["instg_party"], kept["mt"]),
+                      OriginalTx(kept["instg_indirect"], kept["instd_indirect"],
+                                 kept["tx_id"], kept["business_type"]), kept["reason"])
+
+
+def with_returns(tx: Any, rows: Sequence[Sequence[Any]], transfers: list[Transfer]
+                 ) -> list[Transfer]:
+    """The transactions of these packer rows (payment id, state, then COLUMNS), each
+    return (A105) given the RtrInf its route keeps. Read only when there are returns:
+    a package of ordinary credits costs one look at each row's business type."""
+    ids = [row[0] for row in rows if row[_TYPE_AT] == RETURN_TYPE]
+    if not ids:
+        return transfers
+    routes = dict(tx.query(f"SELECT id, route FROM payments WHERE id IN "
+                           f"({', '.join('?' * len(ids))})", tuple(ids)))
+    out = list(transfers)
+    for i, row in enumerate(rows):
+        kept = json.loads(routes[row[0]]).get(RETURN_INFO) if row[0] in routes else None
+        if kept is not None:
+            out[i] = replace(out[i], extra=_return_info(kept))
+    return out
 
 
 def package_body(msg_type: str, msg_id: str, sender: str, receiver: str,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,22 @@ VOID, HELD_OUT = "-", "held"
 payments.GROUP_SUBJECT_SQL["beps"] = (
     f"(SELECT '{PACKAGE_SUBJECT_PREFIX}' || i.package_id FROM beps_items i "
     f"WHERE i.payment_id = p.id AND i.package_id NOT IN ('{VOID}', '{HELD_OUT}'))")
+
+
+# Our outgoing credits that hold nothing of a payer's (a return of money waiting in
+# suspense: gateway.exceptions.debit_suspense) are told here when the NPC nets or
+# rejects them, since no hold moves their money: each hook gets (transaction, gateway,
+# the payment ids, "netted" or "rejected", the package's detail, time).
+UNHELD_HOOKS: list[Callable[[Any, Any, list[str], str, dict[str, Any], datetime], None]] = []
+
+
+def unheld_ended(tx: Any, gw: Any, rows: list[dict[str, Any]], outcome: str,
+                 detail: dict[str, Any], now: datetime) -> None:
+    """Tell UNHELD_HOOKS of the outgoing credits among `rows` that hold nothing."""
+    ids = [p["id"] for p in rows if not p["hold_id"] and p.get("kind", CREDIT_OUT) == CREDIT_OUT]
+    if ids:
+        for hook in UNHELD_HOOKS:
+            hook(tx, gw, ids, outcome, detail, now)
 
 
 def package_subject(package_id: str) -> str:
@@ -165,6 +182,8 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
                                gw.work_date.isoformat(), package_id)
     elif holds:
         gw.ledger.net_many(tx, holds, gw.work_date.isoformat())
+    if len(holds) != len(rows):
+        unheld_ended(tx, gw, rows, "netted", detail, now)
 
 
 def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:

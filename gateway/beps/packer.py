@@ -96,7 +96,7 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     candidates = tx.query(_WAITING, (receiver, msg_type, take))
     read: dict[str, Any] = {}
     refused = refusals(msg_type, [row for row in candidates if row[1] == "accepted"], now,
-                       read)
+                       read, tx)
     # A payment that left `accepted` before packing (cancelled by an operator) is never
     # packed, nor one the NPC would refuse; the item is marked so that it is not looked
     # at again.
@@ -115,7 +115,7 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
     if not rows:
         return None
     transfers = ([read[row[0]] for row in rows] if rows is packable
-                 else build.transfers_of(row[2:] for row in rows))
+                 else build.with_returns(tx, rows, build.transfers_of(row[2:] for row in rows)))
     days = s.debit_return_days if msg_type == build.DEBIT_TYPE else None
     body = build.package_body(msg_type, msg_id, sender, receiver, transfers, now, days)
     header = outbound.new_header(tx, now, sender, receiver, msg_type, "BEPS", 3)
@@ -163,17 +163,20 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
 
 
 def refusals(msg_type: str, rows: list[Sequence[Any]], now: datetime,
-             read: dict[str, Any] | None = None) -> dict[str, list[Problem]]:
+             read: dict[str, Any] | None = None, tx: Any = None) -> dict[str, list[Problem]]:
     """The problems of each waiting item (rows of `_WAITING`) that breaks a rule the NPC
     checks on every transaction of a package (package.check_item, the same code its
     reading runs), by payment id. The NPC refuses a whole package for one such
     transaction, which would take the other payers' good payments down with it; intake
     refuses these already, so this only catches what reached the table another way (a
     rule changed, a row written before it). Each item as read is kept in `read`, by
-    payment id, when given: the package is built from them."""
+    payment id, when given: the package is built from them. With `tx`, a return (A105)
+    is read with the RtrInf its route keeps (build.with_returns)."""
     layout = build.FAMILIES[msg_type].LAYOUT
     on_date = date.fromisoformat(iso_datetime(now)[:10])  # the package's date, as the NPC reads it
     transfers = build.transfers_of(row[2:] for row in rows)
+    if tx is not None:
+        transfers = build.with_returns(tx, rows, transfers)
     found = {}
     for row, transfer, problems in zip(rows, transfers,
                                        package.check_items(layout, transfers, on_date)):

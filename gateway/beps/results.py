@@ -183,5 +183,8 @@ def _rejected(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]
     else:
         payments.transition_many(tx, open_rows, "rejected", "beps_rejected", now,
                                  gw.notifier, reason=reason, package=package_id)
+    if len(holds) != len(open_rows):
+        items.unheld_ended(tx, gw, open_rows, "rejected",
+                           {"package": package_id, "code": code, "reason": reason}, now)
     gw.alert(tx, "beps_package_rejected", package=package_id, npc_code=code,
              reason=reason)

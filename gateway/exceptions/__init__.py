@@ -4,7 +4,9 @@
   a peer's A105 returning one of ours moves ours to `returned` and credits the payer
   (returns.py). Suspense items are returned automatically after a number of working days
   unless an operator keeps them (suspense.py), or applied by an operator to the account
-  they belong to, a supervisor approving (write_off.py).
+  they belong to, a supervisor approving (write_off.py). Our BEPS debit's money in
+  suspense is applied to our customer the same way, or returned to the payer bank as a
+  beps.121 A105 (debit_suspense.py).
 - Cancellation of a payment queued at the NPC: ccms.307 → ccms.308 (cancels.py).
 - Unknown outcomes: no result in time → `unknown` and a status query, ccms.316 →
   ccms.317, acted on as the NPC states it (status.py, outcomes.py).

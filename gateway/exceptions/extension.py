@@ -22,12 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from gateway import payments
-from gateway.exceptions import cancels, ops, outcomes, returns, routes, schema, status, suspense
+from gateway.exceptions import (
+    cancels,
+    debit_suspense,
+    ops,
+    outcomes,
+    returns,
+    routes,
+    schema,
+    status,
+    suspense,
+)
 from gateway.exceptions.wire import Entry
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
@@ -51,6 +62,7 @@ class Exceptions:
         self.sweep_interval_s = float(getattr(gw.settings, "exceptions_sweep_interval_s",
                                               SWEEP_INTERVAL_S))
         self.console_actions = ops.register()
+        debit_suspense.register_hooks()
         self._sweeper: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._pushes: set[asyncio.Task] = set()

@@ -9,6 +9,10 @@ control (DOMAIN.md §5: cancelling or moving money needs a supervisor's approval
 | suspense_keep | suspense item | none: it stops money moving | keep it from the auto-return |
 | suspense_release | suspense item | a supervisor or director | let the auto-return take it |
 | suspense_apply | suspense item (its pending number or payment), `account` | a supervisor or director | apply it to the account (销账), the note saying why |
+| suspense_return | our BEPS debit's suspense item (its pending number or payment) | a supervisor or director | return it to the payer bank (beps.121 A105), the note as reason |
+
+An incoming payment's item and our debit's are applied by the same action
+(debit_suspense.apply_tx tells them apart).
 
 A request that could not run now (a return of a payment not in suspense or credited, a
 keep of an item kept already) is refused when it is made, with the error its execution
@@ -28,14 +32,14 @@ from typing import Any, Callable
 
 from gateway import payments
 from gateway.errors import Problem, ValidationFailed
-from gateway.exceptions import cancels, returns, status, suspense, write_off
+from gateway.exceptions import cancels, debit_suspense, returns, status, suspense, write_off
 from gateway.exceptions.wire import Entry
 
 OPERATOR_RETURN_REASON = "returned_by_operator"
 # Each action and whether it needs a second person's approval.
 ACTIONS = {
     "return": True, "npc_cancel": True, "status_query": False, "suspense_keep": False,
-    "suspense_release": True, "suspense_apply": True,
+    "suspense_release": True, "suspense_apply": True, "suspense_return": True,
 }
 
 
@@ -47,6 +51,7 @@ LABELS = {
     "suspense_keep": {"en": "Keep from the automatic return", "zh": "暂不自动退汇"},
     "suspense_release": {"en": "Allow the automatic return", "zh": "恢复自动退汇"},
     "suspense_apply": {"en": "Apply to an account", "zh": "待销账入账"},
+    "suspense_return": {"en": "Return to the payer bank", "zh": "待销账退回付款行"},
 }
 
 
@@ -73,7 +78,14 @@ def register() -> bool:
     control.PARAM_RULES.setdefault("suspense_apply", write_off.params_problems)
     control.NOTE_RULES.setdefault("suspense_apply", write_off.note_problems)
     control.TARGET_READERS.setdefault("suspense_apply", write_off.read_target)
-    actions.GATEWAY_PRECONDITIONS.setdefault("suspense_apply", write_off.check_appliable)
+    actions.GATEWAY_PRECONDITIONS.setdefault("suspense_apply", debit_suspense.check_appliable)
+    # A return of our debit's item names it the same ways; its note is the reason.
+    control.PARAMS.setdefault("suspense_return", ("pending_no",))
+    control.PARAM_RULES.setdefault("suspense_return", debit_suspense.return_params_problems)
+    control.NOTE_RULES.setdefault("suspense_return", debit_suspense.return_note_problems)
+    control.TARGET_READERS.setdefault("suspense_return", write_off.read_target)
+    actions.GATEWAY_PRECONDITIONS.setdefault("suspense_return",
+                                             debit_suspense.check_returnable)
     return True
 
 
@@ -127,11 +139,18 @@ def _params(c: Any, tx: Any) -> dict[str, Any]:
     return json.loads(row[0]) if row and row[0] else {}
 
 
-def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+def _checked_note(c: Any, tx: Any, rule: Callable[[str], list[Problem]]) -> str:
+    """The note of the request being carried out, refused when `rule` finds problems
+    with it (a request recorded before its note was checked so)."""
     note = _note(c, tx)
-    problems = return_note_problems(note)
-    if problems:  # a request recorded before its note was checked
+    problems = rule(note)
+    if problems:
         raise ValidationFailed(problems)
+    return note
+
+
+def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    note = _checked_note(c, tx, return_note_problems)
     ret, entries = returns.request_tx(c.gw, tx, target, note or OPERATOR_RETURN_REASON,
                                       _by(c), c.now)
     return {"payment": target, "return_id": ret["id"]}, entries
@@ -161,12 +180,15 @@ def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], lis
 
 
 def _suspense_apply(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
-    note = _note(c, tx)
-    problems = write_off.note_problems(note)
-    if problems:  # a request recorded before its note was required
-        raise ValidationFailed(problems)
-    return write_off.apply_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
-                              c.request_id, c.now), []
+    note = _checked_note(c, tx, write_off.note_problems)
+    return debit_suspense.apply_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
+                                   c.request_id, c.now), []
+
+
+def _suspense_return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    note = _checked_note(c, tx, debit_suspense.return_note_problems)
+    return debit_suspense.return_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
+                                    c.request_id, c.now)
 
 
 PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
@@ -177,4 +199,4 @@ PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 
 EXECUTORS = {"return": _return, "npc_cancel": _npc_cancel, "status_query": _status_query,
              "suspense_keep": _suspense_keep, "suspense_release": _suspense_release,
-             "suspense_apply": _suspense_apply}
+             "suspense_apply": _suspense_apply, "suspense_return": _suspense_return}

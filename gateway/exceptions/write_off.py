@@ -32,11 +32,10 @@ number that is not the payment's (`pending_no_not_of_payment`), the account no c
 account of ours (`account_not_found`) or closed (`account_closed`). A frozen account takes
 the credit, as it takes any incoming credit: a freeze stops money leaving it.
 
-Only incoming payments in suspense are applied here. A debit of ours whose credit to our
-customer went to suspense (alert `debit_credit_to_suspense`) keeps its own state (netted
-or settled), and one paid after operators gave it up (alert `debit_paid_after_end`)
-stays `rejected`, so neither is offered: docs/beps.md ("Not done yet") says what that
-still needs.
+Only incoming payments in suspense are applied here. A debit of ours whose money went
+to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
+the same console action through gateway.exceptions.debit_suspense, which posts with
+`clear` below and tells the core system by its own rule.
 """
 
 from __future__ import annotations
@@ -79,14 +78,19 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
                                 "1 to 32 ASCII letters, digits or hyphens"))
     else:
         clean["account"] = account
+    return clean, problems + pending_no_problems(params, clean)
+
+
+def pending_no_problems(params: dict[str, Any], clean: dict[str, Any]) -> list[Problem]:
+    """The request's optional `pending_no`, added to `clean` when well formed."""
     pending_no = params.get("pending_no")
     if pending_no is not None and not is_pending_no(pending_no):
-        problems.append(Problem("field_malformed", "/params/pending_no", pending_no,
-                                "a pending write-off number of an incoming item: 9 ASCII "
-                                "digits, 1 then MMDD then a sequence from 0001"))
-    elif pending_no is not None:
+        return [Problem("field_malformed", "/params/pending_no", pending_no,
+                        "a pending write-off number of an incoming item: 9 ASCII digits, "
+                        "1 then MMDD then a sequence from 0001")]
+    if pending_no is not None:
         clean["pending_no"] = pending_no
-    return clean, problems
+    return []
 
 
 def note_problems(note: str) -> list[Problem]:
@@ -140,21 +144,32 @@ def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None
     if payment["direction"] != "in" or payment["state"] != "suspense":
         raise ValidationFailed(Problem("payment_not_in_suspense", "/id", payment["state"],
                                        "an incoming payment in suspense"))
+    check_open(gw, tx, payment, pending_no, "the sender")
+
+
+def check_open(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None,
+               back_to: str) -> None:
+    """The payment's suspense item (named by `pending_no`, when given) is still open in
+    the ledger and no return of it, to `back_to`, is under way (reads only)."""
+    pid, own = payment["id"], payment["pending_no"]
     if pending_no is not None and pending_no != own:
         raise ValidationFailed(Problem(
             "pending_no_not_of_payment", "/params/pending_no", pending_no,
             f"{own}, the pending write-off number of payment {pid}, or no pending_no"))
     item = gw.ledger.suspense_item(tx, own)
     if item.state != "open":
-        raise Conflict(Problem("suspense_item_not_open", "/id", item.state,
-                               "an item still in suspense",
-                               f"the ledger has suspense item {own} {item.state}"))
+        done = schema.applied(tx, pid)
+        raise Conflict(Problem(
+            "suspense_item_not_open", "/id", item.state, "an item still in suspense",
+            f"suspense item {own} of payment {pid} was applied to account "
+            f"{done['account_no']} already" if done else
+            f"the ledger has suspense item {own} {item.state}"))
     under_way = schema.open_return_of(tx, pid)
     if under_way is not None:
         raise Conflict(Problem(
             "return_already_requested", "/id", pid, "a suspense item not being returned",
             f"return {under_way['return_id']} of it is {under_way['state']}; the money "
-            "goes back to the sender unless that return fails"))
+            f"goes back to {back_to} unless that return fails"))
 
 
 def check_account(gw: Any, tx: Any, account_no: str) -> None:
@@ -178,8 +193,21 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     with the payment locked (against the automatic return and other processes)."""
     payment = payments.get(tx, payment_id, lock=True)
     check_item(gw, tx, payment, params.get("pending_no"))
-    check_account(gw, tx, params["account"])
-    pending_no, account = payment["pending_no"], params["account"]
+    pending_no, account, entry_id = clear(gw, tx, payment, params["account"], by, note, now)
+    payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
+                        pending_no=pending_no, ledger_entry=entry_id, request=request_id,
+                        by=by, note=note)
+    return {"payment": payment_id, "state": "credited", "account": account,
+            "pending_no": pending_no, "ledger_entry": entry_id}
+
+
+def clear(gw: Any, tx: Any, payment: dict[str, Any], account: str, by: str, note: str,
+          now: datetime) -> tuple[str, str, int]:
+    """Post the payment's suspense item to `account` (checked again) and record the
+    application; (pending number, account, ledger entry). Its event id is the
+    payment's, so a retry posts nothing twice."""
+    check_account(gw, tx, account)
+    payment_id, pending_no = payment["id"], payment["pending_no"]
     try:
         entry_id = gw.ledger.clear_suspense(tx, f"{payment_id}:{EVENT}", pending_no, account,
                                             gw.work_date)
@@ -187,11 +215,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
         raise intake.as_request_fields(exc, _REQUEST_FIELDS) from None
     schema.add_applied(tx, payment_id, pending_no, account, entry_id, by, note, now)
     schema.unkeep(tx, payment_id)  # nothing is left for the automatic return to take
-    payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
-                        pending_no=pending_no, ledger_entry=entry_id, request=request_id,
-                        by=by, note=note)
-    return {"payment": payment_id, "state": "credited", "account": account,
-            "pending_no": pending_no, "ledger_entry": entry_id}
+    return pending_no, account, entry_id
 
 
 def party_credited(gw: Any, tx: Any, payment: dict[str, Any]) -> tuple[str, str]:

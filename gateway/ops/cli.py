@@ -41,6 +41,9 @@
                                    deadline (reason debit_receipt_overdue)
     request hvps-status-confirm WORK_DATE --status S --note HOW  the HVPS status confirmed
                                    with the NPC after a refused ccms.801 (sending held)
+    request suspense-return PENDING_NO|PAYMENT --note REASON
+                                   return our BEPS debit's money in suspense to the
+                                   payer bank (beps.121 A105)
     actions                        every action: its name, target and who approves it
     approve REQUEST [--note N]     approve (and so execute) another person's request
     reject REQUEST [--note N]      reject it; the requester's own reject withdraws it
@@ -135,7 +138,12 @@ REQUEST_ACTIONS = {
     "suspense-apply": "PENDING_NO|PAYMENT --account ACCOUNT --note WHY: apply a suspense "
                       "item (named by its pending write-off number or its payment) to the "
                       "customer account it belongs to (销账), the note saying why (a "
-                      "supervisor approves)",
+                      "supervisor approves); our BEPS debit's item too, the debit then "
+                      "netted or settled",
+    "suspense-return": "PENDING_NO|PAYMENT --note REASON: return the money of our BEPS "
+                       "debit waiting in suspense to the payer bank (beps.121 A105 naming "
+                       "the debit), the note as the reason; the debit is returned once the "
+                       "NPC nets it (a supervisor approves)",
 }
 
 
@@ -255,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "work date for hvps-status-confirm, "
                                   "pending write-off number for receivable-collect and "
                                   "receivable-reverse, pending write-off number or "
-                                  "payment id for suspense-apply")
+                                  "payment id for suspense-apply and suspense-return")
     p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
                    help="the new lane, for priority only")
     p.add_argument("--account", help="the customer account credited, for suspense-apply "

@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway import payments
 from gateway.errors import Conflict, NotFound, Problem, ValidationFailed
-from gateway.messages import ccms314
+from gateway.messages import beps127, ccms314
 from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.money import format_yuan
 from gateway.queries import answers, deadlines, records, wire
@@ -152,8 +152,13 @@ def _from_payment(tx: Any, desk: Any, p: dict[str, Any]) -> Resolved:
         raise ValidationFailed(Problem("payment_not_sent_through_cnaps", "/payment_id",
                                        p["id"], "a payment that went by HVPS or BEPS"))
     outgoing = p["direction"] == "out"
-    ours = p["payer_bank"] if outgoing else p["payee_bank"]
-    their_party = p["payee_bank"] if outgoing else p["payer_bank"]
+    # The bank that sent the payment is the payer's for a credit and the creditor's
+    # (the payee's) for a debit (beps.127), which collects: ours is the sending bank for
+    # a payment we sent, the receiving one for a payment we received.
+    sending, receiving = ((p["payee_bank"], p["payer_bank"])
+                          if p["msg_type"] == beps127.MESSAGE_TYPE
+                          else (p["payer_bank"], p["payee_bank"]))
+    ours, their_party = (sending, receiving) if outgoing else (receiving, sending)
     parties = wire.Parties(
         our_direct=desk.gw.settings.bank_code,
         our_party=ours if ours in desk.gw.own_banks else desk.gw.settings.bank_code,

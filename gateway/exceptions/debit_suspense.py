@@ -1,0 +1,254 @@
+"""Our BEPS debits whose collected money waits in suspense (待销账): applied to our
+customer, or returned to the payer bank.
+
+A debit of ours (beps.127) the payer bank paid leaves its money in suspense (2241),
+under a pending write-off number on the debit, in two cases:
+
+- paid after operators gave it up (`debit_give_up`; critical alert
+  `debit_paid_after_end`): the debit is `rejected`, which the core system was told;
+- paid while our customer's account could no longer take it (closed, or its holder
+  renamed, between the request and the receipt; alert `debit_credit_to_suspense`): the
+  debit is `netted` or `settled`, as any paid debit.
+
+A person settles with the core system where the money goes, and an operator asks for
+one of two actions, which a supervisor or director approves (DOMAIN.md §5):
+
+Applying it (`suspense_apply`, the action that applies an incoming payment's item): the
+note says why (the core system confirmed it did not collect the bill again, the
+customer's new account, ...). In one transaction the ledger posts Dr suspense, Cr the
+account (`clear_suspense`, write_off.clear) and the debit changes as the money did: a
+given-up debit becomes `settled` when the netting round its payment went in has
+settled, else `netted` (the payer bank paid, and our customer now has the money:
+CONTRACT.md's states of a debit collected; a `netted` one settles with its round as any
+other); a `netted` or `settled` debit keeps its state. Either way the event
+`beps_debit_suspense_applied` (account, pending number, ledger entry, request, who,
+note, the state it was in) goes to the core system's webhook and the debit's history.
+
+Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
+type A105 (kind 02108) goes to the payer bank for the amount, from our customer's
+side back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
+the debit's TxId and type) with the reason in Cntt. It is an ordinary outgoing BEPS
+credit from then on (packed, sent, netted, settled with its round), except that it
+holds nothing: the money stays in suspense until the NPC nets the return, which posts
+Dr suspense, Cr BEPS netted obligations (4002; ledger `return_suspense`, netted), and
+the debit becomes `returned` (event `returned_to_payer_bank` with the return's id and
+reason). A return the NPC rejects leaves the money in suspense and the debit as it was
+(event `return_failed`, alert `return_not_settled`); a new return may then be asked.
+
+Exactly once: each action locks the debit and checks the item again when it runs (it is
+refused if applied or returned already, or while a return is under way); the ledger's
+event ids are the debit's or the return's own, so a retry posts nothing twice; and the
+whole runs in the console's one transaction, so a process dying half-way leaves nothing.
+
+Once the item leaves suspense (applied, or returned) the alert that raised it
+(`debit_paid_after_end` or `debit_credit_to_suspense`) is closed by the gateway: its
+cause is gone (critical.close_by_gateway, the note saying where the money went).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gateway import critical, intake, payments
+from gateway.beps import build, items
+from gateway.errors import Problem, ValidationFailed
+from gateway.exceptions import returns, schema, write_off
+from gateway.exceptions.outcomes import RETURN_TYPE
+from gateway.exceptions.wire import Entry
+from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.messages.package import ReturnInfo
+
+ACTION_RETURN = "suspense_return"
+EVENT_APPLIED = "beps_debit_suspense_applied"
+EVENT_RETURNED = "returned_to_payer_bank"
+# A paid debit applied keeps its state: the webhook tells the event all the same.
+payments.TOLD_UNCHANGED.add(EVENT_APPLIED)
+RETURN_MSG_TYPE = "beps.121.001.01"
+# The alerts that raise a debit's money in suspense, closed once it leaves suspense.
+ALERTS = ("debit_paid_after_end", "debit_credit_to_suspense")
+# States of a debit that ended unpaid (debits_out.ENDED_UNPAID): applied, it is collected.
+ENDED_UNPAID = ("rejected", "cancelled")
+RETURN_NOTE_EXPECTED = (f"the reason sent to the payer bank (RtrInf Cntt), 1 to "
+                        f"{returns.REASON_LEN_MAX} characters: a note is required to "
+                        "return a suspense item")
+
+
+def is_debit_item(payment: dict[str, Any]) -> bool:
+    """Whether the payment is our BEPS debit whose money went to suspense."""
+    return (payment["direction"] == "out" and payment["msg_type"] == build.DEBIT_TYPE
+            and payment["pending_no"] is not None)
+
+
+def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
+    """Refuse acting on the debit's suspense item unless it is still open and no return
+    of it is under way (reads only)."""
+    write_off.check_open(gw, tx, payment, pending_no, "the payer bank")
+
+
+# Applying (the console's suspense_apply, for an incoming payment or one of our debits)
+
+def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -> None:
+    payment = payments.get(tx, payment_id)
+    if not is_debit_item(payment):
+        write_off.check_appliable(gw, tx, payment_id, params)
+        return
+    check_item(gw, tx, payment, params.get("pending_no"))
+    if "account" in params:
+        write_off.check_account(gw, tx, params["account"])
+
+
+def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
+             request_id: int, now: datetime) -> dict[str, Any]:
+    """Apply the suspense item of an incoming payment (write_off.apply_tx) or of our
+    debit to the account the params name, checked again with the payment locked."""
+    payment = payments.get(tx, payment_id, lock=True)
+    if not is_debit_item(payment):
+        return write_off.apply_tx(gw, tx, payment_id, params, by, note, request_id, now)
+    check_item(gw, tx, payment, params.get("pending_no"))
+    pending_no, account, entry_id = write_off.clear(gw, tx, payment, params["account"], by,
+                                                    note, now)
+    state, settled_on = collected_state(tx, payment)
+    payments.transition(tx, payment, state, EVENT_APPLIED, now, gw.notifier, account=account,
+                        pending_no=pending_no, ledger_entry=entry_id, request=request_id,
+                        by=by, note=note, was=payment["state"],
+                        **({"settled_on": settled_on} if settled_on else {}))
+    close_alerts(tx, payment_id, f"suspense item {pending_no} applied to account {account} "
+                                 f"(request {request_id})", now)
+    return {"payment": payment_id, "state": state, "account": account,
+            "pending_no": pending_no, "ledger_entry": entry_id}
+
+
+def collected_state(tx: Any, payment: dict[str, Any]) -> tuple[str, str | None]:
+    """The state of our debit whose money reached our customer, and the day its round
+    settled if it has: a debit that ended unpaid is `settled` once its round has, else
+    `netted` (it settles with its round); a paid one keeps its state."""
+    if payment["state"] not in ENDED_UNPAID:
+        return payment["state"], None
+    row = tx.query_one("SELECT settled_on FROM beps_items WHERE payment_id = ?",
+                       (payment["id"],))
+    settled_on = row[0] if row else None
+    return ("settled" if settled_on else "netted"), settled_on
+
+
+# Returning to the payer bank (the console's suspense_return)
+
+def return_note_problems(note: str) -> list[Problem]:
+    if not note.strip():
+        return [Problem("note_required", "/note", note, RETURN_NOTE_EXPECTED)]
+    if len(note.strip()) > returns.REASON_LEN_MAX:
+        return [Problem("return_reason_malformed", "/note", note, RETURN_NOTE_EXPECTED,
+                        f"the note is {len(note.strip())} characters; a return's reason "
+                        f"is at most {returns.REASON_LEN_MAX}")]
+    return []
+
+
+def return_params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """A return takes only `pending_no` (the item's own, when named by its payment)."""
+    clean: dict[str, Any] = {}
+    return clean, write_off.pending_no_problems(params, clean)
+
+
+def check_returnable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -> None:
+    payment = payments.get(tx, payment_id)
+    if not is_debit_item(payment):
+        raise ValidationFailed(Problem(
+            "payment_not_in_suspense", "/target", payment["state"],
+            "a debit of ours whose money waits in suspense (an incoming payment is "
+            "returned with the action `return`)"))
+    check_item(gw, tx, payment, params.get("pending_no"))
+
+
+def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
+              reason: str, request_id: int, now: datetime
+              ) -> tuple[dict[str, Any], list[Entry]]:
+    """Record the return (a beps.121 A105 waiting to be packed) of the debit's money in
+    suspense, checked again with the debit locked; nothing is posted until it nets."""
+    debit = payments.get(tx, payment_id, lock=True)
+    check_returnable(gw, tx, payment_id, params)
+    msg_id, sender = tx.query_one(
+        "SELECT k.msg_id, k.sender FROM beps_items i JOIN beps_packages k "
+        "ON k.id = i.package_id WHERE i.payment_id = ?", (payment_id,))
+    info = ReturnInfo(OriginalRef(msg_id, sender, debit["msg_type"]),
+                      OriginalTx(debit["payer_bank"], debit["payee_bank"], debit["tx_id"],
+                                 debit["business_type"]), reason)
+    rid, new_msg_id, e2e = intake.new_ids(tx, gw.work_date, debit["payee_bank"])
+    row = {
+        "id": rid, "direction": "out", "channel": "beps", "state": "accepted",
+        "msg_type": RETURN_MSG_TYPE, "msg_id": new_msg_id, "tx_id": new_msg_id,
+        "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
+        "receiver_direct": debit["receiver_direct"], "amount_fen": debit["amount_fen"],
+        "currency": debit["currency"], "payer_account": debit["payee_account"],
+        "payer_name": debit["payee_name"], "payer_bank": debit["payee_bank"],
+        "payee_account": debit["payer_account"], "payee_name": debit["payer_name"],
+        "payee_bank": debit["payer_bank"], "business_type": RETURN_TYPE,
+        "business_kind": returns.RETURN_KIND, "urgency": "normal",
+        "priority": returns.RETURN_PRIORITY, "remittance": [f"/H20/{reason}"],
+        "route": {"channel": "beps", "rule": "return_to_payer_bank", "returns": payment_id,
+                  build.RETURN_INFO: build.return_info_route(info)},
+        "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+    }
+    payments.insert(tx, row)
+    items.add(tx, rid, items.CREDIT_OUT, debit["receiver_direct"], RETURN_MSG_TYPE,
+              debit["amount_fen"], now)
+    schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now)
+    payments.transition(tx, debit, debit["state"], "return_requested", now, gw.notifier,
+                        return_id=rid, by=by, reason_given=reason, request=request_id)
+    return {"payment": payment_id, "return_id": rid, "pending_no": debit["pending_no"]}, []
+
+
+def on_unheld(tx: Any, gw: Any, ids: list[str], outcome: str, detail: dict[str, Any],
+              now: datetime) -> None:
+    """Our returns of a debit's money among these outgoing credits the NPC netted
+    (the money leaves suspense, the debit is `returned`) or rejected (it stays)."""
+    for rid in ids:
+        ret = schema.return_by_id(tx, rid)
+        if ret is None or ret["direction"] != "out" or ret["state"] != "pending":
+            continue
+        debit = payments.get(tx, ret["original_id"], lock=True)
+        if not is_debit_item(debit):
+            continue
+        if outcome == "netted":
+            _returned(gw, tx, debit, ret, detail, now)
+        else:
+            schema.set_return_state(tx, rid, "failed", now)
+            payments.transition(tx, debit, debit["state"], "return_failed", now, gw.notifier,
+                                return_id=rid, status=outcome, reason=detail.get("reason"))
+            gw.alert(tx, "return_not_settled", payment=debit["id"], return_id=rid,
+                     status=outcome, reason=detail.get("reason"))
+
+
+def _returned(gw: Any, tx: Any, debit: dict[str, Any], ret: dict[str, Any],
+              detail: dict[str, Any], now: datetime) -> None:
+    rid = ret["return_id"]
+    item = gw.ledger.return_suspense(tx, f"{rid}:netted:return_suspense", debit["pending_no"],
+                                     gw.work_date, netted=True)
+    schema.set_return_state(tx, rid, "settled", now)
+    payments.transition(tx, debit, "returned", EVENT_RETURNED, now, gw.notifier,
+                        reason=f"returned by {rid}: {ret['reason']}", return_id=rid,
+                        pending_no=item.pending_no, **detail)
+    close_alerts(tx, debit["id"], f"suspense item {item.pending_no} returned to the payer "
+                                  f"bank by {rid}", now)
+
+
+def register_hooks() -> None:
+    """Have the BEPS netting and rejection of an item that holds nothing told here
+    (once, whatever the number of gateways in the process)."""
+    if on_unheld not in items.UNHELD_HOOKS:
+        items.UNHELD_HOOKS.append(on_unheld)
+
+
+def close_alerts(tx: Any, payment_id: str, note: str, now: datetime) -> list[int]:
+    """Close the alerts that raised the debit's money in suspense (ALERTS) and are still
+    open: their cause is gone. Their ids."""
+    rows = tx.query(f"SELECT a.id, a.detail FROM alerts a LEFT JOIN alert_acks k "
+                    f"ON k.alert_id = a.id WHERE a.code IN ({', '.join('?' * len(ALERTS))}) "
+                    "AND k.alert_id IS NULL AND a.detail LIKE ?",
+                    (*ALERTS, f"%{payment_id}%"))
+    ids = [int(alert_id) for alert_id, detail in rows
+           if json.loads(detail).get("payment") == payment_id]
+    if ids:
+        critical.close_by_gateway(tx, ids, note, now)
+    return ids

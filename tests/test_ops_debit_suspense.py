@@ -1,0 +1,288 @@
+"""Our BEPS debit whose money waits in suspense leaves it by an operator's request and a
+supervisor's approval: applied to our customer (`suspense_apply`) or returned to the
+payer bank by a beps.121 A105 naming the debit (`suspense_return`), each once, the books
+balanced, the debit's state and the core system's webhook saying what happened and the
+alert that raised the item closed (docs/beps.md, "Paid debits in suspense")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway import payments
+from gateway.beps import build, extension_of, items, packer, results
+from gateway.messages import beps121, beps128, ccms900, codec
+from gateway.messages.common import GroupHeader, OriginalRef
+from gateway.ops.testing import PAYER_BRANCH, serving
+from gateway.redisproc import free_port
+from ledger.chart import BEPS_NETTED_OUT, SUSPENSE
+from ledger.testing import customer_account
+from tests.test_ops_debit_give_up import AMOUNT_FEN, PEER_BRANCH
+from tests.test_ops_debit_give_up import Rig as GiveUpRig
+
+WHY_APPLY = "核心系统确认未另行扣收，入客户账"
+WHY_RETURN = "客户确认已线下收款，退回付款行"
+
+
+class Rig(GiveUpRig):
+    def in_suspense(self) -> tuple[str, str]:
+        """Our debit given up by operators and then paid: (its id, its pending number)."""
+        pid, package_id = self.debit_sent()
+        self.pass_deadline()
+        _, req = self.give_up("op1", pid, "付款行查复：该笔未付款")
+        self.approve(req["id"])
+        self.receipt(package_id, beps128.PAID)
+        debit = self.payment(pid)
+        assert debit["state"] == "rejected" and debit["pending_no"], debit
+        return pid, debit["pending_no"]
+
+    def ask(self, action: str, target: str, note: str, **params: Any) -> tuple[int, Any]:
+        return self.call("POST", "/ops/api/requests", "op1",
+                         {"action": action, "target": target, "params": params,
+                          "note": note})
+
+    def done(self, action: str, target: str, note: str, **params: Any) -> Any:
+        """Asked by one operator and approved by a supervisor: the request as it ended."""
+        asked, req = self.ask(action, target, note, **params)
+        assert asked == 201, req
+        approved, done = self.approve(req["id"])
+        assert approved == 200, done
+        return done
+
+    def balance(self, account: str) -> int:
+        return self.run(lambda tx: self.gw.ledger.balance(tx, account))
+
+    def item_state(self, pending_no: str) -> str:
+        return self.run(lambda tx: self.gw.ledger.suspense_item(tx, pending_no).state)
+
+    def alert_closed_by(self, code: str, pid: str) -> list[Any]:
+        """Who closed the alerts of `code` about the payment (None: still open)."""
+        return [by for by, detail in self.run(lambda tx: tx.query(
+            "SELECT k.by, a.detail FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+            "WHERE a.code = ? ORDER BY a.id", (code,)))
+            if json.loads(detail).get("payment") == pid]
+
+    def told(self, pid: str) -> list[str]:
+        """The states the core system's webhook was given for the payment, in order."""
+        return [t["state"] for t in self.run(lambda tx: payments.told(tx, pid))]
+
+    def seal_return(self, rid: str) -> tuple[str, bytes]:
+        """The return packed and sent now: its package id and the package's bytes."""
+        def seal(tx: Any) -> tuple[str, bytes]:
+            ext = extension_of(self.gw)
+            for outbox_id in packer.seal_due(tx, self.gw, ext.settings, "stream", self.now(),
+                                             force=True):
+                packer.claim(tx, self.gw, outbox_id, self.now())
+            package_id, outbox_id = tx.query_one(
+                "SELECT k.id, k.outbox_id FROM beps_items i JOIN beps_packages k "
+                "ON k.id = i.package_id WHERE i.payment_id = ?", (rid,))
+            return package_id, packer.stored_envelope(tx, outbox_id)
+        return self.run(seal)
+
+    def npc_answers(self, package_id: str, status: str) -> None:
+        bank = self.gw.settings.bank_code
+        conf = ccms900.CommonConf(
+            GroupHeader("1", "", "0000", "0000", bank, bank, "BEPS"),
+            OriginalRef(package_id[12:], bank, beps121.MESSAGE_TYPE), status,
+            code="NEZI0000" if status == "PR03" else "NEZE0001",
+            processed_on=self.now().date().isoformat(), netting_round="09",
+            reject_info=None if status == "PR03" else "收款行行号错")
+        self.run(lambda tx: results.on_result(tx, self.gw, type("D", (), {"obj": conf})(),
+                                              self.now()))
+
+    def credit_to_suspense(self) -> tuple[str, str, str]:
+        """Our debit for a customer whose account closed before the payer bank paid it:
+        (its id, its pending number, the closed account)."""
+        n = next(self.keys)
+        account, name = customer_account(500 + n, "corporate"), f"示例物业公司{n}"
+        self.run(lambda tx: self.gw.ledger.open_customer_account(
+            tx, account, name, "corporate", self.gw.work_date))
+        _, view = self.loop.run(extension_of(self.gw).submit_debit("ops-tests", f"c-{n}", {
+            "creditor_account": account, "creditor_name": name,
+            "creditor_bank": PAYER_BRANCH, "debtor_account": f"62229999{n:08d}",
+            "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH,
+            "amount": f"{AMOUNT_FEN / 100:.2f}", "agreement": f"XY-C-{n}"}))
+
+        def seal(tx: Any) -> str:
+            ext = extension_of(self.gw)
+            for outbox_id in packer.seal_due(tx, self.gw, ext.settings, "stream", self.now(),
+                                             force=True):
+                packer.claim(tx, self.gw, outbox_id, self.now())
+            self.gw.ledger.close_account(tx, account, self.gw.work_date)
+            return tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
+                                (view["id"],))[0]
+        self.receipt(self.run(seal), beps128.PAID)
+        debit = self.payment(view["id"])
+        assert debit["state"] == "netted" and debit["pending_no"], debit
+        return view["id"], debit["pending_no"], account
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # A webhook on a closed loopback port: what the core system is told is written for it.
+    hook = {"webhook_url": f"http://127.0.0.1:{free_port()}/hook"}
+    with serving(tmp_path_factory.mktemp("ops-debit-suspense"), hook) as (loop, ops_rig):
+        yield Rig(loop, ops_rig)
+
+
+def test_a_given_up_debit_paid_after_is_applied_to_our_customer_once(rig: Rig) -> None:
+    """Applied once the core system confirmed it did not collect again: Dr suspense, Cr
+    our customer; the debit, paid after all and its round not settled, is `netted`, the
+    core system told with the account and the note; the critical alert is closed by the
+    gateway; a second application is refused."""
+    pid, pending_no = rig.in_suspense()
+    account = rig.rig.payer_account
+    offered = rig.offered(pid)
+    before, told_before = rig.balance(account), rig.told(pid)
+    done = rig.done("suspense_apply", pending_no, WHY_APPLY, account=account)
+    again, refusal = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+    debit = rig.payment(pid)
+    last = rig.run(lambda tx: payments.history(tx, pid))[-1]
+    books = rig.run(lambda tx: rig.gw.ledger.trial_balance(tx))
+
+    assert "suspense_apply" in offered and "suspense_return" in offered
+    assert done["state"] == "executed", done
+    assert done["outcome"]["state"] == "netted" and done["outcome"]["account"] == account
+    assert rig.balance(account) - before == AMOUNT_FEN
+    assert rig.item_state(pending_no) == "cleared" and books.balanced
+    assert debit["state"] == "netted"
+    assert (last["state"], last["event"]) == ("netted", "beps_debit_suspense_applied")
+    assert {k: last["detail"][k] for k in ("account", "pending_no", "note", "was")} == {
+        "account": account, "pending_no": pending_no, "note": WHY_APPLY, "was": "rejected"}
+    assert rig.told(pid) == told_before + ["netted"]
+    assert rig.alert_closed_by("debit_paid_after_end", pid) == ["gateway"]
+    assert again == 409 and refusal["errors"][0]["code"] == "suspense_item_not_open"
+    assert "suspense_apply" not in rig.offered(pid)
+
+
+def test_a_given_up_debit_paid_after_is_returned_to_the_payer_bank(rig: Rig) -> None:
+    """The return is a beps.121 A105 to the payer bank naming our beps.127 and the
+    debit's transaction in RtrInf, holding nothing: the money stays in suspense until
+    the NPC nets it, then Dr suspense, Cr 4002; the debit is `returned` with the
+    return's id, the alert closed. A second return, and an application, are refused."""
+    pid, pending_no = rig.in_suspense()
+    debit = rig.payment(pid)
+    done = rig.done("suspense_return", pid, WHY_RETURN)
+    rid = done["outcome"]["return_id"]
+    twice, second = rig.ask("suspense_return", pending_no, WHY_RETURN)
+    ret = rig.payment(rid)
+    waiting = (rig.item_state(pending_no), rig.payment(pid)["state"])
+    package_id, raw = rig.seal_return(rid)
+    sent = codec.decode(raw).obj.transfers
+    suspense_before, netted_before = rig.run(lambda tx: (
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[SUSPENSE]),
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[BEPS_NETTED_OUT])))
+    rig.npc_answers(package_id, "PR03")
+    returned = rig.payment(pid)
+    suspense_after, netted_after, books = rig.run(lambda tx: (
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[SUSPENSE]),
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[BEPS_NETTED_OUT]),
+        rig.gw.ledger.trial_balance(tx).balanced))
+    rig.npc_answers(package_id, "PR03")  # the same notice again moves nothing
+    again = rig.run(lambda tx: (
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[SUSPENSE]),
+        rig.gw.ledger.balance(tx, rig.gw.ledger.internal_accounts[BEPS_NETTED_OUT])))
+    history = rig.run(lambda tx: payments.history(tx, pid))
+    applied, refusal = rig.ask("suspense_apply", pid, WHY_APPLY,
+                               account=rig.rig.payer_account)
+    debit_package = rig.run(lambda tx: tx.query_one(
+        "SELECT k.msg_id FROM beps_items i JOIN beps_packages k ON k.id = i.package_id "
+        "WHERE i.payment_id = ?", (pid,))[0])
+
+    assert done["state"] == "executed", done
+    assert (ret["msg_type"], ret["business_type"], ret["business_kind"]) == (
+        beps121.MESSAGE_TYPE, "A105", "02108")
+    assert ret["hold_id"] is None and ret["amount_fen"] == AMOUNT_FEN
+    assert (ret["payee_account"], ret["payee_bank"]) == (debit["payer_account"], PEER_BRANCH)
+    assert ret["receiver_direct"] == debit["receiver_direct"]
+    assert twice == 409 and second["errors"][0]["code"] == "return_already_requested"
+    assert waiting == ("open", "rejected")
+    (t,) = sent
+    assert (t.business_type, t.amount_fen, t.creditor_account) == (
+        "A105", AMOUNT_FEN, debit["payer_account"])
+    assert t.extra.original == OriginalRef(debit_package, rig.gw.settings.bank_code,
+                                           build.DEBIT_TYPE)
+    assert (t.extra.original_tx.tx_id, t.extra.original_tx.business_type) == (
+        debit["tx_id"], "B100")
+    assert t.extra.reason == WHY_RETURN
+    assert returned["state"] == "returned" and rid in returned["reason"]
+    assert rig.item_state(pending_no) == "returned"
+    assert suspense_before - suspense_after == AMOUNT_FEN
+    assert netted_after - netted_before == AMOUNT_FEN and books
+    assert again == (suspense_after, netted_after)
+    assert [e["event"] for e in history].count("returned_to_payer_bank") == 1
+    assert rig.payment(rid)["state"] == "netted"
+    assert rig.told(pid)[-1] == "returned"
+    assert rig.alert_closed_by("debit_paid_after_end", pid) == ["gateway"]
+    assert applied == 409 and refusal["errors"][0]["code"] == "suspense_item_not_open"
+
+
+def test_a_return_the_npc_rejects_leaves_the_money_in_suspense(rig: Rig) -> None:
+    """Rejected, the return moves nothing: the item stays open, the debit `rejected`
+    with `return_failed` in its history, the operators alerted; the alert that raised
+    the item stays open, and a new return may be asked for."""
+    pid, pending_no = rig.in_suspense()
+    rid = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    package_id, _ = rig.seal_return(rid)
+    rig.npc_answers(package_id, "PR09")
+    debit = rig.payment(pid)
+    last = rig.run(lambda tx: payments.history(tx, pid))[-1]
+    asked, _ = rig.ask("suspense_return", pid, WHY_RETURN)
+
+    assert rig.payment(rid)["state"] == "rejected"
+    assert debit["state"] == "rejected" and rig.item_state(pending_no) == "open"
+    assert (last["event"], last["detail"]["return_id"]) == ("return_failed", rid)
+    assert rig.alert_closed_by("return_not_settled", pid) == [None]
+    assert rig.alert_closed_by("debit_paid_after_end", pid) == [None]
+    assert asked == 201
+
+
+def test_a_netted_debit_whose_credit_went_to_suspense_is_applied_keeping_its_state(
+        rig: Rig) -> None:
+    """Our customer's account closed before the payer bank paid: the debit is `netted`
+    with its money in suspense. Applied to the customer's new account, it stays
+    `netted`, the core system told the account by the event; the alert is closed."""
+    pid, pending_no, closed = rig.credit_to_suspense()
+    account = rig.rig.payer_account
+    before, told_before = rig.balance(account), rig.told(pid)
+    refused, refusal = rig.ask("suspense_apply", pending_no, WHY_APPLY, account=closed)
+    rig.done("suspense_apply", pid, WHY_APPLY, account=account)
+
+    assert refused == 409 and refusal["errors"][0]["code"] == "account_closed"
+    assert rig.payment(pid)["state"] == "netted"
+    assert rig.balance(account) - before == AMOUNT_FEN
+    assert rig.told(pid) == told_before + ["netted"]
+    last = rig.run(lambda tx: payments.history(tx, pid))[-1]
+    assert (last["event"], last["detail"]["account"]) == ("beps_debit_suspense_applied",
+                                                          account)
+    assert rig.alert_closed_by("debit_credit_to_suspense", pid) == ["gateway"]
+
+
+def test_only_our_debits_items_are_returned_to_the_payer_bank(rig: Rig) -> None:
+    """An incoming payment is returned with `return`; a debit whose money went to our
+    customer has no item; a note is the reason, so it is required."""
+    pid, _ = rig.debit_sent()
+    incoming, why = rig.ask("suspense_return", pid, WHY_RETURN)
+    suspended, _ = rig.in_suspense()
+    blank, blank_body = rig.ask("suspense_return", suspended, " ")
+
+    assert incoming == 422 and why["errors"][0]["code"] == "payment_not_in_suspense"
+    assert blank == 422 and blank_body["errors"][0]["code"] == "note_required"
+
+
+def test_a_given_up_debit_whose_round_settled_is_applied_as_settled(rig: Rig) -> None:
+    """The round the late payment went in has settled (the NPC's booking notice): the
+    debit applied to our customer is `settled` on the round's day. (Last in the module:
+    the round it settles takes the module's later debits with it.)"""
+    pid, pending_no = rig.in_suspense()
+    day, number = rig.run(lambda tx: tx.query_one(
+        "SELECT netting_date, netting_round FROM beps_items WHERE payment_id = ?", (pid,)))
+    rig.run(lambda tx: items.settle(tx, rig.gw, day, number, day, rig.now()))
+    done = rig.done("suspense_apply", pending_no, WHY_APPLY, account=rig.rig.payer_account)
+    debit = rig.payment(pid)
+
+    assert done["outcome"]["state"] == "settled"
+    assert debit["state"] == "settled" and debit["settled_on"] == day
+    assert rig.told(pid)[-1] == "settled"
