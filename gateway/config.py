@@ -18,9 +18,10 @@ import json
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
