@@ -27,6 +27,7 @@ def test_the_description_lists_the_json_endpoints() -> None:
     assert {"/v1/transfers", "/v1/transfers/batch", "/v1/debits", "/v1/queries",
             "/v1/free-format", "/v1/transfers/{id}/return"} <= set(JSON_POSTS)
     assert "/v1/messages" not in JSON_POSTS
+    assert all("415" in SPEC["paths"][path]["post"]["responses"] for path in JSON_POSTS)
 
 
 @pytest.fixture(scope="module")
