@@ -61,16 +61,44 @@ _json = json_response
 async def read_json(request: web.Request, body_len_max: int = 0,
                     empty_ok: bool = False) -> tuple[str, Any]:
     """(client, parsed JSON body) of an authenticated request; every endpoint that takes
-    JSON reads it here, so size bounds, credentials and parse errors answer alike."""
+    JSON reads it here, so size bounds, media type, credentials and parse errors answer
+    alike."""
     bound = body_len_max or BODY_LEN_MAX
     if request.content_length is not None and request.content_length > bound:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {bound} bytes"), 413)
     raw = await request.read()
     client = await authenticate(request, raw)
-    if empty_ok and not raw.strip():
+    empty = not raw.strip()
+    refuse_other_media_type(request, empty)
+    if empty_ok and empty:
         return client, None
     return client, parse_json(raw)
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def refuse_other_media_type(request: web.Request, empty: bool = False) -> None:
+    """Refuse (415 `unsupported_media_type`) a JSON endpoint's body not declared as JSON:
+    a Content-Type other than application/json, or a charset other than UTF-8. Text sent
+    as text/plain or a form is not taken for JSON it was not declared to be (a browser
+    sends those from any site's page without asking). A body left empty, where the
+    endpoint takes none, needs no type."""
+    declared = request.headers.get("Content-Type")
+    if empty and declared is None:
+        return
+    charset = (request.charset or "utf-8").lower().replace("_", "-")
+    if request.content_type == JSON_MEDIA_TYPE and charset in ("utf-8", "utf8") \
+            and declared is not None:
+        return
+    raise PaygateError(Problem(
+        "unsupported_media_type", "Content-Type",
+        None if declared is None else declared[:HEADER_VALUE_SHOWN_MAX],
+        f"{JSON_MEDIA_TYPE} (charset, if given, utf-8)",
+        f"this endpoint takes a JSON body declared as {JSON_MEDIA_TYPE}; the request's "
+        + ("has no Content-Type" if declared is None else f"is declared as {declared!r}")),
+        415)
 
 
 class JsonNumber:

@@ -32,7 +32,7 @@ from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock, texts
 from gateway.coalesce import Coalescer
-from gateway.config import Settings
+from gateway.config import Settings, clock_source, source_of
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.money import parse_yuan
 from gateway.dayend import DayEnd, check_clock, check_clock_time
@@ -130,6 +130,11 @@ class Gateway:
                  router: Router | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        # What set the clock, named in a refusal at start: the setting `clock` where the
+        # user set it, the machine's time, or a command's own (the demo's virtual day).
+        self.clock_source = (clock_source(settings)
+                             if settings.clock or isinstance(self.clock, SystemClock)
+                             else "the clock this command runs on")
         self.calendar = BusinessCalendar(settings.calendar_file or None,
                                          settings.calendar_alert_days)
         self.timetable = timetable_from_settings(settings)
@@ -225,9 +230,10 @@ class Gateway:
                                     frozenset(self.settings.unverified_senders))
         await self.store.open()
         try:
+            named = self.clock_source, source_of(self.settings, "clock")
             await self.store.run(lambda tx: check_clock(
-                tx, self.work_date, self.hvps_status, self.clock.now().isoformat()))
-            await self.store.run(lambda tx: check_clock_time(tx, self.clock.now()))
+                tx, self.work_date, self.hvps_status, self.clock.now().isoformat(), *named))
+            await self.store.run(lambda tx: check_clock_time(tx, self.clock.now(), *named))
         except PaygateError:
             await self.store.close()
             logs.unfollow_clock(self.clock)
@@ -305,7 +311,7 @@ class Gateway:
             await self._redis_loaded()
         except REDIS_DOWN_ERRORS as exc:
             raise PaygateError(Problem(
-                "redis_unreachable", "redis_url", redis_url,
+                "redis_unreachable", source_of(self.settings, "redis_url"), redis_url,
                 "a Redis server answering at PAYGATE_REDIS_URL (or none set: the embedded "
                 "one)", f"Redis at {redis_url} did not answer: {exc}"), 503) from None
 

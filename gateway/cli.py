@@ -86,7 +86,7 @@ def serve_command(argv: list[str]) -> int:
         return 2
     overrides = {"port": args.port} if args.port is not None else {}
     try:
-        settings = config.load_for_command(args.config, overrides)
+        settings = config.load_for_command(args.config, overrides, {"port": "--port"})
     except PaygateError as exc:
         print(json.dumps(exc.to_dict(), ensure_ascii=False))
         return 2

@@ -1,8 +1,14 @@
 """One settings object, loaded and checked once at start.
 
 Values come from the defaults below, then a TOML file (`--config` or PAYGATE_CONFIG),
-then environment variables `PAYGATE_<NAME>` (upper case), which win. Every setting is
-listed with its meaning in README.md's configuration table.
+then environment variables `PAYGATE_<NAME>` (upper case), which win, then a command's
+own flags (`serve --port`). Every setting is listed with its meaning in README.md's
+configuration table.
+
+A setting refused is named as the user set it (`source_of`): the variable
+`PAYGATE_HVPS_OPEN_AT`, the key `hvps_open_at in paygate.toml`, or the flag `--port`;
+so are the settings other parts check (the HVPS timetable, the query desk's policy),
+which `load` checks with the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,29 +131,54 @@ _LEAST = {
     "queries_warn_before_min": 0, "queries_check_interval_s": 0,
     "suspense_return_working_days": 0, "exceptions_sweep_interval_s": 0,
     "calendar_alert_days": 0, "beps_netting_interval_min": 1,
-    "link_batch_max": 1, "link_batch_bytes_max": 1,
+    "link_batch_max": 1, "link_batch_bytes_max": 1, "recon_answer_overdue_s": 0,
 }
 _POSITIVE = {"beps_package_age_max_s", "beps_seal_check_s", "beps_deadline_check_s",
              "beps_recon_retry_s",
              "result_timeout_s", "queued_query_after_s", "probe_interval_s",
-             "queries_check_interval_s", "exceptions_sweep_interval_s"}
+             "queries_check_interval_s", "exceptions_sweep_interval_s",
+             "recon_answer_overdue_s"}
 # PAYGATE_ variables that are not settings: the file to read, the ops CLI's own, and the
 # test and benchmark switches. Any other PAYGATE_ name is a misspelt setting.
 _OTHER_VARIABLES = ("PAYGATE_CONFIG", "PAYGATE_OPS_", "PAYGATE_TEST_", "PAYGATE_CRASH_",
                     "PAYGATE_BENCH_")
 
 
-def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def source_of(settings: Settings, name: str) -> str:
+    """Where setting `name` was set, as the user wrote it: the environment variable
+    (`PAYGATE_PORT`), the configuration file's key (`port in paygate.toml`) or the
+    command's flag (`--port`); the setting's name for a value made in code."""
+    return getattr(settings, "_sources", {}).get(name, name)
+
+
+def in_source_terms(settings: Settings, exc: PaygateError,
+                    aliases: Mapping[str, str] | None = None) -> PaygateError:
+    """`exc` with each problem at a setting, or at a name `aliases` maps to a setting
+    (the timetable's `open_at` is `hvps_open_at`), put at where the user set it."""
+    aliases = aliases or {}
+    known = {f.name for f in fields(Settings)}
+    problems = [replace(p, path=source_of(settings, aliases.get(p.path, p.path)))
+                if aliases.get(p.path, p.path) in known else p for p in exc.problems]
+    return PaygateError(problems, exc.status)
+
+
+def load(path: str | None = None, overrides: dict[str, Any] | None = None,
+         flags: Mapping[str, str] | None = None) -> Settings:
+    """The settings: defaults, the file, the environment, then `overrides` (a command's
+    flags, named in `flags` by setting, for refusals)."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     path = path or os.environ.get("PAYGATE_CONFIG")
     if path:
         with open(path, "rb") as fh:
             values.update(tomllib.load(fh))
+        sources.update((name, f"{name} in {path}") for name in values)
     known = {f.name: f for f in fields(Settings)}
     for name in known:
         env = os.environ.get(f"PAYGATE_{name.upper()}")
         if env is not None:
             values[name] = env
+            sources[name] = f"PAYGATE_{name.upper()}"
     unknown = [Problem("setting_unknown", variable, None,
                        "a PAYGATE_ variable naming a setting listed in README.md")
                for variable in sorted(os.environ) if variable.startswith("PAYGATE_")
@@ -155,24 +187,39 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Se
     if unknown:
         raise PaygateError(unknown)
     if name_redis := os.environ.get("REDIS_URL"):
+        if "redis_url" not in values:
+            sources["redis_url"] = "REDIS_URL"
         values.setdefault("redis_url", name_redis)
     values.update(overrides or {})
-    problems = [Problem("setting_unknown", name, None, "a setting listed in README.md")
+    sources.update((name, (flags or {}).get(name, name)) for name in overrides or {})
+    problems = [Problem("setting_unknown", sources.get(name, name), None,
+                        "a setting listed in README.md")
                 for name in values if name not in known]
     if problems:
         raise PaygateError(problems)
     settings = Settings()
+    settings._sources = sources  # type: ignore[attr-defined]  # not a field: not hashed
+    coerced = []
     for name, value in values.items():
-        setattr(settings, name, _coerce(name, value, getattr(settings, name)))
-    _check(settings)
+        try:
+            setattr(settings, name, _coerce(name, value, getattr(settings, name)))
+        except PaygateError as exc:
+            coerced.extend(exc.problems)
+    try:
+        if coerced:
+            raise PaygateError(coerced)
+        _check(settings)
+    except PaygateError as exc:
+        raise in_source_terms(settings, exc) from None
     return settings
 
 
-def load_for_command(path: str | None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_for_command(path: str | None, overrides: dict[str, Any] | None = None,
+                     flags: Mapping[str, str] | None = None) -> Settings:
     """`load` for a command line: a file that cannot be read or parsed is refused in the
     product's error shape too (`config_file_unreadable`)."""
     try:
-        return load(path, overrides)
+        return load(path, overrides, flags)
     except (OSError, ValueError) as exc:  # tomllib's decode error is a ValueError
         raise PaygateError(Problem("config_file_unreadable", "--config",
                                    path or os.environ.get("PAYGATE_CONFIG"),
@@ -236,3 +283,38 @@ def _check(s: Settings) -> None:
                                     "time, Asia/Shanghai), or empty for real time"))
     if problems:
         raise PaygateError(problems)
+    _check_elsewhere(s)
+
+
+def _check_elsewhere(s: Settings) -> None:
+    """The settings other parts read and check, checked now: the HVPS timetable (its
+    fields named as settings), the query desk's policy and the calendar file."""
+    from gateway.calendar import BusinessCalendar
+    from gateway.queries import policy
+    from gateway.windows import TIMETABLE_SETTINGS, timetable_from_settings
+    problems: list[Problem] = []
+    if s.calendar_file:
+        try:
+            BusinessCalendar(s.calendar_file, s.calendar_alert_days)
+        except PaygateError as exc:
+            problems.extend(replace(p, path="calendar_file") if p.path == "calendar.file"
+                            else p for p in exc.problems)
+    try:
+        timetable_from_settings(s)
+    except PaygateError as exc:
+        setting = {field: name for name, field in TIMETABLE_SETTINGS.items()}
+        problems.extend(replace(p, path=setting.get(p.path, p.path)) for p in exc.problems)
+    try:
+        policy.from_settings(s)
+    except PaygateError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise PaygateError(problems)
+
+
+def clock_source(settings: Settings) -> str:
+    """What the gateway's clock was set by, in words for a refusal: the setting `clock`
+    where the user set it, else the machine's time."""
+    if settings.clock:
+        return source_of(settings, "clock")
+    return "the machine's system time"

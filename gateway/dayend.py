@@ -248,7 +248,8 @@ def day_reports(tx: Any, ledger: Any, text: str) -> dict[str, Any]:
     return {"work_date": day.isoformat(), "files": files}
 
 
-def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:
+def check_clock(tx: Any, current: date, status: str, now_text: str,
+                source: str = "the clock", path: str = "clock") -> None:
     """Refuse a start whose clock gives a work date earlier than the data already holds.
 
     A closed ledger day takes no more postings, and payments of a later work date would
@@ -256,7 +257,9 @@ def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:
     earlier date, a machine whose time went back) would otherwise answer every transfer
     with 422 work_date_closed. The last closed date itself is allowed in end of day (40,
     `status`): the NPC may cut over before the local timetable says, and the next notice
-    or the timetable moves the gateway on within minutes."""
+    or the timetable moves the gateway on within minutes. `source` names what set the
+    clock in words (gateway.config.clock_source) and `path` the setting as the user set
+    it, for the refusal to say what to change."""
     last_closed = _last_closed(tx)
     row = tx.query_one("SELECT MAX(work_date) FROM payments", ())
     latest = (row[0] if row else None) or ""
@@ -268,13 +271,14 @@ def check_clock(tx: Any, current: date, status: str, now_text: str) -> None:
     else:
         return
     raise PaygateError(Problem(
-        "clock_before_stored_work_date", "clock", now_text, rule,
-        f"the clock ({now_text}) gives work date {text}, but the data directory holds work "
-        f"date {stored}: set the clock (PAYGATE_CLOCK or the system time) to a later "
-        "time"), status=409)
+        "clock_before_stored_work_date", path, now_text, rule,
+        f"the clock ({now_text}, from {source}) gives work date {text}, but the data "
+        f"directory holds work date {stored}: set {source} to a later time"),
+        status=409)
 
 
-def check_clock_time(tx: Any, now: datetime) -> None:
+def check_clock_time(tx: Any, now: datetime, source: str = "the clock",
+                     path: str = "clock") -> None:
     """Refuse a start whose clock is earlier than the newest time the data holds (a
     payment taken or a payment's event), by more than CLOCK_STEP_BACK_ALLOWED_S: a
     restart with PAYGATE_CLOCK set earlier in the same work date would otherwise record
@@ -285,12 +289,12 @@ def check_clock_time(tx: Any, now: datetime) -> None:
         return
     behind = (newest - now).total_seconds()
     raise PaygateError(Problem(
-        "clock_before_stored_time", "clock", now.isoformat(),
+        "clock_before_stored_time", path, now.isoformat(),
         f"a time no more than {CLOCK_STEP_BACK_ALLOWED_S:g} s before {newest.isoformat()}, "
         "the newest time of a stored payment or event",
-        f"the clock ({now.isoformat()}) is {behind:.0f} s before {newest.isoformat()}, the "
-        "newest time the data directory holds (a payment or its event): set the clock "
-        "(PAYGATE_CLOCK or the system time) to that time or later"), status=409)
+        f"the clock ({now.isoformat()}, from {source}) is {behind:.0f} s before "
+        f"{newest.isoformat()}, the newest time the data directory holds (a payment or "
+        f"its event): set {source} to that time or later"), status=409)
 
 
 def _newest_stored_time(tx: Any) -> datetime | None:

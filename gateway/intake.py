@@ -37,10 +37,18 @@ FIELDS = {
 # What a transfer takes for a field the request leaves out (`parse_transfer`).
 DEFAULTS = {"currency": "CNY", "business_type": "A100", "business_kind": "02102",
             "urgency": "normal"}
-# The optional fields, where null means left out: the default applies (none for a
-# remittance or `when_closed`), so `"urgency": null` is the same transfer as no urgency.
-# A required field given null is missing (field_required).
-OPTIONAL = tuple(name for name, required in FIELDS.items() if not required)
+
+
+def optional(fields: dict[str, bool]) -> tuple[str, ...]:
+    """The optional fields of an endpoint's field table ({name: required}). Every JSON
+    endpoint reads null on one of them as the field left out (`nulls_left_out`): its
+    default applies, or none, so `"urgency": null` is the same transfer as no urgency.
+    A required field given null is missing (field_required)."""
+    return tuple(name for name, required in fields.items() if not required)
+
+
+# A transfer's optional fields (a remittance and `when_closed` have no default).
+OPTIONAL = optional(FIELDS)
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Text that can travel in a CNAPS2 XML element and be shown to people safely: no control
 # characters (C0, C1, DEL), no noncharacters, no surrogates, and no format characters
@@ -224,13 +232,15 @@ def parse_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     return plain if plain is not None else _checked_transfer(body, own_banks)
 
 
-def nulls_left_out(body: Any) -> Any:
-    """`body` without its optional fields given null (`OPTIONAL`): what it asks for."""
+def nulls_left_out(body: Any, nullable: tuple[str, ...] = OPTIONAL) -> Any:
+    """`body` without its optional fields given null (a transfer's `OPTIONAL`, or an
+    endpoint's own, `optional`): what it asks for. The one rule of every JSON endpoint:
+    null on an optional field is the field left out."""
     if type(body) is not dict or not any(
-            name in body and body[name] is None for name in OPTIONAL):
+            name in body and body[name] is None for name in nullable):
         return body
     return {name: value for name, value in body.items()
-            if not (name in OPTIONAL and value is None)}
+            if not (name in nullable and value is None)}
 
 
 def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:

@@ -23,8 +23,10 @@ Transfers, debits and periodic credits share one key space per client. A request
 a key first taken by another of these kinds is refused with 409
 `idempotency_key_used_for_other_kind`, naming the kind that took it (`first_kind`) and
 the request's own (`kind`): their fields are not comparable, so none are named. The kind
-is kept with the key (`kind`, null for a transfer). Queries and free text keep their
-keys apart by kind (gateway.queries.idempotency) and never meet these.
+is kept with the key (`kind`, null for a transfer). A debit's or periodic credit's key
+kept before kinds were (a body kept, no kind) is known by the payment it made: its
+message type says which (`kind_of`). Queries and free text keep their keys apart by
+kind (gateway.queries.idempotency) and never meet these.
 """
 
 from __future__ import annotations
@@ -37,16 +39,26 @@ from typing import Any
 from gateway import jsontext, payments
 from gateway.errors import Conflict, Problem
 from gateway.intake import DEFAULTS, transfer_meaning
+from gateway.messages import beps125, beps127
 from gateway.money import format_yuan
 from ledger.incoming import name_key
 
 CODE = "idempotency_key_reused_with_other_body"
 OTHER_KIND_CODE = "idempotency_key_used_for_other_kind"
 TRANSFER = "transfer"
+# A key whose body was kept without a kind, and whose payment is not found: a debit or a
+# periodic credit (transfers keep no body), not known which.
+NOT_RECORDED = "debit_or_periodic_credit"
 # What each kind of request is called in a refusal (Kind.name, and TRANSFER).
 KIND_LABELS = {TRANSFER: "a transfer (POST /v1/transfers)",
                "debit": "a debit (POST /v1/debits)",
-               "periodic_credit": "a periodic credit (POST /v1/periodic-credits)"}
+               "periodic_credit": "a periodic credit (POST /v1/periodic-credits)",
+               NOT_RECORDED: "a debit or a periodic credit (its kind was not recorded with "
+                             "the key, and the payment it made is not found)"}
+# The kind of request that made a payment, by the message type it goes out as (a
+# transfer is never routed to either).
+KIND_BY_MESSAGE_TYPE = {beps127.MESSAGE_TYPE: "debit",
+                        beps125.MESSAGE_TYPE: "periodic_credit"}
 # The fields of a transfer request that its payment keeps, in the order they are named;
 # a request of the same batch is compared on `when_closed` too.
 KEPT = ("payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
@@ -97,13 +109,22 @@ def refused(key: str, body: Any, first: First | None,
     return Conflict(problems)
 
 
-def kind_of(kind: str | None, request: str | None) -> str | None:
+def kind_of(tx: Any, kind: str | None, request: str | None, answer: Any) -> str:
     """The kind of request that took a key, from its idempotency row: the kind kept with
     it; without one, a transfer when no body was kept either (transfers keep none), else
-    not known (a debit or periodic credit kept before kinds were)."""
+    (a debit or periodic credit kept before kinds were) the kind of the payment its
+    stored `answer` names, read from the payment's message type; NOT_RECORDED when that
+    payment is not found."""
     if kind is not None:
         return kind
-    return TRANSFER if request is None else None
+    if request is None:
+        return TRANSFER
+    payment_id = answer.get("id") if isinstance(answer, dict) else None
+    row = tx.query_one("SELECT msg_type FROM payments WHERE id = ?", (payment_id,)) \
+        if isinstance(payment_id, str) else None
+    if row is None:
+        return NOT_RECORDED
+    return KIND_BY_MESSAGE_TYPE.get(row[0], TRANSFER)
 
 
 def other_kind(key: str, first: str, now: str, answer: Any = None) -> Conflict:
@@ -126,8 +147,8 @@ def refused_transfer(tx: Any, client: str, key: str, body: Any, answer: Any) -> 
     the fields that differ from the payment it made)."""
     row = tx.query_one("SELECT kind, request FROM idempotency WHERE client = ? AND key = ?",
                        (client, key))
-    first = kind_of(*row) if row is not None else TRANSFER
-    if first is not None and first != TRANSFER:
+    first = kind_of(tx, *row, answer) if row is not None else TRANSFER
+    if first != TRANSFER:
         return other_kind(key, first, TRANSFER, answer)
     return refused(key, body, of_payment(tx, answer))
 

@@ -21,7 +21,7 @@ import uvloop
 from gateway import logs, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
-from gateway.config import Settings
+from gateway.config import Settings, source_of
 from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
@@ -77,8 +77,8 @@ def run(settings: Settings, simulate: bool = False) -> int:
 async def serve(settings: Settings, simulate: bool = False) -> int:
     if settings.port and port_in_use(settings.host, settings.port):
         print(json.dumps({"errors": [{
-            "code": "port_in_use", "path": "port", "value": settings.port,
-            "expected": "a free port (set --port or PAYGATE_PORT)",
+            "code": "port_in_use", "path": source_of(settings, "port"), "value": settings.port,
+            "expected": f"a free port (set {source_of(settings, 'port')})",
             "message": f"{settings.host}:{settings.port} is taken by another process"}]}),
             flush=True)
         return 2

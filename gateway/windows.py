@@ -272,27 +272,33 @@ def next_transition(at: datetime, calendar: BusinessCalendar,
     raise no_working_day_error(at.date())
 
 
-# The forecast changes scanned for one the state in force has not reached: a day has about
-# six, so this looks two working days ahead, past any NPC running early.
-NEXT_CHANGE_SCAN_MAX = 12
+# The forecast changes scanned for the next one of the state in force, from the working
+# day before its work date: a day has about six, so this reaches four working days on,
+# past any NPC running early.
+NEXT_CHANGE_SCAN_MAX = 24
 
 
 def next_change_not_reached(at: datetime, code: str, work_date: date,
                             calendar: BusinessCalendar,
                             timetable: Timetable | None = None) -> tuple[datetime, Phase]:
-    """The first forecast change after `at` that the state in force (code, work_date) has
-    not already reached. Notices, not the clock, set the state: when the NPC moved early
-    (30 at 16:40 for a 17:00 change), the 17:00 change is behind us and the one to show
-    is the next. The schedule dates a cut-over (15) with its new work date, where it
-    comes first. Without a known code, the first change after `at`."""
-    first = t, phase = next_transition(at, calendar, timetable)
+    """The next change of the state in force (code, work_date): the first forecast
+    change that state has not already reached. Notices, not the clock, set the state:
+    when the NPC moved early (30 at 16:40 for a 17:00 change), the 17:00 change is behind
+    us and the one to show is the next. When the NPC is behind the forecast (offline, or
+    late), the change it owes is shown at its forecast time, now past (`at` or earlier:
+    overdue), never a later change of a work date that has not begun. The schedule dates
+    a cut-over (15) with its new work date, where it comes first. Without a known code,
+    the first change after `at`."""
+    first = next_transition(at, calendar, timetable)
     if code not in _RANK_AS_CURRENT:
         return first
     in_force = (work_date, _RANK_AS_CURRENT[code])
+    # Each change of the state's work date comes after the working day before it began.
+    t = _on(calendar.previous_working_day(work_date), time(0))
     for _ in range(NEXT_CHANGE_SCAN_MAX):
+        t, phase = next_transition(t, calendar, timetable)
         if (phase.work_date, _RANK_AS_CURRENT[phase.code]) > in_force:
             return t, phase
-        t, phase = next_transition(t, calendar, timetable)
     return first
 
 

@@ -420,3 +420,18 @@ def test_a_stored_package_read_again_to_forward_is_what_decoding_it_gave(tmp_pat
     assert again.header == decoded.header
     with pytest.raises(PaygateError):
         codec.reread(raw.replace(b"<MsgId>", b"<MsgId><", 1))
+
+
+def test_outstanding_is_each_net_debit_positive_for_the_payer(tmp_path):
+    """`outstanding_fen` of /sim/beps/stats (docs/simulator.md): in unsettled rounds, what
+    a participant pays minus what it receives; positive owes, negative is owed, summing
+    to zero, and a participant with nothing unsettled absent."""
+    store = make_store(tmp_path)
+    add(store, A, B, 500)
+    add(store, B, A, 200)
+
+    net(store)
+
+    assert bs.outstanding(store.conn) == {A: 300, B: -300}
+    assert sum(bs.outstanding(store.conn).values()) == 0
+    assert C not in bs.outstanding(store.conn)

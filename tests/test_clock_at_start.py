@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway import config
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -89,9 +91,9 @@ def test_the_refusal_names_both_dates(tmp_path: Path) -> None:
     refused = start_at(tmp_path, "2026-12-07T09:00")
 
     assert refused == (
-        "clock_before_stored_work_date: the clock (2026-12-07T09:00:00+08:00) gives work "
-        "date 2026-12-07, but the data directory holds work date 2026-12-08: set the clock "
-        "(PAYGATE_CLOCK or the system time) to a later time")
+        "clock_before_stored_work_date: the clock (2026-12-07T09:00:00+08:00, from the clock "
+        "this command runs on) gives work date 2026-12-07, but the data directory holds "
+        "work date 2026-12-08: set the clock this command runs on to a later time")
 
 
 def test_serve_prints_the_refusal_and_ends_with_status_2(
@@ -116,9 +118,39 @@ def test_a_start_before_the_newest_stored_time_is_refused(tmp_path: Path) -> Non
     refused = start_at(tmp_path, "2026-12-07T09:00")
 
     assert refused == (
-        "clock_before_stored_time: the clock (2026-12-07T09:00:00+08:00) is 1200 s before "
-        "2026-12-07T09:20:00+08:00, the newest time the data directory holds (a payment or "
-        "its event): set the clock (PAYGATE_CLOCK or the system time) to that time or later")
+        "clock_before_stored_time: the clock (2026-12-07T09:00:00+08:00, from the clock this "
+        "command runs on) is 1200 s before 2026-12-07T09:20:00+08:00, the newest time the "
+        "data directory holds (a payment or its event): set the clock this command runs on "
+        "to that time or later")
     assert start_at(tmp_path, "2026-12-07T09:19:56") == "started"
     assert start_at(tmp_path, "2026-12-07T09:20") == "started"
     assert start_at(tmp_path, "2026-12-07T09:19:54").startswith("clock_before_stored_time")
+
+
+@pytest.mark.parametrize("where", ["environment", "file"])
+def test_the_refusal_names_where_the_clock_was_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        where: str) -> None:
+    """A clock set by PAYGATE_CLOCK is named so, one set by the configuration file's
+    `clock` as that key of that file: the refusal says what the user set, at its path."""
+    paid_at(tmp_path / "data", "2026-12-08T09:00")
+    for name in [n for n in os.environ if n.startswith("PAYGATE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PAYGATE_NPC_URL", f"http://127.0.0.1:{free_port()}/link/inbound")
+    path = None
+    if where == "environment":
+        monkeypatch.setenv("PAYGATE_CLOCK", "2026-12-07T09:00")
+        named = "PAYGATE_CLOCK"
+    else:
+        path = str(tmp_path / "paygate.toml")
+        Path(path).write_text('clock = "2026-12-07T09:00"\n', encoding="utf-8")
+        named = f"clock in {path}"
+    monkeypatch.setenv("PAYGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAYGATE_PORT", "0")
+
+    status = asyncio.run(serve(config.load(path)))
+
+    [error] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["errors"]
+    assert status == 2
+    assert (error["code"], error["path"]) == ("clock_before_stored_work_date", named)
+    assert f"set {named} to a later time" in error["message"]

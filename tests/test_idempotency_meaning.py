@@ -43,6 +43,8 @@ OTHER = [
     {"currency": "cny"},
 ]
 
+JSON = "application/json"  # every JSON body is declared as such (415 otherwise)
+
 
 def _with(changes: dict[str, Any]) -> dict[str, Any]:
     return {**BASE, **changes}
@@ -105,7 +107,7 @@ def live(tmp_path_factory):
 def _post(live: LiveGateway, key: str, body: dict[str, Any]) -> requests.Response:
     return requests.post(f"{live.url}/v1/transfers", timeout=10,
                          data=json.dumps({**body, "payer_account": live.payer}),
-                         headers={"Idempotency-Key": key})
+                         headers={"Idempotency-Key": key, "Content-Type": JSON})
 
 
 @pytest.mark.parametrize("n, changes", list(enumerate(SAME)))
@@ -141,7 +143,7 @@ def test_a_key_stored_before_meaning_was_compared_answers_its_own_text(live):
 def _batch(live: LiveGateway, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     r = requests.post(f"{live.url}/v1/transfers/batch", timeout=10,
                       data=json.dumps([{**x, "payer_account": live.payer} for x in items]),
-                      headers={"Idempotency-Key": key})
+                      headers={"Idempotency-Key": key, "Content-Type": JSON})
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -242,3 +242,33 @@ def test_a_key_taken_by_another_kind_of_request_says_which(
     assert (error["first_kind"], error["kind"]) == (first_kind, kind)
     assert first_path in error["expected"]
     assert f"for payment {first.json()['id']}" in error["message"]
+
+
+@pytest.mark.parametrize("first_path, first_make, first_kind, path, make, kind",
+                         [c for c in CROSS_KIND if c[2] != "transfer"],
+                         ids=[f"{c[2]} then {c[5]}" for c in CROSS_KIND if c[2] != "transfer"])
+def test_a_key_kept_before_kinds_were_names_the_kind_its_payment_has(
+        live, first_path, first_make, first_kind, path, make, kind):
+    """A debit's or periodic credit's key kept before kinds were kept with keys (a body
+    and no kind) is told by the payment it made, never guessed to be a transfer's."""
+    key = f"unkinded-{first_kind}-{kind}"
+    first = post(live, first_path, key, first_make(live))
+    assert first.status_code == 201, first.text
+    live.query("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,))
+    again = post(live, path, key, make(live))
+    [error] = again.json()["errors"]
+
+    assert again.status_code == 409, again.text
+    assert (error["code"], error["first_kind"], error["kind"]) == (
+        "idempotency_key_used_for_other_kind", first_kind, kind)
+    assert first_path in error["expected"]
+    assert f"for payment {first.json()['id']}" in error["message"]
+
+
+def test_a_key_kept_before_kinds_were_still_answers_its_own_repeat(live):
+    key = "unkinded-repeat"
+    first = post(live, "/v1/debits", key, debit(live))
+    live.query("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,))
+    again = post(live, "/v1/debits", key, debit(live))
+
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])

@@ -31,7 +31,8 @@ def logins(live: LiveGateway, count: int) -> list[str]:
 
 
 def pay(live: LiveGateway, key: str) -> dict:
-    r = requests.post(f"{live.url}/v1/transfers", timeout=10, headers={"Idempotency-Key": key},
+    r = requests.post(f"{live.url}/v1/transfers", timeout=10,
+                      headers={"Idempotency-Key": key, "Content-Type": "application/json"},
                       data=json.dumps({
                           "payer_account": live.payer, "payer_name": live.payer_name,
                           "payer_bank": "999100000027", "payee_account": "6222000000000001",

@@ -186,7 +186,7 @@ def test_sign_out_ends_the_session(web: Web) -> None:
 CHANGES_REFUSED = [
     ({"Origin": "http://elsewhere.example"}, {"json": {"action": "hold"}},
      403, "cross_site_request_refused"),
-    ({}, {"data": "action=hold"}, 422, "body_must_be_json"),
+    ({}, {"data": "action=hold"}, 415, "unsupported_media_type"),
     ({}, {"json": ["hold"]}, 422, "body_must_be_a_json_object"),
     ({}, {"json": {"action": "hold", "target": "P1", "note": 5}}, 422, "note_malformed"),
 ]

@@ -28,8 +28,10 @@ MORNING = datetime(2026, 12, 7, 9, 30, tzinfo=SHANGHAI)
 
 
 def readme_transfer() -> dict[str, Any]:
-    """The body of the README's example `curl ... /v1/transfers ... -d '{...}'`."""
-    found = re.search(r"/v1/transfers -H 'Idempotency-Key: k1' -d '(\{.*?\})'",
+    """The body of the README's example `curl ... /v1/transfers ... -d '{...}'`, which
+    declares its JSON as such (the API refuses it otherwise, 415)."""
+    found = re.search(r"/v1/transfers -H 'Idempotency-Key: k1' \\\n"
+                      r"\s*-H 'Content-Type: application/json' -d '(\{.*?\})'",
                       README.read_text(encoding="utf-8"), re.S)
     assert found, "the README shows an example transfer"
     return json.loads(found.group(1))

@@ -219,7 +219,8 @@ NEXT_CHANGE_CASES = [
     ("in step with the clock", "10", "2026-12-07", ("2026-12-07 17:00", "30")),
     ("NPC early in the clearing window", "30", "2026-12-07", ("2026-12-07 17:30", "40")),
     ("NPC early at end of day", "40", "2026-12-07", ("2026-12-07 17:45", "15")),
-    ("NPC behind in preparation", "00", "2026-12-07", ("2026-12-07 17:00", "30")),
+    # Behind: the opening it owes, at its time now past (overdue), not a later change.
+    ("NPC behind in preparation", "00", "2026-12-07", ("2026-12-07 08:30", "10")),
     ("NPC already on the next date", "00", "2026-12-08", ("2026-12-08 08:30", "10")),
 ]
 
@@ -681,6 +682,47 @@ def test_calendar_without_working_day_fails_loudly(tmp_path: Path) -> None:
         next_hvps_opening(sh("2027-12-31 18:00"), BusinessCalendar(path))
 
     assert caught.value.code == "calendar_must_have_a_working_day_within_a_year"
+
+
+# (status in force, its work date, the clock while the NPC is offline, the change shown)
+OFFLINE_CASES = [
+    # Monday's end of day, no notice since: the cut-over it owes, not Tuesday's opening.
+    ("40", "2026-12-07", "2026-12-07 19:00", ("2026-12-07 17:45", "15")),
+    # ... still none on Tuesday morning: not Tuesday's clearing window either.
+    ("40", "2026-12-07", "2026-12-08 10:00", ("2026-12-07 17:45", "15")),
+    # Open on Monday, offline until Tuesday: Monday's clearing window is what it owes.
+    ("10", "2026-12-07", "2026-12-08 10:00", ("2026-12-07 17:00", "30")),
+    # Friday's end of day, offline over the weekend: the cut-over to Monday.
+    ("40", "2026-12-04", "2026-12-06 12:00", ("2026-12-04 17:45", "15")),
+]
+
+
+@pytest.mark.parametrize("code, work_date, at, expected", OFFLINE_CASES)
+def test_next_change_of_an_npc_offline_is_the_one_it_owes(
+        calendar: BusinessCalendar, code: str, work_date: str, at: str,
+        expected: tuple[str, str]) -> None:
+    """While no notice comes, the next change is the one the status in force makes next,
+    at its forecast time (past), never one of a work date that has not begun."""
+    shown_at, phase = next_change_not_reached(sh(at), code, date.fromisoformat(work_date),
+                                              calendar)
+
+    assert (shown_at, phase.code) == (sh(expected[0]), expected[1])
+    assert phase.work_date >= date.fromisoformat(work_date)
+
+
+def test_ops_status_says_a_change_not_announced_in_time_is_overdue(
+        calendar: BusinessCalendar) -> None:
+    from gateway.ops import cli_render, snapshot
+
+    gw = SimpleNamespace(clock=SimpleNamespace(now=lambda: sh("2026-12-08 10:00")),
+                         hvps_status="40", hvps_open=False, work_date=date(2026, 12, 7),
+                         calendar=calendar, timetable=None)
+
+    shown = snapshot.window(gw)["next"]
+
+    assert (shown["at"], shown["status"], shown["overdue"]) == (
+        sh("2026-12-07 17:45").isoformat(), "15", True)
+    assert "(overdue: not announced by the NPC)" in cli_render.next_change(shown)
 
 
 def test_ops_window_shows_the_next_change_not_yet_reached(calendar: BusinessCalendar) -> None:

@@ -70,6 +70,7 @@ OUTCOMES = {
 FIELDS = {"creditor_account": True, "creditor_name": True, "creditor_bank": True,
           "debtor_account": True, "debtor_name": True, "debtor_bank": True, "amount": True,
           "agreement": True, "business_kind": False, "remittance_info": False}
+OPTIONAL = intake.optional(FIELDS)  # null on one is the field left out
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 _BANK = re.compile(r"[0-9]{12}")
 _KIND = re.compile(r"[0-9]{5}")
@@ -91,7 +92,9 @@ class Debit:
 
 
 def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
-    """A collection request's own fields, with every problem reported at once."""
+    """A collection request's own fields, with every problem reported at once; an
+    optional field given null is read as left out (intake.nulls_left_out)."""
+    body = intake.nulls_left_out(body, OPTIONAL)
     p = intake.check_shape(body, FIELDS)
     _texts(body, p)
     amount = parse_yuan(body.get("amount"), "/amount") \
@@ -118,13 +121,13 @@ def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
 def meaning(body: Any) -> Any:
     """What a collection request asks for, the same for every spelling of it
     (intake.same_transfer compares a retry so): the amount in its usual form, the
-    default business kind spelt out as if left out, and a remark that is null or empty
-    as none (no remark goes out for either). Names and accounts go out as written, so
-    their spelling counts."""
+    default business kind spelt out, null on an optional field, and an empty remark as
+    if left out (no remark goes out for either). Names and accounts go out as written,
+    so their spelling counts."""
     if type(body) is not dict:
         return body
     out = intake.without(body, {"business_kind": DEFAULT_DEBIT_KIND, "remittance_info": ""},
-                         nullable=("remittance_info",))
+                         nullable=OPTIONAL)
     intake.amount_meaning(out)
     return out
 

@@ -29,13 +29,15 @@ def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.
     stored = tx.query_one("SELECT body_sha256, status, response, request, kind "
                           "FROM idempotency WHERE client = ? AND key = ?", (client, idem_key))
     if stored is not None:
-        first = key_reuse.kind_of(stored[4], stored[3])
-        if first is not None and first != kind.name:
-            raise key_reuse.other_kind(idem_key, first, kind.name,
-                                       payments.answer_of(tx, stored[2]))
+        answer = payments.answer_of(tx, stored[2])
+        first = key_reuse.kind_of(tx, stored[4], stored[3], answer)
+        # Not recorded (its payment not found): compared as this kind, as before kinds
+        # were kept; the same request again is a repeat.
+        if first not in (kind.name, key_reuse.NOT_RECORDED):
+            raise key_reuse.other_kind(idem_key, first, kind.name, answer)
         if not intake.same_transfer(stored[0], body_hash, body):
             raise key_reuse.of_stored(kind, idem_key, body, stored[3])
-        return stored[1], payments.answer_of(tx, stored[2]), False
+        return stored[1], answer, False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "request, kind, created_at) VALUES (?, ?, ?, 201, ?, ?, ?, ?)",

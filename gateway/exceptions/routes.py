@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway import jsontext, payments
-from gateway.api import (BODY_LEN_MAX, GATEWAY_KEY, authenticate, nested_too_deep,
-                         query_params)
-from gateway.errors import NotFound, PaygateError, Problem, ValidationFailed
+from gateway.api import GATEWAY_KEY, authenticate, query_params, read_json
+from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
 
@@ -48,19 +47,11 @@ def _json(data: Any, status_code: int = 200) -> web.Response:
 
 
 async def _body(request: web.Request) -> tuple[str, dict[str, Any]]:
-    """(client, JSON object) of an authenticated POST; an empty body is {}."""
-    if request.content_length is not None and request.content_length > BODY_LEN_MAX:
-        raise PaygateError(Problem("body_too_large", "/", request.content_length,
-                                   f"at most {BODY_LEN_MAX} bytes"), 413)
-    raw = await request.read()
-    client = await authenticate(request, raw)
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except RecursionError:
-        raise nested_too_deep() from None
-    except (ValueError, UnicodeDecodeError):
-        raise PaygateError(Problem("body_must_be_json", "/", raw[:80].decode("latin-1"),
-                                   "a JSON object"), 400) from None
+    """(client, JSON object) of an authenticated POST, read as every JSON endpoint reads
+    its body (gateway.api.read_json); an empty body is {}."""
+    client, data = await read_json(request, empty_ok=True)
+    if data is None:
+        return client, {}
     if not isinstance(data, dict):
         raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                        jsontext.type_name(data), "a JSON object"))

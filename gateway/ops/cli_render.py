@@ -30,6 +30,14 @@ def command_word(action: str) -> str:
     return action.replace("_", "-")
 
 
+def next_change(nxt: dict[str, Any]) -> str:
+    """The window's next change in a line: when, to what, and whether it is overdue (its
+    time passed and the NPC has not announced it)."""
+    line = (f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
+            f"{nxt.get('name_en', '')}").strip()
+    return line + (" (overdue: not announced by the NPC)" if nxt.get("overdue") else "")
+
+
 def status(a: dict[str, Any]) -> str:
     w = a["window"]
     nxt = w.get("next", {})
@@ -40,8 +48,7 @@ def status(a: dict[str, Any]) -> str:
         ("HVPS open", "yes" if w["open"] else "no"),
         *_hvps_sending(w.get("sending")),
         ("work date", w["work_date"]),
-        ("next change", f"{nxt.get('at', nxt.get('error'))} -> {nxt.get('status', '')} "
-                        f"{nxt.get('name_en', '')}".strip()),
+        ("next change", next_change(nxt)),
         *link_rows(a.get("link") or {}),
         # The ledger's figure: the gateway cannot see the NPC's own balance.
         ("clearing balance", f"{a['clearing_balance']} (our books, not the NPC's)"),

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.api import parse_json
+from gateway.api import parse_json, refuse_other_media_type
 from gateway.errors import Forbidden, PaygateError, Problem, ValidationFailed
 
 BODY_LEN_MAX = 64 * 1024  # an action or a sign-in is a few hundred bytes
@@ -41,9 +41,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if origin and urlsplit(origin).netloc != request.host:
         raise Forbidden(Problem("cross_site_request_refused", "Origin", origin,
                                 f"a request from the console's own site, {request.host}"))
-    if request.content_type != "application/json":
-        raise ValidationFailed(Problem("body_must_be_json", "Content-Type",
-                                       request.content_type, "application/json"))
+    refuse_other_media_type(request)  # 415, as on every JSON endpoint
     if request.content_length is not None and request.content_length > BODY_LEN_MAX:
         raise ValidationFailed(Problem("body_too_large", "/", request.content_length,
                                        f"at most {BODY_LEN_MAX} bytes"))

@@ -25,7 +25,8 @@ SNAPSHOT_LIST_MAX = 50   # rows per list on the page; the JSON routes page furth
 def window(gw: Any) -> dict[str, Any]:
     """HVPS window state now and the next change the timetable forecasts that the status
     in force has not already reached (an NPC ahead of the clock is not shown a change to
-    the status it is in)."""
+    the status it is in); `overdue` when its time has passed and the NPC has not
+    announced it (offline, or late), rather than a change of a day not begun."""
     now = gw.clock.now()
     out: dict[str, Any] = {"now": now.isoformat(), "status": gw.hvps_status,
                            "open": gw.hvps_open, "work_date": gw.work_date.isoformat(),
@@ -40,7 +41,8 @@ def window(gw: Any) -> dict[str, Any]:
         out["next"] = {"error": exc.code}
         return out
     out["next"] = {"at": at.isoformat(), "status": nxt.code, "name_en": nxt.name_en,
-                   "name_zh": nxt.name_zh, "work_date": nxt.work_date.isoformat()}
+                   "name_zh": nxt.name_zh, "work_date": nxt.work_date.isoformat(),
+                   "overdue": at <= now}
     return out
 
 

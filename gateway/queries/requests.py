@@ -57,13 +57,27 @@ class FreeFormatRequest:
     operator: str | None
 
 
-def _object(body: Any, allowed: tuple[str, ...], p: ProblemList) -> dict[str, Any]:
+# Each request's fields ({name: required}); null on an optional one is the field left
+# out (intake.nulls_left_out), as on every JSON endpoint.
+QUERY_TABLE = {"payment_id": False, "original": False, "amount": False, "content": True,
+               "query_type": False, "doubt_at": False, "operator": False}
+SUBJECT_TABLE = {"msg_id": True, "sending_bank": True, "message_type": False,
+                 "tx_id": False, "business_type": False}
+REPLY_TABLE = {"content": True, "operator": True}
+CHASE_TABLE = {"content": False, "operator": False}
+FREE_FORMAT_TABLE = {"receiver": True, "content": True, "system": False, "operator": False}
+
+
+def _object(body: Any, table: dict[str, bool], p: ProblemList) -> dict[str, Any]:
+    """The request's object without its optional fields given null; a field not in
+    `table` is refused."""
     if not isinstance(body, dict):
         p.add("body_must_be_a_json_object", "/", jsontext.type_name(body), "a JSON object")
         p.raise_if_any()
+    body = intake.nulls_left_out(body, intake.optional(table))
     for name in body:
-        if name not in allowed:
-            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(allowed))
+        if name not in table:
+            p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(table))
     return body
 
 
@@ -84,8 +98,7 @@ def _text(body: dict[str, Any], name: str, len_max: int, p: ProblemList,
 
 def parse_query(body: Any, now: datetime) -> QueryRequest:
     p = ProblemList()
-    body = _object(body, ("payment_id", "original", "amount", "content", "query_type",
-                          "doubt_at", "operator"), p)
+    body = _object(body, QUERY_TABLE, p)
     payment_id = body.get("payment_id")
     subject = _subject(body.get("original"), p) if "original" in body else None
     if (payment_id is None) == ("original" not in body):
@@ -116,18 +129,18 @@ def _subject(value: Any, p: ProblemList) -> Subject | None:
         p.add("field_malformed", "/original", value,
               "an object with msg_id, sending_bank and optionally message_type, tx_id")
         return None
-    checks = (("msg_id", _MSG_ID, True), ("sending_bank", _BANK, True),
-              ("message_type", _MESSAGE_TYPE, False), ("tx_id", _TX_ID, False),
-              ("business_type", _BUSINESS_TYPE, False))
-    for name, pattern, required in checks:
+    patterns = {"msg_id": _MSG_ID, "sending_bank": _BANK, "message_type": _MESSAGE_TYPE,
+                "tx_id": _TX_ID, "business_type": _BUSINESS_TYPE}
+    value = intake.nulls_left_out(value, intake.optional(SUBJECT_TABLE))
+    for name, required in SUBJECT_TABLE.items():
         given = value.get(name)
         if (given is None and required) or (given is not None and (
-                not isinstance(given, str) or not pattern.fullmatch(given))):
-            p.add("field_malformed", f"/original/{name}", given, pattern.pattern)
+                not isinstance(given, str) or not patterns[name].fullmatch(given))):
+            p.add("field_malformed", f"/original/{name}", given, patterns[name].pattern)
     for name in value:
-        if name not in {c[0] for c in checks}:
+        if name not in SUBJECT_TABLE:
             p.add("field_unknown", f"/original/{name}", value[name],
-                  "only: " + ", ".join(c[0] for c in checks))
+                  "only: " + ", ".join(SUBJECT_TABLE))
     return Subject(str(value.get("msg_id")), str(value.get("sending_bank")),
                    value.get("message_type") or "hvps.111.001.01", value.get("tx_id"),
                    value.get("business_type") or "A100")
@@ -147,11 +160,9 @@ def _doubt_at(value: Any, now: datetime, p: ProblemList) -> datetime | None:
 
 
 # What a request means is the same with these left out: the defaults `parse_query` and
-# `_subject` apply, and the fields they take null for as not given.
+# `_subject` apply, and their optional fields given null.
 QUERY_DEFAULTS = {"query_type": "QT00"}
-_QUERY_NULLABLE = ("payment_id", "amount", "doubt_at", "operator")
 _SUBJECT_DEFAULTS = {"message_type": "hvps.111.001.01", "business_type": "A100"}
-_SUBJECT_NULLABLE = ("message_type", "tx_id", "business_type")
 
 
 def query_meaning(body: Any) -> Any:
@@ -162,11 +173,11 @@ def query_meaning(body: Any) -> Any:
     as written, so their spelling counts; what `parse_query` refuses stays as written."""
     if type(body) is not dict:
         return body
-    out = intake.without(body, QUERY_DEFAULTS, _QUERY_NULLABLE)
+    out = intake.without(body, QUERY_DEFAULTS, intake.optional(QUERY_TABLE))
     intake.amount_meaning(out)
     if type(out.get("original")) is dict:
         out["original"] = intake.without(out["original"], _SUBJECT_DEFAULTS,
-                                         _SUBJECT_NULLABLE)
+                                         intake.optional(SUBJECT_TABLE))
     doubt_at = out.get("doubt_at")
     if type(doubt_at) is str:
         try:
@@ -177,24 +188,23 @@ def query_meaning(body: Any) -> Any:
 
 
 def free_format_meaning(body: Any) -> Any:
-    """What a free-format request asks for: `system` HVPS (the default) or `operator`
-    null as if left out; the text goes out as written."""
+    """What a free-format request asks for: `system` HVPS (the default) or an optional
+    field given null as if left out; the text goes out as written."""
     if type(body) is not dict:
         return body
-    return intake.without(body, FREE_FORMAT_DEFAULTS, ("operator",))
+    return intake.without(body, FREE_FORMAT_DEFAULTS, intake.optional(FREE_FORMAT_TABLE))
 
 
 # The fields of each request in the order a refusal names them, and what those left out
 # ask for (gateway.queries.idempotency).
-QUERY_FIELDS = ("payment_id", "original", "amount", "content", "query_type", "doubt_at",
-                "operator")
-FREE_FORMAT_FIELDS = ("receiver", "content", "system", "operator")
+QUERY_FIELDS = tuple(QUERY_TABLE)
+FREE_FORMAT_FIELDS = tuple(FREE_FORMAT_TABLE)
 FREE_FORMAT_DEFAULTS = {"system": "HVPS"}
 
 
 def parse_reply(body: Any) -> tuple[str, str]:
     p = ProblemList()
-    body = _object(body, ("content", "operator"), p)
+    body = _object(body, REPLY_TABLE, p)
     content = _text(body, "content", CONTENT_LEN_MAX, p)
     operator = _text(body, "operator", OPERATOR_LEN_MAX, p)
     p.raise_if_any(ValidationFailed)
@@ -203,7 +213,7 @@ def parse_reply(body: Any) -> tuple[str, str]:
 
 def parse_chase(body: Any) -> tuple[str | None, str | None]:
     p = ProblemList()
-    body = _object(body if body is not None else {}, ("content", "operator"), p)
+    body = _object(body if body is not None else {}, CHASE_TABLE, p)
     content = _text(body, "content", CONTENT_LEN_MAX, p, required=False)
     operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
     p.raise_if_any(ValidationFailed)
@@ -212,7 +222,7 @@ def parse_chase(body: Any) -> tuple[str | None, str | None]:
 
 def parse_free_format(body: Any) -> FreeFormatRequest:
     p = ProblemList()
-    body = _object(body, ("receiver", "content", "system", "operator"), p)
+    body = _object(body, FREE_FORMAT_TABLE, p)
     receiver = body.get("receiver")
     if not isinstance(receiver, str) or not _BANK.fullmatch(receiver):
         p.add("bank_code_must_be_12_ascii_digits", "/receiver", receiver, "12 ASCII digits")

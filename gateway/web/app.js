@@ -262,7 +262,9 @@
     $("c-workdate").textContent = `${t("work_date")} ${w.work_date}`;
     const n = w.next || {};
     $("c-next").textContent = n.status ? `${n.status} ${lang === "zh" ? n.name_zh : n.name_en}` : (n.error || "-");
-    $("c-next-at").textContent = n.at ? n.at.replace("T", " ").slice(0, 16) : "";
+    $("c-next-at").textContent = n.at
+      ? n.at.replace("T", " ").slice(0, 16) + (n.overdue ? ` · ${t("overdue_not_announced")}` : "")
+      : "";
     const link = s.link || {};
     $("c-link").textContent = linkText(link);
     $("c-link").classList.toggle("error", link.state === "down" || link.state === "degraded");
