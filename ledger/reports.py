@@ -47,8 +47,14 @@ def digest(tx: Transaction) -> str:
             (first_id, first_id + DIGEST_CHUNK_ENTRIES),
         )
         for line in rows:
-            hasher.update("|".join(str(part) for part in line).encode() + b"\n")
+            hasher.update(digest_line(line))
     return "sha256:" + hasher.hexdigest()
+
+
+def digest_line(line: tuple) -> bytes:
+    """What one line adds to a digest: `entry_id|event_id|work_date|account_no|side|
+    amount_fen` and a newline (the first six values of `line`)."""
+    return "|".join(str(part) for part in line[:6]).encode() + b"\n"
 
 
 def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBalance:
@@ -71,10 +77,10 @@ def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBa
     # Running balances are today's, so detail agreement is checked only for the whole
     # book; a past date's totals are checked by the debit-credit equality alone.
     agree = accounts_agree(tx) if through is None else True
-    return _summarise(subjects, agree)
+    return summarise(subjects, agree)
 
 
-def _summarise(rows: tuple[SubjectRow, ...], accounts_agree_flag: bool) -> TrialBalance:
+def summarise(rows: tuple[SubjectRow, ...], accounts_agree_flag: bool) -> TrialBalance:
     totals = {"assets": 0, "liabilities": 0, "equity": 0, "income": 0, "expenses": 0}
     for row in rows:
         net_fen = row.debit_fen - row.credit_fen  # positive: a debit balance
