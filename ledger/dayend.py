@@ -89,7 +89,7 @@ def day_rows(tx: Transaction, work_date: date | str) -> list[DayRow]:
     day = work_date_text(work_date)
     stored = daybook.stored_subjects(tx, day)
     if stored is None:
-        return _day_rows_from_lines(tx, day)
+        return day_rows_from_lines(tx, day)
     rows = []
     for row, debit_fen, credit_fen in stored:
         opening = replace(row, debit_fen=row.debit_fen - debit_fen,
@@ -110,7 +110,7 @@ def day_trial_balance(tx: Transaction, work_date: date | str) -> TrialBalance:
         tx, {row.code: (row.debit_fen, row.credit_fen) for row, _, _ in stored})
 
 
-def _day_rows_from_lines(tx: Transaction, day: str) -> list[DayRow]:
+def day_rows_from_lines(tx: Transaction, day: str) -> list[DayRow]:
     """`day_rows` summed from every line up to the day and up to the day before."""
     previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     opening = {row.code: row for row in trial_balance(tx, previous).rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import date
 
 from ledger.db import Transaction
@@ -33,22 +34,27 @@ def entry_count(tx: Transaction) -> int:
 def digest(tx: Transaction) -> str:
     """sha256 over every line of every entry in posting order, as `sha256:<hex>`.
 
-    Each line contributes `entry_id|event_id|work_date|account_no|side|amount_fen\\n`,
+    Each line contributes `entry_id|event_id|work_date|account_no|side|amount_fen\n`,
     so two runs that posted the same events in the same order have the same digest.
     """
     hasher = hashlib.sha256()
+    for line in book_lines(tx):
+        hasher.update(digest_line(line))
+    return "sha256:" + hasher.hexdigest()
+
+
+def book_lines(tx: Transaction) -> Iterator[tuple]:
+    """Every line of the book in posting order, a chunk of entries a query:
+    (entry_id, event_id, work_date, account_no, side, amount_fen)."""
     row = tx.query_one("SELECT MAX(entry_id) FROM ledger_entry")
     last_entry_id = int(row[0]) if row and row[0] is not None else 0
     for first_id in range(1, last_entry_id + 1, DIGEST_CHUNK_ENTRIES):
-        rows = tx.query(
+        yield from tx.query(
             "SELECT e.entry_id, e.event_id, e.work_date, l.account_no, l.side, l.amount_fen"
             " FROM ledger_entry e JOIN ledger_line l ON l.entry_id = e.entry_id"
             " WHERE e.entry_id >= ? AND e.entry_id < ? ORDER BY e.entry_id, l.line_no",
             (first_id, first_id + DIGEST_CHUNK_ENTRIES),
         )
-        for line in rows:
-            hasher.update(digest_line(line))
-    return "sha256:" + hasher.hexdigest()
 
 
 def digest_line(line: tuple) -> bytes:
