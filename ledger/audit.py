@@ -28,7 +28,8 @@ from typing import Any
 
 from ledger import daybook
 from ledger.db import Transaction
-from ledger.reports import book_lines, digest_line, disagreeing_accounts, entry_count
+from ledger.reports import (book_lines, digest_line, disagreeing_accounts, entry_count,
+                            subject_sums, subject_totals, subject_trial_balance)
 
 FINDINGS_LISTED_MAX = 1_000
 
@@ -81,7 +82,7 @@ def audit_book(tx: Transaction) -> Audit:
         " ORDER BY work_date")]
     findings = [Finding("running_balance", account_no, balance_fen, lines_fen)
                 for account_no, balance_fen, lines_fen in disagreeing_accounts(tx)]
-    sums = daybook.subject_sums(tx, "9999-12-31")
+    sums = subject_sums(tx, "9999-12-31")
     findings += _books_balance(tx, sums)
     findings += _day_entries(tx, days)
     findings += _day_totals(tx, days, sums)
@@ -93,12 +94,7 @@ def audit_book(tx: Transaction) -> Audit:
 
 def _books_balance(tx: Transaction, sums: dict[tuple[str, str], list[int]]
                    ) -> list[Finding]:
-    totals: dict[str, list[int]] = {}
-    for (_, subject), (debit_fen, credit_fen) in sums.items():
-        pair = totals.setdefault(subject, [0, 0])
-        pair[0] += debit_fen
-        pair[1] += credit_fen
-    whole = daybook.trial_balance_of(tx, totals)
+    whole = subject_trial_balance(tx, subject_totals(sums))
     if whole.balanced:
         return []
     return [Finding("books_balance", "all", whole.debit_total_fen, whole.credit_total_fen)]

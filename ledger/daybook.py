@@ -30,8 +30,8 @@ import logging
 from dataclasses import dataclass, field
 
 from ledger.db import Transaction
-from ledger.reports import digest_line, summarise
-from ledger.types import SubjectRow, TrialBalance
+from ledger.reports import digest_line, subject_sums, subject_totals
+from ledger.types import SubjectRow
 
 # Entries whose lines one query of a close fetches.
 READ_CHUNK_ENTRIES = 5_000
@@ -40,8 +40,7 @@ ACCOUNTS_PER_QUERY = 500
 
 log = logging.getLogger("paygate.ledger")
 
-_SUBJECTS = ("SELECT code, name_zh, class, normal_side FROM ledger_subject"
-             " WHERE on_balance = 1 ORDER BY code")
+_SUBJECTS = "SELECT code FROM ledger_subject WHERE on_balance = 1 ORDER BY code"
 
 
 @dataclass(frozen=True)
@@ -155,14 +154,6 @@ def disagreeing(tx: Transaction, read: DayRead) -> list[tuple[str, int, int]]:
     return sorted(found)
 
 
-def trial_balance_of(tx: Transaction, totals: dict[str, list[int]] | dict[str, tuple[int, int]],
-                     accounts_agree: bool = True) -> TrialBalance:
-    """The trial balance of cumulative subject totals (`DayRead.totals`)."""
-    rows = tuple(SubjectRow(code, name, int(klass), side, *totals.get(code, (0, 0)))
-                 for code, name, klass, side in tx.query(_SUBJECTS))
-    return summarise(rows, accounts_agree)
-
-
 def record(tx: Transaction, read: DayRead) -> None:
     """Store the closed day's figures (`read`) and mark the day closed."""
     tx.executemany(
@@ -202,21 +193,6 @@ def entry_span(tx: Transaction, day: str) -> tuple[int, int] | None:
     return int(row[0]), int(row[1])
 
 
-def subject_sums(tx: Transaction, last_day: str) -> dict[tuple[str, str], list[int]]:
-    """[debit, credit] fen per (work date, subject) over every line dated up to
-    `last_day`: the whole history, for computing figures afresh."""
-    sums: dict[tuple[str, str], list[int]] = {}
-    for work_date, subject, debit_fen, credit_fen in tx.query(
-            "SELECT e.work_date, a.subject,"
-            " SUM(CASE WHEN l.side = 'D' THEN l.amount_fen ELSE 0 END),"
-            " SUM(CASE WHEN l.side = 'C' THEN l.amount_fen ELSE 0 END)"
-            " FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
-            " JOIN ledger_account a ON a.account_no = l.account_no"
-            " WHERE e.work_date <= ? GROUP BY e.work_date, a.subject", (last_day,)):
-        sums[(work_date, subject)] = [int(debit_fen), int(credit_fen)]
-    return sums
-
-
 def account_balances(tx: Transaction, last_day: str) -> dict[str, int]:
     """Each account's balance from its lines dated up to `last_day` (accounts with
     lines only): the whole history, for computing figures afresh."""
@@ -236,14 +212,10 @@ def _build_figures(tx: Transaction, day: str) -> int:
     tx.executemany("UPDATE ledger_account SET day_end_balance_fen = ? WHERE account_no = ?",
                    [(balance_fen, account_no) for account_no, balance_fen
                     in sorted(account_balances(tx, day).items()) if balance_fen])
-    totals: dict[str, list[int]] = {}
-    turnover: dict[str, list[int]] = {}
-    for (work_date, subject), (debit_fen, credit_fen) in subject_sums(tx, day).items():
-        pair = totals.setdefault(subject, [0, 0])
-        pair[0] += debit_fen
-        pair[1] += credit_fen
-        if work_date == day:
-            turnover[subject] = [debit_fen, credit_fen]
+    sums = subject_sums(tx, day)
+    totals = subject_totals(sums)
+    turnover = {subject: pair for (work_date, subject), pair in sums.items()
+                if work_date == day}
     after = tx.query_one("SELECT MIN(entry_id) FROM ledger_entry WHERE work_date > ?", (day,))
     last = tx.query_one("SELECT MAX(entry_id) FROM ledger_entry")
     next_entry_id = int(after[0]) if after and after[0] is not None \
@@ -264,7 +236,7 @@ def _build_figures(tx: Transaction, day: str) -> int:
 def _insert_subjects(tx: Transaction, day: str, totals: dict[str, list[int]],
                      turnover: dict[str, list[int]]) -> None:
     rows = []
-    for code, _, _, _ in tx.query(_SUBJECTS):
+    for (code,) in tx.query(_SUBJECTS):
         debit_fen, credit_fen = totals.get(code, (0, 0))
         day_debit_fen, day_credit_fen = turnover.get(code, (0, 0))
         rows.append((day, code, debit_fen, credit_fen, day_debit_fen, day_credit_fen))

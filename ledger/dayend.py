@@ -29,7 +29,7 @@ from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.numbers import make_voucher_no
 from ledger.postings import check_work_date_open, work_date_text
-from ledger.reports import trial_balance
+from ledger.reports import subject_trial_balance, trial_balance
 from ledger.types import TrialBalance
 
 
@@ -72,7 +72,7 @@ def close_day(tx: Transaction, work_date: date | str) -> DayClose:
     if disagreeing:
         raise LedgerError("detail_ledgers_disagree", disagreeing[:10],
                           "every account's balance equal to the sum of its lines")
-    balance = daybook.trial_balance_of(tx, read.totals)
+    balance = subject_trial_balance(tx, read.totals)
     if not balance.balanced:
         difference_fen = balance.debit_total_fen - balance.credit_total_fen
         raise LedgerError("books_do_not_balance", difference_fen,
@@ -106,7 +106,7 @@ def day_trial_balance(tx: Transaction, work_date: date | str) -> TrialBalance:
     stored = daybook.stored_subjects(tx, day)
     if stored is None:
         return trial_balance(tx, day)
-    return daybook.trial_balance_of(
+    return subject_trial_balance(
         tx, {row.code: (row.debit_fen, row.credit_fen) for row, _, _ in stored})
 
 
