@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from gateway import logs
@@ -43,12 +44,20 @@ def verify_books(url: str) -> dict[str, Any]:
     """The audit of the books at `url` as a JSON-ready object; a book of another schema
     version is refused, not upgraded (the gateway upgrades it when it starts)."""
     import ledger
+    from gateway.dialect import table_columns
     from ledger.audit import audit_book
+    from ledger.db import sqlite_path
     from ledger.schema import SCHEMA_VERSION
 
+    if url.startswith("sqlite:///") and not Path(sqlite_path(url)).is_file():
+        return {"errors": [{"code": "database_not_found", "value": url,
+                            "expected": "the gateway's database file"}]}
     db = ledger.connect(url)
     try:
         with db.transaction() as tx:
+            if not table_columns(tx, "ledger_meta"):
+                return {"errors": [{"code": "database_not_found", "value": url,
+                                    "expected": "a database holding the ledger's tables"}]}
             row = tx.query_one("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
             if row is None or row[0] != SCHEMA_VERSION:
                 return {"errors": [{"code": "ledger_schema_version_differs",

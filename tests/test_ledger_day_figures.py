@@ -294,6 +294,18 @@ def test_paygate_ledger_verify_says_whether_the_book_is_clean(tmp_path, capsys):
     assert '"check": "day_digest"' in second and '"findings_count": 1' in second
 
 
+def test_paygate_ledger_verify_refuses_a_database_without_the_books(tmp_path, capsys):
+    missing = ledger_command(["verify", "--database", f"sqlite:///{tmp_path / 'none.db'}"])
+    first = capsys.readouterr().out
+    connect(f"sqlite:///{tmp_path / 'other.db'}").close()
+    other = ledger_command(["verify", "--database", f"sqlite:///{tmp_path / 'other.db'}"])
+    second = capsys.readouterr().out
+
+    assert (missing, other) == (2, 2)
+    assert '"database_not_found"' in first and '"database_not_found"' in second
+    assert not (tmp_path / "none.db").exists()
+
+
 day_plans = st.lists(
     st.lists(st.tuples(st.sampled_from(["deposit", "hold", "settle", "release", "later"]),
                        st.integers(0, 2), st.integers(1, 40_000)), max_size=8),
