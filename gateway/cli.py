@@ -8,6 +8,8 @@
     paygate validate FILE...          check messages
     paygate route ...                 show how a transfer would be routed, and why
     paygate ops ...                   the operators' commands (status, queues, actions)
+    paygate ledger verify [--config F] [--database URL]   re-check the whole book and
+                                      every figure day end stored (auditors)
     paygate bench {messages,beps,ledger,e2e} [--quick] [--no-write]   benchmarks with
                                       baselines; a full run rewrites README.md's table and
                                       benchmarks/results.json unless given --no-write
@@ -64,9 +66,12 @@ def _main(argv: list[str] | None = None) -> int:
     if command == "bench":
         from gateway.bench import bench_command
         return bench_command(rest)
+    if command == "ledger":
+        from gateway.ledger_cli import ledger_command
+        return ledger_command(rest)
     print(json.dumps({"errors": [{"code": "command_unknown", "path": "argv[0]",
                                   "value": command, "expected": "serve, demo, simulate, "
-                                  "simulate-day, validate, route, ops or bench"}]}))
+                                  "simulate-day, validate, route, ops, ledger or bench"}]}))
     return 2
 
 

@@ -9,19 +9,23 @@ batch job has to lift freezes on time.
 from __future__ import annotations
 
 import calendar
+import logging
 from datetime import date
 
+from gateway import dialect
 from ledger import numbers
 from ledger.chart import CUSTOMER_SUBJECTS, SUBJECTS, SUBJECTS_BY_CODE
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.holds import open_hold_count, open_holds
 from ledger.postings import work_date_text
-from ledger.schema import SCHEMA_VERSION, statements
+from ledger.schema import ADDED_COLUMNS, SCHEMA_VERSION, UPGRADES_FROM, statements
 from ledger.settings import Context
 from ledger.types import Account, CustomerBalance
 
 FREEZE_MONTHS = 6
+
+log = logging.getLogger("paygate.ledger")
 
 _INSERT_ACCOUNT = (
     "INSERT INTO ledger_account (account_no, subject, name, role, normal_side, negative_ok,"
@@ -37,8 +41,11 @@ def install(ctx: Context, tx: Transaction) -> None:
     tx.execute("INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?)"
                " ON CONFLICT (key) DO NOTHING", (SCHEMA_VERSION,))
     row = tx.query_one("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
-    if row is None or row[0] != SCHEMA_VERSION:
-        raise LedgerError("ledger_schema_version_differs", row[0] if row else None,
+    version = row[0] if row else None
+    if version in UPGRADES_FROM:
+        _upgrade(tx, version)
+    elif version != SCHEMA_VERSION:
+        raise LedgerError("ledger_schema_version_differs", version,
                           f"schema version {SCHEMA_VERSION}; restore or rebuild the database")
     for subject in SUBJECTS:
         tx.execute(
@@ -53,6 +60,17 @@ def install(ctx: Context, tx: Transaction) -> None:
         tx.execute(_INSERT_ACCOUNT, (account_no, code, subject.name_zh, "internal",
                                      subject.normal_side, int(subject.negative_ok),
                                      "1970-01-01"))
+
+
+def _upgrade(tx: Transaction, version: str) -> None:
+    """Bring books of an older schema version to this one in place: the new tables were
+    made by the CREATE statements; the columns added since are added here."""
+    for table, columns in ADDED_COLUMNS.items():
+        added = dialect.add_columns(tx, table, columns)
+        log.info("event=ledger_columns_added table=%s columns=%s", table, ",".join(added))
+    tx.execute("UPDATE ledger_meta SET value = ? WHERE key = 'schema_version'",
+               (SCHEMA_VERSION,))
+    log.info("event=ledger_schema_upgraded from=%s to=%s", version, SCHEMA_VERSION)
 
 
 def open_customer_account(ctx: Context, tx: Transaction, account_no: str, name: str,

@@ -274,7 +274,7 @@ class Database:
 def connect(url: str) -> Any:
     """Open the database named by `url`: sqlite:///... or postgresql://..."""
     if url.startswith("sqlite:///"):
-        return Database(_sqlite_path(url))
+        return Database(sqlite_path(url))
     if url.startswith(("postgresql://", "postgres://")):
         from ledger.db_postgres import PostgresDatabase
 
@@ -282,7 +282,7 @@ def connect(url: str) -> Any:
     raise ValueError(f"unsupported database url {url!r}: use sqlite:///... or postgresql://")
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
     # sqlite:////abs/path.db names /abs/path.db; sqlite:///rel.db a relative path.
     rest = url[len("sqlite:///"):]
     if rest == ":memory:":

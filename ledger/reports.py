@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 
 from ledger.db import Transaction
@@ -33,48 +34,82 @@ def entry_count(tx: Transaction) -> int:
 def digest(tx: Transaction) -> str:
     """sha256 over every line of every entry in posting order, as `sha256:<hex>`.
 
-    Each line contributes `entry_id|event_id|work_date|account_no|side|amount_fen\\n`,
+    Each line contributes `entry_id|event_id|work_date|account_no|side|amount_fen\n`,
     so two runs that posted the same events in the same order have the same digest.
     """
     hasher = hashlib.sha256()
+    for line in book_lines(tx):
+        hasher.update(digest_line(line))
+    return "sha256:" + hasher.hexdigest()
+
+
+def book_lines(tx: Transaction) -> Iterator[tuple]:
+    """Every line of the book in posting order, a chunk of entries a query:
+    (entry_id, event_id, work_date, account_no, side, amount_fen)."""
     row = tx.query_one("SELECT MAX(entry_id) FROM ledger_entry")
     last_entry_id = int(row[0]) if row and row[0] is not None else 0
     for first_id in range(1, last_entry_id + 1, DIGEST_CHUNK_ENTRIES):
-        rows = tx.query(
+        yield from tx.query(
             "SELECT e.entry_id, e.event_id, e.work_date, l.account_no, l.side, l.amount_fen"
             " FROM ledger_entry e JOIN ledger_line l ON l.entry_id = e.entry_id"
             " WHERE e.entry_id >= ? AND e.entry_id < ? ORDER BY e.entry_id, l.line_no",
             (first_id, first_id + DIGEST_CHUNK_ENTRIES),
         )
-        for line in rows:
-            hasher.update("|".join(str(part) for part in line).encode() + b"\n")
-    return "sha256:" + hasher.hexdigest()
+
+
+def digest_line(line: tuple) -> bytes:
+    """What one line adds to a digest: `entry_id|event_id|work_date|account_no|side|
+    amount_fen` and a newline (the first six values of `line`)."""
+    return "|".join(str(part) for part in line[:6]).encode() + b"\n"
 
 
 def trial_balance(tx: Transaction, through: date | str | None = None) -> TrialBalance:
     """Turnover and balance per subject over every entry up to `through` (default: all)."""
     last_day = work_date_text(through) if through is not None else "9999-12-31"
-    rows = tx.query(
-        "SELECT s.code, s.name_zh, s.class, s.normal_side,"
-        " COALESCE(SUM(CASE WHEN l.side = 'D' THEN l.amount_fen ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN l.side = 'C' THEN l.amount_fen ELSE 0 END), 0)"
-        " FROM ledger_subject s"
-        " LEFT JOIN ledger_account a ON a.subject = s.code"
-        " LEFT JOIN ledger_line l ON l.account_no = a.account_no"
-        " AND l.entry_id IN (SELECT entry_id FROM ledger_entry WHERE work_date <= ?)"
-        " WHERE s.on_balance = 1 GROUP BY s.code, s.name_zh, s.class, s.normal_side"
-        " ORDER BY s.code",
-        (last_day,),
-    )
-    subjects = tuple(SubjectRow(r[0], r[1], int(r[2]), r[3], int(r[4]), int(r[5]))
-                     for r in rows)
     # Running balances are today's, so detail agreement is checked only for the whole
     # book; a past date's totals are checked by the debit-credit equality alone.
     agree = accounts_agree(tx) if through is None else True
-    return _summarise(subjects, agree)
+    return subject_trial_balance(tx, subject_totals(subject_sums(tx, last_day)), agree)
 
 
-def _summarise(rows: tuple[SubjectRow, ...], accounts_agree_flag: bool) -> TrialBalance:
+def subject_sums(tx: Transaction, last_day: str) -> dict[tuple[str, str], list[int]]:
+    """[debit, credit] fen per (work date, subject) over every line dated up to
+    `last_day`, in one pass over the lines (each joined to its entry and account)."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for work_date, subject, debit_fen, credit_fen in tx.query(
+            "SELECT e.work_date, a.subject,"
+            " SUM(CASE WHEN l.side = 'D' THEN l.amount_fen ELSE 0 END),"
+            " SUM(CASE WHEN l.side = 'C' THEN l.amount_fen ELSE 0 END)"
+            " FROM ledger_line l JOIN ledger_entry e ON e.entry_id = l.entry_id"
+            " JOIN ledger_account a ON a.account_no = l.account_no"
+            " WHERE e.work_date <= ? GROUP BY e.work_date, a.subject", (last_day,)):
+        sums[(work_date, subject)] = [int(debit_fen), int(credit_fen)]
+    return sums
+
+
+def subject_totals(sums: dict[tuple[str, str], list[int]]) -> dict[str, list[int]]:
+    """`subject_sums` added up over the dates: [debit, credit] fen per subject."""
+    totals: dict[str, list[int]] = {}
+    for (_, subject), (debit_fen, credit_fen) in sums.items():
+        pair = totals.setdefault(subject, [0, 0])
+        pair[0] += debit_fen
+        pair[1] += credit_fen
+    return totals
+
+
+def subject_trial_balance(tx: Transaction,
+                          totals: Mapping[str, Sequence[int]],
+                          accounts_agree_flag: bool = True) -> TrialBalance:
+    """The trial balance of cumulative [debit, credit] totals per subject, over every
+    subject on the balance sheet (those without lines at zero)."""
+    rows = tuple(SubjectRow(code, name, int(klass), side, *totals.get(code, (0, 0)))
+                 for code, name, klass, side in tx.query(
+                     "SELECT code, name_zh, class, normal_side FROM ledger_subject"
+                     " WHERE on_balance = 1 ORDER BY code"))
+    return summarise(rows, accounts_agree_flag)
+
+
+def summarise(rows: tuple[SubjectRow, ...], accounts_agree_flag: bool) -> TrialBalance:
     totals = {"assets": 0, "liabilities": 0, "equity": 0, "income": 0, "expenses": 0}
     for row in rows:
         net_fen = row.debit_fen - row.credit_fen  # positive: a debit balance

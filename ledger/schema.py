@@ -8,7 +8,11 @@ pays nothing for them. `depends_on` links a posting to the earlier one it builds
 orders corrections newest first.
 
 Balances are kept incrementally in `ledger_account.balance_fen`, signed on the
-account's normal side, and checked against the sum of the lines at day end.
+account's normal side. Each day end keeps what the next one checks against, so that a
+close reads only the lines since the last one: every account's balance as at the last
+closed work date (`ledger_account.day_end_balance_fen`), per subject the cumulative
+debit and credit totals and the day's turnover (`ledger_day_subject`), and in
+`ledger_day` the chained digest and where in the entries the next close starts reading.
 
 The SQL is portable between SQLite and PostgreSQL; only the identity column differs.
 """
@@ -16,8 +20,23 @@ The SQL is portable between SQLite and PostgreSQL; only the identity column diff
 from __future__ import annotations
 
 # Raised whenever a table changes shape; `install` refuses a database of another version
-# rather than posting into tables it does not know. Version 1 kept a row per hold.
-SCHEMA_VERSION = "2"
+# rather than posting into tables it does not know. Version 1 kept a row per hold;
+# version 2 had no stored day-end figures (`install` upgrades it in place:
+# `UPGRADES_FROM`, `ADDED_COLUMNS`).
+SCHEMA_VERSION = "3"
+
+# Versions `install` upgrades in place, by adding `ADDED_COLUMNS` and the new tables.
+UPGRADES_FROM = ("2",)
+
+# Columns added after a table's first release: in its CREATE statement below for a new
+# database, and added by `install` to a database made before them, (name, definition) in
+# SQLite's words. A day closed before them has NULL in ledger_day's; the first close
+# after the upgrade computes the figures once from the whole book (ledger.daybook).
+ADDED_COLUMNS = {
+    "ledger_account": [("day_end_balance_fen", "BIGINT NOT NULL DEFAULT 0")],
+    "ledger_day": [("first_entry_id", "BIGINT"), ("last_entry_id", "BIGINT"),
+                   ("next_entry_id", "BIGINT"), ("chained", "INTEGER NOT NULL DEFAULT 0")],
+}
 
 # SQLite stores the lines clustered by (entry_id, line_no), so an entry's lines need no
 # second index; PostgreSQL has no such table option.
@@ -53,7 +72,8 @@ CREATE TABLE IF NOT EXISTS ledger_account (
     frozen_until TEXT,
     balance_fen BIGINT NOT NULL DEFAULT 0,
     opened_on TEXT NOT NULL,
-    closed_on TEXT
+    closed_on TEXT,
+    day_end_balance_fen BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ledger_entry (
     entry_id {pk},
@@ -116,7 +136,20 @@ CREATE TABLE IF NOT EXISTS ledger_counter (
 CREATE TABLE IF NOT EXISTS ledger_day (
     work_date TEXT PRIMARY KEY,
     entries BIGINT NOT NULL,
-    digest TEXT NOT NULL
+    digest TEXT NOT NULL,
+    first_entry_id BIGINT,
+    last_entry_id BIGINT,
+    next_entry_id BIGINT,
+    chained INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ledger_day_subject (
+    work_date TEXT NOT NULL REFERENCES ledger_day (work_date),
+    subject TEXT NOT NULL REFERENCES ledger_subject (code),
+    debit_fen BIGINT NOT NULL,
+    credit_fen BIGINT NOT NULL,
+    day_debit_fen BIGINT NOT NULL,
+    day_credit_fen BIGINT NOT NULL,
+    PRIMARY KEY (work_date, subject)
 );
 """
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ledger import (accounts, dayend, incoming, payments, receivables, reports, reversal,
                     vouchers)
+from ledger.audit import Audit, audit_book
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.settings import Context, LedgerSettings
@@ -262,6 +263,11 @@ class Ledger:
     def write_day_reports(self, tx: Transaction, work_date: WorkDate,
                           directory: str | Path) -> list[Path]:
         return dayend.write_day_reports(tx, work_date, directory)
+
+    def audit(self, tx: Transaction) -> Audit:
+        """Re-check the whole history and every figure day end stored (auditors; reads
+        every line)."""
+        return audit_book(tx)
 
     def voucher(self, tx: Transaction, number: int | str) -> Voucher:
         """The voucher of an entry, by entry id or 12-digit voucher number."""

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ledger import CreditResult, LedgerError
 from ledger.chart import HOLDS_IN_TRANSIT, SUSPENSE
+from ledger.dayend import day_rows_from_lines
 from ledger.holds import HELD, find_hold
 from ledger.testing import WORK_DATE, customer_account, fresh_books
 
@@ -148,7 +149,12 @@ class Run:
                          "p")
 
     def op_close_day(self, tx, event_id):
-        self.led.close_day(tx, self.day)
+        """A close from the stored figures gives what the whole book gives, and leaves
+        every stored figure agreeing with the lines."""
+        closed = self.led.close_day(tx, self.day)
+        assert closed.trial_balance == self.led.trial_balance(tx, self.day)
+        assert self.led.day_rows(tx, self.day) == day_rows_from_lines(tx, self.day.isoformat())
+        assert self.led.audit(tx).findings == ()
         self.day += timedelta(days=1)
         return "", (), None
 
