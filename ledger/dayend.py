@@ -60,7 +60,7 @@ def close_day(tx: Transaction, work_date: date | str) -> DayClose:
     lines since, and each account's running balance must equal its balance at the last
     close plus its lines since."""
     day = work_date_text(work_date)
-    check_work_date_open(tx, day)
+    check_work_date_open(tx, day, posting=False)
     if tx.dialect == "postgresql":
         # Wait for every transaction still inserting entries and keep new ones out until
         # this one ends: an entry committed later under a lower id would be missed by

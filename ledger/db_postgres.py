@@ -18,6 +18,7 @@ import psycopg
 from psycopg.types.numeric import NumericLoader
 
 from ledger.db import Params, Transaction
+from ledger.postings import check_posted_dates_still_open
 
 # Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT_S = 5
@@ -63,6 +64,7 @@ class PostgresTransaction(Transaction):
 def _commit(tx: PostgresTransaction, cursor: Any) -> None:
     try:
         tx.flush()
+        check_posted_dates_still_open(tx)
     except BaseException:
         tx.open = False
         cursor.execute("ROLLBACK")

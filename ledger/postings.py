@@ -142,8 +142,19 @@ def replayed(tx: Transaction, events: list[tuple[str, str]]) -> dict[str, tuple[
     return found
 
 
-def check_work_date_open(tx: Transaction, work_date: str) -> None:
-    """A work date at or before the last closed one takes no postings."""
+# The earliest work date a PostgreSQL transaction posted to (`check_work_date_open`),
+# checked again as it commits (`check_posted_dates_still_open`).
+POSTED_FROM = "posted_from"
+
+
+def check_work_date_open(tx: Transaction, work_date: str, posting: bool = True) -> None:
+    """A work date at or before the last closed one takes no postings.
+
+    On SQLite a write transaction holds the database's only write lock from its BEGIN,
+    so no close can commit between this check and the posting's commit. On PostgreSQL
+    one can: a posting that read the date open may insert its entry only once a close
+    of that date has committed (the close's lock on the entries makes it wait). There
+    the earliest date posted to is kept and checked again at commit."""
     last_closed = tx.cache.get("last_closed")
     if last_closed is None:
         row = tx.query_one("SELECT MAX(work_date) FROM ledger_day")
@@ -151,6 +162,27 @@ def check_work_date_open(tx: Transaction, work_date: str) -> None:
         tx.cache["last_closed"] = last_closed
     if work_date <= last_closed:
         raise LedgerError("work_date_closed", work_date, f"a date after {last_closed}",
+                          "work_date")
+    if posting and tx.dialect == "postgresql":
+        posted = tx.cache.get(POSTED_FROM)
+        if posted is None:
+            tx.cache[POSTED_FROM] = {"date": work_date}
+            tx.keep_across_rollback(POSTED_FROM)
+        elif work_date < posted["date"]:
+            posted["date"] = work_date
+
+
+def check_posted_dates_still_open(tx: Transaction) -> None:
+    """Before a PostgreSQL commit: refuse it (`work_date_closed`) when a close of a date
+    it posted to committed after the posting read the date open."""
+    posted = tx.cache.get(POSTED_FROM)
+    if not posted:
+        return
+    row = tx.query_one("SELECT MAX(work_date) FROM ledger_day")
+    last_closed = (row[0] if row else None) or ""
+    if posted["date"] <= last_closed:
+        raise LedgerError("work_date_closed", posted["date"],
+                          f"a date after {last_closed} (closed while this posting ran)",
                           "work_date")
 
 
