@@ -404,6 +404,9 @@ class Gateway:
             # A hold started or ended by another process whose word did not reach this
             # one (the cluster channel is not a queue): the table is the truth.
             self._take_hvps_hold(await self.store.run(status_hold.read))
+            if self.hvps_hold is not None and self.leading:
+                # A payment another process put on a lane before it heard of the hold.
+                await self.store.run(status_hold.mark_held)
         if now.date() != self._calendar_checked_on and self.leading:
             self._calendar_checked_on = now.date()
             await self.check_calendar()
@@ -534,14 +537,27 @@ class Gateway:
         self._take_hvps_hold(None, how)
         self.spawn(recovery.resume(self, keys.HVPS_LANES))
 
-    def confirm_hvps_status(self, status: str, work_date: date, at: datetime) -> None:
+    async def confirm_hvps_status(self, status: str, work_date: date, at: datetime) -> None:
         """Operators confirmed the status to use (gateway.status_hold, committed): the
-        window takes it, every process is told, and HVPS sending resumes."""
-        self.window.set_by_operator(status, work_date, at)
+        window takes it, every process is told, and HVPS sending resumes. With HVPS
+        closed under it, a payment this process put on a lane since the confirmation
+        committed (accepted as the window then said) is first treated as the window
+        says now, as those of before were in the confirmation's own work."""
+        self._take_confirmed_status(status, work_date, at)
+        if not self.hvps_open:
+            await self.store.run(lambda tx: status_hold.follow_closed_window(
+                self, tx, self.clock.now()))
         self.release_hvps(f"status {status} confirmed by operators")
-        self.apply_hvps_status(self.window.code, self.window.work_date)
         self.cluster.publish(status_hold.CLUSTER_KIND, hold=None, status=status,
                              date=work_date.isoformat(), at=at.isoformat())
+
+    def _take_confirmed_status(self, status: str, work_date: date, at: datetime) -> None:
+        """The window takes the status operators confirmed, and the gateway acts on it.
+        Unlike a notice's, it never moves the work date nor runs a day end (the date
+        confirmed is the work date or an earlier one: status_hold.check_confirmable);
+        the day end comes its own way (the NPC's cut-over notice, a late day end)."""
+        self.window.set_by_operator(status, work_date, at)
+        self.hvps_status = self.window.code
 
     def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
         was, self.hvps_hold = self.hvps_hold, hold
@@ -562,11 +578,9 @@ class Gateway:
             self._take_hvps_hold(event["hold"])
             return
         if event.get("status"):
-            self.window.set_by_operator(event["status"], date.fromisoformat(event["date"]),
+            self._take_confirmed_status(event["status"], date.fromisoformat(event["date"]),
                                         datetime.fromisoformat(event["at"]))
         self._take_hvps_hold(None, "told by another gateway process")
-        if event.get("status"):
-            self.apply_hvps_status(self.window.code, self.window.work_date)
 
     def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
         """Another gateway process applied a ccms.801: apply it to this one's window."""
@@ -1097,6 +1111,10 @@ class Gateway:
         if hold is not None:
             row = payments.transition(tx, row, "held", "held", now, self.notifier, reason=hold)
             return row, []
+        if self.hvps_hold is not None:  # it stays on its lane (gateway.status_hold)
+            tx.execute("UPDATE payments SET reason = ? WHERE id = ?",
+                       (status_hold.HELD_REASON, row["id"]))
+            row = dict(row, reason=status_hold.HELD_REASON)
         return row, [(lane, {"outbox": str(outbox_id)})]
 
     def _hvps_wait(self, transfer: intake.Transfer, decision: Any) -> str | None:

@@ -24,7 +24,7 @@ from gateway.clock import texts
 from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
-from gateway.states import check_transition
+from gateway.states import HVPS_SENDING_HELD, check_transition
 from gateway.store import Contended, after_commit, gather, log_after_commit
 
 log = logging.getLogger("paygate.payments")
@@ -708,15 +708,18 @@ REASON_STATES = frozenset({"held", "queued", "unknown", "rejected", "cancelled",
 # still may end either way (our BEPS debit past its receipt deadline, gateway.beps).
 # Any other reason a sent payment carries is an earlier state's, and stays in the history.
 SENT_REASONS = frozenset({"debit_receipt_overdue"})
+# Reasons a payment still `accepted` shows: why it has not left for the NPC yet.
+ACCEPTED_REASONS = frozenset({HVPS_SENDING_HELD})
 
 
 def shown_reason(payment: dict[str, Any]) -> str | None:
     """The payment's reason where it explains its state (REASON_STATES, or one of
-    SENT_REASONS while sent), else None: the same for the core system's view, the
-    console's page and its command line."""
+    SENT_REASONS while sent, or of ACCEPTED_REASONS while accepted), else None: the same
+    for the core system's view, the console's page and its command line."""
     reason = payment.get("reason")
-    if payment["state"] in REASON_STATES or (payment["state"] == "sent"
-                                             and reason in SENT_REASONS):
+    if payment["state"] in REASON_STATES \
+            or (payment["state"] == "sent" and reason in SENT_REASONS) \
+            or (payment["state"] == "accepted" and reason in ACCEPTED_REASONS):
         return reason
     return None
 

@@ -18,6 +18,9 @@ FINAL_IN = frozenset({"credited", "returned"})
 # goes on with what happened (", the NPC answered 400", or the failure).
 HELD_REFUSED_AT_LINK = "refused_at_link"
 HELD_DEAD_LETTERED = "dead_lettered"
+# The reason of an HVPS payment still `accepted` on its lane while HVPS sending is held
+# after a refused ccms.801 (gateway.status_hold); cleared when it moves on.
+HVPS_SENDING_HELD = "hvps_sending_held"
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # outgoing

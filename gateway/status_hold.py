@@ -26,9 +26,15 @@ released when HVPS is open), when either
 - operators confirm, with the NPC, the status to use: console action
   `hvps_status_confirm` (target the work date, `params.status` the status, a note
   saying how it was confirmed; a supervisor or director approves, nobody their own
-  request). The window takes that status whatever the transition rules say
-  (`WindowState.set_by_operator`), in every process, and the NPC's later notices are
-  judged from it.
+  request). The work date is the gateway's or the refused notice's, never after the
+  business date, and never one the gateway would move to: a confirmation closes no
+  ledger day and runs no day end (`check_confirmable`). The window takes that status
+  whatever the transition rules say (`WindowState.set_by_operator`), in every process,
+  and the NPC's later notices are judged from it. With HVPS closed under it, the
+  payments held on the lanes follow the window's rules instead of going
+  (`follow_closed_window`).
+
+While the hold lasts a payment it keeps on a lane shows the reason `hvps_sending_held`.
 
 Either way the open `hvps_status_notice_refused` alerts are closed by the gateway, the
 note saying how the two came back in step.
@@ -40,9 +46,11 @@ import importlib.util
 from datetime import date, datetime
 from typing import Any
 
-from gateway import critical
+from gateway import critical, keys
+from gateway.clock import SHANGHAI
 from gateway.errors import Conflict, Problem, ValidationFailed
-from gateway.windows import HVPS_TRANSITIONS
+from gateway.states import HVPS_SENDING_HELD
+from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
 
 ALERT = "hvps_status_notice_refused"
 ACTION = "hvps_status_confirm"
@@ -51,6 +59,15 @@ ACTION_LABEL = {"en": "Confirm the HVPS status", "zh": "确认大额系统状态
 CLUSTER_KIND = "hvps_status_hold"
 # Why an HVPS delivery is put off while the hold lasts (the worker's retry note).
 HELD = "hvps_sending_held_status_disagreement"
+# The reason a payment held on its lane shows while the hold lasts (still `accepted`).
+HELD_REASON = HVPS_SENDING_HELD
+# The payment held on its lane, refused when the confirmed status keeps HVPS closed and
+# its `when_closed` is `refuse` (its history's event; the reason is the window's code).
+CLOSED_REFUSED = "hvps_closed_after_status_confirmed"
+_LANES = ", ".join(f"'{s}'" for s in keys.HVPS_LANES)
+# Payments on an HVPS lane, never sent: the hold keeps them there.
+_ON_LANES = (f"SELECT payment_id FROM outbox WHERE state = 'pending' AND stream IN ({_LANES}) "
+             "AND payment_id IS NOT NULL")
 NOTE_EXPECTED = ("how the status was confirmed with the NPC (who was called, what it "
                  "said): a note is required")
 
@@ -88,9 +105,17 @@ def begin(tx: Any, orig: str, cur: str, notice_date: Any, outcome: str, status: 
                "notices = hvps_status_hold.notices + 1",
                (now.isoformat(), orig, cur, str(notice_date), outcome, status,
                 work_date.isoformat()))
+    mark_held(tx)
     hold = read(tx)
     assert hold is not None
     return hold
+
+
+def mark_held(tx: Any) -> None:
+    """Give each payment the hold keeps on its lane (accepted, its outbox row pending)
+    the reason `hvps_sending_held`, shown while it is accepted."""
+    tx.execute(f"UPDATE payments SET reason = ? WHERE state = 'accepted' AND reason IS NULL "
+               f"AND id IN ({_ON_LANES})", (HELD_REASON,))
 
 
 def end(tx: Any, how: str, now: datetime) -> dict[str, Any] | None:
@@ -100,6 +125,8 @@ def end(tx: Any, how: str, now: datetime) -> dict[str, Any] | None:
     if hold is None:
         return None
     tx.execute("DELETE FROM hvps_status_hold WHERE id = 1", ())
+    tx.execute("UPDATE payments SET reason = NULL WHERE state = 'accepted' AND reason = ?",
+               (HELD_REASON,))
     ids = [int(i) for (i,) in tx.query(
         "SELECT a.id FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
         "WHERE a.code = ? AND k.alert_id IS NULL", (ALERT,))]
@@ -143,15 +170,64 @@ def note_problems(note: str) -> list[Problem]:
     return [] if note.strip() else [Problem("note_required", "/note", note, NOTE_EXPECTED)]
 
 
+def allowed_dates(gw: Any, hold: dict[str, Any], now: datetime) -> list[str]:
+    """The work dates a confirmation may name: the gateway's current work date and the
+    date the refused notice named, neither after the business clock's own date."""
+    today = now.astimezone(SHANGHAI).date().isoformat()
+    named = {gw.work_date.isoformat(), hold["notice_date"]}
+    return sorted(d for d in named if _is_date(d) and d <= today)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
+                      ) -> dict[str, Any]:
+    """Refuse a confirmation the gateway must not take (when asked and again when
+    approved): nothing held; a work date other than those `allowed_dates` names; a
+    status and date that would move the gateway to another work date, which closes a
+    ledger day and runs a day end (those come by their own way: the NPC's cut-over
+    notice, or a late day end). The hold going on."""
+    hold = check_held(tx)
+    allowed = allowed_dates(gw, hold, now)
+    if target not in allowed:
+        raise Conflict(Problem(
+            "hvps_status_date_not_allowed", "/target", target,
+            "the gateway's work date or the date of the refused notice, not after the "
+            "business date: " + (" or ".join(allowed) or "none now"),
+            f"work date {target} is neither the gateway's work date "
+            f"({gw.work_date.isoformat()}) nor the refused notice's date "
+            f"({hold['notice_date']}) on or before the business date "
+            f"{now.astimezone(SHANGHAI).date().isoformat()}"))
+    if target > gw.work_date.isoformat() \
+            or Phase.from_code(status, gw.work_date).key == CUTOVER:
+        raise Conflict(Problem(
+            "hvps_status_confirm_changes_day", "/params/status", status,
+            f"a status on the gateway's work date {gw.work_date.isoformat()} other than "
+            "the cut-over (15)",
+            f"status {status} on {target} would move the gateway off work date "
+            f"{gw.work_date.isoformat()}, closing its ledger day and running its day end: "
+            "a confirmation never does; the day end runs its own way (the NPC's "
+            "cut-over notice, or a late day end: docs/operations.md)"))
+    return hold
+
+
 def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: int,
             by: str, now: datetime) -> tuple[dict[str, Any], str, date]:
     """The status operators confirmed, checked again (a notice may have ended the hold
-    since the request): the hold ended and its alerts closed, the change of the window
-    recorded; the answer, the status and the work date to take once committed."""
+    since the request, or moved the work date): the hold ended and its alerts closed,
+    the change of the window recorded, and with HVPS closed under that status the
+    payments held on the lanes treated as the window says (`follow_closed_window`); the
+    answer, the status and the work date to take once committed."""
     status, params_bad = status_param(params)
     if params_bad:
         raise ValidationFailed(params_bad)
-    hold = check_held(tx)
+    hold = check_confirmable(gw, tx, target, status["status"], now)
     day = date.fromisoformat(target)
     requested_by, note = tx.query_one("SELECT requested_by, note FROM ops_requests "
                                       "WHERE id = ?", (request_id,))
@@ -160,9 +236,52 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
     before = (gw.window.code, gw.window.work_date)
     if before != (status["status"], day):
         gw.windows_record(tx, "HVPS", before[0], status["status"], target, now)
-    return ({"status": status["status"], "work_date": target, "held_since": hold["since"],
-             "gateway_status_before": before[0], "requested_by": requested_by,
-             "approved_by": by}, status["status"], day)
+    answer = {"status": status["status"], "work_date": target, "held_since": hold["since"],
+              "gateway_status_before": before[0], "requested_by": requested_by,
+              "approved_by": by}
+    if not Phase.from_code(status["status"], day).accepts_customer_payments:
+        answer["held_payments"] = follow_closed_window(gw, tx, now)
+    return answer, status["status"], day
+
+
+def follow_closed_window(gw: Any, tx: Any, now: datetime) -> dict[str, int]:
+    """HVPS is closed under the status operators confirmed: each payment the hold kept
+    on an HVPS lane (accepted, its outbox row pending) is treated as one arriving now,
+    by its `when_closed` (else the setting `when_closed_default`): `refuse` rejects it
+    with `hvps_closed` and releases the payer's money, when no attempt ever carried it;
+    otherwise it waits for the next opening (`held`, `waiting_for_hvps_window`, its row
+    `waiting`), `beps` included, its HVPS message being made already. Counts of each."""
+    from gateway import payments  # gateway.store imports this module
+
+    rows = tx.query(f"SELECT o.id, o.payment_id, o.attempts FROM outbox o JOIN payments p "
+                    f"ON p.id = o.payment_id WHERE o.state = 'pending' AND o.stream IN "
+                    f"({_LANES}) AND p.state = 'accepted' ORDER BY o.id")
+    counts = {"waiting": 0, "refused": 0}
+    for outbox_id, payment_id, attempts in rows:
+        payment = payments.get(tx, payment_id)
+        asked = payment["route"].get("inputs", {}).get("when_closed")
+        if (asked or gw.router.when_closed_default) == "refuse" and int(attempts) == 0:
+            tx.execute("UPDATE outbox SET state = 'failed', updated_at = ? WHERE id = ?",
+                       (now.isoformat(), outbox_id))
+            gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
+                              int(payment["hold_id"]), gw.work_date.isoformat())
+            payments.transition(tx, payment, "rejected", CLOSED_REFUSED, now, gw.notifier,
+                                reason="hvps_closed")
+            counts["refused"] += 1
+        else:
+            tx.execute("UPDATE outbox SET state = 'waiting', updated_at = ? WHERE id = ?",
+                       (now.isoformat(), outbox_id))
+            payments.transition(tx, payment, "held", "held", now, gw.notifier,
+                                reason="waiting_for_hvps_window")
+            counts["waiting"] += 1
+    return counts
+
+
+def _precondition(gw: Any, tx: Any, target: str, params: dict[str, Any]) -> None:
+    status, params_bad = status_param(params)
+    if params_bad:
+        raise ValidationFailed(params_bad)
+    check_confirmable(gw, tx, target, status["status"], gw.clock.now())
 
 
 def register() -> bool:
@@ -178,7 +297,7 @@ def register() -> bool:
                                       c.now)
 
         async def take() -> None:
-            c.gw.confirm_hvps_status(status, day, c.now)
+            await c.gw.confirm_hvps_status(status, day, c.now)
         return actions.Outcome(detail, [take])
 
     control.RULES.setdefault(ACTION, control.Rule("work_date", needs_approval=True))
@@ -187,5 +306,5 @@ def register() -> bool:
     control.PARAMS.setdefault(ACTION, ("status",))
     control.PARAM_RULES.setdefault(ACTION, status_param)
     actions.EXECUTORS.setdefault(ACTION, execute)
-    actions.PRECONDITIONS.setdefault(ACTION, lambda tx, target, params: check_held(tx))
+    actions.GATEWAY_PRECONDITIONS.setdefault(ACTION, _precondition)
     return True

@@ -17,6 +17,7 @@ from gateway import keys, status_hold
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
+from gateway.errors import PaygateError
 from gateway.worker import RetryLater
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=SHANGHAI)  # a Tuesday, HVPS open by the timetable
@@ -118,3 +119,58 @@ def test_the_hold_outlives_a_restart_and_counts_its_notices(tmp_path: Path) -> N
     assert loaded == second
     assert status_hold.view(loaded)["held"] is True
     assert status_hold.view(loaded)["notices_refused"] == 2
+
+
+def test_a_confirmation_takes_only_the_work_date_or_the_refused_notices_and_never_a_day(
+        tmp_path: Path) -> None:
+    """The work date confirmed is the gateway's own or the refused notice's, never one
+    after the business date; a status that would move the gateway to another work date
+    (a later date, or the cut-over) is refused: it would close a ledger day and run a
+    day end. The approval checks again (the gateway's work date may have moved on)."""
+    gw = Gateway(Settings(data_dir=str(tmp_path), port=0), clock=ManualClock(NOW))
+    tomorrow = date(2026, 12, 9)
+
+    async def code_of(target: str, status: str, at: datetime) -> Any:
+        try:
+            return await gw.store.run(lambda tx: status_hold.check_confirmable(
+                gw, tx, target, status, at))
+        except PaygateError as exc:
+            return exc.problems[0].code, exc.problems[0].path, exc.problems[0].expected
+
+    async def scenario() -> dict[str, Any]:
+        await gw.store.open()
+        try:
+            # The NPC announced 00 of tomorrow while the gateway is at 10 today.
+            await gw.store.run(lambda tx: status_hold.begin(
+                tx, "10", "00", tomorrow.isoformat(), "illegal", "10", DAY, NOW))
+            seen = {
+                "tomorrow_today": await code_of(tomorrow.isoformat(), "00", NOW),
+                "yesterday": await code_of("2026-12-07", "10", NOW),
+                "cutover": await code_of(DAY.isoformat(), "15", NOW),
+                "today_40": await code_of(DAY.isoformat(), "40", NOW),
+                # Past midnight, the gateway still on yesterday's date: tomorrow may be
+                # named but moving onto it is the day end's.
+                "tomorrow_later": await code_of(tomorrow.isoformat(), "00",
+                                                NOW.replace(day=9)),
+            }
+            try:
+                await gw.store.run(lambda tx: status_hold.confirm(
+                    gw, tx, tomorrow.isoformat(), {"status": "00"}, 1, "sup1",
+                    NOW.replace(day=9)))
+            except PaygateError as exc:
+                seen["approved"] = exc.problems[0].code
+            seen["still_held"] = await gw.store.run(status_hold.read) is not None
+            return seen
+        finally:
+            await gw.store.close()
+    seen = asyncio.run(scenario())
+
+    code, path, expected = seen["tomorrow_today"]
+    assert (code, path) == ("hvps_status_date_not_allowed", "/target")
+    assert "2026-12-08" in expected and "2026-12-09" not in expected
+    assert seen["yesterday"][:2] == ("hvps_status_date_not_allowed", "/target")
+    assert seen["cutover"][:2] == ("hvps_status_confirm_changes_day", "/params/status")
+    assert seen["today_40"]["notice_date"] == tomorrow.isoformat()  # the hold: allowed
+    assert seen["tomorrow_later"][:2] == ("hvps_status_confirm_changes_day", "/params/status")
+    assert seen["approved"] == "hvps_status_confirm_changes_day"
+    assert seen["still_held"] is True

@@ -60,6 +60,12 @@ async def refused_and_held(h: Any) -> dict[str, Any]:
             "alerts": await gw.store.run(open_alerts)}
 
 
+def console(gw: Any) -> tuple[Any, Any, Any]:
+    """The operators' console, an operator (op1) and a supervisor (sup1)."""
+    ops = gw.runner.app[OPS_KEY]
+    return ops, ops.directory.get("op1"), ops.directory.get("sup1")
+
+
 def assert_held(seen: dict[str, Any]) -> None:
     assert seen["status"] == "10"  # the gateway kept its status
     assert seen["payment"]["state"] == "accepted"  # answered as the window in force says
@@ -112,8 +118,7 @@ def test_operators_confirm_the_status_and_sending_resumes(tmp_path):
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            ops = gw.runner.app[OPS_KEY]
-            op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
+            ops, op1, sup1 = console(gw)
             seen = await refused_and_held(h)
             await h.sim("POST", "/sim/faults", {"drop": 1.0})
             await h.sim("POST", "/sim/phase", {"status": "10", "date": WORK_DATE.isoformat()})
@@ -166,3 +171,68 @@ async def _refusal(coro: Any) -> Any:
         return await coro
     except PaygateError as exc:
         return exc.status if exc.status == 403 else exc.problems[0].code
+
+
+def test_confirming_a_closed_status_keeps_the_day_and_the_held_payments_off_the_wire(
+        tmp_path):
+    """The NPC forced from 10 to 40 at 09:00 (illegal for the gateway): two payments taken
+    during the hold show `hvps_sending_held`. Confirming 40 under tomorrow's date is
+    refused when asked (and so is the cut-over, a day change); confirming 40 on the work
+    date is approved, and neither closes the ledger day nor reconciles: HVPS is closed
+    under it, so the payment with `when_closed` `refuse` is rejected with `hvps_closed`
+    (its money released) and the other waits for the next opening, neither sent."""
+    async def scenario() -> dict[str, Any]:
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            ops, op1, sup1 = console(gw)
+            payer = await payer_after_one_settled(h)
+            await h.sim("POST", "/sim/phase", {"status": "40", "date": WORK_DATE.isoformat(),
+                                                "force": True})
+            await until(lambda: gw.hvps_hold is not None, "HVPS sending held")
+            _, queued = await gw.submit_transfer("core", "held-q", transfer(payer, "5.00"))
+            _, refused = await gw.submit_transfer("core", "held-r", transfer(
+                payer, "6.00", when_closed="refuse"))
+            seen: dict[str, Any] = {"during": [await gw.get_transfer(p["id"])
+                                               for p in (queued, refused)]}
+            tomorrow = WORK_DATE.replace(day=WORK_DATE.day + 1).isoformat()
+            seen["tomorrow"] = await _refusal(ops.console.request(
+                op1, status_hold.ACTION, tomorrow, {"status": "40"}, "NPC desk: 40"))
+            seen["cutover"] = await _refusal(ops.console.request(
+                op1, status_hold.ACTION, WORK_DATE.isoformat(), {"status": "15"}, "desk"))
+            asked = await ops.console.request(
+                op1, status_hold.ACTION, WORK_DATE.isoformat(), {"status": "40"},
+                "NPC desk confirmed by phone: end of day (40)")
+            seen["approved"] = await ops.console.decide(sup1, asked["id"], True)
+            await until(lambda: gw.hvps_hold is None, "the hold ended")
+            await asyncio.sleep(HELD_FOR_S)
+            seen["after"] = [await gw.get_transfer(p["id"]) for p in (queued, refused)]
+            seen["outbox"] = await gw.store.run(lambda tx: tx.query(
+                "SELECT state, attempts FROM outbox WHERE payment_id IN (?, ?) ORDER BY id",
+                (queued["id"], refused["id"])))
+            seen["days_closed"] = await gw.store.run(lambda tx: tx.query(
+                "SELECT work_date FROM ledger_day", ()))
+            seen["reconciled"] = dict(gw.day_end.results)
+            seen["gateway"] = (gw.hvps_status, gw.work_date)
+            seen["holds"] = await gw.store.run(lambda tx: tx.query(
+                "SELECT p.id, e.state FROM payments p LEFT JOIN ledger_hold_end e ON "
+                "e.hold_id = CAST(p.hold_id AS BIGINT) WHERE p.id IN (?, ?) ORDER BY p.id",
+                (queued["id"], refused["id"])))
+            return seen
+
+    seen = run(scenario())
+
+    assert [(p["state"], p["reason"]) for p in seen["during"]] == [
+        ("accepted", "hvps_sending_held")] * 2
+    assert seen["tomorrow"] == "hvps_status_date_not_allowed"
+    assert seen["cutover"] == "hvps_status_confirm_changes_day"
+    approved = seen["approved"]
+    assert approved["state"] == "executed", approved
+    assert approved["outcome"]["held_payments"] == {"waiting": 1, "refused": 1}
+    assert [(p["state"], p["reason"]) for p in seen["after"]] == [
+        ("held", "waiting_for_hvps_window"), ("rejected", "hvps_closed")]
+    assert seen["outbox"] == [("waiting", 0), ("failed", 0)]
+    assert seen["days_closed"] == []
+    assert seen["reconciled"] == {}
+    assert seen["gateway"] == ("40", WORK_DATE)
+    # The waiting payment's money stays held; the refused one's is released.
+    assert [state for _, state in seen["holds"]] == [None, "released"]
