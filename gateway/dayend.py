@@ -107,6 +107,12 @@ class DayEnd:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def wait_idle(self) -> None:
+        """Wait for the steps running now (a close, its reports, a reconciliation) and
+        any they start, to end."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _ended(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import time
 import zlib
@@ -25,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import logs, summary
-from gateway.errors import PaygateError
+from gateway.dayend import reports_folder
+from gateway.errors import PaygateError, Problem
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.beps import demo as beps_demo
 from gateway.harness import Harness
+from gateway.messages import codec
 from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
 from gateway.queries import demo as queries_demo
 from ledger.testing import customer_account
@@ -39,6 +42,9 @@ PEER, PEER_BRANCH = "888200000015", "888200000023"
 YUAN = 100
 OPENING_CLEARING_FEN = 30_000_000 * YUAN
 TOP_UP_FEN = 45_000_000 * YUAN
+EXAMPLE_PAYER_FEN = 5_000_000 * YUAN
+# The demo's customers c1..c20 are numbered after the accounts the examples pay from.
+CUSTOMER_SEQUENCE_FROM = 11
 WAIT_S = 60.0
 
 
@@ -71,6 +77,7 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         await wait_for(lambda: gw.hvps_open, "HVPS to open")
         say(f"HVPS open; gateway at {gw.url}, NPC at {harness.sim_url}")
 
+        example_ids = await push_examples(gw)
         outcomes = await push_core_traffic(gw, customers, transfers, rng)
         say(f"core system: {outcomes}")
         await push_peer_traffic(harness, customers, rng)
@@ -99,10 +106,30 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
                 f"reconciled={part['reconciled']} differences={len(part['differences'])}")
         result = await beps_demo.reconcile(gw, day, result, say)
         await settle_quietly(gw)
+        await close_ledger_day(harness, day, calendar)
+        examples_ok = await check_examples(gw, example_ids)
         stats = await harness.sim("GET", "/sim/stats")
-        return await close_books(gw, day, result, stats)
+        return await close_books(gw, day, result, stats, examples_ok)
     finally:
         await harness.stop()
+
+
+async def close_ledger_day(harness: Harness, day: date, calendar: BusinessCalendar) -> None:
+    """The cut-over: the NPC starts the next working day's preparation (ccms.801, 00), so
+    the gateway closes the ledger day of `day` and writes its reports, as at any day's
+    end; a later start on the same folder then finds the day closed."""
+    gw = harness.gateway
+    following = calendar.next_working_day(day)
+    await phase(harness, "00", following)
+    await wait_for(lambda: gw.work_date == following, f"the work date to move to {following}")
+    await gw.day_end.wait_idle()
+    closed = await gw.store.run(lambda tx: tx.query_one(
+        "SELECT entries FROM ledger_day WHERE work_date = ?", (day.isoformat(),)))
+    if closed is None:
+        raise PaygateError(Problem("ledger_day_not_closed", "work_date", day.isoformat(),
+                                   "the ledger day closed at the cut-over; see the alerts"))
+    say(f"ledger day {day} closed ({closed[0]} entries), reports in "
+        f"{reports_folder(gw.settings)}; work date now {following}")
 
 
 async def return_one_from_suspense(gw: Any, say: Any) -> None:
@@ -120,20 +147,55 @@ async def return_one_from_suspense(gw: Any, say: Any) -> None:
 
 async def open_customers(gw: Any, day: date) -> dict[str, str]:
     """Our customers' accounts in the ledger, and the opening of our clearing account."""
-    customers = {f"c{i}": customer_account(i, "corporate") for i in range(1, 21)}
+    customers = {f"c{i}": customer_account(CUSTOMER_SEQUENCE_FROM - 1 + i, "corporate")
+                 for i in range(1, 21)}
     customers["poor"] = customer_account(90, "corporate")
     customers["whale"] = customer_account(91, "corporate")
     balances = {name: 5_000_000 * YUAN for name in customers}
     balances["poor"] = 1_000 * YUAN
     balances["whale"] = 200_000_000 * YUAN
+    payers = example_payers()
+    if set(payers) & set(customers.values()):
+        raise ValueError("an example pays from an account of the demo's own customers")
 
     def work(tx: Any) -> None:
         gw.ledger.fund_clearing(tx, "demo:opening:clearing", OPENING_CLEARING_FEN, day)
         for name, account in customers.items():
             gw.ledger.open_customer_account(tx, account, holder(name), "corporate", day)
             gw.ledger.deposit(tx, f"demo:opening:{name}", account, balances[name], day)
+        # Each example's payer holds its account under the name the example gives.
+        for account, name in payers.items():
+            gw.ledger.open_customer_account(tx, account, name, "corporate", day)
+            gw.ledger.deposit(tx, f"demo:opening:{account}", account, EXAMPLE_PAYER_FEN, day)
     await gw.store.run(work)
     return customers
+
+
+def examples() -> list[bytes]:
+    """The project's example hvps.111 messages, in the order of their file names."""
+    folder = resources.files("gateway").joinpath("examples")
+    return [path.read_bytes() for path in sorted(folder.iterdir(), key=lambda p: p.name)
+            if path.name.endswith(".xml")]
+
+
+def example_payers() -> dict[str, str]:
+    """The account each example pays from, and its holder as the example names it."""
+    payers: dict[str, str] = {}
+    for raw in examples():
+        ct = codec.decode(raw, bare_ok=True).obj
+        payers[ct.debtor_account] = ct.debtor_name
+    return payers
+
+
+def dated(raw: bytes, now: datetime) -> bytes:
+    """An example with its creation time set to `now` (Beijing time), as the core system
+    would write it at the moment it sends it."""
+    stamp = now.astimezone(SHANGHAI).strftime("%Y-%m-%dT%H:%M:%S")
+    out, found = re.subn(rb"<CreDtTm>[^<]*</CreDtTm>",
+                         f"<CreDtTm>{stamp}</CreDtTm>".encode(), raw, count=1)
+    if found != 1:
+        raise ValueError("an example without a CreDtTm")
+    return out
 
 
 async def phase(harness: Harness, status: str, day: date) -> None:
@@ -183,20 +245,55 @@ async def push_core_traffic(gw: Any, customers: dict[str, str], count: int,
                                           holder(name))
         key = "accepted" if status == 201 else f"refused_{answer['errors'][0]}"
         outcomes[key] = outcomes.get(key, 0) + 1
-    for path in sorted(resources.files("gateway").joinpath("examples").iterdir(),
-                       key=lambda p: p.name):
-        if path.name.endswith(".xml"):
-            status = await submit_example(gw, path.read_bytes())
-            outcomes[f"example_{status}"] = outcomes.get(f"example_{status}", 0) + 1
     await asyncio.gather(*(one(i) for i in range(count)))
     return outcomes
 
 
-async def submit_example(gw: Any, raw: bytes) -> int:
+async def push_examples(gw: Any) -> list[dict[str, Any]]:
+    """Each example message through POST /v1/messages, as the core system sends one; a
+    refused one is an alert (`demo_example_refused`), and the demo fails."""
+    sent = []
+    for raw in examples():
+        status, answer = await submit_example(gw, dated(raw, gw.clock.now()))
+        msg_id = codec.decode(raw, bare_ok=True).obj.msg_id
+        if status == 201:
+            sent.append({"msg_id": msg_id, "id": answer["id"]})
+            continue
+        codes = [e.get("code") for e in answer.get("errors", [])]
+        say(f"example {msg_id} refused ({status}): {codes}")
+        await gw.store.run(lambda tx: gw.alert(tx, "demo_example_refused", msg_id=msg_id,
+                                               status=status, errors=codes))
+        sent.append({"msg_id": msg_id, "id": None})
+    say(f"examples: {sum(1 for e in sent if e['id'])} of {len(sent)} accepted")
+    return sent
+
+
+async def submit_example(gw: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
     from aiohttp import ClientSession
     async with ClientSession() as http:
-        async with http.post(f"{gw.url}/v1/messages", data=raw) as r:
-            return r.status
+        async with http.post(f"{gw.url}/v1/messages", data=raw,
+                             headers={"Content-Type": "application/xml"}) as r:
+            return r.status, await r.json()
+
+
+async def check_examples(gw: Any, sent: list[dict[str, Any]]) -> bool:
+    """Whether every example was accepted and settled; one that was not is an alert
+    (`demo_example_not_settled`, naming its state)."""
+    ok = True
+    for example in sent:
+        if example["id"] is None:
+            ok = False
+            continue
+        row = await gw.store.run(lambda tx: tx.query_one(
+            "SELECT state FROM payments WHERE id = ?", (example["id"],)))
+        state = row[0] if row else None
+        if state != "settled":
+            ok = False
+            say(f"example {example['msg_id']} ({example['id']}) ended {state}, not settled")
+            await gw.store.run(lambda tx: gw.alert(
+                tx, "demo_example_not_settled", msg_id=example["msg_id"],
+                payment=example["id"], state=state))
+    return ok
 
 
 async def push_peer_traffic(harness: Harness, customers: dict[str, str],
@@ -264,8 +361,10 @@ async def settle_quietly(gw: Any) -> None:
     raise TimeoutError(f"waited {WAIT_S} s for the gateway to go quiet")
 
 
-async def close_books(gw: Any, day: date, recon: dict[str, Any],
-                      stats: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def close_books(gw: Any, day: date, recon: dict[str, Any], stats: dict[str, Any],
+                      examples_ok: bool) -> tuple[int, dict[str, Any]]:
+    """The summary; exit 0 only if the books balance and reconcile and every example
+    message was accepted and settled (a refused one is in the summary's alerts)."""
     npc_balance = stats["balances"][BANK]
 
     def work(tx: Any) -> dict[str, Any]:
@@ -276,7 +375,7 @@ async def close_books(gw: Any, day: date, recon: dict[str, Any],
         return summary.build(tx, gw.ledger, day.isoformat(), recon["reconciled"] and agreed,
                              extensions=gw.extensions)
     result = await gw.store.run(work)
-    ok = result["ledger"]["balanced"] and result["ledger"]["reconciled"]
+    ok = result["ledger"]["balanced"] and result["ledger"]["reconciled"] and examples_ok
     return (0 if ok else 1), result
 
 

@@ -37,34 +37,64 @@ NPC_PORT_FILE = "npc.port"
 log = logging.getLogger("paygate.serve")
 
 
+# How many of the ledger's customer accounts the start-up line names.
+ACCOUNTS_SHOWN = len(DEMO_HOLDERS)
+
+
 async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     """With --simulate: three customer accounts with money, and our clearing account at
     the simulated NPC mirrored in the ledger, so a transfer can be tried at once. Done
-    once per data directory: a restart, on any later date, finds them made."""
+    only on books without a single entry: a restart, on any later date, finds them made,
+    and books kept from another run (`paygate demo --data`) are left as they are, their
+    clearing account already equal to the simulated NPC's balance for us, which that run
+    kept in the same folder. Returns customer accounts as the ledger holds them: the
+    three demo account numbers it holds, else its first ones."""
     accounts = {name: customer_account(i, "corporate")
                 for i, name in enumerate(DEMO_HOLDERS, 1)}
     day = gw.work_date
 
-    def posted(tx: Any, event_id: str) -> bool:
-        # Made on the first start's work date; a restart on a later date keeps them.
-        return tx.query_one("SELECT 1 FROM ledger_entry WHERE event_id = ?",
-                            (event_id,)) is not None
-
     def work(tx: Any) -> None:
-        if not posted(tx, "simulate:opening:clearing"):
-            gw.ledger.fund_clearing(tx, "simulate:opening:clearing", SIM_CLEARING_FEN, day)
+        if tx.query_one("SELECT 1 FROM ledger_entry LIMIT 1", ()) is not None:
+            log.info("event=simulate_openings_skipped reason=books_exist")
+            return
+        gw.ledger.fund_clearing(tx, "simulate:opening:clearing", SIM_CLEARING_FEN, day)
         for name, account in accounts.items():
-            if tx.query_one("SELECT 1 FROM ledger_account WHERE account_no = ?",
-                            (account,)) is None:
-                gw.ledger.open_customer_account(tx, account, name, "corporate", day)
-            if not posted(tx, f"simulate:opening:{account}"):
-                gw.ledger.deposit(tx, f"simulate:opening:{account}", account,
-                                  DEMO_BALANCE_FEN, day)
+            gw.ledger.open_customer_account(tx, account, name, "corporate", day)
+            gw.ledger.deposit(tx, f"simulate:opening:{account}", account,
+                              DEMO_BALANCE_FEN, day)
+
+    def shown(tx: Any) -> dict[str, dict[str, str]]:
+        marks = ", ".join("?" for _ in accounts)
+        rows = tx.query("SELECT account_no, name FROM ledger_account WHERE role = 'customer'"
+                        f" AND account_no IN ({marks}) ORDER BY account_no",
+                        tuple(accounts.values()))
+        if not rows:
+            rows = tx.query("SELECT account_no, name FROM ledger_account WHERE role = "
+                            "'customer' ORDER BY account_no LIMIT ?", (ACCOUNTS_SHOWN,))
+        out = {}
+        for account, name in rows:
+            fen = gw.ledger.balance(tx, account)
+            out[account] = {"name": name, "balance": f"{fen // 100}.{fen % 100:02d}"}
+        return out
     await gw.store.run(work)
-    balances = await gw.store.run(lambda tx: {a: gw.ledger.balance(tx, a)
-                                              for a in accounts.values()})
-    return {account: {"name": name, "balance": f"{balances[account] // 100}."
-                      f"{balances[account] % 100:02d}"} for name, account in accounts.items()}
+    return await gw.store.run(shown)
+
+
+async def check_npc_balance(harness: Harness) -> dict[str, int] | None:
+    """Whether our clearing account in the books equals the simulated NPC's balance for
+    us; when it does not (the NPC's folder lost, or books from elsewhere), an alert
+    `clearing_balance_differs` with both figures, which are also returned."""
+    gw = harness.gateway
+    stats = await harness.sim("GET", "/sim/stats")
+    npc_fen = int(stats["balances"].get(gw.settings.bank_code, 0))
+
+    def work(tx: Any) -> dict[str, int] | None:
+        ours = gw.ledger.clearing_balance(tx)
+        if ours == npc_fen:
+            return None
+        gw.alert(tx, "clearing_balance_differs", ledger_fen=ours, npc_fen=npc_fen)
+        return {"ledger_fen": ours, "npc_fen": npc_fen}
+    return await gw.store.run(work)
 
 
 def run(settings: Settings, simulate: bool = False) -> int:
@@ -192,9 +222,12 @@ async def _serve(settings: Settings, simulate: bool) -> int:
             return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
+        differs = await check_npc_balance(harness)
         (data / NPC_PORT_FILE).write_text(f"{harness.sim_port}\n", encoding="ascii")
         line = {"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
                 "data": str(data), "accounts": accounts}
+        if differs:
+            line["clearing_balance_differs"] = differs
         if moved:
             line["npc_port_changed"] = moved
             log.warning("event=simulated_npc_port_changed port=%s", harness.sim_port)

@@ -244,6 +244,23 @@ def test_tables_align_chinese_text_by_display_width() -> None:
         == column(second, second.index("22")) == 10
 
 
+def test_long_values_wrap_whole_within_100_columns() -> None:
+    """A name: value line too long for the terminal goes on under its value column: no
+    line is wider than 100 columns and nothing of the value is cut."""
+    totals = ("sent 12 (3,456,789.01) settled 11 (3,400,000.00) returned A105 "
+              "settled 1 (56,789.01) " + "收款人账号不存在 " * 6 + "x" * 130)
+    text = tables.pairs([("HVPS totals", totals), ("bank", "999100000019")])
+    lines = text.splitlines()
+    value_at = tables.width("HVPS totals  ")
+
+    assert max(tables.width(line) for line in lines) <= 100
+    assert "…" not in text and len(lines) > 3
+    assert lines[-1] == "bank         999100000019"
+    pieces = [line[len("HVPS totals  "):] for line in lines[:-1]]
+    assert all(line[:value_at].strip() == "" for line in lines[1:-1])
+    assert "".join(pieces).replace(" ", "") == totals.replace(" ", "")
+
+
 def test_stuck_says_when_the_list_is_cut():
     from gateway.ops import cli_render
     cut = cli_render.stuck({"minutes": 10, "total": 210, "shown": 200, "truncated": True,
