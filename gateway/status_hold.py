@@ -32,7 +32,8 @@ released when HVPS is open), when either
   whatever the transition rules say (`WindowState.set_by_operator`), in every process,
   and the NPC's later notices are judged from it. With HVPS closed under it, the
   payments held on the lanes follow the window's rules instead of going
-  (`follow_closed_window`).
+  (`follow_closed_window`), as lane payments do whenever HVPS closes (gateway.app:
+  `follow_closed_hvps`, `_send_outbox`; the ccms.801 handler).
 
 While the hold lasts a payment it keeps on a lane shows the reason `hvps_sending_held`.
 
@@ -43,6 +44,7 @@ note saying how the two came back in step.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -51,6 +53,8 @@ from gateway.clock import SHANGHAI
 from gateway.errors import Conflict, Problem, ValidationFailed
 from gateway.states import HVPS_SENDING_HELD
 from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
+
+log = logging.getLogger("paygate.status_hold")
 
 ALERT = "hvps_status_notice_refused"
 ACTION = "hvps_status_confirm"
@@ -64,6 +68,8 @@ HELD_REASON = HVPS_SENDING_HELD
 # The payment held on its lane, refused when the confirmed status keeps HVPS closed and
 # its `when_closed` is `refuse` (its history's event; the reason is the window's code).
 CLOSED_REFUSED = "hvps_closed_after_status_confirmed"
+# The same when HVPS closed by the NPC's notice or the timetable while it was on its lane.
+CLOSED_ON_LANE = "hvps_closed_while_on_lane"
 _LANES = ", ".join(f"'{s}'" for s in keys.HVPS_LANES)
 # Payments on an HVPS lane, never sent: the hold keeps them there.
 _ON_LANES = (f"SELECT payment_id FROM outbox WHERE state = 'pending' AND stream IN ({_LANES}) "
@@ -240,40 +246,62 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
               "gateway_status_before": before[0], "requested_by": requested_by,
               "approved_by": by}
     if not Phase.from_code(status["status"], day).accepts_customer_payments:
-        answer["held_payments"] = follow_closed_window(gw, tx, now)
+        answer["held_payments"] = follow_closed_window(gw, tx, now, event=CLOSED_REFUSED)
     return answer, status["status"], day
 
 
-def follow_closed_window(gw: Any, tx: Any, now: datetime) -> dict[str, int]:
-    """HVPS is closed under the status operators confirmed: each payment the hold kept
-    on an HVPS lane (accepted, its outbox row pending) is treated as one arriving now,
-    by its `when_closed` (else the setting `when_closed_default`): `refuse` rejects it
-    with `hvps_closed` and releases the payer's money, when no attempt ever carried it;
-    otherwise it waits for the next opening (`held`, `waiting_for_hvps_window`, its row
-    `waiting`), `beps` included, its HVPS message being made already. Counts of each."""
+def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None = None,
+                         event: str = CLOSED_ON_LANE) -> dict[str, int]:
+    """HVPS is closed (operators confirmed a closed status, the NPC's notice or the
+    timetable closed it): each payment left on an HVPS lane, its outbox row `pending`
+    (all of them, or the row `outbox_id`), is treated as one arriving now, by its
+    `when_closed` (else the setting `when_closed_default`), instead of going to an NPC
+    that would reject it:
+
+    - `refuse`, when no delivery attempt may have given the NPC its message (every one
+      provably untaken, gateway.outbound.Delivery): rejected with `hvps_closed` (its
+      history's `event`), the payer's money released, its row `failed`;
+    - otherwise, when no attempt may have reached the NPC: `held` with
+      `waiting_for_hvps_window` until the next opening, its row `waiting` (`beps`
+      included, its HVPS message being made already);
+    - a payment an attempt may have given the NPC keeps its state (the NPC may settle
+      it, and a held payment could not take that result) and its row waits for the
+      next opening; it is never rejected here (`payment_maybe_taken_by_npc`).
+
+    Each row is taken only while still `pending`, so processes doing this at once, or a
+    sender claiming the row meanwhile, change each payment once. Counts of each."""
     from gateway import payments  # gateway.store imports this module
 
-    rows = tx.query(f"SELECT o.id, o.payment_id, o.attempts FROM outbox o JOIN payments p "
-                    f"ON p.id = o.payment_id WHERE o.state = 'pending' AND o.stream IN "
-                    f"({_LANES}) AND p.state = 'accepted' ORDER BY o.id")
+    only = " AND o.id = ?" if outbox_id is not None else ""
+    rows = tx.query(f"SELECT o.id, o.payment_id, o.attempts, o.untaken FROM outbox o "
+                    f"JOIN payments p ON p.id = o.payment_id WHERE o.state = 'pending' "
+                    f"AND o.stream IN ({_LANES}) AND p.state IN ('accepted', 'sent')"
+                    f"{only} ORDER BY o.id", () if outbox_id is None else (outbox_id,))
     counts = {"waiting": 0, "refused": 0}
-    for outbox_id, payment_id, attempts in rows:
+    for row_id, payment_id, attempts, untaken in rows:
         payment = payments.get(tx, payment_id)
+        untouched = int(attempts) == int(untaken)
         asked = payment["route"].get("inputs", {}).get("when_closed")
-        if (asked or gw.router.when_closed_default) == "refuse" and int(attempts) == 0:
-            tx.execute("UPDATE outbox SET state = 'failed', updated_at = ? WHERE id = ?",
-                       (now.isoformat(), outbox_id))
+        refuse = (asked or gw.router.when_closed_default) == "refuse" and untouched
+        if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? "
+                          "AND state = 'pending'",
+                          ("failed" if refuse else "waiting", now.isoformat(), row_id)):
+            continue  # claimed, or followed, by another process meanwhile
+        if refuse:
             gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
                               int(payment["hold_id"]), gw.work_date.isoformat())
-            payments.transition(tx, payment, "rejected", CLOSED_REFUSED, now, gw.notifier,
+            payments.transition(tx, payment, "rejected", event, now, gw.notifier,
                                 reason="hvps_closed")
             counts["refused"] += 1
-        else:
-            tx.execute("UPDATE outbox SET state = 'waiting', updated_at = ? WHERE id = ?",
-                       (now.isoformat(), outbox_id))
+            continue
+        if untouched:
             payments.transition(tx, payment, "held", "held", now, gw.notifier,
                                 reason="waiting_for_hvps_window")
-            counts["waiting"] += 1
+        else:
+            log.warning("event=hvps_closed_delivery_waits payment=%s outbox=%s state=%s "
+                        "attempts=%s untaken=%s", payment_id, row_id, payment["state"],
+                        attempts, untaken)
+        counts["waiting"] += 1
     return counts
 
 
