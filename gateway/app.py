@@ -519,6 +519,9 @@ class Gateway:
         old_date = self.work_date
         self.hvps_status = status
         self.work_date = max(work_date, old_date)
+        # Every process: nothing more leaves the lanes (`_send_outbox`), and what is left
+        # on them follows the closed window.
+        self.follow_closed_hvps()
         if not self.leading:
             return
         self.day_end.on_hvps_status(status, work_date, old_date, self.work_date)
@@ -545,8 +548,7 @@ class Gateway:
         says now, as those of before were in the confirmation's own work."""
         self._take_confirmed_status(status, work_date, at)
         if not self.hvps_open:
-            await self.store.run(lambda tx: status_hold.follow_closed_window(
-                self, tx, self.clock.now()))
+            await self._follow_closed_window(status_hold.CLOSED_REFUSED)
         self.release_hvps(f"status {status} confirmed by operators")
         self.cluster.publish(status_hold.CLUSTER_KIND, hold=None, status=status,
                              date=work_date.isoformat(), at=at.isoformat())
@@ -570,6 +572,27 @@ class Gateway:
                         how or "told by the database")
             if self.hvps_open and self.leading:
                 self.spawn(self.release_waiting())
+            self.follow_closed_hvps()
+
+    def follow_closed_hvps(self) -> None:
+        """HVPS closed in this process's view, its sending not held: the payments left on
+        the lanes (this process's, or another's it accepted before it heard) follow the
+        window now (status_hold.follow_closed_window), as at the end of a hold with a
+        closed status confirmed. Run by every process whenever its view changes (a
+        ccms.801, the timetable, another process's word); each row is changed once,
+        whichever process gets to it first."""
+        if not self.hvps_open and self.hvps_hold is None:
+            self.spawn(self._follow_closed_window())
+
+    async def _follow_closed_window(self, event: str = status_hold.CLOSED_ON_LANE
+                                    ) -> dict[str, int]:
+        status = self.hvps_status
+        counts = await self.store.run(lambda tx: status_hold.follow_closed_window(
+            self, tx, self.clock.now(), event=event))
+        if any(counts.values()):
+            log.info("event=hvps_closed_lanes_followed status=%s waiting=%s refused=%s",
+                     status, counts["waiting"], counts["refused"])
+        return counts
 
     def _on_peer_hvps_hold(self, event: dict[str, Any]) -> None:
         """Another gateway process held HVPS sending, or ended the hold; ended by
@@ -581,6 +604,10 @@ class Gateway:
             self._take_confirmed_status(event["status"], date.fromisoformat(event["date"]),
                                         datetime.fromisoformat(event["at"]))
         self._take_hvps_hold(None, "told by another gateway process")
+        # A payment this process put on a lane before it heard, or whose hold ended by
+        # the table on its tick (no change of the hold seen here), follows the window
+        # as the approving process's did.
+        self.follow_closed_hvps()
 
     def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
         """Another gateway process applied a ccms.801: apply it to this one's window."""
@@ -839,7 +866,8 @@ class Gateway:
         is down: the lanes hold deliveries then (gateway.link)."""
         sender = self._hvps_sender
         if sender is None or sender.stopped or sender.in_flight >= sender.batch_max \
-                or self.link.state == LINK_DOWN or self.hvps_hold is not None:
+                or self.link.state == LINK_DOWN or self.hvps_hold is not None \
+                or not self.hvps_open:
             return False
         return self.direct.reserve_link()
 
@@ -1016,6 +1044,9 @@ class Gateway:
                                                      answer)
                 return stored[1], answer, [], None
         transfer, work_date = p.transfer, p.work_date
+        # Sent from this work only while HVPS is still open: closed since the route was
+        # decided, the payment goes on its lane, where it follows the closed window.
+        send_now = p.send_now and self.hvps_open
         payment_id, msg_id, e2e = intake.new_ids(tx, work_date, transfer.payer_bank)
         if p.end_to_end_id:
             ready.claim_end_to_end(tx, p.end_to_end_id, payment_id, p.client)
@@ -1034,7 +1065,7 @@ class Gateway:
         # An HVPS payment sent from this work, with nothing to wait for, is written sent
         # with its message claimed (outbound.claim_new) instead of written accepted and
         # pending, then claimed and moved on.
-        at_once = p.send_now and p.accept == self._accept_hvps \
+        at_once = send_now and p.accept == self._accept_hvps \
             and self._hvps_wait(transfer, p.decision) is None
         row = intake.record_outgoing(tx, transfer, p.decision, work_date=work_date, now=p.now,
                                      hold_id=str(hold_id), state="accepted",
@@ -1070,7 +1101,7 @@ class Gateway:
                    (p.client, p.idem_key, p.body_hash, answer, texts(p.now).iso))
         if p.message is not None:
             ready.record(tx, p.client, p.message, row["id"])
-        if p.send_now and not at_once and len(entries) == 1 \
+        if send_now and not at_once and len(entries) == 1 \
                 and entries[0][0] in keys.HVPS_LANES:
             lane, fields = entries[0]
             outbox_id = int(fields["outbox"])
@@ -1329,10 +1360,18 @@ class Gateway:
             raise RetryLater(status_hold.HELD)
         outbox_id = int(fields["outbox"])
         now = self.clock.now()
+        lane = stream in keys.HVPS_LANES
+
+        def claim(tx: Any) -> bytes | None:
+            if lane and not self.hvps_open:
+                # HVPS closed (the timetable, the NPC's notice, operators): the row
+                # follows the window instead of going to an NPC that would reject it.
+                status_hold.follow_closed_window(self, tx, now, outbox_id)
+                return None
+            return outbound.claim(tx, outbox_id, self.keyring, now, self.notifier,
+                                  credit=lane)
         try:
-            envelope = await self.store.run(lambda tx: outbound.claim(
-                tx, outbox_id, self.keyring, now, self.notifier,
-                credit=stream in keys.HVPS_LANES))
+            envelope = await self.store.run(claim)
         except ValueError as exc:
             # The message cannot be built (text lxml refuses, say): retrying cannot help,
             # so the payment is refused and its hold released instead of being stuck.

@@ -246,6 +246,11 @@ class Handlers:
             how = f"ccms.801 {s.orig_status} to {s.cur_status} on {s.cur_date} {outcome}"
             if status_hold.end(tx, how, now) is not None:
                 after.append(lambda: self.gw.release_hvps(how))
+            if not window.accepts_customer_payments:
+                # HVPS closed by the notice (or still closed): the payments left on the
+                # lanes follow the window in the notice's own work, before any sender
+                # could take one on to an NPC that would reject it.
+                status_hold.follow_closed_window(self.gw, tx, now)
         code, day = window.code, window.work_date
         return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
                           "outcome": outcome},

@@ -60,8 +60,16 @@ def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status
     assert str(put_off.value) == status_hold.HELD
     assert gw._may_send_now() is False
 
-    gw._on_peer_hvps_hold({"hold": None, "status": "30", "date": DAY.isoformat(),
-                           "at": NOW.isoformat()})
+    async def told_confirmed() -> None:
+        # HVPS closed under 30: the process looks at the lanes (nothing on them here).
+        await gw.store.open()
+        try:
+            gw._on_peer_hvps_hold({"hold": None, "status": "30", "date": DAY.isoformat(),
+                                   "at": NOW.isoformat()})
+            await asyncio.gather(*gw._tasks)
+        finally:
+            await gw.store.close()
+    asyncio.run(told_confirmed())
 
     assert gw.hvps_hold is None
     assert (gw.hvps_status, gw.work_date) == ("30", DAY)
