@@ -469,7 +469,7 @@ async def health(request: web.Request) -> web.Response:
     (`hvps_sending`, gateway.status_hold; held even once its alert is acknowledged):
     people must act, which `ok` does not say, since no restart cures it."""
     gw = request.app[GATEWAY_KEY]
-    link = gw.link.view()
+    link = await gw.link_share.view()
     redis = await gw.redis_watch.view()
     try:
         critical_alerts: dict[str, Any] = await asyncio.wait_for(

@@ -41,6 +41,7 @@ from gateway.handlers import Handlers
 from gateway.inbound import (ProcessingFailed, process_tx, receive_and_process_tx, receive_tx,
                              receive_unprocessed_tx)
 from gateway.link import LINK_DOWN, LinkHealth
+from gateway.linkshare import LinkShare
 from gateway.linkpost import LinkPoster, LinkRefused
 from gateway.messages import ccms990, codec
 from gateway.messages import envelope as env_mod
@@ -187,6 +188,7 @@ class Gateway:
         self.recon_results: dict[str, dict[str, Any]] = {}
         self.recon_details: dict[str, dict[str, Any]] = {}
         self.link = LinkHealth(self)  # up or down, as deliveries find it
+        self.link_share = LinkShare(self)  # the link's state across processes
         # Our envelopes to the NPC, several to a POST under load (gateway.linkpost).
         self.link_poster = LinkPoster(self, settings.link_batch_max,
                                       settings.link_batch_bytes_max)
@@ -262,6 +264,7 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=LINK_CONNECTIONS_MAX),
             cookie_jar=aiohttp.DummyCookieJar())
         await self.cluster.start()
+        self.link_share.start()
         if self.leading:
             await self.recover()
         self._start_workers()
@@ -342,6 +345,7 @@ class Gateway:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
         await _bounded("cluster", self.cluster.stop())
+        await _bounded("link_share", self.link_share.stop())
         for ext in reversed(self.extensions):
             if hasattr(ext, "stop"):
                 await _bounded(f"extension_{type(ext).__name__}", ext.stop())

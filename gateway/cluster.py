@@ -23,6 +23,7 @@ pub/sub channel (`keys.CLUSTER`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ LEAD_CHECK_S = 1.0        # how often a follower tries to take the lead
 LISTEN_RETRY_S = 0.5      # pause before listening again after Redis went away
 
 Listener = Callable[[dict[str, Any]], Any]
+_GATEWAYS = itertools.count(1)  # gateways started in this process
 
 
 class Cluster:
@@ -51,7 +53,8 @@ class Cluster:
         self.gw = gw
         self.single = gw.store.dialect == "sqlite"
         self.leading = self.single
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
+        # Unique to this gateway, also when one process runs several (tests do).
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{next(_GATEWAYS)}"
         self.listeners: dict[str, Listener] = {}
         # Called once when this process takes the lead (after start-up).
         self.on_lead: list[Callable[[], Awaitable[None]]] = []

@@ -118,9 +118,18 @@ async def close_ledger_day(harness: Harness, day: date, calendar: BusinessCalend
     """The cut-over: the NPC starts the next working day's preparation (ccms.801, 00), so
     the gateway closes the ledger day of `day` and writes its reports, as at any day's
     end; a later start on the same folder then finds the day closed."""
-    gw = harness.gateway
     following = calendar.next_working_day(day)
     await phase(harness, "00", following)
+    entries = await wait_day_closed(harness.gateway, day, following)
+    say(f"ledger day {day} closed ({entries} entries), reports in "
+        f"{reports_folder(harness.gateway.settings)}; work date now {following}")
+
+
+async def wait_day_closed(gw: Any, day: date, following: date) -> int:
+    """After the NPC's cut-over to `following` was sent: wait until the gateway has moved
+    its work date there and its day end (the close of `day`'s ledger day, the reports) has
+    run; the closed day's count of ledger entries. Refused with `ledger_day_not_closed`
+    when the day end ran but left the day open (its alerts say why)."""
     await wait_for(lambda: gw.work_date == following, f"the work date to move to {following}")
     await gw.day_end.wait_idle()
     closed = await gw.store.run(lambda tx: tx.query_one(
@@ -128,8 +137,7 @@ async def close_ledger_day(harness: Harness, day: date, calendar: BusinessCalend
     if closed is None:
         raise PaygateError(Problem("ledger_day_not_closed", "work_date", day.isoformat(),
                                    "the ledger day closed at the cut-over; see the alerts"))
-    say(f"ledger day {day} closed ({closed[0]} entries), reports in "
-        f"{reports_folder(gw.settings)}; work date now {following}")
+    return int(closed[0])
 
 
 async def return_one_from_suspense(gw: Any, say: Any) -> None:

@@ -76,8 +76,9 @@ class Handlers:
             self.gw.alert(tx, "link_ack_refused", mesg_id=conf.msg_id, mt=conf.mt,
                           code=conf.code)
         outcome = {"acked": conf.msg_id, "rows": updated, "code": conf.code}
-        if conf.accepted and self.gw.link.discards:
-            # The NPC took a message of ours again: a discard episode may be over.
+        if conf.accepted and (self.gw.link.discards or self.gw.link_share.discarding):
+            # The NPC took a message of ours again: a discard episode (this process's,
+            # the cluster's) may be over.
             return Processed(outcome, [lambda: self.gw.link.acknowledged(conf.msg_id)])
         return Processed(outcome)
 

@@ -21,6 +21,12 @@ CLUSTER = f"{PREFIX}:cluster"          # pub/sub channel between gateway process
 # The link session's state as the NPC last answered it (gateway.session), kept for a
 # gateway process that starts after the answer came: the others heard it on CLUSTER.
 LINK_SESSION = f"{PREFIX}:link:session"
+# The link's state across gateway processes (gateway.linkshare): the names of the
+# processes that wrote theirs, each one's under its name (expiring), and the cluster's
+# discard episode.
+LINK_VIEWS = f"{PREFIX}:link:views"
+LINK_VIEW_PREFIX = f"{PREFIX}:link:view:"
+LINK_DISCARDING = f"{PREFIX}:link:discarding"
 
 # Operators' sessions and sign-in failure counters (keys with a TTL, not streams).
 OPS_SESSION_PREFIX = f"{PREFIX}:ops:session:"

@@ -33,7 +33,9 @@ late ends nothing), with the count of discards and the last one's code and reaso
 `link_discarding` alert is raised for the episode, apart from `link_refusing`: a
 refused message waits, held, for an operator's retry, while a discarded payment is
 rejected and its hold released, and the cure differs (our key at the NPC, the message's
-format). Each gateway process counts the notices it receives itself.
+format). Each gateway process counts the notices it receives itself; with several
+processes the episode, its alert and the view operators see are the cluster's
+(gateway.linkshare).
 """
 
 from __future__ import annotations
@@ -102,15 +104,14 @@ class LinkHealth:
         self._attempting = False
 
     def view(self) -> dict[str, Any]:
-        """The state for /health and the operators' page: a link that answers (up, or not
-        used yet) but whose NPC discards our messages is `degraded` since the first
-        discard; a link down stays down, one refusing stays as its refusals say."""
-        state, since, cause = self.state, self.since, self.cause
-        if self.discards and state in (LINK_UP, LINK_UNKNOWN):
-            state, since, cause = LINK_DEGRADED, self.discarding_since, self.last_discard
-        return {"state": state, "since": since.isoformat() if since else None,
-                "cause": cause or None, "failed_deliveries": self.failures,
-                "refused_deliveries": self.refusals,
+        """This process's state for /health and the operators' page (`shown`); with
+        several processes they see the cluster's (gateway.linkshare)."""
+        return shown(self.raw())
+
+    def raw(self) -> dict[str, Any]:
+        """This process's state as it is kept, each episode apart (JSON values)."""
+        return {"state": self.state, "since": _iso(self.since), "cause": self.cause or None,
+                "failed_deliveries": self.failures, "refused_deliveries": self.refusals,
                 "last_refusal": self.last_refusal or None,
                 "refusing_since": _iso(self.refusing_since),
                 "discarded_messages": self.discards,
@@ -127,23 +128,28 @@ class LinkHealth:
             self._discarded_last = mesg_id
         if self.discarding_since is None:
             self.discarding_since = self.gw.clock.now()
+        said = self.last_discard
+        share = self.gw.link_share
+        if share.active:  # the episode and its alert are the cluster's
+            self.gw.spawn(share.discarded(mesg_id, mesg_type, code, reason, said,
+                                          self.gw.clock.now().isoformat()))
+            return
         if self._discarding_alerted:
             return
         self._discarding_alerted = True
-        since, said = self.discarding_since.isoformat(), self.last_discard
+        since = self.discarding_since.isoformat()
         log.warning("event=link_discarding code=%s reason=%s mesg_id=%s since=%s", code,
                     logs.value(reason), mesg_id, since)
         self.gw.spawn(self.gw.store.run(lambda tx: self.gw.alert(
             tx, ALERT_LINK_DISCARDING, since=since, npc_code=code, reason=reason,
-            mesg_id=mesg_id, mt=mesg_type,
-            message=f"the NPC discards our messages (ccms.911, {said}): each discarded "
-                    "payment is rejected and its hold released, each package rejected; "
-                    "check our signing key installed at the NPC (a signature code) or "
-                    "the messages' format, then send the payments again")))
+            mesg_id=mesg_id, mt=mesg_type, message=discarding_message(said))))
 
     def acknowledged(self, mesg_id: str) -> None:
         """The NPC acknowledged (ccms.990, accepted) our message `mesg_id`: when it was
-        sent after the last one discarded, the discard episode is over."""
+        sent after the last one discarded, the discard episode is over (this process's,
+        and the cluster's when its last discarded message is older)."""
+        if self.gw.link_share.active and self.gw.link_share.discarding:
+            self.gw.spawn(self.gw.link_share.acknowledged(mesg_id))
         if not self.discards or not _later(mesg_id, self._discarded_last):
             return
         log.warning("event=link_discarding_over discarding_since=%s discarded_messages=%s "
@@ -228,6 +234,26 @@ class LinkHealth:
             tx, ALERT_LINK_DOWN, since=since, cause=cause,
             message="deliveries to the NPC fail; messages stay queued in the outbox and "
                     "are sent again until the link answers"))
+
+
+def shown(raw: dict[str, Any]) -> dict[str, Any]:
+    """A state (`LinkHealth.raw`, or the cluster's) as /health and the operators' page
+    show it: a link that answers (up, or not used yet) but whose NPC discards our
+    messages is `degraded` since the first discard; a link down stays down, one refusing
+    stays as its refusals say."""
+    out = dict(raw)
+    if raw["discarded_messages"] and raw["state"] in (LINK_UP, LINK_UNKNOWN):
+        out.update(state=LINK_DEGRADED, since=raw["discarding_since"],
+                   cause=raw["last_discard"])
+    return out
+
+
+def discarding_message(said: str) -> str:
+    """The `link_discarding` alert's words, `said` naming the discard that began it."""
+    return (f"the NPC discards our messages (ccms.911, {said}): each discarded payment is "
+            "rejected and its hold released, each package rejected; check our signing key "
+            "installed at the NPC (a signature code) or the messages' format, then send "
+            "the payments again")
 
 
 def _iso(at: datetime | None) -> str | None:

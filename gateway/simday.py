@@ -6,7 +6,8 @@ changes of the timetable (the NPC announces each with a ccms.801), transfers fro
 core system, payments from a peer bank, a top-up of our clearing account when HVPS
 payments have queued, reconciliation after the close (and, once the day's BEPS netting
 date is complete after midnight, that date's), and whatever events the installed
-extensions add (BEPS, queries). The driver moves the clock to each event's time, runs
+extensions add (BEPS, queries). The day ends with the cut-over to the next working day,
+which closes the day's ledger day and writes its reports, as the demo does. The driver moves the clock to each event's time, runs
 it, and waits until gateway and NPC are quiet before the next one, so the same seed
 gives the same messages in the same order: the summary's digests are equal run to run.
 
@@ -32,6 +33,7 @@ from gateway.app import Gateway
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
+from gateway.demo import wait_day_closed
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port
@@ -260,9 +262,23 @@ class DayRun:
                 self.clock.set(max(event.at, self.clock.now()))
                 await event.run()
                 await self.quiet()
+            await self.close_ledger_day()
             return await self.close()
         finally:
             await self.stop()
+
+    async def close_ledger_day(self) -> None:
+        """The cut-over, as the demo ends: the NPC starts the next working day's
+        preparation, so the gateway closes the day's ledger day and writes its reports; a
+        later start on the folder finds the day closed, not `day_end_missing`. A day whose
+        postings went to another work date (a weekend day or holiday: HVPS does not run,
+        the work date is the next working day's already) has no ledger day of its own."""
+        if self.gw.work_date != self.day:
+            return
+        following = self.calendar.next_working_day(self.day)
+        await self._phase("00", following)()
+        await wait_day_closed(self.gw, self.day, following)
+        await self.quiet()
 
     async def close(self) -> tuple[int, dict[str, Any]]:
         gw = self.gw

@@ -4,10 +4,14 @@ reconciled books, and the same summary for the same seed."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.redisproc import free_port
 from gateway.simday import DayRun, Volumes
 
 pytestmark = pytest.mark.e2e
@@ -44,3 +48,40 @@ def test_same_seed_same_summary(tmp_path):
 
     assert first == second
     assert other[1]["wire"]["digest"] != first[1]["wire"]["digest"]
+
+
+def test_the_day_is_closed_so_the_gateway_starts_again_on_its_folder(tmp_path):
+    """The run ends with the cut-over: the day's ledger day is closed with its reports,
+    and a gateway started on the folder the next working day raises no day_end_missing."""
+    day = date(2026, 12, 7)
+    code, result = run_day(tmp_path, day)
+    assert code == 0, result
+    reports = sorted(p.name for p in (tmp_path / "gateway" / "reports").iterdir())
+    assert reports == [f"daily-statement-{day}.csv", f"subject-day-sheets-{day}.txt"]
+
+    async def start_again() -> tuple[list, list]:
+        clock = ManualClock(datetime(2026, 12, 8, 9, 0, tzinfo=SHANGHAI))
+        gw = Gateway(Settings(data_dir=str(tmp_path / "gateway"), port=0,
+                              keys_dir=str(tmp_path / "keys"),
+                              npc_url=f"http://127.0.0.1:{free_port()}/link/inbound"),
+                     clock=clock)
+        await gw.start(serve_http=False)
+        try:
+            return await gw.store.run(lambda tx: (
+                [r[0] for r in tx.query("SELECT work_date FROM ledger_day", ())],
+                [r[0] for r in tx.query("SELECT code FROM alerts", ())]))
+        finally:
+            await gw.stop()
+    closed, codes = asyncio.run(start_again())
+
+    assert closed == [day.isoformat()]
+    assert "day_end_missing" not in codes
+
+
+def test_a_saturday_leaves_the_ledger_day_of_its_work_date_open(tmp_path):
+    """A weekend day's postings belong to the next working day's work date, which its own
+    day end closes: the run closes none."""
+    code, result = run_day(tmp_path, date(2026, 12, 5))
+    assert code == 0, result
+    assert not (tmp_path / "gateway" / "reports").exists() or \
+        not list((tmp_path / "gateway" / "reports").iterdir())

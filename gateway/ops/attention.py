@@ -6,7 +6,9 @@ stay true only for a while:
 - `window_changed` records each HVPS phase change: history from the start;
 - `link_down`, `link_refusing` and `link_discarding` are raised once per episode
   (gateway.link): open while that episode goes on (the alert whose `since` is the
-  episode's, as this process's link sees it), history once it is over;
+  episode's, as the link's view sees it: with several gateway processes, the cluster's
+  discard episode and each process's outage or refusals, gateway.linkshare), history
+  once it is over;
 - a critical alert (gateway.critical) is open until a supervisor acknowledges it;
 - every other alert records a finding someone has to look at: open until an operator
   closes it (console action `alert_close`, any level but 10, no second person; `close`
@@ -38,29 +40,39 @@ _NEVER_OPEN = ", ".join(f"'{c}'" for c in HISTORY_CODES + EPISODE_CODES)
 # `{ongoing}` is filled with the ids of the link alerts whose episode goes on.
 _OPEN = f"((a.code NOT IN ({_NEVER_OPEN}) AND k.by IS NULL) OR a.id IN " "({ongoing}))"
 _FROM = "FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id"
+# Alerts of one link code read, per episode going on, to find the ones that raised them:
+# processes raise theirs at about the same time, a few apart.
+EPISODE_ALERTS_LOOKED_AT = 4
 
 
-def ongoing_episodes(link_view: dict[str, Any]) -> dict[str, str]:
-    """The link's episodes going on now, by alert code, each with its `since`."""
-    out = {}
-    if link_view.get("state") == "down" and link_view.get("since"):
-        out[ALERT_LINK_DOWN] = link_view["since"]
-    if link_view.get("refusing_since"):
-        out[ALERT_LINK_REFUSING] = link_view["refusing_since"]
-    if link_view.get("discarding_since"):
-        out[ALERT_LINK_DISCARDING] = link_view["discarding_since"]
+def ongoing_episodes(link_view: dict[str, Any]) -> dict[str, set[str]]:
+    """The link's episodes going on now, by alert code, each with the `since`s they
+    began at: the view's own and, with several gateway processes, each process's
+    (`processes`, gateway.linkshare), since each raises its own alert for an outage or
+    a refusal episode its deliveries meet."""
+    out: dict[str, set[str]] = {}
+    for view in [link_view, *(link_view.get("processes") or {}).values()]:
+        if view.get("state") == "down" and view.get("since"):
+            out.setdefault(ALERT_LINK_DOWN, set()).add(view["since"])
+        if view.get("refusing_since"):
+            out.setdefault(ALERT_LINK_REFUSING, set()).add(view["refusing_since"])
+        if view.get("discarding_since"):
+            out.setdefault(ALERT_LINK_DISCARDING, set()).add(view["discarding_since"])
     return out
 
 
 def ongoing_ids(tx: Any, link_view: dict[str, Any]) -> list[int]:
-    """The ids of the alerts that raised the episodes going on: the latest of each code,
-    when its `since` is the episode's."""
+    """The ids of the alerts that raised the episodes going on: of each code, the latest
+    alert raised at each episode's `since`."""
     ids = []
-    for code, since in ongoing_episodes(link_view).items():
-        row = tx.query_one("SELECT id, detail FROM alerts WHERE code = ? ORDER BY id DESC "
-                           "LIMIT 1", (code,))
-        if row is not None and json.loads(row[1]).get("since") == since:
-            ids.append(int(row[0]))
+    for code, sinces in ongoing_episodes(link_view).items():
+        rows = tx.query("SELECT id, detail FROM alerts WHERE code = ? ORDER BY id DESC "
+                        "LIMIT ?", (code, len(sinces) * EPISODE_ALERTS_LOOKED_AT))
+        for row in rows:
+            since = json.loads(row[1]).get("since")
+            if since in sinces:
+                sinces = sinces - {since}
+                ids.append(int(row[0]))
     return ids
 
 

@@ -226,7 +226,7 @@ class DataRoutes:
 
     async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]
-        link_view = self.gw.link.view()
+        link_view = await self.gw.link_share.view()
 
         def work(tx: Any) -> list[dict[str, Any]]:
             return attention.listing(tx, attention.ongoing_ids(tx, link_view), limit)

@@ -84,7 +84,7 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
 
 async def status(gw: Any) -> dict[str, Any]:
     out = {"bank": gw.settings.bank_code, "window": window(gw),
-           "link": dict(gw.link.view(), session=getattr(gw, "link_state", None))}
+           "link": dict(await gw.link_share.view(), session=getattr(gw, "link_state", None))}
     out.update(await gw.store.run(lambda tx: books(gw, tx)))
     # What the extensions add (BEPS: which netting dates are reconciled with the NPC).
     for ext in gw.extensions:
@@ -123,7 +123,7 @@ class Snapshots:
         snap["stages"] = self.rates.stages(gw.workers, asyncio.get_running_loop().time())
         snap["dead"] = await queues.dead_letters(r, SNAPSHOT_LIST_MAX, gw.store)
 
-        link_view = gw.link.view()
+        link_view = snap["link"]
 
         def work(tx: Any) -> dict[str, Any]:
             control.expire_due(tx, now)
