@@ -214,6 +214,9 @@ class Gateway:
         # letter undoes: fn(tx, outbox id, now, **who) (gateway.ops.actions.retry).
         self.outbox_dead_hooks: dict[str, Any] = {}
         self.outbox_revive_hooks: dict[str, Any] = {}
+        # Outbox kind -> (tx, outbox id) -> fields naming its work in a dead letter
+        # written again at start-up (gateway.recovery.restore_letters): a BEPS package.
+        self.outbox_letter_names: dict[str, Any] = {}
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
         status_hold.register()  # operators confirm the HVPS status after a refused notice
