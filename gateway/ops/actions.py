@@ -498,9 +498,10 @@ def webhook_resend(c: Context, tx: Any, target: str, params: dict[str, Any]) -> 
     return Outcome({"webhook_rows": ids}, [push])
 
 
-# What a dead letter holds besides the entry's own fields (`payment` or `package` names
-# the work).
-DEAD_META = ("stream", "entry", "reason", "deliveries", "payment", "package")
+# What a dead letter holds besides the entry's own fields (`payment`, `package`, `query` or
+# `free_format` names the work).
+DEAD_META = ("stream", "entry", "reason", "deliveries", "payment", "package", "query",
+             "free_format")
 
 
 async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:
