@@ -6,6 +6,7 @@ letters once; the retry of such a letter sends the payment once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -98,3 +99,39 @@ def test_a_dead_message_without_its_letter_gets_one_at_start_up_and_is_sent_once
     assert seen["row_after"][0] in ("sent", "acked", "done")
     assert any(r.getMessage().startswith("event=dead_letter_restored") and pid in
                r.getMessage() for r in caplog.records)
+
+
+def test_an_inbound_message_failed_without_its_letter_gets_one_and_only_that_one(tmp_path):
+    """An inbox row marked failed (its processing failed every delivery) whose letter was
+    never written gets one at start-up, carrying the error kept in the row; a failed row
+    that has its letter is left with that one."""
+    async def scenario() -> dict[str, Any]:
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            at = gw.clock.now().isoformat()
+
+            def failed_rows(tx: Any) -> list[int]:
+                ids = []
+                for n, error in ((1, "ValueError('no such account')"), (2, "lettered")):
+                    ids.append(tx.query_one(
+                        "INSERT INTO inbox (sender, mesg_type, mesg_id, state, envelope, "
+                        "received_at, outcome) VALUES ('0000', 'hvps.111.001.01', ?, "
+                        "'failed', ?, ?, ?) RETURNING id",
+                        (f"2026120799{n:06d}", b"", at, json.dumps({"error": error})))[0])
+                return ids
+            lost, lettered = await gw.store.run(failed_rows)
+            await gw.redis.xadd(keys.DEAD, {"inbox": str(lettered), "stream": keys.INBOUND,
+                                            "entry": "1-1", "reason": "lettered",
+                                            "deliveries": "5"})
+            await recovery.recover(gw)
+            letters = [f for _, f in await gw.redis.xrange(keys.DEAD)]
+            return {"lost": [f for f in letters if f.get("inbox") == str(lost)],
+                    "lettered": [f for f in letters if f.get("inbox") == str(lettered)]}
+
+    seen = asyncio.run(scenario())
+
+    assert len(seen["lost"]) == 1 and len(seen["lettered"]) == 1
+    assert seen["lost"][0]["stream"] == keys.INBOUND
+    assert seen["lost"][0]["reason"].startswith("ValueError('no such account'); letter "
+                                                "written at start-up")
+    assert seen["lettered"][0]["reason"] == "lettered"
