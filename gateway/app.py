@@ -216,6 +216,9 @@ class Gateway:
         # letter undoes: fn(tx, outbox id, now, **who) (gateway.ops.actions.retry).
         self.outbox_dead_hooks: dict[str, Any] = {}
         self.outbox_revive_hooks: dict[str, Any] = {}
+        # Outbox kind -> (tx, outbox id) -> fields naming its work in a dead letter
+        # written again at start-up (gateway.recovery.restore_letters): a BEPS package.
+        self.outbox_letter_names: dict[str, Any] = {}
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
         status_hold.register()  # operators confirm the HVPS status after a refused notice
@@ -1421,8 +1424,9 @@ class Gateway:
         dead letter per row), and an HVPS credit's payment is `held` with the reason,
         listed by `ops stuck`, until an operator retries the letter or cancels it
         (gateway.ops.actions); a row of another kind is told to its extension's hook
-        (`outbox_dead_hooks`: a BEPS package's items are held the same way). What names
-        the row for the letter and its log line."""
+        (`outbox_dead_hooks`, by kind or message type: a BEPS package's items are held
+        the same way; a query's reply refused at the link opens the query again). What
+        names the row for the letter and its log line."""
         if "outbox" not in fields:
             return {}
         outbox_id = int(fields["outbox"])
@@ -1437,7 +1441,7 @@ class Gateway:
             row = tx.query_one("UPDATE outbox SET state = 'dead', updated_at = ?, untaken = "
                                "untaken + CASE WHEN state = 'sending' THEN ? ELSE 0 END "
                                "WHERE id = ? AND state IN ('pending', 'sending') "
-                               "RETURNING kind, payment_id",
+                               "RETURNING kind, payment_id, mesg_type",
                                (now.isoformat(), refused, outbox_id))
             if row is None:
                 row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?",
@@ -1448,9 +1452,10 @@ class Gateway:
                     payments.transition(tx, payment, "held", "link_dead_lettered", now,
                                         self.notifier, reason=why, outbox=outbox_id,
                                         status=status)
-            elif row[0] in self.outbox_dead_hooks:
-                return {"outbox": str(outbox_id),
-                        **self.outbox_dead_hooks[row[0]](tx, outbox_id, why, status, now)}
+            elif row[0] in self.outbox_dead_hooks or row[2] in self.outbox_dead_hooks:
+                # By kind (a BEPS package) or by message type (a query's reply).
+                hook = self.outbox_dead_hooks.get(row[0]) or self.outbox_dead_hooks[row[2]]
+                return {"outbox": str(outbox_id), **hook(tx, outbox_id, why, status, now)}
             named = {"outbox": str(outbox_id)}
             if row is not None and row[1] is not None:
                 named["payment"] = str(row[1])

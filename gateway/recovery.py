@@ -4,22 +4,25 @@ At start-up every outbox row not yet sent and every inbox row not yet processed 
 added to its stream again (`recover`); while running, a sweeper does the same every few
 seconds for rows left untouched (a stream entry lost with a Redis restart, a crash
 between commit and XADD, a send postponed while the link was down). Consumers check the
-database before acting, so an entry added twice does its work once.
+database before acting, so an entry added twice does its work once. Work marked dead
+without its dead letter (a stop between the commit and the letter) gets the letter
+(`restore_letters`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway import keys, outbound
+from gateway import keys, logs, outbound
 from gateway.link import LINK_DOWN
 from gateway.redisstate import Outage
-from gateway.worker import trim_handled
+from gateway.worker import trim_handled, write_letter
 
 log = logging.getLogger("paygate.recovery")
 
@@ -30,10 +33,17 @@ _TO_NPC = ", ".join(f"'{s}'" for s in keys.TO_NPC)
 _HVPS_LANES = ", ".join(f"'{s}'" for s in keys.HVPS_LANES)
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
+# The sweeper looks for work marked dead without its letter every this many passes (the
+# dead-letter stream is read whole then), at work dead for longer than LETTER_AGE_S: a
+# letter is written straight after the commit that marks its work dead.
+LETTER_EVERY_PASSES = 30
+LETTER_AGE_S = 60.0
+LETTER_PAGE = 1000
 
 
 async def sweep_forever(gw: Any) -> None:
     outage = Outage(log, "sweep_postponed")  # one line per cause while Redis is away
+    passes = 0
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         if not gw.leading:  # one sweeper for all gateway processes (gateway.cluster)
@@ -41,6 +51,10 @@ async def sweep_forever(gw: Any) -> None:
         try:
             await sweep(gw)
             await trim(gw)
+            passes += 1
+            if passes % LETTER_EVERY_PASSES == 0:
+                await restore_letters(gw, "by the sweeper", gw.clock.now() - timedelta(
+                    seconds=LETTER_AGE_S))
             outage.recovered()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             outage.failed(exc)
@@ -140,7 +154,98 @@ async def recover(gw: Any) -> None:
         return out, inbox
     out, inbox = await gw.store.run(work)
     await _requeue(gw, out, inbox)
-    log.info("event=recovered outbox=%s inbox=%s", len(out), len(inbox))
+    restored = await restore_letters(gw, "at start-up")
+    log.info("event=recovered outbox=%s inbox=%s letters_restored=%s", len(out), len(inbox),
+             restored)
+
+
+async def restore_letters(gw: Any, by: str, older_than: datetime | None = None) -> int:
+    """Write the dead letter of each piece of work marked dead without one; how many.
+
+    Work is marked dead (an outbox row `dead`, its payment held; an inbox row `failed`)
+    in one commit and its letter written to Redis after it (gateway.worker.dead_letter):
+    the two cannot be one transaction. A gateway that stops in between, or a Redis that
+    goes away then, leaves the work where neither the sweeper nor recovery puts it back,
+    and no letter for an operator to retry; only a cancel would end it. Such work gets
+    its letter here, at start-up (`by` says when: "at start-up"), and from the sweeper for
+    outbox rows dead since before `older_than`. The letters are read first and the
+    work again after, so that work revived by a retry meanwhile is left alone. A letter
+    only lets an operator retry: the retry sends the stored bytes under the same ids,
+    which the NPC takes once."""
+    since = None if older_than is None else older_than.isoformat()
+
+    def dead_work(tx: Any) -> tuple[list, list]:
+        if since is None:
+            out = tx.query("SELECT id FROM outbox WHERE state = 'dead' ORDER BY id", ())
+            inbox = tx.query("SELECT id FROM inbox WHERE state = 'failed' ORDER BY id", ())
+        else:
+            out = tx.query("SELECT id FROM outbox WHERE state = 'dead' AND updated_at < ? "
+                           "ORDER BY id", (since,))
+            inbox = []
+        return [i for (i,) in out], [i for (i,) in inbox]
+    out, inbox = await gw.store.run(dead_work)
+    if not out and not inbox:
+        return 0
+    lettered_out, lettered_in = await _lettered(gw.redis)
+    out = [i for i in out if str(i) not in lettered_out]
+    inbox = [i for i in inbox if str(i) not in lettered_in]
+    if not out and not inbox:
+        return 0
+    letters = await gw.store.run(lambda tx: _letters_owed(gw, tx, out, inbox))
+    for stream, fields, reason, deliveries, named in letters:
+        why = f"{reason}; letter written {by}: the work was marked dead without one"
+        letter = await write_letter(gw.redis, stream, "", fields, why, deliveries, named)
+        said = "".join(f" {k}={v}" for k, v in {**fields, **named}.items())
+        log.warning("event=dead_letter_restored by=%s letter=%s stream=%s%s reason=%s",
+                    logs.value(by), letter, stream, said, logs.value(reason[:200]))
+    return len(letters)
+
+
+async def _lettered(r: aioredis.Redis) -> tuple[set[str], set[str]]:
+    """The outbox and inbox ids the dead-letter stream names (it is never trimmed)."""
+    out: set[str] = set()
+    inbox: set[str] = set()
+    start = "-"
+    while True:
+        page = await r.xrange(keys.DEAD, min=start, count=LETTER_PAGE)
+        for _, fields in page:
+            if "outbox" in fields:
+                out.add(fields["outbox"])
+            if "inbox" in fields:
+                inbox.add(fields["inbox"])
+        if len(page) < LETTER_PAGE:
+            return out, inbox
+        start = f"({page[-1][0]}"
+
+
+def _letters_owed(gw: Any, tx: Any, out: list[int], inbox: list[int]) -> list[tuple]:
+    """(stream, fields, reason, deliveries, named) of each letter still owed: the work
+    read again, still dead."""
+    letters = []
+    for outbox_id in out:
+        row = tx.query_one("SELECT stream, kind, payment_id, attempts FROM outbox WHERE "
+                           "id = ? AND state = 'dead'", (outbox_id,))
+        if row is None:
+            continue
+        stream, kind, payment_id, attempts = row
+        named = {"outbox": str(outbox_id)}
+        reason = "dead"
+        if payment_id is not None:
+            named["payment"] = str(payment_id)
+            held = tx.query_one("SELECT reason FROM payments WHERE id = ?", (payment_id,))
+            reason = (held[0] if held else None) or reason
+        names = gw.outbox_letter_names.get(kind)
+        if names is not None:  # a BEPS package: its id
+            named.update(names(tx, outbox_id))
+        letters.append((stream, {"outbox": str(outbox_id)}, reason, str(attempts), named))
+    for inbox_id in inbox:
+        row = tx.query_one("SELECT outcome FROM inbox WHERE id = ? AND state = 'failed'",
+                           (inbox_id,))
+        if row is None:
+            continue
+        error = (json.loads(row[0]) if row[0] else {}).get("error") or "failed"
+        letters.append((keys.INBOUND, {"inbox": str(inbox_id)}, error, "", {}))
+    return letters
 
 
 async def _requeue(gw: Any, out: list, inbox: list) -> None:

@@ -343,13 +343,24 @@ async def dead_letter(r: aioredis.Redis, stage: str, stream: str, entry_id: str,
     named = {}
     if on_dead is not None:
         named = await on_dead(stream, entry_id, fields, reason, status) or {}
-    dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
-                deliveries=str(deliveries), **named)
-    letter = await r.xadd(keys.DEAD, dead)
+    letter = await write_letter(r, stream, entry_id, fields, reason, str(deliveries), named)
     said = "".join(f" {k}={v}" for k, v in named.items())
     log.error("event=dead_lettered stage=%s stream=%s entry=%s letter=%s%s reason=%s",
               stage, stream, entry_id or "-", letter, said, reason[:200])
     return letter
+
+
+async def write_letter(r: aioredis.Redis, stream: str, entry_id: str,
+                       fields: dict[str, str], reason: str, deliveries: str,
+                       named: dict[str, str]) -> str:
+    """Add one letter to the dead-letter stream: the work's own fields, where it came
+    from and why it died, and what names it (`payment`, `package`); its id. The work is
+    marked dead in the database before, in its own commit, so a gateway stopping in
+    between leaves it without a letter: start-up recovery writes that one
+    (gateway.recovery.restore_letters)."""
+    dead = dict(fields, stream=stream, entry=entry_id, reason=reason[:500],
+                deliveries=deliveries, **named)
+    return await r.xadd(keys.DEAD, dead)
 
 
 async def trim_handled(r: aioredis.Redis, streams: tuple[str, ...]) -> int:

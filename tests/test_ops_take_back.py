@@ -119,6 +119,31 @@ def test_a_dead_lettered_payment_is_cancelled_only_when_nothing_reached_the_npc(
         assert answer["errors"][0]["code"] == "payment_maybe_taken_by_npc"
 
 
+@pytest.mark.parametrize("attempts, untaken, status", [(2, 2, 201), (2, 1, 409)])
+def test_an_accepted_payment_whose_letter_was_retried_is_held_only_when_never_taken(
+        rig: Rig, attempts: int, untaken: int, status: int) -> None:
+    """A payment accepted again by the retry of its dead letter, its row pending on the
+    lane: held as any payment not yet sent while every attempt provably left the NPC
+    without its message; after an attempt that may have reached the NPC (a timeout) the
+    hold is refused as the cancel is: it could not stop the money, and the only way out of
+    such a hold would be its release."""
+    pid = on_its_way(rig, "accepted", "pending", attempts, untaken)
+    got, answer = rig.request("op1", "hold", pid)
+
+    assert got == status
+    if status == 201:
+        assert answer["state"] == "executed"
+        assert state_of(rig, pid) == ("held", "held")
+    else:
+        problem = answer["errors"][0]
+        assert problem["code"] == "payment_maybe_taken_by_npc"
+        assert problem["value"] == 1 and pid in problem["message"]
+        assert state_of(rig, pid) == ("accepted", "pending")
+        assert rig.requests_on(pid) == []
+        _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+        assert "hold" not in detail["actions"] and "cancel" not in detail["actions"]
+
+
 def test_status_queries_wait_until_the_npc_took_the_message(rig: Rig) -> None:
     """An operator's status query about a payment whose message is not taken is refused
     when asked; once the NPC took it the query is made."""

@@ -234,6 +234,27 @@ def test_a_discarded_query_is_refused_with_the_discard_code(url):
         "CC9S0001", "signature check failed")
 
 
+def test_a_query_refused_at_the_link_is_refused_and_waits_for_no_reply(url):
+    """A 4xx answer to the POST of our ccms.314: the NPC forwarded nothing, so the query
+    is refused (`link`, HTTP400) rather than open for a reply that cannot come; its
+    outbox row is done; a message that is none of ours is left alone."""
+    with asked(url) as (desk, tx):
+        processed, _ = refusals.on_link_refused(tx, desk, ccms314.MESSAGE_TYPE,
+                                                QUERY_MESG_ID, 400, REFUSED)
+        other = refusals.on_link_refused(tx, desk, ccms314.MESSAGE_TYPE,
+                                         "20261207000000000077", 400, REFUSED)
+        query = records.view(records.get(tx, f"Q{QUERY_MSG_ID}"), REFUSED)
+        outbox = tx.query_one("SELECT state FROM outbox WHERE mesg_id = ?",
+                              (QUERY_MESG_ID,))[0]
+
+    assert processed.outcome == {"query": f"Q{QUERY_MSG_ID}", "refused": "HTTP400"}
+    assert other is None
+    assert query["state"] == "refused" and query["overdue"] is False
+    assert (query["refusal"]["message_type"], query["refusal"]["code"]) == ("link", "HTTP400")
+    assert outbox == "done"
+    assert [code for code, _ in desk.alerts] == ["query_refused_by_npc"]
+
+
 def test_free_text_refused_is_listed_again_at_the_end_of_the_feed_marked_refused(url):
     desk = Desk()
     with database(url) as tx:

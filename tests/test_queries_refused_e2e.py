@@ -21,7 +21,7 @@ import pytest
 
 from gateway.messages import ccms911, codec
 from gateway.messages.envelope import Header
-from gateway.ops import views
+from gateway.ops import queues, views
 from gateway.queries import desk_of
 from tests.e2e_support import BANK, PEER, PEER_BRANCH, until, webhook_receiver
 from tests.test_queries_e2e import (MONDAY_0900, alert_codes, http, peer_asks_for_a_return,
@@ -161,6 +161,26 @@ def test_a_query_the_npc_discards_is_refused_and_shows_on_its_payment(tmp_path):
     asyncio.run(scenario())
 
 
+def query_open(h: Any, query_id: str) -> Any:
+    """Whether the query is open now (a predicate for `until`)."""
+    async def is_open() -> bool:
+        return await query_field(h, query_id, "state") == "open"
+    return is_open
+
+
+async def peer_query_answered(h: Any, refused_with: int | None = None) -> str:
+    """The peer's query, arrived and answered by an operator; with `refused_with`, the
+    simulated NPC answers every POST with that status from just before the answer."""
+    query_id = await peer_asks_for_a_return(h)
+    await until(query_open(h, query_id), "the peer's query")
+    if refused_with is not None:
+        await h.sim("POST", "/sim/faults", {"error_status": refused_with})
+    status, first = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
+        "content": "已联系收款人，同意退汇。", "operator": "张三"})
+    assert status == 200, first
+    return query_id
+
+
 def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_path):
     """An operator answers a peer's query; the NPC discards our ccms.315 (a ccms.911
     naming its header MesgID): the query is open again, on the work list with the NPC's
@@ -168,14 +188,8 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
     async def scenario() -> None:
         async with running(tmp_path) as h:
             gw = h.gateway
-            query_id = await peer_asks_for_a_return(h)
-
-            async def arrived() -> bool:
-                return await query_field(h, query_id, "state") == "open"
-            await until(arrived, "the peer's query")
-            status, first = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
-                "content": "已联系收款人，同意退汇。", "operator": "张三"})
-            assert status == 200, first
+            query_id = await peer_query_answered(h)
+            arrived = query_open(h, query_id)
             sent_as = await gw.store.run(lambda tx: tx.query_one(
                 "SELECT mesg_id FROM query_replies WHERE query_id = ? AND direction = 'out'",
                 (query_id,))[0])
@@ -201,5 +215,44 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
         assert status == 200 and second["state"] == "answered"
         assert second["reply"]["content"] == "已联系收款人，同意退汇，款项今日退回。"
         assert "query_reply_refused" in {e["event"] for e in view["history"]}
+        assert "query_reply_refused_by_npc" in codes
+    asyncio.run(scenario())
+
+
+def test_a_reply_refused_at_the_link_opens_the_query_again_for_a_new_answer(tmp_path):
+    """The NPC answers the POST of our ccms.315 with a 400: the reply never went, so the
+    query is not left `answered` behind a dead letter. It is open again, on the work
+    list, the refusal (`link`, HTTP400) shown on it and on the reply, operators told;
+    the letter is history, and the second answer, once the link takes messages again,
+    is the one the peer receives."""
+    async def scenario() -> None:
+        async with running(tmp_path) as h:
+            gw = h.gateway
+            query_id = await peer_query_answered(h, refused_with=400)
+            await until(query_open(h, query_id), "the query open again")
+            await h.sim("POST", "/sim/faults", {"error_status": None})
+            _, work_list = await http(h, "GET", "/v1/queries?state=open&direction=in")
+            _, shown = await http(h, "GET", f"/v1/queries/{query_id}")
+            letters = await queues.dead_letters(gw.redis, 50, gw.store)
+            status, second = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
+                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"})
+
+            async def peer_got_one() -> bool:
+                return (await h.sim("GET", "/sim/queries"))["replies_received"] == 1
+            await until(peer_got_one, "the peer to receive the second reply")
+            await asyncio.sleep(0.5)
+            received = (await h.sim("GET", "/sim/queries"))["replies_received"]
+            codes = await alert_codes(h)
+
+        assert [q["id"] for q in work_list["queries"]] == [query_id]
+        assert shown["handling"] == "reply_refused_by_npc" and shown["reply"] is None
+        assert (shown["refusal"]["message_type"], shown["refusal"]["code"]) == (
+            "link", "HTTP400")
+        assert "400" in shown["refusal"]["reason"]
+        assert [r["refusal"]["code"] if r["refusal"] else None
+                for r in shown["replies"]] == ["HTTP400"]
+        assert [e for e in letters["entries"] if e["fields"].get("query") == query_id] == []
+        assert status == 200 and second["state"] == "answered"
+        assert received == 1
         assert "query_reply_refused_by_npc" in codes
     asyncio.run(scenario())

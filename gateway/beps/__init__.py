@@ -55,6 +55,7 @@ def install(gw: "Gateway") -> "BepsExtension":
     # A package the NPC refused is held as an HVPS credit is (docs/operations.md).
     gw.outbox_dead_hooks[packer.PACKAGE_KIND] = functools.partial(packer.dead, gw)
     gw.outbox_revive_hooks[packer.PACKAGE_KIND] = functools.partial(packer.revive, gw)
+    gw.outbox_letter_names[packer.PACKAGE_KIND] = packer.letter_names
     _register_console_action()
     stops.register()  # operators stop packages and items the NPC never took
     debit_deadline.register()  # operators give up our debits past their receipt deadline

@@ -371,7 +371,13 @@ def dead(gw: "Gateway", tx: Any, outbox_id: int, why: str, status: int | None,
                                      package=pkg[0], outbox=outbox_id, status=status)
     log.warning("event=beps_package_dead_lettered package=%s outbox=%s held=%s reason=%s",
                 pkg[0], outbox_id, len(held), logs.value(why))
-    return {"package": pkg[0]}
+    return letter_names(tx, outbox_id)
+
+
+def letter_names(tx: Any, outbox_id: int) -> dict[str, str]:
+    """The fields naming a package's outbox row in its dead letter: the package."""
+    pkg = tx.query_one("SELECT id FROM beps_packages WHERE outbox_id = ?", (outbox_id,))
+    return {} if pkg is None else {"package": pkg[0]}
 
 
 def revive(gw: "Gateway", tx: Any, outbox_id: int, now: datetime, **who: Any) -> None:

@@ -170,6 +170,10 @@ def _holdable(tx: Any, target: str, params: dict[str, Any]) -> Any:
     if outbox[1] in HELD_OUTBOX:
         raise Conflict(Problem("payment_already_held", "/target", payment["reason"],
                                "a payment not held by an operator or for review"))
+    # An accepted payment may carry earlier delivery attempts (its dead letter retried
+    # after a timeout): the NPC may have its message, so a hold could not stop the money
+    # and, the cancel being refused for the same reason, could only end in a release.
+    outbound.refuse_if_maybe_taken(tx, target, "/target")
     return payment, outbox
 
 
@@ -494,9 +498,10 @@ def webhook_resend(c: Context, tx: Any, target: str, params: dict[str, Any]) -> 
     return Outcome({"webhook_rows": ids}, [push])
 
 
-# What a dead letter holds besides the entry's own fields (`payment` or `package` names
-# the work).
-DEAD_META = ("stream", "entry", "reason", "deliveries", "payment", "package")
+# What a dead letter holds besides the entry's own fields (`payment`, `package`, `query` or
+# `free_format` names the work).
+DEAD_META = ("stream", "entry", "reason", "deliveries", "payment", "package", "query",
+             "free_format")
 
 
 async def read_dead_letter(r: Any, entry_id: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable
 
-from gateway import intake, key_reuse
+from gateway import intake, key_reuse, store
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms911, codec
@@ -63,6 +63,8 @@ class QueryDesk:
         self._pushes: set[asyncio.Task] = set()
         self._before: dict[str, Any] = {}  # handlers this extension passes messages on to
         self._show_queries_on_transfers()
+        for mt in refusals.OUR_TYPES:  # our messages the NPC refuses at the link
+            gw.outbox_dead_hooks[mt] = self._dead
 
     # The extension interface (gateway/app.py)
 
@@ -88,6 +90,25 @@ class QueryDesk:
             return told
         processed = self._processed(*outcome)
         return Processed(processed.outcome, told.after_commit + processed.after_commit)
+
+    def _dead(self, tx: Any, outbox_id: int, why: str, status: int | None,
+              now: Any) -> dict[str, str]:
+        """Our query, reply or free text dead-lettered (gateway.app.Gateway.outbox_dead).
+        Refused at the link (a 4xx `status`), it is refused as by the NPC's notice: a
+        reply's query is open again for a new answer. One that failed every delivery
+        otherwise keeps its letter for an operator's retry: an attempt may have reached
+        the NPC. The fields naming it in the letter."""
+        if status is None:
+            return {}
+        row = tx.query_one("SELECT mesg_type, mesg_id FROM outbox WHERE id = ?", (outbox_id,))
+        outcome = refusals.on_link_refused(tx, self, row[0], row[1], status, now)
+        if outcome is None:
+            return {}
+        processed, pushes = outcome
+        for stream, pushed in pushes:
+            store.after_commit(tx, stream, {"outbox": str(pushed)})
+        return {name: str(processed.outcome[name]) for name in ("query", "free_format")
+                if name in processed.outcome}
 
     def add_routes(self, app: Any) -> None:
         api.add_routes(app, self)

@@ -21,6 +21,10 @@ did not answer.
   free-format feed, refused; with a webhook, a `free_format_refused` event. Operators
   get `free_format_refused_by_npc`.
 
+The NPC may also refuse one of them at the link, answering its POST with a 4xx
+(`on_link_refused`): the message never got past the NPC either, and is refused the same
+way, `refused_with` `link` and the code `HTTP<status>`, its dead letter left as history.
+
 A second notice about a message already refused changes nothing. The outbox row of the
 refused message is done: sending the same bytes again would be refused again.
 """
@@ -45,6 +49,9 @@ ALERT_FREE_FORMAT_REFUSED = "free_format_refused_by_npc"
 ALERT_REPLY_REFUSED = "query_reply_refused_by_npc"
 ALERT_STATUS_NOT_HANDLED = "result_status_not_handled"
 OUR_TYPES = (ccms314.MESSAGE_TYPE, ccms314.RESPONSE_TYPE, ccms303.MESSAGE_TYPE)
+# `refused_with` of a message the NPC refused at the link (a 4xx answer to its POST),
+# where a notice's type stands otherwise.
+LINK_REFUSAL = "link"
 
 
 @dataclass(frozen=True)
@@ -89,19 +96,39 @@ def on_discarded(tx: Any, desk: Any, d: codec.Decoded,
     """A ccms.911 naming our ccms.314, ccms.315 or ccms.303 by its header's MesgID; None
     when it names none of ours."""
     notice: ccms911.Discarded = d.obj
-    if notice.mt == ccms314.MESSAGE_TYPE:
-        target = records.find_ours_sent_as(tx, notice.msg_id)
-    elif notice.mt == ccms314.RESPONSE_TYPE:
-        target = records.find_our_reply(tx, mesg_id=notice.msg_id)
-    elif notice.mt == ccms303.MESSAGE_TYPE:
-        target = records.find_free_format_ours(tx, mesg_id=notice.msg_id)
-    else:
-        return None
+    target = _ours_sent_as(tx, notice.mt, notice.msg_id)
     if target is None:
         return None
     refusal = Refusal(ccms911.MESSAGE_TYPE, d.header.mesg_id, d.header.mesg_id,
                       notice.code, notice.reject_info)
     return _refuse(tx, desk, notice.mt, target, refusal, now)
+
+
+def on_link_refused(tx: Any, desk: Any, mt: str, mesg_id: str, status: int,
+                    now: datetime) -> tuple[Processed, wire.Pushes] | None:
+    """The NPC answered the POST of our ccms.314, ccms.315 or ccms.303 (header MesgID
+    `mesg_id`) with a 4xx `status`: it took nothing, so nothing was forwarded, and the
+    same bytes would be refused again. Refused as if the NPC had refused it by a notice
+    (`refused_with` LINK_REFUSAL, code `HTTP<status>`): a reply's query is open again, to
+    be answered anew, instead of standing `answered` behind a dead letter. None when
+    the message is none of ours."""
+    target = _ours_sent_as(tx, mt, mesg_id)
+    if target is None:
+        return None
+    refusal = Refusal(LINK_REFUSAL, mesg_id, mesg_id, f"HTTP{status}",
+                      f"the NPC answered {status} to the message at the link")
+    return _refuse(tx, desk, mt, target, refusal, now)
+
+
+def _ours_sent_as(tx: Any, mt: str, mesg_id: str) -> dict[str, Any] | None:
+    """Our query, reply or free text sent under the header MesgID `mesg_id`."""
+    if mt == ccms314.MESSAGE_TYPE:
+        return records.find_ours_sent_as(tx, mesg_id)
+    if mt == ccms314.RESPONSE_TYPE:
+        return records.find_our_reply(tx, mesg_id=mesg_id)
+    if mt == ccms303.MESSAGE_TYPE:
+        return records.find_free_format_ours(tx, mesg_id=mesg_id)
+    return None
 
 
 def _refuse(tx: Any, desk: Any, mt: str, target: dict[str, Any], refusal: Refusal,
