@@ -196,12 +196,16 @@ def test_a_given_up_debit_paid_after_is_returned_to_the_payer_bank(rig: Rig) -> 
         beps121.MESSAGE_TYPE, "A105", "02108")
     assert ret["hold_id"] is None and ret["amount_fen"] == AMOUNT_FEN
     assert (ret["payee_account"], ret["payee_bank"]) == (debit["payer_account"], PEER_BRANCH)
+    suspense = rig.gw.ledger.internal_accounts[SUSPENSE]
+    assert (ret["payer_account"], ret["payer_name"], ret["payer_bank"]) == (
+        suspense, "甲市农村商业银行城东支行", debit["payee_bank"])  # not our customer
     assert ret["receiver_direct"] == debit["receiver_direct"]
     assert twice == 409 and second["errors"][0]["code"] == "return_already_requested"
     assert waiting == ("open", "rejected")
     (t,) = sent
     assert (t.business_type, t.amount_fen, t.creditor_account) == (
         "A105", AMOUNT_FEN, debit["payer_account"])
+    assert (t.debtor_account, t.debtor_name) == (suspense, ret["payer_name"])
     assert t.extra.original == OriginalRef(debit_package, rig.gw.settings.bank_code,
                                            build.DEBIT_TYPE)
     assert (t.extra.original_tx.tx_id, t.extra.original_tx.business_type) == (
