@@ -341,7 +341,8 @@ BROKEN_DEBITS = [
     ("creditor_bank_not_ours", {"creditor_bank": PEER_BRANCH}),
     ("field_required", {"agreement": ""}),
     ("amount_must_have_at_most_two_decimals", {"amount": "1.001"}),
-    ("name_too_long_or_not_text", {"debtor_name": "名" * 61}),
+    ("name_too_long_for_beps", {"debtor_name": "名" * 61}),  # as for every BEPS name
+    ("name_too_long_or_not_text", {"debtor_name": 61}),
     ("account_malformed", {"debtor_account": "６２２２"}),
     ("bank_code_must_be_12_ascii_digits", {"debtor_bank": "8882000000"}),
     ("business_kind_malformed", {"business_kind": "3"}),

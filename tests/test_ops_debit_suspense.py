@@ -290,3 +290,26 @@ def test_a_given_up_debit_whose_round_settled_is_applied_as_settled(rig: Rig) ->
     assert done["outcome"]["state"] == "settled"
     assert debit["state"] == "settled" and debit["settled_on"] == day
     assert rig.told(pid)[-1] == "settled"
+
+
+def test_a_return_is_refused_when_our_branch_s_name_is_too_long_for_a_package(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The return is paid in our branch's name, which the directory may write longer
+    than a beps.121 takes: refused as every BEPS name is (`name_too_long_for_beps`),
+    never cut, and nothing is recorded: the request fails, the item stays in suspense."""
+    from dataclasses import replace
+
+    pid, pending_no = rig.in_suspense()
+    directory = rig.gw.router.directory
+    found = directory.find
+    long_name = "甲市农村商业银行" * 8  # 64 characters
+    monkeypatch.setattr(directory, "find", lambda code, on: replace(
+        found(code, on), name=long_name) if code == PAYER_BRANCH else found(code, on))
+    asked, req = rig.ask("suspense_return", pid, WHY_RETURN)
+    approved, done = rig.approve(req["id"])
+    problems = [(e["code"], e["value"]) for e in done["outcome"].get("errors", [])]
+
+    assert asked == 201, req
+    assert (approved, done["state"]) == (200, "failed"), done
+    assert problems == [("name_too_long_for_beps", long_name)], done
+    assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"

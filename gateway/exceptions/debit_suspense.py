@@ -194,6 +194,10 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
         "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }
+    # Our branch's name from the directory may be longer than a package takes.
+    too_long = build.name_problems(row)
+    if too_long:
+        raise ValidationFailed(too_long)
     payments.insert(tx, row)
     items.add(tx, rid, items.CREDIT_OUT, debit["receiver_direct"], RETURN_MSG_TYPE,
               debit["amount_fen"], now)
