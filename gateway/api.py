@@ -28,8 +28,8 @@ from aiohttp import web
 from gateway import critical, intake, jsontext, keys, ready, ready_rules, status_hold
 from gateway.store import lost_race
 from gateway.errors import (
-    HEADER_VALUE_SHOWN_MAX, NotFound, PaygateError, Problem, Unauthorized, ValidationFailed,
-    header_repeated,
+    HEADER_VALUE_SHOWN_MAX, Forbidden, NotFound, PaygateError, Problem, Unauthorized,
+    ValidationFailed, header_repeated,
 )
 from gateway.messages import codec, framing, hvps111
 from gateway.money import format_yuan
@@ -602,8 +602,10 @@ async def get_transfer(request: web.Request) -> web.Response:
 async def get_account_balance(request: web.Request) -> web.Response:
     """GET /v1/accounts/{account_id}/balance: a customer account of ours as the gateway's
     ledger sees it now, read only: its ledger balance, the money held for payments under
-    way and what is available, in fen and in yuan (ledger.types.CustomerBalance)."""
-    await authenticate(request, b"")
+    way and what is available, in fen and in yuan (ledger.types.CustomerBalance). With
+    `api_balance_accounts` set, only of an account the client's entry covers: another is
+    forbidden before the ledger is asked, so that whether we hold it is not told."""
+    client = await authenticate(request, b"")
     gw = request.app[GATEWAY_KEY]
     account_no = request.match_info["account_id"]
     _, problems = query_params(request, ())
@@ -612,6 +614,10 @@ async def get_account_balance(request: web.Request) -> web.Response:
         problems.insert(0, malformed)
     if problems:
         raise ValidationFailed(problems)
+    forbidden = balance_read_problem(gw.settings.api_balance_accounts, client, account_no)
+    if forbidden is not None:
+        log.warning("event=balance_read_forbidden client=%s account=%s", client, account_no)
+        raise Forbidden(forbidden)
     now, work_date = gw.clock.now(), gw.work_date
     try:
         found = await gw.store.run(
@@ -622,6 +628,27 @@ async def get_account_balance(request: web.Request) -> web.Response:
         raise NotFound(Problem("account_not_found", "/account_id", account_no,
                                "a customer account of ours")) from None
     return _json(balance_view(found, now.isoformat(), work_date.isoformat()))
+
+
+def balance_read_problem(scopes: dict[str, list[str]], client: str,
+                         account_no: str) -> Problem | None:
+    """Why `client` may not read `account_no`'s balance under `api_balance_accounts`
+    (`scopes`), or None when it may: every client may while the setting is empty; else
+    only one whose entry has the number, a prefix of it ending in `*`, or `*`."""
+    if not scopes:
+        return None
+    entries = scopes.get(client)
+    if entries is None:
+        why = (f"client {client!r} has no entry in api_balance_accounts: it reads no "
+               "account's balance")
+    elif any(account_no == e or (e.endswith("*") and account_no.startswith(e[:-1]))
+             for e in entries):
+        return None
+    else:
+        why = (f"account {account_no} is not among those api_balance_accounts lets "
+               f"client {client!r} read")
+    return Problem("balance_read_forbidden", "/account_id", account_no,
+                   "an account the client's entry in api_balance_accounts covers", why)
 
 
 def _account_id_problem(account_no: str, strict: bool) -> Problem | None:

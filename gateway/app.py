@@ -1081,6 +1081,7 @@ class Gateway:
         # What a ready message says beyond the payment's row goes on into its hvps.111
         # (gateway.ready.CARRIED); a JSON transfer has nothing more to carry.
         row["carried"] = ready.carried(p.message) if p.message is not None else None
+        row[intake.PAYER_NAME_TYPED] = p.transfer.payer_name
         sending = None
         claimed = None
         if at_once:

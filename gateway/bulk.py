@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import key_reuse, payments
 from gateway import ready as ready_messages
 from gateway.errors import PaygateError
-from gateway.intake import as_request_fields, same_transfer
+from gateway.intake import PAYER_NAME_TYPED, as_request_fields, same_transfer
 
 if TYPE_CHECKING:
     from gateway.app import Prepared
@@ -121,7 +121,7 @@ def _payers_checked(gw: Any, tx: Any, waiting: list[tuple[int, "Prepared", dict[
             done.append((i, PaygateError(problems, 422)))
             continue
         if holder is not None:
-            row["payer_name"] = holder
+            row[PAYER_NAME_TYPED], row["payer_name"] = row["payer_name"], holder
         try:
             intake.check(row)
         except PaygateError as exc:

@@ -49,6 +49,9 @@ class Settings:
     webhook_retries_max: int = 24  # backoff doubling to 5 minutes: about 70 minutes in all
     webhook_events_max: int = 500             # status changes in one POST to the webhook
     api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
+    # client id -> the accounts whose balance it may read (a number, a prefix ending in
+    # "*", or "*" for all); empty: every client reads every account
+    api_balance_accounts: dict[str, list[str]] = field(default_factory=dict)
     operators_file: str = ""                  # empty: the demo operators (warned in logs)
     screening_file: str = ""                  # sanctions/AML list; empty: the shipped example
     beps_net_debit_cap_fen: int = 0           # shown against the BEPS net position; 0: n/a
@@ -281,9 +284,32 @@ def _check(s: Settings) -> None:
             problems.append(Problem("setting_malformed", "clock", s.clock,
                                     "an ISO date and time such as 2026-12-07T09:00 (business "
                                     "time, Asia/Shanghai), or empty for real time"))
+    problems.extend(_balance_accounts_problems(s))
     if problems:
         raise PaygateError(problems)
     _check_elsewhere(s)
+
+
+def _balance_accounts_problems(s: Settings) -> list[Problem]:
+    """`api_balance_accounts`: an object naming clients of `api_keys`, each with a list
+    of entries: an account number, a prefix of one ending in `*`, or `*` alone."""
+    scopes = s.api_balance_accounts
+    expected = ("an object mapping each client id of api_keys to a list of accounts whose "
+                "balance it may read: an account number, a prefix ending in *, or * for "
+                "every account")
+    if not isinstance(scopes, dict):
+        return [Problem("setting_malformed", "api_balance_accounts", scopes, expected)]
+    problems = []
+    for client, entries in scopes.items():
+        if not isinstance(s.api_keys, dict) or client not in s.api_keys:
+            problems.append(Problem(
+                "setting_malformed", "api_balance_accounts", client, expected,
+                f"client {client!r} is not one of api_keys: no request can come from it"))
+        elif not isinstance(entries, list) or not all(
+                isinstance(e, str) and e and "*" not in e[:-1] for e in entries):
+            problems.append(Problem("setting_malformed", "api_balance_accounts", entries,
+                                    expected))
+    return problems
 
 
 def _check_elsewhere(s: Settings) -> None:

@@ -24,6 +24,9 @@ from ledger.incoming import name_key, names_match
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
 # hvps.111 (60 in BEPS packages), accounts Max34Text (32 in BEPS), remarks Max256Text.
 NAME_LEN_MAX = 140
+# A payment row's payer name as the request typed it, beside the holder's name it goes
+# out under, for the channel's checks to tell a refusal at what was typed; never stored.
+PAYER_NAME_TYPED = "payer_name_typed"
 ACCOUNT_LEN_MAX = 32
 REMITTANCE_LINES_MAX = 5
 REMITTANCE_LINE_LEN_MAX = 135

@@ -88,10 +88,14 @@ def test_an_item_is_taken_out_of_a_sealed_unsent_package(tmp_path: Path) -> None
                                     (P1,))[0]
         claimed = packer.claim(tx, gw, tx.query_one("SELECT outbox_id FROM beps_packages",
                                                     ())[0], NOW)
+        shown = {pid: items.view_of(tx, pid) for pid in (P0, P1)}
     books = ledger_view(db, gw)
 
     assert (result["cancelled"], result["state"], result["package"]) == (
         "from_package", "cancelled", package_id)
+    # The view names the package the item was taken out of, as its history does.
+    assert (shown[P1]["package"], shown[P1]["taken_out_of"]) == (None, package_id)
+    assert (shown[P0]["package"], shown[P0]["taken_out_of"]) == (package_id, None)
     assert entries == []
     assert sent.ok and sent.signature == "verified"
     assert sent.header.mesg_id == codec.decode(before).header.mesg_id
@@ -430,3 +434,22 @@ def test_an_item_the_npc_withdrew_gets_no_netting_or_settlement_in_its_history(
     assert not {state for state, _ in withdrawn} & {"netted", "settled"}
     assert kept == [[("netted", "beps_netted"), ("settled", "beps_settled")]] * 2
     assert ledger_view(db, gw)["states"] == ["cancelled", "settled", "settled"]
+
+
+def test_a_database_made_before_taken_out_of_gets_the_column() -> None:
+    """beps_items of an older database lacks `taken_out_of`: start-up adds it."""
+    from gateway import dialect
+    from gateway.beps import schema as beps_schema
+    from ledger.db import connect
+
+    old = beps_schema.TABLES[0].replace(
+        "        taken_out_of TEXT,                -- the package it was last taken out of\n", "")
+    assert "taken_out_of" not in old
+    db = connect("sqlite:///:memory:")
+    with db.transaction() as tx:
+        tx.execute(old, ())
+        beps_schema.install(tx)
+        columns = dialect.table_columns(tx, "beps_items")
+    db.close()
+
+    assert "taken_out_of" in columns

@@ -146,7 +146,7 @@ def test_saturday_night_is_netted_at_once_and_settled_when_hvps_opens(tmp_path):
 
             assert view["history"][-1]["detail"]["settled_on"] == MONDAY.isoformat()
             assert view["beps"] == {"kind": "credit_out", "package_type": "beps.121.001.01",
-                                    "package": netting["package"],
+                                    "package": netting["package"], "taken_out_of": None,
                                     "netting_date": SATURDAY.isoformat(),
                                     "netting_round": "01", "settled_on": MONDAY.isoformat()}
             assert morning["netted_out"] == 0 and morning["netted_in"] == 0

@@ -116,23 +116,58 @@ def test_a_periodic_credit_with_the_payer_short_of_funds_names_the_field(
         ("payer_name_differs_from_account_holder", "/payer_name")]
 
 
-def test_a_holders_name_too_long_for_a_package_is_refused(live: LiveGateway) -> None:
-    """A name typed without the holder's spaces fits a BEPS package, the holder's it would
-    go out under does not: refused by name, never cut."""
-    holder = " ".join(["甲乙"] * 21)  # 62 characters; 42 without its spaces
+LONG_HOLDER = " ".join(["甲乙"] * 21)  # 62 characters; 42 without its spaces
+
+
+@pytest.fixture(scope="module")
+def long_holder(live: LiveGateway) -> str:
+    """An account held under LONG_HOLDER, funded."""
     number = customer_account(3, "corporate")
 
     def opened(tx: Any) -> None:
-        live.gw.ledger.open_customer_account(tx, number, holder, "corporate",
+        live.gw.ledger.open_customer_account(tx, number, LONG_HOLDER, "corporate",
                                              live.gw.work_date)
-        live.gw.ledger.deposit(tx, "long-name:deposit", number, 100_00, live.gw.work_date)
+        live.gw.ledger.deposit(tx, "long-name:deposit", number, 100_000_00,
+                               live.gw.work_date)
     live.loop.run(live.gw.store.run(opened))
-    status, answer = post(live, "/v1/periodic-credits", "long-holder",
-                          periodic(live, payer_account=number, payer_name="甲乙" * 21))
+    return number
+
+
+def refusal_of(live: LiveGateway, path: str, key: str, body: dict[str, Any]
+               ) -> tuple[int, list[dict[str, Any]]]:
+    """The status and errors of a request; a batch's one item's, paths without `/0`."""
+    if path.endswith("/batch"):
+        status, answer = post(live, path, key, [body])
+        assert status == 200, answer
+        (item,) = answer["results"]
+        return item["status"], [{**e, "path": e["path"].removeprefix("/0")}
+                                for e in item["errors"]]
+    status, answer = post(live, path, key, body)
+    return status, answer.get("errors", [])
+
+
+@pytest.mark.parametrize("path", ["/v1/periodic-credits", "/v1/transfers",
+                                  "/v1/transfers/batch"])
+def test_a_holders_name_too_long_for_a_package_is_refused(live: LiveGateway,
+                                                          long_holder: str,
+                                                          path: str) -> None:
+    """A name typed without the holder's spaces fits a BEPS package, the holder's it would
+    go out under does not: refused by name, never cut, with the same error whichever
+    request would build the BEPS message (a transfer routed to BEPS as a periodic
+    credit): at the name typed, the account and the holder's length told."""
+    body = periodic(live, payer_account=long_holder, payer_name="甲乙" * 21)
+    if path != "/v1/periodic-credits":
+        del body["agreement"]
+        body["urgency"] = "normal"  # 20.00 yuan, normal: BEPS
+    status, errors = refusal_of(live, path, key("long-holder", path), body)
 
     assert status == 422
-    assert [(c, p) for c, p, _ in codes(answer)] == [("name_too_long_for_beps",
-                                                      "/payer_name")]
+    assert errors == [{
+        "code": "name_too_long_for_beps", "path": "/payer_name", "value": "甲乙" * 21,
+        "expected": "a payer whose account is held under a name of at most 60 characters, "
+                    "the most a BEPS package carries",
+        "message": f"account {long_holder} is held under a name of 62 characters, which "
+                   "the credit would go out under"}]
 
 
 def test_a_periodic_credit_retried_with_the_name_spaced_otherwise_is_the_same(

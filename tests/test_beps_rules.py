@@ -277,6 +277,25 @@ def history_of(db: Any, ids: list[str]) -> dict[str, tuple[str, list[tuple[Any, 
     return out
 
 
+def test_a_beps_121_item_has_no_place_for_the_agents_names():
+    """Why a ready hvps.111 gone by BEPS leaves its agents' names behind (docs/messages.md):
+    a beps.121 item names DbtrAgt and CdtrAgt by BrnchId alone, in our schema and in the
+    published one; the same package with a name in an agent is invalid in both. Should a
+    schema give the agents a name, this fails, and the names are to be carried."""
+    body = build.package_body("beps.121.001.01", "2026121200000099", BANK, PEER,
+                              transfers_of([credit_row(0, NOW)]), NOW)
+    named = body.replace(b"</DbtrAgt>", b"<FinInstnId><Nm>\xe7\x94\xb2</Nm></FinInstnId>"
+                         b"</DbtrAgt>", 1)
+    assert named != body
+    schemas = [catalogue.schema("beps.121.001.01")]
+    reference = SHARED / "cnaps" / "reference-xsd" / "beps.121.001.01.xsd"
+    if reference.exists():
+        schemas.append(etree.XMLSchema(etree.parse(str(reference))))
+
+    assert [x.validate(etree.fromstring(body)) for x in schemas] == [True] * len(schemas)
+    assert [x.validate(etree.fromstring(named)) for x in schemas] == [False] * len(schemas)
+
+
 @pytest.mark.parametrize("msg_type", ["beps.121.001.01", "beps.122.001.01",
                                       "beps.125.001.01", "beps.127.001.01"])
 def test_package_bodies_pass_our_schema_and_the_published_one(msg_type):
@@ -322,7 +341,8 @@ BROKEN_DEBITS = [
     ("creditor_bank_not_ours", {"creditor_bank": PEER_BRANCH}),
     ("field_required", {"agreement": ""}),
     ("amount_must_have_at_most_two_decimals", {"amount": "1.001"}),
-    ("name_too_long_or_not_text", {"debtor_name": "名" * 61}),
+    ("name_too_long_for_beps", {"debtor_name": "名" * 61}),  # as for every BEPS name
+    ("name_too_long_or_not_text", {"debtor_name": 61}),
     ("account_malformed", {"debtor_account": "６２２２"}),
     ("bank_code_must_be_12_ascii_digits", {"debtor_bank": "8882000000"}),
     ("business_kind_malformed", {"business_kind": "3"}),

@@ -23,7 +23,7 @@ BAD = {
     "hvps_day_end_at": "x", "hvps_prepare_at": "x", "hvps_evening_open_at": "x",
     "beps_netting_interval_min": "7", "queries_morning_cutoff_at": "23:00",
     "queries_auto_answer_types": '["QT09"]', "calendar_file": "/nonexistent/calendar.toml",
-    "unverified_senders": "not json", "api_keys": "{", "branch_codes": "[",
+    "unverified_senders": "not json", "api_keys": "{", "api_balance_accounts": '["*"]', "branch_codes": "[",
     "queries_auto_answer_keywords": "[", "queries_operator_keywords": "[",
 }
 

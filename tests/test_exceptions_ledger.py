@@ -9,13 +9,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lxml import etree
+
+from routing.defaults import load_default
 
 from gateway import payments
 from gateway.errors import PaygateError
 from gateway.money import format_yuan
 from gateway.exceptions import cancels, ops, outcomes, returns, schema, status
+from gateway.messages import hvps111
 from gateway.store import SCHEMA
+from gateway.outbound import credit_body
 from ledger import Ledger
+from ledger.chart import SUSPENSE
 from ledger.db import connect
 from ledger.testing import WORK_DATE, customer_account
 
@@ -35,6 +41,7 @@ class FakeGateway:
     hvps_open: bool = True
     settings: Any = field(default_factory=lambda: SimpleNamespace(bank_code=BANK))
     own_banks: frozenset[str] = frozenset({BANK, BRANCH})
+    router: Any = field(default_factory=load_default)
     alerts: list[str] = field(default_factory=list)
 
     def alert(self, tx: Any, code: str, **detail: Any) -> None:
@@ -246,3 +253,28 @@ def test_an_operators_return_takes_its_reason_from_the_request_note(books):
     assert outcome.detail == {"payment": original, "return_id": ret["return_id"]}
     assert (ret["reason"], ret["requested_by"]) == ("查无此人", "operator:sup1")
     assert len(outcome.after) == 1
+
+
+@pytest.mark.parametrize("via", ["suspense", "account"])
+def test_a_return_from_suspense_is_paid_by_our_suspense_account(books, via):
+    """Money returned from suspense leaves our suspense account, not the account the
+    original named (never credited, perhaps no customer's): the return's payer, in its
+    view and its hvps.111, is that account in our branch's name; the payee is the
+    original sender. Returned from a credited account, that account's holder pays."""
+    db, gw = books
+    name = "收款客户" if via == "account" else "别人"
+    with db.transaction() as tx:
+        original = payments.get(tx, receive(tx, gw, customer_account(1), name))
+        ret, _ = returns.request_tx(gw, tx, original["id"], "查无此户", "core:test", now())
+        view = payments.public_view(payments.get(tx, ret["id"]))
+    sent, problems = hvps111.parse(etree.fromstring(credit_body(ret, NOW)))
+    expected = ((gw.ledger.internal_accounts[SUSPENSE], "甲市农村商业银行城东支行", BRANCH)
+                if via == "suspense" else (customer_account(1), "收款客户", BRANCH))
+
+    assert problems == []
+    assert (view["payer"]["account"], view["payer"]["name"], view["payer"]["bank"]) == expected
+    assert (sent.debtor_account, sent.debtor_name, sent.debtor_agent) == expected
+    assert (view["payee"]["account"], view["payee"]["name"], view["payee"]["bank"]) == (
+        original["payer_account"], original["payer_name"], original["payer_bank"])
+    assert (sent.creditor_account, sent.creditor_name) == (
+        original["payer_account"], original["payer_name"])

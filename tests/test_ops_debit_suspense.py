@@ -196,12 +196,16 @@ def test_a_given_up_debit_paid_after_is_returned_to_the_payer_bank(rig: Rig) -> 
         beps121.MESSAGE_TYPE, "A105", "02108")
     assert ret["hold_id"] is None and ret["amount_fen"] == AMOUNT_FEN
     assert (ret["payee_account"], ret["payee_bank"]) == (debit["payer_account"], PEER_BRANCH)
+    suspense = rig.gw.ledger.internal_accounts[SUSPENSE]
+    assert (ret["payer_account"], ret["payer_name"], ret["payer_bank"]) == (
+        suspense, "甲市农村商业银行城东支行", debit["payee_bank"])  # not our customer
     assert ret["receiver_direct"] == debit["receiver_direct"]
     assert twice == 409 and second["errors"][0]["code"] == "return_already_requested"
     assert waiting == ("open", "rejected")
     (t,) = sent
     assert (t.business_type, t.amount_fen, t.creditor_account) == (
         "A105", AMOUNT_FEN, debit["payer_account"])
+    assert (t.debtor_account, t.debtor_name) == (suspense, ret["payer_name"])
     assert t.extra.original == OriginalRef(debit_package, rig.gw.settings.bank_code,
                                            build.DEBIT_TYPE)
     assert (t.extra.original_tx.tx_id, t.extra.original_tx.business_type) == (
@@ -286,3 +290,26 @@ def test_a_given_up_debit_whose_round_settled_is_applied_as_settled(rig: Rig) ->
     assert done["outcome"]["state"] == "settled"
     assert debit["state"] == "settled" and debit["settled_on"] == day
     assert rig.told(pid)[-1] == "settled"
+
+
+def test_a_return_is_refused_when_our_branch_s_name_is_too_long_for_a_package(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The return is paid in our branch's name, which the directory may write longer
+    than a beps.121 takes: refused as every BEPS name is (`name_too_long_for_beps`),
+    never cut, and nothing is recorded: the request fails, the item stays in suspense."""
+    from dataclasses import replace
+
+    pid, pending_no = rig.in_suspense()
+    directory = rig.gw.router.directory
+    found = directory.find
+    long_name = "甲市农村商业银行" * 8  # 64 characters
+    monkeypatch.setattr(directory, "find", lambda code, on: replace(
+        found(code, on), name=long_name) if code == PAYER_BRANCH else found(code, on))
+    asked, req = rig.ask("suspense_return", pid, WHY_RETURN)
+    approved, done = rig.approve(req["id"])
+    problems = [(e["code"], e["value"]) for e in done["outcome"].get("errors", [])]
+
+    assert asked == 201, req
+    assert (approved, done["state"]) == (200, "failed"), done
+    assert problems == [("name_too_long_for_beps", long_name)], done
+    assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"

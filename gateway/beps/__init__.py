@@ -91,15 +91,14 @@ def extension_of(gw: "Gateway") -> "BepsExtension":
 
 
 def _check_names(row: dict[str, Any]) -> None:
+    """The names the credit goes out under fit a package (build.name_problems), told
+    at the name the request typed (`intake.PAYER_NAME_TYPED`), as a periodic credit's."""
     if len(row["payer_name"]) <= build.NAME_LEN_MAX \
             and len(row["payee_name"]) <= build.NAME_LEN_MAX:
         return  # nearly always: nothing to collect
-    p = ProblemList()
-    for name in ("payer_name", "payee_name"):
-        if len(row[name]) > build.NAME_LEN_MAX:
-            p.add("name_too_long_for_beps", f"/{name}", row[name],
-                  f"at most {build.NAME_LEN_MAX} characters in a BEPS package")
-    p.raise_if_any(ValidationFailed)
+    typed = row.get(intake.PAYER_NAME_TYPED)
+    raise ValidationFailed(build.name_problems(
+        row, None if typed is None else {"payer_name": typed}))
 
 
 class CreditIntake:

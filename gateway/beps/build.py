@@ -12,8 +12,9 @@ import json
 import re
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from gateway.errors import Problem
 from gateway.messages import beps121, beps122, beps125, beps127
 from gateway.messages.common import OriginalRef, OriginalTx, iso_datetime
 from gateway.messages.package import (RETURN_TYPE, Package, PackageHeader, ReturnInfo,
@@ -26,6 +27,38 @@ DEBIT_TYPE = beps127.MESSAGE_TYPE
 NAME_LEN_MAX = 60     # Dbtr/Nm and Cdtr/Nm are Max60Text in BEPS packages
 REMARK_LEN_MAX = 256  # AddtlInf is Max256Text
 _TAG = re.compile(r"^/[A-Z0-9]{3}/")
+
+
+NAME_FIELDS = ("payer_name", "payee_name")
+NAME_EXPECTED = f"at most {NAME_LEN_MAX} characters in a BEPS package"
+
+
+def name_problems(sent: Mapping[str, Any], typed: Mapping[str, Any] | None = None,
+                  prefix: str = "") -> list[Problem]:
+    """`name_too_long_for_beps` for each name of `sent` (payer_name, payee_name, the
+    names a BEPS message would carry) over the NAME_LEN_MAX characters a package takes,
+    whichever path builds the message: refused by name, never cut. The value is the
+    name as the request gave it (`typed`, by field; the sent one where not given). A
+    payer name typed within the bound whose account is held under a longer name (the
+    one that goes out: a name matches its holder's with spaces, width or case aside)
+    is told so, naming the account."""
+    problems = []
+    for name in NAME_FIELDS:
+        out = sent.get(name)
+        if not isinstance(out, str) or len(out) <= NAME_LEN_MAX:
+            continue
+        given = (typed or {}).get(name, out)
+        if name == "payer_name" and isinstance(given, str) and len(given) <= NAME_LEN_MAX:
+            problems.append(Problem(
+                "name_too_long_for_beps", f"{prefix}/{name}", given,
+                f"a payer whose account is held under a name of at most {NAME_LEN_MAX} "
+                "characters, the most a BEPS package carries",
+                f"account {sent.get('payer_account')} is held under a name of {len(out)} "
+                "characters, which the credit would go out under"))
+        else:
+            problems.append(Problem("name_too_long_for_beps", f"{prefix}/{name}", given,
+                                    NAME_EXPECTED))
+    return problems
 
 
 def remark_of(remittance: list[str]) -> str | None:

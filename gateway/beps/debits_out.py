@@ -140,10 +140,11 @@ KIND = key_reuse.Kind("debit", meaning, tuple(FIELDS), {"business_kind": DEFAULT
 def _texts(body: dict[str, Any], p: ProblemList) -> None:
     for name in ("creditor_name", "debtor_name"):
         value = body.get(name)
-        if value is not None and (not isinstance(value, str)
-                                  or len(value) > build.NAME_LEN_MAX):
+        if value is not None and not isinstance(value, str):
             p.add("name_too_long_or_not_text", f"/{name}", value,
                   f"text of at most {build.NAME_LEN_MAX} characters")
+        elif value is not None and len(value) > build.NAME_LEN_MAX:
+            p.add("name_too_long_for_beps", f"/{name}", value, build.NAME_EXPECTED)
     for name in ("creditor_account", "debtor_account"):
         value = body.get(name)
         if not intake.blank(value) and (not isinstance(value, str)

@@ -187,14 +187,18 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
 
 
 def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:
-    """What GET /v1/transfers/{id} shows of a BEPS transaction under "beps"."""
+    """What GET /v1/transfers/{id} shows of a BEPS transaction under "beps": with
+    `taken_out_of` the package it was last taken out of before that package was sent
+    (cancelled from it, or set aside by an operator), whose history it keeps."""
     row = tx.query_one("SELECT kind, msg_type, package_id, netting_date, netting_round, "
-                       "settled_on FROM beps_items WHERE payment_id = ?", (payment_id,))
+                       "settled_on, taken_out_of FROM beps_items WHERE payment_id = ?",
+                       (payment_id,))
     if row is None:
         return None
-    kind, msg_type, package_id, netting_date, netting_round, settled_on = row
+    kind, msg_type, package_id, netting_date, netting_round, settled_on, taken_out_of = row
     return {"kind": kind, "package_type": msg_type,
             "package": package_id if package_id not in (None, VOID, HELD_OUT) else None,
+            "taken_out_of": taken_out_of,
             "netting_date": netting_date, "netting_round": netting_round,
             "settled_on": settled_on}
 

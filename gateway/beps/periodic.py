@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway import intake, jsontext, key_reuse, payments
 from gateway.beps import items
-from gateway.beps.build import NAME_LEN_MAX
+from gateway.beps.build import name_problems
 from gateway.beps.debits_out import AGREEMENT_LEN_MAX
 from gateway.errors import Problem, ProblemList, ValidationFailed
 from gateway.messages import beps125
@@ -50,10 +50,7 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     except ValidationFailed as exc:
         p.extend(exc.problems)
         transfer = None
-    for name in ("payer_name", "payee_name"):
-        if isinstance(fields.get(name), str) and len(fields[name]) > NAME_LEN_MAX:
-            p.add("name_too_long_for_beps", f"/{name}", fields[name],
-                  f"at most {NAME_LEN_MAX} characters in a BEPS package")
+    p.extend(name_problems(fields))
     p.raise_if_any(ValidationFailed)
     assert transfer is not None and isinstance(agreement, str)
     return transfer, agreement
@@ -92,13 +89,10 @@ def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
     payment_id, msg_id, e2e = intake.new_ids(tx, work_date, t.payer_bank)
     typed = t.payer_name
     hold_id, t = gw.hold_for(tx, t, payment_id, work_date)
-    if len(t.payer_name) > NAME_LEN_MAX:  # the holder's, with spaces the name typed left out
-        raise ValidationFailed(Problem(
-            "name_too_long_for_beps", "/payer_name", typed,
-            f"a payer whose account is held under a name of at most {NAME_LEN_MAX} "
-            "characters, the most a BEPS package carries",
-            f"account {t.payer_account} is held under a name of {len(t.payer_name)} "
-            "characters, which the credit would go out under"))
+    # The holder's name, which the credit goes out under, may be longer than the one typed.
+    too_long = name_problems(t._asdict(), {"payer_name": typed})
+    if too_long:
+        raise ValidationFailed(too_long)
     row = intake.record_outgoing(tx, t, decision, work_date=work_date, now=now,
                                  hold_id=str(hold_id), state="accepted",
                                  payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e,

@@ -33,6 +33,7 @@ TABLES = [
         amount_fen INTEGER NOT NULL CHECK (amount_fen > 0),
         agreement TEXT,                   -- AgrmtNb of a debit
         package_id TEXT,                  -- null: waiting to be packed
+        taken_out_of TEXT,                -- the package it was last taken out of
         netting_date TEXT, netting_round TEXT, settled_on TEXT,
         created_at TEXT NOT NULL
     )""",
@@ -136,6 +137,9 @@ TABLES = [
     "(netting_date) WHERE state IN ('open', 'due', 'asked', 'unanswered')",
 ]
 
+# Columns a database made before them gets at start-up.
+ADDED_COLUMNS = [("taken_out_of", "TEXT")]
+
 
 def install(tx: Any) -> None:
     if getattr(tx, "dialect", "sqlite") == "postgresql":
@@ -144,3 +148,5 @@ def install(tx: Any) -> None:
         # this transaction.
         tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
     dialect.install(tx, TABLES)
+    dialect.add_columns(tx, "beps_items", ADDED_COLUMNS)
+

@@ -25,8 +25,9 @@ other); a `netted` or `settled` debit keeps its state. Either way the event
 note, the state it was in) goes to the core system's webhook and the debit's history.
 
 Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
-type A105 (kind 02108) goes to the payer bank for the amount, from our customer's
-side back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
+type A105 (kind 02108) goes to the payer bank for the amount, paid by our suspense
+account in our branch's name (write_off.suspense_payer: the money is the item's, not
+our customer's) back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
 the debit's TxId and type) with the reason in Cntt. It is an ordinary outgoing BEPS
 credit from then on (packed, sent, netted, settled with its round), except that it
 holds nothing: the money stays in suspense until the NPC nets the return, which posts
@@ -174,13 +175,16 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
                       OriginalTx(debit["payer_bank"], debit["payee_bank"], debit["tx_id"],
                                  debit["business_type"]), reason)
     rid, new_msg_id, e2e = intake.new_ids(tx, gw.work_date, debit["payee_bank"])
+    # The money leaves suspense, not our customer's account: the suspense account pays,
+    # in the name of our branch that collected the debit.
+    payer_account, payer_name = write_off.suspense_payer(gw, debit["payee_bank"])
     row = {
         "id": rid, "direction": "out", "channel": "beps", "state": "accepted",
         "msg_type": RETURN_MSG_TYPE, "msg_id": new_msg_id, "tx_id": new_msg_id,
         "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
         "receiver_direct": debit["receiver_direct"], "amount_fen": debit["amount_fen"],
-        "currency": debit["currency"], "payer_account": debit["payee_account"],
-        "payer_name": debit["payee_name"], "payer_bank": debit["payee_bank"],
+        "currency": debit["currency"], "payer_account": payer_account,
+        "payer_name": payer_name, "payer_bank": debit["payee_bank"],
         "payee_account": debit["payer_account"], "payee_name": debit["payer_name"],
         "payee_bank": debit["payer_bank"], "business_type": RETURN_TYPE,
         "business_kind": returns.RETURN_KIND, "urgency": "normal",
@@ -190,6 +194,10 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
         "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }
+    # Our branch's name from the directory may be longer than a package takes.
+    too_long = build.name_problems(row)
+    if too_long:
+        raise ValidationFailed(too_long)
     payments.insert(tx, row)
     items.add(tx, rid, items.CREDIT_OUT, debit["receiver_direct"], RETURN_MSG_TYPE,
               debit["amount_fen"], now)

@@ -8,8 +8,10 @@ message id, /A70/ its instructing participant, and /H20/ the reason. A BEPS orig
 travelled as one transaction of a package: /E50/ names the package's MsgId (the message
 that carried it) and /E51/ the transaction's TxId, by our reading of SPEC.md's "E50 / E51:
 original message id" (which of a package's transactions is meant needs both). The return is an
-ordinary outgoing payment from then on (lanes, window, results, status queries), with
-one difference in the ledger:
+ordinary outgoing payment from then on (lanes, window, results, status queries). Its
+payer is the party the money leaves: from suspense our suspense account, in our
+branch's name (write_off.suspense_payer); from a credited account that account's
+holder. One difference in the ledger:
 
 - from suspense nothing is held: when the NPC settles the return, the suspense item is
   posted out to the clearing account (`return_suspense`); until then it stays open;
@@ -107,10 +109,12 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
-    payer = original["payee_account"], original["payee_name"]
+    # From suspense our suspense account pays, in our branch's name; from the account
+    # the money went to, under its holder's name.
+    payer = write_off.suspense_payer(gw, our_branch)
     if via == "account":
-        # From the account the money went to, under its holder's name: an item applied
-        # from suspense (销账) may have gone to another account than its message named.
+        # An item applied from suspense (销账) may have gone to another account than its
+        # message named.
         payer = write_off.party_credited(gw, tx, original)
         try:
             hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", payer[0], original["amount_fen"],
@@ -138,8 +142,7 @@ def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid:
         "msg_type": hvps111.MESSAGE_TYPE, "msg_id": msg_id, "tx_id": msg_id,
         "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
         "receiver_direct": original["sender_direct"], "amount_fen": original["amount_fen"],
-        "currency": original["currency"], "payer_account": original["payee_account"],
-        "payer_name": original["payee_name"], "payer_bank": our_branch,
+        "currency": original["currency"], "payer_bank": our_branch,
         "payee_account": original["payer_account"], "payee_name": original["payer_name"],
         "payee_bank": original["payer_bank"], "business_type": RETURN_TYPE,
         "business_kind": RETURN_KIND, "urgency": "normal", "priority": RETURN_PRIORITY,

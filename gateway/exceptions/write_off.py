@@ -48,6 +48,7 @@ from gateway import intake, payments
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema
 from ledger import numbers
+from ledger.chart import SUSPENSE
 
 EVENT = "suspense_applied"
 # What an application's note must say: it stays with the request, the audit and the
@@ -216,6 +217,26 @@ def clear(gw: Any, tx: Any, payment: dict[str, Any], account: str, by: str, note
     schema.add_applied(tx, payment_id, pending_no, account, entry_id, by, note, now)
     schema.unkeep(tx, payment_id)  # nothing is left for the automatic return to take
     return pending_no, account, entry_id
+
+
+def suspense_payer(gw: Any, branch: str) -> tuple[str, str]:
+    """The payer of a return made from suspense (DOMAIN.md §4: a pending write-off item
+    returned to the sender): the money leaves the ledger's suspense account (2241), so
+    that account pays, under the name of our branch `branch` that sends the return (its
+    name in the CNAPS directory, else in our institutions). Never the account the
+    original named: that account was not credited, and may be no customer's at all."""
+    account = gw.ledger.internal_accounts[SUSPENSE]
+    listed = gw.router.directory.find(branch, gw.work_date)
+    if listed is not None:
+        return account, listed.name
+    kept = gw.router.institutions.by_bank_code(branch)
+    if kept is not None:
+        return account, kept.name
+    raise ValidationFailed(Problem(
+        "bank_code_unknown", "/payer/bank", branch,
+        f"a bank code in the directory in force on {gw.work_date.isoformat()}",
+        f"our branch {branch} has no name in the directory or our institutions: a return "
+        "from suspense is paid in its name"))
 
 
 def party_credited(gw: Any, tx: Any, payment: dict[str, Any]) -> tuple[str, str]:
