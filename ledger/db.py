@@ -63,6 +63,9 @@ class Transaction:
         # began instead of forgetting (`keep_across_rollback`).
         self._kept: set[str] = set()
         self._flushers: list[Callable[[Transaction], None]] = []
+        # Checks run as an outermost savepoint (a piece of work of a group commit) ends
+        # well: one that raises undoes that piece alone (`at_piece_end`).
+        self._piece_checks: list[Callable[[Transaction], None]] = []
 
     def keep_across_rollback(self, key: str) -> None:
         """Have a rolled-back savepoint give `cache[key]` (a dict) back as it was when
@@ -74,6 +77,13 @@ class Transaction:
         """Have `flusher` write deferred changes before a commit or a savepoint."""
         if flusher not in self._flushers:
             self._flushers.append(flusher)
+
+    def at_piece_end(self, check: Callable[["Transaction"], None]) -> None:
+        """Have `check` run as each outermost savepoint ends without error, before it is
+        released: if it raises, that savepoint is rolled back and the error propagates
+        from it, so a group commit refuses that piece of work alone."""
+        if check not in self._piece_checks:
+            self._piece_checks.append(check)
 
     def flush(self) -> None:
         """Write every deferred change now (before reading what it changes)."""
@@ -163,17 +173,28 @@ class _Savepoint:
     def __exit__(self, kind: Any, exc: Any, trace: Any) -> None:
         tx, depth = self.tx, self.depth
         try:
+            if kind is None and depth == 1 and tx._piece_checks:
+                try:
+                    for check in tx._piece_checks:
+                        check(tx)
+                except BaseException:
+                    self._undo()
+                    raise
             if kind is not None:
-                tx._cur.execute(f"ROLLBACK TO SAVEPOINT sp{depth}")
-                tx._cur.execute(f"RELEASE SAVEPOINT sp{depth}")
-                tx.cache.clear()
-                if self.before:
-                    tx.cache.update(self.before)
+                self._undo()
             else:
                 tx._cur.execute(_RELEASE[depth] if depth < len(_RELEASE)
                                 else f"RELEASE SAVEPOINT sp{depth}")
         finally:
             tx._savepoint_depth = depth - 1
+
+    def _undo(self) -> None:
+        tx, depth = self.tx, self.depth
+        tx._cur.execute(f"ROLLBACK TO SAVEPOINT sp{depth}")
+        tx._cur.execute(f"RELEASE SAVEPOINT sp{depth}")
+        tx.cache.clear()
+        if self.before:
+            tx.cache.update(self.before)
 
 
 _SAVEPOINT = [f"SAVEPOINT sp{depth}" for depth in range(8)]

@@ -168,13 +168,17 @@ def check_work_date_open(tx: Transaction, work_date: str, posting: bool = True) 
         if posted is None:
             tx.cache[POSTED_FROM] = {"date": work_date}
             tx.keep_across_rollback(POSTED_FROM)
+            tx.at_piece_end(check_posted_dates_still_open)
         elif work_date < posted["date"]:
             posted["date"] = work_date
 
 
 def check_posted_dates_still_open(tx: Transaction) -> None:
-    """Before a PostgreSQL commit: refuse it (`work_date_closed`) when a close of a date
-    it posted to committed after the posting read the date open."""
+    """As a piece of work of a PostgreSQL transaction ends, and before its commit: refuse
+    it (`work_date_closed`) when a close of a date it posted to committed after the
+    posting read the date open. Once the check passes, the transaction holds its lock on
+    the entries, so no close can commit before it does; the date closed last is kept
+    fresh for the pieces after it."""
     posted = tx.cache.get(POSTED_FROM)
     if not posted:
         return
@@ -184,6 +188,8 @@ def check_posted_dates_still_open(tx: Transaction) -> None:
         raise LedgerError("work_date_closed", posted["date"],
                           f"a date after {last_closed} (closed while this posting ran)",
                           "work_date")
+    tx.cache.pop(POSTED_FROM, None)
+    tx.cache["last_closed"] = last_closed
 
 
 class Posted(NamedTuple):

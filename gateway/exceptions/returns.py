@@ -111,8 +111,9 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     hold_id = None
     # From suspense our suspense account pays, in our branch's name; from the account
     # the money went to, under its holder's name.
-    payer = write_off.suspense_payer(gw, our_branch)
-    if via == "account":
+    if via == "suspense":
+        payer = write_off.suspense_payer(gw, our_branch)
+    else:
         # An item applied from suspense (销账) may have gone to another account than its
         # message named.
         payer = write_off.party_credited(gw, tx, original)
