@@ -52,7 +52,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, intake, payments
+from gateway import critical, intake, payments, states
 from gateway.beps import build, items
 from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import returns, schema, write_off
@@ -77,9 +77,9 @@ RETURN_NOTE_EXPECTED = (f"the reason sent to the payer bank (RtrInf Cntt), 1 to 
 
 
 def is_debit_item(payment: dict[str, Any]) -> bool:
-    """Whether the payment is our BEPS debit whose money went to suspense."""
-    return (payment["direction"] == "out" and payment["msg_type"] == build.DEBIT_TYPE
-            and payment["pending_no"] is not None)
+    """Whether the payment is our BEPS debit whose money went to suspense: the one kind
+    of payment that may leave a final state for another (states.SUSPENSE_DEBIT_ONLY)."""
+    return states.is_suspense_debit(payment)
 
 
 def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
