@@ -63,30 +63,52 @@ async def read_json(request: web.Request, body_len_max: int = 0,
     """(client, parsed JSON body) of an authenticated request; every endpoint that takes
     JSON reads it here, so size bounds, media type, credentials and parse errors answer
     alike."""
+    client, raw, refusal = await read_body(request, body_len_max)
+    if refusal is not None:
+        raise refusal
+    if empty_ok and not raw.strip():
+        return client, None
+    return client, parse_json(raw)
+
+
+async def read_body(request: web.Request, body_len_max: int = 0
+                    ) -> tuple[str, bytes, PaygateError | None]:
+    """(client, raw body, the 415 its Content-Type earns or None) of an authenticated
+    request to a JSON endpoint of the core system, its size bounded. The refusal is
+    given, not raised, for an endpoint whose retries get their stored answer whatever
+    their type (POST /v1/transfers): only a new request is refused for it.
+
+    A body sent with no Content-Type at all is taken as JSON when the request is signed
+    (`api_keys` set): the 415 keeps a browser's post from another site's page from
+    acting, and a browser cannot sign. With the API open (development), nothing tells a
+    page's post from a core system's, so it is refused as a declared other type is."""
     bound = body_len_max or BODY_LEN_MAX
     if request.content_length is not None and request.content_length > bound:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {bound} bytes"), 413)
     raw = await request.read()
     client = await authenticate(request, raw)
-    empty = not raw.strip()
-    refuse_other_media_type(request, empty)
-    if empty_ok and empty:
-        return client, None
-    return client, parse_json(raw)
+    try:
+        refuse_other_media_type(request, not raw.strip(),
+                                untyped_ok=bool(request.app[GATEWAY_KEY].settings.api_keys))
+    except PaygateError as refusal:
+        return client, raw, refusal
+    return client, raw, None
 
 
 JSON_MEDIA_TYPE = "application/json"
 
 
-def refuse_other_media_type(request: web.Request, empty: bool = False) -> None:
+def refuse_other_media_type(request: web.Request, empty: bool = False,
+                            untyped_ok: bool = False) -> None:
     """Refuse (415 `unsupported_media_type`) a JSON endpoint's body not declared as JSON:
     a Content-Type other than application/json, or a charset other than UTF-8. Text sent
     as text/plain or a form is not taken for JSON it was not declared to be (a browser
     sends those from any site's page without asking). A body left empty, where the
-    endpoint takes none, needs no type."""
+    endpoint takes none, needs no type; `untyped_ok`: neither does any body (the core
+    system's signed requests, `read_body`)."""
     declared = request.headers.get("Content-Type")
-    if empty and declared is None:
+    if declared is None and (empty or untyped_ok):
         return
     charset = (request.charset or "utf-8").lower().replace("_", "-")
     if request.content_type == JSON_MEDIA_TYPE and charset in ("utf-8", "utf8") \
@@ -488,11 +510,26 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_transfer(request: web.Request) -> web.Response:
-    client, data = await read_json(request, TRANSFER_BODY_LEN_MAX)
+    client, raw, refusal = await read_body(request, TRANSFER_BODY_LEN_MAX)
     gw = request.app[GATEWAY_KEY]
-    status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
-                                                data)
-    return _json(response, status)
+    key = request.headers.get("Idempotency-Key")
+    if refusal is None:
+        status, response = await gw.submit_transfer(client, key, parse_json(raw))
+        return _json(response, status)
+    # A retry of a transfer answered before (the same key and body) gets its stored
+    # answer whatever its Content-Type, as a core system that sent none, or another,
+    # before the type was checked retries after a timeout: refused, it could pay again
+    # under a new key. Only a new request is refused for its type.
+    stored = None
+    if key:
+        try:
+            data = parse_json(raw)
+        except PaygateError:
+            raise refusal from None  # not JSON: no transfer to compare, the type is the fault
+        stored = await gw.answered_before(client, key, data, None, refusal)
+    if stored is None:
+        raise refusal
+    return _json(stored[1], stored[0])
 
 
 def refuse_json_message(body: bytes) -> None:

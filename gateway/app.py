@@ -679,7 +679,7 @@ class Gateway:
         except PaygateError as exc:
             # A key answered before gets its first answer, whatever the route says now
             # (HVPS closed since, with when_closed=refuse): the payment was taken.
-            stored = await self._answered_before(client, idem_key, body, message, exc)
+            stored = await self.answered_before(client, idem_key, body, message, exc)
             if stored is not None:
                 return stored
             if exc.status != 422:
@@ -718,7 +718,7 @@ class Gateway:
         await self.hand_over(entries)
         return status, response
 
-    async def _answered_before(self, client: str, idem_key: str | None, body: Any,
+    async def answered_before(self, client: str, idem_key: str | None, body: Any,
                                message: Any, refusal: PaygateError
                                ) -> tuple[int, dict[str, Any]] | None:
         """The first answer to a transfer refused now (`refusal`) when its key was taken

@@ -255,7 +255,7 @@ def insert_moved(tx: Any, row: dict[str, Any], new_state: str, event: str, now: 
     (an HVPS payment accepted and sent at once): the row written in the later state and
     both history rows with one statement, the log lines and the status change for the
     webhook as the two steps would give them. The payment as changed."""
-    check_transition(row["id"], row["state"], new_state)
+    check_transition(row["id"], row["state"], new_state, row)
     moved = _as_changed(row, new_state, texts(now).iso, detail)
     data = _OPTIONAL | moved
     value = list(_VALUES(data))
@@ -466,7 +466,7 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
     if not rows:
         return []
     for payment in rows:
-        check_transition(payment["id"], payment["state"], new_state)
+        check_transition(payment["id"], payment["state"], new_state, payment)
     at = now.isoformat()
     same = all(payment["state"] == new_state for payment in rows)
     sets, params = _sets(same, new_state, at, detail)
@@ -641,7 +641,7 @@ def transition_each(tx: Any, changes: list[tuple[dict[str, Any], str, str, dict[
     at = now.isoformat()
     updates: dict[str, list[tuple[Any, ...]]] = {}
     for payment, new_state, _, detail in changes:
-        check_transition(payment["id"], payment["state"], new_state)
+        check_transition(payment["id"], payment["state"], new_state, payment)
         sets, params = _sets(payment["state"] == new_state, new_state, at, detail)
         updates.setdefault(sets, []).append((*params, payment["id"], payment["state"]))
     # Conditional on the state this work read, as in `transition_many`.

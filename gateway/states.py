@@ -6,7 +6,10 @@ wire, which lane, how many attempts) lives in the outbox and the history, never 
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from gateway.errors import Conflict, Problem
+from gateway.messages import beps127
 
 OUT_STATES = ("accepted", "held", "sent", "queued", "netted", "settled", "rejected",
               "cancelled", "returned", "unknown")
@@ -35,17 +38,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # balance short) is netted later.
     "queued": frozenset({"netted", "settled", "rejected", "cancelled", "unknown"}),
     "unknown": frozenset({"sent", "queued", "netted", "settled", "rejected", "cancelled"}),
-    # netted → returned: our BEPS debit whose money waited in suspense, sent back to the
-    # payer bank by a return the NPC netted (gateway.exceptions.debit_suspense).
+    # netted → returned: only our BEPS debit whose money waited in suspense
+    # (SUSPENSE_DEBIT_ONLY).
     "netted": frozenset({"settled", "returned"}),
     "settled": frozenset({"returned"}),
     # rejected, cancelled → settled: only when the NPC settles a payment the gateway had
     # ended (its message delivered after all); booked again from the payer or to other
     # receivables (gateway.late_results).
-    # rejected, cancelled → netted, settled, returned: our BEPS debit that ended unpaid
-    # (given up by operators) and was paid after all, its money in suspense until
-    # operators apply it to our customer (netted, or settled once its round has) or
-    # return it to the payer bank (returned); gateway.exceptions.debit_suspense.
+    # rejected, cancelled → netted, returned: only our BEPS debit with money in suspense
+    # (SUSPENSE_DEBIT_ONLY).
     "rejected": frozenset({"settled", "netted", "returned"}),
     "cancelled": frozenset({"settled", "netted", "returned"}),
     # incoming ("returned" is shared: an outgoing payment returned by the payee's bank,
@@ -59,10 +60,43 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def check_transition(payment_id: str, current: str, new: str) -> None:
+# Changes out of a final state (CONTRACT.md §5) that only our BEPS debit whose collected
+# money waits in suspense under a pending write-off number may make
+# (gateway.exceptions.debit_suspense): one that ended unpaid (given up by operators,
+# `rejected` or `cancelled`) and was paid after all becomes `netted` (or `settled` once
+# its round has) when operators apply the money to our customer, and any such debit
+# becomes `returned` when the return of the money to the payer bank nets. Every other
+# payment keeps these states final: the change is refused.
+SUSPENSE_DEBIT_ONLY = frozenset({("rejected", "netted"), ("rejected", "returned"),
+                                 ("cancelled", "netted"), ("cancelled", "returned"),
+                                 ("netted", "returned")})
+
+
+def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:
+    """Whether the payment is our BEPS debit (beps.127) whose money went to suspense."""
+    return (payment is not None and payment.get("direction") == "out"
+            and payment.get("msg_type") == beps127.MESSAGE_TYPE
+            and payment.get("pending_no") is not None)
+
+
+def allowed_from(current: str, payment: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """The states a payment in `current` may go to; the SUSPENSE_DEBIT_ONLY ones only
+    when `payment` (its row) is a suspense debit."""
+    allowed = TRANSITIONS.get(current, frozenset())
+    if is_suspense_debit(payment):
+        return allowed
+    return frozenset(new for new in allowed if (current, new) not in SUSPENSE_DEBIT_ONLY)
+
+
+def check_transition(payment_id: str, current: str, new: str,
+                     payment: Mapping[str, Any] | None = None) -> None:
+    """Refuse (409 `state_transition_not_allowed`) a change TRANSITIONS does not allow, or
+    one of SUSPENSE_DEBIT_ONLY for a payment (`payment`, its row; none for a group of
+    payments) that is not a suspense debit."""
     if new == current:
         return
-    if new not in TRANSITIONS.get(current, frozenset()):
+    allowed = allowed_from(current, payment)
+    if new not in allowed:
         raise Conflict(Problem("state_transition_not_allowed", "/state", f"{current}->{new}",
-                               "one of " + ", ".join(sorted(TRANSITIONS.get(current, ()))),
+                               "one of " + ", ".join(sorted(allowed)),
                                f"payment {payment_id} cannot go from {current} to {new}"))

@@ -1,7 +1,9 @@
 """Every endpoint taking a JSON body takes it declared as application/json: a body sent
-as text/plain, as a form or with no Content-Type is refused with 415
-`unsupported_media_type` naming the type expected, before anything is done with it. A
-ready message (POST /v1/messages) keeps its own rules: it is no JSON body."""
+as text/plain, as a form, or (with the API open) with no Content-Type is refused with
+415 `unsupported_media_type` naming the type expected, before anything is done with it.
+A signed request may send none: its body is taken as JSON. A transfer sent again under
+its key gets its stored answer whatever its type. A ready message (POST /v1/messages)
+keeps its own rules: it is no JSON body."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import pytest
 import requests
 import yaml
 
-from tests.api_support import LiveGateway, ready_example
+from tests.api_support import (CLIENT, SECRET, LiveGateway, ready_example, signed_headers,
+                               two_clients)
 
 SPEC = yaml.safe_load(resources.files("gateway").joinpath("openapi.yaml").read_text())
 JSON_POSTS = sorted(path for path, operations in SPEC["paths"].items()
@@ -89,3 +92,51 @@ def test_a_ready_message_keeps_its_own_type_rules(live, content_type: str | None
 
     assert r.status_code != 415, r.text
     assert all(e["code"] != "unsupported_media_type" for e in r.json().get("errors", []))
+
+
+@pytest.mark.parametrize("content_type", REFUSED_TYPES)
+def test_a_transfer_sent_again_gets_its_stored_answer_whatever_its_type(
+        live, content_type: str | None) -> None:
+    """A core system that sent no type, or another, before it was checked retries a
+    transfer answered 201 after a timeout: the stored 201, never a 415 that could lead it
+    to pay again under a new key. A new request of that type is refused all the same."""
+    key = f"again-{content_type}"
+    body = transfer(live)
+    first = post(live, "/v1/transfers", json.dumps(body).encode(), "application/json", key)
+    again = post(live, "/v1/transfers", json.dumps(body, indent=1).encode(), content_type,
+                 key)
+    other_body = post(live, "/v1/transfers", json.dumps(dict(body, amount="2.00")).encode(),
+                      content_type, key)
+    new_key = post(live, "/v1/transfers", json.dumps(body).encode(), content_type,
+                   key + "-new")
+
+    assert first.status_code == 201, first.text
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert [r.status_code for r in (other_body, new_key)] == [415, 415]
+    assert [tuple(r) for r in live.query("SELECT COUNT(*) FROM idempotency WHERE key LIKE ?",
+                                         (key + "%",))] == [(1,)]
+
+
+@pytest.fixture(scope="module")
+def signed_live(tmp_path_factory):
+    yield from two_clients(tmp_path_factory, "media-type-signed")
+
+
+def post_signed_as(live: LiveGateway, body: bytes, content_type: str | None,
+                   key: str) -> requests.Response:
+    headers = {"Idempotency-Key": key, **signed_headers(
+        CLIENT, SECRET, "POST", "/v1/transfers", body, idempotency_key=key)}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return requests.post(live.url + "/v1/transfers", data=body, headers=headers, timeout=10)
+
+
+def test_a_signed_request_with_no_type_is_taken_as_json(signed_live) -> None:
+    """No browser signs a request, so a signed one sent with no Content-Type is the core
+    system's and its body is read as JSON; a type declared otherwise is still refused."""
+    body = json.dumps(transfer(signed_live)).encode()
+    untyped = post_signed_as(signed_live, body, None, "signed-untyped")
+    plain = post_signed_as(signed_live, body, "text/plain", "signed-plain")
+
+    assert untyped.status_code == 201, untyped.text
+    assert plain.status_code == 415, plain.text

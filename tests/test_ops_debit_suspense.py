@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway import payments
+from gateway.errors import Problem
 from gateway.beps import build, extension_of, items, packer, results
 from gateway.messages import beps121, beps128, ccms900, codec
 from gateway.messages.common import GroupHeader, OriginalRef
@@ -313,3 +314,46 @@ def test_a_return_is_refused_when_our_branch_s_name_is_too_long_for_a_package(
     assert (approved, done["state"]) == (200, "failed"), done
     assert problems == [("name_too_long_for_beps", long_name)], done
     assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"
+
+
+def _return_ended(rig: Rig, pid: str, rid: str) -> dict[str, Any]:
+    """What the debit and the operators were told of its return `rid` ending unpaid."""
+    history = rig.run(lambda tx: payments.history(tx, pid))
+    ret = rig.run(lambda tx: tx.query_one("SELECT state FROM exc_returns WHERE return_id = ?",
+                                          (rid,)))
+    failed = [e["detail"] for e in history if e["event"] == "return_failed"]
+    return {"return": rig.payment(rid)["state"], "record": ret[0],
+            "failed": [(d["return_id"], d["status"]) for d in failed],
+            "alerts": rig.alert_closed_by("return_not_settled", pid).count(None)}
+
+
+def test_a_return_refused_before_packing_is_reported_as_the_npc_s_refusal(rig: Rig) -> None:
+    """A rule refusing the return before it is packed (packer.refuse_alone) ends it as
+    the NPC's refusal would: `return_failed` on the debit, the alert, the record failed,
+    once; a new return may then be asked."""
+    pid, pending_no = rig.in_suspense()
+    rid = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    refusal = Problem("name_too_long_for_beps", "/payer_name", "x", "at most 60 characters")
+    for _ in range(2):  # told twice, reported once
+        rig.run(lambda tx: packer.refuse_alone(tx, rig.gw, {rid: [refusal]}, rig.now()))
+    ended = _return_ended(rig, pid, rid)
+    asked, _ = rig.ask("suspense_return", pid, WHY_RETURN)
+
+    assert ended == {"return": "rejected", "record": "failed",
+                     "failed": [(rid, "rejected")], "alerts": 1}
+    assert rig.payment(pid)["state"] == "rejected" and rig.item_state(pending_no) == "open"
+    assert asked == 201
+
+
+def test_a_return_cancelled_by_an_operator_is_reported_as_the_npc_s_refusal(
+        rig: Rig) -> None:
+    """An operator's cancel of the return before it is packed ends it as the NPC's
+    refusal would."""
+    pid, pending_no = rig.in_suspense()
+    rid = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    rig.done("cancel", rid, "付款行已线下退回")
+    ended = _return_ended(rig, pid, rid)
+
+    assert ended == {"return": "cancelled", "record": "failed",
+                     "failed": [(rid, "cancelled")], "alerts": 1}
+    assert rig.item_state(pending_no) == "open"

@@ -206,9 +206,10 @@ def _cancel(gw: Any, tx: Any, payment: dict[str, Any], event: str, reason: str |
     if payment["hold_id"]:
         released = gw.ledger.release(tx, f"{payment['id']}:cancel:release",
                                      int(payment["hold_id"]), gw.work_date)
-    payments.transition(tx, payment, "cancelled", event, now, gw.notifier,
-                        reason=reason or "cancelled_at_request", by=by,
-                        released_entry=released, **detail)
+    reason = reason or "cancelled_at_request"
+    payments.transition(tx, payment, "cancelled", event, now, gw.notifier, reason=reason,
+                        by=by, released_entry=released, **detail)
+    items.unheld_ended(tx, gw, [payment], "cancelled", {"reason": reason, **detail}, now)
     return {"payment": payment["id"], "state": "cancelled", "released_entry": released}
 
 

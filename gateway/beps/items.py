@@ -41,9 +41,10 @@ payments.GROUP_SUBJECT_SQL["beps"] = (
 
 
 # Our outgoing credits that hold nothing of a payer's (a return of money waiting in
-# suspense: gateway.exceptions.debit_suspense) are told here when the NPC nets or
-# rejects them, since no hold moves their money: each hook gets (transaction, gateway,
-# the payment ids, "netted" or "rejected", the package's detail, time).
+# suspense: gateway.exceptions.debit_suspense) are told here when the NPC nets them or
+# they end unpaid, whichever way (the NPC's rejection, refused before packing,
+# cancelled), since no hold moves their money: each hook gets (transaction, gateway, the
+# payment ids, "netted", "rejected" or "cancelled", the detail, time).
 UNHELD_HOOKS: list[Callable[[Any, Any, list[str], str, dict[str, Any], datetime], None]] = []
 
 

@@ -199,9 +199,11 @@ def refuse_alone(tx: Any, gw: "Gateway", refused: dict[str, list[Problem]],
         if payment["hold_id"]:
             gw.ledger.release(tx, f"{payment_id}:refused_before_packing:release",
                               int(payment["hold_id"]), gw.work_date.isoformat())
+        reason = f"{REFUSED_REASON}: {codes}"
         payments.transition(tx, payment, "rejected", "beps_refused_before_packing", now,
-                            gw.notifier, reason=f"{REFUSED_REASON}: {codes}", rule=codes,
-                            detail=where)
+                            gw.notifier, reason=reason, rule=codes, detail=where)
+        items.unheld_ended(tx, gw, [payment], "rejected", {"reason": reason, "rule": codes},
+                           now)
         gw.alert(tx, "beps_item_refused_before_packing", payment=payment_id, rule=codes,
                  detail=where)
         log.warning("event=beps_item_refused_before_packing payment=%s rule=%s detail=%s",

@@ -135,6 +135,8 @@ def cancel_package(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
     payments.transition_each(tx, [(p, "cancelled", "ops_package_cancelled",
                                    {"reason": "cancelled_by_operator", "package": pkg.id,
                                     **who}) for p in live], now, gw.notifier)
+    items.unheld_ended(tx, gw, live, "cancelled",
+                       {"reason": "cancelled_by_operator", "package": pkg.id}, now)
     cancels.close_unsent(tx, pkg, now)
     return {"package": pkg.id, "state": "cancelled", "was": pkg.state,
             "cancelled": len(live), "released_fen": sum(p["amount_fen"] for p in live

@@ -33,8 +33,10 @@ credit from then on (packed, sent, netted, settled with its round), except that 
 holds nothing: the money stays in suspense until the NPC nets the return, which posts
 Dr suspense, Cr BEPS netted obligations (4002; ledger `return_suspense`, netted), and
 the debit becomes `returned` (event `returned_to_payer_bank` with the return's id and
-reason). A return the NPC rejects leaves the money in suspense and the debit as it was
-(event `return_failed`, alert `return_not_settled`); a new return may then be asked.
+reason). A return that ends unpaid, whichever way (the NPC rejects it, a rule refuses it
+before packing, it is cancelled), leaves the money in suspense and the debit as it was
+(event `return_failed`, alert `return_not_settled`, the return's record `failed`); a new
+return may then be asked.
 
 Exactly once: each action locks the debit and checks the item again when it runs (it is
 refused if applied or returned already, or while a return is under way); the ledger's
@@ -52,10 +54,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, intake, payments
+from gateway import critical, intake, payments, states
 from gateway.beps import build, items
 from gateway.errors import Problem, ValidationFailed
-from gateway.exceptions import returns, schema, write_off
+from gateway.exceptions import outcomes, returns, schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
 from gateway.messages.common import OriginalRef, OriginalTx
@@ -77,9 +79,9 @@ RETURN_NOTE_EXPECTED = (f"the reason sent to the payer bank (RtrInf Cntt), 1 to 
 
 
 def is_debit_item(payment: dict[str, Any]) -> bool:
-    """Whether the payment is our BEPS debit whose money went to suspense."""
-    return (payment["direction"] == "out" and payment["msg_type"] == build.DEBIT_TYPE
-            and payment["pending_no"] is not None)
+    """Whether the payment is our BEPS debit whose money went to suspense: the one kind
+    of payment that may leave a final state for another (states.SUSPENSE_DEBIT_ONLY)."""
+    return states.is_suspense_debit(payment)
 
 
 def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
@@ -209,8 +211,9 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
 
 def on_unheld(tx: Any, gw: Any, ids: list[str], outcome: str, detail: dict[str, Any],
               now: datetime) -> None:
-    """Our returns of a debit's money among these outgoing credits the NPC netted
-    (the money leaves suspense, the debit is `returned`) or rejected (it stays)."""
+    """Our returns of a debit's money among these outgoing credits netted by the NPC
+    (the money leaves suspense, the debit is `returned`) or ended unpaid (`outcome`
+    rejected or cancelled, whichever way: the money stays, outcomes.return_failed)."""
     for rid in ids:
         ret = schema.return_by_id(tx, rid)
         if ret is None or ret["direction"] != "out" or ret["state"] != "pending":
@@ -221,11 +224,7 @@ def on_unheld(tx: Any, gw: Any, ids: list[str], outcome: str, detail: dict[str, 
         if outcome == "netted":
             _returned(gw, tx, debit, ret, detail, now)
         else:
-            schema.set_return_state(tx, rid, "failed", now)
-            payments.transition(tx, debit, debit["state"], "return_failed", now, gw.notifier,
-                                return_id=rid, status=outcome, reason=detail.get("reason"))
-            gw.alert(tx, "return_not_settled", payment=debit["id"], return_id=rid,
-                     status=outcome, reason=detail.get("reason"))
+            outcomes.return_failed(gw, tx, ret, outcome, detail.get("reason"), now, debit)
 
 
 def _returned(gw: Any, tx: Any, debit: dict[str, Any], ret: dict[str, Any],

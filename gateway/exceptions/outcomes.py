@@ -148,14 +148,24 @@ def _end(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,
 
 def return_ended(gw: Any, tx: Any, payment: dict[str, Any], status: str,
                  reason: str | None, now: datetime) -> None:
-    """When `payment` is one of our returns that ended unsettled: record it on the
-    original, which stays where it was, and tell the operators."""
+    """When `payment` is one of our returns that ended unsettled: `return_failed`."""
     ret = outgoing_return(tx, payment)
-    if ret is None:
+    if ret is not None:
+        return_failed(gw, tx, ret, status, reason, now)
+
+
+def return_failed(gw: Any, tx: Any, ret: dict[str, Any], status: str, reason: str | None,
+                  now: datetime, original: dict[str, Any] | None = None) -> None:
+    """Our return `ret` (its row) ended unsettled, whichever way (the NPC's refusal, a
+    rule refusing it before packing, a cancel, an operator's): the return's record
+    `failed`, `return_failed` in the original's history (the original, read here unless
+    given, stays where it was) and the operators' alert `return_not_settled`, each
+    once: a return no longer pending is left as it is."""
+    if ret["state"] != "pending":
         return
     schema.set_return_state(tx, ret["return_id"], "failed", now)
-    original = payments.get(tx, ret["original_id"])
+    original = original or payments.get(tx, ret["original_id"])
     payments.transition(tx, original, original["state"], "return_failed", now, gw.notifier,
-                        return_id=ret["return_id"], status=status)
+                        return_id=ret["return_id"], status=status, reason=reason)
     gw.alert(tx, "return_not_settled", payment=ret["original_id"], return_id=ret["return_id"],
              status=status, reason=reason)
