@@ -44,6 +44,7 @@ note saying how the two came back in step.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +58,11 @@ from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
 log = logging.getLogger("paygate.status_hold")
 
 ALERT = "hvps_status_notice_refused"
+# A payment left on an HVPS lane that could not follow the closed window (its row stays
+# `pending`, the others follow): once per outbox row while the alert is open.
+ALERT_LANE_ROW_FAILED = "hvps_closed_lane_row_failed"
+# The work after a committed confirmation (the lanes followed) failed; sending resumed.
+ALERT_CONFIRM_AFTER_COMMIT = "hvps_status_confirm_after_commit_failed"
 ACTION = "hvps_status_confirm"
 ACTION_LABEL = {"en": "Confirm the HVPS status", "zh": "确认大额系统状态"}
 # The cluster channel's kind for the hold starting or ending.
@@ -258,19 +264,24 @@ def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None 
     `when_closed` (else the setting `when_closed_default`), instead of going to an NPC
     that would reject it:
 
-    - `refuse`, when no delivery attempt may have given the NPC its message (every one
-      provably untaken, gateway.outbound.Delivery): rejected with `hvps_closed` (its
-      history's `event`), the payer's money released, its row `failed`;
+    - `refuse`, for a customer's payment holding money of its own (`refusable`) when no
+      delivery attempt may have given the NPC its message (every one provably
+      untaken, gateway.outbound.Delivery): rejected with `hvps_closed` (its history's
+      `event`), the payer's money released, its row `failed`;
     - otherwise, when no attempt may have reached the NPC: `held` with
       `waiting_for_hvps_window` until the next opening, its row `waiting` (`beps`
-      included, its HVPS message being made already);
+      included, its HVPS message being made already; a return, or another payment
+      operators made, whatever the setting says);
     - a payment an attempt may have given the NPC keeps its state (the NPC may settle
       it, and a held payment could not take that result) and its row waits for the
       next opening; it is never rejected here (`payment_maybe_taken_by_npc`).
 
-    Each row is taken only while still `pending`, so processes doing this at once, or a
-    sender claiming the row meanwhile, change each payment once. Counts of each."""
-    from gateway import payments  # gateway.store imports this module
+    Each row is taken only while still `pending` with the attempts read, so processes
+    doing this at once, or a sender claiming (and giving back) the row meanwhile,
+    change each payment once, as it then stands. Each payment in a savepoint of its
+    own: one that fails stays on its lane, logged and alerted
+    (`hvps_closed_lane_row_failed`), and the others follow. Counts of each."""
+    from gateway import store  # gateway.store imports this module
 
     only = " AND o.id = ?" if outbox_id is not None else ""
     rows = tx.query(f"SELECT o.id, o.payment_id, o.attempts, o.untaken FROM outbox o "
@@ -279,30 +290,74 @@ def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None 
                     f"{only} ORDER BY o.id", () if outbox_id is None else (outbox_id,))
     counts = {"waiting": 0, "refused": 0}
     for row_id, payment_id, attempts, untaken in rows:
-        payment = payments.get(tx, payment_id)
-        untouched = int(attempts) == int(untaken)
-        asked = payment["route"].get("inputs", {}).get("when_closed")
-        refuse = (asked or gw.router.when_closed_default) == "refuse" and untouched
-        if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? "
-                          "AND state = 'pending'",
-                          ("failed" if refuse else "waiting", now.isoformat(), row_id)):
-            continue  # claimed, or followed, by another process meanwhile
-        if refuse:
-            gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
-                              int(payment["hold_id"]), gw.work_date.isoformat())
-            payments.transition(tx, payment, "rejected", event, now, gw.notifier,
-                                reason="hvps_closed")
-            counts["refused"] += 1
+        try:
+            with store.scope(tx):
+                moved = _follow_row(gw, tx, now, event, row_id, payment_id, int(attempts),
+                                    int(untaken))
+        except Exception as exc:
+            if store.lost_race(exc):
+                raise  # the whole work runs again
+            _row_failed(gw, tx, row_id, payment_id, exc)
             continue
-        if untouched:
-            payments.transition(tx, payment, "held", "held", now, gw.notifier,
-                                reason="waiting_for_hvps_window")
-        else:
-            log.warning("event=hvps_closed_delivery_waits payment=%s outbox=%s state=%s "
-                        "attempts=%s untaken=%s", payment_id, row_id, payment["state"],
-                        attempts, untaken)
-        counts["waiting"] += 1
+        if moved is not None:
+            counts[moved] += 1
     return counts
+
+
+def refusable(gw: Any, payment: dict[str, Any]) -> bool:
+    """Whether the payment is refused, not kept waiting, when HVPS closes while it waits
+    to go: a customer's payment (its route keeps what intake was asked) holding money
+    of its own, asking `refuse` (or the setting `when_closed_default` saying so). A
+    return or another payment operators made waits for the next opening."""
+    inputs = payment["route"].get("inputs")
+    if inputs is None or payment.get("hold_id") is None:
+        return False
+    return (inputs.get("when_closed") or gw.router.when_closed_default) == "refuse"
+
+
+def _follow_row(gw: Any, tx: Any, now: datetime, event: str, row_id: int, payment_id: str,
+                attempts: int, untaken: int) -> str | None:
+    """One payment of `follow_closed_window`: what it did (`waiting`, `refused`), None
+    when the row was claimed, given back or followed by another process meanwhile."""
+    from gateway import payments  # gateway.store imports this module
+
+    payment = payments.get(tx, payment_id)
+    untouched = attempts == untaken
+    refuse = untouched and refusable(gw, payment)
+    if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? "
+                      "AND state = 'pending' AND attempts = ? AND untaken = ?",
+                      ("failed" if refuse else "waiting", now.isoformat(), row_id,
+                       attempts, untaken)):
+        return None  # left to wait: a sender or a process took it meanwhile
+    if refuse:
+        gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
+                          int(payment["hold_id"]), gw.work_date.isoformat())
+        payments.transition(tx, payment, "rejected", event, now, gw.notifier,
+                            reason="hvps_closed")
+        return "refused"
+    if untouched:
+        payments.transition(tx, payment, "held", "held", now, gw.notifier,
+                            reason="waiting_for_hvps_window")
+    else:
+        log.warning("event=hvps_closed_delivery_waits payment=%s outbox=%s state=%s "
+                    "attempts=%s untaken=%s", payment_id, row_id, payment["state"],
+                    attempts, untaken)
+    return "waiting"
+
+
+def _row_failed(gw: Any, tx: Any, row_id: int, payment_id: str, exc: Exception) -> None:
+    """A payment that could not follow the closed window stays on its lane (its row
+    `pending`; the next look at the lanes tries it again): logged each time, alerted
+    once while an alert naming its row is open."""
+    log.error("event=hvps_closed_lane_row_failed payment=%s outbox=%s error=%r",
+              payment_id, row_id, exc, exc_info=exc)
+    for (detail,) in tx.query("SELECT a.detail FROM alerts a LEFT JOIN alert_acks k ON "
+                              "k.alert_id = a.id WHERE a.code = ? AND k.alert_id IS NULL",
+                              (ALERT_LANE_ROW_FAILED,)):
+        if json.loads(detail).get("outbox") == row_id:
+            return
+    gw.alert(tx, ALERT_LANE_ROW_FAILED, payment=payment_id, outbox=row_id,
+             error=f"{type(exc).__name__}: {exc}")
 
 
 def _precondition(gw: Any, tx: Any, target: str, params: dict[str, Any]) -> None:

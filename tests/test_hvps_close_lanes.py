@@ -23,10 +23,10 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def opened(tmp_path: Any) -> OpsRig:
+async def opened(tmp_path: Any, **settings: Any) -> OpsRig:
     """A gateway on a manual clock whose senders are stopped (payments stay on their
-    lanes), HVPS open by its timetable."""
-    rig = await OpsRig(tmp_path).start()
+    lanes), HVPS open by its timetable; `settings` over the rig's (`database_url`, say)."""
+    rig = await OpsRig(tmp_path, settings).start()
     rig.clock.set(OPEN)
     await rig.gw.window_tick()
     assert rig.gw.hvps_open
