@@ -17,9 +17,11 @@ them. So from the refusal on:
 The hold is a row of `hvps_status_hold` (one while it lasts, restarts included) and each
 process's copy of it (`Gateway.hvps_hold`), spread over the cluster channel
 (`hvps_status_hold`) and read again at start and on every window tick by a process of
-several, which a lost message cannot then leave sending. It ends, and sending resumes
-by itself (every pending row put back on its lane, those waiting for the window
-released when HVPS is open), when either
+several, which a lost message cannot then leave sending (nor sending with the status
+it had: the status operators confirmed is kept with the end of the hold,
+`hvps_status_confirmed`, and taken first). It ends, and sending resumes by itself
+(every pending row put back on its lane, those waiting for the window released when
+HVPS is open), when either
 
 - a later ccms.801 the gateway accepts (applied, confirmed, corrected, a gap, or the
   state in force restated) shows the two in step again (`end`, from the handler), or
@@ -92,10 +94,20 @@ TABLES = [
         status TEXT NOT NULL, work_date TEXT NOT NULL,  -- the gateway's then
         notices INTEGER NOT NULL DEFAULT 1  -- refused during the episode
     )""",
+    # The last status operators confirmed, written with the end of the hold it ended: a
+    # process that missed the word reads it on its tick (`read_confirmed`).
+    """CREATE TABLE IF NOT EXISTS hvps_status_confirmed (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,             -- 1, 2, ...: one per confirmation
+        status TEXT NOT NULL, work_date TEXT NOT NULL,
+        at TEXT NOT NULL,                 -- when it was approved
+        since TEXT NOT NULL               -- the `since` of the hold it ended
+    )""",
 ]
 
 _COLUMNS = ("since", "orig", "cur", "notice_date", "outcome", "status", "work_date",
             "notices")
+_CONFIRMED = ("seq", "status", "work_date", "at", "since")
 
 
 def read(tx: Any) -> dict[str, Any] | None:
@@ -144,6 +156,27 @@ def end(tx: Any, how: str, now: datetime) -> dict[str, Any] | None:
         "WHERE a.code = ? AND k.alert_id IS NULL", (ALERT,))]
     critical.close_by_gateway(tx, ids, f"HVPS back in step with the NPC: {how}", now)
     return hold
+
+
+def record_confirmed(tx: Any, status: str, work_date: date, at: datetime,
+                     since: str) -> dict[str, Any]:
+    """Keep the status operators confirmed (in the transaction that ends the hold); the
+    record, its `seq` one more than the last one's."""
+    tx.execute("INSERT INTO hvps_status_confirmed (id, seq, status, work_date, at, since) "
+               "VALUES (1, 1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+               "seq = hvps_status_confirmed.seq + 1, status = excluded.status, "
+               "work_date = excluded.work_date, at = excluded.at, since = excluded.since",
+               (status, work_date.isoformat(), at.isoformat(), since))
+    confirmed = read_confirmed(tx)
+    assert confirmed is not None
+    return confirmed
+
+
+def read_confirmed(tx: Any) -> dict[str, Any] | None:
+    """The last status operators confirmed, None when none ever was."""
+    row = tx.query_one(f"SELECT {', '.join(_CONFIRMED)} FROM hvps_status_confirmed "
+                       "WHERE id = 1", ())
+    return dict(zip(_CONFIRMED, row)) | {"seq": int(row[0])} if row else None
 
 
 def view(hold: dict[str, Any] | None) -> dict[str, Any]:
@@ -230,12 +263,13 @@ def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
 
 
 def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: int,
-            by: str, now: datetime) -> tuple[dict[str, Any], str, date]:
+            by: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """The status operators confirmed, checked again (a notice may have ended the hold
     since the request, or moved the work date): the hold ended and its alerts closed,
-    the change of the window recorded, and with HVPS closed under that status the
-    payments held on the lanes treated as the window says (`follow_closed_window`); the
-    answer, the status and the work date to take once committed."""
+    the status kept with its end (`record_confirmed`), the change of the window
+    recorded, and with HVPS closed under that status the payments held on the lanes
+    treated as the window says (`follow_closed_window`); the answer, and the record of
+    the status to take once committed."""
     status, params_bad = status_param(params)
     if params_bad:
         raise ValidationFailed(params_bad)
@@ -245,6 +279,7 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
                                       "WHERE id = ?", (request_id,))
     end(tx, f"status {status['status']} on {target} confirmed by {requested_by} and {by} "
         f"(request {request_id}): {note.strip()}", now)
+    confirmed = record_confirmed(tx, status["status"], day, now, hold["since"])
     before = (gw.window.code, gw.window.work_date)
     if before != (status["status"], day):
         gw.windows_record(tx, "HVPS", before[0], status["status"], target, now)
@@ -253,7 +288,7 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
               "approved_by": by}
     if not Phase.from_code(status["status"], day).accepts_customer_payments:
         answer["held_payments"] = follow_closed_window(gw, tx, now, event=CLOSED_REFUSED)
-    return answer, status["status"], day
+    return answer, confirmed
 
 
 def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None = None,
@@ -376,11 +411,10 @@ def register() -> bool:
     from gateway.ops import actions, control
 
     def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
-        detail, status, day = confirm(c.gw, tx, target, params, c.request_id, c.actor,
-                                      c.now)
+        detail, confirmed = confirm(c.gw, tx, target, params, c.request_id, c.actor, c.now)
 
         async def take() -> None:
-            await c.gw.confirm_hvps_status(status, day, c.now)
+            await c.gw.confirm_hvps_status(confirmed)
         return actions.Outcome(detail, [take])
 
     control.RULES.setdefault(ACTION, control.Rule("work_date", needs_approval=True))

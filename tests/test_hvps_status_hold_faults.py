@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from gateway import status_hold
+from gateway.app import Gateway
+from gateway.clock import SHANGHAI, ManualClock
+from gateway.config import Settings
+from gateway.errors import PaygateError
 from ledger.fixtures import postgres_schema_or_skip
 from tests.test_hvps_close_lanes import OPEN, opened, seen
 
@@ -176,3 +181,100 @@ def test_a_row_given_back_meanwhile_is_left_to_wait(tmp_path):
 
     assert got["counts"] == {"waiting": 0, "refused": 0}
     assert got["row"] == ("accepted", None, "pending", 1)
+
+
+async def held_rig(tmp_path: Any) -> Any:
+    rig = await opened(tmp_path)
+    await rig.gw.store.run(lambda tx: status_hold.begin(
+        tx, "10", "00", DAY, "illegal", "10", OPEN.date(), rig.clock.now()))
+    rig.gw._take_hvps_hold(await rig.gw.store.run(status_hold.read))
+    return rig
+
+
+async def confirmed_by_operators(rig: Any, status: str, day: str = DAY) -> Any:
+    ops = rig.ops
+    op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
+    asked = await ops.console.request(op1, status_hold.ACTION, day, {"status": status},
+                                      f"NPC desk confirmed {status} by phone")
+    return await ops.console.decide(sup1, asked["id"], True)
+
+
+def test_a_process_that_missed_the_confirmation_takes_its_status_on_its_tick(tmp_path):
+    """Another process confirms 30 and its word never comes: on its window tick this one
+    finds the hold ended and takes 30 from the table with it, so it does not resume
+    sending into a closed window with the 10 it had."""
+    async def scenario() -> dict[str, Any]:
+        rig = await held_rig(tmp_path)
+        other = Gateway(Settings(data_dir=str(tmp_path)), clock=ManualClock(OPEN))
+        other.cluster.single, other.cluster.leading = False, False
+        await other.store.open()
+        try:
+            await other.window_tick()
+            before = (other.hvps_hold is not None, other.hvps_status)
+            approved = await confirmed_by_operators(rig, "30")
+            await other.window_tick()
+            return {"before": before, "approved": approved["state"],
+                    "after": (other.hvps_hold, other.hvps_status, other.hvps_open),
+                    "source": other.window.history[-1].outcome}
+        finally:
+            await other.store.close()
+            await rig.stop()
+    got = run(scenario())
+
+    assert got["before"] == (True, "10")
+    assert got["approved"] == "executed"
+    assert got["after"] == (None, "30", False)
+    assert got["source"] == "set_by_operator"
+
+
+def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_path):
+    """The lanes cannot be looked at once the confirmation of 30 committed: the process
+    still ends its hold and takes 30 (a new confirmation is refused as nothing is held,
+    as the table says), and the failure is alerted."""
+    async def scenario() -> dict[str, Any]:
+        rig = await held_rig(tmp_path)
+        try:
+            async def broken(*_: Any) -> dict[str, int]:
+                raise RuntimeError("database gone")
+            rig.gw._follow_closed_window = broken
+            approved = await confirmed_by_operators(rig, "30")
+            again = None
+            try:
+                await rig.gw.store.run(lambda tx: status_hold.check_confirmable(
+                    rig.gw, tx, DAY, "30", rig.clock.now()))
+            except PaygateError as exc:
+                again = exc.problems[0].code
+            return {"approved": approved["state"], "held": rig.gw.hvps_hold,
+                    "status": rig.gw.hvps_status, "again": again,
+                    "alerts": await open_alerts_of(rig, status_hold.ALERT_CONFIRM_AFTER_COMMIT)}
+        finally:
+            await rig.stop()
+    got = run(scenario())
+
+    assert got["approved"] == "executed"
+    assert got["held"] is None and got["status"] == "30"
+    assert got["again"] == "hvps_status_not_held"
+    assert [(a["status"], a["error"]) for a in got["alerts"]] == [
+        ("30", "RuntimeError: database gone")]
+
+
+def test_the_confirmation_record_counts_up(tmp_path):
+    """Each confirmation is kept with a number one more than the last, so every process
+    takes each once whichever way it hears of it (the word, or the table)."""
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI)
+
+    async def scenario() -> list[Any]:
+        gw = Gateway(Settings(data_dir=str(tmp_path)), clock=ManualClock(now))
+        await gw.store.open()
+        try:
+            first = await gw.store.run(lambda tx: status_hold.record_confirmed(
+                tx, "30", now.date(), now, "s1"))
+            second = await gw.store.run(lambda tx: status_hold.record_confirmed(
+                tx, "10", now.date(), now, "s2"))
+            taken = [gw._take_confirmed_status(first), gw._take_confirmed_status(second),
+                     gw._take_confirmed_status(first)]
+            return [first["seq"], second["seq"], taken, gw.hvps_status]
+        finally:
+            await gw.store.close()
+
+    assert run(scenario()) == [1, 2, [True, True, False], "10"]
