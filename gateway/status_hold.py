@@ -29,8 +29,9 @@ HVPS is open), when either
   `hvps_status_confirm` (target the work date, `params.status` the status, a note
   saying how it was confirmed; a supervisor or director approves, nobody their own
   request). The work date is the gateway's or the refused notice's, never after the
-  business date, and never one the gateway would move to: a confirmation closes no
-  ledger day and runs no day end (`check_confirmable`). The window takes that status
+  business date nor before the gateway's work date, and never one the gateway would
+  move to: a confirmation closes no ledger day and runs no day end
+  (`check_confirmable`). The window takes that status
   whatever the transition rules say (`WindowState.set_by_operator`), in every process,
   and the NPC's later notices are judged from it. With HVPS closed under it, the
   payments held on the lanes follow the window's rules instead of going
@@ -217,10 +218,12 @@ def note_problems(note: str) -> list[Problem]:
 
 def allowed_dates(gw: Any, hold: dict[str, Any], now: datetime) -> list[str]:
     """The work dates a confirmation may name: the gateway's current work date and the
-    date the refused notice named, neither after the business clock's own date."""
+    date the refused notice named, neither after the business clock's own date nor
+    before the gateway's work date (the window never goes back to an earlier day)."""
     today = now.astimezone(SHANGHAI).date().isoformat()
-    named = {gw.work_date.isoformat(), hold["notice_date"]}
-    return sorted(d for d in named if _is_date(d) and d <= today)
+    work_date = gw.work_date.isoformat()
+    named = {work_date, hold["notice_date"]}
+    return sorted(d for d in named if _is_date(d) and work_date <= d <= today)
 
 
 def _is_date(text: str) -> bool:
@@ -234,21 +237,26 @@ def _is_date(text: str) -> bool:
 def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
                       ) -> dict[str, Any]:
     """Refuse a confirmation the gateway must not take (when asked and again when
-    approved): nothing held; a work date other than those `allowed_dates` names; a
-    status and date that would move the gateway to another work date, which closes a
-    ledger day and runs a day end (those come by their own way: the NPC's cut-over
-    notice, or a late day end). The hold going on."""
+    approved): nothing held; a work date other than those `allowed_dates` names (one
+    before the gateway's work date said so); a status and date that would move the
+    gateway to another work date, which closes a ledger day and runs a day end (those
+    come by their own way: the NPC's cut-over notice, or a late day end). The hold
+    going on."""
     hold = check_held(tx)
     allowed = allowed_dates(gw, hold, now)
     if target not in allowed:
+        work_date = gw.work_date.isoformat()
+        why = (f"work date {target} is before the gateway's work date {work_date}: a "
+               "confirmation never takes the gateway back to an earlier day"
+               if _is_date(target) and target < work_date else
+               f"work date {target} is neither the gateway's work date ({work_date}) nor "
+               f"the refused notice's date ({hold['notice_date']}) on or before the "
+               f"business date {now.astimezone(SHANGHAI).date().isoformat()}")
         raise Conflict(Problem(
             "hvps_status_date_not_allowed", "/target", target,
-            "the gateway's work date or the date of the refused notice, not after the "
-            "business date: " + (" or ".join(allowed) or "none now"),
-            f"work date {target} is neither the gateway's work date "
-            f"({gw.work_date.isoformat()}) nor the refused notice's date "
-            f"({hold['notice_date']}) on or before the business date "
-            f"{now.astimezone(SHANGHAI).date().isoformat()}"))
+            "the gateway's work date or the date of the refused notice, neither before "
+            "the gateway's work date nor after the business date: "
+            + (" or ".join(allowed) or "none now"), why))
     if target > gw.work_date.isoformat() \
             or Phase.from_code(status, gw.work_date).key == CUTOVER:
         raise Conflict(Problem(

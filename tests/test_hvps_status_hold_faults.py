@@ -258,6 +258,36 @@ def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_pat
         ("30", "RuntimeError: database gone")]
 
 
+def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_path):
+    """A refused notice naming yesterday: its date is not offered, and a confirmation
+    naming it is refused, saying the gateway never goes back to an earlier day; the
+    window's work date stays the gateway's."""
+    yesterday = "2026-12-04"  # the Friday before the Monday of the rig
+
+    async def scenario() -> dict[str, Any]:
+        rig = await opened(tmp_path)
+        gw = rig.gw
+        try:
+            hold = await gw.store.run(lambda tx: status_hold.begin(
+                tx, "30", "40", yesterday, "stale", "10", OPEN.date(), rig.clock.now()))
+            refused = None
+            try:
+                await gw.store.run(lambda tx: status_hold.check_confirmable(
+                    gw, tx, yesterday, "40", rig.clock.now()))
+            except PaygateError as exc:
+                refused = exc.problems[0]
+            return {"allowed": status_hold.allowed_dates(gw, hold, rig.clock.now()),
+                    "refused": refused, "window": gw.window.work_date.isoformat()}
+        finally:
+            await rig.stop()
+    got = run(scenario())
+
+    assert got["allowed"] == [DAY]
+    assert got["refused"].code == "hvps_status_date_not_allowed"
+    assert "before the gateway's work date" in got["refused"].message
+    assert got["window"] == DAY
+
+
 def test_the_confirmation_record_counts_up(tmp_path):
     """Each confirmation is kept with a number one more than the last, so every process
     takes each once whichever way it hears of it (the word, or the table)."""
