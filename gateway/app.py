@@ -149,6 +149,9 @@ class Gateway:
         # HVPS sending held while the gateway and the NPC disagree on HVPS's status (a
         # refused ccms.801): the hold's row, None while in step (gateway.status_hold).
         self.hvps_hold: dict[str, Any] | None = None
+        # The last status operators confirmed that this process has seen (its `seq` in
+        # `hvps_status_confirmed`), taken once whichever way it arrives.
+        self._confirmed_seq = 0
         self.router = router or load_default()
         self.router.hvps_window = self.timetable.business_window()
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
@@ -245,6 +248,8 @@ class Gateway:
             raise
         self.store.on_commit = self._add_entries
         self.hvps_hold = await self.store.run(status_hold.read)
+        confirmed = await self.store.run(status_hold.read_confirmed)
+        self._confirmed_seq = confirmed["seq"] if confirmed else 0
         if self.hvps_hold is not None:
             log.warning("event=hvps_sending_held since=%s at_start=true",
                         self.hvps_hold["since"])
@@ -409,8 +414,13 @@ class Gateway:
         now = self.clock.now()
         if not self.cluster.single:
             # A hold started or ended by another process whose word did not reach this
-            # one (the cluster channel is not a queue): the table is the truth.
-            self._take_hvps_hold(await self.store.run(status_hold.read))
+            # one (the cluster channel is not a queue): the table is the truth, and so
+            # is the status operators confirmed when they ended it, taken first.
+            hold, confirmed = await self.store.run(lambda tx: (
+                status_hold.read(tx), status_hold.read_confirmed(tx)))
+            if confirmed is not None:
+                self._take_confirmed_status(confirmed)
+            self._take_hvps_hold(hold)
             if self.hvps_hold is not None and self.leading:
                 # A payment another process put on a lane before it heard of the hold.
                 await self.store.run(status_hold.mark_held)
@@ -547,26 +557,61 @@ class Gateway:
         self._take_hvps_hold(None, how)
         self.spawn(recovery.resume(self, keys.HVPS_LANES))
 
-    async def confirm_hvps_status(self, status: str, work_date: date, at: datetime) -> None:
-        """Operators confirmed the status to use (gateway.status_hold, committed): the
-        window takes it, every process is told, and HVPS sending resumes. With HVPS
-        closed under it, a payment this process put on a lane since the confirmation
-        committed (accepted as the window then said) is first treated as the window
-        says now, as those of before were in the confirmation's own work."""
-        self._take_confirmed_status(status, work_date, at)
-        if not self.hvps_open:
-            await self._follow_closed_window(status_hold.CLOSED_REFUSED)
-        self.release_hvps(f"status {status} confirmed by operators")
-        self.cluster.publish(status_hold.CLUSTER_KIND, hold=None, status=status,
-                             date=work_date.isoformat(), at=at.isoformat())
+    async def confirm_hvps_status(self, confirmed: dict[str, Any]) -> None:
+        """Operators confirmed the status to use (gateway.status_hold, committed, its
+        record `confirmed`): the window takes it, every process is told, and HVPS sending
+        resumes. With HVPS closed under it, a payment this process put on a lane since
+        the confirmation committed (accepted as the window then said) is first treated
+        as the window says now, as those of before were in the confirmation's own work.
+        Whatever fails here, this process's state follows the committed hold's end
+        (logged and alerted: `hvps_status_confirm_after_commit_failed`); a row left on a
+        lane follows the window when its sender or the next change looks at it."""
+        status = confirmed["status"]
+        try:
+            self._take_confirmed_status(confirmed)
+            if not self.hvps_open:
+                await self._follow_closed_window(status_hold.CLOSED_REFUSED)
+        except Exception as exc:
+            await self._confirm_after_commit_failed(confirmed, exc)
+        finally:
+            self.release_hvps(f"status {status} confirmed by operators")
+            self.cluster.publish(status_hold.CLUSTER_KIND, hold=None, confirmed=confirmed)
 
-    def _take_confirmed_status(self, status: str, work_date: date, at: datetime) -> None:
-        """The window takes the status operators confirmed, and the gateway acts on it.
-        Unlike a notice's, it never moves the work date nor runs a day end (the date
-        confirmed is the work date or an earlier one: status_hold.check_confirmable);
-        the day end comes its own way (the NPC's cut-over notice, a late day end)."""
-        self.window.set_by_operator(status, work_date, at)
+    async def _confirm_after_commit_failed(self, confirmed: dict[str, Any],
+                                           exc: Exception) -> None:
+        log.error("event=hvps_status_confirm_after_commit_failed status=%s work_date=%s "
+                  "seq=%s error=%r", confirmed["status"], confirmed["work_date"],
+                  confirmed["seq"], exc, exc_info=exc)
+        try:
+            await self.store.run(lambda tx: self.alert(
+                tx, status_hold.ALERT_CONFIRM_AFTER_COMMIT, status=confirmed["status"],
+                work_date=confirmed["work_date"], error=f"{type(exc).__name__}: {exc}"))
+        except Exception as alert_exc:
+            log.error("event=alert_not_recorded code=%s error=%r",
+                      status_hold.ALERT_CONFIRM_AFTER_COMMIT, alert_exc, exc_info=alert_exc)
+
+    def _take_confirmed_status(self, confirmed: dict[str, Any]) -> bool:
+        """The window takes the status operators confirmed (`hvps_status_confirmed`'s
+        record, by the approval, another process's word or the table on a tick), once,
+        and the gateway acts on it; not when the window has taken a notice since (the
+        word came late). Unlike a notice's, it never moves the work date nor runs a day
+        end (the date confirmed is the work date: status_hold.check_confirmable); the
+        day end comes its own way (the NPC's cut-over notice, a late day end). True
+        when taken."""
+        if confirmed["seq"] <= self._confirmed_seq:
+            return False
+        self._confirmed_seq = confirmed["seq"]
+        at = datetime.fromisoformat(confirmed["at"])
+        last = self.window.last_notice_at
+        if last is not None and last > at:
+            log.info("event=hvps_status_confirmed_passed_over status=%s at=%s "
+                     "window_since=%s", confirmed["status"], confirmed["at"],
+                     last.isoformat())
+            return False
+        self.window.set_by_operator(confirmed["status"],
+                                    date.fromisoformat(confirmed["work_date"]), at)
         self.hvps_status = self.window.code
+        return True
 
     def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
         was, self.hvps_hold = self.hvps_hold, hold
@@ -607,9 +652,8 @@ class Gateway:
         if event.get("hold") is not None:
             self._take_hvps_hold(event["hold"])
             return
-        if event.get("status"):
-            self._take_confirmed_status(event["status"], date.fromisoformat(event["date"]),
-                                        datetime.fromisoformat(event["at"]))
+        if event.get("confirmed"):
+            self._take_confirmed_status(event["confirmed"])
         self._take_hvps_hold(None, "told by another gateway process")
         # A payment this process put on a lane before it heard, or whose hold ended by
         # the table on its tick (no change of the hold seen here), follows the window

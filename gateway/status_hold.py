@@ -17,9 +17,11 @@ them. So from the refusal on:
 The hold is a row of `hvps_status_hold` (one while it lasts, restarts included) and each
 process's copy of it (`Gateway.hvps_hold`), spread over the cluster channel
 (`hvps_status_hold`) and read again at start and on every window tick by a process of
-several, which a lost message cannot then leave sending. It ends, and sending resumes
-by itself (every pending row put back on its lane, those waiting for the window
-released when HVPS is open), when either
+several, which a lost message cannot then leave sending (nor sending with the status
+it had: the status operators confirmed is kept with the end of the hold,
+`hvps_status_confirmed`, and taken first). It ends, and sending resumes by itself
+(every pending row put back on its lane, those waiting for the window released when
+HVPS is open), when either
 
 - a later ccms.801 the gateway accepts (applied, confirmed, corrected, a gap, or the
   state in force restated) shows the two in step again (`end`, from the handler), or
@@ -27,8 +29,9 @@ released when HVPS is open), when either
   `hvps_status_confirm` (target the work date, `params.status` the status, a note
   saying how it was confirmed; a supervisor or director approves, nobody their own
   request). The work date is the gateway's or the refused notice's, never after the
-  business date, and never one the gateway would move to: a confirmation closes no
-  ledger day and runs no day end (`check_confirmable`). The window takes that status
+  business date nor before the gateway's work date, and never one the gateway would
+  move to: a confirmation closes no ledger day and runs no day end
+  (`check_confirmable`). The window takes that status
   whatever the transition rules say (`WindowState.set_by_operator`), in every process,
   and the NPC's later notices are judged from it. With HVPS closed under it, the
   payments held on the lanes follow the window's rules instead of going
@@ -44,6 +47,7 @@ note saying how the two came back in step.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +61,11 @@ from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
 log = logging.getLogger("paygate.status_hold")
 
 ALERT = "hvps_status_notice_refused"
+# A payment left on an HVPS lane that could not follow the closed window (its row stays
+# `pending`, the others follow): once per outbox row while the alert is open.
+ALERT_LANE_ROW_FAILED = "hvps_closed_lane_row_failed"
+# The work after a committed confirmation (the lanes followed) failed; sending resumed.
+ALERT_CONFIRM_AFTER_COMMIT = "hvps_status_confirm_after_commit_failed"
 ACTION = "hvps_status_confirm"
 ACTION_LABEL = {"en": "Confirm the HVPS status", "zh": "确认大额系统状态"}
 # The cluster channel's kind for the hold starting or ending.
@@ -86,10 +95,20 @@ TABLES = [
         status TEXT NOT NULL, work_date TEXT NOT NULL,  -- the gateway's then
         notices INTEGER NOT NULL DEFAULT 1  -- refused during the episode
     )""",
+    # The last status operators confirmed, written with the end of the hold it ended: a
+    # process that missed the word reads it on its tick (`read_confirmed`).
+    """CREATE TABLE IF NOT EXISTS hvps_status_confirmed (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,             -- 1, 2, ...: one per confirmation
+        status TEXT NOT NULL, work_date TEXT NOT NULL,
+        at TEXT NOT NULL,                 -- when it was approved
+        since TEXT NOT NULL               -- the `since` of the hold it ended
+    )""",
 ]
 
 _COLUMNS = ("since", "orig", "cur", "notice_date", "outcome", "status", "work_date",
             "notices")
+_CONFIRMED = ("seq", "status", "work_date", "at", "since")
 
 
 def read(tx: Any) -> dict[str, Any] | None:
@@ -140,6 +159,27 @@ def end(tx: Any, how: str, now: datetime) -> dict[str, Any] | None:
     return hold
 
 
+def record_confirmed(tx: Any, status: str, work_date: date, at: datetime,
+                     since: str) -> dict[str, Any]:
+    """Keep the status operators confirmed (in the transaction that ends the hold); the
+    record, its `seq` one more than the last one's."""
+    tx.execute("INSERT INTO hvps_status_confirmed (id, seq, status, work_date, at, since) "
+               "VALUES (1, 1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+               "seq = hvps_status_confirmed.seq + 1, status = excluded.status, "
+               "work_date = excluded.work_date, at = excluded.at, since = excluded.since",
+               (status, work_date.isoformat(), at.isoformat(), since))
+    confirmed = read_confirmed(tx)
+    assert confirmed is not None
+    return confirmed
+
+
+def read_confirmed(tx: Any) -> dict[str, Any] | None:
+    """The last status operators confirmed, None when none ever was."""
+    row = tx.query_one(f"SELECT {', '.join(_CONFIRMED)} FROM hvps_status_confirmed "
+                       "WHERE id = 1", ())
+    return dict(zip(_CONFIRMED, row)) | {"seq": int(row[0])} if row else None
+
+
 def view(hold: dict[str, Any] | None) -> dict[str, Any]:
     """The hold for /health and `ops status`."""
     if hold is None:
@@ -178,10 +218,12 @@ def note_problems(note: str) -> list[Problem]:
 
 def allowed_dates(gw: Any, hold: dict[str, Any], now: datetime) -> list[str]:
     """The work dates a confirmation may name: the gateway's current work date and the
-    date the refused notice named, neither after the business clock's own date."""
+    date the refused notice named, neither after the business clock's own date nor
+    before the gateway's work date (the window never goes back to an earlier day)."""
     today = now.astimezone(SHANGHAI).date().isoformat()
-    named = {gw.work_date.isoformat(), hold["notice_date"]}
-    return sorted(d for d in named if _is_date(d) and d <= today)
+    work_date = gw.work_date.isoformat()
+    named = {work_date, hold["notice_date"]}
+    return sorted(d for d in named if _is_date(d) and work_date <= d <= today)
 
 
 def _is_date(text: str) -> bool:
@@ -195,21 +237,26 @@ def _is_date(text: str) -> bool:
 def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
                       ) -> dict[str, Any]:
     """Refuse a confirmation the gateway must not take (when asked and again when
-    approved): nothing held; a work date other than those `allowed_dates` names; a
-    status and date that would move the gateway to another work date, which closes a
-    ledger day and runs a day end (those come by their own way: the NPC's cut-over
-    notice, or a late day end). The hold going on."""
+    approved): nothing held; a work date other than those `allowed_dates` names (one
+    before the gateway's work date said so); a status and date that would move the
+    gateway to another work date, which closes a ledger day and runs a day end (those
+    come by their own way: the NPC's cut-over notice, or a late day end). The hold
+    going on."""
     hold = check_held(tx)
     allowed = allowed_dates(gw, hold, now)
     if target not in allowed:
+        work_date = gw.work_date.isoformat()
+        why = (f"work date {target} is before the gateway's work date {work_date}: a "
+               "confirmation never takes the gateway back to an earlier day"
+               if _is_date(target) and target < work_date else
+               f"work date {target} is neither the gateway's work date ({work_date}) nor "
+               f"the refused notice's date ({hold['notice_date']}) on or before the "
+               f"business date {now.astimezone(SHANGHAI).date().isoformat()}")
         raise Conflict(Problem(
             "hvps_status_date_not_allowed", "/target", target,
-            "the gateway's work date or the date of the refused notice, not after the "
-            "business date: " + (" or ".join(allowed) or "none now"),
-            f"work date {target} is neither the gateway's work date "
-            f"({gw.work_date.isoformat()}) nor the refused notice's date "
-            f"({hold['notice_date']}) on or before the business date "
-            f"{now.astimezone(SHANGHAI).date().isoformat()}"))
+            "the gateway's work date or the date of the refused notice, neither before "
+            "the gateway's work date nor after the business date: "
+            + (" or ".join(allowed) or "none now"), why))
     if target > gw.work_date.isoformat() \
             or Phase.from_code(status, gw.work_date).key == CUTOVER:
         raise Conflict(Problem(
@@ -224,12 +271,13 @@ def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
 
 
 def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: int,
-            by: str, now: datetime) -> tuple[dict[str, Any], str, date]:
+            by: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """The status operators confirmed, checked again (a notice may have ended the hold
     since the request, or moved the work date): the hold ended and its alerts closed,
-    the change of the window recorded, and with HVPS closed under that status the
-    payments held on the lanes treated as the window says (`follow_closed_window`); the
-    answer, the status and the work date to take once committed."""
+    the status kept with its end (`record_confirmed`), the change of the window
+    recorded, and with HVPS closed under that status the payments held on the lanes
+    treated as the window says (`follow_closed_window`); the answer, and the record of
+    the status to take once committed."""
     status, params_bad = status_param(params)
     if params_bad:
         raise ValidationFailed(params_bad)
@@ -239,6 +287,7 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
                                       "WHERE id = ?", (request_id,))
     end(tx, f"status {status['status']} on {target} confirmed by {requested_by} and {by} "
         f"(request {request_id}): {note.strip()}", now)
+    confirmed = record_confirmed(tx, status["status"], day, now, hold["since"])
     before = (gw.window.code, gw.window.work_date)
     if before != (status["status"], day):
         gw.windows_record(tx, "HVPS", before[0], status["status"], target, now)
@@ -247,7 +296,7 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
               "approved_by": by}
     if not Phase.from_code(status["status"], day).accepts_customer_payments:
         answer["held_payments"] = follow_closed_window(gw, tx, now, event=CLOSED_REFUSED)
-    return answer, status["status"], day
+    return answer, confirmed
 
 
 def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None = None,
@@ -258,19 +307,24 @@ def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None 
     `when_closed` (else the setting `when_closed_default`), instead of going to an NPC
     that would reject it:
 
-    - `refuse`, when no delivery attempt may have given the NPC its message (every one
-      provably untaken, gateway.outbound.Delivery): rejected with `hvps_closed` (its
-      history's `event`), the payer's money released, its row `failed`;
+    - `refuse`, for a customer's payment holding money of its own (`refusable`) when no
+      delivery attempt may have given the NPC its message (every one provably
+      untaken, gateway.outbound.Delivery): rejected with `hvps_closed` (its history's
+      `event`), the payer's money released, its row `failed`;
     - otherwise, when no attempt may have reached the NPC: `held` with
       `waiting_for_hvps_window` until the next opening, its row `waiting` (`beps`
-      included, its HVPS message being made already);
+      included, its HVPS message being made already; a return, or another payment
+      operators made, whatever the setting says);
     - a payment an attempt may have given the NPC keeps its state (the NPC may settle
       it, and a held payment could not take that result) and its row waits for the
       next opening; it is never rejected here (`payment_maybe_taken_by_npc`).
 
-    Each row is taken only while still `pending`, so processes doing this at once, or a
-    sender claiming the row meanwhile, change each payment once. Counts of each."""
-    from gateway import payments  # gateway.store imports this module
+    Each row is taken only while still `pending` with the attempts read, so processes
+    doing this at once, or a sender claiming (and giving back) the row meanwhile,
+    change each payment once, as it then stands. Each payment in a savepoint of its
+    own: one that fails stays on its lane, logged and alerted
+    (`hvps_closed_lane_row_failed`), and the others follow. Counts of each."""
+    from gateway import store  # gateway.store imports this module
 
     only = " AND o.id = ?" if outbox_id is not None else ""
     rows = tx.query(f"SELECT o.id, o.payment_id, o.attempts, o.untaken FROM outbox o "
@@ -279,30 +333,74 @@ def follow_closed_window(gw: Any, tx: Any, now: datetime, outbox_id: int | None 
                     f"{only} ORDER BY o.id", () if outbox_id is None else (outbox_id,))
     counts = {"waiting": 0, "refused": 0}
     for row_id, payment_id, attempts, untaken in rows:
-        payment = payments.get(tx, payment_id)
-        untouched = int(attempts) == int(untaken)
-        asked = payment["route"].get("inputs", {}).get("when_closed")
-        refuse = (asked or gw.router.when_closed_default) == "refuse" and untouched
-        if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? "
-                          "AND state = 'pending'",
-                          ("failed" if refuse else "waiting", now.isoformat(), row_id)):
-            continue  # claimed, or followed, by another process meanwhile
-        if refuse:
-            gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
-                              int(payment["hold_id"]), gw.work_date.isoformat())
-            payments.transition(tx, payment, "rejected", event, now, gw.notifier,
-                                reason="hvps_closed")
-            counts["refused"] += 1
+        try:
+            with store.scope(tx):
+                moved = _follow_row(gw, tx, now, event, row_id, payment_id, int(attempts),
+                                    int(untaken))
+        except Exception as exc:
+            if store.lost_race(exc):
+                raise  # the whole work runs again
+            _row_failed(gw, tx, row_id, payment_id, exc)
             continue
-        if untouched:
-            payments.transition(tx, payment, "held", "held", now, gw.notifier,
-                                reason="waiting_for_hvps_window")
-        else:
-            log.warning("event=hvps_closed_delivery_waits payment=%s outbox=%s state=%s "
-                        "attempts=%s untaken=%s", payment_id, row_id, payment["state"],
-                        attempts, untaken)
-        counts["waiting"] += 1
+        if moved is not None:
+            counts[moved] += 1
     return counts
+
+
+def refusable(gw: Any, payment: dict[str, Any]) -> bool:
+    """Whether the payment is refused, not kept waiting, when HVPS closes while it waits
+    to go: a customer's payment (its route keeps what intake was asked) holding money
+    of its own, asking `refuse` (or the setting `when_closed_default` saying so). A
+    return or another payment operators made waits for the next opening."""
+    inputs = payment["route"].get("inputs")
+    if inputs is None or payment.get("hold_id") is None:
+        return False
+    return (inputs.get("when_closed") or gw.router.when_closed_default) == "refuse"
+
+
+def _follow_row(gw: Any, tx: Any, now: datetime, event: str, row_id: int, payment_id: str,
+                attempts: int, untaken: int) -> str | None:
+    """One payment of `follow_closed_window`: what it did (`waiting`, `refused`), None
+    when the row was claimed, given back or followed by another process meanwhile."""
+    from gateway import payments  # gateway.store imports this module
+
+    payment = payments.get(tx, payment_id)
+    untouched = attempts == untaken
+    refuse = untouched and refusable(gw, payment)
+    if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? "
+                      "AND state = 'pending' AND attempts = ? AND untaken = ?",
+                      ("failed" if refuse else "waiting", now.isoformat(), row_id,
+                       attempts, untaken)):
+        return None  # left to wait: a sender or a process took it meanwhile
+    if refuse:
+        gw.ledger.release(tx, f"{payment_id}:hvps_closed:release",
+                          int(payment["hold_id"]), gw.work_date.isoformat())
+        payments.transition(tx, payment, "rejected", event, now, gw.notifier,
+                            reason="hvps_closed")
+        return "refused"
+    if untouched:
+        payments.transition(tx, payment, "held", "held", now, gw.notifier,
+                            reason="waiting_for_hvps_window")
+    else:
+        log.warning("event=hvps_closed_delivery_waits payment=%s outbox=%s state=%s "
+                    "attempts=%s untaken=%s", payment_id, row_id, payment["state"],
+                    attempts, untaken)
+    return "waiting"
+
+
+def _row_failed(gw: Any, tx: Any, row_id: int, payment_id: str, exc: Exception) -> None:
+    """A payment that could not follow the closed window stays on its lane (its row
+    `pending`; the next look at the lanes tries it again): logged each time, alerted
+    once while an alert naming its row is open."""
+    log.error("event=hvps_closed_lane_row_failed payment=%s outbox=%s error=%r",
+              payment_id, row_id, exc, exc_info=exc)
+    for (detail,) in tx.query("SELECT a.detail FROM alerts a LEFT JOIN alert_acks k ON "
+                              "k.alert_id = a.id WHERE a.code = ? AND k.alert_id IS NULL",
+                              (ALERT_LANE_ROW_FAILED,)):
+        if json.loads(detail).get("outbox") == row_id:
+            return
+    gw.alert(tx, ALERT_LANE_ROW_FAILED, payment=payment_id, outbox=row_id,
+             error=f"{type(exc).__name__}: {exc}")
 
 
 def _precondition(gw: Any, tx: Any, target: str, params: dict[str, Any]) -> None:
@@ -321,11 +419,10 @@ def register() -> bool:
     from gateway.ops import actions, control
 
     def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
-        detail, status, day = confirm(c.gw, tx, target, params, c.request_id, c.actor,
-                                      c.now)
+        detail, confirmed = confirm(c.gw, tx, target, params, c.request_id, c.actor, c.now)
 
         async def take() -> None:
-            await c.gw.confirm_hvps_status(status, day, c.now)
+            await c.gw.confirm_hvps_status(confirmed)
         return actions.Outcome(detail, [take])
 
     control.RULES.setdefault(ACTION, control.Rule("work_date", needs_approval=True))

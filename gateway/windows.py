@@ -459,6 +459,12 @@ class WindowState:
         return Phase.from_code(self.code, self.work_date)
 
     @property
+    def last_notice_at(self) -> datetime | None:
+        """When the state in force was last taken from a notice or operators, None when
+        only the timetable set it."""
+        return self._last_notice_at
+
+    @property
     def accepts_customer_payments(self) -> bool:
         return self.phase.accepts_customer_payments
 

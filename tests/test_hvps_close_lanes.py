@@ -23,10 +23,10 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def opened(tmp_path: Any) -> OpsRig:
+async def opened(tmp_path: Any, **settings: Any) -> OpsRig:
     """A gateway on a manual clock whose senders are stopped (payments stay on their
-    lanes), HVPS open by its timetable."""
-    rig = await OpsRig(tmp_path).start()
+    lanes), HVPS open by its timetable; `settings` over the rig's (`database_url`, say)."""
+    rig = await OpsRig(tmp_path, settings).start()
     rig.clock.set(OPEN)
     await rig.gw.window_tick()
     assert rig.gw.hvps_open
@@ -151,9 +151,10 @@ def test_a_process_told_of_a_confirmed_closed_status_rechecks_the_lanes(tmp_path
                                 "work_date": OPEN.date().isoformat(), "notices": 1})
             pid = (await rig.submit("in-the-gap"))["id"]
             during = await seen(rig, pid)
-            gw._on_peer_hvps_hold({"hold": None, "status": "40",
-                                   "date": OPEN.date().isoformat(),
-                                   "at": (OPEN + timedelta(minutes=1)).isoformat()})
+            gw._on_peer_hvps_hold({"hold": None, "confirmed": {
+                "seq": 1, "status": "40", "work_date": OPEN.date().isoformat(),
+                "at": (OPEN + timedelta(minutes=1)).isoformat(),
+                "since": OPEN.isoformat()}})
             await until_row_left_pending(rig, pid)
             return {"during": during, "after": await seen(rig, pid),
                     "status": gw.hvps_status, "held": gw.hvps_hold}

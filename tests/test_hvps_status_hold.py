@@ -64,8 +64,9 @@ def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status
         # HVPS closed under 30: the process looks at the lanes (nothing on them here).
         await gw.store.open()
         try:
-            gw._on_peer_hvps_hold({"hold": None, "status": "30", "date": DAY.isoformat(),
-                                   "at": NOW.isoformat()})
+            gw._on_peer_hvps_hold({"hold": None, "confirmed": {
+                "seq": 1, "status": "30", "work_date": DAY.isoformat(),
+                "at": NOW.isoformat(), "since": hold["since"]}})
             await asyncio.gather(*gw._tasks)
         finally:
             await gw.store.close()
