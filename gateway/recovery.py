@@ -170,7 +170,7 @@ async def recover(gw: Any) -> None:
 
 
 async def restore_letters(gw: Any, by: str, older_than: datetime | None = None,
-                          letters: "LetterIndex | None" = None) -> int:
+                          letters: LetterIndex | None = None) -> int:
     """Write the dead letter of each piece of work marked dead without one; how many.
 
     Work is marked dead (an outbox row `dead`, its payment held; an inbox row `failed`)

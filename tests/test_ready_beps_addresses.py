@@ -27,7 +27,8 @@ def small(msg_id: str, addresses: bool) -> bytes:
     raw = example(msg_id).replace(b">150000.00<", b">100.00<").replace(
         b"<SttlmPrty>URGT", b"<SttlmPrty>NORM").replace(
         b"<TxId>2026120790000001</TxId>", f"<TxId>{msg_id}</TxId>".encode()).replace(
-        b"20261207900000000001</EndToEndId>", f"2026120790000000{msg_id[-4:]}</EndToEndId>".encode())
+        b"20261207900000000001</EndToEndId>",
+        f"2026120790000000{msg_id[-4:]}</EndToEndId>".encode())
     if addresses:
         raw = raw.replace(
             "<Nm>示例一号贸易有限公司</Nm>".encode(),
