@@ -71,6 +71,7 @@ class Settings:
     queue_depth_max: int = 50_000             # above it the API answers 429
     send_retries_max: int = 6
     send_backoff_s: float = 0.2
+    dead_letter_retention_days: float = 7.0   # letters of resolved work kept this long
     result_timeout_s: float = 120.0           # no ccms.900 by then: ask (ccms.316)
     queued_query_after_s: float = 600.0       # queued at the NPC this long: ask (ccms.316)
     queued_queries_per_sweep_max: int = 20    # such questions per pass of the sweep
@@ -129,6 +130,7 @@ _LEAST = {
     "beps_recon_delay_s": 0, "beps_recon_dates_per_pass": 1, "beps_recon_retry_s": 0,
     "beps_not_netted_margin_s": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
+    "dead_letter_retention_days": 0,
     "queued_query_after_s": 0, "queued_queries_per_sweep_max": 1,
     "probe_interval_s": 0, "key_expiry_alert_days": 0, "worker_batch_max": 1,
     "queries_warn_before_min": 0, "queries_check_interval_s": 0,

@@ -6,7 +6,10 @@ seconds for rows left untouched (a stream entry lost with a Redis restart, a cra
 between commit and XADD, a send postponed while the link was down). Consumers check the
 database before acting, so an entry added twice does its work once. Work marked dead
 without its dead letter (a stop between the commit and the letter) gets the letter
-(`restore_letters`).
+(`restore_letters`). The sweeper also drops the letters of work resolved since (sent or
+done after a retry, cancelled by an operator, an inbound message processed) once they are
+older than `dead_letter_retention_days` (`trim_letters`), and reads the dead-letter
+stream incrementally (`LetterIndex`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys, logs, outbound
 from gateway.link import LINK_DOWN
+from gateway.ops.queues import COMPLETED_OUTBOX, redis_now_ms
 from gateway.redisstate import Outage
 from gateway.worker import trim_handled, write_letter
 
@@ -34,16 +38,21 @@ _HVPS_LANES = ", ".join(f"'{s}'" for s in keys.HVPS_LANES)
 # Work untouched for this long is put back on its stream (a lost XADD, a flushed Redis).
 SWEEP_AGE_S = 5.0
 # The sweeper looks for work marked dead without its letter every this many passes (the
-# dead-letter stream is read whole then), at work dead for longer than LETTER_AGE_S: a
-# letter is written straight after the commit that marks its work dead.
+# letters added since it last looked are read then, see LetterIndex), at work dead for
+# longer than LETTER_AGE_S: a letter is written straight after the commit that marks its
+# work dead. The same passes drop the letters of resolved work (trim_letters).
 LETTER_EVERY_PASSES = 30
 LETTER_AGE_S = 60.0
 LETTER_PAGE = 1000
+# Inbox states of an inbound message that is no longer failed: its letter is history.
+RESOLVED_INBOX = ("processed", "refused")
+IDS_PER_QUERY = 500
 
 
 async def sweep_forever(gw: Any) -> None:
     outage = Outage(log, "sweep_postponed")  # one line per cause while Redis is away
     passes = 0
+    letters = LetterIndex()  # the dead-letter stream as read so far, kept between passes
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         if not gw.leading:  # one sweeper for all gateway processes (gateway.cluster)
@@ -54,7 +63,8 @@ async def sweep_forever(gw: Any) -> None:
             passes += 1
             if passes % LETTER_EVERY_PASSES == 0:
                 await restore_letters(gw, "by the sweeper", gw.clock.now() - timedelta(
-                    seconds=LETTER_AGE_S))
+                    seconds=LETTER_AGE_S), letters)
+                await trim_letters(gw, letters)
             outage.recovered()
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
             outage.failed(exc)
@@ -159,7 +169,8 @@ async def recover(gw: Any) -> None:
              restored)
 
 
-async def restore_letters(gw: Any, by: str, older_than: datetime | None = None) -> int:
+async def restore_letters(gw: Any, by: str, older_than: datetime | None = None,
+                          letters: LetterIndex | None = None) -> int:
     """Write the dead letter of each piece of work marked dead without one; how many.
 
     Work is marked dead (an outbox row `dead`, its payment held; an inbox row `failed`)
@@ -171,7 +182,8 @@ async def restore_letters(gw: Any, by: str, older_than: datetime | None = None) 
     outbox rows dead since before `older_than`. The letters are read first and the
     work again after, so that work revived by a retry meanwhile is left alone. A letter
     only lets an operator retry: the retry sends the stored bytes under the same ids,
-    which the NPC takes once."""
+    which the NPC takes once. `letters` is the stream as a previous call read it (only
+    what was added since is read); without it the stream is read whole."""
     since = None if older_than is None else older_than.isoformat()
 
     def dead_work(tx: Any) -> tuple[list, list]:
@@ -186,9 +198,10 @@ async def restore_letters(gw: Any, by: str, older_than: datetime | None = None) 
     out, inbox = await gw.store.run(dead_work)
     if not out and not inbox:
         return 0
-    lettered_out, lettered_in = await _lettered(gw.redis)
-    out = [i for i in out if str(i) not in lettered_out]
-    inbox = [i for i in inbox if str(i) not in lettered_in]
+    letters = letters or LetterIndex()
+    await letters.refresh(gw.redis)
+    out = [i for i in out if str(i) not in letters.out]
+    inbox = [i for i in inbox if str(i) not in letters.inbox]
     if not out and not inbox:
         return 0
     letters = await gw.store.run(lambda tx: _letters_owed(gw, tx, out, inbox))
@@ -201,21 +214,134 @@ async def restore_letters(gw: Any, by: str, older_than: datetime | None = None) 
     return len(letters)
 
 
-async def _lettered(r: aioredis.Redis) -> tuple[set[str], set[str]]:
-    """The outbox and inbox ids the dead-letter stream names (it is never trimmed)."""
-    out: set[str] = set()
-    inbox: set[str] = set()
-    start = "-"
-    while True:
-        page = await r.xrange(keys.DEAD, min=start, count=LETTER_PAGE)
-        for _, fields in page:
-            if "outbox" in fields:
-                out.add(fields["outbox"])
-            if "inbox" in fields:
-                inbox.add(fields["inbox"])
-        if len(page) < LETTER_PAGE:
-            return out, inbox
-        start = f"({page[-1][0]}"
+class LetterIndex:
+    """The outbox and inbox ids the dead-letter stream names, each with its letters' ids,
+    kept up to date by reading only the letters added since the last read.
+
+    Letters are also deleted: by an operator's retry (in any gateway process) and by
+    `trim_letters`. Redis counts both: a stream's `entries-added` less its length is how
+    many it ever lost. When that count is not the one this index last saw plus what it
+    deleted itself, a letter it lists may be gone, and the stream is read whole again;
+    so is it when Redis does not tell the count."""
+
+    def __init__(self) -> None:
+        self.out: dict[str, set[str]] = {}    # outbox id -> its letters
+        self.inbox: dict[str, set[str]] = {}  # inbox id -> its letters
+        self.last: str | None = None          # the newest letter read
+        self.deleted: int | None = None       # letters the stream had lost by then
+        self.reads = 0                        # letters read, for the tests and logs
+
+    async def refresh(self, r: aioredis.Redis) -> None:
+        """Read what was added to the stream since the last refresh (all of it when a
+        letter may have gone meanwhile)."""
+        info = await _dead_info(r)
+        if info is None:  # no stream: no letters
+            self.out, self.inbox, self.last, self.deleted = {}, {}, None, 0
+            return
+        deleted = info["entries-added"] - info["length"] \
+            if isinstance(info.get("entries-added"), int) else None
+        if deleted is None or deleted != self.deleted or self.last is None:
+            self.out, self.inbox, self.last = {}, {}, None
+        self.deleted = deleted
+        start = "-" if self.last is None else f"({self.last}"
+        while True:
+            page = await r.xrange(keys.DEAD, min=start, count=LETTER_PAGE)
+            for letter, fields in page:
+                if "outbox" in fields:
+                    self.out.setdefault(fields["outbox"], set()).add(letter)
+                if "inbox" in fields:
+                    self.inbox.setdefault(fields["inbox"], set()).add(letter)
+            self.reads += len(page)
+            if page:
+                self.last = page[-1][0]
+            if len(page) < LETTER_PAGE:
+                return
+            start = f"({page[-1][0]}"
+
+    def forget(self, letters: set[str], deleted: int) -> None:
+        """These letters were deleted from the stream here (`deleted` of them were there
+        still)."""
+        for named in (self.out, self.inbox):
+            for work_id in list(named):
+                named[work_id] -= letters
+                if not named[work_id]:
+                    del named[work_id]
+        if self.deleted is not None:
+            self.deleted += deleted
+
+
+async def _dead_info(r: aioredis.Redis) -> dict[str, Any] | None:
+    """XINFO STREAM of the dead-letter stream; None when it does not exist."""
+    try:
+        return await r.xinfo_stream(keys.DEAD)
+    except aioredis.ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return None
+        raise
+
+
+async def trim_letters(gw: Any, letters: LetterIndex) -> int:
+    """Delete the dead letters nobody has to act on any more, older than the retention
+    (`dead_letter_retention_days`, by the letter's own time, as `ops dead` shows its
+    age); how many went. A letter's work is resolved when its outbox row has completed
+    (sent or done after a retry, or its payment or package cancelled by an operator:
+    COMPLETED_OUTBOX) or its inbound message is processed or refused after a retry. A
+    letter naming work still dead or failed, work the database does not hold, or no
+    outbox or inbox row at all is kept, whatever its age."""
+    await letters.refresh(gw.redis)
+    retention_ms = int(gw.settings.dead_letter_retention_days * 86_400_000)
+    cutoff_ms = await redis_now_ms(gw.redis) - retention_ms
+    old_out = _older(letters.out, cutoff_ms)
+    old_in = _older(letters.inbox, cutoff_ms)
+    if not old_out and not old_in:
+        return 0
+
+    def resolved(tx: Any) -> tuple[list[str], list[str]]:
+        return (_resolved(tx, "outbox", COMPLETED_OUTBOX, list(old_out)),
+                _resolved(tx, "inbox", RESOLVED_INBOX, list(old_in)))
+    done_out, done_in = await gw.store.run(resolved)
+    doomed = {letter for i in done_out for letter in old_out[i]} | {
+        letter for i in done_in for letter in old_in[i]}
+    # Work dead more than once has a letter for each time: those within the retention
+    # stay until they are older.
+    if not doomed:
+        return 0
+    ordered = sorted(doomed, key=_letter_key)
+    removed = 0
+    for start in range(0, len(ordered), LETTER_PAGE):
+        removed += await gw.redis.xdel(keys.DEAD, *ordered[start:start + LETTER_PAGE])
+    letters.forget(doomed, removed)
+    log.info("event=dead_letters_trimmed count=%s outbox=%s inbox=%s retention_days=%s "
+             "oldest=%s newest=%s", removed, len(done_out), len(done_in),
+             gw.settings.dead_letter_retention_days, ordered[0], ordered[-1])
+    return removed
+
+
+def _older(named: dict[str, set[str]], cutoff_ms: int) -> dict[str, set[str]]:
+    """The letters of each piece of work written before `cutoff_ms` (Redis time)."""
+    out = {}
+    for work_id, ids in named.items():
+        old = {letter for letter in ids if _letter_key(letter)[0] <= cutoff_ms}
+        if old and work_id.isascii() and work_id.isdigit():
+            out[work_id] = old
+    return out
+
+
+def _letter_key(letter: str) -> tuple[int, int]:
+    ms, _, seq = letter.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _resolved(tx: Any, table: str, states: tuple[str, ...], ids: list[str]) -> list[str]:
+    """Which of these rows of `table` are in one of `states`."""
+    found = []
+    marks = ", ".join("?" * len(states))
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start:start + IDS_PER_QUERY]
+        rows = tx.query(f"SELECT id FROM {table} WHERE id IN ({', '.join('?' * len(chunk))}) "
+                        f"AND state IN ({marks})", (*(int(i) for i in chunk), *states))
+        found += [str(i) for (i,) in rows]
+    return found
 
 
 def _letters_owed(gw: Any, tx: Any, out: list[int], inbox: list[int]) -> list[tuple]:

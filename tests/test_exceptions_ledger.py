@@ -41,6 +41,7 @@ class FakeGateway:
     hvps_open: bool = True
     settings: Any = field(default_factory=lambda: SimpleNamespace(bank_code=BANK))
     own_banks: frozenset[str] = frozenset({BANK, BRANCH})
+    account_bank: str | None = BRANCH  # the branch whose books the ledger keeps
     router: Any = field(default_factory=load_default)
     alerts: list[str] = field(default_factory=list)
 
@@ -68,7 +69,8 @@ def now() -> datetime:
     return datetime.fromisoformat(NOW)
 
 
-def receive(tx: Any, gw: FakeGateway, account: str, name: str) -> str:
+def receive(tx: Any, gw: FakeGateway, account: str, name: str,
+            payee_bank: str = BRANCH) -> str:
     """An incoming HVPS credit from the peer, posted as the core handler posts it."""
     pid = "I88820000001520261207000000000001"
     row = {"id": pid, "direction": "in", "channel": "hvps", "state": "received",
@@ -77,7 +79,7 @@ def receive(tx: Any, gw: FakeGateway, account: str, name: str) -> str:
            "receiver_direct": BANK, "amount_fen": AMOUNT_FEN, "currency": "CNY",
            "payer_account": "6222000000000009", "payer_name": "对手客户",
            "payer_bank": PEER_BRANCH, "payee_account": account, "payee_name": name,
-           "payee_bank": BRANCH, "business_type": "A100", "business_kind": "02102",
+           "payee_bank": payee_bank, "business_type": "A100", "business_kind": "02102",
            "urgency": "normal", "priority": 3, "remittance": [], "route": {},
            "work_date": WORK_DATE.isoformat(), "created_at": NOW, "updated_at": NOW}
     payments.insert(tx, row)
@@ -278,3 +280,27 @@ def test_a_return_from_suspense_is_paid_by_our_suspense_account(books, via):
         original["payer_account"], original["payer_name"], original["payer_bank"])
     assert (sent.creditor_account, sent.creditor_name) == (
         original["payer_account"], original["payer_name"])
+
+
+@pytest.mark.parametrize("account_bank, payer_bank, payer_name", [
+    (BRANCH, BRANCH, "甲市农村商业银行城东支行"),
+    (None, BANK, "甲市农村商业银行股份有限公司")])
+def test_a_return_from_suspense_is_sent_by_the_branch_holding_the_suspense_account(
+        books, account_bank, payer_bank, payer_name):
+    """A credit naming as its payee bank another of our banks than the one whose books
+    keep the account (here our direct participant) goes to suspense; its return is paid
+    by the suspense account at the branch whose books hold it (the ledger's
+    institution's bank code, our direct participant when it has none), in that
+    branch's name, as payer's bank (DbtrAgt) and in the return's ids, never at the
+    bank the original named."""
+    db, gw = books
+    gw.account_bank = account_bank
+    with db.transaction() as tx:
+        original = payments.get(tx, receive(tx, gw, customer_account(1), "别人", BANK))
+        ret, _ = returns.request_tx(gw, tx, original["id"], "查无此户", "core:test", now())
+    sent, problems = hvps111.parse(etree.fromstring(credit_body(ret, NOW)))
+
+    assert original["state"] == "suspense" and problems == []
+    assert (sent.debtor_account, sent.debtor_name, sent.debtor_agent) == (
+        gw.ledger.internal_accounts[SUSPENSE], payer_name, payer_bank)
+    assert ret["end_to_end_id"].startswith(payer_bank)

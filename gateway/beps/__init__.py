@@ -159,8 +159,10 @@ class BepsExtension:
                now: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """An accepted, held BEPS credit waits to be packed (the channel intake)."""
         _check_names(row)
+        carried = row.get("carried") or {}
         items.add(tx, row["id"], items.CREDIT_OUT, decision.receiver_direct, row["msg_type"],
-                  row["amount_fen"], now)
+                  row["amount_fen"], now, addresses=(carried.get("debtor_address"),
+                                                     carried.get("creditor_address")))
         return row, [(keys.BEPS_TX, {"item": row["id"]})]
 
     async def submit_debit(self, client: str, idem_key: str | None,

@@ -68,10 +68,12 @@ def remark_of(remittance: list[str]) -> str | None:
 
 
 # What a package's transaction is made of: columns of the payment (p) and of its BEPS
-# item (i), in the order `transfers_of` reads them.
+# item (i), in the order `transfers_of` reads them. The address lines are the item's: only
+# a ready hvps.111 gives them (gateway.ready.CARRIED), and a payment's row has none.
 COLUMNS = ("p.tx_id", "p.payer_name", "p.payer_account", "p.payer_bank", "p.payee_bank",
            "p.payee_name", "p.payee_account", "p.amount_fen", "p.business_type",
-           "p.business_kind", "p.remittance", "i.agreement", "p.currency")
+           "p.business_kind", "p.remittance", "i.agreement", "p.currency",
+           "i.debtor_address", "i.creditor_address")
 _NO_REMITTANCE = "[]"  # payments.remittance of a payment without remittance lines
 
 
@@ -83,10 +85,10 @@ def transfers_of(rows: Iterable[Sequence[Any]]) -> list[Transfer]:
         (tx_id, payer_name, payer_account, payer_bank, payer_bank, payee_bank, payee_name,
          payee_account, payee_bank, amount_fen, business_type, business_kind,
          None if remittance == _NO_REMITTANCE else remark_of(json.loads(remittance)),
-         None, None, None, agreement, currency)
+         None, debtor_address, creditor_address, agreement, currency)
         for (tx_id, payer_name, payer_account, payer_bank, payee_bank, payee_name,
              payee_account, amount_fen, business_type, business_kind, remittance,
-             agreement, currency) in rows)
+             agreement, currency, debtor_address, creditor_address) in rows)
 
 
 # A return (A105) names the transaction it returns in RtrInf, which no column of the

@@ -77,13 +77,16 @@ _COLUMNS = ", ".join(f"p.{c}" for c in _PACKED)
 
 def add(tx: Any, payment_id: str, kind: str, counterparty: str, msg_type: str,
         amount_fen: int, now: datetime, *, agreement: str | None = None,
-        package_id: str | None = None, netting: tuple[str, str] | None = None) -> None:
+        package_id: str | None = None, netting: tuple[str, str] | None = None,
+        addresses: tuple[str | None, str | None] = (None, None)) -> None:
+    """One item. `addresses`: the payer's and payee's address lines its transaction
+    carries (a ready hvps.111's PstlAdr/AdrLine), each None when not given."""
     date_, round_ = netting or (None, None)
     tx.execute("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
-               "amount_fen, agreement, package_id, netting_date, netting_round, created_at) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "amount_fen, agreement, package_id, netting_date, netting_round, created_at, "
+               "debtor_address, creditor_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (payment_id, kind, SIDE[kind], counterparty, msg_type, amount_fen, agreement,
-                package_id, date_, round_, now.isoformat()))
+                package_id, date_, round_, now.isoformat(), *addresses))
 
 
 def add_many(tx: Any, rows: list[tuple[str, str, str, str, int, str]]) -> None:

@@ -34,6 +34,8 @@ TABLES = [
         agreement TEXT,                   -- AgrmtNb of a debit
         package_id TEXT,                  -- null: waiting to be packed
         taken_out_of TEXT,                -- the package it was last taken out of
+        debtor_address TEXT,              -- the payer's and payee's address lines
+        creditor_address TEXT,            -- (PstlAdr/AdrLine) of a ready hvps.111's credit
         netting_date TEXT, netting_round TEXT, settled_on TEXT,
         created_at TEXT NOT NULL
     )""",
@@ -138,7 +140,8 @@ TABLES = [
 ]
 
 # Columns a database made before them gets at start-up.
-ADDED_COLUMNS = [("taken_out_of", "TEXT")]
+ADDED_COLUMNS = [("taken_out_of", "TEXT"), ("debtor_address", "TEXT"),
+                 ("creditor_address", "TEXT")]
 
 
 def install(tx: Any) -> None:

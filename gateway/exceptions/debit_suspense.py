@@ -176,17 +176,17 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
     info = ReturnInfo(OriginalRef(msg_id, sender, debit["msg_type"]),
                       OriginalTx(debit["payer_bank"], debit["payee_bank"], debit["tx_id"],
                                  debit["business_type"]), reason)
-    rid, new_msg_id, e2e = intake.new_ids(tx, gw.work_date, debit["payee_bank"])
     # The money leaves suspense, not our customer's account: the suspense account pays,
-    # in the name of our branch that collected the debit.
-    payer_account, payer_name = write_off.suspense_payer(gw, debit["payee_bank"])
+    # at the branch whose books hold it and in that branch's name.
+    payer_bank, payer_account, payer_name = write_off.suspense_payer(gw)
+    rid, new_msg_id, e2e = intake.new_ids(tx, gw.work_date, payer_bank)
     row = {
         "id": rid, "direction": "out", "channel": "beps", "state": "accepted",
         "msg_type": RETURN_MSG_TYPE, "msg_id": new_msg_id, "tx_id": new_msg_id,
         "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
         "receiver_direct": debit["receiver_direct"], "amount_fen": debit["amount_fen"],
         "currency": debit["currency"], "payer_account": payer_account,
-        "payer_name": payer_name, "payer_bank": debit["payee_bank"],
+        "payer_name": payer_name, "payer_bank": payer_bank,
         "payee_account": debit["payer_account"], "payee_name": debit["payer_name"],
         "payee_bank": debit["payer_bank"], "business_type": RETURN_TYPE,
         "business_kind": returns.RETURN_KIND, "urgency": "normal",

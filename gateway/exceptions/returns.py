@@ -104,27 +104,27 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     original = payments.get(tx, payment_id, lock=True)
     check_returnable(tx, original)
     work_date = gw.work_date
-    our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \
-        else gw.settings.bank_code
-    rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
-    # From suspense our suspense account pays, in our branch's name; from the account
-    # the money went to, under its holder's name.
     if via == "suspense":
-        payer = write_off.suspense_payer(gw, our_branch)
+        # Our suspense account pays, at the branch whose books hold it and in its name.
+        our_branch, payer_account, payer_name = write_off.suspense_payer(gw)
     else:
-        # An item applied from suspense (销账) may have gone to another account than its
-        # message named.
-        payer = write_off.party_credited(gw, tx, original)
+        # The account the money went to, under its holder's name: an item applied from
+        # suspense (销账) may have gone to another account than its message named.
+        our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \
+            else gw.settings.bank_code
+        payer_account, payer_name = write_off.party_credited(gw, tx, original)
+    rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
+    if via == "account":
         try:
-            hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", payer[0], original["amount_fen"],
-                                         work_date, rid))
+            hold_id = str(gw.ledger.hold(tx, f"{rid}:hold", payer_account,
+                                         original["amount_fen"], work_date, rid))
         except PaygateError as exc:
             raise intake.as_request_fields(exc, _PAYMENT_FIELDS) from None
     row = _return_row(gw, original, _original_ids(tx, original), rid, msg_id, e2e,
                       our_branch, reason, hold_id, now)
-    row["payer_account"], row["payer_name"] = payer
+    row["payer_account"], row["payer_name"] = payer_account, payer_name
     row["client"] = client
     payments.insert(tx, row)
     schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)

@@ -219,19 +219,25 @@ def clear(gw: Any, tx: Any, payment: dict[str, Any], account: str, by: str, note
     return pending_no, account, entry_id
 
 
-def suspense_payer(gw: Any, branch: str) -> tuple[str, str]:
+def suspense_payer(gw: Any) -> tuple[str, str, str]:
     """The payer of a return made from suspense (DOMAIN.md §4: a pending write-off item
-    returned to the sender): the money leaves the ledger's suspense account (2241), so
-    that account pays, under the name of our branch `branch` that sends the return (its
-    name in the CNAPS directory, else in our institutions). Never the account the
-    original named: that account was not credited, and may be no customer's at all."""
+    returned to the sender), as (bank, account, name): the money leaves the ledger's
+    suspense account (2241), so that account pays, at the branch whose books hold it and
+    under that branch's name (in the CNAPS directory, else in our institutions). The
+    branch is the ledger's institution's (`gw.account_bank`), or our direct participant
+    when that institution has no bank code; never the bank the original named as its
+    payee, which may be another of our branches that keeps no books of its own (SPEC.md:
+    DbtrAgt/BrnchId and DbtrAcct Issr name the payer's account bank). Never the account
+    the original named either: that account was not credited, and may be no customer's
+    at all."""
     account = gw.ledger.internal_accounts[SUSPENSE]
+    branch = gw.account_bank or gw.settings.bank_code
     listed = gw.router.directory.find(branch, gw.work_date)
     if listed is not None:
-        return account, listed.name
+        return branch, account, listed.name
     kept = gw.router.institutions.by_bank_code(branch)
     if kept is not None:
-        return account, kept.name
+        return branch, account, kept.name
     raise ValidationFailed(Problem(
         "bank_code_unknown", "/payer/bank", branch,
         f"a bank code in the directory in force on {gw.work_date.isoformat()}",
