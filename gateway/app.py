@@ -842,19 +842,35 @@ class Gateway:
         The hold's id and the transfer as it goes out: under the account holder's name as
         the books write it, never as typed (a name matches the holder's with spaces,
         width or case aside)."""
-        [(payer, holder)] = self.payers(tx, [transfer], as_written)
-        payer = [*payer, *(also or ())]
+        named: dict[str, tuple[str, str]] = {}
         try:
             hold_id = self.ledger.hold(tx, f"{payment_id}:hold", transfer.payer_account,
-                                       transfer.amount_fen, work_date, payment_id)
+                                       transfer.amount_fen, work_date, payment_id, named)
         except PaygateError as exc:
-            raise PaygateError([*payer, *intake.as_request_fields(exc).problems],
-                               exc.status) from None
+            payer, _ = self._payer_held(tx, transfer, as_written, named)
+            raise PaygateError([*payer, *(also or ()),
+                                *intake.as_request_fields(exc).problems], exc.status) from None
+        payer, holder = self._payer_held(tx, transfer, as_written, named)
+        payer = [*payer, *(also or ())]
         if payer:
             raise PaygateError(payer, 422)
         if holder is not None and holder != transfer.payer_name:
             transfer = transfer._replace(payer_name=holder)
         return hold_id, transfer
+
+    def _payer_held(self, tx: Any, transfer: intake.Transfer, as_written: bool,
+                    named: dict[str, tuple[str, str]]) -> tuple[list[Problem], str | None]:
+        """`payers` of one transfer whose hold was tried, the holder's name taken from
+        what the hold's own statement gave back (`named`: the account's name and role)
+        when it did; read when it gave nothing back (that statement refused the amount)."""
+        found = named.get(transfer.payer_account)
+        if found is None:
+            [(payer, holder)] = self.payers(tx, [transfer], as_written)
+            return payer, holder
+        holder = found[0] if found[1] == "customer" else None
+        return intake.payer_problems(transfer.payer_account, transfer.payer_name,
+                                     transfer.payer_bank, holder, self.account_bank,
+                                     as_written), holder
 
     def payer_problems(self, tx: Any, transfers: list[Any], as_written: bool = False
                        ) -> list[list[Problem]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import intake, late_results, payments, recon, status_hold
 from gateway.inbound import Processed
@@ -27,15 +27,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("paygate.handlers")
 
 
-def handler_before(gw: Any, ext: Any, mesg_type: str, own: dict[str, Any],
-                   found: dict[str, Any]) -> Any:
+def handler_before(gw: Any, ext: Any, mesg_type: str,
+                   own: Callable[[], dict[str, Any]], found: dict[str, Any]) -> Any:
     """The handler of `mesg_type` as it was before extension `ext` was installed: the
-    gateway's `own` (by type) as the extensions installed earlier changed them. Kept in
-    `found` (the extension's): the extensions are fixed once the gateway is made, and
-    the table was built again for every result the extension passed on."""
+    gateway's own (by type, as `own()` gives them) as the extensions installed earlier
+    changed them. Kept in `found` (the extension's): the extensions are fixed once the
+    gateway is made, and the table was built again for every result the extension passed
+    on; `own` is called only when `found` does not know the type yet, since making its
+    table (bound methods in a dict) for every message handed on costs as much as the
+    look-up itself."""
     handler = found.get(mesg_type)
     if handler is None:
-        table = dict(own)
+        table = dict(own())
         for earlier in gw.extensions:
             if earlier is ext:
                 break

@@ -37,6 +37,8 @@ _APPLY = (
     " AND (normal_side = ? OR ((negative_ok = 1 OR balance_fen >= ?)"
     " AND (status = 'open' OR frozen_until < ?)))"
 )
+# `_APPLY` giving back the account's holder name and role (`apply_lines`' `named`).
+_APPLY_NAMED = _APPLY + " RETURNING name, role"
 _UNDO = (
     "UPDATE ledger_account"
     " SET balance_fen = CASE WHEN normal_side = ? THEN balance_fen - ? ELSE balance_fen + ? END"
@@ -62,8 +64,12 @@ Rules = Mapping[str, AccountRule]
 
 
 def apply_lines(tx: Transaction, lines: tuple[Line, ...], work_date: str,
-                insufficient_code: str, rules: Rules) -> None:
-    """Apply every line, or none: a refused line raises after the others are undone."""
+                insufficient_code: str, rules: Rules,
+                named: dict[str, tuple[str, str]] | None = None) -> None:
+    """Apply every line, or none: a refused line raises after the others are undone.
+    `named`, when given, gets the (name, role) of each account a line is applied to by
+    a statement of its own (a customer's), as that statement changed it: the caller
+    needs no read of its own for the holder's name."""
     for done, line in enumerate(lines):
         rule = rules.get(line.account_no)
         if rule is not None and (rule.negative_ok or rule.normal_side == line.side):
@@ -72,10 +78,15 @@ def apply_lines(tx: Transaction, lines: tuple[Line, ...], work_date: str,
         deferred = tx.cache.get(DEFERRED)
         if deferred and line.account_no in deferred:
             _write(tx, line.account_no, deferred.pop(line.account_no))
-        changed = tx.execute(_APPLY, (
-            line.side, line.amount_fen, line.amount_fen, line.account_no, line.side,
-            line.amount_fen, work_date,
-        ))
+        params = (line.side, line.amount_fen, line.amount_fen, line.account_no, line.side,
+                  line.amount_fen, work_date)
+        if named is None:
+            changed = tx.execute(_APPLY, params)
+        else:
+            row = tx.query_one(_APPLY_NAMED, params)
+            changed = 0 if row is None else 1
+            if row is not None:
+                named[line.account_no] = (row[0], row[1])
         if changed != 1:
             error = _refusal(tx, line, work_date, insufficient_code)
             undo_lines(tx, lines[:done], rules)

@@ -66,16 +66,20 @@ def charge_fee(ctx: Context, tx: Transaction, event_id: str, account_no: str,
 
 
 def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
-         work_date: date | str, ref: str) -> int:
-    """Take the payment's amount off the payer's account into transit; the hold id."""
+         work_date: date | str, ref: str,
+         named: dict[str, tuple[str, str]] | None = None) -> int:
+    """Take the payment's amount off the payer's account into transit; the hold id.
+    `named`, when given, gets the payer account's (name, role) from the statement that
+    takes the amount off it (nothing when that statement refused it:
+    ledger.balances.apply_lines)."""
     check_amount(amount_fen)
     day = work_date_text(work_date)
     content = f"hold|{account_no}|{amount_fen}|{day}|{ref}"
     lines = transfer(_customer(ctx, account_no), ctx.accounts.holds, amount_fen)
     posting = Posting(event_id, "hold", content, VOUCHER_REMITTANCE, day, lines, ref=ref)
 
-    return post(tx, posting, ctx.accounts.rules,
-                insufficient_code="payer_funds_insufficient").entry_id
+    return post(tx, posting, ctx.accounts.rules, insufficient_code="payer_funds_insufficient",
+                named=named).entry_id
 
 
 def hold_many(ctx: Context, tx: Transaction, holds: list[tuple[str, str, int, str, str]]

@@ -201,7 +201,8 @@ class Posted(NamedTuple):
 
 
 def post(tx: Transaction, posting: Posting, rules: Rules, result: str = "",
-         insufficient_code: str = "account_balance_insufficient") -> Posted:
+         insufficient_code: str = "account_balance_insufficient",
+         named: dict[str, tuple[str, str]] | None = None) -> Posted:
     """Apply and record one balanced entry, or find the event already posted.
 
     The common case runs no SELECT: the lines are applied by conditional UPDATEs and
@@ -214,7 +215,7 @@ def post(tx: Transaction, posting: Posting, rules: Rules, result: str = "",
     check_event_id(posting.event_id)
     try:
         check_work_date_open(tx, posting.work_date)
-        apply_lines(tx, posting.lines, posting.work_date, insufficient_code, rules)
+        apply_lines(tx, posting.lines, posting.work_date, insufficient_code, rules, named)
     except LedgerError:
         found = replay(tx, posting.event_id, posting.fingerprint)
         if found is None:

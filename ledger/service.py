@@ -90,8 +90,11 @@ class Ledger:
     # Outgoing payments.
 
     def hold(self, tx: Transaction, event_id: str, account_no: str, amount_fen: int,
-             work_date: WorkDate, ref: str) -> int:
-        return payments.hold(self._ctx, tx, event_id, account_no, amount_fen, work_date, ref)
+             work_date: WorkDate, ref: str,
+             named: dict[str, tuple[str, str]] | None = None) -> int:
+        """`named`: see ledger.payments.hold."""
+        return payments.hold(self._ctx, tx, event_id, account_no, amount_fen, work_date, ref,
+                             named)
 
     def hold_many(self, tx: Transaction, holds: list[tuple[str, str, int, WorkDate, str]]
                   ) -> list[int | LedgerError]:

@@ -17,11 +17,16 @@ class Extension:
 
 def test_the_handler_before_an_extension_is_the_last_one_registered_ahead_of_it():
     """Own handlers, changed by the extensions installed earlier and by none installed
-    later; each extension's table is read once however many messages pass."""
+    later; each extension's table, and the gateway's own, is made once for each type
+    however many messages pass."""
     first, second, third = Extension("first", ("900",)), Extension("second", ("111",)), \
         Extension("third", ("900", "111"))
     gw = SimpleNamespace(extensions=[first, second, third])
-    own = {"900": "own:900", "111": "own:111"}
+    made = []
+
+    def own() -> dict:
+        made.append(1)
+        return {"900": "own:900", "111": "own:111"}
     found_first, found_third = {}, {}
 
     for _ in range(3):
@@ -33,3 +38,4 @@ def test_the_handler_before_an_extension_is_the_last_one_registered_ahead_of_it(
     assert before_first == ("own:900", "own:111")
     assert before_third == ("first:900", "second:111")
     assert (first.asked, second.asked, third.asked) == (2, 2, 0)
+    assert len(made) == 4  # once a type for each of the two extensions

@@ -118,6 +118,27 @@ def test_a_hold_ends_once(books, first, second):
     assert refused.value.code == "hold_already_ended"
 
 
+def test_a_hold_names_the_account_it_took_the_money_from_as_the_books_hold_it(books):
+    """`named` gets the payer account's name and role from the hold's own statement,
+    what `holder_names` reads, a hold replayed too (its line is applied, then undone
+    when its event is found); a hold refused for funds gives nothing, and the caller
+    reads the name itself."""
+    db, led, payer, _ = books
+    with db.transaction() as tx:
+        named: dict = {}
+        led.hold(tx, "h1", payer, 500, WORK_DATE, "p1", named)
+        refused: dict = {}
+        with pytest.raises(LedgerError):
+            led.hold(tx, "h2", payer, PAYER_FEN * 2, WORK_DATE, "p2", refused)
+        replayed: dict = {}
+        led.hold(tx, "h1", payer, 500, WORK_DATE, "p1", replayed)
+        held_by = led.holder_names(tx, [payer])
+
+    assert named == replayed == {payer: ("张三", "customer")}
+    assert named[payer][0] == held_by[payer]
+    assert refused == {}
+
+
 def test_posting_an_event_twice_has_one_effect(books):
     """The same event id with the same content returns the first result and posts nothing."""
     db, led, payer, payee = books

@@ -274,9 +274,12 @@ class BepsExtension:
 
     def _previous(self, mesg_type: str) -> Any:
         """The handler of `mesg_type` registered before this extension's."""
-        own = {RESULT_TYPE: self.gw.handlers.on_result,
-               ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded}
-        return handler_before(self.gw, self, mesg_type, own, self._before)
+        return handler_before(self.gw, self, mesg_type, self._own, self._before)
+
+    def _own(self) -> dict[str, Any]:
+        """The gateway's own handlers of the types this extension handles first."""
+        return {RESULT_TYPE: self.gw.handlers.on_result,
+                ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded}
 
     def add_routes(self, app: Any) -> None:
         api.add_routes(app)

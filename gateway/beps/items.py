@@ -71,7 +71,7 @@ def package_group(package_id: str, count: int) -> payments.Group:
 
 # A package's payments are read for building, sending and booking it, never shown: the
 # route each was given (a JSON record) is left out.
-_PACKED = tuple(c for c in payments.COLUMNS if c != "route")
+_PACKED = payments.ROUTELESS
 _COLUMNS = ", ".join(f"p.{c}" for c in _PACKED)
 
 

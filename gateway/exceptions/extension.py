@@ -110,10 +110,12 @@ class Exceptions:
 
     def _previous(self, mesg_type: str) -> Handler:
         """The handler of `mesg_type` as it was before this extension was installed."""
-        return handler_before(self.gw, self, mesg_type,
-                              {ccms900.MESSAGE_TYPE: self.gw.handlers.on_result,
-                               hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in},
-                              self._before)
+        return handler_before(self.gw, self, mesg_type, self._own, self._before)
+
+    def _own(self) -> dict[str, Handler]:
+        """The gateway's own handlers of the types this extension handles first."""
+        return {ccms900.MESSAGE_TYPE: self.gw.handlers.on_result,
+                hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in}
 
     def on_result(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
         conf: ccms900.CommonConf = d.obj

@@ -74,6 +74,10 @@ class QueryDesk:
                 ccms303.MESSAGE_TYPE: self._handler(incoming.on_free_format),
                 ccms911.MESSAGE_TYPE: self._on_discarded}
 
+    def _own(self) -> dict[str, Any]:
+        """The gateway's own handler of the type this extension handles first."""
+        return {ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded}
+
     def claim_result(self, tx: Any, d: codec.Decoded, now: Any) -> Processed | None:
         """A ccms.900 about no payment: ours when it refuses our query or free text."""
         outcome = refusals.on_result(tx, self, d, now)
@@ -82,8 +86,7 @@ class QueryDesk:
     def _on_discarded(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
         """A ccms.911: told to operators (and a payment's handled) by the handler before
         this one; our query or free text discarded is refused as well."""
-        told = handler_before(self.gw, self, ccms911.MESSAGE_TYPE,
-                              {ccms911.MESSAGE_TYPE: self.gw.handlers.on_discarded},
+        told = handler_before(self.gw, self, ccms911.MESSAGE_TYPE, self._own,
                               self._before)(tx, d, now)
         outcome = refusals.on_discarded(tx, self, d, now)
         if outcome is None:
