@@ -258,6 +258,26 @@ def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_pat
         ("30", "RuntimeError: database gone")]
 
 
+async def held_on(tmp_path: Any, orig: str, cur: str, notice_date: str
+                  ) -> tuple[Any, dict[str, Any]]:
+    """An opened rig on status 10 whose notice (orig -> cur on `notice_date`) was refused:
+    the rig and its hold."""
+    rig = await opened(tmp_path)
+    hold = await rig.gw.store.run(lambda tx: status_hold.begin(
+        tx, orig, cur, notice_date, "refused", "10", OPEN.date(), rig.clock.now()))
+    return rig, hold
+
+
+async def refusal_of(gw: Any, target: str, status: str, now: datetime) -> Any:
+    """The problem a confirmation of `status` on `target` is refused for, or None."""
+    try:
+        await gw.store.run(lambda tx: status_hold.check_confirmable(
+            gw, tx, target, status, now))
+    except PaygateError as exc:
+        return exc.problems[0]
+    return None
+
+
 def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_path):
     """A refused notice naming yesterday: its date is not offered, and a confirmation
     naming it is refused, saying the gateway never goes back to an earlier day; the
@@ -265,17 +285,10 @@ def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_pat
     yesterday = "2026-12-04"  # the Friday before the Monday of the rig
 
     async def scenario() -> dict[str, Any]:
-        rig = await opened(tmp_path)
+        rig, hold = await held_on(tmp_path, "30", "40", yesterday)
         gw = rig.gw
         try:
-            hold = await gw.store.run(lambda tx: status_hold.begin(
-                tx, "30", "40", yesterday, "stale", "10", OPEN.date(), rig.clock.now()))
-            refused = None
-            try:
-                await gw.store.run(lambda tx: status_hold.check_confirmable(
-                    gw, tx, yesterday, "40", rig.clock.now()))
-            except PaygateError as exc:
-                refused = exc.problems[0]
+            refused = await refusal_of(gw, yesterday, "40", rig.clock.now())
             return {"allowed": status_hold.allowed_dates(gw, hold, rig.clock.now()),
                     "refused": refused, "window": gw.window.work_date.isoformat()}
         finally:
@@ -285,6 +298,36 @@ def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_pat
     assert got["allowed"] == [DAY]
     assert got["refused"].code == "hvps_status_date_not_allowed"
     assert "before the gateway's work date" in got["refused"].message
+    assert got["window"] == DAY
+
+
+def test_the_gateways_work_date_is_confirmable_while_ahead_of_the_business_date(tmp_path):
+    """A cut-over notice took the gateway to Monday while the business clock still reads
+    Saturday (over a weekend): the hold is refused on Monday, and operators may still
+    confirm a status on the gateway's own work date, which moves nothing; a later date
+    than the business date stays refused."""
+    saturday = OPEN.replace(day=5, hour=10)
+    later = "2026-12-08"
+
+    async def scenario() -> dict[str, Any]:
+        rig, hold = await held_on(tmp_path, "10", "20", later)
+        gw = rig.gw
+        try:
+            # The business clock's reading is passed as it would read (a clock never
+            # goes back): Saturday, before the gateway's work date.
+            allowed = status_hold.allowed_dates(gw, hold, saturday)
+            taken = await gw.store.run(lambda tx: status_hold.check_confirmable(
+                gw, tx, DAY, "10", saturday))
+            refused = await refusal_of(gw, later, "10", saturday)
+            return {"allowed": allowed, "taken": taken["notice_date"], "refused": refused,
+                    "window": gw.window.work_date.isoformat()}
+        finally:
+            await rig.stop()
+    got = run(scenario())
+
+    assert got["allowed"] == [DAY]
+    assert got["taken"] == later
+    assert got["refused"].code == "hvps_status_date_not_allowed"
     assert got["window"] == DAY
 
 
