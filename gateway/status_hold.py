@@ -180,6 +180,22 @@ def read_confirmed(tx: Any) -> dict[str, Any] | None:
     return dict(zip(_CONFIRMED, row)) | {"seq": int(row[0])} if row else None
 
 
+def confirmed_at_start(tx: Any, work_date: date
+                       ) -> tuple[dict[str, Any] | None, bool]:
+    """The last confirmation, and whether a starting process (its window forecast by the
+    timetable, on `work_date`) takes it: when no HVPS notice changed the window after
+    it (`window_changed`, recorded by whichever process applied the notice) and it is
+    not of a day before `work_date` (the day has moved on since)."""
+    confirmed = read_confirmed(tx)
+    if confirmed is None or confirmed["work_date"] < work_date.isoformat():
+        return confirmed, False
+    row = tx.query_one("SELECT at FROM alerts WHERE code = 'window_changed' AND detail "
+                       "LIKE ? ORDER BY id DESC LIMIT 1", ('%"system": "HVPS"%',))
+    later = row is not None and datetime.fromisoformat(row[0]) > datetime.fromisoformat(
+        confirmed["at"])
+    return confirmed, not later
+
+
 def view(hold: dict[str, Any] | None) -> dict[str, Any]:
     """The hold for /health and `ops status`."""
     if hold is None:

@@ -21,6 +21,7 @@ from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.errors import PaygateError
+from gateway.ops.testing import OpsRig
 from ledger.fixtures import postgres_schema_or_skip
 from tests.test_hvps_close_lanes import OPEN, opened, seen
 
@@ -225,6 +226,34 @@ def test_a_process_that_missed_the_confirmation_takes_its_status_on_its_tick(tmp
     assert got["approved"] == "executed"
     assert got["after"] == (None, "30", False)
     assert got["source"] == "set_by_operator"
+
+
+@pytest.mark.parametrize("notice_after, status", [(False, "30"), (True, "10")])
+def test_a_process_started_after_a_confirmation_takes_its_status(tmp_path, notice_after,
+                                                                 status):
+    """Operators confirm 30 and the gateway restarts: the new process takes 30 (its
+    timetable alone says 10 at this hour) and does not send into a closed window;
+    unless a notice changed the window after the confirmation, which is then in force."""
+    async def scenario() -> tuple[Any, ...]:
+        rig = await held_rig(tmp_path)
+        try:
+            await confirmed_by_operators(rig, "30")
+            if notice_after:
+                rig.clock.advance(60)
+                await rig.gw.store.run(lambda tx: rig.gw.windows_record(
+                    tx, "HVPS", "30", "10", DAY, rig.clock.now()))
+        finally:
+            await rig.stop()
+        again = OpsRig(tmp_path, clock=ManualClock(rig.clock.now()))
+        await again.start()
+        try:
+            return (again.gw.hvps_status, again.gw.work_date.isoformat(),
+                    again.gw.hvps_open, again.gw.hvps_hold)
+        finally:
+            await again.stop()
+    got = run(scenario())
+
+    assert got == (status, DAY, status == "10", None)
 
 
 def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_path):
