@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import critical, intake, jsontext, keys, ready, ready_rules, status_hold
+from gateway import critical, intake, jsontext, keys, ready, ready_rules, scope, status_hold
 from gateway.store import lost_race
 from gateway.errors import (
     HEADER_VALUE_SHOWN_MAX, Forbidden, NotFound, PaygateError, Problem, Unauthorized,
@@ -514,7 +514,9 @@ async def post_transfer(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     key = request.headers.get("Idempotency-Key")
     if refusal is None:
-        status, response = await gw.submit_transfer(client, key, parse_json(raw))
+        body = parse_json(raw)
+        scope.refuse_payment(gw.settings.api_balance_accounts, client, body)
+        status, response = await gw.submit_transfer(client, key, body)
         return _json(response, status)
     # A retry of a transfer answered before (the same key and body) gets its stored
     # answer whatever its Content-Type, as a core system that sent none, or another,
@@ -564,6 +566,12 @@ async def post_message(request: web.Request) -> web.Response:
         raise PaygateError(decoded.problems)
     problems: list[Problem] = []
     ct: hvps111.CreditTransfer = decoded.obj
+    # Before anything is looked up about the payment (its stored answer, its payer's
+    # account and funds): a client may not learn of an account outside its scope.
+    forbidden = scope.payment_problem(gw.settings.api_balance_accounts, client,
+                                      {"payer_account": ct.debtor_account})
+    if forbidden is not None:
+        raise Forbidden(ready.in_message_terms([forbidden]))
     if ct.instg_direct != gw.settings.bank_code:
         # The gateway sends as our direct participant: a message naming another one as
         # its instructing agent was not written for us. That is the refusal's first
@@ -670,22 +678,12 @@ async def get_account_balance(request: web.Request) -> web.Response:
 def balance_read_problem(scopes: dict[str, list[str]], client: str,
                          account_no: str) -> Problem | None:
     """Why `client` may not read `account_no`'s balance under `api_balance_accounts`
-    (`scopes`), or None when it may: every client may while the setting is empty; else
-    only one whose entry has the number, a prefix of it ending in `*`, or `*`."""
-    if not scopes:
+    (`scopes`, gateway.scope), or None when it may."""
+    if scope.covers(scopes, client, account_no):
         return None
-    entries = scopes.get(client)
-    if entries is None:
-        why = (f"client {client!r} has no entry in api_balance_accounts: it reads no "
-               "account's balance")
-    elif any(account_no == e or (e.endswith("*") and account_no.startswith(e[:-1]))
-             for e in entries):
-        return None
-    else:
-        why = (f"account {account_no} is not among those api_balance_accounts lets "
-               f"client {client!r} read")
     return Problem("balance_read_forbidden", "/account_id", account_no,
-                   "an account the client's entry in api_balance_accounts covers", why)
+                   "an account the client's entry in api_balance_accounts covers",
+                   scope.why_not(scopes, client, account_no, "read the balance of"))
 
 
 def _account_id_problem(account_no: str, strict: bool) -> Problem | None:

@@ -248,7 +248,16 @@ class Gateway:
             raise
         self.store.on_commit = self._add_entries
         self.hvps_hold = await self.store.run(status_hold.read)
-        confirmed = await self.store.run(status_hold.read_confirmed)
+        # The status operators confirmed last is the window's when no notice changed it
+        # since: a process started after the confirmation takes it, as one running
+        # then did; else it only counts it as seen.
+        confirmed, take = await self.store.run(
+            lambda tx: status_hold.confirmed_at_start(tx, self.window.work_date))
+        if confirmed is not None and take:
+            self._take_confirmed_status(confirmed)
+            self.work_date = max(self.work_date, self.window.work_date)
+            log.info("event=hvps_status_confirmed_taken_at_start status=%s work_date=%s "
+                     "at=%s", confirmed["status"], confirmed["work_date"], confirmed["at"])
         self._confirmed_seq = confirmed["seq"] if confirmed else 0
         if self.hvps_hold is not None:
             log.warning("event=hvps_sending_held since=%s at_start=true",

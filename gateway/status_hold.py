@@ -180,6 +180,22 @@ def read_confirmed(tx: Any) -> dict[str, Any] | None:
     return dict(zip(_CONFIRMED, row)) | {"seq": int(row[0])} if row else None
 
 
+def confirmed_at_start(tx: Any, work_date: date
+                       ) -> tuple[dict[str, Any] | None, bool]:
+    """The last confirmation, and whether a starting process (its window forecast by the
+    timetable, on `work_date`) takes it: when no HVPS notice changed the window after
+    it (`window_changed`, recorded by whichever process applied the notice) and it is
+    not of a day before `work_date` (the day has moved on since)."""
+    confirmed = read_confirmed(tx)
+    if confirmed is None or confirmed["work_date"] < work_date.isoformat():
+        return confirmed, False
+    row = tx.query_one("SELECT at FROM alerts WHERE code = 'window_changed' AND detail "
+                       "LIKE ? ORDER BY id DESC LIMIT 1", ('%"system": "HVPS"%',))
+    later = row is not None and datetime.fromisoformat(row[0]) > datetime.fromisoformat(
+        confirmed["at"])
+    return confirmed, not later
+
+
 def view(hold: dict[str, Any] | None) -> dict[str, Any]:
     """The hold for /health and `ops status`."""
     if hold is None:
@@ -217,13 +233,16 @@ def note_problems(note: str) -> list[Problem]:
 
 
 def allowed_dates(gw: Any, hold: dict[str, Any], now: datetime) -> list[str]:
-    """The work dates a confirmation may name: the gateway's current work date and the
-    date the refused notice named, neither after the business clock's own date nor
-    before the gateway's work date (the window never goes back to an earlier day)."""
+    """The work dates a confirmation may name: the gateway's current work date, always
+    (naming it moves nothing, even when a cut-over notice took the gateway to a working
+    day after the business clock's date, over a weekend say), and the date the refused
+    notice named when it is neither after the business clock's own date nor before the
+    gateway's work date (the window never goes back to an earlier day)."""
     today = now.astimezone(SHANGHAI).date().isoformat()
     work_date = gw.work_date.isoformat()
-    named = {work_date, hold["notice_date"]}
-    return sorted(d for d in named if _is_date(d) and work_date <= d <= today)
+    notice = hold["notice_date"]
+    later = [notice] if _is_date(notice) and work_date < notice <= today else []
+    return [work_date, *later]
 
 
 def _is_date(text: str) -> bool:
@@ -254,8 +273,8 @@ def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
                f"business date {now.astimezone(SHANGHAI).date().isoformat()}")
         raise Conflict(Problem(
             "hvps_status_date_not_allowed", "/target", target,
-            "the gateway's work date or the date of the refused notice, neither before "
-            "the gateway's work date nor after the business date: "
+            "the gateway's work date, or the date of the refused notice when it is "
+            "neither before the gateway's work date nor after the business date: "
             + (" or ".join(allowed) or "none now"), why))
     if target > gw.work_date.isoformat() \
             or Phase.from_code(status, gw.work_date).key == CUTOVER:

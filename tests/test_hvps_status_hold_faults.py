@@ -21,6 +21,7 @@ from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.errors import PaygateError
+from gateway.ops.testing import OpsRig
 from ledger.fixtures import postgres_schema_or_skip
 from tests.test_hvps_close_lanes import OPEN, opened, seen
 
@@ -227,6 +228,34 @@ def test_a_process_that_missed_the_confirmation_takes_its_status_on_its_tick(tmp
     assert got["source"] == "set_by_operator"
 
 
+@pytest.mark.parametrize("notice_after, status", [(False, "30"), (True, "10")])
+def test_a_process_started_after_a_confirmation_takes_its_status(tmp_path, notice_after,
+                                                                 status):
+    """Operators confirm 30 and the gateway restarts: the new process takes 30 (its
+    timetable alone says 10 at this hour) and does not send into a closed window;
+    unless a notice changed the window after the confirmation, which is then in force."""
+    async def scenario() -> tuple[Any, ...]:
+        rig = await held_rig(tmp_path)
+        try:
+            await confirmed_by_operators(rig, "30")
+            if notice_after:
+                rig.clock.advance(60)
+                await rig.gw.store.run(lambda tx: rig.gw.windows_record(
+                    tx, "HVPS", "30", "10", DAY, rig.clock.now()))
+        finally:
+            await rig.stop()
+        again = OpsRig(tmp_path, clock=ManualClock(rig.clock.now()))
+        await again.start()
+        try:
+            return (again.gw.hvps_status, again.gw.work_date.isoformat(),
+                    again.gw.hvps_open, again.gw.hvps_hold)
+        finally:
+            await again.stop()
+    got = run(scenario())
+
+    assert got == (status, DAY, status == "10", None)
+
+
 def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_path):
     """The lanes cannot be looked at once the confirmation of 30 committed: the process
     still ends its hold and takes 30 (a new confirmation is refused as nothing is held,
@@ -258,6 +287,26 @@ def test_work_failing_after_a_confirmation_committed_still_ends_the_hold(tmp_pat
         ("30", "RuntimeError: database gone")]
 
 
+async def held_on(tmp_path: Any, orig: str, cur: str, notice_date: str
+                  ) -> tuple[Any, dict[str, Any]]:
+    """An opened rig on status 10 whose notice (orig -> cur on `notice_date`) was refused:
+    the rig and its hold."""
+    rig = await opened(tmp_path)
+    hold = await rig.gw.store.run(lambda tx: status_hold.begin(
+        tx, orig, cur, notice_date, "refused", "10", OPEN.date(), rig.clock.now()))
+    return rig, hold
+
+
+async def refusal_of(gw: Any, target: str, status: str, now: datetime) -> Any:
+    """The problem a confirmation of `status` on `target` is refused for, or None."""
+    try:
+        await gw.store.run(lambda tx: status_hold.check_confirmable(
+            gw, tx, target, status, now))
+    except PaygateError as exc:
+        return exc.problems[0]
+    return None
+
+
 def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_path):
     """A refused notice naming yesterday: its date is not offered, and a confirmation
     naming it is refused, saying the gateway never goes back to an earlier day; the
@@ -265,17 +314,10 @@ def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_pat
     yesterday = "2026-12-04"  # the Friday before the Monday of the rig
 
     async def scenario() -> dict[str, Any]:
-        rig = await opened(tmp_path)
+        rig, hold = await held_on(tmp_path, "30", "40", yesterday)
         gw = rig.gw
         try:
-            hold = await gw.store.run(lambda tx: status_hold.begin(
-                tx, "30", "40", yesterday, "stale", "10", OPEN.date(), rig.clock.now()))
-            refused = None
-            try:
-                await gw.store.run(lambda tx: status_hold.check_confirmable(
-                    gw, tx, yesterday, "40", rig.clock.now()))
-            except PaygateError as exc:
-                refused = exc.problems[0]
+            refused = await refusal_of(gw, yesterday, "40", rig.clock.now())
             return {"allowed": status_hold.allowed_dates(gw, hold, rig.clock.now()),
                     "refused": refused, "window": gw.window.work_date.isoformat()}
         finally:
@@ -285,6 +327,36 @@ def test_a_confirmation_never_names_a_date_before_the_gateways_work_date(tmp_pat
     assert got["allowed"] == [DAY]
     assert got["refused"].code == "hvps_status_date_not_allowed"
     assert "before the gateway's work date" in got["refused"].message
+    assert got["window"] == DAY
+
+
+def test_the_gateways_work_date_is_confirmable_while_ahead_of_the_business_date(tmp_path):
+    """A cut-over notice took the gateway to Monday while the business clock still reads
+    Saturday (over a weekend): the hold is refused on Monday, and operators may still
+    confirm a status on the gateway's own work date, which moves nothing; a later date
+    than the business date stays refused."""
+    saturday = OPEN.replace(day=5, hour=10)
+    later = "2026-12-08"
+
+    async def scenario() -> dict[str, Any]:
+        rig, hold = await held_on(tmp_path, "10", "20", later)
+        gw = rig.gw
+        try:
+            # The business clock's reading is passed as it would read (a clock never
+            # goes back): Saturday, before the gateway's work date.
+            allowed = status_hold.allowed_dates(gw, hold, saturday)
+            taken = await gw.store.run(lambda tx: status_hold.check_confirmable(
+                gw, tx, DAY, "10", saturday))
+            refused = await refusal_of(gw, later, "10", saturday)
+            return {"allowed": allowed, "taken": taken["notice_date"], "refused": refused,
+                    "window": gw.window.work_date.isoformat()}
+        finally:
+            await rig.stop()
+    got = run(scenario())
+
+    assert got["allowed"] == [DAY]
+    assert got["taken"] == later
+    assert got["refused"].code == "hvps_status_date_not_allowed"
     assert got["window"] == DAY
 
 

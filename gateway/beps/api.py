@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
-from gateway import intake, jsontext
+from gateway import intake, jsontext, scope
 from gateway.beps import debits_out
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.messages import beps128
@@ -66,12 +66,17 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
 
     requests: list[tuple[str | None, Any]] = []
     refused: dict[int, PaygateError] = {}
+    scopes = gw.settings.api_balance_accounts
     for index, item in enumerate(body):
         try:
-            requests.append(_item_key(index, item, batch_key))
+            request = _item_key(index, item, batch_key)
+            # An item paying from an account outside the client's scope is refused
+            # before any lookup (gateway.scope), as a single transfer would be.
+            scope.refuse_payment(scopes, client, request[1])
         except PaygateError as exc:
             refused[index] = exc
-            requests.append((None, None))
+            request = (None, None)
+        requests.append(request)
     hashes: list[str] | None = None
     if batch_key and any(key == f"{batch_key}:{i}" for i, (key, _) in enumerate(requests)):
         # The list is compared by what its items ask for (intake.transfer_meaning): the
@@ -240,6 +245,10 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
 
 async def post_debit(request: web.Request) -> web.Response:
     client, body = await _body(request)
+    # The account a debit collects into is ours: outside the client's scope, refused
+    # before anything is looked up (gateway.scope).
+    scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
+                         body, "/creditor_account", "collect into")
     status, view = await _ext(request).submit_debit(
         client, request.headers.get("Idempotency-Key"), body)
     return _json(view, status)
@@ -247,6 +256,8 @@ async def post_debit(request: web.Request) -> web.Response:
 
 async def post_periodic(request: web.Request) -> web.Response:
     client, body = await _body(request)
+    scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
+                         body)
     status, view = await _ext(request).submit_periodic(
         client, request.headers.get("Idempotency-Key"), body)
     return _json(view, status)
