@@ -205,7 +205,7 @@ class LinkShare:
         except (*REDIS_DOWN_ERRORS, TimeoutError) as exc:
             return dict(shown(own), instance=me, processes={me: shown(own)},
                         cluster_error=f"{type(exc).__name__}: "
-                        f"{exc or f'no answer within {PING_TIMEOUT_S} s'}"[:200])
+                        f"{str(exc) or f'no answer within {PING_TIMEOUT_S} s'}"[:200])
         raws = {me: own, **others}
         return dict(shown(merged(list(raws.values()), episode)), instance=me,
                     processes={name: shown(raw) for name, raw in sorted(raws.items())})
