@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Awaitable
 
 from gateway import logs
 from gateway.worker import RetryLater
@@ -128,21 +128,31 @@ class LinkHealth:
             self._discarded_last = mesg_id
         if self.discarding_since is None:
             self.discarding_since = self.gw.clock.now()
-        said = self.last_discard
         share = self.gw.link_share
         if share.active:  # the episode and its alert are the cluster's
-            self.gw.spawn(share.discarded(mesg_id, mesg_type, code, reason, said,
+            self.gw.spawn(share.discarded(mesg_id, mesg_type, code, reason,
+                                          self.last_discard,
                                           self.gw.clock.now().isoformat()))
             return
-        if self._discarding_alerted:
-            return
+        alerting = self.alert_discarding(mesg_id, mesg_type, code, reason)
+        if alerting is not None:
+            self.gw.spawn(alerting)
+
+    def alert_discarding(self, mesg_id: str, mesg_type: str, code: str,
+                         reason: str) -> Awaitable[Any] | None:
+        """This process's discard episode's one alert, to be awaited; None when it was
+        raised already. With several processes, what stands in for the cluster's alert
+        while Redis cannot be reached (gateway.linkshare)."""
+        if self._discarding_alerted or self.discarding_since is None:
+            return None
         self._discarding_alerted = True
         since = self.discarding_since.isoformat()
+        said = self.last_discard
         log.warning("event=link_discarding code=%s reason=%s mesg_id=%s since=%s", code,
                     logs.value(reason), mesg_id, since)
-        self.gw.spawn(self.gw.store.run(lambda tx: self.gw.alert(
+        return self.gw.store.run(lambda tx: self.gw.alert(
             tx, ALERT_LINK_DISCARDING, since=since, npc_code=code, reason=reason,
-            mesg_id=mesg_id, mt=mesg_type, message=discarding_message(said))))
+            mesg_id=mesg_id, mt=mesg_type, message=discarding_message(said)))
 
     def acknowledged(self, mesg_id: str) -> None:
         """The NPC acknowledged (ccms.990, accepted) our message `mesg_id`: when it was

@@ -11,7 +11,10 @@ the link's alerts need the cluster's picture, kept in Redis:
   out of the picture once its key expires (a stopping one removes it at once);
 - the discard episode is one for the cluster (`keys.LINK_DISCARDING`): every discard
   notice any process handles is counted into it, the one process whose count begins it
-  raises the episode's one `link_discarding` alert, and an acknowledgement taken by
+  raises the episode's one `link_discarding` alert (marked raised once written: a
+  process that dies before writing it leaves a claim the next discard takes over after
+  `ALERT_CLAIM_S`; while Redis cannot be reached, a process raises its own episode's
+  alert instead), and an acknowledgement taken by
   any process of a message sent after the latest discarded one ends it (two scripts,
   each one atomic step in Redis).
 
@@ -19,7 +22,8 @@ The cluster's view (`view`) is the worst state any live process reports (down, t
 degraded, then up, then unknown) since the earliest of those processes' episodes, with
 counts summed and the shared discard episode; it names this process (`instance`) and
 shows each process's own view (`processes`). With one process (SQLite) the view is that
-process's, as before. While Redis cannot be read, the view is this process's own, with
+process's, as before. While Redis cannot be read, or does not answer within
+`PING_TIMEOUT_S` (as /health's ping), the view is this process's own, with
 `cluster_error` saying why.
 """
 
@@ -33,7 +37,7 @@ from typing import Any
 from gateway import keys, logs
 from gateway.link import (ALERT_LINK_DISCARDING, LINK_DEGRADED, LINK_DOWN, LINK_UP,
                           discarding_message, shown)
-from gateway.redisstate import REDIS_DOWN_ERRORS, Outage
+from gateway.redisstate import PING_TIMEOUT_S, REDIS_DOWN_ERRORS, Outage
 
 log = logging.getLogger("paygate.link")
 
@@ -42,9 +46,16 @@ VIEW_TTL_S = 10         # a view not written again within this is a process gone
 # Worst first: the cluster shows the worst state a live process reports.
 _RANK = {LINK_DOWN: 3, LINK_DEGRADED: 2, LINK_UP: 1}
 
-# One discard counted into the cluster's episode: ARGV mesg_id, said, since. Returns
-# [1 when this discard began the episode (its alert is to be raised), the episode's
-# since]. A MesgID is later than another when its length differs or it sorts after
+# The episode's `alerted`: ALERT_WRITTEN once its alert is in the database; before, the
+# claim of the process raising it, "claim:<epoch seconds>". A claim older than
+# ALERT_CLAIM_S (its process died, or its database write failed, between the claim and
+# the alert) is taken over by the next discard any process counts.
+ALERT_WRITTEN = "1"
+ALERT_CLAIM_S = 30
+# One discard counted into the cluster's episode: ARGV mesg_id, said, since, now (epoch
+# seconds), ALERT_CLAIM_S. Returns [the claim this process holds to raise the episode's
+# alert ('' when another raised it or holds a fresh claim), the episode's since]. A
+# MesgID is later than another when its length differs or it sorts after
 # (gateway.link._later).
 _DISCARDED = """
 redis.call('HINCRBY', KEYS[1], 'discards', 1)
@@ -54,8 +65,23 @@ local last = redis.call('HGET', KEYS[1], 'last_id') or ''
 if #ARGV[1] ~= #last or ARGV[1] > last then
   redis.call('HSET', KEYS[1], 'last_id', ARGV[1])
 end
-local first = redis.call('HSETNX', KEYS[1], 'alerted', '1')
-return {first, redis.call('HGET', KEYS[1], 'since')}
+local alerted = redis.call('HGET', KEYS[1], 'alerted')
+local claim = ''
+if not alerted or (alerted ~= '""" + ALERT_WRITTEN + """' and
+    tonumber(ARGV[4]) - tonumber(string.sub(alerted, 7)) >= tonumber(ARGV[5])) then
+  claim = 'claim:' .. ARGV[4]
+  redis.call('HSET', KEYS[1], 'alerted', claim)
+end
+return {claim, redis.call('HGET', KEYS[1], 'since')}
+"""
+# The episode's alert written under ARGV claim: marked so, when the episode still goes
+# on and the claim is still this process's.
+_ALERTED = """
+if redis.call('HGET', KEYS[1], 'alerted') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'alerted', '""" + ALERT_WRITTEN + """')
+  return 1
+end
+return 0
 """
 # An acknowledgement of ARGV mesg_id: the episode ends when it is later than the last
 # discarded; returns the ended episode's fields, or an empty list.
@@ -126,17 +152,31 @@ class LinkShare:
     async def discarded(self, mesg_id: str, mesg_type: str, code: str, reason: str,
                         said: str, now_iso: str) -> None:
         """Count a discard (its handling committed here) into the cluster's episode; the
-        discard that begins it raises the episode's one alert."""
-        first, since = await self.gw.redis.eval(_DISCARDED, 1, keys.LINK_DISCARDING,
-                                                mesg_id, said, now_iso)
+        discard that begins it raises the episode's one alert, marked raised in Redis
+        only once written (a claim left unmarked is taken over, ALERT_CLAIM_S). While
+        Redis cannot be reached, this process raises its own episode's alert instead
+        (gateway.link.LinkHealth.alert_discarding), which the view, this process's own
+        then, shows open."""
+        try:
+            claim, since = await self.gw.redis.eval(
+                _DISCARDED, 1, keys.LINK_DISCARDING, mesg_id, said, now_iso,
+                repr(self.gw.clock.now().timestamp()), ALERT_CLAIM_S)
+        except REDIS_DOWN_ERRORS as exc:
+            log.warning("event=link_discard_not_shared mesg_id=%s error=%r", mesg_id, exc)
+            alerting = self.gw.link.alert_discarding(mesg_id, mesg_type, code, reason)
+            if alerting is not None:
+                await alerting
+            return
         self.discarding = True
-        if int(first) != 1:
+        if not claim:
             return
         log.warning("event=link_discarding code=%s reason=%s mesg_id=%s since=%s "
                     "cluster=true", code, logs.value(reason), mesg_id, since)
         await self.gw.store.run(lambda tx: self.gw.alert(
             tx, ALERT_LINK_DISCARDING, since=since, npc_code=code, reason=reason,
             mesg_id=mesg_id, mt=mesg_type, message=discarding_message(said)))
+        if not await self.gw.redis.eval(_ALERTED, 1, keys.LINK_DISCARDING, claim):
+            log.info("event=link_discarding_alert_unmarked since=%s claim=%s", since, claim)
 
     async def acknowledged(self, mesg_id: str) -> None:
         """An acknowledgement taken here: the cluster's episode ends when `mesg_id` was
@@ -158,10 +198,14 @@ class LinkShare:
             return shown(own)
         me = self.gw.cluster.instance
         try:
-            others, episode = await self._read(me)
-        except REDIS_DOWN_ERRORS as exc:
+            # Bounded as /health's ping: a Redis that stalls must not hold /health and
+            # the operators' pages for the client's socket timeout.
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                others, episode = await self._read(me)
+        except (*REDIS_DOWN_ERRORS, TimeoutError) as exc:
             return dict(shown(own), instance=me, processes={me: shown(own)},
-                        cluster_error=f"{type(exc).__name__}: {exc}"[:200])
+                        cluster_error=f"{type(exc).__name__}: "
+                        f"{str(exc) or f'no answer within {PING_TIMEOUT_S} s'}"[:200])
         raws = {me: own, **others}
         return dict(shown(merged(list(raws.values()), episode)), instance=me,
                     processes={name: shown(raw) for name, raw in sorted(raws.items())})

@@ -40,9 +40,6 @@ _NEVER_OPEN = ", ".join(f"'{c}'" for c in HISTORY_CODES + EPISODE_CODES)
 # `{ongoing}` is filled with the ids of the link alerts whose episode goes on.
 _OPEN = f"((a.code NOT IN ({_NEVER_OPEN}) AND k.by IS NULL) OR a.id IN " "({ongoing}))"
 _FROM = "FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id"
-# Alerts of one link code read, per episode going on, to find the ones that raised them:
-# processes raise theirs at about the same time, a few apart.
-EPISODE_ALERTS_LOOKED_AT = 4
 
 
 def ongoing_episodes(link_view: dict[str, Any]) -> dict[str, set[str]]:
@@ -63,16 +60,19 @@ def ongoing_episodes(link_view: dict[str, Any]) -> dict[str, set[str]]:
 
 def ongoing_ids(tx: Any, link_view: dict[str, Any]) -> list[int]:
     """The ids of the alerts that raised the episodes going on: of each code, the latest
-    alert raised at each episode's `since`."""
+    alert raised at each episode's `since`, however many alerts of that code other
+    episodes (another process's link flapping) raised since."""
     ids = []
     for code, sinces in ongoing_episodes(link_view).items():
-        rows = tx.query("SELECT id, detail FROM alerts WHERE code = ? ORDER BY id DESC "
-                        "LIMIT ?", (code, len(sinces) * EPISODE_ALERTS_LOOKED_AT))
-        for row in rows:
-            since = json.loads(row[1]).get("since")
-            if since in sinces:
-                sinces = sinces - {since}
-                ids.append(int(row[0]))
+        for since in sorted(sinces):
+            # The detail holds `since` as written (JSON, no escapes in an ISO instant):
+            # the rows that may name it, then the exact one among them.
+            rows = tx.query("SELECT id, detail FROM alerts WHERE code = ? AND detail LIKE ? "
+                            "ORDER BY id DESC", (code, f"%{since}%"))
+            found = next((int(i) for i, detail in rows
+                          if json.loads(detail).get("since") == since), None)
+            if found is not None:
+                ids.append(found)
     return ids
 
 

@@ -27,7 +27,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable
 
-from gateway import intake, key_reuse, store
+from gateway import intake, key_reuse, outbound, store
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms911, codec
@@ -97,13 +97,18 @@ class QueryDesk:
     def _dead(self, tx: Any, outbox_id: int, why: str, status: int | None,
               now: Any) -> dict[str, str]:
         """Our query, reply or free text dead-lettered (gateway.app.Gateway.outbox_dead).
-        Refused at the link (a 4xx `status`), it is refused as by the NPC's notice: a
-        reply's query is open again for a new answer. One that failed every delivery
-        otherwise keeps its letter for an operator's retry: an attempt may have reached
-        the NPC. The fields naming it in the letter."""
+        Refused at the link (a 4xx `status`) with every attempt provably untaken, it is
+        refused as by the NPC's notice: a reply's query is open again for a new answer.
+        One that failed every delivery otherwise, or was refused after an earlier attempt
+        that may have reached the NPC (a timeout), keeps its letter for an operator's
+        retry of the same bytes. The fields naming it in the letter."""
         if status is None:
             return {}
-        row = tx.query_one("SELECT mesg_type, mesg_id FROM outbox WHERE id = ?", (outbox_id,))
+        row = tx.query_one("SELECT mesg_type, mesg_id, state, attempts, untaken FROM outbox "
+                           "WHERE id = ?", (outbox_id,))
+        sent = outbound.Delivery(outbox_id, row[2], int(row[3]), int(row[4]))
+        if not sent.provably_untaken:
+            return refusals.kept_maybe_taken(tx, self, row[0], row[1], status, sent)
         outcome = refusals.on_link_refused(tx, self, row[0], row[1], status, now)
         if outcome is None:
             return {}

@@ -24,6 +24,9 @@ did not answer.
 The NPC may also refuse one of them at the link, answering its POST with a 4xx
 (`on_link_refused`): the message never got past the NPC either, and is refused the same
 way, `refused_with` `link` and the code `HTTP<status>`, its dead letter left as history.
+Only when every attempt to deliver it was provably untaken, though: after an attempt that
+may have reached the NPC (a timeout), the NPC may have forwarded it, so it is kept as
+sent, its dead letter outstanding for a retry of the same bytes (`kept_maybe_taken`).
 
 A second notice about a message already refused changes nothing. The outbox row of the
 refused message is done: sending the same bytes again would be refused again.
@@ -39,7 +42,7 @@ from typing import Any
 from gateway import payments
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms900, ccms911, codec
-from gateway.outbound import NPC
+from gateway.outbound import NPC, Delivery
 from gateway.queries import notify, records, wire
 
 log = logging.getLogger("paygate.queries")
@@ -48,6 +51,8 @@ ALERT_QUERY_REFUSED = "query_refused_by_npc"
 ALERT_FREE_FORMAT_REFUSED = "free_format_refused_by_npc"
 ALERT_REPLY_REFUSED = "query_reply_refused_by_npc"
 ALERT_STATUS_NOT_HANDLED = "result_status_not_handled"
+# Refused at the link after an earlier attempt that may have reached the NPC.
+ALERT_MAYBE_TAKEN = "query_message_maybe_taken_by_npc"
 OUR_TYPES = (ccms314.MESSAGE_TYPE, ccms314.RESPONSE_TYPE, ccms303.MESSAGE_TYPE)
 # `refused_with` of a message the NPC refused at the link (a 4xx answer to its POST),
 # where a notice's type stands otherwise.
@@ -118,6 +123,29 @@ def on_link_refused(tx: Any, desk: Any, mt: str, mesg_id: str, status: int,
     refusal = Refusal(LINK_REFUSAL, mesg_id, mesg_id, f"HTTP{status}",
                       f"the NPC answered {status} to the message at the link")
     return _refuse(tx, desk, mt, target, refusal, now)
+
+
+def kept_maybe_taken(tx: Any, desk: Any, mt: str, mesg_id: str, status: int,
+                     sent: Delivery) -> dict[str, str]:
+    """The NPC answered the POST of our ccms.314, ccms.315 or ccms.303 with a 4xx, but an
+    earlier attempt (`sent`, its outbox row) ended without proof that the NPC did not
+    take it (a timeout, a connection lost mid-request): the NPC may have it and have
+    forwarded it, so it is not refused, and a reply's query is not opened for a second
+    answer. Its dead letter stays outstanding for an operator's retry of the same bytes
+    (which the NPC takes as a repeat); operators are told. The fields naming the message
+    in the letter (none when it is none of ours)."""
+    target = _ours_sent_as(tx, mt, mesg_id)
+    if target is None:
+        return {}
+    named = ({"free_format": target["id"]} if mt == ccms303.MESSAGE_TYPE
+             else {"query": target["query_id"] if mt == ccms314.RESPONSE_TYPE
+                   else target["id"]})
+    log.warning("event=query_message_maybe_taken mt=%s mesg_id=%s status=%s %s", mt,
+                mesg_id, status, " ".join(f"{k}={v}" for k, v in named.items()))
+    desk.gw.alert(tx, ALERT_MAYBE_TAKEN, mt=mt, mesg_id=mesg_id, status=status,
+                  outbox=sent.outbox_id, attempts=sent.attempts,
+                  maybe_taken=sent.attempts - sent.untaken, **named)
+    return named
 
 
 def _ours_sent_as(tx: Any, mt: str, mesg_id: str) -> dict[str, Any] | None:
