@@ -4,6 +4,7 @@ store's counters and savepoints it relies on."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,51 @@ def test_counters_are_written_at_commit_and_forgotten_at_rollback(tmp_path: Path
     assert Store(tmp_path / "npc.sqlite3").counter("seq") == 2
     assert store.add("seq") == 3  # outside a transaction: written at once
     assert Store(tmp_path / "npc.sqlite3").counter("seq") == 3
+
+
+def test_balances_are_written_at_commit_and_forgotten_at_rollback(tmp_path: Path) -> None:
+    """A clearing balance moved inside a transaction reaches the table with the commit
+    (one statement for the account however often it moved); a rollback, of the
+    transaction or of a savepoint, takes the move back; a move below zero is refused."""
+    store = Store(tmp_path / "npc.sqlite3")
+    with store.transaction():
+        store.seed_balance("A", 1_000)
+        store.seed_balance("B", 0)
+
+    statements = traced(store)
+    with store.transaction():
+        for _ in range(3):
+            store.move("A", -100)
+            store.move("B", 100)
+        assert (store.balance("A"), store.balance("B")) == (700, 300)
+        assert Store(tmp_path / "npc.sqlite3").balances() == {"A": 1_000, "B": 0}
+        assert store.balances() == {"A": 700, "B": 300}  # as the commit will write them
+    # Each account read once and written once, with the commit.
+    assert len([s for s in statements if s.startswith("SELECT balance_fen")]) == 2
+    assert len([s for s in statements if s.startswith("INSERT INTO balances")]) == 2
+    assert not [s for s in statements if s.startswith("UPDATE balances")]
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.move("A", -700)
+            raise RuntimeError("undo")
+    with store.transaction():
+        with pytest.raises(RuntimeError):
+            with store.savepoint():
+                store.move("B", -300)
+                store.move("C", 300)  # an account not seen before opens at zero
+                raise RuntimeError("undo this unit only")
+        with pytest.raises(sqlite3.IntegrityError):
+            store.move("B", -301)
+        store.move("C", 5)
+
+    expected = {"A": 700, "B": 300, "C": 5}
+    assert store.balances() == expected
+    assert Store(tmp_path / "npc.sqlite3").balances() == expected
+    assert store.move("A", 1) == 701  # outside a transaction: written at once
+    assert Store(tmp_path / "npc.sqlite3").balance("A") == 701
+    with pytest.raises(sqlite3.IntegrityError):
+        store.move("A", -702)
+    assert Store(tmp_path / "npc.sqlite3").balance("A") == store.balance("A") == 701
 
 
 def test_our_bank_is_told_of_every_credit_in_a_batch(tmp_path: Path) -> None:
