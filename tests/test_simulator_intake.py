@@ -4,6 +4,7 @@ store's counters and savepoints it relies on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -91,6 +92,42 @@ def test_a_batch_is_bounded(tmp_path: Path) -> None:
 
     assert order == list(range(BATCH_MAX + 1))
     assert statements.count("COMMIT") == 2
+
+
+def test_a_posts_envelopes_are_answered_together_each_with_its_outcome(
+        tmp_path: Path, caplog) -> None:
+    """The envelopes of one POST submitted together get their outcomes in order, a
+    failing one its exception with the others standing, even when the POST is cut
+    between two batches; a POST whose request went away has its failures logged."""
+    store = Store(tmp_path / "npc.sqlite3")
+
+    def take(raw: bytes) -> str:
+        if raw.startswith(b"bad"):
+            raise RuntimeError(f"processing {raw.decode()} failed")
+        return raw.decode()
+
+    async def scenario() -> tuple[list, list, list]:
+        intake = Intake(store, take)
+        statements = traced(store)
+        alone = asyncio.ensure_future(intake.submit(b"first"))
+        raws = [str(i).encode() for i in range(BATCH_MAX + 2)]
+        raws[3] = b"bad 3"
+        post = asyncio.ensure_future(intake.submit_many(raws))
+        gone = asyncio.ensure_future(intake.submit_many([b"x", b"bad gone"]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return [await alone, *await post], await intake.submit_many([]), statements
+
+    with caplog.at_level(logging.ERROR, logger="npc.intake"):
+        outcomes, empty, statements = asyncio.run(scenario())
+
+    assert outcomes[0] == "first"
+    assert outcomes[1:4] + outcomes[5:] == [str(i) for i in range(BATCH_MAX + 2) if i != 3]
+    assert isinstance(outcomes[4], RuntimeError) and "bad 3" in str(outcomes[4])
+    assert empty == []
+    assert statements.count("COMMIT") == 2  # BATCH_MAX + 5 envelopes
+    unanswered = [r for r in caplog.records if r.getMessage() == "take_failed_unanswered"]
+    assert [r.kv_fields["detail"] for r in unanswered] == ["processing bad gone failed"]
 
 
 def test_counters_are_written_at_commit_and_forgotten_at_rollback(tmp_path: Path) -> None:
