@@ -39,6 +39,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import aiohttp
 
@@ -90,8 +91,7 @@ class _Worker:
     task: asyncio.Task | None = None
 
 
-@dataclass(frozen=True)
-class _Ended:
+class _Ended(NamedTuple):
     """How one try of a message ended: its final state, or PENDING with when it is due
     again (`retry_at`), its `tries` since its retries began at `since`."""
 
