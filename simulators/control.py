@@ -21,7 +21,6 @@ Errors use the product's one shape, {"errors": [...]} (CONTRACT.md §6).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -113,28 +112,26 @@ async def inbound(request: web.Request) -> web.StreamResponse:
                                      status=DROPPED_STATUS)
         return web.Response(text=outcome)
     envelopes = framing.split(raw, lengths)
-    results = await asyncio.gather(*(_take(sim, e) for e in envelopes))
-    status, body = framing.answer(results)
+    outcomes = await sim.intake.submit_many(envelopes)
+    status, body = framing.answer([_answer(e, o) for e, o in zip(envelopes, outcomes)])
     return web.json_response(body, status=status)
 
 
-async def _take(sim: Simulator, raw: bytes) -> tuple[int, dict[str, Any]]:
-    """One envelope of a framed POST: taken in the intake's batch with the others (they
-    reach it in the same turn); one the NPC dropped (nobody to tell) or whose processing
-    failed gets the 400 or 500 a POST of it alone would have got, and the others stand:
-    the answer's `taken` counts only those taken."""
-    try:
-        outcome = await sim.intake.submit(raw)
-        if outcome == DROPPED:
-            return DROPPED_STATUS, {"errors": [dropped_problem(raw).to_dict()]}
-        return 200, {"outcome": outcome}
-    except Exception as exc:
-        event(log, "take_failed", logging.ERROR, error=type(exc).__name__,
-              detail=str(exc)[:200])
+def _answer(raw: bytes, outcome: str | BaseException) -> tuple[int, dict[str, Any]]:
+    """One envelope of a framed POST, taken in the intake's batch with the others: one
+    the NPC dropped (nobody to tell) or whose processing failed gets the 400 or 500 a
+    POST of it alone would have got, and the others stand: the answer's `taken` counts
+    only those taken."""
+    if isinstance(outcome, BaseException):
+        event(log, "take_failed", logging.ERROR, error=type(outcome).__name__,
+              detail=str(outcome)[:200])
         return 500, {"errors": [Problem("internal_error", "/link/inbound", None,
                                         "an envelope the NPC can process",
                                         "the NPC failed on it; the error is logged"
                                         ).to_dict()]}
+    if outcome == DROPPED:
+        return DROPPED_STATUS, {"errors": [dropped_problem(raw).to_dict()]}
+    return 200, {"outcome": outcome}
 
 
 async def stats(request: web.Request) -> web.StreamResponse:

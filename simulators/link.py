@@ -39,6 +39,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import aiohttp
 
@@ -58,6 +59,15 @@ _OK, _RETRY, _REFUSED = "ok", "retry", "refused"
 # by the NPC in that same transaction, so a busy peer costs one commit per batch.
 LOCAL_BATCH_MAX = 64
 _POST_HEADERS = {"Content-Type": "application/octet-stream"}
+
+
+def _type_counts(rows: list[OutboxRow]) -> str:
+    """The message types of some rows with how many of each, in order of first sight:
+    "ccms.990.001.02:15,ccms.900.001.01:15"."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.mesg_type] = counts.get(row.mesg_type, 0) + 1
+    return ",".join(f"{mtype}:{n}" for mtype, n in counts.items())
 
 
 def retry_pause(delivery: Delivery, attempt: int, retrying_s: float) -> float | None:
@@ -81,8 +91,7 @@ class _Worker:
     task: asyncio.Task | None = None
 
 
-@dataclass(frozen=True)
-class _Ended:
+class _Ended(NamedTuple):
     """How one try of a message ended: its final state, or PENDING with when it is due
     again (`retry_at`), its `tries` since its retries began at `since`."""
 
@@ -298,20 +307,30 @@ class Link:
 
     def _log_tries(self, dest: str, rows: list[OutboxRow], ends: list[_Ended], began: float,
                    last: str) -> None:
-        """A line for each message whose delivery ended; one for the messages of the POST
-        due again after the same try and pause, and one for those given up."""
+        """One line for the messages of the POST the bank took (their MesgIDs in outbox
+        order), and one for each it refused or gave up; one for the messages due again
+        after the same try and pause, and one for those given up."""
         waiting: dict[tuple[int, float], list[_Ended]] = {}
         given_up: list[_Ended] = []
+        sent: list[OutboxRow] = []
         for row, end in zip(rows, ends):
             if end.retry_at is not None:
                 waiting.setdefault((end.tries, end.pause_s), []).append(end)
                 continue
+            if end.state == SENT:
+                sent.append(row)
+                continue
             if end.state == UNDELIVERED:
                 given_up.append(end)
-            event(log, "delivery_" + end.state,
-                  logging.INFO if end.state == SENT else logging.WARNING, dest=dest,
+            event(log, "delivery_" + end.state, logging.WARNING, dest=dest,
                   mesg_type=row.mesg_type, mesg_id=row.mesg_id, attempts=row.tries + 1,
                   posted_with=len(rows))
+        if sent:
+            # One line a POST, not one a message: under load a POST carries tens of
+            # them, and a line costs about as much as a message's outbox row.
+            event(log, "delivery_sent", dest=dest, messages=len(sent),
+                  mesg_types=_type_counts(sent), attempts=max(r.tries for r in sent) + 1,
+                  posted_with=len(rows), mesg_ids=",".join(r.mesg_id for r in sent))
         for (tries, pause_s), same in waiting.items():
             event(log, "delivery_retry_scheduled", logging.WARNING, dest=dest,
                   messages=len(same), attempt=tries, pause_s=round(pause_s, 3),

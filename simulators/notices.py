@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from gateway.clock import Clock
 from gateway.messages import ccms801, ccms900, ccms911, ccms990, codec, hvps710, signing
@@ -82,8 +83,11 @@ class Notices:
         self.keyring = keyring
         self.wake = wake
 
-    def _header(self, dest: str, mesg_type: str, system: str) -> Header:
-        now = self.clock.now()
+    def _header(self, dest: str, mesg_type: str, system: str,
+                now: datetime | None = None) -> Header:
+        """The NPC's header of a message made at `now` (read from the clock if not given):
+        its date, time and MesgID from that one reading."""
+        now = now or self.clock.now()
         send_date, send_time = send_date_time(now)
         mesg_id = self.ids.npc_mesg_id(system, now)
         return Header(orig_sender=NPC_CODE, orig_sender_sid=system, orig_receiver=dest,
@@ -98,8 +102,11 @@ class Notices:
                            instd_party=dest, system=system, remark=remark)
 
     def _put(self, dest: str, mesg_type: str, mesg_id: str, raw: bytes,
-             chain: str | None = None) -> str:
-        self.store.enqueue(dest, mesg_type, mesg_id, raw, self.clock.now().isoformat(), chain)
+             chain: str | None = None, now: datetime | None = None) -> str:
+        """Put a message in the outbox, made at `now` (the clock read for its header)
+        or, when none is given, now."""
+        made = (now or self.clock.now()).isoformat()
+        self.store.enqueue(dest, mesg_type, mesg_id, raw, made, chain)
         self.store.add("messages_out")
         self.wake(dest)
         # DEBUG: the outbox row records it, and the line of its delivery (or of the
@@ -110,12 +117,13 @@ class Notices:
 
     def _send(self, dest: str, mesg_type: str, system: str, body: bytes,
               chain: str | None = None) -> str:
-        header = self._header(dest, mesg_type, system)
+        now = self.clock.now()
+        header = self._header(dest, mesg_type, system, now)
         if signing.unsigned_allowed(header):
             raw = templates.unsigned_envelope(header, body)
         else:
             raw = codec.encode(header, body, self.keyring)
-        return self._put(dest, mesg_type, header.mesg_id, raw, chain)
+        return self._put(dest, mesg_type, header.mesg_id, raw, chain, now)
 
     def ack(self, original: Header, code: str = ccms990.ACCEPTED) -> str:
         """ccms.990 to the sender of `original`, echoing its header ids (unsigned)."""

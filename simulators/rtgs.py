@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, Problem
@@ -36,8 +35,7 @@ ACCEPTING_PHASES = frozenset({"10"})
 SETTLING_PHASES = frozenset({"10", "30"})
 
 
-@dataclass(frozen=True)
-class Payment:
+class Payment(NamedTuple):
     """What the NPC needs of an HVPS credit (hvps.111 or hvps.112)."""
 
     sender: str          # the header's OrigSender

@@ -5,12 +5,14 @@ envelope (gateway.messages.framing)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession
 from multidict import CIMultiDict
 
+from gateway.messages import envelope as envelope_mod
 from gateway.messages.framing import LENGTHS_HEADER as LENGTHS
 from simulators.settings import OUR_BANK, Delivery
 from simulators.testing import PEER, World, post_envelopes, simulated
@@ -43,6 +45,34 @@ def test_waiting_messages_go_to_a_bank_in_fewer_posts(tmp_path: Path) -> None:
     assert len(w.bank.posts) < len(w.bank.received)
     assert max(w.bank.posts) > 1
     assert set(stats["outbox"]) == {"sent"}
+
+
+def test_a_post_the_bank_took_is_logged_in_one_line(tmp_path: Path, caplog) -> None:
+    """The messages one POST delivered are logged in one `delivery_sent` line naming
+    each of their MesgIDs and how many of each type it carried."""
+    async def scenario() -> World:
+        async with simulated(tmp_path) as w:
+            with caplog.at_level(logging.INFO, logger="npc.link"):
+                await _peer_sends(w, 20)
+                await w.sim.drain()
+            return w
+
+    w = run(scenario())
+
+    lines = [r.kv_fields for r in caplog.records if r.getMessage() == "delivery_sent"]
+    assert len(lines) == len(w.bank.posts)
+    assert sorted(f["messages"] for f in lines) == sorted(w.bank.posts)
+    logged = [mesg_id for f in lines for mesg_id in f["mesg_ids"].split(",")]
+    received = [envelope_mod.decode(raw).header.mesg_id for raw in w.bank.received]
+    assert sorted(logged) == sorted(received)
+    assert len(set(logged)) == len(logged)
+    types: dict[str, int] = {}
+    for f in lines:
+        for item in f["mesg_types"].split(","):
+            mtype, n = item.split(":")
+            types[mtype] = types.get(mtype, 0) + int(n)
+    assert types["hvps.111.001.01"] == 20
+    assert sum(types.values()) == len(w.bank.received)
 
 
 def test_batch_max_one_posts_each_message_alone(tmp_path: Path) -> None:

@@ -108,3 +108,21 @@ def test_a_notice_made_as_midnight_passes_has_one_date(tmp_path: Path) -> None:
 
             assert header.mesg_id[4:12] == header.send_date
             assert group.msg_id[:8] == group.created_at[:10].replace("-", "")
+
+
+def test_a_notices_outbox_row_is_dated_from_its_headers_reading(tmp_path: Path) -> None:
+    """A notice's outbox row bears the time its header was made with: one reading of
+    the clock for both, even when the clock moves on at every reading."""
+    clock = _Stepping(datetime(2026, 12, 7, 23, 59, 59, tzinfo=SHANGHAI))
+    store = Store(tmp_path / "npc.sqlite3")
+    notices = Notices(store, Ids(store, clock), clock, None, lambda dest: None)
+    original = BankSender(tmp_path / "keys", ManualClock(MONDAY_0900)).header(
+        "hvps.111.001.01")
+    with store.transaction():
+        notices.ack(original)
+    (row,) = store.pending(original.orig_sender, 10)
+    made = store.conn.execute("SELECT created_at FROM outbox WHERE seq = ?",
+                              (row.seq,)).fetchone()[0]
+    header = envelope_mod.decode_header(row.raw[:envelope_mod.HEADER_LEN])
+    assert datetime.fromisoformat(made).strftime("%Y%m%d%H%M%S") == \
+        header.send_date + header.send_time
