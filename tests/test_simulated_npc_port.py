@@ -69,6 +69,9 @@ def test_serve_simulate_restarts_its_npc_on_the_same_port(tmp_path: Path) -> Non
     assert "npc_port_changed" not in first and "npc_port_changed" not in again
     old = int(first["npc"].rsplit(":", 1)[1])
     with socket.socket() as held:
+        # The stopped NPC's closed connections may leave the port in TIME_WAIT for a
+        # minute; a listener bound with SO_REUSEADDR still holds it against the next NPC.
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         held.bind(("127.0.0.1", old))
         held.listen()
         moved = _start_line(tmp_path)
