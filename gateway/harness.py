@@ -62,7 +62,8 @@ class Harness:
         return self.data_dir / "keys"
 
     def settings(self) -> Settings:
-        values = dict(data_dir=str(self.data_dir / SIMULATED_GATEWAY_FOLDER), port=self.gateway_port,
+        values = dict(data_dir=str(self.data_dir / SIMULATED_GATEWAY_FOLDER),
+                      port=self.gateway_port,
                       npc_url=f"{self.sim_url}/link/inbound", keys_dir=str(self.keys_dir),
                       clock=self.clock_spec)
         values.update(self.settings_overrides)
