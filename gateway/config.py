@@ -28,6 +28,14 @@ from gateway.errors import PaygateError, Problem
 from gateway.messages import framing
 
 
+# The gateway's SQLite file in its data folder (no `database_url`).
+DB_FILE = "gateway.db"
+# The gateway's own data folder inside the folder of a run that starts the simulated NPC
+# beside it (`serve --simulate`, `demo`, `simulate-day`: gateway.harness), whose `npc/`
+# and `keys/` sit next to it.
+SIMULATED_GATEWAY_FOLDER = "gateway"
+
+
 @dataclass
 class Settings:
     data_dir: str = ".paygate"
@@ -109,7 +117,7 @@ class Settings:
 
     @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_path / 'gateway.db'}"
+        return self.database_url or f"sqlite:///{self.data_path / DB_FILE}"
 
     @property
     def keys_path(self) -> Path:

@@ -28,6 +28,7 @@ this one for it.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -105,3 +106,25 @@ def close_by_gateway(tx: Any, alert_ids: list[int], note: str, now: datetime) ->
     tx.executemany("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (alert_id) DO NOTHING",
                    [(alert_id, GATEWAY, now.isoformat(), note) for alert_id in alert_ids])
+
+
+def unclosed(tx: Any, codes: tuple[str, ...], containing: str = "") -> list[tuple[int, dict]]:
+    """The alerts of `codes` nobody (nor the gateway) has closed yet, each with its
+    detail; with `containing`, only those whose detail's text holds it (a payment's or a
+    query's id, read back by the caller from the detail itself)."""
+    rows = tx.query(f"SELECT a.id, a.detail FROM alerts a LEFT JOIN alert_acks k "
+                    f"ON k.alert_id = a.id WHERE a.code IN ({', '.join('?' * len(codes))}) "
+                    "AND k.alert_id IS NULL AND a.detail LIKE ? ORDER BY a.id",
+                    (*codes, f"%{containing}%"))
+    return [(int(alert_id), json.loads(detail)) for alert_id, detail in rows]
+
+
+def close_where(tx: Any, codes: tuple[str, ...], key: str, value: Any, note: str,
+                now: datetime) -> list[int]:
+    """Close, as the gateway, the open alerts of `codes` whose detail's `key` is `value`:
+    their cause is gone (`note` says how). Their ids."""
+    ids = [alert_id for alert_id, detail in unclosed(tx, codes, str(value))
+           if detail.get(key) == value]
+    if ids:
+        close_by_gateway(tx, ids, note, now)
+    return ids

@@ -33,6 +33,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway import critical
 from gateway.calendar import BusinessCalendar
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.recon import DIFFERENCES_LISTED_MAX
@@ -198,12 +199,15 @@ class DayEnd:
             return found
         return await self.gw.store.run(work)
 
-    def close_late(self, tx: Any, day: date) -> dict[str, Any]:
+    def close_late(self, tx: Any, day: date, how: str = "") -> dict[str, Any]:
         """Close a missed date's ledger day (inside the caller's transaction) and, once
-        committed, reconcile it: the day end an operator runs late (`check_late` first)."""
+        committed, reconcile it: the day end an operator runs late (`check_late` first).
+        Each `day_end_missing` whose dates are all closed now is closed by the gateway,
+        its note saying so and `how` (the request that ran it)."""
         check_late(tx, day, self.gw.work_date, self.gw.calendar)
         closed = self.gw.ledger.close_day(tx, day)
         log.info("event=ledger_day_closed_late work_date=%s entries=%s", day, closed.entries)
+        close_missing_alerts(tx, day, how, self.gw.clock.now())
         return {"work_date": day.isoformat(), "ledger_entries": closed.entries,
                 "digest": closed.digest, "reconciliation": "requested"}
 
@@ -386,6 +390,21 @@ def alerted_dates(tx: Any) -> set[str]:
     for (detail,) in rows:
         out.update(json.loads(detail).get("work_dates", []))
     return out
+
+
+def close_missing_alerts(tx: Any, day: date, how: str, now: datetime) -> list[int]:
+    """Close each open `day_end_missing` naming `day` whose every date's ledger day is
+    closed (`day`'s just now, late): nothing it named is missing any more. Their ids."""
+    closed_days = {d for (d,) in tx.query("SELECT work_date FROM ledger_day", ())}
+    done = [(alert_id, detail["work_dates"]) for alert_id, detail
+            in critical.unclosed(tx, (ALERT_DAY_END_MISSING,), day.isoformat())
+            if day.isoformat() in detail.get("work_dates", [])
+            and closed_days.issuperset(detail["work_dates"])]
+    for alert_id, days in done:
+        critical.close_by_gateway(
+            tx, [alert_id], f"the day end of {', '.join(days)} ran late, the last "
+                            f"({day.isoformat()}) at {now.isoformat()}{how}", now)
+    return [alert_id for alert_id, _ in done]
 
 
 def missing_alert(missing: list[dict[str, Any]], new: list[dict[str, Any]]

@@ -25,7 +25,7 @@ import aiohttp
 
 from gateway.app import Gateway
 from gateway.clock import Clock, anchored_spec, clock_from_spec
-from gateway.config import Settings
+from gateway.config import SIMULATED_GATEWAY_FOLDER, Settings
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import die_with_parent, free_port
@@ -62,7 +62,8 @@ class Harness:
         return self.data_dir / "keys"
 
     def settings(self) -> Settings:
-        values = dict(data_dir=str(self.data_dir / "gateway"), port=self.gateway_port,
+        values = dict(data_dir=str(self.data_dir / SIMULATED_GATEWAY_FOLDER),
+                      port=self.gateway_port,
                       npc_url=f"{self.sim_url}/link/inbound", keys_dir=str(self.keys_dir),
                       clock=self.clock_spec)
         values.update(self.settings_overrides)

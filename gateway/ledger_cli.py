@@ -33,16 +33,31 @@ def ledger_command(argv: list[str]) -> int:
         print(json.dumps(exc.to_dict(), ensure_ascii=False))
         return 2
     logs.configure(settings.log_level)
-    result = verify_books(args.database or settings.db_url)
+    if args.database or settings.database_url:
+        result = verify_books(args.database or settings.database_url)
+    else:
+        result = verify_books(*local_database(settings.data_path))
     print(json.dumps(result, ensure_ascii=False))
     if "errors" in result:
         return 2
     return 0 if result["clean"] else 1
 
 
-def verify_books(url: str) -> dict[str, Any]:
+def local_database(data: Path) -> tuple[str, list[Path]]:
+    """The SQLite database of the data folder `data`, found as the gateway keeps it:
+    `gateway.db` in the folder itself (`serve`) or in its `gateway/` folder (a run with
+    the simulated NPC beside it: `serve --simulate`, `demo`); its URL, the first that
+    exists (the first place when neither does), and the places looked at."""
+    from gateway.config import DB_FILE, SIMULATED_GATEWAY_FOLDER
+    places = [data / DB_FILE, data / SIMULATED_GATEWAY_FOLDER / DB_FILE]
+    found = next((place for place in places if place.is_file()), places[0])
+    return f"sqlite:///{found}", places
+
+
+def verify_books(url: str, looked_at: list[Path] | None = None) -> dict[str, Any]:
     """The audit of the books at `url` as a JSON-ready object; a book of another schema
-    version is refused, not upgraded (the gateway upgrades it when it starts)."""
+    version is refused, not upgraded (the gateway upgrades it when it starts). A file
+    not found is refused naming the places `looked_at` (the data folder's), or `url`."""
     import ledger
     from gateway.dialect import table_columns
     from ledger.audit import audit_book
@@ -50,8 +65,12 @@ def verify_books(url: str) -> dict[str, Any]:
     from ledger.schema import SCHEMA_VERSION
 
     if url.startswith("sqlite:///") and not Path(sqlite_path(url)).is_file():
+        places = " nor ".join(str(place) for place in looked_at or [sqlite_path(url)])
         return {"errors": [{"code": "database_not_found", "value": url,
-                            "expected": "the gateway's database file"}]}
+                            "expected": "the gateway's database file",
+                            "message": f"no gateway database at {places}; name the data "
+                                       "folder the gateway ran on (PAYGATE_DATA_DIR, or "
+                                       "--config data_dir), or give --database URL"}]}
     db = ledger.connect(url)
     try:
         with db.transaction() as tx:

@@ -6,6 +6,8 @@ the NPC answers each with a ccms.806. A ccms.991 probe goes out every
 `probe_interval_s`; a probe unanswered for two intervals, a refused login and a forced
 logout (ccms.807) are raised to operators, and so is any of our keys that expires within
 `key_expiry_alert_days`. The link's state is shown to operators as `gw.link_state`.
+`link_probe_unanswered` is closed by the gateway at the first probe pass that finds the
+last probe answered (the link back), including one left open by an earlier run.
 
 With several gateway processes behind one bank code the session is the leader's
 (gateway.cluster), but the NPC delivers to the bank's inbound URLs in turn, so its
@@ -27,7 +29,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway import keys, outbound, payments
+from gateway import critical, keys, outbound, payments
 from gateway.inbound import Processed
 from gateway.messages import ccms805, ccms991, codec
 from gateway.messages.common import GroupHeader
@@ -37,6 +39,7 @@ log = logging.getLogger("paygate.session")
 PROBE_INTERVAL_S = 30.0
 KEY_EXPIRY_ALERT_DAYS = 30
 LOGOUT_WAIT_S = 2.0
+ALERT_PROBE_UNANSWERED = "link_probe_unanswered"
 
 
 class LinkSession:
@@ -45,6 +48,9 @@ class LinkSession:
         self.last_probe_sent: float | None = None
         self.last_probe_answered: float | None = None
         self._login_sent: float | None = None  # loop time of our last ccms.805 login
+        # Whether a `link_probe_unanswered` may be open: one raised by this process, or
+        # one left by an earlier run (so true at start); closed once probes are answered.
+        self._unanswered_raised = True
         self._task: asyncio.Task | None = None
         gw.link_state = "logged_out"
         gw.keyring_today = None
@@ -160,10 +166,24 @@ class LinkSession:
         if self.last_probe_sent is not None and \
                 loop.time() - answered > 2 * interval_s and answered < self.last_probe_sent:
             await self.gw.store.run(lambda tx: self.gw.alert(
-                tx, "link_probe_unanswered", interval_s=interval_s))
+                tx, ALERT_PROBE_UNANSWERED, interval_s=interval_s))
+            self._unanswered_raised = True
+        elif self._unanswered_raised and self.last_probe_answered is not None and \
+                answered >= (self.last_probe_sent or 0.0):
+            await self.gw.store.run(self._close_unanswered)
+            self._unanswered_raised = False
         await self._check_keys()
         await self._login_again(interval_s)
         await self.probe()
+
+    def _close_unanswered(self, tx: Any) -> None:
+        """Our probes are answered again: the link is back, and every open
+        `link_probe_unanswered` is closed by the gateway."""
+        now = self.gw.clock.now()
+        ids = [alert_id for alert_id, _ in critical.unclosed(tx, (ALERT_PROBE_UNANSWERED,))]
+        if ids:
+            critical.close_by_gateway(tx, ids, "the NPC answered our ccms.991 probe again "
+                                               f"(seen at {now.isoformat()})", now)
 
     async def _login_again(self, interval_s: float) -> None:
         """A login with no ccms.806 for two intervals is sent again, at each probe pass

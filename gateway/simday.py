@@ -32,7 +32,7 @@ from gateway import logs, summary
 from gateway.app import Gateway
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
-from gateway.config import Settings
+from gateway.config import SIMULATED_GATEWAY_FOLDER, Settings
 from gateway.demo import wait_day_closed
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
@@ -103,7 +103,8 @@ class DayRun:
             # Netting rounds are events of the day (see gateway.beps.demo), not a timer.
             beps_netting_interval_s=10.0 ** 7), self.clock)
         await self.sim.start()
-        self.gw = Gateway(Settings(data_dir=str(self.data_dir / "gateway"), port=gw_port,
+        self.gw = Gateway(Settings(data_dir=str(self.data_dir / SIMULATED_GATEWAY_FOLDER),
+                                   port=gw_port,
                                    npc_url=f"{self.sim.url}/link/inbound",
                                    keys_dir=str(keys_dir),
                                    # Timers that read the clock at random real moments

@@ -13,12 +13,13 @@ alert (docs/beps.md, "Debits")."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway import dialect, payments, store
+from gateway import critical, dialect, payments, store
 from gateway.beps import build, debit_deadline, debits_out, items, packer, schema
 from gateway.beps.settings import BepsSettings
 from gateway.exceptions import schema as exc_schema
@@ -45,9 +46,12 @@ class DebitGateway(ResultGateway):
         self.raised: list[tuple[str, dict[str, Any]]] = []
         self.own_banks = frozenset({BANK, BRANCH})
 
-    def alert(self, tx: Any, code: str, **detail: Any) -> None:
+    def alert(self, tx: Any, code: str, **detail: Any) -> int:
         super().alert(tx, code, **detail)
         self.raised.append((code, detail))
+        return int(tx.query_one("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?) "
+                                "RETURNING id", (NOW.isoformat(), code,
+                                                 json.dumps(detail, default=str)))[0])
 
 
 @contextlib.contextmanager
@@ -70,7 +74,7 @@ def debits_sent(tmp_path: Path, amounts: list[int]) -> tuple[Any, DebitGateway, 
     creditor = customer_account(4, "corporate")
     ids = []
     with work(db) as tx:
-        dialect.install(tx, store.SCHEMA)
+        dialect.install(tx, store.SCHEMA + critical.TABLES)
         schema.install(tx)
         exc_schema.create_tables(tx)
         led.open_customer_account(tx, creditor, CREDITOR_NAME, "corporate", NOW.date())
@@ -188,6 +192,31 @@ def test_a_late_refusal_rejects_the_overdue_debit_with_the_payer_banks_reason(tm
     assert views[refused]["reason"].startswith("RJ02")
     assert told(db, refused) == ["sent", "rejected"]
     assert balance == 50_00 and balanced
+
+
+def overdue_alerts(db: Any) -> list[tuple[str | None, str | None]]:
+    """Who closed each `debit_receipt_overdue` (None: open), with the note."""
+    with db.transaction() as tx:
+        return [tuple(r) for r in tx.query(
+            "SELECT k.by, k.note FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+            "WHERE a.code = 'debit_receipt_overdue' ORDER BY a.id", ())]
+
+
+def test_the_overdue_alert_closes_once_every_debit_of_its_package_is_answered(tmp_path):
+    """A receipt answering one debit of two leaves the alert open; the one answering the
+    other closes it, by the gateway, the note naming that receipt."""
+    db, gw, package_id, _ = debits_sent(tmp_path, [50_00, 70_00])
+    expire(db, gw, DEADLINE_PASSED)
+
+    handle(db, gw, receipt(db, package_id, [beps128.PAID]), LATE)
+    after_one = overdue_alerts(db)
+    handle(db, gw, receipt(db, package_id, [beps128.PAID, "PR09"], "2026121599000002", "06"),
+           LATE)
+    after_both = overdue_alerts(db)
+
+    assert after_one == [(None, None)]
+    [(by, note)] = after_both
+    assert by == "gateway" and package_id in note and "2026121599000002" in note
 
 
 def test_a_second_paid_receipt_for_a_debit_paid_already_moves_nothing(tmp_path):

@@ -232,12 +232,19 @@ def test_late_day_end_needs_a_second_person_and_the_oldest_date_first(tmp_path: 
         gw.clock.advance(60)
         await until_all_sent(gw)
 
+    async def left_open(gw: Gateway) -> list[list[str]]:
+        rows = await gw.store.run(lambda tx: tx.query(
+            "SELECT a.detail FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+            "WHERE a.code = 'day_end_missing' AND k.alert_id IS NULL ORDER BY a.id", ()))
+        return [json.loads(detail)["work_dates"] for (detail,) in rows]
+
     async def wednesday(gw: Gateway) -> tuple[list, list, list]:
         app = web.Application()
         add_routes(app, gw)
         ops = app[OPS_KEY]
         await ops.console.ready()
         outcomes = []
+        still_open = [await left_open(gw)]
         for user, target, _expected in LATE_DAY_ENDS:
             try:
                 req = await ops.console.request(ops.directory.get(user), "day_end", target)
@@ -247,19 +254,31 @@ def test_late_day_end_needs_a_second_person_and_the_oldest_date_first(tmp_path: 
             approver = "dir1" if user == "sup1" else "sup1"
             done = await ops.console.decide(ops.directory.get(approver), req["id"], True)
             outcomes.append(done["state"])
+            if done["state"] == "executed":
+                still_open.append(await left_open(gw))
         closed = await gw.store.run(lambda tx: tx.query(
             "SELECT work_date FROM ledger_day ORDER BY work_date", ()))
+        notes = await gw.store.run(lambda tx: tx.query(
+            "SELECT k.by, k.note FROM alerts a JOIN alert_acks k ON k.alert_id = a.id "
+            "WHERE a.code = 'day_end_missing' ORDER BY a.id", ()))
         asked = await gw.store.run(lambda tx: tx.query(
             "SELECT mesg_type FROM outbox WHERE mesg_type LIKE 'hvps.710%'", ()))
-        return outcomes, [d for (d,) in closed], asked
+        return outcomes, [d for (d,) in closed], asked, still_open, notes
 
     asyncio.run(run_on(tmp_path, "2026-12-07T09:00", day))
     asyncio.run(run_on(tmp_path, "2026-12-08T09:00", day))
-    outcomes, closed, asked = asyncio.run(run_on(tmp_path, "2026-12-09T09:00", wednesday))
+    outcomes, closed, asked, still_open, notes = asyncio.run(
+        run_on(tmp_path, "2026-12-09T09:00", wednesday))
 
     assert outcomes == [expected for *_rest, expected in LATE_DAY_ENDS]
     assert closed == ["2026-12-07", "2026-12-08"]
     assert len(asked) == 2
+    # Each alert is closed by the gateway once every date it names has run late.
+    assert still_open == [[["2026-12-07"], ["2026-12-07", "2026-12-08"]],
+                          [["2026-12-07", "2026-12-08"]], []]
+    assert [by for by, _ in notes] == ["gateway", "gateway"]
+    assert "2026-12-07 ran late" in notes[0][1] and "approved by" in notes[0][1]
+    assert "2026-12-07, 2026-12-08 ran late" in notes[1][1]
 
 
 @pytest.mark.parametrize("user", ["op1", "sup1"])

@@ -5,6 +5,7 @@ audit re-checks every stored figure against the history."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -304,6 +305,32 @@ def test_paygate_ledger_verify_refuses_a_database_without_the_books(tmp_path, ca
     assert (missing, other) == (2, 2)
     assert '"database_not_found"' in first and '"database_not_found"' in second
     assert not (tmp_path / "none.db").exists()
+
+
+def test_paygate_ledger_verify_finds_the_database_of_a_simulated_run(tmp_path, capsys,
+                                                                    monkeypatch):
+    """A data folder of `paygate demo` or `serve --simulate` keeps the gateway's database
+    in its `gateway/` folder: `ledger verify` on that folder finds it there; with neither
+    file, the refusal names both places looked at."""
+    for name in ("PAYGATE_CONFIG", "PAYGATE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "run" / "gateway").mkdir(parents=True)
+    db, _ = fresh_books(f"sqlite:///{tmp_path / 'run' / 'gateway' / 'gateway.db'}")
+    db.close()
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PAYGATE_DATA_DIR", str(tmp_path / "run"))
+    found = ledger_command(["verify"])
+    first = capsys.readouterr().out
+    monkeypatch.setenv("PAYGATE_DATA_DIR", str(tmp_path / "empty"))
+    missing = ledger_command(["verify"])
+    second = json.loads(capsys.readouterr().out)
+
+    assert found == 0 and '"clean": true' in first
+    assert missing == 2 and second["errors"][0]["code"] == "database_not_found"
+    assert str(tmp_path / "empty" / "gateway.db") in second["errors"][0]["message"]
+    assert str(tmp_path / "empty" / "gateway" / "gateway.db") in \
+        second["errors"][0]["message"]
+    assert not (tmp_path / "empty" / "gateway.db").exists()
 
 
 day_plans = st.lists(

@@ -115,3 +115,35 @@ def test_a_login_left_unanswered_is_sent_again(tmp_path):
                 "SELECT code FROM alerts", ())])
             assert alerts.count("link_login_unanswered") == 1
     asyncio.run(scenario())
+
+
+def test_an_unanswered_probe_alert_closes_once_a_probe_is_answered_again(tmp_path):
+    """A probe left unanswered for two intervals raises `link_probe_unanswered`; the
+    next pass after a probe is answered again closes it, by the gateway, and a pass
+    while the alert is open and probes still go unanswered leaves it open."""
+    async def scenario():
+        async with started(tmp_path) as h:
+            gw = h.gateway
+            await until(lambda: gw.link_state == "logged_in", "login answered")
+            session = session_of(gw)
+            loop = asyncio.get_running_loop()
+
+            def closed() -> list[tuple[str | None, str | None]]:
+                return gw.store.run(lambda tx: [tuple(r) for r in tx.query(
+                    "SELECT k.by, k.note FROM alerts a LEFT JOIN alert_acks k "
+                    "ON k.alert_id = a.id WHERE a.code = 'link_probe_unanswered'", ())])
+
+            # As if the NPC had stopped answering: our last probe long unanswered.
+            session.last_probe_answered = None
+            session.last_probe_sent = loop.time() - 10.0
+            await session._probe_once(1.0)  # raises it, and probes again
+            raised = await closed()
+            await until(lambda: (session.last_probe_answered or 0.0) >=
+                        session.last_probe_sent, "the new probe answered")
+            await session._probe_once(1.0)
+            after = await closed()
+
+        assert raised == [(None, None)]
+        [(by, note)] = after
+        assert by == "gateway" and "answered" in note
+    asyncio.run(scenario())

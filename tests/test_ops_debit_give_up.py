@@ -180,9 +180,15 @@ def test_a_debit_given_up_then_paid_goes_to_suspense_and_is_raised(rig: Rig) -> 
     approved, _ = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
                            {"note": "同意"})
     given_up = rig.payment(pid)
+    overdue = rig.run(lambda tx: tx.query(
+        "SELECT a.detail, k.by, k.note FROM alerts a LEFT JOIN alert_acks k "
+        "ON k.alert_id = a.id WHERE a.code = 'debit_receipt_overdue'", ()))
+    [(by, note)] = [(by, note) for detail, by, note in overdue if package_id in detail]
 
     assert status == 201 and waiting == "sent" and own == 403 and approved == 200
     assert given_up["state"] == "rejected" and given_up["reason"] == "debit_receipt_overdue"
+    # Its one debit given up, the package's overdue alert is closed by the gateway.
+    assert by == "gateway" and pid in note and f"request {req['id']}" in note
 
     rig.receipt(package_id, beps128.PAID)
     after = rig.payment(pid)

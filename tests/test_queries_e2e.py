@@ -247,6 +247,9 @@ def test_inbound_query_for_an_operator_is_warned_then_overdue(tmp_path):
                                {"content": "再答一次", "operator": "张三"})
             summary = await h.gateway.store.run(desk_of(h.gateway).summary)
             codes = await alert_codes(h)
+            closed = await h.gateway.store.run(lambda tx: tx.query(
+                "SELECT k.by FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+                "WHERE a.code = 'query_needs_operator'", ()))
 
             shown = listed["queries"][0]
             asked_at = datetime.fromisoformat(shown["asked_at"])
@@ -263,6 +266,7 @@ def test_inbound_query_for_an_operator_is_warned_then_overdue(tmp_path):
             assert answered["overdue"] is True and answered["answered_late"] is True
             assert shown["answered_late"] is None
             assert twice[0] == 409 and twice[1]["errors"][0]["code"] == "query_not_open"
+            assert closed == [("gateway",)]  # answered: the gateway closed the alert
             assert summary["queries"] == {"sent": 0, "received": 1, "replied": 1,
                                           "overdue": 1}
     run(scenario())

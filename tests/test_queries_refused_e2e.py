@@ -205,6 +205,11 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
             await until(peer_got_two, "the peer to receive both replies")
             view = await gw.get_transfer(shown["payment_id"])
             codes = await alert_codes(h)
+            _, after = await http(h, "GET", f"/v1/queries/{query_id}")
+            closed = await gw.store.run(lambda tx: tx.query(
+                "SELECT a.code, k.by, k.note FROM alerts a LEFT JOIN alert_acks k "
+                "ON k.alert_id = a.id WHERE a.code IN ('query_needs_operator', "
+                "'query_reply_refused_by_npc') ORDER BY a.id", ()))
 
         assert [q["id"] for q in work_list["queries"]] == [query_id]
         assert shown["handling"] == "reply_refused_by_npc" and shown["reply"] is None
@@ -216,6 +221,15 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
         assert second["reply"]["content"] == "已联系收款人，同意退汇，款项今日退回。"
         assert "query_reply_refused" in {e["event"] for e in view["history"]}
         assert "query_reply_refused_by_npc" in codes
+        # Answered anew: the refusal is over for the query (kept on the refused reply),
+        # its handling is the first one again, and both alerts that asked operators to
+        # answer are closed by the gateway, the note naming who answered.
+        assert after["handling"] == "question_needs_judgement" and after["refusal"] is None
+        assert [r["refusal"]["code"] if r["refusal"] else None
+                for r in after["replies"]] == ["CC9S0001", None]
+        assert [(code, by) for code, by, _ in closed] == [
+            ("query_needs_operator", "gateway"), ("query_reply_refused_by_npc", "gateway")]
+        assert all("operator:张三" in note for *_, note in closed)
     asyncio.run(scenario())
 
 

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import payments
 from gateway.beps import build, items
-from gateway.beps.debits_out import RECEIPT_OVERDUE, WAITING
+from gateway.beps.debits_out import (RECEIPT_OVERDUE, UNANSWERED, WAITING,
+                                     close_overdue_alert)
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.money import format_yuan
 from gateway.store import after_commit, scope
@@ -64,7 +65,7 @@ def mark_overdue(tx: Any, gw: Gateway, now: datetime) -> int:
     count = 0
     for package_id, msg_id, sender, receiver, total, amount_fen, deadline_at in rows:
         waiting = [p for p in items.package_payments(tx, package_id)
-                   if p["state"] in ("accepted", *WAITING)]
+                   if p["state"] in UNANSWERED]
         query = _ask_payer_bank(tx, gw, {
             "msg_id": msg_id, "sender": sender, "receiver": receiver, "count": total,
             "total_fen": amount_fen, "deadline_at": deadline_at}, now) if waiting else None
@@ -155,6 +156,9 @@ def give_up(gw: Gateway, tx: Any, payment_id: str, request_id: int, by: str,
     payments.transition(tx, payment, "rejected", EVENT_GIVEN_UP, now, gw.notifier,
                         reason=RECEIPT_OVERDUE, package=package_id, request=request_id,
                         requested_by=requested_by, approved_by=by, note=note.strip())
+    close_overdue_alert(tx, package_id, f"the last, {payment_id}, given up by request "
+                                        f"{request_id} (approved by {by}) at "
+                                        f"{now.isoformat()}", now)
     return {"payment": payment_id, "state": "rejected", "reason": RECEIPT_OVERDUE,
             "package": package_id, "requested_by": requested_by, "approved_by": by}
 

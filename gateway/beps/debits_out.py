@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, key_reuse, payments
+from gateway import critical, intake, key_reuse, payments
 from gateway.beps import build, items
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
@@ -49,6 +49,9 @@ PAID = "PR02"
 # States of our debit while it waits for its receipt: a receipt's line acts only on
 # these. `sent` once its package left; `queued` is kept for a package the NPC made wait.
 WAITING = ("sent", "queued")
+# States of a debit of a package past its deadline still unanswered (one not yet sent
+# among them): while one is, its package's `debit_receipt_overdue` stays open.
+UNANSWERED = ("accepted", *WAITING)
 # The reason of a debit whose receipt has not come by its package's return deadline:
 # shown while it still waits (`sent`), and kept if operators give it up (`rejected`).
 RECEIPT_OVERDUE = "debit_receipt_overdue"
@@ -234,8 +237,8 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
     r: beps128.DebitReceipt = d.obj
     original = f"{r.original.instg_party}{r.original.msg_id}"
     receipt_id = f"{r.header.instg_direct}{r.header.msg_id}"
-    pkg = tx.query_one("SELECT state FROM beps_packages WHERE id = ? AND direction = 'out' "
-                       "AND msg_type = ?", (original, build.DEBIT_TYPE))
+    pkg = tx.query_one("SELECT state, deadline_at FROM beps_packages WHERE id = ? AND "
+                       "direction = 'out' AND msg_type = ?", (original, build.DEBIT_TYPE))
     npc = r.npc
     if pkg is None or npc is None or npc.status != "PR03" or not npc.netting_round:
         gw.alert(tx, "debit_receipt_not_usable", receipt=receipt_id, original=original,
@@ -260,8 +263,24 @@ def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
                  paid=len(paid), refused=len(refused), refused_after_end=after_end)
     tx.execute("UPDATE beps_packages SET state = 'answered', updated_at = ? WHERE id = ?",
                (now.isoformat(), original))
+    if pkg[1] is not None and pkg[1] < now.isoformat():
+        # Past its deadline, the package may have been raised overdue (by this receipt's
+        # package state or an earlier receipt's, answered since): over once none waits.
+        close_overdue_alert(tx, original, f"the last answered by receipt {receipt_id} at "
+                                          f"{now.isoformat()}", now)
     return Processed({"receipt": receipt_id, "paid": len(paid),
                       "refused": len(r.lines) - len(paid)})
+
+
+def close_overdue_alert(tx: Any, package_id: str, how: str, now: datetime) -> list[int]:
+    """Close, as the gateway, the package's `debit_receipt_overdue` once none of its
+    debits waits for an answer any more (each netted, rejected, or given up): its cause
+    is over; `how` says what resolved the last one. The ids closed."""
+    if any(p["state"] in UNANSWERED for p in items.package_payments(tx, package_id)):
+        return []
+    return critical.close_where(tx, (RECEIPT_OVERDUE,), "package", package_id,
+                                f"every debit of package {package_id} is resolved: {how}",
+                                now)
 
 
 def _answered(tx: Any, gw: "Gateway", r: beps128.DebitReceipt, receipt_id: str,

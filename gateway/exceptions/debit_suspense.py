@@ -50,7 +50,6 @@ cause is gone (critical.close_by_gateway, the note saying where the money went).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -250,12 +249,4 @@ def register_hooks() -> None:
 def close_alerts(tx: Any, payment_id: str, note: str, now: datetime) -> list[int]:
     """Close the alerts that raised the debit's money in suspense (ALERTS) and are still
     open: their cause is gone. Their ids."""
-    rows = tx.query(f"SELECT a.id, a.detail FROM alerts a LEFT JOIN alert_acks k "
-                    f"ON k.alert_id = a.id WHERE a.code IN ({', '.join('?' * len(ALERTS))}) "
-                    "AND k.alert_id IS NULL AND a.detail LIKE ?",
-                    (*ALERTS, f"%{payment_id}%"))
-    ids = [int(alert_id) for alert_id, detail in rows
-           if json.loads(detail).get("payment") == payment_id]
-    if ids:
-        critical.close_by_gateway(tx, ids, note, now)
-    return ids
+    return critical.close_where(tx, ALERTS, "payment", payment_id, note, now)

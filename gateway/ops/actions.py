@@ -537,7 +537,8 @@ def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome
     """A missed day end, run late: the ledger day closed now; once committed, its reports
     written and the date reconciled."""
     day = date.fromisoformat(target)
-    detail = c.gw.day_end.close_late(tx, day)
+    detail = c.gw.day_end.close_late(
+        tx, day, f" (request {c.request_id}, approved by {c.actor})")
 
     async def reconcile() -> None:
         await c.gw.day_end.write_reports(day)

@@ -13,7 +13,10 @@ stay true only for a while:
 - every other alert records a finding someone has to look at: open until an operator
   closes it (console action `alert_close`, any level but 10, no second person; `close`
   below), or until the gateway itself finds its cause gone (critical.close_by_gateway:
-  the answer to a reconciliation that was overdue, gateway.recon).
+  the answer to a reconciliation that was overdue, gateway.recon; a bank's query
+  answered, gateway.queries.outgoing; every missed day end an alert names run late,
+  gateway.dayend; every debit of an overdue package resolved, gateway.beps.debits_out;
+  a probe answered again, gateway.session).
 
 Both acknowledgements are rows of `alert_acks` (who, when, the note), and the request's
 steps are in the audit trail like any other action's.

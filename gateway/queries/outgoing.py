@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gateway import payments
+from gateway import critical, payments
 from gateway.errors import Conflict, NotFound, Problem, ValidationFailed
 from gateway.messages import beps127, ccms314
 from gateway.messages.common import OriginalRef, OriginalTx
@@ -29,6 +29,10 @@ from gateway.queries.requests import FreeFormatRequest, QueryRequest
 _TX_ID = re.compile(r"[0-9]{1,16}")
 CHASE_PREFIX = "催查："
 ALERT_SENT_LATE = "query_sent_after_deadline"
+# The alerts that put a bank's query before an operator (incoming.ALERT_NEEDS_OPERATOR,
+# refusals.ALERT_REPLY_REFUSED, spelt here: both modules import this one): closed by the
+# gateway once the query is answered.
+OPERATOR_ALERTS = ("query_needs_operator", "query_reply_refused_by_npc")
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,10 @@ def send_our_reply(tx: Any, desk: Any, q: dict[str, Any], content: str, replied_
         "mesg_id": sent.mesg_id, "answered_msg_id": q["msg_id"], "content": content,
         "replied_by": replied_by, "at": now.isoformat(), "late": int(late)})
     answered = records.answer(tx, q, now, sent.msg_id, content, replied_by)
+    # What asked operators to answer (the query itself, or our refused reply) is over.
+    critical.close_where(tx, OPERATOR_ALERTS, "query", q["id"],
+                         f"query answered by {replied_by} at {now.isoformat()} "
+                         f"(reply {sent.msg_id})", now)
     if q["payment_id"]:
         payment = payments.get(tx, q["payment_id"])
         payments.transition(tx, payment, payment["state"], "query_answered", now, None,

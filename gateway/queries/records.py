@@ -44,7 +44,8 @@ COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "t
            "orig_instd_indirect", "orig_tx_type", "payment_id", "chase_of", "source",
            "requested_by", "doubt_at", "ask_due_at", "asked_at", "reply_due_at",
            "replied_at", "reply_msg_id", "reply_content", "replied_by", "handling",
-           "warned_at", "overdue_at", "created_at", "updated_at", *REFUSAL_COLUMNS)
+           "warned_at", "overdue_at", "created_at", "updated_at", *REFUSAL_COLUMNS,
+           "handling_before_refusal")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM queries"
 REPLY_COLUMNS = ("id", "feed_seq", "query_id", "direction", "sender", "msg_id", "mesg_id",
                  "answered_msg_id", "content", "replied_by", "at", "late", "kind", "code",
@@ -170,20 +171,25 @@ def reopen(tx: Any, query: dict[str, Any], reply: dict[str, Any], now: datetime,
     if query["state"] != "answered" or query["reply_msg_id"] != reply["msg_id"]:
         return None
     at = now.isoformat()
+    # The handling shown again once it is answered anew (`handling`): the first one's,
+    # when an answer given after a refusal is refused in turn.
+    before = (query["handling_before_refusal"] if query["handling"] == HANDLING_REPLY_REFUSED
+              else query["handling"])
     # Conditional as in `answer`, and on the answer being that reply.
     if tx.execute("UPDATE queries SET state = 'open', replied_at = NULL, reply_msg_id = NULL, "
                   "reply_content = NULL, replied_by = NULL, handling = ?, refused_at = ?, "
-                  "refused_with = ?, refusal_code = ?, refusal_reason = ?, updated_at = ? "
+                  "refused_with = ?, refusal_code = ?, refusal_reason = ?, updated_at = ?, "
+                  "handling_before_refusal = ? "
                   "WHERE id = ? AND state = 'answered' AND reply_msg_id = ?",
-                  (HANDLING_REPLY_REFUSED, at, refused_with, code, reason, at, query["id"],
-                   reply["msg_id"])) != 1:
+                  (HANDLING_REPLY_REFUSED, at, refused_with, code, reason, at, before,
+                   query["id"], reply["msg_id"])) != 1:
         raise Contended(f"query {query['id']} no longer answered by {reply['msg_id']}")
     log.info("event=query_reopened query=%s refused_reply=%s refused_with=%s npc_code=%s",
              query["id"], reply["msg_id"], refused_with, code)
     return dict(query, state="open", replied_at=None, reply_msg_id=None, reply_content=None,
                 replied_by=None, handling=HANDLING_REPLY_REFUSED, refused_at=at,
                 refused_with=refused_with, refusal_code=code, refusal_reason=reason,
-                updated_at=at)
+                updated_at=at, handling_before_refusal=before)
 
 
 def is_late(query: dict[str, Any], at: datetime) -> bool:
@@ -344,6 +350,23 @@ def refusal_view(row: dict[str, Any]) -> dict[str, Any] | None:
             "reason": row["refusal_reason"], "at": row["refused_at"]}
 
 
+def answered_anew(q: dict[str, Any]) -> bool:
+    """A bank's query answered again after the NPC refused our earlier reply: the
+    refusal is over for it (kept on the refused reply, and in the console's list of
+    refusals), and so is the reason it was open again."""
+    return q["direction"] == "in" and q["state"] == "answered" and \
+        q["refused_at"] is not None
+
+
+def handling(q: dict[str, Any]) -> str | None:
+    """How the query is handled, as shown: `reply_refused_by_npc` only while it waits
+    for its new answer; once answered anew, the handling it had before the refusal
+    (kept beside it when it was opened again, `reopen`)."""
+    if answered_anew(q) and q["handling"] == HANDLING_REPLY_REFUSED:
+        return q["handling_before_refusal"] or q["handling"]
+    return q["handling"]
+
+
 def view(q: dict[str, Any], now: datetime | None = None,
          replies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What the core system and operators see of a query."""
@@ -357,14 +380,14 @@ def view(q: dict[str, Any], now: datetime | None = None,
         "original": {"msg_id": q["orig_msg_id"], "sending_bank": q["orig_instg_party"],
                      "message_type": q["orig_mt"], "tx_id": q["orig_tx_id"]},
         "payment_id": q["payment_id"], "chase_of": q["chase_of"], "source": q["source"],
-        "requested_by": q["requested_by"], "handling": q["handling"],
+        "requested_by": q["requested_by"], "handling": handling(q),
         "doubt_at": q["doubt_at"], "ask_due_at": q["ask_due_at"], "asked_at": q["asked_at"],
         "reply_due_at": q["reply_due_at"], "replied_at": q["replied_at"],
         "reply": None if q["replied_at"] is None else {
             "msg_id": q["reply_msg_id"], "content": q["reply_content"],
             "replied_by": q["replied_by"]},
         "warned_at": q["warned_at"], "overdue_at": q["overdue_at"],
-        "refusal": refusal_view(q),
+        "refusal": None if answered_anew(q) else refusal_view(q),
     }
     out["answered_late"] = answered_late(q)
     if now is not None:

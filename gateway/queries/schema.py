@@ -45,6 +45,7 @@ SCHEMA = [
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, by this message type;
         refusal_code TEXT, refusal_reason TEXT,  -- in: the NPC refused our latest reply
+        handling_before_refusal TEXT,     -- in: its handling before our reply was refused
         UNIQUE (direction, counterparty, msg_id)
     )""",
     "CREATE INDEX IF NOT EXISTS queries_state ON queries (state, reply_due_at)",
@@ -101,7 +102,7 @@ SCHEMA = [
 _REFUSAL = [("refused_at", "TEXT"), ("refused_with", "TEXT"), ("refusal_code", "TEXT"),
             ("refusal_reason", "TEXT")]
 ADDED_COLUMNS = {
-    "queries": _REFUSAL,
+    "queries": [*_REFUSAL, ("handling_before_refusal", "TEXT")],
     "free_format": _REFUSAL,
     "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT"),
                       *_REFUSAL],
