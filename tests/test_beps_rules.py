@@ -8,6 +8,7 @@ import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -404,6 +405,8 @@ class Recording:
         self.keys: list[str | None] = []
         self.store = _Store()
         self.clock = _Clock()
+        # No client scopes (api_balance_accounts empty): every client pays from any account.
+        self.settings = SimpleNamespace(api_balance_accounts={})
 
     async def submit_transfers(self, client: str, requests: list[tuple[str | None, Any]],
                                hashes: list[str] | None = None) -> list[Any]:
