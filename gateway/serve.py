@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from gateway import logs, windows
+from gateway import clearing_check, logs, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings, source_of
@@ -78,23 +78,6 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
         return out
     await gw.store.run(work)
     return await gw.store.run(shown)
-
-
-async def check_npc_balance(harness: Harness) -> dict[str, int] | None:
-    """Whether our clearing account in the books equals the simulated NPC's balance for
-    us; when it does not (the NPC's folder lost, or books from elsewhere), an alert
-    `clearing_balance_differs` with both figures, which are also returned."""
-    gw = harness.gateway
-    stats = await harness.sim("GET", "/sim/stats")
-    npc_fen = int(stats["balances"].get(gw.settings.bank_code, 0))
-
-    def work(tx: Any) -> dict[str, int] | None:
-        ours = gw.ledger.clearing_balance(tx)
-        if ours == npc_fen:
-            return None
-        gw.alert(tx, "clearing_balance_differs", ledger_fen=ours, npc_fen=npc_fen)
-        return {"ledger_fen": ours, "npc_fen": npc_fen}
-    return await gw.store.run(work)
 
 
 def run(settings: Settings, simulate: bool = False) -> int:
@@ -222,21 +205,23 @@ async def _serve(settings: Settings, simulate: bool) -> int:
             return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
-        differs = await check_npc_balance(harness)
         (data / NPC_PORT_FILE).write_text(f"{harness.sim_port}\n", encoding="ascii")
         line = {"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
                 "data": str(data), "accounts": accounts}
-        if differs:
-            line["clearing_balance_differs"] = differs
         if moved:
             line["npc_port_changed"] = moved
             log.warning("event=simulated_npc_port_changed port=%s", harness.sim_port)
         announce(line)
-        # A simulated NPC that dies is started again (a warning line names it).
-        keeper = asyncio.create_task(harness.keep_simulator(), name="npc_keeper")
+        # A simulated NPC that dies is started again (a warning line names it); the
+        # clearing balances are compared once nothing is in flight (gateway.clearing_check).
+        tasks = [asyncio.create_task(harness.keep_simulator(), name="npc_keeper"),
+                 asyncio.create_task(clearing_check.watch(harness), name="clearing_check")]
         await stop.wait()
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("event=serve_task_failed error=%s", logs.value(repr(outcome)))
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))
