@@ -200,7 +200,8 @@ async def _serve(settings: Settings, simulate: bool) -> int:
                                               if k not in ("data_dir", "port", "npc_url",
                                                            "keys_dir", "clock")},
                           balances_fen={settings.bank_code: SIM_CLEARING_FEN},
-                          sim_args=simulator_args(settings))
+                          sim_args=simulator_args(settings),
+                          clock_named=source_of(settings, "clock") if settings.clock else "")
         if not await _started(harness.start()):
             return 2
         gw = harness.gateway
