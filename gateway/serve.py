@@ -25,6 +25,7 @@ from gateway.config import Settings, source_of
 from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
+from gateway.money import format_yuan
 from gateway.redisproc import free_port, port_in_use
 from ledger.testing import DEMO_HOLDERS, customer_account
 
@@ -48,7 +49,8 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     and books kept from another run (`paygate demo --data`) are left as they are, their
     clearing account already equal to the simulated NPC's balance for us, which that run
     kept in the same folder. Returns customer accounts as the ledger holds them: the
-    three demo account numbers it holds, else its first ones."""
+    three demo account numbers it holds, else its first ones, each with its holder, its
+    ledger balance and what is available (the ledger balance less holds)."""
     accounts = {name: customer_account(i, "corporate")
                 for i, name in enumerate(DEMO_HOLDERS, 1)}
     day = gw.work_date
@@ -73,8 +75,12 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
                             "'customer' ORDER BY account_no LIMIT ?", (ACCOUNTS_SHOWN,))
         out = {}
         for account, name in rows:
-            fen = gw.ledger.balance(tx, account)
-            out[account] = {"name": name, "balance": f"{fen // 100}.{fen % 100:02d}"}
+            found = gw.ledger.customer_balance(tx, account, day)
+            # As GET /v1/accounts/{id}/balance names them: the books' balance, and what
+            # is free to pay from (less the money held for payments under way).
+            out[account] = {"name": name,
+                            "ledger_balance": format_yuan(found.ledger_balance_fen),
+                            "available": format_yuan(found.available_fen)}
         return out
     await gw.store.run(work)
     return await gw.store.run(shown)

@@ -68,7 +68,9 @@ def test_demo_settles_the_examples_closes_the_day_and_serve_keeps_its_books(
     demo_numbers = [customer_account(i, "corporate") for i in (1, 2, 3)]
     assert list(accounts) == sorted(demo_numbers)
     assert {a: v["name"] for a, v in accounts.items()} == {a: payers[a] for a in accounts}
-    assert all(v["balance"] != "0.00" for v in accounts.values())
+    assert all(v["ledger_balance"] != "0.00" for v in accounts.values())
+    # Nothing under way on the kept folder: all of it is free to pay from.
+    assert all(v["available"] == v["ledger_balance"] for v in accounts.values())
 
 
 def test_a_refused_example_fails_the_demo_with_an_alert(
