@@ -82,21 +82,23 @@ def settle(gw: Any, tx: Any, ledger_fen: int, npc_fen: int) -> bool:
 
 
 async def watch(harness: Any) -> None:
-    """Compare once nothing is in flight (module doc); runs until the two agree. A look
-    that fails (the simulated NPC being started again, say) is logged and tried again."""
+    """Compare once nothing is in flight (module doc); runs until the two agree. While a
+    difference stays as it was, it looks every OPEN_LOOK_EVERY_S; once the figures
+    change, the confirming look comes after LOOK_EVERY_S. A look that fails (the
+    simulated NPC being started again, say) is logged and tried again."""
     previous: tuple[int, int] | None = None
-    differs = False
+    pause = LOOK_EVERY_S
     while True:
-        await asyncio.sleep(OPEN_LOOK_EVERY_S if differs else LOOK_EVERY_S)
+        await asyncio.sleep(pause)
         try:
             current, still_differs = await look(harness, previous)
         except (TimeoutError, OSError, RuntimeError, ValueError, aiohttp.ClientError) as exc:
             log.warning("event=clearing_check_failed error=%s", logs.value(repr(exc)))
-            previous = None
+            previous, pause = None, LOOK_EVERY_S
             continue
         if current is None or current != previous:
-            previous = current
+            previous, pause = current, LOOK_EVERY_S
             continue
         if not still_differs:
             return
-        differs, previous = True, None
+        pause = OPEN_LOOK_EVERY_S
