@@ -38,8 +38,6 @@ OPEN_LOOK_EVERY_S = 10.0
 log = logging.getLogger("paygate.clearing_check")
 
 _BUSY_SQL = "SELECT COUNT(*) FROM inbox WHERE state = 'received'"
-_OPEN_SQL = ("SELECT a.id FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
-             "WHERE a.code = ? AND k.by IS NULL ORDER BY a.id")
 
 
 async def look(harness: Any, previous: tuple[int, int] | None
@@ -67,7 +65,7 @@ async def look(harness: Any, previous: tuple[int, int] | None
 
 def settle(gw: Any, tx: Any, ledger_fen: int, npc_fen: int) -> bool:
     """Record a settled comparison; True when a difference is open after it."""
-    open_ids = [int(row[0]) for row in tx.query(_OPEN_SQL, (CODE,))]
+    open_ids = [alert_id for alert_id, _ in critical.unclosed(tx, (CODE,))]
     if ledger_fen == npc_fen:
         if open_ids:
             critical.close_by_gateway(
