@@ -33,7 +33,7 @@ from gateway.clock import SHANGHAI, ScaledClock
 from gateway.beps import demo as beps_demo
 from gateway.harness import Harness
 from gateway.messages import codec
-from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
+from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder, print_errors
 from gateway.queries import demo as queries_demo
 from ledger.testing import customer_account
 
@@ -397,21 +397,22 @@ def demo_command(argv: list[str]) -> int:
     try:
         folder = RunFolder.open(args.data, "paygate-demo-", args.keep)
     except PaygateError as exc:
-        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        print_errors(exc.to_dict())
         return 2
-    code = 1
+    code, result = 1, None
     try:
         with open(folder.path / "gateway.log", "a", encoding="utf-8") as log_file:
             logs.configure("INFO", log_file)
             try:
                 code, result = asyncio.run(run_demo(folder.path, args.transfers, args.seed))
             except PaygateError as exc:  # a refusal of ours, said as every command says it
-                result = exc.to_dict()
+                print_errors(exc.to_dict())
             finally:
                 logs.configure("WARNING")  # the buffered lines reach the file before it closes
     finally:
         say(folder.close(code == 0))
         if folder.path.exists():
             say(f"logs: {folder.path / 'gateway.log'} and {folder.path / 'npc.log'}")
-    print(json.dumps(result, ensure_ascii=False))
+    if result is not None:
+        print(json.dumps(result, ensure_ascii=False))
     return code

@@ -88,8 +88,10 @@ class Problem:
         out.update((name, value) for name, value in self.detail if name not in out)
         return out
 
-    def describe(self) -> str:
-        text = self.code.replace("_", " ")
+    def describe(self, head: str = "") -> str:
+        """The problem in words: `head` (the code's words by default), where, what was
+        seen and what was expected."""
+        text = head or self.code.replace("_", " ")
         if self.path:
             text += f" at {self.path}"
         if isinstance(self.value, (list, tuple)):

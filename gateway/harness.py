@@ -17,7 +17,7 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from gateway.config import SIMULATED_GATEWAY_FOLDER, Settings
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import die_with_parent, free_port
+from simulators.app import CLOCK_ADVICE
 
 SIM_START_TIMEOUT_S = 20.0
 SIM_WATCH_EVERY_S = 0.5  # how often `keep_simulator` looks at the simulator's process
@@ -50,6 +51,11 @@ class Harness:
     sim_process: subprocess.Popen | None = None
     sim_url: str = ""
     sim_restarts: int = 0
+    # Where the user set the clock (`PAYGATE_CLOCK`, a file's `clock`), for `serve
+    # --simulate`: a refusal of the clock at start, the gateway's or the simulator's,
+    # names that and not the settings the harness makes. Empty: the clock is the
+    # harness's own (tests, the demo).
+    clock_named: str = ""
     _http: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
@@ -67,7 +73,10 @@ class Harness:
                       npc_url=f"{self.sim_url}/link/inbound", keys_dir=str(self.keys_dir),
                       clock=self.clock_spec)
         values.update(self.settings_overrides)
-        return Settings(**values)
+        settings = Settings(**values)
+        if self.clock_named:
+            settings._sources = {"clock": self.clock_named}  # type: ignore[attr-defined]
+        return settings
 
     async def start(self) -> "Harness":
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +123,7 @@ class Harness:
             asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),
             SIM_START_TIMEOUT_S)
         if not line:
-            raise _simulator_refusal(self.data_dir / "npc.log") or RuntimeError(
+            raise _simulator_refusal(self.data_dir / "npc.log", self.clock_named) or RuntimeError(
                 f"the simulator exited; see {self.data_dir / 'npc.log'}")
         self.sim_url = json.loads(line)["npc"]
 
@@ -179,9 +188,11 @@ class Harness:
             await self._http.close()
 
 
-def _simulator_refusal(log_path: Path) -> PaygateError | None:
+def _simulator_refusal(log_path: Path, clock_named: str = "") -> PaygateError | None:
     """The refusal a simulator that would not start wrote as its last line (the error
-    shape, exit status 2), as the same error here; None when it ended otherwise."""
+    shape, exit status 2), as the same error here; None when it ended otherwise. With
+    `clock_named`, a refusal of its clock names that setting, which the user gave,
+    instead of the simulator's --clock, which the harness gave."""
     try:
         last = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-1:]
         errors = json.loads(last[0])["errors"] if last else None
@@ -189,6 +200,11 @@ def _simulator_refusal(log_path: Path) -> PaygateError | None:
         return None
     if not isinstance(errors, list) or not errors:
         return None
-    return PaygateError([Problem(e.get("code", "simulator_refused"), e.get("path", ""),
-                                 e.get("value"), e.get("expected", ""), e.get("message", ""))
-                         for e in errors if isinstance(e, dict)], status=409)
+    problems = [Problem(e.get("code", "simulator_refused"), e.get("path", ""),
+                        e.get("value"), e.get("expected", ""), e.get("message", ""))
+                for e in errors if isinstance(e, dict)]
+    if clock_named:
+        problems = [replace(p, path=clock_named, message=p.message.replace(
+                        CLOCK_ADVICE, f"set {clock_named} to a later time"))
+                    if p.path == "clock" else p for p in problems]
+    return PaygateError(problems, status=409)

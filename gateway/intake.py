@@ -18,7 +18,7 @@ from gateway import jsontext, keys, payments
 from gateway.clock import date_digits, texts
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.package import RETURN_TYPE
-from gateway.money import format_yuan, parse_yuan
+from gateway.money import currency_problem, format_yuan, parse_yuan
 from ledger.incoming import name_key, names_match
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
@@ -275,8 +275,9 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         p.items.append(amount)
         amount = 0
     currency = body.get("currency", DEFAULTS["currency"])
-    if currency != "CNY":
-        p.add("currency_must_be_cny", "/currency", currency, "CNY")
+    wrong_currency = currency_problem(currency, "/currency")
+    if wrong_currency is not None:
+        p.items.append(wrong_currency)
     business_type = body.get("business_type", DEFAULTS["business_type"])
     if not isinstance(business_type, str) or not _TYPE.fullmatch(business_type):
         p.add("business_type_malformed", "/business_type", business_type,

@@ -8,6 +8,7 @@ compute ourselves (fees, interest).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from gateway.errors import Problem
@@ -16,6 +17,16 @@ from gateway.errors import Problem
 # 18 integer digits is the ISO ActiveCurrencyAndAmount total-digits bound.
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$")
 AMOUNT_EXPECTED = "an amount above 0 with at most two decimals"
+CURRENCY = "CNY"
+
+
+def currency_problem(currency: object, path: str) -> Problem | None:
+    """CNAPS2 clears renminbi only: a currency other than CNY is refused, never
+    converted, and the refusal writes the code as messages and CONTRACT.md do (CNY)."""
+    if currency == CURRENCY:
+        return None
+    found = Problem("currency_must_be_cny", path, currency, CURRENCY)
+    return replace(found, message=found.describe(f"the currency must be {CURRENCY}"))
 
 
 def parse_yuan(text: object, path: str = "amount") -> int | Problem:

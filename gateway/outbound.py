@@ -311,9 +311,17 @@ class Delivery:
 
     def describe(self) -> str:
         """The row's state for people: what operators read in a refusal."""
-        failed = self.attempts - (1 if self.state == "sending" else 0)
-        return (f"outbox row {self.outbox_id} {self.state}, {self.attempts} delivery "
-                f"attempt(s) ({failed} failed, {self.untaken} provably not taken)")
+        under_way = 1 if self.state == "sending" else 0
+        failed = self.attempts - under_way
+        head = f"outbox row {self.outbox_id} {self.state}"
+        if not self.attempts:
+            return f"{head}, no delivery attempt yet"
+        counts = [f"{failed} failed, of which {self.untaken} provably never reached the NPC"
+                  if failed else "none failed"]
+        if under_way:
+            counts.append("1 under way now")
+        plural = "s" if self.attempts != 1 else ""
+        return f"{head}, {self.attempts} delivery attempt{plural}: {', '.join(counts)}"
 
 
 def refuse_if_maybe_taken(tx: Any, payment_id: str, path: str) -> None:

@@ -12,16 +12,29 @@ simulated day's date from 07:00), so it cannot go on from the data an earlier ru
 the gateway refuses to start on payments and closed work dates later than its clock. A
 folder given with `--data` that holds an earlier run's data is refused before anything
 starts (`data_folder_holds_earlier_run`), in the error shape of every command.
+
+A run's refusals go to standard error (`print_errors`), as its progress lines do:
+standard output carries its summary alone, so `paygate demo > summary.json` never
+catches an error in place of one.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import Conflict, Problem
+
+
+def print_errors(errors: dict[str, Any]) -> None:
+    """A run's refusal, in the error shape, on standard error (module doc)."""
+    print(json.dumps(errors, ensure_ascii=False), file=sys.stderr, flush=True)
+
 
 KEEP_HELP = ("keep the temporary data folder at the end (by default it is removed after "
              "a successful run; a failed run, or a folder given with --data, is kept)")

@@ -18,13 +18,14 @@ from typing import Any
 
 import uvloop
 
-from gateway import logs, windows
+from gateway import clearing_check, logs, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings, source_of
 from gateway.datalock import lock_data_dir
 from gateway.errors import PaygateError
 from gateway.harness import Harness
+from gateway.money import format_yuan
 from gateway.redisproc import free_port, port_in_use
 from ledger.testing import DEMO_HOLDERS, customer_account
 
@@ -48,7 +49,8 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
     and books kept from another run (`paygate demo --data`) are left as they are, their
     clearing account already equal to the simulated NPC's balance for us, which that run
     kept in the same folder. Returns customer accounts as the ledger holds them: the
-    three demo account numbers it holds, else its first ones."""
+    three demo account numbers it holds, else its first ones, each with its holder, its
+    ledger balance and what is available (the ledger balance less holds)."""
     accounts = {name: customer_account(i, "corporate")
                 for i, name in enumerate(DEMO_HOLDERS, 1)}
     day = gw.work_date
@@ -73,28 +75,15 @@ async def open_demo_accounts(gw: Gateway) -> dict[str, dict[str, str]]:
                             "'customer' ORDER BY account_no LIMIT ?", (ACCOUNTS_SHOWN,))
         out = {}
         for account, name in rows:
-            fen = gw.ledger.balance(tx, account)
-            out[account] = {"name": name, "balance": f"{fen // 100}.{fen % 100:02d}"}
+            found = gw.ledger.customer_balance(tx, account, day)
+            # As GET /v1/accounts/{id}/balance names them: the books' balance, and what
+            # is free to pay from (less the money held for payments under way).
+            out[account] = {"name": name,
+                            "ledger_balance": format_yuan(found.ledger_balance_fen),
+                            "available": format_yuan(found.available_fen)}
         return out
     await gw.store.run(work)
     return await gw.store.run(shown)
-
-
-async def check_npc_balance(harness: Harness) -> dict[str, int] | None:
-    """Whether our clearing account in the books equals the simulated NPC's balance for
-    us; when it does not (the NPC's folder lost, or books from elsewhere), an alert
-    `clearing_balance_differs` with both figures, which are also returned."""
-    gw = harness.gateway
-    stats = await harness.sim("GET", "/sim/stats")
-    npc_fen = int(stats["balances"].get(gw.settings.bank_code, 0))
-
-    def work(tx: Any) -> dict[str, int] | None:
-        ours = gw.ledger.clearing_balance(tx)
-        if ours == npc_fen:
-            return None
-        gw.alert(tx, "clearing_balance_differs", ledger_fen=ours, npc_fen=npc_fen)
-        return {"ledger_fen": ours, "npc_fen": npc_fen}
-    return await gw.store.run(work)
 
 
 def run(settings: Settings, simulate: bool = False) -> int:
@@ -217,26 +206,29 @@ async def _serve(settings: Settings, simulate: bool) -> int:
                                               if k not in ("data_dir", "port", "npc_url",
                                                            "keys_dir", "clock")},
                           balances_fen={settings.bank_code: SIM_CLEARING_FEN},
-                          sim_args=simulator_args(settings))
+                          sim_args=simulator_args(settings),
+                          clock_named=source_of(settings, "clock") if settings.clock else "")
         if not await _started(harness.start()):
             return 2
         gw = harness.gateway
         accounts = await open_demo_accounts(gw)
-        differs = await check_npc_balance(harness)
         (data / NPC_PORT_FILE).write_text(f"{harness.sim_port}\n", encoding="ascii")
         line = {"api": gw.url, "npc": harness.sim_url, "ops": f"{gw.url}/ops/",
                 "data": str(data), "accounts": accounts}
-        if differs:
-            line["clearing_balance_differs"] = differs
         if moved:
             line["npc_port_changed"] = moved
             log.warning("event=simulated_npc_port_changed port=%s", harness.sim_port)
         announce(line)
-        # A simulated NPC that dies is started again (a warning line names it).
-        keeper = asyncio.create_task(harness.keep_simulator(), name="npc_keeper")
+        # A simulated NPC that dies is started again (a warning line names it); the
+        # clearing balances are compared once nothing is in flight (gateway.clearing_check).
+        tasks = [asyncio.create_task(harness.keep_simulator(), name="npc_keeper"),
+                 asyncio.create_task(clearing_check.watch(harness), name="clearing_check")]
         await stop.wait()
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("event=serve_task_failed error=%s", logs.value(repr(outcome)))
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))

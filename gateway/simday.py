@@ -37,7 +37,7 @@ from gateway.demo import wait_day_closed
 from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port
-from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder
+from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder, print_errors
 from gateway.windows import (DEFAULT_TIMETABLE, hvps_phase, netting_date_complete_at,
                              status_changes_between)
 from ledger.testing import customer_account
@@ -315,19 +315,19 @@ def simulate_day_command(argv: list[str]) -> int:
     calendar = BusinessCalendar()
     day = date_given(args.date)
     if isinstance(day, Problem):
-        print(json.dumps({"errors": [day.to_dict()]}, ensure_ascii=False))
+        print_errors({"errors": [day.to_dict()]})
         return 2
     day = day or calendar.next_working_day(datetime.now(SHANGHAI).date())
     problem = date_problem(day, calendar)
     if problem is not None:
-        print(json.dumps({"errors": [problem.to_dict()]}, ensure_ascii=False))
+        print_errors({"errors": [problem.to_dict()]})
         return 2
     try:
         folder = RunFolder.open(args.data, "paygate-day-", args.keep)
     except PaygateError as exc:
-        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        print_errors(exc.to_dict())
         return 2
-    code = 1
+    code, result = 1, None
     try:
         with open(folder.path / "day.log", "a", encoding="utf-8") as log_file:
             logs.configure("INFO", log_file)
@@ -336,12 +336,13 @@ def simulate_day_command(argv: list[str]) -> int:
             try:
                 code, result = asyncio.run(run.run())
             except PaygateError as exc:  # a refusal of ours, said as every command says it
-                result = exc.to_dict()
+                print_errors(exc.to_dict())
             finally:
                 logs.configure("WARNING")  # the buffered lines reach the file before it closes
     finally:
         print(f"[simulate-day] {day}: {folder.close(code == 0)}", file=sys.stderr)
-    print(json.dumps(result, ensure_ascii=False))
+    if result is not None:
+        print(json.dumps(result, ensure_ascii=False))
     return code
 
 

@@ -219,12 +219,24 @@ def check_held(tx: Any) -> dict[str, Any]:
     return hold
 
 
+# The statuses a confirmation can take: the cut-over (15) moves the gateway to the next
+# work date, which a confirmation never does (`check_confirmable`).
+CONFIRMABLE = tuple(sorted(code for code in HVPS_TRANSITIONS
+                           if Phase.from_code(code, date.min).key != CUTOVER))
+_STATUS_EXPECTED = "the status the NPC is in: one of " + ", ".join(CONFIRMABLE)
+
+
 def status_param(params: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     status = params.get("status")
+    if status is None:
+        return params, [Problem("hvps_status_required", "/params/status", None,
+                                _STATUS_EXPECTED,
+                                "the HVPS status is required (--status on `paygate ops "
+                                "request hvps-status-confirm`, params.status in the "
+                                "API): " + _STATUS_EXPECTED)]
     if not isinstance(status, str) or status not in HVPS_TRANSITIONS:
         return params, [Problem("hvps_status_malformed", "/params/status", status,
-                                "the status the NPC is in: one of "
-                                + ", ".join(sorted(HVPS_TRANSITIONS)))]
+                                _STATUS_EXPECTED)]
     return {"status": status}, []
 
 
@@ -253,6 +265,20 @@ def _is_date(text: str) -> bool:
     return True
 
 
+def _date_refusal(work_date: str, notice_date: str, target: str, today: str) -> str:
+    """Which rule refuses `target` as a confirmation's work date, said plainly."""
+    if not _is_date(target):
+        return f"{target} is not a date (YYYY-MM-DD)"
+    if target < work_date:
+        return (f"work date {target} is before the gateway's work date {work_date}: a "
+                "confirmation never takes the gateway back to an earlier day")
+    if target not in (work_date, notice_date):
+        return (f"work date {target} is neither the gateway's work date ({work_date}) "
+                f"nor the date the refused notice named ({notice_date})")
+    return (f"work date {target} is after the business date {today}: a status cannot "
+            "be confirmed for a day that has not begun")
+
+
 def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
                       ) -> dict[str, Any]:
     """Refuse a confirmation the gateway must not take (when asked and again when
@@ -264,13 +290,8 @@ def check_confirmable(gw: Any, tx: Any, target: str, status: str, now: datetime
     hold = check_held(tx)
     allowed = allowed_dates(gw, hold, now)
     if target not in allowed:
-        work_date = gw.work_date.isoformat()
-        why = (f"work date {target} is before the gateway's work date {work_date}: a "
-               "confirmation never takes the gateway back to an earlier day"
-               if _is_date(target) and target < work_date else
-               f"work date {target} is neither the gateway's work date ({work_date}) nor "
-               f"the refused notice's date ({hold['notice_date']}) on or before the "
-               f"business date {now.astimezone(SHANGHAI).date().isoformat()}")
+        why = _date_refusal(gw.work_date.isoformat(), hold["notice_date"], target,
+                            now.astimezone(SHANGHAI).date().isoformat())
         raise Conflict(Problem(
             "hvps_status_date_not_allowed", "/target", target,
             "the gateway's work date, or the date of the refused notice when it is "

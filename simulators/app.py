@@ -39,6 +39,9 @@ from simulators.store import CANCELLED, QUEUED, SETTLED, Store
 log = logging.getLogger("npc.app")
 DEFAULT_INITIAL_PHASE = "10"  # without a clock to follow: daytime, on the clock's date
 
+# The end of a refusal of the clock at start; `serve --simulate`, which set --clock from
+# the user's setting, names that setting instead (gateway.harness).
+CLOCK_ADVICE = "set --clock later"
 OUR_BRANCH = "999100000027"  # CONTRACT.md §1: the branch named as payee's bank for us
 
 
@@ -135,7 +138,7 @@ class Simulator:
                 "clock_before_stored_work_date", "clock", self.clock.now().isoformat(),
                 f"a time whose work date is {stored} or later",
                 f"the simulator's clock gives work date {forecast}, before {stored}, the "
-                "work date its data directory holds; set --clock later"), status=409)
+                f"work date its data directory holds; {CLOCK_ADVICE}"), status=409)
 
     async def stop(self) -> None:
         if self._ticker is not None:

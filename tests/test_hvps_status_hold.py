@@ -144,7 +144,8 @@ def test_a_confirmation_takes_only_the_work_date_or_the_refused_notices_and_neve
             return await gw.store.run(lambda tx: status_hold.check_confirmable(
                 gw, tx, target, status, at))
         except PaygateError as exc:
-            return exc.problems[0].code, exc.problems[0].path, exc.problems[0].expected
+            found = exc.problems[0]
+            return found.code, found.path, found.expected, found.message
 
     async def scenario() -> dict[str, Any]:
         await gw.store.open()
@@ -155,6 +156,7 @@ def test_a_confirmation_takes_only_the_work_date_or_the_refused_notices_and_neve
             seen = {
                 "tomorrow_today": await code_of(tomorrow.isoformat(), "00", NOW),
                 "yesterday": await code_of("2026-12-07", "10", NOW),
+                "not_a_date": await code_of("08/12/2026", "10", NOW),
                 "cutover": await code_of(DAY.isoformat(), "15", NOW),
                 "today_40": await code_of(DAY.isoformat(), "40", NOW),
                 # Past midnight, the gateway still on yesterday's date: tomorrow may be
@@ -174,12 +176,33 @@ def test_a_confirmation_takes_only_the_work_date_or_the_refused_notices_and_neve
             await gw.store.close()
     seen = asyncio.run(scenario())
 
-    code, path, expected = seen["tomorrow_today"]
+    code, path, expected, message = seen["tomorrow_today"]
     assert (code, path) == ("hvps_status_date_not_allowed", "/target")
     assert "2026-12-08" in expected and "2026-12-09" not in expected
+    # The refused notice's own date, refused for the one rule it breaks.
+    assert message == ("work date 2026-12-09 is after the business date 2026-12-08: a "
+                       "status cannot be confirmed for a day that has not begun")
     assert seen["yesterday"][:2] == ("hvps_status_date_not_allowed", "/target")
+    assert "before the gateway's work date 2026-12-08" in seen["yesterday"][3]
+    assert seen["not_a_date"][3] == "08/12/2026 is not a date (YYYY-MM-DD)"
     assert seen["cutover"][:2] == ("hvps_status_confirm_changes_day", "/params/status")
     assert seen["today_40"]["notice_date"] == tomorrow.isoformat()  # the hold: allowed
     assert seen["tomorrow_later"][:2] == ("hvps_status_confirm_changes_day", "/params/status")
     assert seen["approved"] == "hvps_status_confirm_changes_day"
     assert seen["still_held"] is True
+
+
+def test_a_missing_status_is_required_and_the_cut_over_is_not_offered() -> None:
+    """No --status: said to be required, not malformed; the statuses offered leave out
+    the cut-over (15), which a confirmation always refuses."""
+    _, missing = status_hold.status_param({})
+    _, wrong = status_hold.status_param({"status": "11"})
+    kept, fine = status_hold.status_param({"status": "10"})
+
+    assert (missing[0].code, missing[0].path, missing[0].value) == (
+        "hvps_status_required", "/params/status", None)
+    assert "--status" in missing[0].message and "required" in missing[0].message
+    assert wrong[0].code == "hvps_status_malformed"
+    for problem in (missing[0], wrong[0]):
+        assert problem.expected == "the status the NPC is in: one of 00, 10, 20, 30, 40"
+    assert (kept, fine) == ({"status": "10"}, [])

@@ -202,3 +202,23 @@ def test_an_outbox_made_before_the_count_gets_it_when_the_store_opens(tmp_path: 
 
     assert delivery == outbound.Delivery(1, "pending", 2, 0)
     assert not delivery.provably_untaken
+
+
+def test_a_delivery_is_described_in_words_an_operator_reads() -> None:
+    """Attempts, the failed ones and how many of those provably never reached the NPC,
+    and an attempt under way, said as a sentence (no "attempt(s)")."""
+    said = {(state, attempts, untaken): outbound.Delivery(12, state, attempts, untaken).describe()
+            for state, attempts, untaken in (("pending", 7, 3), ("sending", 2, 1),
+                                             ("sending", 1, 0), ("pending", 1, 1),
+                                             ("pending", 0, 0))}
+
+    assert said == {
+        ("pending", 7, 3): "outbox row 12 pending, 7 delivery attempts: 7 failed, of which "
+                           "3 provably never reached the NPC",
+        ("sending", 2, 1): "outbox row 12 sending, 2 delivery attempts: 1 failed, of which "
+                           "1 provably never reached the NPC, 1 under way now",
+        ("sending", 1, 0): "outbox row 12 sending, 1 delivery attempt: none failed, "
+                           "1 under way now",
+        ("pending", 1, 1): "outbox row 12 pending, 1 delivery attempt: 1 failed, of which "
+                           "1 provably never reached the NPC",
+        ("pending", 0, 0): "outbox row 12 pending, no delivery attempt yet"}

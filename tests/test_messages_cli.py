@@ -56,7 +56,7 @@ def test_one_invalid_file_makes_the_exit_status_one(capsys: pytest.CaptureFixtur
         "code": "currency_must_be_cny",
         "path": "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf/IntrBkSttlmAmt/@Ccy",
         "value": "USD", "expected": "CNY",
-        "message": "currency must be cny at /Document/FIToFICstmrCdtTrf/CdtTrfTxInf/"
+        "message": "the currency must be CNY at /Document/FIToFICstmrCdtTrf/CdtTrfTxInf/"
                    "IntrBkSttlmAmt/@Ccy: got 'USD', expected CNY"}]
     assert lines[2]["errors"][0]["code"] == "file_unreadable"
 

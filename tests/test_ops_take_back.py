@@ -84,7 +84,8 @@ def test_a_refusal_says_what_may_still_reach_the_npc_and_what_to_do(rig: Rig) ->
     problem = answer["errors"][0]
 
     assert problem["value"] == 1
-    assert "4 delivery attempt(s)" in problem["message"]
+    assert ("4 delivery attempts: 4 failed, of which 3 provably never reached the NPC"
+            in problem["message"])
     assert "timeout" in problem["message"] and "status-query" in problem["message"]
 
 

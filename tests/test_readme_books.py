@@ -81,3 +81,15 @@ def test_prepared_postgres_books_take_the_readme_example(tmp_path: Path) -> None
         status, answer = asyncio.run(submitted(tmp_path, prepared(url), simulate=False))
 
     assert status == 201, answer
+
+
+def test_the_readme_names_the_payer_as_a_folder_the_demo_kept_holds_it() -> None:
+    """A folder `paygate demo --data` kept holds the example's payer account under the
+    name the demo's examples give (the name the start-up line prints); the README says
+    to write that one there, and it is that account's holder."""
+    from gateway import demo
+
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    found = re.search(r"on a folder `paygate demo --data` kept, write (\S+) instead", text)
+    assert found, "the README says which payer name a folder the demo kept takes"
+    assert found.group(1) == demo.example_payers()[readme_transfer()["payer_account"]]

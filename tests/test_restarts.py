@@ -38,7 +38,7 @@ def test_demo_accounts_survive_a_restart_on_a_later_work_date(tmp_path):
 
     from gateway.serve import DEMO_BALANCE_FEN, open_demo_accounts
 
-    async def scenario() -> list[str]:
+    async def scenario() -> tuple[list, dict]:
         gw = Gateway(Settings(data_dir=str(tmp_path)))
         await gw.store.open()
         try:
@@ -46,11 +46,19 @@ def test_demo_accounts_survive_a_restart_on_a_later_work_date(tmp_path):
             gw.work_date = gw.work_date + timedelta(days=1)
             again = await open_demo_accounts(gw)
             assert again == first
-            return [a["balance"] for a in again.values()]
+            shown = [(a["ledger_balance"], a["available"]) for a in again.values()]
+            # 100.00 held for a payment under way: still in the ledger balance, no longer
+            # available.
+            held = next(iter(again))
+            await gw.store.run(lambda tx: gw.ledger.hold(
+                tx, "test:hold", held, 100_00, gw.work_date, "test"))
+            return shown, (await open_demo_accounts(gw))[held]
         finally:
             await gw.store.close()
-    balances = asyncio.run(scenario())
-    assert balances == [f"{DEMO_BALANCE_FEN // 100}.00"] * 3
+    balances, with_hold = asyncio.run(scenario())
+    assert balances == [(f"{DEMO_BALANCE_FEN // 100}.00",) * 2] * 3
+    assert (with_hold["ledger_balance"], with_hold["available"]) == (
+        f"{DEMO_BALANCE_FEN // 100}.00", f"{DEMO_BALANCE_FEN // 100 - 100}.00")
 
 
 def _alerts(gw) -> "asyncio.Future":

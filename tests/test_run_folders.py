@@ -52,9 +52,10 @@ def test_simulate_day_refuses_a_date_without_hvps(temp_root: Path,
     """A weekend day or holiday is no business day of its own: the command refuses it,
     naming the next working day to simulate instead, and makes no data folder."""
     code = simday.simulate_day_command(["--date", day, *SMALL_DAY])
-    error = last_json(capsys.readouterr().out)["errors"][0]
+    out, err = capsys.readouterr()
+    error = last_json(err)["errors"][0]
 
-    assert code == 2
+    assert code == 2 and out == ""
     assert (error["code"], error["path"], error["value"]) == \
         ("date_must_be_a_working_day", "--date", day)
     assert error["next_working_day"] == following and f"--date {following}" in \
@@ -148,8 +149,10 @@ def test_a_folder_an_earlier_run_used_is_refused_before_anything_starts(
         temp_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], which: str) -> None:
     """The same --data twice: the second run is refused in the error shape of every
-    command, on standard output, exit 2, saying what the folder holds and what to give
-    instead, before a log line is written; the earlier run's data is as it was."""
+    command, on standard error (standard output, kept for the summary, gets nothing:
+    `paygate demo > summary.json` does not catch the error), exit 2, saying what the
+    folder holds and what to give instead, before a log line is written; the earlier
+    run's data is as it was."""
     monkeypatch.setattr(simday, "DayRun", FakeDay)
     monkeypatch.setattr(demo, "run_demo", fake_demo)
     monkeypatch.setattr(FakeDay, "outcome", 0)
@@ -159,9 +162,9 @@ def test_a_folder_an_earlier_run_used_is_refused_before_anything_starts(
     logs = {p.name: p.stat().st_size for p in given.iterdir() if p.is_file()}
     second = run_command(which, ["--data", str(given)])
     out, err = capsys.readouterr()
-    error = last_json(out)["errors"][0]
+    error = last_json(err)["errors"][0]
 
-    assert (first, second) == (0, 2)
+    assert (first, second) == (0, 2) and out == ""
     assert (error["code"], error["path"], error["value"]) == \
         ("data_folder_holds_earlier_run", "--data", str(given.resolve()))
     assert "gateway/" in error["message"] and "--keep" in error["message"]
@@ -188,8 +191,8 @@ def test_a_refusal_during_the_run_is_said_in_the_error_shape(
         temp_root: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], which: str) -> None:
     """A refusal of the product's own during a run (the gateway refusing to start) ends
-    it with the error on the last line of standard output and exit 1, no traceback; the
-    folder is kept, since the run failed."""
+    it with the error on standard error and exit 1, no traceback, and no summary on
+    standard output; the folder is kept, since the run failed."""
     refusal = Conflict(Problem("clock_before_stored_time", "clock", "2026-12-07T08:40:00",
                                "a time no more than 5 s before 2026-12-07T08:40:11"))
     monkeypatch.setattr(simday, "DayRun", FakeDay)
@@ -198,8 +201,9 @@ def test_a_refusal_during_the_run_is_said_in_the_error_shape(
     code = run_command(which, [])
     out, err = capsys.readouterr()
 
-    assert code == 1
-    assert last_json(out)["errors"][0]["code"] == "clock_before_stored_time"
+    assert code == 1 and out == ""
+    error = next(json.loads(line) for line in err.splitlines() if line.startswith("{"))
+    assert error["errors"][0]["code"] == "clock_before_stored_time"
     assert "since the run failed" in err and len(list(temp_root.iterdir())) == 1
 
 
@@ -209,9 +213,9 @@ def test_simulate_day_refuses_a_date_that_does_not_exist(
     """No usage line of the argument parser: the product's error, naming the value."""
     code = simday.simulate_day_command(["--date", given, *SMALL_DAY])
     out, err = capsys.readouterr()
-    error = last_json(out)["errors"][0]
+    error = last_json(err)["errors"][0]
 
-    assert code == 2 and err == ""
+    assert code == 2 and out == ""
     assert (error["code"], error["path"], error["value"]) == ("date_malformed", "--date", given)
     assert "YYYY-MM-DD" in error["expected"]
     assert list(temp_root.iterdir()) == []
@@ -228,7 +232,7 @@ def test_simulate_day_twice_on_one_folder(temp_root: Path, tmp_path: Path,
     summary = last_json(capsys.readouterr().out)
     second = simday.simulate_day_command(["--date", "2026-12-07", "--data", str(given),
                                           *SMALL_DAY])
-    refused = last_json(capsys.readouterr().out)["errors"][0]
+    refused = last_json(capsys.readouterr().err)["errors"][0]
 
     assert first == 0 and summary["ledger"]["balanced"]
     assert second == 2 and refused["code"] == "data_folder_holds_earlier_run"

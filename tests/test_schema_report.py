@@ -40,6 +40,7 @@ FAULTS = {
     "attribute_unknown": (b'Ccy="CNY"', b'Ccy="CNY" Rate="1"'),
     "attribute_missing": (b' Ccy="CNY"', b""),
     "total_digits": (b">86500.50<", b">8650000000000000000.50<"),
+    "amount_below_zero": (b">86500.50<", b">-5.00<"),
 }
 # ...and the one problem it makes: path, value, expected.
 TOLD = {
@@ -49,6 +50,9 @@ TOLD = {
     "attribute_unknown": (f"{TX}/IntrBkSttlmAmt/@Rate", "Rate", "only the attributes Ccy"),
     "attribute_missing": (f"{TX}/IntrBkSttlmAmt/@Ccy", None, "the attribute Ccy"),
     "total_digits": (f"{TX}/IntrBkSttlmAmt", "8650000000000000000.50", "at most 18 digits"),
+    # The schema's floor is 0 (minInclusive), but 0 is refused too: said as the rule is.
+    "amount_below_zero": (f"{TX}/IntrBkSttlmAmt", "-5.00",
+                          "an amount above 0 with at most two decimals"),
 }
 
 
@@ -137,3 +141,11 @@ def test_any_mangled_message_gets_problems_never_an_exception(data: st.DataObjec
         found = [p.to_dict() for p in exc.problems]
 
     assert all(p["path"].startswith("/") and p["code"] for p in found)
+
+
+def test_an_amount_below_zero_is_told_to_be_more_than_zero() -> None:
+    """Not the schema's "at least 0", which a 0.00 would also fail (as not positive)."""
+    [found] = problems(example(FAULTS["amount_below_zero"]))
+
+    assert found["message"].endswith("an amount must be more than 0 (0 is refused too)")
+    assert "at least 0" not in found["message"] + found["expected"]

@@ -95,7 +95,9 @@ def test_a_simulator_on_a_clock_before_its_work_date_is_refused(tmp_path):
 
 def test_serve_simulate_refuses_before_the_simulator_moves_back(tmp_path):
     """The pair started again with an earlier clock: the start is refused in the error
-    shape (the simulator's refusal, or the gateway's), and nothing at the NPC moved."""
+    shape (the simulator's refusal, or the gateway's), naming the setting the user gave
+    (not the simulator's --clock, which `serve` made from it), and nothing at the NPC
+    moved."""
     from gateway.errors import PaygateError
     from gateway.harness import Harness
 
@@ -103,7 +105,8 @@ def test_serve_simulate_refuses_before_the_simulator_moves_back(tmp_path):
         first = Harness(tmp_path, clock_spec="2026-12-07T10:00", sim_args=["--follow-clock"])
         await first.start()
         await first.stop()
-        again = Harness(tmp_path, clock_spec="2026-12-04T10:00", sim_args=["--follow-clock"])
+        again = Harness(tmp_path, clock_spec="2026-12-04T10:00", sim_args=["--follow-clock"],
+                        clock_named="PAYGATE_CLOCK")
         with pytest.raises(PaygateError) as refused:
             await again.start()
         return refused.value
@@ -112,6 +115,10 @@ def test_serve_simulate_refuses_before_the_simulator_moves_back(tmp_path):
     log = (tmp_path / "npc.log").read_text(encoding="utf-8")
 
     assert refusal.code == "clock_before_stored_work_date"
+    problem = refusal.problems[0]
+    assert problem.path == "PAYGATE_CLOCK"
+    assert problem.message.endswith("set PAYGATE_CLOCK to a later time"), problem.message
+    assert "--clock" not in problem.message
     assert "2026-12-04" not in "".join(
         line for line in log.splitlines() if "phase" in line and "work_date=" in line)
 

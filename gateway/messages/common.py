@@ -19,6 +19,7 @@ from lxml import etree
 
 from gateway.errors import Problem
 from gateway.messages.xml import Builder, Element, child_text, children, qpath, text
+from gateway.money import currency_problem
 
 T = TypeVar("T")
 BANK_CODE = re.compile(r"[0-9]{12}")
@@ -279,8 +280,9 @@ def check_partition(p: Partition, path: str, problems: list[Problem]) -> None:
 
 def check_currency(currency: str, path: str, problems: list[Problem]) -> None:
     """CNAPS2 clears renminbi only; a foreign currency code is refused, never converted."""
-    if currency != "CNY":
-        problems.append(Problem("currency_must_be_cny", path, currency, "CNY"))
+    found = currency_problem(currency, path)
+    if found is not None:
+        problems.append(found)
 
 
 def amount_el(b: Builder, parent: Element, tag: str, fen: int,

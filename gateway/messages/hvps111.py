@@ -16,7 +16,7 @@ from lxml import etree
 
 from gateway.errors import Problem
 from gateway.messages.common import (amount_from_xml, amount_to_xml, check_bank_code,
-                                     construct)
+                                     check_currency, construct)
 from gateway.messages.xml import DECLARATION, escape_attribute, escape_text
 
 MESSAGE_TYPE = "hvps.111.001.01"
@@ -288,9 +288,7 @@ def check(ct: CreditTransfer) -> list[Problem]:
     """Business rules of an hvps.111 that need no outside context."""
     p: list[Problem] = []
     base = f"/Document/{_TX}"
-    if ct.currency != "CNY":
-        p.append(Problem("currency_must_be_cny", f"{base}/IntrBkSttlmAmt/@Ccy", ct.currency,
-                         "CNY"))
+    check_currency(ct.currency, f"{base}/IntrBkSttlmAmt/@Ccy", p)
     if ct.priority not in PRIORITIES:
         p.append(Problem("priority_unknown", f"{base}/SttlmPrty", ct.priority,
                          "NORM, HIGH or URGT"))

@@ -16,7 +16,8 @@ from lxml import etree
 from gateway.errors import Problem
 from gateway.messages.common import (GroupHeader, NpcProcessing, OriginalRef,
                                      build_group_header, build_npc, build_original,
-                                     check_group_parties, opt_el, parse_group_header,
+                                     check_currency, check_group_parties, opt_el,
+                                     parse_group_header,
                                      parse_npc, parse_original)
 from gateway.messages.hvps710 import parse_summary_amount, summary_amount
 from gateway.messages.xml import Builder, qpath, text
@@ -81,6 +82,5 @@ def parse(root: etree._Element) -> tuple[Booking, list[Problem]]:
 
 def check(n: Booking) -> list[Problem]:
     p = check_group_parties(n.header, "/Document/AcctBookgNtfctn/GrpHdr")
-    if n.currency != "CNY":
-        p.append(Problem("currency_must_be_cny", f"{_INF}/Amt", n.currency, "CNY"))
+    check_currency(n.currency, f"{_INF}/Amt", p)
     return p

@@ -29,6 +29,7 @@ from xmlschema.validators import XsdAttributeGroup, facets
 
 from gateway.errors import Problem
 from gateway.messages import xml
+from gateway.money import AMOUNT_EXPECTED
 from message_schemas import catalogue
 
 ELEMENTS_MAX = 5_000  # about 40 ms of xmlschema on a 2-core machine
@@ -90,8 +91,21 @@ def _problem(error: Any) -> tuple[int, Problem]:
     reason = _CLARK.sub("", error.reason or error.message)
     if isinstance(error.validator, XsdAttributeGroup) and hasattr(error.obj, "keys"):
         return line, _attribute_problem(error.validator, error.obj, path, reason, line)
+    if _is_amount_floor(error.validator):
+        # The schema's floor is 0, but an amount of 0 is refused as well
+        # (amount_must_be_positive): said as the product's rule, not as "at least 0".
+        return line, Problem("schema_violation", path, _value(error, elem), AMOUNT_EXPECTED,
+                             f"line {line}: an amount must be more than 0 (0 is refused "
+                             "too)")
     return line, Problem("schema_violation", path, _value(error, elem), _expected(error, reason),
                          f"line {line}: {reason}")
+
+
+def _is_amount_floor(rule: Any) -> bool:
+    """Whether the rule that failed is the amount types' lower bound (AmountValue's
+    minInclusive 0)."""
+    return isinstance(rule, facets.XsdMinInclusiveFacet) \
+        and getattr(rule.parent, "local_name", None) == "AmountValue"
 
 
 def _attribute_problem(group: XsdAttributeGroup, given: Any, path: str,

@@ -16,7 +16,8 @@ stay true only for a while:
   the answer to a reconciliation that was overdue, gateway.recon; a bank's query
   answered, gateway.queries.outgoing; every missed day end an alert names run late,
   gateway.dayend; every debit of an overdue package resolved, gateway.beps.debits_out;
-  a probe answered again, gateway.session).
+  a probe answered again, gateway.session; the clearing balances of `serve
+  --simulate` agreeing again, gateway.clearing_check).
 
 Both acknowledgements are rows of `alert_acks` (who, when, the note), and the request's
 steps are in the audit trail like any other action's.

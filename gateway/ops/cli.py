@@ -268,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the new lane, for priority only")
     p.add_argument("--account", help="the customer account credited, for suspense-apply "
                                      "only")
-    p.add_argument("--status", help="the HVPS status the NPC is in (00, 10, 15, 20, 30, "
-                                    "40), for hvps-status-confirm only")
+    p.add_argument("--status", help="the HVPS status the NPC is in (00, 10, 20, 30, 40), "
+                                    "required for hvps-status-confirm, for it only")
     p.add_argument("--note", default="", help="why, kept with the request (at most 500 "
                                               "characters); for return, the reason sent; "
                                               "required for suspense-apply")

@@ -1,0 +1,102 @@
+"""`serve --simulate`: our clearing account in the books (1003) against the simulated
+NPC's balance for us, compared only when nothing is in flight between the two.
+
+The two move apart for a moment whenever money moves: the NPC settles an HVPS payment
+or a BEPS netting round first, and the books follow when its notice is taken. At
+start-up many such notices can be on their way (after a kill -9, or on a folder of
+`simulate-day` opened the next working day, whose rounds the NPC settles as it starts),
+so a comparison made at once finds a difference that is gone seconds later.
+
+The NPC moves its balance first and the books follow its notice, never the other way
+(the books post a payment's settlement when the NPC's answer is taken), so a look
+counts as quiet when the NPC has no message waiting for delivery and the gateway no
+message received and not yet taken; what the gateway is still sending has moved
+neither side. Two quiet looks in a row that give the same pair
+of figures settle the comparison (one look alone could fall between the NPC's
+settlement and its read):
+
+- the figures differ: alert `clearing_balance_differs` with both, unless one is open
+  already; the check goes on, slower, while that alert is open;
+- they agree: every open `clearing_balance_differs` is closed by the gateway (a
+  difference mended, or one an earlier start alerted), and the check ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from gateway import critical, logs
+
+CODE = "clearing_balance_differs"
+# Between looks while the comparison is not settled, and while a difference is open.
+LOOK_EVERY_S = 1.0
+OPEN_LOOK_EVERY_S = 10.0
+log = logging.getLogger("paygate.clearing_check")
+
+_BUSY_SQL = "SELECT COUNT(*) FROM inbox WHERE state = 'received'"
+
+
+async def look(harness: Any, previous: tuple[int, int] | None
+               ) -> tuple[tuple[int, int] | None, bool]:
+    """(ledger_fen, npc_fen) when nothing is in flight either way, else None; and, when
+    the pair is `previous` again, the comparison settled in the same transaction that
+    read the books (`settle`: whether a difference is open after it). The NPC is read
+    first: a message it delivers after that read is in the gateway's tables (or its
+    books) by the time they are read."""
+    gw = harness.gateway
+    stats = await harness.sim("GET", "/sim/stats")
+    if stats["outbox"].get("pending"):
+        return None, False
+    npc_fen = int(stats["balances"].get(gw.settings.bank_code, 0))
+
+    def work(tx: Any) -> tuple[tuple[int, int] | None, bool]:
+        if tx.query_one(_BUSY_SQL, ())[0]:
+            return None, False
+        current = (gw.ledger.clearing_balance(tx), npc_fen)
+        if current != previous:
+            return current, False
+        return current, settle(gw, tx, *current)
+    return await gw.store.run(work)
+
+
+def settle(gw: Any, tx: Any, ledger_fen: int, npc_fen: int) -> bool:
+    """Record a settled comparison; True when a difference is open after it."""
+    open_ids = [alert_id for alert_id, _ in critical.unclosed(tx, (CODE,))]
+    if ledger_fen == npc_fen:
+        if open_ids:
+            critical.close_by_gateway(
+                tx, open_ids, f"our clearing account in the books and the NPC's balance "
+                f"for us agree: {ledger_fen} fen", gw.clock.now())
+            log.info("event=clearing_balance_agrees fen=%s closed=%s", ledger_fen,
+                     len(open_ids))
+        return False
+    if not open_ids:
+        gw.alert(tx, CODE, ledger_fen=ledger_fen, npc_fen=npc_fen)
+    return True
+
+
+async def watch(harness: Any) -> None:
+    """Compare once nothing is in flight (module doc); runs until the two agree. While a
+    difference stays as it was, it looks every OPEN_LOOK_EVERY_S; once the figures
+    change, the confirming look comes after LOOK_EVERY_S. A look that fails (the
+    simulated NPC being started again, say) is logged and tried again."""
+    previous: tuple[int, int] | None = None
+    pause = LOOK_EVERY_S
+    while True:
+        await asyncio.sleep(pause)
+        try:
+            current, still_differs = await look(harness, previous)
+        except (TimeoutError, OSError, RuntimeError, ValueError, aiohttp.ClientError) as exc:
+            log.warning("event=clearing_check_failed error=%s", logs.value(repr(exc)))
+            previous, pause = None, LOOK_EVERY_S
+            continue
+        if current is None or current != previous:
+            previous, pause = current, LOOK_EVERY_S
+            continue
+        if not still_differs:
+            return
+        pause = OPEN_LOOK_EVERY_S
