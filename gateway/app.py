@@ -82,6 +82,8 @@ REDIS_POOL_WAIT_S = 10.0
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
 # handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections),
 # `claim_result(tx, decoded, now)` (a ccms.900 about something that is not a payment),
+# `payment_ended(tx, payment, status, reason, now)` (an outgoing payment of ours ended
+# unsettled by the core's own handling: Gateway.ended_unsettled),
 # `simulate_day_events(run)` (events for `paygate simulate-day`).
 EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
                                "gateway.exceptions", "gateway.beps")
@@ -532,6 +534,19 @@ class Gateway:
             + " ".join(f"{k}={logs.value(jsontext.dumps(v) if isinstance(v, (list, dict)) else v)}"
                        for k, v in detail.items())])
         return int(alert_id)
+
+    def ended_unsettled(self, tx: Any, payment: dict[str, Any], status: str,
+                        reason: str | None, now: datetime) -> None:
+        """An outgoing payment of ours ended without settling (`rejected`, `cancelled`)
+        in this transaction, by the core's own handling (the NPC discarded its message,
+        its message could not be built, an operator cancelled it): each extension that
+        records more of such an ending is told (gateway.exceptions: a return of ours
+        ends as the NPC's refusal of it does, outcomes.return_failed). `status` says
+        how it ended (the history's event), `reason` why."""
+        for ext in self.extensions:
+            hook = getattr(ext, "payment_ended", None)
+            if hook is not None:
+                hook(tx, payment, status, reason, now)
 
     def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
                        now: datetime) -> None:
@@ -1540,10 +1555,14 @@ class Gateway:
             return
         payment = payments.get(tx, row[0])
         if payment["state"] in ("accepted", "held"):
-            self.ledger.release(tx, f"{payment['id']}:unbuildable:release",
-                                int(payment["hold_id"]), self.work_date.isoformat())
-            payments.transition(tx, payment, "rejected", "message_build_failed",
-                                self.clock.now(), self.notifier, reason=str(exc)[:200])
+            now, reason = self.clock.now(), str(exc)[:200]
+            # A return of money in suspense holds nothing: its item stays open.
+            if payment["hold_id"]:
+                self.ledger.release(tx, f"{payment['id']}:unbuildable:release",
+                                    int(payment["hold_id"]), self.work_date.isoformat())
+            payment = payments.transition(tx, payment, "rejected", "message_build_failed",
+                                          now, self.notifier, reason=reason)
+            self.ended_unsettled(tx, payment, "message_build_failed", reason, now)
         self.alert(tx, "message_build_failed", payment=payment["id"], error=str(exc)[:200])
 
     async def _process_inbound(self, stream: str, entry_id: str,

@@ -304,9 +304,10 @@ def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str
     if payment["hold_id"]:
         released = c.gw.ledger.release(tx, f"{payment['id']}:{event}",
                                        int(payment["hold_id"]), c.gw.work_date)
-    payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
-                        reason=reason, request=c.request_id, by=c.actor)
+    payment = payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
+                                  reason=reason, request=c.request_id, by=c.actor)
     _set_outbox(tx, outbox[0], "done", c.now)
+    c.gw.ended_unsettled(tx, payment, event, reason, c.now)
     return Outcome({"payment": payment["id"], "state": "cancelled", "reason": reason,
                     "ledger_entry": released})
 
