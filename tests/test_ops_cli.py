@@ -56,6 +56,32 @@ def test_status_is_a_readable_summary(ops: Cli) -> None:
     assert "2026-12-07" in out and "clearing balance" in out and "n/a" in out
 
 
+
+def test_status_says_hvps_sending_is_held_since_when_and_why(ops: Cli) -> None:
+    """A refused ccms.801 holding HVPS sending: status says so, since when, the notice
+    refused and the status the gateway kept; nothing about it once in step again."""
+    gw = ops.rig.gw
+    hold = {"since": "2026-12-07T07:00:00+08:00", "orig": "10", "cur": "00",
+            "notice_date": "2026-12-07", "outcome": "illegal", "status": "10",
+            "work_date": "2026-12-07", "notices": 2}
+
+    async def put(held: Any) -> Any:
+        was, gw.hvps_hold = gw.hvps_hold, held
+        return was
+    was = ops.loop.run(put(hold))
+    try:
+        _, held_out = ops("op1", "status")
+    finally:
+        ops.loop.run(put(was))
+    _, in_step = ops("op1", "status")
+    held_words = " ".join(held_out.split())
+
+    assert was is None
+    assert ("HVPS sending HELD since 2026-12-07T07:00:00+08:00: the NPC announced 10 -> 00 "
+            "on 2026-12-07 (illegal), the gateway is on 10 of 2026-12-07" in held_words)
+    assert "HVPS sending" not in in_step
+
+
 COMMANDS = [
     (("queues",), "paygate:out:hvps:1"),
     (("payments", "--state", "held"), "held"),
