@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ops.testing import LoopThread, OpsRig, serving
+from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held, serving
 
 pytestmark = pytest.mark.browser
 
@@ -319,22 +319,11 @@ def test_the_window_card_says_hvps_sending_is_held_since_when_and_why(
     the notice refused and the status the gateway kept, in either language; once the two
     are in step again the line goes, live."""
     loop, ops_rig = rig
-    gw = ops_rig.gw
-    hold = {"since": "2026-12-07T07:00:00+08:00", "orig": "10", "cur": "00",
-            "notice_date": "2026-12-07", "outcome": "illegal", "status": "10",
-            "work_date": "2026-12-07", "notices": 1}
-
-    async def put(held: Any) -> Any:
-        was, gw.hvps_hold = gw.hvps_hold, held
-        return was
-    was = loop.run(put(hold))
-    try:
+    with hvps_sending_held(loop, ops_rig) as was:
         english = sign_in(browser, ops_rig.url, "op1", "en-US")
         chinese = sign_in(browser, ops_rig.url, "op1", "zh-CN")
         shown = [page.text_content("#c-sending") for page in (english, chinese)]
         red = english.get_attribute("#c-window", "class")
-    finally:
-        loop.run(put(was))
     english.wait_for_selector("#c-sending:empty", state="attached", timeout=LIVE_WITHIN_MS)
 
     assert was is None

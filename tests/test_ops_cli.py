@@ -11,7 +11,7 @@ import pytest
 
 from gateway.ops import cli, tables
 from gateway.ops.operators import verify_password
-from gateway.ops.testing import LoopThread, OpsRig
+from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held
 from gateway.redisproc import free_port
 
 _keys = itertools.count(1)
@@ -60,19 +60,8 @@ def test_status_is_a_readable_summary(ops: Cli) -> None:
 def test_status_says_hvps_sending_is_held_since_when_and_why(ops: Cli) -> None:
     """A refused ccms.801 holding HVPS sending: status says so, since when, the notice
     refused and the status the gateway kept; nothing about it once in step again."""
-    gw = ops.rig.gw
-    hold = {"since": "2026-12-07T07:00:00+08:00", "orig": "10", "cur": "00",
-            "notice_date": "2026-12-07", "outcome": "illegal", "status": "10",
-            "work_date": "2026-12-07", "notices": 2}
-
-    async def put(held: Any) -> Any:
-        was, gw.hvps_hold = gw.hvps_hold, held
-        return was
-    was = ops.loop.run(put(hold))
-    try:
+    with hvps_sending_held(ops.loop, ops.rig) as was:
         _, held_out = ops("op1", "status")
-    finally:
-        ops.loop.run(put(was))
     _, in_step = ops("op1", "status")
     held_words = " ".join(held_out.split())
 
