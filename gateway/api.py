@@ -58,25 +58,67 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 _json = json_response
 
 
+# (client, Idempotency-Key, parsed body) -> the answer stored for that same request under
+# the key, as (status, view), or None: an endpoint's own reading of its stored answers.
+StoredLookup = Callable[[str, str, Any], Awaitable["tuple[int, Any] | None"]]
+
+
+class StoredAnswer(Exception):
+    """A retry answered from what was stored under its Idempotency-Key (`read_json`):
+    `errors_middleware` answers it as it was stored."""
+
+    def __init__(self, status: int, view: Any) -> None:
+        super().__init__(status)
+        self.status, self.view = status, view
+
+
 async def read_json(request: web.Request, body_len_max: int = 0,
-                    empty_ok: bool = False) -> tuple[str, Any]:
+                    empty_ok: bool = False, stored: StoredLookup | None = None
+                    ) -> tuple[str, Any]:
     """(client, parsed JSON body) of an authenticated request; every endpoint that takes
     JSON reads it here, so size bounds, media type, credentials and parse errors answer
-    alike."""
+    alike. An endpoint that stores its answers under an Idempotency-Key gives `stored`:
+    a body refused for its declared type that retries a request answered before gets
+    that answer (raised as StoredAnswer), whatever its type; only a new request is
+    refused for it (`answer_of_retry`)."""
     client, raw, refusal = await read_body(request, body_len_max)
     if refusal is not None:
-        raise refusal
+        if stored is None:
+            raise refusal
+        raise StoredAnswer(*await answer_of_retry(request, client, raw, refusal, stored))
     if empty_ok and not raw.strip():
         return client, None
     return client, parse_json(raw)
+
+
+async def answer_of_retry(request: web.Request, client: str, raw: bytes,
+                          refusal: PaygateError, stored: StoredLookup) -> tuple[int, Any]:
+    """The answer stored for a request refused for its Content-Type (`refusal`) when it
+    is a retry (the same key and what it asks for), else the refusal raised. A core
+    system that sent no type, or another, before the type was checked retries after a
+    timeout: refused, it could ask again under a new key and pay twice."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise refusal
+    try:
+        data = parse_json(raw)
+    except PaygateError:
+        raise refusal from None  # not JSON: no request to compare, the type is the fault
+    found = await stored(client, key, data)
+    if found is None:
+        raise refusal
+    log.info("event=stored_answer_despite_media_type client=%s path=%s key=%s "
+             "content_type=%s", client, request.path, key,
+             request.headers.get("Content-Type"))
+    return found
 
 
 async def read_body(request: web.Request, body_len_max: int = 0
                     ) -> tuple[str, bytes, PaygateError | None]:
     """(client, raw body, the 415 its Content-Type earns or None) of an authenticated
     request to a JSON endpoint of the core system, its size bounded. The refusal is
-    given, not raised, for an endpoint whose retries get their stored answer whatever
-    their type (POST /v1/transfers): only a new request is refused for it.
+    given, not raised: an endpoint storing its answers answers a retry from them whatever
+    its type (`read_json`'s `stored`), and only a new request is refused for it.
 
     A body sent with no Content-Type at all is taken as JSON when the request is signed
     (`api_keys` set): the 415 keeps a browser's post from another site's page from
@@ -338,6 +380,8 @@ async def errors_middleware(request: web.Request,
         # passes each middleware's coroutine.
         refuse_repeated_headers(request)
         return await handler(request)
+    except StoredAnswer as stored:
+        return _json(stored.view, stored.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -510,28 +554,18 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_transfer(request: web.Request) -> web.Response:
-    client, raw, refusal = await read_body(request, TRANSFER_BODY_LEN_MAX)
     gw = request.app[GATEWAY_KEY]
-    key = request.headers.get("Idempotency-Key")
-    if refusal is None:
-        body = parse_json(raw)
-        scope.refuse_payment(gw.settings.api_balance_accounts, client, body)
-        status, response = await gw.submit_transfer(client, key, body)
-        return _json(response, status)
-    # A retry of a transfer answered before (the same key and body) gets its stored
-    # answer whatever its Content-Type, as a core system that sent none, or another,
-    # before the type was checked retries after a timeout: refused, it could pay again
-    # under a new key. Only a new request is refused for its type.
-    stored = None
-    if key:
-        try:
-            data = parse_json(raw)
-        except PaygateError:
-            raise refusal from None  # not JSON: no transfer to compare, the type is the fault
-        stored = await gw.answered_before(client, key, data, None, refusal)
-    if stored is None:
-        raise refusal
-    return _json(stored[1], stored[0])
+    scopes = gw.settings.api_balance_accounts
+
+    async def stored(client: str, key: str, body: Any) -> tuple[int, Any] | None:
+        scope.refuse_payment(scopes, client, body)  # as a new request is, first
+        return await gw.answered_before(client, key, body, None)
+
+    client, body = await read_json(request, TRANSFER_BODY_LEN_MAX, stored=stored)
+    scope.refuse_payment(scopes, client, body)
+    status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
+                                                body)
+    return _json(response, status)
 
 
 def refuse_json_message(body: bytes) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway import payments
 from gateway.errors import Forbidden, Problem
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,65 @@ def payment_problem(scopes: dict[str, list[str]], client: str, body: Any,
     return Problem(ACCOUNT_OUT_OF_SCOPE, path, account,
                    "an account the client's entry in api_balance_accounts covers",
                    why_not(scopes, client, account, use))
+
+
+def own_accounts(payment: dict[str, Any], own_banks: frozenset[str]) -> list[str]:
+    """A payment's accounts that are ours: its payer's when the payer's bank is one of
+    ours, its payee's when the payee's is (both, for a book transfer)."""
+    return [payment[f"{side}_account"] for side in ("payer", "payee")
+            if payment.get(f"{side}_bank") in own_banks]
+
+
+def sees_payment(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
+                 own_banks: frozenset[str]) -> bool:
+    """Whether `client` may see (read, list, return) `payment` under `scopes`: one of
+    its accounts of ours is covered by the client's entry. A client without an entry is
+    not limited here (it sees what it saw before the setting: its own payments and the
+    incoming ones), unlike for balances and paying, where it covers no account."""
+    if client not in scopes:
+        return True
+    return any(covers(scopes, client, account)
+               for account in own_accounts(payment, own_banks))
+
+
+def refuse_unseen(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
+                  own_banks: frozenset[str], where: str) -> None:
+    """Refuse `payment` to `client` when `sees_payment` says no: 404 as for an id never
+    given (payments.not_found), the same answer in every field, so that the refusal tells
+    nothing of it; logged (`where`: the request's path)."""
+    if sees_payment(scopes, client, payment, own_banks):
+        return
+    log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
+                client, payment["id"], where)
+    raise payments.not_found(payment["id"])
+
+
+def payments_condition(scopes: dict[str, list[str]], client: str,
+                       own_banks: frozenset[str]) -> tuple[str, list[Any]] | None:
+    """`sees_payment` as an SQL condition on the payments table, with its parameters,
+    for a listing to page on the payments the client sees; None when it sees every one
+    (no entry)."""
+    entries = scopes.get(client)
+    if entries is None:
+        return None
+    banks = sorted(own_banks)
+    sides, params = [], []
+    for side in ("payer", "payee"):
+        tests, values = [], []
+        for entry in entries:
+            if entry == "*":
+                tests.append("1 = 1")
+            elif entry.endswith("*"):
+                tests.append(f"substr({side}_account, 1, {len(entry) - 1}) = ?")
+                values.append(entry[:-1])
+            else:
+                tests.append(f"{side}_account = ?")
+                values.append(entry)
+        if tests:
+            sides.append(f"({side}_bank IN ({', '.join('?' for _ in banks)}) AND "
+                         f"({' OR '.join(tests)}))")
+            params += [*banks, *values]
+    return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
 
 
 def refuse_payment(scopes: dict[str, list[str]], client: str, body: Any,

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
+from gateway.api import GATEWAY_KEY, StoredLookup, authenticate, json_response, read_json
 from gateway import intake, jsontext, scope
-from gateway.beps import debits_out
+from gateway.beps import debits_out, periodic
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.messages import beps128
 from gateway.money import format_yuan
@@ -30,8 +30,8 @@ PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_siz
 _json = json_response
 
 
-async def _body(request: web.Request) -> tuple[str, Any]:
-    return await read_json(request)
+async def _body(request: web.Request, stored: StoredLookup | None = None) -> tuple[str, Any]:
+    return await read_json(request, stored=stored)
 
 
 def _ext(request: web.Request) -> Any:
@@ -40,8 +40,18 @@ def _ext(request: web.Request) -> Any:
 
 
 async def post_batch(request: web.Request) -> web.Response:
-    client, body = await _body(request)
     ext = _ext(request)
+
+    async def stored(client: str, batch_key: str, body: Any) -> tuple[int, Any] | None:
+        # A list recorded under its key before is the same batch sent again: answered
+        # as it would be with its type, each item taken before with its stored answer.
+        if not await ext.gw.store.run(lambda tx: _batch_recorded(tx, client, batch_key,
+                                                                 body)):
+            return None
+        return 200, await submit_batch(ext.gw, ext.settings.batch_items_max, client,
+                                       batch_key, body)
+
+    client, body = await _body(request, stored)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
                                     request.headers.get("Idempotency-Key"), body))
 
@@ -125,11 +135,7 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], diges
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "created_at) VALUES (?, ?, ?, 200, ?, ?) ON CONFLICT (client, key) DO NOTHING",
                (client, key, digest, f'{{"batch_items": {len(body)}}}', now.isoformat()))
-    stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
-                          (client, key))
-    if stored is not None and not intake.same_transfer(stored[0].removeprefix(BATCH_HASH_MARK),
-                                                       digest.removeprefix(BATCH_HASH_MARK),
-                                                       body):
+    if _recorded_list(tx, client, batch_key, body, digest) is False:
         raise Conflict(Problem(
             "batch_key_reused_with_other_items", "Idempotency-Key", batch_key,
             "the same list of transfers as the first batch sent with this key",
@@ -137,6 +143,25 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], diges
             "list, so another list under this key would move items onto other items' keys "
             "and pay them twice; send corrected or new transfers under a new key, or give "
             "each item its own idempotency_key"))
+
+
+def _recorded_list(tx: Any, client: str, batch_key: str, body: list[Any],
+                   digest: str) -> bool | None:
+    """Whether the list recorded under `batch_key` asks for what `body` (whose hash is
+    `digest`) does; None when no list is recorded under it."""
+    stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
+                          (client, batch_key + BATCH_RECORD_SUFFIX))
+    if stored is None:
+        return None
+    return intake.same_transfer(stored[0].removeprefix(BATCH_HASH_MARK),
+                                digest.removeprefix(BATCH_HASH_MARK), body)
+
+
+def _batch_recorded(tx: Any, client: str, batch_key: str, body: Any) -> bool:
+    """Whether `body` is the list recorded under `batch_key` by a batch taken before."""
+    if not isinstance(body, list) or not body:
+        return False
+    return bool(_recorded_list(tx, client, batch_key, body, intake.transfer_hashes(body)[1]))
 
 
 def _within_item(index: int, error: PaygateError, own_key: bool = False) -> dict[str, Any]:
@@ -243,8 +268,21 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     return view
 
 
+def _scoped_lookup(request: web.Request, kind: Any, path: str, use: str) -> StoredLookup:
+    """The stored answer of a retry of `kind` (`read_json`), its account checked against
+    the client's scope first, as a new request's is (gateway.scope)."""
+    ext = _ext(request)
+    scopes = ext.gw.settings.api_balance_accounts
+
+    async def stored(client: str, key: str, body: Any) -> tuple[int, Any] | None:
+        scope.refuse_payment(scopes, client, body, path, use)
+        return await ext.answered_before(kind, client, key, body)
+    return stored
+
+
 async def post_debit(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, _scoped_lookup(
+        request, debits_out.KIND, "/creditor_account", "collect into"))
     # The account a debit collects into is ours: outside the client's scope, refused
     # before anything is looked up (gateway.scope).
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
@@ -255,7 +293,8 @@ async def post_debit(request: web.Request) -> web.Response:
 
 
 async def post_periodic(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, _scoped_lookup(
+        request, periodic.KIND, "/payer_account", "pay from"))
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
                          body)
     status, view = await _ext(request).submit_periodic(
