@@ -128,7 +128,7 @@ async def read_body(request: web.Request, body_len_max: int = 0
     if request.content_length is not None and request.content_length > bound:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {bound} bytes"), 413)
-    raw = await request.read()
+    raw = await read_raw(request)
     client = await authenticate(request, raw)
     try:
         refuse_other_media_type(request, not raw.strip(),
@@ -515,7 +515,23 @@ async def _read(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > BODY_LEN_MAX:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {BODY_LEN_MAX} bytes"), 413)
-    return await request.read()
+    return await read_raw(request)
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The request's body; one that ends before its framing says (the connection closed
+    mid-body, a chunk aiohttp could not read once the headers were taken) is refused
+    400 `body_unreadable`, logged as such rather than taken for Redis away (both raise
+    ConnectionError)."""
+    try:
+        return await request.read()
+    except (ConnectionError, web.RequestPayloadError) as exc:
+        log.warning("event=request_body_unreadable method=%s path=%s error=%r",
+                    request.method, request.path, exc)
+        raise PaygateError(Problem(
+            "body_unreadable", "/", None,
+            "a body as long as its Content-Length, or its chunks, announce",
+            f"the body could not be read to its end: {exc}"), 400) from None
 
 
 # How long /health waits for the database to count the open critical alerts: a liveness

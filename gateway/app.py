@@ -297,7 +297,8 @@ class Gateway:
             await self.day_end.check_missing()
         if serve_http:
             from gateway.api import make_app
-            self.runner = web.AppRunner(make_app(self), access_log=None)
+            from gateway.http_errors import GatewayRunner
+            self.runner = GatewayRunner(make_app(self), access_log=None)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
             await site.start()
