@@ -49,9 +49,9 @@ def payment_problem(scopes: dict[str, list[str]], client: str, body: Any,
     """Why a payment `client` asks for may not name the account at `path` (a JSON pointer
     to a top-level field of the request `body`), or None when it may, or when there is
     no account there (the request's own field checks tell that)."""
-    account = body.get(path[1:]) if isinstance(body, dict) else None
-    if not isinstance(account, str) or covers(scopes, client, account):
+    if not names_outside(scopes, client, body, path):
         return None
+    account = body[path[1:]]
     log.warning("event=payment_account_forbidden client=%s account=%s path=%s",
                 client, account, path)
     return Problem(ACCOUNT_OUT_OF_SCOPE, path, account,
@@ -116,6 +116,14 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
                          f"({' OR '.join(tests)}))")
             params += [*banks, *values]
     return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
+
+
+def names_outside(scopes: dict[str, list[str]], client: str, body: Any,
+                  path: str = "/payer_account") -> bool:
+    """Whether the request `body` names at `path` an account outside `client`'s scope
+    (not logged: `payment_problem` tells and logs the refusal)."""
+    account = body.get(path[1:]) if isinstance(body, dict) else None
+    return isinstance(account, str) and not covers(scopes, client, account)
 
 
 def refuse_payment(scopes: dict[str, list[str]], client: str, body: Any,

@@ -268,21 +268,23 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     return view
 
 
-def _scoped_lookup(request: web.Request, kind: Any, path: str, use: str) -> StoredLookup:
-    """The stored answer of a retry of `kind` (`read_json`), its account checked against
-    the client's scope first, as a new request's is (gateway.scope)."""
+def _scoped_lookup(request: web.Request, kind: Any, path: str) -> StoredLookup:
+    """The stored answer of a retry of `kind` (`read_json`); none is looked up for a
+    request naming an account outside the client's scope (gateway.scope): the 415
+    stands."""
     ext = _ext(request)
     scopes = ext.gw.settings.api_balance_accounts
 
     async def stored(client: str, key: str, body: Any) -> tuple[int, Any] | None:
-        scope.refuse_payment(scopes, client, body, path, use)
+        if scope.names_outside(scopes, client, body, path):
+            return None
         return await ext.answered_before(kind, client, key, body)
     return stored
 
 
 async def post_debit(request: web.Request) -> web.Response:
-    client, body = await _body(request, _scoped_lookup(
-        request, debits_out.KIND, "/creditor_account", "collect into"))
+    client, body = await _body(request, _scoped_lookup(request, debits_out.KIND,
+                                                       "/creditor_account"))
     # The account a debit collects into is ours: outside the client's scope, refused
     # before anything is looked up (gateway.scope).
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
@@ -293,8 +295,8 @@ async def post_debit(request: web.Request) -> web.Response:
 
 
 async def post_periodic(request: web.Request) -> web.Response:
-    client, body = await _body(request, _scoped_lookup(
-        request, periodic.KIND, "/payer_account", "pay from"))
+    client, body = await _body(request, _scoped_lookup(request, periodic.KIND,
+                                                       "/payer_account"))
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
                          body)
     status, view = await _ext(request).submit_periodic(
