@@ -130,12 +130,18 @@ async def read_body(request: web.Request, body_len_max: int = 0
                                    f"at most {bound} bytes"), 413)
     raw = await read_raw(request)
     client = await authenticate(request, raw)
+    return client, raw, media_type_refusal(request, not raw.strip())
+
+
+def media_type_refusal(request: web.Request, empty: bool = False) -> PaygateError | None:
+    """The 415 a core-system request to a JSON endpoint earns for its Content-Type
+    (`refuse_other_media_type`, a signed request's missing type taken), or None."""
     try:
-        refuse_other_media_type(request, not raw.strip(),
+        refuse_other_media_type(request, empty,
                                 untyped_ok=bool(request.app[GATEWAY_KEY].settings.api_keys))
     except PaygateError as refusal:
-        return client, raw, refusal
-    return client, raw, None
+        return refusal
+    return None
 
 
 JSON_MEDIA_TYPE = "application/json"

@@ -317,3 +317,25 @@ def test_a_retry_declared_as_another_type_gets_its_stored_answer(
         assert refused.status_code == 415, refused.text
         assert refused.json()["errors"][0]["code"] == "unsupported_media_type"
     assert live.query("SELECT COUNT(*) FROM idempotency")[0][0] == stored
+
+
+def test_a_batch_sent_again_as_another_type_takes_no_item_it_did_not_take(live) -> None:
+    """Items taken the first time get their stored answers; an item refused then (its
+    amount malformed) is refused for the type now, never taken under it."""
+    good, bad = transfer(live, urgency="normal", amount="6.00"), transfer(live, amount="x")
+    first = post_as(live, "/v1/transfers/batch", "typed-partial", [good, bad],
+                    "application/json")
+    payments_before = live.query("SELECT COUNT(*) FROM payments")[0][0]
+    again = post_as(live, "/v1/transfers/batch", "typed-partial",
+                    [good, dict(bad, amount="7.00")], "text/plain")
+    same = post_as(live, "/v1/transfers/batch", "typed-partial", [good, bad], "text/plain")
+
+    assert [r["status"] for r in first.json()["results"]] == [201, 422], first.text
+    # Another list under the key: not the batch recorded, refused whole for its type.
+    assert again.status_code == 415, again.text
+    assert same.status_code == 200, same.text
+    [kept, refused] = same.json()["results"]
+    assert kept == first.json()["results"][0]
+    assert (refused["status"], refused["errors"][0]["code"]) == (415, "unsupported_media_type")
+    assert (same.json()["accepted"], same.json()["refused"]) == (1, 1)
+    assert live.query("SELECT COUNT(*) FROM payments")[0][0] == payments_before

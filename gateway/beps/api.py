@@ -12,12 +12,14 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api import GATEWAY_KEY, StoredLookup, authenticate, json_response, read_json
-from gateway import intake, jsontext, scope
+from gateway.api import (GATEWAY_KEY, StoredLookup, authenticate, json_response,
+                         media_type_refusal, read_json)
+from gateway import bulk, intake, jsontext, scope
 from gateway.beps import debits_out, periodic
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.messages import beps128
@@ -43,13 +45,10 @@ async def post_batch(request: web.Request) -> web.Response:
     ext = _ext(request)
 
     async def stored(client: str, batch_key: str, body: Any) -> tuple[int, Any] | None:
-        # A list recorded under its key before is the same batch sent again: answered
-        # as it would be with its type, each item taken before with its stored answer.
-        if not await ext.gw.store.run(lambda tx: _batch_recorded(tx, client, batch_key,
-                                                                 body)):
-            return None
-        return 200, await submit_batch(ext.gw, ext.settings.batch_items_max, client,
-                                       batch_key, body)
+        refusal = media_type_refusal(request)
+        assert refusal is not None, "looked up only for a request refused for its type"
+        answer = await stored_batch(ext.gw, client, batch_key, body, refusal)
+        return None if answer is None else (200, answer)
 
     client, body = await _body(request, stored)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
@@ -74,19 +73,7 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                                        batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
                                        "characters for a batch"))
 
-    requests: list[tuple[str | None, Any]] = []
-    refused: dict[int, PaygateError] = {}
-    scopes = gw.settings.api_balance_accounts
-    for index, item in enumerate(body):
-        try:
-            request = _item_key(index, item, batch_key)
-            # An item paying from an account outside the client's scope is refused
-            # before any lookup (gateway.scope), as a single transfer would be.
-            scope.refuse_payment(scopes, client, request[1])
-        except PaygateError as exc:
-            refused[index] = exc
-            request = (None, None)
-        requests.append(request)
+    requests, refused = _item_requests(gw, client, body, batch_key)
     hashes: list[str] | None = None
     if batch_key and any(key == f"{batch_key}:{i}" for i, (key, _) in enumerate(requests)):
         # The list is compared by what its items ask for (intake.transfer_meaning): the
@@ -101,11 +88,63 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     asked = [i for i in range(len(body)) if i not in refused]
     outcomes = await gw.submit_transfers(client, [requests[i] for i in asked],
                                          None if hashes is None else [hashes[i] for i in asked])
+    return _batch_answer(body, {**dict(zip(asked, outcomes)), **refused})
+
+
+def _item_requests(gw: Any, client: str, body: list[Any], batch_key: str | None
+                   ) -> tuple[list[tuple[str | None, Any]], dict[int, PaygateError]]:
+    """Each item's (key, transfer), and the refusals of those refused on their own: a
+    key missing or malformed, or a payer account outside the client's scope."""
+    requests: list[tuple[str | None, Any]] = []
+    refused: dict[int, PaygateError] = {}
+    scopes = gw.settings.api_balance_accounts
+    for index, item in enumerate(body):
+        try:
+            request = _item_key(index, item, batch_key)
+            # An item paying from an account outside the client's scope is refused
+            # before any lookup (gateway.scope), as a single transfer would be.
+            scope.refuse_payment(scopes, client, request[1])
+        except PaygateError as exc:
+            refused[index] = exc
+            request = (None, None)
+        requests.append(request)
+    return requests, refused
+
+
+async def stored_batch(gw: Any, client: str, batch_key: str, body: Any,
+                       refusal: PaygateError) -> dict[str, Any] | None:
+    """The answer to a batch sent again under its key in a body refused for its type
+    (`refusal`, the 415), from what is stored: None unless its list is the one recorded
+    under the key; then each item taken before gets its stored answer and every other
+    the refusal, as a new request of that type would (none is taken now)."""
+    if not isinstance(body, list) or not body:
+        return None
+    requests, outcomes = _item_requests(gw, client, body, batch_key)
+    keyed = [(i, SimpleNamespace(client=client, idem_key=key))
+             for i, (key, _) in enumerate(requests) if i not in outcomes]
+
+    def work(tx: Any) -> dict[str, tuple[str, Any]] | None:
+        if not _batch_recorded(tx, client, batch_key, body):
+            return None
+        return bulk.stored_answers(tx, keyed)
+    stored = await gw.store.run(work)
+    if stored is None:
+        return None
+    for i, p in keyed:
+        transfer = requests[i][1]
+        found = stored.get(p.idem_key)
+        outcomes[i] = found[1] if found is not None and intake.same_transfer(
+            found[0], intake.transfer_sha256(transfer), transfer) else refusal
+    return _batch_answer(body, outcomes)
+
+
+def _batch_answer(body: list[Any], outcomes: dict[int, Any]) -> dict[str, Any]:
+    """A batch's answer: for each item, in order, its outcome (its (status, view) or the
+    error refusing it); the accepted and refused counted."""
     results: list[dict[str, Any]] = []
-    by_index = dict(zip(asked, outcomes))
     routes: dict[int, tuple[Any, dict[str, Any]]] = {}  # summed-up routes, by route
     for index in range(len(body)):
-        outcome = refused.get(index) or by_index[index]
+        outcome = outcomes[index]
         if isinstance(outcome, PaygateError):
             own_key = isinstance(body[index], dict) and "idempotency_key" in body[index]
             results.append({"index": index, "status": outcome.status,
@@ -157,10 +196,8 @@ def _recorded_list(tx: Any, client: str, batch_key: str, body: list[Any],
                                 digest.removeprefix(BATCH_HASH_MARK), body)
 
 
-def _batch_recorded(tx: Any, client: str, batch_key: str, body: Any) -> bool:
+def _batch_recorded(tx: Any, client: str, batch_key: str, body: list[Any]) -> bool:
     """Whether `body` is the list recorded under `batch_key` by a batch taken before."""
-    if not isinstance(body, list) or not body:
-        return False
     return bool(_recorded_list(tx, client, batch_key, body, intake.transfer_hashes(body)[1]))
 
 
