@@ -8,6 +8,12 @@ no answer (a balance, a funds refusal naming the balance, account_not_found,
 account_frozen...) tells the client about an account it may not use. The endpoints check
 it (gateway.api, gateway.beps.api): payments the gateway makes itself (demo, day
 simulation, the operators' test transfers) are no client's and are not limited.
+
+A client with an entry also sees only the payments with an account of ours the entry
+covers (`sees_payment`): another is answered as an id never given (404, the same body),
+on GET /v1/transfers/{id} and the exception flows' routes, and left out of the listing
+by its query (`payments_condition`), so that its pages stay full. A client without an
+entry keeps what it saw before the setting there: its own payments and incoming ones.
 """
 
 from __future__ import annotations

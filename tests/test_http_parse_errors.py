@@ -136,3 +136,36 @@ def test_an_untested_aiohttp_keeps_its_own_answers(monkeypatch) -> None:
     assert asyncio.run(server_class(http_errors.GatewayRunner)) is web.Server
     monkeypatch.setattr(http_errors, "_tested", lambda: True)
     assert asyncio.run(server_class(http_errors.GatewayRunner)) is not web.Server
+
+
+def test_a_handler_failing_past_every_middleware_is_a_500_in_the_error_shape(caplog) -> None:
+    """What aiohttp answers 500 itself (a handler's exception no middleware caught) has
+    the error shape too, logged with its traceback: a bug."""
+    async def failing(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> tuple[int, str, Any]:
+        app = web.Application()
+        app.router.add_get("/", failing)
+        runner = http_errors.GatewayRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+        finally:
+            await runner.cleanup()
+        status, headers, body = parsed(answer)
+        return status, headers["content-type"], body
+
+    caplog.set_level(logging.INFO)
+    status, content_type, body = asyncio.run(scenario())
+
+    assert (status, content_type) == (500, "application/json; charset=utf-8")
+    assert body["errors"][0]["code"] == "internal_error"
+    [failed] = [r for r in caplog.records if "event=request_failed" in r.getMessage()]
+    assert failed.exc_info is not None
