@@ -111,7 +111,7 @@ def test_a_body_cut_short_is_logged_as_such_not_as_redis_away(live, caplog) -> N
 
 
 def test_a_well_formed_request_is_untouched(live) -> None:
-    status, headers, body = parsed(exchange(
+    status, _, body = parsed(exchange(
         live, b"GET /nowhere HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n"))
 
     assert (status, body["errors"][0]["code"]) == (404, "path_unknown")

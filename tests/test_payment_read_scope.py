@@ -131,8 +131,9 @@ def test_the_list_shows_only_the_payments_in_scope_in_full_pages(live, made) -> 
     listed = pages(live, OTHER, 2)
 
     assert [len(page) for page in listed] == [2, 1]
-    assert sorted(sum(listed, [])) == sorted(seen)
-    assert {made["in_own"], made["in_second"]} <= set(sum(pages(live, CLIENT, 100), []))
+    assert sorted(i for page in listed for i in page) == sorted(seen)
+    assert {made["in_own"], made["in_second"]} <= {
+        i for page in pages(live, CLIENT, 100) for i in page}
 
 
 def test_a_payment_outside_the_scope_is_no_cursor(live, made) -> None:
