@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import ledger
 from gateway.collector import tune_collector
 from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
-                     recon, recovery, status_hold, store, webhook)
+                     recon, recovery, scope, status_hold, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -299,7 +299,8 @@ class Gateway:
             await self.day_end.check_missing()
         if serve_http:
             from gateway.api import make_app
-            self.runner = web.AppRunner(make_app(self), access_log=None)
+            from gateway.http_errors import GatewayRunner
+            self.runner = GatewayRunner(make_app(self), access_log=None)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
             await site.start()
@@ -787,12 +788,13 @@ class Gateway:
         return status, response
 
     async def answered_before(self, client: str, idem_key: str | None, body: Any,
-                               message: Any, refusal: PaygateError
+                               message: Any, refusal: PaygateError | None = None
                                ) -> tuple[int, dict[str, Any]] | None:
-        """The first answer to a transfer refused now (`refusal`) when its key was taken
-        before with the same body (or the same ready message); None otherwise, and when
-        the key itself is refused."""
-        if not idem_key or any(p.path == "Idempotency-Key" for p in refusal.problems):
+        """The first answer to a transfer refused now (`refusal`, if any) when its key was
+        taken before with the same body (or the same ready message); None otherwise, and
+        when the key itself is refused."""
+        if not idem_key or refusal is not None and any(p.path == "Idempotency-Key"
+                                                       for p in refusal.problems):
             return None
         body_hash = intake.transfer_sha256(body)
 
@@ -1280,6 +1282,9 @@ class Gateway:
                     payment.get("client") not in (None, client):
                 raise NotFound(Problem("payment_not_found", "/id", payment_id,
                                        "an existing payment of this client"))
+            if client is not None:
+                scope.refuse_unseen(self.settings.api_balance_accounts, client, payment,
+                                    self.own_banks, f"/v1/transfers/{payment_id}")
             view = payments.public_view(payment, payments.history(tx, payment_id))
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)
