@@ -33,7 +33,7 @@ from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock, texts
 from gateway.coalesce import Coalescer
 from gateway.config import Settings, clock_source, source_of
-from gateway.errors import Conflict, NotFound, PaygateError, Problem
+from gateway.errors import Conflict, PaygateError, Problem
 from gateway.money import parse_yuan
 from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
@@ -1280,8 +1280,7 @@ class Gateway:
             payment = payments.get(tx, payment_id)
             if client is not None and self.settings.api_keys and \
                     payment.get("client") not in (None, client):
-                raise NotFound(Problem("payment_not_found", "/id", payment_id,
-                                       "an existing payment of this client"))
+                raise payments.not_found(payment_id)
             if client is not None:
                 scope.refuse_unseen(self.settings.api_balance_accounts, client, payment,
                                     self.own_banks, f"/v1/transfers/{payment_id}")

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from gateway import jsontext, payments, scope
 from gateway.api import GATEWAY_KEY, authenticate, query_params, read_json
-from gateway.errors import NotFound, Problem, ValidationFailed
+from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
 
@@ -76,8 +76,7 @@ async def _payment_of(request: web.Request, client: str) -> str:
     gw = request.app[GATEWAY_KEY]
     payment = await gw.store.run(lambda tx: payments.get(tx, payment_id))
     if not visible(gw, payment, client):
-        raise NotFound(Problem("payment_not_found", "/id", payment_id,
-                               "an existing payment of this client"))
+        raise payments.not_found(payment_id)
     scope.refuse_unseen(gw.settings.api_balance_accounts, client, payment, gw.own_banks,
                         request.path)
     return payment_id
