@@ -139,14 +139,14 @@ class _Transaction:
             if kind is None:
                 try:
                     store._write_counts()
+                    store.conn.execute("COMMIT")
                 except BaseException:
-                    store.conn.execute("ROLLBACK")
-                    store._forget_cached()
+                    store._abandon()
                     raise
-                store.conn.execute("COMMIT")
+                store._counts_dirty.clear()
+                store._balances_dirty.clear()
             else:
-                store.conn.execute("ROLLBACK")
-                store._forget_cached()
+                store._abandon()
         finally:
             store._depth = 0
 
@@ -255,9 +255,21 @@ class Store:
         self._write_kept(_WRITE_BALANCE, self._balances, self._balances_dirty)
 
     def _write_kept(self, upsert: str, kept: dict[str, int], dirty: set[str]) -> None:
+        """Write the kept values `dirty` names; the names stay until the COMMIT is made, so
+        that a COMMIT that fails forgets those values as a rollback does."""
         if dirty:
             self.conn.executemany(upsert, [(key, kept[key]) for key in sorted(dirty)])
-            dirty.clear()
+
+    def _abandon(self) -> None:
+        """Undo the open transaction and forget what memory kept of it. A COMMIT that
+        failed may have left the transaction open (a deferred constraint, a busy
+        database) or had SQLite roll it back itself (a full disk, an I/O error): either
+        way none of its work is in the database, so none of it may stay in memory."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self._forget_cached()
 
     def _forget_cached(self) -> None:
         for name in self._counts_dirty:
@@ -339,6 +351,7 @@ class Store:
             except BaseException:
                 self._forget_cached()
                 raise
+            self._balances_dirty.clear()
         return fen
 
     def balances(self) -> dict[str, int]:
