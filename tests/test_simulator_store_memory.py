@@ -4,14 +4,16 @@ after a COMMIT that fails as after a rollback."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from simulators.store import QUEUED, Store
+from simulators.store import CANCELLED, QUEUED, SETTLED, Store
 
 
 def _with_deferred_key(store: Store) -> None:
@@ -111,3 +113,80 @@ def test_a_failed_commit_forgets_what_memory_kept(
     assert not store.conn.in_transaction
     assert after_failure == before
     assert _as_kept(store) == _as_stored(path) == ({"A": 999, "B": 0}, 2, ["C"])
+
+
+def test_the_queued_payers_follow_the_table(tmp_path: Path) -> None:
+    """Across credits queued, settled and cancelled, savepoints undone and transactions
+    rolled back, the store's answer to "has this payer queued credits?" is the table's."""
+    path = tmp_path / "npc.sqlite3"
+    store = Store(path)
+    rng = random.Random(20261207)
+    payers = ("A", "B", "C")
+
+    def step() -> None:
+        action = rng.choice(("queue", "queue", "settled", "settle", "cancel", "day_end"))
+        payer = rng.choice(payers)
+        if action in ("queue", "settled"):
+            store.insert_payment(_payment(payer, QUEUED if action == "queue" else SETTLED,
+                                          rank=rng.randrange(3)))
+        elif action == "settle":  # as a release does: all the payer's queue, then look again
+            for row in store.queued(payer):
+                store.set_status(row.id, SETTLED)
+            assert store.queued(payer) == []
+        elif action == "cancel":
+            for row in store.queued(payer)[:1]:
+                store.set_status(row.id, CANCELLED)
+        else:
+            for row in store.queued():
+                store.set_status(row.id, CANCELLED)
+
+    def unit() -> None:
+        undo = rng.random() < 0.3
+        with pytest.raises(RuntimeError) if undo else nullcontext(), store.savepoint():
+            for _ in range(rng.randrange(1, 4)):
+                step()
+            if undo:
+                raise RuntimeError("undo this unit")
+
+    for _ in range(200):
+        undo = rng.random() < 0.3
+        with pytest.raises(RuntimeError) if undo else nullcontext(), store.transaction():
+            for _ in range(rng.randrange(1, 4)):
+                unit()
+            if undo:
+                raise RuntimeError("undo the transaction")
+        stored = _as_stored(path)[2]
+        for rank in range(3):
+            assert [p for p in payers if store.queued_ahead(p, rank)] == [
+                p for p in payers if _queued_at_or_above(path, p, rank)]
+        assert [p for p in payers if store.queued(p)] == stored
+
+
+def _queued_at_or_above(path: Path, payer: str, rank: int) -> bool:
+    conn = sqlite3.connect(str(path))
+    try:
+        row = conn.execute("SELECT 1 FROM payments WHERE status = ? AND sender = ? AND "
+                           "priority_rank <= ?", (QUEUED, payer, rank)).fetchone()
+    finally:
+        conn.close()
+    return row is not None
+
+
+def test_a_payment_with_no_queue_on_either_side_reads_no_queue(tmp_path: Path) -> None:
+    """A credit settled at once, when neither its payer nor its payee has queued
+    credits, runs no look-up of the central queue."""
+    store = Store(tmp_path / "npc.sqlite3")
+    with store.transaction():
+        store.insert_payment(_payment("C", QUEUED))
+    store.queued_ahead("A", 2)  # the queued payers read once
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+
+    with store.transaction():
+        ahead = store.queued_ahead("A", 2)
+        store.insert_payment(_payment("A", SETTLED))
+        payee_queue = store.queued("B")
+
+    assert (ahead, payee_queue) == (False, [])
+    assert not [s for s in statements if "FROM payments" in s]
+    assert store.queued_ahead("C", 2)
