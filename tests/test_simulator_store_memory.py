@@ -140,21 +140,18 @@ def test_the_queued_payers_follow_the_table(tmp_path: Path) -> None:
             for row in store.queued():
                 store.set_status(row.id, CANCELLED)
 
-    def unit() -> None:
+    def some_undone(scope: Callable[[], Any], work: Callable[[], None]) -> None:
+        """`work` done one to three times in `scope` (a transaction or a savepoint),
+        which is undone three times in ten."""
         undo = rng.random() < 0.3
-        with pytest.raises(RuntimeError) if undo else nullcontext(), store.savepoint():
+        with pytest.raises(RuntimeError) if undo else nullcontext(), scope():
             for _ in range(rng.randrange(1, 4)):
-                step()
+                work()
             if undo:
-                raise RuntimeError("undo this unit")
+                raise RuntimeError("undo")
 
     for _ in range(200):
-        undo = rng.random() < 0.3
-        with pytest.raises(RuntimeError) if undo else nullcontext(), store.transaction():
-            for _ in range(rng.randrange(1, 4)):
-                unit()
-            if undo:
-                raise RuntimeError("undo the transaction")
+        some_undone(store.transaction, lambda: some_undone(store.savepoint, step))
         stored = _as_stored(path)[2]
         for rank in range(3):
             assert [p for p in payers if store.queued_ahead(p, rank)] == [
