@@ -277,7 +277,7 @@ class Direct:
     async def _send_claimed(self, outbox_id: int, envelope: bytes, stream: str) -> None:
         gw = self.gw
         try:
-            await gw.post_to_link(outbox_id, envelope)
+            await gw.post_to_link(outbox_id, envelope, payment=stream in keys.HVPS_LANES)
         except LinkRefused as exc:
             # The same bytes would be refused again: this attempt ends the row as the
             # stream's sender ends one the NPC refused (held for an operator, one dead

@@ -309,6 +309,16 @@ class Delivery:
         now (`sending`) is not, whatever its past attempts."""
         return not self.taken and self.state != "sending" and self.attempts == self.untaken
 
+    def public(self) -> dict[str, Any]:
+        """What the payment's view shows of it (`delivery`, GET /v1/transfers/{id} and
+        the console): whether the NPC took the message (it answered 2xx for it, its
+        ccms.990 came, or a result about it), the link attempts so far (an attempt under
+        way counted), and how many of them provably did not give it to the NPC. A
+        payment `sent` with the NPC not taking it is one handed to the link that the NPC
+        has not taken yet (it refused each attempt with 503, say)."""
+        return {"taken_by_npc": self.taken, "attempts": self.attempts,
+                "attempts_not_taken": self.untaken}
+
     def describe(self) -> str:
         """The row's state for people: what operators read in a refusal."""
         under_way = 1 if self.state == "sending" else 0
@@ -348,6 +358,16 @@ def delivery(tx: Any, payment_id: str) -> Delivery | None:
     row = tx.query_one("SELECT id, state, attempts, untaken FROM outbox WHERE payment_id = ? "
                        "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
     return None if row is None else Delivery(int(row[0]), row[1], int(row[2]), int(row[3]))
+
+
+def show_delivery(tx: Any, view: dict[str, Any]) -> None:
+    """A view hook (GET /v1/transfers/{id}): an outgoing HVPS payment's `delivery`
+    (`Delivery.public`; no attempt yet while it waits on its lane, for its window or a
+    review), null for a payment without a message of its own to the NPC (a BEPS item,
+    which goes in a package; an incoming payment; a book transfer)."""
+    sent = delivery(tx, view["id"]) if view.get("direction") == "out" \
+        and view.get("channel") == "hvps" else None
+    view["delivery"] = sent.public() if sent is not None else None
 
 
 def orphaned(tx: Any, now: datetime, older_than: datetime | None) -> list[tuple[int, str]]:
