@@ -70,7 +70,7 @@ def test_a_return_waits_out_the_hold_and_a_query_goes_meanwhile(tmp_path):
             ext = next(e for e in gw.extensions if isinstance(e, Exceptions))
             asked = await ext.request_return(original, "收款人账号不存在", "test")
             returned = asked["return"]["id"]
-            _, query = await desk_of(gw).open_query(
+            await desk_of(gw).open_query(
                 "core", "q-hold", {"payment_id": paid["id"], "content": "请查询是否入账"})
 
             async def query_delivered() -> bool:
