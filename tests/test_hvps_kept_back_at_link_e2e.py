@@ -47,6 +47,17 @@ async def one_post_on_its_way(h: Any) -> tuple[asyncio.Event, asyncio.Event]:
     return posted, release
 
 
+async def payer_with_one_on_its_way(h: Any) -> tuple[str, dict[str, Any], asyncio.Event]:
+    """A payer whose first payment settled, and a second payment of it (2.00) whose POST
+    the NPC answered and whose outcome is held (`one_post_on_its_way`): the payer, that
+    payment, and the event that lets its outcome go."""
+    payer = await payer_after_one_settled(h)
+    posted, release = await one_post_on_its_way(h)
+    _, first = await h.gateway.submit_transfer("core", "on-its-way", transfer(payer, "2.00"))
+    await asyncio.wait_for(posted.wait(), 20)
+    return payer, first, release
+
+
 async def waiting_at_link(h: Any, payment_ids: list[str]) -> None:
     """Each payment claimed and its bytes waiting in the link's queue for a POST."""
     gw = h.gateway
@@ -70,10 +81,7 @@ def test_payments_waiting_at_the_link_when_hvps_closes_follow_the_closed_window(
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            payer = await payer_after_one_settled(h)
-            posted, release = await one_post_on_its_way(h)
-            _, first = await gw.submit_transfer("core", "on-its-way", transfer(payer, "2.00"))
-            await asyncio.wait_for(posted.wait(), 20)
+            payer, first, release = await payer_with_one_on_its_way(h)
             _, queued = await gw.submit_transfer("core", "at-link-q", transfer(payer, "5.00"))
             _, refused = await gw.submit_transfer("core", "at-link-r", transfer(
                 payer, "6.00", when_closed="refuse"))
@@ -106,10 +114,7 @@ def test_a_payment_waiting_at_the_link_when_sending_is_held_goes_once_the_hold_e
     async def scenario() -> dict[str, Any]:
         async with started(tmp_path) as h:
             gw = h.gateway
-            payer = await payer_after_one_settled(h)
-            posted, release = await one_post_on_its_way(h)
-            _, first = await gw.submit_transfer("core", "on-its-way", transfer(payer, "2.00"))
-            await asyncio.wait_for(posted.wait(), 20)
+            payer, first, release = await payer_with_one_on_its_way(h)
             _, held = await gw.submit_transfer("core", "at-link", transfer(payer, "5.00"))
             await waiting_at_link(h, [held["id"]])
             mesg_id = await gw.store.run(lambda tx: tx.query_one(
