@@ -1483,7 +1483,7 @@ class Gateway:
 
             def give_back(tx: Any) -> None:
                 at = self.clock.now()
-                outbound.give_back(tx, outbox_id, at, untaken)
+                outbound.give_back_sent(tx, outbox_id, at, untaken, self.notifier)
                 if kept_back and self.hvps_hold is None and not self.hvps_open:
                     # Kept back at the link by a close: it follows the window now.
                     status_hold.follow_closed_window(self, tx, at, outbox_id)

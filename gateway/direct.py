@@ -290,8 +290,8 @@ class Direct:
             return
         except Exception as exc:
             untaken = outbound.untaken_by(exc)
-            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),
-                                                             untaken))
+            await gw.store.run(lambda tx: outbound.give_back_sent(
+                tx, outbox_id, gw.clock.now(), untaken, gw.notifier))
             await self._to_stream(stream, outbox_id, exc)
             return
         await gw.mark_sent((outbox_id, gw.clock.now()))

@@ -268,6 +268,34 @@ def give_back(tx: Any, outbox_id: int, now: datetime, untaken: bool = False) -> 
     tx.execute(_GIVE_BACK[untaken], (now.isoformat(), outbox_id))
 
 
+# The event of a payment `sent` whose first delivery attempt provably did not give the
+# NPC its message (a 503, no connection, the link held while down, kept back at the
+# link): its state stays, and the core system is told by the webhook (`previous` equal
+# to `state`) that the NPC has not taken it; GET /v1/transfers/{id} shows `delivery`.
+NOT_TAKEN_EVENT = "hvps_not_taken_by_npc"
+payments.TOLD_UNCHANGED.add(NOT_TAKEN_EVENT)
+
+
+def give_back_sent(tx: Any, outbox_id: int, now: datetime, untaken: bool,
+                   notifier: payments.Notifier) -> None:
+    """`give_back` of a message the link sender or a send after commit claimed: for an
+    HVPS payment `sent` whose first attempt this was, provably untaken, the payment's
+    history and the webhook say so (NOT_TAKEN_EVENT), once: later attempts, and a
+    first one that may have reached the NPC, tell nothing (its result, or GET's
+    `delivery`, does)."""
+    if not untaken:
+        give_back(tx, outbox_id, now)
+        return
+    row = tx.query_one(_GIVE_BACK[True] + " RETURNING kind, payment_id, attempts, untaken",
+                       (now.isoformat(), outbox_id))
+    if row is None or row[0] != "hvps_credit" or (int(row[2]), int(row[3])) != (1, 1):
+        return
+    payment = payments.get(tx, row[1])
+    if payment["state"] == "sent":
+        payments.transition(tx, payment, "sent", NOT_TAKEN_EVENT, now, notifier,
+                            outbox=outbox_id)
+
+
 _GIVE_BACK = {untaken: "UPDATE outbox SET state = 'pending', updated_at = ?"
               + (", untaken = untaken + 1" if untaken else "")
               + " WHERE id = ? AND state = 'sending'" for untaken in (False, True)}

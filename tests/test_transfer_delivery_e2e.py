@@ -1,12 +1,14 @@
-"""What `sent` tells, and what `delivery` adds (docs/api.md), end to end against the
+"""What `sent` tells, and what `delivery` adds (README, "States"), end to end against the
 simulated NPC in its own process: while the NPC answers every POST 503 an HVPS payment
 shows `sent` (handed to the link), and its `delivery` says the NPC has not taken it,
-with each attempt so far provably not taken; once the NPC takes it, `delivery` says so.
-A payment without a message of its own to the NPC shows none."""
+with each attempt so far provably not taken; the webhook says so once, the state kept
+(`hvps_not_taken_by_npc`); once the NPC takes it, `delivery` says so. A payment
+without a message of its own to the NPC shows none."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from tests.e2e_support import (
     transfer,
     until,
     wait_state,
+    webhook_receiver,
 )
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 def test_sent_while_the_npc_refuses_every_attempt_shows_it_untaken(tmp_path):
     async def scenario() -> dict[str, Any]:
-        async with started(tmp_path) as h:
+        async with webhook_receiver() as (url, got), started(tmp_path, webhook_url=url) as h:
             gw = h.gateway
             payer = await payer_after_one_settled(h)
             await h.sim("POST", "/sim/faults", {"error_status": 503})
@@ -44,6 +47,13 @@ def test_sent_while_the_npc_refuses_every_attempt_shows_it_untaken(tmp_path):
             _, internal = await gw.submit_transfer("core", "book", transfer(
                 payer, "1.00", payee_account=payee, payee_bank=BRANCH, payee_name="示例客户"))
             seen["internal"] = await gw.get_transfer(internal["id"])
+
+            def told() -> list[tuple[str, str, str]]:
+                return [(e["state"], e["previous"], e["event"]) for body, _ in got
+                        for e in json.loads(body)["events"] if e["id"] == answer["id"]]
+            await until(lambda: told()[-1:] == [("settled", "sent", "hvps_settled")],
+                        "the settlement told")
+            seen["told"] = told()
             return seen
 
     seen = asyncio.run(scenario())
@@ -59,3 +69,7 @@ def test_sent_while_the_npc_refuses_every_attempt_shows_it_untaken(tmp_path):
     assert settled["taken_by_npc"] is True
     assert settled["attempts"] == settled["attempts_not_taken"] + 1
     assert seen["internal"]["delivery"] is None
+    # Each once (two pushed at once may arrive in either order: `previous` places them).
+    assert sorted(seen["told"]) == sorted([("sent", "accepted", "hvps_sent"),
+                                           ("sent", "sent", "hvps_not_taken_by_npc"),
+                                           ("settled", "sent", "hvps_settled")])
