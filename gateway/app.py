@@ -42,7 +42,7 @@ from gateway.inbound import (ProcessingFailed, process_tx, receive_and_process_t
                              receive_unprocessed_tx)
 from gateway.link import LINK_DOWN, LinkHealth
 from gateway.linkshare import LinkShare
-from gateway.linkpost import LinkPoster, LinkRefused
+from gateway.linkpost import KeptBack, LinkPoster, LinkRefused
 from gateway.messages import ccms990, codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -75,6 +75,9 @@ KEY_UNKNOWN_ALERT_EVERY_S = 300.0
 KEY_UNKNOWN_SENDERS_MAX = 1000
 # Envelopes of one framed link POST checked in one turn of the event loop.
 ENVELOPES_PER_TURN = 8
+# Why an HVPS payment's message was kept back at the link with HVPS closed (its retry
+# note; the row then follows the closed window: gateway.status_hold).
+HVPS_CLOSED_AT_LINK = "hvps_closed"
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
 
@@ -214,7 +217,7 @@ class Gateway:
         self.review: Any = None
         # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view); a
         # ready message's payment shows the core system's MsgId and TxId.
-        self.view_hooks: list[Any] = [ready.show_core_ids]
+        self.view_hooks: list[Any] = [ready.show_core_ids, outbound.show_delivery]
         # What a dead-lettered outbox row of another kind than an HVPS credit does to
         # its work, by kind (a BEPS package's items held): fn(tx, outbox id, reason,
         # status, now) -> fields naming the work for the letter; and what a retry of its
@@ -696,6 +699,16 @@ class Gateway:
     @property
     def hvps_open(self) -> bool:
         return self.hvps_status == "10"
+
+    def hvps_sending_stopped(self) -> str | None:
+        """Why an HVPS payment's message may not leave for the NPC now (the link's last
+        look before its bytes go, gateway.linkpost): HVPS sending held
+        (gateway.status_hold), or HVPS closed; None when it may go."""
+        if self.hvps_hold is not None:
+            return status_hold.HELD
+        if not self.hvps_open:
+            return f"{HVPS_CLOSED_AT_LINK} (status {self.hvps_status})"
+        return None
 
     async def release_waiting(self) -> None:
         """HVPS is open: payments that waited for the window go onto their lanes. Run by
@@ -1477,7 +1490,7 @@ class Gateway:
         if envelope is None:
             return
         try:
-            await self.post_to_link(outbox_id, bytes(envelope))
+            await self.post_to_link(outbox_id, bytes(envelope), payment=lane)
         except LinkRefused as exc:
             # The same bytes would be refused again: held for an operator (`outbox_dead`).
             raise DeadNow(str(exc), exc.status) from exc
@@ -1485,19 +1498,29 @@ class Gateway:
             # The claim is given back so that the retry (this entry reclaimed, or the
             # sweeper) can take the row again; the same bytes go out then.
             untaken = outbound.untaken_by(exc)
-            await self.store.run(lambda tx: outbound.give_back(tx, outbox_id,
-                                                               self.clock.now(), untaken))
+            kept_back = isinstance(exc, KeptBack)
+
+            def give_back(tx: Any) -> None:
+                at = self.clock.now()
+                outbound.give_back_sent(tx, outbox_id, at, untaken, self.notifier)
+                if kept_back and self.hvps_hold is None and not self.hvps_open:
+                    # Kept back at the link by a close: it follows the window now.
+                    status_hold.follow_closed_window(self, tx, at, outbox_id)
+            await self.store.run(give_back)
             raise
         await self.mark_sent((outbox_id, self.clock.now()))
 
-    async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
+    async def post_to_link(self, outbox_id: int, envelope: bytes,
+                           payment: bool = False) -> None:
         """POST one envelope to the NPC, with others ready at the same time under load
         (gateway.linkpost); RetryLater when the link is down or busy, which marks the
         link down at once, or when the link is down and another attempt is on its way or
-        due later (gateway.link); RuntimeError when the NPC refused it."""
+        due later (gateway.link); RuntimeError when the NPC refused it. `payment`: an
+        HVPS payment's message, kept back (KeptBack) when HVPS sending is held or closed
+        by the time it would leave (`hvps_sending_stopped`)."""
         probe = self.link.admit()  # while the link is down, one attempt at a time
         try:
-            await self.link_poster.post(outbox_id, envelope)
+            await self.link_poster.post(outbox_id, envelope, payment)
         finally:
             if probe:
                 self.link.attempt_over()

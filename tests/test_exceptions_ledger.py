@@ -39,6 +39,7 @@ class FakeGateway:
     notifier: payments.Notifier = field(default_factory=payments.Notifier)
     work_date: Any = WORK_DATE
     hvps_open: bool = True
+    hvps_hold: Any = None  # HVPS sending not held (gateway.status_hold)
     settings: Any = field(default_factory=lambda: SimpleNamespace(bank_code=BANK))
     own_banks: frozenset[str] = frozenset({BANK, BRANCH})
     account_bank: str | None = BRANCH  # the branch whose books the ledger keeps

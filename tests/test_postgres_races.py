@@ -51,6 +51,7 @@ class Gateway(ResultGateway):
 
     own_banks = frozenset({BANK, BRANCH})
     hvps_open = True
+    hvps_hold = None  # HVPS sending not held (gateway.status_hold)
     calendar = None
 
 

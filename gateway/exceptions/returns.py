@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, keys, payments
+from gateway import intake, keys, payments, status_hold
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
@@ -173,13 +173,18 @@ def _original_ids(tx: Any, original: dict[str, Any]) -> list[str]:
 
 
 def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime) -> list[Entry]:
-    """On its lane when HVPS is open; otherwise waiting for the window, as at intake."""
+    """On its lane when HVPS is open; otherwise waiting for the window, as at intake. A
+    return is a payment: while HVPS sending is held (gateway.status_hold) it stays on
+    its lane with the reason `hvps_sending_held`, as a customer's payment does."""
     state = "pending" if gw.hvps_open else "waiting"
     outbox_id = intake.add_outbox(tx, row["id"], row["priority"], state, now)
     if state == "waiting":
         payments.transition(tx, row, "held", "held", now, gw.notifier,
                             reason="waiting_for_hvps_window")
         return []
+    if gw.hvps_hold is not None:
+        tx.execute("UPDATE payments SET reason = ? WHERE id = ?",
+                   (status_hold.HELD_REASON, row["id"]))
     return [(keys.lane_for_priority(row["priority"]), {"outbox": str(outbox_id)})]
 
 
