@@ -288,11 +288,19 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     """`insert` for many new payments: one statement per table for all of them."""
     values, events = [], []
     records: dict[str, str] = {}
+    remarks: dict[tuple[str, ...], str] = {}  # a remittance's text, written once a batch
     for row in rows:
         data = row if _OPTIONAL.keys() <= row.keys() else _OPTIONAL | row
         remittance = data.get("remittance")
         value = list(_VALUES(data))
-        value[_REMITTANCE_AT] = jsontext.dumps(list(remittance)) if remittance else "[]"
+        if remittance:
+            lines = tuple(remittance)
+            text = remarks.get(lines)
+            if text is None:
+                text = remarks[lines] = jsontext.dumps(list(lines))
+            value[_REMITTANCE_AT] = text
+        else:
+            value[_REMITTANCE_AT] = "[]"
         value[_ROUTE_AT] = _route_column(data, records)
         values.append(value)
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
@@ -301,7 +309,8 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     tx.insert_rows(_INSERT_HEAD, values)
     tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
                    events)
-    log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
+    if log.isEnabledFor(logging.INFO):  # a batch's lines are not even written out otherwise
+        log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
 
 
 def _created_line(row: dict[str, Any]) -> str:
