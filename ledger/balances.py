@@ -195,5 +195,9 @@ def _refusal(tx: Transaction, line: Line, work_date: str,
         return LedgerError("account_frozen", line.account_no,
                            f"no debits until the freeze lapses after {frozen_until}",
                            "account_no")
+    # The account's balance here is what it can pay: money on hold has already left it
+    # (a hold moves it to 4001), so the figure is the available balance, not the balance
+    # a statement shows with held money counted in (customer_balance's ledger_balance).
     return LedgerError(insufficient_code, line.amount_fen,
-                       f"at most the balance of {balance_fen} fen", "amount_fen")
+                       f"at most the available balance of {balance_fen} fen (the "
+                       "account's balance less its funds on hold)", "amount_fen")

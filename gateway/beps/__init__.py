@@ -45,6 +45,20 @@ RECON_CHECK_BACKOFF_S = 60.0
 # The console's action that asks for a netting date again (gateway.ops).
 CONSOLE_ACTION = "beps_reconcile"
 CONSOLE_LABEL = {"en": "Reconcile a BEPS netting date", "zh": "小额轧差日对账"}
+_TX_ID_EXPECTED = "a TxId of up to 16 digits, or none"
+
+
+def _texts_of(body: dict[str, Any], p: ProblemList, bounds: tuple[tuple[str, int], ...]
+              ) -> None:
+    """A mandate's or stop's text fields, each of 1 to its bound characters: one given
+    as another JSON type is refused as such (field_must_be_text), one missing, empty or
+    too long as field_required."""
+    wrong = intake.text_types(p, body, {name: f"text of 1 to {bound} characters"
+                                        for name, bound in bounds})
+    for name, bound in bounds:
+        value = body.get(name)
+        if name not in wrong and (value is None or not 1 <= len(value) <= bound):
+            p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
 
 
 def install(gw: "Gateway") -> "BepsExtension":
@@ -215,10 +229,7 @@ class BepsExtension:
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                            jsontext.type_name(body), "a JSON object"))
-        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)):
-            value = body.get(name)
-            if not isinstance(value, str) or not 1 <= len(value) <= bound:
-                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        _texts_of(body, p, (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)))
         p.raise_if_any(ValidationFailed)
         now = self.gw.clock.now()
         created = await self.gw.store.run(lambda tx: debits_in.add_mandate(
@@ -231,15 +242,12 @@ class BepsExtension:
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                            jsontext.type_name(body), "a JSON object"))
-        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
-                            ("reason", 60)):
-            value = body.get(name)
-            if not isinstance(value, str) or not 1 <= len(value) <= bound:
-                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        _texts_of(body, p, (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
+                            ("reason", 60)))
         tx_id = body.get("tx_id") or ""  # left out, null or empty: every debit
-        if not isinstance(tx_id, str) or (tx_id and not (tx_id.isascii() and tx_id.isdigit()
-                                                         and len(tx_id) <= 16)):
-            p.add("field_malformed", "/tx_id", tx_id, "a TxId of up to 16 digits, or none")
+        if not p.not_text("/tx_id", tx_id, _TX_ID_EXPECTED) and (
+                tx_id and not (tx_id.isascii() and tx_id.isdigit() and len(tx_id) <= 16)):
+            p.add("field_malformed", "/tx_id", tx_id, _TX_ID_EXPECTED)
         p.raise_if_any(ValidationFailed)
         now = self.gw.clock.now()
         created = await self.gw.store.run(lambda tx: debits_in.add_stop(

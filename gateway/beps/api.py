@@ -21,7 +21,8 @@ from gateway.api import (GATEWAY_KEY, StoredLookup, authenticate, json_response,
                          media_type_refusal, read_json)
 from gateway import bulk, intake, jsontext, scope
 from gateway.beps import debits_out, periodic
-from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.errors import (Conflict, NotFound, PaygateError, Problem, ValidationFailed,
+                            not_text)
 from gateway.messages import beps128
 from gateway.money import format_yuan
 
@@ -252,10 +253,13 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
             f"an idempotency_key of 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII "
             "characters, not only spaces, or a batch Idempotency-Key header, which keys "
             f"an item without its own as KEY:{index}"), 400)
-    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
+    expected = f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"
+    wrong_type = not_text("/idempotency_key", key, expected)
+    if wrong_type is not None:
+        raise ValidationFailed(wrong_type)
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
         raise ValidationFailed(Problem("idempotency_key_malformed",
-                                       "/idempotency_key", key,
-                                       f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"))
+                                       "/idempotency_key", key, expected))
     return key, transfer
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import outbound, payments
+from gateway import intake, outbound, payments
 from gateway.beps import cancels as beps_cancels
 from gateway.errors import Conflict, Problem, ValidationFailed
 from gateway.exceptions import outcomes, schema, status, wire
@@ -45,10 +45,7 @@ BEPS_CANCELLABLE_STATES = ("accepted", "held", "sent", "queued")
 def check_reason(reason: Any) -> str | None:
     if reason is None:
         return None
-    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= REASON_LEN_MAX:
-        raise ValidationFailed(Problem("cancel_reason_malformed", "/reason", reason,
-                                       f"text of 1 to {REASON_LEN_MAX} characters"))
-    return reason.strip()
+    return intake.reason_text(reason, "cancel_reason_malformed", REASON_LEN_MAX)
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,

@@ -60,10 +60,7 @@ _PAYMENT_FIELDS = {"amount_fen": "/amount", "account_no": "/payee/account"}
 
 
 def check_reason(reason: Any) -> str:
-    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= REASON_LEN_MAX:
-        raise ValidationFailed(Problem("return_reason_malformed", "/reason", reason,
-                                       f"text of 1 to {REASON_LEN_MAX} characters"))
-    return reason.strip()
+    return intake.reason_text(reason, "return_reason_malformed", REASON_LEN_MAX)
 
 
 # Incoming credits we can send back: HVPS customer credits and BEPS ordinary credits (a
