@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from gateway import jsontext, keys, payments
 from gateway.clock import date_digits, texts
-from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed, not_text
+from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.package import RETURN_TYPE
 from gateway.money import currency_problem, format_yuan, parse_yuan
 from ledger.incoming import name_key, names_match
@@ -86,13 +86,8 @@ def text_types(p: ProblemList, body: dict[str, Any], expected: dict[str, str]
     `expected` ({field: what its text must hold}) that was given as another JSON type:
     the names of those fields, whose format checks then say nothing more of them. Every
     JSON endpoint checks its text fields so, before their formats."""
-    wrong = []
-    for name, wants in expected.items():
-        problem = not_text(f"/{name}", body.get(name), wants)
-        if problem is not None:
-            p.items.append(problem)
-            wrong.append(name)
-    return frozenset(wrong)
+    return frozenset([name for name, wants in expected.items()
+                      if p.not_text(f"/{name}", body.get(name), wants)])
 
 
 def reason_text(reason: Any, code: str, len_max: int) -> str:

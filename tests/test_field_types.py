@@ -6,7 +6,7 @@ cut), so that a bank code sent as a number is not told it lacks digits it has.""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from gateway import intake
 from gateway.beps import debits_out, periodic
 from gateway.errors import VALUE_LEN_MAX, PaygateError, Problem, not_text
-from gateway.exceptions import cancels, returns
+from gateway.exceptions import cancels, returns, write_off
 from gateway.money import parse_yuan
 from gateway.queries import requests
 
@@ -22,7 +22,7 @@ OWN = frozenset({"999100000019", "999100000027"})
 TRANSFER = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
             "payer_bank": "999100000027", "payee_account": "6222000000000001",
             "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "1.00"}
-NOW = datetime(2026, 12, 7, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
 
 
 def refused(fn: Any, *args: Any) -> list[Problem]:
@@ -147,3 +147,9 @@ def test_zeros_alone_are_not_positive(text):
     problem = parse_yuan(text, "/amount")
 
     assert isinstance(problem, Problem) and problem.code == "amount_must_be_positive"
+
+
+def test_an_operators_suspense_account_sent_as_a_number_is_told_so():
+    _, problems = write_off.params_problems({"account": 20000000001410300000013})
+
+    assert [(p.code, p.path) for p in problems] == [("field_must_be_text", "/params/account")]

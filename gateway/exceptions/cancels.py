@@ -24,13 +24,13 @@ from typing import Any
 
 from gateway import intake, outbound, payments
 from gateway.beps import cancels as beps_cancels
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, Problem
 from gateway.exceptions import outcomes, schema, status, wire
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import ccms307, codec
-from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.messages.ccms900 import CANCELLED
+from gateway.messages.common import OriginalRef, OriginalTx
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")

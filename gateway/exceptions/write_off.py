@@ -45,8 +45,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import intake, payments
-from gateway.errors import (Conflict, NotFound, PaygateError, Problem, ValidationFailed,
-                            not_text)
+from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed, not_text
 from gateway.exceptions import schema
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -76,8 +75,8 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
     if intake.blank(account):
         problems.append(Problem("field_required", "/params/account", account,
                                 "the customer account the suspense item is applied to"))
-    elif not isinstance(account, str):
-        problems.append(not_text("/params/account", account, _ACCOUNT_EXPECTED))
+    elif (wrong_type := not_text("/params/account", account, _ACCOUNT_EXPECTED)) is not None:
+        problems.append(wrong_type)
     elif not _ACCOUNT.fullmatch(account):
         problems.append(Problem("account_malformed", "/params/account", account,
                                 _ACCOUNT_EXPECTED))
