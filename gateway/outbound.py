@@ -565,20 +565,9 @@ def mark_sent(tx: Any, outbox_id: int, now: datetime) -> None:
     tx.execute(_MARK_SENT, (now.isoformat(), outbox_id))
 
 
-# `mark_sent` of many rows in one statement, each row with its own time.
-_MARK_SENT_HEAD = "UPDATE outbox SET state = 'sent', updated_at = v.column2 FROM (VALUES"
-_MARK_SENT_TAIL = ") AS v WHERE outbox.id = v.column1 AND outbox.state = 'sending'"
-
-
 def mark_sent_many(tx: Any, sent: list[tuple[int, datetime]]) -> list[None]:
-    """`mark_sent` for many (outbox id, time sent) at once (gateway.batcher): one
-    statement for the rows of a loop turn (the link's POST of 32 marks 32), where each
-    row was a run of its own. An id given twice is marked at its first time, as the
-    second run found it sent already."""
-    times: dict[int, str] = {}
-    for outbox_id, at in sent:
-        times.setdefault(outbox_id, at.isoformat())
-    tx.update_rows(_MARK_SENT_HEAD, list(times.items()), _MARK_SENT_TAIL)
+    """`mark_sent` for many (outbox id, time sent) at once (gateway.batcher)."""
+    tx.executemany(_MARK_SENT, [(at.isoformat(), outbox_id) for outbox_id, at in sent])
     return [None] * len(sent)
 
 

@@ -196,20 +196,10 @@ def _claim(tx: Any, outbox_id: int, now: datetime) -> Hook | None:
 
 def _delivered_many(tx: Any, calls: list[tuple[tuple[int, ...], datetime]]) -> list[None]:
     """Mark the rows of each (outbox ids, time) delivered."""
-    # One statement for the rows of a loop turn's POSTs, each with its own time; a row
-    # named twice is counted once per naming, as one run a naming counted it.
-    rows = [(outbox_id, at.isoformat()) for outbox_ids, at in calls for outbox_id in outbox_ids]
-    if len({outbox_id for outbox_id, _ in rows}) < len(rows):
-        tx.executemany("UPDATE outbox SET state = 'done', attempts = attempts + 1, "
-                       "updated_at = ? WHERE id = ?", [(at, i) for i, at in rows])
-    else:
-        tx.update_rows(_DELIVERED_HEAD, rows, _DELIVERED_TAIL)
+    tx.executemany("UPDATE outbox SET state = 'done', attempts = attempts + 1, updated_at = ? "
+                   "WHERE id = ?", [(at.isoformat(), outbox_id)
+                                    for outbox_ids, at in calls for outbox_id in outbox_ids])
     return [None] * len(calls)
-
-
-_DELIVERED_HEAD = ("UPDATE outbox SET state = 'done', attempts = attempts + 1, "
-                   "updated_at = v.column2 FROM (VALUES")
-_DELIVERED_TAIL = ") AS v WHERE outbox.id = v.column1"
 
 
 def _schedule_retries(gw: Any, tx: Any, hooks: list[Hook], status: Any) -> frozenset[int]:

@@ -115,34 +115,18 @@ class Transaction:
         own and, in SQLite's module, letting go of the interpreter lock and taking it back
         around the step: for a batch of hundreds of payments that is most of the cost of
         writing a narrow row."""
-        returned: list[tuple[Any, ...]] = []
-        returning = "RETURNING" in tail
-        for _ in self._rows_statements(head, rows, tail):
-            if returning:
-                returned += self._cur.fetchall()
-        return returned
-
-    def update_rows(self, head: str, rows: Sequence[Params], tail: str) -> int:
-        """One statement for many rows of values (up to INSERT_ROWS_MAX a statement, as
-        `insert_rows`) where executemany would run one per row: `head` ends with
-        "FROM (VALUES" and `tail` starts with ") AS v" and joins the rows by their
-        columns v.column1, v.column2, ... (their names on SQLite and PostgreSQL alike).
-        The number of rows changed."""
-        return sum(self._cur.rowcount for _ in self._rows_statements(head, rows, tail))
-
-    def _rows_statements(self, head: str, rows: Sequence[Params], tail: str
-                         ) -> Iterator[None]:
-        """Run `head` (VALUES rows) `tail` over `rows`, a chunk a statement; yields after
-        each, for the caller to read what it gave."""
         assert self.open, "the transaction has already ended"
+        returned: list[tuple[Any, ...]] = []
         if not rows:
-            return
+            return returned
         step = max(1, min(INSERT_ROWS_MAX, self.params_max // len(rows[0])))
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
             self._cur.execute(self._sql(_insert_sql(head, len(chunk[0]), len(chunk), tail)),
                               list(chain.from_iterable(chunk)))
-            yield
+            if "RETURNING" in tail:
+                returned += self._cur.fetchall()
+        return returned
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         assert self.open, "the transaction has already ended"

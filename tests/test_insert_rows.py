@@ -75,29 +75,3 @@ def test_sqlite_reads_its_bound_on_parameters(tmp_path):
         assert tx.params_max == db._conn.getlimit(
             ledger.db.sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) > 0
     db.close()
-
-
-@pytest.mark.parametrize("count, params_max", [(1, None), (450, None), (9, 5)])
-def test_update_rows_changes_each_row_by_its_values(database_url, monkeypatch, count,
-                                                    params_max):
-    """`update_rows` joins its rows of values by v.column1, v.column2: every row named is
-    changed once with its own values, in statements of many rows; rows not named, or
-    named but not matching the tail's condition, are left as they were."""
-    db = _scratch(database_url)
-    rows = _rows(0, count + 3)
-    with db.transaction() as tx:
-        tx.insert_rows(HEAD, rows)
-    changes = [(f"r{n:05d}", n * 3 + 1) for n in range(count)]
-    changes.append(("r99999", 5))  # no such row
-    with db.transaction() as tx:
-        if params_max is not None:
-            monkeypatch.setattr(tx, "params_max", params_max)
-        changed = tx.update_rows("UPDATE scratch SET fen = v.column2 FROM (VALUES", changes,
-                                 ") AS v WHERE scratch.id = v.column1 AND scratch.fen > 0")
-        stored = tx.query("SELECT id, fen FROM scratch ORDER BY n", ())
-    # r00000 has fen 0: named, but the condition leaves it.
-    assert changed == count - 1
-    expected = {f"r{n:05d}": (n * 3 + 1 if 0 < n < count else n * 100)
-                for n in range(count + 3)}
-    assert {row[0]: row[1] for row in stored} == expected
-    db.close()
