@@ -1292,10 +1292,11 @@ class Gateway:
         Each envelope is decoded and its signature and body checked on this loop,
         ENVELOPES_PER_TURN at a time (a customer's request waiting meanwhile is let in
         every few); a bad one is refused alone. The good ones are then taken in one piece
-        of store work, each in a savepoint of its own (gateway.store.scope), so that one
-        that fails is undone alone: its receipt, its ccms.990 in the outbox and its
-        processing commit together (gateway.inbound), and the answer comes only after
-        the commit. The 990s are then sent by this process itself while it has room
+        of store work, together in one savepoint (gateway.store.scope); should one of
+        them fail, that savepoint undoes them all and they are taken again one by one,
+        each in a savepoint of its own (`_take`), so that the one that fails is undone
+        alone. An envelope's receipt, its ccms.990 in the outbox and its processing
+        commit together (gateway.inbound), and the answer comes only after the commit. The 990s are then sent by this process itself while it has room
         (gateway.direct), else by the link stream."""
         now = self.clock.now()
         outcomes: list[Any] = [None] * len(raws)
@@ -1323,6 +1324,10 @@ class Gateway:
 
         def work(tx: Any) -> list[Any]:
             alone = len(taking) == 1  # the work's own savepoint is the envelope's
+            if not alone:
+                together = self._take_together(tx, taking, now)
+                if together is not None:
+                    return together
             received: list[Any] = []
             for _, env, raw, decoded, claim_ack in taking:
                 try:
@@ -1391,6 +1396,25 @@ class Gateway:
         errors = exc.to_dict()["errors"][:3]
         await self.store.run(lambda tx: self.alert(
             tx, "inbound_message_rejected_at_link", errors=errors))
+
+    def _take_together(self, tx: Any, taking: list[tuple[int, Any, bytes, Any, bool]],
+                       now: datetime) -> list[Any] | None:
+        """The envelopes of a link POST received and processed in one savepoint, in
+        order: what `_take` makes of each when none fails, for two statements instead of
+        two an envelope. None when one failed in any way (a processing that failed
+        included, which `_take` keeps apart from its receipt): the savepoint has undone
+        them all (rows, gathered rows, log lines, stream entries, sequence numbers), for
+        the caller to take them one by one. A lost race fails the work, as there."""
+        try:
+            with store.scope(tx):
+                return [self._receive_tx(tx, env, raw, decoded, now, claim_ack)
+                        for _, env, raw, decoded, claim_ack in taking]
+        except Exception as exc:
+            if lost_race(exc):
+                raise
+            log.info("event=link_envelopes_taken_one_by_one envelopes=%s error=%r",
+                     len(taking), exc)
+            return None
 
     def _take(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
               claim_ack: bool, alone: bool) -> Any:
