@@ -58,25 +58,67 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 _json = json_response
 
 
+# (client, Idempotency-Key, parsed body) -> the answer stored for that same request under
+# the key, as (status, view), or None: an endpoint's own reading of its stored answers.
+StoredLookup = Callable[[str, str, Any], Awaitable["tuple[int, Any] | None"]]
+
+
+class StoredAnswer(Exception):
+    """A retry answered from what was stored under its Idempotency-Key (`read_json`):
+    `errors_middleware` answers it as it was stored."""
+
+    def __init__(self, status: int, view: Any) -> None:
+        super().__init__(status)
+        self.status, self.view = status, view
+
+
 async def read_json(request: web.Request, body_len_max: int = 0,
-                    empty_ok: bool = False) -> tuple[str, Any]:
+                    empty_ok: bool = False, stored: StoredLookup | None = None
+                    ) -> tuple[str, Any]:
     """(client, parsed JSON body) of an authenticated request; every endpoint that takes
     JSON reads it here, so size bounds, media type, credentials and parse errors answer
-    alike."""
+    alike. An endpoint that stores its answers under an Idempotency-Key gives `stored`:
+    a body refused for its declared type that retries a request answered before gets
+    that answer (raised as StoredAnswer), whatever its type; only a new request is
+    refused for it (`answer_of_retry`)."""
     client, raw, refusal = await read_body(request, body_len_max)
     if refusal is not None:
-        raise refusal
+        if stored is None:
+            raise refusal
+        raise StoredAnswer(*await answer_of_retry(request, client, raw, refusal, stored))
     if empty_ok and not raw.strip():
         return client, None
     return client, parse_json(raw)
+
+
+async def answer_of_retry(request: web.Request, client: str, raw: bytes,
+                          refusal: PaygateError, stored: StoredLookup) -> tuple[int, Any]:
+    """The answer stored for a request refused for its Content-Type (`refusal`) when it
+    is a retry (the same key and what it asks for), else the refusal raised. A core
+    system that sent no type, or another, before the type was checked retries after a
+    timeout: refused, it could ask again under a new key and pay twice."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise refusal
+    try:
+        data = parse_json(raw)
+    except PaygateError:
+        raise refusal from None  # not JSON: no request to compare, the type is the fault
+    found = await stored(client, key, data)
+    if found is None:
+        raise refusal
+    log.info("event=stored_answer_despite_media_type client=%s path=%s key=%s "
+             "content_type=%s", client, request.path, key,
+             request.headers.get("Content-Type"))
+    return found
 
 
 async def read_body(request: web.Request, body_len_max: int = 0
                     ) -> tuple[str, bytes, PaygateError | None]:
     """(client, raw body, the 415 its Content-Type earns or None) of an authenticated
     request to a JSON endpoint of the core system, its size bounded. The refusal is
-    given, not raised, for an endpoint whose retries get their stored answer whatever
-    their type (POST /v1/transfers): only a new request is refused for it.
+    given, not raised: an endpoint storing its answers answers a retry from them whatever
+    its type (`read_json`'s `stored`), and only a new request is refused for it.
 
     A body sent with no Content-Type at all is taken as JSON when the request is signed
     (`api_keys` set): the 415 keeps a browser's post from another site's page from
@@ -86,14 +128,20 @@ async def read_body(request: web.Request, body_len_max: int = 0
     if request.content_length is not None and request.content_length > bound:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {bound} bytes"), 413)
-    raw = await request.read()
+    raw = await read_raw(request)
     client = await authenticate(request, raw)
+    return client, raw, media_type_refusal(request, not raw.strip())
+
+
+def media_type_refusal(request: web.Request, empty: bool = False) -> PaygateError | None:
+    """The 415 a core-system request to a JSON endpoint earns for its Content-Type
+    (`refuse_other_media_type`, a signed request's missing type taken), or None."""
     try:
-        refuse_other_media_type(request, not raw.strip(),
+        refuse_other_media_type(request, empty,
                                 untyped_ok=bool(request.app[GATEWAY_KEY].settings.api_keys))
     except PaygateError as refusal:
-        return client, raw, refusal
-    return client, raw, None
+        return refusal
+    return None
 
 
 JSON_MEDIA_TYPE = "application/json"
@@ -338,6 +386,8 @@ async def errors_middleware(request: web.Request,
         # passes each middleware's coroutine.
         refuse_repeated_headers(request)
         return await handler(request)
+    except StoredAnswer as stored:
+        return _json(stored.view, stored.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -471,7 +521,23 @@ async def _read(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > BODY_LEN_MAX:
         raise PaygateError(Problem("body_too_large", "/", request.content_length,
                                    f"at most {BODY_LEN_MAX} bytes"), 413)
-    return await request.read()
+    return await read_raw(request)
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The request's body; one that ends before its framing says (the connection closed
+    mid-body, a chunk aiohttp could not read once the headers were taken) is refused
+    400 `body_unreadable`, logged as such rather than taken for Redis away (both raise
+    ConnectionError)."""
+    try:
+        return await request.read()
+    except (ConnectionError, web.RequestPayloadError) as exc:
+        log.warning("event=request_body_unreadable method=%s path=%s error=%r",
+                    request.method, request.path, exc)
+        raise PaygateError(Problem(
+            "body_unreadable", "/", None,
+            "a body as long as its Content-Length, or its chunks, announce",
+            f"the body could not be read to its end: {exc}"), 400) from None
 
 
 # How long /health waits for the database to count the open critical alerts: a liveness
@@ -510,28 +576,19 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def post_transfer(request: web.Request) -> web.Response:
-    client, raw, refusal = await read_body(request, TRANSFER_BODY_LEN_MAX)
     gw = request.app[GATEWAY_KEY]
-    key = request.headers.get("Idempotency-Key")
-    if refusal is None:
-        body = parse_json(raw)
-        scope.refuse_payment(gw.settings.api_balance_accounts, client, body)
-        status, response = await gw.submit_transfer(client, key, body)
-        return _json(response, status)
-    # A retry of a transfer answered before (the same key and body) gets its stored
-    # answer whatever its Content-Type, as a core system that sent none, or another,
-    # before the type was checked retries after a timeout: refused, it could pay again
-    # under a new key. Only a new request is refused for its type.
-    stored = None
-    if key:
-        try:
-            data = parse_json(raw)
-        except PaygateError:
-            raise refusal from None  # not JSON: no transfer to compare, the type is the fault
-        stored = await gw.answered_before(client, key, data, None, refusal)
-    if stored is None:
-        raise refusal
-    return _json(stored[1], stored[0])
+    scopes = gw.settings.api_balance_accounts
+
+    async def stored(client: str, key: str, body: Any) -> tuple[int, Any] | None:
+        if scope.names_outside(scopes, client, body):
+            return None  # no lookup for an account outside the scope: the 415 stands
+        return await gw.answered_before(client, key, body, None)
+
+    client, body = await read_json(request, TRANSFER_BODY_LEN_MAX, stored=stored)
+    scope.refuse_payment(scopes, client, body)
+    status, response = await gw.submit_transfer(client, request.headers.get("Idempotency-Key"),
+                                                body)
+    return _json(response, status)
 
 
 def refuse_json_message(body: bytes) -> None:

@@ -26,14 +26,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import ledger
 from gateway.collector import tune_collector
 from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
-                     recon, recovery, status_hold, store, webhook)
+                     recon, recovery, scope, status_hold, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
 from gateway.clock import Clock, ManualClock, SystemClock, texts
 from gateway.coalesce import Coalescer
 from gateway.config import Settings, clock_source, source_of
-from gateway.errors import Conflict, NotFound, PaygateError, Problem
+from gateway.errors import Conflict, PaygateError, Problem
 from gateway.money import parse_yuan
 from gateway.dayend import DayEnd, check_clock, check_clock_time
 from gateway.direct import DIRECT_MAX, LINK_CONNECTIONS_MAX, Direct
@@ -42,7 +42,7 @@ from gateway.inbound import (ProcessingFailed, process_tx, receive_and_process_t
                              receive_unprocessed_tx)
 from gateway.link import LINK_DOWN, LinkHealth
 from gateway.linkshare import LinkShare
-from gateway.linkpost import LinkPoster, LinkRefused
+from gateway.linkpost import KeptBack, LinkPoster, LinkRefused
 from gateway.messages import ccms990, codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
@@ -75,6 +75,9 @@ KEY_UNKNOWN_ALERT_EVERY_S = 300.0
 KEY_UNKNOWN_SENDERS_MAX = 1000
 # Envelopes of one framed link POST checked in one turn of the event loop.
 ENVELOPES_PER_TURN = 8
+# Why an HVPS payment's message was kept back at the link with HVPS closed (its retry
+# note; the row then follows the closed window: gateway.status_hold).
+HVPS_CLOSED_AT_LINK = "hvps_closed"
 REDIS_CONNECTIONS_MAX = 256
 REDIS_POOL_WAIT_S = 10.0
 
@@ -82,6 +85,8 @@ REDIS_POOL_WAIT_S = 10.0
 # `handlers()` (message type -> handler), `add_routes(app)`, `workers()` (name, streams,
 # handler), `async start()`, `async stop()`, `summary(tx) -> dict` (summary sections),
 # `claim_result(tx, decoded, now)` (a ccms.900 about something that is not a payment),
+# `payment_ended(tx, payment, status, reason, now)` (an outgoing payment of ours ended
+# unsettled by the core's own handling: Gateway.ended_unsettled),
 # `simulate_day_events(run)` (events for `paygate simulate-day`).
 EXTENSIONS: tuple[str, ...] = ("gateway.session", "gateway.ops", "gateway.queries",
                                "gateway.exceptions", "gateway.beps")
@@ -212,7 +217,7 @@ class Gateway:
         self.review: Any = None
         # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view); a
         # ready message's payment shows the core system's MsgId and TxId.
-        self.view_hooks: list[Any] = [ready.show_core_ids]
+        self.view_hooks: list[Any] = [ready.show_core_ids, outbound.show_delivery]
         # What a dead-lettered outbox row of another kind than an HVPS credit does to
         # its work, by kind (a BEPS package's items held): fn(tx, outbox id, reason,
         # status, now) -> fields naming the work for the letter; and what a retry of its
@@ -297,7 +302,8 @@ class Gateway:
             await self.day_end.check_missing()
         if serve_http:
             from gateway.api import make_app
-            self.runner = web.AppRunner(make_app(self), access_log=None)
+            from gateway.http_errors import GatewayRunner
+            self.runner = GatewayRunner(make_app(self), access_log=None)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
             await site.start()
@@ -533,6 +539,19 @@ class Gateway:
                        for k, v in detail.items())])
         return int(alert_id)
 
+    def ended_unsettled(self, tx: Any, payment: dict[str, Any], status: str,
+                        reason: str | None, now: datetime) -> None:
+        """An outgoing payment of ours ended without settling (`rejected`, `cancelled`)
+        in this transaction, by the core's own handling (the NPC discarded its message,
+        its message could not be built, an operator cancelled it): each extension that
+        records more of such an ending is told (gateway.exceptions: a return of ours
+        ends as the NPC's refusal of it does, outcomes.return_failed). `status` says
+        how it ended (the history's event), `reason` why."""
+        for ext in self.extensions:
+            hook = getattr(ext, "payment_ended", None)
+            if hook is not None:
+                hook(tx, payment, status, reason, now)
+
     def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
                        now: datetime) -> None:
         tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, 'window_changed', ?)",
@@ -681,6 +700,16 @@ class Gateway:
     def hvps_open(self) -> bool:
         return self.hvps_status == "10"
 
+    def hvps_sending_stopped(self) -> str | None:
+        """Why an HVPS payment's message may not leave for the NPC now (the link's last
+        look before its bytes go, gateway.linkpost): HVPS sending held
+        (gateway.status_hold), or HVPS closed; None when it may go."""
+        if self.hvps_hold is not None:
+            return status_hold.HELD
+        if not self.hvps_open:
+            return f"{HVPS_CLOSED_AT_LINK} (status {self.hvps_status})"
+        return None
+
     async def release_waiting(self) -> None:
         """HVPS is open: payments that waited for the window go onto their lanes. Run by
         the leader whenever its view of the status becomes open (a ccms.801, the
@@ -772,12 +801,13 @@ class Gateway:
         return status, response
 
     async def answered_before(self, client: str, idem_key: str | None, body: Any,
-                               message: Any, refusal: PaygateError
+                               message: Any, refusal: PaygateError | None = None
                                ) -> tuple[int, dict[str, Any]] | None:
-        """The first answer to a transfer refused now (`refusal`) when its key was taken
-        before with the same body (or the same ready message); None otherwise, and when
-        the key itself is refused."""
-        if not idem_key or any(p.path == "Idempotency-Key" for p in refusal.problems):
+        """The first answer to a transfer refused now (`refusal`, if any) when its key was
+        taken before with the same body (or the same ready message); None otherwise, and
+        when the key itself is refused."""
+        if not idem_key or refusal is not None and any(p.path == "Idempotency-Key"
+                                                       for p in refusal.problems):
             return None
         body_hash = intake.transfer_sha256(body)
 
@@ -1263,8 +1293,10 @@ class Gateway:
             payment = payments.get(tx, payment_id)
             if client is not None and self.settings.api_keys and \
                     payment.get("client") not in (None, client):
-                raise NotFound(Problem("payment_not_found", "/id", payment_id,
-                                       "an existing payment of this client"))
+                raise payments.not_found(payment_id)
+            if client is not None:
+                scope.refuse_unseen(self.settings.api_balance_accounts, client, payment,
+                                    self.own_banks, f"/v1/transfers/{payment_id}")
             view = payments.public_view(payment, payments.history(tx, payment_id))
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)
@@ -1482,7 +1514,7 @@ class Gateway:
         if envelope is None:
             return
         try:
-            await self.post_to_link(outbox_id, bytes(envelope))
+            await self.post_to_link(outbox_id, bytes(envelope), payment=lane)
         except LinkRefused as exc:
             # The same bytes would be refused again: held for an operator (`outbox_dead`).
             raise DeadNow(str(exc), exc.status) from exc
@@ -1490,19 +1522,29 @@ class Gateway:
             # The claim is given back so that the retry (this entry reclaimed, or the
             # sweeper) can take the row again; the same bytes go out then.
             untaken = outbound.untaken_by(exc)
-            await self.store.run(lambda tx: outbound.give_back(tx, outbox_id,
-                                                               self.clock.now(), untaken))
+            kept_back = isinstance(exc, KeptBack)
+
+            def give_back(tx: Any) -> None:
+                at = self.clock.now()
+                outbound.give_back_sent(tx, outbox_id, at, untaken, self.notifier)
+                if kept_back and self.hvps_hold is None and not self.hvps_open:
+                    # Kept back at the link by a close: it follows the window now.
+                    status_hold.follow_closed_window(self, tx, at, outbox_id)
+            await self.store.run(give_back)
             raise
         await self.mark_sent((outbox_id, self.clock.now()))
 
-    async def post_to_link(self, outbox_id: int, envelope: bytes) -> None:
+    async def post_to_link(self, outbox_id: int, envelope: bytes,
+                           payment: bool = False) -> None:
         """POST one envelope to the NPC, with others ready at the same time under load
         (gateway.linkpost); RetryLater when the link is down or busy, which marks the
         link down at once, or when the link is down and another attempt is on its way or
-        due later (gateway.link); RuntimeError when the NPC refused it."""
+        due later (gateway.link); RuntimeError when the NPC refused it. `payment`: an
+        HVPS payment's message, kept back (KeptBack) when HVPS sending is held or closed
+        by the time it would leave (`hvps_sending_stopped`)."""
         probe = self.link.admit()  # while the link is down, one attempt at a time
         try:
-            await self.link_poster.post(outbox_id, envelope)
+            await self.link_poster.post(outbox_id, envelope, payment)
         finally:
             if probe:
                 self.link.attempt_over()
@@ -1564,10 +1606,14 @@ class Gateway:
             return
         payment = payments.get(tx, row[0])
         if payment["state"] in ("accepted", "held"):
-            self.ledger.release(tx, f"{payment['id']}:unbuildable:release",
-                                int(payment["hold_id"]), self.work_date.isoformat())
-            payments.transition(tx, payment, "rejected", "message_build_failed",
-                                self.clock.now(), self.notifier, reason=str(exc)[:200])
+            now, reason = self.clock.now(), str(exc)[:200]
+            # A return of money in suspense holds nothing: its item stays open.
+            if payment["hold_id"]:
+                self.ledger.release(tx, f"{payment['id']}:unbuildable:release",
+                                    int(payment["hold_id"]), self.work_date.isoformat())
+            payment = payments.transition(tx, payment, "rejected", "message_build_failed",
+                                          now, self.notifier, reason=reason)
+            self.ended_unsettled(tx, payment, "message_build_failed", reason, now)
         self.alert(tx, "message_build_failed", payment=payment["id"], error=str(exc)[:200])
 
     async def _process_inbound(self, stream: str, entry_id: str,

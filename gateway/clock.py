@@ -59,6 +59,18 @@ class ScaledClock(Clock):
         elapsed_s = (time.time() - self.anchor_epoch_s) * self.rate
         return self.start + timedelta(seconds=elapsed_s)
 
+    def jump_to(self, at: datetime) -> None:
+        """Move the virtual time forward to `at`, the rate kept: `paygate demo` passes from
+        one phase of its day to the next without waiting for it. Never back (ValueError).
+        A process given the clock's spec earlier keeps the time it had: each one sharing
+        the day is moved alike (the simulator: POST /sim/clock)."""
+        at = at.astimezone(SHANGHAI)
+        now = self.now()
+        if at < now:
+            raise ValueError(f"a clock never goes back: {at.isoformat()} is before "
+                             f"{now.isoformat()}")
+        self.start += at - now
+
     def to_spec(self) -> str:
         """A string another process can turn back into the same clock."""
         return f"{self.start.isoformat()}@{self.anchor_epoch_s!r}x{self.rate!r}"

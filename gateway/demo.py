@@ -1,13 +1,21 @@
 """`paygate demo`: the main job, end to end, on embedded defaults.
 
-On a virtual working day (the next one the business calendar knows, from 09:00) it
-starts the simulated NPC as its own process, the gateway and an embedded Redis, opens
-HVPS, and then does what a bank's day looks like: the project's example messages and a
+On a virtual working day (the next one the business calendar knows) it starts the
+simulated NPC as its own process, the gateway and an embedded Redis, opens HVPS, and
+then does what a bank's day looks like: the project's example messages and a
 few hundred JSON transfers from the core system (some short of funds, some queued at the
 NPC until the clearing account is funded, one still queued at day end and cancelled),
 payments from a peer bank (some to unknown accounts, one delivered twice), the close of
 the day, and reconciliation over the link (hvps.710/711). It ends with the summary of
 CONTRACT.md §8 on the last line and exits 0 only if the books balance and reconcile.
+
+The day's clock runs at real speed and is moved forward, in the gateway and in the NPC
+alike, to each phase's time by the gateway's HVPS timetable (`day_times`): preparation
+before the opening, the opening, the payments from 09:00, the cut-off and the clearing
+window, the end of day with its reconciliation, and the cut-over to the next working
+day. What happened then is stamped at those times (the window's history, the
+reconciliation, the messages, the log), so `ops status` and the reports afterwards read
+as that day did, while the demo runs in seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import re
 import sys
 import time
 import zlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,8 +39,10 @@ from gateway.dayend import reports_folder
 from gateway.errors import PaygateError, Problem
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.config import Settings
 from gateway.beps import demo as beps_demo
 from gateway.harness import Harness
+from gateway.windows import Timetable, timetable_from_settings
 from gateway.messages import codec
 from gateway.runfolder import DATA_HELP, KEEP_HELP, RunFolder, print_errors
 from gateway.queries import demo as queries_demo
@@ -46,6 +57,10 @@ EXAMPLE_PAYER_FEN = 5_000_000 * YUAN
 # The demo's customers c1..c20 are numbered after the accounts the examples pay from.
 CUSTOMER_SEQUENCE_FROM = 11
 WAIT_S = 60.0
+# The business day's payments start at this time of day, after the opening.
+PAYMENTS_FROM = dt_time(9, 0)
+# Virtual minutes before the opening at which the demo starts, in preparation (00).
+PREPARATION_MIN = 5
 
 
 def say(text: str) -> None:
@@ -61,8 +76,8 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
     rng = random.Random(seed)
     calendar = BusinessCalendar()
     day = demo_day(datetime.now(SHANGHAI).date(), calendar)
-    start = datetime(day.year, day.month, day.day, 8, 40, tzinfo=SHANGHAI)
-    clock = ScaledClock(start=start, anchor_epoch_s=time.time(), rate=1.0)
+    times = day_times(day, timetable_from_settings(Settings()))
+    clock = ScaledClock(start=times["preparation"], anchor_epoch_s=time.time(), rate=1.0)
     harness = Harness(data_dir, clock_spec=clock.to_spec(),
                       balances_fen={BANK: OPENING_CLEARING_FEN, PEER: 10**14,
                                     "777300000011": 10**14},
@@ -73,9 +88,11 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
     try:
         gw = harness.gateway
         customers = await open_customers(gw, day)
+        await clock_to(harness, times["opening"])
         await phase(harness, "10", day)
         await wait_for(lambda: gw.hvps_open, "HVPS to open")
         say(f"HVPS open; gateway at {gw.url}, NPC at {harness.sim_url}")
+        await clock_to(harness, times["payments"])
 
         example_ids = await push_examples(gw)
         outcomes = await push_core_traffic(gw, customers, transfers, rng)
@@ -95,7 +112,9 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
         say(f"a payment of 90,000,000.00 yuan beyond the clearing balance: {big[1]['id']}")
         await wait_state_count(gw, "queued", 1)
 
-        for status in ("20", "30", "40"):
+        for status, at in (("20", "cut_off"), ("30", "clearing_window"),
+                           ("40", "end_of_day")):
+            await clock_to(harness, times[at])
             await phase(harness, status, day)
         await wait_state_count(gw, "queued", 0)
         await settle_quietly(gw)
@@ -106,12 +125,42 @@ async def run_demo(data_dir: Path, transfers: int, seed: int) -> tuple[int, dict
                 f"reconciled={part['reconciled']} differences={len(part['differences'])}")
         result = await beps_demo.reconcile(gw, day, result, say)
         await settle_quietly(gw)
+        await clock_to(harness, times["cut_over"])
         await close_ledger_day(harness, day, calendar)
         examples_ok = await check_examples(gw, example_ids)
         stats = await harness.sim("GET", "/sim/stats")
         return await close_books(gw, day, result, stats, examples_ok)
     finally:
         await harness.stop()
+
+
+def day_times(day: date, timetable: Timetable) -> dict[str, datetime]:
+    """When on `day` each phase of the demo's day happens, by the gateway's HVPS
+    timetable: the start, in preparation, PREPARATION_MIN minutes before the opening;
+    the opening; the payments from PAYMENTS_FROM (at the opening when it is later);
+    the cut-off, the clearing window and the end of day (which reconciles); and the
+    cut-over to the next working day, at the timetable's day end."""
+    def on(at: dt_time) -> datetime:
+        return datetime.combine(day, at, tzinfo=SHANGHAI)
+    opening = on(timetable.open_at)
+    return {"preparation": opening - timedelta(minutes=PREPARATION_MIN),
+            "opening": opening, "payments": max(opening, on(PAYMENTS_FROM)),
+            "cut_off": on(timetable.cutoff_at),
+            "clearing_window": on(timetable.clearing_window_start_at),
+            "end_of_day": on(timetable.clearing_window_end_at),
+            "cut_over": on(timetable.day_end_at)}
+
+
+async def clock_to(harness: Harness, at: datetime) -> None:
+    """The day's clock moved forward to `at`, in the NPC and in the gateway (nothing is
+    under way between the demo's phases: their work is done before the next); left as
+    it is when it is there already (two phases at one time: the clearing window opening
+    at the cut-off)."""
+    if harness.gateway.clock.now() >= at:
+        return
+    await harness.sim("POST", "/sim/clock", {"at": at.isoformat()})
+    harness.gateway.clock.jump_to(at)
+    say(f"virtual time now {at.strftime('%H:%M')}")
 
 
 async def close_ledger_day(harness: Harness, day: date, calendar: BusinessCalendar) -> None:

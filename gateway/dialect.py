@@ -7,7 +7,10 @@ only 32, and an amount in fen above 21 million yuan must still fit). Everything 
 the schema (partial indexes, UNIQUE constraints, CHECKs, defaults) is common to both.
 
 A column added to a table after its first release is written in the CREATE statement
-(for a new database) and given to `add_columns` too (for a database made before it).
+(for a new database) and given to `add_columns` too (for a database made before it). An
+index whose definition changed is made under a new name and the old one dropped, since
+CREATE INDEX IF NOT EXISTS leaves an index of the same name as it was (`table_indexes`
+lists what a database holds).
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ def table_columns(tx: Any, name: str) -> list[str]:
     else:
         rows = tx.query("SELECT name FROM pragma_table_info(?)", (name,))
     return [r[0] for r in rows]
+
+
+def table_indexes(tx: Any, name: str) -> dict[str, str]:
+    """The indexes of table `name`, each with its definition as the database keeps it
+    (SQLite: the CREATE statement; PostgreSQL: its own rewriting of it); none if the
+    table is absent. Indexes a constraint makes (a primary key, UNIQUE) are left out
+    on SQLite, which keeps no statement for them."""
+    if getattr(tx, "dialect", "sqlite") == "postgresql":
+        rows = tx.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ? "
+                        "AND schemaname = current_schema()", (name,))
+    else:
+        rows = tx.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                        "AND tbl_name = ? AND sql IS NOT NULL", (name,))
+    return {index: definition for index, definition in rows}
 
 
 def add_columns(tx: Any, table: str, columns: Iterable[tuple[str, str]]) -> list[str]:

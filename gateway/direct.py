@@ -277,7 +277,7 @@ class Direct:
     async def _send_claimed(self, outbox_id: int, envelope: bytes, stream: str) -> None:
         gw = self.gw
         try:
-            await gw.post_to_link(outbox_id, envelope)
+            await gw.post_to_link(outbox_id, envelope, payment=stream in keys.HVPS_LANES)
         except LinkRefused as exc:
             # The same bytes would be refused again: this attempt ends the row as the
             # stream's sender ends one the NPC refused (held for an operator, one dead
@@ -290,8 +290,8 @@ class Direct:
             return
         except Exception as exc:
             untaken = outbound.untaken_by(exc)
-            await gw.store.run(lambda tx: outbound.give_back(tx, outbox_id, gw.clock.now(),
-                                                             untaken))
+            await gw.store.run(lambda tx: outbound.give_back_sent(
+                tx, outbox_id, gw.clock.now(), untaken, gw.notifier))
             await self._to_stream(stream, outbox_id, exc)
             return
         await gw.mark_sent((outbox_id, gw.clock.now()))

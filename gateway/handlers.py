@@ -90,7 +90,8 @@ class Handlers:
         format check failed), so nothing more will come about it. It names the message
         by its header's MesgID. A payment's message discarded ends the payment:
         `rejected` with the NPC's code and reason, its hold released (sending the same
-        bytes again would be discarded again). Anything else discarded (a package, a
+        bytes again would be discarded again; a return of ours is reported as any return
+        ending unsettled, Gateway.ended_unsettled). Anything else discarded (a package, a
         query) is for operators (alert `message_discarded_by_npc`, raised in every
         case). Once committed, the discard is counted into the link's state
         (gateway.link: `degraded` until the NPC acknowledges a message of ours again)."""
@@ -116,8 +117,10 @@ class Handlers:
         if payment["hold_id"]:
             self.gw.ledger.release(tx, f"{payment['id']}:discarded:release",
                                    int(payment["hold_id"]), self.gw.work_date.isoformat())
-        payments.transition(tx, payment, "rejected", "discarded_by_npc", now,
-                            self.gw.notifier, reason=reason[:200], npc_code=notice.code)
+        payment = payments.transition(tx, payment, "rejected", "discarded_by_npc", now,
+                                      self.gw.notifier, reason=reason[:200],
+                                      npc_code=notice.code)
+        self.gw.ended_unsettled(tx, payment, "discarded_by_npc", reason[:200], now)
         return Processed({"payment": payment["id"], "discarded": notice.msg_id}, counted)
 
     # HVPS results

@@ -8,6 +8,7 @@ and only then does the core system hear "accepted" (ARCHITECTURE.md, decision 1)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import replace
@@ -376,6 +377,10 @@ def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:
 def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
+    if type(value) is str:
+        plain = _one_line(value)
+        if plain is not None:
+            return plain
     lines = [value] if isinstance(value, str) else value
     if isinstance(lines, list) and any(text_problem(p, "/remittance_info", x) for x in lines):
         return ()
@@ -387,7 +392,21 @@ def _remittance(value: Any, p: ProblemList) -> tuple[str, ...]:
               f"{REMITTANCE_LINE_LEN_MAX} characters")
         return ()
     # Free text goes out as a /H01/ remark line (SPEC.md d.6) unless already tagged.
-    return tuple(x if re.match(r"^/[A-Z0-9]{3}/", x) else f"/H01/{x}" for x in lines)
+    return tuple(x if _TAGGED.match(x) else f"/H01/{x}" for x in lines)
+
+
+_TAGGED = re.compile(r"/[A-Z0-9]{3}/")  # a remark line's tag, at its start
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_line(text: str) -> tuple[str, ...] | None:
+    """`_remittance` of a remittance given as one line of text that passes its checks,
+    None when it does not (for `_remittance` to say why). Remembered: the request's
+    meaning and its checks each read it, and a batch's transfers often carry the same
+    remark."""
+    if not text or len(text) > REMITTANCE_LINE_LEN_MAX or _UNSAFE_TEXT.search(text):
+        return None
+    return (text if _TAGGED.match(text) else f"/H01/{text}",)
 
 
 def payer_problems(payer_account: Any, payer_name: Any, payer_bank: Any,

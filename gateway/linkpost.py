@@ -26,6 +26,18 @@ had never left (gateway.outbound.Delivery). Link health (gateway.link) hears eac
 one that had an envelope taken marks the link up; one that reached the NPC but had none
 taken and some refused marks it degraded (refusing); one that did not reach it, or whose
 every envelope was answered 5xx, marks it down.
+
+The last look before the bytes leave: an HVPS payment's message (an hvps.111 or hvps.112
+from a priority lane, a return included) is taken into a POST only while HVPS sending is
+neither held (gateway.status_hold) nor closed (the timetable, the NPC's notice,
+operators). One that became ready before the hold or the close, and waited here for a
+POST, is kept back instead (KeptBack, a RetryLater: the NPC provably did not take it in
+this attempt): its caller gives its outbox row back to its lane, where it waits for the
+hold to end or follows the closed window (gateway.status_hold.follow_closed_window), its
+same bytes kept for the next attempt. A message in a POST already on its way may reach
+the NPC, which answers it as its status then says. Other messages (ccms.990s, queries,
+replies, status queries, cancellation requests, reconciliation) are not settlement, and
+go whatever HVPS's status.
 """
 
 from __future__ import annotations
@@ -59,6 +71,7 @@ class _Send:
     outbox_id: int
     envelope: bytes
     done: asyncio.Future
+    payment: bool = False  # an HVPS payment's message: kept back while sending may not go
 
 
 class LinkPoster:
@@ -78,11 +91,12 @@ class LinkPoster:
         self.posts = 0      # POSTs made (a resend on a fresh connection not counted)
         self.envelopes = 0  # envelopes they carried
 
-    async def post(self, outbox_id: int, envelope: bytes) -> None:
+    async def post(self, outbox_id: int, envelope: bytes, payment: bool = False) -> None:
         """Post one envelope, with the envelopes ready with it; returns once the NPC
-        took it. RuntimeError when it was refused, RetryLater when it was not taken now."""
+        took it. RuntimeError when it was refused, RetryLater when it was not taken now
+        (KeptBack when `payment`, an HVPS payment's message, may not go now)."""
         done = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Send(outbox_id, envelope, done))
+        self._waiting.append(_Send(outbox_id, envelope, done, payment))
         self._schedule()
         await done
 
@@ -112,6 +126,14 @@ class LinkPoster:
             if send.done.done():  # its caller was cancelled: nobody waits for it
                 self._waiting.popleft()
                 continue
+            if send.payment:
+                stopped = self.gw.hvps_sending_stopped()
+                if stopped is not None:
+                    self._waiting.popleft()
+                    log.info("event=link_payment_kept_back outbox=%s why=%s",
+                             send.outbox_id, stopped)
+                    send.done.set_exception(KeptBack(stopped, send.outbox_id))
+                    continue
             if batch and size + len(send.envelope) > self.bytes_max:
                 break
             batch.append(self._waiting.popleft())
@@ -229,6 +251,15 @@ class LinkRefused(RuntimeError):
     def __init__(self, status: int, outbox_id: int) -> None:
         super().__init__(f"link answered {status} for outbox {outbox_id}")
         self.status = status
+
+
+class KeptBack(RetryLater):
+    """An HVPS payment's message not put into a POST: HVPS sending is held or closed
+    (`why`). Nothing left us, so the attempt provably did not give it to the NPC."""
+
+    def __init__(self, why: str, outbox_id: int) -> None:
+        super().__init__(f"outbox {outbox_id} kept back at the link: {why}", untaken=True)
+        self.why = why
 
 
 class DisconnectedThenUnreachable(aiohttp.ClientConnectionError):

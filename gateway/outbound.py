@@ -268,6 +268,34 @@ def give_back(tx: Any, outbox_id: int, now: datetime, untaken: bool = False) -> 
     tx.execute(_GIVE_BACK[untaken], (now.isoformat(), outbox_id))
 
 
+# The event of a payment `sent` whose first delivery attempt provably did not give the
+# NPC its message (a 503, no connection, the link held while down, kept back at the
+# link): its state stays, and the core system is told by the webhook (`previous` equal
+# to `state`) that the NPC has not taken it; GET /v1/transfers/{id} shows `delivery`.
+NOT_TAKEN_EVENT = "hvps_not_taken_by_npc"
+payments.TOLD_UNCHANGED.add(NOT_TAKEN_EVENT)
+
+
+def give_back_sent(tx: Any, outbox_id: int, now: datetime, untaken: bool,
+                   notifier: payments.Notifier) -> None:
+    """`give_back` of a message the link sender or a send after commit claimed: for an
+    HVPS payment `sent` whose first attempt this was, provably untaken, the payment's
+    history and the webhook say so (NOT_TAKEN_EVENT), once: later attempts, and a
+    first one that may have reached the NPC, tell nothing (its result, or GET's
+    `delivery`, does)."""
+    if not untaken:
+        give_back(tx, outbox_id, now)
+        return
+    row = tx.query_one(_GIVE_BACK[True] + " RETURNING kind, payment_id, attempts, untaken",
+                       (now.isoformat(), outbox_id))
+    if row is None or row[0] != "hvps_credit" or (int(row[2]), int(row[3])) != (1, 1):
+        return
+    payment = payments.get(tx, row[1])
+    if payment["state"] == "sent":
+        payments.transition(tx, payment, "sent", NOT_TAKEN_EVENT, now, notifier,
+                            outbox=outbox_id)
+
+
 _GIVE_BACK = {untaken: "UPDATE outbox SET state = 'pending', updated_at = ?"
               + (", untaken = untaken + 1" if untaken else "")
               + " WHERE id = ? AND state = 'sending'" for untaken in (False, True)}
@@ -309,6 +337,16 @@ class Delivery:
         now (`sending`) is not, whatever its past attempts."""
         return not self.taken and self.state != "sending" and self.attempts == self.untaken
 
+    def public(self) -> dict[str, Any]:
+        """What the payment's view shows of it (`delivery`, GET /v1/transfers/{id} and
+        the console): whether the NPC took the message (it answered 2xx for it, its
+        ccms.990 came, or a result about it), the link attempts so far (an attempt under
+        way counted), and how many of them provably did not give it to the NPC. A
+        payment `sent` with the NPC not taking it is one handed to the link that the NPC
+        has not taken yet (it refused each attempt with 503, say)."""
+        return {"taken_by_npc": self.taken, "attempts": self.attempts,
+                "attempts_not_taken": self.untaken}
+
     def describe(self) -> str:
         """The row's state for people: what operators read in a refusal."""
         under_way = 1 if self.state == "sending" else 0
@@ -348,6 +386,16 @@ def delivery(tx: Any, payment_id: str) -> Delivery | None:
     row = tx.query_one("SELECT id, state, attempts, untaken FROM outbox WHERE payment_id = ? "
                        "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
     return None if row is None else Delivery(int(row[0]), row[1], int(row[2]), int(row[3]))
+
+
+def show_delivery(tx: Any, view: dict[str, Any]) -> None:
+    """A view hook (GET /v1/transfers/{id}): an outgoing HVPS payment's `delivery`
+    (`Delivery.public`; no attempt yet while it waits on its lane, for its window or a
+    review), null for a payment without a message of its own to the NPC (a BEPS item,
+    which goes in a package; an incoming payment; a book transfer)."""
+    sent = delivery(tx, view["id"]) if view.get("direction") == "out" \
+        and view.get("channel") == "hvps" else None
+    view["delivery"] = sent.public() if sent is not None else None
 
 
 def orphaned(tx: Any, now: datetime, older_than: datetime | None) -> list[tuple[int, str]]:

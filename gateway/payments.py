@@ -288,11 +288,19 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     """`insert` for many new payments: one statement per table for all of them."""
     values, events = [], []
     records: dict[str, str] = {}
+    remarks: dict[tuple[str, ...], str] = {}  # a remittance's text, written once a batch
     for row in rows:
         data = row if _OPTIONAL.keys() <= row.keys() else _OPTIONAL | row
         remittance = data.get("remittance")
         value = list(_VALUES(data))
-        value[_REMITTANCE_AT] = jsontext.dumps(list(remittance)) if remittance else "[]"
+        if remittance:
+            lines = tuple(remittance)
+            text = remarks.get(lines)
+            if text is None:
+                text = remarks[lines] = jsontext.dumps(list(lines))
+            value[_REMITTANCE_AT] = text
+        else:
+            value[_REMITTANCE_AT] = "[]"
         value[_ROUTE_AT] = _route_column(data, records)
         values.append(value)
         events.append((data["id"], data["created_at"], data["state"], "created", "{}"))
@@ -301,7 +309,8 @@ def insert_many(tx: Any, rows: list[dict[str, Any]]) -> None:
     tx.insert_rows(_INSERT_HEAD, values)
     tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
                    events)
-    log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
+    if log.isEnabledFor(logging.INFO):  # a batch's lines are not even written out otherwise
+        log_after_commit(log, logging.INFO, [_created_line(row) for row in rows])
 
 
 def _created_line(row: dict[str, Any]) -> str:
@@ -322,8 +331,14 @@ def get(tx: Any, payment_id: str, lock: bool = False) -> dict[str, Any]:
                           + (" FOR UPDATE" if lock and tx.dialect == "postgresql" else ""),
                           (payment_id,))
     if values is None:
-        raise NotFound(Problem("payment_not_found", "/id", payment_id, "an existing payment"))
+        raise not_found(payment_id)
     return _row(tx, values)
+
+
+def not_found(payment_id: str) -> NotFound:
+    """The refusal of a payment id the gateway does not know (or, told alike, one the
+    client may not see, gateway.scope)."""
+    return NotFound(Problem("payment_not_found", "/id", payment_id, "an existing payment"))
 
 
 def find_by_message(tx: Any, direction: str, sender: str, msg_type: str,
@@ -352,12 +367,14 @@ def find_out_by_msg_id(tx: Any, msg_id: str) -> dict[str, Any] | None:
 
 def search(tx: Any, state: str | None = None, limit: int = 100,
            older_than: tuple[str, str] | None = None,
-           client: str | None = None) -> list[dict[str, Any]]:
+           client: str | None = None,
+           condition: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """Payments newest first, by creation time and then id (both descending, a total
     order), at most `limit`: in `state` if given, submitted by `client` or incoming (which
     belong to no client) if given, and after `older_than`, the (created_at, id) of the
     last payment of a previous page, in that order. A payment created later can only
-    come before that key, so paging on never repeats or skips one."""
+    come before that key, so paging on never repeats or skips one. `condition`: an SQL
+    condition more, with its parameters (the client's scope, gateway.scope)."""
     where, params = [], []
     if state:
         where.append("state = ?")
@@ -365,6 +382,9 @@ def search(tx: Any, state: str | None = None, limit: int = 100,
     if client is not None:
         where.append("(client = ? OR client IS NULL)")
         params.append(client)
+    if condition is not None:
+        where.append(condition[0])
+        params += condition[1]
     if older_than is not None:
         where.append("created_at <= ? AND (created_at < ? OR id < ?)")
         params += [older_than[0], older_than[0], older_than[1]]

@@ -8,6 +8,12 @@ no answer (a balance, a funds refusal naming the balance, account_not_found,
 account_frozen...) tells the client about an account it may not use. The endpoints check
 it (gateway.api, gateway.beps.api): payments the gateway makes itself (demo, day
 simulation, the operators' test transfers) are no client's and are not limited.
+
+A client with an entry also sees only the payments with an account of ours the entry
+covers (`sees_payment`): another is answered as an id never given (404, the same body),
+on GET /v1/transfers/{id} and the exception flows' routes, and left out of the listing
+by its query (`payments_condition`), so that its pages stay full. A client without an
+entry keeps what it saw before the setting there: its own payments and incoming ones.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway import payments
 from gateway.errors import Forbidden, Problem
 
 log = logging.getLogger(__name__)
@@ -48,14 +55,81 @@ def payment_problem(scopes: dict[str, list[str]], client: str, body: Any,
     """Why a payment `client` asks for may not name the account at `path` (a JSON pointer
     to a top-level field of the request `body`), or None when it may, or when there is
     no account there (the request's own field checks tell that)."""
-    account = body.get(path[1:]) if isinstance(body, dict) else None
-    if not isinstance(account, str) or covers(scopes, client, account):
+    if not names_outside(scopes, client, body, path):
         return None
+    account = body[path[1:]]
     log.warning("event=payment_account_forbidden client=%s account=%s path=%s",
                 client, account, path)
     return Problem(ACCOUNT_OUT_OF_SCOPE, path, account,
                    "an account the client's entry in api_balance_accounts covers",
                    why_not(scopes, client, account, use))
+
+
+def own_accounts(payment: dict[str, Any], own_banks: frozenset[str]) -> list[str]:
+    """A payment's accounts that are ours: its payer's when the payer's bank is one of
+    ours, its payee's when the payee's is (both, for a book transfer)."""
+    return [payment[f"{side}_account"] for side in ("payer", "payee")
+            if payment.get(f"{side}_bank") in own_banks]
+
+
+def sees_payment(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
+                 own_banks: frozenset[str]) -> bool:
+    """Whether `client` may see (read, list, return) `payment` under `scopes`: one of
+    its accounts of ours is covered by the client's entry. A client without an entry is
+    not limited here (it sees what it saw before the setting: its own payments and the
+    incoming ones), unlike for balances and paying, where it covers no account."""
+    if client not in scopes:
+        return True
+    return any(covers(scopes, client, account)
+               for account in own_accounts(payment, own_banks))
+
+
+def refuse_unseen(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
+                  own_banks: frozenset[str], where: str) -> None:
+    """Refuse `payment` to `client` when `sees_payment` says no: 404 as for an id never
+    given (payments.not_found), the same answer in every field, so that the refusal tells
+    nothing of it; logged (`where`: the request's path)."""
+    if sees_payment(scopes, client, payment, own_banks):
+        return
+    log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
+                client, payment["id"], where)
+    raise payments.not_found(payment["id"])
+
+
+def payments_condition(scopes: dict[str, list[str]], client: str,
+                       own_banks: frozenset[str]) -> tuple[str, list[Any]] | None:
+    """`sees_payment` as an SQL condition on the payments table, with its parameters,
+    for a listing to page on the payments the client sees; None when it sees every one
+    (no entry)."""
+    entries = scopes.get(client)
+    if entries is None:
+        return None
+    banks = sorted(own_banks)
+    sides, params = [], []
+    for side in ("payer", "payee"):
+        tests, values = [], []
+        for entry in entries:
+            if entry == "*":
+                tests.append("1 = 1")
+            elif entry.endswith("*"):
+                tests.append(f"substr({side}_account, 1, {len(entry) - 1}) = ?")
+                values.append(entry[:-1])
+            else:
+                tests.append(f"{side}_account = ?")
+                values.append(entry)
+        if tests:
+            sides.append(f"({side}_bank IN ({', '.join('?' for _ in banks)}) AND "
+                         f"({' OR '.join(tests)}))")
+            params += [*banks, *values]
+    return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
+
+
+def names_outside(scopes: dict[str, list[str]], client: str, body: Any,
+                  path: str = "/payer_account") -> bool:
+    """Whether the request `body` names at `path` an account outside `client`'s scope
+    (not logged: `payment_problem` tells and logs the refusal)."""
+    account = body.get(path[1:]) if isinstance(body, dict) else None
+    return isinstance(account, str) and not covers(scopes, client, account)
 
 
 def refuse_payment(scopes: dict[str, list[str]], client: str, body: Any,

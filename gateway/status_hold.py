@@ -13,6 +13,11 @@ them. So from the refusal on:
   `_send_outbox`, `_may_send_now`, `release_waiting`; gateway.recovery.sweep leaves the
   lanes alone). They stay `accepted` or `held`, their outbox rows `pending` or
   `waiting`: nothing is rejected, nothing lost. /health and `ops status` show the hold.
+  A return (gateway.exceptions.returns) is a payment on a lane and is held the same
+  way; messages that are not settlement (queries, replies, status and cancellation
+  requests, reconciliation, receipts) go. A payment's message claimed before the hold
+  and still waiting at the link for a POST is kept back there and given back to its
+  lane (gateway.linkpost: the link's last look, `Gateway.hvps_sending_stopped`).
 
 The hold is a row of `hvps_status_hold` (one while it lasts, restarts included) and each
 process's copy of it (`Gateway.hvps_hold`), spread over the cluster channel

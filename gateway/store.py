@@ -299,6 +299,10 @@ SCHEMA = [
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at TEXT NOT NULL, code TEXT NOT NULL, detail TEXT NOT NULL
     )""",
+    # Alerts are read by code, the latest first: whether the alert of an episode going on
+    # is still open (gateway.ops.attention), the open alerts of a code whose cause ended,
+    # to close them (critical.unclosed), the day end's and the settlement watch's own.
+    "CREATE INDEX IF NOT EXISTS alerts_code ON alerts (code, id)",
     """CREATE TABLE IF NOT EXISTS recon (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         work_date TEXT NOT NULL, system TEXT NOT NULL, at TEXT NOT NULL,
@@ -361,7 +365,8 @@ class Store:
                 # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
                 # concurrent one); the lock ends with this transaction.
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
-            dialect.install(tx, SCHEMA + critical.TABLES + status_hold.TABLES)
+            dialect.install(tx, SCHEMA + status_hold.TABLES)
+            critical.install(tx)
             for table, columns in ADDED_COLUMNS.items():
                 dialect.add_columns(tx, table, columns)
             self.ledger.install(tx)

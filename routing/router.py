@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -190,6 +191,8 @@ class Router:
         Decisions are remembered: two requests that differ only in an amount on the same
         side of every amount the rules look at (the BEPS cap of the day, each
         `amount_fen_over`) get the same decision, with their own amount in its inputs.
+        The thresholds are kept sorted, so how many lie below the amount says on which
+        side of each it is (one bisection, not a comparison with each).
         The directory, limits and rules are fixed for the router's life, so a remembered
         decision stays right; refusals are not remembered.
         """
@@ -200,7 +203,7 @@ class Router:
                req.urgency, req.when_closed, req.customer, on_date, hvps_open,
                next_hvps_opening, closed_status,
                limit.cap_fen is not None and req.amount_fen > limit.cap_fen,
-               tuple(req.amount_fen > t for t in self._amount_thresholds))
+               bisect_left(self._amount_thresholds, req.amount_fen))
         known = self._decided.get(key)
         if known is not None:
             return known.for_amount(req.amount_fen)

@@ -8,6 +8,7 @@
     GET  /sim/queue         the central queue in release order
     POST /sim/fund          {"participant", "amount_fen"}: fund (or drain) an account
     POST /sim/phase         {"status", "date"?, "force"?}: change and announce the HVPS status
+    POST /sim/clock         {"at"}: move a virtual clock (--clock) forward to `at`
     POST /sim/peer/send     make a simulated peer send hvps.111 credits
     POST /sim/peer/return   {"sender", "msg_id", "reason"?}: a peer returns a payment
     GET|POST /sim/faults    read or change the link faults
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from gateway.clock import ScaledClock, parse_business_datetime
 from gateway.errors import (
     PaygateError, Problem, ProblemList, ValidationFailed, header_repeated,
 )
@@ -171,6 +173,34 @@ async def phase(request: web.Request) -> web.StreamResponse:
     return web.json_response(result)
 
 
+async def clock(request: web.Request) -> web.StreamResponse:
+    """Move the simulator's virtual clock forward to `at` (ISO 8601; naive is Beijing
+    time), as a demo's day passes from one phase to the next: 422 `clock_not_virtual`
+    on real time, `clock_never_goes_back` for an instant before the clock's now."""
+    sim = _sim(request)
+    body = _object(await _json(request))
+    at = body.get("at")
+    try:
+        target = parse_business_datetime(at) if isinstance(at, str) else None
+    except ValueError:
+        target = None
+    if target is None:
+        raise ValidationFailed(Problem("clock_at_malformed", "/at", at,
+                                       "an ISO 8601 date and time, e.g. 2026-12-07T17:00:00"))
+    if not isinstance(sim.clock, ScaledClock):
+        raise ValidationFailed(Problem("clock_not_virtual", "/at", at,
+                                       "a simulator started with --clock",
+                                       "the simulator runs on real time, which nothing moves"))
+    try:
+        sim.clock.jump_to(target)
+    except ValueError as exc:
+        raise ValidationFailed(Problem("clock_never_goes_back", "/at", at,
+                                       f"an instant from {sim.clock.now().isoformat()} on",
+                                       str(exc))) from None
+    event(log, "clock_moved", now=sim.clock.now().isoformat())
+    return web.json_response({"now": sim.clock.now().isoformat()})
+
+
 async def force_logout(request: web.Request) -> web.StreamResponse:
     """Take a participant off line: ccms.807 with the remark given."""
     sim = _sim(request)
@@ -242,6 +272,7 @@ def make_app(sim: Simulator) -> web.Application:
     app.router.add_get("/sim/queue", queue)
     app.router.add_post("/sim/fund", fund)
     app.router.add_post("/sim/phase", phase)
+    app.router.add_post("/sim/clock", clock)
     app.router.add_post("/sim/peer/send", peer_send)
     app.router.add_post("/sim/peer/return", peer_return)
     app.router.add_get("/sim/faults", get_faults)

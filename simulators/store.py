@@ -139,14 +139,14 @@ class _Transaction:
             if kind is None:
                 try:
                     store._write_counts()
+                    store.conn.execute("COMMIT")
                 except BaseException:
-                    store.conn.execute("ROLLBACK")
-                    store._forget_cached()
+                    store._abandon()
                     raise
-                store.conn.execute("COMMIT")
+                store._counts_dirty.clear()
+                store._balances_dirty.clear()
             else:
-                store.conn.execute("ROLLBACK")
-                store._forget_cached()
+                store._abandon()
         finally:
             store._depth = 0
 
@@ -186,6 +186,7 @@ class _Savepoint:
                 store._counts, store._counts_dirty = self.counts, self.dirty
                 store._balances, store._balances_dirty = self.balances, self.moved
                 store._meta.clear()
+                store._queuers = None
         finally:
             store._depth -= 1
 
@@ -225,6 +226,12 @@ class Store:
         # stay kept after the commit (this process is the database's only writer).
         self._balances: dict[str, int] = {}
         self._balances_dirty: set[str] = set()
+        # The payers that may have credits in the central queue (None: not known, read
+        # again from the table). Most payments find their payer's and their payee's queue
+        # empty; this set answers that without the two look-ups a payment made for it.
+        # It holds every payer with a queued credit, and may hold one whose queue has
+        # just emptied until `queued` finds it empty. A rollback forgets it.
+        self._queuers: set[str] | None = None
 
     def _add_outbox_columns(self) -> None:
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(outbox)")}
@@ -255,9 +262,21 @@ class Store:
         self._write_kept(_WRITE_BALANCE, self._balances, self._balances_dirty)
 
     def _write_kept(self, upsert: str, kept: dict[str, int], dirty: set[str]) -> None:
+        """Write the kept values `dirty` names; the names stay until the COMMIT is made, so
+        that a COMMIT that fails forgets those values as a rollback does."""
         if dirty:
             self.conn.executemany(upsert, [(key, kept[key]) for key in sorted(dirty)])
-            dirty.clear()
+
+    def _abandon(self) -> None:
+        """Undo the open transaction and forget what memory kept of it. A COMMIT that
+        failed may have left the transaction open (a deferred constraint, a busy
+        database) or had SQLite roll it back itself (a full disk, an I/O error): either
+        way none of its work is in the database, so none of it may stay in memory."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self._forget_cached()
 
     def _forget_cached(self) -> None:
         for name in self._counts_dirty:
@@ -267,6 +286,7 @@ class Store:
             self._balances.pop(code, None)
         self._balances_dirty.clear()
         self._meta.clear()
+        self._queuers = None
 
     # meta and counters
 
@@ -339,6 +359,7 @@ class Store:
             except BaseException:
                 self._forget_cached()
                 raise
+            self._balances_dirty.clear()
         return fen
 
     def balances(self) -> dict[str, int]:
@@ -368,12 +389,24 @@ class Store:
         marks = ", ".join("?" for _ in values)
         cur = self.conn.execute(f"INSERT INTO payments ({names}) VALUES ({marks})",
                                 tuple(values.values()))
+        if values["status"] == QUEUED and self._queuers is not None:
+            self._queuers.add(str(values["sender"]))
         return int(cur.lastrowid)
 
     def set_status(self, payment_id: int, status: str, settled_on: str | None = None,
                    settled_at: str | None = None) -> None:
         self.conn.execute("UPDATE payments SET status = ?, settled_on = ?, settled_at = ? "
                           "WHERE id = ?", (status, settled_on, settled_at, payment_id))
+        if status == QUEUED:
+            self._queuers = None  # whose payment it is is not known here
+
+    def _queued_payers(self) -> set[str]:
+        """The payers that may have queued credits (`_queuers`), read when not known."""
+        if self._queuers is None:
+            rows = self.conn.execute("SELECT DISTINCT sender FROM payments WHERE status = ?",
+                                     (QUEUED,))
+            self._queuers = {row[0] for row in rows}
+        return self._queuers
 
     def payment(self, payment_id: int) -> PaymentRow:
         row = self.conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = ?",
@@ -385,14 +418,23 @@ class Store:
         """Queued payments in release order: URGT, HIGH, NORM, then first come first."""
         where, args = ("status = ?", [QUEUED])
         if sender is not None:
+            if sender not in self._queued_payers():
+                return []
             where, args = (where + " AND sender = ?", args + [sender])
         rows = self.conn.execute(f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE {where} "
                                  "ORDER BY priority_rank, id", args)
-        return [PaymentRow(*row) for row in rows]
+        found = [PaymentRow(*row) for row in rows]
+        if sender is None:
+            self._queuers = {row.sender for row in found}
+        elif not found:
+            self._queued_payers().discard(sender)
+        return found
 
     def queued_ahead(self, sender: str, priority_rank: int) -> bool:
         """True when a queued credit of the sender has the same or a higher priority (a
         lower or equal rank): a new credit may not overtake it."""
+        if sender not in self._queued_payers():
+            return False
         row = self.conn.execute(
             "SELECT 1 FROM payments WHERE status = ? AND sender = ? AND priority_rank <= ?"
             " LIMIT 1", (QUEUED, sender, priority_rank)).fetchone()

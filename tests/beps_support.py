@@ -46,10 +46,17 @@ class ResultGateway(StubGateway):
     def __init__(self, keyring: KeyRing, led: Any) -> None:
         super().__init__(keyring)
         self.ledger, self.work_date, self.alerts = led, NOW.date(), []
+        self.endings: list[tuple[str, str]] = []
         self.clock = type("Fixed", (), {"now": staticmethod(lambda: NOW)})()
 
     def alert(self, tx: Any, code: str, **detail: Any) -> None:
         self.alerts.append(code)
+
+    def ended_unsettled(self, tx: Any, payment: dict[str, Any], status: str,
+                        reason: str | None, now: datetime) -> None:
+        """Gateway.ended_unsettled tells its extensions; this stub has none, and notes
+        the ending."""
+        self.endings.append((payment["id"], status))
 
 
 def credit_row(n: int, at: datetime, msg_type: str = "beps.121.001.01",

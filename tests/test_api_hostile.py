@@ -279,9 +279,20 @@ def test_other_client_cannot_read_a_payment(live):
     theirs = requests.get(live.url + path, headers=signed_headers(OTHER, OTHER_SECRET, "GET",
                                                                   path, b""), timeout=10)
 
+    never = "P" + pid[1:-1] + ("0" if pid[-1] != "0" else "1")
+    unknown_path = f"/v1/transfers/{never}"
+    unknown = requests.get(live.url + unknown_path, headers=signed_headers(
+        OTHER, OTHER_SECRET, "GET", unknown_path, b""), timeout=10)
+
     assert made.status_code == 201 and mine.status_code == 200
-    assert theirs.status_code == 404
-    assert theirs.json()["errors"][0]["code"] == "payment_not_found"
+    assert theirs.status_code == 404 == unknown.status_code
+    # Told exactly as an id never given: the answer shows nothing of the payment.
+    told, unknown_told = theirs.json()["errors"], unknown.json()["errors"]
+    def shown(errors: list[dict], payment_id: str) -> list[dict]:
+        return [{k: (v.replace(payment_id, "<id>") if isinstance(v, str) else v)
+                 for k, v in e.items()} for e in errors]
+    assert shown(told, pid) == shown(unknown_told, never)
+    assert told[0]["code"] == "payment_not_found"
 
 
 @pytest.mark.parametrize("raw, status, code", [

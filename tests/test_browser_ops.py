@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ops.testing import LoopThread, OpsRig, serving
+from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held, serving
 
 pytestmark = pytest.mark.browser
 
@@ -311,6 +311,29 @@ def test_the_link_card_says_the_session_as_last_known_while_the_link_is_down(
 
     assert shown == ["DOWN · session when the NPC last answered: logged in",
                      "中断 · NPC 最后应答时的会话状态: 已登录"]
+
+
+def test_the_window_card_says_hvps_sending_is_held_since_when_and_why(
+        rig: Any, browser: Any) -> None:
+    """A refused ccms.801 holds HVPS sending: the window card says so in red, since when,
+    the notice refused and the status the gateway kept, in either language; once the two
+    are in step again the line goes, live."""
+    loop, ops_rig = rig
+    with hvps_sending_held(loop, ops_rig) as was:
+        english = sign_in(browser, ops_rig.url, "op1", "en-US")
+        chinese = sign_in(browser, ops_rig.url, "op1", "zh-CN")
+        shown = [page.text_content("#c-sending") for page in (english, chinese)]
+        red = english.get_attribute("#c-window", "class")
+    english.wait_for_selector("#c-sending:empty", state="attached", timeout=LIVE_WITHIN_MS)
+
+    assert was is None
+    assert shown == [
+        ("HVPS sending HELD since 2026-12-07 07:00:00 · status notice refused: 10 → 00 "
+         "(2026-12-07, illegal) · the gateway is on 10 (2026-12-07)"),
+        ("大额发送已暂停 自 2026-12-07 07:00:00 · 已拒绝的状态通知： 10 → 00 "
+         "(2026-12-07, illegal) · 网关状态 10 (2026-12-07)")]
+    assert "error" in red
+    assert "error" not in english.get_attribute("#c-window", "class")
 
 
 def test_the_page_shows_the_last_hvps_reconciliation_and_asks_nothing_that_fails(

@@ -13,8 +13,10 @@ import pytest
 
 from gateway import clearing_check, demo
 from gateway.calendar import BusinessCalendar
+from gateway.config import Settings
 from gateway.harness import Harness
 from gateway.serve import SIM_CLEARING_FEN, open_demo_accounts
+from gateway.windows import timetable_from_settings
 from ledger.testing import customer_account
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +41,7 @@ def test_demo_settles_the_examples_closes_the_day_and_serve_keeps_its_books(
     following = BusinessCalendar().next_working_day(day)
     payers = demo.example_payers()
 
-    async def serve_on_the_kept_folder() -> tuple[dict, int, int, list, list]:
+    async def serve_on_the_kept_folder() -> tuple[dict, int, int, list, list, dict]:
         h = Harness(folder, clock_spec=f"{following}T09:00",
                     balances_fen={demo.BANK: SIM_CLEARING_FEN}, sim_args=["--follow-clock"])
         await h.start()
@@ -56,12 +58,29 @@ def test_demo_settles_the_examples_closes_the_day_and_serve_keeps_its_books(
                 "SELECT code, detail FROM alerts ORDER BY id", ()))
             closed = await gw.store.run(lambda tx: tx.query(
                 "SELECT work_date FROM ledger_day ORDER BY work_date", ()))
-            return accounts, before, after, alerts, closed
+            stamps = await gw.store.run(lambda tx: {
+                "windows": [(json.loads(d)["to"], at) for d, at in tx.query(
+                    "SELECT detail, at FROM alerts WHERE code = 'window_changed' AND "
+                    "at < ? ORDER BY id", (f"{following}T00:00",))],
+                "recon": tx.query("SELECT system, at FROM recon ORDER BY id", ()),
+                "payments": tx.query_one("SELECT MIN(created_at), MAX(created_at) FROM "
+                                         "payments WHERE work_date = ?", (day.isoformat(),))})
+            return accounts, before, after, alerts, closed, stamps
         finally:
             await h.stop()
-    accounts, before, after, alerts, closed = asyncio.run(serve_on_the_kept_folder())
+    accounts, before, after, alerts, closed, stamps = asyncio.run(serve_on_the_kept_folder())
 
     assert after == before  # nothing funded a second time
+    # The day's events are stamped at their phases by the timetable, not minutes apart.
+    times = {name: at.isoformat()[:16] for name, at in
+             demo.day_times(day, timetable_from_settings(Settings())).items()}
+    assert [(to, at[:16]) for to, at in stamps["windows"]] == [
+        ("10", times["opening"]), ("20", times["cut_off"]), ("30", times["clearing_window"]),
+        ("40", times["end_of_day"]), ("00", times["cut_over"])]
+    assert [(system, at[:16]) for system, at in stamps["recon"]] == [
+        ("HVPS", times["end_of_day"]), ("BEPS", times["end_of_day"])]
+    first, last = stamps["payments"]
+    assert times["payments"] <= first[:16] and last[:16] < times["cut_off"]
     assert [tuple(row) for row in closed] == [(day.isoformat(),)]
     codes = [code for code, _ in alerts]
     assert "day_end_missing" not in codes and "clearing_balance_differs" not in codes

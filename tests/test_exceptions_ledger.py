@@ -39,6 +39,7 @@ class FakeGateway:
     notifier: payments.Notifier = field(default_factory=payments.Notifier)
     work_date: Any = WORK_DATE
     hvps_open: bool = True
+    hvps_hold: Any = None  # HVPS sending not held (gateway.status_hold)
     settings: Any = field(default_factory=lambda: SimpleNamespace(bank_code=BANK))
     own_banks: frozenset[str] = frozenset({BANK, BRANCH})
     account_bank: str | None = BRANCH  # the branch whose books the ledger keeps
@@ -303,4 +304,30 @@ def test_a_return_from_suspense_is_sent_by_the_branch_holding_the_suspense_accou
     assert original["state"] == "suspense" and problems == []
     assert (sent.debtor_account, sent.debtor_name, sent.debtor_agent) == (
         gw.ledger.internal_accounts[SUSPENSE], payer_name, payer_bank)
+    assert ret["end_to_end_id"].startswith(payer_bank)
+
+
+@pytest.mark.parametrize("account_bank, named, payer_bank", [
+    (BRANCH, BANK, BRANCH), (BRANCH, BRANCH, BRANCH), (None, BRANCH, BRANCH),
+    (None, BANK, BANK)])
+def test_a_return_from_a_credited_account_is_sent_by_the_branch_keeping_the_account(
+        books, account_bank, named, payer_bank):
+    """Money returned from a customer's account leaves the branch whose books keep that
+    account (the ledger's institution's bank code) as payer's bank (DbtrAgt) and in the
+    return's ids, whichever of our banks the original named as its payee bank (an item
+    applied from suspense may have named another): the returning bank is us, where the
+    account is. Only when the institution has no bank code does the original's payee
+    bank, ours, stand for it."""
+    db, gw = books
+    gw.account_bank = account_bank
+    with db.transaction() as tx:
+        original = payments.get(tx, receive(tx, gw, customer_account(1), "收款客户", named))
+        ret, _ = returns.request_tx(gw, tx, original["id"], "客户要求退回", "core:test", now())
+        view = payments.public_view(payments.get(tx, ret["id"]))
+    sent, problems = hvps111.parse(etree.fromstring(credit_body(ret, NOW)))
+
+    assert original["state"] == "credited" and problems == []
+    assert (sent.debtor_account, sent.debtor_name, sent.debtor_agent) == (
+        customer_account(1), "收款客户", payer_bank)
+    assert view["payer"]["bank"] == payer_bank
     assert ret["end_to_end_id"].startswith(payer_bank)

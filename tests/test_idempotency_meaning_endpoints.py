@@ -272,3 +272,70 @@ def test_a_key_kept_before_kinds_were_still_answers_its_own_repeat(live):
     again = post(live, "/v1/debits", key, debit(live))
 
     assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+
+
+def post_as(live: LiveGateway, path: str, key: str, body: Any,
+            content_type: str | None) -> requests.Response:
+    headers = {"Idempotency-Key": key}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return requests.post(f"{live.url}{path}", data=json.dumps(body).encode(), timeout=10,
+                         headers=headers)
+
+
+def batch(live: LiveGateway) -> list[dict[str, Any]]:
+    return [transfer(live, urgency="normal", amount="1.00"),
+            transfer(live, urgency="normal", amount="2.00")]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          None])
+@pytest.mark.parametrize("path, make", [
+    ("/v1/transfers", transfer), ("/v1/transfers/batch", batch), ("/v1/debits", debit),
+    ("/v1/periodic-credits", periodic), ("/v1/queries", query),
+    ("/v1/free-format", free_text),
+])
+def test_a_retry_declared_as_another_type_gets_its_stored_answer(
+        live, payment, path, make, content_type):
+    """Every endpoint storing its answers under an Idempotency-Key answers a retry from
+    them whatever its Content-Type, as /v1/transfers does: a core system that sent none,
+    or another, retries after a timeout. Another request under the key, and a new key,
+    of that type are refused 415 all the same, and nothing more is stored."""
+    key = f"typed-{path}-{(content_type or 'none')[:12]}"
+    body = make(live) if make in (transfer, batch) else _body(live, make, payment)
+    first = post_as(live, path, key, body, "application/json")
+    stored = live.query("SELECT COUNT(*) FROM idempotency")[0][0]
+    again = post_as(live, path, key, body, content_type)
+    other = post_as(live, path, key, [*body, body[0]] if make is batch
+                    else {**body, "content": "另一"} if make in (query, free_text)
+                    else {**body, "amount": "3.00"}, content_type)
+    new_key = post_as(live, path, key + "-new", body, content_type)
+
+    assert first.status_code in (200, 201), first.text
+    assert (again.status_code, again.json()) == (first.status_code, first.json())
+    for refused in (other, new_key):
+        assert refused.status_code == 415, refused.text
+        assert refused.json()["errors"][0]["code"] == "unsupported_media_type"
+    assert live.query("SELECT COUNT(*) FROM idempotency")[0][0] == stored
+
+
+def test_a_batch_sent_again_as_another_type_takes_no_item_it_did_not_take(live) -> None:
+    """Items taken the first time get their stored answers; an item refused then (its
+    amount malformed) is refused for the type now, never taken under it."""
+    good, bad = transfer(live, urgency="normal", amount="6.00"), transfer(live, amount="x")
+    first = post_as(live, "/v1/transfers/batch", "typed-partial", [good, bad],
+                    "application/json")
+    payments_before = live.query("SELECT COUNT(*) FROM payments")[0][0]
+    again = post_as(live, "/v1/transfers/batch", "typed-partial",
+                    [good, dict(bad, amount="7.00")], "text/plain")
+    same = post_as(live, "/v1/transfers/batch", "typed-partial", [good, bad], "text/plain")
+
+    assert [r["status"] for r in first.json()["results"]] == [201, 422], first.text
+    # Another list under the key: not the batch recorded, refused whole for its type.
+    assert again.status_code == 415, again.text
+    assert same.status_code == 200, same.text
+    [kept, refused] = same.json()["results"]
+    assert kept == first.json()["results"][0]
+    assert (refused["status"], refused["errors"][0]["code"]) == (415, "unsupported_media_type")
+    assert (same.json()["accepted"], same.json()["refused"]) == (1, 1)
+    assert live.query("SELECT COUNT(*) FROM payments")[0][0] == payments_before

@@ -39,7 +39,7 @@ def test_a_down_link_is_probed_one_attempt_at_a_time_then_all_held_payments_go(t
             for payment_id in ids:
                 await wait_state(h, payment_id, "settled", timeout_s=90)
             sent = await gw.store.run(lambda tx: tx.query(
-                "SELECT payment_id, COUNT(*) FROM payment_events WHERE state = 'sent' "
+                "SELECT payment_id, COUNT(*) FROM payment_events WHERE event = 'hvps_sent' "
                 "GROUP BY payment_id", ()))
             return attempts_per_s, dict(sent), ids
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.ops import cli, tables
 from gateway.ops.operators import verify_password
-from gateway.ops.testing import LoopThread, OpsRig
+from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held
 from gateway.redisproc import free_port
 
 _keys = itertools.count(1)
@@ -54,6 +54,21 @@ def test_status_is_a_readable_summary(ops: Cli) -> None:
     assert status == 0
     assert "00 business preparation 营业准备" in out
     assert "2026-12-07" in out and "clearing balance" in out and "n/a" in out
+
+
+
+def test_status_says_hvps_sending_is_held_since_when_and_why(ops: Cli) -> None:
+    """A refused ccms.801 holding HVPS sending: status says so, since when, the notice
+    refused and the status the gateway kept; nothing about it once in step again."""
+    with hvps_sending_held(ops.loop, ops.rig) as was:
+        _, held_out = ops("op1", "status")
+    _, in_step = ops("op1", "status")
+    held_words = " ".join(held_out.split())
+
+    assert was is None
+    assert ("HVPS sending HELD since 2026-12-07T07:00:00+08:00: the NPC announced 10 -> 00 "
+            "on 2026-12-07 (illegal), the gateway is on 10 of 2026-12-07" in held_words)
+    assert "HVPS sending" not in in_step
 
 
 COMMANDS = [

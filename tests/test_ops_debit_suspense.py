@@ -293,27 +293,36 @@ def test_a_given_up_debit_whose_round_settled_is_applied_as_settled(rig: Rig) ->
     assert rig.told(pid)[-1] == "settled"
 
 
-def test_a_return_is_refused_when_our_branch_s_name_is_too_long_for_a_package(
+def test_a_return_carries_our_branch_s_long_name_cut_to_what_a_package_takes(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     """The return is paid in our branch's name, which the directory may write longer
-    than a beps.121 takes: refused as every BEPS name is (`name_too_long_for_beps`),
-    never cut, and nothing is recorded: the request fails, the item stays in suspense."""
+    than the 60 characters a beps.121 takes: it goes out as the name's first 60
+    characters (build.our_name), while the return's route and the debit's history keep
+    the name as the directory writes it; the package builds and the money stays in
+    suspense until the return nets."""
     from dataclasses import replace
 
     pid, pending_no = rig.in_suspense()
     directory = rig.gw.router.directory
     found = directory.find
-    long_name = "甲市农村商业银行" * 8  # 64 characters
+    long_name = "甲市农村商业银行股份有限公司" * 4 + "城东新区支行营业部"  # 65 characters
     monkeypatch.setattr(directory, "find", lambda code, on: replace(
         found(code, on), name=long_name) if code == PAYER_BRANCH else found(code, on))
-    asked, req = rig.ask("suspense_return", pid, WHY_RETURN)
-    approved, done = rig.approve(req["id"])
-    problems = [(e["code"], e["value"]) for e in done["outcome"].get("errors", [])]
+    done = rig.done("suspense_return", pid, WHY_RETURN)
+    rid = done["outcome"]["return_id"]
+    ret = rig.payment(rid)
+    asked = [e["detail"] for e in rig.run(lambda tx: payments.history(tx, pid))
+             if e["event"] == "return_requested" and e["detail"]["return_id"] == rid]
+    _, raw = rig.seal_return(rid)
+    (sent,) = codec.decode(raw).obj.transfers
 
-    assert asked == 201, req
-    assert (approved, done["state"]) == (200, "failed"), done
-    assert problems == [("name_too_long_for_beps", long_name)], done
+    assert done["state"] == "executed", done
+    assert ret["payer_name"] == long_name[:build.NAME_LEN_MAX] == sent.debtor_name
+    assert len(long_name) == 65 and ret["payer_name"].endswith("城东新区")
+    assert ret["route"]["payer_name_listed"] == long_name
+    assert asked[0]["payer_name_listed"] == long_name
     assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"
+    assert rig.run(lambda tx: rig.gw.ledger.trial_balance(tx).balanced)
 
 
 def _return_ended(rig: Rig, pid: str, rid: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from gateway import outbound
+from gateway.ops import actions
 from gateway.ops.testing import serving
 from tests.test_ops_exception_actions import Rig
 
@@ -169,3 +171,40 @@ def test_the_detail_view_offers_a_hold_of_a_payment_the_npc_never_took(rig: Rig)
     assert offered(on_its_way(rig, "sent", "acked", 1, 0)) == ["status_query"]
     assert offered(on_its_way(rig, "sent", "pending", 2, 1)) == []
 
+
+
+# A hold whose sender claims the payment's outbox row between the hold's read of the row
+# and its change of it: the payment as it stands, and what the hold gives.
+CLAIMED_MEANWHILE = [
+    ("accepted", 0, 0, "payment_already_on_the_wire"),
+    ("sent", 2, 2, "payment_delivery_under_way"),
+]
+
+
+@pytest.mark.parametrize("payment_state, attempts, untaken, code", CLAIMED_MEANWHILE)
+def test_a_hold_refuses_a_row_a_sender_claimed_after_it_was_read(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, payment_state: str, attempts: int,
+        untaken: int, code: str) -> None:
+    """The sender claims the row (pending → sending, an attempt counted) once the hold
+    has found the payment holdable: the hold is refused, saying the message is on its
+    way, and neither the payment nor its row is held."""
+    pid = on_its_way(rig, payment_state, "pending", attempts, untaken)
+    claims: list[bool] = []
+    read = actions._holdable
+
+    def read_then_claim(tx: Any, target: str, params: dict[str, Any]) -> Any:
+        found = read(tx, target, params)
+        if not claims:
+            claims.append(outbound.take(tx, found[1][0], rig.rig.gw.clock.now()))
+        return found
+    monkeypatch.setattr(actions, "_holdable", read_then_claim)
+    got, answer = rig.request("op1", "hold", pid)
+    request = rig.loop.run(rig.rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state, outcome FROM ops_requests WHERE id = ?", (answer["id"],))))
+    payment, row = state_of(rig, pid)
+
+    assert claims == [True]
+    assert got == 201 and answer["state"] == request[0] == "failed"
+    assert [e["code"] for e in answer["outcome"]["errors"]] == [code]
+    assert pid in answer["outcome"]["errors"][0]["message"]
+    assert payment == payment_state and row != "held"

@@ -158,3 +158,23 @@ def test_a_debit_collecting_into_an_account_outside_the_scope_is_refused(
     assert (r.status_code, refusal(r.json())) == (
         403, [("account_outside_client_scope", "/creditor_account", OUTSIDE)])
     assert "collect into" in r.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/transfers", transfer(OUTSIDE)),
+    ("/v1/periodic-credits", {**transfer(OUTSIDE), "agreement": "AG-P"}),
+    ("/v1/debits", {"creditor_account": OUTSIDE, "creditor_name": "另一客户",
+                    "creditor_bank": BRANCH, "debtor_account": "6222000000000001",
+                    "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH,
+                    "amount": "10.00", "agreement": "AG-1"}),
+])
+def test_a_body_of_another_type_naming_an_account_outside_the_scope_is_a_415(
+        live: LiveGateway, path: str, body: dict[str, Any]) -> None:
+    """The type is judged first: no stored answer is looked up for an account outside
+    the scope, and the refusal is the type's, as for any new request of that type."""
+    raw = json.dumps(body).encode()
+    r = post_signed(live.url, path, raw, OTHER, KEYS[OTHER],
+                    **{"Idempotency-Key": f"typed-outside-{path}", "Content-Type": "text/plain"})
+
+    assert r.status_code == 415, r.text
+    assert refusal(r.json())[0][0] == "unsupported_media_type"

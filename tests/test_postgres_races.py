@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from gateway import dialect, payments, store
+from gateway import dialect, outbound, payments, store
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels, returns, schema as exc_schema, status, suspense
-from gateway.ops import control, schema as ops_schema
+from gateway.ops import actions, control, schema as ops_schema
 from gateway.ops.operators import Operator
 from gateway.queries import records, schema as queries_schema
 from gateway.messages.signing import KeyRing, write_keypair
@@ -51,6 +51,7 @@ class Gateway(ResultGateway):
 
     own_banks = frozenset({BANK, BRANCH})
     hvps_open = True
+    hvps_hold = None  # HVPS sending not held (gateway.status_hold)
     calendar = None
 
 
@@ -232,13 +233,20 @@ def test_two_replies_to_one_query_at_once_answer_it_once(tmp_path: Path, url: st
     assert (kept["reply_msg_id"], kept["replied_by"]) == ("2026121200000010", "operator:bob")
 
 
-def _cancel_request(db: Any, gw: Gateway) -> tuple[int, str]:
-    """A pending request to cancel an unsent HVPS payment (its outbox row pending)."""
+def _on_its_lane(db: Any) -> str:
+    """An unsent HVPS payment, accepted, its outbox row pending on its lane."""
     pid = outgoing(db, 9, "accepted")
     with db.transaction() as tx:
         tx.execute("INSERT INTO outbox (payment_id, kind, stream, state, created_at, "
                    "updated_at) VALUES (?, 'hvps_credit', 'out.hvps.3', 'pending', ?, ?)",
                    (pid, NOW.isoformat(), NOW.isoformat()))
+    return pid
+
+
+def _cancel_request(db: Any, gw: Gateway) -> tuple[int, str]:
+    """A pending request to cancel an unsent HVPS payment (its outbox row pending)."""
+    pid = _on_its_lane(db)
+    with db.transaction() as tx:
         return control.create(tx, REQUESTER, "cancel", pid, {}, "", NOW), pid
 
 
@@ -269,6 +277,33 @@ def test_a_rejection_while_another_supervisor_approves_loses(tmp_path: Path,
 
     assert isinstance(outcome, Contended), outcome
     assert (req["state"], req["decided_by"], state) == ("executed", "bob", "cancelled")
+
+
+def test_a_hold_while_another_process_claims_the_row_is_refused(tmp_path: Path,
+                                                              url: str) -> None:
+    """A sender at one gateway process claims an accepted payment's outbox row while an
+    operator's hold runs at another, which read the row pending: the hold waits for the
+    claim, finds the message on its way and is refused; the row stays the sender's and
+    the payment is not held."""
+    db, gw = books(tmp_path, url)
+    pid = _on_its_lane(db)
+    with db.transaction() as tx:
+        outbox_id = outbound.delivery(tx, pid).outbox_id
+        request_id = control.create(tx, REQUESTER, "hold", pid, {}, "", NOW)
+
+    with db.transaction() as tx:
+        assert outbound.take(tx, outbox_id, NOW)
+        other = Other(url, lambda t: actions.hold(actions.Context(gw, NOW, request_id,
+                                                                  "alice"), t, pid, {}))
+        other.start_and_wait_for_lock(url)
+    outcome = other.finish()
+    with db.transaction() as tx:
+        state = payments.get(tx, pid)["state"]
+        row = outbound.delivery(tx, pid)
+    db.close()
+
+    assert refusal(outcome) == ["payment_already_on_the_wire"]
+    assert (state, row.state, row.attempts) == ("accepted", "sending", 1)
 
 
 def test_an_expiry_sweep_leaves_a_request_approved_meanwhile(tmp_path: Path,

@@ -8,6 +8,7 @@ query was answered again stays with the reply it is about."""
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -15,7 +16,7 @@ from gateway import payments
 from gateway.clock import SHANGHAI
 from gateway.messages import ccms314, ccms900, ccms911
 from gateway.ops import views
-from gateway.queries import QueryDesk, deadlines, records, refusals
+from gateway.queries import QueryDesk, deadlines, records, refusals, schema
 from gateway.queries.policy import QueryPolicy
 from gateway.calendar import BusinessCalendar
 from tests.beps_support import credit_row
@@ -169,3 +170,82 @@ def test_a_result_other_than_a_refusal_about_our_reply_changes_nothing(url):
 
     assert processed.outcome["ignored"] == ccms900.SETTLED and query["state"] == "answered"
     assert [code for code, _ in desk.alerts] == ["result_status_not_handled"]
+
+
+def test_a_query_answered_anew_takes_back_its_handling(url):
+    """Answered again after the NPC refused our reply, the query no longer carries the
+    refusal's mark: its handling is the one it had before, in the database as on view;
+    refused and answered once more, the same."""
+    with answered(url) as (desk, tx):
+        tx.execute("UPDATE queries SET handling = 'question_needs_judgement' WHERE id = ?",
+                   (QUERY_ID,))
+        refusals.on_result(tx, desk, refused_result(REPLY_MSG_ID, ccms314.RESPONSE_TYPE),
+                           REFUSED)
+        reopened = records.get(tx, QUERY_ID)
+        again = answer(tx, reopened, AGAIN_MSG_ID, AGAIN_MESG_ID, "已于2026-12-07入账，请核对",
+                       ANSWERED_AGAIN, "operator:张三")
+        stored = records.get(tx, QUERY_ID)
+        refusals.on_result(tx, desk, refused_result(AGAIN_MSG_ID, ccms314.RESPONSE_TYPE),
+                           PAST_DUE)
+        twice = records.get(tx, QUERY_ID)
+        answer(tx, twice, "2026120700000017", "20261207000000000017", "已入账", PAST_DUE,
+               "operator:张三")
+        last = records.get(tx, QUERY_ID)
+
+    assert reopened["handling"] == "reply_refused_by_npc"
+    assert again["handling"] == stored["handling"] == "question_needs_judgement"
+    assert records.view(stored)["handling"] == "question_needs_judgement"
+    assert (twice["state"], twice["handling"]) == ("open", "reply_refused_by_npc")
+    assert twice["handling_before_refusal"] == "question_needs_judgement"
+    assert (last["state"], last["handling"]) == ("answered", "question_needs_judgement")
+
+
+def _reopened_by_older_code(tx: Any, query_id: str, state: str) -> None:
+    """The query as the gateway left it when the NPC refused our reply before the
+    handling it had was kept beside the refusal's mark."""
+    tx.execute("UPDATE queries SET state = ?, handling = 'reply_refused_by_npc', "
+               "handling_before_refusal = NULL, refused_at = ?, refused_with = ?, "
+               "refusal_code = 'HV0E0002' WHERE id = ?",
+               (state, REFUSED.isoformat(), ccms900.MESSAGE_TYPE, query_id))
+
+
+def _needs_operator(tx: Any, query_id: str, reason: str) -> None:
+    tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, 'query_needs_operator', ?)",
+               (ASKED.isoformat(), json.dumps({"query": query_id, "reason": reason})))
+
+
+def test_queries_reopened_by_older_code_get_their_handling_back_at_start(url):
+    """A query answered anew while older code kept no handling beside the refusal's mark
+    shows the handling it had (`auto`: no operator was asked for it); one still open gets
+    it kept beside the mark (the reason operators were asked for it, from that alert, not
+    from another query's whose id begins with its own) and takes it back once answered;
+    one answered anew by code that kept the handling but left the mark takes it back.
+    The next start finds nothing to do."""
+    with answered(url) as (_, tx):
+        other = dict(records.get(tx, QUERY_ID), id=QUERY_ID + "1", msg_id=THEIR_MSG_ID + "1")
+        records.insert(tx, other)
+        records.insert(tx, dict(other, id=QUERY_ID + "2", msg_id=THEIR_MSG_ID + "2"))
+        records.insert(tx, dict(other, id=QUERY_ID + "3", msg_id=THEIR_MSG_ID + "3"))
+        _reopened_by_older_code(tx, QUERY_ID, "answered")
+        _reopened_by_older_code(tx, other["id"], "open")
+        _reopened_by_older_code(tx, QUERY_ID + "3", "answered")
+        tx.execute("UPDATE queries SET handling_before_refusal = 'payment_not_final' "
+                   "WHERE id = ?", (QUERY_ID + "3",))
+        _needs_operator(tx, QUERY_ID + "10", "amount_differs")
+        _needs_operator(tx, other["id"], "question_needs_judgement")
+        schema.install(tx)
+        answered_anew, still_open = records.get(tx, QUERY_ID), records.get(tx, other["id"])
+        untouched = records.get(tx, QUERY_ID + "2")
+        kept_before = records.get(tx, QUERY_ID + "3")
+        done = answer(tx, still_open, AGAIN_MSG_ID, AGAIN_MESG_ID, "已入账", ANSWERED_AGAIN,
+                      "operator:张三")
+        second_start = records.restore_handling(tx)
+
+    assert answered_anew["handling"] == "auto"
+    assert records.view(answered_anew)["handling"] == "auto"
+    assert (still_open["handling"], still_open["handling_before_refusal"]) == (
+        "reply_refused_by_npc", "question_needs_judgement")
+    assert done["handling"] == "question_needs_judgement"
+    assert untouched["handling"] == "auto" and untouched["handling_before_refusal"] is None
+    assert kept_before["handling"] == "payment_not_final"
+    assert second_start == []

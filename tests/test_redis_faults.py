@@ -32,9 +32,10 @@ async def _post(url: str, body: Any, key: str) -> tuple[int, dict[str, Any], Any
 
 
 async def _sent_count(gw: Any, payment_id: str) -> int:
-    """How many times the payment's message went to the NPC (its `sent` history rows)."""
+    """How many times the payment's message went to the NPC (its `hvps_sent` history
+    rows)."""
     return await gw.store.run(lambda tx: tx.query_one(
-        "SELECT COUNT(*) FROM payment_events WHERE payment_id = ? AND state = 'sent'",
+        "SELECT COUNT(*) FROM payment_events WHERE payment_id = ? AND event = 'hvps_sent'",
         (payment_id,))[0])
 
 

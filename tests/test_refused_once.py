@@ -26,9 +26,9 @@ def watch_posts(gw: Any) -> list[int]:
     posted: list[int] = []
     post = gw.link_poster.post
 
-    async def counted(outbox_id: int, envelope: bytes) -> None:
+    async def counted(outbox_id: int, envelope: bytes, payment: bool = False) -> None:
         posted.append(outbox_id)
-        await post(outbox_id, envelope)
+        await post(outbox_id, envelope, payment)
     gw.link_poster.post = counted
     return posted
 

@@ -193,6 +193,12 @@ class BepsExtension:
                                 lambda tx: periodic.record(tx, gw, transfer, agreement,
                                                            receiver, now, client))
 
+    async def answered_before(self, kind: key_reuse.Kind, client: str, key: str,
+                              body: Any) -> tuple[int, dict[str, Any]] | None:
+        """The answer stored under `key` for this same `kind` of request, or None."""
+        return await self.gw.store.run(lambda tx: requests.stored_answer(tx, client, key,
+                                                                         body, kind))
+
     async def _once(self, client: str, key: str, body: Any, kind: key_reuse.Kind,
                     now: datetime, make: Any) -> tuple[int, dict[str, Any]]:
         """`make`'s answer stored under the key, or the answer stored before for the same

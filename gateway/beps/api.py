@@ -12,13 +12,15 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api import GATEWAY_KEY, authenticate, json_response, read_json
-from gateway import intake, jsontext, scope
-from gateway.beps import debits_out
+from gateway.api import (GATEWAY_KEY, StoredLookup, authenticate, json_response,
+                         media_type_refusal, read_json)
+from gateway import bulk, intake, jsontext, scope
+from gateway.beps import debits_out, periodic
 from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
 from gateway.messages import beps128
 from gateway.money import format_yuan
@@ -30,8 +32,8 @@ PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_siz
 _json = json_response
 
 
-async def _body(request: web.Request) -> tuple[str, Any]:
-    return await read_json(request)
+async def _body(request: web.Request, stored: StoredLookup | None = None) -> tuple[str, Any]:
+    return await read_json(request, stored=stored)
 
 
 def _ext(request: web.Request) -> Any:
@@ -40,8 +42,15 @@ def _ext(request: web.Request) -> Any:
 
 
 async def post_batch(request: web.Request) -> web.Response:
-    client, body = await _body(request)
     ext = _ext(request)
+
+    async def stored(client: str, batch_key: str, body: Any) -> tuple[int, Any] | None:
+        refusal = media_type_refusal(request)
+        assert refusal is not None, "looked up only for a request refused for its type"
+        answer = await stored_batch(ext.gw, client, batch_key, body, refusal)
+        return None if answer is None else (200, answer)
+
+    client, body = await _body(request, stored)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
                                     request.headers.get("Idempotency-Key"), body))
 
@@ -64,19 +73,7 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
                                        batch_key, f"at most {IDEMPOTENCY_KEY_LEN_MAX - 6} "
                                        "characters for a batch"))
 
-    requests: list[tuple[str | None, Any]] = []
-    refused: dict[int, PaygateError] = {}
-    scopes = gw.settings.api_balance_accounts
-    for index, item in enumerate(body):
-        try:
-            request = _item_key(index, item, batch_key)
-            # An item paying from an account outside the client's scope is refused
-            # before any lookup (gateway.scope), as a single transfer would be.
-            scope.refuse_payment(scopes, client, request[1])
-        except PaygateError as exc:
-            refused[index] = exc
-            request = (None, None)
-        requests.append(request)
+    requests, refused = _item_requests(gw, client, body, batch_key)
     hashes: list[str] | None = None
     if batch_key and any(key == f"{batch_key}:{i}" for i, (key, _) in enumerate(requests)):
         # The list is compared by what its items ask for (intake.transfer_meaning): the
@@ -91,11 +88,63 @@ async def submit_batch(gw: Any, items_max: int, client: str, batch_key: str | No
     asked = [i for i in range(len(body)) if i not in refused]
     outcomes = await gw.submit_transfers(client, [requests[i] for i in asked],
                                          None if hashes is None else [hashes[i] for i in asked])
+    return _batch_answer(body, {**dict(zip(asked, outcomes)), **refused})
+
+
+def _item_requests(gw: Any, client: str, body: list[Any], batch_key: str | None
+                   ) -> tuple[list[tuple[str | None, Any]], dict[int, PaygateError]]:
+    """Each item's (key, transfer), and the refusals of those refused on their own: a
+    key missing or malformed, or a payer account outside the client's scope."""
+    requests: list[tuple[str | None, Any]] = []
+    refused: dict[int, PaygateError] = {}
+    scopes = gw.settings.api_balance_accounts
+    for index, item in enumerate(body):
+        try:
+            request = _item_key(index, item, batch_key)
+            # An item paying from an account outside the client's scope is refused
+            # before any lookup (gateway.scope), as a single transfer would be.
+            scope.refuse_payment(scopes, client, request[1])
+        except PaygateError as exc:
+            refused[index] = exc
+            request = (None, None)
+        requests.append(request)
+    return requests, refused
+
+
+async def stored_batch(gw: Any, client: str, batch_key: str, body: Any,
+                       refusal: PaygateError) -> dict[str, Any] | None:
+    """The answer to a batch sent again under its key in a body refused for its type
+    (`refusal`, the 415), from what is stored: None unless its list is the one recorded
+    under the key; then each item taken before gets its stored answer and every other
+    the refusal, as a new request of that type would (none is taken now)."""
+    if not isinstance(body, list) or not body:
+        return None
+    requests, outcomes = _item_requests(gw, client, body, batch_key)
+    keyed = [(i, SimpleNamespace(client=client, idem_key=key))
+             for i, (key, _) in enumerate(requests) if i not in outcomes]
+
+    def work(tx: Any) -> dict[str, tuple[str, Any]] | None:
+        if not _batch_recorded(tx, client, batch_key, body):
+            return None
+        return bulk.stored_answers(tx, keyed)
+    stored = await gw.store.run(work)
+    if stored is None:
+        return None
+    for i, p in keyed:
+        transfer = requests[i][1]
+        found = stored.get(p.idem_key)
+        outcomes[i] = found[1] if found is not None and intake.same_transfer(
+            found[0], intake.transfer_sha256(transfer), transfer) else refusal
+    return _batch_answer(body, outcomes)
+
+
+def _batch_answer(body: list[Any], outcomes: dict[int, Any]) -> dict[str, Any]:
+    """A batch's answer: for each item, in order, its outcome (its (status, view) or the
+    error refusing it); the accepted and refused counted."""
     results: list[dict[str, Any]] = []
-    by_index = dict(zip(asked, outcomes))
     routes: dict[int, tuple[Any, dict[str, Any]]] = {}  # summed-up routes, by route
     for index in range(len(body)):
-        outcome = refused.get(index) or by_index[index]
+        outcome = outcomes[index]
         if isinstance(outcome, PaygateError):
             own_key = isinstance(body[index], dict) and "idempotency_key" in body[index]
             results.append({"index": index, "status": outcome.status,
@@ -125,11 +174,7 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], diges
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "created_at) VALUES (?, ?, ?, 200, ?, ?) ON CONFLICT (client, key) DO NOTHING",
                (client, key, digest, f'{{"batch_items": {len(body)}}}', now.isoformat()))
-    stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
-                          (client, key))
-    if stored is not None and not intake.same_transfer(stored[0].removeprefix(BATCH_HASH_MARK),
-                                                       digest.removeprefix(BATCH_HASH_MARK),
-                                                       body):
+    if _recorded_list(tx, client, batch_key, body, digest) is False:
         raise Conflict(Problem(
             "batch_key_reused_with_other_items", "Idempotency-Key", batch_key,
             "the same list of transfers as the first batch sent with this key",
@@ -137,6 +182,23 @@ def _hold_batch_key(tx: Any, client: str, batch_key: str, body: list[Any], diges
             "list, so another list under this key would move items onto other items' keys "
             "and pay them twice; send corrected or new transfers under a new key, or give "
             "each item its own idempotency_key"))
+
+
+def _recorded_list(tx: Any, client: str, batch_key: str, body: list[Any],
+                   digest: str) -> bool | None:
+    """Whether the list recorded under `batch_key` asks for what `body` (whose hash is
+    `digest`) does; None when no list is recorded under it."""
+    stored = tx.query_one("SELECT body_sha256 FROM idempotency WHERE client = ? AND key = ?",
+                          (client, batch_key + BATCH_RECORD_SUFFIX))
+    if stored is None:
+        return None
+    return intake.same_transfer(stored[0].removeprefix(BATCH_HASH_MARK),
+                                digest.removeprefix(BATCH_HASH_MARK), body)
+
+
+def _batch_recorded(tx: Any, client: str, batch_key: str, body: list[Any]) -> bool:
+    """Whether `body` is the list recorded under `batch_key` by a batch taken before."""
+    return bool(_recorded_list(tx, client, batch_key, body, intake.transfer_hashes(body)[1]))
 
 
 def _within_item(index: int, error: PaygateError, own_key: bool = False) -> dict[str, Any]:
@@ -243,8 +305,23 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     return view
 
 
+def _scoped_lookup(request: web.Request, kind: Any, path: str) -> StoredLookup:
+    """The stored answer of a retry of `kind` (`read_json`); none is looked up for a
+    request naming an account outside the client's scope (gateway.scope): the 415
+    stands."""
+    ext = _ext(request)
+    scopes = ext.gw.settings.api_balance_accounts
+
+    async def stored(client: str, key: str, body: Any) -> tuple[int, Any] | None:
+        if scope.names_outside(scopes, client, body, path):
+            return None
+        return await ext.answered_before(kind, client, key, body)
+    return stored
+
+
 async def post_debit(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, _scoped_lookup(request, debits_out.KIND,
+                                                       "/creditor_account"))
     # The account a debit collects into is ours: outside the client's scope, refused
     # before anything is looked up (gateway.scope).
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
@@ -255,7 +332,8 @@ async def post_debit(request: web.Request) -> web.Response:
 
 
 async def post_periodic(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, _scoped_lookup(request, periodic.KIND,
+                                                       "/payer_account"))
     scope.refuse_payment(request.app[GATEWAY_KEY].settings.api_balance_accounts, client,
                          body)
     status, view = await _ext(request).submit_periodic(

@@ -61,6 +61,15 @@ def name_problems(sent: Mapping[str, Any], typed: Mapping[str, Any] | None = Non
     return problems
 
 
+def our_name(name: str) -> str:
+    """Our own branch's name as a package carries it: as the directory writes it, or its
+    first NAME_LEN_MAX characters when longer (trailing spaces dropped). Only our name is
+    cut, where it pays from our own books (a return from suspense): no other bank
+    matches it against an account holder's, and the branch goes by its bank code
+    (DbtrAgt, Issr) beside it. A customer's name is never cut (name_problems)."""
+    return name if len(name) <= NAME_LEN_MAX else name[:NAME_LEN_MAX].rstrip()
+
+
 def remark_of(remittance: list[str]) -> str | None:
     """The AddtlInf of a transaction: the remittance lines, untagged, joined by '; '."""
     text = "; ".join(_TAG.sub("", line) for line in remittance if line)

@@ -176,17 +176,18 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
         payments.transition_many(tx, rows, "netted", "beps_netted", now, gw.notifier,
                                  **detail)
         set_round(tx, [p["id"] for p in rows], netting_date, netting_round)
-    holds = [(f"{p['id']}:net", int(p["hold_id"])) for p in rows if p["hold_id"]]
-    if holds and together:
+    held = [p for p in rows if p["hold_id"]]
+    if held and together:
         # One entry for the package's holds (ledger.net_together); items netted later
         # on their own (an answer to our ccms.307) get an entry each, below.
         event = f"{package_id}:net" if len(rows) == package_size else \
             f"{package_id}:net:{rows[0]['id']}"
-        gw.ledger.net_together(tx, event, [hold_id for _, hold_id in holds],
+        gw.ledger.net_together(tx, event, [int(p["hold_id"]) for p in held],
                                gw.work_date.isoformat(), package_id)
-    elif holds:
-        gw.ledger.net_many(tx, holds, gw.work_date.isoformat())
-    if len(holds) != len(rows):
+    elif held:
+        gw.ledger.net_many(tx, [(f"{p['id']}:net", int(p["hold_id"])) for p in held],
+                           gw.work_date.isoformat())
+    if len(held) != len(rows):
         unheld_ended(tx, gw, rows, "netted", detail, now)
 
 

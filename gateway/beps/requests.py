@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway import intake, key_reuse, payments
-from gateway.errors import PaygateError, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.money import format_yuan
 
 
@@ -26,24 +26,45 @@ def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.
     naming each field that differs (gateway.key_reuse); a key first taken by another kind
     of request (a transfer, a debit, a periodic credit) is refused saying so."""
     body_hash = intake.meaning_sha256(kind.meaning(body))
-    stored = tx.query_one("SELECT body_sha256, status, response, request, kind "
-                          "FROM idempotency WHERE client = ? AND key = ?", (client, idem_key))
-    if stored is not None:
-        answer = payments.answer_of(tx, stored[2])
-        first = key_reuse.kind_of(tx, stored[4], stored[3], answer)
-        # Not recorded (its payment not found): compared as this kind, as before kinds
-        # were kept; the same request again is a repeat.
-        if first not in (kind.name, key_reuse.NOT_RECORDED):
-            raise key_reuse.other_kind(idem_key, first, kind.name, answer)
-        if not intake.same_transfer(stored[0], body_hash, body):
-            raise key_reuse.of_stored(kind, idem_key, body, stored[3])
-        return stored[1], answer, False
+    replayed = _replay(tx, client, idem_key, body, kind, body_hash)
+    if replayed is not None:
+        return *replayed, False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                "request, kind, created_at) VALUES (?, ?, ?, 201, ?, ?, ?, ?)",
                (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
                 key_reuse.kept(body), kind.name, now.isoformat()))
     return 201, view, True
+
+
+def _replay(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,
+            body_hash: str) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored under the key for this request, None for a new key; another
+    request, or another kind of request, under it is refused (409)."""
+    stored = tx.query_one("SELECT body_sha256, status, response, request, kind "
+                          "FROM idempotency WHERE client = ? AND key = ?", (client, idem_key))
+    if stored is None:
+        return None
+    answer = payments.answer_of(tx, stored[2])
+    first = key_reuse.kind_of(tx, stored[4], stored[3], answer)
+    # Not recorded (its payment not found): compared as this kind, as before kinds
+    # were kept; the same request again is a repeat.
+    if first not in (kind.name, key_reuse.NOT_RECORDED):
+        raise key_reuse.other_kind(idem_key, first, kind.name, answer)
+    if not intake.same_transfer(stored[0], body_hash, body):
+        raise key_reuse.of_stored(kind, idem_key, body, stored[3])
+    return stored[1], answer
+
+
+def stored_answer(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind
+                  ) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored under the key for this same request (`kind`), read only; None
+    for a new key and for another request under it (whose refusal is not told here)."""
+    try:
+        return _replay(tx, client, idem_key, body, kind,
+                       intake.meaning_sha256(kind.meaning(body)))
+    except Conflict:
+        return None
 
 
 KEY_LEN_MAX = 64  # as POST /v1/transfers takes it (gateway.app, openapi.yaml)

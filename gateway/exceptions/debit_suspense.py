@@ -27,7 +27,8 @@ note, the state it was in) goes to the core system's webhook and the debit's his
 Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
 type A105 (kind 02108) goes to the payer bank for the amount, paid by our suspense
 account in our branch's name (write_off.suspense_payer: the money is the item's, not
-our customer's) back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
+our customer's; a directory name over the 60 characters a package takes goes out as
+its first 60, build.our_name, the full one kept as `payer_name_listed`) back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
 the debit's TxId and type) with the reason in Cntt. It is an ordinary outgoing BEPS
 credit from then on (packed, sent, netted, settled with its round), except that it
 holds nothing: the money stays in suspense until the NPC nets the return, which posts
@@ -68,6 +69,9 @@ EVENT_RETURNED = "returned_to_payer_bank"
 # A paid debit applied keeps its state: the webhook tells the event all the same.
 payments.TOLD_UNCHANGED.add(EVENT_APPLIED)
 RETURN_MSG_TYPE = "beps.121.001.01"
+# Our branch's name as the directory writes it, kept (in the return's route and the
+# debit's `return_requested`) when the return carries it cut (build.our_name).
+PAYER_NAME_LISTED = "payer_name_listed"
 # The alerts that raise a debit's money in suspense, closed once it leaves suspense.
 ALERTS = ("debit_paid_after_end", "debit_credit_to_suspense")
 # States of a debit that ended unpaid (debits_out.ENDED_UNPAID): applied, it is collected.
@@ -177,7 +181,12 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
                                  debit["business_type"]), reason)
     # The money leaves suspense, not our customer's account: the suspense account pays,
     # at the branch whose books hold it and in that branch's name.
-    payer_bank, payer_account, payer_name = write_off.suspense_payer(gw)
+    payer_bank, payer_account, listed = write_off.suspense_payer(gw)
+    # A beps.121 names the payer in at most 60 characters: a longer directory name of
+    # our branch goes out cut (build.our_name), the full one kept in the route and
+    # the debit's history.
+    payer_name = build.our_name(listed)
+    as_listed = {} if payer_name == listed else {PAYER_NAME_LISTED: listed}
     rid, new_msg_id, e2e = intake.new_ids(tx, gw.work_date, payer_bank)
     row = {
         "id": rid, "direction": "out", "channel": "beps", "state": "accepted",
@@ -191,11 +200,11 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
         "business_kind": returns.RETURN_KIND, "urgency": "normal",
         "priority": returns.RETURN_PRIORITY, "remittance": [f"/H20/{reason}"],
         "route": {"channel": "beps", "rule": "return_to_payer_bank", "returns": payment_id,
-                  build.RETURN_INFO: build.return_info_route(info)},
+                  build.RETURN_INFO: build.return_info_route(info), **as_listed},
         "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }
-    # Our branch's name from the directory may be longer than a package takes.
+    # The payee's name (our debit's payer, as our beps.127 named it) is never cut.
     too_long = build.name_problems(row)
     if too_long:
         raise ValidationFailed(too_long)
@@ -204,7 +213,8 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
               debit["amount_fen"], now)
     schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now)
     payments.transition(tx, debit, debit["state"], "return_requested", now, gw.notifier,
-                        return_id=rid, by=by, reason_given=reason, request=request_id)
+                        return_id=rid, by=by, reason_given=reason, request=request_id,
+                        **as_listed)
     return {"payment": payment_id, "return_id": rid, "pending_no": debit["pending_no"]}, []
 
 

@@ -10,6 +10,10 @@ Message handlers:
   extension and then matched to our payment (returns.py); other credits go straight on.
 - ccms.308 (cancel answers, cancels.py) and ccms.317 (status answers, status.py).
 
+A payment of ours the core ends unsettled itself (its message discarded by the NPC or
+not buildable, an operator's cancel) is told here too (`payment_ended`): one of our
+returns then ends as the NPC's refusal of it does (outcomes.return_failed).
+
 The sweep runs every `sweep_interval_s` of real time (or at once when nudged) and reads
 the gateway's clock, so a test with a fast clock or a short `result_timeout_s` and a
 short interval sees it act at once. Each pass moves overdue payments to `unknown` and
@@ -148,6 +152,12 @@ class Exceptions:
         self.gw.alert(tx, f"{req['kind']}_request_refused_by_npc", payment=payment["id"],
                       request=req["id"], npc_code=conf.code, reason=conf.reject_info)
         return Processed({"request": req["id"], "failed": conf.status})
+
+    def payment_ended(self, tx: Any, payment: dict[str, Any], status: str,
+                      reason: str | None, now: Any) -> None:
+        """The core ended an outgoing payment unsettled (Gateway.ended_unsettled): one of
+        our returns ends as the NPC's refusal of it does (outcomes.return_ended)."""
+        outcomes.return_ended(self.gw, tx, payment, status, reason, now)
 
     def on_credit_in(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
         credit = self._previous(hvps111.MESSAGE_TYPE)

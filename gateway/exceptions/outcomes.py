@@ -157,7 +157,8 @@ def return_ended(gw: Any, tx: Any, payment: dict[str, Any], status: str,
 def return_failed(gw: Any, tx: Any, ret: dict[str, Any], status: str, reason: str | None,
                   now: datetime, original: dict[str, Any] | None = None) -> None:
     """Our return `ret` (its row) ended unsettled, whichever way (the NPC's refusal, a
-    rule refusing it before packing, a cancel, an operator's): the return's record
+    rule refusing it before packing, a cancel, an operator's, its message discarded by
+    the NPC or not buildable: Gateway.ended_unsettled): the return's record
     `failed`, `return_failed` in the original's history (the original, read here unless
     given, stays where it was) and the operators' alert `return_not_settled`, each
     once: a return no longer pending is left as it is."""

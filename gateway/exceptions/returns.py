@@ -11,7 +11,9 @@ original message id" (which of a package's transactions is meant needs both). Th
 ordinary outgoing payment from then on (lanes, window, results, status queries). Its
 payer is the party the money leaves: from suspense our suspense account, in our
 branch's name (write_off.suspense_payer); from a credited account that account's
-holder. One difference in the ledger:
+holder. Either way the payer's bank is the branch whose books hold the account (the
+ledger's institution's bank code), not the bank the original named as its payee. One
+difference in the ledger:
 
 - from suspense nothing is held: when the NPC settles the return, the suspense item is
   posted out to the clearing account (`return_suspense`); until then it stays open;
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, keys, payments
+from gateway import intake, keys, payments, status_hold
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
@@ -110,10 +112,14 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
         # Our suspense account pays, at the branch whose books hold it and in its name.
         our_branch, payer_account, payer_name = write_off.suspense_payer(gw)
     else:
-        # The account the money went to, under its holder's name: an item applied from
-        # suspense (销账) may have gone to another account than its message named.
-        our_branch = original["payee_bank"] if original["payee_bank"] in gw.own_banks \
-            else gw.settings.bank_code
+        # The account the money went to, under its holder's name, at the branch whose
+        # books keep it: an item applied from suspense (销账) may have gone to another
+        # account than its message named, at another of our banks than it named. Only
+        # when the ledger's institution has no bank code does the original's payee bank
+        # (when ours) stand for it.
+        our_branch = gw.account_bank or (
+            original["payee_bank"] if original["payee_bank"] in gw.own_banks
+            else gw.settings.bank_code)
         payer_account, payer_name = write_off.party_credited(gw, tx, original)
     rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
     if via == "account":
@@ -167,13 +173,18 @@ def _original_ids(tx: Any, original: dict[str, Any]) -> list[str]:
 
 
 def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime) -> list[Entry]:
-    """On its lane when HVPS is open; otherwise waiting for the window, as at intake."""
+    """On its lane when HVPS is open; otherwise waiting for the window, as at intake. A
+    return is a payment: while HVPS sending is held (gateway.status_hold) it stays on
+    its lane with the reason `hvps_sending_held`, as a customer's payment does."""
     state = "pending" if gw.hvps_open else "waiting"
     outbox_id = intake.add_outbox(tx, row["id"], row["priority"], state, now)
     if state == "waiting":
         payments.transition(tx, row, "held", "held", now, gw.notifier,
                             reason="waiting_for_hvps_window")
         return []
+    if gw.hvps_hold is not None:
+        tx.execute("UPDATE payments SET reason = ? WHERE id = ?",
+                   (status_hold.HELD_REASON, row["id"]))
     return [(keys.lane_for_priority(row["priority"]), {"outbox": str(outbox_id)})]
 
 

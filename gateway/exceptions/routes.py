@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway import jsontext, payments
+from gateway import jsontext, payments, scope
 from gateway.api import GATEWAY_KEY, authenticate, query_params, read_json
-from gateway.errors import NotFound, Problem, ValidationFailed
+from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
 
@@ -69,13 +69,16 @@ def visible(gw: Any, payment: dict[str, Any], client: str) -> bool:
 
 
 async def _payment_of(request: web.Request, client: str) -> str:
-    """The payment id of the path, once the client may see it (404 otherwise)."""
+    """The payment id of the path, once the client may see it (404 otherwise): one
+    outside the client's scope (`api_balance_accounts`, gateway.scope) is refused as an
+    id never given is, so that a return, a cancel or a query tells nothing of it."""
     payment_id = request.match_info["id"]
     gw = request.app[GATEWAY_KEY]
     payment = await gw.store.run(lambda tx: payments.get(tx, payment_id))
     if not visible(gw, payment, client):
-        raise NotFound(Problem("payment_not_found", "/id", payment_id,
-                               "an existing payment of this client"))
+        raise payments.not_found(payment_id)
+    scope.refuse_unseen(gw.settings.api_balance_accounts, client, payment, gw.own_banks,
+                        request.path)
     return payment_id
 
 
@@ -123,7 +126,11 @@ async def list_transfers(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY_KEY]
     now = gw.clock.now()
     owner = client if gw.settings.api_keys else None
-    rows, more = await gw.store.run(lambda tx: listing(tx, state, limit, now, owner, after))
+    # Only the payments the client's scope lets it see, filtered where they are read, so
+    # that a page is full and `next_after` pages on among them (gateway.scope).
+    seen = scope.payments_condition(gw.settings.api_balance_accounts, client, gw.own_banks)
+    rows, more = await gw.store.run(lambda tx: listing(tx, state, limit, now, owner, after,
+                                                       seen))
     return _json({"transfers": rows, "count": len(rows),
                   "next_after": rows[-1]["id"] if more else None})
 
@@ -150,12 +157,14 @@ def _list_params(request: web.Request) -> tuple[str | None, int, str | None]:
 
 
 def listing(tx: Any, state: str | None, limit: int, now: datetime, client: str | None,
-            after: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+            after: str | None = None, seen: tuple[str, list[Any]] | None = None
+            ) -> tuple[list[dict[str, Any]], bool]:
     """Public views of at most `limit` payments, newest first, after the payment `after`
-    (of `client`, or incoming, when `client` is given), and whether more follow; an
-    unknown one also says for how long it has been."""
-    older_than = _cursor_key(tx, after, client) if after is not None else None
-    found = payments.search(tx, state, limit + 1, older_than, client)
+    (of `client`, or incoming, when `client` is given; those `seen`, an SQL condition,
+    when given), and whether more follow; an unknown one also says for how long it has
+    been."""
+    older_than = _cursor_key(tx, after, client, seen) if after is not None else None
+    found = payments.search(tx, state, limit + 1, older_than, client, seen)
     out = []
     for payment in found[:limit]:
         view = payments.public_view(payment)
@@ -169,9 +178,12 @@ def listing(tx: Any, state: str | None, limit: int, now: datetime, client: str |
     return out, len(found) > limit
 
 
-def _cursor_key(tx: Any, after: str, client: str | None) -> tuple[str, str]:
+def _cursor_key(tx: Any, after: str, client: str | None,
+                seen: tuple[str, list[Any]] | None = None) -> tuple[str, str]:
     """(created_at, id) of the payment a page starts after: one this client may see."""
-    row = tx.query_one("SELECT created_at, id, client FROM payments WHERE id = ?", (after,))
+    condition, params = seen or ("1 = 1", [])
+    row = tx.query_one(f"SELECT created_at, id, client FROM payments WHERE id = ? AND "
+                       f"{condition}", (after, *params))
     if row is None or (client is not None and row[2] not in (None, client)):
         raise ValidationFailed(Problem("cursor_unknown", "?after", after,
                                        "the id of a payment this client may see, as "

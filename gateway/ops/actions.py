@@ -208,19 +208,22 @@ def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     if other is not None:
         return other[1](c, tx, target, params)
     payment, (outbox_id, outbox_state, _) = _holdable(tx, target, params)
+    # Held only while the row is as it was read and every attempt provably untaken: a
+    # sender (of another gateway process, or of this one between the read and now) that
+    # claimed the row meanwhile has the message on its way to the NPC.
+    if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? AND "
+                      "state = ? AND attempts = untaken",
+                      (OUTBOX_HELD, c.now.isoformat(), outbox_id, outbox_state)):
+        # Refused as the row now stands (on its way, sent, or tried by an attempt that
+        # may have reached the NPC); a row moved to another state that may still be held
+        # (put back on its lane, say) runs the work again.
+        _holdable(tx, target, params)
+        raise Contended(f"outbox row {outbox_id} of payment {target} changed meanwhile")
     detail: dict[str, Any] = {}
     if payment["state"] == "sent":
-        # Taken out of sending only while still provably untaken: a sender that claimed
-        # the row since it was read (another gateway process) runs the work again.
-        if not tx.execute("UPDATE outbox SET state = ?, updated_at = ? WHERE id = ? AND "
-                          "state = ? AND attempts = untaken",
-                          (OUTBOX_HELD, c.now.isoformat(), outbox_id, outbox_state)):
-            raise Contended(f"outbox row {outbox_id} was claimed for sending meanwhile")
         sent = outbound.delivery(tx, target)
         detail = {"taken_back_from_sending": True,
                   "delivery_attempts": sent.attempts if sent else None}
-    else:
-        _set_outbox(tx, outbox_id, OUTBOX_HELD, c.now)
     payments.transition(tx, payment, "held", "ops_held", c.now, c.gw.notifier,
                         reason="held_by_operator", request=c.request_id, by=c.actor,
                         **detail)
@@ -304,9 +307,10 @@ def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str
     if payment["hold_id"]:
         released = c.gw.ledger.release(tx, f"{payment['id']}:{event}",
                                        int(payment["hold_id"]), c.gw.work_date)
-    payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
-                        reason=reason, request=c.request_id, by=c.actor)
+    payment = payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
+                                  reason=reason, request=c.request_id, by=c.actor)
     _set_outbox(tx, outbox[0], "done", c.now)
+    c.gw.ended_unsettled(tx, payment, event, reason, c.now)
     return Outcome({"payment": payment["id"], "state": "cancelled", "reason": reason,
                     "ledger_entry": released})
 

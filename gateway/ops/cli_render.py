@@ -215,7 +215,8 @@ def payment(a: dict[str, Any]) -> str:
     head = pairs([(k, a.get(k)) for k in (
         "id", "direction", "channel", "state", "reason", "amount", "urgency", "priority",
         "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
-        "payee_bank", "msg_type", "msg_id", "work_date", "created_at", "updated_at")])
+        "payee_bank", "msg_type", "msg_id", "work_date", "created_at", "updated_at")]
+        + [("delivery", delivery(a.get("delivery")))])
     history = table(a["history"], (("at", "at"), ("state", "state"), ("event", "event"),
                                    ("detail", "detail")))
     reqs = table(_named(a["requests"]), REQUEST_COLUMNS)
@@ -226,6 +227,17 @@ def payment(a: dict[str, Any]) -> str:
         on_package = f"\non its package {a['package']}: {names}"
     return (f"{head}\n\nhistory\n{history}\n\nrequests\n{reqs}\n\n"
             f"you may request: {offered}{on_package}")
+
+
+def delivery(d: dict[str, Any] | None) -> str | None:
+    """An HVPS payment's message as it stands with the NPC, said plainly (None: the
+    payment has no message of its own to the NPC)."""
+    if d is None:
+        return None
+    taken = "taken by the NPC" if d["taken_by_npc"] else "not taken by the NPC"
+    plural = "" if d["attempts"] == 1 else "s"
+    return (f"{taken}; {d['attempts']} link attempt{plural}, "
+            f"{d['attempts_not_taken']} provably not taken")
 
 
 def stuck(a: dict[str, Any]) -> str:

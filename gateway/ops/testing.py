@@ -202,3 +202,27 @@ def serving(data_dir: Path, settings_overrides: dict[str, Any] | None = None
     finally:
         loop.run(rig.stop())
         loop.close()
+
+
+# HVPS sending held as a refused ccms.801 leaves it (a row of gateway.status_hold): the
+# NPC announced 00 (closed) while the gateway, open, judged the change illegal and kept 10.
+HVPS_HOLD = {"since": "2026-12-07T07:00:00+08:00", "orig": "10", "cur": "00",
+             "notice_date": "2026-12-07", "outcome": "illegal", "status": "10",
+             "work_date": "2026-12-07", "notices": 1}
+
+
+@contextmanager
+def hvps_sending_held(loop: LoopThread, rig: OpsRig,
+                      hold: dict[str, Any] = HVPS_HOLD) -> Iterator[dict[str, Any] | None]:
+    """The rig's gateway holding HVPS sending as `hold` says while the block runs (what it
+    shows; nothing leaves a lane meanwhile, none does before HVPS opens anyway); the hold
+    it had, given to the block, is put back on leaving."""
+    async def put(held: dict[str, Any] | None) -> dict[str, Any] | None:
+        was, rig.gw.hvps_hold = rig.gw.hvps_hold, held
+        return was
+
+    was = loop.run(put(hold))
+    try:
+        yield was
+    finally:
+        loop.run(put(was))

@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import payments, webhook
+from gateway import outbound, payments, webhook
 from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
@@ -123,6 +123,7 @@ def search_payments(tx: Any, f: dict[str, Any]) -> list[dict[str, Any]]:
 def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     view = payment_view(payments.get(tx, payment_id))
     view["history"] = payments.history(tx, payment_id)
+    outbound.show_delivery(tx, view)
     view["outbox"] = [dict(zip(("id", "kind", "stream", "state", "mesg_id", "attempts",
                                 "updated_at"), r))
                       for r in tx.query("SELECT id, kind, stream, state, mesg_id, attempts, "

@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from gateway import intake, key_reuse, outbound, store
+from gateway.errors import Conflict
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms911, codec
@@ -178,6 +179,20 @@ class QueryDesk:
             idempotency.remember(tx, client, QUERIES, key, body, body_hash, 201, view, now)
             return (201, view), pushes
         return await self._run(work)
+
+    async def answered_before(self, kind_name: str, client: str, key: str,
+                              body: Any) -> tuple[int, dict[str, Any]] | None:
+        """The answer stored under `key` for this same kind of request (QUERIES or
+        FREE_FORMAT, by name), read only; None for a new key or another request under it."""
+        kind = QUERIES if kind_name == QUERIES.name else FREE_FORMAT
+        body_hash = intake.meaning_sha256(kind.meaning(body))
+
+        def work(tx: Any) -> tuple[int, dict[str, Any]] | None:
+            try:
+                return idempotency.replay(tx, client, kind, key, body, body_hash)
+            except Conflict:
+                return None
+        return await self.gw.store.run(work)
 
     async def reply(self, query_id: str, body: Any) -> dict[str, Any]:
         content, operator = requests.parse_reply(body)

@@ -32,8 +32,14 @@ BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad cl
 _json = json_response
 
 
-async def _body(request: web.Request) -> tuple[str, Any]:
-    return await read_json(request, BODY_LEN_MAX, empty_ok=True)
+async def _body(request: web.Request, kind: str | None = None) -> tuple[str, Any]:
+    """(client, body) of a POST; for a `kind` of request kept by its Idempotency-Key (its
+    name), a retry gets its stored answer whatever its Content-Type
+    (gateway.api.read_json)."""
+    desk = _desk(request)
+    stored = None if kind is None else (
+        lambda client, key, body: desk.answered_before(kind, client, key, body))
+    return await read_json(request, BODY_LEN_MAX, empty_ok=True, stored=stored)
 
 
 def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
@@ -65,7 +71,7 @@ def _desk(request: web.Request) -> Any:
 
 
 async def post_query(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, "queries")
     status, view = await _desk(request).open_query(
         client, request.headers.get("Idempotency-Key"), body)
     return _json(view, status)
@@ -104,7 +110,7 @@ async def reply_feed(request: web.Request) -> web.Response:
 
 
 async def post_free_format(request: web.Request) -> web.Response:
-    client, body = await _body(request)
+    client, body = await _body(request, "free_format")
     status, item = await _desk(request).send_free_format(
         client, request.headers.get("Idempotency-Key"), body)
     return _json(item, status)

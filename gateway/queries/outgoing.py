@@ -129,8 +129,8 @@ def _check_client(desk: Any, payment: dict[str, Any] | None, client: str) -> Non
     if payment is None or not desk.gw.settings.api_keys:
         return
     if payment.get("client") not in (None, client):
-        raise NotFound(Problem("payment_not_found", "/payment_id", payment["id"],
-                               "an existing payment of this client"))
+        raise NotFound([replace(p, path="/payment_id")
+                        for p in payments.not_found(payment["id"]).problems])
 
 
 def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:

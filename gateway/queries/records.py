@@ -15,12 +15,14 @@ refusal beside it too (`refused_at`, ...).
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
 
 from gateway.errors import Conflict, NotFound, Problem
 from gateway.money import format_yuan
+from gateway.queries.answers import AUTO
 from gateway.store import Contended
 
 log = logging.getLogger("paygate.queries")
@@ -124,19 +126,31 @@ def answer(tx: Any, query: dict[str, Any], now: datetime, reply_msg_id: str, con
     # A reply that comes after its due time counts as overdue even when the timer did
     # not pass in between, so the record and the summary never miss a late one.
     overdue_at = query["overdue_at"] or (at if late else None)
+    # Answered, it no longer waits for a new answer after the NPC refused our reply: it
+    # takes back the handling it had before the refusal (kept by `reopen`).
+    handling = handling_before_refusal(query) or query["handling"]
     # Conditional on the query still being open: an operator at another gateway process
     # (or the bank's reply handled there) may have answered it since it was read; the
     # work is then undone and runs again on what that process did.
     if tx.execute("UPDATE queries SET state = 'answered', replied_at = ?, reply_msg_id = ?, "
-                  "reply_content = ?, replied_by = ?, overdue_at = ?, updated_at = ? "
-                  "WHERE id = ? AND state = ?",
-                  (at, reply_msg_id, content, replied_by, overdue_at, at, query["id"],
-                   query["state"])) != 1:
+                  "reply_content = ?, replied_by = ?, overdue_at = ?, handling = ?, "
+                  "updated_at = ? WHERE id = ? AND state = ?",
+                  (at, reply_msg_id, content, replied_by, overdue_at, handling, at,
+                   query["id"], query["state"])) != 1:
         raise Contended(f"query {query['id']} no longer {query['state']}")
-    log.info("event=query_answered query=%s by=%s late=%s", query["id"], replied_by, late)
+    log.info("event=query_answered query=%s by=%s late=%s handling=%s", query["id"],
+             replied_by, late, handling)
     return dict(query, state="answered", replied_at=at, reply_msg_id=reply_msg_id,
                 reply_content=content, replied_by=replied_by, overdue_at=overdue_at,
-                updated_at=at)
+                handling=handling, updated_at=at)
+
+
+def handling_before_refusal(query: dict[str, Any]) -> str | None:
+    """The handling the query had before the NPC refused our reply to it: the one kept
+    beside the refusal's mark while it carries that mark, else its own."""
+    if query["handling"] == HANDLING_REPLY_REFUSED:
+        return query["handling_before_refusal"]
+    return query["handling"]
 
 
 def refuse(tx: Any, query: dict[str, Any], now: datetime, refused_with: str, code: str,
@@ -171,10 +185,9 @@ def reopen(tx: Any, query: dict[str, Any], reply: dict[str, Any], now: datetime,
     if query["state"] != "answered" or query["reply_msg_id"] != reply["msg_id"]:
         return None
     at = now.isoformat()
-    # The handling shown again once it is answered anew (`handling`): the first one's,
-    # when an answer given after a refusal is refused in turn.
-    before = (query["handling_before_refusal"] if query["handling"] == HANDLING_REPLY_REFUSED
-              else query["handling"])
+    # The handling taken back once it is answered anew (`answer`): the first one's, when
+    # an answer given after a refusal is refused in turn.
+    before = handling_before_refusal(query)
     # Conditional as in `answer`, and on the answer being that reply.
     if tx.execute("UPDATE queries SET state = 'open', replied_at = NULL, reply_msg_id = NULL, "
                   "reply_content = NULL, replied_by = NULL, handling = ?, refused_at = ?, "
@@ -190,6 +203,39 @@ def reopen(tx: Any, query: dict[str, Any], reply: dict[str, Any], now: datetime,
                 replied_by=None, handling=HANDLING_REPLY_REFUSED, refused_at=at,
                 refused_with=refused_with, refusal_code=code, refusal_reason=reason,
                 updated_at=at, handling_before_refusal=before)
+
+
+def restore_handling(tx: Any) -> list[str]:
+    """Mend the queries older code left with the mark of a refused reply: those the NPC
+    refused our reply to before `reopen` kept their handling get it kept beside the mark
+    (`handling_before_refusal`): the reason of the alert that put the query before
+    operators when it came (incoming.ALERT_NEEDS_OPERATOR), else `auto`, the gateway
+    having answered it by itself (a query gets the one or the other, and alerts are never
+    deleted). Those answered again since take it back, as `answer` does now. Run at every
+    start: once done, no query is left to mend. The ids of the queries mended."""
+    from gateway.queries.incoming import ALERT_NEEDS_OPERATOR  # it imports this module
+
+    kept = [query_id for (query_id,) in tx.query(
+        "SELECT id FROM queries WHERE refused_at IS NOT NULL AND direction = 'in' "
+        "AND handling = ? AND handling_before_refusal IS NULL ORDER BY id",
+        (HANDLING_REPLY_REFUSED,))]
+    for query_id in kept:
+        details = [json.loads(detail) for (detail,) in tx.query(
+            "SELECT detail FROM alerts WHERE code = ? AND detail LIKE ? ORDER BY id",
+            (ALERT_NEEDS_OPERATOR, f"%{query_id}%"))]
+        reasons = [d.get("reason") for d in details if d.get("query") == query_id]
+        before = reasons[0] if reasons else AUTO
+        tx.execute("UPDATE queries SET handling_before_refusal = ? WHERE id = ? "
+                   "AND handling_before_refusal IS NULL", (before, query_id))
+        log.info("event=query_handling_kept query=%s handling_before_refusal=%s",
+                 query_id, before)
+    answered = [query_id for (query_id,) in tx.query(
+        "UPDATE queries SET handling = handling_before_refusal WHERE refused_at IS NOT NULL "
+        "AND direction = 'in' AND state = 'answered' AND handling = ? RETURNING id",
+        (HANDLING_REPLY_REFUSED,))]
+    for query_id in answered:
+        log.info("event=query_handling_restored query=%s", query_id)
+    return sorted({*kept, *answered})
 
 
 def is_late(query: dict[str, Any], at: datetime) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import dialect
+from gateway.queries import records
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS queries (
@@ -122,3 +123,4 @@ def install(tx: Any) -> None:
     for table, columns in ADDED_COLUMNS.items():
         dialect.add_columns(tx, table, columns)
     dialect.install(tx, ADDED_INDEXES)
+    records.restore_handling(tx)

@@ -260,6 +260,11 @@
     const w = s.window;
     $("c-window").textContent = `${w.status} ${lang === "zh" ? (w.name_zh || "") : (w.name_en || "")} · ${t(w.open ? "open" : "closed")}`;
     $("c-workdate").textContent = `${t("work_date")} ${w.work_date}`;
+    // HVPS sending held by a refused status notice (ccms.801): since when and why; nothing
+    // while the gateway and the NPC are in step.
+    const held = w.sending && w.sending.held ? w.sending : null;
+    $("c-window").classList.toggle("error", Boolean(held));
+    $("c-sending").textContent = held ? sendingHeldText(held) : "";
     const n = w.next || {};
     $("c-next").textContent = n.status ? `${n.status} ${lang === "zh" ? n.name_zh : n.name_en}` : (n.error || "-");
     $("c-next-at").textContent = n.at
@@ -304,6 +309,13 @@
       ? `${critical.open} ${t("critical_open")}: ${Object.keys(critical.codes).join(", ")}`
       : "";
     $("c-dead").textContent = s.dead.total;
+  }
+
+  function sendingHeldText(h) {
+    const n = h.refused_notice;
+    return [`${t("sending_held")} ${t("since")} ${h.since.replace("T", " ").slice(0, 19)}`,
+      `${t("sending_refused_notice")} ${n.orig} → ${n.cur} (${n.date}, ${n.outcome})`,
+      `${t("sending_gateway_on")} ${h.gateway_status} (${h.gateway_work_date})`].join(" · ");
   }
 
   // The last HVPS reconciliation (hvps.710/711): its work date and result; the

@@ -1,0 +1,138 @@
+"""The answers aiohttp gives itself, before any handler or middleware runs: a request it
+cannot parse (a malformed request line, a bad or oversized header, a bad chunk, a
+Content-Length that is not a number) is answered in the API's one error shape
+(CONTRACT.md §6), with a code naming what was wrong, and logged as one structured line
+instead of aiohttp's plain text and traceback.
+
+aiohttp has no public hook for these (its request handler's `handle_error` builds them,
+and `web.Server` makes the handler): `GatewayRunner` makes its server's handlers of
+`JsonErrorsHandler`, whose `handle_error` answers so. The class of each handler is
+changed as it is made, and only when aiohttp made it of the class this was written for
+(AIOHTTP_TESTED); else the handler keeps aiohttp's own answers and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import http_exceptions as hx
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from gateway import jsontext
+from gateway.errors import PaygateError, Problem
+
+log = logging.getLogger("paygate.api")
+
+# The aiohttp versions whose request handler this replaces `handle_error` of.
+AIOHTTP_TESTED = ((3, 9), (3, 14))
+HEAD_LINE_MAX = 8190  # aiohttp's bound on the request line and on each header line
+QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")  # the text aiohttp quotes in its message
+
+# (the parse error's class, or words of its message; code; where; what was expected),
+# the first that fits.
+_KINDS: tuple[tuple[Any, str, str, str], ...] = (
+    (hx.BadStatusLine, "request_line_malformed", "request line",
+     "METHOD /path HTTP/1.1: a method of letters, a path, the HTTP version"),
+    (hx.InvalidURLError, "request_target_malformed", "request line",
+     "a path (and query) as RFC 9112 writes a request target"),
+    (hx.LineTooLong, "line_too_long", "headers",
+     f"the request line and each header line at most {HEAD_LINE_MAX} bytes"),
+    ("too many headers", "headers_too_many", "headers",
+     "the few headers the API reads (a hundred at most)"),
+    (hx.TransferEncodingError, "chunked_encoding_malformed", "/",
+     "a body in chunks as RFC 9112 §7.1 frames them (hex sizes, CRLF after each)"),
+    ("transfer-encoding", "transfer_encoding_malformed", "Transfer-Encoding",
+     "no Transfer-Encoding, or chunked alone, and never with Content-Length"),
+    ("chunk", "chunked_encoding_malformed", "/",
+     "a body in chunks as RFC 9112 §7.1 frames them (hex sizes, CRLF after each)"),
+    (hx.ContentLengthError, "content_length_malformed", "Content-Length",
+     "a Content-Length of decimal digits, as long as the body sent"),
+    ("content-length", "content_length_malformed", "Content-Length",
+     "a Content-Length of decimal digits, as long as the body sent"),
+    (hx.InvalidHeader, "header_malformed", "headers",
+     "header lines of a token name, a colon and visible characters"),
+    ("header", "header_malformed", "headers",
+     "header lines of a token name, a colon and visible characters"),
+)
+
+
+def parse_refusal(exc: BaseException | None, status: int) -> PaygateError:
+    """The refusal of a request aiohttp could not parse (`exc`, answered `status`)."""
+    text = getattr(exc, "message", None) or str(exc or "")
+    words = text.lower()
+    for kind, code, path, expected in _KINDS:
+        if isinstance(kind, str) and kind in words \
+                or not isinstance(kind, str) and isinstance(exc, kind):
+            break
+    else:
+        code, path, expected = ("request_malformed", "request",
+                                "an HTTP/1.1 request as RFC 9112 writes one")
+    quoted = QUOTED.search(text)
+    value = quoted.group(1) if quoted else None
+    if code == "line_too_long" and value is not None and value.startswith("/"):
+        path = "request line"  # the line quoted is a path: the request line's
+    return PaygateError(Problem(
+        code, path, value, expected,
+        "the request could not be read as HTTP: " + text.strip().split("\n")[0]), status)
+
+
+class JsonErrorsHandler(RequestHandler):
+    """aiohttp's request handler whose own answers have the API's error shape."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # Some of an answer is sent already: none can follow (as aiohttp does).
+            raise ConnectionError("an answer was being sent when the request failed")
+        if status >= 500:
+            log.error("event=request_failed path=%s remote=%s error=%r", request.path,
+                      request.remote, exc, exc_info=exc)
+            refusal = PaygateError(Problem("internal_error", request.path, None,
+                                           "a request the gateway can process",
+                                           "the gateway failed; the error is logged"), status)
+        else:
+            refusal = parse_refusal(exc, status)
+            problem = refusal.problems[0]
+            log.warning("event=request_unparsed code=%s status=%s remote=%s where=%s "
+                        "value=%s error=%s", problem.code, status, request.remote,
+                        jsontext.dumps(problem.path), jsontext.dumps(problem.value),
+                        type(exc).__name__)
+        response = web.Response(body=jsontext.dumps_bytes(refusal.to_dict()), status=status,
+                                content_type="application/json", charset="utf-8")
+        response.force_close()  # the connection's bytes no longer say where a request starts
+        return response
+
+
+def _tested(version: str = aiohttp.__version__) -> bool:
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    return AIOHTTP_TESTED[0] <= numbers <= AIOHTTP_TESTED[1]
+
+
+class _JsonErrorsServer(web.Server):
+    """aiohttp's server, its connections' handlers made JsonErrorsHandlers."""
+
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        if type(handler) is RequestHandler:
+            handler.__class__ = JsonErrorsHandler
+        return handler
+
+
+class GatewayRunner(web.AppRunner):
+    """`web.AppRunner` whose server answers aiohttp's own refusals as the API does."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        if type(server) is not web.Server or not _tested():
+            log.warning("event=http_errors_plain aiohttp=%s server=%s note=aiohttp's own "
+                        "answers to unparsable requests stay plain text",
+                        aiohttp.__version__, type(server).__name__)
+            return server
+        server.__class__ = _JsonErrorsServer
+        return server

@@ -1,0 +1,171 @@
+"""Requests aiohttp cannot parse, sent as raw bytes to a gateway on 127.0.0.1: each is
+answered 400 in the API's one error shape (CONTRACT.md §6) with a code naming what was
+wrong, and logged as one structured line, never aiohttp's plain text or a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway import http_errors
+from tests.api_support import LiveGateway
+
+HEAD = b"Host: 127.0.0.1\r\n"
+TRANSFER_HEAD = (b"POST /v1/transfers HTTP/1.1\r\n" + HEAD
+                 + b"Content-Type: application/json\r\nIdempotency-Key: raw-1\r\n")
+# (name, bytes sent, the code answered, its path, the value it shows)
+MALFORMED = [
+    ("garbage", b"GARBAGE\r\n\r\n", "request_line_malformed", "request line", "GARBAGE"),
+    ("method", b"G(T /health HTTP/1.1\r\n" + HEAD + b"\r\n", "request_line_malformed",
+     "request line", "G(T /health HTTP/1.1"),
+    ("header name", b"GET /health HTTP/1.1\r\n" + HEAD + b"Bad Header: y\r\n\r\n",
+     "header_malformed", "headers", "Bad Header: y"),
+    ("header line", b"GET /health HTTP/1.1\r\n" + HEAD + b"X-Big: " + b"a" * 9000
+     + b"\r\n\r\n", "line_too_long", "headers", None),
+    ("request line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + HEAD + b"\r\n",
+     "line_too_long", "request line", None),
+    ("headers", b"GET /health HTTP/1.1\r\n" + HEAD
+     + b"".join(b"X-N%d: 1\r\n" % i for i in range(200)) + b"\r\n", "headers_too_many",
+     "headers", None),
+    ("chunk", TRANSFER_HEAD + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+     "chunked_encoding_malformed", "/", "ZZ"),
+    ("length and chunks", TRANSFER_HEAD + b"Content-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "transfer_encoding_malformed",
+     "Transfer-Encoding", "Transfer-Encoding: chunked"),
+    ("length", TRANSFER_HEAD + b"Content-Length: abc\r\n\r\n{}", "content_length_malformed",
+     "Content-Length", "Content-Length: abc"),
+]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    g = LiveGateway(tmp_path_factory.mktemp("parse-errors")).start()
+    yield g
+    g.stop()
+
+
+def exchange(live: LiveGateway, raw: bytes, half_close: bool = False) -> bytes:
+    """What the gateway answers `raw` with, read until it closes the connection."""
+    host, port = live.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(raw)
+        if half_close:
+            time.sleep(0.2)
+            conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def parsed(answer: bytes) -> tuple[int, dict[str, str], Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize("name, raw, code, path, value", MALFORMED,
+                         ids=[case[0] for case in MALFORMED])
+def test_a_request_aiohttp_cannot_parse_is_answered_in_the_error_shape(
+        live, caplog, name, raw, code, path, value) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, headers, body = parsed(exchange(live, raw))
+    [error] = body["errors"]
+
+    assert status == 400
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert set(error) == {"code", "path", "value", "expected", "message"}
+    assert (error["code"], error["path"]) == (code, path)
+    if value is not None:
+        assert error["value"] == value
+    assert error["expected"] and error["message"]
+    logged = [r for r in caplog.records if "event=request_unparsed" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in caplog.records]
+    assert f"code={code} " in logged[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith(("aiohttp",
+                                                                           "paygate")))
+    assert not [r for r in caplog.records if r.name == "aiohttp.server"]
+
+
+def test_a_body_cut_short_is_logged_as_such_not_as_redis_away(live, caplog) -> None:
+    """The connection closed mid-body: no answer can go back, and the log says what
+    happened, not that Redis is away (both raise ConnectionError)."""
+    caplog.set_level(logging.INFO)
+    exchange(live, TRANSFER_HEAD + b"Content-Length: 100\r\n\r\n{}", half_close=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+            "event=request_body_unreadable" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    messages = [r.getMessage() for r in caplog.records]
+
+    assert any("event=request_body_unreadable" in m for m in messages), messages
+    assert not any("event=request_needs_redis" in m for m in messages), messages
+
+
+def test_a_well_formed_request_is_untouched(live) -> None:
+    status, _, body = parsed(exchange(
+        live, b"GET /nowhere HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n"))
+
+    assert (status, body["errors"][0]["code"]) == (404, "path_unknown")
+
+
+@pytest.mark.parametrize("version, tested", [("3.14.5", True), ("3.9.0", True),
+                                             ("3.8.6", False), ("4.0.0a1", False)])
+def test_only_the_aiohttp_versions_it_was_written_for_are_changed(version, tested) -> None:
+    assert http_errors._tested(version) is tested
+
+
+def test_an_untested_aiohttp_keeps_its_own_answers(monkeypatch) -> None:
+    monkeypatch.setattr(http_errors, "_tested", lambda: False)
+
+    async def server_class(runner_class: Any) -> type:
+        runner = runner_class(web.Application(), access_log=None)
+        await runner.setup()
+        try:
+            return type(runner.server)
+        finally:
+            await runner.cleanup()
+    assert asyncio.run(server_class(http_errors.GatewayRunner)) is web.Server
+    monkeypatch.setattr(http_errors, "_tested", lambda: True)
+    assert asyncio.run(server_class(http_errors.GatewayRunner)) is not web.Server
+
+
+def test_a_handler_failing_past_every_middleware_is_a_500_in_the_error_shape(caplog) -> None:
+    """What aiohttp answers 500 itself (a handler's exception no middleware caught) has
+    the error shape too, logged with its traceback: a bug."""
+    async def failing(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    async def scenario() -> tuple[int, str, Any]:
+        app = web.Application()
+        app.router.add_get("/", failing)
+        runner = http_errors.GatewayRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+        finally:
+            await runner.cleanup()
+        status, headers, body = parsed(answer)
+        return status, headers["content-type"], body
+
+    caplog.set_level(logging.INFO)
+    status, content_type, body = asyncio.run(scenario())
+
+    assert (status, content_type) == (500, "application/json; charset=utf-8")
+    assert body["errors"][0]["code"] == "internal_error"
+    [failed] = [r for r in caplog.records if "event=request_failed" in r.getMessage()]
+    assert failed.exc_info is not None
