@@ -221,3 +221,17 @@ def test_hvps_screens_traditional_names_and_accounts_in_small_letters(
 
     assert answer["channel"] == "hvps"
     assert rig.hvps(answer["id"]) == ("held", reason, "review")
+
+
+def test_the_core_systems_cancel_of_a_held_item_releases_its_hold(rig: Rig) -> None:
+    """POST /v1/transfers/{id}/cancel finds the item set aside: cancelled at once."""
+    from gateway.exceptions import Exceptions
+
+    before = rig.balance()
+    held = rig.transfer(payee_name=TRADITIONAL)["id"]
+    [ext] = [e for e in rig.gw.extensions if isinstance(e, Exceptions)]
+    done = rig.run(ext.request_cancel(held, None, "core:screening-tests"))
+
+    assert (done["state"], done["cancelled"]) == ("cancelled", "before_packing")
+    assert rig.item(held) == ("cancelled", "cancelled_at_request", items.VOID)
+    assert rig.balance() == before
