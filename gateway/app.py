@@ -1258,8 +1258,9 @@ class Gateway:
     def intake_hold(self, transfer: intake.Transfer) -> str | None:
         """Why a new outgoing customer payment must wait for a second person before it
         is sent (the screening, the amount review: the `review` hook), None when it need
-        not. Every channel's intake asks here (HVPS, BEPS credits one by one, in a batch
-        (`intake_holds`) or periodic), before anything of the payment is sent or packed."""
+        not. The HVPS and BEPS intakes ask here (a BEPS credit one by one, in a batch
+        through `intake_holds`, or periodic) before anything of the payment is sent or
+        packed."""
         return self.review(transfer, self.settings) if self.review is not None else None
 
     def intake_holds(self) -> Callable[[intake.Transfer], str | None]:
