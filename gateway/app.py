@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Awaitable, NamedTuple
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -1240,7 +1240,7 @@ class Gateway:
         (when_closed=queue) or for a second person's review."""
         # A second person's review comes first: a reviewed payment taken while HVPS is
         # closed then waits for the window (the approval sends it to `waiting`).
-        hold = self.review(transfer, self.settings) if self.review is not None else None
+        hold = self.intake_hold(transfer)
         outbox_state = "review" if hold is not None else "pending"
         if hold is None and decision.action == "queue":
             hold, outbox_state = "waiting_for_hvps_window", "waiting"
@@ -1255,11 +1255,30 @@ class Gateway:
             row = dict(row, reason=status_hold.HELD_REASON)
         return row, [(lane, {"outbox": str(outbox_id)})]
 
+    def intake_hold(self, transfer: intake.Transfer) -> str | None:
+        """Why a new outgoing customer payment must wait for a second person before it
+        is sent (the screening, the amount review: the `review` hook), None when it need
+        not. The HVPS and BEPS intakes ask here (a BEPS credit one by one, in a batch
+        through `intake_holds`, or periodic) before anything of the payment is sent or
+        packed."""
+        return self.review(transfer, self.settings) if self.review is not None else None
+
+    def intake_holds(self) -> Callable[[intake.Transfer], str | None]:
+        """`intake_hold` for the transfers of one batch: a hook that can (gateway.ops.
+        review) reads its list once for them all."""
+        review = self.review
+        if review is None:
+            return _no_hold
+        for_batch = getattr(review, "for_batch", None)
+        if for_batch is not None:
+            return for_batch(self.settings)  # type: ignore[no-any-return]
+        return lambda transfer: review(transfer, self.settings)
+
     def _hvps_wait(self, transfer: intake.Transfer, decision: Any) -> str | None:
         """Whether an accepted HVPS payment waits (a second person's review, the HVPS
         window): the reason it is held, None when it goes at once (as `_accept_hvps`
         decides)."""
-        hold = self.review(transfer, self.settings) if self.review is not None else None
+        hold = self.intake_hold(transfer)
         if hold is None and decision.action == "queue":
             hold = "waiting_for_hvps_window"
         return hold
@@ -1702,6 +1721,11 @@ class Gateway:
         await self._ask_npc(hvps710.MESSAGE_TYPE, lambda group: hvps710.build(
             hvps710.ReconRequest(group, key)))
         return await asyncio.wait_for(waiter, timeout_s)
+
+
+def _no_hold(transfer: intake.Transfer) -> None:
+    """`Gateway.intake_holds` with no review hook: nothing waits."""
+    return None
 
 
 def _read_body(env: Any, signature: str) -> codec.Decoded | PaygateError | None:

@@ -272,6 +272,22 @@ def _clear_reasons(tx: Any, payment_ids: list[str]) -> None:
         tx.execute(f"UPDATE payments SET reason = NULL WHERE id IN ({marks})", tuple(ids))
 
 
+def executor(run: Any) -> Any:
+    """The console's executor of `run` (gateway, transaction, target, who, now), which
+    answers what it did, or that with the stream entries to add once committed."""
+    from gateway.ops import actions
+
+    def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
+        done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
+        detail, entries = done if isinstance(done, tuple) else (done, [])
+
+        async def push() -> None:
+            for stream, fields in entries:
+                await c.gw.redis.xadd(stream, fields)
+        return actions.Outcome(detail, [push] if entries else [])
+    return execute
+
+
 # The console's package actions: whether each needs a second person, and its names.
 PACKAGE_ACTIONS = {
     "package_hold": (False, {"en": "Hold a BEPS package", "zh": "暂停小额业务包"}),
@@ -289,19 +305,6 @@ def register() -> bool:
     if importlib.util.find_spec("gateway.ops.control") is None:
         return False
     from gateway.ops import actions, control
-
-    def executor(run: Any) -> Any:
-        """The console's executor of `run`, which answers what it did, or that with the
-        stream entries to add once committed."""
-        def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
-            done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
-            detail, entries = done if isinstance(done, tuple) else (done, [])
-
-            async def push() -> None:
-                for stream, fields in entries:
-                    await c.gw.redis.xadd(stream, fields)
-            return actions.Outcome(detail, [push] if entries else [])
-        return execute
 
     package_actions = {"package_hold": (check_package_hold, hold_package),
                        "package_release": (check_package_release, release_package),
