@@ -314,6 +314,8 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
                                f"request {clash[0]} waits for approval"))
     if deciding(action):
         _refuse_contradiction(tx, action, target)
+    for payment_id in payments_decided_with(tx, action, params):
+        _refuse_contradiction(tx, action, payment_id, kind="payment", named=target)
     expires = now + timedelta(seconds=REQUEST_LIFE_S)
     row = tx.query_one(
         "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
@@ -337,20 +339,53 @@ def deciding(action: str) -> bool:
     return rule.needs_approval and action not in COMPATIBLE
 
 
-def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
+def _refuse_contradiction(tx: Any, action: str, target: str, kind: str | None = None,
+                          named: str | None = None) -> None:
     """One deciding request pending per target: two (a return and an application of the
     same suspense item, a release and a cancel) would both be approved on the facts
-    each approver saw, and the second carried out on what the first did."""
+    each approver saw, and the second carried out on what the first did. `kind` and
+    `named`: a target of another kind than the action's own that it decides too (the
+    payment whose message a retried dead letter carries), and the target the request
+    names (the letter)."""
+    kind = kind or RULES[action].target
     for other_id, other in tx.query("SELECT id, action FROM ops_requests "
                                     "WHERE state = 'pending' AND target = ? AND action <> ? "
                                     "ORDER BY id", (target, action)):
-        if other in RULES and RULES[other].target == RULES[action].target \
-                and deciding(other):
+        if other in RULES and RULES[other].target == kind and deciding(other):
+            on = "" if named is None else f" on {kind} {target}"
             raise Conflict(Problem(
-                "request_contradicts_pending", "/target", target,
+                "request_contradicts_pending", "/target", named or target,
                 "no pending request of another action that decides this target's money",
-                f"request {other_id} ({other}) waits for approval; withdraw or reject it "
-                f"first"))
+                f"request {other_id} ({other}){on} waits for approval; withdraw or reject "
+                f"it first"))
+
+
+def payments_decided_with(tx: Any, action: str, params: dict[str, Any]) -> list[str]:
+    """The payments a request decides besides its own target: a retry of a dead letter
+    sends again the message of the payment its outbox row carries (none for a letter of
+    other work: an incoming message, a query)."""
+    if action != "retry":
+        return []
+    return letter_payments(tx, params.get("fields") or {})
+
+
+def letter_payments(tx: Any, fields: dict[str, Any]) -> list[str]:
+    """The payment whose message a dead letter's fields carry, by its outbox row."""
+    outbox = str(fields.get("outbox", ""))
+    if not (outbox.isascii() and outbox.isdigit()) or int(outbox) > ROW_ID_MAX:
+        return []
+    row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (int(outbox),))
+    return [row[0]] if row is not None and row[0] is not None else []
+
+
+def retries_of_letters(tx: Any, outbox_ids: list[int]) -> list[tuple]:
+    """The requests to retry dead letters of these outbox rows (a payment's message
+    refused and retried: the request names the letter, its params the row)."""
+    rows: list[tuple] = []
+    for outbox_id in outbox_ids:
+        rows += tx.query(f"{SELECT} WHERE action = 'retry' AND params LIKE ?",
+                         (f'%"outbox": "{int(outbox_id)}"%',))
+    return rows
 
 
 def load(tx: Any, request_id: int) -> dict[str, Any]:

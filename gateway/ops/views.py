@@ -133,7 +133,12 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     # carry a whole package's), and whether it was delivered.
     view["told"] = payments.told(tx, payment_id)
     view["messages"] = payment_messages(tx, payment_id, view["channel"])
-    view["requests"] = requests(tx, target=payment_id)
+    # Requests on the payment, and those on its messages' dead letters (a retry names
+    # the letter, not the payment), newest first.
+    retried = [control.view(r) for r in control.retries_of_letters(
+        tx, [row["id"] for row in view["outbox"]])]
+    view["requests"] = sorted(requests(tx, target=payment_id) + with_amounts(tx, retried),
+                              key=lambda r: r["id"], reverse=True)
     view["package"] = package_of(tx, payment_id) if view["channel"] == "beps" else None
     return view
 
