@@ -113,6 +113,33 @@ def test_an_exception_action_that_could_not_run_is_refused_when_asked(
     assert rig.requests_on(pid) == []
 
 
+def test_a_return_the_credited_account_could_not_give_is_refused_when_asked(
+        rig: Rig) -> None:
+    """The customer spent the credit: the return's hold would be refused, so the request
+    is, at once, with the hold's error at the payment's amount; nothing is recorded or
+    held. Once the money is back the same return is asked."""
+    gw, account = rig.rig.gw, rig.rig.payer_account
+    pid = rig.credited()
+
+    def balance() -> int:
+        return rig.loop.run(gw.store.run(lambda tx: gw.ledger.balance(tx, account)))
+    spent = balance() - CREDITED_FEN + 1
+    hold_id = rig.loop.run(gw.store.run(lambda tx: gw.ledger.hold(
+        tx, f"spend-{pid}", account, spent, gw.work_date, f"spend-{pid}")))
+    before = balance()
+    got, answer = rig.request("op1", "return", pid, "payee asks")
+    after = balance()
+    rig.loop.run(gw.store.run(lambda tx: gw.ledger.release(
+        tx, f"spend-{pid}:release", hold_id, gw.work_date)))
+    asked, later = rig.request("op1", "return", pid, "payee asks")
+
+    assert got == 422
+    problem = answer["errors"][0]
+    assert (problem["code"], problem["path"]) == ("payer_funds_insufficient", "/amount")
+    assert rig.requests_on(pid) == [("return", "pending")] and after == before
+    assert asked == 201 and later["state"] == "pending"
+
+
 def test_a_second_keep_of_a_kept_item_is_refused(rig: Rig) -> None:
     """Keeping is done at once (no second person); asking again names the rule."""
     pid = rig.suspense()
