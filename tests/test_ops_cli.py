@@ -133,7 +133,7 @@ def test_failed_webhook_rows_are_pushed_again_on_request(ops: Cli) -> None:
         (first, second))))
 
     assert one == 0 and "executed" in out_one
-    assert again == 1 and refusal.startswith(f"refused: webhook_row_not_failed at /target")
+    assert again == 1 and refusal.startswith("refused: webhook_row_not_failed at /target")
     assert every == 0 and json.loads(out_all)["outcome"]["webhook_rows"] == [second]
     assert [(s, a) for _, s, a in states] == [("pending", 0), ("pending", 0)]
 

@@ -5,7 +5,6 @@ of the console's JSON routes read as strictly as the core system's API reads its
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest

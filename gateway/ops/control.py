@@ -382,6 +382,7 @@ def retries_of_letters(tx: Any, outbox_ids: list[int]) -> list[tuple]:
     """The requests to retry dead letters of these outbox rows (a payment's message
     refused and retried: the request names the letter, its params the row)."""
     rows: list[tuple] = []
+    # `create` records params as json.dumps writes them: `"outbox": "12"` in the text.
     for outbox_id in outbox_ids:
         rows += tx.query(f"{SELECT} WHERE action = 'retry' AND params LIKE ?",
                          (f'%"outbox": "{int(outbox_id)}"%',))
