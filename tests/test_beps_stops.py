@@ -16,6 +16,9 @@ from gateway.beps import cancels, packer, stops, unsent
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels as exc_cancels, status
 from gateway.messages.envelope import HEADER_LEN
+from gateway.ops import control
+from gateway.ops import schema as ops_schema
+from gateway.ops.operators import Operator
 from tests.beps_support import NOW, held_package
 
 # outbox state, attempts, untaken: what each delivery leaves, and the refusals of an
@@ -206,3 +209,39 @@ def test_an_incoming_beps_credit_is_returned_not_cancelled(tmp_path):
         code = _code(lambda: stops.check_item_cancel(tx, payments.get(tx, pid)))
 
     assert code == "cancel_only_for_outgoing_hvps_payments"
+
+
+@pytest.mark.parametrize("pending", ["package_cancel", "cancel"])
+def test_a_retry_of_a_packages_letter_waits_for_a_pending_cancel_of_it_or_an_item(
+        tmp_path, pending):
+    """The NPC refused the package at the link (every attempt untaken): its letter's
+    retry would send the package and every item in it, so while a cancel of the package
+    or of one of its items waits for a supervisor, the retry is refused, naming it; a
+    letter whose outbox row names nothing of ours is not held back by them."""
+    stops.register()
+    op1 = Operator("op1", "柜员一", "00", "")
+    db, gw, package_id = held_package(tmp_path, [100, 250])
+    item = f"P{package_id[12:20]}00000000"
+    with db.transaction() as tx:
+        outbox_id = tx.query_one("SELECT outbox_id FROM beps_packages WHERE id = ?",
+                                 (package_id,))[0]
+        tx.execute("UPDATE outbox SET state = 'dead', attempts = 1, untaken = 1 "
+                   "WHERE id = ?", (outbox_id,))
+        packer.dead(gw, tx, outbox_id, "refused_at_link: the NPC answered 400", 400, NOW)
+        ops_schema.create_tables(tx)
+        target = package_id if pending == "package_cancel" else item
+        asked = control.create(tx, op1, pending, target, {}, "", NOW)
+    retry = {"stream": "stream", "fields": {"outbox": str(outbox_id)}, "reason": "400"}
+    with db.transaction() as tx:
+        code = _code(lambda: control.create(tx, op1, "retry", "1-1", retry, "", NOW))
+        with pytest.raises(PaygateError) as refused:
+            control.create(tx, op1, "retry", "1-1", retry, "", NOW)
+        other = control.create(tx, op1, "retry", "2-2",
+                               dict(retry, fields={"outbox": "999999"}), "", NOW)
+
+    assert code == "request_contradicts_pending"
+    problem = refused.value.problems[0]
+    assert (problem.path, problem.value) == ("/target", "1-1")
+    kind = "package" if pending == "package_cancel" else "payment"
+    assert f"request {asked} ({pending}) on {kind} {target}" in problem.message
+    assert other > asked

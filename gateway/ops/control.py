@@ -314,8 +314,8 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
                                f"request {clash[0]} waits for approval"))
     if deciding(action):
         _refuse_contradiction(tx, action, target)
-    for payment_id in payments_decided_with(tx, action, params):
-        _refuse_contradiction(tx, action, payment_id, kind="payment", named=target)
+    if action == "retry":
+        _refuse_letter_contradiction(tx, target, letter_targets(tx, params.get("fields") or {}))
     expires = now + timedelta(seconds=REQUEST_LIFE_S)
     row = tx.query_one(
         "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
@@ -339,43 +339,61 @@ def deciding(action: str) -> bool:
     return rule.needs_approval and action not in COMPATIBLE
 
 
-def _refuse_contradiction(tx: Any, action: str, target: str, kind: str | None = None,
-                          named: str | None = None) -> None:
+def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
     """One deciding request pending per target: two (a return and an application of the
     same suspense item, a release and a cancel) would both be approved on the facts
-    each approver saw, and the second carried out on what the first did. `kind` and
-    `named`: a target of another kind than the action's own that it decides too (the
-    payment whose message a retried dead letter carries), and the target the request
-    names (the letter)."""
-    kind = kind or RULES[action].target
+    each approver saw, and the second carried out on what the first did."""
     for other_id, other in tx.query("SELECT id, action FROM ops_requests "
                                     "WHERE state = 'pending' AND target = ? AND action <> ? "
                                     "ORDER BY id", (target, action)):
-        if other in RULES and RULES[other].target == kind and deciding(other):
-            on = "" if named is None else f" on {kind} {target}"
+        if other in RULES and RULES[other].target == RULES[action].target \
+                and deciding(other):
             raise Conflict(Problem(
-                "request_contradicts_pending", "/target", named or target,
+                "request_contradicts_pending", "/target", target,
                 "no pending request of another action that decides this target's money",
-                f"request {other_id} ({other}){on} waits for approval; withdraw or reject "
-                f"it first"))
+                f"request {other_id} ({other}) waits for approval; withdraw or reject it "
+                f"first"))
 
 
-def payments_decided_with(tx: Any, action: str, params: dict[str, Any]) -> list[str]:
-    """The payments a request decides besides its own target: a retry of a dead letter
-    sends again the message of the payment its outbox row carries (none for a letter of
-    other work: an incoming message, a query)."""
-    if action != "retry":
-        return []
-    return letter_payments(tx, params.get("fields") or {})
+def _refuse_letter_contradiction(tx: Any, letter: str,
+                                 decided: list[tuple[str, str]]) -> None:
+    """A retry needs nobody, yet it sends again the message of what its letter carries
+    (a payment; a BEPS package and its items): refused while a deciding request on one
+    of them waits, since it would send the money that request may stop. The pending
+    requests are few (they expire), so all are read."""
+    wanted = set(decided)
+    if not wanted:
+        return
+    for other_id, other, on in tx.query("SELECT id, action, target FROM ops_requests "
+                                        "WHERE state = 'pending' ORDER BY id", ()):
+        if other in RULES and deciding(other) and (RULES[other].target, on) in wanted:
+            raise Conflict(Problem(
+                "request_contradicts_pending", "/target", letter,
+                "no pending request that decides the money of what the letter carries",
+                f"request {other_id} ({other}) on {RULES[other].target} {on} waits for "
+                f"approval; withdraw or reject it first"))
 
 
-def letter_payments(tx: Any, fields: dict[str, Any]) -> list[str]:
-    """The payment whose message a dead letter's fields carry, by its outbox row."""
+# Kinds of outbox rows whose message carries more than one payment (a BEPS package)
+# add here what a retry of its dead letter decides: (transaction, outbox id) in, the
+# (target kind, target) of each (the package, its items) out.
+LETTER_TARGETS: dict[str, Callable[[Any, int], list[tuple[str, str]]]] = {}
+
+
+def letter_targets(tx: Any, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a dead letter's retry would send on, by its outbox row: the payment whose
+    message it carries, or what LETTER_TARGETS says of its kind; nothing for a letter
+    of other work (an incoming message, a query)."""
     outbox = str(fields.get("outbox", ""))
     if not (outbox.isascii() and outbox.isdigit()) or int(outbox) > ROW_ID_MAX:
         return []
-    row = tx.query_one("SELECT payment_id FROM outbox WHERE id = ?", (int(outbox),))
-    return [row[0]] if row is not None and row[0] is not None else []
+    row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?", (int(outbox),))
+    if row is None:
+        return []
+    kind, payment_id = row
+    if kind in LETTER_TARGETS:
+        return LETTER_TARGETS[kind](tx, int(outbox))
+    return [("payment", payment_id)] if payment_id is not None else []
 
 
 def retries_of_letters(tx: Any, outbox_ids: list[int]) -> list[tuple]:
