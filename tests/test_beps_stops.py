@@ -16,7 +16,7 @@ from gateway.beps import cancels, packer, stops, unsent
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels as exc_cancels, status
 from gateway.messages.envelope import HEADER_LEN
-from gateway.ops import control
+from gateway.ops import control, views
 from gateway.ops import schema as ops_schema
 from gateway.ops.operators import Operator
 from tests.beps_support import NOW, held_package
@@ -245,3 +245,21 @@ def test_a_retry_of_a_packages_letter_waits_for_a_pending_cancel_of_it_or_an_ite
     kind = "package" if pending == "package_cancel" else "payment"
     assert f"request {asked} ({pending}) on {kind} {target}" in problem.message
     assert other > asked
+
+
+def test_an_items_detail_lists_the_retries_of_its_packages_letter(tmp_path):
+    """A retry names the package's letter: the detail of each item in the package
+    lists it among the item's requests."""
+    op1 = Operator("op1", "柜员一", "00", "")
+    db, gw, package_id = held_package(tmp_path, [100, 250])
+    item = f"P{package_id[12:20]}00000000"
+    with db.transaction() as tx:
+        outbox_id = tx.query_one("SELECT outbox_id FROM beps_packages WHERE id = ?",
+                                 (package_id,))[0]
+        ops_schema.create_tables(tx)
+        retried = control.create(tx, op1, "retry", "1-1", {
+            "stream": "stream", "fields": {"outbox": str(outbox_id)}, "reason": "400"},
+            "", NOW)
+        shown = views.payment_detail(tx, item)["requests"]
+
+    assert [(r["id"], r["action"], r["target"]) for r in shown] == [(retried, "retry", "1-1")]
