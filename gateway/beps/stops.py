@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import keys, payments
 from gateway.beps import cancels, items, unsent
+from gateway.beps.packer import PACKAGE_KIND
 from gateway.errors import Conflict, Problem
 from gateway.states import FINAL
 from gateway.store import Contended
@@ -299,6 +300,16 @@ PACKAGE_TARGET_EXPECTED = ("the id of a package of ours (GET /v1/packages/{id}; 
                            "payment's `beps.package`)")
 
 
+def letter_targets(tx: Any, outbox_id: int) -> list[tuple[str, str]]:
+    """The package an outbox row carries and its items, as the console's targets."""
+    pkg = tx.query_one("SELECT id FROM beps_packages WHERE outbox_id = ?", (outbox_id,))
+    if pkg is None:
+        return []
+    return [(PACKAGE_TARGET, pkg[0])] + [
+        ("payment", payment_id) for (payment_id,) in tx.query(
+            "SELECT payment_id FROM beps_items WHERE package_id = ?", (pkg[0],))]
+
+
 def register() -> bool:
     """Add the package actions, and hold, release and cancel of a BEPS item, to the
     console's tables; False when the product has no console."""
@@ -316,6 +327,8 @@ def register() -> bool:
         actions.EXECUTORS.setdefault(name, executor(run))
         actions.PRECONDITIONS.setdefault(name, lambda tx, t, p, check=check: check(tx, t))
     control.TARGET_EXPECTED.setdefault(PACKAGE_TARGET, PACKAGE_TARGET_EXPECTED)
+    # A retry of a package's dead letter sends the package and every item in it.
+    control.LETTER_TARGETS.setdefault(PACKAGE_KIND, letter_targets)
     item_actions = {"hold": (check_item_hold, hold_item),
                     "release": (check_item_release, release_item),
                     "cancel": (check_item_cancel, cancel_item)}
