@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, Awaitable, NamedTuple
+from typing import Any, Awaitable, Callable, NamedTuple
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -1240,7 +1240,7 @@ class Gateway:
         (when_closed=queue) or for a second person's review."""
         # A second person's review comes first: a reviewed payment taken while HVPS is
         # closed then waits for the window (the approval sends it to `waiting`).
-        hold = self.review(transfer, self.settings) if self.review is not None else None
+        hold = self.intake_hold(transfer)
         outbox_state = "review" if hold is not None else "pending"
         if hold is None and decision.action == "queue":
             hold, outbox_state = "waiting_for_hvps_window", "waiting"
@@ -1255,11 +1255,30 @@ class Gateway:
             row = dict(row, reason=status_hold.HELD_REASON)
         return row, [(lane, {"outbox": str(outbox_id)})]
 
+    def intake_hold(self, transfer: intake.Transfer) -> str | None:
+        """Why a new outgoing customer payment must wait for a second person before it
+        is sent (the screening, the amount review: the `review` hook), None when it need
+        not. The HVPS and BEPS intakes ask here (a BEPS credit one by one, in a batch
+        through `intake_holds`, or periodic) before anything of the payment is sent or
+        packed."""
+        return self.review(transfer, self.settings) if self.review is not None else None
+
+    def intake_holds(self) -> Callable[[intake.Transfer], str | None]:
+        """`intake_hold` for the transfers of one batch: a hook that can (gateway.ops.
+        review) reads its list once for them all."""
+        review = self.review
+        if review is None:
+            return _no_hold
+        for_batch = getattr(review, "for_batch", None)
+        if for_batch is not None:
+            return for_batch(self.settings)  # type: ignore[no-any-return]
+        return lambda transfer: review(transfer, self.settings)
+
     def _hvps_wait(self, transfer: intake.Transfer, decision: Any) -> str | None:
         """Whether an accepted HVPS payment waits (a second person's review, the HVPS
         window): the reason it is held, None when it goes at once (as `_accept_hvps`
         decides)."""
-        hold = self.review(transfer, self.settings) if self.review is not None else None
+        hold = self.intake_hold(transfer)
         if hold is None and decision.action == "queue":
             hold = "waiting_for_hvps_window"
         return hold
@@ -1324,10 +1343,11 @@ class Gateway:
         Each envelope is decoded and its signature and body checked on this loop,
         ENVELOPES_PER_TURN at a time (a customer's request waiting meanwhile is let in
         every few); a bad one is refused alone. The good ones are then taken in one piece
-        of store work, each in a savepoint of its own (gateway.store.scope), so that one
-        that fails is undone alone: its receipt, its ccms.990 in the outbox and its
-        processing commit together (gateway.inbound), and the answer comes only after
-        the commit. The 990s are then sent by this process itself while it has room
+        of store work, together in one savepoint (gateway.store.scope); should one of
+        them fail, that savepoint undoes them all and they are taken again one by one,
+        each in a savepoint of its own (`_take`), so that the one that fails is undone
+        alone. An envelope's receipt, its ccms.990 in the outbox and its processing
+        commit together (gateway.inbound), and the answer comes only after the commit. The 990s are then sent by this process itself while it has room
         (gateway.direct), else by the link stream."""
         now = self.clock.now()
         outcomes: list[Any] = [None] * len(raws)
@@ -1355,6 +1375,10 @@ class Gateway:
 
         def work(tx: Any) -> list[Any]:
             alone = len(taking) == 1  # the work's own savepoint is the envelope's
+            if not alone:
+                together = self._take_together(tx, taking, now)
+                if together is not None:
+                    return together
             received: list[Any] = []
             for _, env, raw, decoded, claim_ack in taking:
                 try:
@@ -1423,6 +1447,25 @@ class Gateway:
         errors = exc.to_dict()["errors"][:3]
         await self.store.run(lambda tx: self.alert(
             tx, "inbound_message_rejected_at_link", errors=errors))
+
+    def _take_together(self, tx: Any, taking: list[tuple[int, Any, bytes, Any, bool]],
+                       now: datetime) -> list[Any] | None:
+        """The envelopes of a link POST received and processed in one savepoint, in
+        order: what `_take` makes of each when none fails, for two statements instead of
+        two an envelope. None when one failed in any way (a processing that failed
+        included, which `_take` keeps apart from its receipt): the savepoint has undone
+        them all (rows, gathered rows, log lines, stream entries, sequence numbers), for
+        the caller to take them one by one. A lost race fails the work, as there."""
+        try:
+            with store.scope(tx):
+                return [self._receive_tx(tx, env, raw, decoded, now, claim_ack)
+                        for _, env, raw, decoded, claim_ack in taking]
+        except Exception as exc:
+            if lost_race(exc):
+                raise
+            log.info("event=link_envelopes_taken_one_by_one envelopes=%s error=%r",
+                     len(taking), exc)
+            return None
 
     def _take(self, tx: Any, env: Any, raw: bytes, decoded: Any, now: datetime,
               claim_ack: bool, alone: bool) -> Any:
@@ -1678,6 +1721,11 @@ class Gateway:
         await self._ask_npc(hvps710.MESSAGE_TYPE, lambda group: hvps710.build(
             hvps710.ReconRequest(group, key)))
         return await asyncio.wait_for(waiter, timeout_s)
+
+
+def _no_hold(transfer: intake.Transfer) -> None:
+    """`Gateway.intake_holds` with no review hook: nothing waits."""
+    return None
 
 
 def _read_body(env: Any, signature: str) -> codec.Decoded | PaygateError | None:

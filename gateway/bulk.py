@@ -15,6 +15,10 @@ accepted in three steps that together do what `Gateway._accept_tx` does for one:
    (Transaction.insert_rows);
 3. one log line per payment, as `payments.insert` writes.
 
+A transfer the screening or the amount review holds (`Gateway.intake_holds`, its list
+read once for the batch) is accepted with the others and its channel's intake sets it
+aside, `held` with the reason, as `Gateway._accept_tx` does one alone.
+
 Other transfers (HVPS, internal book transfers) take the one-by-one path, each in its
 own savepoint, in the same transaction.
 """
@@ -72,6 +76,11 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
 
     # The payers' names and banks, against their accounts, before any is held.
     waiting = _payers_checked(gw, tx, waiting, done)
+    # The screening and the amount review (Gateway.intake_hold), the list read once for
+    # the batch; a transfer they hold is accepted and set aside, as one alone is.
+    hold_of = gw.intake_holds()
+    reasons = {row["id"]: reason for _, p, row, _ in waiting
+               if (reason := hold_of(_as_sent(p.transfer, row))) is not None}
     ready_messages.own_end_to_end_ids(
         tx, [row for _, p, row, _ in waiting if not p.end_to_end_id])
     holds = gw.ledger.hold_many(tx, [
@@ -81,26 +90,36 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     own_ids: list[dict[str, Any]] = []  # rows taken whose EndToEndId the gateway gave
     by_intake: dict[Any, list[dict[str, Any]]] = {}
     answers: list[tuple] = []
+    held: list[tuple[int, "Prepared", dict[str, Any]]] = []  # answered once held
     for (i, p, row, intake), hold in zip(waiting, holds):
         if isinstance(hold, PaygateError):
             result: Any = as_request_fields(hold)
         else:
             row["hold_id"] = str(hold)
-            response = payments.public_view(row)
             rows.append(row)
             if not p.end_to_end_id:
                 own_ids.append(row)
             by_intake.setdefault(intake, []).append(row)
+            if row["id"] in reasons:
+                held.append((i, p, row))
+                continue
             answers.append((p.client, p.idem_key, p.body_hash, 201,
                             payments.answer_as_created(row), row["created_at"]))
-            result = (201, response)
+            result = (201, payments.public_view(row))
         done.append((i, result))
 
     if rows:
         ready_messages.claim_own_end_to_end_ids(tx, own_ids)
         payments.insert_many(tx, rows)
+        now = waiting[0][1].now  # a batch's transfers share the instant it arrived
         for intake, its_rows in by_intake.items():
-            entries.extend(intake.insert_many(tx, its_rows))
+            entries.extend(intake.insert_many(tx, its_rows, reasons, now))
+        for i, p, row in held:  # each row `held` now, with its reason
+            response = payments.public_view(row)
+            answers.append((p.client, p.idem_key, p.body_hash, 201,
+                            payments.answer_text(response, p.decision.record_json),
+                            row["created_at"]))
+            done.append((i, (201, response)))
         tx.insert_rows("INSERT INTO idempotency (client, key, body_sha256, status, response, "
                        "created_at) VALUES", answers)
     return done, entries
@@ -129,6 +148,13 @@ def _payers_checked(gw: Any, tx: Any, waiting: list[tuple[int, "Prepared", dict[
             continue
         kept.append((i, p, row, intake))
     return kept
+
+
+def _as_sent(transfer: Any, row: dict[str, Any]) -> Any:
+    """The transfer under the payer's name its row goes out under (the holder's)."""
+    if transfer.payer_name == row["payer_name"]:
+        return transfer
+    return transfer._replace(payer_name=row["payer_name"])
 
 
 def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]

@@ -82,10 +82,16 @@ def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:
 def allowed_from(current: str, payment: Mapping[str, Any] | None = None) -> frozenset[str]:
     """The states a payment in `current` may go to; the SUSPENSE_DEBIT_ONLY ones only
     when `payment` (its row) is a suspense debit."""
-    allowed = TRANSITIONS.get(current, frozenset())
     if is_suspense_debit(payment):
-        return allowed
-    return frozenset(new for new in allowed if (current, new) not in SUSPENSE_DEBIT_ONLY)
+        return TRANSITIONS.get(current, frozenset())
+    return _ALLOWED_PLAIN.get(current, frozenset())
+
+
+# The states each state may go to for every payment but a suspense debit, made once
+# instead of at each change of a payment's state (two a payment on the HVPS path).
+_ALLOWED_PLAIN: dict[str, frozenset[str]] = {
+    current: frozenset(new for new in allowed if (current, new) not in SUSPENSE_DEBIT_ONLY)
+    for current, allowed in TRANSITIONS.items()}
 
 
 def check_transition(payment_id: str, current: str, new: str,

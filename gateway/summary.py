@@ -48,7 +48,11 @@ def build(tx: Any, ledger: Any, work_date: str, reconciled: bool,
         "hvps": {
             "sent": _ever(tx, "hvps", "out", "sent"),
             "settled": _now(tx, "hvps", "out", "settled"),
-            "queued": _ever(tx, "hvps", "out", "queued"),
+            # Still queued at the NPC when the summary is made (at day end: none, once
+            # the NPC cancelled what it held); those queued at some point of the day,
+            # settled or cancelled since, apart.
+            "queued": _now(tx, "hvps", "out", "queued"),
+            "queued_at_some_point": _ever(tx, "hvps", "out", "queued"),
             "rejected": _now(tx, "hvps", "out", "rejected"),
             "cancelled": _now(tx, "hvps", "out", "cancelled"),
             "received": _count(tx, "SELECT COUNT(*) FROM payments WHERE channel = 'hvps' "

@@ -181,23 +181,37 @@ def _write(tx: Transaction, account_no: str, delta_fen: int) -> None:
 def _refusal(tx: Transaction, line: Line, work_date: str,
              insufficient_code: str) -> LedgerError:
     """Why the conditional UPDATE refused `line`."""
+    return debit_refusal(tx, line.account_no, line.amount_fen, work_date,
+                         insufficient_code, covered=False) or LedgerError(
+        insufficient_code, line.amount_fen, "at most the account's available balance",
+        "amount_fen")
+
+
+def debit_refusal(tx: Transaction, account_no: str, amount_fen: int, work_date: str,
+                  insufficient_code: str, covered: bool = True) -> LedgerError | None:
+    """Why a debit of `amount_fen` on the account would be refused on `work_date` (the
+    rules of `_APPLY`, read, nothing written), or None when it would be taken. With
+    `covered` False the balance is taken as short of the amount (the UPDATE said so)."""
     row = tx.query_one(
-        "SELECT status, frozen_until, balance_fen FROM ledger_account WHERE account_no = ?",
-        (line.account_no,),
+        "SELECT status, frozen_until, balance_fen, negative_ok FROM ledger_account"
+        " WHERE account_no = ?",
+        (account_no,),
     )
     if row is None:
-        return LedgerError("account_not_found", line.account_no, "an account of ours",
+        return LedgerError("account_not_found", account_no, "an account of ours",
                            "account_no")
-    status, frozen_until, balance_fen = row
+    status, frozen_until, balance_fen, negative_ok = row
     if status == "closed":
-        return LedgerError("account_closed", line.account_no, "an open account", "account_no")
+        return LedgerError("account_closed", account_no, "an open account", "account_no")
     if status == "frozen" and frozen_until >= work_date:
-        return LedgerError("account_frozen", line.account_no,
+        return LedgerError("account_frozen", account_no,
                            f"no debits until the freeze lapses after {frozen_until}",
                            "account_no")
+    if covered and (negative_ok or int(balance_fen) >= amount_fen):
+        return None
     # The account's balance here is what it can pay: money on hold has already left it
     # (a hold moves it to 4001), so the figure is the available balance, not the balance
     # a statement shows with held money counted in (customer_balance's ledger_balance).
-    return LedgerError(insufficient_code, line.amount_fen,
+    return LedgerError(insufficient_code, amount_fen,
                        f"at most the available balance of {balance_fen} fen (the "
                        "account's balance less its funds on hold)", "amount_fen")

@@ -25,7 +25,7 @@ import hashlib
 from datetime import date
 
 from ledger import chart
-from ledger.balances import Line, apply_lines, apply_sums, defer_lines, undo_lines
+from ledger.balances import Line, apply_lines, apply_sums, debit_refusal, defer_lines, undo_lines
 from ledger.db import Transaction
 from ledger.errors import LedgerError
 from ledger.holds import (
@@ -80,6 +80,16 @@ def hold(ctx: Context, tx: Transaction, event_id: str, account_no: str, amount_f
 
     return post(tx, posting, ctx.accounts.rules, insufficient_code="payer_funds_insufficient",
                 named=named).entry_id
+
+
+def check_hold(ctx: Context, tx: Transaction, account_no: str, amount_fen: int,
+               work_date: date | str) -> None:
+    """Refuse, as `hold` would, a hold that could not be taken now; writes nothing."""
+    check_amount(amount_fen)
+    refusal = debit_refusal(tx, _customer(ctx, account_no), amount_fen,
+                            work_date_text(work_date), "payer_funds_insufficient")
+    if refusal is not None:
+        raise refusal
 
 
 def hold_many(ctx: Context, tx: Transaction, holds: list[tuple[str, str, int, str, str]]

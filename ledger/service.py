@@ -96,6 +96,12 @@ class Ledger:
         return payments.hold(self._ctx, tx, event_id, account_no, amount_fen, work_date, ref,
                              named)
 
+    def check_hold(self, tx: Transaction, account_no: str, amount_fen: int,
+                   work_date: WorkDate) -> None:
+        """Refuse, with the error `hold` would give, a hold that could not be taken now
+        (the account unknown, closed, frozen, short of the amount); writes nothing."""
+        payments.check_hold(self._ctx, tx, account_no, amount_fen, work_date)
+
     def hold_many(self, tx: Transaction, holds: list[tuple[str, str, int, WorkDate, str]]
                   ) -> list[int | LedgerError]:
         """Many holds at once: (event id, account, amount, work date, ref) each; the hold

@@ -16,6 +16,9 @@ from gateway.beps import cancels, packer, stops, unsent
 from gateway.errors import PaygateError
 from gateway.exceptions import cancels as exc_cancels, status
 from gateway.messages.envelope import HEADER_LEN
+from gateway.ops import control, views
+from gateway.ops import schema as ops_schema
+from gateway.ops.operators import Operator
 from tests.beps_support import NOW, held_package
 
 # outbox state, attempts, untaken: what each delivery leaves, and the refusals of an
@@ -37,6 +40,19 @@ def _deliver(db: Any, package_id: str, state: str, attempts: int, untaken: int) 
         tx.execute("UPDATE outbox SET state = ?, attempts = ?, untaken = ? WHERE id = "
                    "(SELECT outbox_id FROM beps_packages WHERE id = ?)",
                    (state, attempts, untaken, package_id))
+
+
+def _dead_lettered(db: Any, gw: Any, package_id: str, attempts: int, untaken: int,
+                   why: str, status: int | None) -> int:
+    """The package's outbox row dead after `attempts` deliveries (`untaken` provably not
+    taken by the NPC), as the sender letters it; the row's id."""
+    with db.transaction() as tx:
+        outbox_id = tx.query_one("SELECT outbox_id FROM beps_packages WHERE id = ?",
+                                 (package_id,))[0]
+        tx.execute("UPDATE outbox SET state = 'dead', attempts = ?, untaken = ? "
+                   "WHERE id = ?", (attempts, untaken, outbox_id))
+        packer.dead(gw, tx, outbox_id, why, status, NOW)
+    return outbox_id
 
 
 def _code(check: Any) -> str | None:
@@ -98,12 +114,7 @@ def test_a_package_dead_lettered_after_timeouts_is_not_rebuilt(tmp_path):
     """A package whose letter died after attempts that may have reached the NPC (not a
     refusal at the link) keeps its items and bytes: cancelling one is refused."""
     db, gw, package_id = held_package(tmp_path, [100, 250])
-    with db.transaction() as tx:
-        outbox_id = tx.query_one("SELECT outbox_id FROM beps_packages WHERE id = ?",
-                                 (package_id,))[0]
-        tx.execute("UPDATE outbox SET state = 'dead', attempts = 6, untaken = 0 "
-                   "WHERE id = ?", (outbox_id,))
-        packer.dead(gw, tx, outbox_id, "dead_lettered: timed out", None, NOW)
+    _dead_lettered(db, gw, package_id, 6, 0, "dead_lettered: timed out", None)
     before = _bytes(db, package_id)
     with db.transaction() as tx:
         payment = payments.get(tx, f"P{package_id[12:20]}00000000")
@@ -206,3 +217,56 @@ def test_an_incoming_beps_credit_is_returned_not_cancelled(tmp_path):
         code = _code(lambda: stops.check_item_cancel(tx, payments.get(tx, pid)))
 
     assert code == "cancel_only_for_outgoing_hvps_payments"
+
+
+OP1 = Operator("op1", "柜员一", "00", "")
+
+
+def _dead_package(tmp_path: Any) -> tuple[Any, str, str, dict[str, Any]]:
+    """A package the NPC refused at the link (every attempt untaken), its letter's
+    retry's params, and the console's tables: (db, package, first item, retry params)."""
+    db, gw, package_id = held_package(tmp_path, [100, 250])
+    outbox_id = _dead_lettered(db, gw, package_id, 1, 1,
+                               "refused_at_link: the NPC answered 400", 400)
+    with db.transaction() as tx:
+        ops_schema.create_tables(tx)
+    retry = {"stream": "stream", "fields": {"outbox": str(outbox_id)}, "reason": "400"}
+    return db, package_id, f"P{package_id[12:20]}00000000", retry
+
+
+@pytest.mark.parametrize("pending", ["package_cancel", "cancel"])
+def test_a_retry_of_a_packages_letter_waits_for_a_pending_cancel_of_it_or_an_item(
+        tmp_path, pending):
+    """Its letter's retry would send the package and every item in it, so while a
+    cancel of the package or of one of its items waits for a supervisor, the retry is
+    refused, naming it; a letter whose outbox row names nothing of ours is not held
+    back by them."""
+    stops.register()
+    db, package_id, item, retry = _dead_package(tmp_path)
+    target = package_id if pending == "package_cancel" else item
+    with db.transaction() as tx:
+        asked = control.create(tx, OP1, pending, target, {}, "", NOW)
+    with db.transaction() as tx:
+        code = _code(lambda: control.create(tx, OP1, "retry", "1-1", retry, "", NOW))
+        with pytest.raises(PaygateError) as refused:
+            control.create(tx, OP1, "retry", "1-1", retry, "", NOW)
+        other = control.create(tx, OP1, "retry", "2-2",
+                               dict(retry, fields={"outbox": "999999"}), "", NOW)
+
+    assert code == "request_contradicts_pending"
+    problem = refused.value.problems[0]
+    assert (problem.path, problem.value) == ("/target", "1-1")
+    kind = "package" if pending == "package_cancel" else "payment"
+    assert f"request {asked} ({pending}) on {kind} {target}" in problem.message
+    assert other > asked
+
+
+def test_an_items_detail_lists_the_retries_of_its_packages_letter(tmp_path):
+    """A retry names the package's letter: the detail of each item in the package
+    lists it among the item's requests."""
+    db, _, item, retry = _dead_package(tmp_path)
+    with db.transaction() as tx:
+        retried = control.create(tx, OP1, "retry", "1-1", retry, "", NOW)
+        shown = views.payment_detail(tx, item)["requests"]
+
+    assert [(r["id"], r["action"], r["target"]) for r in shown] == [(retried, "retry", "1-1")]

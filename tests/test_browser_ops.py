@@ -376,3 +376,33 @@ def test_the_page_shows_the_last_hvps_reconciliation_and_asks_nothing_that_fails
     assert "150,000.00" in detail and "150,001.00" in detail
     assert "our books" in clearing and "not the NPC's balance" in clearing
     assert "Alerts open" in alerts_card and "in history" in alerts_card
+
+
+def test_the_live_badge_says_nothing_untrue_before_sign_in(rig: Any, browser: Any) -> None:
+    """Before sign-in the page knows nothing of the live feed: no red `offline` badge
+    while the gateway is up. Signed in, the first snapshot shows it `live`, and a switch
+    of language keeps it so (in the other language); signed out, it is hidden again."""
+    _, ops_rig = rig
+    page = browser.new_context(locale="en-US").new_page()
+    page.goto(ops_rig.url + "/ops/")
+    page.wait_for_selector("#login-form", state="visible", timeout=STEP_TIMEOUT_MS)
+    page.click("#lang")  # the page's language applied again: the badge stays hidden
+    page.click("#lang")
+    before = (page.is_visible("#live"), page.text_content("#live"))
+    page.fill("#login-user", "op1")
+    page.fill("#login-password", "op1-demo")
+    page.click("#login-submit")
+    page.wait_for_selector("#live.on", timeout=STEP_TIMEOUT_MS)
+    signed_in = (page.is_visible("#live"), page.text_content("#live"))
+    page.click("#lang")
+    switched = (page.get_attribute("#live", "class"), page.text_content("#live"))
+    page.click("#signout")
+    page.wait_for_selector("#login-form", state="visible", timeout=STEP_TIMEOUT_MS)
+    page.screenshot(path=str(SCREENSHOT_DIR / "paygate-ops-signed-out.png"))
+    after = (page.is_visible("#live"), page.text_content("#live"))
+    page.context.close()
+
+    assert before == (False, "")
+    assert signed_in == (True, "live")
+    assert switched == ("live on", "实时")
+    assert after == (False, "")

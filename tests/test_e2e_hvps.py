@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from lxml import etree
 
-from gateway import keys, recovery
+from gateway import keys, recovery, summary
 from gateway.errors import PaygateError
 from gateway.messages import envelope as env_mod
 from tests.e2e_support import (BANK, BRANCH, PEER, SHARED, YUAN, balance, open_account,
@@ -122,18 +122,30 @@ def test_queued_for_liquidity_then_released_by_funding(tmp_path):
     run(scenario())
 
 
+def _hvps_summary(h):
+    gw = h.gateway
+    return gw.store.run(lambda tx: summary.build(tx, gw.ledger, "2026-12-07", False)["hvps"])
+
+
 def test_queued_payment_is_cancelled_at_day_end_and_hold_released(tmp_path):
-    """A payment still queued when the clearing window ends is cancelled (PR08)."""
+    """A payment still queued when the clearing window ends is cancelled (PR08). The
+    summary counts it queued while the NPC holds it; once cancelled, no longer queued,
+    but queued at some point of the day."""
     async def scenario():
         async with started(tmp_path, clearing_fen=100_000 * YUAN) as h:
             payer = await open_account(h, 5, 1_000_000 * YUAN)
             _, answer = await h.gateway.submit_transfer("core", "c", transfer(payer, "300000.00"))
             await wait_state(h, answer["id"], "queued")
+            while_queued = await _hvps_summary(h)
             for status in ("20", "30", "40"):
                 await phase(h, status)
             await wait_state(h, answer["id"], "cancelled")
+            at_day_end = await _hvps_summary(h)
 
             assert await balance(h, payer) == 1_000_000 * YUAN
+            assert (while_queued["queued"], while_queued["queued_at_some_point"]) == (1, 1)
+            assert (at_day_end["queued"], at_day_end["queued_at_some_point"],
+                    at_day_end["cancelled"]) == (0, 1, 1)
     run(scenario())
 
 

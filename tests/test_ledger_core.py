@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ledger import CreditResult, Ledger, LedgerError, connect
@@ -165,8 +167,10 @@ def test_reusing_an_event_id_for_other_content_is_refused(books):
     assert refused.value.code == "event_id_reused_for_other_posting"
 
 
-def test_hold_refusals(books):
-    """Each broken rule refuses the hold with its code and changes nothing."""
+@pytest.mark.parametrize("check_only", [False, True])
+def test_hold_refusals(books, check_only):
+    """Each broken rule refuses the hold with its code and changes nothing; check_hold,
+    which only reads, refuses each the same way, with the same words."""
     db, led, payer, _ = books
     frozen = open_funded(db, led, 3, "李四", PAYER_FEN)
     closed = open_funded(db, led, 4, "王五", 0)
@@ -184,15 +188,23 @@ def test_hold_refusals(books):
         (payer, True, "amount_must_be_positive_fen"),
     ]
     before = snapshot(db, led)
-    codes = []
+    codes, said = [], []
     for account_no, amount_fen, _ in cases:
         with db.transaction() as tx:
             with pytest.raises(LedgerError) as refused:
-                led.hold(tx, f"h-{account_no}-{amount_fen}", account_no, amount_fen,
-                         WORK_DATE, "p")
+                if check_only:
+                    led.check_hold(tx, account_no, amount_fen, WORK_DATE)
+                else:
+                    led.hold(tx, f"h-{account_no}-{amount_fen}", account_no, amount_fen,
+                             WORK_DATE, "p")
             codes.append(refused.value.code)
+            said.append(refused.value.to_dict())
+    with db.transaction() as tx:
+        led.check_hold(tx, payer, PAYER_FEN, WORK_DATE)  # the whole balance is taken
 
     assert codes == [code for _, _, code in cases]
+    assert f"at most the available balance of {PAYER_FEN} fen (the account's balance less " \
+        "its funds on hold)" in json.dumps(said[0], ensure_ascii=False)
     assert snapshot(db, led) == before
 
 

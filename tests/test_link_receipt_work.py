@@ -1,6 +1,6 @@
-"""What one link POST of results costs the store and what it leaves: each envelope's
-receipt and processing share one savepoint (none nested for the processing), the
-messages received and the 990s answering them are archived by one multi-row INSERT for
+"""What one link POST of results costs the store and what it leaves: the envelopes'
+receipts and processings share one savepoint (none nested for each envelope nor for a
+processing) while none fails, the messages received and the 990s answering them are archived by one multi-row INSERT for
 the transaction (the 990s' outbox rows by one more), and an envelope whose processing
 fails is undone with its receipt and received again alone, left to the inbound stream,
 while the others are processed."""
@@ -74,16 +74,17 @@ def _post_traced(tmp_path: Path, envelopes: list[bytes], failing: set[str]) -> t
     return asyncio.run(scenario())
 
 
-def test_a_posts_results_take_one_savepoint_each_and_one_archive_insert(tmp_path: Path):
+def test_a_posts_results_take_one_savepoint_together_and_one_archive_insert(tmp_path: Path):
     envelopes = [_result(n) for n in (1, 2, 3)]
 
     (status, body), seen, inbox, archive, acks = _post_traced(tmp_path, envelopes, set())
 
     assert status == 200 and body == {"taken": 3}
     assert [state for _, state, _ in inbox] == ["processed"] * 3
-    # One savepoint an envelope inside the work's own (sp1), none inside those.
+    # One savepoint for the three inside the work's own (sp1), none inside it.
     savepoints = [sql for sql in seen if sql.startswith("SAVEPOINT")]
-    assert savepoints.count("SAVEPOINT sp2") == 3
+    assert savepoints.count("SAVEPOINT sp2") == 1
+    assert not [sql for sql in seen if sql.startswith("ROLLBACK")]
     assert not [sql for sql in savepoints if sql not in ("SAVEPOINT sp1", "SAVEPOINT sp2")]
     # The three results and their three 990s archived by one INSERT, the 990s' outbox
     # rows by one more.
@@ -102,11 +103,17 @@ def test_a_result_whose_processing_fails_is_received_again_alone(tmp_path: Path)
     answered by its 990; the others are processed."""
     envelopes = [_result(n) for n in (1, 2, 3)]
 
-    (status, body), _, inbox, archive, acks = _post_traced(tmp_path, envelopes, {"X2"})
+    (status, body), seen, inbox, archive, acks = _post_traced(tmp_path, envelopes, {"X2"})
 
     assert status == 200 and body == {"taken": 3}
     assert [(state, size) for _, state, size in inbox] == [
         ("processed", 0), ("received", 0), ("processed", 0)]
+    # Taken together first, undone whole by the failure, then taken one by one: the
+    # failing one's receipt and processing undone alone and it received again alone.
+    assert seen.count("ROLLBACK TO SAVEPOINT sp2") == 2
+    assert seen.count("SAVEPOINT sp2") == 1 + 3 + 1
+    # Each row once: the first try left nothing behind.
+    assert len([sql for sql in seen if sql.startswith("INSERT INTO archive")]) == 1
     received = [m for d, _, m, _ in archive if d == "in"]
     assert received == [f"20261207{n:012d}" for n in (1, 2, 3)]
     assert [t for d, t, _, _ in archive if d == "out"] == [ACK_TYPE] * 3

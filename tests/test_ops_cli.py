@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ops import cli, tables
+from gateway.ops import cli, cli_render, tables
 from gateway.ops.operators import verify_password
 from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held
 from gateway.redisproc import free_port
@@ -133,7 +133,7 @@ def test_failed_webhook_rows_are_pushed_again_on_request(ops: Cli) -> None:
         (first, second))))
 
     assert one == 0 and "executed" in out_one
-    assert again == 1 and json.loads(refusal)["errors"][0]["code"] == "webhook_row_not_failed"
+    assert again == 1 and refusal.startswith("refused: webhook_row_not_failed at /target")
     assert every == 0 and json.loads(out_all)["outcome"]["webhook_rows"] == [second]
     assert [(s, a) for _, s, a in states] == [("pending", 0), ("pending", 0)]
 
@@ -157,7 +157,7 @@ def test_cancel_by_request_and_approval(ops: Cli) -> None:
     _, shown = ops("op1", "payment", pid)
 
     assert requested == 0 and "pending" in out
-    assert own == 1 and json.loads(refusal)["errors"][0]["code"] == "approver_is_requester"
+    assert own == 1 and refusal.startswith("refused: approver_is_requester at /id")
     assert approved == 0 and "executed" in done
     assert "cancelled_by_operator" in shown
 
@@ -176,10 +176,29 @@ FAILURES = [
 @pytest.mark.parametrize("argv, status, code", FAILURES)
 def test_errors_have_the_one_shape(ops: Cli, argv: tuple[str, ...], status: int,
                                    code: str) -> None:
-    """Refusals print the product's error shape and exit non-zero."""
-    got, out = ops("op1", *argv)
+    """Refusals print, with --json, the product's error shape, and exit non-zero; as
+    lines for people without it, with the same exit status."""
+    got, out = ops("op1", "--json", *argv)
+    read, lines = ops("op1", *argv)
+    problem = json.loads(out)["errors"][0]
 
-    assert got == status and json.loads(out)["errors"][0]["code"] == code
+    assert got == read == status and problem["code"] == code
+    assert lines.splitlines()[0].startswith(f"refused: {code}")
+    assert f"  message: {problem['message'] or code.replace('_', ' ')}" in "".join(lines)
+    assert not lines.lstrip().startswith("{")
+
+
+def test_a_refusal_reads_as_lines_for_people(ops: Cli) -> None:
+    """Without --json: the code, where and what was seen, what was expected and the
+    message, one line each; never the raw JSON."""
+    status, out = ops("op1", "request", "cancel", "P-NOT-THERE")
+    _, raw = ops("op1", "--json", "request", "cancel", "P-NOT-THERE")
+    problem = json.loads(raw)["errors"][0]
+
+    assert status == 1
+    assert out.splitlines() == [
+        "refused: payment_not_found at /target (got P-NOT-THERE)",
+        f"  expected: {problem['expected']}", f"  message: {problem['message']}"]
 
 
 def test_wrong_password_and_unreachable_gateway(served: Any,
@@ -187,10 +206,10 @@ def test_wrong_password_and_unreachable_gateway(served: Any,
     """A refused sign-in exits 1; a gateway that does not answer exits 2."""
     _, rig = served
     refused = cli.ops_command(["--url", rig.url, "--user", "op2", "--password", "nope",
-                               "status"])
+                               "--json", "status"])
     refusal = json.loads(capsys.readouterr().out)
     nowhere = cli.ops_command(["--url", f"http://127.0.0.1:{free_port()}", "--user", "op2",
-                               "--password", "op2-demo", "status"])
+                               "--password", "op2-demo", "--json", "status"])
     unreachable = json.loads(capsys.readouterr().out)
 
     assert refused == 1 and refusal["errors"][0]["code"] == "sign_in_refused"
@@ -321,3 +340,25 @@ def test_the_link_row_says_the_session_in_words_and_as_last_known_while_down(
     rows = cli_render.link_rows({"state": state, "session": session})
 
     assert rows[0] == ("NPC link", shown)
+
+
+def test_the_alerts_table_heads_each_column_with_what_it_holds() -> None:
+    """Who ended an alert (a critical one's acknowledging supervisor, an ordinary one's
+    closing operator or the gateway) stands under `closed by`; whether it is critical
+    under `kind`: never `gateway` under a heading that says critical."""
+    rows = [
+        {"id": 3, "at": "t3", "code": "recon_mismatch", "detail": {}, "critical": True,
+         "open": True, "acknowledged_by": None, "attention": True},
+        {"id": 2, "at": "t2", "code": "recon_mismatch", "detail": {}, "critical": True,
+         "open": False, "acknowledged_by": "sup1", "attention": False},
+        {"id": 1, "at": "t1", "code": "recon_overdue", "detail": {}, "critical": False,
+         "open": False, "acknowledged_by": "gateway", "attention": False},
+    ]
+    lines = cli_render.alerts({"alerts": rows}).splitlines()
+    head = lines[0].split()
+    cells = {line.split()[0]: line.split() for line in lines[2:]}
+
+    assert head == ["id", "at", "code", "kind", "now", "closed", "by", "detail"]
+    assert cells["3"][3:5] == ["critical", "OPEN"] and cells["3"][5] == "{}"
+    assert cells["2"][3:6] == ["critical", "history", "sup1"]
+    assert cells["1"][3:5] == ["history", "gateway"]

@@ -5,7 +5,6 @@ of the console's JSON routes read as strictly as the core system's API reads its
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -111,6 +110,33 @@ def test_an_exception_action_that_could_not_run_is_refused_when_asked(
 
     assert (got, answer["errors"][0]["code"]) == (status, code)
     assert rig.requests_on(pid) == []
+
+
+def test_a_return_the_credited_account_could_not_give_is_refused_when_asked(
+        rig: Rig) -> None:
+    """The customer spent the credit: the return's hold would be refused, so the request
+    is, at once, with the hold's error at the payment's amount; nothing is recorded or
+    held. Once the money is back the same return is asked."""
+    gw, account = rig.rig.gw, rig.rig.payer_account
+    pid = rig.credited()
+
+    def balance() -> int:
+        return rig.loop.run(gw.store.run(lambda tx: gw.ledger.balance(tx, account)))
+    spent = balance() - CREDITED_FEN + 1
+    hold_id = rig.loop.run(gw.store.run(lambda tx: gw.ledger.hold(
+        tx, f"spend-{pid}", account, spent, gw.work_date, f"spend-{pid}")))
+    before = balance()
+    got, answer = rig.request("op1", "return", pid, "payee asks")
+    after = balance()
+    rig.loop.run(gw.store.run(lambda tx: gw.ledger.release(
+        tx, f"spend-{pid}:release", hold_id, gw.work_date)))
+    asked, later = rig.request("op1", "return", pid, "payee asks")
+
+    assert got == 422
+    problem = answer["errors"][0]
+    assert (problem["code"], problem["path"]) == ("payer_funds_insufficient", "/amount")
+    assert rig.requests_on(pid) == [("return", "pending")] and after == before
+    assert asked == 201 and later["state"] == "pending"
 
 
 def test_a_second_keep_of_a_kept_item_is_refused(rig: Rig) -> None:
@@ -227,8 +253,7 @@ def test_the_command_line_asks_for_every_exception_action(rig: Rig,
     assert offered == 0 and "you may request: return, suspense-release" in detail
     assert returned == 0 and "pending" in return_out
     assert listed == 0 and "Return to sender" in return_line and "3,210.00" in return_line
-    assert refused == 1 and json.loads(refusal)["errors"][0]["code"] == \
-        "payment_not_queryable"
+    assert refused == 1 and "refused: payment_not_queryable at /state" in refusal
     assert released == 0
     assert catalogue == 0 and all(word in actions for word in (
         "npc-cancel", "status-query", "suspense-keep", "suspense-release", "退汇"))

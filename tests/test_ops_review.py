@@ -63,13 +63,23 @@ SCREENED = [
     ("payee_name", "BLOCKED DEMO TRADING CO", "screening_match_payee_name"),
     ("payee_name", "Blocked Derno Trading Co", "screening_match_payee_name"),  # rn for m
     ("payee_name", "Unblocked Memo Trading", None),
+    # Traditional characters count as the simplified ones (貿 for 贸), inside a longer
+    # name too; and the list's own entries are folded the same way (below).
+    ("payee_name", "示例受限貿易有限公司", "screening_match_payee_name"),
+    ("payer_name", "示例受限貿易有限公司上海分公司", "screening_match_payer_name"),
+    # Accounts: case, width, spaces and separators folded as for names.
+    ("payee_account", "blocked-demo-0001", "screening_match_payee_account"),
+    ("payer_account", "Blocked Demo 0001", "screening_match_payer_account"),
+    ("payee_account", "ＢＬＯＣＫＥＤ－ＤＥＭＯ－０００１", "screening_match_payee_account"),
+    ("payee_account", "blocked-demo-0002", None),
 ]
 
 
 @pytest.mark.parametrize("field, value, reason", SCREENED)
 def test_screening_against_the_demo_list(field: str, value: str, reason: str | None) -> None:
-    """Names match after folding width, case, spaces, punctuation and look-alike letters;
-    accounts exactly."""
+    """Names match after folding width, traditional characters, case, spaces,
+    punctuation and look-alike letters; accounts after folding width, case, spaces and
+    separators."""
     got = review.screen(replace(Transfer(), **{field: value}), Settings())
 
     assert got == reason
@@ -128,3 +138,42 @@ def test_a_name_is_normalised_once_per_list_and_the_answers_are_bounded(
     assert kept == ["示例受限贸易有限公司", "收款单位乙"]
     assert blocked.matches_name("示例受限贸易有限公司") is True
     assert normalised[-1] == "示例受限贸易有限公司"
+
+
+def test_a_list_written_in_traditional_characters_or_small_letters_matches(
+        tmp_path: Path) -> None:
+    """The list's entries are folded as payments' names and accounts are: an entry in
+    traditional characters stops the simplified spelling, an account listed in small
+    letters with spaces stops the one written in capitals with dashes."""
+    path = tmp_path / "blocked.toml"
+    path.write_text('names = ["測試貿易公司"]\naccounts = ["acct 77-01"]\n',
+                    encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+
+    assert review.screen(replace(Transfer(), payee_name="测试贸易公司"), settings) \
+        == "screening_match_payee_name"
+    assert review.screen(replace(Transfer(), payee_account="ACCT-7701"), settings) \
+        == "screening_match_payee_account"
+    assert review.screen(Transfer(), settings) is None
+
+
+def test_the_batch_form_reads_the_list_once(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hold_reason.for_batch` looks the list up once for all of a batch's transfers and
+    answers as `hold_reason` does for each."""
+    looked_up = []
+    real = review.BlockedList.for_path
+    monkeypatch.setattr(review.BlockedList, "for_path",
+                        classmethod(lambda cls, path: looked_up.append(path) or real(path)))
+    settings = Settings(review_threshold_fen=500_00)
+    transfers = [Transfer(), replace(Transfer(), payee_name="示例受限貿易有限公司"),
+                 replace(Transfer(), amount_fen=500_01),
+                 replace(Transfer(), payee_account="blocked-demo-0001")]
+
+    batch = review.hold_reason.for_batch(settings)
+    got = [batch(t) for t in transfers]
+
+    assert looked_up == [str(review.DEMO_LIST)]
+    assert got == [None, "screening_match_payee_name", "review_amount_above_threshold",
+                   "screening_match_payee_account"]
+    assert got == [review.hold_reason(t, settings) for t in transfers]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway import outbound
+from gateway import keys, outbound
 from gateway.ops import actions
 from gateway.ops.testing import serving
 from tests.test_ops_exception_actions import Rig
@@ -208,3 +208,53 @@ def test_a_hold_refuses_a_row_a_sender_claimed_after_it_was_read(
     assert [e["code"] for e in answer["outcome"]["errors"]] == [code]
     assert pid in answer["outcome"]["errors"][0]["message"]
     assert payment == payment_state and row != "held"
+
+
+def dead_letter_of(rig: Rig, pid: str) -> str:
+    """The dead letter of the payment's message, as the sender writes it when the NPC
+    refuses the message (400): its outbox row's fields, where it came from, why."""
+    gw = rig.rig.gw
+    outbox = rig.loop.run(gw.store.run(lambda tx: tx.query_one(
+        "SELECT id FROM outbox WHERE payment_id = ?", (pid,))))[0]
+    return rig.loop.run(gw.redis.xadd(keys.DEAD, {
+        "outbox": str(outbox), "stream": keys.lane_for_priority(3), "entry": "1-1",
+        "reason": "npc refused the message: 400", "deliveries": "1", "payment": pid}))
+
+
+def test_a_retry_of_a_payments_letter_is_refused_while_a_cancel_of_it_waits(
+        rig: Rig) -> None:
+    """The payment refused at the link, its letter dead: an operator's cancel waits for
+    a supervisor; a retry of the letter (which needs nobody) would send the money the
+    cancel is to stop, so it is refused, naming the cancel; once the cancel is
+    withdrawn the retry runs."""
+    pid = on_its_way(rig, "held", "dead", 1, 1)
+    letter = dead_letter_of(rig, pid)
+    asked, cancel = rig.request("op1", "cancel", pid)
+    refused, answer = rig.request("op1", "retry", letter)
+    withdrawn, _ = rig.call("POST", f"/ops/api/requests/{cancel['id']}/reject", "op1",
+                            {"note": "sending it after all"})
+    retried, done = rig.request("op1", "retry", letter)
+
+    assert asked == 201 and cancel["state"] == "pending"
+    assert refused == 409
+    problem = answer["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "request_contradicts_pending", "/target", letter)
+    assert f"request {cancel['id']} (cancel) on payment {pid}" in problem["message"]
+    assert rig.requests_on(letter) == [("retry", "executed")]
+    assert withdrawn == 200 and retried == 201 and done["state"] == "executed"
+    assert done["outcome"]["payment"] == pid
+
+
+def test_a_payments_detail_lists_the_retries_of_its_dead_letters(rig: Rig) -> None:
+    """A retry names the letter, not the payment: the payment's detail lists it beside
+    the requests on the payment itself, newest first."""
+    pid = on_its_way(rig, "held", "dead", 1, 1)
+    letter = dead_letter_of(rig, pid)
+    _, retried = rig.request("op1", "retry", letter)
+    _, hold = rig.request("op1", "hold", pid)
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+
+    assert retried["state"] == "executed"
+    assert [(r["id"], r["action"], r["target"]) for r in detail["requests"]] == [
+        (hold["id"], "hold", pid), (retried["id"], "retry", letter)]

@@ -38,6 +38,10 @@ def test_day_balances_and_reconciles(tmp_path, day, kind, hvps_runs):
     assert result["ledger"]["balanced"] and result["ledger"]["reconciled"]
     assert (result["hvps"]["settled"] > 0) is hvps_runs, (kind, result["hvps"])
     assert (result["hvps"]["received"] > 0) is hvps_runs, (kind, result["hvps"])
+    # At day end the NPC holds nothing queued: those queued during the day are counted
+    # apart, never read as still queued.
+    assert result["hvps"]["queued"] == 0, result["hvps"]
+    assert result["hvps"]["queued_at_some_point"] >= 0
 
 
 def test_same_seed_same_summary(tmp_path):

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from gateway import intake, jsontext, key_reuse, keys, payments
 from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
                           items, netting_dates, not_netted, packer, periodic, recon,
-                          requests, results, schema, settlement_watch, stops)
+                          requests, results, review_hold, schema, settlement_watch,
+                          stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
@@ -72,6 +73,7 @@ def install(gw: "Gateway") -> "BepsExtension":
     gw.outbox_letter_names[packer.PACKAGE_KIND] = packer.letter_names
     _register_console_action()
     stops.register()  # operators stop packages and items the NPC never took
+    review_hold.register()  # supervisors pass or fail credits the review hook holds
     debit_deadline.register()  # operators give up our debits past their receipt deadline
     return ext
 
@@ -131,12 +133,20 @@ class CreditIntake:
     def check(self, row: dict[str, Any]) -> None:
         _check_names(row)
 
-    def insert_many(self, tx: Any, rows: list[dict[str, Any]]
-                    ) -> list[tuple[str, dict[str, str]]]:
+    def insert_many(self, tx: Any, rows: list[dict[str, Any]], holds: dict[str, str],
+                    now: datetime) -> list[tuple[str, dict[str, str]]]:
+        """The items of `rows`, waiting to be packed; those `holds` names (payment id:
+        the reason the screening or the amount review gave) set aside until a supervisor
+        passes them, their payments `held`."""
         items.add_many(tx, [(row["id"], items.CREDIT_OUT, row["receiver_direct"],
                              row["msg_type"], row["amount_fen"], row["created_at"])
                             for row in rows])
-        return [(keys.BEPS_TX, {"items": str(len(rows))})]
+        held = [row for row in rows if row["id"] in holds]
+        if held:
+            review_hold.set_aside(tx, self.ext.gw, held, holds, now)
+        if len(held) == len(rows):
+            return []
+        return [(keys.BEPS_TX, {"items": str(len(rows) - len(held))})]
 
 
 class BepsExtension:
@@ -171,12 +181,18 @@ class BepsExtension:
 
     def accept(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer, decision: Any,
                now: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
-        """An accepted, held BEPS credit waits to be packed (the channel intake)."""
+        """An accepted, held BEPS credit waits to be packed (the channel intake); one the
+        screening or the amount review holds (Gateway.intake_hold) is set aside, out of
+        packing, until a supervisor passes it."""
         _check_names(row)
         carried = row.get("carried") or {}
+        hold = self.gw.intake_hold(transfer)
         items.add(tx, row["id"], items.CREDIT_OUT, decision.receiver_direct, row["msg_type"],
                   row["amount_fen"], now, addresses=(carried.get("debtor_address"),
-                                                     carried.get("creditor_address")))
+                                                     carried.get("creditor_address")),
+                  package_id=None if hold is None else items.HELD_OUT)
+        if hold is not None:
+            return review_hold.held(tx, self.gw, row, hold, now), []
         return row, [(keys.BEPS_TX, {"item": row["id"]})]
 
     async def submit_debit(self, client: str, idem_key: str | None,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import intake, jsontext, key_reuse, payments
-from gateway.beps import items
+from gateway.beps import items, review_hold
 from gateway.beps.build import name_problems
 from gateway.beps.debits_out import AGREEMENT_LEN_MAX
 from gateway.errors import Problem, ProblemList, ValidationFailed
@@ -99,6 +99,11 @@ def record(tx: Any, gw: Any, t: intake.Transfer, agreement: str, receiver: str,
                                  hold_id=str(hold_id), state="accepted",
                                  payment_id=payment_id, msg_id=msg_id, end_to_end_id=e2e,
                                  client=client)
+    # Screened and reviewed as every outgoing credit is (Gateway.intake_hold): one held
+    # is set aside, out of packing, until a supervisor passes it.
+    hold = gw.intake_hold(t)
     items.add(tx, payment_id, items.CREDIT_OUT, receiver, beps125.MESSAGE_TYPE, t.amount_fen,
-              now, agreement=agreement)
+              now, agreement=agreement, package_id=None if hold is None else items.HELD_OUT)
+    if hold is not None:
+        row = review_hold.held(tx, gw, row, hold, now)
     return payments.public_view(row)

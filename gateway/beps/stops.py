@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import keys, payments
 from gateway.beps import cancels, items, unsent
+from gateway.beps.packer import PACKAGE_KIND
 from gateway.errors import Conflict, Problem
 from gateway.states import FINAL
 from gateway.store import Contended
@@ -272,6 +273,22 @@ def _clear_reasons(tx: Any, payment_ids: list[str]) -> None:
         tx.execute(f"UPDATE payments SET reason = NULL WHERE id IN ({marks})", tuple(ids))
 
 
+def executor(run: Any) -> Any:
+    """The console's executor of `run` (gateway, transaction, target, who, now), which
+    answers what it did, or that with the stream entries to add once committed."""
+    from gateway.ops import actions
+
+    def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
+        done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
+        detail, entries = done if isinstance(done, tuple) else (done, [])
+
+        async def push() -> None:
+            for stream, fields in entries:
+                await c.gw.redis.xadd(stream, fields)
+        return actions.Outcome(detail, [push] if entries else [])
+    return execute
+
+
 # The console's package actions: whether each needs a second person, and its names.
 PACKAGE_ACTIONS = {
     "package_hold": (False, {"en": "Hold a BEPS package", "zh": "暂停小额业务包"}),
@@ -283,25 +300,22 @@ PACKAGE_TARGET_EXPECTED = ("the id of a package of ours (GET /v1/packages/{id}; 
                            "payment's `beps.package`)")
 
 
+def letter_targets(tx: Any, outbox_id: int) -> list[tuple[str, str]]:
+    """The package an outbox row carries and its items, as the console's targets."""
+    pkg = tx.query_one("SELECT id FROM beps_packages WHERE outbox_id = ?", (outbox_id,))
+    if pkg is None:
+        return []
+    return [(PACKAGE_TARGET, pkg[0])] + [
+        ("payment", payment_id) for (payment_id,) in tx.query(
+            "SELECT payment_id FROM beps_items WHERE package_id = ?", (pkg[0],))]
+
+
 def register() -> bool:
     """Add the package actions, and hold, release and cancel of a BEPS item, to the
     console's tables; False when the product has no console."""
     if importlib.util.find_spec("gateway.ops.control") is None:
         return False
     from gateway.ops import actions, control
-
-    def executor(run: Any) -> Any:
-        """The console's executor of `run`, which answers what it did, or that with the
-        stream entries to add once committed."""
-        def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
-            done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
-            detail, entries = done if isinstance(done, tuple) else (done, [])
-
-            async def push() -> None:
-                for stream, fields in entries:
-                    await c.gw.redis.xadd(stream, fields)
-            return actions.Outcome(detail, [push] if entries else [])
-        return execute
 
     package_actions = {"package_hold": (check_package_hold, hold_package),
                        "package_release": (check_package_release, release_package),
@@ -313,6 +327,8 @@ def register() -> bool:
         actions.EXECUTORS.setdefault(name, executor(run))
         actions.PRECONDITIONS.setdefault(name, lambda tx, t, p, check=check: check(tx, t))
     control.TARGET_EXPECTED.setdefault(PACKAGE_TARGET, PACKAGE_TARGET_EXPECTED)
+    # A retry of a package's dead letter sends the package and every item in it.
+    control.LETTER_TARGETS.setdefault(PACKAGE_KIND, letter_targets)
     item_actions = {"hold": (check_item_hold, hold_item),
                     "release": (check_item_release, release_item),
                     "cancel": (check_item_cancel, cancel_item)}

@@ -72,6 +72,9 @@ def register() -> bool:
         if name in PRECONDITIONS:
             actions.PRECONDITIONS.setdefault(name, _precondition(PRECONDITIONS[name]))
     control.NOTE_RULES.setdefault("return", return_note_problems)
+    # A return from a credited account holds its amount there: the request is refused
+    # when the account could not give it now, as the approval would find.
+    actions.GATEWAY_PRECONDITIONS.setdefault("return", _returnable_now)
     # An application names its account, and may name its item by the pending number;
     # its checks read the ledger's accounts, so they are given the gateway.
     control.PARAMS.setdefault("suspense_apply", ("account", "pending_no"))
@@ -109,6 +112,10 @@ def _precondition(check: Callable[[Any, dict[str, Any]], None]) -> Callable[...,
     def precondition(tx: Any, target: str, params: dict[str, Any]) -> None:
         check(tx, payments.get(tx, target))
     return precondition
+
+
+def _returnable_now(gw: Any, tx: Any, target: str, params: dict[str, Any]) -> None:
+    returns.check_requestable(gw, tx, payments.get(tx, target))
 
 
 def _executor(run: Callable[..., tuple[dict[str, Any], list[Entry]]],

@@ -91,6 +91,20 @@ def check_returnable(tx: Any, original: dict[str, Any]) -> None:
                                f"return {open_return['return_id']} is {open_return['state']}"))
 
 
+def check_requestable(gw: Any, tx: Any, original: dict[str, Any]) -> None:
+    """Refuse, with the error `request_tx` would give, a return that could not be made
+    now, its hold included: a credited payment's account must cover the amount (not
+    closed, not frozen). Reads only."""
+    check_returnable(tx, original)
+    if original["state"] == "suspense":
+        return
+    payer_account, _ = write_off.party_credited(gw, tx, original)
+    try:
+        gw.ledger.check_hold(tx, payer_account, original["amount_fen"], gw.work_date)
+    except PaygateError as exc:
+        raise intake.as_request_fields(exc, _PAYMENT_FIELDS) from None
+
+
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: datetime,
                client: str | None = None) -> tuple[dict[str, Any], list[Entry]]:
     """Record and queue the return of an incoming payment; (return row, stream entries).

@@ -59,8 +59,9 @@ LANE_SCAN_PAGE = 500
 
 AfterCommit = Callable[[], Awaitable[Any]]
 
-# Hold, release and cancel of a payment of another channel than HVPS, added by that
-# channel's extension (gateway.beps, whose items travel in packages): its precondition and
+# Hold, release, cancel and the review's pass and fail of a payment of another channel
+# than HVPS, added by that channel's extension (gateway.beps, whose items travel in
+# packages): its precondition and
 # its executor by (channel, action), each taking what the HVPS ones take (a precondition
 # (tx, target, params), an executor (context, tx, target, params)).
 CHANNEL_ACTIONS: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
@@ -394,17 +395,27 @@ async def drop_from_lane(r: Any, stream: str, outbox_id: int) -> int:
 
 
 def review_approve(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    other = _of_channel(tx, target, "review_approve")
+    if other is not None:
+        return other[1](c, tx, target, params)
     payment, outbox = _review_hold(tx, target, params)
     return _release(c, tx, payment, outbox, "review_approved")
 
 
 def review_reject(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    other = _of_channel(tx, target, "review_reject")
+    if other is not None:
+        return other[1](c, tx, target, params)
     payment, outbox = _review_hold(tx, target, params)
     return _cancel(c, tx, payment, outbox, "review_rejected", "review_rejected")
 
 
-def _review_hold(tx: Any, target: str, params: dict[str, Any]
-                 ) -> tuple[dict[str, Any], tuple[int, str, str]]:
+def _review_hold(tx: Any, target: str, params: dict[str, Any]) -> Any:
+    """The payment and outbox row of an HVPS payment the review holds (another
+    channel's review actions check their own: a BEPS credit set aside)."""
+    other = _of_channel(tx, target, "review_approve")
+    if other is not None:
+        return other[0](tx, target, params)
     payment, outbox = _unsent(tx, target, "review_approve")
     if outbox[1] not in HELD_OUTBOX or not is_review_hold(payment["reason"]):
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],

@@ -94,13 +94,15 @@ def counts(tx: Any, ids: list[int]) -> dict[str, int]:
 def listing(tx: Any, ids: list[int], limit: int, attention: bool | None = None
             ) -> list[dict[str, Any]]:
     """The latest alerts (open ones only, history only, or both when `attention` is
-    None), newest first, each marked `attention`; a critical one also says whether it
-    is still `open` and who acknowledged it."""
+    None), newest first, each marked `attention` and `critical`; `acknowledged_by` is
+    who ended it (a critical one's supervisor, an ordinary one's operator or
+    `gateway`), and a critical one says whether it is still `open`."""
     where = "" if attention is None else \
         f"WHERE {'' if attention else 'NOT '}{_open_sql(ids)}"
     rows = tx.query(f"SELECT a.id, a.at, a.code, a.detail, k.by, {_open_sql(ids)} {_FROM} "
                     f"{where} ORDER BY a.id DESC LIMIT ?", (limit,))
     return [{"id": i, "at": at, "code": code, "detail": json.loads(detail),
+             "critical": code in critical.CODES,
              "open": code in critical.CODES and by is None, "acknowledged_by": by,
              "attention": bool(is_open), "closable": by is None and closes_by_hand(code)}
             for i, at, code, detail, by, is_open in rows]

@@ -54,8 +54,9 @@ describes: its host and port from --config or PAYGATE_CONFIG and the PAYGATE_HOS
 PAYGATE_PORT variables, read as `paygate serve` reads them (a gateway listening on
 every address is reached on loopback). Credentials come from the options or
 PAYGATE_OPS_USER and PAYGATE_OPS_PASSWORD; without a password the command asks for one. Output is a table
-for people; `--json` prints the gateway's JSON answer instead. Errors are printed in
-the product's one error shape (CONTRACT.md §6); the exit status is 0 on success, 1 when
+for people; `--json` prints the gateway's JSON answer instead. A refusal is printed as
+lines for people (each problem's code, where, what was expected, the message), and with
+`--json` in the product's one error shape (CONTRACT.md §6); the exit status is 0 on success, 1 when
 the gateway refused, 2 when it could not be reached or the command line is wrong.
 """
 
@@ -204,7 +205,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="default: PAYGATE_OPS_PASSWORD, else asked for")
     parser.add_argument("--json", action="store_true",
                         default=argparse.SUPPRESS if suppress else False,
-                        help="print the gateway's JSON answer instead of a table")
+                        help="print the gateway's JSON answer (a refusal too) instead of a table")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,28 +383,28 @@ def ops_command(argv: list[str]) -> int:
     """`paygate ops ...`; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "hash-password":
-        return _hash_password()
+        return _hash_password(args.json)
     try:
         url = gateway_url(args.url, args.config)
     except PaygateError as exc:
-        print(json.dumps(exc.to_dict(), ensure_ascii=False))
+        _print_refusal(exc.to_dict(), args.json)
         return 2
     user = args.user or os.environ.get("PAYGATE_OPS_USER") or getpass.getuser()
     password = args.password or os.environ.get("PAYGATE_OPS_PASSWORD")
     if password is None:
         if not sys.stdin.isatty():
-            print(json.dumps({"errors": [{
+            _print_refusal({"errors": [{
                 "code": "credentials_required", "path": "--password", "value": None,
                 "expected": "--password or PAYGATE_OPS_PASSWORD when not on a terminal",
                 "message": "credentials required: no password was given and there is no "
                            "terminal to ask for one; pass --password or set "
-                           "PAYGATE_OPS_PASSWORD"}]}))
+                           "PAYGATE_OPS_PASSWORD"}]}, args.json)
             return 2
         password = getpass.getpass(f"password for {user}: ")
     try:
         answer, view = run(Client(url, user, password), args)
     except CommandFailed as failed:
-        print(json.dumps(failed.body, ensure_ascii=False, indent=2))
+        _print_refusal(failed.body, args.json)
         return 1 if failed.status > 0 else 2
     if args.json:
         print(json.dumps(answer, ensure_ascii=False, indent=2))
@@ -430,13 +431,20 @@ def gateway_url(url: str | None, config_path: str | None) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
 
 
-def _hash_password() -> int:
+def _print_refusal(body: dict[str, Any], as_json: bool) -> None:
+    """A refusal in the product's error shape: as JSON with --json (for scripts), else
+    as lines for people (cli_render.refusal)."""
+    print(json.dumps(body, ensure_ascii=False, indent=2) if as_json
+          else cli_render.refusal(body))
+
+
+def _hash_password(as_json: bool) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("new password: ")
         if getpass.getpass("again: ") != password:
-            print(json.dumps({"errors": [{"code": "passwords_differ", "path": "", "value": None,
-                                          "expected": "the same password twice",
-                                          "message": ""}]}))
+            _print_refusal({"errors": [{"code": "passwords_differ", "path": "", "value": None,
+                                        "expected": "the same password twice",
+                                        "message": ""}]}, as_json)
             return 2
     else:
         password = sys.stdin.readline().rstrip("\n")

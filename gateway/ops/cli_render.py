@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from gateway.errors import Problem
 from gateway.ops.tables import pairs, table
 
 PAYMENT_COLUMNS = (("id", "payment"), ("state", "state"), ("channel", "ch"),
@@ -271,13 +272,18 @@ def dead(a: dict[str, Any]) -> str:
 
 
 def alerts(a: dict[str, Any]) -> str:
-    """The latest alerts, each open (needing attention) or history (ops.attention); a
-    critical one says OPEN until a supervisor acknowledges it, then who did."""
-    rows = [dict(r, critical="OPEN" if r.get("open") else r.get("acknowledged_by") or "",
-                 now="open" if r.get("attention", True) else "history")
+    """The latest alerts, each open (needing attention) or history (ops.attention): its
+    kind (critical or not), and who ended it: a critical one's acknowledging supervisor,
+    an ordinary one's closing operator (`gateway` when the gateway found its cause gone),
+    nobody while it is open or for an alert that ends by itself. A critical alert not
+    yet acknowledged is OPEN."""
+    rows = [dict(r, kind="critical" if r.get("critical") else "",
+                 now=("OPEN" if r.get("open") else "open") if r.get("attention", True)
+                 else "history",
+                 ended_by=r.get("acknowledged_by") or "")
             for r in a["alerts"]]
-    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"), ("now", "now"),
-                        ("critical", "critical"), ("detail", "detail")))
+    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"), ("kind", "kind"),
+                        ("now", "now"), ("ended_by", "closed by"), ("detail", "detail")))
 
 
 def day_reports(a: dict[str, Any]) -> str:
@@ -333,6 +339,34 @@ def message(a: dict[str, Any]) -> str:
                                           "receiver", "at", "payment_id")])
     parsed = json.dumps(a["parsed"], ensure_ascii=False, indent=2)
     return f"{head}\n\nraw\n{a['raw']}\n\nparsed\n{parsed}"
+
+
+def refusal(body: dict[str, Any]) -> str:
+    """A refusal in the product's error shape as lines for people: each problem's code
+    and where (the field, the value seen), what was expected, the message, and any
+    other fact it carries."""
+    lines = []
+    for p in body.get("errors") or []:
+        where = f" at {p['path']}" if p.get("path") else ""
+        if p.get("value") is not None:
+            where += f" (got {_text(p['value'])})"
+        lines.append(f"refused: {p.get('code', '')}{where}")
+        if p.get("expected"):
+            lines.append(f"  expected: {_text(p['expected'])}")
+        # A refusal the command made itself may carry no message: the problem in words.
+        lines.append(f"  message: {_text(p.get('message') or said(p))}")
+        lines += [f"  {name}: {_text(value)}" for name, value in p.items()
+                  if name not in ("code", "path", "value", "expected", "message")]
+    return "\n".join(lines)
+
+
+def said(p: dict[str, Any]) -> str:
+    return Problem(str(p.get("code", "")), str(p.get("path") or ""), p.get("value"),
+                   str(p.get("expected") or "")).describe()
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {

@@ -314,6 +314,8 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
                                f"request {clash[0]} waits for approval"))
     if deciding(action):
         _refuse_contradiction(tx, action, target)
+    if action == "retry":
+        _refuse_letter_contradiction(tx, target, letter_targets(tx, params.get("fields") or {}))
     expires = now + timedelta(seconds=REQUEST_LIFE_S)
     row = tx.query_one(
         "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
@@ -351,6 +353,58 @@ def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
                 "no pending request of another action that decides this target's money",
                 f"request {other_id} ({other}) waits for approval; withdraw or reject it "
                 f"first"))
+
+
+def _refuse_letter_contradiction(tx: Any, letter: str,
+                                 decided: list[tuple[str, str]]) -> None:
+    """A retry needs nobody, yet it sends again the message of what its letter carries
+    (a payment; a BEPS package and its items): refused while a deciding request on one
+    of them waits, since it would send the money that request may stop. The pending
+    requests are few (they expire), so all are read."""
+    wanted = set(decided)
+    if not wanted:
+        return
+    for other_id, other, on in tx.query("SELECT id, action, target FROM ops_requests "
+                                        "WHERE state = 'pending' ORDER BY id", ()):
+        if other in RULES and deciding(other) and (RULES[other].target, on) in wanted:
+            raise Conflict(Problem(
+                "request_contradicts_pending", "/target", letter,
+                "no pending request that decides the money of what the letter carries",
+                f"request {other_id} ({other}) on {RULES[other].target} {on} waits for "
+                f"approval; withdraw or reject it first"))
+
+
+# Kinds of outbox rows whose message carries more than one payment (a BEPS package)
+# add here what a retry of its dead letter decides: (transaction, outbox id) in, the
+# (target kind, target) of each (the package, its items) out.
+LETTER_TARGETS: dict[str, Callable[[Any, int], list[tuple[str, str]]]] = {}
+
+
+def letter_targets(tx: Any, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a dead letter's retry would send on, by its outbox row: the payment whose
+    message it carries, or what LETTER_TARGETS says of its kind; nothing for a letter
+    of other work (an incoming message, a query)."""
+    outbox = str(fields.get("outbox", ""))
+    if not (outbox.isascii() and outbox.isdigit()) or int(outbox) > ROW_ID_MAX:
+        return []
+    row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?", (int(outbox),))
+    if row is None:
+        return []
+    kind, payment_id = row
+    if kind in LETTER_TARGETS:
+        return LETTER_TARGETS[kind](tx, int(outbox))
+    return [("payment", payment_id)] if payment_id is not None else []
+
+
+def retries_of_letters(tx: Any, outbox_ids: list[int]) -> list[tuple]:
+    """The requests to retry dead letters of these outbox rows (a payment's message
+    refused and retried: the request names the letter, its params the row)."""
+    rows: list[tuple] = []
+    # `create` records params as json.dumps writes them: `"outbox": "12"` in the text.
+    for outbox_id in outbox_ids:
+        rows += tx.query(f"{SELECT} WHERE action = 'retry' AND params LIKE ?",
+                         (f'%"outbox": "{int(outbox_id)}"%',))
+    return rows
 
 
 def load(tx: Any, request_id: int) -> dict[str, Any]:

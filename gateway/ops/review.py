@@ -9,20 +9,24 @@ Two checks run at intake, after the payment's own fields are valid:
   absent or empty, the demo list beside this module).
 
 A non-None answer is a stable reason code; the payment is stored in state `held` with
-that reason, and its outbox row in state `review` (not `waiting`, which the opening of
-HVPS releases by itself), until a supervisor approves (the payment goes on) or rejects
-(the payment is cancelled and its funds released) from the console. The gateway calls
-`hold_reason` (both checks) through its `review` hook.
+that reason (an HVPS payment's outbox row in state `review`, not `waiting`, which the
+opening of HVPS releases by itself; a BEPS item set aside, out of packing), until a
+supervisor approves (the payment goes on) or rejects (the payment is cancelled and its
+funds released) from the console. The gateway calls `hold_reason` (both checks) through
+its `review` hook, for every outgoing customer payment whatever its channel;
+`hold_reason.for_batch(settings)` is the same check with the list read once, for the
+transfers of one batch.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import icu
 
@@ -54,19 +58,40 @@ def review_reason(transfer: Any, settings: Any) -> str | None:
 
 def screen(transfer: Any, settings: Any = None) -> str | None:
     """The screening reason (which party, which field matched), or None when clear."""
-    blocked = BlockedList.for_path(_list_path(settings))
-    for party in ("payer", "payee"):
-        account = getattr(transfer, f"{party}_account", "") or ""
-        if account in blocked.accounts:
-            return f"screening_match_{party}_account"
-        if blocked.matches_name(getattr(transfer, f"{party}_name", "") or ""):
-            return f"screening_match_{party}_name"
+    return _screened(BlockedList.for_path(_list_path(settings)), transfer)
+
+
+def _screened(blocked: "BlockedList", transfer: Any) -> str | None:
+    # Each field read by name (not in a loop over the parties): a batch screens every
+    # transfer, and this is most of the cost of one.
+    if blocked.matches_account(transfer.payer_account or ""):
+        return "screening_match_payer_account"
+    if blocked.matches_name(transfer.payer_name or ""):
+        return "screening_match_payer_name"
+    if blocked.matches_account(transfer.payee_account or ""):
+        return "screening_match_payee_account"
+    if blocked.matches_name(transfer.payee_name or ""):
+        return "screening_match_payee_name"
     return None
 
 
-def hold_reason(transfer: Any, settings: Any) -> str | None:
-    """Screening first (it must be seen even for small amounts), then the review rule."""
-    return screen(transfer, settings) or review_reason(transfer, settings)
+class HoldReason:
+    """The gateway's review hook: `hold_reason(transfer, settings)` gives the reason to
+    hold a new outgoing payment (screening first: it must be seen even for small
+    amounts; then the review rule), or None."""
+
+    def __call__(self, transfer: Any, settings: Any) -> str | None:
+        return screen(transfer, settings) or review_reason(transfer, settings)
+
+    def for_batch(self, settings: Any) -> Callable[[Any], str | None]:
+        """The same check for the transfers of one batch: the list is looked up (its
+        file's modification time read) once, not once a transfer."""
+        blocked = BlockedList.for_path(_list_path(settings))
+        return lambda transfer: (_screened(blocked, transfer)
+                                 or review_reason(transfer, settings))
+
+
+hold_reason = HoldReason()
 
 
 def is_review_hold(reason: str | None) -> bool:
@@ -80,14 +105,41 @@ def is_review_hold(reason: str | None) -> bool:
 _SPOOF = icu.SpoofChecker()
 
 
+# Traditional characters to simplified ones (貿 to 贸): a name written in either form is
+# screened as the same name. ICU's transliterators are not documented as safe to share
+# between threads, and store work runs on several: one at a time.
+_HANT_HANS = icu.Transliterator.createInstance("Hant-Hans")
+_HANT_HANS_LOCK = threading.Lock()
+
+
+def _simplified(text: str) -> str:
+    if text.isascii():
+        return text
+    with _HANT_HANS_LOCK:
+        return _HANT_HANS.transliterate(text)
+
+
 def normalise(name: str) -> str:
-    """The form names are compared in: width (NFKC), look-alike letters (skeleton), case,
-    spaces and punctuation folded away, so 'ＡＢＣ Co.', 'АВС со' (Cyrillic) and 'abcco'
-    agree. The skeleton is taken of the name in capitals (a capital Cyrillic В looks
+    """The form names are compared in: width (NFKC), traditional Chinese characters as
+    simplified ones, look-alike letters (skeleton), case, spaces and punctuation folded
+    away, so 'ＡＢＣ Co.', 'АВС со' (Cyrillic) and 'abcco' agree, and so do 貿易 and
+    贸易. The skeleton is taken of the name in capitals (a capital Cyrillic В looks
     like B, its small в like no Latin letter; I and l look alike only as I) and again
     after case folding (the small letters' own look-alikes: rn for m)."""
-    wide = unicodedata.normalize("NFKC", name).upper()
+    wide = _simplified(unicodedata.normalize("NFKC", name)).upper()
     folded = _SPOOF.getSkeleton(0, _SPOOF.getSkeleton(0, wide).casefold())
+    return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
+
+
+def normalise_account(account: str) -> str:
+    """The form accounts are compared in: width (NFKC) and case folded, spaces and
+    punctuation (separators such as '-') dropped, as names have them dropped, so
+    'blocked-demo-0001' and 'BLOCKED DEMO 0001' agree with 'BLOCKED-DEMO-0001'."""
+    if account.isascii():
+        if account.isalnum():  # nearly every account: digits, or letters and digits
+            return account.casefold()
+        return "".join(filter(str.isalnum, account.casefold()))
+    folded = unicodedata.normalize("NFKC", account).casefold()
     return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
 
 
@@ -131,7 +183,11 @@ class BlockedList:
         if problems:
             raise PaygateError(problems)
         return cls(frozenset(n for n in map(normalise, names) if n),
-                   frozenset(a.strip() for a in accounts))
+                   frozenset(a for a in map(normalise_account, accounts) if a))
+
+    def matches_account(self, account: str) -> bool:
+        folded = normalise_account(account)
+        return bool(folded) and folded in self.accounts
 
     def matches_name(self, name: str) -> bool:
         answer = self._answers.get(name)

@@ -133,9 +133,22 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     # carry a whole package's), and whether it was delivered.
     view["told"] = payments.told(tx, payment_id)
     view["messages"] = payment_messages(tx, payment_id, view["channel"])
-    view["requests"] = requests(tx, target=payment_id)
     view["package"] = package_of(tx, payment_id) if view["channel"] == "beps" else None
+    # Requests on the payment, and those on its messages' dead letters (a retry names
+    # the letter, not the payment; a BEPS item's message is its package's), newest first.
+    retried = [control.view(r) for r in control.retries_of_letters(
+        tx, [row["id"] for row in view["outbox"]] + package_outbox(tx, view["package"]))]
+    view["requests"] = sorted(requests(tx, target=payment_id) + retried,
+                              key=lambda r: r["id"], reverse=True)
     return view
+
+
+def package_outbox(tx: Any, package_id: str | None) -> list[int]:
+    """The outbox row that carries a package of ours (none without a package)."""
+    if package_id is None:
+        return []
+    row = tx.query_one("SELECT outbox_id FROM beps_packages WHERE id = ?", (package_id,))
+    return [int(row[0])] if row is not None and row[0] is not None else []
 
 
 def package_of(tx: Any, payment_id: str) -> str | None:

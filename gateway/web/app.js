@@ -18,6 +18,9 @@
   let me = null;
   let snap = null;
   let source = null;
+  // Whether the live feed answers: null until the first snapshot of a signed-in page
+  // (the badge is hidden then: before sign-in nothing is known about the feed).
+  let live = null;
   let search = null;           // the active payment search, or null for the latest payments
   let detailId = null;         // the payment whose history is open
   let seenVersion = "";        // data_version of the snapshot the searches were run for
@@ -101,6 +104,7 @@
       n.placeholder = t(n.dataset.i18nPlaceholder);
     });
     $("lang").textContent = lang === "zh" ? "English" : "中文";
+    setLive(live);
     const select = $("search-state");
     const chosen = select.value;
     select.replaceChildren(el("option", { value: "" }, t("any_state")),
@@ -122,7 +126,7 @@
   function showLogin() {
     me = null;
     if (source) { source.close(); source = null; }
-    setLive(false);
+    setLive(null);
     $("main").classList.add("hidden");
     $("who").classList.add("hidden");
     $("signout").classList.add("hidden");
@@ -177,8 +181,9 @@
   // Live snapshots
 
   function setLive(on) {
-    $("live").className = "live " + (on ? "on" : "off");
-    $("live").textContent = t(on ? "live_on" : "live_off");
+    live = on;
+    $("live").className = "live " + (on === null ? "hidden" : on ? "on" : "off");
+    $("live").textContent = on === null ? "" : t(on ? "live_on" : "live_off");
   }
 
   function connect() {
