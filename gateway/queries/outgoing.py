@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, payments
+from gateway import critical, payments, scope
 from gateway.errors import Conflict, NotFound, Problem, ValidationFailed
 from gateway.messages import beps127, ccms314
 from gateway.messages.common import OriginalRef, OriginalTx
@@ -46,8 +46,7 @@ class Resolved:
 
 def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
                now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
-    resolved = _resolve(tx, desk, req)
-    _check_client(desk, resolved.payment, client)
+    resolved = _resolve(tx, desk, req, client)
     ask_due = (deadlines.ask_due(desk.gw.calendar, req.doubt_at, desk.policy)
                if req.doubt_at is not None else None)
     source, by = ("operator", req.operator) if req.operator else ("core", client)
@@ -123,17 +122,23 @@ def _send(tx: Any, desk: Any, r: Resolved, content: str, query_type: str | None,
     return row, [wire.link_push(sent)]
 
 
-def _check_client(desk: Any, payment: dict[str, Any] | None, client: str) -> None:
-    """With client credentials configured, a client queries only its own payments and
-    incoming ones, as it sees only those (GET /v1/transfers/{id})."""
-    if payment is None or not desk.gw.settings.api_keys:
-        return
-    if payment.get("client") not in (None, client):
-        raise NotFound([replace(p, path="/payment_id")
-                        for p in payments.not_found(payment["id"]).problems])
+def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> None:
+    """A client queries only the payments it sees (GET /v1/transfers/{id}): with client
+    credentials configured, its own and incoming ones; with its entry in
+    api_balance_accounts, those on an account of ours the entry covers (gateway.scope).
+    Another is refused as an id never given is, at /payment_id: called as soon as the
+    payment is found, before anything else reads it, so that no answer tells of it."""
+    gw = desk.gw
+    try:
+        if gw.settings.api_keys and payment.get("client") not in (None, client):
+            raise payments.not_found(payment["id"])
+        scope.refuse_unseen(tx, gw.settings.api_balance_accounts, client, payment,
+                            gw.own_banks, "/v1/queries")
+    except NotFound as exc:
+        raise NotFound([replace(p, path="/payment_id") for p in exc.problems]) from None
 
 
-def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
+def _resolve(tx: Any, desk: Any, req: QueryRequest, client: str) -> Resolved:
     if req.payment_id is not None:
         try:
             payment = payments.get(tx, req.payment_id)
@@ -142,6 +147,7 @@ def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
     else:
         payment = answers.find_payment(tx, req.subject)
     if payment is not None:
+        _check_client(tx, desk, payment, client)
         resolved = _from_payment(tx, desk, payment)
         if req.amount_fen is not None and req.amount_fen != resolved.amount_fen:
             raise ValidationFailed(Problem(
