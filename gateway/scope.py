@@ -129,6 +129,37 @@ def refuse_unseen(tx: Any, scopes: dict[str, list[str]], client: str,
     raise payments.not_found(payment["id"])
 
 
+def sees(tx: Any, settings: Any, client: str, payment: dict[str, Any],
+         own_banks: frozenset[str]) -> bool:
+    """Whether `client` may see `payment` at all: with client credentials configured
+    (`api_keys`), its own or an incoming one (no client's); and, with its entry in
+    api_balance_accounts, one `sees_payment` lets it see (its money's account read in
+    `tx`)."""
+    if settings.api_keys and payment.get("client") not in (None, client):
+        return False
+    scopes = settings.api_balance_accounts
+    return client not in scopes or sees_payment(scopes, client, payment, own_banks,
+                                                credited_account(tx, payment))
+
+
+def seen_ids(settings: Any, client: str, own_banks: frozenset[str]
+             ) -> tuple[str, list[Any]] | None:
+    """`sees` as an SQL subquery of the ids of the payments `client` sees, with its
+    parameters, for a column holding a payment id to be tested `IN` it (a package's
+    items, the queries about payments); None when it sees every payment."""
+    parts, params = [], []
+    if settings.api_keys:
+        parts.append("(client = ? OR client IS NULL)")
+        params.append(client)
+    condition = payments_condition(settings.api_balance_accounts, client, own_banks)
+    if condition is not None:
+        parts.append(condition[0])
+        params += condition[1]
+    if not parts:
+        return None
+    return f"(SELECT id FROM payments WHERE {' AND '.join(parts)})", params
+
+
 def payments_condition(scopes: dict[str, list[str]], client: str,
                        own_banks: frozenset[str]) -> tuple[str, list[Any]] | None:
     """`sees_payment` as an SQL condition on the payments table, with its parameters,

@@ -10,6 +10,7 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 import requests
 
 from tests.api_support import post_signed
@@ -108,3 +109,57 @@ def test_another_clients_book_transfer_is_not_named_as_such(live, made) -> None:
     assert (mine.status_code, mine.json()["errors"][0]["code"]) == (
         422, "payment_not_sent_through_cnaps"), mine.text
     refused_as_unknown(live, OTHER, theirs)
+
+
+UNKNOWN_QUERY = "Q2026120799999999"
+
+
+def asked_about(live, made) -> dict[str, str]:
+    """CLIENT's query about its own HVPS payment, and a bank's query about the incoming
+    payment to SECOND, outside OTHER's entry (a copy of the first, turned round)."""
+    from gateway.queries import records
+    theirs = urgent(live, CLIENT, live.payer, "3.33")
+    asked = post(live, CLIENT, "/v1/queries", query(theirs))
+    assert asked.status_code == 201, asked.text
+
+    def work(tx: Any) -> str:
+        row = records.get(tx, asked.json()["id"])
+        row.update(id=row["id"] + "IN", direction="in",
+                   payment_id=made["in_second"], msg_id="IN" + row["msg_id"][2:])
+        records.insert(tx, row)
+        return row["id"]
+    return {"out": asked.json()["id"], "out_payment": theirs,
+            "in": live.loop.run(live.gw.store.run(work))}
+
+
+def test_a_query_about_a_payment_the_client_may_not_see_is_not_shown(live, made) -> None:
+    ids = asked_about(live, made)
+    unknown = get(live, OTHER, f"/v1/queries/{UNKNOWN_QUERY}")
+
+    assert unknown.status_code == 404, unknown.text
+    for name in ("out", "in"):
+        hidden = get(live, OTHER, f"/v1/queries/{ids[name]}")
+        assert (hidden.status_code, hidden.text.replace(ids[name], UNKNOWN_QUERY)) == (
+            unknown.status_code, unknown.text), name
+        assert get(live, CLIENT, f"/v1/queries/{ids[name]}").status_code == 200, name
+    listed = get(live, OTHER, f"/v1/queries?payment_id={ids['out_payment']}")
+    assert (listed.status_code, listed.json()) == (200, {"queries": []}), listed.text
+    every = {q["id"] for q in get(live, OTHER, "/v1/queries?limit=500").json()["queries"]}
+    assert not {ids["out"], ids["in"]} & every
+    assert {ids["out"], ids["in"]} <= {
+        q["id"] for q in get(live, CLIENT, "/v1/queries?limit=500").json()["queries"]}
+
+
+@pytest.mark.parametrize("action, name", [("chase", "out"), ("reply", "in")])
+def test_a_query_about_a_payment_the_client_may_not_see_is_not_acted_on(
+        live, made, action, name) -> None:
+    ids = asked_about(live, made)
+    body = {"operator": "op1", "content": "已查"}
+    before = live.query("SELECT state FROM queries WHERE id = ?", (ids[name],))
+    unknown = post(live, OTHER, f"/v1/queries/{UNKNOWN_QUERY}/{action}", body)
+    hidden = post(live, OTHER, f"/v1/queries/{ids[name]}/{action}", body)
+
+    assert unknown.status_code == 404, unknown.text
+    assert (hidden.status_code, hidden.text.replace(ids[name], UNKNOWN_QUERY)) == (
+        unknown.status_code, unknown.text)
+    assert live.query("SELECT state FROM queries WHERE id = ?", (ids[name],)) == before

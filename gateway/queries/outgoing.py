@@ -13,6 +13,7 @@ sending bank; the counterparty is that bank's direct participant in the director
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,6 +26,8 @@ from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.money import format_yuan
 from gateway.queries import answers, deadlines, records, wire
 from gateway.queries.requests import FreeFormatRequest, QueryRequest
+
+log = logging.getLogger(__name__)
 
 _TX_ID = re.compile(r"[0-9]{1,16}")
 CHASE_PREFIX = "催查："
@@ -59,9 +62,11 @@ def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
 
 
 def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str | None,
-          now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
-    """A follow-up query (催查) about the same payment, linked to the one it chases."""
+          now: datetime, client: str | None = None) -> tuple[dict[str, Any], wire.Pushes]:
+    """A follow-up query (催查) about the same payment, linked to the one it chases
+    (`client`: the core-system client asking, who must see its payment)."""
     first = records.get(tx, query_id)
+    refuse_hidden_query(tx, desk, first, client)
     if first["direction"] != "out":
         raise Conflict(Problem("query_not_ours_to_chase", "/id", query_id,
                                "a query this bank sent"))
@@ -129,13 +134,29 @@ def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> N
     Another is refused as an id never given is, at /payment_id: called as soon as the
     payment is found, before anything else reads it, so that no answer tells of it."""
     gw = desk.gw
-    try:
-        if gw.settings.api_keys and payment.get("client") not in (None, client):
-            raise payments.not_found(payment["id"])
-        scope.refuse_unseen(tx, gw.settings.api_balance_accounts, client, payment,
-                            gw.own_banks, "/v1/queries")
-    except NotFound as exc:
-        raise NotFound([replace(p, path="/payment_id") for p in exc.problems]) from None
+    if scope.sees(tx, gw.settings, client, payment, gw.own_banks):
+        return
+    log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
+                client, payment["id"], "/v1/queries")
+    raise NotFound([replace(p, path="/payment_id")
+                    for p in payments.not_found(payment["id"]).problems])
+
+
+def refuse_hidden_query(tx: Any, desk: Any, query: dict[str, Any],
+                        client: str | None) -> None:
+    """Refuse a query about a payment `client` may not see (`scope.sees`) as a query id
+    never given (404 query_not_found), so that reading, answering or chasing it tells
+    nothing of the payment; None for the gateway and its operators, and a query about
+    no payment of ours, are not limited."""
+    if client is None or query["payment_id"] is None:
+        return
+    gw = desk.gw
+    if scope.sees(tx, gw.settings, client, payments.get(tx, query["payment_id"]),
+                  gw.own_banks):
+        return
+    log.warning("event=query_outside_client_scope client=%s query=%s payment=%s",
+                client, query["id"], query["payment_id"])
+    raise records.not_found(query["id"])
 
 
 def _resolve(tx: Any, desk: Any, req: QueryRequest, client: str) -> Resolved:
@@ -265,8 +286,10 @@ def send_our_reply(tx: Any, desk: Any, q: dict[str, Any], content: str, replied_
 
 
 def operator_reply(tx: Any, desk: Any, query_id: str, content: str, operator: str,
-                   now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
+                   now: datetime, client: str | None = None
+                   ) -> tuple[dict[str, Any], wire.Pushes]:
     q = records.get(tx, query_id)
+    refuse_hidden_query(tx, desk, q, client)
     answered, pushes = send_our_reply(tx, desk, q, content, f"operator:{operator}", now)
     return records.view(answered, now), pushes
 
