@@ -1314,8 +1314,8 @@ class Gateway:
                     payment.get("client") not in (None, client):
                 raise payments.not_found(payment_id)
             if client is not None:
-                scope.refuse_unseen(self.settings.api_balance_accounts, client, payment,
-                                    self.own_banks, f"/v1/transfers/{payment_id}")
+                scope.refuse_unseen(tx, self.settings.api_balance_accounts, client,
+                                    payment, self.own_banks, f"/v1/transfers/{payment_id}")
             view = payments.public_view(payment, payments.history(tx, payment_id))
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)

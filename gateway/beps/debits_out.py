@@ -369,11 +369,15 @@ def _record_lines(tx: Any, receipt_id: str,
          for n, ((line, p), outcome) in enumerate(zip(known, outcomes), start=1)])
 
 
-def receipt_lines(tx: Any, receipt_id: str, limit: int) -> list[dict[str, Any]]:
-    """The lines of a beps.128 we received, in its order, with what each did."""
+def receipt_lines(tx: Any, receipt_id: str, limit: int,
+                  seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """The lines of a beps.128 we received, in its order, with what each did; only
+    those answering a payment `seen` holds (an SQL subquery of payment ids,
+    gateway.scope.seen_ids), when given."""
+    only, params = (f" AND payment_id IN {seen[0]}", seen[1]) if seen else ("", [])
     return [dict(zip(_LINE_COLUMNS, row)) for row in tx.query(
-        f"SELECT {', '.join(_LINE_COLUMNS)} FROM beps_receipt_lines WHERE receipt_id = ? "
-        "ORDER BY line_no LIMIT ?", (receipt_id, limit))]
+        f"SELECT {', '.join(_LINE_COLUMNS)} FROM beps_receipt_lines WHERE receipt_id = ?"
+        f"{only} ORDER BY line_no LIMIT ?", (receipt_id, *params, limit))]
 
 
 def last_receipt_line(tx: Any, payment_id: str) -> dict[str, Any] | None:
