@@ -48,7 +48,7 @@ class Rig(ControlRig):
         assert answer["channel"] == "internal", answer
         return answer
 
-    def payment(self, payment_id: str) -> tuple[str, str | None]:  # type: ignore[override]
+    def state_of(self, payment_id: str) -> tuple[str, str | None]:
         return self.db(lambda tx: tx.query_one(
             "SELECT state, reason FROM payments WHERE id = ?", (payment_id,)))
 
@@ -77,7 +77,7 @@ def test_a_clear_book_transfer_settles_at_once(rig: Rig) -> None:
     answer = rig.transfer(listed=False)
 
     assert answer["state"] == "settled"
-    assert rig.payment(answer["id"]) == ("settled", None)
+    assert rig.state_of(answer["id"]) == ("settled", None)
 
 
 def test_a_screened_book_transfer_is_held_its_funds_held_nothing_credited(rig: Rig) -> None:
@@ -85,7 +85,7 @@ def test_a_screened_book_transfer_is_held_its_funds_held_nothing_credited(rig: R
     answer = rig.transfer()
 
     assert answer["state"] == "held"
-    assert rig.payment(answer["id"]) == ("held", "screening_match_payee_name")
+    assert rig.state_of(answer["id"]) == ("held", "screening_match_payee_name")
     assert rig.books() == (payer - 1000, payee, True)
 
 
@@ -98,8 +98,8 @@ def test_the_amount_review_holds_a_book_transfer(rig: Rig) -> None:
     finally:
         rig.gw.settings.review_threshold_fen = was
 
-    assert rig.payment(small["id"]) == ("settled", None)
-    assert rig.payment(large["id"]) == ("held", "review_amount_above_threshold")
+    assert rig.state_of(small["id"]) == ("settled", None)
+    assert rig.state_of(large["id"]) == ("held", "review_amount_above_threshold")
 
 
 def test_a_passed_book_transfer_settles_as_intake_would_have(rig: Rig) -> None:
@@ -108,7 +108,7 @@ def test_a_passed_book_transfer_settles_as_intake_would_have(rig: Rig) -> None:
     done = rig.request("sup1", "review_approve", held)
 
     assert done["state"] == "executed", done
-    assert rig.payment(held) == ("settled", None)
+    assert rig.state_of(held) == ("settled", None)
     assert rig.books() == (payer - 1000, payee + 1000, True)
     events = [e["event"] for e in rig.run(rig.gw.get_transfer(held))["history"]]
     assert events[-2:] == ["review_approved", "internal_transfer_settled"]
@@ -120,7 +120,7 @@ def test_a_failed_book_transfer_is_cancelled_and_its_hold_released(rig: Rig) -> 
     done = rig.request("dir1", "review_reject", held)
 
     assert done["state"] == "executed", done
-    assert rig.payment(held) == ("cancelled", "review_rejected")
+    assert rig.state_of(held) == ("cancelled", "review_rejected")
     assert rig.books() == before
 
 
@@ -130,7 +130,7 @@ def test_an_operators_cancel_of_a_held_book_transfer_releases_its_hold(rig: Rig)
     req = rig.request("op1", "cancel", held)
     rig.decide("sup1", req["id"], approve=True)
 
-    assert rig.payment(held) == ("cancelled", "cancelled_by_operator")
+    assert rig.state_of(held) == ("cancelled", "cancelled_by_operator")
     assert rig.books() == before
 
 
@@ -143,7 +143,7 @@ def test_the_core_systems_cancel_of_a_held_book_transfer_releases_its_hold(rig: 
     done = rig.run(ext.request_cancel(held, None, "core:internal-screening-tests"))
 
     assert (done["state"], done["cancelled"]) == ("cancelled", "before_settling")
-    assert rig.payment(held) == ("cancelled", "cancelled_at_request")
+    assert rig.state_of(held) == ("cancelled", "cancelled_at_request")
     assert rig.books() == before
 
 
@@ -156,7 +156,7 @@ def test_a_settled_book_transfer_is_not_cancelled(rig: Rig) -> None:
         rig.run(ext.request_cancel(settled, None, "core:internal-screening-tests"))
 
     assert exc.value.code == "payment_not_cancellable"
-    assert rig.payment(settled) == ("settled", None)
+    assert rig.state_of(settled) == ("settled", None)
 
 
 def test_an_operators_release_does_not_pass_the_review(rig: Rig) -> None:
@@ -165,18 +165,14 @@ def test_an_operators_release_does_not_pass_the_review(rig: Rig) -> None:
         rig.request("op1", "release", held)
 
     assert exc.value.code == "payment_not_held"
-    assert rig.payment(held) == ("held", "screening_match_payee_name")
+    assert rig.state_of(held) == ("held", "screening_match_payee_name")
 
 
 def test_the_console_lists_a_held_book_transfer_and_offers_pass_and_fail(rig: Rig) -> None:
-    from gateway.ops import actions, views
-
     held = rig.transfer()["id"]
     settled = rig.transfer(listed=False)["id"]
-    listed = [p["id"] for p in rig.db(views.held_for_review)]
-    offered = {(pid, action): rig.db(lambda tx, pid=pid, action=action: actions.offerable(
-        rig.gw, tx, action, pid)) for pid in (held, settled)
-        for action in ("review_approve", "review_reject", "cancel")}
+    listed = rig.held_for_review()
+    offered = rig.offered((held, settled), ("review_approve", "review_reject", "cancel"))
 
     assert held in listed and settled not in listed
     assert offered == {(held, "review_approve"): True, (held, "review_reject"): True,
