@@ -144,6 +144,22 @@ def test_a_failed_debit_is_refused_and_its_hold_released(rig: Rig) -> None:
     assert rig.books() == (balance, True)
 
 
+def test_a_debit_its_payer_stopped_while_it_waited_is_refused_when_passed(rig: Rig) -> None:
+    """The stop applies when the debit is answered, as it would have on arrival."""
+    balance, _ = rig.books()
+    listed = rig.debit(LISTED)
+    _, package_id, _ = rig.receive(listed)
+    rig.db(lambda tx: debits_in.add_stop(tx, rig.rig.payer_account, AGREEMENT, listed.tx_id,
+                                         "客户申请止付", rig.gw.clock.now()))
+    done = rig.request("sup1", "review_approve", rig.payment_id(listed.tx_id))
+
+    assert done["state"] == "executed", done
+    assert rig.receipts(package_id) == [[(listed.tx_id, "PR09", "RJ06")]]
+    assert rig.debit_state(listed.tx_id) == ("rejected",
+                                             "RJ06: payer stopped payment: 客户申请止付")
+    assert rig.books() == (balance, True)
+
+
 def test_a_debit_nobody_decided_is_refused_before_its_deadline(rig: Rig) -> None:
     from gateway.errors import PaygateError
 

@@ -17,6 +17,10 @@ answered in a beps.128 of its own, naming the same beps.127:
 - nobody decided by then (`expire`, the leader's deadline sweep): refused as a failed
   review is, never paid unseen, so that the collector still has our answer in time;
   the alert `debit_review_expired` tells operators.
+
+A stop-payment the payer registered while the debit waited (POST /v1/debit-stops) is
+applied when it is answered, as it would have been on arrival: refused, RJ06 with the
+payer's reason, whatever the review decides.
 """
 
 from __future__ import annotations
@@ -41,32 +45,44 @@ REFUSED = f"{debits_in.SCREENED[0]}: {debits_in.SCREENED[1]}"
 EXPIRED_PER_PASS = 500  # debits refused by one pass of the sweep; the rest by the next
 
 
-def waiting(tx: Any, payment: dict[str, Any]) -> str | None:
-    """The beps.127 package a debit held by the screening came in; None for any other
-    payment."""
+def waiting(tx: Any, payment: dict[str, Any]) -> tuple[str, str] | None:
+    """The beps.127 package a debit held by the screening came in and its agreement;
+    None for any other payment."""
     from gateway.ops.review import is_review_hold
     if payment["direction"] != "in" or payment["state"] != "received" \
             or not is_review_hold(payment["reason"]):
         return None
-    row = tx.query_one("SELECT package_id FROM beps_debit_reviews WHERE payment_id = ?",
-                       (payment["id"],))
-    return row[0] if row else None
+    row = tx.query_one("SELECT package_id, agreement FROM beps_debit_reviews "
+                       "WHERE payment_id = ?", (payment["id"],))
+    return (row[0], row[1]) if row else None
 
 
-def check(tx: Any, payment: dict[str, Any]) -> str:
-    """Refused unless the payment is a debit held by the screening; its package."""
-    package_id = waiting(tx, payment)
-    if package_id is None:
+def check(tx: Any, payment: dict[str, Any]) -> tuple[str, str]:
+    """Refused unless the payment is a debit held by the screening; its package and
+    agreement."""
+    found = waiting(tx, payment)
+    if found is None:
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
                                EXPECTED, f"payment {payment['id']} is {payment['state']}"))
-    return package_id
+    return found
+
+
+def _stop(tx: Any, payment: dict[str, Any], agreement: str) -> tuple[str, str] | None:
+    """RJ06 when the payer stopped this debit, or every debit under its agreement."""
+    row = tx.query_one("SELECT reason FROM beps_debit_stops WHERE account_no = ? AND "
+                       "agreement_no = ? AND tx_id IN ('', ?) ORDER BY tx_id LIMIT 1",
+                       (payment["payer_account"], agreement, payment["tx_id"]))
+    return debits_in.stopped(row[0]) if row else None
 
 
 def approve(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
             ) -> dict[str, Any]:
-    """Paid in a receipt of its own."""
+    """Paid in a receipt of its own (refused, RJ06, when its payer stopped it since)."""
     payment = payments.get(tx, target, lock=True)
-    package_id = check(tx, payment)
+    package_id, agreement = check(tx, payment)
+    stop = _stop(tx, payment, agreement)
+    if stop is not None:
+        return _refused(gw, tx, payment, package_id, stop, "beps_debit_refused", now, who)
     payments.transition(tx, payment, "received", "review_approved", now, gw.notifier,
                         passed=payment["reason"], **who)
     tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (target,))
@@ -79,12 +95,21 @@ def approve(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datet
 
 def reject(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
            ) -> dict[str, Any]:
-    """Refused (RJ08) in a receipt of its own, its payer's hold released."""
+    """Refused (RJ08, or RJ06 when its payer stopped it since) in a receipt of its own,
+    its payer's hold released."""
     payment = payments.get(tx, target, lock=True)
-    package_id = check(tx, payment)
-    refused = _refuse(gw, tx, payment, "review_rejected", now, who)
-    receipt = _answer(tx, gw, package_id, [(refused, debits_in.SCREENED)], now)
-    return {"payment": target, "state": "rejected", "reason": REFUSED, "receipt": receipt}
+    package_id, agreement = check(tx, payment)
+    refusal = _stop(tx, payment, agreement) or debits_in.SCREENED
+    return _refused(gw, tx, payment, package_id, refusal, "review_rejected", now, who)
+
+
+def _refused(gw: "Gateway", tx: Any, payment: dict[str, Any], package_id: str,
+             refusal: tuple[str, str], event: str, now: datetime, who: dict[str, Any]
+             ) -> dict[str, Any]:
+    refused = _refuse(gw, tx, payment, refusal, event, now, who)
+    receipt = _answer(tx, gw, package_id, [(refused, refusal)], now)
+    return {"payment": payment["id"], "state": "rejected", "reason": refused["reason"],
+            "receipt": receipt}
 
 
 def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
@@ -95,10 +120,12 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
     by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}
     for payment_id, package_id in rows:
         payment = payments.get(tx, payment_id, lock=True)
-        if waiting(tx, payment) is None:  # decided meanwhile: its row is gone as well
+        found = waiting(tx, payment)
+        if found is None:  # decided meanwhile: its row is gone as well
             continue
-        refused = _refuse(gw, tx, payment, EVENT_EXPIRED, now, {})
-        by_package.setdefault(package_id, []).append((refused, debits_in.SCREENED))
+        refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
+        refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
+        by_package.setdefault(package_id, []).append((refused, refusal))
     for package_id, decided in by_package.items():
         receipt = _answer(tx, gw, package_id, decided, now)
         gw.alert(tx, "debit_review_expired", package=package_id, receipt=receipt,
@@ -107,13 +134,13 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
     return sum(len(decided) for decided in by_package.values())
 
 
-def _refuse(gw: "Gateway", tx: Any, payment: dict[str, Any], event: str, now: datetime,
-            who: dict[str, Any]) -> dict[str, Any]:
+def _refuse(gw: "Gateway", tx: Any, payment: dict[str, Any], refusal: tuple[str, str],
+            event: str, now: datetime, who: dict[str, Any]) -> dict[str, Any]:
     released = gw.ledger.release(tx, f"{payment['id']}:release", int(payment["hold_id"]),
                                  gw.work_date)
     return payments.transition(tx, payment, "rejected", event, now, gw.notifier,
-                               reason=REFUSED, held_for=payment["reason"],
-                               released_entry=released, **who)
+                               reason=f"{refusal[0]}: {refusal[1]}",
+                               held_for=payment["reason"], released_entry=released, **who)
 
 
 def _answer(tx: Any, gw: "Gateway", package_id: str,

@@ -115,9 +115,10 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
 def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
             transfers: tuple[Transfer, ...], now: datetime
             ) -> tuple[list[beps128.ReceiptLine], list[dict[str, Any]],
-                       list[dict[str, Any]]]:
+                       list[tuple[dict[str, Any], str]]]:
     """Pay (hold) or refuse each debit of the package: its receipt lines, in order, the
-    payments paid, and those the screening holds (their funds held, no line). A few
+    payments paid, and those the screening holds with their agreement (their funds
+    held, no line). A few
     statements whatever the package's size: what the debits need (payments recorded
     before, stops, mandates) is read at once, the payments are written in bulk and the
     holds placed together (ledger.hold_many), each refused alone when its payer cannot
@@ -163,7 +164,7 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
             continue
         row, refusal = next(changed)
         if isinstance(refusal, str):  # the screening's reason: answered once decided
-            waiting.append(row)
+            waiting.append((row, t.agreement or ""))
             continue
         lines.append(receipt_line(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
                                   refusal))
@@ -193,22 +194,30 @@ def _screening(gw: "Gateway") -> Callable[[dict[str, Any]], str | None] | None:
                                        row["payee_account"] or "", row["payee_name"] or ""))
 
 
-def _wait_for_review(tx: Any, gw: "Gateway", rows: list[dict[str, Any]], package_id: str,
-                     deadline: datetime, now: datetime) -> None:
-    """The debits the screening held wait for operators until `debit_review_margin_s`
-    before the package's return deadline (gateway.beps.debit_review.expire)."""
-    if not rows:
+def _wait_for_review(tx: Any, gw: "Gateway", held: list[tuple[dict[str, Any], str]],
+                     package_id: str, deadline: datetime, now: datetime) -> None:
+    """The debits the screening held (each with its agreement) wait for operators until
+    `debit_review_margin_s` before the package's return deadline
+    (gateway.beps.debit_review.expire)."""
+    if not held:
         return
     margin_s = BepsSettings.from_settings(gw.settings).debit_review_margin_s
     due = max(now, deadline - timedelta(seconds=margin_s)).isoformat()
-    tx.executemany("INSERT INTO beps_debit_reviews (payment_id, package_id, due_at, "
-                   "created_at) VALUES (?, ?, ?, ?)",
-                   [(row["id"], package_id, due, now.isoformat()) for row in rows])
+    tx.executemany("INSERT INTO beps_debit_reviews (payment_id, package_id, agreement, "
+                   "due_at, created_at) VALUES (?, ?, ?, ?, ?)",
+                   [(row["id"], package_id, agreement, due, now.isoformat())
+                    for row, agreement in held])
+    rows = [row for row, _ in held]
     for row in rows:
         log.info("event=beps_debit_held_for_review payment=%s reason=%s due_at=%s",
                  row["id"], row["reason"], due)
     gw.alert(tx, "debit_held_for_review", package=package_id, debits=len(rows),
              amount_fen=sum(row["amount_fen"] for row in rows), due_at=due)
+
+
+def stopped(reason: str) -> tuple[str, str]:
+    """The refusal of a debit its payer stopped, with the payer's reason."""
+    return "RJ06", f"payer stopped payment: {reason}"[:105]
 
 
 def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
@@ -239,7 +248,7 @@ def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
         elif intake.kept_elsewhere(t.debtor_bank, gw.account_bank):
             out.append(NOT_KEPT_HERE)
         elif stop is not None:
-            out.append(("RJ06", f"payer stopped payment: {stop}"[:105]))
+            out.append(stopped(stop))
         else:
             out.append(None if (t.debtor_account, agreement) in mandates else NO_MANDATE)
     return out

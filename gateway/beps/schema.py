@@ -80,6 +80,7 @@ TABLES = [
     """CREATE TABLE IF NOT EXISTS beps_debit_reviews (
         payment_id TEXT PRIMARY KEY,      -- a debit received (beps.127 in), held
         package_id TEXT NOT NULL,         -- the beps.127 package it came in
+        agreement TEXT NOT NULL,          -- its AgrmtNb ('' when none): a stop names it
         due_at TEXT NOT NULL,             -- refused (RJ08) from then on, undecided
         created_at TEXT NOT NULL
     )""",
