@@ -113,15 +113,16 @@ def _refused(gw: "Gateway", tx: Any, payment: dict[str, Any], package_id: str,
 
 
 def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
-    """Debits still held when their answer falls due: refused (RJ08), one receipt per
-    package, operators told; how many."""
+    """Debits still held when their answer falls due: refused (RJ08, or RJ06 when their
+    payer stopped them since), one receipt per package, operators told; how many."""
     rows = tx.query("SELECT payment_id, package_id FROM beps_debit_reviews WHERE due_at <= ? "
                     "ORDER BY due_at, payment_id LIMIT ?", (now.isoformat(), EXPIRED_PER_PASS))
     by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}
     for payment_id, package_id in rows:
         payment = payments.get(tx, payment_id, lock=True)
         found = waiting(tx, payment)
-        if found is None:  # decided meanwhile: its row is gone as well
+        if found is None:  # answered another way: nothing left to decide
+            tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?", (payment_id,))
             continue
         refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
         refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
