@@ -36,14 +36,16 @@ class Rig(ControlRig):
                                                      self.gw.work_date)
         self.db(work)
 
-    def transfer(self, listed: bool = True, amount: str = "10.00") -> dict[str, Any]:
+    def body(self, listed: bool = True, amount: str = "10.00") -> dict[str, Any]:
         account, name = ((self.listed_account, LISTED) if listed
                          else (self.clear_account, CLEAR))
-        body = {"payer_account": self.rig.payer_account, "payer_name": PAYER_NAME,
+        return {"payer_account": self.rig.payer_account, "payer_name": PAYER_NAME,
                 "payer_bank": PAYER_BRANCH, "payee_account": account, "payee_name": name,
                 "payee_bank": PAYER_BRANCH, "amount": amount}
+
+    def transfer(self, listed: bool = True, amount: str = "10.00") -> dict[str, Any]:
         status, answer = self.run(self.gw.submit_transfer(
-            "internal-screening-tests", f"internal-{next(_keys)}", body))
+            "internal-screening-tests", f"internal-{next(_keys)}", self.body(listed, amount)))
         assert status == 201, answer
         assert answer["channel"] == "internal", answer
         return answer
@@ -87,6 +89,16 @@ def test_a_screened_book_transfer_is_held_its_funds_held_nothing_credited(rig: R
     assert answer["state"] == "held"
     assert rig.state_of(answer["id"]) == ("held", "screening_match_payee_name")
     assert rig.books() == (payer - 1000, payee, True)
+
+
+def test_a_screened_book_transfer_in_a_batch_is_held_and_the_others_settle(rig: Rig) -> None:
+    listed, clear = rig.run(rig.gw.submit_transfers("internal-screening-tests", [
+        (f"internal-{next(_keys)}", rig.body(listed=True)),
+        (f"internal-{next(_keys)}", rig.body(listed=False))]))
+
+    assert (listed[0], listed[1]["channel"], listed[1]["state"]) == (201, "internal", "held")
+    assert rig.state_of(listed[1]["id"]) == ("held", "screening_match_payee_name")
+    assert rig.state_of(clear[1]["id"]) == ("settled", None)
 
 
 def test_the_amount_review_holds_a_book_transfer(rig: Rig) -> None:
