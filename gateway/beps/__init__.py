@@ -20,9 +20,9 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, key_reuse, keys, payments
-from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
-                          items, netting_dates, not_netted, packer, periodic, recon,
-                          requests, results, review_hold, schema, settlement_watch,
+from gateway.beps import (api, build, debit_deadline, debit_review, debits_in, debits_out,
+                          incoming, items, netting_dates, not_netted, packer, periodic,
+                          recon, requests, results, review_hold, schema, settlement_watch,
                           stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
@@ -337,9 +337,17 @@ class BepsExtension:
             try:
                 await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
                     tx, self.gw, self.gw.clock.now()))
+                await self.expire_debit_reviews()
                 await self.check_not_netted()
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_deadline_check_failed error=%r", exc)
+
+    async def expire_debit_reviews(self) -> int:
+        """Debits other banks sent us that the screening holds, undecided when their
+        answer falls due: refused (debit_review.py). Run with the receipt deadlines, by
+        the leading process."""
+        return await self.gw.store.run(lambda tx: debit_review.expire(
+            tx, self.gw, self.gw.clock.now()))
 
     async def check_not_netted(self) -> bool:
         """Our packages the NPC has not netted in time: the alert, once per episode

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, outbound, payments
+from gateway import intake, internal_hold, outbound, payments
 from gateway.beps import cancels as beps_cancels
 from gateway.errors import Conflict, Problem
 from gateway.exceptions import outcomes, schema, status, wire
@@ -58,6 +58,10 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now)
+    if payment["direction"] == "out" and payment["channel"] == internal_hold.CHANNEL:
+        done = internal_hold.cancel(gw, tx, payment, "cancelled_before_settling",
+                                    reason or "cancelled_at_request", {"by": by}, now, "/id")
+        return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", payment_id,
                                "an outgoing HVPS or BEPS payment"))
@@ -84,6 +88,9 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
                                    "a BEPS item not yet netted, rejected or cancelled"))
         beps_cancels.check(tx, payment)
         _refuse_if_pending(tx, pid)
+        return
+    if payment["direction"] == "out" and payment["channel"] == internal_hold.CHANNEL:
+        internal_hold.check_cancel(payment, "/id")
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", pid,
