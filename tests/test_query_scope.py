@@ -163,3 +163,30 @@ def test_a_query_about_a_payment_the_client_may_not_see_is_not_acted_on(
     assert (hidden.status_code, hidden.text.replace(ids[name], UNKNOWN_QUERY)) == (
         unknown.status_code, unknown.text)
     assert live.query("SELECT state FROM queries WHERE id = ?", (ids[name],)) == before
+
+
+def test_the_reply_feed_leaves_out_replies_to_queries_the_client_may_not_see(
+        live, made) -> None:
+    """A bank's reply to CLIENT's query about its own payment is in CLIENT's reply feed
+    and not in OTHER's; a reply matching no query of ours is in both."""
+    from gateway.queries import records
+    ids = asked_about(live, made)
+
+    def work(tx: Any) -> None:
+        seq = (tx.query_one("SELECT MAX(feed_seq) FROM query_replies", ())[0] or 0) + 1
+        for n, (reply_id, query_id) in enumerate((("R-scope-1", ids["out"]),
+                                                  ("R-scope-2", None))):
+            records.add_reply(tx, {
+                "id": reply_id, "feed_seq": seq + n, "query_id": query_id,
+                "direction": "in", "sender": "888200000015", "msg_id": f"RS{n}", "mesg_id": f"RS{n}", "answered_msg_id": "X",
+                "replied_by": "bank",
+                "content": "已入账", "at": "2026-12-07T10:00:00+08:00", "late": 0})
+    live.loop.run(live.gw.store.run(work))
+
+    def fed(client: str) -> set[str]:
+        answer = get(live, client, "/v1/query-replies?limit=500")
+        assert answer.status_code == 200, answer.text
+        return {r["id"] for r in answer.json()["replies"]}
+
+    assert {"R-scope-1", "R-scope-2"} <= fed(CLIENT)
+    assert "R-scope-2" in fed(OTHER) and "R-scope-1" not in fed(OTHER)

@@ -247,8 +247,12 @@ class QueryDesk:
             records.view(q, now) for q in records.search(tx, state, direction, payment_id,
                                                          limit, seen)])
 
-    async def reply_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
-        return await self.gw.store.run(lambda tx: records.reply_feed(tx, after, limit))
+    async def reply_feed(self, after: int, limit: int,
+                         client: str | None = None) -> list[dict[str, Any]]:
+        seen = None if client is None else scope.seen_ids(self.gw.settings, client,
+                                                          self.gw.own_banks)
+        return await self.gw.store.run(lambda tx: records.reply_feed(tx, after, limit,
+                                                                     seen))
 
     async def free_format_feed(self, direction: str | None, after: int,
                                limit: int) -> list[dict[str, Any]]:

@@ -14,8 +14,9 @@
 Credentials are checked as for every core-system endpoint (gateway.api.authenticate);
 errors have the one shape of CONTRACT.md §6. A client reads, answers and chases only the
 queries about payments it sees (another client's, or one outside its entry in
-api_balance_accounts, is answered as a query id never given, and left out of the list;
-gateway.scope); a query about no payment of ours is every client's.
+api_balance_accounts, is answered as a query id never given, and left out of the list,
+as the replies to it are from the reply feed; gateway.scope); a query about no payment
+of ours is every client's.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ async def post_chase(request: web.Request) -> web.Response:
 
 
 async def reply_feed(request: web.Request) -> web.Response:
-    await authenticate(request, b"")
+    client = await authenticate(request, b"")
     params = _params(request, {}, {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
-    replies = await _desk(request).reply_feed(params["after"], params["limit"])
+    replies = await _desk(request).reply_feed(params["after"], params["limit"], client)
     return _json({"replies": replies,
                   "next_after": replies[-1]["seq"] if replies else params["after"]})
 

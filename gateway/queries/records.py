@@ -329,12 +329,20 @@ def replies_of(tx: Any, query_id: str) -> list[dict[str, Any]]:
     return [reply_view(dict(zip(REPLY_COLUMNS, r))) for r in rows]
 
 
-def reply_feed(tx: Any, after: int, limit: int) -> list[dict[str, Any]]:
+def reply_feed(tx: Any, after: int, limit: int,
+               seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """Replies received from counterparties and the NPC's refusals of our queries, in
-    arrival order after position `after`."""
+    arrival order after position `after`. `seen`: the payments a client sees
+    (gateway.scope.seen_ids), when given: a reply to a query about another payment is
+    left out, as its query is from `search`."""
+    where, params = "direction = 'in' AND feed_seq > ?", [after]
+    if seen is not None:
+        where += (" AND (query_id IS NULL OR query_id IN (SELECT id FROM queries"
+                  f" WHERE payment_id IS NULL OR payment_id IN {seen[0]}))")
+        params += seen[1]
     rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
-                    "WHERE direction = 'in' AND feed_seq > ? ORDER BY feed_seq LIMIT ?",
-                    (after, min(limit, LIST_LIMIT_MAX)))
+                    f"WHERE {where} ORDER BY feed_seq LIMIT ?",
+                    (*params, min(limit, LIST_LIMIT_MAX)))
     return [reply_view(dict(zip(REPLY_COLUMNS, r))) for r in rows]
 
 
