@@ -46,6 +46,7 @@ from gateway.inbound import Processed
 from gateway.messages import beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
 from gateway.messages.package import Package, PackageHeader, Transfer
+from gateway.workstate import log_after_commit
 from ledger.errors import LedgerError
 from ledger.postings import IDS_PER_QUERY
 
@@ -80,8 +81,9 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
     outbox_id = _send_receipt(tx, gw, pkg, package_id, lines, paid, now)
     after = [lambda: asyncio.ensure_future(
         gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)}))]
-    log.info("event=beps_debits_answered package=%s paid=%s refused=%s", package_id,
-             len(paid), len(lines) - len(paid))
+    log_after_commit(log, logging.INFO, [(
+        f"event=beps_debits_answered package={package_id} paid={len(paid)} "
+        f"refused={len(lines) - len(paid)}")])
     return Processed({"package": package_id, "paid": len(paid),
                       "refused": len(lines) - len(paid)}, after)
 
