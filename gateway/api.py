@@ -73,32 +73,36 @@ class StoredAnswer(Exception):
 
 
 async def read_json(request: web.Request, body_len_max: int = 0,
-                    empty_ok: bool = False, stored: StoredLookup | None = None
-                    ) -> tuple[str, Any]:
+                    empty_ok: bool = False, stored: StoredLookup | None = None,
+                    keyless: bool = False) -> tuple[str, Any]:
     """(client, parsed JSON body) of an authenticated request; every endpoint that takes
     JSON reads it here, so size bounds, media type, credentials and parse errors answer
     alike. An endpoint that stores its answers under an Idempotency-Key gives `stored`:
     a body refused for its declared type that retries a request answered before gets
     that answer (raised as StoredAnswer), whatever its type; only a new request is
-    refused for it (`answer_of_retry`)."""
+    refused for it (`answer_of_retry`; `keyless`: `stored` is asked with no
+    Idempotency-Key header too, its key then "", for a body whose parts carry their own
+    keys, as a batch's items may)."""
     client, raw, refusal = await read_body(request, body_len_max)
     if refusal is not None:
         if stored is None:
             raise refusal
-        raise StoredAnswer(*await answer_of_retry(request, client, raw, refusal, stored))
+        raise StoredAnswer(*await answer_of_retry(request, client, raw, refusal, stored,
+                                                  keyless))
     if empty_ok and not raw.strip():
         return client, None
     return client, parse_json(raw)
 
 
 async def answer_of_retry(request: web.Request, client: str, raw: bytes,
-                          refusal: PaygateError, stored: StoredLookup) -> tuple[int, Any]:
+                          refusal: PaygateError, stored: StoredLookup,
+                          keyless: bool = False) -> tuple[int, Any]:
     """The answer stored for a request refused for its Content-Type (`refusal`) when it
     is a retry (the same key and what it asks for), else the refusal raised. A core
     system that sent no type, or another, before the type was checked retries after a
     timeout: refused, it could ask again under a new key and pay twice."""
-    key = request.headers.get("Idempotency-Key")
-    if not key:
+    key = request.headers.get("Idempotency-Key") or ""
+    if not key and not keyless:
         raise refusal
     try:
         data = parse_json(raw)

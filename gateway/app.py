@@ -12,7 +12,6 @@ import importlib
 import json
 import logging
 import time
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, NamedTuple
@@ -25,8 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway.collector import tune_collector
-from gateway import (bulk, intake, jsontext, key_reuse, keys, logs, outbound, payments, ready,
-                     recon, recovery, scope, status_hold, store, webhook)
+from gateway import (bulk, intake, internal_hold, jsontext, key_reuse, keys, logs, outbound,
+                     payments, ready, recon, recovery, scope, status_hold, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -236,6 +235,7 @@ class Gateway:
         self.extensions = [importlib.import_module(name).install(self)
                            for name in EXTENSIONS]
         status_hold.register()  # operators confirm the HVPS status after a refused notice
+        internal_hold.register()  # supervisors pass or fail book transfers the review holds
 
     # Life cycle
 
@@ -1228,16 +1228,13 @@ class Gateway:
                          decision: Any, now: datetime
                          ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """Payer and payee banks share a clearing account: a book transfer in our own
-        ledger (hold → payee), settled at once, never sent to CNAPS."""
-        try:
-            self.ledger.settle_internal(tx, f"{row['id']}:internal", int(row["hold_id"]),
-                                        transfer.payee_account, self.work_date)
-        except PaygateError as exc:
-            raise PaygateError([replace(p, path="/payee_account") for p in exc.problems],
-                               exc.status) from None
-        row = payments.transition(tx, row, "settled", "internal_transfer_settled", now,
-                                  self.notifier, settled_on=self.work_date.isoformat())
-        return row, []
+        ledger (hold → payee), settled at once, never sent to CNAPS; held instead, its
+        funds held and nothing credited, when the review hook holds it
+        (gateway.internal_hold)."""
+        hold = self.intake_hold(transfer)
+        if hold is not None:
+            return internal_hold.held(tx, self, row, hold, now), []
+        return internal_hold.settle(self, tx, row, now), []
 
     def _accept_hvps(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
                      decision: Any, now: datetime
@@ -1320,8 +1317,8 @@ class Gateway:
                     payment.get("client") not in (None, client):
                 raise payments.not_found(payment_id)
             if client is not None:
-                scope.refuse_unseen(self.settings.api_balance_accounts, client, payment,
-                                    self.own_banks, f"/v1/transfers/{payment_id}")
+                scope.refuse_unseen(tx, self.settings.api_balance_accounts, client,
+                                    payment, self.own_banks, f"/v1/transfers/{payment_id}")
             view = payments.public_view(payment, payments.history(tx, payment_id))
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)

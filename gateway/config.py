@@ -68,6 +68,8 @@ class Settings:
     beps_seal_check_s: float = 0.5
     beps_debit_return_days: int = 3           # PKGRtrLtd of our beps.127
     beps_deadline_check_s: float = 30.0
+    beps_debit_review_margin_s: float = 3600.0  # a screened debit undecided this long
+                                                # before its receipt is due: refused
     beps_batch_items_max: int = 1000          # transfers in one batch request
     beps_recon_delay_s: float = 900.0         # a netting date is complete this long after
     beps_recon_dates_per_pass: int = 10       # netting dates asked for per pass
@@ -136,7 +138,7 @@ _LEAST = {
     "beps_package_age_max_s": 0, "beps_seal_check_s": 0, "beps_debit_return_days": 1,
     "beps_deadline_check_s": 0, "beps_batch_items_max": 1, "review_threshold_fen": 0,
     "beps_recon_delay_s": 0, "beps_recon_dates_per_pass": 1, "beps_recon_retry_s": 0,
-    "beps_not_netted_margin_s": 0,
+    "beps_not_netted_margin_s": 0, "beps_debit_review_margin_s": 0,
     "queue_depth_max": 1, "send_retries_max": 0, "send_backoff_s": 0, "result_timeout_s": 0,
     "dead_letter_retention_days": 0,
     "queued_query_after_s": 0, "queued_queries_per_sweep_max": 1,

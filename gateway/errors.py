@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
+from gateway import jsontext
+
 
 # An answer never grows far beyond its request: a hostile body with thousands of faults
 # gets the first hundred, each echoing at most a short prefix of the value it saw.
@@ -27,7 +29,11 @@ def _bounded(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return value if abs(value) < 10 ** 18 else str(value)[:VALUE_LEN_MAX] + "…"
+        # A number as the number sent, however many digits (a 23-digit account sent
+        # unquoted); cut, as text ending in "…", only when longer than any value shown.
+        if abs(value) < 10 ** VALUE_LEN_MAX:
+            return value
+        return str(value)[:VALUE_LEN_MAX] + "…"
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, (list, tuple)):  # as a JSON list, never Python's ['1', '2'] text
@@ -103,6 +109,28 @@ class Problem:
         return text
 
 
+def _as_json(value: Any) -> str:
+    """A value read from JSON, bounded (`_bounded`), written back as JSON text."""
+    return json.dumps(_bounded(value), ensure_ascii=False)
+
+
+def not_text(path: str, value: Any, expected: str, code: str = "field_must_be_text"
+             ) -> Problem | None:
+    """The one check of a JSON field that takes text, before its format is checked: a
+    value given as another JSON type (a number, an array, an object, a boolean) is
+    refused as such, naming the type and showing the value as sent, never as if it were
+    text of the wrong form. None when `value` is text or was not given (null)."""
+    if value is None or isinstance(value, str):
+        return None
+    # The field by its name, not its whole pointer: a batch moves the path under its
+    # item's index (/3/payer_bank), and the message must still be true then.
+    name = path.rsplit("/", 1)[-1] or path
+    return Problem(code, path, value, f"a JSON string: {expected}",
+                   f"{name} must be a JSON string (text in double quotes), not a JSON "
+                   f"{jsontext.type_name(value)}: got {_as_json(value)}, expected a "
+                   f"JSON string: {expected}")
+
+
 class PaygateError(Exception):
     """A refusal carrying one or more problems; `status` is the HTTP status to answer."""
 
@@ -175,6 +203,15 @@ class ProblemList:
     def add(self, code: str, path: str = "", value: Any = None, expected: str = "",
             message: str = "") -> None:
         self.items.append(Problem(code, path, value, expected, message))
+
+    def not_text(self, path: str, value: Any, expected: str,
+                 code: str = "field_must_be_text") -> bool:
+        """Add `not_text`'s problem when `value` is given as a JSON type other than a
+        string; True if it was (the field's format is then not checked)."""
+        problem = not_text(path, value, expected, code)
+        if problem is not None:
+            self.items.append(problem)
+        return problem is not None
 
     def extend(self, problems: list[Problem]) -> None:
         self.items.extend(problems)

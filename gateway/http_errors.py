@@ -2,7 +2,8 @@
 cannot parse (a malformed request line, a bad or oversized header, a bad chunk, a
 Content-Length that is not a number) is answered in the API's one error shape
 (CONTRACT.md §6), with a code naming what was wrong, and logged as one structured line
-instead of aiohttp's plain text and traceback.
+instead of aiohttp's plain text and traceback. A refusal of a header line shows and logs
+the header's name and the fault, never the line's value (an Authorization's credential).
 
 aiohttp has no public hook for these (its request handler's `handle_error` builds them,
 and `web.Server` makes the handler): `GatewayRunner` makes its server's handlers of
@@ -31,6 +32,11 @@ log = logging.getLogger("paygate.api")
 AIOHTTP_TESTED = ((3, 9), (3, 14))
 HEAD_LINE_MAX = 8190  # aiohttp's bound on the request line and on each header line
 QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")  # the text aiohttp quotes in its message
+# The quote whole, as aiohttp writes it in its message (b'...' or bytearray(b'...')).
+QUOTED_WHOLE = re.compile(r"(?:bytearray\()?b'(?:[^'\\]|\\.)*'\)?")
+# Where a refusal is about a header line: its value is never shown or logged (it may be
+# a credential, as Authorization's is), only the header's name and the fault.
+HEADER_PATHS = ("headers", "Content-Length", "Transfer-Encoding")
 
 # (the parse error's class, or words of its message; code; where; what was expected),
 # the first that fits.
@@ -73,11 +79,23 @@ def parse_refusal(exc: BaseException | None, status: int) -> PaygateError:
                                 "an HTTP/1.1 request as RFC 9112 writes one")
     quoted = QUOTED.search(text)
     value = quoted.group(1) if quoted else None
-    if code == "line_too_long" and value is not None and value.startswith("/"):
+    if code == "line_too_long" and value is not None and value.startswith("/") \
+            and text[:quoted.start()].endswith("bytearray("):
         path = "request line"  # the line quoted is a path: the request line's
-    return PaygateError(Problem(
-        code, path, value, expected,
-        "the request could not be read as HTTP: " + text.strip().split("\n")[0]), status)
+    if path in HEADER_PATHS:
+        value = _header_name(code, value)
+    fault = QUOTED_WHOLE.sub("", text.strip().split("\n")[0]).rstrip(" :.")
+    return PaygateError(Problem(code, path, value, expected,
+                                "the request could not be read as HTTP: " + fault), status)
+
+
+def _header_name(code: str, quoted: str | None) -> str | None:
+    """The name of the header line aiohttp quoted (`quoted`, "Name: value"), never its
+    value, which may be a credential: None when the quote has no name (a line without a
+    colon, or the value alone, as aiohttp quotes a header line too long)."""
+    if quoted is None or code == "line_too_long" or ":" not in quoted:
+        return None
+    return quoted.split(":", 1)[0].strip()
 
 
 class JsonErrorsHandler(RequestHandler):

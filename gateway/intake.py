@@ -78,6 +78,31 @@ def text_problem(p: ProblemList, path: str, value: Any) -> bool:
               "characters (zero-width, direction overrides)")
         return True
     return False
+
+
+def text_types(p: ProblemList, body: dict[str, Any], expected: dict[str, str]
+               ) -> frozenset[str]:
+    """`field_must_be_text` (gateway.errors.not_text) for each field of `body` named in
+    `expected` ({field: what its text must hold}) that was given as another JSON type:
+    the names of those fields, whose format checks then say nothing more of them. Every
+    JSON endpoint checks its text fields so, before their formats."""
+    return frozenset([name for name, wants in expected.items()
+                      if p.not_text(f"/{name}", body.get(name), wants)])
+
+
+def reason_text(reason: Any, code: str, len_max: int) -> str:
+    """A request's `reason` (a return's, a cancellation's): text of 1 to `len_max`
+    characters once its ends' spaces are taken off, as it goes out; refused as
+    field_must_be_text when given as another JSON type, as `code` otherwise."""
+    expected = f"text of 1 to {len_max} characters"
+    p = ProblemList()
+    if not p.not_text("/reason", reason, expected) and (
+            reason is None or not 0 < len(reason.strip()) <= len_max):
+        p.add(code, "/reason", reason, expected)
+    p.raise_if_any(ValidationFailed)
+    return reason.strip()
+
+
 _BANK = re.compile(r"[0-9]{12}")
 _TYPE = re.compile(r"[A-Z][0-9]{3}")
 _KIND = re.compile(r"[0-9]{5}")
@@ -250,20 +275,20 @@ def nulls_left_out(body: Any, nullable: tuple[str, ...] = OPTIONAL) -> Any:
 def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     body = nulls_left_out(body)
     p = check_shape(body, FIELDS)
+    wrong_type = text_types(p, body, _TEXT_EXPECTED)
     for name in ("payer_name", "payee_name"):
         value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > NAME_LEN_MAX):
+        if isinstance(value, str) and len(value) > NAME_LEN_MAX:
             p.add("name_too_long_or_not_text", f"/{name}", value,
                   f"text of at most {NAME_LEN_MAX} characters")
         text_problem(p, f"/{name}", value)
     for name in ("payer_account", "payee_account"):
         value = body.get(name)
-        if not blank(value) and (not isinstance(value, str) or not _ACCOUNT.fullmatch(value)):
-            p.add("account_malformed", f"/{name}", value,
-                  f"1 to {ACCOUNT_LEN_MAX} ASCII letters, digits or hyphens")
+        if isinstance(value, str) and not blank(value) and not _ACCOUNT.fullmatch(value):
+            p.add("account_malformed", f"/{name}", value, _TEXT_EXPECTED[name])
     for name in ("payer_bank", "payee_bank"):
         value = body.get(name)
-        if not blank(value) and (not isinstance(value, str) or not _BANK.fullmatch(value)):
+        if isinstance(value, str) and not blank(value) and not _BANK.fullmatch(value):
             p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
     payer_bank = body.get("payer_bank")
     if isinstance(payer_bank, str) and _BANK.fullmatch(payer_bank) and payer_bank not in own_banks:
@@ -277,16 +302,16 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
         amount = 0
     currency = body.get("currency", DEFAULTS["currency"])
     wrong_currency = currency_problem(currency, "/currency")
-    if wrong_currency is not None:
+    if wrong_currency is not None and "currency" not in wrong_type:
         p.items.append(wrong_currency)
     business_type = body.get("business_type", DEFAULTS["business_type"])
-    if not isinstance(business_type, str) or not _TYPE.fullmatch(business_type):
+    if isinstance(business_type, str) and not _TYPE.fullmatch(business_type):
         p.add("business_type_malformed", "/business_type", business_type,
-              "a CNAPS2 business type such as A100")
+              _TEXT_EXPECTED["business_type"])
     business_kind = body.get("business_kind", DEFAULTS["business_kind"])
-    if not isinstance(business_kind, str) or not _KIND.fullmatch(business_kind):
+    if isinstance(business_kind, str) and not _KIND.fullmatch(business_kind):
         p.add("business_kind_malformed", "/business_kind", business_kind,
-              "a CNAPS2 business kind of 5 digits such as 02102")
+              _TEXT_EXPECTED["business_kind"])
     remittance = _remittance(body.get("remittance_info"), p)
     if business_type == RETURN_TYPE:
         # A return is made only by the return route, which finds the payment returned,
@@ -296,11 +321,12 @@ def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
               "a return (A105) made with POST /v1/transfers/{id}/return, which names the "
               "incoming payment it returns and returns it once")
     urgency = body.get("urgency", DEFAULTS["urgency"])
-    if urgency not in ("normal", "urgent", "extra_urgent"):
-        p.add("urgency_unknown", "/urgency", urgency, "normal, urgent or extra_urgent")
+    if isinstance(urgency, str) and urgency not in _URGENCIES:
+        p.add("urgency_unknown", "/urgency", urgency, _TEXT_EXPECTED["urgency"])
     when_closed = body.get("when_closed")
-    if when_closed is not None and when_closed not in ("queue", "refuse", "beps"):
-        p.add("when_closed_unknown", "/when_closed", when_closed, "queue, refuse or beps")
+    if isinstance(when_closed, str) and when_closed not in _WHEN_CLOSED:
+        p.add("when_closed_unknown", "/when_closed", when_closed,
+              _TEXT_EXPECTED["when_closed"])
     if body.get("payer_account") and body.get("payer_account") == body.get("payee_account") \
             and body.get("payer_bank") == body.get("payee_bank"):
         p.add("payer_and_payee_accounts_must_differ", "/payee_account",
@@ -318,6 +344,18 @@ _SAFE_NAME = re.compile(f"[^{_UNSAFE_CHARACTERS}]{{1,{NAME_LEN_MAX}}}")
 _YUAN_AND_FEN = re.compile(r"(?:0|[1-9][0-9]{0,15})\.[0-9]{2}")
 _URGENCIES = frozenset(("normal", "urgent", "extra_urgent"))
 _WHEN_CLOSED = frozenset(("queue", "refuse", "beps"))
+# What each text field of a transfer must hold (its amount is checked by parse_yuan, its
+# remittance, text or a list of lines, by `_remittance`).
+_TEXT_EXPECTED = {
+    "payer_account": f"1 to {ACCOUNT_LEN_MAX} ASCII letters, digits or hyphens",
+    "payee_account": f"1 to {ACCOUNT_LEN_MAX} ASCII letters, digits or hyphens",
+    "payer_name": f"text of at most {NAME_LEN_MAX} characters",
+    "payee_name": f"text of at most {NAME_LEN_MAX} characters",
+    "payer_bank": "12 ASCII digits", "payee_bank": "12 ASCII digits",
+    "currency": "CNY", "business_type": "a CNAPS2 business type such as A100",
+    "business_kind": "a CNAPS2 business kind of 5 digits such as 02102",
+    "urgency": "normal, urgent or extra_urgent", "when_closed": "queue, refuse or beps",
+}
 
 
 def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:

@@ -11,12 +11,15 @@ import re
 from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
-from gateway.errors import Problem
+from gateway.errors import Problem, not_text
 
 # An amount in yuan: ASCII digits, no sign, no exponent, at most two decimals.
 # 18 integer digits is the ISO ActiveCurrencyAndAmount total-digits bound.
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$")
 AMOUNT_EXPECTED = "an amount above 0 with at most two decimals"
+# An amount otherwise well formed but for zeros before its first digit (00010.00): group
+# 1 is the amount they stand before, as it should be written.
+_LEADING_ZEROS = re.compile(r"0+((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,2})?)")
 CURRENCY = "CNY"
 
 
@@ -31,9 +34,23 @@ def currency_problem(currency: object, path: str) -> Problem | None:
 
 def parse_yuan(text: object, path: str = "amount") -> int | Problem:
     """Turn a decimal string in yuan into fen, or say which rule it breaks."""
+    wrong_type = not_text(path, text, AMOUNT_EXPECTED, "amount_must_be_a_decimal_string")
+    if wrong_type is not None:
+        return wrong_type
     if not isinstance(text, str):
         return Problem("amount_must_be_a_decimal_string", path, text, AMOUNT_EXPECTED)
     match = _AMOUNT.match(text)
+    zeros = _LEADING_ZEROS.fullmatch(text) if match is None else None
+    if zeros is not None and zeros.group(1).strip("0.") == "":
+        return Problem("amount_must_be_positive", path, text, AMOUNT_EXPECTED)
+    if zeros is not None:
+        # Written so, an amount reads as another at a glance (00010.00, 010): refused as
+        # CONTRACT.md §2 refuses any other form, never read as if it had no zeros.
+        return Problem("amount_must_not_have_leading_zeros", path, text,
+                       f"{AMOUNT_EXPECTED}, written without leading zeros "
+                       "(one 0 before the decimal point only for an amount below 1: 0.50)",
+                       f"amount at {path}: {text!r} has a leading zero; write it without "
+                       f"leading zeros ({zeros.group(1)!r}), expected {AMOUNT_EXPECTED}")
     if match is None and re.fullmatch(r"-[0-9]+(\.[0-9]+)?", text):
         return Problem("amount_must_be_positive", path, text, AMOUNT_EXPECTED)
     if match is None and re.fullmatch(r"[0-9]{17,}(\.[0-9]{1,2})?", text):

@@ -10,10 +10,13 @@ it (gateway.api, gateway.beps.api): payments the gateway makes itself (demo, day
 simulation, the operators' test transfers) are no client's and are not limited.
 
 A client with an entry also sees only the payments with an account of ours the entry
-covers (`sees_payment`): another is answered as an id never given (404, the same body),
+covers (`sees_payment`), an incoming payment judged by the account its money is on: the
+one its message named, or the one an operator applied it to from suspense (销账,
+`CREDITED_SQL`), which a return takes the money back from. Another is answered as an id never given (404, the same body),
 on GET /v1/transfers/{id} and the exception flows' routes, and left out of the listing
 by its query (`payments_condition`), so that its pages stay full. A client without an
 entry keeps what it saw before the setting there: its own payments and incoming ones.
+The same rules hold for the queries a client opens about a payment (gateway.queries).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from gateway import payments
 from gateway.errors import Forbidden, Problem
 
 log = logging.getLogger(__name__)
+
+# The account of ours an incoming payment's money was moved to when it is not the one its
+# message named (gateway.exceptions: a suspense item applied to a customer account, 销账):
+# an SQL expression over the payment's id, `payments.id`, NULL when the money was not
+# moved. Set by the module that moves it; None: the money is on the account named.
+CREDITED_SQL: str | None = None
 
 # The code of a payment refused for naming an account outside the client's scope.
 ACCOUNT_OUT_OF_SCOPE = "account_outside_client_scope"
@@ -65,35 +74,90 @@ def payment_problem(scopes: dict[str, list[str]], client: str, body: Any,
                    why_not(scopes, client, account, use))
 
 
-def own_accounts(payment: dict[str, Any], own_banks: frozenset[str]) -> list[str]:
+def credited_account(tx: Any, payment: dict[str, Any]) -> str | None:
+    """The account of ours an incoming `payment`'s money was moved to when it is not the
+    one its message named (`CREDITED_SQL`); None when it was not, or for an outgoing one."""
+    if CREDITED_SQL is None or payment.get("direction") != "in":
+        return None
+    row = tx.query_one(f"SELECT {CREDITED_SQL} FROM payments WHERE id = ?",
+                       (payment["id"],))
+    return row[0] if row else None
+
+
+def own_accounts(payment: dict[str, Any], own_banks: frozenset[str],
+                 credited: str | None = None) -> list[str]:
     """A payment's accounts that are ours: its payer's when the payer's bank is one of
-    ours, its payee's when the payee's is (both, for a book transfer)."""
-    return [payment[f"{side}_account"] for side in ("payer", "payee")
-            if payment.get(f"{side}_bank") in own_banks]
+    ours; the account its money was `credited` to (`credited_account`) when given, else
+    its payee's when the payee's bank is one of ours (both sides, for a book transfer)."""
+    accounts = [payment["payer_account"]] if payment.get("payer_bank") in own_banks else []
+    if credited is not None:
+        accounts.append(credited)
+    elif payment.get("payee_bank") in own_banks:
+        accounts.append(payment["payee_account"])
+    return accounts
+
+
+def sees_account(scopes: dict[str, list[str]], client: str, account_no: str) -> bool:
+    """Whether a payment on `account_no` is one `client` may see and act on: always for a
+    client without an entry (see `sees_payment`), else when its entry covers the account."""
+    return client not in scopes or covers(scopes, client, account_no)
 
 
 def sees_payment(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
-                 own_banks: frozenset[str]) -> bool:
-    """Whether `client` may see (read, list, return) `payment` under `scopes`: one of
-    its accounts of ours is covered by the client's entry. A client without an entry is
-    not limited here (it sees what it saw before the setting: its own payments and the
-    incoming ones), unlike for balances and paying, where it covers no account."""
+                 own_banks: frozenset[str], credited: str | None = None) -> bool:
+    """Whether `client` may see (read, list, return, query) `payment` under `scopes`:
+    one of its accounts of ours (`own_accounts`, `credited`: where its money went when
+    moved) is covered by the client's entry. A client without an entry is not limited
+    here (it sees what it saw before the setting: its own payments and the incoming
+    ones), unlike for balances and paying, where it covers no account."""
     if client not in scopes:
         return True
     return any(covers(scopes, client, account)
-               for account in own_accounts(payment, own_banks))
+               for account in own_accounts(payment, own_banks, credited))
 
 
-def refuse_unseen(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
-                  own_banks: frozenset[str], where: str) -> None:
-    """Refuse `payment` to `client` when `sees_payment` says no: 404 as for an id never
-    given (payments.not_found), the same answer in every field, so that the refusal tells
-    nothing of it; logged (`where`: the request's path)."""
-    if sees_payment(scopes, client, payment, own_banks):
+def refuse_unseen(tx: Any, scopes: dict[str, list[str]], client: str,
+                  payment: dict[str, Any], own_banks: frozenset[str], where: str) -> None:
+    """Refuse `payment` to `client` when `sees_payment` says no (its money's account read
+    in `tx`): 404 as for an id never given (payments.not_found), the same answer in every
+    field, so that the refusal tells nothing of it; logged (`where`: the request's path)."""
+    if client not in scopes or sees_payment(scopes, client, payment, own_banks,
+                                            credited_account(tx, payment)):
         return
     log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
                 client, payment["id"], where)
     raise payments.not_found(payment["id"])
+
+
+def sees(tx: Any, settings: Any, client: str, payment: dict[str, Any],
+         own_banks: frozenset[str]) -> bool:
+    """Whether `client` may see `payment` at all: with client credentials configured
+    (`api_keys`), its own or an incoming one (no client's); and, with its entry in
+    api_balance_accounts, one `sees_payment` lets it see (its money's account read in
+    `tx`)."""
+    if settings.api_keys and payment.get("client") not in (None, client):
+        return False
+    scopes = settings.api_balance_accounts
+    return client not in scopes or sees_payment(scopes, client, payment, own_banks,
+                                                credited_account(tx, payment))
+
+
+def seen_ids(settings: Any, client: str, own_banks: frozenset[str]
+             ) -> tuple[str, list[Any]] | None:
+    """`sees` as an SQL subquery of the ids of the payments `client` sees, with its
+    parameters, for a column holding a payment id to be tested `IN` it (a package's
+    items, the queries about payments); None when it sees every payment."""
+    parts, params = [], []
+    if settings.api_keys:
+        parts.append("(client = ? OR client IS NULL)")
+        params.append(client)
+    condition = payments_condition(settings.api_balance_accounts, client, own_banks)
+    if condition is not None:
+        parts.append(condition[0])
+        params += condition[1]
+    if not parts:
+        return None
+    return f"(SELECT id FROM payments WHERE {' AND '.join(parts)})", params
 
 
 def payments_condition(scopes: dict[str, list[str]], client: str,
@@ -105,21 +169,25 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
     if entries is None:
         return None
     banks = sorted(own_banks)
+    ours = ", ".join("?" for _ in banks)
     sides, params = [], []
     for side in ("payer", "payee"):
+        account, bank_ok = f"{side}_account", f"{side}_bank IN ({ours})"
+        if side == "payee" and CREDITED_SQL is not None:
+            account = f"COALESCE({CREDITED_SQL}, payee_account)"
+            bank_ok = f"({CREDITED_SQL} IS NOT NULL OR {bank_ok})"
         tests, values = [], []
         for entry in entries:
             if entry == "*":
                 tests.append("1 = 1")
             elif entry.endswith("*"):
-                tests.append(f"substr({side}_account, 1, {len(entry) - 1}) = ?")
+                tests.append(f"substr({account}, 1, {len(entry) - 1}) = ?")
                 values.append(entry[:-1])
             else:
-                tests.append(f"{side}_account = ?")
+                tests.append(f"{account} = ?")
                 values.append(entry)
         if tests:
-            sides.append(f"({side}_bank IN ({', '.join('?' for _ in banks)}) AND "
-                         f"({' OR '.join(tests)}))")
+            sides.append(f"({bank_ok} AND ({' OR '.join(tests)}))")
             params += [*banks, *values]
     return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
 

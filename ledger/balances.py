@@ -183,7 +183,8 @@ def _refusal(tx: Transaction, line: Line, work_date: str,
     """Why the conditional UPDATE refused `line`."""
     return debit_refusal(tx, line.account_no, line.amount_fen, work_date,
                          insufficient_code, covered=False) or LedgerError(
-        insufficient_code, line.amount_fen, "at most the account's balance", "amount_fen")
+        insufficient_code, line.amount_fen, "at most the account's available balance",
+        "amount_fen")
 
 
 def debit_refusal(tx: Transaction, account_no: str, amount_fen: int, work_date: str,
@@ -208,5 +209,9 @@ def debit_refusal(tx: Transaction, account_no: str, amount_fen: int, work_date: 
                            "account_no")
     if covered and (negative_ok or int(balance_fen) >= amount_fen):
         return None
+    # The account's balance here is what it can pay: money on hold has already left it
+    # (a hold moves it to 4001), so the figure is the available balance, not the balance
+    # a statement shows with held money counted in (customer_balance's ledger_balance).
     return LedgerError(insufficient_code, amount_fen,
-                       f"at most the balance of {balance_fen} fen", "amount_fen")
+                       f"at most the available balance of {balance_fen} fen (the "
+                       "account's balance less its funds on hold)", "amount_fen")

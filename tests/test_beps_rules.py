@@ -343,7 +343,9 @@ BROKEN_DEBITS = [
     ("field_required", {"agreement": ""}),
     ("amount_must_have_at_most_two_decimals", {"amount": "1.001"}),
     ("name_too_long_for_beps", {"debtor_name": "名" * 61}),  # as for every BEPS name
-    ("name_too_long_or_not_text", {"debtor_name": 61}),
+    ("field_must_be_text", {"debtor_name": 61}),
+    ("field_must_be_text", {"debtor_bank": 888200000023}),
+    ("field_must_be_text", {"agreement": ["XY-0001"]}),
     ("account_malformed", {"debtor_account": "６２２２"}),
     ("bank_code_must_be_12_ascii_digits", {"debtor_bank": "8882000000"}),
     ("business_kind_malformed", {"business_kind": "3"}),
@@ -442,7 +444,7 @@ def test_batch_items_get_their_own_key_or_the_batchs():
 
     assert gw.keys == ["own", "B7:1"]
     assert [r["status"] for r in answer["results"]] == [201, 201, 422, 422]
-    assert answer["results"][3]["errors"][0]["code"] == "idempotency_key_malformed"
+    assert answer["results"][3]["errors"][0]["code"] == "field_must_be_text"
     assert (answer["accepted"], answer["refused"]) == (2, 2)
 
 

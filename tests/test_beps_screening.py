@@ -215,14 +215,10 @@ def test_the_core_systems_cancel_of_a_held_item_releases_its_hold(rig: Rig) -> N
 
 
 def test_the_console_lists_a_held_item_for_review_and_offers_pass_and_fail(rig: Rig) -> None:
-    from gateway.ops import actions, views
-
     held = rig.transfer(payee_name=TRADITIONAL)["id"]
     clear = rig.transfer()["id"]
-    listed = [p["id"] for p in rig.db(views.held_for_review)]
-    offered = {(pid, action): rig.db(lambda tx, pid=pid, action=action: actions.offerable(
-        rig.gw, tx, action, pid)) for pid in (held, clear)
-        for action in ("review_approve", "review_reject")}
+    listed = rig.held_for_review()
+    offered = rig.offered((held, clear), ("review_approve", "review_reject"))
 
     assert held in listed and clear not in listed
     assert offered == {(held, "review_approve"): True, (held, "review_reject"): True,

@@ -82,7 +82,8 @@ def test_short_of_funds_is_refused_and_nothing_is_held(tmp_path):
             problem = refused.value.problems[0]
             assert refused.value.code == "payer_funds_insufficient"
             assert (problem.path, problem.value) == ("/amount", "60000.00")
-            assert problem.expected == "at most the balance of 1000.00 yuan"
+            assert problem.expected == ("at most the available balance of 1000.00 yuan (the "
+                                        "account's balance less its funds on hold)")
             assert await balance(h, payer) == 1_000 * YUAN
     run(scenario())
 

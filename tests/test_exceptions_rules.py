@@ -70,7 +70,7 @@ REASONS = [
     (returns.check_reason, "x" * 101, "return_reason_malformed"),
     (cancels.check_reason, None, None),
     (cancels.check_reason, "客户撤销", "客户撤销"),
-    (cancels.check_reason, 7, "cancel_reason_malformed"),
+    (cancels.check_reason, 7, "field_must_be_text"),  # a number is no text at all
     (cancels.check_reason, "x" * 257, "cancel_reason_malformed"),
 ]
 

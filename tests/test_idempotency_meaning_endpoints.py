@@ -339,3 +339,38 @@ def test_a_batch_sent_again_as_another_type_takes_no_item_it_did_not_take(live) 
     assert (refused["status"], refused["errors"][0]["code"]) == (415, "unsupported_media_type")
     assert (same.json()["accepted"], same.json()["refused"]) == (1, 1)
     assert live.query("SELECT COUNT(*) FROM payments")[0][0] == payments_before
+
+
+@pytest.mark.parametrize("batch_key", [None, "typed-own-keys"])
+def test_a_batch_of_items_with_their_own_keys_sent_again_as_another_type_gets_them(
+        live, batch_key) -> None:
+    """Items naming their own idempotency_key, under a batch key or none, are a retry
+    as a batch keyed by position is: each item taken before gets its stored answer, a
+    new one the type's refusal; a list of none taken before is refused whole."""
+    tag = batch_key or "none"
+    items = [dict(transfer(live, urgency="normal", amount=f"{n}.00"),
+                  idempotency_key=f"own-{tag}-{n}") for n in (11, 12)]
+    new = dict(transfer(live, urgency="normal", amount="13.00"),
+               idempotency_key=f"own-{tag}-13")
+
+    def send(body: list[dict[str, Any]], content_type: str) -> requests.Response:
+        headers = {"Content-Type": content_type}
+        if batch_key is not None:
+            headers["Idempotency-Key"] = batch_key
+        return requests.post(f"{live.url}/v1/transfers/batch", data=json.dumps(body).encode(),
+                             headers=headers, timeout=10)
+    first = send(items, "application/json")
+    payments_before = live.query("SELECT COUNT(*) FROM payments")[0][0]
+    again = send(items, "text/plain")
+    mixed = send([items[1], new], "text/plain")
+    unseen = send([new], "text/plain")
+
+    assert [r["status"] for r in first.json()["results"]] == [201, 201], first.text
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert mixed.status_code == 200, mixed.text
+    [kept, refused] = mixed.json()["results"]
+    assert kept == dict(first.json()["results"][1], index=0)
+    assert (refused["status"], refused["errors"][0]["code"]) == (415, "unsupported_media_type")
+    assert unseen.status_code == 415, unseen.text
+    assert unseen.json()["errors"][0]["code"] == "unsupported_media_type"
+    assert live.query("SELECT COUNT(*) FROM payments")[0][0] == payments_before

@@ -10,6 +10,10 @@ import pytest
 from gateway.jsontext import type_name
 from tests.api_support import CLIENT, SECRET, LiveGateway, post_signed
 
+TRANSFER = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
+            "payer_bank": "999100000027", "payee_account": "6222000000000001",
+            "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "1.00"}
+
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
@@ -59,9 +63,7 @@ def test_a_field_of_the_wrong_type_shows_what_was_sent_as_json(live, field, sent
     """A field's refusal gives the value seen as JSON has it: a number as a number, an
     object as an object, never as a string that reads as another value ("100.5", "{}");
     the type word is for a body or batch item that is not an object (above)."""
-    body = {"payer_account": "20000000001410300000013", "payer_name": "示例客户",
-            "payer_bank": "999100000027", "payee_account": "6222000000000001",
-            "payee_name": "对手客户", "payee_bank": "888200000023", "amount": "1.00"}
+    body = TRANSFER
     raw = json.dumps(body, ensure_ascii=False).replace(
         f'"{field}": {json.dumps(body[field], ensure_ascii=False)}', f'"{field}": {sent}')
     r = post_signed(live.url, "/v1/transfers", raw.encode(),
@@ -70,3 +72,35 @@ def test_a_field_of_the_wrong_type_shows_what_was_sent_as_json(live, field, sent
 
     assert r.status_code == 422, r.text
     assert seen and all(value == shown and type(value) is type(shown) for value in seen)
+
+
+@pytest.mark.parametrize("field, sent, word", [
+    ("payer_bank", "999100000027", "number"),
+    ("payer_account", "20000000001410300000013", "number"),
+    ("payer_name", '["x"]', "array"),
+])
+def test_a_text_field_of_another_type_is_refused_for_its_type_not_its_form(
+        live, field, sent, word):
+    """`"payer_bank": 999100000027` holds the 12 digits a bank code needs: what is wrong
+    is that it is not a string, and the answer says that, with the value as sent."""
+    body = TRANSFER
+    raw = json.dumps(body, ensure_ascii=False).replace(
+        f'"{field}": {json.dumps(body[field], ensure_ascii=False)}', f'"{field}": {sent}')
+    r = post_signed(live.url, "/v1/transfers", raw.encode(),
+                    **{"Idempotency-Key": f"text-type-{field}"})
+    errors = [e for e in r.json()["errors"] if e["path"] == f"/{field}"]
+
+    assert r.status_code == 422, r.text
+    assert [e["code"] for e in errors] == ["field_must_be_text"]
+    assert errors[0]["value"] == json.loads(sent)
+    assert f"not a JSON {word}: got {sent}," in errors[0]["message"]
+    assert "…" not in errors[0]["message"]
+
+
+def test_an_amount_with_leading_zeros_is_told_so(live):
+    body = {**TRANSFER, "amount": "00010.00"}
+    r = post_signed(live.url, "/v1/transfers", json.dumps(body).encode(),
+                    **{"Idempotency-Key": "amount-leading-zeros"})
+
+    assert r.status_code == 422, r.text
+    assert [e["code"] for e in r.json()["errors"]] == ["amount_must_not_have_leading_zeros"]

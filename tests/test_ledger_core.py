@@ -203,7 +203,8 @@ def test_hold_refusals(books, check_only):
         led.check_hold(tx, payer, PAYER_FEN, WORK_DATE)  # the whole balance is taken
 
     assert codes == [code for _, _, code in cases]
-    assert f"at most the balance of {PAYER_FEN} fen" in json.dumps(said[0])
+    assert f"at most the available balance of {PAYER_FEN} fen (the account's balance less " \
+        "its funds on hold)" in json.dumps(said[0], ensure_ascii=False)
     assert snapshot(db, led) == before
 
 

@@ -58,6 +58,18 @@ class Rig:
         return str(self.db(lambda tx: tx.query_one(
             "SELECT id FROM outbox WHERE payment_id = ?", (payment_id,)))[0])
 
+    def held_for_review(self) -> list[str]:
+        """The ids the console lists as held for review."""
+        from gateway.ops import views
+        return [p["id"] for p in self.db(views.held_for_review)]
+
+    def offered(self, payment_ids: tuple[str, ...], names: tuple[str, ...]
+                ) -> dict[tuple[str, str], bool]:
+        """Whether the console offers each action on each payment now."""
+        from gateway.ops import actions
+        return {(pid, name): self.db(lambda tx, pid=pid, name=name: actions.offerable(
+            self.gw, tx, name, pid)) for pid in payment_ids for name in names}
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:

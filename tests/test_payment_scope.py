@@ -160,21 +160,43 @@ def test_a_debit_collecting_into_an_account_outside_the_scope_is_refused(
     assert "collect into" in r.json()["errors"][0]["message"]
 
 
+def debit(account: str) -> dict[str, Any]:
+    return {"creditor_account": account, "creditor_name": EXAMPLE_HOLDER,
+            "creditor_bank": BRANCH, "debtor_account": "6222000000000001",
+            "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH, "amount": "10.00",
+            "agreement": "AG-1"}
+
+
 @pytest.mark.parametrize("path, body", [
-    ("/v1/transfers", transfer(OUTSIDE)),
-    ("/v1/periodic-credits", {**transfer(OUTSIDE), "agreement": "AG-P"}),
-    ("/v1/debits", {"creditor_account": OUTSIDE, "creditor_name": "另一客户",
-                    "creditor_bank": BRANCH, "debtor_account": "6222000000000001",
-                    "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH,
-                    "amount": "10.00", "agreement": "AG-1"}),
+    ("/v1/transfers", transfer(OWN)),
+    ("/v1/periodic-credits", {k: v for k, v in transfer(OWN, agreement="AG-P").items()
+                              if k != "urgency"}),
+    ("/v1/debits", debit(OWN)),
 ])
 def test_a_body_of_another_type_naming_an_account_outside_the_scope_is_a_415(
         live: LiveGateway, path: str, body: dict[str, Any]) -> None:
     """The type is judged first: no stored answer is looked up for an account outside
-    the scope, and the refusal is the type's, as for any new request of that type."""
+    the scope, and the refusal is the type's, as for any new request of that type. The
+    request is answered (as JSON, its account in the scope) and stored, the entry then
+    narrowed to leave its account out, and the request sent again under its key as
+    text/plain: within the scope the stored answer would be given."""
     raw = json.dumps(body).encode()
-    r = post_signed(live.url, path, raw, OTHER, KEYS[OTHER],
-                    **{"Idempotency-Key": f"typed-outside-{path}", "Content-Type": "text/plain"})
+    key = f"typed-outside-{path}"
+
+    def send(content_type: str) -> requests.Response:
+        return post_signed(live.url, path, raw, OTHER, KEYS[OTHER],
+                           **{"Idempotency-Key": key, "Content-Type": content_type})
+    first = send("application/json")
+    assert first.status_code in (201, 202), first.text
+    assert send("text/plain").json() == first.json()  # in the scope: the stored answer
+
+    scopes = live.gw.settings.api_balance_accounts
+    entry = scopes[OTHER]
+    scopes[OTHER] = [OUTSIDE]
+    try:
+        r = send("text/plain")
+    finally:
+        scopes[OTHER] = entry
 
     assert r.status_code == 415, r.text
     assert refusal(r.json())[0][0] == "unsupported_media_type"

@@ -20,9 +20,9 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import intake, jsontext, key_reuse, keys, payments
-from gateway.beps import (api, build, debit_deadline, debits_in, debits_out, incoming,
-                          items, netting_dates, not_netted, packer, periodic, recon,
-                          requests, results, review_hold, schema, settlement_watch,
+from gateway.beps import (api, build, debit_deadline, debit_review, debits_in, debits_out,
+                          incoming, items, netting_dates, not_netted, packer, periodic,
+                          recon, requests, results, review_hold, schema, settlement_watch,
                           stops)
 from gateway.beps.packer import Packer
 from gateway.beps.settings import BepsSettings
@@ -46,6 +46,20 @@ RECON_CHECK_BACKOFF_S = 60.0
 # The console's action that asks for a netting date again (gateway.ops).
 CONSOLE_ACTION = "beps_reconcile"
 CONSOLE_LABEL = {"en": "Reconcile a BEPS netting date", "zh": "小额轧差日对账"}
+_TX_ID_EXPECTED = "a TxId of up to 16 digits, or none"
+
+
+def _texts_of(body: dict[str, Any], p: ProblemList, bounds: tuple[tuple[str, int], ...]
+              ) -> None:
+    """A mandate's or stop's text fields, each of 1 to its bound characters: one given
+    as another JSON type is refused as such (field_must_be_text), one missing, empty or
+    too long as field_required."""
+    wrong = intake.text_types(p, body, {name: f"text of 1 to {bound} characters"
+                                        for name, bound in bounds})
+    for name, bound in bounds:
+        value = body.get(name)
+        if name not in wrong and (value is None or not 1 <= len(value) <= bound):
+            p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
 
 
 def install(gw: "Gateway") -> "BepsExtension":
@@ -231,10 +245,7 @@ class BepsExtension:
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                            jsontext.type_name(body), "a JSON object"))
-        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)):
-            value = body.get(name)
-            if not isinstance(value, str) or not 1 <= len(value) <= bound:
-                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        _texts_of(body, p, (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX)))
         p.raise_if_any(ValidationFailed)
         now = self.gw.clock.now()
         created = await self.gw.store.run(lambda tx: debits_in.add_mandate(
@@ -247,15 +258,12 @@ class BepsExtension:
         if not isinstance(body, dict):
             raise ValidationFailed(Problem("body_must_be_a_json_object", "/",
                                            jsontext.type_name(body), "a JSON object"))
-        for name, bound in (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
-                            ("reason", 60)):
-            value = body.get(name)
-            if not isinstance(value, str) or not 1 <= len(value) <= bound:
-                p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+        _texts_of(body, p, (("account", 32), ("agreement", debits_out.AGREEMENT_LEN_MAX),
+                            ("reason", 60)))
         tx_id = body.get("tx_id") or ""  # left out, null or empty: every debit
-        if not isinstance(tx_id, str) or (tx_id and not (tx_id.isascii() and tx_id.isdigit()
-                                                         and len(tx_id) <= 16)):
-            p.add("field_malformed", "/tx_id", tx_id, "a TxId of up to 16 digits, or none")
+        if not p.not_text("/tx_id", tx_id, _TX_ID_EXPECTED) and (
+                tx_id and not (tx_id.isascii() and tx_id.isdigit() and len(tx_id) <= 16)):
+            p.add("field_malformed", "/tx_id", tx_id, _TX_ID_EXPECTED)
         p.raise_if_any(ValidationFailed)
         now = self.gw.clock.now()
         created = await self.gw.store.run(lambda tx: debits_in.add_stop(
@@ -329,9 +337,17 @@ class BepsExtension:
             try:
                 await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
                     tx, self.gw, self.gw.clock.now()))
+                await self.expire_debit_reviews()
                 await self.check_not_netted()
             except Exception as exc:  # the timer outlives one failed pass; logged in full
                 log.exception("event=beps_deadline_check_failed error=%r", exc)
+
+    async def expire_debit_reviews(self) -> int:
+        """Debits other banks sent us that the screening holds, undecided when their
+        answer falls due: refused (debit_review.py). Run with the receipt deadlines, by
+        the leading process."""
+        return await self.gw.store.run(lambda tx: debit_review.expire(
+            tx, self.gw, self.gw.clock.now()))
 
     async def check_not_netted(self) -> bool:
         """Our packages the NPC has not netted in time: the alert, once per episode

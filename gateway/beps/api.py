@@ -11,6 +11,7 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -21,9 +22,12 @@ from gateway.api import (GATEWAY_KEY, StoredLookup, authenticate, json_response,
                          media_type_refusal, read_json)
 from gateway import bulk, intake, jsontext, scope
 from gateway.beps import debits_out, periodic
-from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.errors import (Conflict, NotFound, PaygateError, Problem, ValidationFailed,
+                            not_text)
 from gateway.messages import beps128
 from gateway.money import format_yuan
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_LEN_MAX = 64
 PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_size_max)
@@ -32,8 +36,9 @@ PACKAGE_ITEMS_SHOWN_MAX = 1000  # a package holds at most this many (package_siz
 _json = json_response
 
 
-async def _body(request: web.Request, stored: StoredLookup | None = None) -> tuple[str, Any]:
-    return await read_json(request, stored=stored)
+async def _body(request: web.Request, stored: StoredLookup | None = None,
+                keyless: bool = False) -> tuple[str, Any]:
+    return await read_json(request, stored=stored, keyless=keyless)
 
 
 def _ext(request: web.Request) -> Any:
@@ -47,10 +52,11 @@ async def post_batch(request: web.Request) -> web.Response:
     async def stored(client: str, batch_key: str, body: Any) -> tuple[int, Any] | None:
         refusal = media_type_refusal(request)
         assert refusal is not None, "looked up only for a request refused for its type"
-        answer = await stored_batch(ext.gw, client, batch_key, body, refusal)
+        answer = await stored_batch(ext.gw, client, batch_key or None, body, refusal)
         return None if answer is None else (200, answer)
 
-    client, body = await _body(request, stored)
+    # Asked without a batch key too: items carrying their own keys are retried so.
+    client, body = await _body(request, stored, keyless=True)
     return _json(await submit_batch(ext.gw, ext.settings.batch_items_max, client,
                                     request.headers.get("Idempotency-Key"), body))
 
@@ -111,24 +117,29 @@ def _item_requests(gw: Any, client: str, body: list[Any], batch_key: str | None
     return requests, refused
 
 
-async def stored_batch(gw: Any, client: str, batch_key: str, body: Any,
+async def stored_batch(gw: Any, client: str, batch_key: str | None, body: Any,
                        refusal: PaygateError) -> dict[str, Any] | None:
-    """The answer to a batch sent again under its key in a body refused for its type
-    (`refusal`, the 415), from what is stored: None unless its list is the one recorded
-    under the key; then each item taken before gets its stored answer and every other
-    the refusal, as a new request of that type would (none is taken now)."""
+    """The answer to a batch sent again in a body refused for its type (`refusal`, the
+    415), from what is stored: None unless it is a retry, that is, when an item is keyed
+    by its position under the batch's key, its list is the one recorded under the key
+    (as `submit_batch` records it), and else (each item with its own key, with or without
+    a batch key) an item was taken before under its key; then each item taken before
+    gets its stored answer and every other the refusal, as a new request of that type
+    would (none is taken now)."""
     if not isinstance(body, list) or not body:
         return None
     requests, outcomes = _item_requests(gw, client, body, batch_key)
     keyed = [(i, SimpleNamespace(client=client, idem_key=key))
              for i, (key, _) in enumerate(requests) if i not in outcomes]
+    by_position = batch_key is not None and any(
+        p.idem_key == f"{batch_key}:{i}" for i, p in keyed)
 
     def work(tx: Any) -> dict[str, tuple[str, Any]] | None:
-        if not _batch_recorded(tx, client, batch_key, body):
+        if by_position and not _batch_recorded(tx, client, batch_key, body):
             return None
         return bulk.stored_answers(tx, keyed)
     stored = await gw.store.run(work)
-    if stored is None:
+    if stored is None or not by_position and not stored:
         return None
     for i, p in keyed:
         transfer = requests[i][1]
@@ -252,18 +263,22 @@ def _item_key(index: int, item: Any, batch_key: str | None) -> tuple[str | None,
             f"an idempotency_key of 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII "
             "characters, not only spaces, or a batch Idempotency-Key header, which keys "
             f"an item without its own as KEY:{index}"), 400)
-    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
+    expected = f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"
+    wrong_type = not_text("/idempotency_key", key, expected)
+    if wrong_type is not None:
+        raise ValidationFailed(wrong_type)
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LEN_MAX:
         raise ValidationFailed(Problem("idempotency_key_malformed",
-                                       "/idempotency_key", key,
-                                       f"1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"))
+                                       "/idempotency_key", key, expected))
     return key, transfer
 
 
 async def get_package(request: web.Request) -> web.Response:
-    await authenticate(request, b"")
+    client = await authenticate(request, b"")
     ext = _ext(request)
     package_id = request.match_info["id"]
-    view = await ext.gw.store.run(lambda tx: package_view(tx, package_id))
+    seen = scope.seen_ids(ext.gw.settings, client, ext.gw.own_banks)
+    view = await ext.gw.store.run(lambda tx: package_view(tx, package_id, seen))
     return _json(view)
 
 
@@ -272,15 +287,19 @@ _PACKAGE_COLUMNS = ("id", "direction", "msg_type", "msg_id", "sender", "receiver
                     "reason", "deadline_at", "answers", "created_at", "updated_at")
 
 
-def package_view(tx: Any, package_id: str) -> dict[str, Any]:
+def package_view(tx: Any, package_id: str, seen: tuple[str, list[Any]] | None = None
+                 ) -> dict[str, Any]:
     """A package as it stands: its count, sum and transactions are what it holds now;
     those the NPC took out of it at our request (ccms.307 granted) are under
     `withdrawn`, with their count and sum, so that the two together are the package as
-    it was sent."""
+    it was sent. `seen`: the payments a client sees (gateway.scope.seen_ids), when it
+    does not see all: only those of its transactions (and receipt lines) are shown, and
+    a package with none of them is answered as an id never given."""
     row = tx.query_one(f"SELECT {', '.join(_PACKAGE_COLUMNS)} FROM beps_packages "
                        "WHERE id = ?", (package_id,))
     if row is None:
-        raise NotFound(Problem("package_not_found", "/id", package_id, "an existing package"))
+        raise _package_not_found(package_id)
+    only, only_params = (f" AND i.payment_id IN {seen[0]}", seen[1]) if seen else ("", [])
     view = dict(zip(_PACKAGE_COLUMNS, row))
     view["message_type"] = view.pop("msg_type")
     view["header_mesg_id"] = view.pop("mesg_id")
@@ -288,8 +307,8 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     held, withdrawn = [], []
     for pid, state, amount_fen in tx.query(
             "SELECT p.id, p.state, p.amount_fen FROM beps_items i JOIN payments p "
-            "ON p.id = i.payment_id WHERE i.package_id = ? ORDER BY i.created_at, p.id "
-            "LIMIT ?", (package_id, PACKAGE_ITEMS_SHOWN_MAX)):
+            f"ON p.id = i.payment_id WHERE i.package_id = ?{only} ORDER BY i.created_at, "
+            "p.id LIMIT ?", (package_id, *only_params, PACKAGE_ITEMS_SHOWN_MAX)):
         item = {"id": pid, "state": state, "amount_fen": amount_fen}
         # Only the NPC's grant leaves a cancelled item in its package: one taken out
         # before sending is in none (the package was rebuilt without it).
@@ -301,8 +320,16 @@ def package_view(tx: Any, package_id: str) -> dict[str, Any]:
     if view["direction"] == "in" and view["message_type"] == beps128.MESSAGE_TYPE:
         # A payer bank's receipt for our debits carries none of them (they stay in the
         # beps.127 they went in): its lines say what it answered, refusals included.
-        view["lines"] = debits_out.receipt_lines(tx, package_id, PACKAGE_ITEMS_SHOWN_MAX)
+        view["lines"] = debits_out.receipt_lines(tx, package_id, PACKAGE_ITEMS_SHOWN_MAX,
+                                                 seen)
+    if seen is not None and not (held or withdrawn or view.get("lines")):
+        log.warning("event=package_outside_client_scope package=%s", package_id)
+        raise _package_not_found(package_id)
     return view
+
+
+def _package_not_found(package_id: str) -> NotFound:
+    return NotFound(Problem("package_not_found", "/id", package_id, "an existing package"))
 
 
 def _scoped_lookup(request: web.Request, kind: Any, path: str) -> StoredLookup:

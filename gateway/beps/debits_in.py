@@ -16,6 +16,7 @@ the amount is held at once (the bank never advances funds). Otherwise it is refu
 | RJ05 | the same debit (collector and TxId) was answered before |
 | RJ06 | the payer stopped payment (止付) of this debit or of every debit under the agreement |
 | RJ07 | the payer's bank named is ours but not the branch that keeps the account |
+| RJ08 | refused for regulatory reasons (the screening, gateway.beps.debit_review) |
 
 RJ07 is the branch rule every credit to our books follows (intake.kept_elsewhere): an
 incoming credit naming a branch that does not keep its account waits in suspense
@@ -28,6 +29,11 @@ Stop-payment: beps.411/412 have no schema in the public material, so a payer's s
 receipt refuses it with RJ06 and the payer's reason. Receipts are sent at once, so a
 debit already answered (paid) is no longer stoppable here; it can be returned.
 
+A debit that would be paid is screened first (its creditor and our payer, as every
+outgoing customer payment is at intake): a match leaves it out of the receipt, its
+payer's funds held, until operators pass or fail it (gateway.beps.debit_review), which
+answers it in a receipt of its own.
+
 A paid debit is `received` until the NPC nets our receipt (then `netted`, the hold
 becomes a netted obligation, `settled` with its round); a refused one is `rejected`.
 """
@@ -37,11 +43,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from gateway import intake, keys, outbound, payments
 from gateway.beps import items
 from gateway.beps.incoming import incoming_row, new_transfers
+from gateway.beps.settings import BepsSettings
 from gateway.inbound import Processed
 from gateway.messages import beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
@@ -61,6 +68,20 @@ NOT_DEBITABLE = ("RJ03", "the account cannot be debited")
 NOT_OURS = ("RJ04", "the payer's bank is not one of ours")
 DUPLICATE = ("RJ05", "the same debit was answered before")
 NOT_KEPT_HERE = ("RJ07", "the payer's bank named does not keep the account")
+# A debit the screening held, failed by operators or left undecided until its answer was
+# due: the collector is told no more than that (the match stays with us).
+SCREENED = ("RJ08", "refused for regulatory reasons")
+EVENT_HELD = "beps_debit_held_for_review"
+
+
+class _Parties(NamedTuple):
+    """What the screening reads of a debit: our payer's and the creditor's account and
+    name (as it reads an outgoing transfer's)."""
+
+    payer_account: str
+    payer_name: str
+    payee_account: str
+    payee_name: str
 
 
 def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
@@ -77,25 +98,33 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
                (package_id, beps127.MESSAGE_TYPE, h.msg_id, h.instg_direct, h.instd_direct,
                 h.count, h.total_fen, d.header.mesg_id,
                 (now + timedelta(days=days)).isoformat(), now.isoformat(), now.isoformat()))
-    lines, paid = _answer(tx, gw, h.instg_direct, package_id, pkg.transfers, now)
-    outbox_id = _send_receipt(tx, gw, pkg, package_id, lines, paid, now)
-    after = [lambda: asyncio.ensure_future(
-        gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)}))]
+    lines, paid, held = _answer(tx, gw, h.instg_direct, package_id, pkg.transfers, now)
+    _wait_for_review(tx, gw, held, package_id, now + timedelta(days=days), now)
+    after = []
+    if lines:  # none when every debit waits for operators
+        outbox_id = send_receipt(tx, gw, h.instg_direct, h.msg_id, package_id, lines, paid,
+                                 now)
+        after = [lambda: asyncio.ensure_future(
+            gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)}))]
     log_after_commit(log, logging.INFO, [(
         f"event=beps_debits_answered package={package_id} paid={len(paid)} "
-        f"refused={len(lines) - len(paid)}")])
+        f"refused={len(lines) - len(paid)} held={len(held)}")])
     return Processed({"package": package_id, "paid": len(paid),
-                      "refused": len(lines) - len(paid)}, after)
+                      "refused": len(lines) - len(paid),
+                      **({"held": len(held)} if held else {})}, after)
 
 
 def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
             transfers: tuple[Transfer, ...], now: datetime
-            ) -> tuple[list[beps128.ReceiptLine], list[dict[str, Any]]]:
-    """Pay (hold) or refuse each debit of the package: its receipt lines, in order, and
-    the payments paid. A few statements whatever the package's size: what the debits
-    need (payments recorded before, stops, mandates) is read at once, the payments are
-    written in bulk and the holds placed together (ledger.hold_many), each refused
-    alone when its payer cannot cover it, as one hold after another would be."""
+            ) -> tuple[list[beps128.ReceiptLine], list[dict[str, Any]],
+                       list[tuple[dict[str, Any], str]]]:
+    """Pay (hold) or refuse each debit of the package: its receipt lines, in order, the
+    payments paid, and those the screening holds with their agreement (their funds
+    held, no line). A few
+    statements whatever the package's size: what the debits need (payments recorded
+    before, stops, mandates) is read at once, the payments are written in bulk and the
+    holds placed together (ledger.hold_many), each refused alone when its payer cannot
+    cover it, as one hold after another would be."""
     new = new_transfers(tx, gw, beps127.MESSAGE_TYPE, collector, transfers)
     fresh = [t for t in new if t is not None]
     rows = [incoming_row(gw, f"D{collector}{t.tx_id}", beps127.MESSAGE_TYPE, collector, t,
@@ -107,39 +136,90 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
     held = iter(gw.ledger.hold_many(tx, [
         (f"{row['id']}:hold", t.debtor_account, t.amount_fen, work_date, row["id"])
         for row, t in holding]))
-    changes, final = [], []
+    screen = _screening(gw)
+    changes: list[tuple[dict[str, Any], str, str, dict[str, Any]]] = []
+    final: list[tuple[str, str] | str | None] = []
     for row, refusal in zip(rows, refusals):
         if refusal is None:
             hold_id = next(held)
             if isinstance(hold_id, LedgerError):
                 refusal = (NO_FUNDS if hold_id.code == "payer_funds_insufficient"
                            else NOT_DEBITABLE)
-        final.append(refusal)
-        if refusal is None:
+        match = screen(row) if refusal is None and screen is not None else None
+        final.append(match or refusal)
+        if match is not None:
+            changes.append((row, "received", EVENT_HELD,
+                            {"hold_id": str(hold_id), "reason": match,
+                             "package": package_id}))
+        elif refusal is None:
             changes.append((row, "received", "beps_debit_paid",
                             {"hold_id": str(hold_id), "package": package_id}))
         else:
             changes.append((row, "rejected", "beps_debit_refused",
                             {"reason": f"{refusal[0]}: {refusal[1]}", "package": package_id}))
     changed = iter(zip(payments.transition_each(tx, changes, now, gw.notifier), final))
-    lines, paid = [], []
+    lines, paid, waiting = [], [], []
     for t, found in zip(transfers, new):
         if found is None:
-            lines.append(_line(t, DUPLICATE))
+            lines.append(receipt_line(t.tx_id, t.debtor_bank, t.creditor_bank,
+                                      t.amount_fen, DUPLICATE))
             continue
         row, refusal = next(changed)
-        lines.append(_line(t, refusal))
+        if isinstance(refusal, str):  # the screening's reason: answered once decided
+            waiting.append((row, t.agreement or ""))
+            continue
+        lines.append(receipt_line(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+                                  refusal))
         if refusal is None:
             paid.append(row)
-    return lines, paid
+    return lines, paid, waiting
 
 
-def _line(t: Transfer, refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
+def receipt_line(tx_id: str, debtor_bank: str, creditor_bank: str, amount_fen: int,
+                 refusal: tuple[str, str] | None) -> beps128.ReceiptLine:
+    """A receipt's line: paid (PR02), or refused (PR09) with its code and reason."""
     if refusal is None:
-        return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
+        return beps128.ReceiptLine(tx_id, debtor_bank, creditor_bank, amount_fen,
                                    beps128.PAID)
-    return beps128.ReceiptLine(t.tx_id, t.debtor_bank, t.creditor_bank, t.amount_fen,
-                               "PR09", *refusal)
+    return beps128.ReceiptLine(tx_id, debtor_bank, creditor_bank, amount_fen, "PR09",
+                               *refusal)
+
+
+def _screening(gw: "Gateway") -> Callable[[dict[str, Any]], str | None] | None:
+    """The review hook's screening alone (gateway.ops.review.HoldReason.screening), its
+    list read once for the package, over a debit's row; None when the gateway has none."""
+    screening = getattr(getattr(gw, "review", None), "screening", None)
+    if screening is None:
+        return None
+    screen = screening(gw.settings)
+    return lambda row: screen(_Parties(row["payer_account"] or "", row["payer_name"] or "",
+                                       row["payee_account"] or "", row["payee_name"] or ""))
+
+
+def _wait_for_review(tx: Any, gw: "Gateway", held: list[tuple[dict[str, Any], str]],
+                     package_id: str, deadline: datetime, now: datetime) -> None:
+    """The debits the screening held (each with its agreement) wait for operators until
+    `debit_review_margin_s` before the package's return deadline
+    (gateway.beps.debit_review.expire)."""
+    if not held:
+        return
+    margin_s = BepsSettings.from_settings(gw.settings).debit_review_margin_s
+    due = max(now, deadline - timedelta(seconds=margin_s)).isoformat()
+    tx.executemany("INSERT INTO beps_debit_reviews (payment_id, package_id, agreement, "
+                   "due_at, created_at) VALUES (?, ?, ?, ?, ?)",
+                   [(row["id"], package_id, agreement, due, now.isoformat())
+                    for row, agreement in held])
+    rows = [row for row, _ in held]
+    log_after_commit(log, logging.INFO, [
+        f"event=beps_debit_held_for_review payment={row['id']} reason={row['reason']} "
+        f"due_at={due}" for row in rows])
+    gw.alert(tx, "debit_held_for_review", package=package_id, debits=len(rows),
+             amount_fen=sum(row["amount_fen"] for row in rows), due_at=due)
+
+
+def stopped(reason: str) -> tuple[str, str]:
+    """The refusal of a debit its payer stopped, with the payer's reason."""
+    return "RJ06", f"payer stopped payment: {reason}"[:105]
 
 
 def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
@@ -170,23 +250,25 @@ def _refusals(tx: Any, gw: "Gateway", transfers: list[Transfer]
         elif intake.kept_elsewhere(t.debtor_bank, gw.account_bank):
             out.append(NOT_KEPT_HERE)
         elif stop is not None:
-            out.append(("RJ06", f"payer stopped payment: {stop}"[:105]))
+            out.append(stopped(stop))
         else:
             out.append(None if (t.debtor_account, agreement) in mandates else NO_MANDATE)
     return out
 
 
-def _send_receipt(tx: Any, gw: "Gateway", pkg: Package, package_id: str,
-                  lines: list[beps128.ReceiptLine], paid: list[dict[str, Any]],
-                  now: datetime) -> int:
-    bank, collector = gw.settings.bank_code, pkg.header.instg_direct
+def send_receipt(tx: Any, gw: "Gateway", collector: str, original_msg_id: str,
+                 package_id: str, lines: list[beps128.ReceiptLine],
+                 paid: list[dict[str, Any]], now: datetime) -> int:
+    """Our beps.128 answering `lines` of the collector's beps.127 `original_msg_id`
+    (all its debits, or those operators decided since), queued; its outbox row."""
+    bank = gw.settings.bank_code
     day = now.strftime("%Y%m%d")
     msg_id = f"{day}{payments.next_seq(tx, f'msg:{day}'):08d}"
     paid_fen = sum(p["amount_fen"] for p in paid)
     receipt = beps128.DebitReceipt(
         header=PackageHeader(msg_id, iso_datetime(now), bank, collector, len(lines),
                              sum(line.amount_fen for line in lines)),
-        original=OriginalRef(pkg.header.msg_id, collector, beps127.MESSAGE_TYPE),
+        original=OriginalRef(original_msg_id, collector, beps127.MESSAGE_TYPE),
         paid_count=len(paid), paid_fen=paid_fen, lines=tuple(lines))
     header = outbound.new_header(tx, now, bank, collector, beps128.MESSAGE_TYPE, "BEPS", 3)
     outbox_id = outbound.queue_message(tx, header, beps128.build(receipt), gw.keyring, now)

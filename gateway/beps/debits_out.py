@@ -105,16 +105,18 @@ def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
     if not isinstance(amount, int):
         p.items.append(amount)
     kind = body.get("business_kind", DEFAULT_DEBIT_KIND)
-    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
-        p.add("business_kind_malformed", "/business_kind", kind, "five digits, e.g. 01400")
-    if not intake.blank(body.get("creditor_bank")) and body.get("creditor_bank") not in own_banks:
+    if isinstance(kind, str) and not _KIND.fullmatch(kind):
+        p.add("business_kind_malformed", "/business_kind", kind,
+              _TEXT_EXPECTED["business_kind"])
+    creditor_bank = body.get("creditor_bank")
+    if isinstance(creditor_bank, str) and not intake.blank(creditor_bank) \
+            and creditor_bank not in own_banks:
         p.add("creditor_bank_not_ours", "/creditor_bank", body.get("creditor_bank"),
               "one of our bank codes: " + ", ".join(sorted(own_banks)))
     remark = body.get("remittance_info")
-    if remark is not None and (not isinstance(remark, str)
-                               or len(remark) > build.REMARK_LEN_MAX):
+    if isinstance(remark, str) and len(remark) > build.REMARK_LEN_MAX:
         p.add("remittance_info_malformed", "/remittance_info", remark,
-              f"text of at most {build.REMARK_LEN_MAX} characters")
+              _TEXT_EXPECTED["remittance_info"])
     p.raise_if_any(ValidationFailed)
     return Debit(body["creditor_account"], body["creditor_name"], body["creditor_bank"],
                  body["debtor_account"], body["debtor_name"], body["debtor_bank"], amount,
@@ -140,29 +142,35 @@ KIND = key_reuse.Kind("debit", meaning, tuple(FIELDS), {"business_kind": DEFAULT
                       "debit")
 
 
+_ACCOUNT_EXPECTED = "1 to 32 ASCII letters, digits or -"
+# What each text field of a debit must hold (its amount is checked by parse_yuan).
+_TEXT_EXPECTED = {
+    "creditor_account": _ACCOUNT_EXPECTED, "debtor_account": _ACCOUNT_EXPECTED,
+    "creditor_name": build.NAME_EXPECTED, "debtor_name": build.NAME_EXPECTED,
+    "creditor_bank": "12 ASCII digits", "debtor_bank": "12 ASCII digits",
+    "agreement": f"text of at most {AGREEMENT_LEN_MAX} characters",
+    "business_kind": "five digits, e.g. 01400",
+    "remittance_info": f"text of at most {build.REMARK_LEN_MAX} characters",
+}
+
+
 def _texts(body: dict[str, Any], p: ProblemList) -> None:
+    intake.text_types(p, body, _TEXT_EXPECTED)
     for name in ("creditor_name", "debtor_name"):
         value = body.get(name)
-        if value is not None and not isinstance(value, str):
-            p.add("name_too_long_or_not_text", f"/{name}", value,
-                  f"text of at most {build.NAME_LEN_MAX} characters")
-        elif value is not None and len(value) > build.NAME_LEN_MAX:
+        if isinstance(value, str) and len(value) > build.NAME_LEN_MAX:
             p.add("name_too_long_for_beps", f"/{name}", value, build.NAME_EXPECTED)
     for name in ("creditor_account", "debtor_account"):
         value = body.get(name)
-        if not intake.blank(value) and (not isinstance(value, str)
-                                        or not _ACCOUNT.fullmatch(value)):
-            p.add("account_malformed", f"/{name}", value, "1 to 32 ASCII letters, digits or -")
+        if isinstance(value, str) and not intake.blank(value) and not _ACCOUNT.fullmatch(value):
+            p.add("account_malformed", f"/{name}", value, _ACCOUNT_EXPECTED)
     for name in ("creditor_bank", "debtor_bank"):
         value = body.get(name)
-        if not intake.blank(value) and (not isinstance(value, str)
-                                        or not _BANK.fullmatch(value)):
+        if isinstance(value, str) and not intake.blank(value) and not _BANK.fullmatch(value):
             p.add("bank_code_must_be_12_ascii_digits", f"/{name}", value, "12 ASCII digits")
     agreement = body.get("agreement")
-    if not intake.blank(agreement) and (not isinstance(agreement, str)
-                                        or len(agreement) > AGREEMENT_LEN_MAX):
-        p.add("agreement_malformed", "/agreement", agreement,
-              f"text of at most {AGREEMENT_LEN_MAX} characters")
+    if isinstance(agreement, str) and len(agreement) > AGREEMENT_LEN_MAX:
+        p.add("agreement_malformed", "/agreement", agreement, _TEXT_EXPECTED["agreement"])
 
 
 def creditor_problems(tx: Any, gw: "Gateway", debit: Debit) -> list[Problem]:
@@ -361,11 +369,15 @@ def _record_lines(tx: Any, receipt_id: str,
          for n, ((line, p), outcome) in enumerate(zip(known, outcomes), start=1)])
 
 
-def receipt_lines(tx: Any, receipt_id: str, limit: int) -> list[dict[str, Any]]:
-    """The lines of a beps.128 we received, in its order, with what each did."""
+def receipt_lines(tx: Any, receipt_id: str, limit: int,
+                  seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """The lines of a beps.128 we received, in its order, with what each did; only
+    those answering a payment `seen` holds (an SQL subquery of payment ids,
+    gateway.scope.seen_ids), when given."""
+    only, params = (f" AND payment_id IN {seen[0]}", seen[1]) if seen else ("", [])
     return [dict(zip(_LINE_COLUMNS, row)) for row in tx.query(
-        f"SELECT {', '.join(_LINE_COLUMNS)} FROM beps_receipt_lines WHERE receipt_id = ? "
-        "ORDER BY line_no LIMIT ?", (receipt_id, limit))]
+        f"SELECT {', '.join(_LINE_COLUMNS)} FROM beps_receipt_lines WHERE receipt_id = ?"
+        f"{only} ORDER BY line_no LIMIT ?", (receipt_id, *params, limit))]
 
 
 def last_receipt_line(tx: Any, payment_id: str) -> dict[str, Any] | None:

@@ -36,7 +36,9 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     fields.setdefault("business_type", PERIODIC_TYPE)
     fields.setdefault("business_kind", DEFAULT_KIND)
     p = ProblemList()
-    if not isinstance(agreement, str) or not 1 <= len(agreement) <= AGREEMENT_LEN_MAX:
+    if not p.not_text("/agreement", agreement, f"text of 1 to {AGREEMENT_LEN_MAX} characters"
+                      ) and (
+            agreement is None or not 1 <= len(agreement) <= AGREEMENT_LEN_MAX):
         p.add("agreement_malformed", "/agreement", agreement,
               f"text of 1 to {AGREEMENT_LEN_MAX} characters")
     if "urgency" in fields or "when_closed" in fields:

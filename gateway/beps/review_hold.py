@@ -13,6 +13,9 @@ console's review decides it, as for an HVPS payment (gateway.ops.actions):
 A cancel by the core system or by an operator finds the item set aside and cancels it
 at once, releasing its hold (gateway.beps.cancels). An operator's release is refused
 (`payment_not_held`: it is for items an operator held), as is a hold (already held).
+
+The same two actions decide a debit another bank sent us that the screening holds
+before our receipt pays it (gateway.beps.debit_review): each is handed there.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import keys, payments
-from gateway.beps import cancels, items, stops
+from gateway.beps import cancels, debit_review, items, stops
 from gateway.errors import Conflict, Problem
 
 log = logging.getLogger("paygate.beps.review")
@@ -60,8 +63,12 @@ def set_aside(tx: Any, gw: Any, rows: list[dict[str, Any]], reasons: dict[str, s
 
 
 def check(tx: Any, payment: dict[str, Any]) -> None:
-    """Refused unless the payment is a BEPS credit the review hook set aside."""
+    """Refused unless the payment is a BEPS credit the review hook set aside, or a debit
+    received that the screening holds."""
     from gateway.ops.review import is_review_hold
+    if payment["direction"] == "in":
+        debit_review.check(tx, payment)
+        return
     row = tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
                        (payment["id"],))
     if payment["state"] != "held" or not is_review_hold(payment["reason"]) \
@@ -74,6 +81,8 @@ def approve(gw: Any, tx: Any, target: str, who: dict[str, Any], now: datetime
             ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
     """The item waits to be packed: it leaves in the next package."""
     payment = payments.get(tx, target)
+    if payment["direction"] == "in":
+        return debit_review.approve(gw, tx, target, who, now), []
     check(tx, payment)
     if tx.execute("UPDATE beps_items SET package_id = NULL WHERE payment_id = ? AND "
                   "package_id = ?", (target, items.HELD_OUT)) != 1:
@@ -90,6 +99,8 @@ def reject(gw: Any, tx: Any, target: str, who: dict[str, Any], now: datetime
            ) -> dict[str, Any]:
     """Cancelled before packing, its payer's hold released."""
     payment = payments.get(tx, target)
+    if payment["direction"] == "in":
+        return debit_review.reject(gw, tx, target, who, now)
     check(tx, payment)
     done = cancels.request(gw, tx, payment, "review_rejected", f"operator:{who['by']}", now)
     assert isinstance(done, dict), f"payment {target} was set aside, never packed"

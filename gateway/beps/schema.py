@@ -12,6 +12,9 @@
   the answer says whether they were netted (cancels.py).
 - `beps_netting_dates`: each netting date and where its reconciliation with the NPC
   stands (netting_dates.py).
+- `beps_debit_reviews`: debits other banks sent us that the screening holds, with the
+  package they came in and when they are refused if operators have not decided
+  (debit_review.py).
 - `beps_receipt_lines`: each line of a payer bank's beps.128 answering our debits, as
   it came and what it did to the debit it names (debits_out.py).
 """
@@ -74,6 +77,14 @@ TABLES = [
     # Packages by their XML MsgId: a query (ccms.314) names a BEPS payment by the
     # package that carried it, whose sender it may name by a branch (gateway.queries).
     "CREATE INDEX IF NOT EXISTS beps_packages_msg ON beps_packages (msg_id)",
+    """CREATE TABLE IF NOT EXISTS beps_debit_reviews (
+        payment_id TEXT PRIMARY KEY,      -- a debit received (beps.127 in), held
+        package_id TEXT NOT NULL,         -- the beps.127 package it came in
+        agreement TEXT NOT NULL,          -- its AgrmtNb ('' when none): a stop names it
+        due_at TEXT NOT NULL,             -- refused (RJ08) from then on, undecided
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS beps_debit_reviews_due ON beps_debit_reviews (due_at)",
     """CREATE TABLE IF NOT EXISTS beps_rounds (
         netting_date TEXT NOT NULL, netting_round TEXT NOT NULL,
         settled_on TEXT NOT NULL,

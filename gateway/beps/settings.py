@@ -24,6 +24,10 @@ class BepsSettings:
     debit_return_days: int = 3
     # How often overdue debit receipts are looked for (real seconds).
     deadline_check_s: float = 30.0
+    # A debit another bank sends us that the screening holds waits for operators until
+    # this long before its package's return deadline (business seconds); then it is
+    # refused (RJ08), so that our receipt still reaches the collector in time.
+    debit_review_margin_s: float = 3600.0
     # Transfers in one POST /v1/transfers/batch; a longer list is several requests.
     batch_items_max: int = 1000
     # A netting date is complete, and reconciled with the NPC (beps.720), this long after

@@ -22,15 +22,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import outbound, payments
+from gateway import intake, internal_hold, outbound, payments
 from gateway.beps import cancels as beps_cancels
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, Problem
 from gateway.exceptions import outcomes, schema, status, wire
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import ccms307, codec
-from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.messages.ccms900 import CANCELLED
+from gateway.messages.common import OriginalRef, OriginalTx
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
@@ -45,10 +45,7 @@ BEPS_CANCELLABLE_STATES = ("accepted", "held", "sent", "queued")
 def check_reason(reason: Any) -> str | None:
     if reason is None:
         return None
-    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= REASON_LEN_MAX:
-        raise ValidationFailed(Problem("cancel_reason_malformed", "/reason", reason,
-                                       f"text of 1 to {REASON_LEN_MAX} characters"))
-    return reason.strip()
+    return intake.reason_text(reason, "cancel_reason_malformed", REASON_LEN_MAX)
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
@@ -61,6 +58,10 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now)
+    if payment["direction"] == "out" and payment["channel"] == internal_hold.CHANNEL:
+        done = internal_hold.cancel(gw, tx, payment, "cancelled_before_settling",
+                                    reason or "cancelled_at_request", {"by": by}, now, "/id")
+        return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", payment_id,
                                "an outgoing HVPS or BEPS payment"))
@@ -87,6 +88,9 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
                                    "a BEPS item not yet netted, rejected or cancelled"))
         beps_cancels.check(tx, payment)
         _refuse_if_pending(tx, pid)
+        return
+    if payment["direction"] == "out" and payment["channel"] == internal_hold.CHANNEL:
+        internal_hold.check_cancel(payment, "/id")
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", pid,

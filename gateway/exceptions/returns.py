@@ -37,17 +37,20 @@ none when several do (`original_not_unique_in_package`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, keys, payments, status_hold
+from gateway import intake, keys, payments, scope, status_hold
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import codec, hvps111
+
+log = logging.getLogger(__name__)
 
 RETURN_KIND = "02108"
 RETURN_PRIORITY = 3  # NORM: a return has no urgency of its own
@@ -60,10 +63,7 @@ _PAYMENT_FIELDS = {"amount_fen": "/amount", "account_no": "/payee/account"}
 
 
 def check_reason(reason: Any) -> str:
-    if not isinstance(reason, str) or not 0 < len(reason.strip()) <= REASON_LEN_MAX:
-        raise ValidationFailed(Problem("return_reason_malformed", "/reason", reason,
-                                       f"text of 1 to {REASON_LEN_MAX} characters"))
-    return reason.strip()
+    return intake.reason_text(reason, "return_reason_malformed", REASON_LEN_MAX)
 
 
 # Incoming credits we can send back: HVPS customer credits and BEPS ordinary credits (a
@@ -135,6 +135,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
             original["payee_bank"] if original["payee_bank"] in gw.own_banks
             else gw.settings.bank_code)
         payer_account, payer_name = write_off.party_credited(gw, tx, original)
+        _refuse_outside_scope(gw, client, original, payer_account)
     rid, msg_id, e2e = intake.new_ids(tx, work_date, our_branch)
     if via == "account":
         try:
@@ -151,6 +152,19 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     payments.transition(tx, original, original["state"], "return_requested", now,
                         gw.notifier, return_id=rid, by=by, reason_given=reason)
     return row, _queue(gw, tx, row, now)
+
+
+def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
+                          account_no: str) -> None:
+    """A client whose entry in api_balance_accounts (gateway.scope) does not cover the
+    account a return takes the money from may not return the payment: refused as an id
+    never given, before anything is held, whatever the route let it see."""
+    if client is None or scope.sees_account(gw.settings.api_balance_accounts, client,
+                                            account_no):
+        return
+    log.warning("event=return_account_outside_client_scope client=%s payment=%s "
+                "account=%s", client, original["id"], account_no)
+    raise payments.not_found(original["id"])
 
 
 def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid: str,

@@ -74,11 +74,14 @@ async def _payment_of(request: web.Request, client: str) -> str:
     id never given is, so that a return, a cancel or a query tells nothing of it."""
     payment_id = request.match_info["id"]
     gw = request.app[GATEWAY_KEY]
-    payment = await gw.store.run(lambda tx: payments.get(tx, payment_id))
-    if not visible(gw, payment, client):
-        raise payments.not_found(payment_id)
-    scope.refuse_unseen(gw.settings.api_balance_accounts, client, payment, gw.own_banks,
-                        request.path)
+
+    def work(tx: Any) -> None:
+        payment = payments.get(tx, payment_id)
+        if not visible(gw, payment, client):
+            raise payments.not_found(payment_id)
+        scope.refuse_unseen(tx, gw.settings.api_balance_accounts, client, payment,
+                            gw.own_banks, request.path)
+    await gw.store.run(work)
     return payment_id
 
 

@@ -18,7 +18,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from gateway import dialect
+from gateway import dialect, scope
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS exc_requests (
@@ -58,6 +58,11 @@ SCHEMA = [
         applied_by TEXT NOT NULL, note TEXT NOT NULL, at TEXT NOT NULL
     )""",
 ]
+
+# An incoming payment applied from suspense is on the account it was applied to: a client's
+# scope (gateway.scope) judges it by that account, which a return takes the money from.
+scope.CREDITED_SQL = ("(SELECT a.account_no FROM exc_suspense_applied a "
+                      "WHERE a.payment_id = payments.id)")
 
 REQUEST_COLUMNS = ("id", "kind", "payment_id", "msg_id", "mesg_id", "state", "requested_by",
                    "reason", "answer", "created_at", "answered_at")

@@ -45,7 +45,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import intake, payments
-from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed, not_text
 from gateway.exceptions import schema
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -57,6 +57,7 @@ NOTE_EXPECTED = ("why the money is this account's (the customer confirmed, the b
                  "named wrongly, ...): a note is required to apply a suspense item")
 _ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
 # Ledger refusals named at the request's own fields.
+_ACCOUNT_EXPECTED = "1 to 32 ASCII letters, digits or hyphens"
 _REQUEST_FIELDS = {"account_no": "/params/account", "pending_no": "/params/pending_no"}
 
 
@@ -74,9 +75,11 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
     if intake.blank(account):
         problems.append(Problem("field_required", "/params/account", account,
                                 "the customer account the suspense item is applied to"))
-    elif not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+    elif (wrong_type := not_text("/params/account", account, _ACCOUNT_EXPECTED)) is not None:
+        problems.append(wrong_type)
+    elif not _ACCOUNT.fullmatch(account):
         problems.append(Problem("account_malformed", "/params/account", account,
-                                "1 to 32 ASCII letters, digits or hyphens"))
+                                _ACCOUNT_EXPECTED))
     else:
         clean["account"] = account
     return clean, problems + pending_no_problems(params, clean)

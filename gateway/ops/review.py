@@ -90,6 +90,12 @@ class HoldReason:
         return lambda transfer: (_screened(blocked, transfer)
                                  or review_reason(transfer, settings))
 
+    def screening(self, settings: Any) -> Callable[[Any], str | None]:
+        """The screening alone (no amount review), the list read once: for the debits
+        another bank sends us that our receipt would pay (gateway.beps.debit_review)."""
+        blocked = BlockedList.for_path(_list_path(settings))
+        return lambda transfer: _screened(blocked, transfer)
+
 
 hold_reason = HoldReason()
 

@@ -227,9 +227,12 @@ _DIED_PARAMS = (f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%")
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
+    """Payments the review or the screening holds: outgoing ones `held`, and debits
+    another bank sent us `received`, unpaid until operators decide
+    (gateway.beps.debit_review)."""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    "WHERE state = 'held' AND (reason LIKE 'review_%' OR reason LIKE "
-                    "'screening_%') ORDER BY created_at LIMIT ?", (LIST_MAX,))
+                    "WHERE state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
+                    "reason LIKE 'screening_%') ORDER BY created_at LIMIT ?", (LIST_MAX,))
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 

@@ -27,7 +27,7 @@ import logging
 from dataclasses import replace
 from typing import Any, Callable
 
-from gateway import intake, key_reuse, outbound, store
+from gateway import intake, key_reuse, outbound, scope, store
 from gateway.errors import Conflict
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
@@ -194,17 +194,22 @@ class QueryDesk:
                 return None
         return await self.gw.store.run(work)
 
-    async def reply(self, query_id: str, body: Any) -> dict[str, Any]:
+    # `client` below: the core-system client asking, who reads and acts on only the
+    # queries about payments it sees (gateway.scope); None for the gateway's own use.
+
+    async def reply(self, query_id: str, body: Any,
+                    client: str | None = None) -> dict[str, Any]:
         content, operator = requests.parse_reply(body)
         now = self.gw.clock.now()
         return await self._run(lambda tx: outgoing.operator_reply(
-            tx, self, query_id, content, operator, now))
+            tx, self, query_id, content, operator, now, client))
 
-    async def chase(self, query_id: str, body: Any) -> dict[str, Any]:
+    async def chase(self, query_id: str, body: Any,
+                    client: str | None = None) -> dict[str, Any]:
         content, operator = requests.parse_chase(body)
         now = self.gw.clock.now()
         return await self._run(lambda tx: outgoing.chase(tx, self, query_id, content,
-                                                         operator, now))
+                                                         operator, now, client))
 
     async def send_free_format(self, client: str, key: str | None,
                                body: Any) -> tuple[int, dict[str, Any]]:
@@ -223,17 +228,24 @@ class QueryDesk:
             return (201, item), pushes
         return await self._run(work)
 
-    async def get(self, query_id: str) -> dict[str, Any]:
+    async def get(self, query_id: str, client: str | None = None) -> dict[str, Any]:
         now = self.gw.clock.now()
-        return await self.gw.store.run(lambda tx: records.view(
-            records.get(tx, query_id), now, records.replies_of(tx, query_id)))
+
+        def work(tx: Any) -> dict[str, Any]:
+            query = records.get(tx, query_id)
+            outgoing.refuse_hidden_query(tx, self, query, client)
+            return records.view(query, now, records.replies_of(tx, query_id))
+        return await self.gw.store.run(work)
 
     async def search(self, state: str | None = None, direction: str | None = None,
-                     payment_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+                     payment_id: str | None = None, limit: int = 100,
+                     client: str | None = None) -> list[dict[str, Any]]:
         now = self.gw.clock.now()
+        seen = None if client is None else scope.seen_ids(self.gw.settings, client,
+                                                          self.gw.own_banks)
         return await self.gw.store.run(lambda tx: [
             records.view(q, now) for q in records.search(tx, state, direction, payment_id,
-                                                         limit)])
+                                                         limit, seen)])
 
     async def reply_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
         return await self.gw.store.run(lambda tx: records.reply_feed(tx, after, limit))

@@ -13,18 +13,21 @@ sending bank; the counterparty is that bank's direct participant in the director
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, payments
+from gateway import critical, payments, scope
 from gateway.errors import Conflict, NotFound, Problem, ValidationFailed
 from gateway.messages import beps127, ccms314
 from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.money import format_yuan
 from gateway.queries import answers, deadlines, records, wire
 from gateway.queries.requests import FreeFormatRequest, QueryRequest
+
+log = logging.getLogger(__name__)
 
 _TX_ID = re.compile(r"[0-9]{1,16}")
 CHASE_PREFIX = "催查："
@@ -46,8 +49,7 @@ class Resolved:
 
 def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
                now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
-    resolved = _resolve(tx, desk, req)
-    _check_client(desk, resolved.payment, client)
+    resolved = _resolve(tx, desk, req, client)
     ask_due = (deadlines.ask_due(desk.gw.calendar, req.doubt_at, desk.policy)
                if req.doubt_at is not None else None)
     source, by = ("operator", req.operator) if req.operator else ("core", client)
@@ -60,9 +62,11 @@ def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
 
 
 def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str | None,
-          now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
-    """A follow-up query (催查) about the same payment, linked to the one it chases."""
+          now: datetime, client: str | None = None) -> tuple[dict[str, Any], wire.Pushes]:
+    """A follow-up query (催查) about the same payment, linked to the one it chases
+    (`client`: the core-system client asking, who must see its payment)."""
     first = records.get(tx, query_id)
+    refuse_hidden_query(tx, desk, first, client)
     if first["direction"] != "out":
         raise Conflict(Problem("query_not_ours_to_chase", "/id", query_id,
                                "a query this bank sent"))
@@ -123,17 +127,39 @@ def _send(tx: Any, desk: Any, r: Resolved, content: str, query_type: str | None,
     return row, [wire.link_push(sent)]
 
 
-def _check_client(desk: Any, payment: dict[str, Any] | None, client: str) -> None:
-    """With client credentials configured, a client queries only its own payments and
-    incoming ones, as it sees only those (GET /v1/transfers/{id})."""
-    if payment is None or not desk.gw.settings.api_keys:
+def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> None:
+    """A client queries only the payments it sees (GET /v1/transfers/{id}): with client
+    credentials configured, its own and incoming ones; with its entry in
+    api_balance_accounts, those on an account of ours the entry covers (gateway.scope).
+    Another is refused as an id never given is, at /payment_id: called as soon as the
+    payment is found, before anything else reads it, so that no answer tells of it."""
+    gw = desk.gw
+    if scope.sees(tx, gw.settings, client, payment, gw.own_banks):
         return
-    if payment.get("client") not in (None, client):
-        raise NotFound([replace(p, path="/payment_id")
-                        for p in payments.not_found(payment["id"]).problems])
+    log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
+                client, payment["id"], "/v1/queries")
+    raise NotFound([replace(p, path="/payment_id")
+                    for p in payments.not_found(payment["id"]).problems])
 
 
-def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
+def refuse_hidden_query(tx: Any, desk: Any, query: dict[str, Any],
+                        client: str | None) -> None:
+    """Refuse a query about a payment `client` may not see (`scope.sees`) as a query id
+    never given (404 query_not_found), so that reading, answering or chasing it tells
+    nothing of the payment; None for the gateway and its operators, and a query about
+    no payment of ours, are not limited."""
+    if client is None or query["payment_id"] is None:
+        return
+    gw = desk.gw
+    if scope.sees(tx, gw.settings, client, payments.get(tx, query["payment_id"]),
+                  gw.own_banks):
+        return
+    log.warning("event=query_outside_client_scope client=%s query=%s payment=%s",
+                client, query["id"], query["payment_id"])
+    raise records.not_found(query["id"])
+
+
+def _resolve(tx: Any, desk: Any, req: QueryRequest, client: str) -> Resolved:
     if req.payment_id is not None:
         try:
             payment = payments.get(tx, req.payment_id)
@@ -142,6 +168,7 @@ def _resolve(tx: Any, desk: Any, req: QueryRequest) -> Resolved:
     else:
         payment = answers.find_payment(tx, req.subject)
     if payment is not None:
+        _check_client(tx, desk, payment, client)
         resolved = _from_payment(tx, desk, payment)
         if req.amount_fen is not None and req.amount_fen != resolved.amount_fen:
             raise ValidationFailed(Problem(
@@ -259,8 +286,10 @@ def send_our_reply(tx: Any, desk: Any, q: dict[str, Any], content: str, replied_
 
 
 def operator_reply(tx: Any, desk: Any, query_id: str, content: str, operator: str,
-                   now: datetime) -> tuple[dict[str, Any], wire.Pushes]:
+                   now: datetime, client: str | None = None
+                   ) -> tuple[dict[str, Any], wire.Pushes]:
     q = records.get(tx, query_id)
+    refuse_hidden_query(tx, desk, q, client)
     answered, pushes = send_our_reply(tx, desk, q, content, f"operator:{operator}", now)
     return records.view(answered, now), pushes
 

@@ -67,10 +67,16 @@ def insert(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def not_found(query_id: str) -> NotFound:
+    """The refusal of a query id the gateway does not know (or, told alike, one about a
+    payment the client may not see)."""
+    return NotFound(Problem("query_not_found", "/id", query_id, "an existing query"))
+
+
 def get(tx: Any, query_id: str) -> dict[str, Any]:
     values = tx.query_one(f"{_SELECT} WHERE id = ?", (query_id,))
     if values is None:
-        raise NotFound(Problem("query_not_found", "/id", query_id, "an existing query"))
+        raise not_found(query_id)
     return dict(zip(COLUMNS, values))
 
 
@@ -101,14 +107,20 @@ def chase_family(tx: Any, root_id: str) -> list[dict[str, Any]]:
 
 
 def search(tx: Any, state: str | None = None, direction: str | None = None,
-           payment_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Queries, the soonest due first; open ones are the operators' work list."""
+           payment_id: str | None = None, limit: int = 100,
+           seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """Queries, the soonest due first; open ones are the operators' work list. `seen`:
+    the payments a client sees (gateway.scope.seen_ids), when given: a query about
+    another is left out, one about no payment of ours kept."""
     where, params = [], []
     for column, value in (("state", state), ("direction", direction),
                           ("payment_id", payment_id)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    if seen is not None:
+        where.append(f"(payment_id IS NULL OR payment_id IN {seen[0]})")
+        params += seen[1]
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY reply_due_at, id LIMIT ?"
     rows = tx.query(sql, (*params, min(limit, LIST_LIMIT_MAX)))

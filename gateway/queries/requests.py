@@ -86,6 +86,8 @@ def _text(body: dict[str, Any], name: str, len_max: int, p: ProblemList,
     value = body.get(name)
     if value is None and not required:
         return None
+    if p.not_text(f"/{name}", value, f"at most {len_max} printable characters"):
+        return None
     if not isinstance(value, str) or not value.strip():
         p.add("field_required", f"/{name}", value, "some text")
         return None
@@ -104,7 +106,8 @@ def parse_query(body: Any, now: datetime) -> QueryRequest:
     if (payment_id is None) == ("original" not in body):
         p.add("payment_or_original_required", "/", None,
               "either payment_id or original, not both")
-    if payment_id is not None and (not isinstance(payment_id, str) or not payment_id):
+    if not p.not_text("/payment_id", payment_id, "a payment id") and (
+            payment_id is not None and not payment_id):
         p.add("field_malformed", "/payment_id", payment_id, "a payment id")
     amount = None
     if body.get("amount") is not None:
@@ -115,7 +118,8 @@ def parse_query(body: Any, now: datetime) -> QueryRequest:
             p.items.append(parsed)
     content = _text(body, "content", CONTENT_LEN_MAX, p)
     query_type = body.get("query_type", "QT00")
-    if query_type not in ("QT00", "QT01"):
+    if not p.not_text("/query_type", query_type, "QT00 or QT01") and (
+            query_type not in ("QT00", "QT01")):
         p.add("query_type_unknown", "/query_type", query_type, "QT00 or QT01")
     doubt_at = _doubt_at(body.get("doubt_at"), now, p)
     operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
@@ -134,8 +138,9 @@ def _subject(value: Any, p: ProblemList) -> Subject | None:
     value = intake.nulls_left_out(value, intake.optional(SUBJECT_TABLE))
     for name, required in SUBJECT_TABLE.items():
         given = value.get(name)
-        if (given is None and required) or (given is not None and (
-                not isinstance(given, str) or not patterns[name].fullmatch(given))):
+        if not p.not_text(f"/original/{name}", given, patterns[name].pattern) and (
+                (given is None and required) or (
+                given is not None and not patterns[name].fullmatch(given))):
             p.add("field_malformed", f"/original/{name}", given, patterns[name].pattern)
     for name in value:
         if name not in SUBJECT_TABLE:
@@ -149,8 +154,10 @@ def _subject(value: Any, p: ProblemList) -> Subject | None:
 def _doubt_at(value: Any, now: datetime, p: ProblemList) -> datetime | None:
     if value is None:
         return None
+    if p.not_text("/doubt_at", value, "an ISO date and time"):
+        return None
     try:
-        at = parse_business_datetime(value) if isinstance(value, str) else None
+        at = parse_business_datetime(value)
     except ValueError:
         at = None
     if at is None or at > now:
@@ -224,11 +231,13 @@ def parse_free_format(body: Any) -> FreeFormatRequest:
     p = ProblemList()
     body = _object(body, FREE_FORMAT_TABLE, p)
     receiver = body.get("receiver")
-    if not isinstance(receiver, str) or not _BANK.fullmatch(receiver):
+    if not p.not_text("/receiver", receiver, "12 ASCII digits") and (
+            receiver is None or not _BANK.fullmatch(receiver)):
         p.add("bank_code_must_be_12_ascii_digits", "/receiver", receiver, "12 ASCII digits")
     content = _text(body, "content", ccms303.CONTENT_LEN_MAX, p)
     system = body.get("system", "HVPS")
-    if system not in SYSTEMS:
+    if not p.not_text("/system", system, " or ".join(SYSTEMS)) and (
+            system not in SYSTEMS):
         p.add("system_unknown", "/system", system, " or ".join(SYSTEMS))
     operator = _text(body, "operator", OPERATOR_LEN_MAX, p, required=False)
     p.raise_if_any(ValidationFailed)

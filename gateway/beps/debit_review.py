@@ -1,0 +1,165 @@
+"""Debits other banks send us (beps.127) that the screening holds before our receipt.
+
+A debit our receipt would pay (gateway.beps.debits_in: mandate, no stop, the payer's
+funds held) is screened as an outgoing customer payment is (gateway.ops.review, the
+screening alone: the payer authorised the collector, so no amount review). A match
+leaves it out of the package's receipt: it stays `received` with the screening's
+reason (`screening_match_payee_name`, ...), its payer's funds held, and waits in
+`beps_debit_reviews` for operators until `debit_review_margin_s` before the package's
+return deadline (PKGRtrLtd), with the alert `debit_held_for_review`. Each decision is
+answered in a beps.128 of its own, naming the same beps.127:
+
+- review_approve (a supervisor or director): paid (PR02), as the package's receipt
+  would have paid it; the debit goes on as any paid debit (netted with our receipt).
+- review_reject (a supervisor or director): refused (PR09, RJ08 "refused for regulatory
+  reasons": the collector is not told of the match), its payer's hold released;
+  `rejected`.
+- nobody decided by then (`expire`, the leader's deadline sweep): refused as a failed
+  review is, never paid unseen, so that the collector still has our answer in time;
+  the alert `debit_review_expired` tells operators.
+
+A stop-payment the payer registered while the debit waited (POST /v1/debit-stops) is
+applied when it is answered, as it would have been on arrival: refused, RJ06 with the
+payer's reason, whatever the review decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway import keys, payments
+from gateway.beps import debits_in
+from gateway.errors import Conflict, Problem
+from gateway.store import after_commit
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("paygate.beps.debit_review")
+
+EXPECTED = "a debit another bank sent us, held by the screening"
+EVENT_EXPIRED = "beps_debit_review_expired"
+REFUSED = f"{debits_in.SCREENED[0]}: {debits_in.SCREENED[1]}"
+EXPIRED_PER_PASS = 500  # debits refused by one pass of the sweep; the rest by the next
+
+
+def waiting(tx: Any, payment: dict[str, Any]) -> tuple[str, str] | None:
+    """The beps.127 package a debit held by the screening came in and its agreement;
+    None for any other payment."""
+    from gateway.ops.review import is_review_hold
+    if payment["direction"] != "in" or payment["state"] != "received" \
+            or not is_review_hold(payment["reason"]):
+        return None
+    row = tx.query_one("SELECT package_id, agreement FROM beps_debit_reviews "
+                       "WHERE payment_id = ?", (payment["id"],))
+    return (row[0], row[1]) if row else None
+
+
+def check(tx: Any, payment: dict[str, Any]) -> tuple[str, str]:
+    """Refused unless the payment is a debit held by the screening; its package and
+    agreement."""
+    found = waiting(tx, payment)
+    if found is None:
+        raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
+                               EXPECTED, f"payment {payment['id']} is {payment['state']}"))
+    return found
+
+
+def _stop(tx: Any, payment: dict[str, Any], agreement: str) -> tuple[str, str] | None:
+    """RJ06 when the payer stopped this debit, or every debit under its agreement."""
+    row = tx.query_one("SELECT reason FROM beps_debit_stops WHERE account_no = ? AND "
+                       "agreement_no = ? AND tx_id IN ('', ?) ORDER BY tx_id LIMIT 1",
+                       (payment["payer_account"], agreement, payment["tx_id"]))
+    return debits_in.stopped(row[0]) if row else None
+
+
+def approve(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
+            ) -> dict[str, Any]:
+    """Paid in a receipt of its own (refused, RJ06, when its payer stopped it since)."""
+    payment = payments.get(tx, target, lock=True)
+    package_id, agreement = check(tx, payment)
+    stop = _stop(tx, payment, agreement)
+    if stop is not None:
+        return _refused(gw, tx, payment, package_id, stop, "beps_debit_refused", now, who)
+    payments.transition(tx, payment, "received", "review_approved", now, gw.notifier,
+                        passed=payment["reason"], **who)
+    tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (target,))
+    paid = payments.transition(tx, dict(payment, reason=None), "received",
+                               "beps_debit_paid", now, gw.notifier, package=package_id)
+    receipt = _answer(tx, gw, package_id, [(paid, None)], now)
+    return {"payment": target, "state": "received", "was_held_for": payment["reason"],
+            "receipt": receipt}
+
+
+def reject(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
+           ) -> dict[str, Any]:
+    """Refused (RJ08, or RJ06 when its payer stopped it since) in a receipt of its own,
+    its payer's hold released."""
+    payment = payments.get(tx, target, lock=True)
+    package_id, agreement = check(tx, payment)
+    refusal = _stop(tx, payment, agreement) or debits_in.SCREENED
+    return _refused(gw, tx, payment, package_id, refusal, "review_rejected", now, who)
+
+
+def _refused(gw: "Gateway", tx: Any, payment: dict[str, Any], package_id: str,
+             refusal: tuple[str, str], event: str, now: datetime, who: dict[str, Any]
+             ) -> dict[str, Any]:
+    refused = _refuse(gw, tx, payment, refusal, event, now, who)
+    receipt = _answer(tx, gw, package_id, [(refused, refusal)], now)
+    return {"payment": payment["id"], "state": "rejected", "reason": refused["reason"],
+            "receipt": receipt}
+
+
+def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
+    """Debits still held when their answer falls due: refused (RJ08, or RJ06 when their
+    payer stopped them since), one receipt per package, operators told; how many."""
+    rows = tx.query("SELECT payment_id, package_id FROM beps_debit_reviews WHERE due_at <= ? "
+                    "ORDER BY due_at, payment_id LIMIT ?", (now.isoformat(), EXPIRED_PER_PASS))
+    by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}
+    for payment_id, package_id in rows:
+        payment = payments.get(tx, payment_id, lock=True)
+        found = waiting(tx, payment)
+        if found is None:  # answered another way: nothing left to decide
+            tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?", (payment_id,))
+            continue
+        refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
+        refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
+        by_package.setdefault(package_id, []).append((refused, refusal))
+    for package_id, decided in by_package.items():
+        receipt = _answer(tx, gw, package_id, decided, now)
+        gw.alert(tx, "debit_review_expired", package=package_id, receipt=receipt,
+                 debits=[p["id"] for p, _ in decided],
+                 amount_fen=sum(p["amount_fen"] for p, _ in decided))
+    return sum(len(decided) for decided in by_package.values())
+
+
+def _refuse(gw: "Gateway", tx: Any, payment: dict[str, Any], refusal: tuple[str, str],
+            event: str, now: datetime, who: dict[str, Any]) -> dict[str, Any]:
+    released = gw.ledger.release(tx, f"{payment['id']}:release", int(payment["hold_id"]),
+                                 gw.work_date)
+    return payments.transition(tx, payment, "rejected", event, now, gw.notifier,
+                               reason=f"{refusal[0]}: {refusal[1]}",
+                               held_for=payment["reason"], released_entry=released, **who)
+
+
+def _answer(tx: Any, gw: "Gateway", package_id: str,
+            decided: list[tuple[dict[str, Any], tuple[str, str] | None]], now: datetime
+            ) -> str:
+    """Our beps.128 for the debits decided of one package, queued once committed; the
+    debits leave the review table. The receipt's outbox row."""
+    collector, msg_id = tx.query_one("SELECT sender, msg_id FROM beps_packages WHERE id = ?",
+                                     (package_id,))
+    lines = [debits_in.receipt_line(p["tx_id"], p["payer_bank"], p["payee_bank"],
+                                    p["amount_fen"], refusal) for p, refusal in decided]
+    paid = [p for p, refusal in decided if refusal is None]
+    outbox_id = debits_in.send_receipt(tx, gw, collector, msg_id, package_id, lines, paid,
+                                       now)
+    tx.executemany("DELETE FROM beps_debit_reviews WHERE payment_id = ?",
+                   [(p["id"],) for p, _ in decided])
+    after_commit(tx, keys.OUT_LINK, {"outbox": str(outbox_id)})
+    log.info("event=beps_debit_review_answered package=%s paid=%s refused=%s outbox=%s",
+             package_id, len(paid), len(decided) - len(paid), outbox_id)
+    return str(outbox_id)
+
