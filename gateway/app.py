@@ -42,7 +42,7 @@ from gateway.inbound import (ProcessingFailed, process_tx, receive_and_process_t
 from gateway.link import LINK_DOWN, LinkHealth
 from gateway.linkshare import LinkShare
 from gateway.linkpost import KeptBack, LinkPoster, LinkRefused
-from gateway.messages import ccms990, codec
+from gateway.messages import ccms900, ccms990, codec
 from gateway.messages import envelope as env_mod
 from gateway.messages import hvps710, hvps712
 from gateway.messages.common import GroupHeader
@@ -74,6 +74,12 @@ KEY_UNKNOWN_ALERT_EVERY_S = 300.0
 KEY_UNKNOWN_SENDERS_MAX = 1000
 # Envelopes of one framed link POST checked in one turn of the event loop.
 ENVELOPES_PER_TURN = 8
+# The message types whose link POST is taken together in one savepoint
+# (`Gateway._take_together`): the HVPS results, which come many to a POST under load.
+# Any other is taken one by one, each in a savepoint of its own: its processing may
+# change more than rows (a ccms.801 moves the HVPS window), and the fewer envelopes are
+# processed twice, the fewer such changes depend on being undone.
+TAKEN_TOGETHER = frozenset({ccms990.MESSAGE_TYPE, ccms900.MESSAGE_TYPE})
 # Why an HVPS payment's message was kept back at the link with HVPS closed (its retry
 # note; the row then follows the closed window: gateway.status_hold).
 HVPS_CLOSED_AT_LINK = "hvps_closed"
@@ -557,8 +563,8 @@ class Gateway:
         tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, 'window_changed', ?)",
                    (now.isoformat(), json.dumps({"system": system, "from": old, "to": new,
                                                  "work_date": on})))
-        log.info("event=window_changed system=%s from=%s to=%s work_date=%s", system, old,
-                 new, on)
+        store.log_after_commit(log, logging.INFO, [
+            f"event=window_changed system={system} from={old} to={new} work_date={on}"])
 
     def apply_hvps_status(self, status: str, work_date: date) -> None:
         old_date = self.work_date
@@ -1340,11 +1346,13 @@ class Gateway:
         Each envelope is decoded and its signature and body checked on this loop,
         ENVELOPES_PER_TURN at a time (a customer's request waiting meanwhile is let in
         every few); a bad one is refused alone. The good ones are then taken in one piece
-        of store work, together in one savepoint (gateway.store.scope); should one of
-        them fail, that savepoint undoes them all and they are taken again one by one,
-        each in a savepoint of its own (`_take`), so that the one that fails is undone
-        alone. An envelope's receipt, its ccms.990 in the outbox and its processing
-        commit together (gateway.inbound), and the answer comes only after the commit. The 990s are then sent by this process itself while it has room
+        of store work: when all are results (TAKEN_TOGETHER), together in one savepoint
+        (gateway.store.scope), and should one of them fail, that savepoint undoes them
+        all and they are taken again one by one; else one by one at once. One by one,
+        each is taken in a savepoint of its own (`_take`), so that the one that fails is
+        undone alone. An envelope's receipt, its ccms.990 in the outbox and its
+        processing commit together (gateway.inbound), and the answer comes only after
+        the commit. The 990s are then sent by this process itself while it has room
         (gateway.direct), else by the link stream."""
         now = self.clock.now()
         outcomes: list[Any] = [None] * len(raws)
@@ -1372,7 +1380,8 @@ class Gateway:
 
         def work(tx: Any) -> list[Any]:
             alone = len(taking) == 1  # the work's own savepoint is the envelope's
-            if not alone:
+            if not alone and all(env.header.mesg_type in TAKEN_TOGETHER
+                                 for _, env, _, _, _ in taking):
                 together = self._take_together(tx, taking, now)
                 if together is not None:
                     return together
@@ -1451,8 +1460,11 @@ class Gateway:
         order: what `_take` makes of each when none fails, for two statements instead of
         two an envelope. None when one failed in any way (a processing that failed
         included, which `_take` keeps apart from its receipt): the savepoint has undone
-        them all (rows, gathered rows, log lines, stream entries, sequence numbers), for
-        the caller to take them one by one. A lost race fails the work, as there."""
+        them all, for the caller to take them one by one: their rows (sequence numbers as
+        `payments.next_seq` tells), gathered rows and stream entries, the lines they
+        logged through `store.log_after_commit` (none is written), and the in-memory
+        changes they registered with `store.on_undo`. A lost race fails the work, as
+        there."""
         try:
             with store.scope(tx):
                 return [self._receive_tx(tx, env, raw, decoded, now, claim_ack)

@@ -20,6 +20,7 @@ from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
 from gateway.windows import CHANGING_OUTCOMES, REFUSED_OUTCOMES
+from gateway.workstate import log_after_commit
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -111,8 +112,9 @@ class Handlers:
                    (now.isoformat(), row[0]))
         payment = payments.get(tx, row[1])
         if payment["state"] in FINAL:
-            log.info("event=late_discard payment=%s state=%s npc_code=%s", payment["id"],
-                     payment["state"], notice.code)
+            log_after_commit(log, logging.INFO, [(
+                f"event=late_discard payment={payment['id']} state={payment['state']} "
+                f"npc_code={notice.code}")])
             return Processed({"payment": payment["id"], "ignored": "discarded"}, counted)
         if payment["hold_id"]:
             self.gw.ledger.release(tx, f"{payment['id']}:discarded:release",

@@ -77,8 +77,9 @@ def receive_tx(tx: Any, env: Envelope, raw: bytes, now: datetime, bank_code: str
         processed = process(inbox_id) if process is not None else None
         archive_later(tx, "in", h, raw, now, concerned(processed))
     else:
-        log.info("event=duplicate_message sender=%s type=%s mesg_id=%s", h.orig_sender,
-                 h.mesg_type, h.mesg_id)
+        store.log_after_commit(log, logging.INFO, [(
+            f"event=duplicate_message sender={h.orig_sender} type={h.mesg_type} "
+            f"mesg_id={h.mesg_id}")])
     received = Received(inbox_id, None, duplicate=inbox_id is None, processed=processed)
     if h.mesg_type != ccms990.MESSAGE_TYPE:
         envelope = _queue_ack(tx, env, now, bank_code, ack_claimed, received)
@@ -179,8 +180,9 @@ def receive_unprocessed_tx(tx: Any, env: Envelope, raw: bytes, now: datetime,
     copy of its bytes in the inbox (the archive's are read then)."""
     received = receive_tx(tx, env, raw, now, bank_code, ack_claimed, copy=False)
     h = env.header
-    log.warning("event=inbound_processing_deferred inbox=%s type=%s mesg_id=%s error=%r",
-                received.inbox_id, h.mesg_type, h.mesg_id, failed.cause)
+    store.log_after_commit(log, logging.WARNING, [(
+        f"event=inbound_processing_deferred inbox={received.inbox_id} type={h.mesg_type} "
+        f"mesg_id={h.mesg_id} error={failed.cause!r}")])
     return received
 
 
@@ -251,8 +253,9 @@ def _refuse(tx: Any, inbox_id: int, now: datetime, alert: Callable[..., None], s
                (json.dumps(errors, ensure_ascii=False, default=str), inbox_id))
     alert(tx, "inbound_message_refused", sender=sender, mesg_type=mesg_type, mesg_id=mesg_id,
           errors=errors["errors"][:5])
-    log.warning("event=inbound_refused sender=%s type=%s mesg_id=%s errors=%s", sender,
-                mesg_type, mesg_id, json.dumps(errors, ensure_ascii=False)[:500])
+    store.log_after_commit(log, logging.WARNING, [(
+        f"event=inbound_refused sender={sender} type={mesg_type} mesg_id={mesg_id} "
+        f"errors={json.dumps(errors, ensure_ascii=False)[:500]}")])
     return Processed({"refused": True})
 
 

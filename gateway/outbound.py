@@ -307,7 +307,9 @@ def untaken_by(exc: BaseException) -> bool:
 
 
 # Outbox states of a message the NPC took: it answered 2xx for it (sent), its ccms.990
-# came (acked), or a result about it ended the row (done).
+# came (acked), or a result about it ended the row (done). `done` also ends a row that
+# never left (its payment cancelled before sending, or no longer sendable when claimed):
+# for one payment's message `Delivery.taken` tells the two apart by its attempts.
 TAKEN = ("sent", "acked", "done")
 
 
@@ -329,6 +331,12 @@ class Delivery:
 
     @property
     def taken(self) -> bool:
+        """On evidence: the NPC answered 2xx (sent), its ccms.990 came (acked), or the row
+        ended (done) after an attempt that may have given it the message. A row ended
+        with every attempt provably untaken, or none made (a payment cancelled before
+        it was sent), was never taken."""
+        if self.state == "done":
+            return self.attempts > self.untaken
         return self.state in TAKEN
 
     @property
@@ -430,8 +438,10 @@ def claim(tx: Any, outbox_id: int, keyring: KeyRing, now: datetime,
     if kind == "hvps_credit":
         payment = payments.get(tx, payment_id)
         if payment["state"] not in ("accepted", "held", "sent", "unknown"):
-            tx.execute("UPDATE outbox SET state = 'done', updated_at = ? WHERE id = ?",
-                       (now.isoformat(), outbox_id))
+            # No longer sendable (cancelled, say): the message does not leave, so the
+            # claim just made is no delivery attempt.
+            tx.execute("UPDATE outbox SET state = 'done', attempts = attempts - 1, "
+                       "updated_at = ? WHERE id = ?", (now.isoformat(), outbox_id))
             return None
         if envelope is None:
             envelope = _build_credit(tx, outbox_id, payment, keyring, now)

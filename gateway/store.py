@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import ledger
-from gateway import critical, dialect, logs, status_hold
+from gateway import critical, dialect, logs, status_hold, workstate
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
@@ -60,21 +59,11 @@ def lost_race(exc: BaseException) -> bool:
     return isinstance(exc, Contended) or \
         getattr(exc, "sqlstate", None) in _LOST_RACE_STATES
 
-# Stream entries that work inside a transaction wants added once it has committed
-# (`after_commit`). All database work runs on the one DB thread, so the list lives in
-# that thread's local storage, one list per piece of work.
-_local = threading.local()
-
-
-def log_after_commit(logger: logging.Logger, level: int, messages: list[str]) -> None:
-    """Log these events once the current transaction commits, and not at all if it
-    rolls back: the log never tells of a payment that the database does not hold.
-    Outside work run by Store.run (tools, tests on a bare database) they are logged now."""
-    lines = getattr(_local, "lines", None)
-    if lines is None:
-        logs.log_lines(logger, level, messages)
-    elif messages and logger.isEnabledFor(level):
-        lines.append((logger, level, messages))
+# Stream entries, log lines, gathered rows and undos of in-memory changes that the work
+# in progress keeps until its transaction commits (gateway.workstate).
+_local = workstate._local
+log_after_commit = workstate.log_after_commit
+on_undo = workstate.on_undo
 
 
 def after_commit(tx: Any, stream: str, fields: dict[str, str]) -> None:
@@ -111,8 +100,9 @@ def _write_gathered(tx: Any, gathered: dict[str, tuple[Callable[[Any, list[Any]]
 
 class scope:
     """A savepoint inside a piece of work that also forgets the `after_commit` entries,
-    the log lines and the gathered items made inside it when it is undone: a part of the
-    work may fail alone (`with scope(tx):`). A class rather than a generator-based
+    the log lines and the gathered items made inside it when it is undone, and sets
+    back the in-memory changes made inside it (`on_undo`): a part of the work may fail
+    alone (`with scope(tx):`). A class rather than a generator-based
     context manager, as `Transaction.savepoint` is: each envelope of a link POST and
     each incoming message's processing takes one."""
 
@@ -128,7 +118,7 @@ class scope:
         self.gathered = gathered
         self.marks = (len(entries), len(self.lines),
                       {key: len(items) for key, (_, items) in gathered.items()}
-                      if gathered else None)
+                      if gathered else None, len(_local.undo))
         self.savepoint = self.tx.savepoint()
         return self.savepoint.__enter__()
 
@@ -142,7 +132,8 @@ class scope:
             self._forget()
 
     def _forget(self) -> None:
-        mark, lines_mark, gathered_marks = self.marks
+        mark, lines_mark, gathered_marks, undo_mark = self.marks
+        workstate.run_undo(_local.undo, undo_mark)
         del self.entries[mark:]
         del self.lines[lines_mark:]
         for key, (_, items) in self.gathered.items():
@@ -459,45 +450,70 @@ class Store:
         lines: list[tuple[logging.Logger, int, list[str]]] = []
         # What the works that succeeded gathered (`gather`), written once they have run.
         gathered: dict[str, tuple[Callable[[Any, list[Any]], None], list[Any]]] = {}
-        with self._db.transaction() as tx:
-            for work, runs in works:
-                _local.entries, _local.lines, _local.gathered = [], [], {}
-                try:
-                    with tx.savepoint():
-                        result = work(tx)
-                    results.append(result)
-                    entries.extend(_local.entries)
-                    lines.extend(_local.lines)
-                    for key, (write, items) in _local.gathered.items():
-                        gathered.setdefault(key, (write, []))[1].extend(items)
-                except PaygateError as exc:
-                    results.append(exc)
-                except Exception as exc:
-                    if lost_race(exc) and runs < RERUNS_MAX:
-                        log.info("event=work_run_again runs=%s error=%r", runs + 1, exc)
-                        results.append(_RUN_AGAIN)
-                        continue
-                    # A bug in one piece of work fails only that one.
-                    log.exception("event=db_work_failed error=%s", exc)
-                    results.append(exc)
-                finally:
-                    _local.entries = _local.lines = _local.gathered = None
-            if gathered:
-                # Should this fail, the transaction fails with every work in it, as its
-                # commit would.
-                _local.entries, _local.lines = [], []
-                try:
-                    _write_gathered(tx, gathered)
-                    entries.extend(_local.entries)
-                    lines.extend(_local.lines)
-                finally:
-                    _local.entries = _local.lines = None
+        # How to set back the in-memory changes of the works that succeeded (`on_undo`),
+        # should the transaction fail after them; dropped once it commits.
+        undos: list[Callable[[], None]] = []
+        try:
+            with self._db.transaction() as tx:
+                for work, runs in works:
+                    results.append(self._run_work(tx, work, runs, entries, lines, gathered,
+                                                  undos))
+                if gathered:
+                    # Should this fail, the transaction fails with every work in it, as its
+                    # commit would.
+                    _local.entries, _local.lines, _local.undo = [], [], []
+                    try:
+                        _write_gathered(tx, gathered)
+                        entries.extend(_local.entries)
+                        lines.extend(_local.lines)
+                        undos.extend(_local.undo)
+                        _local.undo.clear()
+                    finally:
+                        workstate.run_undo(_local.undo)
+                        _local.entries = _local.lines = _local.undo = None
+        except BaseException:
+            workstate.run_undo(undos)
+            raise
         self.commits += 1
         if lines:
             for logger, level, messages in lines:
                 logs.log_lines(logger, level, messages)
             logs.write_now()
         return results, entries
+
+    @staticmethod
+    def _run_work(tx: Any, work: Callable[[Any], Any], runs: int,
+                  entries: list[tuple[str, dict[str, str]]],
+                  lines: list[tuple[logging.Logger, int, list[str]]],
+                  gathered: dict[str, tuple[Callable[[Any, list[Any]], None], list[Any]]],
+                  undos: list[Callable[[], None]]) -> Any:
+        """One piece of work of a transaction, in its own savepoint: its result, or the
+        error it failed with (`_RUN_AGAIN` when it lost a race). What it keeps until the
+        commit joins the transaction's when it succeeds; when it fails its in-memory
+        changes are set back with its rows."""
+        _local.entries, _local.lines, _local.gathered, _local.undo = [], [], {}, []
+        try:
+            with tx.savepoint():
+                result = work(tx)
+            entries.extend(_local.entries)
+            lines.extend(_local.lines)
+            for key, (write, items) in _local.gathered.items():
+                gathered.setdefault(key, (write, []))[1].extend(items)
+            undos.extend(_local.undo)
+            _local.undo.clear()
+            return result
+        except PaygateError as exc:
+            return exc
+        except Exception as exc:
+            if lost_race(exc) and runs < RERUNS_MAX:
+                log.info("event=work_run_again runs=%s error=%r", runs + 1, exc)
+                return _RUN_AGAIN
+            # A bug in one piece of work fails only that one.
+            log.exception("event=db_work_failed error=%s", exc)
+            return exc
+        finally:
+            workstate.run_undo(_local.undo)
+            _local.entries = _local.lines = _local.gathered = _local.undo = None
 
 
 # The result of a piece of work that lost a race: queue it for the next transaction.

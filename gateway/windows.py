@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 from gateway.calendar import WORKING_DAY_SEARCH_DAYS_MAX, BusinessCalendar, no_working_day_error
 from gateway.clock import SHANGHAI
 from gateway.errors import ProblemList
+from gateway.workstate import log_after_commit, on_undo
 
 log = logging.getLogger("paygate.windows")
 
@@ -482,6 +483,7 @@ class WindowState:
                               str(orig_date) if orig_date is not None else None)
         if outcome == OUTCOME_REPEAT:
             return outcome
+        self._undo_with_work()
         entry = HistoryEntry(at, self.code, cur_sts, new_date, SOURCE_NOTICE, outcome)
         self._record(entry, orig_sts)
         if outcome in _MOVES:
@@ -499,6 +501,7 @@ class WindowState:
         assert code in HVPS_TRANSITIONS, "a status the HVPS day knows"
         at = _business(at)
         changed = (code, work_date) != (self.code, self.work_date)
+        self._undo_with_work()
         self._record(HistoryEntry(at, self.code, code, work_date, SOURCE_OPERATOR,
                                   OUTCOME_SET_BY_OPERATOR), self.code)
         self.code, self.work_date, self.source = code, work_date, SOURCE_NOTICE
@@ -611,15 +614,30 @@ class WindowState:
         target = (change.cur_date, _RANK_AS_TARGET[change.cur_code])
         return target > (self.work_date, _RANK_AS_CURRENT[self.code])
 
+    def _undo_with_work(self) -> None:
+        """Inside database work (a ccms.801's processing), the state in force and the
+        history are set back as they are now should the work be undone: the notice is
+        then judged again from them, not taken for a repeat of itself, and the
+        `window_changed` row it records is not lost (gateway.workstate.on_undo)."""
+        kept = (self.code, self.work_date, self.source, self._last_notice_at,
+                self._expected, list(self.history))
+
+        def restore() -> None:
+            (self.code, self.work_date, self.source, self._last_notice_at,
+             self._expected, history) = kept
+            self.history[:] = history
+        on_undo(restore)
+
     def _record(self, entry: HistoryEntry, orig_code: str) -> None:
         self.history.append(entry)
         del self.history[:-HISTORY_ENTRIES_MAX]
         level = logging.INFO if entry.outcome in (OUTCOME_APPLIED, OUTCOME_CONFIRMED) \
             else logging.WARNING
-        log.log(level, "event=hvps_window_change source=%s outcome=%s orig=%s from=%s to=%s "
-                "work_date=%s at=%s", entry.source, entry.outcome, orig_code,
-                entry.from_code, entry.to_code, entry.work_date.isoformat(),
-                entry.at.isoformat())
+        # Inside database work, written once it commits (an undone notice logs nothing).
+        log_after_commit(log, level, [(
+            f"event=hvps_window_change source={entry.source} outcome={entry.outcome} "
+            f"orig={orig_code} from={entry.from_code} to={entry.to_code} "
+            f"work_date={entry.work_date.isoformat()} at={entry.at.isoformat()}")])
 
 
 def _day_boundaries(day: date, calendar: BusinessCalendar,

@@ -53,6 +53,7 @@ from gateway.inbound import Processed
 from gateway.messages import beps127, beps128, codec
 from gateway.messages.common import OriginalRef, iso_datetime
 from gateway.messages.package import Package, PackageHeader, Transfer
+from gateway.workstate import log_after_commit
 from ledger.errors import LedgerError
 from ledger.postings import IDS_PER_QUERY
 
@@ -105,8 +106,9 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
                                  now)
         after = [lambda: asyncio.ensure_future(
             gw.redis.xadd(keys.OUT_LINK, {"outbox": str(outbox_id)}))]
-    log.info("event=beps_debits_answered package=%s paid=%s refused=%s held=%s",
-             package_id, len(paid), len(lines) - len(paid), len(held))
+    log_after_commit(log, logging.INFO, [(
+        f"event=beps_debits_answered package={package_id} paid={len(paid)} "
+        f"refused={len(lines) - len(paid)} held={len(held)}")])
     return Processed({"package": package_id, "paid": len(paid),
                       "refused": len(lines) - len(paid),
                       **({"held": len(held)} if held else {})}, after)
@@ -208,9 +210,9 @@ def _wait_for_review(tx: Any, gw: "Gateway", held: list[tuple[dict[str, Any], st
                    [(row["id"], package_id, agreement, due, now.isoformat())
                     for row, agreement in held])
     rows = [row for row, _ in held]
-    for row in rows:
-        log.info("event=beps_debit_held_for_review payment=%s reason=%s due_at=%s",
-                 row["id"], row["reason"], due)
+    log_after_commit(log, logging.INFO, [
+        f"event=beps_debit_held_for_review payment={row['id']} reason={row['reason']} "
+        f"due_at={due}" for row in rows])
     gw.alert(tx, "debit_held_for_review", package=package_id, debits=len(rows),
              amount_fen=sum(row["amount_fen"] for row in rows), due_at=due)
 

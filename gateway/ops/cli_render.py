@@ -236,6 +236,8 @@ def delivery(d: dict[str, Any] | None) -> str | None:
     if d is None:
         return None
     taken = "taken by the NPC" if d["taken_by_npc"] else "not taken by the NPC"
+    if not d["attempts"]:  # waiting for its lane, or ended before it was ever sent
+        return f"{taken}; no link attempt"
     plural = "" if d["attempts"] == 1 else "s"
     return (f"{taken}; {d['attempts']} link attempt{plural}, "
             f"{d['attempts_not_taken']} provably not taken")
