@@ -367,6 +367,27 @@ def test_review_pass_releases_and_review_fail_cancels(rig: Rig) -> None:
     assert rig.balance() == before - 123456
 
 
+@pytest.mark.parametrize("reason", ["screening_match_payee_name",
+                                    "review_amount_above_threshold"])
+def test_an_operators_release_does_not_pass_the_review(rig: Rig, hvps_open: Any,
+                                                       reason: str) -> None:
+    """A payment the screening or the amount review holds leaves only by the review: a
+    release is refused when asked for, by any level, saying what passes it."""
+    pid = rig.payment()
+    _review_hold(rig, pid)
+    rig.db(lambda tx: tx.execute("UPDATE payments SET reason = ? WHERE id = ?", (reason, pid)))
+    refused = []
+    for user in ("op1", "sup1"):
+        with pytest.raises(PaygateError) as exc:
+            rig.request(user, "release", pid)
+        refused.append(exc.value.problems[0])
+
+    assert [(p.code, p.value, p.expected) for p in refused] == [
+        ("payment_held_for_review", reason, "review_approve or review_reject")] * 2
+    assert "review_approve" in str(refused[0].message)
+    assert rig.state(pid)[:3] == ("held", reason, OUTBOX_REVIEW)
+
+
 def test_the_intake_review_hook_holds_large_payments_for_review(rig: Rig, hvps_open: Any
                                                                ) -> None:
     """Through the gateway's review hook, a large payment waits until a supervisor passes it."""
