@@ -26,6 +26,7 @@ from typing import Any
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
 from gateway.messages import framing
+from ledger.db import URL_EXPECTED, URL_SCHEMES
 
 
 # The gateway's SQLite file in its data folder (no `database_url`).
@@ -289,6 +290,9 @@ def _check(s: Settings) -> None:
         if isinstance(value, int) and value > most:  # the receiver's bound on one POST
             problems.append(Problem("setting_malformed", name, value,
                                     f"a whole number from 1 to {most}"))
+    if s.database_url and not s.database_url.startswith(URL_SCHEMES):
+        problems.append(Problem("setting_malformed", "database_url", s.database_url,
+                                f"{URL_EXPECTED}, or empty for the data folder's file"))
     if s.clock:
         try:
             clock_from_spec(s.clock)
