@@ -330,6 +330,34 @@ def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
     assert state == "expired" and rig.state(pid)[0] == "held"
 
 
+def test_a_request_past_its_time_is_listed_and_counted_as_expired(rig: Rig) -> None:
+    """Once its time has passed by the gateway's clock, a request nobody marked expired
+    yet is listed as expired, counted as pending nowhere (the status, the metrics), and
+    no clash for a new request of the same action."""
+    from gateway.ops import metrics, views
+
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    now = rig.gw.clock.now()
+    before = rig.db(lambda tx: views.pending_count(tx, now))
+    rig.db(lambda tx: tx.execute("UPDATE ops_requests SET expires_at = "
+                                 "'2000-01-01T00:00:00+08:00' WHERE id = ?", (req["id"],)))
+    pending = rig.db(lambda tx: [r["id"] for r in views.requests(tx, now, state="pending")])
+    expired = rig.db(lambda tx: {r["id"]: r["state"] for r in views.requests(
+        tx, now, state="expired")})
+    listed = rig.db(lambda tx: {r["id"]: r["state"] for r in views.requests(tx, now)})
+    count = rig.db(lambda tx: views.pending_count(tx, now))
+    gauge = [line for line in rig.run(metrics.render(rig.gw, rig.console)).splitlines()
+             if line.startswith("paygate_ops_requests_pending ")]
+    again = rig.request("op2", "cancel", pid)
+
+    assert req["id"] not in pending
+    assert expired[req["id"]] == listed[req["id"]] == "expired"
+    assert (count, gauge) == (before - 1, [f"paygate_ops_requests_pending {before - 1}"])
+    assert again["state"] == "pending"
+    rig.decide("op2", again["id"], approve=False)
+
+
 def test_retry_puts_a_dead_letter_back_on_its_stream(rig: Rig) -> None:
     """Retry re-adds the original fields to the original stream and drops the dead letter."""
     lane = keys.lane_for_priority(3)
