@@ -119,6 +119,7 @@ def test_process_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
 
     assert first["npc"].startswith("http://127.0.0.1:")
     assert (stats["phase"], stats["work_date"]) == ("10", "2026-12-07")
+    assert stats["now"].startswith("2026-12-07T09:")
     assert proc.returncode == 0
     assert "event=stopped" in errors
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [
