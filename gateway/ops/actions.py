@@ -157,7 +157,9 @@ def refuse_if_held_for_review(payment: dict[str, Any]) -> None:
     (review_reject), or by a cancel: an operator's release would send a sanctions hit on
     without anyone deciding it, so it is refused on every channel, saying what passes it."""
     reason = payment["reason"]
-    if payment["state"] != "held" or not is_review_hold(reason):
+    # `received`: a debit another bank sent us that the screening holds (its payment
+    # stays received until our receipt answers it: gateway.beps.debit_review).
+    if payment["state"] not in ("held", "received") or not is_review_hold(reason):
         return
     pid = payment["id"]
     raise Conflict(Problem(
