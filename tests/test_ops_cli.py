@@ -273,8 +273,8 @@ def test_a_url_naming_no_gateway_is_refused_naming_where_it_came_from(
     assert status == 2
     assert answer["errors"][0] == {
         "code": "gateway_url_malformed", "path": source, "value": url,
-        "expected": "http://HOST[:PORT] or https://HOST[:PORT], the port a number from 1 "
-                    "to 65535",
+        "expected": "http://HOST[:PORT][/PATH] or https://..., the port a number from 1 to "
+                    "65535",
         "message": f"{source} {url!r} names no gateway the command can ask"}
 
 

@@ -73,7 +73,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from gateway import config
 from gateway.errors import PaygateError, Problem
@@ -435,15 +435,9 @@ def gateway_url(url: str | None, config_path: str | None) -> str:
 def _checked_url(url: str, source: str) -> str:
     """`url` when it names a gateway (http or https, a host, a numeric port if any);
     refused naming where it came from otherwise, before anything is asked of it."""
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+    if not config.is_http_url(url):
         raise PaygateError(Problem("gateway_url_malformed", source, url,
-                                   "http://HOST[:PORT] or https://HOST[:PORT], the port a "
-                                   "number from 1 to 65535",
+                                   config.HTTP_URL_EXPECTED,
                                    f"{source} {url!r} names no gateway the command can ask"))
     return url
 
