@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
 from gateway.messages import framing
+from ledger.db import URL_EXPECTED, URL_SCHEMES
 
 
 # The gateway's SQLite file in its data folder (no `database_url`).
@@ -259,6 +261,22 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+# What an address the gateway asks over HTTP must be (the NPC's link, the webhook, the
+# gateway `paygate ops` asks), as a refusal states it.
+HTTP_URL_EXPECTED = "http://HOST[:PORT][/PATH] or https://..., the port a number from 1 to 65535"
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` names a server to ask: http or https, a host, a numeric port if
+    any (urllib and aiohttp fail on anything else only when it is first used)."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+
+
 def _check(s: Settings) -> None:
     problems = []
     if s.when_closed_default not in ("queue", "refuse", "beps"):
@@ -289,6 +307,13 @@ def _check(s: Settings) -> None:
         if isinstance(value, int) and value > most:  # the receiver's bound on one POST
             problems.append(Problem("setting_malformed", name, value,
                                     f"a whole number from 1 to {most}"))
+    for name in ("npc_url", "webhook_url"):
+        value = getattr(s, name)
+        if (value or name == "npc_url") and not is_http_url(value):
+            problems.append(Problem("setting_malformed", name, value, HTTP_URL_EXPECTED))
+    if s.database_url and not s.database_url.startswith(URL_SCHEMES):
+        problems.append(Problem("setting_malformed", "database_url", s.database_url,
+                                f"{URL_EXPECTED}, or empty for the data folder's file"))
     if s.clock:
         try:
             clock_from_spec(s.clock)

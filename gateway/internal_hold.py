@@ -14,8 +14,9 @@ nothing is sent. Only the console's review or a cancel ends it:
 - a cancel by the core system (POST /v1/transfers/{id}/cancel) or by operators under
   dual control: `cancelled` at once, its payer's hold released.
 
-An operator's release is refused (`payment_not_held`: it is for payments an operator
-held), as for a held HVPS or BEPS payment.
+An operator's release is refused (`payment_held_for_review`: it is for payments an
+operator held), as for an HVPS or BEPS payment the review holds
+(gateway.ops.actions.refuse_if_held_for_review).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def ledger_command(argv: list[str]) -> int:
     verify = commands.add_parser("verify", help="re-check every line of the history and "
                                  "every figure day end stored")
     verify.add_argument("--config", help="TOML settings file")
-    verify.add_argument("--database", help="database URL (default: the settings')")
+    verify.add_argument("--database", help="database URL, or the path of a SQLite file "
+                        "(default: the settings')")
     args = parser.parse_args(argv)
     from gateway import config
     from gateway.errors import PaygateError
@@ -33,8 +34,10 @@ def ledger_command(argv: list[str]) -> int:
         print(json.dumps(exc.to_dict(), ensure_ascii=False))
         return 2
     logs.configure(settings.log_level)
-    if args.database or settings.database_url:
-        result = verify_books(args.database or settings.database_url)
+    if args.database:
+        result = verify_books(*database_named(args.database))
+    elif settings.database_url:
+        result = verify_books(settings.database_url)
     else:
         result = verify_books(*local_database(settings.data_path))
     print(json.dumps(result, ensure_ascii=False))
@@ -54,6 +57,15 @@ def local_database(data: Path) -> tuple[str, list[Path]]:
     return f"sqlite:///{found}", places
 
 
+def database_named(given: str) -> tuple[str, list[Path]]:
+    """The URL of --database `given`: a URL as it is, a plain path as the SQLite file it
+    names; a URL of another kind is refused (`verify_books` answers it with the error)."""
+    if "://" in given:
+        return given, []
+    path = Path(given).resolve()
+    return f"sqlite:///{path}", [path]
+
+
 def verify_books(url: str, looked_at: list[Path] | None = None) -> dict[str, Any]:
     """The audit of the books at `url` as a JSON-ready object; a book of another schema
     version is refused, not upgraded (the gateway upgrades it when it starts). A file
@@ -61,8 +73,14 @@ def verify_books(url: str, looked_at: list[Path] | None = None) -> dict[str, Any
     import ledger
     from gateway.dialect import table_columns
     from ledger.audit import audit_book
-    from ledger.db import sqlite_path
+    from ledger.db import URL_EXPECTED, URL_SCHEMES, sqlite_path
     from ledger.schema import SCHEMA_VERSION
+
+    if not url.startswith(URL_SCHEMES):
+        return {"errors": [{"code": "database_url_unsupported", "path": "--database",
+                            "value": url, "expected": f"{URL_EXPECTED}, or a SQLite file's "
+                                                      "path",
+                            "message": f"paygate ledger verify cannot open {url}"}]}
 
     if url.startswith("sqlite:///") and not Path(sqlite_path(url)).is_file():
         places = " nor ".join(str(place) for place in looked_at or [sqlite_path(url)])

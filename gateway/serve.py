@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from gateway import clearing_check, logs, windows
+from gateway import clearing_check, logs, sim_clock_check, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings, source_of
@@ -223,6 +223,11 @@ async def _serve(settings: Settings, simulate: bool) -> int:
         # clearing balances are compared once nothing is in flight (gateway.clearing_check).
         tasks = [asyncio.create_task(harness.keep_simulator(), name="npc_keeper"),
                  asyncio.create_task(clearing_check.watch(harness), name="clearing_check")]
+        if settings.clock:
+            # On a virtual clock, a warning line when the NPC's clock is moved away from
+            # the gateway's (gateway.sim_clock_check).
+            tasks.append(asyncio.create_task(sim_clock_check.watch(harness),
+                                             name="sim_clock_check"))
         await stop.wait()
         for task in tasks:
             task.cancel()

@@ -292,6 +292,11 @@ class Database:
         self._conn.close()
 
 
+# The database URLs `connect` opens, and how a refusal of another names them.
+URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+URL_EXPECTED = "sqlite:///PATH (sqlite:////abs/path.db) or postgresql://..."
+
+
 def connect(url: str) -> Any:
     """Open the database named by `url`: sqlite:///... or postgresql://..."""
     if url.startswith("sqlite:///"):
@@ -300,7 +305,7 @@ def connect(url: str) -> Any:
         from ledger.db_postgres import PostgresDatabase
 
         return PostgresDatabase(url)
-    raise ValueError(f"unsupported database url {url!r}: use sqlite:///... or postgresql://")
+    raise ValueError(f"unsupported database url {url!r}: use {URL_EXPECTED}")
 
 
 def sqlite_path(url: str) -> str:

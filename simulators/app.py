@@ -185,6 +185,8 @@ class Simulator:
             "duplicates": counter("duplicates"),
             "phase": status,
             "work_date": work_date,
+            # Its clock's business now: `serve --simulate` compares it with the gateway's.
+            "now": self.clock.now().isoformat(),
             "outbox": self.store.outbox_counts(),
             "link": {"posts": self.link.posts, "envelopes": self.link.envelopes},
             "faults": self.faults.faults.to_dict(),

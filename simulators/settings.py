@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import windows
+from gateway.config import HTTP_URL_EXPECTED, is_http_url
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.messages import framing
 
@@ -299,6 +300,11 @@ def check(settings: Settings, problems: ProblemList) -> None:
             if not _BANK_CODE.fullmatch(getattr(peer, name)):
                 problems.add("bank_code_must_be_12_ascii_digits", f"peers/{peer.code}/{name}",
                              getattr(peer, name), "12 ASCII digits")
+    for code, urls in sorted(settings.banks.items()):
+        # One URL per gateway process of the bank, as the link reads them (simulators.link).
+        for url in [u.strip() for u in urls.split(",") if u.strip()]:
+            if not is_http_url(url):
+                problems.add("setting_malformed", f"--bank {code}", url, HTTP_URL_EXPECTED)
     for code in sorted(peer_codes & set(settings.banks)):
         problems.add("participant_must_be_either_external_or_simulated", "--bank", code,
                      "a code not also configured as a simulated peer")

@@ -108,6 +108,20 @@ def test_a_listed_creditors_debit_waits_out_of_the_receipt_its_funds_held(rig: R
     assert rig.alerts("debit_held_for_review") == alerts + 1
 
 
+def test_an_operators_release_does_not_pass_a_held_debit(rig: Rig) -> None:
+    """Only the review's pass pays a screened debit: a release is refused, saying so."""
+    from gateway.errors import PaygateError
+
+    listed = rig.debit(LISTED)
+    rig.receive(listed)
+    with pytest.raises(PaygateError) as exc:
+        rig.request("sup1", "release", rig.payment_id(listed.tx_id))
+
+    assert (exc.value.code, exc.value.problems[0].expected) == (
+        "payment_held_for_review", "review_approve or review_reject")
+    assert rig.debit_state(listed.tx_id) == ("received", "screening_match_payee_name")
+
+
 def test_a_package_of_held_debits_only_sends_no_receipt_yet(rig: Rig) -> None:
     out, package_id, _ = rig.receive(rig.debit(LISTED))
 

@@ -184,7 +184,8 @@ def test_an_operators_release_does_not_pass_the_review(rig: Rig) -> None:
     with pytest.raises(PaygateError) as exc:
         rig.request("op1", "release", held)
 
-    assert exc.value.code == "payment_not_held"
+    assert exc.value.code == "payment_held_for_review"
+    assert exc.value.problems[0].expected == "review_approve or review_reject"
     assert rig.item(held) == ("held", "screening_match_payee_name", items.HELD_OUT)
 
 

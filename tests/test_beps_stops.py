@@ -267,6 +267,6 @@ def test_an_items_detail_lists_the_retries_of_its_packages_letter(tmp_path):
     db, _, item, retry = _dead_package(tmp_path)
     with db.transaction() as tx:
         retried = control.create(tx, OP1, "retry", "1-1", retry, "", NOW)
-        shown = views.payment_detail(tx, item)["requests"]
+        shown = views.payment_detail(tx, item, NOW)["requests"]
 
     assert [(r["id"], r["action"], r["target"]) for r in shown] == [(retried, "retry", "1-1")]

@@ -258,7 +258,7 @@ REVIEW_BUTTONS_JS = """() => {
                 reachable: hit !== null && b.contains(hit)};
     })];
 }"""
-REVIEW_ACTIONS = ["release", "cancel", "priority", "review_approve", "review_reject"]
+REVIEW_ACTIONS = ["cancel", "review_approve", "review_reject"]
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +287,34 @@ def test_a_held_for_review_rows_buttons_are_all_in_view(review_rig: Any, browser
     assert [b["action"] for b in buttons] == REVIEW_ACTIONS
     assert "Pass review" in [b["text"] for b in buttons]
     assert [b["action"] for b in buttons if not (b["inside"] and b["reachable"])] == []
+
+
+def test_a_payment_held_since_an_earlier_work_date_shows_its_date(review_rig: Any,
+                                                                  browser: Any) -> None:
+    """The "Held for review" table shows a payment's time alone when it is of today's
+    work date, and its date too when it is of an earlier one."""
+    from datetime import timedelta
+
+    loop, ops_rig = review_rig
+    earlier = (ops_rig.gw.work_date - timedelta(days=1)).isoformat()
+
+    def backdate(tx: Any) -> tuple[str, str]:
+        pid, at = tx.query_one("SELECT id, updated_at FROM payments WHERE state = 'held'")
+        tx.execute("UPDATE payments SET updated_at = ? WHERE id = ?", (earlier + at[10:], pid))
+        return pid, at
+
+    pid, was = loop.run(ops_rig.gw.store.run(backdate))
+    try:
+        page = sign_in(browser, ops_rig.url, "sup1", "en-US")
+        page.wait_for_selector("#t-review tbody tr", timeout=STEP_TIMEOUT_MS)
+        cells = page.eval_on_selector("#t-review tbody tr",
+                                      "(row) => [...row.cells].map((c) => c.textContent)")
+    finally:
+        loop.run(ops_rig.gw.store.run(lambda tx: tx.execute(
+            "UPDATE payments SET updated_at = ? WHERE id = ?", (was, pid))))
+
+    assert pid in cells
+    assert f"{earlier} {was[11:19]}" in cells
 
 
 def test_the_link_card_says_the_session_as_last_known_while_the_link_is_down(

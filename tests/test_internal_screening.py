@@ -176,7 +176,7 @@ def test_an_operators_release_does_not_pass_the_review(rig: Rig) -> None:
     with pytest.raises(PaygateError) as exc:
         rig.request("op1", "release", held)
 
-    assert exc.value.code == "payment_not_held"
+    assert exc.value.code == "payment_held_for_review"
     assert rig.state_of(held) == ("held", "screening_match_payee_name")
 
 

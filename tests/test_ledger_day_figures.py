@@ -307,6 +307,31 @@ def test_paygate_ledger_verify_refuses_a_database_without_the_books(tmp_path, ca
     assert not (tmp_path / "none.db").exists()
 
 
+def test_paygate_ledger_verify_takes_a_plain_path_and_refuses_other_urls(tmp_path, capsys,
+                                                                        monkeypatch):
+    """--database may name the SQLite file by its path; a URL the gateway cannot open is
+    refused in one answer naming --database, exit status 2, and so is such a
+    `database_url` in the settings."""
+    db, _ = fresh_books(f"sqlite:///{tmp_path / 'gateway.db'}")
+    db.close()
+    monkeypatch.chdir(tmp_path)
+    by_path = ledger_command(["verify", "--database", "gateway.db"])
+    first = capsys.readouterr().out
+    other = ledger_command(["verify", "--database", "mysql://127.0.0.1/paygate"])
+    second = json.loads(capsys.readouterr().out)
+    missing = ledger_command(["verify", "--database", str(tmp_path / "none.db")])
+    third = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("PAYGATE_DATABASE_URL", "/srv/gateway.db")
+    configured = ledger_command(["verify"])
+    fourth = json.loads(capsys.readouterr().out)
+
+    assert by_path == 0 and '"clean": true' in first
+    assert other == 2 and second["errors"][0]["code"] == "database_url_unsupported"
+    assert second["errors"][0]["path"] == "--database"
+    assert missing == 2 and third["errors"][0]["code"] == "database_not_found"
+    assert configured == 2 and fourth["errors"][0]["path"] == "PAYGATE_DATABASE_URL"
+
+
 def test_paygate_ledger_verify_finds_the_database_of_a_simulated_run(tmp_path, capsys,
                                                                     monkeypatch):
     """A data folder of `paygate demo` or `serve --simulate` keeps the gateway's database

@@ -254,6 +254,30 @@ def test_without_url_a_gateway_on_any_free_port_cannot_be_found(
     assert status == 2 and answer["errors"][0]["code"] == "gateway_url_unknown"
 
 
+@pytest.mark.parametrize("source, url", [
+    ("--url", "http://127.0.0.1:18299x"), ("--url", "127.0.0.1:18299"),
+    ("--url", "http://:8080"), ("--url", "http://127.0.0.1:0"),
+    ("PAYGATE_OPS_URL", "ftp://127.0.0.1:8080"),
+])
+def test_a_url_naming_no_gateway_is_refused_naming_where_it_came_from(
+        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, source: str,
+        url: str) -> None:
+    """A malformed gateway address is refused before anything is asked, exit 2."""
+    monkeypatch.delenv("PAYGATE_OPS_URL", raising=False)
+    argv: tuple[str, ...] = ("--url", url)
+    if source == "PAYGATE_OPS_URL":
+        monkeypatch.setenv(source, url)
+        argv = ()
+    status, answer = _status_without_url(capsys, *argv)
+
+    assert status == 2
+    assert answer["errors"][0] == {
+        "code": "gateway_url_malformed", "path": source, "value": url,
+        "expected": "http://HOST[:PORT][/PATH] or https://..., the port a number from 1 to "
+                    "65535",
+        "message": f"{source} {url!r} names no gateway the command can ask"}
+
+
 def test_hash_password_makes_a_hash_the_file_accepts(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture) -> None:
     """The hash printed for a password piped in verifies against that password."""

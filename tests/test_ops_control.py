@@ -330,6 +330,34 @@ def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
     assert state == "expired" and rig.state(pid)[0] == "held"
 
 
+def test_a_request_past_its_time_is_listed_and_counted_as_expired(rig: Rig) -> None:
+    """Once its time has passed by the gateway's clock, a request nobody marked expired
+    yet is listed as expired, counted as pending nowhere (the status, the metrics), and
+    no clash for a new request of the same action."""
+    from gateway.ops import metrics, views
+
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    now = rig.gw.clock.now()
+    before = rig.db(lambda tx: views.pending_count(tx, now))
+    rig.db(lambda tx: tx.execute("UPDATE ops_requests SET expires_at = "
+                                 "'2000-01-01T00:00:00+08:00' WHERE id = ?", (req["id"],)))
+    pending = rig.db(lambda tx: [r["id"] for r in views.requests(tx, now, state="pending")])
+    expired = rig.db(lambda tx: {r["id"]: r["state"] for r in views.requests(
+        tx, now, state="expired")})
+    listed = rig.db(lambda tx: {r["id"]: r["state"] for r in views.requests(tx, now)})
+    count = rig.db(lambda tx: views.pending_count(tx, now))
+    gauge = [line for line in rig.run(metrics.render(rig.gw, rig.console)).splitlines()
+             if line.startswith("paygate_ops_requests_pending ")]
+    again = rig.request("op2", "cancel", pid)
+
+    assert req["id"] not in pending
+    assert expired[req["id"]] == listed[req["id"]] == "expired"
+    assert (count, gauge) == (before - 1, [f"paygate_ops_requests_pending {before - 1}"])
+    assert again["state"] == "pending"
+    rig.decide("op2", again["id"], approve=False)
+
+
 def test_retry_puts_a_dead_letter_back_on_its_stream(rig: Rig) -> None:
     """Retry re-adds the original fields to the original stream and drops the dead letter."""
     lane = keys.lane_for_priority(3)
@@ -365,6 +393,29 @@ def test_review_pass_releases_and_review_fail_cancels(rig: Rig) -> None:
     assert rig.state(passed)[:3] == ("held", "waiting_for_hvps_window", "waiting")
     assert rig.state(failed)[:3] == ("cancelled", "review_rejected", "done")
     assert rig.balance() == before - 123456
+
+
+@pytest.mark.parametrize("reason", ["screening_match_payee_name",
+                                    "review_amount_above_threshold"])
+def test_an_operators_release_does_not_pass_the_review(rig: Rig, hvps_open: Any,
+                                                       reason: str) -> None:
+    """A payment the screening or the amount review holds leaves only by the review: a
+    release is refused when asked for, by any level, saying what passes it."""
+    pid = rig.payment()
+    _review_hold(rig, pid)
+    rig.db(lambda tx: tx.execute("UPDATE payments SET reason = ? WHERE id = ?", (reason, pid)))
+    refused = []
+    for user in ("op1", "sup1"):
+        with pytest.raises(PaygateError) as exc:
+            rig.request(user, "release", pid)
+        refused.append(exc.value.problems[0])
+
+    assert [(p.code, p.value, p.expected) for p in refused] == [
+        ("payment_held_for_review", reason, "review_approve or review_reject")] * 2
+    assert "review_approve" in str(refused[0].message)
+    assert rig.offered((pid,), ("release", "review_approve", "cancel")) == {
+        (pid, "release"): False, (pid, "review_approve"): True, (pid, "cancel"): True}
+    assert rig.state(pid)[:3] == ("held", reason, OUTBOX_REVIEW)
 
 
 def test_the_intake_review_hook_holds_large_payments_for_review(rig: Rig, hvps_open: Any

@@ -30,6 +30,11 @@ BAD_ARGV = [
      ["participant_must_be_either_external_or_simulated"]),
     ("two problems at once", ["--bank", "1=http://x", "--balance", f"{OUR_BANK}=-1"],
      ["bank_code_must_be_12_ascii_digits", "balance_must_be_whole_fen"]),
+    ("bank URL with a port not a number", ["--bank", f"{OUR_BANK}=http://127.0.0.1:80x/in"],
+     ["setting_malformed"]),
+    ("second URL of a bank malformed",
+     ["--bank", f"{OUR_BANK}=http://127.0.0.1:8081/in, 127.0.0.1:8082/in"],
+     ["setting_malformed"]),
     ("no envelope in a POST", ["--link-batch-max", "0"], ["delivery_batch_out_of_range"]),
     ("more envelopes than an inbound takes", ["--link-batch-max", "1025"],
      ["delivery_batch_out_of_range"]),
@@ -119,6 +124,7 @@ def test_process_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
 
     assert first["npc"].startswith("http://127.0.0.1:")
     assert (stats["phase"], stats["work_date"]) == ("10", "2026-12-07")
+    assert stats["now"].startswith("2026-12-07T09:")
     assert proc.returncode == 0
     assert "event=stopped" in errors
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [

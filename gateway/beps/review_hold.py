@@ -12,7 +12,8 @@ console's review decides it, as for an HVPS payment (gateway.ops.actions):
 
 A cancel by the core system or by an operator finds the item set aside and cancels it
 at once, releasing its hold (gateway.beps.cancels). An operator's release is refused
-(`payment_not_held`: it is for items an operator held), as is a hold (already held).
+(`payment_held_for_review`, gateway.ops.actions.refuse_if_held_for_review: it is for
+items an operator held), as is a hold (already held).
 
 The same two actions decide a debit another bank sent us that the screening holds
 before our receipt pays it (gateway.beps.debit_review): each is handed there.

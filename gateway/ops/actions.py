@@ -120,7 +120,7 @@ def _unsent(tx: Any, payment_id: str, action: str,
 DEAD_LETTERED_EXPECTED = {
     "hold": "a payment whose message waits to be sent (accepted, or sent without the NPC "
             "having taken it), not one held after its message died",
-    "release": "a payment held by an operator, for review or waiting for the HVPS window",
+    "release": "a payment held by an operator or waiting for the HVPS window",
     "priority": "a payment not yet sent whose message waits to be sent, not one held after "
                 "its message died",
     "review_approve": "a payment held by the amount review or the screening",
@@ -149,6 +149,24 @@ def refuse_if_dead_lettered(payment: dict[str, Any], action: str) -> None:
         f"fixed (`paygate ops dead`, then `paygate ops request retry LETTER`), or cancel "
         f"it (`paygate ops request cancel {pid}`), which releases its hold"
         + ("" if refused else " unless a delivery attempt may have reached the NPC")))
+
+
+def refuse_if_held_for_review(payment: dict[str, Any]) -> None:
+    """A payment the amount review or the screening holds leaves only by the review's
+    pass (review_approve, by a supervisor or director as its level asks) or its fail
+    (review_reject), or by a cancel: an operator's release would send a sanctions hit on
+    without anyone deciding it, so it is refused on every channel, saying what passes it."""
+    reason = payment["reason"]
+    # `received`: a debit another bank sent us that the screening holds (its payment
+    # stays received until our receipt answers it: gateway.beps.debit_review).
+    if payment["state"] not in ("held", "received") or not is_review_hold(reason):
+        return
+    pid = payment["id"]
+    raise Conflict(Problem(
+        "payment_held_for_review", "/target", reason, "review_approve or review_reject",
+        f"payment {pid} is held for review ({reason}): a release is for payments an "
+        f"operator held; pass it (`paygate ops request review_approve {pid}`) or fail it "
+        f"(`paygate ops request review_reject {pid}`) in the review"))
 
 
 def _set_outbox(tx: Any, outbox_id: int, state: str, now: datetime) -> None:
@@ -233,6 +251,7 @@ def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
 
 def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = False
                 ) -> Any:
+    refuse_if_held_for_review(payments.get(tx, target))
     other = _of_channel(tx, target, "release")
     if other is not None:
         return other[0](tx, target, params)
@@ -245,14 +264,15 @@ def _releasable(tx: Any, target: str, params: dict[str, Any], hvps_open: bool = 
                                    "HVPS open (status 10): a payment waiting for the "
                                    "window is sent at the opening"))
         return payment, outbox
-    if outbox[1] not in HELD_OUTBOX:
+    if outbox[1] != OUTBOX_HELD:
         raise Conflict(Problem("payment_not_held", "/target", payment["reason"],
-                               "a payment held by an operator, for review or waiting for "
-                               "the HVPS window"))
+                               "a payment held by an operator or waiting for the HVPS "
+                               "window"))
     return payment, outbox
 
 
 def release(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    refuse_if_held_for_review(payments.get(tx, target))
     other = _of_channel(tx, target, "release")
     if other is not None:
         return other[1](c, tx, target, params)

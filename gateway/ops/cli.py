@@ -419,9 +419,10 @@ def ops_command(argv: list[str]) -> int:
 
 def gateway_url(url: str | None, config_path: str | None) -> str:
     """--url, else PAYGATE_OPS_URL, else the address the configuration gives the gateway."""
+    source = "--url" if url else "PAYGATE_OPS_URL"
     url = url or os.environ.get("PAYGATE_OPS_URL")
     if url:
-        return url
+        return _checked_url(url, source)
     settings = config.load_for_command(config_path)
     if settings.port == 0:
         raise PaygateError(Problem("gateway_url_unknown", "--url", None,
@@ -429,6 +430,16 @@ def gateway_url(url: str | None, config_path: str | None) -> str:
                                    "free port), so only the gateway's log says which"))
     host = "127.0.0.1" if settings.host in ANY_ADDRESS else settings.host
     return f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
+def _checked_url(url: str, source: str) -> str:
+    """`url` when it names a gateway (http or https, a host, a numeric port if any);
+    refused naming where it came from otherwise, before anything is asked of it."""
+    if not config.is_http_url(url):
+        raise PaygateError(Problem("gateway_url_malformed", source, url,
+                                   config.HTTP_URL_EXPECTED,
+                                   f"{source} {url!r} names no gateway the command can ask"))
+    return url
 
 
 def _print_refusal(body: dict[str, Any], as_json: bool) -> None:

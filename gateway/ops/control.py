@@ -130,6 +130,20 @@ _COLUMNS = ("id", "action", "target", "params", "note", "state", "requested_by",
 SELECT = "SELECT " + ", ".join(_COLUMNS) + " FROM ops_requests"
 
 
+def is_expired(req: dict[str, Any], now: datetime) -> bool:
+    """A pending request whose time has passed by the gateway's clock: read as expired
+    wherever it is shown or counted, before anything (a decision, the console's
+    snapshot) marks it so in its row."""
+    return req["state"] == "pending" and now.isoformat() > req["expires_at"]
+
+
+def as_of(req: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The request as it stands at `now`: `expired` once its time has passed."""
+    if is_expired(req, now):
+        req["state"] = "expired"
+    return req
+
+
 def view(values: tuple) -> dict[str, Any]:
     row = dict(zip(_COLUMNS, values))
     row["params"] = json.loads(row["params"])
@@ -306,6 +320,8 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
         # An unknown payment is refused at once, not at approval. Locked: requests on one
         # payment made at once from two gateway processes are checked one after the other.
         payments.get(tx, target, lock=True)
+    # A request whose time has passed waits for nobody: marked expired, it is no clash.
+    expire_due(tx, now)
     clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
                          "AND target = ?", (action, target))
     if clash is not None:
@@ -430,7 +446,7 @@ def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: st
         raise Forbidden(Problem("approver_level_too_low", "/id", request_id,
                                 f"a supervisor or director (level {APPROVER_LEVEL_MIN} or "
                                 f"above)", f"{operator.user} is level {operator.level}"))
-    if now.isoformat() > req["expires_at"]:
+    if is_expired(req, now):
         expire_due(tx, now)
         return load(tx, request_id), "expired"
     what = "approve" if approve else ("withdraw" if own else "reject")

@@ -144,7 +144,8 @@ class DataRoutes:
         checked_query(request)
         out = await snapshot.status(self.gw)
         out["counts"] = await self._read(views.counts)
-        out["pending_requests"] = await self._read(views.pending_count)
+        now = self.gw.clock.now()
+        out["pending_requests"] = await self._read(lambda tx: views.pending_count(tx, now))
         return _json(out)
 
     async def queues(self, request: web.Request, operator: Operator) -> web.Response:
@@ -162,9 +163,10 @@ class DataRoutes:
 
     async def payment(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
-        payment_id = request.match_info["id"]
+        payment_id, now = request.match_info["id"], self.gw.clock.now()
+
         def read(tx: Any) -> dict[str, Any]:
-            view = views.payment_detail(tx, payment_id)
+            view = views.payment_detail(tx, payment_id, now)
             view["actions"] = control.offered(self.gw, tx, operator, payment_id)
             # For a BEPS item, the actions on the package that carries it.
             view["package_actions"] = control.offered(
@@ -242,9 +244,9 @@ class DataRoutes:
         state or as none)."""
         query = checked_query(request, ("state",), limit_max=views.LIST_MAX,
                               choices={"state": control.REQUEST_STATES})
-        state, limit = query.get("state"), query["limit"]
+        state, limit, now = query.get("state"), query["limit"], self.gw.clock.now()
         return _json({"requests": await self._read(
-            lambda tx: views.requests(tx, state=state, limit=limit))})
+            lambda tx: views.requests(tx, now, state=state, limit=limit))})
 
     async def queries(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)

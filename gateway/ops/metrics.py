@@ -55,11 +55,12 @@ class Writer:
 async def render(gw: Any, console: Any) -> str:
     await console.ready()
     w = Writer()
+    now = gw.clock.now()
 
     def work(tx: Any) -> dict[str, Any]:
         return {"counts": views.counts(tx), "books": snapshot.books(gw, tx),
                 "alerts": views.alert_count(tx),
-                "pending": views.pending_count(tx)}
+                "pending": views.pending_count(tx, now)}
     db = await gw.store.run(work)
     _payments(w, db["counts"])
     # The letters an operator still has to act on, counted as the console's list counts

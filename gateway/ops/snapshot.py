@@ -139,8 +139,8 @@ class Snapshots:
                 "alert_count": attention.counts(tx, ongoing),
                 "webhooks_failed": views.failed_webhooks(tx, SNAPSHOT_LIST_MAX),
                 "audit": views.audit_rows(tx, SNAPSHOT_LIST_MAX),
-                "pending": views.requests(tx, state="pending", limit=SNAPSHOT_LIST_MAX),
-                "requests": views.requests(tx, limit=SNAPSHOT_LIST_MAX),
+                "pending": views.requests(tx, now, state="pending", limit=SNAPSHOT_LIST_MAX),
+                "requests": views.requests(tx, now, limit=SNAPSHOT_LIST_MAX),
                 "queries": views.overdue_queries(tx, now),
                 "data_version": views.data_version(tx),
             }

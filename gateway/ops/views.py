@@ -120,7 +120,7 @@ def search_payments(tx: Any, f: dict[str, Any]) -> list[dict[str, Any]]:
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 
-def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
+def payment_detail(tx: Any, payment_id: str, now: datetime) -> dict[str, Any]:
     view = payment_view(payments.get(tx, payment_id))
     view["history"] = payments.history(tx, payment_id)
     outbound.show_delivery(tx, view)
@@ -136,9 +136,9 @@ def payment_detail(tx: Any, payment_id: str) -> dict[str, Any]:
     view["package"] = package_of(tx, payment_id) if view["channel"] == "beps" else None
     # Requests on the payment, and those on its messages' dead letters (a retry names
     # the letter, not the payment; a BEPS item's message is its package's), newest first.
-    retried = [control.view(r) for r in control.retries_of_letters(
+    retried = [control.as_of(control.view(r), now) for r in control.retries_of_letters(
         tx, [row["id"] for row in view["outbox"]] + package_outbox(tx, view["package"]))]
-    view["requests"] = sorted(requests(tx, target=payment_id) + retried,
+    view["requests"] = sorted(requests(tx, now, target=payment_id) + retried,
                               key=lambda r: r["id"], reverse=True)
     return view
 
@@ -276,10 +276,18 @@ def audit_rows(tx: Any, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(zip(names, r), detail=json.loads(r[7])) for r in rows]
 
 
-def requests(tx: Any, state: str | None = None, target: str | None = None,
+def requests(tx: Any, now: datetime, state: str | None = None, target: str | None = None,
              limit: int = 50) -> list[dict[str, Any]]:
+    """Requests newest first, each as it stands at `now` (control.as_of): one still
+    `pending` in its row whose time has passed is listed, and sought, as expired."""
     where, params = [], []
-    if state:
+    if state == "pending":
+        where.append("state = 'pending' AND expires_at >= ?")
+        params.append(now.isoformat())
+    elif state == "expired":
+        where.append("(state = 'expired' OR (state = 'pending' AND expires_at < ?))")
+        params.append(now.isoformat())
+    elif state:
         where.append("state = ?")
         params.append(state)
     if target:
@@ -287,7 +295,7 @@ def requests(tx: Any, state: str | None = None, target: str | None = None,
         params.append(target)
     sql = control.SELECT + (" WHERE " + " AND ".join(where) if where else "")
     rows = tx.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-    return with_amounts(tx, [control.view(r) for r in rows])
+    return with_amounts(tx, [control.as_of(control.view(r), now) for r in rows])
 
 
 def with_amounts(tx: Any, reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -325,8 +333,10 @@ def _receivable_amount(tx: Any, pending_no: str) -> str | None:
         return None
 
 
-def pending_count(tx: Any) -> int:
-    return tx.query_one("SELECT COUNT(*) FROM ops_requests WHERE state = 'pending'", ())[0]
+def pending_count(tx: Any, now: datetime) -> int:
+    """Requests waiting for a decision at `now`: not those whose time has passed."""
+    return tx.query_one("SELECT COUNT(*) FROM ops_requests WHERE state = 'pending' AND "
+                        "expires_at >= ?", (now.isoformat(),))[0]
 
 
 def overdue_queries(tx: Any, now: datetime) -> dict[str, Any] | None:

@@ -381,10 +381,17 @@
       { h: "c_state", f: (p) => badge(p.state) }, { h: "c_channel", f: (p) => p.channel },
       { h: "c_amount", f: (p) => p.amount, cls: "num" }, { h: "c_priority", f: (p) => p.priority },
       { h: "c_payer", f: (p) => p.payer_account }, { h: "c_payee", f: (p) => p.payee_name, cls: "text" },
-      { h: "c_reason", f: (p) => p.reason || "", cls: "text" }, { h: "c_updated", f: (p) => p.updated_at.slice(11, 19) }];
+      { h: "c_reason", f: (p) => p.reason || "", cls: "text" }, { h: "c_updated", f: (p) => stamp(p.updated_at) }];
     columns.forEach((c) => { c.cls = c.cls || "nowrap"; });
     if (withActions) columns.push({ h: "c_actions", f: paymentActions, cls: "actions" });
     return columns;
+  }
+
+  // A timestamp of today's work date as its time alone; of another date, with its date,
+  // as the other tables show timestamps (a payment held since an earlier day says so).
+  function stamp(at) {
+    const today = snap && snap.window ? snap.window.work_date : null;
+    return at.slice(0, 10) === today ? at.slice(11, 19) : at.replace("T", " ").slice(0, 19);
   }
 
   function isReview(reason) {
@@ -394,14 +401,16 @@
   function paymentActions(p) {
     const box = el("span");
     if (!me || !me.may_act || p.direction !== "out" || !UNSENT.includes(p.state)) return box;
-    const held = OPERATOR_HOLDS.includes(p.reason) || isReview(p.reason);
-    if (!held) box.append(actionButton("hold", p.id));
-    if (held) box.append(actionButton("release", p.id));
-    box.append(actionButton("cancel", p.id));
-    if (p.channel === "hvps") box.append(actionButton("priority", p.id));
-    if (me.may_approve && isReview(p.reason)) {
-      box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
+    // A payment the review holds leaves only by the review's pass or fail, or a cancel:
+    // the gateway refuses its release (payment_held_for_review).
+    if (isReview(p.reason)) {
+      box.append(actionButton("cancel", p.id));
+      if (me.may_approve) box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
+      return box;
     }
+    const held = OPERATOR_HOLDS.includes(p.reason);
+    box.append(actionButton(held ? "release" : "hold", p.id), actionButton("cancel", p.id));
+    if (p.channel === "hvps") box.append(actionButton("priority", p.id));
     return box;
   }
 
@@ -471,7 +480,7 @@
       { h: "c_id", f: (r) => r.id }, { h: "c_action", f: (r) => actionName(r.action) },
       { h: "c_target", f: (r) => r.target + paramsText(r) }, { h: "c_amount", f: (r) => r.amount || "", cls: "num" },
       { h: "c_state", f: (r) => badge(r.state), cls: "nowrap" },
-      { h: "c_by", f: (r) => r.requested_by }, { h: "c_at", f: (r) => r.requested_at.slice(11, 19) },
+      { h: "c_by", f: (r) => r.requested_by }, { h: "c_at", f: (r) => stamp(r.requested_at) },
       { h: "c_note", f: (r) => r.note, cls: "wrap" }, { h: "c_decided", f: (r) => r.decided_by || "" },
       { h: "c_outcome", f: (r) => (r.outcome ? JSON.stringify(r.outcome) : ""), cls: "wrap" }];
     if (withDecision) columns.push({ h: "c_actions", f: decisionButtons });
