@@ -358,12 +358,17 @@ class Delivery:
     def describe(self) -> str:
         """The row's state for people: what operators read in a refusal."""
         under_way = 1 if self.state == "sending" else 0
-        failed = self.attempts - under_way
+        # A taken row's last attempt is the one the NPC took (or may have: `done` after
+        # one that may have given it the message): it did not fail.
+        took = 1 if self.taken and self.attempts else 0
+        failed = self.attempts - under_way - took
         head = f"outbox row {self.outbox_id} {self.state}"
         if not self.attempts:
             return f"{head}, no delivery attempt yet"
         counts = [f"{failed} failed, of which {self.untaken} provably never reached the NPC"
                   if failed else "none failed"]
+        if took:
+            counts.append("the last taken by the NPC")
         if under_way:
             counts.append("1 under way now")
         plural = "s" if self.attempts != 1 else ""

@@ -210,7 +210,8 @@ def test_a_delivery_is_described_in_words_an_operator_reads() -> None:
     said = {(state, attempts, untaken): outbound.Delivery(12, state, attempts, untaken).describe()
             for state, attempts, untaken in (("pending", 7, 3), ("sending", 2, 1),
                                              ("sending", 1, 0), ("pending", 1, 1),
-                                             ("pending", 0, 0))}
+                                             ("pending", 0, 0), ("acked", 1, 0),
+                                             ("acked", 4, 3), ("done", 2, 2))}
 
     assert said == {
         ("pending", 7, 3): "outbox row 12 pending, 7 delivery attempts: 7 failed, of which "
@@ -221,4 +222,12 @@ def test_a_delivery_is_described_in_words_an_operator_reads() -> None:
                            "1 under way now",
         ("pending", 1, 1): "outbox row 12 pending, 1 delivery attempt: 1 failed, of which "
                            "1 provably never reached the NPC",
-        ("pending", 0, 0): "outbox row 12 pending, no delivery attempt yet"}
+        ("pending", 0, 0): "outbox row 12 pending, no delivery attempt yet",
+        # Taken: the last attempt is the one the NPC took, not a failed one.
+        ("acked", 1, 0): "outbox row 12 acked, 1 delivery attempt: none failed, "
+                         "the last taken by the NPC",
+        ("acked", 4, 3): "outbox row 12 acked, 4 delivery attempts: 3 failed, of which "
+                         "3 provably never reached the NPC, the last taken by the NPC",
+        # Ended with every attempt provably untaken (cancelled before the NPC had it).
+        ("done", 2, 2): "outbox row 12 done, 2 delivery attempts: 2 failed, of which "
+                        "2 provably never reached the NPC"}

@@ -412,7 +412,7 @@ def test_an_operators_release_does_not_pass_the_review(rig: Rig, hvps_open: Any,
 
     assert [(p.code, p.value, p.expected) for p in refused] == [
         ("payment_held_for_review", reason, "review_approve or review_reject")] * 2
-    assert "review_approve" in str(refused[0].message)
+    assert f"paygate ops request review-approve {pid}" in str(refused[0].message)
     assert rig.offered((pid,), ("release", "review_approve", "cancel")) == {
         (pid, "release"): False, (pid, "review_approve"): True, (pid, "cancel"): True}
     assert rig.state(pid)[:3] == ("held", reason, OUTBOX_REVIEW)

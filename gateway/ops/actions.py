@@ -165,8 +165,8 @@ def refuse_if_held_for_review(payment: dict[str, Any]) -> None:
     raise Conflict(Problem(
         "payment_held_for_review", "/target", reason, "review_approve or review_reject",
         f"payment {pid} is held for review ({reason}): a release is for payments an "
-        f"operator held; pass it (`paygate ops request review_approve {pid}`) or fail it "
-        f"(`paygate ops request review_reject {pid}`) in the review"))
+        f"operator held; pass it (`paygate ops request review-approve {pid}`) or fail it "
+        f"(`paygate ops request review-reject {pid}`) in the review"))
 
 
 def _set_outbox(tx: Any, outbox_id: int, state: str, now: datetime) -> None:
