@@ -47,6 +47,10 @@ def test_a_package_shows_each_client_only_the_transactions_it_sees(live, made) -
 
     assert shown(get(live, OTHER, f"/v1/packages/{package}")) == [made["own_1"]]
     assert shown(get(live, CLIENT, f"/v1/packages/{package}")) == [theirs]
+    # The count and sum are those of the transactions shown: the package's own would
+    # let a client work out the amounts of the others'.
+    seen = get(live, CLIENT, f"/v1/packages/{package}").json()
+    assert (seen["count"], seen["total_fen"], seen["amount"]) == (1, 606, "6.06")
 
 
 def test_a_package_of_no_transaction_the_client_sees_reads_as_unknown(live, made) -> None:

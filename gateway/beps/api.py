@@ -293,7 +293,8 @@ def package_view(tx: Any, package_id: str, seen: tuple[str, list[Any]] | None = 
     those the NPC took out of it at our request (ccms.307 granted) are under
     `withdrawn`, with their count and sum, so that the two together are the package as
     it was sent. `seen`: the payments a client sees (gateway.scope.seen_ids), when it
-    does not see all: only those of its transactions (and receipt lines) are shown, and
+    does not see all: only those of its transactions (and receipt lines) are shown, the
+    count and sum are theirs (the package's own would tell of the others' amounts), and
     a package with none of them is answered as an id never given."""
     row = tx.query_one(f"SELECT {', '.join(_PACKAGE_COLUMNS)} FROM beps_packages "
                        "WHERE id = ?", (package_id,))
@@ -303,6 +304,11 @@ def package_view(tx: Any, package_id: str, seen: tuple[str, list[Any]] | None = 
     view = dict(zip(_PACKAGE_COLUMNS, row))
     view["message_type"] = view.pop("msg_type")
     view["header_mesg_id"] = view.pop("mesg_id")
+    if seen is not None:
+        view["count"], view["total_fen"] = tx.query_one(
+            "SELECT COUNT(*), COALESCE(SUM(p.amount_fen), 0) FROM beps_items i JOIN "
+            "payments p ON p.id = i.payment_id WHERE i.package_id = ? AND p.state <> "
+            f"'cancelled'{only}", (package_id, *only_params))
     view["amount"] = format_yuan(view["total_fen"])
     held, withdrawn = [], []
     for pid, state, amount_fen in tx.query(
