@@ -307,6 +307,15 @@ def _check(s: Settings) -> None:
         if isinstance(value, int) and value > most:  # the receiver's bound on one POST
             problems.append(Problem("setting_malformed", name, value,
                                     f"a whole number from 1 to {most}"))
+    margin, check = s.beps_debit_review_margin_s, s.beps_deadline_check_s
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+           and v >= 0 for v in (margin, check)) and margin < 2 * check:
+        # The sweep that refuses an undecided screened debit runs every check; a margin
+        # under two of them lets its receipt leave after the package's deadline.
+        problems.append(Problem("setting_malformed", "beps_debit_review_margin_s", margin,
+                                "at least twice beps_deadline_check_s "
+                                f"({2 * check:g} s), so that an undecided screened "
+                                "debit is refused before its receipt deadline"))
     for name in ("npc_url", "webhook_url"):
         value = getattr(s, name)
         if (value or name == "npc_url") and not is_http_url(value):

@@ -209,3 +209,35 @@ def test_the_console_lists_a_held_debit_and_offers_pass_and_fail(rig: Rig) -> No
     assert held in shown and paid not in shown
     assert offered == {(held, "review_approve"): True, (held, "review_reject"): True,
                        (paid, "review_approve"): False, (paid, "review_reject"): False}
+
+
+def test_a_debit_that_cannot_be_refused_keeps_no_other_from_its_answer(rig: Rig) -> None:
+    """One held debit whose refusal fails (its hold's release raising here) is undone
+    alone and tried again next pass; the other of its package is refused and answered."""
+    first, second = rig.debit(LISTED, 120), rig.debit(LISTED, 130)
+    _, package_id, deadline = rig.receive(first, second, days=3)
+    rig.expire(deadline - MARGIN - timedelta(days=1))  # the other tests' debits
+    stuck = int(rig.db(lambda tx: tx.query_one(
+        "SELECT hold_id FROM payments WHERE direction = 'in' AND tx_id = ?",
+        (first.tx_id,)))[0])
+    release = rig.gw.ledger.release
+
+    def failing(tx: Any, event_id: str, hold_id: int, *args: Any, **kwargs: Any) -> Any:
+        if hold_id == stuck:
+            raise RuntimeError("the hold's release failed")
+        return release(tx, event_id, hold_id, *args, **kwargs)
+    rig.gw.ledger.release = failing
+    try:
+        due = rig.expire(deadline - MARGIN)
+    finally:
+        rig.gw.ledger.release = release
+    states = rig.debit_state(first.tx_id), rig.debit_state(second.tx_id)
+    later = rig.expire(deadline - MARGIN)
+
+    assert due == 1
+    assert states == (("received", "screening_match_payee_name"),
+                      ("rejected", debit_review.REFUSED))
+    assert later == 1
+    assert rig.receipts(package_id) == [[(second.tx_id, "PR09", "RJ08")],
+                                        [(first.tx_id, "PR09", "RJ08")]]
+    assert rig.books()[1]

@@ -76,3 +76,20 @@ def test_every_checked_setting_is_in_the_table() -> None:
 
 def test_settings_made_in_code_keep_their_plain_names() -> None:
     assert config.source_of(config.Settings(), "hvps_open_at") == "hvps_open_at"
+
+
+@pytest.mark.parametrize("margin, check, refused", [
+    (0, 30.0, True), (59.9, 30.0, True), (60.0, 30.0, False), (3600.0, 30.0, False)])
+def test_a_screened_debits_margin_leaves_the_deadline_sweep_time(
+        margin: float, check: float, refused: bool) -> None:
+    """An undecided screened debit is refused `beps_debit_review_margin_s` before its
+    receipt deadline by a sweep run every `beps_deadline_check_s`: a margin under two
+    of them would let its receipt leave too late, and is refused at load."""
+    values = {"beps_debit_review_margin_s": margin, "beps_deadline_check_s": check}
+    if not refused:
+        assert config.load(None, values).beps_debit_review_margin_s == margin
+        return
+    with pytest.raises(PaygateError) as exc:
+        config.load(None, values)
+    assert [(p.code, p.path, p.value) for p in exc.value.problems] == [
+        ("setting_malformed", "beps_debit_review_margin_s", margin)]

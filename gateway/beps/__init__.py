@@ -334,13 +334,18 @@ class BepsExtension:
             await asyncio.sleep(self.settings.deadline_check_s)
             if not self.gw.leading:
                 continue
-            try:
-                await self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
-                    tx, self.gw, self.gw.clock.now()))
-                await self.expire_debit_reviews()
-                await self.check_not_netted()
-            except Exception as exc:  # the timer outlives one failed pass; logged in full
-                log.exception("event=beps_deadline_check_failed error=%r", exc)
+            # Each check on its own: one that fails (logged in full; the timer outlives
+            # it) keeps neither of the others from its pass.
+            for check, step in (
+                    (lambda: self.gw.store.run(lambda tx: debit_deadline.mark_overdue(
+                        tx, self.gw, self.gw.clock.now())), "receipts_overdue"),
+                    (self.expire_debit_reviews, "debit_reviews_expired"),
+                    (self.check_not_netted, "not_netted")):
+                try:
+                    await check()
+                except Exception as exc:
+                    log.exception("event=beps_deadline_check_failed step=%s error=%r",
+                                  step, exc)
 
     async def expire_debit_reviews(self) -> int:
         """Debits other banks sent us that the screening holds, undecided when their

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import keys, payments
 from gateway.beps import debits_in
 from gateway.errors import Conflict, Problem
-from gateway.store import after_commit
+from gateway.store import after_commit, lost_race, scope
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -119,13 +119,24 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
                     "ORDER BY due_at, payment_id LIMIT ?", (now.isoformat(), EXPIRED_PER_PASS))
     by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}
     for payment_id, package_id in rows:
-        payment = payments.get(tx, payment_id, lock=True)
-        found = waiting(tx, payment)
-        if found is None:  # answered another way: nothing left to decide
-            tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?", (payment_id,))
+        # Each debit in a savepoint of its own: one that cannot be refused (logged in
+        # full, tried again next pass) does not keep the others from their answer.
+        try:
+            with scope(tx):
+                payment = payments.get(tx, payment_id, lock=True)
+                found = waiting(tx, payment)
+                if found is None:  # answered another way: nothing left to decide
+                    tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?",
+                               (payment_id,))
+                    continue
+                refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
+                refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
+        except Exception as exc:
+            if lost_race(exc):
+                raise
+            log.exception("event=debit_review_expiry_failed payment=%s package=%s error=%r",
+                          payment_id, package_id, exc)
             continue
-        refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
-        refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
         by_package.setdefault(package_id, []).append((refused, refusal))
     for package_id, decided in by_package.items():
         receipt = _answer(tx, gw, package_id, decided, now)
