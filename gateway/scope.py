@@ -11,12 +11,24 @@ simulation, the operators' test transfers) are no client's and are not limited.
 
 A client with an entry also sees only the payments with an account of ours the entry
 covers (`sees_payment`), an incoming payment judged by the account its money is on: the
-one its message named, or the one an operator applied it to from suspense (销账,
-`CREDITED_SQL`), which a return takes the money back from. Another is answered as an id never given (404, the same body),
-on GET /v1/transfers/{id} and the exception flows' routes, and left out of the listing
-by its query (`payments_condition`), so that its pages stay full. A client without an
-entry keeps what it saw before the setting there: its own payments and incoming ones.
-The same rules hold for the queries a client opens about a payment (gateway.queries).
+one its message named, the one an operator applied it to from suspense (销账,
+`CREDITED_SQL`), which a return takes the money back from, or our suspense account
+while the money waits there (挂账) and once it was returned from there
+(`IN_SUSPENSE_SQL`). The suspense account is no customer's: only an entry of `*`
+(every account) covers it, so that a client scoped to some customers' accounts neither
+sees nor returns money that may belong to none of them (the account the message named
+may not exist, or be held under another name) until an operator applies it to one.
+Another is answered as an id never given (404, the same body), on GET
+/v1/transfers/{id} and the exception flows' routes, and left out of the listing by its
+query (`payments_condition`), so that its pages stay full. A client without an entry
+keeps what it saw before the setting there: its own payments and incoming ones. The
+same rules hold for the queries a client opens about a payment (gateway.queries).
+
+What names no payment of ours (a query about a payment we do not have, free text, a
+bank's reply to no query of ours) is judged by who made it (`sees_unattached`): with
+client credentials, the client that made it sees it and no other; what no client made
+(a bank's, the gateway's own) is seen by a client `unlimited` by the setting (no entry,
+or `*`), since it may concern any account, and by operators.
 """
 
 from __future__ import annotations
@@ -34,6 +46,11 @@ log = logging.getLogger(__name__)
 # an SQL expression over the payment's id, `payments.id`, NULL when the money was not
 # moved. Set by the module that moves it; None: the money is on the account named.
 CREDITED_SQL: str | None = None
+# Whether an incoming payment's money is in our suspense account (not applied to a
+# customer's), or was when it was returned from there (gateway.exceptions): an SQL
+# condition over the row `payments`, never NULL. Set by the module that keeps suspense
+# items; None: no payment's money is judged so.
+IN_SUSPENSE_SQL: str | None = None
 
 # The code of a payment refused for naming an account outside the client's scope.
 ACCOUNT_OUT_OF_SCOPE = "account_outside_client_scope"
@@ -74,27 +91,39 @@ def payment_problem(scopes: dict[str, list[str]], client: str, body: Any,
                    why_not(scopes, client, account, use))
 
 
-def credited_account(tx: Any, payment: dict[str, Any]) -> str | None:
-    """The account of ours an incoming `payment`'s money was moved to when it is not the
-    one its message named (`CREDITED_SQL`); None when it was not, or for an outgoing one."""
-    if CREDITED_SQL is None or payment.get("direction") != "in":
-        return None
-    row = tx.query_one(f"SELECT {CREDITED_SQL} FROM payments WHERE id = ?",
-                       (payment["id"],))
-    return row[0] if row else None
+def money_place(tx: Any, payment: dict[str, Any]) -> tuple[str | None, bool]:
+    """Where an incoming `payment`'s money is when not on the account its message named:
+    (the account it was applied to, `CREDITED_SQL`, or None; whether it is in our
+    suspense account, `IN_SUSPENSE_SQL`). (None, False) for an outgoing one."""
+    if payment.get("direction") != "in":
+        return None, False
+    credited = "NULL" if CREDITED_SQL is None else CREDITED_SQL
+    in_suspense = "1 = 0" if IN_SUSPENSE_SQL is None else IN_SUSPENSE_SQL
+    row = tx.query_one(f"SELECT {credited}, CASE WHEN {in_suspense} THEN 1 ELSE 0 END "
+                       "FROM payments WHERE id = ?", (payment["id"],))
+    return (row[0], bool(row[1])) if row else (None, False)
 
 
 def own_accounts(payment: dict[str, Any], own_banks: frozenset[str],
-                 credited: str | None = None) -> list[str]:
-    """A payment's accounts that are ours: its payer's when the payer's bank is one of
-    ours; the account its money was `credited` to (`credited_account`) when given, else
+                 credited: str | None = None, in_suspense: bool = False) -> list[str]:
+    """A payment's customer accounts that are ours: its payer's when the payer's bank is
+    one of ours; the account its money was `credited` to (`money_place`) when given,
+    none while the money is `in_suspense` (our suspense account, no customer's), else
     its payee's when the payee's bank is one of ours (both sides, for a book transfer)."""
     accounts = [payment["payer_account"]] if payment.get("payer_bank") in own_banks else []
     if credited is not None:
         accounts.append(credited)
-    elif payment.get("payee_bank") in own_banks:
+    elif not in_suspense and payment.get("payee_bank") in own_banks:
         accounts.append(payment["payee_account"])
     return accounts
+
+
+def unlimited(scopes: dict[str, list[str]], client: str) -> bool:
+    """Whether `client` sees payments whatever their accounts: it has no entry (see
+    `sees_payment`), or its entry covers every account (`*`). Only such a client sees
+    money in our suspense account, and what names no payment of ours and no client made
+    (`sees_unattached`)."""
+    return client not in scopes or "*" in scopes[client]
 
 
 def sees_account(scopes: dict[str, list[str]], client: str, account_no: str) -> bool:
@@ -104,16 +133,18 @@ def sees_account(scopes: dict[str, list[str]], client: str, account_no: str) -> 
 
 
 def sees_payment(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
-                 own_banks: frozenset[str], credited: str | None = None) -> bool:
+                 own_banks: frozenset[str], credited: str | None = None,
+                 in_suspense: bool = False) -> bool:
     """Whether `client` may see (read, list, return, query) `payment` under `scopes`:
-    one of its accounts of ours (`own_accounts`, `credited`: where its money went when
-    moved) is covered by the client's entry. A client without an entry is not limited
-    here (it sees what it saw before the setting: its own payments and the incoming
-    ones), unlike for balances and paying, where it covers no account."""
-    if client not in scopes:
+    its entry covers every account (`*`), or one of the payment's accounts of ours
+    (`own_accounts`; `credited`, `in_suspense`: where its money is, `money_place`). A
+    client without an entry is not limited here (it sees what it saw before the
+    setting: its own payments and the incoming ones), unlike for balances and paying,
+    where it covers no account."""
+    if unlimited(scopes, client):
         return True
     return any(covers(scopes, client, account)
-               for account in own_accounts(payment, own_banks, credited))
+               for account in own_accounts(payment, own_banks, credited, in_suspense))
 
 
 def refuse_unseen(tx: Any, scopes: dict[str, list[str]], client: str,
@@ -121,8 +152,8 @@ def refuse_unseen(tx: Any, scopes: dict[str, list[str]], client: str,
     """Refuse `payment` to `client` when `sees_payment` says no (its money's account read
     in `tx`): 404 as for an id never given (payments.not_found), the same answer in every
     field, so that the refusal tells nothing of it; logged (`where`: the request's path)."""
-    if client not in scopes or sees_payment(scopes, client, payment, own_banks,
-                                            credited_account(tx, payment)):
+    if unlimited(scopes, client) or sees_payment(scopes, client, payment, own_banks,
+                                                 *money_place(tx, payment)):
         return
     log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
                 client, payment["id"], where)
@@ -138,8 +169,8 @@ def sees(tx: Any, settings: Any, client: str, payment: dict[str, Any],
     if settings.api_keys and payment.get("client") not in (None, client):
         return False
     scopes = settings.api_balance_accounts
-    return client not in scopes or sees_payment(scopes, client, payment, own_banks,
-                                                credited_account(tx, payment))
+    return unlimited(scopes, client) or sees_payment(scopes, client, payment, own_banks,
+                                                     *money_place(tx, payment))
 
 
 def seen_ids(settings: Any, client: str, own_banks: frozenset[str]
@@ -164,10 +195,10 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
                        own_banks: frozenset[str]) -> tuple[str, list[Any]] | None:
     """`sees_payment` as an SQL condition on the payments table, with its parameters,
     for a listing to page on the payments the client sees; None when it sees every one
-    (no entry)."""
-    entries = scopes.get(client)
-    if entries is None:
+    (no entry, or `*`)."""
+    if unlimited(scopes, client):
         return None
+    entries = scopes[client]
     banks = sorted(own_banks)
     ours = ", ".join("?" for _ in banks)
     sides, params = [], []
@@ -176,11 +207,11 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
         if side == "payee" and CREDITED_SQL is not None:
             account = f"COALESCE({CREDITED_SQL}, payee_account)"
             bank_ok = f"({CREDITED_SQL} IS NOT NULL OR {bank_ok})"
+        if side == "payee" and IN_SUSPENSE_SQL is not None:
+            bank_ok = f"(NOT {IN_SUSPENSE_SQL} AND {bank_ok})"
         tests, values = [], []
         for entry in entries:
-            if entry == "*":
-                tests.append("1 = 1")
-            elif entry.endswith("*"):
+            if entry.endswith("*"):
                 tests.append(f"substr({account}, 1, {len(entry) - 1}) = ?")
                 values.append(entry[:-1])
             else:
@@ -190,6 +221,31 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
             sides.append(f"({bank_ok} AND ({' OR '.join(tests)}))")
             params += [*banks, *values]
     return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
+
+
+def sees_unattached(settings: Any, client: str, owner: str | None) -> bool:
+    """Whether `client` may see an item that names no payment of ours (a query about a
+    payment we do not have or about a package, free text, a bank's reply to no query of
+    ours), made by the client `owner`, or by none (a bank's, the gateway's own): with
+    client credentials (`api_keys`), one a client made is that client's alone; one no
+    client made may concern any account, and is seen by a client `unlimited` by
+    api_balance_accounts (and by operators, who are no client)."""
+    if owner is not None:
+        return not settings.api_keys or owner == client
+    return unlimited(settings.api_balance_accounts, client)
+
+
+def unattached_condition(settings: Any, client: str,
+                         column: str = "client") -> tuple[str, list[Any]] | None:
+    """`sees_unattached` as an SQL condition on the `column` holding an item's client
+    (NULL: no client made it), with its parameters; None when the client sees every
+    one."""
+    everything = unlimited(settings.api_balance_accounts, client)
+    if not settings.api_keys:
+        return None if everything else (f"{column} IS NOT NULL", [])
+    if everything:
+        return f"({column} = ? OR {column} IS NULL)", [client]
+    return f"{column} = ?", [client]
 
 
 def names_outside(scopes: dict[str, list[str]], client: str, body: Any,

@@ -348,8 +348,8 @@ def test_a_database_made_before_refusals_gets_their_columns_at_start_up(url):
 
     assert "refused_at" not in old["queries"] and "kind" not in old["query_replies"]
     assert new["queries"] - old["queries"] == {*records.REFUSAL_COLUMNS,
-                                               "handling_before_refusal"}
-    assert new["free_format"] - old["free_format"] == set(records.REFUSAL_COLUMNS)
+                                               "handling_before_refusal", "client"}
+    assert new["free_format"] - old["free_format"] == {*records.REFUSAL_COLUMNS, "client"}
     assert new["query_replies"] - old["query_replies"] == {
         "kind", "code", *records.REFUSAL_COLUMNS}
     assert [(r["id"], r["kind"]) for r in kept] == [("A1", "reply")]

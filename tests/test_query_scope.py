@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from tests.api_support import post_signed
-from tests.test_payment_read_scope import (BRANCH, CLIENT, KEYS, OTHER, SECOND,  # noqa: F401
-                                           UNKNOWN, as_unknown, get, live, made, submit,
-                                           transfer)
+from tests.test_payment_read_scope import (BRANCH, CLIENT, FOURTH, KEYS,  # noqa: F401
+                                           OTHER, SECOND, UNKNOWN, as_unknown, get, live,
+                                           made, submit, transfer)
 
 _keys = itertools.count()
 
@@ -168,7 +168,9 @@ def test_a_query_about_a_payment_the_client_may_not_see_is_not_acted_on(
 def test_the_reply_feed_leaves_out_replies_to_queries_the_client_may_not_see(
         live, made) -> None:
     """A bank's reply to CLIENT's query about its own payment is in CLIENT's reply feed
-    and not in OTHER's; a reply matching no query of ours is in both."""
+    and not in OTHER's; a reply matching no query of ours is in CLIENT's (its entry is
+    `*`) and FOURTH's (no entry), not in OTHER's, limited to some accounts
+    (tests/test_query_client_scope.py)."""
     from gateway.queries import records
     ids = asked_about(live, made)
 
@@ -189,4 +191,5 @@ def test_the_reply_feed_leaves_out_replies_to_queries_the_client_may_not_see(
         return {r["id"] for r in answer.json()["replies"]}
 
     assert {"R-scope-1", "R-scope-2"} <= fed(CLIENT)
-    assert "R-scope-2" in fed(OTHER) and "R-scope-1" not in fed(OTHER)
+    assert "R-scope-2" in fed(FOURTH) and "R-scope-1" not in fed(FOURTH)
+    assert not {"R-scope-1", "R-scope-2"} & fed(OTHER)

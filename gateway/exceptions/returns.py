@@ -123,6 +123,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
     if via == "suspense":
+        _refuse_outside_scope(gw, client, original, None)
         # Our suspense account pays, at the branch whose books hold it and in its name.
         our_branch, payer_account, payer_name = write_off.suspense_payer(gw)
     else:
@@ -155,15 +156,19 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
 
 
 def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
-                          account_no: str) -> None:
+                          account_no: str | None) -> None:
     """A client whose entry in api_balance_accounts (gateway.scope) does not cover the
-    account a return takes the money from may not return the payment: refused as an id
+    account a return takes the money from (`account_no`; None: our suspense account,
+    which only an entry of `*` covers) may not return the payment: refused as an id
     never given, before anything is held, whatever the route let it see."""
-    if client is None or scope.sees_account(gw.settings.api_balance_accounts, client,
-                                            account_no):
+    if client is None:
+        return
+    scopes = gw.settings.api_balance_accounts
+    if (scope.unlimited(scopes, client) if account_no is None
+            else scope.sees_account(scopes, client, account_no)):
         return
     log.warning("event=return_account_outside_client_scope client=%s payment=%s "
-                "account=%s", client, original["id"], account_no)
+                "account=%s", client, original["id"], account_no or "suspense")
     raise payments.not_found(original["id"])
 
 

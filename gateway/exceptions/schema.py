@@ -63,6 +63,14 @@ SCHEMA = [
 # scope (gateway.scope) judges it by that account, which a return takes the money from.
 scope.CREDITED_SQL = ("(SELECT a.account_no FROM exc_suspense_applied a "
                       "WHERE a.payment_id = payments.id)")
+# Until then its money is in our suspense account, and it is judged by that account (no
+# customer's); so too once returned from there (`via` suspense, settled): the money went
+# back to the sender from suspense, never reaching the account the message named.
+scope.IN_SUSPENSE_SQL = (
+    "(payments.direction = 'in' AND (payments.state = 'suspense' OR "
+    "(payments.state = 'returned' AND EXISTS (SELECT 1 FROM exc_returns r "
+    "WHERE r.original_id = payments.id AND r.direction = 'out' AND r.via = 'suspense' "
+    "AND r.state = 'settled'))))")
 
 REQUEST_COLUMNS = ("id", "kind", "payment_id", "msg_id", "mesg_id", "state", "requested_by",
                    "reason", "answer", "created_at", "answered_at")

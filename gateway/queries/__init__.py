@@ -195,7 +195,8 @@ class QueryDesk:
         return await self.gw.store.run(work)
 
     # `client` below: the core-system client asking, who reads and acts on only the
-    # queries about payments it sees (gateway.scope); None for the gateway's own use.
+    # queries about payments it sees, and of those about no payment of ours its own
+    # (gateway.scope, `_seen`); None for the gateway's own use and its operators.
 
     async def reply(self, query_id: str, body: Any,
                     client: str | None = None) -> dict[str, Any]:
@@ -241,23 +242,33 @@ class QueryDesk:
                      payment_id: str | None = None, limit: int = 100,
                      client: str | None = None) -> list[dict[str, Any]]:
         now = self.gw.clock.now()
-        seen = None if client is None else scope.seen_ids(self.gw.settings, client,
-                                                          self.gw.own_banks)
+        seen = self._seen(client)
         return await self.gw.store.run(lambda tx: [
             records.view(q, now) for q in records.search(tx, state, direction, payment_id,
                                                          limit, seen)])
 
     async def reply_feed(self, after: int, limit: int,
                          client: str | None = None) -> list[dict[str, Any]]:
-        seen = None if client is None else scope.seen_ids(self.gw.settings, client,
-                                                          self.gw.own_banks)
+        seen = self._seen(client)
         return await self.gw.store.run(lambda tx: records.reply_feed(tx, after, limit,
                                                                      seen))
 
-    async def free_format_feed(self, direction: str | None, after: int,
-                               limit: int) -> list[dict[str, Any]]:
+    async def free_format_feed(self, direction: str | None, after: int, limit: int,
+                               client: str | None = None) -> list[dict[str, Any]]:
+        seen = self._seen(client)
         return await self.gw.store.run(lambda tx: records.free_format_list(
-            tx, direction, after, limit))
+            tx, direction, after, limit, seen))
+
+    def _seen(self, client: str | None) -> records.Seen | None:
+        """What `client` sees of the desk's records (gateway.scope): the queries about
+        the payments it sees; of what names no payment of ours, what it made, and what
+        no client made when it is limited to no accounts in particular. None: all."""
+        if client is None:
+            return None
+        settings = self.gw.settings
+        return records.Seen(scope.seen_ids(settings, client, self.gw.own_banks),
+                            scope.unattached_condition(settings, client),
+                            scope.sees_unattached(settings, client, None))
 
     async def check_deadlines(self) -> dict[str, int]:
         """One pass of the deadline timer (also run by the timer every interval)."""

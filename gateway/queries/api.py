@@ -15,8 +15,11 @@ Credentials are checked as for every core-system endpoint (gateway.api.authentic
 errors have the one shape of CONTRACT.md §6. A client reads, answers and chases only the
 queries about payments it sees (another client's, or one outside its entry in
 api_balance_accounts, is answered as a query id never given, and left out of the list,
-as the replies to it are from the reply feed; gateway.scope); a query about no payment
-of ours is every client's.
+as the replies to it are from the reply feed; gateway.scope). Of what names no payment
+of ours (a query about a payment we do not have, free text, a reply to no query of
+ours) a client sees what it made, and what no client made (a bank's, the gateway's
+own) only when api_balance_accounts limits it to no accounts in particular (no entry,
+or `*`); the rest is answered and left out alike (gateway.scope.sees_unattached).
 """
 
 from __future__ import annotations
@@ -121,11 +124,11 @@ async def post_free_format(request: web.Request) -> web.Response:
 
 
 async def list_free_format(request: web.Request) -> web.Response:
-    await authenticate(request, b"")
+    client = await authenticate(request, b"")
     params = _params(request, {"direction": ("in", "out")},
                      {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
     items = await _desk(request).free_format_feed(params["direction"], params["after"],
-                                                  params["limit"])
+                                                  params["limit"], client)
     return _json({"messages": items,
                   "next_after": items[-1]["seq"] if items else params["after"]})
 

@@ -54,7 +54,7 @@ def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
                if req.doubt_at is not None else None)
     source, by = ("operator", req.operator) if req.operator else ("core", client)
     row, pushes = _send(tx, desk, resolved, req.content, req.query_type, now, source, by,
-                        doubt_at=req.doubt_at, ask_due_at=ask_due)
+                        doubt_at=req.doubt_at, ask_due_at=ask_due, client=client)
     if ask_due is not None and now > ask_due:
         desk.gw.alert(tx, ALERT_SENT_LATE, query=row["id"], payment=row["payment_id"],
                       doubt_at=req.doubt_at.isoformat(), due=ask_due.isoformat())
@@ -64,7 +64,8 @@ def open_query(tx: Any, desk: Any, req: QueryRequest, client: str,
 def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str | None,
           now: datetime, client: str | None = None) -> tuple[dict[str, Any], wire.Pushes]:
     """A follow-up query (催查) about the same payment, linked to the one it chases
-    (`client`: the core-system client asking, who must see its payment)."""
+    (`client`: the core-system client asking, who must see the query it chases, and
+    whose the chase is; None for the gateway's own use: the chased query's client's)."""
     first = records.get(tx, query_id)
     refuse_hidden_query(tx, desk, first, client)
     if first["direction"] != "out":
@@ -79,7 +80,7 @@ def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str 
     source = "operator" if operator else "core"
     row, pushes = _send(tx, desk, resolved, text, first["query_type"], now, source,
                         operator or first["requested_by"], chase_of=first["chase_of"]
-                        or first["id"])
+                        or first["id"], client=first["client"] if client is None else client)
     return records.view(row, now), pushes
 
 
@@ -144,15 +145,20 @@ def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> N
 
 def refuse_hidden_query(tx: Any, desk: Any, query: dict[str, Any],
                         client: str | None) -> None:
-    """Refuse a query about a payment `client` may not see (`scope.sees`) as a query id
-    never given (404 query_not_found), so that reading, answering or chasing it tells
-    nothing of the payment; None for the gateway and its operators, and a query about
-    no payment of ours, are not limited."""
-    if client is None or query["payment_id"] is None:
+    """Refuse a query `client` may not see as a query id never given (404
+    query_not_found), so that reading, answering or chasing it tells nothing of it: one
+    about a payment the client may not see (`scope.sees`), or one about no payment of
+    ours that another client asked, or that no client asked (a bank's, the gateway's
+    own) when the client is limited to some accounts (`scope.sees_unattached`). None,
+    the gateway and its operators, are not limited."""
+    if client is None:
         return
     gw = desk.gw
-    if scope.sees(tx, gw.settings, client, payments.get(tx, query["payment_id"]),
-                  gw.own_banks):
+    if query["payment_id"] is None:
+        if scope.sees_unattached(gw.settings, client, query["client"]):
+            return
+    elif scope.sees(tx, gw.settings, client, payments.get(tx, query["payment_id"]),
+                    gw.own_banks):
         return
     log.warning("event=query_outside_client_scope client=%s query=%s payment=%s",
                 client, query["id"], query["payment_id"])
@@ -309,5 +315,5 @@ def send_free_format(tx: Any, desk: Any, req: FreeFormatRequest, client: str,
         "direction": "out", "sender": gw.settings.bank_code,
         "receiver": row.direct_participant, "system": req.system, "msg_id": sent.msg_id,
         "mesg_id": sent.mesg_id, "content": req.content,
-        "requested_by": req.operator or client, "at": now.isoformat()})
+        "requested_by": req.operator or client, "at": now.isoformat(), "client": client})
     return records.free_format_view(item), [wire.link_push(sent)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,14 +48,43 @@ COLUMNS = ("id", "direction", "state", "system", "counterparty", "our_party", "t
            "requested_by", "doubt_at", "ask_due_at", "asked_at", "reply_due_at",
            "replied_at", "reply_msg_id", "reply_content", "replied_by", "handling",
            "warned_at", "overdue_at", "created_at", "updated_at", *REFUSAL_COLUMNS,
-           "handling_before_refusal")
+           "handling_before_refusal", "client")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM queries"
 REPLY_COLUMNS = ("id", "feed_seq", "query_id", "direction", "sender", "msg_id", "mesg_id",
                  "answered_msg_id", "content", "replied_by", "at", "late", "kind", "code",
                  *REFUSAL_COLUMNS)
 FREE_COLUMNS = ("id", "feed_seq", "direction", "sender", "receiver", "system", "msg_id",
-                "mesg_id", "content", "requested_by", "at", *REFUSAL_COLUMNS)
+                "mesg_id", "content", "requested_by", "at", *REFUSAL_COLUMNS, "client")
 LIST_LIMIT_MAX = 500  # one page of a listing; the caller pages with `after`
+Condition = tuple[str, list[Any]]  # an SQL condition and its parameters
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one core-system client sees of the desk's records (gateway.scope), as SQL
+    with its parameters: `payments`, a subquery of the ids of the payments it sees
+    (`scope.seen_ids`; None: every one), the queries about them being its; `unattached`,
+    a condition on the `client` column of a query or free text naming no payment of
+    ours (`scope.unattached_condition`; None: every one); `unowned`, whether it sees what
+    names none and that no client made (`scope.sees_unattached`: a bank's reply to no
+    query of ours)."""
+
+    payments: Condition | None
+    unattached: Condition | None
+    unowned: bool
+
+    def queries(self) -> Condition | None:
+        """The queries it sees, as a condition on the queries table; None: every one."""
+        if self.payments is None and self.unattached is None:
+            return None
+        about, params = "payment_id IS NOT NULL", []
+        if self.payments is not None:
+            about, params = f"payment_id IN {self.payments[0]}", list(self.payments[1])
+        unattached = "payment_id IS NULL"
+        if self.unattached is not None:
+            unattached += f" AND {self.unattached[0]}"
+            params += self.unattached[1]
+        return f"({about} OR ({unattached}))", params
 
 
 def insert(tx: Any, row: dict[str, Any]) -> dict[str, Any]:
@@ -108,19 +138,20 @@ def chase_family(tx: Any, root_id: str) -> list[dict[str, Any]]:
 
 def search(tx: Any, state: str | None = None, direction: str | None = None,
            payment_id: str | None = None, limit: int = 100,
-           seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+           seen: Seen | None = None) -> list[dict[str, Any]]:
     """Queries, the soonest due first; open ones are the operators' work list. `seen`:
-    the payments a client sees (gateway.scope.seen_ids), when given: a query about
-    another is left out, one about no payment of ours kept."""
+    what a client sees, when given: a query about a payment it does not see is left
+    out, and one about no payment of ours that is not its own (`Seen`)."""
     where, params = [], []
     for column, value in (("state", state), ("direction", direction),
                           ("payment_id", payment_id)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    if seen is not None:
-        where.append(f"(payment_id IS NULL OR payment_id IN {seen[0]})")
-        params += seen[1]
+    shown = None if seen is None else seen.queries()
+    if shown is not None:
+        where.append(shown[0])
+        params += shown[1]
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY reply_due_at, id LIMIT ?"
     rows = tx.query(sql, (*params, min(limit, LIST_LIMIT_MAX)))
@@ -330,16 +361,18 @@ def replies_of(tx: Any, query_id: str) -> list[dict[str, Any]]:
 
 
 def reply_feed(tx: Any, after: int, limit: int,
-               seen: tuple[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+               seen: Seen | None = None) -> list[dict[str, Any]]:
     """Replies received from counterparties and the NPC's refusals of our queries, in
-    arrival order after position `after`. `seen`: the payments a client sees
-    (gateway.scope.seen_ids), when given: a reply to a query about another payment is
-    left out, as its query is from `search`."""
+    arrival order after position `after`. `seen`: what a client sees, when given: a
+    reply to a query it does not see is left out, as its query is from `search`, and
+    one answering no query of ours unless it sees what no client made (`Seen`)."""
     where, params = "direction = 'in' AND feed_seq > ?", [after]
-    if seen is not None:
-        where += (" AND (query_id IS NULL OR query_id IN (SELECT id FROM queries"
-                  f" WHERE payment_id IS NULL OR payment_id IN {seen[0]}))")
-        params += seen[1]
+    shown = None if seen is None else seen.queries()
+    if shown is not None:
+        unmatched = "query_id IS NULL OR " if seen.unowned else ""
+        where += (f" AND ({unmatched}query_id IN (SELECT id FROM queries"
+                  f" WHERE {shown[0]}))")
+        params += shown[1]
     rows = tx.query(f"SELECT {', '.join(REPLY_COLUMNS)} FROM query_replies "
                     f"WHERE {where} ORDER BY feed_seq LIMIT ?",
                     (*params, min(limit, LIST_LIMIT_MAX)))
@@ -391,21 +424,27 @@ def free_format_exists(tx: Any, item_id: str) -> bool:
     return tx.query_one("SELECT 1 FROM free_format WHERE id = ?", (item_id,)) is not None
 
 
-def free_format_list(tx: Any, direction: str | None, after: int,
-                     limit: int) -> list[dict[str, Any]]:
+def free_format_list(tx: Any, direction: str | None, after: int, limit: int,
+                     seen: Seen | None = None) -> list[dict[str, Any]]:
+    """Free-format messages both ways, in feed order after position `after`. `seen`:
+    what a client sees, when given: free text names no payment, so it sees what it sent
+    and, when it sees what no client made, the banks' (`Seen`)."""
     sql = f"SELECT {', '.join(FREE_COLUMNS)} FROM free_format WHERE feed_seq > ?"
     params: list[Any] = [after]
     if direction is not None:
         sql += " AND direction = ?"
         params.append(direction)
+    if seen is not None and seen.unattached is not None:
+        sql += f" AND {seen.unattached[0]}"
+        params += seen.unattached[1]
     rows = tx.query(sql + " ORDER BY feed_seq LIMIT ?", (*params, min(limit, LIST_LIMIT_MAX)))
     return [free_format_view(dict(zip(FREE_COLUMNS, r))) for r in rows]
 
 
 def free_format_view(item: dict[str, Any]) -> dict[str, Any]:
-    """A free-format message as listed: its fields, `seq`, and `refusal` (null unless the
-    NPC refused it)."""
-    shown = {c: item[c] for c in FREE_COLUMNS if c not in REFUSAL_COLUMNS}
+    """A free-format message as listed: its fields (not the client that sent it, which
+    only that client sees it), `seq`, and `refusal` (null unless the NPC refused it)."""
+    shown = {c: item[c] for c in FREE_COLUMNS if c not in (*REFUSAL_COLUMNS, "client")}
     return dict(shown, seq=item["feed_seq"], refusal=refusal_view(item))
 
 

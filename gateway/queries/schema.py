@@ -7,10 +7,14 @@ the gateway's sequences instead of autoincrement columns.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from gateway import dialect
 from gateway.queries import records
+
+log = logging.getLogger("paygate.queries")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS queries (
@@ -47,6 +51,8 @@ SCHEMA = [
         refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, by this message type;
         refusal_code TEXT, refusal_reason TEXT,  -- in: the NPC refused our latest reply
         handling_before_refusal TEXT,     -- in: its handling before our reply was refused
+        client TEXT,                      -- out: the core-system client that asked; null:
+                                          -- no client (a bank's, the gateway's own)
         UNIQUE (direction, counterparty, msg_id)
     )""",
     "CREATE INDEX IF NOT EXISTS queries_state ON queries (state, reply_due_at)",
@@ -83,7 +89,8 @@ SCHEMA = [
         msg_id TEXT NOT NULL, mesg_id TEXT NOT NULL,
         content TEXT NOT NULL, requested_by TEXT, at TEXT NOT NULL,
         refused_at TEXT, refused_with TEXT,  -- out: the NPC refused it, as for a query
-        refusal_code TEXT, refusal_reason TEXT
+        refusal_code TEXT, refusal_reason TEXT,
+        client TEXT                       -- out: the client that sent it; null: no client
     )""",
     "CREATE INDEX IF NOT EXISTS free_format_out_msg ON free_format (msg_id) "
     "WHERE direction = 'out'",
@@ -103,8 +110,8 @@ SCHEMA = [
 _REFUSAL = [("refused_at", "TEXT"), ("refused_with", "TEXT"), ("refusal_code", "TEXT"),
             ("refusal_reason", "TEXT")]
 ADDED_COLUMNS = {
-    "queries": [*_REFUSAL, ("handling_before_refusal", "TEXT")],
-    "free_format": _REFUSAL,
+    "queries": [*_REFUSAL, ("handling_before_refusal", "TEXT"), ("client", "TEXT")],
+    "free_format": [*_REFUSAL, ("client", "TEXT")],
     "query_replies": [("kind", "TEXT NOT NULL DEFAULT 'reply'"), ("code", "TEXT"),
                       *_REFUSAL],
     "query_requests": [("request", "TEXT")],
@@ -118,9 +125,50 @@ ADDED_INDEXES = [
 ]
 
 
+# What a client made is kept under its Idempotency-Key: the key's kind, the table.
+_KEPT_KINDS = {"queries": "queries", "free_format": "free_format"}
+_KEPT_PAGE = 500  # answers read at a time while the clients are filled in
+
+
 def install(tx: Any) -> None:
     dialect.install(tx, SCHEMA)
+    filled = []
     for table, columns in ADDED_COLUMNS.items():
-        dialect.add_columns(tx, table, columns)
+        if "client" in dialect.add_columns(tx, table, columns):
+            filled.append(table)
     dialect.install(tx, ADDED_INDEXES)
+    if filled:
+        fill_clients(tx, filled)
     records.restore_handling(tx)
+
+
+def fill_clients(tx: Any, tables: list[str]) -> int:
+    """Give the queries and free text made before their client was kept (`tables`, the
+    ones that just got the column) the client that made them: the one whose answer the
+    gateway stored under its Idempotency-Key (query_requests; every query and free text a
+    client made had one, whether or not it named an operator), and for a chase, the
+    client of the query it chases. What no client made (a bank's, the gateway's own)
+    keeps none. Run once, in the transaction that adds the column. The rows filled."""
+    filled = 0
+    last = ("", "")
+    while True:
+        page = tx.query("SELECT client, key, response FROM query_requests "
+                        "WHERE status = 201 AND (client > ? OR (client = ? AND key > ?)) "
+                        "ORDER BY client, key LIMIT ?",
+                        (last[0], last[0], last[1], _KEPT_PAGE))
+        for client, key, response in page:
+            table = _KEPT_KINDS.get(key.split(":", 1)[0])
+            item_id = json.loads(response).get("id")
+            if table in tables and isinstance(item_id, str):
+                filled += tx.execute(f"UPDATE {table} SET client = ? WHERE id = ? "
+                                     "AND client IS NULL", (client, item_id))
+        if len(page) < _KEPT_PAGE:
+            break
+        last = (page[-1][0], page[-1][1])
+    if "queries" in tables:
+        filled += tx.execute("UPDATE queries SET client = (SELECT f.client FROM queries f "
+                             "WHERE f.id = queries.chase_of) WHERE client IS NULL "
+                             "AND chase_of IN (SELECT id FROM queries WHERE client IS NOT NULL)",
+                             ())
+    log.info("event=query_clients_filled tables=%s rows=%s", ",".join(tables), filled)
+    return filled
