@@ -31,9 +31,10 @@ from typing import Any, Callable
 import icu
 
 from gateway.errors import PaygateError, Problem
+from gateway.states import REVIEW_REASON_PREFIXES
 
 REVIEW_ABOVE_THRESHOLD = "review_amount_above_threshold"
-REASON_PREFIXES = ("review_", "screening_")
+REASON_PREFIXES = REVIEW_REASON_PREFIXES
 OUTBOX_HELD = "held"      # outbox state of a payment an operator holds
 OUTBOX_REVIEW = "review"  # outbox state of a payment waiting for review or screening
 
