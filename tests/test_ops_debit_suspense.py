@@ -370,13 +370,17 @@ def test_a_return_cancelled_by_an_operator_is_reported_as_the_npc_s_refusal(
 
 
 @pytest.fixture
-def payer_listed(rig: Rig, tmp_path: Any) -> Any:
-    """A screening list naming the payer our debits collect from ("对手客户"), in force
-    while the test runs (added after the debits were sent, as a list grows)."""
+def list_payer(rig: Rig, tmp_path: Any) -> Any:
+    """Puts in force a screening list naming the payer our debits collect from
+    ("对手客户"), as a list grows after a debit was sent; the rig's list again after the
+    test."""
     path = tmp_path / "screening.toml"
     path.write_text('names = ["对手客户"]\naccounts = []\n', encoding="utf-8")
-    was, rig.gw.settings.screening_file = rig.gw.settings.screening_file, str(path)
-    yield
+    was = rig.gw.settings.screening_file
+
+    def put() -> None:
+        rig.gw.settings.screening_file = str(path)
+    yield put
     rig.gw.settings.screening_file = was
 
 
@@ -396,12 +400,13 @@ def _return_state(rig: Rig, rid: str) -> tuple[str, str | None, str | None]:
 
 
 def test_a_return_to_a_listed_payer_is_held_for_review_then_sent_once_passed(
-        rig: Rig, payer_listed: Any) -> None:
-    """The return is screened as every outgoing credit is: its payee listed, it is held
-    out of packing with the screening's reason (the debit's `return_requested` says so),
-    and no package takes it; passed by a supervisor, it is packed and, netted, returns
-    the money as any return."""
+        rig: Rig, list_payer: Any) -> None:
+    """The return is screened as every outgoing credit is: its payee listed since the
+    debit went, it is held out of packing with the screening's reason (the debit's
+    `return_requested` says so), and no package takes it; passed by a supervisor, it is
+    packed and, netted, returns the money as any return."""
     pid, pending_no = rig.in_suspense()
+    list_payer()
     done = rig.done("suspense_return", pid, WHY_RETURN)
     rid = done["outcome"]["return_id"]
     held = _return_state(rig, rid)
@@ -423,11 +428,12 @@ def test_a_return_to_a_listed_payer_is_held_for_review_then_sent_once_passed(
 
 
 def test_a_held_return_failed_in_review_leaves_the_money_in_suspense(
-        rig: Rig, payer_listed: Any) -> None:
+        rig: Rig, list_payer: Any) -> None:
     """Failed by a supervisor, the held return is cancelled and ends unpaid as any
     return does: the item stays open, the debit as it was, `return_failed` and the
     alert; a new return may be asked (and is held again while the payer is listed)."""
     pid, pending_no = rig.in_suspense()
+    list_payer()
     rid = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
     _review(rig, "review_reject", rid)
     ended = _return_ended(rig, pid, rid)

@@ -45,9 +45,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from gateway import intake, keys, outbound, payments
+from gateway import intake, keys, outbound, payments, screening
 from gateway.beps import items
 from gateway.beps.incoming import incoming_row, new_transfers
 from gateway.beps.settings import BepsSettings
@@ -80,17 +80,6 @@ EVENT_HELD = "beps_debit_held_for_review"
 # debit held) and `partly_answered` when the package's first receipt answered the others.
 ANSWERED, PARTLY_ANSWERED, WAITING_FOR_REVIEW = "answered", "partly_answered", \
     "waiting_for_review"
-
-
-class _Parties(NamedTuple):
-    """What the screening reads of a payment's row: its payer's and payee's account and
-    name (as it reads an outgoing transfer's); of a debit, our payer's and the
-    creditor's."""
-
-    payer_account: str
-    payer_name: str
-    payee_account: str
-    payee_name: str
 
 
 def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
@@ -148,7 +137,7 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
     held = iter(gw.ledger.hold_many(tx, [
         (f"{row['id']}:hold", t.debtor_account, t.amount_fen, work_date, row["id"])
         for row, t in holding]))
-    screen = row_screening(gw)
+    screen = screening.of_rows(gw)
     changes: list[tuple[dict[str, Any], str, str, dict[str, Any]]] = []
     final: list[tuple[str, str] | str | None] = []
     for row, refusal in zip(rows, refusals):
@@ -195,19 +184,6 @@ def receipt_line(tx_id: str, debtor_bank: str, creditor_bank: str, amount_fen: i
                                    beps128.PAID)
     return beps128.ReceiptLine(tx_id, debtor_bank, creditor_bank, amount_fen, "PR09",
                                *refusal)
-
-
-def row_screening(gw: "Gateway") -> Callable[[dict[str, Any]], str | None] | None:
-    """The review hook's screening alone (gateway.ops.review.HoldReason.screening), its
-    list looked up once, over payments' rows (a package's debits; our return of a
-    debit's money from suspense, gateway.exceptions.debit_suspense); None when the
-    gateway has none."""
-    screening = getattr(getattr(gw, "review", None), "screening", None)
-    if screening is None:
-        return None
-    screen = screening(gw.settings)
-    return lambda row: screen(_Parties(row["payer_account"] or "", row["payer_name"] or "",
-                                       row["payee_account"] or "", row["payee_name"] or ""))
 
 
 def _wait_for_review(tx: Any, gw: "Gateway", held: list[tuple[dict[str, Any], str]],

@@ -61,8 +61,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, intake, payments, states
-from gateway.beps import build, debits_in, items, review_hold
+from gateway import critical, intake, payments, screening, states
+from gateway.beps import build, items
 from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import outcomes, returns, schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
@@ -221,6 +221,9 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
               debit["amount_fen"], now, package_id=None if held_for is None else items.HELD_OUT)
     schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now)
     if held_for is not None:
+        # Imported here: gateway.beps.review_hold reaches this module through the BEPS
+        # debits (debit_review, debits_in, incoming, gateway.exceptions).
+        from gateway.beps import review_hold
         review_hold.held(tx, gw, row, held_for, now)
     payments.transition(tx, debit, debit["state"], "return_requested", now, gw.notifier,
                         return_id=rid, by=by, reason_given=reason, request=request_id,
@@ -234,8 +237,7 @@ def _screened(gw: Any, row: dict[str, Any]) -> str | None:
     our debit named, or its payer, our suspense account), None when clear. The screening
     alone, as for a debit another bank sends us: the amount has had its second person
     already, the supervisor or director who approved the suspense_return."""
-    screen = debits_in.row_screening(gw)
-    return screen(row) if screen is not None else None
+    return screening.reason(gw, row)
 
 
 def on_unheld(tx: Any, gw: Any, ids: list[str], outcome: str, detail: dict[str, Any],

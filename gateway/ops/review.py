@@ -92,8 +92,9 @@ class HoldReason:
                                  or review_reason(transfer, settings))
 
     def screening(self, settings: Any) -> Callable[[Any], str | None]:
-        """The screening alone (no amount review), the list read once: for the debits
-        another bank sends us that our receipt would pay (gateway.beps.debit_review)."""
+        """The screening alone (no amount review), the list read once: for payments the
+        gateway makes from stored rows (gateway.screening: the debits another bank sends
+        us that our receipt would pay, our own debits, our returns from suspense)."""
         blocked = BlockedList.for_path(_list_path(settings))
         return lambda transfer: _screened(blocked, transfer)
 
