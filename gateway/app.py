@@ -1136,12 +1136,15 @@ class Gateway:
         self._next_opening = (*asked, opening)
         return opening
 
-    def _accept_tx(self, tx: Any, p: "Prepared"
+    def _accept_tx(self, tx: Any, p: "Prepared",
+                   hold_of: Callable[[intake.Transfer], str | None] | None = None
                    ) -> tuple[int, dict[str, Any], list[tuple[str, dict[str, str]]],
                               tuple[int, bytes, str] | None]:
         """Inside the store's transaction: the idempotency check, the hold, the payment
         row, the channel's intake and the stored answer; (status, answer, entries, and
-        with `p.send_now` the message claimed for sending: outbox id, bytes, lane)."""
+        with `p.send_now` the message claimed for sending: outbox id, bytes, lane).
+        `hold_of` is the review hook for the transfers of one batch (`intake_holds`, its
+        list looked up once for the batch); `intake_hold` when None."""
         if p.message is not None:
             replayed = ready.stored_answer(tx, p.client, p.message, p.body_hash, p.body)
             if replayed is not None:
@@ -1174,11 +1177,14 @@ class Gateway:
             # A ready message's remittance lines go on as it writes them (tag lines,
             # gateway.ready_rules), not as a JSON transfer's free text is tagged.
             transfer = transfer._replace(remittance=tuple(p.message.remittance))
+        # The review hook asked once, for the transfer as it goes out (under the holder's
+        # name); the channel's intake acts on its answer.
+        hold = (hold_of or self.intake_hold)(transfer)
         # An HVPS payment sent from this work, with nothing to wait for, is written sent
         # with its message claimed (outbound.claim_new) instead of written accepted and
         # pending, then claimed and moved on.
         at_once = send_now and p.accept == self._accept_hvps \
-            and self._hvps_wait(transfer, p.decision) is None
+            and self._hvps_wait(hold, p.decision) is None
         row = intake.record_outgoing(tx, transfer, p.decision, work_date=work_date, now=p.now,
                                      hold_id=str(hold_id), state="accepted",
                                      payment_id=payment_id, msg_id=msg_id,
@@ -1198,7 +1204,7 @@ class Gateway:
             outbox_id, envelope, _ = claimed
             sending, entries = (outbox_id, envelope, lane), []
         else:
-            row, entries = p.accept(tx, row, transfer, p.decision, p.now)
+            row, entries = p.accept(tx, row, transfer, p.decision, p.now, hold)
         # The answer shows the payment as accepted, whether or not it is sent already; a
         # ready message's, with the core system's MsgId and TxId beside those sent.
         response = payments.public_view(row)
@@ -1225,25 +1231,24 @@ class Gateway:
         return 201, response, entries, sending
 
     def _accept_internal(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
-                         decision: Any, now: datetime
+                         decision: Any, now: datetime, hold: str | None
                          ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """Payer and payee banks share a clearing account: a book transfer in our own
         ledger (hold → payee), settled at once, never sent to CNAPS; held instead, its
-        funds held and nothing credited, when the review hook holds it
-        (gateway.internal_hold)."""
-        hold = self.intake_hold(transfer)
+        funds held and nothing credited, when the review hook holds it (`hold`, its
+        reason: gateway.internal_hold)."""
         if hold is not None:
             return internal_hold.held(tx, self, row, hold, now), []
         return internal_hold.settle(self, tx, row, now), []
 
     def _accept_hvps(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
-                     decision: Any, now: datetime
+                     decision: Any, now: datetime, hold: str | None
                      ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """An accepted HVPS payment goes on its priority lane, or waits for the window
-        (when_closed=queue) or for a second person's review."""
+        (when_closed=queue) or for a second person's review (`hold`, the review hook's
+        reason)."""
         # A second person's review comes first: a reviewed payment taken while HVPS is
         # closed then waits for the window (the approval sends it to `waiting`).
-        hold = self.intake_hold(transfer)
         outbox_state = "review" if hold is not None else "pending"
         if hold is None and decision.action == "queue":
             hold, outbox_state = "waiting_for_hvps_window", "waiting"
@@ -1261,9 +1266,10 @@ class Gateway:
     def intake_hold(self, transfer: intake.Transfer) -> str | None:
         """Why a new outgoing customer payment must wait for a second person before it
         is sent (the screening, the amount review: the `review` hook), None when it need
-        not. The HVPS and BEPS intakes ask here (a BEPS credit one by one, in a batch
-        through `intake_holds`, or periodic) before anything of the payment is sent or
-        packed."""
+        not. Asked once a payment, before anything of it is sent, packed or settled: by
+        `_accept_tx` for a transfer alone (its answer handed to the channel's intake),
+        through `intake_holds` for the transfers of a batch (HVPS, BEPS and book
+        transfers alike), and by the periodic credits and suspense returns of BEPS."""
         return self.review(transfer, self.settings) if self.review is not None else None
 
     def intake_holds(self) -> Callable[[intake.Transfer], str | None]:
@@ -1277,11 +1283,11 @@ class Gateway:
             return for_batch(self.settings)  # type: ignore[no-any-return]
         return lambda transfer: review(transfer, self.settings)
 
-    def _hvps_wait(self, transfer: intake.Transfer, decision: Any) -> str | None:
-        """Whether an accepted HVPS payment waits (a second person's review, the HVPS
-        window): the reason it is held, None when it goes at once (as `_accept_hvps`
-        decides)."""
-        hold = self.intake_hold(transfer)
+    @staticmethod
+    def _hvps_wait(hold: str | None, decision: Any) -> str | None:
+        """Whether an accepted HVPS payment waits (a second person's review, `hold` the
+        review hook's reason; the HVPS window): the reason it is held, None when it goes
+        at once (as `_accept_hvps` decides)."""
         if hold is None and decision.action == "queue":
             hold = "waiting_for_hvps_window"
         return hold

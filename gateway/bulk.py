@@ -16,11 +16,12 @@ accepted in three steps that together do what `Gateway._accept_tx` does for one:
 3. one log line per payment, as `payments.insert` writes.
 
 A transfer the screening or the amount review holds (`Gateway.intake_holds`, its list
-read once for the batch) is accepted with the others and its channel's intake sets it
-aside, `held` with the reason, as `Gateway._accept_tx` does one alone.
+looked up once for the batch) is accepted with the others and its channel's intake sets
+it aside, `held` with the reason, as `Gateway._accept_tx` does one alone.
 
 Other transfers (HVPS, internal book transfers) take the one-by-one path, each in its
-own savepoint, in the same transaction.
+own savepoint, in the same transaction, screened with the same batch's look-up of the
+list (`Gateway._accept_tx`'s `hold_of`).
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
     stamps: dict[Any, str] = {}  # instants as text (a batch's transfers share one)
     done: list[tuple[int, Any]] = []
     entries: list[Entry] = []
+    # The screening and the amount review (Gateway.intake_hold), the list looked up once
+    # for the batch, whatever the channels of its transfers.
+    hold_of = gw.intake_holds()
     for i, p in ready:
         try:
             if p.idem_key in stored:
                 result = _replay(tx, p, *stored[p.idem_key])
             elif getattr(p.accept, "bulk", None) is None:
                 with tx.savepoint():
-                    status, response, more, _ = gw._accept_tx(tx, p)
+                    status, response, more, _ = gw._accept_tx(tx, p, hold_of)
                 entries.extend(more)
                 result = (status, response)
             else:
@@ -76,9 +80,8 @@ def accept_many(gw: Any, tx: Any, ready: list[tuple[int, "Prepared"]]
 
     # The payers' names and banks, against their accounts, before any is held.
     waiting = _payers_checked(gw, tx, waiting, done)
-    # The screening and the amount review (Gateway.intake_hold), the list read once for
-    # the batch; a transfer they hold is accepted and set aside, as one alone is.
-    hold_of = gw.intake_holds()
+    # A transfer the screening or the amount review holds is accepted and set aside, as
+    # one alone is.
     reasons = {row["id"]: reason for _, p, row, _ in waiting
                if (reason := hold_of(_as_sent(p.transfer, row))) is not None}
     ready_messages.own_end_to_end_ids(

@@ -17,6 +17,12 @@ nothing is sent. Only the console's review or a cancel ends it:
 An operator's release is refused (`payment_held_for_review`: it is for payments an
 operator held), as for an HVPS or BEPS payment the review holds
 (gateway.ops.actions.refuse_if_held_for_review).
+
+An operator's hold is refused too, for every book transfer (`refuse_hold`): nothing of
+one ever waits to be sent that a hold could stop. Held for review, it is held already
+(`payment_already_held`, as an HVPS payment or BEPS item the review holds); any other
+settled in our ledger in the transaction that took it, or was cancelled, and is final
+(`book_transfer_not_holdable`).
 """
 
 from __future__ import annotations
@@ -80,6 +86,26 @@ def check_cancel(payment: dict[str, Any], path: str = "/target") -> None:
                                "one not held settles at intake"))
 
 
+def refuse_hold(payment: dict[str, Any]) -> None:
+    """An operator's hold of a book transfer, refused with what it is: held for review
+    already, or settled (or cancelled) and final."""
+    pid, reason = payment["id"], payment["reason"]
+    if is_held(payment):
+        raise Conflict(Problem(
+            "payment_already_held", "/target", reason,
+            "a payment not held by an operator or for review",
+            f"book transfer {pid} is held for review ({reason}): nothing of it is credited "
+            f"until the review passes it (`paygate ops request review-approve {pid}`); "
+            f"fail it (`paygate ops request review-reject {pid}`) or cancel it to release "
+            "its payer's funds"))
+    raise Conflict(Problem(
+        "book_transfer_not_holdable", "/target", payment["state"],
+        "an HVPS payment or a BEPS item not yet sent: a book transfer settles in our own "
+        "ledger in the transaction that takes it, and waits only for the review",
+        f"book transfer {pid} is {payment['state']}, final: nothing of it waits to be "
+        "sent or settled, so a hold would stop nothing"))
+
+
 def approve(gw: Any, tx: Any, target: str, who: dict[str, Any], now: datetime
             ) -> dict[str, Any]:
     """Settled as intake would have settled it."""
@@ -106,7 +132,7 @@ def cancel(gw: Any, tx: Any, payment: dict[str, Any], event: str, reason: str,
 
 
 def register() -> bool:
-    """review_approve, review_reject, cancel and release of a book transfer, in the
+    """review_approve, review_reject, cancel, release and hold of a book transfer, in the
     console's tables of actions by channel; False when the product has no console."""
     if importlib.util.find_spec("gateway.ops.control") is None:
         return False
@@ -134,6 +160,9 @@ def register() -> bool:
                                "a book transfer is held only by the review: pass or fail "
                                "it (review_approve, review_reject)"))
 
+    def not_held(tx: Any, target: str, params: dict[str, Any]) -> Any:
+        refuse_hold(payments.get(tx, target))
+
     def checked(tx: Any, target: str, params: dict[str, Any]) -> None:
         check(tx, payments.get(tx, target))
 
@@ -143,6 +172,7 @@ def register() -> bool:
     for name, precondition, run in (
             ("review_approve", checked, run_approve), ("review_reject", checked, run_reject),
             ("cancel", cancellable, run_cancel),
-            ("release", not_released, lambda c, tx, t, p: not_released(tx, t, p))):
+            ("release", not_released, lambda c, tx, t, p: not_released(tx, t, p)),
+            ("hold", not_held, lambda c, tx, t, p: not_held(tx, t, p))):
         actions.CHANNEL_ACTIONS.setdefault((CHANNEL, name), (precondition, run))
     return True

@@ -24,7 +24,8 @@ from gateway.clock import texts
 from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
-from gateway.states import HVPS_SENDING_HELD, check_transition
+from gateway.states import (HVPS_SENDING_HELD, REVIEW_REASON_PREFIXES, check_transition,
+                            held_for_review)
 from gateway.store import Contended, after_commit, gather, log_after_commit
 
 log = logging.getLogger("paygate.payments")
@@ -744,16 +745,22 @@ REASON_STATES = frozenset({"held", "queued", "unknown", "rejected", "cancelled",
 SENT_REASONS = frozenset({"debit_receipt_overdue"})
 # Reasons a payment still `accepted` shows: why it has not left for the NPC yet.
 ACCEPTED_REASONS = frozenset({HVPS_SENDING_HELD})
+# Reasons a payment still `received` shows (by prefix): a debit another bank sent us
+# that the screening holds, unpaid until operators decide (gateway.beps.debit_review).
+RECEIVED_REASON_PREFIXES = REVIEW_REASON_PREFIXES
 
 
 def shown_reason(payment: dict[str, Any]) -> str | None:
     """The payment's reason where it explains its state (REASON_STATES, or one of
-    SENT_REASONS while sent, or of ACCEPTED_REASONS while accepted), else None: the same
-    for the core system's view, the console's page and its command line."""
+    SENT_REASONS while sent, of ACCEPTED_REASONS while accepted, of
+    RECEIVED_REASON_PREFIXES while received), else None: the same for the core system's
+    view, the console's page and its command line."""
     reason = payment.get("reason")
-    if payment["state"] in REASON_STATES \
-            or (payment["state"] == "sent" and reason in SENT_REASONS) \
-            or (payment["state"] == "accepted" and reason in ACCEPTED_REASONS):
+    state = payment["state"]
+    if state in REASON_STATES or (state == "sent" and reason in SENT_REASONS) \
+            or (state == "accepted" and reason in ACCEPTED_REASONS) \
+            or (state == "received" and reason
+                and reason.startswith(RECEIVED_REASON_PREFIXES)):
         return reason
     return None
 
@@ -787,6 +794,9 @@ def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = N
                                                   "msg_id": payment["msg_id"],
                                                   "end_to_end_id": payment["end_to_end_id"]},
         "reason": shown_reason(payment),
+        # Held by the amount review or the screening: an outgoing payment `held`, or a
+        # debit another bank sent us still `received` (states.held_for_review).
+        "held_for_review": held_for_review(payment),
         "pending_write_off_no": payment.get("pending_no"),
         "route": payment["route"], "work_date": payment["work_date"],
         "created_at": payment["created_at"], "updated_at": payment["updated_at"],

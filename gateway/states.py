@@ -24,6 +24,10 @@ HELD_DEAD_LETTERED = "dead_lettered"
 # The reason of an HVPS payment still `accepted` on its lane while HVPS sending is held
 # after a refused ccms.801 (gateway.status_hold); cleared when it moves on.
 HVPS_SENDING_HELD = "hvps_sending_held"
+# Reasons of a payment the amount review or the screening holds (gateway.ops.review): an
+# outgoing one `held`; a debit another bank sent us `received`, unpaid, our receipt
+# waiting for operators (gateway.beps.debit_review). Neither is a state of its own.
+REVIEW_REASON_PREFIXES = ("review_", "screening_")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # outgoing
@@ -70,6 +74,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 SUSPENSE_DEBIT_ONLY = frozenset({("rejected", "netted"), ("rejected", "returned"),
                                  ("cancelled", "netted"), ("cancelled", "returned"),
                                  ("netted", "returned")})
+
+
+def held_for_review(payment: Mapping[str, Any]) -> bool:
+    """Whether the amount review or the screening holds the payment now: outgoing and
+    `held`, or incoming (a debit another bank sent us) and still `received`, with a
+    reason of REVIEW_REASON_PREFIXES."""
+    reason = payment.get("reason")
+    return bool(reason) and reason.startswith(REVIEW_REASON_PREFIXES) and (
+        payment.get("direction"), payment.get("state")) in (("out", "held"),
+                                                            ("in", "received"))
 
 
 def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:

@@ -84,6 +84,27 @@ class Rig(ControlRig):
     def expire(self, now: datetime) -> int:
         return self.db(lambda tx: debit_review.expire(tx, self.gw, now))
 
+    def package_state(self, package_id: str) -> str:
+        return self.db(lambda tx: tx.query_one(
+            "SELECT state FROM beps_packages WHERE id = ?", (package_id,)))[0]
+
+    def shown(self, tx_id: str) -> dict[str, Any]:
+        """What GET /v1/transfers/{id} and the console's payment detail show of the
+        debit (state, reason and held_for_review of each), and `paygate ops payment`'s
+        line saying whether it is held for review."""
+        from gateway.ops import cli_render, views
+
+        payment_id = self.payment_id(tx_id)
+        view = self.run(self.gw.get_transfer(payment_id))
+        console = self.db(lambda tx: views.payment_detail(tx, payment_id,
+                                                          self.gw.clock.now()))
+        shown: dict[str, Any] = {
+            name: (view["state"], view["reason"], view["held_for_review"])
+            for name, view in (("api", view), ("console", console))}
+        shown["cli"] = " ".join(next(line for line in cli_render.payment(console).splitlines()
+                                     if line.startswith("held for review")).split())
+        return shown
+
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
@@ -123,10 +144,56 @@ def test_an_operators_release_does_not_pass_a_held_debit(rig: Rig) -> None:
 
 
 def test_a_package_of_held_debits_only_sends_no_receipt_yet(rig: Rig) -> None:
+    """Nothing of it is answered: it waits for review, not `answered`."""
     out, package_id, _ = rig.receive(rig.debit(LISTED))
 
     assert (out["paid"], out["held"]) == (0, 1)
     assert rig.receipts(package_id) == []
+    assert rig.package_state(package_id) == debits_in.WAITING_FOR_REVIEW
+
+
+PACKAGE_STATES = [
+    # the package's debits (listed creditor or not), the state on arrival, and after the
+    # review decides each held debit in turn (approve or reject)
+    ((False, False), debits_in.ANSWERED, ()),
+    ((True,), debits_in.WAITING_FOR_REVIEW, (("review_approve", debits_in.ANSWERED),)),
+    ((False, True), debits_in.PARTLY_ANSWERED, (("review_reject", debits_in.ANSWERED),)),
+    ((True, True), debits_in.WAITING_FOR_REVIEW,
+     (("review_approve", debits_in.PARTLY_ANSWERED), ("review_reject", debits_in.ANSWERED))),
+]
+
+
+@pytest.mark.parametrize("listed, arrived, decisions", PACKAGE_STATES)
+def test_a_package_is_answered_once_every_debit_of_it_is(
+        rig: Rig, listed: tuple[bool, ...], arrived: str,
+        decisions: tuple[tuple[str, str], ...]) -> None:
+    debits = [rig.debit(LISTED if is_listed else "示例燃气公司") for is_listed in listed]
+    _, package_id, _ = rig.receive(*debits)
+    states = [rig.package_state(package_id)]
+    held = [d for d, is_listed in zip(debits, listed) if is_listed]
+    for debit, (action, _) in zip(held, decisions):
+        rig.request("sup1", action, rig.payment_id(debit.tx_id))
+        states.append(rig.package_state(package_id))
+
+    assert states == [arrived, *(state for _, state in decisions)]
+    assert len(rig.receipts(package_id)) == (1 if False in listed else 0) + len(held)
+
+
+def test_a_held_debit_shows_it_is_held_for_review(rig: Rig) -> None:
+    """It stays `received` (CONTRACT.md's incoming states), its reason and
+    `held_for_review` saying why, in the core system's view and the console's alike,
+    until the review passes it."""
+    listed = rig.debit(LISTED)
+    rig.receive(listed)
+    held = rig.shown(listed.tx_id)
+    rig.request("sup1", "review_approve", rig.payment_id(listed.tx_id))
+
+    assert held == {**dict.fromkeys(("api", "console"),
+                                    ("received", "screening_match_payee_name", True)),
+                    "cli": "held for review yes"}
+    assert rig.shown(listed.tx_id) == {**dict.fromkeys(("api", "console"),
+                                                       ("received", None, False)),
+                                       "cli": "held for review no"}
 
 
 def test_a_passed_debit_is_paid_in_a_receipt_of_its_own(rig: Rig) -> None:
@@ -192,6 +259,7 @@ def test_a_debit_nobody_decided_is_refused_before_its_deadline(rig: Rig) -> None
     assert rig.receipts(package_id) == [[(first.tx_id, "PR09", "RJ08"),
                                          (second.tx_id, "PR09", "RJ08")]]
     assert rig.debit_state(first.tx_id) == ("rejected", debit_review.REFUSED)
+    assert rig.package_state(package_id) == debits_in.ANSWERED
     assert rig.books() == (balance + 350, True)
     assert rig.alerts("debit_review_expired") == alerts + 1
     with pytest.raises(PaygateError) as exc:
@@ -232,12 +300,15 @@ def test_a_debit_that_cannot_be_refused_keeps_no_other_from_its_answer(rig: Rig)
     finally:
         rig.gw.ledger.release = release
     states = rig.debit_state(first.tx_id), rig.debit_state(second.tx_id)
+    package = rig.package_state(package_id)
     later = rig.expire(deadline - MARGIN)
 
     assert due == 1
     assert states == (("received", "screening_match_payee_name"),
                       ("rejected", debit_review.REFUSED))
+    assert package == debits_in.PARTLY_ANSWERED
     assert later == 1
     assert rig.receipts(package_id) == [[(second.tx_id, "PR09", "RJ08")],
                                         [(first.tx_id, "PR09", "RJ08")]]
+    assert rig.package_state(package_id) == debits_in.ANSWERED
     assert rig.books()[1]

@@ -289,6 +289,40 @@ def test_a_held_for_review_rows_buttons_are_all_in_view(review_rig: Any, browser
     assert [b["action"] for b in buttons if not (b["inside"] and b["reachable"])] == []
 
 
+@pytest.fixture(scope="module")
+def debit_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A gateway holding a debit another bank sent us whose creditor is listed."""
+    from tests.test_beps_debit_screening import LISTED
+    from tests.test_beps_debit_screening import Rig as DebitRig
+
+    with serving(tmp_path_factory.mktemp("ops-debit-review")) as (loop, ops_rig):
+        debits = DebitRig(loop, ops_rig)
+        debit = debits.debit(LISTED)
+        debits.receive(debit)
+        yield loop, ops_rig, debits.payment_id(debit.tx_id)
+
+
+def test_a_held_debit_is_shown_held_for_review_with_pass_and_fail(debit_rig: Any,
+                                                                 browser: Any) -> None:
+    """A debit another bank sent us that the screening holds is `received` and shown
+    held for review beside it, in its row and its detail; a supervisor is offered the
+    review's pass and fail (an incoming debit is not cancelled)."""
+    _, ops_rig, pid = debit_rig
+    page = sign_in(browser, ops_rig.url, "sup1", "en-US")
+    row = page.wait_for_selector(f'#t-review tr[data-id="{pid}"]', timeout=STEP_TIMEOUT_MS)
+    badges = [b.get_attribute("data-state") for b in row.query_selector_all(".state")]
+    buttons = [b.get_attribute("data-action") for b in row.query_selector_all("button")]
+    text = row.text_content()
+    page.click(f'#t-review a:has-text("{pid}")')
+    page.wait_for_selector("#detail:not(.hidden)", timeout=STEP_TIMEOUT_MS)
+    title = page.text_content("#detail-title")
+
+    assert badges == ["received", "held_for_review"]
+    assert "held for review" in text and "screening_match_payee_name" in text
+    assert buttons == ["review_approve", "review_reject"]
+    assert "held for review" in title
+
+
 def test_a_payment_held_since_an_earlier_work_date_shows_its_date(review_rig: Any,
                                                                   browser: Any) -> None:
     """The "Held for review" table shows a payment's time alone when it is of today's

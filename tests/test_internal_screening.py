@@ -190,3 +190,28 @@ def test_the_console_lists_a_held_book_transfer_and_offers_pass_and_fail(rig: Ri
     assert offered == {(held, "review_approve"): True, (held, "review_reject"): True,
                        (held, "cancel"): True, (settled, "review_approve"): False,
                        (settled, "review_reject"): False, (settled, "cancel"): False}
+
+
+def test_an_operators_hold_of_a_book_transfer_is_refused_with_what_it_is(rig: Rig) -> None:
+    """Nothing of a book transfer waits to be sent: one held for review is held already
+    (pass, fail or cancel it); a settled or cancelled one is final."""
+    held = rig.transfer()["id"]
+    settled = rig.transfer(listed=False)["id"]
+    cancelled = rig.transfer()["id"]
+    rig.request("dir1", "review_reject", cancelled)
+    refused = []
+    for pid in (held, settled, cancelled):
+        with pytest.raises(PaygateError) as exc:
+            rig.request("op1", "hold", pid)
+        refused.append(exc.value.problems[0])
+    offered = rig.offered((held, settled), ("hold",))
+
+    assert [(p.code, p.value) for p in refused] == [
+        ("payment_already_held", "screening_match_payee_name"),
+        ("book_transfer_not_holdable", "settled"),
+        ("book_transfer_not_holdable", "cancelled")]
+    assert f"paygate ops request review-approve {held}" in str(refused[0].message)
+    assert offered == {(held, "hold"): False, (settled, "hold"): False}
+    assert [rig.state_of(pid) for pid in (held, settled, cancelled)] == [
+        ("held", "screening_match_payee_name"), ("settled", None),
+        ("cancelled", "review_rejected")]

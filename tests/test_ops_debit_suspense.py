@@ -16,6 +16,7 @@ from gateway.errors import Problem
 from gateway.beps import build, extension_of, items, packer, results
 from gateway.messages import beps121, beps128, ccms900, codec
 from gateway.messages.common import GroupHeader, OriginalRef
+from gateway.ops import views
 from gateway.ops.testing import PAYER_BRANCH, serving
 from gateway.redisproc import free_port
 from ledger.chart import BEPS_NETTED_OUT, SUSPENSE
@@ -366,3 +367,79 @@ def test_a_return_cancelled_by_an_operator_is_reported_as_the_npc_s_refusal(
     assert ended == {"return": "cancelled", "record": "failed",
                      "failed": [(rid, "cancelled")], "alerts": 1}
     assert rig.item_state(pending_no) == "open"
+
+
+@pytest.fixture
+def list_payer(rig: Rig, tmp_path: Any) -> Any:
+    """Puts in force a screening list naming the payer our debits collect from
+    ("对手客户"), as a list grows after a debit was sent; the rig's list again after the
+    test."""
+    path = tmp_path / "screening.toml"
+    path.write_text('names = ["对手客户"]\naccounts = []\n', encoding="utf-8")
+    was = rig.gw.settings.screening_file
+
+    def put() -> None:
+        rig.gw.settings.screening_file = str(path)
+    yield put
+    rig.gw.settings.screening_file = was
+
+
+def _review(rig: Rig, action: str, rid: str) -> Any:
+    """A supervisor passes or fails the return (no second person: the reviewer is it)."""
+    status, done = rig.call("POST", "/ops/api/requests", "sup1",
+                            {"action": action, "target": rid, "params": {}, "note": ""})
+    assert status == 201 and done["state"] == "executed", done
+    return done
+
+
+def _return_state(rig: Rig, rid: str) -> tuple[str, str | None, str | None]:
+    """The return's state and reason, and the package id its item has."""
+    return rig.run(lambda tx: tx.query_one(
+        "SELECT p.state, p.reason, i.package_id FROM payments p JOIN beps_items i "
+        "ON i.payment_id = p.id WHERE p.id = ?", (rid,)))
+
+
+def test_a_return_to_a_listed_payer_is_held_for_review_then_sent_once_passed(
+        rig: Rig, list_payer: Any) -> None:
+    """The return is screened as every outgoing credit is: its payee listed since the
+    debit went, it is held out of packing with the screening's reason (the debit's
+    `return_requested` says so), and no package takes it; passed by a supervisor, it is
+    packed and, netted, returns the money as any return."""
+    pid, pending_no = rig.in_suspense()
+    list_payer()
+    done = rig.done("suspense_return", pid, WHY_RETURN)
+    rid = done["outcome"]["return_id"]
+    held = _return_state(rig, rid)
+    asked = [e["detail"] for e in rig.run(lambda tx: payments.history(tx, pid))
+             if e["event"] == "return_requested"]
+    listed = [p["id"] for p in rig.run(views.held_for_review)]
+    _review(rig, "review_approve", rid)
+    passed = _return_state(rig, rid)
+    package_id, _ = rig.seal_return(rid)
+    rig.npc_answers(package_id, "PR03")
+
+    assert done["outcome"]["return_held_for"] == "screening_match_payee_name"
+    assert held == ("held", "screening_match_payee_name", items.HELD_OUT)
+    assert asked[-1]["held_for"] == "screening_match_payee_name"
+    assert rid in listed
+    assert passed == ("accepted", None, None)
+    assert rig.payment(pid)["state"] == "returned"
+    assert rig.item_state(pending_no) == "returned"
+
+
+def test_a_held_return_failed_in_review_leaves_the_money_in_suspense(
+        rig: Rig, list_payer: Any) -> None:
+    """Failed by a supervisor, the held return is cancelled and ends unpaid as any
+    return does: the item stays open, the debit as it was, `return_failed` and the
+    alert; a new return may be asked (and is held again while the payer is listed)."""
+    pid, pending_no = rig.in_suspense()
+    list_payer()
+    rid = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    _review(rig, "review_reject", rid)
+    ended = _return_ended(rig, pid, rid)
+    again = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]
+
+    assert ended == {"return": "cancelled", "record": "failed",
+                     "failed": [(rid, "cancelled")], "alerts": 1}
+    assert rig.payment(pid)["state"] == "rejected" and rig.item_state(pending_no) == "open"
+    assert again["return_held_for"] == "screening_match_payee_name"

@@ -126,9 +126,9 @@ class CreditIntake:
         self.bulk = self
 
     def __call__(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer,
-                 decision: Any, now: datetime
+                 decision: Any, now: datetime, hold: str | None
                  ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
-        return self.ext.accept(tx, row, transfer, decision, now)
+        return self.ext.accept(tx, row, transfer, decision, now, hold)
 
     def check(self, row: dict[str, Any]) -> None:
         _check_names(row)
@@ -180,13 +180,13 @@ class BepsExtension:
     # Intake
 
     def accept(self, tx: Any, row: dict[str, Any], transfer: intake.Transfer, decision: Any,
-               now: datetime) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+               now: datetime, hold: str | None
+               ) -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
         """An accepted, held BEPS credit waits to be packed (the channel intake); one the
-        screening or the amount review holds (Gateway.intake_hold) is set aside, out of
-        packing, until a supervisor passes it."""
+        screening or the amount review holds (`hold`, the reason Gateway.intake_hold gave)
+        is set aside, out of packing, until a supervisor passes it."""
         _check_names(row)
         carried = row.get("carried") or {}
-        hold = self.gw.intake_hold(transfer)
         items.add(tx, row["id"], items.CREDIT_OUT, decision.receiver_direct, row["msg_type"],
                   row["amount_fen"], now, addresses=(carried.get("debtor_address"),
                                                      carried.get("creditor_address")),

@@ -6,8 +6,11 @@ screening alone: the payer authorised the collector, so no amount review). A mat
 leaves it out of the package's receipt: it stays `received` with the screening's
 reason (`screening_match_payee_name`, ...), its payer's funds held, and waits in
 `beps_debit_reviews` for operators until `debit_review_margin_s` before the package's
-return deadline (PKGRtrLtd), with the alert `debit_held_for_review`. Each decision is
-answered in a beps.128 of its own, naming the same beps.127:
+return deadline (PKGRtrLtd), with the alert `debit_held_for_review`. `received` is the
+state the core system knows a debit by until it is answered: its view says it is held
+(`held_for_review`, states.held_for_review), and its package is not `answered` while
+it waits (`waiting_for_review`, or `partly_answered` once a receipt answered the
+others). Each decision is answered in a beps.128 of its own, naming the same beps.127:
 
 - review_approve (a supervisor or director): paid (PR02), as the package's receipt
   would have paid it; the debit goes on as any paid debit (netted with our receipt).
@@ -128,6 +131,7 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
                 if found is None:  # answered another way: nothing left to decide
                     tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?",
                                (payment_id,))
+                    _package_state(tx, package_id, now)
                     continue
                 refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
                 refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
@@ -159,7 +163,8 @@ def _answer(tx: Any, gw: "Gateway", package_id: str,
             decided: list[tuple[dict[str, Any], tuple[str, str] | None]], now: datetime
             ) -> str:
     """Our beps.128 for the debits decided of one package, queued once committed; the
-    debits leave the review table. The receipt's outbox row."""
+    debits leave the review table, and the package is `answered` once none of its debits
+    waits there (`partly_answered` while some do). The receipt's outbox row."""
     collector, msg_id = tx.query_one("SELECT sender, msg_id FROM beps_packages WHERE id = ?",
                                      (package_id,))
     lines = [debits_in.receipt_line(p["tx_id"], p["payer_bank"], p["payee_bank"],
@@ -169,8 +174,20 @@ def _answer(tx: Any, gw: "Gateway", package_id: str,
                                        now)
     tx.executemany("DELETE FROM beps_debit_reviews WHERE payment_id = ?",
                    [(p["id"],) for p, _ in decided])
+    state = _package_state(tx, package_id, now)
     after_commit(tx, keys.OUT_LINK, {"outbox": str(outbox_id)})
-    log.info("event=beps_debit_review_answered package=%s paid=%s refused=%s outbox=%s",
-             package_id, len(paid), len(decided) - len(paid), outbox_id)
+    log.info("event=beps_debit_review_answered package=%s paid=%s refused=%s outbox=%s "
+             "package_state=%s", package_id, len(paid), len(decided) - len(paid), outbox_id,
+             state)
     return str(outbox_id)
 
+
+def _package_state(tx: Any, package_id: str, now: datetime) -> str:
+    """The collector's package `answered` once none of its debits waits for operators,
+    `partly_answered` while some do (a receipt has answered the others); its state."""
+    waiting = tx.query_one("SELECT 1 FROM beps_debit_reviews WHERE package_id = ? LIMIT 1",
+                           (package_id,))
+    state = debits_in.PARTLY_ANSWERED if waiting else debits_in.ANSWERED
+    tx.execute("UPDATE beps_packages SET state = ?, updated_at = ? WHERE id = ?",
+               (state, now.isoformat(), package_id))
+    return state

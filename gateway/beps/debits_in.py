@@ -32,7 +32,9 @@ debit already answered (paid) is no longer stoppable here; it can be returned.
 A debit that would be paid is screened first (its creditor and our payer, as every
 outgoing customer payment is at intake): a match leaves it out of the receipt, its
 payer's funds held, until operators pass or fail it (gateway.beps.debit_review), which
-answers it in a receipt of its own.
+answers it in a receipt of its own. The package is `answered` only once every debit of
+it is: `waiting_for_review` while no receipt has gone (every debit held), and
+`partly_answered` while some wait after its first receipt answered the others.
 
 A paid debit is `received` until the NPC nets our receipt (then `netted`, the hold
 becomes a netted obligation, `settled` with its round); a refused one is `rejected`.
@@ -43,9 +45,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from gateway import intake, keys, outbound, payments
+from gateway import intake, keys, outbound, payments, screening
 from gateway.beps import items
 from gateway.beps.incoming import incoming_row, new_transfers
 from gateway.beps.settings import BepsSettings
@@ -72,16 +74,12 @@ NOT_KEPT_HERE = ("RJ07", "the payer's bank named does not keep the account")
 # due: the collector is told no more than that (the match stays with us).
 SCREENED = ("RJ08", "refused for regulatory reasons")
 EVENT_HELD = "beps_debit_held_for_review"
-
-
-class _Parties(NamedTuple):
-    """What the screening reads of a debit: our payer's and the creditor's account and
-    name (as it reads an outgoing transfer's)."""
-
-    payer_account: str
-    payer_name: str
-    payee_account: str
-    payee_name: str
+# States of a collector's beps.127 (beps_packages): `answered` once a receipt of ours has
+# answered every debit of it; before that, while the screening holds some for operators
+# (gateway.beps.debit_review), `waiting_for_review` when no receipt has gone yet (every
+# debit held) and `partly_answered` when the package's first receipt answered the others.
+ANSWERED, PARTLY_ANSWERED, WAITING_FOR_REVIEW = "answered", "partly_answered", \
+    "waiting_for_review"
 
 
 def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:
@@ -94,11 +92,14 @@ def on_debit_package(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) ->
     days = int(pkg.return_limit.days) if pkg.return_limit else 1
     tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, receiver, "
                "count, total_fen, state, mesg_id, deadline_at, created_at, updated_at) "
-               "VALUES (?, 'in', ?, ?, ?, ?, ?, ?, 'answered', ?, ?, ?, ?)",
+               "VALUES (?, 'in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (package_id, beps127.MESSAGE_TYPE, h.msg_id, h.instg_direct, h.instd_direct,
-                h.count, h.total_fen, d.header.mesg_id,
+                h.count, h.total_fen, ANSWERED, d.header.mesg_id,
                 (now + timedelta(days=days)).isoformat(), now.isoformat(), now.isoformat()))
     lines, paid, held = _answer(tx, gw, h.instg_direct, package_id, pkg.transfers, now)
+    if held:
+        tx.execute("UPDATE beps_packages SET state = ? WHERE id = ?",
+                   (PARTLY_ANSWERED if lines else WAITING_FOR_REVIEW, package_id))
     _wait_for_review(tx, gw, held, package_id, now + timedelta(days=days), now)
     after = []
     if lines:  # none when every debit waits for operators
@@ -136,7 +137,7 @@ def _answer(tx: Any, gw: "Gateway", collector: str, package_id: str,
     held = iter(gw.ledger.hold_many(tx, [
         (f"{row['id']}:hold", t.debtor_account, t.amount_fen, work_date, row["id"])
         for row, t in holding]))
-    screen = _screening(gw)
+    screen = screening.of_rows(gw)
     changes: list[tuple[dict[str, Any], str, str, dict[str, Any]]] = []
     final: list[tuple[str, str] | str | None] = []
     for row, refusal in zip(rows, refusals):
@@ -183,17 +184,6 @@ def receipt_line(tx_id: str, debtor_bank: str, creditor_bank: str, amount_fen: i
                                    beps128.PAID)
     return beps128.ReceiptLine(tx_id, debtor_bank, creditor_bank, amount_fen, "PR09",
                                *refusal)
-
-
-def _screening(gw: "Gateway") -> Callable[[dict[str, Any]], str | None] | None:
-    """The review hook's screening alone (gateway.ops.review.HoldReason.screening), its
-    list read once for the package, over a debit's row; None when the gateway has none."""
-    screening = getattr(getattr(gw, "review", None), "screening", None)
-    if screening is None:
-        return None
-    screen = screening(gw.settings)
-    return lambda row: screen(_Parties(row["payer_account"] or "", row["payer_name"] or "",
-                                       row["payee_account"] or "", row["payee_name"] or ""))
 
 
 def _wait_for_review(tx: Any, gw: "Gateway", held: list[tuple[dict[str, Any], str]],

@@ -3,7 +3,10 @@
 The core system asks with POST /v1/debits: the creditor is our customer, the debtor an
 account at another bank, under an agreement (AgrmtNb) the payer signed with its bank.
 The debit is recorded as an outgoing BEPS payment (no hold: no money leaves us), packed
-into beps.127 packages per payer bank, and sent. The payer bank answers with a beps.128
+into beps.127 packages per payer bank, and sent. It is screened first (`_screened`): a
+match sets it aside, `held` with the screening's reason, until a supervisor passes it
+(packed as any other) or fails it (`cancelled`), as a BEPS credit the review holds
+(gateway.beps.review_hold). The payer bank answers with a beps.128
 receipt, which the NPC forwards to us once the paid items are netted (NPCPrcInf PR03):
 a paid debit is then final and our customer is credited (state `netted`, `settled`
 when its round settles); a refused one is `rejected` with the payer bank's reason.
@@ -29,8 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import critical, intake, key_reuse, payments
-from gateway.beps import build, items
+from gateway import critical, intake, key_reuse, payments, screening
+from gateway.beps import build, items, review_hold
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
 from gateway.messages import beps128, codec
@@ -212,7 +215,8 @@ def creditor_problems(tx: Any, gw: "Gateway", debit: Debit) -> list[Problem]:
 def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime,
            client: str | None = None) -> dict[str, Any]:
     """The outgoing debit as a payment and a BEPS item waiting to be packed, once its
-    creditor passes `creditor_problems`."""
+    creditor passes `creditor_problems`; set aside, `held`, when the screening matches
+    its payer or its creditor (`_screened`)."""
     problems = creditor_problems(tx, gw, debit)
     if problems:
         raise ValidationFailed(problems)
@@ -234,10 +238,26 @@ def record(tx: Any, gw: "Gateway", debit: Debit, receiver: str, now: datetime,
         "work_date": work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(), "client": client,
     }
+    held_for = _screened(gw, row)
     payments.insert(tx, row)
     items.add(tx, payment_id, items.DEBIT_OUT, receiver, build.DEBIT_TYPE, debit.amount_fen,
-              now, agreement=debit.agreement)
+              now, agreement=debit.agreement,
+              package_id=None if held_for is None else items.HELD_OUT)
+    if held_for is not None:
+        row = review_hold.held(tx, gw, row, held_for, now)
     return row
+
+
+def _screened(gw: Gateway, row: dict[str, Any]) -> str | None:
+    """The screening's reason to hold our debit, None when clear. No money leaves the
+    bank, but a debit is business with both its parties: collecting from a listed payer
+    takes a listed party's money into our customer's account, and collecting for a
+    listed customer pays a listed party; either is dealing with a sanctioned
+    counterparty, which the screening exists to stop before it happens. So the debit is
+    screened as an outgoing credit is (its payer and payee: the debtor at the other
+    bank and our creditor), before its beps.127 carries it. The screening alone: the
+    amount review (复核) is a second look at money leaving the bank, and none does."""
+    return screening.reason(gw, row)
 
 
 def on_receipt(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Processed:

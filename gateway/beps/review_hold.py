@@ -1,4 +1,5 @@
-"""BEPS credits held at intake by the screening or the amount review (Gateway.intake_hold).
+"""BEPS credits held at intake by the screening or the amount review (Gateway.intake_hold),
+and our debits and suspense returns the screening holds (gateway.screening).
 
 A credit the review hook holds is set aside as an operator's hold sets it (its item's
 package id `items.HELD_OUT`, out of every package), its payment `held` with the hook's
@@ -8,7 +9,8 @@ console's review decides it, as for an HVPS payment (gateway.ops.actions):
 - review_approve (a supervisor or director): the item waits to be packed again, its
   payment `accepted`, its reason cleared; it leaves in the next package.
 - review_reject (a supervisor or director): cancelled as any unpacked item is
-  (gateway.beps.cancels), its payer's hold released in the ledger.
+  (gateway.beps.cancels), its payer's hold released in the ledger (our debits and
+  suspense returns hold nothing).
 
 A cancel by the core system or by an operator finds the item set aside and cancels it
 at once, releasing its hold (gateway.beps.cancels). An operator's release is refused

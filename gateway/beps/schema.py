@@ -85,6 +85,8 @@ TABLES = [
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS beps_debit_reviews_due ON beps_debit_reviews (due_at)",
+    # Whether a package still has debits waiting (its state: gateway.beps.debit_review).
+    "CREATE INDEX IF NOT EXISTS beps_debit_reviews_package ON beps_debit_reviews (package_id)",
     """CREATE TABLE IF NOT EXISTS beps_rounds (
         netting_date TEXT NOT NULL, netting_round TEXT NOT NULL,
         settled_on TEXT NOT NULL,

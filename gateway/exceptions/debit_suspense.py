@@ -30,14 +30,21 @@ account in our branch's name (write_off.suspense_payer: the money is the item's,
 our customer's; a directory name over the 60 characters a package takes goes out as
 its first 60, build.our_name, the full one kept as `payer_name_listed`) back to the payer, its RtrInf naming the debit (our beps.127's MsgId and our bank,
 the debit's TxId and type) with the reason in Cntt. It is an ordinary outgoing BEPS
-credit from then on (packed, sent, netted, settled with its round), except that it
-holds nothing: the money stays in suspense until the NPC nets the return, which posts
+credit from then on (screened, packed, sent, netted, settled with its round), except
+that it holds nothing: the money stays in suspense until the NPC nets the return, which posts
 Dr suspense, Cr BEPS netted obligations (4002; ledger `return_suspense`, netted), and
 the debit becomes `returned` (event `returned_to_payer_bank` with the return's id and
 reason). A return that ends unpaid, whichever way (the NPC rejects it, a rule refuses it
 before packing, it is cancelled), leaves the money in suspense and the debit as it was
 (event `return_failed`, alert `return_not_settled`, the return's record `failed`); a new
 return may then be asked.
+
+The return is screened as every outgoing credit is (the screening alone: `_screened`).
+A match sets it aside as a BEPS credit the review holds (gateway.beps.review_hold): the
+return `held` with the screening's reason, out of packing, the debit's
+`return_requested` naming it (`held_for`). Passed (`review_approve`), it is packed and
+goes on as above; failed (`review_reject`) or cancelled, it ends unpaid as above, the
+money still in suspense.
 
 Exactly once: each action locks the debit and checks the item again when it runs (it is
 refused if applied or returned already, or while a return is under way); the ledger's
@@ -54,7 +61,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, intake, payments, states
+from gateway import critical, intake, payments, screening, states
 from gateway.beps import build, items
 from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import outcomes, returns, schema, write_off
@@ -208,14 +215,29 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
     too_long = build.name_problems(row)
     if too_long:
         raise ValidationFailed(too_long)
+    held_for = _screened(gw, row)
     payments.insert(tx, row)
     items.add(tx, rid, items.CREDIT_OUT, debit["receiver_direct"], RETURN_MSG_TYPE,
-              debit["amount_fen"], now)
+              debit["amount_fen"], now, package_id=None if held_for is None else items.HELD_OUT)
     schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now)
+    if held_for is not None:
+        # Imported here: gateway.beps.review_hold reaches this module through the BEPS
+        # debits (debit_review, debits_in, incoming, gateway.exceptions).
+        from gateway.beps import review_hold
+        review_hold.held(tx, gw, row, held_for, now)
     payments.transition(tx, debit, debit["state"], "return_requested", now, gw.notifier,
                         return_id=rid, by=by, reason_given=reason, request=request_id,
-                        **as_listed)
-    return {"payment": payment_id, "return_id": rid, "pending_no": debit["pending_no"]}, []
+                        **as_listed, **({} if held_for is None else {"held_for": held_for}))
+    return {"payment": payment_id, "return_id": rid, "pending_no": debit["pending_no"],
+            **({} if held_for is None else {"return_held_for": held_for})}, []
+
+
+def _screened(gw: Any, row: dict[str, Any]) -> str | None:
+    """The screening's reason to hold the return (its payee, the payer bank's customer
+    our debit named, or its payer, our suspense account), None when clear. The screening
+    alone, as for a debit another bank sends us: the amount has had its second person
+    already, the supervisor or director who approved the suspense_return."""
+    return screening.reason(gw, row)
 
 
 def on_unheld(tx: Any, gw: Any, ids: list[str], outcome: str, detail: dict[str, Any],

@@ -12,8 +12,9 @@ have been sent between the request and its approval; a refusal raises a
 `review` (for review or screening). Once the sender has claimed the row (`sending`),
 the payment is on the wire and only a cancellation request to the NPC (ccms.307) could
 stop it. BEPS items travel in packages, not one outbox row each: their hold, release
-and cancel are the BEPS extension's (gateway.beps.stops, added to CHANNEL_ACTIONS), and
-a new priority is for HVPS payments only.
+and cancel are the BEPS extension's (gateway.beps.stops, added to CHANNEL_ACTIONS); a
+book transfer's are gateway.internal_hold's (its hold refused: it settles at intake or
+waits for the review); a new priority is for HVPS payments only.
 
 One `sent` payment may still be held: one whose message the NPC provably never took
 (gateway.outbound.Delivery: its row pending again, and every delivery attempt ended
@@ -100,7 +101,8 @@ def _unsent(tx: Any, payment_id: str, action: str,
         refuse_if_dead_lettered(payment, action)
     if payment["channel"] != "hvps":
         raise Conflict(Problem("payment_channel_not_supported", "/target", payment["channel"],
-                               "an HVPS payment (BEPS items travel in packages)"))
+                               "an HVPS payment (BEPS items travel in packages, book "
+                               "transfers settle in our own ledger)"))
     if payment["direction"] != "out" or payment["state"] not in UNSENT_STATES:
         raise Conflict(Problem("payment_not_unsent", "/target", payment["state"],
                                "an outgoing payment in state accepted or held",

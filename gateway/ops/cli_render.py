@@ -213,10 +213,13 @@ def payments(a: dict[str, Any]) -> str:
 
 
 def payment(a: dict[str, Any]) -> str:
-    head = pairs([(k, a.get(k)) for k in (
-        "id", "direction", "channel", "state", "reason", "amount", "urgency", "priority",
-        "payer_account", "payer_name", "payer_bank", "payee_account", "payee_name",
-        "payee_bank", "msg_type", "msg_id", "work_date", "created_at", "updated_at")]
+    head = pairs([(k, a.get(k)) for k in ("id", "direction", "channel", "state", "reason")]
+        # A debit another bank sent us that the screening holds is `received`: said here.
+        + [("held for review", "yes" if a.get("held_for_review") else "no")]
+        + [(k, a.get(k)) for k in (
+            "amount", "urgency", "priority", "payer_account", "payer_name", "payer_bank",
+            "payee_account", "payee_name", "payee_bank", "msg_type", "msg_id", "work_date",
+            "created_at", "updated_at")]
         + [("delivery", delivery(a.get("delivery")))])
     history = table(a["history"], (("at", "at"), ("state", "state"), ("event", "event"),
                                    ("detail", "detail")))

@@ -31,9 +31,10 @@ from typing import Any, Callable
 import icu
 
 from gateway.errors import PaygateError, Problem
+from gateway.states import REVIEW_REASON_PREFIXES
 
 REVIEW_ABOVE_THRESHOLD = "review_amount_above_threshold"
-REASON_PREFIXES = ("review_", "screening_")
+REASON_PREFIXES = REVIEW_REASON_PREFIXES
 OUTBOX_HELD = "held"      # outbox state of a payment an operator holds
 OUTBOX_REVIEW = "review"  # outbox state of a payment waiting for review or screening
 
@@ -91,8 +92,9 @@ class HoldReason:
                                  or review_reason(transfer, settings))
 
     def screening(self, settings: Any) -> Callable[[Any], str | None]:
-        """The screening alone (no amount review), the list read once: for the debits
-        another bank sends us that our receipt would pay (gateway.beps.debit_review)."""
+        """The screening alone (no amount review), the list read once: for payments the
+        gateway makes from stored rows (gateway.screening: the debits another bank sends
+        us that our receipt would pay, our own debits, our returns from suspense)."""
         blocked = BlockedList.for_path(_list_path(settings))
         return lambda transfer: _screened(blocked, transfer)
 

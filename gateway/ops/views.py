@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway import outbound, payments, webhook
+from gateway import outbound, payments, states, webhook
 from gateway.outbound import NPC
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
@@ -47,7 +47,8 @@ REFUSED_COLUMNS = ("kind", "id", "counterparty", "payment_id", "refused_at", "re
 def payment_view(p: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": p["id"], "direction": p["direction"], "channel": p["channel"],
-        "state": p["state"], "reason": payments.shown_reason(p), "amount_fen": p["amount_fen"],
+        "state": p["state"], "reason": payments.shown_reason(p),
+        "held_for_review": states.held_for_review(p), "amount_fen": p["amount_fen"],
         "amount": format_yuan_grouped(p["amount_fen"]), "urgency": p["urgency"],
         "priority": p["priority"], "payer_account": p["payer_account"],
         "payer_name": p["payer_name"], "payer_bank": p["payer_bank"],

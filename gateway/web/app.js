@@ -6,7 +6,6 @@
   const $ = (id) => document.getElementById(id);
   const UNSENT = ["accepted", "held"];
   const OPERATOR_HOLDS = ["held_by_operator"];
-  const REVIEW_PREFIXES = ["review_", "screening_"];
   const DANGER = ["cancel", "npc_cancel", "package_cancel", "return", "review_reject"]; // actions that stop or send money back
   // The note's hint for actions whose note is more than a note.
   const NOTE_HINTS = { return: "note_return", suspense_apply: "note_apply" };
@@ -378,7 +377,7 @@
   function paymentColumns(withActions) {
     const columns = [
       { h: "c_id", f: (p) => el("a", { className: "link", on: { click: () => openDetail(p.id) } }, p.id), cls: "nowrap" },
-      { h: "c_state", f: (p) => badge(p.state) }, { h: "c_channel", f: (p) => p.channel },
+      { h: "c_state", f: stateCell }, { h: "c_channel", f: (p) => p.channel },
       { h: "c_amount", f: (p) => p.amount, cls: "num" }, { h: "c_priority", f: (p) => p.priority },
       { h: "c_payer", f: (p) => p.payer_account }, { h: "c_payee", f: (p) => p.payee_name, cls: "text" },
       { h: "c_reason", f: (p) => p.reason || "", cls: "text" }, { h: "c_updated", f: (p) => stamp(p.updated_at) }];
@@ -394,20 +393,26 @@
     return at.slice(0, 10) === today ? at.slice(11, 19) : at.replace("T", " ").slice(0, 19);
   }
 
-  function isReview(reason) {
-    return !!reason && REVIEW_PREFIXES.some((prefix) => reason.startsWith(prefix));
+  // A debit another bank sent us that the screening holds stays `received` (its state,
+  // as the core system sees it), shown held for review beside it.
+  function stateCell(p) {
+    if (!p.held_for_review || p.state === "held") return badge(p.state);
+    return el("span", null, badge(p.state), " ",
+      el("span", { className: "state held", dataset: { state: "held_for_review" } }, t("held_for_review")));
   }
 
   function paymentActions(p) {
     const box = el("span");
-    if (!me || !me.may_act || p.direction !== "out" || !UNSENT.includes(p.state)) return box;
-    // A payment the review holds leaves only by the review's pass or fail, or a cancel:
-    // the gateway refuses its release (payment_held_for_review).
-    if (isReview(p.reason)) {
-      box.append(actionButton("cancel", p.id));
+    if (!me || !me.may_act) return box;
+    // A payment the review holds leaves only by the review's pass or fail, or a cancel
+    // (an outgoing one): the gateway refuses its release (payment_held_for_review). A
+    // debit another bank sent us is answered by the pass or the fail.
+    if (p.held_for_review) {
+      if (p.direction === "out") box.append(actionButton("cancel", p.id));
       if (me.may_approve) box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
       return box;
     }
+    if (p.direction !== "out" || !UNSENT.includes(p.state)) return box;
     const held = OPERATOR_HOLDS.includes(p.reason);
     box.append(actionButton(held ? "release" : "hold", p.id), actionButton("cancel", p.id));
     if (p.channel === "hvps") box.append(actionButton("priority", p.id));
@@ -454,7 +459,7 @@
     detailId = id;
     try {
       const p = await api("GET", "/ops/api/payments/" + encodeURIComponent(id));
-      $("detail-title").replaceChildren(`${p.id} · `, badge(p.state), ` · ${p.amount} · ${p.payee_name}`);
+      $("detail-title").replaceChildren(`${p.id} · `, stateCell(p), ` · ${p.amount} · ${p.payee_name}`);
       fill("t-history", p.history, [
         { h: "c_at", f: (e) => e.at }, { h: "c_state", f: (e) => badge(e.state) },
         { h: "c_event", f: (e) => e.event }, { h: "c_detail", f: (e) => JSON.stringify(e.detail), cls: "wrap" }]);

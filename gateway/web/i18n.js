@@ -64,6 +64,7 @@ window.I18N = {
     st_netted: "netted", st_settled: "settled", st_rejected: "rejected",
     st_cancelled: "cancelled", st_returned: "returned", st_unknown: "unknown",
     st_received: "received", st_credited: "credited", st_suspense: "suspense",
+    held_for_review: "held for review",
     st_pending: "waiting for approval", st_executed: "executed", st_failed: "failed",
     st_withdrawn: "withdrawn", st_expired: "expired",
   },
@@ -123,7 +124,7 @@ window.I18N = {
     st_accepted: "已受理", st_held: "暂挂", st_sent: "已发送", st_queued: "NPC 排队",
     st_netted: "已轧差", st_settled: "已清算", st_rejected: "已拒绝", st_cancelled: "已撤销",
     st_returned: "已退回", st_unknown: "状态未明", st_received: "已接收", st_credited: "已入账",
-    st_suspense: "待销账", st_pending: "待授权", st_executed: "已执行", st_failed: "执行失败",
+    st_suspense: "待销账", held_for_review: "待复核", st_pending: "待授权", st_executed: "已执行", st_failed: "执行失败",
     st_withdrawn: "已撤回", st_expired: "已过期",
   },
 };
