@@ -19,8 +19,9 @@ comparable with runs that had no BEPS phase. What a mixed load costs is left to 
 run.
 
 The BEPS phase: a load generator in its own process (`python -m gateway.bench_load`,
-which imports nothing of the gateway's own stack) posts batches (POST /v1/transfers/batch, `bench beps`'s batch size and
-clients in flight) of new credits for a fixed time. The gateway packs them, the NPC
+which imports nothing of the gateway's own stack) posts batches (POST
+/v1/transfers/batch, `bench beps`'s batch size and clients in flight) of new credits
+for a fixed time. The gateway packs them, the NPC
 nets a round every BEPS_ROUND_S business seconds (the simulator's own setting for its
 round timer; the gateway is configured as shipped) and, HVPS being open, settles each
 round at once. The run then waits, at most BEPS_SETTLE_WAIT_S, until the gateway's
@@ -35,8 +36,8 @@ The run verifies rather than assumes: every accepted BEPS transaction is in the
 gateway's database exactly once, settled, with one settlement in its history, and no
 BEPS transaction is there that the core system was not told of; the webhook delivered
 each accepted transaction's change to sent, netted and settled (webhook_events names the
-outbox row that told of each, and that row is done); every HVPS payment
-settled; the NPC settled nothing twice, took no message twice and has nothing of ours
+outbox row that told of each, or of its whole package, and that row is done); every
+HVPS payment settled; the NPC settled nothing twice, took no message twice and has nothing of ours
 left unsettled; no ledger posting is doubled; the books balance and the clearing
 account equals the NPC's position for us. A run failing any of these is `clean: false`:
 printed, never recorded.
@@ -549,8 +550,8 @@ def beps_outcomes(tx: Any) -> tuple[dict[str, int], set[tuple[str, str]],
     changes told to the core system, counted by the state of the webhook row carrying
     each (one row carries many payments' changes; a whole package's change is filed under
     the package, and its payments are read from the row's events); the (payment, state)
-    changes whose row was delivered; and a row (id, state, created_at, settled at) per settlement of each
-    outgoing BEPS transaction, or one with None for one not settled.
+    changes whose row was delivered; and a row (id, state, created_at, settled at) per
+    settlement of each outgoing BEPS transaction, or one with None for one not settled.
 
     A transaction's settlement is its own history row, or its package's when the package
     settled whole (payments.GROUP_SUBJECT_SQL). Each question is a scan of one table,
