@@ -577,7 +577,7 @@ def beps_outcomes(tx: Any) -> tuple[dict[str, int], set[tuple[str, str]],
             # A whole package's change (payments._write_webhooks): the events of the row
             # that name its payments with that state.
             body = tx.query_one("SELECT envelope FROM outbox WHERE id = ?", (outbox_id,))[0]
-            pids = [e["id"] for e in orjson.loads(bytes(body))
+            pids = [e["id"] for e in orjson.loads(body)
                     if e["state"] == state and subject.get(e["id"]) == filed]
         for pid in pids:
             if pid in beps and row_state is not None:

@@ -768,7 +768,7 @@ def carries(body: Any, payment_id: str, state: str) -> bool:
     """Whether a webhook row's body (its JSON array of events) tells of this payment's
     change to `state`."""
     return any(e.get("id") == payment_id and e.get("state") == state
-               for e in orjson.loads(bytes(body)))
+               for e in orjson.loads(body))
 
 
 # States whose `reason` says why the payment is there (held, waiting at the NPC, refused,
