@@ -18,9 +18,10 @@ split between HVPS and BEPS work done at the same moment), and the HVPS figures 
 comparable with runs that had no BEPS phase. What a mixed load costs is left to a later
 run.
 
-The BEPS phase: a load generator in its own process (`python -m gateway.bench_e2e
-beps-load`) posts batches (POST /v1/transfers/batch, `bench beps`'s batch size and
-clients in flight) of new credits for a fixed time. The gateway packs them, the NPC
+The BEPS phase: a load generator in its own process (`python -m gateway.bench_load`,
+which imports nothing of the gateway's own stack) posts batches (POST
+/v1/transfers/batch, `bench beps`'s batch size and clients in flight) of new credits
+for a fixed time. The gateway packs them, the NPC
 nets a round every BEPS_ROUND_S business seconds (the simulator's own setting for its
 round timer; the gateway is configured as shipped) and, HVPS being open, settles each
 round at once. The run then waits, at most BEPS_SETTLE_WAIT_S, until the gateway's
@@ -35,8 +36,8 @@ The run verifies rather than assumes: every accepted BEPS transaction is in the
 gateway's database exactly once, settled, with one settlement in its history, and no
 BEPS transaction is there that the core system was not told of; the webhook delivered
 each accepted transaction's change to sent, netted and settled (webhook_events names the
-outbox row that told of each, and that row is done); every HVPS payment
-settled; the NPC settled nothing twice, took no message twice and has nothing of ours
+outbox row that told of each, or of its whole package, and that row is done); every
+HVPS payment settled; the NPC settled nothing twice, took no message twice and has nothing of ours
 left unsettled; no ledger posting is doubled; the books balance and the clearing
 account equals the NPC's position for us. A run failing any of these is `clean: false`:
 printed, never recorded.
@@ -69,7 +70,7 @@ from lxml import etree
 import ledger
 from gateway import keys as stream_keys
 from gateway.bench import machine
-from gateway.collector import tune_collector
+from gateway.bench_load import payer_name
 from gateway.beps import bench as beps_bench
 from gateway.beps import items
 from gateway.clock import SHANGHAI, ScaledClock
@@ -114,11 +115,6 @@ def proc_peak_mib(pid: int, field_name: str = "VmHWM") -> float:
             if line.startswith(f"{field_name}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def payer_name(n: int) -> str:
-    """The holder's name of the n-th customer account the load pays from (from 1)."""
-    return f"客户{n}"
 
 
 def transfer_body(i: int) -> dict[str, Any]:
@@ -473,8 +469,8 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
     cpu_before = {n: proc_cpu_s(p.pid) for n, p in procs.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started_epoch, started = time.time(), time.perf_counter()
-    load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_e2e",
-                                                "beps-load", str(spec))
+    load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_load",
+                                                str(spec))
     if await load.wait() != 0:
         raise RuntimeError(f"the BEPS load generator failed ({load.returncode})")
     # The only child reaped meanwhile is the load generator: its whole CPU, which shares
@@ -552,9 +548,10 @@ def beps_outcomes(tx: Any) -> tuple[dict[str, int], set[tuple[str, str]],
                                     list[tuple[str, str, str, str | None]]]:
     """What the gateway's database says of the BEPS transactions after a run: the BEPS
     changes told to the core system, counted by the state of the webhook row carrying
-    each (one row carries many payments' changes); the (payment, state) changes whose row
-    was delivered; and a row (id, state, created_at, settled at) per settlement of each
-    outgoing BEPS transaction, or one with None for one not settled.
+    each (one row carries many payments' changes; a whole package's change is filed under
+    the package, and its payments are read from the row's events); the (payment, state)
+    changes whose row was delivered; and a row (id, state, created_at, settled at) per
+    settlement of each outgoing BEPS transaction, or one with None for one not settled.
 
     A transaction's settlement is its own history row, or its package's when the package
     settled whole (payments.GROUP_SUBJECT_SQL). Each question is a scan of one table,
@@ -568,17 +565,25 @@ def beps_outcomes(tx: Any) -> tuple[dict[str, int], set[tuple[str, str]],
             tx.query("SELECT id, direction, state, created_at FROM payments "
                      "WHERE channel = 'beps'", ())}
     outbox_state = dict(tx.query("SELECT id, state FROM outbox WHERE kind = 'webhook'", ()))
-    webhooks: dict[str, int] = {}
-    told: set[tuple[str, str]] = set()
-    for outbox_id, pid, state in tx.query(
-            "SELECT outbox_id, payment_id, state FROM webhook_events", ()):
-        row_state = outbox_state.get(outbox_id)
-        if pid in beps and row_state is not None:
-            webhooks[row_state] = webhooks.get(row_state, 0) + 1
-        if row_state == "done":
-            told.add((pid, state))
     subject = {pid: items.package_subject(package) for pid, package in tx.query(
         "SELECT payment_id, package_id FROM beps_items WHERE package_id <> '-'", ())}
+    webhooks: dict[str, int] = {}
+    told: set[tuple[str, str]] = set()
+    for outbox_id, filed, state in tx.query(
+            "SELECT outbox_id, payment_id, state FROM webhook_events", ()):
+        row_state = outbox_state.get(outbox_id)
+        pids = [filed]
+        if filed.startswith(items.PACKAGE_SUBJECT_PREFIX):
+            # A whole package's change (payments._write_webhooks): the events of the row
+            # that name its payments with that state.
+            body = tx.query_one("SELECT envelope FROM outbox WHERE id = ?", (outbox_id,))[0]
+            pids = [e["id"] for e in orjson.loads(body)
+                    if e["state"] == state and subject.get(e["id"]) == filed]
+        for pid in pids:
+            if pid in beps and row_state is not None:
+                webhooks[row_state] = webhooks.get(row_state, 0) + 1
+            if row_state == "done":
+                told.add((pid, state))
     settled: dict[str, list[str]] = {}
     for filed, at in tx.query("SELECT payment_id, at FROM payment_events "
                               "WHERE state = 'settled'", ()):
@@ -602,68 +607,6 @@ async def _until(db: Any, deadline: float, done: Any) -> bool:
         if time.perf_counter() > deadline:
             return False
         await asyncio.sleep(0.5)
-
-
-async def beps_load(spec_path: str) -> None:
-    """The load generator's process for BEPS: batches of new transfers (the payers in
-    turn, each transfer its own payee) posted for the spec's duration by its clients,
-    spread over the gateways' URLs; what was accepted is written to the spec's `out`."""
-    spec = json.loads(Path(spec_path).read_text())
-    payers, items = spec["payers"], spec["batch_items"]
-    # Each payer's transfers written from a text cut once (the same text json.dumps
-    # writes): the generator shares the box with what it measures, so its own work per
-    # transfer is kept to a format.
-    texts = [beps_bench.credit_text(payer, payer_name(n))
-             for n, payer in enumerate(payers, 1)]
-    # Each answer is thousands of short-lived dicts: with the default thresholds the
-    # collector walked the imported modules again and again (a quarter of the
-    # generator's CPU); tuned as the gateway's own.
-    tune_collector()
-    counter = {"next": 0}
-    durations: list[float] = []
-    ids: list[str] = []
-    refused = [0]
-    retried = [0]
-    deadline = time.perf_counter() + spec["duration_s"]
-
-    async def client(http: aiohttp.ClientSession, url: str) -> None:
-        while time.perf_counter() < deadline:
-            batch = counter["next"]
-            counter["next"] += 1
-            first = batch * items
-            body = ("[" + ", ".join(texts[n % len(texts)](n)
-                                    for n in range(first, first + items)) + "]").encode()
-            sent = time.perf_counter()
-            while True:
-                # A 503 (Redis away, rows held by the other gateway) did nothing: the
-                # same batch under the same key again, as a core system would.
-                async with http.post(f"{url}/v1/transfers/batch", data=body, headers={
-                        "Idempotency-Key": f"beps-{batch}",
-                        "Content-Type": "application/json"}) as r:
-                    answer = orjson.loads(await r.read())
-                    if r.status == 503:
-                        retried[0] += 1
-                        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-                        continue
-                    if r.status != 200:
-                        raise RuntimeError(
-                            f"batch {batch}: HTTP {r.status} {str(answer)[:300]}")
-                    break
-            durations.append(time.perf_counter() - sent)
-            for item in answer["results"]:
-                if item["status"] in (200, 201):
-                    ids.append(item["transfer"]["id"])
-                else:
-                    refused[0] += 1
-
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(client(http, spec["urls"][k % len(spec["urls"])])
-                               for k in range(spec["clients"])))
-    Path(spec["out"]).write_text(json.dumps({
-        "ids": ids, "refused": refused[0], "tried": counter["next"] * items,
-        "retried_503": retried[0],
-        "durations_s": durations, "wall_s": time.perf_counter() - started}))
 
 
 async def npc_and_ledger_checks(npc_url: str, database_url: str) -> dict[str, Any]:
@@ -904,8 +847,3 @@ def run(quick: bool = False, gateways: int = 1, database_url: str = "",
         from gateway import bench_scaleout
         return asyncio.run(bench_scaleout.run(quick, gateways, database_url))
     return asyncio.run(_run(quick))
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["beps-load"]:
-        asyncio.run(beps_load(sys.argv[2]))

@@ -452,10 +452,16 @@ def ever_count(tx: Any, channel: str, direction: str, state: str) -> int:
 
 def leave_group(tx: Any, payment_id: str, group: str) -> None:
     """The payment leaves its group (a BEPS item taken out of its package): the group's
-    rows so far become its own, so that its history still tells what happened to it."""
+    rows so far become its own, so that its history still tells what happened to it, and
+    so do the group's webhook rows that told of its changes (`told`)."""
     tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                "SELECT ?, at, state, event, detail FROM payment_events WHERE payment_id = ? "
                "ORDER BY id", (payment_id, group))
+    tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES", [
+        (outbox_id, payment_id, state) for outbox_id, state, body in tx.query(
+            "SELECT e.outbox_id, e.state, o.envelope FROM webhook_events e JOIN outbox o "
+            "ON o.id = e.outbox_id WHERE e.payment_id = ? ORDER BY e.outbox_id", (group,))
+        if carries(body, payment_id, state)])
 
 
 # The status changes of one transaction are written as few webhook rows as they fit in
@@ -572,12 +578,14 @@ def transition_group(tx: Any, group: Group, old_state: str, new_state: str, even
             "RETURNING id", (*params, *group.members_params, old_state)))
     if not ids:
         return ids
-    filed = [group.subject] if len(ids) == group.size else ids
+    whole = len(ids) == group.size
+    filed = [group.subject] if whole else ids
     detail_json = jsontext.dumps(detail)
     tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
                    "VALUES (?, ?, ?, ?, ?)",
                    [(subject, at, new_state, event, detail_json) for subject in filed])
-    _told(tx, [(pid, old_state) for pid in ids], new_state, event, at, notifier, detail)
+    _told(tx, [(pid, old_state) for pid in ids], new_state, event, at, notifier, detail,
+          group.subject if whole else None)
     return ids
 
 
@@ -604,15 +612,18 @@ def _sets(same: bool, new_state: str, at: str, detail: dict[str, Any]
 
 
 def _told(tx: Any, changed: list[tuple[str, str]], new_state: str, event: str, at: str,
-          notifier: Notifier | None, detail: dict[str, Any]) -> None:
+          notifier: Notifier | None, detail: dict[str, Any], subject: str | None = None
+          ) -> None:
     """A log line for each (payment id, old state) changed, once committed, and its
-    status change queued for the webhook when one is configured."""
+    status change queued for the webhook when one is configured (filed under the
+    group's `subject` when the whole group changed: `_write_webhooks`)."""
     if log.isEnabledFor(logging.INFO):  # the lines are not even written out otherwise
         said = " ".join(f"{k}={logs.value(v)}" for k, v in detail.items())
         log_after_commit(log, logging.INFO, [
             f"event={event} payment={pid} from={old} to={new_state} {said}"
             for pid, old in changed])
-    _queue_webhook(tx, [(pid, old, new_state, event) for pid, old in changed], at, notifier)
+    _queue_webhook(tx, [(pid, old, new_state, event) for pid, old in changed], at, notifier,
+                   subject)
 
 
 # Events the core system is told of although the state stays: money moved for a
@@ -623,10 +634,11 @@ TOLD_UNCHANGED: set[str] = set()
 
 
 def _queue_webhook(tx: Any, changed: list[tuple[str, str, str, str]], at: str,
-                   notifier: Notifier | None) -> None:
+                   notifier: Notifier | None, subject: str | None = None) -> None:
     """Each (payment id, old state, new state, event) that changed the state, or whose
     event is in TOLD_UNCHANGED, queued for the core system's webhook, when one is
-    configured."""
+    configured; filed under `subject` (a group's, when every member of the group made
+    this change) instead of each payment's id (`_write_webhooks`)."""
     if notifier is None or not notifier.webhook:
         return
     texts: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
@@ -638,10 +650,11 @@ def _queue_webhook(tx: Any, changed: list[tuple[str, str, str, str]], at: str,
         if cut is None:
             cut = texts[old, new, event] = _event_text(old, new, event, at)
         if _PLAIN_ID.fullmatch(pid):
-            changes.append((pid, new, cut[0] + pid.encode() + cut[1], at))
+            changes.append((pid, new, cut[0] + pid.encode() + cut[1], at, subject or pid))
         else:
             changes.append((pid, new, jsontext.dumps_bytes({
-                "id": pid, "state": new, "previous": old, "event": event, "at": at}), at))
+                "id": pid, "state": new, "previous": old, "event": event, "at": at}), at,
+                subject or pid))
     if changes:
         events_max = notifier.events_max
         gather(tx, keys.WEBHOOK, changes,
@@ -700,36 +713,63 @@ def transition_each(tx: Any, changes: list[tuple[dict[str, Any], str, str, dict[
             for payment, new_state, _, detail in changes]
 
 
-def _write_webhooks(tx: Any, changes: list[tuple[str, str, bytes, str]], events_max: int
-                    ) -> None:
-    """The status changes of a piece of work, (payment id, state, event JSON, time) each,
-    as webhook rows of at most `events_max` events, claimed for this process and pushed
-    after commit. A row of one payment's changes names it, as rows always did."""
-    named = []
+def _write_webhooks(tx: Any, changes: list[tuple[str, str, bytes, str, str]],
+                    events_max: int) -> None:
+    """The status changes of a piece of work, (payment id, state, event JSON, time, filed
+    under) each, as webhook rows of at most `events_max` events, claimed for this process
+    and pushed after commit. A row of one payment's changes names it, as rows always did.
+
+    Which row tells which change is written to webhook_events under what each change is
+    filed under: the payment's id, or the subject of its group when the whole group made
+    the change (a package's thousand payments sent, netted or settled), as its history
+    row is (GROUP_SUBJECT_SQL). Such a change takes one webhook_events row for each
+    webhook row its group's events went into, not one for each payment; `told` finds a
+    payment's event in the body of its group's rows."""
+    named: list[tuple[int, str, str]] = []
     for start in range(0, len(changes), events_max):
         chunk = changes[start:start + events_max]
-        body = b"[" + b",".join(event for _, _, event, _ in chunk) + b"]"
-        own = chunk[0][0] if all(pid == chunk[0][0] for pid, *_ in chunk) else None
+        body = b"[" + b",".join([change[2] for change in chunk]) + b"]"
+        own = chunk[0][0] if all(change[0] == chunk[0][0] for change in chunk) else None
         at = chunk[-1][3]
         outbox_id = tx.query_one(_WEBHOOK_ROW[tx.dialect],
                                  (own, keys.WEBHOOK, body, at, at))[0]
-        named += [(outbox_id, pid, state) for pid, state, _, _ in chunk]
+        groups: set[tuple[str, str]] = set()  # (subject, state) named in this row
+        for pid, state, _, _, filed in chunk:
+            if filed == pid:
+                named.append((outbox_id, pid, state))
+            elif (filed, state) not in groups:
+                groups.add((filed, state))
+                named.append((outbox_id, filed, state))
         after_commit(tx, keys.WEBHOOK, {"outbox": str(outbox_id), CLAIMED_BODY: body.decode(),
                                         CLAIMED_EVENTS: str(len(chunk))})
-    # Multi-row INSERTs: a package's thousand changes in a few statements, not a
-    # thousand runs of one (Transaction.insert_rows).
+    # Multi-row INSERTs: a package's changes in one statement, not a run of one each
+    # (Transaction.insert_rows).
     tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES", named)
 
 
 def told(tx: Any, payment_id: str) -> list[dict[str, Any]]:
     """Whether the core system was told of each of this payment's status changes: the
     state told of, the webhook row that carries it and that row's state (`done` once the
-    core system answered 2xx to a POST that held it), oldest first."""
-    rows = tx.query("SELECT e.state, o.id, o.state, o.attempts FROM webhook_events e "
-                    "JOIN outbox o ON o.id = e.outbox_id WHERE e.payment_id = ? "
-                    "ORDER BY o.id", (payment_id,))
+    core system answered 2xx to a POST that held it), oldest first. A change the whole
+    group made is filed under the group's subject (`_write_webhooks`): of those rows,
+    the ones whose events name this payment are its own."""
+    filed = subjects(tx, payment_id)
+    marks = ", ".join("?" for _ in filed)
+    rows = tx.query("SELECT e.state, o.id, o.state, o.attempts, e.payment_id, "
+                    "CASE WHEN e.payment_id = ? THEN NULL ELSE o.envelope END "
+                    "FROM webhook_events e JOIN outbox o ON o.id = e.outbox_id "
+                    f"WHERE e.payment_id IN ({marks}) ORDER BY o.id",
+                    (payment_id, *filed))
     return [{"state": state, "outbox": outbox_id, "delivery": delivery, "attempts": attempts}
-            for state, outbox_id, delivery, attempts in rows]
+            for state, outbox_id, delivery, attempts, filed_as, body in rows
+            if filed_as == payment_id or carries(body, payment_id, state)]
+
+
+def carries(body: Any, payment_id: str, state: str) -> bool:
+    """Whether a webhook row's body (its JSON array of events) tells of this payment's
+    change to `state`."""
+    return any(e.get("id") == payment_id and e.get("state") == state
+               for e in orjson.loads(body))
 
 
 # States whose `reason` says why the payment is there (held, waiting at the NPC, refused,

@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import PaygateError, ProblemList, ValidationFailed
-from gateway.messages import ccms911, ccms990, codec, hvps111
+from gateway.messages import beps121, beps122, beps125, ccms911, ccms990, codec, hvps111
 from gateway.messages.common import iso_datetime
 from gateway.messages.envelope import Header
 from simulators import templates
@@ -29,6 +29,12 @@ from simulators.settings import NPC_CODE, PeerSpec
 log = logging.getLogger("npc.peers")
 
 _UNANSWERED = frozenset({ccms990.MESSAGE_TYPE, ccms911.MESSAGE_TYPE})
+# Packages a peer takes without reading their domain object: a credit package delivered
+# to it is counted and acknowledged, none of its transactions looked at (a peer answers
+# only a debit package, beps.127, with a receipt built from its transactions). Its XML,
+# type and schema are checked as any message's; the mapping of a thousand transactions,
+# and the rules the NPC already applied to them before netting, are not made again.
+_READ_UNMAPPED = frozenset({beps121.MESSAGE_TYPE, beps122.MESSAGE_TYPE, beps125.MESSAGE_TYPE})
 _HEADER_PRIORITY = {"URGT": "1", "HIGH": "2", "NORM": "3"}
 _BANK_CODE = re.compile(r"[0-9]{12}")
 # One request builds at most this many credits; a larger burst is several requests.
@@ -157,7 +163,7 @@ class PeerBank:
         """Check a message the NPC delivered, once for every part of the peer that
         answers it; None (logged) when it cannot be read."""
         try:
-            decoded = self.keys.decode(raw, frozenset({self.code}))
+            decoded = self.keys.decode(raw, frozenset({self.code}), unmapped=_READ_UNMAPPED)
         except PaygateError as exc:
             event(log, "peer_refused_message", logging.WARNING, peer=self.code,
                   code=exc.code)

@@ -56,6 +56,17 @@ def _fill(tx) -> None:
         for pid, change in changes:
             tx.execute("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES "
                        "(?, ?, ?)", (outbox_id, pid, change))
+    # A whole package's change, filed under the package (gateway.payments._write_webhooks):
+    # its payments are the events of the row that name them with that state.
+    tx.execute("INSERT INTO outbox (id, kind, stream, state, envelope, created_at, "
+               "updated_at) VALUES (3, 'webhook', 's', 'done', ?, ?, ?)",
+               (PACKAGE_ROW_BODY, AT, AT))
+    tx.execute("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES "
+               "(3, 'package:P1', 'netted')")
+
+
+PACKAGE_ROW_BODY = (b'[{"id":"whole-1","state":"netted"},{"id":"whole-2","state":"netted"},'
+                    b'{"id":"own","state":"netted"},{"id":"twice","state":"sent"}]')
 
 
 def test_settlements_and_told_changes_are_counted_from_their_own_rows(database_url):
@@ -74,5 +85,6 @@ def test_settlements_and_told_changes_are_counted_from_their_own_rows(database_u
         ("whole-1", "at:package:P1"), ("whole-2", "at:package:P1"), ("own", "own:own"),
         ("open", None), ("twice", "own:twice"), ("twice", "at:package:P1"),
         ("unpacked", None)], key=repr)
-    assert webhooks == {"done": 1, "pending": 2}
-    assert told == {("whole-1", "settled"), ("hvps", "settled")}
+    assert webhooks == {"done": 3, "pending": 2}
+    assert told == {("whole-1", "settled"), ("hvps", "settled"), ("whole-1", "netted"),
+                    ("whole-2", "netted")}

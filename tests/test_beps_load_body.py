@@ -8,16 +8,15 @@ import json
 
 import pytest
 
-from gateway import bench_e2e
-from gateway.beps import bench
+from gateway import bench_e2e, bench_load
 
 
 @pytest.mark.parametrize("account", ["11000000000000000801", "账户\"引号\\"])
 def test_a_transfer_written_from_the_cut_text_is_what_json_dumps_writes(account):
-    text_of = bench.credit_text(account)
+    text_of = bench_load.credit_text(account)
     for n in (0, 1, 49_998, 49_999, 50_000, 10**14 + 7):
-        assert text_of(n) == json.dumps(bench._credit(account, n), ensure_ascii=False)
-        assert json.loads(text_of(n)) == bench._credit(account, n)
+        assert text_of(n) == json.dumps(bench_load.credit(account, n), ensure_ascii=False)
+        assert json.loads(text_of(n)) == bench_load.credit(account, n)
 
 
 def test_an_hvps_transfer_written_from_the_cut_text_is_what_aiohttp_sent():

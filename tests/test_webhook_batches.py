@@ -392,6 +392,6 @@ def test_an_event_written_from_its_cut_text_is_what_dumping_it_writes():
         payments.gather = original
     expected = [(pid, new, json.dumps({"id": pid, "state": new, "previous": old,
                                        "event": event, "at": at}, ensure_ascii=False,
-                                      separators=(",", ":")).encode(), at)
+                                      separators=(",", ":")).encode(), at, pid)
                 for pid, old, new, event in changed if new != old]
     assert gathered == expected

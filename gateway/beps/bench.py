@@ -32,20 +32,20 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from gateway import logs
 from gateway.bench import machine
+from gateway.bench_load import credit as _credit
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.harness import Harness
 from ledger.testing import customer_account
 from simulators import beps_store, netting
 from simulators.store import Store
 
-BANK, BRANCH, PEER, PEER_BRANCH = "999100000019", "999100000027", "888200000015", \
-    "888200000023"
+BANK, PEER = "999100000019", "888200000015"
 BATCH_ITEMS = 500
 CLIENTS = 4                  # batch requests in flight at once
 PAYERS = 20
@@ -147,33 +147,6 @@ async def _open_payers(gw: Any) -> list[str]:
             gw.ledger.deposit(tx, f"bench:{account}", account, 10**13, gw.work_date)
     await gw.store.run(work)
     return payers
-
-
-def _credit(account: str, n: int, name: str = "示例客户") -> dict[str, Any]:
-    return {"payer_account": account, "payer_name": name, "payer_bank": BRANCH,
-            "payee_account": f"6228{n:015d}", "payee_name": "对手客户",
-            "payee_bank": PEER_BRANCH, "amount": f"{1 + n % 49_999}.00"}
-
-
-_MARKS = ("@payer@", "@payee@", "@amount@")
-
-
-def credit_text(account: str, name: str = "示例客户") -> Callable[[int], str]:
-    """`_credit(account, n, name)` as json.dumps(..., ensure_ascii=False) writes it, by `n`: the
-    text around the values that change is cut from that very dump once, so that a load
-    generator writing thousands a second spends no dict and no encoder on each."""
-    fields = _credit(_MARKS[0], 0, name)
-    fields["payee_account"], fields["amount"] = _MARKS[1], _MARKS[2]
-    text = json.dumps(fields, ensure_ascii=False)
-    payer = json.dumps(account, ensure_ascii=False)[1:-1]
-    head, rest = text.split(_MARKS[0])
-    middle, rest = rest.split(_MARKS[1])
-    between, tail = rest.split(_MARKS[2])
-    head += payer + middle
-
-    def text_of(n: int) -> str:
-        return f"{head}6228{n:015d}{between}{1 + n % 49_999}.00{tail}"
-    return text_of
 
 
 async def _load(spec_path: str) -> dict[str, Any]:
