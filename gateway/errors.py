@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Callable
 
 from gateway import jsontext
@@ -24,16 +25,21 @@ VALUES_SHOWN_MAX = 20  # of a value that is a list (a parameter given many times
 MESSAGE_LEN_MAX = 500
 
 
+# The largest whole number every JSON reader keeps exactly: a JavaScript client reads
+# each JSON number as an IEEE double, exact for whole numbers up to 2**53 - 1
+# (Number.MAX_SAFE_INTEGER); 2**53 + 1 would read as 2**53, another number than sent.
+JSON_SAFE_INT_MAX = 2**53 - 1
+
+
 def _bounded(value: Any) -> Any:
     """A JSON-safe value of bounded size for an answer (never NaN or a huge text)."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        # A number as the number sent, however many digits (a 23-digit account sent
-        # unquoted); cut, as text ending in "…", only when longer than any value shown.
-        if abs(value) < 10 ** VALUE_LEN_MAX:
-            return value
-        return str(value)[:VALUE_LEN_MAX] + "…"
+        # A number as the number sent when every JSON reader reads it back as that
+        # number; past that (a 23-digit account sent unquoted), its digits as text, so
+        # that no client reads another number than the one it sent.
+        return value if abs(value) <= JSON_SAFE_INT_MAX else _cut(str(value))
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, (list, tuple)):  # as a JSON list, never Python's ['1', '2'] text
@@ -45,32 +51,57 @@ def _bounded(value: Any) -> Any:
         members = {str(k)[:VALUE_LEN_MAX]: _bounded(v)
                    for k, v in list(value.items())[:VALUES_SHOWN_MAX]}
         return {**members, "…": "…"} if len(value) > VALUES_SHOWN_MAX else members
-    if getattr(value, "json_type", None) == "number":
+    if _is_json_number(value):
         # A JSON number the request kept as its text (gateway.api.JsonNumber): a number
-        # again, not a string that reads as an amount sent as text ("100.5"); its text
-        # only when no JSON number can carry it (1e400).
-        number = float(str(value))
-        return number if math.isfinite(number) else str(value)[:VALUE_LEN_MAX]
+        # again, not a string that reads as an amount sent as text ("100.5"), when a
+        # reader's double reads it as the number sent; its text when none can (1e400,
+        # or more digits than a double keeps: 12345678901234567890.5).
+        return _json_safe_number(str(value))
     if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
         text = bytes(value).decode("utf-8", "replace")
     else:
         text = value if isinstance(value, str) else repr(value)
     # A lone surrogate cannot be written as UTF-8: show it escaped instead.
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _cut(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _cut(text: str) -> str:
+    """`text`, cut to VALUE_LEN_MAX characters and ending in "…" when it was cut."""
     return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"
+
+
+def _is_json_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) \
+        or getattr(value, "json_type", None) == "number"
+
+
+def _json_safe_number(text: str) -> float | str:
+    """A JSON number's text as a float when a double holds the very number it writes
+    (read back, the shortest text of the float is the same decimal), else the text."""
+    number = float(text)
+    if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
+        return number
+    return _cut(text)
 
 
 def _spelled(value: Any) -> str:
     """A value seen, as a message shows it: text in quotes (escapes showing what cannot
-    be seen), anything else as JSON writes it (true, false, null, 1.5, a list), never as
+    be seen), a number as the digits sent however an answer's `value` carries it, a
+    list in brackets, anything else as JSON writes it (true, false, null), never as
     Python does (True, None): the values came as JSON and the reader knows JSON."""
-    if isinstance(value, str):
-        return repr(value)
+    if _is_json_number(value):
+        return _cut(str(value))
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_spelled(v) for v in value) + "]"
-    if value is None or isinstance(value, (bool, int, float)):
-        return json.dumps(value)
-    return repr(value)
+        shown = [_spelled(v) for v in value[:VALUES_SHOWN_MAX]]
+        return "[" + ", ".join(shown + ["…"] * (len(value) > VALUES_SHOWN_MAX)) + "]"
+    if isinstance(value, dict):
+        shown = [f"{_spelled(str(k))}: {_spelled(v)}"
+                 for k, v in list(value.items())[:VALUES_SHOWN_MAX]]
+        return "{" + ", ".join(shown + ["…"] * (len(value) > VALUES_SHOWN_MAX)) + "}"
+    bounded = _bounded(value)
+    if isinstance(bounded, str):
+        return repr(bounded)
+    return json.dumps(bounded)
 
 
 @dataclass(frozen=True)
@@ -100,17 +131,25 @@ class Problem:
         text = head or self.code.replace("_", " ")
         if self.path:
             text += f" at {self.path}"
-        if isinstance(self.value, (list, tuple)):
-            text += ": got " + ", ".join(_spelled(v) for v in _bounded(self.value))
-        elif self.value is not None:
-            text += f": got {_spelled(_bounded(self.value))}"
+        if self.value is not None:
+            text += f": got {_spelled(self.value)}"
         if self.expected:
             text += f", expected {self.expected}"
         return text
 
 
 def _as_json(value: Any) -> str:
-    """A value read from JSON, bounded (`_bounded`), written back as JSON text."""
+    """A value read from JSON, bounded (`_bounded`), written back as JSON text: a number
+    as the digits sent, however many (an answer's `value` may carry them as text)."""
+    if _is_json_number(value):
+        return _cut(str(value))
+    if isinstance(value, (list, tuple)):
+        shown = [_as_json(v) for v in value[:VALUES_SHOWN_MAX]]
+        return "[" + ", ".join(shown + ['"…"'] * (len(value) > VALUES_SHOWN_MAX)) + "]"
+    if isinstance(value, dict):
+        shown = [f"{_as_json(str(k)[:VALUE_LEN_MAX])}: {_as_json(v)}"
+                 for k, v in list(value.items())[:VALUES_SHOWN_MAX]]
+        return "{" + ", ".join(shown + ['"…": "…"'] * (len(value) > VALUES_SHOWN_MAX)) + "}"
     return json.dumps(_bounded(value), ensure_ascii=False)
 
 
