@@ -170,6 +170,26 @@ def not_text(path: str, value: Any, expected: str, code: str = "field_must_be_te
                    f"JSON string: {expected}")
 
 
+def field_required(path: str, value: Any, given: bool, expected: str) -> Problem:
+    """`field_required` for a required field left out (`given` False: the body has no
+    such member), given null, or given as text that is empty or only spaces, its message
+    saying which of these it was: a field left out is said to be missing, never told it
+    needs a value other than spaces. Other values (too long, say) get the usual words."""
+    name = path.rsplit("/", 1)[-1] or path
+    if not given:
+        said = f"{name} is missing"
+    elif value is None:
+        said = f"{name} is null, which leaves it out"
+    elif isinstance(value, str) and not value:
+        said = f"{name} is empty"
+    elif isinstance(value, str) and not value.strip():
+        said = f"{name} holds only spaces: got {_spelled(value)}"
+    else:
+        return Problem("field_required", path, value, expected)
+    return Problem("field_required", path, value if given else None, expected,
+                   f"{said}; it is required, expected {expected}")
+
+
 class PaygateError(Exception):
     """A refusal carrying one or more problems; `status` is the HTTP status to answer."""
 
@@ -251,6 +271,10 @@ class ProblemList:
         if problem is not None:
             self.items.append(problem)
         return problem is not None
+
+    def required(self, path: str, value: Any, given: bool, expected: str) -> None:
+        """Add `field_required` for a required field missing, null or blank."""
+        self.items.append(field_required(path, value, given, expected))
 
     def extend(self, problems: list[Problem]) -> None:
         self.items.extend(problems)

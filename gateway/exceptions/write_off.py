@@ -45,7 +45,15 @@ from datetime import datetime
 from typing import Any
 
 from gateway import intake, payments
-from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed, not_text
+from gateway.errors import (
+    Conflict,
+    NotFound,
+    PaygateError,
+    Problem,
+    ValidationFailed,
+    field_required,
+    not_text,
+)
 from gateway.exceptions import schema
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -73,8 +81,9 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
     problems = []
     account = params.get("account")
     if intake.blank(account):
-        problems.append(Problem("field_required", "/params/account", account,
-                                "the customer account the suspense item is applied to"))
+        problems.append(field_required("/params/account", account, "account" in params,
+                                       "the customer account the suspense item is applied "
+                                       "to"))
     elif (wrong_type := not_text("/params/account", account, _ACCOUNT_EXPECTED)) is not None:
         problems.append(wrong_type)
     elif not _ACCOUNT.fullmatch(account):
