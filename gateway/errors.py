@@ -84,24 +84,31 @@ def _json_safe_number(text: str) -> float | str:
     return _cut(text)
 
 
-def _spelled(value: Any) -> str:
-    """A value seen, as a message shows it: text in quotes (escapes showing what cannot
-    be seen), a number as the digits sent however an answer's `value` carries it, a
-    list in brackets, anything else as JSON writes it (true, false, null), never as
-    Python does (True, None): the values came as JSON and the reader knows JSON."""
+def _written(value: Any, scalar: Callable[[Any], str], more: str, more_members: str
+             ) -> str:
+    """`value` as a message writes it: a number as the digits sent, however an
+    answer's `value` carries them; a list in brackets and an object in braces, their
+    first VALUES_SHOWN_MAX members, `more` (`more_members`) standing for the others;
+    anything else, bounded (`_bounded`), as `scalar` writes it."""
     if _is_json_number(value):
         return _cut(str(value))
     if isinstance(value, (list, tuple)):
-        shown = [_spelled(v) for v in value[:VALUES_SHOWN_MAX]]
-        return "[" + ", ".join(shown + ["…"] * (len(value) > VALUES_SHOWN_MAX)) + "]"
+        shown = [_written(v, scalar, more, more_members) for v in value[:VALUES_SHOWN_MAX]]
+        return "[" + ", ".join(shown + [more] * (len(value) > VALUES_SHOWN_MAX)) + "]"
     if isinstance(value, dict):
-        shown = [f"{_spelled(str(k))}: {_spelled(v)}"
+        shown = [f"{_written(str(k)[:VALUE_LEN_MAX], scalar, more, more_members)}: "
+                 f"{_written(v, scalar, more, more_members)}"
                  for k, v in list(value.items())[:VALUES_SHOWN_MAX]]
-        return "{" + ", ".join(shown + ["…"] * (len(value) > VALUES_SHOWN_MAX)) + "}"
-    bounded = _bounded(value)
-    if isinstance(bounded, str):
-        return repr(bounded)
-    return json.dumps(bounded)
+        return "{" + ", ".join(shown + [more_members] * (len(value) > VALUES_SHOWN_MAX)) + "}"
+    return scalar(_bounded(value))
+
+
+def _spelled(value: Any) -> str:
+    """A value seen, as a message shows it (`_written`): text in quotes (escapes showing
+    what cannot be seen), anything else as JSON writes it (true, false, null), never as
+    Python does (True, None): the values came as JSON and the reader knows JSON."""
+    return _written(value, lambda v: repr(v) if isinstance(v, str) else json.dumps(v),
+                    "…", "…")
 
 
 @dataclass(frozen=True)
@@ -139,18 +146,9 @@ class Problem:
 
 
 def _as_json(value: Any) -> str:
-    """A value read from JSON, bounded (`_bounded`), written back as JSON text: a number
-    as the digits sent, however many (an answer's `value` may carry them as text)."""
-    if _is_json_number(value):
-        return _cut(str(value))
-    if isinstance(value, (list, tuple)):
-        shown = [_as_json(v) for v in value[:VALUES_SHOWN_MAX]]
-        return "[" + ", ".join(shown + ['"…"'] * (len(value) > VALUES_SHOWN_MAX)) + "]"
-    if isinstance(value, dict):
-        shown = [f"{_as_json(str(k)[:VALUE_LEN_MAX])}: {_as_json(v)}"
-                 for k, v in list(value.items())[:VALUES_SHOWN_MAX]]
-        return "{" + ", ".join(shown + ['"…": "…"'] * (len(value) > VALUES_SHOWN_MAX)) + "}"
-    return json.dumps(_bounded(value), ensure_ascii=False)
+    """A value read from JSON written back as JSON text (`_written`): text in double
+    quotes."""
+    return _written(value, lambda v: json.dumps(v, ensure_ascii=False), '"…"', '"…": "…"')
 
 
 def not_text(path: str, value: Any, expected: str, code: str = "field_must_be_text"
