@@ -33,16 +33,18 @@ log = logging.getLogger("paygate.api")
 # The aiohttp versions whose request handler this replaces `handle_error` of.
 AIOHTTP_TESTED = ((3, 9), (3, 14))
 HEAD_LINE_MAX = 8190  # aiohttp's bound on the request line and on each header line
-# The text aiohttp quotes in its message: b'...', bytearray(b'...'), or '...' and "..."
-# (Python's parser quotes a line as a str).
-QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")
-QUOTED_WHOLE = re.compile(r"""(?:bytearray\()?b?(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)?""")
+QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")  # the bytes aiohttp quotes in its message
+# Every quote of its message, as aiohttp writes one: b'...', bytearray(b'...'), or a
+# str's '...' or "..." (Python's parser quotes a request line as a str); an apostrophe
+# inside a word (can't) starts none.
+QUOTED_WHOLE = re.compile(r"""(?:bytearray\()?(?:b|(?<![A-Za-z]))"""
+                          r"""(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)?""")
 # llhttp's messages name the fault, then quote the bytes it stopped at on lines of
 # their own; a status-line fault comes as "Bad status line:" with llhttp's own above it.
 STATUS_LINE_HEAD = "Bad status line:\n"
 # What aiohttp's words for a fault may hold once the quotes are out: anything else (a
 # path, which InvalidURLError's message is, whole) is never shown or logged.
-FAULT_WORDS = re.compile(r"[A-Za-z][A-Za-z0-9 ,;/`()-]*")
+FAULT_WORDS = re.compile(r"[A-Za-z][A-Za-z0-9 ,;/`'()-]*")
 # A header's name Python's parser quotes in its words ("Missing 'Host' header"): kept.
 HEADER_NAME_QUOTED = re.compile(r"'([A-Za-z0-9-]+)'(?= header)")
 HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header's name (RFC 9110 token)
