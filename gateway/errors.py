@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Callable
 
 from gateway import jsontext
@@ -24,16 +25,21 @@ VALUES_SHOWN_MAX = 20  # of a value that is a list (a parameter given many times
 MESSAGE_LEN_MAX = 500
 
 
+# The largest whole number every JSON reader keeps exactly: a JavaScript client reads
+# each JSON number as an IEEE double, exact for whole numbers up to 2**53 - 1
+# (Number.MAX_SAFE_INTEGER); 2**53 + 1 would read as 2**53, another number than sent.
+JSON_SAFE_INT_MAX = 2**53 - 1
+
+
 def _bounded(value: Any) -> Any:
     """A JSON-safe value of bounded size for an answer (never NaN or a huge text)."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        # A number as the number sent, however many digits (a 23-digit account sent
-        # unquoted); cut, as text ending in "…", only when longer than any value shown.
-        if abs(value) < 10 ** VALUE_LEN_MAX:
-            return value
-        return str(value)[:VALUE_LEN_MAX] + "…"
+        # A number as the number sent when every JSON reader reads it back as that
+        # number; past that (a 23-digit account sent unquoted), its digits as text, so
+        # that no client reads another number than the one it sent.
+        return value if abs(value) <= JSON_SAFE_INT_MAX else _cut(str(value))
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, (list, tuple)):  # as a JSON list, never Python's ['1', '2'] text
@@ -45,32 +51,64 @@ def _bounded(value: Any) -> Any:
         members = {str(k)[:VALUE_LEN_MAX]: _bounded(v)
                    for k, v in list(value.items())[:VALUES_SHOWN_MAX]}
         return {**members, "…": "…"} if len(value) > VALUES_SHOWN_MAX else members
-    if getattr(value, "json_type", None) == "number":
+    if _is_json_number(value):
         # A JSON number the request kept as its text (gateway.api.JsonNumber): a number
-        # again, not a string that reads as an amount sent as text ("100.5"); its text
-        # only when no JSON number can carry it (1e400).
-        number = float(str(value))
-        return number if math.isfinite(number) else str(value)[:VALUE_LEN_MAX]
+        # again, not a string that reads as an amount sent as text ("100.5"), when a
+        # reader's double reads it as the number sent; its text when none can (1e400,
+        # or more digits than a double keeps: 12345678901234567890.5).
+        return _json_safe_number(str(value))
     if isinstance(value, (bytes, bytearray)):  # as text, never Python's b'...' form
         text = bytes(value).decode("utf-8", "replace")
     else:
         text = value if isinstance(value, str) else repr(value)
     # A lone surrogate cannot be written as UTF-8: show it escaped instead.
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _cut(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _cut(text: str) -> str:
+    """`text`, cut to VALUE_LEN_MAX characters and ending in "…" when it was cut."""
     return text if len(text) <= VALUE_LEN_MAX else text[:VALUE_LEN_MAX] + "…"
 
 
-def _spelled(value: Any) -> str:
-    """A value seen, as a message shows it: text in quotes (escapes showing what cannot
-    be seen), anything else as JSON writes it (true, false, null, 1.5, a list), never as
-    Python does (True, None): the values came as JSON and the reader knows JSON."""
-    if isinstance(value, str):
-        return repr(value)
+def _is_json_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) \
+        or getattr(value, "json_type", None) == "number"
+
+
+def _json_safe_number(text: str) -> float | str:
+    """A JSON number's text as a float when a double holds the very number it writes
+    (read back, the shortest text of the float is the same decimal), else the text."""
+    number = float(text)
+    if math.isfinite(number) and Decimal(repr(number)) == Decimal(text):
+        return number
+    return _cut(text)
+
+
+def _written(value: Any, scalar: Callable[[Any], str], more: str, more_members: str
+             ) -> str:
+    """`value` as a message writes it: a number as the digits sent, however an
+    answer's `value` carries them; a list in brackets and an object in braces, their
+    first VALUES_SHOWN_MAX members, `more` (`more_members`) standing for the others;
+    anything else, bounded (`_bounded`), as `scalar` writes it."""
+    if _is_json_number(value):
+        return _cut(str(value))
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_spelled(v) for v in value) + "]"
-    if value is None or isinstance(value, (bool, int, float)):
-        return json.dumps(value)
-    return repr(value)
+        shown = [_written(v, scalar, more, more_members) for v in value[:VALUES_SHOWN_MAX]]
+        return "[" + ", ".join(shown + [more] * (len(value) > VALUES_SHOWN_MAX)) + "]"
+    if isinstance(value, dict):
+        shown = [f"{_written(str(k)[:VALUE_LEN_MAX], scalar, more, more_members)}: "
+                 f"{_written(v, scalar, more, more_members)}"
+                 for k, v in list(value.items())[:VALUES_SHOWN_MAX]]
+        return "{" + ", ".join(shown + [more_members] * (len(value) > VALUES_SHOWN_MAX)) + "}"
+    return scalar(_bounded(value))
+
+
+def _spelled(value: Any) -> str:
+    """A value seen, as a message shows it (`_written`): text in quotes (escapes showing
+    what cannot be seen), anything else as JSON writes it (true, false, null), never as
+    Python does (True, None): the values came as JSON and the reader knows JSON."""
+    return _written(value, lambda v: repr(v) if isinstance(v, str) else json.dumps(v),
+                    "…", "…")
 
 
 @dataclass(frozen=True)
@@ -100,18 +138,17 @@ class Problem:
         text = head or self.code.replace("_", " ")
         if self.path:
             text += f" at {self.path}"
-        if isinstance(self.value, (list, tuple)):
-            text += ": got " + ", ".join(_spelled(v) for v in _bounded(self.value))
-        elif self.value is not None:
-            text += f": got {_spelled(_bounded(self.value))}"
+        if self.value is not None:
+            text += f": got {_spelled(self.value)}"
         if self.expected:
             text += f", expected {self.expected}"
         return text
 
 
 def _as_json(value: Any) -> str:
-    """A value read from JSON, bounded (`_bounded`), written back as JSON text."""
-    return json.dumps(_bounded(value), ensure_ascii=False)
+    """A value read from JSON written back as JSON text (`_written`): text in double
+    quotes."""
+    return _written(value, lambda v: json.dumps(v, ensure_ascii=False), '"…"', '"…": "…"')
 
 
 def not_text(path: str, value: Any, expected: str, code: str = "field_must_be_text"
@@ -129,6 +166,26 @@ def not_text(path: str, value: Any, expected: str, code: str = "field_must_be_te
                    f"{name} must be a JSON string (text in double quotes), not a JSON "
                    f"{jsontext.type_name(value)}: got {_as_json(value)}, expected a "
                    f"JSON string: {expected}")
+
+
+def field_required(path: str, value: Any, given: bool, expected: str) -> Problem:
+    """`field_required` for a required field left out (`given` False: the body has no
+    such member), given null, or given as text that is empty or only spaces, its message
+    saying which of these it was: a field left out is said to be missing, never told it
+    needs a value other than spaces. Other values (too long, say) get the usual words."""
+    name = path.rsplit("/", 1)[-1] or path
+    if not given:
+        said = f"{name} is missing"
+    elif value is None:
+        said = f"{name} is null, which leaves it out"
+    elif isinstance(value, str) and not value:
+        said = f"{name} is empty"
+    elif isinstance(value, str) and not value.strip():
+        said = f"{name} holds only spaces: got {_spelled(value)}"
+    else:
+        return Problem("field_required", path, value, expected)
+    return Problem("field_required", path, value if given else None, expected,
+                   f"{said}; it is required, expected {expected}")
 
 
 class PaygateError(Exception):
@@ -212,6 +269,10 @@ class ProblemList:
         if problem is not None:
             self.items.append(problem)
         return problem is not None
+
+    def required(self, path: str, value: Any, given: bool, expected: str) -> None:
+        """Add `field_required` for a required field missing, null or blank."""
+        self.items.append(field_required(path, value, given, expected))
 
     def extend(self, problems: list[Problem]) -> None:
         self.items.extend(problems)

@@ -2,8 +2,10 @@
 cannot parse (a malformed request line, a bad or oversized header, a bad chunk, a
 Content-Length that is not a number) is answered in the API's one error shape
 (CONTRACT.md §6), with a code naming what was wrong, and logged as one structured line
-instead of aiohttp's plain text and traceback. A refusal of a header line shows and logs
-the header's name and the fault, never the line's value (an Authorization's credential).
+instead of aiohttp's plain text and traceback. A refusal shows and logs the kind of
+fault (the code, and aiohttp's own words for it), never the request line (its query may
+carry a token) nor any header's value (an Authorization's credential): of a header line
+only the header's name, of a chunked body the text that stood for a chunk's size.
 
 aiohttp has no public hook for these (its request handler's `handle_error` builds them,
 and `web.Server` makes the handler): `GatewayRunner` makes its server's handlers of
@@ -31,12 +33,28 @@ log = logging.getLogger("paygate.api")
 # The aiohttp versions whose request handler this replaces `handle_error` of.
 AIOHTTP_TESTED = ((3, 9), (3, 14))
 HEAD_LINE_MAX = 8190  # aiohttp's bound on the request line and on each header line
-QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")  # the text aiohttp quotes in its message
-# The quote whole, as aiohttp writes it in its message (b'...' or bytearray(b'...')).
-QUOTED_WHOLE = re.compile(r"(?:bytearray\()?b'(?:[^'\\]|\\.)*'\)?")
+QUOTED = re.compile(r"b'((?:[^'\\]|\\.)*)'")  # the bytes aiohttp quotes in its message
+# Every quote of its message, as aiohttp writes one: b'...', bytearray(b'...'), or a
+# str's '...' or "..." (Python's parser quotes a request line as a str); an apostrophe
+# inside a word (can't) starts none.
+QUOTED_WHOLE = re.compile(r"""(?:bytearray\()?(?:b|(?<![A-Za-z]))"""
+                          r"""(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)?""")
+# llhttp's messages name the fault, then quote the bytes it stopped at on lines of
+# their own; a status-line fault comes as "Bad status line:" with llhttp's own above it.
+STATUS_LINE_HEAD = "Bad status line:\n"
+# What aiohttp's words for a fault may hold once the quotes are out: anything else (a
+# path, which InvalidURLError's message is, whole) is never shown or logged.
+FAULT_WORDS = re.compile(r"[A-Za-z][A-Za-z0-9 ,;/`'()-]*")
+# A header's name Python's parser quotes in its words ("Missing 'Host' header"): kept.
+HEADER_NAME_QUOTED = re.compile(r"'([A-Za-z0-9-]+)'(?= header)")
+HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header's name (RFC 9110 token)
 # Where a refusal is about a header line: its value is never shown or logged (it may be
 # a credential, as Authorization's is), only the header's name and the fault.
 HEADER_PATHS = ("headers", "Content-Length", "Transfer-Encoding")
+# The codes whose `value` is what aiohttp quoted (a chunk's size); every other code's is
+# a header's name or null: what aiohttp quotes of a request line or a header line may
+# hold a token or a credential.
+QUOTE_SHOWN = ("chunked_encoding_malformed",)
 
 # (the parse error's class, or words of its message; code; where; what was expected),
 # the first that fits.
@@ -69,7 +87,7 @@ _KINDS: tuple[tuple[Any, str, str, str], ...] = (
 def parse_refusal(exc: BaseException | None, status: int) -> PaygateError:
     """The refusal of a request aiohttp could not parse (`exc`, answered `status`)."""
     text = getattr(exc, "message", None) or str(exc or "")
-    words = text.lower()
+    words = _unquoted(text).lower()  # never the request's own bytes
     for kind, code, path, expected in _KINDS:
         if isinstance(kind, str) and kind in words \
                 or not isinstance(kind, str) and isinstance(exc, kind):
@@ -78,22 +96,47 @@ def parse_refusal(exc: BaseException | None, status: int) -> PaygateError:
         code, path, expected = ("request_malformed", "request",
                                 "an HTTP/1.1 request as RFC 9112 writes one")
     quoted = QUOTED.search(text)
-    value = quoted.group(1) if quoted else None
-    if code == "line_too_long" and value is not None and value.startswith("/") \
+    if code == "line_too_long" and quoted is not None and quoted.group(1).startswith("/") \
             and text[:quoted.start()].endswith("bytearray("):
         path = "request line"  # the line quoted is a path: the request line's
+    value = quoted.group(1) if quoted is not None and code in QUOTE_SHOWN else None
     if path in HEADER_PATHS:
-        value = _header_name(code, value)
-    fault = QUOTED_WHOLE.sub("", text.strip().split("\n")[0]).rstrip(" :.")
-    return PaygateError(Problem(code, path, value, expected,
-                                "the request could not be read as HTTP: " + fault), status)
+        value = _header_name(exc, code, quoted.group(1) if quoted is not None else None)
+    return PaygateError(Problem(code, path, value, expected, "the request could not be read "
+                                "as HTTP: " + _fault(exc, text, code)), status)
 
 
-def _header_name(code: str, quoted: str | None) -> str | None:
+def _fault(exc: BaseException | None, text: str, code: str) -> str:
+    """aiohttp's words for what was wrong, without what it quotes of the request: llhttp's
+    reason ("Invalid method encountered"), or the words of aiohttp's own message before
+    its quote. The code's words instead when none are left, or when what is left is not
+    words: InvalidURLError's message, but for llhttp's, is the request's target itself."""
+    if text.startswith(STATUS_LINE_HEAD):
+        text = text[len(STATUS_LINE_HEAD):].lstrip()
+    head = text.split("\n", 1)[0]
+    words = " ".join(_unquoted(head).split()).rstrip(" :.")
+    if isinstance(exc, hx.InvalidURLError) and not text.startswith(head + "\n\n") \
+            or not FAULT_WORDS.fullmatch(words):
+        return code.replace("_", " ")
+    return words
+
+
+def _unquoted(text: str) -> str:
+    """aiohttp's message without what it quotes of the request, a header's name aside."""
+    return QUOTED_WHOLE.sub("", HEADER_NAME_QUOTED.sub(r"\1", text))
+
+
+def _header_name(exc: BaseException | None, code: str, quoted: str | None) -> str | None:
     """The name of the header line aiohttp quoted (`quoted`, "Name: value"), never its
     value, which may be a credential: None when the quote has no name (a line without a
-    colon, or the value alone, as aiohttp quotes a header line too long)."""
-    if quoted is None or code == "line_too_long" or ":" not in quoted:
+    colon, or the value alone, as aiohttp quotes a header line too long). InvalidHeader
+    quotes a name, a whole line or a value alone (one holding a NUL), which may hold a
+    colon of its own: only a quote that is a name alone is shown."""
+    if quoted is None or code == "line_too_long":
+        return None
+    if isinstance(exc, hx.InvalidHeader):
+        return quoted if HEADER_TOKEN.fullmatch(quoted) else None
+    if ":" not in quoted:
         return None
     return quoted.split(":", 1)[0].strip()
 

@@ -19,7 +19,7 @@ from gateway import jsontext, keys, payments
 from gateway.clock import date_digits, texts
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.messages.package import RETURN_TYPE
-from gateway.money import currency_problem, format_yuan, parse_yuan
+from gateway.money import AMOUNT_TEXT_EXPECTED, currency_problem, format_yuan, parse_yuan
 from ledger.incoming import name_key, names_match
 
 # Field bounds follow the CNAPS2 elements they end up in (SPEC.md c): names Max140Text in
@@ -228,9 +228,12 @@ def without(body: dict[str, Any], defaults: dict[str, Any],
                     or name in nullable and value is None)}
 
 
-def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
+def check_shape(body: Any, fields: dict[str, bool],
+                expected: dict[str, str] | None = None) -> ProblemList:
     """A JSON request body's shape: an object, only the known fields, the required ones
-    present. Refuses at once when it is not an object; otherwise collects problems."""
+    present, each missing one told so (field_required) with what it must hold from
+    `expected` ({field: what it holds}). Refuses at once when it is not an object;
+    otherwise collects problems."""
     p = ProblemList()
     if not isinstance(body, dict):
         p.add("body_must_be_a_json_object", "/", jsontext.type_name(body), "a JSON object")
@@ -240,8 +243,8 @@ def check_shape(body: Any, fields: dict[str, bool]) -> ProblemList:
             p.add("field_unknown", f"/{name}", body[name], "only: " + ", ".join(fields))
     for name, required in fields.items():
         if required and blank(body.get(name)):
-            p.add("field_required", f"/{name}", body.get(name),
-                  "a value other than spaces")
+            p.required(f"/{name}", body.get(name), name in body,
+                       (expected or {}).get(name, "a value other than spaces"))
     return p
 
 
@@ -274,7 +277,7 @@ def nulls_left_out(body: Any, nullable: tuple[str, ...] = OPTIONAL) -> Any:
 
 def _checked_transfer(body: Any, own_banks: frozenset[str]) -> Transfer:
     body = nulls_left_out(body)
-    p = check_shape(body, FIELDS)
+    p = check_shape(body, FIELDS, _REQUIRED_EXPECTED)
     wrong_type = text_types(p, body, _TEXT_EXPECTED)
     for name in ("payer_name", "payee_name"):
         value = body.get(name)
@@ -356,6 +359,8 @@ _TEXT_EXPECTED = {
     "business_kind": "a CNAPS2 business kind of 5 digits such as 02102",
     "urgency": "normal, urgent or extra_urgent", "when_closed": "queue, refuse or beps",
 }
+# What a required field left out must hold (check_shape): text, or the amount.
+_REQUIRED_EXPECTED = {**_TEXT_EXPECTED, "amount": AMOUNT_TEXT_EXPECTED}
 
 
 def _plain_transfer(body: Any, own_banks: frozenset[str]) -> Transfer | None:

@@ -17,6 +17,8 @@ from gateway.errors import Problem, not_text
 # 18 integer digits is the ISO ActiveCurrencyAndAmount total-digits bound.
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,2})?$")
 AMOUNT_EXPECTED = "an amount above 0 with at most two decimals"
+# The same, for a request that left its amount out: it comes as a JSON string.
+AMOUNT_TEXT_EXPECTED = f'{AMOUNT_EXPECTED}, in yuan as a JSON string ("1200.00")'
 # An amount otherwise well formed but for zeros before its first digit (00010.00): group
 # 1 is the amount they stand before, as it should be written.
 _LEADING_ZEROS = re.compile(r"0+((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,2})?)")

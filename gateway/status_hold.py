@@ -59,7 +59,7 @@ from typing import Any
 
 from gateway import critical, keys
 from gateway.clock import SHANGHAI
-from gateway.errors import Conflict, Problem, ValidationFailed
+from gateway.errors import Conflict, Problem, ValidationFailed, not_text
 from gateway.states import HVPS_SENDING_HELD
 from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
 
@@ -239,7 +239,10 @@ def status_param(params: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]
                                 "the HVPS status is required (--status on `paygate ops "
                                 "request hvps-status-confirm`, params.status in the "
                                 "API): " + _STATUS_EXPECTED)]
-    if not isinstance(status, str) or status not in HVPS_TRANSITIONS:
+    wrong_type = not_text("/params/status", status, _STATUS_EXPECTED)
+    if wrong_type is not None:
+        return params, [wrong_type]
+    if status not in HVPS_TRANSITIONS:
         return params, [Problem("hvps_status_malformed", "/params/status", status,
                                 _STATUS_EXPECTED)]
     return {"status": status}, []

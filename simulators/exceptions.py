@@ -145,8 +145,9 @@ def parse_return(body: Any, peers: frozenset[str]) -> tuple[str, str, str]:
         problems.add("sender_must_be_a_simulated_peer", "/sender", body.get("sender"),
                      "one of " + ", ".join(sorted(peers)))
     msg_id, reason = body.get("msg_id"), body.get("reason", "退汇")
-    if not isinstance(msg_id, str) or not msg_id:
-        problems.add("field_required", "/msg_id", msg_id, "the XML MsgId of the payment")
+    if not problems.not_text("/msg_id", msg_id, "the XML MsgId of the payment") \
+            and not (msg_id or "").strip():
+        problems.required("/msg_id", msg_id, "msg_id" in body, "the XML MsgId of the payment")
     if not isinstance(reason, str) or not 0 < len(reason) <= REASON_LEN_MAX:
         problems.add("return_reason_malformed", "/reason", reason,
                      f"text of 1 to {REASON_LEN_MAX} characters")

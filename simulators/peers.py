@@ -63,10 +63,12 @@ def _text(body: dict[str, Any], key: str, problems: ProblemList, required: bool 
     value = body.get(key)
     if value is None and not required:
         return
-    if not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern,
-                                                                                 value)):
-        problems.add("field_malformed" if value is not None else "field_required", f"/{key}",
-                     value, f"a string{' matching ' + pattern if pattern else ''}")
+    expected = f"a string{' matching ' + pattern if pattern else ''}"
+    if value is None:
+        problems.required(f"/{key}", value, key in body, expected)
+    elif not isinstance(value, str) or not value or (pattern and not re.fullmatch(pattern,
+                                                                                   value)):
+        problems.add("field_malformed", f"/{key}", value, expected)
 
 
 def _whole(body: dict[str, Any], key: str, low: int, high: int, problems: ProblemList) -> None:

@@ -303,7 +303,7 @@ def _checked(body: Any, peers: dict[str, Any],
             problems.add("field_malformed", f"/{name}", value, f"a valid {name}")
     for name, (required, _) in spec.items():
         if required and name not in body:
-            problems.add("field_required", f"/{name}", None, f"a {name}")
+            problems.required(f"/{name}", None, False, f"a {name}")
     if body.get("sender") not in peers:
         problems.add("sender_must_be_a_simulated_peer", "/sender", body.get("sender"),
                      "one of " + ", ".join(sorted(peers)))

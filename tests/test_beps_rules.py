@@ -706,7 +706,10 @@ GOOD_PERIODIC = {"payer_account": "11000000000000000801", "payer_name": "示例�
                  "payee_name": "员工甲", "payee_bank": PEER_BRANCH, "amount": "8000.00",
                  "agreement": "PAYROLL-2026"}
 BROKEN_PERIODIC = [
-    ("agreement_malformed", {"agreement": ""}),
+    ("agreement_malformed", {"agreement": "A" * 61}),
+    ("field_required", {"agreement": ""}),
+    ("field_required", {"agreement": "  "}),
+    ("field_required", {"agreement": None}),
     ("business_type_not_allowed_for_message", {"business_type": "A100"}),
     ("field_unknown", {"urgency": "urgent"}),
     ("name_too_long_for_beps", {"payee_name": "名" * 61}),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway import intake
+from gateway.api import JsonNumber
 from gateway.beps import debits_out, periodic
 from gateway.errors import VALUE_LEN_MAX, PaygateError, Problem, not_text
 from gateway.exceptions import cancels, returns, write_off
@@ -37,7 +38,7 @@ def at(problems: list[Problem], path: str) -> list[Problem]:
 
 @pytest.mark.parametrize("field, value, word, shown", [
     ("payer_bank", 999100000027, "number", "999100000027"),
-    ("payer_account", 20000000001410300000013, "number", "20000000001410300000013"),
+    ("payer_account", 2000000000141, "number", "2000000000141"),
     ("payer_name", ["x"], "array", '["x"]'),
     ("payee_name", {"name": "x"}, "object", '{"name": "x"}'),
     ("payee_bank", True, "boolean", "true"),
@@ -77,18 +78,72 @@ def test_a_batch_item_path_keeps_the_message_true():
 
 
 @pytest.mark.parametrize("value, shown", [
-    (10 ** 30, 10 ** 30),
-    (-(10 ** 40), -(10 ** 40)),
+    (2 ** 53 - 1, 2 ** 53 - 1),
+    (-(2 ** 53 - 1), -(2 ** 53 - 1)),
+    (2 ** 53, str(2 ** 53)),
+    (-(2 ** 53), str(-(2 ** 53))),
+    (20000000001410300000013, "20000000001410300000013"),
+    (-(10 ** 40), str(-(10 ** 40))),
+    (10 ** 199, str(10 ** 199)),
     (10 ** 250, str(10 ** 250)[:VALUE_LEN_MAX] + "…"),
 ])
-def test_a_long_number_is_shown_whole_and_cut_only_past_the_bound(value, shown):
-    assert Problem("x", "/a", value).to_dict()["value"] == shown
+def test_a_whole_number_is_a_number_only_while_every_json_reader_keeps_it(value, shown):
+    """A whole number beyond 2**53 - 1 would reach a JavaScript client as another number
+    (2**53 + 1 reads as 2**53): its digits are sent as text instead, cut only past the
+    bound, and the message writes them as the number sent."""
+    problem = Problem("x", "/a", value).to_dict()
+
+    assert problem["value"] == shown and type(problem["value"]) is type(shown)
+    assert f"got {str(value)[:VALUE_LEN_MAX]}" in problem["message"]
+    assert f"got '{str(value)[:20]}" not in problem["message"]
 
 
-def test_a_cut_value_is_still_valid_json():
-    text = json.dumps(Problem("x", "/a", 10 ** 30).to_dict())
+@pytest.mark.parametrize("text, shown", [
+    ("100.5", 100.5),
+    ("1.10", 1.1),
+    ("-0.25", -0.25),
+    ("1e5", 100000.0),
+    ("12345678901234567890.5", "12345678901234567890.5"),
+    ("0.1000000000000000000001", "0.1000000000000000000001"),
+    ("1e400", "1e400"),
+    ("1e-400", "1e-400"),
+])
+def test_a_number_with_a_fraction_is_a_number_only_when_a_double_holds_it(text, shown):
+    """A JSON number the request kept as its text is shown as a number when a reader's
+    double holds the number it writes, else as its text; the message keeps its text."""
+    problem = Problem("x", "/a", JsonNumber(text)).to_dict()
 
-    assert json.loads(text)["value"] == 10 ** 30
+    assert problem["value"] == shown and type(problem["value"]) is type(shown)
+    assert f"got {text}," in problem["message"] or problem["message"].endswith(f"got {text}")
+
+
+def test_every_value_written_is_one_a_javascript_reader_keeps():
+    """Read back as a JavaScript client reads JSON (every number a double), the value of
+    a refusal is the one the request sent, or text that writes it."""
+    sent = [10 ** 22 + 1, [1, 2 ** 60 + 1], {"n": -(2 ** 61) - 3}]
+    for value in sent:
+        text = json.dumps(Problem("x", "/a", value).to_dict()["value"])
+        read = json.loads(text, parse_int=float)
+
+        assert _as_sent(read) == _as_sent(value)
+
+
+def _as_sent(value: Any) -> Any:
+    """A value with each number as its digits' whole number (a text of digits too)."""
+    if isinstance(value, list):
+        return [_as_sent(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_sent(v) for k, v in value.items()}
+    return int(value)
+
+
+def test_a_field_of_another_type_shows_a_long_number_as_its_digits():
+    problem = not_text("/payer_account", 20000000001410300000013, "digits")
+
+    assert problem is not None
+    shown = problem.to_dict()
+    assert shown["value"] == "20000000001410300000013"
+    assert "not a JSON number: got 20000000001410300000013," in shown["message"]
 
 
 DEBIT = {"creditor_account": "20000000001410300000013", "creditor_name": "示例客户",

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from gateway import http_errors
@@ -20,11 +21,12 @@ from tests.api_support import LiveGateway
 HEAD = b"Host: 127.0.0.1\r\n"
 TRANSFER_HEAD = (b"POST /v1/transfers HTTP/1.1\r\n" + HEAD
                  + b"Content-Type: application/json\r\nIdempotency-Key: raw-1\r\n")
-# (name, bytes sent, the code answered, its path, the value it shows)
+# (name, bytes sent, the code answered, its path, the value it shows: never the request
+# line, of a header line only its name)
 MALFORMED = [
-    ("garbage", b"GARBAGE\r\n\r\n", "request_line_malformed", "request line", "GARBAGE"),
+    ("garbage", b"GARBAGE\r\n\r\n", "request_line_malformed", "request line", None),
     ("method", b"G(T /health HTTP/1.1\r\n" + HEAD + b"\r\n", "request_line_malformed",
-     "request line", "G(T /health HTTP/1.1"),
+     "request line", None),
     ("header name", b"GET /health HTTP/1.1\r\n" + HEAD + b"Bad Header: y\r\n\r\n",
      "header_malformed", "headers", "Bad Header"),
     ("header line", b"GET /health HTTP/1.1\r\n" + HEAD + b"X-Big: " + b"a" * 9000
@@ -83,9 +85,7 @@ def test_a_request_aiohttp_cannot_parse_is_answered_in_the_error_shape(
     assert status == 400
     assert headers["content-type"] == "application/json; charset=utf-8"
     assert set(error) == {"code", "path", "value", "expected", "message"}
-    assert (error["code"], error["path"]) == (code, path)
-    if value is not None:
-        assert error["value"] == value
+    assert (error["code"], error["path"], error["value"]) == (code, path, value)
     assert error["expected"] and error["message"]
     logged = [r for r in caplog.records if "event=request_unparsed" in r.getMessage()]
     assert len(logged) == 1, [r.getMessage() for r in caplog.records]
@@ -128,6 +128,80 @@ def test_a_malformed_header_line_shows_and_logs_its_name_never_its_value(
     assert SECRET[:12].decode() not in logged, logged
     assert error["value"] == value
     assert error["message"].startswith("the request could not be read as HTTP: ")
+
+
+TOKEN = b"tok-7Hq2xVb9Lm"  # a credential a client put in its query string
+# (name, bytes sent, the code answered, the fault its message names): each request line
+# carries TOKEN in its query.
+TOKEN_LINES = [
+    ("a method", b"G(T /health?access_token=" + TOKEN + b" HTTP/1.1\r\n" + HEAD + b"\r\n",
+     "request_line_malformed", "Invalid method encountered"),
+    ("a version", b"GET /health?access_token=" + TOKEN + b" HTTP/9.9\r\n" + HEAD + b"\r\n",
+     "request_line_malformed", "Invalid HTTP version"),
+    ("a space in the path", b"GET /he alth?access_token=" + TOKEN + b" HTTP/1.1\r\n" + HEAD
+     + b"\r\n", "request_line_malformed", "Expected HTTP/, RTSP/ or ICE/"),
+    ("a control character", b"GET /health?access_token=" + TOKEN + b"\x01 HTTP/1.1\r\n"
+     + HEAD + b"\r\n", "request_target_malformed", "Invalid char in url query"),
+    ("an absolute target", b"GET http://[::1/?access_token=" + TOKEN + b" HTTP/1.1\r\n"
+     + HEAD + b"\r\n", "request_target_malformed", "request target malformed"),
+    ("a line too long", b"GET /health?access_token=" + TOKEN + b"a" * 9000 + b" HTTP/1.1\r\n"
+     + HEAD + b"\r\n", "line_too_long", "Got more than 8190 bytes when reading"),
+]
+
+
+@pytest.mark.parametrize("name, raw, code, fault", TOKEN_LINES,
+                         ids=[case[0] for case in TOKEN_LINES])
+def test_a_malformed_request_line_is_named_never_shown_or_logged(
+        live, caplog, name, raw, code, fault) -> None:
+    """What was wrong with the request line is said (the code, aiohttp's words for the
+    fault); the line itself, whose query may carry a token, is neither answered nor
+    logged."""
+    caplog.set_level(logging.DEBUG)
+    answer = exchange(live, raw)
+    status, _, body = parsed(answer)
+    [error] = body["errors"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+
+    assert (status, error["code"], error["path"]) == (400, code, "request line")
+    assert error["value"] is None
+    assert error["message"] == "the request could not be read as HTTP: " + fault
+    assert TOKEN not in answer, answer
+    assert TOKEN.decode() not in logged, logged
+    assert "access_token" not in logged and b"access_token" not in answer
+
+
+# aiohttp's Python parser (without its C extension) quotes what it refuses as text, or
+# gives a target alone as its message; llhttp's words may hold an apostrophe of their
+# own: (exception, code, value, fault).
+PARSER_MESSAGES = [
+    (hx.BadStatusLine("GET /?access_token=tok-7Hq2 HTTP/1.1 x"), "request_line_malformed",
+     None, "Bad status line"),
+    (hx.BadHttpMethod("G(T"), "request_line_malformed", None,
+     "Bad HTTP method in status line"),
+    (hx.InvalidURLError("http://[::1/?access_token=tok-7Hq2"), "request_target_malformed",
+     None, "request target malformed"),
+    (hx.InvalidURLError("tok-7Hq2"), "request_target_malformed", None,
+     "request target malformed"),
+    (hx.InvalidHeader(b"Bearer tok-7Hq2:x\x00"), "header_malformed", None,
+     "Invalid HTTP header"),
+    (hx.InvalidHeader(b"X-Token"), "header_malformed", "X-Token", "Invalid HTTP header"),
+    (hx.BadHttpMessage("Missing 'Host' header in request."), "header_malformed", None,
+     "Missing Host header in request"),
+    (hx.BadHttpMessage("Transfer-Encoding can't be present with Content-Length:\n\n  "
+                       "b'Content-Length: 5'\n  ^"), "transfer_encoding_malformed",
+     "Content-Length", "Transfer-Encoding can't be present with Content-Length"),
+]
+
+
+@pytest.mark.parametrize("exc, code, value, fault", PARSER_MESSAGES,
+                         ids=[type(case[0]).__name__ + str(i)
+                              for i, case in enumerate(PARSER_MESSAGES)])
+def test_the_parsers_words_never_carry_the_request(exc, code, value, fault) -> None:
+    [problem] = http_errors.parse_refusal(exc, 400).problems
+
+    assert (problem.code, problem.value) == (code, value)
+    assert problem.message == "the request could not be read as HTTP: " + fault
+    assert "tok-7Hq2" not in problem.message
 
 
 def test_a_body_cut_short_is_logged_as_such_not_as_redis_away(live, caplog) -> None:

@@ -121,3 +121,88 @@ def test_a_returns_note_longer_than_a_reason_is_refused_as_the_core_systems_reas
     assert str(returns.REASON_LEN_MAX) in refusal["errors"][0]["expected"]
     assert asked == 201 and approved == 200 and done["state"] == "executed"
     assert [r["reason"] for r in made] == [exact]
+
+
+# (the body sent to POST /ops/api/requests, the (code, path) of each problem): each
+# field is checked for its JSON type as the core system's API checks its text fields.
+WRONG_TYPES = [
+    ({"action": 5, "target": "P1"}, [("field_must_be_text", "/action")]),
+    ({"action": ["hold"], "target": "P1"}, [("field_must_be_text", "/action")]),
+    ({"action": {"name": "hold"}, "target": "P1"}, [("field_must_be_text", "/action")]),
+    ({"action": "hold", "target": 20261207}, [("field_must_be_text", "/target")]),
+    ({"action": "hold", "target": ["P1"]}, [("field_must_be_text", "/target")]),
+    ({"action": "hold", "target": "P1", "note": 5}, [("field_must_be_text", "/note")]),
+    ({"action": "hold", "target": "P1", "note": []}, [("field_must_be_text", "/note")]),
+    ({"action": "hold", "target": "P1", "note": False}, [("field_must_be_text", "/note")]),
+    ({"action": "hold", "target": "P1", "params": "x"}, [("field_malformed", "/params")]),
+    ({"target": "P1"}, [("field_required", "/action")]),
+    ({"action": None, "target": "P1"}, [("field_required", "/action")]),
+    ({"action": "hold"}, [("field_required", "/target")]),
+    ({"action": "hold", "target": ""}, [("field_required", "/target")]),
+    ({"action": "hold", "target": "P1", "lane": 1}, [("field_unknown", "/lane")]),
+    ({"action": 5, "target": 6, "note": 7}, [("field_must_be_text", "/action"),
+                                             ("field_must_be_text", "/target"),
+                                             ("field_must_be_text", "/note")]),
+    ({"action": "suspense_apply", "target": "P1", "note": "查明账户",
+      "params": {"account": "6222000000000001", "pending_no": 100070001}},
+     [("field_must_be_text", "/params/pending_no")]),
+    ({"action": "hvps_status_confirm", "target": "2026-12-07", "note": "已电话确认",
+      "params": {"status": 10}},
+     [("field_must_be_text", "/params/status")]),
+]
+
+
+@pytest.mark.parametrize("body, problems", WRONG_TYPES,
+                         ids=[f"{i}-{sorted(b)}" for i, (b, _) in enumerate(WRONG_TYPES)])
+def test_a_requests_fields_are_checked_for_their_json_type(
+        rig: Rig, body: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """A request's field of the wrong JSON type is refused as such (never read as
+    another value: a note of 0 or [] as no note, an action as a list as an internal
+    error), every problem at once, nothing recorded."""
+    status, answer = rig.call("POST", "/ops/api/requests", "op1", body)
+
+    assert (status, _problems(answer)) == (422, problems)
+    for error in answer["errors"]:
+        if error["code"] == "field_must_be_text":
+            name = error["path"].rsplit("/", 1)[-1]
+            assert error["message"].startswith(f"{name} must be a JSON string")
+            assert error["expected"].startswith("a JSON string: ")
+
+
+def test_an_action_left_out_is_said_to_be_missing(rig: Rig) -> None:
+    status, answer = rig.call("POST", "/ops/api/requests", "op1", {"target": "P1"})
+
+    assert status == 422
+    assert answer["errors"][0]["message"].startswith("action is missing; it is required")
+
+
+@pytest.mark.parametrize("body, problems", [
+    ({"note": 5}, [("field_must_be_text", "/note")]),
+    ({"note": "ok", "approve": True}, [("field_unknown", "/approve")]),
+])
+def test_a_decisions_note_is_checked_for_its_json_type(
+        rig: Rig, body: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    asked, req = _ask(rig, "priority", rig.outgoing(), {"priority": 1})
+    status, answer = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1", body)
+
+    assert asked == 201 and (status, _problems(answer)) == (422, problems)
+
+
+PASSWORD = 20261207  # a password of digits sent as a JSON number
+SIGN_INS = [
+    ({"user": 5, "password": "x"}, [("field_must_be_text", "/user")]),
+    ({"user": "op1", "password": PASSWORD}, [("field_must_be_text", "/password")]),
+    ({"password": "x"}, [("credentials_required", "/user")]),
+    ({"user": "op1", "password": None}, [("credentials_required", "/password")]),
+    ({"user": "op1", "password": "x", "remember": True}, [("field_unknown", "/remember")]),
+]
+
+
+@pytest.mark.parametrize("body, problems", SIGN_INS)
+def test_a_sign_ins_fields_are_checked_for_their_json_type(
+        rig: Rig, body: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """As a request's: a password's value is never shown in the refusal."""
+    status, answer = rig.call("POST", "/ops/login", "op1", body)
+
+    assert (status, _problems(answer)) == (422, problems)
+    assert str(PASSWORD) not in str(answer)

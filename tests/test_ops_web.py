@@ -188,7 +188,9 @@ CHANGES_REFUSED = [
      403, "cross_site_request_refused"),
     ({}, {"data": "action=hold"}, 415, "unsupported_media_type"),
     ({}, {"json": ["hold"]}, 422, "body_must_be_a_json_object"),
-    ({}, {"json": {"action": "hold", "target": "P1", "note": 5}}, 422, "note_malformed"),
+    ({}, {"json": {"action": "hold", "target": "P1", "note": 5}}, 422, "field_must_be_text"),
+    ({}, {"json": {"action": "hold", "target": "P1", "note": "x" * 501}}, 422,
+     "note_malformed"),
 ]
 
 

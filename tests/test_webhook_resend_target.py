@@ -1,5 +1,6 @@
 """webhook_resend names a webhook row by its id: an id no row can have is refused as
-malformed (target_malformed), not met with an internal error."""
+malformed (target_malformed), a target that is not text for its type, not met with an
+internal error."""
 
 from __future__ import annotations
 
@@ -54,15 +55,19 @@ def _outbox_row(kind, state):
     return insert
 
 
-@pytest.mark.parametrize("target", [7, 7.0, True, None, ["7"]])
-def test_a_target_that_is_not_text_is_refused_once(tmp_path, target):
-    """A target given as a JSON number (or any other JSON type) is refused with one
-    problem that says what a webhook_resend's target is, not with two that contradict
-    each other."""
+@pytest.mark.parametrize("target, code", [
+    (7, "field_must_be_text"), (7.0, "field_must_be_text"), (True, "field_must_be_text"),
+    (["7"], "field_must_be_text"), (None, "field_required"), ("", "field_required"),
+])
+def test_a_target_that_is_not_text_is_refused_once(tmp_path, target, code):
+    """A target given as a JSON number (or any other JSON type) is refused for its type,
+    as the core system's API refuses a text field so, and one missing as missing: one
+    problem that says what a webhook_resend's target is, not two that contradict each
+    other."""
     refused = _request(tmp_path, target)
 
     assert isinstance(refused, PaygateError)
-    assert [p.code for p in refused.problems] == ["target_malformed"]
+    assert [p.code for p in refused.problems] == [code]
     assert "webhook row" in refused.problems[0].expected
 
 

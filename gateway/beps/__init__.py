@@ -59,7 +59,7 @@ def _texts_of(body: dict[str, Any], p: ProblemList, bounds: tuple[tuple[str, int
     for name, bound in bounds:
         value = body.get(name)
         if name not in wrong and (value is None or not 1 <= len(value) <= bound):
-            p.add("field_required", f"/{name}", value, f"text of 1 to {bound} characters")
+            p.required(f"/{name}", value, name in body, f"text of 1 to {bound} characters")
 
 
 def install(gw: "Gateway") -> "BepsExtension":

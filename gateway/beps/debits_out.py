@@ -37,7 +37,7 @@ from gateway.beps import build, items, review_hold
 from gateway.errors import PaygateError, Problem, ProblemList, ValidationFailed
 from gateway.inbound import Processed
 from gateway.messages import beps128, codec
-from gateway.money import parse_yuan
+from gateway.money import AMOUNT_TEXT_EXPECTED, parse_yuan
 from ledger.incoming import names_match
 from ledger.types import CreditResult
 
@@ -101,7 +101,7 @@ def parse_debit(body: Any, own_banks: frozenset[str]) -> Debit:
     """A collection request's own fields, with every problem reported at once; an
     optional field given null is read as left out (intake.nulls_left_out)."""
     body = intake.nulls_left_out(body, OPTIONAL)
-    p = intake.check_shape(body, FIELDS)
+    p = intake.check_shape(body, FIELDS, {**_TEXT_EXPECTED, "amount": AMOUNT_TEXT_EXPECTED})
     _texts(body, p)
     amount = parse_yuan(body.get("amount"), "/amount") \
         if not intake.blank(body.get("amount")) else 0

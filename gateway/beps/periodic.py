@@ -36,11 +36,13 @@ def parse(body: Any, own_banks: frozenset[str]) -> tuple[intake.Transfer, str]:
     fields.setdefault("business_type", PERIODIC_TYPE)
     fields.setdefault("business_kind", DEFAULT_KIND)
     p = ProblemList()
-    if not p.not_text("/agreement", agreement, f"text of 1 to {AGREEMENT_LEN_MAX} characters"
-                      ) and (
-            agreement is None or not 1 <= len(agreement) <= AGREEMENT_LEN_MAX):
-        p.add("agreement_malformed", "/agreement", agreement,
-              f"text of 1 to {AGREEMENT_LEN_MAX} characters")
+    expected = f"text of 1 to {AGREEMENT_LEN_MAX} characters"
+    wrong_type = p.not_text("/agreement", agreement, expected)
+    if not wrong_type and intake.blank(agreement):
+        # Left out, null or only spaces: missing, as a debit's agreement is told.
+        p.required("/agreement", agreement, "agreement" in body, expected)
+    elif not wrong_type and len(agreement) > AGREEMENT_LEN_MAX:
+        p.add("agreement_malformed", "/agreement", agreement, expected)
     if "urgency" in fields or "when_closed" in fields:
         p.add("field_unknown", "/urgency", fields.get("urgency"),
               "no urgency: periodic credits go by BEPS")

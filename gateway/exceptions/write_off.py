@@ -45,7 +45,15 @@ from datetime import datetime
 from typing import Any
 
 from gateway import intake, payments
-from gateway.errors import Conflict, NotFound, PaygateError, Problem, ValidationFailed, not_text
+from gateway.errors import (
+    Conflict,
+    NotFound,
+    PaygateError,
+    Problem,
+    ValidationFailed,
+    field_required,
+    not_text,
+)
 from gateway.exceptions import schema
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -73,8 +81,9 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
     problems = []
     account = params.get("account")
     if intake.blank(account):
-        problems.append(Problem("field_required", "/params/account", account,
-                                "the customer account the suspense item is applied to"))
+        problems.append(field_required("/params/account", account, "account" in params,
+                                       "the customer account the suspense item is applied "
+                                       "to"))
     elif (wrong_type := not_text("/params/account", account, _ACCOUNT_EXPECTED)) is not None:
         problems.append(wrong_type)
     elif not _ACCOUNT.fullmatch(account):
@@ -88,10 +97,13 @@ def params_problems(params: dict[str, Any]) -> tuple[dict[str, Any], list[Proble
 def pending_no_problems(params: dict[str, Any], clean: dict[str, Any]) -> list[Problem]:
     """The request's optional `pending_no`, added to `clean` when well formed."""
     pending_no = params.get("pending_no")
+    expected = ("a pending write-off number of an incoming item: 9 ASCII digits, 1 then "
+                "MMDD then a sequence from 0001")
+    wrong_type = not_text("/params/pending_no", pending_no, expected)
+    if wrong_type is not None:  # 100070001 unquoted: the digits, but not as text
+        return [wrong_type]
     if pending_no is not None and not is_pending_no(pending_no):
-        return [Problem("field_malformed", "/params/pending_no", pending_no,
-                        "a pending write-off number of an incoming item: 9 ASCII digits, "
-                        "1 then MMDD then a sequence from 0001")]
+        return [Problem("field_malformed", "/params/pending_no", pending_no, expected)]
     if pending_no is not None:
         clean["pending_no"] = pending_no
     return []

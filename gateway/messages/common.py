@@ -25,7 +25,13 @@ T = TypeVar("T")
 BANK_CODE = re.compile(r"[0-9]{12}")
 NPC_CODE = "0000"
 ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"
-_XML_AMOUNT = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,5})?$")
+# An XML amount as ActiveCurrencyAndAmount's xs:decimal is written (SPEC.md b): digits,
+# up to 5 decimals. Zeros before the first digit are the same decimal (00010.00 is
+# 10.00, as the schema reads it), so the XML path has no leading-zero rule of its own
+# (the JSON API's amount_must_not_have_leading_zeros is CONTRACT.md §2's one form); they
+# are not counted among the 16 digits before the point a payment's amount may have.
+_XML_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,5})?$")
+WHOLE_DIGITS_MAX = 16
 # The form nearly every amount takes: whole yuan without a leading zero, two decimals.
 _USUAL_AMOUNT = re.compile(r"([1-9][0-9]{0,15})\.([0-9]{2})")
 # Many amounts in that form, one per line.
@@ -153,6 +159,11 @@ def amount_from_xml(value: str | None, path: str, problems: list[Problem],
                                 "an amount above 0 with at most two decimals"))
         return 0
     whole, _, frac = value.partition(".")
+    if len(whole.lstrip("0")) > WHOLE_DIGITS_MAX:
+        problems.append(Problem("amount_too_large", path, value,
+                                f"at most {WHOLE_DIGITS_MAX} digits before the decimal point "
+                                "(zeros before the first digit not counted)"))
+        return 0
     if len(frac.rstrip("0")) > 2:
         problems.append(Problem("amount_must_have_at_most_two_decimals", path, value,
                                 "an amount above 0 with at most two decimals"))

@@ -28,10 +28,13 @@ class Console:
             self._installed = True
 
     async def request(self, operator: Operator, action: Any, target: Any,
-                      params: Any = None, note: Any = "") -> dict[str, Any]:
-        """Record a request; actions that need no second person run at once."""
+                      params: Any = None, note: Any = "",
+                      body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record a request; actions that need no second person run at once. `body`:
+        the JSON body it came as, when it did (control.check_request)."""
         await self.ready()
-        clean = control.check_request(operator, action, target, params, note or "")
+        note = "" if note is None else note  # null is the note left out, never 0 or []
+        clean = control.check_request(operator, action, target, params, note, body)
         target = control.clean_target(action, target)
         if action == "retry":
             clean = await actions.read_dead_letter(self.gw.redis, target)
@@ -43,7 +46,7 @@ class Console:
             if action in control.TARGET_READERS:
                 named, params = control.TARGET_READERS[action](self.gw, tx, target, clean)
             actions.check_target(self.gw, tx, action, named, params)
-            request_id = control.create(tx, operator, action, named, params, note or "", now)
+            request_id = control.create(tx, operator, action, named, params, note, now)
             after: list[actions.AfterCommit] = []
             if not rule.needs_approval:
                 after = control.execute(tx, self.gw, operator,
@@ -55,11 +58,14 @@ class Console:
             raise control.at_request_fields(exc) from None
 
     async def decide(self, operator: Operator, request_id: int, approve: bool,
-                     note: Any = "") -> dict[str, Any]:
-        """Approve (and execute), reject, or withdraw one pending request."""
+                     note: Any = "", body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Approve (and execute), reject, or withdraw one pending request. `body`: the
+        JSON body the decision came as, when it did (a member other than `note` is
+        refused with the note's own problems)."""
         await self.ready()
         note = "" if note is None else note
-        problems = control.note_problems(note)
+        problems = control.unknown_members(body, ("note",)) if body is not None else []
+        problems += control.note_problems(note)
         if problems:
             raise ValidationFailed(problems)
         now = self.gw.clock.now()

@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 from gateway import jsontext, payments
 from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
-                            ValidationFailed, with_paths)
+                            ValidationFailed, field_required, not_text, with_paths)
 from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit
@@ -154,15 +154,36 @@ def view(values: tuple) -> dict[str, Any]:
     return row
 
 
-def check_request(operator: Operator, action: str, target: Any, params: Any,
-                  note: Any) -> dict[str, Any]:
-    """The request's own fields; every problem at once. Returns the clean params."""
-    problems: list[Problem] = []
-    rule = RULES.get(action)
-    if rule is None:
-        problems.append(Problem("action_unknown", "/action", action,
-                                "one of " + ", ".join(RULES)))
-    problems.extend(target_problems(rule, target))
+# The members of a request's body (POST /ops/api/requests).
+REQUEST_FIELDS = ("action", "target", "params", "note")
+
+
+def check_request(operator: Operator, action: Any, target: Any, params: Any,
+                  note: Any, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request's own fields; every problem at once. Returns the clean params.
+
+    Each is checked for its JSON type first, as the core system's API checks its text
+    fields: an action, target or note given as a number, an array, an object or a
+    boolean is `field_must_be_text`, and params given as other than an object is
+    refused as such; an action or target left out, null or empty is `field_required`.
+    `body`, when the request came as one (POST /ops/api/requests): its members tell a
+    field left out from one given null, and one it does not take is refused
+    (`field_unknown`), never dropped."""
+    problems = unknown_members(body, REQUEST_FIELDS) if body is not None else []
+    given = frozenset(body) if body is not None else frozenset(
+        name for name, value in zip(REQUEST_FIELDS, (action, target, params, note))
+        if value is not None)
+    expected = "one of " + ", ".join(RULES)
+    wrong_action = not_text("/action", action, expected)
+    if wrong_action is not None:
+        problems.append(wrong_action)
+        action = None  # not a name: looked up nowhere (a list is no key of RULES)
+    elif action is None or not action.strip():
+        problems.append(field_required("/action", action, "action" in given, expected))
+    elif action not in RULES:
+        problems.append(Problem("action_unknown", "/action", action, expected))
+    rule = RULES.get(action) if action is not None else None
+    problems.extend(target_problems(rule, target, "target" in given))
     note_bad = note_problems(note)
     problems.extend(note_bad)
     if not note_bad and action in NOTE_RULES:
@@ -213,12 +234,15 @@ TARGET_READERS: dict[str, Callable[[Any, Any, str, dict[str, Any]],
 
 def params_problems(action: str | None, params: Any) -> list[Problem]:
     """A request's `params`: an object (or null, or absent) holding only what its action
-    takes, each other one refused at its own path (any while the action is unknown)."""
+    takes, each other one refused at its own path (any while the action is unknown).
+    Params of another JSON type are refused showing them as sent, their type named."""
     if params is None:
         return []
     if not isinstance(params, dict):
-        return [Problem("field_malformed", "/params", jsontext.type_name(params),
-                        "an object of the action's parameters (or no params)")]
+        expected = "a JSON object of the action's parameters (or no params)"
+        return [Problem("field_malformed", "/params", params, expected,
+                        f"params must be {expected}, not a JSON "
+                        f"{jsontext.type_name(params)}")]
     if action is None:
         return []
     allowed = PARAMS.get(action, ())
@@ -226,6 +250,13 @@ def params_problems(action: str | None, params: Any) -> list[Problem]:
                     "only: " + (", ".join(allowed) if allowed else
                                 f"no parameters (action {action} takes none)"))
             for name, value in params.items() if name not in allowed]
+
+
+def unknown_members(body: dict[str, Any], allowed: tuple[str, ...]) -> list[Problem]:
+    """`field_unknown` for each member of a console request's body that its route does
+    not take, as the core system's API refuses one, never dropped."""
+    return [Problem("field_unknown", f"/{name}", value, "only: " + ", ".join(allowed))
+            for name, value in body.items() if name not in allowed]
 
 
 def may_request(operator: Operator, rule: Rule) -> bool:
@@ -260,10 +291,18 @@ TARGET_EXPECTED = {
 }
 
 
-def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
+def target_problems(rule: Rule | None, target: Any, given: bool = True) -> list[Problem]:
     """One problem at most for a request's target, saying what the action's target is
-    (any target of 1 to TARGET_LEN_MAX characters while the action is unknown)."""
+    (any target of 1 to TARGET_LEN_MAX characters while the action is unknown): given
+    as another JSON type than text, `field_must_be_text`; left out (`given` False),
+    null or empty, `field_required`; else, not of its kind's form, `target_malformed`."""
     kind = rule.target if rule is not None else None
+    expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
+    wrong_type = not_text("/target", target, expected)
+    if wrong_type is not None:
+        return [wrong_type]
+    if target is None or target == "":
+        return [field_required("/target", target, given, expected)]
     if isinstance(target, str) and 0 < len(target) <= TARGET_LEN_MAX and (
             kind in ("work_date", "netting_date") and is_real_date(target)
             or kind == "webhook_row" and is_webhook_target(target)
@@ -272,7 +311,6 @@ def target_problems(rule: Rule | None, target: Any) -> list[Problem]:
             or kind not in ("work_date", "netting_date", "webhook_row", "alert",
                             "receivable")):
         return []
-    expected = TARGET_EXPECTED.get(kind, f"a target of 1 to {TARGET_LEN_MAX} characters")
     return [Problem("target_malformed", "/target", target, expected)]
 
 
@@ -308,10 +346,15 @@ def is_real_date(text: Any) -> bool:
 
 
 def note_problems(note: Any) -> list[Problem]:
+    """A request's or a decision's note: text (`field_must_be_text` when given as
+    another JSON type) of at most NOTE_LEN_MAX characters."""
+    expected = f"text of at most {NOTE_LEN_MAX} characters"
+    wrong_type = not_text("/note", note, expected)
+    if wrong_type is not None:
+        return [wrong_type]
     if isinstance(note, str) and len(note) <= NOTE_LEN_MAX:
         return []
-    return [Problem("note_malformed", "/note", note,
-                    f"text of at most {NOTE_LEN_MAX} characters")]
+    return [Problem("note_malformed", "/note", note, expected)]
 
 
 def create(tx: Any, operator: Operator, action: str, target: str, params: dict[str, Any],

@@ -284,7 +284,7 @@ class DataRoutes:
         checked_query(request)
         body = await read_json(request)
         req = await self.console.request(operator, body.get("action"), body.get("target"),
-                                         body.get("params"), body.get("note", ""))
+                                         body.get("params"), body.get("note", ""), body)
         return _json(req, 201)
 
     async def approve(self, request: web.Request, operator: Operator) -> web.Response:
@@ -298,7 +298,7 @@ class DataRoutes:
         checked_query(request)
         body = await read_json(request)
         return _json(await self.console.decide(operator, _request_id(request), approve,
-                                               body.get("note", "")))
+                                               body.get("note", ""), body))
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

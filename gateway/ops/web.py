@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from importlib import resources
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import PaygateError, Problem, ValidationFailed
+from gateway import jsontext
+from gateway.errors import PaygateError, Problem, ValidationFailed, not_text
 from gateway.ops import control, metrics, sessions
 from gateway.ops.console import Console
 from gateway.ops.data_routes import DataRoutes, checked_query
@@ -87,10 +89,10 @@ class Ops:
         user: Any = ""
         try:
             body = await read_json(request)
-            user, password = body.get("user"), body.get("password")
-            if not isinstance(user, str) or not isinstance(password, str):
-                raise ValidationFailed(Problem("credentials_required", "/user", None,
-                                               "user and password as text"))
+            problems = sign_in_problems(body)
+            if problems:
+                raise ValidationFailed(problems)
+            user, password = body["user"], body["password"]
             operator = await self.auth.check_password(user, password)
         except PaygateError as exc:
             if exc.code in REFUSALS_AUDITED:
@@ -165,6 +167,32 @@ class Ops:
 
     async def on_shutdown(self, app: web.Application) -> None:
         await self.hub.stop()
+
+
+SIGN_IN_FIELDS = ("user", "password")
+
+
+def sign_in_problems(body: dict[str, Any]) -> list[Problem]:
+    """A sign-in's body, every problem at once: user and password as text
+    (`credentials_required` when one is left out or null, `field_must_be_text` when
+    given as another JSON type, as the API refuses a text field so, but a password's
+    value never shown), and no other member (`field_unknown`)."""
+    problems = control.unknown_members(body, SIGN_IN_FIELDS)
+    for name in SIGN_IN_FIELDS:
+        value = body.get(name)
+        wrong_type = not_text(f"/{name}", value, "text")
+        if wrong_type is not None and name == "password":
+            wrong_type = replace(wrong_type, value=None, message=(
+                "password must be a JSON string (text in double quotes), not a JSON "
+                f"{jsontext.type_name(value)}; its value is not shown"))
+        if wrong_type is not None:
+            problems.append(wrong_type)
+        elif value is None:
+            problems.append(Problem("credentials_required", f"/{name}", None,
+                                    "user and password as text",
+                                    f"the sign-in has no {name}: user and password are "
+                                    "required, as text"))
+    return problems
 
 
 def _event(name: str, data: Any) -> bytes:

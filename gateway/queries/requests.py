@@ -89,7 +89,7 @@ def _text(body: dict[str, Any], name: str, len_max: int, p: ProblemList,
     if p.not_text(f"/{name}", value, f"at most {len_max} printable characters"):
         return None
     if not isinstance(value, str) or not value.strip():
-        p.add("field_required", f"/{name}", value, "some text")
+        p.required(f"/{name}", value, name in body, f"at most {len_max} printable characters")
         return None
     if len(value) > len_max or _CONTROL.search(value):
         p.add("text_too_long_or_not_printable", f"/{name}", value,
@@ -138,9 +138,11 @@ def _subject(value: Any, p: ProblemList) -> Subject | None:
     value = intake.nulls_left_out(value, intake.optional(SUBJECT_TABLE))
     for name, required in SUBJECT_TABLE.items():
         given = value.get(name)
-        if not p.not_text(f"/original/{name}", given, patterns[name].pattern) and (
-                (given is None and required) or (
-                given is not None and not patterns[name].fullmatch(given))):
+        if p.not_text(f"/original/{name}", given, patterns[name].pattern):
+            continue
+        if given is None and required:
+            p.required(f"/original/{name}", given, name in value, patterns[name].pattern)
+        elif given is not None and not patterns[name].fullmatch(given):
             p.add("field_malformed", f"/original/{name}", given, patterns[name].pattern)
     for name in value:
         if name not in SUBJECT_TABLE:
