@@ -204,8 +204,9 @@ def test_held_items_and_package_are_released_and_each_item_nets_once(tmp_path):
     assert seen["again"] == "package_already_held"
     assert seen["package_release"]["state"] == "executed"
     assert seen["release"]["state"] == "executed"
-    # The package's item goes `sent` again as soon as the sender claims the package.
-    assert seen["released"][0] == "accepted" and seen["released"][1] in ("accepted", "sent")
+    # Each goes `sent` again as soon as a sender claims its package: the released item
+    # is packed anew at the packer's next pass, which can come before this look.
+    assert all(state in ("accepted", "sent") for state in seen["released"])
     first, second = seen["views"]
     assert first["beps"]["package"] != second["beps"]["package"] == seen["package_after"]
     assert all(events(v).count("beps_netted") == 1 for v in seen["views"])
