@@ -75,3 +75,31 @@ def test_sqlite_reads_its_bound_on_parameters(tmp_path):
         assert tx.params_max == db._conn.getlimit(
             ledger.db.sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) > 0
     db.close()
+
+
+def test_rows_of_every_count_take_few_statement_texts():
+    """Every count from 1 to 1,000 is cut into statements that add up to it, none over the
+    step, and all the counts together use a bounded set of sizes (each its own prepared
+    text), not one for every count a batch can leave."""
+    step = ledger.db.INSERT_ROWS_MAX
+    sizes_used: set[int] = set()
+    for count in range(1, 1001):
+        sizes = ledger.db.chunk_sizes(count, step)
+        assert sum(sizes) == count and all(0 < s <= step for s in sizes)
+        assert sizes.count(step) == count // step
+        sizes_used.update(sizes)
+    assert len(sizes_used) <= ledger.db.INSERT_TAIL_ROWS + 5  # 1..16, 32, 64, 128, 200
+    assert ledger.db.chunk_sizes(531, step) == [200, 200, 128, 3]
+
+
+@pytest.mark.parametrize("count", [17, 100, 137, 431])
+def test_a_count_cut_into_powers_of_two_keeps_every_row_in_order(database_url, count):
+    db = _scratch(database_url)
+    rows = _rows(0, count)
+    with db.transaction() as tx:
+        back = tx.insert_rows(HEAD, rows, "RETURNING id")
+    with db.transaction() as tx:
+        stored = tx.query("SELECT id, name, fen FROM scratch ORDER BY n", ())
+    assert [tuple(r) for r in stored] == rows
+    assert sorted(r[0] for r in back) == [r[0] for r in rows]
+    db.close()
