@@ -15,14 +15,17 @@ import itertools
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from gateway import logs
 from gateway.app import Gateway
 from gateway.clock import Clock, anchored_spec, clock_from_spec
 from gateway.config import SIMULATED_GATEWAY_FOLDER, Settings
@@ -30,12 +33,39 @@ from gateway.errors import PaygateError, Problem
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import die_with_parent, free_port
 from simulators.app import CLOCK_ADVICE
+from simulators.logfmt import KeyValueFormatter
 
 SIM_START_TIMEOUT_S = 20.0
 SIM_WATCH_EVERY_S = 0.5  # how often `keep_simulator` looks at the simulator's process
 SIM_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # between failed restarts, the last repeated
+# At start-up the simulator is tried as often as this, with the restart backoff between
+# (3.5 s in all), before the start is refused: a running gateway waits for it without
+# end, but a start must answer.
+SIM_START_ATTEMPTS_MAX = 4
+# How long a simulator that closed its standard output is given to end, for its status.
+SIM_EXIT_WAIT_S = 5.0
+# Of npc.log, what a failed start reads for the simulator's last line (its end only), and
+# how much of that line the error shows: a refusal or a traceback's last line is shorter.
+SIM_LOG_TAIL_BYTES_MAX = 64 * 1024
+SIM_LINE_SHOWN_MAX = 400
 
 log = logging.getLogger("paygate.harness")
+
+
+class SimulatorNotStarted(RuntimeError):
+    """One start of the simulator's process that did not reach its ready line; the text
+    says how it ended (its exit status or signal) or that it printed none in time."""
+
+
+def exit_text(code: int) -> str:
+    """A process's exit status in words: a negative status is the signal that ended it."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"it was ended by {name} before its ready line"
+    return f"it exited with status {code} before its ready line"
 
 
 @dataclass
@@ -83,7 +113,7 @@ class Harness:
         self.gateway_port = self.gateway_port or free_port()
         bank = self.settings_overrides.get("bank_code", Settings().bank_code)
         write_keypair(self.keys_dir, bank)
-        await self.start_simulator()
+        await self.start_simulator_retrying(SIM_START_ATTEMPTS_MAX)
         try:
             self.gateway = Gateway(self.settings(), clock=self.clock())
             await self.gateway.start()
@@ -109,23 +139,103 @@ class Harness:
         return args + self.sim_args
 
     async def start_simulator(self) -> None:
+        """One start of the simulator's process, until its ready line. A refusal it wrote
+        (the error shape) is raised as that error; a process that ended, or printed no
+        ready line in time, raises SimulatorNotStarted naming how, which is also written
+        into npc.log (a process killed by a signal writes nothing there itself)."""
         self.sim_port = self.sim_port or free_port()
         args = self.simulator_args()
-        log_file = open(self.data_dir / "npc.log", "ab")
-        self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file,
-                                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                            preexec_fn=die_with_parent,
-                                            # stopped by the gateway's side, not by a
-                                            # Ctrl-C aimed at the terminal's group
-                                            start_new_session=True)
-        log_file.close()
-        line = await asyncio.wait_for(
-            asyncio.get_running_loop().run_in_executor(None, self.sim_process.stdout.readline),
-            SIM_START_TIMEOUT_S)
+        log_path = self.data_dir / "npc.log"
+        with open(log_path, "ab") as log_file:
+            written_from = log_file.seek(0, os.SEEK_END)  # what this start writes follows
+            self.sim_process = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                                stderr=log_file,
+                                                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                                preexec_fn=die_with_parent,
+                                                # stopped by the gateway's side, not by
+                                                # a Ctrl-C aimed at the terminal's group
+                                                start_new_session=True)
+        try:
+            line = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                None, self.sim_process.stdout.readline), SIM_START_TIMEOUT_S)
+        except TimeoutError:
+            raise self._not_started(
+                log_path, f"it printed no ready line within {SIM_START_TIMEOUT_S:g} s"
+            ) from None
         if not line:
-            raise _simulator_refusal(self.data_dir / "npc.log", self.clock_named) or RuntimeError(
-                f"the simulator exited; see {self.data_dir / 'npc.log'}")
-        self.sim_url = json.loads(line)["npc"]
+            ended = await self._ended(log_path, written_from)
+            raise self._not_started(log_path, ended)
+        try:
+            self.sim_url = json.loads(line)["npc"]
+        except (ValueError, KeyError, TypeError):
+            raise self._not_started(log_path, "its first line on standard output was not "
+                                    f"its ready line: {line[:80]!r}") from None
+
+    async def _ended(self, log_path: Path, written_from: int) -> str:
+        """How the simulator that closed its standard output without a ready line ended:
+        its exit status or signal, and the last line it wrote at this start (the end of a
+        traceback, say); its refusal, when that line is one, is raised instead."""
+        process = self.sim_process
+        assert process is not None
+        try:
+            code = await asyncio.get_running_loop().run_in_executor(
+                None, process.wait, SIM_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return "it closed its standard output without its ready line and went on running"
+        last_line = _last_line_written(log_path, written_from)
+        refusal = _simulator_refusal(last_line, self.clock_named)
+        if refusal is not None:
+            raise refusal
+        if last_line:
+            return f"{exit_text(code)}; its last line: {last_line[-SIM_LINE_SHOWN_MAX:]}"
+        return exit_text(code)
+
+    def _not_started(self, log_path: Path, reason: str) -> SimulatorNotStarted:
+        """The failed start, its reason written into npc.log after the simulator's own
+        lines (a traceback, when it wrote one)."""
+        fields = {"reason": reason}
+        if self.sim_process is not None and self.sim_process.returncode is not None:
+            fields["exit_code"] = str(self.sim_process.returncode)
+        line = KeyValueFormatter().line(time.time(), "ERROR", log.name, "npc_not_started",
+                                        fields)
+        try:
+            with open(log_path, "a", encoding="utf-8") as log_file:
+                log_file.write(line + "\n")
+        except OSError as exc:
+            log.error("event=npc_log_unwritable path=%s error=%s", logs.value(str(log_path)),
+                      logs.value(repr(exc)))
+        return SimulatorNotStarted(reason)
+
+    async def start_simulator_retrying(self, attempts_max: int | None) -> None:
+        """Start the simulator, and while a start fails (the process ended or printed no
+        ready line), try again on the same port and data after SIM_RESTART_BACKOFF_S:
+        without end for a simulator that died under a running gateway
+        (`keep_simulator`), at most `attempts_max` starts for the first one, whose last
+        failure is raised as `simulator_start_failed`. A refusal the simulator wrote (a
+        clock before its stored work date, its data directory held) is raised at once: it
+        would refuse the same way again."""
+        for attempt in itertools.count():
+            try:
+                await self.start_simulator()
+                return
+            except (SimulatorNotStarted, OSError) as exc:
+                await self._stop_failed_start()
+                if attempt == 0 or attempts_max is not None:
+                    log.error("event=npc_start_failed attempt=%s error=%s", attempt + 1,
+                              logs.value(str(exc)))
+                if attempts_max is not None and attempt + 1 >= attempts_max:
+                    raise self._start_failed(exc, attempt + 1) from None
+            await asyncio.sleep(SIM_RESTART_BACKOFF_S[
+                min(attempt, len(SIM_RESTART_BACKOFF_S) - 1)])
+
+    def _start_failed(self, exc: Exception, attempts: int) -> PaygateError:
+        log_path = self.data_dir / "npc.log"
+        return PaygateError(Problem(
+            "simulator_start_failed", "--simulate", str(exc),
+            "a simulated NPC that prints its ready line within "
+            f"{SIM_START_TIMEOUT_S:g} s",
+            f"the simulated NPC did not start ({attempts} attempts on port "
+            f"{self.sim_port}): {exc}; its log is {log_path}"), 503)
 
     async def stop_simulator(self, kill: bool = False) -> None:
         if self.sim_process is None:
@@ -150,16 +260,7 @@ class Harness:
             log.warning("event=npc_died exit_code=%s restarting=true", process.returncode)
             process.stdout.close()
             self.sim_process = None
-            for attempt in itertools.count():
-                try:
-                    await self.start_simulator()
-                    break
-                except (RuntimeError, OSError, asyncio.TimeoutError) as exc:
-                    if attempt == 0:
-                        log.error("event=npc_restart_failed error=%r", exc)
-                    await self._stop_failed_start()
-                    await asyncio.sleep(SIM_RESTART_BACKOFF_S[
-                        min(attempt, len(SIM_RESTART_BACKOFF_S) - 1)])
+            await self.start_simulator_retrying(None)
             self.sim_restarts += 1
             log.warning("event=npc_restarted url=%s restarts=%s", self.sim_url,
                         self.sim_restarts)
@@ -188,15 +289,34 @@ class Harness:
             await self._http.close()
 
 
-def _simulator_refusal(log_path: Path, clock_named: str = "") -> PaygateError | None:
+def _last_line_written(log_path: Path, written_from: int) -> str:
+    """The last line the simulator wrote into npc.log after `written_from` (where the
+    file ended when it was started): an older line is not this start's. Empty when it
+    wrote none, or the file cannot be read."""
+    try:
+        with open(log_path, "rb") as log_file:
+            log_file.seek(written_from)
+            text = log_file.read(SIM_LOG_TAIL_BYTES_MAX + 1)
+            if len(text) > SIM_LOG_TAIL_BYTES_MAX:
+                log_file.seek(-SIM_LOG_TAIL_BYTES_MAX, os.SEEK_END)
+                text = log_file.read()
+    except OSError as exc:
+        log.error("event=npc_log_unreadable path=%s error=%s", logs.value(str(log_path)),
+                  logs.value(repr(exc)))
+        return ""
+    lines = [line for line in text.decode("utf-8", errors="replace").splitlines()
+             if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _simulator_refusal(last_line: str, clock_named: str = "") -> PaygateError | None:
     """The refusal a simulator that would not start wrote as its last line (the error
     shape, exit status 2), as the same error here; None when it ended otherwise. With
     `clock_named`, a refusal of its clock names that setting, which the user gave,
     instead of the simulator's --clock, which the harness gave."""
     try:
-        last = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-1:]
-        errors = json.loads(last[0])["errors"] if last else None
-    except (OSError, ValueError, KeyError, TypeError):
+        errors = json.loads(last_line)["errors"] if last_line else None
+    except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(errors, list) or not errors:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.ops.testing import LoopThread, OpsRig, hvps_sending_held, serving
+from gateway.ops.testing import LoopThread, OpsRig, console_call, hvps_sending_held, serving
 
 pytestmark = pytest.mark.browser
 
@@ -258,7 +258,9 @@ REVIEW_BUTTONS_JS = """() => {
                 reachable: hit !== null && b.contains(hit)};
     })];
 }"""
-REVIEW_ACTIONS = ["cancel", "review_approve", "review_reject"]
+# A payment held for review takes a cancel, a new priority (which decides nothing about
+# its money) and, from a supervisor, the review's pass and fail.
+REVIEW_ACTIONS = ["cancel", "priority", "review_approve", "review_reject"]
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +325,34 @@ def test_a_held_debit_is_shown_held_for_review_with_pass_and_fail(debit_rig: Any
     assert "held for review" in title
 
 
+def row_buttons(page: Any, table: str, pid: str) -> list[str]:
+    selector = f'#{table} tr[data-id="{pid}"] button'
+    return page.eval_on_selector_all(selector, "(bs) => bs.map((b) => b.dataset.action)")
+
+
+def test_a_rows_buttons_are_what_a_request_would_be_taken_for(review_rig: Any,
+                                                              browser: Any) -> None:
+    """A cancel of a payment waits for approval: its row offers Hold and Priority, not
+    Cancel again (request_already_pending); an operator's page shows a payment held
+    for review its cancel and priority, without the review's pass and fail, which are a
+    supervisor's."""
+    loop, ops_rig = review_rig
+    pid = loop.run(ops_rig.submit("pending-1", amount="100.00"))["id"]
+    held = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT id FROM payments WHERE reason LIKE 'review_%'", ())))[0]
+    asked, _ = loop.run(console_call(ops_rig.url, "POST", "/ops/api/requests", "op2", {
+        "action": "cancel", "target": pid, "params": {}, "note": ""}))
+    page = sign_in(browser, ops_rig.url, "op1", "en-US")
+    page.wait_for_selector(f'#t-payments tr[data-id="{pid}"] button[data-action="hold"]',
+                           timeout=STEP_TIMEOUT_MS)
+    page.wait_for_selector(f'#t-review tr[data-id="{held}"] button',
+                           timeout=STEP_TIMEOUT_MS)
+
+    assert asked == 201
+    assert row_buttons(page, "t-payments", pid) == ["hold", "priority"]
+    assert row_buttons(page, "t-review", held) == ["cancel", "priority"]
+
+
 def test_a_payment_held_since_an_earlier_work_date_shows_its_date(review_rig: Any,
                                                                   browser: Any) -> None:
     """The "Held for review" table shows a payment's time alone when it is of today's
@@ -333,7 +363,8 @@ def test_a_payment_held_since_an_earlier_work_date_shows_its_date(review_rig: An
     earlier = (ops_rig.gw.work_date - timedelta(days=1)).isoformat()
 
     def backdate(tx: Any) -> tuple[str, str]:
-        pid, at = tx.query_one("SELECT id, updated_at FROM payments WHERE state = 'held'")
+        pid, at = tx.query_one("SELECT id, updated_at FROM payments WHERE state = 'held' "
+                               "AND reason LIKE 'review_%'")
         tx.execute("UPDATE payments SET updated_at = ? WHERE id = ?", (earlier + at[10:], pid))
         return pid, at
 

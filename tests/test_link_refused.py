@@ -147,7 +147,7 @@ def test_a_release_of_a_refused_payment_says_what_to_do_instead(tmp_path):
                     refused[action] = exc.to_dict()["errors"][0]
             return {"pid": pid, "refused": refused,
                     "offered": await gw.store.run(lambda tx: control.offered(
-                        gw, tx, ops.directory.get("op1"), pid))}
+                        gw, tx, ops.directory.get("op1"), pid, gw.clock.now()))}
 
     seen = asyncio.run(scenario())
     release = seen["refused"]["release"]

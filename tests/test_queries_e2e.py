@@ -287,7 +287,8 @@ def test_unanswered_query_is_chased_and_the_late_reply_closes_both(tmp_path):
             await until(overdue, "our query to be overdue")
             await h.sim("POST", "/sim/queries", {"never_reply": 0.0,
                                                  "reply_delay_s": 40 * 3600})
-            status, chase = await http(h, "POST", f"/v1/queries/{query['id']}/chase", {})
+            status, chase = await http(h, "POST", f"/v1/queries/{query['id']}/chase", {},
+                                      key="chase-1")
             await wait_answered(h, chase["id"])
             chased = await query_state(h, chase["id"])
             original = await query_state(h, query["id"])

@@ -99,7 +99,8 @@ def test_a_query_and_free_text_the_npc_refuses_end_refused(tmp_path):
                 await desk_of(gw).check_deadlines()
                 _, shown = await http(h, "GET", f"/v1/queries/{query['id']}")
                 _, refused_list = await http(h, "GET", "/v1/queries?state=refused")
-                chase = await http(h, "POST", f"/v1/queries/{query['id']}/chase", {})
+                chase = await http(h, "POST", f"/v1/queries/{query['id']}/chase", {},
+                                   key="chase-refused")
                 _, feed = await http(h, "GET", "/v1/query-replies?after=0")
                 _, free_list = await http(h, "GET", "/v1/free-format?direction=out")
                 summary = await gw.store.run(desk_of(gw).summary)

@@ -46,6 +46,7 @@ from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem
 from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit
+from gateway.states import FINAL, FINAL_IN
 from gateway.store import Contended
 
 REQUEST_LIFE_S = 4 * 60 * 60  # half a working day: an older request no longer fits the facts
@@ -264,18 +265,48 @@ def may_request(operator: Operator, rule: Rule) -> bool:
     return operator.may_act and int(operator.level) >= rule.request_level_min
 
 
-def offered(gw: Any, tx: Any, operator: Operator, payment_id: str,
+def offered(gw: Any, tx: Any, operator: Operator, payment_id: str, now: datetime,
             kind: str = "payment") -> list[str]:
     """The actions on a target of `kind` (a payment; a BEPS package) that `operator` may
     request on this one now, in the order of RULES: those the operator's level may ask
-    for and whose precondition holds, as a request of it would be checked (a payment's
-    detail view offers them, and those on its BEPS package)."""
+    for and that a request of would be taken (`requestable`: its precondition, and no
+    pending request it clashes with). A payment's detail view offers them, and those on
+    its BEPS package."""
     names = [name for name, rule in RULES.items()
              if rule.target == kind and may_request(operator, rule)
-             and actions.offerable(gw, tx, name, payment_id)]
+             and requestable(gw, tx, name, payment_id, now)]
     # An npc_cancel of a payment not yet sent cancels it here, as `cancel` does: only
     # one of the two is offered for it.
     return [n for n in names if n != "npc_cancel" or "cancel" not in names]
+
+
+# The actions a row of a list of payments offers (the console's latest payments, stuck,
+# held for review and search results); the detail view offers every one.
+ROW_ACTIONS = ("hold", "release", "cancel", "priority", "review_approve", "review_reject")
+
+
+def add_row_actions(gw: Any, tx: Any, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Give each payment row its `actions`: those of ROW_ACTIONS a request of would be
+    taken now, whoever asks (the page shows those its operator's level may ask for). A
+    payment in a final state takes none of them, and is not looked at further."""
+    for row in rows:
+        final = row["state"] in (FINAL_IN if row["direction"] == "in" else FINAL)
+        row["actions"] = [] if final else [
+            name for name in ROW_ACTIONS if requestable(gw, tx, name, row["id"], now)]
+
+
+def requestable(gw: Any, tx: Any, action: str, target: str, now: datetime) -> bool:
+    """Whether a request of `action` on `target` would be taken now, by the checks
+    `gateway.ops.console.Console.request` makes of it: its precondition
+    (actions.offerable) and the pending requests on its target (refuse_pending_clash).
+    Reads only."""
+    if not actions.offerable(gw, tx, action, target):
+        return False
+    try:
+        refuse_pending_clash(tx, action, target, {}, now)
+    except PaygateError:
+        return False
+    return True
 
 
 # What each kind of target is, as a refusal of a malformed one says it.
@@ -365,16 +396,7 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
         payments.get(tx, target, lock=True)
     # A request whose time has passed waits for nobody: marked expired, it is no clash.
     expire_due(tx, now)
-    clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
-                         "AND target = ?", (action, target))
-    if clash is not None:
-        raise Conflict(Problem("request_already_pending", "/target", target,
-                               "no other pending request of the same action",
-                               f"request {clash[0]} waits for approval"))
-    if deciding(action):
-        _refuse_contradiction(tx, action, target)
-    if action == "retry":
-        _refuse_letter_contradiction(tx, target, letter_targets(tx, params.get("fields") or {}))
+    refuse_pending_clash(tx, action, target, params, now)
     expires = now + timedelta(seconds=REQUEST_LIFE_S)
     row = tx.query_one(
         "INSERT INTO ops_requests (action, target, params, note, state, requested_by, "
@@ -398,13 +420,37 @@ def deciding(action: str) -> bool:
     return rule.needs_approval and action not in COMPATIBLE
 
 
-def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
+def refuse_pending_clash(tx: Any, action: str, target: str, params: dict[str, Any],
+                        now: datetime) -> None:
+    """Refuse a request of `action` on `target` that a pending request would make a
+    second one: the same action pending on it (`request_already_pending`), or a request
+    deciding its money pending while this one would decide it too, or send what it may
+    stop (`request_contradicts_pending`). `create` checks a request so, and the
+    console's offered actions (`requestable`) by the same function, so that what is
+    offered is what would be taken. A request past its time (`expires_at` before `now`)
+    waits for nobody and is no clash, though nothing has marked it expired yet."""
+    clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
+                         "AND target = ? AND expires_at >= ?",
+                         (action, target, now.isoformat()))
+    if clash is not None:
+        raise Conflict(Problem("request_already_pending", "/target", target,
+                               "no other pending request of the same action",
+                               f"request {clash[0]} waits for approval"))
+    if deciding(action):
+        _refuse_contradiction(tx, action, target, now)
+    if action == "retry":
+        _refuse_letter_contradiction(tx, target, letter_targets(tx, params.get("fields") or {}),
+                                     now)
+
+
+def _refuse_contradiction(tx: Any, action: str, target: str, now: datetime) -> None:
     """One deciding request pending per target: two (a return and an application of the
     same suspense item, a release and a cancel) would both be approved on the facts
     each approver saw, and the second carried out on what the first did."""
     for other_id, other in tx.query("SELECT id, action FROM ops_requests "
                                     "WHERE state = 'pending' AND target = ? AND action <> ? "
-                                    "ORDER BY id", (target, action)):
+                                    "AND expires_at >= ? ORDER BY id",
+                                    (target, action, now.isoformat())):
         if other in RULES and RULES[other].target == RULES[action].target \
                 and deciding(other):
             raise Conflict(Problem(
@@ -415,7 +461,7 @@ def _refuse_contradiction(tx: Any, action: str, target: str) -> None:
 
 
 def _refuse_letter_contradiction(tx: Any, letter: str,
-                                 decided: list[tuple[str, str]]) -> None:
+                                 decided: list[tuple[str, str]], now: datetime) -> None:
     """A retry needs nobody, yet it sends again the message of what its letter carries
     (a payment; a BEPS package and its items): refused while a deciding request on one
     of them waits, since it would send the money that request may stop. The pending
@@ -424,7 +470,8 @@ def _refuse_letter_contradiction(tx: Any, letter: str,
     if not wanted:
         return
     for other_id, other, on in tx.query("SELECT id, action, target FROM ops_requests "
-                                        "WHERE state = 'pending' ORDER BY id", ()):
+                                        "WHERE state = 'pending' AND expires_at >= ? "
+                                        "ORDER BY id", (now.isoformat(),)):
         if other in RULES and deciding(other) and (RULES[other].target, on) in wanted:
             raise Conflict(Problem(
                 "request_contradicts_pending", "/target", letter,

@@ -23,7 +23,11 @@ and the requests, approvals and rejections they send.
 
 A payment's `actions` are those the signed-in operator may request on it now
 (control.offered): the page offers them on its detail view, `paygate ops payment` lists
-them.
+them. Each row of a list of payments (the search here; the snapshot's latest, stuck and
+held for review) carries the `actions` of control.ROW_ACTIONS a request would be taken
+for, whoever asks (control.add_row_actions); the page shows those its operator's level
+may ask for. Both are checked as a request is (control.requestable): the precondition,
+and the requests pending on the payment.
 
 A query string takes only the parameters shown (`limit` on the lists of dead letters,
 alerts, audit and requests, 1 to the list's maximum): an unknown one, or one given twice,
@@ -158,8 +162,13 @@ class DataRoutes:
 
     async def payments(self, request: web.Request, operator: Operator) -> web.Response:
         search = views.parse_search(*query_params(request, views.SEARCH_PARAMS))
-        return _json({"payments": await self._read(
-            lambda tx: views.search_payments(tx, search))})
+        now = self.gw.clock.now()
+
+        def read(tx: Any) -> list[dict[str, Any]]:
+            rows = views.search_payments(tx, search)
+            control.add_row_actions(self.gw, tx, rows, now)
+            return rows
+        return _json({"payments": await self._read(read)})
 
     async def payment(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
@@ -167,10 +176,11 @@ class DataRoutes:
 
         def read(tx: Any) -> dict[str, Any]:
             view = views.payment_detail(tx, payment_id, now)
-            view["actions"] = control.offered(self.gw, tx, operator, payment_id)
+            view["actions"] = control.offered(self.gw, tx, operator, payment_id, now)
             # For a BEPS item, the actions on the package that carries it.
             view["package_actions"] = control.offered(
-                self.gw, tx, operator, view["package"], "package") if view["package"] else []
+                self.gw, tx, operator, view["package"], now, "package") \
+                if view["package"] else []
             return view
         return _json(await self._read(read))
 

@@ -128,11 +128,15 @@ class Snapshots:
         def work(tx: Any) -> dict[str, Any]:
             control.expire_due(tx, now)
             ongoing = attention.ongoing_ids(tx, link_view)
+            lists = {"recent": views.recent_payments(tx, 20),
+                     "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
+                     "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX]}
+            for rows in lists.values():
+                # Each row's buttons, as a request of each would be checked now.
+                control.add_row_actions(gw, tx, rows, now)
             return {
                 "counts": views.counts(tx),
-                "recent": views.recent_payments(tx, 20),
-                "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
-                "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX],
+                **lists,
                 # Open alerts and the history apart, counted (ops.attention).
                 "alerts": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, True),
                 "alert_history": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, False),

@@ -45,6 +45,11 @@ QUERIES = key_reuse.Kind("queries", requests.query_meaning, requests.QUERY_FIELD
 FREE_FORMAT = key_reuse.Kind("free_format", requests.free_format_meaning,
                              requests.FREE_FORMAT_FIELDS, requests.FREE_FORMAT_DEFAULTS,
                              "free-format message")
+# A chase is kept with the query it chases (requests.chase_request): the same key on
+# another query is another request.
+CHASE = key_reuse.Kind("chase", requests.chase_meaning, requests.CHASE_FIELDS,
+                       requests.CHASE_DEFAULTS, "chase")
+KINDS = {kind.name: kind for kind in (QUERIES, FREE_FORMAT, CHASE)}
 
 
 def install(gw: Any) -> "QueryDesk":
@@ -182,9 +187,10 @@ class QueryDesk:
 
     async def answered_before(self, kind_name: str, client: str, key: str,
                               body: Any) -> tuple[int, dict[str, Any]] | None:
-        """The answer stored under `key` for this same kind of request (QUERIES or
-        FREE_FORMAT, by name), read only; None for a new key or another request under it."""
-        kind = QUERIES if kind_name == QUERIES.name else FREE_FORMAT
+        """The answer stored under `key` for this same kind of request (one of KINDS, by
+        name; a chase's `body` as requests.chase_request makes it), read only; None for
+        a new key or another request under it."""
+        kind = KINDS[kind_name]
         body_hash = intake.meaning_sha256(kind.meaning(body))
 
         def work(tx: Any) -> tuple[int, dict[str, Any]] | None:
@@ -205,12 +211,26 @@ class QueryDesk:
         return await self._run(lambda tx: outgoing.operator_reply(
             tx, self, query_id, content, operator, now, client))
 
-    async def chase(self, query_id: str, body: Any,
-                    client: str | None = None) -> dict[str, Any]:
+    async def chase(self, client: str, key: str | None, query_id: str,
+                    body: Any) -> tuple[int, dict[str, Any]]:
+        """A chase asked by a core-system client under its Idempotency-Key, as a query
+        is: the same key, query and request again get the stored answer (no second
+        ccms.314 to the other bank), another request under the key a 409."""
+        key = idempotency.check_key(key)
         content, operator = requests.parse_chase(body)
+        request = requests.chase_request(query_id, body)
+        body_hash = intake.meaning_sha256(requests.chase_meaning(request))
         now = self.gw.clock.now()
-        return await self._run(lambda tx: outgoing.chase(tx, self, query_id, content,
-                                                         operator, now, client))
+
+        def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
+            stored = idempotency.replay(tx, client, CHASE, key, request, body_hash)
+            if stored is not None:
+                return stored, []
+            view, pushes = outgoing.chase(tx, self, query_id, content, operator, now,
+                                          client)
+            idempotency.remember(tx, client, CHASE, key, request, body_hash, 201, view, now)
+            return (201, view), pushes
+        return await self._run(work)
 
     async def send_free_format(self, client: str, key: str | None,
                                body: Any) -> tuple[int, dict[str, Any]]:

@@ -6,6 +6,7 @@
     GET  /v1/queries/{id}            one query with its replies
     POST /v1/queries/{id}/reply      an operator's answer to a query a bank sent us
     POST /v1/queries/{id}/chase      a follow-up query (催查) about the same payment
+                                     (Idempotency-Key required)
     GET  /v1/query-replies           ?after=<seq> &limit=  replies received and the
                                      NPC's refusals of our queries, in order
     POST /v1/free-format             send free text (ccms.303; Idempotency-Key required)
@@ -24,13 +25,14 @@ or `*`); the rest is answered and left out alike (gateway.scope.sees_unattached)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
 from gateway.errors import ProblemList, ValidationFailed
-from gateway.queries import records
+from gateway.queries import records, requests
 
 QUERIES_KEY: web.AppKey = web.AppKey("queries", object)
 BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad client
@@ -39,13 +41,14 @@ BODY_LEN_MAX = 64 * 1024  # a query is a few hundred bytes; this bounds a bad cl
 _json = json_response
 
 
-async def _body(request: web.Request, kind: str | None = None) -> tuple[str, Any]:
+async def _body(request: web.Request, kind: str | None = None,
+                as_kept: Callable[[Any], Any] = lambda body: body) -> tuple[str, Any]:
     """(client, body) of a POST; for a `kind` of request kept by its Idempotency-Key (its
-    name), a retry gets its stored answer whatever its Content-Type
-    (gateway.api.read_json)."""
+    name; `as_kept` makes the request it keeps of a body), a retry gets its stored
+    answer whatever its Content-Type (gateway.api.read_json)."""
     desk = _desk(request)
     stored = None if kind is None else (
-        lambda client, key, body: desk.answered_before(kind, client, key, body))
+        lambda client, key, body: desk.answered_before(kind, client, key, as_kept(body)))
     return await read_json(request, BODY_LEN_MAX, empty_ok=True, stored=stored)
 
 
@@ -104,8 +107,12 @@ async def post_reply(request: web.Request) -> web.Response:
 
 
 async def post_chase(request: web.Request) -> web.Response:
-    client, body = await _body(request)
-    return _json(await _desk(request).chase(request.match_info["id"], body, client), 201)
+    query_id = request.match_info["id"]
+    client, body = await _body(request, "chase",
+                               lambda body: requests.chase_request(query_id, body))
+    status, view = await _desk(request).chase(
+        client, request.headers.get("Idempotency-Key"), query_id, body)
+    return _json(view, status)
 
 
 async def reply_feed(request: web.Request) -> web.Response:

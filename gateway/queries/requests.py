@@ -204,11 +204,32 @@ def free_format_meaning(body: Any) -> Any:
     return intake.without(body, FREE_FORMAT_DEFAULTS, intake.optional(FREE_FORMAT_TABLE))
 
 
+def chase_request(query_id: str, body: Any) -> Any:
+    """A chase as it is kept and compared under its Idempotency-Key: its body's fields
+    (no body: none) with the query it chases, the path's id, as `query_id`, so that the
+    key sent again on another query is another request. A body that is no object stays
+    as it is (parse_chase refuses it, by name)."""
+    body = {} if body is None else body
+    if type(body) is not dict:
+        return body
+    return {**body, "query_id": query_id}
+
+
+def chase_meaning(request: Any) -> Any:
+    """What a chase (`chase_request`) asks for: an optional field given null as if left
+    out; its text goes out as written, so its spelling counts."""
+    if type(request) is not dict:
+        return request
+    return intake.without(request, CHASE_DEFAULTS, intake.optional(CHASE_TABLE))
+
+
 # The fields of each request in the order a refusal names them, and what those left out
 # ask for (gateway.queries.idempotency).
 QUERY_FIELDS = tuple(QUERY_TABLE)
 FREE_FORMAT_FIELDS = tuple(FREE_FORMAT_TABLE)
 FREE_FORMAT_DEFAULTS = {"system": "HVPS"}
+CHASE_FIELDS = ("query_id", *CHASE_TABLE)
+CHASE_DEFAULTS: dict[str, Any] = {}  # a chase left without a text takes its query's
 
 
 def parse_reply(body: Any) -> tuple[str, str]:

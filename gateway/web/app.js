@@ -4,8 +4,6 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const UNSENT = ["accepted", "held"];
-  const OPERATOR_HOLDS = ["held_by_operator"];
   const DANGER = ["cancel", "npc_cancel", "package_cancel", "return", "review_reject"]; // actions that stop or send money back
   // The note's hint for actions whose note is more than a note.
   const NOTE_HINTS = { return: "note_return", suspense_apply: "note_apply" };
@@ -25,6 +23,7 @@
   let seenVersion = "";        // data_version of the snapshot the searches were run for
   let pending = null;          // what waits in the action bar: a request to send, or a decision
   let actionNames = {};        // action -> {en, zh}: the gateway's one table of names
+  let actionLevels = {};       // action -> the lowest level that may request it ("20")
   const lastStates = new Map(); // row key -> state, to flash rows that changed
 
   function t(key) {
@@ -83,8 +82,10 @@
     try {
       const answer = await api("GET", "/ops/api/actions");
       actionNames = Object.fromEntries(answer.actions.map((a) => [a.action, a.label]));
+      actionLevels = Object.fromEntries(answer.actions.map((a) => [a.action, a.request_level_min]));
     } catch (err) {
       actionNames = {};
+      actionLevels = {};
     }
   }
 
@@ -401,22 +402,19 @@
       el("span", { className: "state held", dataset: { state: "held_for_review" } }, t("held_for_review")));
   }
 
+  // The row's buttons: the actions the gateway would take a request of now (its state
+  // and the requests pending on it, GET /ops/api/payments and the snapshot's lists), those
+  // this operator's level may ask for.
   function paymentActions(p) {
     const box = el("span");
     if (!me || !me.may_act) return box;
-    // A payment the review holds leaves only by the review's pass or fail, or a cancel
-    // (an outgoing one): the gateway refuses its release (payment_held_for_review). A
-    // debit another bank sent us is answered by the pass or the fail.
-    if (p.held_for_review) {
-      if (p.direction === "out") box.append(actionButton("cancel", p.id));
-      if (me.may_approve) box.append(actionButton("review_approve", p.id), actionButton("review_reject", p.id));
-      return box;
-    }
-    if (p.direction !== "out" || !UNSENT.includes(p.state)) return box;
-    const held = OPERATOR_HOLDS.includes(p.reason);
-    box.append(actionButton(held ? "release" : "hold", p.id), actionButton("cancel", p.id));
-    if (p.channel === "hvps") box.append(actionButton("priority", p.id));
+    box.append(...(p.actions || []).filter(mayRequest).map((a) => actionButton(a, p.id)));
     return box;
+  }
+
+  function mayRequest(action) {
+    const level = actionLevels[action];
+    return level === undefined || Number(me.level) >= Number(level);
   }
 
   function renderPayments(s) {
