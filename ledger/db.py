@@ -206,7 +206,6 @@ _SAVEPOINT = [f"SAVEPOINT sp{depth}" for depth in range(8)]
 _RELEASE = [f"RELEASE SAVEPOINT sp{depth}" for depth in range(8)]
 
 
-@lru_cache(maxsize=256)
 def chunk_sizes(count: int, step: int) -> list[int]:
     """The row counts of the statements `insert_rows` writes `count` rows in: `step` as
     long as that many are left, then the rest in powers of two down to a tail of at most
@@ -225,6 +224,7 @@ def chunk_sizes(count: int, step: int) -> list[int]:
     return sizes
 
 
+@lru_cache(maxsize=256)
 def _insert_sql(head: str, width: int, count: int, tail: str) -> str:
     """A multi-row INSERT of `count` rows of `width` values each."""
     row = "(" + ", ".join("?" * width) + ")"

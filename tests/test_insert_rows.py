@@ -103,3 +103,10 @@ def test_a_count_cut_into_powers_of_two_keeps_every_row_in_order(database_url, c
     assert [tuple(r) for r in stored] == rows
     assert sorted(r[0] for r in back) == [r[0] for r in rows]
     db.close()
+
+
+def test_a_statements_text_is_made_once():
+    ledger.db._insert_sql.cache_clear()
+    for _ in range(3):
+        ledger.db._insert_sql(HEAD, 3, 40, "")
+    assert ledger.db._insert_sql.cache_info().hits == 2
