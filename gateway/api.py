@@ -385,6 +385,10 @@ def _plain_json(raw: bytes) -> Any:
 async def errors_middleware(request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                             ) -> web.StreamResponse:
+    """Every request's refusals and failures answered in the error shape. The gateway's
+    server runs it around the whole application, not in aiohttp's middleware chain
+    (`http_errors.GatewayRunner`'s `around`): `handler` is then the application's own
+    handling, the router's 404 and 405 included."""
     try:
         # Checked here rather than in a middleware of its own: every payment's request
         # passes each middleware's coroutine.
@@ -799,6 +803,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(gw: Any) -> web.Application:
+    """The API's application. Its one middleware, `errors_middleware`, is taken out of
+    aiohttp's chain and run around the application by `GatewayRunner(app,
+    around=errors_middleware)`, as `Gateway.start` serves it; any other runner keeps it
+    in the chain, with the same answers."""
     app = web.Application(middlewares=[errors_middleware],
                           client_max_size=BODY_LEN_MAX)
     app[GATEWAY_KEY] = gw
