@@ -149,6 +149,9 @@ def media_type_refusal(request: web.Request, empty: bool = False) -> PaygateErro
 
 
 JSON_MEDIA_TYPE = "application/json"
+# Content-Type values taken without parsing them (what the parse would take too).
+_JSON_DECLARED = frozenset((JSON_MEDIA_TYPE, f"{JSON_MEDIA_TYPE}; charset=utf-8",
+                            f"{JSON_MEDIA_TYPE}; charset=UTF-8"))
 
 
 def refuse_other_media_type(request: web.Request, empty: bool = False,
@@ -160,6 +163,8 @@ def refuse_other_media_type(request: web.Request, empty: bool = False,
     endpoint takes none, needs no type; `untyped_ok`: neither does any body (the core
     system's signed requests, `read_body`)."""
     declared = request.headers.get("Content-Type")
+    if declared in _JSON_DECLARED:
+        return  # as nearly every request declares it: nothing to parse
     if declared is None and (empty or untyped_ok):
         return
     charset = (request.charset or "utf-8").lower().replace("_", "-")
@@ -342,7 +347,8 @@ def strict_json(raw: bytes) -> Any:
 
 
 _NOT_PLAIN = object()
-_ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
+# What orjson reads a JSON text into besides dicts, lists and floats.
+_LEAF_TYPES = frozenset((str, int, bool, type(None)))
 
 
 def _plain_json(raw: bytes) -> Any:
@@ -358,21 +364,14 @@ def _plain_json(raw: bytes) -> Any:
     text found in it: each member has one colon outside strings, and with no colon
     written as an escape, the colons of the text are those of the members and of the
     strings read; a member lost to a repeated key leaves one more in the text."""
-    if type(raw) is not bytes or any(escaped in raw for escaped in _ESCAPED_COLONS):
+    if type(raw) is not bytes or b"\\u003a" in raw or b"\\u003A" in raw:
         return _NOT_PLAIN
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _NOT_PLAIN
-    pending = [value]
-    while pending:
-        node = pending.pop()
-        items = node.values() if type(node) is dict else node if type(node) is list else ()
-        kinds = set(map(type, items))
-        if float in kinds or type(node) is float:
-            return _NOT_PLAIN
-        if dict in kinds or list in kinds:
-            pending.extend(item for item in items if type(item) in (dict, list))
+    if _has_float(value):
+        return _NOT_PLAIN
     try:
         # orjson writes a member's colon once and a string's colons as they are.
         colons = orjson.dumps(value).count(b":")
@@ -381,10 +380,40 @@ def _plain_json(raw: bytes) -> Any:
     return value if colons == raw.count(b":") else _NOT_PLAIN
 
 
+def _has_float(value: Any) -> bool:
+    """Whether orjson's reading `value` holds a float anywhere. A container's members
+    are looked at by their set of types: one of strings, numbers, booleans and nulls
+    alone (a transfer, each item of a batch) ends there; only dicts and lists in it are
+    looked into."""
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        kind = type(node)
+        if kind is dict:
+            members: Any = node.values()
+        elif kind is list:
+            members = node
+        else:
+            if kind is float:
+                return True
+            continue
+        kinds = set(map(type, members))
+        if kinds <= _LEAF_TYPES:
+            continue
+        if float in kinds:
+            return True
+        pending += [member for member in members if type(member) in (dict, list)]
+    return False
+
+
 @web.middleware
 async def errors_middleware(request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                             ) -> web.StreamResponse:
+    """Every request's refusals and failures answered in the error shape. The gateway's
+    server runs it around the whole application, not in aiohttp's middleware chain
+    (`http_errors.GatewayRunner`'s `around`): `handler` is then the application's own
+    handling, the router's 404 and 405 included."""
     try:
         # Checked here rather than in a middleware of its own: every payment's request
         # passes each middleware's coroutine.
@@ -799,6 +828,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(gw: Any) -> web.Application:
+    """The API's application. Its one middleware, `errors_middleware`, is taken out of
+    aiohttp's chain and run around the application by `GatewayRunner(app,
+    around=errors_middleware)`, as `Gateway.start` serves it; any other runner keeps it
+    in the chain, with the same answers."""
     app = web.Application(middlewares=[errors_middleware],
                           client_max_size=BODY_LEN_MAX)
     app[GATEWAY_KEY] = gw

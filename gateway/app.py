@@ -307,9 +307,10 @@ class Gateway:
             await self.check_calendar()
             await self.day_end.check_missing()
         if serve_http:
-            from gateway.api import make_app
+            from gateway.api import errors_middleware, make_app
             from gateway.http_errors import GatewayRunner
-            self.runner = GatewayRunner(make_app(self), access_log=None)
+            self.runner = GatewayRunner(make_app(self), around=errors_middleware,
+                                        access_log=None)
             await self.runner.setup()
             site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
             await site.start()

@@ -278,3 +278,75 @@ def test_a_handler_failing_past_every_middleware_is_a_500_in_the_error_shape(cap
     assert body["errors"][0]["code"] == "internal_error"
     [failed] = [r for r in caplog.records if "event=request_failed" in r.getMessage()]
     assert failed.exc_info is not None
+
+
+def _api_app() -> web.Application:
+    """An application with the API's error middleware, as `gateway.api.make_app` makes
+    it, and three routes: one answering, one refused, one failing."""
+    from gateway.api import errors_middleware
+    from gateway.errors import PaygateError, Problem
+
+    async def fine(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def refused(request: web.Request) -> web.Response:
+        raise PaygateError(Problem("amount_too_large", "/amount", "9", "at most 1"), 422)
+
+    async def failing(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+    app = web.Application(middlewares=[errors_middleware])
+    app.router.add_get("/fine", fine)
+    app.router.add_post("/refused", refused)
+    app.router.add_get("/failing", failing)
+    return app
+
+
+async def _answers(app: web.Application) -> tuple[bool, list[tuple[int, str]]]:
+    """Whether the error middleware is still in the application's chain once served by
+    GatewayRunner(around=it), and what six requests are answered (status, code)."""
+    from gateway.api import errors_middleware
+    runner = http_errors.GatewayRunner(app, around=errors_middleware, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    sent = [b"GET /fine HTTP/1.1\r\n", b"POST /refused HTTP/1.1\r\nContent-Length: 0\r\n",
+            b"GET /failing HTTP/1.1\r\n", b"GET /nowhere HTTP/1.1\r\n",
+            b"DELETE /fine HTTP/1.1\r\n",
+            b"GET /fine HTTP/1.1\r\nX-Client-Id: a\r\nX-Client-Id: b\r\n"]
+    out = []
+    try:
+        for head in sent:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(head + HEAD + b"Connection: close\r\n\r\n")
+            status, _, body = parsed(await reader.read())
+            writer.close()
+            out.append((status, body["errors"][0]["code"] if status >= 400 else "ok"))
+    finally:
+        await runner.cleanup()
+    return errors_middleware in app.middlewares, out
+
+
+ANSWERS_AROUND = [(200, "ok"), (422, "amount_too_large"), (500, "internal_error"),
+                  (404, "path_unknown"), (405, "method_not_allowed"),
+                  (400, "header_repeated")]
+
+
+def test_the_error_middleware_run_around_the_application_answers_as_in_its_chain() -> None:
+    """Served by GatewayRunner(around=errors_middleware), the middleware leaves aiohttp's
+    chain (which would cost every request two coroutines more) and is run by the server
+    around the application: each request is answered as the chain answered it, the
+    router's refusals (404, 405) and a repeated header included."""
+    in_chain, answers = asyncio.run(_answers(_api_app()))
+
+    assert not in_chain
+    assert answers == ANSWERS_AROUND
+
+
+def test_on_an_untested_aiohttp_the_error_middleware_stays_in_the_chain(monkeypatch) -> None:
+    monkeypatch.setattr(http_errors, "_tested", lambda: False)
+
+    in_chain, answers = asyncio.run(_answers(_api_app()))
+
+    assert in_chain
+    assert answers == ANSWERS_AROUND
