@@ -27,8 +27,13 @@ import ledger
 from gateway import dialect
 from gateway.clock import ScaledClock
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import (CHILD_START_WAIT_S, free_port, redis_binary, wait_port,
-                               wait_port_async)
+from gateway.redisproc import (
+    CHILD_START_WAIT_S,
+    free_port,
+    redis_binary,
+    wait_port,
+    wait_port_async,
+)
 from gateway.store import SCHEMA
 from ledger.testing import customer_account, demo_holder
 
