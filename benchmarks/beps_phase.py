@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from gateway import bench_e2e as e2e
+from gateway.bench import run_folder
 
 CHECKS_ZERO = ("answered_twice", "unknown_to_the_core_system", "settled_twice",
                "untold_changes")
@@ -61,13 +60,17 @@ def summary(r: dict[str, Any]) -> str:
 
 
 async def main(seconds: float, profile: str | None) -> None:
-    root = Path(tempfile.mkdtemp(prefix="paygate-beps-phase-"))
     load = e2e.Load()
-    runner, hook_port = await e2e.webhook_server(load)
-    running = await e2e.start_processes(root, hook_port)
+    with run_folder("paygate-beps-phase-") as root:
+        async with e2e.processes(root, load) as running:
+            await _phase(root, running, seconds, profile)
+
+
+async def _phase(root: Path, running: e2e.Running, seconds: float,
+                 profile: str | None) -> None:
+    procs = running.procs
     spy = None
     try:
-        procs = running.procs
         if profile:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
@@ -84,11 +87,6 @@ async def main(seconds: float, profile: str | None) -> None:
     finally:
         if spy is not None:
             spy.wait()
-        for p in running.procs.values():
-            p.terminate()
-            p.wait()
-        await runner.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ async def _http(seconds: float) -> tuple[float, float]:
     server = subprocess.Popen([sys.executable, "-c", bench_e2e._BARE_SERVER, str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, process=server)
         served_before = proc_cpu_s(server.pid)
         made_before = time.process_time()
         count, _ = await drive(f"http://127.0.0.1:{port}/v1/transfers", seconds, "floor")

@@ -21,22 +21,25 @@ import argparse
 import asyncio
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.beps_phase import thread_cpu_s
 from gateway import bench_e2e as e2e
+from gateway.bench import run_folder
 
 
 async def main(seconds: float, rate: float | None, profile: str | None) -> None:
-    root = Path(tempfile.mkdtemp(prefix="paygate-hvps-phase-"))
     load = e2e.Load()
-    runner, hook_port = await e2e.webhook_server(load)
-    running = await e2e.start_processes(root, hook_port)
+    with run_folder("paygate-hvps-phase-") as root:
+        async with e2e.processes(root, load) as running:
+            await _phase(running, load, seconds, rate, profile)
+
+
+async def _phase(running: e2e.Running, load: e2e.Load, seconds: float, rate: float | None,
+                 profile: str | None) -> None:
     procs = running.procs
     spy = None
     try:
@@ -75,11 +78,6 @@ async def main(seconds: float, rate: float | None, profile: str | None) -> None:
     finally:
         if spy is not None:
             spy.wait()
-        for p in procs.values():
-            p.terminate()
-            p.wait()
-        await runner.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

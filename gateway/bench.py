@@ -4,6 +4,11 @@ Each benchmark returns the object of CONTRACT.md §8 (every figure beside a base
 measured in the same run, as a ratio). This command prints it as the last line, stores
 it in `benchmarks/results.json` (by benchmark name) and rewrites the performance table
 of README.md between its markers from that file.
+
+A run that cannot be made (a process it starts does not listen: `process_start_failed`)
+is told in the error shape on standard error, exit status 2, every process it started
+stopped and its folder kept for the logs (`run_folder`); a run interrupted (Ctrl-C)
+stops them too, removes its folder and ends with status 130.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ import importlib
 import json
 import os
 import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from gateway.errors import PaygateError
+from gateway.runfolder import print_errors
 
 RUNNERS = {
     "messages": "gateway.messages.bench",
@@ -81,20 +94,15 @@ def bench_command(argv: list[str]) -> int:
                         help="e2e: HVPS load at a steady rate for this long, with the "
                              "memory of every process sampled (recorded as e2e_soak)")
     args = parser.parse_args(argv)
-    runner = importlib.import_module(RUNNERS[args.name])
-    if args.soak_minutes:
-        if args.name != "e2e" or args.soak_minutes <= 0:
-            parser.error("--soak-minutes is for e2e, a positive number of minutes")
-        result = runner.run(soak_minutes=args.soak_minutes)
-    elif args.gateways != 1 or args.database_url:
-        if args.name != "e2e" or args.gateways < 1 or \
-                not args.database_url.startswith(("postgresql://", "postgres://")):
-            parser.error("--gateways and --database-url are for e2e, with a postgresql:// "
-                         "URL (gateway processes share PostgreSQL, never a SQLite file)")
-        result = runner.run(quick=args.quick, gateways=args.gateways,
-                            database_url=args.database_url)
-    else:
-        result = runner.run(quick=args.quick)
+    try:
+        result = _run(parser, args)
+    except PaygateError as exc:  # the run could not be made; its processes are stopped
+        print_errors(exc.to_dict())
+        return 2
+    except KeyboardInterrupt:
+        print("paygate bench: interrupted; every process it started is stopped",
+              file=sys.stderr, flush=True)
+        return 130
     result.setdefault("quick", args.quick)
     # A run whose checks failed (something lost or doubled) is shown, never recorded; a
     # quick run is a smoke test and never replaces the recorded figures.
@@ -102,6 +110,42 @@ def bench_command(argv: list[str]) -> int:
         store(result)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result.get("clean", True) else 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    runner = importlib.import_module(RUNNERS[args.name])
+    if args.soak_minutes:
+        if args.name != "e2e" or args.soak_minutes <= 0:
+            parser.error("--soak-minutes is for e2e, a positive number of minutes")
+        return runner.run(soak_minutes=args.soak_minutes)
+    if args.gateways != 1 or args.database_url:
+        if args.name != "e2e" or args.gateways < 1 or \
+                not args.database_url.startswith(("postgresql://", "postgres://")):
+            parser.error("--gateways and --database-url are for e2e, with a postgresql:// "
+                         "URL (gateway processes share PostgreSQL, never a SQLite file)")
+        return runner.run(quick=args.quick, gateways=args.gateways,
+                          database_url=args.database_url)
+    return runner.run(quick=args.quick)
+
+
+@contextmanager
+def run_folder(prefix: str) -> Iterator[Path]:
+    """A new folder for a benchmark's processes, their data and logs, under the system's
+    temporary directory (or PAYGATE_BENCH_KEEP). Removed when the run is done, or is
+    interrupted (Ctrl-C, a cancelled task); kept when the run fails, so that the logs its
+    error names can be read, which is said on standard error with how to remove it. The
+    run stops its processes before it ends, so that none writes to the folder after."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("PAYGATE_BENCH_KEEP")))
+    try:
+        yield path
+    except Exception:
+        print(f"data in {path} (kept, since the run failed); remove it with: rm -r {path}",
+              file=sys.stderr, flush=True)
+        raise
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    shutil.rmtree(path)
 
 
 def store(result: dict[str, Any]) -> None:

@@ -51,11 +51,10 @@ import json
 import os
 import resource
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,13 +68,14 @@ from lxml import etree
 
 import ledger
 from gateway import keys as stream_keys
-from gateway.bench import machine
+from gateway.bench import machine, run_folder
 from gateway.bench_load import payer_name
 from gateway.beps import bench as beps_bench
 from gateway.beps import items
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.fleet import Proc
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import free_port, redis_binary, wait_port
+from gateway.redisproc import free_port, redis_binary
 from gateway.store import SCHEMA
 from ledger.testing import customer_account
 from message_schemas import catalogue
@@ -92,6 +92,9 @@ BEPS_SETTLE_WAIT_S = 300.0
 # webhook must have told the core system of (packing keeps the state: nothing to tell).
 BEPS_STRAIGHT = ("sent", "netted", "settled")
 EXAMPLE = Path(__file__).parent / "examples" / "hvps.111_urgent-goods-payment.xml"
+# The secret the gateway signs its webhook POSTs with (the load generator does not check
+# them); a gateway with a webhook refuses to start without one (gateway.config_values).
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -148,18 +151,17 @@ def transfer_texts() -> Callable[[int], bytes]:
 # Baselines
 
 
-async def bare_aiohttp(duration_s: float) -> float:
+async def bare_aiohttp(root: Path, duration_s: float) -> float:
     """Requests per second of a bare aiohttp endpoint that parses the same JSON body."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", _BARE_SERVER, str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Proc("bare aiohttp", [sys.executable, "-c", _BARE_SERVER, str(port)], port,
+                  root / "bare-aiohttp.log")
+    await server.start_async()
     try:
-        wait_port(port)
         count, _ = await drive(f"http://127.0.0.1:{port}/v1/transfers", duration_s, "bare")
         return count / duration_s
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 _BARE_SERVER = """
@@ -317,7 +319,7 @@ async def sample_queues(url: str, samples: list[dict[str, int]], stop: asyncio.E
 
 @dataclass
 class Running:
-    procs: dict[str, subprocess.Popen]
+    procs: dict[str, Proc]  # in the order started
     gw_port: int
     redis_port: int
     npc_port: int
@@ -336,57 +338,80 @@ class Running:
     def database_url(self) -> str:
         return f"sqlite:///{self.root / 'gateway' / 'gateway.db'}"
 
+    def stop(self) -> None:
+        """Stop every process, the last started first (a process never started, or
+        already ended, is passed over)."""
+        for proc in reversed(self.procs.values()):
+            proc.stop()
+
 
 async def start_processes(root: Path, hook_port: int) -> Running:
-    """Redis (append-only), the simulated NPC and the gateway, each its own process, as
-    a deployment runs them, on one business clock (START, at real speed)."""
+    """Redis (append-only), the simulated NPC and the gateway, each its own process with
+    its log in `root` (redis.log, npc.log, gateway.log), as a deployment runs them, on
+    one business clock (START, at real speed). A process that exits before it listens,
+    or does not listen in time, is raised as `process_start_failed` naming its log
+    (gateway.fleet.Proc), those started before it stopped; so are they when the start is
+    cancelled (Ctrl-C)."""
     redis_port, sim_port, gw_port = free_port(), free_port(), free_port()
     prepare(root, PAYERS)
     anchor = time.time()
     clock = ScaledClock(start=START, anchor_epoch_s=anchor, rate=1.0).to_spec()
     (root / "redis").mkdir()
-    procs = {
-        "redis": subprocess.Popen([redis_binary(), "--bind", "127.0.0.1", "--port",
-                                   str(redis_port), "--dir", str(root / "redis"),
-                                   "--appendonly", "yes", "--appendfsync", "everysec",
-                                   "--save", ""], stdout=subprocess.DEVNULL),
-    }
-    wait_port(redis_port)
-    procs["npc"] = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
-         "--data", str(root / "npc"), "--keys", str(root / "keys"), "--phase", "10",
-         "--clock", clock, "--beps-netting-interval", str(BEPS_ROUND_S),
-         "--bank", f"{BANK}=http://127.0.0.1:{gw_port}/link/inbound",
-         "--balance", f"{BANK}={10**15}"], stdout=subprocess.DEVNULL,
-        stderr=open(root / "npc.log", "wb"))
-    wait_port(sim_port)
     config = root / "gateway.toml"
     config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in {
         "data_dir": str(root / "gateway"), "port": gw_port,
         "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
         "redis_url": f"redis://127.0.0.1:{redis_port}/0", "keys_dir": str(root / "keys"),
-        "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "log_level": "WARNING",
+        "webhook_url": f"http://127.0.0.1:{hook_port}/hook",
+        "webhook_secret": WEBHOOK_SECRET, "log_level": "WARNING",
         "clock": clock}.items()))
-    procs["gateway"] = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=open(root / "gateway.log", "wb"))
-    wait_port(gw_port)
-    await asyncio.sleep(1.0)  # login and the first probe settle
-    return Running(procs, gw_port, redis_port, sim_port, root, anchor)
+    procs = {
+        "redis": Proc("redis", [redis_binary(), "--bind", "127.0.0.1", "--port",
+                                str(redis_port), "--dir", str(root / "redis"),
+                                "--appendonly", "yes", "--appendfsync", "everysec",
+                                "--save", ""], redis_port, root / "redis.log"),
+        "npc": Proc("npc", [
+            sys.executable, "-m", "gateway.cli", "simulate", "npc", "--port", str(sim_port),
+            "--data", str(root / "npc"), "--keys", str(root / "keys"), "--phase", "10",
+            "--clock", clock, "--beps-netting-interval", str(BEPS_ROUND_S),
+            "--bank", f"{BANK}=http://127.0.0.1:{gw_port}/link/inbound",
+            "--balance", f"{BANK}={10**15}"], sim_port, root / "npc.log"),
+        "gateway": Proc("gateway", [
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+            gw_port, root / "gateway.log"),
+    }
+    running = Running(procs, gw_port, redis_port, sim_port, root, anchor)
+    try:
+        for proc in procs.values():
+            await proc.start_async()
+        await asyncio.sleep(1.0)  # login and the first probe settle
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+@asynccontextmanager
+async def processes(root: Path, load: Load) -> AsyncIterator[Running]:
+    """The core system's webhook (noting into `load`) and the processes of
+    start_processes, for the body of an `async with`: every process is stopped and the
+    webhook closed however the body, or the start, ends (done, failed, Ctrl-C)."""
+    runner, hook_port = await webhook_server(load)
+    try:
+        running = await start_processes(root, hook_port)
+        try:
+            yield running
+        finally:
+            running.stop()
+    finally:
+        await runner.cleanup()
 
 
 async def product(root: Path, duration_s: float, paced_s: float,
                   beps_s: float) -> dict[str, Any]:
     load = Load()
-    runner, hook_port = await webhook_server(load)
-    running = await start_processes(root, hook_port)
-    try:
+    async with processes(root, load) as running:
         return await _phases(running, load, duration_s, paced_s, beps_s)
-    finally:
-        for p in running.procs.values():
-            p.terminate()
-            p.wait()
-        await runner.cleanup()
 
 
 async def _phases(running: Running, load: Load, duration_s: float, paced_s: float,
@@ -471,7 +496,14 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
     started_epoch, started = time.time(), time.perf_counter()
     load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_load",
                                                 str(spec))
-    if await load.wait() != 0:
+    try:
+        status = await load.wait()
+    except BaseException:  # the run cancelled (Ctrl-C): the generator goes with it
+        if load.returncode is None:
+            load.kill()
+            await load.wait()
+        raise
+    if status != 0:
         raise RuntimeError(f"the BEPS load generator failed ({load.returncode})")
     # The only child reaped meanwhile is the load generator: its whole CPU, which shares
     # the box with the gateway's.
@@ -666,17 +698,16 @@ async def baselines(root: Path, duration_s: float) -> dict[str, float]:
     """The bare baselines of this machine, measured in the same run as the product."""
     redis_port = free_port()
     (root / "bare-redis").mkdir()
-    bare_redis_proc = subprocess.Popen(
-        [redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
-         str(root / "bare-redis"), "--appendonly", "yes", "--appendfsync", "everysec",
-         "--save", ""], stdout=subprocess.DEVNULL)
-    wait_port(redis_port)
+    bare_redis_proc = Proc("bare redis", [
+        redis_binary(), "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
+        str(root / "bare-redis"), "--appendonly", "yes", "--appendfsync", "everysec",
+        "--save", ""], redis_port, root / "bare-redis.log")
+    await bare_redis_proc.start_async()
     try:
-        base_http = await bare_aiohttp(min(duration_s, 5.0))
+        base_http = await bare_aiohttp(root, min(duration_s, 5.0))
         base_redis = await bare_redis(f"redis://127.0.0.1:{redis_port}/0", 20_000)
     finally:
-        bare_redis_proc.terminate()
-        bare_redis_proc.wait()
+        bare_redis_proc.stop()
     return {"http": base_http, "redis": base_redis, "lxml": bare_lxml(5_000),
             "sqlite": bare_sqlite(root, 20_000),
             "beps_sqlite": beps_bench._bare_acceptance(root / "bare-beps.db", 20_000),
@@ -685,9 +716,7 @@ async def baselines(root: Path, duration_s: float) -> dict[str, float]:
 
 async def _run(quick: bool) -> dict[str, Any]:
     duration_s, paced_s, beps_s = (8.0, 4.0, 3.0) if quick else (60.0, 20.0, 20.0)
-    with tempfile.TemporaryDirectory(prefix="paygate-bench-e2e-",
-                                     dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
-        root = Path(folder)
+    with run_folder("paygate-bench-e2e-") as root:
         base = await baselines(root, duration_s)
         base_http, base_redis = base["http"], base["redis"]
         base_lxml, base_sqlite = base["lxml"], base["sqlite"]
@@ -786,35 +815,11 @@ async def soak(minutes: float) -> dict[str, Any]:
     memory of each process sampled every SOAK_SAMPLE_S. Flat means the last minute's
     average is within a few per cent of the first minute's (the baseline)."""
     duration_s = minutes * 60
-    with tempfile.TemporaryDirectory(prefix="paygate-bench-soak-") as folder:
-        root = Path(folder)
-        load = Load()
-        runner, hook_port = await webhook_server(load)
-        running = await start_processes(root, hook_port)
-        procs, gw_port = running.procs, running.gw_port
-        rss: list[dict[str, float]] = []
-
-        async def sample() -> None:
-            started = time.perf_counter()
-            while True:
-                rss.append({"t": round(time.perf_counter() - started, 1)} | {
-                    name: round(proc_peak_mib(p.pid, "VmRSS"), 1)
-                    for name, p in procs.items()})
-                await asyncio.sleep(SOAK_SAMPLE_S)
-        sampler = asyncio.create_task(sample())
-        try:
-            accepted, tried = await drive(f"http://127.0.0.1:{gw_port}/v1/transfers",
-                                          duration_s, "soak", load, rate=SOAK_RATE)
-            deadline = time.perf_counter() + SETTLE_WAIT_S
-            while len(load.settled_at) < len(load.accepted_at) and \
-                    time.perf_counter() < deadline:
-                await asyncio.sleep(0.5)
-        finally:
-            sampler.cancel()
-            for p in procs.values():
-                p.terminate()
-                p.wait()
-            await runner.cleanup()
+    load = Load()
+    rss: list[dict[str, float]] = []
+    with run_folder("paygate-bench-soak-") as root:
+        async with processes(root, load) as running:
+            accepted, tried = await _soak_load(running, load, duration_s, rss)
     minute = 60 / SOAK_SAMPLE_S
     first = [row for row in rss[1:1 + int(minute)]]  # the first sample is start-up
     last = [row for row in rss if row["t"] <= duration_s][-int(minute):]
@@ -834,6 +839,30 @@ async def soak(minutes: float) -> dict[str, Any]:
                        len(load.settled_at), "rss_mib": rss},
             "clean": len(load.settled_at) == accepted,
             "results": results}
+
+
+async def _soak_load(running: Running, load: Load, duration_s: float,
+                     rss: list[dict[str, float]]) -> tuple[int, int]:
+    """The soak's payments at SOAK_RATE, each process's memory noted in `rss` meanwhile;
+    accepted and tried."""
+    async def sample() -> None:
+        started = time.perf_counter()
+        while True:
+            rss.append({"t": round(time.perf_counter() - started, 1)} | {
+                name: round(proc_peak_mib(p.pid, "VmRSS"), 1)
+                for name, p in running.procs.items()})
+            await asyncio.sleep(SOAK_SAMPLE_S)
+    sampler = asyncio.create_task(sample())
+    try:
+        accepted, tried = await drive(f"{running.gateway_url}/v1/transfers", duration_s,
+                                      "soak", load, rate=SOAK_RATE)
+        deadline = time.perf_counter() + SETTLE_WAIT_S
+        while len(load.settled_at) < len(load.accepted_at) and \
+                time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+    finally:
+        sampler.cancel()
+    return accepted, tried
 
 
 def run(quick: bool = False, gateways: int = 1, database_url: str = "",

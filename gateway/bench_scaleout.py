@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import resource
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,11 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gateway.bench import machine
-from gateway.bench_e2e import (BEPS_ROUND_S, CONCURRENCY, SETTLE_WAIT_S, START, Load, _row,
-                               baselines, beps_detail, beps_phase, beps_rows, clean,
-                               drive, npc_and_ledger_checks, payer_name, percentile,
-                               proc_cpu_s, webhook_server, with_loads)
+from gateway.bench import machine, run_folder
+from gateway.bench_e2e import (BEPS_ROUND_S, CONCURRENCY, SETTLE_WAIT_S, START,
+                               WEBHOOK_SECRET, Load, _row, baselines, beps_detail,
+                               beps_phase, beps_rows, clean, drive, npc_and_ledger_checks,
+                               payer_name, percentile, proc_cpu_s, webhook_server,
+                               with_loads)
 from gateway.fleet import Fleet, prepare_books
 
 
@@ -60,14 +60,14 @@ async def product(root: Path, url: str, gateways: int, duration_s: float,
     load = Load()
     runner, hook_port = await webhook_server(load)
     fleet = Fleet(root, url, gateways=gateways, start=START, settings={
-        "webhook_url": f"http://127.0.0.1:{hook_port}/hook",
+        "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "webhook_secret": WEBHOOK_SECRET,
         "log_level": os.environ.get("PAYGATE_BENCH_LOG_LEVEL", "WARNING")},
         npc_args=["--beps-netting-interval", str(BEPS_ROUND_S)])
-    fleet.build(clearing_fen=10**15, peer_fen=10**15)
-    # The load generator's payers are named as the SQLite run names them (bench_e2e).
-    prepare_books(url, 20, 10**15, 10**14, "2026-12-07", holder=payer_name)
     try:
-        fleet.start_all()
+        fleet.build(clearing_fen=10**15, peer_fen=10**15)
+        # The load generator's payers are named as the SQLite run names them (bench_e2e).
+        prepare_books(url, 20, 10**15, 10**14, "2026-12-07", holder=payer_name)
+        await fleet.start_all_async()
         await asyncio.sleep(1.0)  # login and the first probe settle
         names = fleet.gateway_names
         cpu_before = {n: proc_cpu_s(fleet.procs[n].pid) for n in fleet.procs}
@@ -109,9 +109,7 @@ async def product(root: Path, url: str, gateways: int, duration_s: float,
 
 async def run(quick: bool, gateways: int, database_url: str) -> dict[str, Any]:
     duration_s, beps_s = (8.0, 3.0) if quick else (60.0, 20.0)
-    with tempfile.TemporaryDirectory(prefix="paygate-bench-scaleout-",
-                                     dir=os.environ.get("PAYGATE_BENCH_KEEP")) as folder:
-        root = Path(folder)
+    with run_folder("paygate-bench-scaleout-") as root:
         base = await baselines(root, duration_s)
         with scratch_schema(database_url) as url:
             p = await product(root / "product", url, gateways, duration_s, beps_s)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway import config_values
 from gateway.clock import clock_from_spec
 from gateway.errors import PaygateError, Problem
 from gateway.messages import framing
@@ -55,7 +56,7 @@ class Settings:
     unverified_senders: list[str] = field(default_factory=list)
     clock: str = ""                           # empty: real time (see gateway.clock)
     webhook_url: str = ""
-    webhook_secret: str = "change-me"
+    webhook_secret: str = ""                  # needed with webhook_url (config_values)
     webhook_retries_max: int = 24  # backoff doubling to 5 minutes: about 70 minutes in all
     webhook_events_max: int = 500             # status changes in one POST to the webhook
     api_keys: dict[str, str] = field(default_factory=dict)  # client id -> shared secret
@@ -243,12 +244,19 @@ def load_for_command(path: str | None, overrides: dict[str, Any] | None = None,
                                    "a readable TOML file", str(exc)[:300])) from None
 
 
+# How a variable (always text) writes true and false.
+_TRUE_WORDS, _FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str) or isinstance(default, str):
         return value
     try:
         if isinstance(default, bool):
-            return value.lower() in ("1", "true", "yes")
+            if value.strip().lower() not in _TRUE_WORDS + _FALSE_WORDS:
+                raise PaygateError(Problem("setting_malformed", name, value,
+                                           "true or false (1, yes, on; 0, no, off)"))
+            return value.strip().lower() in _TRUE_WORDS
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
@@ -256,7 +264,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(default, (list, dict)):
             return json.loads(value)
     except ValueError:
-        raise PaygateError(Problem("setting_malformed", name, value,
+        shown = None if name in config_values.SECRETS else value
+        raise PaygateError(Problem("setting_malformed", name, shown,
                                    f"a value of type {type(default).__name__}"))
     return value
 
@@ -277,8 +286,13 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
 
 
-def _check(s: Settings) -> None:
-    problems = []
+def _check(settings: Settings) -> None:
+    """Every setting checked, all problems told together. A value not of its setting's
+    type is told as such, and the other checks see the default in its place."""
+    defaults = asdict(Settings())
+    values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    problems = config_values.type_problems(values, defaults)
+    s = replace(settings, **{p.path: defaults[p.path] for p in problems})
     if s.when_closed_default not in ("queue", "refuse", "beps"):
         problems.append(Problem("setting_malformed", "when_closed_default",
                                 s.when_closed_default, "queue, refuse or beps"))
@@ -331,6 +345,12 @@ def _check(s: Settings) -> None:
                                     "an ISO date and time such as 2026-12-07T09:00 (business "
                                     "time, Asia/Shanghai), or empty for real time"))
     problems.extend(_balance_accounts_problems(s))
+    problems.extend(config_values.api_keys_problems(s.api_keys))
+    problems.extend(config_values.webhook_secret_problems(s.webhook_secret, s.webhook_url))
+    for name in config_values.BANK_CODE_LISTS:
+        problems.extend(config_values.bank_code_problems(name, getattr(s, name)))
+    problems.extend(config_values.signature_problems(s.signature_algorithm))
+    problems.extend(config_values.files_problems(s.operators_file, s.screening_file))
     if problems:
         raise PaygateError(problems)
     _check_elsewhere(s)

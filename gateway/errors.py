@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Callable
@@ -132,6 +133,19 @@ class Problem:
         out.update((name, value) for name, value in self.detail if name not in out)
         return out
 
+    def at(self, path: str) -> Problem:
+        """The problem told at `path` instead (a batch item's field under its index, a
+        transfer's field at its message's element). A message written out in full names
+        the new path where it named the old one ("... at /amount: ..."), so that the
+        message never points elsewhere than `path` does."""
+        if path == self.path:
+            return self
+        message = self.message
+        if message and self.path:
+            message = re.sub(rf"(?<= at ){re.escape(self.path)}(?![\w/\[.])",
+                             lambda _: path, message)
+        return replace(self, path=path, message=message)
+
     def describe(self, head: str = "") -> str:
         """The problem in words: `head` (the code's words by default), where, what was
         seen and what was expected."""
@@ -218,7 +232,7 @@ def with_paths(exc: PaygateError, path_of: Callable[[str], str]) -> PaygateError
     """The same refusal (its kind and status kept) with each problem's path as `path_of`
     gives it: a check shared by two callers names a field as one of them does, and the
     other tells it at its own field."""
-    problems = [replace(p, path=path_of(p.path)) for p in exc.problems]
+    problems = [p.at(path_of(p.path)) for p in exc.problems]
     if problems == exc.problems:
         return exc
     moved = type(exc).__new__(type(exc))

@@ -27,7 +27,13 @@ import ledger
 from gateway import dialect
 from gateway.clock import ScaledClock
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import free_port, redis_binary, wait_port
+from gateway.redisproc import (
+    CHILD_START_WAIT_S,
+    free_port,
+    redis_binary,
+    wait_port,
+    wait_port_async,
+)
 from gateway.store import SCHEMA
 from ledger.testing import customer_account, demo_holder
 
@@ -48,11 +54,32 @@ class Proc:
     hidden: frozenset[str] = frozenset()
 
     def start(self) -> None:
+        """Start the process and wait until it listens on its port; one that exits first,
+        or does not listen in time, is refused as `process_start_failed` naming its log,
+        and is not left running."""
+        self._launch()
+        try:
+            wait_port(self.port, CHILD_START_WAIT_S, self.process, self.log_path, self.name)
+        except BaseException:  # a failed start, or Ctrl-C during the wait
+            self.stop()
+            raise
+
+    async def start_async(self) -> None:
+        """`start` for a caller on an event loop, which runs while the process starts."""
+        self._launch()
+        try:
+            await wait_port_async(self.port, CHILD_START_WAIT_S, self.process,
+                                  self.log_path, self.name)
+        except BaseException:  # a failed start, or the wait cancelled (Ctrl-C)
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in self.hidden}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
+            # Both outputs to the log: Redis writes its own lines on standard output.
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=log,
                                             env=dict(env, PYTHONUNBUFFERED="1"))
-        wait_port(self.port)
 
     def kill(self) -> None:
         """SIGKILL: no clean stop, nothing flushed, as a machine that dies."""
@@ -138,10 +165,29 @@ class Fleet:
                 port, self.root / f"{name}.log",
                 hidden=frozenset(f"PAYGATE_{k.upper()}" for k in values))
 
-    def start_all(self) -> None:
+    @property
+    def start_order(self) -> list[str]:
         """Redis, the NPC, then the gateways one after the other (the first one leads)."""
-        for name in ("redis", "npc", *self.gateway_names):
-            self.procs[name].start()
+        return ["redis", "npc", *self.gateway_names]
+
+    def start_all(self) -> None:
+        """Every process, in `start_order`. A start that fails stops those started
+        before it, and is raised."""
+        try:
+            for name in self.start_order:
+                self.procs[name].start()
+        except BaseException:
+            self.stop_all()
+            raise
+
+    async def start_all_async(self) -> None:
+        """`start_all` for a caller on an event loop, which runs meanwhile."""
+        try:
+            for name in self.start_order:
+                await self.procs[name].start_async()
+        except BaseException:
+            self.stop_all()
+            raise
 
     def stop_all(self) -> None:
         for name in (*self.gateway_names, "npc", "redis"):

@@ -631,7 +631,7 @@ def as_request_fields(exc: PaygateError, fields: dict[str, str] | None = None
 
 def _in_request_terms(p: Any, fields: dict[str, str]) -> Any:
     name = p.path.lstrip("/")
-    p = replace(p, path=fields.get(name, p.path))
+    p = p.at(fields.get(name, p.path))
     if name == "amount_fen" and isinstance(p.value, int) and not isinstance(p.value, bool):
         p = replace(p, value=format_yuan(p.value), expected=_FEN_IN_TEXT.sub(
             lambda m: f"{format_yuan(int(m.group(1)))} yuan", p.expected))

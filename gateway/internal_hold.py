@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +49,7 @@ def settle(gw: Any, tx: Any, row: dict[str, Any], now: datetime,
         gw.ledger.settle_internal(tx, f"{row['id']}:internal", int(row["hold_id"]),
                                   row["payee_account"], gw.work_date)
     except PaygateError as exc:
-        raise PaygateError([replace(p, path="/payee_account") for p in exc.problems],
+        raise PaygateError([p.at("/payee_account") for p in exc.problems],
                            exc.status) from None
     return payments.transition(tx, row, "settled", "internal_transfer_settled", now,
                                gw.notifier, settled_on=gw.work_date.isoformat(), **detail)

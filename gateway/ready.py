@@ -91,7 +91,7 @@ def in_message_terms(problems: list[Problem]) -> list[Problem]:
             path = f"{PATHS['remittance']}[{int(line) + 1}]"
         else:
             path = _FROM_TRANSFER.get(p.path, p.path)
-        out.setdefault((p.code, path), p if path == p.path else dataclasses.replace(p, path=path))
+        out.setdefault((p.code, path), p.at(path))
     return list(out.values())
 
 

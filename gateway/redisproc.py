@@ -9,6 +9,7 @@ truth and start-up puts every unfinished outbox row back on the streams.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import shutil
@@ -19,9 +20,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.errors import PaygateError, Problem
+
 log = logging.getLogger("paygate.redis")
 
 START_TIMEOUT_S = 10.0
+# How long a command waits for a process it started for itself (a benchmark's Redis,
+# simulated NPC and gateway, gateway.fleet) to listen. On a machine busy with other
+# work a gateway's imports alone took over 10 s; one that exits is seen at once (the
+# wait watches it), so a long wait costs nothing when a start fails.
+CHILD_START_WAIT_S = 120.0
+LOG_TAIL_CHARS = 300  # of a log's last line, told when its process did not start
+LOG_TAIL_BYTES = 65_536  # read from a log's end to find that line
 
 
 def redis_binary() -> str:
@@ -61,16 +71,69 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Wait until something listens on 127.0.0.1:port, or fail after timeout_s."""
+def wait_port(port: int, timeout_s: float = START_TIMEOUT_S,
+              process: subprocess.Popen | None = None, log_path: Path | None = None,
+              name: str = "") -> None:
+    """Wait until something listens on 127.0.0.1:port. Given the `process` that is to
+    listen there, stop waiting as soon as it has exited. Either failure is refused as
+    `process_start_failed`, naming the process (`name`) and its log (`log_path`), with the
+    log's last line; the caller stops a process still running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on port {port} within {timeout_s} s")
+        if _listening(port, timeout_s, process, log_path, name):
+            return
+        time.sleep(0.05)
+    raise _start_failed(port, timeout_s, None, log_path, name)
+
+
+async def wait_port_async(port: int, timeout_s: float = START_TIMEOUT_S,
+                          process: subprocess.Popen | None = None,
+                          log_path: Path | None = None, name: str = "") -> None:
+    """`wait_port` for a caller on an event loop: the loop runs meanwhile (its servers
+    answer, a Ctrl-C cancels the wait at once)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _listening(port, timeout_s, process, log_path, name):
+            return
+        await asyncio.sleep(0.05)
+    raise _start_failed(port, timeout_s, None, log_path, name)
+
+
+def _listening(port: int, timeout_s: float, process: subprocess.Popen | None,
+               log_path: Path | None, name: str) -> bool:
+    """One look: whether something listens on the port (a loopback connect is answered
+    or refused at once); `process_start_failed` if the process has exited."""
+    if process is not None and process.poll() is not None:
+        raise _start_failed(port, timeout_s, process.returncode, log_path, name)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _start_failed(port: int, timeout_s: float, status: int | None, log_path: Path | None,
+                  name: str) -> PaygateError:
+    who = name or "the process"
+    what = (f"{who} exited with status {status} before listening on 127.0.0.1:{port}"
+            if status is not None else
+            f"{who} did not listen on 127.0.0.1:{port} within {timeout_s:g} s")
+    if log_path is not None:
+        what += f"; its log {log_path} ends with: {_last_line(log_path)}"
+    return PaygateError(Problem(
+        "process_start_failed", str(log_path) if log_path else f"127.0.0.1:{port}", status,
+        f"{who} listening on 127.0.0.1:{port} within {timeout_s:g} s", what))
+
+
+def _last_line(path: Path) -> str:
+    """The last line of a log (its end only is read: a log may be long)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - LOG_TAIL_BYTES))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError as exc:
+        return f"(unreadable: {exc})"
+    return lines[-1][-LOG_TAIL_CHARS:] if lines else "(empty)"
 
 
 _HANDED_OUT: set[int] = set()

@@ -19,8 +19,8 @@ from gateway.config import Settings
 from gateway.ops.testing import LoopThread
 from ledger.testing import customer_account
 
-CLIENT, SECRET = "core", "s3cret-core"
-OTHER, OTHER_SECRET = "branch-app", "s3cret-branch"
+CLIENT, SECRET = "core", "s3cret-core-client"
+OTHER, OTHER_SECRET = "branch-app", "s3cret-branch-client"
 
 
 @dataclass

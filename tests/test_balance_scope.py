@@ -17,7 +17,7 @@ from gateway.errors import PaygateError
 from ledger.testing import customer_account
 from tests.api_support import CLIENT, OTHER, OTHER_SECRET, SECRET, LiveGateway, signed_headers
 
-THIRD, THIRD_SECRET = "audit", "s3cret-audit"
+THIRD, THIRD_SECRET = "audit", "s3cret-audit-client"
 OWN = customer_account(1, "corporate")  # LiveGateway's funded payer
 OWN_PREFIX = OWN[:12]  # the customer number: every account of that customer
 

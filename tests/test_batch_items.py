@@ -4,9 +4,11 @@ and the ids follow the order docs/beps.md gives."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from gateway.errors import Problem
 from tests.api_support import CLIENT, SECRET, LiveGateway, post_signed
 
 
@@ -135,3 +137,51 @@ def test_a_member_repeated_inside_an_item_is_refused_at_the_item_s_field(live):
     assert status == 400
     assert [(e["code"], e["path"]) for e in answer["errors"]] == [
         ("json_key_duplicate", "/1/amount")]
+
+
+# One fault a field, each told with a message naming where it is (`at /amount: ...`);
+# the first two have messages written out in full, the others built from their parts.
+PATH_FAULTS = [
+    ("currency", {"currency": "USD"}, "currency_must_be_cny"),
+    ("amount", {"amount": "0010.00"}, "amount_must_not_have_leading_zeros"),
+    ("amount", {"amount": "-1"}, "amount_must_be_positive"),
+    ("urgency", {"urgency": "soon"}, "urgency_unknown"),
+    ("payee_bank", {"payee_bank": "12"}, "bank_code_must_be_12_ascii_digits"),
+    ("payer_account", {"payer_account": "6222 0000"}, "account_malformed"),
+    ("remittance_info", {"remittance_info": 7}, "remittance_info_malformed"),
+    ("when_closed", {"when_closed": "later"}, "when_closed_unknown"),
+    ("purpose", {"purpose": "rent"}, "field_unknown"),
+]
+
+
+@pytest.mark.parametrize("field, fault, code", PATH_FAULTS,
+                         ids=[case[2] for case in PATH_FAULTS])
+def test_an_item_s_message_names_the_path_its_error_gives(live, field, fault, code):
+    """Every item's problem is at /i/field, and its message names that very path, never
+    the field's path in a transfer sent alone (`at /currency` for item 4's currency)."""
+    items = [dict(_item(live, "10.00", "normal"), **fault) for _ in range(5)]
+    results = _batch(live, items, f"batch-paths-{code}-{field}")["results"]
+
+    for result in results:
+        (error,) = [e for e in result["errors"] if e["code"] == code]
+        assert error["path"] == f"/{result['index']}/{field}"
+        named = re.findall(r"(?<![\w/])/[\w/]+", error["message"])
+        assert named and set(named) == {error["path"]}, error["message"]
+
+
+@pytest.mark.parametrize("old, new, message, moved", [
+    ("/currency", "/4/currency", "the currency must be CNY at /currency: got 'USD'",
+     "the currency must be CNY at /4/currency: got 'USD'"),
+    ("/", "/4", "body must be an object at /: got 1 / 2",
+     "body must be an object at /4: got 1 / 2"),
+    ("/amount", "/4/amount", "at /amount_fen and at /amount, amount/x",
+     "at /amount_fen and at /4/amount, amount/x"),
+    ("/amount", "/4/amount", "", "a rule at /4/amount"),
+])
+def test_a_problem_moved_to_another_path_names_it_in_its_message(old, new, message, moved):
+    """Only the old path where the message names it (`at PATH`) changes: a longer path
+    beginning alike, or a slash in other words, stay as they are; a message left to be
+    built from the parts is built at the new path."""
+    problem = Problem("a_rule", old, None, "", message).at(new)
+
+    assert (problem.path, problem.to_dict()["message"]) == (new, moved)

@@ -11,10 +11,13 @@ import pytest
 from gateway import config
 from gateway.errors import PaygateError
 
+HOOK_SECRET = "a-webhook-secret-of-32-characters"
+
 
 @pytest.mark.parametrize("values", [
     {},
     {"npc_url": "https://npc.example:8443/link/inbound", "webhook_url": "http://core/hook",
+     "webhook_secret": HOOK_SECRET,
      "database_url": "postgresql://paygate@db/paygate"},
     {"database_url": "sqlite:////srv/paygate/gateway.db"},
 ])
@@ -31,7 +34,7 @@ def test_addresses_the_gateway_can_use_are_taken(values: dict[str, Any]) -> None
 ])
 def test_an_address_the_gateway_cannot_use_is_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(PaygateError) as exc:
-        config.load(None, {name: value})
+        config.load(None, {name: value, "webhook_secret": HOOK_SECRET})
 
     assert [(p.code, p.path, p.value) for p in exc.value.problems] == [
         ("setting_malformed", name, value)]

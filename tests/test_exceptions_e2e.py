@@ -128,7 +128,7 @@ def test_cancel_of_a_queued_payment_is_granted_and_the_hold_released(tmp_path):
     """A payment queued at the NPC is withdrawn by ccms.307; the ccms.308 grants it, the
     payment is cancelled and the payer's money is free again. Only the client that made
     the payment may cancel it."""
-    keys = {"core": "core-secret", "other": "other-secret"}
+    keys = {"core": "core-client-secret", "other": "other-client-secret"}
     async def scenario():
         async with started(tmp_path, clearing_fen=100_000 * YUAN, api_keys=keys) as h:
             payer = await open_account(h, 11, 1_000_000 * YUAN)

@@ -18,7 +18,7 @@ from ledger.testing import customer_account
 from tests.api_support import (CLIENT, OTHER, OTHER_SECRET, SECRET, LiveGateway,
                                post_signed, signed_headers)
 
-FOURTH, FOURTH_SECRET = "teller", "s3cret-teller"  # no entry while the setting is set
+FOURTH, FOURTH_SECRET = "teller", "s3cret-teller-client"  # no entry while the setting is set
 KEYS = {CLIENT: SECRET, OTHER: OTHER_SECRET, FOURTH: FOURTH_SECRET}
 SECOND = customer_account(2, "corporate")  # a second funded account of ours
 BRANCH, PEER_BRANCH = "999100000027", "888200000023"

@@ -18,8 +18,8 @@ from ledger.testing import customer_account
 from tests.api_support import (CLIENT, EXAMPLE_HOLDER, OTHER, OTHER_SECRET, SECRET,
                                LiveGateway, post_signed, ready_example)
 
-THIRD, THIRD_SECRET = "audit", "s3cret-audit"  # an empty entry: no account
-FOURTH, FOURTH_SECRET = "teller", "s3cret-teller"  # no entry while the setting is set
+THIRD, THIRD_SECRET = "audit", "s3cret-audit-client"  # an empty entry: no account
+FOURTH, FOURTH_SECRET = "teller", "s3cret-teller-client"  # no entry while the setting is set
 OWN = customer_account(1, "corporate")  # LiveGateway's funded payer
 OUTSIDE = customer_account(2, "corporate")  # another customer's account, outside OTHER's
 BRANCH, PEER_BRANCH = "999100000027", "888200000023"

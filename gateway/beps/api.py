@@ -12,7 +12,6 @@ Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -217,9 +216,9 @@ def _within_item(index: int, error: PaygateError, own_key: bool = False) -> dict
     `/3/amount`, the item itself `/3`, and its key `/3/idempotency_key` when the item
     names its own. Paths that are not pointers into the body (the batch's Idempotency-Key
     header, of which an item without its own key takes `KEY:index`) stay as they are."""
-    problems = [replace(p, path=f"/{index}{'' if p.path == '/' else p.path}")
+    problems = [p.at(f"/{index}{'' if p.path == '/' else p.path}")
                 if p.path.startswith("/")
-                else replace(p, path=f"/{index}/idempotency_key")
+                else p.at(f"/{index}/idempotency_key")
                 if own_key and p.path == "Idempotency-Key" else p for p in error.problems]
     return PaygateError(problems, error.status).to_dict()
 

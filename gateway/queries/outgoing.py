@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -139,7 +139,7 @@ def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> N
         return
     log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
                 client, payment["id"], "/v1/queries")
-    raise NotFound([replace(p, path="/payment_id")
+    raise NotFound([p.at("/payment_id")
                     for p in payments.not_found(payment["id"]).problems])
 
 
@@ -170,7 +170,7 @@ def _resolve(tx: Any, desk: Any, req: QueryRequest, client: str) -> Resolved:
         try:
             payment = payments.get(tx, req.payment_id)
         except NotFound as exc:  # named at the request's own field
-            raise NotFound([replace(p, path="/payment_id") for p in exc.problems]) from None
+            raise NotFound([p.at("/payment_id") for p in exc.problems]) from None
     else:
         payment = answers.find_payment(tx, req.subject)
     if payment is not None:
