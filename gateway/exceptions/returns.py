@@ -165,8 +165,10 @@ def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
     then does not see the payment either, as an id never given (404); to a client
     without one, which sees it but may pay from no account, 403
     `account_outside_client_scope` at the payment's `/payee/account`."""
+    if client is None:
+        return
     scopes = gw.settings.api_balance_accounts
-    if client is None or not scopes or client in scopes and (
+    if not scopes or client in scopes and (
             "*" in scopes[client] if suspense else scope.covers(scopes, client, account_no)):
         return
     log.warning("event=return_account_outside_client_scope client=%s payment=%s "
