@@ -1317,16 +1317,23 @@ class Gateway:
     async def get_transfer(self, payment_id: str, client: str | None = None
                            ) -> dict[str, Any]:
         """A payment as the core system sees it. With client credentials configured, a
-        payment one client submitted is not shown to another (404, as if absent)."""
+        payment one client submitted is not shown to another (404, as if absent), but
+        for a settled book transfer to an account the other's entry in
+        api_balance_accounts covers (gateway.scope.credit_seen), shown as a credit: its
+        history is its settlement alone, the payer's side of it (a review's hold and
+        decision) staying with the client that submitted it."""
         def work(tx: Any) -> dict[str, Any]:
             payment = payments.get(tx, payment_id)
-            if client is not None and self.settings.api_keys and \
-                    payment.get("client") not in (None, client):
+            if client is not None and not scope.shown(self.settings, client, payment,
+                                                      self.own_banks):
                 raise payments.not_found(payment_id)
             if client is not None:
                 scope.refuse_unseen(tx, self.settings.api_balance_accounts, client,
                                     payment, self.own_banks, f"/v1/transfers/{payment_id}")
-            view = payments.public_view(payment, payments.history(tx, payment_id))
+            events = payments.history(tx, payment_id)
+            if client is not None and not scope.owns(self.settings, client, payment):
+                events = [e for e in events if e["state"] == "settled"]
+            view = payments.public_view(payment, events)
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)
             for hook in self.view_hooks:

@@ -19,7 +19,8 @@ compared by that endpoint's meaning of a request, each differing one named with 
 first request's value as it wrote it, or the endpoint's default when it left it out.
 A key kept before the body was kept with it is refused under the key alone.
 
-Transfers, debits and periodic credits share one key space per client. A request under
+Transfers, debits, periodic credits, and mandates and stop-payments (registered,
+revoked, lifted: gateway.beps.mandates) share one key space per client. A request under
 a key first taken by another of these kinds is refused with 409
 `idempotency_key_used_for_other_kind`, naming the kind that took it (`first_kind`) and
 the request's own (`kind`): their fields are not comparable, so none are named. The kind
@@ -53,6 +54,11 @@ NOT_RECORDED = "debit_or_periodic_credit"
 KIND_LABELS = {TRANSFER: "a transfer (POST /v1/transfers)",
                "debit": "a debit (POST /v1/debits)",
                "periodic_credit": "a periodic credit (POST /v1/periodic-credits)",
+               "debit_mandate": "a debit mandate (POST /v1/debit-mandates)",
+               "debit_mandate_revoke": "a mandate's revocation "
+                                       "(POST /v1/debit-mandates/revoke)",
+               "debit_stop": "a stop-payment (POST /v1/debit-stops)",
+               "debit_stop_lift": "the lift of a stop-payment (POST /v1/debit-stops/lift)",
                NOT_RECORDED: "a debit or a periodic credit (its kind was not recorded with "
                              "the key, and the payment it made is not found)"}
 # The kind of request that made a payment, by the message type it goes out as (a

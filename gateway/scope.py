@@ -1,15 +1,26 @@
 """Which of our customer accounts a core-system client may use (`api_balance_accounts`).
 
 The setting maps a client to account numbers, prefixes ending in `*`, or `*`. Empty, it
-limits no one. Set, a client reads the balance of, and pays from, only the accounts its
-entry covers; a client without an entry covers none. A request naming an account outside
-the client's entry is refused 403 before the ledger or a stored answer is read, so that
-no answer (a balance, a funds refusal naming the balance, account_not_found,
-account_frozen...) tells the client about an account it may not use. The endpoints check
-it (gateway.api, gateway.beps.api): payments the gateway makes itself (demo, day
-simulation, the operators' test transfers) are no client's and are not limited.
+limits no one. Set, a client reads the balance of, and moves money on, only the accounts
+its entry covers; a client without an entry covers none. Moving money is paying from
+the account, collecting into it, returning an incoming payment from it (the account
+credited, or our suspense account: gateway.exceptions.returns), cancelling a payment
+from it (`refuse_payer_outside`), and registering, revoking, stopping or lifting the
+debit mandates that let other banks take from it (gateway.beps.mandates). A request
+naming an account outside the client's entry is refused 403 before the ledger or a
+stored answer is read, so that no answer (a balance, a funds refusal naming the
+balance, account_not_found, account_frozen...) tells the client about an account it
+may not use. The endpoints check it (gateway.api, gateway.beps.api): payments the
+gateway makes itself (demo, day simulation, the operators' test transfers) are no
+client's and are not limited.
 
-A client with an entry also sees only the payments with an account of ours the entry
+Which payments a client sees starts from who made them (`shown`): with client
+credentials (`api_keys`), those it submitted and those no client submitted (`owns`),
+and another client's book transfer once settled to an account its entry covers, seen
+as a credit to that account as an incoming payment is (`credit_seen`), acted on only by
+its submitter (`refuse_unowned`).
+
+A client with an entry sees of those only the payments with an account of ours the entry
 covers (`sees_payment`), an incoming payment judged by the account its money is on: the
 one its message named, the one an operator applied it to from suspense (销账,
 `CREDITED_SQL`), which a return takes the money back from, or our suspense account
@@ -21,7 +32,8 @@ may not exist, or be held under another name) until an operator applies it to on
 Another is answered as an id never given (404, the same body), on GET
 /v1/transfers/{id} and the exception flows' routes, and left out of the listing by its
 query (`payments_condition`), so that its pages stay full. A client without an entry
-keeps what it saw before the setting there: its own payments and incoming ones. The
+keeps what it saw before the setting there: its own payments and incoming ones (it
+sees them, but returns or cancels none: it may move money on no account). The
 same rules hold for the queries a client opens about a payment (gateway.queries).
 
 What names no payment of ours (a query about a payment we do not have, free text, a
@@ -34,10 +46,11 @@ or `*`), since it may concern any account, and by operators.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from gateway import payments
-from gateway.errors import Forbidden, Problem
+from gateway.errors import Forbidden, NotFound, Problem
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +67,11 @@ IN_SUSPENSE_SQL: str | None = None
 
 # The code of a payment refused for naming an account outside the client's scope.
 ACCOUNT_OUT_OF_SCOPE = "account_outside_client_scope"
+# The code of an action on a payment a client sees only as a credit to its account (a
+# book transfer another client submitted, `credit_seen`): it is the submitter's to act on.
+OTHER_CLIENTS = "payment_submitted_by_another_client"
+# The channel of a book transfer (系统内, gateway.internal_hold): both accounts ours.
+BOOK_TRANSFER_CHANNEL = "internal"
 
 
 def covers(scopes: dict[str, list[str]], client: str, account_no: str) -> bool:
@@ -126,12 +144,6 @@ def unlimited(scopes: dict[str, list[str]], client: str) -> bool:
     return client not in scopes or "*" in scopes[client]
 
 
-def sees_account(scopes: dict[str, list[str]], client: str, account_no: str) -> bool:
-    """Whether a payment on `account_no` is one `client` may see and act on: always for a
-    client without an entry (see `sees_payment`), else when its entry covers the account."""
-    return client not in scopes or covers(scopes, client, account_no)
-
-
 def sees_payment(scopes: dict[str, list[str]], client: str, payment: dict[str, Any],
                  own_banks: frozenset[str], credited: str | None = None,
                  in_suspense: bool = False) -> bool:
@@ -160,17 +172,114 @@ def refuse_unseen(tx: Any, scopes: dict[str, list[str]], client: str,
     raise payments.not_found(payment["id"])
 
 
+def owns(settings: Any, client: str, payment: dict[str, Any]) -> bool:
+    """Whether `payment` is `client`'s to see and act on by who made it: with client
+    credentials configured (`api_keys`), one it submitted or one no client submitted
+    (an incoming payment; the gateway's own: a return operators or the gateway made, a
+    demo's or an operator's test transfer); without them, every payment."""
+    return not settings.api_keys or payment.get("client") in (None, client)
+
+
+def credit_seen(settings: Any, client: str, payment: dict[str, Any],
+                own_banks: frozenset[str]) -> bool:
+    """Whether `client`, with an entry in api_balance_accounts, sees `payment` as a
+    credit to an account of ours its entry covers although another client submitted
+    it: a book transfer (系统内) once settled, its money on the payee's account, as an
+    incoming payment to that account is seen. One held for review, cancelled or refused
+    credited nothing and stays its submitter's alone. Only seen: acting on it is its
+    submitter's (`refuse_unowned`)."""
+    scopes = settings.api_balance_accounts
+    return (client in scopes and payment.get("channel") == BOOK_TRANSFER_CHANNEL
+            and payment.get("state") == "settled" and payment.get("payee_bank") in own_banks
+            and covers(scopes, client, payment["payee_account"]))
+
+
+def refuse_unowned(settings: Any, client: str, payment: dict[str, Any],
+                   own_banks: frozenset[str], where: str, path: str = "/id") -> None:
+    """Refuse `client` an action (a return, a cancel, a query) on a payment it does not
+    `own`: 403 `payment_submitted_by_another_client` for one it sees as a credit
+    (`credit_seen`: telling so tells it nothing it cannot read), else 404 as for an id
+    never given (payments.not_found); `path` names the payment's id in the request."""
+    if owns(settings, client, payment):
+        return
+    log.warning("event=payment_of_another_client client=%s payment=%s path=%s", client,
+                payment["id"], where)
+    if credit_seen(settings, client, payment, own_banks):
+        raise Forbidden(Problem(
+            OTHER_CLIENTS, path, payment["id"], "a payment this client submitted, or an "
+            "incoming one", f"payment {payment['id']} is a book transfer another client "
+            "submitted, shown to this one as a credit to an account its entry in "
+            "api_balance_accounts covers: only the client that submitted it acts on it"))
+    raise NotFound([replace(p, path=path)
+                    for p in payments.not_found(payment["id"]).problems])
+
+
+def refuse_payer_outside(scopes: dict[str, list[str]], client: str,
+                         payment: dict[str, Any], own_banks: frozenset[str],
+                         use: str = "cancel payments from") -> None:
+    """403 `account_outside_client_scope` at `/payer/account` (the payment's field as
+    GET /v1/transfers/{id} shows it) when `client` acts on an outgoing payment whose
+    payer account of ours its entry does not cover, or when it has no entry: a cancel
+    moves the payer's money as paying does, and is bounded as paying is."""
+    account = payment["payer_account"]
+    if payment.get("direction") != "out" or payment.get("payer_bank") not in own_banks \
+            or covers(scopes, client, account):
+        return
+    log.warning("event=payment_account_forbidden client=%s account=%s payment=%s",
+                client, account, payment["id"])
+    raise Forbidden(Problem(ACCOUNT_OUT_OF_SCOPE, "/payer/account", account,
+                            "an account the client's entry in api_balance_accounts covers",
+                            why_not(scopes, client, account, use)))
+
+
+def shown(settings: Any, client: str, payment: dict[str, Any],
+          own_banks: frozenset[str]) -> bool:
+    """Whether `payment` is one `client` may see by who made it: one it `owns`, or one
+    it sees as a credit to its account (`credit_seen`)."""
+    return owns(settings, client, payment) or credit_seen(settings, client, payment,
+                                                          own_banks)
+
+
 def sees(tx: Any, settings: Any, client: str, payment: dict[str, Any],
          own_banks: frozenset[str]) -> bool:
-    """Whether `client` may see `payment` at all: with client credentials configured
-    (`api_keys`), its own or an incoming one (no client's); and, with its entry in
-    api_balance_accounts, one `sees_payment` lets it see (its money's account read in
-    `tx`)."""
-    if settings.api_keys and payment.get("client") not in (None, client):
+    """Whether `client` may see `payment` at all: by who made it (`shown`) and, with its
+    entry in api_balance_accounts, by its accounts (`sees_payment`, its money's account
+    read in `tx`)."""
+    if not shown(settings, client, payment, own_banks):
         return False
     scopes = settings.api_balance_accounts
     return unlimited(scopes, client) or sees_payment(scopes, client, payment, own_banks,
                                                      *money_place(tx, payment))
+
+
+def owner_condition(settings: Any, client: str, own_banks: frozenset[str]
+                    ) -> tuple[str, list[Any]] | None:
+    """`shown` as an SQL condition on the payments table, with its parameters; None
+    when the client sees every payment by who made it (no `api_keys`)."""
+    if not settings.api_keys:
+        return None
+    parts, params = ["client = ?", "client IS NULL"], [client]
+    entries = settings.api_balance_accounts.get(client)
+    if entries:
+        tests, values = _entry_tests("payee_account", entries)
+        banks = sorted(own_banks)
+        parts.append(f"(channel = ? AND state = 'settled' AND payee_bank IN "
+                     f"({', '.join('?' for _ in banks)}) AND ({' OR '.join(tests)}))")
+        params += [BOOK_TRANSFER_CHANNEL, *banks, *values]
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def listing_condition(settings: Any, client: str, own_banks: frozenset[str]
+                      ) -> tuple[str, list[Any]] | None:
+    """`sees` as an SQL condition on the payments table, with its parameters (both
+    `owner_condition` and `payments_condition`); None when the client sees every
+    payment."""
+    found = [c for c in (owner_condition(settings, client, own_banks),
+                         payments_condition(settings.api_balance_accounts, client,
+                                            own_banks)) if c is not None]
+    if not found:
+        return None
+    return " AND ".join(c[0] for c in found), [v for c in found for v in c[1]]
 
 
 def seen_ids(settings: Any, client: str, own_banks: frozenset[str]
@@ -178,17 +287,24 @@ def seen_ids(settings: Any, client: str, own_banks: frozenset[str]
     """`sees` as an SQL subquery of the ids of the payments `client` sees, with its
     parameters, for a column holding a payment id to be tested `IN` it (a package's
     items, the queries about payments); None when it sees every payment."""
-    parts, params = [], []
-    if settings.api_keys:
-        parts.append("(client = ? OR client IS NULL)")
-        params.append(client)
-    condition = payments_condition(settings.api_balance_accounts, client, own_banks)
-    if condition is not None:
-        parts.append(condition[0])
-        params += condition[1]
-    if not parts:
+    condition = listing_condition(settings, client, own_banks)
+    if condition is None:
         return None
-    return f"(SELECT id FROM payments WHERE {' AND '.join(parts)})", params
+    return f"(SELECT id FROM payments WHERE {condition[0]})", condition[1]
+
+
+def _entry_tests(column: str, entries: list[str]) -> tuple[list[str], list[Any]]:
+    """SQL tests of `column` against each entry of a client (`covers`), with their
+    parameters: equal to a number, starting with a prefix, anything for `*`."""
+    tests, values = [], []
+    for entry in entries:
+        if entry.endswith("*"):
+            tests.append(f"substr({column}, 1, {len(entry) - 1}) = ?")
+            values.append(entry[:-1])
+        else:
+            tests.append(f"{column} = ?")
+            values.append(entry)
+    return tests, values
 
 
 def payments_condition(scopes: dict[str, list[str]], client: str,
@@ -209,14 +325,7 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
             bank_ok = f"({CREDITED_SQL} IS NOT NULL OR {bank_ok})"
         if side == "payee" and IN_SUSPENSE_SQL is not None:
             bank_ok = f"(NOT {IN_SUSPENSE_SQL} AND {bank_ok})"
-        tests, values = [], []
-        for entry in entries:
-            if entry.endswith("*"):
-                tests.append(f"substr({account}, 1, {len(entry) - 1}) = ?")
-                values.append(entry[:-1])
-            else:
-                tests.append(f"{account} = ?")
-                values.append(entry)
+        tests, values = _entry_tests(account, entries)
         if tests:
             sides.append(f"({bank_ok} AND ({' OR '.join(tests)}))")
             params += [*banks, *values]

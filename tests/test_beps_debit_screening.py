@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway import outbound
-from gateway.beps import debit_review, debits_in, items
+from gateway.beps import debit_review, debits_in, items, mandates
 from gateway.messages import beps128, codec
 from gateway.messages.package import ReturnLimit, Transfer
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, LoopThread, OpsRig
@@ -238,6 +238,25 @@ def test_a_debit_its_payer_stopped_while_it_waited_is_refused_when_passed(rig: R
     assert rig.receipts(package_id) == [[(listed.tx_id, "PR09", "RJ06")]]
     assert rig.debit_state(listed.tx_id) == ("rejected",
                                              "RJ06: payer stopped payment: 客户申请止付")
+    assert rig.books() == (balance, True)
+
+
+def test_a_debit_whose_mandate_was_revoked_while_it_waited_is_refused_when_passed(
+        rig: Rig) -> None:
+    """The revocation applies when the debit is answered, as a missing mandate would have
+    on arrival (RJ01), whatever the review decides."""
+    balance, _ = rig.books()
+    listed = rig.debit(LISTED)
+    _, package_id, _ = rig.receive(listed)
+    rig.db(lambda tx: mandates.revoke_mandate(
+        rig.gw, tx, {"account": rig.rig.payer_account, "agreement": AGREEMENT}, "core",
+        rig.gw.clock.now()))
+    done = rig.request("sup1", "review_approve", rig.payment_id(listed.tx_id))
+
+    assert done["state"] == "executed", done
+    assert rig.receipts(package_id) == [[(listed.tx_id, "PR09", "RJ01")]]
+    assert rig.debit_state(listed.tx_id) == (
+        "rejected", "RJ01: no mandate for this account and agreement")
     assert rig.books() == (balance, True)
 
 

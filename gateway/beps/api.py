@@ -3,7 +3,7 @@
     POST /v1/transfers/batch     many transfers in one request, each routed on its own
     GET  /v1/packages/{id}       a package we sent or received, with its transactions
     POST /v1/debits              collect from a payer at another bank (beps.127)
-    POST /v1/debit-mandates      a customer authorises debits under an agreement
+    /v1/debit-mandates, /v1/debit-stops   our customers' mandates and stops (mandates.py)
     POST /v1/periodic-credits    a periodic credit under an agreement (beps.125)
 
 Errors have the CONTRACT.md §6 shape (the gateway's middleware answers them).
@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway.api import (GATEWAY_KEY, StoredLookup, authenticate, json_response,
                          media_type_refusal, read_json)
 from gateway import bulk, intake, jsontext, scope
-from gateway.beps import debits_out, periodic
+from gateway.beps import debits_out, mandates, periodic
 from gateway.errors import (Conflict, NotFound, PaygateError, Problem, ValidationFailed,
                             not_text)
 from gateway.messages import beps128
@@ -373,17 +373,6 @@ async def post_periodic(request: web.Request) -> web.Response:
     return _json(view, status)
 
 
-async def post_mandate(request: web.Request) -> web.Response:
-    _, body = await _body(request)
-    created = await _ext(request).add_mandate(body)
-    return _json(created, 201)
-
-
-async def post_stop(request: web.Request) -> web.Response:
-    _, body = await _body(request)
-    return _json(await _ext(request).stop_debit(body), 201)
-
-
 async def batch_not_posted(request: web.Request) -> web.Response:
     """GET (and HEAD) of /v1/transfers/batch: refused as any other method is, 405. Left
     without a route of its own, it would be read as GET /v1/transfers/{id} of a payment
@@ -396,6 +385,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/transfers/batch", batch_not_posted)
     app.router.add_get("/v1/packages/{id}", get_package)
     app.router.add_post("/v1/debits", post_debit)
-    app.router.add_post("/v1/debit-mandates", post_mandate)
-    app.router.add_post("/v1/debit-stops", post_stop)
+    mandates.add_routes(app)
     app.router.add_post("/v1/periodic-credits", post_periodic)

@@ -23,7 +23,8 @@ others). Each decision is answered in a beps.128 of its own, naming the same bep
 
 A stop-payment the payer registered while the debit waited (POST /v1/debit-stops) is
 applied when it is answered, as it would have been on arrival: refused, RJ06 with the
-payer's reason, whatever the review decides.
+payer's reason, whatever the review decides; so is the mandate the payer revoked
+meanwhile (POST /v1/debit-mandates/revoke): refused, RJ01.
 """
 
 from __future__ import annotations
@@ -71,16 +72,23 @@ def check(tx: Any, payment: dict[str, Any]) -> tuple[str, str]:
 
 
 def _stop(tx: Any, payment: dict[str, Any], agreement: str) -> tuple[str, str] | None:
-    """RJ06 when the payer stopped this debit, or every debit under its agreement."""
+    """RJ06 when the payer stopped this debit, or every debit under its agreement; RJ01
+    when it revoked its mandate for the agreement since the debit came."""
     row = tx.query_one("SELECT reason FROM beps_debit_stops WHERE account_no = ? AND "
                        "agreement_no = ? AND tx_id IN ('', ?) ORDER BY tx_id LIMIT 1",
                        (payment["payer_account"], agreement, payment["tx_id"]))
-    return debits_in.stopped(row[0]) if row else None
+    if row:
+        return debits_in.stopped(row[0])
+    if tx.query_one("SELECT 1 FROM beps_mandates WHERE account_no = ? AND agreement_no = ?",
+                    (payment["payer_account"], agreement)) is None:
+        return debits_in.NO_MANDATE
+    return None
 
 
 def approve(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
             ) -> dict[str, Any]:
-    """Paid in a receipt of its own (refused, RJ06, when its payer stopped it since)."""
+    """Paid in a receipt of its own (refused, RJ06 or RJ01, when its payer stopped it or
+    revoked its mandate since)."""
     payment = payments.get(tx, target, lock=True)
     package_id, agreement = check(tx, payment)
     stop = _stop(tx, payment, agreement)
@@ -98,8 +106,8 @@ def approve(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datet
 
 def reject(gw: "Gateway", tx: Any, target: str, who: dict[str, Any], now: datetime
            ) -> dict[str, Any]:
-    """Refused (RJ08, or RJ06 when its payer stopped it since) in a receipt of its own,
-    its payer's hold released."""
+    """Refused (RJ08, or RJ06 or RJ01 when its payer stopped it or revoked its mandate
+    since) in a receipt of its own, its payer's hold released."""
     payment = payments.get(tx, target, lock=True)
     package_id, agreement = check(tx, payment)
     refusal = _stop(tx, payment, agreement) or debits_in.SCREENED
@@ -116,8 +124,9 @@ def _refused(gw: "Gateway", tx: Any, payment: dict[str, Any], package_id: str,
 
 
 def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
-    """Debits still held when their answer falls due: refused (RJ08, or RJ06 when their
-    payer stopped them since), one receipt per package, operators told; how many."""
+    """Debits still held when their answer falls due: refused (RJ08, or RJ06 or RJ01
+    when their payer stopped them or revoked its mandate since), one receipt per
+    package, operators told; how many."""
     rows = tx.query("SELECT payment_id, package_id FROM beps_debit_reviews WHERE due_at <= ? "
                     "ORDER BY due_at, payment_id LIMIT ?", (now.isoformat(), EXPIRED_PER_PASS))
     by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}

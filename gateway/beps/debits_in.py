@@ -3,8 +3,8 @@
 Each debit in the package is answered in one beps.128 receipt, sent at once (well
 before the package's return deadline). A debit is paid (PR02) when the payer is our
 customer, has authorised the collector under the agreement the debit names
-(`beps_mandates`, registered through POST /v1/debit-mandates) and has the money now:
-the amount is held at once (the bank never advances funds). Otherwise it is refused
+(`beps_mandates`, registered through POST /v1/debit-mandates, gateway.beps.mandates) and
+has the money now: the amount is held at once (the bank never advances funds). Otherwise it is refused
 (PR09) with one of these reject codes (RjctCd), a reason in RjctInf:
 
 | code | rule |
@@ -27,7 +27,9 @@ own branch.
 Stop-payment: beps.411/412 have no schema in the public material, so a payer's stop
 (POST /v1/debit-stops) is kept by the gateway and applied when the debit arrives: its
 receipt refuses it with RJ06 and the payer's reason. Receipts are sent at once, so a
-debit already answered (paid) is no longer stoppable here; it can be returned.
+debit already answered (paid) is no longer stoppable here; it can be returned. A stop
+lifted (POST /v1/debit-stops/lift) or a mandate revoked (POST /v1/debit-mandates/revoke)
+counts for the debits answered from then on.
 
 A debit that would be paid is screened first (its creditor and our payer, as every
 outgoing customer payment is at intake): a match leaves it out of the receipt, its
@@ -276,7 +278,8 @@ def send_receipt(tx: Any, gw: "Gateway", collector: str, original_msg_id: str,
 
 def add_stop(tx: Any, account_no: str, agreement_no: str, tx_id: str, reason: str,
              now: datetime) -> bool:
-    """Record a payer's stop-payment; False when the same stop exists already."""
+    """Record a payer's stop-payment; False when the same stop exists already (the
+    requests' checks and record of who asked: gateway.beps.mandates)."""
     if tx.query_one("SELECT 1 FROM beps_debit_stops WHERE account_no = ? AND agreement_no = ? "
                     "AND tx_id = ?", (account_no, agreement_no, tx_id)):
         return False
@@ -287,7 +290,8 @@ def add_stop(tx: Any, account_no: str, agreement_no: str, tx_id: str, reason: st
 
 
 def add_mandate(tx: Any, account_no: str, agreement_no: str, now: datetime) -> bool:
-    """Register a payer's authorisation; False when it was registered before."""
+    """Register a payer's authorisation; False when it was registered before (the
+    requests' checks and record of who asked: gateway.beps.mandates)."""
     if tx.query_one("SELECT 1 FROM beps_mandates WHERE account_no = ? AND agreement_no = ?",
                     (account_no, agreement_no)):
         return False

@@ -77,7 +77,7 @@ FIELDS = {"creditor_account": True, "creditor_name": True, "creditor_bank": True
           "debtor_account": True, "debtor_name": True, "debtor_bank": True, "amount": True,
           "agreement": True, "business_kind": False, "remittance_info": False}
 OPTIONAL = intake.optional(FIELDS)  # null on one is the field left out
-_ACCOUNT = re.compile(r"[0-9A-Za-z-]{1,32}")
+ACCOUNT_PATTERN = re.compile(r"[0-9A-Za-z-]{1,32}")
 _BANK = re.compile(r"[0-9]{12}")
 _KIND = re.compile(r"[0-9]{5}")
 AGREEMENT_LEN_MAX = 60  # AgrmtNb is Max60Text
@@ -145,10 +145,10 @@ KIND = key_reuse.Kind("debit", meaning, tuple(FIELDS), {"business_kind": DEFAULT
                       "debit")
 
 
-_ACCOUNT_EXPECTED = "1 to 32 ASCII letters, digits or -"
+ACCOUNT_EXPECTED = "1 to 32 ASCII letters, digits or -"
 # What each text field of a debit must hold (its amount is checked by parse_yuan).
 _TEXT_EXPECTED = {
-    "creditor_account": _ACCOUNT_EXPECTED, "debtor_account": _ACCOUNT_EXPECTED,
+    "creditor_account": ACCOUNT_EXPECTED, "debtor_account": ACCOUNT_EXPECTED,
     "creditor_name": build.NAME_EXPECTED, "debtor_name": build.NAME_EXPECTED,
     "creditor_bank": "12 ASCII digits", "debtor_bank": "12 ASCII digits",
     "agreement": f"text of at most {AGREEMENT_LEN_MAX} characters",
@@ -165,8 +165,9 @@ def _texts(body: dict[str, Any], p: ProblemList) -> None:
             p.add("name_too_long_for_beps", f"/{name}", value, build.NAME_EXPECTED)
     for name in ("creditor_account", "debtor_account"):
         value = body.get(name)
-        if isinstance(value, str) and not intake.blank(value) and not _ACCOUNT.fullmatch(value):
-            p.add("account_malformed", f"/{name}", value, _ACCOUNT_EXPECTED)
+        if isinstance(value, str) and not intake.blank(value) \
+                and not ACCOUNT_PATTERN.fullmatch(value):
+            p.add("account_malformed", f"/{name}", value, ACCOUNT_EXPECTED)
     for name in ("creditor_bank", "debtor_bank"):
         value = body.get(name)
         if isinstance(value, str) and not intake.blank(value) and not _BANK.fullmatch(value):

@@ -18,23 +18,24 @@ from gateway.money import format_yuan
 
 
 def submit_once(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,
-                now: datetime, make: Callable[[Any], dict[str, Any]]
+                now: datetime, make: Callable[[Any], dict[str, Any]], status: int = 201
                 ) -> tuple[int, dict[str, Any], bool]:
     """(status, view, created): the stored answer for this key, or `make(tx)`'s, stored
-    with the request's body. The request is compared by what it asks for (`kind`'s
-    meaning, its hash intake.meaning_sha256); another request under the key is refused
-    naming each field that differs (gateway.key_reuse); a key first taken by another kind
-    of request (a transfer, a debit, a periodic credit) is refused saying so."""
+    with the request's body and answered with `status`. The request is compared by what
+    it asks for (`kind`'s meaning, its hash intake.meaning_sha256); another request
+    under the key is refused naming each field that differs (gateway.key_reuse); a key
+    first taken by another kind of request (a transfer, a debit, a periodic credit, a
+    mandate or stop and their withdrawal) is refused saying so."""
     body_hash = intake.meaning_sha256(kind.meaning(body))
     replayed = _replay(tx, client, idem_key, body, kind, body_hash)
     if replayed is not None:
         return *replayed, False
     view = make(tx)
     tx.execute("INSERT INTO idempotency (client, key, body_sha256, status, response, "
-               "request, kind, created_at) VALUES (?, ?, ?, 201, ?, ?, ?, ?)",
-               (client, idem_key, body_hash, json.dumps(view, ensure_ascii=False),
+               "request, kind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (client, idem_key, body_hash, status, json.dumps(view, ensure_ascii=False),
                 key_reuse.kept(body), kind.name, now.isoformat()))
-    return 201, view, True
+    return status, view, True
 
 
 def _replay(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,

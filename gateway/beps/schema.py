@@ -6,7 +6,9 @@
   restart leaves nothing behind and an item can never join two packages.
 - `beps_packages`: every package we sealed or received, with its state and round.
 - `beps_rounds`: netting rounds whose settlement the NPC announced (saps.606).
-- `beps_mandates`: debit authorisations our customers gave (account, agreement).
+- `beps_mandates`: debit authorisations our customers gave (account, agreement), and
+  `beps_debit_stops` the stop-payments (止付) in force; `beps_mandate_events` every change
+  of either, with the client that asked (mandates.py).
 - `beps_cancel_waits`: our credits the NPC was asked to take out of their package
   (ccms.307) and has not answered about yet; a netting notice leaves them alone until
   the answer says whether they were netted (cancels.py).
@@ -111,6 +113,19 @@ TABLES = [
         reason TEXT NOT NULL, created_at TEXT NOT NULL,
         PRIMARY KEY (account_no, agreement_no, tx_id)
     )""",
+    # Every mandate registered or revoked, and every stop-payment made or lifted, with the
+    # core-system client that asked (null: the gateway's own): which authorisation stood
+    # when, after its row in beps_mandates or beps_debit_stops is gone (mandates.py).
+    """CREATE TABLE IF NOT EXISTS beps_mandate_events (
+        account_no TEXT NOT NULL, agreement_no TEXT NOT NULL,
+        tx_id TEXT,                       -- a stop's debit ('' every debit); null: a mandate
+        event TEXT NOT NULL,              -- mandate_registered | mandate_revoked
+                                          -- | stop_registered | stop_lifted
+        client TEXT,
+        at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS beps_mandate_events_account ON beps_mandate_events "
+    "(account_no, at)",
     # Each netting date since the first one the gateway saw, and where its reconciliation
     # with the NPC (beps.720/721) stands (netting_dates.py).
     """CREATE TABLE IF NOT EXISTS beps_netting_dates (

@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway import intake, keys, payments, scope, status_hold
-from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
+from gateway.errors import Conflict, Forbidden, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
@@ -123,9 +123,9 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None
     if via == "suspense":
-        _refuse_outside_scope(gw, client, original, None)
         # Our suspense account pays, at the branch whose books hold it and in its name.
         our_branch, payer_account, payer_name = write_off.suspense_payer(gw)
+        _refuse_outside_scope(gw, client, original, payer_account, suspense=True)
     else:
         # The account the money went to, under its holder's name, at the branch whose
         # books keep it: an item applied from suspense (销账) may have gone to another
@@ -156,20 +156,28 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
 
 
 def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
-                          account_no: str | None) -> None:
-    """A client whose entry in api_balance_accounts (gateway.scope) does not cover the
-    account a return takes the money from (`account_no`; None: our suspense account,
-    which only an entry of `*` covers) may not return the payment: refused as an id
-    never given, before anything is held, whatever the route let it see."""
+                          account_no: str, suspense: bool = False) -> None:
+    """A return takes the money from `account_no` (our `suspense` account, or the
+    account the payment was credited to) as paying from it would: a client may return
+    it only when api_balance_accounts lets it pay from that account (gateway.scope:
+    the suspense account, no customer's, only under an entry of `*`). Refused before
+    anything is held, whatever the route let it see: to a client with an entry, which
+    then does not see the payment either, as an id never given (404); to a client
+    without one, which sees it but may pay from no account, 403
+    `account_outside_client_scope` at the payment's `/payee/account`."""
     if client is None:
         return
     scopes = gw.settings.api_balance_accounts
-    if (scope.unlimited(scopes, client) if account_no is None
-            else scope.sees_account(scopes, client, account_no)):
+    if not scopes or client in scopes and (
+            "*" in scopes[client] if suspense else scope.covers(scopes, client, account_no)):
         return
     log.warning("event=return_account_outside_client_scope client=%s payment=%s "
-                "account=%s", client, original["id"], account_no or "suspense")
-    raise payments.not_found(original["id"])
+                "account=%s", client, original["id"], "suspense" if suspense else account_no)
+    if client in scopes:
+        raise payments.not_found(original["id"])
+    raise Forbidden(Problem(scope.ACCOUNT_OUT_OF_SCOPE, "/payee/account", account_no,
+                            "an account the client's entry in api_balance_accounts covers",
+                            scope.why_not(scopes, client, account_no, "return money from")))
 
 
 def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid: str,

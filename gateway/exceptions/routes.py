@@ -62,25 +62,30 @@ def _ext(request: web.Request) -> Exceptions:
     return request.app[EXT_KEY]  # type: ignore[return-value]
 
 
-def visible(gw: Any, payment: dict[str, Any], client: str) -> bool:
-    """With client credentials configured, a payment one client submitted is not shown
-    to another, as for GET /v1/transfers/{id}; incoming payments belong to no client."""
-    return not gw.settings.api_keys or payment.get("client") in (None, client)
-
-
-async def _payment_of(request: web.Request, client: str) -> str:
+async def _payment_of(request: web.Request, client: str, acting: bool = True,
+                      from_payer: bool = False) -> str:
     """The payment id of the path, once the client may see it (404 otherwise): one
     outside the client's scope (`api_balance_accounts`, gateway.scope) is refused as an
-    id never given is, so that a return, a cancel or a query tells nothing of it."""
+    id never given is, so that a return, a cancel or a query tells nothing of it. When
+    `acting` (a return, a cancel, a status query), the payment must be the client's own
+    or an incoming one (`scope.refuse_unowned`): a book transfer it sees as a credit to
+    its account is its submitter's to act on. `from_payer` (a cancel, which gives the
+    payer's money back to it): bounded by the payer's account as paying from it is
+    (`scope.refuse_payer_outside`)."""
     payment_id = request.match_info["id"]
     gw = request.app[GATEWAY_KEY]
 
     def work(tx: Any) -> None:
         payment = payments.get(tx, payment_id)
-        if not visible(gw, payment, client):
+        if not scope.shown(gw.settings, client, payment, gw.own_banks):
             raise payments.not_found(payment_id)
         scope.refuse_unseen(tx, gw.settings.api_balance_accounts, client, payment,
                             gw.own_banks, request.path)
+        if acting:
+            scope.refuse_unowned(gw.settings, client, payment, gw.own_banks, request.path)
+        if from_payer:
+            scope.refuse_payer_outside(gw.settings.api_balance_accounts, client, payment,
+                                       gw.own_banks)
     await gw.store.run(work)
     return payment_id
 
@@ -97,7 +102,7 @@ async def post_return(request: web.Request) -> web.Response:
 async def post_cancel(request: web.Request) -> web.Response:
     client, body = await _body(request)
     _only(body, ("reason",))
-    payment_id = await _payment_of(request, client)
+    payment_id = await _payment_of(request, client, from_payer=True)
     result = await _ext(request).request_cancel(payment_id, body.get("reason"),
                                                 f"core:{client}")
     # Cancelled here and now (never sent, never packed, or taken out of an unsent
@@ -128,11 +133,11 @@ async def list_transfers(request: web.Request) -> web.Response:
     state, limit, after = _list_params(request)
     gw = request.app[GATEWAY_KEY]
     now = gw.clock.now()
-    owner = client if gw.settings.api_keys else None
-    # Only the payments the client's scope lets it see, filtered where they are read, so
-    # that a page is full and `next_after` pages on among them (gateway.scope).
-    seen = scope.payments_condition(gw.settings.api_balance_accounts, client, gw.own_banks)
-    rows, more = await gw.store.run(lambda tx: listing(tx, state, limit, now, owner, after,
+    # Only the payments the client sees (by who made them and by its scope), filtered
+    # where they are read, so that a page is full and `next_after` pages on among them
+    # (gateway.scope).
+    seen = scope.listing_condition(gw.settings, client, gw.own_banks)
+    rows, more = await gw.store.run(lambda tx: listing(tx, state, limit, now, None, after,
                                                        seen))
     return _json({"transfers": rows, "count": len(rows),
                   "next_after": rows[-1]["id"] if more else None})
@@ -196,7 +201,7 @@ def _cursor_key(tx: Any, after: str, client: str | None,
 
 async def get_exceptions(request: web.Request) -> web.Response:
     client = await authenticate(request, b"")
-    payment_id = await _payment_of(request, client)
+    payment_id = await _payment_of(request, client, acting=False)
     gw = request.app[GATEWAY_KEY]
 
     def work(tx: Any) -> dict[str, Any]:

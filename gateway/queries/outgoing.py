@@ -133,9 +133,15 @@ def _check_client(tx: Any, desk: Any, payment: dict[str, Any], client: str) -> N
     credentials configured, its own and incoming ones; with its entry in
     api_balance_accounts, those on an account of ours the entry covers (gateway.scope).
     Another is refused as an id never given is, at /payment_id: called as soon as the
-    payment is found, before anything else reads it, so that no answer tells of it."""
+    payment is found, before anything else reads it, so that no answer tells of it. A
+    book transfer it sees only as a credit to its account is its submitter's to ask
+    about (403 `payment_submitted_by_another_client`)."""
     gw = desk.gw
     if scope.sees(tx, gw.settings, client, payment, gw.own_banks):
+        # Seen as a credit to its account (another client's book transfer): asking about
+        # it is its submitter's, told so at /payment_id.
+        scope.refuse_unowned(gw.settings, client, payment, gw.own_banks, "/v1/queries",
+                             "/payment_id")
         return
     log.warning("event=payment_outside_client_scope client=%s payment=%s path=%s",
                 client, payment["id"], "/v1/queries")
