@@ -198,7 +198,12 @@ class PaygateError(Exception):
         assert self.problems, "an error carries at least one problem"
         if status is not None:
             self.status = status
-        super().__init__("; ".join(p.describe() for p in self.problems))
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        # Put in words when shown (a log line, a traceback), not when raised: a refusal
+        # that a check only counts as a no (the console's offered actions) costs none.
+        return "; ".join(p.describe() for p in self.problems)
 
     @property
     def code(self) -> str:
