@@ -320,6 +320,9 @@ class BepsExtension:
 
     async def start(self) -> None:
         await self.gw.store.run(schema.install)
+        # Collectors' packages a gateway before the review's package states left wrong.
+        await self.gw.store.run(lambda tx: debit_review.correct_package_states(
+            tx, self.gw.clock.now()))
         self._tasks = [asyncio.create_task(self.packer.run(), name="beps-packer"),
                        asyncio.create_task(self._deadlines(), name="beps-deadlines")]
 
