@@ -428,7 +428,7 @@ def credit_outboxes_read_once(tx: Any, payment_ids: Iterable[str]
         "kind = 'hvps_credit' AND payment_id IN ({ids}) ORDER BY id"))  # the latest last
 
 
-def show_delivery(tx: Any, view: dict[str, Any]) -> None:
+def show_delivery(tx: Any, view: dict[str, Any], client: str | None = None) -> None:
     """A view hook (GET /v1/transfers/{id}): an outgoing HVPS payment's `delivery`
     (`Delivery.public`; no attempt yet while it waits on its lane, for its window or a
     review), null for a payment without a message of its own to the NPC (a BEPS item,

@@ -165,7 +165,8 @@ class BepsExtension:
         self.settings = replace(self.settings, **changes)
         self.packer.settings = self.settings
 
-    def show_on_transfer(self, tx: Any, view: dict[str, Any]) -> None:
+    def show_on_transfer(self, tx: Any, view: dict[str, Any],
+                         client: str | None = None) -> None:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
         if view["channel"] == "beps":
             view["beps"] = items.view_of(tx, view["id"])
