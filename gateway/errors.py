@@ -205,6 +205,10 @@ class PaygateError(Exception):
         # that a check only counts as a no (the console's offered actions) costs none.
         return "; ".join(p.describe() for p in self.problems)
 
+    def __repr__(self) -> str:
+        # As an exception made with its words reads (`error=%r` in the logs).
+        return f"{type(self).__name__}({str(self)!r})"
+
     @property
     def code(self) -> str:
         return self.problems[0].code
