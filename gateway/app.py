@@ -220,8 +220,10 @@ class Gateway:
                                          "internal": self._accept_internal}
         # A review hook: (transfer, settings) -> reason to hold for review, or None.
         self.review: Any = None
-        # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view); a
-        # ready message's payment shows the core system's MsgId and TxId.
+        # Extensions add to a payment's view (GET /v1/transfers/{id}): fn(tx, view,
+        # client), `client` the core-system client asking (None: the gateway's own use),
+        # for what one client sees and another does not (its queries); a ready
+        # message's payment shows the core system's MsgId and TxId.
         self.view_hooks: list[Any] = [ready.show_core_ids, outbound.show_delivery]
         # What a dead-lettered outbox row of another kind than an HVPS credit does to
         # its work, by kind (a BEPS package's items held): fn(tx, outbox id, reason,
@@ -1337,7 +1339,7 @@ class Gateway:
             # Here, not in public_view: the answer to a POST leaves it out.
             view["remittance_info"] = payments.remittance_as_carried(payment)
             for hook in self.view_hooks:
-                hook(tx, view)
+                hook(tx, view, client)
             return view
         return await self.store.run(work)
 

@@ -212,7 +212,16 @@ class PaygateError(Exception):
         assert self.problems, "an error carries at least one problem"
         if status is not None:
             self.status = status
-        super().__init__("; ".join(p.describe() for p in self.problems))
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        # Put in words when shown (a log line, a traceback), not when raised: a refusal
+        # that a check only counts as a no (the console's offered actions) costs none.
+        return "; ".join(p.describe() for p in self.problems)
+
+    def __repr__(self) -> str:
+        # As an exception made with its words reads (`error=%r` in the logs).
+        return f"{type(self).__name__}({str(self)!r})"
 
     @property
     def code(self) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -25,7 +27,7 @@ from gateway.errors import Conflict, Problem
 from gateway.messages import codec, hvps111, hvps112
 from gateway.messages.envelope import Header
 from gateway.messages.signing import KeyRing
-from gateway.store import Contended, gather
+from gateway.store import NOT_READ, Contended, answered, gather, reading_once, rows_by_id
 
 NPC = "0000"
 
@@ -396,12 +398,37 @@ def refuse_if_maybe_taken(tx: Any, payment_id: str, path: str) -> None:
 
 def delivery(tx: Any, payment_id: str) -> Delivery | None:
     """The delivery of an HVPS payment's message (None for a payment without one)."""
-    row = tx.query_one("SELECT id, state, attempts, untaken FROM outbox WHERE payment_id = ? "
-                       "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
-    return None if row is None else Delivery(int(row[0]), row[1], int(row[2]), int(row[3]))
+    row = credit_outbox(tx, payment_id)
+    return None if row is None else Delivery(int(row[0]), row[1], int(row[3]), int(row[4]))
 
 
-def show_delivery(tx: Any, view: dict[str, Any]) -> None:
+_CREDIT_OUTBOX = "id, state, stream, attempts, untaken"
+# The key in a transaction's `cache` of the rows `credit_outboxes_read_once` read.
+_CREDITS_READ_ONCE = "outbound.credit_outboxes"
+
+
+def credit_outbox(tx: Any, payment_id: str) -> tuple[int, str, str, int, int] | None:
+    """The outbox row of an HVPS payment's own message, its latest (a message built
+    again keeps its row): id, state, stream, attempts, untaken; None for a payment
+    without one. Inside `credit_outboxes_read_once`, answered from that read."""
+    read = answered(tx, _CREDITS_READ_ONCE, payment_id)
+    if read is not NOT_READ:
+        return read
+    return tx.query_one(f"SELECT {_CREDIT_OUTBOX} FROM outbox WHERE payment_id = ? "
+                        "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
+
+
+def credit_outboxes_read_once(tx: Any, payment_ids: Iterable[str]
+                              ) -> AbstractContextManager[dict[Any, Any]]:
+    """`credit_outbox` of each of these payments read in one statement (a few for a long
+    list), and within the block answered from that read (store.reading_once): for
+    checks that only read (the console's row actions)."""
+    return reading_once(tx, _CREDITS_READ_ONCE, rows_by_id(
+        tx, payment_ids, f"SELECT payment_id, {_CREDIT_OUTBOX} FROM outbox WHERE "
+        "kind = 'hvps_credit' AND payment_id IN ({ids}) ORDER BY id"))  # the latest last
+
+
+def show_delivery(tx: Any, view: dict[str, Any], client: str | None = None) -> None:
     """A view hook (GET /v1/transfers/{id}): an outgoing HVPS payment's `delivery`
     (`Delivery.public`; no attempt yet while it waits on its lane, for its window or a
     review), null for a payment without a message of its own to the NPC (a BEPS item,

@@ -226,7 +226,7 @@ def with_core_ids(view: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     return {**view, "message": {**view["message"], **ids}}
 
 
-def show_core_ids(tx: Any, view: dict[str, Any]) -> None:
+def show_core_ids(tx: Any, view: dict[str, Any], client: str | None = None) -> None:
     """A view hook (GET /v1/transfers/{id}): an outgoing payment that came as a ready
     message shows the core system's MsgId and TxId beside those sent."""
     if view.get("direction") != "out":

@@ -332,6 +332,25 @@ def payments_condition(scopes: dict[str, list[str]], client: str,
     return ("(" + " OR ".join(sides) + ")" if sides else "1 = 0"), params
 
 
+def sees_owned(settings: Any, client: str, owner: str | None) -> bool:
+    """Whether `client`, who sees the payment an item is about (a query, its chases and
+    the replies to it), may see the item, made by the client `owner` or by none: with
+    client credentials (`api_keys`), what a client made is that client's alone, since its
+    text is the client's own words about its customer; what no client made (a bank's
+    query, one the gateway opened) goes with the payment, to every client that sees it.
+    Operators, who are no client, see everything."""
+    return owner is None or not settings.api_keys or owner == client
+
+
+def owned_condition(settings: Any, client: str,
+                    column: str = "client") -> tuple[str, list[Any]] | None:
+    """`sees_owned` as an SQL condition on the `column` holding an item's client (NULL: no
+    client made it), with its parameters; None when the client sees every one."""
+    if not settings.api_keys:
+        return None
+    return f"({column} IS NULL OR {column} = ?)", [client]
+
+
 def sees_unattached(settings: Any, client: str, owner: str | None) -> bool:
     """Whether `client` may see an item that names no payment of ours (a query about a
     payment we do not have or about a package, free text, a bank's reply to no query of
@@ -340,7 +359,7 @@ def sees_unattached(settings: Any, client: str, owner: str | None) -> bool:
     client made may concern any account, and is seen by a client `unlimited` by
     api_balance_accounts (and by operators, who are no client)."""
     if owner is not None:
-        return not settings.api_keys or owner == client
+        return sees_owned(settings, client, owner)
     return unlimited(settings.api_balance_accounts, client)
 
 

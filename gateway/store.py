@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Awaitable, Callable
 
 import ledger
@@ -96,6 +98,53 @@ def _write_gathered(tx: Any, gathered: dict[str, tuple[Callable[[Any, list[Any]]
     for write, items in gathered.values():
         if items:
             write(tx, items)
+
+
+# What `answered` gives for an id that `reading_once` did not read (or outside it).
+NOT_READ = object()
+# Ids one statement of a read made once for many targets names: their callers' lists are
+# bounded (the console's lists of at most 200 rows), and each statement stays far below
+# both databases' parameter limits.
+READ_ONCE_IDS_MAX = 500
+
+
+@contextmanager
+def reading_once(tx: Any, key: str, rows: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
+    """Within the block, `answered(tx, key, id)` gives the row `rows` holds for `id`
+    (read once, for many ids, before the block; None for one read and not found)
+    instead of the database being asked again: for checks that only read, and read the
+    same rows many times, run over many targets at once (the console's row actions,
+    gateway.ops.control.add_row_actions). Nothing in the block may change those rows."""
+    assert key not in tx.cache, f"{key} is read once at a time"
+    tx.cache[key] = rows
+    try:
+        yield rows
+    finally:
+        tx.cache.pop(key, None)
+
+
+def answered(tx: Any, key: str, row_id: Any) -> Any:
+    """The row `reading_once` holds for `row_id` under `key`; NOT_READ when none does."""
+    rows = tx.cache.get(key)
+    return NOT_READ if rows is None else rows.get(row_id, NOT_READ)
+
+
+def id_chunks(ids: list[Any]) -> Iterator[list[Any]]:
+    """`ids` in lists of at most READ_ONCE_IDS_MAX, for `IN (...)` of one statement each."""
+    for start in range(0, len(ids), READ_ONCE_IDS_MAX):
+        yield ids[start:start + READ_ONCE_IDS_MAX]
+
+
+def rows_by_id(tx: Any, ids: Iterable[Any], sql: str) -> dict[Any, tuple | None]:
+    """Each of `ids` with the row `sql` gives for it, a chunk of ids (`id_chunks`) a
+    statement: `sql` selects the id first, then the row, and names the chunk's ids as
+    `{ids}` (`... IN ({ids})`); of several rows for one id, the last counts (order them);
+    None for an id it gives none."""
+    rows: dict[Any, tuple | None] = dict.fromkeys(ids)
+    for chunk in id_chunks(list(rows)):
+        for row_id, *row in tx.query(sql.format(ids=", ".join("?" * len(chunk))), chunk):
+            rows[row_id] = tuple(row)
+    return rows
 
 
 class scope:

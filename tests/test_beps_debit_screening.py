@@ -331,3 +331,40 @@ def test_a_debit_that_cannot_be_refused_keeps_no_other_from_its_answer(rig: Rig)
                                         [(first.tx_id, "PR09", "RJ08")]]
     assert rig.package_state(package_id) == debits_in.ANSWERED
     assert rig.books()[1]
+
+
+OLDER_STATES = [
+    # the package's debits (listed creditor or not), the held ones the review passes,
+    # the state an older gateway left it in, and the state start-up sets right
+    ((False, True), 0, debits_in.ANSWERED, debits_in.PARTLY_ANSWERED),
+    ((True, True), 0, debits_in.ANSWERED, debits_in.WAITING_FOR_REVIEW),
+    ((True, True), 1, debits_in.ANSWERED, debits_in.PARTLY_ANSWERED),
+    ((False, True), 1, debits_in.PARTLY_ANSWERED, debits_in.ANSWERED),
+    ((True,), 1, debits_in.WAITING_FOR_REVIEW, debits_in.ANSWERED),
+]
+
+
+def test_start_up_sets_right_the_package_states_an_older_gateway_left(rig: Rig) -> None:
+    """A collector's package left `answered` with debits still waiting (a database from
+    before the review's package states), or waiting with none left (two last decisions
+    at once before the package was locked for them), gets the state its debits say, as
+    the extension's start runs it; a second run changes nothing."""
+    packages = []
+    for listed, passed, left, _ in OLDER_STATES:
+        debits = [rig.debit(LISTED if is_listed else "示例燃气公司") for is_listed in listed]
+        _, package_id, _ = rig.receive(*debits)
+        held = [d for d, is_listed in zip(debits, listed) if is_listed]
+        for debit in held[:passed]:
+            rig.request("sup1", "review_approve", rig.payment_id(debit.tx_id))
+        rig.db(lambda tx, p=package_id, s=left: tx.execute(
+            "UPDATE beps_packages SET state = ? WHERE id = ?", (s, p)))
+        packages.append(package_id)
+    now = rig.gw.clock.now()
+
+    corrected = rig.db(lambda tx: debit_review.correct_package_states(tx, now))
+    states = [rig.package_state(package_id) for package_id in packages]
+    again = rig.db(lambda tx: debit_review.correct_package_states(tx, now))
+
+    assert corrected == len(OLDER_STATES)
+    assert states == [right for *_, right in OLDER_STATES]
+    assert again == 0

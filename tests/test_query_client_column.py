@@ -95,3 +95,74 @@ def test_a_second_start_changes_nothing(database_url: str) -> None:
     first = _installed(database_url)
 
     assert _installed(database_url) == first
+
+
+LATER = "2026-12-07T10:00:00+08:00"
+# Rows an older gateway process wrote after the column existed (as during a rolling
+# upgrade on PostgreSQL): (id, direction, source, requested_by, chase_of), each client's
+# answer stored when its row was made, under the key of its kind.
+LATER_QUERIES = [
+    ("Q11", "out", "core", "core", None),
+    ("Q12", "out", "operator", "op7", None),
+    ("Q13", "out", "core", "op7", "Q12"),  # a chase with no answer of its own stored
+    ("Q14", "out", "core", "core", "Q11"),  # a chase asked under a key of its own
+    ("QI15", "in", "counterparty", "888200000015", None),
+    ("Q16", "out", "gateway", "gateway", None),
+]
+LATER_KEPT = [("core", "queries:k11", "Q11"), ("branch-app", "queries:k12", "Q12"),
+              ("teller", "chase:k14", "Q14"), ("teller", "free_format:k13", "F13")]
+
+
+def _written_by_an_older_process(url: str) -> None:
+    """The desk's tables as this gateway makes them, then rows written without their
+    client, with the answers stored for them."""
+    db = ledger.connect(url)
+    with db.transaction() as tx:
+        schema.install(tx)
+        for query_id, direction, source, by, chase_of in LATER_QUERIES:
+            _query(tx, query_id, direction, source, by, chase_of)
+            tx.execute("UPDATE queries SET created_at = ? WHERE id = ?", (LATER, query_id))
+        _free_text(tx, "F13", "out", 13)
+        tx.execute("UPDATE free_format SET at = ? WHERE id = 'F13'", (LATER,))
+        for client, key, item_id in LATER_KEPT:
+            tx.execute("INSERT INTO query_requests (client, key, body_sha256, status, "
+                       "response, created_at) VALUES (?, ?, 'x', 201, ?, ?)",
+                       (client, key, json.dumps({"id": item_id, "state": "open"}), LATER))
+    db.close()
+
+
+def test_rows_an_older_process_wrote_after_the_column_get_their_client_at_the_next_start(
+        database_url: str) -> None:
+    """Each gets the client whose answer was stored for it when it was made (a chase with
+    none, its query's); a bank's and the gateway's own keep none."""
+    _written_by_an_older_process(database_url)
+
+    clients = _installed(database_url)
+
+    assert clients == {"Q11": "core", "Q12": "branch-app", "Q13": "branch-app",
+                       "Q14": "teller", "QI15": None, "Q16": None, "F13": "teller"}
+
+
+def _plan(tx: Any, sql: str, params: tuple) -> str:
+    """How the database reads `sql`, as one text (an index over a scan of the table)."""
+    if tx.dialect == "postgresql":
+        tx.execute("SET LOCAL enable_seqscan = off", ())  # as for a table of many rows
+        return "\n".join(row[0] for row in tx.query("EXPLAIN " + sql, params))
+    return "\n".join(row[3] for row in tx.query("EXPLAIN QUERY PLAN " + sql, params))
+
+
+def test_each_start_reads_only_the_rows_without_a_client_from_indexes(
+        database_url: str) -> None:
+    """What the start reads when no column is added: the rows without their client from
+    partial indexes that hold only them, and the answers stored at one time from an
+    index of when they were made, never the whole tables."""
+    db = ledger.connect(database_url)
+    with db.transaction() as tx:
+        schema.install(tx)
+        plans = {name: _plan(tx, sql, ("", 500)) for name, sql in schema.UNFILLED.items()}
+        plans["stored"] = _plan(tx, schema.STORED_AT, (LATER,))
+    db.close()
+
+    assert "queries_client_unfilled" in plans["queries"], plans["queries"]
+    assert "free_format_client_unfilled" in plans["free_format"], plans["free_format"]
+    assert "query_requests_created" in plans["stored"], plans["stored"]

@@ -151,7 +151,8 @@ class BepsExtension:
         self.settings = replace(self.settings, **changes)
         self.packer.settings = self.settings
 
-    def show_on_transfer(self, tx: Any, view: dict[str, Any]) -> None:
+    def show_on_transfer(self, tx: Any, view: dict[str, Any],
+                         client: str | None = None) -> None:
         """GET /v1/transfers/{id} of a BEPS transaction: its package, round, settlement."""
         if view["channel"] == "beps":
             view["beps"] = items.view_of(tx, view["id"])
@@ -284,6 +285,9 @@ class BepsExtension:
 
     async def start(self) -> None:
         await self.gw.store.run(schema.install)
+        # Collectors' packages a gateway before the review's package states left wrong.
+        await self.gw.store.run(lambda tx: debit_review.correct_package_states(
+            tx, self.gw.clock.now()))
         self._tasks = [asyncio.create_task(self.packer.run(), name="beps-packer"),
                        asyncio.create_task(self._deadlines(), name="beps-deadlines")]
 

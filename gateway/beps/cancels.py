@@ -109,8 +109,7 @@ def locate(tx: Any, payment: dict[str, Any]) -> unsent.Package | None:
     changed here (the item taken out of it) or the NPC holds it (asked to take it out).
     Refused with the rule otherwise: netted, final, a debit the payer bank has, a package
     on its way or one the NPC may have (gateway.beps.unsent)."""
-    item = tx.query_one("SELECT kind, package_id, netting_round FROM beps_items "
-                        "WHERE payment_id = ?", (payment["id"],))
+    item = items.place(tx, payment["id"])
     assert item is not None, f"outgoing BEPS payment {payment['id']} has an item"
     kind, package_id, netting_round = item
     if netting_round:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import keys, payments
 from gateway.beps import debits_in
 from gateway.errors import Conflict, Problem
-from gateway.store import after_commit, lost_race, scope
+from gateway.store import after_commit, log_after_commit, lost_race, scope
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -130,6 +130,10 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
     rows = tx.query("SELECT payment_id, package_id FROM beps_debit_reviews WHERE due_at <= ? "
                     "ORDER BY due_at, payment_id LIMIT ?", (now.isoformat(), EXPIRED_PER_PASS))
     by_package: dict[str, list[tuple[dict[str, Any], tuple[str, str]]]] = {}
+    # Packages whose last waiting debit was answered another way meanwhile: their state
+    # is set once every debit of the pass is locked (the payments first, then the
+    # packages, as a decision locks them: see _package_state).
+    recount: set[str] = set()
     for payment_id, package_id in rows:
         # Each debit in a savepoint of its own: one that cannot be refused (logged in
         # full, tried again next pass) does not keep the others from their answer.
@@ -140,7 +144,7 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
                 if found is None:  # answered another way: nothing left to decide
                     tx.execute("DELETE FROM beps_debit_reviews WHERE payment_id = ?",
                                (payment_id,))
-                    _package_state(tx, package_id, now)
+                    recount.add(package_id)
                     continue
                 refusal = _stop(tx, payment, found[1]) or debits_in.SCREENED
                 refused = _refuse(gw, tx, payment, refusal, EVENT_EXPIRED, now, {})
@@ -151,7 +155,9 @@ def expire(tx: Any, gw: "Gateway", now: datetime) -> int:
                           payment_id, package_id, exc)
             continue
         by_package.setdefault(package_id, []).append((refused, refusal))
-    for package_id, decided in by_package.items():
+    for package_id in sorted(recount - set(by_package)):
+        _package_state(tx, package_id, now)
+    for package_id, decided in sorted(by_package.items()):
         receipt = _answer(tx, gw, package_id, decided, now)
         gw.alert(tx, "debit_review_expired", package=package_id, receipt=receipt,
                  debits=[p["id"] for p, _ in decided],
@@ -193,10 +199,49 @@ def _answer(tx: Any, gw: "Gateway", package_id: str,
 
 def _package_state(tx: Any, package_id: str, now: datetime) -> str:
     """The collector's package `answered` once none of its debits waits for operators,
-    `partly_answered` while some do (a receipt has answered the others); its state."""
-    waiting = tx.query_one("SELECT 1 FROM beps_debit_reviews WHERE package_id = ? LIMIT 1",
-                           (package_id,))
-    state = debits_in.PARTLY_ANSWERED if waiting else debits_in.ANSWERED
+    `partly_answered` while some do and a receipt has answered the others,
+    `waiting_for_review` while every one does; its state.
+
+    The package's row is locked (PostgreSQL) before its waiting debits are counted: the
+    last two decisions on one package, made at once in two gateway processes (two
+    supervisors, or one and the deadline sweep), each lock only their own debit, and
+    without it each would count the other's debit as still waiting and both write
+    `partly_answered`, forever. Under the lock the second waits for the first to commit,
+    then counts what it left. Every caller locks its debits' payments first, the package
+    after, so two of them never wait for each other."""
+    count = tx.query_one("SELECT count FROM beps_packages WHERE id = ?"
+                         + (" FOR UPDATE" if tx.dialect == "postgresql" else ""),
+                         (package_id,))[0]
+    waiting = tx.query_one("SELECT COUNT(*) FROM beps_debit_reviews WHERE package_id = ?",
+                           (package_id,))[0]
+    # Every debit of the package is either answered by a receipt or waits here.
+    state = (debits_in.ANSWERED if not waiting else debits_in.WAITING_FOR_REVIEW
+             if waiting >= count else debits_in.PARTLY_ANSWERED)
     tx.execute("UPDATE beps_packages SET state = ?, updated_at = ? WHERE id = ?",
                (state, now.isoformat(), package_id))
     return state
+
+
+def correct_package_states(tx: Any, now: datetime) -> int:
+    """Set right, at start-up, the state of every collector's package whose state does not
+    say whether its debits wait for operators (`_package_state`); how many. A database
+    made before these states existed has packages `answered` while some of their debits
+    wait in `beps_debit_reviews`, and one written by a gateway before the package's
+    row was locked may have one left `partly_answered` with none waiting. Only such
+    packages are read (those with a debit waiting, and those in a waiting state), each
+    then locked and counted as a decision counts it, so that a decision made meanwhile
+    by another gateway process is never overwritten. Running it again changes nothing."""
+    waiting = (debits_in.PARTLY_ANSWERED, debits_in.WAITING_FOR_REVIEW)
+    wrong = tx.query(
+        "SELECT DISTINCT r.package_id, p.state FROM beps_debit_reviews r JOIN beps_packages "
+        "p ON p.id = r.package_id WHERE p.state = ?", (debits_in.ANSWERED,))
+    wrong += tx.query(
+        "SELECT id, state FROM beps_packages WHERE state IN (?, ?) AND NOT EXISTS "
+        "(SELECT 1 FROM beps_debit_reviews r WHERE r.package_id = beps_packages.id)", waiting)
+    lines = []
+    for package_id, was in sorted(wrong):
+        state = _package_state(tx, package_id, now)
+        lines.append(f"event=beps_debit_package_state_corrected package={package_id} "
+                     f"was={was} state={state}")
+    log_after_commit(log, logging.WARNING, lines)
+    return len(wrong)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from gateway import payments
-from gateway.store import Contended
+from gateway.store import NOT_READ, Contended, answered, reading_once, rows_by_id
 
 log = logging.getLogger("paygate.beps")
 
@@ -189,6 +190,32 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
                            gw.work_date.isoformat())
     if len(held) != len(rows):
         unheld_ended(tx, gw, rows, "netted", detail, now)
+
+
+# The key in a transaction's `cache` of the items `places_read_once` read.
+_PLACES_READ_ONCE = "beps.items.places"
+_PLACE = "kind, package_id, netting_round"
+
+
+def place(tx: Any, payment_id: str) -> tuple[str, str | None, str | None] | None:
+    """Where a BEPS payment's item is: its kind, its package id (None while it waits to
+    be packed, or VOID, HELD_OUT) and its netting round; None for a payment without an
+    item. Inside `places_read_once`, answered from that read."""
+    read = answered(tx, _PLACES_READ_ONCE, payment_id)
+    if read is not NOT_READ:
+        return read
+    return tx.query_one(f"SELECT {_PLACE} FROM beps_items WHERE payment_id = ?",
+                        (payment_id,))
+
+
+def places_read_once(tx: Any, payment_ids: Iterable[str]
+                     ) -> AbstractContextManager[dict[Any, Any]]:
+    """`place` of each of these payments read in one statement (a few for a long list),
+    and within the block answered from that read (store.reading_once): for checks that
+    only read (the console's row actions). Gives the places read, by payment id."""
+    return reading_once(tx, _PLACES_READ_ONCE, rows_by_id(
+        tx, payment_ids, f"SELECT payment_id, {_PLACE} FROM beps_items "
+        "WHERE payment_id IN ({ids})"))
 
 
 def view_of(tx: Any, payment_id: str) -> dict[str, Any] | None:

@@ -72,10 +72,9 @@ def check(tx: Any, payment: dict[str, Any]) -> None:
     if payment["direction"] == "in":
         debit_review.check(tx, payment)
         return
-    row = tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
-                       (payment["id"],))
+    place = items.place(tx, payment["id"])
     if payment["state"] != "held" or not is_review_hold(payment["reason"]) \
-            or row is None or row[0] != items.HELD_OUT:
+            or place is None or place[1] != items.HELD_OUT:
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
                                EXPECTED))
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -187,9 +189,9 @@ def hold_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
 def check_item_release(tx: Any, payment: dict[str, Any]) -> unsent.Package | None:
     """The held package the item is in (None: set aside alone); refused unless an
     operator holds it."""
-    package_id = _package_id(tx, payment["id"])
-    if payment["state"] != "held" or payment["reason"] != HELD_BY_OPERATOR \
-            or package_id == items.VOID:
+    held = payment["state"] == "held" and payment["reason"] == HELD_BY_OPERATOR
+    package_id = _package_id(tx, payment["id"]) if held else None
+    if not held or package_id == items.VOID:
         raise Conflict(Problem("payment_not_held", "/target", payment["reason"],
                                "a BEPS item held by an operator"))
     if package_id == items.HELD_OUT:
@@ -245,10 +247,21 @@ def cancel_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
 
 
 def _package_id(tx: Any, payment_id: str) -> str | None:
-    row = tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
-                       (payment_id,))
-    assert row is not None, f"outgoing BEPS payment {payment_id} has an item"
-    return row[0]
+    place = items.place(tx, payment_id)
+    assert place is not None, f"outgoing BEPS payment {payment_id} has an item"
+    return place[1]
+
+
+@contextmanager
+def rows_read_once(tx: Any, read: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """The items of the BEPS payments among `read` and their packages, read once for the
+    checks of the console's rows (control.ROW_READERS)."""
+    beps = [pid for pid, payment in read.items() if payment["channel"] == "beps"]
+    with items.places_read_once(tx, beps) as places:
+        packed = [place[1] for place in places.values()
+                  if place is not None and place[1] not in (None, items.VOID, items.HELD_OUT)]
+        with unsent.read_once(tx, packed):
+            yield
 
 
 def _move_item(tx: Any, payment_id: str, was: str | None, to: str | None) -> None:
@@ -329,6 +342,9 @@ def register() -> bool:
     control.TARGET_EXPECTED.setdefault(PACKAGE_TARGET, PACKAGE_TARGET_EXPECTED)
     # A retry of a package's dead letter sends the package and every item in it.
     control.LETTER_TARGETS.setdefault(PACKAGE_KIND, letter_targets)
+    # The rows' checks of an item read its place and its package: once for a whole list.
+    if rows_read_once not in control.ROW_READERS:
+        control.ROW_READERS.append(rows_read_once)
     item_actions = {"hold": (check_item_hold, hold_item),
                     "release": (check_item_release, release_item),
                     "cancel": (check_item_cancel, cancel_item)}

@@ -19,12 +19,14 @@ can withdraw one (cancels.py), and its answer says what the NPC did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import outbound
 from gateway.errors import Conflict, NotFound, Problem
-from gateway.store import Contended
+from gateway.store import NOT_READ, Contended, answered, id_chunks, reading_once
 
 # The outbox states of a package nothing of which is with the NPC (given the counts):
 # waiting for its sender, dead-lettered (refused at the link), held by an operator.
@@ -75,15 +77,38 @@ def read(tx: Any, package_id: str, lock: bool = False) -> Package | None:
     (PostgreSQL) its row is held until the transaction ends, so that a netting notice for
     it processed by another gateway process meanwhile is either seen here or waits and
     then sees what this transaction did."""
-    row = tx.query_one(f"SELECT {_COLUMNS} FROM beps_packages p LEFT JOIN outbox o ON "
-                       "o.id = p.outbox_id WHERE p.id = ? AND p.direction = 'out'"
+    if not lock:
+        read = answered(tx, _READ_ONCE, package_id)
+        if read is not NOT_READ:
+            return read
+    row = tx.query_one(f"SELECT {_COLUMNS} FROM {_FROM} WHERE p.id = ? AND p.direction = 'out'"
                        + (" FOR UPDATE OF p" if lock and tx.dialect == "postgresql" else ""),
                        (package_id,))
-    if row is None:
-        return None
+    return None if row is None else _package(row)
+
+
+def _package(row: tuple) -> Package:
     delivery = (outbound.Delivery(int(row[8]), row[11], int(row[12]), int(row[13]))
                 if row[8] is not None and row[11] is not None else None)
     return Package(*row[:11], delivery)
+
+
+_FROM = "beps_packages p LEFT JOIN outbox o ON o.id = p.outbox_id"
+# The key in a transaction's `cache` of the packages `read_once` read.
+_READ_ONCE = "beps.unsent.packages"
+
+
+def read_once(tx: Any, package_ids: Iterable[str]) -> AbstractContextManager[dict[Any, Any]]:
+    """`read` (without a lock) of each of these packages in one statement (a few for a
+    long list), and within the block answered from that read (store.reading_once): for
+    checks that only read (the console's row actions)."""
+    ids = list(dict.fromkeys(package_ids))
+    rows: dict[str, Package | None] = dict.fromkeys(ids)
+    for chunk in id_chunks(ids):
+        for row in tx.query(f"SELECT {_COLUMNS} FROM {_FROM} WHERE p.direction = 'out' "
+                            f"AND p.id IN ({', '.join('?' * len(chunk))})", chunk):
+            rows[row[0]] = _package(row)
+    return reading_once(tx, _READ_ONCE, rows)
 
 
 def ours(tx: Any, package_id: str) -> Package:

@@ -107,8 +107,8 @@ def _unsent(tx: Any, payment_id: str, action: str,
         raise Conflict(Problem("payment_not_unsent", "/target", payment["state"],
                                "an outgoing payment in state accepted or held",
                                f"payment {payment_id} is {payment['state']}"))
-    outbox = tx.query_one("SELECT id, state, stream FROM outbox WHERE payment_id = ? "
-                          "AND kind = 'hvps_credit' ORDER BY id DESC", (payment_id,))
+    row = outbound.credit_outbox(tx, payment_id)
+    outbox = None if row is None else (row[0], row[1], row[2])
     if outbox is None or outbox[1] not in outbox_states:
         raise Conflict(Problem("payment_already_on_the_wire", "/target",
                                outbox[1] if outbox else None,
@@ -153,17 +153,22 @@ def refuse_if_dead_lettered(payment: dict[str, Any], action: str) -> None:
         + ("" if refused else " unless a delivery attempt may have reached the NPC")))
 
 
+def held_for_review(payment: dict[str, Any]) -> bool:
+    """Whether the amount review or the screening holds the payment: `held` with a
+    review's reason, or `received`, a debit another bank sent us that the screening
+    holds (its payment stays received until our receipt answers it:
+    gateway.beps.debit_review)."""
+    return payment["state"] in ("held", "received") and is_review_hold(payment["reason"])
+
+
 def refuse_if_held_for_review(payment: dict[str, Any]) -> None:
     """A payment the amount review or the screening holds leaves only by the review's
     pass (review_approve, by a supervisor or director as its level asks) or its fail
     (review_reject), or by a cancel: an operator's release would send a sanctions hit on
     without anyone deciding it, so it is refused on every channel, saying what passes it."""
-    reason = payment["reason"]
-    # `received`: a debit another bank sent us that the screening holds (its payment
-    # stays received until our receipt answers it: gateway.beps.debit_review).
-    if payment["state"] not in ("held", "received") or not is_review_hold(reason):
+    if not held_for_review(payment):
         return
-    pid = payment["id"]
+    reason, pid = payment["reason"], payment["id"]
     raise Conflict(Problem(
         "payment_held_for_review", "/target", reason, "review_approve or review_reject",
         f"payment {pid} is held for review ({reason}): a release is for payments an "
@@ -598,6 +603,12 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
     run now (a cancel of a payment already cancelled or sent): not a pending request that
     fails only once a supervisor approves it. It is checked again when it runs, since
     the payment may move between the request and the approval."""
+    _check_precondition(gw, tx, action, target, params)
+    _assert_may_apply(tx, action, target)
+
+
+def _check_precondition(gw: Any, tx: Any, action: str, target: str,
+                        params: dict[str, Any]) -> None:
     if action == "day_end":
         check_late(tx, date.fromisoformat(target), gw.work_date, gw.calendar)
     elif action in receivables.ACTIONS:
@@ -621,11 +632,60 @@ def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:
     try:
         if action == "priority":
             _priority_changeable(tx, target)
+            _assert_may_apply(tx, action, target)
         else:
             check_target(gw, tx, action, target, {})
     except PaygateError:
         return False
     return True
+
+
+# Which payments a request of each action a row of the console's lists offers
+# (control.ROW_ACTIONS) can be taken for at all, by what the payment's row alone says:
+# its (direction, channel), and for the review's pass and fail a payment the review
+# holds (a reason of gateway.ops.review.REASON_PREFIXES), for a release one it does not
+# hold (its first check, `refuse_if_held_for_review`). Each precondition refuses every
+# other payment (an HVPS action takes only outgoing HVPS payments, a BEPS item's hold
+# and cancel only outgoing items, a book transfer's hold and release none), so the
+# console's rows answer no for them without running it (`may_apply`). A precondition
+# that passes for a payment outside its action's scope trips the assertion in
+# `check_target`, so a precondition widened without its scope fails the first request
+# or detail view that meets it, never quietly hides a row's button.
+ROW_SCOPES: dict[str, frozenset[tuple[str, str]]] = {
+    "hold": frozenset({("out", "hvps"), ("out", "beps")}),
+    "release": frozenset({("out", "hvps"), ("out", "beps")}),
+    "cancel": frozenset({("out", "hvps"), ("out", "beps"), ("out", "internal")}),
+    "priority": frozenset({("out", "hvps")}),
+    "review_approve": frozenset({("out", "hvps"), ("out", "beps"), ("out", "internal"),
+                                 ("in", "beps")}),
+    "review_reject": frozenset({("out", "hvps"), ("out", "beps"), ("out", "internal"),
+                                ("in", "beps")}),
+}
+REVIEW_ACTIONS = ("review_approve", "review_reject")
+
+
+def may_apply(action: str, payment: dict[str, Any]) -> bool:
+    """False when no request of `action` can be taken for this payment, whatever else is
+    recorded about it (ROW_SCOPES); True when its precondition must tell. An action
+    without a scope may apply to any payment."""
+    scope = ROW_SCOPES.get(action)
+    if scope is None:
+        return True
+    if (payment["direction"], payment["channel"]) not in scope:
+        return False
+    if action in REVIEW_ACTIONS:
+        return is_review_hold(payment["reason"])
+    return action != "release" or not held_for_review(payment)
+
+
+def _assert_may_apply(tx: Any, action: str, target: str) -> None:
+    """A precondition of a scoped action that passed did so for a payment in its scope."""
+    if action in ROW_SCOPES:
+        payment = payments.get(tx, target)
+        assert may_apply(action, payment), (
+            f"the precondition of {action} passed for payment {target} "
+            f"({payment['direction']}, {payment['channel']}, {payment['state']}, "
+            f"{payment['reason']}), which ROW_SCOPES rules out: widen its scope")
 
 
 def receivable_collect(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:

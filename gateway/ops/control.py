@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-from gateway import jsontext, payments
+from gateway import jsontext, outbound, payments
 from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
                             ValidationFailed, field_required, not_text, with_paths)
 from gateway.ops import actions, receivables
@@ -272,9 +273,10 @@ def offered(gw: Any, tx: Any, operator: Operator, payment_id: str, now: datetime
     for and that a request of would be taken (`requestable`: its precondition, and no
     pending request it clashes with). A payment's detail view offers them, and those on
     its BEPS package."""
+    pending = pending_on(tx, [payment_id], now).get(payment_id, [])
     names = [name for name, rule in RULES.items()
              if rule.target == kind and may_request(operator, rule)
-             and requestable(gw, tx, name, payment_id, now)]
+             and requestable(gw, tx, name, payment_id, pending)]
     # An npc_cancel of a payment not yet sent cancels it here, as `cancel` does: only
     # one of the two is offered for it.
     return [n for n in names if n != "npc_cancel" or "cancel" not in names]
@@ -287,26 +289,55 @@ ROW_ACTIONS = ("hold", "release", "cancel", "priority", "review_approve", "revie
 
 def add_row_actions(gw: Any, tx: Any, rows: list[dict[str, Any]], now: datetime) -> None:
     """Give each payment row its `actions`: those of ROW_ACTIONS a request of would be
-    taken now, whoever asks (the page shows those its operator's level may ask for). A
-    payment in a final state takes none of them, and is not looked at further."""
+    taken now, whoever asks (the page shows those its operator's level may ask for), by
+    the checks `requestable` makes. A payment in a final state takes none of them, and
+    is not looked at further.
+
+    The snapshot builds its lists about every second while a page is open, in the
+    store's thread that carries payments, so the rows are checked together: their
+    payments read in one statement and every precondition answered from that read
+    (payments.read_once), so is what else the preconditions read of them (ROW_READERS),
+    the requests pending on them read in one statement, and an action its payment's
+    direction, channel or review hold rules out (actions.may_apply) answered no without
+    running its precondition. A payment in several rows (the snapshot's lists overlap)
+    is checked once."""
+    live = [row["id"] for row in rows
+            if row["state"] not in (FINAL_IN if row["direction"] == "in" else FINAL)]
+    found: dict[str, list[str]] = {}
+    with ExitStack() as reads:
+        read = reads.enter_context(payments.read_once(tx, live))
+        for reader in ROW_READERS:
+            reads.enter_context(reader(tx, read))
+        pending = pending_on(tx, live, now)
+        for payment_id, payment in read.items():
+            found[payment_id] = [
+                name for name in ROW_ACTIONS if actions.may_apply(name, payment)
+                and requestable(gw, tx, name, payment_id, pending.get(payment_id, []))]
     for row in rows:
-        final = row["state"] in (FINAL_IN if row["direction"] == "in" else FINAL)
-        row["actions"] = [] if final else [
-            name for name in ROW_ACTIONS if requestable(gw, tx, name, row["id"], now)]
+        row["actions"] = list(found.get(row["id"], ()))
 
 
-def requestable(gw: Any, tx: Any, action: str, target: str, now: datetime) -> bool:
+def _hvps_outboxes(tx: Any, read: dict[str, dict[str, Any]]) -> AbstractContextManager[Any]:
+    return outbound.credit_outboxes_read_once(
+        tx, [pid for pid, p in read.items() if (p["direction"], p["channel"]) == ("out", "hvps")])
+
+
+# What the preconditions of the rows' actions read of a payment besides its row, read
+# once for all the rows of a list (store.reading_once): (transaction, the payments by id)
+# in, the block that answers from the read out. An HVPS payment's outbox row here; parts
+# of the gateway whose channel's checks read more (a BEPS item and its package) add theirs.
+ROW_READERS: list[Callable[[Any, dict[str, dict[str, Any]]], AbstractContextManager[Any]]] = [
+    _hvps_outboxes]
+
+
+def requestable(gw: Any, tx: Any, action: str, target: str,
+                pending: list[tuple[int, str]]) -> bool:
     """Whether a request of `action` on `target` would be taken now, by the checks
-    `gateway.ops.console.Console.request` makes of it: its precondition
-    (actions.offerable) and the pending requests on its target (refuse_pending_clash).
-    Reads only."""
-    if not actions.offerable(gw, tx, action, target):
-        return False
-    try:
-        refuse_pending_clash(tx, action, target, {}, now)
-    except PaygateError:
-        return False
-    return True
+    `gateway.ops.console.Console.request` makes of it: no request `pending` on the
+    target clashes with it (`pending_clash`, as `refuse_pending_clash` refuses), and its
+    precondition holds (actions.offerable). Reads only."""
+    return pending_clash(action, pending) is None \
+        and actions.offerable(gw, tx, action, target)
 
 
 # What each kind of target is, as a refusal of a malformed one says it.
@@ -424,40 +455,63 @@ def refuse_pending_clash(tx: Any, action: str, target: str, params: dict[str, An
                         now: datetime) -> None:
     """Refuse a request of `action` on `target` that a pending request would make a
     second one: the same action pending on it (`request_already_pending`), or a request
-    deciding its money pending while this one would decide it too, or send what it may
-    stop (`request_contradicts_pending`). `create` checks a request so, and the
-    console's offered actions (`requestable`) by the same function, so that what is
-    offered is what would be taken. A request past its time (`expires_at` before `now`)
-    waits for nobody and is no clash, though nothing has marked it expired yet."""
-    clash = tx.query_one("SELECT id FROM ops_requests WHERE state = 'pending' AND action = ? "
-                         "AND target = ? AND expires_at >= ?",
-                         (action, target, now.isoformat()))
+    deciding its money pending while this one would decide it too (`pending_clash`), or
+    send what it may stop (`request_contradicts_pending`). `create` checks a request so,
+    and the console's offered actions (`requestable`) by `pending_clash` on the same
+    rows, so that what is offered is what would be taken. A request past its time
+    (`expires_at` before `now`) waits for nobody and is no clash, though nothing has
+    marked it expired yet."""
+    clash = pending_clash(action, pending_on(tx, [target], now).get(target, []))
     if clash is not None:
-        raise Conflict(Problem("request_already_pending", "/target", target,
-                               "no other pending request of the same action",
-                               f"request {clash[0]} waits for approval"))
-    if deciding(action):
-        _refuse_contradiction(tx, action, target, now)
+        other_id, other = clash
+        if other == action:
+            raise Conflict(Problem("request_already_pending", "/target", target,
+                                   "no other pending request of the same action",
+                                   f"request {other_id} waits for approval"))
+        # One deciding request pending per target: two (a return and an application of
+        # the same suspense item, a release and a cancel) would both be approved on the
+        # facts each approver saw, and the second carried out on what the first did.
+        raise Conflict(Problem(
+            "request_contradicts_pending", "/target", target,
+            "no pending request of another action that decides this target's money",
+            f"request {other_id} ({other}) waits for approval; withdraw or reject it "
+            f"first"))
     if action == "retry":
         _refuse_letter_contradiction(tx, target, letter_targets(tx, params.get("fields") or {}),
                                      now)
 
 
-def _refuse_contradiction(tx: Any, action: str, target: str, now: datetime) -> None:
-    """One deciding request pending per target: two (a return and an application of the
-    same suspense item, a release and a cancel) would both be approved on the facts
-    each approver saw, and the second carried out on what the first did."""
-    for other_id, other in tx.query("SELECT id, action FROM ops_requests "
-                                    "WHERE state = 'pending' AND target = ? AND action <> ? "
-                                    "AND expires_at >= ? ORDER BY id",
-                                    (target, action, now.isoformat())):
-        if other in RULES and RULES[other].target == RULES[action].target \
-                and deciding(other):
-            raise Conflict(Problem(
-                "request_contradicts_pending", "/target", target,
-                "no pending request of another action that decides this target's money",
-                f"request {other_id} ({other}) waits for approval; withdraw or reject it "
-                f"first"))
+# Targets one statement of `pending_on` names (the console's lists have at most 200).
+PENDING_TARGETS_MAX = 500
+
+
+def pending_on(tx: Any, targets: list[str], now: datetime
+               ) -> dict[str, list[tuple[int, str]]]:
+    """The requests pending on each of `targets` and not past their time: (id, action)
+    each, oldest first. Requests expire, so a target has few."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    wanted = list(dict.fromkeys(targets))
+    for start in range(0, len(wanted), PENDING_TARGETS_MAX):
+        chunk = wanted[start:start + PENDING_TARGETS_MAX]
+        for request_id, action, target in tx.query(
+                "SELECT id, action, target FROM ops_requests WHERE state = 'pending' "
+                f"AND expires_at >= ? AND target IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY id", (now.isoformat(), *chunk)):
+            found.setdefault(target, []).append((request_id, action))
+    return found
+
+
+def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """The request (id, action) among those `pending` on a target (`pending_on`) that a
+    request of `action` on it would clash with: the oldest of the same action, else,
+    when `action` decides the target's money, the oldest other request deciding it too;
+    None when none does."""
+    same = next(((i, a) for i, a in pending if a == action), None)
+    if same is not None or not deciding(action):
+        return same
+    kind = RULES[action].target
+    return next(((i, a) for i, a in pending
+                 if a in RULES and RULES[a].target == kind and deciding(a)), None)
 
 
 def _refuse_letter_contradiction(tx: Any, letter: str,

@@ -131,9 +131,10 @@ class Snapshots:
             lists = {"recent": views.recent_payments(tx, 20),
                      "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
                      "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX]}
-            for rows in lists.values():
-                # Each row's buttons, as a request of each would be checked now.
-                control.add_row_actions(gw, tx, rows, now)
+            # Each row's buttons, as a request of each would be checked now: the three
+            # lists together, a payment in more than one checked once.
+            control.add_row_actions(gw, tx, [row for rows in lists.values() for row in rows],
+                                    now)
             return {
                 "counts": views.counts(tx),
                 **lists,

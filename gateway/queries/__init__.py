@@ -288,7 +288,8 @@ class QueryDesk:
         settings = self.gw.settings
         return records.Seen(scope.seen_ids(settings, client, self.gw.own_banks),
                             scope.unattached_condition(settings, client),
-                            scope.sees_unattached(settings, client, None))
+                            scope.sees_unattached(settings, client, None),
+                            scope.owned_condition(settings, client))
 
     async def check_deadlines(self) -> dict[str, int]:
         """One pass of the deadline timer (also run by the timer every interval)."""
@@ -348,9 +349,14 @@ class QueryDesk:
                          raised["due_soon"], raised["overdue"])
 
     def _show_queries_on_transfers(self) -> None:
-        """Add each payment's queries to GET /v1/transfers/{id} under "queries"."""
-        def add_queries(tx: Any, view: dict[str, Any]) -> None:
+        """Add each payment's queries to GET /v1/transfers/{id} under "queries": those the
+        client asking sees (the payment is one it sees: its own queries about it, a
+        bank's and the gateway's, never another client's; all for no client)."""
+        def add_queries(tx: Any, view: dict[str, Any], client: str | None) -> None:
             now = self.gw.clock.now()
+            seen = None if client is None else records.Seen(
+                None, None, True, scope.owned_condition(self.gw.settings, client))
             view["queries"] = [records.view(q, now, records.replies_of(tx, q["id"]))
-                               for q in records.search(tx, payment_id=view["id"])]
+                               for q in records.search(tx, payment_id=view["id"],
+                                                       seen=seen)]
         self.gw.view_hooks.append(add_queries)

@@ -153,18 +153,19 @@ def refuse_hidden_query(tx: Any, desk: Any, query: dict[str, Any],
                         client: str | None) -> None:
     """Refuse a query `client` may not see as a query id never given (404
     query_not_found), so that reading, answering or chasing it tells nothing of it: one
-    about a payment the client may not see (`scope.sees`), or one about no payment of
-    ours that another client asked, or that no client asked (a bank's, the gateway's
-    own) when the client is limited to some accounts (`scope.sees_unattached`). None,
-    the gateway and its operators, are not limited."""
+    about a payment the client may not see (`scope.sees`), or that another client asked
+    about a payment it sees (`scope.sees_owned`), or one about no payment of ours that
+    another client asked, or that no client asked (a bank's, the gateway's own) when
+    the client is limited to some accounts (`scope.sees_unattached`). None, the gateway
+    and its operators, are not limited."""
     if client is None:
         return
     gw = desk.gw
     if query["payment_id"] is None:
         if scope.sees_unattached(gw.settings, client, query["client"]):
             return
-    elif scope.sees(tx, gw.settings, client, payments.get(tx, query["payment_id"]),
-                    gw.own_banks):
+    elif scope.sees_owned(gw.settings, client, query["client"]) and scope.sees(
+            tx, gw.settings, client, payments.get(tx, query["payment_id"]), gw.own_banks):
         return
     log.warning("event=query_outside_client_scope client=%s query=%s payment=%s",
                 client, query["id"], query["payment_id"])

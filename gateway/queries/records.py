@@ -63,23 +63,28 @@ Condition = tuple[str, list[Any]]  # an SQL condition and its parameters
 class Seen:
     """What one core-system client sees of the desk's records (gateway.scope), as SQL
     with its parameters: `payments`, a subquery of the ids of the payments it sees
-    (`scope.seen_ids`; None: every one), the queries about them being its; `unattached`,
-    a condition on the `client` column of a query or free text naming no payment of
-    ours (`scope.unattached_condition`; None: every one); `unowned`, whether it sees what
-    names none and that no client made (`scope.sees_unattached`: a bank's reply to no
-    query of ours)."""
+    (`scope.seen_ids`; None: every one); `owned`, a condition on the `client` column of a
+    query about one of them (`scope.owned_condition`: its own, a bank's, the gateway's;
+    None: every one); `unattached`, a condition on the `client` column of a query or
+    free text naming no payment of ours (`scope.unattached_condition`; None: every one);
+    `unowned`, whether it sees what names none and that no client made
+    (`scope.sees_unattached`: a bank's reply to no query of ours)."""
 
     payments: Condition | None
     unattached: Condition | None
     unowned: bool
+    owned: Condition | None = None
 
     def queries(self) -> Condition | None:
         """The queries it sees, as a condition on the queries table; None: every one."""
-        if self.payments is None and self.unattached is None:
+        if self.payments is None and self.unattached is None and self.owned is None:
             return None
         about, params = "payment_id IS NOT NULL", []
         if self.payments is not None:
             about, params = f"payment_id IN {self.payments[0]}", list(self.payments[1])
+        if self.owned is not None:
+            about += f" AND {self.owned[0]}"
+            params += self.owned[1]
         unattached = "payment_id IS NULL"
         if self.unattached is not None:
             unattached += f" AND {self.unattached[0]}"

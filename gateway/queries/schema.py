@@ -116,39 +116,68 @@ ADDED_COLUMNS = {
                       *_REFUSAL],
     "query_requests": [("request", "TEXT")],
 }
-# Indexes on those columns, made once they are there: the operators' list of refusals.
+# What a client may have made and has no client recorded (`fill_clients`): a query
+# asked by the core system or an operator it named (both ours: a bank's is
+# `counterparty`, the gateway's own `gateway`), free text of ours. Kept in the indexes'
+# conditions and in the queries that read them, word for word.
+_QUERY_UNFILLED = "client IS NULL AND source IN ('core', 'operator')"
+_FREE_UNFILLED = "client IS NULL AND direction = 'out'"
+# Indexes on those columns, made once they are there: the operators' list of refusals;
+# the rows still without their client, and the stored answers by when they were made
+# (`fill_clients`, at each start: the first holds next to nothing once they are filled).
 ADDED_INDEXES = [
     "CREATE INDEX IF NOT EXISTS queries_refused ON queries (refused_at) "
     "WHERE refused_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS free_format_refused ON free_format (refused_at) "
     "WHERE refused_at IS NOT NULL",
+    f"CREATE INDEX IF NOT EXISTS queries_client_unfilled ON queries (id) "
+    f"WHERE {_QUERY_UNFILLED}",
+    f"CREATE INDEX IF NOT EXISTS free_format_client_unfilled ON free_format (id) "
+    f"WHERE {_FREE_UNFILLED}",
+    "CREATE INDEX IF NOT EXISTS query_requests_created ON query_requests (created_at)",
 ]
 
 
 # What a client made is kept under its Idempotency-Key: the key's kind, the table.
-_KEPT_KINDS = {"queries": "queries", "free_format": "free_format"}
-_KEPT_PAGE = 500  # answers read at a time while the clients are filled in
+_KEPT_KINDS = {"queries": "queries", "chase": "queries", "free_format": "free_format"}
+_KEPT_PAGE = 500  # answers or rows read at a time while the clients are filled in
 
 
 def install(tx: Any) -> None:
     dialect.install(tx, SCHEMA)
-    filled = []
+    added = []
     for table, columns in ADDED_COLUMNS.items():
         if "client" in dialect.add_columns(tx, table, columns):
-            filled.append(table)
+            added.append(table)
     dialect.install(tx, ADDED_INDEXES)
-    if filled:
-        fill_clients(tx, filled)
+    fill_clients(tx, added)
     records.restore_handling(tx)
 
 
-def fill_clients(tx: Any, tables: list[str]) -> int:
-    """Give the queries and free text made before their client was kept (`tables`, the
-    ones that just got the column) the client that made them: the one whose answer the
-    gateway stored under its Idempotency-Key (query_requests; every query and free text a
-    client made had one, whether or not it named an operator), and for a chase, the
-    client of the query it chases. What no client made (a bank's, the gateway's own)
-    keeps none. Run once, in the transaction that adds the column. The rows filled."""
+def fill_clients(tx: Any, added: list[str]) -> int:
+    """Give the queries and free text a client made and that have no client recorded the
+    client that made them: the one whose answer the gateway stored under its
+    Idempotency-Key (query_requests; every query, chase and free text a client made has
+    one, whether or not it named an operator), and for a chase with none, the client of
+    the query it chases. What no client made (a bank's, the gateway's own) keeps none.
+    The rows filled.
+
+    Run at each start. In the transaction that adds the column (`added`, the tables that
+    just got it) every stored answer is read. At any other start only the rows still
+    without their client that a client may have made are read (an index holds them),
+    each matched with the answers stored at the time it was made (the same clock
+    reading): rows an older gateway process wrote after the column existed, as during a
+    rolling upgrade on PostgreSQL, where it keeps no client; once every process is
+    upgraded, there are none."""
+    filled = _fill_from_every_answer(tx, added) if added else 0
+    filled += _fill_unfilled(tx)
+    if added or filled:
+        log.info("event=query_clients_filled tables=%s rows=%s", ",".join(added) or "-",
+                 filled)
+    return filled
+
+
+def _fill_from_every_answer(tx: Any, tables: list[str]) -> int:
     filled = 0
     last = ("", "")
     while True:
@@ -165,10 +194,49 @@ def fill_clients(tx: Any, tables: list[str]) -> int:
         if len(page) < _KEPT_PAGE:
             break
         last = (page[-1][0], page[-1][1])
-    if "queries" in tables:
-        filled += tx.execute("UPDATE queries SET client = (SELECT f.client FROM queries f "
-                             "WHERE f.id = queries.chase_of) WHERE client IS NULL "
-                             "AND chase_of IN (SELECT id FROM queries WHERE client IS NOT NULL)",
-                             ())
-    log.info("event=query_clients_filled tables=%s rows=%s", ",".join(tables), filled)
     return filled
+
+
+# A page of the rows without their client (after an id), with when each was made; the
+# answers stored at one time.
+UNFILLED = {"queries": f"SELECT id, created_at FROM queries WHERE {_QUERY_UNFILLED} "
+                       "AND id > ? ORDER BY id LIMIT ?",
+            "free_format": f"SELECT id, at FROM free_format WHERE {_FREE_UNFILLED} "
+                           "AND id > ? ORDER BY id LIMIT ?"}
+STORED_AT = ("SELECT client, key, response FROM query_requests WHERE created_at = ? "
+             "AND status = 201")
+
+
+def _fill_unfilled(tx: Any) -> int:
+    """The rows still without their client (`_QUERY_UNFILLED`, `_FREE_UNFILLED`), each
+    given the client of the answer stored for it when it was made; then chases with
+    none, their query's."""
+    filled = 0
+    for table, select in UNFILLED.items():
+        last = ""
+        while True:
+            page = tx.query(select, (last, _KEPT_PAGE))
+            for item_id, at in page:
+                client = _stored_client(tx, table, item_id, at)
+                if client is not None:
+                    filled += tx.execute(f"UPDATE {table} SET client = ? WHERE id = ? "
+                                         "AND client IS NULL", (client, item_id))
+            if len(page) < _KEPT_PAGE:
+                break
+            last = page[-1][0]
+    for chase_id, chase_of in tx.query(f"SELECT id, chase_of FROM queries WHERE "
+                                       f"{_QUERY_UNFILLED} AND chase_of IS NOT NULL", ()):
+        filled += tx.execute("UPDATE queries SET client = (SELECT f.client FROM queries f "
+                             "WHERE f.id = ?) WHERE id = ? AND client IS NULL AND EXISTS "
+                             "(SELECT 1 FROM queries f WHERE f.id = ? AND f.client IS NOT "
+                             "NULL)", (chase_of, chase_id, chase_of))
+    return filled
+
+
+def _stored_client(tx: Any, table: str, item_id: str, at: str) -> str | None:
+    """The client whose answer stored at `at` names the item `item_id` of `table`."""
+    for client, key, response in tx.query(STORED_AT, (at,)):
+        if _KEPT_KINDS.get(key.split(":", 1)[0]) == table \
+                and json.loads(response).get("id") == item_id:
+            return client
+    return None
