@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
+from gateway.digits import whole_number
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.queries import records, requests
 
@@ -67,11 +68,12 @@ def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
         out[name] = value
     for name, (default, low, high) in numbers.items():
         value = query.get(name, str(default))
-        if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        number = whole_number(value, high, low)
+        if number is None:
             p.add("query_parameter_malformed", f"?{name}", value,
                   f"a whole number {low}..{high}")
             continue
-        out[name] = int(value)
+        out[name] = number
     p.raise_if_any(ValidationFailed)
     return out
 
