@@ -199,6 +199,16 @@ class JsonNumber:
         return hash(self.text)
 
 
+def _json_int(text: str) -> int | JsonNumber:
+    """A JSON whole number as an int, or kept as its text (JsonNumber) past the digits
+    Python reads as an int (4,300): valid JSON, refused by the rule of the field it was
+    given for (a text field's field_must_be_text), never as a body that is not JSON."""
+    try:
+        return int(text)
+    except ValueError:
+        return JsonNumber(text)
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -333,7 +343,7 @@ def strict_json(raw: bytes) -> Any:
     repeated: list[_RepeatedKeys] = []
     try:
         body = json.loads(raw, parse_constant=_no_constants, parse_float=JsonNumber,
-                          object_pairs_hook=_unique_keys_hook(repeated))
+                          parse_int=_json_int, object_pairs_hook=_unique_keys_hook(repeated))
     except RecursionError:
         raise nested_too_deep() from None
     except (ValueError, UnicodeDecodeError):

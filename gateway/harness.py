@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway import logs
+from gateway import critical, jsontext, logs
 from gateway.app import Gateway
 from gateway.clock import Clock, anchored_spec, clock_from_spec
 from gateway.config import SIMULATED_GATEWAY_FOLDER, Settings
@@ -42,6 +42,11 @@ SIM_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # between failed restarts, the las
 # (3.5 s in all), before the start is refused: a running gateway waits for it without
 # end, but a start must answer.
 SIM_START_ATTEMPTS_MAX = 4
+# A simulator that refuses to start again under a running gateway (its clock before its
+# stored work date, its data directory held by another process) would refuse the same
+# way at once; it is tried again this often, for a person to mend the cause meanwhile.
+SIM_REFUSED_RETRY_S = 30.0
+ALERT_NPC_RESTART_REFUSED = "simulated_npc_restart_refused"
 # How long a simulator that closed its standard output is given to end, for its status.
 SIM_EXIT_WAIT_S = 5.0
 # Of npc.log, what a failed start reads for the simulator's last line (its end only), and
@@ -260,10 +265,55 @@ class Harness:
             log.warning("event=npc_died exit_code=%s restarting=true", process.returncode)
             process.stdout.close()
             self.sim_process = None
-            await self.start_simulator_retrying(None)
+            await self._restart_simulator()
             self.sim_restarts += 1
             log.warning("event=npc_restarted url=%s restarts=%s", self.sim_url,
                         self.sim_restarts)
+
+    async def _restart_simulator(self) -> None:
+        """Start the simulator that died again, however long it takes. A refusal it
+        writes is logged at once (`npc_restart_refused`) and raised as the alert
+        `simulated_npc_restart_refused` (the gateway's deliveries to it fail meanwhile:
+        `link_down`), then tried again every SIM_REFUSED_RETRY_S, each refusal logged;
+        once it starts, the gateway closes the alert."""
+        alert_id = None
+        for refusals in itertools.count(1):
+            try:
+                await self.start_simulator_retrying(None)
+                break
+            except PaygateError as exc:
+                await self._stop_failed_start()
+                log.error("event=npc_restart_refused refusals=%s retry_in_s=%g errors=%s",
+                          refusals, SIM_REFUSED_RETRY_S,
+                          logs.value(jsontext.dumps(exc.to_dict()["errors"])))
+                if alert_id is None:
+                    alert_id = await self._restart_refused_alert(exc)
+            await asyncio.sleep(SIM_REFUSED_RETRY_S)
+        if alert_id is not None:
+            note = f"the simulated NPC started again after {refusals - 1} refused starts"
+            await self._in_store(lambda tx: critical.close_by_gateway(
+                tx, [alert_id], note, self.gateway.clock.now()), "close")
+
+    async def _restart_refused_alert(self, exc: PaygateError) -> int | None:
+        """The alert of a simulator refusing to start again (None when it could not be
+        written: the next refusal tries again)."""
+        return await self._in_store(lambda tx: self.gateway.alert(
+            tx, ALERT_NPC_RESTART_REFUSED, errors=exc.to_dict()["errors"],
+            data=str(self.data_dir / "npc"), retry_every_s=SIM_REFUSED_RETRY_S,
+            message="the simulated NPC died and refuses to start again; deliveries to it "
+                    f"fail until it starts, tried every {SIM_REFUSED_RETRY_S:g} s: mend what "
+                    "its refusal names (npc.log has it)"), "raise")
+
+    async def _in_store(self, work: Any, step: str) -> Any:
+        """`work` in the gateway's store for the keeper's alert; a failure is logged
+        (None) rather than end the keeper, which goes on restarting the simulator."""
+        assert self.gateway is not None, "the keeper runs under a started gateway"
+        try:
+            return await self.gateway.store.run(work)
+        except Exception as failed:
+            log.error("event=npc_restart_alert_failed step=%s error=%s", step,
+                      logs.value(repr(failed)))
+            return None
 
     async def _stop_failed_start(self) -> None:
         if self.sim_process is not None and self.sim_process.poll() is None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -478,18 +478,36 @@ def ever_count(tx: Any, channel: str, direction: str, state: str) -> int:
                         f"p.direction = ? AND {own}", params)[0]
 
 
-def leave_group(tx: Any, payment_id: str, group: str) -> None:
-    """The payment leaves its group (a BEPS item taken out of its package): the group's
-    rows so far become its own, so that its history still tells what happened to it, and
-    so do the group's webhook rows that told of its changes (`told`)."""
-    tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
-               "SELECT ?, at, state, event, detail FROM payment_events WHERE payment_id = ? "
-               "ORDER BY id", (payment_id, group))
-    tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES", [
-        (outbox_id, payment_id, state) for outbox_id, state, body in tx.query(
+def leave_group(tx: Any, payment_ids: Sequence[str], group: str) -> None:
+    """The payments leave their group (a BEPS item taken out of its package, or every
+    item of a package cancelled whole): the group's rows so far become each one's own, so
+    that its history still tells what happened to it, and so do the group's webhook rows
+    that told of its changes (`told`).
+
+    The group's rows are read, and each webhook row's events parsed, once for all the
+    payments leaving: four statements (more only past a multi-row INSERT's size) whether
+    one item leaves or a package's thousand, where reading them again for each payment
+    made a cancelled package's work grow with the square of its size."""
+    if not payment_ids:
+        return
+    shared = tx.query("SELECT at, state, event, detail FROM payment_events "
+                      "WHERE payment_id = ? ORDER BY id", (group,))
+    tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
+                   [(pid, *row) for pid in payment_ids for row in shared])
+    told_of: dict[str, list[tuple[int, str]]] = {}
+    events_of: dict[int, list[dict[str, Any]]] = {}
+    for outbox_id, state, body in tx.query(
             "SELECT e.outbox_id, e.state, o.envelope FROM webhook_events e JOIN outbox o "
-            "ON o.id = e.outbox_id WHERE e.payment_id = ? ORDER BY e.outbox_id", (group,))
-        if carries(body, payment_id, state)])
+            "ON o.id = e.outbox_id WHERE e.payment_id = ? ORDER BY e.outbox_id", (group,)):
+        if outbox_id not in events_of:  # one webhook row may tell the group twice
+            events_of[outbox_id] = orjson.loads(body)
+        named = dict.fromkeys(e.get("id") for e in events_of[outbox_id]
+                              if e.get("state") == state)
+        for pid in named:
+            told_of.setdefault(pid, []).append((outbox_id, state))
+    tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES",
+                   [(outbox_id, pid, state) for pid in payment_ids
+                    for outbox_id, state in told_of.get(pid, ())])
 
 
 # The status changes of one transaction are written as few webhook rows as they fit in

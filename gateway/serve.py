@@ -184,6 +184,15 @@ def simulator_args(settings: Settings) -> list[str]:
     return args
 
 
+def log_task_failure(task: asyncio.Task[Any]) -> None:
+    """A task of `serve --simulate` that ended with an error, logged when it ends (not
+    at shutdown, when nobody reads it any more): it does not run again."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("event=serve_task_failed task=%s error=%s", task.get_name(),
+              logs.value(repr(task.exception())))
+
+
 async def _serve(settings: Settings, simulate: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,12 +237,12 @@ async def _serve(settings: Settings, simulate: bool) -> int:
             # the gateway's (gateway.sim_clock_check).
             tasks.append(asyncio.create_task(sim_clock_check.watch(harness),
                                              name="sim_clock_check"))
+        for task in tasks:
+            task.add_done_callback(log_task_failure)
         await stop.wait()
         for task in tasks:
             task.cancel()
-        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(outcome, Exception):
-                log.error("event=serve_task_failed error=%s", logs.value(repr(outcome)))
+        await asyncio.gather(*tasks, return_exceptions=True)
         await harness.stop()
         return 0
     gw = Gateway(settings, clock=clock_from_spec(settings.clock))

@@ -81,6 +81,10 @@ def test_an_empty_amount_is_one_problem(live, amount):
     (b"\xff\xfe\x00garbage", 400, "body_must_be_json"),
     (b"[]", 422, "body_must_be_a_json_object"),
     (b'{"amount": "1.00", "surprise": 1}', 422, "field_unknown"),
+    # Valid JSON, a number of more digits than Python reads as an int (4,300): refused
+    # by the rule of its field, as any number given for text is.
+    (b'{"payer_account": 1' + b"0" * 5_000 + b"}", 422, "field_must_be_text"),
+    (b'{"amount": 1' + b"0" * 5_000 + b"}", 422, "amount_must_be_a_decimal_string"),
 ])
 def test_malformed_bodies_are_refused(live, body, status, code):
     """Broken, nested, binary and unexpected JSON bodies are refused, never a 500."""

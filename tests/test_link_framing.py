@@ -46,6 +46,8 @@ MALFORMED = [
                    ("envelope_length_invalid", "Envelope-Lengths/1", "b")]),
     (f"8,{framing.BATCH_LEN_MAX + 1}", BODY,
      [("envelope_length_invalid", "Envelope-Lengths/1", str(framing.BATCH_LEN_MAX + 1))]),
+    # More digits than Python reads as an int (4,300): out of range, never read.
+    ("8," + "1" * 5_000, BODY, [("envelope_length_invalid", "Envelope-Lengths/1", "1" * 40)]),
     ("8,19", BODY, [("envelope_lengths_exceed_body", "Envelope-Lengths/1", 19)]),
     ("30,1", BODY, [("envelope_lengths_exceed_body", "Envelope-Lengths/0", 30)]),
     ("8,10", BODY, [("envelope_lengths_short_of_body", "Envelope-Lengths", 26)]),

@@ -123,6 +123,17 @@ def test_an_amount_with_three_decimals_still_has_its_account_checked(live):
         ("amount_must_have_at_most_two_decimals", f"{TX}/IntrBkSttlmAmt")]
 
 
+def test_an_amount_after_5000_zeros_is_refused_as_too_long(live):
+    """Zeros before an amount's first digit are the same decimal, but not past 64
+    characters in all: 5,000 of them are refused by name, never a 500 (Python reads no
+    more than 4,300 digits as a number)."""
+    padded = (b">150000.00<", b">" + b"0" * 5_000 + b"150000.00<")
+    status, errors = post(live, message("2026120790000109", amount=padded))
+
+    assert status == 422
+    assert [(c, p) for c, p, _ in errors] == [("amount_too_long", f"{TX}/IntrBkSttlmAmt")]
+
+
 # Schema faults libxml2 stops at: once CdtTrfTxInf lacks its ChrgBr, it checks none of
 # CdtTrfTxInf's later children, so the faults in Dbtr and Cdtr went untold.
 SCHEMA_FAULTS = {

@@ -19,6 +19,7 @@ BROKEN = {
     "beps121_missing_payee_name.msg": ["schema_violation"],
     "beps121_ordinary_credit_over_50000_yuan.msg": ["amount_over_beps_limit"],
     "beps121_return_without_rtrinf.msg": ["return_must_name_original"],
+    "beps121_second_amount_after_5000_zeros.msg": ["amount_too_long"],
     "beps121_third_and_fourth_amounts_three_decimals.msg":
         ["amount_must_have_at_most_two_decimals", "amount_must_have_at_most_two_decimals"],
     "beps127_without_return_deadline.msg": ["return_deadline_out_of_range"],
@@ -26,6 +27,7 @@ BROKEN = {
     "envelope_missing_header.msg": ["envelope_must_start_with_header"],
     "envelope_priority_four.msg": ["header_field_malformed"],
     "envelope_signature_unterminated.msg": ["signature_block_unterminated"],
+    "hvps111_amount_after_5000_zeros.msg": ["amount_too_long"],
     "hvps111_amount_three_decimals.msg": ["amount_must_have_at_most_two_decimals"],
     "hvps111_amount_zero.msg": ["amount_must_be_positive"],
     "hvps111_bank_code_fullwidth_digits.msg": ["bank_code_must_be_12_ascii_digits"],

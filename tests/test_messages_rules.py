@@ -201,6 +201,10 @@ def test_every_example_passes_its_checks(code: str) -> None:
     ("１.00", "amount_must_be_a_decimal_number"),
     ("12345678901234567.00", "amount_too_large"),
     ("0012345678901234567.00", "amount_too_large"),
+    ("0" * 5_000 + "150000.00", "amount_too_long"),
+    ("0" * 56 + "150000.00", "amount_too_long"),
+    ("0" * 5_000 + "12345678901234567.00", "amount_too_large"),
+    ("1" * 5_000, "amount_too_large"),
     (None, "amount_must_be_a_decimal_number"),
 ])
 def test_amounts_refused_never_rounded(value: str | None, code: str) -> None:
@@ -217,13 +221,14 @@ def test_amounts_refused_never_rounded(value: str | None, code: str) -> None:
     ("0.01", 1), ("1", 100), ("1.5", 150), ("150000.00", 15_000_000), ("1.10000", 110),
     ("007.00", 700), ("9999999999999999.99", 999_999_999_999_999_999),
     ("00000000000000010.00", 1000), ("0009999999999999999.99", 999_999_999_999_999_999),
+    ("0" * 55 + "150000.00", 15_000_000),
 ])
 def test_amounts_accepted_exactly(value: str, fen: int) -> None:
     """Trailing zeros beyond the fen are not decimals that matter; the value is exact.
     Zeros before the first digit are none either: xs:decimal, the schema's type for an
     amount, reads 007.00 as 7.00, so the XML path has no leading-zero rule, and they do
     not count among the 16 digits before the point (17 characters of which zeros are
-    not refused as if the amount were not a decimal number)."""
+    not refused as if the amount were not a decimal number), up to 64 characters in all."""
     problems: list = []
 
     assert amount_from_xml(value, "/x", problems) == fen

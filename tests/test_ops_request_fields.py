@@ -6,6 +6,7 @@ never cut."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -206,3 +207,31 @@ def test_a_sign_ins_fields_are_checked_for_their_json_type(
 
     assert (status, _problems(answer)) == (422, problems)
     assert str(PASSWORD) not in str(answer)
+
+
+@pytest.mark.parametrize("body, problems", [
+    ({"user": "op1", "Password": "hunter2"},
+     [("field_unknown", "/Password"), ("credentials_required", "/password")]),
+    ({"user": "op1", "password": "x", "passwd": "hunter2"}, [("field_unknown", "/passwd")]),
+    ({"user": "op1", "password": "x", "old": {"password": "hunter2"}},
+     [("field_unknown", "/old")]),
+])
+def test_a_misspelt_password_member_is_named_never_shown(
+        rig: Rig, body: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """A member the sign-in does not take may be the password misspelt: the refusal
+    names it, its value null and in no message."""
+    status, answer = rig.call("POST", "/ops/login", "op1", body)
+    unknown = answer["errors"][0]
+
+    assert (status, _problems(answer)) == (422, problems)
+    assert "hunter2" not in json.dumps(answer)
+    assert unknown["value"] is None and unknown["expected"] == "only: user, password"
+
+
+def test_a_sign_in_that_is_not_json_is_refused_without_its_text(rig: Rig) -> None:
+    """A body cut short, its password in its first characters: not shown."""
+    status, answer = rig.call("POST", "/ops/login", "op1",
+                              raw=b'{"user": "op1", "password": "hunter2"')
+
+    assert (status, _problems(answer)) == (400, [("body_must_be_json", "/")])
+    assert "hunter2" not in json.dumps(answer)

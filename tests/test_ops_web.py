@@ -342,6 +342,21 @@ def test_archived_message_shows_raw_and_parsed(web: Web) -> None:
     assert one["parsed"]["fields"]["amount_fen"] > 0
 
 
+@pytest.mark.parametrize("method, path, code", [
+    ("GET", "/ops/api/messages/" + "9" * 30, "message_not_found"),
+    ("GET", "/ops/api/messages/" + "1" * 5_000, "message_not_found"),
+    ("POST", f"/ops/api/requests/{'9' * 30}/approve", "request_not_found"),
+    ("POST", f"/ops/api/requests/{'1' * 5_000}/reject", "request_not_found"),
+])
+def test_an_id_no_row_can_have_is_not_found(web: Web, method: str, path: str,
+                                            code: str) -> None:
+    """An id past the largest a database row can have (64 bits), however many digits it
+    is written with, is found nowhere (404), never looked up."""
+    status, body, _ = web.call(method, path, basic=("sup1", "sup1-pass"), json={"note": ""})
+
+    assert (status, [e["code"] for e in body["errors"]]) == (404, [code])
+
+
 def test_overdue_queries_come_from_the_query_table_when_there_is_one() -> None:
     """Without a query table there is no panel; with one, open overdue queries show."""
     db = connect("sqlite:///:memory:")
@@ -405,6 +420,7 @@ def test_stuck_gives_the_total_and_says_when_the_list_is_cut(web: Web, monkeypat
     ("minutes=abc", "query_parameter_out_of_range"),
     ("minutes=", "query_parameter_out_of_range"),
     ("minutes=999999999", "query_parameter_out_of_range"),
+    ("minutes=" + "9" * 5_000, "query_parameter_out_of_range"),
 ])
 def test_stuck_refuses_a_bad_query_string(web: Web, query: str, code: str) -> None:
     status, body, _ = web.call("GET", f"/ops/api/stuck?{query}", basic=("op1", "op1-pass"))

@@ -242,9 +242,10 @@ def test_inbound_query_for_an_operator_is_warned_then_overdue(tmp_path):
             await until(overdue, "the query to be overdue")
             _, listed = await http(h, "GET", "/v1/queries?state=open&direction=in")
             status, answered = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
-                "content": "已联系收款人，同意退汇，款项将于今日退回。", "operator": "张三"})
+                "content": "已联系收款人，同意退汇，款项将于今日退回。", "operator": "张三"},
+                key="reply-1")
             twice = await http(h, "POST", f"/v1/queries/{query_id}/reply",
-                               {"content": "再答一次", "operator": "张三"})
+                               {"content": "再答一次", "operator": "张三"}, key="reply-2")
             summary = await h.gateway.store.run(desk_of(h.gateway).summary)
             codes = await alert_codes(h)
             closed = await h.gateway.store.run(lambda tx: tx.query(

@@ -177,7 +177,7 @@ async def peer_query_answered(h: Any, refused_with: int | None = None) -> str:
     if refused_with is not None:
         await h.sim("POST", "/sim/faults", {"error_status": refused_with})
     status, first = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
-        "content": "已联系收款人，同意退汇。", "operator": "张三"})
+        "content": "已联系收款人，同意退汇。", "operator": "张三"}, key="reply-first")
     assert status == 200, first
     return query_id
 
@@ -199,7 +199,8 @@ def test_a_reply_the_npc_discards_opens_the_query_again_for_a_new_answer(tmp_pat
             _, work_list = await http(h, "GET", "/v1/queries?state=open&direction=in")
             _, shown = await http(h, "GET", f"/v1/queries/{query_id}")
             status, second = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
-                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"})
+                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"},
+                key="reply-second")
 
             async def peer_got_two() -> bool:
                 return (await h.sim("GET", "/sim/queries"))["replies_received"] == 2
@@ -250,7 +251,8 @@ def test_a_reply_refused_at_the_link_opens_the_query_again_for_a_new_answer(tmp_
             _, shown = await http(h, "GET", f"/v1/queries/{query_id}")
             letters = await queues.dead_letters(gw.redis, 50, gw.store)
             status, second = await http(h, "POST", f"/v1/queries/{query_id}/reply", {
-                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"})
+                "content": "已联系收款人，同意退汇，款项今日退回。", "operator": "张三"},
+                key="reply-second")
 
             async def peer_got_one() -> bool:
                 return (await h.sim("GET", "/sim/queries"))["replies_received"] == 1

@@ -101,3 +101,29 @@ def test_the_repeated_values_are_shown_as_json_not_python_text():
 
 def test_an_empty_state_is_refused_as_empty_limit_and_after_are():
     assert _codes("state=") == [("state_unknown", "?state")]
+
+
+@pytest.mark.parametrize("query, path", [
+    ("limit=" + "1" * 5_000, "?limit"),
+    ("after=" + "9" * 5_000, "?after"),
+])
+def test_a_reply_feed_number_of_thousands_of_digits_is_malformed(query, path):
+    """A whole number of the queries' listings past its bound, however many digits (more
+    than the 4,300 Python reads as an int), is refused by name, never a 500."""
+    from gateway.queries.api import _params
+    request = make_mocked_request("GET", f"/v1/queries/replies?{query}")
+    with pytest.raises(PaygateError) as exc:
+        _params(request, {}, {"after": (0, 0, 10**15), "limit": (100, 1, 500)})
+
+    assert [(p.code, p.path) for p in exc.value.problems] == [
+        ("query_parameter_malformed", path)]
+
+
+def test_the_ops_search_refuses_a_limit_of_thousands_of_digits():
+    """The console's search says the limit is out of range, as for 201."""
+    from gateway.ops import views
+    request = make_mocked_request("GET", "/ops/api/payments?limit=" + "1" * 5_000)
+    with pytest.raises(PaygateError) as exc:
+        views.parse_search(*query_params(request, views.SEARCH_PARAMS))
+
+    assert [p.code for p in exc.value.problems] == ["limit_out_of_range"]

@@ -3,6 +3,8 @@ gateway's business calendar, HVPS timetable and BEPS netting interval."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI
 from gateway.config import Settings
 from gateway.errors import ValidationFailed
-from gateway.serve import simulator_args
+from gateway.serve import log_task_failure, simulator_args
 from simulators import settings as sim_settings
 
 HOLIDAY = """
@@ -78,3 +80,30 @@ def test_a_malformed_timetable_option_is_refused_at_its_key() -> None:
         raise AssertionError("a malformed --timetable was taken")
     assert ("option_must_be_code_equals_value", "--timetable") in found
     assert any(path == "open_at" for _, path in found)
+
+
+def test_a_task_beside_the_gateway_that_fails_is_logged_when_it_fails(caplog) -> None:
+    """Not only at shutdown: the line names the task and the error as it ends; a task
+    cancelled at shutdown or ended without an error logs nothing."""
+    async def scenario() -> list[str]:
+        async def fails() -> None:
+            raise RuntimeError("refused")
+
+        async def waits() -> None:
+            await asyncio.sleep(3600)
+        tasks = [asyncio.create_task(fails(), name="npc_keeper"),
+                 asyncio.create_task(asyncio.sleep(0), name="quiet"),
+                 asyncio.create_task(waits(), name="cancelled")]
+        for task in tasks:
+            task.add_done_callback(log_task_failure)
+        await asyncio.sleep(0.05)
+        seen = [r.getMessage() for r in caplog.records]
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return seen
+
+    with caplog.at_level(logging.ERROR, logger="paygate.serve"):
+        seen = asyncio.run(scenario())
+
+    assert seen == ["event=serve_task_failed task=npc_keeper error=RuntimeError('refused')"]
+    assert [r.getMessage() for r in caplog.records] == seen

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pytest
 
+from gateway import harness as harness_module
 from gateway.clock import SHANGHAI, clock_from_spec
 from gateway.datalock import lock_data_dir
 from gateway.harness import Harness
@@ -62,6 +63,57 @@ def test_a_killed_simulator_is_started_again_and_payments_go_on(tmp_path, caplog
 
     assert new_url == url and new_pid != old_pid
     assert any(line.startswith("event=npc_died") for line in lines)
+    assert any(line.startswith("event=npc_restarted") for line in lines)
+
+
+@pytest.mark.e2e
+def test_a_simulator_refusing_to_start_again_is_alerted_at_once_and_tried_until_it_starts(
+        tmp_path, monkeypatch, caplog):
+    """The simulated NPC dies and its restart is refused (its data directory held by
+    another process): the refusal is logged and alerted at once, the keeper goes on
+    trying, and once the cause is gone the simulator starts and the gateway closes the
+    alert."""
+    monkeypatch.setattr(harness_module, "SIM_REFUSED_RETRY_S", 0.5)
+    held_dir = tmp_path / "held"
+
+    def alerts(h):
+        return h.gateway.store.run(lambda tx: tx.query(
+            "SELECT a.code, k.by FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+            "WHERE a.code = ?", (harness_module.ALERT_NPC_RESTART_REFUSED,)))
+
+    async def scenario():
+        async with started(tmp_path) as h:
+            keeper = asyncio.create_task(h.keep_simulator())
+            held = lock_data_dir(held_dir, LOCK_FILE, "simulator", "--data")
+            own_args = h.simulator_args
+            args = own_args()
+            # Its restarts read a data directory another process holds: refused.
+            monkeypatch.setattr(h, "simulator_args", lambda: [
+                str(held_dir) if arg == args[args.index("--data") + 1] else arg
+                for arg in args])
+            try:
+                with caplog.at_level(logging.WARNING, logger="paygate.harness"):
+                    h.sim_process.kill()
+                    await until(lambda: alerts(h), "the refusal alerted", 30)
+                    refused = {"keeper_running": not keeper.done(),
+                               "alerts": await alerts(h)}
+                    held.close()
+                    monkeypatch.setattr(h, "simulator_args", own_args)
+                    await until(lambda: h.sim_restarts == 1, "simulator restarted", 30)
+                return refused, await alerts(h)
+            finally:
+                held.close()
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+
+    refused, after = asyncio.run(scenario())
+    lines = [r.getMessage() for r in caplog.records]
+    refusal = next(line for line in lines if line.startswith("event=npc_restart_refused"))
+
+    assert refused == {"keeper_running": True,
+                       "alerts": [(harness_module.ALERT_NPC_RESTART_REFUSED, None)]}
+    assert "data_dir_in_use" in refusal
+    assert after == [(harness_module.ALERT_NPC_RESTART_REFUSED, "gateway")]
     assert any(line.startswith("event=npc_restarted") for line in lines)
 
 

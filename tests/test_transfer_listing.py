@@ -101,6 +101,7 @@ def test_state_filter_pages_too(live: LiveGateway) -> None:
     ("after=P2026120799999999", [("cursor_unknown", "?after")]),
     ("limit=0&after=%20", [("limit_out_of_range", "?limit"), ("cursor_malformed", "?after")]),
     ("limit=1001", [("limit_out_of_range", "?limit")]),
+    ("limit=" + "1" * 5_000, [("limit_out_of_range", "?limit")]),
     ("state=lost&after=x_y", [("state_unknown", "?state"), ("cursor_malformed", "?after")]),
 ])
 def test_bad_cursor_or_limit_is_refused_by_name(live: LiveGateway, query: str,

@@ -66,7 +66,7 @@ def _scenario(tmp_path, events_max: int) -> dict[str, Any]:
                 tx, group, "sent", "netted", "beps_netted", AT, notifier))
 
             def leave(tx: Any) -> None:  # as an item taken out of its package leaves it
-                payments.leave_group(tx, MEMBERS[1], items.package_subject(PACKAGE))
+                payments.leave_group(tx, [MEMBERS[1]], items.package_subject(PACKAGE))
                 tx.execute("UPDATE beps_items SET package_id = ? WHERE payment_id = ?",
                            (items.VOID, MEMBERS[1]))
             await store.run(leave)

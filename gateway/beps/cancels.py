@@ -219,7 +219,7 @@ def take_out(gw: Any, tx: Any, payment: dict[str, Any], pkg: unsent.Package, to:
     operator; None: waiting to be packed again). The package is rebuilt without it, or
     cancelled when it was the last; how many items the package keeps."""
     assert pkg.changeable, f"package {pkg.id} may be with the NPC"
-    payments.leave_group(tx, payment["id"], items.package_subject(pkg.id))
+    payments.leave_group(tx, [payment["id"]], items.package_subject(pkg.id))
     tx.execute("UPDATE beps_items SET package_id = ?, taken_out_of = ? WHERE payment_id = ?",
                (to, pkg.id, payment["id"]))
     rest = items.package_payments(tx, pkg.id)

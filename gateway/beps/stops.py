@@ -128,9 +128,12 @@ def cancel_package(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
     """Every item of a package nothing of which reached the NPC cancelled, each payer's
     hold released; the package cancelled and never sent."""
     pkg = check_package_cancel(tx, target)
-    live = [p for p in items.package_payments(tx, pkg.id) if p["state"] not in FINAL]
-    for p in live:
-        payments.leave_group(tx, p["id"], items.package_subject(pkg.id))
+    carried = items.package_payments(tx, pkg.id)
+    live = [p for p in carried if p["state"] not in FINAL]
+    # Every item leaves the package, a finished one too: its rows filed under the
+    # package (history, the webhook rows that told its changes) become its own, or it
+    # would lose them with the package.
+    payments.leave_group(tx, [p["id"] for p in carried], items.package_subject(pkg.id))
     tx.execute("UPDATE beps_items SET package_id = ? WHERE package_id = ?",
                (items.VOID, pkg.id))
     holds = [(f"{p['id']}:cancel:release", int(p["hold_id"])) for p in live if p["hold_id"]]

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gateway import jsontext, payments, scope
 from gateway.api import GATEWAY_KEY, authenticate, query_params, read_json
+from gateway.digits import whole_number
 from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import schema, status
 from gateway.states import IN_STATES, OUT_STATES
@@ -150,8 +151,8 @@ def _list_params(request: web.Request) -> tuple[str | None, int, str | None]:
         problems.append(Problem("state_unknown", "?state", state,
                                 "one of " + ", ".join(sorted(set(OUT_STATES) | set(IN_STATES)))))
     text = query.get("limit", str(LIST_LIMIT_DEFAULT))
-    limit = int(text) if text.isascii() and text.isdigit() else 0
-    if not 1 <= limit <= LIST_LIMIT_MAX:
+    limit = whole_number(text, LIST_LIMIT_MAX, low=1)
+    if limit is None:
         problems.append(Problem("limit_out_of_range", "?limit", text,
                                 f"a whole number from 1 to {LIST_LIMIT_MAX}"))
     after = query.get("after")

@@ -32,6 +32,12 @@ ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"
 # are not counted among the 16 digits before the point a payment's amount may have.
 _XML_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]{1,5})?$")
 WHOLE_DIGITS_MAX = 16
+# The schema's totalDigits does not count those zeros either, so it lets an amount of any
+# length through. A bank's system that pads its amounts to a fixed width writes far fewer
+# than this (16 digits, the point and five decimals are 22 characters); beyond it the
+# text is refused (amount_too_long) before Python reads its digits as a number, which it
+# refuses past 4,300 digits, and before a refusal or a log would carry all of it.
+AMOUNT_CHARS_MAX = 64
 # The form nearly every amount takes: whole yuan without a leading zero, two decimals.
 _USUAL_AMOUNT = re.compile(r"([1-9][0-9]{0,15})\.([0-9]{2})")
 # Many amounts in that form, one per line.
@@ -163,6 +169,14 @@ def amount_from_xml(value: str | None, path: str, problems: list[Problem],
         problems.append(Problem("amount_too_large", path, value,
                                 f"at most {WHOLE_DIGITS_MAX} digits before the decimal point "
                                 "(zeros before the first digit not counted)"))
+        return 0
+    if len(value) > AMOUNT_CHARS_MAX:
+        problems.append(Problem("amount_too_long", path, value,
+                                f"an amount written in at most {AMOUNT_CHARS_MAX} characters "
+                                "(zeros before the first digit included)",
+                                f"amount too long at {path}: written in {len(value):,} "
+                                f"characters, expected at most {AMOUNT_CHARS_MAX} (zeros "
+                                "before the first digit included)"))
         return 0
     if len(frac.rstrip("0")) > 2:
         problems.append(Problem("amount_must_have_at_most_two_decimals", path, value,

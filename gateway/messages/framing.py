@@ -31,6 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.digits import whole_number
 from gateway.errors import PaygateError, Problem
 from gateway.messages.envelope import ENVELOPE_LEN_MAX
 
@@ -91,9 +92,9 @@ def split(body: bytes, lengths: str) -> list[bytes]:
 def _sizes(items: list[str]) -> tuple[list[int], list[Problem]]:
     sizes, problems = [], []
     for index, item in enumerate(items):
-        text = item.strip()
-        if text.isascii() and text.isdigit() and 1 <= int(text) <= BATCH_LEN_MAX:
-            sizes.append(int(text))
+        size = whole_number(item.strip(), BATCH_LEN_MAX, low=1)
+        if size is not None:
+            sizes.append(size)
             continue
         problems.append(Problem(
             "envelope_length_invalid", f"{LENGTHS_HEADER}/{index}", item[:40],

@@ -42,6 +42,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from gateway import jsontext, outbound, payments
+from gateway.digits import whole_number
 from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
                             ValidationFailed, field_required, not_text, with_paths)
 from gateway.ops import actions, receivables
@@ -383,7 +384,7 @@ def is_webhook_target(text: str) -> bool:
 
 def is_row_id(text: str) -> bool:
     """ASCII digits of a number a database row id can be."""
-    return text.isascii() and text.isdigit() and int(text) <= ROW_ID_MAX
+    return whole_number(text, ROW_ID_MAX) is not None
 
 
 def clean_target(action: str, target: str) -> str:
@@ -544,15 +545,15 @@ def letter_targets(tx: Any, fields: dict[str, Any]) -> list[tuple[str, str]]:
     """What a dead letter's retry would send on, by its outbox row: the payment whose
     message it carries, or what LETTER_TARGETS says of its kind; nothing for a letter
     of other work (an incoming message, a query)."""
-    outbox = str(fields.get("outbox", ""))
-    if not (outbox.isascii() and outbox.isdigit()) or int(outbox) > ROW_ID_MAX:
+    outbox = whole_number(str(fields.get("outbox", "")), ROW_ID_MAX)
+    if outbox is None:
         return []
-    row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?", (int(outbox),))
+    row = tx.query_one("SELECT kind, payment_id FROM outbox WHERE id = ?", (outbox,))
     if row is None:
         return []
     kind, payment_id = row
     if kind in LETTER_TARGETS:
-        return LETTER_TARGETS[kind](tx, int(outbox))
+        return LETTER_TARGETS[kind](tx, outbox)
     return [("payment", payment_id)] if payment_id is not None else []
 
 

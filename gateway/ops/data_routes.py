@@ -47,6 +47,7 @@ from aiohttp import web
 
 from gateway import dayend
 from gateway.api import query_params
+from gateway.digits import whole_number
 from gateway.errors import NotFound, Problem, ValidationFailed
 from gateway.money import format_yuan
 from gateway.ops import archive, attention, control, queues, receivables, snapshot, views
@@ -91,19 +92,21 @@ def _checked_int(query: dict[str, str], problems: list[Problem], name: str, defa
     text = query.get(name)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+    number = whole_number(text, high, low)
+    if number is None:
         problems.append(Problem("query_parameter_out_of_range", f"/{name}", text[:80],
                                 f"{low} to {high}"))
         return default
-    return int(text)
+    return number
 
 
 def _request_id(request: web.Request) -> int:
     text = request.match_info["id"]
-    if not text.isascii() or not text.isdigit():
+    request_id = whole_number(text, control.ROW_ID_MAX)
+    if request_id is None:
         raise NotFound(Problem("request_not_found", "/id", text,
                                "the id of an operator's request"))
-    return int(text)
+    return request_id
 
 
 class DataRoutes:
@@ -284,10 +287,11 @@ class DataRoutes:
     async def message(self, request: web.Request, operator: Operator) -> web.Response:
         checked_query(request)
         text = request.match_info["id"]
-        if not text.isascii() or not text.isdigit():
+        message_id = whole_number(text, control.ROW_ID_MAX)
+        if message_id is None:
             raise NotFound(Problem("message_not_found", "/id", text,
                                    "the id of an archived message"))
-        row, raw = await self._read(lambda tx: archive.load(tx, int(text)))
+        row, raw = await self._read(lambda tx: archive.load(tx, message_id))
         return _json(archive.detail(row, raw))
 
     async def create_request(self, request: web.Request, operator: Operator) -> web.Response:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import outbound, payments, states, webhook
 from gateway.outbound import NPC
+from gateway.digits import whole_number
 from gateway.errors import Problem, ProblemList
 from gateway.money import format_yuan_grouped, parse_yuan
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK, IN_STATES, OUT_STATES
@@ -93,10 +94,11 @@ STATES = tuple(sorted(set(OUT_STATES) | set(IN_STATES)))
 def _limit(text: str | None, p: ProblemList) -> int:
     if not text:
         return 50
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= LIST_MAX:
+    limit = whole_number(text, LIST_MAX, low=1)
+    if limit is None:
         p.add("limit_out_of_range", "/limit", text, f"1 to {LIST_MAX}")
         return 50
-    return int(text)
+    return limit
 
 
 def search_payments(tx: Any, f: dict[str, Any]) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ class Ops:
     async def login(self, request: web.Request) -> web.StreamResponse:
         user: Any = ""
         try:
-            body = await read_json(request)
+            body = await sign_in_body(request)
             problems = sign_in_problems(body)
             if problems:
                 raise ValidationFailed(problems)
@@ -172,12 +172,32 @@ class Ops:
 SIGN_IN_FIELDS = ("user", "password")
 
 
+async def sign_in_body(request: web.Request) -> dict[str, Any]:
+    """A sign-in's JSON object, read as every console body is (`read_json`), but a body
+    that is not JSON is refused without its first characters, which may hold the
+    password (`{"user": "op1", "password": "hunter2"` cut short)."""
+    try:
+        return await read_json(request)
+    except PaygateError as exc:
+        if exc.code != "body_must_be_json":
+            raise
+        raise PaygateError([replace(p, value=None, message=(
+            "the sign-in body must be a JSON document in UTF-8; its text is not shown, as "
+            "it may hold the password")) for p in exc.problems], exc.status) from None
+
+
 def sign_in_problems(body: dict[str, Any]) -> list[Problem]:
     """A sign-in's body, every problem at once: user and password as text
     (`credentials_required` when one is left out or null, `field_must_be_text` when
     given as another JSON type, as the API refuses a text field so, but a password's
-    value never shown), and no other member (`field_unknown`)."""
-    problems = control.unknown_members(body, SIGN_IN_FIELDS)
+    value never shown), and no other member (`field_unknown`, naming the member only:
+    `{"Password": "hunter2"}` is a password misspelt, its value as secret as one
+    spelt right)."""
+    only = "only: " + ", ".join(SIGN_IN_FIELDS)
+    problems = [Problem("field_unknown", f"/{name}", None, only,
+                        f"the sign-in takes only user and password, not a member {name!r};"
+                        " its value is not shown")
+                for name in body if name not in SIGN_IN_FIELDS]
     for name in SIGN_IN_FIELDS:
         value = body.get(name)
         wrong_type = not_text(f"/{name}", value, "text")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Callable
 
 from gateway import intake, key_reuse, outbound, scope, store
@@ -49,7 +50,10 @@ FREE_FORMAT = key_reuse.Kind("free_format", requests.free_format_meaning,
 # another query is another request.
 CHASE = key_reuse.Kind("chase", requests.chase_meaning, requests.CHASE_FIELDS,
                        requests.CHASE_DEFAULTS, "chase")
-KINDS = {kind.name: kind for kind in (QUERIES, FREE_FORMAT, CHASE)}
+# A reply too is kept with the query it answers (requests.reply_request).
+REPLY = key_reuse.Kind("reply", requests.reply_meaning, requests.REPLY_FIELDS,
+                       requests.REPLY_DEFAULTS, "reply")
+KINDS = {kind.name: kind for kind in (QUERIES, FREE_FORMAT, CHASE, REPLY)}
 
 
 def install(gw: Any) -> "QueryDesk":
@@ -172,18 +176,10 @@ class QueryDesk:
     async def open_query(self, client: str, key: str | None,
                          body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
-        body_hash = intake.meaning_sha256(requests.query_meaning(body))
         now = self.gw.clock.now()
         req = requests.parse_query(body, now)
-
-        def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, QUERIES, key, body, body_hash)
-            if stored is not None:
-                return stored, []
-            view, pushes = outgoing.open_query(tx, self, req, client, now)
-            idempotency.remember(tx, client, QUERIES, key, body, body_hash, 201, view, now)
-            return (201, view), pushes
-        return await self._run(work)
+        return await self._kept(QUERIES, client, key, body, now, 201, lambda tx: (
+            outgoing.open_query(tx, self, req, client, now)))
 
     async def answered_before(self, kind_name: str, client: str, key: str,
                               body: Any) -> tuple[int, dict[str, Any]] | None:
@@ -206,10 +202,25 @@ class QueryDesk:
 
     async def reply(self, query_id: str, body: Any,
                     client: str | None = None) -> dict[str, Any]:
+        """An answer to a bank's query, kept by no key (the gateway's own use: the demo's
+        operator); the core system's comes by `reply_under_key`."""
         content, operator = requests.parse_reply(body)
         now = self.gw.clock.now()
         return await self._run(lambda tx: outgoing.operator_reply(
             tx, self, query_id, content, operator, now, client))
+
+    async def reply_under_key(self, client: str, key: str | None, query_id: str,
+                              body: Any) -> tuple[int, dict[str, Any]]:
+        """A reply asked by a core-system client under its Idempotency-Key, as a chase
+        is: the same key, query and answer again get the stored answer, 200, even though
+        the query is answered now (no second ccms.315 to the other bank), another request
+        under the key a 409."""
+        key = idempotency.check_key(key)
+        content, operator = requests.parse_reply(body)
+        now = self.gw.clock.now()
+        return await self._kept(REPLY, client, key, requests.reply_request(query_id, body),
+                                now, 200, lambda tx: outgoing.operator_reply(
+                                    tx, self, query_id, content, operator, now, client))
 
     async def chase(self, client: str, key: str | None, query_id: str,
                     body: Any) -> tuple[int, dict[str, Any]]:
@@ -218,35 +229,37 @@ class QueryDesk:
         ccms.314 to the other bank), another request under the key a 409."""
         key = idempotency.check_key(key)
         content, operator = requests.parse_chase(body)
-        request = requests.chase_request(query_id, body)
-        body_hash = intake.meaning_sha256(requests.chase_meaning(request))
         now = self.gw.clock.now()
-
-        def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, CHASE, key, request, body_hash)
-            if stored is not None:
-                return stored, []
-            view, pushes = outgoing.chase(tx, self, query_id, content, operator, now,
-                                          client)
-            idempotency.remember(tx, client, CHASE, key, request, body_hash, 201, view, now)
-            return (201, view), pushes
-        return await self._run(work)
+        return await self._kept(CHASE, client, key, requests.chase_request(query_id, body),
+                                now, 201, lambda tx: outgoing.chase(
+                                    tx, self, query_id, content, operator, now, client))
 
     async def send_free_format(self, client: str, key: str | None,
                                body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
-        body_hash = intake.meaning_sha256(requests.free_format_meaning(body))
         req = requests.parse_free_format(body)
         now = self.gw.clock.now()
+        return await self._kept(FREE_FORMAT, client, key, body, now, 201, lambda tx: (
+            outgoing.send_free_format(tx, self, req, client, now)))
+
+    async def _kept(self, kind: key_reuse.Kind, client: str, key: str, request: Any,
+                    now: datetime, status: int,
+                    act: Callable[[Any], tuple[dict[str, Any], wire.Pushes]]
+                    ) -> tuple[int, dict[str, Any]]:
+        """A request of `kind` under its (checked) Idempotency-Key: the answer stored
+        under the key for this same request (compared by what it asks for), with nothing
+        done again; else `act` (its view and pushes), its answer stored with `status`;
+        another request under the key is refused (409, naming what differs)."""
+        body_hash = intake.meaning_sha256(kind.meaning(request))
 
         def work(tx: Any) -> tuple[tuple[int, dict[str, Any]], wire.Pushes]:
-            stored = idempotency.replay(tx, client, FREE_FORMAT, key, body, body_hash)
+            stored = idempotency.replay(tx, client, kind, key, request, body_hash)
             if stored is not None:
                 return stored, []
-            item, pushes = outgoing.send_free_format(tx, self, req, client, now)
-            idempotency.remember(tx, client, FREE_FORMAT, key, body, body_hash, 201, item,
+            view, pushes = act(tx)
+            idempotency.remember(tx, client, kind, key, request, body_hash, status, view,
                                  now)
-            return (201, item), pushes
+            return (status, view), pushes
         return await self._run(work)
 
     async def get(self, query_id: str, client: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@
                                      &payment_id= &limit=  (soonest due first)
     GET  /v1/queries/{id}            one query with its replies
     POST /v1/queries/{id}/reply      an operator's answer to a query a bank sent us
+                                     (Idempotency-Key required)
     POST /v1/queries/{id}/chase      a follow-up query (催查) about the same payment
                                      (Idempotency-Key required)
     GET  /v1/query-replies           ?after=<seq> &limit=  replies received and the
@@ -25,12 +26,13 @@ or `*`); the rest is answered and left out alike (gateway.scope.sees_unattached)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
+from gateway.digits import whole_number
 from gateway.errors import ProblemList, ValidationFailed
 from gateway.queries import records, requests
 
@@ -67,11 +69,12 @@ def _params(request: web.Request, choices: dict[str, tuple[str, ...]],
         out[name] = value
     for name, (default, low, high) in numbers.items():
         value = query.get(name, str(default))
-        if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        number = whole_number(value, high, low)
+        if number is None:
             p.add("query_parameter_malformed", f"?{name}", value,
                   f"a whole number {low}..{high}")
             continue
-        out[name] = int(value)
+        out[name] = number
     p.raise_if_any(ValidationFailed)
     return out
 
@@ -102,16 +105,23 @@ async def get_query(request: web.Request) -> web.Response:
 
 
 async def post_reply(request: web.Request) -> web.Response:
-    client, body = await _body(request)
-    return _json(await _desk(request).reply(request.match_info["id"], body, client))
+    return await _on_query(request, "reply", requests.reply_request,
+                           _desk(request).reply_under_key)
 
 
 async def post_chase(request: web.Request) -> web.Response:
+    return await _on_query(request, "chase", requests.chase_request, _desk(request).chase)
+
+
+async def _on_query(request: web.Request, kind: str, as_kept: Callable[[str, Any], Any],
+                    act: Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
+                    ) -> web.Response:
+    """A request about the query the path names, kept by its Idempotency-Key (a reply, a
+    chase: `kind`), kept as `as_kept` makes it of the query's id and the body, and done
+    by `act(client, key, query_id, body)`, answered with the status it gives."""
     query_id = request.match_info["id"]
-    client, body = await _body(request, "chase",
-                               lambda body: requests.chase_request(query_id, body))
-    status, view = await _desk(request).chase(
-        client, request.headers.get("Idempotency-Key"), query_id, body)
+    client, body = await _body(request, kind, lambda body: as_kept(query_id, body))
+    status, view = await act(client, request.headers.get("Idempotency-Key"), query_id, body)
     return _json(view, status)
 
 

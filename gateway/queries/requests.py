@@ -5,7 +5,7 @@
                                      "business_type"?},
                                      "amount"}; "content", "query_type"?, "doubt_at"?,
                                      "operator"?
-    POST /v1/queries/{id}/reply     {"content", "operator"}
+    POST /v1/queries/{id}/reply     {"content", "operator"}  (Idempotency-Key)
     POST /v1/queries/{id}/chase     {"content"?, "operator"?}
     POST /v1/free-format            {"receiver", "content", "system"?, "operator"?}
 
@@ -205,11 +205,21 @@ def free_format_meaning(body: Any) -> Any:
 
 
 def chase_request(query_id: str, body: Any) -> Any:
-    """A chase as it is kept and compared under its Idempotency-Key: its body's fields
-    (no body: none) with the query it chases, the path's id, as `query_id`, so that the
-    key sent again on another query is another request. A body that is no object stays
-    as it is (parse_chase refuses it, by name)."""
-    body = {} if body is None else body
+    """A chase as it is kept and compared under its Idempotency-Key (`_on_query`); no
+    body is a chase with no fields."""
+    return _on_query(query_id, {} if body is None else body)
+
+
+def reply_request(query_id: str, body: Any) -> Any:
+    """A reply as it is kept and compared under its Idempotency-Key (`_on_query`)."""
+    return _on_query(query_id, body)
+
+
+def _on_query(query_id: str, body: Any) -> Any:
+    """A request about one query (a chase, a reply): its body's fields with the query it
+    is about, the path's id, as `query_id`, so that the key sent again on another query
+    is another request. A body that is no object stays as it is (its parse refuses it,
+    by name)."""
     if type(body) is not dict:
         return body
     return {**body, "query_id": query_id}
@@ -223,6 +233,12 @@ def chase_meaning(request: Any) -> Any:
     return intake.without(request, CHASE_DEFAULTS, intake.optional(CHASE_TABLE))
 
 
+def reply_meaning(request: Any) -> Any:
+    """What a reply (`reply_request`) asks for: its fields are required and go out as
+    written (the answer and who gave it), so it is the request itself."""
+    return request
+
+
 # The fields of each request in the order a refusal names them, and what those left out
 # ask for (gateway.queries.idempotency).
 QUERY_FIELDS = tuple(QUERY_TABLE)
@@ -230,6 +246,8 @@ FREE_FORMAT_FIELDS = tuple(FREE_FORMAT_TABLE)
 FREE_FORMAT_DEFAULTS = {"system": "HVPS"}
 CHASE_FIELDS = ("query_id", *CHASE_TABLE)
 CHASE_DEFAULTS: dict[str, Any] = {}  # a chase left without a text takes its query's
+REPLY_FIELDS = ("query_id", *REPLY_TABLE)
+REPLY_DEFAULTS: dict[str, Any] = {}  # a reply has no optional field
 
 
 def parse_reply(body: Any) -> tuple[str, str]:
