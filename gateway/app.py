@@ -162,6 +162,7 @@ class Gateway:
         # The last status operators confirmed that this process has seen (its `seq` in
         # `hvps_status_confirmed`), taken once whichever way it arrives.
         self._confirmed_seq = 0
+        self._confirmed_taking = asyncio.Lock()
         self.router = router or load_default()
         self.router.hvps_window = self.timetable.business_window()
         self.notifier = payments.Notifier(webhook=bool(settings.webhook_url),
@@ -194,7 +195,9 @@ class Gateway:
         now = self.clock.now()
         # The HVPS state: forecast by the local timetable until the NPC's ccms.801 notices
         # arrive, which are the authority from then on (gateway.windows.WindowState).
-        self.window = WindowState(self.calendar, now, self.timetable)
+        # Changed only inside the store's work, so that a ccms.801's work undone sets back
+        # its own change and nothing another part of the gateway changed meanwhile.
+        self.window = WindowState(self.calendar, now, self.timetable, changed_in_work=True)
         self.hvps_status = self.window.code
         self.work_date: date = self.window.work_date
         self.scheduler: Any = None
@@ -267,7 +270,7 @@ class Gateway:
         confirmed, take = await self.store.run(
             lambda tx: status_hold.confirmed_at_start(tx, self.window.work_date))
         if confirmed is not None and take:
-            self._take_confirmed_status(confirmed)
+            await self._take_confirmed_status(confirmed)
             self.work_date = max(self.work_date, self.window.work_date)
             log.info("event=hvps_status_confirmed_taken_at_start status=%s work_date=%s "
                      "at=%s", confirmed["status"], confirmed["work_date"], confirmed["at"])
@@ -443,7 +446,7 @@ class Gateway:
             hold, confirmed = await self.store.run(lambda tx: (
                 status_hold.read(tx), status_hold.read_confirmed(tx)))
             if confirmed is not None:
-                self._take_confirmed_status(confirmed)
+                await self._take_confirmed_status(confirmed)
             self._take_hvps_hold(hold)
             if self.hvps_hold is not None and self.leading:
                 # A payment another process put on a lane before it heard of the hold.
@@ -451,25 +454,31 @@ class Gateway:
         if now.date() != self._calendar_checked_on and self.leading:
             self._calendar_checked_on = now.date()
             await self.check_calendar()
-        changes = self.window.apply_schedule(now)
-        alerts = self.window.alerts()
-        if (changes or alerts) and self.leading:
-            def work(tx: Any) -> None:
-                for entry in changes:
-                    self.windows_record(tx, "HVPS", entry.from_code or "", entry.to_code,
-                                        entry.work_date.isoformat(), now)
-                for alert in alerts:
-                    self.alert(tx, alert["code"], **{k: v for k, v in alert.items()
-                                                     if k != "code"})
-            await self.store.run(work)
+        changes, code, work_date = await self.store.run(
+            lambda tx: self._window_to(tx, now, self.leading))
         if changes:
-            self.apply_hvps_status(self.window.code, self.window.work_date)
+            self.apply_hvps_status(code, work_date)
         if self.leading:
             await self.check_recon_overdue(now)
             # The extensions' own periodic checks (BEPS: netting dates to reconcile).
             for ext in self.extensions:
                 if hasattr(ext, "tick"):
                     await ext.tick(now)
+
+    def _window_to(self, tx: Any, now: datetime, leading: bool) -> tuple[list, str, date]:
+        """The window brought up to `now` by the timetable, in the store's work (see
+        `self.window`); the leader records its changes and raises its alerts there. The
+        changes, and the state in force after them."""
+        changes = self.window.apply_schedule(now)
+        alerts = self.window.alerts()
+        if leading:
+            for entry in changes:
+                self.windows_record(tx, "HVPS", entry.from_code or "", entry.to_code,
+                                    entry.work_date.isoformat(), now)
+            for alert in alerts:
+                self.alert(tx, alert["code"], **{k: v for k, v in alert.items()
+                                                 if k != "code"})
+        return changes, self.window.code, self.window.work_date
 
     def _start_workers(self) -> None:
         s = self.settings
@@ -605,7 +614,7 @@ class Gateway:
         lane follows the window when its sender or the next change looks at it."""
         status = confirmed["status"]
         try:
-            self._take_confirmed_status(confirmed)
+            await self._take_confirmed_status(confirmed)
             if not self.hvps_open:
                 await self._follow_closed_window(status_hold.CLOSED_REFUSED)
         except Exception as exc:
@@ -627,27 +636,34 @@ class Gateway:
             log.error("event=alert_not_recorded code=%s error=%r",
                       status_hold.ALERT_CONFIRM_AFTER_COMMIT, alert_exc, exc_info=alert_exc)
 
-    def _take_confirmed_status(self, confirmed: dict[str, Any]) -> bool:
+    async def _take_confirmed_status(self, confirmed: dict[str, Any]) -> bool:
         """The window takes the status operators confirmed (`hvps_status_confirmed`'s
         record, by the approval, another process's word or the table on a tick), once,
         and the gateway acts on it; not when the window has taken a notice since (the
         word came late). Unlike a notice's, it never moves the work date nor runs a day
         end (the date confirmed is the work date: status_hold.check_confirmable); the
         day end comes its own way (the NPC's cut-over notice, a late day end). True
-        when taken."""
-        if confirmed["seq"] <= self._confirmed_seq:
-            return False
-        self._confirmed_seq = confirmed["seq"]
-        at = datetime.fromisoformat(confirmed["at"])
-        last = self.window.last_notice_at
-        if last is not None and last > at:
+        when taken. One at a time: a second way the same record arrives waits for the
+        first to be taken, and finds it seen."""
+        async with self._confirmed_taking:
+            if confirmed["seq"] <= self._confirmed_seq:
+                return False
+            at = datetime.fromisoformat(confirmed["at"])
+            status, day = confirmed["status"], date.fromisoformat(confirmed["work_date"])
+
+            def take(tx: Any) -> datetime | None:
+                last = self.window.last_notice_at
+                if last is not None and last > at:
+                    return last
+                self.window.set_by_operator(status, day, at)
+                return None
+            passed_over_by = await self.store.run(take)
+            self._confirmed_seq = confirmed["seq"]
+        if passed_over_by is not None:
             log.info("event=hvps_status_confirmed_passed_over status=%s at=%s "
-                     "window_since=%s", confirmed["status"], confirmed["at"],
-                     last.isoformat())
+                     "window_since=%s", status, confirmed["at"], passed_over_by.isoformat())
             return False
-        self.window.set_by_operator(confirmed["status"],
-                                    date.fromisoformat(confirmed["work_date"]), at)
-        self.hvps_status = self.window.code
+        self.hvps_status = status
         return True
 
     def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
@@ -683,27 +699,31 @@ class Gateway:
                      status, counts["waiting"], counts["refused"])
         return counts
 
-    def _on_peer_hvps_hold(self, event: dict[str, Any]) -> None:
+    async def _on_peer_hvps_hold(self, event: dict[str, Any]) -> None:
         """Another gateway process held HVPS sending, or ended the hold; ended by
         operators, with the status they confirmed, which this process's window takes."""
         if event.get("hold") is not None:
             self._take_hvps_hold(event["hold"])
             return
         if event.get("confirmed"):
-            self._take_confirmed_status(event["confirmed"])
+            await self._take_confirmed_status(event["confirmed"])
         self._take_hvps_hold(None, "told by another gateway process")
         # A payment this process put on a lane before it heard, or whose hold ended by
         # the table on its tick (no change of the hold seen here), follows the window
         # as the approving process's did.
         self.follow_closed_hvps()
 
-    def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
-        """Another gateway process applied a ccms.801: apply it to this one's window."""
-        outcome = self.window.apply_notice(event["orig"], event["cur"], event["date"],
-                                           datetime.fromisoformat(event["at"]))
+    async def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:
+        """Another gateway process applied a ccms.801: apply it to this one's window (in
+        the store's work, see `self.window`)."""
+        def take(tx: Any) -> tuple[str, str, date]:
+            outcome = self.window.apply_notice(event["orig"], event["cur"], event["date"],
+                                               datetime.fromisoformat(event["at"]))
+            return outcome, self.window.code, self.window.work_date
+        outcome, code, work_date = await self.store.run(take)
         log.info("event=peer_hvps_status cur=%s date=%s outcome=%s", event["cur"],
                  event["date"], outcome)
-        self.apply_hvps_status(self.window.code, self.window.work_date)
+        self.apply_hvps_status(code, work_date)
 
     @property
     def hvps_open(self) -> bool:

@@ -73,7 +73,7 @@ from gateway.bench_load import payer_name
 from gateway.beps import bench as beps_bench
 from gateway.beps import items
 from gateway.clock import SHANGHAI, ScaledClock
-from gateway.fleet import Proc
+from gateway.fleet import Proc, setting_variables
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port, redis_binary
 from gateway.store import SCHEMA
@@ -336,13 +336,19 @@ class Running:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.root / 'gateway' / 'gateway.db'}"
+        return _database_url(self.root)
 
     def stop(self) -> None:
         """Stop every process, the last started first (a process never started, or
         already ended, is passed over)."""
         for proc in reversed(self.procs.values()):
             proc.stop()
+
+
+def _database_url(root: Path) -> str:
+    """The gateway's SQLite file: this bench is one gateway on SQLite (`--gateways` or
+    `--database-url` run gateway.bench_scaleout)."""
+    return f"sqlite:///{root / 'gateway' / 'gateway.db'}"
 
 
 async def start_processes(root: Path, hook_port: int) -> Running:
@@ -358,13 +364,13 @@ async def start_processes(root: Path, hook_port: int) -> Running:
     clock = ScaledClock(start=START, anchor_epoch_s=anchor, rate=1.0).to_spec()
     (root / "redis").mkdir()
     config = root / "gateway.toml"
-    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in {
-        "data_dir": str(root / "gateway"), "port": gw_port,
-        "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
+    values = {
+        "data_dir": str(root / "gateway"), "database_url": _database_url(root),
+        "port": gw_port, "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
         "redis_url": f"redis://127.0.0.1:{redis_port}/0", "keys_dir": str(root / "keys"),
         "webhook_url": f"http://127.0.0.1:{hook_port}/hook",
-        "webhook_secret": WEBHOOK_SECRET, "log_level": "WARNING",
-        "clock": clock}.items()))
+        "webhook_secret": WEBHOOK_SECRET, "log_level": "WARNING", "clock": clock}
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     procs = {
         "redis": Proc("redis", [redis_binary(), "--bind", "127.0.0.1", "--port",
                                 str(redis_port), "--dir", str(root / "redis"),
@@ -376,9 +382,11 @@ async def start_processes(root: Path, hook_port: int) -> Running:
             "--clock", clock, "--beps-netting-interval", str(BEPS_ROUND_S),
             "--bank", f"{BANK}=http://127.0.0.1:{gw_port}/link/inbound",
             "--balance", f"{BANK}={10**15}"], sim_port, root / "npc.log"),
+        # The checks read the database and Redis laid out here: a PAYGATE_ variable of
+        # the environment (PAYGATE_DATABASE_URL, say) must not take the gateway elsewhere.
         "gateway": Proc("gateway", [
             sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-            gw_port, root / "gateway.log"),
+            gw_port, root / "gateway.log", hidden=setting_variables(values)),
     }
     running = Running(procs, gw_port, redis_port, sim_port, root, anchor)
     try:

@@ -23,6 +23,7 @@ pub/sub channel (`keys.CLUSTER`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import logging
@@ -113,12 +114,15 @@ class Cluster:
                     await pubsub.subscribe(keys.CLUSTER)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._dispatch(message["data"])
+                            await self._dispatch(message["data"])
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("event=cluster_listen_interrupted error=%r", exc)
                 await asyncio.sleep(LISTEN_RETRY_S)
 
-    def _dispatch(self, raw: str) -> None:
+    async def _dispatch(self, raw: str) -> None:
+        """Give an event of another process to its listener; one that returns an
+        awaitable (its work in the store) is awaited, so that events are taken in the
+        order they were published."""
         event = json.loads(raw)
         if event.get("from") == self.instance:
             return
@@ -127,6 +131,8 @@ class Cluster:
             log.warning("event=cluster_event_unknown kind=%s", event.get("kind"))
             return
         try:
-            listener(event)
+            taken = listener(event)
+            if inspect.isawaitable(taken):
+                await taken
         except Exception as exc:  # one bad event must not end the listener
             log.exception("event=cluster_event_failed kind=%s error=%r", event["kind"], exc)

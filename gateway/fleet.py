@@ -18,10 +18,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ledger
 from gateway import dialect
@@ -39,6 +40,13 @@ from ledger.testing import customer_account, demo_holder
 
 BANK, PEER = "999100000019", "888200000015"
 STOP_WAIT_S = 10.0
+
+
+def setting_variables(values: Mapping[str, Any]) -> frozenset[str]:
+    """The PAYGATE_ variables of the settings a process's configuration file gives, which
+    would win over the file (gateway.config) and point it at another database or port
+    than the one laid out for it: the process must not see them (`Proc.hidden`)."""
+    return frozenset(f"PAYGATE_{name.upper()}" for name in values)
 
 
 @dataclass
@@ -163,7 +171,7 @@ class Fleet:
             self.procs[name] = Proc(name, [
                 sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
                 port, self.root / f"{name}.log",
-                hidden=frozenset(f"PAYGATE_{k.upper()}" for k in values))
+                hidden=setting_variables(values))
 
     @property
     def start_order(self) -> list[str]:

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from gateway.calendar import WORKING_DAY_SEARCH_DAYS_MAX, BusinessCalendar, no_working_day_error
 from gateway.clock import SHANGHAI
 from gateway.errors import ProblemList
-from gateway.workstate import log_after_commit, on_undo
+from gateway.workstate import in_work, log_after_commit, on_undo
 
 log = logging.getLogger("paygate.windows")
 
@@ -438,11 +438,20 @@ class WindowState:
     (`apply_schedule`). From then on notices are the authority: the schedule only tells
     when an expected notice is overdue. A notice that breaks `HVPS_TRANSITIONS`, goes
     back in time or names an unknown status is logged and recorded, and not applied.
+
+    The gateway's window (`changed_in_work`) is changed only inside the store's work,
+    on its one thread, one piece of work at a time: a ccms.801's processing, and the
+    timetable's tick, another process's notice and the status operators confirmed,
+    which the gateway runs there too. A piece of work that is undone so sets back its
+    own change alone: the works undone with it are the later ones of its transaction,
+    undone first, and no change of another thread can have come in between.
     """
 
     def __init__(self, calendar: BusinessCalendar, at: datetime,
-                 timetable: Timetable | None = None, notice_grace_s: float = 600.0) -> None:
+                 timetable: Timetable | None = None, notice_grace_s: float = 600.0,
+                 changed_in_work: bool = False) -> None:
         self.calendar = calendar
+        self.changed_in_work = changed_in_work
         self.timetable = timetable or DEFAULT_TIMETABLE
         self.notice_grace_s = notice_grace_s
         at = _business(at)
@@ -479,6 +488,7 @@ class WindowState:
         known); return the outcome."""
         at = _business(at)
         new_date = date.fromisoformat(cur_date) if isinstance(cur_date, str) else cur_date
+        self._check_in_work()
         outcome = self._judge(orig_sts, cur_sts, new_date, at,
                               str(orig_date) if orig_date is not None else None)
         if outcome == OUTCOME_REPEAT:
@@ -499,6 +509,7 @@ class WindowState:
         in, and its later notices are judged from it. True when the state in force
         changed."""
         assert code in HVPS_TRANSITIONS, "a status the HVPS day knows"
+        self._check_in_work()
         at = _business(at)
         changed = (code, work_date) != (self.code, self.work_date)
         self._undo_with_work()
@@ -512,10 +523,12 @@ class WindowState:
 
     def apply_schedule(self, at: datetime) -> list[HistoryEntry]:
         """Bring the local schedule up to `at`; return the changes it made."""
+        self._check_in_work()
         at = _business(at)
         if at <= self._schedule_at:
             return []
         changes = status_changes_between(self._schedule_at, at, self.calendar, self.timetable)
+        self._undo_with_work()
         self._schedule_at = at
         made = []
         for change in changes:
@@ -536,10 +549,12 @@ class WindowState:
         `notice_grace_s`, once per expected change. A refused or surprising notice is
         raised by the ccms.801 handler, in the notice's own transaction (one alert per
         notice); the history records its outcome."""
+        self._check_in_work()
         expected = self._expected
         if expected is None or expected == self._overdue_raised or \
                 (self._schedule_at - expected.at).total_seconds() <= self.notice_grace_s:
             return []
+        self._undo_with_work()
         self._overdue_raised = expected
         return [{
             "code": "hvps_status_notice_overdue", "at": expected.at.isoformat(),
@@ -614,17 +629,22 @@ class WindowState:
         target = (change.cur_date, _RANK_AS_TARGET[change.cur_code])
         return target > (self.work_date, _RANK_AS_CURRENT[self.code])
 
+    def _check_in_work(self) -> None:
+        assert not self.changed_in_work or in_work(), \
+            "the gateway's HVPS window is changed inside the store's work (its one thread)"
+
     def _undo_with_work(self) -> None:
-        """Inside database work (a ccms.801's processing), the state in force and the
-        history are set back as they are now should the work be undone: the notice is
-        then judged again from them, not taken for a repeat of itself, and the
-        `window_changed` row it records is not lost (gateway.workstate.on_undo)."""
+        """Inside database work (a ccms.801's processing, a tick), the whole state is set
+        back as it is now should the work be undone: the notice is then judged again from
+        it, not taken for a repeat of itself, and the `window_changed` row it records is
+        not lost; the tick's changes are made again by the next tick, and an overdue
+        notice raised again (gateway.workstate.on_undo)."""
         kept = (self.code, self.work_date, self.source, self._last_notice_at,
-                self._expected, list(self.history))
+                self._expected, self._overdue_raised, self._schedule_at, list(self.history))
 
         def restore() -> None:
-            (self.code, self.work_date, self.source, self._last_notice_at,
-             self._expected, history) = kept
+            (self.code, self.work_date, self.source, self._last_notice_at, self._expected,
+             self._overdue_raised, self._schedule_at, history) = kept
             self.history[:] = history
         on_undo(restore)
 

@@ -45,6 +45,11 @@ def on_undo(undo: Callable[[], None]) -> None:
         undos.append(undo)
 
 
+def in_work() -> bool:
+    """Whether this thread is running a piece of work of the store (Store.run)."""
+    return getattr(_local, "undo", None) is not None
+
+
 def run_undo(undos: list[Callable[[], None]], mark: int = 0) -> None:
     """Run the undos registered since `mark`, the latest first, and forget them. One that
     fails is logged and the others still run: each sets back a change of its own."""

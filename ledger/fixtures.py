@@ -9,6 +9,7 @@ reason.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,7 +69,88 @@ def postgres_schema(prefix: str = "ledger_test") -> Iterator[str]:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            separator = "&" if "?" in POSTGRES_URL else "?"
-            yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+            yield schema_url(schema)
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def schema_url(schema: str) -> str:
+    """The URL of POSTGRES_URL's server whose connections work in `schema`."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
+# How long dropping a schema waits for the locks of a connection still in it (a gateway
+# left running with its transaction open) before it fails, naming the schema.
+DROP_LOCK_WAIT = "30s"
+
+
+class SchemaPerFolder:
+    """One PostgreSQL schema for each gateway data folder, as SQLite keeps one file in
+    each: a gateway started again on its folder finds its database, two gateways on two
+    folders do not share one. A schema is made when a folder's URL is first asked for and
+    dropped when the scope open then ends (`scope`: a test, a module, the session), so a
+    module's gateway keeps its database across the module's tests. One connection makes
+    and drops them all; `url_for` may be called from any thread."""
+
+    def __init__(self, prefix: str = "gateway_test") -> None:
+        import psycopg
+
+        self.prefix = prefix
+        self._admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+        self._admin.execute(f"SET lock_timeout = '{DROP_LOCK_WAIT}'")
+        self._urls: dict[Path, str] = {}
+        self._scopes: list[list[tuple[Path | None, str]]] = []
+        self._lock = threading.Lock()
+
+    def url_for(self, folder: Path) -> str:
+        """The URL of `folder`'s schema, made now if it has none."""
+        with self._lock:
+            if folder not in self._urls:
+                self._urls[folder] = self._made(folder)
+            return self._urls[folder]
+
+    def new_url(self) -> str:
+        """The URL of a new schema of no folder, dropped with the innermost scope (for
+        gateway processes a test starts, which read it from PAYGATE_DATABASE_URL)."""
+        with self._lock:
+            return self._made(None)
+
+    def _made(self, folder: Path | None) -> str:
+        assert self._scopes, "a schema is made inside a scope"
+        schema = f"{self.prefix}_{uuid.uuid4().hex[:12]}"
+        self._admin.execute(f"CREATE SCHEMA {schema}")
+        self._scopes[-1].append((folder, schema))
+        return schema_url(schema)
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """The schemas made inside are dropped on leaving."""
+        made: list[tuple[Path | None, str]] = []
+        with self._lock:
+            self._scopes.append(made)
+        try:
+            yield
+        finally:
+            with self._lock:
+                assert self._scopes[-1] is made, "scopes end in the order they began"
+                self._scopes.pop()
+                for folder, _ in made:
+                    if folder is not None:
+                        del self._urls[folder]
+                kept = [schema for _, schema in reversed(made) if not self._dropped(schema)]
+            assert not kept, (
+                f"schemas {', '.join(kept)} not dropped: a connection still held their "
+                f"tables after {DROP_LOCK_WAIT} (a gateway left running in a transaction?)")
+
+    def _dropped(self, schema: str) -> bool:
+        import psycopg
+
+        try:
+            self._admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._admin.close()

@@ -56,6 +56,10 @@ class LiveGateway:
     def query(self, sql: str, params: tuple = ()) -> Any:
         return self.loop.run(self.gw.store.run(lambda tx: tx.query(sql, params)))
 
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        """A statement that returns no rows (an UPDATE, say); the rows it changed."""
+        return self.loop.run(self.gw.store.run(lambda tx: tx.execute(sql, params)))
+
     def entries(self) -> int:
         return self.loop.run(self.gw.store.run(self.gw.ledger.entry_count))
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.config import DB_FILE
 from gateway.redisproc import free_port, redis_binary, wait_port
 
 START_TIMEOUT_S = 20.0
@@ -34,7 +35,7 @@ class Proc:
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
         log.close()
-        wait_port(self.port)
+        wait_port(self.port, START_TIMEOUT_S)
         self.starts += 1
 
     def kill(self) -> None:
@@ -63,7 +64,14 @@ class Proc:
 class System:
     root: Path
     bank: str = "999100000019"
+    # The gateway's database; empty: the SQLite file in its data folder.
+    database_url: str = ""
     procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        """The database the gateway process opens, for the test's own look at it."""
+        return self.database_url or f"sqlite:///{self.root / 'gateway' / DB_FILE}"
 
     def build(self, clearing_fen: int, peer_fen: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -82,7 +90,8 @@ class System:
             sim_port, self.root / "npc.log")
         config = self.root / "gateway.toml"
         config.write_text(json_toml({
-            "data_dir": str(self.root / "gateway"), "port": gw_port,
+            "data_dir": str(self.root / "gateway"), "database_url": self.database_url,
+            "port": gw_port,
             "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
             "redis_url": f"redis://127.0.0.1:{redis_port}/0",
             "keys_dir": str(self.root / "keys"),

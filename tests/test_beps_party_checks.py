@@ -298,3 +298,21 @@ def test_a_stop_payment_answers_the_debit_it_names_or_null(
                            "reason": "客户申请止付", **named})
 
     assert (status, answer["tx_id"]) == (201, answered)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/debit-mandates", {"agreement": "AG-\u0000"}, "agreement"),
+    ("/v1/debit-mandates", {"agreement": "AG\u200b1"}, "agreement"),
+    ("/v1/debit-stops", {"agreement": "AG-STOP", "reason": "止付\u0007"}, "reason"),
+    ("/v1/debit-stops", {"agreement": "AG\u202eSTOP", "reason": "止付"}, "agreement"),
+])
+def test_a_mandate_or_stop_with_control_or_invisible_characters_is_refused(
+        live: LiveGateway, path: str, body: dict[str, Any], field: str) -> None:
+    """As a transfer's texts are: 422 naming the field (a NUL is text PostgreSQL does
+    not store at all; it is refused, not a server error)."""
+    status, answer = post(live, path, key("unsafe", path, json.dumps(body)),
+                          {"account": live.payer, **body})
+
+    assert status == 422
+    assert [(e["code"], e["path"]) for e in answer["errors"]] == [
+        ("text_has_control_or_invisible_characters", f"/{field}")]

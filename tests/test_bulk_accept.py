@@ -72,9 +72,10 @@ def test_refused_items_leave_nothing_and_the_others_are_taken(live):
         [100, 300, 500]
     # Only the accepted ones have rows, holds and stored answers.
     # (the batch's own record of its list, under KEY:batch, aside)
-    assert sorted(row[0] for row in live.query(
-        "SELECT key FROM idempotency WHERE client = ? AND key GLOB ?",
-        (CLIENT, "bulk-partial:[0-9]*"))) == ["bulk-partial:0", "bulk-partial:2", "bulk-partial:4"]
+    keys = [row[0] for row in live.query(
+        "SELECT key FROM idempotency WHERE client = ? AND key LIKE ?", (CLIENT, "bulk-partial:%"))]
+    assert sorted(k for k in keys if k.split(":")[1].isascii() and k.split(":")[1].isdigit()) \
+        == ["bulk-partial:0", "bulk-partial:2", "bulk-partial:4"]
     rows = live.query("SELECT id, hold_id FROM payments WHERE id IN (?, ?, ?)", tuple(taken))
     assert len(rows) == 3 and all(hold for _, hold in rows)
     assert _count(live, "SELECT COUNT(*) FROM beps_items WHERE payment_id IN (?, ?, ?)",

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 import ledger
+from gateway import dialect
 from gateway.messages.signing import write_keypair
 from gateway.store import SCHEMA
 from ledger.testing import customer_account
@@ -40,11 +41,10 @@ SETTLE_WAIT_S = 90.0
 def prepare_books(system: System, accounts: list[str]) -> None:
     (system.root / "gateway").mkdir(parents=True, exist_ok=True)
     write_keypair(system.root / "keys", BANK)
-    db = ledger.connect(f"sqlite:///{system.root / 'gateway' / 'gateway.db'}")
+    db = ledger.connect(system.db_url)
     led = ledger.Ledger()
     with db.transaction() as tx:
-        for statement in SCHEMA:
-            tx.execute(statement, ())
+        dialect.install(tx, SCHEMA)
         led.install(tx)
         led.fund_clearing(tx, "crash:opening", CLEARING_FEN, "2026-12-07")
         for i, account in enumerate(accounts):
@@ -150,10 +150,10 @@ async def settle(system: System, core: Core) -> dict[str, str]:
     return states
 
 
-def test_kill_everything_lose_nothing(tmp_path):
+def test_kill_everything_lose_nothing(tmp_path, gateway_process_database_url):
     """SIGKILL of gateway, NPC and Redis under load loses and doubles nothing."""
     rng = random.Random(SEED)
-    system = System(tmp_path)
+    system = System(tmp_path, database_url=gateway_process_database_url or "")
     system.build(clearing_fen=CLEARING_FEN, peer_fen=10**13)
     accounts = [customer_account(i, "corporate") for i in range(1, 6)]
     prepare_books(system, accounts)
@@ -191,14 +191,13 @@ async def drain_npc(system: System) -> None:
     """Let the NPC deliver everything it owes us: what it gave up on while the gateway was
     down is put back in line (as an MQ channel would), then delivered and processed."""
     deadline = time.monotonic() + SETTLE_WAIT_S
-    db_path = system.root / "gateway" / "gateway.db"
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{system.url('npc')}/sim/redeliver", json={}) as r:
             assert r.status == 200
         while time.monotonic() < deadline:
             async with http.get(f"{system.url('npc')}/sim/stats") as r:
                 stats = await r.json()
-            db = ledger.connect(f"sqlite:///{db_path}")
+            db = ledger.connect(system.db_url)
             with db.transaction() as tx:
                 waiting = tx.query_one("SELECT COUNT(*) FROM inbox WHERE state = 'received'",
                                        ())[0]
@@ -214,7 +213,7 @@ async def final_figures(system: System) -> tuple[dict, dict]:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{system.url('npc')}/sim/stats") as r:
             stats = await r.json()
-    db = ledger.connect(f"sqlite:///{system.root / 'gateway' / 'gateway.db'}")
+    db = ledger.connect(system.db_url)
     led = ledger.Ledger()
     with db.transaction() as tx:
         books = {
@@ -224,7 +223,7 @@ async def final_figures(system: System) -> tuple[dict, dict]:
                                      ())[0],
             "duplicate_incoming": tx.query_one(
                 "SELECT COUNT(*) FROM (SELECT end_to_end_id FROM payments WHERE direction = "
-                "'in' GROUP BY end_to_end_id HAVING COUNT(*) > 1)", ())[0],
+                "'in' GROUP BY end_to_end_id HAVING COUNT(*) > 1) AS doubled", ())[0],
         }
     db.close()
     return stats, books

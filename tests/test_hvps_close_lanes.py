@@ -151,7 +151,7 @@ def test_a_process_told_of_a_confirmed_closed_status_rechecks_the_lanes(tmp_path
                                 "work_date": OPEN.date().isoformat(), "notices": 1})
             pid = (await rig.submit("in-the-gap"))["id"]
             during = await seen(rig, pid)
-            gw._on_peer_hvps_hold({"hold": None, "confirmed": {
+            await gw._on_peer_hvps_hold({"hold": None, "confirmed": {
                 "seq": 1, "status": "40", "work_date": OPEN.date().isoformat(),
                 "at": (OPEN + timedelta(minutes=1)).isoformat(),
                 "since": OPEN.isoformat()}})

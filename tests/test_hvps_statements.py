@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from benchmarks.hvps_statements import DEFERRED, FRAME, measure
 
-# The count reads SQLite's write-ahead log (its statements differ on PostgreSQL): with
-# the suite run on PostgreSQL (PAYGATE_TEST_DATABASE) it does not apply.
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
-    os.environ.get("PAYGATE_TEST_DATABASE", "sqlite") == "postgresql",
-    reason="statement counts are SQLite's")]
+pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only(
+    "counts the statements in SQLite's write-ahead log; PostgreSQL runs others")]
 
 # Statements per payment, from acceptance to the core system told of its settlement,
 # without the group commit's own (BEGIN, the savepoint of each work, COMMIT): sent from

@@ -46,8 +46,8 @@ def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status
             "notice_date": DAY.isoformat(), "outcome": "illegal", "status": "10",
             "work_date": DAY.isoformat(), "notices": 1}
 
-    gw.cluster._dispatch(json.dumps({"from": "elsewhere", "kind": status_hold.CLUSTER_KIND,
-                                     "hold": hold}))
+    asyncio.run(gw.cluster._dispatch(json.dumps({
+        "from": "elsewhere", "kind": status_hold.CLUSTER_KIND, "hold": hold})))
     held = gw.hvps_hold
 
     async def send() -> Any:
@@ -64,7 +64,7 @@ def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status
         # HVPS closed under 30: the process looks at the lanes (nothing on them here).
         await gw.store.open()
         try:
-            gw._on_peer_hvps_hold({"hold": None, "confirmed": {
+            await gw._on_peer_hvps_hold({"hold": None, "confirmed": {
                 "seq": 1, "status": "30", "work_date": DAY.isoformat(),
                 "at": NOW.isoformat(), "since": hold["since"]}})
             await asyncio.gather(*gw._tasks)

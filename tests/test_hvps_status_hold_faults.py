@@ -373,8 +373,9 @@ def test_the_confirmation_record_counts_up(tmp_path):
                 tx, "30", now.date(), now, "s1"))
             second = await gw.store.run(lambda tx: status_hold.record_confirmed(
                 tx, "10", now.date(), now, "s2"))
-            taken = [gw._take_confirmed_status(first), gw._take_confirmed_status(second),
-                     gw._take_confirmed_status(first)]
+            taken = [await gw._take_confirmed_status(first),
+                     await gw._take_confirmed_status(second),
+                     await gw._take_confirmed_status(first)]
             return [first["seq"], second["seq"], taken, gw.hvps_status]
         finally:
             await gw.store.close()

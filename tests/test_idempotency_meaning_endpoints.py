@@ -254,7 +254,7 @@ def test_a_key_kept_before_kinds_were_names_the_kind_its_payment_has(
     key = f"unkinded-{first_kind}-{kind}"
     first = post(live, first_path, key, first_make(live))
     assert first.status_code == 201, first.text
-    live.query("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,))
+    assert live.execute("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,)) == 1
     again = post(live, path, key, make(live))
     [error] = again.json()["errors"]
 
@@ -268,7 +268,7 @@ def test_a_key_kept_before_kinds_were_names_the_kind_its_payment_has(
 def test_a_key_kept_before_kinds_were_still_answers_its_own_repeat(live):
     key = "unkinded-repeat"
     first = post(live, "/v1/debits", key, debit(live))
-    live.query("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,))
+    assert live.execute("UPDATE idempotency SET kind = NULL WHERE key = ?", (key,)) == 1
     again = post(live, "/v1/debits", key, debit(live))
 
     assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])

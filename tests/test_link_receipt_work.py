@@ -11,12 +11,18 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.config import Settings
 from gateway.messages import ccms900, codec
 from gateway.messages.common import GroupHeader, OriginalRef
 from gateway.messages.envelope import Header
 from simulators.testing import post_envelopes
+
+pytestmark = pytest.mark.sqlite_only(
+    "counts the statements the database runs through SQLite's trace hook "
+    "(sqlite3 set_trace_callback), which a PostgreSQL connection does not have")
 
 BANK, NPC = "999100000019", "0000"
 ACK_TYPE = "ccms.990.001.02"

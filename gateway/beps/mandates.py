@@ -110,6 +110,10 @@ def parse(body: Any, fields: dict[str, bool]) -> dict[str, str]:
     reason = texts.get("reason")
     if isinstance(reason, str) and len(reason.strip()) > REASON_LEN_MAX:
         p.add("stop_reason_malformed", "/reason", reason, _EXPECTED["reason"])
+    # Free texts, as a transfer's: no control or invisible characters (a NUL is one a
+    # PostgreSQL database does not even store).
+    for name in ("agreement", "reason"):
+        intake.text_problem(p, f"/{name}", texts.get(name))
     tx_id = texts.get("tx_id") or ""
     if "tx_id" in fields and tx_id and not (
             tx_id.isascii() and tx_id.isdigit() and len(tx_id) <= TX_ID_LEN_MAX):
