@@ -15,7 +15,9 @@ OUT_STATES = ("accepted", "held", "sent", "queued", "netted", "settled", "reject
               "cancelled", "returned", "unknown")
 IN_STATES = ("received", "credited", "suspense", "returned")
 FINAL = frozenset({"settled", "rejected", "cancelled", "returned"})
-FINAL_IN = frozenset({"credited", "returned"})
+# An inbound BEPS debit our receipt refused (RJ01 no mandate, RJ06 stopped, RJ08 failed
+# by the review) is `rejected` for good: nothing of it moves again.
+FINAL_IN = frozenset({"credited", "returned", "rejected"})
 
 # Reasons of a payment held because its message died on the way to the NPC; the reason
 # goes on with what happened (", the NPC answered 400", or the failure).

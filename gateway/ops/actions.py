@@ -603,8 +603,33 @@ def check_target(gw: Any, tx: Any, action: str, target: str, params: dict[str, A
     run now (a cancel of a payment already cancelled or sent): not a pending request that
     fails only once a supervisor approves it. It is checked again when it runs, since
     the payment may move between the request and the approval."""
+    refuse_other_direction(tx, action, target)
     _check_precondition(gw, tx, action, target, params)
     _assert_may_apply(tx, action, target)
+
+
+def refuse_other_direction(tx: Any, action: str, target: str) -> None:
+    """Refuse, before any check of its channel or state, an action of outgoing payments
+    (a hold, release, cancel or new priority: ROW_SCOPES) on an incoming one, whatever
+    its state: such a payment was never ours to send, and an incoming one is returned
+    to its sender instead (`return`). A cancel keeps the code the core system's API
+    gives for it; a release of a debit the review holds says what passes it."""
+    scope = ROW_SCOPES.get(action)
+    if scope is None or action in REVIEW_ACTIONS:
+        return
+    payment = payments.get(tx, target)
+    if payment["direction"] in {direction for direction, _ in scope}:
+        return
+    if action == "release":
+        refuse_if_held_for_review(payment)
+    if action == "cancel":
+        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/target",
+                               target, "an outgoing HVPS or BEPS payment",
+                               "an incoming payment is returned to its sender instead"))
+    raise Conflict(Problem(
+        "payment_direction_not_supported", "/target", payment["direction"],
+        "an outgoing payment", f"payment {target} is an incoming one ({payment['state']}): "
+        f"{action} is for outgoing payments only; an incoming one is returned instead"))
 
 
 def _check_precondition(gw: Any, tx: Any, action: str, target: str,
@@ -631,6 +656,7 @@ def offerable(gw: Any, tx: Any, action: str, target: str) -> bool:
     `priority`: a move to some other lane). Reads only."""
     try:
         if action == "priority":
+            refuse_other_direction(tx, action, target)
             _priority_changeable(tx, target)
             _assert_may_apply(tx, action, target)
         else:
