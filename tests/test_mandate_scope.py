@@ -88,13 +88,14 @@ def body(path: str, account: str, **more: Any) -> dict[str, Any]:
     return {**out, **more}
 
 
-def debit(live: LiveGateway, account: str, amount_fen: int) -> tuple[str, str | None]:
-    """A peer bank's beps.127 debiting our `account` under AGREEMENT, answered as it
+def debit(live: LiveGateway, account: str, amount_fen: int, agreement: str = AGREEMENT
+          ) -> tuple[str, str | None]:
+    """A peer bank's beps.127 debiting our `account` under `agreement`, answered as it
     arrives: the debit's state and reason."""
     tx_id = f"20261207{next(_tx_ids):08d}"
     transfers = [Transfer(tx_id, "另一客户", account, None, BRANCH, PEER_BRANCH,
                           "示例燃气公司", "6222000000001234", None, amount_fen, "B100",
-                          "02102", agreement=AGREEMENT)]
+                          "02102", agreement=agreement)]
     d = package(f"20261207{next(_tx_ids):08d}", transfers)
     d.obj = replace(d.obj, return_limit=ReturnLimit("03"))
     gw = live.gw
@@ -307,3 +308,36 @@ def test_a_listing_names_its_account(live: LiveGateway) -> None:
         422, [("query_parameter_required", "?account", None)])
     assert [c for c, _, _ in refusal(unknown)] == ["query_parameter_unknown",
                                                     "query_parameter_required"]
+
+
+def test_an_agreement_is_kept_without_its_surrounding_spaces_as_a_debits_is_read(
+        live: LiveGateway) -> None:
+    """A debit's AgrmtNb is read without the spaces around it: so is a mandate's."""
+    registered = post(live, MANDATE, OTHER, {"account": OWN, "agreement": "  XY-SPACES  "})
+    listed = get(live, f"{MANDATE}?account={OWN}", OTHER).json()["mandates"]
+    paid = debit(live, OWN, 1_00, "XY-SPACES")
+    revoked = post(live, REVOKE, OTHER, {"account": OWN, "agreement": "XY-SPACES\u3000"})
+
+    assert (registered.status_code, registered.json()["agreement"]) == (201, "XY-SPACES")
+    assert "XY-SPACES" in [m["agreement"] for m in listed]
+    assert paid == ("received", None)
+    assert revoked.status_code == 200, revoked.text
+
+
+def test_a_stop_in_force_asked_again_with_another_reason_names_the_reason_in_force(
+        live: LiveGateway) -> None:
+    agreement = {"agreement": "XY-REASON"}
+    first = post(live, STOP, OTHER, body(STOP, OWN, **agreement))
+    same = post(live, STOP, OTHER, body(STOP, OWN, **agreement))
+    before = kept(live)
+    other = post(live, STOP, OTHER, body(STOP, OWN, reason="账户挂失", **agreement))
+    listed = get(live, f"{STOP}?account={OWN}", OTHER).json()["stops"]
+
+    assert (first.status_code, first.json()["new"]) == (201, True), first.text
+    assert (same.status_code, same.json()["new"], same.json()["reason"]) == (
+        201, False, "客户申请止付")
+    assert (other.status_code, refusal(other)) == (
+        409, [("debit_stop_in_force_with_other_reason", "/reason", "账户挂失")])
+    assert "客户申请止付" in other.json()["errors"][0]["expected"]
+    assert kept(live) == before
+    assert [s["reason"] for s in listed if s["agreement"] == "XY-REASON"] == ["客户申请止付"]

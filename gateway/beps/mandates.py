@@ -46,7 +46,8 @@ from aiohttp import web
 from gateway import intake, key_reuse, scope
 from gateway.api import GATEWAY_KEY, authenticate, json_response, query_params, read_json
 from gateway.beps import debits_in, debits_out, requests
-from gateway.errors import Forbidden, NotFound, PaygateError, Problem, ValidationFailed
+from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
+                            ValidationFailed)
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -105,7 +106,7 @@ def parse(body: Any, fields: dict[str, bool]) -> dict[str, str]:
             and not debits_out.ACCOUNT_PATTERN.fullmatch(account):
         p.add("account_malformed", "/account", account, _EXPECTED["account"])
     agreement = texts.get("agreement")
-    if isinstance(agreement, str) and len(agreement) > debits_out.AGREEMENT_LEN_MAX:
+    if isinstance(agreement, str) and len(agreement.strip()) > debits_out.AGREEMENT_LEN_MAX:
         p.add("agreement_malformed", "/agreement", agreement, _EXPECTED["agreement"])
     reason = texts.get("reason")
     if isinstance(reason, str) and len(reason.strip()) > REASON_LEN_MAX:
@@ -119,9 +120,12 @@ def parse(body: Any, fields: dict[str, bool]) -> dict[str, str]:
             tx_id.isascii() and tx_id.isdigit() and len(tx_id) <= TX_ID_LEN_MAX):
         p.add("field_malformed", "/tx_id", tx_id, _EXPECTED["tx_id"])
     p.raise_if_any(ValidationFailed)
+    # The agreement is kept as a debit's AgrmtNb is read (its ends' spaces taken off,
+    # gateway.messages.package), so the two compare equal; the reason as it goes out.
     out = {name: body[name] for name in fields if fields[name]}
-    if "reason" in out:
-        out["reason"] = out["reason"].strip()
+    for name in ("agreement", "reason"):
+        if name in out:
+            out[name] = out[name].strip()
     if "tx_id" in fields:
         out["tx_id"] = tx_id
     return out
@@ -191,13 +195,22 @@ def revoke_mandate(gw: "Gateway", tx: Any, fields: dict[str, str], client: str |
 
 def add_stop(gw: "Gateway", tx: Any, fields: dict[str, str], client: str | None,
              now: datetime) -> dict[str, Any]:
-    """Record the stop (`new` false when the same stop is in force already)."""
+    """Record the stop (`new` false when the same stop, with the same reason, is in force
+    already). One in force under another reason is refused: its reason is the one a
+    debit is refused with (RJ06), and a stop changes it only by a lift and a new stop."""
     check_account(gw, tx, fields["account"], new=True)
     key = (fields["account"], fields["agreement"], fields["tx_id"])
     new = debits_in.add_stop(tx, *key, fields["reason"], now)
     if new:
         _record(tx, fields, "stop_registered", client, now)
     reason, stopped_at = _stop_in_force(tx, key)
+    if reason != fields["reason"]:
+        raise Conflict(Problem(
+            "debit_stop_in_force_with_other_reason", "/reason", fields["reason"],
+            f"the reason of the stop in force: {reason}",
+            f"a stop is in force since {stopped_at} with reason {reason!r}, which the "
+            "debits it covers are refused with: lift it (POST /v1/debit-stops/lift) and "
+            "stop again to give another reason"))
     return _stop_view(*key, reason, stopped_at, new=new)
 
 
