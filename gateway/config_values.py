@@ -117,14 +117,22 @@ def secret_fault(secret: Any) -> str:
         return f"{_type_words(secret)}, not text"
     if not secret:
         return "empty"
+    # Spaces are no secret: one of only spaces is refused whatever its length. Nor are
+    # spaces around one taken: a line copied with its newline or a trailing space would
+    # key our HMACs with text the core system's own copy, trimmed, does not hold, and
+    # every signature would fail to match without saying why.
+    if not secret.strip():
+        return f"only spaces ({len(secret)} characters)"
+    if secret != secret.strip():
+        return "text with spaces or line breaks around it"
     if len(secret) < SECRET_LEN_MIN:
         return f"{len(secret)} characters long"
     return ""
 
 
 def secret_expected() -> str:
-    return (f"text of at least {SECRET_LEN_MIN} characters (`openssl rand -hex 16` makes "
-            "one)")
+    return (f"text of at least {SECRET_LEN_MIN} characters, not only spaces nor with spaces "
+            "around it (`openssl rand -hex 16` makes one)")
 
 
 def bank_code_problems(name: str, codes: list[str]) -> list[Problem]:

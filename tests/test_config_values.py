@@ -46,6 +46,10 @@ def toml(tmp_path: Path, text: str) -> Path:
     ('a = ""', "empty"),
     ('a = "short-secret"', "12 characters long"),
     ('a = "' + "x" * (SECRET_LEN_MIN - 1) + '"', f"{SECRET_LEN_MIN - 1} characters long"),
+    ('a = "' + " " * SECRET_LEN_MIN + '"', f"only spaces ({SECRET_LEN_MIN} characters)"),
+    ('a = "\\t\\n' + " " * SECRET_LEN_MIN + '\\u3000"', "only spaces"),
+    ('a = " ' + GOOD_SECRET + '"', "text with spaces or line breaks around it"),
+    ('a = "' + GOOD_SECRET + '\\n"', "text with spaces or line breaks around it"),
 ])
 def test_a_client_secret_that_cannot_sign_is_refused_by_its_client(tmp_path, line, fault):
     """A secret that is not text, is empty or is short is refused at start, naming the
@@ -98,10 +102,11 @@ def test_api_keys_not_a_table_is_refused_without_showing_it(monkeypatch):
 
 
 def test_serve_with_a_bad_client_secret_does_not_start(tmp_path):
-    """`paygate serve` given `a = 5` and `b = ""`: the error shape naming both clients,
-    exit status 2, before anything starts (no traceback, no data directory made)."""
+    """`paygate serve` given `a = 5`, `b = ""` and `c` of only spaces: the error shape
+    naming the three clients, exit status 2, before anything starts (no traceback, no
+    data directory made)."""
     path = toml(tmp_path, f'data_dir = "{tmp_path / "data"}"\nport = 0\n'
-                          '[api_keys]\na = 5\nb = ""\n')
+                          f'[api_keys]\na = 5\nb = ""\nc = "{" " * SECRET_LEN_MIN}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYGATE_")}
 
     run = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
@@ -112,13 +117,14 @@ def test_serve_with_a_bad_client_secret_does_not_start(tmp_path):
     errors = json.loads(run.stdout.strip().splitlines()[-1])["errors"]
     assert [(e["code"], e["path"], e["value"]) for e in errors] == [
         ("setting_malformed", f"api_keys in {path}", "a"),
-        ("setting_malformed", f"api_keys in {path}", "b")]
+        ("setting_malformed", f"api_keys in {path}", "b"),
+        ("setting_malformed", f"api_keys in {path}", "c")]
     assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("secret, taken", [
     ("", False), ("change-me", False), ("x" * (SECRET_LEN_MIN - 1), False),
-    (GOOD_SECRET, True)])
+    (" " * SECRET_LEN_MIN, False), (f"{GOOD_SECRET} ", False), (GOOD_SECRET, True)])
 def test_a_webhook_needs_a_secret_the_core_system_can_trust(secret, taken):
     """With `webhook_url` set, each POST is signed with `webhook_secret`: an empty or
     short one (the old default `change-me` too) is refused, never shown."""
