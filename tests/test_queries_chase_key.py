@@ -158,3 +158,18 @@ def test_openapi_gives_the_chase_its_key_and_its_repeat():
     assert key["in"] == "header" and key["required"] is True
     assert [status for status in chase["responses"] if status.startswith("2")] == ["201"]
     assert "repeat" in chase["responses"]["201"]["description"]
+
+
+def test_a_chase_of_a_chase_asks_the_first_querys_text_prefixed_once(live):
+    """docs/queries.md: a chase's default text is the first query's with 催查：, the
+    chase of a chase's too (never 催查：催查：)."""
+    query_id = open_query(live)
+    chase = post(live, f"/v1/queries/{query_id}/chase", {}, f"chase-twice-{query_id}-1")
+    again = post(live, f"/v1/queries/{chase.json()['id']}/chase", {},
+                 f"chase-twice-{query_id}-2")
+
+    assert chase.status_code == 201, chase.text
+    assert again.status_code == 201, again.text
+    assert (chase.json()["content"], again.json()["content"]) == ("催查：款项未到",
+                                                                  "催查：款项未到")
+    assert again.json()["chase_of"] == query_id

@@ -76,7 +76,10 @@ def chase(tx: Any, desk: Any, query_id: str, content: str | None, operator: str 
     resolved = Resolved(_stored_parties(desk, first), *_stored_subject(first),
                         first["amount_fen"],
                         payments.get(tx, first["payment_id"]) if first["payment_id"] else None)
-    text = content or (CHASE_PREFIX + first["content"])[:answers.CONTENT_LEN_MAX]
+    # A chase of a chase asks what the family's first query asked: its text, prefixed
+    # once (never 催查：催查：...).
+    origin = records.get(tx, first["chase_of"]) if first["chase_of"] else first
+    text = content or (CHASE_PREFIX + origin["content"])[:answers.CONTENT_LEN_MAX]
     source = "operator" if operator else "core"
     row, pushes = _send(tx, desk, resolved, text, first["query_type"], now, source,
                         operator or first["requested_by"], chase_of=first["chase_of"]
