@@ -120,6 +120,23 @@ def test_the_return_itself_refuses_a_limited_client(live, made) -> None:
     assert returns_of(live, payment_id) == []
 
 
+def test_a_client_with_no_entry_is_refused_at_the_account_it_sees(live, made) -> None:
+    """It reads the payment (payee.account the account its message named) but may pay
+    from no account: the refusal names that account, and says the money waits in
+    suspense, not our suspense account it never saw."""
+    payment_id = incoming(live, made, "suspense")
+    shown = get(live, FOURTH, f"/v1/transfers/{payment_id}").json()["payee"]["account"]
+
+    r = post(live, FOURTH, f"/v1/transfers/{payment_id}/return", {"reason": "退回"})
+
+    assert r.status_code == 403, r.text
+    (error,) = r.json()["errors"]
+    assert (error["code"], error["path"], error["value"]) == (
+        "account_outside_client_scope", "/payee/account", shown)
+    assert "waits in our suspense account" in error["message"]
+    assert returns_of(live, payment_id) == []
+
+
 def test_a_client_of_every_account_returns_it(live, made) -> None:
     payment_id = incoming(live, made, "suspense")
 

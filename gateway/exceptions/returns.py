@@ -164,7 +164,10 @@ def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
     anything is held, whatever the route let it see: to a client with an entry, which
     then does not see the payment either, as an id never given (404); to a client
     without one, which sees it but may pay from no account, 403
-    `account_outside_client_scope` at the payment's `/payee/account`."""
+    `account_outside_client_scope` at the payment's `/payee/account`, with the account
+    the client sees there (the one the payment names) as its value, and the message
+    saying where the money is when that is elsewhere (in suspense, or applied to
+    another account)."""
     if client is None:
         return
     scopes = gw.settings.api_balance_accounts
@@ -175,9 +178,18 @@ def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
                 "account=%s", client, original["id"], "suspense" if suspense else account_no)
     if client in scopes:
         raise payments.not_found(original["id"])
-    raise Forbidden(Problem(scope.ACCOUNT_OUT_OF_SCOPE, "/payee/account", account_no,
+    shown = original["payee_account"]
+    why = scope.why_not(scopes, client, account_no, "return money from")
+    if suspense:
+        why += (f"; the money of payment {original['id']} waits in our suspense account "
+                f"(挂账), not on account {shown} it names, and a return takes it from there")
+    elif account_no != shown:
+        why += (f"; the money of payment {original['id']} was applied to account "
+                f"{account_no}, not to account {shown} it names, and a return takes it "
+                "from there")
+    raise Forbidden(Problem(scope.ACCOUNT_OUT_OF_SCOPE, "/payee/account", shown,
                             "an account the client's entry in api_balance_accounts covers",
-                            scope.why_not(scopes, client, account_no, "return money from")))
+                            why))
 
 
 def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid: str,
