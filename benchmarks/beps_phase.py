@@ -46,6 +46,12 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def print_threads(pid: int) -> None:
+    """The CPU seconds of each of a process's threads that used any, most first."""
+    print("gateway threads, CPU s:",
+          {k: round(v, 2) for k, v in thread_cpu_s(pid).items() if v}, flush=True)
+
+
 def summary(r: dict[str, Any]) -> str:
     n = max(r["completed"], 1)
     cpu = r["cpu_s"]
@@ -81,9 +87,7 @@ async def _phase(root: Path, running: e2e.Running, seconds: float,
                                  running.clock_anchor_epoch, [running.gateway_url],
                                  seconds)
         print(summary(r), flush=True)
-        print("gateway threads, CPU s:", {k: round(v, 2) for k, v in
-                                          thread_cpu_s(procs["gateway"].pid).items() if v},
-              flush=True)
+        print_threads(procs["gateway"].pid)
     finally:
         if spy is not None:
             spy.wait()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.beps_phase import thread_cpu_s
+from benchmarks.beps_phase import print_threads
 from gateway import bench_e2e as e2e
 from gateway.bench import run_folder
 
@@ -72,9 +72,7 @@ async def _phase(running: e2e.Running, load: e2e.Load, seconds: float, rate: flo
               f"p99 {e2e.percentile(load.accept_ms, 99):.1f}ms "
               f"all_settled {len(settled) == accepted} load {os.getloadavg()[0]:.1f}",
               flush=True)
-        print("gateway threads, CPU s:", {k: round(v, 2) for k, v in
-                                          thread_cpu_s(procs["gateway"].pid).items() if v},
-              flush=True)
+        print_threads(procs["gateway"].pid)
     finally:
         if spy is not None:
             spy.wait()
