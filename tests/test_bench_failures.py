@@ -94,7 +94,9 @@ def test_a_partial_start_stops_the_processes_already_started(tmp_path: Path,
     """Redis and the NPC are up when the gateway refuses its settings and exits: the
     failure names the gateway's log, which holds the refusal, and Redis and the NPC are
     stopped with it."""
-    monkeypatch.setenv("PAYGATE_LOG_LEVEL", "LOUD")  # the gateway alone reads it
+    # The gateway alone reads it, and its configuration file does not give it (the file's
+    # own settings are hidden from the process's environment).
+    monkeypatch.setenv("PAYGATE_SIGNATURE_ALGORITHM", "rot13")
 
     with pytest.raises(PaygateError) as refused:
         asyncio.run(bench_e2e.start_processes(tmp_path, free_port()))
@@ -102,7 +104,7 @@ def test_a_partial_start_stops_the_processes_already_started(tmp_path: Path,
     problem = refused.value.problems[0]
     assert (problem.code, problem.path) == ("process_start_failed",
                                             str(tmp_path / "gateway.log"))
-    assert "PAYGATE_LOG_LEVEL" in problem.message
+    assert "PAYGATE_SIGNATURE_ALGORITHM" in problem.message
     assert [name for name, _ in launched] == ["redis", "npc", "gateway"]
     assert alive(launched) == []
 
@@ -117,7 +119,7 @@ def test_bench_that_cannot_start_says_so_and_keeps_its_folder(tmp_path: Path, mo
                                                               capsys, launched) -> None:
     """`paygate bench e2e` whose gateway does not start: the error shape on standard
     error, exit status 2, nothing left running, the folder kept and named."""
-    monkeypatch.setenv("PAYGATE_LOG_LEVEL", "LOUD")
+    monkeypatch.setenv("PAYGATE_SIGNATURE_ALGORITHM", "rot13")
     monkeypatch.setenv("PAYGATE_BENCH_KEEP", str(tmp_path))
     monkeypatch.setattr(bench_e2e, "baselines", _no_baselines)
 
