@@ -17,7 +17,7 @@ import pytest
 from gateway.beps import extension_of
 from gateway.errors import PaygateError
 from gateway.ops.web import OPS_KEY
-from tests.e2e_support import YUAN, open_account, until
+from tests.e2e_support import YUAN, ask, open_account, until
 from tests.test_beps_cancel_e2e import submit
 from tests.test_beps_e2e import (CLEARING_FEN, MONDAY, MONDAY_MORNING, beps_started, books,
                                  events, npc_balance, run, wait_state)
@@ -52,24 +52,6 @@ async def waiting_for_the_link(h: Any, payment_id: str) -> bool:
     pkg = await package_of(h, payment_id)
     return pkg["outbox"] == "pending" and pkg["attempts"] >= 1 \
         and pkg["attempts"] == pkg["untaken"]
-
-
-# The link tries a package the NPC did not take again after a pause; a request that
-# lands while an attempt is on its way is refused, to be asked again once it has ended
-# (payment_delivery_under_way, package_delivery_under_way), as an operator would.
-DELIVERY_UNDER_WAY = ("payment_delivery_under_way", "package_delivery_under_way")
-
-
-async def ask(ops: Any, who: Any, action: str, target: str, *args: Any, **kwargs: Any
-              ) -> Any:
-    for _ in range(100):
-        try:
-            return await ops.console.request(who, action, target, *args, **kwargs)
-        except PaygateError as e:
-            if e.code not in DELIVERY_UNDER_WAY:
-                raise
-        await asyncio.sleep(0.05)
-    return await ops.console.request(who, action, target, *args, **kwargs)
 
 
 async def ops_get(h: Any, path: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from gateway import payments
 from gateway.errors import PaygateError
 from gateway.exceptions import outcomes
 from gateway.ops.web import OPS_KEY
-from tests.e2e_support import PEER, YUAN, balance, open_account, started, transfer, until
+from tests.e2e_support import (PEER, YUAN, ask, balance, open_account, started, transfer,
+                                until)
 from tests.test_exceptions_e2e import api, books_agree, events_of, fast_sweep
 
 pytestmark = pytest.mark.e2e
@@ -113,8 +114,8 @@ def test_operators_hold_and_cancel_a_payment_the_npc_never_took(tmp_path):
             op1, sup1 = ops.directory.get("op1"), ops.directory.get("sup1")
             with pytest.raises(PaygateError) as npc_cancel:
                 await ops.console.request(op1, "npc_cancel", pid)
-            held = await ops.console.request(op1, "hold", pid)
-            asked = await ops.console.request(op1, "cancel", pid)
+            held = await ask(ops, op1, "hold", pid)
+            asked = await ask(ops, op1, "cancel", pid)
             decided = await ops.console.decide(sup1, asked["id"], True)
             await h.sim("POST", "/sim/faults", {"offline": False})
             await asyncio.sleep(3)  # sweeps and resumed deliveries, had anything waited
