@@ -148,8 +148,13 @@ def test_bench_interrupted_stops_everything_and_removes_its_folder(tmp_path: Pat
     monkeypatch.setenv("PAYGATE_BENCH_KEEP", str(tmp_path))
     monkeypatch.setattr(bench_e2e, "baselines", _no_baselines)
     monkeypatch.setattr(bench_e2e, "_phases", interrupted)
-
-    status = bench.bench_command(["e2e", "--quick", "--no-write"])
+    # Ctrl-C as the command line has it: Python's own handler, whatever a test run
+    # earlier in this process left installed.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = bench.bench_command(["e2e", "--quick", "--no-write"])
+    finally:
+        signal.signal(signal.SIGINT, before)
 
     assert status == 130
     assert "interrupted" in capsys.readouterr().err
