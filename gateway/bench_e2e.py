@@ -73,6 +73,7 @@ from gateway.bench_load import payer_name
 from gateway.beps import bench as beps_bench
 from gateway.beps import items
 from gateway.clock import SHANGHAI, ScaledClock
+from gateway.collector import tune_collector
 from gateway.fleet import Proc, setting_variables
 from gateway.messages.signing import write_keypair
 from gateway.redisproc import free_port, redis_binary
@@ -229,6 +230,9 @@ async def drive(url: str | list[str], duration_s: float, tag: str, load: Load | 
                 rate: float | None = None, first: int = 0) -> tuple[int, int]:
     """POST transfers for `duration_s`: as fast as CONCURRENCY clients can, or paced.
     Given several URLs (gateway processes), the clients are spread over them evenly."""
+    # The load generator's own collector pauses would otherwise be timed as the
+    # gateway's acceptance latency: tune it as the gateway tunes its own.
+    tune_collector()
     urls = [url] if isinstance(url, str) else url
     counter = {"next": first, "done": 0}
     deadline = time.perf_counter() + duration_s
