@@ -86,8 +86,8 @@ def test_a_retry_after_the_chase_closed_its_query_still_gets_the_stored_answer(l
     while a new chase of it is refused as not open."""
     query_id = open_query(live)
     chased = post(live, f"/v1/queries/{query_id}/chase", {}, "chase-closed")
-    live.query("UPDATE queries SET state = 'answered' WHERE id = ? OR chase_of = ?",
-               (query_id, query_id))
+    assert live.execute("UPDATE queries SET state = 'answered' WHERE id = ? OR chase_of = ?",
+                        (query_id, query_id)) == 2
     again = post(live, f"/v1/queries/{query_id}/chase", {}, "chase-closed")
     new = post(live, f"/v1/queries/{query_id}/chase", {}, "chase-closed-new")
 

@@ -146,7 +146,7 @@ def test_a_client_without_an_entry_cancels_no_payment_from_a_customers_account(
     """The gateway's own payment (no client's: an operator's test transfer, say) from our
     customer's account is seen by a client without an entry, not cancelled by it."""
     payment_id = transfer(live, OTHER)
-    live.query("UPDATE payments SET client = NULL WHERE id = ?", (payment_id,))
+    assert live.execute("UPDATE payments SET client = NULL WHERE id = ?", (payment_id,)) == 1
     before = state_of(live, payment_id)
 
     seen = get(live, FOURTH, f"/v1/transfers/{payment_id}")
