@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from gateway import intake, late_results, payments, recon, status_hold
+from gateway import intake, late_results, payments, recon, screening, status_hold
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
@@ -205,18 +205,24 @@ class Handlers:
             return Processed({"duplicate_of": ct.msg_id})
         payments.insert(tx, row)
         # Checked as an internal transfer's payee is (intake.payee_problems), but not
-        # refused: the money has moved already, so what fails goes to suspense.
+        # refused: the money has moved already, so what fails goes to suspense. A party
+        # the screening matches parks it there too, for operators to decide; the NPC's
+        # settlement stands either way (the ccms.990 says only that we received it).
+        held_for = screening.parked(self.gw, [row]).get(pid)
         result = self.gw.ledger.credit_incoming(
             tx, f"{pid}:credit", ct.creditor_account, ct.creditor_name, ct.amount_fen,
             work_date, pid,
-            other_branch=intake.kept_elsewhere(ct.creditor_agent, self.gw.account_bank))
+            other_branch=intake.kept_elsewhere(ct.creditor_agent, self.gw.account_bank),
+            parked=held_for)
         if result.kind == "credited":
             payments.transition(tx, row, "credited", "hvps_credited", now, self.gw.notifier,
                                 account=result.account_no)
         else:
-            payments.transition(tx, row, "suspense", "hvps_to_suspense", now,
-                                self.gw.notifier, pending_no=result.pending_no,
-                                reason=result.reason)
+            row = payments.transition(tx, row, "suspense", "hvps_to_suspense", now,
+                                      self.gw.notifier, pending_no=result.pending_no,
+                                      reason=result.reason)
+            if held_for is not None:
+                screening.tell_held(self.gw, tx, [row])
         return Processed({"payment": pid, "credit": result.kind})
 
     # System status and reconciliation

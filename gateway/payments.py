@@ -880,8 +880,9 @@ def public_view(payment: dict[str, Any], events: list[dict[str, Any]] | None = N
                                                   "msg_id": payment["msg_id"],
                                                   "end_to_end_id": payment["end_to_end_id"]},
         "reason": shown_reason(payment),
-        # Held by the amount review or the screening: an outgoing payment `held`, or a
-        # debit another bank sent us still `received` (states.held_for_review).
+        # Held by the amount review or the screening: an outgoing payment `held`, a
+        # debit another bank sent us still `received`, or a credit it sent us parked in
+        # `suspense` (states.held_for_review).
         "held_for_review": held_for_review(payment),
         "pending_write_off_no": payment.get("pending_no"),
         "route": payment["route"], "work_date": payment["work_date"],

@@ -28,7 +28,9 @@ HELD_DEAD_LETTERED = "dead_lettered"
 HVPS_SENDING_HELD = "hvps_sending_held"
 # Reasons of a payment the amount review or the screening holds (gateway.ops.review): an
 # outgoing one `held`; a debit another bank sent us `received`, unpaid, our receipt
-# waiting for operators (gateway.beps.debit_review). Neither is a state of its own.
+# waiting for operators (gateway.beps.debit_review); a credit another bank sent us in
+# `suspense`, its money parked there (gateway.screening.parked). None is a state of its
+# own.
 REVIEW_REASON_PREFIXES = ("review_", "screening_")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -78,14 +80,19 @@ SUSPENSE_DEBIT_ONLY = frozenset({("rejected", "netted"), ("rejected", "returned"
                                  ("netted", "returned")})
 
 
+# (direction, state) of the payments a review's reason holds (`held_for_review`).
+_HELD_FOR_REVIEW = (("out", "held"), ("in", "received"), ("in", "suspense"))
+
+
 def held_for_review(payment: Mapping[str, Any]) -> bool:
     """Whether the amount review or the screening holds the payment now: outgoing and
-    `held`, or incoming (a debit another bank sent us) and still `received`, with a
+    `held`, incoming and still `received` (a debit another bank sent us), or incoming
+    and in `suspense` (a credit the screening parked there for operators), with a
     reason of REVIEW_REASON_PREFIXES."""
     reason = payment.get("reason")
     return bool(reason) and reason.startswith(REVIEW_REASON_PREFIXES) and (
-        payment.get("direction"), payment.get("state")) in (("out", "held"),
-                                                            ("in", "received"))
+        payment.get("direction"), payment.get("state")) in _HELD_FOR_REVIEW
+
 
 
 def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:

@@ -54,20 +54,23 @@ _SUSPENSE_COLUMNS = (
 
 def credit_incoming(ctx: Context, tx: Transaction, event_id: str, account_no: str,
                     payee_name: str, amount_fen: int, work_date: date | str,
-                    ref: str, netted: bool = False, other_branch: bool = False
-                    ) -> CreditResult:
+                    ref: str, netted: bool = False, other_branch: bool = False,
+                    parked: str | None = None) -> CreditResult:
     """Credit the payee, or park the money in suspense and say why. `other_branch`: the
-    payee bank the message names is not the branch that keeps the account."""
+    payee bank the message names is not the branch that keeps the account. `parked`:
+    the money goes to suspense with this reason whatever its account (the screening
+    matched a party: the bank must not credit it on its own)."""
     check_amount(amount_fen)
     day = work_date_text(work_date)
     op = "credit_netted" if netted else "credit"
-    content = _content(op, account_no, payee_name, amount_fen, day, ref, other_branch)
+    content = _content(op, account_no, payee_name, amount_fen, day, ref, other_branch,
+                       parked)
     found = replay(tx, event_id, content)
     if found is not None:
         return replace(CreditResult.from_json(found[1]), entry_id=found[0])
 
     source = ctx.accounts[chart.BEPS_NETTED_IN] if netted else ctx.accounts.clearing
-    reason = _why_not_creditable(ctx, tx, account_no, payee_name, other_branch)
+    reason = parked or _why_not_creditable(ctx, tx, account_no, payee_name, other_branch)
     if reason is None:
         return _credit_payee(ctx, tx, event_id, op, content, source, account_no,
                              amount_fen, day, ref)

@@ -154,12 +154,14 @@ class Ledger:
 
     def credit_incoming(self, tx: Transaction, event_id: str, account_no: str,
                         payee_name: str, amount_fen: int, work_date: WorkDate,
-                        ref: str, other_branch: bool = False) -> CreditResult:
+                        ref: str, other_branch: bool = False,
+                        parked: str | None = None) -> CreditResult:
         """`other_branch`: the payee bank named is not the branch keeping the account
-        (the money goes to suspense as `branch_mismatch`)."""
+        (the money goes to suspense as `branch_mismatch`); `parked`: it goes to suspense
+        with this reason whatever its account (a party the screening matched)."""
         return incoming.credit_incoming(self._ctx, tx, event_id, account_no, payee_name,
                                         amount_fen, work_date, ref,
-                                        other_branch=other_branch)
+                                        other_branch=other_branch, parked=parked)
 
     def credit_incoming_netted(self, tx: Transaction, event_id: str, account_no: str,
                                payee_name: str, amount_fen: int, work_date: WorkDate,

@@ -20,7 +20,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import intake, payments
+from gateway import intake, payments, screening
 from gateway.beps import items
 from gateway.exceptions import returns
 from gateway.inbound import Processed
@@ -129,19 +129,26 @@ def _credit(tx: Any, gw: "Gateway", msg_type: str, sender: str, package_id: str,
                            for row in rows], now, package_id=package_id, netting=netting)
     work_date = gw.work_date.isoformat()
     # Each payee checked as an internal transfer's is (intake.payee_problems); what fails
-    # goes to suspense, the money being final already.
+    # goes to suspense, the money being final already. A party the screening matches
+    # parks it there too, for operators to decide (the netting stands: the money is ours
+    # to hold, not to credit).
     elsewhere = {f"{row['id']}:credit" for row, t in zip(rows, transfers)
                  if intake.kept_elsewhere(t.creditor_bank, gw.account_bank)}
+    held_for = screening.parked(gw, rows)
     results = gw.ledger.credit_incoming_netted_many(tx, [
         (f"{row['id']}:credit", t.creditor_account, t.creditor_name, t.amount_fen,
-         work_date, row["id"]) for row, t in zip(rows, transfers)], other_branch=elsewhere)
+         work_date, row["id"]) for row, t in zip(rows, transfers)], other_branch=elsewhere,
+        parked={f"{pid}:credit": reason for pid, reason in held_for.items()})
     detail = {"package": package_id, "netting_date": netting[0], "netting_round": netting[1]}
-    payments.transition_each(tx, [
+    changed = payments.transition_each(tx, [
         (row, "credited", "beps_credited", {"account": result.account_no, **detail})
         if result.kind == "credited" else
         (row, "suspense", "beps_to_suspense",
          {"pending_no": result.pending_no, "reason": result.reason, **detail})
         for row, result in zip(rows, results)], now, gw.notifier)
+    screening.tell_held(gw, tx, [row for row in changed if row["id"] in held_for],
+                        package=package_id, netting_date=netting[0],
+                        netting_round=netting[1])
     return [result.kind for result in results]
 
 

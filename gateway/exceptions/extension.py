@@ -180,7 +180,7 @@ class Exceptions:
 
         def work(tx: Any) -> tuple[dict[str, Any], list[Entry]]:
             row, entries = returns.request_tx(self.gw, tx, payment_id, reason, by, now,
-                                              client)
+                                              client, core=True)
             return {"return": payments.public_view(payments.get(tx, row["id"])),
                     "original": payments.public_view(payments.get(tx, payment_id))}, entries
         return await self._run(work)

@@ -24,6 +24,24 @@ Only when the return settles does the original move to `returned`; a refused ret
 leaves it where it was, with the refusal in its history and an alert. A payment that is
 itself a return (A105) is never returned, and a payment is returned at most once.
 
+Screened. A return pays the original's payer: money going to a party the screening
+lists is held as an outgoing HVPS payment the review holds (gateway.ops.review), for
+whoever asked (the core system, operators, the automatic return): the return `held`
+with the screening's reason (`screening_match_payee_name`, ...), its outbox row in
+`review`, the original's `return_requested` naming it (`held_for`). The screening alone
+(its payer, the account the money leaves, and its payee, the original's payer), not the
+amount review: the amount came in already and goes back unchanged. Passed
+(`review_approve`), it goes on its lane (or waits for the window); failed
+(`review_reject`) or cancelled, it ends unsettled as any return does (the original
+stays, `return_failed`). Holding fits every way a return is asked (each makes an
+ordinary outgoing payment, which the review machinery holds and decides); refusing
+would leave the money with no way back once a person decided it should go.
+
+A credit the screening parked in suspense (gateway.screening.parked) is returned only
+by operators, under dual control (the console's `return`): the core system's return is
+refused (`payment_held_for_review`), as the automatic return never takes it
+(gateway.exceptions.suspense).
+
 Receiving. An incoming A105 naming (by /A70/, /F40/, /E50/) a payment of ours that
 settled, for the same amount, is credited to the account it names like any incoming
 credit (normally our payer's), and our payment moves to `returned`. One that names
@@ -42,7 +60,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, keys, payments, scope, status_hold
+from gateway import intake, keys, payments, scope, screening, states, status_hold
 from gateway.errors import Conflict, Forbidden, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
@@ -109,11 +127,14 @@ def check_requestable(gw: Any, tx: Any, original: dict[str, Any]) -> None:
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: datetime,
-               client: str | None = None) -> tuple[dict[str, Any], list[Entry]]:
-    """Record and queue the return of an incoming payment; (return row, stream entries).
+               client: str | None = None, core: bool = False
+               ) -> tuple[dict[str, Any], list[Entry]]:
+    """Record and queue the return of an incoming payment, held for review when the
+    screening matches a party of it; (return row, stream entries).
 
     `client` is the core-system client that asked, who alone may then see the return
-    when client credentials are configured; None for the gateway and its operators."""
+    when client credentials are configured; None for the gateway and its operators.
+    `core`: the core system asked (a credit the screening parked is not its to return)."""
     # Locked before the open-return check: the request keeps the original's state, so
     # two requests at once (two gateway processes, or one and the automatic return)
     # would otherwise both find no return and both send one.
@@ -126,6 +147,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
         # Our suspense account pays, at the branch whose books hold it and in its name.
         our_branch, payer_account, payer_name = write_off.suspense_payer(gw)
         _refuse_outside_scope(gw, client, original, payer_account, suspense=True)
+        if core:
+            refuse_if_screened(original)
     else:
         # The account the money went to, under its holder's name, at the branch whose
         # books keep it: an item applied from suspense (销账) may have gone to another
@@ -148,11 +171,26 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
                       our_branch, reason, hold_id, now)
     row["payer_account"], row["payer_name"] = payer_account, payer_name
     row["client"] = client
+    held_for = screening.reason(gw, row)
     payments.insert(tx, row)
     schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)
     payments.transition(tx, original, original["state"], "return_requested", now,
-                        gw.notifier, return_id=rid, by=by, reason_given=reason)
-    return row, _queue(gw, tx, row, now)
+                        gw.notifier, return_id=rid, by=by, reason_given=reason,
+                        **({} if held_for is None else {"held_for": held_for}))
+    return row, _queue(gw, tx, row, now, held_for)
+
+
+def refuse_if_screened(original: dict[str, Any]) -> None:
+    """A credit the screening parked in suspense waits for operators' decision, under
+    dual control: refused to the core system (409 `payment_held_for_review`)."""
+    if original["state"] != "suspense" or not states.held_for_review(original):
+        return
+    raise Conflict(Problem(
+        "payment_held_for_review", "/id", original["reason"],
+        "a payment the screening does not hold",
+        f"payment {original['id']} is parked in suspense by the screening "
+        f"({original['reason']}): operators apply it to an account or return it, under "
+        "dual control (the console's suspense_apply or return)"))
 
 
 def _refuse_outside_scope(gw: Any, client: str | None, original: dict[str, Any],
@@ -225,10 +263,20 @@ def _original_ids(tx: Any, original: dict[str, Any]) -> list[str]:
     return [f"/E50/{original['msg_id']}"]
 
 
-def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime) -> list[Entry]:
+def _queue(gw: Any, tx: Any, row: dict[str, Any], now: datetime,
+           held_for: str | None = None) -> list[Entry]:
     """On its lane when HVPS is open; otherwise waiting for the window, as at intake. A
     return is a payment: while HVPS sending is held (gateway.status_hold) it stays on
-    its lane with the reason `hvps_sending_held`, as a customer's payment does."""
+    its lane with the reason `hvps_sending_held`, as a customer's payment does. One the
+    screening matched (`held_for`, its reason) waits for the review first, as an HVPS
+    payment held at intake does (its outbox row in `review`; the approval puts it on
+    its lane, or waiting for the window)."""
+    if held_for is not None:
+        intake.add_outbox(tx, row["id"], row["priority"], "review", now)
+        payments.transition(tx, row, "held", "held", now, gw.notifier, reason=held_for)
+        log.info("event=return_held_for_review payment=%s returns=%s reason=%s", row["id"],
+                 row["route"]["returns"], held_for)
+        return []
     state = "pending" if gw.hvps_open else "waiting"
     outbox_id = intake.add_outbox(tx, row["id"], row["priority"], state, now)
     if state == "waiting":

@@ -6,6 +6,10 @@ business calendar, on the gateway's work date) it is returned to the sender
 (returns.py) with the reason `AUTO_REASON`. Only items never returned before are taken:
 once a return of an item failed, people decide what happens to it next. Returns go by
 HVPS (hvps.111), so only HVPS customer credits are taken; BEPS suspense stays with people.
+Nor is a credit the screening parked in suspense (its reason `screening_...`,
+gateway.screening.parked) ever taken: money from or for a listed party waits for a
+person's decision (applied, or returned by operators under dual control), never goes
+back to a listed party on a timer.
 
 An operator may keep an item from this (`keep`), for instance while the customer is
 being traced, and let it go again (`unkeep`). An automatic return the gateway cannot
@@ -31,10 +35,13 @@ DAYS_MAX = 30          # a month in suspense is a case for people, not for a tim
 AUTO_REASON = "suspense_not_claimed"
 AUTO_BY = "auto_return"
 SWEEP_BATCH_MAX = 50   # returns started per sweep; the rest wait for the next sweep
+# The reasons of credits the screening parked (gateway.ops.review's screening reasons).
+SCREENED = "screening_"
 
 _CANDIDATES = (
     "SELECT p.id, p.work_date FROM payments p WHERE p.direction = 'in' "
     "AND p.state = 'suspense' AND p.msg_type = 'hvps.111.001.01' AND p.work_date < ? "
+    f"AND (p.reason IS NULL OR p.reason NOT LIKE '{SCREENED}%') "
     "AND NOT EXISTS (SELECT 1 FROM exc_suspense_keep k WHERE k.payment_id = p.id) "
     "AND NOT EXISTS (SELECT 1 FROM exc_returns r WHERE r.original_id = p.id) "
     "ORDER BY p.work_date, p.id LIMIT ?")

@@ -32,6 +32,12 @@ number that is not the payment's (`pending_no_not_of_payment`), the account no c
 account of ours (`account_not_found`) or closed (`account_closed`). A frozen account takes
 the credit, as it takes any incoming credit: a freeze stops money leaving it.
 
+A credit the screening parked in suspense (its reason `screening_...`,
+gateway.screening.parked) is applied the same way: the approval is the decision that
+the match is not the listed party (the hit passed), and its `suspense_applied` event
+says so (`passed`, the screening's reason). Parked, it was never credited: applied, it
+is credited once, from suspense.
+
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
 the same console action through gateway.exceptions.debit_suspense, which posts with
@@ -44,7 +50,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, payments
+from gateway import intake, payments, states
 from gateway.errors import (
     Conflict,
     NotFound,
@@ -210,9 +216,11 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     payment = payments.get(tx, payment_id, lock=True)
     check_item(gw, tx, payment, params.get("pending_no"))
     pending_no, account, entry_id = clear(gw, tx, payment, params["account"], by, note, now)
+    # A credit the screening parked: the approval passed the hit, which the history keeps.
+    passed = {"passed": payment["reason"]} if states.held_for_review(payment) else {}
     payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
                         pending_no=pending_no, ledger_entry=entry_id, request=request_id,
-                        by=by, note=note)
+                        by=by, note=note, **passed)
     return {"payment": payment_id, "state": "credited", "account": account,
             "pending_no": pending_no, "ledger_entry": entry_id}
 

@@ -93,8 +93,9 @@ class HoldReason:
 
     def screening(self, settings: Any) -> Callable[[Any], str | None]:
         """The screening alone (no amount review), the list read once: for payments the
-        gateway makes from stored rows (gateway.screening: the debits another bank sends
-        us that our receipt would pay, our own debits, our returns from suspense)."""
+        gateway makes or takes from stored rows (gateway.screening: the debits another
+        bank sends us that our receipt would pay, the credits it sends us before they are
+        credited, our own debits, our returns of incoming payments and from suspense)."""
         blocked = BlockedList.for_path(_list_path(settings))
         return lambda transfer: _screened(blocked, transfer)
 

@@ -1,0 +1,318 @@
+"""Incoming credits and our returns of them are screened (docs/operations.md, "Review and
+screening at intake"). A credit another bank sends us (an hvps.111, an item of a netted
+beps.121) whose payer or payee the list names is not credited: its money is parked in
+suspense (待销账) with the screening's reason, `held_for_review` shown, operators alerted,
+and the automatic return never takes it; operators decide under dual control, applying
+it to an account (the hit passed: credited once) or returning it. A return of an incoming
+payment to a listed payer is held for review as an outgoing payment the screening holds,
+whoever asked for it. A real gateway (embedded Redis, SQLite) with its console."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from gateway import payments
+from gateway.errors import Conflict
+from gateway.exceptions import suspense
+from gateway.messages import ccms990, examples, hvps111
+from gateway.messages.envelope import Envelope, Header
+from gateway.ops import views
+from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
+from gateway.redisproc import free_port
+from ledger.chart import SUSPENSE
+from tests.beps_incoming_support import credit, package
+from tests.test_ops_suspense_apply import Rig as ApplyRig
+
+PEER, PEER_BRANCH = examples.PEER_BANK, examples.PEER_BRANCH
+LISTED = "示例受限贸易有限公司"     # gateway/ops/screening.toml
+LISTED_ACCOUNT = "BLOCKED-DEMO-0001"  # the same list's account
+CLEAR_PAYER = "对手客户"
+WHY = "合规部核查：非受限主体，同名不同户"
+_numbers = itertools.count(1)
+
+
+class Rig(ApplyRig):
+    """The console's rig, taking credits from the peer bank on the link."""
+
+    def hvps_credit(self, amount_fen: int, payer_name: str = CLEAR_PAYER,
+                    payer_account: str = "6222000000000009") -> dict[str, Any]:
+        """An hvps.111 from the peer to our payer's account (its holder's name, the
+        branch keeping it), received on the link: the payment as the API shows it."""
+        n = next(_numbers)
+        msg_id = f"{self.gw.work_date:%Y%m%d}9{n:07d}"  # apart from the rig's own
+        ct = dataclasses.replace(
+            examples.credit_transfer(), msg_id=msg_id, tx_id=msg_id, end_to_end_id=msg_id,
+            amount_fen=amount_fen, priority="NORM", instg_direct=PEER,
+            instg_branch=PEER_BRANCH, instd_direct=examples.OUR_BANK,
+            instd_branch=PAYER_BRANCH, debtor_name=payer_name, debtor_account=payer_account,
+            debtor_agent=PEER_BRANCH, creditor_agent=PAYER_BRANCH, creditor_name=PAYER_NAME,
+            creditor_account=self.rig.payer_account, remittance=("/H01/货款",))
+        header = Header(PEER, "HVPS", examples.OUR_BANK, "HVPS", f"{self.gw.work_date:%Y%m%d}",
+                        "101530", hvps111.MESSAGE_TYPE, msg_id, msg_id,
+                        direction="D")
+        raw = Envelope(header, "c2lnbmF0dXJl", hvps111.build(ct)).encode()
+        answer = self.loop.run(self.gw.receive_link(raw))
+        assert answer["taken"] is True, answer
+        return self.view(f"I{PEER}{msg_id}")
+
+    def beps_credits(self, *payers: str) -> list[dict[str, Any]]:
+        """A netted beps.121 of one credit from each payer to our payer's account: the
+        payments as the API shows them, in order."""
+        n = next(_numbers)
+        transfers = [dataclasses.replace(
+            credit(i, account=self.rig.payer_account, name=PAYER_NAME,
+                   tx_id=f"20261212{n:04d}{i:04d}"), debtor_name=payer, creditor_bank=PAYER_BRANCH)
+            for i, payer in enumerate(payers)]
+        d = package(f"20261212{n:08d}", transfers)
+        handler = self.gw.handler_table()[d.mtype.code]
+        self.tx(lambda tx: handler(tx, d, self.gw.clock.now()))
+        return [self.view(f"I{PEER}{t.tx_id}") for t in transfers]
+
+    def view(self, pid: str) -> dict[str, Any]:
+        return self.loop.run(self.gw.get_transfer(pid))
+
+    def alerts(self, code: str) -> list[dict[str, Any]]:
+        return [json.loads(d) for (d,) in self.tx(lambda tx: tx.query(
+            "SELECT detail FROM alerts WHERE code = ? ORDER BY id", (code,)))]
+
+    def books(self) -> tuple[int, int, bool]:
+        """Our payer's balance, the suspense account's, and whether the books balance."""
+        def work(tx: Any) -> tuple[int, int, bool]:
+            ledger = self.gw.ledger
+            return (ledger.balance(tx, self.rig.payer_account),
+                    ledger.balance(tx, ledger.internal_accounts[SUSPENSE]),
+                    ledger.trial_balance(tx).balanced)
+        return self.tx(work)
+
+    def done(self, action: str, target: str, note: str, **params: Any) -> dict[str, Any]:
+        """Asked by an operator and approved by a supervisor: the request as it ended."""
+        asked, req = self.call("POST", "/ops/api/requests", "op1",
+                               {"action": action, "target": target, "params": params,
+                                "note": note})
+        assert asked == 201, req
+        approved, done = self.approve(req["id"])
+        assert approved == 200 and done["state"] == "executed", done
+        return done
+
+    def review(self, action: str, target: str) -> dict[str, Any]:
+        """A supervisor passes or fails a payment the review holds."""
+        status, done = self.call("POST", "/ops/api/requests", "sup1",
+                                 {"action": action, "target": target, "params": {},
+                                  "note": ""})
+        assert status == 201 and done["state"] == "executed", done
+        return done
+
+    def acks(self) -> int:
+        """The ccms.990 acknowledgements we sent (archived as they are put out)."""
+        return self.tx(lambda tx: tx.query_one(
+            "SELECT COUNT(*) FROM archive WHERE direction = 'out' AND mesg_type = ?",
+            (ccms990.MESSAGE_TYPE,)))[0]
+
+    def outbox_state(self, pid: str) -> str:
+        """The state of the payment's hvps.111 in the outbox (not its webhook rows)."""
+        return self.tx(lambda tx: tx.query_one(
+            "SELECT state FROM outbox WHERE payment_id = ? AND kind = 'hvps_credit'",
+            (pid,)))[0]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # The peer's messages unsigned (CONTRACT.md §1: a sender configured as unverified);
+    # a webhook on a closed loopback port, so that what the core system is told is written.
+    settings = {"webhook_url": f"http://127.0.0.1:{free_port()}/hook",
+                "unverified_senders": [PEER]}
+    with serving(tmp_path_factory.mktemp("incoming-screening"), settings) as (loop, ops):
+        yield Rig(loop, ops)
+
+
+@pytest.fixture
+def list_payer(rig: Rig, tmp_path: Any) -> Any:
+    """Puts in force a list naming CLEAR_PAYER, as a list grows after a credit came in;
+    the rig's list again after the test."""
+    path = tmp_path / "screening.toml"
+    path.write_text(f'names = ["{CLEAR_PAYER}"]\naccounts = []\n', encoding="utf-8")
+    was = rig.gw.settings.screening_file
+
+    def put() -> None:
+        rig.gw.settings.screening_file = str(path)
+    yield put
+    rig.gw.settings.screening_file = was
+
+
+def test_an_hvps_credit_from_a_listed_payer_is_parked_in_suspense_not_credited(
+        rig: Rig) -> None:
+    """The payee's account is ours, open and named right, yet nothing reaches it: the
+    money is in suspense with the screening's reason, the API says it is held for
+    review, the operators are alerted, and the NPC's ccms.990 went as for any credit."""
+    before = rig.books()
+    alerts = len(rig.alerts("incoming_credit_held_for_review"))
+    acks = rig.acks()
+    payment = rig.hvps_credit(1_001, payer_name=LISTED)
+    after = rig.books()
+    item = rig.tx(lambda tx: rig.gw.ledger.suspense_item(tx, payment["pending_write_off_no"]))
+    raised = rig.alerts("incoming_credit_held_for_review")
+
+    assert payment["state"] == "suspense"
+    assert payment["reason"] == "screening_match_payer_name"
+    assert payment["held_for_review"] is True
+    assert payment["history"][-1]["event"] == "hvps_to_suspense"
+    assert payment["history"][-1]["detail"]["reason"] == "screening_match_payer_name"
+    assert (item.state, item.reason, item.amount_fen) == (
+        "open", "screening_match_payer_name", 1_001)
+    assert after == (before[0], before[1] + 1_001, True)
+    assert len(raised) == alerts + 1
+    assert raised[-1]["payment"] == payment["id"]
+    assert raised[-1]["reason"] == "screening_match_payer_name"
+    assert rig.acks() == acks + 1
+
+
+def test_a_clear_hvps_credit_is_still_credited_to_its_payee(rig: Rig) -> None:
+    before = rig.books()
+    payment = rig.hvps_credit(1_002)
+
+    assert payment["state"] == "credited" and payment["held_for_review"] is False
+    assert rig.books() == (before[0] + 1_002, before[1], True)
+
+
+def test_a_beps_credit_whose_payer_is_listed_is_parked_its_neighbour_credited(
+        rig: Rig) -> None:
+    """In one netted beps.121, the listed payer's credit goes to suspense with the
+    screening's reason, the other is credited; one alert names the package's held one."""
+    before = rig.books()
+    listed, clear = rig.beps_credits(LISTED, CLEAR_PAYER)
+    raised = rig.alerts("incoming_credit_held_for_review")[-1]
+
+    assert (listed["state"], listed["reason"], listed["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+    assert listed["history"][-1]["event"] == "beps_to_suspense"
+    assert (clear["state"], clear["held_for_review"]) == ("credited", False)
+    assert rig.books() == (before[0] + clear["amount_fen"],
+                           before[1] + listed["amount_fen"], True)
+    assert raised["payment"] == listed["id"] and raised["credits"] == 1
+    assert raised["package"].startswith(PEER)
+
+
+def test_a_beps_credit_to_a_listed_payee_account_is_parked(rig: Rig) -> None:
+    """The payee's account the list names (no account of ours either): the screening's
+    reason is kept, not the ledger's account_not_found."""
+    n = next(_numbers)
+    t = dataclasses.replace(credit(0, account=LISTED_ACCOUNT, name=PAYER_NAME,
+                                   tx_id=f"20261212{n:08d}"), creditor_bank=PAYER_BRANCH)
+    d = package(f"20261212{n:08d}", [t])
+    handler = rig.gw.handler_table()[d.mtype.code]
+    rig.tx(lambda tx: handler(tx, d, rig.gw.clock.now()))
+    payment = rig.view(f"I{PEER}{t.tx_id}")
+
+    assert (payment["state"], payment["reason"], payment["held_for_review"]) == (
+        "suspense", "screening_match_payee_account", True)
+
+
+def test_the_automatic_return_never_takes_a_parked_credit(rig: Rig) -> None:
+    """Long past the working days after which an unclaimed item goes back, the sweep
+    returns the item that could not be credited and leaves the screened one alone."""
+    screened = rig.hvps_credit(1_003, payer_name=LISTED)
+    unclaimed = rig.loop.run(rig.rig.receive(next(rig.keys), 1_004, "", "查无此人"))
+
+    def sweep(tx: Any) -> list[Any]:
+        later = rig.gw.work_date + timedelta(days=14)
+        was = rig.gw.work_date
+        rig.gw.work_date = later
+        try:
+            return suspense.sweep_tx(rig.gw, tx, rig.gw.clock.now(), 3)
+        finally:
+            rig.gw.work_date = was
+    rig.tx(sweep)
+    returned = {pid for (pid,) in rig.tx(lambda tx: tx.query(
+        "SELECT original_id FROM exc_returns", ()))}
+
+    assert unclaimed in returned
+    assert screened["id"] not in returned
+    assert rig.view(screened["id"])["state"] == "suspense"
+
+
+def test_operators_apply_a_parked_credit_the_hit_passed_credited_once(rig: Rig) -> None:
+    """Applied to our payer's account under dual control: Dr suspense, Cr the account,
+    credited once; the history keeps the passed hit, and nothing is held any more."""
+    payment = rig.hvps_credit(1_005, payer_name=LISTED)
+    before = rig.books()
+    done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+    after = rig.view(payment["id"])
+    again_status, again = rig.call("POST", "/ops/api/requests", "op1",
+                                   {"action": "suspense_apply", "target": payment["id"],
+                                    "params": {"account": rig.rig.payer_account},
+                                    "note": WHY})
+
+    assert done["outcome"]["state"] == "credited"
+    assert (after["state"], after["held_for_review"]) == ("credited", False)
+    last = after["history"][-1]
+    assert (last["event"], last["detail"]["passed"], last["detail"]["by"]) == (
+        "suspense_applied", "screening_match_payer_name", "operator:sup1")
+    assert rig.books() == (before[0] + 1_005, before[1] - 1_005, True)
+    assert again_status == 409, again
+
+
+def test_the_core_system_may_not_return_a_parked_credit(rig: Rig) -> None:
+    """Only operators decide a screened item: the core system's return is refused."""
+    payment = rig.hvps_credit(1_006, payer_name=LISTED)
+    ext = next(e for e in rig.gw.extensions if hasattr(e, "request_return"))
+    with pytest.raises(Conflict) as refused:
+        rig.loop.run(ext.request_return(payment["id"], "退回", "core:test"))
+
+    assert refused.value.code == "payment_held_for_review"
+    assert rig.view(payment["id"])["state"] == "suspense"
+
+
+def test_operators_return_a_parked_credit_held_for_review_before_it_goes(rig: Rig) -> None:
+    """The operators' return (dual control) of a listed payer's credit: the return is
+    held for review as an outgoing payment the screening holds (outbox `review`, never
+    on a lane); failed in review, it ends unsettled and the money stays in suspense;
+    asked again and passed, it goes on its lane."""
+    payment = rig.hvps_credit(1_007, payer_name=LISTED)
+    first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    held = rig.view(first)
+    outbox = rig.outbox_state(first)
+    listed = [p["id"] for p in rig.tx(views.held_for_review)]
+    rig.review("review_reject", first)
+    failed = rig.view(first)
+    original = rig.view(payment["id"])
+    second = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.review("review_approve", second)
+    passed = rig.view(second)
+
+    assert (held["state"], held["reason"], held["held_for_review"]) == (
+        "held", "screening_match_payee_name", True)
+    assert outbox == "review" and first in listed
+    asked = [e for e in original["history"] if e["event"] == "return_requested"]
+    assert asked[0]["detail"]["held_for"] == "screening_match_payee_name"
+    assert failed["state"] == "cancelled"
+    assert original["state"] == "suspense"
+    assert any(e["event"] == "return_failed" for e in original["history"])
+    # HVPS not open yet (the rig's day starts before it opens): it waits for the window.
+    assert (passed["state"], passed["reason"], passed["held_for_review"]) == (
+        "held", "waiting_for_hvps_window", False)
+    assert rig.outbox_state(second) == "waiting"
+    assert rig.books()[2]
+
+
+def test_a_core_return_of_a_credited_payment_to_a_listed_payer_is_held(
+        rig: Rig, list_payer: Any) -> None:
+    """Credited when it came, its payer listed since: the core system's return is held
+    for review (the API's answer says so), the customer's money held, nothing sent."""
+    payment = rig.hvps_credit(1_008)
+    list_payer()
+    ext = next(e for e in rig.gw.extensions if hasattr(e, "request_return"))
+    answer = rig.loop.run(ext.request_return(payment["id"], "客户要求退回", "core:test"))
+    ret = answer["return"]
+
+    assert payment["state"] == "credited"
+    assert (ret["state"], ret["reason"], ret["held_for_review"]) == (
+        "held", "screening_match_payee_name", True)
+    assert rig.outbox_state(ret["id"]) == "review"
+    assert rig.tx(lambda tx: payments.get(tx, ret["id"]))["hold_id"]
+    assert rig.books()[2]
