@@ -31,7 +31,7 @@ def test_a_payment_cancelled_before_sending_is_not_shown_taken_by_the_npc(tmp_pa
     assert view["delivery"] == {"taken_by_npc": False, "attempts": 0,
                                 "attempts_not_taken": 0}
     # `paygate ops payment`'s delivery line
-    assert cli_render.delivery(view["delivery"]) == "not taken by the NPC; no link attempt"
+    assert cli_render.delivery(view["delivery"]) == "never taken by the NPC; no link attempt"
 
 
 def test_a_row_claimed_after_its_payment_ended_counts_no_attempt(tmp_path):

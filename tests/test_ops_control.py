@@ -467,3 +467,17 @@ def test_opening_balance_is_what_the_rig_paid_in(rig: Rig) -> None:
         "('cancelled', 'rejected')", ())[0])
 
     assert rig.balance() == OPENING_FEN - held
+
+
+def test_a_cancel_of_a_sent_payment_says_how_it_can_be_stopped(rig: Rig) -> None:
+    """A sent payment is not cancelled as it stands: the refusal says the way there (a
+    hold first, or the NPC's own cancellation once it has the message)."""
+    pid = rig.payment()
+    rig.db(lambda tx: tx.execute("UPDATE payments SET state = 'sent' WHERE id = ?", (pid,)))
+    with pytest.raises(PaygateError) as exc:
+        rig.run(rig.console.request(rig.op("op1"), "cancel", pid, {}))
+
+    problem = exc.value.problems[0]
+    assert (problem.code, problem.value) == ("payment_not_unsent", "sent")
+    assert "hold it first" in problem.message and "then cancel it" in problem.message
+    assert "npc-cancel" in problem.message

@@ -104,9 +104,13 @@ def _unsent(tx: Any, payment_id: str, action: str,
                                "an HVPS payment (BEPS items travel in packages, book "
                                "transfers settle in our own ledger)"))
     if payment["direction"] != "out" or payment["state"] not in UNSENT_STATES:
+        said = f"payment {payment_id} is {payment['state']}"
+        if payment["direction"] == "out" and payment["state"] == "sent" and action != "hold":
+            said += (": hold it first (taken back while the NPC provably never had its "
+                     f"message), then {action} it; once the NPC has it, only the NPC can stop "
+                     "it (npc-cancel when it is queued there, status-query)")
         raise Conflict(Problem("payment_not_unsent", "/target", payment["state"],
-                               "an outgoing payment in state accepted or held",
-                               f"payment {payment_id} is {payment['state']}"))
+                               "an outgoing payment in state accepted or held", said))
     row = outbound.credit_outbox(tx, payment_id)
     outbox = None if row is None else (row[0], row[1], row[2])
     if outbox is None or outbox[1] not in outbox_states:

@@ -238,12 +238,21 @@ def delivery(d: dict[str, Any] | None) -> str | None:
     payment has no message of its own to the NPC)."""
     if d is None:
         return None
-    taken = "taken by the NPC" if d["taken_by_npc"] else "not taken by the NPC"
-    if not d["attempts"]:  # waiting for its lane, or ended before it was ever sent
+    attempts, untaken = d["attempts"], d["attempts_not_taken"]
+    if d["taken_by_npc"]:
+        taken = "taken by the NPC"
+    elif attempts == untaken:
+        taken = "never taken by the NPC"
+    else:
+        # No proof either way: what an operator may still do with it differs (a hold or
+        # a priority change is refused), so it is not said to be "not taken".
+        taken = ("not acknowledged by the NPC, which may have it "
+                 f"({attempts - untaken} attempt{'' if attempts - untaken == 1 else 's'} "
+                 "ended without proof either way)")
+    if not attempts:  # waiting for its lane, or ended before it was ever sent
         return f"{taken}; no link attempt"
-    plural = "" if d["attempts"] == 1 else "s"
-    return (f"{taken}; {d['attempts']} link attempt{plural}, "
-            f"{d['attempts_not_taken']} provably not taken")
+    plural = "" if attempts == 1 else "s"
+    return f"{taken}; {attempts} link attempt{plural}, {untaken} provably not taken"
 
 
 def stuck(a: dict[str, Any]) -> str:
