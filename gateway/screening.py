@@ -15,9 +15,12 @@ credited (gateway.handlers, gateway.beps.incoming: a match parks its money in su
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, NamedTuple
 
+from gateway import critical
+from gateway.states import held_for_review
 from gateway.workstate import log_after_commit
 
 log = logging.getLogger("paygate.screening")
@@ -25,6 +28,8 @@ log = logging.getLogger("paygate.screening")
 # The alert telling operators of incoming credits the screening parked in suspense.
 ALERT_INCOMING_HELD = "incoming_credit_held_for_review"
 PAYMENTS_NAMED_MAX = 50  # payments an alert of a package names; the count tells the rest
+# A credit still parked: in suspense with the screening's reason (states.held_for_review).
+_PARKED = "direction = 'in' AND state = 'suspense' AND reason LIKE 'screening_%'"
 
 
 class Parties(NamedTuple):
@@ -82,3 +87,57 @@ def tell_held(gw: Any, tx: Any, held: list[dict[str, Any]], **where: Any) -> Non
                              {"payments": [row["id"] for row in held[:PAYMENTS_NAMED_MAX]]})
     gw.alert(tx, ALERT_INCOMING_HELD, **where, **named, credits=len(held),
              amount_fen=sum(row["amount_fen"] for row in held))
+
+
+def is_parked(payment: Mapping[str, Any]) -> bool:
+    """A credit another bank sent us whose money the screening parked in suspense, still
+    waiting for operators' decision (`parked`)."""
+    return (payment.get("direction"), payment.get("state")) == ("in", "suspense") \
+        and held_for_review(payment)
+
+
+def close_decided(tx: Any, was: dict[str, Any], how: str, now: datetime) -> list[int]:
+    """Close, as the gateway, the open ALERT_INCOMING_HELD alerts that told of the credit
+    `was` (its row before operators' decision moved it) once every credit each covers
+    is decided: applied to an account, or returned and the return settled, none still
+    parked. A credit whose return failed is still parked, and its alert stays open, as
+    does a package's while another of its credits waits. `how` says what decided this
+    one. Their ids; none for a credit the screening did not park."""
+    if not is_parked(was):
+        return []
+    payment_id, package = was["id"], _package_of(tx, was)
+    closed = []
+    for alert_id, detail in critical.unclosed(tx, (ALERT_INCOMING_HELD,),
+                                              package or payment_id):
+        named = [detail["payment"]] if "payment" in detail else detail.get("payments", [])
+        if detail.get("package") != package or (
+                payment_id not in named and len(named) == detail["credits"]):
+            continue  # about other credits (the text matched only in part)
+        if _still_parked(tx, named, package, detail["credits"]):
+            continue
+        closed.append(alert_id)
+    if closed:
+        critical.close_by_gateway(tx, closed, f"every credit it told of is decided ({how})",
+                                  now)
+    return closed
+
+
+def _package_of(tx: Any, payment: dict[str, Any]) -> str | None:
+    """The package that brought a BEPS credit (the alert of its package names it)."""
+    if payment["channel"] != "beps":
+        return None
+    row = tx.query_one("SELECT package_id FROM beps_items WHERE payment_id = ?",
+                       (payment["id"],))
+    return row[0] if row else None
+
+
+def _still_parked(tx: Any, named: list[str], package: str | None, credits: int) -> bool:
+    """Whether any credit an alert covers is still parked: those it names, or, when it
+    names only the first PAYMENTS_NAMED_MAX of its package's, any of that package."""
+    if len(named) < credits and package is not None:
+        return tx.query_one(
+            "SELECT 1 FROM payments WHERE id IN (SELECT payment_id FROM beps_items "
+            f"WHERE package_id = ?) AND {_PARKED}", (package,)) is not None
+    marks = ", ".join("?" * len(named))
+    return tx.query_one(f"SELECT 1 FROM payments WHERE id IN ({marks}) AND {_PARKED}",
+                        tuple(named)) is not None

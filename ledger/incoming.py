@@ -340,6 +340,17 @@ def find_item(tx: Transaction, pending_no: str) -> SuspenseItem:
     return _item(row)
 
 
+def find_items(tx: Transaction, pending_nos: list[str]) -> dict[str, SuspenseItem]:
+    """`find_item` of each of `pending_nos` in one statement, by pending number (those
+    we issued none under left out): for checks of many items at once."""
+    if not pending_nos:
+        return {}
+    rows = tx.query(f"SELECT {_SUSPENSE_COLUMNS} FROM ledger_suspense WHERE pending_no "
+                    f"IN ({', '.join('?' * len(pending_nos))}) ORDER BY work_date",
+                    tuple(pending_nos))
+    return {row[0]: _item(row) for row in rows}  # the newest of a number last
+
+
 def _open_item(tx: Transaction, pending_no: str) -> SuspenseItem:
     item = find_item(tx, pending_no)
     if item.state != "open":

@@ -291,6 +291,41 @@ def test_a_held_for_review_rows_buttons_are_all_in_view(review_rig: Any, browser
     assert [b["action"] for b in buttons if not (b["inside"] and b["reachable"])] == []
 
 
+def test_a_parked_credit_is_applied_from_the_held_for_review_list(rig: Any,
+                                                                   browser: Any) -> None:
+    """A credit whose payer the screening lists is parked in suspense and shown in the
+    "Held for review" table, held for review beside its state, its row offering Return
+    and Apply to an account (not the review's pass and fail); op1 applies it to the
+    payee's account from the row, sup1 approves, and it leaves the table, credited."""
+    loop, ops_rig = rig
+    pid = loop.run(ops_rig.receive(3, 4_321_00, ops_rig.payer_account, "示例客户甲",
+                                   payer_name="示例受限贸易有限公司"))
+    operator = sign_in(browser, ops_rig.url, "op1", "en-US")
+    supervisor = sign_in(browser, ops_rig.url, "sup1", "en-US")
+    operator.wait_for_selector(f'#t-review tr[data-id="{pid}"] button',
+                               timeout=STEP_TIMEOUT_MS)
+    row = operator.query_selector(f'#t-review tr[data-id="{pid}"]')
+    badges = [b.get_attribute("data-state") for b in row.query_selector_all(".state")]
+    buttons = row_buttons(operator, "t-review", pid)
+    operator.click(f'#t-review tr[data-id="{pid}"] button[data-action="suspense_apply"]')
+    operator.fill("#action-account", ops_rig.payer_account)
+    operator.fill("#action-note", "合规部核查：非受限主体")
+    operator.click("#action-send")
+    operator.wait_for_selector("#action-text:has-text('#')", timeout=STEP_TIMEOUT_MS)
+    supervisor.click(f'#t-pending tr:has-text("{pid}") button[data-decide="approve"]',
+                     timeout=STEP_TIMEOUT_MS)
+    supervisor.wait_for_selector('#action-bar[data-mode="approve"]', timeout=STEP_TIMEOUT_MS)
+    supervisor.click("#action-send")
+    operator.wait_for_selector(f'#t-review tr[data-id="{pid}"]', state="detached",
+                               timeout=STEP_TIMEOUT_MS)
+    state = loop.run(ops_rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state FROM payments WHERE id = ?", (pid,))))[0]
+
+    assert badges == ["suspense", "held_for_review"]
+    assert buttons == ["return", "suspense_apply"]
+    assert state == "credited"
+
+
 @pytest.fixture(scope="module")
 def debit_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A gateway holding a debit another bank sent us whose creditor is listed."""

@@ -19,10 +19,10 @@ import pytest
 
 from gateway import payments
 from gateway.errors import Conflict
-from gateway.exceptions import suspense
+from gateway.exceptions import outcomes, suspense
 from gateway.messages import ccms990, examples, hvps111
 from gateway.messages.envelope import Envelope, Header
-from gateway.ops import views
+from gateway.ops import cli_render, views
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
 from gateway.redisproc import free_port
 from ledger.chart import SUSPENSE
@@ -107,6 +107,28 @@ class Rig(ApplyRig):
                                   "note": ""})
         assert status == 201 and done["state"] == "executed", done
         return done
+
+    def alert_of(self, payment_id: str) -> tuple[dict[str, Any], str | None, str | None]:
+        """The incoming_credit_held_for_review alert naming the payment: its detail, and
+        who closed it and how (None, None while open)."""
+        rows = self.tx(lambda tx: tx.query(
+            "SELECT a.detail, k.by, k.note FROM alerts a LEFT JOIN alert_acks k "
+            "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id",
+            ("incoming_credit_held_for_review",)))
+        found = [(json.loads(d), by, note) for d, by, note in rows
+                 if payment_id in (json.loads(d).get("payment"),
+                                   *json.loads(d).get("payments", ()))]
+        assert len(found) == 1, found
+        return found[0]
+
+    def settle(self, return_id: str) -> None:
+        """The return on the wire and settled by the NPC (its ccms.900 PR04)."""
+        def work(tx: Any) -> None:
+            sent = payments.transition(tx, payments.get(tx, return_id), "sent", "hvps_sent",
+                                       self.gw.clock.now())
+            outcomes.apply(self.gw, tx, sent, "PR04", self.gw.work_date.isoformat(),
+                           self.gw.clock.now(), "hvps")
+        self.tx(work)
 
     def acks(self) -> int:
         """The ccms.990 acknowledgements we sent (archived as they are put out)."""
@@ -315,4 +337,77 @@ def test_a_core_return_of_a_credited_payment_to_a_listed_payer_is_held(
         "held", "screening_match_payee_name", True)
     assert rig.outbox_state(ret["id"]) == "review"
     assert rig.tx(lambda tx: payments.get(tx, ret["id"]))["hold_id"]
+    assert rig.books()[2]
+
+
+def test_a_parked_credit_is_in_the_held_for_review_list_with_apply_and_return(
+        rig: Rig) -> None:
+    """The console's list of payments held for review (the page's, GET /ops/api/review,
+    `paygate ops review`) shows the credits the screening parked, HVPS and BEPS alike,
+    each offering what decides it: an application to the payee or a return, each for a
+    second person to approve; never the review's pass or fail, which do not apply."""
+    hvps = rig.hvps_credit(1_009, payer_name=LISTED)
+    beps, _ = rig.beps_credits(LISTED, CLEAR_PAYER)
+    status, review = rig.call("GET", "/ops/api/review", "op1")
+    snap_status, snapshot = rig.call("GET", "/ops/api/snapshot", "op1")
+    listed = {p["id"]: p for p in review["payments"]}
+    shown = {p["id"]: p for p in snapshot["review"]}
+    printed = cli_render.review(review)
+
+    assert status == 200 and snap_status == 200
+    for payment in (hvps, beps):
+        row = listed[payment["id"]]
+        assert (row["state"], row["held_for_review"]) == ("suspense", True)
+        assert row["actions"] == ["return", "suspense_apply"]
+        assert shown[payment["id"]]["actions"] == ["return", "suspense_apply"]
+    line = next(ln for ln in printed.splitlines() if ln.startswith(hvps["id"]))
+    assert line.endswith("return, suspense-apply")
+    assert "review-approve" not in line
+
+
+def test_a_decided_parked_credit_leaves_the_list(rig: Rig) -> None:
+    """Applied, it is credited and no longer held for review."""
+    payment = rig.hvps_credit(1_010, payer_name=LISTED)
+    rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+
+    assert payment["id"] not in [p["id"] for p in rig.tx(views.held_for_review)]
+
+
+def test_the_alert_of_an_hvps_credit_is_closed_once_it_is_applied(rig: Rig) -> None:
+    """The gateway closes the alert when operators have decided its one credit, saying
+    how; open until then."""
+    payment = rig.hvps_credit(1_011, payer_name=LISTED)
+    _, by_before, _ = rig.alert_of(payment["id"])
+    rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+    _, by, note = rig.alert_of(payment["id"])
+
+    assert by_before is None
+    assert by == "gateway"
+    assert payment["id"] in note and "applied" in note
+
+
+def test_a_packages_alert_is_closed_once_every_credit_it_told_of_is_decided(
+        rig: Rig) -> None:
+    """Two listed payers' credits in one package, one alert: applying the first leaves
+    it open; a return of the second failed in review leaves it open (its money still
+    parked); returned again, passed and settled by the NPC, the last credit is decided
+    and the gateway closes the alert."""
+    first, second = rig.beps_credits(LISTED, LISTED)
+    detail, _, _ = rig.alert_of(first["id"])
+    rig.done("suspense_apply", first["id"], WHY, account=rig.rig.payer_account)
+    after_apply = rig.alert_of(first["id"])[1]
+    failed = rig.done("return", second["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.review("review_reject", failed)
+    after_failed = rig.alert_of(first["id"])[1]
+    ret = rig.done("return", second["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.review("review_approve", ret)
+    before_settled = rig.alert_of(first["id"])[1]
+    rig.settle(ret)
+    _, by, note = rig.alert_of(first["id"])
+
+    assert (detail["credits"], sorted(detail["payments"])) == (
+        2, sorted([first["id"], second["id"]]))
+    assert after_apply is None and after_failed is None and before_settled is None
+    assert rig.view(second["id"])["state"] == "returned"
+    assert by == "gateway" and ret in note
     assert rig.books()[2]

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from gateway import payments as stored
+from gateway import screening
 from gateway.beps import extension_of
 from gateway.ops import actions, control, views
 from gateway.ops.testing import PAYEE_BANK, PAYER_BRANCH, PAYER_NAME, LoopThread, OpsRig
@@ -38,10 +40,17 @@ class Rig(ControlRig):
         return answer["id"]
 
     def director_actions(self, payment_id: str) -> list[str]:
-        """The detail view's actions for a director, those a row may show."""
+        """The detail view's actions for a director, those a row may show: an
+        application or a return only for a credit the screening parked (any other is
+        applied or returned from its detail view)."""
         director, now = self.op("dir1"), self.gw.clock.now()
-        offered = self.db(lambda tx: control.offered(self.gw, tx, director, payment_id, now))
-        return [name for name in offered if name in control.ROW_ACTIONS]
+
+        def work(tx: Any) -> list[str]:
+            payment = stored.get(tx, payment_id)
+            return [name for name in control.offered(self.gw, tx, director, payment_id, now)
+                    if name in control.ROW_ACTIONS
+                    and (name not in actions.PARKED_ROW_ACTIONS or screening.is_parked(payment))]
+        return self.db(work)
 
     def row_actions(self) -> tuple[dict[str, list[str]], int]:
         """Each listed payment's row actions, and the statements that found them."""
@@ -103,10 +112,15 @@ def payments(rig: Rig) -> dict[str, str]:
         "incoming credit in suspense": rig.run(rig.rig.receive(next(_keys), 100_00)),
         "incoming credit credited": rig.run(rig.rig.receive(
             next(_keys), 100_00, rig.rig.payer_account, PAYER_NAME)),
+        "incoming credit the screening parked": rig.run(rig.rig.receive(
+            next(_keys), 100_00, rig.rig.payer_account, PAYER_NAME, payer_name=LISTED)),
+        "incoming credit the screening parked, a return asked": rig.run(rig.rig.receive(
+            next(_keys), 100_00, rig.rig.payer_account, PAYER_NAME, payer_name=LISTED)),
     }
     rig.request("op1", "hold", made["hvps held by an operator"])
     rig.request("op1", "hold", made["beps item held by an operator"])
     rig.request("op1", "cancel", made["hvps with a cancel pending"])
+    rig.request("op1", "return", made["incoming credit the screening parked, a return asked"])
     return made
 
 
@@ -123,17 +137,38 @@ def test_a_row_offers_what_the_detail_view_offers_a_director(
     assert seen["hvps held by the screening"] == ["cancel", "priority", "review_approve",
                                                   "review_reject"]
     assert seen["incoming credit in suspense"] == []
+    # Parked by the screening: applied to its payee or returned, never a review's pass
+    # or fail; a return waiting for its second person leaves nothing else to ask.
+    assert seen["incoming credit the screening parked"] == ["return", "suspense_apply"]
+    assert seen["incoming credit the screening parked, a return asked"] == []
 
 
-def test_a_list_of_rows_is_checked_in_five_statements(
+def test_a_list_of_rows_is_checked_in_seven_statements(
         rig: Rig, payments: dict[str, str]) -> None:
     """Its payments, their HVPS outbox rows, their BEPS items and those items' packages,
-    and the requests pending on them, each read once for the whole list: not a read per
-    action and row."""
+    the suspense items and returns of the credits the screening parked, and the requests
+    pending on them, each read once for the whole list: not a read per action and row."""
     rows, statements = rig.row_actions()
 
     assert len(rows) >= len(payments)
-    assert statements == 5
+    assert statements == 7
+
+
+def test_a_list_without_parked_credits_reads_nothing_more_for_them(
+        rig: Rig, payments: dict[str, str]) -> None:
+    """The two reads of parked credits are made only for a list holding some: the
+    others' rows are checked in five statements, as before."""
+    parked = {pid for kind, pid in payments.items() if "parked" in kind}
+    now = rig.gw.clock.now()
+
+    def work(tx: Any) -> int:
+        rows = [row for row in views.search_payments(tx, {"limit": views.LIST_MAX})
+                if row["id"] not in parked]
+        counting = _Counting(tx)
+        control.add_row_actions(rig.gw, counting, rows, now)
+        return counting.statements
+
+    assert rig.db(work) == 5
 
 
 def test_a_precondition_passing_outside_its_scope_is_a_bug_the_request_check_asserts(

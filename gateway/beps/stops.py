@@ -256,7 +256,7 @@ def _package_id(tx: Any, payment_id: str) -> str | None:
 
 
 @contextmanager
-def rows_read_once(tx: Any, read: dict[str, dict[str, Any]]) -> Iterator[None]:
+def rows_read_once(gw: Any, tx: Any, read: dict[str, dict[str, Any]]) -> Iterator[None]:
     """The items of the BEPS payments among `read` and their packages, read once for the
     checks of the console's rows (control.ROW_READERS)."""
     beps = [pid for pid, payment in read.items() if payment["channel"] == "beps"]

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 
-from gateway import payments
+from gateway import payments, screening
 from gateway.errors import Problem, ValidationFailed
 from gateway.exceptions import cancels, debit_suspense, returns, status, suspense, write_off
+from gateway.exceptions.schema import open_returns_read_once
 from gateway.exceptions.wire import Entry
 
 OPERATOR_RETURN_REASON = "returned_by_operator"
@@ -89,7 +92,34 @@ def register() -> bool:
     control.TARGET_READERS.setdefault("suspense_return", write_off.read_target)
     actions.GATEWAY_PRECONDITIONS.setdefault("suspense_return",
                                              debit_suspense.check_returnable)
+    # A credit the screening parked is decided on its row of the console's lists (the
+    # held for review among them): applied to its payee or returned. Their checks read
+    # its suspense item and its returns: once for a whole list.
+    for name in PARKED_ROW_ACTIONS:
+        if name not in control.ROW_ACTIONS:
+            control.ROW_ACTIONS.append(name)
+            actions.PARKED_ROW_ACTIONS.append(name)
+    if parked_read_once not in control.ROW_READERS:
+        control.ROW_READERS.append(parked_read_once)
     return True
+
+
+# The actions deciding a credit the screening parked, which its row offers.
+PARKED_ROW_ACTIONS = ("return", "suspense_apply")  # in the order of control.RULES
+
+
+@contextmanager
+def parked_read_once(gw: Any, tx: Any, read: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """The suspense items and the returns of the parked credits among `read`, read once
+    for the checks of the console's rows (control.ROW_READERS); nothing for a list
+    without any."""
+    parked = [payment for payment in read.values() if screening.is_parked(payment)]
+    if not parked:
+        yield
+        return
+    with open_returns_read_once(tx, [payment["id"] for payment in parked]), \
+            write_off.items_read_once(gw, tx, [payment["pending_no"] for payment in parked]):
+        yield
 
 
 def return_note_problems(note: str) -> list[Problem]:

@@ -28,7 +28,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from gateway import late_results, payments
+from gateway import late_results, payments, screening
 from gateway.exceptions import schema
 from gateway.messages import ccms316
 from gateway.messages.ccms900 import CANCELLED, QUEUED, REJECTED, SETTLED
@@ -131,6 +131,8 @@ def _original_returned(gw: Any, tx: Any, ret: dict[str, Any], now: datetime) -> 
     payments.transition(tx, original, "returned", "returned_to_sender", now, gw.notifier,
                         reason=f"returned by {ret['return_id']}: {ret['reason']}",
                         return_id=ret["return_id"])
+    screening.close_decided(tx, original, f"payment {original['id']} returned by "
+                                          f"{ret['return_id']}", now)
 
 
 def _end(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,

@@ -15,10 +15,12 @@ The SQL is portable between SQLite and PostgreSQL, like the core schema's.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from gateway import dialect, scope
+from gateway.store import NOT_READ, answered, reading_once, rows_by_id
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS exc_requests (
@@ -154,14 +156,32 @@ def return_by_id(tx: Any, return_id: str) -> dict[str, Any] | None:
 def open_return_of(tx: Any, original_id: str) -> dict[str, Any] | None:
     """The return of a payment that is under way or done. A failed one does not count,
     nor one whose A105 payment was cancelled or rejected by any road (an operator's
-    cancellation of an unsent payment, say)."""
-    columns = ", ".join(f"r.{c}" for c in RETURN_COLUMNS)
-    values = tx.query_one(
-        f"SELECT {columns} FROM exc_returns r JOIN payments p ON p.id = r.return_id "
-        "WHERE r.original_id = ? AND r.state IN (?, ?) "
-        "AND p.state NOT IN ('rejected', 'cancelled') ORDER BY r.created_at DESC",
-        (original_id, *OPEN_RETURN_STATES))
+    cancellation of an unsent payment, say). Inside `open_returns_read_once`, answered
+    from that read."""
+    values = answered(tx, _OPEN_READ_ONCE, original_id)
+    if values is NOT_READ:
+        values = tx.query_one(
+            f"SELECT {_OPEN_COLUMNS} FROM exc_returns r JOIN payments p ON "
+            f"p.id = r.return_id WHERE r.original_id = ? AND {_OPEN} "
+            "ORDER BY r.created_at DESC", (original_id,))
     return dict(zip(RETURN_COLUMNS, values)) if values else None
+
+
+def open_returns_read_once(tx: Any, original_ids: list[str]
+                           ) -> AbstractContextManager[dict[Any, Any]]:
+    """`open_return_of` each of these payments read in one statement (a few for a long
+    list), and within the block answered from that read (store.reading_once): for checks
+    that only read (the console's row actions)."""
+    return reading_once(tx, _OPEN_READ_ONCE, rows_by_id(
+        tx, original_ids, f"SELECT r.original_id, {_OPEN_COLUMNS} FROM exc_returns r "
+        f"JOIN payments p ON p.id = r.return_id WHERE r.original_id IN ({{ids}}) "
+        f"AND {_OPEN} ORDER BY r.created_at"))  # the newest last
+
+
+_OPEN_COLUMNS = ", ".join(f"r.{c}" for c in RETURN_COLUMNS)
+_OPEN = (f"r.state IN ({', '.join(repr(s) for s in OPEN_RETURN_STATES)}) "
+         "AND p.state NOT IN ('rejected', 'cancelled')")
+_OPEN_READ_ONCE = "exc_open_returns"
 
 
 def returns_of(tx: Any, payment_id: str) -> list[dict[str, Any]]:

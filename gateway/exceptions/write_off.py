@@ -47,10 +47,11 @@ the same console action through gateway.exceptions.debit_suspense, which posts w
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, payments, states
+from gateway import intake, payments, screening, states
 from gateway.errors import (
     Conflict,
     NotFound,
@@ -61,6 +62,7 @@ from gateway.errors import (
     not_text,
 )
 from gateway.exceptions import schema
+from gateway.store import NOT_READ, answered, id_chunks, reading_once
 from ledger import numbers
 from ledger.chart import SUSPENSE
 
@@ -169,6 +171,28 @@ def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None
     check_open(gw, tx, payment, pending_no, "the sender")
 
 
+def suspense_item(gw: Any, tx: Any, pending_no: str) -> Any:
+    """The ledger's suspense item under `pending_no`; inside `items_read_once`, answered
+    from that read."""
+    item = answered(tx, _ITEMS_READ_ONCE, pending_no)
+    return gw.ledger.suspense_item(tx, pending_no) if item in (NOT_READ, None) else item
+
+
+def items_read_once(gw: Any, tx: Any, pending_nos: list[str]
+                    ) -> AbstractContextManager[dict[Any, Any]]:
+    """The suspense items of these numbers read in one statement (a few for a long list),
+    and within the block `suspense_item` answers from that read (store.reading_once):
+    for checks that only read (the console's row actions). A number the ledger has no
+    item under is asked again, and refused as ever."""
+    items: dict[Any, Any] = {}
+    for chunk in id_chunks(list(dict.fromkeys(pending_nos))):
+        items.update(gw.ledger.suspense_items(tx, chunk))
+    return reading_once(tx, _ITEMS_READ_ONCE, items)
+
+
+_ITEMS_READ_ONCE = "exc_suspense_items"
+
+
 def check_open(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None,
                back_to: str) -> None:
     """The payment's suspense item (named by `pending_no`, when given) is still open in
@@ -178,7 +202,7 @@ def check_open(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None
         raise ValidationFailed(Problem(
             "pending_no_not_of_payment", "/params/pending_no", pending_no,
             f"{own}, the pending write-off number of payment {pid}, or no pending_no"))
-    item = gw.ledger.suspense_item(tx, own)
+    item = suspense_item(gw, tx, own)
     if item.state != "open":
         done = schema.applied(tx, pid)
         raise Conflict(Problem(
@@ -221,6 +245,8 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
                         pending_no=pending_no, ledger_entry=entry_id, request=request_id,
                         by=by, note=note, **passed)
+    screening.close_decided(tx, payment, f"payment {payment_id} applied to account "
+                                         f"{account} by request {request_id}", now)
     return {"payment": payment_id, "state": "credited", "account": account,
             "pending_no": pending_no, "ledger_entry": entry_id}
 

@@ -40,6 +40,7 @@ from gateway.dayend import check_late
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops import attention, receivables
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
+from gateway.screening import is_parked
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Contended
 
@@ -692,6 +693,13 @@ ROW_SCOPES: dict[str, frozenset[tuple[str, str]]] = {
                                 ("in", "beps")}),
 }
 REVIEW_ACTIONS = ("review_approve", "review_reject")
+# Actions a row offers only for a credit the screening parked in suspense
+# (gateway.screening.parked), whose review they decide there: applied to its payee
+# (`suspense_apply`) or returned (`return`), each under dual control; added by
+# gateway.exceptions.ops. Any other payment is applied or returned from its detail view:
+# their checks read its suspense item, its returns, its account's balance, which a list
+# reads only for the few parked ones (control.ROW_READERS), never for every row.
+PARKED_ROW_ACTIONS: list[str] = []
 
 
 def may_apply(action: str, payment: dict[str, Any]) -> bool:
@@ -704,8 +712,20 @@ def may_apply(action: str, payment: dict[str, Any]) -> bool:
     if (payment["direction"], payment["channel"]) not in scope:
         return False
     if action in REVIEW_ACTIONS:
-        return is_review_hold(payment["reason"])
+        # A credit the screening parked in suspense is decided by applying or returning
+        # it (PARKED_ROW_ACTIONS), not by the review's pass or fail.
+        return is_review_hold(payment["reason"]) and not is_parked(payment)
     return action != "release" or not held_for_review(payment)
+
+
+def may_offer_on_row(action: str, payment: dict[str, Any]) -> bool:
+    """False when a row of the console's lists does not offer `action` for this payment
+    whatever else is recorded about it: an action of PARKED_ROW_ACTIONS for any payment
+    but a parked credit, any other as `may_apply` says. True when its precondition must
+    tell."""
+    if action in PARKED_ROW_ACTIONS:
+        return is_parked(payment)
+    return may_apply(action, payment)
 
 
 def _assert_may_apply(tx: Any, action: str, target: str) -> None:

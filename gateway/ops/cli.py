@@ -10,6 +10,9 @@
                                    or more unless given --minutes (0: any age); held for
                                    the window while HVPS is open, as long; held after
                                    the link refused their message, at any age
+    review                         payments held for review or by the screening (credits
+                                   it parked in suspense included), each with the
+                                   actions that decide it
     books                          the ledger's trial balance: balanced, each subject
     day-reports DATE [--out DIR]   a closed date's daily statement and subject day sheets
     dead                           dead letters
@@ -162,6 +165,9 @@ COMMANDS = {
     "stuck": f"payments accepted, sent or unknown and unchanged for {STUCK_DEFAULT_MIN} "
              "minutes or more, unless given --minutes (and held for the window while HVPS "
              "is open, as long; held because the link refused their message, at any age)",
+    "review": "payments the amount review or the screening holds (credits another bank "
+              "sent us that the screening parked in suspense included), each with the "
+              "actions that decide it",
     "books": "the ledger's trial balance: balanced or not, subject by subject",
     "day-reports": "a closed work date's daily statement (日计表) and subject day sheets "
                    "(科目日结单): printed, or written into --out",
@@ -218,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         what = COMMANDS[name]
         return sub.add_parser(name, parents=[common], help=what, description=what, **kwargs)
-    for name in ("status", "queues", "dead", "alerts", "audit", "books", "actions",
-                 "hash-password"):
+    for name in ("status", "queues", "review", "dead", "alerts", "audit", "books",
+                 "actions", "hash-password"):
         command(name)
     p = command("payments")
     for option, what in (("--state", "in this state"),
@@ -327,7 +333,7 @@ def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
 def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     """Call the gateway for one command; its JSON answer and how to render it."""
     c = args.command
-    if c in ("status", "queues", "dead", "alerts", "audit", "books", "actions"):
+    if c in ("status", "queues", "review", "dead", "alerts", "audit", "books", "actions"):
         return client.call("GET", f"/ops/api/{c}"), c
     if c == "payments":
         names = ("state", "account", "amount", "date", "id", "limit")

@@ -212,6 +212,15 @@ def payments(a: dict[str, Any]) -> str:
     return table(a["payments"], PAYMENT_COLUMNS, "(no payment matches)")
 
 
+def review(a: dict[str, Any]) -> str:
+    """The payments held for review, each with the requests that decide it (its row's
+    actions, as `paygate ops request` names them)."""
+    rows = [dict(p, decide=", ".join(command_word(n) for n in p.get("actions", ())))
+            for p in a["payments"]]
+    return table(rows, PAYMENT_COLUMNS + (("decide", "decide by"),),
+                 "(no payment is held for review)")
+
+
 def payment(a: dict[str, Any]) -> str:
     head = pairs([(k, a.get(k)) for k in ("id", "direction", "channel", "state", "reason")]
         # A debit another bank sent us that the screening holds is `received`: said here.
@@ -385,6 +394,7 @@ def _text(value: Any) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "status": status, "queues": queues, "payments": payments, "payment": payment,
+    "review": review,
     "stuck": stuck, "books": books, "dead": dead, "alerts": alerts, "audit": audit, "requests": requests,
     "receivables": receivables,
     "one_request": one_request, "messages": messages, "message": message,

@@ -284,8 +284,10 @@ def offered(gw: Any, tx: Any, operator: Operator, payment_id: str, now: datetime
 
 
 # The actions a row of a list of payments offers (the console's latest payments, stuck,
-# held for review and search results); the detail view offers every one.
-ROW_ACTIONS = ("hold", "release", "cancel", "priority", "review_approve", "review_reject")
+# held for review and search results); the detail view offers every one. Parts of the
+# gateway add theirs (gateway.exceptions.ops: applying or returning a credit the screening
+# parked, actions.PARKED_ROW_ACTIONS).
+ROW_ACTIONS = ["hold", "release", "cancel", "priority", "review_approve", "review_reject"]
 
 
 def add_row_actions(gw: Any, tx: Any, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -300,35 +302,38 @@ def add_row_actions(gw: Any, tx: Any, rows: list[dict[str, Any]], now: datetime)
     (payments.read_once), so is what else the preconditions read of them (ROW_READERS),
     the requests pending on them read in one statement, and an action its payment's
     direction, channel or review hold rules out (actions.may_apply) answered no without
-    running its precondition. A payment in several rows (the snapshot's lists overlap)
-    is checked once."""
+    running its precondition, as is an action only a credit the screening parked is
+    offered (actions.may_offer_on_row). A payment in several rows (the snapshot's lists
+    overlap) is checked once."""
     live = [row["id"] for row in rows
             if row["state"] not in (FINAL_IN if row["direction"] == "in" else FINAL)]
     found: dict[str, list[str]] = {}
     with ExitStack() as reads:
         read = reads.enter_context(payments.read_once(tx, live))
         for reader in ROW_READERS:
-            reads.enter_context(reader(tx, read))
+            reads.enter_context(reader(gw, tx, read))
         pending = pending_on(tx, live, now)
         for payment_id, payment in read.items():
             found[payment_id] = [
-                name for name in ROW_ACTIONS if actions.may_apply(name, payment)
+                name for name in ROW_ACTIONS if actions.may_offer_on_row(name, payment)
                 and requestable(gw, tx, name, payment_id, pending.get(payment_id, []))]
     for row in rows:
         row["actions"] = list(found.get(row["id"], ()))
 
 
-def _hvps_outboxes(tx: Any, read: dict[str, dict[str, Any]]) -> AbstractContextManager[Any]:
+def _hvps_outboxes(gw: Any, tx: Any, read: dict[str, dict[str, Any]]
+                   ) -> AbstractContextManager[Any]:
     return outbound.credit_outboxes_read_once(
         tx, [pid for pid, p in read.items() if (p["direction"], p["channel"]) == ("out", "hvps")])
 
 
 # What the preconditions of the rows' actions read of a payment besides its row, read
-# once for all the rows of a list (store.reading_once): (transaction, the payments by id)
-# in, the block that answers from the read out. An HVPS payment's outbox row here; parts
-# of the gateway whose channel's checks read more (a BEPS item and its package) add theirs.
-ROW_READERS: list[Callable[[Any, dict[str, dict[str, Any]]], AbstractContextManager[Any]]] = [
-    _hvps_outboxes]
+# once for all the rows of a list (store.reading_once): (gateway, transaction, the
+# payments by id) in, the block that answers from the read out. An HVPS payment's outbox
+# row here; parts of the gateway whose checks read more (a BEPS item and its package; a
+# parked credit's suspense item and returns) add theirs.
+ROW_READERS: list[Callable[[Any, Any, dict[str, dict[str, Any]]],
+                           AbstractContextManager[Any]]] = [_hvps_outboxes]
 
 
 def requestable(gw: Any, tx: Any, action: str, target: str,

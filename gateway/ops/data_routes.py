@@ -10,7 +10,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes or held since their message died (any age), `total`, `message_died`, `truncated` |
 | GET /ops/api/day-reports/{date} | a closed work date's daily statement and subject day sheets: `files`, each `name` and `text` (409 `work_date_not_closed` for a date still open) |
-| GET /ops/api/review | payments held for review or by the screening |
+| GET /ops/api/review | payments held for review or by the screening (credits it parked in suspense included), each with its `actions` |
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts (each `attention`: open, or history, ops.attention), latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |
@@ -23,10 +23,10 @@ and the requests, approvals and rejections they send.
 
 A payment's `actions` are those the signed-in operator may request on it now
 (control.offered): the page offers them on its detail view, `paygate ops payment` lists
-them. Each row of a list of payments (the search here; the snapshot's latest, stuck and
-held for review) carries the `actions` of control.ROW_ACTIONS a request would be taken
-for, whoever asks (control.add_row_actions); the page shows those its operator's level
-may ask for. Both are checked as a request is (control.requestable): the precondition,
+them. Each row of a list of payments (the search and the review here; the snapshot's
+latest, stuck and held for review) carries the `actions` of control.ROW_ACTIONS a request
+would be taken for, whoever asks (control.add_row_actions); the page shows those its
+operator's level may ask for. Both are checked as a request is (control.requestable): the precondition,
 and the requests pending on the payment.
 
 A query string takes only the parameters shown (`limit` on the lists of dead letters,
@@ -232,8 +232,17 @@ class DataRoutes:
         return _json(await self._read(lambda tx: dayend.day_reports(tx, self.gw.ledger, text)))
 
     async def review(self, request: web.Request, operator: Operator) -> web.Response:
+        """The payments the review or the screening holds, each with the actions that
+        decide it (a pass or fail of the review; a parked credit's application or
+        return), as a row of the page's list shows them."""
         checked_query(request)
-        return _json({"payments": await self._read(views.held_for_review)})
+        now = self.gw.clock.now()
+
+        def read(tx: Any) -> list[dict[str, Any]]:
+            rows = views.held_for_review(tx)
+            control.add_row_actions(self.gw, tx, rows, now)
+            return rows
+        return _json({"payments": await self._read(read)})
 
     async def dead(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=queues.DEAD_LIST_MAX)["limit"]

@@ -24,7 +24,7 @@ from typing import Any, Coroutine, Iterator
 import aiohttp
 from aiohttp import web
 
-from gateway import payments
+from gateway import payments, screening
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -129,10 +129,12 @@ class OpsRig:
         return answer
 
     async def receive(self, key: int, amount_fen: int, payee_account: str = "",
-                      payee_name: str = "查无此人") -> str:
+                      payee_name: str = "查无此人", payer_name: str = "对手客户") -> str:
         """An incoming HVPS credit from a peer bank, booked as the inbound handler books
         it: to `payee_account` when it is one of ours (credited), else into suspense
-        (an account of no customer). `key` (1 to 9999) makes its ids."""
+        (an account of no customer), or there with the screening's reason when it
+        matches a party (a listed `payer_name`: gateway.screening.parked). `key` (1 to
+        9999) makes its ids."""
         assert self.gw is not None
         gw, day, now = self.gw, self.gw.work_date, self.clock.now()
         msg_id = f"{day:%Y%m%d}{key:08d}"
@@ -142,7 +144,7 @@ class OpsRig:
                "end_to_end_id": f"ops-rig-{key}", "sender_direct": PEER_DIRECT,
                "receiver_direct": gw.settings.bank_code, "amount_fen": amount_fen,
                "currency": "CNY", "payer_account": "6222000000000009",
-               "payer_name": "对手客户", "payer_bank": PEER_BANK_BRANCH,
+               "payer_name": payer_name, "payer_bank": PEER_BANK_BRANCH,
                "payee_account": payee_account or f"62990000{key:08d}",
                "payee_name": payee_name, "payee_bank": PAYER_BRANCH,
                "business_type": "A100", "business_kind": "02102", "urgency": "normal",
@@ -151,11 +153,13 @@ class OpsRig:
 
         def book(tx: Any) -> None:
             payments.insert(tx, row)
+            held_for = screening.parked(gw, [row]).get(pid)
             credit = gw.ledger.credit_incoming(tx, f"{pid}:credit", row["payee_account"],
-                                               payee_name, amount_fen, day, pid)
+                                               payee_name, amount_fen, day, pid,
+                                               parked=held_for)
             state = "credited" if credit.kind == "credited" else "suspense"
             payments.transition(tx, row, state, "credit", now,
-                                pending_no=credit.pending_no)
+                                pending_no=credit.pending_no, reason=held_for)
         await gw.store.run(book)
         return pid
 

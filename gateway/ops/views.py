@@ -230,12 +230,16 @@ _DIED_PARAMS = (f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%")
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
-    """Payments the review or the screening holds: outgoing ones `held`, and debits
-    another bank sent us `received`, unpaid until operators decide
-    (gateway.beps.debit_review)."""
+    """Payments the review or the screening holds (states.held_for_review): outgoing
+    ones `held`, debits another bank sent us `received`, unpaid until operators decide
+    (gateway.beps.debit_review), and credits another bank sent us whose money the
+    screening parked in `suspense` until operators apply or return it
+    (gateway.screening.parked)."""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    "WHERE state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
-                    "reason LIKE 'screening_%') ORDER BY created_at LIMIT ?", (LIST_MAX,))
+                    "WHERE state IN ('held', 'received', 'suspense') AND "
+                    "(reason LIKE 'review_%' OR reason LIKE 'screening_%') AND "
+                    "(state <> 'suspense' OR (direction = 'in' AND "
+                    "reason LIKE 'screening_%')) ORDER BY created_at LIMIT ?", (LIST_MAX,))
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 
