@@ -6,13 +6,26 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.errors import PaygateError
+from gateway.errors import PaygateError, Problem
 from gateway.fleet import setting_variables
 from tests.crash_support import System
+
+
+def refused_at_once(start: Callable[[], object]) -> Problem:
+    """The `process_start_failed` a start whose process exits raises, well before any
+    wait for a port runs out."""
+    began = time.monotonic()
+    with pytest.raises(PaygateError) as refused:
+        start()
+    assert time.monotonic() - began < 10
+    problem = refused.value.problems[0]
+    assert problem.code == "process_start_failed"
+    return problem
 
 
 def test_a_process_that_exits_is_refused_at_once_with_its_log_s_last_line(
@@ -24,13 +37,8 @@ def test_a_process_that_exits_is_refused_at_once_with_its_log_s_last_line(
                                        "print('refused: no such bank', file=sys.stderr); "
                                        "sys.exit(3)")]
 
-    began = time.monotonic()
-    with pytest.raises(PaygateError) as refused:
-        npc.start()
+    problem = refused_at_once(npc.start)
 
-    assert time.monotonic() - began < 10
-    problem = refused.value.problems[0]
-    assert problem.code == "process_start_failed"
     assert "exited with status 3" in problem.message
     assert problem.message.endswith("refused: no such bank")
     assert not npc.up
