@@ -119,21 +119,22 @@ def _start_failed(port: int, timeout_s: float, status: int | None, log_path: Pat
             if status is not None else
             f"{who} did not listen on 127.0.0.1:{port} within {timeout_s:g} s")
     if log_path is not None:
-        what += f"; its log {log_path} ends with: {_last_line(log_path)}"
+        what += f"; its log {log_path} ends with: {last_line(log_path)}"
     return PaygateError(Problem(
         "process_start_failed", str(log_path) if log_path else f"127.0.0.1:{port}", status,
         f"{who} listening on 127.0.0.1:{port} within {timeout_s:g} s", what))
 
 
-def _last_line(path: Path) -> str:
-    """The last line of a log (its end only is read: a log may be long)."""
+def last_line(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """The last line of a log, its last `chars` characters (its end only is read: a log
+    may be long)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, 2) - LOG_TAIL_BYTES))
             lines = fh.read().decode("utf-8", "replace").strip().splitlines()
     except OSError as exc:
         return f"(unreadable: {exc})"
-    return lines[-1][-LOG_TAIL_CHARS:] if lines else "(empty)"
+    return lines[-1][-chars:] if lines else "(empty)"
 
 
 _HANDED_OUT: set[int] = set()

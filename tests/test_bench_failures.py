@@ -194,3 +194,31 @@ def test_bench_terminated_stops_everything_and_removes_its_folder(tmp_path: Path
     assert "terminated (SIGTERM)" in capsys.readouterr().err
     assert list(tmp_path.glob("paygate-bench-e2e-*")) == []
     assert len(launched) == 3 and alive(launched) == []
+
+
+def test_bench_whose_load_generator_fails_reports_its_error(tmp_path: Path, monkeypatch,
+                                                            capsys, launched) -> None:
+    """The BEPS load generator that cannot reach its gateway: the run ends with its
+    error shape on standard error and status 2, no traceback of the bench's, nothing
+    left running, and the folder kept with the generator's log."""
+    async def beps_only(running: bench_e2e.Running, *args: object) -> dict:
+        return await bench_e2e.beps_phase(
+            running.root, {}, running.database_url, running.clock_anchor_epoch,
+            [f"http://127.0.0.1:{free_port()}"], 2.0)
+    monkeypatch.setenv("PAYGATE_BENCH_KEEP", str(tmp_path))
+    monkeypatch.setattr(bench_e2e, "baselines", _no_baselines)
+    monkeypatch.setattr(bench_e2e, "_phases", beps_only)
+
+    status = bench.bench_command(["e2e", "--quick", "--no-write"])
+
+    err = capsys.readouterr().err
+    (error,) = json.loads(err.strip().splitlines()[-1])["errors"]
+    assert status == 2
+    assert (error["code"], error["value"]) == ("load_generator_failed",
+                                               "ClientConnectorError")
+    assert "Traceback" not in err
+    (folder,) = tmp_path.glob("paygate-bench-e2e-*")
+    (log,) = folder.rglob("beps-load.log")
+    assert log.read_text().strip().splitlines()[-1] == json.dumps(
+        {"errors": [error]}, ensure_ascii=False)
+    assert len(launched) == 3 and alive(launched) == []
