@@ -333,11 +333,13 @@ class Gateway:
             try:
                 await asyncio.get_running_loop().run_in_executor(
                     None, self.embedded_redis.start)
-            except (RuntimeError, OSError) as exc:
+            except (RuntimeError, OSError, PaygateError) as exc:
                 raise PaygateError(Problem(
                     "redis_start_failed", "redis_url", None,
                     "an embedded redis-server that starts, or PAYGATE_REDIS_URL",
-                    f"the embedded Redis did not start: {exc}"), 503) from None
+                    "the embedded Redis did not start: " + (
+                        exc.problems[0].message if isinstance(exc, PaygateError)
+                        else str(exc))), 503) from None
             redis_url = self.embedded_redis.url
         # A blocking pool: a burst of requests waits for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(

@@ -8,7 +8,8 @@ of README.md between its markers from that file.
 A run that cannot be made (a process it starts does not listen: `process_start_failed`)
 is told in the error shape on standard error, exit status 2, every process it started
 stopped and its folder kept for the logs (`run_folder`); a run interrupted (Ctrl-C)
-stops them too, removes its folder and ends with status 130.
+stops them too, removes its folder and ends with status 130, and one told to stop
+(SIGTERM, as a supervisor or `kill` stops a command) does the same and ends with 143.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -94,15 +96,18 @@ def bench_command(argv: list[str]) -> int:
                         help="e2e: HVPS load at a steady rate for this long, with the "
                              "memory of every process sampled (recorded as e2e_soak)")
     args = parser.parse_args(argv)
+    terminated: list[int] = []
     try:
-        result = _run(parser, args)
+        with _sigterm_as_interrupt(terminated):
+            result = _run(parser, args)
     except PaygateError as exc:  # the run could not be made; its processes are stopped
         print_errors(exc.to_dict())
         return 2
     except KeyboardInterrupt:
-        print("paygate bench: interrupted; every process it started is stopped",
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"paygate bench: {how}; every process it started is stopped",
               file=sys.stderr, flush=True)
-        return 130
+        return 128 + signal.SIGTERM if terminated else 130
     result.setdefault("quick", args.quick)
     # A run whose checks failed (something lost or doubled) is shown, never recorded; a
     # quick run is a smoke test and never replaces the recorded figures.
@@ -110,6 +115,27 @@ def bench_command(argv: list[str]) -> int:
         store(result)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result.get("clean", True) else 1
+
+
+@contextmanager
+def _sigterm_as_interrupt(terminated: list[int]) -> Iterator[None]:
+    """While the run lasts, SIGTERM stops it as Ctrl-C does, instead of ending this
+    process at once and leaving the processes it started running: it is handed to the
+    SIGINT handler in force when it comes (asyncio's while a runner's loop runs, which
+    cancels the run so that it stops its processes; else Python's, which raises
+    KeyboardInterrupt). `terminated` is given the signal, for the exit status."""
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored or left to the system: stop anyway
+            raise KeyboardInterrupt
+    before = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:

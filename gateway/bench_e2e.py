@@ -69,14 +69,21 @@ from lxml import etree
 import ledger
 from gateway import keys as stream_keys
 from gateway.bench import machine, run_folder
-from gateway.bench_load import payer_name
+from gateway.bench_load import LOAD_FAILED, payer_name
 from gateway.beps import bench as beps_bench
 from gateway.beps import items
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.collector import tune_collector
+from gateway.errors import PaygateError, Problem
 from gateway.fleet import Proc, setting_variables
 from gateway.messages.signing import write_keypair
-from gateway.redisproc import free_port, redis_binary
+from gateway.redisproc import (
+    LOG_TAIL_BYTES,
+    LOG_TAIL_CHARS,
+    free_port,
+    last_line,
+    redis_binary,
+)
 from gateway.store import SCHEMA
 from ledger.testing import customer_account
 from message_schemas import catalogue
@@ -489,6 +496,23 @@ async def _settled(load: Load, ids: list[str]) -> None:
 # BEPS: batches through the API, then netting and settlement at the NPC
 
 
+def load_failed(status: int, log_path: Path) -> PaygateError:
+    """The refusal of a run whose BEPS load generator ended with `status`: the error
+    shape it wrote as its last line (gateway.bench_load), or, when it wrote none (killed,
+    or dead before it could), `load_generator_failed` naming its log and that line."""
+    line = last_line(log_path, LOG_TAIL_BYTES)  # the whole line: JSON to read
+    try:
+        problems = [Problem(**{k: e[k] for k in ("code", "path", "value", "expected",
+                                                  "message")})
+                    for e in json.loads(line)["errors"]]
+    except (ValueError, TypeError, KeyError):
+        problems = [Problem(
+            LOAD_FAILED, str(log_path), status, "a load generator ending with status 0",
+            f"the BEPS load generator exited with status {status}; its log {log_path} "
+            f"ends with: {line[-LOG_TAIL_CHARS:]}")]
+    return PaygateError(problems)
+
+
 async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
                      clock_anchor_epoch: float, urls: list[str],
                      duration_s: float) -> dict[str, Any]:
@@ -506,8 +530,10 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
     cpu_before = {n: proc_cpu_s(p.pid) for n, p in procs.items()}
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started_epoch, started = time.time(), time.perf_counter()
-    load = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.bench_load",
-                                                str(spec))
+    log_path = root / "beps-load.log"
+    with open(log_path, "ab") as log:
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.bench_load", str(spec), stderr=log)
     try:
         status = await load.wait()
     except BaseException:  # the run cancelled (Ctrl-C): the generator goes with it
@@ -516,7 +542,7 @@ async def beps_phase(root: Path, procs: dict[str, Any], database_url: str,
             await load.wait()
         raise
     if status != 0:
-        raise RuntimeError(f"the BEPS load generator failed ({load.returncode})")
+        raise load_failed(status, log_path)
     # The only child reaped meanwhile is the load generator: its whole CPU, which shares
     # the box with the gateway's.
     children = resource.getrusage(resource.RUSAGE_CHILDREN)

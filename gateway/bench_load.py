@@ -3,6 +3,11 @@ system posting batches of new credits through the public API, in a process of it
 
     python -m gateway.bench_load SPEC
 
+A generator that cannot go on (a batch refused other than 503, a gateway it cannot
+reach) ends with exit status 2 and, as the last line of its standard error, the error
+shape (`load_generator_failed`: the URL, what it got, and why), which the bench reports
+as its own; an unforeseen failure writes its traceback before that line.
+
 It imports what it needs to write transfers and post them over HTTP (aiohttp, orjson)
 and nothing of the gateway's own stack: the generator shares the machine with what it
 measures, and importing the gateway's modules (the app, the ledger, the message
@@ -16,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,8 +30,10 @@ import aiohttp
 import orjson
 
 from gateway.collector import tune_collector
+from gateway.errors import PaygateError, Problem
 
 BRANCH, PEER_BRANCH = "999100000027", "888200000023"
+LOAD_FAILED = "load_generator_failed"
 
 
 def payer_name(n: int) -> str:
@@ -102,8 +110,11 @@ async def beps_load(spec_path: str) -> None:
                         await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
                         continue
                     if r.status != 200:
-                        raise RuntimeError(
-                            f"batch {batch}: HTTP {r.status} {str(answer)[:300]}")
+                        raise PaygateError(Problem(
+                            LOAD_FAILED, f"{url}/v1/transfers/batch", r.status,
+                            "200 for a batch (503 is posted again)",
+                            f"the BEPS load generator's batch {batch} was answered "
+                            f"HTTP {r.status}: {str(answer)[:300]}"))
                     break
             durations.append(time.perf_counter() - sent)
             for item in answer["results"]:
@@ -122,5 +133,26 @@ async def beps_load(spec_path: str) -> None:
         "durations_s": durations, "wall_s": time.perf_counter() - started}))
 
 
+def main(spec_path: str) -> int:
+    """Run the generator; 0 when it ran its time, 2 with the error shape on standard
+    error when it could not (module doc)."""
+    try:
+        asyncio.run(beps_load(spec_path))
+    except PaygateError as exc:
+        failed = exc
+    except Exception as exc:  # told below, not swallowed: the process ends with it
+        # A gateway not reached or cut off, an answer not JSON, a spec unreadable, a
+        # fault of the generator's own: the traceback for whoever reads the log, then
+        # the error shape.
+        traceback.print_exc(file=sys.stderr)
+        failed = PaygateError(Problem(
+            LOAD_FAILED, spec_path, type(exc).__name__, "a load run to its end",
+            f"the BEPS load generator stopped: {type(exc).__name__}: {exc}"))
+    else:
+        return 0
+    print(json.dumps(failed.to_dict(), ensure_ascii=False), file=sys.stderr, flush=True)
+    return 2
+
+
 if __name__ == "__main__":
-    asyncio.run(beps_load(sys.argv[1]))
+    sys.exit(main(sys.argv[1]))

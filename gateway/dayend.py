@@ -308,13 +308,15 @@ def check_clock_time(tx: Any, now: datetime, source: str = "the clock",
 
 
 def _newest_stored_time(tx: Any) -> datetime | None:
-    """The latest of the newest payment's creation and the last event recorded (both
-    read through an index: no table scan at start)."""
+    """The latest of the newest payment's creation and the newest event's time (both
+    read through an index: no table scan at start). The newest event is not the last
+    row: a payment leaving its BEPS package is given copies of the package's rows, with
+    their times, after every other (payments.leave_group)."""
     times = []
     row = tx.query_one("SELECT MAX(created_at) FROM payments", ())
     if row and row[0]:
         times.append(datetime.fromisoformat(row[0]))
-    row = tx.query_one("SELECT at FROM payment_events ORDER BY id DESC LIMIT 1", ())
+    row = tx.query_one("SELECT MAX(at) FROM payment_events", ())
     if row and row[0]:
         times.append(datetime.fromisoformat(row[0]))
     return max(times) if times else None

@@ -484,16 +484,26 @@ def leave_group(tx: Any, payment_ids: Sequence[str], group: str) -> None:
     that its history still tells what happened to it, and so do the group's webhook rows
     that told of its changes (`told`).
 
+    A payment's history reads in id order (`history`, `reached_at`), which is the order
+    its rows and its group's were written in while it was in the group. The copies take
+    new ids, so a payment's own rows written after the group's first row (a cancel
+    requested of it alone, an item withdrawn by itself) are written again after the
+    copies, each where it came among the group's: the history keeps the order things
+    happened in.
+
     The group's rows are read, and each webhook row's events parsed, once for all the
-    payments leaving: four statements (more only past a multi-row INSERT's size) whether
-    one item leaves or a package's thousand, where reading them again for each payment
-    made a cancelled package's work grow with the square of its size."""
+    payments leaving: four statements, and two more when some have own rows to write
+    again (more only past a multi-row INSERT's size or READ_ONCE_IDS_MAX payments),
+    whether one item leaves or a package's thousand, where reading them again for each
+    payment made a cancelled package's work grow with the square of its size."""
     if not payment_ids:
         return
-    shared = tx.query("SELECT at, state, event, detail FROM payment_events "
+    shared = tx.query("SELECT id, at, state, event, detail FROM payment_events "
                       "WHERE payment_id = ? ORDER BY id", (group,))
+    later = _own_rows_after(tx, payment_ids, shared[0][0]) if shared else {}
     tx.insert_rows("INSERT INTO payment_events (payment_id, at, state, event, detail) VALUES",
-                   [(pid, *row) for pid in payment_ids for row in shared])
+                   [(pid, *row[1:]) for pid in payment_ids
+                    for row in sorted(shared + later.get(pid, []), key=itemgetter(0))])
     told_of: dict[str, list[tuple[int, str]]] = {}
     events_of: dict[int, list[dict[str, Any]]] = {}
     for outbox_id, state, body in tx.query(
@@ -508,6 +518,25 @@ def leave_group(tx: Any, payment_ids: Sequence[str], group: str) -> None:
     tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES",
                    [(outbox_id, pid, state) for pid in payment_ids
                     for outbox_id, state in told_of.get(pid, ())])
+
+
+def _own_rows_after(tx: Any, payment_ids: Sequence[str], first: int
+                    ) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows filed under each payment itself with an id above `first` (its group's
+    first row), (id, at, state, event, detail) each, deleted to be written again after
+    its group's: read through the index of payment ids, a statement for each
+    READ_ONCE_IDS_MAX payments, and one more to delete them when there are any."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for chunk in id_chunks(list(dict.fromkeys(payment_ids))):
+        for row_id, pid, *row in tx.query(
+                "SELECT id, payment_id, at, state, event, detail FROM payment_events WHERE "
+                f"payment_id IN ({', '.join('?' * len(chunk))}) AND id > ?", (*chunk, first)):
+            found.setdefault(pid, []).append((row_id, *row))
+    ids = [row[0] for rows in found.values() for row in rows]
+    for chunk in id_chunks(ids):
+        tx.execute(f"DELETE FROM payment_events WHERE id IN ({', '.join('?' * len(chunk))})",
+                   tuple(chunk))
+    return found
 
 
 # The status changes of one transaction are written as few webhook rows as they fit in

@@ -119,21 +119,22 @@ def _start_failed(port: int, timeout_s: float, status: int | None, log_path: Pat
             if status is not None else
             f"{who} did not listen on 127.0.0.1:{port} within {timeout_s:g} s")
     if log_path is not None:
-        what += f"; its log {log_path} ends with: {_last_line(log_path)}"
+        what += f"; its log {log_path} ends with: {last_line(log_path)}"
     return PaygateError(Problem(
         "process_start_failed", str(log_path) if log_path else f"127.0.0.1:{port}", status,
         f"{who} listening on 127.0.0.1:{port} within {timeout_s:g} s", what))
 
 
-def _last_line(path: Path) -> str:
-    """The last line of a log (its end only is read: a log may be long)."""
+def last_line(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """The last line of a log, its last `chars` characters (its end only is read: a log
+    may be long)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, 2) - LOG_TAIL_BYTES))
             lines = fh.read().decode("utf-8", "replace").strip().splitlines()
     except OSError as exc:
         return f"(unreadable: {exc})"
-    return lines[-1][-LOG_TAIL_CHARS:] if lines else "(empty)"
+    return lines[-1][-chars:] if lines else "(empty)"
 
 
 _HANDED_OUT: set[int] = set()
@@ -185,31 +186,34 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "EmbeddedRedis":
+        """Start redis-server and wait until it listens, as long as a command waits for a
+        process of its own (CHILD_START_WAIT_S: a loaded machine can be slow to start
+        one). One that exits first is seen at once: `process_start_failed` with its log's
+        last line, as one that never listens; neither is left running."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        log_path = self.directory / "redis.log"
         args = [redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
                 "--dir", str(self.directory), "--appendonly", "yes",
                 "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
-                "--logfile", str(self.directory / "redis.log")]
+                "--logfile", str(log_path)]
         # Its own session: a Ctrl-C at the terminal (SIGINT to the whole process group)
         # reaches the gateway, which drains its work and then stops Redis itself; Redis
         # stopping first would fail work in flight. It still dies with the gateway.
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
-                                        start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"embedded redis exited with {self.process.returncode}; "
-                                   f"see {self.directory / 'redis.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    log.info("event=redis_started port=%s dir=%s", self.port, self.directory)
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"embedded redis did not listen within {START_TIMEOUT_S} s")
+        # Its outputs go to its log too: what it says before it opens the log (a refused
+        # argument) is then the line a failed start names.
+        with open(log_path, "ab") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=out,
+                                            preexec_fn=die_with_parent,
+                                            start_new_session=True)
+        try:
+            wait_port(self.port, CHILD_START_WAIT_S, self.process, log_path,
+                      "the embedded redis-server")
+        except BaseException:  # a failed start, or Ctrl-C during the wait
+            self.stop()
+            raise
+        log.info("event=redis_started port=%s dir=%s", self.port, self.directory)
+        return self
 
     def died(self) -> int | None:
         """The exit status once the server has exited (and is reaped), else None."""

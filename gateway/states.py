@@ -13,11 +13,17 @@ from gateway.messages import beps127
 
 OUT_STATES = ("accepted", "held", "sent", "queued", "netted", "settled", "rejected",
               "cancelled", "returned", "unknown")
-IN_STATES = ("received", "credited", "suspense", "returned")
+# An incoming credit is `received`, then `credited` or in `suspense`, and may be
+# `returned`; an inbound BEPS debit (beps.127) our receipt paid is `netted` with the
+# receipt, then `settled` with its round, and one the receipt refused is `rejected`.
+IN_STATES = ("received", "credited", "suspense", "netted", "settled", "rejected",
+             "returned")
 FINAL = frozenset({"settled", "rejected", "cancelled", "returned"})
-# An inbound BEPS debit our receipt refused (RJ01 no mandate, RJ06 stopped, RJ08 failed
-# by the review) is `rejected` for good: nothing of it moves again.
-FINAL_IN = frozenset({"credited", "returned", "rejected"})
+# Final for the core system (CONTRACT.md §5): the money of an incoming payment is where
+# it stays. An inbound debit paid is final once netted (DOMAIN.md §1; only its round's
+# settlement follows, no one's action), and one our receipt refused (RJ01 no mandate,
+# RJ06 stopped, RJ08 failed by the review) is `rejected` for good.
+FINAL_IN = frozenset({"credited", "netted", "settled", "returned", "rejected"})
 
 # Reasons of a payment held because its message died on the way to the NPC; the reason
 # goes on with what happened (", the NPC answered 400", or the failure).

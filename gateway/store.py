@@ -237,6 +237,10 @@ SCHEMA = [
         event TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
     )""",
     "CREATE INDEX IF NOT EXISTS payment_events_payment ON payment_events (payment_id)",
+    # The newest time an event was recorded, read at start (gateway.dayend): not the
+    # last row's, since rows a payment leaving its group is given (payments.leave_group)
+    # come last with the older times of what they copy.
+    "CREATE INDEX IF NOT EXISTS payment_events_at ON payment_events (at)",
     # Which webhook row tells of which status change of a payment: one row may carry the
     # changes of many payments (gateway.webhook), so "was the core system told that this
     # payment settled" is answered here, and the state of the outbox row says whether the

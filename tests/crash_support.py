@@ -1,12 +1,11 @@
 """Processes for the crash test: Redis, the simulated NPC and the gateway, each its own
-process on loopback, each killable with SIGKILL and restartable on the same data."""
+process on loopback, each killable with SIGKILL and restartable on the same data
+(gateway.fleet.Proc: a process that exits before listening is seen at once, with its
+log's last line, and a loaded machine is given as long as a benchmark's processes)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,49 +14,8 @@ from pathlib import Path
 
 from gateway.clock import SHANGHAI, ScaledClock
 from gateway.config import DB_FILE
-from gateway.redisproc import free_port, redis_binary, wait_port
-
-START_TIMEOUT_S = 20.0
-
-
-@dataclass
-class Proc:
-    name: str
-    args: list[str]
-    port: int
-    log_path: Path
-    process: subprocess.Popen | None = None
-    starts: int = 0
-    kills: int = 0
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        log.close()
-        wait_port(self.port, START_TIMEOUT_S)
-        self.starts += 1
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-            self.kills += 1
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    @property
-    def up(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+from gateway.fleet import Proc, setting_variables
+from gateway.redisproc import free_port, redis_binary
 
 
 @dataclass
@@ -89,7 +47,7 @@ class System:
             "--balance", f"888200000015={peer_fen}", "--phase", "10"],
             sim_port, self.root / "npc.log")
         config = self.root / "gateway.toml"
-        config.write_text(json_toml({
+        values = {
             "data_dir": str(self.root / "gateway"), "database_url": self.database_url,
             "port": gw_port,
             "npc_url": f"http://127.0.0.1:{sim_port}/link/inbound",
@@ -98,10 +56,11 @@ class System:
             # One clock for every start, running on from the first: a restart continues
             # the day instead of going back to 09:00 (which the gateway refuses).
             "clock": ScaledClock(datetime(2026, 12, 7, 9, 0, tzinfo=SHANGHAI),
-                                 time.time()).to_spec()}))
+                                 time.time()).to_spec()}
+        config.write_text(json_toml(values))
         self.procs["gateway"] = Proc("gateway", [
             sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-            gw_port, self.root / "gateway.log")
+            gw_port, self.root / "gateway.log", hidden=setting_variables(values))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.procs[name].port}"

@@ -1,8 +1,8 @@
 """A benchmark that cannot run ends cleanly: a process it starts that exits, or does not
 listen in time, is told by name with its log (`process_start_failed`, in the error shape,
 exit status 2), every process it started is stopped, even those of a partial start, and
-its folder is kept for the logs; a run interrupted (Ctrl-C) stops them all too and
-removes its folder. Nothing is left running after either."""
+its folder is kept for the logs; a run interrupted (Ctrl-C) or told to stop (SIGTERM)
+stops them all too and removes its folder. Nothing is left running after either."""
 
 from __future__ import annotations
 
@@ -159,4 +159,66 @@ def test_bench_interrupted_stops_everything_and_removes_its_folder(tmp_path: Pat
     assert status == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(tmp_path.glob("paygate-bench-e2e-*")) == []
+    assert len(launched) == 3 and alive(launched) == []
+
+
+def test_bench_terminated_stops_everything_and_removes_its_folder(tmp_path: Path,
+                                                                 monkeypatch, capsys,
+                                                                 launched) -> None:
+    """SIGTERM while the processes run (a supervisor, `kill`): as Ctrl-C, every one
+    stopped and the folder removed, with status 143 and no traceback, where the
+    signal's default action ended the command and left its processes running."""
+    async def terminated(*args: object) -> dict:
+        assert alive(launched) == ["redis", "npc", "gateway"]
+        signal.raise_signal(signal.SIGTERM)
+        await asyncio.sleep(60)
+        return {}
+
+    def not_handled(signum: int, frame: object) -> None:
+        raise AssertionError("SIGTERM reached the handler the bench found, not its own")
+    monkeypatch.setenv("PAYGATE_BENCH_KEEP", str(tmp_path))
+    monkeypatch.setattr(bench_e2e, "baselines", _no_baselines)
+    monkeypatch.setattr(bench_e2e, "_phases", terminated)
+    # Python's own SIGINT handler, as the command line has it; SIGTERM's stands for the
+    # default action (which would end the test run itself).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before_term = signal.signal(signal.SIGTERM, not_handled)
+    try:
+        status = bench.bench_command(["e2e", "--quick", "--no-write"])
+        assert signal.getsignal(signal.SIGTERM) is not_handled  # given back after
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, before_term)
+
+    assert status == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert list(tmp_path.glob("paygate-bench-e2e-*")) == []
+    assert len(launched) == 3 and alive(launched) == []
+
+
+def test_bench_whose_load_generator_fails_reports_its_error(tmp_path: Path, monkeypatch,
+                                                            capsys, launched) -> None:
+    """The BEPS load generator that cannot reach its gateway: the run ends with its
+    error shape on standard error and status 2, no traceback of the bench's, nothing
+    left running, and the folder kept with the generator's log."""
+    async def beps_only(running: bench_e2e.Running, *args: object) -> dict:
+        return await bench_e2e.beps_phase(
+            running.root, {}, running.database_url, running.clock_anchor_epoch,
+            [f"http://127.0.0.1:{free_port()}"], 2.0)
+    monkeypatch.setenv("PAYGATE_BENCH_KEEP", str(tmp_path))
+    monkeypatch.setattr(bench_e2e, "baselines", _no_baselines)
+    monkeypatch.setattr(bench_e2e, "_phases", beps_only)
+
+    status = bench.bench_command(["e2e", "--quick", "--no-write"])
+
+    err = capsys.readouterr().err
+    (error,) = json.loads(err.strip().splitlines()[-1])["errors"]
+    assert status == 2
+    assert (error["code"], error["value"]) == ("load_generator_failed",
+                                               "ClientConnectorError")
+    assert "Traceback" not in err
+    (folder,) = tmp_path.glob("paygate-bench-e2e-*")
+    (log,) = folder.rglob("beps-load.log")
+    assert log.read_text().strip().splitlines()[-1] == json.dumps(
+        {"errors": [error]}, ensure_ascii=False)
     assert len(launched) == 3 and alive(launched) == []

@@ -42,7 +42,7 @@ def members(tx: Any, package_id: str) -> list[str]:
 
 def told_and_history(tx: Any, ids: list[str]) -> dict[str, Any]:
     """What `told` answers for each payment, and its history rows (as a list sorted by
-    content: the rows copied from the package are numbered after the payment's own)."""
+    content: the order is the next test's)."""
     return {pid: (payments.told(tx, pid),
                   sorted(payments.history(tx, pid), key=lambda e: repr(sorted(e.items()))))
             for pid in ids}
@@ -79,9 +79,17 @@ def _leave_one_by_one(tx: Any, payment_ids: list[str], group: str) -> None:
     and every webhook row's events parsed again, for each payment (the reference the
     rows written must equal)."""
     for payment_id in payment_ids:
-        tx.execute("INSERT INTO payment_events (payment_id, at, state, event, detail) "
-                   "SELECT ?, at, state, event, detail FROM payment_events WHERE "
-                   "payment_id = ? ORDER BY id", (payment_id, group))
+        # Its own rows after the package's first are written again, each where its id
+        # came among the package's.
+        first = tx.query_one("SELECT MIN(id) FROM payment_events WHERE payment_id = ?",
+                             (group,))[0]
+        rows = tx.query("SELECT id, at, state, event, detail FROM payment_events WHERE "
+                        "payment_id = ? OR (payment_id = ? AND id > ?) ORDER BY id",
+                        (group, payment_id, first))
+        tx.execute("DELETE FROM payment_events WHERE payment_id = ? AND id > ?",
+                   (payment_id, first))
+        tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                       "VALUES (?, ?, ?, ?, ?)", [(payment_id, *row[1:]) for row in rows])
         tx.insert_rows("INSERT INTO webhook_events (outbox_id, payment_id, state) VALUES", [
             (outbox_id, payment_id, state) for outbox_id, state, body in tx.query(
                 "SELECT e.outbox_id, e.state, o.envelope FROM webhook_events e JOIN outbox "
@@ -139,5 +147,29 @@ def _leave_calls(tmp_path: Path, size: int) -> int:
 
 def test_the_package_s_rows_are_read_once_whatever_its_size(tmp_path):
     """Two reads and two multi-row INSERTs for 3 items or 120, where each item read the
-    package's webhook rows again before."""
-    assert _leave_calls(tmp_path, 3) == _leave_calls(tmp_path, 120) == 4
+    package's webhook rows again before; and the items' own rows after the package's
+    read and deleted once for all (the first item's, withdrawn alone, are written again
+    after the package's)."""
+    assert _leave_calls(tmp_path, 3) == _leave_calls(tmp_path, 120) == 6
+
+
+def test_a_payment_s_history_reads_in_the_order_written_once_it_left(tmp_path):
+    """Each item's own rows written after the package's (the first withdrawn alone, the
+    others held by the operator) still come after the package's packing and sending
+    once those are copied to it: the history reads as before, then the cancellation."""
+    db, gw, package_id = held_for_cancel(tmp_path, 3)
+    with work(db) as tx:
+        ids = members(tx, package_id)
+        before = {pid: payments.history(tx, pid) for pid in ids}
+        stops.cancel_package(gw, tx, package_id, WHO, NOW)
+        after = {pid: payments.history(tx, pid) for pid in ids}
+
+    finished, *cancelled = ids
+    assert [e["event"] for e in before[finished]] == [
+        "created", "beps_packed", "beps_sent", "npc_withdrawn"]
+    assert after[finished] == before[finished]
+    for pid in cancelled:
+        assert [e["event"] for e in before[pid]] == [
+            "created", "beps_packed", "beps_sent", "ops_held"]
+        assert after[pid][:-1] == before[pid]
+        assert after[pid][-1]["event"] == "ops_package_cancelled"

@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 
-from gateway import config
+import ledger
+from gateway import config, dayend, dialect
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.errors import PaygateError
 from gateway.redisproc import free_port
 from gateway.serve import serve
+from gateway.store import SCHEMA
+from tests.test_alert_indexes import _plan
 from tests.test_day_end_missing import open_payer, pay, run_on
 
 
@@ -154,3 +157,24 @@ def test_the_refusal_names_where_the_clock_was_set(
     assert status == 2
     assert (error["code"], error["path"]) == ("clock_before_stored_work_date", named)
     assert f"set {named} to a later time" in error["message"]
+
+
+def test_the_newest_event_time_is_read_through_an_index_not_from_the_last_row(
+        database_url: str) -> None:
+    """Rows copied to a payment leaving its BEPS package come last with the older times
+    of what they copy (payments.leave_group): the newest time is the greatest `at`,
+    read from the index of times, not the last row's."""
+    db = ledger.connect(database_url)
+    with db.transaction() as tx:
+        dialect.install(tx, SCHEMA)
+        tx.executemany("INSERT INTO payment_events (payment_id, at, state, event, detail) "
+                       "VALUES (?, ?, ?, ?, '{}')", [
+                           ("package:1", "2026-12-07T09:00:00+08:00", "sent", "beps_sent"),
+                           ("P1", "2026-12-07T09:20:00+08:00", "held", "ops_held"),
+                           ("P2", "2026-12-07T09:00:00+08:00", "sent", "beps_sent")])
+
+        newest = dayend._newest_stored_time(tx)
+        plan = _plan(tx, "SELECT MAX(at) FROM payment_events", ())
+
+    assert newest == datetime.fromisoformat("2026-12-07T09:20:00+08:00")
+    assert "payment_events_at" in plan, plan

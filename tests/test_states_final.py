@@ -1,12 +1,24 @@
 """Final states stay final (CONTRACT.md §5) for every payment but our BEPS debit whose
-money waits in suspense, which alone may leave them (gateway.states.SUSPENSE_DEBIT_ONLY)."""
+money waits in suspense, which alone may leave them (gateway.states.SUSPENSE_DEBIT_ONLY);
+the incoming states are every state an incoming payment reaches, and the console takes
+a paid incoming debit as final."""
 from __future__ import annotations
+
+from datetime import datetime
 
 import pytest
 
 from gateway.errors import Conflict
 from gateway.messages import beps121, beps127
-from gateway.states import SUSPENSE_DEBIT_ONLY, TRANSITIONS, allowed_from, check_transition
+from gateway.ops import control
+from gateway.states import (
+    FINAL_IN,
+    IN_STATES,
+    SUSPENSE_DEBIT_ONLY,
+    TRANSITIONS,
+    allowed_from,
+    check_transition,
+)
 
 SUSPENSE_DEBIT = {"direction": "out", "msg_type": beps127.MESSAGE_TYPE, "pending_no": "P1"}
 OTHERS = {
@@ -56,3 +68,45 @@ def test_allowed_changes_are_the_transitions_less_the_suspense_debits_own(curren
         else:
             with pytest.raises(Conflict):
                 check_transition("p1", current, new, row)
+
+
+INCOMING_DEBIT = {"direction": "in", "msg_type": beps127.MESSAGE_TYPE, "pending_no": None}
+
+
+def test_every_state_an_incoming_payment_reaches_is_an_incoming_state():
+    """From `received`, by the changes an incoming payment may make (a debit another bank
+    sent us included: paid, netted, settled; or refused), never out of IN_STATES."""
+    reached, todo = {"received"}, ["received"]
+    while todo:
+        for new in allowed_from(todo.pop(), INCOMING_DEBIT):
+            if new not in reached:
+                reached.add(new)
+                todo.append(new)
+    assert reached == set(IN_STATES)
+
+
+@pytest.mark.parametrize("state", ["netted", "settled", "rejected", "credited", "returned"])
+def test_a_final_incoming_row_offers_no_action_and_is_not_read(state):
+    """A debit another bank sent us that our receipt paid (`netted`, then `settled`) is
+    final as a refused one is: the console's row offers nothing, its payment unread."""
+    assert state in FINAL_IN
+    rows = [{"id": "p1", "direction": "in", "state": state}]
+
+    control.add_row_actions(None, _NoReads(), rows, datetime(2026, 12, 7, 10, 0))
+
+    assert rows[0]["actions"] == []
+
+
+@pytest.mark.parametrize("state", ["received", "suspense"])
+def test_an_incoming_payment_still_moving_is_not_final(state):
+    assert state not in FINAL_IN
+
+
+class _NoReads:
+    """A transaction no statement may run through (its cache of reads it has)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, object] = {}
+
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"a final row was read ({name})")
