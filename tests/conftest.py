@@ -21,6 +21,7 @@ Without the variable (or with `sqlite`) nothing changes: SQLite, as in CI.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,29 @@ ON_POSTGRESQL = GATEWAY_DATABASE == POSTGRESQL
 pytest_plugins = ["ledger.fixtures"]
 
 
+# The SIGINT handler the run began with (Python's own): a test that leaves another one
+# installed takes Ctrl-C away from every later test in the process (an asyncio loop's
+# signal handler outliving its loop swallows it: no KeyboardInterrupt is raised).
+SIGINT_AT_START = signal.getsignal(signal.SIGINT)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if GATEWAY_DATABASE not in (SQLITE, POSTGRESQL):
         raise pytest.UsageError(f"PAYGATE_TEST_DATABASE={GATEWAY_DATABASE!r}: expected "
                                 f"{SQLITE!r} (the default) or {POSTGRESQL!r}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Iterator[None]:
+    """After a test and the fixtures that end with it, SIGINT is handled as at the start:
+    one left changed is put back, and the test that left it errors, naming it."""
+    yield
+    left = signal.getsignal(signal.SIGINT)
+    if left is not SIGINT_AT_START:
+        signal.signal(signal.SIGINT, SIGINT_AT_START)
+        raise AssertionError(f"{item.nodeid} left SIGINT handled by {left!r}, not "
+                             f"{SIGINT_AT_START!r} (put back)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

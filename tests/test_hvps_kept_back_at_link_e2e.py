@@ -29,9 +29,11 @@ pytestmark = pytest.mark.e2e
 
 
 async def one_post_on_its_way(h: Any) -> tuple[asyncio.Event, asyncio.Event]:
-    """The next POST reaches the NPC and is answered, but its outcome is held until the
-    returned `release` is set (`posted` is set once the NPC answered); one POST at a
-    time, so that what becomes ready meanwhile waits in the link's queue."""
+    """The next POST carrying an HVPS payment reaches the NPC and is answered, but its
+    outcome is held until the returned `release` is set (`posted` is set once the NPC
+    answered); one POST at a time, so that what becomes ready meanwhile waits in the
+    link's queue. A POST of another message (a login, a probe, an acknowledgement), which
+    may still be on its way when the payment is submitted, goes as it would."""
     poster = h.gateway.link_poster
     poster.posts_max = 1
     posted, release = asyncio.Event(), asyncio.Event()
@@ -39,7 +41,7 @@ async def one_post_on_its_way(h: Any) -> tuple[asyncio.Event, asyncio.Event]:
 
     async def held(batch: list[Any]) -> list[int]:
         answer = await statuses(batch)
-        if not posted.is_set():
+        if not posted.is_set() and any(send.payment for send in batch):
             posted.set()
             await release.wait()
         return answer

@@ -3,8 +3,9 @@ discard notices counted at either make one episode with one alert, which an
 acknowledgement taken at either ends; an outage met by one shows at the other, whose
 list of alerts keeps the outage's alert open; a process stopped drops out of the view. Two Gateway objects in this test's
 process stand for the two processes (each with its own instance name, data folder and
-connections); the NPC does not answer, and the link's events are fed as the inbound
-handlers feed them once their transaction committed (gateway.handlers)."""
+connections); `a`'s path to the NPC is cut until the outage ends, `b`'s takes what it is
+sent (`Npc`), and the link's events are fed as the inbound handlers feed them once their
+transaction committed (gateway.handlers)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.linkshare import merged
 from gateway.ops import attention
-from gateway.redisproc import EmbeddedRedis, free_port
+from gateway.redisproc import EmbeddedRedis
 from ledger.fixtures import postgres_schema_or_skip
 from tests.e2e_support import until
 
@@ -31,10 +33,40 @@ MORNING = datetime(2026, 12, 7, 9, 30, tzinfo=SHANGHAI)
 SENT = [f"20261207{n:08d}" for n in range(1, 6)]
 
 
-def gateway(folder: Path, url: str, redis_url: str = "") -> Gateway:
+class Npc:
+    """The NPC as each process reaches it, on loopback: `/a/` is `a`'s path to it, which
+    answers every POST 503 (the NPC away) while `a_cut`; `/b/` is `b`'s, which takes every
+    POST. The outbox's stream gives each attempt at a message to any one process, so the
+    leader's login, sent again while its outage lasts, may leave from `b`: `b`'s own
+    deliveries meet no outage only when its path answers, whenever they happen."""
+
+    def __init__(self) -> None:
+        self.a_cut = True
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{process}/link/inbound", self._inbound)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _inbound(self, request: web.Request) -> web.Response:
+        await request.read()
+        if request.match_info["process"] == "a" and self.a_cut:
+            return web.Response(status=503)
+        return web.Response(status=200)  # a framed POST's 200: every envelope taken
+
+
+def gateway(folder: Path, url: str, redis_url: str, npc_url: str) -> Gateway:
     return Gateway(Settings(data_dir=str(folder), port=0, database_url=url,
-                            redis_url=redis_url,
-                            npc_url=f"http://127.0.0.1:{free_port()}/link/inbound"),
+                            redis_url=redis_url, npc_url=npc_url),
                    clock=ManualClock(MORNING))
 
 
@@ -52,21 +84,32 @@ async def published(*gws: Gateway) -> None:
 
 def test_two_gateways_show_one_link_and_one_discard_episode(tmp_path: Path) -> None:
     async def scenario(redis_url: str) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        a = gateway(tmp_path / "a", url, redis_url)
-        await a.start(serve_http=False)  # the leader: it logs in, and the NPC is away
-        b = gateway(tmp_path / "b", url, redis_url)
-        await b.start(serve_http=False)
+        npc = Npc()
+        await npc.start()
         try:
-            # The leader's login finds no NPC: `b`, which sent nothing, shows the link
-            # down since then, and keeps the outage's alert open.
+            return await two_gateways(redis_url, npc)
+        finally:
+            await npc.stop()
+
+    async def two_gateways(redis_url: str, npc: Npc) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        a = gateway(tmp_path / "a", url, redis_url, f"{npc.url}/a/link/inbound")
+        await a.start(serve_http=False)  # the leader: it logs in, and the NPC is away
+        try:
+            # Only `a` is there to make the login's first attempt.
             await until(lambda: a.link.state == "down", "the leader's link down")
+            b = gateway(tmp_path / "b", url, redis_url, f"{npc.url}/b/link/inbound")
+            await b.start(serve_http=False)
+
+            # The leader's login found no NPC: `b`, whose path to it answers, shows the
+            # link down since then, and keeps the outage's alert open.
             await published(a, b)
             seen["down_b"] = await b.link_share.view()
             seen["down_alert"] = (await alerts(a, "link_down"))[-1]["id"]
             seen["ongoing_b"] = await b.store.run(
                 lambda tx: attention.ongoing_ids(tx, seen["down_b"]))
             seen["own_b"] = b.link.view()
+            npc.a_cut = False  # the login, sent again, now gets through from either
             a.link.delivered()  # a delivery gets through again
 
             # The NPC discards one message at each process.
