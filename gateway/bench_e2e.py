@@ -848,10 +848,31 @@ SOAK_RATE = 100        # payments per second offered during a soak (well inside 
 SOAK_SAMPLE_S = 5.0
 
 
+def rss_slope_mib_per_min(rss: list[dict[str, float]], name: str, from_s: float,
+                          to_s: float) -> float:
+    """The least-squares slope of one process's sampled RSS (MiB a minute) between two
+    instants of the run. The first minute, the ratio's baseline, holds the warm-up (the
+    SQLite page caches filling to their cap, the interpreter's pools, the bounded caches):
+    a process that grew there and then stayed flat has a ratio above 1 and a slope of 0,
+    while one that leaks with every payment keeps its slope to the end."""
+    points = [(row["t"], row[name]) for row in rss if from_s <= row["t"] <= to_s]
+    if len(points) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_m = sum(m for _, m in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if not spread:
+        return 0.0
+    return sum((t - mean_t) * (m - mean_m) for t, m in points) / spread * 60
+
+
 async def soak(minutes: float) -> dict[str, Any]:
     """Memory over a long run: HVPS payments at SOAK_RATE for `minutes`, the resident
     memory of each process sampled every SOAK_SAMPLE_S. Flat means the last minute's
-    average is within a few per cent of the first minute's (the baseline)."""
+    average is within a few per cent of the first minute's (the baseline). That ratio
+    includes the warm-up; the detail also gives each process's slope over the run's
+    second half (rss_slope_mib_per_min_second_half), which tells a growth that stopped
+    from one that goes on with the payments."""
     duration_s = minutes * 60
     load = Load()
     rss: list[dict[str, float]] = []
@@ -874,7 +895,11 @@ async def soak(minutes: float) -> dict[str, Any]:
             "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
             .hexdigest(), "config": config,
             "detail": {"accepted": accepted, "tried": tried, "completed":
-                       len(load.settled_at), "rss_mib": rss},
+                       len(load.settled_at), "rss_mib": rss,
+                       "rss_slope_mib_per_min_second_half": {
+                           name: round(rss_slope_mib_per_min(rss, name, duration_s / 2,
+                                                             duration_s), 3)
+                           for name in ("gateway", "npc", "redis")}},
             "clean": len(load.settled_at) == accepted,
             "results": results}
 
