@@ -131,13 +131,18 @@ def close_by_gateway(tx: Any, alert_ids: list[int], note: str, now: datetime) ->
                    [(alert_id, GATEWAY, now.isoformat(), note) for alert_id in alert_ids])
 
 
-def unclosed(tx: Any, codes: tuple[str, ...], containing: str = "") -> list[tuple[int, dict]]:
+def unclosed(tx: Any, codes: tuple[str, ...], containing: str = "", lock: bool = False
+             ) -> list[tuple[int, dict]]:
     """The alerts of `codes` nobody (nor the gateway) has closed yet, each with its
     detail; with `containing`, only those whose detail's text holds it (a payment's or a
-    query's id, read back by the caller from the detail itself)."""
+    query's id, read back by the caller from the detail itself). With `lock`
+    (PostgreSQL), their rows are held until the transaction ends: another process
+    deciding whether to close them waits, and what it reads next, in later statements,
+    includes what this transaction committed."""
     rows = tx.query(f"SELECT a.id, a.detail FROM alerts a LEFT JOIN alert_acks k "
                     f"ON k.alert_id = a.id WHERE a.code IN ({', '.join('?' * len(codes))}) "
-                    "AND k.alert_id IS NULL AND a.detail LIKE ? ORDER BY a.id",
+                    "AND k.alert_id IS NULL AND a.detail LIKE ? ORDER BY a.id"
+                    + (" FOR UPDATE OF a" if lock and tx.dialect == "postgresql" else ""),
                     (*codes, f"%{containing}%"))
     return [(int(alert_id), json.loads(detail)) for alert_id, detail in rows]
 

@@ -27,7 +27,7 @@ from gateway.messages import hvps112
 from gateway.config import Settings
 from gateway.errors import NotFound, Problem
 from gateway.states import (HVPS_SENDING_HELD, REVIEW_REASON_PREFIXES, check_transition,
-                            held_for_review)
+                            held_for_review, parked_by_screening)
 from gateway.store import (NOT_READ, Contended, after_commit, answered, gather, id_chunks,
                            log_after_commit, reading_once)
 
@@ -585,6 +585,12 @@ def transition_many(tx: Any, rows: list[dict[str, Any]], new_state: str, event: 
         check_transition(payment["id"], payment["state"], new_state, payment)
     at = now.isoformat()
     same = all(payment["state"] == new_state for payment in rows)
+    # A credit the screening parked is parked by its reason (states.parked_by_screening):
+    # an event that keeps its state names its own reasons apart (`reason_given`,
+    # `reason_failed`), or the credit would leave the operators' hands unseen.
+    assert not (same and detail.get("reason") is not None
+                and any(parked_by_screening(p) for p in rows)), \
+        f"{event} would overwrite the screening's reason of {[p['id'] for p in rows][:5]}"
     sets, params = _sets(same, new_state, at, detail)
     # Conditional on the state this work read: when another gateway process changed a
     # payment meanwhile, the work is undone and runs again on what that process did.

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from gateway import critical
-from gateway.states import held_for_review
+from gateway.states import parked_by_screening, parked_sql
 from gateway.workstate import log_after_commit
 
 log = logging.getLogger("paygate.screening")
@@ -28,8 +28,8 @@ log = logging.getLogger("paygate.screening")
 # The alert telling operators of incoming credits the screening parked in suspense.
 ALERT_INCOMING_HELD = "incoming_credit_held_for_review"
 PAYMENTS_NAMED_MAX = 50  # payments an alert of a package names; the count tells the rest
-# A credit still parked: in suspense with the screening's reason (states.held_for_review).
-_PARKED = "direction = 'in' AND state = 'suspense' AND reason LIKE 'screening_%'"
+# A credit still parked: in suspense with the screening's reason (`is_parked`, in SQL).
+_PARKED = parked_sql()
 
 
 class Parties(NamedTuple):
@@ -91,9 +91,8 @@ def tell_held(gw: Any, tx: Any, held: list[dict[str, Any]], **where: Any) -> Non
 
 def is_parked(payment: Mapping[str, Any]) -> bool:
     """A credit another bank sent us whose money the screening parked in suspense, still
-    waiting for operators' decision (`parked`)."""
-    return (payment.get("direction"), payment.get("state")) == ("in", "suspense") \
-        and held_for_review(payment)
+    waiting for operators' decision (`parked`; states.parked_by_screening)."""
+    return parked_by_screening(payment)
 
 
 def close_decided(tx: Any, was: dict[str, Any], how: str, now: datetime) -> list[int]:
@@ -102,13 +101,19 @@ def close_decided(tx: Any, was: dict[str, Any], how: str, now: datetime) -> list
     is decided: applied to an account, or returned and the return settled, none still
     parked. A credit whose return failed is still parked, and its alert stays open, as
     does a package's while another of its credits waits. `how` says what decided this
-    one. Their ids; none for a credit the screening did not park."""
+    one. Their ids; none for a credit the screening did not park.
+
+    The alerts are locked (PostgreSQL) before the other credits are read: two processes
+    deciding a package's last two credits at once would otherwise each read the other's
+    credit still parked (its change not yet committed) and leave the alert open for
+    good. Each calls this after moving its own credit: whichever takes the lock second
+    waits for the first to commit, then reads both credits decided."""
     if not is_parked(was):
         return []
     payment_id, package = was["id"], _package_of(tx, was)
     closed = []
     for alert_id, detail in critical.unclosed(tx, (ALERT_INCOMING_HELD,),
-                                              package or payment_id):
+                                              package or payment_id, lock=True):
         named = [detail["payment"]] if "payment" in detail else detail.get("payments", [])
         if detail.get("package") != package or (
                 payment_id not in named and len(named) == detail["credits"]):

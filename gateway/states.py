@@ -37,7 +37,8 @@ HVPS_SENDING_HELD = "hvps_sending_held"
 # waiting for operators (gateway.beps.debit_review); a credit another bank sent us in
 # `suspense`, its money parked there (gateway.screening.parked). None is a state of its
 # own.
-REVIEW_REASON_PREFIXES = ("review_", "screening_")
+SCREENING_REASON_PREFIX = "screening_"
+REVIEW_REASON_PREFIXES = ("review_", SCREENING_REASON_PREFIX)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # outgoing
@@ -86,19 +87,43 @@ SUSPENSE_DEBIT_ONLY = frozenset({("rejected", "netted"), ("rejected", "returned"
                                  ("netted", "returned")})
 
 
-# (direction, state) of the payments a review's reason holds (`held_for_review`).
-_HELD_FOR_REVIEW = (("out", "held"), ("in", "received"), ("in", "suspense"))
+# (direction, state) of the payments a review's reason holds (`held_for_review`) before
+# they move: the review's reasons or the screening's.
+_HELD_FOR_REVIEW = (("out", "held"), ("in", "received"))
 
 
 def held_for_review(payment: Mapping[str, Any]) -> bool:
     """Whether the amount review or the screening holds the payment now: outgoing and
-    `held`, incoming and still `received` (a debit another bank sent us), or incoming
-    and in `suspense` (a credit the screening parked there for operators), with a
-    reason of REVIEW_REASON_PREFIXES."""
+    `held`, or incoming and still `received` (a debit another bank sent us), with a
+    reason of REVIEW_REASON_PREFIXES; or a credit the screening parked in `suspense`
+    for operators (`parked_by_screening`)."""
     reason = payment.get("reason")
-    return bool(reason) and reason.startswith(REVIEW_REASON_PREFIXES) and (
-        payment.get("direction"), payment.get("state")) in _HELD_FOR_REVIEW
+    return parked_by_screening(payment) or (
+        bool(reason) and reason.startswith(REVIEW_REASON_PREFIXES)
+        and (payment.get("direction"), payment.get("state")) in _HELD_FOR_REVIEW)
 
+
+def parked_by_screening(payment: Mapping[str, Any]) -> bool:
+    """Whether the payment is a credit another bank sent us whose money the screening
+    parked in suspense, waiting for operators (gateway.screening.parked): incoming, in
+    `suspense`, its reason the screening's (SCREENING_REASON_PREFIX): the amount
+    review's prefix never parks a credit. Another suspense credit (the ledger's
+    `account_not_found`, say) is not held, whatever happened to its returns since (a
+    return's failure is recorded in the history, never as the original's reason:
+    gateway.exceptions.outcomes.return_failed). `parked_sql` is the same test in SQL."""
+    reason = payment.get("reason")
+    return (payment.get("direction"), payment.get("state")) == ("in", "suspense") \
+        and bool(reason) and reason.startswith(SCREENING_REASON_PREFIX)
+
+
+def parked_sql(alias: str = "") -> str:
+    """`parked_by_screening` as an SQL condition on a payments row (`alias` its table's
+    name in the statement, if any): the prefix matched literally (LIKE's `_` escaped),
+    a reason that is NULL giving false, not NULL, so that NOT (...) holds for it."""
+    at = f"{alias}." if alias else ""
+    prefix = SCREENING_REASON_PREFIX.replace("_", "\\_")
+    return (f"({at}direction = 'in' AND {at}state = 'suspense' AND "
+            f"COALESCE({at}reason, '') LIKE '{prefix}%' ESCAPE '\\')")
 
 
 def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:

@@ -21,12 +21,15 @@ from gateway import payments
 from gateway.errors import Conflict
 from gateway.exceptions import outcomes, suspense
 from gateway.messages import ccms990, examples, hvps111
+from gateway.messages.ccms900 import REJECTED
 from gateway.messages.envelope import Envelope, Header
 from gateway.ops import cli_render, views
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
 from gateway.redisproc import free_port
 from ledger.chart import SUSPENSE
+from ledger.testing import customer_account
 from tests.beps_incoming_support import credit, package
+from tests.conftest import GATEWAY_DATABASE, POSTGRESQL
 from tests.test_ops_suspense_apply import Rig as ApplyRig
 
 PEER, PEER_BRANCH = examples.PEER_BANK, examples.PEER_BRANCH
@@ -129,6 +132,19 @@ class Rig(ApplyRig):
             outcomes.apply(self.gw, tx, sent, "PR04", self.gw.work_date.isoformat(),
                            self.gw.clock.now(), "hvps")
         self.tx(work)
+
+    def reject(self, return_id: str, why: str) -> None:
+        """The return on the wire and refused by the NPC (its ccms.900 PR09)."""
+        def work(tx: Any) -> None:
+            sent = payments.transition(tx, payments.get(tx, return_id), "sent", "hvps_sent",
+                                       self.gw.clock.now())
+            outcomes.apply(self.gw, tx, sent, REJECTED, self.gw.work_date.isoformat(),
+                           self.gw.clock.now(), "hvps", reason=why)
+        self.tx(work)
+
+    def exceptions(self) -> Any:
+        """The gateway's exceptions extension, as the core system's API calls it."""
+        return next(e for e in self.gw.extensions if hasattr(e, "request_return"))
 
     def acks(self) -> int:
         """The ccms.990 acknowledgements we sent (archived as they are put out)."""
@@ -293,8 +309,9 @@ def test_the_core_system_may_not_return_a_parked_credit(rig: Rig) -> None:
 def test_operators_return_a_parked_credit_held_for_review_before_it_goes(rig: Rig) -> None:
     """The operators' return (dual control) of a listed payer's credit: the return is
     held for review as an outgoing payment the screening holds (outbox `review`, never
-    on a lane); failed in review, it ends unsettled and the money stays in suspense;
-    asked again and passed, it goes on its lane."""
+    on a lane); failed in review, it ends unsettled and the money stays parked in
+    suspense (its screening reason kept: still held for review, listed, refused to the
+    core system); asked again and passed, it goes on its lane."""
     payment = rig.hvps_credit(1_007, payer_name=LISTED)
     first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
     held = rig.view(first)
@@ -303,6 +320,9 @@ def test_operators_return_a_parked_credit_held_for_review_before_it_goes(rig: Ri
     rig.review("review_reject", first)
     failed = rig.view(first)
     original = rig.view(payment["id"])
+    still_listed = [p["id"] for p in rig.tx(views.held_for_review)]
+    with pytest.raises(Conflict) as core_refused:
+        rig.loop.run(rig.exceptions().request_return(payment["id"], "退回", "core:test"))
     second = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
     rig.review("review_approve", second)
     passed = rig.view(second)
@@ -313,8 +333,13 @@ def test_operators_return_a_parked_credit_held_for_review_before_it_goes(rig: Ri
     asked = [e for e in original["history"] if e["event"] == "return_requested"]
     assert asked[0]["detail"]["held_for"] == "screening_match_payee_name"
     assert failed["state"] == "cancelled"
-    assert original["state"] == "suspense"
-    assert any(e["event"] == "return_failed" for e in original["history"])
+    assert (original["state"], original["reason"], original["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+    assert payment["id"] in still_listed
+    assert core_refused.value.code == "payment_held_for_review"
+    ended = [e["detail"] for e in original["history"] if e["event"] == "return_failed"]
+    assert [(d["return_id"], d["reason_failed"]) for d in ended] == [
+        (first, "review_rejected")]
     # HVPS not open yet (the rig's day starts before it opens): it waits for the window.
     assert (passed["state"], passed["reason"], passed["held_for_review"]) == (
         "held", "waiting_for_hvps_window", False)
@@ -399,6 +424,7 @@ def test_a_packages_alert_is_closed_once_every_credit_it_told_of_is_decided(
     failed = rig.done("return", second["id"], "合规部决定退回")["outcome"]["return_id"]
     rig.review("review_reject", failed)
     after_failed = rig.alert_of(first["id"])[1]
+    still_parked = rig.view(second["id"])
     ret = rig.done("return", second["id"], "合规部决定退回")["outcome"]["return_id"]
     rig.review("review_approve", ret)
     before_settled = rig.alert_of(first["id"])[1]
@@ -408,6 +434,176 @@ def test_a_packages_alert_is_closed_once_every_credit_it_told_of_is_decided(
     assert (detail["credits"], sorted(detail["payments"])) == (
         2, sorted([first["id"], second["id"]]))
     assert after_apply is None and after_failed is None and before_settled is None
+    assert (still_parked["state"], still_parked["reason"], still_parked["held_for_review"]) \
+        == ("suspense", "screening_match_payer_name", True)
     assert rig.view(second["id"])["state"] == "returned"
     assert by == "gateway" and ret in note
     assert rig.books()[2]
+
+
+def test_a_return_the_npc_refused_leaves_the_credit_parked_and_its_alert_open(
+        rig: Rig) -> None:
+    """The operators' return of a parked credit, passed in review and refused by the NPC:
+    the credit keeps the screening's reason (still held for review, listed, refused to
+    the core system), the NPC's reason only in its history; returned again and settled,
+    the gateway closes the alert."""
+    payment = rig.hvps_credit(1_012, payer_name=LISTED)
+    first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.review("review_approve", first)
+    rig.reject(first, "RJ99 收款行拒绝")
+    original = rig.view(payment["id"])
+    listed = [p["id"] for p in rig.tx(views.held_for_review)]
+    with pytest.raises(Conflict) as core_refused:
+        rig.loop.run(rig.exceptions().request_return(payment["id"], "退回", "core:test"))
+    alert_after_failed = rig.alert_of(payment["id"])[1]
+    second = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.review("review_approve", second)
+    rig.settle(second)
+    _, by, note = rig.alert_of(payment["id"])
+
+    assert (original["state"], original["reason"], original["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+    assert original["history"][-1]["event"] == "return_failed"
+    assert original["history"][-1]["detail"]["reason_failed"] == "RJ99 收款行拒绝"
+    assert payment["id"] in listed
+    assert core_refused.value.code == "payment_held_for_review"
+    assert alert_after_failed is None
+    assert rig.view(payment["id"])["state"] == "returned"
+    assert by == "gateway" and second in note
+    assert rig.books()[2]
+
+
+def test_the_core_systems_cancel_of_the_operators_return_leaves_the_credit_parked(
+        rig: Rig) -> None:
+    """The core system cancels the operators' return held for review, giving its own
+    reason: the return ends unsettled, and the credit stays parked, so the core system's
+    own return of it is still refused."""
+    payment = rig.hvps_credit(1_013, payer_name=LISTED)
+    first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    rig.loop.run(rig.exceptions().request_cancel(first, "核心撤销", "core:test"))
+    after = rig.view(payment["id"])
+    with pytest.raises(Conflict) as refused:
+        rig.loop.run(rig.exceptions().request_return(payment["id"], "退回", "core:test"))
+
+    assert rig.view(first)["state"] == "cancelled"
+    assert (after["state"], after["reason"], after["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+    assert refused.value.code == "payment_held_for_review"
+
+
+def test_a_suspense_credit_whose_return_failed_in_review_is_not_held_for_review(
+        rig: Rig, list_payer: Any) -> None:
+    """A credit in suspense for the ledger's reason (no such account), its payer listed
+    since: its return is held by the screening and failed in review. The credit keeps
+    the ledger's reason, is not held for review (the review's reason was the return's),
+    nor listed, and the core system may return it again (held for review once more)."""
+    pid = rig.loop.run(rig.rig.receive(next(rig.keys), 1_014, "", "查无此人"))
+    before = rig.view(pid)
+    list_payer()
+    first = rig.done("return", pid, "无此账户退回")["outcome"]["return_id"]
+    rig.review("review_reject", first)
+    after = rig.view(pid)
+    listed = [p["id"] for p in rig.tx(views.held_for_review)]
+    again = rig.loop.run(rig.exceptions().request_return(pid, "退回", "core:test"))["return"]
+
+    assert (after["state"], after["reason"]) == ("suspense", before["reason"])
+    assert after["held_for_review"] is False and pid not in listed
+    assert (again["state"], again["reason"]) == ("held", "screening_match_payee_name")
+
+
+def test_the_python_and_sql_tests_of_a_parked_credit_agree() -> None:
+    """states.parked_by_screening and its SQL (states.parked_sql) say the same of every
+    row: only an incoming credit in suspense with the screening's reason, the prefix
+    matched literally (no LIKE wildcard), a NULL reason being not parked."""
+    from gateway import states
+    from ledger.db import connect
+
+    rows = [("in", "suspense", "screening_match_payer_name"), ("in", "suspense", None),
+            ("in", "suspense", "review_rejected"), ("in", "suspense", "screeningXmatch"),
+            ("in", "suspense", "account_not_found"), ("out", "held", "screening_match_x"),
+            ("in", "received", "screening_match_x"), ("in", "credited", "screening_x")]
+    db = connect("sqlite:///:memory:")
+    with db.transaction() as tx:
+        tx.execute("CREATE TABLE payments (direction TEXT, state TEXT, reason TEXT)", ())
+        tx.executemany("INSERT INTO payments VALUES (?, ?, ?)", rows)
+        in_sql = set(tx.query(f"SELECT direction, state, reason FROM payments "
+                              f"WHERE {states.parked_sql()}", ()))
+        not_in_sql = set(tx.query(f"SELECT direction, state, reason FROM payments p "
+                                  f"WHERE NOT {states.parked_sql('p')}", ()))
+    db.close()
+    in_python = {r for r in rows if states.parked_by_screening(
+        dict(zip(("direction", "state", "reason"), r)))}
+
+    assert in_sql == in_python == {("in", "suspense", "screening_match_payer_name")}
+    assert not_in_sql == set(rows) - in_python
+    assert not states.held_for_review({"direction": "in", "state": "suspense",
+                                       "reason": "review_rejected"})
+
+
+def test_a_parked_credit_is_not_applied_to_an_account_whose_holder_is_listed(
+        rig: Rig) -> None:
+    """Applied to another account than its payee's, a parked credit's target is screened:
+    an account of ours whose holder the list names is refused (asked, and at approval),
+    naming the match; the credit stays parked."""
+    payment = rig.hvps_credit(1_015, payer_name=LISTED)
+    account = customer_account(900 + next(_numbers), "corporate")
+    rig.tx(lambda tx: rig.gw.ledger.open_customer_account(tx, account, LISTED, "corporate",
+                                                          rig.gw.work_date))
+    status, refused = rig.call("POST", "/ops/api/requests", "op1",
+                               {"action": "suspense_apply", "target": payment["id"],
+                                "params": {"account": account}, "note": WHY})
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", account)
+    assert "screening_match_payee_name" in problem["message"]
+    assert rig.view(payment["id"])["held_for_review"] is True
+
+
+@pytest.mark.skipif(GATEWAY_DATABASE != POSTGRESQL, reason="SQLite runs one writer at a "
+                    "time: the race needs PostgreSQL's concurrent transactions")
+def test_the_last_two_credits_of_a_package_decided_at_once_close_its_alert(
+        rig: Rig) -> None:
+    """Two processes decide the two parked credits of one package at once, each before
+    the other commits: the second to read waits for the first (the alert locked), then
+    reads both decided and closes the alert."""
+    import threading
+
+    from gateway import screening
+    from ledger.db import connect
+
+    first, second = rig.beps_credits(LISTED, LISTED)
+    moved, both_moved, first_read, second_done = (threading.Event() for _ in range(4))
+    closed: dict[str, list[int]] = {}
+    now = rig.gw.clock.now()
+
+    def decide(pid: str, name: str) -> None:
+        db = connect(rig.gw.settings.db_url)
+        try:
+            with db.transaction() as tx:
+                was = payments.get(tx, pid, lock=True)
+                payments.transition(tx, was, "credited", "test_decided", now)
+                if name == "first":
+                    moved.set()
+                    both_moved.wait(10)
+                    closed[name] = screening.close_decided(tx, was, name, now)
+                    first_read.set()
+                    second_done.wait(1)  # does not come while the alert is locked
+                else:
+                    both_moved.set()
+                    first_read.wait(10)
+                    closed[name] = screening.close_decided(tx, was, name, now)
+        finally:
+            db.close()
+            if name == "second":
+                second_done.set()
+
+    one = threading.Thread(target=decide, args=(first["id"], "first"))
+    two = threading.Thread(target=lambda: moved.wait(10) and decide(second["id"], "second"))
+    one.start(), two.start()
+    one.join(20), two.join(20)
+    _, by, note = rig.alert_of(first["id"])
+
+    assert (closed["first"], by, note) == ([], "gateway",
+                                           "every credit it told of is decided (second)")

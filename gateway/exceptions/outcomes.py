@@ -163,12 +163,19 @@ def return_failed(gw: Any, tx: Any, ret: dict[str, Any], status: str, reason: st
     the NPC or not buildable: Gateway.ended_unsettled): the return's record
     `failed`, `return_failed` in the original's history (the original, read here unless
     given, stays where it was) and the operators' alert `return_not_settled`, each
-    once: a return no longer pending is left as it is."""
+    once: a return no longer pending is left as it is.
+
+    The original stays as it was, its reason too: the failure's reason is the event's
+    (`reason_failed`), never the original's own, which says why it is where it is. A
+    credit the screening parked keeps its screening reason, so it stays parked (held for
+    review, out of the core system's and the automatic return's reach) for operators to
+    decide again, whatever ended its return: the NPC's refusal, a review's fail, a cancel
+    by operators or by the core system."""
     if ret["state"] != "pending":
         return
     schema.set_return_state(tx, ret["return_id"], "failed", now)
     original = original or payments.get(tx, ret["original_id"])
     payments.transition(tx, original, original["state"], "return_failed", now, gw.notifier,
-                        return_id=ret["return_id"], status=status, reason=reason)
+                        return_id=ret["return_id"], status=status, reason_failed=reason)
     gw.alert(tx, "return_not_settled", payment=ret["original_id"], return_id=ret["return_id"],
              status=status, reason=reason)

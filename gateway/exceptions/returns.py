@@ -33,9 +33,10 @@ with the screening's reason (`screening_match_payee_name`, ...), its outbox row 
 amount review: the amount came in already and goes back unchanged. Passed
 (`review_approve`), it goes on its lane (or waits for the window); failed
 (`review_reject`) or cancelled, it ends unsettled as any return does (the original
-stays, `return_failed`). Holding fits every way a return is asked (each makes an
-ordinary outgoing payment, which the review machinery holds and decides); refusing
-would leave the money with no way back once a person decided it should go.
+stays, its reason too, `return_failed`: a credit the screening parked stays parked).
+Holding fits every way a return is asked (each makes an ordinary outgoing payment,
+which the review machinery holds and decides); refusing would leave the money with no
+way back once a person decided it should go.
 
 A credit the screening parked in suspense (gateway.screening.parked) is returned only
 by operators, under dual control (the console's `return`): the core system's return is
@@ -183,7 +184,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
 def refuse_if_screened(original: dict[str, Any]) -> None:
     """A credit the screening parked in suspense waits for operators' decision, under
     dual control: refused to the core system (409 `payment_held_for_review`)."""
-    if original["state"] != "suspense" or not states.held_for_review(original):
+    if not states.parked_by_screening(original):
         return
     raise Conflict(Problem(
         "payment_held_for_review", "/id", original["reason"],

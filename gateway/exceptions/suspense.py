@@ -27,6 +27,7 @@ from gateway import payments
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import returns, schema
 from gateway.exceptions.wire import Entry
+from gateway.states import parked_sql
 
 log = logging.getLogger("paygate.exceptions")
 
@@ -35,13 +36,11 @@ DAYS_MAX = 30          # a month in suspense is a case for people, not for a tim
 AUTO_REASON = "suspense_not_claimed"
 AUTO_BY = "auto_return"
 SWEEP_BATCH_MAX = 50   # returns started per sweep; the rest wait for the next sweep
-# The reasons of credits the screening parked (gateway.ops.review's screening reasons).
-SCREENED = "screening_"
 
 _CANDIDATES = (
     "SELECT p.id, p.work_date FROM payments p WHERE p.direction = 'in' "
     "AND p.state = 'suspense' AND p.msg_type = 'hvps.111.001.01' AND p.work_date < ? "
-    f"AND (p.reason IS NULL OR p.reason NOT LIKE '{SCREENED}%') "
+    f"AND NOT {parked_sql('p')} "
     "AND NOT EXISTS (SELECT 1 FROM exc_suspense_keep k WHERE k.payment_id = p.id) "
     "AND NOT EXISTS (SELECT 1 FROM exc_returns r WHERE r.original_id = p.id) "
     "ORDER BY p.work_date, p.id LIMIT ?")

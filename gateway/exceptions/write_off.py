@@ -51,7 +51,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import intake, payments, screening, states
+from gateway import intake, payments, screening
 from gateway.errors import (
     Conflict,
     NotFound,
@@ -150,9 +150,11 @@ def _payment_exists(tx: Any, payment_id: str) -> bool:
 def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -> None:
     """Refuse an application that could not run now (reads only). Without an `account`
     (a payment's detail asking what it may offer) the item alone is checked."""
-    check_item(gw, tx, payments.get(tx, payment_id), params.get("pending_no"))
+    payment = payments.get(tx, payment_id)
+    check_item(gw, tx, payment, params.get("pending_no"))
     if "account" in params:
         check_account(gw, tx, params["account"])
+        check_holder_screened(gw, tx, payment, params["account"])
 
 
 def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
@@ -233,15 +235,38 @@ def check_account(gw: Any, tx: Any, account_no: str) -> None:
                                f"account {account_no} is closed and takes no credit"))
 
 
+def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no: str
+                          ) -> None:
+    """A credit the screening parked goes to another account than its payee's only when
+    the screening clears that account and its holder (an open customer account of ours,
+    checked before): the approval passes the hit on the credit's own parties, never a
+    listed holder of the account chosen instead, whom the screening has not read."""
+    if not screening.is_parked(payment) or account_no == payment["payee_account"]:
+        return
+    holder = gw.ledger.account(tx, account_no, gw.work_date).name
+    found = screening.reason(gw, {"payer_account": "", "payer_name": "",
+                                  "payee_account": account_no, "payee_name": holder})
+    if found is None:
+        return
+    raise Conflict(Problem(
+        "account_screened", "/params/account", account_no,
+        "an account whose number and holder the screening does not match",
+        f"the screening matches account {account_no} of {holder} "
+        f"({found}, its holder read as the payee): payment {payment['id']}, parked by the "
+        f"screening ({payment['reason']}), is not applied to a listed party"))
+
+
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
              request_id: int, now: datetime) -> dict[str, Any]:
     """Apply the payment's suspense item to the account the params name, checked again
     with the payment locked (against the automatic return and other processes)."""
     payment = payments.get(tx, payment_id, lock=True)
     check_item(gw, tx, payment, params.get("pending_no"))
+    check_account(gw, tx, params["account"])  # an account of ours, before its holder's screening
+    check_holder_screened(gw, tx, payment, params["account"])
     pending_no, account, entry_id = clear(gw, tx, payment, params["account"], by, note, now)
     # A credit the screening parked: the approval passed the hit, which the history keeps.
-    passed = {"passed": payment["reason"]} if states.held_for_review(payment) else {}
+    passed = {"passed": payment["reason"]} if screening.is_parked(payment) else {}
     payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
                         pending_no=pending_no, ledger_entry=entry_id, request=request_id,
                         by=by, note=note, **passed)

@@ -236,10 +236,9 @@ def held_for_review(tx: Any) -> list[dict[str, Any]]:
     screening parked in `suspense` until operators apply or return it
     (gateway.screening.parked)."""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    "WHERE state IN ('held', 'received', 'suspense') AND "
-                    "(reason LIKE 'review_%' OR reason LIKE 'screening_%') AND "
-                    "(state <> 'suspense' OR (direction = 'in' AND "
-                    "reason LIKE 'screening_%')) ORDER BY created_at LIMIT ?", (LIST_MAX,))
+                    "WHERE (state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
+                    f"reason LIKE 'screening_%')) OR {states.parked_sql()} "
+                    "ORDER BY created_at LIMIT ?", (LIST_MAX,))
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 
