@@ -473,22 +473,27 @@ def test_a_return_the_npc_refused_leaves_the_credit_parked_and_its_alert_open(
     assert rig.books()[2]
 
 
-def test_the_core_systems_cancel_of_the_operators_return_leaves_the_credit_parked(
-        rig: Rig) -> None:
-    """The core system cancels the operators' return held for review, giving its own
-    reason: the return ends unsettled, and the credit stays parked, so the core system's
-    own return of it is still refused."""
+def test_the_core_system_may_not_cancel_the_operators_return(rig: Rig) -> None:
+    """The operators' return of a parked credit, held for review, is theirs: the core
+    system's cancel of it is refused naming who asked, and changes nothing (the return
+    still held, the credit still parked, the core system's own return still refused)."""
     payment = rig.hvps_credit(1_013, payer_name=LISTED)
     first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
-    rig.loop.run(rig.exceptions().request_cancel(first, "核心撤销", "core:test"))
+    with pytest.raises(Conflict) as cancel:
+        rig.loop.run(rig.exceptions().request_cancel(first, "核心撤销", "core:test"))
     after = rig.view(payment["id"])
     with pytest.raises(Conflict) as refused:
         rig.loop.run(rig.exceptions().request_return(payment["id"], "退回", "core:test"))
 
-    assert rig.view(first)["state"] == "cancelled"
+    problem = cancel.value.problems[0]
+    assert (problem.code, problem.value) == ("return_not_requested_by_core_system", first)
+    assert payment["id"] in problem.message and "only operators" in problem.message
+    # The return pays the credit's payer: the screening's match is its payee.
+    assert (rig.view(first)["state"], rig.view(first)["reason"]) == (
+        "held", "screening_match_payee_name")
     assert (after["state"], after["reason"], after["held_for_review"]) == (
         "suspense", "screening_match_payer_name", True)
-    assert refused.value.code == "payment_held_for_review"
+    assert refused.value.code == "return_already_requested"  # the operators' is open
 
 
 def test_a_suspense_credit_whose_return_failed_in_review_is_not_held_for_review(

@@ -55,6 +55,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     # payment's state, so two requests at once (two gateway processes, the core system
     # and an operator) would otherwise both find none and both send a ccms.307.
     payment = payments.get(tx, payment_id, lock=True)
+    if by.startswith(CORE_PREFIX):
+        _refuse_others_return(tx, payment)
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now)
@@ -72,6 +74,26 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     _refuse_if_pending(tx, payment_id)
     return _ask_npc(gw, tx, payment, reason, by, now, wire.original_of(payment),
                     wire.original_tx_of(payment))
+
+
+# Who asked, as the API names the core system's requests ("core:<client>").
+CORE_PREFIX = "core:"
+
+
+def _refuse_others_return(tx: Any, payment: dict[str, Any]) -> None:
+    """A return the core system did not ask for (operators' under dual control, or the
+    gateway's automatic return of suspense) is not the core system's to cancel: that
+    would undo a decision two people made, a screened credit's return among them. 409
+    `return_not_requested_by_core_system`; operators cancel it from the console."""
+    row = schema.return_by_id(tx, payment["id"])
+    if row is None or row["direction"] != "out" or row["requested_by"].startswith(CORE_PREFIX):
+        return
+    raise Conflict(Problem(
+        "return_not_requested_by_core_system", "/id", payment["id"],
+        "a payment the core system submitted, or a return it asked for",
+        f"payment {payment['id']} returns {row['original_id']} as {row['requested_by']} "
+        "asked: only operators may cancel it (paygate ops request cancel, under dual "
+        "control)"))
 
 
 def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
