@@ -83,13 +83,13 @@ class Tracer:
             run_labelled.label = label
             return run_labelled
 
-        async def traced_run(work: Any, urgent: bool = False) -> Any:
-            return await run(labelled(work), urgent)
+        async def traced_run(work: Any) -> Any:
+            return await run(labelled(work))
 
-        def traced_batch(works: list, slice_s: float | None = None) -> Any:
+        def traced_batch(works: list) -> Any:
             before, cpu = self._wal_size(), time.thread_time()
             try:
-                return run_batch(works, slice_s)
+                return run_batch(works)
             finally:
                 if self.on:
                     self.db_cpu_s += time.thread_time() - cpu

@@ -816,9 +816,8 @@ class Gateway:
         if prepared.decision.channel == "hvps" and self._may_send_now():
             prepared = prepared._replace(send_now=True)
         try:
-            # Urgent: the client waits on this answer (gateway.store.Store.run).
             status, response, entries, sending = await self.store.run(
-                lambda tx: self._accept_tx(tx, prepared), urgent=True)
+                lambda tx: self._accept_tx(tx, prepared))
         except BaseException:
             if prepared.send_now:
                 self.direct.release_link()

@@ -5,10 +5,7 @@ commits in the same transaction as the payment and its outbox row (ARCHITECTURE.
 decision 1). All database work runs on one thread. Work submitted while a transaction is
 being committed waits and goes into the next one together (group commit): one fsync
 covers many payments, and each piece of work runs in its own savepoint so that one
-refusal does not undo the others. Work a client waits on (a payment being accepted) is
-urgent: it goes into a transaction of its own ahead of the other work waiting, and a
-transaction of other work that has run its slice commits early when urgent work waits
-(`Store.run`).
+refusal does not undo the others.
 
 On PostgreSQL several gateway processes share the database (README, "Scale out").
 Transactions run at READ COMMITTED; every claim of shared work is a conditional UPDATE
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,19 +33,6 @@ from gateway.errors import PaygateError
 log = logging.getLogger("paygate.store")
 
 BATCH_MAX = 512  # pieces of work in one transaction; bounds a commit's latency
-# Pages of write-ahead log at which a transaction of urgent work (`Store.run`) copies the
-# log back, against ledger.db.WAL_CHECKPOINT_PAGES for the others: the checkpoint (20 to
-# 85 ms on this machine) then falls to the ordinary transaction that follows on the same
-# turn of the thread, after the acceptances' answers have gone, and not inside their
-# COMMIT. Twice the ordinary bound: a run of turns with only urgent work still has one.
-URGENT_CHECKPOINT_PAGES = 2 * ledger.db.WAL_CHECKPOINT_PAGES
-# Seconds of ordinary work a transaction runs before it commits early for urgent work
-# waiting meanwhile (`Store.run`), leaving the rest of its work for the next turn: an
-# acceptance then waits for at most one piece of ordinary work beyond this (a link POST
-# of the NPC's results, tens of milliseconds under load), not for a queue of them.
-# Every transaction runs at least this much of the ordinary work, and at least one piece
-# of it, so that no ordinary work starves.
-ORDINARY_SLICE_S = 0.005
 CLOSE_WAIT_S = 10.0  # how long a stop waits for work in flight to commit
 # Times a piece of work (or a whole transaction) that lost a race with another process is
 # run again before its error is given to the caller. Each run reads what the winner
@@ -396,8 +379,6 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
         # (work, future, runs so far); a work that lost a race comes back with runs + 1.
         self._pending: list[tuple[Callable[[Any], Any], asyncio.Future, int]] = []
-        # The same for work a client waits on with a deadline (`run(urgent=True)`).
-        self._urgent: list[tuple[Callable[[Any], Any], asyncio.Future, int]] = []
         self._flushing = False
         self._db: Any = None
         self.commits = 0
@@ -436,11 +417,10 @@ class Store:
         """Let pending work commit (bounded: a stop never hangs on the database)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while (self._pending or self._urgent or self._flushing) and loop.time() < deadline:
+        while (self._pending or self._flushing) and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        if self._pending or self._urgent or self._flushing:
-            log.warning("event=store_closed_with_work_pending pending=%s",
-                        len(self._pending) + len(self._urgent))
+        if self._pending or self._flushing:
+            log.warning("event=store_closed_with_work_pending pending=%s", len(self._pending))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
@@ -450,78 +430,31 @@ class Store:
             self._db.close()
             self._db = None
 
-    async def run(self, work: Callable[[Any], Any], urgent: bool = False) -> Any:
+    async def run(self, work: Callable[[Any], Any]) -> Any:
         """Run `work(tx)` in a transaction (shared with other concurrent work), in the
-        order submitted, urgent work first.
-
-        `urgent` work (a customer's payment being accepted, whose answer the client
-        waits on) is taken, with the other urgent work waiting, in a transaction of its
-        own and answered as soon as it commits; the ordinary work waiting at the same
-        moment follows in the next transaction on the same turn of the thread. That
-        transaction, once it has run ORDINARY_SLICE_S of work, commits early if urgent
-        work waits, and the ordinary work it did not run is taken first on the next
-        turn, after that urgent work: an acceptance waits for at most one piece of
-        ordinary work beyond the slice (the NPC's results of a link POST are tens of
-        milliseconds of work under load), and every turn runs at least one piece of
-        ordinary work, so none starves. (Giving a customer's payment every transaction
-        ahead of the NPC's results, rounds before, made both the CPU per payment and
-        the acceptance p99 worse: the results piled up and arrived in larger bursts.
-        Here they run on every turn.) Measured in docs/performance.md ("This round:
-        the acceptance's tail")."""
+        order submitted. (Giving a customer's payment the next transaction ahead of the
+        NPC's results was measured and made both the CPU per payment and the acceptance
+        p99 worse: the results then pile up and arrive in larger bursts.)"""
         future = asyncio.get_running_loop().create_future()
-        (self._urgent if urgent else self._pending).append((work, future, 0))
+        self._pending.append((work, future, 0))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
-        if not self._pending and not self._urgent:
+        if not self._pending:
             self._flushing = False
             return
-        # Each its own transaction, each bounded (BATCH_MAX): urgent work never leaves
-        # ordinary work out of a turn.
-        urgent, self._urgent = self._urgent[:BATCH_MAX], self._urgent[BATCH_MAX:]
-        ordinary, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
-        batches = [(batch, is_urgent) for batch, is_urgent in ((urgent, True),
-                                                                (ordinary, False)) if batch]
+        batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._executor, self._run_batches, loop, batches)
-        task.add_done_callback(lambda done: self._settle_last(*batches[-1], done))
+        task = loop.run_in_executor(self._executor, self._run_batch,
+                                    [(w, runs) for w, _, runs in batch])
+        task.add_done_callback(lambda done: self._settle(batch, done))
 
-    def _run_batches(self, loop: asyncio.AbstractEventLoop, batches: list[tuple[list, bool]]
-                     ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
-        """Each batch in a transaction of its own, one after the other; each but the
-        last is answered as soon as it commits (the last by `_settle_last`)."""
-        for batch, urgent in batches[:-1]:
-            try:
-                outcome: Any = self._run_turn_batch(batch, urgent)
-            except BaseException as exc:  # the batch's work fails with it, as a commit's
-                loop.call_soon_threadsafe(self._settle, batch, urgent, exc, False)
-                if not isinstance(exc, Exception):
-                    raise  # the rest of the turn fails with it (`_settle_last`)
-                continue
-            loop.call_soon_threadsafe(self._settle, batch, urgent, outcome, False)
-        return self._run_turn_batch(*batches[-1])
-
-    def _run_turn_batch(self, batch: list, urgent: bool
-                        ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
-        self._db.checkpoint_at(URGENT_CHECKPOINT_PAGES if urgent
-                               else ledger.db.WAL_CHECKPOINT_PAGES)
-        return self._run_batch([(w, runs) for w, _, runs in batch],
-                               None if urgent else ORDINARY_SLICE_S)
-
-    def _settle_last(self, batch: list, urgent: bool, done: asyncio.Future) -> None:
+    def _settle(self, batch: list, done: asyncio.Future) -> None:
         error = done.exception()
-        self._settle(batch, urgent, error if error is not None else done.result())
-
-    def _settle(self, batch: list, urgent: bool, outcome: Any, last: bool = True) -> None:
-        """Answer each work of a committed (or failed) batch; a work that lost a race
-        goes back to the front of its queue, and so does the work a transaction cut short
-        for urgent work did not run. The `last` batch of a turn of the thread starts the
-        next turn."""
-        error = outcome if isinstance(outcome, BaseException) else None
-        results, entries = (None, []) if error is not None else outcome
+        results, entries = (None, []) if error else done.result()
         if entries and self.on_commit is not None:
             task = asyncio.get_running_loop().create_task(self.on_commit(entries))
             self._commit_tasks.add(task)
@@ -532,17 +465,14 @@ class Store:
                 continue
             if error is not None:
                 future.set_exception(error)
-            elif i >= len(results):  # not run: the transaction was cut short
-                reruns.append((work, future, runs))
             elif results[i] is _RUN_AGAIN:
                 reruns.append((work, future, runs + 1))
             elif isinstance(results[i], BaseException):
                 future.set_exception(results[i])
             else:
                 future.set_result(results[i])
-        (self._urgent if urgent else self._pending)[:0] = reruns
-        if last:
-            self._flush()
+        self._pending[:0] = reruns
+        self._flush()
 
     def _commit_done(self, task: asyncio.Task) -> None:
         self._commit_tasks.discard(task)
@@ -550,14 +480,11 @@ class Store:
             # Not fatal: the rows are committed and the sweeper puts them on the streams.
             log.warning("event=after_commit_failed error=%r", task.exception())
 
-    def _run_batch(self, works: list[tuple[Callable[[Any], Any], int]],
-                   slice_s: float | None = None
+    def _run_batch(self, works: list[tuple[Callable[[Any], Any], int]]
                    ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
-        """The results of the works run, in order: fewer than `works` when, after
-        `slice_s` seconds of them, urgent work waits (the rest are not run)."""
         for attempt in range(RERUNS_MAX + 1):
             try:
-                return self._run_batch_once(works, slice_s)
+                return self._run_batch_once(works)
             except Exception as exc:
                 if not lost_race(exc) or attempt == RERUNS_MAX:
                     raise
@@ -565,8 +492,7 @@ class Store:
                             len(works), attempt + 1, exc)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _run_batch_once(self, works: list[tuple[Callable[[Any], Any], int]],
-                        slice_s: float | None = None
+    def _run_batch_once(self, works: list[tuple[Callable[[Any], Any], int]]
                         ) -> tuple[list[Any], list[tuple[str, dict[str, str]]]]:
         results: list[Any] = []
         entries: list[tuple[str, dict[str, str]]] = []
@@ -577,14 +503,8 @@ class Store:
         # should the transaction fail after them; dropped once it commits.
         undos: list[Callable[[], None]] = []
         try:
-            cut_at = None if slice_s is None else time.monotonic() + slice_s
             with self._db.transaction() as tx:
                 for work, runs in works:
-                    # (`_urgent` is the loop's list, read here without its lock: a work
-                    # added a moment too late waits for the next check.)
-                    if cut_at is not None and results and self._urgent \
-                            and time.monotonic() >= cut_at:
-                        break
                     results.append(self._run_work(tx, work, runs, entries, lines, gathered,
                                                   undos))
                 if gathered:

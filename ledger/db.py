@@ -269,14 +269,6 @@ class Database:
         # turns on `bench e2e`'s HVPS phase: 5 to 15% less gateway CPU per payment. The
         # log grows to about 32 MiB between checkpoints.
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        self._checkpoint_pages = WAL_CHECKPOINT_PAGES
-
-    def checkpoint_at(self, pages: int) -> None:
-        """Have the commits from now on copy the write-ahead log back once it holds
-        `pages` pages (SQLite runs that checkpoint inside the COMMIT that crosses it)."""
-        if pages != self._checkpoint_pages:
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
-            self._checkpoint_pages = pages
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -107,10 +107,6 @@ class PostgresDatabase:
             self._in_transaction = False
             cursor.close()
 
-    def checkpoint_at(self, pages: int) -> None:
-        """SQLite's (ledger.db.Database.checkpoint_at); PostgreSQL checkpoints apart
-        from its sessions' commits."""
-
     def backup(self, dest_path: str | Path) -> None:
         raise NotImplementedError(
             "PostgreSQL is backed up with pg_dump or continuous archiving, see docs/ledger.md"
