@@ -1396,12 +1396,13 @@ class Gateway:
         outcomes: list[Any] = [None] * len(raws)
         taking: list[tuple[int, Any, bytes, Any, bool]] = []
         refused: list[tuple[int, PaygateError]] = []
+        receivers = self.own_banks | {self.settings.bank_code}  # made once a POST
         for i, raw in enumerate(raws):
             if i and i % ENVELOPES_PER_TURN == 0:
                 await asyncio.sleep(0)
             try:
                 env = env_mod.decode(raw)
-                signature = self.keyring.verify(env, self.own_banks | {self.settings.bank_code})
+                signature = self.keyring.verify(env, receivers)
             except PaygateError as exc:
                 refused.append((i, exc))
                 continue

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from gateway.errors import Problem
-from gateway.messages.xml import DECLARATION, child_text, children, escape_text
+from gateway.messages.common import construct
+from gateway.messages.xml import DECLARATION, escape_text
 
 MESSAGE_TYPE = "ccms.990.001.02"
 NAMESPACE = "urn:cnaps:std:ccms:2010:tech:xsd:ccms.990.001.02"
@@ -60,11 +61,29 @@ def _leaf(tag: str, value: str | None) -> str:
     return f"      <{tag}>{escape_text(value)}</{tag}>\n"
 
 
+def _q(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+# The leaves of ConfInf by their qualified tags, with their fields: the schema, checked
+# before any parse, allows no other element in the document and each once, so one pass
+# over the tree reads them all (where looking up each level's children took three passes).
+_LEAVES = (("orig_sender", _q("OrigSndr")), ("orig_send_date", _q("OrigSndDt")),
+           ("mt", _q("MT")), ("msg_id", _q("MsgId")), ("code", _q("MsgPrcCd")))
+_MSG_REF_ID = _q("MsgRefId")
+
+
 def parse(root: etree._Element) -> tuple[CommConf, list[Problem]]:
-    inf = children(children(children(root).get("ComConf")).get("ConfInf"))
-    return CommConf(child_text(inf, "OrigSndr") or "", child_text(inf, "OrigSndDt") or "",
-                    child_text(inf, "MT") or "", child_text(inf, "MsgId") or "",
-                    child_text(inf, "MsgRefId"), child_text(inf, "MsgPrcCd") or ""), []
+    """The ConfInf read in one pass over the document's elements (what reading it level
+    by level with `children` and `child_text` gives: tests/test_ccms990_reading.py)."""
+    found = {el.tag: el.text for el in root.iter()}
+    values = {field: (found.get(tag) or "").strip() for field, tag in _LEAVES}
+    ref = found.get(_MSG_REF_ID, _ABSENT)
+    values["msg_ref_id"] = None if ref is _ABSENT else (ref or "").strip()
+    return construct(CommConf, values), []
+
+
+_ABSENT = object()
 
 
 def check(c: CommConf) -> list[Problem]:

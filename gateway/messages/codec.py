@@ -78,6 +78,25 @@ def _verbs(code: str) -> tuple[Callable[..., bytes], Callable[..., Any]]:
     return getattr(mod, build_name), getattr(mod, parse_name)
 
 
+# Per type: its parse and its rules' check (None: the family has none), found once. Every
+# message decoded asked its module for both again.
+_READERS: dict[str, tuple[Callable[..., Any], Callable[..., list[Problem]] | None]] = {}
+
+
+def _reader(code: str) -> tuple[Callable[..., Any], Callable[..., list[Problem]] | None]:
+    reader = _READERS.get(code)
+    if reader is None:
+        reader = _READERS[code] = (_verbs(code)[1],
+                                   getattr(module_for(code), "check", None))
+    return reader
+
+
+# The root tag of each catalogued type's document ({namespace}Document), for the body's
+# type found by one look-up; any other root is judged by `_root_type`.
+_DOCUMENTS: dict[str, MessageType] = {
+    f"{{{row.namespace}}}Document": row for row in catalogue.CATALOGUE.values()}
+
+
 def schema_problems(code: str, root: etree._Element, every: bool = False) -> list[Problem]:
     """The document's schema problems (none: valid), as libxml2 reports them, or, with
     `every`, each error the schema finds (gateway.messages.schema_report: only once
@@ -147,10 +166,7 @@ def decode_envelope(envelope: Envelope, signature: str = "absent") -> Decoded:
 def _decode_body(envelope: Envelope | None, body: bytes, signature: str,
                  every_schema_error: bool = False) -> Decoded:
     root = xml.parse(body)
-    if etree.QName(root).localname != "Document":
-        raise PaygateError(Problem("root_must_be_document", "/", etree.QName(root).localname,
-                                   "Document"), status=400)
-    mtype = catalogue.by_namespace(xml.namespace_of(root))
+    mtype = _DOCUMENTS.get(root.tag) or _root_type(root)
     problems: list[Problem] = []
     if envelope is not None and envelope.header.mesg_type != mtype.code:
         problems.append(Problem("header_type_disagrees_with_body", "{H:/mesg_type",
@@ -160,14 +176,23 @@ def _decode_body(envelope: Envelope | None, body: bytes, signature: str,
     decoded = Decoded(envelope, mtype, root, problems=problems, signature=signature)
     if problems:
         return decoded
-    _, parse = _verbs(mtype.code)
+    parse, check = _reader(mtype.code)
     obj, parse_problems = parse(root)
     decoded.obj = obj
-    decoded.problems.extend(parse_problems)
-    check = getattr(module_for(mtype.code), "check", None)
-    if check is not None and not parse_problems:
-        decoded.problems.extend(check(obj))
+    if parse_problems:
+        problems.extend(parse_problems)
+    elif check is not None:
+        problems.extend(check(obj))
     return decoded
+
+
+def _root_type(root: etree._Element) -> MessageType:
+    """The type of a body whose root is not a catalogued type's Document: refused, for a
+    root not named Document or a namespace not in the catalogue."""
+    if etree.QName(root).localname != "Document":
+        raise PaygateError(Problem("root_must_be_document", "/", etree.QName(root).localname,
+                                   "Document"), status=400)
+    return catalogue.by_namespace(xml.namespace_of(root))
 
 
 def reread(raw: bytes) -> Decoded:
