@@ -597,7 +597,9 @@ async def health(request: web.Request) -> web.Response:
     with 503 redis_unavailable meanwhile, gateway.redisstate). `attention` is true while
     a critical alert is open (gateway.critical) or their count could not be read, and
     while HVPS sending is held because the gateway and the NPC disagree on HVPS's status
-    (`hvps_sending`, gateway.status_hold; held even once its alert is acknowledged):
+    (`hvps_sending`, gateway.status_hold; held even once its alert is acknowledged), and
+    while a change of the screening file is refused (`screening` degraded, with the
+    file's problems: gateway.ops.screening_watch; the last good list screens meanwhile):
     people must act, which `ok` does not say, since no restart cures it."""
     gw = request.app[GATEWAY_KEY]
     link = await gw.link_share.view()
@@ -610,12 +612,16 @@ async def health(request: web.Request) -> web.Response:
         critical_alerts = {"error": f"open critical alerts not counted within "
                                     f"{HEALTH_DB_WAIT_S} s: {exc!r}"}
     held = gw.hvps_hold is not None
+    watch = getattr(gw, "screening_watch", None)
+    screening = watch.view() if watch is not None else None
     return _json({"ok": link["state"] in ("up", "unknown") and redis["state"] == "up",
-                  "attention": critical_alerts.get("open", 1) > 0 or held,
+                  "attention": critical_alerts.get("open", 1) > 0 or held
+                  or (screening or {}).get("state") == "degraded",
                   "bank": gw.settings.bank_code,
                   "hvps_status": gw.hvps_status, "work_date": gw.work_date.isoformat(),
                   "hvps_sending": status_hold.view(gw.hvps_hold),
-                  "link": link, "redis": redis, "critical_alerts": critical_alerts})
+                  "link": link, "redis": redis, "critical_alerts": critical_alerts,
+                  **({"screening": screening} if screening is not None else {})})
 
 
 async def post_transfer(request: web.Request) -> web.Response:

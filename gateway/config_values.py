@@ -169,7 +169,7 @@ def files_problems(operators_file: str, screening_file: str) -> list[Problem]:
 def _file_problems(name: str, path: str, load: Any) -> list[Problem]:
     try:
         load(Path(path))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return [Problem("setting_malformed", name, path, "a readable TOML file",
                         f"{name} {path!r} cannot be read: {exc}")]
     except PaygateError as exc:

@@ -85,21 +85,31 @@ def test_screening_against_the_demo_list(field: str, value: str, reason: str | N
     assert got == reason
 
 
+def settled(path: Path) -> None:
+    """The file's modification time put SETTLE_S and more in the past: a change left
+    alone since, which the next look reads."""
+    past_ns = path.stat().st_mtime_ns - int((review.SETTLE_S + 5) * 1e9)
+    os.utime(path, ns=(past_ns, past_ns))
+
+
 def test_a_configured_list_replaces_the_demo_list(tmp_path: Path) -> None:
-    """The file named in screening_file is the list, and edits to it take effect."""
+    """The file named in screening_file is the list, and edits to it take effect once
+    the file has been left alone for SETTLE_S; not before, while it may be half written."""
     path = tmp_path / "blocked.toml"
     path.write_text('names = ["收款单位乙"]\naccounts = []\n', encoding="utf-8")
     settings = Settings(screening_file=str(path))
     first = review.screen(Transfer(), settings)
     path.write_text('names = ["someone else"]\naccounts = []\n', encoding="utf-8")
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    while_written = review.screen(Transfer(), settings)
+    settled(path)
     second = review.screen(Transfer(), settings)
 
-    assert first == "screening_match_payee_name" and second is None
+    assert first == while_written == "screening_match_payee_name" and second is None
 
 
 def test_a_malformed_list_is_refused(tmp_path: Path) -> None:
-    """A list that is not lists of text is an error, never an empty list."""
+    """A list that is not lists of text, read with no list in force before, is an error
+    (503: the bank's file, not the request), never an empty list."""
     path = tmp_path / "blocked.toml"
     path.write_text('names = "just one"\naccounts = [1]\n', encoding="utf-8")
 
@@ -107,6 +117,134 @@ def test_a_malformed_list_is_refused(tmp_path: Path) -> None:
         review.screen(Transfer(), Settings(screening_file=str(path)))
 
     assert [p.code for p in exc.value.problems] == ["screening_list_malformed"] * 2
+    assert exc.value.status == 503
+
+
+# A change of a good list that cannot be read: (file name, its text or None for the file
+# deleted, the problems' codes and paths, a fragment of the first problem's words).
+BROKEN = [
+    ("not_toml.toml", 'names = [ "x", ', [("screening_file_unreadable", "{path}")],
+     "is not TOML: "),
+    ("deleted.toml", None, [("screening_file_unreadable", "{path}")], "does not exist"),
+    ("bad_entries.toml", "names = [1]\n",
+     [("screening_list_malformed", "bad_entries.toml/names")],
+     "entry 0 of `names` is not text but int"),
+    ("empty.toml", "", [("screening_list_malformed", "empty.toml")],
+     "neither `names` nor `accounts`"),
+    ("not_utf8.toml", b'names = ["\xff"]\n', [("screening_file_unreadable", "{path}")],
+     "cannot be read: "),
+]
+
+
+@pytest.mark.parametrize("name, text, problems, words", BROKEN)
+def test_a_change_that_cannot_be_read_keeps_the_last_good_list(
+        tmp_path: Path, name: str, text: str | bytes | None,
+        problems: list[tuple[str, str]], words: str) -> None:
+    """The listed payee is still held while the broken file is in place; the problem is
+    kept for the operators (`looked_at`), and cleared when a good file is read again."""
+    path = tmp_path / name
+    path.write_text('names = ["收款单位乙"]\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    before = review.screen(Transfer(), settings)
+    if text is None:
+        path.unlink()
+    else:
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        settled(path)
+    during = review.screen(Transfer(), settings)
+    looked = review.looked_at(str(path))
+    refused = [(p.code, p.path) for p in looked.problems]
+    told = looked.problems[0].to_dict()["message"]
+    path.write_text('names = ["someone else"]\n', encoding="utf-8")
+    settled(path)
+    after = review.screen(Transfer(), settings)
+
+    assert before == during == "screening_match_payee_name"
+    assert refused == [(code, where.format(path=path)) for code, where in problems]
+    assert words in told and str(path.name) in told
+    assert after is None and review.looked_at(str(path)).problems == []
+
+
+def changed(tmp_path: Path, text: str) -> tuple[Path, Settings]:
+    """A list file read well, then changed to `text` and left alone since: the next
+    payment screened reads the change."""
+    path = tmp_path / "screen.toml"
+    path.write_text('names = ["x"]\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    review.screen(Transfer(), settings)
+    path.write_text(text, encoding="utf-8")
+    settled(path)
+    return path, settings
+
+
+def test_a_toml_error_names_its_line_and_column(tmp_path: Path) -> None:
+    """The problem kept for the operators carries the parser's line and column."""
+    path, settings = changed(tmp_path, 'names = ["x"]\naccounts = ["y" "z"]\n')
+    review.screen(Transfer(), settings)
+
+    assert "(at line 2, column 17)" in review.looked_at(str(path)).problems[0].message
+
+
+def test_a_refused_change_is_logged_once_not_once_a_payment(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Many payments screened against a broken file make one log line; a good file read
+    again makes one more."""
+    path, settings = changed(tmp_path, 'names = [ "x", ')
+    with caplog.at_level("INFO", logger="paygate.ops"):
+        for _ in range(5):
+            review.screen(Transfer(), settings)
+        path.write_text('names = ["x"]\n', encoding="utf-8")
+        settled(path)
+        for _ in range(5):
+            review.screen(Transfer(), settings)
+    events = [r.getMessage().split()[0] for r in caplog.records]
+
+    assert events == ["event=screening_file_refused", "event=screening_file_read_again"]
+
+
+def test_an_editor_saving_in_place_never_leaves_a_payment_unscreened(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An editor truncates the file, then writes it in pieces: payments screened between
+    meet the list in force before (the file just changed is not read), and no refusal
+    is told for a save under way; once the file is left alone the new list is read."""
+    path = tmp_path / "screen.toml"
+    path.write_text('names = ["收款单位乙"]\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    answers = [review.screen(Transfer(), settings)]
+    with caplog.at_level("INFO", logger="paygate.ops"):
+        for piece in ("", 'names = ["收款单', 'names = ["收款单位乙", "另一家"]\n'):
+            path.write_text(piece, encoding="utf-8")
+            answers.append(review.screen(Transfer(), settings))
+    settled(path)
+    answers.append(review.screen(replace(Transfer(), payee_name="另一家"), settings))
+
+    assert answers == ["screening_match_payee_name"] * 5
+    assert review.looked_at(str(path)).problems == [] and caplog.records == []
+
+
+def test_a_file_written_while_it_is_read_is_not_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settled file that changes while it is read (a writer started again) is judged
+    at the next look; the list in force stays meanwhile."""
+    path = tmp_path / "screen.toml"
+    path.write_text('names = ["收款单位乙"]\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    review.screen(Transfer(), settings)
+    path.write_text('names = ["someone else"]\n', encoding="utf-8")
+    settled(path)
+    real = review.BlockedList.load
+
+    def load_while_written(cls: type, p: str) -> review.BlockedList:
+        loaded = real(p)
+        path.write_text('names = ["someone else", "more"]\n', encoding="utf-8")
+        return loaded
+    monkeypatch.setattr(review.BlockedList, "load", classmethod(load_while_written))
+    during = review.screen(Transfer(), settings)
+    monkeypatch.setattr(review.BlockedList, "load", classmethod(lambda cls, p: real(p)))
+    settled(path)
+    after = review.screen(Transfer(), settings)
+
+    assert during == "screening_match_payee_name" and after is None
 
 
 def test_hold_reason_puts_screening_first() -> None:

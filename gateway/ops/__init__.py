@@ -20,12 +20,26 @@ page, the actions, who may approve them, the command line and the metric names.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 
 class OpsExtension:
     def __init__(self, gw: Any) -> None:
+        from gateway.ops.screening_watch import ScreeningWatch
         self.gw = gw
+        # The screening file watched while the gateway runs (/health shows its state).
+        gw.screening_watch = self.watch = ScreeningWatch(gw)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.watch.check()  # the list read now: a later bad change keeps it
+        self._task = asyncio.create_task(self.watch.run(), name="screening_watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     def add_routes(self, app: Any) -> None:
         from gateway.ops.web import add_routes

@@ -61,6 +61,7 @@ def status(a: dict[str, Any]) -> str:
         *_beps_reconciliation(a.get("beps_reconciliation")),
         *_beps_not_netted(a.get("beps_not_netted")),
         *_critical_alerts(a.get("critical_alerts")),
+        *_screening(a.get("screening")),
         ("pending requests", a.get("pending_requests", "-")),
     ])
     counts = table(a.get("counts", []), (("direction", "dir"), ("channel", "channel"),
@@ -126,6 +127,16 @@ def _hvps_sending(h: dict[str, Any] | None) -> list[tuple[str, str]]:
                              f"on {h['gateway_status']} of {h['gateway_work_date']}; "
                              "payments wait until a notice agrees or operators confirm "
                              "the status (request hvps-status-confirm DATE --status S)")]
+
+
+def _screening(s: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The screening file, when a change of it is refused (gateway.ops.screening_watch):
+    which file, since when, its problems and the list screening meanwhile."""
+    if not s or s.get("state") != "degraded":
+        return []
+    problems = "; ".join(p["message"] for p in s["problems"])
+    return [("screening list", (f"CHANGE REFUSED since {s['since']}: {problems}; "
+                                f"in force: {s['in_force']}"))]
 
 
 def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -20,8 +20,10 @@ transfers of one batch.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ import icu
 
 from gateway.errors import PaygateError, Problem
 from gateway.states import REVIEW_REASON_PREFIXES
+
+log = logging.getLogger("paygate.ops")
 
 REVIEW_ABOVE_THRESHOLD = "review_amount_above_threshold"
 REASON_PREFIXES = REVIEW_REASON_PREFIXES
@@ -47,6 +51,13 @@ ENTRIES_MAX = 100_000  # bounds the list a file may hold
 # Names whose answer a list keeps (`BlockedList.matches_name`): a bank's payers are its
 # customers, named again payment after payment; the answers are dropped when full.
 NAMES_KEPT_MAX = 8192
+# How long a changed list file must stay unchanged (by its modification time) before it
+# is read: an editor writes a list of ENTRIES_MAX lines well within it, and a payment
+# screened meanwhile meets the list in force before the change.
+SETTLE_S = 1.0
+# The real time, which file modification times are stamped in (not the gateway's clock,
+# which a simulated day moves).
+wall_s = time.time
 
 
 def review_reason(transfer: Any, settings: Any) -> str | None:
@@ -59,7 +70,7 @@ def review_reason(transfer: Any, settings: Any) -> str | None:
 
 def screen(transfer: Any, settings: Any = None) -> str | None:
     """The screening reason (which party, which field matched), or None when clear."""
-    return _screened(BlockedList.for_path(_list_path(settings)), transfer)
+    return _screened(BlockedList.for_path(list_path(settings)), transfer)
 
 
 def _screened(blocked: "BlockedList", transfer: Any) -> str | None:
@@ -87,7 +98,7 @@ class HoldReason:
     def for_batch(self, settings: Any) -> Callable[[Any], str | None]:
         """The same check for the transfers of one batch: the list is looked up (its
         file's modification time read) once, not once a transfer."""
-        blocked = BlockedList.for_path(_list_path(settings))
+        blocked = BlockedList.for_path(list_path(settings))
         return lambda transfer: (_screened(blocked, transfer)
                                  or review_reason(transfer, settings))
 
@@ -96,7 +107,7 @@ class HoldReason:
         gateway makes or takes from stored rows (gateway.screening: the debits another
         bank sends us that our receipt would pay, the credits it sends us before they are
         credited, our own debits, our returns of incoming payments and from suspense)."""
-        blocked = BlockedList.for_path(_list_path(settings))
+        blocked = BlockedList.for_path(list_path(settings))
         return lambda transfer: _screened(blocked, transfer)
 
 
@@ -152,7 +163,8 @@ def normalise_account(account: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c)[0] not in "PZSC")
 
 
-def _list_path(settings: Any) -> str:
+def list_path(settings: Any) -> str:
+    """The screening file in force for `settings`: the one configured, or the demo list."""
     configured = getattr(settings, "screening_file", "") if settings is not None else ""
     return str(configured) if configured else _DEMO_LIST_TEXT
 
@@ -169,26 +181,37 @@ class BlockedList:
 
     @classmethod
     def for_path(cls, path: str | Path) -> "BlockedList":
+        """The list in force for the file at `path`: read again when the file changed,
+        the last good list kept when the change cannot be read (`ListFile.look`)."""
         # os.stat of the text: a Path made and stat'ed per payment cost ten times as much.
         path = str(path)
-        mtime_ns = os.stat(path).st_mtime_ns
-        cached = _LOADED.get(path)
-        if cached is None or cached[0] != mtime_ns:
-            cached = (mtime_ns, cls.load(path))
-            _LOADED[path] = cached
-        return cached[1]
+        entry = _FILES.get(path)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stat = None
+        if entry is not None and stat is not None and entry.problems == [] \
+                and entry.read_as == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
+            return entry.blocked  # type: ignore[return-value]
+        with _READING:
+            entry = _FILES.setdefault(path, ListFile(path))
+            return entry.look(stat)
 
     @classmethod
     def load(cls, path: str | Path) -> "BlockedList":
         path = Path(path)
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
+        if "names" not in data and "accounts" not in data:
+            # An empty file is valid TOML: what an editor leaves between truncating the
+            # file and writing it, never a list a bank means.
+            raise PaygateError(Problem(
+                "screening_list_malformed", path.name, None,
+                "`names` or `accounts` (or both), each a list of strings",
+                f"the screening file {path} has neither `names` nor `accounts`"))
         names, accounts = data.get("names", []), data.get("accounts", [])
-        problems = [Problem("screening_list_malformed", f"{path.name}/{key}", None,
-                            f"a list of at most {ENTRIES_MAX} strings")
-                    for key, value in (("names", names), ("accounts", accounts))
-                    if not isinstance(value, list) or len(value) > ENTRIES_MAX
-                    or not all(isinstance(x, str) and x.strip() for x in value)]
+        problems = [problem for key, value in (("names", names), ("accounts", accounts))
+                    if (problem := _list_problem(path, key, value)) is not None]
         if problems:
             raise PaygateError(problems)
         return cls(frozenset(n for n in map(normalise, names) if n),
@@ -215,5 +238,114 @@ class BlockedList:
         return any(len(b) >= CONTAINED_NAME_LEN_MIN and b in folded for b in self.names)
 
 
-# Lists by path with the modification time they were read at; read again when it changes.
-_LOADED: dict[str, tuple[int, BlockedList]] = {}
+# A file's identity for "has it changed": its inode (a file saved by renaming a new
+# one over it), its size and its modification time.
+Signature = tuple[int, int, int]
+_MISSING: Signature = (-1, -1, -1)
+
+
+@dataclass
+class ListFile:
+    """One screening file as the gateway last looked at it: the list in force (the last
+    one read well) and why the file's content now is not, when it is not."""
+
+    path: str
+    blocked: BlockedList | None = None
+    read_as: Signature | None = None   # the file the list in force was read from
+    judged_as: Signature | None = None  # the file last read or found missing
+    # Why the file's content is not in force ([] when it is; None before any look).
+    problems: list[Problem] | None = None
+
+    def look(self, stat: os.stat_result | None) -> BlockedList:
+        """The list in force after looking at the file (`stat`, None when it is gone):
+        a change read once it is left alone for SETTLE_S and the file did not change
+        while it was read. Without a list read before, the file's problems are raised
+        (503: the bank's file, not the request): nothing is screened against nothing."""
+        if stat is None:
+            return self._refused(_MISSING, [Problem(
+                "screening_file_unreadable", self.path, None, "a readable TOML file",
+                f"the screening file {self.path} cannot be read: it does not exist")])
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if self.blocked is not None:
+            if signature == self.read_as:  # back as it was read (moved away and back)
+                return self._in_force(signature, self.blocked)
+            if signature == self.judged_as or \
+                    wall_s() - stat.st_mtime_ns / 1e9 < SETTLE_S:
+                return self.blocked  # refused already, or still being written
+        try:
+            blocked = BlockedList.load(self.path)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            return self._refused(signature, [_unreadable(self.path, exc)])
+        except PaygateError as exc:
+            return self._refused(signature, exc.problems)
+        if self.blocked is not None and _signature(self.path) != signature:
+            # Written while it was read: what was read may be part of it. Judged at
+            # the next look, once the writing ends.
+            return self.blocked
+        return self._in_force(signature, blocked)
+
+    def _in_force(self, signature: Signature, blocked: BlockedList) -> BlockedList:
+        if self.problems:
+            log.info("event=screening_file_read_again file=%s names=%d accounts=%d",
+                     self.path, len(blocked.names), len(blocked.accounts))
+        self.blocked, self.read_as, self.judged_as, self.problems = \
+            blocked, signature, signature, []
+        return blocked
+
+    def _refused(self, signature: Signature, problems: list[Problem]) -> BlockedList:
+        if signature != self.judged_as:  # logged once a change, not once a payment
+            log.error("event=screening_file_refused file=%s problem=%s kept=%s", self.path,
+                      "; ".join(p.to_dict()["message"] for p in problems),
+                      "last_good_list" if self.blocked is not None else "none")
+        self.judged_as, self.problems = signature, problems
+        if self.blocked is None:
+            raise PaygateError(problems, 503)
+        return self.blocked
+
+
+def _list_problem(path: Path, key: str, value: Any) -> Problem | None:
+    """What is wrong with the list `key` of the file at `path` (the first entry that is
+    not text, or blank), None when nothing is. Entries are never quoted: the words go to
+    /health, which needs no credentials, and a bank's list may be confidential."""
+    expected = f"a list of at most {ENTRIES_MAX} strings"
+    if not isinstance(value, list):
+        fault = f"`{key}` is not a list but {type(value).__name__}"
+    elif len(value) > ENTRIES_MAX:
+        fault = f"`{key}` has {len(value)} entries"
+    else:
+        index = next((i for i, x in enumerate(value)
+                      if not isinstance(x, str) or not x.strip()), None)
+        if index is None:
+            return None
+        entry = value[index]
+        fault = f"entry {index} of `{key}` is " + (
+            "blank" if isinstance(entry, str) else f"not text but {type(entry).__name__}")
+    return Problem("screening_list_malformed", f"{path.name}/{key}", None, expected,
+                   f"the screening file {path}: {fault}, expected {expected}")
+
+
+def _signature(path: str) -> Signature:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return _MISSING
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _unreadable(path: str, exc: Exception) -> Problem:
+    """A file that is not TOML (the parser's words name the line and column) or cannot
+    be opened or decoded."""
+    what = "is not TOML" if isinstance(exc, tomllib.TOMLDecodeError) else "cannot be read"
+    return Problem("screening_file_unreadable", path, None, "a readable TOML file",
+                   f"the screening file {path} {what}: {exc}")
+
+
+def looked_at(path: str) -> ListFile | None:
+    """The file at `path` as last looked at (None if never): its `problems` say why its
+    content is not in force, and `blocked` is the list screening meanwhile."""
+    return _FILES.get(str(path))
+
+
+# The screening files looked at, by path; one looks at (reads) a changed file at a time.
+_FILES: dict[str, ListFile] = {}
+_READING = threading.Lock()

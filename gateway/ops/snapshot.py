@@ -86,6 +86,9 @@ async def status(gw: Any) -> dict[str, Any]:
     out = {"bank": gw.settings.bank_code, "window": window(gw),
            "link": dict(await gw.link_share.view(), session=getattr(gw, "link_state", None))}
     out.update(await gw.store.run(lambda tx: books(gw, tx)))
+    watch = getattr(gw, "screening_watch", None)
+    if watch is not None:
+        out["screening"] = watch.view()
     # What the extensions add (BEPS: which netting dates are reconciled with the NPC).
     for ext in gw.extensions:
         if hasattr(ext, "ops_status"):

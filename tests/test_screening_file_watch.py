@@ -1,0 +1,156 @@
+"""The screening list file edited while the gateway runs (docs/operations.md, "Review and
+screening at intake"): a change that cannot be read (not TOML, deleted, an entry that is
+not text) keeps the last good list in force, so a listed party is still held and no
+payment is refused for the bank's own file; a critical alert names the file and its
+problem, /health and `paygate ops status` show it, and a good file read again closes the
+alert. A real gateway (embedded Redis, SQLite) with its console."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import api, critical
+from gateway.ops import cli_render, snapshot
+from gateway.ops.screening_watch import ALERT_SCREENING_FILE
+from gateway.ops.testing import LoopThread, OpsRig
+from tests.test_ops_review import settled
+
+LISTED = "示例受限贸易有限公司"
+GOOD = f'names = ["{LISTED}"]\naccounts = []\n'
+
+
+class Rig:
+    def __init__(self, loop: LoopThread, rig: OpsRig, path: Path) -> None:
+        self.loop, self.rig, self.gw, self.path = loop, rig, rig.gw, path
+        self.keys = iter(range(1, 10_000))
+
+    def write(self, text: str | None) -> None:
+        """The file as an operator leaves it (None: deleted), then the watch's look."""
+        if text is None:
+            self.path.unlink()
+        else:
+            self.path.write_text(text, encoding="utf-8")
+            settled(self.path)
+        self.loop.run(self.gw.screening_watch.check())
+
+    def submit(self, payee_name: str) -> dict[str, Any]:
+        return self.loop.run(self.rig.submit(f"screen-file-{next(self.keys)}",
+                                             payee_name=payee_name))
+
+    def health(self) -> dict[str, Any]:
+        request = types.SimpleNamespace(app={api.GATEWAY_KEY: self.gw})
+        return json.loads(self.loop.run(api.health(request)).body)
+
+    def alerts(self) -> list[tuple[int, dict[str, Any], str | None]]:
+        rows = self.loop.run(self.gw.store.run(lambda tx: tx.query(
+            "SELECT a.id, a.detail, k.by FROM alerts a LEFT JOIN alert_acks k "
+            "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id", (ALERT_SCREENING_FILE,))))
+        return [(int(i), json.loads(detail), by) for i, detail, by in rows]
+
+    def status_text(self) -> str:
+        """`paygate ops status` as shown, its wrapped lines joined."""
+        return " ".join(cli_render.status(self.loop.run(snapshot.status(self.gw))).split())
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("screen-file")
+    path = folder / "screen.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    loop = LoopThread()
+    ops_rig = loop.run(OpsRig(folder / "data", {"screening_file": str(path)}).start())
+    yield Rig(loop, ops_rig, path)
+    loop.run(ops_rig.stop())
+    loop.close()
+
+
+@pytest.fixture
+def mended(rig: Rig) -> Any:
+    """The good list back after the test, and its alerts closed."""
+    yield
+    rig.write(GOOD)
+
+
+# What breaks the file: (its text, None for deleted; the problem's code and a fragment of
+# its words, which name the file and where in it).
+BROKEN = [
+    ('names = [ "x", ', "screening_file_unreadable", "is not TOML: "),
+    (None, "screening_file_unreadable", "does not exist"),
+    ("names = [1]\n", "screening_list_malformed", "entry 0 of `names` is not text but int"),
+]
+
+
+@pytest.mark.parametrize("text, code, words", BROKEN)
+def test_a_broken_file_keeps_the_last_good_list_and_raises_a_critical_alert(
+        rig: Rig, mended: None, text: str | None, code: str, words: str) -> None:
+    """A listed payee is still held and a clear one is taken (201, never 500 nor 422);
+    one critical alert names the file and its problem, and /health and `ops status`
+    show the screening degraded."""
+    alerts_before = len(rig.alerts())
+    rig.write(text)
+    held = rig.submit(LISTED)
+    clear = rig.submit("收款单位乙")
+    rig.loop.run(rig.gw.screening_watch.check())  # looked at again: no second alert
+    raised = rig.alerts()[alerts_before:]
+    health = rig.health()
+    status = rig.status_text()
+
+    assert held["state"] == "held" and held["reason"] == "screening_match_payee_name"
+    assert clear["reason"] != "screening_match_payee_name"
+    assert len(raised) == 1 and raised[0][2] is None
+    detail = raised[0][1]
+    assert detail["file"] == str(rig.path) and words in detail["problem"]
+    assert [p["code"] for p in detail["problems"]] == [code]
+    assert health["attention"] is True and health["screening"]["state"] == "degraded"
+    assert health["screening"]["problems"][0]["code"] == code
+    assert "last good list (1 names, 0 accounts)" in health["screening"]["in_force"]
+    assert health["critical_alerts"]["codes"].get(ALERT_SCREENING_FILE) == 1
+    assert "screening list" in status and "CHANGE REFUSED" in status and words in status
+
+
+def test_a_good_file_read_again_closes_the_alert(rig: Rig, mended: None) -> None:
+    """The gateway closes its alert once the file is mended, and the new list is in force
+    (the name the mended file lists is held, the one it no longer lists is not)."""
+    rig.write('names = [ "x", ')
+    rig.write('names = ["收款单位乙"]\n')
+    newly_listed = rig.submit("收款单位乙")
+    no_longer = rig.submit(LISTED)
+    _, _, closed_by = rig.alerts()[-1]
+    health = rig.health()
+    still_open = rig.loop.run(rig.gw.store.run(critical.open_alerts))
+
+    assert closed_by == critical.GATEWAY
+    assert newly_listed["reason"] == "screening_match_payee_name"
+    assert no_longer["reason"] != "screening_match_payee_name"
+    assert health["screening"] == {"state": "ok", "file": str(rig.path)}
+    assert ALERT_SCREENING_FILE not in still_open["codes"]
+
+
+def test_another_fault_replaces_the_alert_of_the_first(rig: Rig, mended: None) -> None:
+    """A second broken change with another problem raises its own alert and closes the
+    first's: one alert open, telling the problem of the file as it is now."""
+    before = len(rig.alerts())
+    rig.write('names = [ "x", ')
+    rig.write("names = [1]\n")
+    raised = rig.alerts()[before:]
+
+    assert [by for _, _, by in raised] == [critical.GATEWAY, None]
+    assert "entry 0 of `names` is not text but int" in raised[1][1]["problem"]
+
+
+def test_an_incoming_credit_from_a_listed_payer_is_parked_while_the_file_is_broken(
+        rig: Rig, mended: None) -> None:
+    """Incoming credits are screened against the last good list too: the listed payer's
+    credit is parked with the screening's reason, not failed in a loop."""
+    rig.write('names = [ "x", ')
+    pid = rig.loop.run(rig.rig.receive(1, 500_00, rig.rig.payer_account,
+                                       payer_name=LISTED))
+    state, reason = rig.loop.run(rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT state, reason FROM payments WHERE id = ?", (pid,))))
+
+    assert (state, reason) == ("suspense", "screening_match_payer_name")
