@@ -598,9 +598,11 @@ async def health(request: web.Request) -> web.Response:
     a critical alert is open (gateway.critical) or their count could not be read, and
     while HVPS sending is held because the gateway and the NPC disagree on HVPS's status
     (`hvps_sending`, gateway.status_hold; held even once its alert is acknowledged), and
-    while a change of the screening file is refused (`screening` degraded, with the
-    file's problems: gateway.ops.screening_watch; the last good list screens meanwhile):
-    people must act, which `ok` does not say, since no restart cures it."""
+    while a change of the screening file is refused (`screening` degraded and since
+    when: gateway.ops.screening_watch; the last good list screens meanwhile): people must
+    act, which `ok` does not say, since no restart cures it. /health asks no
+    credentials, so it tells the state alone: the file, its problems and the list in
+    force are for operators (the alert, `paygate ops status`)."""
     gw = request.app[GATEWAY_KEY]
     link = await gw.link_share.view()
     redis = await gw.redis_watch.view()
@@ -613,7 +615,9 @@ async def health(request: web.Request) -> web.Response:
                                     f"{HEALTH_DB_WAIT_S} s: {exc!r}"}
     held = gw.hvps_hold is not None
     watch = getattr(gw, "screening_watch", None)
-    screening = watch.view() if watch is not None else None
+    screening = None
+    if watch is not None:
+        screening = {k: v for k, v in watch.view().items() if k in ("state", "since")}
     return _json({"ok": link["state"] in ("up", "unknown") and redis["state"] == "up",
                   "attention": critical_alerts.get("open", 1) > 0 or held
                   or (screening or {}).get("state") == "degraded",
