@@ -138,7 +138,8 @@ def test_a_round_settled_apart_from_our_books_is_alerted_once(tmp_path):
     """The NPC nets our package but its PR03 is lost: the round's saps.606 names a net
     our books do not hold. Operators are told at once, naming the round, both amounts
     and the difference, open on the page and in `ops alerts`; the PR03 arriving later
-    settles the item and raises nothing more."""
+    settles the item, raises nothing more, and makes our net the NPC's: the gateway
+    closes the alert, saying why."""
     async def scenario() -> None:
         async with beps_started(tmp_path, MONDAY_MORNING, "10", MONDAY) as h:
             payer, pid = await _settled_without_its_pr03(h, 23, "lost")
@@ -151,6 +152,9 @@ def test_a_round_settled_apart_from_our_books_is_alerted_once(tmp_path):
             await wait_state(h, pid, "settled")
             end = await agreed(h, payer)
             after = await _alerts(h, "beps_round_net_differs")
+            closed = await h.gateway.store.run(lambda tx: tx.query(
+                "SELECT k.by, k.note FROM alerts a JOIN alert_acks k ON k.alert_id = a.id "
+                "WHERE a.code = 'beps_round_net_differs'", ()))
 
             (detail,) = raised
             assert detail["netting_date"] == round_["netting_date"]
@@ -159,6 +163,8 @@ def test_a_round_settled_apart_from_our_books_is_alerted_once(tmp_path):
                 (0, -100 * YUAN, -100 * YUAN)
             assert listed["beps_round_net_differs"] is True
             assert after == raised
+            assert [by for by, _ in closed] == ["gateway"]
+            assert "our net is the NPC's" in closed[0][1]
             assert end["clearing"] == CLEARING_FEN - 100 * YUAN == end["npc_clearing"]
     run(scenario())
 

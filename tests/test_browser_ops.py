@@ -303,7 +303,8 @@ def test_a_parked_credit_is_applied_from_the_held_for_review_list(rig: Any,
     """A credit whose payer the screening lists is parked in suspense and shown in the
     "Held for review" table, held for review beside its state, its row offering Return
     and Apply to an account (not the review's pass and fail); op1 applies it to the
-    payee's account from the row, sup1 approves, and it leaves the table, credited."""
+    payee's account from the row, sup1 approves, and it leaves the table, credited. The
+    row names the payer the list matched."""
     loop, ops_rig = rig
     pid = loop.run(ops_rig.receive(3, 4_321_00, ops_rig.payer_account, "示例客户甲",
                                    payer_name="示例受限贸易有限公司"))
@@ -313,6 +314,7 @@ def test_a_parked_credit_is_applied_from_the_held_for_review_list(rig: Any,
                                timeout=STEP_TIMEOUT_MS)
     row = operator.query_selector(f'#t-review tr[data-id="{pid}"]')
     badges = [b.get_attribute("data-state") for b in row.query_selector_all(".state")]
+    cells = [c.inner_text() for c in row.query_selector_all("td")]
     buttons = row_buttons(operator, "t-review", pid)
     operator.click(f'#t-review tr[data-id="{pid}"] button[data-action="suspense_apply"]')
     operator.fill("#action-account", ops_rig.payer_account)
@@ -329,6 +331,7 @@ def test_a_parked_credit_is_applied_from_the_held_for_review_list(rig: Any,
         "SELECT state FROM payments WHERE id = ?", (pid,))))[0]
 
     assert badges == ["suspense", "held_for_review"]
+    assert "payer: 示例受限贸易有限公司" in cells  # the name the list matched, in its row
     assert buttons == ["return", "suspense_apply"]
     assert state == "credited"
 

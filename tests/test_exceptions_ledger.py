@@ -13,7 +13,7 @@ from lxml import etree
 
 from routing.defaults import load_default
 
-from gateway import payments
+from gateway import critical, payments
 from gateway.errors import PaygateError
 from gateway.money import format_yuan
 from gateway.exceptions import cancels, ops, outcomes, returns, schema, status
@@ -57,6 +57,7 @@ def books():
     with db.transaction() as tx:
         for statement in SCHEMA:
             tx.execute(statement, ())
+        critical.install(tx)  # the alerts' closings, as the gateway's store installs them
         gw.ledger.install(tx)
         schema.create_tables(tx)
         gw.ledger.fund_clearing(tx, "opening", CLEARING_FEN, WORK_DATE)

@@ -390,6 +390,43 @@ def test_a_parked_credit_is_in_the_held_for_review_list_with_apply_and_return(
     assert "review-approve" not in line
 
 
+def test_the_held_for_review_list_names_the_party_the_screening_matched(rig: Rig) -> None:
+    """A name match shows the matched name in the list itself (GET /ops/api/review and
+    `paygate ops review`): the payer's name for screening_match_payer_name, read from
+    the payment's row, so that an operator need not open the payment to see it."""
+    hvps = rig.hvps_credit(1_015, payer_name=LISTED)
+    _, review = rig.call("GET", "/ops/api/review", "op1")
+    row = next(p for p in review["payments"] if p["id"] == hvps["id"])
+    line = next(ln for ln in cli_render.review(review).splitlines()
+                if ln.startswith(hvps["id"]))
+
+    assert (row["matched_party"], row["matched_name"]) == ("payer", LISTED)
+    assert f"payer: {LISTED}" in line
+
+
+# (reason, the party and name the list shows): the party the reason names, none for the
+# amount review.
+MATCHED = [
+    ("screening_match_payer_name", "payer", "付款人甲"),
+    ("screening_match_payer_account", "payer", "付款人甲"),
+    ("screening_match_payee_name", "payee", "收款人乙"),
+    ("screening_match_payee_account", "payee", "收款人乙"),
+    ("review_amount_over_threshold", None, None),
+    (None, None, None),
+]
+
+
+@pytest.mark.parametrize("reason, party, name", MATCHED)
+def test_the_matched_party_is_the_one_the_reason_names(reason: str | None, party: str | None,
+                                                       name: str | None) -> None:
+    view = {"reason": reason, "payer_name": "付款人甲", "payee_name": "收款人乙"}
+
+    shown = views.with_matched_party(view)
+
+    assert (shown["matched_party"], shown["matched_name"]) == (party, name)
+    assert cli_render.matched_party(shown) == (f"{party}: {name}" if party else "")
+
+
 def test_a_decided_parked_credit_leaves_the_list(rig: Rig) -> None:
     """Applied, it is credited and no longer held for review."""
     payment = rig.hvps_credit(1_010, payer_name=LISTED)

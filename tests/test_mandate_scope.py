@@ -12,10 +12,12 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from gateway.beps import debits_in
 from gateway.messages.package import ReturnLimit, Transfer
@@ -35,6 +37,7 @@ BRANCH, PEER_BRANCH = "999100000027", "888200000023"
 AGREEMENT = "XY-GAS-0001"
 MANDATE, REVOKE = "/v1/debit-mandates", "/v1/debit-mandates/revoke"
 STOP, LIFT = "/v1/debit-stops", "/v1/debit-stops/lift"
+ROOT = Path(__file__).resolve().parents[1]
 _keys = itertools.count(1)
 _tx_ids = itertools.count(1)
 
@@ -232,6 +235,32 @@ def test_a_mandate_needs_a_key_and_a_retry_gets_the_first_answer(live: LiveGatew
         ("idempotency_key_reused_with_other_body", "Idempotency-Key"),
         ("idempotency_key_reused_with_other_body", "/agreement")]
     assert (fresh.status_code, fresh.json()["new"]) == (201, False)
+
+
+def _documented_row(path: str) -> str:
+    """The row of docs/beps.md's table of mandate and stop endpoints for `POST path`."""
+    text = (ROOT / "docs" / "beps.md").read_text(encoding="utf-8")
+    return next(line for line in text.splitlines() if line.startswith(f"| `POST {path}` |"))
+
+
+@pytest.mark.parametrize("path", [MANDATE, REVOKE, STOP, LIFT])
+def test_every_mandate_and_stop_post_needs_a_key_as_documented(live: LiveGateway,
+                                                               path: str) -> None:
+    """Each POST without an Idempotency-Key is refused 400 idempotency_key_required and
+    changes nothing; docs/beps.md's table and openapi.yaml both say the header is
+    required, so a client reading either sends it."""
+    before = kept(live)
+    keyless = post(live, path, CLIENT, body(path, OWN, agreement="XY-NO-KEY"), key="")
+    spec = yaml.safe_load((ROOT / "gateway" / "openapi.yaml").read_text(encoding="utf-8"))
+    headers = {p["name"]: p.get("required") for p in spec["paths"][path]["post"]["parameters"]
+               if p["in"] == "header"}
+    row = _documented_row(path)
+
+    assert (keyless.status_code, refusal(keyless)[0][:2]) == (
+        400, ("idempotency_key_required", "Idempotency-Key"))
+    assert kept(live) == before
+    assert headers.get("Idempotency-Key") is True
+    assert "`Idempotency-Key` (required)" in row and "`idempotency_key_required`" in row
 
 
 def test_a_key_taken_by_a_transfer_is_not_a_mandates(live: LiveGateway) -> None:

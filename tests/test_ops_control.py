@@ -315,6 +315,39 @@ def test_a_second_pending_request_for_the_same_thing_is_refused(rig: Rig) -> Non
     assert codes(exc) == ["request_already_pending"]
 
 
+CORE_OVERTAKES = [
+    # the operators' pending request on a held payment: (action, hold first)
+    ("cancel", False),
+    ("release", True),
+]
+
+
+@pytest.mark.parametrize("action, hold", CORE_OVERTAKES)
+def test_the_core_systems_cancel_waits_while_operators_decide(rig: Rig, action: str,
+                                                             hold: bool) -> None:
+    """While an operators' request deciding a payment waits for its second person, the
+    core system's cancel is refused (409 operator_request_pending, naming it), and the
+    payment stays as it was; once the request is withdrawn, the cancel is taken."""
+    pid = rig.payment()
+    if hold:
+        rig.request("op1", "hold", pid)
+    req = rig.request("op1", action, pid)
+    ext = next(e for e in rig.gw.extensions if hasattr(e, "request_cancel"))
+    with pytest.raises(PaygateError) as exc:
+        rig.run(ext.request_cancel(pid, None, "core:test"))
+    waiting = rig.state(pid)[:2]
+    rig.decide("op1", req["id"], approve=False)
+    done = rig.run(ext.request_cancel(pid, None, "core:test"))
+
+    problem = exc.value.problems[0]
+    assert (exc.value.status, problem.code, problem.value) == (
+        409, "operator_request_pending", req["id"])
+    assert dict(problem.detail)["pending_request"] == {
+        "id": req["id"], "action": action, "requested_by": "op1"}
+    assert waiting[0] == "held"
+    assert done["state"] == "cancelled"
+
+
 def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
     """A request older than its life expires instead of being executed."""
     pid = rig.payment()

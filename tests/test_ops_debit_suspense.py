@@ -245,6 +245,26 @@ def test_a_return_the_npc_rejects_leaves_the_money_in_suspense(rig: Rig) -> None
     assert asked == 201
 
 
+def test_a_later_return_netted_closes_the_alert_of_the_one_that_failed(rig: Rig) -> None:
+    """The first return rejected raises `return_not_settled`; a second return of the
+    same debit netted returns it after all, and the gateway closes that alert, saying
+    which return settled."""
+    pid, _ = rig.in_suspense()
+    first = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    rig.npc_answers(rig.seal_return(first)[0], "PR09")
+    open_after_failure = rig.alert_closed_by("return_not_settled", pid)
+    second = rig.done("suspense_return", pid, WHY_RETURN)["outcome"]["return_id"]
+    rig.npc_answers(rig.seal_return(second)[0], "PR03")
+    notes = rig.run(lambda tx: [n for n, d in tx.query(
+        "SELECT k.note, a.detail FROM alerts a JOIN alert_acks k ON k.alert_id = a.id "
+        "WHERE a.code = 'return_not_settled'", ()) if json.loads(d)["payment"] == pid])
+
+    assert open_after_failure == [None]
+    assert rig.payment(pid)["state"] == "returned"
+    assert rig.alert_closed_by("return_not_settled", pid) == ["gateway"]
+    assert notes == [f"payment {pid} returned after all: return {second} settled"]
+
+
 def test_a_netted_debit_whose_credit_went_to_suspense_is_applied_keeping_its_state(
         rig: Rig) -> None:
     """Our customer's account closed before the payer bank paid: the debit is `netted`

@@ -14,7 +14,6 @@ import pytest
 from gateway.errors import PaygateError
 from gateway.exceptions import returns
 from gateway.exceptions import schema as exc_schema
-from gateway.exceptions.extension import Exceptions
 from gateway.ops.testing import serving
 from tests.test_ops_exception_actions import Rig
 
@@ -57,12 +56,15 @@ def test_a_refusal_about_the_payment_names_the_requests_target(rig: Rig, kind: s
 
 
 def test_a_request_failing_when_it_runs_records_the_target_as_the_path(rig: Rig) -> None:
-    """A return asked for by an operator, then by the core system before a supervisor
-    approves it: the approval's execution fails, its outcome naming `/target`."""
+    """A return asked for by an operator, then started by the gateway itself (its
+    automatic return of suspense, which waits on no request; the core system's would be
+    refused while the operator's waits) before a supervisor approves it: the approval's
+    execution fails, its outcome naming `/target`."""
     pid = rig.suspense()
     status, asked = _ask(rig, "return", pid, note="查无此户")
-    ext = next(e for e in rig.rig.gw.extensions if isinstance(e, Exceptions))
-    rig.loop.run(ext.request_return(pid, "查无此户", "core:test"))
+    gw = rig.rig.gw
+    rig.loop.run(gw.store.run(lambda tx: returns.request_tx(gw, tx, pid, "查无此户", "gateway",
+                                                            gw.clock.now())))
     approved, done = rig.call("POST", f"/ops/api/requests/{asked['id']}/approve", "sup1",
                               {"note": ""})
 

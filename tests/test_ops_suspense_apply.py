@@ -230,13 +230,46 @@ def test_an_application_that_could_not_run_is_refused_when_asked(
     assert rig.tx(lambda tx: rig.gw.ledger.entry_count(tx)) == before
 
 
-def test_an_item_returned_before_the_approval_is_not_applied(rig: Rig) -> None:
-    """Checked again when it runs: the return started meanwhile wins, the request fails
-    with the rule, and nothing is posted."""
+def test_the_core_systems_return_waits_while_an_application_waits_for_approval(
+        rig: Rig) -> None:
+    """The operators' pending decision is not overtaken: the core system's return is
+    refused (409 operator_request_pending, naming the request, its action and who
+    asked), the application is then approved and runs; once operators reject a request,
+    the core system's return is taken."""
+    from gateway.errors import Conflict
     owner = rig.account()
     pid, pending_no = rig.parked()
     _, req = rig.ask(pending_no, owner)
-    rig.loop.run(_return(rig, pid))
+    with pytest.raises(Conflict) as refused:
+        rig.loop.run(_return(rig, pid))
+    approved, done = rig.approve(req["id"])
+    other, other_no = rig.parked()
+    _, rejected = rig.ask(other_no, owner, user="op2")
+    rig.call("POST", f"/ops/api/requests/{rejected['id']}/reject", "sup1", {"note": "不符"})
+    returned = rig.loop.run(_return(rig, other))
+
+    problem = refused.value.problems[0]
+    assert (refused.value.status, problem.code, problem.path, problem.value) == (
+        409, "operator_request_pending", "/id", req["id"])
+    assert dict(problem.detail)["pending_request"] == {
+        "id": req["id"], "action": "suspense_apply", "requested_by": "op1"}
+    assert f"request {req['id']} (suspense_apply, asked by op1)" in problem.message
+    assert approved == 200 and done["state"] == "executed"
+    assert rig.balance(owner) == ITEM_FEN and rig.item_state(pending_no) == "cleared"
+    assert [r["return_id"] for r in rig.tx(lambda tx: exc_schema.returns_of(tx, other))] == [
+        returned["return"]["id"]]
+
+
+def test_an_item_returned_before_the_approval_is_not_applied(rig: Rig) -> None:
+    """Checked again when it runs: a return the gateway started meanwhile (its automatic
+    return of suspense, which waits on no request) wins, the request fails with the
+    rule, and nothing is posted."""
+    from gateway.exceptions import returns
+    owner = rig.account()
+    pid, pending_no = rig.parked()
+    _, req = rig.ask(pending_no, owner)
+    rig.tx(lambda tx: returns.request_tx(rig.gw, tx, pid, "查无此户", "gateway",
+                                         rig.gw.clock.now()))
     approved, done = rig.approve(req["id"])
 
     assert approved == 200 and done["state"] == "failed"

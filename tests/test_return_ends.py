@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from gateway import keys, outbound, payments, status_hold
+from gateway.exceptions import outcomes
 from gateway.exceptions.extension import Exceptions
 from gateway.messages import ccms911, hvps111
+from gateway.messages.ccms900 import REJECTED, SETTLED
 from gateway.ops.testing import PAYER_NAME, ConsoleRig, serving
 
 AMOUNT_FEN = 3_456_78
@@ -183,3 +185,34 @@ def test_a_return_left_on_its_lane_when_hvps_closes_waits_for_the_next_opening(
 
     assert counts["refused"] == 0
     assert (ended["return"], ended["record"], ended["failed"]) == ("held", "pending", [])
+
+
+@pytest.mark.parametrize("settles", [True, False], ids=["settled", "rejected"])
+def test_a_later_return_that_settles_closes_the_alert_of_the_one_that_failed(
+        rig: Rig, settles: bool) -> None:
+    """A first return cancelled by operators leaves `return_not_settled` open; a later
+    return of the same payment settled (PR04) returns it after all and the gateway
+    closes the alert, saying which return settled; one that fails too leaves it open."""
+    pid = rig.incoming(credited=False)
+    first = rig.returned(pid)
+    _, req = rig.request("cancel", first, "客户撤回退汇申请")
+    rig.approve(req["id"])
+    second = rig.returned(pid)
+
+    def answer(tx: Any) -> None:
+        sent = payments.transition(tx, payments.get(tx, second), "sent", "hvps_sent",
+                                   rig.gw.clock.now())
+        outcomes.apply(rig.gw, tx, sent, SETTLED if settles else REJECTED,
+                       rig.gw.work_date.isoformat(), rig.gw.clock.now(), "hvps", "test")
+    rig.run(answer)
+    rows = rig.run(lambda tx: tx.query(
+        "SELECT k.by, k.note, a.detail FROM alerts a LEFT JOIN alert_acks k "
+        "ON k.alert_id = a.id WHERE a.code = 'return_not_settled' ORDER BY a.id", ()))
+    closed = [(by, note, json.loads(d)["return_id"]) for by, note, d in rows
+              if json.loads(d)["payment"] == pid]
+
+    if settles:
+        assert closed == [("gateway", f"payment {pid} returned after all: return {second} "
+                                      "settled", first)]
+    else:
+        assert closed == [(None, None, first), (None, None, second)]

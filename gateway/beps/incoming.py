@@ -198,8 +198,10 @@ def on_booking(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proce
         # Our books hold another net for the round than the NPC settled: a result lost on
         # the way (PR03), or one still travelling (its items settle when it arrives).
         # Operators hear it now, once per round (a repeated notice returned above), not
-        # at the netting date's reconciliation (beps.720/721) the next night.
-        gw.alert(tx, "beps_round_net_differs", netting_date=netting_date,
+        # at the netting date's reconciliation (beps.720/721) the next night. Closed by
+        # the gateway if the late items bring our net to the NPC's
+        # (items.close_net_differs_if_agreed).
+        gw.alert(tx, items.ALERT_NET_DIFFERS, netting_date=netting_date,
                  netting_round=netting_round, ours_fen=ours_fen, npc_fen=npc_net_fen,
                  difference_fen=npc_net_fen - ours_fen, mesg_id=d.header.mesg_id)
     return Processed({"round": f"{netting_date}/{netting_round}", "debit_fen": debit_fen,

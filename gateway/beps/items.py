@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import payments
+from gateway import critical, payments
 from gateway.store import NOT_READ, Contended, answered, reading_once, rows_by_id
 
 log = logging.getLogger("paygate.beps")
@@ -330,8 +330,47 @@ def _settled(tx: Any, gw: Any, netted: list[tuple[str, str | None]], now: dateti
 
 def settle_if_round_settled(tx: Any, gw: Any, netting_date: str, netting_round: str,
                             now: datetime) -> None:
-    """Items netted into a round whose settlement we already booked settle now."""
+    """Items netted into a round whose settlement we already booked settle now; when
+    they bring our net for the round to the NPC's, the alert that told the two apart is
+    closed (close_net_differs_if_agreed)."""
     lock_round(tx, netting_date, netting_round)
     settled_on = round_settled_on(tx, netting_date, netting_round)
-    if settled_on is not None:
-        settle(tx, gw, netting_date, netting_round, settled_on, now)
+    if settled_on is not None and settle(tx, gw, netting_date, netting_round, settled_on,
+                                         now) != (0, 0):
+        close_net_differs_if_agreed(tx, netting_date, netting_round, now)
+
+
+# Raised at a round's booking notice when our net for it is not the NPC's
+# (gateway.beps.incoming.on_booking).
+ALERT_NET_DIFFERS = "beps_round_net_differs"
+
+
+def close_net_differs_if_agreed(tx: Any, netting_date: str, netting_round: str,
+                                now: datetime) -> list[int]:
+    """Close, as the gateway, the open ALERT_NET_DIFFERS alerts of a round once our net
+    for it (every settled item of the round: what we receive less what we pay) is the
+    net the NPC's booking notice named: items whose message came after the notice (a
+    PR03 late, another bank's package forwarded after it) have settled, and the books
+    agree with the NPC, so the alert was the order of arrival, not a gap. Left open
+    while the nets still differ. Their ids."""
+    row = tx.query_one("SELECT npc_net_fen FROM beps_rounds WHERE netting_date = ? AND "
+                       "netting_round = ?", (netting_date, netting_round))
+    if row is None:
+        return []
+    ours_fen = tx.query_one(
+        "SELECT COALESCE(SUM(CASE side WHEN 'C' THEN amount_fen ELSE -amount_fen END), 0) "
+        "FROM beps_items WHERE netting_date = ? AND netting_round = ? "
+        "AND settled_on IS NOT NULL", (netting_date, netting_round))[0]
+    if int(ours_fen) != int(row[0]):
+        return []
+    ids = [alert_id for alert_id, detail in critical.unclosed(tx, (ALERT_NET_DIFFERS,),
+                                                              netting_date)
+           if (detail.get("netting_date"), detail.get("netting_round")) == (
+               netting_date, netting_round)]
+    if ids:
+        critical.close_by_gateway(
+            tx, ids, f"items of round {netting_date}/{netting_round} that arrived after its "
+            f"booking notice settled: our net is the NPC's ({int(row[0])} fen)", now)
+        log.info("event=beps_round_net_agrees netting_date=%s netting_round=%s net_fen=%s "
+                 "alerts_closed=%s", netting_date, netting_round, row[0], len(ids))
+    return ids

@@ -31,6 +31,7 @@ from gateway.inbound import Processed
 from gateway.messages import ccms307, codec
 from gateway.messages.ccms900 import CANCELLED
 from gateway.messages.common import OriginalRef, OriginalTx
+from gateway.ops import control
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
@@ -57,6 +58,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     payment = payments.get(tx, payment_id, lock=True)
     if by.startswith(CORE_PREFIX):
         _refuse_others_return(tx, payment)
+        control.refuse_core_overtaking(tx, payment_id, "cancel", now)
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now)

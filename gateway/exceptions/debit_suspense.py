@@ -269,6 +269,7 @@ def _returned(gw: Any, tx: Any, debit: dict[str, Any], ret: dict[str, Any],
                         pending_no=item.pending_no, **detail)
     close_alerts(tx, debit["id"], f"suspense item {item.pending_no} returned to the payer "
                                   f"bank by {rid}", now)
+    outcomes.close_not_settled(tx, ret, now)
 
 
 def register_hooks() -> None:

@@ -28,7 +28,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from gateway import late_results, payments, screening
+from gateway import critical, late_results, payments, screening
 from gateway.exceptions import schema
 from gateway.messages import ccms316
 from gateway.messages.ccms900 import CANCELLED, QUEUED, REJECTED, SETTLED
@@ -133,6 +133,18 @@ def _original_returned(gw: Any, tx: Any, ret: dict[str, Any], now: datetime) -> 
                         return_id=ret["return_id"])
     screening.close_decided(tx, original, f"payment {original['id']} returned by "
                                           f"{ret['return_id']}", now)
+    close_not_settled(tx, ret, now)
+
+
+def close_not_settled(tx: Any, ret: dict[str, Any], now: datetime) -> list[int]:
+    """Close, as the gateway, the open `return_not_settled` alerts of the payment our
+    return `ret` (its row) returns, once that return has settled: the payment is
+    returned after all, by this later return (or by this one, settled after we ended
+    it), so nothing is left for operators to do. Their ids."""
+    return critical.close_where(
+        tx, ("return_not_settled",), "payment", ret["original_id"],
+        f"payment {ret['original_id']} returned after all: return {ret['return_id']} "
+        "settled", now)
 
 
 def _end(gw: Any, tx: Any, payment: dict[str, Any], status: str, work_date: str,

@@ -68,6 +68,7 @@ from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
 from gateway.messages import codec, hvps111
+from gateway.ops import control
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     # would otherwise both find no return and both send one.
     original = payments.get(tx, payment_id, lock=True)
     check_returnable(tx, original)
+    if core:
+        control.refuse_core_overtaking(tx, payment_id, "return", now)
     work_date = gw.work_date
     via = "suspense" if original["state"] == "suspense" else "account"
     hold_id = None

@@ -226,10 +226,18 @@ def payments(a: dict[str, Any]) -> str:
 def review(a: dict[str, Any]) -> str:
     """The payments held for review, each with the requests that decide it (its row's
     actions, as `paygate ops request` names them)."""
-    rows = [dict(p, decide=", ".join(command_word(n) for n in p.get("actions", ())))
-            for p in a["payments"]]
-    return table(rows, PAYMENT_COLUMNS + (("decide", "decide by"),),
+    rows = [dict(p, decide=", ".join(command_word(n) for n in p.get("actions", ())),
+                 matched=matched_party(p)) for p in a["payments"]]
+    return table(rows, PAYMENT_COLUMNS + (("matched", "matched"), ("decide", "decide by")),
                  "(no payment is held for review)")
+
+
+def matched_party(p: dict[str, Any]) -> str:
+    """The party a screening reason refers to and its name ("payer: 示例丙"), as the
+    gateway's review list gives them; empty for the amount review."""
+    if not p.get("matched_party"):
+        return ""
+    return f"{p['matched_party']}: {p.get('matched_name') or ''}"
 
 
 def payment(a: dict[str, Any]) -> str:

@@ -47,7 +47,7 @@ from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem
                             ValidationFailed, field_required, not_text, with_paths)
 from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
-from gateway.ops.schema import audit
+from gateway.ops.schema import audit, table_exists
 from gateway.states import FINAL, FINAL_IN
 from gateway.store import Contended
 
@@ -518,6 +518,32 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
     kind = RULES[action].target
     return next(((i, a) for i, a in pending
                  if a in RULES and RULES[a].target == kind and deciding(a)), None)
+
+
+def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) -> None:
+    """Refuse the core system's `asked` (its return or cancel of `payment_id`) while an
+    operators' request deciding the payment's money waits for its second person (an
+    application of its suspense item, a return, a release, a cancel): carried out first,
+    it would decide the money under the operators and leave their approval to fail on
+    what it did. 409 `operator_request_pending`, naming the oldest such request (id,
+    action, who asked) in its message and as `pending_request`; the operators withdraw
+    or reject it, or approve it, and the core system asks again. A request past its time
+    waits for nobody. Without the console's tables (no operators) nothing waits."""
+    if not table_exists(tx, "ops_requests"):
+        return
+    for request_id, action, requested_by in tx.query(
+            "SELECT id, action, requested_by FROM ops_requests WHERE state = 'pending' "
+            "AND expires_at >= ? AND target = ? ORDER BY id",
+            (now.isoformat(), payment_id)):
+        if action in RULES and RULES[action].target == "payment" and deciding(action):
+            raise Conflict(Problem(
+                "operator_request_pending", "/id", request_id,
+                "no operators' request deciding this payment waiting for approval",
+                f"the {asked} of payment {payment_id} waits on operators: their request "
+                f"{request_id} ({action}, asked by {requested_by}) waits for a second "
+                "person's approval; they withdraw, reject or approve it first",
+                detail=(("pending_request", {"id": request_id, "action": action,
+                                             "requested_by": requested_by}),)))
 
 
 def _refuse_letter_contradiction(tx: Any, letter: str,

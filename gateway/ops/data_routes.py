@@ -10,7 +10,7 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes or held since their message died (any age), `total`, `message_died`, `truncated` |
 | GET /ops/api/day-reports/{date} | a closed work date's daily statement and subject day sheets: `files`, each `name` and `text` (409 `work_date_not_closed` for a date still open) |
-| GET /ops/api/review | payments held for review or by the screening (credits it parked in suspense included), each with its `actions` |
+| GET /ops/api/review | payments held for review or by the screening (credits it parked in suspense included), each with its `actions` and the party a screening reason names (`matched_party`, `matched_name`) |
 | GET /ops/api/dead | dead letters |
 | GET /ops/api/alerts, /ops/api/audit | latest alerts (each `attention`: open, or history, ops.attention), latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |

@@ -239,7 +239,24 @@ def held_for_review(tx: Any) -> list[dict[str, Any]]:
                     "WHERE (state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
                     f"reason LIKE 'screening_%')) OR {states.parked_sql()} "
                     "ORDER BY created_at LIMIT ?", (LIST_MAX,))
-    return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
+    return [with_matched_party(payment_view(dict(zip(payments.COLUMNS, r)))) for r in rows]
+
+
+# The party a screening reason names (screening_match_payer_name, ..._payee_account),
+# by the word after `screening_match_`.
+_SCREENED_PARTIES = ("payer", "payee")
+
+
+def with_matched_party(view: dict[str, Any]) -> dict[str, Any]:
+    """A listed payment's view with the party its screening reason refers to
+    (`matched_party`, payer or payee) and that party's name (`matched_name`), so that an
+    operator sees the name a list matched without opening the payment; both None for
+    the amount review, whose reason names no party. Read from the row already read."""
+    reason = view.get("reason") or ""
+    party = next((p for p in _SCREENED_PARTIES
+                  if reason.startswith(f"screening_match_{p}_")), None)
+    return dict(view, matched_party=party,
+                matched_name=view[f"{party}_name"] if party is not None else None)
 
 
 def counts(tx: Any) -> list[dict[str, Any]]:

@@ -204,7 +204,7 @@
   function render(s) {
     renderCards(s);
     renderPending(s.pending);
-    fill("t-review", s.review, paymentColumns(true), "review");
+    fill("t-review", s.review, reviewColumns(), "review");
     fill("t-stuck", s.stuck, paymentColumns(true), "stuck");
     renderPayments(s);
     fill("t-queues", s.queues, [
@@ -384,6 +384,16 @@
       { h: "c_reason", f: (p) => p.reason || "", cls: "text" }, { h: "c_updated", f: (p) => stamp(p.updated_at) }];
     columns.forEach((c) => { c.cls = c.cls || "nowrap"; });
     if (withActions) columns.push({ h: "c_actions", f: paymentActions, cls: "actions" });
+    return columns;
+  }
+
+  // The review list adds, after the reason, the party a screening reason refers to and
+  // its name (the name a list matched), so that it shows without opening the payment.
+  function reviewColumns() {
+    const columns = paymentColumns(true);
+    const at = columns.findIndex((c) => c.h === "c_reason") + 1;
+    columns.splice(at, 0, { h: "c_matched", cls: "text",
+      f: (p) => (p.matched_party ? t("party_" + p.matched_party) + ": " + (p.matched_name || "") : "") });
     return columns;
   }
 
