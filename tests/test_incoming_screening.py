@@ -274,6 +274,36 @@ def test_the_automatic_return_never_takes_a_parked_credit(rig: Rig) -> None:
     assert rig.view(screened["id"])["state"] == "suspense"
 
 
+def test_the_automatic_return_waits_while_operators_decide_the_item(rig: Rig) -> None:
+    """An unclaimed item whose application waits for its second person is not returned
+    by the timer under the operators; once they reject their request, the next sweep
+    returns it."""
+    unclaimed = rig.loop.run(rig.rig.receive(next(rig.keys), 1_015, "", "查无此人"))
+    status, asked = rig.call("POST", "/ops/api/requests", "op1",
+                             {"action": "suspense_apply", "target": unclaimed,
+                              "params": {"account": rig.rig.payer_account}, "note": WHY})
+
+    def sweep(tx: Any) -> list[Any]:
+        was = rig.gw.work_date
+        rig.gw.work_date = was + timedelta(days=14)
+        try:
+            return suspense.sweep_tx(rig.gw, tx, rig.gw.clock.now(), 3)
+        finally:
+            rig.gw.work_date = was
+
+    def returned() -> set[str]:
+        return {pid for (pid,) in rig.tx(lambda tx: tx.query(
+            "SELECT original_id FROM exc_returns", ()))}
+    rig.tx(sweep)
+    while_pending = returned()
+    rig.call("POST", f"/ops/api/requests/{asked['id']}/reject", "sup1", {"note": "不符"})
+    rig.tx(sweep)
+
+    assert status == 201 and asked["state"] == "pending", asked
+    assert unclaimed not in while_pending
+    assert unclaimed in returned()
+
+
 def test_operators_apply_a_parked_credit_the_hit_passed_credited_once(rig: Rig) -> None:
     """Applied to our payer's account under dual control: Dr suspense, Cr the account,
     credited once; the history keeps the passed hit, and nothing is held any more."""

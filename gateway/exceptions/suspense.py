@@ -27,6 +27,7 @@ from gateway import payments
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import returns, schema
 from gateway.exceptions.wire import Entry
+from gateway.ops import control
 from gateway.states import parked_sql
 
 log = logging.getLogger("paygate.exceptions")
@@ -75,6 +76,14 @@ def sweep_tx(gw: Any, tx: Any, now: datetime, days: int) -> list[Entry]:
         # committed: with the item locked (keep_tx locks it too), look again.
         payments.get(tx, payment_id, lock=True)
         if schema.kept(tx, payment_id):
+            continue
+        try:
+            # Operators deciding the item (an application waiting for its second
+            # person): the timer does not decide under them; the next sweep looks again.
+            control.refuse_core_overtaking(tx, payment_id, "automatic return", now)
+        except Conflict as exc:
+            log.info("event=automatic_return_waits payment=%s pending_request=%s",
+                     payment_id, exc.problems[0].value)
             continue
         try:
             with tx.savepoint():

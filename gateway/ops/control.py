@@ -521,7 +521,8 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
 
 
 def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) -> None:
-    """Refuse the core system's `asked` (its return or cancel of `payment_id`) while an
+    """Refuse the core system's `asked` (its return or cancel of `payment_id`; the
+    automatic return of suspense asks the same, and waits for the next sweep) while an
     operators' request deciding the payment's money waits for its second person (an
     application of its suspense item, a return, a release, a cancel): carried out first,
     it would decide the money under the operators and leave their approval to fail on
