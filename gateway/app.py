@@ -192,6 +192,7 @@ class Gateway:
         self.webhooks = webhook.Pusher(self)
         self.day_end = DayEnd(self)
         self.cluster.on_lead.append(self.day_end.check_missing)
+        self.cluster.on_lead.append(self.day_end.finish_owed)
         now = self.clock.now()
         # The HVPS state: forecast by the local timetable until the NPC's ccms.801 notices
         # arrive, which are the authority from then on (gateway.windows.WindowState).
@@ -216,6 +217,7 @@ class Gateway:
         self._depth, self._depth_at, self._depth_reading = 0, -1.0, False
         self._recon_waiters: dict[str, asyncio.Future] = {}
         self._recon_overdue_at: datetime | None = None  # next check_recon_overdue
+        self._owed_check_at: datetime | None = None  # next DayEnd.finish_owed of a tick
         self.runner: web.AppRunner | None = None
         self.url = ""
         # Intake per channel; extensions add theirs (BEPS, internal transfers).
@@ -311,6 +313,10 @@ class Gateway:
         if self.leading:
             await self.check_calendar()
             await self.day_end.check_missing()
+            # A closed date whose HVPS reconciliation a stopped process left owed (killed
+            # between the cut-over's close and the NPC's answer) is asked for again.
+            await self.day_end.finish_owed()
+            await self.day_end.write_late_notes()
         if serve_http:
             from gateway.api import errors_middleware, make_app
             from gateway.http_errors import GatewayRunner
@@ -462,6 +468,10 @@ class Gateway:
             self.apply_hvps_status(code, work_date)
         if self.leading:
             await self.check_recon_overdue(now)
+            if self._owed_check_at is None or now >= self._owed_check_at:
+                self._owed_check_at = now + timedelta(seconds=RECON_OVERDUE_CHECK_S)
+                await self.day_end.finish_owed(now)
+                await self.day_end.write_late_notes()
             # The extensions' own periodic checks (BEPS: netting dates to reconcile).
             for ext in self.extensions:
                 if hasattr(ext, "tick"):

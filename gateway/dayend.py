@@ -21,6 +21,14 @@ for the date it missed: at start-up and on taking the lead it looks for such dat
 approved by a supervisor): `close_late` closes the ledger day and reconciles the date.
 That is safe because every posting goes on the current work date, never on a past one,
 so nothing would have been posted on the missed date had it been closed in time.
+
+The HVPS reconciliation a closed date still needs is durable work (gateway.recon.owe):
+recorded as owed in the transaction that closes the ledger day, done when the NPC's
+hvps.711 for the date is compared. A process stopped between the two (killed at the
+cut-over, before the hvps.710 went) leaves it owed, and `finish_owed`, run at start-up,
+on taking the lead and at each tick of the timetable, asks again; a date owed longer than
+`recon_answer_overdue_s` raises `day_end_reconciliation_owed` until its answer comes, and
+an operator may ask again at once (`hvps_reconcile`, `ask_again`).
 """
 
 from __future__ import annotations
@@ -29,11 +37,11 @@ import asyncio
 import json
 import logging
 import tempfile
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway import critical
+from gateway import critical, late_entries, recon
 from gateway.calendar import BusinessCalendar
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.recon import DIFFERENCES_LISTED_MAX
@@ -41,6 +49,15 @@ from gateway.recon import DIFFERENCES_LISTED_MAX
 log = logging.getLogger("paygate.dayend")
 
 RECON_TIMEOUT_S = 60.0
+# How long (the gateway's clock) an owed reconciliation whose last try failed rests before
+# `finish_owed` asks again: a link down or an NPC not answering gets one hvps.710 a while,
+# not one a tick.
+OWED_RETRY_S = 300.0
+# The steps of a day end, as a failure names them, and what each waits for.
+STEP_CLOSE = "close_ledger_day"
+STEP_RECONCILE = "reconcile"
+WAITS_FOR_CLOSE = "the database (ledger day close, its reports)"
+WAITS_FOR_HVPS = "hvps.711 answer to our hvps.710"
 # How far back of the newest stored time a clock may start (check_clock_time): a real-time
 # clock stepped back by NTP moves a few seconds at most.
 CLOCK_STEP_BACK_ALLOWED_S = 5.0
@@ -57,6 +74,11 @@ class DayEnd:
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reconciling: set[str] = set()  # dates whose reconciliation this run started
+        # What each running step waits for now (a step's key: its name and work date),
+        # for the log of its failure.
+        self._waiting: dict[tuple[str, str], str] = {}
+        # Owed dates whose last try in this run failed: not asked again before then.
+        self._owed_retry_at: dict[str, datetime] = {}
 
     def on_hvps_status(self, status: str, notice_date: date, old_date: date,
                        new_date: date) -> None:
@@ -71,12 +93,13 @@ class DayEnd:
         if status == "40":
             self._reconcile_once(notice_date)
         if new_date > old_date:
-            self._spawn(self._close_and_catch_up(old_date))
+            self._spawn(self._close_and_catch_up(old_date), STEP_CLOSE, old_date,
+                        WAITS_FOR_CLOSE)
 
     def _reconcile_once(self, day: date) -> None:
         if day.isoformat() not in self._reconciling:
             self._reconciling.add(day.isoformat())
-            self._spawn(self.reconcile(day))
+            self._spawn(self.reconcile(day), STEP_RECONCILE, day, WAITS_FOR_HVPS)
 
     async def _close_and_catch_up(self, day: date) -> None:
         await self.close(day)
@@ -96,10 +119,13 @@ class DayEnd:
         self._done.pop(key, None)
         self._reconciling.discard(key)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any, step: str, day: date, waits_for: str) -> None:
+        """Run one step of `day`'s day end in the background; `waits_for` says what it
+        waits for first (a step says what it waits for next through `_wait`)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._ended)
+        self._waiting[(step, day.isoformat())] = waits_for
+        task.add_done_callback(lambda done: self._ended(done, step, day))
 
     async def stop(self) -> None:
         """Cancel the steps still running (a reconciliation waiting for the NPC)."""
@@ -114,10 +140,27 @@ class DayEnd:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _ended(self, task: asyncio.Task) -> None:
+    def _ended(self, task: asyncio.Task, step: str, day: date) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("event=day_end_step_failed error=%r", task.exception())
+        waited_for = self._waiting.pop((step, day.isoformat()), "")
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if step == STEP_RECONCILE:
+            # Not reconciled in this run: the owed date is asked again later
+            # (`finish_owed`), not at the next tick.
+            self._reconciling.discard(day.isoformat())
+            self._owed_retry_at[day.isoformat()] = self.gw.clock.now() + timedelta(
+                seconds=OWED_RETRY_S)
+        cause = (f"no answer within {RECON_TIMEOUT_S:g} s"
+                 if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else str(exc))
+        log.error("event=day_end_step_failed step=%s work_date=%s waited_for=%s link=%s "
+                  "cause=%s error=%r", step, day.isoformat(), _quoted(waited_for),
+                  self.gw.link.state, _quoted(cause or type(exc).__name__), exc)
+
+    def _wait(self, step: str, day: date, what: str) -> None:
+        """Step `step` of `day` waits for `what` now (named by its failure's log)."""
+        self._waiting[(step, day.isoformat())] = what
 
     def _event(self, day: date) -> asyncio.Event:
         return self._done.setdefault(day.isoformat(), asyncio.Event())
@@ -126,9 +169,12 @@ class DayEnd:
         key = day.isoformat()
         if key in self.results:
             return self.results[key]
+        self._wait(STEP_RECONCILE, day, WAITS_FOR_HVPS)
         parts = {"hvps": await self.gw.reconcile_hvps(day, timeout_s=RECON_TIMEOUT_S)}
         for ext in self.gw.extensions:
             if hasattr(ext, "reconcile_at_day_end"):
+                self._wait(STEP_RECONCILE, day, f"{ext.__class__.__name__}'s reconciliation "
+                                                "at the day end")
                 parts[ext.__class__.__name__] = await ext.reconcile_at_day_end(day)
         reconciled = all(bool(p.get("reconciled")) for p in parts.values())
         result = {"work_date": key, "reconciled": reconciled, "parts": parts}
@@ -149,10 +195,16 @@ class DayEnd:
                               differences=differences[:DIFFERENCES_LISTED_MAX])
 
     async def close(self, day: date) -> None:
+        now = self.gw.clock.now()
+
         def work(tx: Any) -> Any:
             closed = tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?",
                                   (day.isoformat(),))
-            return None if closed else self.gw.ledger.close_day(tx, day)
+            if closed:
+                return None
+            closed = self.gw.ledger.close_day(tx, day)
+            owe_reconciliation(tx, day, now)
+            return closed
         try:
             closed = await self.gw.store.run(work)
         except PaygateError as exc:
@@ -206,6 +258,7 @@ class DayEnd:
         its note saying so and `how` (the request that ran it)."""
         check_late(tx, day, self.gw.work_date, self.gw.calendar)
         closed = self.gw.ledger.close_day(tx, day)
+        recon.owe(tx, day.isoformat(), self.gw.clock.now())
         log.info("event=ledger_day_closed_late work_date=%s entries=%s", day, closed.entries)
         close_missing_alerts(tx, day, how, self.gw.clock.now())
         return {"work_date": day.isoformat(), "ledger_entries": closed.entries,
@@ -213,7 +266,53 @@ class DayEnd:
 
     def reconcile_later(self, day: date) -> None:
         """Reconcile `day` in the background; differences are alerts as at a day end."""
-        self._spawn(self.reconcile(day))
+        self._forget(day)
+        self._reconcile_once(day)
+
+    def ask_again(self, tx: Any, day: date) -> dict[str, Any]:
+        """An operator asks the NPC again for a closed date's HVPS totals (inside the
+        caller's transaction; `reconcile_later` once committed): the date is owed its
+        reconciliation again, so that a stop before the answer leaves it to the next
+        start as at a day end."""
+        key = day.isoformat()
+        check_reconcilable(tx, key)
+        row = tx.query_one("SELECT owed_at, done_at FROM recon_owed WHERE work_date = ?",
+                           (key,))
+        recon.owe(tx, key, self.gw.clock.now())
+        return {"work_date": key, "reconciliation": "requested",
+                "owed_before": None if row is None else
+                {"owed_at": row[0], "done_at": row[1]}}
+
+    async def write_late_notes(self) -> list[str]:
+        """Write beside a closed date's reports the settlements booked after it closed
+        (gateway.late_entries), for the dates whose note is not written yet."""
+        return await late_entries.write_notes(self.gw, reports_folder(self.gw.settings))
+
+    async def finish_owed(self, now: datetime | None = None) -> list[str]:
+        """Ask again for each closed date still owed its HVPS reconciliation that no step
+        of this run is reconciling (a process stopped between the close and the answer,
+        a try that failed and has rested OWED_RETRY_S), and raise
+        `day_end_reconciliation_owed` for each owed longer than `recon_answer_overdue_s`.
+        The dates asked for now."""
+        now = now or self.gw.clock.now()
+        after_s = self.gw.settings.recon_answer_overdue_s
+
+        def work(tx: Any) -> list[tuple[str, str]]:
+            recon.raise_owed(tx, self.gw, now, after_s)
+            return recon.owed(tx)
+        asked = []
+        for key, since in await self.gw.store.run(work):
+            retry_at = self._owed_retry_at.get(key)
+            if key in self._reconciling or (retry_at is not None and now < retry_at):
+                continue
+            self._owed_retry_at.pop(key, None)
+            log.warning("event=day_end_reconciliation_resumed work_date=%s owed_since=%s",
+                        key, since)
+            day = date.fromisoformat(key)
+            self._forget(day)
+            self._reconcile_once(day)
+            asked.append(key)
+        return asked
 
     async def wait_reconciled(self, day: date, timeout_s: float = RECON_TIMEOUT_S
                               ) -> dict[str, Any]:
@@ -222,6 +321,31 @@ class DayEnd:
 
 
 REPORTS_FOLDER = "reports"
+
+
+def _quoted(text: str) -> str:
+    """A log value that may hold spaces, quoted as the log lines' other texts are."""
+    return '"' + text.replace('"', "'") + '"'
+
+
+def owe_reconciliation(tx: Any, day: date, now: datetime) -> None:
+    """At the close of `day`'s ledger day, in its transaction: the date is owed its HVPS
+    reconciliation unless one that still covers it is recorded (run at its end of day,
+    no HVPS payment joining the date after)."""
+    done = reconciliations(tx, day.isoformat())
+    if not done or any(joined for _, joined in done.values()):
+        recon.owe(tx, day.isoformat(), now)
+
+
+def check_reconcilable(tx: Any, text: str) -> None:
+    """An operator's ask for a date's HVPS reconciliation: a work date whose ledger day
+    is closed (an open one is reconciled by its day end, or late by `day_end`)."""
+    if tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?", (text,)) is None:
+        raise Conflict(Problem("work_date_not_closed", "/target", text,
+                               "a work date whose ledger day is closed",
+                               f"the ledger day of {text} is open: its day end reconciles "
+                               "it, at the cut-over, or late for a past date "
+                               f"(`{LATE_COMMAND.format(day=text)}`)"))
 
 
 def reports_folder(settings: Any) -> Path:
@@ -255,6 +379,11 @@ def day_reports(tx: Any, ledger: Any, text: str) -> dict[str, Any]:
         paths = ledger.write_day_reports(tx, day, folder)
         files = [{"name": path.name, "text": path.read_text(encoding="utf-8")}
                  for path in paths]
+    late = late_entries.note_text(tx, day.isoformat())
+    if late is not None:
+        # Settlements of the date booked on a later ledger day: what makes the statement
+        # differ from the NPC's position for the date.
+        files.append({"name": late_entries.note_name(day.isoformat()), "text": late})
     return {"work_date": day.isoformat(), "files": files}
 
 

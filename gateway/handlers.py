@@ -19,7 +19,7 @@ from gateway import intake, late_results, payments, recon, screening, status_hol
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
-from gateway.windows import CHANGING_OUTCOMES, REFUSED_OUTCOMES
+from gateway.windows import CHANGING_OUTCOMES, OUTCOME_PAST_DATE, REFUSED_OUTCOMES
 from gateway.workstate import log_after_commit
 
 if TYPE_CHECKING:
@@ -242,6 +242,15 @@ class Handlers:
         before = window.code
         outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now,
                                       s.orig_date)
+        if outcome == OUTCOME_PAST_DATE:
+            # Sent before a cut-over the gateway has gone through: kept (the inbox, the
+            # window's history), logged, applied never; no hold, no peer told.
+            log.warning("event=hvps_status_notice_past_work_date orig=%s cur=%s "
+                        "notice_work_date=%s status_in_force=%s work_date=%s",
+                        s.orig_status, s.cur_status, s.cur_date, window.code,
+                        window.work_date.isoformat())
+            return Processed({"system": system, "status": s.cur_status,
+                              "date": s.cur_date, "outcome": outcome})
         if outcome in CHANGING_OUTCOMES:
             self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now)
         after: list[Any] = []

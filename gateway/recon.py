@@ -177,6 +177,73 @@ def answered(tx: Any, system: str, day: str, now: datetime) -> None:
     alerts = [int(alert_id) for (alert_id,) in rows if alert_id is not None]
     if alerts:
         critical.close_by_gateway(tx, alerts, f"the NPC answered at {now.isoformat()}", now)
+    if system == "HVPS":
+        owed_done(tx, day, now)
+
+
+ALERT_OWED = "day_end_reconciliation_owed"
+HVPS_RECONCILE_COMMAND = "paygate ops request hvps-reconcile {day}"
+
+
+def owe(tx: Any, day: str, now: datetime) -> None:
+    """The closed work date `day` is owed its HVPS reconciliation: recorded in the
+    transaction that closes its ledger day (or asks again), so that a stop before the
+    hvps.711 is compared leaves it to the next start (gateway.dayend). Owed again after
+    it was done, it waits for a new answer."""
+    tx.execute("INSERT INTO recon_owed (work_date, owed_at) VALUES (?, ?) "
+               "ON CONFLICT (work_date) DO UPDATE SET owed_at = excluded.owed_at, "
+               "done_at = NULL, alert_id = NULL WHERE recon_owed.done_at IS NOT NULL",
+               (day, now.isoformat()))
+
+
+def owed_done(tx: Any, day: str, now: datetime) -> None:
+    """The NPC's hvps.711 for `day` was compared: the date owes nothing more, and the
+    `day_end_reconciliation_owed` raised for it, if any, is closed by the gateway."""
+    rows = tx.query("UPDATE recon_owed SET done_at = ? WHERE work_date = ? AND "
+                    "done_at IS NULL RETURNING alert_id", (now.isoformat(), day))
+    alerts = [int(alert_id) for (alert_id,) in rows if alert_id is not None]
+    if alerts:
+        critical.close_by_gateway(tx, alerts, f"the NPC's hvps.711 for {day} was compared "
+                                              f"at {now.isoformat()}", now)
+
+
+def owed(tx: Any) -> list[tuple[str, str]]:
+    """The closed work dates still owed their HVPS reconciliation, with since when,
+    oldest first."""
+    return [(day, at) for day, at in tx.query(
+        "SELECT work_date, owed_at FROM recon_owed WHERE done_at IS NULL "
+        "ORDER BY work_date", ())]
+
+
+def owed_listing(tx: Any) -> list[dict[str, Any]]:
+    """The closed dates owed their HVPS reconciliation, for the operators' status: each
+    date, since when, and its `day_end_reconciliation_owed` alert once raised."""
+    return [{"work_date": day, "owed_since": at, "alert": alert_id}
+            for day, at, alert_id in tx.query(
+                "SELECT work_date, owed_at, alert_id FROM recon_owed WHERE done_at IS NULL "
+                "ORDER BY work_date", ())]
+
+
+def raise_owed(tx: Any, gw: Any, now: datetime, after_s: float) -> list[str]:
+    """Raise `day_end_reconciliation_owed` once for each closed date owed its HVPS
+    reconciliation for longer than `after_s` (business seconds): whatever held it up (a
+    stop before the hvps.710 went, an NPC that does not answer, a link down), its
+    closed day's books stand unconfirmed by the NPC. The dates raised now."""
+    limit = (now - timedelta(seconds=after_s)).isoformat()
+    raised = []
+    for day, at in tx.query("SELECT work_date, owed_at FROM recon_owed WHERE done_at IS "
+                            "NULL AND alert_id IS NULL AND owed_at <= ? ORDER BY work_date",
+                            (limit,)):
+        command = HVPS_RECONCILE_COMMAND.format(day=day)
+        alert_id = gw.alert(tx, ALERT_OWED, work_date=day, owed_since=at,
+                            message=f"the ledger day of {day} is closed but the NPC's "
+                                    f"hvps.711 for it has not been compared (owed since "
+                                    f"{at}, {after_s:g} s allowed); the gateway keeps "
+                                    f"asking, and `{command}` asks again at once; the "
+                                    "alert closes by itself when the answer is compared")
+        tx.execute("UPDATE recon_owed SET alert_id = ? WHERE work_date = ?", (alert_id, day))
+        raised.append(day)
+    return raised
 
 
 def raise_overdue(tx: Any, gw: Any, now: datetime, after_s: float) -> datetime | None:

@@ -360,6 +360,21 @@ SCHEMA = [
         answered_at TEXT, alert_id INTEGER,
         PRIMARY KEY (system, work_date)
     )""",
+    # The HVPS reconciliation each closed work date is owed (gateway.recon.owe): recorded
+    # in the transaction that closes the ledger day, done when the NPC's hvps.711 for
+    # the date is compared, so that a stop between the close and the answer leaves the
+    # work to the next start or tick (gateway.dayend.DayEnd.finish_owed).
+    # Settlements the NPC made on a date whose ledger day had closed, booked on a later
+    # one (gateway.late_entries), and whether the closed day's note lists them yet.
+    """CREATE TABLE IF NOT EXISTS late_entries (
+        entry_id INTEGER PRIMARY KEY, closed_date TEXT NOT NULL, booked_on TEXT NOT NULL,
+        source TEXT NOT NULL, debit_fen INTEGER NOT NULL, credit_fen INTEGER NOT NULL,
+        at TEXT NOT NULL, alert_id INTEGER, noted_at TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS recon_owed (
+        work_date TEXT PRIMARY KEY, owed_at TEXT NOT NULL, done_at TEXT,
+        alert_id INTEGER
+    )""",
 ]
 
 

@@ -409,6 +409,10 @@ OUTCOME_STALE = "stale"
 OUTCOME_ILLEGAL = "illegal"
 OUTCOME_UNKNOWN_STATUS = "unknown_status"
 OUTCOME_SET_BY_OPERATOR = "set_by_operator"
+# A notice for a work date before the one the state moved on to (a ccms.801 queued before
+# the cut-over, delivered after it): kept in the history and logged, never applied, never
+# a disagreement with the NPC (the cut-over it came before has happened since).
+OUTCOME_PAST_DATE = "past_work_date"
 _MOVES = {OUTCOME_APPLIED, OUTCOME_CONFIRMED, OUTCOME_CORRECTED, OUTCOME_GAP}
 # After these the state in force is another one (status or work date): what operators see
 # as a window change. `confirmed` and `repeat` leave it as it was.
@@ -457,6 +461,9 @@ class WindowState:
         at = _business(at)
         phase = hvps_phase(at, calendar, self.timetable)
         self.code, self.work_date, self.source = phase.code, phase.work_date, SOURCE_SCHEDULE
+        # The work date the state began on: a later one was reached by a cut-over this
+        # state went through, and a notice for a date before it is then a late one.
+        self._start_date = phase.work_date
         self.history = [HistoryEntry(at, None, phase.code, phase.work_date, SOURCE_SCHEDULE,
                                      OUTCOME_INITIAL)]
         self._schedule_at = at
@@ -587,6 +594,13 @@ class WindowState:
     def _judge_change(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
         if orig not in HVPS_TRANSITIONS or cur not in HVPS_TRANSITIONS:
             return OUTCOME_UNKNOWN_STATUS
+        if cur_date < self.work_date and self.work_date > self._start_date:
+            # The state went through the cut-over to its work date (by a notice or the
+            # timetable): a notice of an earlier date was sent before that cut-over and
+            # delivered late. Taking it would move the window back onto a date whose day
+            # end has run (ledger day closed). A cut-over 15 the NPC dated with the old
+            # date is the 15 in force.
+            return OUTCOME_REPEAT if cur == self.code == "15" else OUTCOME_PAST_DATE
         if self._last_notice_at is not None and at < self._last_notice_at:
             return OUTCOME_STALE
         if (cur, cur_date) == (self.code, self.work_date) and (

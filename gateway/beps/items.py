@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import critical, payments
+from gateway import critical, late_entries, payments
 from gateway.store import NOT_READ, Contended, answered, reading_once, rows_by_id
 
 log = logging.getLogger("paygate.beps")
@@ -285,8 +285,13 @@ def settle(tx: Any, gw: Any, netting_date: str, netting_round: str, settled_on: 
     if tx.query_one("SELECT 1 FROM beps_items WHERE netting_date = ? AND netting_round = ? "
                     "AND settled_on IS NOT NULL", key):
         event += f":late:{ids[0]}"
-    gw.ledger.settle_net(tx, event, f"{netting_date}/{netting_round}", debit_fen, credit_fen,
-                         gw.work_date.isoformat())
+    entry_id = gw.ledger.settle_net(tx, event, f"{netting_date}/{netting_round}", debit_fen,
+                                    credit_fen, gw.work_date.isoformat())
+    # Settled by the NPC on a date whose ledger day closed before it came (an outage over
+    # the cut-over): booked today, kept and alerted as such.
+    late_entries.booked_after_close(tx, gw, settled_on, entry_id,
+                                    f"BEPS round {netting_date}/{netting_round}", debit_fen,
+                                    credit_fen, now)
     tx.execute(f"UPDATE beps_items SET settled_on = ? WHERE {_UNSETTLED}", (settled_on, *key))
     _settled(tx, gw, netted, now, settled_on=settled_on, netting_date=netting_date,
              netting_round=netting_round)

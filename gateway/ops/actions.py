@@ -36,7 +36,7 @@ from datetime import date, datetime
 from typing import Any, Awaitable, Callable
 
 from gateway import critical, keys, outbound, payments
-from gateway.dayend import check_late
+from gateway.dayend import check_late, check_reconcilable
 from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops import attention, receivables
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
@@ -593,6 +593,17 @@ def day_end(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome
     return Outcome(detail, [reconcile])
 
 
+def hvps_reconcile(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
+    """Ask the NPC again for a closed date's HVPS totals (hvps.710): the date is owed its
+    reconciliation again in this transaction; once committed, it is asked for."""
+    day = date.fromisoformat(target)
+    detail = c.gw.day_end.ask_again(tx, day)
+
+    async def reconcile() -> None:
+        c.gw.day_end.reconcile_later(day)
+    return Outcome(detail, [reconcile])
+
+
 # The precondition of each payment action, as its executor checks it.
 PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "hold": _holdable, "release": _releasable, "cancel": _cancellable,
@@ -600,6 +611,7 @@ PRECONDITIONS: dict[str, Callable[[Any, str, dict[str, Any]], Any]] = {
     "review_reject": _review_hold, "webhook_resend": _failed_webhook_rows,
     "alert_acknowledge": lambda tx, target, params: critical.check_acknowledgeable(tx, target),
     "alert_close": lambda tx, target, params: attention.check_closable(tx, target),
+    "hvps_reconcile": lambda tx, target, params: check_reconcilable(tx, target),
 }
 
 
@@ -751,7 +763,7 @@ def receivable_reverse(c: Context, tx: Any, target: str, params: dict[str, Any])
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {
     "retry": retry, "hold": hold, "release": release, "cancel": cancel,
     "priority": priority, "review_approve": review_approve, "review_reject": review_reject,
-    "day_end": day_end, "webhook_resend": webhook_resend,
+    "day_end": day_end, "hvps_reconcile": hvps_reconcile, "webhook_resend": webhook_resend,
     "alert_acknowledge": alert_acknowledge, "alert_close": alert_close,
     receivables.COLLECT: receivable_collect, receivables.REVERSE: receivable_reverse,
 }

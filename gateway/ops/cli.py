@@ -26,6 +26,7 @@
     request priority PAYMENT 1|2|3 [--note N]
     request retry DEAD_LETTER_ID [--note N]
     request day-end WORK_DATE [--note N]  a missed day end, run late (alert day_end_missing)
+    request hvps-reconcile WORK_DATE  ask the NPC again for a closed date's HVPS totals
     request webhook-resend ROW|failed  failed webhook rows pushed again (webhook_delivery_failed)
     receivables [--state S]        receivables (其他应收款-待销账, 1221): open, collected, void
     request receivable-collect PENDING_NO [--note N]  collect it from the account it names
@@ -100,6 +101,8 @@ REQUEST_ACTIONS = {
     "review-approve": "PAYMENT: pass a payment held for review (supervisors)",
     "review-reject": "PAYMENT: fail a payment held for review (supervisors)",
     "day-end": "WORK_DATE: run a missed day end late (a supervisor approves)",
+    "hvps-reconcile": "WORK_DATE: ask the NPC again for the HVPS totals of a work date "
+                      "whose ledger day is closed (hvps.710; no second person)",
     "webhook-resend": "ROW|failed: push failed webhook rows again",
     "alert-acknowledge": "ALERT_ID: close a critical alert once its cause is dealt with, the "
                          "note saying how (supervisors and directors; no second person)",
@@ -264,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=tuple(REQUEST_ACTIONS), metavar="ACTION",
                    help="one of the actions above")
     p.add_argument("target", help="payment id, dead-letter id for retry, work date for "
-                                  "day-end, webhook row or `failed` for webhook-resend, "
+                                  "day-end and hvps-reconcile, webhook row or `failed` for webhook-resend, "
                                   "netting date for beps-reconcile, alert id for "
                                   "alert-acknowledge and alert-close, package id for package-*, "
                                   "work date for hvps-status-confirm, "

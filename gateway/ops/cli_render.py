@@ -58,6 +58,7 @@ def status(a: dict[str, Any]) -> str:
         ("BEPS net / cap", f"{beps['net']} / {beps['cap'] or 'n/a'}" if beps else "n/a"),
         *_hvps_reconciliation(a.get("hvps_reconciliation")),
         *_recon_overdue(a.get("reconciliation_overdue")),
+        *_recon_owed(a.get("hvps_reconciliation_owed")),
         *_beps_reconciliation(a.get("beps_reconciliation")),
         *_beps_not_netted(a.get("beps_not_netted")),
         *_critical_alerts(a.get("critical_alerts")),
@@ -177,6 +178,14 @@ def _recon_overdue(rows: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
     """The reconciliations the NPC has not answered in time (gateway.recon.overdue)."""
     return [("reconciliation", f"OVERDUE: {r['system']} {r['work_date']} asked at "
                                f"{r['asked_at']}, no answer (alert {r['alert']})")
+            for r in rows or []]
+
+
+def _recon_owed(rows: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    """The closed dates still owed their HVPS reconciliation (gateway.recon.owe)."""
+    return [("reconciliation", f"OWED: HVPS {r['work_date']} (ledger day closed) since "
+                               f"{r['owed_since']}"
+                               + (f" (alert {r['alert']})" if r["alert"] else ""))
             for r in rows or []]
 
 

@@ -14,6 +14,7 @@
 | receivable_collect | receivable (1221) | any level but 10 | a supervisor or director (20, 30) |
 | receivable_reverse | receivable (1221) | any level but 10 | a supervisor or director (20, 30) |
 | beps_reconcile | BEPS netting date | any level but 10 | none (it only asks the NPC) |
+| hvps_reconcile | closed work date | any level but 10 | none (it only asks the NPC) |
 | alert_acknowledge | critical alert | a supervisor or director | none (the second person) |
 | alert_close | ordinary alert, open | any level but 10 | none (it moves a record to the history) |
 
@@ -24,7 +25,9 @@ posting reversed (gateway.ops.receivables).
 `day_end` runs a day end the gateway missed (gateway.dayend: it was down when the work
 date moved): it closes that date's ledger day, which cannot be undone, and reconciles
 the date with the NPC. `beps_reconcile` (added by gateway.beps) asks the NPC again for the
-totals of a complete BEPS netting date, one reconciled already too.
+totals of a complete BEPS netting date, one reconciled already too; `hvps_reconcile`
+the HVPS totals (hvps.710) of a work date whose ledger day is closed, which it owes its
+reconciliation again until the answer is compared (gateway.recon.owe).
 
 Nobody approves or rejects their own request; the requester may withdraw it. A
 request not decided within `REQUEST_LIFE_S` expires. Every step (request, approve,
@@ -77,6 +80,7 @@ RULES: dict[str, Rule] = {
     "review_reject": Rule("payment", needs_approval=False,
                           request_level_min=APPROVER_LEVEL_MIN),
     "day_end": Rule("work_date", needs_approval=True),
+    "hvps_reconcile": Rule("work_date", needs_approval=False),
     "webhook_resend": Rule("webhook_row", needs_approval=False),
     "alert_acknowledge": Rule("alert", needs_approval=False,
                               request_level_min=APPROVER_LEVEL_MIN),
@@ -98,6 +102,7 @@ LABELS: dict[str, dict[str, str]] = {
     "review_approve": {"en": "Pass review", "zh": "复核通过"},
     "review_reject": {"en": "Fail review", "zh": "复核拒绝"},
     "day_end": {"en": "Late day end", "zh": "补做日终"},
+    "hvps_reconcile": {"en": "Reconcile an HVPS work date", "zh": "大额工作日对账"},
     "webhook_resend": {"en": "Resend webhook", "zh": "重新推送"},
     "alert_acknowledge": {"en": "Acknowledge a critical alert", "zh": "确认重要告警"},
     "alert_close": {"en": "Close an alert", "zh": "关闭告警"},

@@ -68,7 +68,8 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
     """The money: the clearing account, what waits at the NPC, the BEPS position, the
     critical alerts still open (gateway.critical: money moved at the NPC against us), and
     the last HVPS reconciliation (gateway.recon.last_hvps) and the reconciliations the NPC
-    has not answered in time (gateway.recon.overdue)."""
+    has not answered in time (gateway.recon.overdue), and the closed dates still owed
+    their HVPS reconciliation (gateway.recon.owed_listing)."""
     balance_fen = gw.ledger.clearing_balance(tx)
     count, sum_fen = tx.query_one(
         "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM payments "
@@ -79,7 +80,8 @@ def books(gw: Any, tx: Any) -> dict[str, Any]:
                               "amount": format_yuan_grouped(sum_fen)},
             "beps": beps_position(gw, tx), "critical_alerts": critical.open_alerts(tx),
             "hvps_reconciliation": recon.last_hvps(tx),
-            "reconciliation_overdue": recon.overdue(tx)}
+            "reconciliation_overdue": recon.overdue(tx),
+            "hvps_reconciliation_owed": recon.owed_listing(tx)}
 
 
 async def status(gw: Any) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""Settlements the NPC made on a work date whose ledger day had closed before they came.
+
+The day end closes a work date's ledger day at the NPC's cut-over, whether every BEPS
+package of the date has been settled or not (docs/operations.md, "A settlement booked
+after the day closed", says why it does not wait). A saps.606 for a round the NPC settled
+on that date, arriving after the close (an NPC or link outage over the cut-over), is
+booked on the current work date, since no posting goes on a closed day: the closed day's
+daily statement then shows a clearing balance that differs from the NPC's position for
+that date by the round's net, and only this record says why.
+
+Each such entry is kept (table `late_entries`, in the posting's transaction) with the
+alert `settlement_booked_after_close`, which stays open until an operator closes it,
+naming the closed date, the entry, its amounts and the difference. Beside the closed
+day's reports the gateway writes `late-entries-DATE.csv` listing them
+(`write_notes`, run at each tick of the timetable and at start: a file is written after
+the commit, never inside it), and `paygate ops day-reports DATE` gives the same file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.money import format_yuan
+
+log = logging.getLogger("paygate.late_entries")
+
+ALERT = "settlement_booked_after_close"
+
+
+def note_name(day: str) -> str:
+    return f"late-entries-{day}.csv"
+
+
+def booked_after_close(tx: Any, gw: Any, settled_on: str, entry_id: int, source: str,
+                       debit_fen: int, credit_fen: int, now: datetime) -> int | None:
+    """After a settlement the NPC made on `settled_on` was posted (entry `entry_id`, on
+    the current work date): when `settled_on` is an earlier date whose ledger day is
+    closed, keep the entry as late and raise the alert. The alert's id, or None when the
+    posting is on its own date."""
+    booked_on = gw.work_date.isoformat()
+    if not entry_id or settled_on >= booked_on or tx.query_one(
+            "SELECT 1 FROM ledger_day WHERE work_date = ?", (settled_on,)) is None:
+        return None
+    net_fen = credit_fen - debit_fen
+    statement = f"daily-statement-{settled_on}.csv"
+    alert_id = gw.alert(
+        tx, ALERT, closed_date=settled_on, entry_id=entry_id, booked_on=booked_on,
+        source=source, debit_fen=debit_fen, credit_fen=credit_fen, net_fen=net_fen,
+        difference_fen=net_fen,
+        message=f"the NPC settled {source} on {settled_on}, after that day's ledger day "
+                f"closed: booked on {booked_on} as entry {entry_id} (we pay "
+                f"{format_yuan(debit_fen)}, we receive {format_yuan(credit_fen)} yuan); "
+                f"{statement} differs from the NPC's position for {settled_on} by "
+                f"{format_yuan(net_fen)} yuan on the clearing account, listed in "
+                f"{note_name(settled_on)} beside it; close this alert once the difference "
+                "is explained to whoever holds that statement")
+    tx.execute("INSERT INTO late_entries (entry_id, closed_date, booked_on, source, "
+               "debit_fen, credit_fen, at, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (entry_id, settled_on, booked_on, source, debit_fen, credit_fen,
+                now.isoformat(), alert_id))
+    return alert_id
+
+
+def note_text(tx: Any, day: str) -> str | None:
+    """The closed date's late entries as CSV, None when it has none."""
+    rows = tx.query("SELECT entry_id, booked_on, source, debit_fen, credit_fen, at, alert_id "
+                    "FROM late_entries WHERE closed_date = ? ORDER BY entry_id", (day,))
+    if not rows:
+        return None
+    out = io.StringIO()
+    write = csv.writer(out).writerow
+    write(["late entries of closed work date", day])
+    write([("settled by the NPC on this date, booked on a later ledger day: the daily "
+            "statement of this date differs from the NPC's position by the net total")])
+    write(["entry", "booked_on", "source", "we_pay", "we_receive", "net", "recorded_at",
+           "alert"])
+    net_total = 0
+    for entry_id, booked_on, source, debit_fen, credit_fen, at, alert_id in rows:
+        net = int(credit_fen) - int(debit_fen)
+        net_total += net
+        write([entry_id, booked_on, source, format_yuan(int(debit_fen)),
+               format_yuan(int(credit_fen)), format_yuan(net), at, alert_id])
+    write(["net total", "", "", "", "", format_yuan(net_total), "", ""])
+    return out.getvalue()
+
+
+async def write_notes(gw: Any, folder: Path) -> list[str]:
+    """Write `late-entries-DATE.csv` into `folder` for each closed date with a late entry
+    not written yet, and mark them written; the paths. A write that fails is logged and
+    tried again at the next call."""
+    def unwritten(tx: Any) -> list[tuple[str, str, int]]:
+        days = tx.query("SELECT closed_date, MAX(entry_id) FROM late_entries WHERE "
+                        "noted_at IS NULL GROUP BY closed_date ORDER BY closed_date", ())
+        return [(day, note_text(tx, day) or "", int(last)) for day, last in days]
+    written = []
+    for day, text, last in await gw.store.run(unwritten):
+        path = folder / note_name(day)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            log.error("event=late_entries_not_written closed_date=%s path=%s error=%r",
+                      day, path, exc)
+            continue
+        now = gw.clock.now().isoformat()
+        await gw.store.run(lambda tx, day=day, last=last, now=now: tx.execute(
+            "UPDATE late_entries SET noted_at = ? WHERE closed_date = ? AND entry_id <= ? "
+            "AND noted_at IS NULL", (now, day, last)))
+        log.info("event=late_entries_written closed_date=%s path=%s", day, path)
+        written.append(str(path))
+    return written
