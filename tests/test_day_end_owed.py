@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway import late_entries, recon
 from gateway.app import Gateway
+from gateway.beps import items
 from gateway.calendar import BusinessCalendar
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -32,6 +33,8 @@ from gateway.ops import cli_render, snapshot
 from gateway.ops.web import OPS_KEY, add_routes
 from gateway.redisproc import free_port
 from gateway.windows import WindowState
+from tests.beps_support import NOW, held_package
+from tests.beps_support import answer as answer_netted
 from tests.test_day_end_missing import notice, open_payer, receive, reconciliations_asked
 
 MONDAY, TUESDAY = "2026-12-07", "2026-12-08"
@@ -274,3 +277,22 @@ def test_a_settlement_booked_after_its_day_closed_is_alerted_and_noted(
     names = [f["name"] for f in seen["reports"]["files"]]
     assert names[-1] == f"late-entries-{MONDAY}.csv"
     assert seen["reports"]["files"][-1]["text"].replace("\r\n", "\n") == text
+
+
+def test_a_round_settled_on_a_closed_date_is_kept_as_late_by_the_settlement(
+        tmp_path: Path) -> None:
+    """Through the BEPS settlement itself: a round the NPC settled on Saturday the 12th,
+    whose ledger day had closed, booked on Monday the 14th, is kept as late, with its
+    alert (a round booked on its own date is not: `booked_after_close` above)."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    answer_netted(db, gw, package_id, "PR03")
+    with db.transaction() as tx:
+        gw.ledger.close_day(tx, date(2026, 12, 12))
+    gw.work_date = date(2026, 12, 14)
+    with db.transaction() as tx:
+        items.settle(tx, gw, "2026-12-12", "03", "2026-12-12", NOW)
+        late = tx.query("SELECT closed_date, booked_on, source, debit_fen, credit_fen "
+                        "FROM late_entries", ())
+
+    assert late == [("2026-12-12", "2026-12-14", "BEPS round 2026-12-12/03", 600, 0)]
+    assert gw.alerts[-1] == late_entries.ALERT
