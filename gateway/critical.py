@@ -20,7 +20,10 @@ NPC disagree on HVPS's status and HVPS sending is held until a person confirms t
 status with the NPC or a later notice brings the two back in step (which closes it).
 A fifth is about the screening: `screening_file_refused` (gateway.ops.screening_watch),
 a change of the screening list file that cannot be read, the last good list screening
-meanwhile; the gateway closes it once the file is read well again.
+meanwhile; the gateway closes it once the file is read well again. A sixth,
+`screening_list_emptied`, says a list with no name and no account replaced one that had
+some while the gateway runs: screening is switched off until a supervisor acknowledges
+it (an emptying meant) or a list with entries is in force again.
 
 While one is open, /health says `attention` and counts the open ones by code, without
 their detail: the route needs no credentials, so payments and amounts stay on the
@@ -40,7 +43,8 @@ from gateway import dialect
 from gateway.errors import Conflict, NotFound, Problem
 
 CODES = ("npc_settled_payment_we_ended", "npc_did_not_settle_payment_we_settled",
-         "debit_paid_after_end", "hvps_status_notice_refused", "screening_file_refused")
+         "debit_paid_after_end", "hvps_status_notice_refused", "screening_file_refused",
+         "screening_list_emptied")
 _IN = ", ".join(f"'{code}'" for code in CODES)
 
 # The critical alerts' own index, which `_OPEN` (/health, `ops status`, the page) reads

@@ -231,3 +231,16 @@ def test_the_shipped_files_are_taken():
                                   "screening_file": str(shipped)})
 
     assert settings.operators_file == str(DEMO_FILE)
+
+
+def test_a_screening_file_with_a_misspelt_key_is_refused_at_start(tmp_path):
+    """`acounts` is not taken as no accounts: the start is refused, naming the key."""
+    path = tmp_path / "screen.toml"
+    path.write_text('names = ["坏人公司"]\nacounts = ["6200000000009999"]\n',
+                    encoding="utf-8")
+
+    with pytest.raises(PaygateError) as exc:
+        config.load(None, {"screening_file": str(path)})
+
+    [problem] = exc.value.problems
+    assert problem.code == "screening_list_malformed" and "`acounts`" in problem.message

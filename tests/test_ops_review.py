@@ -188,7 +188,7 @@ def test_a_toml_error_names_its_line_and_column(tmp_path: Path) -> None:
 def test_a_refused_change_is_logged_once_not_once_a_payment(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Many payments screened against a broken file make one log line; a good file read
-    again makes one more."""
+    again makes one more, the list taken into force."""
     path, settings = changed(tmp_path, 'names = [ "x", ')
     with caplog.at_level("INFO", logger="paygate.ops"):
         for _ in range(5):
@@ -199,7 +199,7 @@ def test_a_refused_change_is_logged_once_not_once_a_payment(
             review.screen(Transfer(), settings)
     events = [r.getMessage().split()[0] for r in caplog.records]
 
-    assert events == ["event=screening_file_refused", "event=screening_file_read_again"]
+    assert events == ["event=screening_file_refused", "event=screening_list_in_force"]
 
 
 def test_an_editor_saving_in_place_never_leaves_a_payment_unscreened(
@@ -315,3 +315,100 @@ def test_the_batch_form_reads_the_list_once(tmp_path: Path,
     assert got == [None, "screening_match_payee_name", "review_amount_above_threshold",
                    "screening_match_payee_account"]
     assert got == [review.hold_reason(t, settings) for t in transfers]
+
+
+# A key other than `names` and `accounts`: (the file's text, fragments of the words).
+UNKNOWN_KEYS = [
+    ('names = ["坏人公司"]\nacounts = ["6200000000009999"]\n',
+     ["an unknown key", "`acounts` besides `names`", "only the keys `names` and `accounts`"]),
+    ('nams = ["坏人公司"]\n', ["neither `names` nor `accounts`", "it has `nams`"]),
+    ("", ["neither `names` nor `accounts`", "the file holds no key"]),
+]
+
+
+@pytest.mark.parametrize("text, words", UNKNOWN_KEYS)
+def test_a_misspelt_key_is_refused_naming_it(tmp_path: Path, text: str,
+                                             words: list[str]) -> None:
+    """A misspelt key would leave its entries unscreened without a word: the file is
+    refused, naming the key found and the ones expected."""
+    path = tmp_path / "screen.toml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(PaygateError) as exc:
+        review.BlockedList.load(path)
+
+    [problem] = exc.value.problems
+    assert problem.code == "screening_list_malformed"
+    assert all(w in problem.message for w in words), problem.message
+
+
+def test_a_misspelt_key_in_a_change_keeps_the_last_good_list(tmp_path: Path) -> None:
+    """The account under the misspelt key is not taken as "no accounts": the change is
+    refused and the last good list (which holds the account) screens."""
+    path, settings = changed(tmp_path, 'names = ["坏人公司"]\nacounts = ["6222000011112222"]\n')
+    path.write_text('names = ["x"]\naccounts = ["6222000011112222"]\n', encoding="utf-8")
+    settled(path)
+    review.screen(Transfer(), settings)
+    path.write_text('names = ["坏人公司"]\nacounts = ["6222000011112222"]\n',
+                    encoding="utf-8")
+    settled(path)
+
+    assert review.screen(Transfer(), settings) == "screening_match_payee_account"
+    assert "`acounts`" in review.looked_at(str(path)).problems[0].message
+
+
+def test_every_bad_entry_is_told_with_the_ones_that_fold_to_nothing(tmp_path: Path) -> None:
+    """Each bad entry is named by its index (never quoted): not text, blank, or only
+    spaces and punctuation (it would match nothing); a blank one expects non-blank
+    text."""
+    path = tmp_path / "screen.toml"
+    path.write_text('names = [1, "", "---", "。。", "- -", "示例丙"]\n'
+                    'accounts = ["6222", "--"]\n', encoding="utf-8")
+
+    with pytest.raises(PaygateError) as exc:
+        review.BlockedList.load(path)
+
+    names, accounts = exc.value.problems
+    assert "5 bad entries of `names`" in names.message
+    assert "entry 0 of `names` is not text but int" in names.message
+    assert "entry 1 of `names` is blank" in names.message
+    for i in (2, 3, 4):
+        assert f"entry {i} of `names` is only spaces and punctuation" in names.message
+    assert "entry 5" not in names.message and "non-blank text" in names.expected
+    assert "entry 1 of `accounts` is only spaces" in accounts.message
+
+
+def test_the_bad_entries_told_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "screen.toml"
+    path.write_text("names = [" + ", ".join(['""'] * 25) + "]\n", encoding="utf-8")
+
+    with pytest.raises(PaygateError) as exc:
+        review.BlockedList.load(path)
+
+    message = exc.value.problems[0].message
+    assert "25 bad entries" in message and "(and 5 more)" in message
+    assert "entry 19 " in message and "entry 20 " not in message
+
+
+def test_each_list_taken_into_force_is_logged_with_its_digest(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The first list and every change taken (an emptied one too) are logged with the
+    counts, the sha256 of the file's bytes and the counts they replace."""
+    import hashlib
+    path = tmp_path / "screen.toml"
+    first = 'names = ["a公司", "b公司"]\naccounts = ["1"]\n'
+    path.write_text(first, encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    with caplog.at_level("INFO", logger="paygate.ops"):
+        review.screen(Transfer(), settings)
+        path.write_text("names = []\naccounts = []\n", encoding="utf-8")
+        settled(path)
+        review.screen(Transfer(), settings)
+    lines = [r.getMessage() for r in caplog.records]
+    taken = review.looked_at(str(path)).taken
+
+    assert lines[0] == (f"event=screening_list_in_force file={path} names=2 accounts=1 "
+                        f"sha256={hashlib.sha256(first.encode()).hexdigest()} "
+                        "previous_names=none previous_accounts=none")
+    assert lines[1].endswith("previous_names=2 previous_accounts=1")
+    assert (taken.names, taken.accounts, taken.emptied) == (0, 0, True)

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import api, critical
 from gateway.ops import cli_render, snapshot
-from gateway.ops.screening_watch import ALERT_SCREENING_FILE
+from gateway.ops.screening_watch import ALERT_SCREENING_EMPTIED, ALERT_SCREENING_FILE
 from gateway.ops.testing import LoopThread, OpsRig
 from tests.test_ops_review import settled
 
@@ -112,7 +112,7 @@ def test_a_broken_file_keeps_the_last_good_list_and_raises_a_critical_alert(
     assert sorted(health["screening"]) == ["since", "state"]
     assert health["screening"]["state"] == "degraded"
     assert health["critical_alerts"]["codes"].get(ALERT_SCREENING_FILE) == 1
-    assert "screening list" in status and "CHANGE REFUSED" in status and words in status
+    assert "screening list" in status and "screening file" in status and "CHANGE REFUSED" in status and words in status
 
 
 def test_a_good_file_read_again_closes_the_alert(rig: Rig, mended: None) -> None:
@@ -156,3 +156,46 @@ def test_an_incoming_credit_from_a_listed_payer_is_parked_while_the_file_is_brok
         "SELECT state, reason FROM payments WHERE id = ?", (pid,))))
 
     assert (state, reason) == ("suspense", "screening_match_payer_name")
+
+
+def test_the_list_in_force_is_shown_to_operators_not_on_health(rig: Rig, mended: None
+                                                                ) -> None:
+    """`ops status` shows the counts of the list in force and since when; /health (no
+    credentials) shows neither."""
+    rig.write(f'names = ["{LISTED}", "示例丁"]\naccounts = ["6200000000009999"]\n')
+    status = rig.status_text()
+    health = rig.health()
+
+    assert "screening list 2 names, 1 accounts in force since" in status
+    assert health["screening"] == {"state": "ok"}
+
+
+def test_an_emptied_list_raises_a_critical_alert_closed_when_refilled(
+        rig: Rig, mended: None) -> None:
+    """A list emptied while running is taken (the bank's choice) but switches the
+    screening off: one critical alert, /health `attention`; a list with entries again
+    closes it."""
+    def emptied() -> list[tuple[dict[str, Any], str | None]]:
+        return [(json.loads(d), by) for d, by in rig.loop.run(rig.gw.store.run(
+            lambda tx: tx.query(
+                "SELECT a.detail, k.by FROM alerts a LEFT JOIN alert_acks k "
+                "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id",
+                (ALERT_SCREENING_EMPTIED,))))]
+
+    before = len(emptied())
+    rig.write("names = []\naccounts = []\n")
+    rig.loop.run(rig.gw.screening_watch.check())  # looked at again: no second alert
+    clear = rig.submit(LISTED)
+    health = rig.health()
+    status = rig.status_text()
+    raised = emptied()[before:]
+    rig.write(GOOD)
+    after = emptied()[before:]
+
+    assert clear["reason"] != "screening_match_payee_name"
+    assert len(raised) == 1 and raised[0][1] is None
+    assert raised[0][0]["previous_names"] == 1 and raised[0][0]["file"] == str(rig.path)
+    assert health["attention"] is True
+    assert health["critical_alerts"]["codes"].get(ALERT_SCREENING_EMPTIED) == 1
+    assert "0 names, 0 accounts" in status and "EMPTY" in status
+    assert [by for _, by in after] == [critical.GATEWAY]

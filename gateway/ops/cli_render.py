@@ -131,13 +131,22 @@ def _hvps_sending(h: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _screening(s: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The screening file, when a change of it is refused (gateway.ops.screening_watch):
+    """The screening list in force (its counts, since when it is, its file's digest
+    shortened) and, when a change of its file is refused (gateway.ops.screening_watch):
     which file, since when, its problems and the list screening meanwhile."""
-    if not s or s.get("state") != "degraded":
+    if not s:
         return []
+    taken = s.get("list")
+    rows = [] if taken is None else [("screening list", (
+        f"{taken['names']} names, {taken['accounts']} accounts in force since "
+        f"{taken['since']} (sha256 {taken['sha256'][:12]}, {s['file']})"
+        + ("; EMPTY: no payment is screened" if not taken["names"] + taken["accounts"]
+           else "")))]
+    if s.get("state") != "degraded":
+        return rows
     problems = "; ".join(p["message"] for p in s["problems"])
-    return [("screening list", (f"CHANGE REFUSED since {s['since']}: {problems}; "
-                                f"in force: {s['in_force']}"))]
+    return [*rows, ("screening file", (f"CHANGE REFUSED since {s['since']}: {problems}; "
+                                       f"in force: {s['in_force']}"))]
 
 
 def _critical_alerts(c: dict[str, Any] | None) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ transfers of one batch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ import time
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,6 +50,11 @@ _DEMO_LIST_TEXT = str(DEMO_LIST)
 # must match whole, because short fragments occur in too many innocent names.
 CONTAINED_NAME_LEN_MIN = 4
 ENTRIES_MAX = 100_000  # bounds the list a file may hold
+LIST_KEYS = ("names", "accounts")  # the only keys a list file has
+LIST_KEYS_EXPECTED = ("only the keys `names` and `accounts` (one or both), each a list "
+                      "of strings")
+# Bad entries a malformed list's problem names (their count is told in full).
+BAD_ENTRIES_TOLD = 20
 # Names whose answer a list keeps (`BlockedList.matches_name`): a bank's payers are its
 # customers, named again payment after payment; the answers are dropped when full.
 NAMES_KEPT_MAX = 8192
@@ -173,6 +180,7 @@ def list_path(settings: Any) -> str:
 class BlockedList:
     names: frozenset[str]
     accounts: frozenset[str]
+    sha256: str = ""  # of the file's bytes the list was read from (the audit log's)
     # The answer for each name screened against this list (a list read again from its
     # file is a new BlockedList, with none): normalising a name (NFKC, two confusable
     # skeletons, case folding) and looking for every blocked name inside it cost about
@@ -201,21 +209,33 @@ class BlockedList:
     def load(cls, path: str | Path) -> "BlockedList":
         path = Path(path)
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-        if "names" not in data and "accounts" not in data:
-            # An empty file is valid TOML: what an editor leaves between truncating the
-            # file and writing it, never a list a bank means.
+            raw = fh.read()
+        data = tomllib.loads(raw.decode("utf-8"))
+        unknown = sorted(set(data) - set(LIST_KEYS))
+        if unknown or not data:
+            # A misspelt key (`acounts`) would otherwise leave its entries unscreened
+            # without a word; an empty file is valid TOML: what an editor leaves between
+            # truncating the file and writing it, never a list a bank means.
+            found = ("the file holds no key" if not data else "it has " + ", ".join(
+                f"`{k}`" for k in unknown) + (" besides " + " and ".join(
+                    f"`{k}`" for k in LIST_KEYS if k in data) if len(unknown) < len(data)
+                    else ""))
+            what = ("an unknown key" if unknown and any(k in data for k in LIST_KEYS)
+                    else "neither `names` nor `accounts`")
             raise PaygateError(Problem(
-                "screening_list_malformed", path.name, None,
-                "`names` or `accounts` (or both), each a list of strings",
-                f"the screening file {path} has neither `names` nor `accounts`"))
+                "screening_list_malformed", path.name, None, LIST_KEYS_EXPECTED,
+                f"the screening file {path} has {what}: {found}; expected "
+                f"{LIST_KEYS_EXPECTED}"))
         names, accounts = data.get("names", []), data.get("accounts", [])
-        problems = [problem for key, value in (("names", names), ("accounts", accounts))
-                    if (problem := _list_problem(path, key, value)) is not None]
+        problems = [problem for key, value, fold in (("names", names, normalise),
+                                                     ("accounts", accounts,
+                                                      normalise_account))
+                    if (problem := _list_problem(path, key, value, fold)) is not None]
         if problems:
             raise PaygateError(problems)
-        return cls(frozenset(n for n in map(normalise, names) if n),
-                   frozenset(a for a in map(normalise_account, accounts) if a))
+        return cls(frozenset(map(normalise, names)),
+                   frozenset(map(normalise_account, accounts)),
+                   hashlib.sha256(raw).hexdigest())
 
     def matches_account(self, account: str) -> bool:
         folded = normalise_account(account)
@@ -244,6 +264,33 @@ Signature = tuple[int, int, int]
 _MISSING: Signature = (-1, -1, -1)
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A list taken into force: its counts, its file's digest, since when (real time, as
+    file times are) and the counts of the list it replaced (None: the first)."""
+
+    names: int
+    accounts: int
+    sha256: str
+    since: str
+    previous_names: int | None
+    previous_accounts: int | None
+
+    @property
+    def emptied(self) -> bool:
+        """Whether this list, empty, replaced one that was not: screening switched off."""
+        return self.names == self.accounts == 0 and bool(
+            self.previous_names or self.previous_accounts)
+
+    def view(self) -> dict[str, Any]:
+        return {"names": self.names, "accounts": self.accounts, "sha256": self.sha256,
+                "since": self.since}
+
+
+def _count(n: int | None) -> str:
+    return "none" if n is None else str(n)
+
+
 @dataclass
 class ListFile:
     """One screening file as the gateway last looked at it: the list in force (the last
@@ -255,6 +302,8 @@ class ListFile:
     judged_as: Signature | None = None  # the file last read or found missing
     # Why the file's content is not in force ([] when it is; None before any look).
     problems: list[Problem] | None = None
+    taken: Taken | None = None  # when and what the list in force was taken as
+
 
     def look(self, stat: os.stat_result | None) -> BlockedList:
         """The list in force after looking at the file (`stat`, None when it is gone):
@@ -285,7 +334,21 @@ class ListFile:
         return self._in_force(signature, blocked)
 
     def _in_force(self, signature: Signature, blocked: BlockedList) -> BlockedList:
-        if self.problems:
+        if blocked is not self.blocked:
+            # Every list taken into force is logged, with the digest of the file it was
+            # read from and the counts it replaces: a list emptied or swapped is audited.
+            previous = self.blocked
+            self.taken = Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
+                               datetime.fromtimestamp(wall_s(), UTC)
+                               .isoformat(timespec="seconds"),
+                               None if previous is None else len(previous.names),
+                               None if previous is None else len(previous.accounts))
+            log.info("event=screening_list_in_force file=%s names=%d accounts=%d "
+                     "sha256=%s previous_names=%s previous_accounts=%s", self.path,
+                     self.taken.names, self.taken.accounts, blocked.sha256,
+                     _count(self.taken.previous_names),
+                     _count(self.taken.previous_accounts))
+        elif self.problems:  # the file back as the list in force was read from
             log.info("event=screening_file_read_again file=%s names=%d accounts=%d",
                      self.path, len(blocked.names), len(blocked.accounts))
         self.blocked, self.read_as, self.judged_as, self.problems = \
@@ -303,25 +366,42 @@ class ListFile:
         return self.blocked
 
 
-def _list_problem(path: Path, key: str, value: Any) -> Problem | None:
-    """What is wrong with the list `key` of the file at `path` (the first entry that is
-    not text, or blank), None when nothing is. Entries are never quoted: the words go to
-    /health, which needs no credentials, and a bank's list may be confidential."""
+def _list_problem(path: Path, key: str, value: Any,
+                  fold: Callable[[str], str]) -> Problem | None:
+    """What is wrong with the list `key` of the file at `path` (every entry that is not
+    text, blank, or folds to nothing under `fold`, the form it is compared in, so would
+    match nothing: the first BAD_ENTRIES_TOLD named, all counted), None when nothing is.
+    Entries are never quoted: the words go to the operators' alert, and a bank's list may
+    be confidential; their index says which."""
     expected = f"a list of at most {ENTRIES_MAX} strings"
     if not isinstance(value, list):
         fault = f"`{key}` is not a list but {type(value).__name__}"
     elif len(value) > ENTRIES_MAX:
         fault = f"`{key}` has {len(value)} entries"
     else:
-        index = next((i for i, x in enumerate(value)
-                      if not isinstance(x, str) or not x.strip()), None)
-        if index is None:
+        bad = [(i, fault) for i, entry in enumerate(value)
+               if (fault := _entry_fault(entry, fold)) is not None]
+        if not bad:
             return None
-        entry = value[index]
-        fault = f"entry {index} of `{key}` is " + (
-            "blank" if isinstance(entry, str) else f"not text but {type(entry).__name__}")
+        expected = ("non-blank text that keeps a letter or digit once spaces and "
+                    "punctuation are folded away")
+        told = "; ".join(f"entry {i} of `{key}` is {f}" for i, f in bad[:BAD_ENTRIES_TOLD])
+        more = (f" (and {len(bad) - BAD_ENTRIES_TOLD} more)"
+                if len(bad) > BAD_ENTRIES_TOLD else "")
+        fault = f"{len(bad)} bad entries of `{key}`: {told}{more}" if len(bad) > 1 \
+            else told
     return Problem("screening_list_malformed", f"{path.name}/{key}", None, expected,
                    f"the screening file {path}: {fault}, expected {expected}")
+
+
+def _entry_fault(entry: Any, fold: Callable[[str], str]) -> str | None:
+    if not isinstance(entry, str):
+        return f"not text but {type(entry).__name__}"
+    if not entry.strip():
+        return "blank"
+    if not fold(entry):
+        return "only spaces and punctuation (it would match nothing)"
+    return None
 
 
 def _signature(path: str) -> Signature:

@@ -15,7 +15,11 @@ watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too)
 - closes its alerts (as the gateway, critical.close_by_gateway) once a good file is
   read again;
 - shows the file's state in /health and `ops status` (`view`): `ok`, or `degraded`
-  with the problems, since when, and which list stays in force.
+  with the problems, since when, and which list stays in force; `ops status` also the
+  list in force (counts, since when, its file's sha256);
+- raises the critical alert `screening_list_emptied` when a list with no entries is
+  taken while the gateway runs in place of one with entries (closed once a list with
+  entries is in force again).
 
 A restart while the file is broken is refused (gateway.config_values: a screening file
 that cannot be read is refused at start), so the alert asks for the file to be mended,
@@ -35,6 +39,13 @@ from gateway.ops import review
 log = logging.getLogger("paygate.ops")
 
 ALERT_SCREENING_FILE = "screening_file_refused"
+# A list emptied while the gateway runs (no name and no account, where the list before
+# had some): screening is switched off, every payment passes. Critical, as the refusal
+# of a file is, and more so: a refused file still screens with the last good list, an
+# emptied one screens nothing. A supervisor acknowledges it (an emptying meant is so
+# confirmed by a second person), or the gateway closes it once a list with entries is
+# in force again.
+ALERT_SCREENING_EMPTIED = "screening_list_emptied"
 CHECK_EVERY_S = 1.0  # a payment screened looks at the file too: this is for quiet times
 
 
@@ -48,16 +59,21 @@ class ScreeningWatch:
         self.raised: tuple[str, str] | None = None  # (file, problem) of the alert raised
         self.since: str | None = None  # the gateway's time the file was first seen bad
         self.checked = False  # whether open alerts of a good file were closed yet
+        self.emptied: str | None = None  # the digest of the emptied list alerted for
 
     def view(self) -> dict[str, Any]:
         """The file's state: `ok` while the list in force is the file's, `degraded` while
         a change of it is refused (with the problems and which list screens meanwhile)."""
         path = review.list_path(self.gw.settings)
         looked = review.looked_at(path)
+        # The list in force, since when (real time) and its file's digest: operators see
+        # a list swapped or emptied here, /health (no credentials) shows none of it.
+        taken = {"list": looked.taken.view()} \
+            if looked is not None and looked.taken is not None else {}
         if looked is None or not looked.problems:
-            return {"state": "ok", "file": path}
+            return {"state": "ok", "file": path, **taken}
         problems, kept = looked.problems, looked.blocked
-        return {"state": "degraded", "file": path, "since": self.since,
+        return {"state": "degraded", "file": path, "since": self.since, **taken,
                 "problems": [p.to_dict() for p in problems],
                 "in_force": ("none: payments screened are refused (503) until the file "
                              "is mended") if kept is None else
@@ -83,6 +99,7 @@ class ScreeningWatch:
         except PaygateError:
             pass  # no list read well yet: its problems are told below
         looked = review.looked_at(path)
+        await self._check_emptied(path, looked)
         problems = (looked.problems if looked is not None else None) or []
         if problems:
             told = _told(problems)
@@ -94,6 +111,35 @@ class ScreeningWatch:
         if self.raised is not None or not self.checked:
             await self.gw.store.run(lambda tx: self._close(tx, path))
         self.raised, self.since, self.checked = None, None, True
+
+    async def _check_emptied(self, path: str, looked: review.ListFile | None) -> None:
+        """Raise `screening_list_emptied` once for an emptied list taken into force (by
+        its file's digest: a restart or another process raises no second one), and
+        close it once the list in force has entries again."""
+        taken = looked.taken if looked is not None else None
+        if taken is not None and taken.emptied:
+            if self.emptied != taken.sha256:
+                await self.gw.store.run(lambda tx: self._raise_emptied(tx, path, taken))
+                self.emptied = taken.sha256
+            return
+        if self.emptied is not None or not self.checked:
+            if taken is not None and (taken.names or taken.accounts):
+                await self.gw.store.run(lambda tx: self._close_emptied(tx, path))
+            self.emptied = None
+
+    def _raise_emptied(self, tx: Any, path: str, taken: review.Taken) -> None:
+        if any(detail.get("file") == path and detail.get("sha256") == taken.sha256
+               for _, detail in critical.unclosed(tx, (ALERT_SCREENING_EMPTIED,))):
+            return
+        self.gw.alert(tx, ALERT_SCREENING_EMPTIED, file=path, sha256=taken.sha256,
+                      since=taken.since, previous_names=taken.previous_names,
+                      previous_accounts=taken.previous_accounts,
+                      problem="the screening list in force is empty: no payment is "
+                              "screened against any name or account")
+
+    def _close_emptied(self, tx: Any, path: str) -> None:
+        self._close_of(tx, ALERT_SCREENING_EMPTIED, path,
+                       "a screening list with entries is in force again")
 
     def _raise(self, tx: Any, path: str, told: str, problems: list[Problem]) -> None:
         open_ = [(alert_id, detail) for alert_id, detail
@@ -112,9 +158,10 @@ class ScreeningWatch:
                                       self.gw.clock.now())
 
     def _close(self, tx: Any, path: str) -> None:
-        closed = critical.close_where(tx, (ALERT_SCREENING_FILE,), "file", path,
-                                      "the screening file was read well again",
-                                      self.gw.clock.now())
+        self._close_of(tx, ALERT_SCREENING_FILE, path, "the screening file was read well again")
+
+    def _close_of(self, tx: Any, code: str, path: str, note: str) -> None:
+        closed = critical.close_where(tx, (code,), "file", path, note, self.gw.clock.now())
         if closed:
-            log.info("event=screening_file_alerts_closed file=%s alerts=%s", path,
+            log.info("event=screening_alerts_closed code=%s file=%s alerts=%s", code, path,
                      ",".join(map(str, closed)))
