@@ -350,7 +350,8 @@ def _check(settings: Settings) -> None:
     for name in config_values.BANK_CODE_LISTS:
         problems.extend(config_values.bank_code_problems(name, getattr(s, name)))
     problems.extend(config_values.signature_problems(s.signature_algorithm))
-    problems.extend(config_values.files_problems(s.operators_file, s.screening_file))
+    problems.extend(config_values.files_problems(s.operators_file, s.screening_file,
+                                                        s.data_path))
     if problems:
         raise PaygateError(problems)
     _check_elsewhere(s)

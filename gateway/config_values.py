@@ -10,6 +10,7 @@ of `webhook_secret` nothing, and either tells the secret's length or type in wor
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from gateway import jsontext
 from gateway.errors import PaygateError, Problem
+
+log = logging.getLogger("paygate.config")
 
 # A secret shared with the core system keys an HMAC-SHA256 (`api_keys`: the client signs
 # its requests; `webhook_secret`: we sign our POSTs). Whoever sees one signed request has
@@ -152,17 +155,28 @@ def signature_problems(algorithm: str) -> list[Problem]:
                     "one of " + ", ".join(ALGORITHMS))]
 
 
-def files_problems(operators_file: str, screening_file: str) -> list[Problem]:
+def files_problems(operators_file: str, screening_file: str,
+                   data_path: Path | None = None) -> list[Problem]:
     """The operators file and the screening list, when set, read now: one missing or
     malformed would otherwise be found only at the first sign-in or the first payment
-    screened (each is read again when it changes, and checked then as here)."""
+    screened (each is read again when it changes, and checked then as here). A screening
+    file that cannot be read is taken when the data folder keeps a good copy of the same
+    file's last list (gateway.ops.review.keep_last_good: the gateway starts screening with
+    it, its critical alert raised), never with no list."""
     problems = []
     if operators_file:
         from gateway.ops import operators
         problems.extend(_file_problems("operators_file", operators_file, operators.load))
     if screening_file:
-        from gateway.ops.review import BlockedList
-        problems.extend(_file_problems("screening_file", screening_file, BlockedList.load))
+        from gateway.ops.review import BlockedList, last_good_copy
+        refused = _file_problems("screening_file", screening_file, BlockedList.load)
+        if refused and data_path is not None and \
+                last_good_copy(data_path, screening_file) is not None:
+            log.warning("event=screening_file_refused_at_start file=%s problem=%s "
+                        "kept=last_good_copy", screening_file,
+                        "; ".join(p.to_dict()["message"] for p in refused))
+            refused = []
+        problems.extend(refused)
     return problems
 
 

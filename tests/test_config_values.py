@@ -244,3 +244,21 @@ def test_a_screening_file_with_a_misspelt_key_is_refused_at_start(tmp_path):
 
     [problem] = exc.value.problems
     assert problem.code == "screening_list_malformed" and "`acounts`" in problem.message
+
+
+def test_a_broken_screening_file_starts_with_the_copy_of_its_last_good_list(tmp_path):
+    """A good copy of the same file's last list in the data folder lets the gateway
+    start (with it, and the critical alert); without one the start is refused."""
+    from gateway.ops import review
+    path, data = tmp_path / "screen.toml", tmp_path / "data"
+    data.mkdir()
+    path.write_text('names = ["坏人公司"]\n', encoding="utf-8")
+    review.keep_last_good(str(path), data)
+    path.write_text('names = [ "x", ', encoding="utf-8")
+
+    settings = config.load(None, {"screening_file": str(path), "data_dir": str(data)})
+    (data / review.LAST_GOOD_FILE).unlink()
+
+    assert settings.screening_file == str(path)
+    assert [w for w, _, _ in refused(screening_file=str(path), data_dir=str(data))] == [
+        "screening_file"]

@@ -412,3 +412,33 @@ def test_each_list_taken_into_force_is_logged_with_its_digest(
                         "previous_names=none previous_accounts=none")
     assert lines[1].endswith("previous_names=2 previous_accounts=1")
     assert (taken.names, taken.accounts, taken.emptied) == (0, 0, True)
+
+
+def test_a_restart_on_a_broken_file_screens_with_the_copy_of_the_last_good_list(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list taken is copied to the data folder; a gateway started again (no list read
+    in this process) while the file is broken screens with that copy, the file's problem
+    kept for the alert. A copy of another file is not taken: nothing is in force then."""
+    path, data = tmp_path / "screen.toml", tmp_path / "data"
+    data.mkdir()
+    path.write_text('names = ["收款单位乙"]\n', encoding="utf-8")
+    settings = Settings(screening_file=str(path))
+    review.keep_last_good(str(path), data)
+    kept = (data / review.LAST_GOOD_FILE).exists()
+    path.write_text('names = [ "x", ', encoding="utf-8")
+    settled(path)
+    monkeypatch.setattr(review, "_FILES", {})  # a new process
+    review.keep_last_good(str(path), data)
+    restarted = review.screen(Transfer(), settings)
+    looked = review.looked_at(str(path))
+    other = tmp_path / "other.toml"
+    other.write_text('names = [ "x", ', encoding="utf-8")
+    settled(other)
+    review.keep_last_good(str(other), data)
+
+    assert kept and restarted == "screening_match_payee_name"
+    assert [p.code for p in looked.problems] == ["screening_file_unreadable"]
+    assert looked.taken.names == 1
+    with pytest.raises(PaygateError) as exc:
+        review.screen(Transfer(), Settings(screening_file=str(other)))
+    assert exc.value.status == 503

@@ -199,3 +199,29 @@ def test_an_emptied_list_raises_a_critical_alert_closed_when_refilled(
     assert health["critical_alerts"]["codes"].get(ALERT_SCREENING_EMPTIED) == 1
     assert "0 names, 0 accounts" in status and "EMPTY" in status
     assert [by for _, by in after] == [critical.GATEWAY]
+
+
+def test_a_gateway_started_on_a_broken_file_screens_with_the_copy_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway that took a list kept its copy in the data folder; started again (a new
+    process) while the file is broken, it starts, holds the listed payee with the copy
+    and raises the critical alert `screening_file_refused`."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    loop = LoopThread()
+    try:
+        first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        loop.run(first.stop())
+        path.write_text('names = [ "x", ', encoding="utf-8")
+        settled(path)
+        monkeypatch.setattr(review, "_FILES", {})  # a new process
+        again = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        held = loop.run(again.submit("screen-restart-1", payee_name=LISTED))
+        open_ = loop.run(again.gw.store.run(critical.open_alerts))
+        loop.run(again.stop())
+    finally:
+        loop.close()
+
+    assert held["reason"] == "screening_match_payee_name"
+    assert open_["codes"].get(ALERT_SCREENING_FILE) == 1

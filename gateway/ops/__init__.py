@@ -33,6 +33,13 @@ class OpsExtension:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        settings = self.gw.settings
+        if getattr(settings, "screening_file", ""):
+            # The list taken is copied to the data folder; a file broken at this start
+            # is replaced by the copy of its last good list (gateway.ops.review).
+            from gateway.ops.review import keep_last_good
+            await asyncio.get_running_loop().run_in_executor(
+                None, keep_last_good, settings.screening_file, settings.data_path)
         await self.watch.check()  # the list read now: a later bad change keeps it
         self._task = asyncio.create_task(self.watch.run(), name="screening_watch")
 

@@ -21,6 +21,7 @@ transfers of one batch.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -55,6 +56,9 @@ LIST_KEYS_EXPECTED = ("only the keys `names` and `accounts` (one or both), each 
                       "of strings")
 # Bad entries a malformed list's problem names (their count is told in full).
 BAD_ENTRIES_TOLD = 20
+# The copy of the last list taken into force, in the data folder (`keep_last_good`): a
+# restart while the file is broken starts with it rather than being refused.
+LAST_GOOD_FILE = "screening_last_good.json"
 # Names whose answer a list keeps (`BlockedList.matches_name`): a bank's payers are its
 # customers, named again payment after payment; the answers are dropped when full.
 NAMES_KEPT_MAX = 8192
@@ -181,6 +185,8 @@ class BlockedList:
     names: frozenset[str]
     accounts: frozenset[str]
     sha256: str = ""  # of the file's bytes the list was read from (the audit log's)
+    # The file's bytes, for the copy kept in the data folder (`keep_last_good`).
+    source: bytes = field(default=b"", compare=False, repr=False)
     # The answer for each name screened against this list (a list read again from its
     # file is a new BlockedList, with none): normalising a name (NFKC, two confusable
     # skeletons, case folding) and looking for every blocked name inside it cost about
@@ -194,10 +200,7 @@ class BlockedList:
         # os.stat of the text: a Path made and stat'ed per payment cost ten times as much.
         path = str(path)
         entry = _FILES.get(path)
-        try:
-            stat = os.stat(path)
-        except OSError:
-            stat = None
+        stat = _stat(path)
         if entry is not None and stat is not None and entry.problems == [] \
                 and entry.read_as == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
             return entry.blocked  # type: ignore[return-value]
@@ -209,7 +212,11 @@ class BlockedList:
     def load(cls, path: str | Path) -> "BlockedList":
         path = Path(path)
         with open(path, "rb") as fh:
-            raw = fh.read()
+            return cls.parse(path, fh.read())
+
+    @classmethod
+    def parse(cls, path: Path, raw: bytes) -> BlockedList:
+        """The list the bytes `raw` of the file at `path` hold (its problems raised)."""
         data = tomllib.loads(raw.decode("utf-8"))
         unknown = sorted(set(data) - set(LIST_KEYS))
         if unknown or not data:
@@ -235,7 +242,7 @@ class BlockedList:
             raise PaygateError(problems)
         return cls(frozenset(map(normalise, names)),
                    frozenset(map(normalise_account, accounts)),
-                   hashlib.sha256(raw).hexdigest())
+                   hashlib.sha256(raw).hexdigest(), raw)
 
     def matches_account(self, account: str) -> bool:
         folded = normalise_account(account)
@@ -303,6 +310,7 @@ class ListFile:
     # Why the file's content is not in force ([] when it is; None before any look).
     problems: list[Problem] | None = None
     taken: Taken | None = None  # when and what the list in force was taken as
+    keep_in: Path | None = None  # the data folder the list in force is copied to
 
 
     def look(self, stat: os.stat_result | None) -> BlockedList:
@@ -321,12 +329,9 @@ class ListFile:
             if signature == self.judged_as or \
                     wall_s() - stat.st_mtime_ns / 1e9 < SETTLE_S:
                 return self.blocked  # refused already, or still being written
-        try:
-            blocked = BlockedList.load(self.path)
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            return self._refused(signature, [_unreadable(self.path, exc)])
-        except PaygateError as exc:
-            return self._refused(signature, exc.problems)
+        blocked = _read(self.path)
+        if isinstance(blocked, list):
+            return self._refused(signature, blocked)
         if self.blocked is not None and _signature(self.path) != signature:
             # Written while it was read: what was read may be part of it. Judged at
             # the next look, once the writing ends.
@@ -348,6 +353,8 @@ class ListFile:
                      self.taken.names, self.taken.accounts, blocked.sha256,
                      _count(self.taken.previous_names),
                      _count(self.taken.previous_accounts))
+            if self.keep_in is not None:
+                _write_copy(self.keep_in, self.path, blocked, self.taken)
         elif self.problems:  # the file back as the list in force was read from
             log.info("event=screening_file_read_again file=%s names=%d accounts=%d",
                      self.path, len(blocked.names), len(blocked.accounts))
@@ -418,6 +425,93 @@ def _unreadable(path: str, exc: Exception) -> Problem:
     what = "is not TOML" if isinstance(exc, tomllib.TOMLDecodeError) else "cannot be read"
     return Problem("screening_file_unreadable", path, None, "a readable TOML file",
                    f"the screening file {path} {what}: {exc}")
+
+
+def keep_last_good(path: str, folder: Path) -> None:
+    """Keep a copy of each list of the file at `path` taken into force in `folder` (the
+    data folder), and look at the file now: when it cannot be read and no list was read
+    before, the copy kept of the same file (a gateway restarted while the file is broken)
+    is the list in force, its problems kept for the watch's alert. Without a good copy
+    nothing is put in force (the start was refused: gateway.config_values)."""
+    path = str(path)
+    with _READING:
+        entry = _FILES.setdefault(path, ListFile(path))
+        entry.keep_in = folder
+        if entry.blocked is not None:
+            if entry.problems == [] and entry.taken is not None:
+                _write_copy(folder, path, entry.blocked, entry.taken)  # read before
+            return
+        stat = _stat(path)
+        read = _read(path) if stat is not None else None
+        copied = last_good_copy(folder, path) if not isinstance(read, BlockedList) else None
+        if copied is None:
+            try:
+                entry.look(stat)
+            except PaygateError:
+                pass  # no list: refused at start already, and at each payment (503)
+            return
+        entry.blocked, entry.taken = copied
+        log.warning("event=screening_last_good_copy_in_force file=%s names=%d "
+                    "accounts=%d sha256=%s taken_at=%s", path, entry.taken.names,
+                    entry.taken.accounts, entry.taken.sha256, entry.taken.since)
+        entry.look(stat)  # refused as a change of the file, the copy kept in force
+
+
+def last_good_copy(folder: Path, path: str) -> tuple[BlockedList, Taken] | None:
+    """The list kept in `folder` for the file at `path` and when it was taken, None when
+    there is none, it is of another file, or it cannot be read (logged: a start then is
+    refused as without one)."""
+    copy = Path(folder) / LAST_GOOD_FILE
+    try:
+        kept = json.loads(copy.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    try:
+        if kept["file"] != str(path):
+            return None
+        raw = kept["text"].encode("utf-8")
+        if hashlib.sha256(raw).hexdigest() != kept["sha256"]:
+            raise ValueError("its sha256 does not match its text")
+        blocked = BlockedList.parse(Path(path), raw)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, PaygateError) as exc:
+        log.error("event=screening_last_good_copy_unreadable copy=%s error=%r", copy, exc)
+        return None
+    return blocked, Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
+                          str(kept.get("taken", "")), None, None)
+
+
+def _write_copy(folder: Path, path: str, blocked: BlockedList, taken: Taken) -> None:
+    """The copy of the list in force, written to a new file moved over the old one: a
+    crash leaves the old copy or the new, never half of one. A failure is logged and
+    screening goes on (the copy serves a restart, not the payments now)."""
+    copy = Path(folder) / LAST_GOOD_FILE
+    part = copy.with_name(f"{copy.name}.{os.getpid()}.part")
+    try:
+        with open(part, "w", encoding="utf-8") as fh:
+            json.dump({"file": path, "sha256": blocked.sha256, "taken": taken.since,
+                       "text": blocked.source.decode("utf-8")}, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, copy)
+    except OSError as exc:
+        log.error("event=screening_last_good_copy_not_written copy=%s error=%r", copy, exc)
+
+
+def _read(path: str) -> BlockedList | list[Problem]:
+    """The list of the file at `path`, or why it cannot be read."""
+    try:
+        return BlockedList.load(path)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return [_unreadable(path, exc)]
+    except PaygateError as exc:
+        return exc.problems
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def looked_at(path: str) -> ListFile | None:

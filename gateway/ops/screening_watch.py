@@ -21,9 +21,10 @@ watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too)
   taken while the gateway runs in place of one with entries (closed once a list with
   entries is in force again).
 
-A restart while the file is broken is refused (gateway.config_values: a screening file
-that cannot be read is refused at start), so the alert asks for the file to be mended,
-not for a restart.
+A restart while the file is broken starts with the copy of the last good list the data
+folder keeps (gateway.ops.review.keep_last_good) and raises the same alert; without a
+copy it is refused (gateway.config_values). Either way the alert asks for the file to be
+mended, not for a restart.
 """
 
 from __future__ import annotations
