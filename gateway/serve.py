@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from gateway import clearing_check, logs, sim_clock_check, windows
+from gateway import clearing_check, logs, signals, sim_clock_check, windows
 from gateway.app import Gateway
 from gateway.clock import clock_from_spec
 from gateway.config import Settings, source_of
@@ -106,7 +106,8 @@ async def serve(settings: Settings, simulate: bool = False) -> int:
         print(json.dumps(held, ensure_ascii=False), flush=True)
         return 2
     try:
-        return await _serve(settings, simulate)
+        with signals.kept(signal.SIGINT, signal.SIGTERM):
+            return await _serve(settings, simulate)
     finally:
         held.close()  # the lock goes with the file (and with the process, however it ends)
 

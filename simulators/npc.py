@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 
+from gateway import signals
 from gateway.clock import clock_from_spec
 from gateway.collector import tune_collector
 from gateway.datalock import lock_data_dir
@@ -32,6 +33,11 @@ LOCK_FILE = "npc.lock"
 
 
 async def _serve(settings: settings_mod.Settings) -> int:
+    with signals.kept(signal.SIGTERM, signal.SIGINT):
+        return await _run(settings)
+
+
+async def _run(settings: settings_mod.Settings) -> int:
     sim = Simulator(settings, clock_from_spec(settings.clock_spec))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -39,7 +39,8 @@ ON_POSTGRESQL = GATEWAY_DATABASE == POSTGRESQL
 pytest_plugins = ["ledger.fixtures"]
 
 
-# The SIGINT handler the run began with (Python's own): a test that leaves another one
+# The SIGINT handler the run began with (Python's own; ignored, when the run was started
+# in the background of a non-interactive shell): a test that leaves another one
 # installed takes Ctrl-C away from every later test in the process (an asyncio loop's
 # signal handler outliving its loop swallows it: no KeyboardInterrupt is raised).
 SIGINT_AT_START = signal.getsignal(signal.SIGINT)
