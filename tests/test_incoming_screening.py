@@ -420,6 +420,25 @@ def test_a_parked_credit_is_in_the_held_for_review_list_with_apply_and_return(
     assert "review-approve" not in line
 
 
+def test_the_held_for_review_list_gives_the_total_and_says_when_it_is_cut(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More parked credits than the list holds (a screening run parked 1,203 where it
+    lists 200): the oldest are listed, and GET /ops/api/review, `paygate ops review` and
+    the page's snapshot say how many there are in all and that the list is cut."""
+    for n in range(3):
+        rig.hvps_credit(1_020 + n, payer_name=LISTED)
+    monkeypatch.setattr(views, "LIST_MAX", 2)
+    _, review = rig.call("GET", "/ops/api/review", "op1")
+    snapshot = rig.loop.run(rig.rig.ops.snapshots.build())  # built now, not the cached one
+    total = rig.tx(views.held_for_review_total)
+
+    assert total >= 3 and review["total"] == snapshot["review_total"] == total
+    assert review["shown"] == len(review["payments"]) == 2
+    assert review["truncated"] is True
+    assert cli_render.review(review).startswith(
+        f"held for review: the oldest 2 of {total:,} shown\n")
+
+
 def test_the_held_for_review_list_names_the_party_the_screening_matched(rig: Rig) -> None:
     """A name match shows the matched name in the list itself (GET /ops/api/review and
     `paygate ops review`): the payer's name for screening_match_payer_name, read from

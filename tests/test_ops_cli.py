@@ -330,6 +330,22 @@ def test_stuck_says_when_the_list_is_cut():
     assert whole.startswith("older than 10 min: 3 in all")
 
 
+def test_review_says_how_many_are_held_when_the_list_is_cut():
+    """The review list cut at the gateway's maximum says so, the numbers grouped."""
+    from gateway.ops import cli_render
+    row = {"id": "P1", "direction": "in", "channel": "hvps", "state": "suspense",
+           "reason": "screening_match_payer_name", "amount": "10.00", "actions": []}
+    cut = cli_render.review({"total": 1203, "shown": 200, "truncated": True,
+                             "payments": [row]})
+    whole = cli_render.review({"total": 1, "shown": 1, "truncated": False,
+                               "payments": [row]})
+    empty = cli_render.review({"total": 0, "shown": 0, "truncated": False, "payments": []})
+
+    assert cut.startswith("held for review: the oldest 200 of 1,203 shown\n")
+    assert whole.startswith("held for review: 1 in all\n")
+    assert empty == "(no payment is held for review)"
+
+
 def test_stuck_counts_apart_the_payments_listed_whatever_their_age():
     """Two payments held seconds ago after the link refused their message: the heading
     does not call them older than 10 minutes."""
@@ -343,6 +359,31 @@ def test_stuck_counts_apart_the_payments_listed_whatever_their_age():
                             "way to the NPC, at any age: 2; 2 in all")
     assert mixed.startswith("older than 10 min: 3; held since their message died on the "
                             "way to the NPC, at any age: 2; the oldest 4 of 5 shown")
+
+
+def test_alerts_say_how_many_the_filters_find_and_pass_the_filters_on() -> None:
+    """A thousand alerts of one code where the list shows 50: the listing ends saying so,
+    and `--code`, `--open` and `--limit` go to the gateway as its query string."""
+    row = {"id": 1, "at": "t1", "code": "incoming_credit_held_for_review", "detail": {},
+           "critical": False, "open": False, "acknowledged_by": None, "attention": True}
+    cut = cli_render.alerts({"alerts": [row], "total": 1000, "shown": 50,
+                             "truncated": True})
+    calls: list[str] = []
+
+    class Client:
+        def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+            calls.append(path)
+            return {}
+    for argv in (["alerts"], ["alerts", "--code", "incoming_credit_held_for_review",
+                              "--open", "--limit", "200"], ["alerts", "--history"]):
+        cli.run(Client(), cli.build_parser().parse_args(argv))
+
+    assert cut.endswith("\n\nthe latest 50 of 1,000 shown")
+    assert calls == ["/ops/api/alerts",
+                     "/ops/api/alerts?code=incoming_credit_held_for_review&open=true&limit=200",
+                     "/ops/api/alerts?open=false"]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["alerts", "--open", "--history"])
 
 
 # (the link's state, the login session's) -> the `NPC link` row of `ops status`
@@ -378,10 +419,12 @@ def test_the_alerts_table_heads_each_column_with_what_it_holds() -> None:
         {"id": 1, "at": "t1", "code": "recon_overdue", "detail": {}, "critical": False,
          "open": False, "acknowledged_by": "gateway", "attention": False},
     ]
-    lines = cli_render.alerts({"alerts": rows}).splitlines()
+    lines = cli_render.alerts({"alerts": rows, "total": 3, "shown": 3,
+                               "truncated": False}).splitlines()
     head = lines[0].split()
-    cells = {line.split()[0]: line.split() for line in lines[2:]}
+    cells = {line.split()[0]: line.split() for line in lines[2:-2]}
 
+    assert lines[-2:] == ["", "3 in all"]
     assert head == ["id", "at", "code", "kind", "now", "closed", "by", "detail"]
     assert cells["3"][3:5] == ["critical", "OPEN"] and cells["3"][5] == "{}"
     assert cells["2"][3:6] == ["critical", "history", "sup1"]

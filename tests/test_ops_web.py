@@ -438,7 +438,7 @@ OPS_API_QUERIES = [
     ("GET", "/ops/api/status", ()), ("GET", "/ops/api/queues", ()),
     ("GET", "/ops/api/payments/P1", ()), ("GET", "/ops/api/books", ()),
     ("GET", "/ops/api/review", ()), ("GET", "/ops/api/dead", ("limit",)),
-    ("GET", "/ops/api/alerts", ("limit",)), ("GET", "/ops/api/audit", ("limit",)),
+    ("GET", "/ops/api/alerts", ("code", "open", "limit")), ("GET", "/ops/api/audit", ("limit",)),
     ("GET", "/ops/api/requests", ("state", "limit")), ("GET", "/ops/api/queries", ()),
     ("GET", "/ops/api/messages/1", ()), ("POST", "/ops/api/requests", ()),
     ("POST", "/ops/api/requests/1/approve", ()), ("POST", "/ops/api/requests/1/reject", ()),
@@ -588,6 +588,39 @@ ALERT_CASES = [
     ("critical, not acknowledged", True),
     ("a finding (reconciliation_differences)", True),
 ]
+
+
+def test_alerts_are_filtered_by_code_and_openness_and_say_how_many_there_are(
+        web: Web) -> None:
+    """A burst of one code (a screening run raises one alert per parked credit) past the
+    limit: GET /ops/api/alerts?code= lists only that code's, newest first, with how many
+    there are in all and that the list is cut; `open=true` leaves out those closed,
+    `open=false` keeps only them; another value of `open` is refused."""
+    code = "incoming_credit_held_for_review"
+
+    def insert(tx: Any) -> list[int]:
+        ids = [_alert(tx, code, payment=f"P{n}") for n in range(3)]
+        _alert(tx, "reconciliation_differences", work_date="2026-12-07")
+        tx.execute("INSERT INTO alert_acks (alert_id, by, at, note) VALUES (?, ?, ?, ?)",
+                   (ids[0], "op1", "2026-12-07T09:05:00+08:00", "looked at"))
+        return ids
+
+    def get(query: str) -> tuple[int, Any]:
+        status, body, _ = web.call("GET", f"/ops/api/alerts?{query}", basic=("op1", "op1-pass"))
+        return status, body
+    ids = web.db(insert)
+    _, burst = get(f"code={code}&limit=2")
+    _, opened = get(f"code={code}&open=true")
+    _, closed = get(f"code={code}&open=false")
+    status, bad = get("open=yes")
+    web.db(lambda tx: tx.execute("DELETE FROM alerts WHERE id >= ?", (ids[0],)))
+
+    assert [a["id"] for a in burst["alerts"]] == [ids[2], ids[1]]
+    assert (burst["total"], burst["shown"], burst["truncated"]) == (3, 2, True)
+    assert [a["id"] for a in opened["alerts"]] == [ids[2], ids[1]]
+    assert (opened["total"], opened["truncated"]) == (2, False)
+    assert [a["id"] for a in closed["alerts"]] == [ids[0]] and closed["total"] == 1
+    assert status == 422 and [e["code"] for e in bad["errors"]] == ["open_unknown"]
 
 
 def test_the_alerts_open_are_counted_apart_from_the_history(web: Web) -> None:

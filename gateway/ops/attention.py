@@ -91,21 +91,41 @@ def counts(tx: Any, ids: list[int]) -> dict[str, int]:
     return {"attention": int(open_), "history": int(total) - int(open_)}
 
 
-def listing(tx: Any, ids: list[int], limit: int, attention: bool | None = None
-            ) -> list[dict[str, Any]]:
+def listing(tx: Any, ids: list[int], limit: int, attention: bool | None = None,
+            code: str | None = None) -> list[dict[str, Any]]:
     """The latest alerts (open ones only, history only, or both when `attention` is
-    None), newest first, each marked `attention` and `critical`; `acknowledged_by` is
-    who ended it (a critical one's supervisor, an ordinary one's operator or
-    `gateway`), and a critical one says whether it is still `open`."""
-    where = "" if attention is None else \
-        f"WHERE {'' if attention else 'NOT '}{_open_sql(ids)}"
+    None; of one `code` only when given), newest first, each marked `attention` and
+    `critical`; `acknowledged_by` is who ended it (a critical one's supervisor, an
+    ordinary one's operator or `gateway`), and a critical one says whether it is still
+    `open`."""
+    where, params = _where(ids, attention, code)
     rows = tx.query(f"SELECT a.id, a.at, a.code, a.detail, k.by, {_open_sql(ids)} {_FROM} "
-                    f"{where} ORDER BY a.id DESC LIMIT ?", (limit,))
+                    f"{where} ORDER BY a.id DESC LIMIT ?", (*params, limit))
     return [{"id": i, "at": at, "code": code, "detail": json.loads(detail),
              "critical": code in critical.CODES,
              "open": code in critical.CODES and by is None, "acknowledged_by": by,
              "attention": bool(is_open), "closable": by is None and closes_by_hand(code)}
             for i, at, code, detail, by, is_open in rows]
+
+
+def listed_total(tx: Any, ids: list[int], attention: bool | None = None,
+          code: str | None = None) -> int:
+    """How many alerts `listing` finds with the same filters, those past its limit
+    included: a burst of one code (a screening run raises one alert per parked credit)
+    must not read as the latest 50 and nothing more."""
+    where, params = _where(ids, attention, code)
+    return int(tx.query_one(f"SELECT COUNT(*) {_FROM} {where}", params)[0])
+
+
+def _where(ids: list[int], attention: bool | None, code: str | None
+           ) -> tuple[str, tuple[Any, ...]]:
+    conditions, params = [], []
+    if attention is not None:
+        conditions.append(f"{'' if attention else 'NOT '}{_open_sql(ids)}")
+    if code is not None:
+        conditions.append("a.code = ?")
+        params.append(code)
+    return ("WHERE " + " AND ".join(conditions) if conditions else ""), tuple(params)
 
 
 def closes_by_hand(code: str) -> bool:

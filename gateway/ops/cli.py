@@ -16,7 +16,8 @@
     books                          the ledger's trial balance: balanced, each subject
     day-reports DATE [--out DIR]   a closed date's daily statement and subject day sheets
     dead                           dead letters
-    alerts                         latest alerts
+    alerts [--code C] [--open | --history] [--limit N]
+                                   latest alerts, of one code, open ones or history only
     audit                          latest operators' acts
     requests [--state S]           operators' requests
     messages [--id ID] [--party BANK] [--type T] [--date D]
@@ -175,7 +176,8 @@ COMMANDS = {
     "day-reports": "a closed work date's daily statement (日计表) and subject day sheets "
                    "(科目日结单): printed, or written into --out",
     "dead": "dead letters: messages the gateway gave up sending",
-    "alerts": "the latest alerts",
+    "alerts": "the latest alerts, all or of one code, open ones or history only, with how "
+              "many the filters find",
     "audit": "the latest operators' acts",
     "requests": "operators' requests, optionally in one state",
     "receivables": "receivables (其他应收款-待销账, 1221) to collect or reverse: open, "
@@ -227,9 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         what = COMMANDS[name]
         return sub.add_parser(name, parents=[common], help=what, description=what, **kwargs)
-    for name in ("status", "queues", "review", "dead", "alerts", "audit", "books",
+    for name in ("status", "queues", "review", "dead", "audit", "books",
                  "actions", "hash-password"):
         command(name)
+    p = command("alerts")
+    p.add_argument("--code", help="only alerts of this code, e.g. "
+                                  "incoming_credit_held_for_review")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--open", dest="open", action="store_const", const="true",
+                       help="only the alerts open (needing attention)")
+    which.add_argument("--history", dest="open", action="store_const", const="false",
+                       help="only the history (closed, acknowledged, episodes over)")
+    p.add_argument("--limit", help="at most this many, 1 to 200 (default 50)")
     p = command("payments")
     for option, what in (("--state", "in this state"),
                          ("--account", "as the payer's or the payee's account"),
@@ -336,8 +347,10 @@ def _query(args: argparse.Namespace, names: tuple[str, ...]) -> str:
 def run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     """Call the gateway for one command; its JSON answer and how to render it."""
     c = args.command
-    if c in ("status", "queues", "review", "dead", "alerts", "audit", "books", "actions"):
+    if c in ("status", "queues", "review", "dead", "audit", "books", "actions"):
         return client.call("GET", f"/ops/api/{c}"), c
+    if c == "alerts":
+        return client.call("GET", "/ops/api/alerts" + _query(args, ("code", "open", "limit"))), c
     if c == "payments":
         names = ("state", "account", "amount", "date", "id", "limit")
         return client.call("GET", "/ops/api/payments" + _query(args, names)), c

@@ -246,8 +246,18 @@ def review(a: dict[str, Any]) -> str:
     actions, as `paygate ops request` names them)."""
     rows = [dict(p, decide=", ".join(command_word(n) for n in p.get("actions", ())),
                  matched=matched_party(p)) for p in a["payments"]]
-    return table(rows, PAYMENT_COLUMNS + (("matched", "matched"), ("decide", "decide by")),
-                 "(no payment is held for review)")
+    listed = table(rows, PAYMENT_COLUMNS + (("matched", "matched"), ("decide", "decide by")),
+                   "(no payment is held for review)")
+    return f"held for review: {shown_of(a)}\n{listed}" if a["payments"] else listed
+
+
+def shown_of(a: dict[str, Any], end: str = "oldest") -> str:
+    """How much of a list cut at the gateway's maximum (or the limit asked) is shown:
+    "the oldest 200 of 1,203 shown" (the latest, for a list newest first), or "3 in
+    all" when nothing is cut."""
+    if a["truncated"]:
+        return f"the {end} {a['shown']:,} of {a['total']:,} shown"
+    return f"{a['total']:,} in all"
 
 
 def matched_party(p: dict[str, Any]) -> str:
@@ -304,8 +314,7 @@ def delivery(d: dict[str, Any] | None) -> str | None:
 def stuck(a: dict[str, Any]) -> str:
     """The list under a heading that says why each is in it: the age applied, and apart
     those listed whatever their age (held since their message died on the way)."""
-    shown = (f"the oldest {a['shown']} of {a['total']} shown" if a["truncated"]
-             else f"{a['total']} in all")
+    shown = shown_of(a)
     died = a.get("message_died") or 0
     head = f"older than {a['minutes']} min"
     if died:
@@ -342,8 +351,9 @@ def alerts(a: dict[str, Any]) -> str:
                  else "history",
                  ended_by=r.get("acknowledged_by") or "")
             for r in a["alerts"]]
-    return table(rows, (("id", "id"), ("at", "at"), ("code", "code"), ("kind", "kind"),
-                        ("now", "now"), ("ended_by", "closed by"), ("detail", "detail")))
+    listed = table(rows, (("id", "id"), ("at", "at"), ("code", "code"), ("kind", "kind"),
+                          ("now", "now"), ("ended_by", "closed by"), ("detail", "detail")))
+    return f"{listed}\n\n{shown_of(a, 'latest')}"
 
 
 def day_reports(a: dict[str, Any]) -> str:

@@ -10,9 +10,10 @@ and the requests, approvals and rejections they send.
 | GET /ops/api/payments/{id} | one payment: history, outbox, messages, requests, told, actions |
 | GET /ops/api/stuck?minutes=N | the oldest 200 in flight longer than N minutes or held since their message died (any age), `total`, `message_died`, `truncated` |
 | GET /ops/api/day-reports/{date} | a closed work date's daily statement and subject day sheets: `files`, each `name` and `text` (409 `work_date_not_closed` for a date still open) |
-| GET /ops/api/review | payments held for review or by the screening (credits it parked in suspense included), each with its `actions` and the party a screening reason names (`matched_party`, `matched_name`) |
+| GET /ops/api/review | payments held for review or by the screening (credits it parked in suspense included), the oldest 200, each with its `actions` and the party a screening reason names (`matched_party`, `matched_name`); `total`, `shown`, `truncated` |
 | GET /ops/api/dead | dead letters |
-| GET /ops/api/alerts, /ops/api/audit | latest alerts (each `attention`: open, or history, ops.attention), latest operators' acts |
+| GET /ops/api/alerts?code=&open=&limit= | latest alerts (each `attention`: open, or history, ops.attention), of one `code`, only the open ones (`open=true`) or the history (`open=false`) when asked; `total`, `shown`, `truncated` |
+| GET /ops/api/audit | latest operators' acts |
 | GET /ops/api/requests?state= | operators' requests |
 | GET /ops/api/queries | overdue queries, and under `refused` our queries, replies and free text the NPC refused (404 when there is no query table) |
 | GET /ops/api/receivables?state= | receivables (其他应收款-待销账, 1221) in one state (`open` unless asked: `collected`, `void`), oldest first |
@@ -58,6 +59,8 @@ from gateway.ops.snapshot import Snapshots
 
 STUCK_MINUTES_MAX = 7 * 24 * 60
 LIMIT_DEFAULT = 50  # rows a listing shows unless asked for more (up to its own maximum)
+# GET /ops/api/alerts?open=: only the alerts open (needing attention), or only the history.
+ALERT_OPEN_CHOICES = ("true", "false")
 
 
 
@@ -234,27 +237,40 @@ class DataRoutes:
     async def review(self, request: web.Request, operator: Operator) -> web.Response:
         """The payments the review or the screening holds, each with the actions that
         decide it (a pass or fail of the review; a parked credit's application or
-        return), as a row of the page's list shows them."""
+        return), as a row of the page's list shows them: the oldest views.LIST_MAX, with how
+        many there are in all and whether the list is cut."""
         checked_query(request)
         now = self.gw.clock.now()
 
-        def read(tx: Any) -> list[dict[str, Any]]:
+        def read(tx: Any) -> tuple[int, list[dict[str, Any]]]:
             rows = views.held_for_review(tx)
             control.add_row_actions(self.gw, tx, rows, now)
-            return rows
-        return _json({"payments": await self._read(read)})
+            return views.held_for_review_total(tx), rows
+        total, rows = await self._read(read)
+        return _json({"total": total, "shown": len(rows), "truncated": total > len(rows),
+                      "payments": rows})
 
     async def dead(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=queues.DEAD_LIST_MAX)["limit"]
         return _json(await queues.dead_letters(self.gw.redis, limit, self.gw.store))
 
     async def alerts(self, request: web.Request, operator: Operator) -> web.Response:
-        limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]
+        """The latest alerts, newest first, of one `code` and only those open
+        (`open=true`) or only the history (`open=false`) when asked, with how many the
+        filters find in all and whether the list is cut."""
+        query = checked_query(request, ("code", "open"), limit_max=views.LIST_MAX,
+                              choices={"open": ALERT_OPEN_CHOICES})
+        limit, code = query["limit"], query.get("code")
+        wanted = None if "open" not in query else query["open"] == "true"
         link_view = await self.gw.link_share.view()
 
-        def work(tx: Any) -> list[dict[str, Any]]:
-            return attention.listing(tx, attention.ongoing_ids(tx, link_view), limit)
-        return _json({"alerts": await self._read(work)})
+        def work(tx: Any) -> tuple[int, list[dict[str, Any]]]:
+            ongoing = attention.ongoing_ids(tx, link_view)
+            return (attention.listed_total(tx, ongoing, wanted, code),
+                    attention.listing(tx, ongoing, limit, wanted, code))
+        total, rows = await self._read(work)
+        return _json({"total": total, "shown": len(rows), "truncated": total > len(rows),
+                      "alerts": rows})
 
     async def audit(self, request: web.Request, operator: Operator) -> web.Response:
         limit = checked_query(request, limit_max=views.LIST_MAX)["limit"]

@@ -143,6 +143,9 @@ class Snapshots:
             return {
                 "counts": views.counts(tx),
                 **lists,
+                # The page lists the oldest SNAPSHOT_LIST_MAX held for review: how many
+                # there are in all, so that a cut list says so.
+                "review_total": views.held_for_review_total(tx),
                 # Open alerts and the history apart, counted (ops.attention).
                 "alerts": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, True),
                 "alert_history": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, False),

@@ -234,12 +234,22 @@ def held_for_review(tx: Any) -> list[dict[str, Any]]:
     ones `held`, debits another bank sent us `received`, unpaid until operators decide
     (gateway.beps.debit_review), and credits another bank sent us whose money the
     screening parked in `suspense` until operators apply or return it
-    (gateway.screening.parked)."""
+    (gateway.screening.parked). The oldest first, at most LIST_MAX of them
+    (`held_for_review_total` counts them all)."""
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    "WHERE (state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
-                    f"reason LIKE 'screening_%')) OR {states.parked_sql()} "
-                    "ORDER BY created_at LIMIT ?", (LIST_MAX,))
+                    f"WHERE {_review_where()} ORDER BY created_at LIMIT ?", (LIST_MAX,))
     return [with_matched_party(payment_view(dict(zip(payments.COLUMNS, r)))) for r in rows]
+
+
+def held_for_review_total(tx: Any) -> int:
+    """How many payments `held_for_review` finds, those past its LIST_MAX included: a
+    screening run that parks a thousand credits must not read as a list of 200."""
+    return int(tx.query_one(f"SELECT COUNT(*) FROM payments WHERE {_review_where()}", ())[0])
+
+
+def _review_where() -> str:
+    return ("(state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
+            f"reason LIKE 'screening_%')) OR {states.parked_sql()}")
 
 
 # The party a screening reason names (screening_match_payer_name, ..._payee_account),

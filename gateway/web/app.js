@@ -205,6 +205,7 @@
     renderCards(s);
     renderPending(s.pending);
     fill("t-review", s.review, reviewColumns(), "review");
+    $("review-note").textContent = shownOf(s.review.length, s.review_total);
     fill("t-stuck", s.stuck, paymentColumns(true), "stuck");
     renderPayments(s);
     fill("t-queues", s.queues, [
@@ -367,6 +368,15 @@
       body.append(tr);
     }
     table.replaceChildren(head, body);
+  }
+
+  // How much of a list the page shows, when the gateway holds more than it lists: "the
+  // oldest 50 of 1,203 shown"; the count alone when the list is whole.
+  function shownOf(shown, total) {
+    if (total == null) return "";
+    const n = (x) => x.toLocaleString("en-US");
+    if (total > shown) return `${t("shown_oldest")} ${n(shown)} ${t("shown_of")} ${n(total)} ${t("shown_tail")}`;
+    return `${t("in_all_head")} ${n(total)} ${t("in_all")}`.trim();
   }
 
   function badge(state) {
