@@ -236,7 +236,8 @@ def test_unknown_since_counts_from_the_latest_entry_into_unknown(books):
 
 def test_an_operators_return_takes_its_reason_from_the_request_note(books):
     """The console's `return` action returns the payment with the request's note as
-    reason and hands the lane entry to the console for after the commit."""
+    reason, recorded as asked by the request's author (not the supervisor carrying it
+    out), and hands the lane entry to the console for after the commit."""
     if not ops.console_present():
         pytest.skip("the operators' console is not part of this checkout")
     from gateway.ops import actions
@@ -255,7 +256,7 @@ def test_an_operators_return_takes_its_reason_from_the_request_note(books):
         ret = schema.returns_of(tx, original)[0]
 
     assert outcome.detail == {"payment": original, "return_id": ret["return_id"]}
-    assert (ret["reason"], ret["requested_by"]) == ("查无此人", "operator:sup1")
+    assert (ret["reason"], ret["requested_by"]) == ("查无此人", "operator:op1")
     assert len(outcome.after) == 1
 
 

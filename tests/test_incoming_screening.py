@@ -561,8 +561,9 @@ def test_a_return_the_npc_refused_leaves_the_credit_parked_and_its_alert_open(
 
 def test_the_core_system_may_not_cancel_the_operators_return(rig: Rig) -> None:
     """The operators' return of a parked credit, held for review, is theirs: the core
-    system's cancel of it is refused naming who asked, and changes nothing (the return
-    still held, the credit still parked, the core system's own return still refused)."""
+    system's cancel of it is refused naming who asked and who approved, and changes
+    nothing (the return still held, the credit still parked, the core system's own
+    return still refused). The original's `return_requested` records both people."""
     payment = rig.hvps_credit(1_013, payer_name=LISTED)
     first = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
     with pytest.raises(Conflict) as cancel:
@@ -574,6 +575,9 @@ def test_the_core_system_may_not_cancel_the_operators_return(rig: Rig) -> None:
     problem = cancel.value.problems[0]
     assert (problem.code, problem.value) == ("return_not_requested_by_core_system", first)
     assert payment["id"] in problem.message and "only operators" in problem.message
+    assert "as operator:op1 asked and operator:sup1 approved" in problem.message
+    asked = next(h["detail"] for h in after["history"] if h["event"] == "return_requested")
+    assert (asked["by"], asked["approved_by"]) == ("operator:op1", "operator:sup1")
     # The return pays the credit's payer: the screening's match is its payee.
     assert (rig.view(first)["state"], rig.view(first)["reason"]) == (
         "held", "screening_match_payee_name")

@@ -168,7 +168,8 @@ def test_a_keep_records_the_requests_note(rig: Rig, note: str, kept_as: str) -> 
 
 def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig) -> None:
     """The request waits; the requester cannot approve it; the supervisor's approval
-    returns the payment with the request's note as the reason."""
+    returns the payment with the request's note as the reason, recorded as asked by the
+    operator and approved by the supervisor (never as the supervisor's own request)."""
     pid = rig.suspense()
     asked, req = rig.request("op1", "return", pid, "账户不存在")
     own, refusal = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "op1",
@@ -176,12 +177,16 @@ def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig
     approved, done = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
                               {"note": "已核实"})
     returns = rig.loop.run(rig.rig.gw.store.run(lambda tx: exc_schema.returns_of(tx, pid)))
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+    asked_for = next(h["detail"] for h in detail["history"]
+                     if h["event"] == "return_requested")
 
     assert asked == 201 and req["state"] == "pending" and req["needs_approval"] is True
     assert own == 403 and refusal["errors"][0]["code"] == "approver_is_requester"
     assert approved == 200 and done["state"] == "executed"
     assert [(r["reason"], r["requested_by"]) for r in returns] == [("账户不存在",
-                                                                    "operator:sup1")]
+                                                                    "operator:op1")]
+    assert (asked_for["by"], asked_for["approved_by"]) == ("operator:op1", "operator:sup1")
 
 
 def test_requests_carry_their_actions_human_name_and_the_payments_amount(rig: Rig) -> None:

@@ -187,10 +187,20 @@ def _checked_note(c: Any, tx: Any, rule: Callable[[str], list[Problem]]) -> str:
 
 
 def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
+    """The return asked for by the request's author and approved by the operator carrying
+    it out: both recorded (the return's `requested_by` is who asked, the original's
+    `return_requested` names both), never the approver alone as if they had asked."""
     note = _checked_note(c, tx, return_note_problems)
     ret, entries = returns.request_tx(c.gw, tx, target, note or OPERATOR_RETURN_REASON,
-                                      _by(c), c.now)
+                                      _requester(c, tx), c.now, approved_by=_by(c))
     return {"payment": target, "return_id": ret["id"]}, entries
+
+
+def _requester(c: Any, tx: Any) -> str:
+    """Who asked for the request being carried out, named as `_by` names an operator."""
+    row = tx.query_one("SELECT requested_by FROM ops_requests WHERE id = ?", (c.request_id,))
+    assert row is not None, f"request {c.request_id} is carried out without its row"
+    return f"operator:{row[0]}"
 
 
 def _npc_cancel(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:

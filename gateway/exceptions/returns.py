@@ -129,10 +129,14 @@ def check_requestable(gw: Any, tx: Any, original: dict[str, Any]) -> None:
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: datetime,
-               client: str | None = None, core: bool = False
-               ) -> tuple[dict[str, Any], list[Entry]]:
+               client: str | None = None, core: bool = False,
+               approved_by: str | None = None) -> tuple[dict[str, Any], list[Entry]]:
     """Record and queue the return of an incoming payment, held for review when the
     screening matches a party of it; (return row, stream entries).
+
+    `by` is who asked for it; `approved_by` the second person who approved it under
+    dual control (operators' returns), recorded beside `by` on the original's
+    `return_requested`.
 
     `client` is the core-system client that asked, who alone may then see the return
     when client credentials are configured; None for the gateway and its operators.
@@ -180,6 +184,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)
     payments.transition(tx, original, original["state"], "return_requested", now,
                         gw.notifier, return_id=rid, by=by, reason_given=reason,
+                        **({} if approved_by is None else {"approved_by": approved_by}),
                         **({} if held_for is None else {"held_for": held_for}))
     return row, _queue(gw, tx, row, now, held_for)
 
