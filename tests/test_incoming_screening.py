@@ -420,6 +420,26 @@ def test_a_parked_credit_is_in_the_held_for_review_list_with_apply_and_return(
     assert "review-approve" not in line
 
 
+def test_a_parked_credit_offers_neither_a_keep_nor_a_release(rig: Rig) -> None:
+    """The automatic return never takes a credit the screening parked: its detail view
+    (`paygate ops payment`) offers neither keeping it from that return nor giving it
+    back, and a request of either is refused saying why."""
+    parked = rig.hvps_credit(1_030, payer_name=LISTED)
+    _, detail = rig.call("GET", f"/ops/api/payments/{parked['id']}", "op1")
+    refused = {action: rig.call("POST", "/ops/api/requests", "op1",
+                                {"action": action, "target": parked["id"], "params": {},
+                                 "note": "看一下"})
+               for action in ("suspense_keep", "suspense_release")}
+
+    assert "suspense_keep" not in detail["actions"]
+    assert "suspense_release" not in detail["actions"]
+    assert {"return", "suspense_apply"} <= set(detail["actions"])
+    for action, (status, body) in refused.items():
+        assert status == 409, body
+        assert [e["code"] for e in body["errors"]] == ["suspense_item_parked_by_screening"]
+        assert action in body["errors"][0]["message"]
+
+
 def test_the_held_for_review_list_gives_the_total_and_says_when_it_is_cut(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     """More parked credits than the list holds (a screening run parked 1,203 where it

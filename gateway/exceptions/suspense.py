@@ -28,7 +28,7 @@ from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import returns, schema
 from gateway.exceptions.wire import Entry
 from gateway.ops import control
-from gateway.states import parked_sql
+from gateway.states import parked_by_screening, parked_sql
 
 log = logging.getLogger("paygate.exceptions")
 
@@ -108,6 +108,7 @@ def check_keepable(tx: Any, payment: dict[str, Any]) -> None:
     """An operator's keep is asked for an item in suspense not kept already (reads only;
     keeping a kept item again changes nothing when it runs)."""
     check_in_suspense(payment)
+    _refuse_parked(payment, "suspense_keep")
     if schema.kept(tx, payment["id"]):
         raise Conflict(Problem("suspense_already_kept", "/target", payment["id"],
                                "a suspense item the automatic return may take"))
@@ -116,9 +117,25 @@ def check_keepable(tx: Any, payment: dict[str, Any]) -> None:
 def check_kept(tx: Any, payment: dict[str, Any]) -> None:
     """An operator's release is asked for an item in suspense that is kept."""
     check_in_suspense(payment)
+    _refuse_parked(payment, "suspense_release")
     if not schema.kept(tx, payment["id"]):
         raise Conflict(Problem("suspense_not_kept", "/target", payment["id"],
                                "a suspense item kept from the automatic return"))
+
+
+def _refuse_parked(payment: dict[str, Any], action: str) -> None:
+    """A credit the screening parked is never the automatic return's to take
+    (`sweep_tx` leaves it): keeping it from that return, or giving it back, would
+    change nothing, and offering either beside its application and return would say
+    otherwise. Refused, so neither the detail view nor a request offers them."""
+    if not parked_by_screening(payment):
+        return
+    raise Conflict(Problem(
+        "suspense_item_parked_by_screening", "/target", payment["reason"],
+        "a suspense item the automatic return may take (not one the screening parked)",
+        f"{action} of payment {payment['id']}: the screening parked it "
+        f"({payment['reason']}) and the automatic return never takes it; operators apply "
+        "it to an account or return it, under dual control (suspense_apply, return)"))
 
 
 def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
