@@ -160,3 +160,18 @@ def check_transition(payment_id: str, current: str, new: str,
         raise Conflict(Problem("state_transition_not_allowed", "/state", f"{current}->{new}",
                                "one of " + ", ".join(sorted(allowed)),
                                f"payment {payment_id} cannot go from {current} to {new}"))
+
+
+def incoming_not_cancellable(path: str, payment_id: str) -> Conflict:
+    """The refusal of a cancel of an incoming payment, whichever road asked for it (the
+    core system's cancel, an operator's cancel or npc-cancel, a BEPS item's stop): an
+    incoming payment is returned to its sender, never cancelled. Every outgoing payment
+    may be cancelled in some state (HVPS, BEPS, a book transfer), which `expected`
+    says; the code keeps the name clients already match on, from when only HVPS
+    payments were cancelled (a stable code is never renamed), and docs/errors.md says
+    that it covers every outgoing channel."""
+    return Conflict(Problem("cancel_only_for_outgoing_hvps_payments", path, payment_id,
+                            "an outgoing payment (HVPS, BEPS or a book transfer); an "
+                            "incoming one is returned to its sender, not cancelled",
+                            f"payment {payment_id} is incoming: it is returned to its "
+                            "sender (return), not cancelled"))

@@ -112,6 +112,21 @@ def test_an_exception_action_that_could_not_run_is_refused_when_asked(
     assert rig.requests_on(pid) == []
 
 
+@pytest.mark.parametrize("action", ["npc_cancel", "cancel"])
+def test_a_cancel_of_an_incoming_payment_says_what_it_takes_as_its_code_does(
+        rig: Rig, action: str) -> None:
+    """An operator's cancel or npc-cancel of a credit another bank sent us: the code
+    says cancels are for outgoing payments, and so does `expected`, naming every
+    channel an outgoing payment is cancelled on; the message says what to do instead."""
+    pid = rig.credited()
+    got, answer = rig.request("op1", action, pid)
+    error = answer["errors"][0]
+
+    assert (got, error["code"]) == (409, "cancel_only_for_outgoing_hvps_payments")
+    assert error["expected"].startswith("an outgoing payment (HVPS, BEPS or a book transfer)")
+    assert f"payment {pid} is incoming" in error["message"] and "return" in error["message"]
+
+
 def test_a_return_the_credited_account_could_not_give_is_refused_when_asked(
         rig: Rig) -> None:
     """The customer spent the credit: the return's hold would be refused, so the request

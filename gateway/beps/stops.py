@@ -38,7 +38,7 @@ from gateway import keys, payments
 from gateway.beps import cancels, items, unsent
 from gateway.beps.packer import PACKAGE_KIND
 from gateway.errors import Conflict, Problem
-from gateway.states import FINAL
+from gateway.states import FINAL, incoming_not_cancellable
 from gateway.store import Contended
 
 if TYPE_CHECKING:
@@ -227,9 +227,7 @@ def check_item_cancel(tx: Any, payment: dict[str, Any]) -> None:
     """A cancel here: the item waits to be packed, is set aside, or is in a package not
     with the NPC; one the NPC has is for npc-cancel."""
     if payment["direction"] != "out":
-        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/target",
-                               payment["id"], "an outgoing HVPS or BEPS payment",
-                               "an incoming payment is returned to its sender instead"))
+        raise incoming_not_cancellable("/target", payment["id"])
     pkg = cancels.check(tx, payment)
     if pkg is not None and not pkg.changeable:
         raise Conflict(Problem(

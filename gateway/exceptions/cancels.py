@@ -33,6 +33,7 @@ from gateway.messages import ccms307, codec
 from gateway.messages.ccms900 import CANCELLED
 from gateway.messages.common import OriginalRef, OriginalTx
 from gateway.ops import control
+from gateway.states import incoming_not_cancellable
 
 REASON_LEN_MAX = 256  # Cntt is Max256Text
 UNSENT_STATES = ("accepted", "held")
@@ -68,8 +69,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                                     reason or "cancelled_at_request", {"by": by}, now, "/id")
         return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", payment_id,
-                               "an outgoing HVPS or BEPS payment"))
+        raise incoming_not_cancellable("/id", payment_id)
     if payment["state"] in UNSENT_STATES:
         return _cancel_unsent(gw, tx, payment, reason, by, now), []
     if payment["state"] != "queued":
@@ -131,8 +131,7 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
         internal_hold.check_cancel(payment, "/id")
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/id", pid,
-                               "an outgoing HVPS or BEPS payment"))
+        raise incoming_not_cancellable("/id", pid)
     if payment["state"] in UNSENT_STATES:
         _unsent_outbox(tx, payment)
         return

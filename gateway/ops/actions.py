@@ -41,7 +41,7 @@ from gateway.errors import Conflict, NotFound, PaygateError, Problem
 from gateway.ops import attention, receivables
 from gateway.ops.review import OUTBOX_HELD, OUTBOX_REVIEW, is_review_hold
 from gateway.screening import is_parked
-from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
+from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK, incoming_not_cancellable
 from gateway.store import Contended
 
 log = logging.getLogger("paygate.ops")
@@ -640,9 +640,7 @@ def refuse_other_direction(tx: Any, action: str, target: str) -> None:
     if action == "release":
         refuse_if_held_for_review(payment)
     if action == "cancel":
-        raise Conflict(Problem("cancel_only_for_outgoing_hvps_payments", "/target",
-                               target, "an outgoing HVPS or BEPS payment",
-                               "an incoming payment is returned to its sender instead"))
+        raise incoming_not_cancellable("/target", target)
     raise Conflict(Problem(
         "payment_direction_not_supported", "/target", payment["direction"],
         "an outgoing payment", f"payment {target} is an incoming one ({payment['state']}): "
