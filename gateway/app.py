@@ -52,7 +52,8 @@ from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailabl
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Store, lost_race
 from gateway.windows import (
-    WindowState, hvps_phase, next_hvps_opening, timetable_from_settings,
+    SOURCE_NOTICE, SOURCE_OPERATOR, WindowState, hvps_phase, next_hvps_opening,
+    timetable_from_settings,
 )
 from gateway.worker import DeadNow, RetryLater, StreamWorker
 from routing import RouteRequest, Router, load_default
@@ -486,7 +487,7 @@ class Gateway:
         if leading:
             for entry in changes:
                 self.windows_record(tx, "HVPS", entry.from_code or "", entry.to_code,
-                                    entry.work_date.isoformat(), now)
+                                    entry.work_date.isoformat(), now, entry.source)
             for alert in alerts:
                 self.alert(tx, alert["code"], **{k: v for k, v in alert.items()
                                                  if k != "code"})
@@ -583,12 +584,37 @@ class Gateway:
                 hook(tx, payment, status, reason, now)
 
     def windows_record(self, tx: Any, system: str, old: str, new: str, on: str,
-                       now: datetime) -> None:
+                       now: datetime, source: str) -> None:
+        """One change of a system's window, with what set it (`source`: the timetable,
+        a ccms.801, operators): the state in force as every process reads it
+        (`hvps_moved_on_by_notice`)."""
         tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, 'window_changed', ?)",
                    (now.isoformat(), json.dumps({"system": system, "from": old, "to": new,
-                                                 "work_date": on})))
-        store.log_after_commit(log, logging.INFO, [
-            f"event=window_changed system={system} from={old} to={new} work_date={on}"])
+                                                 "work_date": on, "source": source})))
+        store.log_after_commit(log, logging.INFO, [(
+            f"event=window_changed system={system} from={old} to={new} work_date={on} "
+            f"source={source}")])
+
+    @staticmethod
+    def hvps_moved_on_by_notice(tx: Any, notice_date: str) -> bool:
+        """Whether the NPC has moved on past `notice_date`, as stored: the date's ledger
+        day is closed, and the last HVPS state the NPC stated as recorded
+        (`window_changed` of a ccms.801, or of the status operators confirmed with it)
+        is of a later work date. A notice of `notice_date` was then sent before a
+        cut-over the NPC has made. Read from the tables, not from this process's window,
+        so that a process started after the cut-over judges the notice as one that lived
+        through it. A change the timetable alone made does not count (the NPC may be
+        running late), nor one recorded without its source (before it was kept): the
+        notice is then judged as any other, the NPC being the authority."""
+        if tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?",
+                        (notice_date,)) is None:
+            return False
+        row = tx.query_one(
+            "SELECT detail FROM alerts WHERE code = 'window_changed' AND detail LIKE ? "
+            "AND (detail LIKE ? OR detail LIKE ?) ORDER BY id DESC LIMIT 1",
+            ('%"system": "HVPS"%', f'%"source": "{SOURCE_NOTICE}"%',
+             f'%"source": "{SOURCE_OPERATOR}"%'))
+        return row is not None and str(json.loads(row[0]).get("work_date", "")) > notice_date
 
     def apply_hvps_status(self, status: str, work_date: date) -> None:
         old_date = self.work_date
@@ -729,6 +755,7 @@ class Gateway:
         """Another gateway process applied a ccms.801: apply it to this one's window (in
         the store's work, see `self.window`)."""
         def take(tx: Any) -> tuple[str, str, date]:
+            # Published only when the receiving process did not find it of a past date.
             outcome = self.window.apply_notice(event["orig"], event["cur"], event["date"],
                                                datetime.fromisoformat(event["at"]))
             return outcome, self.window.code, self.window.work_date

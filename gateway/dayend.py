@@ -73,7 +73,7 @@ class DayEnd:
         self.results: dict[str, dict[str, Any]] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._reconciling: set[str] = set()  # dates whose reconciliation this run started
+        self._reconciling: set[str] = set()  # dates a step of this run reconciles now
         # What each running step waits for now (a step's key: its name and work date),
         # for the log of its failure.
         self._waiting: dict[tuple[str, str], str] = {}
@@ -143,13 +143,18 @@ class DayEnd:
     def _ended(self, task: asyncio.Task, step: str, day: date) -> None:
         self._tasks.discard(task)
         waited_for = self._waiting.pop((step, day.isoformat()), "")
+        if step == STEP_RECONCILE:
+            # No step reconciles the date now: should it be owed again later (an
+            # operator's hvps-reconcile whose hvps.710 another process sent, a close
+            # committing after the answer's comparison), `finish_owed` asks for it. Its
+            # result stays (`results`): a repeated 40 asks the NPC nothing.
+            self._reconciling.discard(day.isoformat())
         if task.cancelled() or task.exception() is None:
             return
         exc = task.exception()
         if step == STEP_RECONCILE:
             # Not reconciled in this run: the owed date is asked again later
             # (`finish_owed`), not at the next tick.
-            self._reconciling.discard(day.isoformat())
             self._owed_retry_at[day.isoformat()] = self.gw.clock.now() + timedelta(
                 seconds=OWED_RETRY_S)
         cause = (f"no answer within {RECON_TIMEOUT_S:g} s"

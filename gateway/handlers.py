@@ -19,7 +19,12 @@ from gateway import intake, late_results, payments, recon, screening, status_hol
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec
 from gateway.states import FINAL
-from gateway.windows import CHANGING_OUTCOMES, OUTCOME_PAST_DATE, REFUSED_OUTCOMES
+from gateway.windows import (
+    CHANGING_OUTCOMES,
+    OUTCOME_PAST_DATE,
+    REFUSED_OUTCOMES,
+    SOURCE_NOTICE,
+)
 from gateway.workstate import log_after_commit
 
 if TYPE_CHECKING:
@@ -236,12 +241,13 @@ class Handlers:
         if system != "HVPS":
             if (s.orig_status, s.orig_date) != (s.cur_status, s.cur_date):
                 self.gw.windows_record(tx, system, s.orig_status, s.cur_status, s.cur_date,
-                                       now)
+                                       now, SOURCE_NOTICE)
             return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
         window = self.gw.window
         before = window.code
-        outcome = window.apply_notice(s.orig_status, s.cur_status, s.cur_date, now,
-                                      s.orig_date)
+        outcome = window.apply_notice(
+            s.orig_status, s.cur_status, s.cur_date, now, s.orig_date,
+            moved_on_by_notice=self.gw.hvps_moved_on_by_notice(tx, str(s.cur_date)))
         if outcome == OUTCOME_PAST_DATE:
             # Sent before a cut-over the gateway has gone through: kept (the inbox, the
             # window's history), logged, applied never; no hold, no peer told.
@@ -252,7 +258,8 @@ class Handlers:
             return Processed({"system": system, "status": s.cur_status,
                               "date": s.cur_date, "outcome": outcome})
         if outcome in CHANGING_OUTCOMES:
-            self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now)
+            self.gw.windows_record(tx, system, before, s.cur_status, s.cur_date, now,
+                                   SOURCE_NOTICE)
         after: list[Any] = []
         if outcome in REFUSED_OUTCOMES:
             # The gateway and the NPC now disagree on HVPS's status: a critical alert,

@@ -3,10 +3,13 @@
 The day end closes a work date's ledger day at the NPC's cut-over, whether every BEPS
 package of the date has been settled or not (docs/operations.md, "A settlement booked
 after the day closed", says why it does not wait). A saps.606 for a round the NPC settled
-on that date, arriving after the close (an NPC or link outage over the cut-over), is
-booked on the current work date, since no posting goes on a closed day: the closed day's
-daily statement then shows a clearing balance that differs from the NPC's position for
-that date by the round's net, and only this record says why.
+on that date, arriving after the gateway's cut-over (an NPC or link outage over it), is
+booked on the current work date, since no posting goes on a closed day. The same holds
+when the date's ledger day is not closed yet (its day end missed, the gateway down over
+the cut-over, and run late; or the cut-over's close still running): it closes without
+the entry. The closed day's daily statement then shows a clearing balance below the
+NPC's position for that date by the round's net we receive (above it when we pay), and
+only this record says why.
 
 Each such entry is kept (table `late_entries`, in the posting's transaction) with the
 alert `settlement_booked_after_close`, which stays open until an operator closes it,
@@ -39,31 +42,44 @@ def note_name(day: str) -> str:
 def booked_after_close(tx: Any, gw: Any, settled_on: str, entry_id: int, source: str,
                        debit_fen: int, credit_fen: int, now: datetime) -> int | None:
     """After a settlement the NPC made on `settled_on` was posted (entry `entry_id`, on
-    the current work date): when `settled_on` is an earlier date whose ledger day is
-    closed, keep the entry as late and raise the alert. The alert's id, or None when the
-    posting is on its own date."""
+    the current work date): when `settled_on` is an earlier date, keep the entry as late
+    and raise the alert. Its ledger day is closed, or closes later without the entry: a
+    day end missed (the gateway down over the cut-over, the date closed late) or the
+    cut-over's close still running; that date's statement lacks it either way. The
+    alert's id, or None when the posting is on its own date."""
     booked_on = gw.work_date.isoformat()
-    if not entry_id or settled_on >= booked_on or tx.query_one(
-            "SELECT 1 FROM ledger_day WHERE work_date = ?", (settled_on,)) is None:
+    if not entry_id or settled_on >= booked_on:
         return None
     net_fen = credit_fen - debit_fen
+    # The closed day's statement lacks the entry the NPC's position for that day holds:
+    # its clearing balance is the NPC's less the net we receive.
+    statement_minus_npc_fen = -net_fen
     statement = f"daily-statement-{settled_on}.csv"
     alert_id = gw.alert(
         tx, ALERT, closed_date=settled_on, entry_id=entry_id, booked_on=booked_on,
         source=source, debit_fen=debit_fen, credit_fen=credit_fen, net_fen=net_fen,
-        difference_fen=net_fen,
-        message=f"the NPC settled {source} on {settled_on}, after that day's ledger day "
-                f"closed: booked on {booked_on} as entry {entry_id} (we pay "
+        statement_minus_npc_fen=statement_minus_npc_fen,
+        message=f"the NPC settled {source} on {settled_on}, after that day's cut-over "
+                f"here: booked on {booked_on} as entry {entry_id} (we pay "
                 f"{format_yuan(debit_fen)}, we receive {format_yuan(credit_fen)} yuan); "
-                f"{statement} differs from the NPC's position for {settled_on} by "
-                f"{format_yuan(net_fen)} yuan on the clearing account, listed in "
-                f"{note_name(settled_on)} beside it; close this alert once the difference "
-                "is explained to whoever holds that statement")
+                f"the clearing balance of {statement} is "
+                f"{_above_or_below(statement_minus_npc_fen)} the NPC's position for "
+                f"{settled_on}; the entry is listed in {note_name(settled_on)} beside "
+                "it; close this alert once the difference is explained to whoever holds "
+                "that statement")
     tx.execute("INSERT INTO late_entries (entry_id, closed_date, booked_on, source, "
                "debit_fen, credit_fen, at, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                (entry_id, settled_on, booked_on, source, debit_fen, credit_fen,
                 now.isoformat(), alert_id))
     return alert_id
+
+
+def _above_or_below(statement_minus_npc_fen: int) -> str:
+    """How the closed day's statement stands to the NPC's position, in words."""
+    if statement_minus_npc_fen == 0:
+        return "equal to"
+    side = "above" if statement_minus_npc_fen > 0 else "below"
+    return f"{format_yuan(abs(statement_minus_npc_fen))} yuan {side}"
 
 
 def note_text(tx: Any, day: str) -> str | None:
@@ -75,8 +91,9 @@ def note_text(tx: Any, day: str) -> str | None:
     out = io.StringIO()
     write = csv.writer(out).writerow
     write(["late entries of closed work date", day])
-    write([("settled by the NPC on this date, booked on a later ledger day: the daily "
-            "statement of this date differs from the NPC's position by the net total")])
+    write([("settled by the NPC on this date, booked on a later ledger day: the clearing "
+            "balance of this date's daily statement is below the NPC's position for it by "
+            "the net total (above it when the net total is negative)")])
     write(["entry", "booked_on", "source", "we_pay", "we_receive", "net", "recorded_at",
            "alert"])
     net_total = 0

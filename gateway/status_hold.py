@@ -61,7 +61,7 @@ from gateway import critical, keys
 from gateway.clock import SHANGHAI
 from gateway.errors import Conflict, Problem, ValidationFailed, not_text
 from gateway.states import HVPS_SENDING_HELD
-from gateway.windows import CUTOVER, HVPS_TRANSITIONS, Phase
+from gateway.windows import CUTOVER, HVPS_TRANSITIONS, SOURCE_OPERATOR, Phase
 
 log = logging.getLogger("paygate.status_hold")
 
@@ -338,7 +338,8 @@ def confirm(gw: Any, tx: Any, target: str, params: dict[str, Any], request_id: i
     confirmed = record_confirmed(tx, status["status"], day, now, hold["since"])
     before = (gw.window.code, gw.window.work_date)
     if before != (status["status"], day):
-        gw.windows_record(tx, "HVPS", before[0], status["status"], target, now)
+        gw.windows_record(tx, "HVPS", before[0], status["status"], target, now,
+                          SOURCE_OPERATOR)
     answer = {"status": status["status"], "work_date": target, "held_since": hold["since"],
               "gateway_status_before": before[0], "requested_by": requested_by,
               "approved_by": by}

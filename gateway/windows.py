@@ -461,9 +461,6 @@ class WindowState:
         at = _business(at)
         phase = hvps_phase(at, calendar, self.timetable)
         self.code, self.work_date, self.source = phase.code, phase.work_date, SOURCE_SCHEDULE
-        # The work date the state began on: a later one was reached by a cut-over this
-        # state went through, and a notice for a date before it is then a late one.
-        self._start_date = phase.work_date
         self.history = [HistoryEntry(at, None, phase.code, phase.work_date, SOURCE_SCHEDULE,
                                      OUTCOME_INITIAL)]
         self._schedule_at = at
@@ -490,14 +487,20 @@ class WindowState:
         return self.phase.settles
 
     def apply_notice(self, orig_sts: str, cur_sts: str, cur_date: date | str,
-                     at: datetime, orig_date: date | str | None = None) -> str:
+                     at: datetime, orig_date: date | str | None = None,
+                     moved_on_by_notice: bool = False) -> str:
         """Take a ccms.801 (OrgnlSysSts, CurSysSts, CurSysDt, and OrgnlSysDt when
-        known); return the outcome."""
+        known); return the outcome. `moved_on_by_notice`: the caller found in the stored
+        state, which every process reads alike, that the NPC itself has moved on past
+        the notice's work date (its ledger day closed, a later date the NPC stated
+        recorded: gateway.app.Gateway.hvps_moved_on_by_notice); this window alone cannot
+        tell a cut-over the NPC made from one the timetable forecast."""
         at = _business(at)
         new_date = date.fromisoformat(cur_date) if isinstance(cur_date, str) else cur_date
         self._check_in_work()
         outcome = self._judge(orig_sts, cur_sts, new_date, at,
-                              str(orig_date) if orig_date is not None else None)
+                              str(orig_date) if orig_date is not None else None,
+                              moved_on_by_notice)
         if outcome == OUTCOME_REPEAT:
             return outcome
         self._undo_with_work()
@@ -571,8 +574,8 @@ class WindowState:
         }]
 
     def _judge(self, orig: str, cur: str, cur_date: date, at: datetime,
-               orig_date: str | None = None) -> str:
-        outcome = self._judge_change(orig, cur, cur_date, at)
+               orig_date: str | None, moved_on_by_notice: bool) -> str:
+        outcome = self._judge_change(orig, cur, cur_date, at, moved_on_by_notice)
         if outcome != OUTCOME_ILLEGAL or not self._forecast_is(cur, cur_date, at):
             return outcome
         from_earlier = (orig_date is not None and orig_date < cur_date.isoformat()) or \
@@ -591,15 +594,18 @@ class WindowState:
             return OUTCOME_GAP
         return outcome
 
-    def _judge_change(self, orig: str, cur: str, cur_date: date, at: datetime) -> str:
+    def _judge_change(self, orig: str, cur: str, cur_date: date, at: datetime,
+                      moved_on_by_notice: bool) -> str:
         if orig not in HVPS_TRANSITIONS or cur not in HVPS_TRANSITIONS:
             return OUTCOME_UNKNOWN_STATUS
-        if cur_date < self.work_date and self.work_date > self._start_date:
-            # The state went through the cut-over to its work date (by a notice or the
-            # timetable): a notice of an earlier date was sent before that cut-over and
-            # delivered late. Taking it would move the window back onto a date whose day
-            # end has run (ledger day closed). A cut-over 15 the NPC dated with the old
-            # date is the 15 in force.
+        if cur_date < self.work_date and moved_on_by_notice:
+            # The NPC itself (or operators who asked it) moved on to a later work date,
+            # and the notice's date has had its day end: the notice was sent before that
+            # cut-over and delivered late. A cut-over 15 the NPC dated with the old date
+            # is the 15 in force. When only the timetable moved on, the forecast may be
+            # ahead of an NPC running late (its 20 -> 30 of the date after our forecast
+            # cut over), and the notice is judged as before: the first notice wins
+            # (`corrected`), or a disagreement holds HVPS sending.
             return OUTCOME_REPEAT if cur == self.code == "15" else OUTCOME_PAST_DATE
         if self._last_notice_at is not None and at < self._last_notice_at:
             return OUTCOME_STALE

@@ -163,20 +163,87 @@ def test_a_date_reconciled_before_its_cutover_owes_nothing(tmp_path: Path) -> No
 
 
 def test_a_status_notice_of_a_past_date_never_moves_the_window_back() -> None:
-    """Cut over to Tuesday by the timetable, the gateway then gets Monday's 30 -> 40 the
-    NPC sent before the cut-over: kept in the history as `past_work_date`, the window
-    stays on Tuesday's cut-over; a 15 dated Monday is the 15 in force."""
+    """Cut over to Tuesday by the NPC's own notice, the gateway then gets Monday's 30 -> 40
+    the NPC sent before the cut-over (the caller found the NPC moved on past Monday):
+    kept in the history as `past_work_date`, the window stays on Tuesday; a 15 dated
+    Monday is the 15 in force."""
     state = WindowState(BusinessCalendar(), datetime(2026, 12, 7, 17, 40, tzinfo=SHANGHAI))
-    state.apply_schedule(datetime(2026, 12, 7, 17, 46, tzinfo=SHANGHAI))
+    cutover = datetime(2026, 12, 7, 17, 46, tzinfo=SHANGHAI)
+    assert state.apply_notice("40", "15", TUESDAY, cutover) in ("applied", "corrected")
     assert (state.code, state.work_date) == ("15", date(2026, 12, 8))
 
     late = datetime(2026, 12, 7, 17, 47, tzinfo=SHANGHAI)
-    assert state.apply_notice("30", "40", MONDAY, late) == "past_work_date"
-    assert state.apply_notice("40", "15", MONDAY, late) == "repeat"
+    # As the gateway finds it stored: Monday's ledger day closed, Tuesday the NPC's.
+    assert state.apply_notice("30", "40", MONDAY, late, moved_on_by_notice=True) == \
+        "past_work_date"
+    assert state.apply_notice("40", "15", MONDAY, late, moved_on_by_notice=True) == "repeat"
 
     assert (state.code, state.work_date) == ("15", date(2026, 12, 8))
     assert [(e.to_code, e.work_date.isoformat(), e.outcome) for e in state.history[-1:]] == \
         [("40", MONDAY, "past_work_date")]
+
+
+def test_an_npc_running_late_wins_over_the_timetables_cutover() -> None:
+    """Only the timetable cut over to Tuesday (no notice yet): the NPC, running late,
+    announces Monday's 20 -> 30 at 17:50. The schedule is a forecast, the first notice
+    wins: the window is Monday's clearing window again (`corrected`), not left on
+    Tuesday while the NPC settles."""
+    state = WindowState(BusinessCalendar(), datetime(2026, 12, 7, 16, 0, tzinfo=SHANGHAI))
+    state.apply_schedule(datetime(2026, 12, 7, 17, 46, tzinfo=SHANGHAI))
+    assert (state.code, state.work_date) == ("15", date(2026, 12, 8))
+    out = state.apply_notice("20", "30", MONDAY, datetime(2026, 12, 7, 17, 50, tzinfo=SHANGHAI))
+    assert (out, state.code, state.work_date) == ("corrected", "30", date(2026, 12, 7))
+
+
+def test_an_npc_running_late_is_followed_by_the_gateway(tmp_path: Path) -> None:
+    """At the gateway: its timetable cut over to Tuesday at 17:45 (Monday's ledger day
+    closed), the NPC's 20 -> 30 for Monday comes at 17:50. The NPC settles Monday still:
+    the window follows it (`corrected`, status 30), nothing ignored."""
+    async def evening(gw: Gateway) -> tuple[str, str, str, bool]:
+        gw.day_end._reconcile_once = lambda day: None
+        gw.clock.advance(46 * 60)  # 17:46
+        await gw.window_tick()
+        await gw.day_end.wait_idle()
+        closed = await gw.store.run(lambda tx: tx.query_one(
+            "SELECT 1 FROM ledger_day WHERE work_date = ?", (MONDAY,)))
+        gw.clock.advance(4 * 60)
+        outcome = await receive(gw, notice("20", "30", MONDAY))
+        return outcome, gw.hvps_status, gw.window.work_date.isoformat(), closed is not None
+
+    assert asyncio.run(run_on(tmp_path, f"{MONDAY}T17:00", evening)) == (
+        "corrected", "30", MONDAY, True)
+
+
+def test_a_process_started_after_the_cutover_judges_a_late_notice_as_the_others_do(
+        tmp_path: Path) -> None:
+    """The NPC's 40 -> 00 moved the gateway on to Tuesday (recorded as a notice's
+    change); a process started after it, its window forecast by the timetable, gets
+    Monday's late 30 -> 40 (after its own timetable opened Tuesday): `past_work_date`, as
+    the process that lived through the cut-over judged it, from the last state the NPC
+    stated as recorded, not from this process's start or window. A cut-over
+    made by the timetable alone lets the same notice win (`corrected`) in either."""
+    async def monday(gw: Gateway) -> str:
+        await open_payer(gw)
+        gw.day_end._reconcile_once = lambda day: None
+        await receive(gw, notice("40", "00", TUESDAY))
+        await gw.day_end.wait_idle()
+        return gw.window.source
+
+    async def restarted(gw: Gateway) -> tuple[str, str, str, Any]:
+        assert (gw.window.source, gw.window.work_date.isoformat()) == ("schedule", TUESDAY)
+        gw.clock.advance(11 * 60)  # 08:31: its timetable opens Tuesday, recorded as such
+        await gw.window_tick()
+        outcome = await receive(gw, notice("30", "40", MONDAY))
+        return outcome, gw.window.code, gw.window.work_date.isoformat(), gw.hvps_hold
+
+    assert asyncio.run(run_on(tmp_path, f"{MONDAY}T17:35", monday)) == "ccms.801"
+    assert asyncio.run(run_on(tmp_path, f"{TUESDAY}T08:20", restarted)) == (
+        "past_work_date", "10", TUESDAY, None)
+
+    by_timetable = WindowState(BusinessCalendar(),
+                               datetime(2026, 12, 7, 18, 10, tzinfo=SHANGHAI))
+    assert by_timetable.apply_notice(
+        "30", "40", MONDAY, datetime(2026, 12, 7, 18, 11, tzinfo=SHANGHAI)) == "corrected"
 
 
 def test_a_late_notice_of_a_past_date_is_logged_and_holds_nothing(
@@ -184,8 +251,10 @@ def test_a_late_notice_of_a_past_date_is_logged_and_holds_nothing(
     """At the gateway: the late notice is logged with its date and status, leaves the
     status and work date as they are, and neither holds HVPS sending nor raises."""
     async def evening(gw: Gateway) -> tuple[str, str, str, Any, list]:
-        gw.clock.advance(6 * 60)  # 17:46: the timetable cuts over to Tuesday
-        await gw.window_tick()
+        gw.clock.advance(6 * 60)  # 17:46: the NPC cuts over to Tuesday
+        gw.day_end._reconcile_once = lambda day: None
+        await receive(gw, notice("40", "15", TUESDAY))
+        await gw.day_end.wait_idle()  # Monday's ledger day closed
         outcome = await receive(gw, notice("30", "40", MONDAY))
         alerts = await gw.store.run(lambda tx: tx.query(
             "SELECT code FROM alerts WHERE code != 'window_changed'", ()))
@@ -202,6 +271,25 @@ def test_a_late_notice_of_a_past_date_is_logged_and_holds_nothing(
     assert len(logged) == 1
     assert f"cur=40 notice_work_date={MONDAY}" in logged[0]
     assert f"work_date={TUESDAY}" in logged[0]
+
+
+def test_a_date_reconciled_once_is_asked_again_when_owed_again(tmp_path: Path) -> None:
+    """The leader reconciled Monday at its 40; Monday is then owed again by other means
+    (an operator's hvps-reconcile whose hvps.710 another process sent unanswered, a close
+    committing after the answer's comparison): the leader's `finish_owed` asks for it
+    again, the date no longer counted as one a step of this run reconciles."""
+    async def work(gw: Gateway) -> list[str]:
+        await open_payer(gw)
+        await receive(gw, notice("30", "40", MONDAY))
+        await reconciliations_asked(gw, 1)
+        await answer(gw, MONDAY)
+        await gw.day_end.wait_idle()
+        now = gw.clock.now()
+        await gw.store.run(lambda tx: recon.owe(tx, MONDAY, now))  # owed again elsewhere
+        gw.clock.advance(3600)
+        return await gw.day_end.finish_owed()
+
+    assert asyncio.run(run_on(tmp_path, f"{MONDAY}T17:25", work)) == [MONDAY]
 
 
 def test_a_failed_day_end_step_names_the_step_the_date_and_what_it_waited_for(
@@ -266,10 +354,11 @@ def test_a_settlement_booked_after_its_day_closed_is_alerted_and_noted(
     detail = json.loads(detail)
     assert (listed_id, by) == (alert_id, None)
     assert {k: detail[k] for k in ("closed_date", "entry_id", "booked_on", "credit_fen",
-                                   "debit_fen", "difference_fen")} == {
+                                   "debit_fen", "statement_minus_npc_fen")} == {
         "closed_date": MONDAY, "entry_id": entry, "booked_on": TUESDAY, "credit_fen": 250_00,
-        "debit_fen": 0, "difference_fen": 250_00}
-    assert f"daily-statement-{MONDAY}.csv differs" in detail["message"]
+        "debit_fen": 0, "statement_minus_npc_fen": -250_00}
+    assert (f"the clearing balance of daily-statement-{MONDAY}.csv is 250.00 yuan below the "
+            f"NPC's position for {MONDAY}") in detail["message"]
     [path] = seen["written"]
     assert path.endswith(f"reports/late-entries-{MONDAY}.csv") and seen["written_again"] == []
     text = Path(path).read_text(encoding="utf-8")
@@ -295,4 +384,21 @@ def test_a_round_settled_on_a_closed_date_is_kept_as_late_by_the_settlement(
                         "FROM late_entries", ())
 
     assert late == [("2026-12-12", "2026-12-14", "BEPS round 2026-12-12/03", 600, 0)]
+    assert gw.alerts[-1] == late_entries.ALERT
+
+
+def test_a_round_of_a_date_whose_day_end_was_missed_is_kept_as_late(tmp_path: Path) -> None:
+    """The gateway down over the 12th's cut-over (its day end missed, the ledger day still
+    open): the round the NPC settled on the 12th is booked on the 14th and kept as late
+    at once; the 12th, closed late, lacks it as a closed day would."""
+    db, gw, package_id = held_package(tmp_path, [100, 200, 300])
+    answer_netted(db, gw, package_id, "PR03")
+    gw.work_date = date(2026, 12, 14)
+    with db.transaction() as tx:
+        items.settle(tx, gw, "2026-12-12", "03", "2026-12-12", NOW)
+    with db.transaction() as tx:
+        gw.ledger.close_day(tx, date(2026, 12, 12))  # the late day end
+        late = tx.query("SELECT closed_date, booked_on FROM late_entries", ())
+
+    assert late == [("2026-12-12", "2026-12-14")]
     assert gw.alerts[-1] == late_entries.ALERT

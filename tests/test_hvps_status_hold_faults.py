@@ -241,7 +241,7 @@ def test_a_process_started_after_a_confirmation_takes_its_status(tmp_path, notic
             if notice_after:
                 rig.clock.advance(60)
                 await rig.gw.store.run(lambda tx: rig.gw.windows_record(
-                    tx, "HVPS", "30", "10", DAY, rig.clock.now()))
+                    tx, "HVPS", "30", "10", DAY, rig.clock.now(), "ccms.801"))
         finally:
             await rig.stop()
         again = OpsRig(tmp_path, clock=ManualClock(rig.clock.now()))

@@ -619,17 +619,20 @@ NOTICE_RECORDS = [
     ("HVPS", "00", "2026-12-08", "10", "2026-12-08", []),
     ("HVPS", "10", "2026-12-08", "30", "2026-12-08",
      [("window_changed", {"system": "HVPS", "from": "10", "to": "30",
-                          "work_date": "2026-12-08"})]),
+                          "work_date": "2026-12-08",
+                          "source": "ccms.801"})]),
     ("HVPS", "20", "2026-12-08", "30", "2026-12-08",
      [("window_changed", {"system": "HVPS", "from": "10", "to": "30",
-                          "work_date": "2026-12-08"})]),
+                          "work_date": "2026-12-08",
+                          "source": "ccms.801"})]),
     ("HVPS", "10", "2026-12-08", "00", "2026-12-08",
      [("hvps_status_notice_refused", {"orig": "10", "cur": "00", "date": "2026-12-08",
                                       "outcome": "illegal"})]),
     ("BEPS", "10", "2026-12-08", "10", "2026-12-08", []),
     ("BEPS", "10", "2026-12-07", "10", "2026-12-08",
      [("window_changed", {"system": "BEPS", "from": "10", "to": "10",
-                          "work_date": "2026-12-08"})]),
+                          "work_date": "2026-12-08",
+                          "source": "ccms.801"})]),
 ]
 
 
