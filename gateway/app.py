@@ -810,7 +810,7 @@ class Gateway:
                                      now + timedelta(seconds=RECON_OVERDUE_CHECK_S))
 
     def recon_done(self, result: dict[str, Any]) -> None:
-        self.recon_results[result["work_date"]] = result
+        recon.keep_day(self.recon_results, result["work_date"], result)
         waiter = self._recon_waiters.pop(result["work_date"], None)
         if waiter is not None and not waiter.done():
             waiter.set_result(result)

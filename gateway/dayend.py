@@ -10,8 +10,9 @@ day's preparation), the ledger day of the old date is closed: trial balance chec
 detail ledgers agreeing with the general ledger, no more postings on that date (DOMAIN.md
 §6), and the old date is reconciled then if nothing reconciled it yet (a gateway started
 during its end of day never saw its 40), or reconciled again if HVPS payments joined it
-after its reconciliation (`reconciliations`). Results are kept per work date for the
-operators, the demo and `simulate-day`, which wait for them.
+after its reconciliation (`reconciliations`). Results are kept per work date, the newest
+`recon.DAYS_KEPT` only, for the operators, the demo and `simulate-day`, which wait for
+them.
 
 Both steps run only in a gateway that sees the work date move. A gateway that was down
 (or not leading) over a day end starts on a later work date and would never run them
@@ -183,9 +184,10 @@ class DayEnd:
                 parts[ext.__class__.__name__] = await ext.reconcile_at_day_end(day)
         reconciled = all(bool(p.get("reconciled")) for p in parts.values())
         result = {"work_date": key, "reconciled": reconciled, "parts": parts}
-        self.results[key] = result
+        recon.keep_day(self.results, key, result)
         await self.gw.store.run(lambda tx: self._record(tx, result))
         self._event(day).set()
+        recon.forget_old_days(self._done)
         log.info("event=day_reconciled work_date=%s reconciled=%s", key, reconciled)
         return result
 
@@ -306,7 +308,11 @@ class DayEnd:
             recon.raise_owed(tx, self.gw, now, after_s)
             return recon.owed(tx)
         asked = []
-        for key, since in await self.gw.store.run(work):
+        owed = await self.gw.store.run(work)
+        # A date owed no more (answered, perhaps through another process) rests no more.
+        for key in set(self._owed_retry_at) - {key for key, _ in owed}:
+            del self._owed_retry_at[key]
+        for key, since in owed:
             retry_at = self._owed_retry_at.get(key)
             if key in self._reconciling or (retry_at is not None and now < retry_at):
                 continue

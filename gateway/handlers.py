@@ -296,8 +296,8 @@ class Handlers:
             self.gw.alert(tx, "reconciliation_item_differences", work_date=result["work_date"],
                           items=result["differences"][:50])
         return Processed({"details": len(d.obj.rows), "items": len(result["differences"])},
-                         [lambda: self.gw.recon_details.__setitem__(result["work_date"],
-                                                                    result)])
+                         [lambda: recon.keep_day(self.gw.recon_details, result["work_date"],
+                                                 result)])
 
     def on_recon_summary(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
         result = recon.compare_hvps(tx, d.obj, now)

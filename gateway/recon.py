@@ -155,6 +155,26 @@ def _in_yuan(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# How many work dates' results a process keeps in memory (its maps of results by date,
+# for those who wait for one and the demo): the newest, enough for a week of day ends run
+# late; the books and recon_runs keep every date, and a process running for months must
+# not keep one entry a day.
+DAYS_KEPT = 31
+
+
+def keep_day(by_day: dict[str, Any], day: str, value: Any, kept: int = DAYS_KEPT) -> None:
+    """Set `by_day[day]` (an ISO date) and drop the oldest dates beyond `kept`."""
+    by_day[day] = value
+    forget_old_days(by_day, kept)
+
+
+def forget_old_days(by_day: dict[str, Any], kept: int = DAYS_KEPT) -> None:
+    """Drop from `by_day` (keyed by ISO date) all but the newest `kept` dates."""
+    if len(by_day) > kept:
+        for day in sorted(by_day)[:len(by_day) - kept]:
+            del by_day[day]
+
+
 ALERT_OVERDUE = "reconciliation_overdue"
 _ASKED_MESSAGE = {"HVPS": ("hvps.710", "hvps.711"), "BEPS": ("beps.720", "beps.721")}
 
@@ -242,17 +262,45 @@ def raise_owed(tx: Any, gw: Any, now: datetime, after_s: float) -> list[str]:
                                     f"asking, and `{command}` asks again at once; the "
                                     "alert closes by itself when the answer is compared")
         tx.execute("UPDATE recon_owed SET alert_id = ? WHERE work_date = ?", (alert_id, day))
+        _supersede_overdue(tx, day, alert_id, now)
         raised.append(day)
     return raised
 
 
+def _supersede_overdue(tx: Any, day: str, owed_alert: int, now: datetime) -> None:
+    """One alert per cause: an hvps.710 for `day` unanswered while the date is owed is
+    the owed date's `day_end_reconciliation_owed` (it covers a stop before the ask too,
+    and names the command that asks again). A `reconciliation_overdue` raised for the
+    ask before the date became owed (asked at its end of day, closed at the cut-over
+    since) is closed by the gateway, its note naming the alert that stands; the ask
+    keeps no alert, so the answer closes only the owed one."""
+    where = ("system = 'HVPS' AND work_date = ? AND answered_at IS NULL AND "
+             "alert_id IS NOT NULL")
+    alerts = [int(alert_id) for (alert_id,) in tx.query(
+        f"SELECT alert_id FROM recon_asks WHERE {where}", (day,))]
+    if alerts:
+        tx.execute(f"UPDATE recon_asks SET alert_id = NULL WHERE {where}", (day,))
+        critical.close_by_gateway(tx, alerts, f"{day}'s ledger day is closed and the "
+                                              f"reconciliation owed: {ALERT_OWED} (alert "
+                                              f"{owed_alert}) stands for it", now)
+
+
+# An ask that is not the owed date's own: a BEPS ask, or an hvps.710 of a date not owed
+# (its ledger day open, or reconciled). An hvps.710 of an owed date is alerted as owed.
+_NOT_OWED = ("NOT (system = 'HVPS' AND EXISTS (SELECT 1 FROM recon_owed o WHERE "
+             "o.work_date = recon_asks.work_date AND o.done_at IS NULL))")
+
+
 def raise_overdue(tx: Any, gw: Any, now: datetime, after_s: float) -> datetime | None:
     """Raise `reconciliation_overdue` for each ask left unanswered `after_s` (business
-    seconds) and not raised yet; when the next such ask falls due (None: none waits)."""
+    seconds) and not raised yet, but an hvps.710 of a date owed its reconciliation
+    (`raise_owed` alerts that one); when the next such ask falls due (None: none
+    waits)."""
     limit = (now - timedelta(seconds=after_s)).isoformat()
     for system, day, at in tx.query("SELECT system, work_date, asked_at FROM recon_asks "
                                     "WHERE answered_at IS NULL AND alert_id IS NULL AND "
-                                    "asked_at <= ? ORDER BY asked_at", (limit,)):
+                                    f"asked_at <= ? AND {_NOT_OWED} ORDER BY asked_at",
+                                    (limit,)):
         ask, answer = _ASKED_MESSAGE.get(system, ("the request", "the answer"))
         alert_id = gw.alert(tx, ALERT_OVERDUE, system=system, work_date=day, asked_at=at,
                             message=f"the NPC has not answered our {ask} for {day} (asked at "
@@ -261,7 +309,7 @@ def raise_overdue(tx: Any, gw: Any, now: datetime, after_s: float) -> datetime |
         tx.execute("UPDATE recon_asks SET alert_id = ? WHERE system = ? AND work_date = ?",
                    (alert_id, system, day))
     row = tx.query_one("SELECT MIN(asked_at) FROM recon_asks WHERE answered_at IS NULL "
-                       "AND alert_id IS NULL", ())
+                       f"AND alert_id IS NULL AND {_NOT_OWED}", ())
     if row is None or row[0] is None:
         return None
     return datetime.fromisoformat(row[0]) + timedelta(seconds=after_s)

@@ -517,6 +517,35 @@ def test_the_page_shows_the_last_hvps_reconciliation_and_asks_nothing_that_fails
     assert "Alerts open" in alerts_card and "in history" in alerts_card
 
 
+def test_the_hvps_card_says_which_closed_dates_still_owe_their_reconciliation(
+        rig: Any, browser: Any) -> None:
+    """A closed date still owed its HVPS reconciliation (`hvps_reconciliation_owed`, as
+    `ops status` says OWED) is said on the HVPS card, in red, before the last result (not
+    its own), in English and in Chinese; it leaves the card once reconciled."""
+    loop, ops_rig = rig
+    day, since = "2026-12-03", "2026-12-03T20:30:05+08:00"
+    loop.run(ops_rig.gw.store.run(lambda tx: tx.execute(
+        "INSERT INTO recon_owed (work_date, owed_at) VALUES (?, ?)", (day, since))))
+    try:
+        english = sign_in(browser, ops_rig.url, "op1", "en-US")
+        chinese = sign_in(browser, ops_rig.url, "sup1", "zh-CN")
+        for page in (english, chinese):
+            page.wait_for_selector(f"#c-hvps-recon:has-text('{day}')",
+                                   timeout=REFRESHED_WITHIN_MS + STEP_TIMEOUT_MS)
+        card_en = english.text_content("#c-hvps-recon")
+        card_zh = chinese.text_content("#c-hvps-recon")
+        red = english.get_attribute("#c-hvps-recon", "class")
+    finally:
+        loop.run(ops_rig.gw.store.run(lambda tx: tx.execute(
+            "UPDATE recon_owed SET done_at = ? WHERE work_date = ?", (since, day))))
+    english.wait_for_selector(f"#c-hvps-recon:not(:has-text('{day}'))",
+                              timeout=REFRESHED_WITHIN_MS + STEP_TIMEOUT_MS)
+
+    assert card_en == f"OWED: HVPS {day} (ledger day closed) since 2026-12-03 20:30:05"
+    assert card_zh == f"待对账：大额 {day} （账务日已关闭） 自 2026-12-03 20:30:05"
+    assert "error" in red
+
+
 def test_the_live_badge_says_nothing_untrue_before_sign_in(rig: Any, browser: Any) -> None:
     """Before sign-in the page knows nothing of the live feed: no red `offline` badge
     while the gateway is up. Signed in, the first snapshot shows it `live`, and a switch

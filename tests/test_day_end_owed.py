@@ -402,3 +402,95 @@ def test_a_round_of_a_date_whose_day_end_was_missed_is_kept_as_late(tmp_path: Pa
 
     assert late == [("2026-12-12", "2026-12-14")]
     assert gw.alerts[-1] == late_entries.ALERT
+
+
+async def alerts_of(gw: Gateway, code: str) -> list[tuple[dict[str, Any], str | None]]:
+    rows = await gw.store.run(lambda tx: tx.query(
+        "SELECT a.detail, k.by FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id "
+        "WHERE a.code = ? ORDER BY a.id", (code,)))
+    return [(json.loads(detail), by) for detail, by in rows]
+
+
+def test_an_unanswered_hvps_710_of_an_owed_date_is_one_alert(tmp_path: Path) -> None:
+    """One alert per cause. Monday's 710 asked at its 40 goes unanswered: overdue. Its
+    ledger day closes owing the reconciliation: once owed past the limit, the owed alert
+    stands and the overdue one is closed by the gateway, naming it. Tuesday, closed and
+    owed before its 710 went, gets the owed alert only. The answers close the owed alerts;
+    a BEPS ask is alerted as overdue as before."""
+    async def work(gw: Gateway) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        after_s = gw.settings.recon_answer_overdue_s
+
+        async def tick() -> None:
+            now = gw.clock.now()
+            await gw.store.run(lambda tx: recon.raise_overdue(tx, gw, now, after_s))
+            await gw.store.run(lambda tx: recon.raise_owed(tx, gw, now, after_s))
+
+        def run(fn: Callable[..., Any], *args: Any) -> Any:
+            now = gw.clock.now()
+            return gw.store.run(lambda tx: fn(tx, *args, now))
+        await run(recon.asked, "HVPS", MONDAY)
+        await run(recon.asked, "BEPS", MONDAY)
+        gw.clock.advance(after_s + 1)
+        await tick()
+        seen["overdue_first"] = [(a["system"], by) for a, by in
+                                 await alerts_of(gw, recon.ALERT_OVERDUE)]
+        await run(recon.owe, MONDAY)  # the cut-over closed Monday unreconciled
+        await run(recon.owe, TUESDAY)  # Tuesday's close, then its 710
+        await run(recon.asked, "HVPS", TUESDAY)
+        gw.clock.advance(after_s + 1)
+        await tick()
+        await tick()
+        seen["overdue"] = await alerts_of(gw, recon.ALERT_OVERDUE)
+        seen["owed"] = await alerts_of(gw, recon.ALERT_OWED)
+        seen["listed"] = await gw.store.run(lambda tx: recon.overdue(tx))
+        await run(recon.answered, "HVPS", MONDAY)
+        await run(recon.answered, "HVPS", TUESDAY)
+        seen["owed_after"] = [by for _, by in await alerts_of(gw, recon.ALERT_OWED)]
+        return seen
+
+    seen = asyncio.run(run_on(tmp_path, f"{MONDAY}T17:25", work))
+
+    assert seen["overdue_first"] == [("HVPS", None), ("BEPS", None)]
+    [(hvps, closed_by), (beps, beps_by)] = seen["overdue"]
+    assert hvps["system"] == "HVPS" and closed_by == "gateway"
+    assert beps["system"] == "BEPS" and beps_by is None
+    assert [a["work_date"] for a, by in seen["owed"] if by is None] == [MONDAY, TUESDAY]
+    assert [(row["system"], row["work_date"]) for row in seen["listed"]] == [("BEPS", MONDAY)]
+    assert seen["owed_after"] == ["gateway", "gateway"]
+
+
+def test_a_process_running_for_years_keeps_a_bounded_memory_of_dates(
+        tmp_path: Path) -> None:
+    """Each day end leaves a result by date in memory (the day end's, the hvps.711's, the
+    hvps.713's) and a failed try a rest: over two years of work dates only the newest
+    `recon.DAYS_KEPT` stay, and a rest ends with the date's debt."""
+    async def work(gw: Gateway) -> dict[str, Any]:
+        async def agreed(day: date, timeout_s: float = 0.0) -> dict[str, Any]:
+            return {"reconciled": True}
+        gw.reconcile_hvps = agreed
+        for ext in gw.extensions:
+            if hasattr(ext, "reconcile_at_day_end"):
+                ext.reconcile_at_day_end = agreed
+        day = date.fromisoformat(MONDAY)
+        days = []
+        for _ in range(500):
+            day = gw.calendar.next_working_day(day)
+            days.append(day.isoformat())
+            await gw.day_end.reconcile(day)
+            await gw.day_end.wait_reconciled(day)
+            gw.recon_done({"work_date": day.isoformat(), "reconciled": True})
+            recon.keep_day(gw.recon_details, day.isoformat(), {"differences": []})
+            gw.day_end._owed_retry_at[day.isoformat()] = gw.clock.now()
+        await gw.day_end.finish_owed()  # none owed in the books: no rest left
+        return {"days": days, "results": sorted(gw.day_end.results),
+                "done": sorted(gw.day_end._done), "recon_results": sorted(gw.recon_results),
+                "recon_details": sorted(gw.recon_details),
+                "retry": dict(gw.day_end._owed_retry_at)}
+
+    seen = asyncio.run(run_on(tmp_path, f"{MONDAY}T09:00", work))
+
+    newest = seen["days"][-recon.DAYS_KEPT:]
+    for name in ("results", "done", "recon_results", "recon_details"):
+        assert seen[name] == newest, name
+    assert seen["retry"] == {}

@@ -294,7 +294,8 @@
     $("c-queued").textContent = `${s.queued_at_npc.count} ${t("n_payments")}`;
     $("c-queued-amount").textContent = s.queued_at_npc.amount;
     $("c-beps").textContent = s.beps ? `${s.beps.net} / ${s.beps.cap || t("na")}` : t("na");
-    renderHvpsRecon(s.hvps_reconciliation, s.reconciliation_overdue || []);
+    renderHvpsRecon(s.hvps_reconciliation, s.reconciliation_overdue || [],
+      s.hvps_reconciliation_owed || []);
     const r = s.beps_reconciliation;
     $("c-beps-recon").textContent = r ? (r.reconciled_through || "-") : t("na");
     const nn = s.beps_not_netted;
@@ -327,11 +328,16 @@
   // The last HVPS reconciliation (hvps.710/711): its work date and result; the
   // differing totals (and the items only one side has) when it differed, our totals
   // by kind when it agreed.
-  function renderHvpsRecon(r, overdue) {
+  function renderHvpsRecon(r, overdue, owed) {
     const big = $("c-hvps-recon");
-    big.classList.toggle("error", Boolean((r && !r.reconciled) || overdue.length));
-    // Asked and not answered in time (alert reconciliation_overdue): said before the rest.
-    const late = overdue.map((o) => `${o.system} ${o.work_date} ${t("recon_overdue")} (${o.asked_at.replace("T", " ").slice(0, 19)})`);
+    big.classList.toggle("error", Boolean((r && !r.reconciled) || overdue.length || owed.length));
+    // Closed dates whose reconciliation is still owed (their books unconfirmed by the
+    // NPC), then asks not answered in time (alert reconciliation_overdue): said before
+    // the last result, which is not theirs.
+    const late = [
+      ...owed.map((o) => `${t("recon_owed")} ${o.work_date} ${t("recon_owed_closed")} ${t("since")} ${o.owed_since.replace("T", " ").slice(0, 19)}`),
+      ...overdue.map((o) => `${o.system} ${o.work_date} ${t("recon_overdue")} (${o.asked_at.replace("T", " ").slice(0, 19)})`),
+    ];
     if (!r) {
       big.textContent = late.length ? late[0] : t("recon_none");
       $("c-hvps-recon-detail").textContent = late.slice(1).join(" · ");
