@@ -160,6 +160,11 @@ class Gateway:
         # HVPS sending held while the gateway and the NPC disagree on HVPS's status (a
         # refused ccms.801): the hold's row, None while in step (gateway.status_hold).
         self.hvps_hold: dict[str, Any] | None = None
+        # How many times this process changed its hold (`_take_hvps_hold`): the window
+        # tick applies the hold it read from the table only when nothing changed it
+        # between the read and the apply (a notice's after-commit work, another
+        # process's word), whose change is newer than the tick's read.
+        self._hvps_hold_changes = 0
         # The last status operators confirmed that this process has seen (its `seq` in
         # `hvps_status_confirmed`), taken once whichever way it arrives.
         self._confirmed_seq = 0
@@ -452,11 +457,12 @@ class Gateway:
             # A hold started or ended by another process whose word did not reach this
             # one (the cluster channel is not a queue): the table is the truth, and so
             # is the status operators confirmed when they ended it, taken first.
+            changes_seen = self._hvps_hold_changes
             hold, confirmed = await self.store.run(lambda tx: (
                 status_hold.read(tx), status_hold.read_confirmed(tx)))
             if confirmed is not None:
                 await self._take_confirmed_status(confirmed)
-            self._take_hvps_hold(hold)
+            self._take_table_hold(hold, changes_seen)
             if self.hvps_hold is not None and self.leading:
                 # A payment another process put on a lane before it heard of the hold.
                 await self.store.run(status_hold.mark_held)
@@ -704,7 +710,21 @@ class Gateway:
         self.hvps_status = status
         return True
 
+    def _take_table_hold(self, hold: dict[str, Any] | None, changes_seen: int) -> None:
+        """The hold the window tick read from the table, taken unless this process's
+        hold changed since the tick began to read (`changes_seen`): a notice's work
+        committed after the read, and told here before the tick applies it, is newer;
+        taking the read would undo it until the next tick (a hold just begun lifted, HVPS
+        sending resumed meanwhile, or one just ended held again). The next tick reads
+        the table afresh."""
+        if self._hvps_hold_changes != changes_seen:
+            log.info("event=hvps_hold_tick_read_passed_over held_read=%s held_now=%s",
+                     hold is not None, self.hvps_hold is not None)
+            return
+        self._take_hvps_hold(hold)
+
     def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
+        self._hvps_hold_changes += 1
         was, self.hvps_hold = self.hvps_hold, hold
         if was is None and hold is not None:
             log.warning("event=hvps_sending_held since=%s orig=%s cur=%s date=%s outcome=%s",

@@ -102,6 +102,54 @@ def test_a_process_that_missed_the_word_reads_the_hold_on_its_tick(tmp_path: Pat
     assert after is None
 
 
+@pytest.mark.parametrize("told", ["begun", "ended"])
+def test_a_tick_does_not_undo_a_hold_changed_between_its_read_and_its_apply(
+        tmp_path: Path, told: str) -> None:
+    """The tick reads the table, then applies what it read: another process's notice
+    that begins (or ends) the hold in between, its word taken here before the tick
+    applies, is newer than the read and is kept (not lifted, or held again, until the
+    next tick); that next tick reads the table afresh and agrees."""
+    gw = follower(tmp_path)
+
+    async def scenario() -> tuple[Any, Any]:
+        await gw.store.open()
+        try:
+            if told == "ended":
+                await gw.store.run(begin)
+                await gw.window_tick()
+            real_run, interleaved = gw.store.run, []
+
+            async def read_then_notice(work: Any) -> Any:
+                # The tick's read done, the other process's notice commits and its word
+                # arrives before the tick goes on.
+                read = await real_run(work)
+                if not interleaved:
+                    interleaved.append(work)
+                    hold = await real_run(begin) if told == "begun" else None
+                    if hold is None:
+                        await real_run(lambda tx: status_hold.end(tx, "test", NOW))
+                    await gw._on_peer_hvps_hold({"hold": hold})
+                return read
+            gw.store.run = read_then_notice
+            try:
+                await gw.window_tick()
+            finally:
+                gw.store.run = real_run
+            after_tick = gw.hvps_hold
+            await gw.window_tick()
+            await asyncio.gather(*gw._tasks)
+            return after_tick, gw.hvps_hold
+        finally:
+            await gw.store.close()
+    after_tick, after_next = asyncio.run(scenario())
+
+    if told == "begun":
+        assert after_tick is not None and after_tick["cur"] == "00"
+        assert after_next == after_tick
+    else:
+        assert after_tick is None and after_next is None
+
+
 def test_the_hold_outlives_a_restart_and_counts_its_notices(tmp_path: Path) -> None:
     """A second refused notice counts into the hold going on (its start kept); a process
     started while it lasts holds from its start, and its /health view says so."""

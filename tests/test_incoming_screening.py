@@ -722,3 +722,66 @@ def test_the_last_two_credits_of_a_package_decided_at_once_close_its_alert(
 
     assert (closed["first"], by, note) == ([], "gateway",
                                            "every credit it told of is decided (second)")
+
+
+@pytest.fixture
+def list_of(rig: Rig, tmp_path: Any) -> Any:
+    """Puts in force a list naming these holders' names and account numbers, as a list
+    grows while a request waits for approval; the rig's list again after the test."""
+    was = rig.gw.settings.screening_file
+
+    def put(names: list[str], accounts: list[str]) -> None:
+        path = tmp_path / "screening.toml"
+        path.write_text(f"names = {json.dumps(names, ensure_ascii=False)}\n"
+                        f"accounts = {json.dumps(accounts)}\n", encoding="utf-8")
+        rig.gw.settings.screening_file = str(path)
+    yield put
+    rig.gw.settings.screening_file = was
+
+
+def test_an_ordinary_suspense_item_is_not_applied_to_a_listed_holder(rig: Rig) -> None:
+    """A credit in suspense for the ledger's reason (no such account), never parked by
+    the screening, is applied to an account whose holder the list names: the screening
+    never read that holder, and the request is refused when asked (account_screened,
+    naming the match), nothing recorded, the item still open."""
+    pid = rig.loop.run(rig.rig.receive(next(rig.keys), 1_016, "", "查无此人"))
+    account = rig.account(LISTED)
+    status, refused = rig.call("POST", "/ops/api/requests", "op1",
+                               {"action": "suspense_apply", "target": pid,
+                                "params": {"account": account}, "note": WHY})
+    after = rig.view(pid)
+    pending_no = rig.tx(lambda tx: payments.get(tx, pid))["pending_no"]
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", account)
+    assert "screening_match_payee_name" in problem["message"]
+    assert "parked by the screening" not in problem["message"]
+    assert rig.requests_on(pid) == []
+    assert (after["state"], after["held_for_review"]) == ("suspense", False)
+    assert rig.item_state(pending_no) == "open"
+
+
+@pytest.mark.parametrize("listed", ["name", "account"])
+def test_an_ordinary_suspense_item_is_not_applied_once_the_list_names_its_holder(
+        rig: Rig, list_of: Any, listed: str) -> None:
+    """Asked while the account and its holder are clear, approved after the list named
+    the holder's name or the account's number: checked again when it runs, the
+    application fails (account_screened), nothing posted, the item still open."""
+    pid = rig.loop.run(rig.rig.receive(next(rig.keys), 1_017, "", "查无此人"))
+    holder = f"示例后列客户{next(_numbers)}"
+    account = rig.account(holder)
+    asked, req = rig.ask(pid, account, WHY)
+    list_of([holder] if listed == "name" else [], [account] if listed == "account" else [])
+    approved, done = rig.approve(req["id"])
+    after = rig.tx(lambda tx: payments.get(tx, pid))
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    problem = done["outcome"]["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", account)
+    assert f"screening_match_payee_{listed}" in problem["message"]
+    assert rig.balance(account) == 0
+    assert after["state"] == "suspense" and rig.item_state(after["pending_no"]) == "open"

@@ -463,3 +463,53 @@ def test_a_held_return_failed_in_review_leaves_the_money_in_suspense(
                      "failed": [(rid, "cancelled")], "alerts": 1}
     assert rig.payment(pid)["state"] == "rejected" and rig.item_state(pending_no) == "open"
     assert again["return_held_for"] == "screening_match_payee_name"
+
+
+def _account_of(rig: Rig, holder: str) -> str:
+    """A new open customer account of ours, held under `holder`."""
+    account = customer_account(700 + next(rig.keys), "corporate")
+    rig.run(lambda tx: rig.gw.ledger.open_customer_account(tx, account, holder, "corporate",
+                                                           rig.gw.work_date))
+    return account
+
+
+def test_a_debits_money_is_not_applied_to_an_account_whose_holder_is_listed(
+        rig: Rig) -> None:
+    """The account the money is applied to and its holder's name are screened as an
+    incoming credit's: a holder the list names is refused when asked (account_screened
+    at /params/account, naming the match), nothing recorded, the item still open."""
+    pid, pending_no = rig.in_suspense()
+    account = _account_of(rig, "示例受限贸易有限公司")  # gateway/ops/screening.toml
+    status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", account)
+    assert "screening_match_payee_name" in problem["message"]
+    assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"
+
+
+def test_a_debits_money_is_not_applied_once_the_list_names_the_account(
+        rig: Rig, tmp_path: Any) -> None:
+    """Asked while the account is clear, approved after the list named its number:
+    checked again when it runs, the application fails (account_screened), nothing
+    posted, the item open and the debit as it was."""
+    pid, pending_no = rig.in_suspense()
+    account = _account_of(rig, "示例新客户")
+    asked, req = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+    path = tmp_path / "screening.toml"
+    path.write_text(f'names = []\naccounts = ["{account}"]\n', encoding="utf-8")
+    was, rig.gw.settings.screening_file = rig.gw.settings.screening_file, str(path)
+    try:
+        approved, done = rig.approve(req["id"])
+    finally:
+        rig.gw.settings.screening_file = was
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    problem = done["outcome"]["errors"][0]
+    assert (problem["code"], problem["value"]) == ("account_screened", account)
+    assert "screening_match_payee_account" in problem["message"]
+    assert rig.balance(account) == 0 and rig.item_state(pending_no) == "open"
+    assert rig.payment(pid)["state"] == "rejected"

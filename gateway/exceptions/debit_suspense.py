@@ -23,6 +23,9 @@ CONTRACT.md's states of a debit collected; a `netted` one settles with its round
 other); a `netted` or `settled` debit keeps its state. Either way the event
 `beps_debit_suspense_applied` (account, pending number, ledger entry, request, who,
 note, the state it was in) goes to the core system's webhook and the debit's history.
+The account and its holder's name are screened first, when asked and when approved, as
+an incoming credit's are (write_off.check_holder_screened): a match is refused
+(`account_screened`), the money staying in suspense.
 
 Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
 type A105 (kind 02108) goes to the payer bank for the amount, paid by our suspense
@@ -110,6 +113,7 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
     check_item(gw, tx, payment, params.get("pending_no"))
     if "account" in params:
         write_off.check_account(gw, tx, params["account"])
+        write_off.check_holder_screened(gw, tx, payment, params["account"])
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
@@ -120,6 +124,8 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     if not is_debit_item(payment):
         return write_off.apply_tx(gw, tx, payment_id, params, by, note, request_id, now)
     check_item(gw, tx, payment, params.get("pending_no"))
+    write_off.check_account(gw, tx, params["account"])  # ours, before its holder's screening
+    write_off.check_holder_screened(gw, tx, payment, params["account"])
     pending_no, account, entry_id = write_off.clear(gw, tx, payment, params["account"], by,
                                                     note, now)
     state, settled_on = collected_state(tx, payment)

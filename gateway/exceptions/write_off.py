@@ -29,14 +29,17 @@ person approves), with the rule that failed: the item unknown (`suspense_item_no
 not a payment in suspense (`payment_not_in_suspense`), applied or returned already
 (`suspense_item_not_open`), its return under way (`return_already_requested`), a pending
 number that is not the payment's (`pending_no_not_of_payment`), the account no customer
-account of ours (`account_not_found`) or closed (`account_closed`). A frozen account takes
-the credit, as it takes any incoming credit: a freeze stops money leaving it.
+account of ours (`account_not_found`) or closed (`account_closed`), or one whose number
+or holder's name the screening matches (`account_screened`: the money goes to that
+holder, whom the screening of the message never read). A frozen account takes the
+credit, as it takes any incoming credit: a freeze stops money leaving it.
 
 A credit the screening parked in suspense (its reason `screening_...`,
 gateway.screening.parked) is applied the same way: the approval is the decision that
 the match is not the listed party (the hit passed), and its `suspense_applied` event
-says so (`passed`, the screening's reason). Parked, it was never credited: applied, it
-is credited once, from suspense.
+says so (`passed`, the screening's reason); applied to its payee's own account, that
+account is not screened again (the hit passed is on it). Parked, it was never credited:
+applied, it is credited once, from suspense.
 
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
@@ -237,23 +240,27 @@ def check_account(gw: Any, tx: Any, account_no: str) -> None:
 
 def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no: str
                           ) -> None:
-    """A credit the screening parked goes to another account than its payee's only when
-    the screening clears that account and its holder (an open customer account of ours,
-    checked before): the approval passes the hit on the credit's own parties, never a
-    listed holder of the account chosen instead, whom the screening has not read."""
-    if not screening.is_parked(payment) or account_no == payment["payee_account"]:
+    """The screening clears the account a suspense item goes to and its holder's name
+    (an open customer account of ours, checked before), read as the payee: money an
+    operator applies was never screened against that holder (the name the message gave
+    was not the holder's, the account it named is not the one chosen, the list has grown
+    since). A credit the screening parked and applied to its own payee's account is the
+    one exception: the approval is the decision that passes the hit on its own parties."""
+    parked = screening.is_parked(payment)
+    if parked and account_no == payment["payee_account"]:
         return
     holder = gw.ledger.account(tx, account_no, gw.work_date).name
     found = screening.reason(gw, {"payer_account": "", "payer_name": "",
                                   "payee_account": account_no, "payee_name": holder})
     if found is None:
         return
+    why = f", parked by the screening ({payment['reason']})," if parked else ""
     raise Conflict(Problem(
         "account_screened", "/params/account", account_no,
         "an account whose number and holder the screening does not match",
         f"the screening matches account {account_no} of {holder} "
-        f"({found}, its holder read as the payee): payment {payment['id']}, parked by the "
-        f"screening ({payment['reason']}), is not applied to a listed party"))
+        f"({found}, its holder read as the payee): the suspense item of payment "
+        f"{payment['id']}{why} is not applied to a listed party"))
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
