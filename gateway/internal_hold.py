@@ -138,7 +138,7 @@ def register() -> bool:
     from gateway.ops import actions
 
     def who(c: Any) -> dict[str, Any]:
-        return {"request": c.request_id, "by": c.actor}
+        return {"request": c.request_id, **c.who()}
 
     def run_approve(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
         return actions.Outcome(approve(c.gw, tx, target, who(c), c.now))

@@ -569,6 +569,13 @@ class Notifier:
     events_max: int = Settings.webhook_events_max
 
 
+def approval(approved_by: str | None) -> dict[str, str]:
+    """The `approved_by` of a history event beside its `by` (who asked): the second
+    person who approved an operators' request under dual control; nothing for a change
+    nobody had to approve."""
+    return {} if approved_by is None else {"approved_by": approved_by}
+
+
 def transition(tx: Any, payment: dict[str, Any], new_state: str, event: str, now: datetime,
                notifier: Notifier | None = None, **detail: Any) -> dict[str, Any]:
     return transition_many(tx, [payment], new_state, event, now, notifier, **detail)[0]

@@ -251,7 +251,7 @@ def test_an_operators_return_takes_its_reason_from_the_request_note(books):
                    "requested_at, expires_at) VALUES ('return', 'x', '查无此人', 'pending', "
                    "'op1', ?, ?)", (NOW, NOW))
         original = receive(tx, gw, customer_account(1), "别人")
-        context = actions.Context(gw, now(), 1, "sup1")
+        context = actions.Context(gw, now(), 1, "sup1", "op1")
         outcome = actions.EXECUTORS["return"](context, tx, original, {})
         ret = schema.returns_of(tx, original)[0]
 

@@ -319,8 +319,9 @@ def test_operators_apply_a_parked_credit_the_hit_passed_credited_once(rig: Rig) 
     assert done["outcome"]["state"] == "credited"
     assert (after["state"], after["held_for_review"]) == ("credited", False)
     last = after["history"][-1]
-    assert (last["event"], last["detail"]["passed"], last["detail"]["by"]) == (
-        "suspense_applied", "screening_match_payer_name", "operator:sup1")
+    assert (last["event"], last["detail"]["passed"], last["detail"]["by"],
+            last["detail"]["approved_by"]) == (
+        "suspense_applied", "screening_match_payer_name", "operator:op1", "operator:sup1")
     assert rig.books() == (before[0] + 1_005, before[1] - 1_005, True)
     assert again_status == 409, again
 

@@ -39,6 +39,14 @@ class Rig:
     def outgoing(self) -> str:
         return self.loop.run(self.rig.submit(f"exc-{next(self.keys)}"))["id"]
 
+    def queued(self) -> str:
+        """A new outgoing payment the NPC has queued: only the NPC can stop it now."""
+        pid = self.outgoing()
+        self.loop.run(self.rig.gw.store.run(lambda tx: (
+            tx.execute("UPDATE payments SET state = 'queued' WHERE id = ?", (pid,)),
+            tx.execute("UPDATE outbox SET state = 'acked' WHERE payment_id = ?", (pid,)))))
+        return pid
+
     def request(self, user: str, action: str, target: str, note: str = "") -> tuple[int, Any]:
         return self.call("POST", "/ops/api/requests", user,
                          {"action": action, "target": target, "params": {}, "note": note})
@@ -82,10 +90,7 @@ def test_a_payments_detail_offers_the_actions_its_state_allows(rig: Rig) -> None
 def test_a_payment_queued_at_the_npc_offers_its_cancellation_and_status_query(
         rig: Rig) -> None:
     """Once the NPC has it, only the NPC can cancel it or say where it is."""
-    pid = rig.outgoing()
-    rig.loop.run(rig.rig.gw.store.run(lambda tx: (
-        tx.execute("UPDATE payments SET state = 'queued' WHERE id = ?", (pid,)),
-        tx.execute("UPDATE outbox SET state = 'acked' WHERE payment_id = ?", (pid,)))))
+    pid = rig.queued()
 
     assert _offered(rig, pid) == ["npc_cancel", "status_query"]
 
@@ -339,3 +344,48 @@ def test_allowing_the_automatic_return_of_an_item_returned_meanwhile_fails(rig: 
     assert (kept, asked, approved) == (201, 201, 200)
     assert done["state"] == "failed"
     assert done["outcome"]["errors"][0]["code"] == "payment_not_in_suspense"
+
+
+# Each console action on a payment and the history event it records: (the payment, the
+# request carried out first, the action, its params, its event, whether a second person
+# approves it). The request is always op1's; sup1 approves what needs approval.
+RECORDED = [
+    ("outgoing", None, "hold", {}, "ops_held", False),
+    ("outgoing", "hold", "release", {}, "ops_released", True),
+    ("outgoing", None, "cancel", {}, "ops_cancelled", True),
+    ("outgoing", None, "priority", {"priority": 1}, "ops_priority_changed", True),
+    ("queued", None, "npc_cancel", {}, "cancel_requested", True),
+    ("queued", None, "status_query", {}, "status_query_sent", False),
+    ("suspense", None, "suspense_keep", {}, "automatic_return_kept", False),
+    ("suspense", "suspense_keep", "suspense_release", {}, "automatic_return_allowed", True),
+    ("suspense", None, "suspense_apply", {"account": "payer"}, "suspense_applied", True),
+    ("suspense", None, "return", {}, "return_requested", True),
+]
+
+
+@pytest.mark.parametrize("kind, first, action, params, event, approved", RECORDED,
+                         ids=[row[2] for row in RECORDED])
+def test_an_executed_request_records_who_asked_and_who_approved(
+        rig: Rig, kind: str, first: str | None, action: str, params: dict[str, Any],
+        event: str, approved: bool) -> None:
+    """The payment's history names the request's author as `by` and, for an action
+    under dual control, its approver as `approved_by`: never the approver alone as if
+    they had asked. An action needing nobody's approval is its author's alone."""
+    pid = rig.queued() if kind == "queued" else getattr(rig, kind)()
+    if first is not None:
+        assert rig.request("op1", first, pid)[1]["state"] == "executed"
+    params = {name: rig.rig.payer_account if value == "payer" else value
+              for name, value in params.items()}
+    asked, req = rig.call("POST", "/ops/api/requests", "op1",
+                          {"action": action, "target": pid, "params": params,
+                           "note": "payee confirmed by telephone"})
+    if approved:
+        asked, req = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
+                              {"note": "checked"})
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+    recorded = [h["detail"] for h in detail["history"] if h["event"] == event][-1]
+
+    assert asked in (200, 201) and req["state"] == "executed", req
+    named = "operator:" if recorded["by"].startswith("operator:") else ""
+    assert recorded["by"] == f"{named}op1"
+    assert recorded.get("approved_by") == (f"{named}sup1" if approved else None)

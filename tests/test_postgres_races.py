@@ -294,7 +294,8 @@ def test_a_hold_while_another_process_claims_the_row_is_refused(tmp_path: Path,
     with db.transaction() as tx:
         assert outbound.take(tx, outbox_id, NOW)
         other = Other(url, lambda t: actions.hold(actions.Context(gw, NOW, request_id,
-                                                                  "alice"), t, pid, {}))
+                                                                  "alice", "alice"),
+                                                  t, pid, {}))
         other.start_and_wait_for_lock(url)
     outcome = other.finish()
     with db.transaction() as tx:

@@ -75,19 +75,22 @@ def _final(payment_id: str, detail: str = "") -> Conflict:
 
 
 def request(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
-            now: datetime) -> dict[str, Any] | NpcRequest:
-    """Cancel an outgoing BEPS item now (what was done), or say what to ask the NPC."""
+            now: datetime, approved_by: str | None = None) -> dict[str, Any] | NpcRequest:
+    """Cancel an outgoing BEPS item now (what was done), or say what to ask the NPC.
+    `approved_by`: the second person of an operators' cancel, beside `by` who asked."""
+    approved = payments.approval(approved_by)
     if payment["state"] in NETTED_PACKAGE_STATES:
         raise _final(payment["id"])
     if payment["state"] not in FINAL and _void_if_unpacked(tx, payment["id"]):
-        result = _cancel(gw, tx, payment, "cancelled_before_packing", reason, by, now)
+        result = _cancel(gw, tx, payment, "cancelled_before_packing", reason, by, now,
+                         **approved)
         return dict(result, cancelled="before_packing")
     pkg = locate(tx, payment)
     assert pkg is not None, f"payment {payment['id']}'s item was voided or is packed"
     if pkg.changeable:
         left = take_out(gw, tx, payment, pkg, packer.VOID, now)
         result = _cancel(gw, tx, payment, "cancelled_from_package", reason, by, now,
-                         package=pkg.id, left_in_package=left)
+                         package=pkg.id, left_in_package=left, **approved)
         return dict(result, cancelled="from_package", package=pkg.id)
     return NpcRequest(pkg.id, OriginalRef(pkg.msg_id, pkg.sender, pkg.msg_type),
                       OriginalTx(payment["payer_bank"], payment["payee_bank"],

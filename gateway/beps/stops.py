@@ -293,7 +293,7 @@ def executor(run: Any) -> Any:
     from gateway.ops import actions
 
     def execute(c: Any, tx: Any, target: str, params: dict[str, Any]) -> Any:
-        done = run(c.gw, tx, target, {"request": c.request_id, "by": c.actor}, c.now)
+        done = run(c.gw, tx, target, {"request": c.request_id, **c.who()}, c.now)
         detail, entries = done if isinstance(done, tuple) else (done, [])
 
         async def push() -> None:

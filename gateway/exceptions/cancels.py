@@ -52,8 +52,11 @@ def check_reason(reason: Any) -> str | None:
 
 
 def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
-               now: datetime) -> tuple[dict[str, Any], list[Entry]]:
-    """Cancel now, or ask the NPC to; (what happened, stream entries)."""
+               now: datetime, approved_by: str | None = None
+               ) -> tuple[dict[str, Any], list[Entry]]:
+    """Cancel now, or ask the NPC to; (what happened, stream entries). `by` is who asked;
+    `approved_by` the second person who approved it under dual control (operators'),
+    recorded beside `by` in the history."""
     # Locked before looking for a request waiting for its answer: asking keeps the
     # payment's state, so two requests at once (two gateway processes, the core system
     # and an operator) would otherwise both find none and both send a ccms.307.
@@ -63,20 +66,21 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
         control.refuse_core_overtaking(tx, payment_id, "cancel", now)
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
-        return _cancel_beps(gw, tx, payment, reason, by, now)
+        return _cancel_beps(gw, tx, payment, reason, by, now, approved_by)
     if payment["direction"] == "out" and payment["channel"] == internal_hold.CHANNEL:
         done = internal_hold.cancel(gw, tx, payment, "cancelled_before_settling",
-                                    reason or "cancelled_at_request", {"by": by}, now, "/id")
+                                    reason or "cancelled_at_request",
+                                    {"by": by, **payments.approval(approved_by)}, now, "/id")
         return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
         raise incoming_not_cancellable("/id", payment_id)
     if payment["state"] in UNSENT_STATES:
-        return _cancel_unsent(gw, tx, payment, reason, by, now), []
+        return _cancel_unsent(gw, tx, payment, reason, by, now, approved_by), []
     if payment["state"] != "queued":
         raise _not_cancellable(tx, payment)
     _refuse_if_pending(tx, payment_id)
     return _ask_npc(gw, tx, payment, reason, by, now, wire.original_of(payment),
-                    wire.original_tx_of(payment))
+                    wire.original_tx_of(payment), approved_by=approved_by)
 
 
 # Who asked, as the API names the core system's requests ("core:<client>").
@@ -165,19 +169,20 @@ def _refuse_if_pending(tx: Any, payment_id: str) -> None:
 
 
 def _cancel_beps(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
-                 now: datetime) -> tuple[dict[str, Any], list[Entry]]:
+                 now: datetime, approved_by: str | None
+                 ) -> tuple[dict[str, Any], list[Entry]]:
     """Done at once before the package is sent; asked of the NPC once it has it."""
-    outcome = beps_cancels.request(gw, tx, payment, reason, by, now)
+    outcome = beps_cancels.request(gw, tx, payment, reason, by, now, approved_by)
     if not isinstance(outcome, beps_cancels.NpcRequest):
         return outcome, []
     result, entries = _ask_npc(gw, tx, payment, reason, by, now, outcome.package,
-                               outcome.transaction, beps_cancels.SYSTEM)
+                               outcome.transaction, beps_cancels.SYSTEM, approved_by)
     beps_cancels.asked(tx, payment["id"], outcome.package_id, result["msg_id"], now)
     return dict(result, package=outcome.package_id), entries
 
 
 def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
-                   now: datetime) -> dict[str, Any]:
+                   now: datetime, approved_by: str | None) -> dict[str, Any]:
     outbox = _unsent_outbox(tx, payment)
     released = None
     if payment["hold_id"]:
@@ -187,7 +192,7 @@ def _cancel_unsent(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None
                (now.isoformat(), outbox[0]))
     payments.transition(tx, payment, "cancelled", "cancelled_before_sending", now,
                         gw.notifier, reason=reason or "cancelled_at_request", by=by,
-                        released_entry=released)
+                        **payments.approval(approved_by), released_entry=released)
     outcomes.return_ended(gw, tx, payment, "cancelled_before_sending", reason, now)
     return {"payment": payment["id"], "state": "cancelled", "cancelled": "before_sending",
             "released_entry": released}
@@ -208,7 +213,8 @@ def _unsent_outbox(tx: Any, payment: dict[str, Any]) -> tuple[int, str]:
 
 def _ask_npc(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: str,
              now: datetime, original: OriginalRef, original_tx: OriginalTx | None,
-             system: str = wire.SYSTEM) -> tuple[dict[str, Any], list[Entry]]:
+             system: str = wire.SYSTEM, approved_by: str | None = None
+             ) -> tuple[dict[str, Any], list[Entry]]:
     def build(group: Any) -> bytes:
         return ccms307.build(ccms307.CancelRequest(group, original, original_tx, reason))
     msg_id, mesg_id, entry = wire.queue_request(gw, tx, now, ccms307.MESSAGE_TYPE, payment,
@@ -216,7 +222,8 @@ def _ask_npc(gw: Any, tx: Any, payment: dict[str, Any], reason: str | None, by: 
     request_id = schema.add_request(tx, "cancel", payment["id"], msg_id, mesg_id, by, reason,
                                     now)
     payments.transition(tx, payment, payment["state"], "cancel_requested", now, gw.notifier,
-                        request=request_id, msg_id=msg_id, by=by)
+                        request=request_id, msg_id=msg_id, by=by,
+                        **payments.approval(approved_by))
     return {"payment": payment["id"], "state": payment["state"], "cancelled": "requested",
             "request": request_id, "msg_id": msg_id}, [entry]
 

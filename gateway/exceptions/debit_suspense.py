@@ -117,12 +117,15 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
-             request_id: int, now: datetime) -> dict[str, Any]:
+             request_id: int, now: datetime, approved_by: str | None = None
+             ) -> dict[str, Any]:
     """Apply the suspense item of an incoming payment (write_off.apply_tx) or of our
-    debit to the account the params name, checked again with the payment locked."""
+    debit to the account the params name, checked again with the payment locked. `by`
+    asked for it, `approved_by` approved it (both in the history)."""
     payment = payments.get(tx, payment_id, lock=True)
     if not is_debit_item(payment):
-        return write_off.apply_tx(gw, tx, payment_id, params, by, note, request_id, now)
+        return write_off.apply_tx(gw, tx, payment_id, params, by, note, request_id, now,
+                                  approved_by)
     check_item(gw, tx, payment, params.get("pending_no"))
     write_off.check_account(gw, tx, params["account"])  # ours, before its holder's screening
     write_off.check_holder_screened(gw, tx, payment, params["account"])
@@ -131,7 +134,8 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     state, settled_on = collected_state(tx, payment)
     payments.transition(tx, payment, state, EVENT_APPLIED, now, gw.notifier, account=account,
                         pending_no=pending_no, ledger_entry=entry_id, request=request_id,
-                        by=by, note=note, was=payment["state"],
+                        by=by, **payments.approval(approved_by), note=note,
+                        was=payment["state"],
                         **({"settled_on": settled_on} if settled_on else {}))
     close_alerts(tx, payment_id, f"suspense item {pending_no} applied to account {account} "
                                  f"(request {request_id})", now)
@@ -180,10 +184,11 @@ def check_returnable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) 
 
 
 def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
-              reason: str, request_id: int, now: datetime
+              reason: str, request_id: int, now: datetime, approved_by: str | None = None
               ) -> tuple[dict[str, Any], list[Entry]]:
     """Record the return (a beps.121 A105 waiting to be packed) of the debit's money in
-    suspense, checked again with the debit locked; nothing is posted until it nets."""
+    suspense, checked again with the debit locked; nothing is posted until it nets.
+    `by` asked for it (the return's `requested_by`), `approved_by` approved it."""
     debit = payments.get(tx, payment_id, lock=True)
     check_returnable(gw, tx, payment_id, params)
     msg_id, sender = tx.query_one(
@@ -232,8 +237,8 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
         from gateway.beps import review_hold
         review_hold.held(tx, gw, row, held_for, now)
     payments.transition(tx, debit, debit["state"], "return_requested", now, gw.notifier,
-                        return_id=rid, by=by, reason_given=reason, request=request_id,
-                        **as_listed, **({} if held_for is None else {"held_for": held_for}))
+                        return_id=rid, by=by, **payments.approval(approved_by),
+                        reason_given=reason, request=request_id, **as_listed, **({} if held_for is None else {"held_for": held_for}))
     return {"payment": payment_id, "return_id": rid, "pending_no": debit["pending_no"],
             **({} if held_for is None else {"return_held_for": held_for})}, []
 

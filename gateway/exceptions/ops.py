@@ -160,8 +160,13 @@ def _executor(run: Callable[..., tuple[dict[str, Any], list[Entry]]],
     return execute
 
 
-def _by(c: Any) -> str:
-    return f"operator:{c.actor}"
+def _who(c: Any) -> tuple[str, str | None]:
+    """Who asked for the request being carried out and, when a second person approved
+    it, who approved it (None otherwise), named as the exception flows name operators:
+    their `by` and `approved_by` (actions.Context.who), never the approver alone as if
+    they had asked."""
+    who = {field: f"operator:{user}" for field, user in c.who().items()}
+    return who["by"], who.get("approved_by")
 
 
 def _note(c: Any, tx: Any) -> str:
@@ -191,24 +196,22 @@ def _return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
     it out: both recorded (the return's `requested_by` is who asked, the original's
     `return_requested` names both), never the approver alone as if they had asked."""
     note = _checked_note(c, tx, return_note_problems)
+    by, approved_by = _who(c)
     ret, entries = returns.request_tx(c.gw, tx, target, note or OPERATOR_RETURN_REASON,
-                                      _requester(c, tx), c.now, approved_by=_by(c))
+                                      by, c.now, approved_by=approved_by)
     return {"payment": target, "return_id": ret["id"]}, entries
 
 
-def _requester(c: Any, tx: Any) -> str:
-    """Who asked for the request being carried out, named as `_by` names an operator."""
-    row = tx.query_one("SELECT requested_by FROM ops_requests WHERE id = ?", (c.request_id,))
-    assert row is not None, f"request {c.request_id} is carried out without its row"
-    return f"operator:{row[0]}"
-
-
 def _npc_cancel(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
-    return cancels.request_tx(c.gw, tx, target, "cancelled_by_operator", _by(c), c.now)
+    by, approved_by = _who(c)
+    return cancels.request_tx(c.gw, tx, target, "cancelled_by_operator", by, c.now,
+                              approved_by)
 
 
 def _status_query(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
-    return status.request_tx(c.gw, tx, target, _by(c), c.now)
+    """Asked by whoever asked: a question needs no second person (ACTIONS)."""
+    by, _ = _who(c)
+    return status.request_tx(c.gw, tx, target, by, c.now)
 
 
 # What a keep records when its request has no note.
@@ -219,23 +222,27 @@ def _suspense_keep(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[E
     """The item kept with the request's note as the reason (what the operator is doing
     about it: GET /v1/transfers/{id}/exceptions and the history show it)."""
     note = _note(c, tx) or KEPT_WITHOUT_NOTE
-    return suspense.keep_tx(c.gw, tx, target, _by(c), note, c.now), []
+    by, _ = _who(c)  # a keep needs no second person (ACTIONS)
+    return suspense.keep_tx(c.gw, tx, target, by, note, c.now), []
 
 
 def _suspense_release(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
-    return suspense.unkeep_tx(c.gw, tx, target, _by(c), c.now), []
+    by, approved_by = _who(c)
+    return suspense.unkeep_tx(c.gw, tx, target, by, c.now, approved_by), []
 
 
 def _suspense_apply(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
     note = _checked_note(c, tx, write_off.note_problems)
-    return debit_suspense.apply_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
-                                   c.request_id, c.now), []
+    by, approved_by = _who(c)
+    return debit_suspense.apply_tx(c.gw, tx, target, _params(c, tx), by, note,
+                                   c.request_id, c.now, approved_by), []
 
 
 def _suspense_return(c: Any, tx: Any, target: str) -> tuple[dict[str, Any], list[Entry]]:
     note = _checked_note(c, tx, debit_suspense.return_note_problems)
-    return debit_suspense.return_tx(c.gw, tx, target, _params(c, tx), _by(c), note,
-                                    c.request_id, c.now)
+    by, approved_by = _who(c)
+    return debit_suspense.return_tx(c.gw, tx, target, _params(c, tx), by, note,
+                                    c.request_id, c.now, approved_by)
 
 
 PRECONDITIONS: dict[str, Callable[[Any, dict[str, Any]], None]] = {

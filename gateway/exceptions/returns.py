@@ -184,7 +184,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)
     payments.transition(tx, original, original["state"], "return_requested", now,
                         gw.notifier, return_id=rid, by=by, reason_given=reason,
-                        **({} if approved_by is None else {"approved_by": approved_by}),
+                        **payments.approval(approved_by),
                         **({} if held_for is None else {"held_for": held_for}))
     return row, _queue(gw, tx, row, now, held_for)
 

@@ -90,7 +90,7 @@ def ask_tx(gw: Any, tx: Any, payment: dict[str, Any], why: str, now: datetime,
     request_id = schema.add_request(tx, "status", payment["id"], msg_id, mesg_id, by, why,
                                     now)
     payments.transition(tx, payment, payment["state"], "status_query_sent", now, gw.notifier,
-                        request=request_id, msg_id=msg_id, why=why)
+                        request=request_id, msg_id=msg_id, why=why, by=by)
     return [entry]
 
 

@@ -149,8 +149,10 @@ def keep_tx(gw: Any, tx: Any, payment_id: str, by: str, note: str,
     return {"payment": payment_id, "kept": True, "already": not added}
 
 
-def unkeep_tx(gw: Any, tx: Any, payment_id: str, by: str, now: datetime) -> dict[str, Any]:
-    """Let the automatic return take the item again. Refused once the item has left
+def unkeep_tx(gw: Any, tx: Any, payment_id: str, by: str, now: datetime,
+              approved_by: str | None = None) -> dict[str, Any]:
+    """Let the automatic return take the item again (`by` who asked, `approved_by` who
+    approved it under dual control). Refused once the item has left
     suspense (applied, credited or returned meanwhile): allowing the return of money
     that is no longer in suspense would tell of a change that cannot happen."""
     payment = payments.get(tx, payment_id, lock=True)
@@ -158,5 +160,5 @@ def unkeep_tx(gw: Any, tx: Any, payment_id: str, by: str, now: datetime) -> dict
     removed = schema.unkeep(tx, payment_id)
     if removed:
         payments.transition(tx, payment, payment["state"], "automatic_return_allowed", now,
-                            gw.notifier, by=by)
+                            gw.notifier, by=by, **payments.approval(approved_by))
     return {"payment": payment_id, "kept": False, "changed": removed}

@@ -264,9 +264,11 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
-             request_id: int, now: datetime) -> dict[str, Any]:
+             request_id: int, now: datetime, approved_by: str | None = None
+             ) -> dict[str, Any]:
     """Apply the payment's suspense item to the account the params name, checked again
-    with the payment locked (against the automatic return and other processes)."""
+    with the payment locked (against the automatic return and other processes); `by`
+    asked for it and `approved_by` approved it, both in the history."""
     payment = payments.get(tx, payment_id, lock=True)
     check_item(gw, tx, payment, params.get("pending_no"))
     check_account(gw, tx, params["account"])  # an account of ours, before its holder's screening
@@ -276,7 +278,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     passed = {"passed": payment["reason"]} if screening.is_parked(payment) else {}
     payments.transition(tx, payment, "credited", EVENT, now, gw.notifier, account=account,
                         pending_no=pending_no, ledger_entry=entry_id, request=request_id,
-                        by=by, note=note, **passed)
+                        by=by, **payments.approval(approved_by), note=note, **passed)
     screening.close_decided(tx, payment, f"payment {payment_id} applied to account "
                                          f"{account} by request {request_id}", now)
     return {"payment": payment_id, "state": "credited", "account": account,

@@ -91,7 +91,16 @@ class Context:
     gw: Any
     now: datetime
     request_id: int
-    actor: str
+    actor: str  # who carries the request out: its approver under dual control
+    requested_by: str  # who asked for it (the actor, for an action needing no approval)
+
+    def who(self) -> dict[str, Any]:
+        """Who asked (`by`) and, when a second person approved the request, who approved
+        it (`approved_by`): what the history event of an executed request records. Never
+        the approver alone as `by`, as if they had asked for it themselves."""
+        if self.requested_by == self.actor:
+            return {"by": self.actor}
+        return {"by": self.requested_by, "approved_by": self.actor}
 
 
 def _unsent(tx: Any, payment_id: str, action: str,
@@ -256,7 +265,7 @@ def hold(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
         detail = {"taken_back_from_sending": True,
                   "delivery_attempts": sent.attempts if sent else None}
     payments.transition(tx, payment, "held", "ops_held", c.now, c.gw.notifier,
-                        reason="held_by_operator", request=c.request_id, by=c.actor,
+                        reason="held_by_operator", request=c.request_id, **c.who(),
                         **detail)
     return Outcome({"payment": target, "state": "held", "was": payment["state"], **detail})
 
@@ -304,12 +313,12 @@ def _release(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, st
                                    "an outbox row waiting, held or in review",
                                    f"payment {payment['id']} was sent on meanwhile"))
         payments.transition(tx, payment, "accepted", event, c.now, c.gw.notifier,
-                            request=c.request_id, by=c.actor)
+                            request=c.request_id, **c.who())
         tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (payment["id"],))
         return Outcome({"payment": payment["id"], "state": "accepted", "lane": stream},
                        [_xadd(c.gw, stream, outbox_id)])
     payments.transition(tx, payment, "held", event, c.now, c.gw.notifier,
-                        reason="waiting_for_hvps_window", request=c.request_id, by=c.actor)
+                        reason="waiting_for_hvps_window", request=c.request_id, **c.who())
     _set_outbox(tx, outbox_id, "waiting", c.now)
     return Outcome({"payment": payment["id"], "state": "held",
                     "reason": "waiting_for_hvps_window"})
@@ -341,7 +350,7 @@ def _cancel(c: Context, tx: Any, payment: dict[str, Any], outbox: tuple[int, str
         released = c.gw.ledger.release(tx, f"{payment['id']}:{event}",
                                        int(payment["hold_id"]), c.gw.work_date)
     payment = payments.transition(tx, payment, "cancelled", event, c.now, c.gw.notifier,
-                                  reason=reason, request=c.request_id, by=c.actor)
+                                  reason=reason, request=c.request_id, **c.who())
     _set_outbox(tx, outbox[0], "done", c.now)
     c.gw.ended_unsettled(tx, payment, event, reason, c.now)
     return Outcome({"payment": payment["id"], "state": "cancelled", "reason": reason,
@@ -398,7 +407,7 @@ def priority(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcom
         tx, {**payment, "priority": new, "urgency": URGENCY_BY_PRIORITY[new]},
         c.gw.keyring, c.now)
     payments.transition(tx, payment, payment["state"], "ops_priority_changed", c.now,
-                        c.gw.notifier, request=c.request_id, by=c.actor,
+                        c.gw.notifier, request=c.request_id, **c.who(),
                         priority_from=payment["priority"], priority_to=new,
                         message_rebuilt=rebuilt)
     after: list[AfterCommit] = []
@@ -491,12 +500,12 @@ def _revive(c: Context, tx: Any, fields: dict[str, Any]) -> str | None:
     kind, payment_id = row
     revive = c.gw.outbox_revive_hooks.get(kind)
     if revive is not None:  # a BEPS package: its items held since it died go on
-        revive(tx, int(fields["outbox"]), c.now, request=c.request_id, by=c.actor)
+        revive(tx, int(fields["outbox"]), c.now, request=c.request_id, **c.who())
     if kind == "hvps_credit" and payment_id is not None:
         payment = payments.get(tx, payment_id)
         if payment["state"] == "held":
             payments.transition(tx, payment, "accepted", "ops_retried", c.now,
-                                c.gw.notifier, request=c.request_id, by=c.actor)
+                                c.gw.notifier, request=c.request_id, **c.who())
             tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (payment_id,))
     return payment_id
 
@@ -750,12 +759,12 @@ def _assert_may_apply(tx: Any, action: str, target: str) -> None:
 
 def receivable_collect(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """Debit the account a receivable names and close it (gateway.ops.receivables)."""
-    return Outcome(receivables.collect(c.gw, tx, c.request_id, c.actor, target, c.now))
+    return Outcome(receivables.collect(c.gw, tx, c.request_id, c.who(), target, c.now))
 
 
 def receivable_reverse(c: Context, tx: Any, target: str, params: dict[str, Any]) -> Outcome:
     """Reverse what last changed a receivable (gateway.ops.receivables)."""
-    return Outcome(receivables.reverse(c.gw, tx, c.request_id, c.actor, target, c.now))
+    return Outcome(receivables.reverse(c.gw, tx, c.request_id, c.who(), target, c.now))
 
 
 EXECUTORS: dict[str, Callable[[Context, Any, str, dict[str, Any]], Outcome]] = {

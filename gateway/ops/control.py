@@ -660,7 +660,7 @@ def _names_id(path: str) -> bool:
 def execute(tx: Any, gw: Any, operator: Operator, req: dict[str, Any],
             now: datetime) -> list[actions.AfterCommit]:
     """Run an allowed request's action; a refusal is recorded as the request's outcome."""
-    context = actions.Context(gw, now, req["id"], operator.user)
+    context = actions.Context(gw, now, req["id"], operator.user, req["requested_by"])
     try:
         with tx.savepoint():
             outcome = actions.EXECUTORS[req["action"]](context, tx, req["target"],

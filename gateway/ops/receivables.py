@@ -67,9 +67,10 @@ def check(gw: Any, tx: Any, action: str, target: str) -> None:
                                      "an open or collected receivable", "pending_no"))
 
 
-def collect(gw: Any, tx: Any, request_id: int, actor: str, target: str,
+def collect(gw: Any, tx: Any, request_id: int, who: dict[str, str], target: str,
             now: Any) -> dict[str, Any]:
-    """Debit the account a receivable names and close the item."""
+    """Debit the account a receivable names and close the item. `who`: the request's
+    author (`by`) and its approver (`approved_by`), as actions.Context.who names them."""
     item = _item(gw, tx, target)
     try:
         entry_id = gw.ledger.collect_receivable(tx, f"ops:{request_id}:{COLLECT}",
@@ -79,25 +80,26 @@ def collect(gw: Any, tx: Any, request_id: int, actor: str, target: str,
         raise _at_target(exc) from None
     _tell_payment(tx, item.ref, "receivable_collected", now, receivable=item.pending_no,
                   account=item.account_no, amount_fen=item.amount_fen, ledger_entry=entry_id,
-                  by=f"operator:{actor}")
+                  **_as_operators(who))
     return {"receivable": item.pending_no, "state": "collected", "account": item.account_no,
             "amount_fen": item.amount_fen, "amount": format_yuan(item.amount_fen),
             "payment": item.ref, "ledger_entry": entry_id}
 
 
-def reverse(gw: Any, tx: Any, request_id: int, actor: str, target: str,
+def reverse(gw: Any, tx: Any, request_id: int, who: dict[str, str], target: str,
             now: Any) -> dict[str, Any]:
-    """Reverse what last changed a receivable: its collection, else its booking."""
+    """Reverse what last changed a receivable: its collection, else its booking (the
+    ledger's reversal by the approver carrying it out; `who` as for `collect`)."""
     before = _item(gw, tx, target)
     try:
         entry_id, after = gw.ledger.reverse_receivable(
             tx, f"ops:{request_id}:{REVERSE}", before.pending_no, gw.work_date,
-            f"operator:{actor}")
+            f"operator:{who.get('approved_by', who['by'])}")
     except LedgerError as exc:
         raise _at_target(exc) from None
     _tell_payment(tx, before.ref, "receivable_reversed", now, receivable=before.pending_no,
                   was=before.state, now_state=after.state, ledger_entry=entry_id,
-                  by=f"operator:{actor}")
+                  **_as_operators(who))
     return {"receivable": before.pending_no, "was": before.state, "state": after.state,
             "amount_fen": before.amount_fen, "amount": format_yuan(before.amount_fen),
             "payment": before.ref, "ledger_entry": entry_id}
@@ -120,6 +122,11 @@ def _item(gw: Any, tx: Any, target: str) -> Any:
         return gw.ledger.find_receivable(tx, target)
     except LedgerError as exc:
         raise NotFound(_at_target(exc).problems) from None
+
+
+def _as_operators(who: dict[str, str]) -> dict[str, str]:
+    """Who asked and who approved, named as a payment's history names operators."""
+    return {field: f"operator:{user}" for field, user in who.items()}
 
 
 def _tell_payment(tx: Any, payment_id: str, event: str, now: Any, **detail: Any) -> None:
