@@ -53,6 +53,11 @@ def test_an_operator_closes_an_ordinary_alert_into_the_history(tmp_path):
             seen["refusals"] = refusals
             seen["after"] = await counts()
             seen["listed"] = await gw.store.run(lambda tx: attention.listing(tx, [], 10))
+            # No link episode going on: the history alone, and the open alone.
+            seen["history"] = await gw.store.run(
+                lambda tx: attention.listing(tx, [], 10, attention=False))
+            seen["open"] = await gw.store.run(
+                lambda tx: attention.listing(tx, [], 10, attention=True))
             seen["audit"] = await gw.store.run(lambda tx: tx.query(
                 "SELECT actor, what, at FROM ops_audit WHERE target = ? ORDER BY id",
                 (str(ordinary),)))
@@ -76,6 +81,10 @@ def test_an_operator_closes_an_ordinary_alert_into_the_history(tmp_path):
     assert listed[ids["ordinary"]]["attention"] is False
     assert listed[ids["ordinary"]]["acknowledged_by"] == "op1"
     assert listed[ids["critical"]]["attention"] is True
+    history = {a["id"] for a in seen["history"]}
+    opened = {a["id"] for a in seen["open"]}
+    assert {ids["ordinary"], ids["phase"], ids["episode"]} <= history
+    assert ids["critical"] in opened and not history & opened
     # Which alert the page offers to close: an ordinary one still open, nothing else.
     before = {a["id"]: a["closable"] for a in seen["listed_before"] if a["id"] in ids.values()}
     assert before == {ids["ordinary"]: True, ids["critical"]: False, ids["phase"]: False,

@@ -42,7 +42,7 @@ EPISODE_CODES = (ALERT_LINK_DOWN, ALERT_LINK_REFUSING, ALERT_LINK_DISCARDING)
 _NEVER_OPEN = ", ".join(f"'{c}'" for c in HISTORY_CODES + EPISODE_CODES)
 # An alert is open when this holds (`a` the alert, `k` its acknowledgement or closing);
 # `{ongoing}` is filled with the ids of the link alerts whose episode goes on.
-_OPEN = f"((a.code NOT IN ({_NEVER_OPEN}) AND k.by IS NULL) OR a.id IN " "({ongoing}))"
+_OPEN_BY_ITSELF = f"(a.code NOT IN ({_NEVER_OPEN}) AND k.by IS NULL)"
 _FROM = "FROM alerts a LEFT JOIN alert_acks k ON k.alert_id = a.id"
 
 
@@ -81,7 +81,12 @@ def ongoing_ids(tx: Any, link_view: dict[str, Any]) -> list[int]:
 
 
 def _open_sql(ids: list[int]) -> str:
-    return _OPEN.format(ongoing=", ".join(str(int(i)) for i in ids) or "NULL")
+    """The condition of an alert being open, given the ongoing episodes' alert `ids`.
+    With none it names no id at all: `a.id IN (NULL)` is unknown, not false, and NOT of
+    it would keep no row, emptying the history."""
+    if not ids:
+        return _OPEN_BY_ITSELF
+    return f"({_OPEN_BY_ITSELF} OR a.id IN ({', '.join(str(int(i)) for i in ids)}))"
 
 
 def counts(tx: Any, ids: list[int]) -> dict[str, int]:
