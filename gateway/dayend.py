@@ -352,11 +352,25 @@ def check_reconcilable(tx: Any, text: str) -> None:
     """An operator's ask for a date's HVPS reconciliation: a work date whose ledger day
     is closed (an open one is reconciled by its day end, or late by `day_end`)."""
     if tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?", (text,)) is None:
+        never = _never_a_work_date(tx, text)
         raise Conflict(Problem("work_date_not_closed", "/target", text,
                                "a work date whose ledger day is closed",
-                               f"the ledger day of {text} is open: its day end reconciles "
-                               "it, at the cut-over, or late for a past date "
+                               never or f"the ledger day of {text} is open: its day end "
+                               "reconciles it, at the cut-over, or late for a past date "
                                f"(`{LATE_COMMAND.format(day=text)}`)"))
+
+
+def _never_a_work_date(tx: Any, text: str) -> str | None:
+    """Why `text`, without a closed ledger day, is not an open one either: before the
+    last closed work date, it was never a work date of these books (a weekend, a
+    holiday, a day before the first): said so, rather than sending operators to a day
+    end that would refuse it as closed. None for a date after it (open, or to come)."""
+    row = tx.query_one("SELECT MAX(work_date) FROM ledger_day", ())
+    last = row[0] if row else None
+    if last is None or text > last:
+        return None
+    return (f"{text} is not a work date of these books: no ledger day of it was closed, "
+            f"and a day end closes only dates after the last closed work date, {last}")
 
 
 def reports_folder(settings: Any) -> Path:
@@ -377,7 +391,8 @@ def check_reportable(tx: Any, text: str) -> date:
     if tx.query_one("SELECT 1 FROM ledger_day WHERE work_date = ?", (text,)) is None:
         raise Conflict(Problem("work_date_not_closed", "/work_date", text,
                                "a work date whose ledger day is closed",
-                               "its reports are written when its ledger day closes"))
+                               _never_a_work_date(tx, text)
+                               or "its reports are written when its ledger day closes"))
     return day
 
 

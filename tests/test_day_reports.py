@@ -41,11 +41,12 @@ def test_the_cut_over_writes_the_closed_days_reports_and_ops_gets_them(tmp_path:
                                 "on_disk": (folder / STATEMENT).read_text(encoding="utf-8")}
         seen["got"] = await gw.store.run(
             lambda tx: dayend.day_reports(tx, gw.ledger, "2026-12-07"))
-        for text in ("2026-12-08", "2026-12-7", "２０２６-12-07"):
+        for text in ("2026-12-08", "2026-12-7", "２０２６-12-07", "2026-12-05"):
             try:
                 await gw.store.run(lambda tx: dayend.day_reports(tx, gw.ledger, text))
             except PaygateError as exc:
                 seen[text] = (exc.status, exc.problems[0].code)
+                seen[f"{text} said"] = exc.problems[0].message
         return seen
 
     asyncio.run(run_on(tmp_path / "gw", "2026-12-07T09:00", monday))
@@ -61,6 +62,13 @@ def test_the_cut_over_writes_the_closed_days_reports_and_ops_gets_them(tmp_path:
     assert rows[-1] == ["balanced", "true"]
     assert "科目日结单" in files[SHEETS]
     assert seen["2026-12-08"] == (409, "work_date_not_closed")
+    assert "written when its ledger day closes" in seen["2026-12-08 said"]
+    # A Saturday before the last closed work date was never a work date here: said so,
+    # not sent to a day end that would refuse it as closed.
+    assert seen["2026-12-05"] == (409, "work_date_not_closed")
+    assert seen["2026-12-05 said"] == (
+        "2026-12-05 is not a work date of these books: no ledger day of it was closed, and "
+        "a day end closes only dates after the last closed work date, 2026-12-07")
     assert seen["2026-12-7"] == (422, "date_malformed")
     assert seen["２０２６-12-07"] == (422, "date_malformed")
     assert sorted(Path(p).name for p in written) == [STATEMENT, SHEETS]
