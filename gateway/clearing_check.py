@@ -11,9 +11,20 @@ The NPC moves its balance first and the books follow its notice, never the other
 (the books post a payment's settlement when the NPC's answer is taken), so a look
 counts as quiet when the NPC has no message waiting for delivery and the gateway no
 message received and not yet taken; what the gateway is still sending has moved
-neither side. Two quiet looks in a row that give the same pair
-of figures settle the comparison (one look alone could fall between the NPC's
-settlement and its read):
+neither side.
+
+A result can also be lost on the way (the gateway killed while the NPC delivered it):
+the NPC has settled the payment and moved its balance, and the books follow only when
+the status query the gateway sends for a payment left without an answer settles it,
+minutes later. So money whose result the books still wait for counts as on its way
+too, and a difference it can explain raises nothing (`on_the_way`): each outgoing HVPS
+payment `sent`, `queued` or `unknown` may have lowered the NPC's figure by its amount,
+and each BEPS item not yet settled in our books, netted or in a package waiting for its
+netting, may have moved it by its amount (down for what we pay, up for what we
+receive). A difference outside those bounds is a real one; one inside them is looked at
+again once the results are in, when the bounds shrink. Two quiet looks in a row that
+give the same pair of figures settle the comparison (one look alone could fall between
+the NPC's settlement and its read):
 
 - the figures differ: alert `clearing_balance_differs` with both, unless one is open
   already; the check goes on, slower, while that alert is open;
@@ -38,6 +49,20 @@ OPEN_LOOK_EVERY_S = 10.0
 log = logging.getLogger("paygate.clearing_check")
 
 _BUSY_SQL = "SELECT COUNT(*) FROM inbox WHERE state = 'received'"
+# Outgoing HVPS payments the NPC may have settled without the books knowing yet: sent,
+# queued at the NPC (its PR04 may be lost later) or under a status query.
+_HVPS_AWAITING_SQL = (
+    "SELECT COALESCE(SUM(amount_fen), 0) FROM payments WHERE state IN "
+    "('sent', 'queued', 'unknown') AND direction = 'out' AND channel = 'hvps'")
+# BEPS items the NPC may have settled in a round the books have not: netted and not
+# settled, or in a package of ours waiting for its netting result (sent, or PR11).
+_BEPS_NETTED_SQL = (
+    "SELECT side, COALESCE(SUM(amount_fen), 0) FROM beps_items WHERE netting_date IS NOT "
+    "NULL AND settled_on IS NULL GROUP BY side")
+_BEPS_PACKED_SQL = (
+    "SELECT i.side, COALESCE(SUM(i.amount_fen), 0) FROM beps_packages p JOIN beps_items i "
+    "ON i.package_id = p.id WHERE p.state IN ('sent', 'waiting') AND p.direction = 'out' "
+    "AND i.netting_date IS NULL AND i.settled_on IS NULL GROUP BY i.side")
 
 
 async def look(harness: Any, previous: tuple[int, int] | None
@@ -57,10 +82,27 @@ async def look(harness: Any, previous: tuple[int, int] | None
         if tx.query_one(_BUSY_SQL, ())[0]:
             return None, False
         current = (gw.ledger.clearing_balance(tx), npc_fen)
+        low_fen, high_fen = on_the_way(tx)
+        if current[0] != npc_fen and low_fen <= npc_fen - current[0] <= high_fen:
+            return None, False
         if current != previous:
             return current, False
         return current, settle(gw, tx, *current)
     return await gw.store.run(work)
+
+
+def on_the_way(tx: Any) -> tuple[int, int]:
+    """The bounds, in fen, of what the NPC's figure for us may be above the books (below
+    when negative) by money whose result the books still wait for (module doc)."""
+    low_fen = -int(tx.query_one(_HVPS_AWAITING_SQL, ())[0])
+    high_fen = 0
+    for sql in (_BEPS_NETTED_SQL, _BEPS_PACKED_SQL):
+        for side, amount_fen in tx.query(sql, ()):
+            if side == "D":
+                low_fen -= int(amount_fen)
+            else:
+                high_fen += int(amount_fen)
+    return low_fen, high_fen
 
 
 def settle(gw: Any, tx: Any, ledger_fen: int, npc_fen: int) -> bool:

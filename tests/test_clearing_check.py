@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from gateway import clearing_check, critical
+from gateway import clearing_check, critical, payments
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
 from gateway.redisproc import free_port
+from ledger.testing import customer_account
+from tests.beps_support import credit_row
 from tests.e2e_support import until
 
 MORNING = datetime(2026, 12, 7, 9, 30, tzinfo=SHANGHAI)
@@ -117,3 +119,109 @@ def test_a_real_difference_alerts_once_and_stays_until_the_two_agree(tmp_path: P
     assert by is None
     assert '"ledger_fen": 100000000' in detail and '"npc_fen": 100070000' in detail
     assert [(i, by) for i, _, by in seen["after"]] == [(alert_id, critical.GATEWAY)]
+
+
+def sent_hvps_payment(gw: Gateway, amount_fen: int) -> Any:
+    """An outgoing HVPS payment of `amount_fen`, its payer's money held, `sent`: its
+    result not taken yet."""
+    account = customer_account(5)
+
+    def work(tx: Any) -> dict[str, Any]:
+        gw.ledger.open_customer_account(tx, account, "付款客户", "personal", gw.work_date)
+        gw.ledger.deposit(tx, "test:deposit", account, amount_fen, gw.work_date)
+        row = dict(credit_row(1, MORNING, "hvps.111.001.01", "sent"), channel="hvps",
+                   amount_fen=amount_fen, payer_account=account, payer_name="付款客户",
+                   urgency="urgent", priority=2, work_date=gw.work_date.isoformat())
+        row["hold_id"] = gw.ledger.hold(tx, "test:hold", account, amount_fen, gw.work_date,
+                                        row["id"])
+        payments.insert(tx, row)
+        return row
+    return gw.store.run(work)
+
+
+def result_taken(gw: Gateway, payment: dict[str, Any]) -> Any:
+    """The NPC's PR04 for the payment, taken at last (a status query's answer): the
+    books settle it from the payer's hold, lowering our clearing account."""
+    def work(tx: Any) -> None:
+        gw.ledger.settle(tx, "test:settled", payment["hold_id"], gw.work_date)
+        payments.transition(tx, payments.get(tx, payment["id"]), "settled", "hvps_settled",
+                            gw.clock.now())
+    return gw.store.run(work)
+
+
+def test_a_difference_while_results_are_awaited_raises_nothing(tmp_path: Path) -> None:
+    """After a restart the NPC has settled a 300.00 yuan HVPS payment whose result was lost:
+    nothing is in flight on the link, the payment is `sent` in our books, and the NPC's
+    figure is below the books by its amount. That is money on its way: no alert until the
+    status query's answer settles it, after which the two agree and the check ends."""
+    async def scenario(gw: Gateway) -> dict[str, Any]:
+        payment = await sent_hvps_payment(gw, 300_00)
+        npc = FakeNpc(gw, OPENING_FEN - 300_00, pending=0)
+        watch = asyncio.create_task(clearing_check.watch(npc))
+        await until(lambda: npc.looks >= 6, "several quiet looks with the result awaited")
+        during = await alerts(gw)
+        await result_taken(gw, payment)
+        await asyncio.wait_for(watch, 5)
+        return {"during": during, "after": await alerts(gw)}
+
+    seen = asyncio.run(with_gateway(tmp_path, scenario))
+
+    assert seen == {"during": [], "after": []}
+
+
+@pytest.mark.parametrize("npc_fen", [OPENING_FEN - 300_01, OPENING_FEN + 1])
+def test_a_difference_results_awaited_cannot_explain_alerts(tmp_path: Path,
+                                                             npc_fen: int) -> None:
+    """A 300.00 yuan HVPS payment awaits its result, but the NPC's figure is 300.01 yuan
+    below the books, or above them (an outgoing payment only lowers it): a real
+    difference, alerted as ever."""
+    async def scenario(gw: Gateway) -> Any:
+        await sent_hvps_payment(gw, 300_00)
+        npc = FakeNpc(gw, npc_fen, pending=0)
+        watch = asyncio.create_task(clearing_check.watch(npc))
+        try:
+            await until(lambda: alerts(gw), "the alert")
+        finally:
+            watch.cancel()
+        return await alerts(gw)
+
+    raised = asyncio.run(with_gateway(tmp_path, scenario))
+
+    assert len(raised) == 1 and f'"npc_fen": {npc_fen}' in raised[0][1]
+
+
+def beps_item(gw: Gateway, side: str, netted: bool) -> Any:
+    """A BEPS item of 200.00 yuan not settled in our books: netted into a round, or in a
+    package of ours sent and waiting for its netting result."""
+    def work(tx: Any) -> None:
+        tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, "
+                   "receiver, count, total_fen, state, created_at, updated_at) VALUES "
+                   "('K1', 'out', 'beps.121.001.01', 'k1', 'a', 'b', 1, 20000, ?, ?, ?)",
+                   ("netted" if netted else "sent", MORNING.isoformat(), MORNING.isoformat()))
+        tx.execute("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
+                   "amount_fen, package_id, netting_date, netting_round, created_at) VALUES "
+                   "('P1', 'credit_out', ?, 'b', 'beps.121.001.01', 20000, 'K1', ?, ?, ?)",
+                   (side, "2026-12-07" if netted else None, "3" if netted else None,
+                    MORNING.isoformat()))
+    return gw.store.run(work)
+
+
+@pytest.mark.parametrize(("side", "netted", "npc_fen"), [
+    ("D", True, OPENING_FEN - 200_00), ("C", True, OPENING_FEN + 200_00),
+    ("D", False, OPENING_FEN - 200_00)])
+def test_a_difference_beps_items_not_settled_explain_raises_nothing(
+        tmp_path: Path, side: str, netted: bool, npc_fen: int) -> None:
+    """The NPC settled a round (or netted and settled a package whose result is lost)
+    with an item of 200.00 yuan our books have not settled yet: its amount, down for what
+    we pay and up for what we receive, is on its way and raises nothing."""
+    async def scenario(gw: Gateway) -> Any:
+        await beps_item(gw, side, netted)
+        npc = FakeNpc(gw, npc_fen, pending=0)
+        watch = asyncio.create_task(clearing_check.watch(npc))
+        try:
+            await until(lambda: npc.looks >= 6, "several quiet looks")
+        finally:
+            watch.cancel()
+        return await alerts(gw)
+
+    assert asyncio.run(with_gateway(tmp_path, scenario)) == []
