@@ -848,7 +848,9 @@ class Gateway:
                 message=message)
         except PaygateError as exc:
             # A key answered before gets its first answer, whatever the route says now
-            # (HVPS closed since, with when_closed=refuse): the payment was taken.
+            # (HVPS closed since, with when_closed=refuse): the payment was taken. A key
+            # taken by another request is refused for that (409), as a valid body would
+            # be, before any field of this one: the key is what the core system mistook.
             stored = await self.answered_before(client, idem_key, body, message, exc)
             if stored is not None:
                 return stored
@@ -893,7 +895,10 @@ class Gateway:
                                ) -> tuple[int, dict[str, Any]] | None:
         """The first answer to a transfer refused now (`refusal`, if any) when its key was
         taken before with the same body (or the same ready message); None otherwise, and
-        when the key itself is refused."""
+        when the key itself is refused. A transfer refused for its body (`refusal` given)
+        under a key another request took is refused for the key instead (409, raised:
+        key_reuse.refused_transfer), as it would be were its body valid; the lookup is
+        made only for a refused body, never on the way to acceptance."""
         if not idem_key or refusal is not None and any(p.path == "Idempotency-Key"
                                                        for p in refusal.problems):
             return None
@@ -907,9 +912,14 @@ class Gateway:
                     return None
             stored = tx.query_one("SELECT body_sha256, status, response FROM idempotency "
                                   "WHERE client = ? AND key = ?", (client, idem_key))
-            if stored is None or not intake.same_transfer(stored[0], body_hash, body):
+            if stored is None:
                 return None
-            return stored[1], payments.answer_of(tx, stored[2])
+            answer = payments.answer_of(tx, stored[2])
+            if intake.same_transfer(stored[0], body_hash, body):
+                return stored[1], answer
+            if refusal is not None:
+                raise key_reuse.refused_transfer(tx, client, idem_key, body, answer)
+            return None
         return await self.store.run(work)
 
     async def transfer_problems(self, body: Any, as_written: bool = False) -> list[Problem]:
@@ -1119,18 +1129,17 @@ class Gateway:
                 results[i] = exc
                 checked.append(i)
         # A key answered before gets its first answer, whatever the route says now (as
-        # `submit_transfer`): the payment was taken.
-        refused = [(i, SimpleNamespace(client=client, idem_key=key))
+        # `submit_transfer`): the payment was taken; a key another request took, the
+        # refusal for the key (409) rather than for the fields.
+        refused = [(i, SimpleNamespace(client=client, idem_key=key, body=requests[i][1],
+                                       body_hash=first_use[key][1]))
                    for i, (key, _) in enumerate(requests)
                    if key and isinstance(results[i], PaygateError)
                    and not any(p.path == "Idempotency-Key" for p in results[i].problems)]
         if refused:
-            stored = await self.store.run(lambda tx: bulk.stored_answers(tx, refused))
-            for i, p in refused:
-                first, first_hash = first_use[p.idem_key]
-                if p.idem_key in stored and intake.same_transfer(
-                        stored[p.idem_key][0], first_hash, requests[first][1]):
-                    results[i] = stored[p.idem_key][1]
+            results_of = await self.store.run(lambda tx: bulk.replays(tx, refused))
+            for i, outcome in results_of.items():
+                results[i] = outcome
         await self._with_funds_problems(requests, results, checked)
 
         if ready and refusal is not None:

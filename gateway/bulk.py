@@ -178,6 +178,16 @@ def stored_answers(tx: Any, ready: list[tuple[int, "Prepared"]]
     return found
 
 
+def replays(tx: Any, refused: list[tuple[int, Any]]) -> dict[int, Any]:
+    """For the batch's transfers refused for their body, under keys taken before (each
+    with `client`, `idem_key`, `body`, `body_hash` as a Prepared has them): the first
+    answer of each sent again, the key's refusal (409) of each that asks for another
+    payment, by index; nothing for a key not taken."""
+    stored = stored_answers(tx, refused)
+    return {i: _replay(tx, p, *stored[p.idem_key]) for i, p in refused
+            if p.idem_key in stored}
+
+
 def _replay(tx: Any, p: "Prepared", body_hash: str, answer: Any) -> Any:
     """The first answer given under this key, or the refusal of a different body, naming
     the fields that differ from what the first asked for."""

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import jsontext, payments
-from gateway.errors import Conflict, Problem
+from gateway.errors import Conflict, PaygateError, Problem
 from gateway.intake import DEFAULTS, transfer_meaning
 from gateway.messages import beps125, beps127
 from gateway.money import format_yuan
@@ -145,6 +145,20 @@ def other_kind(key: str, first: str, now: str, answer: Any = None) -> Conflict:
         f"Idempotency-Key {key} was taken{made} by {was}, and this request is {asked}: "
         f"a key stands for one request of one kind, so this one needs a new key",
         (("first_kind", first), ("kind", now))))
+
+
+async def refused_or_replayed(store: Any, refusal: PaygateError,
+                              replay: Callable[[Any], Any]) -> Any:
+    """What a request refused for its body (`refusal`) under its checked key answers: the
+    answer stored for it when `replay(tx)` finds the same request kept under the key
+    (the request was taken, whatever is refused in it now); the key's refusal (409) when
+    `replay` raises it, another request having taken the key, as a valid body would be
+    refused; else `refusal`, raised. Looked up only for a refused body: a request taken
+    meets its key in its own transaction, and nothing is added on that way."""
+    stored = await store.run(replay)
+    if stored is None:
+        raise refusal
+    return stored
 
 
 def refused_transfer(tx: Any, client: str, key: str, body: Any, answer: Any) -> Conflict:

@@ -2,7 +2,7 @@
 POST /v1/transfers does: debits, periodic credits, queries and free text sent again
 written another way (an amount as 10.0 for 10.00, a default spelt out, a null for a
 field left out, a time with its offset) get the stored answer; another request under
-the same key is a 409."""
+the same key is a 409, whether or not its own body is valid."""
 
 from __future__ import annotations
 
@@ -374,3 +374,65 @@ def test_a_batch_of_items_with_their_own_keys_sent_again_as_another_type_gets_th
     assert unseen.status_code == 415, unseen.text
     assert unseen.json()["errors"][0]["code"] == "unsupported_media_type"
     assert live.query("SELECT COUNT(*) FROM payments")[0][0] == payments_before
+
+
+# A request under a key another request took is refused for the key (409) whether or not
+# its own body is valid: a body its fields would refuse (422) is not checked first, since
+# what the core system mistook is the key. The same body under a new key still gets its
+# fields' 422; the key is looked up only for a refused body
+# (gateway.key_reuse.refused_or_replayed).
+REUSED = "idempotency_key_reused_with_other_body"
+
+# (endpoint, body maker, changes its fields refuse: 422 under a new key)
+INVALID = [
+    ("/v1/transfers", transfer, {"amount": "-5.00"}),
+    ("/v1/transfers", transfer, {"amount": "40.001", "urgency": "soon"}),
+    ("/v1/transfers", transfer, {"payee_bank": "12345"}),
+    ("/v1/debits", debit, {"amount": "abc"}),
+    ("/v1/periodic-credits", periodic, {"amount": "0"}),
+    ("/v1/free-format", free_text, {"content": ""}),
+    ("/v1/queries", query, {"query_type": "QT99"}),
+]
+
+
+@pytest.mark.parametrize("n, case", list(enumerate(INVALID)))
+def test_a_reused_key_with_an_invalid_body_is_refused_for_the_key(live, payment, n, case):
+    path, make, changes = case
+    first = post(live, path, f"invalid-taken-{n}", _body(live, make, payment))
+    reused = post(live, path, f"invalid-taken-{n}", _body(live, make, payment, **changes))
+    fresh = post(live, path, f"invalid-fresh-{n}", _body(live, make, payment, **changes))
+    errors = reused.json()["errors"]
+
+    assert first.status_code == 201, first.text
+    assert reused.status_code == 409, reused.text
+    assert (errors[0]["code"], errors[0]["path"]) == (REUSED, "Idempotency-Key")
+    assert {e["code"] for e in errors} == {REUSED}
+    assert fresh.status_code == 422, fresh.text
+    assert REUSED not in fresh.text
+
+
+def test_a_debit_mandate_under_a_taken_key_with_an_invalid_body_is_refused_for_the_key(
+        live):
+    body = {"account": live.payer, "agreement": "AG-KEY"}
+    first = post(live, "/v1/debit-mandates", "mandate-taken", body)
+    reused = post(live, "/v1/debit-mandates", "mandate-taken", {**body, "agreement": ""})
+
+    assert first.status_code == 201, first.text
+    assert reused.status_code == 409, reused.text
+    assert reused.json()["errors"][0]["code"] == REUSED
+
+
+def test_a_batch_item_under_a_taken_key_with_an_invalid_body_is_refused_for_the_key(live):
+    """An item naming its own key, taken by an earlier transfer, with an amount refused:
+    its result is the key's 409; the batch's other items are judged on their own."""
+    first = post(live, "/v1/transfers", "item-taken", transfer(live, amount="7.00"))
+    items = [{**transfer(live, amount="-7.00"), "idempotency_key": "item-taken"},
+             {**transfer(live, amount="-7.00"), "idempotency_key": "item-new"}]
+    r = requests.post(f"{live.url}/v1/transfers/batch", data=json.dumps(items), timeout=10,
+                      headers={"Idempotency-Key": "batch-of-taken-item",
+                               "Content-Type": "application/json"})
+    taken, new = r.json()["results"]
+
+    assert first.status_code == 201, first.text
+    assert (taken["status"], taken["errors"][0]["code"]) == (409, REUSED), r.text
+    assert new["status"] == 422, r.text

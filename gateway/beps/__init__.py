@@ -187,10 +187,13 @@ class BepsExtension:
         """POST /v1/debits: record a collection (beps.127), idempotent by key."""
         gw = self.gw
         key = requests.require_key(idem_key)
-        debit = debits_out.parse_debit(body, gw.own_banks)
-        receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
-                                             debits_out.DEBIT_BUSINESS_TYPE, debit.amount_fen,
-                                             body.get("amount"))
+        try:
+            debit = debits_out.parse_debit(body, gw.own_banks)
+            receiver = requests.receiving_direct(gw, debit.debtor_bank, "/debtor_bank",
+                                                 debits_out.DEBIT_BUSINESS_TYPE,
+                                                 debit.amount_fen, body.get("amount"))
+        except PaygateError as exc:
+            return await requests.refused(gw, client, key, body, debits_out.KIND, exc)
         now = gw.clock.now()
         return await self._once(client, key, body, debits_out.KIND, now,
                                 lambda tx: payments.public_view(
@@ -201,10 +204,13 @@ class BepsExtension:
         """POST /v1/periodic-credits: a periodic credit (beps.125), idempotent by key."""
         gw = self.gw
         key = requests.require_key(idem_key)
-        transfer, agreement = periodic.parse(body, gw.own_banks)
-        receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
-                                             periodic.PERIODIC_TYPE, transfer.amount_fen,
-                                             body.get("amount"))
+        try:
+            transfer, agreement = periodic.parse(body, gw.own_banks)
+            receiver = requests.receiving_direct(gw, transfer.payee_bank, "/payee_bank",
+                                                 periodic.PERIODIC_TYPE, transfer.amount_fen,
+                                                 body.get("amount"))
+        except PaygateError as exc:
+            return await requests.refused(gw, client, key, body, periodic.KIND, exc)
         now = gw.clock.now()
         return await self._once(client, key, body, periodic.KIND, now,
                                 lambda tx: periodic.record(tx, gw, transfer, agreement,

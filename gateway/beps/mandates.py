@@ -257,7 +257,12 @@ async def change(gw: "Gateway", action: str, body: Any, client: str | None = Non
                  idem_key: str | None = None) -> tuple[int, dict[str, Any]]:
     """Make one of ACTIONS: under the client's Idempotency-Key when given (the API's
     requests), else once as asked (the gateway's own, `client` None: the demo)."""
-    fields = parse(body, FIELDS_OF[action])
+    try:
+        fields = parse(body, FIELDS_OF[action])
+    except PaygateError as exc:
+        if idem_key is None:
+            raise
+        return await requests.refused(gw, client or "", idem_key, body, KINDS[action], exc)
     now = gw.clock.now()
     run = ACTIONS[action]
     if idem_key is None:

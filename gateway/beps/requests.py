@@ -57,15 +57,31 @@ def _replay(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind
     return stored[1], answer
 
 
+def replay(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind
+           ) -> tuple[int, dict[str, Any]] | None:
+    """The answer stored under the key for this same request (`kind`), read only; None
+    for a new key; another request, or another kind of request, under it is refused
+    (409)."""
+    return _replay(tx, client, idem_key, body, kind, intake.meaning_sha256(kind.meaning(body)))
+
+
 def stored_answer(tx: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind
                   ) -> tuple[int, dict[str, Any]] | None:
-    """The answer stored under the key for this same request (`kind`), read only; None
-    for a new key and for another request under it (whose refusal is not told here)."""
+    """`replay`, None for another request under the key too (whose refusal is not told
+    here)."""
     try:
-        return _replay(tx, client, idem_key, body, kind,
-                       intake.meaning_sha256(kind.meaning(body)))
+        return replay(tx, client, idem_key, body, kind)
     except Conflict:
         return None
+
+
+async def refused(gw: Any, client: str, idem_key: str, body: Any, kind: key_reuse.Kind,
+                  refusal: PaygateError) -> tuple[int, dict[str, Any]]:
+    """The answer to a request of `kind` whose body is refused (`refusal`) under its
+    checked key: the answer stored for the same request, the key's refusal (409) when
+    another request took it, else `refusal` raised (key_reuse.refused_or_replayed)."""
+    return await key_reuse.refused_or_replayed(
+        gw.store, refusal, lambda tx: replay(tx, client, idem_key, body, kind))
 
 
 KEY_LEN_MAX = 64  # as POST /v1/transfers takes it (gateway.app, openapi.yaml)

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from gateway import intake, key_reuse, outbound, scope, store
-from gateway.errors import Conflict
+from gateway.errors import Conflict, PaygateError
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
 from gateway.messages import ccms303, ccms314, ccms911, codec
@@ -177,7 +177,10 @@ class QueryDesk:
                          body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
         now = self.gw.clock.now()
-        req = requests.parse_query(body, now)
+        try:
+            req = requests.parse_query(body, now)
+        except PaygateError as exc:
+            return await self._refused(QUERIES, client, key, body, exc)
         return await self._kept(QUERIES, client, key, body, now, 201, lambda tx: (
             outgoing.open_query(tx, self, req, client, now)))
 
@@ -216,7 +219,11 @@ class QueryDesk:
         the query is answered now (no second ccms.315 to the other bank), another request
         under the key a 409."""
         key = idempotency.check_key(key)
-        content, operator = requests.parse_reply(body)
+        try:
+            content, operator = requests.parse_reply(body)
+        except PaygateError as exc:
+            return await self._refused(REPLY, client, key,
+                                       requests.reply_request(query_id, body), exc)
         now = self.gw.clock.now()
         return await self._kept(REPLY, client, key, requests.reply_request(query_id, body),
                                 now, 200, lambda tx: outgoing.operator_reply(
@@ -228,7 +235,11 @@ class QueryDesk:
         is: the same key, query and request again get the stored answer (no second
         ccms.314 to the other bank), another request under the key a 409."""
         key = idempotency.check_key(key)
-        content, operator = requests.parse_chase(body)
+        try:
+            content, operator = requests.parse_chase(body)
+        except PaygateError as exc:
+            return await self._refused(CHASE, client, key,
+                                       requests.chase_request(query_id, body), exc)
         now = self.gw.clock.now()
         return await self._kept(CHASE, client, key, requests.chase_request(query_id, body),
                                 now, 201, lambda tx: outgoing.chase(
@@ -237,10 +248,23 @@ class QueryDesk:
     async def send_free_format(self, client: str, key: str | None,
                                body: Any) -> tuple[int, dict[str, Any]]:
         key = idempotency.check_key(key)
-        req = requests.parse_free_format(body)
+        try:
+            req = requests.parse_free_format(body)
+        except PaygateError as exc:
+            return await self._refused(FREE_FORMAT, client, key, body, exc)
         now = self.gw.clock.now()
         return await self._kept(FREE_FORMAT, client, key, body, now, 201, lambda tx: (
             outgoing.send_free_format(tx, self, req, client, now)))
+
+    async def _refused(self, kind: key_reuse.Kind, client: str, key: str, request: Any,
+                       refusal: PaygateError) -> tuple[int, dict[str, Any]]:
+        """A request of `kind` whose body is refused (`refusal`) under its checked key:
+        the answer stored for the same request, the key's refusal (409) when another
+        request took it, else `refusal` raised (key_reuse.refused_or_replayed)."""
+        body_hash = intake.meaning_sha256(kind.meaning(request))
+        return await key_reuse.refused_or_replayed(
+            self.gw.store, refusal,
+            lambda tx: idempotency.replay(tx, client, kind, key, request, body_hash))
 
     async def _kept(self, kind: key_reuse.Kind, client: str, key: str, request: Any,
                     now: datetime, status: int,
