@@ -84,10 +84,16 @@ def _above_or_below(statement_minus_npc_fen: int) -> str:
 
 def note_text(tx: Any, day: str) -> str | None:
     """The closed date's late entries as CSV, None when it has none."""
+    return _note(tx, day)[0]
+
+
+def _note(tx: Any, day: str) -> tuple[str | None, list[int]]:
+    """The closed date's late entries as CSV (None when it has none), and the ids of the
+    entries it lists."""
     rows = tx.query("SELECT entry_id, booked_on, source, debit_fen, credit_fen, at, alert_id "
                     "FROM late_entries WHERE closed_date = ? ORDER BY entry_id", (day,))
     if not rows:
-        return None
+        return None, []
     out = io.StringIO()
     write = csv.writer(out).writerow
     write(["late entries of closed work date", day])
@@ -103,19 +109,40 @@ def note_text(tx: Any, day: str) -> str | None:
         write([entry_id, booked_on, source, format_yuan(int(debit_fen)),
                format_yuan(int(credit_fen)), format_yuan(net), at, alert_id])
     write(["net total", "", "", "", "", format_yuan(net_total), "", ""])
-    return out.getvalue()
+    return out.getvalue(), [int(row[0]) for row in rows]
+
+
+# Entries marked written by one statement: a closed date has a few late entries (one a
+# BEPS round settled after its cut-over), far below any limit on a statement's values.
+MARKED_PER_STATEMENT = 500
+
+
+def _mark_noted(tx: Any, ids: list[int], now: str) -> None:
+    for start in range(0, len(ids), MARKED_PER_STATEMENT):
+        chunk = ids[start:start + MARKED_PER_STATEMENT]
+        tx.execute(f"UPDATE late_entries SET noted_at = ? WHERE entry_id IN "
+                   f"({', '.join('?' * len(chunk))}) AND noted_at IS NULL", (now, *chunk))
 
 
 async def write_notes(gw: Any, folder: Path) -> list[str]:
     """Write `late-entries-DATE.csv` into `folder` for each closed date with a late entry
-    not written yet, and mark them written; the paths. A write that fails is logged and
-    tried again at the next call."""
-    def unwritten(tx: Any) -> list[tuple[str, str, int]]:
-        days = tx.query("SELECT closed_date, MAX(entry_id) FROM late_entries WHERE "
-                        "noted_at IS NULL GROUP BY closed_date ORDER BY closed_date", ())
-        return [(day, note_text(tx, day) or "", int(last)) for day, last in days]
+    not written yet, and mark written exactly the entries the file lists; the paths. A
+    write that fails is logged and tried again at the next call.
+
+    Entries are marked by id, not up to the highest id read: on PostgreSQL an entry
+    whose id was drawn before another's can commit after the file was read, below that
+    highest id, and would be marked without being in the file. Left unmarked, it brings
+    its date's file to be written again at the next call."""
+    def unwritten(tx: Any) -> list[tuple[str, str, list[int]]]:
+        days = tx.query("SELECT DISTINCT closed_date FROM late_entries WHERE "
+                        "noted_at IS NULL ORDER BY closed_date", ())
+        notes = []
+        for (day,) in days:
+            text, ids = _note(tx, day)
+            notes.append((day, text or "", ids))
+        return notes
     written = []
-    for day, text, last in await gw.store.run(unwritten):
+    for day, text, ids in await gw.store.run(unwritten):
         path = folder / note_name(day)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -125,9 +152,7 @@ async def write_notes(gw: Any, folder: Path) -> list[str]:
                       day, path, exc)
             continue
         now = gw.clock.now().isoformat()
-        await gw.store.run(lambda tx, day=day, last=last, now=now: tx.execute(
-            "UPDATE late_entries SET noted_at = ? WHERE closed_date = ? AND entry_id <= ? "
-            "AND noted_at IS NULL", (now, day, last)))
+        await gw.store.run(lambda tx, ids=ids, now=now: _mark_noted(tx, ids, now))
         log.info("event=late_entries_written closed_date=%s path=%s", day, path)
         written.append(str(path))
     return written
