@@ -710,7 +710,8 @@ class Gateway:
         self.hvps_status = status
         return True
 
-    def _take_table_hold(self, hold: dict[str, Any] | None, changes_seen: int) -> None:
+    def _take_table_hold(self, hold: dict[str, Any] | None, changes_seen: int,
+                         how: str = "") -> None:
         """The hold the window tick read from the table, taken unless this process's
         hold changed since the tick began to read (`changes_seen`): a notice's work
         committed after the read, and told here before the tick applies it, is newer;
@@ -721,7 +722,7 @@ class Gateway:
             log.info("event=hvps_hold_tick_read_passed_over held_read=%s held_now=%s",
                      hold is not None, self.hvps_hold is not None)
             return
-        self._take_hvps_hold(hold)
+        self._take_hvps_hold(hold, how)
 
     def _take_hvps_hold(self, hold: dict[str, Any] | None, how: str = "") -> None:
         self._hvps_hold_changes += 1
@@ -759,16 +760,22 @@ class Gateway:
 
     async def _on_peer_hvps_hold(self, event: dict[str, Any]) -> None:
         """Another gateway process held HVPS sending, or ended the hold; ended by
-        operators, with the status they confirmed, which this process's window takes."""
-        if event.get("hold") is not None:
-            self._take_hvps_hold(event["hold"])
-            return
+        operators, with the status they confirmed, which this process's window takes.
+
+        The word says that the hold changed, not what it is now: by the time it is taken
+        it can be older than the table (two processes' words crossing, or a hold begun
+        and ended again before the first word arrives), and taken as it is it would hold
+        or release sending wrongly until the next tick. So the hold is read again from
+        the table, written before the word was sent, and taken as the tick takes it:
+        not when this process's hold changed during the read (`_take_table_hold`)."""
         if event.get("confirmed"):
             await self._take_confirmed_status(event["confirmed"])
-        self._take_hvps_hold(None, "told by another gateway process")
-        # A payment this process put on a lane before it heard, or whose hold ended by
-        # the table on its tick (no change of the hold seen here), follows the window
-        # as the approving process's did.
+        changes_seen = self._hvps_hold_changes
+        hold = await self.store.run(status_hold.read)
+        self._take_table_hold(hold, changes_seen, "told by another gateway process")
+        # Once not held: a payment this process put on a lane before it heard, or whose
+        # hold ended by the table on its tick (no change of the hold seen here), follows
+        # the window as the approving process's did.
         self.follow_closed_hvps()
 
     async def _on_peer_hvps_status(self, event: dict[str, Any]) -> None:

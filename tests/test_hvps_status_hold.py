@@ -42,36 +42,41 @@ def test_a_process_told_of_the_hold_stops_sending_and_takes_the_confirmed_status
     entry is put off before any row is claimed) nor straight after accepting one; told
     that operators confirmed 30, its window takes 30 and sending is free again."""
     gw = follower(tmp_path)
-    hold = {"since": NOW.isoformat(), "orig": "10", "cur": "00",
-            "notice_date": DAY.isoformat(), "outcome": "illegal", "status": "10",
-            "work_date": DAY.isoformat(), "notices": 1}
 
-    asyncio.run(gw.cluster._dispatch(json.dumps({
-        "from": "elsewhere", "kind": status_hold.CLUSTER_KIND, "hold": hold})))
-    held = gw.hvps_hold
-
-    async def send() -> Any:
-        # No store is open: a claim would fail otherwise than with RetryLater.
-        await gw._send_outbox(keys.HVPS_LANES[1], "1-0", {"outbox": "1"})
-    with pytest.raises(RetryLater) as put_off:
-        asyncio.run(send())
-
-    assert held == hold
-    assert str(put_off.value) == status_hold.HELD
-    assert gw._may_send_now() is False
-
-    async def told_confirmed() -> None:
-        # HVPS closed under 30: the process looks at the lanes (nothing on them here).
+    async def scenario() -> dict[str, Any]:
         await gw.store.open()
         try:
+            # Another process began the hold (its row), then told the others.
+            hold = await gw.store.run(begin)
+            await gw.cluster._dispatch(json.dumps({
+                "from": "elsewhere", "kind": status_hold.CLUSTER_KIND, "hold": hold}))
+            held, real_run = gw.hvps_hold, gw.store.run
+
+            async def no_store(work: Any) -> Any:
+                raise AssertionError("an outbox row was claimed")
+            gw.store.run = no_store  # a claim would fail otherwise than with RetryLater
+            try:
+                await gw._send_outbox(keys.HVPS_LANES[1], "1-0", {"outbox": "1"})
+                put_off = None
+            except RetryLater as exc:
+                put_off = str(exc)
+            finally:
+                gw.store.run = real_run
+            may_send = gw._may_send_now()
+            # HVPS closed under 30: the process looks at the lanes (nothing on them).
+            await gw.store.run(lambda tx: status_hold.end(tx, "confirmed", NOW))
             await gw._on_peer_hvps_hold({"hold": None, "confirmed": {
                 "seq": 1, "status": "30", "work_date": DAY.isoformat(),
                 "at": NOW.isoformat(), "since": hold["since"]}})
             await asyncio.gather(*gw._tasks)
+            return {"hold": hold, "held": held, "put_off": put_off, "may_send": may_send}
         finally:
             await gw.store.close()
-    asyncio.run(told_confirmed())
+    seen = asyncio.run(scenario())
 
+    assert seen["held"] == seen["hold"]
+    assert seen["put_off"] == status_hold.HELD
+    assert seen["may_send"] is False
     assert gw.hvps_hold is None
     assert (gw.hvps_status, gw.work_date) == ("30", DAY)
     assert (gw.window.history[-1].source, gw.window.history[-1].outcome) == (
@@ -100,6 +105,35 @@ def test_a_process_that_missed_the_word_reads_the_hold_on_its_tick(tmp_path: Pat
     assert before is None
     assert during is not None and during["cur"] == "00" and during["notices"] == 1
     assert after is None
+
+
+@pytest.mark.parametrize("word", ["begun", "ended"])
+def test_a_word_older_than_the_table_never_overrides_it(tmp_path: Path, word: str) -> None:
+    """Another process's word arrives after the hold changed again: a hold begun and
+    ended since (the table holds none), or a hold ended and begun again since (the
+    table holds the new one). The process takes what the table says, not the word:
+    sending is neither held by a word of a hold that has ended nor freed by a word of
+    an end that a new hold followed."""
+    gw = follower(tmp_path)
+
+    async def scenario() -> tuple[Any, Any]:
+        await gw.store.open()
+        try:
+            if word == "begun":
+                said = await gw.store.run(begin)
+                await gw.store.run(lambda tx: status_hold.end(tx, "test", NOW))
+            else:
+                said = None
+                await gw.store.run(begin)
+            await gw._on_peer_hvps_hold({"hold": said})
+            await asyncio.gather(*gw._tasks)
+            return gw.hvps_hold, await gw.store.run(status_hold.read)
+        finally:
+            await gw.store.close()
+    taken, table = asyncio.run(scenario())
+
+    assert taken == table
+    assert (taken is None) == (word == "begun")
 
 
 @pytest.mark.parametrize("told", ["begun", "ended"])
