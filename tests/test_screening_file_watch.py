@@ -16,7 +16,8 @@ import pytest
 
 from gateway import api, critical
 from gateway.ops import cli_render, snapshot
-from gateway.ops.screening_watch import ALERT_SCREENING_EMPTIED, ALERT_SCREENING_FILE
+from gateway.ops.screening_watch import (ALERT_SCREENING_EMPTIED, ALERT_SCREENING_FILE,
+                                         ScreeningWatch)
 from gateway.ops.testing import LoopThread, OpsRig
 from tests.test_ops_review import settled
 
@@ -131,6 +132,28 @@ def test_a_good_file_read_again_closes_the_alert(rig: Rig, mended: None) -> None
     assert no_longer["reason"] != "screening_match_payee_name"
     assert health["screening"] == {"state": "ok"}
     assert ALERT_SCREENING_FILE not in still_open["codes"]
+
+
+def test_a_process_whose_copy_is_good_leaves_the_alert_of_a_broken_copy(
+        rig: Rig, mended: None) -> None:
+    """Processes on two hosts read their own copies of the file: the alert raised by
+    the one whose copy is broken names its host, and the other, whose copy reads well,
+    neither closes it nor raises its own; it is closed once the copy that raised it is
+    read well."""
+    other = ScreeningWatch(rig.gw, host="another-host")
+    before = len(rig.alerts())
+    rig.write('names = [ "x", ')  # this host's copy broken: its watch raises
+    rig.path.write_text(GOOD, encoding="utf-8")  # the other host's copy reads well
+    settled(rig.path)
+    rig.loop.run(other.check())
+    after_other = rig.alerts()[before:]
+    rig.loop.run(rig.gw.screening_watch.check())  # this host's copy mended
+    after_own = rig.alerts()[before:]
+
+    assert [(d["host"], by) for _, d, by in after_other] == [
+        (rig.gw.screening_watch.host, None)]
+    assert [(d["host"], by) for _, d, by in after_own] == [
+        (rig.gw.screening_watch.host, critical.GATEWAY)]
 
 
 def test_another_fault_replaces_the_alert_of_the_first(rig: Rig, mended: None) -> None:

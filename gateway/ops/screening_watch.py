@@ -7,11 +7,11 @@ it, not refused). Nobody would know the list in force is no longer the file's, s
 watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too) and:
 
 - raises the critical alert `screening_file_refused` (gateway.critical: /health says
-  `attention`, `paygate ops status` and the page count it) naming the file and its
-  problems (the TOML parser's line and column, the list's field), once a problem: a
-  restart, another process or a check after a new change of the same fault does not
-  raise a second one; an alert of an earlier problem of the same file is closed as the
-  gateway when another problem replaces it;
+  `attention`, `paygate ops status` and the page count it) naming the file, the host
+  whose copy it read and its problems (the TOML parser's line and column, the list's
+  field), once a problem: a restart, another process on the same host or a check after
+  a new change of the same fault does not raise a second one; an alert of an earlier
+  problem of the same copy is closed as the gateway when another problem replaces it;
 - closes its alerts (as the gateway, critical.close_by_gateway) once a good file is
   read again;
 - shows the file's state in /health and `ops status` (`view`): `ok`, or `degraded`
@@ -20,6 +20,14 @@ watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too)
 - raises the critical alert `screening_list_emptied` when a list with no entries is
   taken while the gateway runs in place of one with entries (closed once a list with
   entries is in force again).
+
+Each process reads the file at its own path on its own host: processes on several hosts
+each have a copy, which can differ (one host's copy mended, another's not yet). So each
+alert names its copy (`file` and `host`, the host's name) and is raised, replaced and
+closed only by a process reading that copy: one whose copy is good never closes the
+alert of a host whose copy is broken, which stays open until that host's copy is read
+well (or a supervisor acknowledges it, for a host gone for good). An alert raised before
+alerts named their host (no `host`) is closed by any process reading its file well.
 
 A restart while the file is broken starts with the copy of the last good list the data
 folder keeps (gateway.ops.review.keep_last_good) and raises the same alert; without a
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 from gateway import critical
@@ -55,8 +64,10 @@ def _told(problems: list[Problem]) -> str:
 
 
 class ScreeningWatch:
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, host: str | None = None) -> None:
         self.gw = gw
+        # The host whose copy of the file this process reads (module doc).
+        self.host = host if host is not None else socket.gethostname()
         self.raised: tuple[str, str] | None = None  # (file, problem) of the alert raised
         self.since: str | None = None  # the gateway's time the file was first seen bad
         self.checked = False  # whether open alerts of a good file were closed yet
@@ -128,11 +139,21 @@ class ScreeningWatch:
                 await self.gw.store.run(lambda tx: self._close_emptied(tx, path))
             self.emptied = None
 
+    def _of_this_copy(self, detail: dict[str, Any], path: str) -> bool:
+        """Whether an alert is about the copy of the file this process reads: its file,
+        on this host (or on no host named: an alert raised before hosts were)."""
+        return detail.get("file") == path and detail.get("host", self.host) == self.host
+
+    def _open_of(self, tx: Any, code: str, path: str) -> list[tuple[int, dict[str, Any]]]:
+        return [(alert_id, detail) for alert_id, detail in critical.unclosed(tx, (code,))
+                if self._of_this_copy(detail, path)]
+
     def _raise_emptied(self, tx: Any, path: str, taken: review.Taken) -> None:
-        if any(detail.get("file") == path and detail.get("sha256") == taken.sha256
-               for _, detail in critical.unclosed(tx, (ALERT_SCREENING_EMPTIED,))):
+        if any(detail.get("sha256") == taken.sha256
+               for _, detail in self._open_of(tx, ALERT_SCREENING_EMPTIED, path)):
             return
-        self.gw.alert(tx, ALERT_SCREENING_EMPTIED, file=path, sha256=taken.sha256,
+        self.gw.alert(tx, ALERT_SCREENING_EMPTIED, file=path, host=self.host,
+                      sha256=taken.sha256,
                       since=taken.since, previous_names=taken.previous_names,
                       previous_accounts=taken.previous_accounts,
                       problem="the screening list in force is empty: no payment is "
@@ -143,13 +164,11 @@ class ScreeningWatch:
                        "a screening list with entries is in force again")
 
     def _raise(self, tx: Any, path: str, told: str, problems: list[Problem]) -> None:
-        open_ = [(alert_id, detail) for alert_id, detail
-                 in critical.unclosed(tx, (ALERT_SCREENING_FILE,))
-                 if detail.get("file") == path]
+        open_ = self._open_of(tx, ALERT_SCREENING_FILE, path)
         if any(detail.get("problem") == told for _, detail in open_):
-            return  # raised before (another process, before a restart)
+            return  # raised before (another process on this host, before a restart)
         alert_id = self.gw.alert(
-            tx, ALERT_SCREENING_FILE, file=path, problem=told,
+            tx, ALERT_SCREENING_FILE, file=path, host=self.host, problem=told,
             problems=[p.to_dict() for p in problems],
             kept="the last good list screens payments until the file is mended")
         superseded = [i for i, _ in open_]
@@ -162,7 +181,9 @@ class ScreeningWatch:
         self._close_of(tx, ALERT_SCREENING_FILE, path, "the screening file was read well again")
 
     def _close_of(self, tx: Any, code: str, path: str, note: str) -> None:
-        closed = critical.close_where(tx, (code,), "file", path, note, self.gw.clock.now())
+        closed = [alert_id for alert_id, _ in self._open_of(tx, code, path)]
         if closed:
-            log.info("event=screening_alerts_closed code=%s file=%s alerts=%s", code, path,
-                     ",".join(map(str, closed)))
+            critical.close_by_gateway(tx, closed, f"{note} on host {self.host}",
+                                      self.gw.clock.now())
+            log.info("event=screening_alerts_closed code=%s file=%s host=%s alerts=%s", code,
+                     path, self.host, ",".join(map(str, closed)))
