@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway import keys
 from gateway.app import Gateway
 from gateway.clock import SHANGHAI, ManualClock
 from gateway.config import Settings
@@ -123,8 +124,22 @@ def test_two_gateways_show_one_link_and_one_discard_episode(tmp_path: Path) -> N
 
             # An acknowledgement of a message sent before the last discarded one ends
             # nothing; one sent after it, taken at the other process, ends the episode.
+            # The early one is judged against the cluster's episode in work of its own:
+            # its end awaited (never a pause that could end before it), it left the
+            # episode as it was.
+            early_judged = asyncio.Event()
+            judge = b.link_share.acknowledged
+
+            async def judged(mesg_id: str) -> None:
+                try:
+                    await judge(mesg_id)
+                finally:
+                    early_judged.set()
+            b.link_share.acknowledged = judged  # type: ignore[method-assign]
             b.link.acknowledged(SENT[0])
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(early_judged.wait(), 10)
+            b.link_share.acknowledged = judge  # type: ignore[method-assign]
+            seen["early_ack_episode"] = await b.redis.hgetall(keys.LINK_DISCARDING)
             seen["after_early_ack"] = (await a.link_share.view())["discarded_messages"]
             b.link.acknowledged(SENT[3])
             await until(lambda: _count(a, 0), "the episode over")
@@ -161,6 +176,7 @@ def test_two_gateways_show_one_link_and_one_discard_episode(tmp_path: Path) -> N
     assert len(seen["alerts"]) == 1  # one alert for the cluster's episode
     assert '"since": "2026-12-07T09:30:00+08:00"' in seen["alerts"][0]["detail"]
 
+    assert seen["early_ack_episode"].get("discards") == "2", seen["early_ack_episode"]
     assert seen["after_early_ack"] == 2
     assert seen["over_a"]["discarded_messages"] == 0
     assert seen["over_a"]["state"] != "degraded", seen["over_a"]
