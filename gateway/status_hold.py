@@ -23,9 +23,9 @@ The hold is a row of `hvps_status_hold` (one while it lasts, restarts included) 
 process's copy of it (`Gateway.hvps_hold`), told over the cluster channel
 (`hvps_status_hold`: a process told reads the row again rather than take the word,
 which can be older than the row by the time it arrives) and read again at start and on
-every window tick by a process of several, which a lost message cannot then leave sending (nor sending with the status
-it had: the status operators confirmed is kept with the end of the hold,
-`hvps_status_confirmed`, and taken first). It ends, and sending resumes by itself
+every window tick by a process of several, which a lost message cannot then leave
+sending (nor sending with the status it had: the status operators confirmed is kept
+with the end of the hold, `hvps_status_confirmed`, and taken first). It ends, and sending resumes by itself
 (every pending row put back on its lane, those waiting for the window released when
 HVPS is open), when either
 
