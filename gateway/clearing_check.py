@@ -19,12 +19,15 @@ the status query the gateway sends for a payment left without an answer settles 
 minutes later. So money whose result the books still wait for counts as on its way
 too, and a difference it can explain raises nothing (`on_the_way`): each outgoing HVPS
 payment `sent`, `queued` or `unknown` may have lowered the NPC's figure by its amount,
-and each BEPS item not yet settled in our books, netted or in a package waiting for its
-netting, may have moved it by its amount (down for what we pay, up for what we
-receive). A difference outside those bounds is a real one; one inside them is looked at
-again once the results are in, when the bounds shrink. Two quiet looks in a row that
-give the same pair of figures settle the comparison (one look alone could fall between
-the NPC's settlement and its read):
+and each BEPS item not yet settled in our books may have moved it by its amount (down
+for what we pay, up for what we receive): one netted, whose round's booking notice is
+the books' only way to settle it (the balances of the netting accounts, 4002 what we
+owe and 4003 what we are owed, read in one row each whatever the items' number), and
+one in a package of ours waiting for its netting result (sent, or PR11). A difference
+outside those bounds is a real one; one inside them is looked at again once the
+results are in, when the bounds shrink. Two quiet looks in a row that give the same
+pair of figures settle the comparison (one look alone could fall between the NPC's
+settlement and its read):
 
 - the figures differ: alert `clearing_balance_differs` with both, unless one is open
   already; the check goes on, slower, while that alert is open;
@@ -41,6 +44,7 @@ from typing import Any
 import aiohttp
 
 from gateway import critical, logs
+from ledger.chart import BEPS_NETTED_IN, BEPS_NETTED_OUT
 
 CODE = "clearing_balance_differs"
 # Between looks while the comparison is not settled, and while a difference is open.
@@ -54,11 +58,9 @@ _BUSY_SQL = "SELECT COUNT(*) FROM inbox WHERE state = 'received'"
 _HVPS_AWAITING_SQL = (
     "SELECT COALESCE(SUM(amount_fen), 0) FROM payments WHERE state IN "
     "('sent', 'queued', 'unknown') AND direction = 'out' AND channel = 'hvps'")
-# BEPS items the NPC may have settled in a round the books have not: netted and not
-# settled, or in a package of ours waiting for its netting result (sent, or PR11).
-_BEPS_NETTED_SQL = (
-    "SELECT side, COALESCE(SUM(amount_fen), 0) FROM beps_items WHERE netting_date IS NOT "
-    "NULL AND settled_on IS NULL GROUP BY side")
+# BEPS items the NPC may have netted and settled without the books knowing yet: in a
+# package of ours waiting for its netting result (sent, or PR11). Few packages are in
+# those states, found by their state's index; netted items are in the netting accounts.
 _BEPS_PACKED_SQL = (
     "SELECT i.side, COALESCE(SUM(i.amount_fen), 0) FROM beps_packages p JOIN beps_items i "
     "ON i.package_id = p.id WHERE p.state IN ('sent', 'waiting') AND p.direction = 'out' "
@@ -82,7 +84,7 @@ async def look(harness: Any, previous: tuple[int, int] | None
         if tx.query_one(_BUSY_SQL, ())[0]:
             return None, False
         current = (gw.ledger.clearing_balance(tx), npc_fen)
-        low_fen, high_fen = on_the_way(tx)
+        low_fen, high_fen = on_the_way(gw, tx)
         if current[0] != npc_fen and low_fen <= npc_fen - current[0] <= high_fen:
             return None, False
         if current != previous:
@@ -91,17 +93,20 @@ async def look(harness: Any, previous: tuple[int, int] | None
     return await gw.store.run(work)
 
 
-def on_the_way(tx: Any) -> tuple[int, int]:
+def on_the_way(gw: Any, tx: Any) -> tuple[int, int]:
     """The bounds, in fen, of what the NPC's figure for us may be above the books (below
     when negative) by money whose result the books still wait for (module doc)."""
-    low_fen = -int(tx.query_one(_HVPS_AWAITING_SQL, ())[0])
-    high_fen = 0
-    for sql in (_BEPS_NETTED_SQL, _BEPS_PACKED_SQL):
-        for side, amount_fen in tx.query(sql, ()):
-            if side == "D":
-                low_fen -= int(amount_fen)
-            else:
-                high_fen += int(amount_fen)
+    accounts = gw.ledger.internal_accounts
+    # Each on its normal side: what we owe in rounds netted (4002), what we are owed
+    # (4003); below zero only while a round settled before all its items were booked.
+    low_fen = -int(tx.query_one(_HVPS_AWAITING_SQL, ())[0]) - max(
+        0, gw.ledger.balance(tx, accounts[BEPS_NETTED_OUT]))
+    high_fen = max(0, gw.ledger.balance(tx, accounts[BEPS_NETTED_IN]))
+    for side, amount_fen in tx.query(_BEPS_PACKED_SQL, ()):
+        if side == "D":
+            low_fen -= int(amount_fen)
+        else:
+            high_fen += int(amount_fen)
     return low_fen, high_fen
 
 

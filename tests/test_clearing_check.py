@@ -191,18 +191,31 @@ def test_a_difference_results_awaited_cannot_explain_alerts(tmp_path: Path,
 
 
 def beps_item(gw: Gateway, side: str, netted: bool) -> Any:
-    """A BEPS item of 200.00 yuan not settled in our books: netted into a round, or in a
-    package of ours sent and waiting for its netting result."""
+    """A BEPS item of 200.00 yuan not settled in our books: netted into a round (in the
+    books: what we pay moved from its hold to the netted obligations, what we receive
+    credited to the payee against the netted receivables), or in a package of ours sent
+    and waiting for its netting result."""
+    account = customer_account(6)
+
     def work(tx: Any) -> None:
+        gw.ledger.open_customer_account(tx, account, "收款客户", "personal", gw.work_date)
+        if netted and side == "C":
+            gw.ledger.credit_incoming_netted(tx, "test:netted-in", account, "收款客户",
+                                             200_00, gw.work_date, "test")
+            return
+        gw.ledger.deposit(tx, "test:deposit", account, 200_00, gw.work_date)
+        hold_id = gw.ledger.hold(tx, "test:hold", account, 200_00, gw.work_date, "P1")
+        if netted:
+            gw.ledger.net(tx, "test:netted-out", hold_id, gw.work_date)
+            return
         tx.execute("INSERT INTO beps_packages (id, direction, msg_type, msg_id, sender, "
                    "receiver, count, total_fen, state, created_at, updated_at) VALUES "
-                   "('K1', 'out', 'beps.121.001.01', 'k1', 'a', 'b', 1, 20000, ?, ?, ?)",
-                   ("netted" if netted else "sent", MORNING.isoformat(), MORNING.isoformat()))
+                   "('K1', 'out', 'beps.121.001.01', 'k1', 'a', 'b', 1, 20000, 'sent', ?, ?)",
+                   (MORNING.isoformat(), MORNING.isoformat()))
         tx.execute("INSERT INTO beps_items (payment_id, kind, side, counterparty, msg_type, "
-                   "amount_fen, package_id, netting_date, netting_round, created_at) VALUES "
-                   "('P1', 'credit_out', ?, 'b', 'beps.121.001.01', 20000, 'K1', ?, ?, ?)",
-                   (side, "2026-12-07" if netted else None, "3" if netted else None,
-                    MORNING.isoformat()))
+                   "amount_fen, package_id, created_at) VALUES "
+                   "('P1', 'credit_out', 'D', 'b', 'beps.121.001.01', 20000, 'K1', ?)",
+                   (MORNING.isoformat(),))
     return gw.store.run(work)
 
 
