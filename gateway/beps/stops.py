@@ -227,7 +227,7 @@ def check_item_cancel(tx: Any, payment: dict[str, Any]) -> None:
     """A cancel here: the item waits to be packed, is set aside, or is in a package not
     with the NPC; one the NPC has is for npc-cancel."""
     if payment["direction"] != "out":
-        raise incoming_not_cancellable("/target", payment["id"])
+        raise incoming_not_cancellable("/target", payment)
     pkg = cancels.check(tx, payment)
     if pkg is not None and not pkg.changeable:
         raise Conflict(Problem(

@@ -73,7 +73,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                                     {"by": by, **payments.approval(approved_by)}, now, "/id")
         return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise incoming_not_cancellable("/id", payment_id)
+        raise incoming_not_cancellable("/id", payment)
     if payment["state"] in UNSENT_STATES:
         return _cancel_unsent(gw, tx, payment, reason, by, now, approved_by), []
     if payment["state"] != "queued":
@@ -135,7 +135,7 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
         internal_hold.check_cancel(payment, "/id")
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise incoming_not_cancellable("/id", pid)
+        raise incoming_not_cancellable("/id", payment)
     if payment["state"] in UNSENT_STATES:
         _unsent_outbox(tx, payment)
         return
