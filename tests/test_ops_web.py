@@ -20,6 +20,7 @@ from gateway.ops import attention, sessions, views
 from gateway.ops.operators import hash_password
 from gateway.ops.testing import LoopThread, OpsRig
 from ledger.db import connect
+from tests.test_error_codes import listed_codes
 
 _keys = itertools.count(1)
 PASSWORDS = {"op1": "op1-pass", "sup1": "sup1-pass", "lock1": "lock1-pass"}
@@ -675,3 +676,26 @@ def test_the_alerts_open_are_counted_apart_from_the_history(web: Web) -> None:
         "history": before["history"] - rig_open + len(ALERT_CASES) - opened + 1}
     assert all(a["attention"] for a in snap["alerts"])
     assert not any(a["attention"] for a in snap["alert_history"])
+
+
+@pytest.mark.parametrize("path, problems", [
+    ("/ops/api/alerts?open=yes&limit=0",
+     [("open_unknown", "?open", "yes"), ("query_parameter_out_of_range", "?limit", "0")]),
+    ("/ops/api/alerts?limit=201&open=",
+     [("open_unknown", "?open", ""), ("query_parameter_out_of_range", "?limit", "201")]),
+    ("/ops/api/requests?state=later&limit=x",
+     [("state_unknown", "?state", "later"), ("query_parameter_out_of_range", "?limit", "x")]),
+    ("/ops/api/stuck?minutes=-1", [("query_parameter_out_of_range", "?minutes", "-1")]),
+    ("/ops/api/dead?limit=", [("query_parameter_out_of_range", "?limit", "")]),
+])
+def test_a_list_names_each_bad_query_parameter_as_the_query_string_does(
+        web: Web, path: str, problems: list[tuple[str, str, str]]) -> None:
+    """A bad value of a list's query parameter is told at `?name`, as an unknown or
+    repeated parameter is and as GET /v1/transfers tells its own, all at once, each
+    code one docs/errors.md lists."""
+    status, body, _ = web.call("GET", path, basic=("op1", "op1-pass"))
+    listed = listed_codes()
+
+    assert status == 422
+    assert [(e["code"], e["path"], e["value"]) for e in body["errors"]] == problems
+    assert all(e["code"] in listed and e["expected"] for e in body["errors"])
