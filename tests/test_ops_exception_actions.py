@@ -209,6 +209,31 @@ def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig
     assert (asked_for["by"], asked_for["approved_by"]) == ("operator:op1", "operator:sup1")
 
 
+def test_a_return_lists_who_approved_it_beside_who_asked(rig: Rig) -> None:
+    """An operators' return keeps its second person in its own row (`approved_by` of
+    exc_returns, which GET /v1/transfers/{id}/exceptions lists), as the history names
+    both."""
+    pid = rig.suspense()
+    _, req = rig.request("op1", "return", pid, "查无此人")
+    rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1", {"note": "已核实"})
+
+    def read(tx: Any) -> tuple[Any, ...]:
+        (listed,) = exc_schema.returns_of(tx, pid)
+        stored = tx.query_one("SELECT requested_by, approved_by FROM exc_returns "
+                              "WHERE original_id = ?", (pid,))
+        return listed, stored, exc_schema.return_by_id(tx, listed["return_id"])
+    listed, stored, by_id = rig.loop.run(rig.rig.gw.store.run(read))
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+    asked_for = next(h["detail"] for h in detail["history"]
+                     if h["event"] == "return_requested")
+
+    assert (listed["requested_by"], listed["approved_by"]) == (asked_for["by"],
+                                                               asked_for["approved_by"])
+    assert listed["approved_by"].endswith("sup1") and listed["requested_by"].endswith("op1")
+    assert tuple(stored) == (listed["requested_by"], listed["approved_by"])
+    assert by_id == listed
+
+
 def test_requests_carry_their_actions_human_name_and_the_payments_amount(rig: Rig) -> None:
     """Every action has a name in both languages, none of them its code; a request on a
     payment shows that payment's amount, one on something else none."""
