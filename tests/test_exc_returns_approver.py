@@ -58,6 +58,6 @@ def test_an_old_database_gets_the_approver_and_its_old_returns_name_theirs(
         db.close()
 
     assert "approved_by" not in before and after == [*before, "approved_by"]
-    assert listed == {"R1": ("operator:op1", "operator:sup1"), "R2": ("auto_return", None),
+    assert listed == {"R1": ("op1", "sup1"), "R2": ("auto_return", None),
                       "R3": ("op1", "sup1")}
 

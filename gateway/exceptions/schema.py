@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import dialect, scope
+from gateway import dialect, operator_names, scope
 from gateway.store import NOT_READ, answered, reading_once, rows_by_id
 
 SCHEMA = [
@@ -106,7 +106,7 @@ def add_request(tx: Any, kind: str, payment_id: str, msg_id: str, mesg_id: str, 
 def _request(values: tuple | None) -> dict[str, Any] | None:
     if values is None:
         return None
-    row = dict(zip(REQUEST_COLUMNS, values))
+    row = operator_names.plain(dict(zip(REQUEST_COLUMNS, values)))
     row["answer"] = json.loads(row["answer"]) if row["answer"] else None
     return row
 
@@ -161,11 +161,12 @@ def add_return(tx: Any, return_id: str, original_id: str, direction: str, via: s
 
 
 def _return(tx: Any, values: tuple | None) -> dict[str, Any] | None:
-    """A return's row; one recorded before `approved_by` was kept names its approver as
-    the history of the payment it returns does (its `return_requested`)."""
+    """A return's row, its operators named plainly (gateway.operator_names); one recorded
+    before `approved_by` was kept names its approver as the history of the payment it
+    returns does (its `return_requested`)."""
     if values is None:
         return None
-    row = dict(zip(RETURN_COLUMNS, values))
+    row = operator_names.plain(dict(zip(RETURN_COLUMNS, values)))
     if row["approved_by"] is None and row["direction"] == "out":
         row["approved_by"] = _approver_in_history(tx, row["original_id"], row["return_id"])
     return row
@@ -178,7 +179,7 @@ def _approver_in_history(tx: Any, original_id: str, return_id: str) -> str | Non
                               "event = 'return_requested' ORDER BY id DESC", (original_id,)):
         recorded = json.loads(detail)
         if recorded.get("return_id") == return_id:
-            return recorded.get("approved_by")
+            return operator_names.operator_name(recorded.get("approved_by"))
     return None
 
 
@@ -198,7 +199,7 @@ def open_return_of(tx: Any, original_id: str) -> dict[str, Any] | None:
             f"p.id = r.return_id WHERE r.original_id = ? AND {_OPEN} "
             "ORDER BY r.created_at DESC", (original_id,))
     # Its state and ids are what its callers check: `approved_by` as the row keeps it.
-    return dict(zip(RETURN_COLUMNS, values)) if values else None
+    return operator_names.plain(dict(zip(RETURN_COLUMNS, values))) if values else None
 
 
 def open_returns_read_once(tx: Any, original_ids: list[str]
@@ -247,7 +248,8 @@ def unkeep(tx: Any, payment_id: str) -> bool:
 def kept(tx: Any, payment_id: str) -> dict[str, Any] | None:
     row = tx.query_one("SELECT kept_by, note, at FROM exc_suspense_keep WHERE payment_id = ?",
                        (payment_id,))
-    return {"kept_by": row[0], "note": row[1], "at": row[2]} if row else None
+    return {"kept_by": operator_names.operator_name(row[0]), "note": row[1],
+            "at": row[2]} if row else None
 
 
 # Suspense items applied to an account (销账)
@@ -267,4 +269,4 @@ def applied(tx: Any, payment_id: str) -> dict[str, Any] | None:
     """How the payment's suspense item was applied to an account; None when it was not."""
     row = tx.query_one(f"SELECT {', '.join(APPLIED_COLUMNS)} FROM exc_suspense_applied "
                        "WHERE payment_id = ?", (payment_id,))
-    return dict(zip(APPLIED_COLUMNS, row)) if row else None
+    return operator_names.plain(dict(zip(APPLIED_COLUMNS, row))) if row else None
