@@ -241,7 +241,9 @@ def cancel_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
                 now: datetime) -> dict[str, Any]:
     payment = payments.get(tx, target)
     check_item_cancel(tx, payment)
-    done = cancels.request(gw, tx, payment, "cancelled_by_operator", who["by"], now)
+    # Who asked and, under dual control, who approved: both in the item's history.
+    done = cancels.request(gw, tx, payment, "cancelled_by_operator", who["by"], now,
+                           who.get("approved_by"))
     assert isinstance(done, dict), f"payment {target}'s package was checked not with the NPC"
     return done
 
