@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway import jsontext, keys, logs
+from gateway import jsontext, keys, logs, operator_names
 from gateway.clock import texts
 from gateway.messages import hvps112
 from gateway.config import Settings
@@ -444,11 +444,14 @@ def subjects(tx: Any, payment_id: str) -> tuple[str, ...]:
 
 
 def history(tx: Any, payment_id: str) -> list[dict[str, Any]]:
+    """The payment's history, oldest first; an operator written the old way
+    (`operator:op1`) read as the plain name the console writes (gateway.operator_names)."""
     filed = subjects(tx, payment_id)
     marks = ", ".join("?" for _ in filed)
     rows = tx.query("SELECT at, state, event, detail FROM payment_events "
                     f"WHERE payment_id IN ({marks}) ORDER BY id", filed)
-    return [{"at": at, "state": state, "event": event, "detail": json.loads(detail)}
+    return [{"at": at, "state": state, "event": event,
+             "detail": operator_names.plain_event(event, json.loads(detail))}
             for at, state, event, detail in rows]
 
 

@@ -162,16 +162,25 @@ def check_transition(payment_id: str, current: str, new: str,
                                f"payment {payment_id} cannot go from {current} to {new}"))
 
 
-def incoming_not_cancellable(path: str, payment_id: str) -> Conflict:
+def incoming_not_cancellable(path: str, payment: Mapping[str, Any]) -> Conflict:
     """The refusal of a cancel of an incoming payment, whichever road asked for it (the
-    core system's cancel, an operator's cancel or npc-cancel, a BEPS item's stop): an
-    incoming payment is returned to its sender, never cancelled. Every outgoing payment
-    may be cancelled in some state (HVPS, BEPS, a book transfer), which `expected`
-    says; the code keeps the name clients already match on, from when only HVPS
-    payments were cancelled (a stable code is never renamed), and docs/errors.md says
-    that it covers every outgoing channel."""
+    core system's cancel, an operator's cancel or npc-cancel, a BEPS item's stop), in
+    whatever channel and state the payment is: a credit another bank sent us is returned
+    to its sender, a debit it sent us is paid or refused in our receipt (beps.128), and
+    neither is ever cancelled. Every payment we send may be cancelled in some state
+    (HVPS, BEPS, a book transfer), which `expected` says. The code keeps the name clients
+    already match on, from when only HVPS payments were cancelled (a stable code is
+    never renamed); docs/errors.md says when it is answered."""
+    payment_id, state = payment["id"], payment["state"]
+    if payment.get("msg_type") == beps127.MESSAGE_TYPE:
+        instead = ("a debit another bank sent us is paid or refused in our receipt "
+                   "(beps.128), not cancelled")
+    else:
+        instead = ("a credit another bank sent us is returned to its sender (return), "
+                   "not cancelled")
     return Conflict(Problem("cancel_only_for_outgoing_hvps_payments", path, payment_id,
-                            "an outgoing payment (HVPS, BEPS or a book transfer); an "
-                            "incoming one is returned to its sender, not cancelled",
-                            f"payment {payment_id} is incoming: it is returned to its "
-                            "sender (return), not cancelled"))
+                            "an outgoing payment (HVPS, BEPS or a book transfer): a cancel "
+                            "is refused with this code for every incoming payment, "
+                            "whatever its channel and state",
+                            f"payment {payment_id} is incoming ({state}): only a payment "
+                            f"we send is cancelled; {instead}"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from html import escape
 
 from gateway.money import format_yuan_grouped
+from gateway.operator_names import operator_name
 from ledger.capitals import amount_in_capitals
 from ledger.db import Transaction
 from ledger.errors import LedgerError
@@ -70,7 +71,9 @@ def load_voucher(tx: Transaction, number: int | str) -> Voucher:
     return Voucher(
         voucher_no=make_voucher_no(row[3], row[0]), kind_name=VOUCHER_KINDS[row[3]],
         entry_id=int(row[0]), event_id=row[1], op=row[2], work_date=row[4], ref=row[5],
-        teller=row[6], reverses=row[7],
+        # A reversal by an operator written before the console named operators plainly
+        # (`operator:sup1`) is shown under the name every other record gives them.
+        teller=operator_name(row[6]), reverses=row[7],
         lines=tuple(VoucherLine(r[0], r[1], r[2], r[3], int(r[4])) for r in lines),
     )
 

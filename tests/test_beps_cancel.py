@@ -342,8 +342,8 @@ def test_an_operator_cancel_runs_the_same_path(tmp_path: Path) -> None:
 
     assert ops.ACTIONS["npc_cancel"] is True
     assert detail["cancelled"] == "requested" and len(entries) == 1
-    assert request["requested_by"] == "operator:op1"
-    assert (asked["by"], asked["approved_by"]) == ("operator:op1", "operator:sup1")
+    assert request["requested_by"] == "op1"
+    assert (asked["by"], asked["approved_by"]) == ("op1", "sup1")
 
 
 def _netted(db: Any, gw: ResultGateway, package_id: str) -> None:

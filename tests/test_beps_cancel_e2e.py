@@ -246,7 +246,7 @@ def test_items_taken_out_of_a_sealed_package_before_it_is_sent(tmp_path):
             assert all(v["beps"]["package"] is None for v in cancelled)
             assert events(cancelled[0])[-1] == "cancelled_from_package"
             told = cancelled[0]["history"][-1]["detail"]
-            assert (told["by"], told["approved_by"]) == ("operator:op1", "operator:sup1")
+            assert (told["by"], told["approved_by"]) == ("op1", "sup1")
             assert npc["packages"] == {"PR03": 1} and npc["withdrawn_txs"] == 0
             assert end["clearing"] == CLEARING_FEN - 100 * YUAN == end["npc_clearing"]
             assert end["holds"] == 0 and end["netted_out"] == 0 and end["balanced"]

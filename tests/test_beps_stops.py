@@ -155,8 +155,9 @@ def _who() -> dict[str, Any]:
 
 def test_an_item_held_alone_is_cancelled_or_packed_again_when_released(tmp_path):
     """An operator's hold takes an item out of a package the NPC never had and keeps it
-    out of packing; released, it waits to be packed again (a new package); cancelled,
-    its hold is released and it is never packed."""
+    out of packing; released, it waits to be packed again (a new package); cancelled
+    (asked by one operator, approved by a second, both in its history), its hold is
+    released and it is never packed."""
     db, gw, package_id = held_package(tmp_path, [100, 250, 400])
     _deliver(db, package_id, "pending", 1, 1)
     ids = [f"P{package_id[12:20]}0000000{n}" for n in range(3)]
@@ -164,7 +165,9 @@ def test_an_item_held_alone_is_cancelled_or_packed_again_when_released(tmp_path)
         held = [stops.hold_item(gw, tx, pid, _who(), NOW) for pid in ids[:2]]
         item_rows = dict(tx.query("SELECT payment_id, package_id FROM beps_items", ()))
         released, entries = stops.release_item(gw, tx, ids[0], _who(), NOW)
-        cancelled = stops.cancel_item(gw, tx, ids[1], {"request": 2, "by": "sup1"}, NOW)
+        cancelled = stops.cancel_item(gw, tx, ids[1], {"request": 2, "by": "op1",
+                                                       "approved_by": "sup1"}, NOW)
+        told = payments.history(tx, ids[1])[-1]
         after = dict(tx.query("SELECT payment_id, package_id FROM beps_items", ()))
         states = [payments.get(tx, pid)["state"] for pid in ids]
         pkg = unsent.read(tx, package_id)
@@ -175,6 +178,8 @@ def test_an_item_held_alone_is_cancelled_or_packed_again_when_released(tmp_path)
     assert released["state"] == "accepted"
     assert entries == [(keys.BEPS_TX, {"item": ids[0]})]  # a nudge for the packer
     assert cancelled["cancelled"] == "before_packing"
+    assert (told["event"], told["detail"]["by"], told["detail"]["approved_by"]) == (
+        "cancelled_before_packing", "op1", "sup1")
     assert after == {ids[0]: None, ids[1]: "-", ids[2]: package_id}
     assert states == ["accepted", "cancelled", "sent"]
     assert (pkg.count, pkg.total_fen) == (1, 400)

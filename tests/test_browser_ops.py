@@ -574,3 +574,42 @@ def test_the_live_badge_says_nothing_untrue_before_sign_in(rig: Any, browser: An
     assert signed_in == (True, "live")
     assert switched == ("live on", "实时")
     assert after == (False, "")
+
+
+@pytest.fixture(scope="module")
+def stuck_rig(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A gateway whose two payments have been `sent` for hours without a result."""
+    with serving(tmp_path_factory.mktemp("ops-stuck")) as (loop, ops_rig):
+        for n in range(2):
+            pid = loop.run(ops_rig.submit(f"stuck-{n}", amount="100.00"))["id"]
+            loop.run(ops_rig.gw.store.run(lambda tx, pid=pid: tx.execute(
+                "UPDATE payments SET state = 'sent', updated_at = "
+                "'2026-12-07T05:00:00+08:00' WHERE id = ?", (pid,))))
+        yield loop, ops_rig
+
+
+def test_a_cut_stuck_list_says_how_many_there_are_in_all(
+        stuck_rig: Any, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Stuck payments" table lists the oldest its lists hold and says so under its
+    heading, "the oldest 1 of 2 shown", as the "Held for review" table does; in Chinese
+    too. With room for all, it says how many there are."""
+    from gateway.ops import snapshot, views
+
+    loop, ops_rig = stuck_rig
+    now = ops_rig.gw.clock.now()
+    total, _ = loop.run(ops_rig.gw.store.run(lambda tx: views.stuck_total(tx, now)))
+    monkeypatch.setattr(snapshot, "SNAPSHOT_LIST_MAX", 1)
+    english = sign_in(browser, ops_rig.url, "op1", "en-US")
+    chinese = sign_in(browser, ops_rig.url, "op1", "zh-CN")
+    for page in (english, chinese):
+        page.wait_for_selector("#t-stuck tbody tr", timeout=STEP_TIMEOUT_MS)
+    cut = (english.text_content("#stuck-note"), chinese.text_content("#stuck-note"),
+           english.locator("#t-stuck tbody tr").count())
+    monkeypatch.setattr(snapshot, "SNAPSHOT_LIST_MAX", 50)
+    whole = sign_in(browser, ops_rig.url, "op1", "en-US")
+    whole.wait_for_selector(f"#stuck-note:has-text('{total} in all')",
+                            timeout=REFRESHED_WITHIN_MS + STEP_TIMEOUT_MS)
+
+    assert total >= 2
+    assert cut == (f"the oldest 1 of {total} shown", f"显示最早的 1 笔，共 {total} 笔", 1)
+    assert whole.locator("#t-stuck tbody tr").count() == total

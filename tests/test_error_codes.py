@@ -13,13 +13,18 @@ PACKAGES = ("gateway", "ledger", "routing", "simulators", "message_schemas")
 _USE = re.compile(r"(?:Problem|(?<!store)\.add|Error|_fail|_bad|_problem|refuse)"
                   r"\(\s*\n?\s*\"([a-z][a-z0-9_]+)\"")
 _LISTED = re.compile(r"^\| `([a-z][a-z0-9_]+)` \|", re.M)
+# A console route's query parameter checked against its choices is refused as
+# `NAME_unknown` (gateway.ops.data_routes.checked_query), a code no literal spells.
+_CHOICE = re.compile(r"choices=\{\s*\"([a-z][a-z0-9_]+)\":")
 
 
 def used_codes() -> set[str]:
     found: set[str] = set()
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            found.update(_USE.findall(path.read_text(encoding="utf-8")))
+            text = path.read_text(encoding="utf-8")
+            found.update(_USE.findall(text))
+            found.update(f"{name}_unknown" for name in _CHOICE.findall(text))
     return found
 
 

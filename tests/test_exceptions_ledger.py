@@ -256,7 +256,7 @@ def test_an_operators_return_takes_its_reason_from_the_request_note(books):
         ret = schema.returns_of(tx, original)[0]
 
     assert outcome.detail == {"payment": original, "return_id": ret["return_id"]}
-    assert (ret["reason"], ret["requested_by"]) == ("查无此人", "operator:op1")
+    assert (ret["reason"], ret["requested_by"]) == ("查无此人", "op1")
     assert len(outcome.after) == 1
 
 

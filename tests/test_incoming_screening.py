@@ -321,7 +321,7 @@ def test_operators_apply_a_parked_credit_the_hit_passed_credited_once(rig: Rig) 
     last = after["history"][-1]
     assert (last["event"], last["detail"]["passed"], last["detail"]["by"],
             last["detail"]["approved_by"]) == (
-        "suspense_applied", "screening_match_payer_name", "operator:op1", "operator:sup1")
+        "suspense_applied", "screening_match_payer_name", "op1", "sup1")
     assert rig.books() == (before[0] + 1_005, before[1] - 1_005, True)
     assert again_status == 409, again
 
@@ -596,9 +596,9 @@ def test_the_core_system_may_not_cancel_the_operators_return(rig: Rig) -> None:
     problem = cancel.value.problems[0]
     assert (problem.code, problem.value) == ("return_not_requested_by_core_system", first)
     assert payment["id"] in problem.message and "only operators" in problem.message
-    assert "as operator:op1 asked and operator:sup1 approved" in problem.message
+    assert "as op1 asked and sup1 approved" in problem.message
     asked = next(h["detail"] for h in after["history"] if h["event"] == "return_requested")
-    assert (asked["by"], asked["approved_by"]) == ("operator:op1", "operator:sup1")
+    assert (asked["by"], asked["approved_by"]) == ("op1", "sup1")
     # The return pays the credit's payer: the screening's match is its payee.
     assert (rig.view(first)["state"], rig.view(first)["reason"]) == (
         "held", "screening_match_payee_name")

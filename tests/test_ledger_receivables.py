@@ -135,3 +135,22 @@ def test_a_receivable_is_reversed_by_its_number_its_collection_first(books):
     assert voided.state == "void" and void == [item.pending_no]
     assert again.value.code == "receivable_already_void"
     assert after == (CLEARING_FEN, True)
+
+
+def test_a_reversal_recorded_under_an_operators_old_name_shows_the_plain_one(books):
+    """A receivable's reversal was recorded with the teller `operator:sup1` before the
+    console named operators by their user name alone; its voucher shows `sup1`, as a
+    reversal recorded now does (the entry itself is kept as written)."""
+    from ledger.vouchers import render_text
+
+    db, led, payer = books
+    with db.transaction() as tx:
+        item = led.book_receivable(tx, "p9:receivable", payer, AMOUNT_FEN, WORK_DATE, "p9",
+                                   "why")
+        old = led.reverse_receivable(tx, "p9:old", item.pending_no, WORK_DATE,
+                                     "operator:sup1")[0]
+        kept = tx.query_one("SELECT teller FROM ledger_entry WHERE entry_id = ?", (old,))[0]
+        voucher = led.voucher(tx, old)
+
+    assert kept == "operator:sup1"
+    assert voucher.teller == "sup1" and "teller sup1" in render_text(voucher)

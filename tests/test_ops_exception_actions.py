@@ -5,6 +5,7 @@ of the console's JSON routes read as strictly as the core system's API reads its
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -182,7 +183,7 @@ def test_a_keep_records_the_requests_note(rig: Rig, note: str, kept_as: str) -> 
     _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
 
     assert asked == 201 and done["state"] == "executed"
-    assert (kept["note"], kept["kept_by"]) == (kept_as, "operator:op1")
+    assert (kept["note"], kept["kept_by"]) == (kept_as, "op1")
     assert detail["history"][-1]["detail"]["note"] == kept_as
 
 
@@ -204,9 +205,33 @@ def test_a_return_asked_by_one_operator_runs_when_a_supervisor_approves(rig: Rig
     assert asked == 201 and req["state"] == "pending" and req["needs_approval"] is True
     assert own == 403 and refusal["errors"][0]["code"] == "approver_is_requester"
     assert approved == 200 and done["state"] == "executed"
-    assert [(r["reason"], r["requested_by"]) for r in returns] == [("账户不存在",
-                                                                    "operator:op1")]
-    assert (asked_for["by"], asked_for["approved_by"]) == ("operator:op1", "operator:sup1")
+    assert [(r["reason"], r["requested_by"]) for r in returns] == [("账户不存在", "op1")]
+    assert (asked_for["by"], asked_for["approved_by"]) == ("op1", "sup1")
+
+
+def test_a_return_lists_who_approved_it_beside_who_asked(rig: Rig) -> None:
+    """An operators' return keeps its second person in its own row (`approved_by` of
+    exc_returns, which GET /v1/transfers/{id}/exceptions lists), as the history names
+    both."""
+    pid = rig.suspense()
+    _, req = rig.request("op1", "return", pid, "查无此人")
+    rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1", {"note": "已核实"})
+
+    def read(tx: Any) -> tuple[Any, ...]:
+        (listed,) = exc_schema.returns_of(tx, pid)
+        stored = tx.query_one("SELECT requested_by, approved_by FROM exc_returns "
+                              "WHERE original_id = ?", (pid,))
+        return listed, stored, exc_schema.return_by_id(tx, listed["return_id"])
+    listed, stored, by_id = rig.loop.run(rig.rig.gw.store.run(read))
+    _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
+    asked_for = next(h["detail"] for h in detail["history"]
+                     if h["event"] == "return_requested")
+
+    assert (listed["requested_by"], listed["approved_by"]) == (asked_for["by"],
+                                                               asked_for["approved_by"])
+    assert listed["approved_by"].endswith("sup1") and listed["requested_by"].endswith("op1")
+    assert tuple(stored) == (listed["requested_by"], listed["approved_by"])
+    assert by_id == listed
 
 
 def test_requests_carry_their_actions_human_name_and_the_payments_amount(rig: Rig) -> None:
@@ -370,7 +395,9 @@ def test_an_executed_request_records_who_asked_and_who_approved(
         event: str, approved: bool) -> None:
     """The payment's history names the request's author as `by` and, for an action
     under dual control, its approver as `approved_by`: never the approver alone as if
-    they had asked. An action needing nobody's approval is its author's alone."""
+    they had asked. An action needing nobody's approval is its author's alone. Each is
+    written by the user name alone, whichever road the action takes (the console's
+    own, the exception flows'), as stored and as shown."""
     pid = rig.queued() if kind == "queued" else getattr(rig, kind)()
     if first is not None:
         assert rig.request("op1", first, pid)[1]["state"] == "executed"
@@ -384,8 +411,11 @@ def test_an_executed_request_records_who_asked_and_who_approved(
                               {"note": "checked"})
     _, detail = rig.call("GET", f"/ops/api/payments/{pid}")
     recorded = [h["detail"] for h in detail["history"] if h["event"] == event][-1]
+    stored = json.loads(rig.loop.run(rig.rig.gw.store.run(lambda tx: tx.query_one(
+        "SELECT detail FROM payment_events WHERE payment_id = ? AND event = ? "
+        "ORDER BY id DESC", (pid, event))))[0])
 
     assert asked in (200, 201) and req["state"] == "executed", req
-    named = "operator:" if recorded["by"].startswith("operator:") else ""
-    assert recorded["by"] == f"{named}op1"
-    assert recorded.get("approved_by") == (f"{named}sup1" if approved else None)
+    for shown in (recorded, stored):
+        assert shown["by"] == "op1"
+        assert shown.get("approved_by") == ("sup1" if approved else None)

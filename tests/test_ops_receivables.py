@@ -8,6 +8,7 @@ lists them and asks for both actions."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -189,3 +190,26 @@ def test_paygate_ops_lists_receivables_and_asks_for_both_actions(rig: Rig) -> No
 async def _in_thread(fn: Any, *args: Any) -> Any:
     """`paygate ops` blocks on its HTTP call: off the gateway's own loop."""
     return await asyncio.to_thread(fn, *args)
+
+
+def test_a_receivables_actions_name_the_operators_plainly(rig: Rig) -> None:
+    """A collection and a reversal record who asked and who approved by their user
+    names, as the console's own actions do: in the payment's history as stored, and the
+    reversal's teller in the ledger."""
+    number, _, payment = rig.receivable(AMOUNT_FEN)
+    _, collect = rig.request("receivable_collect", number)
+    rig.approve(collect["id"])
+    _, reverse = rig.request("receivable_reverse", number, "collected from the wrong account")
+    _, reversed_ = rig.approve(reverse["id"])
+
+    def stored(tx: Any) -> tuple[list[dict[str, Any]], str]:
+        details = [json.loads(d) for (d,) in tx.query(
+            "SELECT detail FROM payment_events WHERE payment_id = ? AND event IN "
+            "('receivable_collected', 'receivable_reversed') ORDER BY id", (payment,))]
+        teller = tx.query_one("SELECT teller FROM ledger_entry WHERE entry_id = ?",
+                              (reversed_["outcome"]["ledger_entry"],))[0]
+        return details, teller
+    details, teller = rig.run(stored)
+
+    assert [(d["by"], d["approved_by"]) for d in details] == [("op1", "sup1")] * 2
+    assert teller == "sup1"

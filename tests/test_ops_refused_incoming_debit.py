@@ -71,3 +71,19 @@ def test_an_action_of_outgoing_payments_on_a_refused_debit_is_refused_by_name(
     assert status == 409, body
     assert [(e["code"], e["path"]) for e in body["errors"]] == [(code, "/target")]
 
+
+
+def test_a_cancel_of_a_debit_sent_to_us_says_what_answers_it_not_a_return(rig: Rig) -> None:
+    """The code of a cancel of an incoming payment is older than its use and kept; its
+    message says why it applies here: the payment is a debit another bank sent us,
+    answered in our receipt, and not a credit to return to its sender."""
+    payment_id = rig.refused_debit()
+    status, body = rig.call("POST", "/ops/api/requests", "op1", {
+        "action": "cancel", "target": payment_id, "params": {}, "note": "try"})
+    (error,) = body["errors"]
+
+    assert (status, error["code"]) == (409, "cancel_only_for_outgoing_hvps_payments")
+    assert f"payment {payment_id} is incoming (rejected)" in error["message"]
+    assert "debit another bank sent us" in error["message"] and "receipt" in error["message"]
+    assert "return" not in error["message"]
+    assert "every incoming payment" in error["expected"]

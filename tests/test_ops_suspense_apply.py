@@ -130,8 +130,8 @@ def test_an_item_named_by_its_pending_number_is_applied_once_a_supervisor_approv
     assert (last["state"], last["event"]) == ("credited", "suspense_applied")
     assert {k: last["detail"][k] for k in ("account", "pending_no", "by", "approved_by",
                                            "note")} == {
-        "account": owner, "pending_no": pending_no, "by": "operator:op1",
-        "approved_by": "operator:sup1", "note": NOTE}
+        "account": owner, "pending_no": pending_no, "by": "op1",
+        "approved_by": "sup1", "note": NOTE}
     assert [t["state"] for t in told][-1] == "credited"
     assert books.balanced
 

@@ -16,10 +16,11 @@ import pytest
 
 from gateway import keys, outbound
 from gateway.clock import SHANGHAI
-from gateway.ops import attention, sessions, views
+from gateway.ops import attention, sessions, snapshot, views
 from gateway.ops.operators import hash_password
 from gateway.ops.testing import LoopThread, OpsRig
 from ledger.db import connect
+from tests.test_error_codes import listed_codes
 
 _keys = itertools.count(1)
 PASSWORDS = {"op1": "op1-pass", "sup1": "sup1-pass", "lock1": "lock1-pass"}
@@ -399,19 +400,39 @@ def test_dead_letters_are_listed_with_their_reason(web: Web) -> None:
     assert row["reason"] == "ValueError('x')" and body["total"] >= 1
 
 
-def test_stuck_gives_the_total_and_says_when_the_list_is_cut(web: Web, monkeypatch) -> None:
-    """More stuck payments than the list holds: the oldest are listed, and the answer
-    says how many there are in all and that the list is cut."""
-    old = [web.payment() for _ in range(2)]
-    for pid in old:
+def _sent_hours_ago(web: Web, count: int) -> list[str]:
+    """`count` new payments, `sent` hours ago without a result: stuck."""
+    ids = [web.payment() for _ in range(count)]
+    for pid in ids:
         web.db(lambda tx, pid=pid: tx.execute(
             "UPDATE payments SET state = 'sent', updated_at = '2026-12-07T05:00:00+08:00' "
             "WHERE id = ?", (pid,)))
+    return ids
+
+
+def test_stuck_gives_the_total_and_says_when_the_list_is_cut(web: Web, monkeypatch) -> None:
+    """More stuck payments than the list holds: the oldest are listed, and the answer
+    says how many there are in all and that the list is cut."""
+    _sent_hours_ago(web, 2)
     monkeypatch.setattr(views, "LIST_MAX", 1)
     _, body, _ = web.call("GET", "/ops/api/stuck?minutes=30", basic=("op1", "op1-pass"))
 
     assert body["total"] >= 2 and body["shown"] == len(body["payments"]) == 1
     assert body["truncated"] is True
+
+
+def test_the_pages_stuck_list_comes_with_its_total(web: Web, monkeypatch) -> None:
+    """The page lists the oldest stuck payments its lists hold, as it lists the held for
+    review: the snapshot gives how many there are in all (`stuck_total`, what GET
+    /ops/api/stuck counts), so that a cut list says it is cut."""
+    _sent_hours_ago(web, 2)
+    monkeypatch.setattr(snapshot, "SNAPSHOT_LIST_MAX", 1)
+    built = web.run(web.rig.ops.snapshots.build())  # built now, not the cached one
+    _, body, _ = web.call("GET", f"/ops/api/stuck?minutes={views.STUCK_AFTER_MIN}",
+                          basic=("op1", "op1-pass"))
+
+    assert len(built["stuck"]) == 1
+    assert built["stuck_total"] == body["total"] >= 2
 
 
 @pytest.mark.parametrize("query, code", [
@@ -675,3 +696,26 @@ def test_the_alerts_open_are_counted_apart_from_the_history(web: Web) -> None:
         "history": before["history"] - rig_open + len(ALERT_CASES) - opened + 1}
     assert all(a["attention"] for a in snap["alerts"])
     assert not any(a["attention"] for a in snap["alert_history"])
+
+
+@pytest.mark.parametrize("path, problems", [
+    ("/ops/api/alerts?open=yes&limit=0",
+     [("open_unknown", "?open", "yes"), ("query_parameter_out_of_range", "?limit", "0")]),
+    ("/ops/api/alerts?limit=201&open=",
+     [("open_unknown", "?open", ""), ("query_parameter_out_of_range", "?limit", "201")]),
+    ("/ops/api/requests?state=later&limit=x",
+     [("state_unknown", "?state", "later"), ("query_parameter_out_of_range", "?limit", "x")]),
+    ("/ops/api/stuck?minutes=-1", [("query_parameter_out_of_range", "?minutes", "-1")]),
+    ("/ops/api/dead?limit=", [("query_parameter_out_of_range", "?limit", "")]),
+])
+def test_a_list_names_each_bad_query_parameter_as_the_query_string_does(
+        web: Web, path: str, problems: list[tuple[str, str, str]]) -> None:
+    """A bad value of a list's query parameter is told at `?name`, as an unknown or
+    repeated parameter is and as GET /v1/transfers tells its own, all at once, each
+    code one docs/errors.md lists."""
+    status, body, _ = web.call("GET", path, basic=("op1", "op1-pass"))
+    listed = listed_codes()
+
+    assert status == 422
+    assert [(e["code"], e["path"], e["value"]) for e in body["errors"]] == problems
+    assert all(e["code"] in listed and e["expected"] for e in body["errors"])

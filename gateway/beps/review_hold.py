@@ -104,7 +104,7 @@ def reject(gw: Any, tx: Any, target: str, who: dict[str, Any], now: datetime
     if payment["direction"] == "in":
         return debit_review.reject(gw, tx, target, who, now)
     check(tx, payment)
-    done = cancels.request(gw, tx, payment, "review_rejected", f"operator:{who['by']}", now)
+    done = cancels.request(gw, tx, payment, "review_rejected", who["by"], now)
     assert isinstance(done, dict), f"payment {target} was set aside, never packed"
     return done
 

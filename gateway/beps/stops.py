@@ -227,7 +227,7 @@ def check_item_cancel(tx: Any, payment: dict[str, Any]) -> None:
     """A cancel here: the item waits to be packed, is set aside, or is in a package not
     with the NPC; one the NPC has is for npc-cancel."""
     if payment["direction"] != "out":
-        raise incoming_not_cancellable("/target", payment["id"])
+        raise incoming_not_cancellable("/target", payment)
     pkg = cancels.check(tx, payment)
     if pkg is not None and not pkg.changeable:
         raise Conflict(Problem(
@@ -241,8 +241,9 @@ def cancel_item(gw: "Gateway", tx: Any, target: str, who: dict[str, Any],
                 now: datetime) -> dict[str, Any]:
     payment = payments.get(tx, target)
     check_item_cancel(tx, payment)
-    done = cancels.request(gw, tx, payment, "cancelled_by_operator", f"operator:{who['by']}",
-                           now)
+    # Who asked and, under dual control, who approved: both in the item's history.
+    done = cancels.request(gw, tx, payment, "cancelled_by_operator", who["by"], now,
+                           who.get("approved_by"))
     assert isinstance(done, dict), f"payment {target}'s package was checked not with the NPC"
     return done
 

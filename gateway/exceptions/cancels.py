@@ -19,7 +19,6 @@ the package's netting notice).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -73,7 +72,7 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
                                     {"by": by, **payments.approval(approved_by)}, now, "/id")
         return dict(done, cancelled="before_settling"), []
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise incoming_not_cancellable("/id", payment_id)
+        raise incoming_not_cancellable("/id", payment)
     if payment["state"] in UNSENT_STATES:
         return _cancel_unsent(gw, tx, payment, reason, by, now, approved_by), []
     if payment["state"] != "queued":
@@ -95,25 +94,13 @@ def _refuse_others_return(tx: Any, payment: dict[str, Any]) -> None:
     row = schema.return_by_id(tx, payment["id"])
     if row is None or row["direction"] != "out" or row["requested_by"].startswith(CORE_PREFIX):
         return
-    approved_by = _return_approver(tx, row["original_id"], payment["id"])
-    approved = f" and {approved_by} approved" if approved_by else ""
+    approved = f" and {row['approved_by']} approved" if row["approved_by"] else ""
     raise Conflict(Problem(
         "return_not_requested_by_core_system", "/id", payment["id"],
         "a payment the core system submitted, or a return it asked for",
         f"payment {payment['id']} returns {row['original_id']} as {row['requested_by']} "
         f"asked{approved}: only operators may cancel it (paygate ops request cancel, under "
         "dual control)"))
-
-
-def _return_approver(tx: Any, original_id: str, return_id: str) -> str | None:
-    """Who approved the return `return_id` under dual control, as the original's
-    `return_requested` records it (None: a return nobody approved, the automatic one)."""
-    for (detail,) in tx.query("SELECT detail FROM payment_events WHERE payment_id = ? AND "
-                              "event = 'return_requested' ORDER BY id DESC", (original_id,)):
-        recorded = json.loads(detail)
-        if recorded.get("return_id") == return_id:
-            return recorded.get("approved_by")
-    return None
 
 
 def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
@@ -135,7 +122,7 @@ def check_cancellable(tx: Any, payment: dict[str, Any]) -> None:
         internal_hold.check_cancel(payment, "/id")
         return
     if payment["direction"] != "out" or payment["channel"] != "hvps":
-        raise incoming_not_cancellable("/id", pid)
+        raise incoming_not_cancellable("/id", payment)
     if payment["state"] in UNSENT_STATES:
         _unsent_outbox(tx, payment)
         return

@@ -230,7 +230,8 @@ def return_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str
     payments.insert(tx, row)
     items.add(tx, rid, items.CREDIT_OUT, debit["receiver_direct"], RETURN_MSG_TYPE,
               debit["amount_fen"], now, package_id=None if held_for is None else items.HELD_OUT)
-    schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now)
+    schema.add_return(tx, rid, payment_id, "out", "suspense", "pending", reason, by, now,
+                      approved_by)
     if held_for is not None:
         # Imported here: gateway.beps.review_hold reaches this module through the BEPS
         # debits (debit_review, debits_in, incoming, gateway.exceptions).

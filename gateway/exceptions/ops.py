@@ -162,10 +162,10 @@ def _executor(run: Callable[..., tuple[dict[str, Any], list[Entry]]],
 
 def _who(c: Any) -> tuple[str, str | None]:
     """Who asked for the request being carried out and, when a second person approved
-    it, who approved it (None otherwise), named as the exception flows name operators:
-    their `by` and `approved_by` (actions.Context.who), never the approver alone as if
-    they had asked."""
-    who = {field: f"operator:{user}" for field, user in c.who().items()}
+    it, who approved it (None otherwise), by their user names as the console names
+    operators (gateway.operator_names): their `by` and `approved_by`
+    (actions.Context.who), never the approver alone as if they had asked."""
+    who = c.who()
     return who["by"], who.get("approved_by")
 
 

@@ -181,7 +181,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str, by: str, now: dat
     row["client"] = client
     held_for = screening.reason(gw, row)
     payments.insert(tx, row)
-    schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now)
+    schema.add_return(tx, rid, payment_id, "out", via, "pending", reason, by, now,
+                      approved_by)
     payments.transition(tx, original, original["state"], "return_requested", now,
                         gw.notifier, return_id=rid, by=by, reason_given=reason,
                         **payments.approval(approved_by),

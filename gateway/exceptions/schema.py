@@ -3,7 +3,9 @@
 - `exc_requests`: every cancellation request (ccms.307) and status query (ccms.316) we
   sent, the payment it is about, and the NPC's answer once it came.
 - `exc_returns`: every return (退汇) linking the A105 payment to the payment it returns:
-  `out` when we return an incoming payment, `in` when a peer bank returned ours.
+  `out` when we return an incoming payment, `in` when a peer bank returned ours; who
+  asked for it (`requested_by`) and, for operators' returns under dual control, the
+  second person who approved it (`approved_by`, null for a return nobody approved).
 - `exc_suspense_keep`: suspense items an operator (or a failed automatic return) took
   out of the automatic return.
 - `exc_suspense_applied`: suspense items an operator applied to a customer account (销账):
@@ -19,7 +21,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from gateway import dialect, scope
+from gateway import dialect, operator_names, scope
 from gateway.store import NOT_READ, answered, reading_once, rows_by_id
 
 SCHEMA = [
@@ -45,7 +47,8 @@ SCHEMA = [
         state TEXT NOT NULL,              -- pending | settled | failed
         reason TEXT NOT NULL,
         requested_by TEXT NOT NULL,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        approved_by TEXT                  -- dual control's second person; null: none
     )""",
     "CREATE INDEX IF NOT EXISTS exc_returns_original ON exc_returns (original_id)",
     """CREATE TABLE IF NOT EXISTS exc_suspense_keep (
@@ -77,12 +80,16 @@ scope.IN_SUSPENSE_SQL = (
 REQUEST_COLUMNS = ("id", "kind", "payment_id", "msg_id", "mesg_id", "state", "requested_by",
                    "reason", "answer", "created_at", "answered_at")
 RETURN_COLUMNS = ("return_id", "original_id", "direction", "via", "state", "reason",
-                  "requested_by", "created_at", "updated_at")
+                  "requested_by", "approved_by", "created_at", "updated_at")
+# Columns a database made before them gets at start-up (dialect.add_columns).
+ADDED_COLUMNS = {"exc_returns": [("approved_by", "TEXT")]}
 OPEN_RETURN_STATES = ("pending", "settled")
 
 
 def create_tables(tx: Any) -> None:
     dialect.install(tx, SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        dialect.add_columns(tx, table, columns)
 
 
 # Requests (ccms.307, ccms.316)
@@ -99,7 +106,7 @@ def add_request(tx: Any, kind: str, payment_id: str, msg_id: str, mesg_id: str, 
 def _request(values: tuple | None) -> dict[str, Any] | None:
     if values is None:
         return None
-    row = dict(zip(REQUEST_COLUMNS, values))
+    row = operator_names.plain(dict(zip(REQUEST_COLUMNS, values)))
     row["answer"] = json.loads(row["answer"]) if row["answer"] else None
     return row
 
@@ -141,16 +148,43 @@ _SELECT_RETURN = "SELECT " + ", ".join(RETURN_COLUMNS) + " FROM exc_returns"
 
 
 def add_return(tx: Any, return_id: str, original_id: str, direction: str, via: str,
-               state: str, reason: str, by: str, now: datetime) -> None:
+               state: str, reason: str, by: str, now: datetime,
+               approved_by: str | None = None) -> None:
+    """Record a return: `by` asked for it, `approved_by` (operators' returns, under dual
+    control) approved it; None when nobody had to (the core system's, the automatic
+    return's, a peer bank's)."""
     tx.execute("INSERT INTO exc_returns (return_id, original_id, direction, via, state, "
-               "reason, requested_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-               "?, ?)", (return_id, original_id, direction, via, state, reason, by,
-                         now.isoformat(), now.isoformat()))
+               "reason, requested_by, approved_by, created_at, updated_at) VALUES (?, ?, "
+               "?, ?, ?, ?, ?, ?, ?, ?)", (return_id, original_id, direction, via, state,
+                                           reason, by, approved_by, now.isoformat(),
+                                           now.isoformat()))
+
+
+def _return(tx: Any, values: tuple | None) -> dict[str, Any] | None:
+    """A return's row, its operators named plainly (gateway.operator_names); one recorded
+    before `approved_by` was kept names its approver as the history of the payment it
+    returns does (its `return_requested`)."""
+    if values is None:
+        return None
+    row = operator_names.plain(dict(zip(RETURN_COLUMNS, values)))
+    if row["approved_by"] is None and row["direction"] == "out":
+        row["approved_by"] = _approver_in_history(tx, row["original_id"], row["return_id"])
+    return row
+
+
+def _approver_in_history(tx: Any, original_id: str, return_id: str) -> str | None:
+    """Who approved the return `return_id` as the original's `return_requested` records
+    it (None: a return nobody approved)."""
+    for (detail,) in tx.query("SELECT detail FROM payment_events WHERE payment_id = ? AND "
+                              "event = 'return_requested' ORDER BY id DESC", (original_id,)):
+        recorded = json.loads(detail)
+        if recorded.get("return_id") == return_id:
+            return operator_names.operator_name(recorded.get("approved_by"))
+    return None
 
 
 def return_by_id(tx: Any, return_id: str) -> dict[str, Any] | None:
-    values = tx.query_one(f"{_SELECT_RETURN} WHERE return_id = ?", (return_id,))
-    return dict(zip(RETURN_COLUMNS, values)) if values else None
+    return _return(tx, tx.query_one(f"{_SELECT_RETURN} WHERE return_id = ?", (return_id,)))
 
 
 def open_return_of(tx: Any, original_id: str) -> dict[str, Any] | None:
@@ -164,7 +198,8 @@ def open_return_of(tx: Any, original_id: str) -> dict[str, Any] | None:
             f"SELECT {_OPEN_COLUMNS} FROM exc_returns r JOIN payments p ON "
             f"p.id = r.return_id WHERE r.original_id = ? AND {_OPEN} "
             "ORDER BY r.created_at DESC", (original_id,))
-    return dict(zip(RETURN_COLUMNS, values)) if values else None
+    # Its state and ids are what its callers check: `approved_by` as the row keeps it.
+    return operator_names.plain(dict(zip(RETURN_COLUMNS, values))) if values else None
 
 
 def open_returns_read_once(tx: Any, original_ids: list[str]
@@ -187,7 +222,7 @@ _OPEN_READ_ONCE = "exc_open_returns"
 def returns_of(tx: Any, payment_id: str) -> list[dict[str, Any]]:
     rows = tx.query(f"{_SELECT_RETURN} WHERE original_id = ? OR return_id = ? "
                     "ORDER BY created_at", (payment_id, payment_id))
-    return [dict(zip(RETURN_COLUMNS, r)) for r in rows]
+    return [_return(tx, r) for r in rows]
 
 
 def set_return_state(tx: Any, return_id: str, state: str, now: datetime) -> None:
@@ -213,7 +248,8 @@ def unkeep(tx: Any, payment_id: str) -> bool:
 def kept(tx: Any, payment_id: str) -> dict[str, Any] | None:
     row = tx.query_one("SELECT kept_by, note, at FROM exc_suspense_keep WHERE payment_id = ?",
                        (payment_id,))
-    return {"kept_by": row[0], "note": row[1], "at": row[2]} if row else None
+    return {"kept_by": operator_names.operator_name(row[0]), "note": row[1],
+            "at": row[2]} if row else None
 
 
 # Suspense items applied to an account (销账)
@@ -233,4 +269,4 @@ def applied(tx: Any, payment_id: str) -> dict[str, Any] | None:
     """How the payment's suspense item was applied to an account; None when it was not."""
     row = tx.query_one(f"SELECT {', '.join(APPLIED_COLUMNS)} FROM exc_suspense_applied "
                        "WHERE payment_id = ?", (payment_id,))
-    return dict(zip(APPLIED_COLUMNS, row)) if row else None
+    return operator_names.plain(dict(zip(APPLIED_COLUMNS, row))) if row else None

@@ -649,7 +649,7 @@ def refuse_other_direction(tx: Any, action: str, target: str) -> None:
     if action == "release":
         refuse_if_held_for_review(payment)
     if action == "cancel":
-        raise incoming_not_cancellable("/target", target)
+        raise incoming_not_cancellable("/target", payment)
     raise Conflict(Problem(
         "payment_direction_not_supported", "/target", payment["direction"],
         "an outgoing payment", f"payment {target} is an incoming one ({payment['state']}): "

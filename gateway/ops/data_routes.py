@@ -73,7 +73,9 @@ def checked_query(request: web.Request, allowed: tuple[str, ...] = (),
     given twice (`query_parameter_repeated`), a `limit` (when `limit_max` is given) that
     is not a whole number from 1 to `limit_max` (`query_parameter_out_of_range`), a
     parameter named in `choices` whose value, empty included, is not one of its choices
-    (`NAME_unknown`, as `state_unknown` on GET /v1/transfers)."""
+    (`NAME_unknown`, as `state_unknown` on GET /v1/transfers). Each problem names its
+    parameter as the query string does, `?name`, as GET /v1/transfers and every other
+    query-string problem of the API do (never `/name`, a body's member)."""
     names = (*allowed, "limit") if limit_max is not None else allowed
     query: dict[str, Any]
     query, problems = query_params(request, names)
@@ -97,8 +99,8 @@ def _checked_int(query: dict[str, str], problems: list[Problem], name: str, defa
         return default
     number = whole_number(text, high, low)
     if number is None:
-        problems.append(Problem("query_parameter_out_of_range", f"/{name}", text[:80],
-                                f"{low} to {high}"))
+        problems.append(Problem("query_parameter_out_of_range", f"?{name}", text[:80],
+                                f"a whole number from {low} to {high}"))
         return default
     return number
 

@@ -80,7 +80,7 @@ def collect(gw: Any, tx: Any, request_id: int, who: dict[str, str], target: str,
         raise _at_target(exc) from None
     _tell_payment(tx, item.ref, "receivable_collected", now, receivable=item.pending_no,
                   account=item.account_no, amount_fen=item.amount_fen, ledger_entry=entry_id,
-                  **_as_operators(who))
+                  **who)
     return {"receivable": item.pending_no, "state": "collected", "account": item.account_no,
             "amount_fen": item.amount_fen, "amount": format_yuan(item.amount_fen),
             "payment": item.ref, "ledger_entry": entry_id}
@@ -94,12 +94,12 @@ def reverse(gw: Any, tx: Any, request_id: int, who: dict[str, str], target: str,
     try:
         entry_id, after = gw.ledger.reverse_receivable(
             tx, f"ops:{request_id}:{REVERSE}", before.pending_no, gw.work_date,
-            f"operator:{who.get('approved_by', who['by'])}")
+            who.get("approved_by", who["by"]))
     except LedgerError as exc:
         raise _at_target(exc) from None
     _tell_payment(tx, before.ref, "receivable_reversed", now, receivable=before.pending_no,
                   was=before.state, now_state=after.state, ledger_entry=entry_id,
-                  **_as_operators(who))
+                  **who)
     return {"receivable": before.pending_no, "was": before.state, "state": after.state,
             "amount_fen": before.amount_fen, "amount": format_yuan(before.amount_fen),
             "payment": before.ref, "ledger_entry": entry_id}
@@ -122,11 +122,6 @@ def _item(gw: Any, tx: Any, target: str) -> Any:
         return gw.ledger.find_receivable(tx, target)
     except LedgerError as exc:
         raise NotFound(_at_target(exc).problems) from None
-
-
-def _as_operators(who: dict[str, str]) -> dict[str, str]:
-    """Who asked and who approved, named as a payment's history names operators."""
-    return {field: f"operator:{user}" for field, user in who.items()}
 
 
 def _tell_payment(tx: Any, payment_id: str, event: str, now: Any, **detail: Any) -> None:

@@ -134,7 +134,8 @@ class Snapshots:
             control.expire_due(tx, now)
             ongoing = attention.ongoing_ids(tx, link_view)
             lists = {"recent": views.recent_payments(tx, 20),
-                     "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open)[:SNAPSHOT_LIST_MAX],
+                     "stuck": views.stuck(tx, now, hvps_open=gw.hvps_open,
+                                          limit=SNAPSHOT_LIST_MAX),
                      "review": views.held_for_review(tx)[:SNAPSHOT_LIST_MAX]}
             # Each row's buttons, as a request of each would be checked now: the three
             # lists together, a payment in more than one checked once.
@@ -143,9 +144,10 @@ class Snapshots:
             return {
                 "counts": views.counts(tx),
                 **lists,
-                # The page lists the oldest SNAPSHOT_LIST_MAX held for review: how many
-                # there are in all, so that a cut list says so.
+                # The page lists the oldest SNAPSHOT_LIST_MAX held for review and stuck:
+                # how many there are in all, so that a cut list says so.
                 "review_total": views.held_for_review_total(tx),
+                "stuck_total": views.stuck_total(tx, now, hvps_open=gw.hvps_open)[0],
                 # Open alerts and the history apart, counted (ops.attention).
                 "alerts": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, True),
                 "alert_history": attention.listing(tx, ongoing, SNAPSHOT_LIST_MAX, False),

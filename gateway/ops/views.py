@@ -188,22 +188,23 @@ def recent_payments(tx: Any, limit: int = 20) -> list[dict[str, Any]]:
     return search_payments(tx, {"limit": limit})
 
 
-def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: bool = False
-          ) -> list[dict[str, Any]]:
+def stuck(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN, hvps_open: bool = False,
+          limit: int | None = None) -> list[dict[str, Any]]:
     """Payments in flight for longer than `after_min` minutes, oldest first, at most
-    LIST_MAX of them (`stuck_total` counts them all); while HVPS is open, also those
-    still held waiting for its window (the opening should have sent them): their outbox
-    row still `waiting`, not one the opening has put on its lane (the payment stays
-    `held` until its sender claims it)."""
+    `limit` of them (LIST_MAX unless given; `stuck_total` counts them all); while HVPS
+    is open, also those still held waiting for its window (the opening should have sent
+    them): their outbox row still `waiting`, not one the opening has put on its lane
+    (the payment stays `held` until its sender claims it)."""
     where, params = _stuck_where(now, after_min, hvps_open)
     rows = tx.query("SELECT " + ", ".join(payments.COLUMNS) + " FROM payments "
-                    f"WHERE {where} ORDER BY updated_at LIMIT ?", (*params, LIST_MAX))
+                    f"WHERE {where} ORDER BY updated_at LIMIT ?",
+                    (*params, LIST_MAX if limit is None else limit))
     return [payment_view(dict(zip(payments.COLUMNS, r))) for r in rows]
 
 
 def stuck_total(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN,
                 hvps_open: bool = False) -> tuple[int, int]:
-    """How many payments `stuck` finds, those past its LIST_MAX included, and how many of
+    """How many payments `stuck` finds, those past its limit included, and how many of
     them it lists whatever their age: held since their message died on the way to the
     NPC (a heading that gave only the age would say those were older than it)."""
     where, params = _stuck_where(now, after_min, hvps_open)

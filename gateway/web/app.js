@@ -207,6 +207,7 @@
     fill("t-review", s.review, reviewColumns(), "review");
     $("review-note").textContent = shownOf(s.review.length, s.review_total);
     fill("t-stuck", s.stuck, paymentColumns(true), "stuck");
+    $("stuck-note").textContent = shownOf(s.stuck.length, s.stuck_total);
     renderPayments(s);
     fill("t-queues", s.queues, [
       { h: "c_stream", f: (q) => q.stream }, { h: "c_length", f: (q) => q.length, cls: "num" },
