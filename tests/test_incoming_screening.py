@@ -786,3 +786,50 @@ def test_an_ordinary_suspense_item_is_not_applied_once_the_list_names_its_holder
     assert f"screening_match_payee_{listed}" in problem["message"]
     assert rig.balance(account) == 0
     assert after["state"] == "suspense" and rig.item_state(after["pending_no"]) == "open"
+
+
+def test_a_parked_credit_is_not_applied_to_its_own_payees_account_once_its_holder_is_listed(
+        rig: Rig, list_of: Any) -> None:
+    """A credit parked for its payer, applied to the very account its message named: the
+    approval passes the payer's hit, never the holder the books keep for that account,
+    which the list names since. The request is refused when asked (account_screened,
+    naming the match and the parking), nothing recorded, the credit still parked."""
+    payment = rig.hvps_credit(1_018, payer_name=LISTED)
+    list_of([LISTED, PAYER_NAME], [])
+    status, refused = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+    after = rig.view(payment["id"])
+
+    assert payment["payee"]["account"] == rig.rig.payer_account
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", rig.rig.payer_account)
+    assert "screening_match_payee_name" in problem["message"]
+    assert "parked by the screening (screening_match_payer_name)" in problem["message"]
+    assert rig.requests_on(payment["id"]) == []
+    assert (after["state"], after["held_for_review"]) == ("suspense", True)
+
+
+@pytest.mark.parametrize("listed", ["name", "account"])
+def test_a_parked_credit_is_not_applied_to_its_own_payees_account_listed_before_approval(
+        rig: Rig, list_of: Any, listed: str) -> None:
+    """Asked while its payee's account and holder are clear, approved after the list
+    named the holder's name or the account's number: checked again when it runs, the
+    application fails (account_screened), nothing posted, the credit still parked."""
+    payment = rig.hvps_credit(1_019, payer_name=LISTED)
+    before = rig.books()
+    asked, req = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+    list_of([LISTED, PAYER_NAME] if listed == "name" else [LISTED],
+            [rig.rig.payer_account] if listed == "account" else [])
+    approved, done = rig.approve(req["id"])
+    after = rig.view(payment["id"])
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    problem = done["outcome"]["errors"][0]
+    assert (problem["code"], problem["value"]) == ("account_screened",
+                                                   rig.rig.payer_account)
+    assert f"screening_match_payee_{listed}" in problem["message"]
+    assert rig.books() == before
+    assert (after["state"], after["held_for_review"]) == ("suspense", True)
+    assert rig.item_state(after["pending_write_off_no"]) == "open"

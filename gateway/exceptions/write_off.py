@@ -37,9 +37,11 @@ credit, as it takes any incoming credit: a freeze stops money leaving it.
 A credit the screening parked in suspense (its reason `screening_...`,
 gateway.screening.parked) is applied the same way: the approval is the decision that
 the match is not the listed party (the hit passed), and its `suspense_applied` event
-says so (`passed`, the screening's reason); applied to its payee's own account, that
-account is not screened again (the hit passed is on it). Parked, it was never credited:
-applied, it is credited once, from suspense.
+says so (`passed`, the screening's reason). The account it goes to is screened as any
+other's, its payee's own included: the hit passed was on the names and account the
+message gave, never on the holder the books keep for that account, and the list may
+have grown since. Parked, it was never credited: applied, it is credited once, from
+suspense.
 
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
@@ -244,11 +246,10 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
     (an open customer account of ours, checked before), read as the payee: money an
     operator applies was never screened against that holder (the name the message gave
     was not the holder's, the account it named is not the one chosen, the list has grown
-    since). A credit the screening parked and applied to its own payee's account is the
-    one exception: the approval is the decision that passes the hit on its own parties."""
+    since). A credit the screening parked is no exception, even applied to its own
+    payee's account: the approval passes the hit on the parties the message named, and
+    the holder the books keep for that account was never screened."""
     parked = screening.is_parked(payment)
-    if parked and account_no == payment["payee_account"]:
-        return
     holder = gw.ledger.account(tx, account_no, gw.work_date).name
     found = screening.reason(gw, {"payer_account": "", "payer_name": "",
                                   "payee_account": account_no, "payee_name": holder})
