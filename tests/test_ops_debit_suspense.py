@@ -513,3 +513,43 @@ def test_a_debits_money_is_not_applied_once_the_list_names_the_account(
     assert "screening_match_payee_account" in problem["message"]
     assert rig.balance(account) == 0 and rig.item_state(pending_no) == "open"
     assert rig.payment(pid)["state"] == "rejected"
+
+
+def test_a_debits_money_is_not_applied_once_the_list_names_its_payer(
+        rig: Rig, list_payer: Any) -> None:
+    """The debit's payer at the other bank, named by the list since the debit went, is
+    screened as the target account is: applying its money to our customer (a clear
+    account) is refused when asked (debit_payer_screened, naming the payer and the
+    match), nothing recorded, the item open; the console offers its return to the payer
+    bank, no longer its application."""
+    pid, pending_no = rig.in_suspense()
+    list_payer()
+    status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=rig.rig.payer_account)
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "debit_payer_screened", "/target", "对手客户")
+    assert "screening_match_payer_name" in problem["message"]
+    assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"
+    assert "suspense_apply" not in rig.offered(pid)
+    assert "suspense_return" in rig.offered(pid)
+
+
+def test_a_debits_money_is_not_applied_when_the_list_names_its_payer_before_approval(
+        rig: Rig, list_payer: Any) -> None:
+    """Asked while the payer is clear, approved after the list named it: checked again
+    when it runs, the application fails (debit_payer_screened), nothing posted, the
+    item open and the debit as it was."""
+    pid, pending_no = rig.in_suspense()
+    account = rig.rig.payer_account
+    before = rig.balance(account)
+    asked, req = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+    list_payer()
+    approved, done = rig.approve(req["id"])
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    assert done["outcome"]["errors"][0]["code"] == "debit_payer_screened"
+    assert rig.balance(account) == before and rig.item_state(pending_no) == "open"
+    assert rig.payment(pid)["state"] == "rejected"
