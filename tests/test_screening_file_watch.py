@@ -225,3 +225,73 @@ def test_a_gateway_started_on_a_broken_file_screens_with_the_copy_kept(
 
     assert held["reason"] == "screening_match_payee_name"
     assert open_["codes"].get(ALERT_SCREENING_FILE) == 1
+
+
+def test_the_list_in_force_is_shown_since_the_gateways_time(rig: Rig, mended: None) -> None:
+    """The time a list is taken is the gateway's clock's, as every other time operators
+    see: on a simulated day, the day's time, never the machine's."""
+    rig.rig.clock.advance(3 * 3600 + 7)
+    taken_at = rig.gw.clock.now().isoformat(timespec="seconds")
+    rig.write(f'names = ["{LISTED}", "示例戊"]\naccounts = []\n')
+    shown = rig.loop.run(snapshot.status(rig.gw))["screening"]["list"]
+    status = rig.status_text()
+
+    assert shown["since"] == taken_at
+    assert f"2 names, 0 accounts in force since {taken_at}" in status
+
+
+def _emptied_alerts(loop: LoopThread, gw: Any) -> list[tuple[dict[str, Any], str | None]]:
+    """The screening_list_emptied alerts: each one's detail and who closed it."""
+    return [(json.loads(d), by) for d, by in loop.run(gw.store.run(lambda tx: tx.query(
+        "SELECT a.detail, k.by FROM alerts a LEFT JOIN alert_acks k "
+        "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id", (ALERT_SCREENING_EMPTIED,))))]
+
+
+def test_a_list_emptied_while_the_gateway_was_down_raises_the_alert_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway that took a list with entries kept its copy in the data folder; the file
+    emptied while it was down, the next start takes the empty list as one emptied (the
+    copy's counts as the list it replaces) and raises `screening_list_emptied`; a start
+    after that, the file unchanged, raises no second one."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    loop = LoopThread()
+    try:
+        first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        loop.run(first.stop())
+        path.write_text("names = []\naccounts = []\n", encoding="utf-8")
+        settled(path)
+        monkeypatch.setattr(review, "_FILES", {})  # a new process
+        again = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        raised = _emptied_alerts(loop, again.gw)
+        clear = loop.run(again.submit("screen-emptied-1", payee_name=LISTED))
+        loop.run(again.stop())
+        monkeypatch.setattr(review, "_FILES", {})  # and again
+        third = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        after = _emptied_alerts(loop, third.gw)
+        loop.run(third.stop())
+    finally:
+        loop.close()
+
+    assert len(raised) == 1 and raised[0][1] is None
+    assert (raised[0][0]["file"], raised[0][0]["previous_names"],
+            raised[0][0]["previous_accounts"]) == (str(path), 1, 0)
+    assert clear["reason"] != "screening_match_payee_name"
+    assert after == raised
+
+
+def test_a_gateway_first_started_on_an_empty_list_raises_no_alert(tmp_path: Path) -> None:
+    """No copy kept (the gateway never took a list of this file): an empty list at start
+    switched nothing off, and raises nothing."""
+    path = tmp_path / "screen.toml"
+    path.write_text("names = []\naccounts = []\n", encoding="utf-8")
+    loop = LoopThread()
+    try:
+        gw_rig = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        raised = _emptied_alerts(loop, gw_rig.gw)
+        loop.run(gw_rig.stop())
+    finally:
+        loop.close()
+
+    assert raised == []

@@ -69,6 +69,10 @@ SETTLE_S = 1.0
 # The real time, which file modification times are stamped in (not the gateway's clock,
 # which a simulated day moves).
 wall_s = time.time
+# The time a list is taken into force is told by the gateway's clock, as every other
+# time operators see (CONTRACT.md §3), given for the file by `use_clock`; the real
+# time, in UTC, only until a gateway gave its clock.
+Now = Callable[[], datetime]
 
 
 def review_reason(transfer: Any, settings: Any) -> str | None:
@@ -273,8 +277,9 @@ _MISSING: Signature = (-1, -1, -1)
 
 @dataclass(frozen=True)
 class Taken:
-    """A list taken into force: its counts, its file's digest, since when (real time, as
-    file times are) and the counts of the list it replaced (None: the first)."""
+    """A list taken into force: its counts, its file's digest, since when (the gateway's
+    clock) and the counts of the list it replaced (None: the first, with no copy kept of
+    an earlier list of the same file)."""
 
     names: int
     accounts: int
@@ -311,7 +316,18 @@ class ListFile:
     problems: list[Problem] | None = None
     taken: Taken | None = None  # when and what the list in force was taken as
     keep_in: Path | None = None  # the data folder the list in force is copied to
+    # The counts (names, accounts) of the copy the data folder kept of this file's last
+    # list when the gateway started (`keep_last_good`): the list the first one taken
+    # replaces, so that a list emptied while the gateway was down is told as emptied.
+    kept_before: tuple[int, int] | None = None
+    clock: Now | None = None  # the gateway's, for the time a list is taken (`use_clock`)
 
+
+    def now_text(self) -> str:
+        """The time now by the gateway's clock (the real time, in UTC, before a gateway
+        gave its clock), to the second."""
+        now = self.clock() if self.clock is not None else datetime.fromtimestamp(wall_s(), UTC)
+        return now.isoformat(timespec="seconds")
 
     def look(self, stat: os.stat_result | None) -> BlockedList:
         """The list in force after looking at the file (`stat`, None when it is gone):
@@ -342,12 +358,10 @@ class ListFile:
         if blocked is not self.blocked:
             # Every list taken into force is logged, with the digest of the file it was
             # read from and the counts it replaces: a list emptied or swapped is audited.
-            previous = self.blocked
+            previous = (self.kept_before if self.blocked is None else
+                        (len(self.blocked.names), len(self.blocked.accounts)))
             self.taken = Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
-                               datetime.fromtimestamp(wall_s(), UTC)
-                               .isoformat(timespec="seconds"),
-                               None if previous is None else len(previous.names),
-                               None if previous is None else len(previous.accounts))
+                               self.now_text(), *(previous or (None, None)))
             log.info("event=screening_list_in_force file=%s names=%d accounts=%d "
                      "sha256=%s previous_names=%s previous_accounts=%s", self.path,
                      self.taken.names, self.taken.accounts, blocked.sha256,
@@ -432,7 +446,9 @@ def keep_last_good(path: str, folder: Path) -> None:
     data folder), and look at the file now: when it cannot be read and no list was read
     before, the copy kept of the same file (a gateway restarted while the file is broken)
     is the list in force, its problems kept for the watch's alert. Without a good copy
-    nothing is put in force (the start was refused: gateway.config_values)."""
+    nothing is put in force (the start was refused: gateway.config_values). When it is
+    read well, the list it holds replaces the copy's (`kept_before`): emptied while the
+    gateway was down, it is taken as emptied, and the watch raises its alert."""
     path = str(path)
     with _READING:
         entry = _FILES.setdefault(path, ListFile(path))
@@ -443,7 +459,12 @@ def keep_last_good(path: str, folder: Path) -> None:
             return
         stat = _stat(path)
         read = _read(path) if stat is not None else None
-        copied = last_good_copy(folder, path) if not isinstance(read, BlockedList) else None
+        # Read before the list taken now replaces it.
+        copied = last_good_copy(folder, path)
+        if isinstance(read, BlockedList):
+            entry.kept_before = None if copied is None else (copied[1].names,
+                                                             copied[1].accounts)
+            copied = None
         if copied is None:
             try:
                 entry.look(stat)
@@ -455,6 +476,15 @@ def keep_last_good(path: str, folder: Path) -> None:
                     "accounts=%d sha256=%s taken_at=%s", path, entry.taken.names,
                     entry.taken.accounts, entry.taken.sha256, entry.taken.since)
         entry.look(stat)  # refused as a change of the file, the copy kept in force
+
+
+def use_clock(path: str, clock: Now) -> None:
+    """Tell the time each list of the file at `path` is taken into force by `clock` (the
+    gateway's `now`) from now on, so that a simulated day shows it as it shows every
+    other time. Per file: a process may run more than one gateway (tests), each with its
+    own clock and file."""
+    with _READING:
+        _FILES.setdefault(str(path), ListFile(str(path))).clock = clock
 
 
 def last_good_copy(folder: Path, path: str) -> tuple[BlockedList, Taken] | None:
