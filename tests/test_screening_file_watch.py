@@ -201,22 +201,29 @@ def test_an_emptied_list_raises_a_critical_alert_closed_when_refilled(
     assert [by for _, by in after] == [critical.GATEWAY]
 
 
+def _started_again(loop: LoopThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   text: str) -> OpsRig:
+    """A gateway that took GOOD from `tmp_path`/screen.toml (its copy kept in the data
+    folder) and stopped, started again in a new process once the file holds `text`."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+    loop.run(first.stop())
+    path.write_text(text, encoding="utf-8")
+    settled(path)
+    monkeypatch.setattr(review, "_FILES", {})  # a new process
+    return loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+
+
 def test_a_gateway_started_on_a_broken_file_screens_with_the_copy_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A gateway that took a list kept its copy in the data folder; started again (a new
     process) while the file is broken, it starts, holds the listed payee with the copy
     and raises the critical alert `screening_file_refused`."""
-    from gateway.ops import review
-    path = tmp_path / "screen.toml"
-    path.write_text(GOOD, encoding="utf-8")
     loop = LoopThread()
     try:
-        first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
-        loop.run(first.stop())
-        path.write_text('names = [ "x", ', encoding="utf-8")
-        settled(path)
-        monkeypatch.setattr(review, "_FILES", {})  # a new process
-        again = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        again = _started_again(loop, tmp_path, monkeypatch, 'names = [ "x", ')
         held = loop.run(again.submit("screen-restart-1", payee_name=LISTED))
         open_ = loop.run(again.gw.store.run(critical.open_alerts))
         loop.run(again.stop())
@@ -255,15 +262,9 @@ def test_a_list_emptied_while_the_gateway_was_down_raises_the_alert_at_start(
     after that, the file unchanged, raises no second one."""
     from gateway.ops import review
     path = tmp_path / "screen.toml"
-    path.write_text(GOOD, encoding="utf-8")
     loop = LoopThread()
     try:
-        first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
-        loop.run(first.stop())
-        path.write_text("names = []\naccounts = []\n", encoding="utf-8")
-        settled(path)
-        monkeypatch.setattr(review, "_FILES", {})  # a new process
-        again = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        again = _started_again(loop, tmp_path, monkeypatch, "names = []\naccounts = []\n")
         raised = _emptied_alerts(loop, again.gw)
         clear = loop.run(again.submit("screen-emptied-1", payee_name=LISTED))
         loop.run(again.stop())
