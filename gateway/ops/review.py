@@ -322,11 +322,11 @@ class ListFile:
     kept_before: tuple[int, int] | None = None
     clock: Now | None = None  # the gateway's, for the time a list is taken (`use_clock`)
 
-
     def now_text(self) -> str:
         """The time now by the gateway's clock (the real time, in UTC, before a gateway
         gave its clock), to the second."""
-        now = self.clock() if self.clock is not None else datetime.fromtimestamp(wall_s(), UTC)
+        now = (self.clock() if self.clock is not None
+               else datetime.fromtimestamp(wall_s(), UTC))
         return now.isoformat(timespec="seconds")
 
     def look(self, stat: os.stat_result | None) -> BlockedList:
