@@ -833,3 +833,39 @@ def test_a_parked_credit_is_not_applied_to_its_own_payees_account_listed_before_
     assert rig.books() == before
     assert (after["state"], after["held_for_review"]) == ("suspense", True)
     assert rig.item_state(after["pending_write_off_no"]) == "open"
+
+
+@pytest.mark.parametrize("listed", ["name", "account"])
+def test_a_credit_parked_for_its_payee_is_applied_to_that_payees_own_account(
+        rig: Rig, list_of: Any, listed: str) -> None:
+    """Parked because the list names its payee (the name the message gave, which is the
+    holder the books keep, or the account's number): operators find the match false and
+    apply it to that very account. The hit the approval passes is not raised again
+    there: credited once, the passed hit in its history."""
+    list_of([PAYER_NAME] if listed == "name" else [],
+            [rig.rig.payer_account] if listed == "account" else [])
+    payment = rig.hvps_credit(1_020)
+    parked = payment["reason"]
+    before = rig.books()
+    done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+    after = rig.view(payment["id"])
+
+    assert (payment["state"], parked) == ("suspense", f"screening_match_payee_{listed}")
+    assert done["outcome"]["state"] == "credited", done
+    assert after["history"][-1]["detail"]["passed"] == parked
+    assert rig.books() == (before[0] + 1_020, before[1] - 1_020, True)
+
+
+def test_a_credit_parked_for_its_payees_account_is_not_applied_there_if_the_holder_is_listed(
+        rig: Rig, list_of: Any) -> None:
+    """Parked for its payee's account number, while the holder's name is listed too: the
+    approval passes the number's hit only, so the holder's match refuses the application
+    to that account."""
+    list_of([PAYER_NAME], [rig.rig.payer_account])
+    payment = rig.hvps_credit(1_021)
+    status, refused = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+
+    assert payment["reason"] == "screening_match_payee_account"
+    assert status == 409, refused
+    assert refused["errors"][0]["code"] == "account_screened"
+    assert "screening_match_payee_name" in refused["errors"][0]["message"]

@@ -38,10 +38,12 @@ A credit the screening parked in suspense (its reason `screening_...`,
 gateway.screening.parked) is applied the same way: the approval is the decision that
 the match is not the listed party (the hit passed), and its `suspense_applied` event
 says so (`passed`, the screening's reason). The account it goes to is screened as any
-other's, its payee's own included: the hit passed was on the names and account the
-message gave, never on the holder the books keep for that account, and the list may
-have grown since. Parked, it was never credited: applied, it is credited once, from
-suspense.
+other's, its payee's own included, less the one hit the approval passes: applied to its
+payee's own account, a credit parked for that account's number, or for the payee's name
+when the books' holder is that name, is credited (a false match passed); any other
+match there refuses it (the holder the books keep listed under another name, a payee
+listed besides the payer the credit was parked for, the list grown since). Parked, it
+was never credited: applied, it is credited once, from suspense.
 
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
@@ -67,6 +69,7 @@ from gateway.errors import (
     not_text,
 )
 from gateway.exceptions import schema
+from gateway.ops.review import normalise
 from gateway.store import NOT_READ, answered, id_chunks, reading_once
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -246,13 +249,16 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
     (an open customer account of ours, checked before), read as the payee: money an
     operator applies was never screened against that holder (the name the message gave
     was not the holder's, the account it named is not the one chosen, the list has grown
-    since). A credit the screening parked is no exception, even applied to its own
-    payee's account: the approval passes the hit on the parties the message named, and
-    the holder the books keep for that account was never screened."""
+    since). A credit the screening parked is screened too, even applied to its own
+    payee's account: the approval passes the one hit that parked it, on the parties the
+    message named, and nothing else. So, on its payee's own account, a match of that
+    account's number parked for that number, or of the holder's name parked for the
+    payee's name when the books' holder is the name the message gave, is the hit the
+    approval passes; any other match (the holder listed under another name, a credit
+    parked for its payer whose payee is listed too) refuses the application."""
     parked = screening.is_parked(payment)
     holder = gw.ledger.account(tx, account_no, gw.work_date).name
-    found = screening.reason(gw, {"payer_account": "", "payer_name": "",
-                                  "payee_account": account_no, "payee_name": holder})
+    found = _holder_match(gw, payment if parked else None, account_no, holder)
     if found is None:
         return
     why = f", parked by the screening ({payment['reason']})," if parked else ""
@@ -262,6 +268,24 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
         f"the screening matches account {account_no} of {holder} "
         f"({found}, its holder read as the payee): the suspense item of payment "
         f"{payment['id']}{why} is not applied to a listed party"))
+
+
+def _holder_match(gw: Any, parked: dict[str, Any] | None, account_no: str, holder: str
+                  ) -> str | None:
+    """The screening's match of the account and its holder read as the payee, less the
+    hit the approval of a parked credit (`parked`) passes on its own payee's account."""
+    own = parked is not None and account_no == parked["payee_account"]
+    passing = parked["reason"] if own else None
+    number = screening.reason(gw, {"payer_account": "", "payer_name": "",
+                                   "payee_account": account_no, "payee_name": ""})
+    if number is not None and number != passing:
+        return number
+    name = screening.reason(gw, {"payer_account": "", "payer_name": "",
+                                 "payee_account": "", "payee_name": holder})
+    if name is None or (name == passing and own and parked is not None
+                        and normalise(holder) == normalise(parked["payee_name"] or "")):
+        return None
+    return name
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
