@@ -203,17 +203,33 @@ class Handlers:
         name, and the bank holding the account (the agent's member code, else the
         institution's, else the instructing or instructed branch)."""
         t: hvps112.InstitutionTransfer = d.obj
+        payer_name, payee_name = self._named(t.debtor), self._named(t.creditor)
+        # An institution named by its member code alone, one the directory does not know
+        # either, cannot be screened: its money waits in suspense for operators.
+        unnamed = ("payer" if not payer_name else "payee" if not payee_name else None)
         return self._credit_in(tx, d, now, {
-            "payer_account": t.debtor_account or "", "payer_name": t.debtor.name or "",
+            "payer_account": t.debtor_account or "", "payer_name": payer_name,
             "payer_bank": _bank_of(t.debtor_agent, t.debtor, t.instg_branch),
-            "payee_account": t.creditor_account or "", "payee_name": t.creditor.name or "",
-            "payee_bank": _bank_of(t.creditor_agent, t.creditor, t.instd_branch)})
+            "payee_account": t.creditor_account or "", "payee_name": payee_name,
+            "payee_bank": _bank_of(t.creditor_agent, t.creditor, t.instd_branch)},
+            unscreened=None if unnamed is None else f"{UNNAMED_PREFIX}{unnamed}")
+
+    def _named(self, party: hvps112.Institution) -> str:
+        """The name an hvps.112's institution is screened and kept under: the one the
+        message gives, else the one the CNAPS directory in force gives its member code
+        (pacs.009 may name an institution by its code alone), else '' (unknown)."""
+        if party.name:
+            return party.name
+        listed = (self.gw.router.directory.find(party.member, self.gw.work_date)
+                  if party.member else None)
+        return listed.name if listed is not None else ""
 
     def _credit_in(self, tx: Any, d: codec.Decoded, now: datetime,
-                   parties: dict[str, str]) -> Processed:
+                   parties: dict[str, str], unscreened: str | None = None) -> Processed:
         """Book an HVPS credit another bank sent us (`parties`: its payer's and payee's
         account, name and bank, as the message's type names them): credited to the
-        payee, or parked in suspense (the ledger's reason, or the screening's)."""
+        payee, or parked in suspense (the ledger's reason, or the screening's; or
+        `unscreened`, the screening's reason for a party it could not read)."""
         ct = d.obj
         h = d.header
         work_date = self.gw.work_date.isoformat()
@@ -239,7 +255,7 @@ class Handlers:
         # refused: the money has moved already, so what fails goes to suspense. A party
         # the screening matches parks it there too, for operators to decide; the NPC's
         # settlement stands either way (the ccms.990 says only that we received it).
-        held_for = screening.parked(self.gw, [row]).get(pid)
+        held_for = screening.parked(self.gw, [row]).get(pid) or unscreened
         result = self.gw.ledger.credit_incoming(
             tx, f"{pid}:credit", row["payee_account"], row["payee_name"], ct.amount_fen,
             work_date, pid,
@@ -335,6 +351,11 @@ class Handlers:
                 d.obj.check_date, selectors)))
         return Processed({"reconciled": result["reconciled"],
                           "differences": len(result["differences"])}, after)
+
+
+# The screening's reason parking an hvps.112 whose payer or payee institution has no
+# name, in the message or in the directory for its member code: `..._payer`, `..._payee`.
+UNNAMED_PREFIX = "screening_unnamed_"
 
 
 def _bank_of(agent: hvps112.Institution | None, party: hvps112.Institution,

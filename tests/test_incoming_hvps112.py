@@ -18,7 +18,9 @@ from gateway.messages import examples, hvps112
 from gateway.messages.envelope import Envelope, Header
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
 from gateway.redisproc import free_port
-from tests.test_incoming_screening import LISTED, PEER, PEER_BRANCH, Rig
+from tests.test_incoming_screening import LISTED, PEER, PEER_BRANCH, WHY, Rig, list_of
+
+__all__ = ["list_of"]  # the list put in force by a test, over this module's rig
 
 _numbers = itertools.count(1)
 PEER_TREASURY = "对手银行股份有限公司资金部"
@@ -27,11 +29,12 @@ PEER_TREASURY = "对手银行股份有限公司资金部"
 class FiRig(Rig):
     def hvps112_credit(self, amount_fen: int, payer_name: str = PEER_TREASURY,
                        payee_account: str | None = None, business_type: str = "A200",
-                       remittance: tuple[str, ...] = ("/F25/02105", "/H01/同业资金往来")
+                       remittance: tuple[str, ...] = ("/F25/02105", "/H01/同业资金往来"),
+                       debtor: hvps112.Institution | None = None
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """An hvps.112 from the peer's treasury to our payer's account (its holder's name,
-        the branch keeping it), received on the link: the link's answer and the payment
-        as the API shows it."""
+        """An hvps.112 from the peer's treasury (or `debtor`, with no account) to our
+        payer's account (its holder's name, the branch keeping it), received on the
+        link: the link's answer and the payment as the API shows it."""
         n = next(_numbers)
         msg_id = f"{self.gw.work_date:%Y%m%d}8{n:07d}"  # apart from other rigs' ids
         t = hvps112.InstitutionTransfer(
@@ -39,9 +42,9 @@ class FiRig(Rig):
             tx_id=msg_id, business_type=business_type, amount_fen=amount_fen,
             priority="HIGH", instg_direct=PEER, instg_branch=PEER_BRANCH,
             instd_direct=examples.OUR_BANK, instd_branch=PAYER_BRANCH,
-            debtor=hvps112.Institution(PEER, payer_name),
+            debtor=debtor or hvps112.Institution(PEER, payer_name),
             creditor=hvps112.Institution(PAYER_BRANCH, PAYER_NAME),
-            debtor_account="88820000001500000001",
+            debtor_account=None if debtor else "88820000001500000001",
             creditor_account=payee_account or self.rig.payer_account,
             debtor_agent=hvps112.Institution(PEER_BRANCH),
             creditor_agent=hvps112.Institution(PAYER_BRANCH),
@@ -163,3 +166,48 @@ def test_an_hvps112_return_marks_our_institution_transfer_returned(rig: FiRig) -
     assert rig.books() == (before[0] + 4_000_00, before[1], True)
     assert original["state"] == "returned"
     assert original["history"][-1]["event"] == "returned_by_payee_bank"
+
+
+def test_an_hvps112_from_a_listed_bank_named_by_its_code_only_is_parked(
+        rig: FiRig, list_of: Any) -> None:
+    """pacs.009 may name the debtor institution by its member code alone: it is screened
+    under the name the CNAPS directory gives that code, which the list names here, so
+    its money is parked (screening_match_payer_name), not credited; the payment shows
+    that name as the payer's."""
+    peer_name = rig.gw.router.directory.find(PEER, rig.gw.work_date).name
+    list_of([peer_name], [])
+    before = rig.books()
+    answer, payment = rig.hvps112_credit(3_303, debtor=hvps112.Institution(PEER))
+
+    assert answer["taken"] is True, answer
+    assert (payment["state"], payment["reason"], payment["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+    assert payment["payer"]["name"] == peer_name
+    assert rig.books() == (before[0], before[1] + 3_303, True)
+
+
+def test_an_hvps112_from_a_bank_named_by_its_code_only_is_credited_when_clear(
+        rig: FiRig) -> None:
+    """The directory's name of the code, clear of the list: credited as any other."""
+    _, payment = rig.hvps112_credit(3_304, debtor=hvps112.Institution(PEER))
+
+    assert payment["state"] == "credited"
+    assert payment["payer"]["name"] == rig.gw.router.directory.find(PEER, rig.gw.work_date).name
+
+
+def test_an_hvps112_from_an_institution_no_name_is_known_for_is_parked_for_review(
+        rig: FiRig) -> None:
+    """A member code the directory does not know, and no name: nothing can be screened,
+    so the money is not credited unseen but parked for operators
+    (screening_unnamed_payer), held for review and alerted, as a match is; operators
+    may apply it, the approval deciding the institution is no listed party."""
+    before = rig.books()
+    _, payment = rig.hvps112_credit(3_305, debtor=hvps112.Institution("999999999999"))
+    raised = rig.alerts("incoming_credit_held_for_review")[-1]
+
+    assert (payment["state"], payment["reason"], payment["held_for_review"]) == (
+        "suspense", "screening_unnamed_payer", True)
+    assert raised["payment"] == payment["id"]
+    assert rig.books() == (before[0], before[1] + 3_305, True)
+    done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+    assert done["outcome"]["state"] == "credited", done

@@ -121,7 +121,7 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
         write_off.check_account(gw, tx, params["account"])
         write_off.check_holder_screened(gw, tx, payment, params["account"])
     # Whatever the account: a debit whose payer is listed is not offered for applying.
-    check_payer_screened(gw, payment)
+    check_payer_screened(gw, tx, payment)
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
@@ -137,7 +137,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     check_item(gw, tx, payment, params.get("pending_no"))
     write_off.check_account(gw, tx, params["account"])  # ours, before its holder's screening
     write_off.check_holder_screened(gw, tx, payment, params["account"])
-    check_payer_screened(gw, payment)
+    check_payer_screened(gw, tx, payment)
     pending_no, account, entry_id = write_off.clear(gw, tx, payment, params["account"], by,
                                                     note, now)
     state, settled_on = collected_state(tx, payment)
@@ -152,23 +152,35 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
             "pending_no": pending_no, "ledger_entry": entry_id}
 
 
-def check_payer_screened(gw: Any, debit: dict[str, Any]) -> None:
+def check_payer_screened(gw: Any, tx: Any, debit: dict[str, Any]) -> None:
     """The screening clears the debit's payer (its account and name at the other bank, as
     our beps.127 named them), read as the payer, before its money is applied to our
-    customer: a match refuses the application (`debit_payer_screened`)."""
-    found = screening.reason(gw, {"payer_account": debit["payer_account"],
-                                  "payer_name": debit["payer_name"],
-                                  "payee_account": "", "payee_name": ""})
+    customer: a match refuses the application (`debit_payer_screened`), unless it is a
+    hit a supervisor passed already (`passed_at_review`)."""
+    passed = passed_at_review(tx, debit["id"])
+    found = next(((hit, value) for hit, value in screening.hits(
+        gw, "payer", debit["payer_account"] or "", debit["payer_name"] or "")
+        if hit not in passed), None)
     if found is None:
         return
-    matched = debit["payer_account"] if found.endswith("_account") else debit["payer_name"]
+    matched, value = found
     raise Conflict(Problem(
-        "debit_payer_screened", "/target", matched,
+        "debit_payer_screened", "/target", value,
         "a debit whose payer the screening does not match",
         f"the screening matches the payer of debit {debit['id']}, {debit['payer_name']} "
-        f"(account {debit['payer_account']} at {debit['payer_bank']}; {found}): its "
+        f"(account {debit['payer_account']} at {debit['payer_bank']}; {matched}): its "
         "money in suspense is not applied to our customer; return it to the payer bank "
         "(suspense_return)"))
+
+
+def passed_at_review(tx: Any, debit_id: str) -> set[str]:
+    """The screening's payer matches a supervisor passed when the debit was held at
+    intake (its history's `review_approved`, dual control, `passed` the reason): the
+    same hit on the same payer, since a debit's payer account and name never change
+    once it is taken. A match of another field (another value) is a new hit."""
+    return {event["detail"]["passed"] for event in payments.history(tx, debit_id)
+            if event["event"] == "review_approved"
+            and str(event["detail"].get("passed", "")).startswith("screening_match_payer_")}
 
 
 def collected_state(tx: Any, payment: dict[str, Any]) -> tuple[str, str | None]:

@@ -69,7 +69,7 @@ from gateway.errors import (
     not_text,
 )
 from gateway.exceptions import schema
-from gateway.ops.review import normalise
+from gateway.ops.review import normalise, normalise_account
 from gateway.store import NOT_READ, answered, id_chunks, reading_once
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -163,6 +163,8 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
     if "account" in params:
         check_account(gw, tx, params["account"])
         check_holder_screened(gw, tx, payment, params["account"])
+    # Whatever the account: a credit whose payer is listed is not offered for applying.
+    check_payer_screened(gw, payment)
 
 
 def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
@@ -249,16 +251,17 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
     (an open customer account of ours, checked before), read as the payee: money an
     operator applies was never screened against that holder (the name the message gave
     was not the holder's, the account it named is not the one chosen, the list has grown
-    since). A credit the screening parked is screened too, even applied to its own
-    payee's account: the approval passes the one hit that parked it, on the parties the
-    message named, and nothing else. So, on its payee's own account, a match of that
-    account's number parked for that number, or of the holder's name parked for the
-    payee's name when the books' holder is the name the message gave, is the hit the
-    approval passes; any other match (the holder listed under another name, a credit
-    parked for its payer whose payee is listed too) refuses the application."""
-    parked = screening.is_parked(payment)
+    since). A credit the screening parked is screened too, at whatever account: its
+    approval passes the value that parked it, not the field (`passes`), so a match of
+    the account's number is passed when the credit was parked for an account of the
+    message that is this number, a match of the holder's name when it was parked for a
+    name of the message that is this holder's; any other match (the holder listed under
+    another name, a credit parked for its payer whose payee is listed too, the list
+    grown since) refuses the application."""
+    parked = payment if screening.is_parked(payment) else None
     holder = gw.ledger.account(tx, account_no, gw.work_date).name
-    found = _holder_match(gw, payment if parked else None, account_no, holder)
+    found = next((hit for hit, value in screening.hits(gw, "payee", account_no, holder)
+                  if not passes(parked, hit, value)), None)
     if found is None:
         return
     why = f", parked by the screening ({payment['reason']})," if parked else ""
@@ -270,22 +273,50 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
         f"{payment['id']}{why} is not applied to a listed party"))
 
 
-def _holder_match(gw: Any, parked: dict[str, Any] | None, account_no: str, holder: str
-                  ) -> str | None:
-    """The screening's match of the account and its holder read as the payee, less the
-    hit the approval of a parked credit (`parked`) passes on its own payee's account."""
-    own = parked is not None and account_no == parked["payee_account"]
-    passing = parked["reason"] if own else None
-    number = screening.reason(gw, {"payer_account": "", "payer_name": "",
-                                   "payee_account": account_no, "payee_name": ""})
-    if number is not None and number != passing:
-        return number
-    name = screening.reason(gw, {"payer_account": "", "payer_name": "",
-                                 "payee_account": "", "payee_name": holder})
-    if name is None or (name == passing and own and parked is not None
-                        and normalise(holder) == normalise(parked["payee_name"] or "")):
-        return None
-    return name
+def check_payer_screened(gw: Any, payment: dict[str, Any]) -> None:
+    """The screening clears the incoming credit's payer (its account and name as the
+    message gave them, read as the payer) before its money is applied, whatever the
+    account: the list may have grown since the credit came (a debit of ours has its
+    own, debit_suspense.check_payer_screened). A credit the screening parked passes the
+    value that parked it (`passes`); any other match refuses (`account_screened`, at
+    `/target`, naming the payer)."""
+    parked = payment if screening.is_parked(payment) else None
+    found = next(((hit, value) for hit, value in screening.hits(
+        gw, "payer", payment["payer_account"] or "", payment["payer_name"] or "")
+        if not passes(parked, hit, value)), None)
+    if found is None:
+        return
+    why = f", parked by the screening ({payment['reason']})," if parked else ""
+    raise Conflict(Problem(
+        "account_screened", "/target", found[1],
+        "a credit whose payer the screening does not match",
+        f"the screening matches the payer of payment {payment['id']}, "
+        f"{payment['payer_name']} (account {payment['payer_account']} at "
+        f"{payment['payer_bank']}; {found[0]}): its suspense item{why} is not applied "
+        "to our customer; return it to the bank that sent it"))
+
+
+# The screening's reasons an approval passes the value of: the message's field each names.
+_MATCH_PREFIX = "screening_match_"
+_PASSABLE = ("payer_account", "payer_name", "payee_account", "payee_name")
+
+
+def passes(parked: dict[str, Any] | None, hit: str, value: str) -> bool:
+    """Whether the approval of the credit `parked` (None: not parked by the screening)
+    passes the screening's match `hit` on `value`: the approval passes the value that
+    parked it, not the field. A match of an account is passed when the credit was parked
+    for an account field of its message (`screening_match_payer_account` or
+    `_payee_account`) whose value is that account; a match of a name when it was parked
+    for a name field whose value is that name (each compared as the screening compares
+    them). Any other match is not passed."""
+    if parked is None:
+        return False
+    field = (parked["reason"] or "").removeprefix(_MATCH_PREFIX)
+    kind = hit.rsplit("_", 1)[-1]
+    if field not in _PASSABLE or not field.endswith(f"_{kind}"):
+        return False
+    same = normalise_account if kind == "account" else normalise
+    return same(value) == same(parked[field] or "")
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
@@ -298,6 +329,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     check_item(gw, tx, payment, params.get("pending_no"))
     check_account(gw, tx, params["account"])  # an account of ours, before its holder's screening
     check_holder_screened(gw, tx, payment, params["account"])
+    check_payer_screened(gw, payment)
     pending_no, account, entry_id = clear(gw, tx, payment, params["account"], by, note, now)
     # A credit the screening parked: the approval passed the hit, which the history keeps.
     passed = {"passed": payment["reason"]} if screening.is_parked(payment) else {}
