@@ -202,16 +202,22 @@ def test_an_emptied_list_raises_a_critical_alert_closed_when_refilled(
 
 
 def _started_again(loop: LoopThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   text: str) -> OpsRig:
+                   text: str, died_once: bool = False) -> OpsRig:
     """A gateway that took GOOD from `tmp_path`/screen.toml (its copy kept in the data
-    folder) and stopped, started again in a new process once the file holds `text`."""
+    folder) and stopped, started again in a new process once the file holds `text`
+    (`died_once`: after a start in another process that died once the list was taken,
+    before its watch looked at it)."""
     from gateway.ops import review
     path = tmp_path / "screen.toml"
     path.write_text(GOOD, encoding="utf-8")
     first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+    data = Path(first.gw.settings.data_path)
     loop.run(first.stop())
     path.write_text(text, encoding="utf-8")
     settled(path)
+    if died_once:
+        monkeypatch.setattr(review, "_FILES", {})
+        review.keep_last_good(str(path), data)  # the first thing a start does
     monkeypatch.setattr(review, "_FILES", {})  # a new process
     return loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
 
@@ -280,6 +286,35 @@ def test_a_list_emptied_while_the_gateway_was_down_raises_the_alert_at_start(
             raised[0][0]["previous_accounts"]) == (str(path), 1, 0)
     assert clear["reason"] != "screening_match_payee_name"
     assert after == raised
+
+
+def test_a_list_emptied_while_down_is_alerted_even_if_the_first_start_after_died(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start after the file was emptied took the empty list and died before
+    its watch committed the alert: the copy it kept says the list was emptied from one
+    with entries, not yet alerted, so the next start raises `screening_list_emptied`
+    (with the counts replaced); once raised, a start after raises no second one."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    loop = LoopThread()
+    try:
+        again = _started_again(loop, tmp_path, monkeypatch, "names = []\naccounts = []\n",
+                               died_once=True)
+        raised = _emptied_alerts(loop, again.gw)
+        loop.run(again.gw.store.run(lambda tx: critical.close_where(  # a supervisor's
+            tx, (ALERT_SCREENING_EMPTIED,), "file", str(path), "清空已确认",
+            again.gw.clock.now())))
+        loop.run(again.stop())
+        monkeypatch.setattr(review, "_FILES", {})  # and again, the alert handled
+        third = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        after = _emptied_alerts(loop, third.gw)
+        loop.run(third.stop())
+    finally:
+        loop.close()
+
+    assert len(raised) == 1, raised
+    assert (raised[0][0]["previous_names"], raised[0][0]["previous_accounts"]) == (1, 0)
+    assert len(after) == 1, after  # closed, and none raised again
 
 
 def test_a_gateway_first_started_on_an_empty_list_raises_no_alert(tmp_path: Path) -> None:

@@ -134,6 +134,8 @@ class ScreeningWatch:
             if self.emptied != taken.sha256:
                 await self.gw.store.run(lambda tx: self._raise_emptied(tx, path, taken))
                 self.emptied = taken.sha256
+                # Committed: the copy kept no longer says the list was emptied unalerted.
+                await asyncio.to_thread(review.emptied_alerted, path, taken.sha256)
             return
         if self.emptied is not None or not self.checked:
             if taken is not None and (taken.names or taken.accounts):
