@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from gateway import payments
+from gateway import outbound, payments
 from gateway.messages import examples, hvps112
 from gateway.messages.envelope import Envelope, Header
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
@@ -211,3 +212,28 @@ def test_an_hvps112_from_an_institution_no_name_is_known_for_is_parked_for_revie
     assert rig.books() == (before[0], before[1] + 3_305, True)
     done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
     assert done["outcome"]["state"] == "credited", done
+
+
+def test_a_parked_hvps112_is_returned_by_operators_as_an_hvps112_a105(rig: FiRig) -> None:
+    """An hvps.112 parked for its payer's name, which the operators decide to send back:
+    returned under dual control as an hvps.111's return is, but as an hvps.112 of
+    business type A105 (kind 02108) to the sending bank, naming the original by its
+    type, MsgId and instructing participant; screened as any return (its payee, the
+    original's payer, is listed: held for review until a supervisor passes it)."""
+    _, payment = rig.hvps112_credit(6_006, payer_name=LISTED)
+    rid = rig.done("return", payment["id"], "合规部决定退回")["outcome"]["return_id"]
+    held = rig.view(rid)
+    rig.review("review_approve", rid)
+    row = rig.tx(lambda tx: payments.get(tx, rid))
+    body = outbound.credit_body(row, f"{rig.gw.work_date}T10:00:00")
+    sent, problems = hvps112.parse(etree.fromstring(body))
+
+    assert (held["state"], held["reason"]) == ("held", "screening_match_payee_name")
+    assert row["msg_type"] == hvps112.MESSAGE_TYPE
+    assert problems == [] and hvps112.check(sent) == []
+    assert (sent.business_type, sent.business_kind, sent.amount_fen) == (
+        "A105", "02108", 6_006)
+    assert sent.instd_direct == PEER and sent.creditor.name == LISTED
+    assert (sent.tag("F40"), sent.tag("E50"), sent.tag("A70")) == (
+        hvps112.MESSAGE_TYPE, payment["message"]["msg_id"], PEER)
+    assert rig.books()[2]

@@ -7,8 +7,8 @@ booked to suspense, never to our customer, with a critical alert (docs/beps.md,
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest

@@ -31,7 +31,8 @@ is collected from that party into our customer's account, business with a listed
 whichever way it flows; its screening when the debit went may be long past, and the
 list may have grown since. A match is refused (`debit_payer_screened`), and a return
 to the payer bank is asked instead, which the screening holds for review as it holds
-any return to a listed party.
+any return to a listed party; a hit a supervisor passed when the debit was held at
+intake (`passed_at_review`) is not raised again, a new one is.
 
 Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
 type A105 (kind 02108) goes to the payer bank for the amount, paid by our suspense

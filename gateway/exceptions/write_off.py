@@ -38,12 +38,14 @@ A credit the screening parked in suspense (its reason `screening_...`,
 gateway.screening.parked) is applied the same way: the approval is the decision that
 the match is not the listed party (the hit passed), and its `suspense_applied` event
 says so (`passed`, the screening's reason). The account it goes to is screened as any
-other's, its payee's own included, less the one hit the approval passes: applied to its
-payee's own account, a credit parked for that account's number, or for the payee's name
-when the books' holder is that name, is credited (a false match passed); any other
-match there refuses it (the holder the books keep listed under another name, a payee
+other's, its payee's own included, and so is its payer, less the one value the approval
+passes: the value that parked it, not the field (`passes`). A customer moving its own
+money to us (the payer's name the holder's), parked for its payer's name, is applied to
+its account; any other match refuses it (the holder listed under another name, a payee
 listed besides the payer the credit was parked for, the list grown since). Parked, it
-was never credited: applied, it is credited once, from suspense.
+was never credited: applied, it is credited once, from suspense. Every credit applied
+has its payer screened again (`check_payer_screened`): the list may have grown since it
+came.
 
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
