@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import intake, late_results, payments, recon, screening, status_hold
 from gateway.inbound import Processed
-from gateway.messages import ccms900, ccms911, codec
+from gateway.messages import ccms900, ccms911, codec, hvps112
 from gateway.states import FINAL
 from gateway.windows import (
     CHANGING_OUTCOMES,
@@ -70,6 +70,7 @@ class Handlers:
             "ccms.801.001.02": self.on_system_status,
             "ccms.911.001.02": self.on_discarded,
             "hvps.111.001.01": self.on_credit_in,
+            hvps112.MESSAGE_TYPE: self.on_fi_credit_in,
             "hvps.711.001.01": self.on_recon_summary,
             "hvps.713.001.01": self.on_recon_details,
         }
@@ -185,6 +186,50 @@ class Handlers:
     # HVPS inbound credit
 
     def on_credit_in(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        """An hvps.111 (a customer credit transfer, pacs.008) another bank sent us."""
+        ct = d.obj
+        return self._credit_in(tx, d, now, {
+            "payer_account": ct.debtor_account, "payer_name": ct.debtor_name,
+            "payer_bank": ct.debtor_agent, "payee_account": ct.creditor_account,
+            "payee_name": ct.creditor_name, "payee_bank": ct.creditor_agent})
+
+    def on_fi_credit_in(self, tx: Any, d: codec.Decoded, now: datetime) -> Processed:
+        """An hvps.112 (an institution credit transfer, pacs.009) another bank sent us.
+        Like an hvps.111 it comes only after the NPC settled it (CONTRACT.md §4): the
+        money is in our clearing account already, and is booked, screened and
+        acknowledged as an hvps.111 is (docs/messages.md, "Incoming hvps.112"). Its
+        parties are institutions; read as our own hvps.112 names them
+        (outbound.institution_transfer_of): each side's account, the institution's
+        name, and the bank holding the account (the agent's member code, else the
+        institution's, else the instructing or instructed branch)."""
+        t: hvps112.InstitutionTransfer = d.obj
+        payer_name, payee_name = self._named(t.debtor), self._named(t.creditor)
+        # An institution named by its member code alone, one the directory does not know
+        # either, cannot be screened: its money waits in suspense for operators.
+        unnamed = ("payer" if not payer_name else "payee" if not payee_name else None)
+        return self._credit_in(tx, d, now, {
+            "payer_account": t.debtor_account or "", "payer_name": payer_name,
+            "payer_bank": _bank_of(t.debtor_agent, t.debtor, t.instg_branch),
+            "payee_account": t.creditor_account or "", "payee_name": payee_name,
+            "payee_bank": _bank_of(t.creditor_agent, t.creditor, t.instd_branch)},
+            unscreened=None if unnamed is None else f"{UNNAMED_PREFIX}{unnamed}")
+
+    def _named(self, party: hvps112.Institution) -> str:
+        """The name an hvps.112's institution is screened and kept under: the one the
+        message gives, else the one the CNAPS directory in force gives its member code
+        (pacs.009 may name an institution by its code alone), else '' (unknown)."""
+        if party.name:
+            return party.name
+        listed = (self.gw.router.directory.find(party.member, self.gw.work_date)
+                  if party.member else None)
+        return listed.name if listed is not None else ""
+
+    def _credit_in(self, tx: Any, d: codec.Decoded, now: datetime,
+                   parties: dict[str, str], unscreened: str | None = None) -> Processed:
+        """Book an HVPS credit another bank sent us (`parties`: its payer's and payee's
+        account, name and bank, as the message's type names them): credited to the
+        payee, or parked in suspense (the ledger's reason, or the screening's; or
+        `unscreened`, the screening's reason for a party it could not read)."""
         ct = d.obj
         h = d.header
         work_date = self.gw.work_date.isoformat()
@@ -194,11 +239,8 @@ class Handlers:
             "msg_type": d.mtype.code, "msg_id": ct.msg_id, "tx_id": ct.tx_id,
             "end_to_end_id": ct.end_to_end_id, "sender_direct": ct.instg_direct,
             "receiver_direct": ct.instd_direct, "amount_fen": ct.amount_fen,
-            "currency": ct.currency, "payer_account": ct.debtor_account,
-            "payer_name": ct.debtor_name, "payer_bank": ct.debtor_agent,
-            "payee_account": ct.creditor_account, "payee_name": ct.creditor_name,
-            "payee_bank": ct.creditor_agent, "business_type": ct.business_type,
-            "business_kind": ct.business_kind, "urgency": _urgency(ct.priority),
+            "currency": ct.currency, **parties, "business_type": ct.business_type,
+            "business_kind": ct.business_kind or "", "urgency": _urgency(ct.priority),
             "priority": {"URGT": 1, "HIGH": 2}.get(ct.priority, 3),
             "remittance": list(ct.remittance), "route": {}, "work_date": work_date,
             "created_at": now.isoformat(), "updated_at": now.isoformat(),
@@ -213,11 +255,11 @@ class Handlers:
         # refused: the money has moved already, so what fails goes to suspense. A party
         # the screening matches parks it there too, for operators to decide; the NPC's
         # settlement stands either way (the ccms.990 says only that we received it).
-        held_for = screening.parked(self.gw, [row]).get(pid)
+        held_for = screening.parked(self.gw, [row]).get(pid) or unscreened
         result = self.gw.ledger.credit_incoming(
-            tx, f"{pid}:credit", ct.creditor_account, ct.creditor_name, ct.amount_fen,
+            tx, f"{pid}:credit", row["payee_account"], row["payee_name"], ct.amount_fen,
             work_date, pid,
-            other_branch=intake.kept_elsewhere(ct.creditor_agent, self.gw.account_bank),
+            other_branch=intake.kept_elsewhere(row["payee_bank"], self.gw.account_bank),
             parked=held_for)
         if result.kind == "credited":
             payments.transition(tx, row, "credited", "hvps_credited", now, self.gw.notifier,
@@ -309,6 +351,18 @@ class Handlers:
                 d.obj.check_date, selectors)))
         return Processed({"reconciled": result["reconciled"],
                           "differences": len(result["differences"])}, after)
+
+
+# The screening's reason parking an hvps.112 whose payer or payee institution has no
+# name, in the message or in the directory for its member code: `..._payer`, `..._payee`.
+UNNAMED_PREFIX = "screening_unnamed_"
+
+
+def _bank_of(agent: hvps112.Institution | None, party: hvps112.Institution,
+             branch: str) -> str:
+    """The bank holding a party's account in an hvps.112: its agent's member code, else
+    the institution's own, else the branch of the clearing bank the message names."""
+    return (agent.member if agent is not None else None) or party.member or branch
 
 
 def _urgency(priority: str) -> str:

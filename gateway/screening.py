@@ -61,6 +61,23 @@ def reason(gw: Any, row: dict[str, Any]) -> str | None:
     return screen(row) if screen is not None else None
 
 
+def hits(gw: Any, side: str, account: str, name: str) -> list[tuple[str, str]]:
+    """The screening's matches of one party (`side`, payer or payee) read as that side,
+    its account and its name each on its own: (reason, the value matched) for each that
+    matches, the account's first (as the screening reads them). Each is judged apart by
+    an approval that passes a value (gateway.exceptions.write_off.passes)."""
+    screen = of_rows(gw)
+    if screen is None:
+        return []
+    found = []
+    for field, value in ((f"{side}_account", account), (f"{side}_name", name)):
+        row = {"payer_account": "", "payer_name": "", "payee_account": "",
+               "payee_name": "", field: value or ""}
+        if (reason_of := screen(row)) is not None:
+            found.append((reason_of, value or ""))
+    return found
+
+
 def parked(gw: Any, rows: list[dict[str, Any]]) -> dict[str, str]:
     """The screening's reason for each incoming credit of `rows` (payments' rows, not
     yet credited) whose payer or payee it matches, by payment id: its money goes to

@@ -118,12 +118,21 @@ def parked_by_screening(payment: Mapping[str, Any]) -> bool:
 
 def parked_sql(alias: str = "") -> str:
     """`parked_by_screening` as an SQL condition on a payments row (`alias` its table's
-    name in the statement, if any): the prefix matched literally (LIKE's `_` escaped),
+    name in the statement, if any): the prefix compared exactly (`starts_with_sql`),
     a reason that is NULL giving false, not NULL, so that NOT (...) holds for it."""
     at = f"{alias}." if alias else ""
-    prefix = SCREENING_REASON_PREFIX.replace("_", "\\_")
     return (f"({at}direction = 'in' AND {at}state = 'suspense' AND "
-            f"COALESCE({at}reason, '') LIKE '{prefix}%' ESCAPE '\\')")
+            f"{starts_with_sql(f'{at}reason', SCREENING_REASON_PREFIX)})")
+
+
+def starts_with_sql(column: str, prefix: str) -> str:
+    """An SQL condition that `column` begins with `prefix`, compared exactly: its first
+    characters equal to the prefix, never a LIKE pattern, whose `_` would match any one
+    character (`review_` taking `reviewX...` too) and which SQLite compares without
+    case. A NULL column gives false, not NULL, so that NOT (...) holds for it. `prefix`
+    is our own constant (ASCII, no quote), never a client's text."""
+    assert prefix.isascii() and "'" not in prefix, prefix
+    return f"substr(COALESCE({column}, ''), 1, {len(prefix)}) = '{prefix}'"
 
 
 def is_suspense_debit(payment: Mapping[str, Any] | None) -> bool:

@@ -36,6 +36,7 @@ PEER, PEER_BRANCH = examples.PEER_BANK, examples.PEER_BRANCH
 LISTED = "示例受限贸易有限公司"     # gateway/ops/screening.toml
 LISTED_ACCOUNT = "BLOCKED-DEMO-0001"  # the same list's account
 CLEAR_PAYER = "对手客户"
+OTHER_LISTED = "另一受限实业有限公司"  # listed by some tests besides LISTED
 WHY = "合规部核查：非受限主体，同名不同户"
 _numbers = itertools.count(1)
 
@@ -657,14 +658,16 @@ def test_the_python_and_sql_tests_of_a_parked_credit_agree() -> None:
 
 
 def test_a_parked_credit_is_not_applied_to_an_account_whose_holder_is_listed(
-        rig: Rig) -> None:
+        rig: Rig, list_of: Any) -> None:
     """Applied to another account than its payee's, a parked credit's target is screened:
-    an account of ours whose holder the list names is refused (asked, and at approval),
-    naming the match; the credit stays parked."""
+    an account of ours whose holder the list names under another name than the one the
+    credit was parked for is refused (asked, and at approval), naming the match; the
+    credit stays parked."""
     payment = rig.hvps_credit(1_015, payer_name=LISTED)
+    list_of([LISTED, OTHER_LISTED], [])
     account = customer_account(900 + next(_numbers), "corporate")
-    rig.tx(lambda tx: rig.gw.ledger.open_customer_account(tx, account, LISTED, "corporate",
-                                                          rig.gw.work_date))
+    rig.tx(lambda tx: rig.gw.ledger.open_customer_account(
+        tx, account, OTHER_LISTED, "corporate", rig.gw.work_date))
     status, refused = rig.call("POST", "/ops/api/requests", "op1",
                                {"action": "suspense_apply", "target": payment["id"],
                                 "params": {"account": account}, "note": WHY})
@@ -786,3 +789,155 @@ def test_an_ordinary_suspense_item_is_not_applied_once_the_list_names_its_holder
     assert f"screening_match_payee_{listed}" in problem["message"]
     assert rig.balance(account) == 0
     assert after["state"] == "suspense" and rig.item_state(after["pending_no"]) == "open"
+
+
+def test_a_parked_credit_is_not_applied_to_its_own_payees_account_once_its_holder_is_listed(
+        rig: Rig, list_of: Any) -> None:
+    """A credit parked for its payer, applied to the very account its message named: the
+    approval passes the payer's hit, never the holder the books keep for that account,
+    which the list names since. The request is refused when asked (account_screened,
+    naming the match and the parking), nothing recorded, the credit still parked."""
+    payment = rig.hvps_credit(1_018, payer_name=LISTED)
+    list_of([LISTED, PAYER_NAME], [])
+    status, refused = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+    after = rig.view(payment["id"])
+
+    assert payment["payee"]["account"] == rig.rig.payer_account
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/params/account", rig.rig.payer_account)
+    assert "screening_match_payee_name" in problem["message"]
+    assert "parked by the screening (screening_match_payer_name)" in problem["message"]
+    assert rig.requests_on(payment["id"]) == []
+    assert (after["state"], after["held_for_review"]) == ("suspense", True)
+
+
+@pytest.mark.parametrize("listed", ["name", "account"])
+def test_a_parked_credit_is_not_applied_to_its_own_payees_account_listed_before_approval(
+        rig: Rig, list_of: Any, listed: str) -> None:
+    """Asked while its payee's account and holder are clear, approved after the list
+    named the holder's name or the account's number: checked again when it runs, the
+    application fails (account_screened), nothing posted, the credit still parked."""
+    payment = rig.hvps_credit(1_019, payer_name=LISTED)
+    before = rig.books()
+    asked, req = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+    list_of([LISTED, PAYER_NAME] if listed == "name" else [LISTED],
+            [rig.rig.payer_account] if listed == "account" else [])
+    approved, done = rig.approve(req["id"])
+    after = rig.view(payment["id"])
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    problem = done["outcome"]["errors"][0]
+    assert (problem["code"], problem["value"]) == ("account_screened",
+                                                   rig.rig.payer_account)
+    assert f"screening_match_payee_{listed}" in problem["message"]
+    assert rig.books() == before
+    assert (after["state"], after["held_for_review"]) == ("suspense", True)
+    assert rig.item_state(after["pending_write_off_no"]) == "open"
+
+
+@pytest.mark.parametrize("listed", ["name", "account"])
+def test_a_credit_parked_for_its_payee_is_applied_to_that_payees_own_account(
+        rig: Rig, list_of: Any, listed: str) -> None:
+    """Parked because the list names its payee (the name the message gave, which is the
+    holder the books keep, or the account's number): operators find the match false and
+    apply it to that very account. The hit the approval passes is not raised again
+    there: credited once, the passed hit in its history."""
+    list_of([PAYER_NAME] if listed == "name" else [],
+            [rig.rig.payer_account] if listed == "account" else [])
+    payment = rig.hvps_credit(1_020)
+    parked = payment["reason"]
+    before = rig.books()
+    done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+    after = rig.view(payment["id"])
+
+    assert (payment["state"], parked) == ("suspense", f"screening_match_payee_{listed}")
+    assert done["outcome"]["state"] == "credited", done
+    assert after["history"][-1]["detail"]["passed"] == parked
+    assert rig.books() == (before[0] + 1_020, before[1] - 1_020, True)
+
+
+def test_a_credit_parked_for_its_payees_account_is_not_applied_there_if_the_holder_is_listed(
+        rig: Rig, list_of: Any) -> None:
+    """Parked for its payee's account number, while the holder's name is listed too: the
+    approval passes the number's hit only, so the holder's match refuses the application
+    to that account."""
+    list_of([PAYER_NAME], [rig.rig.payer_account])
+    payment = rig.hvps_credit(1_021)
+    status, refused = rig.ask(payment["id"], rig.rig.payer_account, WHY)
+
+    assert payment["reason"] == "screening_match_payee_account"
+    assert status == 409, refused
+    assert refused["errors"][0]["code"] == "account_screened"
+    assert "screening_match_payee_name" in refused["errors"][0]["message"]
+
+
+def test_a_payer_paying_itself_parked_for_its_name_is_applied_to_its_own_account(
+        rig: Rig, list_of: Any) -> None:
+    """One list entry, one false match: a customer moves its own money from another bank
+    to its account with us (the payer's name is the holder's). Parked for the payer's
+    name; the approval passes that value, not the field, so the holder's match on the
+    same name (read as the payee) and the payer's are the hit passed: credited."""
+    list_of([PAYER_NAME], [])
+    payment = rig.hvps_credit(1_101, payer_name=PAYER_NAME)
+    before = rig.books()
+    done = rig.done("suspense_apply", payment["id"], WHY, account=rig.rig.payer_account)
+
+    assert (payment["state"], payment["reason"]) == ("suspense",
+                                                     "screening_match_payer_name")
+    assert done["outcome"]["state"] == "credited", done
+    assert rig.books() == (before[0] + 1_101, before[1] - 1_101, True)
+
+
+def test_a_parked_credit_passes_its_value_at_any_account_with_that_holder(
+        rig: Rig, list_of: Any) -> None:
+    """Parked for its payer's name, applied to another account of ours held under that
+    same name (the customer's other account): the value passed is the holder's,
+    whatever the account, so it is credited."""
+    list_of([PAYER_NAME], [])
+    payment = rig.hvps_credit(1_102, payer_name=PAYER_NAME)
+    account = rig.account(PAYER_NAME)
+    done = rig.done("suspense_apply", payment["id"], WHY, account=account)
+
+    assert payment["reason"] == "screening_match_payer_name"
+    assert done["outcome"]["state"] == "credited", done
+    assert rig.balance(account) == 1_102
+
+
+def test_an_ordinary_suspense_credit_is_not_applied_once_the_list_names_its_payer(
+        rig: Rig, list_payer: Any) -> None:
+    """A credit in suspense for the ledger's reason (no such account), its payer named by
+    the list since it came: applied to our customer, its payer is screened again, as
+    our BEPS debit's is; refused when asked (account_screened at /target, naming the
+    payer and the match), nothing recorded, the item open."""
+    pid = rig.loop.run(rig.rig.receive(9_001, 6_606, "", "查无此人", payer_name=CLEAR_PAYER))
+    list_payer()
+    status, refused = rig.ask(pid, rig.rig.payer_account, WHY)
+    after = rig.view(pid)
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "account_screened", "/target", CLEAR_PAYER)
+    assert "screening_match_payer_name" in problem["message"]
+    assert rig.requests_on(pid) == []
+    assert rig.item_state(after["pending_write_off_no"]) == "open"
+    assert after["state"] == "suspense"
+
+
+def test_an_ordinary_suspense_credit_is_not_applied_when_its_payer_is_listed_before_approval(
+        rig: Rig, list_payer: Any) -> None:
+    """Asked while its payer is clear, approved after the list named it: the application
+    fails (account_screened), nothing posted."""
+    pid = rig.loop.run(rig.rig.receive(9_002, 6_607, "", "查无此人", payer_name=CLEAR_PAYER))
+    before = rig.books()
+    asked, req = rig.ask(pid, rig.rig.payer_account, WHY)
+    list_payer()
+    approved, done = rig.approve(req["id"])
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    assert done["outcome"]["errors"][0]["code"] == "account_screened"
+    assert rig.books() == before

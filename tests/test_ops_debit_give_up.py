@@ -7,6 +7,7 @@ booked to suspense, never to our customer, with a critical alert (docs/beps.md,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,14 +29,17 @@ AMOUNT_FEN = 86_40
 
 
 class Rig(ConsoleRig):
-    def debit_sent(self) -> tuple[str, str]:
-        """A debit for the rig's customer, packed alone into a beps.127 and sent now."""
+    def debit_sent(self, taken: Callable[[str], Any] | None = None) -> tuple[str, str]:
+        """A debit for the rig's customer, packed alone into a beps.127 and sent now
+        (`taken`, given its id, runs before it is packed: a review passing it)."""
         n = next(self.keys)
         _, view = self.loop.run(extension_of(self.gw).submit_debit("ops-tests", f"d-{n}", {
             "creditor_account": self.rig.payer_account, "creditor_name": PAYER_NAME,
             "creditor_bank": PAYER_BRANCH, "debtor_account": f"62220000{n:08d}",
             "debtor_name": "对手客户", "debtor_bank": PEER_BRANCH,
             "amount": f"{AMOUNT_FEN / 100:.2f}", "agreement": f"XY-{n}"}))
+        if taken is not None:
+            taken(view["id"])
 
         def seal(tx: Any) -> str:
             ext = extension_of(self.gw)

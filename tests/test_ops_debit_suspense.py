@@ -7,6 +7,7 @@ alert that raised the item closed (docs/beps.md, "Paid debits in suspense")."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,9 +30,10 @@ WHY_RETURN = "客户确认已线下收款，退回付款行"
 
 
 class Rig(GiveUpRig):
-    def in_suspense(self) -> tuple[str, str]:
-        """Our debit given up by operators and then paid: (its id, its pending number)."""
-        pid, package_id = self.debit_sent()
+    def in_suspense(self, taken: Callable[[str], Any] | None = None) -> tuple[str, str]:
+        """Our debit given up by operators and then paid: (its id, its pending number);
+        `taken` runs on it before it is packed."""
+        pid, package_id = self.debit_sent(taken)
         self.pass_deadline()
         _, req = self.give_up("op1", pid, "付款行查复：该笔未付款")
         self.approve(req["id"])
@@ -513,3 +515,85 @@ def test_a_debits_money_is_not_applied_once_the_list_names_the_account(
     assert "screening_match_payee_account" in problem["message"]
     assert rig.balance(account) == 0 and rig.item_state(pending_no) == "open"
     assert rig.payment(pid)["state"] == "rejected"
+
+
+def test_a_debits_money_is_not_applied_once_the_list_names_its_payer(
+        rig: Rig, list_payer: Any) -> None:
+    """The debit's payer at the other bank, named by the list since the debit went, is
+    screened as the target account is: applying its money to our customer (a clear
+    account) is refused when asked (debit_payer_screened, naming the payer and the
+    match), nothing recorded, the item open; the console offers its return to the payer
+    bank, no longer its application."""
+    pid, pending_no = rig.in_suspense()
+    list_payer()
+    status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=rig.rig.payer_account)
+
+    assert status == 409, refused
+    problem = refused["errors"][0]
+    assert (problem["code"], problem["path"], problem["value"]) == (
+        "debit_payer_screened", "/target", "对手客户")
+    assert "screening_match_payer_name" in problem["message"]
+    assert rig.item_state(pending_no) == "open" and rig.payment(pid)["state"] == "rejected"
+    assert "suspense_apply" not in rig.offered(pid)
+    assert "suspense_return" in rig.offered(pid)
+
+
+def test_a_debits_money_is_not_applied_when_the_list_names_its_payer_before_approval(
+        rig: Rig, list_payer: Any) -> None:
+    """Asked while the payer is clear, approved after the list named it: checked again
+    when it runs, the application fails (debit_payer_screened), nothing posted, the
+    item open and the debit as it was."""
+    pid, pending_no = rig.in_suspense()
+    account = rig.rig.payer_account
+    before = rig.balance(account)
+    asked, req = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+    list_payer()
+    approved, done = rig.approve(req["id"])
+
+    assert asked == 201, req
+    assert approved == 200 and done["state"] == "failed", done
+    assert done["outcome"]["errors"][0]["code"] == "debit_payer_screened"
+    assert rig.balance(account) == before and rig.item_state(pending_no) == "open"
+    assert rig.payment(pid)["state"] == "rejected"
+
+
+def test_a_debits_money_is_applied_when_its_payers_match_was_passed_at_intake(
+        rig: Rig, list_payer: Any) -> None:
+    """The payer false-matches the list when our debit is taken: held, and passed by a
+    supervisor (review_approve, its history saying which hit). Its money, paid into
+    suspense after it was given up, is applied to our customer: the same hit on the same
+    payer was passed already and is not raised again."""
+    list_payer()
+
+    def passed(pid: str) -> None:
+        assert rig.payment(pid)["reason"] == "screening_match_payer_name"
+        _review(rig, "review_approve", pid)
+    pid, pending_no = rig.in_suspense(passed)
+    account = rig.rig.payer_account
+    before = rig.balance(account)
+    done = rig.done("suspense_apply", pid, WHY_APPLY, account=account)
+
+    assert done["state"] == "executed", done
+    assert rig.balance(account) == before + AMOUNT_FEN
+    assert rig.item_state(pending_no) == "cleared"
+
+
+def test_a_debits_money_is_not_applied_when_its_payer_matches_anew_after_a_pass(
+        rig: Rig, list_payer: Any, tmp_path: Any) -> None:
+    """Passed at intake for the payer's name, the payer's account listed since: a new
+    hit, which the pass does not cover; refused (debit_payer_screened)."""
+    list_payer()
+
+    def passed(pid: str) -> None:
+        _review(rig, "review_approve", pid)
+        path = tmp_path / "grown.toml"
+        payer = rig.payment(pid)["payer_account"]
+        path.write_text(f'names = ["对手客户"]\naccounts = ["{payer}"]\n', encoding="utf-8")
+        rig.gw.settings.screening_file = str(path)
+    pid, pending_no = rig.in_suspense(passed)
+    status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=rig.rig.payer_account)
+
+    assert status == 409, refused
+    assert refused["errors"][0]["code"] == "debit_payer_screened"
+    assert "screening_match_payer_account" in refused["errors"][0]["message"]
+    assert rig.item_state(pending_no) == "open"

@@ -224,22 +224,35 @@ def test_an_emptied_list_raises_a_critical_alert_closed_when_refilled(
     assert [by for _, by in after] == [critical.GATEWAY]
 
 
+def _started_again(loop: LoopThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   text: str, died_once: bool = False) -> OpsRig:
+    """A gateway that took GOOD from `tmp_path`/screen.toml (its copy kept in the data
+    folder) and stopped, started again in a new process once the file holds `text`
+    (`died_once`: after a start in another process that died once the list was taken,
+    before its watch looked at it)."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+    data = Path(first.gw.settings.data_path)
+    loop.run(first.stop())
+    path.write_text(text, encoding="utf-8")
+    settled(path)
+    if died_once:
+        monkeypatch.setattr(review, "_FILES", {})
+        review.keep_last_good(str(path), data)  # the first thing a start does
+    monkeypatch.setattr(review, "_FILES", {})  # a new process
+    return loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+
+
 def test_a_gateway_started_on_a_broken_file_screens_with_the_copy_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A gateway that took a list kept its copy in the data folder; started again (a new
     process) while the file is broken, it starts, holds the listed payee with the copy
     and raises the critical alert `screening_file_refused`."""
-    from gateway.ops import review
-    path = tmp_path / "screen.toml"
-    path.write_text(GOOD, encoding="utf-8")
     loop = LoopThread()
     try:
-        first = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
-        loop.run(first.stop())
-        path.write_text('names = [ "x", ', encoding="utf-8")
-        settled(path)
-        monkeypatch.setattr(review, "_FILES", {})  # a new process
-        again = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        again = _started_again(loop, tmp_path, monkeypatch, 'names = [ "x", ')
         held = loop.run(again.submit("screen-restart-1", payee_name=LISTED))
         open_ = loop.run(again.gw.store.run(critical.open_alerts))
         loop.run(again.stop())
@@ -248,3 +261,96 @@ def test_a_gateway_started_on_a_broken_file_screens_with_the_copy_kept(
 
     assert held["reason"] == "screening_match_payee_name"
     assert open_["codes"].get(ALERT_SCREENING_FILE) == 1
+
+
+def test_the_list_in_force_is_shown_since_the_gateways_time(rig: Rig, mended: None) -> None:
+    """The time a list is taken is the gateway's clock's, as every other time operators
+    see: on a simulated day, the day's time, never the machine's."""
+    rig.rig.clock.advance(3 * 3600 + 7)
+    taken_at = rig.gw.clock.now().isoformat(timespec="seconds")
+    rig.write(f'names = ["{LISTED}", "示例戊"]\naccounts = []\n')
+    shown = rig.loop.run(snapshot.status(rig.gw))["screening"]["list"]
+    status = rig.status_text()
+
+    assert shown["since"] == taken_at
+    assert f"2 names, 0 accounts in force since {taken_at}" in status
+
+
+def _emptied_alerts(loop: LoopThread, gw: Any) -> list[tuple[dict[str, Any], str | None]]:
+    """The screening_list_emptied alerts: each one's detail and who closed it."""
+    return [(json.loads(d), by) for d, by in loop.run(gw.store.run(lambda tx: tx.query(
+        "SELECT a.detail, k.by FROM alerts a LEFT JOIN alert_acks k "
+        "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id", (ALERT_SCREENING_EMPTIED,))))]
+
+
+def test_a_list_emptied_while_the_gateway_was_down_raises_the_alert_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway that took a list with entries kept its copy in the data folder; the file
+    emptied while it was down, the next start takes the empty list as one emptied (the
+    copy's counts as the list it replaces) and raises `screening_list_emptied`; a start
+    after that, the file unchanged, raises no second one."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    loop = LoopThread()
+    try:
+        again = _started_again(loop, tmp_path, monkeypatch, "names = []\naccounts = []\n")
+        raised = _emptied_alerts(loop, again.gw)
+        clear = loop.run(again.submit("screen-emptied-1", payee_name=LISTED))
+        loop.run(again.stop())
+        monkeypatch.setattr(review, "_FILES", {})  # and again
+        third = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        after = _emptied_alerts(loop, third.gw)
+        loop.run(third.stop())
+    finally:
+        loop.close()
+
+    assert len(raised) == 1 and raised[0][1] is None
+    assert (raised[0][0]["file"], raised[0][0]["previous_names"],
+            raised[0][0]["previous_accounts"]) == (str(path), 1, 0)
+    assert clear["reason"] != "screening_match_payee_name"
+    assert after == raised
+
+
+def test_a_list_emptied_while_down_is_alerted_even_if_the_first_start_after_died(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start after the file was emptied took the empty list and died before
+    its watch committed the alert: the copy it kept says the list was emptied from one
+    with entries, not yet alerted, so the next start raises `screening_list_emptied`
+    (with the counts replaced); once raised, a start after raises no second one."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    loop = LoopThread()
+    try:
+        again = _started_again(loop, tmp_path, monkeypatch, "names = []\naccounts = []\n",
+                               died_once=True)
+        raised = _emptied_alerts(loop, again.gw)
+        loop.run(again.gw.store.run(lambda tx: critical.close_where(  # a supervisor's
+            tx, (ALERT_SCREENING_EMPTIED,), "file", str(path), "清空已确认",
+            again.gw.clock.now())))
+        loop.run(again.stop())
+        monkeypatch.setattr(review, "_FILES", {})  # and again, the alert handled
+        third = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        after = _emptied_alerts(loop, third.gw)
+        loop.run(third.stop())
+    finally:
+        loop.close()
+
+    assert len(raised) == 1, raised
+    assert (raised[0][0]["previous_names"], raised[0][0]["previous_accounts"]) == (1, 0)
+    assert len(after) == 1, after  # closed, and none raised again
+
+
+def test_a_gateway_first_started_on_an_empty_list_raises_no_alert(tmp_path: Path) -> None:
+    """No copy kept (the gateway never took a list of this file): an empty list at start
+    switched nothing off, and raises nothing."""
+    path = tmp_path / "screen.toml"
+    path.write_text("names = []\naccounts = []\n", encoding="utf-8")
+    loop = LoopThread()
+    try:
+        gw_rig = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        raised = _emptied_alerts(loop, gw_rig.gw)
+        loop.run(gw_rig.stop())
+    finally:
+        loop.close()
+
+    assert raised == []

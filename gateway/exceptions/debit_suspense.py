@@ -25,7 +25,14 @@ other); a `netted` or `settled` debit keeps its state. Either way the event
 note, the state it was in) goes to the core system's webhook and the debit's history.
 The account and its holder's name are screened first, when asked and when approved, as
 an incoming credit's are (write_off.check_holder_screened): a match is refused
-(`account_screened`), the money staying in suspense.
+(`account_screened`), the money staying in suspense. So is the debit's payer, the
+debtor at the other bank whose money it is (`check_payer_screened`): applied, the money
+is collected from that party into our customer's account, business with a listed party
+whichever way it flows; its screening when the debit went may be long past, and the
+list may have grown since. A match is refused (`debit_payer_screened`), and a return
+to the payer bank is asked instead, which the screening holds for review as it holds
+any return to a listed party; a hit a supervisor passed when the debit was held at
+intake (`passed_at_review`) is not raised again, a new one is.
 
 Returning it (`suspense_return`): the note is the reason. A beps.121 credit of business
 type A105 (kind 02108) goes to the payer bank for the amount, paid by our suspense
@@ -66,7 +73,7 @@ from typing import Any
 
 from gateway import critical, intake, payments, screening, states
 from gateway.beps import build, items
-from gateway.errors import Problem, ValidationFailed
+from gateway.errors import Conflict, Problem, ValidationFailed
 from gateway.exceptions import outcomes, returns, schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
@@ -114,6 +121,8 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
     if "account" in params:
         write_off.check_account(gw, tx, params["account"])
         write_off.check_holder_screened(gw, tx, payment, params["account"])
+    # Whatever the account: a debit whose payer is listed is not offered for applying.
+    check_payer_screened(gw, tx, payment)
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
@@ -129,6 +138,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     check_item(gw, tx, payment, params.get("pending_no"))
     write_off.check_account(gw, tx, params["account"])  # ours, before its holder's screening
     write_off.check_holder_screened(gw, tx, payment, params["account"])
+    check_payer_screened(gw, tx, payment)
     pending_no, account, entry_id = write_off.clear(gw, tx, payment, params["account"], by,
                                                     note, now)
     state, settled_on = collected_state(tx, payment)
@@ -141,6 +151,37 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
                                  f"(request {request_id})", now)
     return {"payment": payment_id, "state": state, "account": account,
             "pending_no": pending_no, "ledger_entry": entry_id}
+
+
+def check_payer_screened(gw: Any, tx: Any, debit: dict[str, Any]) -> None:
+    """The screening clears the debit's payer (its account and name at the other bank, as
+    our beps.127 named them), read as the payer, before its money is applied to our
+    customer: a match refuses the application (`debit_payer_screened`), unless it is a
+    hit a supervisor passed already (`passed_at_review`)."""
+    passed = passed_at_review(tx, debit["id"])
+    found = next(((hit, value) for hit, value in screening.hits(
+        gw, "payer", debit["payer_account"] or "", debit["payer_name"] or "")
+        if hit not in passed), None)
+    if found is None:
+        return
+    matched, value = found
+    raise Conflict(Problem(
+        "debit_payer_screened", "/target", value,
+        "a debit whose payer the screening does not match",
+        f"the screening matches the payer of debit {debit['id']}, {debit['payer_name']} "
+        f"(account {debit['payer_account']} at {debit['payer_bank']}; {matched}): its "
+        "money in suspense is not applied to our customer; return it to the payer bank "
+        "(suspense_return)"))
+
+
+def passed_at_review(tx: Any, debit_id: str) -> set[str]:
+    """The screening's payer matches a supervisor passed when the debit was held at
+    intake (its history's `review_approved`, dual control, `passed` the reason): the
+    same hit on the same payer, since a debit's payer account and name never change
+    once it is taken. A match of another field (another value) is a new hit."""
+    return {event["detail"]["passed"] for event in payments.history(tx, debit_id)
+            if event["event"] == "review_approved"
+            and str(event["detail"].get("passed", "")).startswith("screening_match_payer_")}
 
 
 def collected_state(tx: Any, payment: dict[str, Any]) -> tuple[str, str | None]:

@@ -46,7 +46,7 @@ from gateway.exceptions import (
 from gateway.exceptions.wire import Entry
 from gateway.handlers import handler_before
 from gateway.inbound import Processed
-from gateway.messages import ccms307, ccms316, ccms900, codec, hvps111
+from gateway.messages import ccms307, ccms316, ccms900, codec, hvps111, hvps112
 from gateway.waiting import wait_set
 
 log = logging.getLogger("paygate.exceptions")
@@ -76,6 +76,7 @@ class Exceptions:
 
     def handlers(self) -> dict[str, Handler]:
         return {ccms900.MESSAGE_TYPE: self.on_result, hvps111.MESSAGE_TYPE: self.on_credit_in,
+                hvps112.MESSAGE_TYPE: self.on_credit_in,
                 ccms307.RESPONSE_TYPE: self.on_cancel_response,
                 ccms316.RESPONSE_TYPE: self.on_status_response}
 
@@ -119,7 +120,8 @@ class Exceptions:
     def _own(self) -> dict[str, Handler]:
         """The gateway's own handlers of the types this extension handles first."""
         return {ccms900.MESSAGE_TYPE: self.gw.handlers.on_result,
-                hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in}
+                hvps111.MESSAGE_TYPE: self.gw.handlers.on_credit_in,
+                hvps112.MESSAGE_TYPE: self.gw.handlers.on_fi_credit_in}
 
     def on_result(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
         conf: ccms900.CommonConf = d.obj
@@ -160,7 +162,9 @@ class Exceptions:
         outcomes.return_ended(self.gw, tx, payment, status, reason, now)
 
     def on_credit_in(self, tx: Any, d: codec.Decoded, now: Any) -> Processed:
-        credit = self._previous(hvps111.MESSAGE_TYPE)
+        """An incoming hvps.111 or hvps.112: credited by the handler before this one; a
+        return (A105) also marks the payment of ours it names `returned`."""
+        credit = self._previous(d.mtype.code)
         if d.obj.business_type != outcomes.RETURN_TYPE:
             return credit(tx, d, now)
         return returns.receive(self.gw, tx, d, now, credit)

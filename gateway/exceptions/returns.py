@@ -2,7 +2,8 @@
 
 Sending. An incoming HVPS credit in suspense (it could not be credited) or already
 credited (the customer asks for it to go back) is returned as a new hvps.111 of business
-type A105 (kind 02108), from us to the original sender, for the same amount, carrying
+type A105 (kind 02108), an institution credit transfer (hvps.112) as a new hvps.112 of
+the same type and kind (SPEC.md, hvps.112: A105 returns), from us to the original sender, for the same amount, carrying
 the original's identifiers as tag lines (SPEC.md d.6): /F40/ its message type, /E50/ its
 message id, /A70/ its instructing participant, and /H20/ the reason. A BEPS original
 travelled as one transaction of a package: /E50/ names the package's MsgId (the message
@@ -67,7 +68,7 @@ from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
 from gateway.exceptions.wire import Entry
 from gateway.inbound import Processed
-from gateway.messages import codec, hvps111
+from gateway.messages import codec, hvps111, hvps112
 from gateway.ops import control
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,19 @@ def check_reason(reason: Any) -> str:
     return intake.reason_text(reason, "return_reason_malformed", REASON_LEN_MAX)
 
 
-# Incoming credits we can send back: HVPS customer credits and BEPS ordinary credits (a
-# return travels as an hvps.111 A105 whichever way the original came, naming its type).
-RETURNABLE_TYPES = (hvps111.MESSAGE_TYPE, "beps.121.001.01", "beps.122.001.01")
+# Incoming credits we can send back: HVPS customer and institution credits and BEPS
+# ordinary credits (a return travels as an hvps.111 A105 whichever way the original
+# came, naming its type; an institution's as an hvps.112 A105: `return_type`).
+RETURNABLE_TYPES = (hvps111.MESSAGE_TYPE, hvps112.MESSAGE_TYPE, "beps.121.001.01",
+                    "beps.122.001.01")
+
+
+def return_type(original: dict[str, Any]) -> str:
+    """The message type our return of `original` travels as: an hvps.112 for an
+    institution credit transfer (its parties institutions, its payee maybe with no
+    account), an hvps.111 for every other."""
+    return (hvps112.MESSAGE_TYPE if original["msg_type"] == hvps112.MESSAGE_TYPE
+            else hvps111.MESSAGE_TYPE)
 
 
 def check_returnable(tx: Any, original: dict[str, Any]) -> None:
@@ -247,7 +258,7 @@ def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid:
             f"/A70/{original['sender_direct']}", f"/H20/{reason}"]
     return {
         "id": rid, "direction": "out", "channel": "hvps", "state": "accepted",
-        "msg_type": hvps111.MESSAGE_TYPE, "msg_id": msg_id, "tx_id": msg_id,
+        "msg_type": return_type(original), "msg_id": msg_id, "tx_id": msg_id,
         "end_to_end_id": e2e, "sender_direct": gw.settings.bank_code,
         "receiver_direct": original["sender_direct"], "amount_fen": original["amount_fen"],
         "currency": original["currency"], "payer_bank": our_branch,

@@ -37,9 +37,15 @@ credit, as it takes any incoming credit: a freeze stops money leaving it.
 A credit the screening parked in suspense (its reason `screening_...`,
 gateway.screening.parked) is applied the same way: the approval is the decision that
 the match is not the listed party (the hit passed), and its `suspense_applied` event
-says so (`passed`, the screening's reason); applied to its payee's own account, that
-account is not screened again (the hit passed is on it). Parked, it was never credited:
-applied, it is credited once, from suspense.
+says so (`passed`, the screening's reason). The account it goes to is screened as any
+other's, its payee's own included, and so is its payer, less the one value the approval
+passes: the value that parked it, not the field (`passes`). A customer moving its own
+money to us (the payer's name the holder's), parked for its payer's name, is applied to
+its account; any other match refuses it (the holder listed under another name, a payee
+listed besides the payer the credit was parked for, the list grown since). Parked, it
+was never credited: applied, it is credited once, from suspense. Every credit applied
+has its payer screened again (`check_payer_screened`): the list may have grown since it
+came.
 
 Only incoming payments in suspense are applied here. A debit of ours whose money went
 to suspense (alerts `debit_credit_to_suspense`, `debit_paid_after_end`) is applied by
@@ -65,6 +71,7 @@ from gateway.errors import (
     not_text,
 )
 from gateway.exceptions import schema
+from gateway.ops.review import normalise, normalise_account
 from gateway.store import NOT_READ, answered, id_chunks, reading_once
 from ledger import numbers
 from ledger.chart import SUSPENSE
@@ -158,6 +165,8 @@ def check_appliable(gw: Any, tx: Any, payment_id: str, params: dict[str, Any]) -
     if "account" in params:
         check_account(gw, tx, params["account"])
         check_holder_screened(gw, tx, payment, params["account"])
+    # Whatever the account: a credit whose payer is listed is not offered for applying.
+    check_payer_screened(gw, payment)
 
 
 def check_item(gw: Any, tx: Any, payment: dict[str, Any], pending_no: str | None) -> None:
@@ -244,14 +253,17 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
     (an open customer account of ours, checked before), read as the payee: money an
     operator applies was never screened against that holder (the name the message gave
     was not the holder's, the account it named is not the one chosen, the list has grown
-    since). A credit the screening parked and applied to its own payee's account is the
-    one exception: the approval is the decision that passes the hit on its own parties."""
-    parked = screening.is_parked(payment)
-    if parked and account_no == payment["payee_account"]:
-        return
+    since). A credit the screening parked is screened too, at whatever account: its
+    approval passes the value that parked it, not the field (`passes`), so a match of
+    the account's number is passed when the credit was parked for an account of the
+    message that is this number, a match of the holder's name when it was parked for a
+    name of the message that is this holder's; any other match (the holder listed under
+    another name, a credit parked for its payer whose payee is listed too, the list
+    grown since) refuses the application."""
+    parked = payment if screening.is_parked(payment) else None
     holder = gw.ledger.account(tx, account_no, gw.work_date).name
-    found = screening.reason(gw, {"payer_account": "", "payer_name": "",
-                                  "payee_account": account_no, "payee_name": holder})
+    found = next((hit for hit, value in screening.hits(gw, "payee", account_no, holder)
+                  if not passes(parked, hit, value)), None)
     if found is None:
         return
     why = f", parked by the screening ({payment['reason']})," if parked else ""
@@ -261,6 +273,52 @@ def check_holder_screened(gw: Any, tx: Any, payment: dict[str, Any], account_no:
         f"the screening matches account {account_no} of {holder} "
         f"({found}, its holder read as the payee): the suspense item of payment "
         f"{payment['id']}{why} is not applied to a listed party"))
+
+
+def check_payer_screened(gw: Any, payment: dict[str, Any]) -> None:
+    """The screening clears the incoming credit's payer (its account and name as the
+    message gave them, read as the payer) before its money is applied, whatever the
+    account: the list may have grown since the credit came (a debit of ours has its
+    own, debit_suspense.check_payer_screened). A credit the screening parked passes the
+    value that parked it (`passes`); any other match refuses (`account_screened`, at
+    `/target`, naming the payer)."""
+    parked = payment if screening.is_parked(payment) else None
+    found = next(((hit, value) for hit, value in screening.hits(
+        gw, "payer", payment["payer_account"] or "", payment["payer_name"] or "")
+        if not passes(parked, hit, value)), None)
+    if found is None:
+        return
+    why = f", parked by the screening ({payment['reason']})," if parked else ""
+    raise Conflict(Problem(
+        "account_screened", "/target", found[1],
+        "a credit whose payer the screening does not match",
+        f"the screening matches the payer of payment {payment['id']}, "
+        f"{payment['payer_name']} (account {payment['payer_account']} at "
+        f"{payment['payer_bank']}; {found[0]}): its suspense item{why} is not applied "
+        "to our customer; return it to the bank that sent it"))
+
+
+# The screening's reasons an approval passes the value of: the message's field each names.
+_MATCH_PREFIX = "screening_match_"
+_PASSABLE = ("payer_account", "payer_name", "payee_account", "payee_name")
+
+
+def passes(parked: dict[str, Any] | None, hit: str, value: str) -> bool:
+    """Whether the approval of the credit `parked` (None: not parked by the screening)
+    passes the screening's match `hit` on `value`: the approval passes the value that
+    parked it, not the field. A match of an account is passed when the credit was parked
+    for an account field of its message (`screening_match_payer_account` or
+    `_payee_account`) whose value is that account; a match of a name when it was parked
+    for a name field whose value is that name (each compared as the screening compares
+    them). Any other match is not passed."""
+    if parked is None:
+        return False
+    field = (parked["reason"] or "").removeprefix(_MATCH_PREFIX)
+    kind = hit.rsplit("_", 1)[-1]
+    if field not in _PASSABLE or not field.endswith(f"_{kind}"):
+        return False
+    same = normalise_account if kind == "account" else normalise
+    return same(value) == same(parked[field] or "")
 
 
 def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str, note: str,
@@ -273,6 +331,7 @@ def apply_tx(gw: Any, tx: Any, payment_id: str, params: dict[str, Any], by: str,
     check_item(gw, tx, payment, params.get("pending_no"))
     check_account(gw, tx, params["account"])  # an account of ours, before its holder's screening
     check_holder_screened(gw, tx, payment, params["account"])
+    check_payer_screened(gw, payment)
     pending_no, account, entry_id = clear(gw, tx, payment, params["account"], by, note, now)
     # A credit the screening parked: the approval passed the hit, which the history keeps.
     passed = {"passed": payment["reason"]} if screening.is_parked(payment) else {}

@@ -34,6 +34,9 @@ class OpsExtension:
 
     async def start(self) -> None:
         settings = self.gw.settings
+        # Before the list is read: the time it is taken, shown in `ops status`, is the
+        # gateway's (the watch gives it for a file set later).
+        self.watch.give_clock()
         if getattr(settings, "screening_file", ""):
             # The list taken is copied to the data folder; a file broken at this start
             # is replaced by the copy of its last good list (gateway.ops.review).

@@ -28,7 +28,7 @@ import threading
 import time
 import tomllib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -69,6 +69,10 @@ SETTLE_S = 1.0
 # The real time, which file modification times are stamped in (not the gateway's clock,
 # which a simulated day moves).
 wall_s = time.time
+# The time a list is taken into force is told by the gateway's clock, as every other
+# time operators see (CONTRACT.md §3), given for the file by `use_clock`; the real
+# time, in UTC, only until a gateway gave its clock.
+Now = Callable[[], datetime]
 
 
 def review_reason(transfer: Any, settings: Any) -> str | None:
@@ -273,8 +277,9 @@ _MISSING: Signature = (-1, -1, -1)
 
 @dataclass(frozen=True)
 class Taken:
-    """A list taken into force: its counts, its file's digest, since when (real time, as
-    file times are) and the counts of the list it replaced (None: the first)."""
+    """A list taken into force: its counts, its file's digest, since when (the gateway's
+    clock) and the counts of the list it replaced (None: the first, with no copy kept of
+    an earlier list of the same file)."""
 
     names: int
     accounts: int
@@ -311,7 +316,22 @@ class ListFile:
     problems: list[Problem] | None = None
     taken: Taken | None = None  # when and what the list in force was taken as
     keep_in: Path | None = None  # the data folder the list in force is copied to
+    # The counts (names, accounts) of the copy the data folder kept of this file's last
+    # list when the gateway started (`keep_last_good`): the list the first one taken
+    # replaces, so that a list emptied while the gateway was down is told as emptied.
+    kept_before: tuple[int, int] | None = None
+    clock: Now | None = None  # the gateway's, for the time a list is taken (`use_clock`)
+    # The digest of the emptied list whose alert a gateway committed (`emptied_alerted`):
+    # until then the copy kept says the list was emptied from one with entries, so that
+    # a start dying before the alert leaves the next start to raise it.
+    alerted: str | None = None
 
+    def now_text(self) -> str:
+        """The time now by the gateway's clock (the real time, in UTC, before a gateway
+        gave its clock), to the second."""
+        now = (self.clock() if self.clock is not None
+               else datetime.fromtimestamp(wall_s(), UTC))
+        return now.isoformat(timespec="seconds")
 
     def look(self, stat: os.stat_result | None) -> BlockedList:
         """The list in force after looking at the file (`stat`, None when it is gone):
@@ -342,25 +362,31 @@ class ListFile:
         if blocked is not self.blocked:
             # Every list taken into force is logged, with the digest of the file it was
             # read from and the counts it replaces: a list emptied or swapped is audited.
-            previous = self.blocked
+            previous = (self.kept_before if self.blocked is None else
+                        (len(self.blocked.names), len(self.blocked.accounts)))
             self.taken = Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
-                               datetime.fromtimestamp(wall_s(), UTC)
-                               .isoformat(timespec="seconds"),
-                               None if previous is None else len(previous.names),
-                               None if previous is None else len(previous.accounts))
+                               self.now_text(), *(previous or (None, None)))
             log.info("event=screening_list_in_force file=%s names=%d accounts=%d "
                      "sha256=%s previous_names=%s previous_accounts=%s", self.path,
                      self.taken.names, self.taken.accounts, blocked.sha256,
                      _count(self.taken.previous_names),
                      _count(self.taken.previous_accounts))
             if self.keep_in is not None:
-                _write_copy(self.keep_in, self.path, blocked, self.taken)
+                _write_copy(self.keep_in, self.path, blocked, self.unalerted())
         elif self.problems:  # the file back as the list in force was read from
             log.info("event=screening_file_read_again file=%s names=%d accounts=%d",
                      self.path, len(blocked.names), len(blocked.accounts))
         self.blocked, self.read_as, self.judged_as, self.problems = \
             blocked, signature, signature, []
         return blocked
+
+    def unalerted(self) -> Taken:
+        """The list in force as its copy keeps it: an emptied list whose alert is not
+        committed yet keeps the counts it replaced, else none (told once alerted)."""
+        assert self.taken is not None
+        if self.taken.emptied and self.taken.sha256 != self.alerted:
+            return self.taken
+        return replace(self.taken, previous_names=None, previous_accounts=None)
 
     def _refused(self, signature: Signature, problems: list[Problem]) -> BlockedList:
         if signature != self.judged_as:  # logged once a change, not once a payment
@@ -432,18 +458,28 @@ def keep_last_good(path: str, folder: Path) -> None:
     data folder), and look at the file now: when it cannot be read and no list was read
     before, the copy kept of the same file (a gateway restarted while the file is broken)
     is the list in force, its problems kept for the watch's alert. Without a good copy
-    nothing is put in force (the start was refused: gateway.config_values)."""
+    nothing is put in force (the start was refused: gateway.config_values). When it is
+    read well, the list it holds replaces the copy's (`kept_before`): emptied while the
+    gateway was down, it is taken as emptied, and the watch raises its alert."""
     path = str(path)
     with _READING:
         entry = _FILES.setdefault(path, ListFile(path))
         entry.keep_in = folder
         if entry.blocked is not None:
             if entry.problems == [] and entry.taken is not None:
-                _write_copy(folder, path, entry.blocked, entry.taken)  # read before
+                _write_copy(folder, path, entry.blocked, entry.unalerted())  # read before
             return
         stat = _stat(path)
         read = _read(path) if stat is not None else None
-        copied = last_good_copy(folder, path) if not isinstance(read, BlockedList) else None
+        # Read before the list taken now replaces it.
+        copied = last_good_copy(folder, path)
+        if isinstance(read, BlockedList):
+            # A copy of an emptied list whose alert was never committed (a start that
+            # died first) is told as the list with entries it replaced.
+            entry.kept_before = None if copied is None else (
+                (copied[1].previous_names or 0, copied[1].previous_accounts or 0)
+                if copied[1].emptied else (copied[1].names, copied[1].accounts))
+            copied = None
         if copied is None:
             try:
                 entry.look(stat)
@@ -455,6 +491,29 @@ def keep_last_good(path: str, folder: Path) -> None:
                     "accounts=%d sha256=%s taken_at=%s", path, entry.taken.names,
                     entry.taken.accounts, entry.taken.sha256, entry.taken.since)
         entry.look(stat)  # refused as a change of the file, the copy kept in force
+
+
+def emptied_alerted(path: str, sha256: str) -> None:
+    """The alert of the emptied list of digest `sha256` of the file at `path` is
+    committed: its copy no longer says it was emptied (a later start raises no second
+    alert)."""
+    with _READING:
+        entry = _FILES.get(str(path))
+        if entry is None or entry.alerted == sha256:
+            return
+        entry.alerted = sha256
+        if entry.keep_in is not None and entry.blocked is not None and \
+                entry.taken is not None and entry.taken.sha256 == sha256:
+            _write_copy(entry.keep_in, entry.path, entry.blocked, entry.unalerted())
+
+
+def use_clock(path: str, clock: Now) -> None:
+    """Tell the time each list of the file at `path` is taken into force by `clock` (the
+    gateway's `now`) from now on, so that a simulated day shows it as it shows every
+    other time. Per file: a process may run more than one gateway (tests), each with its
+    own clock and file."""
+    with _READING:
+        _FILES.setdefault(str(path), ListFile(str(path))).clock = clock
 
 
 def last_good_copy(folder: Path, path: str) -> tuple[BlockedList, Taken] | None:
@@ -473,23 +532,32 @@ def last_good_copy(folder: Path, path: str) -> tuple[BlockedList, Taken] | None:
         if hashlib.sha256(raw).hexdigest() != kept["sha256"]:
             raise ValueError("its sha256 does not match its text")
         blocked = BlockedList.parse(Path(path), raw)
+        before = kept.get("emptied_from") or [None, None]
+        previous = (int(before[0]) if before[0] is not None else None,
+                    int(before[1]) if before[1] is not None else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, PaygateError) as exc:
         log.error("event=screening_last_good_copy_unreadable copy=%s error=%r", copy, exc)
         return None
     return blocked, Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
-                          str(kept.get("taken", "")), None, None)
+                          str(kept.get("taken", "")), *previous)
 
 
 def _write_copy(folder: Path, path: str, blocked: BlockedList, taken: Taken) -> None:
     """The copy of the list in force, written to a new file moved over the old one: a
-    crash leaves the old copy or the new, never half of one. A failure is logged and
+    crash leaves the old copy or the new, never half of one. An emptied list (`taken`
+    with the counts it replaced) keeps those counts (`emptied_from`) until its alert is
+    committed (`emptied_alerted`). A failure is logged and
     screening goes on (the copy serves a restart, not the payments now)."""
     copy = Path(folder) / LAST_GOOD_FILE
     part = copy.with_name(f"{copy.name}.{os.getpid()}.part")
     try:
         with open(part, "w", encoding="utf-8") as fh:
+            # An emptied list not alerted yet keeps the counts it replaced.
+            emptied = ({"emptied_from": [taken.previous_names, taken.previous_accounts]}
+                       if taken.emptied else {})
             json.dump({"file": path, "sha256": blocked.sha256, "taken": taken.since,
-                       "text": blocked.source.decode("utf-8")}, fh, ensure_ascii=False)
+                       "text": blocked.source.decode("utf-8"), **emptied}, fh,
+                      ensure_ascii=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(part, copy)

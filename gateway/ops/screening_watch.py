@@ -18,8 +18,10 @@ watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too)
   with the problems, since when, and which list stays in force; `ops status` also the
   list in force (counts, since when, its file's sha256);
 - raises the critical alert `screening_list_emptied` when a list with no entries is
-  taken while the gateway runs in place of one with entries (closed once a list with
-  entries is in force again).
+  taken in place of one with entries: while the gateway runs, or at its start in place
+  of the copy of the last good list the data folder keeps (the file emptied while the
+  gateway was down: gateway.ops.review.keep_last_good); closed once a list with entries
+  is in force again.
 
 Each process reads the file at its own path on its own host: processes on several hosts
 each have a copy, which can differ (one host's copy mended, another's not yet). So each
@@ -72,14 +74,23 @@ class ScreeningWatch:
         self.since: str | None = None  # the gateway's time the file was first seen bad
         self.checked = False  # whether open alerts of a good file were closed yet
         self.emptied: str | None = None  # the digest of the emptied list alerted for
+        self.clock_given: str | None = None  # the file this gateway's clock was given for
+
+    def give_clock(self) -> None:
+        """The gateway's clock tells when a list of the file in force is taken."""
+        path = review.list_path(self.gw.settings)
+        if self.clock_given != path:
+            review.use_clock(path, self.gw.clock.now)
+            self.clock_given = path
 
     def view(self) -> dict[str, Any]:
         """The file's state: `ok` while the list in force is the file's, `degraded` while
         a change of it is refused (with the problems and which list screens meanwhile)."""
         path = review.list_path(self.gw.settings)
         looked = review.looked_at(path)
-        # The list in force, since when (real time) and its file's digest: operators see
-        # a list swapped or emptied here, /health (no credentials) shows none of it.
+        # The list in force, since when (the gateway's time) and its file's digest:
+        # operators see a list swapped or emptied here, /health (no credentials) shows
+        # none of it.
         taken = {"list": looked.taken.view()} \
             if looked is not None and looked.taken is not None else {}
         if looked is None or not looked.problems:
@@ -102,6 +113,7 @@ class ScreeningWatch:
 
     async def check(self) -> None:
         """Look at the file (reading a change), then raise or close the alert."""
+        self.give_clock()
         path = review.list_path(self.gw.settings)
         try:
             # In a thread: a changed list of ENTRIES_MAX names takes a while to fold, and
@@ -133,6 +145,8 @@ class ScreeningWatch:
             if self.emptied != taken.sha256:
                 await self.gw.store.run(lambda tx: self._raise_emptied(tx, path, taken))
                 self.emptied = taken.sha256
+                # Committed: the copy kept no longer says the list was emptied unalerted.
+                await asyncio.to_thread(review.emptied_alerted, path, taken.sha256)
             return
         if self.emptied is not None or not self.checked:
             if taken is not None and (taken.names or taken.accounts):

@@ -210,7 +210,7 @@ def stuck_total(tx: Any, now: datetime, after_min: int = STUCK_AFTER_MIN,
     where, params = _stuck_where(now, after_min, hvps_open)
     total, died = tx.query_one(
         f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN {_DIED} THEN 1 ELSE 0 END), 0) "
-        f"FROM payments WHERE {where}", (*_DIED_PARAMS, *params))
+        f"FROM payments WHERE {where}", params)
     return int(total), int(died)
 
 
@@ -221,13 +221,13 @@ def _stuck_where(now: datetime, after_min: int, hvps_open: bool) -> tuple[str, t
                "AND o.state = 'waiting'))") if hvps_open else ""
     return (f"((state IN ({', '.join('?' for _ in STUCK_STATES)}){waiting}) "
             f"AND updated_at < ?) OR {_DIED}",
-            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before, *_DIED_PARAMS))
+            (*STUCK_STATES, *((WINDOW_WAIT,) if hvps_open else ()), before))
 
 
 # A payment held because its message died on the way to the NPC waits for an operator
 # whatever its age (gateway.app.Gateway.outbox_dead): `stuck` lists it at any age.
-_DIED = "(state = 'held' AND (reason LIKE ? OR reason LIKE ?))"
-_DIED_PARAMS = (f"{HELD_REFUSED_AT_LINK}%", f"{HELD_DEAD_LETTERED}%")
+_DIED = (f"(state = 'held' AND ({states.starts_with_sql('reason', HELD_REFUSED_AT_LINK)} "
+         f"OR {states.starts_with_sql('reason', HELD_DEAD_LETTERED)}))")
 
 
 def held_for_review(tx: Any) -> list[dict[str, Any]]:
@@ -249,8 +249,11 @@ def held_for_review_total(tx: Any) -> int:
 
 
 def _review_where() -> str:
-    return ("(state IN ('held', 'received') AND (reason LIKE 'review_%' OR "
-            f"reason LIKE 'screening_%')) OR {states.parked_sql()}")
+    # The prefixes compared exactly: a bare LIKE 'review_%' would take `_` for any one
+    # character, and list a reason such as `reviewed...` as held for review.
+    prefixed = " OR ".join(states.starts_with_sql("reason", prefix)
+                           for prefix in states.REVIEW_REASON_PREFIXES)
+    return f"(state IN ('held', 'received') AND ({prefixed})) OR {states.parked_sql()}"
 
 
 # The party a screening reason names (screening_match_payer_name, ..._payee_account),
