@@ -268,7 +268,7 @@ class Link:
 
     def hand_over_taken(self) -> None:
         """Inside the batch's transaction, before its COMMIT: hand each simulated peer
-        the batch queued messages for what is due to it (as its worker would, in outbox
+        the batch queued messages for what is due to it, as its worker would (in outbox
         order, `LOCAL_BATCH_MAX` at most), each peer in a savepoint. The peer's answers
         are taken by the NPC in the same transaction; messages they queue for a peer are
         left to its worker. A peer whose hand-over fails is undone alone, logged, and left
@@ -279,21 +279,19 @@ class Link:
         dests, self._taken_for = sorted(taken_for), None
         left: set[str] = set()
         try:
-            now_s = asyncio.get_running_loop().time()
             for dest in dests:
-                rows = self.store.due(dest, LOCAL_BATCH_MAX, now_s)
-                if not rows:
-                    continue
-                if len(rows) == LOCAL_BATCH_MAX:
-                    left.add(dest)  # more may be due: the worker takes the rest
                 try:
                     with self.store.savepoint():
-                        self._hand_over(self.local[dest], rows)
+                        rows = self.store.due(dest, LOCAL_BATCH_MAX,
+                                              asyncio.get_running_loop().time())
+                        if len(rows) == LOCAL_BATCH_MAX:
+                            left.add(dest)  # more may be due: the worker takes the rest
+                        if rows:
+                            self._hand_over(self.local[dest], rows)
                 except Exception as exc:  # noqa: BLE001 (the worker tries again, reports its end)
                     left.add(dest)
                     event(log, "hand_over_in_batch_failed", logging.WARNING, dest=dest,
-                          messages=len(rows), error=type(exc).__name__,
-                          detail=str(exc)[:200])
+                          error=type(exc).__name__, detail=str(exc)[:200])
         finally:
             self._taken_for = left
 
