@@ -62,7 +62,7 @@ class Simulator:
         self.phases = Phases(self.store, self.notices, self.rtgs, self.calendar,
                              sorted(settings.banks))
         self.node = Node(self.store, self.keys, self.notices, self.rtgs, clock, participants)
-        self.intake = Intake(self.store, self.node.take, self.link)
+        self.intake = Intake(self.store, self.node.take)
         self.beps = Beps(self.store, BepsNotices(self.store, self.ids, clock, self.keys.ring,
                                                  self.link.wake),
                          clock, participants, settings.beps_netting_interval_s)

@@ -13,10 +13,6 @@ amount of work; whatever is left over goes in the next turn's batch.
 
 The envelopes of one framed POST are submitted together (`submit_many`): the request
 waits once for all of their outcomes, rather than for a task and a future of each.
-
-What a batch queues for a simulated peer bank is handed to it before the batch's COMMIT,
-in the same transaction (`Link.taking`, `Link.hand_over_taken`): a settled credit's
-forwarding to its payee and the payee's ccms.990 commit with the batch that settled it.
 """
 
 from __future__ import annotations
@@ -24,14 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simulators.logfmt import event
 from simulators.store import Store
-
-if TYPE_CHECKING:
-    from simulators.link import Link
 
 log = logging.getLogger("npc.intake")
 
@@ -54,13 +46,9 @@ class _Post:
 
 
 class Intake:
-    def __init__(self, store: Store, take: Callable[[bytes], str],
-                 local: Link | None = None) -> None:
+    def __init__(self, store: Store, take: Callable[[bytes], str]) -> None:
         self.store = store
         self.take = take  # one envelope's processing (Node.take), inside the batch's unit
-        # The link (simulators.link.Link): its simulated peers are handed what a batch
-        # queued for them inside the batch's transaction. None: left to their workers.
-        self.local = local
         # An envelope waiting for the next batch, with who waits for its outcome: the
         # future of a request that brought it alone, or its POST and its place there.
         self._waiting: list[tuple[bytes, asyncio.Future[str] | _Post, int]] = []
@@ -94,7 +82,13 @@ class Intake:
         self._scheduled = bool(self._waiting)
         if self._scheduled:
             asyncio.get_running_loop().call_soon(self._flush)
-        outcomes = self.take_batch([raw for raw, _, _ in batch])
+        outcomes: list[str | BaseException] = []
+        try:
+            with self.store.transaction():
+                for raw, _, _ in batch:
+                    outcomes.append(self._take_one(raw))
+        except Exception as exc:  # the COMMIT itself failed: nothing of the batch stands
+            outcomes = [exc] * len(batch)
         for (_, waiter, place), outcome in zip(batch, outcomes):
             if isinstance(waiter, _Post):
                 waiter.outcomes[place] = outcome
@@ -118,24 +112,6 @@ class Intake:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-
-    def take_batch(self, raws: list[bytes]) -> list[str | BaseException]:
-        """Take envelopes in one transaction, each in its savepoint, and hand the
-        simulated peers what they queued for them before the COMMIT; what became of each
-        envelope, in order (its exception when its processing failed, every one's when
-        the COMMIT failed: then nothing of the batch stands)."""
-        outcomes: list[str | BaseException] = []
-        scope: AbstractContextManager[Any] = (
-            nullcontext() if self.local is None else self.local.taking())
-        try:
-            with scope, self.store.transaction():
-                for raw in raws:
-                    outcomes.append(self._take_one(raw))
-                if self.local is not None:
-                    self.local.hand_over_taken()
-        except Exception as exc:  # the COMMIT itself failed: nothing of the batch stands
-            outcomes = [exc] * len(raws)
-        return outcomes
 
     def _take_one(self, raw: bytes) -> str | BaseException:
         try:

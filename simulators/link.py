@@ -29,21 +29,15 @@ recognises as duplicates. The schedule is of this process's clock: at a start ev
 pending message is due at once, its retries begun again.
 
 Simulated peer banks are handed their messages in-process, up to `LOCAL_BATCH_MAX` at a
-time in one transaction that also takes what the peer answers. What a batch of the intake
-queues for a peer (a settled credit forwarded to its payee) is handed over in that
-batch's own transaction, just before its COMMIT (`taking`, `hand_over_taken`), in a
-savepoint: the peer's answers commit with the batch, and the peer's worker, not woken,
-spends no transaction of its own, nor a look-up of the outbox, on it. A hand-over that
-fails there is undone alone and left to the worker, as any other. Faults (faults.py)
-apply only to external banks.
+time in one transaction that also takes what the peer answers. Faults (faults.py) apply
+only to external banks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -125,9 +119,6 @@ class Link:
         self._workers: dict[str, _Worker] = {}
         self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
-        # While a batch of the intake is taken (`taking`): the simulated peers it queued
-        # messages for, handed them before its COMMIT instead of their workers woken.
-        self._taken_for: set[str] | None = None
         self.posts = 0      # POSTs to external banks, every attempt counted
         self.envelopes = 0  # envelopes they carried
 
@@ -165,9 +156,6 @@ class Link:
                   worker=task.get_name())
 
     def wake(self, dest: str) -> None:
-        if self._taken_for is not None and dest in self.local:
-            self._taken_for.add(dest)
-            return
         worker = self._workers.get(dest)
         if worker is not None:
             worker.idle = False
@@ -251,49 +239,6 @@ class Link:
             posts[-1].append(row)
             size += len(row.raw)
         return posts
-
-    @contextmanager
-    def taking(self) -> Iterator[None]:
-        """The scope of a batch of the intake: a message it queues for a simulated peer
-        waits for `hand_over_taken`, inside the batch's transaction; whatever is not
-        handed over by the scope's end (a hand-over that failed, more than a batch's
-        worth, a batch given up) wakes the peer's worker then."""
-        outer, self._taken_for = self._taken_for, set()
-        try:
-            yield
-        finally:
-            left, self._taken_for = self._taken_for, outer
-            for dest in sorted(left):
-                self.wake(dest)
-
-    def hand_over_taken(self) -> None:
-        """Inside the batch's transaction, before its COMMIT: hand each simulated peer
-        the batch queued messages for what is due to it, as its worker would (in outbox
-        order, `LOCAL_BATCH_MAX` at most), each peer in a savepoint. The peer's answers
-        are taken by the NPC in the same transaction; messages they queue for a peer are
-        left to its worker. A peer whose hand-over fails is undone alone, logged, and left
-        to its worker, which tries again in a transaction of its own."""
-        taken_for = self._taken_for
-        if not taken_for:
-            return
-        dests, self._taken_for = sorted(taken_for), None
-        left: set[str] = set()
-        try:
-            for dest in dests:
-                try:
-                    with self.store.savepoint():
-                        rows = self.store.due(dest, LOCAL_BATCH_MAX,
-                                              asyncio.get_running_loop().time())
-                        if len(rows) == LOCAL_BATCH_MAX:
-                            left.add(dest)  # more may be due: the worker takes the rest
-                        if rows:
-                            self._hand_over(self.local[dest], rows)
-                except Exception as exc:  # noqa: BLE001 (the worker tries again, reports its end)
-                    left.add(dest)
-                    event(log, "hand_over_in_batch_failed", logging.WARNING, dest=dest,
-                          error=type(exc).__name__, detail=str(exc)[:200])
-        finally:
-            self._taken_for = left
 
     def _hand_over(self, handler: LocalHandler, rows: list[OutboxRow]) -> None:
         """Give a simulated peer its messages; the marks and whatever the peer answers

@@ -39,77 +39,9 @@ def test_envelopes_arriving_together_are_answered_after_one_commit(tmp_path: Pat
 
     assert outcomes == ["PR04"] * 20
     assert first_transaction.count("BEGIN IMMEDIATE") == 1
-    # One savepoint per envelope, and one for the payee's hand-over (below).
-    assert first_transaction.count("RELEASE unit") == 21
+    assert first_transaction.count("RELEASE unit") == 20  # one savepoint per envelope
     assert stats["settled"] == 20
     assert stats["peers"][PEER] == {"hvps.111.001.01": 20}
-
-
-def test_the_payee_is_handed_its_credits_in_the_batch_that_settled_them(
-        tmp_path: Path) -> None:
-    """The credits a batch settles are forwarded to the simulated payee, and its ccms.990s
-    taken, before the batch's COMMIT: after that one commit nothing waits for the payee,
-    whose delivery worker spends no transaction of its own on them."""
-    async def scenario() -> tuple[list[str], list[str], dict, list[str]]:
-        async with simulated(tmp_path) as w:
-            credits = [w.sender.credit(1_000 + i) for i in range(20)]
-            statements = traced(w.sim.store)
-            outcomes = await asyncio.gather(*(w.sim.intake.submit(raw) for raw in credits))
-            waiting = [row.mesg_id for row in w.sim.store.pending(PEER, 100)]
-            w.sim.store.conn.set_trace_callback(None)
-            await w.sim.drain()
-            stats = {**w.sim.stats(), "acks_in": w.sim.store.counter("acks_in")}
-            return outcomes, statements, stats, waiting
-
-    outcomes, statements, stats, waiting = asyncio.run(scenario())
-    commits = statements.index("COMMIT")
-    first_transaction = statements[:commits]
-
-    assert outcomes == ["PR04"] * 20
-    assert waiting == []
-    assert any(s.startswith("UPDATE outbox SET state = 'sent'") for s in first_transaction)
-    # The payee's 20 ccms.990s are in the duplicate set with the 20 credits.
-    assert sum(s.startswith("INSERT OR IGNORE INTO seen") for s in first_transaction) == 40
-    # No transaction after it: the payee's worker found nothing to hand over.
-    assert "BEGIN IMMEDIATE" not in statements[commits:]
-    assert stats["peers"][PEER] == {"hvps.111.001.01": 20}
-    assert stats["acks_in"] == 20
-
-
-def test_a_hand_over_failing_in_the_batch_is_left_to_the_payees_worker(
-        tmp_path: Path, caplog) -> None:
-    """When the payee's handling fails inside the batch, only the hand-over is undone:
-    the batch's credits stand, the failure is logged, and the payee's worker hands the
-    credits over afterwards in a transaction of its own."""
-    async def scenario() -> tuple[list[str], dict, int]:
-        async with simulated(tmp_path) as w:
-            handler = w.sim.link.local[PEER]
-            calls = 0
-
-            def failing_once(raw: bytes) -> None:
-                nonlocal calls
-                calls += 1
-                if calls == 1:
-                    raise RuntimeError("the payee failed")
-                handler(raw)
-
-            w.sim.link.local[PEER] = failing_once
-            credits = [w.sender.credit(1_000 + i) for i in range(5)]
-            outcomes = await asyncio.gather(*(w.sim.intake.submit(raw) for raw in credits))
-            await w.sim.drain()
-            stats = {**w.sim.stats(), "acks_in": w.sim.store.counter("acks_in")}
-            return outcomes, stats, len(w.sim.store.pending(PEER, 100))
-
-    with caplog.at_level(logging.WARNING, logger="npc.link"):
-        outcomes, stats, waiting = asyncio.run(scenario())
-
-    assert outcomes == ["PR04"] * 5
-    assert stats["settled"] == 5
-    assert waiting == 0
-    assert stats["peers"][PEER] == {"hvps.111.001.01": 5}
-    assert stats["acks_in"] == 5  # the undone first try left no ccms.990 behind
-    failed = [r for r in caplog.records if r.getMessage() == "hand_over_in_batch_failed"]
-    assert len(failed) == 1
 
 
 def test_a_failing_envelope_is_undone_alone(tmp_path: Path) -> None:
