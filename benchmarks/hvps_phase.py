@@ -12,7 +12,7 @@ One line: accepted and their rate, settled and their rate, the CPU a payment of 
 gateway, the NPC, Redis and the load generator, acceptance p50/p99, whether every
 accepted payment settled, the load average; then the CPU of each of the gateway's
 threads since it started. With --profile, py-spy (`--gil`, 200 Hz, raw stacks) records
-the gateway into RAW for the run; py-spy is looked for beside the interpreter.
+the gateway (or, with --profiled npc, the simulated NPC) into RAW for the run; py-spy is looked for beside the interpreter.
 """
 
 from __future__ import annotations
@@ -31,22 +31,23 @@ from gateway import bench_e2e as e2e
 from gateway.bench import run_folder
 
 
-async def main(seconds: float, rate: float | None, profile: str | None) -> None:
+async def main(seconds: float, rate: float | None, profile: str | None,
+               profiled: str = "gateway") -> None:
     load = e2e.Load()
     with run_folder("paygate-hvps-phase-") as root:
         async with e2e.processes(root, load) as running:
-            await _phase(running, load, seconds, rate, profile)
+            await _phase(running, load, seconds, rate, profile, profiled)
 
 
 async def _phase(running: e2e.Running, load: e2e.Load, seconds: float, rate: float | None,
-                 profile: str | None) -> None:
+                 profile: str | None, profiled: str = "gateway") -> None:
     procs = running.procs
     spy = None
     try:
         if profile:
             spy = subprocess.Popen(  # noqa: ASYNC220 (started once, before the load)
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
-                 "-r", "200", "--gil", "-o", profile, "-p", str(procs["gateway"].pid),
+                 "-r", "200", "--gil", "-o", profile, "-p", str(procs[profiled].pid),
                  "-d", str(int(seconds + 10))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu_before = {name: e2e.proc_cpu_s(p.pid) for name, p in procs.items()}
@@ -84,5 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=None,
                         help="transfers a second (paced); as fast as taken if not given")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--profiled", default="gateway", choices=("gateway", "npc"),
+                        help="the process --profile records")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rate, args.profile))
+    asyncio.run(main(args.seconds, args.rate, args.profile, args.profiled))
