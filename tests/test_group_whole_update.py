@@ -123,3 +123,43 @@ def test_outside_a_piece_of_work_the_ids_are_read_back_as_before(tmp_path):
     assert moved == MEMBERS
     assert len(_returning_updates(statements)) == 1
     assert history == [(items.package_subject(PACKAGE), "sent")]
+
+
+def test_members_the_caller_read_are_not_read_again(tmp_path):
+    """Given the members as the caller read them (`known`), the whole package moves with
+    its UPDATE alone: neither its items nor the UPDATE's rows are read back."""
+    db, statements = _database(tmp_path)
+    try:
+        with db.transaction() as tx, tx.savepoint():
+            moved = payments.transition_group(
+                tx, items.package_group(PACKAGE, len(MEMBERS)), "accepted", "sent",
+                "beps_sent", LATER, known=list(reversed(MEMBERS)))
+        rows, history = _rows(db), _history(db)
+    finally:
+        db.close()
+
+    assert moved == MEMBERS
+    assert _returning_updates(statements) == []
+    assert not [s for s in statements if s.startswith("SELECT payment_id FROM beps_items")]
+    assert all(rows[pid][:2] == ("sent", None) for pid in MEMBERS)
+    assert history == [(items.package_subject(PACKAGE), "sent")]
+
+
+def test_known_members_of_which_some_left_the_state_change_exactly_the_others(tmp_path):
+    """Given all five as `known` while one is cancelled: the four others are sent, read
+    back from the UPDATE made again, and the cancelled one is left as it was."""
+    db, statements = _database(tmp_path)
+    try:
+        with db.transaction() as tx:
+            tx.execute("UPDATE payments SET state = 'cancelled' WHERE id = ?", (MEMBERS[0],))
+        with db.transaction() as tx, tx.savepoint():
+            moved = payments.transition_group(
+                tx, items.package_group(PACKAGE, len(MEMBERS)), "accepted", "sent",
+                "beps_sent", LATER, known=MEMBERS)
+        rows = _rows(db)
+    finally:
+        db.close()
+
+    assert moved == MEMBERS[1:]
+    assert len(_returning_updates(statements)) == 1
+    assert rows[MEMBERS[0]][0] == "cancelled"
