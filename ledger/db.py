@@ -143,6 +143,12 @@ class Transaction:
         self._cur.execute(self._sql(sql), params)
         return self._cur.fetchone()
 
+    @property
+    def savepoint_depth(self) -> int:
+        """How many savepoints are open (0: none; a piece of work of a group commit runs
+        in one)."""
+        return self._savepoint_depth
+
     def savepoint(self) -> "_Savepoint":
         """A nested scope: an exception inside undoes only this scope, then propagates.
 

@@ -81,3 +81,44 @@ def test_the_transactions_of_a_package_checked_together_get_what_each_gets_alone
     assert together[1] and together[4]
     if layout is beps121.LAYOUT:
         assert together[0] == [] and together[3]
+
+
+class _Counted:
+    """A compiled pattern whose fullmatch calls are counted."""
+
+    def __init__(self, pattern):
+        self.pattern, self.calls = pattern, 0
+
+    def fullmatch(self, text):
+        self.calls += 1
+        return self.pattern.fullmatch(text)
+
+
+def test_a_packages_shared_codes_are_matched_once_not_once_a_transaction(monkeypatch):
+    """A thousand transactions with one set of banks and business codes, each its own
+    payee: the codes' patterns are matched once for them all, and every transaction still
+    passes or fails on its own names and accounts (the one with a blank account is then
+    checked rule by rule, which matches its codes again)."""
+    monkeypatch.setattr(package, "_codes_passing", set())
+    kind = _Counted(package.BUSINESS_KIND)
+    monkeypatch.setattr(package, "BUSINESS_KIND", kind)
+    transfers = [replace(GOOD, tx_id=f"20261207{n:08d}", creditor_account=f"6228{n:015d}")
+                 for n in range(1000)]
+    transfers[500] = replace(transfers[500], creditor_account=" ")
+
+    found = package.check_items(beps121.LAYOUT, transfers, ON)
+
+    assert kind.calls == 2
+    assert [n for n, problems in enumerate(found) if problems] == [500]
+    assert [p.code for p in found[500]] == ["party_field_required"]
+
+
+def test_codes_passing_in_one_family_are_judged_again_in_another(monkeypatch):
+    """The same codes found good in a family whose accounts may leave out their bank
+    (beps.122) are refused in one that requires it (beps.121): what was found passing is
+    kept with what of the family the rules read."""
+    monkeypatch.setattr(package, "_codes_passing", set(), raising=False)
+    t = replace(GOOD, debtor_account_bank=None)
+
+    assert package.check_item(beps122.LAYOUT, t, ON) == []
+    assert [p.code for p in package.check_item(beps121.LAYOUT, t, ON)] != []

@@ -167,7 +167,8 @@ def net(tx: Any, gw: Any, rows: list[dict[str, Any]], package_id: str, netting_d
     if len(rows) == package_size and len(states) == 1:
         moved = payments.transition_group(tx, package_group(package_id, package_size),
                                           states.pop(), "netted", "beps_netted", now,
-                                          gw.notifier, **detail)
+                                          gw.notifier, known=[p["id"] for p in rows],
+                                          **detail)
         if len(moved) != len(rows):  # one changed since it was read: read again
             raise Contended(f"{len(rows) - len(moved)} of the payments of package "
                             f"{package_id} changed before netting")
@@ -325,7 +326,7 @@ def _settled(tx: Any, gw: Any, netted: list[tuple[str, str | None]], now: dateti
             continue
         moved = payments.transition_group(tx, package_group(package_id, len(pids)), "netted",
                                           "settled", "beps_settled", now, gw.notifier,
-                                          package=package_id, **detail)
+                                          known=pids, package=package_id, **detail)
         if len(moved) != len(pids):  # one changed since it was read: read again
             raise Contended(f"{len(pids) - len(moved)} of the payments of package "
                             f"{package_id} changed before settling")

@@ -150,7 +150,8 @@ def _seal(tx: Any, gw: "Gateway", s: BepsSettings, stream: str, receiver: str,
         members=None if claimed is None else [row[0] for row in rows], package=package_id)
     if claimed is not None:
         packed = payments.transition_group(tx, group, "accepted", "sent", "beps_sent", now,
-                                           gw.notifier, package=package_id)
+                                           gw.notifier, known=[row[0] for row in rows],
+                                           package=package_id)
     if len(packed) != len(rows):  # one left `accepted` since it was read: read again
         raise Contended(f"{len(rows) - len(packed)} of the payments of package "
                         f"{package_id} are no longer accepted")

@@ -520,21 +520,46 @@ def check_transfer(layout: Layout, index: int | None, t: Transfer,
     _check_business_type(layout, index, t, p)
 
 
+# The codes of transactions found to pass `check_transfer`'s rules on codes (currency,
+# banks, the accounts' banks, business type and kind), with what of the family those
+# rules read: a package's thousand transactions nearly all share them (one payer bank,
+# one payee bank, one business type and kind), so each such set is matched against the
+# patterns once instead of once a transaction. Emptied when it holds this many, far more
+# than the banks and business codes in use at once (each is a few short strings).
+CODES_PASSING_MAX = 4096
+_codes_passing: set[tuple[Any, ...]] = set()
+
+
 def _passes(layout: Layout, t: Transfer) -> bool:
     """Whether `check_transfer` finds nothing, told without collecting (a package of a
     thousand asks a thousand times); False also when unsure (a transaction carrying
     additional information), for `check_transfer` to look at rule by rule."""
+    if t.extra is not None:
+        return False
+    codes = (t.currency, t.debtor_bank, t.creditor_bank, t.debtor_account_bank,
+             t.creditor_account_bank, t.business_type, t.business_kind,
+             layout.issuer_required, layout.type_prefixes)
+    if codes not in _codes_passing:
+        if not _codes_pass(layout, t):
+            return False
+        if len(_codes_passing) >= CODES_PASSING_MAX:
+            _codes_passing.clear()
+        _codes_passing.add(codes)
+    return (bool(t.debtor_name.strip()) and bool(t.creditor_name.strip())
+            and bool(t.debtor_account.strip()) and bool(t.creditor_account.strip()))
+
+
+def _codes_pass(layout: Layout, t: Transfer) -> bool:
+    """Whether a transaction's codes pass every rule of `check_transfer` on them."""
     bank = BANK_CODE.fullmatch
     debtor_issuer, creditor_issuer = t.debtor_account_bank, t.creditor_account_bank
-    return (t.currency == "CNY" and t.extra is None
+    return (t.currency == "CNY"
             and t.debtor_bank is not None and bank(t.debtor_bank) is not None
             and t.creditor_bank is not None and bank(t.creditor_bank) is not None
             and (bank(debtor_issuer) is not None if debtor_issuer is not None
                  else not layout.issuer_required)
             and (bank(creditor_issuer) is not None if creditor_issuer is not None
                  else not layout.issuer_required)
-            and bool(t.debtor_name.strip()) and bool(t.creditor_name.strip())
-            and bool(t.debtor_account.strip()) and bool(t.creditor_account.strip())
             and BUSINESS_TYPE.fullmatch(t.business_type) is not None
             and t.business_type[0] in layout.type_prefixes
             and t.business_type != RETURN_TYPE
