@@ -122,12 +122,15 @@ def text_types(p: ProblemList, body: dict[str, Any], expected: dict[str, str]
 def reason_text(reason: Any, code: str, len_max: int) -> str:
     """A request's `reason` (a return's, a cancellation's): text of 1 to `len_max`
     characters once its ends' spaces are taken off, as it goes out; refused as
-    field_must_be_text when given as another JSON type, as `code` otherwise."""
+    field_must_be_text when given as another JSON type, as `code` otherwise, and as
+    text_has_control_or_invisible_characters when it holds what a name may not (it goes
+    out in the message, whose XML cannot carry a control character)."""
     expected = f"text of 1 to {len_max} characters"
     p = ProblemList()
     if not p.not_text("/reason", reason, expected) and (
             reason is None or not 0 < len(reason.strip()) <= len_max):
         p.add(code, "/reason", reason, expected)
+    text_problem(p, "/reason", reason)
     p.raise_if_any(ValidationFailed)
     return reason.strip()
 

@@ -126,6 +126,31 @@ def test_a_returns_note_longer_than_a_reason_is_refused_as_the_core_systems_reas
     assert [r["reason"] for r in made] == [exact]
 
 
+@pytest.mark.parametrize("action, note", [
+    ("return", "退\u0000回"), ("return", "账户\u202e错"), ("hold", "核查\u0007"),
+    ("hold", "待\ufe0f查"),
+])
+def test_a_note_with_control_or_invisible_characters_is_refused_at_note(
+        rig: Rig, action: str, note: str) -> None:
+    """A note is shown to the approver and kept in the audit log as typed, and a return's
+    is the reason its message carries: refused as a transfer's names are."""
+    pid = rig.suspense() if action == "return" else rig.outgoing()
+    status, refusal = _ask(rig, action, pid, note=note)
+
+    assert (status, _problems(refusal)) == (
+        422, [("text_has_control_or_invisible_characters", "/note")])
+
+
+def test_a_decision_note_with_a_control_character_is_refused(rig: Rig) -> None:
+    asked, req = _ask(rig, "return", rig.suspense(), note="账户不存在")
+    status, refusal = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
+                               {"note": "ok\u0000"})
+
+    assert asked == 201 and req["state"] == "pending"
+    assert (status, _problems(refusal)) == (
+        422, [("text_has_control_or_invisible_characters", "/note")])
+
+
 # (the body sent to POST /ops/api/requests, the (code, path) of each problem): each
 # field is checked for its JSON type as the core system's API checks its text fields.
 WRONG_TYPES = [

@@ -47,7 +47,9 @@ from typing import Any, Callable
 from gateway import jsontext, outbound, payments
 from gateway.digits import whole_number
 from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
-                            ValidationFailed, field_required, not_text, with_paths)
+                            ProblemList, ValidationFailed, field_required, not_text,
+                            with_paths)
+from gateway.intake import text_problem
 from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit, table_exists
@@ -420,14 +422,19 @@ def is_real_date(text: Any) -> bool:
 
 def note_problems(note: Any) -> list[Problem]:
     """A request's or a decision's note: text (`field_must_be_text` when given as
-    another JSON type) of at most NOTE_LEN_MAX characters."""
+    another JSON type) of at most NOTE_LEN_MAX characters, without control or invisible
+    characters (intake.text_problem, as a transfer's names): a return's note is the
+    reason its message carries, and every note is shown to the approver and in the
+    audit log as typed."""
     expected = f"text of at most {NOTE_LEN_MAX} characters"
     wrong_type = not_text("/note", note, expected)
     if wrong_type is not None:
         return [wrong_type]
-    if isinstance(note, str) and len(note) <= NOTE_LEN_MAX:
-        return []
-    return [Problem("note_malformed", "/note", note, expected)]
+    p = ProblemList()
+    if not isinstance(note, str) or len(note) > NOTE_LEN_MAX:
+        p.add("note_malformed", "/note", note, expected)
+    text_problem(p, "/note", note)
+    return p.items
 
 
 def create(tx: Any, operator: Operator, action: str, target: str, params: dict[str, Any],
