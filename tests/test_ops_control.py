@@ -242,6 +242,16 @@ REFUSED = [
     ("release", None, {}, "hvps_closed"),
     ("review_approve", None, {}, "payment_not_held_for_review"),
     ("retry", "0-1", {}, "dead_letter_not_found"),
+    # A dead letter's id not of a stream entry's form is refused before Redis reads it
+    # (XRANGE answered an error of its own, and the console 500).
+    ("retry", "abc", {}, "target_malformed"),
+    ("retry", "-1", {}, "target_malformed"),
+    ("retry", "1-", {}, "target_malformed"),
+    ("retry", "1765000000000", {}, "target_malformed"),
+    ("retry", "+", {}, "target_malformed"),
+    ("retry", f"{2**64}-0", {}, "target_malformed"),
+    ("retry", f"0-{2**64}", {}, "target_malformed"),
+    ("retry", f"{2**64 - 1}-{2**64 - 1}", {}, "dead_letter_not_found"),
 ]
 
 

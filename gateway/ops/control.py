@@ -356,7 +356,8 @@ def requestable(gw: Any, tx: Any, action: str, target: str,
 # What each kind of target is, as a refusal of a malformed one says it.
 TARGET_EXPECTED = {
     "payment": f"a payment id of 1 to {TARGET_LEN_MAX} characters",
-    "dead_letter": "a dead-letter entry id such as 1765000000000-0",
+    "dead_letter": "a dead-letter entry id such as 1765000000000-0 (`paygate ops "
+                   "dead-letters`): two whole numbers below 2^64 joined by a hyphen",
     "work_date": "a work date such as 2026-12-07",
     "netting_date": "a BEPS netting date such as 2026-10-03",
     "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
@@ -383,10 +384,24 @@ def target_problems(rule: Rule | None, target: Any, given: bool = True) -> list[
             or kind == "webhook_row" and is_webhook_target(target)
             or kind == "alert" and is_row_id(target)
             or kind == "receivable" and receivables.is_receivable_no(target)
+            or kind == "dead_letter" and is_stream_entry_id(target)
             or kind not in ("work_date", "netting_date", "webhook_row", "alert",
-                            "receivable")):
+                            "receivable", "dead_letter")):
         return []
     return [Problem("target_malformed", "/target", target, expected)]
+
+
+# A Redis stream entry's id: its milliseconds and its sequence number, each an unsigned
+# 64-bit number (XADD's ids). Redis refuses anything else given to XRANGE with an error
+# of its own, which the console would answer 500.
+STREAM_ID_PART_MAX = 2**64 - 1
+
+
+def is_stream_entry_id(text: str) -> bool:
+    """`ms-seq`, both ASCII digits of numbers from 0 to STREAM_ID_PART_MAX."""
+    ms, hyphen, seq = text.partition("-")
+    return bool(hyphen) and whole_number(ms, STREAM_ID_PART_MAX) is not None \
+        and whole_number(seq, STREAM_ID_PART_MAX) is not None
 
 
 def is_webhook_target(text: str) -> bool:
