@@ -162,6 +162,20 @@ def test_cancel_by_request_and_approval(ops: Cli) -> None:
     assert "cancelled_by_operator" in shown
 
 
+def test_the_requests_table_shows_what_each_request_asks(ops: Cli) -> None:
+    """The approver sees the priority a priority change asks for, beside its target,
+    not only which payment it is."""
+    pid = ops.payment()
+    requested, _ = ops("op1", "request", "priority", pid, "1")
+    listed, out = ops("sup1", "requests", "--state", "pending")
+    heading = out.splitlines()[0].split()
+    row = next(line for line in out.splitlines() if pid in line)
+
+    assert requested == listed == 0
+    assert heading[:4] == ["req", "action", "target", "params"]
+    assert "priority=1" in row
+
+
 FAILURES = [
     # argv after the credentials, exit status, error code
     (("request", "priority", "P1"), 2, "priority_required"),

@@ -213,7 +213,7 @@ def test_priority_change_moves_a_queued_payment_to_the_new_lane(rig: Rig, hvps_o
 def test_priority_change_of_a_waiting_payment_changes_its_urgency(rig: Rig) -> None:
     """Before it is on a lane, only the payment and its outbox row change."""
     pid = rig.payment(urgency="urgent")
-    rig.decide("sup1", rig.request("op1", "priority", pid, priority="1")["id"], approve=True)
+    rig.decide("sup1", rig.request("op1", "priority", pid, priority=1)["id"], approve=True)
     urgency = rig.db(lambda tx: tx.query_one("SELECT urgency FROM payments WHERE id = ?",
                                              (pid,))[0])
 
@@ -238,6 +238,12 @@ REFUSED = [
     # action, target, params, code
     ("cancel", "P-NO-SUCH-PAYMENT", {}, "payment_not_found"),
     ("priority", None, {"priority": 4}, "priority_unknown"),
+    # Only the JSON number: true (1 to Python) and "1" were once taken as lane 1.
+    ("priority", None, {"priority": True}, "priority_unknown"),
+    ("priority", None, {"priority": False}, "priority_unknown"),
+    ("priority", None, {"priority": "1"}, "priority_unknown"),
+    ("priority", None, {"priority": 1.0}, "priority_unknown"),
+    ("priority", None, {"priority": [1]}, "priority_unknown"),
     ("priority", None, {"priority": 2}, "priority_unchanged"),
     ("release", None, {}, "hvps_closed"),
     ("review_approve", None, {}, "payment_not_held_for_review"),

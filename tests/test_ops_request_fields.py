@@ -103,6 +103,23 @@ def test_the_parameters_an_action_takes_are_still_taken(rig: Rig) -> None:
     assert plain == 201 and held["state"] == "executed"
 
 
+@pytest.mark.parametrize("priority, type_word", [
+    (True, "boolean"), ("1", "string"), (None, None), (1.5, None), (4, None)])
+def test_a_priority_other_than_the_number_1_2_or_3_is_refused(
+        rig: Rig, priority: Any, type_word: str | None) -> None:
+    """true is 1 to Python and "1" is text: neither is recorded as lane 1, and the
+    refusal says which JSON type was sent where it was no number."""
+    pid = rig.outgoing()
+    status, refusal = _ask(rig, "priority", pid, {"priority": priority})
+    [error] = refusal["errors"]
+
+    assert (status, error["code"], error["path"]) == (422, "priority_unknown",
+                                                      "/params/priority")
+    assert "JSON number 1" in error["expected"]
+    assert (f"not a JSON {type_word}" in error["message"]) == (type_word is not None)
+    assert rig.requests_on(pid) == []
+
+
 def test_a_returns_note_longer_than_a_reason_is_refused_as_the_core_systems_reason(
         rig: Rig) -> None:
     """101 characters: refused at once with return_reason_malformed at /note (the core

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import re
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -206,11 +206,11 @@ def check_request(operator: Operator, action: Any, target: Any, params: Any,
         problems.extend(bad)
     if action == "priority":
         value = params.get("priority") if isinstance(params, dict) else None
-        if value not in (1, 2, 3, "1", "2", "3"):
-            problems.append(Problem("priority_unknown", "/params/priority", value,
-                                    "1 (extra urgent), 2 (urgent) or 3 (normal)"))
+        bad_priority = priority_problem(value)
+        if bad_priority is not None:
+            problems.append(bad_priority)
         else:
-            clean["priority"] = int(value)
+            clean["priority"] = value
     if problems:
         raise ValidationFailed(problems)
     if not may_request(operator, rule):
@@ -433,6 +433,23 @@ def is_real_date(text: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+PRIORITY_EXPECTED = "the JSON number 1 (extra urgent), 2 (urgent) or 3 (normal)"
+
+
+def priority_problem(value: Any) -> Problem | None:
+    """priority_unknown unless `value` is the JSON number 1, 2 or 3. Only a number: true
+    is 1 to Python and "1" is text, and either was once recorded as a lane nobody typed
+    (bool is a subclass of int, hence `type`); a value of another JSON type is told so."""
+    if type(value) is int and value in (1, 2, 3):
+        return None
+    problem = Problem("priority_unknown", "/params/priority", value, PRIORITY_EXPECTED)
+    type_name = jsontext.type_name(value)
+    if type_name in ("number", "null"):
+        return problem
+    return replace(problem, message=problem.describe(
+        f"priority must be the JSON number 1, 2 or 3, not a JSON {type_name}"))
 
 
 def note_problems(note: Any) -> list[Problem]:
