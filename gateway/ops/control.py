@@ -564,7 +564,8 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
                  if a in RULES and RULES[a].target == kind and deciding(a)), None)
 
 
-def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) -> None:
+def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
+                           package_id: str | None = None) -> None:
     """Refuse the core system's `asked` (its return or cancel of `payment_id`; the
     automatic return of suspense asks the same, and waits for the next sweep) while an
     operators' request deciding the payment's money waits for its second person (an
@@ -573,21 +574,29 @@ def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) 
     what it did. 409 `operator_request_pending`, naming the oldest such request (id,
     action, who asked) in its message and as `pending_request`; the operators withdraw
     or reject it, or approve it, and the core system asks again. A request past its time
-    waits for nobody. Without the console's tables (no operators) nothing waits."""
+    waits for nobody. Without the console's tables (no operators) nothing waits.
+    `package_id`: the BEPS package that carries the payment, whose deciding requests (a
+    package's cancel or release) decide the payment's money too, and are refused so."""
     if not table_exists(tx, "ops_requests"):
         return
-    for request_id, action, requested_by in tx.query(
-            "SELECT id, action, requested_by FROM ops_requests WHERE state = 'pending' "
-            "AND expires_at >= ? AND target = ? ORDER BY id",
-            (now.isoformat(), payment_id)):
-        if action in RULES and RULES[action].target == "payment" and deciding(action):
+    targets = {payment_id: "payment"}
+    if package_id is not None:
+        targets[package_id] = "package"
+    for request_id, action, target, requested_by in tx.query(
+            "SELECT id, action, target, requested_by FROM ops_requests WHERE state = "
+            f"'pending' AND expires_at >= ? AND target IN ({', '.join('?' * len(targets))}) "
+            "ORDER BY id", (now.isoformat(), *targets)):
+        if action in RULES and RULES[action].target == targets[target] and deciding(action):
+            on_package = {} if target == payment_id else {"package": target}
+            of = f" on its package {target}" if on_package else ""
             raise Conflict(Problem(
                 "operator_request_pending", "/id", request_id,
                 "no operators' request deciding this payment waiting for approval",
                 f"the {asked} of payment {payment_id} waits on operators: their request "
-                f"{request_id} ({action}, asked by {requested_by}) waits for a second "
+                f"{request_id} ({action}{of}, asked by {requested_by}) waits for a second "
                 "person's approval; they withdraw, reject or approve it first",
                 detail=(("pending_request", {"id": request_id, "action": action,
+                                             **on_package,
                                              "requested_by": requested_by}),)))
 
 
