@@ -379,6 +379,26 @@ def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
     assert state == "expired" and rig.state(pid)[0] == "held"
 
 
+@pytest.mark.parametrize("approve, user", [(True, "sup1"), (False, "sup1"), (False, "op1")])
+def test_a_decision_on_a_request_already_marked_expired_is_request_expired(
+        rig: Rig, approve: bool, user: str) -> None:
+    """Marked expired by whatever came first (the console's snapshot, a new request, a
+    decision), a request is still answered request_expired when approved, rejected or
+    withdrawn, naming it and when it expired, never request_not_pending."""
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    rig.db(lambda tx: tx.execute("UPDATE ops_requests SET state = 'expired', expires_at = "
+                                 "'2000-01-01T00:00:00+08:00' WHERE id = ?", (req["id"],)))
+    with pytest.raises(PaygateError) as exc:
+        rig.decide(user, req["id"], approve=approve)
+    problem = exc.value.problems[0]
+
+    assert (exc.value.status, problem.code, problem.path, problem.value) == (
+        409, "request_expired", "/id", req["id"])
+    assert "expired at 2000-01-01T00:00:00+08:00" in problem.message
+    assert rig.state(pid)[0] == "held"
+
+
 def test_a_request_past_its_time_is_listed_and_counted_as_expired(rig: Rig) -> None:
     """Once its time has passed by the gateway's clock, a request nobody marked expired
     yet is listed as expired, counted as pending nowhere (the status, the metrics), and

@@ -661,10 +661,23 @@ def load(tx: Any, request_id: int) -> dict[str, Any]:
     return view(values)
 
 
+def expired_problem(req: dict[str, Any]) -> Problem:
+    """request_expired for a decision on `req`, which waited past its time."""
+    return Problem("request_expired", "/id", req["id"],
+                   f"a decision within {REQUEST_LIFE_S // 3600} h of the request",
+                   f"request {req['id']} ({req['action']} of {req['target']}) expired at "
+                   f"{req['expires_at']} without a decision; ask for the action again")
+
+
 def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: str,
            now: datetime) -> tuple[dict[str, Any], str]:
-    """Record an approval, rejection or withdrawal; returns the request and what it was."""
+    """Record an approval, rejection or withdrawal; returns the request and what it was.
+    A request already marked expired is refused `request_expired` here; one whose time
+    passed unmarked is marked, and the console refuses it so once the mark is committed:
+    either way the decision is answered request_expired, never request_not_pending."""
     req = load(tx, request_id)
+    if req["state"] == "expired":
+        raise Conflict(expired_problem(req))
     if req["state"] != "pending":
         raise Conflict(Problem("request_not_pending", "/id", req["state"],
                                "a request waiting for a decision"))
