@@ -15,8 +15,9 @@ PAYMENT_COLUMNS = (("id", "payment"), ("state", "state"), ("channel", "ch"),
 # asked (the priority a priority change sets, the account suspense goes to), not only on
 # which payment.
 REQUEST_COLUMNS = (("id", "req"), ("action_name", "action"), ("target", "target"),
-                   ("params_text", "params"), ("amount", "amount"), ("state", "state"), ("requested_by", "by"),
-                   ("decided_by", "decided by"), ("requested_at", "at"), ("note", "note"))
+                   ("params_text", "params"), ("amount", "amount"), ("state", "state"),
+                   ("requested_by", "by"), ("decided_by", "decided by"),
+                   ("requested_at", "at"), ("note", "note"))
 
 
 def action_name(request: dict[str, Any]) -> str:

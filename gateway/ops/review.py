@@ -167,13 +167,14 @@ _LEFT_OUT = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp
 
 def normalise(name: str) -> str:
     """The form names are compared in: width (NFKD), accents and invisible characters
-    (the marks and ignorables above), traditional Chinese characters as simplified ones, look-alike letters
-    (skeleton), case, spaces and punctuation folded away, so 'ＡＢＣ Co.', 'АВС со'
-    (Cyrillic), 'ÀBC\ufe0f co' and 'abcco' agree, and so do 貿易 and 贸易. The skeleton is
-    taken of the name in capitals (a capital Cyrillic В looks like B, its small в like no
-    Latin letter; I and l look alike only as I) and again after case folding (the small
-    letters' own look-alikes: rn for m). Marks and ignorables are dropped from the
-    skeleton's output, where NFKD has set them apart from their letters."""
+    (the marks and ignorables above), traditional Chinese characters as simplified ones,
+    look-alike letters (skeleton), case, spaces and punctuation folded away, so
+    'ＡＢＣ Co.', 'АВС со' (Cyrillic), 'ÀBC co' with a variation selector U+FE0F after
+    its C, and 'abcco' agree, and so do 貿易 and 贸易. The skeleton is taken of the name
+    in capitals (a capital Cyrillic В looks like B, its small в like no Latin letter; I
+    and l look alike only as I) and again after case folding (the small letters' own
+    look-alikes: rn for m). Marks and ignorables are dropped from the skeleton's output,
+    where NFKD has set them apart from their letters."""
     wide = _simplified(unicodedata.normalize("NFKD", name)).upper()
     folded = _SPOOF.getSkeleton(0, _SPOOF.getSkeleton(0, wide).casefold())
     return "".join(c for c in folded
