@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import unicodedata
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -66,18 +67,46 @@ _FORMAT_CHARACTERS = (
     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
     "\U000e0020-\U000e007f")
-_UNSAFE_CHARACTERS = "\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
+# The other characters Unicode names default-ignorable (DerivedCoreProperties.txt,
+# Default_Ignorable_Code_Point, beyond Cf), which a screen shows as nothing: the
+# combining grapheme joiner U+034F, the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0,
+# letters by category but blank), the Khmer inherent vowels U+17B4-17B5, the Mongolian
+# and the general variation selectors (U+180B-180F, U+FE00-FE0F, U+E0100-E01EF) and the
+# code points kept ignorable for later use (U+2065, U+FFF0-FFF8, U+E0000-E0FFF). Then
+# private-use characters (U+E000-F8FF, planes 15 and 16), which mean nothing agreed
+# and show as each font pleases, and the noncharacters U+FDD0-FDEF. Combining marks
+# that are not ignorable (the accents of Latin names, U+0301) are taken: screening
+# folds them away (gateway.ops.review.normalise). tests/test_text_checks.py holds the
+# ignorable set to ICU's.
+_IGNORABLE_CHARACTERS = (
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
+    "\ufff0-\ufff8\U000e0000-\U000e0fff\ue000-\uf8ff\U000f0000-\U0010ffff\ufdd0-\ufdef")
+_UNSAFE_CHARACTERS = ("\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
+                      + _IGNORABLE_CHARACTERS)
 _UNSAFE_TEXT = re.compile(f"[{_UNSAFE_CHARACTERS}]")
+UNSAFE_TEXT_EXPECTED = ("printable text without control, noncharacter, private-use or "
+                        "invisible characters (zero-width, direction overrides, variation "
+                        "selectors, fillers)")
 
 
 def text_problem(p: ProblemList, path: str, value: Any) -> bool:
-    """Add a problem when `value` is text that cannot safely travel; True if it was."""
-    if isinstance(value, str) and _UNSAFE_TEXT.search(value):
-        p.add("text_has_control_or_invisible_characters", path, value,
-              "printable text without control, noncharacter or invisible format "
-              "characters (zero-width, direction overrides)")
-        return True
-    return False
+    """Add a problem when `value` is text that cannot safely travel; True if it was. Its
+    message names the first such character by its code point, which no screen shows."""
+    found = _UNSAFE_TEXT.search(value) if isinstance(value, str) else None
+    if found is None:
+        return False
+    p.items.append(unsafe_text(path, value, found.group()))
+    return True
+
+
+def unsafe_text(path: str, value: str, character: str) -> Problem:
+    """text_has_control_or_invisible_characters for `value` at `path`, naming `character`
+    (the first unsafe one) by its code point and Unicode name."""
+    problem = Problem("text_has_control_or_invisible_characters", path, value,
+                      UNSAFE_TEXT_EXPECTED)
+    named = unicodedata.name(character, "") or unicodedata.category(character)
+    return replace(problem, message=f"{problem.describe()}; it holds "
+                                    f"U+{ord(character):04X} ({named})")
 
 
 def text_types(p: ProblemList, body: dict[str, Any], expected: dict[str, str]
@@ -93,12 +122,15 @@ def text_types(p: ProblemList, body: dict[str, Any], expected: dict[str, str]
 def reason_text(reason: Any, code: str, len_max: int) -> str:
     """A request's `reason` (a return's, a cancellation's): text of 1 to `len_max`
     characters once its ends' spaces are taken off, as it goes out; refused as
-    field_must_be_text when given as another JSON type, as `code` otherwise."""
+    field_must_be_text when given as another JSON type, as `code` otherwise, and as
+    text_has_control_or_invisible_characters when it holds what a name may not (it goes
+    out in the message, whose XML cannot carry a control character)."""
     expected = f"text of 1 to {len_max} characters"
     p = ProblemList()
     if not p.not_text("/reason", reason, expected) and (
             reason is None or not 0 < len(reason.strip()) <= len_max):
         p.add(code, "/reason", reason, expected)
+    text_problem(p, "/reason", reason)
     p.raise_if_any(ValidationFailed)
     return reason.strip()
 

@@ -351,6 +351,12 @@ BROKEN_DEBITS = [
     ("business_kind_malformed", {"business_kind": "3"}),
     ("field_unknown", {"urgency": "urgent"}),
     ("agreement_malformed", {"agreement": "A" * 61}),
+    # What a transfer's names may not hold, a debit's may not either.
+    ("text_has_control_or_invisible_characters", {"debtor_name": "对手\ufe0f客户"}),
+    ("text_has_control_or_invisible_characters", {"creditor_name": "示例\u3164燃气公司"}),
+    ("text_has_control_or_invisible_characters", {"debtor_name": "对手\u0000客户"}),
+    ("text_has_control_or_invisible_characters", {"agreement": "XY\u200b-0001"}),
+    ("text_has_control_or_invisible_characters", {"remittance_info": "燃气费\u202e"}),
 ]
 
 

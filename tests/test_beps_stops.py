@@ -275,3 +275,35 @@ def test_an_items_detail_lists_the_retries_of_its_packages_letter(tmp_path):
         shown = views.payment_detail(tx, item, NOW)["requests"]
 
     assert [(r["id"], r["action"], r["target"]) for r in shown] == [(retried, "retry", "1-1")]
+
+
+@pytest.mark.parametrize("pending", ["package_cancel", "package_release"])
+def test_the_core_systems_cancel_of_an_item_waits_for_a_pending_request_on_its_package(
+        tmp_path, pending):
+    """An operators' cancel or release of a package decides the money of every item in
+    it: while one waits for its second person, the core system's cancel of an item is
+    refused (409 operator_request_pending, naming the request and the package), as
+    for a request on the item itself, and the item stays as it was; once the request is
+    withdrawn, the cancel is taken."""
+    stops.register()
+    db, gw, package_id = held_package(tmp_path, [100, 250])
+    _deliver(db, package_id, "pending", 3, 3)  # the NPC never had it: changeable
+    item = f"P{package_id[12:20]}00000000"
+    with db.transaction() as tx:
+        ops_schema.create_tables(tx)
+        asked = control.create(tx, OP1, pending, package_id, {}, "", NOW)
+    with db.transaction() as tx, pytest.raises(PaygateError) as refused:
+        exc_cancels.request_tx(gw, tx, item, None, "core:test", NOW)
+    with db.transaction() as tx:
+        state = payments.get(tx, item)["state"]
+        tx.execute("UPDATE ops_requests SET state = 'withdrawn' WHERE id = ?", (asked,))
+        done, _ = exc_cancels.request_tx(gw, tx, item, None, "core:test", NOW)
+
+    problem = refused.value.problems[0]
+    assert (refused.value.status, problem.code, problem.value) == (
+        409, "operator_request_pending", asked)
+    assert dict(problem.detail)["pending_request"] == {
+        "id": asked, "action": pending, "package": package_id, "requested_by": "op1"}
+    assert f"({pending} on its package {package_id}, asked by op1)" in problem.message
+    assert state == "sent"
+    assert done["state"] == "cancelled"

@@ -251,6 +251,27 @@ def test_a_suspense_item_is_applied_to_an_account_from_its_detail_view(rig: Any,
     assert state == "credited"
 
 
+def test_the_approver_sees_the_priority_a_request_asks_for(rig: Any, browser: Any) -> None:
+    """A priority change is decided on the lane it asks for: the pending row and the
+    confirmation bar both name it, not only the payment."""
+    loop, ops_rig = rig
+    pid = loop.run(ops_rig.submit("browser-priority-1", amount="100.00"))["id"]
+    asked, _ = loop.run(console_call(ops_rig.url, "POST", "/ops/api/requests", "op1", {
+        "action": "priority", "target": pid, "params": {"priority": 1}, "note": ""}))
+    supervisor = sign_in(browser, ops_rig.url, "sup1", "en-US")
+    approve = supervisor.wait_for_selector(
+        f'#t-pending tr:has-text("{pid}") button[data-decide="approve"]',
+        timeout=STEP_TIMEOUT_MS)
+    pending_row = supervisor.text_content(f'#t-pending tr:has-text("{pid}")')
+    approve.click()
+    supervisor.wait_for_selector('#action-bar[data-mode="approve"]', timeout=STEP_TIMEOUT_MS)
+    confirming = supervisor.text_content("#action-text")
+
+    assert asked == 201
+    assert "priority 1 URGT" in pending_row
+    assert pid in confirming and "priority 1 URGT" in confirming
+
+
 # Where each button of the "Held for review" table is, seen from the page: its box, the
 # visible box of its panel, and whether a click at its centre reaches it.
 REVIEW_BUTTONS_JS = """() => {

@@ -72,6 +72,12 @@ REASONS = [
     (cancels.check_reason, "客户撤销", "客户撤销"),
     (cancels.check_reason, 7, "field_must_be_text"),  # a number is no text at all
     (cancels.check_reason, "x" * 257, "cancel_reason_malformed"),
+    # The reason goes out in the message's XML: text a name may not hold is refused
+    # before anything is done (a NUL once failed the return's message, and a cancel 500).
+    (returns.check_reason, "a\u0000b", "text_has_control_or_invisible_characters"),
+    (returns.check_reason, "退\u202e回", "text_has_control_or_invisible_characters"),
+    (cancels.check_reason, "x\u0000y", "text_has_control_or_invisible_characters"),
+    (cancels.check_reason, "撤\u200b销", "text_has_control_or_invisible_characters"),
 ]
 
 

@@ -211,6 +211,32 @@ def test_an_hvps_credit_from_a_listed_payer_is_parked_in_suspense_not_credited(
     assert rig.acks() == acks + 1
 
 
+@pytest.mark.parametrize("payer_name", [
+    LISTED + "\ufe0f",                        # a variation selector
+    "示例受限\U000e0100贸易有限公司",
+    "示\u0301例受限贸易有限公司",             # a combining mark
+    "示例\u3164受限贸易有限公司",             # Hangul fillers
+    "示例\uffa0受限\u115f贸易有限公司",
+    "Blo\u0307cked Demo Trading Co",
+])
+def test_a_listed_payer_written_with_invisible_characters_is_parked(
+        rig: Rig, payer_name: str) -> None:
+    """Another bank's message cannot be refused for what its names hold: screening
+    compares them without marks, variation selectors and fillers."""
+    payment = rig.hvps_credit(1_003, payer_name=payer_name)
+
+    assert (payment["state"], payment["reason"], payment["held_for_review"]) == (
+        "suspense", "screening_match_payer_name", True)
+
+
+def test_a_beps_credit_from_a_listed_payer_with_a_variation_selector_is_parked(
+        rig: Rig) -> None:
+    listed, clear = rig.beps_credits("示例受限贸易\ufe0f有限公司", CLEAR_PAYER)
+
+    assert (listed["state"], listed["reason"]) == ("suspense", "screening_match_payer_name")
+    assert clear["state"] == "credited"
+
+
 def test_a_clear_hvps_credit_is_still_credited_to_its_payee(rig: Rig) -> None:
     before = rig.books()
     payment = rig.hvps_credit(1_002)

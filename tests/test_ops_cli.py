@@ -162,6 +162,20 @@ def test_cancel_by_request_and_approval(ops: Cli) -> None:
     assert "cancelled_by_operator" in shown
 
 
+def test_the_requests_table_shows_what_each_request_asks(ops: Cli) -> None:
+    """The approver sees the priority a priority change asks for, beside its target,
+    not only which payment it is."""
+    pid = ops.payment()
+    requested, _ = ops("op1", "request", "priority", pid, "1")
+    listed, out = ops("sup1", "requests", "--state", "pending")
+    heading = out.splitlines()[0].split()
+    row = next(line for line in out.splitlines() if pid in line)
+
+    assert requested == listed == 0
+    assert heading[:4] == ["req", "action", "target", "params"]
+    assert "priority=1" in row
+
+
 FAILURES = [
     # argv after the credentials, exit status, error code
     (("request", "priority", "P1"), 2, "priority_required"),
@@ -289,6 +303,47 @@ def test_hash_password_makes_a_hash_the_file_accepts(monkeypatch: pytest.MonkeyP
     assert verify_password("s3cret-Pass", stored) and not verify_password("other", stored)
 
 
+@pytest.mark.parametrize("piped", ["", "\n"])
+def test_hash_password_refuses_an_empty_password(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture,
+                                                 piped: str) -> None:
+    """Nothing piped in, or an empty line, hashes no password anyone could sign in with
+    by typing nothing."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(piped))
+    status = cli.ops_command(["--json", "hash-password"])
+    out = capsys.readouterr().out
+
+    assert status == 2 and "scrypt$" not in out
+    assert json.loads(out)["errors"][0]["code"] == "password_empty"
+
+
+ARGUMENTS_REFUSED = [
+    # argv after the credentials, the code printed in the product's error shape
+    (("bogus",), "command_unknown"),
+    (("request", "priority", "P1", "7"), "priority_unknown"),
+    (("request", "priority", "P1", "x"), "priority_unknown"),
+    (("request",), "arguments_malformed"),
+    (("request", "bogus-action", "P1"), "arguments_malformed"),
+    (("payments", "--bogus"), "arguments_malformed"),
+]
+
+
+@pytest.mark.parametrize("argv, code", ARGUMENTS_REFUSED)
+def test_arguments_it_cannot_read_are_refused_in_the_error_shape(
+        capsys: pytest.CaptureFixture, argv: tuple[str, ...], code: str) -> None:
+    """Not argparse's usage text: the code, JSON with --json and lines for people, exit
+    status 2, as `paygate bogus` answers command_unknown; no gateway is asked."""
+    base = ["--url", "http://127.0.0.1:9", "--user", "op1", "--password", "x"]
+    got = cli.ops_command([*base, "--json", *argv])
+    out = capsys.readouterr()
+    read = cli.ops_command([*base, *argv])
+    lines = capsys.readouterr().out
+
+    assert got == read == 2 and out.err == ""
+    assert json.loads(out.out)["errors"][0]["code"] == code
+    assert lines.startswith(f"refused: {code}")
+
+
 def test_tables_align_chinese_text_by_display_width() -> None:
     """A Chinese character takes two terminal columns, so columns still line up."""
     text = tables.table([{"a": "收款单位", "b": 1}, {"a": "abc", "b": 22}],
@@ -382,8 +437,9 @@ def test_alerts_say_how_many_the_filters_find_and_pass_the_filters_on() -> None:
     assert calls == ["/ops/api/alerts",
                      "/ops/api/alerts?code=incoming_credit_held_for_review&open=true&limit=200",
                      "/ops/api/alerts?open=false"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(cli.CommandFailed) as both:
         cli.build_parser().parse_args(["alerts", "--open", "--history"])
+    assert both.value.body["errors"][0]["code"] == "arguments_malformed"
 
 
 # (the link's state, the login session's) -> the `NPC link` row of `ops status`

@@ -213,7 +213,7 @@ def test_priority_change_moves_a_queued_payment_to_the_new_lane(rig: Rig, hvps_o
 def test_priority_change_of_a_waiting_payment_changes_its_urgency(rig: Rig) -> None:
     """Before it is on a lane, only the payment and its outbox row change."""
     pid = rig.payment(urgency="urgent")
-    rig.decide("sup1", rig.request("op1", "priority", pid, priority="1")["id"], approve=True)
+    rig.decide("sup1", rig.request("op1", "priority", pid, priority=1)["id"], approve=True)
     urgency = rig.db(lambda tx: tx.query_one("SELECT urgency FROM payments WHERE id = ?",
                                              (pid,))[0])
 
@@ -238,10 +238,26 @@ REFUSED = [
     # action, target, params, code
     ("cancel", "P-NO-SUCH-PAYMENT", {}, "payment_not_found"),
     ("priority", None, {"priority": 4}, "priority_unknown"),
+    # Only the JSON number: true (1 to Python) and "1" were once taken as lane 1.
+    ("priority", None, {"priority": True}, "priority_unknown"),
+    ("priority", None, {"priority": False}, "priority_unknown"),
+    ("priority", None, {"priority": "1"}, "priority_unknown"),
+    ("priority", None, {"priority": 1.0}, "priority_unknown"),
+    ("priority", None, {"priority": [1]}, "priority_unknown"),
     ("priority", None, {"priority": 2}, "priority_unchanged"),
     ("release", None, {}, "hvps_closed"),
     ("review_approve", None, {}, "payment_not_held_for_review"),
     ("retry", "0-1", {}, "dead_letter_not_found"),
+    # A dead letter's id not of a stream entry's form is refused before Redis reads it
+    # (XRANGE answered an error of its own, and the console 500).
+    ("retry", "abc", {}, "target_malformed"),
+    ("retry", "-1", {}, "target_malformed"),
+    ("retry", "1-", {}, "target_malformed"),
+    ("retry", "1765000000000", {}, "target_malformed"),
+    ("retry", "+", {}, "target_malformed"),
+    ("retry", f"{2**64}-0", {}, "target_malformed"),
+    ("retry", f"0-{2**64}", {}, "target_malformed"),
+    ("retry", f"{2**64 - 1}-{2**64 - 1}", {}, "dead_letter_not_found"),
 ]
 
 
@@ -361,6 +377,26 @@ def test_an_expired_request_cannot_be_approved(rig: Rig) -> None:
 
     assert codes(exc) == ["request_expired"]
     assert state == "expired" and rig.state(pid)[0] == "held"
+
+
+@pytest.mark.parametrize("approve, user", [(True, "sup1"), (False, "sup1"), (False, "op1")])
+def test_a_decision_on_a_request_already_marked_expired_is_request_expired(
+        rig: Rig, approve: bool, user: str) -> None:
+    """Marked expired by whatever came first (the console's snapshot, a new request, a
+    decision), a request is still answered request_expired when approved, rejected or
+    withdrawn, naming it and when it expired, never request_not_pending."""
+    pid = rig.payment()
+    req = rig.request("op1", "cancel", pid)
+    rig.db(lambda tx: tx.execute("UPDATE ops_requests SET state = 'expired', expires_at = "
+                                 "'2000-01-01T00:00:00+08:00' WHERE id = ?", (req["id"],)))
+    with pytest.raises(PaygateError) as exc:
+        rig.decide(user, req["id"], approve=approve)
+    problem = exc.value.problems[0]
+
+    assert (exc.value.status, problem.code, problem.path, problem.value) == (
+        409, "request_expired", "/id", req["id"])
+    assert "expired at 2000-01-01T00:00:00+08:00" in problem.message
+    assert rig.state(pid)[0] == "held"
 
 
 def test_a_request_past_its_time_is_listed_and_counted_as_expired(rig: Rig) -> None:

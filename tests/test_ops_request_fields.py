@@ -103,6 +103,23 @@ def test_the_parameters_an_action_takes_are_still_taken(rig: Rig) -> None:
     assert plain == 201 and held["state"] == "executed"
 
 
+@pytest.mark.parametrize("priority, type_word", [
+    (True, "boolean"), ("1", "string"), (None, None), (1.5, None), (4, None)])
+def test_a_priority_other_than_the_number_1_2_or_3_is_refused(
+        rig: Rig, priority: Any, type_word: str | None) -> None:
+    """true is 1 to Python and "1" is text: neither is recorded as lane 1, and the
+    refusal says which JSON type was sent where it was no number."""
+    pid = rig.outgoing()
+    status, refusal = _ask(rig, "priority", pid, {"priority": priority})
+    [error] = refusal["errors"]
+
+    assert (status, error["code"], error["path"]) == (422, "priority_unknown",
+                                                      "/params/priority")
+    assert "JSON number 1" in error["expected"]
+    assert (f"not a JSON {type_word}" in error["message"]) == (type_word is not None)
+    assert rig.requests_on(pid) == []
+
+
 def test_a_returns_note_longer_than_a_reason_is_refused_as_the_core_systems_reason(
         rig: Rig) -> None:
     """101 characters: refused at once with return_reason_malformed at /note (the core
@@ -124,6 +141,31 @@ def test_a_returns_note_longer_than_a_reason_is_refused_as_the_core_systems_reas
     assert str(returns.REASON_LEN_MAX) in refusal["errors"][0]["expected"]
     assert asked == 201 and approved == 200 and done["state"] == "executed"
     assert [r["reason"] for r in made] == [exact]
+
+
+@pytest.mark.parametrize("action, note", [
+    ("return", "退\u0000回"), ("return", "账户\u202e错"), ("hold", "核查\u0007"),
+    ("hold", "待\ufe0f查"),
+])
+def test_a_note_with_control_or_invisible_characters_is_refused_at_note(
+        rig: Rig, action: str, note: str) -> None:
+    """A note is shown to the approver and kept in the audit log as typed, and a return's
+    is the reason its message carries: refused as a transfer's names are."""
+    pid = rig.suspense() if action == "return" else rig.outgoing()
+    status, refusal = _ask(rig, action, pid, note=note)
+
+    assert (status, _problems(refusal)) == (
+        422, [("text_has_control_or_invisible_characters", "/note")])
+
+
+def test_a_decision_note_with_a_control_character_is_refused(rig: Rig) -> None:
+    asked, req = _ask(rig, "return", rig.suspense(), note="账户不存在")
+    status, refusal = rig.call("POST", f"/ops/api/requests/{req['id']}/approve", "sup1",
+                               {"note": "ok\u0000"})
+
+    assert asked == 201 and req["state"] == "pending"
+    assert (status, _problems(refusal)) == (
+        422, [("text_has_control_or_invisible_characters", "/note")])
 
 
 # (the body sent to POST /ops/api/requests, the (code, path) of each problem): each

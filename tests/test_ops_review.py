@@ -67,6 +67,18 @@ SCREENED = [
     # name too; and the list's own entries are folded the same way (below).
     ("payee_name", "示例受限貿易有限公司", "screening_match_payee_name"),
     ("payer_name", "示例受限貿易有限公司上海分公司", "screening_match_payer_name"),
+    # Marks, variation selectors, Hangul fillers and other characters a screen does not
+    # show are compared without (an incoming payment's names cannot be refused for them).
+    ("payee_name", "Blo\u0307cked Demo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "Bl\u00f6cked D\u00e9mo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "示\u0301例受限贸易有限公司", "screening_match_payee_name"),
+    ("payee_name", "示例受限\ufe0f贸易有限公司", "screening_match_payee_name"),
+    ("payee_name", "示例受限\U000e0100贸易有限公司", "screening_match_payee_name"),
+    ("payer_name", "示例\u3164受限贸易有限公司", "screening_match_payer_name"),
+    ("payer_name", "示例\uffa0受限贸易有限公司", "screening_match_payer_name"),
+    ("payer_name", "示例\u115f受限\u1160贸易有限公司", "screening_match_payer_name"),
+    ("payee_name", "Blocked\u034fDemo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "示例受限贸易\ue000有限公司", "screening_match_payee_name"),
     # Accounts: case, width, spaces and separators folded as for names.
     ("payee_account", "blocked-demo-0001", "screening_match_payee_account"),
     ("payer_account", "Blocked Demo 0001", "screening_match_payer_account"),

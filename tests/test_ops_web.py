@@ -192,6 +192,9 @@ CHANGES_REFUSED = [
     ({}, {"json": {"action": "hold", "target": "P1", "note": 5}}, 422, "field_must_be_text"),
     ({}, {"json": {"action": "hold", "target": "P1", "note": "x" * 501}}, 422,
      "note_malformed"),
+    # Over the console's body limit: 413, as the core system's API answers it.
+    ({}, {"json": {"action": "hold", "target": "P1", "note": "x" * 100_000}}, 413,
+     "body_too_large"),
 ]
 
 

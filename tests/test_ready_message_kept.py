@@ -143,6 +143,22 @@ def test_a_carried_text_with_invisible_characters_is_refused(live):
         ("text_has_control_or_invisible_characters", f"{TX}/CdtrAgt/FinInstnId/Nm")]
 
 
+@pytest.mark.parametrize("n, character", enumerate(
+    ["\ufe0f", "\U000e0100", "\u3164", "\uffa0", "\ue000"]))
+def test_a_payee_name_with_a_variation_selector_or_filler_is_refused(live, n, character):
+    """Invisible to a reader yet not a format character: refused at Cdtr/Nm, the message
+    naming the character's code point."""
+    name = ("<Nm>对手乙建材有限公司</Nm>".encode(),
+            f"<Nm>对手乙建材{character}有限公司</Nm>".encode())
+    answer = post(live, ready_example(f"202612079000090{n}", name))
+
+    assert answer.status_code == 422, answer.text
+    [error] = answer.json()["errors"]
+    assert (error["code"], error["path"]) == (
+        "text_has_control_or_invisible_characters", f"{TX}/Cdtr/Nm")
+    assert f"U+{ord(character):04X}" in error["message"]
+
+
 def test_the_payment_s_view_shows_the_remittance_lines_as_sent(live):
     """GET /v1/transfers/{id} shows the remittance lines of the hvps.111 sent, a ready
     message's as it wrote them (a line without the /H01/ tag too); the POST's answer

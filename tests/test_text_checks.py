@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import unicodedata
 
+import icu
 import pytest
 
 from gateway import intake
@@ -50,5 +51,51 @@ def test_every_format_character_of_this_python_is_refused():
     missing = [f"U+{c:04X}" for c in range(sys.maxunicode + 1)
                if unicodedata.category(chr(c)) == "Cf"
                and not intake._UNSAFE_TEXT.search(chr(c))]
+
+    assert missing == []
+
+
+# Characters a screen shows as nothing that are not format characters, and private-use
+# characters: a blocked name carrying one read as the name and passed screening.
+@pytest.mark.parametrize("field, value, character", [
+    ("payee_name", "示例受限贸易有限公司\ufe0f", "U+FE0F"),        # variation selector-16
+    ("payee_name", "示例受限\U000e0100贸易有限公司", "U+E0100"),   # variation selector-17
+    ("payee_name", "示例\u3164受限贸易有限公司", "U+3164"),        # Hangul filler
+    ("payer_name", "示例\uffa0受限贸易有限公司", "U+FFA0"),        # half-width filler
+    ("payer_name", "示例\u115f受限贸易有限公司", "U+115F"),        # choseong filler
+    ("payee_name", "Blocked\u034fDemo Trading Co", "U+034F"),      # grapheme joiner
+    ("payee_name", "示例受限\ue000贸易有限公司", "U+E000"),        # private use
+    ("payee_name", "示例\U000f0001受限贸易有限公司", "U+F0001"),   # private use, plane 15
+    ("remittance_info", "货\ufe0e款", "U+FE0E"),
+])
+def test_an_ignorable_or_private_use_character_is_refused_by_its_code_point(
+        field, value, character):
+    """Refused as invisible characters are, the message naming the character."""
+    with pytest.raises(PaygateError) as refused:
+        intake.parse_transfer(dict(BODY, **{field: value}), OWN)
+    problems = refused.value.problems
+
+    assert [(p.code, p.path) for p in problems] == [
+        ("text_has_control_or_invisible_characters", f"/{field}")]
+    assert f"; it holds {character} (" in problems[0].to_dict()["message"]
+
+
+@pytest.mark.parametrize("name", [
+    "Blo\u0307cked Demo Trading Co",   # a combining dot above
+    "Societe Ge\u0301ne\u0301rale",    # accents written as combining marks
+    "Soci\u00e9t\u00e9 G\u00e9n\u00e9rale",
+    "김민준",                           # Hangul syllables
+])
+def test_a_name_with_accents_is_taken(name):
+    """Combining marks are part of names (screening folds them away,
+    gateway.ops.review.normalise): intake takes them."""
+    assert intake.parse_transfer(dict(BODY, payee_name=name), OWN).payee_name == name
+
+
+def test_every_default_ignorable_character_is_refused():
+    """Every character Unicode calls default-ignorable (ICU's data) is refused, the
+    variation selectors and Hangul fillers among them."""
+    missing = [f"U+{ord(c):04X}" for c in icu.UnicodeSet("[:Default_Ignorable_Code_Point:]")
+               if not intake._UNSAFE_TEXT.search(c)]
 
     assert missing == []

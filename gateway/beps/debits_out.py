@@ -175,6 +175,10 @@ def _texts(body: dict[str, Any], p: ProblemList) -> None:
     agreement = body.get("agreement")
     if isinstance(agreement, str) and len(agreement) > AGREEMENT_LEN_MAX:
         p.add("agreement_malformed", "/agreement", agreement, _TEXT_EXPECTED["agreement"])
+    # The names are screened and go out in the beps.125 with the agreement and remark:
+    # refused with what a transfer's names may not hold (intake.text_problem).
+    for name in ("creditor_name", "debtor_name", "agreement", "remittance_info"):
+        intake.text_problem(p, f"/{name}", body.get(name))
 
 
 def creditor_problems(tx: Any, gw: "Gateway", debit: Debit) -> list[Problem]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway import intake, internal_hold, outbound, payments
 from gateway.beps import cancels as beps_cancels
+from gateway.beps import items as beps_items
 from gateway.errors import Conflict, Problem
 from gateway.exceptions import outcomes, schema, status, wire
 from gateway.exceptions.wire import Entry
@@ -62,7 +63,8 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     payment = payments.get(tx, payment_id, lock=True)
     if by.startswith(CORE_PREFIX):
         _refuse_others_return(tx, payment)
-        control.refuse_core_overtaking(tx, payment_id, "cancel", now)
+        control.refuse_core_overtaking(tx, payment_id, "cancel", now,
+                                       _package_of(tx, payment))
     if payment["direction"] == "out" and payment["channel"] == "beps":
         _refuse_if_pending(tx, payment_id)
         return _cancel_beps(gw, tx, payment, reason, by, now, approved_by)
@@ -80,6 +82,15 @@ def request_tx(gw: Any, tx: Any, payment_id: str, reason: str | None, by: str,
     _refuse_if_pending(tx, payment_id)
     return _ask_npc(gw, tx, payment, reason, by, now, wire.original_of(payment),
                     wire.original_tx_of(payment), approved_by=approved_by)
+
+
+def _package_of(tx: Any, payment: dict[str, Any]) -> str | None:
+    """The package carrying an outgoing BEPS item (None for any other payment, or an
+    item not in a package): operators' requests on it decide the item's money too."""
+    if payment["direction"] != "out" or payment["channel"] != "beps":
+        return None
+    place = beps_items.place(tx, payment["id"])
+    return place[1] if place is not None else None
 
 
 # Who asked, as the API names the core system's requests ("core:<client>").

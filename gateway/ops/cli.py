@@ -72,12 +72,13 @@ import base64
 import getpass
 import json
 import os
+import re
 import sys
 import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from gateway import config
@@ -203,6 +204,30 @@ class CommandFailed(Exception):
         self.body = body
 
 
+class _Parser(argparse.ArgumentParser):
+    """Refuses arguments it cannot read in the product's error shape (`ops_command`
+    prints it), not with argparse's usage text: a command it does not know is
+    `command_unknown`, as `paygate bogus` is; anything else `arguments_malformed`, with
+    argparse's words as the message."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = _UNKNOWN_COMMAND.match(message) if self.prog == PROG else None
+        if unknown is not None:
+            raise CommandFailed(-1, {"errors": [{
+                "code": "command_unknown", "path": "COMMAND", "value": unknown.group(1),
+                "expected": "one of " + ", ".join(COMMANDS), "message": ""}]})
+        raise CommandFailed(-1, {"errors": [{
+            "code": "arguments_malformed", "path": self.prog, "value": None,
+            "expected": " ".join(self.format_usage().split()).removeprefix("usage: "),
+            "message": f"{self.prog}: {message}"}]})
+
+
+PROG = "paygate ops"
+# argparse's words for a subcommand it does not know (the only choice the top-level
+# parser has is the command).
+_UNKNOWN_COMMAND = re.compile(r"argument COMMAND: invalid choice: '(.*)' \(choose from")
+
+
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--url", default=default,
@@ -220,11 +245,12 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paygate ops", description=__doc__.split("\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
     _common(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         what = COMMANDS[name]
@@ -285,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "pending write-off number for receivable-collect and "
                                   "receivable-reverse, pending write-off number or "
                                   "payment id for suspense-apply and suspense-return")
-    p.add_argument("priority", nargs="?", choices=("1", "2", "3"),
+    p.add_argument("priority", nargs="?", metavar="{1,2,3}",
                    help="the new lane, for priority only")
     p.add_argument("--account", help="the customer account credited, for suspense-apply "
                                      "only")
@@ -393,6 +419,10 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandFailed(-1, {"errors": [{
             "code": "priority_required", "path": "priority", "value": None,
             "expected": "1 (extra urgent), 2 (urgent) or 3 (normal)", "message": ""}]})
+    if action == "priority" and args.priority not in ("1", "2", "3"):
+        raise CommandFailed(-1, {"errors": [{
+            "code": "priority_unknown", "path": "priority", "value": args.priority,
+            "expected": "1 (extra urgent), 2 (urgent) or 3 (normal)", "message": ""}]})
     params: dict[str, Any] = {"priority": int(args.priority)} if action == "priority" else {}
     if args.account is not None:  # another action refuses it by name (field_unknown)
         params["account"] = args.account
@@ -403,7 +433,11 @@ def _request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def ops_command(argv: list[str]) -> int:
     """`paygate ops ...`; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except CommandFailed as failed:
+        _print_refusal(failed.body, "--json" in argv)
+        return 2
     if args.command == "hash-password":
         return _hash_password(args.json)
     try:
@@ -481,6 +515,13 @@ def _hash_password(as_json: bool) -> int:
             return 2
     else:
         password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        # An empty line piped in (or Enter at the prompt) would hash to a password
+        # anyone signs in with by typing nothing.
+        _print_refusal({"errors": [{"code": "password_empty", "path": "stdin", "value": None,
+                                    "expected": "a password of at least one character",
+                                    "message": ""}]}, as_json)
+        return 2
     print(hash_password(password))
     return 0
 

@@ -6,14 +6,18 @@ import json
 from typing import Any, Callable
 
 from gateway.errors import Problem
-from gateway.ops.tables import pairs, table
+from gateway.ops.tables import pairs, table, text_of
 
 PAYMENT_COLUMNS = (("id", "payment"), ("state", "state"), ("channel", "ch"),
                    ("amount", "amount"), ("priority", "pri"), ("payer_account", "payer"),
                    ("payee_name", "payee"), ("reason", "reason"), ("updated_at", "updated"))
+# A request's parameters are shown beside its target: the approver decides on what was
+# asked (the priority a priority change sets, the account suspense goes to), not only on
+# which payment.
 REQUEST_COLUMNS = (("id", "req"), ("action_name", "action"), ("target", "target"),
-                   ("amount", "amount"), ("state", "state"), ("requested_by", "by"),
-                   ("decided_by", "decided by"), ("requested_at", "at"), ("note", "note"))
+                   ("params_text", "params"), ("amount", "amount"), ("state", "state"),
+                   ("requested_by", "by"), ("decided_by", "decided by"),
+                   ("requested_at", "at"), ("note", "note"))
 
 
 def action_name(request: dict[str, Any]) -> str:
@@ -22,8 +26,17 @@ def action_name(request: dict[str, Any]) -> str:
     return (request.get("action_label") or {}).get("en") or request["action"]
 
 
+def params_text(params: Any) -> str | None:
+    """A request's parameters in a table cell: `name=value` each, a value that is not a
+    plain one as compact JSON; None (shown "-") when it has none."""
+    if not isinstance(params, dict) or not params:
+        return None
+    return " ".join(f"{name}={text_of(value)}" for name, value in params.items())
+
+
 def _named(reqs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [dict(r, action_name=action_name(r)) for r in reqs]
+    return [dict(r, action_name=action_name(r), params_text=params_text(r.get("params")))
+            for r in reqs]
 
 
 def command_word(action: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
+from gateway.errors import Conflict, PaygateError, ValidationFailed
 from gateway.ops import actions, control, schema
 from gateway.ops.live import Hub
 from gateway.ops.operators import Operator
@@ -78,9 +78,7 @@ class Console:
             return control.load(tx, request_id), after
         req = await self._run(work)
         if req["state"] == "expired":
-            raise Conflict(Problem("request_expired", "/id", request_id,
-                                   f"a decision within {control.REQUEST_LIFE_S // 3600} h "
-                                   "of the request", "ask for the action again"))
+            raise Conflict(control.expired_problem(req))
         return req
 
     async def session_audit(self, who: Operator | str, what: str, source: str) -> None:

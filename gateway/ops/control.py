@@ -40,14 +40,16 @@ from __future__ import annotations
 import json
 import re
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from gateway import jsontext, outbound, payments
 from gateway.digits import whole_number
 from gateway.errors import (Conflict, Forbidden, NotFound, PaygateError, Problem,
-                            ValidationFailed, field_required, not_text, with_paths)
+                            ProblemList, ValidationFailed, field_required, not_text,
+                            with_paths)
+from gateway.intake import text_problem
 from gateway.ops import actions, receivables
 from gateway.ops.operators import APPROVER_LEVEL_MIN, Operator
 from gateway.ops.schema import audit, table_exists
@@ -204,11 +206,11 @@ def check_request(operator: Operator, action: Any, target: Any, params: Any,
         problems.extend(bad)
     if action == "priority":
         value = params.get("priority") if isinstance(params, dict) else None
-        if value not in (1, 2, 3, "1", "2", "3"):
-            problems.append(Problem("priority_unknown", "/params/priority", value,
-                                    "1 (extra urgent), 2 (urgent) or 3 (normal)"))
+        bad_priority = priority_problem(value)
+        if bad_priority is not None:
+            problems.append(bad_priority)
         else:
-            clean["priority"] = int(value)
+            clean["priority"] = value
     if problems:
         raise ValidationFailed(problems)
     if not may_request(operator, rule):
@@ -354,7 +356,8 @@ def requestable(gw: Any, tx: Any, action: str, target: str,
 # What each kind of target is, as a refusal of a malformed one says it.
 TARGET_EXPECTED = {
     "payment": f"a payment id of 1 to {TARGET_LEN_MAX} characters",
-    "dead_letter": "a dead-letter entry id such as 1765000000000-0",
+    "dead_letter": "a dead-letter entry id such as 1765000000000-0 (`paygate ops "
+                   "dead-letters`): two whole numbers below 2^64 joined by a hyphen",
     "work_date": "a work date such as 2026-12-07",
     "netting_date": "a BEPS netting date such as 2026-10-03",
     "webhook_row": "a webhook row's id as text of ASCII digits (such as \"6\"), or "
@@ -381,10 +384,24 @@ def target_problems(rule: Rule | None, target: Any, given: bool = True) -> list[
             or kind == "webhook_row" and is_webhook_target(target)
             or kind == "alert" and is_row_id(target)
             or kind == "receivable" and receivables.is_receivable_no(target)
+            or kind == "dead_letter" and is_stream_entry_id(target)
             or kind not in ("work_date", "netting_date", "webhook_row", "alert",
-                            "receivable")):
+                            "receivable", "dead_letter")):
         return []
     return [Problem("target_malformed", "/target", target, expected)]
+
+
+# A Redis stream entry's id: its milliseconds and its sequence number, each an unsigned
+# 64-bit number (XADD's ids). Redis refuses anything else given to XRANGE with an error
+# of its own, which the console would answer 500.
+STREAM_ID_PART_MAX = 2**64 - 1
+
+
+def is_stream_entry_id(text: str) -> bool:
+    """`ms-seq`, both ASCII digits of numbers from 0 to STREAM_ID_PART_MAX."""
+    ms, hyphen, seq = text.partition("-")
+    return bool(hyphen) and whole_number(ms, STREAM_ID_PART_MAX) is not None \
+        and whole_number(seq, STREAM_ID_PART_MAX) is not None
 
 
 def is_webhook_target(text: str) -> bool:
@@ -418,16 +435,38 @@ def is_real_date(text: Any) -> bool:
     return True
 
 
+PRIORITY_EXPECTED = "the JSON number 1 (extra urgent), 2 (urgent) or 3 (normal)"
+
+
+def priority_problem(value: Any) -> Problem | None:
+    """priority_unknown unless `value` is the JSON number 1, 2 or 3. Only a number: true
+    is 1 to Python and "1" is text, and either was once recorded as a lane nobody typed
+    (bool is a subclass of int, hence `type`); a value of another JSON type is told so."""
+    if type(value) is int and value in (1, 2, 3):
+        return None
+    problem = Problem("priority_unknown", "/params/priority", value, PRIORITY_EXPECTED)
+    type_name = jsontext.type_name(value)
+    if type_name in ("number", "null"):
+        return problem
+    return replace(problem, message=problem.describe(
+        f"priority must be the JSON number 1, 2 or 3, not a JSON {type_name}"))
+
+
 def note_problems(note: Any) -> list[Problem]:
     """A request's or a decision's note: text (`field_must_be_text` when given as
-    another JSON type) of at most NOTE_LEN_MAX characters."""
+    another JSON type) of at most NOTE_LEN_MAX characters, without control or invisible
+    characters (intake.text_problem, as a transfer's names): a return's note is the
+    reason its message carries, and every note is shown to the approver and in the
+    audit log as typed."""
     expected = f"text of at most {NOTE_LEN_MAX} characters"
     wrong_type = not_text("/note", note, expected)
     if wrong_type is not None:
         return [wrong_type]
-    if isinstance(note, str) and len(note) <= NOTE_LEN_MAX:
-        return []
-    return [Problem("note_malformed", "/note", note, expected)]
+    p = ProblemList()
+    if not isinstance(note, str) or len(note) > NOTE_LEN_MAX:
+        p.add("note_malformed", "/note", note, expected)
+    text_problem(p, "/note", note)
+    return p.items
 
 
 def create(tx: Any, operator: Operator, action: str, target: str, params: dict[str, Any],
@@ -525,7 +564,8 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
                  if a in RULES and RULES[a].target == kind and deciding(a)), None)
 
 
-def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) -> None:
+def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
+                           package_id: str | None = None) -> None:
     """Refuse the core system's `asked` (its return or cancel of `payment_id`; the
     automatic return of suspense asks the same, and waits for the next sweep) while an
     operators' request deciding the payment's money waits for its second person (an
@@ -534,21 +574,29 @@ def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime) 
     what it did. 409 `operator_request_pending`, naming the oldest such request (id,
     action, who asked) in its message and as `pending_request`; the operators withdraw
     or reject it, or approve it, and the core system asks again. A request past its time
-    waits for nobody. Without the console's tables (no operators) nothing waits."""
+    waits for nobody. Without the console's tables (no operators) nothing waits.
+    `package_id`: the BEPS package that carries the payment, whose deciding requests (a
+    package's cancel or release) decide the payment's money too, and are refused so."""
     if not table_exists(tx, "ops_requests"):
         return
-    for request_id, action, requested_by in tx.query(
-            "SELECT id, action, requested_by FROM ops_requests WHERE state = 'pending' "
-            "AND expires_at >= ? AND target = ? ORDER BY id",
-            (now.isoformat(), payment_id)):
-        if action in RULES and RULES[action].target == "payment" and deciding(action):
+    targets = {payment_id: "payment"}
+    if package_id is not None:
+        targets[package_id] = "package"
+    for request_id, action, target, requested_by in tx.query(
+            "SELECT id, action, target, requested_by FROM ops_requests WHERE state = "
+            f"'pending' AND expires_at >= ? AND target IN ({', '.join('?' * len(targets))}) "
+            "ORDER BY id", (now.isoformat(), *targets)):
+        if action in RULES and RULES[action].target == targets[target] and deciding(action):
+            on_package = {} if target == payment_id else {"package": target}
+            of = f" on its package {target}" if on_package else ""
             raise Conflict(Problem(
                 "operator_request_pending", "/id", request_id,
                 "no operators' request deciding this payment waiting for approval",
                 f"the {asked} of payment {payment_id} waits on operators: their request "
-                f"{request_id} ({action}, asked by {requested_by}) waits for a second "
+                f"{request_id} ({action}{of}, asked by {requested_by}) waits for a second "
                 "person's approval; they withdraw, reject or approve it first",
                 detail=(("pending_request", {"id": request_id, "action": action,
+                                             **on_package,
                                              "requested_by": requested_by}),)))
 
 
@@ -613,10 +661,23 @@ def load(tx: Any, request_id: int) -> dict[str, Any]:
     return view(values)
 
 
+def expired_problem(req: dict[str, Any]) -> Problem:
+    """request_expired for a decision on `req`, which waited past its time."""
+    return Problem("request_expired", "/id", req["id"],
+                   f"a decision within {REQUEST_LIFE_S // 3600} h of the request",
+                   f"request {req['id']} ({req['action']} of {req['target']}) expired at "
+                   f"{req['expires_at']} without a decision; ask for the action again")
+
+
 def decide(tx: Any, operator: Operator, request_id: int, approve: bool, note: str,
            now: datetime) -> tuple[dict[str, Any], str]:
-    """Record an approval, rejection or withdrawal; returns the request and what it was."""
+    """Record an approval, rejection or withdrawal; returns the request and what it was.
+    A request already marked expired is refused `request_expired` here; one whose time
+    passed unmarked is marked, and the console refuses it so once the mark is committed:
+    either way the decision is answered request_expired, never request_not_pending."""
     req = load(tx, request_id)
+    if req["state"] == "expired":
+        raise Conflict(expired_problem(req))
     if req["state"] != "pending":
         raise Conflict(Problem("request_not_pending", "/id", req["state"],
                                "a request waiting for a decision"))

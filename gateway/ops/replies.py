@@ -43,8 +43,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
                                 f"a request from the console's own site, {request.host}"))
     refuse_other_media_type(request)  # 415, as on every JSON endpoint
     if request.content_length is not None and request.content_length > BODY_LEN_MAX:
-        raise ValidationFailed(Problem("body_too_large", "/", request.content_length,
-                                       f"at most {BODY_LEN_MAX} bytes"))
+        # 413, as the core system's API answers it (gateway.api.read_body).
+        raise PaygateError(Problem("body_too_large", "/", request.content_length,
+                                   f"at most {BODY_LEN_MAX} bytes"), 413)
     # Read as the core system's API reads its bodies (gateway.api.parse_json): a member
     # name given twice is refused (`json_key_duplicate`), never taken last, so that
     # {"action": "hold", "action": "cancel"} cannot be recorded as either.

@@ -573,11 +573,21 @@
   }
 
   // What a request's parameters say beyond its action and target, for the second person
-  // deciding on it: the item and the account an application of suspense names.
+  // deciding on it: every parameter it carries (the priority asked for, the item and the
+  // account an application of suspense names, what a retry sends again), named in the
+  // page's words where it has them, else by the parameter's own name.
+  const PARAM_WORDS = { pending_no: "item", account: "to_account", priority: "c_priority" };
+  const PRIORITY_NAMES = { 1: "1 URGT", 2: "2 HIGH", 3: "3 NORM" };
   function paramsText(r) {
     const p = r.params || {};
-    const item = p.pending_no ? ` · ${t("item")} ${p.pending_no}` : "";
-    return item + (p.account ? ` · ${t("to_account")} ${p.account}` : "");
+    const order = ["pending_no", "account", "priority"];
+    const names = [...order.filter((k) => k in p), ...Object.keys(p).filter((k) => !order.includes(k))];
+    return names.map((k) => {
+      const v = p[k];
+      const shown = k === "priority" && PRIORITY_NAMES[v] ? PRIORITY_NAMES[v]
+        : (typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
+      return ` · ${PARAM_WORDS[k] ? t(PARAM_WORDS[k]) : k} ${shown}`;
+    }).join("");
   }
 
   async function sendDecision() {
