@@ -30,6 +30,7 @@ ALERT_INCOMING_HELD = "incoming_credit_held_for_review"
 PAYMENTS_NAMED_MAX = 50  # payments an alert of a package names; the count tells the rest
 # A credit still parked: in suspense with the screening's reason (`is_parked`, in SQL).
 _PARKED = parked_sql()
+SCREENING_PREFIX = "screening_match_"  # a hit's reason: screening_match_<side>_<field>
 
 
 class Parties(NamedTuple):
@@ -76,6 +77,33 @@ def hits(gw: Any, side: str, account: str, name: str) -> list[tuple[str, str]]:
         if (reason_of := screen(row)) is not None:
             found.append((reason_of, value or ""))
     return found
+
+
+def passed_entries(gw: Any, reason_of: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a supervisor passing the screening's hit `reason_of` (screening_match_
+    <side>_<field>) on the payment of `row` passes: the digest of the list in force and
+    the entries of it that match the field's value (`list_sha256`, `entries`), recorded
+    in the approval's history so that a later check carries the pass over only while the
+    same list, or the very same entries, match (gateway.exceptions.debit_suspense).
+    Nothing for another reason, or when the gateway's hook has no screening."""
+    in_force = getattr(getattr(gw, "review", None), "in_force", None)
+    if in_force is None or not reason_of.startswith(SCREENING_PREFIX):
+        return {}
+    field_name = reason_of.removeprefix(SCREENING_PREFIX)
+    blocked = in_force(gw.settings)
+    return {"list_sha256": blocked.sha256,
+            "entries": blocked.entries_matching(field_name, row.get(field_name) or "")}
+
+
+def entries_now(gw: Any, reason_of: str, value: str) -> tuple[str, list[str]]:
+    """The digest of the list in force and its entries that match `value` for the hit
+    `reason_of` (as `passed_entries` records them); none when the gateway's hook has no
+    screening."""
+    in_force = getattr(getattr(gw, "review", None), "in_force", None)
+    if in_force is None:
+        return "", []
+    blocked = in_force(gw.settings)
+    return blocked.sha256, blocked.entries_matching(reason_of, value)
 
 
 def parked(gw: Any, rows: list[dict[str, Any]]) -> dict[str, str]:

@@ -7,7 +7,8 @@ alert that raised the item closed (docs/beps.md, "Paid debits in suspense")."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -596,4 +597,104 @@ def test_a_debits_money_is_not_applied_when_its_payer_matches_anew_after_a_pass(
     assert status == 409, refused
     assert refused["errors"][0]["code"] == "debit_payer_screened"
     assert "screening_match_payer_account" in refused["errors"][0]["message"]
+    assert rig.item_state(pending_no) == "open"
+
+
+LONG_PAYER = "对手客户贸易有限公司"
+
+
+@pytest.fixture
+def payer_named(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our debits collect from LONG_PAYER (the rig's debits name it as their debtor)."""
+    ext = extension_of(rig.gw)
+    submit = ext.submit_debit
+    monkeypatch.setattr(ext, "submit_debit", lambda client, key, body: submit(
+        client, key, {**body, "debtor_name": LONG_PAYER}))
+
+
+@contextmanager
+def _lists(rig: Rig, tmp_path: Any, *names: str) -> Iterator[list[Callable[[], None]]]:
+    """One screening file for each name (a list naming it alone), each put in force by
+    its callable; the rig's list again after."""
+    was = rig.gw.settings.screening_file
+    puts = []
+    for n, name in enumerate(names):
+        path = tmp_path / f"list{n}.toml"
+        path.write_text(f'names = ["{name}"]\naccounts = []\n', encoding="utf-8")
+        puts.append(lambda path=path: setattr(rig.gw.settings, "screening_file", str(path)))
+    try:
+        yield puts
+    finally:
+        rig.gw.settings.screening_file = was
+
+
+def test_a_pass_at_intake_does_not_cover_a_new_list_entry_naming_the_payer(
+        rig: Rig, tmp_path: Any, payer_named: None) -> None:
+    """A fragment of the payer's name false-matches it when our debit is taken, and a
+    supervisor passes that; the list later names the payer itself: the same reason
+    (screening_match_payer_name), but a new entry nobody passed. Applying its money to
+    our customer is refused (debit_payer_screened), the item open; the approval's
+    history says which list and entries were passed."""
+    with _lists(rig, tmp_path, "客户贸易", LONG_PAYER) as (old, new):
+        old()
+
+        def passed(pid: str) -> None:
+            assert rig.payment(pid)["reason"] == "screening_match_payer_name"
+            _review(rig, "review_approve", pid)
+            new()
+        pid, pending_no = rig.in_suspense(passed)
+        account = rig.rig.payer_account
+        before = rig.balance(account)
+        status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=account)
+
+        assert status == 409, refused
+        assert refused["errors"][0]["code"] == "debit_payer_screened"
+        assert rig.item_state(pending_no) == "open" and rig.balance(account) == before
+        pass_event = rig.run(lambda tx: next(e["detail"] for e in payments.history(tx, pid)
+                                             if e["event"] == "review_approved"))
+        assert pass_event["entries"] == ["客户贸易"] and len(pass_event["list_sha256"]) == 64
+
+
+def test_a_pass_at_intake_covers_a_grown_list_whose_same_entries_match(
+        rig: Rig, tmp_path: Any, payer_named: None) -> None:
+    """The list grows by an entry about someone else: the payer matches the very entry a
+    supervisor passed, and its money is applied to our customer."""
+    path = tmp_path / "grown.toml"
+    path.write_text('names = ["客户贸易", "另一家公司名称"]\naccounts = []\n', encoding="utf-8")
+    with _lists(rig, tmp_path, "客户贸易") as (old,):
+        old()
+
+        def passed(pid: str) -> None:
+            _review(rig, "review_approve", pid)
+            rig.gw.settings.screening_file = str(path)
+        pid, pending_no = rig.in_suspense(passed)
+        done = rig.done("suspense_apply", pid, WHY_APPLY, account=rig.rig.payer_account)
+
+        assert done["state"] == "executed", done
+        assert rig.item_state(pending_no) == "cleared"
+
+
+def test_a_pass_recorded_without_its_list_does_not_carry_over(
+        rig: Rig, list_payer: Any) -> None:
+    """A debit passed at intake before approvals recorded the list they passed (its
+    `review_approved` naming the reason alone): applying its money is refused
+    (debit_payer_screened); operators return it or pass it again."""
+    list_payer()
+
+    def passed(pid: str) -> None:
+        _review(rig, "review_approve", pid)
+
+        def as_before(tx: Any) -> None:
+            row = tx.query_one("SELECT id, detail FROM payment_events WHERE payment_id = ? "
+                               "AND event = 'review_approved'", (pid,))
+            detail = {k: v for k, v in json.loads(row[1]).items()
+                      if k not in ("list_sha256", "entries")}
+            tx.execute("UPDATE payment_events SET detail = ? WHERE id = ?",
+                       (json.dumps(detail), row[0]))
+        rig.run(as_before)
+    pid, pending_no = rig.in_suspense(passed)
+    status, refused = rig.ask("suspense_apply", pid, WHY_APPLY, account=rig.rig.payer_account)
+
+    assert status == 409, refused
+    assert refused["errors"][0]["code"] == "debit_payer_screened"
     assert rig.item_state(pending_no) == "open"

@@ -28,7 +28,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from gateway import keys, payments
+from gateway import keys, payments, screening
 from gateway.beps import cancels, debit_review, items, stops
 from gateway.errors import Conflict, Problem
 
@@ -91,7 +91,9 @@ def approve(gw: Any, tx: Any, target: str, who: dict[str, Any], now: datetime
         raise Conflict(Problem("payment_not_held_for_review", "/target", payment["reason"],
                                EXPECTED, f"the item of payment {target} moved meanwhile"))
     payments.transition(tx, payment, "accepted", "review_approved", now, gw.notifier,
-                        passed=payment["reason"], **who)
+                        passed=payment["reason"],
+                        **screening.passed_entries(gw, payment["reason"] or "", payment),
+                        **who)
     tx.execute("UPDATE payments SET reason = NULL WHERE id = ?", (target,))
     return ({"payment": target, "state": "accepted", "was_held_for": payment["reason"]},
             [(keys.BEPS_TX, {"item": target})])

@@ -158,10 +158,10 @@ def check_payer_screened(gw: Any, tx: Any, debit: dict[str, Any]) -> None:
     our beps.127 named them), read as the payer, before its money is applied to our
     customer: a match refuses the application (`debit_payer_screened`), unless it is a
     hit a supervisor passed already (`passed_at_review`)."""
-    passed = passed_at_review(tx, debit["id"])
+    passes = passed_at_review(tx, debit["id"])
     found = next(((hit, value) for hit, value in screening.hits(
         gw, "payer", debit["payer_account"] or "", debit["payer_name"] or "")
-        if hit not in passed), None)
+        if not covered(gw, passes, hit, value)), None)
     if found is None:
         return
     matched, value = found
@@ -174,14 +174,26 @@ def check_payer_screened(gw: Any, tx: Any, debit: dict[str, Any]) -> None:
         "(suspense_return)"))
 
 
-def passed_at_review(tx: Any, debit_id: str) -> set[str]:
+def passed_at_review(tx: Any, debit_id: str) -> list[dict[str, Any]]:
     """The screening's payer matches a supervisor passed when the debit was held at
-    intake (its history's `review_approved`, dual control, `passed` the reason): the
-    same hit on the same payer, since a debit's payer account and name never change
-    once it is taken. A match of another field (another value) is a new hit."""
-    return {event["detail"]["passed"] for event in payments.history(tx, debit_id)
+    intake (its history's `review_approved`, dual control, `passed` the reason), each
+    with what was passed: the digest of the list then in force and its entries that
+    matched (gateway.screening.passed_entries)."""
+    return [event["detail"] for event in payments.history(tx, debit_id)
             if event["event"] == "review_approved"
-            and str(event["detail"].get("passed", "")).startswith("screening_match_payer_")}
+            and str(event["detail"].get("passed", "")).startswith("screening_match_payer_")]
+
+
+def covered(gw: Any, passes: list[dict[str, Any]], hit: str, value: str) -> bool:
+    """Whether a pass covers the hit `hit` on `value` now: the same reason passed while
+    the same list was in force, or while the very same entries matched (a debit's payer
+    never changes once it is taken; a list that gained an entry naming the payer is a
+    new hit nobody passed). A pass recorded without its list (approved before passes
+    recorded one) covers nothing: operators return the money or pass it again."""
+    sha256, entries = screening.entries_now(gw, hit, value)
+    return any(done["passed"] == hit and "list_sha256" in done
+               and (done["list_sha256"] == sha256 or sorted(done["entries"]) == entries)
+               for done in passes)
 
 
 def collected_state(tx: Any, payment: dict[str, Any]) -> tuple[str, str | None]:

@@ -125,6 +125,10 @@ class HoldReason:
         blocked = BlockedList.for_path(list_path(settings))
         return lambda transfer: _screened(blocked, transfer)
 
+    def in_force(self, settings: Any) -> BlockedList:
+        """The list the screening reads for `settings` now (its digest, its entries)."""
+        return BlockedList.for_path(list_path(settings))
+
 
 hold_reason = HoldReason()
 
@@ -286,6 +290,19 @@ class BlockedList:
         if folded in self.names:
             return True
         return any(len(b) >= CONTAINED_NAME_LEN_MIN and b in folded for b in self.names)
+
+    def entries_matching(self, field_name: str, value: str) -> list[str]:
+        """The list's entries (as compared: normalised) that match `value` read as an
+        account (`field_name` ending in `account`) or a name, sorted: what a supervisor
+        passing the hit saw matched."""
+        if field_name.endswith("account"):
+            folded = normalise_account(value)
+            return [folded] if folded and folded in self.accounts else []
+        folded = normalise(value)
+        if not folded:
+            return []
+        return sorted(b for b in self.names if b == folded or (
+            len(b) >= CONTAINED_NAME_LEN_MIN and b in folded))
 
 
 # A file's identity for "has it changed": its inode (a file saved by renaming a new
