@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from gateway import intake, late_results, payments, recon, screening, status_hold
+from gateway import intake, late_results, outbound, payments, recon, screening, status_hold
 from gateway.inbound import Processed
 from gateway.messages import ccms900, ccms911, codec, hvps112
 from gateway.states import FINAL
@@ -207,12 +207,16 @@ class Handlers:
         # An institution named by its member code alone, one the directory does not know
         # either, cannot be screened: its money waits in suspense for operators.
         unnamed = ("payer" if not payer_name else "payee" if not payee_name else None)
+        # The debtor institution's own code, kept apart from the bank holding its
+        # account: our return of this money names it as its creditor.
+        route = {outbound.PAYER_INSTITUTION: t.debtor.member} if t.debtor.member else {}
         return self._credit_in(tx, d, now, {
             "payer_account": t.debtor_account or "", "payer_name": payer_name,
             "payer_bank": _bank_of(t.debtor_agent, t.debtor, t.instg_branch),
             "payee_account": t.creditor_account or "", "payee_name": payee_name,
             "payee_bank": _bank_of(t.creditor_agent, t.creditor, t.instd_branch)},
-            unscreened=None if unnamed is None else f"{UNNAMED_PREFIX}{unnamed}")
+            unscreened=None if unnamed is None else f"{UNNAMED_PREFIX}{unnamed}",
+            route=route)
 
     def _named(self, party: hvps112.Institution) -> str:
         """The name an hvps.112's institution is screened and kept under: the one the
@@ -225,11 +229,13 @@ class Handlers:
         return listed.name if listed is not None else ""
 
     def _credit_in(self, tx: Any, d: codec.Decoded, now: datetime,
-                   parties: dict[str, str], unscreened: str | None = None) -> Processed:
+                   parties: dict[str, str], unscreened: str | None = None,
+                   route: dict[str, str] | None = None) -> Processed:
         """Book an HVPS credit another bank sent us (`parties`: its payer's and payee's
         account, name and bank, as the message's type names them): credited to the
         payee, or parked in suspense (the ledger's reason, or the screening's; or
-        `unscreened`, the screening's reason for a party it could not read)."""
+        `unscreened`, the screening's reason for a party it could not read; `route` what
+        the row keeps of its message besides its parties)."""
         ct = d.obj
         h = d.header
         work_date = self.gw.work_date.isoformat()
@@ -242,7 +248,7 @@ class Handlers:
             "currency": ct.currency, **parties, "business_type": ct.business_type,
             "business_kind": ct.business_kind or "", "urgency": _urgency(ct.priority),
             "priority": {"URGT": 1, "HIGH": 2}.get(ct.priority, 3),
-            "remittance": list(ct.remittance), "route": {}, "work_date": work_date,
+            "remittance": list(ct.remittance), "route": route or {}, "work_date": work_date,
             "created_at": now.isoformat(), "updated_at": now.isoformat(),
         }
         if payments.find_by_message(tx, "in", ct.instg_direct, d.mtype.code, ct.msg_id):

@@ -65,14 +65,24 @@ def credit_transfer_of(p: dict[str, Any], created_at: str) -> hvps111.CreditTran
     )
 
 
+# The route key naming the payee institution's own member code when it is not the bank
+# holding its account (payee_bank): our return of an incoming hvps.112 names the
+# original's debtor institution so (gateway.exceptions.returns), from the key
+# PAYER_INSTITUTION the incoming payment keeps (gateway.handlers).
+PAYEE_INSTITUTION = "payee_institution"
+PAYER_INSTITUTION = "payer_institution"
+
+
 def institution_transfer_of(p: dict[str, Any], created_at: str
                             ) -> hvps112.InstitutionTransfer:
     """The hvps.112 (pacs.009 FinInstnCdtTrf) of a payment whose business type the
     router sends as an institution transfer (A103, A104, A106, A107, A200: SPEC.md d.4).
     Its field list is hvps.111's without the business kind (SPEC.md c, hvps.112): payer
     and payee are each named by the bank that holds the account (member code), their
-    name and account, as in the shared sample; the business type travels in
-    LclInstrm/Prtry and the kind as a /F25/ line before the remittance lines."""
+    name and account, as in the shared sample (the payee institution by its own code
+    when the route names one, PAYEE_INSTITUTION; what a party lacks, a name or an
+    account, left out); the business type travels in LclInstrm/Prtry and the kind as a
+    /F25/ line before the remittance lines."""
     return hvps112.InstitutionTransfer(
         msg_id=p["msg_id"], created_at=created_at, end_to_end_id=p["end_to_end_id"],
         tx_id=p["tx_id"], business_type=p["business_type"], amount_fen=p["amount_fen"],
@@ -80,7 +90,8 @@ def institution_transfer_of(p: dict[str, Any], created_at: str
         instg_direct=p["sender_direct"], instg_branch=p["payer_bank"],
         instd_direct=p["receiver_direct"], instd_branch=p["payee_bank"],
         debtor=hvps112.Institution(p["payer_bank"], p["payer_name"]),
-        creditor=hvps112.Institution(p["payee_bank"], p["payee_name"]),
+        creditor=hvps112.Institution(
+            (p.get("route") or {}).get(PAYEE_INSTITUTION) or p["payee_bank"], p["payee_name"]),
         debtor_account=p["payer_account"], creditor_account=p["payee_account"],
         debtor_agent=hvps112.Institution(p["payer_bank"]),
         creditor_agent=hvps112.Institution(p["payee_bank"]),

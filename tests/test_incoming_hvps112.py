@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from gateway import outbound, payments
-from gateway.messages import examples, hvps112
+from gateway.messages import codec, examples, hvps112
 from gateway.messages.envelope import Envelope, Header
 from gateway.ops.testing import PAYER_BRANCH, PAYER_NAME, serving
 from gateway.redisproc import free_port
@@ -237,3 +237,29 @@ def test_a_parked_hvps112_is_returned_by_operators_as_an_hvps112_a105(rig: FiRig
     assert (sent.tag("F40"), sent.tag("E50"), sent.tag("A70")) == (
         hvps112.MESSAGE_TYPE, payment["message"]["msg_id"], PEER)
     assert rig.books()[2]
+
+
+@pytest.mark.parametrize("debtor", [
+    hvps112.Institution("999999999999"),          # a code the directory does not know
+    hvps112.Institution(PEER),                    # a code alone, no account
+    hvps112.Institution(PEER, PEER_TREASURY),     # named, no account
+    None,                                         # named, with its account
+], ids=["unknown-code", "code-only", "named-no-account", "named-with-account"])
+def test_the_return_of_an_hvps112_is_valid_whatever_its_payer_gave(
+        rig: FiRig, debtor: hvps112.Institution | None) -> None:
+    """pacs.009 lets the payer institution come without an account and without a name.
+    The hvps.112 A105 returning its money leaves out what the original did not give (no
+    empty creditor name or account) and is valid against the hvps.112 schema; its
+    creditor is the original's debtor institution by its own member code, its creditor
+    agent the bank that held the payer's account."""
+    _, payment = rig.hvps112_credit(4_404, debtor=debtor)
+    rid = rig.done("return", payment["id"], "无法识别付款机构，退回")["outcome"]["return_id"]
+    row = rig.tx(lambda tx: payments.get(tx, rid))
+    root = etree.fromstring(outbound.credit_body(row, f"{rig.gw.work_date}T10:00:00"))
+    invalid = codec.schema_problems(hvps112.MESSAGE_TYPE, root, every=True)
+    sent, _ = hvps112.parse(root)
+
+    assert invalid == [], [p.to_dict() for p in invalid]
+    assert sent.creditor.member == (debtor or hvps112.Institution(PEER)).member
+    assert sent.creditor_agent == hvps112.Institution(PEER_BRANCH)
+    assert sent.creditor_account == (None if debtor else "88820000001500000001")

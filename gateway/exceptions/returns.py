@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from gateway import intake, keys, payments, scope, screening, states, status_hold
+from gateway import intake, keys, outbound, payments, scope, screening, states, status_hold
 from gateway.errors import Conflict, Forbidden, PaygateError, Problem, ValidationFailed
 from gateway.exceptions import schema, write_off
 from gateway.exceptions.outcomes import RETURN_TYPE
@@ -266,7 +266,9 @@ def _return_row(gw: Any, original: dict[str, Any], original_ids: list[str], rid:
         "payee_bank": original["payer_bank"], "business_type": RETURN_TYPE,
         "business_kind": RETURN_KIND, "urgency": "normal", "priority": RETURN_PRIORITY,
         "remittance": tags, "hold_id": hold_id,
-        "route": {"channel": "hvps", "rule": "return_to_sender", "returns": original["id"]},
+        "route": {"channel": "hvps", "rule": "return_to_sender", "returns": original["id"],
+                  **({outbound.PAYEE_INSTITUTION: debtor} if (debtor := original["route"].get(
+                      outbound.PAYER_INSTITUTION)) else {})},
         "work_date": gw.work_date.isoformat(), "created_at": now.isoformat(),
         "updated_at": now.isoformat(),
     }

@@ -87,7 +87,7 @@ def _institution(b: Builder, parent: Element, tag: str, inst: Institution | None
         return
     fin = b.el(b.el(parent, tag), "FinInstnId")
     b.path(fin, "ClrSysMmbId/MmbId", inst.member)
-    opt_el(b, fin, "Nm", inst.name)
+    opt_el(b, fin, "Nm", inst.name or None)  # an empty name is none (Nm takes 1+)
     b.path(fin, "PstlAdr/AdrLine", inst.address)
 
 
@@ -111,11 +111,11 @@ def build(t: InstitutionTransfer) -> bytes:
     _institution(b, tx, "IntrmyAgt1", t.intermediary1)
     _institution(b, tx, "IntrmyAgt2", t.intermediary2)
     _institution(b, tx, "Dbtr", t.debtor)
-    b.path(tx, "DbtrAcct/Id/Othr/Id", t.debtor_account)
+    b.path(tx, "DbtrAcct/Id/Othr/Id", t.debtor_account or None)
     _institution(b, tx, "DbtrAgt", t.debtor_agent)
     _institution(b, tx, "CdtrAgt", t.creditor_agent)
     _institution(b, tx, "Cdtr", t.creditor)
-    b.path(tx, "CdtrAcct/Id/Othr/Id", t.creditor_account)
+    b.path(tx, "CdtrAcct/Id/Othr/Id", t.creditor_account or None)
     if t.remittance:
         rmt = b.el(tx, "RmtInf")
         for line in t.remittance:
