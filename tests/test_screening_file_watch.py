@@ -354,3 +354,40 @@ def test_a_gateway_first_started_on_an_empty_list_raises_no_alert(tmp_path: Path
         loop.close()
 
     assert raised == []
+
+
+EMPTY = "names = []\naccounts = []\n"
+
+
+def test_a_second_emptying_with_the_same_bytes_is_kept_as_not_yet_alerted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list emptied, its alert committed, refilled, then emptied again with the very
+    same bytes: until the second alert commits, the copy kept says the list was emptied
+    from one with entries, so a start dying before it leaves the next start to raise
+    it (the first alert does not count for the second emptying)."""
+    from gateway.ops import review
+
+    def write(text: str) -> review.Taken:
+        path.write_text(text, encoding="utf-8")
+        settled(path)
+        review.BlockedList.for_path(str(path))
+        return review.looked_at(str(path)).taken
+
+    path, data = tmp_path / "screen.toml", tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setattr(review, "_FILES", {})
+    path.write_text(GOOD, encoding="utf-8")
+    settled(path)
+    review.keep_last_good(str(path), data)              # a start: GOOD in force
+    first = write(EMPTY)
+    review.emptied_alerted(str(path), first.sha256)     # its alert committed
+    write(GOOD)                                         # refilled
+    second = write(EMPTY)                               # emptied again, the same bytes
+    monkeypatch.setattr(review, "_FILES", {})           # died before its alert
+    review.keep_last_good(str(path), data)              # the next start
+    again = review.looked_at(str(path)).taken
+
+    assert first.emptied and second.emptied and second.sha256 == first.sha256
+    assert again.emptied, again
+    assert (again.previous_names, again.previous_accounts) == (1, 0)
+

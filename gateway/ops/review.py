@@ -357,9 +357,10 @@ class ListFile:
     # replaces, so that a list emptied while the gateway was down is told as emptied.
     kept_before: tuple[int, int] | None = None
     clock: Now | None = None  # the gateway's, for the time a list is taken (`use_clock`)
-    # The digest of the emptied list whose alert a gateway committed (`emptied_alerted`):
-    # until then the copy kept says the list was emptied from one with entries, so that
-    # a start dying before the alert leaves the next start to raise it.
+    # The digest of the emptied list whose alert a gateway committed (`emptied_alerted`)
+    # since a list with entries was last taken: until then the copy kept says the list
+    # was emptied from one with entries, so that a start dying before the alert leaves
+    # the next start to raise it.
     alerted: str | None = None
 
     def now_text(self) -> str:
@@ -402,6 +403,10 @@ class ListFile:
                         (len(self.blocked.names), len(self.blocked.accounts)))
             self.taken = Taken(len(blocked.names), len(blocked.accounts), blocked.sha256,
                                self.now_text(), *(previous or (None, None)))
+            if blocked.names or blocked.accounts:
+                # Refilled: an emptying after this one is a new one, its alert not
+                # committed yet, whatever the bytes (the same as an earlier one's).
+                self.alerted = None
             log.info("event=screening_list_in_force file=%s names=%d accounts=%d "
                      "sha256=%s previous_names=%s previous_accounts=%s", self.path,
                      self.taken.names, self.taken.accounts, blocked.sha256,
