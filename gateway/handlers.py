@@ -207,6 +207,10 @@ class Handlers:
         # An institution named by its member code alone, one the directory does not know
         # either, cannot be screened: its money waits in suspense for operators.
         unnamed = ("payer" if not payer_name else "payee" if not payee_name else None)
+        # The member code is the institution's identity, its Nm free text the sender
+        # writes: the directory's name for the code is screened besides the message's.
+        listed = self._listed_by_code(t.debtor, "payer") or \
+            self._listed_by_code(t.creditor, "payee")
         # The debtor institution's own code, kept apart from the bank holding its
         # account: our return of this money names it as its creditor.
         route = {outbound.PAYER_INSTITUTION: t.debtor.member} if t.debtor.member else {}
@@ -215,7 +219,7 @@ class Handlers:
             "payer_bank": _bank_of(t.debtor_agent, t.debtor, t.instg_branch),
             "payee_account": t.creditor_account or "", "payee_name": payee_name,
             "payee_bank": _bank_of(t.creditor_agent, t.creditor, t.instd_branch)},
-            unscreened=None if unnamed is None else f"{UNNAMED_PREFIX}{unnamed}",
+            unscreened=f"{UNNAMED_PREFIX}{unnamed}" if unnamed is not None else listed,
             route=route)
 
     def _named(self, party: hvps112.Institution) -> str:
@@ -228,13 +232,29 @@ class Handlers:
                   if party.member else None)
         return listed.name if listed is not None else ""
 
+    def _listed_by_code(self, party: hvps112.Institution, side: str) -> str | None:
+        """The screening's reason to park an hvps.112 whose institution (`side`, payer
+        or payee) the message names under its own Nm while the directory's name for its
+        member code is listed (`screening_match_<side>_directory_name`), else None. An
+        institution named by its code alone is screened under the directory's name
+        already (`_named`)."""
+        if not party.name or not party.member:
+            return None
+        known = self.gw.router.directory.find(party.member, self.gw.work_date)
+        if known is None or not known.name or known.name == party.name:
+            return None
+        if not screening.hits(self.gw, side, "", known.name):
+            return None
+        return f"{screening.SCREENING_PREFIX}{side}_directory_name"
+
     def _credit_in(self, tx: Any, d: codec.Decoded, now: datetime,
                    parties: dict[str, str], unscreened: str | None = None,
                    route: dict[str, str] | None = None) -> Processed:
         """Book an HVPS credit another bank sent us (`parties`: its payer's and payee's
         account, name and bank, as the message's type names them): credited to the
         payee, or parked in suspense (the ledger's reason, or the screening's; or
-        `unscreened`, the screening's reason for a party it could not read; `route` what
+        `unscreened`, the screening's reason for a party it could not read, or whose
+        directory name it matched, when the row's names are clear; `route` what
         the row keeps of its message besides its parties)."""
         ct = d.obj
         h = d.header

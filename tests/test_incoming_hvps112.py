@@ -187,6 +187,23 @@ def test_an_hvps112_from_a_listed_bank_named_by_its_code_only_is_parked(
     assert rig.books() == (before[0], before[1] + 3_303, True)
 
 
+def test_an_hvps112_from_a_listed_member_code_under_another_name_is_parked(
+        rig: FiRig, list_of: Any) -> None:
+    """The member code is the institution's identity; its Nm is free text the sender
+    writes. A bank whose code the directory names under a listed name, sending under
+    another Nm, is parked all the same, its reason saying the directory's name matched
+    (screening_match_payer_directory_name); the payment keeps the message's name."""
+    peer_name = rig.gw.router.directory.find(PEER, rig.gw.work_date).name
+    list_of([peer_name], [])
+    before = rig.books()
+    _, payment = rig.hvps112_credit(3_307, debtor=hvps112.Institution(PEER, "某资金营运中心"))
+
+    assert (payment["state"], payment["reason"], payment["held_for_review"]) == (
+        "suspense", "screening_match_payer_directory_name", True)
+    assert payment["payer"]["name"] == "某资金营运中心"
+    assert rig.books() == (before[0], before[1] + 3_307, True)
+
+
 def test_an_hvps112_from_a_bank_named_by_its_code_only_is_credited_when_clear(
         rig: FiRig) -> None:
     """The directory's name of the code, clear of the list: credited as any other."""
