@@ -391,3 +391,29 @@ def test_a_second_emptying_with_the_same_bytes_is_kept_as_not_yet_alerted(
     assert again.emptied, again
     assert (again.previous_names, again.previous_accounts) == (1, 0)
 
+
+def test_an_emptied_alert_left_open_by_a_restart_is_closed_once_the_list_is_refilled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emptied while the gateway was down, alerted at the next start; started again, the
+    file still empty (the list in force no longer told as emptied), then refilled: the
+    gateway closes the open alert of this file and host, as one process would."""
+    from gateway.ops import review
+    path = tmp_path / "screen.toml"
+    loop = LoopThread()
+    try:
+        again = _started_again(loop, tmp_path, monkeypatch, EMPTY)
+        loop.run(again.stop())
+        monkeypatch.setattr(review, "_FILES", {})  # a restart, the file still empty
+        third = loop.run(OpsRig(tmp_path / "data", {"screening_file": str(path)}).start())
+        loop.run(third.gw.screening_watch.check())
+        still = _emptied_alerts(loop, third.gw)
+        path.write_text(GOOD, encoding="utf-8")
+        settled(path)
+        loop.run(third.gw.screening_watch.check())
+        alerts = _emptied_alerts(loop, third.gw)
+        loop.run(third.stop())
+    finally:
+        loop.close()
+
+    assert len(still) == 1 and still[0][1] is None
+    assert len(alerts) == 1 and alerts[0][1] is not None, alerts

@@ -21,7 +21,8 @@ watch looks at the file every CHECK_EVERY_S (a payment screened looks at it too)
   taken in place of one with entries: while the gateway runs, or at its start in place
   of the copy of the last good list the data folder keeps (the file emptied while the
   gateway was down: gateway.ops.review.keep_last_good); closed once a list with entries
-  is in force again.
+  is in force again, by any process reading that copy (one started after the alert
+  was raised, whose watch never saw the emptying, included).
 
 Each process reads the file at its own path on its own host: processes on several hosts
 each have a copy, which can differ (one host's copy mended, another's not yet). So each
@@ -74,6 +75,9 @@ class ScreeningWatch:
         self.since: str | None = None  # the gateway's time the file was first seen bad
         self.checked = False  # whether open alerts of a good file were closed yet
         self.emptied: str | None = None  # the digest of the emptied list alerted for
+        # The list with entries (digest, taken since) whose taking closed the open
+        # `screening_list_emptied` alerts of this copy.
+        self.filled: tuple[str, str] | None = None
         self.clock_given: str | None = None  # the file this gateway's clock was given for
 
     def give_clock(self) -> None:
@@ -148,10 +152,14 @@ class ScreeningWatch:
                 # Committed: the copy kept no longer says the list was emptied unalerted.
                 await asyncio.to_thread(review.emptied_alerted, path, taken.sha256)
             return
-        if self.emptied is not None or not self.checked:
-            if taken is not None and (taken.names or taken.accounts):
-                await self.gw.store.run(lambda tx: self._close_emptied(tx, path))
-            self.emptied = None
+        if taken is not None and (taken.names or taken.accounts) and (
+                self.emptied is not None or self.filled != (taken.sha256, taken.since)):
+            # Each list with entries taken closes the open alerts of this copy once,
+            # whoever raised them: a process started after the alert (its watch never
+            # saw the emptying) closes it when the file is refilled.
+            await self.gw.store.run(lambda tx: self._close_emptied(tx, path))
+            self.filled = (taken.sha256, taken.since)
+        self.emptied = None
 
     def _of_this_copy(self, detail: dict[str, Any], path: str) -> bool:
         """Whether an alert is about the copy of the file this process reads: its file,
