@@ -12,7 +12,7 @@ message, so it can never be posted twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import intake, late_results, payments, recon, screening, status_hold
@@ -283,9 +283,11 @@ class Handlers:
                 # could take one on to an NPC that would reject it.
                 status_hold.follow_closed_window(self.gw, tx, now)
         code, day = window.code, window.work_date
+        # The NPC's own word on the date it is on, unless the notice was refused.
+        stated = None if outcome in REFUSED_OUTCOMES else date.fromisoformat(str(s.cur_date))
         return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
                           "outcome": outcome},
-                         [*after, lambda: self.gw.apply_hvps_status(code, day),
+                         [*after, lambda: self.gw.apply_hvps_status(code, day, stated),
                           lambda: self.gw.cluster.publish(
                               "hvps_status", orig=s.orig_status, cur=s.cur_status,
                               date=str(s.cur_date), at=now.isoformat())])
