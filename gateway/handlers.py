@@ -245,9 +245,11 @@ class Handlers:
             return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
         window = self.gw.window
         before = window.code
+        held = status_hold.read(tx)
         outcome = window.apply_notice(
             s.orig_status, s.cur_status, s.cur_date, now, s.orig_date,
-            moved_on_by_notice=self.gw.hvps_moved_on_by_notice(tx, str(s.cur_date)))
+            moved_on_by_notice=self.gw.hvps_moved_on_by_notice(tx, str(s.cur_date)),
+            refused_status=None if held is None else held["cur"])
         if outcome == OUTCOME_PAST_DATE:
             # Sent before a cut-over the gateway has gone through: kept (the inbox, the
             # window's history), logged, applied never; no hold, no peer told.

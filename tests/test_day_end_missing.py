@@ -74,11 +74,12 @@ async def until_all_sent(gw: Gateway, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"payments not sent within {timeout_s} s")
 
 
-def notice(orig: str, cur: str, cur_date: str) -> codec.Decoded:
+def notice(orig: str, cur: str, cur_date: str, orig_date: str = "2026-12-07"
+           ) -> codec.Decoded:
     """A ccms.801 from the NPC as the handler receives it (built, then read back)."""
     header = GroupHeader("20261207000000009001", "2026-12-07T09:00:00", "0000", "0000",
                          "999100000019", "999100000019", "HVPS")
-    body = ccms801.build(ccms801.SystemStatus(header, "2026-12-07", orig, cur_date, cur))
+    body = ccms801.build(ccms801.SystemStatus(header, orig_date, orig, cur_date, cur))
     decoded = codec.decode(body, bare_ok=True)
     assert not decoded.problems, decoded.problems
     return decoded
