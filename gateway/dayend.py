@@ -287,10 +287,16 @@ class DayEnd:
     def _record(self, tx: Any, result: dict[str, Any]) -> None:
         for name, part in result["parts"].items():
             # A part that raised its own alerts (BEPS: one per netting date, with its
-            # answer) is not raised again.
-            if not part.get("reconciled") and not part.get("alerted"):
+            # answer) is not raised again, nor closed here.
+            if part.get("alerted"):
+                continue
+            if part.get("reconciled"):
+                # Agreeing now (asked again, `ask_again`): the date's differences are gone.
+                recon.close_differences(tx, name, "work_date", result["work_date"],
+                                        self.gw.clock.now())
+            else:
                 differences = part.get("differences", [])
-                self.gw.alert(tx, "reconciliation_differences", work_date=result["work_date"],
+                self.gw.alert(tx, recon.ALERT_DIFFERENCES, work_date=result["work_date"],
                               system=name, count=len(differences),
                               differences=differences[:DIFFERENCES_LISTED_MAX])
 
