@@ -104,7 +104,7 @@ class DayEnd:
         timetable's changes): a date awaited since a restart (`run_owed`) before it has
         its day end run now."""
         due = [key for key in self._awaiting
-               if npc_date is not None and key < npc_date.isoformat()]
+               if npc_date is not None and _left(key, npc_date.isoformat(), status)]
         if due:
             for key in due:
                 del self._awaiting[key]
@@ -121,7 +121,8 @@ class DayEnd:
         cut-over left owed, as a cut-over seen live runs it (ledger day closed, reports,
         reconciliation), when the only date left open is the previous work date and the
         NPC has left it: the last HVPS status it stated (a ccms.801, or the status
-        operators confirmed with it) is of a later date. When the gateway was following
+        operators confirmed with it) is of a later date, or the cut-over (15) dated with
+        that date (`_left`). When the gateway was following
         the NPC on that date (the last status stated is of that date or before), its
         timetable's cut-over is only a forecast, and the day end waits for the NPC's
         notice of a later date (`on_hvps_status`), as a live one does. Several dates
@@ -131,17 +132,18 @@ class DayEnd:
         it come). The dates run now."""
         current = self.gw.work_date
 
-        def read(tx: Any) -> tuple[list[str], str | None]:
+        def read(tx: Any) -> tuple[list[str], tuple[str, str] | None]:
             return ([d["work_date"] for d in missing_day_ends(tx, current)],
-                    npc_stated_date(tx))
-        missing, stated = await self.gw.store.run(read)
+                    npc_stated(tx))
+        missing, said = await self.gw.store.run(read)
         previous = self.gw.calendar.previous_working_day(current).isoformat()
         if missing != [previous] or previous in self._closing:
             return []
         window = self.gw.window
-        if window.last_notice_at is not None and window.work_date.isoformat() > previous:
-            stated = window.work_date.isoformat()  # a notice this run took already
-        if stated is None or stated <= previous:
+        if window.last_notice_at is not None and window.source == SOURCE_NOTICE:
+            said = (window.work_date.isoformat(), window.code)  # a notice this run took
+        stated = said[0] if said else None
+        if said is None or not _left(previous, *said):
             # Only the timetable says HVPS left the date: the NPC may be running late.
             # Following the NPC on that date, its notice is awaited a while before the
             # date is alerted; without a status of the NPC recorded at all, it is alerted
@@ -643,18 +645,26 @@ def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
     return out
 
 
-def npc_stated_date(tx: Any) -> str | None:
-    """The work date of the last HVPS status recorded, when the NPC stated it (a
-    ccms.801, or the status operators confirmed with it); None when the last one the
-    timetable set, or none is recorded."""
+def npc_stated(tx: Any) -> tuple[str, str] | None:
+    """The work date and status of the last HVPS status recorded, when the NPC stated it
+    (a ccms.801, or the status operators confirmed with it); None when the timetable set
+    the last one, or none is recorded."""
     row = tx.query_one("SELECT detail FROM alerts WHERE code = 'window_changed' AND "
                        "detail LIKE ? ORDER BY id DESC LIMIT 1", ('%"system": "HVPS"%',))
     if row is None:
         return None
     detail = json.loads(row[0])
-    if detail.get("source") not in (SOURCE_NOTICE, SOURCE_OPERATOR):
+    if detail.get("source") not in (SOURCE_NOTICE, SOURCE_OPERATOR) or \
+            not detail.get("work_date"):
         return None
-    return str(detail.get("work_date", "")) or None
+    return str(detail["work_date"]), str(detail.get("to", ""))
+
+
+def _left(day: str, stated_date: str, stated_status: str) -> bool:
+    """Whether the NPC, stating `stated_status` on `stated_date`, has left work date
+    `day`: a later date, or the cut-over (15) dated with `day` itself (whether the NPC
+    dates its 15 with the old date or the new one is not known: gateway.windows)."""
+    return stated_date > day or (stated_date == day and stated_status == "15")
 
 
 def alerted_dates(tx: Any) -> set[str]:

@@ -505,17 +505,20 @@ def test_a_restart_over_the_cutover_runs_the_day_end_at_the_npc_s_notice(
     assert any("2026-12-07" in name for name in reports)
 
 
+@pytest.mark.parametrize("status, stated_date", [("00", "2026-12-08"),
+                                                  ("15", "2026-12-07")])
 def test_a_restart_after_the_npc_left_the_date_runs_its_day_end_at_start(
-        tmp_path: Path) -> None:
-    """The NPC's cut-over notice came (Tuesday stated) but the process stopped before
-    Monday's ledger day closed: the next start runs Monday's day end itself."""
+        tmp_path: Path, status: str, stated_date: str) -> None:
+    """The NPC's cut-over notice came (Tuesday stated, or the cut-over 15 dated with
+    Monday) but the process stopped before Monday's ledger day closed: the next start
+    runs Monday's day end itself."""
     async def monday(gw: Gateway) -> None:
         await open_payer(gw)
         await pay(gw, "m1", "100.00")
         gw.clock.advance(60)
         await until_all_sent(gw)
         await gw.store.run(lambda tx: gw.windows_record(
-            tx, "HVPS", "40", "00", "2026-12-08", gw.clock.now(), "ccms.801"))
+            tx, "HVPS", "40", status, stated_date, gw.clock.now(), "ccms.801"))
 
     async def tuesday(gw: Gateway) -> tuple[list, list]:
         return await closed_days(gw), await missing_alerts(gw)
