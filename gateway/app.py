@@ -52,8 +52,8 @@ from gateway.redisstate import REDIS_DOWN_ERRORS, Outage, RedisWatch, unavailabl
 from gateway.states import HELD_DEAD_LETTERED, HELD_REFUSED_AT_LINK
 from gateway.store import Store, lost_race
 from gateway.windows import (
-    SOURCE_NOTICE, SOURCE_OPERATOR, WindowState, hvps_phase, next_hvps_opening,
-    timetable_from_settings,
+    REFUSED_OUTCOMES, SOURCE_NOTICE, SOURCE_OPERATOR, WindowState, hvps_phase,
+    next_hvps_opening, timetable_from_settings,
 )
 from gateway.worker import DeadNow, RetryLater, StreamWorker
 from routing import RouteRequest, Router, load_default
@@ -197,6 +197,7 @@ class Gateway:
         self.mark_sent = Batcher(self.store, outbound.mark_sent_many)
         self.webhooks = webhook.Pusher(self)
         self.day_end = DayEnd(self)
+        self.cluster.on_lead.append(self.day_end.run_owed)
         self.cluster.on_lead.append(self.day_end.check_missing)
         self.cluster.on_lead.append(self.day_end.finish_owed)
         now = self.clock.now()
@@ -318,6 +319,9 @@ class Gateway:
         self._start_scheduler()
         if self.leading:
             await self.check_calendar()
+            # The previous date's day end a stop over the cut-over left owed runs now, or
+            # at the NPC's notice of leaving it, as a live cut-over; any other is alerted.
+            await self.day_end.run_owed()
             await self.day_end.check_missing()
             # A closed date whose HVPS reconciliation a stopped process left owed (killed
             # between the cut-over's close and the NPC's answer) is asked for again.
@@ -475,6 +479,7 @@ class Gateway:
             self.apply_hvps_status(code, work_date)
         if self.leading:
             await self.check_recon_overdue(now)
+            await self.day_end.check_awaited(now)
             if self._owed_check_at is None or now >= self._owed_check_at:
                 self._owed_check_at = now + timedelta(seconds=RECON_OVERDUE_CHECK_S)
                 await self.day_end.finish_owed(now)
@@ -622,7 +627,10 @@ class Gateway:
              f'%"source": "{SOURCE_OPERATOR}"%'))
         return row is not None and str(json.loads(row[0]).get("work_date", "")) > notice_date
 
-    def apply_hvps_status(self, status: str, work_date: date) -> None:
+    def apply_hvps_status(self, status: str, work_date: date,
+                          npc_date: date | None = None) -> None:
+        """The window's state after a change (`npc_date`: the work date a ccms.801 the
+        gateway took stated, None for the timetable's changes)."""
         old_date = self.work_date
         self.hvps_status = status
         self.work_date = max(work_date, old_date)
@@ -631,7 +639,7 @@ class Gateway:
         self.follow_closed_hvps()
         if not self.leading:
             return
-        self.day_end.on_hvps_status(status, work_date, old_date, self.work_date)
+        self.day_end.on_hvps_status(status, work_date, old_date, self.work_date, npc_date)
         if status == "10":
             self._tasks.append(asyncio.create_task(self.release_waiting()))
 
@@ -789,7 +797,8 @@ class Gateway:
         outcome, code, work_date = await self.store.run(take)
         log.info("event=peer_hvps_status cur=%s date=%s outcome=%s", event["cur"],
                  event["date"], outcome)
-        self.apply_hvps_status(code, work_date)
+        stated = None if outcome in REFUSED_OUTCOMES else date.fromisoformat(event["date"])
+        self.apply_hvps_status(code, work_date, stated)
 
     @property
     def hvps_open(self) -> bool:

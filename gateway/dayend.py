@@ -17,8 +17,10 @@ them.
 Both steps run only in a gateway that sees the work date move. A gateway that was down
 (or not leading) over a day end starts on a later work date and would never run them
 for the date it missed: at start-up and on taking the lead it looks for such dates
-(payments on them, their ledger day still open) and, when one is new, raises
-`day_end_missing` naming every such date still open. An operator may then run that day end late (`paygate ops request day-end DATE`,
+(payments on them, their ledger day still open). The previous work date alone open, it
+runs that day end itself once the NPC has left the date (`run_owed`: a later date the NPC
+stated, recorded or in a notice that comes); otherwise, or when that notice is overdue,
+it raises `day_end_missing` for a new date, naming every such date still open. An operator may then run that day end late (`paygate ops request day-end DATE`,
 approved by a supervisor): `close_late` closes the ledger day and reconciles the date.
 That is safe because every posting goes on the current work date, never on a past one,
 so nothing would have been posted on the missed date had it been closed in time.
@@ -46,6 +48,7 @@ from gateway import critical, late_entries, recon
 from gateway.calendar import BusinessCalendar
 from gateway.errors import Conflict, PaygateError, Problem, ValidationFailed
 from gateway.recon import DIFFERENCES_LISTED_MAX
+from gateway.windows import SOURCE_NOTICE, SOURCE_OPERATOR
 
 log = logging.getLogger("paygate.dayend")
 
@@ -80,9 +83,15 @@ class DayEnd:
         self._waiting: dict[tuple[str, str], str] = {}
         # Owed dates whose last try in this run failed: not asked again before then.
         self._owed_retry_at: dict[str, datetime] = {}
+        # The previous work date whose day end a restart found owed while the NPC, as
+        # last stated, was still on it (`run_owed`): run at the NPC's notice of a later
+        # date; `day_end_missing` names it only once the notice is overdue (the time).
+        self._awaiting: dict[str, datetime] = {}
+        self._awaited_alerted: set[str] = set()
+        self._closing: set[str] = set()  # dates an owed day end of this run closes now
 
     def on_hvps_status(self, status: str, notice_date: date, old_date: date,
-                       new_date: date) -> None:
+                       new_date: date, npc_date: date | None = None) -> None:
         """Called after a ccms.801 has been applied: `status` and `notice_date` as the
         notice announced them, `old_date` and `new_date` the gateway's work date before
         and after (which never goes back: a notice correcting the forecast to an earlier
@@ -90,12 +99,98 @@ class DayEnd:
 
         At 40 the notice's own date is reconciled, never the gateway's later one. When the
         work date moves, the old date's ledger day closes, and the old date is reconciled
-        then if nothing reconciled it yet (the gateway started during its end of day)."""
+        then if nothing reconciled it yet (the gateway started during its end of day).
+        `npc_date`: the work date a ccms.801 the gateway took stated (None for the
+        timetable's changes): a date awaited since a restart (`run_owed`) before it has
+        its day end run now."""
+        due = [key for key in self._awaiting
+               if npc_date is not None and _left(key, npc_date.isoformat(), status)]
+        if due:
+            for key in due:
+                del self._awaiting[key]
+            self._run_owed_now([date.fromisoformat(key) for key in sorted(due)],
+                               f"the NPC's ccms.801 of {npc_date.isoformat()}")
         if status == "40":
             self._reconcile_once(notice_date)
         if new_date > old_date:
             self._spawn(self._close_and_catch_up(old_date), STEP_CLOSE, old_date,
                         WAITS_FOR_CLOSE)
+
+    async def run_owed(self) -> list[str]:
+        """At start-up and on taking the lead: run by itself the day end a stop over the
+        cut-over left owed, as a cut-over seen live runs it (ledger day closed, reports,
+        reconciliation), when the only date left open is the previous work date and the
+        NPC has left it: the last HVPS status it stated (a ccms.801, or the status
+        operators confirmed with it) is of a later date, or the cut-over (15) dated with
+        that date (`_left`). When the gateway was following
+        the NPC on that date (the last status stated is of that date or before), its
+        timetable's cut-over is only a forecast, and the day end waits for the NPC's
+        notice of a later date (`on_hvps_status`), as a live one does. Several dates
+        open (down over more than a day end) are left to `check_missing` and the
+        operators. The timetable alone never runs it: without a status of the NPC
+        recorded, the date is alerted at once (and still run by the NPC's notice, should
+        it come). The dates run now."""
+        current = self.gw.work_date
+
+        def read(tx: Any) -> tuple[list[str], tuple[str, str] | None]:
+            return ([d["work_date"] for d in missing_day_ends(tx, current)],
+                    npc_stated(tx))
+        missing, said = await self.gw.store.run(read)
+        previous = self.gw.calendar.previous_working_day(current).isoformat()
+        if missing != [previous] or previous in self._closing:
+            return []
+        window = self.gw.window
+        if window.last_notice_at is not None and window.source == SOURCE_NOTICE:
+            said = (window.work_date.isoformat(), window.code)  # a notice this run took
+        stated = said[0] if said else None
+        if said is None or not _left(previous, *said):
+            # Only the timetable says HVPS left the date: the NPC may be running late.
+            # Following the NPC on that date, its notice is awaited a while before the
+            # date is alerted; without a status of the NPC recorded at all, it is alerted
+            # at once. Either way its notice, when it comes, runs the day end.
+            grace = 0.0 if stated is None else self.gw.window.notice_grace_s
+            self._awaiting.setdefault(previous,
+                                      self.gw.clock.now() + timedelta(seconds=grace))
+            log.info("event=day_end_awaits_npc work_date=%s npc_work_date=%s "
+                     "missing_alert_after=%s", previous, stated or "none",
+                     self._awaiting[previous].isoformat())
+            return []
+        self._run_owed_now([date.fromisoformat(previous)], f"the NPC's status of {stated}")
+        return [previous]
+
+    def _run_owed_now(self, days: list[date], how: str) -> None:
+        """Run the owed day ends of `days`, oldest first, in the background."""
+        days = [day for day in days if day.isoformat() not in self._closing]
+        if not days:
+            return
+        self._closing.update(day.isoformat() for day in days)
+        log.warning("event=day_end_owed_run work_dates=%s left_by=%s",
+                    ",".join(day.isoformat() for day in days), _quoted(how))
+        self._spawn(self._close_owed(days, how), STEP_CLOSE, days[-1], WAITS_FOR_CLOSE)
+
+    async def _close_owed(self, days: list[date], how: str) -> None:
+        try:
+            for day in days:
+                await self._close_and_catch_up(day)
+                await self.gw.store.run(self._closing_alerts(day, how))
+        finally:
+            self._closing.difference_update(day.isoformat() for day in days)
+
+    def _closing_alerts(self, day: date, how: str) -> Any:
+        """The work closing the `day_end_missing` alerts an owed day end ran out."""
+        now = self.gw.clock.now()
+        return lambda tx: close_missing_alerts(
+            tx, day, f", by the gateway at a restart ({how} left the date)", now)
+
+    async def check_awaited(self, now: datetime) -> None:
+        """At each tick: a date awaited since a restart whose notice has not come in time
+        is named by `day_end_missing` (once; its day end still runs when the notice
+        comes)."""
+        overdue = [key for key, at in self._awaiting.items()
+                   if now >= at and key not in self._awaited_alerted]
+        if overdue:
+            self._awaited_alerted.update(overdue)
+            await self.check_missing()
 
     def _reconcile_once(self, day: date) -> None:
         if day.isoformat() not in self._reconciling:
@@ -194,10 +289,16 @@ class DayEnd:
     def _record(self, tx: Any, result: dict[str, Any]) -> None:
         for name, part in result["parts"].items():
             # A part that raised its own alerts (BEPS: one per netting date, with its
-            # answer) is not raised again.
-            if not part.get("reconciled") and not part.get("alerted"):
+            # answer) is not raised again, nor closed here.
+            if part.get("alerted"):
+                continue
+            if part.get("reconciled"):
+                # Agreeing now (asked again, `ask_again`): the date's differences are gone.
+                recon.close_differences(tx, name, "work_date", result["work_date"],
+                                        self.gw.clock.now())
+            else:
                 differences = part.get("differences", [])
-                self.gw.alert(tx, "reconciliation_differences", work_date=result["work_date"],
+                self.gw.alert(tx, recon.ALERT_DIFFERENCES, work_date=result["work_date"],
                               system=name, count=len(differences),
                               differences=differences[:DIFFERENCES_LISTED_MAX])
 
@@ -248,10 +349,14 @@ class DayEnd:
         before included, oldest first, since each must be run late in that order; the
         dates found new are returned."""
         current = self.gw.work_date
+        now = self.gw.clock.now()
+        # Run by the gateway itself at the NPC's notice, not named before it is overdue.
+        held_back = {key for key, at in self._awaiting.items() if now < at} | self._closing
 
         def work(tx: Any) -> list[dict[str, Any]]:
             alerted = alerted_dates(tx)
-            missing = missing_day_ends(tx, current)
+            missing = [d for d in missing_day_ends(tx, current)
+                       if d["work_date"] not in held_back]
             found = [d for d in missing if d["work_date"] not in alerted]
             if found:
                 self.gw.alert(tx, ALERT_DAY_END_MISSING, **missing_alert(missing, found))
@@ -538,6 +643,28 @@ def reconciliations(tx: Any, day: str) -> dict[str, tuple[bool, int]]:
             "settled_on = ? AND updated_at > ?))", (day, at, day, at))[0]
         out[system] = (reconciled, int(joined))
     return out
+
+
+def npc_stated(tx: Any) -> tuple[str, str] | None:
+    """The work date and status of the last HVPS status recorded, when the NPC stated it
+    (a ccms.801, or the status operators confirmed with it); None when the timetable set
+    the last one, or none is recorded."""
+    row = tx.query_one("SELECT detail FROM alerts WHERE code = 'window_changed' AND "
+                       "detail LIKE ? ORDER BY id DESC LIMIT 1", ('%"system": "HVPS"%',))
+    if row is None:
+        return None
+    detail = json.loads(row[0])
+    if detail.get("source") not in (SOURCE_NOTICE, SOURCE_OPERATOR) or \
+            not detail.get("work_date"):
+        return None
+    return str(detail["work_date"]), str(detail.get("to", ""))
+
+
+def _left(day: str, stated_date: str, stated_status: str) -> bool:
+    """Whether the NPC, stating `stated_status` on `stated_date`, has left work date
+    `day`: a later date, or the cut-over (15) dated with `day` itself (whether the NPC
+    dates its 15 with the old date or the new one is not known: gateway.windows)."""
+    return stated_date > day or (stated_date == day and stated_status == "15")
 
 
 def alerted_dates(tx: Any) -> set[str]:

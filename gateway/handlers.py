@@ -12,7 +12,7 @@ message, so it can never be posted twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import intake, late_results, outbound, payments, recon, screening, status_hold
@@ -313,9 +313,11 @@ class Handlers:
             return Processed({"system": system, "status": s.cur_status, "date": s.cur_date})
         window = self.gw.window
         before = window.code
+        held = status_hold.read(tx)
         outcome = window.apply_notice(
             s.orig_status, s.cur_status, s.cur_date, now, s.orig_date,
-            moved_on_by_notice=self.gw.hvps_moved_on_by_notice(tx, str(s.cur_date)))
+            moved_on_by_notice=self.gw.hvps_moved_on_by_notice(tx, str(s.cur_date)),
+            refused_status=None if held is None else held["cur"])
         if outcome == OUTCOME_PAST_DATE:
             # Sent before a cut-over the gateway has gone through: kept (the inbox, the
             # window's history), logged, applied never; no hold, no peer told.
@@ -351,9 +353,11 @@ class Handlers:
                 # could take one on to an NPC that would reject it.
                 status_hold.follow_closed_window(self.gw, tx, now)
         code, day = window.code, window.work_date
+        # The NPC's own word on the date it is on, unless the notice was refused.
+        stated = None if outcome in REFUSED_OUTCOMES else date.fromisoformat(str(s.cur_date))
         return Processed({"system": system, "status": s.cur_status, "date": s.cur_date,
                           "outcome": outcome},
-                         [*after, lambda: self.gw.apply_hvps_status(code, day),
+                         [*after, lambda: self.gw.apply_hvps_status(code, day, stated),
                           lambda: self.gw.cluster.publish(
                               "hvps_status", orig=s.orig_status, cur=s.cur_status,
                               date=str(s.cur_date), at=now.isoformat())])

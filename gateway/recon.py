@@ -321,3 +321,18 @@ def overdue(tx: Any) -> list[dict[str, Any]]:
             for system, day, at, alert_id in tx.query(
                 "SELECT system, work_date, asked_at, alert_id FROM recon_asks WHERE "
                 "answered_at IS NULL AND alert_id IS NOT NULL ORDER BY asked_at", ())]
+
+
+ALERT_DIFFERENCES = "reconciliation_differences"
+
+
+def close_differences(tx: Any, system: str, key: str, value: str, now: datetime) -> list[int]:
+    """A later reconciliation of the same date agreed: close, as the gateway, the open
+    `reconciliation_differences` of `system` whose `key` (work_date, or netting_date for
+    BEPS) is `value`; the differences they listed are gone. Their ids."""
+    ids = [alert_id for alert_id, detail in critical.unclosed(tx, (ALERT_DIFFERENCES,), value)
+           if detail.get(key) == value and detail.get("system") == system]
+    if ids:
+        critical.close_by_gateway(tx, ids, f"a later reconciliation of {value} with the NPC "
+                                           f"agreed ({system}, {now.isoformat()})", now)
+    return ids

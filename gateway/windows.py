@@ -488,19 +488,23 @@ class WindowState:
 
     def apply_notice(self, orig_sts: str, cur_sts: str, cur_date: date | str,
                      at: datetime, orig_date: date | str | None = None,
-                     moved_on_by_notice: bool = False) -> str:
+                     moved_on_by_notice: bool = False, refused_status: str | None = None
+                     ) -> str:
         """Take a ccms.801 (OrgnlSysSts, CurSysSts, CurSysDt, and OrgnlSysDt when
         known); return the outcome. `moved_on_by_notice`: the caller found in the stored
         state, which every process reads alike, that the NPC itself has moved on past
         the notice's work date (its ledger day closed, a later date the NPC stated
         recorded: gateway.app.Gateway.hvps_moved_on_by_notice); this window alone cannot
-        tell a cut-over the NPC made from one the timetable forecast."""
+        tell a cut-over the NPC made from one the timetable forecast. `refused_status`:
+        while a refused notice holds HVPS sending (gateway.status_hold), the status it
+        announced: a notice moving from it to the state in force brings the two back in
+        step, whatever the step."""
         at = _business(at)
         new_date = date.fromisoformat(cur_date) if isinstance(cur_date, str) else cur_date
         self._check_in_work()
         outcome = self._judge(orig_sts, cur_sts, new_date, at,
                               str(orig_date) if orig_date is not None else None,
-                              moved_on_by_notice)
+                              moved_on_by_notice, refused_status)
         if outcome == OUTCOME_REPEAT:
             return outcome
         self._undo_with_work()
@@ -574,8 +578,10 @@ class WindowState:
         }]
 
     def _judge(self, orig: str, cur: str, cur_date: date, at: datetime,
-               orig_date: str | None, moved_on_by_notice: bool) -> str:
-        outcome = self._judge_change(orig, cur, cur_date, at, moved_on_by_notice)
+               orig_date: str | None, moved_on_by_notice: bool,
+               refused_status: str | None = None) -> str:
+        outcome = self._judge_change(orig, cur, cur_date, at, moved_on_by_notice,
+                                     refused_status)
         if outcome != OUTCOME_ILLEGAL or not self._forecast_is(cur, cur_date, at):
             return outcome
         from_earlier = (orig_date is not None and orig_date < cur_date.isoformat()) or \
@@ -595,7 +601,7 @@ class WindowState:
         return outcome
 
     def _judge_change(self, orig: str, cur: str, cur_date: date, at: datetime,
-                      moved_on_by_notice: bool) -> str:
+                      moved_on_by_notice: bool, refused_status: str | None = None) -> str:
         if orig not in HVPS_TRANSITIONS or cur not in HVPS_TRANSITIONS:
             return OUTCOME_UNKNOWN_STATUS
         if cur_date < self.work_date and moved_on_by_notice:
@@ -610,11 +616,13 @@ class WindowState:
         if self._last_notice_at is not None and at < self._last_notice_at:
             return OUTCOME_STALE
         if (cur, cur_date) == (self.code, self.work_date) and (
-                orig == cur or cur in HVPS_TRANSITIONS[orig]):
+                orig == cur or cur in HVPS_TRANSITIONS[orig] or orig == refused_status):
             # The notice announces the state already in force: the same notice again, the
-            # first one agreeing with the forecast, or a notice whose status did not change
+            # first one agreeing with the forecast, a notice whose status did not change
             # (orig = cur, as the NPC re-announces its state after its own restart, with
-            # OrgnlSysDt the date it last announced). Nothing changes, nothing to alert.
+            # OrgnlSysDt the date it last announced), or the NPC moving on from the status
+            # of a notice the gateway refused to the one the gateway kept (the two back in
+            # step). Nothing changes, nothing to alert.
             return OUTCOME_REPEAT if self.source == SOURCE_NOTICE else OUTCOME_CONFIRMED
         if cur not in HVPS_TRANSITIONS[orig]:
             return OUTCOME_ILLEGAL

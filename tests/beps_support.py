@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway import dialect, payments, store
+from gateway import critical, dialect, payments, store
 from gateway.beps import build, items, packer, results, schema
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
@@ -104,6 +104,7 @@ def held_items(tmp_path: Path, amounts: list[int],
     payer = customer_account(1)
     with db.transaction() as tx:
         dialect.install(tx, store.SCHEMA)
+        critical.install(tx)  # alerts the gateway closes itself
         schema.install(tx)
         exc_schema.create_tables(tx)
         led.open_customer_account(tx, payer, "示例客户", "personal", NOW.date())

@@ -4,13 +4,14 @@ answer does, and two passes at once."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway import dialect, outbound, store
+from gateway import critical, dialect, outbound, store
 from gateway.beps import items, netting_dates, schema
 from gateway.beps.settings import BepsSettings
 from gateway.clock import SHANGHAI
@@ -53,6 +54,7 @@ def books(tmp_path: Path, url: str, netted_on: list[str] = ()) -> tuple[Any, Gw]
     gw = Gw(KeyRing.load(tmp_path / "keys", [BANK]))
     with db.transaction() as tx:
         dialect.install(tx, store.SCHEMA)
+        critical.install(tx)  # alerts the gateway closes itself
         schema.install(tx)
         for n, day in enumerate(netted_on):
             items.add(tx, f"P{n}", items.CREDIT_OUT, PEER, "beps.121.001.01", 100, sh(
@@ -161,6 +163,26 @@ def test_an_answer_settles_its_date_and_its_differences_are_alerted(
     found = states(db)
     assert (found["2026-09-30"], found["2026-10-01"]) == (("reconciled", 1),
                                                           ("differences", 1))
+
+
+def test_an_agreeing_answer_closes_the_date_s_earlier_differences(
+        tmp_path: Path, database_url: str) -> None:
+    """A netting date whose differences were alerted, asked again and answered without
+    any: its open `reconciliation_differences` is closed by the gateway; another date's
+    stays open."""
+    db, gw = books(tmp_path, database_url, netted_on=["2026-09-30"])
+    claim(db, gw, "2026-10-02T00:20")
+    with db.transaction() as tx:
+        for day in ("2026-09-30", "2026-10-01"):
+            tx.execute("INSERT INTO alerts (at, code, detail) VALUES (?, ?, ?)", (
+                "2026-10-02T00:30:00+08:00", "reconciliation_differences", json.dumps(
+                    {"system": "BEPS", "netting_date": day, "count": 1})))
+
+    assert answer(db, gw, "2026-10-01", []) is True
+    with db.transaction() as tx:
+        left = [d["netting_date"] for _, d in critical.unclosed(
+            tx, ("reconciliation_differences",))]
+    assert left == ["2026-09-30"]
 
 
 def test_an_unanswered_date_is_asked_again_only_once_its_question_left_us(

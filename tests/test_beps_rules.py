@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from gateway import payments, store
+from gateway import critical, payments, store
 from gateway.beps import build, cancels, debits_out, items, packer, periodic, schema
 from gateway.beps.api import submit_batch
 from gateway.beps.settings import BepsSettings
@@ -36,6 +36,7 @@ def books(tmp_path: Path) -> tuple[Any, StubGateway]:
     with db.transaction() as tx:
         for statement in store.SCHEMA:
             tx.execute(statement, ())
+        critical.install(tx)  # alerts the gateway closes itself
         schema.install(tx)
     write_keypair(tmp_path, BANK)
     yield db, StubGateway(KeyRing.load(tmp_path, [BANK]))

@@ -74,11 +74,12 @@ async def until_all_sent(gw: Gateway, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"payments not sent within {timeout_s} s")
 
 
-def notice(orig: str, cur: str, cur_date: str) -> codec.Decoded:
+def notice(orig: str, cur: str, cur_date: str, orig_date: str = "2026-12-07"
+           ) -> codec.Decoded:
     """A ccms.801 from the NPC as the handler receives it (built, then read back)."""
     header = GroupHeader("20261207000000009001", "2026-12-07T09:00:00", "0000", "0000",
                          "999100000019", "999100000019", "HVPS")
-    body = ccms801.build(ccms801.SystemStatus(header, "2026-12-07", orig, cur_date, cur))
+    body = ccms801.build(ccms801.SystemStatus(header, orig_date, orig, cur_date, cur))
     decoded = codec.decode(body, bare_ok=True)
     assert not decoded.problems, decoded.problems
     return decoded
@@ -99,9 +100,10 @@ async def missing_alerts(gw: Gateway) -> list[dict[str, Any]]:
 
 
 def test_missed_day_ends_are_alerted_once_each(tmp_path: Path) -> None:
-    """Down over Monday's day end, then over Tuesday's: each start that finds a missed
-    date new raises it once, naming every date still open with what it left open and
-    the command for each, oldest first; a later start raises nothing again."""
+    """Down over Monday's day end, then over Tuesday's, the NPC last heard on Monday: a
+    start that finds a missed date new raises it once (Monday's once the NPC's notice of
+    leaving it is overdue), naming every date still open with what it left open and the
+    command for each, oldest first; a later start raises nothing again."""
     async def monday(gw: Gateway) -> None:
         await open_payer(gw)
         await pay(gw, "m1", "100.00")
@@ -109,10 +111,14 @@ def test_missed_day_ends_are_alerted_once_each(tmp_path: Path) -> None:
         await pay(gw, "m3", "60000.00", "urgent")
         gw.clock.advance(60)  # the BEPS package is sealed by age
         await until_all_sent(gw)
+        # The gateway follows the NPC's notices on Monday (the last it heard).
+        assert await receive(gw, notice("10", "30", "2026-12-07")) in ("applied", "corrected")
 
     async def tuesday(gw: Gateway) -> list[dict[str, Any]]:
+        assert await missing_alerts(gw) == []  # the NPC's notice may still come
         await pay(gw, "t1", "300.00")
-        gw.clock.advance(60)
+        gw.clock.advance(gw.window.notice_grace_s + 1)
+        await gw.window_tick()
         await until_all_sent(gw)
         return await missing_alerts(gw)
 
@@ -450,3 +456,75 @@ def test_a_days_differences_are_alerted_as_a_list() -> None:
     assert code == "reconciliation_differences"
     assert (detail["system"], detail["count"]) == ("hvps", DIFFERENCES_LISTED_MAX + 3)
     assert detail["differences"] == differences[:DIFFERENCES_LISTED_MAX]
+
+
+async def closed_days(gw: Gateway) -> list:
+    """The closed ledger days, once one is (or after two seconds)."""
+    for _ in range(40):
+        closed = await gw.store.run(lambda tx: tx.query("SELECT work_date FROM ledger_day",
+                                                        ()))
+        if closed:
+            return closed
+        await asyncio.sleep(0.05)
+    return closed
+
+
+def test_a_restart_over_the_cutover_runs_the_day_end_at_the_npc_s_notice(
+        tmp_path: Path) -> None:
+    """Down from 17:44 to 17:46 on Monday, the NPC last heard at 40 on Monday: the
+    timetable gives Tuesday at the restart, but the day end waits for the NPC; its notice
+    of the cut-over (40 on Monday to 15 on Tuesday, the state the timetable already gives)
+    runs Monday's day end as a live cut-over does: ledger day closed, reports written,
+    Monday reconciled, no `day_end_missing`; a second notice runs nothing again."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+        assert await receive(gw, notice("30", "40", "2026-12-07")) in ("applied", "corrected")
+
+    async def restarted(gw: Gateway) -> tuple[list, list, list, list[str], list[str]]:
+        before = await gw.store.run(lambda tx: tx.query("SELECT work_date FROM ledger_day",
+                                                        ()))
+        assert await receive(gw, notice("40", "15", "2026-12-08")) == "confirmed"
+        asked = await reconciliations_asked(gw, 1)
+        assert await receive(gw, notice("15", "00", "2026-12-08")) == "applied"
+        await asyncio.sleep(0.2)
+        closed = await closed_days(gw)
+        reports = sorted(p.name for p in (tmp_path / "reports").iterdir())
+        return before, closed, await missing_alerts(gw), asked, reports
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T16:59", monday))
+    before, closed, alerts, asked, reports = asyncio.run(
+        run_on(tmp_path, "2026-12-07T17:46", restarted))
+
+    assert before == []
+    assert closed == [("2026-12-07",)]
+    assert alerts == []
+    assert asked == ["2026-12-07"]
+    assert any("2026-12-07" in name for name in reports)
+
+
+@pytest.mark.parametrize("status, stated_date", [("00", "2026-12-08"),
+                                                  ("15", "2026-12-07")])
+def test_a_restart_after_the_npc_left_the_date_runs_its_day_end_at_start(
+        tmp_path: Path, status: str, stated_date: str) -> None:
+    """The NPC's cut-over notice came (Tuesday stated, or the cut-over 15 dated with
+    Monday) but the process stopped before Monday's ledger day closed: the next start
+    runs Monday's day end itself."""
+    async def monday(gw: Gateway) -> None:
+        await open_payer(gw)
+        await pay(gw, "m1", "100.00")
+        gw.clock.advance(60)
+        await until_all_sent(gw)
+        await gw.store.run(lambda tx: gw.windows_record(
+            tx, "HVPS", "40", status, stated_date, gw.clock.now(), "ccms.801"))
+
+    async def tuesday(gw: Gateway) -> tuple[list, list]:
+        return await closed_days(gw), await missing_alerts(gw)
+
+    asyncio.run(run_on(tmp_path, "2026-12-07T09:00", monday))
+    closed, alerts = asyncio.run(run_on(tmp_path, "2026-12-08T09:00", tuesday))
+
+    assert closed == [("2026-12-07",)]
+    assert alerts == []

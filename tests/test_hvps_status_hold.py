@@ -288,3 +288,33 @@ def test_a_missing_status_is_required_and_the_cut_over_is_not_offered() -> None:
     for problem in (missing[0], wrong[0]):
         assert problem.expected == "the status the NPC is in: one of 00, 10, 20, 30, 40"
     assert (kept, fine) == ({"status": "10"}, [])
+
+
+def test_the_npc_moving_on_to_the_status_kept_ends_the_hold(tmp_path: Path) -> None:
+    """Forced from 10 to 40 (refused: the gateway keeps 10 and holds HVPS sending), the
+    NPC then moves from 40 back to 10, the status the gateway kept: the two are in step,
+    the notice is taken, the hold ends and its alert is closed by the gateway, and no
+    second alert is raised. A notice from another status to 10 (20 back to 10) is still
+    refused."""
+    from tests.test_day_end_missing import notice, receive
+
+    async def scenario() -> tuple[list[str], Any, list[tuple[str, str]]]:
+        gw = Gateway(Settings(data_dir=str(tmp_path), port=0), clock=ManualClock(NOW))
+        await gw.start(serve_http=False)
+        try:
+            outcomes = [await receive(gw, notice("10", "40", DAY.isoformat(), DAY.isoformat()))]
+            held = gw.hvps_hold is not None
+            outcomes.append(await receive(gw, notice("40", "10", DAY.isoformat(), DAY.isoformat())))
+            ended = gw.hvps_hold
+            alerts = await gw.store.run(lambda tx: tx.query(
+                "SELECT a.code, COALESCE(k.by, '') FROM alerts a LEFT JOIN alert_acks k "
+                "ON k.alert_id = a.id WHERE a.code = ? ORDER BY a.id", (status_hold.ALERT,)))
+            outcomes.append(await receive(gw, notice("20", "10", DAY.isoformat(), DAY.isoformat())))
+            return [*outcomes, str(held)], ended, alerts
+        finally:
+            await gw.stop()
+    outcomes, ended, alerts = asyncio.run(scenario())
+
+    assert outcomes == ["illegal", "confirmed", "illegal", "True"]
+    assert ended is None
+    assert alerts == [(status_hold.ALERT, "gateway")]

@@ -48,7 +48,7 @@ from typing import Any
 from gateway import outbound
 from gateway.beps import not_netted, recon
 from gateway.errors import Conflict, Problem
-from gateway.recon import DIFFERENCES_LISTED_MAX
+from gateway.recon import ALERT_DIFFERENCES, DIFFERENCES_LISTED_MAX, close_differences
 from gateway.windows import beps_work_date, last_complete_netting_date, \
     netting_date_complete_at
 
@@ -214,9 +214,11 @@ def record_answer(tx: Any, gw: Any, outcome: dict[str, Any], now: datetime) -> b
                (DIFFERENCES if differences else RECONCILED, now.isoformat(), len(differences),
                 outcome.get("recon_id"), day))
     if differences:
-        gw.alert(tx, "reconciliation_differences", system="BEPS", netting_date=day,
+        gw.alert(tx, ALERT_DIFFERENCES, system="BEPS", netting_date=day,
                  count=len(differences),
                  differences=differences[:DIFFERENCES_LISTED_MAX])
+    else:
+        close_differences(tx, "BEPS", "netting_date", day, now)
     log.info("event=beps_netting_date_reconciled netting_date=%s differences=%s", day,
              len(differences))
     return True

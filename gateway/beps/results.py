@@ -30,7 +30,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway import payments
+from gateway import critical, payments
 from gateway.beps import cancels, items
 from gateway.inbound import Processed
 from gateway.messages import beps128, ccms900, ccms911, codec
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("paygate.beps.results")
 
+# Raised when a package waits for netting (PR11); closed by the gateway once it nets.
+ALERT_WAITING = "beps_package_waiting_for_netting"
 ANSWERED_TYPES = frozenset({"beps.121.001.01", "beps.122.001.01", "beps.125.001.01",
                             "beps.127.001.01", beps128.MESSAGE_TYPE})
 
@@ -70,7 +72,7 @@ def on_result(tx: Any, gw: "Gateway", d: codec.Decoded, now: datetime) -> Proces
         return Processed({"package": package_id, "ignored": conf.status})
     rows = items.package_states(tx, package_id)
     if conf.status == ccms900.NETTED:
-        _netted(tx, gw, package_id, rows, conf, now)
+        _netted(tx, gw, package_id, rows, conf, now, waited=pkg[0] == "waiting")
     elif conf.status == ccms900.WAITING_NETTING:
         _waiting(tx, gw, package_id, rows, conf, now)
     elif conf.status == ccms900.REJECTED:
@@ -115,13 +117,19 @@ def _set_package(tx: Any, package_id: str, state: str, now: datetime, **values: 
 
 
 def _netted(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]],
-            conf: ccms900.CommonConf, now: datetime) -> None:
+            conf: ccms900.CommonConf, now: datetime, waited: bool = False) -> None:
     netting_date = conf.processed_on or gw.clock.now().date().isoformat()
     netting_round = conf.netting_round or ""
     if not netting_round:
         gw.alert(tx, "netting_round_missing", package=package_id)
+    # Netted, it no longer waits: the reason of a wait (PR11) goes, and so does its alert
+    # (looked for only when the package waited).
     _set_package(tx, package_id, "netted", now, netting_date=netting_date,
-                 netting_round=netting_round)
+                 netting_round=netting_round, reason=None)
+    if waited:
+        critical.close_where(tx, (ALERT_WAITING,), "package", package_id,
+                             f"netted in round {netting_round or '?'} of {netting_date}",
+                             now)
     open_rows = [p for p in rows if p["state"] not in FINAL and p["state"] != "netted"
                  and p["kind"] != items.DEBIT_OUT]
     # Read once the package is marked netted (cancels.answered, which locks it first).
@@ -158,7 +166,7 @@ def _waiting(tx: Any, gw: "Gateway", package_id: str, rows: list[dict[str, Any]]
         payments.transition_many(tx, moving, new_state, "beps_waiting_for_netting", now,
                                  gw.notifier, package=package_id, code=conf.code,
                                  **(waits if new_state == "queued" else {}))
-    gw.alert(tx, "beps_package_waiting_for_netting", package=package_id, npc_code=conf.code,
+    gw.alert(tx, ALERT_WAITING, package=package_id, npc_code=conf.code,
              reason=conf.reject_info)
 
 
