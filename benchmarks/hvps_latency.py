@@ -55,20 +55,31 @@ def _thread_written() -> int:
 
 def gateway(argv: list[str]) -> int:
     """The gateway's process: `gateway.cli` with the clocks wrapped around it."""
-    from gateway import api, cli, store
+    from gateway import api, app, cli, store
     from ledger import db
+
+    try:  # the checkpointer apart from the writer (ledger.checkpoint), where there is one
+        from ledger import checkpoint
+        checkpoint_pass = checkpoint.Checkpointer._pass
+    except ImportError:
+        checkpoint_pass = None
 
     out = open(os.environ[TRACE_ENV], "a", buffering=1)  # noqa: SIM115 (the process's life)
     request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request",
                                                                           default=None)
+    # The request being handled, for its hand-over (`request` is emptied at its store work).
+    handling: contextvars.ContextVar[dict | None] = contextvars.ContextVar("handling",
+                                                                           default=None)
     local = threading.local()
     handler, run, run_batch_once, commit = (api.post_transfer, store.Store.run,
                                             store.Store._run_batch_once,
                                             db.Database._commit)
+    hand_over = app.Gateway.hand_over
 
     async def post_transfer(web_request: Any) -> Any:
         stamps = {"h0": time.perf_counter()}
         request.set(stamps)
+        handling.set(stamps)
         response = await handler(web_request)
         stamps["h1"] = time.perf_counter()
         if response.status == 201 and "ce" in stamps:
@@ -95,6 +106,13 @@ def gateway(argv: list[str]) -> int:
                     local.stamped.append(stamps)
         return await run(self, timed, *args, **kwargs)
 
+    async def traced_hand_over(self: Any, entries: list) -> None:
+        stamps = handling.get()
+        start = time.perf_counter()
+        await hand_over(self, entries)
+        if stamps is not None and "ce" in stamps and entries:
+            stamps["ho"] = time.perf_counter() - start
+
     def traced_batch(self: Any, *args: Any, **kwargs: Any) -> Any:
         local.works, local.stamped, local.commit = [], [], None
         start = time.perf_counter()
@@ -113,14 +131,25 @@ def gateway(argv: list[str]) -> int:
         finally:
             local.commit = (start, time.perf_counter(), _thread_written() - before)
 
+    def traced_pass(self: Any, mode: str) -> Any:
+        start = time.perf_counter()
+        result = checkpoint_pass(self, mode)
+        out.write("C " + json.dumps({"mode": mode, "s": start, "e": time.perf_counter(),
+                                     "result": list(result)}) + "\n")
+        return result
+
+    if checkpoint_pass is not None:
+        checkpoint.Checkpointer._pass = traced_pass
     api.post_transfer = post_transfer
+    app.Gateway.hand_over = traced_hand_over
     store.Store.run = traced_run
     store.Store._run_batch_once = traced_batch
     db.Database._commit = traced_commit
     return cli.main(argv)
 
 
-def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> None:
+def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
+           passes: list[dict[str, Any]]) -> None:
     first = min(r["sent"] for r in requests) + 1.0
     requests = sorted((r for r in requests if r["sent"] >= first), key=lambda r: r["ms"])
     n = len(requests)
@@ -134,6 +163,10 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> Non
                                      for g in groups.values()))
     print(f"{'total':34}" + "".join(f"{statistics.mean(r['ms'] for r in g):12.1f}"
                                     for g in groups.values()))
+    for name, group in groups.items():
+        handed = [r["ho"] for r in group if "ho" in r]
+        print(f"  {name}: {100 * len(handed) / len(group):.0f}% handed to a lane's stream, "
+              f"{statistics.mean(handed or [0]) * 1000:.1f} ms in that hand-over")
     checkpoints = [b for b in batches if b["written"] > CHECKPOINT_BYTES]
     print(f"checkpoints {len(checkpoints)}: COMMIT ms "
           f"{[round((b['ce'] - b['cs']) * 1000) for b in checkpoints]}, MB written "
@@ -142,6 +175,16 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> Non
         waited = sum(any(b["cs"] < r["ce"] and b["ce"] > r["q"] for b in checkpoints)
                      for r in group)
         print(f"  {name} waiting on one: {100 * waited / len(group):.0f}%")
+    for mode in sorted({p["mode"] for p in passes}):
+        of_mode = [p for p in passes if p["mode"] == mode]
+        ms = sorted((p["e"] - p["s"]) * 1000 for p in of_mode)
+        print(f"checkpointer {mode} passes {len(of_mode)}: ms median {ms[len(ms) // 2]:.1f} "
+              f"max {ms[-1]:.1f}, busy {sum(1 for p in of_mode if p['result'][0])}, "
+              f"frames copied at the end {sum(p['result'][2] for p in of_mode)}")
+        for name, group in groups.items():
+            waited = sum(any(p["s"] < r["ce"] and p["e"] > r["q"] for p in of_mode)
+                         for r in group)
+            print(f"  {name} in the store during one: {100 * waited / len(group):.0f}%")
     starts = [b["bs"] for b in batches]
     kinds: Counter[str] = Counter()
     for r in groups["slowest 1%"]:
@@ -172,7 +215,7 @@ async def main(seconds: float, rate: float, keep: Path | None) -> None:
         os.environ[TRACE_ENV] = str(trace)
         async with e2e.processes(root, load) as running:
             await hvps_phase._phase(running, load, seconds, rate, None)
-        requests, batches = [], []
+        requests, batches, passes = [], [], []
         sent = dict(zip(load.accepted_at.items(), load.accept_ms))
         client = {pid: (at, ms) for (pid, at), ms in sent.items()}
         for line in trace.read_text().splitlines():
@@ -181,9 +224,11 @@ async def main(seconds: float, rate: float, keep: Path | None) -> None:
                 if stamps["id"] in client:
                     stamps["sent"], stamps["ms"] = client[stamps["id"]]
                     requests.append(stamps)
+            elif line.startswith("C "):
+                passes.append(json.loads(line[2:]))
             else:
                 batches.append(json.loads(line))
-    report(requests, batches)
+    report(requests, batches, passes)
 
 
 if __name__ == "__main__":
