@@ -171,20 +171,15 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
     print(f"checkpoints {len(checkpoints)}: COMMIT ms "
           f"{[round((b['ce'] - b['cs']) * 1000) for b in checkpoints]}, MB written "
           f"{[round(b['written'] / 1e6, 1) for b in checkpoints]}")
-    for name, group in groups.items():
-        waited = sum(any(b["cs"] < r["ce"] and b["ce"] > r["q"] for b in checkpoints)
-                     for r in group)
-        print(f"  {name} waiting on one: {100 * waited / len(group):.0f}%")
+    _overlapping(groups, [(b["cs"], b["ce"]) for b in checkpoints], "waiting on one")
     for mode in sorted({p["mode"] for p in passes}):
         of_mode = [p for p in passes if p["mode"] == mode]
         ms = sorted((p["e"] - p["s"]) * 1000 for p in of_mode)
         print(f"checkpointer {mode} passes {len(of_mode)}: ms median {ms[len(ms) // 2]:.1f} "
               f"max {ms[-1]:.1f}, busy {sum(1 for p in of_mode if p['result'][0])}, "
               f"frames copied at the end {sum(p['result'][2] for p in of_mode)}")
-        for name, group in groups.items():
-            waited = sum(any(p["s"] < r["ce"] and p["e"] > r["q"] for p in of_mode)
-                         for r in group)
-            print(f"  {name} in the store during one: {100 * waited / len(group):.0f}%")
+        _overlapping(groups, [(p["s"], p["e"]) for p in of_mode],
+                     "in the store during one")
     starts = [b["bs"] for b in batches]
     kinds: Counter[str] = Counter()
     for r in groups["slowest 1%"]:
@@ -196,6 +191,16 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
           "its own, ms a request")
     for kind, us in kinds.most_common(6):
         print(f"  {kind[:70]:70} {us / len(groups['slowest 1%']) / 1000:8.1f}")
+
+
+def _overlapping(groups: dict[str, list[dict[str, Any]]],
+                 spans: list[tuple[float, float]], said: str) -> None:
+    """For each group, the share of requests whose time in the store (queued to the end
+    of their COMMIT) overlapped one of `spans`."""
+    for name, group in groups.items():
+        waited = sum(any(start < r["ce"] and end > r["q"] for start, end in spans)
+                     for r in group)
+        print(f"  {name} {said}: {100 * waited / len(group):.0f}%")
 
 
 async def main(seconds: float, rate: float, keep: Path | None) -> None:
