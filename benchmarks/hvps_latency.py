@@ -10,8 +10,11 @@ The gateway runs as the benchmark starts it, its process entered through this mo
 is changed. Every clock is `time.perf_counter` (CLOCK_MONOTONIC, shared by the two
 processes); requests are joined by payment id. Printed: the phase's line as
 hvps_phase prints it, then the means of each part for p40-p60, p90-p99 and the slowest
-1% (the first second left out), the checkpoints (COMMITs whose thread wrote over 5 MB),
-and the kinds of store work in the transactions the slowest 1% waited for.
+1% (the first second left out), the share of each group whose payment was handed to its
+lane's stream and that hand-over's time, the checkpoints (COMMITs whose thread wrote over
+5 MB), the passes of the checkpointer apart from the writer where there is one
+(ledger.checkpoint) and who was in the store during them, and the kinds of store work in
+the transactions the slowest 1% waited for.
 """
 
 from __future__ import annotations
