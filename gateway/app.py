@@ -891,7 +891,7 @@ class Gateway:
             self.direct.send_credit(*sending)
         elif prepared.send_now:
             self.direct.release_link()
-        self.hand_over_soon(entries)
+        await self.hand_over(entries)
         return status, response
 
     async def answered_before(self, client: str, idem_key: str | None, body: Any,
@@ -1070,16 +1070,6 @@ class Gateway:
                 or not self.hvps_open:
             return False
         return self.direct.reserve_link()
-
-    def hand_over_soon(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        """`hand_over` without waiting for it: a transfer is answered as soon as its
-        payment is committed, not after Redis has its lane's entry too. Nothing depends
-        on the order: the payment is in the database, a failed hand-over is swept onto
-        its lane (gateway.recovery), and the lane's sender claims the row before it sends
-        it (an entry added twice sends once). One still running at stop is cut short:
-        the next start puts its rows on their streams (gateway.recovery.recover)."""
-        if entries:
-            self.spawn(self.hand_over(entries))
 
     async def hand_over(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Put committed work on its streams. Redis failing here changes nothing for the

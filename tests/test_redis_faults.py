@@ -153,36 +153,6 @@ def test_a_payment_saved_when_the_hand_over_fails_is_accepted_and_sent_once(
     assert any("event=hand_over_postponed" in r.getMessage() for r in caplog.records)
 
 
-def test_a_transfer_is_answered_while_its_hand_over_waits_and_is_sent_once(tmp_path):
-    """Redis slow to take the lane's entry: the transfer is answered 201 from its commit
-    without waiting for it; the entry goes on once Redis answers, the payment settles,
-    and its message went out exactly once."""
-    async def scenario():
-        async with started(tmp_path) as h:
-            gw = h.gateway
-            payer = await open_account(h, 1, 100_000_000 * 100)
-            real, redis_answers = gw.streams.xadd_many, asyncio.Event()
-
-            async def slow(entries):
-                await redis_answers.wait()
-                return await real(entries)
-            gw.streams.xadd_many = slow
-            gw._may_send_now = lambda: False  # by its lane: the hand-over is needed
-            status, answer = await asyncio.wait_for(
-                gw.submit_transfer("core", "k1", transfer(payer, "100.00")), 5)
-            waiting = sum(not task.done() and "hand_over" in repr(task.get_coro())
-                          for task in gw._tasks)
-            redis_answers.set()
-            await wait_state(h, answer["id"], "settled", timeout_s=30)
-            return status, answer, waiting, await _sent_count(gw, answer["id"])
-
-    status, answer, waiting, sent = asyncio.run(scenario())
-
-    assert status == 201 and answer["state"] == "accepted"
-    assert waiting == 1
-    assert sent == 1
-
-
 class _DeadAcks:
     async def xack(self, *args: Any) -> int:
         raise RedisConnectionError("Connection refused (test)")
