@@ -75,12 +75,6 @@ KEY_UNKNOWN_ALERT_EVERY_S = 300.0
 KEY_UNKNOWN_SENDERS_MAX = 1000
 # Envelopes of one framed link POST checked in one turn of the event loop.
 ENVELOPES_PER_TURN = 8
-# Envelopes of one link POST taken in one piece of store work: a POST's further ones go
-# in the store's next transactions, one part after the other commits, so that customers'
-# payments queued meanwhile are accepted between its parts instead of behind them all (a
-# POST of 64 results was one piece of 10 to 30 ms of the store's thread, and the slowest
-# acceptances waited behind several).
-ENVELOPES_PER_WORK = 16
 # The message types whose link POST is taken together in one savepoint
 # (`Gateway._take_together`): the HVPS results, which come many to a POST under load.
 # Any other is taken one by one, each in a savepoint of its own: its processing may
@@ -1446,18 +1440,15 @@ class Gateway:
 
         Each envelope is decoded and its signature and body checked on this loop,
         ENVELOPES_PER_TURN at a time (a customer's request waiting meanwhile is let in
-        every few); a bad one is refused alone. The good ones are then taken in order,
-        ENVELOPES_PER_WORK to a piece of store work, each piece given to the store once
-        the one before has committed (customers' payments queued meanwhile go between).
-        In a piece, when all are results (TAKEN_TOGETHER), together in one savepoint
+        every few); a bad one is refused alone. The good ones are then taken in one piece
+        of store work: when all are results (TAKEN_TOGETHER), together in one savepoint
         (gateway.store.scope), and should one of them fail, that savepoint undoes them
         all and they are taken again one by one; else one by one at once. One by one,
         each is taken in a savepoint of its own (`_take`), so that the one that fails is
         undone alone. An envelope's receipt, its ccms.990 in the outbox and its
-        processing commit together (gateway.inbound); a repeat of one taken in an earlier
-        piece finds it committed. The answer comes only after the last piece's commit.
-        The 990s are sent after each piece's commit by this process itself while it has
-        room (gateway.direct), else by the link stream."""
+        processing commit together (gateway.inbound), and the answer comes only after
+        the commit. The 990s are then sent by this process itself while it has room
+        (gateway.direct), else by the link stream."""
         now = self.clock.now()
         outcomes: list[Any] = [None] * len(raws)
         taking: list[tuple[int, Any, bytes, Any, bool]] = []
@@ -1483,58 +1474,40 @@ class Gateway:
         if not taking:
             return outcomes
 
-        entries: list[tuple[str, dict[str, str]]] = []
-        for start in range(0, len(taking), ENVELOPES_PER_WORK):
-            part = taking[start:start + ENVELOPES_PER_WORK]
-
-            def work(tx: Any, part: list[tuple[int, Any, bytes, Any, bool]] = part
-                     ) -> list[Any]:
-                return self._take_part(tx, part, now)
-            try:
-                results = await self.store.run(work)
-            except Exception as exc:  # nothing of the part was taken: each is refused
-                results = [exc] * len(part)
-            except BaseException:
-                for _, _, _, _, claim_ack in taking[start:]:
-                    if claim_ack:
-                        self.direct.release_ack()
-                raise
-            self._link_taken(part, results, outcomes, entries)
-        await self.hand_over(entries)
-        return outcomes
-
-    def _take_part(self, tx: Any, part: list[tuple[int, Any, bytes, Any, bool]],
-                   now: datetime) -> list[Any]:
-        """Store work: `part`, envelopes of one link POST, taken in order; what each is
-        taken as, or the error that refused it alone."""
-        alone = len(part) == 1  # the work's own savepoint is the envelope's
-        if not alone and all(env.header.mesg_type in TAKEN_TOGETHER
-                             for _, env, _, _, _ in part):
-            together = self._take_together(tx, part, now)
-            if together is not None:
-                return together
-        received: list[Any] = []
-        for _, env, raw, decoded, claim_ack in part:
-            try:
-                received.append(self._take(tx, env, raw, decoded, now, claim_ack, alone))
-            except Exception as exc:
-                if alone or lost_race(exc):
-                    # Alone, the work fails with it; a lost race runs the whole work
-                    # again, in the store's next transaction.
-                    raise
-                if not isinstance(exc, PaygateError):
-                    # A bug in one envelope's work fails only that envelope.
-                    log.exception("event=link_envelope_failed mesg_id=%s error=%s",
-                                  env.header.mesg_id, exc)
-                received.append(exc)
-        return received
-
-    def _link_taken(self, part: list[tuple[int, Any, bytes, Any, bool]], results: list[Any],
-                    outcomes: list[Any], entries: list[tuple[str, dict[str, str]]]) -> None:
-        """After the commit of a part of a link POST: each envelope's outcome, its
-        processing's after-commit actions, its 990 sent by this process (or its stream
-        entry added to `entries`), a refused one's claimed 990 slot given back."""
-        for (i, _, _, _, claim_ack), received in zip(part, results):
+        def work(tx: Any) -> list[Any]:
+            alone = len(taking) == 1  # the work's own savepoint is the envelope's
+            if not alone and all(env.header.mesg_type in TAKEN_TOGETHER
+                                 for _, env, _, _, _ in taking):
+                together = self._take_together(tx, taking, now)
+                if together is not None:
+                    return together
+            received: list[Any] = []
+            for _, env, raw, decoded, claim_ack in taking:
+                try:
+                    received.append(self._take(tx, env, raw, decoded, now, claim_ack,
+                                               alone))
+                except Exception as exc:
+                    if alone or lost_race(exc):
+                        # Alone, the work fails with it; a lost race runs the whole work
+                        # again, in the store's next transaction.
+                        raise
+                    if not isinstance(exc, PaygateError):
+                        # A bug in one envelope's work fails only that envelope.
+                        log.exception("event=link_envelope_failed mesg_id=%s error=%s",
+                                      env.header.mesg_id, exc)
+                    received.append(exc)
+            return received
+        try:
+            results = await self.store.run(work)
+        except Exception as exc:  # nothing was taken: each envelope is refused with it
+            results = [exc] * len(taking)
+        except BaseException:
+            for _, _, _, _, claim_ack in taking:
+                if claim_ack:
+                    self.direct.release_ack()
+            raise
+        entries = []
+        for (i, _, _, _, claim_ack), received in zip(taking, results):
             if isinstance(received, Exception):
                 if claim_ack:
                     self.direct.release_ack()
@@ -1552,6 +1525,8 @@ class Gateway:
                     self.direct.release_ack()
                 if received.ack_outbox_id is not None:
                     entries.append((keys.OUT_LINK, {"outbox": str(received.ack_outbox_id)}))
+        await self.hand_over(entries)
+        return outcomes
 
     async def _link_refusal_alert(self, exc: PaygateError) -> None:
         """An envelope refused at the link raises an alert. One from a sender whose key

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from gateway import app as app_mod
 from gateway.app import Gateway
 from gateway.config import Settings
 from gateway.messages import ccms990
@@ -148,41 +147,3 @@ def test_a_posts_envelopes_are_taken_in_one_work_and_one_failing_there_is_undone
     assert [count for _, count in archived] == [1, 1, 1]
     assert sorted(t for t, _ in archived) == types
     assert acks == 3
-
-
-def test_a_long_posts_envelopes_are_taken_in_parts_with_other_work_between(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Five envelopes, two to a piece of store work: three pieces, one after the other
-    commits, so that work queued while the first ran (a customer's payment) runs before
-    the second instead of after them all; the repeats of the first piece's envelopes
-    are found repeats, each message archived and in the inbox once."""
-    monkeypatch.setattr(app_mod, "ENVELOPES_PER_WORK", 2)
-    credit, ack = _sample("hvps.111"), _sample("ccms.990")
-    envelopes = [credit, ack, _sample("saps.606"), credit, ack]
-
-    async def work(gw: Gateway) -> tuple:
-        loop, order, others = asyncio.get_running_loop(), [], []
-        receive = gw._receive_tx
-
-        def recording(tx: Any, env: Any, *args: Any) -> Any:
-            order.append(env.header.mesg_type.split(".")[0])
-            if not others:  # queued while the first piece runs on the store's thread
-                others.append(None)
-                loop.call_soon_threadsafe(lambda: others.append(loop.create_task(
-                    gw.store.run(lambda tx: order.append("other")))))
-            return receive(tx, env, *args)
-        gw._receive_tx = recording  # type: ignore[method-assign]
-        answer = await post_envelopes(gw.url, envelopes)
-        await others[1]
-        archived = await gw.store.run(lambda tx: tx.query(
-            "SELECT mesg_type, count(*) FROM archive WHERE direction = 'in' "
-            "GROUP BY mesg_type ORDER BY mesg_type", ()))
-        return answer, order, archived, await _inbox(gw)
-
-    (status, body), order, archived, inbox = asyncio.run(_with_gateway(tmp_path, work))
-
-    assert (status, body) == (200, {"taken": 5})
-    assert order.index("other") == 2
-    assert len(order) == 6
-    assert [count for _, count in archived] == [1, 1, 1]
-    assert len(inbox) == 3
