@@ -14,13 +14,12 @@ the database file after), and a commit is durable once its frames are in the syn
 whoever copies them later.
 
 The log stays bounded:
-- the checkpointer starts when `at_pages` frames wait to be copied. A pass that ends in a
-  pause of the writer's leaves the log copied to its end, and SQLite starts it again from
-  its beginning in the writer's next transaction; under steady writes a pass leaves the
-  frames written during it, and once the log reaches twice `at_pages` the checkpointer
-  copies on until a few hundred are left and copies those with the writer held off for a
-  few milliseconds (RESTART). Chasing the remainder at every look instead (a pass every
-  100 ms) copied the pages every payment rewrites ten times a second;
+- the checkpointer starts when `at_pages` frames wait to be copied, and copies what was
+  written during its pass at its next looks, until one pass ends in a pause of the
+  writer's and leaves every frame copied: SQLite then starts the log again from its
+  beginning in the writer's next transaction. Should the log reach twice `at_pages`
+  without such a pause, the last few hundred frames are copied with the writer held off
+  for a few milliseconds (RESTART);
 - the writer keeps its own automatic checkpoint at a higher bound (`Database.checkpoint_apart`):
   should this thread stall or fail, the writer copies the log itself as before.
 
@@ -66,7 +65,8 @@ _INDEX_HEAD_BYTES = 100
 # a pause of the writer; without a restart the log would grow to the writer's bound.
 RESTART_FRAMES_MAX = 256
 # Times `at_pages` the log may grow to before the checkpointer holds the writer off to
-# start it again (RESTART). Below, its passes are PASSIVE only, one each `at_pages`.
+# start it again. Below, its passes are PASSIVE only: the writer pauses between its
+# transactions often enough for one of them to find the log copied to its end.
 RESTART_AT_TIMES = 2
 # How long the RESTART waits for the writer's transaction to end: a few tries in the
 # gaps between its transactions; when it finds none, the next look tries again. (Waiting
@@ -139,14 +139,14 @@ class Checkpointer:
             log.exception("event=wal_checkpointer_failed path=%s", self.path)
 
     def _copy_while_due(self) -> None:
-        """Copy the log back once `at_pages` frames wait. A pass that ends in a pause of
-        the writer leaves every frame copied, and the writer's next transaction starts the
-        log again; once the log has grown to `restart_at_pages` without that, passes go on
-        until at most `restart_frames_max` frames are left, and those are copied with the
-        writer held off (RESTART) for the same end."""
+        """Copy the log back once `at_pages` frames wait, then at each look while the log
+        has not started again (a pass left frames written during it): a PASSIVE pass that
+        ends in a pause of the writer leaves every frame copied, and the writer's next
+        transaction starts the log again. Only a log grown to `restart_at_pages` without
+        such a pause has its last `restart_frames_max` frames copied with the writer held
+        off (RESTART)."""
         frames, copied = self.frames()
-        if frames - copied < self.at_pages \
-                and not (frames >= self.restart_at_pages and copied < frames):
+        if frames - copied < self.at_pages and not 0 < copied < frames:
             return
         left = frames - copied
         while not self._closing:
