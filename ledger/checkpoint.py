@@ -14,12 +14,10 @@ the database file after), and a commit is durable once its frames are in the syn
 whoever copies them later.
 
 The log stays bounded:
-- the checkpointer starts when `at_pages` frames wait to be copied, and copies what was
-  written during its pass at its next looks, until one pass ends in a pause of the
-  writer's and leaves every frame copied: SQLite then starts the log again from its
-  beginning in the writer's next transaction. Should the log reach twice `at_pages`
-  without such a pause, the last few hundred frames are copied with the writer held off
-  for a few milliseconds (RESTART);
+- the checkpointer starts when `at_pages` frames wait to be copied, and goes on at once
+  while a pass leaves frames behind that came in during it, so that the log is copied to
+  its end and the writer starts it again from its beginning (SQLite does so in the first
+  write after a complete checkpoint);
 - the writer keeps its own automatic checkpoint at a higher bound (`Database.checkpoint_apart`):
   should this thread stall or fail, the writer copies the log itself as before.
 
@@ -61,13 +59,9 @@ _INDEX_HEAD_BYTES = 100
 # RESTART mode takes the write lock, waiting for the transaction running): a megabyte of
 # 4 KiB pages, a few milliseconds with the database file's fsync. A PASSIVE pass copies
 # what was in the log when it began, and the log starts again from its beginning only in
-# a write that finds every frame copied, which a PASSIVE pass leaves only when it ends in
-# a pause of the writer; without a restart the log would grow to the writer's bound.
+# a write that finds every frame copied, which under steady writes a PASSIVE pass never
+# leaves; without the restart the log would grow to the writer's bound.
 RESTART_FRAMES_MAX = 256
-# Times `at_pages` the log may grow to before the checkpointer holds the writer off to
-# start it again. Below, its passes are PASSIVE only: the writer pauses between its
-# transactions often enough for one of them to find the log copied to its end.
-RESTART_AT_TIMES = 2
 # How long the RESTART waits for the writer's transaction to end: a few tries in the
 # gaps between its transactions; when it finds none, the next look tries again. (Waiting
 # longer would hold the checkpoint lock, and with it the writer's own bound, meanwhile.)
@@ -85,7 +79,6 @@ class Checkpointer:
         self.at_pages = at_pages
         self.look_interval_s = look_interval_s
         self.restart_frames_max = min(RESTART_FRAMES_MAX, at_pages // 4)
-        self.restart_at_pages = at_pages * RESTART_AT_TIMES
         self.passes = 0  # checkpoint passes run, for tests and figures
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -139,29 +132,25 @@ class Checkpointer:
             log.exception("event=wal_checkpointer_failed path=%s", self.path)
 
     def _copy_while_due(self) -> None:
-        """Copy the log back once `at_pages` frames wait, then at each look while the log
-        has not started again (a pass left frames written during it): a PASSIVE pass that
-        ends in a pause of the writer leaves every frame copied, and the writer's next
-        transaction starts the log again. Only a log grown to `restart_at_pages` without
-        such a pause has its last `restart_frames_max` frames copied with the writer held
-        off (RESTART)."""
+        """Copy the log back once `at_pages` frames wait, or while an earlier pass left
+        the log to be started again; again as long as a pass leaves frames behind (written
+        during it) and fewer than the pass before; the last `restart_frames_max` or fewer
+        with the writer held off, so that the next write starts the log again."""
         frames, copied = self.frames()
         if frames - copied < self.at_pages and not 0 < copied < frames:
             return
         left = frames - copied
         while not self._closing:
-            if left <= self.restart_frames_max and frames >= self.restart_at_pages:
+            if left <= self.restart_frames_max:
                 # Busy (the writer's transaction ran past RESTART_WAIT_MS): SQLite copied
                 # what it could as a PASSIVE pass would; the next look tries again.
                 self._pass("RESTART")
                 return
             busy, frames, copied = self._pass("PASSIVE")
-            if busy or frames - copied >= left or frames - copied < self.at_pages \
-                    and frames < self.restart_at_pages:
+            if busy or frames - copied >= left:
                 # Busy: another checkpoint was running (the writer's own, at its bound).
                 # No progress: the log grows faster than this copies it; the next commit
                 # wakes the thread again and the writer's bound holds the log meanwhile.
-                # Else the next look copies what is left, in a pause if there is one.
                 return
             left = frames - copied
 
