@@ -68,8 +68,6 @@ class Tracer:
     def install(self) -> None:
         conn = self.store._db._conn
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        if self.store._db.checkpointer is not None:  # nor by its checkpointer
-            self.store._db.checkpointer.close()
         if self.trace:
             conn.set_trace_callback(self._trace)
         run, run_batch = self.store.run, self.store._run_batch_once

@@ -105,10 +105,7 @@ class Checkpointer:
                 _MX_FRAME.unpack_from(head, _BACKFILL_AT)[0])
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
-        """Stop the thread (after a pass in progress) and close its connection; the
-        writer's own bound copies the log back from then on. Once; again is a no-op."""
-        if self._closing:
-            return
+        """Stop the thread (after a pass in progress) and close its connection."""
         self._closing = True
         self._wake.set()
         self._thread.join(wait_s)
