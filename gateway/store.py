@@ -418,11 +418,6 @@ class Store:
 
     def _open(self) -> None:
         self._db = ledger.connect(self.url)
-        if self.dialect == "sqlite":
-            # No COMMIT of a group of payments carries a checkpoint of the log (25 to 190
-            # ms with its fsync, every thousand payments or so): a thread of its own
-            # copies the log back (ledger.checkpoint).
-            self._db.checkpoint_apart()
         with self._db.transaction() as tx:
             if tx.dialect == "postgresql":
                 # Gateway processes starting together create the tables one at a time

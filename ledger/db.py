@@ -25,16 +25,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from ledger.checkpoint import LOOK_INTERVAL_S, Checkpointer
-
-# Pages of write-ahead log after which a commit copies the log back (`_apply_pragmas`), or
-# after which the checkpointer of `Database.checkpoint_apart` does.
+# Pages of write-ahead log after which a commit copies the log back (`_apply_pragmas`).
 WAL_CHECKPOINT_PAGES = 8000
-# With the checkpointer apart, the pages of log after which the writer's COMMIT copies the
-# log back itself all the same: the bound of the log should the checkpointer fall behind
-# or stop (96 MiB of 4 KiB pages). It copies 8,000 pages in 25 to 200 ms, while the
-# gateway writes about 8,000 a second at 1,000 payments a second.
-WAL_CHECKPOINT_BOUND_PAGES = 24_000
 # How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
 # Prepared statements kept per connection; the posting path uses about twenty.
@@ -254,7 +246,6 @@ class Database:
         )
         self._apply_pragmas()
         self._in_transaction = False
-        self._checkpointer: Checkpointer | None = None
         self._params_max = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     def _apply_pragmas(self) -> None:
@@ -278,26 +269,6 @@ class Database:
         # turns on `bench e2e`'s HVPS phase: 5 to 15% less gateway CPU per payment. The
         # log grows to about 32 MiB between checkpoints.
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-
-    def checkpoint_apart(self, at_pages: int = WAL_CHECKPOINT_PAGES,
-                         bound_pages: int = WAL_CHECKPOINT_BOUND_PAGES,
-                         look_interval_s: float = LOOK_INTERVAL_S) -> bool:
-        """Have a thread of its own copy the log back into the database file once it holds
-        `at_pages` pages (ledger.checkpoint), so that no COMMIT of this connection carries
-        a checkpoint; this connection copies it itself only past `bound_pages`. For a
-        long-running writer (the gateway's store). False, and nothing changed, for a
-        database in memory."""
-        assert self._checkpointer is None, "the checkpointer is started once"
-        assert bound_pages > at_pages, "the writer's bound lies past the checkpointer's"
-        if self.path == ":memory:":
-            return False
-        self._conn.execute(f"PRAGMA wal_autocheckpoint={bound_pages}")
-        self._checkpointer = Checkpointer(self.path, at_pages, look_interval_s)
-        return True
-
-    @property
-    def checkpointer(self) -> Checkpointer | None:
-        return self._checkpointer
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -329,8 +300,6 @@ class Database:
             raise
         tx.open = False
         cursor.execute("COMMIT")
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
 
     def backup(self, dest_path: str | Path) -> None:
         """Copy the live database to `dest_path` with SQLite's online backup API."""
@@ -343,10 +312,6 @@ class Database:
 
     def close(self) -> None:
         assert not self._in_transaction, "close the transaction before the database"
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
-        # The last connection to close copies what is left of the log back and removes it.
         self._conn.close()
 
 
