@@ -12,9 +12,7 @@ processes); requests are joined by payment id. Printed: the phase's line as
 hvps_phase prints it, then the means of each part for p40-p60, p90-p99 and the slowest
 1% (the first second left out), the share of each group whose payment was handed to its
 lane's stream and that hand-over's time, the checkpoints (COMMITs whose thread wrote over
-5 MB), the passes of the checkpointer apart from the writer where there is one
-(ledger.checkpoint) and who was in the store during them, and the kinds of store work in
-the transactions the slowest 1% waited for.
+5 MB), and the kinds of store work in the transactions the slowest 1% waited for.
 """
 
 from __future__ import annotations
@@ -60,12 +58,6 @@ def gateway(argv: list[str]) -> int:
     """The gateway's process: `gateway.cli` with the clocks wrapped around it."""
     from gateway import api, app, cli, store
     from ledger import db
-
-    try:  # the checkpointer apart from the writer (ledger.checkpoint), where there is one
-        from ledger import checkpoint
-        checkpoint_pass = checkpoint.Checkpointer._pass
-    except ImportError:
-        checkpoint_pass = None
 
     out = open(os.environ[TRACE_ENV], "a", buffering=1)  # noqa: SIM115 (the process's life)
     request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request",
@@ -134,15 +126,6 @@ def gateway(argv: list[str]) -> int:
         finally:
             local.commit = (start, time.perf_counter(), _thread_written() - before)
 
-    def traced_pass(self: Any, mode: str) -> Any:
-        start = time.perf_counter()
-        result = checkpoint_pass(self, mode)
-        out.write("C " + json.dumps({"mode": mode, "s": start, "e": time.perf_counter(),
-                                     "result": list(result)}) + "\n")
-        return result
-
-    if checkpoint_pass is not None:
-        checkpoint.Checkpointer._pass = traced_pass
     api.post_transfer = post_transfer
     app.Gateway.hand_over = traced_hand_over
     store.Store.run = traced_run
@@ -151,8 +134,7 @@ def gateway(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
-           passes: list[dict[str, Any]]) -> None:
+def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> None:
     first = min(r["sent"] for r in requests) + 1.0
     requests = sorted((r for r in requests if r["sent"] >= first), key=lambda r: r["ms"])
     n = len(requests)
@@ -174,15 +156,10 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
     print(f"checkpoints {len(checkpoints)}: COMMIT ms "
           f"{[round((b['ce'] - b['cs']) * 1000) for b in checkpoints]}, MB written "
           f"{[round(b['written'] / 1e6, 1) for b in checkpoints]}")
-    _overlapping(groups, [(b["cs"], b["ce"]) for b in checkpoints], "waiting on one")
-    for mode in sorted({p["mode"] for p in passes}):
-        of_mode = [p for p in passes if p["mode"] == mode]
-        ms = sorted((p["e"] - p["s"]) * 1000 for p in of_mode)
-        print(f"checkpointer {mode} passes {len(of_mode)}: ms median {ms[len(ms) // 2]:.1f} "
-              f"max {ms[-1]:.1f}, busy {sum(1 for p in of_mode if p['result'][0])}, "
-              f"frames copied at the end {sum(p['result'][2] for p in of_mode)}")
-        _overlapping(groups, [(p["s"], p["e"]) for p in of_mode],
-                     "in the store during one")
+    for name, group in groups.items():
+        waited = sum(any(b["cs"] < r["ce"] and b["ce"] > r["q"] for b in checkpoints)
+                     for r in group)
+        print(f"  {name} waiting on one: {100 * waited / len(group):.0f}%")
     starts = [b["bs"] for b in batches]
     kinds: Counter[str] = Counter()
     for r in groups["slowest 1%"]:
@@ -194,16 +171,6 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]],
           "its own, ms a request")
     for kind, us in kinds.most_common(6):
         print(f"  {kind[:70]:70} {us / len(groups['slowest 1%']) / 1000:8.1f}")
-
-
-def _overlapping(groups: dict[str, list[dict[str, Any]]],
-                 spans: list[tuple[float, float]], said: str) -> None:
-    """For each group, the share of requests whose time in the store (queued to the end
-    of their COMMIT) overlapped one of `spans`."""
-    for name, group in groups.items():
-        waited = sum(any(start < r["ce"] and end > r["q"] for start, end in spans)
-                     for r in group)
-        print(f"  {name} {said}: {100 * waited / len(group):.0f}%")
 
 
 async def main(seconds: float, rate: float, keep: Path | None) -> None:
@@ -223,7 +190,7 @@ async def main(seconds: float, rate: float, keep: Path | None) -> None:
         os.environ[TRACE_ENV] = str(trace)
         async with e2e.processes(root, load) as running:
             await hvps_phase._phase(running, load, seconds, rate, None)
-        requests, batches, passes = [], [], []
+        requests, batches = [], []
         sent = dict(zip(load.accepted_at.items(), load.accept_ms))
         client = {pid: (at, ms) for (pid, at), ms in sent.items()}
         for line in trace.read_text().splitlines():
@@ -232,11 +199,9 @@ async def main(seconds: float, rate: float, keep: Path | None) -> None:
                 if stamps["id"] in client:
                     stamps["sent"], stamps["ms"] = client[stamps["id"]]
                     requests.append(stamps)
-            elif line.startswith("C "):
-                passes.append(json.loads(line[2:]))
             else:
                 batches.append(json.loads(line))
-    report(requests, batches, passes)
+    report(requests, batches)
 
 
 if __name__ == "__main__":
