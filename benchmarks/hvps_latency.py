@@ -10,8 +10,9 @@ The gateway runs as the benchmark starts it, its process entered through this mo
 is changed. Every clock is `time.perf_counter` (CLOCK_MONOTONIC, shared by the two
 processes); requests are joined by payment id. Printed: the phase's line as
 hvps_phase prints it, then the means of each part for p40-p60, p90-p99 and the slowest
-1% (the first second left out), the checkpoints (COMMITs whose thread wrote over 5 MB),
-and the kinds of store work in the transactions the slowest 1% waited for.
+1% (the first second left out), the share of each group whose payment was handed to its
+lane's stream and that hand-over's time, the checkpoints (COMMITs whose thread wrote over
+5 MB), and the kinds of store work in the transactions the slowest 1% waited for.
 """
 
 from __future__ import annotations
@@ -55,20 +56,25 @@ def _thread_written() -> int:
 
 def gateway(argv: list[str]) -> int:
     """The gateway's process: `gateway.cli` with the clocks wrapped around it."""
-    from gateway import api, cli, store
+    from gateway import api, app, cli, store
     from ledger import db
 
     out = open(os.environ[TRACE_ENV], "a", buffering=1)  # noqa: SIM115 (the process's life)
     request: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request",
                                                                           default=None)
+    # The request being handled, for its hand-over (`request` is emptied at its store work).
+    handling: contextvars.ContextVar[dict | None] = contextvars.ContextVar("handling",
+                                                                           default=None)
     local = threading.local()
     handler, run, run_batch_once, commit = (api.post_transfer, store.Store.run,
                                             store.Store._run_batch_once,
                                             db.Database._commit)
+    hand_over = app.Gateway.hand_over
 
     async def post_transfer(web_request: Any) -> Any:
         stamps = {"h0": time.perf_counter()}
         request.set(stamps)
+        handling.set(stamps)
         response = await handler(web_request)
         stamps["h1"] = time.perf_counter()
         if response.status == 201 and "ce" in stamps:
@@ -95,6 +101,13 @@ def gateway(argv: list[str]) -> int:
                     local.stamped.append(stamps)
         return await run(self, timed, *args, **kwargs)
 
+    async def traced_hand_over(self: Any, entries: list) -> None:
+        stamps = handling.get()
+        start = time.perf_counter()
+        await hand_over(self, entries)
+        if stamps is not None and "ce" in stamps and entries:
+            stamps["ho"] = time.perf_counter() - start
+
     def traced_batch(self: Any, *args: Any, **kwargs: Any) -> Any:
         local.works, local.stamped, local.commit = [], [], None
         start = time.perf_counter()
@@ -114,6 +127,7 @@ def gateway(argv: list[str]) -> int:
             local.commit = (start, time.perf_counter(), _thread_written() - before)
 
     api.post_transfer = post_transfer
+    app.Gateway.hand_over = traced_hand_over
     store.Store.run = traced_run
     store.Store._run_batch_once = traced_batch
     db.Database._commit = traced_commit
@@ -134,6 +148,10 @@ def report(requests: list[dict[str, Any]], batches: list[dict[str, Any]]) -> Non
                                      for g in groups.values()))
     print(f"{'total':34}" + "".join(f"{statistics.mean(r['ms'] for r in g):12.1f}"
                                     for g in groups.values()))
+    for name, group in groups.items():
+        handed = [r["ho"] for r in group if "ho" in r]
+        print(f"  {name}: {100 * len(handed) / len(group):.0f}% handed to a lane's stream, "
+              f"{statistics.mean(handed or [0]) * 1000:.1f} ms in that hand-over")
     checkpoints = [b for b in batches if b["written"] > CHECKPOINT_BYTES]
     print(f"checkpoints {len(checkpoints)}: COMMIT ms "
           f"{[round((b['ce'] - b['cs']) * 1000) for b in checkpoints]}, MB written "
