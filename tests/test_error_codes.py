@@ -12,6 +12,9 @@ PACKAGES = ("gateway", "ledger", "routing", "simulators", "message_schemas")
 # error class, written as a snake_case literal.
 _USE = re.compile(r"(?:Problem|(?<!store)\.add|Error|_fail|_bad|_problem|refuse)"
                   r"\(\s*\n?\s*\"([a-z][a-z0-9_]+)\"")
+# ... or the value of a "code" key in an error shape written out as a dict (the CLI's own
+# refusals, an inbox row's outcome).
+_DICT_CODE = re.compile(r"\"code\":\s*\"([a-z][a-z0-9_]+)\"")
 _LISTED = re.compile(r"^\| `([a-z][a-z0-9_]+)` \|", re.M)
 # A console route's query parameter checked against its choices is refused as
 # `NAME_unknown` (gateway.ops.data_routes.checked_query), a code no literal spells.
@@ -24,6 +27,7 @@ def used_codes() -> set[str]:
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             found.update(_USE.findall(text))
+            found.update(_DICT_CODE.findall(text))
             found.update(f"{name}_unknown" for name in _CHOICE.findall(text))
     return found
 
