@@ -475,6 +475,11 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
         # An unknown payment is refused at once, not at approval. Locked: requests on one
         # payment made at once from two gateway processes are checked one after the other.
         payments.get(tx, target, lock=True)
+    elif RULES[action].target == PACKAGE_TARGET:
+        # The lock the core system's cancel of one of its items takes too
+        # (refuse_core_overtaking): the cancel sees this request, or this request sees
+        # the item already gone.
+        lock_package(tx, target)
     # A request whose time has passed waits for nobody: marked expired, it is no clash.
     expire_due(tx, now)
     refuse_pending_clash(tx, action, target, params, now)
@@ -564,6 +569,19 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
                  if a in RULES and RULES[a].target == kind and deciding(a)), None)
 
 
+# The target kind of the BEPS package actions (gateway.beps.stops registers them).
+PACKAGE_TARGET = "package"
+
+
+def lock_package(tx: Any, package_id: str) -> None:
+    """Hold the row of the BEPS package `package_id` (PostgreSQL) until the transaction
+    ends: an operators' request on the package and the core system's cancel of one of
+    its items are checked one after the other. No row (no such package) locks nothing;
+    the request's own checks refuse it."""
+    if tx.dialect == "postgresql":
+        tx.query_one("SELECT id FROM beps_packages WHERE id = ? FOR UPDATE", (package_id,))
+
+
 def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
                            package_id: str | None = None) -> None:
     """Refuse the core system's `asked` (its return or cancel of `payment_id`; the
@@ -581,7 +599,11 @@ def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
         return
     targets = {payment_id: "payment"}
     if package_id is not None:
-        targets[package_id] = "package"
+        # Taken before the requests are read, as `create` takes it before a package's
+        # request is written: a request made meanwhile by another gateway process is
+        # either committed and seen here, or made after this transaction ends.
+        lock_package(tx, package_id)
+        targets[package_id] = PACKAGE_TARGET
     for request_id, action, target, requested_by in tx.query(
             "SELECT id, action, target, requested_by FROM ops_requests WHERE state = "
             f"'pending' AND expires_at >= ? AND target IN ({', '.join('?' * len(targets))}) "
