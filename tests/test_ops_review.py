@@ -79,6 +79,12 @@ SCREENED = [
     ("payer_name", "示例\u115f受限\u1160贸易有限公司", "screening_match_payer_name"),
     ("payee_name", "Blocked\u034fDemo Trading Co", "screening_match_payee_name"),
     ("payee_name", "示例受限贸易\ue000有限公司", "screening_match_payee_name"),
+    # Marks are taken off before case folding, which turns the combining ypogegrammeni
+    # U+0345 into a letter (ι); the Arabic tatweel only stretches a line.
+    ("payee_name", "Blocked\u0345 Demo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "示例受限\u0345贸易有限公司", "screening_match_payee_name"),
+    ("payee_name", "Blocked Demo\u0640 Trading Co", "screening_match_payee_name"),
+    ("payer_name", "示例受限\u0640贸易有限公司", "screening_match_payer_name"),
     # Accounts: case, width, spaces and separators folded as for names.
     ("payee_account", "blocked-demo-0001", "screening_match_payee_account"),
     ("payer_account", "Blocked Demo 0001", "screening_match_payer_account"),

@@ -166,11 +166,20 @@ def _simplified(text: str) -> str:
 # category, the combining grapheme joiner, the zero-width characters). Intake refuses
 # most of them in a transfer's names (gateway.intake.text_problem); an incoming payment
 # cannot be refused for them, so screening compares the name without them.
-_IGNORABLE = frozenset(icu.UnicodeSet("[:Default_Ignorable_Code_Point:]"))
+# The Arabic tatweel U+0640, a letter by category, only stretches the line between two
+# letters (حـسن reads حسن): dropped with them.
+_IGNORABLE = frozenset(icu.UnicodeSet("[:Default_Ignorable_Code_Point:]")) | {"\u0640"}
 # The general categories a compared name leaves out: punctuation, spaces, symbols,
 # controls, format, private-use and unassigned code points, and the marks above.
 _LEFT_OUT = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Sm",
                        "Sc", "Sk", "So", "Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me"))
+
+
+def _unmarked(text: str) -> str:
+    """`text` without its combining marks and ignorables, taken off before case folding
+    turns a mark into a letter (U+0345 folds to the Greek ι, whose look-alike is l)."""
+    return "".join(c for c in text
+                   if unicodedata.category(c) not in ("Mn", "Me") and c not in _IGNORABLE)
 
 
 def normalise(name: str) -> str:
@@ -181,9 +190,10 @@ def normalise(name: str) -> str:
     its C, and 'abcco' agree, and so do 貿易 and 贸易. The skeleton is taken of the name
     in capitals (a capital Cyrillic В looks like B, its small в like no Latin letter; I
     and l look alike only as I) and again after case folding (the small letters' own
-    look-alikes: rn for m). Marks and ignorables are dropped from the skeleton's output,
-    where NFKD has set them apart from their letters."""
-    wide = _simplified(unicodedata.normalize("NFKD", name)).upper()
+    look-alikes: rn for m). Marks and ignorables are dropped right after NFKD has set
+    them apart from their letters, before anything else reads the name, and again from
+    the skeleton's output."""
+    wide = _simplified(_unmarked(unicodedata.normalize("NFKD", name))).upper()
     folded = _SPOOF.getSkeleton(0, _SPOOF.getSkeleton(0, wide).casefold())
     return "".join(c for c in folded
                    if unicodedata.category(c) not in _LEFT_OUT and c not in _IGNORABLE)
