@@ -416,11 +416,15 @@ def is_row_id(text: str) -> bool:
 
 def clean_target(action: str, target: str) -> str:
     """The target as the request records it: a webhook row's id as its number reads
-    ("06" is row 6, as the console reads a request's or a message's id), so that one
-    row is one target whatever zeros it was written with."""
-    if RULES[action].target in ("webhook_row", "alert") \
-            and target != actions.WEBHOOK_ALL_FAILED:
+    ("06" is row 6, as the console reads a request's or a message's id), a dead letter's
+    entry id as Redis writes it ("01-1" is 1-1), so that one row or entry is one target
+    whatever zeros it was written with."""
+    kind = RULES[action].target
+    if kind in ("webhook_row", "alert") and target != actions.WEBHOOK_ALL_FAILED:
         return str(int(target))
+    if kind == "dead_letter":
+        ms, _, seq = target.partition("-")
+        return f"{int(ms)}-{int(seq)}"
     return target
 
 
