@@ -73,20 +73,25 @@ _FORMAT_CHARACTERS = (
 # letters by category but blank), the Khmer inherent vowels U+17B4-17B5, the Mongolian
 # and the general variation selectors (U+180B-180F, U+FE00-FE0F, U+E0100-E01EF) and the
 # code points kept ignorable for later use (U+2065, U+FFF0-FFF8, U+E0000-E0FFF). Then
-# private-use characters (U+E000-F8FF, planes 15 and 16), which mean nothing agreed
-# and show as each font pleases, and the noncharacters U+FDD0-FDEF. Combining marks
-# that are not ignorable (the accents of Latin names, U+0301) are taken: screening
-# folds them away (gateway.ops.review.normalise). tests/test_text_checks.py holds the
-# ignorable set to ICU's.
+# the noncharacters (U+FDD0-FDEF and the last two code points of every plane), which
+# Unicode keeps out of interchange. Combining marks that are not ignorable (the accents
+# of Latin names, U+0301) are taken: screening folds them away where they are
+# decoration (gateway.ops.review.normalise). Private-use characters (U+E000-F8FF,
+# planes 15 and 16) are taken too: Chinese core systems keep the rare characters of
+# names (生僻字) in GBK's user-defined areas, which decode to them (FE51 is U+E816), and
+# the bank's fonts show them; screening compares names without them.
+# tests/test_text_checks.py holds the ignorable set to ICU's.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(plane << 16 | 0xfffe)}{chr(plane << 16 | 0xffff)}" for plane in range(1, 17))
 _IGNORABLE_CHARACTERS = (
     "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
-    "\ufff0-\ufff8\U000e0000-\U000e0fff\ue000-\uf8ff\U000f0000-\U0010ffff\ufdd0-\ufdef")
+    "\ufff0-\ufff8\U000e0000-\U000e0fff" + _NONCHARACTERS)
 _UNSAFE_CHARACTERS = ("\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
                       + _IGNORABLE_CHARACTERS)
 _UNSAFE_TEXT = re.compile(f"[{_UNSAFE_CHARACTERS}]")
-UNSAFE_TEXT_EXPECTED = ("printable text without control, noncharacter, private-use or "
-                        "invisible characters (zero-width, direction overrides, variation "
-                        "selectors, fillers)")
+UNSAFE_TEXT_EXPECTED = ("printable text without control, noncharacter or invisible "
+                        "characters (zero-width, direction overrides, variation selectors, "
+                        "fillers)")
 
 
 def text_problem(p: ProblemList, path: str, value: Any) -> bool:

@@ -324,6 +324,8 @@ ARGUMENTS_REFUSED = [
     (("request", "priority", "P1", "x"), "priority_unknown"),
     (("request",), "arguments_malformed"),
     (("request", "bogus-action", "P1"), "arguments_malformed"),
+    (("request", "cancel", "P1", "xyz"), "arguments_malformed"),
+    (("request", "retry", "1-1", "2"), "arguments_malformed"),
     (("payments", "--bogus"), "arguments_malformed"),
 ]
 

@@ -442,6 +442,18 @@ def test_retry_puts_a_dead_letter_back_on_its_stream(rig: Rig) -> None:
     assert "4242" in rig.lane_outboxes(lane) and left == []
 
 
+def test_a_dead_letter_written_with_leading_zeros_is_its_entry(rig: Rig) -> None:
+    """A dead letter's id with zeros before its numbers names the entry Redis gave: the
+    request records that id, as the audit log and a second request on it read it."""
+    dead_id = rig.run(rig.gw.redis.xadd(keys.DEAD, {
+        "outbox": "4243", "stream": keys.lane_for_priority(3), "entry": "1-1",
+        "reason": "RuntimeError('link')", "deliveries": "6"}))
+    ms, seq = dead_id.split("-")
+    req = rig.request("op1", "retry", f"00{ms}-0{seq}")
+
+    assert (req["state"], req["target"]) == ("executed", dead_id)
+
+
 def _review_hold(rig: Rig, pid: str) -> None:
     """What intake does for a payment that needs review (see gateway.ops.review)."""
     rig.db(lambda tx: (

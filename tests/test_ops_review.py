@@ -79,6 +79,12 @@ SCREENED = [
     ("payer_name", "示例\u115f受限\u1160贸易有限公司", "screening_match_payer_name"),
     ("payee_name", "Blocked\u034fDemo Trading Co", "screening_match_payee_name"),
     ("payee_name", "示例受限贸易\ue000有限公司", "screening_match_payee_name"),
+    # Marks are taken off before case folding, which turns the combining ypogegrammeni
+    # U+0345 into a letter (ι); the Arabic tatweel only stretches a line.
+    ("payee_name", "Blocked\u0345 Demo Trading Co", "screening_match_payee_name"),
+    ("payee_name", "示例受限\u0345贸易有限公司", "screening_match_payee_name"),
+    ("payee_name", "Blocked Demo\u0640 Trading Co", "screening_match_payee_name"),
+    ("payer_name", "示例受限\u0640贸易有限公司", "screening_match_payer_name"),
     # Accounts: case, width, spaces and separators folded as for names.
     ("payee_account", "blocked-demo-0001", "screening_match_payee_account"),
     ("payer_account", "Blocked Demo 0001", "screening_match_payer_account"),
@@ -295,6 +301,41 @@ def test_a_name_is_normalised_once_per_list_and_the_answers_are_bounded(
     assert kept == ["示例受限贸易有限公司", "收款单位乙"]
     assert blocked.matches_name("示例受限贸易有限公司") is True
     assert normalised[-1] == "示例受限贸易有限公司"
+
+
+# Names that differ by a mark of a script whose marks spell (a kana's dakuten, an
+# Indic or Thai vowel sign, an Arabic vowel) are other names; the accents of Latin,
+# Greek and Cyrillic letters, and any mark on a Han character, are decoration.
+OTHER_NAMES = [
+    ("バンダイ", "ハンタイ"),
+    ("ヤマダ", "ヤマタ"),
+    ("がく", "かく"),
+    ("महेश", "महश"),
+    ("มีนา", "มนา"),
+    ("حَسَن", "حسن"),
+    ("김민수", "김민숙"),
+    ("张伟", "王伟"),
+]
+SAME_NAMES = [
+    ("ｶﾞｸ", "ガク"),                     # half-width kana with its voiced mark
+    ("Jos\u00e9 Nguy\u1ec5n", "Jose Nguyen"),
+    ("\u0401\u043b\u043a\u0438\u043d", "\u0415\u043b\u043a\u0438\u043d"),  # Ёлкин, Елкин
+    ("\u0301Blocked", "Blocked"),         # a mark on no letter
+    ("示\u0301例", "示例"),
+    ("張偉", "张伟"),
+    ("김민수", "김민수"),
+]
+
+
+@pytest.mark.parametrize("name, other", OTHER_NAMES)
+def test_names_that_differ_by_a_mark_that_spells_are_not_one_name(name: str, other: str
+                                                                 ) -> None:
+    assert review.normalise(name) != review.normalise(other)
+
+
+@pytest.mark.parametrize("name, other", SAME_NAMES)
+def test_names_that_differ_by_decoration_are_one_name(name: str, other: str) -> None:
+    assert review.normalise(name) == review.normalise(other)
 
 
 def test_a_list_written_in_traditional_characters_or_small_letters_matches(

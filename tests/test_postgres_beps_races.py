@@ -17,19 +17,24 @@ import pytest
 
 from gateway import payments
 from gateway.beps import cancels as beps_cancels
-from gateway.beps import packer
+from gateway.beps import packer, stops
 from gateway.beps.settings import BepsSettings
+from gateway.errors import Conflict
 from gateway.exceptions import cancels
 from gateway.messages import ccms307, codec
 from gateway.messages.common import GroupHeader, OriginalRef
+from gateway.ops import control
+from gateway.ops import schema as ops_schema
+from gateway.ops.operators import Operator
 from ledger.fixtures import postgres_schema_or_skip
-from tests.beps_support import NOW, answer, answer_in, credit_row, held_items
+from tests.beps_support import NOW, answer, answer_in, credit_row, held_items, held_package
 from tests.e2e_support import BANK
 from tests.race_support import Other
 
 pytestmark = pytest.mark.postgres
 
 P0, P1 = (credit_row(n, NOW)["id"] for n in range(2))
+OPERATOR = Operator("op1", "柜员一", "00", "")
 
 
 @pytest.fixture
@@ -140,3 +145,66 @@ def test_a_refused_cancel_and_the_netting_notice_at_once_net_the_item(
     assert states == ["netted", "netted"]
     assert netted == 300 and waits == 0
 
+
+
+def _stoppable_package(tmp_path: Path, url: str) -> tuple[Any, Any, str]:
+    """A package of P0 and P1 nothing of which reached the NPC (its row pending again
+    after refused attempts), with the console's tables: operators may ask to cancel it."""
+    stops.register()
+    db, gw, package_id = held_package(tmp_path, [100, 250], url=url)
+    with db.transaction() as tx:
+        tx.execute("UPDATE outbox SET state = 'pending', attempts = 3, untaken = 3 "
+                   "WHERE id = (SELECT outbox_id FROM beps_packages WHERE id = ?)",
+                   (package_id,))
+        ops_schema.create_tables(tx)
+    return db, gw, package_id
+
+
+def _pending_requests(db: Any) -> int:
+    with db.transaction() as tx:
+        return tx.query_one("SELECT COUNT(*) FROM ops_requests WHERE state = 'pending'",
+                            ())[0]
+
+
+def test_a_package_request_made_while_the_core_cancels_an_item_waits_for_it(
+        tmp_path: Path, url: str) -> None:
+    """The core system's cancel of an item has found no operators' request on its
+    package when another process asks to cancel the package: the request waits for the
+    cancel's transaction, and is made after it, never beside an unseen one."""
+    db, gw, package_id = _stoppable_package(tmp_path, url)
+
+    with db.transaction() as tx:
+        done, _ = cancels.request_tx(gw, tx, P0, None, "core:test", NOW)
+        asking = Other(url, lambda t: control.create(t, OPERATOR, "package_cancel",
+                                                     package_id, {}, "", NOW))
+        asking.start_and_wait_for_lock(url)
+        waited = asking.thread.is_alive()
+    made = asking.finish()
+    db.close()
+
+    assert done["state"] == "cancelled"
+    assert not isinstance(made, Exception), made
+    assert waited, "the package's request was made while the core's cancel was open"
+
+
+def test_a_core_cancel_of_an_item_waits_for_a_package_request_being_made(
+        tmp_path: Path, url: str) -> None:
+    """Operators' request to cancel the package is written but not committed when the
+    core system's cancel of one of its items comes from another process: the cancel
+    waits for the package, then sees the request and is refused, the item left as it
+    was for the operators to decide."""
+    db, gw, package_id = _stoppable_package(tmp_path, url)
+
+    with db.transaction() as tx:
+        control.create(tx, OPERATOR, "package_cancel", package_id, {}, "", NOW)
+        core = Other(url, lambda t: cancels.request_tx(gw, t, P0, None, "core:test", NOW))
+        core.start_and_wait_for_lock(url)
+    refused = core.finish()
+    with db.transaction() as tx:
+        state = payments.get(tx, P0)["state"]
+    pending = _pending_requests(db)
+    db.close()
+
+    assert isinstance(refused, Conflict), refused
+    assert refused.problems[0].code == "operator_request_pending"
+    assert state != "cancelled" and pending == 1

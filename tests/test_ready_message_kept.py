@@ -144,10 +144,10 @@ def test_a_carried_text_with_invisible_characters_is_refused(live):
 
 
 @pytest.mark.parametrize("n, character", enumerate(
-    ["\ufe0f", "\U000e0100", "\u3164", "\uffa0", "\ue000"]))
+    ["\ufe0f", "\U000e0100", "\u3164", "\uffa0", "\ufdd0"]))
 def test_a_payee_name_with_a_variation_selector_or_filler_is_refused(live, n, character):
-    """Invisible to a reader yet not a format character: refused at Cdtr/Nm, the message
-    naming the character's code point."""
+    """Invisible to a reader yet not a format character, or a noncharacter: refused at
+    Cdtr/Nm, the message naming the character's code point."""
     name = ("<Nm>对手乙建材有限公司</Nm>".encode(),
             f"<Nm>对手乙建材{character}有限公司</Nm>".encode())
     answer = post(live, ready_example(f"202612079000090{n}", name))

@@ -55,8 +55,9 @@ def test_every_format_character_of_this_python_is_refused():
     assert missing == []
 
 
-# Characters a screen shows as nothing that are not format characters, and private-use
-# characters: a blocked name carrying one read as the name and passed screening.
+# Characters a screen shows as nothing that are not format characters: a blocked name
+# carrying one read as the name and passed screening. And noncharacters, which Unicode
+# keeps out of interchange.
 @pytest.mark.parametrize("field, value, character", [
     ("payee_name", "示例受限贸易有限公司\ufe0f", "U+FE0F"),        # variation selector-16
     ("payee_name", "示例受限\U000e0100贸易有限公司", "U+E0100"),   # variation selector-17
@@ -64,11 +65,12 @@ def test_every_format_character_of_this_python_is_refused():
     ("payer_name", "示例\uffa0受限贸易有限公司", "U+FFA0"),        # half-width filler
     ("payer_name", "示例\u115f受限贸易有限公司", "U+115F"),        # choseong filler
     ("payee_name", "Blocked\u034fDemo Trading Co", "U+034F"),      # grapheme joiner
-    ("payee_name", "示例受限\ue000贸易有限公司", "U+E000"),        # private use
-    ("payee_name", "示例\U000f0001受限贸易有限公司", "U+F0001"),   # private use, plane 15
     ("remittance_info", "货\ufe0e款", "U+FE0E"),
+    ("payee_name", "示例\ufdd0客户", "U+FDD0"),                    # noncharacters
+    ("payer_name", "示例\U0001fffe客户", "U+1FFFE"),
+    ("payee_name", "示例\U0010ffff客户", "U+10FFFF"),
 ])
-def test_an_ignorable_or_private_use_character_is_refused_by_its_code_point(
+def test_an_ignorable_character_or_noncharacter_is_refused_by_its_code_point(
         field, value, character):
     """Refused as invisible characters are, the message naming the character."""
     with pytest.raises(PaygateError) as refused:
@@ -90,6 +92,30 @@ def test_a_name_with_accents_is_taken(name):
     """Combining marks are part of names (screening folds them away,
     gateway.ops.review.normalise): intake takes them."""
     assert intake.parse_transfer(dict(BODY, payee_name=name), OWN).payee_name == name
+
+
+@pytest.mark.parametrize("payee_name", [
+    "王\ue816",             # 王𠂇 as GB18030 decodes FE51, in a user-defined area
+    "李\ue000",             # GBK's user-defined area AAA1
+    "示例\U000f0001客户",    # private use, plane 15
+])
+def test_a_private_use_character_is_taken(payee_name):
+    """Chinese core systems keep a name's rare characters (生僻字) in GBK's user-defined
+    areas, which decode to private-use characters the bank's fonts show: taken, in a
+    remark too, and screening compares names without them (tests/test_ops_review.py)."""
+    taken = intake.parse_transfer(dict(BODY, payee_name=payee_name, payer_name=payee_name,
+                                       remittance_info=f"付{payee_name}货款"), OWN)
+
+    assert (taken.payee_name, taken.payer_name) == (payee_name, payee_name)
+    assert taken.remittance == (f"/H01/付{payee_name}货款",)
+
+
+def test_every_noncharacter_is_refused():
+    missing = [f"U+{c:04X}" for c in range(sys.maxunicode + 1)
+               if (0xfdd0 <= c <= 0xfdef or c & 0xfffe == 0xfffe)
+               and not intake._UNSAFE_TEXT.search(chr(c))]
+
+    assert missing == []
 
 
 def test_every_default_ignorable_character_is_refused():

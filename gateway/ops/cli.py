@@ -216,10 +216,17 @@ class _Parser(argparse.ArgumentParser):
             raise CommandFailed(-1, {"errors": [{
                 "code": "command_unknown", "path": "COMMAND", "value": unknown.group(1),
                 "expected": "one of " + ", ".join(COMMANDS), "message": ""}]})
-        raise CommandFailed(-1, {"errors": [{
-            "code": "arguments_malformed", "path": self.prog, "value": None,
-            "expected": " ".join(self.format_usage().split()).removeprefix("usage: "),
-            "message": f"{self.prog}: {message}"}]})
+        raise arguments_malformed(
+            self.prog, " ".join(self.format_usage().split()).removeprefix("usage: "),
+            f"{self.prog}: {message}")
+
+
+def arguments_malformed(prog: str, expected: str, message: str, value: Any = None
+                        ) -> CommandFailed:
+    """`arguments_malformed` for the command `prog`, in the product's error shape."""
+    return CommandFailed(-1, {"errors": [{"code": "arguments_malformed", "path": prog,
+                                          "value": value, "expected": expected,
+                                          "message": message}]})
 
 
 PROG = "paygate ops"
@@ -415,6 +422,13 @@ def write_reports(answer: dict[str, Any], folder: Path) -> list[str]:
 
 def _request_body(args: argparse.Namespace) -> dict[str, Any]:
     action = args.action.replace("-", "_")
+    if action != "priority" and args.priority is not None:
+        # The lane's place after TARGET takes any word: refused, not dropped unsaid.
+        prog = f"{PROG} request"
+        raise arguments_malformed(
+            prog, f"{prog} {args.action} TARGET, with no other argument (only priority "
+                  "takes one after TARGET: the lane)",
+            f"{prog}: unrecognized arguments: {args.priority}", args.priority)
     if action == "priority" and args.priority is None:
         raise CommandFailed(-1, {"errors": [{
             "code": "priority_required", "path": "priority", "value": None,

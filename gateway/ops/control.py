@@ -416,11 +416,15 @@ def is_row_id(text: str) -> bool:
 
 def clean_target(action: str, target: str) -> str:
     """The target as the request records it: a webhook row's id as its number reads
-    ("06" is row 6, as the console reads a request's or a message's id), so that one
-    row is one target whatever zeros it was written with."""
-    if RULES[action].target in ("webhook_row", "alert") \
-            and target != actions.WEBHOOK_ALL_FAILED:
+    ("06" is row 6, as the console reads a request's or a message's id), a dead letter's
+    entry id as Redis writes it ("01-1" is 1-1), so that one row or entry is one target
+    whatever zeros it was written with."""
+    kind = RULES[action].target
+    if kind in ("webhook_row", "alert") and target != actions.WEBHOOK_ALL_FAILED:
         return str(int(target))
+    if kind == "dead_letter":
+        ms, _, seq = target.partition("-")
+        return f"{int(ms)}-{int(seq)}"
     return target
 
 
@@ -475,6 +479,11 @@ def create(tx: Any, operator: Operator, action: str, target: str, params: dict[s
         # An unknown payment is refused at once, not at approval. Locked: requests on one
         # payment made at once from two gateway processes are checked one after the other.
         payments.get(tx, target, lock=True)
+    elif RULES[action].target == PACKAGE_TARGET:
+        # The lock the core system's cancel of one of its items takes too
+        # (refuse_core_overtaking): the cancel sees this request, or this request sees
+        # the item already gone.
+        lock_package(tx, target)
     # A request whose time has passed waits for nobody: marked expired, it is no clash.
     expire_due(tx, now)
     refuse_pending_clash(tx, action, target, params, now)
@@ -564,6 +573,19 @@ def pending_clash(action: str, pending: list[tuple[int, str]]) -> tuple[int, str
                  if a in RULES and RULES[a].target == kind and deciding(a)), None)
 
 
+# The target kind of the BEPS package actions (gateway.beps.stops registers them).
+PACKAGE_TARGET = "package"
+
+
+def lock_package(tx: Any, package_id: str) -> None:
+    """Hold the row of the BEPS package `package_id` (PostgreSQL) until the transaction
+    ends: an operators' request on the package and the core system's cancel of one of
+    its items are checked one after the other. No row (no such package) locks nothing;
+    the request's own checks refuse it."""
+    if tx.dialect == "postgresql":
+        tx.query_one("SELECT id FROM beps_packages WHERE id = ? FOR UPDATE", (package_id,))
+
+
 def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
                            package_id: str | None = None) -> None:
     """Refuse the core system's `asked` (its return or cancel of `payment_id`; the
@@ -581,7 +603,11 @@ def refuse_core_overtaking(tx: Any, payment_id: str, asked: str, now: datetime,
         return
     targets = {payment_id: "payment"}
     if package_id is not None:
-        targets[package_id] = "package"
+        # Taken before the requests are read, as `create` takes it before a package's
+        # request is written: a request made meanwhile by another gateway process is
+        # either committed and seen here, or made after this transaction ends.
+        lock_package(tx, package_id)
+        targets[package_id] = PACKAGE_TARGET
     for request_id, action, target, requested_by in tx.query(
             "SELECT id, action, target, requested_by FROM ops_requests WHERE state = "
             f"'pending' AND expires_at >= ? AND target IN ({', '.join('?' * len(targets))}) "

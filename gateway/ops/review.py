@@ -159,18 +159,61 @@ def _simplified(text: str) -> str:
 
 
 # What a name is compared without besides spaces and punctuation: the combining marks
-# that sit on a letter (Mn, Me: the accent of "Blo\u0307cked", which NFKD takes off é
-# too) and the characters Unicode names default-ignorable, which a screen shows as
-# nothing (ICU's Default_Ignorable_Code_Point: the variation selectors U+FE00-FE0F and
-# U+E0100-E01EF, the Hangul fillers U+115F, U+1160, U+3164, U+FFA0, which are letters by
-# category, the combining grapheme joiner, the zero-width characters). Intake refuses
-# most of them in a transfer's names (gateway.intake.text_problem); an incoming payment
-# cannot be refused for them, so screening compares the name without them.
-_IGNORABLE = frozenset(icu.UnicodeSet("[:Default_Ignorable_Code_Point:]"))
+# (Mn, Me) that sit on a letter of a script whose accents are decoration for matching
+# (the accent of "Blo\u0307cked", which NFKD takes off é too), and the characters
+# Unicode names default-ignorable, which a screen shows as nothing (ICU's
+# Default_Ignorable_Code_Point: the variation selectors U+FE00-FE0F and U+E0100-E01EF,
+# the Hangul fillers U+115F, U+1160, U+3164, U+FFA0, which are letters by category, the
+# combining grapheme joiner, the zero-width characters). Intake refuses them in a
+# transfer's names (gateway.intake.text_problem); an incoming payment cannot be refused
+# for them, so screening compares the name without them.
+# The Arabic tatweel U+0640, a letter by category, only stretches the line between two
+# letters (حـسن reads حسن): dropped with them.
+_IGNORABLE = frozenset(icu.UnicodeSet("[:Default_Ignorable_Code_Point:]")) | {"\u0640"}
+_MARKS = ("Mn", "Me")
+# The letters whose marks are dropped: Latin, Greek and Cyrillic (José is Jose, Ёлкин
+# Елкин), and the characters of no script of their own (digits, punctuation, a mark
+# with no letter before it). The marks of other scripts spell: the dakuten of ガ (カ is
+# another kana), the vowel signs of महेश and มีนา, and are kept. Han characters take no
+# marks in a name, so theirs are dropped too, but only from the name as given: its
+# skeleton writes some kana as Han look-alikes (カ as 力), whose dakuten stay.
+_NO_SCRIPT = "[:sc=Zyyy:][:sc=Zinh:][:sc=Zzzz:]"
+_ACCENTED_SCRIPTS = f"[:sc=Latn:][:sc=Grek:][:sc=Cyrl:]{_NO_SCRIPT}"
+
+
+def _frozen_set(pattern: str) -> icu.UnicodeSet:
+    """The set `pattern` names, made read-only (ICU's sets read faster so)."""
+    made = icu.UnicodeSet(pattern)
+    made.freeze()
+    return made
+
+
+_MARKS_DROPPED_GIVEN = _frozen_set(f"[{_ACCENTED_SCRIPTS}[:sc=Hani:]]")
+_MARKS_DROPPED_SKELETON = _frozen_set(f"[{_ACCENTED_SCRIPTS}]")
 # The general categories a compared name leaves out: punctuation, spaces, symbols,
-# controls, format, private-use and unassigned code points, and the marks above.
+# controls, format, private-use and unassigned code points.
 _LEFT_OUT = frozenset(("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Zs", "Zl", "Zp", "Sm",
-                       "Sc", "Sk", "So", "Cc", "Cf", "Cs", "Co", "Cn", "Mn", "Me"))
+                       "Sc", "Sk", "So", "Cc", "Cf", "Cs", "Co", "Cn"))
+
+
+def _unmarked(text: str, marks_dropped: icu.UnicodeSet) -> str:
+    """`text` without its ignorables and the combining marks on a letter in
+    `marks_dropped`, taken off before case folding turns a mark into a letter (U+0345
+    folds to the Greek ι, whose look-alike is l)."""
+    if text.isascii():
+        return text
+    kept = []
+    dropping = True  # a mark before any letter sits on nothing
+    for c in text:
+        if c in _IGNORABLE:
+            continue
+        if unicodedata.category(c) in _MARKS:
+            if dropping:
+                continue
+        else:
+            dropping = marks_dropped.contains(c)
+        kept.append(c)
+    return "".join(kept)
 
 
 def normalise(name: str) -> str:
@@ -181,12 +224,15 @@ def normalise(name: str) -> str:
     its C, and 'abcco' agree, and so do 貿易 and 贸易. The skeleton is taken of the name
     in capitals (a capital Cyrillic В looks like B, its small в like no Latin letter; I
     and l look alike only as I) and again after case folding (the small letters' own
-    look-alikes: rn for m). Marks and ignorables are dropped from the skeleton's output,
-    where NFKD has set them apart from their letters."""
-    wide = _simplified(unicodedata.normalize("NFKD", name)).upper()
+    look-alikes: rn for m). Marks and ignorables are dropped right after NFKD has set
+    them apart from their letters, before anything else reads the name, and again from
+    the skeleton's output; the marks of the scripts they spell in are kept (ガ is not
+    カ, महेश not महश), in the decomposed form the skeleton gives both names compared."""
+    given = _unmarked(unicodedata.normalize("NFKD", name), _MARKS_DROPPED_GIVEN)
+    wide = _simplified(given).upper()
     folded = _SPOOF.getSkeleton(0, _SPOOF.getSkeleton(0, wide).casefold())
-    return "".join(c for c in folded
-                   if unicodedata.category(c) not in _LEFT_OUT and c not in _IGNORABLE)
+    return "".join(c for c in _unmarked(folded, _MARKS_DROPPED_SKELETON)
+                   if unicodedata.category(c) not in _LEFT_OUT)
 
 
 def normalise_account(account: str) -> str:
