@@ -24,8 +24,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway.collector import tune_collector
-from gateway import (bulk, intake, internal_hold, jsontext, key_reuse, keys, logs, outbound,
-                     payments, ready, recon, recovery, scope, status_hold, store, webhook)
+from gateway import (bulk, dbopen, intake, internal_hold, jsontext, key_reuse, keys, logs,
+                     outbound, payments, ready, recon, recovery, scope, status_hold, store,
+                     webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -261,7 +262,15 @@ class Gateway:
         self.keyring = KeyRing.load(self.settings.keys_path, [self.settings.bank_code],
                                     self.settings.signature_algorithm,
                                     frozenset(self.settings.unverified_senders))
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception as exc:
+            refused = dbopen.refusal(self.settings, exc)
+            if refused is None:
+                raise
+            await self.store.close()
+            logs.unfollow_clock(self.clock)
+            raise refused from None
         try:
             named = self.clock_source, source_of(self.settings, "clock")
             await self.store.run(lambda tx: check_clock(
