@@ -115,4 +115,4 @@ def test_the_problems_of_every_stage_are_told_together(
         ("setting_unknown", f"log_levl in {path}"),
         ("setting_malformed", f"queue_depth_max in {path}"),
         ("setting_malformed", f"port in {path}"),
-        ("setting_malformed", f"hvps_open_at in {path}")]
+        ("timetable_time_must_be_hh_mm", f"hvps_open_at in {path}")]
