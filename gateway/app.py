@@ -24,8 +24,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import ledger
 from gateway.collector import tune_collector
-from gateway import (bulk, intake, internal_hold, jsontext, key_reuse, keys, logs, outbound,
-                     payments, ready, recon, recovery, scope, status_hold, store, webhook)
+from gateway import (bulk, dbopen, deployment, intake, internal_hold, jsontext, key_reuse,
+                     keys, logs, outbound, payments, ready, recon, recovery, scope,
+                     status_hold, store, webhook)
 from gateway.cluster import Cluster
 from gateway.batcher import Batcher
 from gateway.calendar import ALERT_DATA_MISSING, BusinessCalendar
@@ -182,6 +183,7 @@ class Gateway:
         self.keyring: KeyRing | None = None
         self._key_unknown_alerted: dict[str, float] = {}
         self.redis: aioredis.Redis | None = None
+        self.database_id = ""  # the database's identity, read at start (gateway.deployment)
         self.streams: Coalescer | None = None  # pipelined XADD/XACK (gateway.coalesce)
         self.embedded_redis: EmbeddedRedis | None = None
         self.http: aiohttp.ClientSession | None = None  # the webhook's
@@ -261,7 +263,15 @@ class Gateway:
         self.keyring = KeyRing.load(self.settings.keys_path, [self.settings.bank_code],
                                     self.settings.signature_algorithm,
                                     frozenset(self.settings.unverified_senders))
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception as exc:
+            refused = dbopen.refusal(self.settings, exc)
+            if refused is None:
+                raise
+            await self.store.close()
+            logs.unfollow_clock(self.clock)
+            raise refused from None
         try:
             named = self.clock_source, source_of(self.settings, "clock")
             await self.store.run(lambda tx: check_clock(
@@ -287,6 +297,9 @@ class Gateway:
         if self.hvps_hold is not None:
             log.warning("event=hvps_sending_held since=%s at_start=true",
                         self.hvps_hold["since"])
+        # The database's identity, recorded in the Redis it is given (gateway.deployment).
+        self.database_id = await self.store.run(
+            lambda tx: deployment.database_id(tx, self.clock.now()))
         try:
             await self._open_redis()
         except PaygateError:
@@ -365,6 +378,11 @@ class Gateway:
         self.streams = Coalescer(self.redis)
         try:
             await self._redis_loaded()
+            if self.settings.redis_url:  # an embedded Redis is this gateway's own
+                await deployment.claim_redis(
+                    self.redis, self.database_id,
+                    deployment.described(self.store.url, self.store.dialect),
+                    source_of(self.settings, "redis_url"), redis_url)
         except REDIS_DOWN_ERRORS as exc:
             raise PaygateError(Problem(
                 "redis_unreachable", source_of(self.settings, "redis_url"), redis_url,

@@ -197,38 +197,37 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None,
         if env is not None:
             values[name] = env
             sources[name] = f"PAYGATE_{name.upper()}"
-    unknown = [Problem("setting_unknown", variable, None,
-                       "a PAYGATE_ variable naming a setting listed in README.md")
-               for variable in sorted(os.environ) if variable.startswith("PAYGATE_")
-               and variable[len("PAYGATE_"):].lower() not in known
-               and not variable.startswith(_OTHER_VARIABLES)]
-    if unknown:
-        raise PaygateError(unknown)
+    # Every problem is told together, in this order: misspelt variables, unknown keys,
+    # values of the wrong type, then the checks of the values that have their type.
+    problems = [Problem("setting_unknown", variable, None,
+                        "a PAYGATE_ variable naming a setting listed in README.md")
+                for variable in sorted(os.environ) if variable.startswith("PAYGATE_")
+                and variable[len("PAYGATE_"):].lower() not in known
+                and not variable.startswith(_OTHER_VARIABLES)]
     if name_redis := os.environ.get("REDIS_URL"):
         if "redis_url" not in values:
             sources["redis_url"] = "REDIS_URL"
         values.setdefault("redis_url", name_redis)
     values.update(overrides or {})
     sources.update((name, (flags or {}).get(name, name)) for name in overrides or {})
-    problems = [Problem("setting_unknown", sources.get(name, name), None,
-                        "a setting listed in README.md")
-                for name in values if name not in known]
-    if problems:
-        raise PaygateError(problems)
+    problems += [Problem("setting_unknown", sources.get(name, name), None,
+                         "a setting listed in README.md")
+                 for name in values if name not in known]
     settings = Settings()
     settings._sources = sources  # type: ignore[attr-defined]  # not a field: not hashed
-    coerced = []
+    named: list[Problem] = []
     for name, value in values.items():
+        if name not in known:
+            continue
         try:
             setattr(settings, name, _coerce(name, value, getattr(settings, name)))
         except PaygateError as exc:
-            coerced.extend(exc.problems)
-    try:
-        if coerced:
-            raise PaygateError(coerced)
-        _check(settings)
-    except PaygateError as exc:
-        raise in_source_terms(settings, exc) from None
+            named.extend(exc.problems)  # the setting keeps its default for the checks
+    named.extend(_problems(settings))
+    if named:
+        problems += in_source_terms(settings, PaygateError(named)).problems
+    if problems:
+        raise PaygateError(problems)
     return settings
 
 
@@ -286,9 +285,10 @@ def is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
 
 
-def _check(settings: Settings) -> None:
+def _problems(settings: Settings) -> list[Problem]:
     """Every setting checked, all problems told together. A value not of its setting's
-    type is told as such, and the other checks see the default in its place."""
+    type is told as such, and the other checks see the default in its place; so do the
+    checks other parts make (`_check_elsewhere`) in place of a value already refused."""
     defaults = asdict(Settings())
     values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
     problems = config_values.type_problems(values, defaults)
@@ -352,9 +352,12 @@ def _check(settings: Settings) -> None:
     problems.extend(config_values.signature_problems(s.signature_algorithm))
     problems.extend(config_values.files_problems(s.operators_file, s.screening_file,
                                                         s.data_path))
-    if problems:
-        raise PaygateError(problems)
-    _check_elsewhere(s)
+    refused = {p.path for p in problems if p.path in defaults}
+    try:
+        _check_elsewhere(replace(s, **{name: defaults[name] for name in refused}))
+    except PaygateError as exc:
+        problems.extend(exc.problems)
+    return problems
 
 
 def _balance_accounts_problems(s: Settings) -> list[Problem]:

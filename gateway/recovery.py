@@ -47,6 +47,47 @@ LETTER_PAGE = 1000
 # Inbox states of an inbound message that is no longer failed: its letter is history.
 RESOLVED_INBOX = ("processed", "refused")
 IDS_PER_QUERY = 500
+# How many of the rows put back a log line names by their ids (their count is given).
+NAMED_MAX = 10
+
+
+def named_work(tx: Any, out: list[tuple[int, str]], inbox: list[tuple[int]],
+               reclaimed: list[tuple[int, str]]) -> str:
+    """The ` key=value` fields of a line about work put back on the streams: the
+    payments and message ids of the outbox rows (the first NAMED_MAX), of those of them
+    taken back from a sender that is gone (`reclaimed`: sent again, though the NPC may
+    have had them; the NPC acknowledges such a message as a duplicate) and of the inbox
+    rows. A list cut short ends with `+N`, the rows left out."""
+    again = sorted(i for i, _ in reclaimed)
+    fields = _outbox_fields(tx, "", [i for i, _ in out])
+    if again:
+        fields["reclaimed"] = str(len(again))
+        fields.update(_outbox_fields(tx, "reclaimed_", again))
+    received = [i for (i,) in inbox[:NAMED_MAX]]
+    if received:
+        messages = tx.query("SELECT mesg_id FROM inbox WHERE id IN (%s) ORDER BY id"
+                            % ",".join(str(int(i)) for i in received), ())
+        fields["inbox_msg_ids"] = _listed([m for (m,) in messages],
+                                          len(inbox) - len(received))
+    return "".join(f" {key}={value}" for key, value in fields.items() if value)
+
+
+def _outbox_fields(tx: Any, prefix: str, ids: list[int]) -> dict[str, str]:
+    shown = ids[:NAMED_MAX]
+    if not shown:
+        return {}
+    rows = tx.query("SELECT payment_id, mesg_id FROM outbox WHERE id IN (%s) ORDER BY id"
+                    % ",".join(str(int(i)) for i in shown), ())
+    return {f"{prefix}payments": _listed([p for p, _ in rows if p], len(ids) - len(shown)),
+            f"{prefix}msg_ids": _listed([m for _, m in rows if m], len(ids) - len(shown))}
+
+
+def _listed(values: list[Any], left: int) -> str:
+    """`values` comma-separated, then `+N` for `left` more rows not shown."""
+    text = ",".join(str(v) for v in values)
+    if left <= 0:
+        return text
+    return f"{text},+{left}" if text else f"+{left}"
 
 
 async def sweep_forever(gw: Any) -> None:
@@ -92,10 +133,11 @@ async def sweep(gw: Any) -> int:
     lanes_held = getattr(gw, "hvps_hold", None) is not None
     skip = f" AND stream NOT IN ({_HVPS_LANES})" if lanes_held else ""
 
-    def work(tx: Any) -> tuple[list, list]:
+    def work(tx: Any) -> tuple[list, list, str]:
         out = outbound.orphaned(tx, now, lease_ended)
         if lanes_held:
             out = [(i, stream) for i, stream in out if stream not in keys.HVPS_LANES]
+        reclaimed = list(out)
         if held:
             # The link is down: its deliveries wait in the outbox, and one row (the
             # oldest) goes back per pass for the one attempt allowed (gateway.link).
@@ -113,11 +155,13 @@ async def sweep(gw: Any) -> int:
         if pending:
             tx.execute("UPDATE outbox SET updated_at = ? WHERE id IN (%s)" % ",".join(
                 str(int(i)) for i, _ in pending), (now.isoformat(),))
-        return out + pending, inbox
-    out, inbox = await gw.store.run(work)
+        named = named_work(tx, out + pending, inbox, reclaimed) if out or pending or inbox \
+            else ""
+        return out + pending, inbox, named
+    out, inbox, named = await gw.store.run(work)
     if out or inbox:
         await _requeue(gw, out, inbox)
-        log.info("event=swept outbox=%s inbox=%s", len(out), len(inbox))
+        log.info("event=swept outbox=%s inbox=%s%s", len(out), len(inbox), named)
     if gw.hvps_open:  # nothing waits for a window that is open
         await gw.release_waiting()
     return len(out) + len(inbox)
@@ -157,16 +201,16 @@ async def recover(gw: Any) -> None:
     older_than = None if gw.store.dialect == "sqlite" else \
         now - timedelta(seconds=outbound.CLAIM_LEASE_S)
 
-    def work(tx: Any) -> tuple[list, list]:
-        outbound.orphaned(tx, now, older_than)
+    def work(tx: Any) -> tuple[list, list, str]:
+        reclaimed = outbound.orphaned(tx, now, older_than)
         out = outbound.unfinished(tx)
         inbox = tx.query("SELECT id FROM inbox WHERE state = 'received' ORDER BY id", ())
-        return out, inbox
-    out, inbox = await gw.store.run(work)
+        return out, inbox, named_work(tx, out, inbox, reclaimed)
+    out, inbox, named = await gw.store.run(work)
     await _requeue(gw, out, inbox)
     restored = await restore_letters(gw, "at start-up")
-    log.info("event=recovered outbox=%s inbox=%s letters_restored=%s", len(out), len(inbox),
-             restored)
+    log.info("event=recovered outbox=%s inbox=%s letters_restored=%s%s", len(out),
+             len(inbox), restored, named)
 
 
 async def restore_letters(gw: Any, by: str, older_than: datetime | None = None,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Awaitable, Callable
 
 import ledger
-from gateway import critical, dialect, logs, status_hold, workstate
+from gateway import critical, deployment, dialect, logs, status_hold, workstate
 from gateway.errors import PaygateError
 
 log = logging.getLogger("paygate.store")
@@ -424,7 +424,7 @@ class Store:
                 # (PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
                 # concurrent one); the lock ends with this transaction.
                 tx.query_one(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})", ())
-            dialect.install(tx, SCHEMA + status_hold.TABLES)
+            dialect.install(tx, SCHEMA + status_hold.TABLES + deployment.TABLES)
             critical.install(tx)
             for table, columns in ADDED_COLUMNS.items():
                 dialect.add_columns(tx, table, columns)

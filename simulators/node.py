@@ -94,6 +94,23 @@ def dropped_problem(raw: bytes) -> Problem:
                    "participant, so nobody is told of it (no ccms.990, no ccms.911)")
 
 
+# How many of a duplicate message's transaction ids its log line names.
+TX_IDS_NAMED = 10
+
+
+def carried_tx_ids(root: Any) -> dict[str, str]:
+    """The log fields naming the transactions a message carries (its TxId elements):
+    `tx_ids` (the first TX_IDS_NAMED, then `+N` for the rest) and `tx_count`; none for
+    a message that carries no transaction."""
+    found = [e.text or "" for e in root.iter("{*}TxId")] if root is not None else []
+    if not found:
+        return {}
+    shown = ",".join(found[:TX_IDS_NAMED])
+    left = len(found) - TX_IDS_NAMED
+    return {"tx_ids": f"{shown},+{left}" if left > 0 else shown,
+            "tx_count": str(len(found))}
+
+
 def _xml_msg_id(decoded: codec.Decoded) -> str:
     found = decoded.root.find("./*/{*}GrpHdr/{*}MsgId")
     return (found.text or "").strip() if found is not None else decoded.header.mesg_id
@@ -155,7 +172,8 @@ class Node:
         if not first_time:
             self.store.add("duplicates")
             event(log, "duplicate_acknowledged", sender=header.orig_sender,
-                  mesg_type=header.mesg_type, mesg_id=header.mesg_id)
+                  mesg_type=header.mesg_type, mesg_id=header.mesg_id,
+                  **carried_tx_ids(decoded.root))
             return "duplicate"
         event(log, "taken",
               logging.DEBUG if header.mesg_type in _TAKEN_QUIETLY else logging.INFO,

@@ -95,3 +95,24 @@ def test_a_screened_debits_margin_leaves_the_deadline_sweep_time(
         config.load(None, values)
     assert [(p.code, p.path, p.value) for p in exc.value.problems] == [
         ("setting_malformed", "beps_debit_review_margin_s", margin)]
+
+
+def test_the_problems_of_every_stage_are_told_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt variable, a misspelt key, a value of the wrong type and values out of
+    range (one checked here, one by the timetable) are refused in one answer, in that
+    order, each under its own code; the value of the wrong type is not range-checked."""
+    path = tmp_path / "paygate.toml"
+    path.write_text('port = 70000\nhvps_open_at = "25:00"\nlog_levl = "DEBUG"\n'
+                    'queue_depth_max = "many"\n', encoding="utf-8")
+    monkeypatch.setenv("PAYGATE_POTR", "1")
+
+    with pytest.raises(PaygateError) as refused:
+        config.load(str(path))
+
+    assert [(p.code, p.path) for p in refused.value.problems] == [
+        ("setting_unknown", "PAYGATE_POTR"),
+        ("setting_unknown", f"log_levl in {path}"),
+        ("setting_malformed", f"queue_depth_max in {path}"),
+        ("setting_malformed", f"port in {path}"),
+        ("timetable_time_must_be_hh_mm", f"hvps_open_at in {path}")]

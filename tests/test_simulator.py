@@ -4,6 +4,7 @@ reconciliation, driven over its real HTTP link by a fake bank on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from lxml import etree
 
 from gateway.messages import codec
 from gateway.messages.envelope import decode as decode_envelope
+from simulators import node
 from simulators.settings import DEFAULT_BALANCES_FEN, OUR_BANK
 from simulators.testing import (PEER, WORK_DATE, BankSender, World, field, post_envelopes,
                                 simulated)
@@ -195,6 +197,33 @@ def test_duplicate_acknowledged_but_settled_once(tmp_path: Path) -> None:
     assert (once["settled"], once["duplicates"], once["settled_twice"]) == (1, 1, [])
     assert once["balances"][OUR_BANK] == DEFAULT_BALANCES_FEN[OUR_BANK] - 1_000
     assert (twice["settled"], twice["settled_twice"]) == (2, ["2026120700000007"])
+
+
+def test_a_duplicate_is_logged_with_the_transactions_it_carries(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`event=duplicate_acknowledged` names the payment sent again, beside its message
+    id, so that it can be found in the gateway's log (its `event=recovered` line)."""
+    async def scenario() -> None:
+        async with simulated(tmp_path) as w:
+            raw = w.sender.credit(1_000, tx_id="2026120700000008")
+            await w.send(raw)
+            with caplog.at_level(logging.INFO, logger="npc.node"):
+                await w.send(raw)
+
+    run(scenario())
+
+    [fields] = [getattr(r, "kv_fields") for r in caplog.records
+                if r.getMessage() == "duplicate_acknowledged"]
+    assert (fields["tx_ids"], fields["tx_count"]) == ("2026120700000008", "1")
+
+
+def test_a_long_list_of_transactions_is_cut_and_counted() -> None:
+    root = etree.fromstring("<D xmlns='urn:x'>" + "".join(
+        f"<Tx><TxId>T{n:02d}</TxId></Tx>" for n in range(12)) + "</D>")
+
+    assert node.carried_tx_ids(root) == {
+        "tx_ids": ",".join(f"T{n:02d}" for n in range(10)) + ",+2", "tx_count": "12"}
+    assert node.carried_tx_ids(etree.fromstring("<D/>")) == {}
 
 
 def _tampered(sender: BankSender) -> bytes:
