@@ -86,7 +86,11 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
 _IGNORABLE_CHARACTERS = (
     "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
     "\ufff0-\ufff8\U000e0000-\U000e0fff" + _NONCHARACTERS)
-_UNSAFE_CHARACTERS = ("\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _FORMAT_CHARACTERS
+# The line and paragraph separators (U+2028, U+2029: categories Zl, Zp) break a line
+# as the control characters above do, in a field that is one line.
+_SEPARATORS = "\u2028\u2029"
+_UNSAFE_CHARACTERS = ("\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + _SEPARATORS
+                      + _FORMAT_CHARACTERS
                       + _IGNORABLE_CHARACTERS)
 _UNSAFE_TEXT = re.compile(f"[{_UNSAFE_CHARACTERS}]")
 UNSAFE_TEXT_EXPECTED = ("printable text without control, noncharacter or invisible "

@@ -35,6 +35,8 @@ def refused_at(body: dict) -> list[tuple[str, str]]:
     ("payee_name", "对手\u200e客户"),                  # left-to-right mark
     ("payee_name", "对手\u202e户客"),                  # right-to-left override
     ("remittance_info", "货\u200b款"),
+    ("payee_name", "对手\u2028客户"),                 # line separator
+    ("payer_name", "示例\u2029客户"),                 # paragraph separator
 ])
 def test_an_invisible_character_is_refused(field, value):
     assert refused_at(dict(BODY, **{field: value})) == [
